@@ -1,0 +1,295 @@
+//! How maildns talks to DNS hosts.
+//!
+//! This crate moves TXT record sets to and from DNS hosts. It knows nothing of
+//! SPF, DKIM or DMARC: callers hand it names and [`TxtRecord`]s, and every adapter
+//! (one module per host under [`hosts`]) implements the same small [`Provider`]
+//! trait, whose contract is written below and checked by one conformance suite.
+
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod hosts;
+pub mod http;
+pub mod name;
+pub mod secret;
+pub mod txt;
+
+use std::time::Duration;
+
+pub use error::{Error, ErrorKind, Operation};
+pub use name::{Fqdn, NameError};
+pub use secret::Secret;
+pub use txt::{CharacterString, Split, Transport, TxtRecord};
+
+/// A zone as a host knows it: its apex name and the host's own identifier for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Zone {
+    /// The zone apex.
+    pub name: Fqdn,
+    /// The host's identifier (Cloudflare zone id, Route 53 hosted zone id, `example.com.` for PowerDNS).
+    pub id: String,
+}
+
+/// All TXT records at one name, with the set's TTL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxtSet {
+    /// Time to live of the set, in seconds.
+    pub ttl: u32,
+    /// The records, each an ordered list of character-strings, in the host's order.
+    pub records: Vec<TxtRecord>,
+}
+
+/// A request-rate limit a host documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests allowed per window.
+    pub requests: u32,
+    /// Window length.
+    pub per: Duration,
+}
+
+/// What a host can hold and how it may be driven, as declared by its adapter.
+///
+/// `publish` checks every record against the profile before any write, and
+/// `maildns diagnose` compares the declaration with what the host really does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    /// Most bytes in one character-string the host accepts (255 for all known hosts).
+    pub max_string_bytes: usize,
+    /// Most bytes in one record's joined value, when the host has a limit.
+    pub max_value_bytes: Option<usize>,
+    /// Most bytes of the record as the host counts it in its encoded form
+    /// (quotes, escapes and separating spaces included), when it has such a limit.
+    pub max_encoded_bytes: Option<usize>,
+    /// Whether one record can carry several character-strings.
+    pub multi_string: bool,
+    /// Whether the host splits one long string into 255-byte strings itself.
+    pub auto_split: bool,
+    /// Only printable ASCII (0x20..=0x7e) is accepted.
+    pub printable_ascii_only: bool,
+    /// Bytes the host refuses or mangles inside TXT data.
+    pub forbidden_bytes: Vec<u8>,
+    /// Lowest TTL the host accepts.
+    pub min_ttl: u32,
+    /// The documented request-rate limit.
+    pub rate_limit: Option<RateLimit>,
+    /// How many requests maildns may have in flight against the host at once.
+    pub concurrency: usize,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile {
+            max_string_bytes: txt::MAX_STRING,
+            max_value_bytes: None,
+            max_encoded_bytes: None,
+            multi_string: true,
+            auto_split: false,
+            printable_ascii_only: false,
+            forbidden_bytes: Vec::new(),
+            min_ttl: 1,
+            rate_limit: None,
+            concurrency: 8,
+        }
+    }
+}
+
+/// A record a host cannot hold as it is, found before anything is sent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, thiserror::Error)]
+#[serde(tag = "limit", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LimitError {
+    /// A string is longer than the host takes.
+    #[error("a character-string of {len} bytes is over the host's limit of {max}")]
+    StringTooLong {
+        /// Length of the string.
+        len: usize,
+        /// The host's limit.
+        max: usize,
+    },
+    /// The joined value is longer than the host takes.
+    #[error("the value is {len} bytes, over the host's limit of {max}")]
+    ValueTooLong {
+        /// Length of the value.
+        len: usize,
+        /// The host's limit.
+        max: usize,
+    },
+    /// The encoded record is longer than the host takes.
+    #[error(
+        "the record is {len} bytes as the host counts it (quotes and escapes included), over its limit of {max}"
+    )]
+    EncodedTooLong {
+        /// Encoded length.
+        len: usize,
+        /// The host's limit.
+        max: usize,
+    },
+    /// The host keeps one string per record and this value needs several.
+    #[error("the host stores a single character-string per record and this value needs {strings}")]
+    SingleStringOnly {
+        /// Strings needed.
+        strings: usize,
+    },
+    /// A byte the host refuses or alters.
+    #[error("byte 0x{byte:02x} at offset {at} is not accepted by the host")]
+    ForbiddenByte {
+        /// The byte.
+        byte: u8,
+        /// Offset in the joined value.
+        at: usize,
+    },
+}
+
+impl Profile {
+    /// Checks that the host can hold `record` unchanged.
+    pub fn check(&self, record: &TxtRecord) -> Result<(), LimitError> {
+        for s in record.strings() {
+            if s.len() > self.max_string_bytes {
+                return Err(LimitError::StringTooLong {
+                    len: s.len(),
+                    max: self.max_string_bytes,
+                });
+            }
+        }
+        if !self.multi_string && record.strings().len() > 1 {
+            return Err(LimitError::SingleStringOnly {
+                strings: record.strings().len(),
+            });
+        }
+        if let Some(max) = self.max_value_bytes
+            && record.value_len() > max
+        {
+            return Err(LimitError::ValueTooLong {
+                len: record.value_len(),
+                max,
+            });
+        }
+        if let Some(max) = self.max_encoded_bytes {
+            let len = record.to_presentation().len();
+            if len > max {
+                return Err(LimitError::EncodedTooLong { len, max });
+            }
+        }
+        for (at, &byte) in record.value().iter().enumerate() {
+            if (self.printable_ascii_only && !(0x20..=0x7e).contains(&byte))
+                || self.forbidden_bytes.contains(&byte)
+            {
+                return Err(LimitError::ForbiddenByte { byte, at });
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-splits a value so it suits this host: strings of at most `max_string_bytes`.
+    pub fn shape(&self, record: &TxtRecord) -> TxtRecord {
+        if record
+            .strings()
+            .iter()
+            .all(|s| s.len() <= self.max_string_bytes)
+        {
+            record.clone()
+        } else {
+            TxtRecord::split_max(&record.value(), self.max_string_bytes)
+        }
+    }
+}
+
+/// A DNS host that holds TXT record sets.
+///
+/// # Contract
+/// - Names are always within the zone passed in; adapters never touch other names.
+/// - [`Provider::read_txt`] returns the set exactly as the host holds it, each
+///   record's character-strings in order, or `None` when there is no TXT set.
+/// - [`Provider::replace_txt`] makes the set at `name` exactly `set` (all records,
+///   that TTL). Writing the set the host already holds is harmless. An empty
+///   `set.records` deletes the set.
+/// - [`Provider::delete_txt`] removes the whole TXT set at `name`; deleting a set
+///   that does not exist succeeds.
+/// - Records are checked against [`Provider::profile`] before anything is sent:
+///   a record the host would mangle is refused with [`ErrorKind::Limit`].
+/// - Errors carry the provider, operation, name, HTTP status or DNS rcode, and the
+///   host's own message — never a credential.
+#[async_trait::async_trait]
+pub trait Provider: Send + Sync {
+    /// Short code of the host kind, e.g. `powerdns`.
+    fn kind(&self) -> &'static str;
+
+    /// What the host can hold and how hard it may be driven.
+    fn profile(&self) -> &Profile;
+
+    /// The zone that holds `name`: the longest matching zone the host serves.
+    async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error>;
+
+    /// The TXT set at `name`, as the host holds it.
+    async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error>;
+
+    /// Makes the TXT set at `name` exactly `set`.
+    async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error>;
+
+    /// Removes the TXT set at `name` (succeeds when absent).
+    async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error>;
+}
+
+/// Walks up from `name` through its parents, yielding candidate zone apexes
+/// (longest first). Hosts without a "which zone holds this name" query use it.
+pub fn zone_candidates(name: &Fqdn) -> Vec<Fqdn> {
+    let mut out = vec![name.clone()];
+    let mut cur = name.clone();
+    while let Some(p) = cur.parent() {
+        out.push(p.clone());
+        cur = p;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_check_reports_each_limit() {
+        let p = Profile {
+            max_encoded_bytes: Some(20),
+            ..Profile::default()
+        };
+        let r = TxtRecord::from_value(b"0123456789012345678");
+        assert_eq!(
+            p.check(&r),
+            Err(LimitError::EncodedTooLong { len: 21, max: 20 })
+        );
+        let p = Profile {
+            multi_string: false,
+            ..Profile::default()
+        };
+        let r = TxtRecord::from_value(vec![b'a'; 300]);
+        assert_eq!(
+            p.check(&r),
+            Err(LimitError::SingleStringOnly { strings: 2 })
+        );
+        let p = Profile {
+            printable_ascii_only: true,
+            ..Profile::default()
+        };
+        assert_eq!(
+            p.check(&TxtRecord::from_value(b"ab\xffc")),
+            Err(LimitError::ForbiddenByte { byte: 0xff, at: 2 })
+        );
+        assert!(Profile::default().check(&r).is_ok());
+    }
+
+    #[test]
+    fn zone_candidates_walk_up() {
+        let n = Fqdn::parse("a._domainkey.example.com").unwrap();
+        let c: Vec<String> = zone_candidates(&n).iter().map(|f| f.to_string()).collect();
+        assert_eq!(
+            c,
+            [
+                "a._domainkey.example.com",
+                "_domainkey.example.com",
+                "example.com",
+                "com"
+            ]
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! maildns: publishes the DNS records that authenticate a domain's mail (SPF, DKIM,
+//! DMARC and, on request, the historic ADSP) through the DNS host's API, watches
+//! them propagate to every authoritative server, and rotates DKIM keys.
+//!
+//! The binary (`src/main.rs`, `cli/`) is thin; the work lives in these modules.
+//! Dependencies point down: cli -> daemon/rotation/publish/diagnose ->
+//! propagation/signer/records/keys/config -> the `maildns-providers` crate.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod diagnose;
+pub mod keys;
+pub mod propagation;
+pub mod publish;
+pub mod records;
+pub mod rotation;
+pub mod secrets;
+pub mod signer;

@@ -1,0 +1,5 @@
+//! The `maildns` command.
+
+fn main() {
+    std::process::exit(maildns::cli::main());
+}
