@@ -5,6 +5,9 @@
 //! Only loopback addresses are ever used.
 
 pub mod bind;
+pub mod conformance;
+pub mod fakes;
+pub mod opendkim;
 pub mod powerdns;
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};

@@ -1,0 +1,11 @@
+//! Local, stateful HTTP fakes of cloud DNS APIs, bound to 127.0.0.1 at a free port.
+//! Each follows its host's documented request and response shapes, TXT quirks and
+//! error bodies (see shared/notes/provider-apis.md and fixtures/providers/<host>/).
+
+pub mod cloudflare;
+pub mod desec;
+pub mod digitalocean;
+pub mod gandi;
+pub mod google;
+pub mod hetzner;
+pub mod route53;

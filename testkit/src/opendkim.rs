@@ -1,0 +1,1 @@
+//! A real OpenDKIM started in the foreground on loopback (to be written).
