@@ -301,8 +301,11 @@ fn resolve(name: &str, origin: &Fqdn, line: usize) -> Result<Fqdn, ZoneParseErro
     n.map_err(|e| err(format!("bad name '{name}': {e}")))
 }
 
+/// A logical record: first and last line, whether the owner field is blank, tokens.
+type Logical = (usize, usize, bool, Vec<Token>);
+
 /// Splits the file into logical records (parentheses joined, comments dropped).
-fn logical_records(text: &str) -> Result<Vec<(usize, usize, bool, Vec<Token>)>, ZoneParseError> {
+fn logical_records(text: &str) -> Result<Vec<Logical>, ZoneParseError> {
     let mut out = Vec::new();
     let mut tokens: Vec<Token> = Vec::new();
     let mut depth = 0usize;
