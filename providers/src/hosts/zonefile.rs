@@ -642,7 +642,7 @@ mod tests {
     fn set(values: &[&str]) -> TxtSet {
         TxtSet {
             ttl: 300,
-            records: values.iter().map(|v| TxtRecord::from_value(v)).collect(),
+            records: values.iter().map(TxtRecord::from_value).collect(),
         }
     }
 
