@@ -1,1 +1,1207 @@
-//! (to be written)
+//! TOML configuration -> validated types, in one place.
+//!
+//! Nothing downstream re-validates strings: names are [`Fqdn`]s, SPF and DMARC
+//! policies are parsed records, durations are durations. Every error names the
+//! file, the line and the key, and suggests the fix; all errors of a file are
+//! reported at once. Configuration files never need to hold a secret: accounts
+//! name where their credential comes from (see [`crate::secrets`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use maildns_providers::Fqdn;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::keys::{Algorithm, KeySpec};
+use crate::records::{adsp::Adsp, dmarc::Dmarc, spf::Spf};
+
+/// Where `--config` looks when not given: these, in order.
+pub const DEFAULT_PATHS: [&str; 2] = ["maildns.toml", "/etc/maildns/maildns.toml"];
+
+/// One configuration problem, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// Dotted key, e.g. `domains."example.com".dkim.bits`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, " (hint: {h})")?;
+        }
+        Ok(())
+    }
+}
+
+/// All problems found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Where keys and the state store live.
+    pub state_dir: PathBuf,
+    /// Provider accounts by name.
+    pub accounts: BTreeMap<String, Account>,
+    /// Domains, in file order.
+    pub domains: Vec<Domain>,
+    /// The DKIM signer, when maildns drives one.
+    pub signer: Option<Signer>,
+    /// Safety settings for `publish`.
+    pub publish: PublishPolicy,
+    /// Propagation watching.
+    pub propagation: Propagation,
+}
+
+/// Safety settings for `publish`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishPolicy {
+    /// Refuse (without `--force`) a run that deletes more than this share of managed records.
+    pub max_delete_share: f64,
+}
+
+/// Propagation watching settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Propagation {
+    /// Timeout for the CLI (`publish --wait`, `watch`).
+    pub timeout: Duration,
+    /// Timeout for the daemon.
+    pub daemon_timeout: Duration,
+    /// Recursive resolvers for discovery (empty: the system's).
+    pub resolvers: Vec<SocketAddr>,
+    /// Recursive resolvers also checked and reported.
+    pub check_resolvers: Vec<SocketAddr>,
+    /// Whether the recursive check gates success.
+    pub require_resolvers: bool,
+}
+
+/// Where an account's credential comes from (never the credential itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// Environment variable to read first.
+    pub env: String,
+    /// A token file, refused unless mode 0600 or stricter.
+    pub token_file: Option<PathBuf>,
+}
+
+/// A named provider account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Its name in the config.
+    pub name: String,
+    /// The host and how to reach it.
+    pub provider: ProviderConfig,
+    /// Where its credential comes from.
+    pub credential: Credential,
+}
+
+/// Host-specific account settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProviderConfig {
+    /// An RFC 1035 zone file (the embedded default).
+    ZoneFile {
+        /// The file.
+        path: PathBuf,
+        /// Bump the SOA serial when the file holds it.
+        bump_serial: bool,
+    },
+    /// PowerDNS Authoritative HTTP API.
+    PowerDns {
+        /// API base URL, e.g. `http://127.0.0.1:8081/api/v1`.
+        base_url: String,
+        /// Server id, normally `localhost`.
+        server_id: String,
+    },
+    /// RFC 2136 dynamic update with TSIG.
+    Rfc2136 {
+        /// Primary server address.
+        server: SocketAddr,
+        /// TSIG key name.
+        key_name: String,
+        /// TSIG algorithm (`hmac-sha256`, `hmac-sha384`, `hmac-sha512`).
+        algorithm: String,
+    },
+    /// A cloud host reached over HTTPS.
+    Cloud {
+        /// Host code: cloudflare, route53, digitalocean, hetzner, gandi, desec, google.
+        kind: CloudKind,
+        /// API base URL override (tests and API-compatible hosts).
+        base_url: Option<String>,
+        /// Google Cloud project (default: the service account's).
+        project: Option<String>,
+        /// Wait for Route 53 changes to reach INSYNC.
+        wait_insync: bool,
+    },
+}
+
+/// The cloud hosts maildns knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CloudKind {
+    /// Cloudflare.
+    Cloudflare,
+    /// Amazon Route 53.
+    Route53,
+    /// DigitalOcean.
+    DigitalOcean,
+    /// Hetzner (Cloud API DNS).
+    Hetzner,
+    /// Gandi LiveDNS.
+    Gandi,
+    /// deSEC.
+    Desec,
+    /// Google Cloud DNS.
+    Google,
+}
+
+impl ProviderConfig {
+    /// The provider's code as written in the config.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProviderConfig::ZoneFile { .. } => "zonefile",
+            ProviderConfig::PowerDns { .. } => "powerdns",
+            ProviderConfig::Rfc2136 { .. } => "rfc2136",
+            ProviderConfig::Cloud { kind, .. } => match kind {
+                CloudKind::Cloudflare => "cloudflare",
+                CloudKind::Route53 => "route53",
+                CloudKind::DigitalOcean => "digitalocean",
+                CloudKind::Hetzner => "hetzner",
+                CloudKind::Gandi => "gandi",
+                CloudKind::Desec => "desec",
+                CloudKind::Google => "google",
+            },
+        }
+    }
+
+    /// Whether the account needs a credential.
+    pub fn needs_credential(&self) -> bool {
+        !matches!(self, ProviderConfig::ZoneFile { .. })
+    }
+}
+
+/// What to do with the old selector's record after the overlap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Retire {
+    /// Publish it with an empty `p=` (RFC 6376 §3.6.1: revoked).
+    Revoke,
+    /// Delete the record.
+    Remove,
+}
+
+/// DKIM settings of a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DkimPolicy {
+    /// One key per algorithm (RSA and, for dual signing, Ed25519).
+    pub keys: Vec<KeySpec>,
+    /// strftime format of new selectors (default `%Y%m`, as in the seed).
+    pub selector_format: String,
+    /// Rotate this long after a key became active (default 30 days).
+    pub rotation_interval: Duration,
+    /// Keep the old selector published this long after the switch (default 14 days).
+    pub overlap: Duration,
+    /// Refuse an overlap shorter than this (default 5 days, for queued mail).
+    pub min_overlap: Duration,
+    /// Revoke or remove the old record.
+    pub retire: Retire,
+    /// Publish retired private keys for deniability (opt-in, as dkim-rotate does).
+    pub publish_retired_private_keys: bool,
+    /// `t=y`: the domain is testing DKIM.
+    pub testing: bool,
+}
+
+/// A domain maildns manages.
+#[derive(Debug, Clone)]
+pub struct Domain {
+    /// The mail domain.
+    pub name: Fqdn,
+    /// The zone that holds it, when not found through the provider.
+    pub zone: Option<Fqdn>,
+    /// The account that publishes its records.
+    pub account: String,
+    /// TTL of the records maildns writes.
+    pub ttl: u32,
+    /// Authoritative servers to check instead of discovering them.
+    pub nameservers: Vec<SocketAddr>,
+    /// SPF policy at the domain.
+    pub spf: Option<Spf>,
+    /// DKIM keys and rotation.
+    pub dkim: Option<DkimPolicy>,
+    /// DMARC policy at `_dmarc`.
+    pub dmarc: Option<Dmarc>,
+    /// ADSP at `_adsp._domainkey` (historic; only when configured).
+    pub adsp: Option<Adsp>,
+}
+
+/// The OpenDKIM signer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signer {
+    /// opendkim.conf, when maildns should read it.
+    pub config: Option<PathBuf>,
+    /// Directory for new key files.
+    pub key_dir: PathBuf,
+    /// KeyTable file.
+    pub key_table: PathBuf,
+    /// SigningTable file.
+    pub signing_table: PathBuf,
+    /// The user OpenDKIM runs as.
+    pub user: String,
+    /// Command that makes OpenDKIM reload (SIGUSR1, never SIGHUP).
+    pub reload_command: Vec<String>,
+}
+
+// ---- raw (as written) ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    state_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    accounts: BTreeMap<String, Spanned<RawAccount>>,
+    #[serde(default)]
+    domains: BTreeMap<Spanned<String>, Spanned<RawDomain>>,
+    signer: Option<Spanned<RawSigner>>,
+    publish: Option<RawPublish>,
+    propagation: Option<RawPropagation>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPublish {
+    max_delete_share: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPropagation {
+    timeout: Option<Spanned<String>>,
+    daemon_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    resolvers: Vec<Spanned<String>>,
+    #[serde(default)]
+    check_resolvers: Vec<Spanned<String>>,
+    #[serde(default)]
+    require_resolvers: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    provider: Spanned<String>,
+    path: Option<Spanned<String>>,
+    bump_serial: Option<bool>,
+    base_url: Option<Spanned<String>>,
+    server_id: Option<String>,
+    server: Option<Spanned<String>>,
+    key_name: Option<Spanned<String>>,
+    algorithm: Option<Spanned<String>>,
+    project: Option<String>,
+    wait_insync: Option<bool>,
+    token_env: Option<Spanned<String>>,
+    token_file: Option<Spanned<String>>,
+    // A secret in the config is refused with a pointer to the right place.
+    token: Option<Spanned<toml::Value>>,
+    secret: Option<Spanned<toml::Value>>,
+    api_key: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDomain {
+    account: Spanned<String>,
+    zone: Option<Spanned<String>>,
+    ttl: Option<Spanned<i64>>,
+    #[serde(default)]
+    nameservers: Vec<Spanned<String>>,
+    spf: Option<Spanned<String>>,
+    dmarc: Option<Spanned<String>>,
+    adsp: Option<Spanned<String>>,
+    dkim: Option<Spanned<RawDkim>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDkim {
+    algorithms: Option<Spanned<Vec<String>>>,
+    bits: Option<Spanned<i64>>,
+    selector_format: Option<Spanned<String>>,
+    rotation_interval: Option<Spanned<String>>,
+    overlap: Option<Spanned<String>>,
+    min_overlap: Option<Spanned<String>>,
+    retire: Option<Spanned<String>>,
+    #[serde(default)]
+    publish_retired_private_keys: bool,
+    #[serde(default)]
+    testing: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSigner {
+    kind: Option<Spanned<String>>,
+    config: Option<Spanned<String>>,
+    key_dir: Spanned<String>,
+    key_table: Spanned<String>,
+    signing_table: Spanned<String>,
+    user: Option<String>,
+    reload_command: Option<Spanned<Vec<String>>>,
+}
+
+/// Finds the config file: `explicit`, else the first of [`DEFAULT_PATHS`] that exists.
+pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ConfigErrors> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    for p in DEFAULT_PATHS {
+        if Path::new(p).exists() {
+            return Ok(PathBuf::from(p));
+        }
+    }
+    Err(ConfigErrors(vec![ConfigError {
+        path: PathBuf::from(DEFAULT_PATHS[0]),
+        line: None,
+        key: String::new(),
+        message: format!(
+            "no configuration file found (looked for {})",
+            DEFAULT_PATHS.join(" and ")
+        ),
+        hint: Some("pass --config FILE; fixtures/quickstart/maildns.toml is an example".into()),
+    }]))
+}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            path: path.to_path_buf(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read: {e}"),
+            hint: None,
+        }])
+    })?;
+    parse(&text, path)
+}
+
+/// Validates configuration `text` as if read from `path` (relative paths resolve against its directory).
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let raw: Raw = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start));
+        ConfigErrors(vec![ConfigError {
+            path: path.to_path_buf(),
+            line,
+            key: String::new(),
+            message: e.message().trim().to_string(),
+            hint: Some(
+                "see fixtures/quickstart/maildns.toml and the README's configuration section"
+                    .into(),
+            ),
+        }])
+    })?;
+    let mut v = Validator {
+        text,
+        path,
+        base: path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")),
+        errors: Vec::new(),
+    };
+    let cfg = v.config(raw);
+    if v.errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(ConfigErrors(v.errors))
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// Parses `30d`, `14 days`, `1h`, `90s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("'{s}' is not a duration: {e}"))
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    path: &'a Path,
+    base: PathBuf,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn err(
+        &mut self,
+        span: Option<std::ops::Range<usize>>,
+        key: &str,
+        msg: String,
+        hint: Option<&str>,
+    ) {
+        self.errors.push(ConfigError {
+            path: self.path.to_path_buf(),
+            line: span.map(|s| line_of(self.text, s.start)),
+            key: key.to_string(),
+            message: msg,
+            hint: hint.map(str::to_string),
+        });
+    }
+
+    fn path_of(&self, s: &str) -> PathBuf {
+        let p = PathBuf::from(s);
+        if p.is_absolute() {
+            p
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn duration(&mut self, v: &Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
+        match v {
+            None => default,
+            Some(s) => match parse_duration(s.get_ref()) {
+                Ok(d) => d,
+                Err(m) => {
+                    self.err(
+                        Some(s.span()),
+                        key,
+                        m,
+                        Some("write e.g. \"30d\", \"14d\", \"12h\""),
+                    );
+                    default
+                }
+            },
+        }
+    }
+
+    fn addr(&mut self, s: &Spanned<String>, key: &str, default_port: u16) -> Option<SocketAddr> {
+        let t = s.get_ref();
+        if let Ok(a) = t.parse::<SocketAddr>() {
+            return Some(a);
+        }
+        if let Ok(ip) = t.parse::<std::net::IpAddr>() {
+            return Some(SocketAddr::new(ip, default_port));
+        }
+        self.err(
+            Some(s.span()),
+            key,
+            format!("'{t}' is not an IP address with optional port"),
+            Some("write e.g. \"127.0.0.1:5300\" or \"[::1]:53\""),
+        );
+        None
+    }
+
+    fn config(&mut self, raw: Raw) -> Config {
+        let state_dir = raw
+            .state_dir
+            .as_ref()
+            .map(|s| self.path_of(s.get_ref()))
+            .unwrap_or_else(|| PathBuf::from("/var/lib/maildns"));
+        let mut accounts = BTreeMap::new();
+        for (name, acc) in &raw.accounts {
+            if let Some(a) = self.account(name, acc) {
+                accounts.insert(name.clone(), a);
+            }
+        }
+        let mut domains = Vec::new();
+        for (name, d) in &raw.domains {
+            if let Some(dom) = self.domain(name, d, &accounts) {
+                domains.push(dom);
+            }
+        }
+        if raw.domains.is_empty() {
+            self.err(
+                None,
+                "domains",
+                "no domains configured".into(),
+                Some("add a [domains.\"example.com\"] table"),
+            );
+        }
+        let signer = raw.signer.as_ref().map(|s| self.signer(s));
+        let publish = PublishPolicy {
+            max_delete_share: match raw
+                .publish
+                .as_ref()
+                .and_then(|p| p.max_delete_share.as_ref())
+            {
+                None => 0.5,
+                Some(v) if (0.0..=1.0).contains(v.get_ref()) => *v.get_ref(),
+                Some(v) => {
+                    self.err(Some(v.span()), "publish.max_delete_share", format!("{} is not a share between 0 and 1", v.get_ref()), Some("e.g. 0.5 refuses runs that delete more than half of the managed records"));
+                    0.5
+                }
+            },
+        };
+        let propagation = match &raw.propagation {
+            None => Propagation {
+                timeout: Duration::from_secs(300),
+                daemon_timeout: Duration::from_secs(3600),
+                resolvers: Vec::new(),
+                check_resolvers: Vec::new(),
+                require_resolvers: false,
+            },
+            Some(p) => Propagation {
+                timeout: self.duration(&p.timeout, "propagation.timeout", Duration::from_secs(300)),
+                daemon_timeout: self.duration(
+                    &p.daemon_timeout,
+                    "propagation.daemon_timeout",
+                    Duration::from_secs(3600),
+                ),
+                resolvers: p
+                    .resolvers
+                    .iter()
+                    .filter_map(|r| self.addr(r, "propagation.resolvers", 53))
+                    .collect(),
+                check_resolvers: p
+                    .check_resolvers
+                    .iter()
+                    .filter_map(|r| self.addr(r, "propagation.check_resolvers", 53))
+                    .collect(),
+                require_resolvers: p.require_resolvers,
+            },
+        };
+        Config {
+            path: self.path.to_path_buf(),
+            state_dir,
+            accounts,
+            domains,
+            signer,
+            publish,
+            propagation,
+        }
+    }
+
+    fn account(&mut self, name: &str, acc: &Spanned<RawAccount>) -> Option<Account> {
+        let key = format!("accounts.{name}");
+        let a = acc.get_ref();
+        for (field, v) in [
+            ("token", &a.token),
+            ("secret", &a.secret),
+            ("api_key", &a.api_key),
+        ] {
+            if let Some(v) = v {
+                self.err(
+                    Some(v.span()),
+                    &format!("{key}.{field}"),
+                    "credentials do not belong in the configuration file".into(),
+                    Some(&format!(
+                        "remove it and use `maildns secret set {name}`, the environment variable {}, $CREDENTIALS_DIRECTORY/{name}, or token_file (mode 0600)",
+                        default_env(name)
+                    )),
+                );
+            }
+        }
+        let credential = Credential {
+            env: a
+                .token_env
+                .as_ref()
+                .map(|s| s.get_ref().clone())
+                .unwrap_or_else(|| default_env(name)),
+            token_file: a.token_file.as_ref().map(|s| self.path_of(s.get_ref())),
+        };
+        let base_url = a.base_url.as_ref().map(|s| s.get_ref().clone());
+        let code = a.provider.get_ref().as_str();
+        let need = |v: &mut Self,
+                    field: &Option<Spanned<String>>,
+                    f: &str,
+                    example: &str|
+         -> Option<String> {
+            match field {
+                Some(s) => Some(s.get_ref().clone()),
+                None => {
+                    v.err(
+                        Some(acc.span()),
+                        &format!("{key}.{f}"),
+                        format!("provider '{code}' needs {f}"),
+                        Some(&format!("add {f} = {example}")),
+                    );
+                    None
+                }
+            }
+        };
+        let provider = match code {
+            "zonefile" => {
+                let p = need(self, &a.path, "path", "\"example.com.zone\"")?;
+                ProviderConfig::ZoneFile {
+                    path: self.path_of(&p),
+                    bump_serial: a.bump_serial.unwrap_or(true),
+                }
+            }
+            "powerdns" => ProviderConfig::PowerDns {
+                base_url: need(
+                    self,
+                    &a.base_url,
+                    "base_url",
+                    "\"http://127.0.0.1:8081/api/v1\"",
+                )?,
+                server_id: a.server_id.clone().unwrap_or_else(|| "localhost".into()),
+            },
+            "rfc2136" => {
+                let server = a
+                    .server
+                    .as_ref()
+                    .and_then(|s| self.addr(s, &format!("{key}.server"), 53));
+                let key_name = need(self, &a.key_name, "key_name", "\"maildns\"");
+                let algorithm = a
+                    .algorithm
+                    .as_ref()
+                    .map(|s| s.get_ref().clone())
+                    .unwrap_or_else(|| "hmac-sha256".into());
+                if !matches!(
+                    algorithm.as_str(),
+                    "hmac-sha256" | "hmac-sha384" | "hmac-sha512"
+                ) {
+                    let span = a.algorithm.as_ref().map(Spanned::span);
+                    self.err(
+                        span,
+                        &format!("{key}.algorithm"),
+                        format!("'{algorithm}' is not supported"),
+                        Some("use hmac-sha256, hmac-sha384 or hmac-sha512"),
+                    );
+                }
+                if a.server.is_none() {
+                    self.err(
+                        Some(acc.span()),
+                        &format!("{key}.server"),
+                        "provider 'rfc2136' needs server".into(),
+                        Some("add server = \"192.0.2.53:53\""),
+                    );
+                }
+                ProviderConfig::Rfc2136 {
+                    server: server?,
+                    key_name: key_name?,
+                    algorithm,
+                }
+            }
+            other => {
+                let kind = match other {
+                    "cloudflare" => CloudKind::Cloudflare,
+                    "route53" => CloudKind::Route53,
+                    "digitalocean" => CloudKind::DigitalOcean,
+                    "hetzner" => CloudKind::Hetzner,
+                    "gandi" => CloudKind::Gandi,
+                    "desec" => CloudKind::Desec,
+                    "google" => CloudKind::Google,
+                    _ => {
+                        self.err(
+                            Some(a.provider.span()),
+                            &format!("{key}.provider"),
+                            format!("unknown provider '{other}'"),
+                            Some("one of zonefile, powerdns, rfc2136, cloudflare, route53, digitalocean, hetzner, gandi, desec, google"),
+                        );
+                        return None;
+                    }
+                };
+                ProviderConfig::Cloud {
+                    kind,
+                    base_url,
+                    project: a.project.clone(),
+                    wait_insync: a.wait_insync.unwrap_or(false),
+                }
+            }
+        };
+        Some(Account {
+            name: name.to_string(),
+            provider,
+            credential,
+        })
+    }
+
+    fn domain(
+        &mut self,
+        name: &Spanned<String>,
+        d: &Spanned<RawDomain>,
+        accounts: &BTreeMap<String, Account>,
+    ) -> Option<Domain> {
+        let key = format!("domains.\"{}\"", name.get_ref());
+        let raw = d.get_ref();
+        let fqdn = match Fqdn::parse(name.get_ref()) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                self.err(Some(name.span()), &key, e.to_string(), None);
+                None
+            }
+        };
+        let account = raw.account.get_ref().clone();
+        if !accounts.contains_key(&account) {
+            let known: Vec<&str> = accounts.keys().map(String::as_str).collect();
+            self.err(
+                Some(raw.account.span()),
+                &format!("{key}.account"),
+                format!("no account named '{account}'"),
+                Some(&if known.is_empty() {
+                    "define it under [accounts.NAME]".to_string()
+                } else {
+                    format!("known accounts: {}", known.join(", "))
+                }),
+            );
+        }
+        let zone = raw
+            .zone
+            .as_ref()
+            .and_then(|z| match Fqdn::parse(z.get_ref()) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    self.err(Some(z.span()), &format!("{key}.zone"), e.to_string(), None);
+                    None
+                }
+            });
+        if let (Some(z), Some(f)) = (&zone, &fqdn)
+            && !f.is_within(z)
+        {
+            let span = raw.zone.as_ref().map(Spanned::span);
+            self.err(
+                span,
+                &format!("{key}.zone"),
+                format!("{f} is not within zone {z}"),
+                Some("the zone must be the domain or one of its parents"),
+            );
+        }
+        let ttl = match &raw.ttl {
+            None => 3600,
+            Some(t) if (1..=604_800).contains(t.get_ref()) => *t.get_ref() as u32,
+            Some(t) => {
+                self.err(
+                    Some(t.span()),
+                    &format!("{key}.ttl"),
+                    format!("{} is out of range", t.get_ref()),
+                    Some("a TTL between 1 and 604800 seconds"),
+                );
+                3600
+            }
+        };
+        let nameservers = raw
+            .nameservers
+            .iter()
+            .filter_map(|n| self.addr(n, &format!("{key}.nameservers"), 53))
+            .collect();
+        let spf = raw
+            .spf
+            .as_ref()
+            .and_then(|s| match Spf::parse(s.get_ref()) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    self.err(
+                        Some(s.span()),
+                        &format!("{key}.spf"),
+                        format!("not a valid SPF record: {e}"),
+                        Some("e.g. \"v=spf1 ip4:192.0.2.10/32 -all\""),
+                    );
+                    None
+                }
+            });
+        let dmarc = raw
+            .dmarc
+            .as_ref()
+            .and_then(|s| match Dmarc::parse(s.get_ref()) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    self.err(
+                        Some(s.span()),
+                        &format!("{key}.dmarc"),
+                        format!("not a valid DMARC record: {e}"),
+                        Some("e.g. \"v=DMARC1; p=quarantine; rua=mailto:dmarc@example.com\""),
+                    );
+                    None
+                }
+            });
+        let adsp = raw.adsp.as_ref().and_then(|s| {
+            let text = if s.get_ref().starts_with("dkim=") {
+                s.get_ref().clone()
+            } else {
+                format!("dkim={}", s.get_ref())
+            };
+            match Adsp::parse(&text) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    self.err(
+                        Some(s.span()),
+                        &format!("{key}.adsp"),
+                        format!("not a valid ADSP policy: {e}"),
+                        Some("one of \"unknown\", \"all\", \"discardable\""),
+                    );
+                    None
+                }
+            }
+        });
+        let dkim = raw.dkim.as_ref().map(|k| self.dkim(&key, k));
+        Some(Domain {
+            name: fqdn?,
+            zone,
+            account,
+            ttl,
+            nameservers,
+            spf,
+            dkim,
+            dmarc,
+            adsp,
+        })
+    }
+
+    fn dkim(&mut self, key: &str, k: &Spanned<RawDkim>) -> DkimPolicy {
+        let key = format!("{key}.dkim");
+        let r = k.get_ref();
+        let bits = match &r.bits {
+            None => 2048,
+            Some(b) if matches!(*b.get_ref(), 1024 | 2048 | 3072 | 4096) => *b.get_ref() as u32,
+            Some(b) => {
+                self.err(Some(b.span()), &format!("{key}.bits"), format!("{} bits is not supported", b.get_ref()), Some("use 2048 (recommended, RFC 8301), 1024 (minimum, for hosts with short records), 3072 or 4096"));
+                2048
+            }
+        };
+        let mut keys = Vec::new();
+        match &r.algorithms {
+            None => keys.push(KeySpec {
+                algorithm: Algorithm::Rsa,
+                bits,
+            }),
+            Some(list) => {
+                for a in list.get_ref() {
+                    match a.as_str() {
+                        "rsa" => keys.push(KeySpec { algorithm: Algorithm::Rsa, bits }),
+                        "ed25519" => keys.push(KeySpec { algorithm: Algorithm::Ed25519, bits: 256 }),
+                        other => self.err(Some(list.span()), &format!("{key}.algorithms"), format!("unknown algorithm '{other}'"), Some("use [\"rsa\"] or [\"rsa\", \"ed25519\"] (ed25519 alone is not verified by many receivers)")),
+                    }
+                }
+                if keys.is_empty() {
+                    self.err(
+                        Some(list.span()),
+                        &format!("{key}.algorithms"),
+                        "no algorithm".into(),
+                        Some("use [\"rsa\"]"),
+                    );
+                }
+            }
+        }
+        let selector_format = r
+            .selector_format
+            .as_ref()
+            .map(|s| s.get_ref().clone())
+            .unwrap_or_else(|| "%Y%m".into());
+        if let Some(s) = &r.selector_format {
+            let sample = format_selector(s.get_ref(), chrono::Utc::now());
+            if sample.is_none() {
+                self.err(Some(s.span()), &format!("{key}.selector_format"), format!("'{}' does not make a valid DNS label", s.get_ref()), Some("use strftime fields and letters/digits/'-', e.g. \"%Y%m\" or \"mail-%Y%m%d\""));
+            }
+        }
+        let rotation_interval = self.duration(
+            &r.rotation_interval,
+            &format!("{key}.rotation_interval"),
+            Duration::from_secs(30 * 86_400),
+        );
+        let min_overlap = self.duration(
+            &r.min_overlap,
+            &format!("{key}.min_overlap"),
+            Duration::from_secs(5 * 86_400),
+        );
+        let overlap = self.duration(
+            &r.overlap,
+            &format!("{key}.overlap"),
+            Duration::from_secs(14 * 86_400),
+        );
+        if overlap < min_overlap {
+            let span = r.overlap.as_ref().map(Spanned::span);
+            self.err(span, &format!("{key}.overlap"), format!("an overlap of {} is shorter than the minimum of {}", humantime::format_duration(overlap), humantime::format_duration(min_overlap)), Some("mail still queued when the signer switches is verified against the old key: keep it published at least min_overlap (default 5d)"));
+        }
+        let retire = match &r.retire {
+            None => Retire::Revoke,
+            Some(s) => match s.get_ref().as_str() {
+                "revoke" => Retire::Revoke,
+                "remove" => Retire::Remove,
+                other => {
+                    self.err(
+                        Some(s.span()),
+                        &format!("{key}.retire"),
+                        format!("'{other}' is not revoke or remove"),
+                        Some("\"revoke\" publishes an empty p=, \"remove\" deletes the record"),
+                    );
+                    Retire::Revoke
+                }
+            },
+        };
+        DkimPolicy {
+            keys,
+            selector_format,
+            rotation_interval,
+            overlap,
+            min_overlap,
+            retire,
+            publish_retired_private_keys: r.publish_retired_private_keys,
+            testing: r.testing,
+        }
+    }
+
+    fn signer(&mut self, s: &Spanned<RawSigner>) -> Signer {
+        let r = s.get_ref();
+        if let Some(k) = &r.kind
+            && k.get_ref() != "opendkim"
+        {
+            self.err(
+                Some(k.span()),
+                "signer.kind",
+                format!("unknown signer '{}'", k.get_ref()),
+                Some("only \"opendkim\" is supported"),
+            );
+        }
+        let reload_command = r
+            .reload_command
+            .as_ref()
+            .map(|c| c.get_ref().clone())
+            .unwrap_or_else(|| vec!["systemctl".into(), "reload".into(), "opendkim".into()]);
+        if let Some(c) = &r.reload_command {
+            if c.get_ref().is_empty() {
+                self.err(
+                    Some(c.span()),
+                    "signer.reload_command",
+                    "empty command".into(),
+                    Some("e.g. [\"systemctl\", \"reload\", \"opendkim\"]"),
+                );
+            }
+            if c.get_ref().iter().any(|a| a.contains("HUP")) {
+                self.err(
+                    Some(c.span()),
+                    "signer.reload_command",
+                    "SIGHUP stops OpenDKIM (libmilter treats it like SIGTERM)".into(),
+                    Some("reload with SIGUSR1: systemctl reload opendkim, or kill -USR1"),
+                );
+            }
+        }
+        Signer {
+            config: r.config.as_ref().map(|c| self.path_of(c.get_ref())),
+            key_dir: self.path_of(r.key_dir.get_ref()),
+            key_table: self.path_of(r.key_table.get_ref()),
+            signing_table: self.path_of(r.signing_table.get_ref()),
+            user: r.user.clone().unwrap_or_else(|| "opendkim".into()),
+            reload_command,
+        }
+    }
+}
+
+/// `MAILDNS_<ACCOUNT>_TOKEN`, the account name uppercased with non-alphanumerics as `_`.
+pub fn default_env(account: &str) -> String {
+    let up: String = account
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("MAILDNS_{up}_TOKEN")
+}
+
+/// Formats a selector from a strftime `format` at `at`; `None` if the result is not a valid label.
+pub fn format_selector(format: &str, at: chrono::DateTime<chrono::Utc>) -> Option<String> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    write!(out, "{}", at.format(format)).ok()?;
+    let out = out.to_ascii_lowercase();
+    let ok = !out.is_empty()
+        && out.len() <= 63
+        && out
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !out.starts_with('.')
+        && !out.ends_with('.')
+        && !out.contains("..");
+    ok.then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<Config, ConfigErrors> {
+        parse(text, Path::new("/etc/maildns/maildns.toml"))
+    }
+
+    const GOOD: &str = r#"
+state_dir = "state"
+
+[accounts.local]
+provider = "zonefile"
+path = "zones/example.com.zone"
+
+[domains."example.com"]
+account = "local"
+spf = "v=spf1 ip4:192.0.2.10/32 -all"
+dmarc = "v=DMARC1; p=quarantine"
+
+[domains."example.com".dkim]
+bits = 2048
+"#;
+
+    #[test]
+    fn good_config_resolves_paths_and_defaults() {
+        let c = p(GOOD).unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/etc/maildns/state"));
+        let d = &c.domains[0];
+        assert_eq!(d.name.as_str(), "example.com");
+        let k = d.dkim.as_ref().unwrap();
+        assert_eq!(k.selector_format, "%Y%m");
+        assert_eq!(k.rotation_interval, Duration::from_secs(30 * 86_400));
+        assert_eq!(k.overlap, Duration::from_secs(14 * 86_400));
+        assert_eq!(
+            k.keys,
+            vec![KeySpec {
+                algorithm: Algorithm::Rsa,
+                bits: 2048
+            }]
+        );
+        match &c.accounts["local"].provider {
+            ProviderConfig::ZoneFile { path, bump_serial } => {
+                assert_eq!(path, &PathBuf::from("/etc/maildns/zones/example.com.zone"));
+                assert!(bump_serial);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.accounts["local"].credential.env, "MAILDNS_LOCAL_TOKEN");
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let text = GOOD.replace("bits = 2048", "bits = 512");
+        let e = p(&text).unwrap_err();
+        assert_eq!(e.0.len(), 1);
+        let s = e.to_string();
+        assert!(s.starts_with("/etc/maildns/maildns.toml:14: domains.\"example.com\".dkim.bits: 512 bits is not supported"), "{s}");
+        assert!(s.contains("hint:"));
+    }
+
+    #[test]
+    fn unknown_keys_and_syntax_errors_have_lines() {
+        let e = p(&GOOD.replace("account = \"local\"", "acount = \"local\"")).unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("maildns.toml:9: unknown field `acount`"), "{s}");
+        assert!(s.contains("acount"), "{s}");
+        let e = p("[accounts.x\nprovider = 1").unwrap_err();
+        assert!(e.to_string().contains(":1"), "{e}");
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let text = r#"
+[accounts.a]
+provider = "nosuch"
+
+[domains."exa mple.com"]
+account = "b"
+
+[domains."example.org"]
+account = "b"
+[domains."example.org".dkim]
+overlap = "2d"
+retire = "shred"
+"#;
+        let e = p(text).unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
+        assert!(keys.contains(&"accounts.a.provider"), "{keys:?}");
+        assert!(keys.contains(&"domains.\"exa mple.com\""), "{keys:?}");
+        assert!(
+            keys.contains(&"domains.\"example.org\".account"),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&"domains.\"example.org\".dkim.overlap"),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&"domains.\"example.org\".dkim.retire"),
+            "{keys:?}"
+        );
+    }
+
+    #[test]
+    fn secrets_in_config_are_refused_without_echoing_them() {
+        let text = GOOD.replace(
+            "provider = \"zonefile\"",
+            "provider = \"zonefile\"\ntoken = \"hunter2-secret\"",
+        );
+        let e = p(&text).unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.contains("accounts.local.token: credentials do not belong"),
+            "{s}"
+        );
+        assert!(!s.contains("hunter2-secret"));
+    }
+
+    #[test]
+    fn hup_reload_is_refused() {
+        let text = format!(
+            "{GOOD}\n[signer]\nkey_dir = \"/k\"\nkey_table = \"/kt\"\nsigning_table = \"/st\"\nreload_command = [\"pkill\", \"-HUP\", \"opendkim\"]\n"
+        );
+        let e = p(&text).unwrap_err();
+        assert!(e.to_string().contains("SIGHUP stops OpenDKIM"), "{e}");
+    }
+
+    #[test]
+    fn selector_format() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-28T00:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(format_selector("%Y%m", at).as_deref(), Some("202611"));
+        assert_eq!(
+            format_selector("mail-%Y%m%d", at).as_deref(),
+            Some("mail-20261128")
+        );
+        assert_eq!(format_selector("%Y %m", at), None);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(
+            parse_duration("14 days").unwrap(),
+            Duration::from_secs(14 * 86_400)
+        );
+        assert!(parse_duration("soon").is_err());
+    }
+}
