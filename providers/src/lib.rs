@@ -31,7 +31,7 @@ pub struct Zone {
 }
 
 /// All TXT records at one name, with the set's TTL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TxtSet {
     /// Time to live of the set, in seconds.
     pub ttl: u32,

@@ -57,3 +57,40 @@ impl Diagnostic {
         }
     }
 }
+
+/// The kinds of record maildns manages (stub until the records module lands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordKind {
+    /// SPF at the domain.
+    Spf,
+    /// DKIM key at a selector.
+    Dkim,
+    /// DMARC at `_dmarc`.
+    Dmarc,
+    /// ADSP at `_adsp._domainkey`.
+    Adsp,
+}
+
+impl RecordKind {
+    /// Whether maildns owns `record` at a name where it manages this kind.
+    pub fn owns(&self, record: &maildns_providers::TxtRecord) -> bool {
+        let p = match self {
+            RecordKind::Spf => "v=spf1",
+            RecordKind::Dkim => "v=dkim1",
+            RecordKind::Dmarc => "v=dmarc1",
+            RecordKind::Adsp => "dkim=",
+        };
+        record.value_starts_with_ignore_case(p)
+    }
+
+    /// Short label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RecordKind::Spf => "SPF",
+            RecordKind::Dkim => "DKIM",
+            RecordKind::Dmarc => "DMARC",
+            RecordKind::Adsp => "ADSP",
+        }
+    }
+}
