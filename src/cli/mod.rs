@@ -1,6 +1,119 @@
-//! The face: arguments, output, exit codes.
+//! The face: arguments, output (tables and `--json`), progress, exit codes.
+//! One file per command; the work lives in the library modules.
+
+mod check;
+mod common;
+mod records;
+
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+pub use common::Exit;
+
+const AFTER_HELP: &str = "\
+Examples:
+  maildns --config fixtures/quickstart/maildns.toml publish
+  maildns keygen --domain example.com --selector 202611 --bits 2048
+  maildns plan --exit-code          # 2 when changes are pending
+  maildns records                   # every desired record as zone-file lines
+  maildns check                     # config and record lint
+
+Exit codes:
+  0   success (plan: in sync)
+  1   failure (a provider error; some domain failed)
+  2   plan --exit-code: changes pending
+  3   propagation did not complete before the timeout
+  64  bad command-line usage
+  65  invalid configuration or records with lint errors
+  75  another maildns holds the state lock (try again later)";
+
+/// Publishes and rotates SPF, DKIM, DMARC (and historic ADSP) records through your DNS host's API.
+#[derive(Debug, Parser)]
+#[command(name = "maildns", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Configuration file [default: ./maildns.toml, then /etc/maildns/maildns.toml]
+    #[arg(long, short = 'c', global = true, env = "MAILDNS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output (-v info, -vv debug)
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// The command
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the configuration and lint every desired record (non-zero exit on errors)
+    Check,
+    /// Print every desired record of every domain as zone-file lines (long values split)
+    Records,
+    /// Print shell completions
+    Completions {
+        /// Shell
+        shell: clap_complete::Shell,
+    },
+}
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
-    0
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Ok
+            };
+            let _ = e.print();
+            return code as i32;
+        }
+    };
+    common::init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("maildns: cannot start the async runtime: {e}");
+            return Exit::Failure as i32;
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    match result {
+        Ok(code) => code as i32,
+        Err(e) => {
+            let code = common::exit_for(&e);
+            eprintln!("maildns: {e:#}");
+            code as i32
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<Exit> {
+    match &cli.command {
+        Command::Check => check::run(&cli).await,
+        Command::Records => records::run(&cli).await,
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(*shell, &mut cmd, "maildns", &mut std::io::stdout());
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

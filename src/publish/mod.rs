@@ -1,6 +1,10 @@
 //! Publishing: [`plan`] diffs desired against current (pure); [`apply`] reads the
 //! current state from each account, plans and writes, domain by domain.
 
+pub mod apply;
+pub mod desired;
 pub mod plan;
 
+pub use apply::{DomainError, DomainJob, DomainOutcome, Options, run};
+pub use desired::{DkimEntry, for_domain, selector_name};
 pub use plan::{Action, Change, Desired, Plan, PlanError, plan};

@@ -1,0 +1,82 @@
+//! Shared pieces of the face: exit codes, logging, loading the config, printing.
+
+use std::io::Write;
+
+use anyhow::Context;
+
+use crate::config::{self, Config, ConfigErrors};
+
+/// Process exit codes scripts can rely on (also listed in `--help` and the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Exit {
+    /// Success; for `plan`, in sync.
+    Ok = 0,
+    /// A failure: provider error, some domain failed.
+    Failure = 1,
+    /// `plan --exit-code`: changes are pending.
+    Changes = 2,
+    /// Propagation did not complete before the timeout.
+    Timeout = 3,
+    /// Bad command-line usage.
+    Usage = 64,
+    /// Invalid configuration, or records with lint errors.
+    DataErr = 65,
+    /// The state lock is held by another maildns.
+    TempFail = 75,
+}
+
+/// Marks an error with the exit code it should produce.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Coded {
+    /// Exit code.
+    pub code: Exit,
+    /// Message.
+    pub message: String,
+}
+
+/// The exit code for an error that reached the face.
+pub fn exit_for(e: &anyhow::Error) -> Exit {
+    for cause in e.chain() {
+        if cause.downcast_ref::<ConfigErrors>().is_some() {
+            return Exit::DataErr;
+        }
+        if let Some(c) = cause.downcast_ref::<Coded>() {
+            return c.code;
+        }
+    }
+    Exit::Failure
+}
+
+/// Logs go to stderr (journald-friendly: no colours when not a terminal); stdout is for data.
+pub fn init_logging(verbose: u8) {
+    use std::io::IsTerminal;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MAILDNS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
+/// Loads the configuration named by `--config` (or the default places).
+pub fn load_config(cli: &super::Cli) -> anyhow::Result<Config> {
+    let path = config::locate(cli.config.as_deref())?;
+    Ok(config::load(&path)?)
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value).context("writing JSON")?;
+    writeln!(out)?;
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! `maildns records`: every desired record of every domain, as zone-file lines.
+
+use serde::Serialize;
+
+use super::Cli;
+use super::common::{Exit, load_config, print_json};
+use crate::publish::for_domain;
+
+#[derive(Serialize)]
+struct Line {
+    name: String,
+    kind: &'static str,
+    ttl: u32,
+    value: String,
+    strings: Vec<String>,
+    presentation: String,
+}
+
+pub(super) async fn run(cli: &Cli) -> anyhow::Result<Exit> {
+    let config = load_config(cli)?;
+    let mut lines = Vec::new();
+    for d in &config.domains {
+        for want in for_domain(d, &[])? {
+            for r in &want.records {
+                lines.push(Line {
+                    name: want.name.to_dotted(),
+                    kind: want.kind.label(),
+                    ttl: want.ttl,
+                    value: r.value_lossy(),
+                    strings: r
+                        .strings()
+                        .iter()
+                        .map(|s| String::from_utf8_lossy(s.as_bytes()).into_owned())
+                        .collect(),
+                    presentation: r.to_presentation(),
+                });
+            }
+        }
+    }
+    if cli.json {
+        print_json(&lines)?;
+    } else {
+        for l in &lines {
+            println!(
+                "{}\t{}\tIN\tTXT\t{}\t; {}",
+                l.name, l.ttl, l.presentation, l.kind
+            );
+        }
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,283 @@
+//! Reads what each host holds, plans, checks the safety threshold, then writes.
+//!
+//! All domains are planned before anything is written (plan before apply). Domains
+//! run concurrently, up to each account's declared concurrency cap; one domain's
+//! failure does not stop the others. Every write is idempotent: a second run
+//! finds everything in sync and writes nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use maildns_providers::{Error as ProviderError, Fqdn, Provider, Zone};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use super::plan::{Desired, Plan, PlanError, plan};
+
+/// One domain's work: where it lives and what should be there.
+#[derive(Debug, Clone)]
+pub struct DomainJob {
+    /// The mail domain.
+    pub domain: Fqdn,
+    /// The account (key into the providers map).
+    pub account: String,
+    /// The zone, when configured (otherwise the provider finds it).
+    pub zone: Option<Fqdn>,
+    /// What maildns wants at each of its names.
+    pub desired: Vec<Desired>,
+}
+
+/// Why a domain failed.
+#[derive(Debug, Clone, Serialize, thiserror::Error)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DomainError {
+    /// The host failed.
+    #[error("{0}")]
+    Provider(ProviderError),
+    /// The plan is unsafe (nothing was written).
+    #[error("{0}")]
+    Plan(PlanError),
+    /// The account is not configured or could not be set up.
+    #[error("account '{account}': {message}")]
+    Account {
+        /// Account name.
+        account: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The run's deletions exceed the safety threshold.
+    #[error(
+        "refusing to delete {deletions} of {managed} managed records in one run (over the {share:.0}% threshold); check the plan and re-run with --force"
+    )]
+    Threshold {
+        /// Deletions planned in the run.
+        deletions: usize,
+        /// Managed names in the run.
+        managed: usize,
+        /// The threshold, in percent.
+        share: f64,
+    },
+}
+
+/// The outcome for one domain.
+#[derive(Debug, Clone, Serialize)]
+pub struct DomainOutcome {
+    /// The domain.
+    pub domain: Fqdn,
+    /// The account.
+    pub account: String,
+    /// The zone used.
+    pub zone: Option<String>,
+    /// The plan (absent when reading failed).
+    pub plan: Option<Plan>,
+    /// Changes written.
+    pub applied: usize,
+    /// The failure, if any.
+    pub error: Option<DomainError>,
+}
+
+/// How to run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Options {
+    /// Write the changes (false: plan only).
+    pub apply: bool,
+    /// Ignore the deletion threshold.
+    pub force: bool,
+    /// Largest share (0..=1) of managed records one run may delete without `force`.
+    pub max_delete_share: f64,
+}
+
+/// Reads, plans and (with `opts.apply`) writes every job. Results are in job order.
+pub async fn run(
+    jobs: Vec<DomainJob>,
+    providers: &BTreeMap<String, Arc<dyn Provider>>,
+    opts: Options,
+) -> Vec<DomainOutcome> {
+    let caps: BTreeMap<String, Arc<Semaphore>> = providers
+        .iter()
+        .map(|(name, p)| {
+            (
+                name.clone(),
+                Arc::new(Semaphore::new(p.profile().concurrency.max(1))),
+            )
+        })
+        .collect();
+
+    // Phase 1: read and plan everything.
+    let planned = for_each(jobs, providers, &caps, |job, provider| async move {
+        let zone = match find_zone(provider.as_ref(), &job).await {
+            Ok(z) => z,
+            Err(e) => return (job, None, Err(DomainError::Provider(e))),
+        };
+        let mut current = BTreeMap::new();
+        for d in &job.desired {
+            match provider.read_txt(&zone, &d.name).await {
+                Ok(set) => {
+                    current.insert(d.name.clone(), set);
+                }
+                Err(e) => return (job, Some(zone), Err(DomainError::Provider(e))),
+            }
+        }
+        let result = plan(&job.desired, &current).map_err(DomainError::Plan);
+        (job, Some(zone), result)
+    })
+    .await;
+
+    let managed: usize = planned.iter().map(|(job, _, _)| job.desired.len()).sum();
+    let deletions: usize = planned
+        .iter()
+        .filter_map(|(_, _, p)| p.as_ref().ok())
+        .map(Plan::deletions)
+        .sum();
+    let over = managed > 0
+        && deletions > 0
+        && (deletions as f64) > opts.max_delete_share * managed as f64
+        && !opts.force;
+
+    // Phase 2: write.
+    let write = opts.apply && !over;
+    let outcomes = for_each(
+        planned,
+        providers,
+        &caps,
+        |(job, zone, result), provider| async move {
+            let mut outcome = DomainOutcome {
+                domain: job.domain.clone(),
+                account: job.account.clone(),
+                zone: zone.as_ref().map(|z| z.name.to_string()),
+                plan: None,
+                applied: 0,
+                error: None,
+            };
+            match result {
+                Err(e) => outcome.error = Some(e),
+                Ok(p) => {
+                    if over && p.deletions() > 0 {
+                        outcome.error = Some(DomainError::Threshold {
+                            deletions,
+                            managed,
+                            share: opts.max_delete_share * 100.0,
+                        });
+                    } else if write && let Some(zone) = &zone {
+                        for c in &p.changes {
+                            let r = if c.write.records.is_empty() {
+                                provider.delete_txt(zone, &c.name).await
+                            } else {
+                                provider.replace_txt(zone, &c.name, &c.write).await
+                            };
+                            match r {
+                                Ok(()) => outcome.applied += 1,
+                                Err(e) => {
+                                    outcome.error = Some(DomainError::Provider(e));
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    outcome.plan = Some(p);
+                }
+            }
+            outcome
+        },
+    )
+    .await;
+    outcomes
+}
+
+async fn find_zone(provider: &dyn Provider, job: &DomainJob) -> Result<Zone, ProviderError> {
+    provider
+        .find_zone(job.zone.as_ref().unwrap_or(&job.domain))
+        .await
+}
+
+/// Something that names its account.
+trait HasAccount {
+    fn account(&self) -> &str;
+}
+
+impl HasAccount for DomainJob {
+    fn account(&self) -> &str {
+        &self.account
+    }
+}
+
+impl<A, B> HasAccount for (DomainJob, A, B) {
+    fn account(&self) -> &str {
+        &self.0.account
+    }
+}
+
+/// Runs `f` on every item concurrently, each holding a permit of its account's cap;
+/// items whose account has no provider get `missing` outcomes through `f`'s caller.
+async fn for_each<I, O, F, Fut>(
+    items: Vec<I>,
+    providers: &BTreeMap<String, Arc<dyn Provider>>,
+    caps: &BTreeMap<String, Arc<Semaphore>>,
+    f: F,
+) -> Vec<O>
+where
+    I: HasAccount + Send + 'static,
+    O: Send + 'static + From<Missing<I>>,
+    F: Fn(I, Arc<dyn Provider>) -> Fut,
+    Fut: std::future::Future<Output = O> + Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    let n = items.len();
+    for (i, item) in items.into_iter().enumerate() {
+        let acct = item.account().to_string();
+        match (providers.get(&acct), caps.get(&acct)) {
+            (Some(p), Some(cap)) => {
+                let fut = f(item, p.clone());
+                let cap = cap.clone();
+                set.spawn(async move {
+                    let _permit = cap.acquire_owned().await;
+                    (i, fut.await)
+                });
+            }
+            _ => {
+                let o = O::from(Missing(item));
+                set.spawn(async move { (i, o) });
+            }
+        }
+    }
+    let mut out: Vec<Option<O>> = (0..n).map(|_| None).collect();
+    while let Some(r) = set.join_next().await {
+        if let Ok((i, o)) = r {
+            out[i] = Some(o);
+        }
+    }
+    out.into_iter().flatten().collect()
+}
+
+/// An item whose account has no provider.
+struct Missing<I>(I);
+
+type Planned = (DomainJob, Option<Zone>, Result<Plan, DomainError>);
+
+impl From<Missing<DomainJob>> for Planned {
+    fn from(m: Missing<DomainJob>) -> Self {
+        let account = m.0.account.clone();
+        (
+            m.0,
+            None,
+            Err(DomainError::Account {
+                account,
+                message: "no such account, or it could not be set up".into(),
+            }),
+        )
+    }
+}
+
+impl From<Missing<Planned>> for DomainOutcome {
+    fn from(m: Missing<Planned>) -> Self {
+        let (job, zone, result) = m.0;
+        DomainOutcome {
+            domain: job.domain,
+            account: job.account,
+            zone: zone.map(|z| z.name.to_string()),
+            plan: None,
+            applied: 0,
+            error: result.err(),
+        }
+    }
+}
