@@ -136,7 +136,7 @@ pub async fn run(
 
     // Phase 2: write.
     let write = opts.apply && !over;
-    let outcomes = for_each(
+    for_each(
         planned,
         providers,
         &caps,
