@@ -180,8 +180,7 @@ pub async fn run(
             outcome
         },
     )
-    .await;
-    outcomes
+    .await
 }
 
 async fn find_zone(provider: &dyn Provider, job: &DomainJob) -> Result<Zone, ProviderError> {
