@@ -6,6 +6,7 @@
 //! Dependencies point down: cli -> daemon/rotation/publish/diagnose ->
 //! propagation/signer/records/keys/config -> the `maildns-providers` crate.
 
+pub mod accounts;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -3,6 +3,7 @@
 
 mod check;
 mod common;
+mod publish;
 mod records;
 
 use std::path::PathBuf;
@@ -53,6 +54,24 @@ pub enum Command {
     Check,
     /// Print every desired record of every domain as zone-file lines (long values split)
     Records,
+    /// Show what publish would change (read-only)
+    Plan {
+        /// Which domains
+        #[command(flatten)]
+        selection: publish::Selection,
+        /// Exit 2 when changes are pending (0 when in sync)
+        #[arg(long)]
+        exit_code: bool,
+    },
+    /// Publish the records: plan, then apply (idempotent)
+    Publish {
+        /// Which domains
+        #[command(flatten)]
+        selection: publish::Selection,
+        /// Allow deleting more managed records than publish.max_delete_share in one run
+        #[arg(long)]
+        force: bool,
+    },
     /// Print shell completions
     Completions {
         /// Shell
@@ -100,6 +119,13 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match &cli.command {
         Command::Check => check::run(&cli).await,
         Command::Records => records::run(&cli).await,
+        Command::Plan {
+            selection,
+            exit_code,
+        } => publish::run(&cli, selection, false, false, *exit_code).await,
+        Command::Publish { selection, force } => {
+            publish::run(&cli, selection, true, *force, false).await
+        }
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(*shell, &mut cmd, "maildns", &mut std::io::stdout());

@@ -49,6 +49,11 @@ impl ZoneFile {
         }
     }
 
+    /// The zone apex the file belongs to.
+    pub fn zone(&self) -> &Fqdn {
+        &self.config.zone
+    }
+
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.config.path
@@ -511,18 +516,41 @@ impl Parsed {
     }
 
     /// The file with the TXT set at `name` replaced by `set` (removed when empty).
+    /// Lines of records that stay (same value) are kept as they are.
     fn render_with(&self, name: &Fqdn, set: &TxtSet, default_ttl: u32, bump: bool) -> String {
         let mut lines: Vec<Option<String>> = self.lines.iter().cloned().map(Some).collect();
-        let old: Vec<&Entry> = self.txt_entries(name).collect();
-        // Where the new records go: where the first old one was, else after the
+        let mut to_add: Vec<&TxtRecord> = set.records.iter().collect();
+        let mut old: Vec<&Entry> = Vec::new();
+        let mut last_kept: Option<usize> = None;
+        for e in self.txt_entries(name) {
+            let text: Vec<&str> = e.rdata.iter().map(|t| t.text.as_str()).collect();
+            let parsed = TxtRecord::parse_presentation(&text.join(" ")).ok();
+            let same_ttl = e.ttl.or(self.default_ttl) == Some(set.ttl);
+            let keep = parsed
+                .as_ref()
+                .filter(|_| same_ttl)
+                .and_then(|r| to_add.iter().position(|w| *w == r));
+            match keep {
+                Some(i) => {
+                    to_add.remove(i);
+                    last_kept = Some(e.last);
+                }
+                None => old.push(e),
+            }
+        }
+        // Where new records go: where the first removed one was, else after the
         // last record of that owner, else at the end.
-        let anchor = old.first().map(|e| (e.first, true)).or_else(|| {
-            self.entries
-                .iter()
-                .rev()
-                .find(|e| &e.owner == name)
-                .map(|e| (e.last + 1, false))
-        });
+        let anchor = old
+            .first()
+            .map(|e| (e.first, true))
+            .or_else(|| last_kept.map(|l| (l + 1, false)))
+            .or_else(|| {
+                self.entries
+                    .iter()
+                    .rev()
+                    .find(|e| &e.owner == name)
+                    .map(|e| (e.last + 1, false))
+            });
         for e in &old {
             for l in lines.iter_mut().take(e.last + 1).skip(e.first) {
                 *l = None;
@@ -546,8 +574,7 @@ impl Parsed {
                 .map(|e| e.origin.clone())
                 .unwrap_or_else(|| self.final_origin.clone())
         };
-        let new_lines: Vec<String> = set
-            .records
+        let new_lines: Vec<String> = to_add
             .iter()
             .map(|r| {
                 let origin = match anchor {
@@ -564,6 +591,9 @@ impl Parsed {
             .collect();
         let mut out: Vec<String> = Vec::with_capacity(lines.len() + new_lines.len());
         let insert_at = anchor.map(|(l, _)| l);
+        if old.is_empty() && new_lines.is_empty() {
+            return self.original_text();
+        }
         let mut inserted = new_lines.is_empty();
         for (i, l) in lines.into_iter().enumerate() {
             if !inserted && insert_at == Some(i) {
@@ -582,6 +612,14 @@ impl Parsed {
         }
         let mut text = out.join("\n");
         if self.trailing_newline || self.lines.is_empty() {
+            text.push('\n');
+        }
+        text
+    }
+
+    fn original_text(&self) -> String {
+        let mut text = self.lines.join("\n");
+        if self.trailing_newline {
             text.push('\n');
         }
         text
@@ -680,6 +718,21 @@ mod tests {
         let s = again.txt_set(&zone()).unwrap();
         assert_eq!(s.records[1].value(), b"v=spf1 ip4:192.0.2.10/32 -all");
         assert_eq!(s.records[0].value(), b"google-site-verification=abc");
+    }
+
+    #[test]
+    fn ttl_change_rewrites_our_line() {
+        let p = parse(ZONE, &zone()).unwrap();
+        let mut s = set(&["google-site-verification=abc", "v=spf1 -all"]);
+        s.ttl = 3600;
+        let out = p.render_with(&zone(), &s, 3600, false);
+        let again = parse(&out, &zone()).unwrap();
+        assert_eq!(again.txt_set(&zone()).unwrap().ttl, 3600);
+        assert!(
+            out.contains("@\tIN TXT \"google-site-verification=abc\"\n"),
+            "{out}"
+        );
+        assert!(out.contains("@\t3600\tIN\tTXT\t\"v=spf1 -all\""), "{out}");
     }
 
     #[test]

@@ -1,0 +1,166 @@
+//! Turns configured accounts into connected [`Provider`]s.
+//!
+//! Credentials are looked up here, at the face's request, through
+//! [`crate::secrets`]; adapters receive them typed and never read the environment.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use maildns_providers::hosts::zonefile::{self, ZoneFile};
+use maildns_providers::http::RetryPolicy;
+use maildns_providers::{
+    Error as ProviderError, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtSet, Zone,
+};
+
+use crate::config::{Account, Config, ProviderConfig};
+
+/// Where credentials come from (the process environment, snapshotted at the face).
+pub trait Credentials: Send + Sync {
+    /// The credential of `account`.
+    fn credential(&self, account: &Account) -> anyhow::Result<Secret>;
+}
+
+/// Connects every account that some domain uses. An account that cannot be set up
+/// is reported and left out, so the other accounts' domains still run.
+pub fn connect_all(
+    config: &Config,
+    creds: &dyn Credentials,
+    retry: RetryPolicy,
+) -> (
+    BTreeMap<String, Arc<dyn Provider>>,
+    Vec<(String, anyhow::Error)>,
+) {
+    let mut ok = BTreeMap::new();
+    let mut failed = Vec::new();
+    for (name, account) in &config.accounts {
+        let used: Vec<Fqdn> = config
+            .domains
+            .iter()
+            .filter(|d| &d.account == name)
+            .map(|d| d.zone.clone().unwrap_or_else(|| d.name.clone()))
+            .collect();
+        if used.is_empty() {
+            continue;
+        }
+        match connect(account, &used, creds, retry) {
+            Ok(p) => {
+                ok.insert(name.clone(), p);
+            }
+            Err(e) => failed.push((name.clone(), e)),
+        }
+    }
+    (ok, failed)
+}
+
+/// Connects one account; `zones` are the zones its domains live in (the zone-file
+/// target needs them to name its files).
+pub fn connect(
+    account: &Account,
+    zones: &[Fqdn],
+    creds: &dyn Credentials,
+    retry: RetryPolicy,
+) -> anyhow::Result<Arc<dyn Provider>> {
+    let _ = retry;
+    let p: Arc<dyn Provider> = match &account.provider {
+        ProviderConfig::ZoneFile { path, bump_serial } => {
+            Arc::new(ZoneFiles::new(path, zones, *bump_serial)?)
+        }
+        other => {
+            let _secret = creds
+                .credential(account)
+                .with_context(|| format!("account '{}'", account.name))?;
+            bail!(
+                "account '{}': provider '{}' is not available in this build",
+                account.name,
+                other.code()
+            )
+        }
+    };
+    Ok(p)
+}
+
+/// Zone files of one account: `path` may contain `{zone}` to get one file per zone.
+#[derive(Debug)]
+pub struct ZoneFiles {
+    files: Vec<ZoneFile>,
+    profile: Profile,
+}
+
+impl ZoneFiles {
+    /// One [`ZoneFile`] per zone; without `{zone}` in the path all zones must be one.
+    pub fn new(path: &std::path::Path, zones: &[Fqdn], bump_serial: bool) -> anyhow::Result<Self> {
+        let template = path.to_string_lossy();
+        let mut uniq: Vec<Fqdn> = zones.to_vec();
+        uniq.sort();
+        uniq.dedup();
+        if uniq.len() > 1 && !template.contains("{zone}") {
+            bail!(
+                "zone file {} would hold several zones ({}): put {{zone}} in its path to get one file per zone",
+                path.display(),
+                uniq.iter().map(Fqdn::as_str).collect::<Vec<_>>().join(", ")
+            );
+        }
+        let files = uniq
+            .into_iter()
+            .map(|zone| {
+                ZoneFile::new(zonefile::Config {
+                    path: template.replace("{zone}", zone.as_str()).into(),
+                    zone,
+                    default_ttl: 3600,
+                    bump_serial,
+                })
+            })
+            .collect();
+        Ok(ZoneFiles {
+            files,
+            profile: Profile {
+                concurrency: 1,
+                ..Profile::default()
+            },
+        })
+    }
+
+    fn file_for(&self, name: &Fqdn) -> Result<&ZoneFile, ProviderError> {
+        self.files
+            .iter()
+            .filter(|f| name.is_within(f.zone()))
+            .max_by_key(|f| f.zone().as_str().len())
+            .ok_or_else(|| {
+                ProviderError::new(
+                    "zonefile",
+                    Operation::FindZone,
+                    Some(name),
+                    ErrorKind::ZoneNotFound,
+                    "no configured zone file holds this name",
+                )
+            })
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for ZoneFiles {
+    fn kind(&self) -> &'static str {
+        "zonefile"
+    }
+    fn profile(&self) -> &Profile {
+        &self.profile
+    }
+    async fn find_zone(&self, name: &Fqdn) -> Result<Zone, ProviderError> {
+        self.file_for(name)?.find_zone(name).await
+    }
+    async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, ProviderError> {
+        self.file_for(name)?.read_txt(zone, name).await
+    }
+    async fn replace_txt(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+        set: &TxtSet,
+    ) -> Result<(), ProviderError> {
+        self.file_for(name)?.replace_txt(zone, name, set).await
+    }
+    async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), ProviderError> {
+        self.file_for(name)?.delete_txt(zone, name).await
+    }
+}

@@ -1,0 +1,238 @@
+//! `maildns plan` and `maildns publish`: read, diff, (write), report.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::Cli;
+use super::common::{Exit, load_config, print_json};
+use crate::accounts::{Credentials, connect_all};
+use crate::config::{Account, Config};
+use crate::publish::{
+    self, Action, DomainError, DomainJob, DomainOutcome, Options, for_domain, plan::shorten,
+};
+
+/// Arguments shared by `plan` and `publish`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Selection {
+    /// Only these domains (repeatable)
+    #[arg(long = "domain", short = 'd')]
+    pub domains: Vec<String>,
+}
+
+#[derive(Serialize, Default)]
+struct Summary {
+    domains: usize,
+    failed: usize,
+    create: usize,
+    update: usize,
+    delete: usize,
+    in_sync: usize,
+    applied: usize,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    applied: bool,
+    summary: &'a Summary,
+    domains: &'a [DomainOutcome],
+}
+
+/// The environment as credentials source (snapshotted once at the face).
+pub(super) struct EnvCredentials {
+    env: BTreeMap<String, String>,
+}
+
+impl EnvCredentials {
+    pub(super) fn from_process() -> Self {
+        EnvCredentials {
+            env: std::env::vars().collect(),
+        }
+    }
+}
+
+impl Credentials for EnvCredentials {
+    fn credential(&self, account: &Account) -> anyhow::Result<maildns_providers::Secret> {
+        crate::secrets::lookup(account, &self.env)
+    }
+}
+
+pub(super) fn jobs(config: &Config, selection: &Selection) -> anyhow::Result<Vec<DomainJob>> {
+    let mut jobs = Vec::new();
+    for d in &config.domains {
+        if !selection.domains.is_empty()
+            && !selection.domains.iter().any(|s| {
+                s.trim_end_matches('.')
+                    .eq_ignore_ascii_case(d.name.as_str())
+            })
+        {
+            continue;
+        }
+        jobs.push(DomainJob {
+            domain: d.name.clone(),
+            account: d.account.clone(),
+            zone: d.zone.clone(),
+            desired: for_domain(d, &[])?,
+        });
+    }
+    if jobs.is_empty() && !selection.domains.is_empty() {
+        anyhow::bail!(
+            "no configured domain matches {}",
+            selection.domains.join(", ")
+        );
+    }
+    Ok(jobs)
+}
+
+pub(super) async fn run(
+    cli: &Cli,
+    selection: &Selection,
+    apply: bool,
+    force: bool,
+    exit_code: bool,
+) -> anyhow::Result<Exit> {
+    let config = load_config(cli)?;
+    let jobs = jobs(&config, selection)?;
+    let creds = EnvCredentials::from_process();
+    let (providers, failed_accounts) = connect_all(&config, &creds, Default::default());
+    for (name, e) in &failed_accounts {
+        tracing::error!("account '{name}': {e:#}");
+    }
+    let outcomes = publish::run(
+        jobs,
+        &providers,
+        Options {
+            apply,
+            force,
+            max_delete_share: config.publish.max_delete_share,
+        },
+    )
+    .await;
+    let mut summary = Summary {
+        domains: outcomes.len(),
+        ..Default::default()
+    };
+    for o in &outcomes {
+        if o.error.is_some() {
+            summary.failed += 1;
+        }
+        summary.applied += o.applied;
+        if let Some(p) = &o.plan {
+            summary.in_sync += p.in_sync;
+            for c in &p.changes {
+                match c.action {
+                    Action::Create => summary.create += 1,
+                    Action::Update => summary.update += 1,
+                    Action::Delete => summary.delete += 1,
+                }
+            }
+        }
+    }
+    if cli.json {
+        print_json(&Report {
+            applied: apply,
+            summary: &summary,
+            domains: &outcomes,
+        })?;
+    } else {
+        print_human(&outcomes, &summary, apply, &failed_accounts);
+    }
+    let pending = summary.create + summary.update + summary.delete;
+    Ok(if summary.failed > 0 {
+        Exit::Failure
+    } else if !apply && exit_code && pending > 0 {
+        Exit::Changes
+    } else {
+        Exit::Ok
+    })
+}
+
+fn print_human(
+    outcomes: &[DomainOutcome],
+    s: &Summary,
+    apply: bool,
+    failed_accounts: &[(String, anyhow::Error)],
+) {
+    for (name, e) in failed_accounts {
+        println!("account {name}: {e:#}");
+    }
+    for o in outcomes {
+        println!(
+            "{} (account {}{})",
+            o.domain,
+            o.account,
+            o.zone
+                .as_ref()
+                .map(|z| format!(", zone {z}"))
+                .unwrap_or_default()
+        );
+        if let Some(p) = &o.plan {
+            for c in &p.changes {
+                let show = |rs: &[maildns_providers::TxtRecord]| {
+                    rs.iter()
+                        .map(|r| format!("\"{}\"", shorten(&r.value_lossy(), 72)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let verb = match c.action {
+                    Action::Create => "CREATE",
+                    Action::Update => "UPDATE",
+                    Action::Delete => "DELETE",
+                };
+                match c.action {
+                    Action::Create => println!(
+                        "  {verb} {} TXT {} {}",
+                        c.name,
+                        c.kind.label(),
+                        show(&c.new)
+                    ),
+                    Action::Update => println!(
+                        "  {verb} {} TXT {} {} -> {}",
+                        c.name,
+                        c.kind.label(),
+                        show(&c.old),
+                        show(&c.new)
+                    ),
+                    Action::Delete => println!(
+                        "  {verb} {} TXT {} {}",
+                        c.name,
+                        c.kind.label(),
+                        show(&c.old)
+                    ),
+                }
+                if !c.foreign.is_empty() {
+                    println!(
+                        "         keeping {} other value(s) at {}",
+                        c.foreign.len(),
+                        c.name
+                    );
+                }
+            }
+            if p.changes.is_empty() {
+                println!("  in sync ({} name(s))", p.in_sync);
+            }
+        }
+        if let Some(e) = &o.error {
+            let what = match e {
+                DomainError::Threshold { .. } => "refused",
+                _ => "FAILED",
+            };
+            println!("  {what}: {e}");
+        }
+    }
+    let verb = if apply { "applied" } else { "to apply" };
+    println!(
+        "Summary: {} to create, {} to update, {} to delete, {} in sync; {} change(s) {verb}; {} domain(s), {} failed",
+        s.create,
+        s.update,
+        s.delete,
+        s.in_sync,
+        if apply {
+            s.applied
+        } else {
+            s.create + s.update + s.delete
+        },
+        s.domains,
+        s.failed
+    );
+}

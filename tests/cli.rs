@@ -1,0 +1,134 @@
+//! The `maildns` binary end to end on the zone-file target.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn maildns(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_maildns"))
+        .args(args)
+        .env_remove("MAILDNS_CONFIG")
+        .output()
+        .expect("maildns runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A config in a fresh temp dir, publishing into `zone.db` there.
+fn setup(extra_domain: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("maildns.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"state_dir = "state"
+[accounts.local]
+provider = "zonefile"
+path = "zone.db"
+
+[domains."example.com"]
+account = "local"
+spf = "v=spf1 ip4:192.0.2.10/32 -all"
+dmarc = "v=DMARC1; p=quarantine; rua=mailto:dmarc@example.com"
+{extra_domain}
+"#
+        ),
+    )
+    .unwrap();
+    (dir, cfg)
+}
+
+fn zone(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("zone.db")).unwrap()
+}
+
+#[test]
+fn publish_is_idempotent_and_keeps_foreign_lines() {
+    let (dir, cfg) = setup("");
+    let cfg = cfg.to_str().unwrap();
+    std::fs::write(
+        dir.path().join("zone.db"),
+        "$ORIGIN example.com.\n$TTL 3600\n@ IN SOA ns1 hostmaster 2024010101 3600 900 604800 300\n  IN NS ns1\n; keep me\n@ IN TXT \"google-site-verification=abc\"\n@ IN TXT \"v=spf1 a -all\"\nwww IN A 192.0.2.1\n",
+    )
+    .unwrap();
+    let plan = maildns(&["-c", cfg, "plan", "--exit-code"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", stdout(&plan));
+    assert!(
+        stdout(&plan).contains(
+            "UPDATE example.com TXT SPF \"v=spf1 a -all\" -> \"v=spf1 ip4:192.0.2.10/32 -all\""
+        ),
+        "{}",
+        stdout(&plan)
+    );
+    assert!(stdout(&plan).contains("CREATE _dmarc.example.com TXT DMARC"));
+    assert!(
+        zone(dir.path()).contains("\"v=spf1 a -all\""),
+        "plan must not write"
+    );
+
+    let first = maildns(&["-c", cfg, "publish"]);
+    assert_eq!(first.status.code(), Some(0), "{}", stdout(&first));
+    let z = zone(dir.path());
+    assert!(
+        z.contains("; keep me\n@ IN TXT \"google-site-verification=abc\"\n"),
+        "{z}"
+    );
+    assert!(z.contains("www IN A 192.0.2.1\n"));
+    assert!(z.contains("\"v=spf1 ip4:192.0.2.10/32 -all\""));
+    assert!(!z.contains("v=spf1 a -all"));
+    assert!(!z.contains("2024010101"), "serial bumped: {z}");
+
+    let again = maildns(&["-c", cfg, "publish"]);
+    assert_eq!(again.status.code(), Some(0));
+    assert!(
+        stdout(&again).contains("0 change(s) applied"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(zone(dir.path()), z, "second run changes nothing");
+    let plan = maildns(&["-c", cfg, "plan", "--exit-code"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", stdout(&plan));
+}
+
+#[test]
+fn json_output_is_machine_readable() {
+    let (_dir, cfg) = setup("");
+    let out = maildns(&["-c", cfg.to_str().unwrap(), "--json", "plan"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(v["summary"]["create"], 2);
+    assert_eq!(v["domains"][0]["domain"], "example.com");
+    assert_eq!(v["domains"][0]["plan"]["changes"][0]["action"], "CREATE");
+}
+
+#[test]
+fn bad_config_exits_65_naming_file_line_and_key_and_writes_nothing() {
+    let (dir, cfg) = setup("ttl = 0");
+    let out = maildns(&["-c", cfg.to_str().unwrap(), "publish"]);
+    assert_eq!(out.status.code(), Some(65));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("maildns.toml:10: domains.\"example.com\".ttl: 0 is out of range"),
+        "{err}"
+    );
+    assert!(!dir.path().join("zone.db").exists());
+}
+
+#[test]
+fn usage_errors_exit_64() {
+    assert_eq!(maildns(&["frobnicate"]).status.code(), Some(64));
+    assert_eq!(maildns(&["--help"]).status.code(), Some(0));
+}
+
+#[test]
+fn records_prints_zone_file_lines() {
+    let (_dir, cfg) = setup("");
+    let out = maildns(&["-c", cfg.to_str().unwrap(), "records"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stdout(&out).contains("example.com.\t3600\tIN\tTXT\t\"v=spf1 ip4:192.0.2.10/32 -all\""),
+        "{}",
+        stdout(&out)
+    );
+}
