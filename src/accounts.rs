@@ -21,16 +21,16 @@ pub trait Credentials: Send + Sync {
     fn credential(&self, account: &Account) -> anyhow::Result<Secret>;
 }
 
+/// Connected accounts by name.
+pub type Providers = BTreeMap<String, Arc<dyn Provider>>;
+
 /// Connects every account that some domain uses. An account that cannot be set up
 /// is reported and left out, so the other accounts' domains still run.
 pub fn connect_all(
     config: &Config,
     creds: &dyn Credentials,
     retry: RetryPolicy,
-) -> (
-    BTreeMap<String, Arc<dyn Provider>>,
-    Vec<(String, anyhow::Error)>,
-) {
+) -> (Providers, Vec<(String, anyhow::Error)>) {
     let mut ok = BTreeMap::new();
     let mut failed = Vec::new();
     for (name, account) in &config.accounts {
