@@ -268,15 +268,12 @@ impl Rfc2136 {
     ) -> Result<DnsResponse, Error> {
         let server = self.server;
         let timeout = self.timeout;
-        let send = async move {
-            let exchange = TcpClientStream::exchange(
-                server,
-                None,
-                timeout,
-                Some(1),
-                TokioRuntimeProvider::new(),
-            )
-            .await?;
+        // The provider owns the connection's background task: it lives as long as
+        // this call, and dropping it closes the connection.
+        let runtime = TokioRuntimeProvider::new();
+        let send = async {
+            let exchange =
+                TcpClientStream::exchange(server, None, timeout, Some(1), runtime.clone()).await?;
             let mut answers = exchange.send(DnsRequest::new(message, DnsRequestOptions::default()));
             answers.next().await.unwrap_or(Err(NetError::Timeout))
         };
@@ -303,7 +300,7 @@ impl Rfc2136 {
             ),
             NetError::Dns(DnsError::ResponseCode(code)) => (
                 ErrorKind::Protocol,
-                format!("{} answered {code}", self.server),
+                format!("{} answered {}", self.server, mnemonic(*code)),
             ),
             other => (ErrorKind::Network, format!("{}: {other}", self.server)),
         };
@@ -395,6 +392,7 @@ impl Rfc2136 {
         verifier: Option<TSigVerifier>,
     ) -> Result<(), Error> {
         let rcode = response.metadata.response_code;
+        let code = mnemonic(rcode);
         let key = self.key_name.to_ascii();
         let key = key.trim_end_matches('.');
         let auth = |what: &str| {
@@ -402,20 +400,31 @@ impl Rfc2136 {
                 operation,
                 Some(name),
                 ErrorKind::Auth,
-                format!("{what} (answer {rcode}) for key {key}"),
+                format!("the server {what} of key {key} (rcode {code}): check key name, algorithm and secret"),
             )
         };
         // A TSIG error (RFC 8945 §5.2) comes in an unsigned TSIG record.
         if let Some(tsig) = response.signature.as_deref()
             && let Some(err) = &tsig.data.error
         {
-            return Err(auth(&match err {
-                TsigError::BadSig => "the server rejected the TSIG signature (BADSIG): check key name, algorithm and secret".to_string(),
-                TsigError::BadKey => "the server does not know this TSIG key or algorithm (BADKEY): check key name and algorithm".to_string(),
-                TsigError::BadTime => "the server rejected the signature's time (BADTIME): check this machine's clock".to_string(),
-                TsigError::BadTrunc => "the server rejected the TSIG signature (BADTRUNC)".to_string(),
-                TsigError::Unknown(code) => format!("the server rejected the TSIG signature (TSIG error {code})"),
-            }));
+            return Err(match err {
+                TsigError::BadSig => auth("rejected the TSIG signature (BADSIG)"),
+                TsigError::BadKey => {
+                    auth("does not know the TSIG key name or algorithm (BADKEY)")
+                }
+                TsigError::BadTime => self.error(
+                    operation,
+                    Some(name),
+                    ErrorKind::Auth,
+                    format!(
+                        "the server rejected the time of the TSIG signature of key {key} (BADTIME, rcode {code}): check this machine's clock"
+                    ),
+                ),
+                TsigError::BadTrunc => auth("rejected the truncated TSIG signature (BADTRUNC)"),
+                TsigError::Unknown(n) => {
+                    auth(&format!("rejected the TSIG signature (TSIG error {n})"))
+                }
+            });
         }
         let verified = match (&response.signature, verifier) {
             (Some(_), Some(mut v)) => v.verify(response.as_buffer()).is_ok(),
@@ -425,11 +434,9 @@ impl Rfc2136 {
         match rcode {
             ResponseCode::NoError if verified => Ok(()),
             ResponseCode::NoError => Err(auth(
-                "the server's answer is not signed with the key, so the update cannot be trusted: check key name, algorithm and secret",
+                "answered without a valid TSIG signature, so the update cannot be trusted,",
             )),
-            ResponseCode::NotAuth if !verified => Err(auth(
-                "the server rejected the TSIG signature: check key name, algorithm and secret",
-            )),
+            ResponseCode::NotAuth if !verified => Err(auth("rejected the TSIG signature")),
             // RFC 2136 §2.2: NOTAUTH = not authoritative for the zone named.
             ResponseCode::NotAuth => Err(self.error(
                 operation,
@@ -474,16 +481,34 @@ impl Rfc2136 {
                     operation,
                     Some(name),
                     ErrorKind::Conflict,
-                    format!("an update prerequisite failed ({rcode})"),
+                    format!("an update prerequisite failed ({code})"),
                 ))
             }
             other => Err(self.error(
                 operation,
                 Some(name),
                 ErrorKind::Protocol,
-                format!("unexpected answer {other} to the update"),
+                format!("unexpected answer {} to the update", mnemonic(other)),
             )),
         }
+    }
+}
+
+/// The RFC mnemonic of a response code, e.g. `NOTAUTH`.
+fn mnemonic(code: ResponseCode) -> String {
+    match code {
+        ResponseCode::NoError => "NOERROR".into(),
+        ResponseCode::FormErr => "FORMERR".into(),
+        ResponseCode::ServFail => "SERVFAIL".into(),
+        ResponseCode::NXDomain => "NXDOMAIN".into(),
+        ResponseCode::NotImp => "NOTIMP".into(),
+        ResponseCode::Refused => "REFUSED".into(),
+        ResponseCode::YXDomain => "YXDOMAIN".into(),
+        ResponseCode::YXRRSet => "YXRRSET".into(),
+        ResponseCode::NXRRSet => "NXRRSET".into(),
+        ResponseCode::NotAuth => "NOTAUTH".into(),
+        ResponseCode::NotZone => "NOTZONE".into(),
+        other => format!("RCODE {}", u16::from(other)),
     }
 }
 
@@ -520,9 +545,10 @@ impl Provider for Rfc2136 {
                 .await?;
             let apex = response.metadata.response_code == ResponseCode::NoError
                 && response.metadata.authoritative
-                && response.answers.iter().any(|r| {
-                    r.record_type() == RecordType::SOA && r.name.eq_ignore_root(&qname)
-                });
+                && response
+                    .answers
+                    .iter()
+                    .any(|r| r.record_type() == RecordType::SOA && r.name.eq_ignore_root(&qname));
             if apex {
                 return Ok(Zone {
                     id: candidate.to_dotted(),
@@ -572,7 +598,7 @@ impl Provider for Rfc2136 {
                     op,
                     Some(name),
                     ErrorKind::Protocol,
-                    format!("{} answered {other}", self.server),
+                    format!("{} answered {}", self.server, mnemonic(other)),
                 ));
             }
         }
@@ -590,9 +616,7 @@ impl Provider for Rfc2136 {
                 .iter()
                 .map(|s| CharacterString::new(s.to_vec()))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| {
-                    self.error(op, Some(name), ErrorKind::Protocol, e.to_string())
-                })?;
+                .map_err(|e| self.error(op, Some(name), ErrorKind::Protocol, e.to_string()))?;
             // RDATA with no string at all is malformed; skip it rather than fail.
             if let Some(r) = TxtRecord::from_strings(strings) {
                 records.push(r);
@@ -648,7 +672,10 @@ mod tests {
         let e = Rfc2136::new(config("not*base64*S3CR3T")).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Config);
         assert!(!e.to_string().contains("S3CR3T"), "{e}");
-        assert_eq!(Rfc2136::new(config("")).unwrap_err().kind, ErrorKind::Config);
+        assert_eq!(
+            Rfc2136::new(config("")).unwrap_err().kind,
+            ErrorKind::Config
+        );
         let ok = Rfc2136::new(config("c2VjcmV0LWtleS1ieXRlcw==")).unwrap();
         assert!(!format!("{ok:?}").contains("c2VjcmV0"));
         assert_eq!(ok.profile().concurrency, 4);
