@@ -566,7 +566,14 @@ impl Provider for Rfc2136 {
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
         let op = Operation::Read;
-        let _ = zone;
+        if !name.is_within(&zone.name) {
+            return Err(self.error(
+                op,
+                Some(name),
+                ErrorKind::Invalid,
+                format!("the name is outside zone {}", zone.name),
+            ));
+        }
         let qname = self.dns_name(op, name)?;
         let response = self
             .exchange(op, name, self.query(qname.clone(), RecordType::TXT))
