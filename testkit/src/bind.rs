@@ -25,6 +25,11 @@ pub struct Bind {
     pub algorithm: String,
     /// TSIG secret, base64.
     pub secret: String,
+    /// A second TSIG key (same algorithm) that the server knows but that
+    /// `update-policy` does not grant: updates signed with it are refused.
+    pub readonly_key_name: String,
+    /// Secret of [`Bind::readonly_key_name`], base64.
+    pub readonly_secret: String,
 }
 
 /// How to start a [`Bind`].
@@ -88,8 +93,12 @@ impl Bind {
         let key_name = format!("maildns-{}", crate::random_label(8));
         let bytes: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
         let secret = base64::engine::general_purpose::STANDARD.encode(bytes);
+        let readonly_key_name = format!("maildns-ro-{}", crate::random_label(8));
+        let bytes: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
+        let readonly_secret = base64::engine::general_purpose::STANDARD.encode(bytes);
         let conf = format!(
             r#"key "{key_name}" {{ algorithm {alg}; secret "{secret}"; }};
+key "{readonly_key_name}" {{ algorithm {alg}; secret "{readonly_secret}"; }};
 options {{
   directory "{dir}";
   pid-file "{dir}/named.pid";
@@ -148,6 +157,8 @@ zone "{zone}" {{
             key_name,
             algorithm: opts.algorithm.clone(),
             secret,
+            readonly_key_name,
+            readonly_secret,
         })
     }
 

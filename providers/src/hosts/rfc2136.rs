@@ -1,1 +1,697 @@
-//! (to be written)
+//! RFC 2136 dynamic update signed with TSIG (RFC 8945): BIND, Knot and any other
+//! primary server that accepts updates.
+//!
+//! Reads are plain non-recursive queries to the configured server; every write is
+//! ONE update message (so the server applies it atomically): delete the TXT RRset
+//! at the name, then add every record of the new set, each record keeping its
+//! character-strings exactly as given. Everything goes over TCP, because the
+//! answers and updates for 4096-bit DKIM keys do not fit a UDP datagram.
+//!
+//! hickory builds, signs and parses the messages. The update is signed here
+//! rather than by hickory's stream signer so that a refusal can be reported
+//! precisely: when the server rejects the signature it answers NOTAUTH with an
+//! *unsigned* TSIG record carrying BADSIG, BADKEY or BADTIME, which hickory's
+//! stream signer would only report as a failed verification ("truncated HMACs").
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use futures_util::StreamExt;
+use hickory_net::proto::op::update_message::UpdateMessage;
+use hickory_net::proto::op::{
+    DnsRequest, DnsRequestOptions, DnsResponse, Message, OpCode, Query, ResponseCode,
+};
+use hickory_net::proto::rr::rdata::TXT;
+use hickory_net::proto::rr::rdata::tsig::{TsigAlgorithm as HickoryAlgorithm, TsigError};
+use hickory_net::proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigVerifier, TSigner};
+use hickory_net::runtime::TokioRuntimeProvider;
+use hickory_net::tcp::TcpClientStream;
+use hickory_net::xfer::DnsHandle;
+use hickory_net::{DnsError, NetError};
+
+use crate::txt::CharacterString;
+use crate::{
+    Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
+    zone_candidates,
+};
+
+/// Host kind code.
+pub const KIND: &str = "rfc2136";
+
+/// Seconds of clock difference the server may allow between its clock and ours
+/// (the TSIG "fudge"; BIND and Knot use 300).
+const FUDGE: u16 = 300;
+
+/// A TSIG MAC algorithm this adapter can sign with (RFC 8945 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum TsigAlgorithm {
+    /// `hmac-sha256` (what `tsig-keygen` makes by default).
+    #[serde(rename = "hmac-sha256")]
+    HmacSha256,
+    /// `hmac-sha384`.
+    #[serde(rename = "hmac-sha384")]
+    HmacSha384,
+    /// `hmac-sha512`.
+    #[serde(rename = "hmac-sha512")]
+    HmacSha512,
+}
+
+impl TsigAlgorithm {
+    /// The name BIND and Knot use in their configuration, e.g. `hmac-sha256`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TsigAlgorithm::HmacSha256 => "hmac-sha256",
+            TsigAlgorithm::HmacSha384 => "hmac-sha384",
+            TsigAlgorithm::HmacSha512 => "hmac-sha512",
+        }
+    }
+
+    fn to_hickory(self) -> HickoryAlgorithm {
+        match self {
+            TsigAlgorithm::HmacSha256 => HickoryAlgorithm::HmacSha256,
+            TsigAlgorithm::HmacSha384 => HickoryAlgorithm::HmacSha384,
+            TsigAlgorithm::HmacSha512 => HickoryAlgorithm::HmacSha512,
+        }
+    }
+}
+
+impl fmt::Display for TsigAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TsigAlgorithm {
+    type Err = Error;
+
+    /// Parses `hmac-sha256`, `hmac-sha384` or `hmac-sha512` (any case, trailing dot
+    /// allowed, as in `HMAC-SHA256.`).
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let norm = s.trim().trim_end_matches('.').to_ascii_lowercase();
+        match norm.as_str() {
+            "hmac-sha256" => Ok(TsigAlgorithm::HmacSha256),
+            "hmac-sha384" => Ok(TsigAlgorithm::HmacSha384),
+            "hmac-sha512" => Ok(TsigAlgorithm::HmacSha512),
+            _ => Err(Error::new(
+                KIND,
+                Operation::Authenticate,
+                None,
+                ErrorKind::Config,
+                format!(
+                    "unsupported TSIG algorithm '{}': use hmac-sha256, hmac-sha384 or hmac-sha512",
+                    s.trim()
+                ),
+            )),
+        }
+    }
+}
+
+/// How to reach the primary server and sign updates for it.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The primary server's address (TCP is used for everything).
+    pub server: SocketAddr,
+    /// The TSIG key's name, as the server knows it (e.g. `maildns-key`).
+    pub key_name: String,
+    /// The TSIG algorithm of the key.
+    pub algorithm: TsigAlgorithm,
+    /// The TSIG secret, base64 as `tsig-keygen` prints it.
+    pub secret: Secret,
+    /// The zone to update. When unset, [`Provider::find_zone`] asks the server for
+    /// the SOA of each parent of the name until one is its zone apex.
+    pub zone: Option<Fqdn>,
+    /// How long to wait for a connection and for each answer.
+    pub timeout: Duration,
+}
+
+impl Config {
+    /// A config with a 10-second timeout and no fixed zone.
+    pub fn new(
+        server: SocketAddr,
+        key_name: impl Into<String>,
+        algorithm: TsigAlgorithm,
+        secret: Secret,
+    ) -> Self {
+        Config {
+            server,
+            key_name: key_name.into(),
+            algorithm,
+            secret,
+            zone: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The RFC 2136 adapter.
+#[derive(Clone)]
+pub struct Rfc2136 {
+    server: SocketAddr,
+    key_name: Name,
+    zone: Option<Fqdn>,
+    timeout: Duration,
+    signer: TSigner,
+    profile: Profile,
+}
+
+impl fmt::Debug for Rfc2136 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rfc2136")
+            .field("server", &self.server)
+            .field("key_name", &self.key_name.to_ascii())
+            .field("algorithm", self.signer.algorithm())
+            .field("zone", &self.zone)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+fn config_error(message: impl Into<String>) -> Error {
+    Error::new(
+        KIND,
+        Operation::Authenticate,
+        None,
+        ErrorKind::Config,
+        message,
+    )
+}
+
+impl Rfc2136 {
+    /// Validates `config`: the key name is a domain name, the secret is non-empty
+    /// base64, the timeout is not zero. Errors never contain the secret.
+    pub fn new(config: Config) -> Result<Self, Error> {
+        let key_name = Name::from_ascii(config.key_name.trim()).map_err(|_| {
+            config_error(format!(
+                "TSIG key name '{}' is not a valid domain name",
+                config.key_name
+            ))
+        })?;
+        if key_name.is_root() {
+            return Err(config_error("the TSIG key name is empty"));
+        }
+        let secret = config.secret.expose().trim();
+        if secret.is_empty() {
+            return Err(config_error("the TSIG secret is empty"));
+        }
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(secret)
+            .map_err(|_| {
+                config_error(format!(
+                    "the TSIG secret for key '{}' is not valid base64 (copy the `secret` value that tsig-keygen printed)",
+                    config.key_name
+                ))
+            })?;
+        if key.is_empty() {
+            return Err(config_error("the TSIG secret decodes to no bytes"));
+        }
+        if config.timeout.is_zero() {
+            return Err(config_error("the timeout must be more than zero"));
+        }
+        let signer = TSigner::new(key, config.algorithm.to_hickory(), key_name.clone(), FUDGE)
+            .map_err(|_| {
+                config_error(format!(
+                    "TSIG algorithm {} is not supported by this build",
+                    config.algorithm
+                ))
+            })?;
+        Ok(Rfc2136 {
+            server: config.server,
+            key_name,
+            zone: config.zone,
+            timeout: config.timeout,
+            signer,
+            profile: Profile {
+                max_string_bytes: crate::txt::MAX_STRING,
+                multi_string: true,
+                auto_split: false,
+                concurrency: 4,
+                ..Profile::default()
+            },
+        })
+    }
+
+    /// The server this adapter talks to.
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
+    fn error(
+        &self,
+        operation: Operation,
+        name: Option<&Fqdn>,
+        kind: ErrorKind,
+        message: impl Into<String>,
+    ) -> Error {
+        Error::new(KIND, operation, name, kind, message)
+    }
+
+    fn dns_name(&self, operation: Operation, name: &Fqdn) -> Result<Name, Error> {
+        Name::from_ascii(name.to_dotted()).map_err(|e| {
+            self.error(
+                operation,
+                Some(name),
+                ErrorKind::Invalid,
+                format!("cannot encode the name: {e}"),
+            )
+        })
+    }
+
+    /// Sends one message over a fresh TCP connection and returns the first answer.
+    async fn exchange(
+        &self,
+        operation: Operation,
+        name: &Fqdn,
+        message: Message,
+    ) -> Result<DnsResponse, Error> {
+        let server = self.server;
+        let timeout = self.timeout;
+        // The provider owns the connection's background task: it lives as long as
+        // this call, and dropping it closes the connection.
+        let runtime = TokioRuntimeProvider::new();
+        let send = async {
+            let exchange =
+                TcpClientStream::exchange(server, None, timeout, Some(1), runtime.clone()).await?;
+            let mut answers = exchange.send(DnsRequest::new(message, DnsRequestOptions::default()));
+            answers.next().await.unwrap_or(Err(NetError::Timeout))
+        };
+        // Connecting and answering each have `timeout`; bound the whole exchange too.
+        let result = tokio::time::timeout(timeout.saturating_mul(2), send)
+            .await
+            .unwrap_or(Err(NetError::Timeout));
+        result.map_err(|e| self.net_error(operation, name, e))
+    }
+
+    fn net_error(&self, operation: Operation, name: &Fqdn, e: NetError) -> Error {
+        let (kind, message) = match &e {
+            NetError::Timeout => (
+                ErrorKind::Network,
+                format!("no answer from {} within {:?}", self.server, self.timeout),
+            ),
+            NetError::Io(io) => (
+                ErrorKind::Network,
+                format!("cannot talk to {} over TCP: {io}", self.server),
+            ),
+            NetError::Proto(p) => (
+                ErrorKind::Protocol,
+                format!("unreadable answer from {}: {p}", self.server),
+            ),
+            NetError::Dns(DnsError::ResponseCode(code)) => (
+                ErrorKind::Protocol,
+                format!("{} answered {}", self.server, mnemonic(*code)),
+            ),
+            other => (ErrorKind::Network, format!("{}: {other}", self.server)),
+        };
+        self.error(operation, Some(name), kind, message)
+    }
+
+    /// A non-recursive query (no EDNS needed: the answer comes over TCP).
+    fn query(&self, name: Name, rtype: RecordType) -> Message {
+        let mut message = Message::query();
+        message.metadata.recursion_desired = false;
+        let mut query = Query::query(name, rtype);
+        query.set_query_class(DNSClass::IN);
+        message.add_query(query);
+        message
+    }
+
+    /// Builds, signs, sends an update and maps the answer.
+    async fn update(
+        &self,
+        operation: Operation,
+        zone: &Zone,
+        name: &Fqdn,
+        set: Option<&TxtSet>,
+    ) -> Result<(), Error> {
+        if !name.is_within(&zone.name) {
+            return Err(self.error(
+                operation,
+                Some(name),
+                ErrorKind::Invalid,
+                format!("the name is outside zone {}", zone.name),
+            ));
+        }
+        if let Some(set) = set {
+            for record in &set.records {
+                self.profile
+                    .check(record)
+                    .map_err(|l| self.error(operation, Some(name), ErrorKind::Limit(l), ""))?;
+            }
+        }
+        let zone_name = self.dns_name(operation, &zone.name)?;
+        let owner = self.dns_name(operation, name)?;
+
+        let mut message = Message::query();
+        message.metadata.op_code = OpCode::Update;
+        message.metadata.recursion_desired = false;
+        let mut zone_query = Query::query(zone_name, RecordType::SOA);
+        zone_query.set_query_class(DNSClass::IN);
+        message.add_zone(zone_query);
+        // RFC 2136 §2.5.2: delete an RRset (class ANY, TTL 0, no RDATA).
+        let mut delete = Record::update0(owner.clone(), 0, RecordType::TXT);
+        delete.dns_class = DNSClass::ANY;
+        message.add_update(delete);
+        // §2.5.1: add to an RRset, one RR per record, strings kept as given.
+        for record in set.map(|s| s.records.as_slice()).unwrap_or_default() {
+            let strings: Vec<&[u8]> = record
+                .strings()
+                .iter()
+                .map(CharacterString::as_bytes)
+                .collect();
+            let ttl = set.map(|s| s.ttl).unwrap_or_default();
+            message.add_update(Record::from_rdata(
+                owner.clone(),
+                ttl,
+                RData::TXT(TXT::from_bytes(strings)),
+            ));
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let verifier = message.finalize(&self.signer, now).map_err(|e| {
+            self.error(
+                operation,
+                Some(name),
+                ErrorKind::Protocol,
+                format!("cannot sign the update: {e}"),
+            )
+        })?;
+        let response = self.exchange(operation, name, message).await?;
+        self.check_update_answer(operation, zone, name, response, verifier)
+    }
+
+    fn check_update_answer(
+        &self,
+        operation: Operation,
+        zone: &Zone,
+        name: &Fqdn,
+        response: DnsResponse,
+        verifier: Option<TSigVerifier>,
+    ) -> Result<(), Error> {
+        let rcode = response.metadata.response_code;
+        let code = mnemonic(rcode);
+        let key = self.key_name.to_ascii();
+        let key = key.trim_end_matches('.');
+        let auth = |what: &str| {
+            self.error(
+                operation,
+                Some(name),
+                ErrorKind::Auth,
+                format!("the server {what} of key {key} (rcode {code}): check key name, algorithm and secret"),
+            )
+        };
+        // A TSIG error (RFC 8945 §5.2) comes in an unsigned TSIG record.
+        if let Some(tsig) = response.signature.as_deref()
+            && let Some(err) = &tsig.data.error
+        {
+            return Err(match err {
+                TsigError::BadSig => auth("rejected the TSIG signature (BADSIG)"),
+                TsigError::BadKey => {
+                    auth("does not know the TSIG key name or algorithm (BADKEY)")
+                }
+                TsigError::BadTime => self.error(
+                    operation,
+                    Some(name),
+                    ErrorKind::Auth,
+                    format!(
+                        "the server rejected the time of the TSIG signature of key {key} (BADTIME, rcode {code}): check this machine's clock"
+                    ),
+                ),
+                TsigError::BadTrunc => auth("rejected the truncated TSIG signature (BADTRUNC)"),
+                TsigError::Unknown(n) => {
+                    auth(&format!("rejected the TSIG signature (TSIG error {n})"))
+                }
+            });
+        }
+        let verified = match (&response.signature, verifier) {
+            (Some(_), Some(mut v)) => v.verify(response.as_buffer()).is_ok(),
+            _ => false,
+        };
+        let zone_name = &zone.name;
+        match rcode {
+            ResponseCode::NoError if verified => Ok(()),
+            ResponseCode::NoError => Err(auth(
+                "answered without a valid TSIG signature, so the update cannot be trusted,",
+            )),
+            ResponseCode::NotAuth if !verified => Err(auth("rejected the TSIG signature")),
+            // RFC 2136 §2.2: NOTAUTH = not authoritative for the zone named.
+            ResponseCode::NotAuth => Err(self.error(
+                operation,
+                Some(name),
+                ErrorKind::ZoneNotFound,
+                format!("the server is not authoritative for zone {zone_name} (NOTAUTH)"),
+            )),
+            ResponseCode::NotZone => Err(self.error(
+                operation,
+                Some(name),
+                ErrorKind::ZoneNotFound,
+                format!("the name is not within zone {zone_name} on the server (NOTZONE)"),
+            )),
+            ResponseCode::Refused => Err(self.error(
+                operation,
+                Some(name),
+                ErrorKind::Permission,
+                format!(
+                    "the server refused the update (REFUSED): check update-policy / allow-update for key {key} in zone {zone_name}"
+                ),
+            )),
+            ResponseCode::FormErr => Err(self.error(
+                operation,
+                Some(name),
+                ErrorKind::Invalid,
+                "the server could not parse the update (FORMERR)",
+            )),
+            ResponseCode::NotImp => Err(self.error(
+                operation,
+                Some(name),
+                ErrorKind::Invalid,
+                "the server does not implement dynamic update (NOTIMP)",
+            )),
+            ResponseCode::ServFail => Err(self.error(
+                operation,
+                Some(name),
+                ErrorKind::Server,
+                "the server failed to apply the update (SERVFAIL)",
+            )),
+            ResponseCode::YXDomain | ResponseCode::YXRRSet | ResponseCode::NXRRSet => {
+                Err(self.error(
+                    operation,
+                    Some(name),
+                    ErrorKind::Conflict,
+                    format!("an update prerequisite failed ({code})"),
+                ))
+            }
+            other => Err(self.error(
+                operation,
+                Some(name),
+                ErrorKind::Protocol,
+                format!("unexpected answer {} to the update", mnemonic(other)),
+            )),
+        }
+    }
+}
+
+/// The RFC mnemonic of a response code, e.g. `NOTAUTH`.
+fn mnemonic(code: ResponseCode) -> String {
+    match code {
+        ResponseCode::NoError => "NOERROR".into(),
+        ResponseCode::FormErr => "FORMERR".into(),
+        ResponseCode::ServFail => "SERVFAIL".into(),
+        ResponseCode::NXDomain => "NXDOMAIN".into(),
+        ResponseCode::NotImp => "NOTIMP".into(),
+        ResponseCode::Refused => "REFUSED".into(),
+        ResponseCode::YXDomain => "YXDOMAIN".into(),
+        ResponseCode::YXRRSet => "YXRRSET".into(),
+        ResponseCode::NXRRSet => "NXRRSET".into(),
+        ResponseCode::NotAuth => "NOTAUTH".into(),
+        ResponseCode::NotZone => "NOTZONE".into(),
+        other => format!("RCODE {}", u16::from(other)),
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for Rfc2136 {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
+        let op = Operation::FindZone;
+        if let Some(zone) = &self.zone {
+            if !name.is_within(zone) {
+                return Err(self.error(
+                    op,
+                    Some(name),
+                    ErrorKind::ZoneNotFound,
+                    format!("the name is outside the configured zone {zone}"),
+                ));
+            }
+            return Ok(Zone {
+                name: zone.clone(),
+                id: zone.to_dotted(),
+            });
+        }
+        for candidate in zone_candidates(name) {
+            let qname = self.dns_name(op, &candidate)?;
+            let response = self
+                .exchange(op, name, self.query(qname.clone(), RecordType::SOA))
+                .await?;
+            let apex = response.metadata.response_code == ResponseCode::NoError
+                && response.metadata.authoritative
+                && response
+                    .answers
+                    .iter()
+                    .any(|r| r.record_type() == RecordType::SOA && r.name.eq_ignore_root(&qname));
+            if apex {
+                return Ok(Zone {
+                    id: candidate.to_dotted(),
+                    name: candidate,
+                });
+            }
+        }
+        Err(self.error(
+            op,
+            Some(name),
+            ErrorKind::ZoneNotFound,
+            format!("{} serves no zone that holds this name", self.server),
+        ))
+    }
+
+    async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
+        let op = Operation::Read;
+        if !name.is_within(&zone.name) {
+            return Err(self.error(
+                op,
+                Some(name),
+                ErrorKind::Invalid,
+                format!("the name is outside zone {}", zone.name),
+            ));
+        }
+        let qname = self.dns_name(op, name)?;
+        let response = self
+            .exchange(op, name, self.query(qname.clone(), RecordType::TXT))
+            .await?;
+        match response.metadata.response_code {
+            ResponseCode::NoError => {}
+            ResponseCode::NXDomain => return Ok(None),
+            ResponseCode::Refused | ResponseCode::NotAuth => {
+                return Err(self.error(
+                    op,
+                    Some(name),
+                    ErrorKind::ZoneNotFound,
+                    format!(
+                        "{} refused the query: it does not serve this name (or allow-query excludes us)",
+                        self.server
+                    ),
+                ));
+            }
+            ResponseCode::ServFail => {
+                return Err(self.error(
+                    op,
+                    Some(name),
+                    ErrorKind::Server,
+                    format!("{} answered SERVFAIL", self.server),
+                ));
+            }
+            other => {
+                return Err(self.error(
+                    op,
+                    Some(name),
+                    ErrorKind::Protocol,
+                    format!("{} answered {}", self.server, mnemonic(other)),
+                ));
+            }
+        }
+        let mut ttl = None::<u32>;
+        let mut records = Vec::new();
+        for record in &response.answers {
+            let RData::TXT(txt) = &record.data else {
+                continue;
+            };
+            if !record.name.eq_ignore_root(&qname) {
+                continue;
+            }
+            let strings = txt
+                .txt_data
+                .iter()
+                .map(|s| CharacterString::new(s.to_vec()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| self.error(op, Some(name), ErrorKind::Protocol, e.to_string()))?;
+            // RDATA with no string at all is malformed; skip it rather than fail.
+            if let Some(r) = TxtRecord::from_strings(strings) {
+                records.push(r);
+            }
+            ttl = Some(ttl.map_or(record.ttl, |t| t.min(record.ttl)));
+        }
+        Ok(ttl.map(|ttl| TxtSet { ttl, records }))
+    }
+
+    async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
+        self.update(Operation::Replace, zone, name, Some(set)).await
+    }
+
+    async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
+        self.update(Operation::Delete, zone, name, None).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(secret: &str) -> Config {
+        Config::new(
+            "127.0.0.1:53".parse().unwrap(),
+            "maildns-key",
+            TsigAlgorithm::HmacSha256,
+            Secret::new(secret),
+        )
+    }
+
+    #[test]
+    fn parses_algorithm_names() {
+        assert_eq!(
+            "hmac-sha256".parse::<TsigAlgorithm>().unwrap(),
+            TsigAlgorithm::HmacSha256
+        );
+        assert_eq!(
+            "HMAC-SHA384.".parse::<TsigAlgorithm>().unwrap(),
+            TsigAlgorithm::HmacSha384
+        );
+        assert_eq!(
+            "hmac-sha512".parse::<TsigAlgorithm>().unwrap().to_string(),
+            "hmac-sha512"
+        );
+        let e = "hmac-md5".parse::<TsigAlgorithm>().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Config);
+        assert!(e.message.contains("hmac-md5"), "{e}");
+    }
+
+    #[test]
+    fn refuses_bad_secret_without_echoing_it() {
+        let e = Rfc2136::new(config("not*base64*S3CR3T")).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Config);
+        assert!(!e.to_string().contains("S3CR3T"), "{e}");
+        assert_eq!(
+            Rfc2136::new(config("")).unwrap_err().kind,
+            ErrorKind::Config
+        );
+        let ok = Rfc2136::new(config("c2VjcmV0LWtleS1ieXRlcw==")).unwrap();
+        assert!(!format!("{ok:?}").contains("c2VjcmV0"));
+        assert_eq!(ok.profile().concurrency, 4);
+    }
+
+    #[test]
+    fn refuses_bad_key_name() {
+        let mut c = config("c2VjcmV0");
+        c.key_name = "bad..name".into();
+        assert_eq!(Rfc2136::new(c).unwrap_err().kind, ErrorKind::Config);
+    }
+}
