@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use maildns_providers::hosts::rfc2136;
 use maildns_providers::hosts::zonefile::{self, ZoneFile};
 use maildns_providers::http::RetryPolicy;
 use maildns_providers::{
@@ -66,10 +67,18 @@ pub fn connect(
         ProviderConfig::ZoneFile { path, bump_serial } => {
             Arc::new(ZoneFiles::new(path, zones, *bump_serial)?)
         }
+        ProviderConfig::Rfc2136 {
+            server,
+            key_name,
+            algorithm,
+        } => {
+            let secret = secret(account, creds)?;
+            let algorithm = algorithm.parse().map_err(anyhow::Error::new)?;
+            let cfg = rfc2136::Config::new(*server, key_name.clone(), algorithm, secret);
+            Arc::new(rfc2136::Rfc2136::new(cfg)?)
+        }
         other => {
-            let _secret = creds
-                .credential(account)
-                .with_context(|| format!("account '{}'", account.name))?;
+            let _secret = secret(account, creds)?;
             bail!(
                 "account '{}': provider '{}' is not available in this build",
                 account.name,
@@ -78,6 +87,12 @@ pub fn connect(
         }
     };
     Ok(p)
+}
+
+fn secret(account: &Account, creds: &dyn Credentials) -> anyhow::Result<Secret> {
+    creds
+        .credential(account)
+        .with_context(|| format!("account '{}'", account.name))
 }
 
 /// Zone files of one account: `path` may contain `{zone}` to get one file per zone.
