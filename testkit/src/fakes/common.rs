@@ -254,3 +254,16 @@ pub(crate) fn render_split(strings: &[Vec<u8>]) -> String {
     }
     parts.join(" ")
 }
+
+/// A JSON body from `fixtures/providers/<path>`, the same shapes the fakes answer with.
+macro_rules! fixture {
+    ($p:literal) => {
+        serde_json::from_str::<serde_json::Value>(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fixtures/providers/",
+            $p
+        )))
+        .expect("fixture is JSON")
+    };
+}
+pub(crate) use fixture;
