@@ -64,6 +64,7 @@ fn auth_error(h: &HeaderMap) -> (u16, Value) {
 fn error_body(status: u16) -> Value {
     match status {
         429 => fixture!("cloudflare/error_rate_limit.json"),
+        400 => fixture!("cloudflare/error_validation.json"),
         s => json!({"success":false,"errors":[{"code":s,"message":format!("HTTP {s} (injected)")}],"messages":[],"result":null}),
     }
 }
