@@ -35,11 +35,17 @@ fn n(s: &str) -> Fqdn {
 async fn conformance_and_publish_read_back() {
     let (fake, cf, id) = setup().await;
     let zone = cf.find_zone(&n("_dmarc.mail.example.com")).await.unwrap();
-    assert_eq!((zone.name.as_str(), zone.id.as_str()), ("example.com", id.as_str()));
+    assert_eq!(
+        (zone.name.as_str(), zone.id.as_str()),
+        ("example.com", id.as_str())
+    );
     maildns_testkit::conformance::run(&cf, &zone, None).await;
 
     let name = n("example.com");
-    let set = TxtSet { ttl: 300, records: vec![TxtRecord::from_value("v=spf1 mx -all")] };
+    let set = TxtSet {
+        ttl: 300,
+        records: vec![TxtRecord::from_value("v=spf1 mx -all")],
+    };
     cf.replace_txt(&zone, &name, &set).await.unwrap();
     assert_eq!(cf.read_txt(&zone, &name).await.unwrap(), Some(set.clone()));
     let raw = fake.records("example.com");
@@ -59,13 +65,20 @@ async fn conformance_and_publish_read_back() {
 async fn merge_keeps_foreign_record_and_its_id() {
     let (fake, cf, zid) = setup().await;
     let zone = cf.find_zone(&n("example.com")).await.unwrap();
-    let foreign = fake.add_record(&zid, "example.com", "\"google-site-verification=abc123\"", 3600);
+    let foreign = fake.add_record(
+        &zid,
+        "example.com",
+        "\"google-site-verification=abc123\"",
+        3600,
+    );
     let name = n("example.com");
     let current = cf.read_txt(&zone, &name).await.unwrap().unwrap();
     let ours = TxtRecord::from_value("v=spf1 -all");
     let mut records = current.records.clone();
     records.push(ours.clone());
-    cf.replace_txt(&zone, &name, &TxtSet { ttl: 3600, records }).await.unwrap();
+    cf.replace_txt(&zone, &name, &TxtSet { ttl: 3600, records })
+        .await
+        .unwrap();
     let raw = fake.records("example.com");
     assert_eq!(raw.len(), 2);
     assert_eq!(raw[0].id, foreign);
@@ -75,7 +88,10 @@ async fn merge_keeps_foreign_record_and_its_id() {
     let raw = fake.records("example.com");
     assert_eq!(raw.len(), 1);
     assert_eq!(raw[0].id, foreign);
-    assert!(fake.writes().iter().all(|w| !w.path.contains(&foreign)), "foreign record touched");
+    assert!(
+        fake.writes().iter().all(|w| !w.path.contains(&foreign)),
+        "foreign record touched"
+    );
 }
 
 #[tokio::test]
@@ -84,9 +100,16 @@ async fn dkim_2048_sent_as_quoted_strings() {
     let zone = cf.find_zone(&n("example.com")).await.unwrap();
     let name = n("202611._domainkey.example.com");
     let rec = dkim_2048();
-    let set = TxtSet { ttl: 300, records: vec![rec.clone()] };
+    let set = TxtSet {
+        ttl: 300,
+        records: vec![rec.clone()],
+    };
     cf.replace_txt(&zone, &name, &set).await.unwrap();
-    let post = fake.writes().into_iter().find(|w| w.method == "POST").unwrap();
+    let post = fake
+        .writes()
+        .into_iter()
+        .find(|w| w.method == "POST")
+        .unwrap();
     let body = post.json();
     let expected = format!(
         "\"v=DKIM1; k=rsa; \" \"p={}\" \"{}\"",
@@ -94,7 +117,10 @@ async fn dkim_2048_sent_as_quoted_strings() {
         "A".repeat(139)
     );
     assert_eq!(body["content"], expected.as_str());
-    assert_eq!(fake.records("202611._domainkey.example.com")[0].content, expected);
+    assert_eq!(
+        fake.records("202611._domainkey.example.com")[0].content,
+        expected
+    );
     assert_eq!(body["type"], "TXT");
     assert_eq!(body["name"], "202611._domainkey.example.com");
     assert_eq!(cf.read_txt(&zone, &name).await.unwrap(), Some(set));
@@ -116,8 +142,15 @@ async fn fake_splits_long_quoted_strings_like_cloudflare() {
         .unwrap();
     assert!(resp.status().is_success());
     let raw = fake.records("long.example.com");
-    assert_eq!(raw[0].content, format!("\"{}\" \"{}\"", "b".repeat(255), "b".repeat(45)));
-    let got = cf.read_txt(&zone, &n("long.example.com")).await.unwrap().unwrap();
+    assert_eq!(
+        raw[0].content,
+        format!("\"{}\" \"{}\"", "b".repeat(255), "b".repeat(45))
+    );
+    let got = cf
+        .read_txt(&zone, &n("long.example.com"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.records[0].value(), vec![b'b'; 300]);
 }
 
@@ -140,7 +173,10 @@ async fn unknown_zone_is_zone_not_found() {
     let (_fake, cf, _) = setup().await;
     let e = cf.find_zone(&n("mail.example.org")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::ZoneNotFound);
-    let stale = maildns_providers::Zone { name: n("example.com"), id: "f".repeat(32) };
+    let stale = maildns_providers::Zone {
+        name: n("example.com"),
+        id: "f".repeat(32),
+    };
     let e = cf.read_txt(&stale, &n("example.com")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::ZoneNotFound);
     assert!(e.message.contains("Could not route"), "{e}");
@@ -161,11 +197,20 @@ async fn validation_error_is_invalid_with_hosts_message() {
     assert_eq!(resp.status().as_u16(), 400);
     // Through the adapter (the host answers its validation error): Invalid, host's words.
     fake.fail_next(400, 1);
-    let set = TxtSet { ttl: 300, records: vec![TxtRecord::from_value("ok")] };
-    let e = cf.replace_txt(&zone, &n("w.example.com"), &set).await.unwrap_err();
+    let set = TxtSet {
+        ttl: 300,
+        records: vec![TxtRecord::from_value("ok")],
+    };
+    let e = cf
+        .replace_txt(&zone, &n("w.example.com"), &set)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Invalid);
     assert_eq!(e.status, Some(400));
-    assert!(e.message.contains("DNS Validation Error (code 1004)"), "{e}");
+    assert!(
+        e.message.contains("DNS Validation Error (code 1004)"),
+        "{e}"
+    );
     assert!(e.message.contains("printable ASCII"), "{e}");
     assert!(fake.records("w.example.com").is_empty());
 }
@@ -173,7 +218,10 @@ async fn validation_error_is_invalid_with_hosts_message() {
 #[tokio::test]
 async fn rate_limit_retry_after_is_honoured() {
     let (fake, _, _) = setup().await;
-    let policy = RetryPolicy { max_delay: Duration::from_secs(2), ..RetryPolicy::fast() };
+    let policy = RetryPolicy {
+        max_delay: Duration::from_secs(2),
+        ..RetryPolicy::fast()
+    };
     let cf = adapter(&fake, TOKEN, policy);
     fake.rate_limit_next(1);
     let zone = cf.find_zone(&n("example.com")).await.unwrap();
@@ -194,8 +242,13 @@ async fn server_error_then_success() {
     let (fake, cf, _) = setup().await;
     let zone = cf.find_zone(&n("example.com")).await.unwrap();
     fake.fail_next(500, 2);
-    let set = TxtSet { ttl: 300, records: vec![TxtRecord::from_value("v=spf1 -all")] };
-    cf.replace_txt(&zone, &n("example.com"), &set).await.unwrap();
+    let set = TxtSet {
+        ttl: 300,
+        records: vec![TxtRecord::from_value("v=spf1 -all")],
+    };
+    cf.replace_txt(&zone, &n("example.com"), &set)
+        .await
+        .unwrap();
     assert_eq!(fake.records("example.com").len(), 1);
     fake.fail_next(503, 10);
     let e = cf.read_txt(&zone, &n("example.com")).await.unwrap_err();
@@ -210,12 +263,24 @@ async fn pagination_reads_every_page() {
         fake.add_record(&zid, "p.example.com", &format!("\"value-{i}\""), 300);
     }
     let zone = cf.find_zone(&n("example.com")).await.unwrap();
-    let got = cf.read_txt(&zone, &n("p.example.com")).await.unwrap().unwrap();
+    let got = cf
+        .read_txt(&zone, &n("p.example.com"))
+        .await
+        .unwrap()
+        .unwrap();
     let values: Vec<String> = got.records.iter().map(TxtRecord::value_lossy).collect();
-    assert_eq!(values, (0..5).map(|i| format!("value-{i}")).collect::<Vec<_>>());
+    assert_eq!(
+        values,
+        (0..5).map(|i| format!("value-{i}")).collect::<Vec<_>>()
+    );
     // Replace down to one value: the four others (on later pages too) are deleted.
-    let keep = TxtSet { ttl: 300, records: vec![TxtRecord::from_value("value-3")] };
-    cf.replace_txt(&zone, &n("p.example.com"), &keep).await.unwrap();
+    let keep = TxtSet {
+        ttl: 300,
+        records: vec![TxtRecord::from_value("value-3")],
+    };
+    cf.replace_txt(&zone, &n("p.example.com"), &keep)
+        .await
+        .unwrap();
     assert_eq!(fake.records("p.example.com").len(), 1);
     assert_eq!(fake.records("p.example.com")[0].content, "\"value-3\"");
 }

@@ -38,7 +38,10 @@ async fn conformance_and_publish_read_back() {
     assert_eq!(zone.name.as_str(), "example.com");
     maildns_testkit::conformance::run(&d, &zone, None).await;
     let name = n("_dmarc.example.com");
-    let set = TxtSet { ttl: 300, records: vec![TxtRecord::from_value("v=DMARC1; p=none")] };
+    let set = TxtSet {
+        ttl: 300,
+        records: vec![TxtRecord::from_value("v=DMARC1; p=none")],
+    };
     d.replace_txt(&zone, &name, &set).await.unwrap();
     assert_eq!(d.read_txt(&zone, &name).await.unwrap(), Some(set));
     let raw = fake.records("example.com", "_dmarc");
@@ -57,10 +60,15 @@ async fn merge_keeps_foreign_record_and_its_id() {
     let current = d.read_txt(&zone, &name).await.unwrap().unwrap();
     let mut records = current.records.clone();
     records.push(TxtRecord::from_value("v=spf1 -all"));
-    d.replace_txt(&zone, &name, &TxtSet { ttl: 1800, records }).await.unwrap();
+    d.replace_txt(&zone, &name, &TxtSet { ttl: 1800, records })
+        .await
+        .unwrap();
     let raw = fake.records("example.com", "@");
     assert_eq!(raw.len(), 2);
-    assert_eq!((raw[0].id, raw[0].data.as_str()), (foreign, "google-site-verification=xyz"));
+    assert_eq!(
+        (raw[0].id, raw[0].data.as_str()),
+        (foreign, "google-site-verification=xyz")
+    );
     d.replace_txt(&zone, &name, &current).await.unwrap();
     let raw = fake.records("example.com", "@");
     assert_eq!(raw.len(), 1);
@@ -75,8 +83,21 @@ async fn dkim_2048_sent_as_one_unquoted_string() {
     let zone = d.find_zone(&n("example.com")).await.unwrap();
     let name = n("202611._domainkey.example.com");
     let rec = dkim(392);
-    d.replace_txt(&zone, &name, &TxtSet { ttl: 300, records: vec![rec.clone()] }).await.unwrap();
-    let post = fake.writes().into_iter().find(|w| w.method == "POST").unwrap();
+    d.replace_txt(
+        &zone,
+        &name,
+        &TxtSet {
+            ttl: 300,
+            records: vec![rec.clone()],
+        },
+    )
+    .await
+    .unwrap();
+    let post = fake
+        .writes()
+        .into_iter()
+        .find(|w| w.method == "POST")
+        .unwrap();
     let body = post.json();
     let value = format!("v=DKIM1; k=rsa; p={}", "A".repeat(392));
     assert_eq!(body["data"], value.as_str());
@@ -94,13 +115,31 @@ async fn over_the_encoded_limit_is_refused_before_any_write() {
     // 4096-bit DKIM: p= of 736 characters.
     let rec = dkim(736);
     let e = d
-        .replace_txt(&zone, &n("big._domainkey.example.com"), &TxtSet { ttl: 300, records: vec![rec] })
+        .replace_txt(
+            &zone,
+            &n("big._domainkey.example.com"),
+            &TxtSet {
+                ttl: 300,
+                records: vec![rec],
+            },
+        )
         .await
         .unwrap_err();
-    assert!(matches!(e.kind, ErrorKind::Limit(LimitError::EncodedTooLong { max: 509, .. })), "{e:?}");
-    assert!(e.hint().unwrap().contains("1024-bit") && e.hint().unwrap().contains("maildns diagnose"));
+    assert!(
+        matches!(
+            e.kind,
+            ErrorKind::Limit(LimitError::EncodedTooLong { max: 509, .. })
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.hint().unwrap().contains("1024-bit") && e.hint().unwrap().contains("maildns diagnose")
+    );
     assert!(fake.writes().is_empty(), "nothing may be written");
-    assert!(fake.requests().iter().all(|r| !r.path.contains("big")), "nothing may be sent");
+    assert!(
+        fake.requests().iter().all(|r| !r.path.contains("big")),
+        "nothing may be sent"
+    );
     // The fake enforces the same limit with DigitalOcean's 422 body.
     let resp = reqwest::Client::new()
         .post(format!("{}/domains/example.com/records", fake.base_url()))
@@ -138,17 +177,30 @@ async fn unprocessable_is_invalid_with_hosts_message() {
     let zone = d.find_zone(&n("example.com")).await.unwrap();
     // TTL 10 passes no local check (min_ttl is the caller's business) but the host says 422.
     let e = d
-        .replace_txt(&zone, &n("t.example.com"), &TxtSet { ttl: 10, records: vec![TxtRecord::from_value("x")] })
+        .replace_txt(
+            &zone,
+            &n("t.example.com"),
+            &TxtSet {
+                ttl: 10,
+                records: vec![TxtRecord::from_value("x")],
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!((e.kind.clone(), e.status), (ErrorKind::Invalid, Some(422)));
-    assert!(e.message.contains("record ttl must be greater than 30"), "{e}");
+    assert!(
+        e.message.contains("record ttl must be greater than 30"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
 async fn rate_limit_then_server_error_then_success() {
     let (fake, _) = setup().await;
-    let policy = RetryPolicy { max_delay: Duration::from_secs(2), ..RetryPolicy::fast() };
+    let policy = RetryPolicy {
+        max_delay: Duration::from_secs(2),
+        ..RetryPolicy::fast()
+    };
     let d = adapter(&fake, TOKEN, policy);
     fake.rate_limit_next(1);
     fake.fail_next(500, 1);
@@ -169,12 +221,23 @@ async fn pagination_reads_every_page() {
         fake.add_record("example.com", "p", &format!("value-{i}"), 300);
     }
     let zone = d.find_zone(&n("example.com")).await.unwrap();
-    let got = d.read_txt(&zone, &n("p.example.com")).await.unwrap().unwrap();
+    let got = d
+        .read_txt(&zone, &n("p.example.com"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.records.len(), 5);
     assert_eq!(got.records[4].value_lossy(), "value-4");
-    d.replace_txt(&zone, &n("p.example.com"), &TxtSet { ttl: 300, records: vec![TxtRecord::from_value("value-4")] })
-        .await
-        .unwrap();
+    d.replace_txt(
+        &zone,
+        &n("p.example.com"),
+        &TxtSet {
+            ttl: 300,
+            records: vec![TxtRecord::from_value("value-4")],
+        },
+    )
+    .await
+    .unwrap();
     let raw = fake.records("example.com", "p");
     assert_eq!(raw.len(), 1);
     assert_eq!(raw[0].data, "value-4");

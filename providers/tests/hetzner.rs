@@ -32,19 +32,32 @@ async fn conformance_publish_read_back_and_actions() {
     let (fake, h, zid) = setup().await;
     fake.set_running_polls(3);
     let zone = h.find_zone(&n("_dmarc.example.com")).await.unwrap();
-    assert_eq!((zone.name.as_str(), zone.id.clone()), ("example.com", zid.to_string()));
+    assert_eq!(
+        (zone.name.as_str(), zone.id.clone()),
+        ("example.com", zid.to_string())
+    );
     maildns_testkit::conformance::run(&h, &zone, None).await;
     let name = n("_dmarc.example.com");
-    let set = TxtSet { ttl: 300, records: vec![TxtRecord::from_value("v=DMARC1; p=none")] };
+    let set = TxtSet {
+        ttl: 300,
+        records: vec![TxtRecord::from_value("v=DMARC1; p=none")],
+    };
     h.replace_txt(&zone, &name, &set).await.unwrap();
     assert_eq!(h.read_txt(&zone, &name).await.unwrap(), Some(set.clone()));
     let raw = fake.rrset(zid, "_dmarc").unwrap();
     assert_eq!(raw.values, vec!["\"v=DMARC1; p=none\"".to_string()]);
     assert_eq!(raw.ttl, Some(300));
-    let polls = fake.requests().iter().filter(|r| r.path.starts_with("/v1/actions/")).count();
+    let polls = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/actions/"))
+        .count();
     assert_eq!(polls, 3, "the create action was polled until success");
     // New TTL and values: change_ttl then set_records.
-    let set2 = TxtSet { ttl: 600, records: vec![TxtRecord::from_value("v=DMARC1; p=reject")] };
+    let set2 = TxtSet {
+        ttl: 600,
+        records: vec![TxtRecord::from_value("v=DMARC1; p=reject")],
+    };
     h.replace_txt(&zone, &name, &set2).await.unwrap();
     assert_eq!(h.read_txt(&zone, &name).await.unwrap(), Some(set2));
     h.delete_txt(&zone, &name).await.unwrap();
@@ -61,9 +74,17 @@ async fn merge_keeps_foreign_value() {
     let cur = h.read_txt(&zone, &name).await.unwrap().unwrap();
     let mut records = cur.records.clone();
     records.push(TxtRecord::from_value("v=spf1 -all"));
-    h.replace_txt(&zone, &name, &TxtSet { ttl: 3600, records }).await.unwrap();
+    h.replace_txt(&zone, &name, &TxtSet { ttl: 3600, records })
+        .await
+        .unwrap();
     let raw = fake.rrset(zid, "@").unwrap();
-    assert_eq!(raw.values, vec!["\"google-site-verification=abc\"".to_string(), "\"v=spf1 -all\"".to_string()]);
+    assert_eq!(
+        raw.values,
+        vec![
+            "\"google-site-verification=abc\"".to_string(),
+            "\"v=spf1 -all\"".to_string()
+        ]
+    );
 }
 
 #[tokio::test]
@@ -73,14 +94,28 @@ async fn dkim_2048_sent_pre_split() {
     let name = n("202611._domainkey.example.com");
     let v = format!("v=DKIM1; k=rsa; p={}", "A".repeat(392));
     let rec = TxtRecord::split(v.as_bytes(), Split::Before(b"p="));
-    let set = TxtSet { ttl: 300, records: vec![rec.clone()] };
+    let set = TxtSet {
+        ttl: 300,
+        records: vec![rec.clone()],
+    };
     h.replace_txt(&zone, &name, &set).await.unwrap();
-    let post = fake.writes().into_iter().find(|w| w.path.ends_with("/rrsets")).unwrap();
+    let post = fake
+        .writes()
+        .into_iter()
+        .find(|w| w.path.ends_with("/rrsets"))
+        .unwrap();
     let body = post.json();
-    let expected = format!("\"v=DKIM1; k=rsa; \" \"p={}\" \"{}\"", "A".repeat(253), "A".repeat(139));
+    let expected = format!(
+        "\"v=DKIM1; k=rsa; \" \"p={}\" \"{}\"",
+        "A".repeat(253),
+        "A".repeat(139)
+    );
     assert_eq!(body["records"][0]["value"], expected.as_str());
     assert_eq!(body["name"], "202611._domainkey");
-    assert_eq!(fake.rrset(zid, "202611._domainkey").unwrap().values, vec![expected]);
+    assert_eq!(
+        fake.rrset(zid, "202611._domainkey").unwrap().values,
+        vec![expected]
+    );
     assert_eq!(h.read_txt(&zone, &name).await.unwrap(), Some(set));
 }
 
@@ -98,7 +133,14 @@ async fn string_over_255_is_422_invalid_with_hosts_message() {
     assert_eq!(resp.status().as_u16(), 422);
     fake.fail_next(422, 1);
     let e = h
-        .replace_txt(&zone, &n("y.example.com"), &TxtSet { ttl: 300, records: vec![TxtRecord::from_value("z")] })
+        .replace_txt(
+            &zone,
+            &n("y.example.com"),
+            &TxtSet {
+                ttl: 300,
+                records: vec![TxtRecord::from_value("z")],
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!((e.kind.clone(), e.status), (ErrorKind::Invalid, Some(422)));
@@ -111,7 +153,14 @@ async fn failed_action_is_reported() {
     let zone = h.find_zone(&n("example.com")).await.unwrap();
     fake.fail_next_action("zone is being migrated");
     let e = h
-        .replace_txt(&zone, &n("a.example.com"), &TxtSet { ttl: 300, records: vec![TxtRecord::from_value("z")] })
+        .replace_txt(
+            &zone,
+            &n("a.example.com"),
+            &TxtSet {
+                ttl: 300,
+                records: vec![TxtRecord::from_value("z")],
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(e.operation, maildns_providers::Operation::WaitForChange);
@@ -139,7 +188,10 @@ async fn unknown_zone_is_zone_not_found() {
 #[tokio::test]
 async fn rate_limit_and_server_error_then_success() {
     let (fake, _, _) = setup().await;
-    let policy = RetryPolicy { max_delay: Duration::from_secs(2), ..RetryPolicy::fast() };
+    let policy = RetryPolicy {
+        max_delay: Duration::from_secs(2),
+        ..RetryPolicy::fast()
+    };
     let h = adapter(&fake, TOKEN, policy);
     fake.rate_limit_next(1);
     fake.fail_next(500, 1);
@@ -153,8 +205,15 @@ async fn large_set_round_trips() {
     // RRsets are read in one GET (no pagination exists for one set): 60 values.
     let (_fake, h, _) = setup().await;
     let zone = h.find_zone(&n("example.com")).await.unwrap();
-    let records: Vec<TxtRecord> = (0..60).map(|i| TxtRecord::from_value(format!("v{i}"))).collect();
+    let records: Vec<TxtRecord> = (0..60)
+        .map(|i| TxtRecord::from_value(format!("v{i}")))
+        .collect();
     let set = TxtSet { ttl: 300, records };
-    h.replace_txt(&zone, &n("many.example.com"), &set).await.unwrap();
-    assert_eq!(h.read_txt(&zone, &n("many.example.com")).await.unwrap(), Some(set));
+    h.replace_txt(&zone, &n("many.example.com"), &set)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.read_txt(&zone, &n("many.example.com")).await.unwrap(),
+        Some(set)
+    );
 }

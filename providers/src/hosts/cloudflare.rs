@@ -205,7 +205,8 @@ impl Cloudflare {
                     self.req(c, Method::GET, &path).query(&q)
                 })
                 .await?;
-            let env: Envelope<Vec<CfRecord>> = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
+            let env: Envelope<Vec<CfRecord>> =
+                resp.json(KIND, op).map_err(|e| e.with_name(name))?;
             let got = env.result.unwrap_or_default();
             let n = got.len();
             out.extend(got);
@@ -217,7 +218,13 @@ impl Cloudflare {
         }
     }
 
-    async fn delete_id(&self, zone: &Zone, name: &Fqdn, id: &str, op: Operation) -> Result<(), Error> {
+    async fn delete_id(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+        id: &str,
+        op: Operation,
+    ) -> Result<(), Error> {
         let path = format!("zones/{}/dns_records/{id}", zone.id);
         match self
             .http
@@ -284,7 +291,9 @@ impl Provider for Cloudflare {
             let q = [("name", cand.to_string()), ("per_page", "50".to_string())];
             let resp = self
                 .http
-                .send(op, Some(name), true, |c| self.req(c, Method::GET, "zones").query(&q))
+                .send(op, Some(name), true, |c| {
+                    self.req(c, Method::GET, "zones").query(&q)
+                })
                 .await?;
             let env: Envelope<Vec<CfZone>> = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
             if let Some(z) = env
@@ -293,7 +302,10 @@ impl Provider for Cloudflare {
                 .into_iter()
                 .find(|z| Fqdn::parse(&z.name).is_ok_and(|n| n == cand))
             {
-                return Ok(Zone { name: cand, id: z.id });
+                return Ok(Zone {
+                    name: cand,
+                    id: z.id,
+                });
             }
         }
         Err(Error::new(
@@ -365,7 +377,9 @@ impl Provider for Cloudflare {
             let p = format!("{path}/{id}");
             let body = json!({ "ttl": set.ttl });
             self.http
-                .send(op, Some(name), true, |c| self.req(c, Method::PATCH, &p).json(&body))
+                .send(op, Some(name), true, |c| {
+                    self.req(c, Method::PATCH, &p).json(&body)
+                })
                 .await?;
         }
         for id in obsolete {

@@ -153,12 +153,10 @@ impl Desec {
     }
 
     fn req(&self, c: &reqwest::Client, m: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(c, m, path)
-            .header(
-                reqwest::header::AUTHORIZATION,
-                format!("Token {}", self.token.expose()),
-            )
+        self.http.request(c, m, path).header(
+            reqwest::header::AUTHORIZATION,
+            format!("Token {}", self.token.expose()),
+        )
     }
 
     fn subname(zone: &Zone, name: &Fqdn, op: Operation) -> Result<String, Error> {
@@ -174,7 +172,11 @@ impl Desec {
     }
 
     async fn get(&self, zone: &Zone, name: &Fqdn, op: Operation) -> Result<Option<Rrset>, Error> {
-        let path = format!("domains/{}/rrsets/{}/TXT/", zone.id, Self::subname(zone, name, op)?);
+        let path = format!(
+            "domains/{}/rrsets/{}/TXT/",
+            zone.id,
+            Self::subname(zone, name, op)?
+        );
         match self
             .http
             .send(op, Some(name), true, |c| self.req(c, Method::GET, &path))
@@ -202,7 +204,9 @@ impl Provider for Desec {
         let q = [("owns_qname", name.to_string())];
         let resp = self
             .http
-            .send(op, Some(name), true, |c| self.req(c, Method::GET, "domains/").query(&q))
+            .send(op, Some(name), true, |c| {
+                self.req(c, Method::GET, "domains/").query(&q)
+            })
             .await?;
         let domains: Vec<Domain> = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
         domains
@@ -304,7 +308,11 @@ impl Provider for Desec {
 
     async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
         let op = Operation::Delete;
-        let path = format!("domains/{}/rrsets/{}/TXT/", zone.id, Self::subname(zone, name, op)?);
+        let path = format!(
+            "domains/{}/rrsets/{}/TXT/",
+            zone.id,
+            Self::subname(zone, name, op)?
+        );
         match self
             .http
             .send(op, Some(name), true, |c| self.req(c, Method::DELETE, &path))

@@ -197,7 +197,13 @@ impl DigitalOcean {
         }
     }
 
-    async fn delete_id(&self, zone: &Zone, name: &Fqdn, id: u64, op: Operation) -> Result<(), Error> {
+    async fn delete_id(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+        id: u64,
+        op: Operation,
+    ) -> Result<(), Error> {
         let path = format!("domains/{}/records/{id}", zone.id);
         match self
             .http
@@ -327,7 +333,9 @@ impl Provider for DigitalOcean {
             let p = format!("{path}/{id}");
             let body = json!({ "type": "TXT", "ttl": set.ttl });
             self.http
-                .send(op, Some(name), true, |c| self.req(c, Method::PATCH, &p).json(&body))
+                .send(op, Some(name), true, |c| {
+                    self.req(c, Method::PATCH, &p).json(&body)
+                })
                 .await?;
         }
         for id in obsolete {

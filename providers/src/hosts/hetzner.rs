@@ -216,7 +216,11 @@ impl Hetzner {
             .send(op, Some(name), true, |c| self.req(c, Method::GET, &path))
             .await
         {
-            Ok(r) => Ok(Some(r.json::<RrsetBody>(KIND, op).map_err(|e| e.with_name(name))?.rrset)),
+            Ok(r) => Ok(Some(
+                r.json::<RrsetBody>(KIND, op)
+                    .map_err(|e| e.with_name(name))?
+                    .rrset,
+            )),
             Err(e) if e.status == Some(404) => Ok(None),
             Err(e) => Err(e),
         }
@@ -314,7 +318,9 @@ impl Provider for Hetzner {
             let q = [("name", cand.to_string())];
             let resp = self
                 .http
-                .send(op, Some(name), true, |c| self.req(c, Method::GET, "zones").query(&q))
+                .send(op, Some(name), true, |c| {
+                    self.req(c, Method::GET, "zones").query(&q)
+                })
                 .await?;
             let list: ZoneList = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
             if let Some(z) = list
@@ -354,7 +360,10 @@ impl Provider for Hetzner {
                     op,
                     Some(name),
                     ErrorKind::Protocol,
-                    format!("stored value {:?} is not TXT presentation form: {e}", r.value),
+                    format!(
+                        "stored value {:?} is not TXT presentation form: {e}",
+                        r.value
+                    ),
                 )
             })?);
         }

@@ -65,7 +65,9 @@ fn error_body(status: u16) -> Value {
     match status {
         429 => fixture!("cloudflare/error_rate_limit.json"),
         400 => fixture!("cloudflare/error_validation.json"),
-        s => json!({"success":false,"errors":[{"code":s,"message":format!("HTTP {s} (injected)")}],"messages":[],"result":null}),
+        s => {
+            json!({"success":false,"errors":[{"code":s,"message":format!("HTTP {s} (injected)")}],"messages":[],"result":null})
+        }
     }
 }
 
@@ -167,7 +169,10 @@ impl FakeCloudflare {
 
     /// Every request other than GET.
     pub fn writes(&self) -> Vec<Recorded> {
-        self.requests().into_iter().filter(Recorded::is_write).collect()
+        self.requests()
+            .into_iter()
+            .filter(Recorded::is_write)
+            .collect()
     }
 
     /// The next `n` requests fail with `status` in Cloudflare's envelope.
@@ -216,7 +221,10 @@ async fn list_zones(State(s): State<Arc<Inner>>, Query(q): Q) -> Response {
 }
 
 fn zone_name(d: &Data, zone: &str) -> Option<String> {
-    d.zones.iter().find(|(id, _)| id == zone).map(|(_, n)| n.clone())
+    d.zones
+        .iter()
+        .find(|(id, _)| id == zone)
+        .map(|(_, n)| n.clone())
 }
 
 fn no_route(zone: &str) -> Response {
@@ -228,7 +236,11 @@ fn no_route(zone: &str) -> Response {
     )
 }
 
-async fn list_records(State(s): State<Arc<Inner>>, Path(zone): Path<String>, Query(q): Q) -> Response {
+async fn list_records(
+    State(s): State<Arc<Inner>>,
+    Path(zone): Path<String>,
+    Query(q): Q,
+) -> Response {
     let d = lock(&s.data);
     let Some(zn) = zone_name(&d, &zone) else {
         return no_route(&zone);
@@ -238,7 +250,11 @@ async fn list_records(State(s): State<Arc<Inner>>, Path(zone): Path<String>, Que
         .iter()
         .filter(|r| r.zone_id == zone)
         .filter(|r| param(&q, "type").is_none_or(|t| t == r.kind))
-        .filter(|r| param(&q, "name.exact").or(param(&q, "name")).is_none_or(|n| n == r.name))
+        .filter(|r| {
+            param(&q, "name.exact")
+                .or(param(&q, "name"))
+                .is_none_or(|n| n == r.name)
+        })
         .map(|r| record_json(r, &zn))
         .collect();
     let (page, per) = page_args(&q, 100, d.max_per_page);
@@ -251,6 +267,7 @@ async fn list_records(State(s): State<Arc<Inner>>, Path(zone): Path<String>, Que
 }
 
 /// Validates and normalizes `content` the way Cloudflare does; `Err` is the response.
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself
 fn store_form(content: &str) -> Result<String, Response> {
     if !content.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
         return Err(json(400, fixture!("cloudflare/error_validation.json")));
@@ -267,7 +284,10 @@ fn store_form(content: &str) -> Result<String, Response> {
     } else {
         vec![content.as_bytes().to_vec()]
     };
-    let wire: usize = strings.iter().map(|s| s.len() + s.len().div_ceil(255).max(1)).sum();
+    let wire: usize = strings
+        .iter()
+        .map(|s| s.len() + s.len().div_ceil(255).max(1))
+        .sum();
     if wire > 4096 {
         return Err(envelope_error(
             400,
@@ -296,7 +316,12 @@ async fn create_record(
         v["name"].as_str(),
         v["content"].as_str(),
     ) else {
-        return envelope_error(400, 9000, "DNS name, type and content are required", json!([]));
+        return envelope_error(
+            400,
+            9000,
+            "DNS name, type and content are required",
+            json!([]),
+        );
     };
     let ttl = v["ttl"].as_u64().unwrap_or(1) as u32;
     let content = match store_form(content) {
@@ -308,8 +333,7 @@ async fn create_record(
         return no_route(&zone);
     };
     let name = name.trim_end_matches('.').to_ascii_lowercase();
-    if d
-        .records
+    if d.records
         .iter()
         .any(|r| r.zone_id == zone && r.name == name && r.kind == kind && r.content == content)
     {
@@ -341,7 +365,11 @@ async fn patch_record(
     let Some(zn) = zone_name(&d, &zone) else {
         return no_route(&zone);
     };
-    let Some(rec) = d.records.iter_mut().find(|r| r.id == id && r.zone_id == zone) else {
+    let Some(rec) = d
+        .records
+        .iter_mut()
+        .find(|r| r.id == id && r.zone_id == zone)
+    else {
         return envelope_error(404, 81044, "Record does not exist.", json!([]));
     };
     if let Some(t) = v["ttl"].as_u64() {
@@ -354,7 +382,10 @@ async fn patch_record(
         }
     }
     let out = record_json(rec, &zn);
-    json(200, json!({"success":true,"errors":[],"messages":[],"result":out}))
+    json(
+        200,
+        json!({"success":true,"errors":[],"messages":[],"result":out}),
+    )
 }
 
 async fn delete_record(
@@ -370,5 +401,8 @@ async fn delete_record(
     if d.records.len() == before {
         return envelope_error(404, 81044, "Record does not exist.", json!([]));
     }
-    json(200, json!({"success":true,"errors":[],"messages":[],"result":{"id":id}}))
+    json(
+        200,
+        json!({"success":true,"errors":[],"messages":[],"result":{"id":id}}),
+    )
 }

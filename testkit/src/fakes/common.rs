@@ -125,7 +125,8 @@ async fn gate(State(common): State<Arc<Common>>, req: Request, next: Next) -> Re
         }
         return resp;
     }
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 fn common_record(common: &Common, parts: &axum::http::request::Parts, bytes: &[u8]) {

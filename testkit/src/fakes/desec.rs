@@ -68,9 +68,12 @@ fn not_found() -> Response {
 /// Canonical form of one TXT value, or the 400 body.
 fn canonical(v: &str) -> Result<String, String> {
     if !v.trim_start().starts_with('"') {
-        return Err(format!("Record content malformed: TXT data must be quoted: {v}"));
+        return Err(format!(
+            "Record content malformed: TXT data must be quoted: {v}"
+        ));
     }
-    let strings = common::lenient_strings(v).ok_or_else(|| format!("Record content malformed: {v}"))?;
+    let strings =
+        common::lenient_strings(v).ok_or_else(|| format!("Record content malformed: {v}"))?;
     Ok(common::render_split(&strings))
 }
 
@@ -153,7 +156,10 @@ impl FakeDesec {
 
     /// Every request other than GET.
     pub fn writes(&self) -> Vec<Recorded> {
-        self.requests().into_iter().filter(Recorded::is_write).collect()
+        self.requests()
+            .into_iter()
+            .filter(Recorded::is_write)
+            .collect()
     }
 
     /// The next `n` requests fail with `status` in deSEC's body.
@@ -167,7 +173,10 @@ impl FakeDesec {
     }
 }
 
-async fn list_domains(State(s): State<Arc<Inner>>, Query(q): Query<Vec<(String, String)>>) -> Response {
+async fn list_domains(
+    State(s): State<Arc<Inner>>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response {
     let d = lock(&s.data);
     let qname = q
         .iter()
@@ -195,9 +204,14 @@ async fn list_domains(State(s): State<Arc<Inner>>, Query(q): Query<Vec<(String, 
 }
 
 fn sub_key(sub: &str) -> String {
-    if sub == "@" { String::new() } else { sub.to_string() }
+    if sub == "@" {
+        String::new()
+    } else {
+        sub.to_string()
+    }
 }
 
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself
 fn validate(v: &Value) -> Result<(u32, Vec<String>), Response> {
     let ttl = v["ttl"].as_u64().unwrap_or(0);
     if ttl < 3600 {

@@ -161,7 +161,10 @@ impl FakeDigitalOcean {
 
     /// Every request other than GET.
     pub fn writes(&self) -> Vec<Recorded> {
-        self.requests().into_iter().filter(Recorded::is_write).collect()
+        self.requests()
+            .into_iter()
+            .filter(Recorded::is_write)
+            .collect()
     }
 
     /// The next `n` requests fail with `status` in DigitalOcean's error body.
@@ -183,7 +186,10 @@ fn param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
 
 async fn get_domain(State(s): State<Arc<Inner>>, Path(domain): Path<String>) -> Response {
     if lock(&s.data).domains.contains(&domain) {
-        json(200, json!({"domain":{"name":domain,"ttl":1800,"zone_file":""}}))
+        json(
+            200,
+            json!({"domain":{"name":domain,"ttl":1800,"zone_file":""}}),
+        )
     } else {
         not_found()
     }
@@ -197,7 +203,11 @@ fn fqdn(r: &StoredRecord) -> String {
     }
 }
 
-async fn list_records(State(s): State<Arc<Inner>>, Path(domain): Path<String>, Query(q): Q) -> Response {
+async fn list_records(
+    State(s): State<Arc<Inner>>,
+    Path(domain): Path<String>,
+    Query(q): Q,
+) -> Response {
     let d = lock(&s.data);
     if !d.domains.contains(&domain) {
         return not_found();
@@ -221,7 +231,11 @@ async fn list_records(State(s): State<Arc<Inner>>, Path(domain): Path<String>, Q
     let (items, pages) = common::paginate(&recs, page, per);
     let mut links = json!({});
     if pages > 1 {
-        let url = |p: usize| format!("https://api.digitalocean.com/v2/domains/{domain}/records?page={p}&per_page={per}");
+        let url = |p: usize| {
+            format!(
+                "https://api.digitalocean.com/v2/domains/{domain}/records?page={p}&per_page={per}"
+            )
+        };
         let mut p = serde_json::Map::new();
         if page > 1 {
             p.insert("first".into(), json!(url(1)));
@@ -233,7 +247,10 @@ async fn list_records(State(s): State<Arc<Inner>>, Path(domain): Path<String>, Q
         }
         links = json!({ "pages": p });
     }
-    json(200, json!({"domain_records":items,"links":links,"meta":{"total":recs.len()}}))
+    json(
+        200,
+        json!({"domain_records":items,"links":links,"meta":{"total":recs.len()}}),
+    )
 }
 
 fn validate(data: &str, ttl: u64) -> Option<Response> {
@@ -256,11 +273,9 @@ async fn create_record(
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return json(400, json!({"id":"bad_request","message":"malformed JSON"}));
     };
-    let (Some("TXT"), Some(name), Some(data)) = (
-        v["type"].as_str(),
-        v["name"].as_str(),
-        v["data"].as_str(),
-    ) else {
+    let (Some("TXT"), Some(name), Some(data)) =
+        (v["type"].as_str(), v["name"].as_str(), v["data"].as_str())
+    else {
         return unprocessable("type, name and data are required");
     };
     let ttl = v["ttl"].as_u64().unwrap_or(1800);
@@ -299,7 +314,11 @@ async fn patch_record(
 ) -> Response {
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let mut d = lock(&s.data);
-    let Some(rec) = d.records.iter_mut().find(|r| r.id == id && r.domain == domain) else {
+    let Some(rec) = d
+        .records
+        .iter_mut()
+        .find(|r| r.id == id && r.domain == domain)
+    else {
         return not_found();
     };
     let ttl = v["ttl"].as_u64().unwrap_or(u64::from(rec.ttl));

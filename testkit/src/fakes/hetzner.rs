@@ -67,7 +67,10 @@ fn auth_error(_: &HeaderMap) -> (u16, Value) {
 
 fn error_body(status: u16) -> Value {
     let (code, msg) = match status {
-        429 => ("rate_limit_exceeded", "limit of 3600 requests per hour reached"),
+        429 => (
+            "rate_limit_exceeded",
+            "limit of 3600 requests per hour reached",
+        ),
         500..=599 => ("server_error", "an internal error occurred"),
         403 => ("forbidden", "insufficient permissions for this request"),
         _ => ("invalid_input", "injected error"),
@@ -160,7 +163,10 @@ impl FakeHetzner {
 
     /// Every request other than GET.
     pub fn writes(&self) -> Vec<Recorded> {
-        self.requests().into_iter().filter(Recorded::is_write).collect()
+        self.requests()
+            .into_iter()
+            .filter(Recorded::is_write)
+            .collect()
     }
 
     /// The next `n` requests fail with `status` in Hetzner's error body.
@@ -214,20 +220,37 @@ fn rrset_json(zone: u64, name: &str, r: &StoredRrset) -> Value {
 }
 
 /// Checks values as Hetzner does: quoted strings of at most 255 bytes.
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself
 fn check_values(records: &Value) -> Result<Vec<String>, Response> {
     let Some(arr) = records.as_array() else {
-        return Err(err(422, "invalid_input", "invalid input in field 'records': is required"));
+        return Err(err(
+            422,
+            "invalid_input",
+            "invalid input in field 'records': is required",
+        ));
     };
     let mut out = Vec::new();
     for r in arr {
         let Some(v) = r["value"].as_str() else {
-            return Err(err(422, "invalid_input", "invalid input in field 'records': value is required"));
+            return Err(err(
+                422,
+                "invalid_input",
+                "invalid input in field 'records': value is required",
+            ));
         };
         let Some(strings) = common::lenient_strings(v) else {
-            return Err(err(422, "invalid_input", "invalid input in field 'records': malformed TXT value"));
+            return Err(err(
+                422,
+                "invalid_input",
+                "invalid input in field 'records': malformed TXT value",
+            ));
         };
         if !v.trim_start().starts_with('"') {
-            return Err(err(422, "invalid_input", "invalid input in field 'records': TXT values must be quoted"));
+            return Err(err(
+                422,
+                "invalid_input",
+                "invalid input in field 'records': TXT values must be quoted",
+            ));
         }
         if strings.iter().any(|s| s.len() > 255) {
             return Err(json(422, fixture!("hetzner/error_invalid_input.json")));
