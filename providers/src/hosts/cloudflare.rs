@@ -1,1 +1,398 @@
-//! (to be written)
+//! Cloudflare (API v4): record-level, one `id` per TXT value.
+//!
+//! - Zone: `GET /zones?name=<candidate>` walking up the labels (an unknown name is
+//!   200 with `"result":[]`).
+//! - Values: `GET /zones/{id}/dns_records?type=TXT&name.exact=<fqdn>&page=&per_page=`
+//!   (paged by `result_info.total_pages`).
+//! - `content` is sent in presentation form (quoted character-strings). Cloudflare
+//!   stores `content` as sent and splits quoted strings over 255 bytes itself.
+//!   Records of one name and type are at most 4,096 bytes each on the wire.
+//! - replace: values already present are kept (same id; only the TTL is patched when
+//!   it differs); missing values are created first, then unwanted values deleted.
+//! - Errors: `{"success":false,"errors":[{"code","message","error_chain"}]}`. A bad
+//!   token is 403 with code 10000 "Authentication error": mapped to `Auth`.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::http::{Failure, HttpClient, RetryPolicy, kind_for_status};
+use crate::{
+    Error, ErrorKind, Fqdn, Operation, Profile, Provider, RateLimit, Secret, TxtRecord, TxtSet,
+    Zone, zone_candidates,
+};
+
+const KIND: &str = "cloudflare";
+
+/// The real API.
+pub const DEFAULT_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
+
+/// Records per page when listing (Cloudflare's default for DNS records is 100).
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+
+/// Most bytes of a joined value: 4,096 bytes of wire RDATA hold 16 strings of 255
+/// bytes plus their 16 length bytes.
+pub const MAX_VALUE_BYTES: usize = 4080;
+
+/// Account settings for Cloudflare.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// API token with Zone.DNS edit permission.
+    pub token: Secret,
+    /// API base URL; [`DEFAULT_BASE_URL`] unless testing or using a compatible host.
+    pub base_url: String,
+    /// Records per page when listing.
+    pub page_size: u32,
+}
+
+impl Config {
+    /// A config for the real API.
+    pub fn new(token: Secret) -> Self {
+        Config {
+            token,
+            base_url: DEFAULT_BASE_URL.to_string(),
+            page_size: DEFAULT_PAGE_SIZE,
+        }
+    }
+}
+
+/// The Cloudflare adapter.
+#[derive(Debug)]
+pub struct Cloudflare {
+    http: HttpClient,
+    token: Secret,
+    page_size: u32,
+    profile: Profile,
+}
+
+/// What Cloudflare holds and how hard it may be driven.
+pub fn profile() -> Profile {
+    Profile {
+        max_string_bytes: crate::txt::MAX_STRING,
+        max_value_bytes: Some(MAX_VALUE_BYTES),
+        max_encoded_bytes: None,
+        multi_string: true,
+        auto_split: true,
+        printable_ascii_only: false,
+        forbidden_bytes: Vec::new(),
+        min_ttl: 60,
+        rate_limit: Some(RateLimit {
+            requests: 1200,
+            per: Duration::from_secs(300),
+        }),
+        concurrency: 4,
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<T> {
+    result: Option<T>,
+    #[serde(default)]
+    result_info: Option<ResultInfo>,
+}
+
+#[derive(Deserialize)]
+struct ResultInfo {
+    #[serde(default)]
+    total_pages: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct CfZone {
+    id: String,
+    name: String,
+}
+
+#[derive(Deserialize, Clone)]
+struct CfRecord {
+    id: String,
+    content: String,
+    ttl: u32,
+}
+
+#[derive(Deserialize)]
+struct ErrorEnvelope {
+    #[serde(default)]
+    errors: Vec<CfError>,
+}
+
+#[derive(Deserialize)]
+struct CfError {
+    #[serde(default)]
+    code: i64,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    error_chain: Vec<CfError>,
+}
+
+/// Codes Cloudflare uses for a refused or missing credential.
+const AUTH_CODES: [i64; 5] = [10000, 9106, 9109, 6003, 6103];
+
+/// Extracts Cloudflare's own message(s) from its error envelope.
+pub fn map_error(f: &Failure<'_>) -> (ErrorKind, String) {
+    let Ok(env) = serde_json::from_slice::<ErrorEnvelope>(f.body) else {
+        return crate::http::default_mapper(f);
+    };
+    let mut parts = Vec::new();
+    let mut auth = false;
+    for e in &env.errors {
+        auth |= AUTH_CODES.contains(&e.code);
+        let mut s = format!("{} (code {})", e.message, e.code);
+        for c in &e.error_chain {
+            auth |= AUTH_CODES.contains(&c.code);
+            s.push_str(&format!("; {} (code {})", c.message, c.code));
+        }
+        parts.push(s);
+    }
+    let kind = if auth {
+        ErrorKind::Auth
+    } else if env.errors.iter().any(|e| e.code == 7003 || e.code == 7000) {
+        ErrorKind::ZoneNotFound
+    } else {
+        kind_for_status(f.status)
+    };
+    let msg = if parts.is_empty() {
+        String::from_utf8_lossy(f.body).chars().take(500).collect()
+    } else {
+        parts.join("; ")
+    };
+    (kind, msg)
+}
+
+impl Cloudflare {
+    /// Validates `config` and builds the adapter.
+    pub fn new(config: Config, policy: RetryPolicy) -> Result<Self, Error> {
+        if config.token.is_empty() {
+            return Err(Error::new(
+                KIND,
+                Operation::Authenticate,
+                None,
+                ErrorKind::Config,
+                "the API token is empty (MAILDNS_CLOUDFLARE_TOKEN)",
+            ));
+        }
+        Ok(Cloudflare {
+            http: HttpClient::new(KIND, &config.base_url, policy, map_error)?,
+            token: config.token,
+            page_size: config.page_size.max(1),
+            profile: profile(),
+        })
+    }
+
+    fn req(&self, c: &reqwest::Client, m: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(c, m, path)
+            .bearer_auth(self.token.expose())
+    }
+
+    async fn list(&self, zone: &Zone, name: &Fqdn, op: Operation) -> Result<Vec<CfRecord>, Error> {
+        let path = format!("zones/{}/dns_records", zone.id);
+        let mut out = Vec::new();
+        let mut page = 1u32;
+        loop {
+            let q = [
+                ("type", "TXT".to_string()),
+                ("name.exact", name.to_string()),
+                ("page", page.to_string()),
+                ("per_page", self.page_size.to_string()),
+            ];
+            let resp = self
+                .http
+                .send(op, Some(name), true, |c| {
+                    self.req(c, Method::GET, &path).query(&q)
+                })
+                .await?;
+            let env: Envelope<Vec<CfRecord>> =
+                resp.json(KIND, op).map_err(|e| e.with_name(name))?;
+            let got = env.result.unwrap_or_default();
+            let n = got.len();
+            out.extend(got);
+            let total = env.result_info.and_then(|i| i.total_pages).unwrap_or(1);
+            if page >= total || n == 0 {
+                return Ok(out);
+            }
+            page += 1;
+        }
+    }
+
+    async fn delete_id(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+        id: &str,
+        op: Operation,
+    ) -> Result<(), Error> {
+        let path = format!("zones/{}/dns_records/{id}", zone.id);
+        match self
+            .http
+            .send(op, Some(name), true, |c| self.req(c, Method::DELETE, &path))
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Already gone (81044 "Record does not exist."): the goal is reached.
+            Err(e) if e.status == Some(404) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Parses stored `content`: quoted presentation form, or (as Cloudflare accepts)
+/// unquoted text, which it treats as one value.
+fn parse_content(content: &str) -> TxtRecord {
+    if content.trim_start().starts_with('"')
+        && let Ok(r) = TxtRecord::parse_presentation(content)
+    {
+        return r;
+    }
+    TxtRecord::from_value(content.as_bytes())
+}
+
+pub(crate) fn check_all(
+    kind: &'static str,
+    profile: &Profile,
+    name: &Fqdn,
+    set: &TxtSet,
+) -> Result<Vec<TxtRecord>, Error> {
+    let mut out: Vec<TxtRecord> = Vec::new();
+    for r in &set.records {
+        let shaped = profile.shape(r);
+        profile.check(&shaped).map_err(|l| {
+            Error::new(
+                kind,
+                Operation::Replace,
+                Some(name),
+                ErrorKind::Limit(l),
+                format!("refused before sending: {}", r.to_presentation()),
+            )
+        })?;
+        if !out.contains(&shaped) {
+            out.push(shaped);
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait::async_trait]
+impl Provider for Cloudflare {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
+        let op = Operation::FindZone;
+        for cand in zone_candidates(name) {
+            let q = [("name", cand.to_string()), ("per_page", "50".to_string())];
+            let resp = self
+                .http
+                .send(op, Some(name), true, |c| {
+                    self.req(c, Method::GET, "zones").query(&q)
+                })
+                .await?;
+            let env: Envelope<Vec<CfZone>> = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
+            if let Some(z) = env
+                .result
+                .unwrap_or_default()
+                .into_iter()
+                .find(|z| Fqdn::parse(&z.name).is_ok_and(|n| n == cand))
+            {
+                return Ok(Zone {
+                    name: cand,
+                    id: z.id,
+                });
+            }
+        }
+        Err(Error::new(
+            KIND,
+            op,
+            Some(name),
+            ErrorKind::ZoneNotFound,
+            "no zone in this account holds the name",
+        ))
+    }
+
+    async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
+        let recs = self.list(zone, name, Operation::Read).await?;
+        let Some(first) = recs.first() else {
+            return Ok(None);
+        };
+        Ok(Some(TxtSet {
+            ttl: first.ttl,
+            records: recs.iter().map(|r| parse_content(&r.content)).collect(),
+        }))
+    }
+
+    async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
+        let op = Operation::Replace;
+        let desired = check_all(KIND, &self.profile, name, set)?;
+        if desired.is_empty() {
+            return self.delete_txt(zone, name).await;
+        }
+        let current = self.list(zone, name, op).await?;
+        let mut matched = vec![false; desired.len()];
+        let mut obsolete = Vec::new();
+        let mut retune = Vec::new();
+        for rec in &current {
+            let value = parse_content(&rec.content);
+            match desired
+                .iter()
+                .enumerate()
+                .position(|(i, d)| !matched[i] && *d == value)
+            {
+                Some(i) => {
+                    if let Some(m) = matched.get_mut(i) {
+                        *m = true;
+                    }
+                    if rec.ttl != set.ttl {
+                        retune.push(rec.id.clone());
+                    }
+                }
+                None => obsolete.push(rec.id.clone()),
+            }
+        }
+        let path = format!("zones/{}/dns_records", zone.id);
+        for (d, done) in desired.iter().zip(&matched) {
+            if *done {
+                continue;
+            }
+            let body = json!({
+                "type": "TXT",
+                "name": name.to_string(),
+                "content": d.to_presentation(),
+                "ttl": set.ttl,
+            });
+            self.http
+                .send(op, Some(name), false, |c| {
+                    self.req(c, Method::POST, &path).json(&body)
+                })
+                .await?;
+        }
+        for id in retune {
+            let p = format!("{path}/{id}");
+            let body = json!({ "ttl": set.ttl });
+            self.http
+                .send(op, Some(name), true, |c| {
+                    self.req(c, Method::PATCH, &p).json(&body)
+                })
+                .await?;
+        }
+        for id in obsolete {
+            self.delete_id(zone, name, &id, op).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
+        let op = Operation::Delete;
+        for rec in self.list(zone, name, op).await? {
+            self.delete_id(zone, name, &rec.id, op).await?;
+        }
+        Ok(())
+    }
+}

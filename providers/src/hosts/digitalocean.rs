@@ -1,1 +1,354 @@
-//! (to be written)
+//! DigitalOcean (API v2): record-level, one `id` per TXT value.
+//!
+//! - Zone: `GET /domains/<candidate>` walking up the labels (404 `not_found` when absent).
+//! - Values: `GET /domains/{d}/records?type=TXT&name=<fqdn>&page=&per_page=`, paged
+//!   while `links.pages.next` is present.
+//! - `data` is ONE unquoted string: the record's joined value. The API documents no
+//!   multi-string form; DigitalOcean splits for the wire itself, so a value read
+//!   back is split greedily into 255-byte strings.
+//! - Limit: DigitalOcean checks the length of the record's *encoded* form (quotes,
+//!   escapes, spaces between strings) against about 512 bytes; dnscontrol, the only
+//!   public measurement, refuses more than 509, and so does this adapter — before
+//!   any write. Backslashes are refused too (dnscontrol: DigitalOcean mangles them).
+//! - replace: values already present are kept (same id; the TTL is patched when it
+//!   differs); missing values are created first, then unwanted values deleted.
+//! - Errors: `{"id":"unauthorized","message":"Unable to authenticate you."}`.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::cloudflare::check_all;
+use crate::http::{Failure, HttpClient, RetryPolicy, kind_for_status};
+use crate::{
+    Error, ErrorKind, Fqdn, Operation, Profile, Provider, RateLimit, Secret, TxtRecord, TxtSet,
+    Zone, zone_candidates,
+};
+
+const KIND: &str = "digitalocean";
+
+/// The real API.
+pub const DEFAULT_BASE_URL: &str = "https://api.digitalocean.com/v2";
+
+/// Records per page (the API's maximum is 200).
+pub const DEFAULT_PAGE_SIZE: u32 = 200;
+
+/// Most bytes of a record's encoded (presentation) form DigitalOcean accepts.
+pub const MAX_ENCODED_BYTES: usize = 509;
+
+/// Account settings for DigitalOcean.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Personal access token with `domain:read`, `domain:create`, `domain:update`, `domain:delete`.
+    pub token: Secret,
+    /// API base URL; [`DEFAULT_BASE_URL`] unless testing.
+    pub base_url: String,
+    /// Records per page when listing (1..=200).
+    pub page_size: u32,
+}
+
+impl Config {
+    /// A config for the real API.
+    pub fn new(token: Secret) -> Self {
+        Config {
+            token,
+            base_url: DEFAULT_BASE_URL.to_string(),
+            page_size: DEFAULT_PAGE_SIZE,
+        }
+    }
+}
+
+/// What DigitalOcean holds and how hard it may be driven.
+pub fn profile() -> Profile {
+    Profile {
+        max_string_bytes: crate::txt::MAX_STRING,
+        max_value_bytes: None,
+        max_encoded_bytes: Some(MAX_ENCODED_BYTES),
+        multi_string: true,
+        auto_split: true,
+        printable_ascii_only: true,
+        forbidden_bytes: vec![b'\\'],
+        min_ttl: 30,
+        rate_limit: Some(RateLimit {
+            requests: 250,
+            per: Duration::from_secs(60),
+        }),
+        concurrency: 4,
+    }
+}
+
+/// The DigitalOcean adapter.
+#[derive(Debug)]
+pub struct DigitalOcean {
+    http: HttpClient,
+    token: Secret,
+    page_size: u32,
+    profile: Profile,
+}
+
+#[derive(Deserialize)]
+struct ErrBody {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// Extracts DigitalOcean's `{"id","message"}` error.
+pub fn map_error(f: &Failure<'_>) -> (ErrorKind, String) {
+    match serde_json::from_slice::<ErrBody>(f.body) {
+        Ok(b) if !b.message.is_empty() => {
+            let kind = match b.id.as_str() {
+                "unauthorized" => ErrorKind::Auth,
+                "forbidden" => ErrorKind::Permission,
+                "not_found" => ErrorKind::ZoneNotFound,
+                "too_many_requests" => ErrorKind::RateLimited,
+                "unprocessable_entity" | "bad_request" => ErrorKind::Invalid,
+                _ => kind_for_status(f.status),
+            };
+            (kind, format!("{} ({})", b.message, b.id))
+        }
+        _ => crate::http::default_mapper(f),
+    }
+}
+
+#[derive(Deserialize)]
+struct RecordList {
+    #[serde(default)]
+    domain_records: Vec<DoRecord>,
+    #[serde(default)]
+    links: Links,
+}
+
+#[derive(Deserialize, Default)]
+struct Links {
+    #[serde(default)]
+    pages: Option<Pages>,
+}
+
+#[derive(Deserialize, Default)]
+struct Pages {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+#[derive(Deserialize, Clone)]
+struct DoRecord {
+    id: u64,
+    #[serde(default)]
+    data: String,
+    #[serde(default)]
+    ttl: u32,
+}
+
+impl DigitalOcean {
+    /// Validates `config` and builds the adapter.
+    pub fn new(config: Config, policy: RetryPolicy) -> Result<Self, Error> {
+        if config.token.is_empty() {
+            return Err(Error::new(
+                KIND,
+                Operation::Authenticate,
+                None,
+                ErrorKind::Config,
+                "the API token is empty (MAILDNS_DIGITALOCEAN_TOKEN)",
+            ));
+        }
+        Ok(DigitalOcean {
+            http: HttpClient::new(KIND, &config.base_url, policy, map_error)?,
+            token: config.token,
+            page_size: config.page_size.clamp(1, 200),
+            profile: profile(),
+        })
+    }
+
+    fn req(&self, c: &reqwest::Client, m: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(c, m, path)
+            .bearer_auth(self.token.expose())
+    }
+
+    async fn list(&self, zone: &Zone, name: &Fqdn, op: Operation) -> Result<Vec<DoRecord>, Error> {
+        let path = format!("domains/{}/records", zone.id);
+        let mut out = Vec::new();
+        let mut page = 1u32;
+        loop {
+            let q = [
+                ("type", "TXT".to_string()),
+                ("name", name.to_string()),
+                ("page", page.to_string()),
+                ("per_page", self.page_size.to_string()),
+            ];
+            let resp = self
+                .http
+                .send(op, Some(name), true, |c| {
+                    self.req(c, Method::GET, &path).query(&q)
+                })
+                .await?;
+            let body: RecordList = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
+            let n = body.domain_records.len();
+            out.extend(body.domain_records);
+            let more = body.links.pages.and_then(|p| p.next).is_some();
+            if !more || n == 0 {
+                return Ok(out);
+            }
+            page += 1;
+        }
+    }
+
+    async fn delete_id(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+        id: u64,
+        op: Operation,
+    ) -> Result<(), Error> {
+        let path = format!("domains/{}/records/{id}", zone.id);
+        match self
+            .http
+            .send(op, Some(name), true, |c| self.req(c, Method::DELETE, &path))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.status == Some(404) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for DigitalOcean {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
+        let op = Operation::FindZone;
+        for cand in zone_candidates(name) {
+            let path = format!("domains/{cand}");
+            match self
+                .http
+                .send(op, Some(name), true, |c| self.req(c, Method::GET, &path))
+                .await
+            {
+                Ok(_) => {
+                    return Ok(Zone {
+                        id: cand.to_string(),
+                        name: cand,
+                    });
+                }
+                Err(e) if e.kind == ErrorKind::ZoneNotFound => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::new(
+            KIND,
+            op,
+            Some(name),
+            ErrorKind::ZoneNotFound,
+            "no domain in this account holds the name",
+        ))
+    }
+
+    async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
+        let recs = self.list(zone, name, Operation::Read).await?;
+        let Some(first) = recs.first() else {
+            return Ok(None);
+        };
+        Ok(Some(TxtSet {
+            ttl: first.ttl,
+            records: recs
+                .iter()
+                .map(|r| TxtRecord::from_value(r.data.as_bytes()))
+                .collect(),
+        }))
+    }
+
+    async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
+        let op = Operation::Replace;
+        // Values are compared joined: DigitalOcean keeps no string boundaries.
+        let desired: Vec<Vec<u8>> = {
+            let mut v: Vec<Vec<u8>> = Vec::new();
+            for r in check_all(KIND, &self.profile, name, set)? {
+                let value = r.value();
+                if !v.contains(&value) {
+                    v.push(value);
+                }
+            }
+            v
+        };
+        if desired.is_empty() {
+            return self.delete_txt(zone, name).await;
+        }
+        let rel = name.relative_to(&zone.name).ok_or_else(|| {
+            Error::new(
+                KIND,
+                op,
+                Some(name),
+                ErrorKind::Config,
+                format!("the name is outside zone {}", zone.name),
+            )
+        })?;
+        let current = self.list(zone, name, op).await?;
+        let mut matched = vec![false; desired.len()];
+        let mut obsolete = Vec::new();
+        let mut retune = Vec::new();
+        for rec in &current {
+            match desired
+                .iter()
+                .enumerate()
+                .position(|(i, d)| !matched[i] && d.as_slice() == rec.data.as_bytes())
+            {
+                Some(i) => {
+                    if let Some(m) = matched.get_mut(i) {
+                        *m = true;
+                    }
+                    if rec.ttl != set.ttl {
+                        retune.push(rec.id);
+                    }
+                }
+                None => obsolete.push(rec.id),
+            }
+        }
+        let path = format!("domains/{}/records", zone.id);
+        for (d, done) in desired.iter().zip(&matched) {
+            if *done {
+                continue;
+            }
+            // printable_ascii_only was checked above, so this is valid UTF-8.
+            let data = String::from_utf8_lossy(d);
+            let body = json!({ "type": "TXT", "name": rel, "data": data, "ttl": set.ttl });
+            self.http
+                .send(op, Some(name), false, |c| {
+                    self.req(c, Method::POST, &path).json(&body)
+                })
+                .await?;
+        }
+        for id in retune {
+            let p = format!("{path}/{id}");
+            let body = json!({ "type": "TXT", "ttl": set.ttl });
+            self.http
+                .send(op, Some(name), true, |c| {
+                    self.req(c, Method::PATCH, &p).json(&body)
+                })
+                .await?;
+        }
+        for id in obsolete {
+            self.delete_id(zone, name, id, op).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
+        let op = Operation::Delete;
+        for rec in self.list(zone, name, op).await? {
+            self.delete_id(zone, name, rec.id, op).await?;
+        }
+        Ok(())
+    }
+}

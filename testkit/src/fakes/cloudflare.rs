@@ -1,1 +1,408 @@
-//! (to be written)
+//! A fake of Cloudflare's API v4 (zones and DNS records), stateful, on loopback.
+//!
+//! Quirks reproduced: `content` is stored as sent, except that quoted strings over
+//! 255 bytes are split into 255-byte quoted strings; an unknown zone name lists as
+//! 200 with `"result":[]`; a wrong token is 403 code 10000, a missing one 400 code
+//! 9106; non-printable content is 400 code 1004/9051; an identical value at the
+//! same name is 400 code 81058; a record over 4,096 wire bytes is refused.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::{get, patch};
+use serde_json::{Value, json};
+
+use super::common::{self, Common, Recorded, Server, Style, fixture, json, lock};
+
+/// One stored DNS record, exactly as the fake holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// Record id.
+    pub id: String,
+    /// Zone id.
+    pub zone_id: String,
+    /// Fully qualified name, no trailing dot.
+    pub name: String,
+    /// Record type.
+    pub kind: String,
+    /// `content` as stored.
+    pub content: String,
+    /// TTL.
+    pub ttl: u32,
+}
+
+#[derive(Default)]
+struct Data {
+    zones: Vec<(String, String)>,
+    records: Vec<StoredRecord>,
+    next_id: u64,
+    max_per_page: Option<usize>,
+}
+
+struct Inner {
+    common: Arc<Common>,
+    data: Mutex<Data>,
+}
+
+/// A running fake Cloudflare API; stops when dropped.
+pub struct FakeCloudflare {
+    inner: Arc<Inner>,
+    server: Server,
+}
+
+fn auth_error(h: &HeaderMap) -> (u16, Value) {
+    if h.get("authorization").is_none() {
+        (400, fixture!("cloudflare/error_missing_auth.json"))
+    } else {
+        (403, fixture!("cloudflare/error_auth.json"))
+    }
+}
+
+fn error_body(status: u16) -> Value {
+    match status {
+        429 => fixture!("cloudflare/error_rate_limit.json"),
+        400 => fixture!("cloudflare/error_validation.json"),
+        s => {
+            json!({"success":false,"errors":[{"code":s,"message":format!("HTTP {s} (injected)")}],"messages":[],"result":null})
+        }
+    }
+}
+
+fn envelope_error(status: u16, code: u32, message: &str, chain: Value) -> Response {
+    json(
+        status,
+        json!({"success":false,"errors":[{"code":code,"message":message,"error_chain":chain}],"messages":[],"result":null}),
+    )
+}
+
+fn record_json(r: &StoredRecord, zone_name: &str) -> Value {
+    json!({
+        "id": r.id, "zone_id": r.zone_id, "zone_name": zone_name, "name": r.name,
+        "type": r.kind, "content": r.content, "ttl": r.ttl,
+        "proxiable": false, "proxied": false, "comment": null, "tags": [],
+        "created_on": "2026-01-01T00:00:00Z", "modified_on": "2026-01-01T00:00:00Z",
+    })
+}
+
+impl FakeCloudflare {
+    /// Starts the fake; requests must carry `Authorization: Bearer <token>`.
+    pub async fn start(token: &str) -> FakeCloudflare {
+        let common = Common::new(
+            token,
+            Style {
+                auth_ok: common::bearer_ok,
+                auth_error,
+                error_body,
+            },
+        );
+        let inner = Arc::new(Inner {
+            common: common.clone(),
+            data: Mutex::new(Data::default()),
+        });
+        let router = Router::new()
+            .route("/client/v4/zones", get(list_zones))
+            .route(
+                "/client/v4/zones/{zone}/dns_records",
+                get(list_records).post(create_record),
+            )
+            .route(
+                "/client/v4/zones/{zone}/dns_records/{id}",
+                patch(patch_record).delete(delete_record),
+            )
+            .with_state(inner.clone());
+        let server = common::serve(router, common, "/client/v4").await;
+        FakeCloudflare { inner, server }
+    }
+
+    /// The API base URL, e.g. `http://127.0.0.1:PORT/client/v4`.
+    pub fn base_url(&self) -> &str {
+        &self.server.base_url
+    }
+
+    /// Adds a zone and returns its id.
+    pub fn add_zone(&self, name: &str) -> String {
+        let mut d = lock(&self.inner.data);
+        d.next_id += 1;
+        let id = format!("{:032x}", 0x2000_0000u64 + d.next_id);
+        d.zones.push((id.clone(), name.to_string()));
+        id
+    }
+
+    /// Stores a record directly (as another tool would have made it); returns its id.
+    pub fn add_record(&self, zone_id: &str, name: &str, content: &str, ttl: u32) -> String {
+        let mut d = lock(&self.inner.data);
+        d.next_id += 1;
+        let id = format!("{:032x}", d.next_id);
+        d.records.push(StoredRecord {
+            id: id.clone(),
+            zone_id: zone_id.to_string(),
+            name: name.to_string(),
+            kind: "TXT".into(),
+            content: content.to_string(),
+            ttl,
+        });
+        id
+    }
+
+    /// The TXT records stored at `name`, raw, in creation order.
+    pub fn records(&self, name: &str) -> Vec<StoredRecord> {
+        lock(&self.inner.data)
+            .records
+            .iter()
+            .filter(|r| r.name == name)
+            .cloned()
+            .collect()
+    }
+
+    /// Caps `per_page` (to exercise pagination with few records).
+    pub fn set_max_per_page(&self, n: usize) {
+        lock(&self.inner.data).max_per_page = Some(n.max(1));
+    }
+
+    /// Every request received, in order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.inner.common.requests()
+    }
+
+    /// Every request other than GET.
+    pub fn writes(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(Recorded::is_write)
+            .collect()
+    }
+
+    /// The next `n` requests fail with `status` in Cloudflare's envelope.
+    pub fn fail_next(&self, status: u16, n: usize) {
+        self.inner.common.fail_next(status, n);
+    }
+
+    /// The next request gets 429 with `Retry-After: <secs>`.
+    pub fn rate_limit_next(&self, retry_after_secs: u64) {
+        self.inner.common.rate_limit_next(retry_after_secs);
+    }
+}
+
+type Q = Query<Vec<(String, String)>>;
+
+fn param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+}
+
+fn page_args(q: &[(String, String)], default: usize, cap: Option<usize>) -> (usize, usize) {
+    let page = param(q, "page").and_then(|v| v.parse().ok()).unwrap_or(1);
+    let mut per = param(q, "per_page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default);
+    if let Some(c) = cap {
+        per = per.min(c);
+    }
+    (page, per)
+}
+
+async fn list_zones(State(s): State<Arc<Inner>>, Query(q): Q) -> Response {
+    let d = lock(&s.data);
+    let zones: Vec<Value> = d
+        .zones
+        .iter()
+        .filter(|(_, n)| param(&q, "name").is_none_or(|want| want == n))
+        .map(|(id, n)| json!({"id": id, "name": n, "status": "active"}))
+        .collect();
+    let (page, per) = page_args(&q, 20, Some(50));
+    let (items, pages) = common::paginate(&zones, page, per);
+    json(
+        200,
+        json!({"success":true,"errors":[],"messages":[],"result":items,
+            "result_info":{"page":page,"per_page":per,"count":items.len(),"total_count":zones.len(),"total_pages":pages}}),
+    )
+}
+
+fn zone_name(d: &Data, zone: &str) -> Option<String> {
+    d.zones
+        .iter()
+        .find(|(id, _)| id == zone)
+        .map(|(_, n)| n.clone())
+}
+
+fn no_route(zone: &str) -> Response {
+    json(
+        404,
+        json!({"success":false,"errors":[
+            {"code":7003,"message":format!("Could not route to /zones/{zone}/dns_records, perhaps your object identifier is invalid?")},
+            {"code":7000,"message":"No route for that URI"}],"messages":[],"result":null}),
+    )
+}
+
+async fn list_records(
+    State(s): State<Arc<Inner>>,
+    Path(zone): Path<String>,
+    Query(q): Q,
+) -> Response {
+    let d = lock(&s.data);
+    let Some(zn) = zone_name(&d, &zone) else {
+        return no_route(&zone);
+    };
+    let recs: Vec<Value> = d
+        .records
+        .iter()
+        .filter(|r| r.zone_id == zone)
+        .filter(|r| param(&q, "type").is_none_or(|t| t == r.kind))
+        .filter(|r| {
+            param(&q, "name.exact")
+                .or(param(&q, "name"))
+                .is_none_or(|n| n == r.name)
+        })
+        .map(|r| record_json(r, &zn))
+        .collect();
+    let (page, per) = page_args(&q, 100, d.max_per_page);
+    let (items, pages) = common::paginate(&recs, page, per);
+    json(
+        200,
+        json!({"success":true,"errors":[],"messages":[],"result":items,
+            "result_info":{"page":page,"per_page":per,"count":items.len(),"total_count":recs.len(),"total_pages":pages}}),
+    )
+}
+
+/// Validates and normalizes `content` the way Cloudflare does; `Err` is the response.
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself
+fn store_form(content: &str) -> Result<String, Response> {
+    if !content.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+        return Err(json(400, fixture!("cloudflare/error_validation.json")));
+    }
+    let strings = if content.trim_start().starts_with('"') {
+        common::lenient_strings(content).ok_or_else(|| {
+            envelope_error(
+                400,
+                1004,
+                "DNS Validation Error",
+                json!([{"code":9100,"message":"content is not valid quoted character-strings"}]),
+            )
+        })?
+    } else {
+        vec![content.as_bytes().to_vec()]
+    };
+    let wire: usize = strings
+        .iter()
+        .map(|s| s.len() + s.len().div_ceil(255).max(1))
+        .sum();
+    if wire > 4096 {
+        return Err(envelope_error(
+            400,
+            1004,
+            "DNS Validation Error",
+            json!([{"code":9101,"message":"TXT record content exceeds 4096 bytes"}]),
+        ));
+    }
+    if content.trim_start().starts_with('"') && strings.iter().any(|s| s.len() > 255) {
+        Ok(common::render_split(&strings))
+    } else {
+        Ok(content.to_string())
+    }
+}
+
+async fn create_record(
+    State(s): State<Arc<Inner>>,
+    Path(zone): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return envelope_error(400, 9207, "Request body is invalid.", json!([]));
+    };
+    let (Some(kind), Some(name), Some(content)) = (
+        v["type"].as_str(),
+        v["name"].as_str(),
+        v["content"].as_str(),
+    ) else {
+        return envelope_error(
+            400,
+            9000,
+            "DNS name, type and content are required",
+            json!([]),
+        );
+    };
+    let ttl = v["ttl"].as_u64().unwrap_or(1) as u32;
+    let content = match store_form(content) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let mut d = lock(&s.data);
+    let Some(zn) = zone_name(&d, &zone) else {
+        return no_route(&zone);
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    if d.records
+        .iter()
+        .any(|r| r.zone_id == zone && r.name == name && r.kind == kind && r.content == content)
+    {
+        return envelope_error(400, 81058, "An identical record already exists.", json!([]));
+    }
+    d.next_id += 1;
+    let rec = StoredRecord {
+        id: format!("{:032x}", d.next_id),
+        zone_id: zone,
+        name,
+        kind: kind.to_string(),
+        content,
+        ttl,
+    };
+    d.records.push(rec.clone());
+    json(
+        200,
+        json!({"success":true,"errors":[],"messages":[],"result":record_json(&rec, &zn)}),
+    )
+}
+
+async fn patch_record(
+    State(s): State<Arc<Inner>>,
+    Path((zone, id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut d = lock(&s.data);
+    let Some(zn) = zone_name(&d, &zone) else {
+        return no_route(&zone);
+    };
+    let Some(rec) = d
+        .records
+        .iter_mut()
+        .find(|r| r.id == id && r.zone_id == zone)
+    else {
+        return envelope_error(404, 81044, "Record does not exist.", json!([]));
+    };
+    if let Some(t) = v["ttl"].as_u64() {
+        rec.ttl = t as u32;
+    }
+    if let Some(c) = v["content"].as_str() {
+        match store_form(c) {
+            Ok(c) => rec.content = c,
+            Err(r) => return r,
+        }
+    }
+    let out = record_json(rec, &zn);
+    json(
+        200,
+        json!({"success":true,"errors":[],"messages":[],"result":out}),
+    )
+}
+
+async fn delete_record(
+    State(s): State<Arc<Inner>>,
+    Path((zone, id)): Path<(String, String)>,
+) -> Response {
+    let mut d = lock(&s.data);
+    if zone_name(&d, &zone).is_none() {
+        return no_route(&zone);
+    }
+    let before = d.records.len();
+    d.records.retain(|r| !(r.id == id && r.zone_id == zone));
+    if d.records.len() == before {
+        return envelope_error(404, 81044, "Record does not exist.", json!([]));
+    }
+    json(
+        200,
+        json!({"success":true,"errors":[],"messages":[],"result":{"id":id}}),
+    )
+}

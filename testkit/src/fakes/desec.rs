@@ -1,1 +1,333 @@
-//! (to be written)
+//! A fake of deSEC's API (`/api/v1/domains/…/rrsets/…/`), stateful, on loopback.
+//!
+//! Quirks reproduced: `Authorization: Token <t>` (401 `{"detail":"Invalid token."}`);
+//! `owns_qname` zone lookup; values canonicalized on the way in (re-quoted, strings
+//! over 255 bytes split); unquoted TXT refused with 400; TTL below 3600 is 400;
+//! creating an existing set is 400; deleting an absent set is 204.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use super::common::{self, Common, Recorded, Server, Style, fixture, json, lock};
+
+/// One stored RRset, exactly as the fake holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRrset {
+    /// TTL.
+    pub ttl: u32,
+    /// Canonicalized record values.
+    pub records: Vec<String>,
+}
+
+#[derive(Default)]
+struct Data {
+    domains: Vec<String>,
+    rrsets: BTreeMap<(String, String), StoredRrset>,
+}
+
+struct Inner {
+    common: Arc<Common>,
+    data: Mutex<Data>,
+}
+
+/// A running fake deSEC API; stops when dropped.
+pub struct FakeDesec {
+    inner: Arc<Inner>,
+    server: Server,
+}
+
+fn token_ok(h: &HeaderMap, token: &str) -> bool {
+    h.get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == format!("Token {token}"))
+}
+
+fn auth_error(_: &HeaderMap) -> (u16, Value) {
+    (401, fixture!("desec/error_auth.json"))
+}
+
+fn error_body(status: u16) -> Value {
+    match status {
+        429 => fixture!("desec/error_throttled.json"),
+        500..=599 => json!({"detail":"A server error occurred."}),
+        s => json!({"detail": format!("HTTP {s} (injected)")}),
+    }
+}
+
+fn not_found() -> Response {
+    json(404, json!({"detail":"Not found."}))
+}
+
+/// Canonical form of one TXT value, or the 400 body.
+fn canonical(v: &str) -> Result<String, String> {
+    if !v.trim_start().starts_with('"') {
+        return Err(format!(
+            "Record content malformed: TXT data must be quoted: {v}"
+        ));
+    }
+    let strings =
+        common::lenient_strings(v).ok_or_else(|| format!("Record content malformed: {v}"))?;
+    Ok(common::render_split(&strings))
+}
+
+fn rrset_json(domain: &str, sub: &str, r: &StoredRrset) -> Value {
+    let name = if sub.is_empty() {
+        format!("{domain}.")
+    } else {
+        format!("{sub}.{domain}.")
+    };
+    json!({"created":"2026-01-01T00:00:00.000000Z","domain":domain,"subname":sub,"name":name,
+        "type":"TXT","records":r.records,"ttl":r.ttl,"touched":"2026-01-01T00:00:00.000000Z"})
+}
+
+impl FakeDesec {
+    /// Starts the fake; requests must carry `Authorization: Token <token>`.
+    pub async fn start(token: &str) -> FakeDesec {
+        let common = Common::new(
+            token,
+            Style {
+                auth_ok: token_ok,
+                auth_error,
+                error_body,
+            },
+        );
+        let inner = Arc::new(Inner {
+            common: common.clone(),
+            data: Mutex::new(Data::default()),
+        });
+        let router = Router::new()
+            .route("/api/v1/domains/", get(list_domains))
+            .route(
+                "/api/v1/domains/{domain}/rrsets/",
+                axum::routing::post(create_rrset),
+            )
+            .route(
+                "/api/v1/domains/{domain}/rrsets/{sub}/{kind}/",
+                get(get_rrset)
+                    .patch(patch_rrset)
+                    .put(patch_rrset)
+                    .delete(delete_rrset),
+            )
+            .with_state(inner.clone());
+        let server = common::serve(router, common, "/api/v1").await;
+        FakeDesec { inner, server }
+    }
+
+    /// The API base URL, e.g. `http://127.0.0.1:PORT/api/v1`.
+    pub fn base_url(&self) -> &str {
+        &self.server.base_url
+    }
+
+    /// Adds a domain.
+    pub fn add_domain(&self, name: &str) {
+        lock(&self.inner.data).domains.push(name.to_string());
+    }
+
+    /// Stores a TXT set directly (`subname` empty for the apex), values as given.
+    pub fn add_rrset(&self, domain: &str, subname: &str, ttl: u32, records: &[&str]) {
+        lock(&self.inner.data).rrsets.insert(
+            (domain.to_string(), subname.to_string()),
+            StoredRrset {
+                ttl,
+                records: records.iter().map(|r| r.to_string()).collect(),
+            },
+        );
+    }
+
+    /// The TXT set at `subname` (empty for the apex), raw.
+    pub fn rrset(&self, domain: &str, subname: &str) -> Option<StoredRrset> {
+        lock(&self.inner.data)
+            .rrsets
+            .get(&(domain.to_string(), subname.to_string()))
+            .cloned()
+    }
+
+    /// Every request received, in order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.inner.common.requests()
+    }
+
+    /// Every request other than GET.
+    pub fn writes(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(Recorded::is_write)
+            .collect()
+    }
+
+    /// The next `n` requests fail with `status` in deSEC's body.
+    pub fn fail_next(&self, status: u16, n: usize) {
+        self.inner.common.fail_next(status, n);
+    }
+
+    /// The next request gets 429 with `Retry-After: <secs>` (deSEC's throttling).
+    pub fn rate_limit_next(&self, retry_after_secs: u64) {
+        self.inner.common.rate_limit_next(retry_after_secs);
+    }
+}
+
+async fn list_domains(
+    State(s): State<Arc<Inner>>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response {
+    let d = lock(&s.data);
+    let qname = q
+        .iter()
+        .find(|(k, _)| k == "owns_qname")
+        .map(|(_, v)| v.trim_end_matches('.').to_string());
+    let mut matching: Vec<&String> = d
+        .domains
+        .iter()
+        .filter(|dom| {
+            qname
+                .as_ref()
+                .is_none_or(|n| n == *dom || n.ends_with(&format!(".{dom}")))
+        })
+        .collect();
+    if qname.is_some() {
+        // owns_qname: only the most specific domain.
+        matching.sort_by_key(|d| std::cmp::Reverse(d.len()));
+        matching.truncate(1);
+    }
+    let out: Vec<Value> = matching
+        .iter()
+        .map(|n| json!({"name":n,"minimum_ttl":3600,"created":"2026-01-01T00:00:00Z"}))
+        .collect();
+    json(200, Value::Array(out))
+}
+
+fn sub_key(sub: &str) -> String {
+    if sub == "@" {
+        String::new()
+    } else {
+        sub.to_string()
+    }
+}
+
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself
+fn validate(v: &Value) -> Result<(u32, Vec<String>), Response> {
+    let ttl = v["ttl"].as_u64().unwrap_or(0);
+    if ttl < 3600 {
+        return Err(json(400, fixture!("desec/error_ttl.json")));
+    }
+    let Some(arr) = v["records"].as_array() else {
+        return Err(json(400, json!({"records":["This field is required."]})));
+    };
+    let mut out = Vec::new();
+    for r in arr {
+        let Some(s) = r.as_str() else {
+            return Err(json(400, json!({"records":["Not a valid string."]})));
+        };
+        match canonical(s) {
+            Ok(c) => out.push(c),
+            Err(m) => return Err(json(400, json!({ "records": [m] }))),
+        }
+    }
+    Ok((ttl as u32, out))
+}
+
+async fn create_rrset(
+    State(s): State<Arc<Inner>>,
+    Path(domain): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return json(400, json!({"detail":"JSON parse error"}));
+    };
+    let mut d = lock(&s.data);
+    if !d.domains.contains(&domain) {
+        return not_found();
+    }
+    if v["type"].as_str() != Some("TXT") {
+        return json(400, json!({"type":["This field is required."]}));
+    }
+    let sub = v["subname"].as_str().unwrap_or("").to_string();
+    let (ttl, records) = match validate(&v) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let key = (domain.clone(), sub.clone());
+    if d.rrsets.contains_key(&key) {
+        return json(400, fixture!("desec/error_exists.json"));
+    }
+    let set = StoredRrset { ttl, records };
+    let out = rrset_json(&domain, &sub, &set);
+    d.rrsets.insert(key, set);
+    json(201, out)
+}
+
+async fn get_rrset(
+    State(s): State<Arc<Inner>>,
+    Path((domain, sub, kind)): Path<(String, String, String)>,
+) -> Response {
+    let d = lock(&s.data);
+    if !d.domains.contains(&domain) || kind != "TXT" {
+        return not_found();
+    }
+    let sub = sub_key(&sub);
+    match d.rrsets.get(&(domain.clone(), sub.clone())) {
+        Some(set) => json(200, rrset_json(&domain, &sub, set)),
+        None => not_found(),
+    }
+}
+
+async fn patch_rrset(
+    State(s): State<Arc<Inner>>,
+    Path((domain, sub, _kind)): Path<(String, String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut d = lock(&s.data);
+    if !d.domains.contains(&domain) {
+        return not_found();
+    }
+    let sub = sub_key(&sub);
+    let key = (domain.clone(), sub.clone());
+    let Some(cur) = d.rrsets.get(&key).cloned() else {
+        return not_found();
+    };
+    let mut merged = json!({"ttl": cur.ttl, "records": cur.records});
+    if let Some(t) = v.get("ttl") {
+        merged["ttl"] = t.clone();
+    }
+    if let Some(r) = v.get("records") {
+        merged["records"] = r.clone();
+    }
+    let (ttl, records) = match validate(&merged) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if records.is_empty() {
+        d.rrsets.remove(&key);
+        return empty(204);
+    }
+    let set = StoredRrset { ttl, records };
+    let out = rrset_json(&domain, &sub, &set);
+    d.rrsets.insert(key, set);
+    json(200, out)
+}
+
+fn empty(status: u16) -> Response {
+    let mut r = json(status, Value::Null);
+    *r.body_mut() = axum::body::Body::empty();
+    r
+}
+
+async fn delete_rrset(
+    State(s): State<Arc<Inner>>,
+    Path((domain, sub, _kind)): Path<(String, String, String)>,
+) -> Response {
+    let mut d = lock(&s.data);
+    if !d.domains.contains(&domain) {
+        return not_found();
+    }
+    d.rrsets.remove(&(domain, sub_key(&sub)));
+    empty(204)
+}

@@ -3,9 +3,12 @@
 //! error bodies (see shared/notes/provider-apis.md and fixtures/providers/<host>/).
 
 pub mod cloudflare;
+mod common;
 pub mod desec;
 pub mod digitalocean;
 pub mod gandi;
 pub mod google;
 pub mod hetzner;
 pub mod route53;
+
+pub use common::Recorded;

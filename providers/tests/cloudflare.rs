@@ -1,0 +1,294 @@
+//! Cloudflare adapter against the local fake of API v4.
+
+use std::time::Duration;
+
+use maildns_providers::hosts::cloudflare::{Cloudflare, Config};
+use maildns_providers::http::RetryPolicy;
+use maildns_providers::{ErrorKind, Fqdn, Provider, Secret, Split, TxtRecord, TxtSet};
+use maildns_testkit::fakes::cloudflare::FakeCloudflare;
+
+const TOKEN: &str = "cf-test-token-4f2a9c";
+
+fn dkim_2048() -> TxtRecord {
+    let v = format!("v=DKIM1; k=rsa; p={}", "A".repeat(392));
+    TxtRecord::split(v.as_bytes(), Split::Before(b"p="))
+}
+
+fn adapter(fake: &FakeCloudflare, token: &str, policy: RetryPolicy) -> Cloudflare {
+    let mut c = Config::new(Secret::new(token));
+    c.base_url = fake.base_url().to_string();
+    Cloudflare::new(c, policy).unwrap()
+}
+
+async fn setup() -> (FakeCloudflare, Cloudflare, String) {
+    let fake = FakeCloudflare::start(TOKEN).await;
+    let id = fake.add_zone("example.com");
+    let cf = adapter(&fake, TOKEN, RetryPolicy::fast());
+    (fake, cf, id)
+}
+
+fn n(s: &str) -> Fqdn {
+    Fqdn::parse(s).unwrap()
+}
+
+#[tokio::test]
+async fn conformance_and_publish_read_back() {
+    let (fake, cf, id) = setup().await;
+    let zone = cf.find_zone(&n("_dmarc.mail.example.com")).await.unwrap();
+    assert_eq!(
+        (zone.name.as_str(), zone.id.as_str()),
+        ("example.com", id.as_str())
+    );
+    maildns_testkit::conformance::run(&cf, &zone, None).await;
+
+    let name = n("example.com");
+    let set = TxtSet {
+        ttl: 300,
+        records: vec![TxtRecord::from_value("v=spf1 mx -all")],
+    };
+    cf.replace_txt(&zone, &name, &set).await.unwrap();
+    assert_eq!(cf.read_txt(&zone, &name).await.unwrap(), Some(set.clone()));
+    let raw = fake.records("example.com");
+    assert_eq!(raw.len(), 1);
+    assert_eq!(raw[0].content, "\"v=spf1 mx -all\"");
+    // Writing the same set again sends nothing.
+    let before = fake.writes().len();
+    cf.replace_txt(&zone, &name, &set).await.unwrap();
+    assert_eq!(fake.writes().len(), before);
+
+    cf.delete_txt(&zone, &name).await.unwrap();
+    assert_eq!(cf.read_txt(&zone, &name).await.unwrap(), None);
+    cf.delete_txt(&zone, &name).await.unwrap();
+}
+
+#[tokio::test]
+async fn merge_keeps_foreign_record_and_its_id() {
+    let (fake, cf, zid) = setup().await;
+    let zone = cf.find_zone(&n("example.com")).await.unwrap();
+    let foreign = fake.add_record(
+        &zid,
+        "example.com",
+        "\"google-site-verification=abc123\"",
+        3600,
+    );
+    let name = n("example.com");
+    let current = cf.read_txt(&zone, &name).await.unwrap().unwrap();
+    let ours = TxtRecord::from_value("v=spf1 -all");
+    let mut records = current.records.clone();
+    records.push(ours.clone());
+    cf.replace_txt(&zone, &name, &TxtSet { ttl: 3600, records })
+        .await
+        .unwrap();
+    let raw = fake.records("example.com");
+    assert_eq!(raw.len(), 2);
+    assert_eq!(raw[0].id, foreign);
+    assert_eq!(raw[0].content, "\"google-site-verification=abc123\"");
+    // Now drop ours again: only its record goes.
+    cf.replace_txt(&zone, &name, &current).await.unwrap();
+    let raw = fake.records("example.com");
+    assert_eq!(raw.len(), 1);
+    assert_eq!(raw[0].id, foreign);
+    assert!(
+        fake.writes().iter().all(|w| !w.path.contains(&foreign)),
+        "foreign record touched"
+    );
+}
+
+#[tokio::test]
+async fn dkim_2048_sent_as_quoted_strings() {
+    let (fake, cf, _) = setup().await;
+    let zone = cf.find_zone(&n("example.com")).await.unwrap();
+    let name = n("202611._domainkey.example.com");
+    let rec = dkim_2048();
+    let set = TxtSet {
+        ttl: 300,
+        records: vec![rec.clone()],
+    };
+    cf.replace_txt(&zone, &name, &set).await.unwrap();
+    let post = fake
+        .writes()
+        .into_iter()
+        .find(|w| w.method == "POST")
+        .unwrap();
+    let body = post.json();
+    let expected = format!(
+        "\"v=DKIM1; k=rsa; \" \"p={}\" \"{}\"",
+        "A".repeat(253),
+        "A".repeat(139)
+    );
+    assert_eq!(body["content"], expected.as_str());
+    assert_eq!(
+        fake.records("202611._domainkey.example.com")[0].content,
+        expected
+    );
+    assert_eq!(body["type"], "TXT");
+    assert_eq!(body["name"], "202611._domainkey.example.com");
+    assert_eq!(cf.read_txt(&zone, &name).await.unwrap(), Some(set));
+}
+
+#[tokio::test]
+async fn fake_splits_long_quoted_strings_like_cloudflare() {
+    let (fake, cf, zid) = setup().await;
+    let zone = cf.find_zone(&n("example.com")).await.unwrap();
+    fake.add_record(&zid, "x.example.com", "\"keep\"", 300);
+    // A client that sends one 300-byte quoted string: Cloudflare splits it.
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(format!("{}/zones/{zid}/dns_records", fake.base_url()))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"type":"TXT","name":"long.example.com","content":format!("\"{}\"", "b".repeat(300)),"ttl":300}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let raw = fake.records("long.example.com");
+    assert_eq!(
+        raw[0].content,
+        format!("\"{}\" \"{}\"", "b".repeat(255), "b".repeat(45))
+    );
+    let got = cf
+        .read_txt(&zone, &n("long.example.com"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.records[0].value(), vec![b'b'; 300]);
+}
+
+#[tokio::test]
+async fn bad_token_is_auth_with_hosts_message_and_no_token() {
+    let (fake, _, _) = setup().await;
+    let bad = "cf-wrong-token-99";
+    let cf = adapter(&fake, bad, RetryPolicy::fast());
+    let e = cf.find_zone(&n("example.com")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Auth);
+    assert_eq!(e.status, Some(403));
+    assert!(e.message.contains("Authentication error"), "{e}");
+    let text = format!("{e} {e:?}");
+    assert!(!text.contains(bad) && !text.contains(TOKEN), "{text}");
+    assert!(!format!("{cf:?}").contains(bad));
+}
+
+#[tokio::test]
+async fn unknown_zone_is_zone_not_found() {
+    let (_fake, cf, _) = setup().await;
+    let e = cf.find_zone(&n("mail.example.org")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ZoneNotFound);
+    let stale = maildns_providers::Zone {
+        name: n("example.com"),
+        id: "f".repeat(32),
+    };
+    let e = cf.read_txt(&stale, &n("example.com")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ZoneNotFound);
+    assert!(e.message.contains("Could not route"), "{e}");
+}
+
+#[tokio::test]
+async fn validation_error_is_invalid_with_hosts_message() {
+    let (fake, cf, zid) = setup().await;
+    let zone = cf.find_zone(&n("example.com")).await.unwrap();
+    // The fake's own validation: non-printable content is 400 1004/9051.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/zones/{zid}/dns_records", fake.base_url()))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"type":"TXT","name":"v.example.com","content":"\"caf\u{e9}\"","ttl":300}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    // Through the adapter (the host answers its validation error): Invalid, host's words.
+    fake.fail_next(400, 1);
+    let set = TxtSet {
+        ttl: 300,
+        records: vec![TxtRecord::from_value("ok")],
+    };
+    let e = cf
+        .replace_txt(&zone, &n("w.example.com"), &set)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Invalid);
+    assert_eq!(e.status, Some(400));
+    assert!(
+        e.message.contains("DNS Validation Error (code 1004)"),
+        "{e}"
+    );
+    assert!(e.message.contains("printable ASCII"), "{e}");
+    assert!(fake.records("w.example.com").is_empty());
+}
+
+#[tokio::test]
+async fn rate_limit_retry_after_is_honoured() {
+    let (fake, _, _) = setup().await;
+    let policy = RetryPolicy {
+        max_delay: Duration::from_secs(2),
+        ..RetryPolicy::fast()
+    };
+    let cf = adapter(&fake, TOKEN, policy);
+    fake.rate_limit_next(1);
+    let zone = cf.find_zone(&n("example.com")).await.unwrap();
+    assert_eq!(zone.name.as_str(), "example.com");
+    assert_eq!(fake.requests().len(), 2, "one 429, then the retry");
+
+    // A Retry-After longer than the policy allows: give up with the host's message.
+    let cf = adapter(&fake, TOKEN, RetryPolicy::fast());
+    fake.rate_limit_next(300);
+    let e = cf.find_zone(&n("example.com")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::RateLimited);
+    assert!(e.message.contains("More than 1200 requests"), "{e}");
+    assert!(e.message.contains("300s"), "{e}");
+}
+
+#[tokio::test]
+async fn server_error_then_success() {
+    let (fake, cf, _) = setup().await;
+    let zone = cf.find_zone(&n("example.com")).await.unwrap();
+    fake.fail_next(500, 2);
+    let set = TxtSet {
+        ttl: 300,
+        records: vec![TxtRecord::from_value("v=spf1 -all")],
+    };
+    cf.replace_txt(&zone, &n("example.com"), &set)
+        .await
+        .unwrap();
+    assert_eq!(fake.records("example.com").len(), 1);
+    fake.fail_next(503, 10);
+    let e = cf.read_txt(&zone, &n("example.com")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Server);
+}
+
+#[tokio::test]
+async fn pagination_reads_every_page() {
+    let (fake, cf, zid) = setup().await;
+    fake.set_max_per_page(2);
+    for i in 0..5 {
+        fake.add_record(&zid, "p.example.com", &format!("\"value-{i}\""), 300);
+    }
+    let zone = cf.find_zone(&n("example.com")).await.unwrap();
+    let got = cf
+        .read_txt(&zone, &n("p.example.com"))
+        .await
+        .unwrap()
+        .unwrap();
+    let values: Vec<String> = got.records.iter().map(TxtRecord::value_lossy).collect();
+    assert_eq!(
+        values,
+        (0..5).map(|i| format!("value-{i}")).collect::<Vec<_>>()
+    );
+    // Replace down to one value: the four others (on later pages too) are deleted.
+    let keep = TxtSet {
+        ttl: 300,
+        records: vec![TxtRecord::from_value("value-3")],
+    };
+    cf.replace_txt(&zone, &n("p.example.com"), &keep)
+        .await
+        .unwrap();
+    assert_eq!(fake.records("p.example.com").len(), 1);
+    assert_eq!(fake.records("p.example.com")[0].content, "\"value-3\"");
+}
+
+#[test]
+fn plain_http_refused_except_loopback() {
+    let mut c = Config::new(Secret::new("t"));
+    c.base_url = "http://api.example.com/client/v4".into();
+    let e = Cloudflare::new(c, RetryPolicy::fast()).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Config);
+}

@@ -1,0 +1,248 @@
+//! deSEC adapter against the local fake.
+
+use std::time::Duration;
+
+use maildns_providers::hosts::desec::{Config, Desec};
+use maildns_providers::http::RetryPolicy;
+use maildns_providers::{ErrorKind, Fqdn, Provider, Secret, Split, TxtRecord, TxtSet};
+use maildns_testkit::fakes::desec::FakeDesec;
+
+const TOKEN: &str = "desec-test-token-5150";
+
+fn n(s: &str) -> Fqdn {
+    Fqdn::parse(s).unwrap()
+}
+
+fn adapter(fake: &FakeDesec, token: &str, policy: RetryPolicy) -> Desec {
+    let mut c = Config::new(Secret::new(token));
+    c.base_url = fake.base_url().to_string();
+    Desec::new(c, policy).unwrap()
+}
+
+async fn setup() -> (FakeDesec, Desec) {
+    let fake = FakeDesec::start(TOKEN).await;
+    fake.add_domain("example.com");
+    fake.add_domain("sub.example.com");
+    let d = adapter(&fake, TOKEN, RetryPolicy::fast());
+    (fake, d)
+}
+
+#[tokio::test]
+async fn conformance_and_publish_read_back() {
+    let (fake, d) = setup().await;
+    let zone = d.find_zone(&n("_dmarc.mail.example.com")).await.unwrap();
+    assert_eq!(zone.name.as_str(), "example.com");
+    assert_eq!(
+        d.find_zone(&n("a.sub.example.com"))
+            .await
+            .unwrap()
+            .name
+            .as_str(),
+        "sub.example.com"
+    );
+    maildns_testkit::conformance::run(&d, &zone, None).await;
+    let name = n("example.com");
+    let set = TxtSet {
+        ttl: 3600,
+        records: vec![TxtRecord::from_value("v=spf1 -all")],
+    };
+    d.replace_txt(&zone, &name, &set).await.unwrap();
+    assert_eq!(d.read_txt(&zone, &name).await.unwrap(), Some(set.clone()));
+    assert_eq!(
+        fake.rrset("example.com", "").unwrap().records,
+        vec!["\"v=spf1 -all\"".to_string()]
+    );
+    let post = fake
+        .writes()
+        .into_iter()
+        .find(|w| w.method == "POST")
+        .unwrap();
+    assert_eq!(post.json()["subname"], "");
+    // Same set again: no write.
+    let before = fake.writes().len();
+    d.replace_txt(&zone, &name, &set).await.unwrap();
+    assert_eq!(fake.writes().len(), before);
+    d.delete_txt(&zone, &name).await.unwrap();
+    assert_eq!(d.read_txt(&zone, &name).await.unwrap(), None);
+    // Absent set: deSEC answers 204.
+    d.delete_txt(&zone, &name).await.unwrap();
+}
+
+#[tokio::test]
+async fn merge_keeps_foreign_value_and_sends_full_set() {
+    let (fake, d) = setup().await;
+    fake.add_rrset(
+        "example.com",
+        "",
+        3600,
+        &["\"google-site-verification=abc\""],
+    );
+    let zone = d.find_zone(&n("example.com")).await.unwrap();
+    let name = n("example.com");
+    let cur = d.read_txt(&zone, &name).await.unwrap().unwrap();
+    let mut records = cur.records.clone();
+    records.push(TxtRecord::from_value("v=spf1 -all"));
+    d.replace_txt(&zone, &name, &TxtSet { ttl: 3600, records })
+        .await
+        .unwrap();
+    let patch = fake
+        .writes()
+        .into_iter()
+        .find(|w| w.method == "PATCH")
+        .unwrap();
+    assert_eq!(patch.path, "/api/v1/domains/example.com/rrsets/@/TXT/");
+    assert_eq!(
+        patch.json()["records"],
+        serde_json::json!(["\"google-site-verification=abc\"", "\"v=spf1 -all\""])
+    );
+    assert_eq!(fake.rrset("example.com", "").unwrap().records.len(), 2);
+}
+
+#[tokio::test]
+async fn dkim_2048_sent_as_quoted_strings() {
+    let (fake, d) = setup().await;
+    let zone = d.find_zone(&n("example.com")).await.unwrap();
+    let name = n("202611._domainkey.example.com");
+    let v = format!("v=DKIM1; k=rsa; p={}", "A".repeat(392));
+    let rec = TxtRecord::split(v.as_bytes(), Split::Before(b"p="));
+    let set = TxtSet {
+        ttl: 3600,
+        records: vec![rec],
+    };
+    d.replace_txt(&zone, &name, &set).await.unwrap();
+    let post = fake
+        .writes()
+        .into_iter()
+        .find(|w| w.method == "POST")
+        .unwrap();
+    let expected = format!(
+        "\"v=DKIM1; k=rsa; \" \"p={}\" \"{}\"",
+        "A".repeat(253),
+        "A".repeat(139)
+    );
+    assert_eq!(post.json()["records"][0], expected.as_str());
+    assert_eq!(post.json()["subname"], "202611._domainkey");
+    assert_eq!(d.read_txt(&zone, &name).await.unwrap(), Some(set));
+}
+
+#[tokio::test]
+async fn low_ttl_refused_before_sending_and_host_400_is_invalid() {
+    let (fake, d) = setup().await;
+    let zone = d.find_zone(&n("example.com")).await.unwrap();
+    let set = TxtSet {
+        ttl: 300,
+        records: vec![TxtRecord::from_value("x")],
+    };
+    let e = d
+        .replace_txt(&zone, &n("t.example.com"), &set)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Invalid);
+    assert!(fake.writes().is_empty());
+    // Create behind the adapter's back between its read and its write: the host's 400.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/domains/example.com/rrsets/", fake.base_url()))
+        .header("authorization", format!("Token {TOKEN}"))
+        .json(&serde_json::json!({"subname":"u","type":"TXT","ttl":60,"records":["\"a\""]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    fake.fail_next(400, 1);
+    let ok = TxtSet {
+        ttl: 3600,
+        records: vec![TxtRecord::from_value("x")],
+    };
+    let e = d
+        .replace_txt(&zone, &n("t.example.com"), &ok)
+        .await
+        .unwrap_err();
+    assert_eq!((e.kind.clone(), e.status), (ErrorKind::Invalid, Some(400)));
+    assert!(e.message.contains("HTTP 400"), "{e}");
+}
+
+#[tokio::test]
+async fn fake_canonicalizes_and_refuses_duplicates() {
+    let (fake, _) = setup().await;
+    let c = reqwest::Client::new();
+    let url = format!("{}/domains/example.com/rrsets/", fake.base_url());
+    let body = serde_json::json!({"subname":"c","type":"TXT","ttl":3600,"records":[format!("\"{}\"", "q".repeat(300))]});
+    let r = c
+        .post(&url)
+        .header("authorization", format!("Token {TOKEN}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(
+        fake.rrset("example.com", "c").unwrap().records,
+        vec![format!("\"{}\" \"{}\"", "q".repeat(255), "q".repeat(45))]
+    );
+    let r = c
+        .post(&url)
+        .header("authorization", format!("Token {TOKEN}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        v["non_field_errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("Another RRset")
+    );
+}
+
+#[tokio::test]
+async fn bad_token_is_auth_with_hosts_message_and_no_token() {
+    let (fake, _) = setup().await;
+    let d = adapter(&fake, "desec-wrong", RetryPolicy::fast());
+    let e = d.find_zone(&n("example.com")).await.unwrap_err();
+    assert_eq!((e.kind.clone(), e.status), (ErrorKind::Auth, Some(401)));
+    assert_eq!(e.message, "Invalid token.");
+    let text = format!("{e} {e:?} {d:?}");
+    assert!(!text.contains("desec-wrong") && !text.contains(TOKEN));
+}
+
+#[tokio::test]
+async fn unknown_zone_is_zone_not_found() {
+    let (_fake, d) = setup().await;
+    let e = d.find_zone(&n("x.example.org")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ZoneNotFound);
+}
+
+#[tokio::test]
+async fn throttled_write_retried_after_retry_after() {
+    let (fake, _) = setup().await;
+    let policy = RetryPolicy {
+        max_delay: Duration::from_secs(2),
+        ..RetryPolicy::fast()
+    };
+    let d = adapter(&fake, TOKEN, policy);
+    let zone = d.find_zone(&n("example.com")).await.unwrap();
+    let set = TxtSet {
+        ttl: 3600,
+        records: vec![TxtRecord::from_value("v=spf1 -all")],
+    };
+    // The read (GET) passes; the write gets 429 Retry-After: 1, then 500, then succeeds.
+    fake.fail_next(404, 1);
+    fake.rate_limit_next(1);
+    fake.fail_next(500, 1);
+    d.replace_txt(&zone, &n("example.com"), &set).await.unwrap();
+    assert_eq!(fake.rrset("example.com", "").unwrap().records.len(), 1);
+    let posts = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(posts, 3);
+    // A long Retry-After is not waited out: RateLimited with deSEC's words.
+    let d = adapter(&fake, TOKEN, RetryPolicy::fast());
+    fake.rate_limit_next(60);
+    let e = d.read_txt(&zone, &n("example.com")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::RateLimited);
+    assert!(e.message.contains("Request was throttled"), "{e}");
+}
