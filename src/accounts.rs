@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use maildns_providers::hosts::rfc2136;
 use maildns_providers::hosts::zonefile::{self, ZoneFile};
+use maildns_providers::hosts::{cloudflare, desec, digitalocean, hetzner, rfc2136};
 use maildns_providers::http::RetryPolicy;
 use maildns_providers::{
     Error as ProviderError, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtSet, Zone,
 };
 
-use crate::config::{Account, Config, ProviderConfig};
+use crate::config::{Account, CloudKind, Config, ProviderConfig};
 
 /// Where credentials come from (the process environment, snapshotted at the face).
 pub trait Credentials: Send + Sync {
@@ -62,7 +62,6 @@ pub fn connect(
     creds: &dyn Credentials,
     retry: RetryPolicy,
 ) -> anyhow::Result<Arc<dyn Provider>> {
-    let _ = retry;
     let p: Arc<dyn Provider> = match &account.provider {
         ProviderConfig::ZoneFile { path, bump_serial } => {
             Arc::new(ZoneFiles::new(path, zones, *bump_serial)?)
@@ -76,6 +75,32 @@ pub fn connect(
             let algorithm = algorithm.parse().map_err(anyhow::Error::new)?;
             let cfg = rfc2136::Config::new(*server, key_name.clone(), algorithm, secret);
             Arc::new(rfc2136::Rfc2136::new(cfg)?)
+        }
+        ProviderConfig::Cloud { kind, base_url, .. }
+            if matches!(
+                kind,
+                CloudKind::Cloudflare
+                    | CloudKind::DigitalOcean
+                    | CloudKind::Hetzner
+                    | CloudKind::Desec
+            ) =>
+        {
+            let token = secret(account, creds)?;
+            macro_rules! simple {
+                ($m:ident, $t:ident) => {{
+                    let mut cfg = $m::Config::new(token);
+                    if let Some(u) = base_url {
+                        cfg.base_url = u.clone();
+                    }
+                    Arc::new($m::$t::new(cfg, retry)?) as Arc<dyn Provider>
+                }};
+            }
+            match kind {
+                CloudKind::Cloudflare => simple!(cloudflare, Cloudflare),
+                CloudKind::DigitalOcean => simple!(digitalocean, DigitalOcean),
+                CloudKind::Hetzner => simple!(hetzner, Hetzner),
+                _ => simple!(desec, Desec),
+            }
         }
         other => {
             let _secret = secret(account, creds)?;
