@@ -22,7 +22,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
+use ed25519_dalek::pkcs8::DecodePrivateKey as _;
 use rsa::pkcs1::{DecodeRsaPrivateKey as _, EncodeRsaPrivateKey as _};
 use rsa::pkcs8::{EncodePublicKey as _, LineEnding, ObjectIdentifier, PrivateKeyInfoRef};
 use rsa::traits::PublicKeyParts as _;
@@ -34,6 +34,11 @@ pub const RSA_SIZES: [u32; 4] = [1024, 2048, 3072, 4096];
 
 const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+
+/// DER of a PKCS#8 v1 Ed25519 private key up to the 32-byte seed (RFC 8410 §7).
+const ED25519_PKCS8_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
 
 /// A DKIM key algorithm (`k=` tag: `rsa` or `ed25519`, RFC 6376 / RFC 8463).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -305,7 +310,17 @@ impl PrivateKey {
         };
         match &self.inner {
             Inner::Rsa(k) => k.to_pkcs1_pem(LineEnding::LF).map_err(|e| enc(&e)),
-            Inner::Ed25519(k) => k.to_pkcs8_pem(LineEnding::LF).map_err(|e| enc(&e)),
+            Inner::Ed25519(k) => {
+                // PKCS#8 v1 (RFC 8410 §7), what `openssl genpkey` writes. The v2 form
+                // ed25519-dalek writes (with the public key) is refused by OpenSSL
+                // 3.0, and so by OpenDKIM.
+                let mut der = Zeroizing::new(ED25519_PKCS8_V1_PREFIX.to_vec());
+                der.extend_from_slice(k.as_bytes());
+                let doc =
+                    rsa::pkcs8::SecretDocument::try_from(der.as_slice()).map_err(|e| enc(&e))?;
+                doc.to_pem("PRIVATE KEY", LineEnding::LF)
+                    .map_err(|e| enc(&e))
+            }
         }
     }
 
@@ -748,6 +763,28 @@ mod tests {
                     assert_eq!(key.public_key_der().unwrap(), spki[12..].to_vec())
                 }
             }
+        }
+    }
+
+    /// OpenSSL (which OpenDKIM uses) reads the PEM we write, for both algorithms.
+    #[test]
+    fn openssl_reads_our_pem() {
+        let dir = tempfile::tempdir().unwrap();
+        for spec in [KeySpec::rsa(1024), KeySpec::ed25519()] {
+            let key = PrivateKey::generate(spec).unwrap();
+            let path = dir.path().join(format!("{}.pem", spec.algorithm));
+            write_private_key(&path, &key, WriteOptions::default()).unwrap();
+            let out = std::process::Command::new("openssl")
+                .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.stdout.ends_with(&key.public_key_der().unwrap()));
         }
     }
 
