@@ -1,1 +1,295 @@
-//! A real OpenDKIM started in the foreground on loopback (to be written).
+//! A real OpenDKIM started in the foreground (`opendkim -f -x CONF`), listening on a
+//! unix socket in a private 0700 directory, and messages signed through it with
+//! `miltertest`.
+//!
+//! The directory lives under /run (or, failing that, the crate's target/), never
+//! under /tmp: /tmp is world-writable, so keys below it never pass OpenDKIM's
+//! `RequireSafeKeys`. It is removed on drop, after OpenDKIM is stopped (SIGTERM,
+//! waiting up to 15 s since it takes seconds to exit, then SIGKILL).
+//!
+//! There is no syslog here (`Syslog no`), so OpenDKIM's own log lines are not
+//! captured; `log()` returns its stdout/stderr.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const BINARY: &str = "/usr/sbin/opendkim";
+
+/// A running opendkim; stopped and its directory removed on drop.
+pub struct OpenDkim {
+    child: Child,
+    dir: PathBuf,
+    /// The opendkim.conf it runs with.
+    pub conf: PathBuf,
+    /// Its KeyTable (`file:`), initially empty.
+    pub key_table: PathBuf,
+    /// Its SigningTable (`refile:`), initially empty.
+    pub signing_table: PathBuf,
+    /// A 0700 directory for keys, passing RequireSafeKeys.
+    pub key_dir: PathBuf,
+    /// The milter socket (`local:` path).
+    pub socket: PathBuf,
+}
+
+impl OpenDkim {
+    /// Starts opendkim with empty tables. Panics with a clear message when opendkim
+    /// or miltertest is missing (scripts/test installs them).
+    pub fn start() -> OpenDkim {
+        Self::start_with("")
+    }
+
+    /// Starts opendkim with `extra` lines appended to its configuration (e.g.
+    /// `SignatureAlgorithm ed25519-sha256`).
+    pub fn start_with(extra: &str) -> OpenDkim {
+        assert!(
+            crate::have(BINARY),
+            "{BINARY} not found: install opendkim (scripts/test does)"
+        );
+        assert!(
+            crate::have("miltertest"),
+            "miltertest not found: install miltertest (scripts/test does)"
+        );
+        match Self::try_start(extra) {
+            Ok(o) => o,
+            Err(e) => panic!("opendkim did not start: {e}"),
+        }
+    }
+
+    fn try_start(extra: &str) -> Result<OpenDkim, String> {
+        let dir = private_dir()?;
+        let conf = dir.join("opendkim.conf");
+        let key_table = dir.join("key.table");
+        let signing_table = dir.join("signing.table");
+        let key_dir = dir.join("keys");
+        let socket = dir.join("opendkim.sock");
+        let io = |e: std::io::Error| e.to_string();
+        std::fs::create_dir(&key_dir).map_err(io)?;
+        set_mode(&key_dir, 0o700)?;
+        std::fs::write(&key_table, "").map_err(io)?;
+        std::fs::write(&signing_table, "").map_err(io)?;
+        std::fs::write(
+            &conf,
+            format!(
+                "Syslog no\nBackground no\nMode s\nCanonicalization relaxed/simple\n\
+                 Socket local:{sock}\nPidFile {dir}/opendkim.pid\n\
+                 KeyTable file:{kt}\nSigningTable refile:{st}\n{extra}\n",
+                sock = socket.display(),
+                dir = dir.display(),
+                kt = key_table.display(),
+                st = signing_table.display(),
+            ),
+        )
+        .map_err(io)?;
+        let log = std::fs::File::create(dir.join("opendkim.log")).map_err(io)?;
+        let child = Command::new(BINARY)
+            .arg("-f")
+            .arg("-x")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(io)?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("{BINARY}: {e}"))?;
+        let start = Instant::now();
+        let mut guard = OpenDkim {
+            child,
+            dir,
+            conf,
+            key_table,
+            signing_table,
+            key_dir,
+            socket,
+        };
+        while !guard.socket.exists() {
+            if let Ok(Some(status)) = guard.child.try_wait() {
+                return Err(format!("exited with {status}; log:\n{}", guard.log()));
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err(format!("no socket after 10 s; log:\n{}", guard.log()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(guard)
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A command that makes it reload (`kill -USR1 <pid>`), for `Signer::reload_command`.
+    pub fn reload_command(&self) -> Vec<String> {
+        vec!["kill".into(), "-USR1".into(), self.pid().to_string()]
+    }
+
+    /// Sends SIGUSR1 (OpenDKIM re-reads its configuration at the next connection).
+    pub fn reload(&self) -> Result<(), String> {
+        let pid = i32::try_from(self.pid()).map_err(|e| e.to_string())?;
+        kill(Pid::from_raw(pid), Signal::SIGUSR1).map_err(|e| e.to_string())
+    }
+
+    /// Its stdout/stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("opendkim.log")).unwrap_or_default()
+    }
+
+    /// Feeds `message` (headers, blank line, body; `\n` or `\r\n` line ends) through
+    /// the filter with miltertest and returns the value of the DKIM-Signature header
+    /// it adds. The envelope sender is the From address. Err when no signature is
+    /// added (e.g. the key failed to load: OpenDKIM answers tempfail).
+    pub fn sign(&self, message: &str) -> Result<String, String> {
+        let normalized = message.replace("\r\n", "\n");
+        let (head, body) = normalized
+            .split_once("\n\n")
+            .unwrap_or((normalized.as_str(), ""));
+        let mut headers: Vec<(String, String)> = Vec::new();
+        for line in head.lines() {
+            if line.starts_with([' ', '\t']) {
+                if let Some(last) = headers.last_mut() {
+                    last.1.push_str("\r\n");
+                    last.1.push_str(line);
+                }
+            } else if let Some((n, v)) = line.split_once(':') {
+                headers.push((n.to_string(), v.trim_start().to_string()));
+            } else {
+                return Err(format!("not a header line: {line:?}"));
+            }
+        }
+        let from = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("from"))
+            .map(|(_, v)| address(v))
+            .ok_or("message has no From header")?;
+        let mut lua = format!(
+            "local conn = mt.connect({sock})\n\
+             if conn == nil then error('cannot connect') end\n\
+             if mt.conninfo(conn, 'localhost', '127.0.0.1') ~= nil then error('conninfo') end\n\
+             if mt.mailfrom(conn, {from}) ~= nil then error('mailfrom') end\n\
+             if mt.rcptto(conn, '<rcpt@example.net>') ~= nil then error('rcptto') end\n",
+            sock = lua_str(&format!("local:{}", self.socket.display())),
+            from = lua_str(&format!("<{from}>")),
+        );
+        for (n, v) in &headers {
+            lua.push_str(&format!(
+                "if mt.header(conn, {}, {}) ~= nil then error('header') end\n",
+                lua_str(n),
+                lua_str(v)
+            ));
+        }
+        lua.push_str(&format!(
+            "if mt.eoh(conn) ~= nil then error('eoh') end\n\
+             if mt.bodystring(conn, {}) ~= nil then error('body') end\n\
+             if mt.eom(conn) ~= nil then error('eom') end\n\
+             local v = mt.getheader(conn, 'DKIM-Signature', 0)\n\
+             if v == nil then error('no DKIM-Signature added (reply ' .. tostring(mt.getreply(conn)) .. ')') end\n\
+             io.write(v)\n\
+             mt.disconnect(conn)\n",
+            lua_str(&body.replace('\n', "\r\n"))
+        ));
+        let script = self
+            .dir
+            .join(format!("sign-{}.lua", crate::random_label(8)));
+        std::fs::write(&script, lua).map_err(|e| e.to_string())?;
+        let out = Command::new("miltertest")
+            .arg("-s")
+            .arg(&script)
+            .output()
+            .map_err(|e| format!("miltertest: {e}"))?;
+        let _ = std::fs::remove_file(&script);
+        if !out.status.success() {
+            return Err(format!(
+                "miltertest {}: {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+/// The value of tag `tag` in a DKIM-Signature header value (folding removed).
+pub fn signature_tag(signature: &str, tag: &str) -> Option<String> {
+    let unfolded: String = signature.chars().filter(|c| !c.is_whitespace()).collect();
+    unfolded.split(';').find_map(|t| {
+        let (k, v) = t.split_once('=')?;
+        (k == tag).then(|| v.to_string())
+    })
+}
+
+impl Drop for OpenDkim {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        let start = Instant::now();
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if start.elapsed() > Duration::from_secs(15) => {
+                    crate::stop(&mut self.child);
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn address(from: &str) -> String {
+    match (from.find('<'), from.rfind('>')) {
+        (Some(a), Some(b)) if a < b => from.get(a + 1..b).unwrap_or(from).to_string(),
+        _ => from.trim().to_string(),
+    }
+}
+
+/// A Lua string literal.
+fn lua_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for b in s.bytes() {
+        match b {
+            b'"' | b'\\' => {
+                out.push('\\');
+                out.push(b as char);
+            }
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\{b:03}")),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A fresh 0700 directory under /run, or under this crate's target/ when /run is
+/// not writable.
+fn private_dir() -> Result<PathBuf, String> {
+    let candidates = [
+        PathBuf::from("/run"),
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")),
+    ];
+    let mut last = String::new();
+    for base in candidates {
+        let dir = base.join(format!("maildns-opendkim-{}", crate::random_label(10)));
+        let mut b = std::fs::DirBuilder::new();
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        match b.create(&dir) {
+            Ok(()) => {
+                set_mode(&dir, 0o700)?;
+                return Ok(dir);
+            }
+            Err(e) => last = format!("{}: {e}", dir.display()),
+        }
+    }
+    Err(last)
+}

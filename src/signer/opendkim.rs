@@ -1,0 +1,948 @@
+//! OpenDKIM's files: `key.table`, `signing.table` (refile), `opendkim.conf`, and the
+//! checks OpenDKIM itself makes when it reloads (tables readable by its user, keys
+//! passing `RequireSafeKeys`).
+//!
+//! Edits preserve every line maildns does not own (comments, blank lines, other
+//! domains' entries) byte for byte: a table is a list of lines, each either kept
+//! verbatim or, for the entries maildns changes, rendered anew.
+//!
+//! Flat-file syntax as OpenDKIM reads it: `#` starts a comment (to end of line),
+//! blank lines are ignored, the key is the first whitespace-separated word and the
+//! value the rest of the line.
+
+use std::collections::HashSet;
+use std::fs::{OpenOptions, Permissions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// A table line that cannot be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {kind}")]
+pub struct ParseError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong.
+    pub kind: ParseErrorKind,
+}
+
+/// What is wrong with a table line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseErrorKind {
+    /// A key with no value.
+    #[error("entry {0:?} has no value")]
+    MissingValue(String),
+    /// A key.table value that is not `DOMAIN:SELECTOR:KEY`.
+    #[error("entry {0:?}: value must be DOMAIN:SELECTOR:/path/to/key")]
+    BadKeyValue(String),
+    /// A value maildns cannot write safely (whitespace, `#`, `:` or newline in a field).
+    #[error("field {0:?} contains whitespace, '#', ':' or a newline")]
+    BadField(String),
+    /// An opendkim.conf setting whose value cannot be understood.
+    #[error("{name}: bad value {value:?}")]
+    BadSetting {
+        /// Setting name.
+        name: String,
+        /// Its value.
+        value: String,
+    },
+}
+
+/// One line of a table: verbatim, or an entry (kept verbatim unless changed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Line<E> {
+    Other(String),
+    Entry { raw: Option<String>, entry: E },
+}
+
+/// Splits `text` into lines keeping their endings; the content without `#...` and
+/// the line terminator, trimmed.
+fn lines(text: &str) -> impl Iterator<Item = (usize, &str, &str)> {
+    text.split_inclusive('\n').enumerate().map(|(i, raw)| {
+        let content = raw.split('#').next().unwrap_or_default().trim();
+        (i + 1, raw, content)
+    })
+}
+
+fn split_kv(content: &str) -> (&str, &str) {
+    match content.split_once(|c: char| c.is_whitespace()) {
+        Some((k, v)) => (k, v.trim()),
+        None => (content, ""),
+    }
+}
+
+fn check_field(s: &str) -> Result<(), ParseError> {
+    if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '#' || c == ':') {
+        return Err(ParseError {
+            line: 0,
+            kind: ParseErrorKind::BadField(s.to_string()),
+        });
+    }
+    Ok(())
+}
+
+fn render_lines<E>(lines: &[Line<E>], fmt: impl Fn(&E) -> String) -> String {
+    let mut out = String::new();
+    for l in lines {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        match l {
+            Line::Other(raw) | Line::Entry { raw: Some(raw), .. } => out.push_str(raw),
+            Line::Entry { raw: None, entry } => {
+                out.push_str(&fmt(entry));
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// A key.table entry: `NAME DOMAIN:SELECTOR:KEY`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyEntry {
+    /// The name the signing table refers to.
+    pub name: String,
+    /// Signing domain (`d=`).
+    pub domain: String,
+    /// Selector (`s=`).
+    pub selector: String,
+    /// Path of the key file (or, in files maildns did not write, inline key data).
+    pub key: String,
+}
+
+/// OpenDKIM's KeyTable (`file:` flat file).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeyTable {
+    lines: Vec<Line<KeyEntry>>,
+}
+
+impl KeyTable {
+    /// Parses a key.table. Errors carry the 1-based line number.
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        let mut out = Vec::new();
+        for (line, raw, content) in lines(text) {
+            if content.is_empty() {
+                out.push(Line::Other(raw.to_string()));
+                continue;
+            }
+            let (name, value) = split_kv(content);
+            if value.is_empty() {
+                return Err(ParseError {
+                    line,
+                    kind: ParseErrorKind::MissingValue(name.to_string()),
+                });
+            }
+            let mut parts = value.splitn(3, ':');
+            let (Some(domain), Some(selector), Some(key)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(ParseError {
+                    line,
+                    kind: ParseErrorKind::BadKeyValue(name.to_string()),
+                });
+            };
+            if domain.is_empty() || selector.is_empty() || key.is_empty() {
+                return Err(ParseError {
+                    line,
+                    kind: ParseErrorKind::BadKeyValue(name.to_string()),
+                });
+            }
+            out.push(Line::Entry {
+                raw: Some(raw.to_string()),
+                entry: KeyEntry {
+                    name: name.to_string(),
+                    domain: domain.to_string(),
+                    selector: selector.to_string(),
+                    key: key.to_string(),
+                },
+            });
+        }
+        Ok(KeyTable { lines: out })
+    }
+
+    /// Every entry, in file order.
+    pub fn entries(&self) -> impl Iterator<Item = &KeyEntry> {
+        self.lines.iter().filter_map(|l| match l {
+            Line::Entry { entry, .. } => Some(entry),
+            Line::Other(_) => None,
+        })
+    }
+
+    /// The first entry called `name` (the one OpenDKIM uses).
+    pub fn get(&self, name: &str) -> Option<&KeyEntry> {
+        self.entries().find(|e| e.name == name)
+    }
+
+    /// Replaces the entry called `name` in place (later duplicates of that name are
+    /// removed), or appends it. Refuses fields OpenDKIM would split differently.
+    pub fn upsert(&mut self, entry: KeyEntry) -> Result<(), ParseError> {
+        check_field(&entry.name)?;
+        check_field(&entry.domain)?;
+        check_field(&entry.selector)?;
+        check_field(&entry.key)?;
+        let name = entry.name.clone();
+        let mut slot = Some(entry);
+        self.lines.retain_mut(|l| match l {
+            Line::Entry { raw, entry: e } if e.name == name => match slot.take() {
+                Some(new) => {
+                    if *e != new {
+                        *e = new;
+                        *raw = None;
+                    }
+                    true
+                }
+                // A later duplicate of the same name: OpenDKIM ignores it; drop it.
+                None => false,
+            },
+            _ => true,
+        });
+        if let Some(new) = slot {
+            self.lines.push(Line::Entry {
+                raw: None,
+                entry: new,
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes every entry called `name`; returns how many were removed.
+    pub fn remove(&mut self, name: &str) -> usize {
+        let before = self.lines.len();
+        self.lines
+            .retain(|l| !matches!(l, Line::Entry { entry, .. } if entry.name == name));
+        before - self.lines.len()
+    }
+
+    /// The file's text: untouched lines byte for byte, changed entries as
+    /// `NAME DOMAIN:SELECTOR:KEY`.
+    pub fn render(&self) -> String {
+        render_lines(&self.lines, |e| {
+            format!("{} {}:{}:{}", e.name, e.domain, e.selector, e.key)
+        })
+    }
+}
+
+/// A signing.table (`refile:`) entry: `PATTERN NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningEntry {
+    /// Address pattern; `*` matches any run of characters (e.g. `*@example.com`).
+    pub pattern: String,
+    /// The key.table name to sign with.
+    pub name: String,
+}
+
+/// OpenDKIM's SigningTable read as `refile:` (patterns tried in file order; the
+/// first match signs).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SigningTable {
+    lines: Vec<Line<SigningEntry>>,
+}
+
+/// Whether glob `pattern` (only `*` is special) matches `text`, case-insensitively.
+pub fn pattern_matches(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.to_ascii_lowercase().chars().collect();
+    let t: Vec<char> = text.to_ascii_lowercase().chars().collect();
+    let (mut pi, mut ti) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p.get(pi) != Some(&'*') && p.get(pi) == t.get(ti) {
+            pi += 1;
+            ti += 1;
+        } else if p.get(pi) == Some(&'*') {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    while p.get(pi) == Some(&'*') {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+impl SigningTable {
+    /// Parses a signing.table. Errors carry the 1-based line number.
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        let mut out = Vec::new();
+        for (line, raw, content) in lines(text) {
+            if content.is_empty() {
+                out.push(Line::Other(raw.to_string()));
+                continue;
+            }
+            let (pattern, name) = split_kv(content);
+            if name.is_empty() {
+                return Err(ParseError {
+                    line,
+                    kind: ParseErrorKind::MissingValue(pattern.to_string()),
+                });
+            }
+            out.push(Line::Entry {
+                raw: Some(raw.to_string()),
+                entry: SigningEntry {
+                    pattern: pattern.to_string(),
+                    name: name.to_string(),
+                },
+            });
+        }
+        Ok(SigningTable { lines: out })
+    }
+
+    /// Every entry, in file order.
+    pub fn entries(&self) -> impl Iterator<Item = &SigningEntry> {
+        self.lines.iter().filter_map(|l| match l {
+            Line::Entry { entry, .. } => Some(entry),
+            Line::Other(_) => None,
+        })
+    }
+
+    /// The name OpenDKIM signs `address` with: the first matching pattern's.
+    pub fn lookup(&self, address: &str) -> Option<&str> {
+        self.entries()
+            .find(|e| pattern_matches(&e.pattern, address))
+            .map(|e| e.name.as_str())
+    }
+
+    /// Sets `pattern`'s name: the first entry with exactly that pattern is changed
+    /// in place; otherwise the entry is inserted before the first broader pattern
+    /// that would otherwise catch the same addresses (e.g. `*`), else appended.
+    pub fn upsert(&mut self, pattern: &str, name: &str) -> Result<(), ParseError> {
+        check_field(pattern)?;
+        check_field(name)?;
+        let new = SigningEntry {
+            pattern: pattern.to_string(),
+            name: name.to_string(),
+        };
+        for l in &mut self.lines {
+            if let Line::Entry { raw, entry } = l
+                && entry.pattern == pattern
+            {
+                if entry.name != name {
+                    *entry = new;
+                    *raw = None;
+                }
+                return Ok(());
+            }
+        }
+        let probe = pattern.replace('*', "x");
+        let at = self.lines.iter().position(
+            |l| matches!(l, Line::Entry { entry, .. } if pattern_matches(&entry.pattern, &probe)),
+        );
+        let line = Line::Entry {
+            raw: None,
+            entry: new,
+        };
+        match at {
+            Some(i) => self.lines.insert(i, line),
+            None => self.lines.push(line),
+        }
+        Ok(())
+    }
+
+    /// Removes every entry with exactly `pattern`; returns how many.
+    pub fn remove(&mut self, pattern: &str) -> usize {
+        let before = self.lines.len();
+        self.lines
+            .retain(|l| !matches!(l, Line::Entry { entry, .. } if entry.pattern == pattern));
+        before - self.lines.len()
+    }
+
+    /// The file's text: untouched lines byte for byte, changed entries as
+    /// `PATTERN NAME`.
+    pub fn render(&self) -> String {
+        render_lines(&self.lines, |e| format!("{} {}", e.pattern, e.name))
+    }
+}
+
+/// How a table is named in opendkim.conf (`file:`, `refile:`, or another dataset
+/// type maildns does not edit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableRef {
+    /// `file:/path` or a bare `/path`.
+    File(PathBuf),
+    /// `refile:/path`.
+    Refile(PathBuf),
+    /// Any other dataset (`csl:`, `db:`, `ldap:`, ...), kept as written.
+    Other(String),
+}
+
+impl TableRef {
+    fn parse(value: &str) -> TableRef {
+        if let Some(p) = value.strip_prefix("file:") {
+            TableRef::File(PathBuf::from(p))
+        } else if let Some(p) = value.strip_prefix("refile:") {
+            TableRef::Refile(PathBuf::from(p))
+        } else if value.starts_with('/') {
+            TableRef::File(PathBuf::from(value))
+        } else {
+            TableRef::Other(value.to_string())
+        }
+    }
+
+    /// The file path, for `file:` and `refile:` tables.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            TableRef::File(p) | TableRef::Refile(p) => Some(p),
+            TableRef::Other(_) => None,
+        }
+    }
+}
+
+/// The opendkim.conf settings maildns cares about (names are case-insensitive; the
+/// first occurrence wins, as in OpenDKIM).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OpenDkimConf {
+    /// `KeyTable`.
+    pub key_table: Option<TableRef>,
+    /// `SigningTable`.
+    pub signing_table: Option<TableRef>,
+    /// `UserID` (`user` or `user:group`).
+    pub user_id: Option<String>,
+    /// `RequireSafeKeys` (OpenDKIM's default is yes).
+    pub require_safe_keys: Option<bool>,
+    /// `Socket`.
+    pub socket: Option<String>,
+    /// `KeyFile` (single-key mode).
+    pub key_file: Option<PathBuf>,
+    /// `Selector` (single-key mode).
+    pub selector: Option<String>,
+    /// `Domain` (single-key mode; a list or a dataset).
+    pub domain: Option<String>,
+    /// `MinimumKeyBits`.
+    pub minimum_key_bits: Option<u32>,
+}
+
+impl OpenDkimConf {
+    /// Parses opendkim.conf text.
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        let mut c = OpenDkimConf::default();
+        for (line, _raw, content) in lines(text) {
+            if content.is_empty() {
+                continue;
+            }
+            let (name, value) = split_kv(content);
+            let bad = || ParseError {
+                line,
+                kind: ParseErrorKind::BadSetting {
+                    name: name.to_string(),
+                    value: value.to_string(),
+                },
+            };
+            let set_str = |slot: &mut Option<String>| {
+                if slot.is_none() {
+                    *slot = Some(value.to_string());
+                }
+            };
+            match name.to_ascii_lowercase().as_str() {
+                "keytable" if c.key_table.is_none() => c.key_table = Some(TableRef::parse(value)),
+                "signingtable" if c.signing_table.is_none() => {
+                    c.signing_table = Some(TableRef::parse(value))
+                }
+                "userid" => set_str(&mut c.user_id),
+                "socket" => set_str(&mut c.socket),
+                "selector" => set_str(&mut c.selector),
+                "domain" => set_str(&mut c.domain),
+                "keyfile" if c.key_file.is_none() => c.key_file = Some(PathBuf::from(value)),
+                "requiresafekeys" if c.require_safe_keys.is_none() => {
+                    c.require_safe_keys = Some(parse_bool(value).ok_or_else(bad)?)
+                }
+                "minimumkeybits" if c.minimum_key_bits.is_none() => {
+                    c.minimum_key_bits = Some(value.parse().map_err(|_| bad())?)
+                }
+                _ => {}
+            }
+        }
+        Ok(c)
+    }
+
+    /// The user and group named by `UserID`.
+    pub fn user_and_group(&self) -> Option<(&str, Option<&str>)> {
+        let u = self.user_id.as_deref()?;
+        Some(match u.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (u, None),
+        })
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "yes" | "true" | "1" | "y" | "t" | "on" => Some(true),
+        "no" | "false" | "0" | "n" | "f" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// Why a table could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {op}: {source}", path.display())]
+pub struct WriteError {
+    /// The file.
+    pub path: PathBuf,
+    /// What was being done.
+    pub op: &'static str,
+    /// The OS error.
+    pub source: std::io::Error,
+}
+
+/// Replaces the table at `path` with `content` atomically: temp file in the same
+/// directory, fsync, rename over, fsync the directory. A symlink is followed (its
+/// target is replaced). The mode and owner are those of the existing file unless
+/// given (`mode` for a new file defaults to 0644; a table holds no secret but must be
+/// readable by the opendkim user).
+pub fn write_table_atomic(
+    path: &Path,
+    content: &str,
+    mode: Option<u32>,
+    owner: Option<(u32, u32)>,
+) -> Result<(), WriteError> {
+    let werr = |p: &Path, op: &'static str| {
+        let p = p.to_path_buf();
+        move |source| WriteError {
+            path: p,
+            op,
+            source,
+        }
+    };
+    let real = match std::fs::canonicalize(path) {
+        Ok(p) => p,
+        Err(_) => path.to_path_buf(),
+    };
+    let existing = std::fs::metadata(&real).ok();
+    let mode = mode
+        .or(existing.as_ref().map(|m| m.mode() & 0o7777))
+        .unwrap_or(0o644);
+    let owner = owner.or(existing.as_ref().map(|m| (m.uid(), m.gid())));
+    let dir = match real.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = real
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "table".into());
+    let tmp = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(werr(&tmp, "create"))?;
+        f.write_all(content.as_bytes())
+            .map_err(werr(&tmp, "write"))?;
+        if let Some((uid, gid)) = owner {
+            let me = nix::unistd::geteuid().as_raw();
+            let current = f.metadata().map_err(werr(&tmp, "stat"))?;
+            if (current.uid(), current.gid()) != (uid, gid) || me == 0 {
+                std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
+                    .map_err(werr(&tmp, "chown (keeping the table's owner needs root)"))?;
+            }
+        }
+        f.set_permissions(Permissions::from_mode(mode))
+            .map_err(werr(&tmp, "chmod"))?;
+        f.sync_all().map_err(werr(&tmp, "fsync"))?;
+        std::fs::rename(&tmp, &real).map_err(werr(&real, "rename into place"))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result?;
+    std::fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(werr(&dir, "fsync directory"))
+}
+
+/// The user OpenDKIM runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignerUser {
+    /// User name.
+    pub name: String,
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+}
+
+impl SignerUser {
+    /// Looks a user up in the password database.
+    pub fn lookup(name: &str) -> Option<SignerUser> {
+        let u = nix::unistd::User::from_name(name).ok()??;
+        Some(SignerUser {
+            name: u.name,
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+        })
+    }
+
+    /// The user this process runs as (what an OpenDKIM without `UserID` started by
+    /// this user would be).
+    pub fn current() -> Option<SignerUser> {
+        let u = nix::unistd::User::from_uid(nix::unistd::geteuid()).ok()??;
+        Some(SignerUser {
+            name: u.name,
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+        })
+    }
+}
+
+/// Whether a user (uid, primary gid, supplementary groups looked up by name) can
+/// read `path`: every directory on the way searchable and the file readable, by the
+/// permission bits (root reads everything).
+pub fn readable_by(path: &Path, uid: u32, gid: u32) -> bool {
+    if uid == 0 {
+        return std::fs::metadata(path).is_ok();
+    }
+    let groups = groups_of(uid, gid);
+    let Ok(real) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    let allowed = |m: &std::fs::Metadata, bits: u32| {
+        let mode = m.mode();
+        if m.uid() == uid {
+            mode & (bits << 6) == bits << 6
+        } else if groups.contains(&m.gid()) {
+            mode & (bits << 3) == bits << 3
+        } else {
+            mode & bits == bits
+        }
+    };
+    for anc in real.ancestors().skip(1) {
+        match std::fs::metadata(anc) {
+            Ok(m) if allowed(&m, 0o1) => {}
+            _ => return false,
+        }
+    }
+    match std::fs::metadata(&real) {
+        Ok(m) => allowed(&m, 0o4),
+        Err(_) => false,
+    }
+}
+
+fn groups_of(uid: u32, gid: u32) -> HashSet<u32> {
+    let mut set = HashSet::from([gid]);
+    if let Ok(Some(u)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        && let Ok(name) = std::ffi::CString::new(u.name)
+        && let Ok(gs) = nix::unistd::getgrouplist(&name, nix::unistd::Gid::from_raw(gid))
+    {
+        set.extend(gs.into_iter().map(|g| g.as_raw()));
+    }
+    set
+}
+
+/// Users (other than `me` and root) whose primary group is `gid` or who are listed
+/// members of it: OpenDKIM's "group has multiple users" test. Primary groups are
+/// read from /etc/passwd (users only known to NSS services such as LDAP are missed).
+fn other_group_members(gid: u32, me: &SignerUser) -> Option<String> {
+    if let Ok(passwd) = std::fs::read_to_string("/etc/passwd") {
+        for line in passwd.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if let (Some(name), Some(uid), Some(g)) = (f.first(), f.get(2), f.get(3))
+                && let (Ok(uid), Ok(g)) = (uid.parse::<u32>(), g.parse::<u32>())
+                && g == gid
+                && uid != me.uid
+                && uid != 0
+            {
+                return Some((*name).to_string());
+            }
+        }
+    }
+    if let Ok(Some(g)) = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)) {
+        return g.mem.into_iter().find(|m| m != &me.name && m != "root");
+    }
+    None
+}
+
+/// Checks `path` the way OpenDKIM's `RequireSafeKeys` does, for a filter running as
+/// `user`: every node of the real path from `/` down must pass. The key file: owned
+/// by `user` or root, no other-read/write bits, group bits only if no one else is
+/// in its group. Each directory: not world-writable, not group-writable by a shared
+/// group, not writable and owned by another uid. Returns every problem found
+/// (OpenDKIM logs the first).
+pub fn check_safe_key(path: &Path, user: &SignerUser) -> Result<(), Vec<String>> {
+    let real = std::fs::canonicalize(path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
+    let mut problems = Vec::new();
+    let mut nodes: Vec<&Path> = real.ancestors().collect();
+    nodes.reverse();
+    for node in nodes {
+        let m = match std::fs::metadata(node) {
+            Ok(m) => m,
+            Err(e) => {
+                problems.push(format!("{}: {e}", node.display()));
+                continue;
+            }
+        };
+        let mode = m.mode();
+        let shown = node.display();
+        if m.is_file() {
+            if m.uid() != 0 && m.uid() != user.uid {
+                problems.push(format!(
+                    "{shown} is not owned by {} (uid {}) or root",
+                    user.name, user.uid
+                ));
+            }
+            if mode & 0o060 != 0
+                && let Some(other) = other_group_members(m.gid(), user)
+            {
+                problems.push(format!(
+                    "{shown} is in group {} which has multiple users (e.g. {other:?})",
+                    m.gid()
+                ));
+            }
+            if mode & 0o006 != 0 {
+                problems.push(format!("{shown} can be read or written by other users"));
+            }
+        } else if m.is_dir() {
+            if mode & 0o002 != 0 {
+                problems.push(format!("{shown} can be read or written by other users"));
+            }
+            if mode & 0o020 != 0
+                && let Some(other) = other_group_members(m.gid(), user)
+            {
+                problems.push(format!(
+                    "{shown} is group-writable by group {} which has multiple users (e.g. {other:?})",
+                    m.gid()
+                ));
+            }
+            if mode & 0o200 != 0 && m.uid() != 0 && m.uid() != user.uid {
+                problems.push(format!(
+                    "{shown} is writable and owned by uid {}, not {} or root",
+                    m.uid(),
+                    user.name
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KT: &str = "# keys\n\nprueba     tiraquelibras.com:201908:/etc/opendkim/keys/prueba.private\nother other.org:s1:/etc/opendkim/keys/other.private # theirs\r\n";
+
+    #[test]
+    fn key_table_roundtrip_is_byte_exact() {
+        let t = KeyTable::parse(KT).unwrap();
+        assert_eq!(t.render(), KT);
+        assert_eq!(t.entries().count(), 2);
+        let e = t.get("other").unwrap();
+        assert_eq!(
+            (e.domain.as_str(), e.selector.as_str(), e.key.as_str()),
+            ("other.org", "s1", "/etc/opendkim/keys/other.private")
+        );
+    }
+
+    #[test]
+    fn key_table_upsert_and_remove_touch_only_their_line() {
+        let mut t = KeyTable::parse(KT).unwrap();
+        t.upsert(KeyEntry {
+            name: "prueba".into(),
+            domain: "tiraquelibras.com".into(),
+            selector: "202001".into(),
+            key: "/k/new.private".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            t.render(),
+            KT.replace(
+                "prueba     tiraquelibras.com:201908:/etc/opendkim/keys/prueba.private",
+                "prueba tiraquelibras.com:202001:/k/new.private"
+            )
+        );
+        t.upsert(KeyEntry {
+            name: "n".into(),
+            domain: "n.net".into(),
+            selector: "a".into(),
+            key: "/k/n".into(),
+        })
+        .unwrap();
+        assert!(t.render().ends_with("# theirs\r\nn n.net:a:/k/n\n"));
+        assert_eq!(t.remove("prueba"), 1);
+        assert!(!t.render().contains("prueba"));
+        assert!(t.render().starts_with("# keys\n\nother other.org"));
+        let bad = KeyEntry {
+            name: "x y".into(),
+            domain: "d".into(),
+            selector: "s".into(),
+            key: "/k".into(),
+        };
+        assert!(t.upsert(bad).is_err());
+    }
+
+    #[test]
+    fn appending_to_a_file_without_final_newline() {
+        let mut t = SigningTable::parse("*@a.com a").unwrap();
+        t.upsert("*@b.com", "b").unwrap();
+        assert_eq!(t.render(), "*@a.com a\n*@b.com b\n");
+    }
+
+    #[test]
+    fn key_table_errors_have_line_numbers() {
+        let e = KeyTable::parse("# c\nname\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(matches!(e.kind, ParseErrorKind::MissingValue(_)));
+        let e = KeyTable::parse("\n\nname domain:selector\n").unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(matches!(e.kind, ParseErrorKind::BadKeyValue(_)));
+        assert!(e.to_string().contains("line 3"));
+    }
+
+    #[test]
+    fn signing_table_edit_and_lookup() {
+        let text = "# sign\n*@tiraquelibras.com   prueba\n*@other.org other\n*@* fallback\n";
+        let mut t = SigningTable::parse(text).unwrap();
+        assert_eq!(t.render(), text);
+        assert_eq!(t.lookup("info@other.org"), Some("other"));
+        assert_eq!(t.lookup("x@new.com"), Some("fallback"));
+        t.upsert("*@new.com", "new.com").unwrap();
+        // Inserted before the catch-all so it takes effect.
+        assert_eq!(t.lookup("x@new.com"), Some("new.com"));
+        assert_eq!(
+            t.render(),
+            "# sign\n*@tiraquelibras.com   prueba\n*@other.org other\n*@new.com new.com\n*@* fallback\n"
+        );
+        t.upsert("*@tiraquelibras.com", "prueba").unwrap();
+        assert!(t.render().contains("*@tiraquelibras.com   prueba\n"));
+        assert_eq!(t.remove("*@new.com"), 1);
+        assert_eq!(t.render(), text);
+        let e = SigningTable::parse("a b\nlonely\n").unwrap_err();
+        assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn glob() {
+        assert!(pattern_matches("*@example.com", "a@example.com"));
+        assert!(pattern_matches("*@EXAMPLE.com", "a@example.COM"));
+        assert!(!pattern_matches("*@example.com", "a@example.org"));
+        assert!(pattern_matches("*", ""));
+        assert!(pattern_matches("a*b*c", "aXXbYc"));
+        assert!(!pattern_matches("a*b*c", "aXXbY"));
+    }
+
+    #[test]
+    fn parses_the_seed_conf() {
+        let conf = "Syslog                  yes\nUMask 002\n#KeyFile /etc/dkimkeys/dkim.key\nSocket                    local:/var/spool/postfix/opendkim/opendkim.sock\nUserID                opendkim\nKeyTable        /etc/opendkim/key.table\nSigningTable        refile:/etc/opendkim/signing.table\nMinimumKeyBits 1024\nRequireSafeKeys no # testing\n";
+        let c = OpenDkimConf::parse(conf).unwrap();
+        assert_eq!(
+            c.key_table,
+            Some(TableRef::File("/etc/opendkim/key.table".into()))
+        );
+        assert_eq!(
+            c.signing_table,
+            Some(TableRef::Refile("/etc/opendkim/signing.table".into()))
+        );
+        assert_eq!(c.user_and_group(), Some(("opendkim", None)));
+        assert_eq!(c.minimum_key_bits, Some(1024));
+        assert_eq!(c.require_safe_keys, Some(false));
+        assert_eq!(c.key_file, None);
+        assert_eq!(
+            c.socket.as_deref(),
+            Some("local:/var/spool/postfix/opendkim/opendkim.sock")
+        );
+        let e = OpenDkimConf::parse("\nMinimumKeyBits lots\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        let single = OpenDkimConf::parse(
+            "Domain example.com\nKeyFile /etc/dkimkeys/dkim.key\nSelector 2007\nUserID opendkim:opendkim\n",
+        )
+        .unwrap();
+        assert_eq!(single.selector.as_deref(), Some("2007"));
+        assert_eq!(
+            single.user_and_group(),
+            Some(("opendkim", Some("opendkim")))
+        );
+    }
+
+    #[test]
+    fn write_table_keeps_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("key.table");
+        std::fs::write(&p, "old\n").unwrap();
+        std::fs::set_permissions(&p, Permissions::from_mode(0o640)).unwrap();
+        write_table_atomic(&p, "new\n", None, None).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new\n");
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o7777, 0o640);
+        let fresh = dir.path().join("signing.table");
+        write_table_atomic(&fresh, "x\n", None, None).unwrap();
+        assert_eq!(std::fs::metadata(&fresh).unwrap().mode() & 0o7777, 0o644);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn safe_key_rules() {
+        // Under a 0700 directory in the crate (not /tmp, which is world-writable).
+        let base = tempfile::Builder::new()
+            .prefix("safekey-")
+            .tempdir_in(env!("CARGO_MANIFEST_DIR").to_string() + "/target")
+            .unwrap();
+        std::fs::set_permissions(base.path(), Permissions::from_mode(0o700)).unwrap();
+        let me = SignerUser::current().unwrap();
+        let key = base.path().join("k.private");
+        std::fs::write(&key, "x").unwrap();
+        std::fs::set_permissions(&key, Permissions::from_mode(0o600)).unwrap();
+        // Parent dirs of the checkout may be fine or not; only assert on our nodes.
+        let ours = |r: Result<(), Vec<String>>| -> Vec<String> {
+            r.err()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| p.contains("safekey-"))
+                .collect()
+        };
+        assert!(ours(check_safe_key(&key, &me)).is_empty());
+        std::fs::set_permissions(&key, Permissions::from_mode(0o604)).unwrap();
+        let p = ours(check_safe_key(&key, &me));
+        assert!(p.iter().any(|p| p.contains("other users")), "{p:?}");
+        std::fs::set_permissions(&key, Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(base.path(), Permissions::from_mode(0o777)).unwrap();
+        let p = ours(check_safe_key(&key, &me));
+        assert!(p.iter().any(|p| p.contains("other users")), "{p:?}");
+        // Keys under /tmp never pass.
+        let tmp = tempfile::tempdir_in("/tmp").unwrap();
+        let k2 = tmp.path().join("k");
+        std::fs::write(&k2, "x").unwrap();
+        std::fs::set_permissions(&k2, Permissions::from_mode(0o600)).unwrap();
+        let all = check_safe_key(&k2, &me).unwrap_err();
+        assert!(all.iter().any(|p| p.starts_with("/tmp ")), "{all:?}");
+        // A file owned by someone else.
+        let nobody = SignerUser::lookup("nobody").unwrap();
+        if me.uid == 0 {
+            std::fs::set_permissions(base.path(), Permissions::from_mode(0o700)).unwrap();
+            let p = ours(check_safe_key(&key, &nobody));
+            assert!(p.is_empty(), "root-owned files are accepted: {p:?}");
+            std::os::unix::fs::chown(&key, Some(nobody.uid), None).unwrap();
+            let p = ours(check_safe_key(&key, &me));
+            assert!(p.iter().any(|p| p.contains("not owned")), "{p:?}");
+        }
+        assert!(check_safe_key(&base.path().join("missing"), &me).is_err());
+    }
+
+    #[test]
+    fn readable_by_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t");
+        std::fs::write(&f, "x").unwrap();
+        let nobody = SignerUser::lookup("nobody").unwrap();
+        std::fs::set_permissions(dir.path(), Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&f, Permissions::from_mode(0o644)).unwrap();
+        assert!(readable_by(&f, nobody.uid, nobody.gid));
+        std::fs::set_permissions(&f, Permissions::from_mode(0o600)).unwrap();
+        assert!(!readable_by(&f, nobody.uid, nobody.gid));
+        assert!(readable_by(&f, 0, 0));
+        std::fs::set_permissions(&f, Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(dir.path(), Permissions::from_mode(0o700)).unwrap();
+        assert!(!readable_by(&f, nobody.uid, nobody.gid));
+        assert!(!readable_by(&dir.path().join("missing"), 0, 0));
+    }
+}
