@@ -35,7 +35,9 @@ pub enum SelectorError {
         len: usize,
     },
     /// A character outside `a-z 0-9 - _`, or a leading/trailing hyphen.
-    #[error("selector '{selector}' must be letters, digits, '-' or '_' and not start or end with '-'")]
+    #[error(
+        "selector '{selector}' must be letters, digits, '-' or '_' and not start or end with '-'"
+    )]
     BadCharacter {
         /// The selector as given.
         selector: String,
@@ -519,7 +521,9 @@ pub enum PolicyError {
     #[error("{0}")]
     Keys(String),
     /// RSA size out of range.
-    #[error("RSA keys must be 1024 to 4096 bits (RFC 8301: at least 1024, 2048 recommended); {bits} given")]
+    #[error(
+        "RSA keys must be 1024 to 4096 bits (RFC 8301: at least 1024, 2048 recommended); {bits} given"
+    )]
     RsaBits {
         /// Configured size.
         bits: u32,
@@ -586,11 +590,12 @@ impl Policy {
             }
         }
         let sample = DateTime::<Utc>::UNIX_EPOCH + TimeDelta::days(20_000);
-        let formatted =
-            format_selector(&s.selector_format, sample).map_err(|why| PolicyError::SelectorFormat {
+        let formatted = format_selector(&s.selector_format, sample).map_err(|why| {
+            PolicyError::SelectorFormat {
                 format: s.selector_format.clone(),
                 why,
-            })?;
+            }
+        })?;
         // Leave room for a collision suffix.
         if formatted.len() > 60 {
             return Err(PolicyError::SelectorFormat {
@@ -1042,14 +1047,20 @@ pub fn check_invariants(state: &DomainState) -> Result<(), InvariantError> {
         }
         let needs = |field: &str, v: Option<DateTime<Utc>>| {
             if v.is_none() {
-                Err(err(format!("key {} is {} but has no {field}", k.selector, k.status)))
+                Err(err(format!(
+                    "key {} is {} but has no {field}",
+                    k.selector, k.status
+                )))
             } else {
                 Ok(())
             }
         };
         if k.status >= KeyStatus::Generated && k.status != KeyStatus::Destroyed {
             if k.key_path.is_none() {
-                return Err(err(format!("key {} is {} but has no key path", k.selector, k.status)));
+                return Err(err(format!(
+                    "key {} is {} but has no key path",
+                    k.selector, k.status
+                )));
             }
         }
         if k.status >= KeyStatus::Propagated {
@@ -1118,12 +1129,20 @@ fn fold(
         Observation::KeyGenerated { key_path, .. } if status == KeyStatus::Planned => {
             key.progressed(KeyStatus::Generated);
             key.key_path = Some(key_path.clone());
-            ev = Some(("generated", "ok", format!("{} {} bits", key.algorithm, key.bits)));
+            ev = Some((
+                "generated",
+                "ok",
+                format!("{} {} bits", key.algorithm, key.bits),
+            ));
         }
         Observation::KeyPublished { .. } if status == KeyStatus::Generated => {
             key.progressed(KeyStatus::Published);
             key.published_at = Some(now);
-            ev = Some(("published", "ok", "record published beside the current one".into()));
+            ev = Some((
+                "published",
+                "ok",
+                "record published beside the current one".into(),
+            ));
         }
         Observation::Propagation {
             expect, verdict, ..
@@ -1140,12 +1159,18 @@ fn fold(
                             ev = Some((
                                 "propagated",
                                 "ok",
-                                format!("every authoritative server serves it; safe after {safe_after}"),
+                                format!(
+                                    "every authoritative server serves it; safe after {safe_after}"
+                                ),
                             ));
                         } else {
                             key.progressed(KeyStatus::Withdrawn);
                             key.withdrawn_at = Some(now);
-                            ev = Some(("withdrawn", "ok", "withdrawal seen on every authoritative server".into()));
+                            ev = Some((
+                                "withdrawn",
+                                "ok",
+                                "withdrawal seen on every authoritative server".into(),
+                            ));
                         }
                     }
                     Verdict::NotYet { detail } => {
@@ -1178,11 +1203,19 @@ fn fold(
         }
         Observation::KeyWithdrawn { .. } if status == KeyStatus::Retiring => {
             key.progressed(KeyStatus::Withdrawing);
-            ev = Some(("withdrawing", "ok", format!("{:?} requested at the host", policy.s.withdrawal).to_lowercase()));
+            ev = Some((
+                "withdrawing",
+                "ok",
+                format!("{:?} requested at the host", policy.s.withdrawal).to_lowercase(),
+            ));
         }
         Observation::PrivateKeyPublished { .. } if status == KeyStatus::Withdrawn => {
             key.progressed(KeyStatus::Disclosed);
-            ev = Some(("disclosed", "ok", "private key published for deniability".into()));
+            ev = Some((
+                "disclosed",
+                "ok",
+                "private key published for deniability".into(),
+            ));
         }
         Observation::PrivateKeyDeleted { .. }
             if matches!(status, KeyStatus::Withdrawn | KeyStatus::Disclosed) =>
@@ -1197,7 +1230,11 @@ fn fold(
             key.attempts = key.attempts.saturating_add(1);
             key.not_before = Some(now + policy.backoff(key.attempts));
             key.failure = Some(reason.clone());
-            ev = Some((action.as_str(), "error", format!("attempt {}: {reason}", key.attempts)));
+            ev = Some((
+                action.as_str(),
+                "error",
+                format!("attempt {}: {reason}", key.attempts),
+            ));
         }
         _ => {}
     }
@@ -1224,7 +1261,10 @@ fn fold(
                 &old,
                 "retiring",
                 "ok",
-                format!("no longer signs; record kept for {} days", policy.s.overlap.num_days()),
+                format!(
+                    "no longer signs; record kept for {} days",
+                    policy.s.overlap.num_days()
+                ),
             );
             events.push(e);
         }
@@ -1250,7 +1290,11 @@ fn key_due(key: &KeyRecord, policy: &Policy) -> Option<DateTime<Utc>> {
 }
 
 /// When a new key for `algorithm` is due; `None` while one is pending or blocked.
-fn rotation_due(state: &DomainState, algorithm: Algorithm, policy: &Policy) -> Option<DateTime<Utc>> {
+fn rotation_due(
+    state: &DomainState,
+    algorithm: Algorithm,
+    policy: &Policy,
+) -> Option<DateTime<Utc>> {
     if state.pending(algorithm).is_some() {
         return None;
     }
@@ -1310,8 +1354,7 @@ fn choose_selector(state: &DomainState, now: DateTime<Utc>, policy: &Policy) -> 
     suffixes.into_iter().find_map(|suffix| {
         let candidate = Selector::parse(&format!("{base}{suffix}")).ok()?;
         let taken = state.keys.iter().any(|k| {
-            k.selector == candidate
-                && (k.status != KeyStatus::Destroyed || k.last_used() > horizon)
+            k.selector == candidate && (k.status != KeyStatus::Destroyed || k.last_used() > horizon)
         });
         (!taken).then_some(candidate)
     })
@@ -1394,7 +1437,14 @@ fn decide(
                 code: "bits_fallback",
                 message: message.clone(),
             });
-            events.push(event(state, now, &selector, "bits_fallback", "warning", message));
+            events.push(event(
+                state,
+                now,
+                &selector,
+                "bits_fallback",
+                "warning",
+                message,
+            ));
         }
         let reason = if state.active(spec.algorithm).is_some() {
             "rotation due"

@@ -58,8 +58,8 @@ pub mod machine;
 pub mod store;
 
 pub use machine::{
-    Action, Algorithm, Blocked, Decision, Disposal, DomainState, Event, Expect, KeyRecord,
-    KeySpec, KeyStatus, Observation, Policy, PolicyError, PolicySettings, Selector, Verdict,
-    Warning, Withdrawal, check_invariants, next_due, step, unblock,
+    Action, Algorithm, Blocked, Decision, Disposal, DomainState, Event, Expect, KeyRecord, KeySpec,
+    KeyStatus, Observation, Policy, PolicyError, PolicySettings, Selector, Verdict, Warning,
+    Withdrawal, check_invariants, next_due, step, unblock,
 };
-pub use store::{Diagnosis, SqliteStore, StoreError, Store, StoredEvent};
+pub use store::{Diagnosis, SqliteStore, Store, StoreError, StoredEvent};
