@@ -39,7 +39,9 @@ pub const SCHEMA_VERSION: i64 = 1;
 #[non_exhaustive]
 pub enum StoreError {
     /// Another process (or another store in this one) drives this state directory.
-    #[error("another maildns ({holder}) holds the state lock {path}; stop it or use another state directory")]
+    #[error(
+        "another maildns ({holder}) holds the state lock {path}; stop it or use another state directory"
+    )]
     Locked {
         /// `pid N`, or `unknown pid`.
         holder: String,
@@ -47,7 +49,9 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// A state change was attempted without holding the lock.
-    #[error("the state store {path} is open read-only (not locked); only the process holding the lock may change key states")]
+    #[error(
+        "the state store {path} is open read-only (not locked); only the process holding the lock may change key states"
+    )]
     NotLocked {
         /// The database.
         path: PathBuf,
@@ -73,7 +77,9 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     /// The database was written by a newer maildns.
-    #[error("state store {path} has schema version {found}; this maildns knows versions up to {supported}")]
+    #[error(
+        "state store {path} has schema version {found}; this maildns knows versions up to {supported}"
+    )]
     SchemaTooNew {
         /// The database.
         path: PathBuf,
@@ -353,7 +359,8 @@ impl SqliteStore {
             });
         }
         if version == 0 {
-            tx.execute_batch(SCHEMA).map_err(self.sql("create schema"))?;
+            tx.execute_batch(SCHEMA)
+                .map_err(self.sql("create schema"))?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(self.sql("write schema version"))?;
         }
@@ -385,12 +392,10 @@ impl SqliteStore {
         Ok(KeyRecord {
             algorithm: Algorithm::parse(&alg)
                 .ok_or_else(|| self.corrupt("keys", format!("algorithm '{alg}'")))?,
-            selector: Selector::parse(&sel)
-                .map_err(|e| self.corrupt("keys", e.to_string()))?,
+            selector: Selector::parse(&sel).map_err(|e| self.corrupt("keys", e.to_string()))?,
             status: KeyStatus::parse(&status)
                 .ok_or_else(|| self.corrupt("keys", format!("status '{status}'")))?,
-            bits: u32::try_from(bits)
-                .map_err(|_| self.corrupt("keys", format!("bits {bits}")))?,
+            bits: u32::try_from(bits).map_err(|_| self.corrupt("keys", format!("bits {bits}")))?,
             created_at: time(4)?
                 .ok_or_else(|| self.corrupt("keys", "created_at is empty".into()))?,
             key_path: opt_text(5)?,
@@ -425,8 +430,7 @@ impl SqliteStore {
                 at: DateTime::parse_from_rfc3339(&at)
                     .map(|t| t.with_timezone(&Utc))
                     .map_err(|e| self.corrupt("events", format!("timestamp '{at}': {e}")))?,
-                domain: Fqdn::parse(&domain)
-                    .map_err(|e| self.corrupt("events", e.to_string()))?,
+                domain: Fqdn::parse(&domain).map_err(|e| self.corrupt("events", e.to_string()))?,
                 selector: get(3)?
                     .map(|s| Selector::parse(&s))
                     .transpose()
