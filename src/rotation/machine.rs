@@ -538,18 +538,10 @@ pub enum PolicyError {
     },
 }
 
-/// Validated rotation settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Validated rotation settings (the default is [`PolicySettings::default`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Policy {
     s: PolicySettings,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            s: PolicySettings::default(),
-        }
-    }
 }
 
 impl Policy {
@@ -1055,13 +1047,14 @@ pub fn check_invariants(state: &DomainState) -> Result<(), InvariantError> {
                 Ok(())
             }
         };
-        if k.status >= KeyStatus::Generated && k.status != KeyStatus::Destroyed {
-            if k.key_path.is_none() {
-                return Err(err(format!(
-                    "key {} is {} but has no key path",
-                    k.selector, k.status
-                )));
-            }
+        if k.status >= KeyStatus::Generated
+            && k.status != KeyStatus::Destroyed
+            && k.key_path.is_none()
+        {
+            return Err(err(format!(
+                "key {} is {} but has no key path",
+                k.selector, k.status
+            )));
         }
         if k.status >= KeyStatus::Propagated {
             needs("safe_after", k.safe_after)?;

@@ -274,6 +274,7 @@ fn check_decision(d: &Decision, now: DateTime<Utc>, policy: &Policy) {
 /// Drives the machine like the runner until `end`, answering every action
 /// with `respond`; returns the final state. `crash(i)` drops the i-th
 /// decision before it is saved (the runner died after performing).
+#[allow(clippy::too_many_arguments)]
 fn drive(
     world: &mut World,
     state: DomainState,
@@ -320,7 +321,7 @@ fn drive_with_operator(
         let saved = !crash(i);
         // A crash either loses the decision entirely (harsher than the runner,
         // which saves first) or happens after saving, while performing.
-        if saved || i % 2 == 0 {
+        if saved || i.is_multiple_of(2) {
             state = d.state.clone();
         }
         obs.clear();
@@ -826,9 +827,9 @@ proptest! {
             start,
             start + TimeDelta::days(120),
             &mut |_| { r += 1; responses[r % responses.len()] },
-            &mut |_| { c += 1; crashes[c % crashes.len()] && c % 3 == 0 },
+            &mut |_| { c += 1; crashes[c % crashes.len()] && c.is_multiple_of(3) },
             &mut || { j += 1; TimeDelta::minutes(jumps[j % jumps.len()]) },
-            &mut || { o += 1; o % 4 != 0 },
+            &mut || { o += 1; !o.is_multiple_of(4) },
         );
         check_invariants(&state).map_err(|e| TestCaseError::fail(e.to_string()))?;
         for k in &state.keys {
