@@ -1,0 +1,699 @@
+//! Persistent rotation state: the [`Store`] trait and its embedded
+//! implementation, [`SqliteStore`].
+//!
+//! Every state change is saved together with its events in one transaction,
+//! so after a crash the store holds either the old state or the new one, with
+//! the matching log. One process drives a store at a time: [`SqliteStore`]
+//! takes an OS file lock (`flock`) on `<state_dir>/maildns.lock` for as long
+//! as it lives. `flock` is taken through the `nix` crate, already a
+//! dependency: the kernel drops the lock when the process dies (no stale lock
+//! files to clean up), and a lock is per open file, so two stores in one
+//! process exclude each other too.
+//!
+//! Readers (`maildns status`) open the store without the lock; SQLite's WAL
+//! mode lets them read while the daemon writes.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use maildns_providers::Fqdn;
+use nix::fcntl::{Flock, FlockArg};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+
+use super::machine::{Algorithm, DomainState, Event, KeyRecord, KeyStatus, Selector};
+
+/// File name of the database inside the state directory.
+pub const DB_FILE: &str = "maildns.sqlite3";
+/// File name of the lock inside the state directory.
+pub const LOCK_FILE: &str = "maildns.lock";
+/// Schema version this code writes (SQLite `user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Why the state store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another process (or another store in this one) drives this state directory.
+    #[error(
+        "another maildns ({holder}) holds the state lock {path}; stop it or use another state directory"
+    )]
+    Locked {
+        /// `pid N`, or `unknown pid`.
+        holder: String,
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// A state change was attempted without holding the lock.
+    #[error(
+        "the state store {path} is open read-only (not locked); only the process holding the lock may change key states"
+    )]
+    NotLocked {
+        /// The database.
+        path: PathBuf,
+    },
+    /// A file operation failed.
+    #[error("cannot {operation} {path}: {source}")]
+    Io {
+        /// What was being done.
+        operation: &'static str,
+        /// On which file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// SQLite failed.
+    #[error("state store {path}: {operation}: {source}")]
+    Sqlite {
+        /// What was being done.
+        operation: &'static str,
+        /// The database.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer maildns.
+    #[error(
+        "state store {path} has schema version {found}; this maildns knows versions up to {supported}"
+    )]
+    SchemaTooNew {
+        /// The database.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// The newest this code knows.
+        supported: i64,
+    },
+    /// A row does not hold what it should.
+    #[error("state store {path}: bad value in {table}: {what}")]
+    Corrupt {
+        /// The database.
+        path: PathBuf,
+        /// Which table.
+        table: &'static str,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+/// An event as stored, with its position in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredEvent {
+    /// Position in the append-only log (increasing).
+    pub id: i64,
+    /// The event.
+    pub event: Event,
+}
+
+/// A provider diagnosis: what `maildns diagnose` found out about an account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Diagnosis {
+    /// The configured account (provider instance) it is about.
+    pub account: String,
+    /// The zone probed.
+    pub zone: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The full result, as JSON (never secrets).
+    pub result: serde_json::Value,
+    /// The largest RSA key size the host holds, if the probes found a limit.
+    pub recommended_max_bits: Option<u32>,
+}
+
+/// Where rotation state lives. Small on purpose so a shared database
+/// (PostgreSQL, with row locks) can be a second implementation.
+///
+/// Contract: [`Store::save`] is atomic (the state and its events are stored
+/// together or not at all) and only allowed while [`Store::lock_exclusive`]
+/// holds; reads and appending events or diagnoses need no lock.
+pub trait Store: Send + Sync {
+    /// Makes this store the only one allowed to change key states, until it is
+    /// dropped. Idempotent. Fails with [`StoreError::Locked`] when another holds it.
+    fn lock_exclusive(&self) -> Result<(), StoreError>;
+
+    /// The state of `domain`; an empty state (no keys) if it was never saved.
+    fn load(&self, domain: &Fqdn) -> Result<DomainState, StoreError>;
+
+    /// Replaces the domain's state and appends `events`, in one transaction.
+    fn save(&self, state: &DomainState, events: &[Event]) -> Result<(), StoreError>;
+
+    /// Every domain with saved state, sorted.
+    fn domains(&self) -> Result<Vec<Fqdn>, StoreError>;
+
+    /// Appends events that come with no state change (e.g. one-shot publishes).
+    fn append_events(&self, events: &[Event]) -> Result<(), StoreError>;
+
+    /// Events with id greater than `after_id` (0 = from the start), oldest
+    /// first, for one domain or all, at most `limit`.
+    fn events(
+        &self,
+        domain: Option<&Fqdn>,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Records a diagnosis; returns its id.
+    fn save_diagnosis(&self, diagnosis: &Diagnosis) -> Result<i64, StoreError>;
+
+    /// The most recent diagnosis of `account`.
+    fn latest_diagnosis(&self, account: &str) -> Result<Option<Diagnosis>, StoreError>;
+}
+
+/// The embedded store: one SQLite file, `<state_dir>/maildns.sqlite3`, in WAL
+/// mode, plus the lock file `<state_dir>/maildns.lock`.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    db_path: PathBuf,
+    lock_path: Option<PathBuf>,
+    lock: Mutex<Option<Flock<File>>>,
+    in_memory: bool,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("db_path", &self.db_path)
+            .field("locked", &self.is_locked())
+            .finish()
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE domains (
+    domain   TEXT PRIMARY KEY,
+    saved_at TEXT NOT NULL,
+    blocked  TEXT
+);
+CREATE TABLE keys (
+    domain        TEXT NOT NULL REFERENCES domains(domain),
+    algorithm     TEXT NOT NULL CHECK (algorithm IN ('rsa', 'ed25519')),
+    selector      TEXT NOT NULL,
+    seq           INTEGER NOT NULL,
+    status        TEXT NOT NULL,
+    bits          INTEGER NOT NULL,
+    created_at    TEXT NOT NULL,
+    key_path      TEXT,
+    published_at  TEXT,
+    propagated_at TEXT,
+    safe_after    TEXT,
+    active_at     TEXT,
+    retired_at    TEXT,
+    withdrawn_at  TEXT,
+    destroyed_at  TEXT,
+    not_before    TEXT,
+    attempts      INTEGER NOT NULL,
+    failure       TEXT,
+    PRIMARY KEY (domain, algorithm, selector),
+    UNIQUE (domain, selector)
+);
+CREATE TABLE events (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    at       TEXT NOT NULL,
+    domain   TEXT NOT NULL,
+    selector TEXT,
+    what     TEXT NOT NULL CHECK (length(what) > 0),
+    outcome  TEXT NOT NULL,
+    detail   TEXT NOT NULL
+);
+CREATE INDEX events_domain ON events(domain, id);
+CREATE TABLE diagnoses (
+    id                   INTEGER PRIMARY KEY AUTOINCREMENT,
+    account              TEXT NOT NULL,
+    zone                 TEXT NOT NULL,
+    at                   TEXT NOT NULL,
+    result               TEXT NOT NULL,
+    recommended_max_bits INTEGER
+);
+CREATE INDEX diagnoses_account ON diagnoses(account, at);
+";
+
+fn ts(t: DateTime<Utc>) -> String {
+    // Fixed width, so text order is time order.
+    t.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `state_dir` WITHOUT the lock:
+    /// for readers such as `status`. [`Store::save`] is refused until
+    /// [`Store::lock_exclusive`] succeeds.
+    pub fn open(state_dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(state_dir)
+            .map_err(|source| StoreError::Io {
+                operation: "create the state directory",
+                path: state_dir.to_path_buf(),
+                source,
+            })?;
+        let db_path = state_dir.join(DB_FILE);
+        let conn = Connection::open(&db_path).map_err(|source| StoreError::Sqlite {
+            operation: "open",
+            path: db_path.clone(),
+            source,
+        })?;
+        let store = SqliteStore {
+            conn: Mutex::new(conn),
+            db_path,
+            lock_path: Some(state_dir.join(LOCK_FILE)),
+            lock: Mutex::new(None),
+            in_memory: false,
+        };
+        store.init()?;
+        Ok(store)
+    }
+
+    /// Opens the store in `state_dir` and takes its lock for the life of the
+    /// returned store: what the daemon and `rotate` use.
+    pub fn open_locked(state_dir: &Path) -> Result<SqliteStore, StoreError> {
+        let store = SqliteStore::open(state_dir)?;
+        store.lock_exclusive()?;
+        Ok(store)
+    }
+
+    /// A private in-memory store (tests, dry runs); it counts as locked.
+    pub fn in_memory() -> Result<SqliteStore, StoreError> {
+        let db_path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Sqlite {
+            operation: "open",
+            path: db_path.clone(),
+            source,
+        })?;
+        let store = SqliteStore {
+            conn: Mutex::new(conn),
+            db_path,
+            lock_path: None,
+            lock: Mutex::new(None),
+            in_memory: true,
+        };
+        store.init()?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.db_path
+    }
+
+    /// True while this store holds the lock.
+    pub fn is_locked(&self) -> bool {
+        self.in_memory || self.lock_guard().is_some()
+    }
+
+    fn lock_guard(&self) -> MutexGuard<'_, Option<Flock<File>>> {
+        // A poisoned mutex only means a panic elsewhere; the file lock is intact.
+        self.lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn sql(&self, operation: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::Sqlite {
+            operation,
+            path: self.db_path.clone(),
+            source,
+        }
+    }
+
+    fn corrupt(&self, table: &'static str, what: String) -> StoreError {
+        StoreError::Corrupt {
+            path: self.db_path.clone(),
+            table,
+            what,
+        }
+    }
+
+    fn init(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(self.sql("set busy timeout"))?;
+        if !self.in_memory {
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(self.sql("enable WAL"))?;
+        }
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(self.sql("set synchronous"))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(self.sql("enable foreign keys"))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.sql("begin schema transaction"))?;
+        let version: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(self.sql("read schema version"))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                path: self.db_path.clone(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if version == 0 {
+            tx.execute_batch(SCHEMA)
+                .map_err(self.sql("create schema"))?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(self.sql("write schema version"))?;
+        }
+        tx.commit().map_err(self.sql("commit schema"))
+    }
+
+    fn row_to_key(&self, row: &Row<'_>) -> Result<KeyRecord, StoreError> {
+        let text = |i: usize| -> Result<String, StoreError> {
+            row.get::<_, String>(i).map_err(self.sql("read keys row"))
+        };
+        let opt_text = |i: usize| -> Result<Option<String>, StoreError> {
+            row.get::<_, Option<String>>(i)
+                .map_err(self.sql("read keys row"))
+        };
+        let time = |i: usize| -> Result<Option<DateTime<Utc>>, StoreError> {
+            opt_text(i)?
+                .map(|s| {
+                    DateTime::parse_from_rfc3339(&s)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|e| self.corrupt("keys", format!("timestamp '{s}': {e}")))
+                })
+                .transpose()
+        };
+        let alg = text(0)?;
+        let sel = text(1)?;
+        let status = text(2)?;
+        let bits: i64 = row.get(3).map_err(self.sql("read keys row"))?;
+        let attempts: i64 = row.get(15).map_err(self.sql("read keys row"))?;
+        Ok(KeyRecord {
+            algorithm: Algorithm::parse(&alg)
+                .ok_or_else(|| self.corrupt("keys", format!("algorithm '{alg}'")))?,
+            selector: Selector::parse(&sel).map_err(|e| self.corrupt("keys", e.to_string()))?,
+            status: KeyStatus::parse(&status)
+                .ok_or_else(|| self.corrupt("keys", format!("status '{status}'")))?,
+            bits: u32::try_from(bits).map_err(|_| self.corrupt("keys", format!("bits {bits}")))?,
+            created_at: time(4)?
+                .ok_or_else(|| self.corrupt("keys", "created_at is empty".into()))?,
+            key_path: opt_text(5)?,
+            published_at: time(6)?,
+            propagated_at: time(7)?,
+            safe_after: time(8)?,
+            active_at: time(9)?,
+            retired_at: time(10)?,
+            withdrawn_at: time(11)?,
+            destroyed_at: time(12)?,
+            not_before: time(13)?,
+            failure: opt_text(14)?,
+            attempts: u32::try_from(attempts)
+                .map_err(|_| self.corrupt("keys", format!("attempts {attempts}")))?,
+        })
+    }
+
+    fn row_to_event(&self, row: &Row<'_>) -> Result<StoredEvent, StoreError> {
+        let get = |i: usize| -> Result<Option<String>, StoreError> {
+            row.get::<_, Option<String>>(i)
+                .map_err(self.sql("read events row"))
+        };
+        let need = |i: usize| -> Result<String, StoreError> {
+            get(i)?.ok_or_else(|| self.corrupt("events", format!("column {i} is empty")))
+        };
+        let id: i64 = row.get(0).map_err(self.sql("read events row"))?;
+        let at = need(1)?;
+        let domain = need(2)?;
+        Ok(StoredEvent {
+            id,
+            event: Event {
+                at: DateTime::parse_from_rfc3339(&at)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| self.corrupt("events", format!("timestamp '{at}': {e}")))?,
+                domain: Fqdn::parse(&domain).map_err(|e| self.corrupt("events", e.to_string()))?,
+                selector: get(3)?
+                    .map(|s| Selector::parse(&s))
+                    .transpose()
+                    .map_err(|e| self.corrupt("events", e.to_string()))?,
+                what: need(4)?,
+                outcome: need(5)?,
+                detail: need(6)?,
+            },
+        })
+    }
+}
+
+fn insert_events(tx: &rusqlite::Transaction<'_>, events: &[Event]) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO events (at, domain, selector, what, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for e in events {
+        stmt.execute(params![
+            ts(e.at),
+            e.domain.as_str(),
+            e.selector.as_ref().map(Selector::as_str),
+            e.what,
+            e.outcome,
+            e.detail
+        ])?;
+    }
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn lock_exclusive(&self) -> Result<(), StoreError> {
+        let Some(path) = &self.lock_path else {
+            return Ok(());
+        };
+        let mut held = self.lock_guard();
+        if held.is_some() {
+            return Ok(());
+        }
+        let io = |operation: &'static str| {
+            move |source| StoreError::Io {
+                operation,
+                path: path.clone(),
+                source,
+            }
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(io("open the lock file"))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(mut locked) => {
+                let pid = std::process::id();
+                locked.set_len(0).map_err(io("truncate the lock file"))?;
+                locked.rewind().map_err(io("rewind the lock file"))?;
+                writeln!(&mut *locked, "{pid}").map_err(io("write the lock file"))?;
+                *held = Some(locked);
+                Ok(())
+            }
+            Err((mut file, errno)) if errno == nix::errno::Errno::EWOULDBLOCK => {
+                let mut text = String::new();
+                let holder = match file.read_to_string(&mut text) {
+                    Ok(_) => match text.trim().parse::<u32>() {
+                        Ok(pid) => format!("pid {pid}"),
+                        Err(_) => "unknown pid".into(),
+                    },
+                    Err(_) => "unknown pid".into(),
+                };
+                Err(StoreError::Locked {
+                    holder,
+                    path: path.clone(),
+                })
+            }
+            Err((_, errno)) => Err(StoreError::Io {
+                operation: "lock",
+                path: path.clone(),
+                source: std::io::Error::from(errno),
+            }),
+        }
+    }
+
+    fn load(&self, domain: &Fqdn) -> Result<DomainState, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT algorithm, selector, status, bits, created_at, key_path, published_at,
+                        propagated_at, safe_after, active_at, retired_at, withdrawn_at,
+                        destroyed_at, not_before, failure, attempts
+                 FROM keys WHERE domain = ?1 ORDER BY seq",
+            )
+            .map_err(self.sql("prepare load"))?;
+        let mut rows = stmt
+            .query(params![domain.as_str()])
+            .map_err(self.sql("load keys"))?;
+        let mut state = DomainState::new(domain.clone());
+        while let Some(row) = rows.next().map_err(self.sql("load keys"))? {
+            state.keys.push(self.row_to_key(row)?);
+        }
+        Ok(state)
+    }
+
+    fn save(&self, state: &DomainState, events: &[Event]) -> Result<(), StoreError> {
+        if !self.is_locked() {
+            return Err(StoreError::NotLocked {
+                path: self.db_path.clone(),
+            });
+        }
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.sql("begin save"))?;
+        let domain = state.domain.as_str();
+        let blocked = state.blocked();
+        let blocked = if blocked.is_empty() {
+            None
+        } else {
+            serde_json::to_string(&blocked).ok()
+        };
+        tx.execute(
+            "INSERT INTO domains (domain, saved_at, blocked) VALUES (?1, ?2, ?3)
+             ON CONFLICT(domain) DO UPDATE SET saved_at = excluded.saved_at, blocked = excluded.blocked",
+            params![domain, ts(Utc::now()), blocked],
+        )
+        .map_err(self.sql("save domain"))?;
+        tx.execute("DELETE FROM keys WHERE domain = ?1", params![domain])
+            .map_err(self.sql("replace keys"))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO keys (domain, algorithm, selector, seq, status, bits, created_at,
+                        key_path, published_at, propagated_at, safe_after, active_at, retired_at,
+                        withdrawn_at, destroyed_at, not_before, attempts, failure)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                )
+                .map_err(self.sql("prepare save keys"))?;
+            for (seq, k) in state.keys.iter().enumerate() {
+                stmt.execute(params![
+                    domain,
+                    k.algorithm.as_str(),
+                    k.selector.as_str(),
+                    i64::try_from(seq).unwrap_or(i64::MAX),
+                    k.status.as_str(),
+                    k.bits,
+                    ts(k.created_at),
+                    k.key_path,
+                    k.published_at.map(ts),
+                    k.propagated_at.map(ts),
+                    k.safe_after.map(ts),
+                    k.active_at.map(ts),
+                    k.retired_at.map(ts),
+                    k.withdrawn_at.map(ts),
+                    k.destroyed_at.map(ts),
+                    k.not_before.map(ts),
+                    k.attempts,
+                    k.failure,
+                ])
+                .map_err(self.sql("save keys"))?;
+            }
+        }
+        insert_events(&tx, events).map_err(self.sql("append events"))?;
+        tx.commit().map_err(self.sql("commit save"))
+    }
+
+    fn domains(&self) -> Result<Vec<Fqdn>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT domain FROM domains ORDER BY domain")
+            .map_err(self.sql("prepare domains"))?;
+        let names = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(self.sql("list domains"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql("list domains"))?;
+        names
+            .into_iter()
+            .map(|n| Fqdn::parse(&n).map_err(|e| self.corrupt("domains", e.to_string())))
+            .collect()
+    }
+
+    fn append_events(&self, events: &[Event]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(self.sql("begin append"))?;
+        insert_events(&tx, events).map_err(self.sql("append events"))?;
+        tx.commit().map_err(self.sql("commit append"))
+    }
+
+    fn events(
+        &self,
+        domain: Option<&Fqdn>,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, at, domain, selector, what, outcome, detail FROM events
+                 WHERE id > ?1 AND (?2 IS NULL OR domain = ?2) ORDER BY id LIMIT ?3",
+            )
+            .map_err(self.sql("prepare events"))?;
+        let mut rows = stmt
+            .query(params![after_id, domain.map(Fqdn::as_str), limit])
+            .map_err(self.sql("read events"))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(self.sql("read events"))? {
+            out.push(self.row_to_event(row)?);
+        }
+        Ok(out)
+    }
+
+    fn save_diagnosis(&self, d: &Diagnosis) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO diagnoses (account, zone, at, result, recommended_max_bits)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                d.account,
+                d.zone,
+                ts(d.at),
+                d.result.to_string(),
+                d.recommended_max_bits
+            ],
+        )
+        .map_err(self.sql("save diagnosis"))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn latest_diagnosis(&self, account: &str) -> Result<Option<Diagnosis>, StoreError> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                "SELECT zone, at, result, recommended_max_bits FROM diagnoses
+                 WHERE account = ?1 ORDER BY at DESC, id DESC LIMIT 1",
+                params![account],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<u32>>(3)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(self.sql("read diagnosis"))?;
+        let Some((zone, at, result, bits)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(Diagnosis {
+            account: account.to_string(),
+            zone,
+            at: DateTime::parse_from_rfc3339(&at)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| self.corrupt("diagnoses", format!("timestamp '{at}': {e}")))?,
+            result: serde_json::from_str(&result)
+                .map_err(|e| self.corrupt("diagnoses", format!("result JSON: {e}")))?,
+            recommended_max_bits: bits,
+        }))
+    }
+}
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

@@ -1,0 +1,377 @@
+//! Tests of the SQLite store: round trips, the event log, the state lock
+//! (threads and a child process), atomicity and crash safety.
+
+use std::io::{BufRead, BufReader};
+
+use std::process::{Command, Stdio};
+
+use chrono::{TimeDelta, TimeZone};
+
+use super::*;
+use crate::rotation::machine::{Policy, step};
+
+fn name(s: &str) -> Fqdn {
+    Fqdn::parse(s).expect("valid test name")
+}
+
+fn at(secs: i64, nanos: u32) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_736_000_000 + secs, nanos)
+        .single()
+        .expect("valid test time")
+}
+
+fn ev(domain: &str, what: &str, secs: i64) -> Event {
+    Event {
+        at: at(secs, 0),
+        domain: name(domain),
+        selector: Selector::parse("202501").ok(),
+        what: what.into(),
+        outcome: "ok".into(),
+        detail: format!("{what} detail"),
+    }
+}
+
+/// A state with keys in several statuses and every optional field set somewhere.
+fn sample_state(domain: &str) -> DomainState {
+    let policy = Policy::default();
+    let mut state = step(&DomainState::new(name(domain)), &[], at(0, 0), &policy).state;
+    let mut full = state.keys[0].clone();
+    full.selector = Selector::parse("202412").expect("selector");
+    full.status = KeyStatus::Retiring;
+    full.key_path = Some("/var/lib/maildns/keys/example.com/202412.private".into());
+    full.published_at = Some(at(1, 123_456_789));
+    full.propagated_at = Some(at(2, 1));
+    full.safe_after = Some(at(3, 0));
+    full.active_at = Some(at(4, 999_999_999));
+    full.retired_at = Some(at(5, 0));
+    full.not_before = Some(at(6, 0));
+    full.attempts = 3;
+    full.failure = Some("ns2 'quoted' answer".into());
+    state.keys.insert(0, full);
+    let mut ed = state.keys[1].clone();
+    ed.selector = Selector::parse("202501a").expect("selector");
+    ed.algorithm = Algorithm::Ed25519;
+    ed.bits = 256;
+    ed.status = KeyStatus::SwitchFailed;
+    ed.failure = Some("reload failed".into());
+    state.keys.push(ed);
+    state
+}
+
+#[test]
+fn states_round_trip_and_domains_are_listed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open_locked(dir.path()).expect("open");
+    let unknown = store.load(&name("nothing.example")).expect("load");
+    assert!(unknown.keys.is_empty());
+    let a = sample_state("b.example");
+    let b = sample_state("a.example");
+    store.save(&a, &[]).expect("save a");
+    store.save(&b, &[]).expect("save b");
+    assert_eq!(store.load(&name("b.example")).expect("load"), a);
+    assert_eq!(
+        store.domains().expect("domains"),
+        vec![name("a.example"), name("b.example")]
+    );
+    // Saving again replaces (keys removed from the state disappear).
+    let mut a2 = a.clone();
+    a2.keys.truncate(1);
+    store.save(&a2, &[]).expect("save a2");
+    drop(store);
+    let reopened = SqliteStore::open(dir.path()).expect("reopen");
+    assert_eq!(reopened.load(&name("b.example")).expect("load"), a2);
+    assert_eq!(reopened.load(&name("a.example")).expect("load"), b);
+    assert!(dir.path().join(DB_FILE).exists());
+}
+
+#[test]
+fn event_log_keeps_order_and_filters() {
+    let store = SqliteStore::in_memory().expect("open");
+    let state = sample_state("example.com");
+    store
+        .save(
+            &state,
+            &[
+                ev("example.com", "planned", 10),
+                ev("example.com", "generated", 5),
+            ],
+        )
+        .expect("save");
+    store
+        .append_events(&[ev("other.example", "published", 1)])
+        .expect("append");
+    store
+        .save(&state, &[ev("example.com", "published", 20)])
+        .expect("save");
+    let all = store.events(None, 0, 100).expect("events");
+    let whats: Vec<&str> = all.iter().map(|e| e.event.what.as_str()).collect();
+    // Append order, not timestamp order.
+    assert_eq!(
+        whats,
+        vec!["planned", "generated", "published", "published"]
+    );
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(all[0].event, ev("example.com", "planned", 10));
+    let mine = store
+        .events(Some(&name("example.com")), 0, 100)
+        .expect("events");
+    assert_eq!(mine.len(), 3);
+    let page = store
+        .events(Some(&name("example.com")), mine[0].id, 1)
+        .expect("events");
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].event.what, "generated");
+}
+
+#[test]
+fn second_store_on_the_same_dir_is_refused_until_the_first_is_gone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = SqliteStore::open_locked(dir.path()).expect("first");
+    let path = dir.path().to_path_buf();
+    let err = std::thread::spawn(move || SqliteStore::open_locked(&path).err())
+        .join()
+        .expect("thread")
+        .expect("second store must be refused");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!(
+            "another maildns (pid {}) holds the state lock",
+            std::process::id()
+        )),
+        "{msg}"
+    );
+    // A reader can still open it and read, but not change key states.
+    let reader = SqliteStore::open(dir.path()).expect("reader");
+    assert!(!reader.is_locked());
+    assert!(matches!(
+        reader.save(&sample_state("example.com"), &[]),
+        Err(StoreError::NotLocked { .. })
+    ));
+    first
+        .save(&sample_state("example.com"), &[])
+        .expect("first saves");
+    assert_eq!(
+        reader.domains().expect("domains"),
+        vec![name("example.com")]
+    );
+    drop(first);
+    reader
+        .lock_exclusive()
+        .expect("lock free after the first store is dropped");
+    reader.lock_exclusive().expect("idempotent");
+    reader
+        .save(&sample_state("example.com"), &[])
+        .expect("now it may save");
+}
+
+const CHILD_ENV: &str = "MAILDNS_STORE_TEST_CHILD";
+
+/// Not a test by itself: the body of the child process of the tests below,
+/// selected by an environment variable.
+#[test]
+fn child_process_body() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (mode, dir) = spec.split_once(':').expect("mode:dir");
+    let dir = Path::new(dir);
+    match mode {
+        "lock" => {
+            let _store = SqliteStore::open_locked(dir).expect("child locks");
+            println!("LOCKED");
+            // Hold the lock until the parent closes our stdin.
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+        }
+        "crash" => {
+            // Start changing the state like a save would, then die before COMMIT.
+            let mut conn = Connection::open(dir.join(DB_FILE)).expect("open");
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .expect("begin");
+            tx.execute("DELETE FROM keys", []).expect("delete");
+            tx.execute(
+                "INSERT INTO events (at, domain, what, outcome, detail) VALUES ('x', 'example.com', 'half', 'ok', '')",
+                [],
+            )
+            .expect("insert");
+            println!("MIDWAY");
+            std::process::abort();
+        }
+        other => panic!("unknown child mode {other}"),
+    }
+}
+
+fn spawn_child(mode: &str, dir: &Path) -> std::process::Child {
+    let exe = std::env::current_exe().expect("test binary");
+    Command::new(exe)
+        .args([
+            "rotation::store::tests::child_process_body",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, format!("{mode}:{}", dir.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn child")
+}
+
+/// Reads the child's output up to a line containing `want`; returns the
+/// reader, to be drained later (the child must not hit a closed pipe).
+fn wait_for_line(
+    child: &mut std::process::Child,
+    want: &str,
+) -> BufReader<std::process::ChildStdout> {
+    let out = child.stdout.take().expect("child stdout");
+    let mut reader = BufReader::new(out);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(n) if n > 0 && line.contains(want) => return reader,
+            Ok(n) if n > 0 => continue,
+            _ => panic!("child ended before printing {want}"),
+        }
+    }
+}
+
+#[test]
+fn a_second_process_gets_a_clear_error_naming_the_holder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = spawn_child("lock", dir.path());
+    let mut out = wait_for_line(&mut child, "LOCKED");
+    let err = SqliteStore::open_locked(dir.path()).expect_err("locked by the child");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "another maildns (pid {}) holds the state lock {}; stop it or use another state directory",
+            child.id(),
+            dir.path().join(LOCK_FILE).display()
+        )
+    );
+    drop(child.stdin.take());
+    std::io::copy(&mut out, &mut std::io::sink()).expect("drain child output");
+    let status = child.wait().expect("child exits");
+    assert!(status.success());
+    SqliteStore::open_locked(dir.path()).expect("lock is free once the child exited");
+}
+
+#[test]
+fn a_process_killed_mid_transaction_leaves_the_old_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = sample_state("example.com");
+    {
+        let store = SqliteStore::open_locked(dir.path()).expect("open");
+        store
+            .save(&state, &[ev("example.com", "planned", 0)])
+            .expect("save");
+    }
+    let mut child = spawn_child("crash", dir.path());
+    let _out = wait_for_line(&mut child, "MIDWAY");
+    let status = child.wait().expect("child dies");
+    assert!(!status.success(), "the child aborted");
+    let store = SqliteStore::open_locked(dir.path()).expect("reopen after the crash");
+    assert_eq!(store.load(&name("example.com")).expect("load"), state);
+    let events = store.events(None, 0, 10).expect("events");
+    assert_eq!(events.len(), 1, "the half-written event is gone");
+}
+
+#[test]
+fn a_failed_save_changes_neither_state_nor_log() {
+    let store = SqliteStore::in_memory().expect("open");
+    let old = sample_state("example.com");
+    store
+        .save(&old, &[ev("example.com", "planned", 0)])
+        .expect("save");
+    let mut new = old.clone();
+    new.keys.clear();
+    // The second event violates a constraint after the keys were rewritten.
+    let bad = [ev("example.com", "fine", 1), ev("example.com", "", 2)];
+    let err = store.save(&new, &bad).expect_err("constraint");
+    assert!(
+        matches!(
+            err,
+            StoreError::Sqlite {
+                operation: "append events",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(store.load(&name("example.com")).expect("load"), old);
+    assert_eq!(store.events(None, 0, 10).expect("events").len(), 1);
+}
+
+#[test]
+fn diagnoses_latest_per_account() {
+    let store = SqliteStore::in_memory().expect("open");
+    assert_eq!(store.latest_diagnosis("gandi").expect("read"), None);
+    let d = |secs, bits| Diagnosis {
+        account: "gandi".into(),
+        zone: "example.com".into(),
+        at: at(secs, 0),
+        result: serde_json::json!({"max_string": 255, "multi_string": bits == Some(2048)}),
+        recommended_max_bits: bits,
+    };
+    store.save_diagnosis(&d(10, Some(2048))).expect("save");
+    store.save_diagnosis(&d(20, Some(1024))).expect("save");
+    store.save_diagnosis(&d(5, None)).expect("save");
+    let mut other = d(30, None);
+    other.account = "route53".into();
+    store.save_diagnosis(&other).expect("save");
+    assert_eq!(
+        store.latest_diagnosis("gandi").expect("read"),
+        Some(d(20, Some(1024)))
+    );
+    assert_eq!(
+        store.latest_diagnosis("route53").expect("read"),
+        Some(other)
+    );
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(SqliteStore::open(dir.path()).expect("create"));
+    let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
+    conn.pragma_update(None, "user_version", 99).expect("bump");
+    drop(conn);
+    let err = SqliteStore::open(dir.path()).expect_err("too new");
+    assert!(
+        matches!(
+            err,
+            StoreError::SchemaTooNew {
+                found: 99,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn runner_loop_shape_persists_each_step() {
+    // The loop the runner will run: load, step, save with events.
+    let store = SqliteStore::in_memory().expect("open");
+    let policy = Policy::default();
+    let domain = name("example.com");
+    let now = at(0, 0);
+    let state = store.load(&domain).expect("load");
+    let d = step(&state, &[], now, &policy);
+    store.save(&d.state, &d.events).expect("save");
+    let again = store.load(&domain).expect("load");
+    assert_eq!(again, d.state);
+    let d2 = step(&again, &[], now + TimeDelta::seconds(1), &policy);
+    assert_eq!(
+        d2.actions, d.actions,
+        "a restarted runner asks for the same work"
+    );
+    assert_eq!(
+        store.events(None, 0, 10).expect("events").len(),
+        d.events.len()
+    );
+}
