@@ -41,7 +41,7 @@ const ED25519_PKCS8_V1_PREFIX: [u8; 16] = [
 ];
 
 /// A DKIM key algorithm (`k=` tag: `rsa` or `ed25519`, RFC 6376 / RFC 8463).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Algorithm {
     /// RSA (`k=rsa`, signed with rsa-sha256).
@@ -56,6 +56,15 @@ impl Algorithm {
         match self {
             Algorithm::Rsa => "rsa",
             Algorithm::Ed25519 => "ed25519",
+        }
+    }
+
+    /// Parses [`Algorithm::as_str`]'s output.
+    pub fn parse(s: &str) -> Option<Algorithm> {
+        match s {
+            "rsa" => Some(Algorithm::Rsa),
+            "ed25519" => Some(Algorithm::Ed25519),
+            _ => None,
         }
     }
 }

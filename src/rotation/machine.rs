@@ -105,40 +105,7 @@ impl fmt::Debug for Selector {
     }
 }
 
-/// A DKIM key algorithm (RFC 6376 `k=`; RFC 8463 for Ed25519).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Algorithm {
-    /// RSA, `k=rsa`.
-    Rsa,
-    /// Ed25519, `k=ed25519`.
-    Ed25519,
-}
-
-impl Algorithm {
-    /// The `k=` tag value, also used as the stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Algorithm::Rsa => "rsa",
-            Algorithm::Ed25519 => "ed25519",
-        }
-    }
-
-    /// Parses [`Algorithm::as_str`]'s output.
-    pub fn parse(s: &str) -> Option<Algorithm> {
-        match s {
-            "rsa" => Some(Algorithm::Rsa),
-            "ed25519" => Some(Algorithm::Ed25519),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Algorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::keys::Algorithm;
 
 /// Where one key is in its lifecycle. The order of the variants is the order
 /// of the lifecycle (except [`KeyStatus::SwitchFailed`], a blocked side state).
@@ -434,14 +401,7 @@ pub enum Disposal {
     Disclose,
 }
 
-/// One key the policy maintains per domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeySpec {
-    /// Its algorithm.
-    pub algorithm: Algorithm,
-    /// Wanted size in bits (ignored for Ed25519).
-    pub bits: u32,
-}
+pub use crate::keys::KeySpec;
 
 /// Rotation settings as configured, before validation. Build a [`Policy`]
 /// with [`Policy::new`].
