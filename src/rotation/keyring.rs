@@ -1,0 +1,181 @@
+//! Between the rotation state and the rest: the policy from the configuration,
+//! where private keys live, which DKIM records the state wants published, and
+//! the key-generation step that `publish` (first key) and the runner share.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use chrono::{DateTime, TimeDelta, Utc};
+use maildns_providers::Fqdn;
+
+use super::machine::{
+    Action, Disposal, DomainState, KeyRecord, KeyStatus, Observation, Policy, PolicySettings,
+    Withdrawal,
+};
+use crate::config::{Config, DkimPolicy, Retire};
+use crate::keys::{self, Algorithm, PrivateKey, WriteOptions};
+use crate::publish::DkimEntry;
+use crate::records::dkim::{DkimKey, KeyType};
+
+fn delta(d: std::time::Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+/// The rotation policy of a domain's DKIM settings; `max_bits_for_host` from the
+/// account's profile or its latest diagnosis (the 1024-bit fallback).
+pub fn policy(dkim: &DkimPolicy, max_bits_for_host: Option<u32>) -> anyhow::Result<Policy> {
+    let settings = PolicySettings {
+        keys: dkim.keys.clone(),
+        selector_format: dkim.selector_format.clone(),
+        rotation_interval: delta(dkim.rotation_interval),
+        overlap: delta(dkim.overlap),
+        min_overlap: delta(dkim.min_overlap),
+        withdrawal: match dkim.retire {
+            Retire::Revoke => Withdrawal::Revoke,
+            Retire::Remove => Withdrawal::Remove,
+        },
+        disposal: if dkim.publish_retired_private_keys {
+            Disposal::Disclose
+        } else {
+            Disposal::Delete
+        },
+        max_bits_for_host,
+        ..PolicySettings::default()
+    };
+    Ok(Policy::new(settings)?)
+}
+
+/// Where the private key of `selector` goes: the signer's key directory when a
+/// signer is configured, else `<state_dir>/keys/<domain>/<selector>.private`.
+pub fn key_path(config: &Config, domain: &Fqdn, selector: &str) -> PathBuf {
+    let base = match &config.signer {
+        Some(s) => s.key_dir.clone(),
+        None => config.state_dir.join("keys"),
+    };
+    base.join(domain.as_str()).join(format!("{selector}.private"))
+}
+
+/// The DKIM record of a private key.
+pub fn record_for(key: &PrivateKey, testing: bool) -> anyhow::Result<DkimKey> {
+    let kt = match key.algorithm() {
+        Algorithm::Rsa => KeyType::Rsa,
+        Algorithm::Ed25519 => KeyType::Ed25519,
+    };
+    let mut rec = DkimKey::new(kt, key.public_key_der()?);
+    if testing {
+        rec = rec.with_flags(vec![crate::records::dkim::Flag::Testing]);
+    }
+    Ok(rec)
+}
+
+/// What each key's status wants at its selector: the full record while it may be
+/// published or signing, the revoked record (or nothing) once withdrawn.
+pub fn dkim_entries(
+    state: &DomainState,
+    dkim: &DkimPolicy,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<DkimEntry>> {
+    let mut out = Vec::new();
+    for k in &state.keys {
+        let full = matches!(
+            k.status,
+            KeyStatus::Generated
+                | KeyStatus::Published
+                | KeyStatus::Propagated
+                | KeyStatus::Switched
+                | KeyStatus::SwitchFailed
+                | KeyStatus::Active
+                | KeyStatus::Retiring
+        );
+        let withdrawn = matches!(
+            k.status,
+            KeyStatus::Withdrawing | KeyStatus::Withdrawn | KeyStatus::Disclosed
+        ) || (k.status == KeyStatus::Destroyed
+            && k.destroyed_at.is_some_and(|t| now - t < TimeDelta::days(30)));
+        let record = if full {
+            Some(load_record(k, dkim.testing)?.to_txt())
+        } else if withdrawn {
+            match dkim.retire {
+                Retire::Revoke => Some(revoked(k)),
+                Retire::Remove => None,
+            }
+        } else {
+            continue;
+        };
+        out.push(DkimEntry {
+            selector: k.selector.as_str().to_string(),
+            record,
+            in_use: k.status.may_be_signing(),
+        });
+    }
+    Ok(out)
+}
+
+fn revoked(k: &KeyRecord) -> maildns_providers::TxtRecord {
+    let kt = match k.algorithm {
+        Algorithm::Rsa => KeyType::Rsa,
+        Algorithm::Ed25519 => KeyType::Ed25519,
+    };
+    DkimKey::new(kt, Vec::new()).revoked().to_txt()
+}
+
+fn load_record(k: &KeyRecord, testing: bool) -> anyhow::Result<DkimKey> {
+    let path = k
+        .key_path
+        .as_ref()
+        .with_context(|| format!("key {} has no private key file recorded", k.selector.as_str()))?;
+    let key = keys::load_private_key(std::path::Path::new(path))?;
+    record_for(&key, testing)
+}
+
+/// Performs a `GenerateKey` action: makes the key and writes it (0600, never
+/// overwriting; an existing file from an interrupted earlier run is adopted).
+pub fn generate(
+    config: &Config,
+    domain: &Fqdn,
+    action: &Action,
+) -> anyhow::Result<Option<Observation>> {
+    let Action::GenerateKey {
+        selector,
+        algorithm,
+        bits,
+    } = action
+    else {
+        return Ok(None);
+    };
+    let path = key_path(config, domain, selector.as_str());
+    if path.exists() {
+        // Crash after writing, before saving the state: the file is ours.
+        let key = keys::load_private_key(&path)?;
+        if key.algorithm() == *algorithm {
+            return Ok(Some(Observation::KeyGenerated {
+                selector: selector.clone(),
+                key_path: path.display().to_string(),
+            }));
+        }
+        anyhow::bail!(
+            "{} exists and holds a {} key, not {}",
+            path.display(),
+            key.algorithm(),
+            algorithm
+        );
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+    }
+    let spec = keys::KeySpec {
+        algorithm: *algorithm,
+        bits: *bits,
+    };
+    let key = PrivateKey::generate(spec)?;
+    keys::write_private_key(&path, &key, WriteOptions::default())?;
+    Ok(Some(Observation::KeyGenerated {
+        selector: selector.clone(),
+        key_path: path.display().to_string(),
+    }))
+}
