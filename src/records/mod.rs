@@ -5,6 +5,7 @@ pub mod adsp;
 pub mod dkim;
 pub mod dmarc;
 pub mod spf;
+pub mod tags;
 
 use serde::Serialize;
 
