@@ -406,7 +406,7 @@ impl Dmarc {
 
     /// Checks the record. Codes: `dmarc-missing-p`, `dmarc-invalid-p`, `dmarc-bad-value`,
     /// `dmarc-non-mailto-uri`, `dmarc-bad-mailto` (errors); `dmarc-unknown-tag`,
-    /// `dmarc-dropped-tag` (warnings); `dmarc-p-none`, `dmarc-testing` (info).
+    /// `dmarc-dropped-tag`, `dmarc-size-limit` (warnings); `dmarc-p-none`, `dmarc-testing` (info).
     pub fn lint(&self) -> Vec<Diagnostic> {
         let mut out = Vec::new();
         let p_invalid = self
@@ -415,7 +415,7 @@ impl Dmarc {
             .any(|t| t.name.eq_ignore_ascii_case("p"));
         if self.policy.is_none() {
             let then = if self.rua.is_empty() {
-                "receivers ignore the whole record"
+                "RFC 7489 receivers ignore the whole record (RFC 9989 ones read it as p=none)"
             } else {
                 "receivers treat it as p=none because rua= is present (RFC 7489 §6.6.3)"
             };
@@ -468,6 +468,18 @@ impl Dmarc {
                     format!("{tag}={} is not a valid mail address", uri.uri),
                 ));
             }
+        }
+        if self
+            .rua
+            .iter()
+            .chain(&self.ruf)
+            .any(|u| u.size_limit.is_some())
+        {
+            out.push(Diagnostic::warning(
+                "dmarc-size-limit",
+                "the '!size' suffix on report URIs is dropped by DMARCbis (RFC 9989); \
+                 receivers following it ignore the limit",
+            ));
         }
         for (present, tag) in [
             (self.pct.is_some(), "pct"),

@@ -81,6 +81,7 @@ fn every_tag() {
     assert_eq!(
         codes(&d.lint()),
         vec![
+            "dmarc-size-limit",
             "dmarc-dropped-tag",
             "dmarc-dropped-tag",
             "dmarc-dropped-tag",
