@@ -5,8 +5,48 @@ pub mod adsp;
 pub mod dkim;
 pub mod dmarc;
 pub mod spf;
+pub mod tags;
 
+use maildns_providers::TxtRecord;
 use serde::Serialize;
+
+/// The kinds of record maildns manages; each owns the TXT values that start with
+/// its marker at its name (every other value there is left alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordKind {
+    /// `v=spf1` at the domain.
+    Spf,
+    /// `v=DKIM1` at `<selector>._domainkey.<domain>`.
+    Dkim,
+    /// `v=DMARC1` at `_dmarc.<domain>`.
+    Dmarc,
+    /// `dkim=` at `_adsp._domainkey.<domain>` (historic).
+    Adsp,
+}
+
+impl RecordKind {
+    /// True when this kind owns `record` (decided on its joined value).
+    pub fn owns(&self, record: &TxtRecord) -> bool {
+        let value = record.value();
+        match self {
+            RecordKind::Spf => spf::is_spf(&value),
+            RecordKind::Dkim => dkim::is_dkim(&value),
+            RecordKind::Dmarc => dmarc::is_dmarc(&value),
+            RecordKind::Adsp => adsp::is_adsp(&value),
+        }
+    }
+
+    /// A short lowercase name: `spf`, `dkim`, `dmarc`, `adsp`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RecordKind::Spf => "spf",
+            RecordKind::Dkim => "dkim",
+            RecordKind::Dmarc => "dmarc",
+            RecordKind::Adsp => "adsp",
+        }
+    }
+}
 
 /// How serious a lint finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -58,39 +98,35 @@ impl Diagnostic {
     }
 }
 
-/// The kinds of record maildns manages (stub until the records module lands).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RecordKind {
-    /// SPF at the domain.
-    Spf,
-    /// DKIM key at a selector.
-    Dkim,
-    /// DMARC at `_dmarc`.
-    Dmarc,
-    /// ADSP at `_adsp._domainkey`.
-    Adsp,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl RecordKind {
-    /// Whether maildns owns `record` at a name where it manages this kind.
-    pub fn owns(&self, record: &maildns_providers::TxtRecord) -> bool {
-        let p = match self {
-            RecordKind::Spf => "v=spf1",
-            RecordKind::Dkim => "v=dkim1",
-            RecordKind::Dmarc => "v=dmarc1",
-            RecordKind::Adsp => "dkim=",
-        };
-        record.value_starts_with_ignore_case(p)
-    }
-
-    /// Short label.
-    pub fn label(&self) -> &'static str {
-        match self {
-            RecordKind::Spf => "SPF",
-            RecordKind::Dkim => "DKIM",
-            RecordKind::Dmarc => "DMARC",
-            RecordKind::Adsp => "ADSP",
+    #[test]
+    fn kinds_own_their_values_only() {
+        let values = [
+            ("v=spf1 -all", RecordKind::Spf),
+            ("v=DKIM1; k=rsa; p=", RecordKind::Dkim),
+            ("v=DMARC1; p=none", RecordKind::Dmarc),
+            ("dkim=all", RecordKind::Adsp),
+        ];
+        let kinds = [
+            RecordKind::Spf,
+            RecordKind::Dkim,
+            RecordKind::Dmarc,
+            RecordKind::Adsp,
+        ];
+        for (value, owner) in values {
+            let r = TxtRecord::from_value(value);
+            for k in kinds {
+                assert_eq!(k.owns(&r), k == owner, "{} owning {value:?}", k.label());
+            }
         }
+        let foreign = TxtRecord::from_value("google-site-verification=abc");
+        assert!(kinds.iter().all(|k| !k.owns(&foreign)));
+        // Ownership looks at the joined value, whatever the split.
+        let split = TxtRecord::split_max(b"v=DKIM1; p=abc", 3);
+        assert!(RecordKind::Dkim.owns(&split));
+        assert_eq!(RecordKind::Dmarc.label(), "dmarc");
     }
 }
