@@ -8,4 +8,5 @@ pub mod digitalocean;
 pub mod gandi;
 pub mod google;
 pub mod hetzner;
+pub mod kit;
 pub mod route53;
