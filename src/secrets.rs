@@ -187,10 +187,12 @@ pub fn lookup(
 
     match &spec.token_file {
         None => looked.push("token_file: not configured".to_string()),
-        Some(path) => return read_token_file(path).map(|secret| Found {
-            secret,
-            source: Source::TokenFile(path.clone()),
-        }),
+        Some(path) => {
+            return read_token_file(path).map(|secret| Found {
+                secret,
+                source: Source::TokenFile(path.clone()),
+            });
+        }
     }
 
     Err(SecretError::NotFound {
@@ -306,7 +308,10 @@ mod tests {
             token_file: None,
         };
         env.insert("CF_TOKEN".into(), "other".into());
-        assert_eq!(lookup(&account, &spec, &env).unwrap().secret.expose(), "other");
+        assert_eq!(
+            lookup(&account, &spec, &env).unwrap().secret.expose(),
+            "other"
+        );
     }
 
     #[test]
@@ -344,7 +349,10 @@ mod tests {
             token_file: Some(path.clone()),
         };
         let e = lookup(&account, &spec, &HashMap::new()).unwrap_err();
-        assert!(matches!(e, SecretError::TokenFileMode { mode: 0o644, .. }), "{e}");
+        assert!(
+            matches!(e, SecretError::TokenFileMode { mode: 0o644, .. }),
+            "{e}"
+        );
         assert!(e.to_string().contains("chmod 600"), "{e}");
         assert!(!format!("{e} {e:?}").contains(VALUE));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -383,7 +391,10 @@ mod tests {
             Err(e) => {
                 // No session keyring here: the error must say so, not "no entry".
                 assert!(
-                    matches!(e, SecretError::NoSessionKeyring { .. } | SecretError::Keyring { .. }),
+                    matches!(
+                        e,
+                        SecretError::NoSessionKeyring { .. } | SecretError::Keyring { .. }
+                    ),
                     "{e:?}"
                 );
                 if let SecretError::NoSessionKeyring { .. } = e {

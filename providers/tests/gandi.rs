@@ -38,7 +38,10 @@ async fn find_zone_walks_up_and_publish_reads_back() {
     let (fake, a) = setup().await;
     let name = n("_dmarc.mail.example.com");
     let zone = a.find_zone(&name).await.unwrap();
-    assert_eq!((zone.name.as_str(), zone.id.as_str()), ("example.com", "example.com"));
+    assert_eq!(
+        (zone.name.as_str(), zone.id.as_str()),
+        ("example.com", "example.com")
+    );
     let paths: Vec<String> = fake.requests().iter().map(|r| r.path.clone()).collect();
     assert_eq!(
         paths,
@@ -52,18 +55,35 @@ async fn find_zone_walks_up_and_publish_reads_back() {
     let s = set(300, &[b"v=DMARC1; p=none; x=\"q\\"]);
     a.replace_txt(&zone, &name, &s).await.unwrap();
     assert_eq!(a.read_txt(&zone, &name).await.unwrap(), Some(s));
-    let put = fake.requests().into_iter().find(|r| r.method == "PUT").unwrap();
-    assert_eq!(put.path, "/v5/livedns/domains/example.com/records/_dmarc.mail/TXT");
-    assert_eq!(put.header("authorization"), Some(format!("Bearer {PAT}").as_str()));
+    let put = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PUT")
+        .unwrap();
+    assert_eq!(
+        put.path,
+        "/v5/livedns/domains/example.com/records/_dmarc.mail/TXT"
+    );
+    assert_eq!(
+        put.header("authorization"),
+        Some(format!("Bearer {PAT}").as_str())
+    );
     // apex is "@"
-    a.replace_txt(&zone, &n("example.com"), &set(300, &[b"v=spf1 -all"])).await.unwrap();
+    a.replace_txt(&zone, &n("example.com"), &set(300, &[b"v=spf1 -all"]))
+        .await
+        .unwrap();
     assert!(fake.txt("example.com", "@").is_some());
 }
 
 #[tokio::test]
 async fn merge_beside_a_foreign_value_then_delete() {
     let (fake, a) = setup().await;
-    fake.put_txt("example.com", "@", 1800, &["\"google-site-verification=abc\""]);
+    fake.put_txt(
+        "example.com",
+        "@",
+        1800,
+        &["\"google-site-verification=abc\""],
+    );
     let zone = a.find_zone(&n("example.com")).await.unwrap();
     let mut cur = a.read_txt(&zone, &n("example.com")).await.unwrap().unwrap();
     assert_eq!(cur.ttl, 1800);
@@ -91,14 +111,32 @@ async fn dkim_2048_sent_as_quoted_255_byte_chunks() {
     let name = n("sel._domainkey.example.com");
     let value = format!("v=DKIM1; k=rsa; p={}", "B".repeat(392));
     let rec = TxtRecord::from_value(value.as_bytes());
-    a.replace_txt(&zone, &name, &TxtSet { ttl: 3600, records: vec![rec.clone()] })
-        .await
+    a.replace_txt(
+        &zone,
+        &name,
+        &TxtSet {
+            ttl: 3600,
+            records: vec![rec.clone()],
+        },
+    )
+    .await
+    .unwrap();
+    let put = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PUT")
         .unwrap();
-    let put = fake.requests().into_iter().find(|r| r.method == "PUT").unwrap();
     let (x, y) = value.split_at(255);
-    let expected = serde_json::json!({"rrset_ttl": 3600, "rrset_values": [format!("\"{x}\" \"{y}\"")]});
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&put.body).unwrap(), expected);
-    assert_eq!(a.read_txt(&zone, &name).await.unwrap().unwrap().records, vec![rec]);
+    let expected =
+        serde_json::json!({"rrset_ttl": 3600, "rrset_values": [format!("\"{x}\" \"{y}\"")]});
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&put.body).unwrap(),
+        expected
+    );
+    assert_eq!(
+        a.read_txt(&zone, &name).await.unwrap().unwrap().records,
+        vec![rec]
+    );
 }
 
 #[tokio::test]
@@ -110,7 +148,11 @@ async fn auth_failure_has_the_host_message_and_no_token() {
     let a = Gandi::new(cfg, RetryPolicy::fast()).unwrap();
     let e = a.find_zone(&n("example.com")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Auth);
-    assert!(e.message.contains("could not verify that you are authorized"), "{e}");
+    assert!(
+        e.message
+            .contains("could not verify that you are authorized"),
+        "{e}"
+    );
     let all = format!("{e} {e:?} {a:?}");
     assert!(!all.contains("pat-wrong-secret-value") && !all.contains(PAT));
 }
@@ -133,7 +175,11 @@ async fn validation_error_lists_the_field() {
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Invalid);
     assert_eq!(e.status, Some(400));
-    assert!(e.message.contains("rrset_ttl: rrset_ttl must be between 300"), "{e}");
+    assert!(
+        e.message
+            .contains("rrset_ttl: rrset_ttl must be between 300"),
+        "{e}"
+    );
 }
 
 #[tokio::test]

@@ -59,25 +59,41 @@ async fn publish_and_read_back_exactly_with_insync_wait() {
     assert_eq!(zone.name, n("example.com"));
     let name = n("_dmarc.example.com");
     assert_eq!(a.read_txt(&zone, &name).await.unwrap(), None);
-    let s = set(300, &[b"v=DMARC1; p=reject; rua=\"mailto:d@example.com\"\\x"]);
+    let s = set(
+        300,
+        &[b"v=DMARC1; p=reject; rua=\"mailto:d@example.com\"\\x"],
+    );
     a.replace_txt(&zone, &name, &s).await.unwrap();
     assert_eq!(a.read_txt(&zone, &name).await.unwrap(), Some(s));
     assert_eq!(fake.get_change_count(), 3, "polled GetChange until INSYNC");
     // Signed requests carry the SigV4 headers.
     let r = fake.requests().into_iter().last().unwrap();
-    assert!(r.header("authorization").unwrap().starts_with("AWS4-HMAC-SHA256 Credential=AKIDFAKEEXAMPLE/"));
+    assert!(
+        r.header("authorization")
+            .unwrap()
+            .starts_with("AWS4-HMAC-SHA256 Credential=AKIDFAKEEXAMPLE/")
+    );
     assert!(r.header("x-amz-date").is_some());
 }
 
 #[tokio::test]
 async fn merge_beside_a_foreign_value_and_delete_exactly() {
     let (fake, a, id) = setup().await;
-    fake.put_txt(&id, "example.com", 600, vec![vec![b"google-site-verification=abc".to_vec()]]);
+    fake.put_txt(
+        &id,
+        "example.com",
+        600,
+        vec![vec![b"google-site-verification=abc".to_vec()]],
+    );
     let zone = a.find_zone(&n("example.com")).await.unwrap();
     let mut current = a.read_txt(&zone, &n("example.com")).await.unwrap().unwrap();
     assert_eq!(current.records.len(), 1);
-    current.records.push(TxtRecord::from_value(b"v=spf1 mx -all"));
-    a.replace_txt(&zone, &n("example.com"), &current).await.unwrap();
+    current
+        .records
+        .push(TxtRecord::from_value(b"v=spf1 mx -all"));
+    a.replace_txt(&zone, &n("example.com"), &current)
+        .await
+        .unwrap();
     let held = fake.txt(&id, "example.com").unwrap();
     assert_eq!(held.ttl, 600);
     assert_eq!(
@@ -90,13 +106,27 @@ async fn merge_beside_a_foreign_value_and_delete_exactly() {
     // delete repeats the set exactly; the fake refuses anything else.
     a.delete_txt(&zone, &n("example.com")).await.unwrap();
     assert!(fake.txt(&id, "example.com").is_none());
-    let del = fake.requests().into_iter().rfind(|r| r.method == "POST").unwrap();
+    let del = fake
+        .requests()
+        .into_iter()
+        .rfind(|r| r.method == "POST")
+        .unwrap();
     assert!(del.body.contains("<Action>DELETE</Action>"));
     assert!(del.body.contains("<TTL>600</TTL>"));
     // deleting an absent set succeeds without a write
-    let posts = fake.requests().iter().filter(|r| r.method == "POST").count();
+    let posts = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
     a.delete_txt(&zone, &n("example.com")).await.unwrap();
-    assert_eq!(fake.requests().iter().filter(|r| r.method == "POST").count(), posts);
+    assert_eq!(
+        fake.requests()
+            .iter()
+            .filter(|r| r.method == "POST")
+            .count(),
+        posts
+    );
 }
 
 #[tokio::test]
@@ -106,18 +136,38 @@ async fn dkim_2048_is_sent_as_quoted_255_byte_strings() {
     let name = n("202601._domainkey.example.com");
     let value = format!("v=DKIM1; k=rsa; p={}", "A".repeat(392));
     let rec = TxtRecord::from_value(value.as_bytes());
-    a.replace_txt(&zone, &name, &TxtSet { ttl: 3600, records: vec![rec.clone()] })
-        .await
+    a.replace_txt(
+        &zone,
+        &name,
+        &TxtSet {
+            ttl: 3600,
+            records: vec![rec.clone()],
+        },
+    )
+    .await
+    .unwrap();
+    let post = fake
+        .requests()
+        .into_iter()
+        .rfind(|r| r.method == "POST")
         .unwrap();
-    let post = fake.requests().into_iter().rfind(|r| r.method == "POST").unwrap();
     let (first, second) = value.split_at(255);
     let expected = format!(
         "<ResourceRecordSet><Name>202601._domainkey.example.com.</Name><Type>TXT</Type><TTL>3600</TTL><ResourceRecords><ResourceRecord><Value>&quot;{first}&quot; &quot;{second}&quot;</Value></ResourceRecord></ResourceRecords></ResourceRecordSet>"
     );
     assert!(post.body.contains(&expected), "{}", post.body);
     assert!(post.body.contains("<Action>UPSERT</Action>"));
-    assert_eq!(fake.txt(&id, "202601._domainkey.example.com").unwrap().records[0].len(), 2);
-    assert_eq!(a.read_txt(&zone, &name).await.unwrap().unwrap().records, vec![rec]);
+    assert_eq!(
+        fake.txt(&id, "202601._domainkey.example.com")
+            .unwrap()
+            .records[0]
+            .len(),
+        2
+    );
+    assert_eq!(
+        a.read_txt(&zone, &name).await.unwrap().unwrap().records,
+        vec![rec]
+    );
 }
 
 #[tokio::test]
@@ -128,7 +178,11 @@ async fn auth_failure_names_the_host_message_and_hides_the_secret() {
     let e = a.find_zone(&n("example.com")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Auth);
     assert_eq!(e.status, Some(403));
-    assert!(e.message.contains("The security token included in the request is invalid."), "{e}");
+    assert!(
+        e.message
+            .contains("The security token included in the request is invalid."),
+        "{e}"
+    );
     assert!(!format!("{e} {e:?}").contains(SECRET));
     assert!(!format!("{a:?}").contains(SECRET));
 }
@@ -138,10 +192,16 @@ async fn zone_not_found_and_no_such_hosted_zone() {
     let (_fake, a, _) = setup().await;
     let e = a.find_zone(&n("other.org")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::ZoneNotFound);
-    let bogus = maildns_providers::Zone { name: n("example.com"), id: "ZNOPE".into() };
+    let bogus = maildns_providers::Zone {
+        name: n("example.com"),
+        id: "ZNOPE".into(),
+    };
     let e = a.read_txt(&bogus, &n("example.com")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::ZoneNotFound);
-    assert!(e.message.contains("No hosted zone found with ID: ZNOPE"), "{e}");
+    assert!(
+        e.message.contains("No hosted zone found with ID: ZNOPE"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -153,7 +213,11 @@ async fn validation_error_carries_the_host_message() {
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Invalid);
-    assert!(e.message.starts_with("InvalidInput: 1 validation error detected"), "{e}");
+    assert!(
+        e.message
+            .starts_with("InvalidInput: 1 validation error detected"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -186,7 +250,13 @@ async fn server_error_is_retried_then_succeeds() {
     a.replace_txt(&zone, &n("example.com"), &set(300, &[b"v=spf1 -all"]))
         .await
         .unwrap();
-    assert_eq!(fake.requests().iter().filter(|r| r.method == "POST").count(), 2);
+    assert_eq!(
+        fake.requests()
+            .iter()
+            .filter(|r| r.method == "POST")
+            .count(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -215,10 +285,16 @@ async fn pages_past_a_private_zone_of_the_same_name() {
         .filter(|r| r.path.ends_with("hostedzonesbyname"))
         .map(|r| r.query.clone())
         .collect();
-    assert!(zone_queries.iter().any(|q| q.contains("hostedzoneid=")), "{zone_queries:?}");
+    assert!(
+        zone_queries.iter().any(|q| q.contains("hostedzoneid=")),
+        "{zone_queries:?}"
+    );
     // starts-at listing of records: with one item per page the adapter still finds its set
     fake.put_txt(&public, "a.example.com", 300, vec![vec![b"x".to_vec()]]);
     fake.put_txt(&public, "b.example.com", 300, vec![vec![b"y".to_vec()]]);
-    assert_eq!(a.read_txt(&zone, &n("a.example.com")).await.unwrap(), Some(set(300, &[b"x"])));
+    assert_eq!(
+        a.read_txt(&zone, &n("a.example.com")).await.unwrap(),
+        Some(set(300, &[b"x"]))
+    );
     assert_eq!(a.read_txt(&zone, &n("ab.example.com")).await.unwrap(), None);
 }

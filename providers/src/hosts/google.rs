@@ -291,7 +291,13 @@ impl Google {
 
     /// Deletes the current set (if any) and adds `set` (if any) in one Change, then
     /// waits for it. Retries once after a 412 with a fresh read.
-    async fn apply(&self, zone: &Zone, name: &Fqdn, set: Option<&TxtSet>, op: Operation) -> Result<(), Error> {
+    async fn apply(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+        set: Option<&TxtSet>,
+        op: Operation,
+    ) -> Result<(), Error> {
         let _guard = self.write_lock.lock().await;
         let mut retried = false;
         loop {
@@ -314,7 +320,10 @@ impl Google {
                 "additions": set.iter().map(|s| rrset(s)).collect::<Vec<_>>(),
             });
             let path = format!("managedZones/{}/changes", zone.id);
-            match self.call(op, name, Method::POST, &path, &[], Some(&change)).await {
+            match self
+                .call(op, name, Method::POST, &path, &[], Some(&change))
+                .await
+            {
                 Ok(resp) => {
                     let c: Change = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
                     return self.wait_done(zone, name, c).await;
@@ -361,7 +370,9 @@ fn parse_private_key(pem: &str) -> Result<PrivateKey, Error> {
     PrivateKey::from_pkcs8_pem(pem)
         .or_else(|_| PrivateKey::from_pkcs1_pem(pem))
         .map_err(|_| {
-            config_err("the service account's private_key is not an RSA key in PEM (PKCS#8 or PKCS#1)")
+            config_err(
+                "the service account's private_key is not an RSA key in PEM (PKCS#8 or PKCS#1)",
+            )
         })
 }
 

@@ -158,7 +158,8 @@ fn ini_section(text: &str, profile: &str) -> HashMap<String, String> {
         }
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             let name = name.trim();
-            inside = name == profile || name.strip_prefix("profile ").map(str::trim) == Some(profile);
+            inside =
+                name == profile || name.strip_prefix("profile ").map(str::trim) == Some(profile);
             continue;
         }
         if inside && let Some((k, v)) = line.split_once('=') {
@@ -181,9 +182,8 @@ pub struct Route53 {
 impl Route53 {
     /// Validates `cfg` and builds the adapter; no request is sent.
     pub fn new(cfg: Config, policy: RetryPolicy) -> Result<Self, Error> {
-        let config_err = |m: &str| {
-            Error::new(KIND, Operation::Authenticate, None, ErrorKind::Config, m)
-        };
+        let config_err =
+            |m: &str| Error::new(KIND, Operation::Authenticate, None, ErrorKind::Config, m);
         if cfg.access_key_id.trim().is_empty() {
             return Err(config_err("the access key id is empty"));
         }
@@ -321,9 +321,11 @@ impl Route53 {
                 }
                 let mut records = Vec::new();
                 for rr in set.resource_records.items {
-                    records.push(parse_value(&rr.value).map_err(|m| {
-                        Error::new(KIND, op, Some(name), ErrorKind::Protocol, m)
-                    })?);
+                    records.push(
+                        parse_value(&rr.value).map_err(|m| {
+                            Error::new(KIND, op, Some(name), ErrorKind::Protocol, m)
+                        })?,
+                    );
                 }
                 found = Some(TxtSet {
                     ttl: set.ttl.unwrap_or(0),
@@ -354,7 +356,9 @@ impl Route53 {
     ) -> Result<(), Error> {
         let body = change_batch_xml(action, name, set);
         let url = self.url(&format!("hostedzone/{}/rrset/", zone.id), &[]);
-        let resp = self.call(op, Some(name), Method::POST, url, Some(body)).await?;
+        let resp = self
+            .call(op, Some(name), Method::POST, url, Some(body))
+            .await?;
         let info: ChangeResponse = parse_xml(&resp.body, op, name)?;
         if self.cfg.wait_insync {
             self.wait_insync(&info.change_info, name).await?;
@@ -442,7 +446,10 @@ impl Provider for Route53 {
             let mut start_id: Option<String> = None;
             let mut private: Option<String> = None;
             loop {
-                let mut q = vec![("dnsname", start_name.as_str()), ("maxitems", page.as_str())];
+                let mut q = vec![
+                    ("dnsname", start_name.as_str()),
+                    ("maxitems", page.as_str()),
+                ];
                 if let Some(id) = &start_id {
                     q.push(("hostedzoneid", id.as_str()));
                 }
@@ -604,8 +611,7 @@ pub fn parse_value(value: &str) -> Result<TxtRecord, String> {
                     }
                 }
                 strings.push(
-                    CharacterString::new(buf)
-                        .map_err(|e| format!("{e} in TXT value {value:?}"))?,
+                    CharacterString::new(buf).map_err(|e| format!("{e} in TXT value {value:?}"))?,
                 );
             }
             Some(_) => {
@@ -626,8 +632,7 @@ pub fn parse_value(value: &str) -> Result<TxtRecord, String> {
                     }
                 }
                 strings.push(
-                    CharacterString::new(buf)
-                        .map_err(|e| format!("{e} in TXT value {value:?}"))?,
+                    CharacterString::new(buf).map_err(|e| format!("{e} in TXT value {value:?}"))?,
                 );
             }
             None => break,
@@ -691,11 +696,19 @@ pub fn map_error(f: &Failure<'_>) -> (ErrorKind, String) {
     let text = String::from_utf8_lossy(f.body);
     if let Ok(e) = quick_xml::de::from_str::<ErrorResponse>(&text) {
         let kind = match e.error.code.as_str() {
-            "Throttling" | "ThrottlingException" | "PriorRequestNotComplete"
-            | "RequestLimitExceeded" | "TooManyRequestsException" => ErrorKind::RateLimited,
-            "InvalidClientTokenId" | "SignatureDoesNotMatch" | "IncompleteSignature"
-            | "MissingAuthenticationToken" | "ExpiredToken" | "InvalidSignatureException"
-            | "UnrecognizedClientException" | "AuthFailure" => ErrorKind::Auth,
+            "Throttling"
+            | "ThrottlingException"
+            | "PriorRequestNotComplete"
+            | "RequestLimitExceeded"
+            | "TooManyRequestsException" => ErrorKind::RateLimited,
+            "InvalidClientTokenId"
+            | "SignatureDoesNotMatch"
+            | "IncompleteSignature"
+            | "MissingAuthenticationToken"
+            | "ExpiredToken"
+            | "InvalidSignatureException"
+            | "UnrecognizedClientException"
+            | "AuthFailure" => ErrorKind::Auth,
             "AccessDenied" | "AccessDeniedException" => ErrorKind::Permission,
             "NoSuchHostedZone" => ErrorKind::ZoneNotFound,
             _ => http::kind_for_status(f.status),
@@ -860,7 +873,10 @@ mod tests {
     fn credentials_from_env_then_file() {
         let mut env = HashMap::new();
         env.insert("AWS_ACCESS_KEY_ID".to_string(), "AKIDENV".to_string());
-        env.insert("AWS_SECRET_ACCESS_KEY".to_string(), "s3cr3t-env".to_string());
+        env.insert(
+            "AWS_SECRET_ACCESS_KEY".to_string(),
+            "s3cr3t-env".to_string(),
+        );
         let c = AwsCredentials::from_env_and_files(&env, None).unwrap();
         assert_eq!(c.access_key_id, "AKIDENV");
         assert_eq!(c.secret_access_key.expose(), "s3cr3t-env");
@@ -882,7 +898,10 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::Config);
         assert!(e.message.contains("AWS_ACCESS_KEY_ID"), "{e}");
         assert!(e.message.contains("profile [missing]"), "{e}");
-        assert!(!e.to_string().contains("def-secret") && !e.to_string().contains("work-secret"), "{e}");
+        assert!(
+            !e.to_string().contains("def-secret") && !e.to_string().contains("work-secret"),
+            "{e}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -897,7 +916,10 @@ mod tests {
         };
         assert_eq!(
             map_error(&f),
-            (ErrorKind::RateLimited, "Throttling: Rate exceeded".to_string())
+            (
+                ErrorKind::RateLimited,
+                "Throttling: Rate exceeded".to_string()
+            )
         );
     }
 }

@@ -115,20 +115,35 @@ fn envelope(code: u16, object: &str, cause: &str, message: &str) -> Response {
 }
 
 fn not_found() -> Response {
-    envelope(404, "HTTPNotFound", "Not Found", "The resource could not be found.")
+    envelope(
+        404,
+        "HTTPNotFound",
+        "Not Found",
+        "The resource could not be found.",
+    )
 }
 
 fn fault_response(f: Fault) -> Response {
     match f {
         Fault::Throttle { retry_after } => {
-            let mut r = envelope(429, "HTTPTooManyRequests", "Too Many Requests", "Too many requests, please slow down.");
+            let mut r = envelope(
+                429,
+                "HTTPTooManyRequests",
+                "Too Many Requests",
+                "Too many requests, please slow down.",
+            );
             if let Ok(v) = retry_after.to_string().parse() {
                 r.headers_mut().insert("retry-after", v);
             }
             r
         }
         Fault::Status(401) => unauthorized(),
-        Fault::Status(s) if s >= 500 => envelope(s, "HTTPInternalServerError", "Internal Server Error", "The server encountered an unexpected error."),
+        Fault::Status(s) if s >= 500 => envelope(
+            s,
+            "HTTPInternalServerError",
+            "Internal Server Error",
+            "The server encountered an unexpected error.",
+        ),
         Fault::Status(s) => envelope(s, "HTTPBadRequest", "Bad Request", "Injected failure"),
     }
 }
@@ -165,7 +180,11 @@ fn check_value(v: &str) -> Result<(), String> {
                     break;
                 }
                 Some(b'\\') => {
-                    i += if b.get(i + 1).is_some_and(u8::is_ascii_digit) { 4 } else { 2 };
+                    i += if b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                        4
+                    } else {
+                        2
+                    };
                     len += 1;
                 }
                 Some(_) => {
@@ -212,7 +231,14 @@ async fn handle(
         return not_found();
     };
     let parts: Vec<String> = rest.split('/').map(kit::percent_decode).collect();
-    match (method.as_str(), parts.iter().map(String::as_str).collect::<Vec<_>>().as_slice()) {
+    match (
+        method.as_str(),
+        parts
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice(),
+    ) {
         ("GET", [domain]) => {
             if st.domains.contains(*domain) {
                 kit::respond(

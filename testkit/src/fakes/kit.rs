@@ -30,7 +30,13 @@ impl Recorded {
             .map(|(_, v)| v.as_str())
     }
 
-    pub(crate) fn new(method: &Method, path: &str, query: &str, headers: &HeaderMap, body: &[u8]) -> Self {
+    pub(crate) fn new(
+        method: &Method,
+        path: &str,
+        query: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Self {
         Recorded {
             method: method.to_string(),
             path: path.to_string(),

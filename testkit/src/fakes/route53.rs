@@ -132,7 +132,10 @@ impl FakeRoute53 {
         });
         for (t, v) in [
             ("NS", "ns-1.awsdns-00.com."),
-            ("SOA", "ns-1.awsdns-00.com. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 86400"),
+            (
+                "SOA",
+                "ns-1.awsdns-00.com. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 86400",
+            ),
         ] {
             st.sets.insert(
                 (id.clone(), key(&apex), t.to_string()),
@@ -227,7 +230,9 @@ fn invalid_change_batch(messages: &[String]) -> Response {
         .collect();
     xml(
         400,
-        format!("<InvalidChangeBatch xmlns=\"{NS}\"><Messages>{m}</Messages><RequestId>0f1e2d3c-fake</RequestId></InvalidChangeBatch>"),
+        format!(
+            "<InvalidChangeBatch xmlns=\"{NS}\"><Messages>{m}</Messages><RequestId>0f1e2d3c-fake</RequestId></InvalidChangeBatch>"
+        ),
     )
 }
 
@@ -303,14 +308,18 @@ fn parse_value(v: &str) -> Result<Vec<Vec<u8>>, String> {
             continue;
         }
         if c != b'"' {
-            return Err(format!("Invalid Resource Record: FATAL problem: InvalidCharacterString (Value should be enclosed in quotation marks) encountered with '{v}'"));
+            return Err(format!(
+                "Invalid Resource Record: FATAL problem: InvalidCharacterString (Value should be enclosed in quotation marks) encountered with '{v}'"
+            ));
         }
         i += 1;
         let mut s = Vec::new();
         loop {
             match b.get(i) {
                 None => {
-                    return Err(format!("Invalid Resource Record: FATAL problem: InvalidCharacterString (Value should be enclosed in quotation marks) encountered with '{v}'"));
+                    return Err(format!(
+                        "Invalid Resource Record: FATAL problem: InvalidCharacterString (Value should be enclosed in quotation marks) encountered with '{v}'"
+                    ));
                 }
                 Some(b'"') => {
                     i += 1;
@@ -330,7 +339,11 @@ fn parse_value(v: &str) -> Result<Vec<Vec<u8>>, String> {
                         s.push(e);
                         i += 2;
                     }
-                    None => return Err(format!("Invalid Resource Record: FATAL problem: InvalidCharacterString encountered with '{v}'")),
+                    None => {
+                        return Err(format!(
+                            "Invalid Resource Record: FATAL problem: InvalidCharacterString encountered with '{v}'"
+                        ));
+                    }
                 },
                 Some(&x) => {
                     s.push(x);
@@ -339,7 +352,9 @@ fn parse_value(v: &str) -> Result<Vec<Vec<u8>>, String> {
             }
         }
         if s.len() > 255 {
-            return Err(format!("Invalid Resource Record: FATAL problem: CharacterStringTooLong (Value is too long) encountered with '{v}'"));
+            return Err(format!(
+                "Invalid Resource Record: FATAL problem: CharacterStringTooLong (Value is too long) encountered with '{v}'"
+            ));
         }
         out.push(s);
     }
@@ -374,7 +389,12 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if auth.is_empty() || headers.get("x-amz-date").is_none() {
-        return error(403, "Sender", "MissingAuthenticationToken", "Missing Authentication Token");
+        return error(
+            403,
+            "Sender",
+            "MissingAuthenticationToken",
+            "Missing Authentication Token",
+        );
     }
     let expected = format!("AWS4-HMAC-SHA256 Credential={}/", st.access_key_id);
     if !auth.starts_with(&expected) {
@@ -401,7 +421,12 @@ async fn handle(
     }
     let q: HashMap<String, String> = kit::query_pairs(&query).into_iter().collect();
     let Some(rest) = path.strip_prefix("/2013-04-01/") else {
-        return error(404, "Sender", "UnknownOperationException", "Unknown operation");
+        return error(
+            404,
+            "Sender",
+            "UnknownOperationException",
+            "Unknown operation",
+        );
     };
     let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
     match (method.as_str(), parts.as_slice()) {
@@ -409,7 +434,12 @@ async fn handle(
         ("GET", ["hostedzone", id, "rrset"]) => list_sets(&st, id, &q),
         ("POST", ["hostedzone", id, "rrset"]) => change(&mut st, id, &body),
         ("GET", ["change", id]) => get_change(&mut st, id),
-        _ => error(404, "Sender", "UnknownOperationException", "Unknown operation"),
+        _ => error(
+            404,
+            "Sender",
+            "UnknownOperationException",
+            "Unknown operation",
+        ),
     }
 }
 
@@ -476,7 +506,12 @@ fn list_sets(st: &St, id: &str, q: &HashMap<String, String>) -> Response {
         return no_such_zone(id);
     }
     if q.contains_key("type") && !q.contains_key("name") {
-        return error(400, "Sender", "InvalidInput", "The input is not valid: type requires name");
+        return error(
+            400,
+            "Sender",
+            "InvalidInput",
+            "The input is not valid: type requires name",
+        );
     }
     let max = max_items(q);
     let start = (
@@ -499,7 +534,10 @@ fn list_sets(st: &St, id: &str, q: &HashMap<String, String>) -> Response {
                 } else {
                     String::from_utf8_lossy(&r.concat()).into_owned()
                 };
-                format!("<ResourceRecord><Value>{}</Value></ResourceRecord>", xml_escape(&v))
+                format!(
+                    "<ResourceRecord><Value>{}</Value></ResourceRecord>",
+                    xml_escape(&v)
+                )
             })
             .collect();
         items.push_str(&format!(
@@ -576,7 +614,12 @@ fn change(st: &mut St, id: &str, body: &[u8]) -> Response {
     let req: ChangeRequest = match quick_xml::de::from_str(&text) {
         Ok(r) => r,
         Err(e) => {
-            return error(400, "Sender", "InvalidInput", &format!("Could not parse the request: {e}"));
+            return error(
+                400,
+                "Sender",
+                "InvalidInput",
+                &format!("Could not parse the request: {e}"),
+            );
         }
     };
     let mut sets = st.sets.clone();
@@ -590,13 +633,20 @@ fn change(st: &mut St, id: &str, body: &[u8]) -> Response {
                     400,
                     "Sender",
                     "InvalidInput",
-                    &format!("1 validation error detected: Value '{}' at 'changeBatch.changes.{}.member.resourceRecordSet.tTL' failed to satisfy constraint: Member must have value less than or equal to 2147483647", c.set.ttl.as_deref().unwrap_or(""), i + 1),
+                    &format!(
+                        "1 validation error detected: Value '{}' at 'changeBatch.changes.{}.member.resourceRecordSet.tTL' failed to satisfy constraint: Member must have value less than or equal to 2147483647",
+                        c.set.ttl.as_deref().unwrap_or(""),
+                        i + 1
+                    ),
                 );
             }
             None => 0,
         };
         if !(name == zone.name || name.ends_with(&format!(".{}", zone.name))) {
-            problems.push(format!("RRSet with DNS name {name} is not permitted in zone {}", zone.name));
+            problems.push(format!(
+                "RRSet with DNS name {name} is not permitted in zone {}",
+                zone.name
+            ));
             continue;
         }
         let mut records = Vec::new();
@@ -665,7 +715,12 @@ fn change(st: &mut St, id: &str, body: &[u8]) -> Response {
 
 fn get_change(st: &mut St, id: &str) -> Response {
     let Some(left) = st.changes.get_mut(id) else {
-        return error(404, "Sender", "NoSuchChange", &format!("A change with the specified change ID does not exist: {id}"));
+        return error(
+            404,
+            "Sender",
+            "NoSuchChange",
+            &format!("A change with the specified change ID does not exist: {id}"),
+        );
     };
     *left = left.saturating_sub(1);
     let status = if *left == 0 { "INSYNC" } else { "PENDING" };
