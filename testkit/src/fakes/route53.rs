@@ -39,6 +39,8 @@ struct FakeZone {
     private: bool,
 }
 
+type SetKey = (String, Vec<String>, String);
+
 #[derive(Debug, Default)]
 struct St {
     access_key_id: String,
@@ -518,7 +520,7 @@ fn list_sets(st: &St, id: &str, q: &HashMap<String, String>) -> Response {
         q.get("name").map(|n| key(n)).unwrap_or_default(),
         q.get("type").cloned().unwrap_or_default(),
     );
-    let rest: Vec<(&(String, Vec<String>, String), &(String, FakeSet))> = st
+    let rest: Vec<(&SetKey, &(String, FakeSet))> = st
         .sets
         .iter()
         .filter(|((z, k, t), _)| z == id && (k.clone(), t.clone()) >= start)
@@ -673,10 +675,12 @@ fn change(st: &mut St, id: &str, body: &[u8]) -> Response {
         let label = format!("[name='{name}', type='{}']", c.set.kind);
         match c.action.as_str() {
             "CREATE" => {
-                if sets.contains_key(&k) {
-                    problems.push(format!("Tried to create resource record set {label} but it already exists"));
+                if let std::collections::btree_map::Entry::Vacant(e) = sets.entry(k) {
+                    e.insert((name, new));
                 } else {
-                    sets.insert(k, (name, new));
+                    problems.push(format!(
+                        "Tried to create resource record set {label} but it already exists"
+                    ));
                 }
             }
             "UPSERT" => {
