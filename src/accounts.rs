@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use maildns_providers::hosts::zonefile::{self, ZoneFile};
-use maildns_providers::hosts::{cloudflare, desec, digitalocean, hetzner, rfc2136};
+use maildns_providers::hosts::{
+    cloudflare, desec, digitalocean, gandi, google, hetzner, rfc2136, route53,
+};
 use maildns_providers::http::RetryPolicy;
 use maildns_providers::{
     Error as ProviderError, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtSet, Zone,
@@ -20,6 +22,9 @@ use crate::config::{Account, CloudKind, Config, ProviderConfig};
 pub trait Credentials: Send + Sync {
     /// The credential of `account`.
     fn credential(&self, account: &Account) -> anyhow::Result<Secret>;
+
+    /// AWS credentials (environment variables, then the shared credentials file).
+    fn aws(&self, account: &Account) -> anyhow::Result<route53::AwsCredentials>;
 }
 
 /// Connected accounts by name.
@@ -101,6 +106,44 @@ pub fn connect(
                 CloudKind::Hetzner => simple!(hetzner, Hetzner),
                 _ => simple!(desec, Desec),
             }
+        }
+        ProviderConfig::Cloud {
+            kind: CloudKind::Gandi,
+            base_url,
+            ..
+        } => {
+            let mut cfg = gandi::Config::new(secret(account, creds)?);
+            if let Some(u) = base_url {
+                cfg.base_url = u.clone();
+            }
+            Arc::new(gandi::Gandi::new(cfg, retry)?)
+        }
+        ProviderConfig::Cloud {
+            kind: CloudKind::Google,
+            base_url,
+            project,
+            ..
+        } => {
+            let mut cfg = google::Config::new(secret(account, creds)?);
+            if let Some(u) = base_url {
+                cfg.base_url = u.clone();
+            }
+            cfg.project = project.clone();
+            Arc::new(google::Google::new(cfg, retry)?)
+        }
+        ProviderConfig::Cloud {
+            kind: CloudKind::Route53,
+            base_url,
+            wait_insync,
+            ..
+        } => {
+            let aws = creds.aws(account)?;
+            let mut cfg = route53::Config::new(aws);
+            if let Some(u) = base_url {
+                cfg.base_url = u.clone();
+            }
+            cfg.wait_insync = *wait_insync;
+            Arc::new(route53::Route53::new(cfg, retry)?)
         }
         other => {
             let _secret = secret(account, creds)?;

@@ -1,19 +1,436 @@
-//! Credential lookup (stub until the secrets module lands).
+//! Credentials for DNS-host accounts.
+//!
+//! A credential is looked up, in order, in: an environment variable (named in the
+//! account's config, default `MAILDNS_<ACCOUNT>_TOKEN`), the systemd credentials
+//! directory (`$CREDENTIALS_DIRECTORY/<account>`), the OS keyring (service
+//! `maildns`, user = account), and a `token_file` named in the config, which is
+//! refused unless its mode is 0600 or stricter. The environment is passed in, never
+//! read here. Errors list every place looked at and never contain the value.
+//!
+//! The kernel keyring (keyring's `linux-native` store) needs a session keyring
+//! (what `pam_keyinit`, systemd or `keyctl session` give). Without one, storing
+//! fails with EACCES, which the keyring crate reports as a misleading "no entry":
+//! [`set`] reports that case as [`SecretError::NoSessionKeyring`].
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use maildns_providers::Secret;
 
-use crate::config::Account;
+/// The keyring service name.
+pub const KEYRING_SERVICE: &str = "maildns";
 
-/// Looks up an account's credential: environment variable, then token file.
-pub fn lookup(account: &Account, env: &BTreeMap<String, String>) -> anyhow::Result<Secret> {
-    if let Some(v) = env.get(&account.credential.env) {
-        return Ok(Secret::new(v.trim()));
+/// Where an account's credential may be configured to come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretSpec {
+    /// Environment variable to read; default [`default_env_var`] of the account.
+    pub env_var: Option<String>,
+    /// A token file, used last.
+    pub token_file: Option<PathBuf>,
+}
+
+/// Where a credential was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// An environment variable.
+    Env(String),
+    /// A file in the systemd credentials directory.
+    CredentialsDirectory(PathBuf),
+    /// The OS keyring.
+    Keyring,
+    /// The configured token file.
+    TokenFile(PathBuf),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Env(v) => write!(f, "environment variable {v}"),
+            Source::CredentialsDirectory(p) => write!(f, "systemd credential {}", p.display()),
+            Source::Keyring => write!(f, "OS keyring (service \"{KEYRING_SERVICE}\")"),
+            Source::TokenFile(p) => write!(f, "token file {}", p.display()),
+        }
     }
-    anyhow::bail!(
-        "no credential for account '{}': set {}",
-        account.name,
-        account.credential.env
-    )
+}
+
+/// A credential and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The credential.
+    pub secret: Secret,
+    /// Where it was found.
+    pub source: Source,
+}
+
+/// Why no credential could be had. Never contains the credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecretError {
+    /// Nothing found anywhere; `looked` says what was tried and what each place said.
+    #[error("no credential for account '{account}'; looked at: {}", looked.join("; "))]
+    NotFound {
+        /// The account.
+        account: String,
+        /// Every place looked at, with what was found there.
+        looked: Vec<String>,
+    },
+    /// The token file is readable by others.
+    #[error(
+        "token file {path} has mode {mode:04o}: refused because group or others can access it; run `chmod 600 {path}`"
+    )]
+    TokenFileMode {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The process has no session keyring, so the kernel keyring cannot store keys.
+    #[error(
+        "the OS keyring cannot store the credential for '{account}': this process has no session keyring (the kernel answered EACCES, which the keyring library reports as 'no entry'); run under a login or systemd session, or `keyctl session`, or use an environment variable, systemd credential or a 0600 token file"
+    )]
+    NoSessionKeyring {
+        /// The account.
+        account: String,
+    },
+    /// The keyring failed otherwise.
+    #[error("OS keyring, account '{account}': {message}")]
+    Keyring {
+        /// The account.
+        account: String,
+        /// What the keyring said.
+        message: String,
+    },
+    /// A credential file could not be read.
+    #[error("cannot read {path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        message: String,
+    },
+}
+
+/// `MAILDNS_<ACCOUNT>_TOKEN`, the account name upper-cased with other characters as `_`.
+pub fn default_env_var(account: &str) -> String {
+    let a: String = account
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("MAILDNS_{a}_TOKEN")
+}
+
+fn strip_newline(s: &str) -> &str {
+    s.strip_suffix("\r\n")
+        .or_else(|| s.strip_suffix('\n'))
+        .unwrap_or(s)
+}
+
+/// Looks up the credential of `account` in every place, in order.
+pub fn lookup(
+    account: &str,
+    spec: &SecretSpec,
+    env: &HashMap<String, String>,
+) -> Result<Found, SecretError> {
+    let mut looked = Vec::new();
+
+    let var = spec
+        .env_var
+        .clone()
+        .unwrap_or_else(|| default_env_var(account));
+    match env.get(&var) {
+        Some(v) if !v.is_empty() => {
+            return Ok(Found {
+                secret: Secret::new(v.clone()),
+                source: Source::Env(var),
+            });
+        }
+        Some(_) => looked.push(format!("environment variable {var}: empty")),
+        None => looked.push(format!("environment variable {var}: not set")),
+    }
+
+    match env.get("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty()) {
+        None => looked.push("systemd credentials: CREDENTIALS_DIRECTORY not set".to_string()),
+        Some(dir) => {
+            let path = Path::new(dir).join(account);
+            match std::fs::read_to_string(&path) {
+                Ok(v) if !strip_newline(&v).is_empty() => {
+                    return Ok(Found {
+                        secret: Secret::new(strip_newline(&v)),
+                        source: Source::CredentialsDirectory(path),
+                    });
+                }
+                Ok(_) => looked.push(format!("systemd credential {}: empty", path.display())),
+                Err(e) => looked.push(format!("systemd credential {}: {e}", path.display())),
+            }
+        }
+    }
+
+    match keyring_get(account) {
+        Ok(Some(secret)) => {
+            return Ok(Found {
+                secret,
+                source: Source::Keyring,
+            });
+        }
+        Ok(None) => looked.push(format!(
+            "OS keyring (service \"{KEYRING_SERVICE}\", user \"{account}\"): no entry (if one was stored, this process may lack a session keyring)"
+        )),
+        Err(e) => looked.push(e.to_string()),
+    }
+
+    match &spec.token_file {
+        None => looked.push("token_file: not configured".to_string()),
+        Some(path) => {
+            return read_token_file(path).map(|secret| Found {
+                secret,
+                source: Source::TokenFile(path.clone()),
+            });
+        }
+    }
+
+    Err(SecretError::NotFound {
+        account: account.to_string(),
+        looked,
+    })
+}
+
+/// Reads a token file, refusing one that group or others can access.
+pub fn read_token_file(path: &Path) -> Result<Secret, SecretError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |e: std::io::Error| SecretError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(SecretError::TokenFileMode {
+            path: path.display().to_string(),
+            mode,
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    let v = strip_newline(&text);
+    if v.is_empty() {
+        return Err(SecretError::Io {
+            path: path.display().to_string(),
+            message: "the file is empty".to_string(),
+        });
+    }
+    Ok(Secret::new(v))
+}
+
+fn entry(account: &str) -> Result<keyring::Entry, SecretError> {
+    keyring::Entry::new(KEYRING_SERVICE, account).map_err(|e| keyring_error(account, e))
+}
+
+fn keyring_error(account: &str, e: keyring::Error) -> SecretError {
+    // keyring's errors describe the store, not the stored value.
+    SecretError::Keyring {
+        account: account.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn keyring_get(account: &str) -> Result<Option<Secret>, SecretError> {
+    match entry(account)?.get_password() {
+        Ok(v) => Ok(Some(Secret::new(v))),
+        Err(keyring::Error::NoEntry) => Ok(None),
+        Err(e) => Err(keyring_error(account, e)),
+    }
+}
+
+/// Stores `value` in the OS keyring for `account` (`maildns secret set`).
+pub fn set(account: &str, value: &Secret) -> Result<(), SecretError> {
+    match entry(account)?.set_password(value.expose()) {
+        Ok(()) => Ok(()),
+        Err(keyring::Error::NoEntry) => Err(SecretError::NoSessionKeyring {
+            account: account.to_string(),
+        }),
+        Err(e) => Err(keyring_error(account, e)),
+    }
+}
+
+/// The credential stored in the OS keyring for `account` (`maildns secret get`).
+pub fn get(account: &str) -> Result<Secret, SecretError> {
+    keyring_get(account)?.ok_or_else(|| SecretError::NotFound {
+        account: account.to_string(),
+        looked: vec![format!(
+            "OS keyring (service \"{KEYRING_SERVICE}\", user \"{account}\"): no entry (if one was stored, this process may lack a session keyring)"
+        )],
+    })
+}
+
+/// Removes the credential of `account` from the OS keyring (`maildns secret delete`);
+/// succeeds when there is none.
+pub fn delete(account: &str) -> Result<(), SecretError> {
+    match entry(account)?.delete_credential() {
+        Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+        Err(e) => Err(keyring_error(account, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    const VALUE: &str = "tok-very-secret-4242";
+
+    fn unique(account: &str) -> String {
+        format!("{account}-{}-{}", std::process::id(), rand::random::<u32>())
+    }
+
+    #[test]
+    fn env_wins_over_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let account = unique("acme");
+        std::fs::write(dir.path().join(&account), "from-credentials-dir\n").unwrap();
+        let mut env = HashMap::new();
+        env.insert(default_env_var(&account), VALUE.to_string());
+        env.insert(
+            "CREDENTIALS_DIRECTORY".to_string(),
+            dir.path().display().to_string(),
+        );
+        let f = lookup(&account, &SecretSpec::default(), &env).unwrap();
+        assert_eq!(f.secret.expose(), VALUE);
+        assert_eq!(f.source, Source::Env(default_env_var(&account)));
+        // a configured variable name is used instead of the default
+        let spec = SecretSpec {
+            env_var: Some("CF_TOKEN".into()),
+            token_file: None,
+        };
+        env.insert("CF_TOKEN".into(), "other".into());
+        assert_eq!(
+            lookup(&account, &spec, &env).unwrap().secret.expose(),
+            "other"
+        );
+    }
+
+    #[test]
+    fn default_env_var_name() {
+        assert_eq!(default_env_var("my-cloud.1"), "MAILDNS_MY_CLOUD_1_TOKEN");
+    }
+
+    #[test]
+    fn credentials_directory_is_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let account = unique("prod");
+        std::fs::write(dir.path().join(&account), format!("{VALUE}\n")).unwrap();
+        let mut env = HashMap::new();
+        env.insert(
+            "CREDENTIALS_DIRECTORY".to_string(),
+            dir.path().display().to_string(),
+        );
+        let f = lookup(&account, &SecretSpec::default(), &env).unwrap();
+        assert_eq!(f.secret.expose(), VALUE);
+        assert_eq!(
+            f.source,
+            Source::CredentialsDirectory(dir.path().join(&account))
+        );
+    }
+
+    #[test]
+    fn token_file_mode_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, format!("{VALUE}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let account = unique("filed");
+        let spec = SecretSpec {
+            env_var: None,
+            token_file: Some(path.clone()),
+        };
+        let e = lookup(&account, &spec, &HashMap::new()).unwrap_err();
+        assert!(
+            matches!(e, SecretError::TokenFileMode { mode: 0o644, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("chmod 600"), "{e}");
+        assert!(!format!("{e} {e:?}").contains(VALUE));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let f = lookup(&account, &spec, &HashMap::new()).unwrap();
+        assert_eq!(f.secret.expose(), VALUE);
+        assert_eq!(f.source, Source::TokenFile(path));
+    }
+
+    #[test]
+    fn not_found_lists_every_place() {
+        let account = unique("nowhere");
+        let e = lookup(&account, &SecretSpec::default(), &HashMap::new()).unwrap_err();
+        let text = e.to_string();
+        for place in [
+            default_env_var(&account).as_str(),
+            "CREDENTIALS_DIRECTORY",
+            "OS keyring",
+            "token_file",
+        ] {
+            assert!(text.contains(place), "{place} missing from: {text}");
+        }
+    }
+
+    #[test]
+    fn keyring_round_trip_or_clear_error() {
+        let account = unique("kr");
+        match set(&account, &Secret::new(VALUE)) {
+            Ok(()) => {
+                assert_eq!(get(&account).unwrap().expose(), VALUE);
+                let f = lookup(&account, &SecretSpec::default(), &HashMap::new()).unwrap();
+                assert_eq!(f.source, Source::Keyring);
+                delete(&account).unwrap();
+                assert!(matches!(get(&account), Err(SecretError::NotFound { .. })));
+                delete(&account).unwrap();
+            }
+            Err(e) => {
+                // No session keyring here: the error must say so, not "no entry".
+                assert!(
+                    matches!(
+                        e,
+                        SecretError::NoSessionKeyring { .. } | SecretError::Keyring { .. }
+                    ),
+                    "{e:?}"
+                );
+                if let SecretError::NoSessionKeyring { .. } = e {
+                    assert!(e.to_string().contains("no session keyring"), "{e}");
+                }
+                assert!(!format!("{e} {e:?}").contains(VALUE));
+            }
+        }
+    }
+
+    #[test]
+    fn no_error_ever_shows_the_value() {
+        let errors = [
+            SecretError::NotFound {
+                account: "a".into(),
+                looked: vec!["x".into()],
+            },
+            SecretError::TokenFileMode {
+                path: "/t".into(),
+                mode: 0o644,
+            },
+            SecretError::NoSessionKeyring {
+                account: "a".into(),
+            },
+            SecretError::Io {
+                path: "/t".into(),
+                message: "denied".into(),
+            },
+        ];
+        for e in errors {
+            assert!(!format!("{e} {e:?}").contains(VALUE));
+        }
+        let found = Found {
+            secret: Secret::new(VALUE),
+            source: Source::Keyring,
+        };
+        assert!(!format!("{found:?}").contains(VALUE));
+    }
 }

@@ -1,7 +1,6 @@
 //! `maildns plan` and `maildns publish`: read, diff, (write), report.
 
-use std::collections::BTreeMap;
-
+use anyhow::Context;
 use serde::Serialize;
 
 use super::Cli;
@@ -40,7 +39,7 @@ struct Report<'a> {
 
 /// The environment as credentials source (snapshotted once at the face).
 pub(super) struct EnvCredentials {
-    env: BTreeMap<String, String>,
+    env: std::collections::HashMap<String, String>,
 }
 
 impl EnvCredentials {
@@ -53,7 +52,23 @@ impl EnvCredentials {
 
 impl Credentials for EnvCredentials {
     fn credential(&self, account: &Account) -> anyhow::Result<maildns_providers::Secret> {
-        crate::secrets::lookup(account, &self.env)
+        let spec = crate::secrets::SecretSpec {
+            env_var: Some(account.credential.env.clone()),
+            token_file: account.credential.token_file.clone(),
+        };
+        Ok(crate::secrets::lookup(&account.name, &spec, &self.env)?.secret)
+    }
+
+    fn aws(
+        &self,
+        account: &Account,
+    ) -> anyhow::Result<maildns_providers::hosts::route53::AwsCredentials> {
+        let home = self.env.get("HOME").map(std::path::PathBuf::from);
+        maildns_providers::hosts::route53::AwsCredentials::from_env_and_files(
+            &self.env,
+            home.as_deref(),
+        )
+        .with_context(|| format!("account '{}'", account.name))
     }
 }
 

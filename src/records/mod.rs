@@ -40,10 +40,10 @@ impl RecordKind {
     /// A short lowercase name: `spf`, `dkim`, `dmarc`, `adsp`.
     pub fn label(&self) -> &'static str {
         match self {
-            RecordKind::Spf => "spf",
-            RecordKind::Dkim => "dkim",
-            RecordKind::Dmarc => "dmarc",
-            RecordKind::Adsp => "adsp",
+            RecordKind::Spf => "SPF",
+            RecordKind::Dkim => "DKIM",
+            RecordKind::Dmarc => "DMARC",
+            RecordKind::Adsp => "ADSP",
         }
     }
 }
@@ -127,6 +127,6 @@ mod tests {
         // Ownership looks at the joined value, whatever the split.
         let split = TxtRecord::split_max(b"v=DKIM1; p=abc", 3);
         assert!(RecordKind::Dkim.owns(&split));
-        assert_eq!(RecordKind::Dmarc.label(), "dmarc");
+        assert_eq!(RecordKind::Dmarc.label(), "DMARC");
     }
 }

@@ -1,1 +1,274 @@
-//! (to be written)
+//! Gandi LiveDNS v5 (`https://api.gandi.net/v5/livedns`), personal access token.
+//!
+//! LiveDNS works on record sets: `PUT /domains/{zone}/records/{name}/TXT` with the
+//! full list of values replaces the set; each value is one record in zone-file
+//! syntax (quoted strings of at most 255 bytes). A missing set or domain is a 404
+//! with the envelope `{"cause","code","message","object"}`.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+
+use crate::http::{self, Failure, HttpClient, RetryPolicy};
+use crate::{
+    Error, ErrorKind, Fqdn, Operation, Profile, Provider, RateLimit, Secret, TxtRecord, TxtSet,
+    Zone, zone_candidates,
+};
+
+const KIND: &str = "gandi";
+
+/// The real API's base URL.
+pub const DEFAULT_BASE_URL: &str = "https://api.gandi.net/v5/livedns";
+
+/// How to reach one Gandi account.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Personal access token (sent as `Authorization: Bearer`).
+    pub token: Secret,
+    /// API base URL.
+    pub base_url: String,
+}
+
+impl Config {
+    /// A configuration for the real API.
+    pub fn new(token: Secret) -> Self {
+        Config {
+            token,
+            base_url: DEFAULT_BASE_URL.to_string(),
+        }
+    }
+}
+
+/// The Gandi LiveDNS adapter.
+#[derive(Debug)]
+pub struct Gandi {
+    http: HttpClient,
+    token: Secret,
+    profile: Profile,
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RrSet {
+    rrset_ttl: u32,
+    rrset_values: Vec<String>,
+}
+
+/// What Gandi holds, as documented (TTL from 300 s).
+pub fn profile() -> Profile {
+    Profile {
+        max_string_bytes: 255,
+        multi_string: true,
+        auto_split: false,
+        min_ttl: 300,
+        rate_limit: Some(RateLimit {
+            requests: 1000,
+            per: Duration::from_secs(60),
+        }),
+        concurrency: 4,
+        ..Profile::default()
+    }
+}
+
+impl Gandi {
+    /// Validates `cfg` and builds the adapter; no request is sent.
+    pub fn new(cfg: Config, policy: RetryPolicy) -> Result<Self, Error> {
+        if cfg.token.is_empty() {
+            return Err(Error::new(
+                KIND,
+                Operation::Authenticate,
+                None,
+                ErrorKind::Config,
+                "the personal access token is empty",
+            ));
+        }
+        Ok(Gandi {
+            http: HttpClient::new(KIND, &cfg.base_url, policy, map_error)?,
+            token: cfg.token,
+            profile: profile(),
+            write_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    async fn call(
+        &self,
+        op: Operation,
+        name: &Fqdn,
+        method: Method,
+        path: &str,
+        body: Option<&RrSet>,
+    ) -> Result<http::Response, Error> {
+        let idempotent = method != Method::POST;
+        self.http
+            .send(op, Some(name), idempotent, |c| {
+                let mut req = self
+                    .http
+                    .request(c, method.clone(), path)
+                    .bearer_auth(self.token.expose());
+                if let Some(b) = body {
+                    req = req.json(b);
+                }
+                req
+            })
+            .await
+    }
+
+    fn set_path(zone: &Zone, name: &Fqdn) -> Result<String, Error> {
+        let rel = name.relative_to(&zone.name).ok_or_else(|| {
+            Error::new(
+                KIND,
+                Operation::Read,
+                Some(name),
+                ErrorKind::Config,
+                format!("{name} is not within the zone {}", zone.name),
+            )
+        })?;
+        Ok(format!("domains/{}/records/{rel}/TXT", zone.id))
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for Gandi {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
+        for candidate in zone_candidates(name) {
+            let path = format!("domains/{}", candidate.as_str());
+            match self
+                .call(Operation::FindZone, name, Method::GET, &path, None)
+                .await
+            {
+                Ok(_) => {
+                    return Ok(Zone {
+                        id: candidate.as_str().to_string(),
+                        name: candidate,
+                    });
+                }
+                Err(e) if e.status == Some(404) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::new(
+            KIND,
+            Operation::FindZone,
+            Some(name),
+            ErrorKind::ZoneNotFound,
+            format!("no LiveDNS domain holds {name}"),
+        ))
+    }
+
+    async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
+        let op = Operation::Read;
+        let path = Self::set_path(zone, name)?;
+        let resp = match self.call(op, name, Method::GET, &path, None).await {
+            Ok(r) => r,
+            Err(e) if e.status == Some(404) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let set: RrSet = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
+        if set.rrset_values.is_empty() {
+            return Ok(None);
+        }
+        let mut records = Vec::new();
+        for v in &set.rrset_values {
+            records.push(TxtRecord::parse_presentation(v).map_err(|e| {
+                Error::new(
+                    KIND,
+                    op,
+                    Some(name),
+                    ErrorKind::Protocol,
+                    format!("cannot parse TXT value {v:?}: {e}"),
+                )
+            })?);
+        }
+        Ok(Some(TxtSet {
+            ttl: set.rrset_ttl,
+            records,
+        }))
+    }
+
+    async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
+        let op = Operation::Replace;
+        for r in &set.records {
+            self.profile.check(r).map_err(|l| {
+                Error::new(KIND, op, Some(name), ErrorKind::Limit(l), String::new())
+            })?;
+        }
+        if set.records.is_empty() {
+            return self.delete_txt(zone, name).await;
+        }
+        let path = Self::set_path(zone, name)?;
+        let body = RrSet {
+            rrset_ttl: set.ttl,
+            rrset_values: set.records.iter().map(TxtRecord::to_presentation).collect(),
+        };
+        let _guard = self.write_lock.lock().await;
+        self.call(op, name, Method::PUT, &path, Some(&body))
+            .await
+            .map(|_| ())
+    }
+
+    async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
+        let path = Self::set_path(zone, name)?;
+        let _guard = self.write_lock.lock().await;
+        match self
+            .call(Operation::Delete, name, Method::DELETE, &path, None)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.status == Some(404) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct GandiError {
+    #[serde(default)]
+    cause: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    errors: Vec<GandiFieldError>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GandiFieldError {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// Maps Gandi's error envelope `{"cause","code","message","object","errors"}`.
+pub fn map_error(f: &Failure<'_>) -> (ErrorKind, String) {
+    let kind = http::kind_for_status(f.status);
+    match serde_json::from_slice::<GandiError>(f.body) {
+        Ok(e) => {
+            let mut parts = Vec::new();
+            if let Some(c) = e.cause.filter(|c| !c.is_empty()) {
+                parts.push(c);
+            }
+            if let Some(m) = e.message.filter(|m| !m.is_empty()) {
+                parts.push(m);
+            }
+            let mut msg = parts.join(": ");
+            for fe in e.errors {
+                msg.push_str(&format!(
+                    "; {}: {}",
+                    fe.name.unwrap_or_default(),
+                    fe.description.unwrap_or_default()
+                ));
+            }
+            (kind, msg)
+        }
+        Err(_) => http::default_mapper(f),
+    }
+}

@@ -1,1 +1,568 @@
-//! (to be written)
+//! Google Cloud DNS v1, authenticated as a service account.
+//!
+//! The adapter signs an RS256 JWT with the service account's private key, trades it
+//! at the token endpoint for an access token (cached until shortly before it
+//! expires), and writes with atomic Changes: one Change deletes the exact current
+//! set and adds the new one. A stale deletion fails with 412 `conditionNotMet`,
+//! and the adapter then reads again and retries once. Each `rrdatas` element is one
+//! record as quoted strings of at most 255 bytes.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::Method;
+use rsa::PrivateKey;
+use rsa::sha2::Sha256;
+use serde::{Deserialize, Serialize};
+
+use crate::http::{self, Failure, HttpClient, RetryPolicy};
+use crate::{
+    Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
+    zone_candidates,
+};
+
+const KIND: &str = "google";
+
+/// The real API's base URL.
+pub const DEFAULT_BASE_URL: &str = "https://dns.googleapis.com/dns/v1";
+
+/// The OAuth scope asked for.
+pub const SCOPE: &str = "https://www.googleapis.com/auth/ndev.clouddns.readwrite";
+
+/// How to reach one Google Cloud project's DNS.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The service account's JSON key file, as text.
+    pub service_account_json: Secret,
+    /// Project id; defaults to the key file's `project_id`.
+    pub project: Option<String>,
+    /// API base URL (`…/dns/v1`).
+    pub base_url: String,
+    /// Token endpoint; defaults to the key file's `token_uri`.
+    pub token_url: Option<String>,
+    /// Delay between polls of a pending Change.
+    pub poll_interval: Duration,
+    /// Give up waiting for a Change after this long.
+    pub wait_timeout: Duration,
+}
+
+impl Config {
+    /// A configuration for the real API with this key file.
+    pub fn new(service_account_json: Secret) -> Self {
+        Config {
+            service_account_json,
+            project: None,
+            base_url: DEFAULT_BASE_URL.to_string(),
+            token_url: None,
+            poll_interval: Duration::from_secs(2),
+            wait_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct KeyFile {
+    client_email: String,
+    private_key: String,
+    #[serde(default)]
+    private_key_id: Option<String>,
+    #[serde(default)]
+    project_id: Option<String>,
+    #[serde(default)]
+    token_uri: Option<String>,
+}
+
+struct CachedToken {
+    token: Secret,
+    refresh_at: Instant,
+}
+
+/// The Google Cloud DNS adapter.
+pub struct Google {
+    http: HttpClient,
+    project: String,
+    client_email: String,
+    key_id: Option<String>,
+    key: PrivateKey,
+    token_url: url::Url,
+    token: tokio::sync::Mutex<Option<CachedToken>>,
+    poll_interval: Duration,
+    wait_timeout: Duration,
+    profile: Profile,
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Google {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Google")
+            .field("project", &self.project)
+            .field("client_email", &self.client_email)
+            .field("base", &self.http.base().as_str())
+            .field("token_url", &self.token_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What Cloud DNS holds: strings of at most 255 bytes, split by the client.
+pub fn profile() -> Profile {
+    Profile {
+        max_string_bytes: 255,
+        multi_string: true,
+        auto_split: false,
+        min_ttl: 0,
+        concurrency: 4,
+        ..Profile::default()
+    }
+}
+
+fn config_err(m: impl Into<String>) -> Error {
+    Error::new(KIND, Operation::Authenticate, None, ErrorKind::Config, m)
+}
+
+impl Google {
+    /// Parses the key file, validates `cfg` and builds the adapter; no request is sent.
+    pub fn new(cfg: Config, policy: RetryPolicy) -> Result<Self, Error> {
+        // serde_json's error names line and column only, never the content.
+        let key_file: KeyFile = serde_json::from_str(cfg.service_account_json.expose())
+            .map_err(|e| config_err(format!("the service account key file is not valid: {e}")))?;
+        let key = parse_private_key(&key_file.private_key)?;
+        let project = cfg
+            .project
+            .or(key_file.project_id)
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| {
+                config_err("no project: set it in the account or use a key file with project_id")
+            })?;
+        let token_url = cfg
+            .token_url
+            .or(key_file.token_uri)
+            .unwrap_or_else(|| "https://oauth2.googleapis.com/token".to_string());
+        let token_url = url::Url::parse(&token_url)
+            .map_err(|e| config_err(format!("bad token URL '{token_url}': {e}")))?;
+        if !http::url_allowed(&token_url) {
+            return Err(config_err(format!(
+                "token URL '{token_url}' must use https (plain http only to loopback)"
+            )));
+        }
+        Ok(Google {
+            http: HttpClient::new(KIND, &cfg.base_url, policy, map_error)?,
+            project,
+            client_email: key_file.client_email,
+            key_id: key_file.private_key_id,
+            key,
+            token_url,
+            token: tokio::sync::Mutex::new(None),
+            poll_interval: cfg.poll_interval,
+            wait_timeout: cfg.wait_timeout,
+            profile: profile(),
+            write_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The signed JWT assertion for the token endpoint.
+    fn assertion(&self, now: u64) -> Result<String, Error> {
+        let mut header = serde_json::json!({"alg": "RS256", "typ": "JWT"});
+        if let Some(kid) = &self.key_id {
+            header["kid"] = serde_json::Value::String(kid.clone());
+        }
+        let claims = serde_json::json!({
+            "iss": self.client_email,
+            "scope": SCOPE,
+            "aud": self.token_url.as_str(),
+            "iat": now,
+            "exp": now + 3600,
+        });
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let sig = self
+            .key
+            .pkcs1v15_sign::<Sha256>(signing_input.as_bytes())
+            .map_err(|e| config_err(format!("cannot sign the token request: {e}")))?;
+        Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig)))
+    }
+
+    /// A valid access token, fetched when none is cached or it expires within a minute.
+    async fn access_token(&self) -> Result<Secret, Error> {
+        let mut cached = self.token.lock().await;
+        if let Some(t) = cached.as_ref()
+            && Instant::now() < t.refresh_at
+        {
+            return Ok(t.token.clone());
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let assertion = self.assertion(now)?;
+        let form: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer")
+            .append_pair("assertion", &assertion)
+            .finish();
+        let resp = self
+            .http
+            .send(Operation::Authenticate, None, true, |c| {
+                c.post(self.token_url.clone())
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(form.clone())
+            })
+            .await?;
+        let t: TokenResponse = resp.json(KIND, Operation::Authenticate)?;
+        let lifetime = Duration::from_secs(t.expires_in.unwrap_or(3600));
+        let token = Secret::new(t.access_token);
+        *cached = Some(CachedToken {
+            token: token.clone(),
+            refresh_at: Instant::now() + lifetime.saturating_sub(Duration::from_secs(60)),
+        });
+        Ok(token)
+    }
+
+    async fn call(
+        &self,
+        op: Operation,
+        name: &Fqdn,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<http::Response, Error> {
+        let token = self.access_token().await?;
+        let path = format!("projects/{}/{path}", self.project);
+        let idempotent = method == Method::GET;
+        self.http
+            .send(op, Some(name), idempotent, |c| {
+                let mut req = self
+                    .http
+                    .request(c, method.clone(), &path)
+                    .bearer_auth(token.expose());
+                if !query.is_empty() {
+                    req = req.query(query);
+                }
+                if let Some(b) = body {
+                    req = req.json(b);
+                }
+                req
+            })
+            .await
+    }
+
+    async fn read(&self, zone: &Zone, name: &Fqdn, op: Operation) -> Result<Option<TxtSet>, Error> {
+        let want = name.to_dotted();
+        let mut page: Option<String> = None;
+        let mut found = None;
+        loop {
+            let mut q = vec![("name", want.as_str()), ("type", "TXT")];
+            if let Some(p) = &page {
+                q.push(("pageToken", p.as_str()));
+            }
+            let path = format!("managedZones/{}/rrsets", zone.id);
+            let resp = self.call(op, name, Method::GET, &path, &q, None).await?;
+            let list: RrSetList = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
+            for s in list.rrsets {
+                if s.kind != "TXT" || !s.name.eq_ignore_ascii_case(&want) {
+                    continue;
+                }
+                let mut records = Vec::new();
+                for d in &s.rrdatas {
+                    records.push(TxtRecord::parse_presentation(d).map_err(|e| {
+                        Error::new(
+                            KIND,
+                            op,
+                            Some(name),
+                            ErrorKind::Protocol,
+                            format!("cannot parse rrdata {d:?}: {e}"),
+                        )
+                    })?);
+                }
+                found = Some(TxtSet {
+                    ttl: s.ttl,
+                    records,
+                });
+            }
+            match list.next_page_token.filter(|t| !t.is_empty()) {
+                Some(t) if found.is_none() => page = Some(t),
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    /// Deletes the current set (if any) and adds `set` (if any) in one Change, then
+    /// waits for it. Retries once after a 412 with a fresh read.
+    async fn apply(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+        set: Option<&TxtSet>,
+        op: Operation,
+    ) -> Result<(), Error> {
+        let _guard = self.write_lock.lock().await;
+        let mut retried = false;
+        loop {
+            let current = self.read(zone, name, op).await?;
+            if current.is_none() && set.is_none() {
+                return Ok(());
+            }
+            if current.as_ref() == set {
+                return Ok(());
+            }
+            let rrset = |s: &TxtSet| RrSet {
+                name: name.to_dotted(),
+                kind: "TXT".to_string(),
+                ttl: s.ttl,
+                rrdatas: s.records.iter().map(TxtRecord::to_presentation).collect(),
+            };
+            let change = serde_json::json!({
+                "kind": "dns#change",
+                "deletions": current.iter().map(rrset).collect::<Vec<_>>(),
+                "additions": set.iter().map(|s| rrset(s)).collect::<Vec<_>>(),
+            });
+            let path = format!("managedZones/{}/changes", zone.id);
+            match self
+                .call(op, name, Method::POST, &path, &[], Some(&change))
+                .await
+            {
+                Ok(resp) => {
+                    let c: Change = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
+                    return self.wait_done(zone, name, c).await;
+                }
+                Err(e) if e.kind == ErrorKind::Conflict && !retried => {
+                    tracing::debug!(provider = KIND, %name, "stale read ({e}); reading again");
+                    retried = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn wait_done(&self, zone: &Zone, name: &Fqdn, mut c: Change) -> Result<(), Error> {
+        let op = Operation::WaitForChange;
+        let start = Instant::now();
+        while c.status != "done" {
+            if start.elapsed() >= self.wait_timeout {
+                return Err(Error::new(
+                    KIND,
+                    op,
+                    Some(name),
+                    ErrorKind::Server,
+                    format!(
+                        "change {} still {} after {}s",
+                        c.id,
+                        c.status,
+                        self.wait_timeout.as_secs()
+                    ),
+                ));
+            }
+            tokio::time::sleep(self.poll_interval).await;
+            let path = format!("managedZones/{}/changes/{}", zone.id, c.id);
+            let resp = self.call(op, name, Method::GET, &path, &[], None).await?;
+            c = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_private_key(pem: &str) -> Result<PrivateKey, Error> {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    PrivateKey::from_pkcs8_pem(pem)
+        .or_else(|_| PrivateKey::from_pkcs1_pem(pem))
+        .map_err(|_| {
+            config_err(
+                "the service account's private_key is not an RSA key in PEM (PKCS#8 or PKCS#1)",
+            )
+        })
+}
+
+#[async_trait::async_trait]
+impl Provider for Google {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
+        let op = Operation::FindZone;
+        for candidate in zone_candidates(name) {
+            let want = candidate.to_dotted();
+            let mut page: Option<String> = None;
+            let mut private = None;
+            loop {
+                let mut q = vec![("dnsName", want.as_str())];
+                if let Some(p) = &page {
+                    q.push(("pageToken", p.as_str()));
+                }
+                let resp = self
+                    .call(op, name, Method::GET, "managedZones", &q, None)
+                    .await?;
+                let list: ZoneList = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
+                for z in list.managed_zones {
+                    if !z.dns_name.eq_ignore_ascii_case(&want) {
+                        continue;
+                    }
+                    if z.visibility.as_deref() == Some("private") {
+                        private.get_or_insert(z.name);
+                    } else {
+                        return Ok(Zone {
+                            name: candidate.clone(),
+                            id: z.name,
+                        });
+                    }
+                }
+                match list.next_page_token.filter(|t| !t.is_empty()) {
+                    Some(t) => page = Some(t),
+                    None => break,
+                }
+            }
+            if let Some(id) = private {
+                return Ok(Zone {
+                    name: candidate,
+                    id,
+                });
+            }
+        }
+        Err(Error::new(
+            KIND,
+            op,
+            Some(name),
+            ErrorKind::ZoneNotFound,
+            format!("no managed zone in project {} holds {name}", self.project),
+        ))
+    }
+
+    async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
+        self.read(zone, name, Operation::Read).await
+    }
+
+    async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
+        let op = Operation::Replace;
+        for r in &set.records {
+            self.profile.check(r).map_err(|l| {
+                Error::new(KIND, op, Some(name), ErrorKind::Limit(l), String::new())
+            })?;
+        }
+        let target = (!set.records.is_empty()).then_some(set);
+        self.apply(zone, name, target, op).await
+    }
+
+    async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
+        self.apply(zone, name, None, Operation::Delete).await
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ZoneList {
+    #[serde(default)]
+    managed_zones: Vec<ManagedZone>,
+    #[serde(default)]
+    next_page_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ManagedZone {
+    name: String,
+    dns_name: String,
+    #[serde(default)]
+    visibility: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RrSetList {
+    #[serde(default)]
+    rrsets: Vec<RrSet>,
+    #[serde(default)]
+    next_page_token: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RrSet {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    ttl: u32,
+    #[serde(default)]
+    rrdatas: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Change {
+    id: String,
+    #[serde(default)]
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct GoogleError {
+    error: GoogleErrorField,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum GoogleErrorField {
+    Api {
+        #[serde(default)]
+        message: String,
+        #[serde(default)]
+        errors: Vec<GoogleErrorItem>,
+    },
+    OAuth(String),
+}
+
+#[derive(Deserialize)]
+struct GoogleErrorItem {
+    #[serde(default)]
+    reason: String,
+}
+
+/// Maps Google's error envelope `{"error":{"code","message","errors":[{"reason"}]}}`
+/// and the token endpoint's OAuth form `{"error","error_description"}`.
+pub fn map_error(f: &Failure<'_>) -> (ErrorKind, String) {
+    let status = http::kind_for_status(f.status);
+    let Ok(e) = serde_json::from_slice::<GoogleError>(f.body) else {
+        return http::default_mapper(f);
+    };
+    match e.error {
+        GoogleErrorField::OAuth(code) => {
+            let kind = match code.as_str() {
+                "invalid_grant" | "invalid_client" | "unauthorized_client" => ErrorKind::Auth,
+                _ => status,
+            };
+            let desc = e.error_description.unwrap_or_default();
+            (kind, format!("{code}: {desc}"))
+        }
+        GoogleErrorField::Api { message, errors } => {
+            let reason = errors.first().map(|i| i.reason.as_str()).unwrap_or("");
+            let kind = match reason {
+                "conditionNotMet" => ErrorKind::Conflict,
+                "rateLimitExceeded" | "userRateLimitExceeded" => ErrorKind::RateLimited,
+                "notFound" if f.status.as_u16() == 404 => ErrorKind::ZoneNotFound,
+                "authError" => ErrorKind::Auth,
+                _ => status,
+            };
+            let msg = if reason.is_empty() {
+                message
+            } else {
+                format!("{reason}: {message}")
+            };
+            (kind, msg)
+        }
+    }
+}

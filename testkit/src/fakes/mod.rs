@@ -9,6 +9,7 @@ pub mod digitalocean;
 pub mod gandi;
 pub mod google;
 pub mod hetzner;
+pub mod kit;
 pub mod route53;
 
 pub use common::Recorded;

@@ -1,1 +1,737 @@
-//! (to be written)
+//! A stateful fake of the Route 53 REST-XML API (2013-04-01) on 127.0.0.1.
+//!
+//! Follows the documented shapes and quirks: listings *start at* the name asked
+//! for (`hostedzonesbyname`, `rrset`), names come back with a trailing dot and
+//! `\ooo` escapes for characters other than `a-z0-9-_`, a change batch applies
+//! as a whole, `DELETE` must repeat the existing set exactly (else
+//! `InvalidChangeBatch`), TXT values must be quoted strings of at most 255
+//! characters (`CharacterStringTooLong`), changes go `PENDING` -> `INSYNC`, and
+//! throttling is HTTP 400 `<Code>Throttling</Code>`. The SigV4 `Authorization`
+//! header must be present and name the expected access key id, region
+//! `us-east-1` and service `route53` (the signature itself is not recomputed).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::Response;
+use serde::Deserialize;
+
+use super::kit::{self, Fault, Faults, Recorded, ServerTask};
+
+const NS: &str = "https://route53.amazonaws.com/doc/2013-04-01/";
+
+/// One TXT (or other) record set as the fake holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeSet {
+    /// TTL.
+    pub ttl: i64,
+    /// Records, each a list of character-strings (raw bytes).
+    pub records: Vec<Vec<Vec<u8>>>,
+}
+
+#[derive(Debug, Clone)]
+struct FakeZone {
+    id: String,
+    name: String,
+    private: bool,
+}
+
+type SetKey = (String, Vec<String>, String);
+
+#[derive(Debug, Default)]
+struct St {
+    access_key_id: String,
+    zones: Vec<FakeZone>,
+    // (zone id, reversed-label key, type) -> (dotted name, set)
+    sets: BTreeMap<(String, Vec<String>, String), (String, FakeSet)>,
+    changes: HashMap<String, u32>,
+    insync_after: u32,
+    next_id: u32,
+    requests: Vec<Recorded>,
+}
+
+/// The running fake; stops when dropped.
+#[derive(Debug)]
+pub struct FakeRoute53 {
+    /// Base URL to give the adapter: `http://127.0.0.1:<port>/2013-04-01`.
+    pub url: String,
+    state: Arc<Mutex<St>>,
+    faults: Faults,
+    _task: ServerTask,
+}
+
+#[derive(Clone)]
+struct Shared {
+    state: Arc<Mutex<St>>,
+    faults: Faults,
+}
+
+fn lock(s: &Mutex<St>) -> MutexGuard<'_, St> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn dotted(name: &str) -> String {
+    let n = name.trim_end_matches('.').to_ascii_lowercase();
+    format!("{n}.")
+}
+
+fn key(name: &str) -> Vec<String> {
+    let mut l: Vec<String> = name
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+        .split('.')
+        .map(str::to_string)
+        .collect();
+    l.reverse();
+    l
+}
+
+impl FakeRoute53 {
+    /// Starts the fake; requests must be signed with `access_key_id`.
+    pub async fn start(access_key_id: &str) -> Self {
+        let state = Arc::new(Mutex::new(St {
+            access_key_id: access_key_id.to_string(),
+            insync_after: 1,
+            ..St::default()
+        }));
+        let faults = Faults::default();
+        let shared = Shared {
+            state: state.clone(),
+            faults: faults.clone(),
+        };
+        let router = axum::Router::new().fallback(handle).with_state(shared);
+        let (addr, task) = kit::serve(router).await;
+        FakeRoute53 {
+            url: format!("http://{addr}/2013-04-01"),
+            state,
+            faults,
+            _task: task,
+        }
+    }
+
+    /// Adds a public hosted zone (with SOA and NS sets at its apex); returns its bare id.
+    pub fn add_zone(&self, name: &str) -> String {
+        self.add(name, false)
+    }
+
+    /// Adds a private hosted zone of that name; returns its bare id.
+    pub fn add_private_zone(&self, name: &str) -> String {
+        self.add(name, true)
+    }
+
+    fn add(&self, name: &str, private: bool) -> String {
+        let mut st = lock(&self.state);
+        st.next_id += 1;
+        let id = format!("Z{:04}FAKE", st.next_id);
+        let apex = dotted(name);
+        st.zones.push(FakeZone {
+            id: id.clone(),
+            name: apex.clone(),
+            private,
+        });
+        for (t, v) in [
+            ("NS", "ns-1.awsdns-00.com."),
+            (
+                "SOA",
+                "ns-1.awsdns-00.com. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 86400",
+            ),
+        ] {
+            st.sets.insert(
+                (id.clone(), key(&apex), t.to_string()),
+                (
+                    apex.clone(),
+                    FakeSet {
+                        ttl: 172800,
+                        records: vec![vec![v.as_bytes().to_vec()]],
+                    },
+                ),
+            );
+        }
+        id
+    }
+
+    /// Puts a TXT set directly (a value someone else manages, for example).
+    pub fn put_txt(&self, zone_id: &str, name: &str, ttl: i64, records: Vec<Vec<Vec<u8>>>) {
+        let n = dotted(name);
+        lock(&self.state).sets.insert(
+            (zone_id.to_string(), key(&n), "TXT".to_string()),
+            (n, FakeSet { ttl, records }),
+        );
+    }
+
+    /// The TXT set the fake holds at `name` in `zone_id`.
+    pub fn txt(&self, zone_id: &str, name: &str) -> Option<FakeSet> {
+        lock(&self.state)
+            .sets
+            .get(&(zone_id.to_string(), key(name), "TXT".to_string()))
+            .map(|(_, s)| s.clone())
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        lock(&self.state).requests.clone()
+    }
+
+    /// The next `n` requests fail with `status` and the documented body for it.
+    pub fn fail_next(&self, status: u16, n: usize) {
+        self.faults.push(Fault::Status(status), n);
+    }
+
+    /// The next `n` requests are throttled (HTTP 400 `Throttling`).
+    pub fn throttle_next(&self, n: usize, retry_after: u64) {
+        self.faults.push(Fault::Throttle { retry_after }, n);
+    }
+
+    /// A change reports `INSYNC` after this many `GetChange` polls (default 1).
+    pub fn set_insync_after(&self, polls: u32) {
+        lock(&self.state).insync_after = polls;
+    }
+
+    /// How many `GetChange` requests were received.
+    pub fn get_change_count(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.contains("/change/"))
+            .count()
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn xml(status: u16, body: String) -> Response {
+    kit::respond(
+        status,
+        "text/xml",
+        format!("<?xml version=\"1.0\"?>\n{body}"),
+        &[("x-amzn-requestid", "0f1e2d3c-fake".to_string())],
+    )
+}
+
+fn error(status: u16, kind: &str, code: &str, message: &str) -> Response {
+    xml(
+        status,
+        format!(
+            "<ErrorResponse xmlns=\"{NS}\"><Error><Type>{kind}</Type><Code>{code}</Code><Message>{}</Message></Error><RequestId>0f1e2d3c-fake</RequestId></ErrorResponse>",
+            xml_escape(message)
+        ),
+    )
+}
+
+fn invalid_change_batch(messages: &[String]) -> Response {
+    let m: String = messages
+        .iter()
+        .map(|m| format!("<Message>{}</Message>", xml_escape(m)))
+        .collect();
+    xml(
+        400,
+        format!(
+            "<InvalidChangeBatch xmlns=\"{NS}\"><Messages>{m}</Messages><RequestId>0f1e2d3c-fake</RequestId></InvalidChangeBatch>"
+        ),
+    )
+}
+
+fn fault_response(f: Fault) -> Response {
+    match f {
+        Fault::Throttle { retry_after } => {
+            let mut r = error(400, "Sender", "Throttling", "Rate exceeded");
+            if retry_after > 0
+                && let Ok(v) = retry_after.to_string().parse()
+            {
+                r.headers_mut().insert("retry-after", v);
+            }
+            r
+        }
+        Fault::Status(403) => error(
+            403,
+            "Sender",
+            "InvalidClientTokenId",
+            "The security token included in the request is invalid.",
+        ),
+        Fault::Status(s) if s >= 500 => error(
+            s,
+            "Receiver",
+            "InternalFailure",
+            "The request processing has failed because of an unknown error, exception or failure.",
+        ),
+        Fault::Status(s) => error(s, "Sender", "InvalidInput", "Injected failure"),
+    }
+}
+
+/// Name escaping as Route 53 returns it: `\ooo` for anything but `a-z0-9-_.`.
+fn escape_name(name: &str) -> String {
+    let mut out = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("\\{b:03o}"));
+        }
+    }
+    out
+}
+
+/// A TXT value in Route 53's format.
+fn render_value(strings: &[Vec<u8>]) -> String {
+    strings
+        .iter()
+        .map(|s| {
+            let mut o = String::from("\"");
+            for &b in s {
+                match b {
+                    b'"' => o.push_str("\\\""),
+                    b'\\' => o.push_str("\\\\"),
+                    0x20..=0x7e => o.push(b as char),
+                    _ => o.push_str(&format!("\\{b:03o}")),
+                }
+            }
+            o.push('"');
+            o
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Parses a submitted TXT value; the error is Route 53's message.
+fn parse_value(v: &str) -> Result<Vec<Vec<u8>>, String> {
+    let b = v.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b' ' {
+            i += 1;
+            continue;
+        }
+        if c != b'"' {
+            return Err(format!(
+                "Invalid Resource Record: FATAL problem: InvalidCharacterString (Value should be enclosed in quotation marks) encountered with '{v}'"
+            ));
+        }
+        i += 1;
+        let mut s = Vec::new();
+        loop {
+            match b.get(i) {
+                None => {
+                    return Err(format!(
+                        "Invalid Resource Record: FATAL problem: InvalidCharacterString (Value should be enclosed in quotation marks) encountered with '{v}'"
+                    ));
+                }
+                Some(b'"') => {
+                    i += 1;
+                    break;
+                }
+                Some(b'\\') => match b.get(i + 1) {
+                    Some(d) if d.is_ascii_digit() => {
+                        let oct = b
+                            .get(i + 1..i + 4)
+                            .and_then(|o| std::str::from_utf8(o).ok())
+                            .and_then(|o| u8::from_str_radix(o, 8).ok())
+                            .ok_or_else(|| format!("Invalid Resource Record: FATAL problem: InvalidCharacterString (bad escape) encountered with '{v}'"))?;
+                        s.push(oct);
+                        i += 4;
+                    }
+                    Some(&e) => {
+                        s.push(e);
+                        i += 2;
+                    }
+                    None => {
+                        return Err(format!(
+                            "Invalid Resource Record: FATAL problem: InvalidCharacterString encountered with '{v}'"
+                        ));
+                    }
+                },
+                Some(&x) => {
+                    s.push(x);
+                    i += 1;
+                }
+            }
+        }
+        if s.len() > 255 {
+            return Err(format!(
+                "Invalid Resource Record: FATAL problem: CharacterStringTooLong (Value is too long) encountered with '{v}'"
+            ));
+        }
+        out.push(s);
+    }
+    if out.is_empty() {
+        return Err("Invalid Resource Record: FATAL problem: empty TXT value".to_string());
+    }
+    Ok(out)
+}
+
+fn same_set(a: &FakeSet, b: &FakeSet) -> bool {
+    let mut x = a.records.clone();
+    let mut y = b.records.clone();
+    x.sort();
+    y.sort();
+    a.ttl == b.ttl && x == y
+}
+
+async fn handle(
+    State(sh): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let query = uri.query().unwrap_or("").to_string();
+    let mut st = lock(&sh.state);
+    st.requests
+        .push(Recorded::new(&method, &path, &query, &headers, &body));
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if auth.is_empty() || headers.get("x-amz-date").is_none() {
+        return error(
+            403,
+            "Sender",
+            "MissingAuthenticationToken",
+            "Missing Authentication Token",
+        );
+    }
+    let expected = format!("AWS4-HMAC-SHA256 Credential={}/", st.access_key_id);
+    if !auth.starts_with(&expected) {
+        return error(
+            403,
+            "Sender",
+            "InvalidClientTokenId",
+            "The security token included in the request is invalid.",
+        );
+    }
+    if !auth.contains("/us-east-1/route53/aws4_request")
+        || !auth.contains("SignedHeaders=")
+        || !auth.contains("Signature=")
+    {
+        return error(
+            403,
+            "Sender",
+            "IncompleteSignature",
+            "Credential should be scoped to a valid region and service 'route53'.",
+        );
+    }
+    if let Some(f) = sh.faults.take() {
+        return fault_response(f);
+    }
+    let q: HashMap<String, String> = kit::query_pairs(&query).into_iter().collect();
+    let Some(rest) = path.strip_prefix("/2013-04-01/") else {
+        return error(
+            404,
+            "Sender",
+            "UnknownOperationException",
+            "Unknown operation",
+        );
+    };
+    let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+    match (method.as_str(), parts.as_slice()) {
+        ("GET", ["hostedzonesbyname"]) => list_zones(&st, &q),
+        ("GET", ["hostedzone", id, "rrset"]) => list_sets(&st, id, &q),
+        ("POST", ["hostedzone", id, "rrset"]) => change(&mut st, id, &body),
+        ("GET", ["change", id]) => get_change(&mut st, id),
+        _ => error(
+            404,
+            "Sender",
+            "UnknownOperationException",
+            "Unknown operation",
+        ),
+    }
+}
+
+fn max_items(q: &HashMap<String, String>) -> usize {
+    q.get("maxitems")
+        .and_then(|m| m.parse().ok())
+        .filter(|&m: &usize| m > 0)
+        .unwrap_or(100)
+}
+
+fn list_zones(st: &St, q: &HashMap<String, String>) -> Response {
+    let max = max_items(q);
+    let mut zones = st.zones.clone();
+    zones.sort_by(|a, b| (key(&a.name), &a.id).cmp(&(key(&b.name), &b.id)));
+    let start_key = q.get("dnsname").map(|n| key(n)).unwrap_or_default();
+    let start_id = q.get("hostedzoneid").cloned().unwrap_or_default();
+    let rest: Vec<&FakeZone> = zones
+        .iter()
+        .filter(|z| (key(&z.name), z.id.clone()) >= (start_key.clone(), start_id.clone()))
+        .collect();
+    let page = rest.iter().take(max);
+    let mut items = String::new();
+    for z in page {
+        items.push_str(&format!(
+            "<HostedZone><Id>/hostedzone/{}</Id><Name>{}</Name><CallerReference>fake-{}</CallerReference><Config><PrivateZone>{}</PrivateZone></Config><ResourceRecordSetCount>2</ResourceRecordSetCount></HostedZone>",
+            z.id,
+            escape_name(&z.name),
+            z.id,
+            z.private
+        ));
+    }
+    let truncated = rest.len() > max;
+    let next = match rest.get(max) {
+        Some(n) => format!(
+            "<NextDNSName>{}</NextDNSName><NextHostedZoneId>{}</NextHostedZoneId>",
+            escape_name(&n.name),
+            n.id
+        ),
+        None => String::new(),
+    };
+    let dnsname = q
+        .get("dnsname")
+        .map(|d| format!("<DNSName>{}</DNSName>", xml_escape(d)))
+        .unwrap_or_default();
+    xml(
+        200,
+        format!(
+            "<ListHostedZonesByNameResponse xmlns=\"{NS}\"><HostedZones>{items}</HostedZones>{dnsname}<IsTruncated>{truncated}</IsTruncated>{next}<MaxItems>{max}</MaxItems></ListHostedZonesByNameResponse>"
+        ),
+    )
+}
+
+fn no_such_zone(id: &str) -> Response {
+    error(
+        404,
+        "Sender",
+        "NoSuchHostedZone",
+        &format!("No hosted zone found with ID: {id}"),
+    )
+}
+
+fn list_sets(st: &St, id: &str, q: &HashMap<String, String>) -> Response {
+    if !st.zones.iter().any(|z| z.id == id) {
+        return no_such_zone(id);
+    }
+    if q.contains_key("type") && !q.contains_key("name") {
+        return error(
+            400,
+            "Sender",
+            "InvalidInput",
+            "The input is not valid: type requires name",
+        );
+    }
+    let max = max_items(q);
+    let start = (
+        q.get("name").map(|n| key(n)).unwrap_or_default(),
+        q.get("type").cloned().unwrap_or_default(),
+    );
+    let rest: Vec<(&SetKey, &(String, FakeSet))> = st
+        .sets
+        .iter()
+        .filter(|((z, k, t), _)| z == id && (k.clone(), t.clone()) >= start)
+        .collect();
+    let mut items = String::new();
+    for ((_, _, t), (name, set)) in rest.iter().take(max) {
+        let rrs: String = set
+            .records
+            .iter()
+            .map(|r| {
+                let v = if t == "TXT" {
+                    render_value(r)
+                } else {
+                    String::from_utf8_lossy(&r.concat()).into_owned()
+                };
+                format!(
+                    "<ResourceRecord><Value>{}</Value></ResourceRecord>",
+                    xml_escape(&v)
+                )
+            })
+            .collect();
+        items.push_str(&format!(
+            "<ResourceRecordSet><Name>{}</Name><Type>{t}</Type><TTL>{}</TTL><ResourceRecords>{rrs}</ResourceRecords></ResourceRecordSet>",
+            escape_name(name),
+            set.ttl
+        ));
+    }
+    let truncated = rest.len() > max;
+    let next = match rest.get(max) {
+        Some(((_, _, t), (n, _))) => format!(
+            "<NextRecordName>{}</NextRecordName><NextRecordType>{t}</NextRecordType>",
+            escape_name(n)
+        ),
+        None => String::new(),
+    };
+    xml(
+        200,
+        format!(
+            "<ListResourceRecordSetsResponse xmlns=\"{NS}\"><ResourceRecordSets>{items}</ResourceRecordSets><IsTruncated>{truncated}</IsTruncated>{next}<MaxItems>{max}</MaxItems></ListResourceRecordSetsResponse>"
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+struct ChangeRequest {
+    #[serde(rename = "ChangeBatch")]
+    change_batch: ChangeBatch,
+}
+#[derive(Deserialize)]
+struct ChangeBatch {
+    #[serde(rename = "Changes")]
+    changes: Changes,
+}
+#[derive(Deserialize)]
+struct Changes {
+    #[serde(rename = "Change", default)]
+    items: Vec<ChangeItem>,
+}
+#[derive(Deserialize)]
+struct ChangeItem {
+    #[serde(rename = "Action")]
+    action: String,
+    #[serde(rename = "ResourceRecordSet")]
+    set: XmlSet,
+}
+#[derive(Deserialize)]
+struct XmlSet {
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "Type")]
+    kind: String,
+    #[serde(rename = "TTL")]
+    ttl: Option<String>,
+    #[serde(rename = "ResourceRecords")]
+    records: Option<XmlRecords>,
+}
+#[derive(Deserialize)]
+struct XmlRecords {
+    #[serde(rename = "ResourceRecord", default)]
+    items: Vec<XmlRecord>,
+}
+#[derive(Deserialize)]
+struct XmlRecord {
+    #[serde(rename = "Value")]
+    value: String,
+}
+
+fn change(st: &mut St, id: &str, body: &[u8]) -> Response {
+    let Some(zone) = st.zones.iter().find(|z| z.id == id).cloned() else {
+        return no_such_zone(id);
+    };
+    let text = String::from_utf8_lossy(body);
+    let req: ChangeRequest = match quick_xml::de::from_str(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                400,
+                "Sender",
+                "InvalidInput",
+                &format!("Could not parse the request: {e}"),
+            );
+        }
+    };
+    let mut sets = st.sets.clone();
+    let mut problems = Vec::new();
+    for (i, c) in req.change_batch.changes.items.iter().enumerate() {
+        let name = dotted(&c.set.name);
+        let ttl: i64 = match c.set.ttl.as_deref().map(str::parse::<i64>) {
+            Some(Ok(t)) if (0..=2_147_483_647).contains(&t) => t,
+            Some(_) => {
+                return error(
+                    400,
+                    "Sender",
+                    "InvalidInput",
+                    &format!(
+                        "1 validation error detected: Value '{}' at 'changeBatch.changes.{}.member.resourceRecordSet.tTL' failed to satisfy constraint: Member must have value less than or equal to 2147483647",
+                        c.set.ttl.as_deref().unwrap_or(""),
+                        i + 1
+                    ),
+                );
+            }
+            None => 0,
+        };
+        if !(name == zone.name || name.ends_with(&format!(".{}", zone.name))) {
+            problems.push(format!(
+                "RRSet with DNS name {name} is not permitted in zone {}",
+                zone.name
+            ));
+            continue;
+        }
+        let mut records = Vec::new();
+        for r in c.set.records.iter().flat_map(|r| r.items.iter()) {
+            if r.value.chars().count() > 4000 {
+                return error(
+                    400,
+                    "Sender",
+                    "InvalidInput",
+                    "1 validation error detected: Value at 'changeBatch.changes.1.member.resourceRecordSet.resourceRecords.1.member.value' failed to satisfy constraint: Member must have length less than or equal to 4000",
+                );
+            }
+            if c.set.kind == "TXT" {
+                match parse_value(&r.value) {
+                    Ok(v) => records.push(v),
+                    Err(m) => problems.push(m),
+                }
+            } else {
+                records.push(vec![r.value.as_bytes().to_vec()]);
+            }
+        }
+        let k = (id.to_string(), key(&name), c.set.kind.clone());
+        let new = FakeSet { ttl, records };
+        let label = format!("[name='{name}', type='{}']", c.set.kind);
+        match c.action.as_str() {
+            "CREATE" => {
+                if let std::collections::btree_map::Entry::Vacant(e) = sets.entry(k) {
+                    e.insert((name, new));
+                } else {
+                    problems.push(format!(
+                        "Tried to create resource record set {label} but it already exists"
+                    ));
+                }
+            }
+            "UPSERT" => {
+                sets.insert(k, (name, new));
+            }
+            "DELETE" => match sets.get(&k) {
+                None => problems.push(format!("Tried to delete resource record set {label} but it was not found")),
+                Some((_, cur)) if !same_set(cur, &new) => problems.push(format!(
+                    "Tried to delete resource record set {label} but the values provided do not match the current values"
+                )),
+                Some(_) => {
+                    sets.remove(&k);
+                }
+            },
+            other => {
+                return error(400, "Sender", "InvalidInput", &format!("Invalid action {other}"));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return invalid_change_batch(&problems);
+    }
+    st.sets = sets;
+    st.next_id += 1;
+    let cid = format!("C{:06}FAKE", st.next_id);
+    let after = st.insync_after;
+    st.changes.insert(cid.clone(), after);
+    let status = if after == 0 { "INSYNC" } else { "PENDING" };
+    xml(
+        200,
+        format!(
+            "<ChangeResourceRecordSetsResponse xmlns=\"{NS}\"><ChangeInfo><Id>/change/{cid}</Id><Status>{status}</Status><SubmittedAt>2026-01-01T00:00:00.000Z</SubmittedAt></ChangeInfo></ChangeResourceRecordSetsResponse>"
+        ),
+    )
+}
+
+fn get_change(st: &mut St, id: &str) -> Response {
+    let Some(left) = st.changes.get_mut(id) else {
+        return error(
+            404,
+            "Sender",
+            "NoSuchChange",
+            &format!("A change with the specified change ID does not exist: {id}"),
+        );
+    };
+    *left = left.saturating_sub(1);
+    let status = if *left == 0 { "INSYNC" } else { "PENDING" };
+    xml(
+        200,
+        format!(
+            "<GetChangeResponse xmlns=\"{NS}\"><ChangeInfo><Id>/change/{id}</Id><Status>{status}</Status><SubmittedAt>2026-01-01T00:00:00.000Z</SubmittedAt></ChangeInfo></GetChangeResponse>"
+        ),
+    )
+}

@@ -1,0 +1,256 @@
+//! Google Cloud DNS adapter against the local fake (token endpoint included).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use maildns_providers::hosts::google::{Config, Google};
+use maildns_providers::http::RetryPolicy;
+use maildns_providers::{ErrorKind, Fqdn, Provider, Secret, TxtRecord, TxtSet};
+use maildns_testkit::fakes::google::{FakeGoogle, TestServiceAccount};
+
+const PROJECT: &str = "maildns-test";
+
+/// One key pair per test binary (generated at run time, never committed).
+fn account() -> &'static TestServiceAccount {
+    static A: OnceLock<TestServiceAccount> = OnceLock::new();
+    A.get_or_init(|| TestServiceAccount::generate("dns@maildns-test.iam.gserviceaccount.com", 2048))
+}
+
+fn adapter(fake: &FakeGoogle, sa: &TestServiceAccount) -> Google {
+    let mut cfg = Config::new(Secret::new(sa.json(PROJECT, &fake.token_url)));
+    cfg.base_url = fake.url.clone();
+    cfg.poll_interval = Duration::from_millis(1);
+    Google::new(cfg, RetryPolicy::fast()).unwrap()
+}
+
+async fn setup() -> (FakeGoogle, Google, String) {
+    let fake = FakeGoogle::start(PROJECT, account()).await;
+    let z = fake.add_zone("example.com", false);
+    let a = adapter(&fake, account());
+    (fake, a, z)
+}
+
+fn n(s: &str) -> Fqdn {
+    Fqdn::parse(s).unwrap()
+}
+
+fn set(ttl: u32, values: &[&[u8]]) -> TxtSet {
+    TxtSet {
+        ttl,
+        records: values.iter().map(TxtRecord::from_value).collect(),
+    }
+}
+
+#[tokio::test]
+async fn conformance_stub_runs() {
+    let (_fake, a, _) = setup().await;
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    maildns_testkit::conformance::run(&a, &zone, None).await;
+}
+
+#[tokio::test]
+async fn publish_read_back_and_token_is_cached() {
+    let (fake, a, zid) = setup().await;
+    fake.set_done_after(3);
+    let name = n("_dmarc.example.com");
+    let zone = a.find_zone(&name).await.unwrap();
+    assert_eq!(zone.id, zid);
+    assert_eq!(a.read_txt(&zone, &name).await.unwrap(), None);
+    let s = set(300, &[b"v=DMARC1; p=reject"]);
+    a.replace_txt(&zone, &name, &s).await.unwrap();
+    assert_eq!(a.read_txt(&zone, &name).await.unwrap(), Some(s));
+    assert_eq!(fake.tokens_issued(), 1, "one token for all requests");
+    let polls = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/changes/"))
+        .count();
+    assert_eq!(polls, 3, "polled until done");
+    let tok = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/token")
+        .unwrap();
+    assert_eq!(
+        tok.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert!(tok.body.starts_with(
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion="
+    ));
+}
+
+#[tokio::test]
+async fn merge_beside_foreign_value_uses_exact_deletion() {
+    let (fake, a, zid) = setup().await;
+    fake.put_txt(
+        &zid,
+        "example.com",
+        600,
+        &["\"google-site-verification=abc\""],
+    );
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    let mut cur = a.read_txt(&zone, &n("example.com")).await.unwrap().unwrap();
+    cur.records.push(TxtRecord::from_value(b"v=spf1 -all"));
+    a.replace_txt(&zone, &n("example.com"), &cur).await.unwrap();
+    let post = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST" && r.path.ends_with("/changes"))
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_str(&post.body).unwrap();
+    assert_eq!(
+        body["deletions"],
+        serde_json::json!([{"name": "example.com.", "type": "TXT", "ttl": 600, "rrdatas": ["\"google-site-verification=abc\""]}])
+    );
+    assert_eq!(
+        fake.txt(&zid, "example.com").unwrap(),
+        (
+            600,
+            vec![
+                "\"google-site-verification=abc\"".to_string(),
+                "\"v=spf1 -all\"".to_string()
+            ]
+        )
+    );
+    a.delete_txt(&zone, &n("example.com")).await.unwrap();
+    assert!(fake.txt(&zid, "example.com").is_none());
+    a.delete_txt(&zone, &n("example.com")).await.unwrap();
+}
+
+#[tokio::test]
+async fn dkim_2048_as_quoted_pieces() {
+    let (fake, a, zid) = setup().await;
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    let name = n("s1._domainkey.example.com");
+    let value = format!("v=DKIM1; k=rsa; p={}", "C".repeat(392));
+    let rec = TxtRecord::from_value(value.as_bytes());
+    a.replace_txt(
+        &zone,
+        &name,
+        &TxtSet {
+            ttl: 3600,
+            records: vec![rec.clone()],
+        },
+    )
+    .await
+    .unwrap();
+    let (x, y) = value.split_at(255);
+    let post = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST" && r.path.ends_with("/changes"))
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_str(&post.body).unwrap();
+    assert_eq!(
+        body["additions"],
+        serde_json::json!([{"name": "s1._domainkey.example.com.", "type": "TXT", "ttl": 3600, "rrdatas": [format!("\"{x}\" \"{y}\"")]}])
+    );
+    assert_eq!(body["deletions"], serde_json::json!([]));
+    assert!(fake.txt(&zid, "s1._domainkey.example.com").is_some());
+    assert_eq!(
+        a.read_txt(&zone, &name).await.unwrap().unwrap().records,
+        vec![rec]
+    );
+}
+
+#[tokio::test]
+async fn stale_read_412_is_retried_once_with_a_fresh_read() {
+    let (fake, a, zid) = setup().await;
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    fake.put_txt(&zid, "x.example.com", 300, &["\"old\""]);
+    fake.interfere_before_next_change(&zid, "x.example.com", 300, &["\"other-writer\""]);
+    a.replace_txt(&zone, &n("x.example.com"), &set(300, &[b"new"]))
+        .await
+        .unwrap();
+    let reads = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/rrsets"))
+        .count();
+    assert_eq!(reads, 2, "read again after the 412");
+    let posts: Vec<serde_json::Value> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/changes"))
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect();
+    assert_eq!(posts.len(), 2);
+    assert_eq!(
+        posts[1]["deletions"][0]["rrdatas"],
+        serde_json::json!(["\"other-writer\""])
+    );
+    assert_eq!(
+        fake.txt(&zid, "x.example.com").unwrap().1,
+        vec!["\"new\"".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn auth_failure_on_wrong_key() {
+    let fake = FakeGoogle::start(PROJECT, account()).await;
+    fake.add_zone("example.com", false);
+    let other = TestServiceAccount::generate("dns@maildns-test.iam.gserviceaccount.com", 1024);
+    let a = adapter(&fake, &other);
+    let e = a.find_zone(&n("example.com")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Auth);
+    assert!(
+        e.message.contains("invalid_grant: Invalid JWT Signature."),
+        "{e}"
+    );
+    let all = format!("{e} {e:?} {a:?}");
+    assert!(!all.contains("PRIVATE KEY") && !all.contains(&other.private_key_pem[40..80]));
+}
+
+#[tokio::test]
+async fn zone_not_found_and_validation() {
+    let (_fake, a, _) = setup().await;
+    let e = a.find_zone(&n("www.example.org")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ZoneNotFound);
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    let e = a
+        .replace_txt(&zone, &n("v.example.com"), &set(u32::MAX, &[b"a"]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Invalid);
+    assert!(
+        e.message
+            .starts_with("invalid: Invalid value for 'entity.change.additions[0].ttl'"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn throttling_and_500_are_retried() {
+    let (fake, a, _) = setup().await;
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    fake.throttle_next(1, 0);
+    fake.fail_next(500, 1);
+    assert_eq!(a.read_txt(&zone, &n("example.com")).await.unwrap(), None);
+    let reads = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/rrsets"))
+        .count();
+    assert_eq!(reads, 3);
+    fake.throttle_next(10, 0);
+    let e = a.read_txt(&zone, &n("example.com")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::RateLimited);
+    assert!(e.message.contains("rateLimitExceeded"), "{e}");
+}
+
+#[tokio::test]
+async fn pagination_of_zones_prefers_public() {
+    let fake = FakeGoogle::start(PROJECT, account()).await;
+    let _private = fake.add_zone("example.com", true);
+    let public = fake.add_zone("example.com", false);
+    fake.set_page_size(1);
+    let a = adapter(&fake, account());
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    assert_eq!(zone.id, public);
+    assert!(
+        fake.requests()
+            .iter()
+            .any(|r| r.query.contains("pageToken=1"))
+    );
+}

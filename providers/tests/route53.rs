@@ -1,0 +1,300 @@
+//! Route 53 adapter against the local fake.
+
+use std::time::Duration;
+
+use maildns_providers::hosts::route53::{AwsCredentials, Config, Route53};
+use maildns_providers::http::RetryPolicy;
+use maildns_providers::{ErrorKind, Fqdn, Provider, Secret, TxtRecord, TxtSet};
+use maildns_testkit::fakes::route53::FakeRoute53;
+
+const AKID: &str = "AKIDFAKEEXAMPLE";
+const SECRET: &str = "wJalrXUtnFEMI-fake-secret-value";
+
+fn config(url: &str, akid: &str) -> Config {
+    let mut c = Config::new(AwsCredentials {
+        access_key_id: akid.to_string(),
+        secret_access_key: Secret::new(SECRET),
+        session_token: None,
+    });
+    c.base_url = url.to_string();
+    c.poll_interval = Duration::from_millis(1);
+    c
+}
+
+async fn setup() -> (FakeRoute53, Route53, String) {
+    let fake = FakeRoute53::start(AKID).await;
+    let id = fake.add_zone("example.com");
+    let adapter = Route53::new(config(&fake.url, AKID), RetryPolicy::fast()).unwrap();
+    (fake, adapter, id)
+}
+
+fn n(s: &str) -> Fqdn {
+    Fqdn::parse(s).unwrap()
+}
+
+fn set(ttl: u32, values: &[&[u8]]) -> TxtSet {
+    TxtSet {
+        ttl,
+        records: values.iter().map(TxtRecord::from_value).collect(),
+    }
+}
+
+#[tokio::test]
+async fn conformance_stub_runs() {
+    let (_fake, a, _) = setup().await;
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    maildns_testkit::conformance::run(&a, &zone, None).await;
+}
+
+#[tokio::test]
+async fn publish_and_read_back_exactly_with_insync_wait() {
+    let fake = FakeRoute53::start(AKID).await;
+    let id = fake.add_zone("example.com");
+    fake.set_insync_after(3);
+    let mut cfg = config(&fake.url, AKID);
+    cfg.wait_insync = true;
+    let a = Route53::new(cfg, RetryPolicy::fast()).unwrap();
+    let zone = a.find_zone(&n("_dmarc.example.com")).await.unwrap();
+    assert_eq!(zone.id, id);
+    assert_eq!(zone.name, n("example.com"));
+    let name = n("_dmarc.example.com");
+    assert_eq!(a.read_txt(&zone, &name).await.unwrap(), None);
+    let s = set(
+        300,
+        &[b"v=DMARC1; p=reject; rua=\"mailto:d@example.com\"\\x"],
+    );
+    a.replace_txt(&zone, &name, &s).await.unwrap();
+    assert_eq!(a.read_txt(&zone, &name).await.unwrap(), Some(s));
+    assert_eq!(fake.get_change_count(), 3, "polled GetChange until INSYNC");
+    // Signed requests carry the SigV4 headers.
+    let r = fake.requests().into_iter().last().unwrap();
+    assert!(
+        r.header("authorization")
+            .unwrap()
+            .starts_with("AWS4-HMAC-SHA256 Credential=AKIDFAKEEXAMPLE/")
+    );
+    assert!(r.header("x-amz-date").is_some());
+}
+
+#[tokio::test]
+async fn merge_beside_a_foreign_value_and_delete_exactly() {
+    let (fake, a, id) = setup().await;
+    fake.put_txt(
+        &id,
+        "example.com",
+        600,
+        vec![vec![b"google-site-verification=abc".to_vec()]],
+    );
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    let mut current = a.read_txt(&zone, &n("example.com")).await.unwrap().unwrap();
+    assert_eq!(current.records.len(), 1);
+    current
+        .records
+        .push(TxtRecord::from_value(b"v=spf1 mx -all"));
+    a.replace_txt(&zone, &n("example.com"), &current)
+        .await
+        .unwrap();
+    let held = fake.txt(&id, "example.com").unwrap();
+    assert_eq!(held.ttl, 600);
+    assert_eq!(
+        held.records,
+        vec![
+            vec![b"google-site-verification=abc".to_vec()],
+            vec![b"v=spf1 mx -all".to_vec()]
+        ]
+    );
+    // delete repeats the set exactly; the fake refuses anything else.
+    a.delete_txt(&zone, &n("example.com")).await.unwrap();
+    assert!(fake.txt(&id, "example.com").is_none());
+    let del = fake
+        .requests()
+        .into_iter()
+        .rfind(|r| r.method == "POST")
+        .unwrap();
+    assert!(del.body.contains("<Action>DELETE</Action>"));
+    assert!(del.body.contains("<TTL>600</TTL>"));
+    // deleting an absent set succeeds without a write
+    let posts = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    a.delete_txt(&zone, &n("example.com")).await.unwrap();
+    assert_eq!(
+        fake.requests()
+            .iter()
+            .filter(|r| r.method == "POST")
+            .count(),
+        posts
+    );
+}
+
+#[tokio::test]
+async fn dkim_2048_is_sent_as_quoted_255_byte_strings() {
+    let (fake, a, id) = setup().await;
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    let name = n("202601._domainkey.example.com");
+    let value = format!("v=DKIM1; k=rsa; p={}", "A".repeat(392));
+    let rec = TxtRecord::from_value(value.as_bytes());
+    a.replace_txt(
+        &zone,
+        &name,
+        &TxtSet {
+            ttl: 3600,
+            records: vec![rec.clone()],
+        },
+    )
+    .await
+    .unwrap();
+    let post = fake
+        .requests()
+        .into_iter()
+        .rfind(|r| r.method == "POST")
+        .unwrap();
+    let (first, second) = value.split_at(255);
+    let expected = format!(
+        "<ResourceRecordSet><Name>202601._domainkey.example.com.</Name><Type>TXT</Type><TTL>3600</TTL><ResourceRecords><ResourceRecord><Value>&quot;{first}&quot; &quot;{second}&quot;</Value></ResourceRecord></ResourceRecords></ResourceRecordSet>"
+    );
+    assert!(post.body.contains(&expected), "{}", post.body);
+    assert!(post.body.contains("<Action>UPSERT</Action>"));
+    assert_eq!(
+        fake.txt(&id, "202601._domainkey.example.com")
+            .unwrap()
+            .records[0]
+            .len(),
+        2
+    );
+    assert_eq!(
+        a.read_txt(&zone, &name).await.unwrap().unwrap().records,
+        vec![rec]
+    );
+}
+
+#[tokio::test]
+async fn auth_failure_names_the_host_message_and_hides_the_secret() {
+    let fake = FakeRoute53::start(AKID).await;
+    fake.add_zone("example.com");
+    let a = Route53::new(config(&fake.url, "AKIDWRONG"), RetryPolicy::fast()).unwrap();
+    let e = a.find_zone(&n("example.com")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Auth);
+    assert_eq!(e.status, Some(403));
+    assert!(
+        e.message
+            .contains("The security token included in the request is invalid."),
+        "{e}"
+    );
+    assert!(!format!("{e} {e:?}").contains(SECRET));
+    assert!(!format!("{a:?}").contains(SECRET));
+}
+
+#[tokio::test]
+async fn zone_not_found_and_no_such_hosted_zone() {
+    let (_fake, a, _) = setup().await;
+    let e = a.find_zone(&n("other.org")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ZoneNotFound);
+    let bogus = maildns_providers::Zone {
+        name: n("example.com"),
+        id: "ZNOPE".into(),
+    };
+    let e = a.read_txt(&bogus, &n("example.com")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ZoneNotFound);
+    assert!(
+        e.message.contains("No hosted zone found with ID: ZNOPE"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn validation_error_carries_the_host_message() {
+    let (_fake, a, _) = setup().await;
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    let e = a
+        .replace_txt(&zone, &n("x.example.com"), &set(u32::MAX, &[b"a"]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Invalid);
+    assert!(
+        e.message
+            .starts_with("InvalidInput: 1 validation error detected"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn too_long_for_4000_characters_is_refused_before_sending() {
+    let (fake, a, _) = setup().await;
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    let before = fake.requests().len();
+    let e = a
+        .replace_txt(&zone, &n("x.example.com"), &set(300, &[&[b'a'; 3990]]))
+        .await
+        .unwrap_err();
+    assert!(matches!(e.kind, ErrorKind::Limit(_)), "{e}");
+    assert_eq!(fake.requests().len(), before);
+}
+
+#[tokio::test]
+async fn throttling_is_retried_then_succeeds() {
+    let (fake, a, _) = setup().await;
+    fake.throttle_next(2, 0);
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    assert_eq!(zone.name, n("example.com"));
+    assert_eq!(fake.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn server_error_is_retried_then_succeeds() {
+    let (fake, a, _) = setup().await;
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    fake.fail_next(500, 1);
+    a.replace_txt(&zone, &n("example.com"), &set(300, &[b"v=spf1 -all"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.requests()
+            .iter()
+            .filter(|r| r.method == "POST")
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn throttling_that_never_ends_is_rate_limited() {
+    let (fake, a, _) = setup().await;
+    fake.throttle_next(10, 0);
+    let e = a.find_zone(&n("example.com")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::RateLimited);
+    assert!(e.message.contains("Throttling: Rate exceeded"), "{e}");
+}
+
+#[tokio::test]
+async fn pages_past_a_private_zone_of_the_same_name() {
+    let fake = FakeRoute53::start(AKID).await;
+    let _private = fake.add_private_zone("example.com");
+    let public = fake.add_zone("example.com");
+    fake.add_zone("example.net");
+    let mut cfg = config(&fake.url, AKID);
+    cfg.page_size = 1;
+    let a = Route53::new(cfg, RetryPolicy::fast()).unwrap();
+    let zone = a.find_zone(&n("www.example.com")).await.unwrap();
+    assert_eq!(zone.id, public);
+    let zone_queries: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("hostedzonesbyname"))
+        .map(|r| r.query.clone())
+        .collect();
+    assert!(
+        zone_queries.iter().any(|q| q.contains("hostedzoneid=")),
+        "{zone_queries:?}"
+    );
+    // starts-at listing of records: with one item per page the adapter still finds its set
+    fake.put_txt(&public, "a.example.com", 300, vec![vec![b"x".to_vec()]]);
+    fake.put_txt(&public, "b.example.com", 300, vec![vec![b"y".to_vec()]]);
+    assert_eq!(
+        a.read_txt(&zone, &n("a.example.com")).await.unwrap(),
+        Some(set(300, &[b"x"]))
+    );
+    assert_eq!(a.read_txt(&zone, &n("ab.example.com")).await.unwrap(), None);
+}

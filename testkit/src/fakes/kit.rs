@@ -1,0 +1,178 @@
+//! Pieces shared by the HTTP fakes: a request log, fault injection, a loopback server.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderMap, Method, StatusCode};
+
+/// One request as a fake received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Method.
+    pub method: String,
+    /// Path, without the query.
+    pub path: String,
+    /// Raw query string (empty when none).
+    pub query: String,
+    /// Headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// Body as text (lossy).
+    pub body: String,
+}
+
+impl Recorded {
+    /// The value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn new(
+        method: &Method,
+        path: &str,
+        query: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Self {
+        Recorded {
+            method: method.to_string(),
+            path: path.to_string(),
+            query: query.to_string(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                .collect(),
+            body: String::from_utf8_lossy(body).into_owned(),
+        }
+    }
+}
+
+/// A failure a fake will answer with instead of serving the next request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this status and the host's documented body for it.
+    Status(u16),
+    /// Answer with the host's rate-limit error and `Retry-After: secs`.
+    Throttle {
+        /// Seconds sent in `Retry-After`.
+        retry_after: u64,
+    },
+}
+
+/// Queued faults, consumed one per request.
+#[derive(Debug, Default, Clone)]
+pub struct Faults(Arc<Mutex<VecDeque<Fault>>>);
+
+impl Faults {
+    /// Queues `fault` for the next `n` requests.
+    pub fn push(&self, fault: Fault, n: usize) {
+        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for _ in 0..n {
+            q.push_back(fault);
+        }
+    }
+
+    /// The next fault, if any.
+    pub fn take(&self) -> Option<Fault> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+    }
+}
+
+/// A server task aborted on drop.
+#[derive(Debug)]
+pub struct ServerTask(tokio::task::JoinHandle<()>);
+
+impl Drop for ServerTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Serves `router` on 127.0.0.1 at a free port.
+pub async fn serve(router: axum::Router) -> (SocketAddr, ServerTask) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local addr");
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (addr, ServerTask(task))
+}
+
+/// Parses a query string into decoded pairs.
+pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+    url_decode_pairs(query)
+}
+
+fn url_decode_pairs(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+/// Decodes `%XX` and `+` in a URL component.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b'%' => {
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(c);
+                        i += 1;
+                    }
+                }
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A response with a status, content type and body.
+pub fn respond(
+    status: u16,
+    content_type: &str,
+    body: String,
+    extra: &[(&str, String)],
+) -> axum::response::Response {
+    let mut r = axum::response::Response::new(axum::body::Body::from(body));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert("content-type", v);
+    }
+    for (k, v) in extra {
+        if let (Ok(k), Ok(v)) = (
+            axum::http::HeaderName::from_bytes(k.as_bytes()),
+            axum::http::HeaderValue::from_str(v),
+        ) {
+            r.headers_mut().insert(k, v);
+        }
+    }
+    r
+}
