@@ -132,3 +132,58 @@ fn records_prints_zone_file_lines() {
         stdout(&out)
     );
 }
+
+#[test]
+fn keygen_prints_a_record_that_reads_back_as_the_same_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = maildns(&[
+        "keygen",
+        "--domain",
+        "example.com",
+        "--selector",
+        "202611",
+        "--bits",
+        "2048",
+        "-D",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    // The zone-file form, as opendkim-genkey's .txt, parsed by our reader.
+    let parsed = maildns::records::dkim::parse_opendkim_txt(&text).expect("record parses");
+    assert_eq!(parsed.selector, "202611");
+    assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+    assert_eq!(parsed.record.key_bits(), Some(2048));
+    assert!(parsed.original.strings().iter().all(|s| s.len() <= 255));
+    let key = maildns::keys::load_private_key(&dir.path().join("202611.private")).unwrap();
+    assert_eq!(parsed.record.public_key, key.public_key_der().unwrap());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("202611.private"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // never overwrites
+    let again = maildns(&[
+        "keygen",
+        "-d",
+        "example.com",
+        "-s",
+        "202611",
+        "-D",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(
+        key.public_key_der().unwrap(),
+        maildns::keys::load_private_key(&dir.path().join("202611.private"))
+            .unwrap()
+            .public_key_der()
+            .unwrap()
+    );
+}

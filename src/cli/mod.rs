@@ -3,6 +3,7 @@
 
 mod check;
 mod common;
+mod keygen;
 mod publish;
 mod records;
 
@@ -50,6 +51,8 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Generate a DKIM key (like opendkim-genkey) and print its DNS record
+    Keygen(keygen::Args),
     /// Check the configuration and lint every desired record (non-zero exit on errors)
     Check,
     /// Print every desired record of every domain as zone-file lines (long values split)
@@ -118,6 +121,7 @@ pub fn main() -> i32 {
 async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match &cli.command {
         Command::Check => check::run(&cli).await,
+        Command::Keygen(args) => keygen::run(&cli, args).await,
         Command::Records => records::run(&cli).await,
         Command::Plan {
             selection,

@@ -54,6 +54,7 @@
 //! }
 //! ```
 
+pub mod keyring;
 pub mod machine;
 pub mod store;
 

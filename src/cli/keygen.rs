@@ -1,0 +1,109 @@
+//! `maildns keygen`: what `opendkim-genkey` does, correctly: writes the private key
+//! (0600, atomically, never overwriting) and prints the DNS record, split into
+//! ≤255-byte strings, with a valid `h=sha256`.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::Cli;
+use super::common::{Exit, print_json};
+use crate::keys::{self, Algorithm, KeySpec, PrivateKey, WriteOptions};
+use crate::records::dkim::record_name;
+use crate::rotation::keyring::record_for;
+
+/// `keygen` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The signing domain (d=)
+    #[arg(long, short = 'd')]
+    pub domain: String,
+    /// The selector [default: the current year and month, %Y%m]
+    #[arg(long, short = 's')]
+    pub selector: Option<String>,
+    /// RSA key size
+    #[arg(long, short = 'b', default_value_t = 2048, value_parser = clap::builder::TypedValueParser::map(clap::builder::PossibleValuesParser::new(["1024", "2048", "3072", "4096"]), |s: String| s.parse::<u32>().unwrap_or(2048)))]
+    pub bits: u32,
+    /// Key algorithm
+    #[arg(long, short = 'a', default_value = "rsa", value_parser = ["rsa", "ed25519"])]
+    pub algorithm: String,
+    /// Directory for <selector>.private [default: current directory]
+    #[arg(long, short = 'D', default_value = ".")]
+    pub directory: PathBuf,
+    /// Mark the record as testing (t=y)
+    #[arg(long)]
+    pub testing: bool,
+}
+
+#[derive(Serialize)]
+struct Output {
+    domain: String,
+    selector: String,
+    name: String,
+    algorithm: Algorithm,
+    bits: u32,
+    private_key: PathBuf,
+    value: String,
+    strings: Vec<String>,
+    zone_line: String,
+}
+
+pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
+    let domain = maildns_providers::Fqdn::parse(&args.domain)
+        .map_err(|e| anyhow::anyhow!("--domain {}: {e}", args.domain))?;
+    let selector = match &args.selector {
+        Some(s) => s.clone(),
+        None => crate::config::format_selector("%Y%m", chrono::Utc::now())
+            .unwrap_or_else(|| "dkim".into()),
+    };
+    let name = record_name(&selector, &domain)
+        .map_err(|e| anyhow::anyhow!("--selector {selector}: {e}"))?;
+    if selector.contains('.') || selector.contains('/') {
+        anyhow::bail!("--selector {selector}: use a single DNS label (letters, digits, '-')");
+    }
+    let spec = match args.algorithm.as_str() {
+        "ed25519" => KeySpec::ed25519(),
+        _ => KeySpec::rsa(args.bits),
+    };
+    let key = PrivateKey::generate(spec)?;
+    let path = args.directory.join(format!("{selector}.private"));
+    keys::write_private_key(&path, &key, WriteOptions::default())?;
+    let record = record_for(&key, args.testing)?;
+    let txt = record.to_txt();
+    let zone_line = format!(
+        "{}\tIN\tTXT\t( {} )  ; DKIM key {selector} for {domain}",
+        name.to_dotted(),
+        txt.strings()
+            .iter()
+            .map(|s| s.to_presentation())
+            .collect::<Vec<_>>()
+            .join("\n\t\t")
+    );
+    let out = Output {
+        domain: domain.to_string(),
+        selector: selector.clone(),
+        name: name.to_dotted(),
+        algorithm: key.algorithm(),
+        bits: key.bits(),
+        private_key: path.clone(),
+        value: record.to_value(),
+        strings: txt
+            .strings()
+            .iter()
+            .map(|s| String::from_utf8_lossy(s.as_bytes()).into_owned())
+            .collect(),
+        zone_line,
+    };
+    if cli.json {
+        print_json(&out)?;
+    } else {
+        eprintln!(
+            "maildns: {}-bit {} key written to {} (mode 0600)",
+            out.bits,
+            out.algorithm,
+            path.display()
+        );
+        println!("{}", out.zone_line);
+    }
+    Ok(Exit::Ok)
+}
