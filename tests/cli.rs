@@ -187,3 +187,59 @@ fn keygen_prints_a_record_that_reads_back_as_the_same_key() {
             .unwrap()
     );
 }
+
+#[test]
+fn publish_creates_the_first_dkim_key_once() {
+    let (dir, cfg) =
+        setup("[domains.\"example.com\".dkim]\nbits = 1024\nselector_format = \"s%Y%m\"");
+    let cfg = cfg.to_str().unwrap();
+    let plan = maildns(&["-c", cfg, "plan"]);
+    assert!(
+        stdout(&plan).contains("has no DKIM key yet"),
+        "{}",
+        stdout(&plan)
+    );
+    let out = maildns(&["-c", cfg, "publish"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys: Vec<_> = std::fs::read_dir(dir.path().join("state/keys/example.com"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(keys.len(), 1);
+    let selector = keys[0]
+        .file_name()
+        .to_string_lossy()
+        .trim_end_matches(".private")
+        .to_string();
+    assert!(selector.starts_with('s'), "{selector}");
+    let z = zone(dir.path());
+    assert!(
+        z.contains(&format!(
+            "{selector}._domainkey\t3600\tIN\tTXT\t\"v=DKIM1; h=sha256; k=rsa; \" \"p="
+        )),
+        "{z}"
+    );
+    // The published key is the key on disk.
+    let key = maildns::keys::load_private_key(&keys[0].path()).unwrap();
+    assert!(z.contains(&key.p_value().unwrap()[..100]));
+    // Idempotent: no new key, nothing to change.
+    let again = maildns(&["-c", cfg, "publish"]);
+    assert!(
+        stdout(&again).contains("0 change(s) applied"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("state/keys/example.com"))
+            .unwrap()
+            .count(),
+        1
+    );
+    assert_eq!(zone(dir.path()), z);
+}

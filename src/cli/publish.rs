@@ -5,11 +5,13 @@ use serde::Serialize;
 
 use super::Cli;
 use super::common::{Exit, load_config, print_json};
-use crate::accounts::{Credentials, connect_all};
-use crate::config::{Account, Config};
+use crate::accounts::{Credentials, Providers, connect_all};
+use crate::config::{Account, Config, Domain};
 use crate::publish::{
     self, Action, DomainError, DomainJob, DomainOutcome, Options, for_domain, plan::shorten,
 };
+use crate::rotation::keyring::{after_publish, max_rsa_bits_for, prepare_publish};
+use crate::rotation::{SqliteStore, Store};
 
 /// Arguments shared by `plan` and `publish`.
 #[derive(Debug, Clone, clap::Args)]
@@ -72,31 +74,48 @@ impl Credentials for EnvCredentials {
     }
 }
 
-pub(super) fn jobs(config: &Config, selection: &Selection) -> anyhow::Result<Vec<DomainJob>> {
-    let mut jobs = Vec::new();
-    for d in &config.domains {
-        if !selection.domains.is_empty()
-            && !selection.domains.iter().any(|s| {
-                s.trim_end_matches('.')
-                    .eq_ignore_ascii_case(d.name.as_str())
-            })
-        {
-            continue;
-        }
-        jobs.push(DomainJob {
-            domain: d.name.clone(),
-            account: d.account.clone(),
-            zone: d.zone.clone(),
-            desired: for_domain(d, &[])?,
-        });
-    }
-    if jobs.is_empty() && !selection.domains.is_empty() {
+/// Which configured domains the selection names.
+pub(super) fn selected<'a>(
+    config: &'a Config,
+    selection: &Selection,
+) -> anyhow::Result<Vec<&'a Domain>> {
+    let out: Vec<&Domain> = config
+        .domains
+        .iter()
+        .filter(|d| {
+            selection.domains.is_empty()
+                || selection.domains.iter().any(|s| {
+                    s.trim_end_matches('.')
+                        .eq_ignore_ascii_case(d.name.as_str())
+                })
+        })
+        .collect();
+    if out.is_empty() && !selection.domains.is_empty() {
         anyhow::bail!(
             "no configured domain matches {}",
             selection.domains.join(", ")
         );
     }
-    Ok(jobs)
+    Ok(out)
+}
+
+/// The largest RSA key the account's host can hold: its declared profile, and the
+/// latest `maildns diagnose` result when there is one.
+pub(super) fn max_bits_for(
+    account: &str,
+    providers: &Providers,
+    store: Option<&SqliteStore>,
+) -> Option<u32> {
+    let from_profile = providers
+        .get(account)
+        .and_then(|p| max_rsa_bits_for(p.profile()));
+    let from_diagnosis = store
+        .and_then(|s| s.latest_diagnosis(account).ok().flatten())
+        .and_then(|d| d.recommended_max_bits);
+    match (from_profile, from_diagnosis) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 pub(super) async fn run(
@@ -107,11 +126,47 @@ pub(super) async fn run(
     exit_code: bool,
 ) -> anyhow::Result<Exit> {
     let config = load_config(cli)?;
-    let jobs = jobs(&config, selection)?;
+    let domains = selected(&config, selection)?;
     let creds = EnvCredentials::from_process();
     let (providers, failed_accounts) = connect_all(&config, &creds, Default::default());
     for (name, e) in &failed_accounts {
         tracing::error!("account '{name}': {e:#}");
+    }
+    let store = if domains.iter().any(|d| d.dkim.is_some()) {
+        std::fs::create_dir_all(&config.state_dir)
+            .with_context(|| format!("creating state_dir {}", config.state_dir.display()))?;
+        Some(if apply {
+            SqliteStore::open_locked(&config.state_dir)?
+        } else {
+            SqliteStore::open(&config.state_dir)?
+        })
+    } else {
+        None
+    };
+    let now = chrono::Utc::now();
+    let mut jobs = Vec::new();
+    let mut no_key = Vec::new();
+    for d in &domains {
+        let max_bits = max_bits_for(&d.account, &providers, store.as_ref());
+        let entries = match &store {
+            Some(st) => {
+                let (entries, warnings) = prepare_publish(st, &config, d, max_bits, now, apply)?;
+                for w in warnings {
+                    eprintln!("warning: {}: {}", d.name, w.message);
+                }
+                entries
+            }
+            None => Vec::new(),
+        };
+        if d.dkim.is_some() && entries.is_empty() {
+            no_key.push(d.name.to_string());
+        }
+        jobs.push(DomainJob {
+            domain: d.name.clone(),
+            account: d.account.clone(),
+            zone: d.zone.clone(),
+            desired: for_domain(d, &entries)?,
+        });
     }
     let outcomes = publish::run(
         jobs,
@@ -123,6 +178,14 @@ pub(super) async fn run(
         },
     )
     .await;
+    if apply && let Some(st) = &store {
+        for o in outcomes.iter().filter(|o| o.error.is_none()) {
+            if let Some(d) = domains.iter().find(|d| d.name == o.domain) {
+                let max_bits = max_bits_for(&d.account, &providers, Some(st));
+                after_publish(st, d, max_bits, now)?;
+            }
+        }
+    }
     let mut summary = Summary {
         domains: outcomes.len(),
         ..Default::default()
@@ -151,6 +214,11 @@ pub(super) async fn run(
         })?;
     } else {
         print_human(&outcomes, &summary, apply, &failed_accounts);
+        for d in &no_key {
+            println!(
+                "note: {d} has no DKIM key yet: `maildns publish` generates and publishes the first one"
+            );
+        }
     }
     let pending = summary.create + summary.update + summary.delete;
     Ok(if summary.failed > 0 {

@@ -183,3 +183,90 @@ pub fn generate(
         key_path: path.display().to_string(),
     }))
 }
+
+/// Length of `p=` for RSA keys of each size (base64 of the SubjectPublicKeyInfo).
+const RSA_P_LEN: [(u32, usize); 4] = [(4096, 736), (3072, 564), (2048, 392), (1024, 216)];
+
+/// The largest RSA size whose DKIM record `profile` can hold unchanged, or `None`
+/// when 4096 bits fits. Never below 1024 (RFC 8301).
+pub fn max_rsa_bits_for(profile: &maildns_providers::Profile) -> Option<u32> {
+    for (bits, len) in RSA_P_LEN {
+        let value = format!("v=DKIM1; h=sha256; k=rsa; p={}", "A".repeat(len));
+        let record = maildns_providers::TxtRecord::split(
+            value.as_bytes(),
+            maildns_providers::Split::Before(b"p="),
+        );
+        if profile.check(&profile.shape(&record)).is_ok() {
+            return if bits == 4096 { None } else { Some(bits) };
+        }
+    }
+    Some(1024)
+}
+
+/// Prepares a domain's DKIM records for `publish`: when `generate` and the domain
+/// has no key yet, runs the machine to generate its first key(s) (saved before
+/// anything is published), then returns what each key's status wants published.
+pub fn prepare_publish(
+    store: &dyn super::Store,
+    config: &Config,
+    domain: &crate::config::Domain,
+    max_bits_for_host: Option<u32>,
+    now: DateTime<Utc>,
+    generate_first: bool,
+) -> anyhow::Result<(Vec<DkimEntry>, Vec<super::Warning>)> {
+    let Some(dkim) = &domain.dkim else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let policy = policy(dkim, max_bits_for_host)?;
+    let mut state = store.load(&domain.name)?;
+    let mut warnings = Vec::new();
+    if generate_first && state.keys.is_empty() {
+        let mut observations = Vec::new();
+        // A handful of steps: plan the key(s), generate, stop at publishing.
+        for _ in 0..4 {
+            let d = super::step(&state, &observations, now, &policy);
+            store.save(&d.state, &d.events)?;
+            warnings.extend(d.warnings.iter().cloned());
+            observations.clear();
+            for a in d.work() {
+                if let Some(o) = generate(config, &domain.name, a)? {
+                    observations.push(o);
+                }
+            }
+            state = d.state;
+            if observations.is_empty() {
+                break;
+            }
+        }
+    }
+    Ok((dkim_entries(&state, dkim, now)?, warnings))
+}
+
+/// Tells the machine that `publish` put the records of freshly generated keys at
+/// the host (so the rotation goes on with propagation, not another publish).
+pub fn after_publish(
+    store: &dyn super::Store,
+    domain: &crate::config::Domain,
+    max_bits_for_host: Option<u32>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let Some(dkim) = &domain.dkim else {
+        return Ok(());
+    };
+    let policy = policy(dkim, max_bits_for_host)?;
+    let state = store.load(&domain.name)?;
+    let observations: Vec<Observation> = state
+        .keys
+        .iter()
+        .filter(|k| k.status == KeyStatus::Generated)
+        .map(|k| Observation::KeyPublished {
+            selector: k.selector.clone(),
+        })
+        .collect();
+    if observations.is_empty() {
+        return Ok(());
+    }
+    let d = super::step(&state, &observations, now, &policy);
+    store.save(&d.state, &d.events)?;
+    Ok(())
+}
