@@ -290,11 +290,11 @@ impl Suite<'_> {
                 }
             }
         }
-        if let Some(addr) = self.opts.dns {
-            if let Err(d) = self.dns_expect(addr, name, &expected).await {
-                self.fail(case, name.as_str(), format!("served over DNS differs: {d}"));
-                ok = false;
-            }
+        if let Some(addr) = self.opts.dns
+            && let Err(d) = self.dns_expect(addr, name, &expected).await
+        {
+            self.fail(case, name.as_str(), format!("served over DNS differs: {d}"));
+            ok = false;
         }
         ok
     }
@@ -537,10 +537,10 @@ impl Suite<'_> {
             }
         }
         let case = "delete of a set that never existed";
-        if let Some(name) = self.name(case, "never") {
-            if let Err(e) = self.p.delete_txt(self.zone, &name).await {
-                self.fail(case, name.as_str(), format!("delete_txt failed: {e}"));
-            }
+        if let Some(name) = self.name(case, "never")
+            && let Err(e) = self.p.delete_txt(self.zone, &name).await
+        {
+            self.fail(case, name.as_str(), format!("delete_txt failed: {e}"));
         }
         let case = "replace with an empty set deletes";
         if let Some(name) = self.name(case, "empty") {
