@@ -273,3 +273,189 @@ async fn concurrent_writes_survive_database_is_locked() {
         }
     }
 }
+
+/// A provider whose reads return what was asked for while it writes something
+/// else (the last string of each record dropped): only the DNS check can see it.
+struct LyingWrites {
+    inner: Adapter,
+    asked: std::sync::Mutex<std::collections::HashMap<Fqdn, TxtSet>>,
+}
+
+#[async_trait::async_trait]
+impl Provider for LyingWrites {
+    fn kind(&self) -> &'static str {
+        "lying"
+    }
+    fn profile(&self) -> &maildns_providers::Profile {
+        self.inner.profile()
+    }
+    async fn find_zone(&self, name: &Fqdn) -> Result<Zone, maildns_providers::Error> {
+        self.inner.find_zone(name).await
+    }
+    async fn read_txt(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+    ) -> Result<Option<TxtSet>, maildns_providers::Error> {
+        let asked = self.asked.lock().unwrap().get(name).cloned();
+        match asked {
+            Some(s) => Ok(Some(s)),
+            None => self.inner.read_txt(zone, name).await,
+        }
+    }
+    async fn replace_txt(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+        set: &TxtSet,
+    ) -> Result<(), maildns_providers::Error> {
+        if set.records.is_empty() {
+            return self.delete_txt(zone, name).await;
+        }
+        self.asked.lock().unwrap().insert(name.clone(), set.clone());
+        let mut written = set.clone();
+        for r in &mut written.records {
+            let mut v = r.strings().to_vec();
+            if v.len() > 1 {
+                v.pop();
+            }
+            *r = TxtRecord::from_strings(v).unwrap_or(r.clone());
+        }
+        self.inner.replace_txt(zone, name, &written).await
+    }
+    async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), maildns_providers::Error> {
+        self.asked.lock().unwrap().remove(name);
+        self.inner.delete_txt(zone, name).await
+    }
+}
+
+#[tokio::test]
+async fn conformance_suite_checks_what_dns_serves() {
+    let pdns = PowerDns::start();
+    let (zone_name, _) = with_zone(&pdns).await;
+    let p = LyingWrites {
+        inner: adapter(&pdns, &pdns.api_key, RetryPolicy::fast()),
+        asked: Default::default(),
+    };
+    let zone = p.find_zone(&zone_name).await.unwrap();
+    let opts = Options {
+        dns: Some(pdns.dns),
+        dns_attempts: 1,
+        ..Options::default()
+    };
+    let failures = conformance::check(&p, &zone, &opts).await;
+    let f = failures
+        .iter()
+        .find(|f| f.case == "matrix 511 bytes")
+        .unwrap_or_else(|| panic!("511 bytes not reported: {failures:?}"));
+    assert!(f.detail.starts_with("served over DNS differs"), "{f}");
+    assert!(
+        f.detail
+            .contains("255+255+1 bytes, got 2 string(s) of 255+255 bytes"),
+        "{f}"
+    );
+    assert!(
+        !failures.iter().any(|f| f.case == "matrix 255 bytes"),
+        "{failures:?}"
+    );
+    assert!(
+        !failures.iter().any(|f| f.detail.contains("API read back")),
+        "{failures:?}"
+    );
+}
+
+/// The adapter behind a stricter profile (printable ASCII only), either enforcing it
+/// as the contract requires or forgetting to.
+struct Strict {
+    inner: Adapter,
+    profile: maildns_providers::Profile,
+    enforce: bool,
+}
+
+#[async_trait::async_trait]
+impl Provider for Strict {
+    fn kind(&self) -> &'static str {
+        "strict"
+    }
+    fn profile(&self) -> &maildns_providers::Profile {
+        &self.profile
+    }
+    async fn find_zone(&self, name: &Fqdn) -> Result<Zone, maildns_providers::Error> {
+        self.inner.find_zone(name).await
+    }
+    async fn read_txt(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+    ) -> Result<Option<TxtSet>, maildns_providers::Error> {
+        self.inner.read_txt(zone, name).await
+    }
+    async fn replace_txt(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+        set: &TxtSet,
+    ) -> Result<(), maildns_providers::Error> {
+        if self.enforce {
+            for r in &set.records {
+                self.profile.check(r).map_err(|l| {
+                    maildns_providers::Error::new(
+                        "strict",
+                        maildns_providers::Operation::Replace,
+                        Some(name),
+                        ErrorKind::Limit(l),
+                        "",
+                    )
+                })?;
+            }
+        }
+        self.inner.replace_txt(zone, name, set).await
+    }
+    async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), maildns_providers::Error> {
+        self.inner.delete_txt(zone, name).await
+    }
+}
+
+#[tokio::test]
+async fn conformance_suite_expects_refusal_of_what_the_profile_excludes() {
+    let pdns = PowerDns::start();
+    let (zone_name, _) = with_zone(&pdns).await;
+    let profile = maildns_providers::Profile {
+        printable_ascii_only: true,
+        ..Adapter::default_profile()
+    };
+    let strict = |enforce| Strict {
+        inner: adapter(&pdns, &pdns.api_key, RetryPolicy::fast()),
+        profile: profile.clone(),
+        enforce,
+    };
+    let zone = strict(true).find_zone(&zone_name).await.unwrap();
+    let opts = Options {
+        dns: Some(pdns.dns),
+        ..Options::default()
+    };
+    let good = conformance::check(&strict(true), &zone, &opts).await;
+    assert!(good.is_empty(), "{good:?}");
+    let bad = conformance::check(&strict(false), &zone, &opts).await;
+    let cases: Vec<&str> = bad.iter().map(|f| f.case.as_str()).collect();
+    for c in [
+        "awkward value 'utf8'",
+        "awkward value 'control'",
+        "awkward value 'high-bytes'",
+    ] {
+        assert!(cases.contains(&c), "{c} not reported: {cases:?}");
+    }
+    let f = bad
+        .iter()
+        .find(|f| f.case == "awkward value 'high-bytes'")
+        .unwrap();
+    assert!(
+        f.detail.contains("profile refuses this value") && f.detail.contains("accepted it"),
+        "{f}"
+    );
+    assert!(
+        cases.contains(&"awkward value 'high-bytes' (refused: nothing written)"),
+        "{cases:?}"
+    );
+    assert!(!cases.iter().any(|c| c.starts_with("matrix")), "{cases:?}");
+}
