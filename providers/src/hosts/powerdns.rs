@@ -1,1 +1,579 @@
-//! (to be written)
+//! PowerDNS Authoritative, through its HTTP API (`/api/v1`).
+//!
+//! PowerDNS works on RRsets: the TXT set at a name is read with one `GET` of the
+//! zone (filtered by `rrset_name`/`rrset_type` where the server supports it, and
+//! filtered again here because older servers ignore those parameters) and written
+//! whole with one `PATCH` (`changetype` `REPLACE`, or `DELETE` for an empty set).
+//!
+//! TXT content travels in zone-file syntax. We always send every record pre-split
+//! into quoted strings of at most 255 bytes (`"part1" "part2"`), so what the API
+//! holds is exactly what DNS serves. PowerDNS also accepts, and stores unsplit, a
+//! single quoted string longer than 255 bytes (other tools create such records);
+//! on the wire it cuts that string into 255-byte strings. [`parse_content`] does the
+//! same cut when reading, so such a record reads back as the strings DNS serves.
+//!
+//! Under concurrent writes the gsqlite3 backend answers some `PATCH`es with HTTP 500
+//! `database is locked`; that is transient and retried by [`HttpClient`].
+//!
+//! Disabled records (`"disabled": true`) are not served, so they are left out of
+//! [`Provider::read_txt`]; a later `replace_txt` at that name drops them.
+
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use url::Url;
+
+use crate::http::{Failure, HttpClient, RetryPolicy};
+use crate::txt::{ParseError, ParseErrorKind};
+use crate::{
+    Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
+    zone_candidates,
+};
+
+const KIND: &str = "powerdns";
+
+/// How to reach one PowerDNS server's API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// API base URL, e.g. `http://127.0.0.1:8081/api/v1` (https, or http to loopback).
+    pub base_url: String,
+    /// The server id in API paths, normally `localhost`.
+    pub server_id: String,
+    /// The `api-key` from `pdns.conf`, sent as `X-API-Key`.
+    pub api_key: Secret,
+}
+
+/// A PowerDNS Authoritative server driven through its HTTP API.
+#[derive(Debug)]
+pub struct PowerDns {
+    http: HttpClient,
+    server_id: String,
+    api_key: Secret,
+    profile: Profile,
+}
+
+impl PowerDns {
+    /// Validates `config` and builds the adapter (no request is sent).
+    pub fn new(config: Config, policy: RetryPolicy) -> Result<Self, Error> {
+        let cfg = |m: &str| {
+            Error::new(
+                KIND,
+                Operation::Authenticate,
+                None,
+                ErrorKind::Config,
+                m.to_string(),
+            )
+        };
+        if config.api_key.is_empty() {
+            return Err(cfg(
+                "the API key is empty (set MAILDNS_POWERDNS_API_KEY or the account's api_key)",
+            ));
+        }
+        if config.api_key.expose().chars().any(char::is_control) {
+            return Err(cfg("the API key contains control characters"));
+        }
+        let id = config.server_id.trim();
+        if id.is_empty() || id.contains('/') || id.chars().any(char::is_whitespace) {
+            return Err(cfg(
+                "the server id must be one non-empty path segment (normally `localhost`)",
+            ));
+        }
+        let http = HttpClient::new(KIND, &config.base_url, policy, map_error)?;
+        Ok(PowerDns {
+            http,
+            server_id: id.to_string(),
+            api_key: config.api_key,
+            profile: Self::default_profile(),
+        })
+    }
+
+    /// What PowerDNS holds: any bytes, several strings per record, no total limit.
+    /// Concurrency is kept low because the gsqlite3 backend locks under concurrent writes.
+    pub fn default_profile() -> Profile {
+        Profile {
+            max_string_bytes: crate::txt::MAX_STRING,
+            max_value_bytes: None,
+            max_encoded_bytes: None,
+            multi_string: true,
+            auto_split: true,
+            printable_ascii_only: false,
+            forbidden_bytes: Vec::new(),
+            min_ttl: 1,
+            rate_limit: None,
+            concurrency: 4,
+        }
+    }
+
+    /// `servers/{id}/zones[/{zone}]` with each segment percent-encoded.
+    fn zones_url(&self, zone_id: Option<&str>) -> Url {
+        let mut url = self.http.url("servers");
+        if let Ok(mut segs) = url.path_segments_mut() {
+            segs.push(&self.server_id).push("zones");
+            if let Some(z) = zone_id {
+                segs.push(z);
+            }
+        }
+        url
+    }
+
+    fn check_name(&self, op: Operation, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
+        if name.is_within(&zone.name) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                KIND,
+                op,
+                Some(name),
+                ErrorKind::Invalid,
+                format!("{name} is not within zone {}", zone.name),
+            ))
+        }
+    }
+
+    async fn patch(
+        &self,
+        op: Operation,
+        zone: &Zone,
+        name: &Fqdn,
+        rrset: serde_json::Value,
+    ) -> Result<(), Error> {
+        let url = self.zones_url(Some(&zone.id));
+        let body = serde_json::json!({ "rrsets": [rrset] });
+        self.http
+            .send(op, Some(name), true, |c| {
+                c.request(Method::PATCH, url.clone())
+                    .header("X-API-Key", self.api_key.expose())
+                    .json(&body)
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ZoneInfo {
+    id: String,
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ZoneDetail {
+    #[serde(default)]
+    rrsets: Vec<RrSet>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RrSet {
+    name: String,
+    #[serde(rename = "type")]
+    rtype: String,
+    #[serde(default)]
+    ttl: u32,
+    #[serde(default)]
+    records: Vec<Record>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Record {
+    content: String,
+    #[serde(default)]
+    disabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    errors: Vec<String>,
+}
+
+/// Maps PowerDNS error answers: `{"error":"…","errors":[…]}` bodies, `text/plain`
+/// `Unauthorized`, "Could not find domain" (404, or 422 on some versions) as
+/// [`ErrorKind::ZoneNotFound`], other 4xx as invalid, 5xx (`database is locked`) as
+/// a transient server error.
+pub fn map_error(f: &Failure<'_>) -> (ErrorKind, String) {
+    let text = String::from_utf8_lossy(f.body);
+    let message = match serde_json::from_slice::<ErrorBody>(f.body) {
+        Ok(b) if !b.error.is_empty() => {
+            let mut m = b.error.clone();
+            for e in b.errors.iter().filter(|e| **e != b.error) {
+                m.push_str("; ");
+                m.push_str(e);
+            }
+            m
+        }
+        _ => text.trim().to_string(),
+    };
+    // One line, bounded.
+    let message: String = message
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(500)
+        .collect();
+    let kind = match f.status {
+        StatusCode::UNAUTHORIZED => ErrorKind::Auth,
+        StatusCode::FORBIDDEN => ErrorKind::Permission,
+        StatusCode::NOT_FOUND | StatusCode::UNPROCESSABLE_ENTITY
+            if message.contains("Could not find domain") =>
+        {
+            ErrorKind::ZoneNotFound
+        }
+        StatusCode::NOT_FOUND => ErrorKind::ZoneNotFound,
+        s => crate::http::kind_for_status(s),
+    };
+    (kind, message)
+}
+
+/// Parses one record's `content` as PowerDNS renders it.
+///
+/// A quoted string longer than 255 bytes (PowerDNS stores such a string unsplit
+/// when another tool sent it) is cut into 255-byte strings, as PowerDNS does when it
+/// serves the record, instead of failing.
+pub fn parse_content(content: &str) -> Result<TxtRecord, ParseError> {
+    match TxtRecord::parse_presentation(content) {
+        Err(e) if e.kind == ParseErrorKind::StringTooLong => {
+            TxtRecord::parse_presentation_bytes(&split_long_strings(content.as_bytes()))
+        }
+        other => other,
+    }
+}
+
+/// Inserts `" "` into every quoted string after each 255 bytes of its (unescaped)
+/// content, counting an escape (`\X` or `\DDD`) as the one byte it stands for.
+fn split_long_strings(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len() + input.len() / 128);
+    let mut in_quotes = false;
+    let mut count = 0usize;
+    let mut i = 0;
+    while i < input.len() {
+        let c = input[i];
+        if !in_quotes {
+            if c == b'"' {
+                in_quotes = true;
+                count = 0;
+            }
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        if c == b'"' {
+            in_quotes = false;
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let len = if c == b'\\' {
+            match input.get(i + 1) {
+                Some(d) if d.is_ascii_digit() => 4,
+                _ => 2,
+            }
+        } else {
+            1
+        };
+        if count == crate::txt::MAX_STRING {
+            out.extend_from_slice(b"\" \"");
+            count = 0;
+        }
+        let end = (i + len).min(input.len());
+        out.extend_from_slice(&input[i..end]);
+        count += 1;
+        i = end;
+    }
+    out
+}
+
+#[async_trait::async_trait]
+impl Provider for PowerDns {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
+        let candidates = zone_candidates(name);
+        let url = self.zones_url(None);
+        for candidate in &candidates {
+            let dotted = candidate.to_dotted();
+            let resp = self
+                .http
+                .send(Operation::FindZone, Some(name), true, |c| {
+                    c.request(Method::GET, url.clone())
+                        .header("X-API-Key", self.api_key.expose())
+                        .query(&[("zone", dotted.as_str())])
+                })
+                .await?;
+            let zones: Vec<ZoneInfo> = resp
+                .json(KIND, Operation::FindZone)
+                .map_err(|e| e.with_name(name))?;
+            // Older servers ignore `zone=` and list every zone: match the name here.
+            if let Some(z) = zones
+                .into_iter()
+                .find(|z| z.name.eq_ignore_ascii_case(&dotted))
+            {
+                return Ok(Zone {
+                    name: candidate.clone(),
+                    id: z.id,
+                });
+            }
+        }
+        let tried: Vec<String> = candidates.iter().map(Fqdn::to_dotted).collect();
+        Err(Error::new(
+            KIND,
+            Operation::FindZone,
+            Some(name),
+            ErrorKind::ZoneNotFound,
+            format!(
+                "no zone on PowerDNS server '{}' holds {name} (tried {})",
+                self.server_id,
+                tried.join(", ")
+            ),
+        ))
+    }
+
+    async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
+        self.check_name(Operation::Read, zone, name)?;
+        let url = self.zones_url(Some(&zone.id));
+        let dotted = name.to_dotted();
+        let resp = self
+            .http
+            .send(Operation::Read, Some(name), true, |c| {
+                c.request(Method::GET, url.clone())
+                    .header("X-API-Key", self.api_key.expose())
+                    .query(&[("rrset_name", dotted.as_str()), ("rrset_type", "TXT")])
+            })
+            .await?;
+        let detail: ZoneDetail = resp
+            .json(KIND, Operation::Read)
+            .map_err(|e| e.with_name(name))?;
+        let Some(set) = detail
+            .rrsets
+            .into_iter()
+            .find(|s| s.rtype == "TXT" && s.name.eq_ignore_ascii_case(&dotted))
+        else {
+            return Ok(None);
+        };
+        let mut records = Vec::with_capacity(set.records.len());
+        for r in set.records.iter().filter(|r| !r.disabled) {
+            let rec = parse_content(&r.content).map_err(|e| {
+                Error::new(
+                    KIND,
+                    Operation::Read,
+                    Some(name),
+                    ErrorKind::Protocol,
+                    format!("cannot parse TXT content {:?}: {e}", r.content),
+                )
+            })?;
+            records.push(rec);
+        }
+        if records.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(TxtSet {
+            ttl: set.ttl,
+            records,
+        }))
+    }
+
+    async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
+        self.check_name(Operation::Replace, zone, name)?;
+        if set.records.is_empty() {
+            return self.delete_txt(zone, name).await;
+        }
+        for r in &set.records {
+            self.profile.check(r).map_err(|l| {
+                Error::new(
+                    KIND,
+                    Operation::Replace,
+                    Some(name),
+                    ErrorKind::Limit(l),
+                    format!("record {}", abbreviate(&r.to_presentation())),
+                )
+            })?;
+        }
+        if set.ttl < self.profile.min_ttl {
+            return Err(Error::new(
+                KIND,
+                Operation::Replace,
+                Some(name),
+                ErrorKind::Invalid,
+                format!(
+                    "TTL {} is below the minimum of {}",
+                    set.ttl, self.profile.min_ttl
+                ),
+            ));
+        }
+        let records: Vec<serde_json::Value> = set
+            .records
+            .iter()
+            .map(|r| serde_json::json!({"content": r.to_presentation(), "disabled": false}))
+            .collect();
+        let rrset = serde_json::json!({
+            "name": name.to_dotted(),
+            "type": "TXT",
+            "ttl": set.ttl,
+            "changetype": "REPLACE",
+            "records": records,
+        });
+        self.patch(Operation::Replace, zone, name, rrset).await
+    }
+
+    async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
+        self.check_name(Operation::Delete, zone, name)?;
+        let rrset = serde_json::json!({
+            "name": name.to_dotted(),
+            "type": "TXT",
+            "changetype": "DELETE",
+        });
+        self.patch(Operation::Delete, zone, name, rrset).await
+    }
+}
+
+fn abbreviate(s: &str) -> String {
+    if s.chars().count() <= 80 {
+        s.to_string()
+    } else {
+        let head: String = s.chars().take(77).collect();
+        format!("{head}...")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderMap;
+
+    fn failure(status: u16, body: &str) -> (ErrorKind, String) {
+        let headers = HeaderMap::new();
+        map_error(&Failure {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: &headers,
+            body: body.as_bytes(),
+        })
+    }
+
+    #[test]
+    fn maps_powerdns_error_bodies() {
+        assert_eq!(
+            failure(401, "Unauthorized"),
+            (ErrorKind::Auth, "Unauthorized".into())
+        );
+        assert_eq!(
+            failure(401, r#"{"error":"Unauthorized"}"#),
+            (ErrorKind::Auth, "Unauthorized".into())
+        );
+        assert_eq!(
+            failure(404, r#"{"error":"Could not find domain 'x.test.'"}"#).0,
+            ErrorKind::ZoneNotFound
+        );
+        assert_eq!(
+            failure(422, r#"{"error":"Could not find domain 'x.test.'"}"#).0,
+            ErrorKind::ZoneNotFound
+        );
+        assert_eq!(
+            failure(
+                422,
+                r#"{"error":"Record x./TXT 'abc': Not in expected format (parsed as '\"abc\"')"}"#
+            ),
+            (
+                ErrorKind::Invalid,
+                "Record x./TXT 'abc': Not in expected format (parsed as '\"abc\"')".into()
+            )
+        );
+        let (k, m) = failure(
+            500,
+            "{\"error\":\"GSQLBackend unable to delete RRSet a.test.|TXT: database is locked\"}",
+        );
+        assert_eq!(k, ErrorKind::Server);
+        assert!(k.is_transient());
+        assert!(m.ends_with("database is locked"), "{m}");
+        assert_eq!(
+            failure(400, "not json\nat all").1,
+            "not json at all",
+            "messages stay on one line"
+        );
+    }
+
+    #[test]
+    fn long_unsplit_strings_are_cut_like_the_wire() {
+        let long = "a".repeat(600);
+        let r = parse_content(&format!("\"{long}\"")).unwrap();
+        let lens: Vec<usize> = r.strings().iter().map(|s| s.len()).collect();
+        assert_eq!(lens, [255, 255, 90]);
+        assert_eq!(r.value(), long.as_bytes());
+        // Escapes count as one byte and are never cut in half.
+        let v = format!("{}\\\"{}\\255", "b".repeat(254), "c".repeat(300));
+        let r = parse_content(&format!("\"x\" \"{v}\"")).unwrap();
+        let lens: Vec<usize> = r.strings().iter().map(|s| s.len()).collect();
+        assert_eq!(lens, [1, 255, 255, 46]);
+        assert_eq!(r.strings()[1].as_bytes()[254], b'"');
+        assert_eq!(r.strings()[3].as_bytes()[45], 0xff);
+        // Normal content is untouched.
+        let r = parse_content("\"p1\" \"p2\"").unwrap();
+        assert_eq!(r.strings().len(), 2);
+    }
+
+    #[test]
+    fn config_is_validated_and_key_never_printed() {
+        let ok = Config {
+            base_url: "http://127.0.0.1:8081/api/v1".into(),
+            server_id: "localhost".into(),
+            api_key: Secret::new("sekrit-key-123"),
+        };
+        let p = PowerDns::new(ok.clone(), RetryPolicy::fast()).unwrap();
+        assert!(!format!("{p:?}").contains("sekrit-key-123"));
+        let e = PowerDns::new(
+            Config {
+                api_key: Secret::new(""),
+                ..ok.clone()
+            },
+            RetryPolicy::fast(),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Config);
+        let e = PowerDns::new(
+            Config {
+                server_id: "a/b".into(),
+                ..ok.clone()
+            },
+            RetryPolicy::fast(),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Config);
+        let e = PowerDns::new(
+            Config {
+                base_url: "http://pdns.example.com/api/v1".into(),
+                ..ok
+            },
+            RetryPolicy::fast(),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Config);
+        assert!(!e.to_string().contains("sekrit"));
+    }
+
+    #[test]
+    fn zone_urls_encode_segments() {
+        let p = PowerDns::new(
+            Config {
+                base_url: "http://127.0.0.1:8081/api/v1".into(),
+                server_id: "localhost".into(),
+                api_key: Secret::new("k"),
+            },
+            RetryPolicy::fast(),
+        )
+        .unwrap();
+        assert_eq!(
+            p.zones_url(Some("example.test.")).as_str(),
+            "http://127.0.0.1:8081/api/v1/servers/localhost/zones/example.test."
+        );
+        assert_eq!(
+            p.zones_url(Some("a=2Fb.test.")).as_str(),
+            "http://127.0.0.1:8081/api/v1/servers/localhost/zones/a=2Fb.test."
+        );
+    }
+}

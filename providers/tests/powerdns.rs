@@ -1,0 +1,461 @@
+//! The PowerDNS adapter against a real PowerDNS Authoritative on loopback:
+//! the conformance suite (API and DNS), error mapping, and retries.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use maildns_providers::hosts::powerdns::{Config, PowerDns as Adapter};
+use maildns_providers::http::RetryPolicy;
+use maildns_providers::{ErrorKind, Fqdn, Provider, Secret, TxtRecord, TxtSet, Zone};
+use maildns_testkit::conformance::{self, Options};
+use maildns_testkit::{PowerDns, random_label};
+
+fn adapter(pdns: &PowerDns, key: &str, policy: RetryPolicy) -> Adapter {
+    Adapter::new(
+        Config {
+            base_url: pdns.api_url.clone(),
+            server_id: "localhost".into(),
+            api_key: Secret::new(key),
+        },
+        policy,
+    )
+    .expect("valid config")
+}
+
+async fn with_zone(pdns: &PowerDns) -> (Fqdn, String) {
+    let zone = format!("{}.test", random_label(10));
+    pdns.create_zone(&zone).await;
+    (Fqdn::parse(&zone).unwrap(), zone)
+}
+
+fn name(s: &str) -> Fqdn {
+    Fqdn::parse(s).unwrap()
+}
+
+#[tokio::test]
+async fn conformance_suite_passes_over_api_and_dns() {
+    let pdns = PowerDns::start();
+    let (zone_name, _) = with_zone(&pdns).await;
+    let p = adapter(&pdns, &pdns.api_key, RetryPolicy::fast());
+    let zone = p.find_zone(&zone_name).await.expect("zone found");
+    assert_eq!(zone.name, zone_name);
+    assert_eq!(zone.id, zone_name.to_dotted());
+    conformance::run(&p, &zone, Some(pdns.dns)).await;
+    // The same zone can be used again (unique names per run).
+    conformance::run(&p, &zone, None).await;
+}
+
+/// A provider that drops the last string of every record it reads: the suite must notice.
+struct Truncating(Adapter);
+
+#[async_trait::async_trait]
+impl Provider for Truncating {
+    fn kind(&self) -> &'static str {
+        "truncating"
+    }
+    fn profile(&self) -> &maildns_providers::Profile {
+        self.0.profile()
+    }
+    async fn find_zone(&self, name: &Fqdn) -> Result<Zone, maildns_providers::Error> {
+        self.0.find_zone(name).await
+    }
+    async fn read_txt(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+    ) -> Result<Option<TxtSet>, maildns_providers::Error> {
+        Ok(self.0.read_txt(zone, name).await?.map(|mut s| {
+            s.records = s
+                .records
+                .into_iter()
+                .map(|r| {
+                    let mut v = r.strings().to_vec();
+                    if v.len() > 1 {
+                        v.pop();
+                    }
+                    TxtRecord::from_strings(v).unwrap_or(r)
+                })
+                .collect();
+            s
+        }))
+    }
+    async fn replace_txt(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+        set: &TxtSet,
+    ) -> Result<(), maildns_providers::Error> {
+        self.0.replace_txt(zone, name, set).await
+    }
+    async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), maildns_providers::Error> {
+        self.0.delete_txt(zone, name).await
+    }
+}
+
+#[tokio::test]
+async fn conformance_suite_reports_a_broken_provider() {
+    let pdns = PowerDns::start();
+    let (zone_name, _) = with_zone(&pdns).await;
+    let p = Truncating(adapter(&pdns, &pdns.api_key, RetryPolicy::fast()));
+    let zone = p.find_zone(&zone_name).await.unwrap();
+    let failures = conformance::check(&p, &zone, &Options::default()).await;
+    let cases: Vec<&str> = failures.iter().map(|f| f.case.as_str()).collect();
+    assert!(cases.contains(&"matrix 256 bytes"), "{cases:?}");
+    assert!(!cases.contains(&"matrix 255 bytes"), "{cases:?}");
+    let f = failures
+        .iter()
+        .find(|f| f.case == "matrix 256 bytes")
+        .unwrap();
+    assert!(
+        f.detail
+            .contains("expected 2 string(s) of 255+1 bytes, got 1 string(s) of 255 bytes"),
+        "{f}"
+    );
+}
+
+#[tokio::test]
+async fn long_unsplit_string_from_another_tool_reads_as_served() {
+    let pdns = PowerDns::start();
+    let (zone_name, zone) = with_zone(&pdns).await;
+    let value = "k".repeat(600);
+    // Another tool writes one long quoted string; PowerDNS stores it unsplit.
+    let resp = reqwest::Client::new()
+        .patch(format!("{}/servers/localhost/zones/{zone}.", pdns.api_url))
+        .header("X-API-Key", &pdns.api_key)
+        .json(
+            &serde_json::json!({"rrsets": [{"name": format!("long.{zone}."), "type": "TXT",
+            "ttl": 300, "changetype": "REPLACE",
+            "records": [{"content": format!("\"{value}\""), "disabled": false}]}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let p = adapter(&pdns, &pdns.api_key, RetryPolicy::fast());
+    let zone = p.find_zone(&zone_name).await.unwrap();
+    let n = name(&format!("long.{zone_name}"));
+    let set = p.read_txt(&zone, &n).await.unwrap().expect("set present");
+    let served = conformance::dig_txt(pdns.dns, &n).await.unwrap();
+    assert_eq!(set.records, served);
+    let lens: Vec<usize> = set.records[0].strings().iter().map(|s| s.len()).collect();
+    assert_eq!(lens, [255, 255, 90]);
+    assert_eq!(set.records[0].value(), value.as_bytes());
+}
+
+#[tokio::test]
+async fn wrong_api_key_is_an_auth_error_without_the_key() {
+    let pdns = PowerDns::start();
+    let (zone_name, _) = with_zone(&pdns).await;
+    let wrong = format!("wrong-{}", random_label(20));
+    let p = adapter(&pdns, &wrong, RetryPolicy::fast());
+    let e = p.find_zone(&zone_name).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Auth, "{e}");
+    assert_eq!(e.status, Some(401));
+    let text = e.to_string();
+    assert!(text.starts_with("powerdns: find zone"), "{text}");
+    assert!(!text.contains('\n'), "{text}");
+    assert!(
+        !text.contains(&wrong) && !text.contains(&pdns.api_key),
+        "{text}"
+    );
+    assert!(!format!("{e:?}").contains(&wrong));
+    // Writes too.
+    let zone = Zone {
+        name: zone_name.clone(),
+        id: zone_name.to_dotted(),
+    };
+    let e = p
+        .replace_txt(
+            &zone,
+            &zone_name,
+            &TxtSet {
+                ttl: 300,
+                records: vec![TxtRecord::from_value(b"x")],
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Auth, "{e}");
+    assert!(!e.to_string().contains(&wrong));
+}
+
+#[tokio::test]
+async fn unknown_zone_is_zone_not_found() {
+    let pdns = PowerDns::start();
+    let (_, _) = with_zone(&pdns).await;
+    let p = adapter(&pdns, &pdns.api_key, RetryPolicy::fast());
+    let e = p
+        .find_zone(&name("_dmarc.nowhere.invalid"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ZoneNotFound, "{e}");
+    assert!(e.message.contains("_dmarc.nowhere.invalid."), "{e}");
+    assert!(e.message.contains("nowhere.invalid."), "{e}");
+    // A zone id the server does not know, on read and write.
+    let ghost = Zone {
+        name: name("ghost.test"),
+        id: "ghost.test.".into(),
+    };
+    let e = p.read_txt(&ghost, &name("ghost.test")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ZoneNotFound, "{e}");
+    let e = p
+        .replace_txt(
+            &ghost,
+            &name("ghost.test"),
+            &TxtSet {
+                ttl: 300,
+                records: vec![TxtRecord::from_value(b"x")],
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ZoneNotFound, "{e}");
+}
+
+#[tokio::test]
+async fn name_outside_the_zone_is_refused_before_sending() {
+    let pdns = PowerDns::start();
+    let (zone_name, _) = with_zone(&pdns).await;
+    let p = adapter(&pdns, &pdns.api_key, RetryPolicy::fast());
+    let zone = p.find_zone(&zone_name).await.unwrap();
+    let e = p.delete_txt(&zone, &name("example.org")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Invalid);
+    assert_eq!(e.status, None, "nothing was sent");
+}
+
+#[tokio::test]
+async fn killed_server_is_a_network_error_after_retries() {
+    let mut pdns = PowerDns::start();
+    let (zone_name, _) = with_zone(&pdns).await;
+    let p = adapter(&pdns, &pdns.api_key, RetryPolicy::fast());
+    let zone = p.find_zone(&zone_name).await.unwrap();
+    pdns.kill();
+    let e = p.read_txt(&zone, &zone_name).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Network, "{e}");
+    assert!(e.kind.is_transient());
+    assert!(!e.to_string().contains(&pdns.api_key));
+}
+
+#[tokio::test]
+async fn concurrent_writes_survive_database_is_locked() {
+    let pdns = PowerDns::start();
+    let (zone_name, _) = with_zone(&pdns).await;
+    // Many quick attempts: gsqlite3 answers 500 "database is locked" under
+    // concurrent writes, which must be retried until it goes through.
+    let policy = RetryPolicy {
+        max_attempts: 30,
+        max_elapsed: Duration::from_secs(60),
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(100),
+        request_timeout: Duration::from_secs(10),
+    };
+    let p = Arc::new(adapter(&pdns, &pdns.api_key, policy));
+    let zone = p.find_zone(&zone_name).await.unwrap();
+    for round in 0..3 {
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let (p, zone) = (p.clone(), zone.clone());
+            let n = zone_name.child(&format!("w{i}")).unwrap();
+            tasks.push(tokio::spawn(async move {
+                let set = TxtSet {
+                    ttl: 300,
+                    records: vec![TxtRecord::from_value(format!("round {round} writer {i}"))],
+                };
+                p.replace_txt(&zone, &n, &set).await.map(|_| (n, set))
+            }));
+        }
+        for t in tasks {
+            let (n, set) = t
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("write failed: {e}"));
+            assert_eq!(p.read_txt(&zone, &n).await.unwrap(), Some(set));
+        }
+    }
+}
+
+/// A provider whose reads return what was asked for while it writes something
+/// else (the last string of each record dropped): only the DNS check can see it.
+struct LyingWrites {
+    inner: Adapter,
+    asked: std::sync::Mutex<std::collections::HashMap<Fqdn, TxtSet>>,
+}
+
+#[async_trait::async_trait]
+impl Provider for LyingWrites {
+    fn kind(&self) -> &'static str {
+        "lying"
+    }
+    fn profile(&self) -> &maildns_providers::Profile {
+        self.inner.profile()
+    }
+    async fn find_zone(&self, name: &Fqdn) -> Result<Zone, maildns_providers::Error> {
+        self.inner.find_zone(name).await
+    }
+    async fn read_txt(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+    ) -> Result<Option<TxtSet>, maildns_providers::Error> {
+        let asked = self.asked.lock().unwrap().get(name).cloned();
+        match asked {
+            Some(s) => Ok(Some(s)),
+            None => self.inner.read_txt(zone, name).await,
+        }
+    }
+    async fn replace_txt(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+        set: &TxtSet,
+    ) -> Result<(), maildns_providers::Error> {
+        if set.records.is_empty() {
+            return self.delete_txt(zone, name).await;
+        }
+        self.asked.lock().unwrap().insert(name.clone(), set.clone());
+        let mut written = set.clone();
+        for r in &mut written.records {
+            let mut v = r.strings().to_vec();
+            if v.len() > 1 {
+                v.pop();
+            }
+            *r = TxtRecord::from_strings(v).unwrap_or(r.clone());
+        }
+        self.inner.replace_txt(zone, name, &written).await
+    }
+    async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), maildns_providers::Error> {
+        self.asked.lock().unwrap().remove(name);
+        self.inner.delete_txt(zone, name).await
+    }
+}
+
+#[tokio::test]
+async fn conformance_suite_checks_what_dns_serves() {
+    let pdns = PowerDns::start();
+    let (zone_name, _) = with_zone(&pdns).await;
+    let p = LyingWrites {
+        inner: adapter(&pdns, &pdns.api_key, RetryPolicy::fast()),
+        asked: Default::default(),
+    };
+    let zone = p.find_zone(&zone_name).await.unwrap();
+    let opts = Options {
+        dns: Some(pdns.dns),
+        dns_attempts: 1,
+        ..Options::default()
+    };
+    let failures = conformance::check(&p, &zone, &opts).await;
+    let f = failures
+        .iter()
+        .find(|f| f.case == "matrix 511 bytes")
+        .unwrap_or_else(|| panic!("511 bytes not reported: {failures:?}"));
+    assert!(f.detail.starts_with("served over DNS differs"), "{f}");
+    assert!(
+        f.detail
+            .contains("255+255+1 bytes, got 2 string(s) of 255+255 bytes"),
+        "{f}"
+    );
+    assert!(
+        !failures.iter().any(|f| f.case == "matrix 255 bytes"),
+        "{failures:?}"
+    );
+    assert!(
+        !failures.iter().any(|f| f.detail.contains("API read back")),
+        "{failures:?}"
+    );
+}
+
+/// The adapter behind a stricter profile (printable ASCII only), either enforcing it
+/// as the contract requires or forgetting to.
+struct Strict {
+    inner: Adapter,
+    profile: maildns_providers::Profile,
+    enforce: bool,
+}
+
+#[async_trait::async_trait]
+impl Provider for Strict {
+    fn kind(&self) -> &'static str {
+        "strict"
+    }
+    fn profile(&self) -> &maildns_providers::Profile {
+        &self.profile
+    }
+    async fn find_zone(&self, name: &Fqdn) -> Result<Zone, maildns_providers::Error> {
+        self.inner.find_zone(name).await
+    }
+    async fn read_txt(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+    ) -> Result<Option<TxtSet>, maildns_providers::Error> {
+        self.inner.read_txt(zone, name).await
+    }
+    async fn replace_txt(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+        set: &TxtSet,
+    ) -> Result<(), maildns_providers::Error> {
+        if self.enforce {
+            for r in &set.records {
+                self.profile.check(r).map_err(|l| {
+                    maildns_providers::Error::new(
+                        "strict",
+                        maildns_providers::Operation::Replace,
+                        Some(name),
+                        ErrorKind::Limit(l),
+                        "",
+                    )
+                })?;
+            }
+        }
+        self.inner.replace_txt(zone, name, set).await
+    }
+    async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), maildns_providers::Error> {
+        self.inner.delete_txt(zone, name).await
+    }
+}
+
+#[tokio::test]
+async fn conformance_suite_expects_refusal_of_what_the_profile_excludes() {
+    let pdns = PowerDns::start();
+    let (zone_name, _) = with_zone(&pdns).await;
+    let profile = maildns_providers::Profile {
+        printable_ascii_only: true,
+        ..Adapter::default_profile()
+    };
+    let strict = |enforce| Strict {
+        inner: adapter(&pdns, &pdns.api_key, RetryPolicy::fast()),
+        profile: profile.clone(),
+        enforce,
+    };
+    let zone = strict(true).find_zone(&zone_name).await.unwrap();
+    let opts = Options {
+        dns: Some(pdns.dns),
+        ..Options::default()
+    };
+    let good = conformance::check(&strict(true), &zone, &opts).await;
+    assert!(good.is_empty(), "{good:?}");
+    let bad = conformance::check(&strict(false), &zone, &opts).await;
+    let cases: Vec<&str> = bad.iter().map(|f| f.case.as_str()).collect();
+    for c in [
+        "awkward value 'utf8'",
+        "awkward value 'control'",
+        "awkward value 'high-bytes'",
+    ] {
+        assert!(cases.contains(&c), "{c} not reported: {cases:?}");
+    }
+    let f = bad
+        .iter()
+        .find(|f| f.case == "awkward value 'high-bytes'")
+        .unwrap();
+    assert!(
+        f.detail.contains("profile refuses this value") && f.detail.contains("accepted it"),
+        "{f}"
+    );
+    assert!(
+        cases.contains(&"awkward value 'high-bytes' (refused: nothing written)"),
+        "{cases:?}"
+    );
+    assert!(!cases.iter().any(|c| c.starts_with("matrix")), "{cases:?}");
+}
