@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use maildns_providers::hosts::zonefile::{self, ZoneFile};
 use maildns_providers::hosts::{
-    cloudflare, desec, digitalocean, gandi, google, hetzner, rfc2136, route53,
+    cloudflare, desec, digitalocean, gandi, google, hetzner, powerdns, rfc2136, route53,
 };
 use maildns_providers::http::RetryPolicy;
 use maildns_providers::{
@@ -70,6 +70,17 @@ pub fn connect(
     let p: Arc<dyn Provider> = match &account.provider {
         ProviderConfig::ZoneFile { path, bump_serial } => {
             Arc::new(ZoneFiles::new(path, zones, *bump_serial)?)
+        }
+        ProviderConfig::PowerDns {
+            base_url,
+            server_id,
+        } => {
+            let cfg = powerdns::Config {
+                base_url: base_url.clone(),
+                server_id: server_id.clone(),
+                api_key: secret(account, creds)?,
+            };
+            Arc::new(powerdns::PowerDns::new(cfg, retry)?)
         }
         ProviderConfig::Rfc2136 {
             server,
