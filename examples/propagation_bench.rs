@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use maildns::propagation::{Check, Nameserver, QueryOptions, Querier, WatchOptions, Watcher};
+use maildns::propagation::{Check, Nameserver, Querier, QueryOptions, WatchOptions, Watcher};
 use maildns_providers::{Fqdn, TxtRecord};
 use maildns_testkit::PowerDns;
 
@@ -50,7 +50,11 @@ fn value_for(n: &Fqdn) -> TxtRecord {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let count: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(10_000);
+    let count: usize = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(10_000);
     let perf_secs: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(5);
     let zone = "bench.test";
     let servers = [PowerDns::start(), PowerDns::start()];

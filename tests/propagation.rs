@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use maildns::propagation::{
-    Backoff, Check, Clock, DiscoveryOptions, Nameserver, Progress, QueryError, QueryOptions,
-    Querier, RecursiveCheck, ServerError, ServerStatus, Upstream, WatchOptions, Watcher, discover,
+    Backoff, Check, Clock, DiscoveryOptions, Nameserver, Progress, Querier, QueryError,
+    QueryOptions, RecursiveCheck, ServerError, ServerStatus, Upstream, WatchOptions, Watcher,
+    discover,
 };
 use maildns_providers::{Fqdn, Split, TxtRecord};
 use maildns_testkit::bind::BindOptions;
@@ -103,7 +104,7 @@ async fn reports_the_laggard_then_passes_when_both_serve() {
     let want = TxtRecord::from_value("v=DMARC1; p=quarantine");
     let foreign = TxtRecord::from_value("something-else=1");
     set_txt(&a, &z, &owner, 300, &[foreign.clone(), want.clone()]).await;
-    set_txt(&b, &z, &owner, 300, &[foreign.clone()]).await;
+    set_txt(&b, &z, &owner, 300, std::slice::from_ref(&foreign)).await;
 
     let checks = [Check::present(name(&owner), want.clone())];
     let w = watcher(300);
@@ -117,7 +118,11 @@ async fn reports_the_laggard_then_passes_when_both_serve() {
     assert_eq!(per[0].same_split, Some(true));
     assert_eq!(per[1].server.addr, b.dns);
     assert!(!per[1].passed);
-    assert_eq!(per[1].serving, Ok(vec![foreign.clone()]), "what the laggard serves");
+    assert_eq!(
+        per[1].serving,
+        Ok(vec![foreign.clone()]),
+        "what the laggard serves"
+    );
 
     set_txt(&b, &z, &owner, 300, &[want.clone(), foreign]).await;
     let report = w.watch(&checks, &servers(&[&a, &b])).await;
@@ -132,10 +137,10 @@ async fn a_dead_server_is_reported_and_the_watch_times_out() {
     let z = zone();
     a.create_zone(&z).await;
     b.create_zone(&z).await;
-    let owner = format!("{z}");
+    let owner = z.clone();
     let spf = TxtRecord::from_value("v=spf1 -all");
-    set_txt(&a, &z, &owner, 300, &[spf.clone()]).await;
-    set_txt(&b, &z, &owner, 300, &[spf.clone()]).await;
+    set_txt(&a, &z, &owner, 300, std::slice::from_ref(&spf)).await;
+    set_txt(&b, &z, &owner, 300, std::slice::from_ref(&spf)).await;
     b.kill();
 
     let checks = [Check::present(name(&owner), spf)];
@@ -222,8 +227,8 @@ async fn a_removal_waits_until_gone_and_holds_for_the_old_ttl() {
     b.create_zone(&z).await;
     let owner = format!("old._domainkey.{z}");
     let old = dkim('O');
-    set_txt(&a, &z, &owner, 600, &[old.clone()]).await;
-    set_txt(&b, &z, &owner, 600, &[old.clone()]).await;
+    set_txt(&a, &z, &owner, 600, std::slice::from_ref(&old)).await;
+    set_txt(&b, &z, &owner, 600, std::slice::from_ref(&old)).await;
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let w = watcher(10_000).with_progress(Arc::new(Rounds(Mutex::new(tx))));
@@ -234,7 +239,11 @@ async fn a_removal_waits_until_gone_and_holds_for_the_old_ttl() {
         let checks = checks.clone();
         async move { w.watch(&checks, &list).await }
     });
-    assert_eq!(rx.recv().await, Some(1), "first round done, value still served");
+    assert_eq!(
+        rx.recv().await,
+        Some(1),
+        "first round done, value still served"
+    );
     set_txt(&a, &z, &owner, 600, &[]).await;
     set_txt(&b, &z, &owner, 600, &[]).await;
     let report = watch.await.unwrap();
@@ -258,8 +267,8 @@ async fn safe_after_uses_the_served_soa_for_new_names_and_the_previous_ttl_for_u
         b.create_zone_with(&z, soa_ttl, soa_minimum).await;
         let owner = format!("new._domainkey.{z}");
         let rec = dkim('N');
-        set_txt(&a, &z, &owner, 300, &[rec.clone()]).await;
-        set_txt(&b, &z, &owner, 300, &[rec.clone()]).await;
+        set_txt(&a, &z, &owner, 300, std::slice::from_ref(&rec)).await;
+        set_txt(&b, &z, &owner, 300, std::slice::from_ref(&rec)).await;
         let list = servers(&[&a, &b]);
         let w = watcher(2000);
 
@@ -275,9 +284,10 @@ async fn safe_after_uses_the_served_soa_for_new_names_and_the_previous_ttl_for_u
         // An update of an existing record: the previous TTL counts.
         let spf_old = TxtRecord::from_value("v=spf1 mx -all");
         let spf_new = TxtRecord::from_value("v=spf1 mx a -all");
-        set_txt(&a, &z, &z, 60, &[spf_new.clone()]).await;
-        set_txt(&b, &z, &z, 60, &[spf_new.clone()]).await;
-        let _ = spf_old;
+        set_txt(&a, &z, &z, 1800, std::slice::from_ref(&spf_old)).await;
+        set_txt(&b, &z, &z, 1800, &[spf_old]).await;
+        set_txt(&a, &z, &z, 60, std::slice::from_ref(&spf_new)).await;
+        set_txt(&b, &z, &z, 60, std::slice::from_ref(&spf_new)).await;
         let check = Check::present(name(&z), spf_new).with_previous_ttl(1800);
         let report = w.watch(&[check], &list).await;
         assert!(report.propagated);
@@ -296,7 +306,7 @@ async fn a_gating_resolver_must_pass_too() {
     b.create_zone(&z).await;
     let owner = format!("_dmarc.{z}");
     let want = TxtRecord::from_value("v=DMARC1; p=reject");
-    set_txt(&a, &z, &owner, 300, &[want.clone()]).await;
+    set_txt(&a, &z, &owner, 300, std::slice::from_ref(&want)).await;
     let checks = [Check::present(name(&owner), want)];
 
     let mut options = fast(200);

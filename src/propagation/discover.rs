@@ -13,7 +13,7 @@ use hickory_proto::rr::{RData, RecordType};
 use maildns_providers::Fqdn;
 
 use super::Nameserver;
-use super::query::{QueryError, Querier, Rcode, trim_dot};
+use super::query::{Querier, QueryError, Rcode, trim_dot};
 
 /// Where discovery asks its questions.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -34,11 +34,12 @@ impl Upstream {
             }),
             Upstream::Servers(a) => Ok(a.clone()),
             Upstream::System => {
-                let (config, _) = hickory_resolver::system_conf::read_system_conf().map_err(
-                    |e| DiscoveryError::NoUpstream {
-                        message: format!("reading the system resolver configuration: {e}"),
-                    },
-                )?;
+                let (config, _) =
+                    hickory_resolver::system_conf::read_system_conf().map_err(|e| {
+                        DiscoveryError::NoUpstream {
+                            message: format!("reading the system resolver configuration: {e}"),
+                        }
+                    })?;
                 let mut addrs = Vec::new();
                 for ns in config.name_servers() {
                     let port = ns.connections.first().map_or(53, |c| c.port);
@@ -114,7 +115,7 @@ pub enum DiscoveryError {
         /// The type asked.
         qtype: String,
         /// The last failure.
-        last: QueryError,
+        last: Box<QueryError>,
     },
     /// Walking up from the name found no SOA.
     #[error("no zone apex (SOA) found at or above {name}")]
@@ -234,7 +235,7 @@ pub async fn discover(
         let mut found = false;
         for qtype in [RecordType::A, RecordType::AAAA] {
             let response = ask(ns_fqdn.clone(), qtype).await?;
-            for ip in addresses_of(&response, &ns_fqdn) {
+            for ip in addresses_of(&response) {
                 let addr = SocketAddr::new(ip, options.nameserver_port);
                 let server = Nameserver {
                     name: Some(ns.clone()),
@@ -296,10 +297,10 @@ async fn ask(
     Err(DiscoveryError::Unanswered {
         name: name.to_string(),
         qtype: qtype.to_string(),
-        last: last.unwrap_or(QueryError::BadName {
+        last: Box::new(last.unwrap_or(QueryError::BadName {
             name: name.to_string(),
             message: "no resolver".into(),
-        }),
+        })),
     })
 }
 
@@ -318,7 +319,7 @@ fn records_at<T>(
 }
 
 /// Addresses in the answer (the owner may be `name` or the end of its CNAME chain).
-fn addresses_of(response: &DnsResponse, _name: &Fqdn) -> Vec<IpAddr> {
+fn addresses_of(response: &DnsResponse) -> Vec<IpAddr> {
     response
         .answers
         .iter()

@@ -33,7 +33,7 @@ use maildns_providers::{Fqdn, TxtRecord};
 use serde::Serialize;
 
 pub use discover::{Discovery, DiscoveryError, DiscoveryOptions, Upstream, discover};
-pub use query::{QueryError, QueryOptions, Querier, Rcode, SoaInfo, TxtAnswer};
+pub use query::{Querier, QueryError, QueryOptions, Rcode, SoaInfo, TxtAnswer};
 pub use watch::{
     Backoff, CheckReport, Clock, NoProgress, Progress, RecursiveCheck, ServerStatus, SystemClock,
     WatchOptions, WatchReport, Watcher,

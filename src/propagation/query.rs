@@ -221,9 +221,7 @@ impl Querier {
         name: &Fqdn,
         recursion: bool,
     ) -> Result<TxtAnswer, QueryError> {
-        let (response, tcp) = self
-            .query(server, name, RecordType::TXT, recursion)
-            .await?;
+        let (response, tcp) = self.query(server, name, RecordType::TXT, recursion).await?;
         Ok(txt_answer(&response, tcp))
     }
 
@@ -263,33 +261,31 @@ impl Querier {
         };
 
         let udp = self.udp_exchange(server);
-        let response = match tokio::time::timeout(timeout, udp.send(request.clone()).first_answer())
-            .await
-        {
-            Err(_) => return Err(timed_out(false)),
-            Ok(Err(e)) => {
-                // A dead exchange is rebuilt on the next query.
-                self.forget_udp(server);
-                return Err(fail(false, e.to_string()));
-            }
-            Ok(Ok(r)) => r,
-        };
+        let response =
+            match tokio::time::timeout(timeout, udp.send(request.clone()).first_answer()).await {
+                Err(_) => return Err(timed_out(false)),
+                Ok(Err(e)) => {
+                    // A dead exchange is rebuilt on the next query.
+                    self.forget_udp(server);
+                    return Err(fail(false, e.to_string()));
+                }
+                Ok(Ok(r)) => r,
+            };
         if !response.metadata.truncation {
             return Ok((response, false));
         }
 
         let tcp = async {
-            let exchange = TcpClientStream::<
-                <TokioRuntimeProvider as RuntimeProvider>::Tcp,
-            >::exchange(
-                server,
-                None,
-                timeout,
-                Some(1),
-                self.inner.provider.clone(),
-            )
-            .await
-            .map_err(|e| fail(true, e.to_string()))?;
+            let exchange =
+                TcpClientStream::<<TokioRuntimeProvider as RuntimeProvider>::Tcp>::exchange(
+                    server,
+                    None,
+                    timeout,
+                    Some(1),
+                    self.inner.provider.clone(),
+                )
+                .await
+                .map_err(|e| fail(true, e.to_string()))?;
             exchange
                 .send(request)
                 .first_answer()
@@ -345,8 +341,8 @@ pub fn txt_answer(response: &DnsResponse, tcp: bool) -> TxtAnswer {
                     .collect();
                 // A string over 255 bytes cannot come off the wire; an empty
                 // TXT RDATA reads as one empty string.
-                let record_value = TxtRecord::from_strings(strings)
-                    .unwrap_or_else(|| TxtRecord::from_value(b""));
+                let record_value =
+                    TxtRecord::from_strings(strings).unwrap_or_else(|| TxtRecord::from_value(b""));
                 records.push(record_value);
                 ttl = Some(ttl.map_or(record.ttl, |t| t.min(record.ttl)));
             }

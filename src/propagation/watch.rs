@@ -23,7 +23,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::query::{QueryError, Querier, Rcode, SoaInfo, TxtAnswer, soa_in};
+use super::query::{Querier, QueryError, Rcode, SoaInfo, TxtAnswer, soa_in};
 use super::{Check, Expectation, Nameserver, ServerError, evaluate, usable};
 
 /// The source of "now".
@@ -305,7 +305,7 @@ impl Watcher {
         ));
         let mut tasks = JoinSet::new();
         let record = |done: Option<(usize, usize, ServerStatus)>,
-                          grid: &mut Vec<Vec<Option<ServerStatus>>>| {
+                      grid: &mut Vec<Vec<Option<ServerStatus>>>| {
             if let Some((ci, si, status)) = done
                 && let (Some(check), Some(server)) = (checks.get(ci), servers.get(si))
             {
@@ -393,7 +393,13 @@ impl Watcher {
             .options
             .recursive
             .as_ref()
-            .map(|r| r.resolvers.iter().copied().map(Nameserver::from_addr).collect())
+            .map(|r| {
+                r.resolvers
+                    .iter()
+                    .copied()
+                    .map(Nameserver::from_addr)
+                    .collect()
+            })
             .unwrap_or_default();
         let gate = self.options.recursive.as_ref().is_some_and(|r| r.gate);
         let mut seen = vec![Seen::default(); checks.len()];
@@ -478,7 +484,8 @@ impl Watcher {
                 .querier
                 .query(server.addr, name, RecordType::SOA, false)
                 .await
-                && let Some(soa) = soa_in(&response.answers).or_else(|| soa_in(&response.authorities))
+                && let Some(soa) =
+                    soa_in(&response.answers).or_else(|| soa_in(&response.authorities))
             {
                 longest = max_opt(longest, Some(soa.negative_ttl()));
             }
@@ -496,7 +503,11 @@ fn observe(report: &CheckReport, seen: &mut Seen) {
             continue;
         }
         if let Ok(records) = &status.serving {
-            let ttl = if records.is_empty() { negative } else { status.ttl };
+            let ttl = if records.is_empty() {
+                negative
+            } else {
+                status.ttl
+            };
             seen.failing_ttl = max_opt(seen.failing_ttl, ttl);
         }
     }
