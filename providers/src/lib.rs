@@ -61,7 +61,9 @@ pub struct Profile {
     /// Most bytes of the record as the host counts it in its encoded form
     /// (quotes, escapes and separating spaces included), when it has such a limit.
     pub max_encoded_bytes: Option<usize>,
-    /// Whether one record can carry several character-strings.
+    /// Whether one record keeps several character-strings as sent. When false,
+    /// the host holds the joined value: as one string, or (with `auto_split`)
+    /// split by the host itself on the wire, so the split is not preserved.
     pub multi_string: bool,
     /// Whether the host splits one long string into 255-byte strings itself.
     pub auto_split: bool,
@@ -152,7 +154,9 @@ impl Profile {
                 });
             }
         }
-        if !self.multi_string && record.strings().len() > 1 {
+        // A host that keeps one string but splits on the wire itself (auto_split)
+        // gets the joined value from its adapter.
+        if !self.multi_string && !self.auto_split && record.strings().len() > 1 {
             return Err(LimitError::SingleStringOnly {
                 strings: record.strings().len(),
             });

@@ -66,7 +66,7 @@ pub fn profile() -> Profile {
         max_string_bytes: crate::txt::MAX_STRING,
         max_value_bytes: None,
         max_encoded_bytes: Some(MAX_ENCODED_BYTES),
-        multi_string: true,
+        multi_string: false,
         auto_split: true,
         printable_ascii_only: true,
         forbidden_bytes: vec![b'\\'],
