@@ -7,6 +7,7 @@
 
 #![deny(missing_docs)]
 
+pub mod descriptor;
 pub mod error;
 pub mod hosts;
 pub mod http;
