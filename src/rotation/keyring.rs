@@ -52,7 +52,8 @@ pub fn key_path(config: &Config, domain: &Fqdn, selector: &str) -> PathBuf {
         Some(s) => s.key_dir.clone(),
         None => config.state_dir.join("keys"),
     };
-    base.join(domain.as_str()).join(format!("{selector}.private"))
+    base.join(domain.as_str())
+        .join(format!("{selector}.private"))
 }
 
 /// The DKIM record of a private key.
@@ -91,7 +92,8 @@ pub fn dkim_entries(
             k.status,
             KeyStatus::Withdrawing | KeyStatus::Withdrawn | KeyStatus::Disclosed
         ) || (k.status == KeyStatus::Destroyed
-            && k.destroyed_at.is_some_and(|t| now - t < TimeDelta::days(30)));
+            && k.destroyed_at
+                .is_some_and(|t| now - t < TimeDelta::days(30)));
         let record = if full {
             Some(load_record(k, dkim.testing)?.to_txt())
         } else if withdrawn {
@@ -120,10 +122,12 @@ fn revoked(k: &KeyRecord) -> maildns_providers::TxtRecord {
 }
 
 fn load_record(k: &KeyRecord, testing: bool) -> anyhow::Result<DkimKey> {
-    let path = k
-        .key_path
-        .as_ref()
-        .with_context(|| format!("key {} has no private key file recorded", k.selector.as_str()))?;
+    let path = k.key_path.as_ref().with_context(|| {
+        format!(
+            "key {} has no private key file recorded",
+            k.selector.as_str()
+        )
+    })?;
     let key = keys::load_private_key(std::path::Path::new(path))?;
     record_for(&key, testing)
 }
