@@ -54,8 +54,10 @@
 //! }
 //! ```
 
+pub mod adopt;
 pub mod keyring;
 pub mod machine;
+pub mod status;
 pub mod store;
 
 pub use machine::{
