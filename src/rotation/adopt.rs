@@ -182,9 +182,11 @@ impl OpenDkimSetup {
                 .and_then(|(_, st)| st.lookup(&format!("postmaster@{name}")))
                 .and_then(|n| kt.get(n))
                 .filter(|e| e.domain == "%" || same_domain(&e.domain, name));
-            let mut out: Vec<Candidate> = chosen
+            let mut seen = std::collections::HashSet::new();
+            return chosen
                 .into_iter()
                 .chain(kt.entries().filter(|e| same_domain(&e.domain, name)))
+                .filter(|e| seen.insert(e.name.clone()))
                 .map(|e| Candidate {
                     name: Some(e.name.clone()),
                     domain: e.domain.clone(),
@@ -192,8 +194,6 @@ impl OpenDkimSetup {
                     key: e.key.clone(),
                 })
                 .collect();
-            out.dedup_by(|a, b| a.name == b.name);
-            return out;
         }
         match &self.single {
             Some((domains, c)) if domains.iter().any(|d| same_domain(d, name)) => {
@@ -521,4 +521,57 @@ fn adopt_one(
         }
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(kt: &str, st: &str) -> OpenDkimSetup {
+        OpenDkimSetup {
+            conf_path: PathBuf::from("/etc/opendkim.conf"),
+            conf: OpenDkimConf::default(),
+            key_table: Some((
+                PathBuf::from("/k.table"),
+                KeyTable::parse(kt).expect("key table"),
+            )),
+            signing_table: Some((
+                PathBuf::from("/s.table"),
+                SigningTable::parse(st).expect("signing table"),
+            )),
+            single: None,
+        }
+    }
+
+    #[test]
+    fn the_signing_tables_choice_comes_first_once() {
+        let s = setup(
+            "old example.com:2019:/k/old\nother example.org:x:/k/o\nnew Example.COM:2020:/k/new\n",
+            "*@example.com new\n",
+        );
+        let c = s.candidates(&Fqdn::parse("example.com").expect("name"));
+        let names: Vec<_> = c.iter().filter_map(|c| c.name.as_deref()).collect();
+        assert_eq!(names, ["new", "old"]);
+        // `%` (the message's domain) counts when the signing table picks it.
+        let s = setup("any %:sel:/k/any\n", "*@example.com any\n");
+        let c = s.candidates(&Fqdn::parse("example.com").expect("name"));
+        assert_eq!(c.len(), 1);
+        assert!(
+            s.candidates(&Fqdn::parse("example.net").expect("name"))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn single_key_domain_lists() {
+        assert_eq!(
+            single_domains("example.com, example.org example.net").expect("list"),
+            ["example.com", "example.org", "example.net"]
+        );
+        assert!(single_domains("").expect("empty").is_empty());
+        assert!(matches!(
+            single_domains("file:/nonexistent/domains"),
+            Err(ImportError::Read { .. })
+        ));
+    }
 }
