@@ -4,7 +4,8 @@ use std::io::Write;
 
 use anyhow::Context;
 
-use crate::config::{self, Config, ConfigErrors};
+use crate::config::{self, Config, ConfigErrors, Domain};
+use crate::rotation::StoreError;
 
 /// Process exit codes scripts can rely on (also listed in `--help` and the README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +46,9 @@ pub fn exit_for(e: &anyhow::Error) -> Exit {
         if let Some(c) = cause.downcast_ref::<Coded>() {
             return c.code;
         }
+        if let Some(StoreError::Locked { .. }) = cause.downcast_ref::<StoreError>() {
+            return Exit::TempFail;
+        }
     }
     Exit::Failure
 }
@@ -79,4 +83,40 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     serde_json::to_writer_pretty(&mut out, value).context("writing JSON")?;
     writeln!(out)?;
     Ok(())
+}
+
+/// The configured domains named by `--domain` (all when none is named); a name
+/// that is not configured is a data error listing the configured ones.
+pub fn select_domains<'a>(config: &'a Config, names: &[String]) -> anyhow::Result<Vec<&'a Domain>> {
+    if names.is_empty() {
+        return Ok(config.domains.iter().collect());
+    }
+    let mut out = Vec::new();
+    for n in names {
+        let wanted = n.trim_end_matches('.');
+        match config
+            .domains
+            .iter()
+            .find(|d| d.name.as_str().eq_ignore_ascii_case(wanted))
+        {
+            Some(d) => out.push(d),
+            None => {
+                return Err(Coded {
+                    code: Exit::DataErr,
+                    message: format!(
+                        "domain '{n}' is not configured in {}; configured: {}",
+                        config.path.display(),
+                        config
+                            .domains
+                            .iter()
+                            .map(|d| d.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }
+                .into());
+            }
+        }
+    }
+    Ok(out)
 }

@@ -3,9 +3,12 @@
 
 mod check;
 mod common;
+mod import;
 mod keygen;
 mod publish;
 mod records;
+mod secret;
+mod status;
 
 use std::path::PathBuf;
 
@@ -20,6 +23,9 @@ Examples:
   maildns plan --exit-code          # 2 when changes are pending
   maildns records                   # every desired record as zone-file lines
   maildns check                     # config and record lint
+  maildns import opendkim           # adopt the keys OpenDKIM signs with now (no re-keying)
+  maildns status                    # keys, next action and when, blocked rotations
+  maildns secret set dns < token    # store account dns's token in the OS keyring
 
 Exit codes:
   0   success (plan: in sync)
@@ -74,6 +80,24 @@ pub enum Command {
         /// Allow deleting more managed records than publish.max_delete_share in one run
         #[arg(long)]
         force: bool,
+    },
+    /// Adopt existing DKIM keys as the domains' current keys (no re-keying)
+    Import {
+        /// Where from
+        #[command(subcommand)]
+        source: import::Source,
+    },
+    /// Show each domain's keys, the next rotation step and when, and recent events
+    Status {
+        /// Only these domains (repeatable)
+        #[arg(long = "domain", short = 'd')]
+        domains: Vec<String>,
+    },
+    /// Manage an account's credential in the OS keyring
+    Secret {
+        /// What to do
+        #[command(subcommand)]
+        op: secret::Op,
     },
     /// Print shell completions
     Completions {
@@ -130,6 +154,9 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Publish { selection, force } => {
             publish::run(&cli, selection, true, *force, false).await
         }
+        Command::Import { source } => import::run(&cli, source).await,
+        Command::Status { domains } => status::run(&cli, domains).await,
+        Command::Secret { op } => secret::run(&cli, op).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(*shell, &mut cmd, "maildns", &mut std::io::stdout());

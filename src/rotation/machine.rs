@@ -975,6 +975,171 @@ pub fn unblock(state: &mut DomainState, algorithm: Algorithm, now: DateTime<Utc>
     })
 }
 
+/// Why an existing key could not be adopted (see [`adopt`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdoptError {
+    /// Another key is already active for this algorithm.
+    #[error(
+        "{domain} already has an active {algorithm} key (selector {active}); maildns rotates it, so there is nothing to import"
+    )]
+    AlreadyActive {
+        /// The domain.
+        domain: String,
+        /// The algorithm.
+        algorithm: Algorithm,
+        /// The active key's selector.
+        active: Selector,
+    },
+    /// The selector is already known with other properties or in another status.
+    #[error(
+        "{domain}: selector {selector} is already recorded ({status}, {algorithm} {bits} bits, key {key_path}); a selector is never reused"
+    )]
+    SelectorTaken {
+        /// The domain.
+        domain: String,
+        /// The selector.
+        selector: Selector,
+        /// Its recorded status.
+        status: KeyStatus,
+        /// Its recorded algorithm.
+        algorithm: Algorithm,
+        /// Its recorded size.
+        bits: u32,
+        /// Its recorded key path (or `none`).
+        key_path: String,
+    },
+}
+
+/// Records a key the signer already uses (set up before maildns, e.g. by hand
+/// with `opendkim-genkey`) as the domain's [`KeyStatus::Active`] key, active
+/// since `now`, so rotation starts from it instead of re-keying. Its record is
+/// taken to be published already (`safe_after` = `now`).
+///
+/// Idempotent: adopting the same key again (same selector, algorithm, size and
+/// key path, still active) returns `Ok(None)` and changes nothing. Refused when
+/// another key is active for the algorithm, or the selector is known otherwise.
+/// Returns the event to log with the saved state.
+pub fn adopt(
+    state: &mut DomainState,
+    selector: Selector,
+    algorithm: Algorithm,
+    bits: u32,
+    key_path: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Event>, AdoptError> {
+    let domain = state.domain.to_string();
+    if let Some(k) = state.key(&selector) {
+        if k.status == KeyStatus::Active
+            && k.algorithm == algorithm
+            && k.bits == bits
+            && k.key_path.as_deref() == Some(key_path)
+        {
+            return Ok(None);
+        }
+        return Err(AdoptError::SelectorTaken {
+            domain,
+            selector,
+            status: k.status,
+            algorithm: k.algorithm,
+            bits: k.bits,
+            key_path: k.key_path.clone().unwrap_or_else(|| "none".into()),
+        });
+    }
+    if let Some(active) = state.active(algorithm) {
+        return Err(AdoptError::AlreadyActive {
+            domain,
+            algorithm,
+            active: active.selector.clone(),
+        });
+    }
+    let mut key = KeyRecord::planned(selector.clone(), algorithm, bits, now);
+    key.status = KeyStatus::Active;
+    key.key_path = Some(key_path.to_string());
+    key.safe_after = Some(now);
+    key.active_at = Some(now);
+    state.keys.push(key);
+    Ok(Some(event(
+        state,
+        now,
+        &selector,
+        "adopted",
+        "ok",
+        format!("existing {algorithm} {bits}-bit key {key_path} adopted as the active key"),
+    )))
+}
+
+/// What will happen next for a domain, and when: one entry per key with a
+/// pending step and per algorithm whose next key is not yet planned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Scheduled {
+    /// When it becomes due (at or before now: due now).
+    pub at: DateTime<Utc>,
+    /// The algorithm concerned.
+    pub algorithm: Algorithm,
+    /// What will be done.
+    #[serde(flatten)]
+    pub what: ScheduledAction,
+}
+
+/// The kind of a [`Scheduled`] entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ScheduledAction {
+    /// A new key will be planned, generated and published.
+    NewKey {
+        /// True when the domain has no active key of this algorithm (bootstrap).
+        first: bool,
+        /// The selector it would get if planned at `at` (or now, if later).
+        selector: Option<Selector>,
+        /// Its size.
+        bits: u32,
+    },
+    /// The next step of an existing key.
+    Step {
+        /// The action [`step`] will ask for.
+        action: Action,
+    },
+}
+
+/// Everything [`step`] will do for this domain without new observations,
+/// earliest first (the first entry's time is [`next_due`]). Blocked algorithms
+/// have no entries. `now` only serves to predict new selectors.
+pub fn schedule(state: &DomainState, policy: &Policy, now: DateTime<Utc>) -> Vec<Scheduled> {
+    let blocked: BTreeSet<Algorithm> = state.blocked().iter().map(|b| b.algorithm).collect();
+    let mut out = Vec::new();
+    for k in &state.keys {
+        if blocked.contains(&k.algorithm) {
+            continue;
+        }
+        if let (Some(at), Some(action)) = (key_due(k, policy), key_action(k, policy)) {
+            out.push(Scheduled {
+                at,
+                algorithm: k.algorithm,
+                what: ScheduledAction::Step { action },
+            });
+        }
+    }
+    for spec in &policy.s.keys {
+        if blocked.contains(&spec.algorithm) {
+            continue;
+        }
+        if let Some(at) = rotation_due(state, spec.algorithm, policy) {
+            out.push(Scheduled {
+                at,
+                algorithm: spec.algorithm,
+                what: ScheduledAction::NewKey {
+                    first: state.active(spec.algorithm).is_none(),
+                    selector: choose_selector(state, at.max(now), policy),
+                    bits: policy.effective_bits(spec).0,
+                },
+            });
+        }
+    }
+    out.sort_by_key(|s| s.at);
+    out
+}
+
 /// A broken rule of the lifecycle, found in a state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{domain}: {what}")]

@@ -848,3 +848,98 @@ proptest! {
         prop_assert_eq!(a, b);
     }
 }
+
+#[test]
+fn adopt_records_an_active_key_idempotently_and_rotation_starts_from_it() {
+    let policy = Policy::default();
+    let now = t(2025, 5, 1, 8);
+    let mut state = domain();
+    let ev = adopt(
+        &mut state,
+        sel("201908"),
+        Algorithm::Rsa,
+        1024,
+        "/etc/opendkim/keys/prueba.private",
+        now,
+    )
+    .expect("adopts")
+    .expect("an event");
+    assert_eq!(ev.what, "adopted");
+    assert_eq!(ev.selector, Some(sel("201908")));
+    let k = state.active(Algorithm::Rsa).expect("active");
+    assert_eq!((k.bits, k.active_at), (1024, Some(now)));
+    check_invariants(&state).expect("invariants hold");
+    // Same key again: nothing changes.
+    let before = state.clone();
+    let again = adopt(
+        &mut state,
+        sel("201908"),
+        Algorithm::Rsa,
+        1024,
+        "/etc/opendkim/keys/prueba.private",
+        now + TimeDelta::days(3),
+    );
+    assert_eq!(again, Ok(None));
+    assert_eq!(state, before);
+    // Another key for the same algorithm, or the same selector otherwise: refused.
+    assert!(matches!(
+        adopt(&mut state, sel("202001"), Algorithm::Rsa, 2048, "/k", now),
+        Err(AdoptError::AlreadyActive { .. })
+    ));
+    assert!(matches!(
+        adopt(&mut state, sel("201908"), Algorithm::Rsa, 2048, "/k", now),
+        Err(AdoptError::SelectorTaken { .. })
+    ));
+    assert_eq!(state, before);
+    // An Ed25519 key beside it is fine.
+    assert!(
+        adopt(&mut state, sel("ed1"), Algorithm::Ed25519, 256, "/e", now)
+            .expect("adopts")
+            .is_some()
+    );
+    // Nothing to do until the rotation interval has passed; then a new key.
+    let d = step(&before, &[], now + TimeDelta::days(1), &policy);
+    assert!(d.work().next().is_none(), "{:?}", d.actions);
+    assert_eq!(d.wait_until(), Some(now + TimeDelta::days(30)));
+    let d = step(&before, &[], now + TimeDelta::days(30), &policy);
+    assert!(matches!(
+        d.work().next(),
+        Some(Action::GenerateKey { selector, .. }) if selector.as_str() == "202505"
+    ));
+}
+
+#[test]
+fn schedule_names_what_next_due_is_for() {
+    let policy = Policy::default();
+    let start = t(2025, 1, 15, 9);
+    // Empty domain: a first key, due at once.
+    let s = schedule(&domain(), &policy, start);
+    assert_eq!(s.len(), 1);
+    assert!(matches!(
+        &s[0].what,
+        ScheduledAction::NewKey { first: true, selector: Some(x), bits: 2048 } if x.as_str() == "202501"
+    ));
+    // After one full rotation: the old key's withdrawal comes before the next key.
+    let mut world = World::default();
+    let state = drive(
+        &mut world,
+        domain(),
+        &policy,
+        start,
+        start + TimeDelta::days(40),
+        |_| Response::Ok,
+        |_| false,
+        TimeDelta::zero,
+    );
+    let s = schedule(&state, &policy, start + TimeDelta::days(40));
+    assert_eq!(s.first().map(|x| x.at), next_due(&state, &policy));
+    assert!(matches!(
+        &s[0].what,
+        ScheduledAction::Step { action: Action::RevokeKey { selector } } if selector.as_str() == "202501"
+    ));
+    assert!(matches!(
+        &s[1].what,
+        ScheduledAction::NewKey { first: false, .. }
+    ));
+    assert!(s[0].at < s[1].at);
+}

@@ -54,13 +54,16 @@
 //! }
 //! ```
 
+pub mod adopt;
 pub mod keyring;
 pub mod machine;
+pub mod status;
 pub mod store;
 
 pub use machine::{
-    Action, Algorithm, Blocked, Decision, Disposal, DomainState, Event, Expect, KeyRecord, KeySpec,
-    KeyStatus, Observation, Policy, PolicyError, PolicySettings, Selector, Verdict, Warning,
-    Withdrawal, check_invariants, next_due, step, unblock,
+    Action, AdoptError, Algorithm, Blocked, Decision, Disposal, DomainState, Event, Expect,
+    KeyRecord, KeySpec, KeyStatus, Observation, Policy, PolicyError, PolicySettings, Scheduled,
+    ScheduledAction, Selector, Verdict, Warning, Withdrawal, adopt, check_invariants, next_due,
+    schedule, step, unblock,
 };
 pub use store::{Diagnosis, SqliteStore, Store, StoreError, StoredEvent};

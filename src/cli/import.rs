@@ -1,0 +1,111 @@
+//! `maildns import opendkim`: adopt the keys an existing OpenDKIM signs with as
+//! the domains' current keys, so switching to maildns needs no re-keying.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::Cli;
+use super::common::{Coded, Exit, load_config, print_json, select_domains};
+use crate::rotation::SqliteStore;
+use crate::rotation::adopt::{ImportError, ImportResult, OpenDkimSetup, Outcome, import_opendkim};
+
+/// Where the existing keys come from.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Source {
+    /// Read opendkim.conf and its KeyTable/SigningTable (or KeyFile/Selector/Domain)
+    Opendkim {
+        /// opendkim.conf [default: signer.config in maildns.toml, else /etc/opendkim.conf]
+        #[arg(long)]
+        conf: Option<PathBuf>,
+        /// Only these domains (repeatable; default: every configured domain)
+        #[arg(long = "domain", short = 'd')]
+        domains: Vec<String>,
+    },
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    conf: &'a Path,
+    state_dir: &'a Path,
+    warnings: &'a [String],
+    results: &'a [ImportResult],
+}
+
+pub(super) async fn run(cli: &Cli, source: &Source) -> anyhow::Result<Exit> {
+    let Source::Opendkim { conf, domains } = source;
+    let config = load_config(cli)?;
+    let selected = select_domains(&config, domains)?;
+    let conf_path = conf
+        .clone()
+        .or_else(|| config.signer.as_ref().and_then(|s| s.config.clone()))
+        .unwrap_or_else(|| PathBuf::from("/etc/opendkim.conf"));
+    let setup = OpenDkimSetup::read(&conf_path).map_err(|e: ImportError| Coded {
+        code: Exit::DataErr,
+        message: format!("{e} (pass --conf to name another opendkim.conf)"),
+    })?;
+    let warnings = match &config.signer {
+        Some(s) => setup.signer_mismatches(s),
+        None => vec![
+            "maildns.toml has no [signer] section: keys are recorded, but rotation will not switch OpenDKIM to new ones".to_string(),
+        ],
+    };
+    let store = SqliteStore::open_locked(&config.state_dir)?;
+    let results = import_opendkim(&store, &setup, &selected, chrono::Utc::now())?;
+    drop(store);
+    if cli.json {
+        print_json(&Report {
+            conf: &conf_path,
+            state_dir: &config.state_dir,
+            warnings: &warnings,
+            results: &results,
+        })?;
+    } else {
+        print_human(&conf_path, &warnings, &results);
+    }
+    Ok(if results.iter().any(|r| r.outcome.is_problem()) {
+        Exit::Failure
+    } else {
+        Exit::Ok
+    })
+}
+
+fn print_human(conf: &Path, warnings: &[String], results: &[ImportResult]) {
+    println!("Importing from {}", conf.display());
+    for w in warnings {
+        println!("warning: {w}");
+    }
+    for r in results {
+        let what = match r.outcome {
+            Outcome::Adopted => "adopted",
+            Outcome::AlreadyAdopted => "already adopted",
+            Outcome::NotFound => "NOT FOUND",
+            Outcome::Unreadable => "KEY UNREADABLE",
+            Outcome::Refused => "REFUSED",
+            Outcome::Skipped => "skipped",
+        };
+        let mut key = String::new();
+        if let Some(s) = &r.selector {
+            key.push_str(&format!(" selector {s}"));
+        }
+        if let (Some(a), Some(b)) = (r.algorithm, r.bits) {
+            key.push_str(&format!(" ({a} {b} bits)"));
+        }
+        if let Some(p) = &r.key_path {
+            key.push_str(&format!(" key {p}"));
+        }
+        println!("{}: {what}{key}", r.domain);
+        println!("  {}", r.message);
+        if let Some(h) = &r.hint {
+            println!("  fix: {h}");
+        }
+    }
+    let adopted = results
+        .iter()
+        .filter(|r| r.outcome == Outcome::Adopted)
+        .count();
+    let problems = results.iter().filter(|r| r.outcome.is_problem()).count();
+    println!(
+        "Summary: {adopted} key(s) adopted, {problems} problem(s); `maildns status` shows the keys"
+    );
+}

@@ -1,0 +1,308 @@
+//! `maildns secret set|get|delete ACCOUNT`: an account's credential in the OS
+//! keyring, and where the lookup finds it.
+//!
+//! `set` reads the token from stdin, never from the command line (arguments show
+//! in `ps` and shell history); on a terminal it prompts with echo off. `get` says
+//! whether and where the credential is found, and prints it only with `--show`.
+
+use std::io::{BufRead, IsTerminal, Read, Write};
+
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use super::Cli;
+use super::common::{Coded, Exit, load_config, print_json};
+use crate::config::{Account, Config};
+use crate::secrets::{self, SecretError, SecretSpec, Source};
+use maildns_providers::Secret;
+
+/// What to do with the credential.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Op {
+    /// Store ACCOUNT's token in the OS keyring; the token is read from stdin
+    Set {
+        /// The account, as named in maildns.toml
+        account: String,
+    },
+    /// Say whether and where ACCOUNT's credential is found (not the value)
+    Get {
+        /// The account, as named in maildns.toml
+        account: String,
+        /// Also print the credential itself
+        #[arg(long)]
+        show: bool,
+    },
+    /// Remove ACCOUNT's token from the OS keyring
+    Delete {
+        /// The account, as named in maildns.toml
+        account: String,
+    },
+}
+
+fn account<'a>(config: &'a Config, name: &str) -> anyhow::Result<&'a Account> {
+    config.accounts.get(name).ok_or_else(|| {
+        let known: Vec<&str> = config.accounts.keys().map(String::as_str).collect();
+        Coded {
+            code: Exit::DataErr,
+            message: format!(
+                "unknown account '{name}'; accounts in {}: {}",
+                config.path.display(),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        }
+        .into()
+    })
+}
+
+fn failure(message: String) -> anyhow::Error {
+    Coded {
+        code: Exit::Failure,
+        message,
+    }
+    .into()
+}
+
+/// Alternatives to the keyring, for the account's error messages.
+fn alternatives(a: &Account) -> String {
+    format!(
+        "alternatives: the environment variable {}, a file $CREDENTIALS_DIRECTORY/{} (systemd LoadCredential=, best for the daemon), or token_file = \"/path\" (mode 0600) in [accounts.{}]",
+        a.credential.env, a.name, a.name
+    )
+}
+
+pub(super) async fn run(cli: &Cli, op: &Op) -> anyhow::Result<Exit> {
+    let config = load_config(cli)?;
+    match op {
+        Op::Set { account: name } => set(cli, account(&config, name)?),
+        Op::Get {
+            account: name,
+            show,
+        } => get(cli, account(&config, name)?, *show),
+        Op::Delete { account: name } => delete(cli, account(&config, name)?),
+    }
+}
+
+/// Restores the terminal's echo when dropped.
+struct EchoOff {
+    saved: nix::sys::termios::Termios,
+}
+
+impl EchoOff {
+    fn new() -> nix::Result<EchoOff> {
+        use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(&stdin)?;
+        let mut quiet = saved.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        quiet.local_flags.insert(LocalFlags::ECHONL);
+        tcsetattr(&stdin, SetArg::TCSANOW, &quiet)?;
+        Ok(EchoOff { saved })
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        use nix::sys::termios::{SetArg, tcsetattr};
+        let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, &self.saved);
+    }
+}
+
+/// Reads the token: one line from a terminal with echo off, or all of stdin
+/// otherwise; one trailing newline is stripped.
+fn read_token(account: &str) -> anyhow::Result<Zeroizing<String>> {
+    let mut text = Zeroizing::new(String::new());
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("Token for account '{account}' (input hidden): ");
+        let _ = std::io::stderr().flush();
+        let guard = EchoOff::new().map_err(|e| {
+            failure(format!(
+                "cannot turn off the terminal's echo ({e}); pipe the token instead: `maildns secret set {account} < file`"
+            ))
+        })?;
+        stdin
+            .lock()
+            .read_line(&mut text)
+            .map_err(|e| failure(format!("reading the token from the terminal: {e}")))?;
+        drop(guard);
+    } else {
+        stdin
+            .lock()
+            .read_to_string(&mut text)
+            .map_err(|e| failure(format!("reading the token from stdin: {e}")))?;
+    }
+    let trimmed = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(&text);
+    if trimmed.is_empty() {
+        return Err(Coded {
+            code: Exit::DataErr,
+            message: format!(
+                "no token on stdin; pipe it in, e.g. `maildns secret set {account} < token.txt`, or type it at the prompt"
+            ),
+        }
+        .into());
+    }
+    if trimmed.contains(['\n', '\r']) {
+        return Err(Coded {
+            code: Exit::DataErr,
+            message: "the token on stdin spans several lines; a token is one line".into(),
+        }
+        .into());
+    }
+    Ok(Zeroizing::new(trimmed.to_string()))
+}
+
+#[derive(Serialize)]
+struct SetReport<'a> {
+    account: &'a str,
+    stored: bool,
+    store: String,
+    overridden_by: Option<&'a str>,
+}
+
+fn set(cli: &Cli, a: &Account) -> anyhow::Result<Exit> {
+    let token = read_token(&a.name)?;
+    let secret = Secret::new(token.as_str());
+    match secrets::set(&a.name, &secret) {
+        Ok(()) => {}
+        Err(e @ SecretError::NoSessionKeyring { .. }) => {
+            return Err(failure(format!(
+                "{e}\nhint: start a shell with a session keyring (`keyctl session`, package keyutils) and run this again there; {}",
+                alternatives(a)
+            )));
+        }
+        Err(e) => return Err(failure(format!("{e}\nhint: {}", alternatives(a)))),
+    }
+    let overridden = std::env::var_os(&a.credential.env)
+        .filter(|v| !v.is_empty())
+        .map(|_| a.credential.env.as_str());
+    if cli.json {
+        print_json(&SetReport {
+            account: &a.name,
+            stored: true,
+            store: Source::Keyring.to_string(),
+            overridden_by: overridden,
+        })?;
+    } else {
+        println!(
+            "account '{}': token stored in the {}",
+            a.name,
+            Source::Keyring
+        );
+        if let Some(v) = overridden {
+            println!("note: {v} is set here and is used before the keyring");
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+#[derive(Serialize)]
+struct GetReport<'a> {
+    account: &'a str,
+    found: bool,
+    /// `env`, `credentials_directory`, `keyring` or `token_file`.
+    source: Option<&'static str>,
+    /// The variable, file or keyring service.
+    location: Option<String>,
+    /// Only with --show.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a str>,
+    looked: Vec<String>,
+}
+
+fn describe(source: &Source) -> (&'static str, String) {
+    match source {
+        Source::Env(v) => ("env", v.clone()),
+        Source::CredentialsDirectory(p) => ("credentials_directory", p.display().to_string()),
+        Source::Keyring => (
+            "keyring",
+            format!("service \"{}\"", secrets::KEYRING_SERVICE),
+        ),
+        Source::TokenFile(p) => ("token_file", p.display().to_string()),
+    }
+}
+
+fn get(cli: &Cli, a: &Account, show: bool) -> anyhow::Result<Exit> {
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let spec = SecretSpec {
+        env_var: Some(a.credential.env.clone()),
+        token_file: a.credential.token_file.clone(),
+    };
+    match secrets::lookup(&a.name, &spec, &env) {
+        Ok(found) => {
+            let (kind, location) = describe(&found.source);
+            if cli.json {
+                print_json(&GetReport {
+                    account: &a.name,
+                    found: true,
+                    source: Some(kind),
+                    location: Some(location),
+                    value: show.then(|| found.secret.expose()),
+                    looked: Vec::new(),
+                })?;
+            } else if show {
+                eprintln!("account '{}': found in the {}", a.name, found.source);
+                println!("{}", found.secret.expose());
+            } else {
+                println!(
+                    "account '{}': credential found in the {} (value hidden; --show prints it)",
+                    a.name, found.source
+                );
+            }
+            Ok(Exit::Ok)
+        }
+        Err(SecretError::NotFound { looked, .. }) => {
+            if cli.json {
+                print_json(&GetReport {
+                    account: &a.name,
+                    found: false,
+                    source: None,
+                    location: None,
+                    value: None,
+                    looked,
+                })?;
+            } else {
+                println!("account '{}': no credential found; looked at:", a.name);
+                for l in &looked {
+                    println!("  {l}");
+                }
+                println!(
+                    "fix: `maildns secret set {}` (token on stdin); {}",
+                    a.name,
+                    alternatives(a)
+                );
+            }
+            Ok(Exit::Failure)
+        }
+        Err(e) => Err(failure(e.to_string())),
+    }
+}
+
+#[derive(Serialize)]
+struct DeleteReport<'a> {
+    account: &'a str,
+    deleted: bool,
+}
+
+fn delete(cli: &Cli, a: &Account) -> anyhow::Result<Exit> {
+    secrets::delete(&a.name).map_err(|e| failure(e.to_string()))?;
+    if cli.json {
+        print_json(&DeleteReport {
+            account: &a.name,
+            deleted: true,
+        })?;
+    } else {
+        println!(
+            "account '{}': no token in the {} any more",
+            a.name,
+            Source::Keyring
+        );
+    }
+    Ok(Exit::Ok)
+}

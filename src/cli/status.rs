@@ -1,0 +1,175 @@
+//! `maildns status`: each domain's keys, what happens next and when, what is
+//! blocked, and the latest events. Reads the store without its lock, so it works
+//! while the daemon runs.
+
+use std::collections::VecDeque;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use maildns_providers::Fqdn;
+use serde::Serialize;
+
+use super::Cli;
+use super::common::{Exit, load_config, print_json, select_domains};
+use crate::rotation::keyring::policy;
+use crate::rotation::status::{DomainStatus, domain_status, relative};
+use crate::rotation::store::DB_FILE;
+use crate::rotation::{DomainState, SqliteStore, Store, StoredEvent};
+
+/// How many recent events to show per domain.
+const EVENTS: usize = 5;
+
+#[derive(Serialize)]
+struct Report<'a> {
+    now: DateTime<Utc>,
+    state_dir: &'a std::path::Path,
+    domains: &'a [DomainStatus],
+}
+
+fn last_events(store: &SqliteStore, domain: &Fqdn) -> anyhow::Result<Vec<StoredEvent>> {
+    let mut tail = VecDeque::with_capacity(EVENTS);
+    let mut after = 0;
+    loop {
+        let page = store.events(Some(domain), after, 1000)?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for e in page {
+            if tail.len() == EVENTS {
+                tail.pop_front();
+            }
+            tail.push_back(e);
+        }
+    }
+    Ok(tail.into())
+}
+
+pub(super) async fn run(cli: &Cli, domains: &[String]) -> anyhow::Result<Exit> {
+    let config = load_config(cli)?;
+    let selected = select_domains(&config, domains)?;
+    // Read-only: no store yet means no keys yet (and nothing is created).
+    let store = if config.state_dir.join(DB_FILE).exists() {
+        Some(SqliteStore::open(&config.state_dir)?)
+    } else {
+        None
+    };
+    let now = Utc::now();
+    let mut out = Vec::new();
+    for d in selected {
+        let (state, events) = match &store {
+            Some(s) => (s.load(&d.name)?, last_events(s, &d.name)?),
+            None => (DomainState::new(d.name.clone()), Vec::new()),
+        };
+        let policy = d
+            .dkim
+            .as_ref()
+            .map(|k| policy(k, None))
+            .transpose()
+            .with_context(|| format!("DKIM settings of {}", d.name))?;
+        out.push(domain_status(&state, policy.as_ref(), events, now));
+    }
+    if cli.json {
+        print_json(&Report {
+            now,
+            state_dir: &config.state_dir,
+            domains: &out,
+        })?;
+    } else {
+        for s in &out {
+            print_human(s, now);
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+fn date(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+fn print_human(s: &DomainStatus, now: DateTime<Utc>) {
+    println!("{}", s.domain);
+    for a in &s.active {
+        let since = a
+            .active_at
+            .map(|t| {
+                format!(
+                    ", active since {} ({} days)",
+                    date(t),
+                    a.age_days.unwrap_or(0)
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "  active   {:<12} {} {} bits{since}",
+            a.selector, a.algorithm, a.bits
+        );
+    }
+    for p in &s.pending {
+        let safe = p
+            .safe_after
+            .map(|t| format!(", safe after {}", date(t)))
+            .unwrap_or_default();
+        println!(
+            "  pending  {:<12} {} {} bits, {}{safe}",
+            p.selector, p.algorithm, p.bits, p.status
+        );
+    }
+    for o in &s.old {
+        let when = match (o.status, o.removal_at) {
+            (crate::rotation::KeyStatus::Retiring, Some(t)) => {
+                format!(", record withdrawn {} ({})", date(t), relative(t, now))
+            }
+            _ => String::new(),
+        };
+        println!(
+            "  old      {:<12} {} {}{when}",
+            o.selector, o.algorithm, o.status
+        );
+    }
+    for b in &s.blocked {
+        println!(
+            "  BLOCKED  {:<12} {} rotation stopped: {}",
+            b.selector.as_str(),
+            b.algorithm,
+            b.reason
+        );
+    }
+    for e in &s.errors {
+        let retry = e
+            .retry_at
+            .map(|t| format!("; retry {}", relative(t, now)))
+            .unwrap_or_default();
+        println!(
+            "  error    {:<12} attempt {}: {}{retry}",
+            e.selector, e.attempts, e.reason
+        );
+    }
+    match &s.next {
+        Some(n) => {
+            let when = if n.due_now {
+                "now".to_string()
+            } else {
+                format!("{} ({})", date(n.at), relative(n.at, now))
+            };
+            println!("  next     {when}: {}", n.description);
+        }
+        None if s.dkim_configured => println!("  next     nothing scheduled"),
+        None => {}
+    }
+    if let Some(note) = &s.note {
+        println!("  note     {note}");
+    }
+    if !s.events.is_empty() {
+        println!("  recent events:");
+        for e in &s.events {
+            let ev = &e.event;
+            println!(
+                "    {} {} {} {}: {}",
+                date(ev.at),
+                ev.selector.as_ref().map(|s| s.as_str()).unwrap_or("-"),
+                ev.what,
+                ev.outcome,
+                ev.detail
+            );
+        }
+    }
+}

@@ -1,0 +1,577 @@
+//! Adopting an existing OpenDKIM setup (`maildns import opendkim`).
+//!
+//! Why this module exists: the seed's users already sign with a key they made by
+//! hand (`opendkim-genkey`, a key.table line, a TXT record in the host's web UI).
+//! Switching to maildns must not mean re-keying: the key OpenDKIM uses now is
+//! recorded as the domain's [`KeyStatus::Active`](super::KeyStatus::Active) key,
+//! and rotation starts from it. Nothing is written to OpenDKIM's files.
+//!
+//! opendkim.conf names the tables (`KeyTable`, `SigningTable`, `file:`/`refile:`
+//! or a bare path) or, in single-key mode, `KeyFile`, `Selector` and `Domain`.
+//! For each domain the key.table entries of that domain are tried, the one the
+//! signing table uses for the domain's addresses first; the first key of each
+//! algorithm is adopted with [`machine::adopt`], which is idempotent.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use maildns_providers::Fqdn;
+use serde::Serialize;
+
+use super::machine::{self, AdoptError, Algorithm, Event, Selector, check_invariants};
+use super::store::{Store, StoreError};
+use crate::config::{self, Domain};
+use crate::keys;
+use crate::signer::opendkim::{KeyTable, OpenDkimConf, ParseError, SigningTable, TableRef};
+
+/// Why the OpenDKIM setup could not be read at all (per-domain problems are
+/// [`ImportResult`]s instead).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImportError {
+    /// A file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// opendkim.conf or a table does not parse.
+    #[error("{}: {source}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Where and what.
+        source: ParseError,
+    },
+    /// A table of a dataset type maildns cannot read (`db:`, `ldap:`, ...).
+    #[error(
+        "{}: {setting} is {value:?}: maildns reads only file: and refile: tables; convert it to a flat file first",
+        conf.display()
+    )]
+    UnsupportedTable {
+        /// opendkim.conf.
+        conf: PathBuf,
+        /// `KeyTable` or `SigningTable`.
+        setting: &'static str,
+        /// The value as written.
+        value: String,
+    },
+    /// Neither a KeyTable nor a KeyFile is configured.
+    #[error(
+        "{}: neither KeyTable nor KeyFile is set, so OpenDKIM signs with no key maildns could adopt",
+        conf.display()
+    )]
+    NoKeys {
+        /// opendkim.conf.
+        conf: PathBuf,
+    },
+}
+
+/// A key OpenDKIM is configured to sign with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Candidate {
+    /// The key.table name (`None` in single-key mode).
+    pub name: Option<String>,
+    /// Signing domain as written (`%` = the domain of the message).
+    pub domain: String,
+    /// Selector as written.
+    pub selector: String,
+    /// Key file path (or inline key data, which maildns does not adopt).
+    pub key: String,
+}
+
+/// OpenDKIM's configuration as read from opendkim.conf and its tables.
+#[derive(Debug, Clone)]
+pub struct OpenDkimSetup {
+    /// opendkim.conf.
+    pub conf_path: PathBuf,
+    /// The parsed opendkim.conf.
+    pub conf: OpenDkimConf,
+    /// The KeyTable file and its contents.
+    pub key_table: Option<(PathBuf, KeyTable)>,
+    /// The SigningTable file and its contents.
+    pub signing_table: Option<(PathBuf, SigningTable)>,
+    /// Single-key mode: `KeyFile`/`Selector` and the domains of `Domain`.
+    pub single: Option<(Vec<String>, Candidate)>,
+}
+
+fn read(path: &Path) -> Result<String, ImportError> {
+    std::fs::read_to_string(path).map_err(|source| ImportError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn table_path(
+    conf: &Path,
+    setting: &'static str,
+    t: &Option<TableRef>,
+) -> Result<Option<PathBuf>, ImportError> {
+    match t {
+        None => Ok(None),
+        Some(TableRef::Other(value)) => Err(ImportError::UnsupportedTable {
+            conf: conf.to_path_buf(),
+            setting,
+            value: value.clone(),
+        }),
+        Some(r) => Ok(r.path().map(Path::to_path_buf)),
+    }
+}
+
+impl OpenDkimSetup {
+    /// Reads opendkim.conf at `conf_path` and the tables it names.
+    pub fn read(conf_path: &Path) -> Result<OpenDkimSetup, ImportError> {
+        let parse_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ImportError::Parse { path, source }
+        };
+        let conf = OpenDkimConf::parse(&read(conf_path)?).map_err(parse_err(conf_path))?;
+        let key_table = match table_path(conf_path, "KeyTable", &conf.key_table)? {
+            Some(p) => {
+                let t = KeyTable::parse(&read(&p)?).map_err(parse_err(&p))?;
+                Some((p, t))
+            }
+            None => None,
+        };
+        let signing_table = match table_path(conf_path, "SigningTable", &conf.signing_table)? {
+            Some(p) => {
+                let t = SigningTable::parse(&read(&p)?).map_err(parse_err(&p))?;
+                Some((p, t))
+            }
+            None => None,
+        };
+        let single = match (&conf.key_file, &conf.selector) {
+            (Some(file), Some(selector)) if key_table.is_none() => {
+                let domains = single_domains(conf.domain.as_deref().unwrap_or_default())?;
+                Some((
+                    domains,
+                    Candidate {
+                        name: None,
+                        domain: String::new(),
+                        selector: selector.clone(),
+                        key: file.display().to_string(),
+                    },
+                ))
+            }
+            _ => None,
+        };
+        if key_table.is_none() && single.is_none() {
+            return Err(ImportError::NoKeys {
+                conf: conf_path.to_path_buf(),
+            });
+        }
+        Ok(OpenDkimSetup {
+            conf_path: conf_path.to_path_buf(),
+            conf,
+            key_table,
+            signing_table,
+            single,
+        })
+    }
+
+    /// The keys OpenDKIM may sign `domain`'s mail with, the one the signing
+    /// table picks for the domain's addresses first.
+    pub fn candidates(&self, domain: &Fqdn) -> Vec<Candidate> {
+        let name = domain.as_str();
+        if let Some((_, kt)) = &self.key_table {
+            let chosen = self
+                .signing_table
+                .as_ref()
+                .and_then(|(_, st)| st.lookup(&format!("postmaster@{name}")))
+                .and_then(|n| kt.get(n))
+                .filter(|e| e.domain == "%" || same_domain(&e.domain, name));
+            let mut seen = std::collections::HashSet::new();
+            return chosen
+                .into_iter()
+                .chain(kt.entries().filter(|e| same_domain(&e.domain, name)))
+                .filter(|e| seen.insert(e.name.clone()))
+                .map(|e| Candidate {
+                    name: Some(e.name.clone()),
+                    domain: e.domain.clone(),
+                    selector: e.selector.clone(),
+                    key: e.key.clone(),
+                })
+                .collect();
+        }
+        match &self.single {
+            Some((domains, c)) if domains.iter().any(|d| same_domain(d, name)) => {
+                vec![Candidate {
+                    domain: name.to_string(),
+                    ..c.clone()
+                }]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Differences between the tables opendkim.conf names and the ones the
+    /// `[signer]` section of maildns.toml edits (rotation would refuse to switch).
+    pub fn signer_mismatches(&self, signer: &config::Signer) -> Vec<String> {
+        let mut out = Vec::new();
+        let pairs = [
+            (
+                "KeyTable",
+                "key_table",
+                self.key_table.as_ref().map(|(p, _)| p),
+                &signer.key_table,
+            ),
+            (
+                "SigningTable",
+                "signing_table",
+                self.signing_table.as_ref().map(|(p, _)| p),
+                &signer.signing_table,
+            ),
+        ];
+        for (setting, key, found, expected) in pairs {
+            if found.is_some_and(|p| same_file(p, expected)) {
+                continue;
+            }
+            out.push(format!(
+                "{} sets {setting} to {}, but maildns.toml's signer.{key} is {}: rotation will refuse to switch keys until they agree",
+                self.conf_path.display(),
+                found
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "nothing".into()),
+                expected.display()
+            ));
+        }
+        out
+    }
+}
+
+/// What the `Domain` setting of single-key mode lists: a comma- or
+/// space-separated list, or a file (`file:`/`refile:`/bare path) with one domain
+/// per line.
+fn single_domains(value: &str) -> Result<Vec<String>, ImportError> {
+    let value = value.trim();
+    let path = value
+        .strip_prefix("file:")
+        .or_else(|| value.strip_prefix("refile:"))
+        .or_else(|| value.starts_with('/').then_some(value));
+    let text;
+    let list = match path {
+        Some(p) => {
+            text = read(Path::new(p))?;
+            text.lines()
+                .filter_map(|l| l.split('#').next())
+                .filter_map(|l| l.split_whitespace().next())
+                .map(str::to_string)
+                .collect()
+        }
+        None => value
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+    };
+    Ok(list)
+}
+
+fn same_domain(a: &str, b: &str) -> bool {
+    a.trim_end_matches('.')
+        .eq_ignore_ascii_case(b.trim_end_matches('.'))
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// What happened to one key (or one domain, when it has no key to adopt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Recorded as the active key.
+    Adopted,
+    /// Already recorded, identically: nothing changed.
+    AlreadyAdopted,
+    /// OpenDKIM has no key for the domain.
+    NotFound,
+    /// The key file could not be read or parsed.
+    Unreadable,
+    /// The state already holds another key (or the selector) for the domain.
+    Refused,
+    /// Not adopted on purpose (no DKIM settings, or another key of the same
+    /// algorithm comes first).
+    Skipped,
+}
+
+impl Outcome {
+    /// True for the outcomes that need the operator.
+    pub fn is_problem(self) -> bool {
+        matches!(
+            self,
+            Outcome::NotFound | Outcome::Unreadable | Outcome::Refused
+        )
+    }
+}
+
+/// One line of the import report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImportResult {
+    /// The domain.
+    pub domain: String,
+    /// What happened.
+    pub outcome: Outcome,
+    /// The key.table name, when there is one.
+    pub name: Option<String>,
+    /// The selector.
+    pub selector: Option<String>,
+    /// The algorithm, once the key was read.
+    pub algorithm: Option<Algorithm>,
+    /// The key size, once the key was read.
+    pub bits: Option<u32>,
+    /// The key file.
+    pub key_path: Option<String>,
+    /// What happened, in words.
+    pub message: String,
+    /// What to fix, for problems.
+    pub hint: Option<String>,
+}
+
+impl ImportResult {
+    fn new(domain: &Fqdn, outcome: Outcome, message: String) -> Self {
+        ImportResult {
+            domain: domain.to_string(),
+            outcome,
+            name: None,
+            selector: None,
+            algorithm: None,
+            bits: None,
+            key_path: None,
+            message,
+            hint: None,
+        }
+    }
+
+    fn of(domain: &Fqdn, c: &Candidate, outcome: Outcome, message: String) -> Self {
+        ImportResult {
+            name: c.name.clone(),
+            selector: Some(c.selector.clone()),
+            key_path: Some(c.key.clone()),
+            ..ImportResult::new(domain, outcome, message)
+        }
+    }
+
+    fn hint(mut self, h: impl Into<String>) -> Self {
+        self.hint = Some(h.into());
+        self
+    }
+}
+
+/// Adopts, for each of `domains`, the keys OpenDKIM signs it with as its active
+/// keys, saving each domain's state with its events in one transaction. The
+/// store must hold the lock. Idempotent: a second run reports
+/// [`Outcome::AlreadyAdopted`] and writes nothing.
+pub fn import_opendkim(
+    store: &dyn Store,
+    setup: &OpenDkimSetup,
+    domains: &[&Domain],
+    now: DateTime<Utc>,
+) -> Result<Vec<ImportResult>, StoreError> {
+    let mut out = Vec::new();
+    for d in domains {
+        out.extend(import_domain(store, setup, d, now)?);
+    }
+    Ok(out)
+}
+
+fn import_domain(
+    store: &dyn Store,
+    setup: &OpenDkimSetup,
+    d: &Domain,
+    now: DateTime<Utc>,
+) -> Result<Vec<ImportResult>, StoreError> {
+    let domain = &d.name;
+    let Some(dkim) = &d.dkim else {
+        return Ok(vec![
+            ImportResult::new(
+                domain,
+                Outcome::Skipped,
+                "no DKIM settings in maildns.toml: maildns does not manage this domain's keys"
+                    .into(),
+            )
+            .hint(format!(
+                "add a [domains.\"{domain}\".dkim] section to have its keys rotated"
+            )),
+        ]);
+    };
+    let candidates = setup.candidates(domain);
+    if candidates.is_empty() {
+        let r = ImportResult::new(
+            domain,
+            Outcome::NotFound,
+            match &setup.key_table {
+                Some((p, _)) => format!("no entry for {domain} in {}", p.display()),
+                None => format!(
+                    "{}: single-key mode (KeyFile) does not list {domain} in Domain",
+                    setup.conf_path.display()
+                ),
+            },
+        )
+        .hint(format!(
+            "if OpenDKIM signs {domain} with a key, add `NAME {domain}:SELECTOR:/path/to/key.private` to the key table; otherwise `maildns publish` or `maildns rotate` creates a first key"
+        ));
+        return Ok(vec![r]);
+    }
+    let mut state = store.load(domain)?;
+    let mut events: Vec<Event> = Vec::new();
+    let mut done: Vec<Algorithm> = Vec::new();
+    let mut results = Vec::new();
+    for c in &candidates {
+        let r = adopt_one(&mut state, &mut events, &mut done, domain, dkim, c, now);
+        results.push(r);
+    }
+    if !events.is_empty() {
+        if let Err(e) = check_invariants(&state) {
+            // Cannot happen through `adopt`; never save a broken state.
+            return Ok(vec![
+                ImportResult::new(domain, Outcome::Refused, e.to_string())
+                    .hint("run `maildns status` and report this as a bug"),
+            ]);
+        }
+        store.save(&state, &events)?;
+    }
+    Ok(results)
+}
+
+fn adopt_one(
+    state: &mut machine::DomainState,
+    events: &mut Vec<Event>,
+    done: &mut Vec<Algorithm>,
+    domain: &Fqdn,
+    dkim: &config::DkimPolicy,
+    c: &Candidate,
+    now: DateTime<Utc>,
+) -> ImportResult {
+    let selector = match Selector::parse(&c.selector) {
+        Ok(s) => s,
+        Err(e) => {
+            return ImportResult::of(domain, c, Outcome::Refused, e.to_string()).hint(
+                "maildns only manages selectors that are one DNS label (letters, digits, '-', '_')",
+            );
+        }
+    };
+    let path = Path::new(&c.key);
+    if !path.is_absolute() {
+        return ImportResult::of(
+            domain,
+            c,
+            Outcome::Unreadable,
+            "the key is not given as an absolute file path (inline key data or a relative path)"
+                .into(),
+        )
+        .hint("move the key into a file and name its absolute path in the key table");
+    }
+    let key = match keys::load_private_key(path) {
+        Ok(k) => k,
+        Err(e) => {
+            return ImportResult::of(domain, c, Outcome::Unreadable, e.to_string()).hint(
+                "the file must exist, be readable by the user running maildns (root or the opendkim user) and hold a PEM private key (PKCS#1 or PKCS#8)",
+            );
+        }
+    };
+    let (algorithm, bits) = (key.algorithm(), key.bits());
+    let mut r = ImportResult::of(domain, c, Outcome::Adopted, String::new());
+    r.algorithm = Some(algorithm);
+    r.bits = Some(bits);
+    if done.contains(&algorithm) {
+        r.outcome = Outcome::Skipped;
+        r.message = format!(
+            "another {algorithm} key of {domain} comes first in the signing table; only one per algorithm is adopted"
+        );
+        return r;
+    }
+    if !dkim.keys.iter().any(|k| k.algorithm == algorithm) {
+        r.outcome = Outcome::Refused;
+        r.message =
+            format!("an {algorithm} key, but maildns.toml does not list {algorithm} for {domain}");
+        return r.hint(format!(
+            "add \"{algorithm}\" to domains.\"{domain}\".dkim.algorithms to have it rotated"
+        ));
+    }
+    done.push(algorithm);
+    match machine::adopt(state, selector, algorithm, bits, &c.key, now) {
+        Ok(Some(ev)) => {
+            r.message = format!(
+                "adopted as the active {algorithm} key ({bits} bits); the next rotation is due {}",
+                (now + chrono::TimeDelta::from_std(dkim.rotation_interval)
+                    .unwrap_or(chrono::TimeDelta::MAX))
+                .format("%Y-%m-%d")
+            );
+            events.push(ev);
+        }
+        Ok(None) => {
+            r.outcome = Outcome::AlreadyAdopted;
+            r.message = "already recorded as the active key: nothing changed".into();
+        }
+        Err(e) => {
+            r.outcome = Outcome::Refused;
+            r.message = e.to_string();
+            r.hint = Some(match e {
+                AdoptError::AlreadyActive { .. } => {
+                    "maildns already manages this domain's keys: see `maildns status`".into()
+                }
+                _ => "a selector is never reused: see `maildns status` for the recorded key".into(),
+            });
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(kt: &str, st: &str) -> OpenDkimSetup {
+        OpenDkimSetup {
+            conf_path: PathBuf::from("/etc/opendkim.conf"),
+            conf: OpenDkimConf::default(),
+            key_table: Some((
+                PathBuf::from("/k.table"),
+                KeyTable::parse(kt).expect("key table"),
+            )),
+            signing_table: Some((
+                PathBuf::from("/s.table"),
+                SigningTable::parse(st).expect("signing table"),
+            )),
+            single: None,
+        }
+    }
+
+    #[test]
+    fn the_signing_tables_choice_comes_first_once() {
+        let s = setup(
+            "old example.com:2019:/k/old\nother example.org:x:/k/o\nnew Example.COM:2020:/k/new\n",
+            "*@example.com new\n",
+        );
+        let c = s.candidates(&Fqdn::parse("example.com").expect("name"));
+        let names: Vec<_> = c.iter().filter_map(|c| c.name.as_deref()).collect();
+        assert_eq!(names, ["new", "old"]);
+        // `%` (the message's domain) counts when the signing table picks it.
+        let s = setup("any %:sel:/k/any\n", "*@example.com any\n");
+        let c = s.candidates(&Fqdn::parse("example.com").expect("name"));
+        assert_eq!(c.len(), 1);
+        assert!(
+            s.candidates(&Fqdn::parse("example.net").expect("name"))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn single_key_domain_lists() {
+        assert_eq!(
+            single_domains("example.com, example.org example.net").expect("list"),
+            ["example.com", "example.org", "example.net"]
+        );
+        assert!(single_domains("").expect("empty").is_empty());
+        assert!(matches!(
+            single_domains("file:/nonexistent/domains"),
+            Err(ImportError::Read { .. })
+        ));
+    }
+}

@@ -1,0 +1,389 @@
+//! What `maildns status` shows about a domain's keys: a pure summary of its
+//! state, its policy and its recent events at a given time.
+//!
+//! Why this module exists: the state machine knows what it will do next, but in
+//! its own terms ([`Action`]s at due times). Operators need it in words — which
+//! selector signs, how old it is, what happens next and when, which old
+//! selectors go when, and what is blocked and why — the same for the table and
+//! `--json`.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+
+use super::machine::{
+    Action, Algorithm, Blocked, DomainState, Expect, KeyStatus, Policy, ScheduledAction, schedule,
+};
+use super::store::StoredEvent;
+
+/// A key that signs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActiveKey {
+    /// Algorithm.
+    pub algorithm: Algorithm,
+    /// Selector.
+    pub selector: String,
+    /// Size in bits.
+    pub bits: u32,
+    /// Since when it signs.
+    pub active_at: Option<DateTime<Utc>>,
+    /// Whole days since then.
+    pub age_days: Option<i64>,
+    /// Its private key file.
+    pub key_path: Option<String>,
+}
+
+/// A key on its way to signing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingKey {
+    /// Algorithm.
+    pub algorithm: Algorithm,
+    /// Selector.
+    pub selector: String,
+    /// Size in bits.
+    pub bits: u32,
+    /// Where it is.
+    pub status: KeyStatus,
+    /// When it was planned.
+    pub created_at: DateTime<Utc>,
+    /// When the signer may switch to it (after propagation).
+    pub safe_after: Option<DateTime<Utc>>,
+}
+
+/// An old key whose record is still (or was recently) published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OldKey {
+    /// Algorithm.
+    pub algorithm: Algorithm,
+    /// Selector.
+    pub selector: String,
+    /// Where it is.
+    pub status: KeyStatus,
+    /// When it stopped signing.
+    pub retired_at: Option<DateTime<Utc>>,
+    /// When its record is revoked or removed (retired_at + overlap).
+    pub removal_at: Option<DateTime<Utc>>,
+}
+
+/// The last failure of a key's current step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyFailure {
+    /// Selector.
+    pub selector: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Why (never a secret).
+    pub reason: String,
+    /// The next attempt, not before.
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
+/// One upcoming step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NextAction {
+    /// When it is due.
+    pub at: DateTime<Utc>,
+    /// True when it is due already (the daemon or `maildns rotate` does it now).
+    pub due_now: bool,
+    /// Algorithm concerned.
+    pub algorithm: Algorithm,
+    /// Selector concerned (for a new key, the one it would get).
+    pub selector: Option<String>,
+    /// Stable name: `new_key`, `first_key` or an action name (`revoke_key`, ...).
+    pub action: String,
+    /// In words.
+    pub description: String,
+}
+
+/// Everything `status` shows for one domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DomainStatus {
+    /// The domain.
+    pub domain: String,
+    /// False when maildns.toml has no DKIM settings for it.
+    pub dkim_configured: bool,
+    /// Keys that sign, one per algorithm.
+    pub active: Vec<ActiveKey>,
+    /// Keys on their way to signing.
+    pub pending: Vec<PendingKey>,
+    /// Retired keys not yet destroyed, with their removal dates.
+    pub old: Vec<OldKey>,
+    /// The next step, if any.
+    pub next: Option<NextAction>,
+    /// Every scheduled step, earliest first.
+    pub upcoming: Vec<NextAction>,
+    /// Algorithms whose rotation is blocked, and why.
+    pub blocked: Vec<Blocked>,
+    /// Failures of current steps (retried with backoff).
+    pub errors: Vec<KeyFailure>,
+    /// The most recent events, oldest first.
+    pub events: Vec<StoredEvent>,
+    /// A remark for the operator (no key yet, nothing configured, blocked).
+    pub note: Option<String>,
+}
+
+/// Summarises `state` at `now`. `policy` is `None` when the domain has no DKIM
+/// settings (then nothing is scheduled).
+pub fn domain_status(
+    state: &DomainState,
+    policy: Option<&Policy>,
+    events: Vec<StoredEvent>,
+    now: DateTime<Utc>,
+) -> DomainStatus {
+    let active = state
+        .keys
+        .iter()
+        .filter(|k| k.status == KeyStatus::Active)
+        .map(|k| ActiveKey {
+            algorithm: k.algorithm,
+            selector: k.selector.to_string(),
+            bits: k.bits,
+            active_at: k.active_at,
+            age_days: k.active_at.map(|t| (now - t).num_days()),
+            key_path: k.key_path.clone(),
+        })
+        .collect::<Vec<_>>();
+    let pending = state
+        .keys
+        .iter()
+        .filter(|k| k.status.is_pending())
+        .map(|k| PendingKey {
+            algorithm: k.algorithm,
+            selector: k.selector.to_string(),
+            bits: k.bits,
+            status: k.status,
+            created_at: k.created_at,
+            safe_after: k.safe_after,
+        })
+        .collect();
+    let overlap = policy.map(|p| p.settings().overlap);
+    let old = state
+        .keys
+        .iter()
+        .filter(|k| k.status.is_retired() && k.status != KeyStatus::Destroyed)
+        .map(|k| OldKey {
+            algorithm: k.algorithm,
+            selector: k.selector.to_string(),
+            status: k.status,
+            retired_at: k.retired_at,
+            removal_at: k.retired_at.zip(overlap).map(|(t, o)| t + o),
+        })
+        .collect();
+    let errors = state
+        .keys
+        .iter()
+        .filter(|k| k.status != KeyStatus::SwitchFailed)
+        .filter_map(|k| {
+            k.failure.as_ref().map(|f| KeyFailure {
+                selector: k.selector.to_string(),
+                attempts: k.attempts,
+                reason: f.clone(),
+                retry_at: k.not_before,
+            })
+        })
+        .collect();
+    let upcoming: Vec<NextAction> = policy
+        .map(|p| {
+            schedule(state, p, now)
+                .into_iter()
+                .map(|s| describe(s.at, s.algorithm, &s.what, now, p))
+                .collect()
+        })
+        .unwrap_or_default();
+    let blocked = state.blocked();
+    let note = if policy.is_none() {
+        Some("no DKIM settings in maildns.toml: maildns does not manage this domain's keys".into())
+    } else if state.keys.is_empty() {
+        Some(
+            "no DKIM key yet: `maildns publish` or `maildns rotate` will create the first one (or `maildns import opendkim` adopts the key OpenDKIM uses now)"
+                .into(),
+        )
+    } else if !blocked.is_empty() {
+        Some("rotation is blocked: OpenDKIM keeps signing with its previous key; fix the signer (see the reason), then unblock".into())
+    } else {
+        None
+    };
+    DomainStatus {
+        domain: state.domain.to_string(),
+        dkim_configured: policy.is_some(),
+        active,
+        pending,
+        old,
+        next: upcoming.first().cloned(),
+        upcoming,
+        blocked,
+        errors,
+        events,
+        note,
+    }
+}
+
+fn describe(
+    at: DateTime<Utc>,
+    algorithm: Algorithm,
+    what: &ScheduledAction,
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> NextAction {
+    let (action, selector, description) = match what {
+        ScheduledAction::NewKey {
+            first,
+            selector,
+            bits,
+        } => {
+            let sel = selector
+                .as_ref()
+                .map(|s| format!(" (selector {s})"))
+                .unwrap_or_default();
+            if *first {
+                (
+                    "first_key",
+                    selector.as_ref().map(|s| s.to_string()),
+                    format!(
+                        "first key: generate and publish the first {algorithm} key, {bits} bits{sel}"
+                    ),
+                )
+            } else {
+                (
+                    "new_key",
+                    selector.as_ref().map(|s| s.to_string()),
+                    format!("rotate: generate and publish a new {algorithm} key, {bits} bits{sel}"),
+                )
+            }
+        }
+        ScheduledAction::Step { action } => {
+            let s = action.selector().map(|s| s.to_string()).unwrap_or_default();
+            let text = match action {
+                Action::GenerateKey { .. } => format!("generate the private key of {s}"),
+                Action::PublishKey { .. } => {
+                    format!("publish selector {s}'s record beside the current one")
+                }
+                Action::AwaitPropagation {
+                    expect: Expect::Present,
+                    ..
+                } => format!("check that every authoritative server serves selector {s}"),
+                Action::AwaitPropagation { .. } => {
+                    format!(
+                        "check that the withdrawal of selector {s} reached every authoritative server"
+                    )
+                }
+                Action::SwitchSigner { .. } => {
+                    format!("switch OpenDKIM to selector {s} (its record has propagated)")
+                }
+                Action::ConfirmSigner { .. } => {
+                    format!("confirm that OpenDKIM signs with selector {s}")
+                }
+                Action::RevokeKey { .. } => format!(
+                    "revoke old selector {s} (overlap of {} days ends): publish it with an empty p=",
+                    policy.settings().overlap.num_days()
+                ),
+                Action::UnpublishKey { .. } => format!(
+                    "remove old selector {s} (overlap of {} days ends)",
+                    policy.settings().overlap.num_days()
+                ),
+                Action::PublishPrivateKey { .. } => {
+                    format!("publish the retired private key of {s} (deniability)")
+                }
+                Action::DeletePrivateKey { .. } => {
+                    format!("delete the private key of old selector {s}")
+                }
+                Action::Wait { .. } | Action::Failed { .. } => action.name().to_string(),
+            };
+            (
+                action.name(),
+                action.selector().map(|s| s.to_string()),
+                text,
+            )
+        }
+    };
+    NextAction {
+        at,
+        due_now: at <= now,
+        algorithm,
+        selector,
+        action: action.to_string(),
+        description,
+    }
+}
+
+/// How long ago or ahead `t` is, roughly, for tables ("in 3 days", "2 hours ago").
+pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let d = t - now;
+    let (abs, future) = if d >= TimeDelta::zero() {
+        (d, true)
+    } else {
+        (-d, false)
+    };
+    let text = if abs.num_days() >= 2 {
+        format!("{} days", abs.num_days())
+    } else if abs.num_hours() >= 2 {
+        format!("{} hours", abs.num_hours())
+    } else if abs.num_minutes() >= 1 {
+        format!("{} min", abs.num_minutes())
+    } else {
+        return "now".into();
+    };
+    if future {
+        format!("in {text}")
+    } else {
+        format!("{text} ago")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rotation::machine::{PolicySettings, Selector, adopt};
+    use chrono::TimeZone;
+    use maildns_providers::Fqdn;
+
+    fn t(d: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 10, d, 12, 0, 0)
+            .single()
+            .expect("valid date")
+    }
+
+    #[test]
+    fn empty_domain_says_how_to_get_a_first_key() {
+        let state = DomainState::new(Fqdn::parse("example.com").expect("name"));
+        let p = Policy::default();
+        let s = domain_status(&state, Some(&p), vec![], t(1));
+        assert!(
+            s.note
+                .as_deref()
+                .is_some_and(|n| n.contains("maildns publish"))
+        );
+        let next = s.next.expect("a first key is due");
+        assert!(next.due_now);
+        assert_eq!(next.action, "first_key");
+        assert_eq!(next.selector.as_deref(), Some("202610"));
+        let none = domain_status(&state, None, vec![], t(1));
+        assert!(none.next.is_none() && !none.dkim_configured);
+    }
+
+    #[test]
+    fn adopted_key_rotates_after_the_interval() {
+        let mut state = DomainState::new(Fqdn::parse("example.com").expect("name"));
+        adopt(
+            &mut state,
+            Selector::parse("201908").expect("selector"),
+            Algorithm::Rsa,
+            1024,
+            "/k/prueba.private",
+            t(1),
+        )
+        .expect("adopts");
+        let p = Policy::new(PolicySettings::default()).expect("policy");
+        let s = domain_status(&state, Some(&p), vec![], t(4));
+        assert_eq!(s.active.len(), 1);
+        assert_eq!(s.active[0].age_days, Some(3));
+        let next = s.next.expect("rotation is scheduled");
+        assert_eq!(next.at, t(31));
+        assert!(!next.due_now);
+        assert!(
+            next.description.starts_with("rotate:"),
+            "{}",
+            next.description
+        );
+        assert_eq!(relative(next.at, t(4)), "in 27 days");
+    }
+}

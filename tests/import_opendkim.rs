@@ -1,0 +1,246 @@
+//! `maildns import opendkim` on a copy of the seed's OpenDKIM layout: the key
+//! made by hand with `opendkim-genkey` becomes the active key, a second import
+//! changes nothing, and `maildns status` shows it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use maildns::rotation::{Algorithm, KeyStatus, Selector, SqliteStore, Store};
+use maildns_providers::Fqdn;
+
+fn maildns(cfg: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_maildns"))
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .env_remove("MAILDNS_CONFIG")
+        .output()
+        .expect("maildns runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The seed's layout (opendkim.conf, key.table, signing.table, keys/prueba.private
+/// made by opendkim-genkey) in `dir`, and a maildns.toml pointing at it.
+fn seed_layout(dir: &Path, keytable_domain: &str) -> std::path::PathBuf {
+    let keys = dir.join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let genkey = Command::new("opendkim-genkey")
+        .args([
+            "-b",
+            "1024",
+            "-r",
+            "-s",
+            "201908",
+            "-d",
+            "example.com",
+            "-D",
+        ])
+        .arg(&keys)
+        .output()
+        .expect("opendkim-genkey runs (package opendkim-tools)");
+    assert!(genkey.status.success(), "{}", text(&genkey));
+    std::fs::rename(keys.join("201908.private"), keys.join("prueba.private")).unwrap();
+    let d = dir.display();
+    // As in the seed (shared/seed), with the paths moved into the temp dir.
+    std::fs::write(
+        dir.join("opendkim.conf"),
+        format!(
+            "# This is a basic configuration\nSyslog                  yes\nUMask                   002\n#Domain                 example.com\n#KeyFile                /etc/dkimkeys/dkim.key\n#Selector               2007\nSocket                    local:{d}/opendkim.sock\nPidFile               {d}/opendkim.pid\nOversignHeaders         From\nTrustAnchorFile       /usr/share/dns/root.key\nUserID                opendkim\n\n# Map domains in From addresses to keys used to sign messages\nKeyTable        {d}/key.table\nSigningTable        refile:{d}/signing.table\nExternalIgnoreList  {d}/trusted.hosts\nInternalHosts       {d}/trusted.hosts\nCanonicalization    relaxed/simple\nMode            sv\nSubDomains      no\nAutoRestart     yes\nBackground      yes\nDNSTimeout      5\nSignatureAlgorithm  rsa-sha256\nMinimumKeyBits 1024\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("key.table"),
+        format!("prueba {keytable_domain}:201908:{d}/keys/prueba.private\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("signing.table"), "*@example.com prueba\n").unwrap();
+    let cfg = dir.join("maildns.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"state_dir = "{d}/state"
+
+[accounts.dns]
+provider = "zonefile"
+path = "{d}/zone.db"
+
+[domains."example.com"]
+account = "dns"
+spf = "v=spf1 ip4:192.0.2.10/32 -all"
+
+[domains."example.com".dkim]
+algorithms = ["rsa"]
+bits = 2048
+rotation_interval = "30d"
+overlap = "14d"
+
+[signer]
+kind = "opendkim"
+config = "{d}/opendkim.conf"
+key_dir = "{d}/keys"
+key_table = "{d}/key.table"
+signing_table = "{d}/signing.table"
+user = "opendkim"
+"#
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn example() -> Fqdn {
+    Fqdn::parse("example.com").unwrap()
+}
+
+#[test]
+fn seed_key_is_adopted_once_and_shown_by_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = seed_layout(dir.path(), "example.com");
+
+    let first = maildns(&cfg, &["import", "opendkim"]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    assert!(text(&first).contains("example.com: adopted selector 201908 (rsa 1024 bits)"));
+
+    let store = SqliteStore::open(&dir.path().join("state")).unwrap();
+    let state = store.load(&example()).unwrap();
+    assert_eq!(state.keys.len(), 1);
+    let k = state.active(Algorithm::Rsa).expect("an active RSA key");
+    assert_eq!(k.selector, Selector::parse("201908").unwrap());
+    assert_eq!(k.status, KeyStatus::Active);
+    assert_eq!(k.bits, 1024);
+    let key_path = dir.path().join("keys/prueba.private");
+    assert_eq!(k.key_path.as_deref(), Some(key_path.to_str().unwrap()));
+    let events = store.events(Some(&example()), 0, 100).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event.what, "adopted");
+
+    // Second import: nothing changes (same state, no new event).
+    let second = maildns(&cfg, &["--json", "import", "opendkim"]);
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second));
+    let v: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(v["results"][0]["outcome"], "already_adopted");
+    assert_eq!(v["results"][0]["bits"], 1024);
+    assert_eq!(store.load(&example()).unwrap(), state);
+    assert_eq!(store.events(Some(&example()), 0, 100).unwrap().len(), 1);
+
+    let status = maildns(&cfg, &["status"]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    let out = text(&status);
+    assert!(out.contains("active   201908"), "{out}");
+    assert!(out.contains("rsa 1024 bits"), "{out}");
+    assert!(
+        out.contains("rotate: generate and publish a new rsa key"),
+        "{out}"
+    );
+    assert!(out.contains("adopted"), "{out}");
+}
+
+#[test]
+fn missing_entry_and_unreadable_key_say_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    // The key table names another domain: example.com is not found.
+    let cfg = seed_layout(dir.path(), "example.org");
+    let o = maildns(&cfg, &["import", "opendkim", "--domain", "example.com"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("NOT FOUND"), "{}", text(&o));
+    assert!(
+        text(&o).contains("add `NAME example.com:SELECTOR:"),
+        "{}",
+        text(&o)
+    );
+
+    // The entry is there but the key file is not a key.
+    std::fs::write(
+        dir.path().join("key.table"),
+        format!(
+            "prueba example.com:201908:{}/keys/broken.private\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("keys/broken.private"), "not a key\n").unwrap();
+    let o = maildns(&cfg, &["--json", "import", "opendkim"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["results"][0]["outcome"], "unreadable");
+    assert!(
+        v["results"][0]["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("PKCS#1 or PKCS#8")),
+        "{v}"
+    );
+    let store = SqliteStore::open(&dir.path().join("state")).unwrap();
+    assert!(store.load(&example()).unwrap().keys.is_empty());
+
+    // Unknown domain: a data error.
+    let o = maildns(&cfg, &["import", "opendkim", "--domain", "nope.example"]);
+    assert_eq!(o.status.code(), Some(65), "{}", text(&o));
+    // Missing opendkim.conf: a data error naming it.
+    let o = maildns(
+        &cfg,
+        &["import", "opendkim", "--conf", "/nonexistent/opendkim.conf"],
+    );
+    assert_eq!(o.status.code(), Some(65), "{}", text(&o));
+    assert!(
+        text(&o).contains("/nonexistent/opendkim.conf"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn single_key_mode_is_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = seed_layout(dir.path(), "example.com");
+    let d = dir.path().display();
+    std::fs::write(
+        dir.path().join("single.conf"),
+        format!(
+            "Domain example.org, example.com\nKeyFile {d}/keys/prueba.private\nSelector 201908\n"
+        ),
+    )
+    .unwrap();
+    let conf = dir.path().join("single.conf");
+    let o = maildns(
+        &cfg,
+        &[
+            "--json",
+            "import",
+            "opendkim",
+            "--conf",
+            conf.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["results"][0]["outcome"], "adopted");
+    assert_eq!(v["results"][0]["selector"], "201908");
+    // The conf names no tables, unlike maildns.toml's [signer]: warned.
+    assert!(
+        v["warnings"].as_array().is_some_and(|w| w
+            .iter()
+            .any(|x| x.as_str().unwrap_or("").contains("KeyTable"))),
+        "{v}"
+    );
+}
+
+#[test]
+fn import_exits_75_while_the_lock_is_held_and_status_still_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = seed_layout(dir.path(), "example.com");
+    let _daemon = SqliteStore::open_locked(&dir.path().join("state")).unwrap();
+    let o = maildns(&cfg, &["import", "opendkim"]);
+    assert_eq!(o.status.code(), Some(75), "{}", text(&o));
+    assert!(text(&o).contains("holds the state lock"), "{}", text(&o));
+    // status reads without the lock.
+    let o = maildns(&cfg, &["status"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}

@@ -1,0 +1,186 @@
+//! `maildns secret`: where a credential is found (never the value without
+//! `--show`), `set` reading stdin with a clear error when there is no session
+//! keyring, and unknown accounts as data errors.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const VALUE: &str = "tok-do-not-print-7319";
+
+fn setup(account: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("maildns.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"state\"\n[accounts.{account}]\nprovider = \"powerdns\"\nbase_url = \"http://127.0.0.1:1/api/v1\"\n[domains.\"example.com\"]\naccount = \"{account}\"\n"
+        ),
+    )
+    .unwrap();
+    (dir, cfg)
+}
+
+fn maildns(cfg: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_maildns"));
+    cmd.arg("--config")
+        .arg(cfg)
+        .args(args)
+        .env_remove("MAILDNS_CONFIG")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("maildns runs");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().expect("maildns finishes")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A fresh account name per test run, so a real keyring is never clobbered.
+fn account(prefix: &str) -> String {
+    format!("{prefix}{}x{}", std::process::id(), rand_suffix())
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+}
+
+#[test]
+fn get_reports_the_env_source_and_hides_the_value() {
+    let acc = account("envacc");
+    let (_dir, cfg) = setup(&acc);
+    let var = format!("MAILDNS_{}_TOKEN", acc.to_ascii_uppercase());
+    let env = [(var.as_str(), VALUE)];
+
+    let o = maildns(&cfg, &["secret", "get", &acc], &env, None);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("environment variable {var}")),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        !text(&o).contains(VALUE),
+        "value printed without --show: {}",
+        text(&o)
+    );
+
+    let o = maildns(&cfg, &["--json", "secret", "get", &acc], &env, None);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!text(&o).contains(VALUE), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["found"], true);
+    assert_eq!(v["source"], "env");
+    assert_eq!(v["location"], var.as_str());
+    assert!(v.get("value").is_none(), "{v}");
+
+    let o = maildns(&cfg, &["secret", "get", &acc, "--show"], &env, None);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim_end(), VALUE);
+    let o = maildns(
+        &cfg,
+        &["--json", "secret", "get", &acc, "--show"],
+        &env,
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["value"], VALUE);
+}
+
+#[test]
+fn get_without_any_credential_lists_the_places_and_fails() {
+    let acc = account("noacc");
+    let (_dir, cfg) = setup(&acc);
+    let o = maildns(&cfg, &["secret", "get", &acc], &[], None);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("no credential found"), "{out}");
+    assert!(out.contains("CREDENTIALS_DIRECTORY"), "{out}");
+    assert!(out.contains("maildns secret set"), "{out}");
+}
+
+#[test]
+fn set_reads_stdin_and_without_a_session_keyring_says_how_to_get_one() {
+    let acc = account("setacc");
+    let (_dir, cfg) = setup(&acc);
+    let o = maildns(
+        &cfg,
+        &["secret", "set", &acc],
+        &[],
+        Some(&format!("{VALUE}\n")),
+    );
+    let out = text(&o);
+    assert!(!out.contains(VALUE), "{out}");
+    match o.status.code() {
+        // A session keyring is available: the token round-trips, then goes.
+        Some(0) => {
+            assert!(out.contains("token stored in the OS keyring"), "{out}");
+            let g = maildns(
+                &cfg,
+                &["--json", "secret", "get", &acc, "--show"],
+                &[],
+                None,
+            );
+            let v: serde_json::Value = serde_json::from_slice(&g.stdout).unwrap();
+            assert_eq!(v["source"], "keyring");
+            assert_eq!(v["value"], VALUE, "trailing newline stripped");
+            let d = maildns(&cfg, &["secret", "delete", &acc], &[], None);
+            assert_eq!(d.status.code(), Some(0), "{}", text(&d));
+            let g = maildns(&cfg, &["secret", "get", &acc], &[], None);
+            assert_eq!(g.status.code(), Some(1), "{}", text(&g));
+        }
+        // No session keyring (the usual case in containers and CI).
+        code => {
+            assert_eq!(code, Some(1), "{out}");
+            assert!(out.contains("keyctl session"), "{out}");
+            assert!(out.contains("CREDENTIALS_DIRECTORY"), "{out}");
+            assert!(out.contains("token_file"), "{out}");
+        }
+    }
+}
+
+#[test]
+fn set_refuses_empty_input_and_argv_tokens() {
+    let acc = account("emptyacc");
+    let (_dir, cfg) = setup(&acc);
+    let o = maildns(&cfg, &["secret", "set", &acc], &[], Some("\n"));
+    assert_eq!(o.status.code(), Some(65), "{}", text(&o));
+    assert!(text(&o).contains("no token on stdin"), "{}", text(&o));
+    // There is no way to pass the token as an argument.
+    let o = maildns(&cfg, &["secret", "set", &acc, VALUE], &[], None);
+    assert_eq!(o.status.code(), Some(64), "{}", text(&o));
+}
+
+#[test]
+fn unknown_account_is_a_data_error_listing_the_known_ones() {
+    let acc = account("known");
+    let (_dir, cfg) = setup(&acc);
+    for args in [
+        vec!["secret", "get", "nope"],
+        vec!["secret", "delete", "nope"],
+        vec!["secret", "set", "nope"],
+    ] {
+        let o = maildns(&cfg, &args, &[], Some("x\n"));
+        assert_eq!(o.status.code(), Some(65), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains("unknown account 'nope'"), "{}", text(&o));
+        assert!(text(&o).contains(&acc), "{}", text(&o));
+    }
+}
