@@ -300,7 +300,7 @@ fn print_human(
                 DomainError::Threshold { .. } => "refused",
                 _ => "FAILED",
             };
-            println!("  {what}: {e}");
+            println!("  {what}: account '{}': {e}", o.account);
         }
     }
     let verb = if apply { "applied" } else { "to apply" };

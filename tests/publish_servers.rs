@@ -1,0 +1,231 @@
+//! `maildns publish` and `plan` end to end against a real PowerDNS (HTTP API) and a
+//! real BIND (RFC 2136 + TSIG) started on loopback by the test harness.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use maildns_testkit::bind::BindOptions;
+use maildns_testkit::{Bind, PowerDns};
+
+fn maildns(cfg: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_maildns"));
+    c.arg("-c").arg(cfg).args(args).env_remove("MAILDNS_CONFIG");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("maildns runs")
+}
+
+fn out(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn dig(addr: std::net::SocketAddr, name: &str) -> Vec<maildns_providers::TxtRecord> {
+    let o = Command::new("dig")
+        .args([
+            "+norec",
+            "+tcp",
+            "+short",
+            &format!("@{}", addr.ip()),
+            "-p",
+            &addr.port().to_string(),
+            name,
+            "TXT",
+        ])
+        .output()
+        .expect("dig runs");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| maildns_providers::TxtRecord::parse_presentation(l).expect("dig output parses"))
+        .collect()
+}
+
+fn config(dir: &Path, account: &str, domains: &[&str]) -> std::path::PathBuf {
+    let mut text = format!("state_dir = \"state\"\n{account}\n");
+    for d in domains {
+        text.push_str(&format!(
+            "[domains.\"{d}\"]\naccount = \"dns\"\nspf = \"v=spf1 ip4:192.0.2.10/32 -all\"\ndmarc = \"v=DMARC1; p=quarantine; rua=mailto:dmarc@{d}\"\n[domains.\"{d}\".dkim]\nbits = 2048\n"
+        ));
+    }
+    let p = dir.join("maildns.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[tokio::test]
+async fn powerdns_publish_plan_in_sync_foreign_values_kept_and_bad_key() {
+    let pdns = PowerDns::start();
+    pdns.create_zone("example.test").await;
+    // A foreign value at the apex, put there by someone else.
+    let client = reqwest::Client::new();
+    let r = client
+        .patch(format!("{}/servers/localhost/zones/example.test.", pdns.api_url))
+        .header("X-API-Key", &pdns.api_key)
+        .json(&serde_json::json!({"rrsets": [{"name": "example.test.", "type": "TXT", "ttl": 600, "changetype": "REPLACE",
+            "records": [{"content": "\"google-site-verification=xyz\"", "disabled": false}, {"content": "\"v=spf1 a -all\"", "disabled": false}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[accounts.dns]\nprovider = \"powerdns\"\nbase_url = \"{}\"\n",
+            pdns.api_url
+        ),
+        &["example.test"],
+    );
+    let env = [("MAILDNS_DNS_TOKEN", pdns.api_key.as_str())];
+    let o = maildns(&cfg, &env, &["publish"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert!(
+        out(&o).contains(
+            "UPDATE example.test TXT SPF \"v=spf1 a -all\" -> \"v=spf1 ip4:192.0.2.10/32 -all\""
+        ),
+        "{}",
+        out(&o)
+    );
+    let apex = dig(pdns.dns, "example.test");
+    let values: Vec<String> = apex.iter().map(|r| r.value_lossy()).collect();
+    assert!(
+        values.contains(&"google-site-verification=xyz".to_string()),
+        "{values:?}"
+    );
+    assert!(
+        values.contains(&"v=spf1 ip4:192.0.2.10/32 -all".to_string()),
+        "{values:?}"
+    );
+    assert_eq!(values.len(), 2);
+    // The DKIM key is served split into <=255-byte strings, and is the key on disk.
+    let key_dir = dir.path().join("state/keys/example.test");
+    let key_file = std::fs::read_dir(&key_dir)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let selector = key_file.file_stem().unwrap().to_string_lossy().to_string();
+    let served = dig(pdns.dns, &format!("{selector}._domainkey.example.test"));
+    assert_eq!(served.len(), 1);
+    assert!(served[0].strings().iter().all(|s| s.len() <= 255));
+    let key = maildns::keys::load_private_key(&key_file).unwrap();
+    assert!(served[0].value_lossy().ends_with(&key.p_value().unwrap()));
+    // plan after publish: nothing to change.
+    let o = maildns(&cfg, &env, &["plan", "--exit-code"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    // A wrong API key: one line naming the account and what to check; no key echoed.
+    let o = maildns(&cfg, &[("MAILDNS_DNS_TOKEN", "wrong-key-123")], &["plan"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let text = out(&o);
+    let line = text
+        .lines()
+        .find(|l| l.contains("FAILED"))
+        .expect("a FAILED line");
+    assert!(
+        line.contains("account 'dns'")
+            && line.contains("authentication failed")
+            && line.contains("check the account's credential"),
+        "{line}"
+    );
+    assert!(!text.contains("wrong-key-123") && !text.contains(&pdns.api_key));
+}
+
+#[tokio::test]
+async fn one_failing_domain_does_not_stop_the_others() {
+    let pdns = PowerDns::start();
+    pdns.create_zone("good.test").await;
+    let dir = tempfile::tempdir().unwrap();
+    // bad.test is not a zone on this server.
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[accounts.dns]\nprovider = \"powerdns\"\nbase_url = \"{}\"\n",
+            pdns.api_url
+        ),
+        &["good.test", "bad.test"],
+    );
+    let o = maildns(
+        &cfg,
+        &[("MAILDNS_DNS_TOKEN", pdns.api_key.as_str())],
+        &["--json", "publish"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["summary"]["failed"], 1);
+    let bad = v["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["domain"] == "bad.test")
+        .unwrap();
+    assert_eq!(bad["error"]["type"], "provider");
+    assert_eq!(
+        dig(pdns.dns, "good.test")[0].value_lossy(),
+        "v=spf1 ip4:192.0.2.10/32 -all"
+    );
+}
+
+#[test]
+fn bind_rfc2136_publish_then_in_sync_and_wrong_tsig_key() {
+    let mut opts = BindOptions::new("example.test");
+    opts.extra_records.push("@ IN TXT \"MS=ms12345\"".into());
+    let bind = Bind::start_with(opts);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[accounts.dns]\nprovider = \"rfc2136\"\nserver = \"{}\"\nkey_name = \"{}\"\nalgorithm = \"{}\"\n",
+            bind.dns, bind.key_name, bind.algorithm
+        ),
+        &["example.test"],
+    );
+    let env = [("MAILDNS_DNS_TOKEN", bind.secret.as_str())];
+    let o = maildns(&cfg, &env, &["publish"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let values: Vec<String> = dig(bind.dns, "example.test")
+        .iter()
+        .map(|r| r.value_lossy())
+        .collect();
+    assert!(values.contains(&"MS=ms12345".to_string()), "{values:?}");
+    assert!(
+        values.contains(&"v=spf1 ip4:192.0.2.10/32 -all".to_string()),
+        "{values:?}"
+    );
+    let o = maildns(&cfg, &env, &["plan", "--exit-code"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    // A wrong TSIG secret (valid base64): an authentication error naming the account.
+    let wrong = "c2VjcmV0LXRoYXQtaXMtd3Jvbmc=";
+    let cfg2 = config(
+        dir.path(),
+        &format!(
+            "[accounts.dns]\nprovider = \"rfc2136\"\nserver = \"{}\"\nkey_name = \"{}\"\nalgorithm = \"{}\"\n",
+            bind.dns, bind.key_name, bind.algorithm
+        ),
+        &["example.test"],
+    );
+    std::fs::write(
+        &cfg2,
+        std::fs::read_to_string(&cfg2)
+            .unwrap()
+            .replace("ip4:192.0.2.10/32", "ip4:192.0.2.11/32"),
+    )
+    .unwrap();
+    let o = maildns(&cfg2, &[("MAILDNS_DNS_TOKEN", wrong)], &["publish"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let text = out(&o);
+    let line = text
+        .lines()
+        .find(|l| l.contains("FAILED"))
+        .expect("a FAILED line");
+    assert!(
+        line.contains("account 'dns'") && line.contains("authentication failed"),
+        "{line}"
+    );
+    assert!(!text.contains(wrong) && !text.contains(&bind.secret));
+}
