@@ -4,8 +4,11 @@
 mod check;
 mod common;
 mod keygen;
+mod progress;
 mod publish;
 mod records;
+mod verify;
+mod watch;
 
 use std::path::PathBuf;
 
@@ -20,6 +23,9 @@ Examples:
   maildns plan --exit-code          # 2 when changes are pending
   maildns records                   # every desired record as zone-file lines
   maildns check                     # config and record lint
+  maildns publish --wait            # and wait until every nameserver serves it
+  maildns watch 202611._domainkey.example.com --expect 'v=DKIM1; ...'
+  maildns verify                    # what DNS serves vs. the keys on disk (no credentials)
 
 Exit codes:
   0   success (plan: in sync)
@@ -74,7 +80,14 @@ pub enum Command {
         /// Allow deleting more managed records than publish.max_delete_share in one run
         #[arg(long)]
         force: bool,
+        /// Wait for propagation
+        #[command(flatten)]
+        wait: publish::WaitArgs,
     },
+    /// Wait until every authoritative server serves (or stops serving) a TXT value
+    Watch(watch::Args),
+    /// Check what DNS serves against the local keys: DKIM keys, SPF (lookups resolved), DMARC
+    Verify(verify::Args),
     /// Print shell completions
     Completions {
         /// Shell
@@ -126,10 +139,24 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Plan {
             selection,
             exit_code,
-        } => publish::run(&cli, selection, false, false, *exit_code).await,
-        Command::Publish { selection, force } => {
-            publish::run(&cli, selection, true, *force, false).await
+        } => {
+            publish::run(
+                &cli,
+                selection,
+                false,
+                false,
+                *exit_code,
+                &publish::WaitArgs::default(),
+            )
+            .await
         }
+        Command::Publish {
+            selection,
+            force,
+            wait,
+        } => publish::run(&cli, selection, true, *force, false, wait).await,
+        Command::Watch(args) => watch::run(&cli, args).await,
+        Command::Verify(args) => verify::run(&cli, args).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(*shell, &mut cmd, "maildns", &mut std::io::stdout());
