@@ -233,11 +233,18 @@ async fn watch_exits_0_when_served_and_3_on_timeout() {
     assert!(stdout(&ok).contains("safe after"), "{}", text(&ok));
     let missing = run(&["--expect", "v=DMARC1; p=reject", "--timeout", "1s"]);
     assert_eq!(missing.status.code(), Some(3), "{}", text(&missing));
-    assert!(
-        stdout(&missing).contains("waiting: serves \"v=DMARC1; p=none\", \"foreign=1\""),
-        "{}",
-        text(&missing)
-    );
+    // The lagging server is named with what it serves (in the server's order).
+    let lagging = stdout(&missing)
+        .lines()
+        .find(|l| {
+            l.starts_with(&format!(
+                "  {owner} (present \"v=DMARC1; p=reject\") on {server}: waiting: serves "
+            ))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("{}", text(&missing)));
+    assert!(lagging.contains("\"v=DMARC1; p=none\""), "{lagging}");
+    assert!(lagging.contains("\"foreign=1\""), "{lagging}");
     let still = run(&["--absent", "v=DMARC1; p=none", "--timeout", "1s"]);
     assert_eq!(still.status.code(), Some(3), "{}", text(&still));
     let gone = run(&["--absent", "v=DMARC1; p=reject", "--timeout", "1s"]);
@@ -301,7 +308,7 @@ selector_format = "s%Y%m"
         "{s}"
     );
     assert!(
-        s.contains(&format!("SPF lookups")) && s.contains("1 of at most 10"),
+        s.contains("SPF lookups") && s.contains("1 of at most 10"),
         "{s}"
     );
     assert!(s.contains(&format!("authorised by {auth}")), "{s}");
@@ -375,6 +382,7 @@ selector_format = "s%Y%m"
     let other = maildns::keys::PrivateKey::generate(maildns::keys::KeySpec::rsa(1024)).unwrap();
     maildns::keys::write_private_key(&key_file, &other, Default::default()).unwrap();
     let out = maildns(dir.path(), "", &["verify"]);
+    println!("{}", stdout(&out));
     assert_eq!(out.status.code(), Some(65), "{}", text(&out));
     assert!(
         stdout(&out).contains("the served public key is NOT the public half of"),

@@ -225,11 +225,13 @@ fn term_label(kind: LookupKind, spec: Option<&str>) -> String {
 pub(super) fn count_in(answers: &[hickory_proto::rr::Record], qtype: RecordType) -> usize {
     answers
         .iter()
-        .filter(|r| match (&r.data, qtype) {
-            (RData::A(_), RecordType::A)
-            | (RData::AAAA(_), RecordType::AAAA)
-            | (RData::MX(_), RecordType::MX) => true,
-            _ => false,
+        .filter(|r| {
+            matches!(
+                (&r.data, qtype),
+                (RData::A(_), RecordType::A)
+                    | (RData::AAAA(_), RecordType::AAAA)
+                    | (RData::MX(_), RecordType::MX)
+            )
         })
         .count()
 }
