@@ -18,3 +18,4 @@ pub mod records;
 pub mod rotation;
 pub mod secrets;
 pub mod signer;
+pub mod verify;

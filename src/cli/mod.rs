@@ -5,10 +5,13 @@ mod check;
 mod common;
 mod import;
 mod keygen;
+mod progress;
 mod publish;
 mod records;
 mod secret;
 mod status;
+mod verify;
+mod watch;
 
 use std::path::PathBuf;
 
@@ -26,6 +29,9 @@ Examples:
   maildns import opendkim           # adopt the keys OpenDKIM signs with now (no re-keying)
   maildns status                    # keys, next action and when, blocked rotations
   maildns secret set dns < token    # store account dns's token in the OS keyring
+  maildns publish --wait            # and wait until every nameserver serves it
+  maildns watch 202611._domainkey.example.com --expect 'v=DKIM1; ...'
+  maildns verify                    # what DNS serves vs. the keys on disk (no credentials)
 
 Exit codes:
   0   success (plan: in sync)
@@ -80,6 +86,9 @@ pub enum Command {
         /// Allow deleting more managed records than publish.max_delete_share in one run
         #[arg(long)]
         force: bool,
+        /// Wait for propagation
+        #[command(flatten)]
+        wait: publish::WaitArgs,
     },
     /// Adopt existing DKIM keys as the domains' current keys (no re-keying)
     Import {
@@ -99,6 +108,10 @@ pub enum Command {
         #[command(subcommand)]
         op: secret::Op,
     },
+    /// Wait until every authoritative server serves (or stops serving) a TXT value
+    Watch(watch::Args),
+    /// Check what DNS serves against the local keys: DKIM keys, SPF (lookups resolved), DMARC
+    Verify(verify::Args),
     /// Print shell completions
     Completions {
         /// Shell
@@ -150,13 +163,27 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Plan {
             selection,
             exit_code,
-        } => publish::run(&cli, selection, false, false, *exit_code).await,
-        Command::Publish { selection, force } => {
-            publish::run(&cli, selection, true, *force, false).await
+        } => {
+            publish::run(
+                &cli,
+                selection,
+                false,
+                false,
+                *exit_code,
+                &publish::WaitArgs::default(),
+            )
+            .await
         }
         Command::Import { source } => import::run(&cli, source).await,
         Command::Status { domains } => status::run(&cli, domains).await,
         Command::Secret { op } => secret::run(&cli, op).await,
+        Command::Publish {
+            selection,
+            force,
+            wait,
+        } => publish::run(&cli, selection, true, *force, false, wait).await,
+        Command::Watch(args) => watch::run(&cli, args).await,
+        Command::Verify(args) => verify::run(&cli, args).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(*shell, &mut cmd, "maildns", &mut std::io::stdout());

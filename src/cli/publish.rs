@@ -21,6 +21,28 @@ pub struct Selection {
     pub domains: Vec<String>,
 }
 
+/// `publish --wait`: watch the changes propagate.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WaitArgs {
+    /// After applying, wait until every authoritative server serves the changes
+    /// (exit 3 when they do not within the timeout)
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits, e.g. 90s, 10m [default: propagation.timeout]
+    #[arg(long, requires = "wait", value_parser = super::watch::parse_timeout)]
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// One domain's watch after publishing.
+#[derive(Serialize)]
+struct DomainWatch {
+    domain: String,
+    servers: Vec<crate::propagation::Nameserver>,
+    /// Why the watch could not run (no servers found).
+    error: Option<String>,
+    report: Option<crate::propagation::WatchReport>,
+}
+
 #[derive(Serialize, Default)]
 struct Summary {
     domains: usize,
@@ -37,6 +59,8 @@ struct Report<'a> {
     applied: bool,
     summary: &'a Summary,
     domains: &'a [DomainOutcome],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    watch: Option<&'a [DomainWatch]>,
 }
 
 /// The environment as credentials source (snapshotted once at the face).
@@ -124,6 +148,7 @@ pub(super) async fn run(
     apply: bool,
     force: bool,
     exit_code: bool,
+    wait: &WaitArgs,
 ) -> anyhow::Result<Exit> {
     let config = load_config(cli)?;
     let domains = selected(&config, selection)?;
@@ -206,13 +231,7 @@ pub(super) async fn run(
             }
         }
     }
-    if cli.json {
-        print_json(&Report {
-            applied: apply,
-            summary: &summary,
-            domains: &outcomes,
-        })?;
-    } else {
+    if !cli.json {
         print_human(&outcomes, &summary, apply, &failed_accounts);
         for d in &no_key {
             println!(
@@ -220,14 +239,104 @@ pub(super) async fn run(
             );
         }
     }
+    let watched = if apply && wait.wait {
+        Some(watch_outcomes(cli, &config, &domains, &outcomes, wait).await)
+    } else {
+        None
+    };
+    if cli.json {
+        print_json(&Report {
+            applied: apply,
+            summary: &summary,
+            domains: &outcomes,
+            watch: watched.as_deref(),
+        })?;
+    }
+    let watch_failed = watched.iter().flatten().any(|w| w.error.is_some());
+    let timed_out = watched
+        .iter()
+        .flatten()
+        .any(|w| w.report.as_ref().is_some_and(|r| !r.propagated));
     let pending = summary.create + summary.update + summary.delete;
-    Ok(if summary.failed > 0 {
+    Ok(if summary.failed > 0 || watch_failed {
         Exit::Failure
+    } else if timed_out {
+        Exit::Timeout
     } else if !apply && exit_code && pending > 0 {
         Exit::Changes
     } else {
         Exit::Ok
     })
+}
+
+/// `--wait`: for every domain that changed, watch its changes on every
+/// authoritative server of its zone and say when it is safe.
+async fn watch_outcomes(
+    cli: &Cli,
+    config: &Config,
+    domains: &[&Domain],
+    outcomes: &[DomainOutcome],
+    wait: &WaitArgs,
+) -> Vec<DomainWatch> {
+    let querier = super::watch::querier();
+    let options = super::watch::watch_options(Some(config), wait.timeout);
+    let mut out = Vec::new();
+    for o in outcomes.iter().filter(|o| o.error.is_none()) {
+        let (Some(plan), Some(d)) = (&o.plan, domains.iter().find(|d| d.name == o.domain)) else {
+            continue;
+        };
+        let checks = crate::publish::checks_for_plan(plan);
+        let title = o.domain.to_string();
+        if checks.is_empty() {
+            if !cli.json {
+                println!("{title}: in sync, nothing to wait for");
+            }
+            continue;
+        }
+        let zone = d.zone.clone().unwrap_or_else(|| d.name.clone());
+        let servers = match crate::propagation::authoritative_servers(
+            &querier,
+            &zone,
+            &d.nameservers,
+            &config.propagation.resolvers,
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                let error = format!("finding the authoritative servers of {zone}: {e}");
+                if !cli.json {
+                    println!("{title}: cannot watch: {error}");
+                }
+                out.push(DomainWatch {
+                    domain: title,
+                    servers: Vec::new(),
+                    error: Some(error),
+                    report: None,
+                });
+                continue;
+            }
+        };
+        let report = super::watch::watch_shown(
+            cli.json,
+            &title,
+            querier.clone(),
+            options.clone(),
+            &checks,
+            &servers,
+        )
+        .await;
+        if !cli.json {
+            super::watch::print_outcome(&title, &report);
+        }
+        out.push(DomainWatch {
+            domain: title,
+            servers,
+            error: None,
+            report: Some(report),
+        });
+    }
+    out
 }
 
 fn print_human(

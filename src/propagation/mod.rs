@@ -25,6 +25,7 @@
 
 pub mod discover;
 pub mod query;
+pub mod servers;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -34,6 +35,7 @@ use serde::Serialize;
 
 pub use discover::{Discovery, DiscoveryError, DiscoveryOptions, Upstream, discover};
 pub use query::{Querier, QueryError, QueryOptions, Rcode, SoaInfo, TxtAnswer};
+pub use servers::{authoritative_servers, upstream};
 pub use watch::{
     Backoff, CheckReport, Clock, NoProgress, Progress, RecursiveCheck, ServerStatus, SystemClock,
     WatchOptions, WatchReport, Watcher,

@@ -1,0 +1,392 @@
+//! `publish --wait`, `watch` and `verify` end to end against real PowerDNS
+//! servers on loopback (the binary as a child process; the PowerDNS API key
+//! reaches it the documented way, as `MAILDNS_PDNS_TOKEN`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use maildns::propagation::{Querier, QueryOptions};
+use maildns_providers::{Fqdn, TxtRecord};
+use maildns_testkit::{PowerDns, random_label};
+
+fn maildns(dir: &Path, token: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_maildns"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("MAILDNS_CONFIG")
+        .env("MAILDNS_PDNS_TOKEN", token)
+        .output()
+        .expect("maildns runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn zone(prefix: &str) -> String {
+    format!("{prefix}{}.test", random_label(8))
+}
+
+/// Replaces the TXT set at `owner` through the PowerDNS API (empty = delete).
+async fn set_txt(pdns: &PowerDns, zone: &str, owner: &str, values: &[&str]) {
+    let changetype = if values.is_empty() {
+        "DELETE"
+    } else {
+        "REPLACE"
+    };
+    let body = serde_json::json!({"rrsets": [{
+        "name": format!("{owner}."), "type": "TXT", "ttl": 60, "changetype": changetype,
+        "records": values.iter().map(|v| serde_json::json!({"content": TxtRecord::from_value(v).to_presentation(), "disabled": false})).collect::<Vec<_>>(),
+    }]});
+    let resp = reqwest::Client::new()
+        .patch(format!("{}/servers/localhost/zones/{zone}.", pdns.api_url))
+        .header("X-API-Key", &pdns.api_key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.status().is_success(),
+        "PATCH {owner}: {}",
+        resp.status()
+    );
+}
+
+/// What `server` serves at `name` (joined values).
+async fn served(server: std::net::SocketAddr, name: &str) -> Vec<String> {
+    let q = Querier::new(QueryOptions::default());
+    q.txt(server, &Fqdn::parse(name).unwrap(), false)
+        .await
+        .unwrap()
+        .records
+        .iter()
+        .map(TxtRecord::value_lossy)
+        .collect()
+}
+
+/// A config publishing `domain` through `pdns`, checked on `nameservers`, with
+/// `pdns` as the resolver for foreign names.
+fn config(
+    dir: &Path,
+    pdns: &PowerDns,
+    domain: &str,
+    nameservers: &[&PowerDns],
+    extra: &str,
+) -> PathBuf {
+    let ns: Vec<String> = nameservers
+        .iter()
+        .map(|p| format!("\"{}\"", p.dns))
+        .collect();
+    let path = dir.join("maildns.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"state_dir = "state"
+
+[accounts.pdns]
+provider = "powerdns"
+base_url = "{api}"
+
+[propagation]
+timeout = "30s"
+resolvers = ["{dns}"]
+
+[domains."{domain}"]
+account = "pdns"
+nameservers = [{ns}]
+{extra}
+"#,
+            api = pdns.api_url,
+            dns = pdns.dns,
+            ns = ns.join(", "),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+const BASIC: &str = r#"spf = "v=spf1 ip4:192.0.2.10/32 -all"
+dmarc = "v=DMARC1; p=quarantine""#;
+
+#[tokio::test]
+async fn publish_wait_returns_once_every_server_serves_the_records() {
+    let pdns = PowerDns::start();
+    let z = zone("w");
+    pdns.create_zone(&z).await;
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &pdns, &z, &[&pdns], BASIC);
+    let out = maildns(dir.path(), &pdns.api_key, &["publish", "--wait"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let s = stdout(&out);
+    assert!(
+        s.contains(&format!("{z}: propagated to every server")),
+        "{s}"
+    );
+    assert!(s.contains("safe after"), "{s}");
+    // Not a terminal: plain log lines, one per round and per state change.
+    assert!(s.contains(&format!("{z}: round 1: 2/2 passed")), "{s}");
+    assert!(
+        s.contains(&format!(
+            "_dmarc.{z} present \"v=DMARC1; p=quarantine\" on {}: ok",
+            pdns.dns
+        )),
+        "{s}"
+    );
+    // And it is really served.
+    assert_eq!(
+        served(pdns.dns, &z).await,
+        vec!["v=spf1 ip4:192.0.2.10/32 -all"]
+    );
+    assert_eq!(
+        served(pdns.dns, &format!("_dmarc.{z}")).await,
+        vec!["v=DMARC1; p=quarantine"]
+    );
+
+    // An update waits for the new value and for the old one to be gone; --json
+    // carries the watch report.
+    config(
+        dir.path(),
+        &pdns,
+        &z,
+        &[&pdns],
+        "spf = \"v=spf1 ip4:192.0.2.11/32 -all\"\ndmarc = \"v=DMARC1; p=quarantine\"",
+    );
+    let out = maildns(dir.path(), &pdns.api_key, &["--json", "publish", "--wait"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let report = &v["watch"][0]["report"];
+    assert_eq!(report["propagated"], true, "{v}");
+    let kinds: Vec<String> = report["per_check"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            c["expectation"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .next()
+                .unwrap()
+                .clone()
+        })
+        .collect();
+    assert_eq!(kinds, vec!["present", "absent"]);
+    assert!(report["safe_after"].is_string());
+}
+
+#[tokio::test]
+async fn publish_wait_exits_3_naming_the_server_that_lags() {
+    let (a, b) = (PowerDns::start(), PowerDns::start());
+    let z = zone("l");
+    a.create_zone(&z).await;
+    b.create_zone(&z).await; // the zone, never the change
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &a, &z, &[&a, &b], BASIC);
+    let out = maildns(
+        dir.path(),
+        &a.api_key,
+        &["publish", "--wait", "--timeout", "3s"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let s = stdout(&out);
+    assert!(s.contains(&format!("{z}: NOT propagated")), "{s}");
+    assert!(
+        s.contains(&format!(
+            "  {z} (present \"v=spf1 ip4:192.0.2.10/32 -all\") on {}: waiting: serves nothing",
+            b.dns
+        )),
+        "{s}"
+    );
+    // The server that has the change is not named as lagging.
+    assert!(!s.contains(&format!("on {}: waiting", a.dns)), "{s}");
+    // The change itself was applied.
+    assert_eq!(
+        served(a.dns, &z).await,
+        vec!["v=spf1 ip4:192.0.2.10/32 -all"]
+    );
+}
+
+#[tokio::test]
+async fn watch_exits_0_when_served_and_3_on_timeout() {
+    let pdns = PowerDns::start();
+    let z = zone("x");
+    pdns.create_zone(&z).await;
+    let owner = format!("_dmarc.{z}");
+    set_txt(&pdns, &z, &owner, &["v=DMARC1; p=none", "foreign=1"]).await;
+    let dir = tempfile::tempdir().unwrap(); // no config here: watch needs none
+    let server = pdns.dns.to_string();
+    let run = |args: &[&str]| {
+        let mut all = vec!["watch", owner.as_str(), "--server", server.as_str()];
+        all.extend_from_slice(args);
+        maildns(dir.path(), "", &all)
+    };
+    let ok = run(&["--expect", "v=DMARC1; p=none", "--timeout", "5s"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    assert!(stdout(&ok).contains("safe after"), "{}", text(&ok));
+    let missing = run(&["--expect", "v=DMARC1; p=reject", "--timeout", "1s"]);
+    assert_eq!(missing.status.code(), Some(3), "{}", text(&missing));
+    // The lagging server is named with what it serves (in the server's order).
+    let lagging = stdout(&missing)
+        .lines()
+        .find(|l| {
+            l.starts_with(&format!(
+                "  {owner} (present \"v=DMARC1; p=reject\") on {server}: waiting: serves "
+            ))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("{}", text(&missing)));
+    assert!(lagging.contains("\"v=DMARC1; p=none\""), "{lagging}");
+    assert!(lagging.contains("\"foreign=1\""), "{lagging}");
+    let still = run(&["--absent", "v=DMARC1; p=none", "--timeout", "1s"]);
+    assert_eq!(still.status.code(), Some(3), "{}", text(&still));
+    let gone = run(&["--absent", "v=DMARC1; p=reject", "--timeout", "1s"]);
+    assert_eq!(gone.status.code(), Some(0), "{}", text(&gone));
+    let json = maildns(
+        dir.path(),
+        "",
+        &[
+            "--json",
+            "watch",
+            &owner,
+            "--server",
+            &server,
+            "--expect",
+            "foreign=1",
+        ],
+    );
+    assert_eq!(json.status.code(), Some(0), "{}", text(&json));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(v["report"]["propagated"], true);
+    assert_eq!(v["servers"][0]["addr"], server);
+    // Neither --expect nor --absent: a usage error.
+    assert_eq!(
+        maildns(dir.path(), "", &["watch", &owner]).status.code(),
+        Some(64)
+    );
+}
+
+#[tokio::test]
+async fn verify_passes_on_a_good_setup_and_catches_each_problem() {
+    let pdns = PowerDns::start();
+    let (z, f) = (zone("v"), zone("f"));
+    pdns.create_zone(&z).await;
+    pdns.create_zone(&f).await;
+    let spf_f = format!("spf.{f}");
+    let auth = format!("{z}._report._dmarc.{f}");
+    set_txt(&pdns, &f, &spf_f, &["v=spf1 ip4:198.51.100.0/24 -all"]).await;
+    set_txt(&pdns, &f, &auth, &["v=DMARC1"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        r#"spf = "v=spf1 ip4:192.0.2.10/32 include:{spf_f} -all"
+dmarc = "v=DMARC1; p=quarantine; rua=mailto:reports@{f}"
+
+[domains."{z}".dkim]
+bits = 1024
+selector_format = "s%Y%m"
+"#
+    );
+    config(dir.path(), &pdns, &z, &[&pdns], &extra);
+    let out = maildns(dir.path(), &pdns.api_key, &["publish"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // Good: exit 0, and the report says what it checked. No credential needed.
+    let good = maildns(dir.path(), "", &["verify"]);
+    assert_eq!(good.status.code(), Some(0), "{}", text(&good));
+    let s = stdout(&good);
+    println!("{s}");
+    assert!(s.contains("the served public key matches"), "{s}");
+    assert!(
+        s.contains("1024-bit RSA: accepted, but 2048 bits is advised"),
+        "{s}"
+    );
+    assert!(
+        s.contains("SPF lookups") && s.contains("1 of at most 10"),
+        "{s}"
+    );
+    assert!(s.contains(&format!("authorised by {auth}")), "{s}");
+    assert!(s.contains("0 error(s)"), "{s}");
+
+    // A missing authorisation record for the external report destination.
+    set_txt(&pdns, &f, &auth, &[]).await;
+    let out = maildns(dir.path(), "", &["verify"]);
+    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    assert!(
+        stdout(&out).contains(&format!("{auth} has no v=DMARC1 record")),
+        "{}",
+        text(&out)
+    );
+    set_txt(&pdns, &f, &auth, &["v=DMARC1"]).await;
+
+    // A 12-lookup include chain: spf.f -> c1 -> ... -> c11.
+    for i in 1..=11 {
+        let next = if i == 11 {
+            "v=spf1 ip4:198.51.100.1 -all".to_string()
+        } else {
+            format!("v=spf1 include:c{}.{f} -all", i + 1)
+        };
+        set_txt(&pdns, &f, &format!("c{i}.{f}"), &[&next]).await;
+    }
+    set_txt(&pdns, &f, &spf_f, &[&format!("v=spf1 include:c1.{f} -all")]).await;
+    let out = maildns(dir.path(), "", &["--json", "verify"]);
+    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let findings = v["domains"][0]["findings"].as_array().unwrap();
+    let lookups = findings
+        .iter()
+        .find(|x| x["check"] == "SPF lookups")
+        .expect("a lookups finding");
+    assert_eq!(lookups["status"], "error", "{lookups}");
+    assert!(
+        lookups["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("12 DNS lookups"),
+        "{lookups}"
+    );
+
+    // A loop.
+    set_txt(
+        &pdns,
+        &f,
+        &spf_f,
+        &[&format!("v=spf1 include:{spf_f} -all")],
+    )
+    .await;
+    let out = maildns(dir.path(), "", &["verify"]);
+    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    assert!(
+        stdout(&out).contains(&format!("loops: {z} -> {spf_f} -> {spf_f}")),
+        "{}",
+        text(&out)
+    );
+    set_txt(&pdns, &f, &spf_f, &["v=spf1 ip4:198.51.100.0/24 -all"]).await;
+    assert_eq!(maildns(dir.path(), "", &["verify"]).status.code(), Some(0));
+
+    // The key on disk no longer matches the published record.
+    let key_dir = dir.path().join("state/keys").join(&z);
+    let key_file = std::fs::read_dir(&key_dir)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    std::fs::remove_file(&key_file).unwrap();
+    let other = maildns::keys::PrivateKey::generate(maildns::keys::KeySpec::rsa(1024)).unwrap();
+    maildns::keys::write_private_key(&key_file, &other, Default::default()).unwrap();
+    let out = maildns(dir.path(), "", &["verify"]);
+    println!("{}", stdout(&out));
+    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("the served public key is NOT the public half of"),
+        "{}",
+        text(&out)
+    );
+}
