@@ -56,11 +56,14 @@
 
 pub mod keyring;
 pub mod machine;
+mod perform;
+pub mod runner;
 pub mod store;
 
 pub use machine::{
     Action, Algorithm, Blocked, Decision, Disposal, DomainState, Event, Expect, KeyRecord, KeySpec,
     KeyStatus, Observation, Policy, PolicyError, PolicySettings, Selector, Verdict, Warning,
-    Withdrawal, check_invariants, next_due, step, unblock,
+    Withdrawal, check_invariants, next_due, rotate_now, step, unblock,
 };
+pub use runner::{Confirm, Performed, RunOutcome, Runner, RunnerError};
 pub use store::{Diagnosis, SqliteStore, Store, StoreError, StoredEvent};
