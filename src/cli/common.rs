@@ -45,6 +45,15 @@ pub fn exit_for(e: &anyhow::Error) -> Exit {
         if let Some(c) = cause.downcast_ref::<Coded>() {
             return c.code;
         }
+        if let Some(crate::rotation::StoreError::Locked { .. }) = cause.downcast_ref() {
+            return Exit::TempFail;
+        }
+        if let Some(crate::rotation::RunnerError::Store(
+            crate::rotation::StoreError::Locked { .. },
+        )) = cause.downcast_ref()
+        {
+            return Exit::TempFail;
+        }
     }
     Exit::Failure
 }

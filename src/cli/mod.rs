@@ -3,9 +3,11 @@
 
 mod check;
 mod common;
+mod daemon;
 mod keygen;
 mod publish;
 mod records;
+mod rotate;
 
 use std::path::PathBuf;
 
@@ -75,6 +77,10 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Run DKIM rotation once for each domain until it only waits (cron, systemd timer)
+    Rotate(rotate::Args),
+    /// Run the rotation daemon: sleep until the next due action; SIGHUP reloads, SIGTERM stops
+    Daemon,
     /// Print shell completions
     Completions {
         /// Shell
@@ -130,6 +136,8 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Publish { selection, force } => {
             publish::run(&cli, selection, true, *force, false).await
         }
+        Command::Rotate(args) => rotate::run(&cli, args).await,
+        Command::Daemon => daemon::run(&cli).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(*shell, &mut cmd, "maildns", &mut std::io::stdout());
