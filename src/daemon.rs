@@ -65,7 +65,10 @@ fn rotating(config: &Config) -> Vec<Fqdn> {
 }
 
 /// Runs every due domain once; returns the earliest next due time.
-async fn pass(runner: &Runner, stop: &mut (impl Future<Output = ()> + Unpin)) -> Option<DateTime<Utc>> {
+async fn pass(
+    runner: &Runner,
+    stop: &mut (impl Future<Output = ()> + Unpin),
+) -> Option<DateTime<Utc>> {
     let mut earliest: Option<DateTime<Utc>> = None;
     for domain in rotating(runner.config()) {
         if stopped(stop).await {

@@ -48,9 +48,9 @@ pub fn exit_for(e: &anyhow::Error) -> Exit {
         if let Some(crate::rotation::StoreError::Locked { .. }) = cause.downcast_ref() {
             return Exit::TempFail;
         }
-        if let Some(crate::rotation::RunnerError::Store(
-            crate::rotation::StoreError::Locked { .. },
-        )) = cause.downcast_ref()
+        if let Some(crate::rotation::RunnerError::Store(crate::rotation::StoreError::Locked {
+            ..
+        })) = cause.downcast_ref()
         {
             return Exit::TempFail;
         }

@@ -972,7 +972,9 @@ pub fn rotate_now(
     let mut d = step(state, observations, now, &forced);
     for e in &mut d.events {
         if e.what == "planned" && e.detail.starts_with("rotation due") {
-            e.detail = e.detail.replacen("rotation due", "rotation requested now", 1);
+            e.detail = e
+                .detail
+                .replacen("rotation due", "rotation requested now", 1);
         }
     }
     d

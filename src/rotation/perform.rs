@@ -170,8 +170,8 @@ impl Runner {
                 .find(|e| e.selector == selector.as_str())
                 .and_then(|e| e.record))
         };
-        let full = record_as(KeyStatus::Retiring)?
-            .ok_or_else(|| format!("no record for {selector}"))?;
+        let full =
+            record_as(KeyStatus::Retiring)?.ok_or_else(|| format!("no record for {selector}"))?;
         let checks = match expect {
             Expect::Present => vec![Check::present(name.clone(), full)],
             Expect::Revoked => {
@@ -225,7 +225,12 @@ impl Runner {
     /// The domain's `nameservers` override, or its discovered authoritative servers.
     async fn servers(&self, d: &Domain) -> Result<Vec<Nameserver>, String> {
         if !d.nameservers.is_empty() {
-            return Ok(d.nameservers.iter().copied().map(Nameserver::from_addr).collect());
+            return Ok(d
+                .nameservers
+                .iter()
+                .copied()
+                .map(Nameserver::from_addr)
+                .collect());
         }
         let resolvers = &self.config.propagation.resolvers;
         let options = DiscoveryOptions {

@@ -253,8 +253,11 @@ impl Runner {
         clock: Arc<dyn Clock>,
     ) -> Result<Runner, RunnerError> {
         let signer = config.signer.as_ref().map(signer_from_config).transpose()?;
-        let watcher = Watcher::new(Querier::new(QueryOptions::default()), WatchOptions::daemon())
-            .with_clock(clock.clone());
+        let watcher = Watcher::new(
+            Querier::new(QueryOptions::default()),
+            WatchOptions::daemon(),
+        )
+        .with_clock(clock.clone());
         Ok(Runner {
             confirm: Confirm::auto(&config),
             config,
