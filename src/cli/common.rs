@@ -5,7 +5,6 @@ use std::io::Write;
 use anyhow::Context;
 
 use crate::config::{self, Config, ConfigErrors, Domain};
-use crate::rotation::StoreError;
 
 /// Process exit codes scripts can rely on (also listed in `--help` and the README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +45,10 @@ pub fn exit_for(e: &anyhow::Error) -> Exit {
         if let Some(c) = cause.downcast_ref::<Coded>() {
             return c.code;
         }
-        if let Some(StoreError::Locked { .. }) = cause.downcast_ref::<StoreError>() {
+        if let Some(StoreError::Locked { .. }) = cause.downcast_ref() {
+            return Exit::TempFail;
+        }
+        if let Some(RunnerError::Store(StoreError::Locked { .. })) = cause.downcast_ref() {
             return Exit::TempFail;
         }
     }

@@ -3,11 +3,13 @@
 
 mod check;
 mod common;
+mod daemon;
 mod import;
 mod keygen;
 mod progress;
 mod publish;
 mod records;
+mod rotate;
 mod secret;
 mod status;
 mod verify;
@@ -112,6 +114,10 @@ pub enum Command {
     Watch(watch::Args),
     /// Check what DNS serves against the local keys: DKIM keys, SPF (lookups resolved), DMARC
     Verify(verify::Args),
+    /// Run DKIM rotation once for each domain until it only waits (cron, systemd timer)
+    Rotate(rotate::Args),
+    /// Run the rotation daemon: sleep until the next due action; SIGHUP reloads, SIGTERM stops
+    Daemon,
     /// Print shell completions
     Completions {
         /// Shell
@@ -184,6 +190,8 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         } => publish::run(&cli, selection, true, *force, false, wait).await,
         Command::Watch(args) => watch::run(&cli, args).await,
         Command::Verify(args) => verify::run(&cli, args).await,
+        Command::Rotate(args) => rotate::run(&cli, args).await,
+        Command::Daemon => daemon::run(&cli).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(*shell, &mut cmd, "maildns", &mut std::io::stdout());

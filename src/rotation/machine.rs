@@ -955,6 +955,31 @@ pub fn next_due(state: &DomainState, policy: &Policy) -> Option<DateTime<Utc>> {
     due
 }
 
+/// Like [`step`], but plans a new key now for every algorithm that has none
+/// pending, even if its rotation is not due yet (`maildns rotate --now`). The
+/// rest of the lifecycle is unchanged: the new key still waits for propagation
+/// and the old one keeps its full overlap.
+pub fn rotate_now(
+    state: &DomainState,
+    observations: &[Observation],
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> Decision {
+    let mut forced = policy.clone();
+    // A rotation interval of one nanosecond makes every active key due (a zero
+    // interval is refused by Policy::new, so this only exists here).
+    forced.s.rotation_interval = TimeDelta::nanoseconds(1);
+    let mut d = step(state, observations, now, &forced);
+    for e in &mut d.events {
+        if e.what == "planned" && e.detail.starts_with("rotation due") {
+            e.detail = e
+                .detail
+                .replacen("rotation due", "rotation requested now", 1);
+        }
+    }
+    d
+}
+
 /// Clears a failed switch so rotation of `algorithm` resumes: the key goes
 /// back to [`KeyStatus::Propagated`] and the switch is tried again. For an
 /// operator, after fixing the signer. Returns the event to log.

@@ -57,6 +57,8 @@
 pub mod adopt;
 pub mod keyring;
 pub mod machine;
+mod perform;
+pub mod runner;
 pub mod status;
 pub mod store;
 
@@ -64,6 +66,7 @@ pub use machine::{
     Action, AdoptError, Algorithm, Blocked, Decision, Disposal, DomainState, Event, Expect,
     KeyRecord, KeySpec, KeyStatus, Observation, Policy, PolicyError, PolicySettings, Scheduled,
     ScheduledAction, Selector, Verdict, Warning, Withdrawal, adopt, check_invariants, next_due,
-    schedule, step, unblock,
+    rotate_now, schedule, step, unblock,
 };
+pub use runner::{Confirm, Performed, RunOutcome, Runner, RunnerError};
 pub use store::{Diagnosis, SqliteStore, Store, StoreError, StoredEvent};

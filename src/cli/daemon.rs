@@ -1,0 +1,66 @@
+//! `maildns daemon`: the rotation daemon (see [`crate::daemon`]). Holds the state
+//! lock for its whole life; SIGHUP reloads the configuration, SIGTERM and SIGINT
+//! stop it cleanly (exit 0) after the domain being worked on.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::Cli;
+use super::common::{Exit, load_config};
+use super::publish::EnvCredentials;
+use crate::accounts::connect_all;
+use crate::daemon::{self, DaemonOptions};
+use crate::propagation::SystemClock;
+use crate::rotation::{Runner, SqliteStore, Store};
+
+pub(super) async fn run(cli: &Cli) -> anyhow::Result<Exit> {
+    let config = load_config(cli)?;
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("creating state_dir {}", config.state_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_locked(&config.state_dir)?);
+    let connect = |config: &crate::config::Config| {
+        let creds = EnvCredentials::from_process();
+        let (providers, failed) = connect_all(config, &creds, Default::default());
+        for (name, e) in &failed {
+            tracing::error!("account '{name}': {e:#}");
+        }
+        providers
+    };
+    let providers = connect(&config);
+    let mut runner = Runner::new(config, store, providers, Arc::new(SystemClock))?;
+
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            let _ = reload_tx.try_send(());
+        }
+    });
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        }
+    };
+    let path = cli.config.clone();
+    let reconfigure = move || {
+        let p = crate::config::locate(path.as_deref())?;
+        let config = crate::config::load(&p)?;
+        let providers = connect(&config);
+        Ok((config, providers))
+    };
+    daemon::run(
+        &mut runner,
+        shutdown,
+        reload_rx,
+        reconfigure,
+        DaemonOptions::default(),
+    )
+    .await;
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,131 @@
+//! `maildns rotate`: one pass of DKIM rotation over the domains (for cron or a
+//! systemd timer). Each domain runs until its rotation only waits; prints what
+//! was done and what is next.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::Cli;
+use super::common::{Exit, load_config, print_json};
+use super::publish::{EnvCredentials, Selection, selected};
+use crate::accounts::connect_all;
+use crate::propagation::SystemClock;
+use crate::rotation::{RunOutcome, Runner, SqliteStore, Store};
+
+/// `rotate` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Which domains
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Start a rotation now, even if none is due
+    #[arg(long)]
+    pub now: bool,
+}
+
+#[derive(Serialize)]
+struct DomainReport {
+    #[serde(flatten)]
+    outcome: Option<RunOutcome>,
+    domain: String,
+    error: Option<String>,
+}
+
+pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
+    let config = load_config(cli)?;
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("creating state_dir {}", config.state_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_locked(&config.state_dir)?);
+    let domains: Vec<_> = selected(&config, &args.selection)?
+        .into_iter()
+        .filter(|d| d.dkim.is_some())
+        .map(|d| d.name.clone())
+        .collect();
+    let creds = EnvCredentials::from_process();
+    let (providers, failed_accounts) = connect_all(&config, &creds, Default::default());
+    for (name, e) in &failed_accounts {
+        tracing::error!("account '{name}': {e:#}");
+    }
+    let runner = Runner::new(config, store, providers, Arc::new(SystemClock))?;
+    let mut reports = Vec::new();
+    for d in &domains {
+        let r = runner.run(d, args.now).await;
+        reports.push(match r {
+            Ok(o) => DomainReport {
+                domain: d.to_string(),
+                outcome: Some(o),
+                error: None,
+            },
+            Err(e) => DomainReport {
+                domain: d.to_string(),
+                outcome: None,
+                error: Some(e.to_string()),
+            },
+        });
+    }
+    if cli.json {
+        print_json(&reports)?;
+    } else {
+        for (name, e) in &failed_accounts {
+            println!("account {name}: {e:#}");
+        }
+        for r in &reports {
+            print_human(r);
+        }
+        if domains.is_empty() {
+            println!("no selected domain has DKIM rotation configured");
+        }
+    }
+    let bad = reports
+        .iter()
+        .any(|r| r.error.is_some() || r.outcome.as_ref().is_some_and(|o| !o.blocked.is_empty()));
+    Ok(if bad { Exit::Failure } else { Exit::Ok })
+}
+
+fn print_human(r: &DomainReport) {
+    println!("{}", r.domain);
+    if let Some(e) = &r.error {
+        println!("  FAILED: {e}");
+    }
+    let Some(o) = &r.outcome else {
+        return;
+    };
+    for w in &o.warnings {
+        println!("  warning: {}", w.message);
+    }
+    for p in &o.performed {
+        println!(
+            "  {} {}: {}{}",
+            p.action,
+            p.selector.as_ref().map(|s| s.as_str()).unwrap_or("-"),
+            p.result,
+            if p.detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", p.detail)
+            }
+        );
+    }
+    if o.performed.is_empty() {
+        println!("  nothing to do");
+    }
+    for k in &o.keys {
+        println!(
+            "  key {} ({} {} bits): {}",
+            k.selector, k.algorithm, k.bits, k.status
+        );
+    }
+    for b in &o.blocked {
+        println!(
+            "  BLOCKED: {} rotation stopped at {}: {}",
+            b.algorithm, b.selector, b.reason
+        );
+    }
+    match o.next_due {
+        Some(t) => println!("  next: {t}"),
+        None if o.blocked.is_empty() => {}
+        None => println!("  next: waits for an operator"),
+    }
+}

@@ -1,0 +1,520 @@
+//! The runner: performs what the rotation machine asks, one domain at a time.
+//!
+//! [`Runner::run_once`] loops: load the domain's state, [`step`] it with the
+//! observations of the previous round and the injected clock's "now", SAVE the
+//! decision (state and events, one transaction), and only then perform its
+//! actions, each idempotently, turning what happened into [`Observation`]s for
+//! the next round. It returns when the machine has nothing to do but wait.
+//!
+//! # Crash recovery
+//!
+//! Nothing is performed before the decision asking for it is saved, and an
+//! action's result reaches the store only through the next step. So a crash
+//! (or a kill, or a power cut) at any point leaves a saved state that asks for
+//! the same action again, and performing it again is harmless:
+//!
+//! - `GenerateKey`: the key goes to a NEW file per selector; an existing file
+//!   (written before the crash) is adopted, never overwritten.
+//! - `PublishKey`, `RevokeKey`, `UnpublishKey`: the desired DKIM record set is
+//!   rebuilt from the state and applied through `publish` (plan against what
+//!   the host holds now: a second apply finds it in sync and writes nothing).
+//! - `AwaitPropagation`: a read-only check round.
+//! - `SwitchSigner`: rewriting the same table entries and reloading again.
+//! - `ConfirmSigner`: read-only.
+//! - `DeletePrivateKey`: a missing file counts as deleted.
+//!
+//! Provider, DNS and file errors become [`Observation::ActionFailed`]: the
+//! machine backs off and asks again later; the key in use stays in use. A
+//! signer that cannot be switched or confirmed becomes
+//! [`Observation::SignerFailed`]: the rotation of that algorithm is blocked,
+//! the signer tables are put back to the key that signed before, and nothing
+//! is removed until an operator unblocks it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use maildns_providers::Fqdn;
+use serde::Serialize;
+
+use super::keyring;
+use super::machine::{
+    Action, Blocked, Observation, Policy, Selector, Warning, next_due, rotate_now, step,
+};
+use super::store::{Store, StoreError};
+use crate::accounts::Providers;
+use crate::config::{self, Config, Domain};
+use crate::keys::WriteOptions;
+use crate::propagation::{Clock, Querier, QueryOptions, WatchOptions, Watcher};
+use crate::signer::opendkim::SignerUser;
+use crate::signer::{Signer, SignerError};
+
+/// Most step/perform rounds in one [`Runner::run_once`] (a guard; a lifecycle
+/// needs about a dozen).
+const MAX_ROUNDS: usize = 64;
+
+/// A confirmation function: `Ok` when the signer is seen signing `domain` with
+/// `selector` (tests sign a message through OpenDKIM and check `s=`).
+pub type ConfirmHook =
+    Arc<dyn Fn(&Fqdn, &Selector, &std::path::Path) -> Result<(), String> + Send + Sync>;
+
+/// A crash-injection hook for tests: called at every step boundary with its
+/// name (`saved:<actions>` after a save, `performed:<action>:<selector>` after
+/// an action, before its result is saved); `true` makes `run_once` stop there
+/// at once with [`RunnerError::Crashed`], as if the process had been killed.
+pub type CrashHook = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// How the runner checks that the signer really signs with the new key
+/// (OpenDKIM's failures are silent; the reload command's status proves nothing).
+/// Every strategy first checks that the signer's tables name the new key.
+#[derive(Clone)]
+pub enum Confirm {
+    /// Only the tables check (used when nothing better is available).
+    Tables,
+    /// `opendkim-testkey -x CONF -d DOMAIN -s SELECTOR -k KEY` (exit 0: the
+    /// published record matches the key; needs `signer.config`).
+    TestKey {
+        /// The program (`/usr/sbin/opendkim-testkey`).
+        program: PathBuf,
+    },
+    /// A command; `{domain}`, `{selector}` and `{key}` in its arguments are
+    /// replaced; exit 0 confirms (e.g. a script that sends a test message).
+    Command(Vec<String>),
+    /// A function (tests).
+    Hook(ConfirmHook),
+}
+
+impl std::fmt::Debug for Confirm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Confirm::Tables => f.write_str("Tables"),
+            Confirm::TestKey { program } => write!(f, "TestKey({})", program.display()),
+            Confirm::Command(c) => write!(f, "Command({c:?})"),
+            Confirm::Hook(_) => f.write_str("Hook"),
+        }
+    }
+}
+
+impl Confirm {
+    /// `opendkim-testkey` when the signer names its opendkim.conf and the
+    /// program is installed, else [`Confirm::Tables`].
+    pub fn auto(config: &Config) -> Confirm {
+        let program = PathBuf::from("/usr/sbin/opendkim-testkey");
+        match &config.signer {
+            Some(s) if s.config.is_some() && program.exists() => Confirm::TestKey { program },
+            _ => Confirm::Tables,
+        }
+    }
+}
+
+/// Why a run could not proceed (action failures are not errors: they are
+/// observations the machine retries).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunnerError {
+    /// The domain is not in the configuration.
+    #[error("{domain} is not a configured domain")]
+    UnknownDomain {
+        /// The domain.
+        domain: String,
+    },
+    /// The state store failed (e.g. [`StoreError::Locked`]).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The domain's DKIM settings do not make a valid rotation policy.
+    #[error("{domain}: {message}")]
+    Policy {
+        /// The domain.
+        domain: String,
+        /// Why.
+        message: String,
+    },
+    /// The signer user does not exist.
+    #[error("signer user '{user}' does not exist on this host")]
+    SignerUser {
+        /// The user.
+        user: String,
+    },
+    /// The signer could not be set up.
+    #[error(transparent)]
+    Signer(#[from] SignerError),
+    /// The machine kept asking for work (a bug guard).
+    #[error("{domain}: still busy after {MAX_ROUNDS} rounds; stopping this run")]
+    TooManyRounds {
+        /// The domain.
+        domain: String,
+    },
+    /// A test crash hook stopped the run at `boundary`.
+    #[error("crash injected at {boundary}")]
+    Crashed {
+        /// The boundary.
+        boundary: String,
+    },
+}
+
+/// One action performed, and what came of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Performed {
+    /// [`Action::name`].
+    pub action: &'static str,
+    /// The key.
+    pub selector: Option<Selector>,
+    /// `ok`, `not_yet`, `failed` or `blocked`.
+    pub result: &'static str,
+    /// Detail (never a secret).
+    pub detail: String,
+}
+
+/// One key's state after the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeySummary {
+    /// Selector.
+    pub selector: Selector,
+    /// Algorithm.
+    pub algorithm: crate::keys::Algorithm,
+    /// Size in bits.
+    pub bits: u32,
+    /// Status.
+    pub status: super::KeyStatus,
+}
+
+/// What [`Runner::run_once`] did for one domain, and what is next.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunOutcome {
+    /// The domain.
+    pub domain: Fqdn,
+    /// Actions performed, in order.
+    pub performed: Vec<Performed>,
+    /// Warnings (e.g. `bits_fallback`, repeated on every run while it applies).
+    pub warnings: Vec<Warning>,
+    /// Blocked algorithms (a failed signer switch).
+    pub blocked: Vec<Blocked>,
+    /// Keys that are not destroyed yet.
+    pub keys: Vec<KeySummary>,
+    /// When the next action is due (`None`: never without an operator, or no DKIM).
+    pub next_due: Option<DateTime<Utc>>,
+}
+
+/// Performs rotations: the configuration, the store, connected providers, the
+/// propagation watcher and the signer, all driven by one injected clock.
+pub struct Runner {
+    pub(super) config: Config,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) providers: Providers,
+    pub(super) watcher: Watcher,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) signer: Option<Signer>,
+    pub(super) confirm: Confirm,
+    crash: Option<CrashHook>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("config", &self.config.path)
+            .field("accounts", &self.providers.keys().collect::<Vec<_>>())
+            .field("signer", &self.signer)
+            .field("confirm", &self.confirm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The OpenDKIM signer of a `[signer]` section. When running as root, new key
+/// files are given to the signer's user (mode 0600).
+pub fn signer_from_config(cfg: &config::Signer) -> Result<Signer, RunnerError> {
+    let user = SignerUser::lookup(&cfg.user).ok_or_else(|| RunnerError::SignerUser {
+        user: cfg.user.clone(),
+    })?;
+    let mut s = Signer::new(
+        &cfg.key_dir,
+        &cfg.key_table,
+        &cfg.signing_table,
+        user.clone(),
+    );
+    s.conf = cfg.config.clone();
+    s.reload_command = cfg.reload_command.clone();
+    if nix::unistd::geteuid().is_root() {
+        s.key_write = WriteOptions {
+            mode: 0o600,
+            owner: Some((user.uid, user.gid)),
+        };
+    }
+    Ok(s)
+}
+
+impl Runner {
+    /// A runner over `store` (which must hold the lock to save), with the
+    /// connected `providers`, the signer of `config.signer`, a watcher on
+    /// `clock` (the same clock gives `step` its "now"), and [`Confirm::auto`].
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        providers: Providers,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Runner, RunnerError> {
+        let signer = config.signer.as_ref().map(signer_from_config).transpose()?;
+        let watcher = Watcher::new(
+            Querier::new(QueryOptions::default()),
+            WatchOptions::daemon(),
+        )
+        .with_clock(clock.clone());
+        Ok(Runner {
+            confirm: Confirm::auto(&config),
+            config,
+            store,
+            providers,
+            watcher,
+            clock,
+            signer,
+            crash: None,
+        })
+    }
+
+    /// Uses `confirm` to confirm signer switches.
+    pub fn with_confirm(mut self, confirm: Confirm) -> Runner {
+        self.confirm = confirm;
+        self
+    }
+
+    /// Uses `watcher` (its clock should be this runner's clock).
+    pub fn with_watcher(mut self, watcher: Watcher) -> Runner {
+        self.watcher = watcher;
+        self
+    }
+
+    /// Installs a crash-injection hook (tests only; see [`CrashHook`]).
+    #[doc(hidden)]
+    pub fn with_crash_hook(mut self, hook: CrashHook) -> Runner {
+        self.crash = Some(hook);
+        self
+    }
+
+    /// Replaces the configuration, providers and signer (the daemon on SIGHUP).
+    pub fn reconfigure(&mut self, config: Config, providers: Providers) -> Result<(), RunnerError> {
+        self.signer = config.signer.as_ref().map(signer_from_config).transpose()?;
+        if !matches!(self.confirm, Confirm::Hook(_) | Confirm::Command(_)) {
+            self.confirm = Confirm::auto(&config);
+        }
+        self.config = config;
+        self.providers = providers;
+        Ok(())
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The signer, when configured.
+    pub fn signer(&self) -> Option<&Signer> {
+        self.signer.as_ref()
+    }
+
+    fn domain(&self, name: &Fqdn) -> Result<&Domain, RunnerError> {
+        self.config
+            .domains
+            .iter()
+            .find(|d| &d.name == name)
+            .ok_or_else(|| RunnerError::UnknownDomain {
+                domain: name.to_string(),
+            })
+    }
+
+    /// The largest RSA key the account's host can hold: the provider profile's
+    /// limit and the latest diagnosis's recommendation, whichever is lower.
+    pub fn max_bits_for(&self, account: &str) -> Option<u32> {
+        let from_profile = self
+            .providers
+            .get(account)
+            .and_then(|p| keyring::max_rsa_bits_for(p.profile()));
+        let from_diagnosis = self
+            .store
+            .latest_diagnosis(account)
+            .ok()
+            .flatten()
+            .and_then(|d| d.recommended_max_bits);
+        match (from_profile, from_diagnosis) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The rotation policy of `domain` (`None` when it has no DKIM section).
+    pub fn policy(&self, domain: &Domain) -> Result<Option<Policy>, RunnerError> {
+        let Some(dkim) = &domain.dkim else {
+            return Ok(None);
+        };
+        keyring::policy(dkim, self.max_bits_for(&domain.account))
+            .map(Some)
+            .map_err(|e| RunnerError::Policy {
+                domain: domain.name.to_string(),
+                message: format!("{e:#}"),
+            })
+    }
+
+    /// When `domain` next has something to do (`None`: no DKIM, or blocked).
+    pub fn next_due(&self, domain: &Fqdn) -> Result<Option<DateTime<Utc>>, RunnerError> {
+        let d = self.domain(domain)?;
+        let Some(policy) = self.policy(d)? else {
+            return Ok(None);
+        };
+        Ok(next_due(&self.store.load(domain)?, &policy))
+    }
+
+    /// Runs `domain` until the machine only waits (see the module docs).
+    pub async fn run_once(&self, domain: &Fqdn) -> Result<RunOutcome, RunnerError> {
+        self.run(domain, false).await
+    }
+
+    /// Like [`Runner::run_once`]; with `now`, first plans a new key even if no
+    /// rotation is due ([`rotate_now`]).
+    pub async fn run(&self, domain: &Fqdn, now: bool) -> Result<RunOutcome, RunnerError> {
+        let d = self.domain(domain)?;
+        let mut out = RunOutcome {
+            domain: domain.clone(),
+            performed: Vec::new(),
+            warnings: Vec::new(),
+            blocked: Vec::new(),
+            keys: Vec::new(),
+            next_due: None,
+        };
+        let (Some(dkim), Some(policy)) = (&d.dkim, self.policy(d)?) else {
+            return Ok(out);
+        };
+        // The fallback warning, on every run while it applies.
+        for spec in &policy.settings().keys {
+            let (bits, fallback) = policy.effective_bits(spec);
+            if fallback {
+                let message = format!(
+                    "{}: the DNS host of account '{}' cannot hold a {}-bit RSA key (limit {} bits): new keys get {bits} bits",
+                    d.name,
+                    d.account,
+                    spec.bits,
+                    policy.settings().max_bits_for_host.unwrap_or_default()
+                );
+                tracing::warn!("{message}");
+                out.warnings.push(Warning {
+                    code: "bits_fallback",
+                    message,
+                });
+            }
+        }
+        let mut observations: Vec<Observation> = Vec::new();
+        let mut force = now;
+        for _ in 0..MAX_ROUNDS {
+            let state = self.store.load(domain)?;
+            let now = self.clock.now();
+            let decision = if force {
+                rotate_now(&state, &observations, now, &policy)
+            } else {
+                step(&state, &observations, now, &policy)
+            };
+            force = false;
+            if decision.changed(&state) {
+                self.store.save(&decision.state, &decision.events)?;
+            }
+            for e in &decision.events {
+                tracing::info!(
+                    domain = %e.domain,
+                    selector = e.selector.as_ref().map(Selector::as_str).unwrap_or("-"),
+                    "{} {}: {}",
+                    e.what,
+                    e.outcome,
+                    e.detail
+                );
+            }
+            for w in &decision.warnings {
+                if !out.warnings.iter().any(|x| x.code == w.code) {
+                    out.warnings.push(w.clone());
+                }
+            }
+            let work: Vec<Action> = decision.work().cloned().collect();
+            if work.is_empty() {
+                out.blocked = decision.state.blocked();
+                out.next_due = next_due(&decision.state, &policy);
+                out.keys = decision
+                    .state
+                    .keys
+                    .iter()
+                    .filter(|k| k.status != super::KeyStatus::Destroyed)
+                    .map(|k| KeySummary {
+                        selector: k.selector.clone(),
+                        algorithm: k.algorithm,
+                        bits: k.bits,
+                        status: k.status,
+                    })
+                    .collect();
+                return Ok(out);
+            }
+            let names: Vec<&str> = work.iter().map(Action::name).collect();
+            self.boundary(&format!("saved:{}", names.join(",")))?;
+            observations.clear();
+            for action in &work {
+                let Some(obs) = self.perform(d, dkim, &decision.state, action, now).await else {
+                    continue;
+                };
+                let performed = describe(action, &obs);
+                tracing::info!(
+                    domain = %d.name,
+                    "{} {}: {} {}",
+                    performed.action,
+                    performed.selector.as_ref().map(Selector::as_str).unwrap_or("-"),
+                    performed.result,
+                    performed.detail
+                );
+                out.performed.push(performed);
+                self.boundary(&format!(
+                    "performed:{}:{}",
+                    action.name(),
+                    action.selector().map(Selector::as_str).unwrap_or("-")
+                ))?;
+                observations.push(obs);
+            }
+        }
+        Err(RunnerError::TooManyRounds {
+            domain: domain.to_string(),
+        })
+    }
+
+    fn boundary(&self, name: &str) -> Result<(), RunnerError> {
+        match &self.crash {
+            Some(hook) if hook(name) => Err(RunnerError::Crashed {
+                boundary: name.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn describe(action: &Action, obs: &Observation) -> Performed {
+    let (result, detail) = match obs {
+        Observation::ActionFailed { reason, .. } => ("failed", reason.clone()),
+        Observation::SignerFailed { reason, .. } => ("blocked", reason.clone()),
+        Observation::Propagation {
+            verdict: super::Verdict::NotYet { detail },
+            ..
+        } => ("not_yet", detail.clone()),
+        Observation::Propagation {
+            verdict: super::Verdict::Passed { safe_after },
+            ..
+        } => ("ok", format!("served everywhere; safe after {safe_after}")),
+        Observation::KeyGenerated { key_path, .. } => ("ok", key_path.clone()),
+        _ => ("ok", String::new()),
+    };
+    Performed {
+        action: action.name(),
+        selector: action.selector().cloned(),
+        result,
+        detail,
+    }
+}

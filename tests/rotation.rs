@@ -1,0 +1,658 @@
+//! DKIM rotation end to end: the runner against a real PowerDNS and a real
+//! OpenDKIM, with simulated time (an injected clock); crash injection at every
+//! step boundary; signer and provider failures; the daemon binary.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use maildns::accounts::{Credentials, connect_all};
+use maildns::config::{Account, Config};
+use maildns::propagation::{Clock, Querier, QueryOptions};
+use maildns::rotation::runner::CrashHook;
+use maildns::rotation::{
+    Confirm, Diagnosis, DomainState, KeyStatus, RunOutcome, Runner, RunnerError, Selector,
+    SqliteStore, Store,
+};
+use maildns_providers::http::RetryPolicy;
+use maildns_providers::{Fqdn, Secret};
+use maildns_testkit::PowerDns;
+use maildns_testkit::opendkim::{OpenDkim, signature_tag};
+
+const MESSAGE: &str = "From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: rotation\r\nDate: Tue, 02 Jan 2024 10:00:00 +0000\r\nMessage-ID: <rotation@example.com>\r\n\r\nHello.\r\n";
+
+struct FakeClock(Mutex<DateTime<Utc>>);
+
+impl FakeClock {
+    fn at(t: DateTime<Utc>) -> Arc<FakeClock> {
+        Arc::new(FakeClock(Mutex::new(t)))
+    }
+    fn advance(&self, d: TimeDelta) {
+        let mut t = self.0.lock().unwrap();
+        *t += d;
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+struct Creds(String);
+
+impl Credentials for Creds {
+    fn credential(&self, _: &Account) -> anyhow::Result<Secret> {
+        Ok(Secret::new(self.0.clone()))
+    }
+    fn aws(
+        &self,
+        _: &Account,
+    ) -> anyhow::Result<maildns_providers::hosts::route53::AwsCredentials> {
+        anyhow::bail!("no AWS here")
+    }
+}
+
+struct Env {
+    pdns: PowerDns,
+    odk: Option<Arc<OpenDkim>>,
+    dir: tempfile::TempDir,
+}
+
+fn domain() -> Fqdn {
+    Fqdn::parse("example.com").unwrap()
+}
+
+impl Env {
+    async fn start(signer: bool, soa_minimum: u32) -> Env {
+        let pdns = PowerDns::start();
+        pdns.create_zone_with("example.com", 3600, soa_minimum)
+            .await;
+        Env {
+            pdns,
+            odk: signer.then(|| Arc::new(OpenDkim::start())),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// The seed's domain (SPF, DMARC, DKIM %Y%m, 30d, overlap 14d, retire remove).
+    fn toml(&self, api_url: &str, bits: u32, reload: Option<&[&str]>) -> String {
+        let mut s = format!(
+            r#"state_dir = "{state}"
+[accounts.dns]
+provider = "powerdns"
+base_url = "{api_url}"
+
+[domains."example.com"]
+account = "dns"
+ttl = 300
+nameservers = ["{ns}"]
+spf = "v=spf1 ip4:192.0.2.10/32 -all"
+dmarc = "v=DMARC1;p=quarantine;sp=quarantine;adkim=r;aspf=r;fo=1;rf=afrf;rua=mailto:user@example.com"
+
+[domains."example.com".dkim]
+algorithms = ["rsa"]
+bits = {bits}
+selector_format = "%Y%m"
+rotation_interval = "30d"
+overlap = "14d"
+retire = "remove"
+"#,
+            state = self.state_dir().display(),
+            ns = self.pdns.dns,
+        );
+        if let Some(o) = &self.odk {
+            let reload: Vec<String> = match reload {
+                Some(r) => r.iter().map(|a| a.to_string()).collect(),
+                None => o.reload_command(),
+            };
+            s.push_str(&format!(
+                "\n[signer]\nconfig = \"{}\"\nkey_dir = \"{}\"\nkey_table = \"{}\"\nsigning_table = \"{}\"\nuser = \"{}\"\nreload_command = {:?}\n",
+                o.conf.display(),
+                o.key_dir.display(),
+                o.key_table.display(),
+                o.signing_table.display(),
+                current_user(),
+                reload
+            ));
+        }
+        s
+    }
+
+    fn config(&self, api_url: &str, bits: u32, reload: Option<&[&str]>) -> Config {
+        let path = self.dir.path().join("maildns.toml");
+        std::fs::write(&path, self.toml(api_url, bits, reload)).unwrap();
+        maildns::config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn runner(&self, config: Config, clock: &Arc<FakeClock>) -> Runner {
+        let quick = RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        };
+        let (providers, failed) = connect_all(&config, &Creds(self.pdns.api_key.clone()), quick);
+        assert!(failed.is_empty(), "{:?}", failed);
+        std::fs::create_dir_all(&config.state_dir).unwrap();
+        let store = Arc::new(SqliteStore::open_locked(&config.state_dir).unwrap());
+        let clock: Arc<dyn Clock> = clock.clone();
+        let runner = Runner::new(config, store, providers, clock).unwrap();
+        match &self.odk {
+            // Confirm by signing a message through the real OpenDKIM.
+            Some(o) => {
+                let o = o.clone();
+                runner.with_confirm(Confirm::Hook(Arc::new(move |_d, sel, _k| {
+                    let sig = o.sign(MESSAGE)?;
+                    match signature_tag(&sig, "s") {
+                        Some(s) if s == sel.as_str() => Ok(()),
+                        other => Err(format!("OpenDKIM signs with s={other:?}")),
+                    }
+                })))
+            }
+            None => runner,
+        }
+    }
+
+    fn state(&self) -> DomainState {
+        SqliteStore::open(&self.state_dir())
+            .unwrap()
+            .load(&domain())
+            .unwrap()
+    }
+
+    /// The TXT values PowerDNS serves at `<selector>._domainkey.example.com`.
+    async fn served(&self, selector: &str) -> Vec<String> {
+        let name = Fqdn::parse(&format!("{selector}._domainkey.example.com")).unwrap();
+        let answer = Querier::new(QueryOptions::default())
+            .txt(self.pdns.dns, &name, false)
+            .await
+            .unwrap();
+        answer
+            .records
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.value()).into_owned())
+            .collect()
+    }
+
+    /// Signs MESSAGE with OpenDKIM; asserts the selector and that dkimpy
+    /// verifies it against what PowerDNS serves.
+    fn assert_signs_with(&self, selector: &str) {
+        let o = self.odk.as_ref().unwrap();
+        let sig = o
+            .sign(MESSAGE)
+            .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", o.log()));
+        assert_eq!(signature_tag(&sig, "s").as_deref(), Some(selector), "{sig}");
+        let signed = format!("DKIM-Signature: {sig}\r\n{MESSAGE}");
+        let file = self.dir.path().join("signed.eml");
+        std::fs::write(&file, signed).unwrap();
+        let out = Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(VERIFY)
+            .arg(&file)
+            .arg(self.pdns.dns.port().to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "dkimpy did not verify s={selector}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The selector the signer tables point example.com at.
+    fn table_selector(&self) -> Option<String> {
+        let o = self.odk.as_ref()?;
+        let kt = std::fs::read_to_string(&o.key_table).unwrap();
+        kt.lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .find_map(|v| v.strip_prefix("example.com:"))
+            .and_then(|v| v.split(':').next())
+            .map(str::to_string)
+    }
+}
+
+const VERIFY: &str = r#"
+import sys, dkim, dns.message, dns.query
+port = int(sys.argv[2])
+def dnsfunc(name, timeout=5):
+    if isinstance(name, bytes):
+        name = name.decode()
+    r = dns.query.tcp(dns.message.make_query(name, 'TXT'), '127.0.0.1', port=port, timeout=timeout)
+    for rrset in r.answer:
+        for rd in rrset:
+            return b''.join(rd.strings)
+    return None
+ok = dkim.verify(open(sys.argv[1], 'rb').read(), dnsfunc=dnsfunc)
+print(ok)
+sys.exit(0 if ok else 1)
+"#;
+
+fn current_user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .unwrap()
+        .unwrap()
+        .name
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 1, 10, 0, 0, 0).unwrap()
+}
+
+fn sel(s: &str) -> Selector {
+    Selector::parse(s).unwrap()
+}
+
+fn status(state: &DomainState, s: &str) -> Option<KeyStatus> {
+    state.key(&sel(s)).map(|k| k.status)
+}
+
+fn key_file(state: &DomainState, s: &str) -> PathBuf {
+    PathBuf::from(state.key(&sel(s)).unwrap().key_path.clone().unwrap())
+}
+
+fn events(env: &Env, what: &str) -> Vec<maildns::rotation::Event> {
+    SqliteStore::open(&env.state_dir())
+        .unwrap()
+        .events(Some(&domain()), 0, 10_000)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .filter(|e| e.what == what)
+        .collect()
+}
+
+async fn run(env: &Env, config: &Config, clock: &Arc<FakeClock>) -> RunOutcome {
+    env.runner(config.clone(), clock)
+        .run_once(&domain())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_lifecycle_with_real_powerdns_and_opendkim() {
+    let env = Env::start(true, 60).await;
+    let config = env.config(&env.pdns.api_url, 1024, None);
+    let clock = FakeClock::at(t0());
+
+    // Day 0: the first key is generated and published; the signer is not
+    // switched before the negative-caching window (60 s) has passed.
+    let out = run(&env, &config, &clock).await;
+    assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Propagated));
+    assert!(!out.performed.iter().any(|p| p.action == "switch_signer"));
+    assert_eq!(env.served("202401").await.len(), 1);
+    assert!(
+        env.odk.as_ref().unwrap().sign(MESSAGE).is_err(),
+        "no key yet"
+    );
+    clock.advance(TimeDelta::seconds(61));
+    run(&env, &config, &clock).await;
+    assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Active));
+    env.assert_signs_with("202401");
+
+    // Day 30: a new key, published beside the old one; the old one signs
+    // until the new one is served everywhere and safe.
+    clock.advance(TimeDelta::days(30));
+    run(&env, &config, &clock).await;
+    let st = env.state();
+    assert_eq!(status(&st, "202402"), Some(KeyStatus::Propagated));
+    assert_eq!(env.served("202401").await.len(), 1);
+    assert_eq!(env.served("202402").await.len(), 1);
+    env.assert_signs_with("202401");
+    clock.advance(TimeDelta::seconds(61));
+    run(&env, &config, &clock).await;
+    let st = env.state();
+    assert_eq!(status(&st, "202402"), Some(KeyStatus::Active));
+    assert_eq!(status(&st, "202401"), Some(KeyStatus::Retiring));
+    let retired_at = st.key(&sel("202401")).unwrap().retired_at.unwrap();
+    env.assert_signs_with("202402");
+
+    // The old record stays for exactly the overlap.
+    clock.advance(TimeDelta::days(14) - TimeDelta::seconds(1));
+    let out = run(&env, &config, &clock).await;
+    assert!(out.performed.is_empty(), "{:?}", out.performed);
+    assert_eq!(env.served("202401").await.len(), 1);
+    assert!(key_file(&env.state(), "202401").exists());
+    env.assert_signs_with("202402");
+    clock.advance(TimeDelta::seconds(1));
+    run(&env, &config, &clock).await;
+    let st = env.state();
+    assert_eq!(status(&st, "202401"), Some(KeyStatus::Destroyed));
+    assert!(env.served("202401").await.is_empty(), "old record removed");
+    assert!(key_file(&st, "202402").exists());
+    let old_path = env
+        .odk
+        .as_ref()
+        .unwrap()
+        .key_dir
+        .join("example.com/202401.private");
+    assert!(!old_path.exists(), "old private key deleted");
+    let withdrawing = events(&env, "withdrawing");
+    assert_eq!(withdrawing.len(), 1);
+    assert_eq!(withdrawing[0].at - retired_at, TimeDelta::days(14));
+    env.assert_signs_with("202402");
+    assert_eq!(events(&env, "active").len(), 2);
+}
+
+/// Crashes once at every distinct step boundary of a whole lifecycle, and
+/// restarts each time with a fresh runner and store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_at_every_step_boundary_resumes_safely() {
+    let env = Env::start(true, 60).await;
+    let config = env.config(&env.pdns.api_url, 1024, None);
+    let clock = FakeClock::at(t0());
+    let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let hook: CrashHook = {
+        let seen = seen.clone();
+        Arc::new(move |b: &str| seen.lock().unwrap().insert(b.to_string()))
+    };
+    let mut crashes = 0;
+    let phase = |advance: TimeDelta| {
+        clock.advance(advance);
+    };
+    for advance in [
+        TimeDelta::zero(),
+        TimeDelta::seconds(61),
+        TimeDelta::days(30),
+        TimeDelta::seconds(61),
+        TimeDelta::days(14),
+    ] {
+        phase(advance);
+        loop {
+            let runner = env
+                .runner(config.clone(), &clock)
+                .with_crash_hook(hook.clone());
+            match runner.run_once(&domain()).await {
+                Ok(_) => break,
+                Err(RunnerError::Crashed { boundary }) => {
+                    crashes += 1;
+                    drop(runner);
+                    check_after_crash(&env, &boundary).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    assert!(crashes >= 14, "only {crashes} boundaries hit");
+    let st = env.state();
+    let selectors: Vec<&str> = st.keys.iter().map(|k| k.selector.as_str()).collect();
+    assert_eq!(selectors, ["202401", "202402"], "one new selector");
+    assert_eq!(status(&st, "202402"), Some(KeyStatus::Active));
+    assert_eq!(status(&st, "202401"), Some(KeyStatus::Destroyed));
+    assert_eq!(
+        events(&env, "switched").len(),
+        2,
+        "bootstrap + one rotation"
+    );
+    assert_eq!(events(&env, "active").len(), 2);
+    assert_eq!(events(&env, "destroyed").len(), 1);
+    env.assert_signs_with("202402");
+}
+
+async fn check_after_crash(env: &Env, boundary: &str) {
+    let st = env.state();
+    // Whatever the signer tables name is served by every authoritative server.
+    if let Some(s) = env.table_selector() {
+        assert_eq!(
+            env.served(&s).await.len(),
+            1,
+            "after crash at {boundary}: signer uses {s}, not served"
+        );
+        let k = st.key(&sel(&s)).unwrap();
+        assert!(
+            k.status >= KeyStatus::Propagated,
+            "{boundary}: {s} is {}",
+            k.status
+        );
+    }
+    // No private key lost before it was retired and withdrawn.
+    for k in &st.keys {
+        if k.status >= KeyStatus::Generated && k.status < KeyStatus::Withdrawn {
+            let p = k.key_path.as_ref().unwrap();
+            assert!(
+                Path::new(p).exists(),
+                "{boundary}: key of {} lost",
+                k.selector
+            );
+        }
+    }
+    maildns::rotation::check_invariants(&st).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_reload_blocks_and_keeps_the_old_key_signing() {
+    let env = Env::start(true, 60).await;
+    let good = env.config(&env.pdns.api_url, 1024, None);
+    let clock = FakeClock::at(t0());
+    run(&env, &good, &clock).await;
+    clock.advance(TimeDelta::seconds(61));
+    run(&env, &good, &clock).await;
+    env.assert_signs_with("202401");
+
+    let bad = env.config(&env.pdns.api_url, 1024, Some(&["false"]));
+    clock.advance(TimeDelta::days(30));
+    run(&env, &bad, &clock).await;
+    clock.advance(TimeDelta::seconds(61));
+    let out = run(&env, &bad, &clock).await;
+    assert_eq!(out.blocked.len(), 1, "{out:?}");
+    assert_eq!(out.blocked[0].selector.as_str(), "202402");
+    assert!(
+        out.blocked[0].reason.contains("reload"),
+        "{}",
+        out.blocked[0].reason
+    );
+    let st = env.state();
+    assert_eq!(status(&st, "202401"), Some(KeyStatus::Active));
+    assert_eq!(status(&st, "202402"), Some(KeyStatus::SwitchFailed));
+    assert_eq!(
+        env.table_selector().as_deref(),
+        Some("202401"),
+        "tables put back"
+    );
+    env.assert_signs_with("202401");
+    // Weeks later nothing was removed: blocked until an operator looks.
+    clock.advance(TimeDelta::days(60));
+    let out = run(&env, &bad, &clock).await;
+    assert!(out.performed.is_empty(), "{:?}", out.performed);
+    assert_eq!(out.next_due, None);
+    assert_eq!(env.served("202401").await.len(), 1);
+    assert_eq!(env.served("202402").await.len(), 1);
+    assert!(key_file(&env.state(), "202401").exists());
+    env.assert_signs_with("202401");
+    // The CLI's exit status for a blocked domain, via `rotate`: see the binary test.
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_down_is_retried_and_the_old_key_stays() {
+    let env = Env::start(true, 60).await;
+    let good = env.config(&env.pdns.api_url, 1024, None);
+    let clock = FakeClock::at(t0());
+    run(&env, &good, &clock).await;
+    clock.advance(TimeDelta::seconds(61));
+    run(&env, &good, &clock).await;
+
+    let dead_url = format!("http://127.0.0.1:{}/api/v1", maildns_testkit::free_port());
+    let dead = env.config(&dead_url, 1024, None);
+    clock.advance(TimeDelta::days(30));
+    let out = run(&env, &dead, &clock).await;
+    let publish = out
+        .performed
+        .iter()
+        .find(|p| p.action == "publish_key")
+        .expect("publish attempted");
+    assert_eq!(publish.result, "failed", "{publish:?}");
+    let st = env.state();
+    let pending = st.key(&sel("202402")).unwrap();
+    assert_eq!(pending.status, KeyStatus::Generated);
+    assert_eq!(pending.attempts, 1);
+    let retry_at = pending.not_before.unwrap();
+    assert!(retry_at > clock.now());
+    assert_eq!(status(&st, "202401"), Some(KeyStatus::Active));
+    assert!(env.served("202402").await.is_empty());
+    env.assert_signs_with("202401");
+    // Not retried before the backoff; retried after it, once the host is back.
+    let out = run(&env, &dead, &clock).await;
+    assert!(out.performed.is_empty());
+    assert_eq!(out.next_due, Some(retry_at));
+    clock.advance(retry_at - clock.now());
+    run(&env, &good, &clock).await;
+    assert_eq!(status(&env.state(), "202402"), Some(KeyStatus::Propagated));
+    clock.advance(TimeDelta::seconds(61));
+    run(&env, &good, &clock).await;
+    env.assert_signs_with("202402");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_that_cannot_hold_2048_bits_gets_1024_with_a_recorded_reason() {
+    let env = Env::start(false, 60).await;
+    let config = env.config(&env.pdns.api_url, 2048, None);
+    std::fs::create_dir_all(env.state_dir()).unwrap();
+    SqliteStore::open(&env.state_dir())
+        .unwrap()
+        .save_diagnosis(&Diagnosis {
+            account: "dns".into(),
+            zone: "example.com".into(),
+            at: t0(),
+            result: serde_json::json!({"longest_txt": 255}),
+            recommended_max_bits: Some(1024),
+        })
+        .unwrap();
+    let clock = FakeClock::at(t0());
+    let out = run(&env, &config, &clock).await;
+    assert!(
+        out.warnings.iter().any(|w| w.code == "bits_fallback"),
+        "{out:?}"
+    );
+    let st = env.state();
+    assert_eq!(st.key(&sel("202401")).unwrap().bits, 1024);
+    let key = maildns::keys::load_private_key(&key_file(&st, "202401")).unwrap();
+    assert_eq!(key.bits(), 1024);
+    let why = events(&env, "bits_fallback");
+    assert_eq!(why.len(), 1);
+    assert!(why[0].detail.contains("2048"), "{}", why[0].detail);
+    // Warned again on a later run while it applies.
+    clock.advance(TimeDelta::seconds(61));
+    let out = run(&env, &config, &clock).await;
+    assert!(out.warnings.iter().any(|w| w.code == "bits_fallback"));
+}
+
+fn maildns_cmd(cfg: &Path, token: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_maildns"));
+    c.arg("-c")
+        .arg(cfg)
+        .env("MAILDNS_DNS_TOKEN", token)
+        .env("MAILDNS_LOG", "info")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("MAILDNS_CONFIG");
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_rotates_reloads_on_hup_stops_on_term_and_holds_the_lock() {
+    // SOA minimum 1 s: the first key is safe one second after it propagates.
+    let env = Env::start(false, 1).await;
+    let config = env.config(&env.pdns.api_url, 1024, None);
+    let cfg = env.dir.path().join("maildns.toml");
+    let log = env.dir.path().join("daemon.log");
+    let mut daemon = maildns_cmd(&cfg, &env.pdns.api_key)
+        .arg("daemon")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until the daemon has made the first key active.
+    let mut active = false;
+    for _ in 0..300 {
+        if config.state_dir.join("maildns.sqlite3").exists()
+            && env
+                .state()
+                .keys
+                .iter()
+                .any(|k| k.status == KeyStatus::Active)
+        {
+            active = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(active, "no active key; daemon log:\n{}", log_text());
+    assert_eq!(
+        env.served(&env.state().keys[0].selector.to_string())
+            .await
+            .len(),
+        1
+    );
+
+    // A second daemon (and a rotate) on the same store refuse with 75.
+    for args in [&["daemon"][..], &["rotate"][..]] {
+        let second = maildns_cmd(&cfg, &env.pdns.api_key)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(second.status.code(), Some(75), "{args:?}");
+        let err = String::from_utf8_lossy(&second.stderr);
+        assert!(err.contains("holds the state lock"), "{err}");
+    }
+
+    let pid = nix::unistd::Pid::from_raw(daemon.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if log_text().contains("configuration reloaded") {
+            reloaded = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(reloaded, "{}", log_text());
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "SIGHUP must not stop it"
+    );
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = daemon.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", log_text());
+    assert!(log_text().contains("daemon stopped"), "{}", log_text());
+
+    // With the daemon gone, `rotate` takes the lock and finds nothing to do.
+    let out = maildns_cmd(&cfg, &env.pdns.api_key)
+        .arg("rotate")
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["domain"], "example.com");
+    assert_eq!(v[0]["performed"].as_array().map(Vec::len), Some(0), "{v}");
+    // `rotate --now` starts a rotation at once.
+    let out = maildns_cmd(&cfg, &env.pdns.api_key)
+        .args(["rotate", "--now"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("generate_key") && text.contains("publish_key"),
+        "{text}"
+    );
+    assert_eq!(
+        env.state()
+            .keys
+            .iter()
+            .filter(|k| k.status.is_pending())
+            .count(),
+        1,
+        "{text}"
+    );
+}
