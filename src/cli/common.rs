@@ -5,6 +5,7 @@ use std::io::Write;
 use anyhow::Context;
 
 use crate::config::{self, Config, ConfigErrors, Domain};
+use crate::rotation::{RunnerError, StoreError};
 
 /// Process exit codes scripts can rely on (also listed in `--help` and the README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
