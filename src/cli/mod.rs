@@ -3,6 +3,7 @@
 
 mod check;
 mod common;
+mod diagnose;
 mod keygen;
 mod publish;
 mod records;
@@ -75,6 +76,8 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Probe what an account's DNS host really stores and serves; choose the key size
+    Diagnose(diagnose::Args),
     /// Print shell completions
     Completions {
         /// Shell
@@ -130,6 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Publish { selection, force } => {
             publish::run(&cli, selection, true, *force, false).await
         }
+        Command::Diagnose(args) => diagnose::run(&cli, args).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(*shell, &mut cmd, "maildns", &mut std::io::stdout());
