@@ -11,7 +11,7 @@ use maildns::rotation::{SqliteStore, Store};
 use maildns_providers::hosts::{powerdns, rfc2136};
 use maildns_providers::http::RetryPolicy;
 use maildns_providers::{Fqdn, Profile, Provider, Secret, TxtRecord, TxtSet};
-use maildns_testkit::fakes::quirky::{QuirkyFake, QuirkyProvider, Quirks};
+use maildns_testkit::fakes::quirky::{Quirks, QuirkyFake, QuirkyProvider};
 use maildns_testkit::{Bind, PowerDns, random_label};
 
 const TOKEN: &str = "quirky-token";
@@ -55,7 +55,11 @@ fn verdicts(r: &Report) -> BTreeMap<&'static str, Verdict> {
     r.probes.iter().map(|p| (p.id, p.verdict.clone())).collect()
 }
 
-async fn quirky(quirks: Quirks, profile: Profile, join: bool) -> (QuirkyFake, QuirkyProvider, String) {
+async fn quirky(
+    quirks: Quirks,
+    profile: Profile,
+    join: bool,
+) -> (QuirkyFake, QuirkyProvider, String) {
     let z = zone();
     let fake = QuirkyFake::start(TOKEN, &z, quirks).await;
     let p = QuirkyProvider::new(fake.base_url(), TOKEN, profile, join);
@@ -63,9 +67,15 @@ async fn quirky(quirks: Quirks, profile: Profile, join: bool) -> (QuirkyFake, Qu
 }
 
 async fn diagnose_ok(p: &QuirkyProvider, z: &str) -> Report {
-    diagnose::run(p, &fqdn(z), &no_servers(), &options(), std::future::pending())
-        .await
-        .expect("diagnosis completes")
+    diagnose::run(
+        p,
+        &fqdn(z),
+        &no_servers(),
+        &options(),
+        std::future::pending(),
+    )
+    .await
+    .expect("diagnosis completes")
 }
 
 fn assert_all_stored_as_sent(r: &Report) {
@@ -137,16 +147,39 @@ spf = "v=spf1 -all"
     let cfg = cfg.to_str().unwrap();
     let env = [("MAILDNS_PDNS_TOKEN", pdns.api_key.as_str())];
 
-    let dry = maildns(&["-c", cfg, "--json", "diagnose", "--account", "pdns", "--dry-run"], &env);
-    assert_eq!(dry.status.code(), Some(0), "{}", String::from_utf8_lossy(&dry.stderr));
+    let dry = maildns(
+        &[
+            "-c",
+            cfg,
+            "--json",
+            "diagnose",
+            "--account",
+            "pdns",
+            "--dry-run",
+        ],
+        &env,
+    );
+    assert_eq!(
+        dry.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
     assert_eq!(v["probes"].as_array().unwrap().len(), 8);
     assert!(
-        adapter.read_txt(&zone_h, &leftover).await.unwrap().is_some(),
+        adapter
+            .read_txt(&zone_h, &leftover)
+            .await
+            .unwrap()
+            .is_some(),
         "a dry run writes and removes nothing"
     );
 
-    let out = maildns(&["-c", cfg, "--json", "diagnose", "--account", "pdns"], &env);
+    let out = maildns(
+        &["-c", cfg, "--json", "diagnose", "--account", "pdns"],
+        &env,
+    );
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -181,7 +214,10 @@ spf = "v=spf1 -all"
     let text = String::from_utf8_lossy(&human.stdout);
     assert_eq!(human.status.code(), Some(0), "{text}");
     assert!(text.contains("dkim4096"), "{text}");
-    assert!(text.contains("Recommendation: 4096-bit, split into 255-byte strings"), "{text}");
+    assert!(
+        text.contains("Recommendation: 4096-bit, split into 255-byte strings"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -242,16 +278,26 @@ async fn a_512_byte_limit_truncates_the_4096_bit_record() {
     let v = verdicts(&r);
     assert_eq!(v["p512"], Verdict::StoredAsSent);
     assert_eq!(v["dkim2048"], Verdict::StoredAsSent);
-    assert_eq!(v["dkim4096"], Verdict::Truncated { kept: 512, sent: 754 });
+    assert_eq!(
+        v["dkim4096"],
+        Verdict::Truncated {
+            kept: 512,
+            sent: 754
+        }
+    );
     assert_eq!(r.recommendation.recommended_max_bits, Some(2048));
     assert!(
-        r.recommendation.text.starts_with("2048-bit: the host truncates records over 512 bytes"),
+        r.recommendation
+            .text
+            .starts_with("2048-bit: the host truncates records over 512 bytes"),
         "{}",
         r.recommendation.text
     );
     assert_eq!(r.dkim_transport, Some("udp"));
     assert!(
-        r.profile_differences.iter().any(|d| d.starts_with("dkim4096")),
+        r.profile_differences
+            .iter()
+            .any(|d| d.starts_with("dkim4096")),
         "{:?}",
         r.profile_differences
     );
@@ -269,12 +315,34 @@ async fn a_single_string_host_keeps_only_the_first_string() {
     let v = verdicts(&r);
     assert_eq!(v["p255"], Verdict::StoredAsSent);
     assert_eq!(v["chars"], Verdict::StoredAsSent);
-    assert_eq!(v["p256"], Verdict::Truncated { kept: 255, sent: 256 });
-    assert_eq!(v["dkim1024"], Verdict::Truncated { kept: 16, sent: 234 });
-    assert_eq!(v["many"], Verdict::Truncated { kept: 10, sent: 200 });
+    assert_eq!(
+        v["p256"],
+        Verdict::Truncated {
+            kept: 255,
+            sent: 256
+        }
+    );
+    assert_eq!(
+        v["dkim1024"],
+        Verdict::Truncated {
+            kept: 16,
+            sent: 234
+        }
+    );
+    assert_eq!(
+        v["many"],
+        Verdict::Truncated {
+            kept: 10,
+            sent: 200
+        }
+    );
     assert_eq!(r.recommendation.largest_intact_bits, None);
     assert_eq!(r.recommendation.recommended_max_bits, Some(1024));
-    assert!(r.recommendation.text.starts_with("no DKIM record round-trips intact"));
+    assert!(
+        r.recommendation
+            .text
+            .starts_with("no DKIM record round-trips intact")
+    );
     assert!(fake.sets().is_empty());
 }
 
@@ -300,7 +368,11 @@ async fn a_merging_host_and_a_profile_refusal() {
         v["dkim4096"]
     );
     assert_eq!(r.recommendation.recommended_max_bits, Some(2048));
-    assert!(r.recommendation.text.contains("declared profile refuses the 4096-bit record"));
+    assert!(
+        r.recommendation
+            .text
+            .contains("declared profile refuses the 4096-bit record")
+    );
     assert!(r.profile_differences.iter().any(|d| d.starts_with("many:")));
     assert!(fake.sets().is_empty());
 }
@@ -320,7 +392,11 @@ async fn a_host_rejecting_long_strings_caps_keys_at_1024() {
         );
     }
     assert_eq!(r.recommendation.recommended_max_bits, Some(1024));
-    assert!(r.recommendation.text.starts_with("1024-bit: the host rejects the 2048-bit record"));
+    assert!(
+        r.recommendation
+            .text
+            .starts_with("1024-bit: the host rejects the 2048-bit record")
+    );
     assert!(r.profile_differences.iter().any(|d| d.starts_with("p256:")));
     assert!(fake.sets().is_empty());
 }
@@ -363,10 +439,20 @@ async fn an_error_mid_run_still_removes_every_probe_and_leftovers() {
         ..Quirks::default()
     };
     let (fake, p, z) = quirky(quirks, Profile::default(), false).await;
-    fake.put(&format!("many._maildns-probe.{z}"), 60, vec![vec!["old".into()]]);
-    let err = diagnose::run(&p, &fqdn(&z), &no_servers(), &options(), std::future::pending())
-        .await
-        .expect_err("the fourth write fails");
+    fake.put(
+        &format!("many._maildns-probe.{z}"),
+        60,
+        vec![vec!["old".into()]],
+    );
+    let err = diagnose::run(
+        &p,
+        &fqdn(&z),
+        &no_servers(),
+        &options(),
+        std::future::pending(),
+    )
+    .await
+    .expect_err("the fourth write fails");
     match &err {
         DiagnoseError::Provider { source, leftovers } => {
             assert_eq!(source.status, Some(500), "{source}");
@@ -389,7 +475,10 @@ async fn an_interrupted_run_removes_its_probes() {
     let err = diagnose::run(&p, &fqdn(&z), &no_servers(), &options(), shutdown)
         .await
         .expect_err("interrupted");
-    assert!(matches!(err, DiagnoseError::Interrupted { ref leftovers } if leftovers.is_empty()), "{err}");
+    assert!(
+        matches!(err, DiagnoseError::Interrupted { ref leftovers } if leftovers.is_empty()),
+        "{err}"
+    );
     assert!(fake.writes() >= 2);
     assert!(fake.sets().is_empty(), "{:?}", fake.sets());
 }
@@ -436,5 +525,9 @@ bits = 2048
         .collect();
     assert_eq!(keys.len(), 1);
     let key = maildns::keys::load_private_key(&keys[0].path()).unwrap();
-    assert_eq!(key.bits(), 1024, "capped by the diagnosis, not the configured 2048");
+    assert_eq!(
+        key.bits(),
+        1024,
+        "capped by the diagnosis, not the configured 2048"
+    );
 }

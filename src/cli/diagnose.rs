@@ -11,9 +11,7 @@ use super::common::{Exit, load_config, print_json};
 use super::publish::EnvCredentials;
 use crate::accounts::connect;
 use crate::diagnose::{self, Options, Report, Servers};
-use crate::propagation::{
-    DiscoveryOptions, Nameserver, Querier, QueryOptions, Upstream, discover,
-};
+use crate::propagation::{DiscoveryOptions, Nameserver, Querier, QueryOptions, Upstream, discover};
 use crate::rotation::SqliteStore;
 
 /// Arguments of `diagnose`.
@@ -98,7 +96,12 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
     }
 
     let creds = EnvCredentials::from_process();
-    let provider = connect(account, &[zone.clone()], &creds, RetryPolicy::default())?;
+    let provider = connect(
+        account,
+        std::slice::from_ref(&zone),
+        &creds,
+        RetryPolicy::default(),
+    )?;
     let querier = Querier::new(QueryOptions::default());
     let overrides: Vec<Nameserver> = domains
         .iter()

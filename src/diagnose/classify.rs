@@ -221,20 +221,17 @@ pub fn recommend(results: &[(&Probe, &Verdict)]) -> Recommendation {
             break;
         }
     }
-    let why = limit.map(|(bits, v)| {
-        let what = match v {
-            Verdict::Truncated { kept, sent } => {
-                format!("the host truncates records over {kept} bytes ({sent}-byte {bits}-bit record)")
-            }
-            Verdict::Rejected { message } => {
-                format!("the host rejects the {bits}-bit record ({message})")
-            }
-            Verdict::RefusedByProfile { reason } => {
-                format!("maildns's declared profile refuses the {bits}-bit record ({reason})")
-            }
-            other => format!("the {bits}-bit record came back {}", other.label()),
-        };
-        what
+    let why = limit.map(|(bits, v)| match v {
+        Verdict::Truncated { kept, sent } => {
+            format!("the host truncates records over {kept} bytes ({sent}-byte {bits}-bit record)")
+        }
+        Verdict::Rejected { message } => {
+            format!("the host rejects the {bits}-bit record ({message})")
+        }
+        Verdict::RefusedByProfile { reason } => {
+            format!("maildns's declared profile refuses the {bits}-bit record ({reason})")
+        }
+        other => format!("the {bits}-bit record came back {}", other.label()),
     });
     let split = |v: &Verdict| match v {
         Verdict::StoredAsSent => "split into 255-byte strings (kept as sent)",
@@ -289,11 +286,11 @@ mod tests {
             classify(&sent, &[rec(&["abc"]), rec(&["def"])]),
             Verdict::SeveralRecords { records: 2 }
         );
-        assert_eq!(classify(&sent, &[sent.clone()]), Verdict::StoredAsSent);
         assert_eq!(
-            classify(&sent, &[rec(&["abcdef"])]),
-            Verdict::StringsMerged
+            classify(&sent, std::slice::from_ref(&sent)),
+            Verdict::StoredAsSent
         );
+        assert_eq!(classify(&sent, &[rec(&["abcdef"])]), Verdict::StringsMerged);
         assert_eq!(
             classify(&sent, &[rec(&["ab", "cdef"])]),
             Verdict::SplitDifferently
@@ -326,7 +323,10 @@ mod tests {
             overall(&Verdict::StoredAsSent, &[skip.clone(), bad.clone()]),
             bad
         );
-        assert_eq!(overall(&Verdict::StoredAsSent, &[skip]), Verdict::StoredAsSent);
+        assert_eq!(
+            overall(&Verdict::StoredAsSent, &[skip]),
+            Verdict::StoredAsSent
+        );
         assert_eq!(overall(&Verdict::Missing, &[]), Verdict::Missing);
     }
 
@@ -348,7 +348,11 @@ mod tests {
         assert_eq!(r.recommended_max_bits, None);
         let r = recommend(&[(dkim[0], &ok), (dkim[1], &ok), (dkim[2], &trunc)]);
         assert_eq!(r.recommended_max_bits, Some(2048));
-        assert!(r.text.contains("truncates records over 512 bytes"), "{}", r.text);
+        assert!(
+            r.text.contains("truncates records over 512 bytes"),
+            "{}",
+            r.text
+        );
         let r = recommend(&[(dkim[0], &trunc), (dkim[1], &ok), (dkim[2], &ok)]);
         assert_eq!(r.largest_intact_bits, None);
         assert_eq!(r.recommended_max_bits, Some(1024));

@@ -155,10 +155,7 @@ mod tests {
         let zone = Fqdn::parse("example.com").unwrap();
         let all = probes(&zone).unwrap();
         let get = |id: &str| all.iter().find(|p| p.id == id).unwrap();
-        assert_eq!(
-            get("p255").name.as_str(),
-            "p255._maildns-probe.example.com"
-        );
+        assert_eq!(get("p255").name.as_str(), "p255._maildns-probe.example.com");
         assert_eq!(get("p255").record.strings().len(), 1);
         assert_eq!(get("p256").record.value_len(), 256);
         assert_eq!(get("p512").record.strings().len(), 3);

@@ -72,7 +72,10 @@ fn auth_error(_: &HeaderMap) -> (u16, Value) {
 
 fn with_limits(mut r: Response) -> Response {
     let h = r.headers_mut();
-    h.insert("x-ratelimit-limit", axum::http::HeaderValue::from_static("100"));
+    h.insert(
+        "x-ratelimit-limit",
+        axum::http::HeaderValue::from_static("100"),
+    );
     h.insert(
         "x-ratelimit-remaining",
         axum::http::HeaderValue::from_static("99"),
@@ -187,9 +190,13 @@ async fn put_set(
     if zone != s.zone {
         return with_limits(common::json(404, json!({"error": "no such zone"})));
     }
-    let parsed: Option<(u32, Vec<Vec<String>>)> = serde_json::from_str::<Value>(&body)
-        .ok()
-        .and_then(|v| Some((v["ttl"].as_u64()? as u32, serde_json::from_value(v["records"].clone()).ok()?)));
+    let parsed: Option<(u32, Vec<Vec<String>>)> =
+        serde_json::from_str::<Value>(&body).ok().and_then(|v| {
+            Some((
+                v["ttl"].as_u64()? as u32,
+                serde_json::from_value(v["records"].clone()).ok()?,
+            ))
+        });
     let Some((ttl, records)) = parsed else {
         return with_limits(common::json(400, json!({"error": "malformed body"})));
     };
@@ -334,10 +341,8 @@ impl Provider for QuirkyProvider {
             Err(e) => return Err(e),
         };
         let v: Value = resp.json(KIND, op)?;
-        let records: Vec<Vec<String>> =
-            serde_json::from_value(v["records"].clone()).map_err(|e| {
-                Error::new(KIND, op, Some(name), ErrorKind::Protocol, e.to_string())
-            })?;
+        let records: Vec<Vec<String>> = serde_json::from_value(v["records"].clone())
+            .map_err(|e| Error::new(KIND, op, Some(name), ErrorKind::Protocol, e.to_string()))?;
         if records.is_empty() {
             return Ok(None);
         }
@@ -354,7 +359,13 @@ impl Provider for QuirkyProvider {
         }
         for r in &set.records {
             self.profile.check(r).map_err(|l| {
-                Error::new(KIND, op, Some(name), ErrorKind::Limit(l), "refused before sending")
+                Error::new(
+                    KIND,
+                    op,
+                    Some(name),
+                    ErrorKind::Limit(l),
+                    "refused before sending",
+                )
             })?;
         }
         let records: Vec<Vec<String>> = set
