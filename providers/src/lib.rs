@@ -234,6 +234,12 @@ pub trait Provider: Send + Sync {
 
     /// Removes the TXT set at `name` (succeeds when absent).
     async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error>;
+
+    /// Rate-limit headers (`name`, `value`) seen on the host's latest answer that
+    /// carried any, for `maildns diagnose`; empty for hosts without HTTP headers.
+    fn rate_limits_seen(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// Walks up from `name` through its parents, yielding candidate zone apexes

@@ -4,6 +4,7 @@
 mod check;
 mod common;
 mod daemon;
+mod diagnose;
 mod import;
 mod keygen;
 mod progress;
@@ -118,6 +119,8 @@ pub enum Command {
     Rotate(rotate::Args),
     /// Run the rotation daemon: sleep until the next due action; SIGHUP reloads, SIGTERM stops
     Daemon,
+    /// Probe what an account's DNS host really stores and serves; choose the key size
+    Diagnose(diagnose::Args),
     /// Print shell completions
     Completions {
         /// Shell
@@ -192,6 +195,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Verify(args) => verify::run(&cli, args).await,
         Command::Rotate(args) => rotate::run(&cli, args).await,
         Command::Daemon => daemon::run(&cli).await,
+        Command::Diagnose(args) => diagnose::run(&cli, args).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(*shell, &mut cmd, "maildns", &mut std::io::stdout());

@@ -195,6 +195,10 @@ impl Provider for Desec {
         KIND
     }
 
+    fn rate_limits_seen(&self) -> Vec<(String, String)> {
+        self.http.rate_limits_seen().headers
+    }
+
     fn profile(&self) -> &Profile {
         &self.profile
     }

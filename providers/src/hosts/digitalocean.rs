@@ -223,6 +223,10 @@ impl Provider for DigitalOcean {
         KIND
     }
 
+    fn rate_limits_seen(&self) -> Vec<(String, String)> {
+        self.http.rate_limits_seen().headers
+    }
+
     fn profile(&self) -> &Profile {
         &self.profile
     }

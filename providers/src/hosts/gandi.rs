@@ -134,6 +134,10 @@ impl Provider for Gandi {
         KIND
     }
 
+    fn rate_limits_seen(&self) -> Vec<(String, String)> {
+        self.http.rate_limits_seen().headers
+    }
+
     fn profile(&self) -> &Profile {
         &self.profile
     }

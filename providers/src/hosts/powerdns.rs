@@ -290,6 +290,10 @@ impl Provider for PowerDns {
         KIND
     }
 
+    fn rate_limits_seen(&self) -> Vec<(String, String)> {
+        self.http.rate_limits_seen().headers
+    }
+
     fn profile(&self) -> &Profile {
         &self.profile
     }

@@ -433,6 +433,10 @@ impl Provider for Route53 {
         KIND
     }
 
+    fn rate_limits_seen(&self) -> Vec<(String, String)> {
+        self.http.rate_limits_seen().headers
+    }
+
     fn profile(&self) -> &Profile {
         &self.profile
     }

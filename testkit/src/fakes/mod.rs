@@ -10,6 +10,7 @@ pub mod gandi;
 pub mod google;
 pub mod hetzner;
 pub mod kit;
+pub mod quirky;
 pub mod route53;
 
 pub use common::Recorded;
