@@ -229,3 +229,79 @@ fn bind_rfc2136_publish_then_in_sync_and_wrong_tsig_key() {
     );
     assert!(!text.contains(wrong) && !text.contains(&bind.secret));
 }
+
+/// A full publish with a known, valid token, with debug logs and --json: the token
+/// is in no log line, error or JSON output.
+#[tokio::test]
+async fn tokens_never_reach_logs_errors_or_json() {
+    let pdns = PowerDns::start();
+    pdns.create_zone("example.test").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[accounts.dns]\nprovider = \"powerdns\"\nbase_url = \"{}\"\n",
+            pdns.api_url
+        ),
+        &["example.test", "missing.test"],
+    );
+    let env = [
+        ("MAILDNS_DNS_TOKEN", pdns.api_key.as_str()),
+        ("MAILDNS_LOG", "trace"),
+    ];
+    for args in [
+        &["-vv", "--json", "publish"][..],
+        &["-vv", "plan"],
+        &["-vv", "--json", "publish", "--wait"],
+    ] {
+        let o = maildns(&cfg, &env, args);
+        let text = out(&o);
+        assert!(text.len() > 100, "produced output: {text}");
+        assert!(!text.contains(&pdns.api_key), "{args:?} leaked the API key");
+    }
+    let key_file = std::fs::read_dir(dir.path().join("state/keys/example.test"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let pem = std::fs::read_to_string(key_file).unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let o = maildns(&cfg, &env, &["-vv", "--json", "status"]);
+    assert!(
+        !out(&o).contains(&body[..40]),
+        "status leaked private key material"
+    );
+}
+
+/// A cloud host (Cloudflare's API, as a local fake): publish with the token from
+/// the environment, then plan is in sync; the token never shows. (Multi-threaded:
+/// the fake must answer while this thread waits for the child process.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudflare_publish_then_in_sync_without_token_in_config() {
+    let token = "cf-test-token-0123456789";
+    let fake = maildns_testkit::fakes::cloudflare::FakeCloudflare::start(token).await;
+    fake.add_zone("example.test");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[accounts.dns]\nprovider = \"cloudflare\"\nbase_url = \"{}\"\n",
+            fake.base_url()
+        ),
+        &["example.test"],
+    );
+    let env = [("MAILDNS_DNS_TOKEN", token), ("MAILDNS_LOG", "debug")];
+    let o = maildns(&cfg, &env, &["-vv", "--json", "publish"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert!(!out(&o).contains(token));
+    let spf = fake.records("example.test");
+    assert_eq!(spf.len(), 1);
+    assert_eq!(spf[0].content, "\"v=spf1 ip4:192.0.2.10/32 -all\"");
+    let o = maildns(&cfg, &env, &["plan", "--exit-code"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    // Without the token: a clear error naming every place looked at.
+    let o = maildns(&cfg, &[], &["plan"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("MAILDNS_DNS_TOKEN"), "{}", out(&o));
+}
