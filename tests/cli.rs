@@ -243,3 +243,56 @@ fn publish_creates_the_first_dkim_key_once() {
     );
     assert_eq!(zone(dir.path()), z);
 }
+
+#[test]
+fn rotate_unblock_clears_a_failed_switch() {
+    use maildns::rotation::{Algorithm, KeyStatus, Selector, SqliteStore, Store, adopt};
+    let (dir, cfg) = setup("[domains.\"example.com\".dkim]\nbits = 1024");
+    let cfg = cfg.to_str().unwrap();
+    // A key whose signer switch failed (as after a broken reload command).
+    let domain = maildns_providers::Fqdn::parse("example.com").unwrap();
+    {
+        let state_dir = dir.path().join("state");
+        std::fs::create_dir_all(&state_dir).unwrap();
+        let store = SqliteStore::open_locked(&state_dir).unwrap();
+        let mut state = store.load(&domain).unwrap();
+        let now = chrono::Utc::now() - chrono::TimeDelta::days(1);
+        let ev = adopt(
+            &mut state,
+            Selector::parse("s1").unwrap(),
+            Algorithm::Rsa,
+            1024,
+            "/nonexistent/s1.private",
+            now,
+        )
+        .unwrap()
+        .unwrap();
+        state.keys[0].status = KeyStatus::SwitchFailed;
+        state.keys[0].failure = Some("reload command failed".into());
+        store.save(&state, &[ev]).unwrap();
+    }
+    let blocked = maildns(&["-c", cfg, "rotate"]);
+    assert_eq!(blocked.status.code(), Some(1), "{}", stdout(&blocked));
+    assert!(stdout(&blocked).contains("BLOCKED"), "{}", stdout(&blocked));
+    let o = maildns(&["-c", cfg, "rotate", "--unblock"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("unblocked"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let store = SqliteStore::open(&dir.path().join("state")).unwrap();
+    let state = store.load(&domain).unwrap();
+    assert_ne!(
+        state.keys[0].status,
+        KeyStatus::SwitchFailed,
+        "{:?}",
+        state.keys[0]
+    );
+    assert!(
+        store
+            .events(None, 0, 100)
+            .unwrap()
+            .iter()
+            .any(|e| e.event.what == "unblocked")
+    );
+}

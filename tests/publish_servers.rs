@@ -305,3 +305,43 @@ async fn cloudflare_publish_then_in_sync_without_token_in_config() {
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     assert!(out(&o).contains("MAILDNS_DNS_TOKEN"), "{}", out(&o));
 }
+
+/// `maildns secret set` then `publish`, with no token in the config or the
+/// environment: the token comes from the OS keyring (kernel keyutils, in a session
+/// keyring made by `keyctl session`, which scripts/test installs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_set_then_publish_uses_the_keyring() {
+    let token = "cf-keyring-token-4242";
+    let fake = maildns_testkit::fakes::cloudflare::FakeCloudflare::start(token).await;
+    fake.add_zone("example.test");
+    let dir = tempfile::tempdir().unwrap();
+    let account = format!("kr{}", std::process::id());
+    let cfg = dir.path().join("maildns.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"state\"\n[accounts.{account}]\nprovider = \"cloudflare\"\nbase_url = \"{}\"\n[domains.\"example.test\"]\naccount = \"{account}\"\nspf = \"v=spf1 mx -all\"\n",
+            fake.base_url()
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_maildns");
+    let script = format!(
+        "printf '%s\\n' \"$TOKEN\" | {bin} -c {cfg} secret set {account} && {bin} -c {cfg} publish; rc=$?; {bin} -c {cfg} secret delete {account}; exit $rc",
+        cfg = cfg.display()
+    );
+    let o = Command::new("keyctl")
+        .args(["session", "-", "bash", "-c", &script])
+        .env("TOKEN", token)
+        .env_remove(format!("MAILDNS_{}_TOKEN", account.to_uppercase()))
+        .output()
+        .expect("keyctl runs (package keyutils)");
+    let text = out(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(text.contains("token stored in the OS keyring"), "{text}");
+    assert!(!text.contains(token));
+    assert_eq!(
+        fake.records("example.test")[0].content,
+        "\"v=spf1 mx -all\""
+    );
+}

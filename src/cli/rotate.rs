@@ -12,7 +12,7 @@ use super::common::{Exit, load_config, print_json};
 use super::publish::{EnvCredentials, Selection, selected};
 use crate::accounts::connect_all;
 use crate::propagation::SystemClock;
-use crate::rotation::{RunOutcome, Runner, SqliteStore, Store};
+use crate::rotation::{Algorithm, RunOutcome, Runner, SqliteStore, Store, unblock};
 
 /// `rotate` arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -23,6 +23,10 @@ pub struct Args {
     /// Start a rotation now, even if none is due
     #[arg(long)]
     pub now: bool,
+    /// Clear a blocked rotation (a failed signer switch) after fixing its cause; the
+    /// switch is retried in this pass
+    #[arg(long)]
+    pub unblock: bool,
 }
 
 #[derive(Serialize)]
@@ -43,6 +47,20 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
         .filter(|d| d.dkim.is_some())
         .map(|d| d.name.clone())
         .collect();
+    if args.unblock {
+        let now = chrono::Utc::now();
+        for d in &domains {
+            let mut state = store.load(d)?;
+            let events: Vec<_> = [Algorithm::Rsa, Algorithm::Ed25519]
+                .into_iter()
+                .filter_map(|a| unblock(&mut state, a, now))
+                .collect();
+            if !events.is_empty() {
+                store.save(&state, &events)?;
+                eprintln!("{d}: unblocked; the signer switch will be retried");
+            }
+        }
+    }
     let creds = EnvCredentials::from_process();
     let (providers, failed_accounts) = connect_all(&config, &creds, Default::default());
     for (name, e) in &failed_accounts {
