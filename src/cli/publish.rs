@@ -157,16 +157,15 @@ pub(super) async fn run(
     for (name, e) in &failed_accounts {
         tracing::error!("account '{name}': {e:#}");
     }
-    let store = if domains.iter().any(|d| d.dkim.is_some()) {
+    let store = if !domains.iter().any(|d| d.dkim.is_some()) {
+        None
+    } else if apply {
         std::fs::create_dir_all(&config.state_dir)
             .with_context(|| format!("creating state_dir {}", config.state_dir.display()))?;
-        Some(if apply {
-            SqliteStore::open_locked(&config.state_dir)?
-        } else {
-            SqliteStore::open(&config.state_dir)?
-        })
+        Some(SqliteStore::open_locked(&config.state_dir)?)
     } else {
-        None
+        // plan is read-only: no store yet means no keys yet.
+        SqliteStore::open_existing(&config.state_dir)?
     };
     let now = chrono::Utc::now();
     let mut jobs = Vec::new();

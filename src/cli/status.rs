@@ -13,7 +13,6 @@ use super::Cli;
 use super::common::{Exit, load_config, print_json, select_domains};
 use crate::rotation::keyring::policy;
 use crate::rotation::status::{DomainStatus, domain_status, relative};
-use crate::rotation::store::DB_FILE;
 use crate::rotation::{DomainState, SqliteStore, Store, StoredEvent};
 
 /// How many recent events to show per domain.
@@ -47,11 +46,7 @@ pub(super) async fn run(cli: &Cli, domains: &[String]) -> anyhow::Result<Exit> {
     let config = load_config(cli)?;
     let selected = select_domains(&config, domains)?;
     // Read-only: no store yet means no keys yet (and nothing is created).
-    let store = if config.state_dir.join(DB_FILE).exists() {
-        Some(SqliteStore::open(&config.state_dir)?)
-    } else {
-        None
-    };
+    let store = SqliteStore::open_existing(&config.state_dir)?;
     let now = Utc::now();
     let mut out = Vec::new();
     for d in selected {

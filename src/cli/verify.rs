@@ -28,7 +28,7 @@ struct Report<'a> {
 pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
     let config = load_config(cli)?;
     let domains = selected(&config, &args.selection)?;
-    let store = verify::open_store(&config.state_dir)?;
+    let store = crate::rotation::SqliteStore::open_existing(&config.state_dir)?;
     let querier = super::watch::querier();
     let resolvers = upstream(&config.propagation.resolvers).addrs()?;
     let resolver = Resolver::new(querier.clone(), resolvers);

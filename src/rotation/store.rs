@@ -237,6 +237,16 @@ fn ts(t: DateTime<Utc>) -> String {
 }
 
 impl SqliteStore {
+    /// Opens the store in `state_dir` for reading, without the lock, only if it
+    /// exists: readers (`plan`, `status`, `verify`) never create one.
+    pub fn open_existing(state_dir: &Path) -> Result<Option<SqliteStore>, StoreError> {
+        if state_dir.join(DB_FILE).exists() {
+            SqliteStore::open(state_dir).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     /// Opens (creating if needed) the store in `state_dir` WITHOUT the lock:
     /// for readers such as `status`. [`Store::save`] is refused until
     /// [`Store::lock_exclusive`] succeeds.

@@ -12,7 +12,7 @@
 pub mod spf_tree;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use hickory_proto::op::DnsResponse;
 use hickory_proto::rr::RecordType;
@@ -206,15 +206,6 @@ pub fn selectors(
     }
     out.sort_by(|a, b| a.selector.cmp(&b.selector));
     Ok(out)
-}
-
-/// Opens the state store read-only when it exists (never creates it).
-pub fn open_store(state_dir: &Path) -> anyhow::Result<Option<SqliteStore>> {
-    if state_dir.join(crate::rotation::store::DB_FILE).exists() {
-        Ok(Some(SqliteStore::open(state_dir)?))
-    } else {
-        Ok(None)
-    }
 }
 
 /// Checks one domain.
