@@ -92,77 +92,44 @@ pub fn connect(
             let cfg = rfc2136::Config::new(*server, key_name.clone(), algorithm, secret);
             Arc::new(rfc2136::Rfc2136::new(cfg)?)
         }
-        ProviderConfig::Cloud { kind, base_url, .. }
-            if matches!(
-                kind,
-                CloudKind::Cloudflare
-                    | CloudKind::DigitalOcean
-                    | CloudKind::Hetzner
-                    | CloudKind::Desec
-            ) =>
-        {
-            let token = secret(account, creds)?;
-            macro_rules! simple {
-                ($m:ident, $t:ident) => {{
-                    let mut cfg = $m::Config::new(token);
+        ProviderConfig::Cloud {
+            kind,
+            base_url,
+            project,
+            wait_insync,
+        } => {
+            // Every cloud adapter: `Config::new(credential)`, then an optional base URL.
+            macro_rules! cloud {
+                ($m:ident, $t:ident, $cred:expr $(, |$cfg:ident| $extra:expr)?) => {{
+                    let mut cfg = $m::Config::new($cred);
                     if let Some(u) = base_url {
                         cfg.base_url = u.clone();
                     }
+                    $(let $cfg = &mut cfg; $extra;)?
                     Arc::new($m::$t::new(cfg, retry)?) as Arc<dyn Provider>
                 }};
             }
             match kind {
-                CloudKind::Cloudflare => simple!(cloudflare, Cloudflare),
-                CloudKind::DigitalOcean => simple!(digitalocean, DigitalOcean),
-                CloudKind::Hetzner => simple!(hetzner, Hetzner),
-                _ => simple!(desec, Desec),
+                CloudKind::Cloudflare => {
+                    cloud!(cloudflare, Cloudflare, secret(account, creds)?)
+                }
+                CloudKind::DigitalOcean => {
+                    cloud!(digitalocean, DigitalOcean, secret(account, creds)?)
+                }
+                CloudKind::Hetzner => cloud!(hetzner, Hetzner, secret(account, creds)?),
+                CloudKind::Desec => cloud!(desec, Desec, secret(account, creds)?),
+                CloudKind::Gandi => cloud!(gandi, Gandi, secret(account, creds)?),
+                CloudKind::Google => {
+                    let project = project.clone();
+                    cloud!(google, Google, secret(account, creds)?, |c| c.project =
+                        project)
+                }
+                CloudKind::Route53 => {
+                    let wait = *wait_insync;
+                    cloud!(route53, Route53, creds.aws(account)?, |c| c.wait_insync =
+                        wait)
+                }
             }
-        }
-        ProviderConfig::Cloud {
-            kind: CloudKind::Gandi,
-            base_url,
-            ..
-        } => {
-            let mut cfg = gandi::Config::new(secret(account, creds)?);
-            if let Some(u) = base_url {
-                cfg.base_url = u.clone();
-            }
-            Arc::new(gandi::Gandi::new(cfg, retry)?)
-        }
-        ProviderConfig::Cloud {
-            kind: CloudKind::Google,
-            base_url,
-            project,
-            ..
-        } => {
-            let mut cfg = google::Config::new(secret(account, creds)?);
-            if let Some(u) = base_url {
-                cfg.base_url = u.clone();
-            }
-            cfg.project = project.clone();
-            Arc::new(google::Google::new(cfg, retry)?)
-        }
-        ProviderConfig::Cloud {
-            kind: CloudKind::Route53,
-            base_url,
-            wait_insync,
-            ..
-        } => {
-            let aws = creds.aws(account)?;
-            let mut cfg = route53::Config::new(aws);
-            if let Some(u) = base_url {
-                cfg.base_url = u.clone();
-            }
-            cfg.wait_insync = *wait_insync;
-            Arc::new(route53::Route53::new(cfg, retry)?)
-        }
-        other => {
-            let _secret = secret(account, creds)?;
-            bail!(
-                "account '{}': provider '{}' is not available in this build",
-                account.name,
-                other.code()
-            )
         }
     };
     Ok(p)
