@@ -225,3 +225,96 @@ impl Provider for ZoneFiles {
         self.file_for(name)?.delete_txt(zone, name).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Credential;
+
+    struct Fixed;
+    impl Credentials for Fixed {
+        fn credential(&self, a: &Account) -> anyhow::Result<Secret> {
+            Ok(Secret::new(match a.provider.code() {
+                "rfc2136" => "c2VjcmV0LWtleQ==",
+                "google" => {
+                    let key = crate::keys::PrivateKey::generate(crate::keys::KeySpec::rsa(1024))?;
+                    return Ok(Secret::new(
+                        serde_json::json!({"type": "service_account", "project_id": "p",
+                            "private_key_id": "k", "private_key": key.to_pem()?.as_str(),
+                            "client_email": "a@p.iam.gserviceaccount.com",
+                            "token_uri": "https://oauth2.googleapis.com/token"})
+                        .to_string(),
+                    ));
+                }
+                _ => "token",
+            }))
+        }
+        fn aws(&self, _: &Account) -> anyhow::Result<route53::AwsCredentials> {
+            Ok(route53::AwsCredentials {
+                access_key_id: "AKID".into(),
+                secret_access_key: Secret::new("s"),
+                session_token: None,
+            })
+        }
+    }
+
+    #[test]
+    fn every_provider_kind_connects_to_its_own_adapter() {
+        let zone = [Fqdn::parse("example.com").unwrap()];
+        let cases: Vec<(ProviderConfig, &str)> = vec![
+            (
+                ProviderConfig::PowerDns {
+                    base_url: "http://127.0.0.1:8081/api/v1".into(),
+                    server_id: "localhost".into(),
+                },
+                "powerdns",
+            ),
+            (
+                ProviderConfig::Rfc2136 {
+                    server: "127.0.0.1:53".parse().unwrap(),
+                    key_name: "k".into(),
+                    algorithm: "hmac-sha512".into(),
+                },
+                "rfc2136",
+            ),
+        ]
+        .into_iter()
+        .chain(
+            [
+                (CloudKind::Cloudflare, "cloudflare"),
+                (CloudKind::Route53, "route53"),
+                (CloudKind::DigitalOcean, "digitalocean"),
+                (CloudKind::Hetzner, "hetzner"),
+                (CloudKind::Gandi, "gandi"),
+                (CloudKind::Desec, "desec"),
+                (CloudKind::Google, "google"),
+            ]
+            .map(|(kind, code)| {
+                (
+                    ProviderConfig::Cloud {
+                        kind,
+                        base_url: Some("http://127.0.0.1:9/".into()),
+                        project: None,
+                        wait_insync: false,
+                    },
+                    code,
+                )
+            }),
+        )
+        .collect();
+        for (provider, code) in cases {
+            let account = Account {
+                name: "a".into(),
+                provider,
+                credential: Credential {
+                    env: "X".into(),
+                    token_file: None,
+                },
+            };
+            let p = connect(&account, &zone, &Fixed, RetryPolicy::fast())
+                .unwrap_or_else(|e| panic!("{code}: {e:#}"));
+            assert_eq!(p.kind(), code);
+            assert_eq!(account.provider.code(), code);
+        }
+    }
+}
