@@ -67,6 +67,25 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
         tracing::error!("account '{name}': {e:#}");
     }
     let runner = Runner::new(config, store, providers, Arc::new(SystemClock))?;
+    // Debug builds only: MAILDNS_TEST_CRASH_AFTER=N aborts the process (no
+    // destructors, no flush: like kill -9) at the N-th step boundary, for the
+    // crash tests that run this binary.
+    #[cfg(debug_assertions)]
+    let runner = match std::env::var("MAILDNS_TEST_CRASH_AFTER")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    {
+        Some(n) => {
+            let seen = std::sync::atomic::AtomicU32::new(0);
+            runner.with_crash_hook(Arc::new(move |_boundary: &str| {
+                if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 >= n {
+                    std::process::abort();
+                }
+                false
+            }))
+        }
+        None => runner,
+    };
     let mut reports = Vec::new();
     for d in &domains {
         let r = runner.run(d, args.now).await;
