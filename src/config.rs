@@ -1204,4 +1204,18 @@ retire = "shred"
         );
         assert!(parse_duration("soon").is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(text in "[ -~\n\\[\\]\"=.]{0,300}") {
+            let _ = p(&text);
+        }
+
+        #[test]
+        fn mutated_good_config_never_panics(cut in 0usize..400, insert in "[ -~\n]{0,20}") {
+            let cut = cut.min(GOOD.len());
+            let text = format!("{}{}{}", &GOOD[..cut], insert, &GOOD[cut..]);
+            let _ = p(&text);
+        }
+    }
 }
