@@ -18,9 +18,20 @@ struct Line {
 
 pub(super) async fn run(cli: &Cli) -> anyhow::Result<Exit> {
     let config = load_config(cli)?;
+    // The DKIM records the key store wants published (read-only; none before the
+    // first `publish`).
+    let store = crate::rotation::SqliteStore::open_existing(&config.state_dir)?;
+    let now = chrono::Utc::now();
     let mut lines = Vec::new();
     for d in &config.domains {
-        for want in for_domain(d, &[])? {
+        let dkim = match (&store, &d.dkim) {
+            (Some(st), Some(policy)) => {
+                let state = crate::rotation::Store::load(st, &d.name)?;
+                crate::rotation::keyring::dkim_entries(&state, policy, now)?
+            }
+            _ => Vec::new(),
+        };
+        for want in for_domain(d, &dkim)? {
             for r in &want.records {
                 lines.push(Line {
                     name: want.name.to_dotted(),
