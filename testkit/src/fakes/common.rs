@@ -22,11 +22,41 @@ pub struct Recorded {
     pub path: String,
     /// Raw query string (empty when none).
     pub query: String,
-    /// Raw body as text.
+    /// Headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// Raw body as text (lossy).
     pub body: String,
 }
 
 impl Recorded {
+    /// A record of one request.
+    pub(crate) fn new(
+        method: &axum::http::Method,
+        path: &str,
+        query: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Self {
+        Recorded {
+            method: method.to_string(),
+            path: path.to_string(),
+            query: query.to_string(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                .collect(),
+            body: String::from_utf8_lossy(body).into_owned(),
+        }
+    }
+
+    /// The value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// True for anything but GET.
     pub fn is_write(&self) -> bool {
         self.method != "GET"
@@ -130,40 +160,29 @@ async fn gate(State(common): State<Arc<Common>>, req: Request, next: Next) -> Re
 }
 
 fn common_record(common: &Common, parts: &axum::http::request::Parts, bytes: &[u8]) {
-    lock(&common.requests).push(Recorded {
-        method: parts.method.to_string(),
-        path: parts.uri.path().to_string(),
-        query: parts.uri.query().unwrap_or("").to_string(),
-        body: String::from_utf8_lossy(bytes).into_owned(),
-    });
+    lock(&common.requests).push(Recorded::new(
+        &parts.method,
+        parts.uri.path(),
+        parts.uri.query().unwrap_or(""),
+        &parts.headers,
+        bytes,
+    ));
 }
 
 /// A running fake server; stops when dropped.
 pub(crate) struct Server {
     pub base_url: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _task: super::kit::ServerTask,
 }
 
 /// Serves `router` (with the recording/auth/fault gate) on 127.0.0.1 at a free port;
 /// `prefix` is the API path prefix (e.g. `/client/v4`) included in the base URL.
 pub(crate) async fn serve(router: Router, common: Arc<Common>, prefix: &str) -> Server {
     let app = router.layer(middleware::from_fn_with_state(common, gate));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a fake API port on 127.0.0.1");
-    let addr = listener.local_addr().expect("local addr of the fake API");
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let (addr, task) = super::kit::serve(app).await;
     Server {
         base_url: format!("http://{addr}{prefix}"),
-        task,
+        _task: task,
     }
 }
 

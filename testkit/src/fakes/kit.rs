@@ -4,51 +4,9 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::StatusCode;
 
-/// One request as a fake received it.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    /// Method.
-    pub method: String,
-    /// Path, without the query.
-    pub path: String,
-    /// Raw query string (empty when none).
-    pub query: String,
-    /// Headers, names lowercased.
-    pub headers: Vec<(String, String)>,
-    /// Body as text (lossy).
-    pub body: String,
-}
-
-impl Recorded {
-    /// The value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub(crate) fn new(
-        method: &Method,
-        path: &str,
-        query: &str,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Self {
-        Recorded {
-            method: method.to_string(),
-            path: path.to_string(),
-            query: query.to_string(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-                .collect(),
-            body: String::from_utf8_lossy(body).into_owned(),
-        }
-    }
-}
+pub use super::common::Recorded;
 
 /// A failure a fake will answer with instead of serving the next request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
