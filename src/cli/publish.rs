@@ -5,12 +5,12 @@ use serde::Serialize;
 
 use super::Cli;
 use super::common::{Exit, load_config, print_json};
-use crate::accounts::{Credentials, Providers, connect_all};
+use crate::accounts::{Credentials, connect_all};
 use crate::config::{Account, Config, Domain};
 use crate::publish::{
     self, Action, DomainError, DomainJob, DomainOutcome, Options, for_domain, plan::shorten,
 };
-use crate::rotation::keyring::{after_publish, max_rsa_bits_for, prepare_publish};
+use crate::rotation::keyring::{after_publish, max_bits_for, prepare_publish};
 use crate::rotation::{SqliteStore, Store};
 
 /// Arguments shared by `plan` and `publish`.
@@ -123,25 +123,6 @@ pub(super) fn selected<'a>(
     Ok(out)
 }
 
-/// The largest RSA key the account's host can hold: its declared profile, and the
-/// latest `maildns diagnose` result when there is one.
-pub(super) fn max_bits_for(
-    account: &str,
-    providers: &Providers,
-    store: Option<&SqliteStore>,
-) -> Option<u32> {
-    let from_profile = providers
-        .get(account)
-        .and_then(|p| max_rsa_bits_for(p.profile()));
-    let from_diagnosis = store
-        .and_then(|s| s.latest_diagnosis(account).ok().flatten())
-        .and_then(|d| d.recommended_max_bits);
-    match (from_profile, from_diagnosis) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 pub(super) async fn run(
     cli: &Cli,
     selection: &Selection,
@@ -171,7 +152,11 @@ pub(super) async fn run(
     let mut jobs = Vec::new();
     let mut no_key = Vec::new();
     for d in &domains {
-        let max_bits = max_bits_for(&d.account, &providers, store.as_ref());
+        let max_bits = max_bits_for(
+            &d.account,
+            &providers,
+            store.as_ref().map(|s| s as &dyn Store),
+        );
         let entries = match &store {
             Some(st) => {
                 let (entries, warnings) = prepare_publish(st, &config, d, max_bits, now, apply)?;

@@ -203,6 +203,25 @@ pub fn max_rsa_bits_for(profile: &maildns_providers::Profile) -> Option<u32> {
     Some(1024)
 }
 
+/// The largest RSA key `account`'s host can hold: the lower of its declared
+/// profile's limit and the latest `maildns diagnose` recommendation, if any.
+pub fn max_bits_for(
+    account: &str,
+    providers: &crate::accounts::Providers,
+    store: Option<&dyn super::Store>,
+) -> Option<u32> {
+    let from_profile = providers
+        .get(account)
+        .and_then(|p| max_rsa_bits_for(p.profile()));
+    let from_diagnosis = store
+        .and_then(|s| s.latest_diagnosis(account).ok().flatten())
+        .and_then(|d| d.recommended_max_bits);
+    match (from_profile, from_diagnosis) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Prepares a domain's DKIM records for `publish`: when `generate` and the domain
 /// has no key yet, runs the machine to generate its first key(s) (saved before
 /// anything is published), then returns what each key's status wants published.

@@ -333,20 +333,7 @@ impl Runner {
     /// The largest RSA key the account's host can hold: the provider profile's
     /// limit and the latest diagnosis's recommendation, whichever is lower.
     pub fn max_bits_for(&self, account: &str) -> Option<u32> {
-        let from_profile = self
-            .providers
-            .get(account)
-            .and_then(|p| keyring::max_rsa_bits_for(p.profile()));
-        let from_diagnosis = self
-            .store
-            .latest_diagnosis(account)
-            .ok()
-            .flatten()
-            .and_then(|d| d.recommended_max_bits);
-        match (from_profile, from_diagnosis) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        keyring::max_bits_for(account, &self.providers, Some(self.store.as_ref()))
     }
 
     /// The rotation policy of `domain` (`None` when it has no DKIM section).
