@@ -296,3 +296,24 @@ fn rotate_unblock_clears_a_failed_switch() {
             .any(|e| e.event.what == "unblocked")
     );
 }
+
+#[test]
+fn unknown_domain_selection_is_a_data_error_listing_the_configured_ones() {
+    let (_dir, cfg) = setup("");
+    let out = maildns(&[
+        "-c",
+        cfg.to_str().unwrap(),
+        "plan",
+        "-d",
+        "example.com",
+        "-d",
+        "nosuch.example",
+    ]);
+    assert_eq!(out.status.code(), Some(65));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("domain 'nosuch.example' is not configured")
+            && err.contains("configured: example.com"),
+        "{err}"
+    );
+}

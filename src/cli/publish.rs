@@ -98,29 +98,13 @@ impl Credentials for EnvCredentials {
     }
 }
 
-/// Which configured domains the selection names.
+/// Which configured domains the selection names (all when none; an unknown name
+/// is an error listing the configured ones).
 pub(super) fn selected<'a>(
     config: &'a Config,
     selection: &Selection,
 ) -> anyhow::Result<Vec<&'a Domain>> {
-    let out: Vec<&Domain> = config
-        .domains
-        .iter()
-        .filter(|d| {
-            selection.domains.is_empty()
-                || selection.domains.iter().any(|s| {
-                    s.trim_end_matches('.')
-                        .eq_ignore_ascii_case(d.name.as_str())
-                })
-        })
-        .collect();
-    if out.is_empty() && !selection.domains.is_empty() {
-        anyhow::bail!(
-            "no configured domain matches {}",
-            selection.domains.join(", ")
-        );
-    }
-    Ok(out)
+    super::common::select_domains(config, &selection.domains)
 }
 
 pub(super) async fn run(
