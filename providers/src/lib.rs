@@ -186,6 +186,35 @@ impl Profile {
         Ok(())
     }
 
+    /// Checks every record of a set before anything is sent: the first one the host
+    /// cannot hold unchanged gives an [`ErrorKind::Limit`] error for `kind`, `op`, `name`.
+    pub fn check_set(
+        &self,
+        kind: &'static str,
+        op: Operation,
+        name: &Fqdn,
+        records: &[TxtRecord],
+    ) -> Result<(), Error> {
+        for r in records {
+            self.check(r).map_err(|l| {
+                let shown = r.to_presentation();
+                let shown = if shown.chars().count() <= 80 {
+                    shown
+                } else {
+                    format!("{}...", shown.chars().take(77).collect::<String>())
+                };
+                Error::new(
+                    kind,
+                    op,
+                    Some(name),
+                    ErrorKind::Limit(l),
+                    format!("refused before sending: {shown}"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// Re-splits a value so it suits this host: strings of at most `max_string_bytes`.
     pub fn shape(&self, record: &TxtRecord) -> TxtRecord {
         if record
@@ -287,6 +316,34 @@ mod tests {
             Err(LimitError::ForbiddenByte { byte: 0xff, at: 2 })
         );
         assert!(Profile::default().check(&r).is_ok());
+    }
+
+    #[test]
+    fn check_set_refuses_the_first_record_that_does_not_fit() {
+        let p = Profile {
+            max_encoded_bytes: Some(100),
+            ..Profile::default()
+        };
+        let name = Fqdn::parse("x.example.com").unwrap();
+        let ok = TxtRecord::from_value(b"short");
+        let long = TxtRecord::from_value(vec![b'a'; 200]);
+        assert!(
+            p.check_set("t", Operation::Replace, &name, std::slice::from_ref(&ok))
+                .is_ok()
+        );
+        let e = p
+            .check_set("t", Operation::Replace, &name, &[ok, long])
+            .unwrap_err();
+        assert!(matches!(
+            e.kind,
+            ErrorKind::Limit(LimitError::EncodedTooLong { max: 100, .. })
+        ));
+        assert_eq!(e.name.as_deref(), Some("x.example.com"));
+        assert!(
+            e.message.starts_with("refused before sending: \"aaa") && e.message.ends_with("..."),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -250,31 +250,6 @@ fn parse_content(content: &str) -> TxtRecord {
     TxtRecord::from_value(content.as_bytes())
 }
 
-pub(crate) fn check_all(
-    kind: &'static str,
-    profile: &Profile,
-    name: &Fqdn,
-    set: &TxtSet,
-) -> Result<Vec<TxtRecord>, Error> {
-    let mut out: Vec<TxtRecord> = Vec::new();
-    for r in &set.records {
-        let shaped = profile.shape(r);
-        profile.check(&shaped).map_err(|l| {
-            Error::new(
-                kind,
-                Operation::Replace,
-                Some(name),
-                ErrorKind::Limit(l),
-                format!("refused before sending: {}", r.to_presentation()),
-            )
-        })?;
-        if !out.contains(&shaped) {
-            out.push(shaped);
-        }
-    }
-    Ok(out)
-}
-
 #[async_trait::async_trait]
 impl Provider for Cloudflare {
     fn kind(&self) -> &'static str {
@@ -334,7 +309,7 @@ impl Provider for Cloudflare {
 
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
         let op = Operation::Replace;
-        let desired = check_all(KIND, &self.profile, name, set)?;
+        let desired = super::check_all(KIND, &self.profile, name, set)?;
         if desired.is_empty() {
             return self.delete_txt(zone, name).await;
         }

@@ -445,11 +445,7 @@ impl Provider for Google {
 
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
         let op = Operation::Replace;
-        for r in &set.records {
-            self.profile.check(r).map_err(|l| {
-                Error::new(KIND, op, Some(name), ErrorKind::Limit(l), String::new())
-            })?;
-        }
+        self.profile.check_set(KIND, op, name, &set.records)?;
         let target = (!set.records.is_empty()).then_some(set);
         self.apply(zone, name, target, op).await
     }

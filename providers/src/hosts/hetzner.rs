@@ -17,7 +17,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::cloudflare::check_all;
+use super::check_all;
 use crate::http::{Failure, HttpClient, RetryPolicy, kind_for_status};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, RateLimit, Secret, TxtRecord, TxtSet,

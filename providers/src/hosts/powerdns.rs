@@ -388,17 +388,8 @@ impl Provider for PowerDns {
         if set.records.is_empty() {
             return self.delete_txt(zone, name).await;
         }
-        for r in &set.records {
-            self.profile.check(r).map_err(|l| {
-                Error::new(
-                    KIND,
-                    Operation::Replace,
-                    Some(name),
-                    ErrorKind::Limit(l),
-                    format!("record {}", abbreviate(&r.to_presentation())),
-                )
-            })?;
-        }
+        self.profile
+            .check_set(KIND, Operation::Replace, name, &set.records)?;
         if set.ttl < self.profile.min_ttl {
             return Err(Error::new(
                 KIND,
@@ -434,15 +425,6 @@ impl Provider for PowerDns {
             "changetype": "DELETE",
         });
         self.patch(Operation::Delete, zone, name, rrset).await
-    }
-}
-
-fn abbreviate(s: &str) -> String {
-    if s.chars().count() <= 80 {
-        s.to_string()
-    } else {
-        let head: String = s.chars().take(77).collect();
-        format!("{head}...")
     }
 }
 

@@ -509,11 +509,7 @@ impl Provider for Route53 {
 
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
         let op = Operation::Replace;
-        for r in &set.records {
-            self.profile.check(r).map_err(|l| {
-                Error::new(KIND, op, Some(name), ErrorKind::Limit(l), String::new())
-            })?;
-        }
+        self.profile.check_set(KIND, op, name, &set.records)?;
         let _guard = self.write_lock.lock().await;
         if set.records.is_empty() {
             return self.delete_locked(zone, name).await;

@@ -112,11 +112,7 @@ impl ZoneFile {
 
     async fn write_set(&self, op: Operation, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
         self.check_name(op, name)?;
-        for r in &set.records {
-            self.profile
-                .check(r)
-                .map_err(|l| self.err(op, Some(name), ErrorKind::Limit(l), String::new()))?;
-        }
+        self.profile.check_set(KIND, op, name, &set.records)?;
         let _guard = self.lock.lock().await;
         let parsed = self.load(op, name)?;
         let current = parsed.txt_set(name);
