@@ -145,7 +145,9 @@ pub(super) async fn run(
             Some(st) => {
                 let (entries, warnings) = prepare_publish(st, &config, d, max_bits, now, apply)?;
                 for w in warnings {
-                    eprintln!("warning: {}: {}", d.name, w.message);
+                    let prefix = format!("{}: ", d.name);
+                    let message = w.message.strip_prefix(&prefix).unwrap_or(&w.message);
+                    eprintln!("warning: {}: {message}", d.name);
                 }
                 entries
             }
@@ -171,6 +173,30 @@ pub(super) async fn run(
         },
     )
     .await;
+    // A value the host did not keep: saved as its limit, so the next run (or
+    // rotation step) sizes the key for it without a manual `maildns diagnose`.
+    let mut readback_notes = Vec::new();
+    if let Some(st) = &store {
+        for o in &outcomes {
+            if let Some(DomainError::NotStored(found)) = &o.error {
+                let kind = providers
+                    .get(&o.account)
+                    .map(|p| p.kind())
+                    .unwrap_or("unknown");
+                let zone = o.zone.as_deref().unwrap_or(o.domain.as_str());
+                let r = crate::diagnose::save_readback(st, &o.account, kind, zone, found, now)
+                    .context("saving the read-back diagnosis")?;
+                if let Some(bits) = r.recommended_max_bits
+                    && !readback_notes.iter().any(|n: &String| n.contains(&o.account))
+                {
+                    readback_notes.push(format!(
+                        "note: account '{}' holds DKIM keys of at most {bits} bits (saved); the next `maildns publish` or rotation step replaces a key not yet in use",
+                        o.account
+                    ));
+                }
+            }
+        }
+    }
     if apply && let Some(st) = &store {
         for o in outcomes.iter().filter(|o| o.error.is_none()) {
             if let Some(d) = domains.iter().find(|d| d.name == o.domain) {
@@ -201,6 +227,9 @@ pub(super) async fn run(
     }
     if !cli.json {
         print_human(&outcomes, &summary, apply, &failed_accounts);
+        for n in &readback_notes {
+            println!("{n}");
+        }
         for d in &no_key {
             println!(
                 "note: {d} has no DKIM key yet: `maildns publish` generates and publishes the first one"

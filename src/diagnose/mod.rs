@@ -455,3 +455,102 @@ pub fn save(
 ) -> Result<i64, StoreError> {
     store.save_diagnosis(&to_diagnosis(account, report, at))
 }
+
+/// What a write's read-back showed, saved as a diagnosis so the next key is
+/// sized for the host without a manual `maildns diagnose` (`source` is
+/// `"readback"` in the saved JSON; a full run has `probes` instead).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReadbackReport {
+    /// Always `readback`.
+    pub source: &'static str,
+    /// Host kind.
+    pub provider: &'static str,
+    /// The zone written to.
+    pub zone: String,
+    /// The value that did not survive, and how.
+    pub found: crate::publish::NotStored,
+    /// The key-size advice drawn from it.
+    pub recommendation: Recommendation,
+}
+
+/// The largest RSA size whose DKIM record fits in values of at most `bytes`
+/// bytes (the same record model as the profile check,
+/// [`crate::rotation::keyring::max_rsa_bits_for`]): `None` when 4096 bits
+/// fits, never below 1024 (RFC 8301).
+pub fn rsa_bits_within(bytes: usize) -> Option<u32> {
+    crate::rotation::keyring::max_rsa_bits_for(&maildns_providers::Profile {
+        max_value_bytes: Some(bytes),
+        ..maildns_providers::Profile::default()
+    })
+}
+
+/// The advice from a read-back that failed, given the account's latest saved
+/// advice `previous` (a read-back never raises an earlier cap):
+/// - cut to `kept` bytes: the largest RSA size whose record fits in `kept`;
+/// - a long value spread over several records: what fits in the largest one;
+/// - a DKIM record altered from byte `at`: what fits in `at` bytes;
+/// - otherwise (missing, altered non-DKIM value): `previous`.
+pub fn readback_recommendation(
+    found: &crate::publish::NotStored,
+    previous: Option<u32>,
+) -> Recommendation {
+    let intact_bytes = match &found.verdict {
+        Verdict::Truncated { kept, .. } => Some(*kept),
+        Verdict::SeveralRecords { .. } => found.found.iter().map(|s| s.bytes).max(),
+        Verdict::Altered { at } if found.kind == crate::records::RecordKind::Dkim => Some(*at),
+        _ => None,
+    };
+    let from_here = intact_bytes.map(rsa_bits_within);
+    let recommended = match (from_here, previous) {
+        (Some(Some(a)), Some(b)) => Some(a.min(b)),
+        (Some(a), None) => a,
+        (Some(None), b) | (None, b) => b,
+    };
+    let text = match (intact_bytes, recommended) {
+        (Some(n), Some(bits)) => format!(
+            "{bits}-bit: {found}; the host holds values of {n} bytes intact (found on publish)"
+        ),
+        (_, Some(bits)) => format!("{bits}-bit (unchanged): {found}"),
+        (_, None) => format!("no key-size limit learned: {found}"),
+    };
+    Recommendation {
+        largest_intact_bits: recommended,
+        recommended_max_bits: recommended,
+        text,
+    }
+}
+
+/// Saves what a failed read-back showed as the latest diagnosis of `account`
+/// (what `maildns diagnose` saves and [`crate::rotation::keyring::max_bits_for`]
+/// reads); returns the advice saved.
+///
+/// # Errors
+/// The store's.
+pub fn save_readback(
+    store: &dyn Store,
+    account: &str,
+    provider: &'static str,
+    zone: &str,
+    found: &crate::publish::NotStored,
+    at: DateTime<Utc>,
+) -> Result<Recommendation, StoreError> {
+    let previous = store
+        .latest_diagnosis(account)?
+        .and_then(|d| d.recommended_max_bits);
+    let recommendation = readback_recommendation(found, previous);
+    let report = ReadbackReport {
+        source: "readback",
+        provider,
+        zone: zone.to_string(),
+        found: found.clone(),
+        recommendation: recommendation.clone(),
+    };
+    store.save_diagnosis(&Diagnosis {
+        account: account.to_string(),
+        zone: zone.to_string(),
+        at,
+        result: serde_json::to_value(&report).unwrap_or(serde_json::Value::Null),
+        recommended_max_bits: recommendation.recommended_max_bits,
+    })?;
+    Ok(recommendation)
+}

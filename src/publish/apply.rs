@@ -3,7 +3,9 @@
 //! All domains are planned before anything is written (plan before apply). Domains
 //! run concurrently, up to each account's declared concurrency cap; one domain's
 //! failure does not stop the others. Every write is idempotent: a second run
-//! finds everything in sync and writes nothing.
+//! finds everything in sync and writes nothing. Every set written is read back
+//! at once; a value the host did not keep as sent (cut short, altered) fails the
+//! domain with [`DomainError::NotStored`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use super::plan::{Desired, Plan, PlanError, plan};
+use super::readback::{NotStored, compare_set};
 
 /// One domain's work: where it lives and what should be there.
 #[derive(Debug, Clone)]
@@ -37,6 +40,9 @@ pub enum DomainError {
     /// The plan is unsafe (nothing was written).
     #[error("{0}")]
     Plan(PlanError),
+    /// The host accepted a write but holds something else (read back at once).
+    #[error("{0}")]
+    NotStored(NotStored),
     /// The account is not configured or could not be set up.
     #[error("account '{account}': {message}")]
     Account {
@@ -165,12 +171,14 @@ pub async fn run(
                             } else {
                                 provider.replace_txt(zone, &c.name, &c.write).await
                             };
-                            match r {
-                                Ok(()) => outcome.applied += 1,
-                                Err(e) => {
-                                    outcome.error = Some(DomainError::Provider(e));
-                                    break;
-                                }
+                            if let Err(e) = r {
+                                outcome.error = Some(DomainError::Provider(e));
+                                break;
+                            }
+                            outcome.applied += 1;
+                            if let Err(e) = read_back(provider.as_ref(), zone, c).await {
+                                outcome.error = Some(e);
+                                break;
                             }
                         }
                     }
@@ -181,6 +189,26 @@ pub async fn run(
         },
     )
     .await
+}
+
+/// Reads the set `c` wrote back and compares it with what was sent (a delete is
+/// not read back).
+async fn read_back(
+    provider: &dyn Provider,
+    zone: &Zone,
+    c: &super::plan::Change,
+) -> Result<(), DomainError> {
+    if c.write.records.is_empty() {
+        return Ok(());
+    }
+    let stored = provider
+        .read_txt(zone, &c.name)
+        .await
+        .map_err(DomainError::Provider)?;
+    match compare_set(&c.name, c.kind, &c.write, stored.as_ref()) {
+        None => Ok(()),
+        Some(e) => Err(DomainError::NotStored(e)),
+    }
 }
 
 async fn find_zone(provider: &dyn Provider, job: &DomainJob) -> Result<Zone, ProviderError> {

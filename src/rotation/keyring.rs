@@ -1,6 +1,7 @@
 //! Between the rotation state and the rest: the policy from the configuration,
 //! where private keys live, which DKIM records the state wants published, and
-//! the key-generation step that `publish` (first key) and the runner share.
+//! the key-generation step that `publish` (first key) and the runner share, and
+//! the fallback of a pending key the DNS host cannot hold ([`fall_back`]).
 
 use std::path::PathBuf;
 
@@ -9,8 +10,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use maildns_providers::Fqdn;
 
 use super::machine::{
-    Action, Disposal, DomainState, KeyRecord, KeyStatus, Observation, Policy, PolicySettings,
-    Withdrawal,
+    Action, Disposal, DomainState, Event, KeyRecord, KeyStatus, Observation, Policy,
+    PolicySettings, Warning, Withdrawal,
 };
 use crate::config::{Config, DkimPolicy, Retire};
 use crate::keys::{self, Algorithm, PrivateKey, WriteOptions};
@@ -151,18 +152,32 @@ pub fn generate(
     if path.exists() {
         // Crash after writing, before saving the state: the file is ours.
         let key = keys::load_private_key(&path)?;
-        if key.algorithm() == *algorithm {
+        let same_size = key.algorithm() != Algorithm::Rsa || key.bits() == *bits;
+        if key.algorithm() == *algorithm && same_size {
             return Ok(Some(Observation::KeyGenerated {
                 selector: selector.clone(),
                 key_path: path.display().to_string(),
             }));
         }
-        anyhow::bail!(
-            "{} exists and holds a {} key, not {}",
-            path.display(),
-            key.algorithm(),
-            algorithm
-        );
+        if key.algorithm() != *algorithm {
+            anyhow::bail!(
+                "{} exists and holds a {} key, not {}",
+                path.display(),
+                key.algorithm(),
+                algorithm
+            );
+        }
+        // Written for this selector before a fallback to a smaller size
+        // (selectors are never reused): never published, so replaced, unless
+        // the signer's tables name it.
+        if signer_names(config, &path)? {
+            anyhow::bail!(
+                "{} holds a {}-bit key, not {bits}, and the signer's key table names it",
+                path.display(),
+                key.bits()
+            );
+        }
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -182,6 +197,180 @@ pub fn generate(
         selector: selector.clone(),
         key_path: path.display().to_string(),
     }))
+}
+
+/// True when the signer's key table (if a signer is configured and the table
+/// exists) names the key file `path`: the signer may be signing with it.
+fn signer_names(config: &Config, path: &std::path::Path) -> anyhow::Result<bool> {
+    let Some(signer) = &config.signer else {
+        return Ok(false);
+    };
+    let text = match std::fs::read_to_string(&signer.key_table) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => {
+            return Err(e).with_context(|| format!("reading {}", signer.key_table.display()));
+        }
+    };
+    let table = crate::signer::opendkim::KeyTable::parse(&text)
+        .with_context(|| format!("reading {}", signer.key_table.display()))?;
+    Ok(table.entries().any(|e| std::path::Path::new(&e.key) == path))
+}
+
+/// What [`fall_back`] did to a domain's state.
+#[derive(Debug, Default)]
+pub struct Fallback {
+    /// Events to save with the changed state.
+    pub events: Vec<Event>,
+    /// Warnings for the operator.
+    pub warnings: Vec<Warning>,
+    /// Private key files of discarded keys, to remove once the state is saved
+    /// (a file that is already gone counts as removed).
+    pub remove: Vec<PathBuf>,
+}
+
+impl Fallback {
+    /// True when the state changed (save it, then remove the files).
+    pub fn changed(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// Removes the discarded keys' files; returns the failures as warnings.
+    pub fn remove_files(&self) -> Vec<Warning> {
+        let mut out = Vec::new();
+        for path in &self.remove {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => out.push(Warning {
+                    code: "key_not_removed",
+                    message: format!("removing the discarded key {}: {e}", path.display()),
+                }),
+            }
+        }
+        out
+    }
+}
+
+/// The RSA size a key of `bits` gets behind a host that holds at most `max`
+/// bits: the largest of 4096/3072/2048/1024 that fits, never below 1024.
+fn fitting_bits(bits: u32, max: u32) -> u32 {
+    [4096, 3072, 2048, 1024]
+        .into_iter()
+        .find(|b| *b <= max && *b <= bits)
+        .unwrap_or(1024)
+}
+
+/// Falls back a pending RSA key the host cannot hold (larger than the policy's
+/// `max_bits_for_host`, e.g. after a publish read-back found its record cut
+/// short) so the next step publishes one it can:
+///
+/// - a `planned` key (nothing generated or published yet) keeps its selector
+///   and gets the fitting size;
+/// - a `generated` or `published` key (its record may sit at the host, cut
+///   short; no signer ever used it) is discarded: it becomes `destroyed`
+///   (kept as history, so its selector is not reused, and its record is
+///   revoked or removed like a retired key's) and its file is listed for
+///   removal; the machine then plans a new key of the fitting size under a
+///   new selector (a resolver may still cache the cut record at the old one).
+///   A key whose file the signer's key table names is left alone, with a
+///   warning.
+///
+/// Keys that may be signing (`switched`, `active`, ...), `propagated` keys
+/// (served intact everywhere) and retired keys are never touched.
+pub fn fall_back(
+    config: &Config,
+    state: &mut DomainState,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Fallback {
+    let mut out = Fallback::default();
+    let Some(max) = policy.settings().max_bits_for_host else {
+        return out;
+    };
+    let domain = state.domain.clone();
+    for k in &mut state.keys {
+        if k.algorithm != Algorithm::Rsa || k.bits <= max.max(1024) {
+            continue;
+        }
+        let fit = fitting_bits(k.bits, max);
+        let event = |selector: &super::Selector, detail: String| Event {
+            at: now,
+            domain: domain.clone(),
+            selector: Some(selector.clone()),
+            what: "bits_fallback".into(),
+            outcome: "warning".into(),
+            detail,
+        };
+        match k.status {
+            KeyStatus::Planned => {
+                let message = format!(
+                    "{domain}: the DNS host cannot hold the {}-bit key planned as {} (host limit {max} bits): it gets {fit} bits",
+                    k.bits, k.selector
+                );
+                out.events.push(event(&k.selector, message.clone()));
+                out.warnings.push(Warning {
+                    code: "bits_fallback",
+                    message,
+                });
+                k.bits = fit;
+            }
+            KeyStatus::Generated | KeyStatus::Published => {
+                let path = k.key_path.as_ref().map(PathBuf::from);
+                if let Some(p) = &path
+                    && !matches!(signer_names(config, p), Ok(false))
+                {
+                    out.warnings.push(Warning {
+                        code: "bits_fallback_blocked",
+                        message: format!(
+                            "{domain}: the DNS host cannot hold the {}-bit key {}, but the signer's key table names its file (or cannot be read): left alone",
+                            k.bits, k.selector
+                        ),
+                    });
+                    continue;
+                }
+                let message = format!(
+                    "{domain}: the DNS host cannot hold the {}-bit key {} (host limit {max} bits): discarded before use; a {fit}-bit key replaces it under a new selector",
+                    k.bits, k.selector
+                );
+                out.events.push(event(&k.selector, message.clone()));
+                out.warnings.push(Warning {
+                    code: "bits_fallback",
+                    message: message.clone(),
+                });
+                k.status = KeyStatus::Destroyed;
+                k.destroyed_at = Some(now);
+                k.not_before = None;
+                k.attempts = 0;
+                k.failure = Some(message);
+                out.remove.extend(path);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The warnings of a domain whose configured RSA size its host cannot hold,
+/// given on every run while the fallback applies.
+pub fn fallback_warnings(domain: &crate::config::Domain, policy: &Policy) -> Vec<Warning> {
+    let mut out = Vec::new();
+    for spec in &policy.settings().keys {
+        let (bits, fallback) = policy.effective_bits(spec);
+        if fallback {
+            out.push(Warning {
+                code: "bits_fallback",
+                message: format!(
+                    "{}: the DNS host of account '{}' cannot hold a {}-bit RSA key (limit {} bits): new keys get {bits} bits",
+                    domain.name,
+                    domain.account,
+                    spec.bits,
+                    policy.settings().max_bits_for_host.unwrap_or_default()
+                ),
+            });
+        }
+    }
+    out
 }
 
 /// Length of `p=` for RSA keys of each size (base64 of the SubjectPublicKeyInfo).
@@ -238,14 +427,27 @@ pub fn prepare_publish(
     };
     let policy = policy(dkim, max_bits_for_host)?;
     let mut state = store.load(&domain.name)?;
-    let mut warnings = Vec::new();
-    if generate_first && state.keys.is_empty() {
+    let mut warnings = fallback_warnings(domain, &policy);
+    if generate_first {
+        let fallback = fall_back(config, &mut state, &policy, now);
+        if fallback.changed() {
+            store.save(&state, &fallback.events)?;
+            warnings.extend(fallback.remove_files());
+        }
+        warnings.extend(fallback.warnings);
+    }
+    // No key yet, or only keys discarded before use: the first key(s).
+    if generate_first && state.keys.iter().all(|k| k.status == KeyStatus::Destroyed) {
         let mut observations = Vec::new();
         // A handful of steps: plan the key(s), generate, stop at publishing.
         for _ in 0..4 {
             let d = super::step(&state, &observations, now, &policy);
             store.save(&d.state, &d.events)?;
-            warnings.extend(d.warnings.iter().cloned());
+            for w in &d.warnings {
+                if !warnings.iter().any(|x| x.code == w.code) {
+                    warnings.push(w.clone());
+                }
+            }
             observations.clear();
             for a in d.work() {
                 if let Some(o) = generate(config, &domain.name, a)? {

@@ -145,9 +145,43 @@ impl Runner {
         match outcomes.into_iter().next() {
             Some(o) => match o.error {
                 None => Ok(()),
+                Some(publish::DomainError::NotStored(found)) => {
+                    Err(self.save_readback(d, o.zone.as_deref(), &found, now))
+                }
                 Some(e) => Err(e.to_string()),
             },
             None => Err(format!("account '{}' is not connected", d.account)),
+        }
+    }
+
+    /// Saves a failed read-back as the account's latest diagnosis (so the next
+    /// round falls back to a size the host holds); returns the failure to report.
+    fn save_readback(
+        &self,
+        d: &Domain,
+        zone: Option<&str>,
+        found: &publish::NotStored,
+        now: DateTime<Utc>,
+    ) -> String {
+        let kind = self
+            .providers
+            .get(&d.account)
+            .map(|p| p.kind())
+            .unwrap_or("unknown");
+        let zone = zone.unwrap_or(d.name.as_str());
+        match crate::diagnose::save_readback(
+            self.store.as_ref(),
+            &d.account,
+            kind,
+            zone,
+            found,
+            now,
+        ) {
+            Ok(r) => match r.recommended_max_bits {
+                Some(bits) => format!("{found}; saved as the host's limit: new keys get at most {bits} bits"),
+                None => found.to_string(),
+            },
+            Err(e) => format!("{found}; saving the diagnosis failed: {e}"),
         }
     }
 
