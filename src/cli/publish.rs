@@ -187,7 +187,9 @@ pub(super) async fn run(
                 let r = crate::diagnose::save_readback(st, &o.account, kind, zone, found, now)
                     .context("saving the read-back diagnosis")?;
                 if let Some(bits) = r.recommended_max_bits
-                    && !readback_notes.iter().any(|n: &String| n.contains(&o.account))
+                    && !readback_notes
+                        .iter()
+                        .any(|n: &String| n.contains(&o.account))
                 {
                     readback_notes.push(format!(
                         "note: account '{}' holds DKIM keys of at most {bits} bits (saved); the next `maildns publish` or rotation step replaces a key not yet in use",

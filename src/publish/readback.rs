@@ -58,9 +58,9 @@ impl NotStored {
         let name = &self.name;
         match &self.verdict {
             Verdict::Truncated { kept, sent } => match self.observed {
-                Source::Api => format!(
-                    "{who} truncated the {kind} record at {name} to {kept} of {sent} bytes"
-                ),
+                Source::Api => {
+                    format!("{who} truncated the {kind} record at {name} to {kept} of {sent} bytes")
+                }
                 Source::Server { .. } => format!(
                     "{who} {what} the {kind} record at {name} truncated to {kept} of {sent} bytes"
                 ),
@@ -69,13 +69,16 @@ impl NotStored {
                 "{who} {what} the {kind} record at {name} altered from byte {at} of {}",
                 self.sent.bytes
             ),
-            Verdict::SeveralRecords { records } => format!(
-                "{who} {what} the {kind} record at {name} as {records} separate records"
+            Verdict::SeveralRecords { records } => {
+                format!("{who} {what} the {kind} record at {name} as {records} separate records")
+            }
+            Verdict::Missing => {
+                format!("{who} accepted the {kind} record at {name} but {what} no such value")
+            }
+            other => format!(
+                "{who} {what} the {kind} record at {name}: {}",
+                other.label()
             ),
-            Verdict::Missing => format!(
-                "{who} accepted the {kind} record at {name} but {what} no such value"
-            ),
-            other => format!("{who} {what} the {kind} record at {name}: {}", other.label()),
         }
     }
 
@@ -207,7 +210,10 @@ mod tests {
         let altered = set(vec![TxtRecord::from_value(bytes)]);
         let e = compare_set(&name(), RecordKind::Dkim, &sent, Some(&altered)).unwrap();
         assert_eq!(e.verdict, Verdict::Altered { at: 100 });
-        assert!(e.to_string().contains("altered from byte 100 of 300"), "{e}");
+        assert!(
+            e.to_string().contains("altered from byte 100 of 300"),
+            "{e}"
+        );
 
         let e = compare_set(&name(), RecordKind::Dkim, &sent, None).unwrap();
         assert_eq!(e.verdict, Verdict::Missing);

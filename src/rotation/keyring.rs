@@ -214,7 +214,9 @@ fn signer_names(config: &Config, path: &std::path::Path) -> anyhow::Result<bool>
     };
     let table = crate::signer::opendkim::KeyTable::parse(&text)
         .with_context(|| format!("reading {}", signer.key_table.display()))?;
-    Ok(table.entries().any(|e| std::path::Path::new(&e.key) == path))
+    Ok(table
+        .entries()
+        .any(|e| std::path::Path::new(&e.key) == path))
 }
 
 /// What [`fall_back`] did to a domain's state.

@@ -97,7 +97,7 @@ impl Runner {
     /// Applies the DKIM record of `selector` as it is wanted once the key has
     /// `status` (Published: the full record; Withdrawing: revoked or removed),
     /// through `publish` so foreign values stay and an in-use key is protected.
-    async fn apply(
+    pub(super) async fn apply(
         &self,
         d: &Domain,
         dkim: &DkimPolicy,
@@ -178,7 +178,9 @@ impl Runner {
             now,
         ) {
             Ok(r) => match r.recommended_max_bits {
-                Some(bits) => format!("{found}; saved as the host's limit: new keys get at most {bits} bits"),
+                Some(bits) => {
+                    format!("{found}; saved as the host's limit: new keys get at most {bits} bits")
+                }
                 None => found.to_string(),
             },
             Err(e) => format!("{found}; saving the diagnosis failed: {e}"),

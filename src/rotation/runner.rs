@@ -429,6 +429,35 @@ impl Runner {
             if fallback.changed() {
                 self.store.save(&after, &fallback.events)?;
                 out.warnings.extend(fallback.remove_files());
+                // The discarded keys' records (cut short at the host) are
+                // revoked or removed now, as a retired key's would be.
+                for k in after.keys.iter().filter(|k| {
+                    k.status == super::KeyStatus::Destroyed
+                        && decision.state.key(&k.selector).map(|o| o.status)
+                            != Some(super::KeyStatus::Destroyed)
+                }) {
+                    if let Err(e) = self
+                        .apply(
+                            d,
+                            dkim,
+                            &after,
+                            &k.selector,
+                            super::KeyStatus::Destroyed,
+                            now,
+                        )
+                        .await
+                    {
+                        let message = format!(
+                            "{}: withdrawing the discarded key {}: {e}",
+                            d.name, k.selector
+                        );
+                        tracing::warn!("{message}");
+                        out.warnings.push(Warning {
+                            code: "discarded_record",
+                            message,
+                        });
+                    }
+                }
                 observations.clear();
                 continue;
             }
