@@ -554,3 +554,87 @@ pub fn save_readback(
     })?;
     Ok(recommendation)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::publish::NotStored;
+    use crate::publish::readback::Source;
+    use crate::records::RecordKind;
+
+    fn found(kind: RecordKind, verdict: Verdict, found: &[usize]) -> NotStored {
+        NotStored {
+            name: Fqdn::parse("s._domainkey.example.com").unwrap(),
+            kind,
+            verdict,
+            sent: Shape {
+                bytes: 420,
+                strings: vec![26, 255, 139],
+            },
+            found: found
+                .iter()
+                .map(|b| Shape {
+                    bytes: *b,
+                    strings: vec![*b],
+                })
+                .collect(),
+            observed: Source::Api,
+        }
+    }
+
+    #[test]
+    fn sizes_follow_the_bytes_the_host_keeps() {
+        assert_eq!(rsa_bits_within(300), Some(1024));
+        assert_eq!(rsa_bits_within(420), Some(2048));
+        assert_eq!(rsa_bits_within(419), Some(1024));
+        assert_eq!(rsa_bits_within(512), Some(2048));
+        assert_eq!(rsa_bits_within(800), None);
+        assert_eq!(rsa_bits_within(10), Some(1024), "never below 1024");
+    }
+
+    #[test]
+    fn a_readback_recommends_what_fits_and_never_raises_a_cap() {
+        let cut = |kept| {
+            found(
+                RecordKind::Dkim,
+                Verdict::Truncated { kept, sent: 420 },
+                &[kept],
+            )
+        };
+        let r = readback_recommendation(&cut(300), None);
+        assert_eq!(r.recommended_max_bits, Some(1024));
+        assert!(
+            r.text
+                .starts_with("1024-bit: the host truncated the DKIM record"),
+            "{}",
+            r.text
+        );
+        assert_eq!(
+            readback_recommendation(&cut(512), None).recommended_max_bits,
+            Some(2048)
+        );
+        assert_eq!(
+            readback_recommendation(&cut(512), Some(1024)).recommended_max_bits,
+            Some(1024)
+        );
+        let split = found(
+            RecordKind::Dkim,
+            Verdict::SeveralRecords { records: 2 },
+            &[255, 165],
+        );
+        assert_eq!(
+            readback_recommendation(&split, None).recommended_max_bits,
+            Some(1024)
+        );
+        let spf_altered = found(RecordKind::Spf, Verdict::Altered { at: 3 }, &[420]);
+        assert_eq!(
+            readback_recommendation(&spf_altered, Some(2048)).recommended_max_bits,
+            Some(2048)
+        );
+        let missing = found(RecordKind::Dkim, Verdict::Missing, &[]);
+        assert_eq!(
+            readback_recommendation(&missing, None).recommended_max_bits,
+            None
+        );
+    }
+}

@@ -493,3 +493,172 @@ pub fn after_publish(
     store.save(&d.state, &d.events)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rotation::machine::{Selector, check_invariants, step};
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2024-01-10T00:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap()
+    }
+
+    fn key(selector: &str, status: KeyStatus, path: Option<&std::path::Path>) -> KeyRecord {
+        KeyRecord {
+            selector: Selector::parse(selector).unwrap(),
+            algorithm: Algorithm::Rsa,
+            bits: 2048,
+            status,
+            created_at: now() - TimeDelta::days(40),
+            key_path: path.map(|p| p.display().to_string()),
+            published_at: None,
+            propagated_at: None,
+            safe_after: None,
+            active_at: None,
+            retired_at: None,
+            withdrawn_at: None,
+            destroyed_at: None,
+            not_before: Some(now() + TimeDelta::minutes(1)),
+            attempts: 1,
+            failure: Some("the host truncated it".into()),
+        }
+    }
+
+    fn active(selector: &str) -> KeyRecord {
+        let mut k = key(
+            selector,
+            KeyStatus::Active,
+            Some(std::path::Path::new("/k")),
+        );
+        k.safe_after = Some(now() - TimeDelta::days(35));
+        k.active_at = Some(now() - TimeDelta::days(35));
+        k
+    }
+
+    fn setup(dir: &std::path::Path, max: Option<u32>) -> (Config, Policy) {
+        let text = format!(
+            r#"state_dir = "{d}/state"
+[accounts.z]
+provider = "zonefile"
+path = "{d}/zone.db"
+
+[domains."example.com"]
+account = "z"
+[domains."example.com".dkim]
+bits = 2048
+
+[signer]
+key_dir = "{d}/keys"
+key_table = "{d}/key.table"
+signing_table = "{d}/signing.table"
+user = "opendkim"
+"#,
+            d = dir.display()
+        );
+        let config = crate::config::parse(&text, &dir.join("maildns.toml")).unwrap();
+        let dkim = config.domains[0].dkim.clone().unwrap();
+        let policy = policy(&dkim, max).unwrap();
+        (config, policy)
+    }
+
+    fn state(keys: Vec<KeyRecord>) -> DomainState {
+        let mut s = DomainState::new(Fqdn::parse("example.com").unwrap());
+        s.keys = keys;
+        s
+    }
+
+    #[test]
+    fn a_planned_key_keeps_its_selector_and_gets_the_fitting_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, policy) = setup(dir.path(), Some(1024));
+        let mut st = state(vec![key("202401", KeyStatus::Planned, None)]);
+        let f = fall_back(&config, &mut st, &policy, now());
+        assert!(f.changed());
+        assert!(f.remove.is_empty());
+        assert_eq!(st.keys[0].status, KeyStatus::Planned);
+        assert_eq!(st.keys[0].bits, 1024);
+        assert_eq!(f.events[0].what, "bits_fallback");
+        assert!(f.events[0].detail.contains("it gets 1024 bits"));
+    }
+
+    #[test]
+    fn a_published_key_is_discarded_and_a_new_selector_planned_at_1024_bits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, policy) = setup(dir.path(), Some(1024));
+        let file = dir.path().join("202402.private");
+        std::fs::write(&file, "x").unwrap();
+        let mut st = state(vec![
+            active("202401"),
+            key("202402", KeyStatus::Published, Some(&file)),
+        ]);
+        let before = st.clone();
+        let f = fall_back(&config, &mut st, &policy, now());
+        assert!(f.changed());
+        assert_eq!(st.keys[0], before.keys[0], "the active key is untouched");
+        let gone = &st.keys[1];
+        assert_eq!(gone.status, KeyStatus::Destroyed);
+        assert_eq!(gone.destroyed_at, Some(now()));
+        assert_eq!(f.remove, vec![file.clone()]);
+        assert!(file.exists(), "removed only after the state is saved");
+        assert!(f.remove_files().is_empty());
+        assert!(!file.exists());
+        check_invariants(&st).expect("a discarded key keeps the invariants");
+        // The next step plans its successor at the fitting size, new selector.
+        let d = step(&st, &[], now(), &policy);
+        let planned: Vec<_> = d
+            .state
+            .keys
+            .iter()
+            .filter(|k| k.status == KeyStatus::Planned)
+            .collect();
+        assert_eq!(planned.len(), 1);
+        assert_eq!(planned[0].selector.as_str(), "202401a");
+        assert_eq!(planned[0].bits, 1024);
+        assert!(d.warnings.iter().any(|w| w.code == "bits_fallback"));
+        // Its record is revoked like a retired key's.
+        let dkim = config.domains[0].dkim.clone().unwrap();
+        let entries = dkim_entries(&state(vec![gone.clone()]), &dkim, now()).unwrap();
+        assert_eq!(
+            entries[0].record.as_ref().map(|r| r.value_lossy()),
+            Some("v=DKIM1; h=sha256; k=rsa; p=".to_string())
+        );
+    }
+
+    #[test]
+    fn a_key_the_signer_names_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, policy) = setup(dir.path(), Some(1024));
+        let file = dir.path().join("keys/example.com/202402.private");
+        std::fs::write(
+            dir.path().join("key.table"),
+            format!(
+                "202402._domainkey.example.com example.com:202402:{}\n",
+                file.display()
+            ),
+        )
+        .unwrap();
+        assert!(signer_names(&config, &file).unwrap());
+        assert!(!signer_names(&config, &dir.path().join("other.private")).unwrap());
+        let mut st = state(vec![key("202402", KeyStatus::Generated, Some(&file))]);
+        let before = st.clone();
+        let f = fall_back(&config, &mut st, &policy, now());
+        assert!(!f.changed());
+        assert_eq!(st, before);
+        assert_eq!(f.warnings[0].code, "bits_fallback_blocked");
+    }
+
+    #[test]
+    fn nothing_changes_without_a_limit_or_for_keys_that_fit_or_sign() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, unlimited) = setup(dir.path(), None);
+        let mut st = state(vec![key("202402", KeyStatus::Generated, None)]);
+        assert!(!fall_back(&config, &mut st, &unlimited, now()).changed());
+        let (_, capped) = setup(dir.path(), Some(2048));
+        assert!(!fall_back(&config, &mut st, &capped, now()).changed());
+        let (_, small) = setup(dir.path(), Some(1024));
+        let mut signing = state(vec![active("202401")]);
+        assert!(!fall_back(&config, &mut signing, &small, now()).changed());
+    }
+}
