@@ -195,6 +195,10 @@ async fn publish_names_the_cut_then_the_next_run_publishes_an_intact_1024_bit_ke
     assert_eq!(saved.zone, "example.com");
     assert_eq!(saved.result["source"], "readback");
     assert_eq!(saved.result["found"]["verdict"]["verdict"], "truncated");
+    // `status` shows it on the key.
+    let out = maildns(&cfg, &["status"]);
+    let (stdout, stderr) = text(&out);
+    assert!(stdout.contains(&msg), "{stdout}{stderr}");
     // What the host holds is useless: signatures with the key fail against it.
     let cut = held(&fake, big.selector.as_str()).unwrap();
     assert_eq!(cut.len(), 300);

@@ -10,7 +10,9 @@ use crate::config::{Account, Config, Domain};
 use crate::publish::{
     self, Action, DomainError, DomainJob, DomainOutcome, Options, for_domain, plan::shorten,
 };
-use crate::rotation::keyring::{after_publish, max_bits_for, prepare_publish};
+use crate::rotation::keyring::{
+    after_publish, max_bits_for, prepare_publish, record_publish_failure,
+};
 use crate::rotation::{SqliteStore, Store};
 
 /// Arguments shared by `plan` and `publish`.
@@ -186,6 +188,7 @@ pub(super) async fn run(
                 let zone = o.zone.as_deref().unwrap_or(o.domain.as_str());
                 let r = crate::diagnose::save_readback(st, &o.account, kind, zone, found, now)
                     .context("saving the read-back diagnosis")?;
+                record_publish_failure(st, &o.domain, &found.name, &found.to_string(), now)?;
                 if let Some(bits) = r.recommended_max_bits
                     && !readback_notes
                         .iter()

@@ -344,13 +344,46 @@ pub fn fall_back(
                 k.destroyed_at = Some(now);
                 k.not_before = None;
                 k.attempts = 0;
-                k.failure = Some(message);
+                k.failure = None;
                 out.remove.extend(path);
             }
             _ => {}
         }
     }
     out
+}
+
+/// Records on the key whose record is at `name` that `publish` found it not
+/// kept by the host (`reason`), so `status` shows it; an event says the same.
+/// Nothing happens when no key of `domain` has its record there.
+///
+/// # Errors
+/// The store's.
+pub fn record_publish_failure(
+    store: &dyn super::Store,
+    domain: &Fqdn,
+    name: &Fqdn,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let mut state = store.load(domain)?;
+    let Some(k) = state.keys.iter_mut().find(|k| {
+        crate::publish::selector_name(domain, k.selector.as_str()).is_ok_and(|n| &n == name)
+    }) else {
+        return Ok(());
+    };
+    k.attempts = k.attempts.saturating_add(1);
+    k.failure = Some(reason.to_string());
+    let event = Event {
+        at: now,
+        domain: domain.clone(),
+        selector: Some(k.selector.clone()),
+        what: "publish_key".into(),
+        outcome: "error".into(),
+        detail: format!("attempt {}: {reason}", k.attempts),
+    };
+    store.save(&state, &[event])?;
+    Ok(())
 }
 
 /// The warnings of a domain whose configured RSA size its host cannot hold,
