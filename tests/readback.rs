@@ -13,12 +13,13 @@ use chrono::{DateTime, TimeZone, Utc};
 use maildns::accounts::{Credentials, connect_all};
 use maildns::config::Account;
 use maildns::diagnose::Verdict;
-use maildns::propagation::Clock;
+use maildns::propagation::{Clock, Querier, QueryOptions};
 use maildns::publish::{self, DomainError, DomainJob, Options};
 use maildns::records::RecordKind;
 use maildns::rotation::{DomainState, KeyStatus, Runner, SqliteStore, Store};
 use maildns_providers::http::RetryPolicy;
 use maildns_providers::{Fqdn, Profile, Provider, Secret, TxtRecord};
+use maildns_testkit::PowerDns;
 use maildns_testkit::fakes::gandi::FakeGandi;
 use maildns_testkit::fakes::quirky::{Quirks, QuirkyFake, QuirkyProvider};
 
@@ -431,4 +432,170 @@ async fn publish_run_reports_each_kind_of_loss_through_the_quirky_host() {
         }
         assert_eq!(out[0].applied, 1, "the write itself went through");
     }
+}
+
+// ---- what a real authoritative server serves ----
+
+/// A PowerDNS adapter whose host "cuts" values to `keep` bytes behind an API
+/// that answers with what was sent: only what the server serves shows the cut.
+struct CutBehindTheApi {
+    inner: maildns_providers::hosts::powerdns::PowerDns,
+    keep: usize,
+    sent: Mutex<BTreeMap<Fqdn, maildns_providers::TxtSet>>,
+}
+
+#[async_trait::async_trait]
+impl Provider for CutBehindTheApi {
+    fn kind(&self) -> &'static str {
+        "powerdns"
+    }
+    fn profile(&self) -> &Profile {
+        self.inner.profile()
+    }
+    async fn find_zone(
+        &self,
+        name: &Fqdn,
+    ) -> Result<maildns_providers::Zone, maildns_providers::Error> {
+        self.inner.find_zone(name).await
+    }
+    async fn read_txt(
+        &self,
+        zone: &maildns_providers::Zone,
+        name: &Fqdn,
+    ) -> Result<Option<maildns_providers::TxtSet>, maildns_providers::Error> {
+        let _ = zone;
+        Ok(self.sent.lock().unwrap().get(name).cloned())
+    }
+    async fn replace_txt(
+        &self,
+        zone: &maildns_providers::Zone,
+        name: &Fqdn,
+        set: &maildns_providers::TxtSet,
+    ) -> Result<(), maildns_providers::Error> {
+        self.sent.lock().unwrap().insert(name.clone(), set.clone());
+        let cut = maildns_providers::TxtSet {
+            ttl: set.ttl,
+            records: set
+                .records
+                .iter()
+                .map(|r| {
+                    let v = r.value();
+                    TxtRecord::from_value(&v[..v.len().min(self.keep)])
+                })
+                .collect(),
+        };
+        self.inner.replace_txt(zone, name, &cut).await
+    }
+    async fn delete_txt(
+        &self,
+        zone: &maildns_providers::Zone,
+        name: &Fqdn,
+    ) -> Result<(), maildns_providers::Error> {
+        self.sent.lock().unwrap().remove(name);
+        self.inner.delete_txt(zone, name).await
+    }
+}
+
+fn pdns_adapter(pdns: &PowerDns) -> maildns_providers::hosts::powerdns::PowerDns {
+    maildns_providers::hosts::powerdns::PowerDns::new(
+        maildns_providers::hosts::powerdns::Config {
+            base_url: pdns.api_url.clone(),
+            server_id: "localhost".into(),
+            api_key: Secret::new(pdns.api_key.clone()),
+        },
+        RetryPolicy::fast(),
+    )
+    .unwrap()
+}
+
+fn dkim_job(domain: &str, selector: &str, p_len: usize) -> DomainJob {
+    let value = format!("v=DKIM1; h=sha256; k=rsa; p={}", "A".repeat(p_len));
+    DomainJob {
+        domain: fqdn(domain),
+        account: "dns".into(),
+        zone: None,
+        desired: vec![publish::Desired {
+            name: fqdn(&format!("{selector}._domainkey.{domain}")),
+            kind: RecordKind::Dkim,
+            records: vec![TxtRecord::split(
+                value.as_bytes(),
+                maildns_providers::Split::Before(b"p="),
+            )],
+            ttl: 300,
+            in_use: false,
+        }],
+    }
+}
+
+fn served_check(domain: &str, server: std::net::SocketAddr) -> publish::ServedCheck {
+    publish::ServedCheck {
+        querier: Querier::new(QueryOptions::default()),
+        servers: [(fqdn(domain), vec![server])].into_iter().collect(),
+        wait: std::time::Duration::from_secs(2),
+    }
+}
+
+const APPLY: Options = Options {
+    apply: true,
+    force: false,
+    max_delete_share: 0.5,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_powerdns_serving_a_cut_value_is_caught_and_a_whole_one_passes() {
+    let pdns = PowerDns::start();
+    let z = format!("z{}.test", maildns_testkit::random_label(8));
+    pdns.create_zone(&z).await;
+
+    // The real adapter: stored unsplit, served in 255-byte strings: intact.
+    let real: Arc<dyn Provider> = Arc::new(pdns_adapter(&pdns));
+    let providers: BTreeMap<String, Arc<dyn Provider>> =
+        [("dns".to_string(), real)].into_iter().collect();
+    let out = publish::run_checked(
+        vec![dkim_job(&z, "whole", 392)],
+        &providers,
+        APPLY,
+        Some(served_check(&z, pdns.dns)),
+    )
+    .await;
+    assert!(out[0].error.is_none(), "{:?}", out[0].error);
+    assert_eq!(out[0].applied, 1);
+
+    // An API that answers with what was sent while the server serves 300 bytes.
+    let cut: Arc<dyn Provider> = Arc::new(CutBehindTheApi {
+        inner: pdns_adapter(&pdns),
+        keep: 300,
+        sent: Mutex::new(BTreeMap::new()),
+    });
+    let providers: BTreeMap<String, Arc<dyn Provider>> =
+        [("dns".to_string(), cut)].into_iter().collect();
+    let out = publish::run_checked(
+        vec![dkim_job(&z, "cut", 392)],
+        &providers,
+        APPLY,
+        Some(served_check(&z, pdns.dns)),
+    )
+    .await;
+    match &out[0].error {
+        Some(DomainError::NotStored(e)) => {
+            assert_eq!(
+                e.verdict,
+                Verdict::Truncated {
+                    kept: 300,
+                    sent: 420
+                }
+            );
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "the authoritative server {} serves the DKIM record at cut._domainkey.{z} truncated to 300 of 420 bytes",
+                    pdns.dns
+                )
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Without a server to ask, only the API is read (and it looks right).
+    let out = publish::run(vec![dkim_job(&z, "cut2", 392)], &providers, APPLY).await;
+    assert!(out[0].error.is_none(), "{:?}", out[0].error);
 }

@@ -165,7 +165,18 @@ pub(super) async fn run(
             desired: for_domain(d, &entries)?,
         });
     }
-    let outcomes = publish::run(
+    // Servers of hosts that serve writes at once are asked too (configured
+    // `nameservers` only: no discovery here).
+    let served = publish::ServedCheck {
+        querier: super::watch::querier(),
+        servers: domains
+            .iter()
+            .filter(|d| !d.nameservers.is_empty())
+            .map(|d| (d.name.clone(), d.nameservers.clone()))
+            .collect(),
+        wait: std::time::Duration::from_secs(3),
+    };
+    let outcomes = publish::run_checked(
         jobs,
         &providers,
         Options {
@@ -173,6 +184,7 @@ pub(super) async fn run(
             force,
             max_delete_share: config.publish.max_delete_share,
         },
+        Some(served),
     )
     .await;
     // A value the host did not keep: saved as its limit, so the next run (or

@@ -152,6 +152,96 @@ pub fn compare_set(
     compare(name, kind, &sent.records, found, Source::Api)
 }
 
+/// True for hosts whose own authoritative servers serve a write at once, so
+/// what they serve is worth asking right after the write: self-hosted
+/// PowerDNS (the API writes the backend its servers answer from) and RFC 2136
+/// servers (the update goes to the primary). Cloud hosts propagate to their
+/// servers later (`publish --wait` watches that); a zone file is served only
+/// once the operator's server reloads it.
+pub fn serves_at_once(provider_kind: &str) -> bool {
+    matches!(provider_kind, "powerdns" | "rfc2136")
+}
+
+/// Which authoritative servers to ask after a write (the domains' configured
+/// `nameservers`; asking is skipped for domains without), and how long each may
+/// take to serve the new set before its answer is judged.
+#[derive(Clone)]
+pub struct ServedCheck {
+    /// Sends the queries.
+    pub querier: crate::propagation::Querier,
+    /// Servers per mail domain.
+    pub servers: std::collections::BTreeMap<Fqdn, Vec<std::net::SocketAddr>>,
+    /// How long to keep asking a server that does not serve the set yet.
+    pub wait: std::time::Duration,
+}
+
+impl std::fmt::Debug for ServedCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServedCheck")
+            .field("servers", &self.servers)
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServedCheck {
+    /// Asks each of `domain`'s servers for `name` until it serves every value
+    /// `sent` (joined) or `wait` passes; a server that then serves a value cut
+    /// short, altered or spread over several records gives the error. A server
+    /// that does not answer, or does not serve the value yet (nothing, or the
+    /// `old` values the write replaced), is not an error here (the write may
+    /// still be on its way; `publish --wait` watches that).
+    pub async fn check(
+        &self,
+        domain: &Fqdn,
+        name: &Fqdn,
+        kind: RecordKind,
+        sent: &[TxtRecord],
+        old: &[TxtRecord],
+    ) -> Option<NotStored> {
+        let old: Vec<Vec<u8>> = old.iter().map(TxtRecord::value).collect();
+        let servers = self.servers.get(domain)?;
+        for server in servers {
+            let start = std::time::Instant::now();
+            loop {
+                let found = match self.querier.txt(*server, name, false).await {
+                    Ok(a) => Some(compare(
+                        name,
+                        kind,
+                        sent,
+                        &a.records
+                            .into_iter()
+                            .filter(|r| !old.contains(&r.value()))
+                            .collect::<Vec<_>>(),
+                        Source::Server {
+                            server: server.to_string(),
+                        },
+                    )),
+                    Err(_) => None,
+                };
+                let done = start.elapsed() >= self.wait;
+                match found {
+                    Some(None) => break,
+                    Some(Some(e))
+                        if done
+                            && matches!(
+                                e.verdict,
+                                Verdict::Truncated { .. }
+                                    | Verdict::Altered { .. }
+                                    | Verdict::SeveralRecords { .. }
+                            ) =>
+                    {
+                        return Some(e);
+                    }
+                    _ if done => break,
+                    _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                }
+            }
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

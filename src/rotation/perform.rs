@@ -126,7 +126,14 @@ impl Runner {
         if desired.is_empty() {
             return Err(format!("no DKIM record wanted at {name}"));
         }
-        let outcomes = publish::run(
+        let served = publish::ServedCheck {
+            querier: self.watcher.querier().clone(),
+            servers: [(d.name.clone(), d.nameservers.clone())]
+                .into_iter()
+                .collect(),
+            wait: std::time::Duration::from_secs(3),
+        };
+        let outcomes = publish::run_checked(
             vec![DomainJob {
                 domain: d.name.clone(),
                 account: d.account.clone(),
@@ -140,6 +147,7 @@ impl Runner {
                 force: true,
                 max_delete_share: self.config.publish.max_delete_share,
             },
+            Some(served),
         )
         .await;
         match outcomes.into_iter().next() {
