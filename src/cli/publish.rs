@@ -190,6 +190,7 @@ pub(super) async fn run(
     // A value the host did not keep: saved as its limit, so the next run (or
     // rotation step) sizes the key for it without a manual `maildns diagnose`.
     let mut readback_notes = Vec::new();
+    let mut noted = std::collections::BTreeSet::new();
     if let Some(st) = &store {
         for o in &outcomes {
             if let Some(DomainError::NotStored(found)) = &o.error {
@@ -202,9 +203,7 @@ pub(super) async fn run(
                     .context("saving the read-back diagnosis")?;
                 record_publish_failure(st, &o.domain, &found.name, &found.to_string(), now)?;
                 if let Some(bits) = r.recommended_max_bits
-                    && !readback_notes
-                        .iter()
-                        .any(|n: &String| n.contains(&o.account))
+                    && noted.insert(o.account.clone())
                 {
                     readback_notes.push(format!(
                         "note: account '{}' holds DKIM keys of at most {bits} bits (saved); the next `maildns publish` or rotation step replaces a key not yet in use",

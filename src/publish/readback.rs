@@ -293,6 +293,22 @@ mod tests {
     }
 
     #[test]
+    fn the_json_form_names_the_verdict_and_where() {
+        let sent = set(vec![dkim(410)]);
+        let stored = set(vec![TxtRecord::from_value(&dkim(410).value()[..300])]);
+        let e = compare_set(&name(), RecordKind::Dkim, &sent, Some(&stored)).unwrap();
+        let v = serde_json::to_value(crate::publish::DomainError::NotStored(e)).unwrap();
+        assert_eq!(v["type"], "not_stored");
+        assert_eq!(v["name"], "sel._domainkey.example.com");
+        assert_eq!(v["kind"], "dkim");
+        assert_eq!(v["verdict"]["verdict"], "truncated");
+        assert_eq!(v["verdict"]["kept"], 300);
+        assert_eq!(v["sent"]["bytes"], 410);
+        assert_eq!(v["found"][0]["bytes"], 300);
+        assert_eq!(v["observed"]["source"], "api");
+    }
+
+    #[test]
     fn altered_missing_and_split_values_are_named() {
         let sent = set(vec![dkim(300)]);
         let mut bytes = dkim(300).value();
