@@ -290,11 +290,8 @@ impl Clock for FakeClock {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cut_rotation_publish_falls_back_in_the_same_run_instead_of_rechecking() {
-    let fake = cutting_host().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &fake.url, 2048);
+fn runner(dir: &Path, url: &str) -> Runner {
+    let cfg = write_config(dir, url, 2048);
     let config = maildns::config::load(&cfg).unwrap();
     let quick = RetryPolicy {
         max_attempts: 1,
@@ -306,7 +303,63 @@ async fn a_cut_rotation_publish_falls_back_in_the_same_run_instead_of_rechecking
     let store = Arc::new(SqliteStore::open_locked(&config.state_dir).unwrap());
     let t0 = Utc.with_ymd_and_hms(2024, 1, 10, 0, 0, 0).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(FakeClock(Mutex::new(t0)));
-    let runner = Runner::new(config, store, providers, clock).unwrap();
+    Runner::new(config, store, providers, clock).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_too_small_even_for_1024_bits_fails_with_backoff_never_below_1024() {
+    let fake = FakeGandi::start(TOKEN).await;
+    fake.add_domain("example.com");
+    fake.truncate_values_at(200);
+    let dir = tempfile::tempdir().unwrap();
+    let runner = runner(dir.path(), &fake.url);
+    let out = runner.run_once(&fqdn("example.com")).await.unwrap();
+    let steps: Vec<(&str, &str)> = out.performed.iter().map(|p| (p.action, p.result)).collect();
+    assert_eq!(
+        steps,
+        [
+            ("generate_key", "ok"),
+            ("publish_key", "failed"),
+            ("generate_key", "ok"),
+            ("publish_key", "failed"),
+        ],
+        "{:#?}",
+        out.performed
+    );
+    assert!(
+        out.performed[3].detail.contains(
+            "to 200 of 244 bytes; saved as the host's limit: new keys get at most 1024 bits"
+        ),
+        "{}",
+        out.performed[3].detail
+    );
+    let st = state(dir.path());
+    let pending = only(&st, KeyStatus::Generated);
+    assert_eq!(pending.bits, 1024, "never below 1024");
+    assert!(pending.not_before.is_some(), "retried after a backoff");
+    let saved = SqliteStore::open(&dir.path().join("state"))
+        .unwrap()
+        .latest_diagnosis("gandi")
+        .unwrap()
+        .unwrap();
+    assert!(
+        saved.result["recommendation"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("no DKIM key fits"),
+        "{}",
+        saved.result
+    );
+    // The next run waits for the backoff: no new key, no loop.
+    let out = runner.run_once(&fqdn("example.com")).await.unwrap();
+    assert!(out.performed.is_empty(), "{:#?}", out.performed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_rotation_publish_falls_back_in_the_same_run_instead_of_rechecking() {
+    let fake = cutting_host().await;
+    let dir = tempfile::tempdir().unwrap();
+    let runner = runner(dir.path(), &fake.url);
 
     let out = runner.run_once(&fqdn("example.com")).await.unwrap();
     let steps: Vec<(&str, &str, Option<&str>)> = out

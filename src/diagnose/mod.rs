@@ -506,7 +506,19 @@ pub fn readback_recommendation(
         (Some(a), None) => a,
         (Some(None), b) | (None, b) => b,
     };
+    let fits_1024 = |n: usize| {
+        crate::rotation::keyring::rsa_record_fits(
+            &maildns_providers::Profile {
+                max_value_bytes: Some(n),
+                ..maildns_providers::Profile::default()
+            },
+            1024,
+        )
+    };
     let text = match (intact_bytes, recommended) {
+        (Some(n), Some(_)) if !fits_1024(n) => format!(
+            "no DKIM key fits: {found}; the host holds values of {n} bytes intact, less than a 1024-bit record needs; keys stay at 1024 bits, the smallest allowed (RFC 8301): use another DNS host"
+        ),
         (Some(n), Some(bits)) => format!(
             "{bits}-bit: {found}; the host holds values of {n} bytes intact (found on publish)"
         ),
@@ -631,6 +643,9 @@ mod tests {
             readback_recommendation(&spf_altered, Some(2048)).recommended_max_bits,
             Some(2048)
         );
+        let tiny = readback_recommendation(&cut(200), None);
+        assert_eq!(tiny.recommended_max_bits, Some(1024));
+        assert!(tiny.text.starts_with("no DKIM key fits"), "{}", tiny.text);
         let missing = found(RecordKind::Dkim, Verdict::Missing, &[]);
         assert_eq!(
             readback_recommendation(&missing, None).recommended_max_bits,

@@ -414,17 +414,26 @@ const RSA_P_LEN: [(u32, usize); 4] = [(4096, 736), (3072, 564), (2048, 392), (10
 /// The largest RSA size whose DKIM record `profile` can hold unchanged, or `None`
 /// when 4096 bits fits. Never below 1024 (RFC 8301).
 pub fn max_rsa_bits_for(profile: &maildns_providers::Profile) -> Option<u32> {
-    for (bits, len) in RSA_P_LEN {
-        let value = format!("v=DKIM1; h=sha256; k=rsa; p={}", "A".repeat(len));
-        let record = maildns_providers::TxtRecord::split(
-            value.as_bytes(),
-            maildns_providers::Split::Before(b"p="),
-        );
-        if profile.check(&profile.shape(&record)).is_ok() {
+    for (bits, _) in RSA_P_LEN {
+        if rsa_record_fits(profile, bits) {
             return if bits == 4096 { None } else { Some(bits) };
         }
     }
     Some(1024)
+}
+
+/// Whether `profile` holds the DKIM record of an RSA key of `bits` (one of
+/// 1024, 2048, 3072, 4096) unchanged.
+pub fn rsa_record_fits(profile: &maildns_providers::Profile, bits: u32) -> bool {
+    let Some((_, len)) = RSA_P_LEN.iter().find(|(b, _)| *b == bits) else {
+        return false;
+    };
+    let value = format!("v=DKIM1; h=sha256; k=rsa; p={}", "A".repeat(*len));
+    let record = maildns_providers::TxtRecord::split(
+        value.as_bytes(),
+        maildns_providers::Split::Before(b"p="),
+    );
+    profile.check(&profile.shape(&record)).is_ok()
 }
 
 /// The largest RSA key `account`'s host can hold: the lower of its declared
