@@ -4,7 +4,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::Cli;
-use super::common::{Exit, load_config, print_json};
+use super::common::{Exit, load_gated, print_json};
 use crate::accounts::{Credentials, connect_all};
 use crate::config::{Account, Config, Domain};
 use crate::publish::{
@@ -115,7 +115,7 @@ pub(super) async fn run(
     exit_code: bool,
     wait: &WaitArgs,
 ) -> anyhow::Result<Exit> {
-    let config = load_config(cli)?;
+    let config = load_gated(cli)?;
     let domains = selected(&config, selection)?;
     let creds = EnvCredentials::from_process();
     let (providers, failed_accounts) = connect_all(&config, &creds, Default::default());
