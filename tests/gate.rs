@@ -1,0 +1,208 @@
+//! The lint gate end to end (issue #11): `check`, `records`, `plan` and every
+//! writing command agree, and a configuration that fails the gate leaves no
+//! zone line, no key and no state store behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn maildns(cfg: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_maildns"))
+        .arg("-c")
+        .arg(cfg)
+        .args(args)
+        .env_remove("MAILDNS_CONFIG")
+        .output()
+        .expect("maildns runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+const ZONE: &str = "$ORIGIN example.com.\n$TTL 3600\n@ IN SOA ns1 hostmaster 2024010101 3600 900 604800 300\n  IN NS ns1\n@ IN TXT \"google-site-verification=abc\"\n";
+
+/// A config for example.com (zonefile provider) with `domain_lines` in its table.
+fn setup(domain_lines: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("maildns.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"state\"\n[accounts.local]\nprovider = \"zonefile\"\npath = \"zone.db\"\n\n[domains.\"example.com\"]\naccount = \"local\"\n{domain_lines}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("zone.db"), ZONE).unwrap();
+    (dir, cfg)
+}
+
+/// Every command refuses with exit 65 and nothing is written.
+fn assert_gated(dir: &Path, cfg: &Path, needle: &str) {
+    for args in [
+        &["check"][..],
+        &["records"],
+        &["plan"],
+        &["publish"],
+        &["publish", "--force"],
+        &["rotate"],
+        &["rotate", "--now"],
+        &["--json", "plan"],
+    ] {
+        let o = maildns(cfg, args);
+        assert_eq!(o.status.code(), Some(65), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains(needle), "{args:?}: {}", text(&o));
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.join("zone.db")).unwrap(),
+        ZONE,
+        "no zone line written"
+    );
+    assert!(!dir.join("state").exists(), "no state store, no key");
+}
+
+const ELEVEN: &str = "v=spf1 a mx include:_s1.example.net include:_s2.example.net include:_s3.example.net include:_s4.example.net include:_s5.example.net include:_s6.example.net exists:%{i}.x.example.org a:mail.example.org mx:example.org ~all";
+
+#[test]
+fn spf_with_eleven_lookups_is_never_published() {
+    let (dir, cfg) = setup(&format!(
+        "spf = \"{ELEVEN}\"\n[domains.\"example.com\".dkim]\n"
+    ));
+    let file = cfg.display().to_string();
+    assert_gated(
+        dir.path(),
+        &cfg,
+        &format!(
+            "{file}:8: domains.\"example.com\".spf: error: SPF \"{ELEVEN}\": the record has 11 terms"
+        ),
+    );
+    let o = maildns(&cfg, &["publish"]);
+    assert!(
+        text(&o).contains("[rule spf-too-many-lookups]"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn dmarc_with_a_misspelt_policy_is_never_published() {
+    let (dir, cfg) = setup("dmarc = \"v=DMARC1; p=reject; sp=rejct; rua=mailto:d@example.com\"");
+    assert_gated(dir.path(), &cfg, "sp=rejct is not valid");
+    let o = maildns(&cfg, &["publish"]);
+    assert!(text(&o).contains("domains.\"example.com\".dmarc: error: DMARC \"v=DMARC1; p=reject; rua=mailto:d@example.com; sp=rejct\""), "{}", text(&o));
+    assert!(text(&o).contains("[rule dmarc-bad-value]"), "{}", text(&o));
+}
+
+#[test]
+fn a_non_ascii_report_address_is_never_published() {
+    let (dir, cfg) = setup("dmarc = \"v=DMARC1; p=reject; rua=mailto:d@exämple.com\"");
+    assert_gated(dir.path(), &cfg, "[rule txt-non-ascii]");
+    // The A-label form is fine.
+    let (dir, cfg) = setup("dmarc = \"v=DMARC1; p=reject; rua=mailto:d@xn--exmple-cua.com\"");
+    let o = maildns(&cfg, &["publish"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let z = std::fs::read_to_string(dir.path().join("zone.db")).unwrap();
+    assert!(z.contains("rua=mailto:d@xn--exmple-cua.com"), "{z}");
+    assert!(!z.contains("\\195"), "{z}");
+}
+
+#[test]
+fn spf_domain_spec_with_a_bad_top_label_is_a_config_error() {
+    let (dir, cfg) = setup("spf = \"v=spf1 mx include:_spf.example.net~all\"");
+    assert_gated(
+        dir.path(),
+        &cfg,
+        "domains.\"example.com\".spf: not a valid SPF record: bad domain-spec '_spf.example.net~all' in term 'include:_spf.example.net~all' at byte 31: top label 'net~all'",
+    );
+}
+
+#[test]
+fn a_selector_format_rotation_cannot_use_fails_at_load() {
+    let (dir, cfg) = setup("[domains.\"example.com\".dkim]\nselector_format = \"%Y.%m\"");
+    let file = cfg.display().to_string();
+    assert_gated(
+        dir.path(),
+        &cfg,
+        &format!(
+            "{file}:9: domains.\"example.com\".dkim.selector_format: selector format '%Y.%m' does not give a selector"
+        ),
+    );
+}
+
+#[test]
+fn a_zero_rotation_interval_fails_at_load() {
+    let (dir, cfg) = setup("[domains.\"example.com\".dkim]\nrotation_interval = \"0s\"");
+    let file = cfg.display().to_string();
+    assert_gated(
+        dir.path(),
+        &cfg,
+        &format!(
+            "{file}:9: domains.\"example.com\".dkim.rotation_interval: rotation_interval must be positive"
+        ),
+    );
+    let o = maildns(&cfg, &["daemon"]);
+    assert_eq!(o.status.code(), Some(65), "{}", text(&o));
+    assert!(!dir.path().join("state").exists());
+}
+
+#[test]
+fn a_waiver_with_a_reason_lets_an_operator_publish_and_says_so() {
+    let (dir, cfg) = setup(&format!(
+        "spf = \"{ELEVEN}\"\n[domains.\"example.com\".lint]\nallow = [\"spf-too-many-lookups\"]\nreason = \"two of the includes are void on purpose\""
+    ));
+    let o = maildns(&cfg, &["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("(waived: two of the includes are void on purpose)"),
+        "{}",
+        text(&o)
+    );
+    let o = maildns(&cfg, &["publish"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(
+            "[rule spf-too-many-lookups] (waived: two of the includes are void on purpose)"
+        ),
+        "{}",
+        text(&o)
+    );
+    let z = std::fs::read_to_string(dir.path().join("zone.db")).unwrap();
+    assert!(z.contains("include:_s6.example.net"), "{z}");
+}
+
+#[test]
+fn warnings_print_and_do_not_block() {
+    let (dir, cfg) = setup("spf = \"v=spf1 ptr -all\"");
+    for args in [&["check"][..], &["records"], &["plan"], &["publish"]] {
+        let o = maildns(&cfg, args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", text(&o));
+        assert!(
+            text(&o).contains("warning: SPF \"v=spf1 ptr -all\""),
+            "{args:?}: {}",
+            text(&o)
+        );
+    }
+    let z = std::fs::read_to_string(dir.path().join("zone.db")).unwrap();
+    assert!(z.contains("v=spf1 ptr -all"), "{z}");
+}
+
+#[test]
+fn one_bad_domain_blocks_the_whole_configuration_even_with_domain() {
+    let (dir, cfg) = setup(&format!(
+        "spf = \"v=spf1 mx -all\"\n[domains.\"sub.example.com\"]\naccount = \"local\"\nzone = \"example.com\"\nspf = \"{ELEVEN}\""
+    ));
+    let o = maildns(&cfg, &["publish", "-d", "example.com"]);
+    assert_eq!(o.status.code(), Some(65), "{}", text(&o));
+    assert!(
+        text(&o).contains("domains.\"sub.example.com\".spf"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("zone.db")).unwrap(),
+        ZONE
+    );
+}
