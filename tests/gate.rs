@@ -206,3 +206,93 @@ fn one_bad_domain_blocks_the_whole_configuration_even_with_domain() {
         ZONE
     );
 }
+
+fn write_config(cfg: &Path, domain_lines: &str) {
+    std::fs::write(
+        cfg,
+        format!(
+            "state_dir = \"state\"\n[accounts.local]\nprovider = \"zonefile\"\npath = \"zone.db\"\n\n[domains.\"example.com\"]\naccount = \"local\"\n{domain_lines}\n"
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_record_removed_from_the_config_is_planned_as_delete_and_deleted() {
+    let all = "spf = \"v=spf1 mx -all\"\ndmarc = \"v=DMARC1; p=reject\"\nadsp = \"all\"";
+    let (dir, cfg) = setup(all);
+    let zone = || std::fs::read_to_string(dir.path().join("zone.db")).unwrap();
+    let o = maildns(&cfg, &["publish"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(zone().contains("v=spf1 mx -all"));
+
+    // The spf line goes: plan shows the DELETE, publish applies it, the
+    // foreign value at the apex stays.
+    write_config(&cfg, "dmarc = \"v=DMARC1; p=reject\"\nadsp = \"all\"");
+    let o = maildns(&cfg, &["plan", "--exit-code"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("DELETE example.com TXT SPF \"v=spf1 mx -all\""),
+        "{}",
+        text(&o)
+    );
+    let o = maildns(&cfg, &["--json", "plan"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["summary"]["delete"], 1, "{v}");
+    let o = maildns(&cfg, &["publish"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let z = zone();
+    assert!(!z.contains("v=spf1"), "{z}");
+    assert!(z.contains("google-site-verification=abc"), "{z}");
+    assert!(z.contains("v=DMARC1; p=reject"), "{z}");
+    let o = maildns(&cfg, &["plan", "--exit-code"]);
+    assert_eq!(o.status.code(), Some(0), "in sync afterwards: {}", text(&o));
+
+    // Removing both remaining records deletes 2 of 2 managed values: over the
+    // default 50% threshold, refused without --force.
+    write_config(&cfg, "");
+    let o = maildns(&cfg, &["publish"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("refusing to delete 2 of 2"),
+        "{}",
+        text(&o)
+    );
+    assert!(zone().contains("v=DMARC1; p=reject"));
+    let o = maildns(&cfg, &["publish", "--force"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let z = zone();
+    assert!(!z.contains("v=DMARC1") && !z.contains("dkim=all"), "{z}");
+    assert!(z.contains("google-site-verification=abc"), "{z}");
+}
+
+#[test]
+fn values_maildns_did_not_publish_stay_when_no_record_is_configured() {
+    let (dir, cfg) = setup("dmarc = \"v=DMARC1; p=reject\"");
+    let with_spf = format!("{ZONE}@ IN TXT \"v=spf1 a -all\"\n");
+    std::fs::write(dir.path().join("zone.db"), &with_spf).unwrap();
+    let o = maildns(&cfg, &["publish"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = maildns(&cfg, &["plan", "--exit-code"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        std::fs::read_to_string(dir.path().join("zone.db"))
+            .unwrap()
+            .contains("v=spf1 a -all")
+    );
+    // Published by maildns, then changed by another tool: not maildns's any more.
+    write_config(
+        &cfg,
+        "spf = \"v=spf1 mx -all\"\ndmarc = \"v=DMARC1; p=reject\"",
+    );
+    assert_eq!(maildns(&cfg, &["publish"]).status.code(), Some(0));
+    let z = std::fs::read_to_string(dir.path().join("zone.db")).unwrap();
+    std::fs::write(
+        dir.path().join("zone.db"),
+        z.replace("v=spf1 mx -all", "v=spf1 mx a -all"),
+    )
+    .unwrap();
+    write_config(&cfg, "dmarc = \"v=DMARC1; p=reject\"");
+    let o = maildns(&cfg, &["plan", "--exit-code"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
