@@ -296,3 +296,157 @@ fn values_maildns_did_not_publish_stay_when_no_record_is_configured() {
     let o = maildns(&cfg, &["plan", "--exit-code"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+mod agreement {
+    //! Property: for random configurations, `check`, `records`, `plan` and
+    //! `publish` agree, and `publish` writes nothing when `check` reports an
+    //! error.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn spf_term() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("mx".to_string()),
+            Just("a".to_string()),
+            Just("ptr".to_string()),
+            "include:_s[0-9]\\.example\\.net",
+            "a:mail[0-9]\\.example\\.org",
+            "exists:%\\{i\\}\\.x\\.example\\.org",
+            "ip4:192\\.0\\.2\\.[0-9]{1,2}",
+            // Domain-specs with bad endings (RFC 7208 §7.1).
+            "include:_spf\\.example\\.(net~all|123|-x|x-)",
+            "a:192\\.0\\.2\\.[0-9]",
+        ]
+    }
+
+    fn spf() -> impl Strategy<Value = String> {
+        (
+            proptest::collection::vec(spf_term(), 0..13),
+            prop_oneof![Just("-all"), Just("~all"), Just("+all"), Just("")],
+        )
+            .prop_map(|(terms, all)| {
+                let mut v = "v=spf1".to_string();
+                for t in terms.iter().map(String::as_str).chain([all]) {
+                    if !t.is_empty() {
+                        v.push(' ');
+                        v.push_str(t);
+                    }
+                }
+                v
+            })
+    }
+
+    fn dmarc() -> impl Strategy<Value = String> {
+        (
+            prop_oneof![
+                Just("none"),
+                Just("quarantine"),
+                Just("reject"),
+                Just("rejct")
+            ],
+            proptest::option::of(prop_oneof![Just("reject"), Just("rejct"), Just("none")]),
+            proptest::option::of(prop_oneof![
+                Just("mailto:d@example.com"),
+                Just("mailto:d@exämple.com"),
+                Just("https://example.com/r"),
+                Just("mailto:d@xn--exmple-cua.com"),
+            ]),
+            proptest::option::of(prop_oneof![Just("pct=50"), Just("fo=1"), Just("adkim=x")]),
+        )
+            .prop_map(|(p, sp, rua, extra)| {
+                let mut v = format!("v=DMARC1; p={p}");
+                if let Some(sp) = sp {
+                    v.push_str(&format!("; sp={sp}"));
+                }
+                if let Some(r) = rua {
+                    v.push_str(&format!("; rua={r}"));
+                }
+                if let Some(e) = extra {
+                    v.push_str(&format!("; {e}"));
+                }
+                v
+            })
+    }
+
+    fn dkim() -> impl Strategy<Value = String> {
+        (
+            prop_oneof![Just("%Y%m"), Just("%Y.%m"), Just("mail-%Y%m%d"), Just("%e")],
+            prop_oneof![Just("30d"), Just("0s"), Just("90d")],
+            prop_oneof![Just(""), Just("bits = 2048\n")],
+        )
+            .prop_map(|(fmt, interval, bits)| {
+                format!(
+                    "[domains.\"example.com\".dkim]\nalgorithms = [\"ed25519\"]\n{bits}selector_format = \"{fmt}\"\nrotation_interval = \"{interval}\"\n"
+                )
+            })
+    }
+
+    fn config() -> impl Strategy<Value = String> {
+        (
+            proptest::option::of(spf()),
+            proptest::option::of(dmarc()),
+            proptest::option::of(prop_oneof![Just("all"), Just("discardable")]),
+            proptest::option::of(dkim()),
+            proptest::option::of(prop_oneof![
+                Just("allow = [\"spf-too-many-lookups\"]\nreason = \"tested\""),
+                Just("allow = [\"dmarc-bad-value\"]\nreason = \"tested\""),
+                Just("allow = [\"dmarc-bad-value\"]"),
+            ]),
+        )
+            .prop_map(|(spf, dmarc, adsp, dkim, waiver)| {
+                let mut s = String::new();
+                if let Some(v) = spf {
+                    s.push_str(&format!("spf = \"{v}\"\n"));
+                }
+                if let Some(v) = dmarc {
+                    s.push_str(&format!("dmarc = \"{v}\"\n"));
+                }
+                if let Some(v) = adsp {
+                    s.push_str(&format!("adsp = \"{v}\"\n"));
+                }
+                if let Some(v) = dkim {
+                    s.push_str(&v);
+                }
+                if let Some(w) = waiver {
+                    s.push_str(&format!("[domains.\"example.com\".lint]\n{w}\n"));
+                }
+                s
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 64,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn check_records_plan_and_publish_agree(body in config()) {
+            let (dir, cfg) = setup(&body);
+            let check = maildns(&cfg, &["check"]).status.code();
+            prop_assert!(matches!(check, Some(0 | 65)), "check: {:?}", check);
+            let records = maildns(&cfg, &["--json", "records"]);
+            let plan = maildns(&cfg, &["plan"]);
+            prop_assert_eq!(records.status.code(), check, "records: {}", text(&records));
+            prop_assert_eq!(plan.status.code(), check, "plan: {}", text(&plan));
+            let publish = maildns(&cfg, &["publish"]);
+            prop_assert_eq!(publish.status.code(), check, "publish: {}", text(&publish));
+            let zone = std::fs::read_to_string(dir.path().join("zone.db")).unwrap();
+            if check == Some(65) {
+                prop_assert_eq!(zone.as_str(), ZONE, "publish wrote after check failed");
+                prop_assert!(!dir.path().join("state").exists(), "state created");
+            } else {
+                let lines: serde_json::Value = serde_json::from_slice(&records.stdout).unwrap();
+                for l in lines.as_array().unwrap() {
+                    let value = l["value"].as_str().unwrap();
+                    if value.len() < 255 {
+                        prop_assert!(zone.contains(value), "{} not in\n{}", value, zone);
+                    }
+                }
+                let again = maildns(&cfg, &["plan", "--exit-code"]);
+                prop_assert_eq!(again.status.code(), Some(0), "not in sync: {}", text(&again));
+            }
+        }
+    }
+}
