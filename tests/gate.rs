@@ -51,6 +51,7 @@ fn assert_gated(dir: &Path, cfg: &Path, needle: &str) {
         &["rotate"],
         &["rotate", "--now"],
         &["--json", "plan"],
+        &["import", "opendkim", "--conf", "/nonexistent/opendkim.conf"],
     ] {
         let o = maildns(cfg, args);
         assert_eq!(o.status.code(), Some(65), "{args:?}: {}", text(&o));
@@ -449,4 +450,37 @@ mod agreement {
             }
         }
     }
+}
+
+#[test]
+fn the_rotation_runner_refuses_a_configuration_that_fails_the_gate() {
+    use std::sync::Arc;
+    let (dir, cfg) = setup("spf = \"v=spf1 mx -all\"\n[domains.\"example.com\".dkim]\nalgorithms = [\"ed25519\"]");
+    let good = maildns::config::load(&cfg).unwrap();
+    write_config(
+        &cfg,
+        &format!("spf = \"{ELEVEN}\"\n[domains.\"example.com\".dkim]\nalgorithms = [\"ed25519\"]"),
+    );
+    let bad = maildns::config::load(&cfg).unwrap();
+    let store_dir = dir.path().join("runner-state");
+    std::fs::create_dir_all(&store_dir).unwrap();
+    let store: Arc<dyn maildns::rotation::Store> =
+        Arc::new(maildns::rotation::SqliteStore::open_locked(&store_dir).unwrap());
+    let clock: Arc<dyn maildns::propagation::Clock> = Arc::new(maildns::propagation::SystemClock);
+    let e = maildns::rotation::Runner::new(bad.clone(), store.clone(), Default::default(), clock.clone())
+        .err()
+        .expect("refused");
+    assert!(matches!(e, maildns::rotation::RunnerError::Gate(_)), "{e}");
+    assert!(e.to_string().contains("[rule spf-too-many-lookups]"), "{e}");
+    // The daemon's reload: a failing configuration is refused, the old one stays.
+    let mut runner =
+        maildns::rotation::Runner::new(good, store, Default::default(), clock).unwrap();
+    assert!(matches!(
+        runner.reconfigure(bad, Default::default()),
+        Err(maildns::rotation::RunnerError::Gate(_))
+    ));
+    assert_eq!(
+        runner.config().domains[0].spf.as_ref().unwrap().to_value(),
+        "v=spf1 mx -all"
+    );
 }
