@@ -415,47 +415,72 @@ mod agreement {
             })
     }
 
-    proptest! {
-        #![proptest_config(ProptestConfig {
+    /// Runs every command on one configuration; `Ok(true)` when `check` passed.
+    fn agree(body: &str) -> Result<bool, TestCaseError> {
+        let (dir, cfg) = setup(body);
+        let check = maildns(&cfg, &["check"]).status.code();
+        prop_assert!(matches!(check, Some(0 | 65)), "check: {:?}", check);
+        let records = maildns(&cfg, &["--json", "records"]);
+        let plan = maildns(&cfg, &["plan"]);
+        prop_assert_eq!(records.status.code(), check, "records: {}", text(&records));
+        prop_assert_eq!(plan.status.code(), check, "plan: {}", text(&plan));
+        let publish = maildns(&cfg, &["publish"]);
+        prop_assert_eq!(publish.status.code(), check, "publish: {}", text(&publish));
+        let zone = std::fs::read_to_string(dir.path().join("zone.db")).unwrap();
+        if check == Some(65) {
+            prop_assert_eq!(zone.as_str(), ZONE, "publish wrote after check failed");
+            prop_assert!(!dir.path().join("state").exists(), "state created");
+            return Ok(false);
+        }
+        let lines: serde_json::Value = serde_json::from_slice(&records.stdout).unwrap();
+        for l in lines.as_array().unwrap() {
+            let value = l["value"].as_str().unwrap();
+            if value.len() < 255 {
+                prop_assert!(zone.contains(value), "{} not in\n{}", value, zone);
+            }
+        }
+        let again = maildns(&cfg, &["plan", "--exit-code"]);
+        prop_assert_eq!(
+            again.status.code(),
+            Some(0),
+            "not in sync: {}",
+            text(&again)
+        );
+        Ok(true)
+    }
+
+    #[test]
+    fn check_records_plan_and_publish_agree() {
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
             cases: 64,
             failure_persistence: None,
             ..ProptestConfig::default()
-        })]
-
-        #[test]
-        fn check_records_plan_and_publish_agree(body in config()) {
-            let (dir, cfg) = setup(&body);
-            let check = maildns(&cfg, &["check"]).status.code();
-            prop_assert!(matches!(check, Some(0 | 65)), "check: {:?}", check);
-            let records = maildns(&cfg, &["--json", "records"]);
-            let plan = maildns(&cfg, &["plan"]);
-            prop_assert_eq!(records.status.code(), check, "records: {}", text(&records));
-            prop_assert_eq!(plan.status.code(), check, "plan: {}", text(&plan));
-            let publish = maildns(&cfg, &["publish"]);
-            prop_assert_eq!(publish.status.code(), check, "publish: {}", text(&publish));
-            let zone = std::fs::read_to_string(dir.path().join("zone.db")).unwrap();
-            if check == Some(65) {
-                prop_assert_eq!(zone.as_str(), ZONE, "publish wrote after check failed");
-                prop_assert!(!dir.path().join("state").exists(), "state created");
+        });
+        let passed = std::cell::Cell::new(0u32);
+        let failed = std::cell::Cell::new(0u32);
+        let result = runner.run(&config(), |body| {
+            if agree(&body)? {
+                passed.set(passed.get() + 1);
             } else {
-                let lines: serde_json::Value = serde_json::from_slice(&records.stdout).unwrap();
-                for l in lines.as_array().unwrap() {
-                    let value = l["value"].as_str().unwrap();
-                    if value.len() < 255 {
-                        prop_assert!(zone.contains(value), "{} not in\n{}", value, zone);
-                    }
-                }
-                let again = maildns(&cfg, &["plan", "--exit-code"]);
-                prop_assert_eq!(again.status.code(), Some(0), "not in sync: {}", text(&again));
+                failed.set(failed.get() + 1);
             }
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{e}");
         }
+        // Both sides of the property were exercised.
+        assert!(passed.get() >= 3, "only {} passing configs", passed.get());
+        assert!(failed.get() >= 3, "only {} failing configs", failed.get());
     }
 }
 
 #[test]
 fn the_rotation_runner_refuses_a_configuration_that_fails_the_gate() {
     use std::sync::Arc;
-    let (dir, cfg) = setup("spf = \"v=spf1 mx -all\"\n[domains.\"example.com\".dkim]\nalgorithms = [\"ed25519\"]");
+    let (dir, cfg) = setup(
+        "spf = \"v=spf1 mx -all\"\n[domains.\"example.com\".dkim]\nalgorithms = [\"ed25519\"]",
+    );
     let good = maildns::config::load(&cfg).unwrap();
     write_config(
         &cfg,
@@ -467,9 +492,14 @@ fn the_rotation_runner_refuses_a_configuration_that_fails_the_gate() {
     let store: Arc<dyn maildns::rotation::Store> =
         Arc::new(maildns::rotation::SqliteStore::open_locked(&store_dir).unwrap());
     let clock: Arc<dyn maildns::propagation::Clock> = Arc::new(maildns::propagation::SystemClock);
-    let e = maildns::rotation::Runner::new(bad.clone(), store.clone(), Default::default(), clock.clone())
-        .err()
-        .expect("refused");
+    let e = maildns::rotation::Runner::new(
+        bad.clone(),
+        store.clone(),
+        Default::default(),
+        clock.clone(),
+    )
+    .err()
+    .expect("refused");
     assert!(matches!(e, maildns::rotation::RunnerError::Gate(_)), "{e}");
     assert!(e.to_string().contains("[rule spf-too-many-lookups]"), "{e}");
     // The daemon's reload: a failing configuration is refused, the old one stays.

@@ -245,6 +245,9 @@ pub fn prepare_publish(
     let mut state = store.load(&domain.name)?;
     let mut warnings = Vec::new();
     if generate_first && state.keys.is_empty() {
+        // No key for a configuration that fails the lint gate (callers run it
+        // first; this keeps the library from generating one without it).
+        crate::gate::gate(config)?;
         let mut observations = Vec::new();
         // A handful of steps: plan the key(s), generate, stop at publishing.
         for _ in 0..4 {
