@@ -778,6 +778,14 @@ pub(crate) fn domain_end(spec: &str) -> Result<(), (usize, String)> {
     if last_macro_end == b.len() && !b.is_empty() {
         return Ok(());
     }
+    if spec.parse::<std::net::IpAddr>().is_ok() {
+        return Err((
+            0,
+            format!(
+                "'{spec}' is an IP address, not a domain: write it as ip4:{spec} or ip6:{spec}"
+            ),
+        ));
+    }
     let literal = &spec[last_macro_end..];
     let trimmed = literal.strip_suffix('.').unwrap_or(literal);
     let Some(dot) = trimmed.rfind('.') else {

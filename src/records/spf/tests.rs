@@ -461,6 +461,10 @@ fn domain_spec_must_end_in_a_top_label_or_a_macro() {
             Spf::parse(bad)
         );
     }
+    let e = Spf::parse("v=spf1 a:192.0.2.1 -all")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("write it as ip4:192.0.2.1"), "{e}");
     for good in [
         "v=spf1 include:_spf.example.net ~all",
         "v=spf1 a:mail.example.org/24//64 mx:example.org. -all",
