@@ -492,14 +492,14 @@ fn the_rotation_runner_refuses_a_configuration_that_fails_the_gate() {
     let store: Arc<dyn maildns::rotation::Store> =
         Arc::new(maildns::rotation::SqliteStore::open_locked(&store_dir).unwrap());
     let clock: Arc<dyn maildns::propagation::Clock> = Arc::new(maildns::propagation::SystemClock);
-    let e = maildns::rotation::Runner::new(
+    let Err(e) = maildns::rotation::Runner::new(
         bad.clone(),
         store.clone(),
         Default::default(),
         clock.clone(),
-    )
-    .err()
-    .expect("refused");
+    ) else {
+        panic!("a configuration that fails the gate was accepted");
+    };
     assert!(matches!(e, maildns::rotation::RunnerError::Gate(_)), "{e}");
     assert!(e.to_string().contains("[rule spf-too-many-lookups]"), "{e}");
     // The daemon's reload: a failing configuration is refused, the old one stays.
