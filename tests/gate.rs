@@ -514,3 +514,28 @@ fn the_rotation_runner_refuses_a_configuration_that_fails_the_gate() {
         "v=spf1 mx -all"
     );
 }
+
+#[test]
+fn keygen_takes_only_selectors_rotation_would_take() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["2026.11", "-x", "x-", "a b", "a/b"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_maildns"))
+            .args(["keygen", "-d", "example.com", "-a", "ed25519"])
+            .arg(format!("--selector={bad}"))
+            .arg("-D")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(64), "{bad}: {}", text(&o));
+        assert!(
+            text(&o).contains("--selector: selector"),
+            "{bad}: {}",
+            text(&o)
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no key written"
+    );
+}
