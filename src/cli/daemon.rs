@@ -8,7 +8,7 @@ use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::Cli;
-use super::common::{Exit, load_config};
+use super::common::{Exit, load_gated};
 use super::publish::EnvCredentials;
 use crate::accounts::connect_all;
 use crate::daemon::{self, DaemonOptions};
@@ -16,7 +16,7 @@ use crate::propagation::SystemClock;
 use crate::rotation::{Runner, SqliteStore, Store};
 
 pub(super) async fn run(cli: &Cli) -> anyhow::Result<Exit> {
-    let config = load_config(cli)?;
+    let config = load_gated(cli)?;
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating state_dir {}", config.state_dir.display()))?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_locked(&config.state_dir)?);
@@ -51,6 +51,7 @@ pub(super) async fn run(cli: &Cli) -> anyhow::Result<Exit> {
     let reconfigure = move || {
         let p = crate::config::locate(path.as_deref())?;
         let config = crate::config::load(&p)?;
+        crate::gate::gate(&config)?;
         let providers = connect(&config);
         Ok((config, providers))
     };

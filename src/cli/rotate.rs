@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::Cli;
-use super::common::{Exit, load_config, print_json};
+use super::common::{Exit, load_gated, print_json};
 use super::publish::{EnvCredentials, Selection, selected};
 use crate::accounts::connect_all;
 use crate::propagation::SystemClock;
@@ -38,7 +38,7 @@ struct DomainReport {
 }
 
 pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
-    let config = load_config(cli)?;
+    let config = load_gated(cli)?;
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating state_dir {}", config.state_dir.display()))?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_locked(&config.state_dir)?);

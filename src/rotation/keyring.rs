@@ -24,7 +24,13 @@ fn delta(d: std::time::Duration) -> TimeDelta {
 /// The rotation policy of a domain's DKIM settings; `max_bits_for_host` from the
 /// account's profile or its latest diagnosis (the 1024-bit fallback).
 pub fn policy(dkim: &DkimPolicy, max_bits_for_host: Option<u32>) -> anyhow::Result<Policy> {
-    let settings = PolicySettings {
+    Ok(Policy::new(settings(dkim, max_bits_for_host))?)
+}
+
+/// The rotation settings of a domain's DKIM settings (validated by
+/// [`Policy::problems`], which the configuration loader also runs).
+pub fn settings(dkim: &DkimPolicy, max_bits_for_host: Option<u32>) -> PolicySettings {
+    PolicySettings {
         keys: dkim.keys.clone(),
         selector_format: dkim.selector_format.clone(),
         rotation_interval: delta(dkim.rotation_interval),
@@ -41,8 +47,7 @@ pub fn policy(dkim: &DkimPolicy, max_bits_for_host: Option<u32>) -> anyhow::Resu
         },
         max_bits_for_host,
         ..PolicySettings::default()
-    };
-    Ok(Policy::new(settings)?)
+    }
 }
 
 /// Where the private key of `selector` goes: the signer's key directory when a
@@ -240,6 +245,9 @@ pub fn prepare_publish(
     let mut state = store.load(&domain.name)?;
     let mut warnings = Vec::new();
     if generate_first && state.keys.is_empty() {
+        // No key for a configuration that fails the lint gate (callers run it
+        // first; this keeps the library from generating one without it).
+        crate::gate::gate(config)?;
         let mut observations = Vec::new();
         // A handful of steps: plan the key(s), generate, stop at publishing.
         for _ in 0..4 {

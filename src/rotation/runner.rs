@@ -118,6 +118,9 @@ pub enum RunnerError {
         /// The domain.
         domain: String,
     },
+    /// The configuration fails the lint gate (nothing was done).
+    #[error("{0}")]
+    Gate(#[from] crate::gate::GateError),
     /// The state store failed (e.g. [`StoreError::Locked`]).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -252,6 +255,7 @@ impl Runner {
         providers: Providers,
         clock: Arc<dyn Clock>,
     ) -> Result<Runner, RunnerError> {
+        crate::gate::gate(&config)?;
         let signer = config.signer.as_ref().map(signer_from_config).transpose()?;
         let watcher = Watcher::new(
             Querier::new(QueryOptions::default()),
@@ -291,6 +295,7 @@ impl Runner {
 
     /// Replaces the configuration, providers and signer (the daemon on SIGHUP).
     pub fn reconfigure(&mut self, config: Config, providers: Providers) -> Result<(), RunnerError> {
+        crate::gate::gate(&config)?;
         self.signer = config.signer.as_ref().map(signer_from_config).transpose()?;
         if !matches!(self.confirm, Confirm::Hook(_) | Confirm::Command(_)) {
             self.confirm = Confirm::auto(&config);
