@@ -43,6 +43,7 @@ fn key(sel: &str, status: KeyStatus, created: DateTime<Utc>, dir: &Path) -> KeyR
         active_at: None,
         retired_at: None,
         withdrawn_at: None,
+        withdrawal_safe_after: None,
         destroyed_at: None,
         not_before: None,
         attempts: 0,
