@@ -41,6 +41,7 @@ Exit codes:
   1   failure (a provider error; some domain failed)
   2   plan --exit-code: changes pending
   3   propagation did not complete before the timeout
+  4   status: something needs an operator (blocked, failing or drifting)
   64  bad command-line usage
   65  invalid configuration or records with lint errors
   75  another maildns holds the state lock (try again later)";
