@@ -141,3 +141,277 @@ fn rotate_exits_1_when_the_provider_returns_html() {
     });
     rotate_fails_with(&powerdns_at(&serve(router)), &["publish_key"]);
 }
+
+// ---------------------------------------------------------------------------
+// No key left behind.
+
+/// Plants what a killed run leaves: a complete key under a temporary name.
+fn plant_temp_key(dir: &Path, selector: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let key = maildns::keys::PrivateKey::generate(maildns::keys::KeySpec::rsa(1024)).unwrap();
+    let p = dir.join(format!(".{selector}.private.{:016x}.tmp", 0x5eed_u64));
+    std::fs::write(&p, key.to_pem().unwrap().as_bytes()).unwrap();
+    p
+}
+
+fn zonefile_account() -> &'static str {
+    "provider = \"zonefile\"\npath = \"zone.db\""
+}
+
+#[test]
+fn rotate_removes_temp_key_files_and_the_key_of_a_destroyed_selector() {
+    let (dir, cfg) = setup(zonefile_account(), "");
+    let state_dir = dir.path().join("state");
+    let keys = state_dir.join("keys/example.com");
+    let stale = plant_temp_key(&keys, "202611");
+    // A destroyed selector whose key file is back (crash between the delete and
+    // the save, or a restore) and its own temporary file.
+    let old_file = keys.join("201901.private");
+    std::fs::write(&old_file, "-----BEGIN PRIVATE KEY-----\n").unwrap();
+    let old_tmp = plant_temp_key(&keys, "201901");
+    {
+        let store = SqliteStore::open_locked(&state_dir).unwrap();
+        let mut state = store.load(&Fqdn::parse("example.com").unwrap()).unwrap();
+        let then = chrono::Utc::now() - chrono::TimeDelta::days(400);
+        adopt(
+            &mut state,
+            Selector::parse("201901").unwrap(),
+            Algorithm::Rsa,
+            1024,
+            old_file.to_str().unwrap(),
+            then,
+        )
+        .unwrap();
+        state.keys[0].status = KeyStatus::Destroyed;
+        state.keys[0].retired_at = Some(then);
+        state.keys[0].destroyed_at = Some(then);
+        store.save(&state, &[]).unwrap();
+    }
+    let o = maildns(&cfg, &["rotate"]);
+    assert!(!stale.exists(), "temp key left: {}", text(&o));
+    assert!(!old_tmp.exists(), "temp key of a destroyed selector left");
+    assert!(!old_file.exists(), "key of a destroyed selector left");
+    assert!(
+        text(&o).contains("removed left-over private key material"),
+        "{}",
+        text(&o)
+    );
+    // The rotation itself went on: a new key, written whole.
+    let left: Vec<String> = std::fs::read_dir(&keys)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.iter().all(|n| !n.ends_with(".tmp")), "{left:?}");
+    assert_eq!(left.len(), 1, "{left:?}");
+}
+
+#[test]
+fn keygen_and_publish_remove_temp_key_files_at_start() {
+    let (dir, cfg) = setup(zonefile_account(), "");
+    let out = dir.path().join("out");
+    let stale = plant_temp_key(&out, "dkim");
+    let o = maildns(
+        &cfg,
+        &[
+            "keygen",
+            "--domain",
+            "example.com",
+            "--selector",
+            "s1",
+            "--bits",
+            "1024",
+            "--directory",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!stale.exists(), "keygen left the stale temp key");
+    assert!(out.join("s1.private").exists());
+
+    let keys = dir.path().join("state/keys/example.com");
+    let stale = plant_temp_key(&keys, "202611");
+    let o = maildns(&cfg, &["publish"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!stale.exists(), "publish left the stale temp key");
+}
+
+// ---------------------------------------------------------------------------
+// The daemon: --once exit codes, STATUS= progress, rotate --now handed over.
+
+/// A NOTIFY_SOCKET bound in `dir`, reading datagrams with a timeout.
+struct Notify {
+    sock: UnixDatagram,
+    path: PathBuf,
+    seen: Vec<String>,
+    pos: usize,
+}
+
+impl Notify {
+    fn bind(dir: &Path) -> Notify {
+        let path = dir.join("notify.sock");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        Notify {
+            sock,
+            path,
+            seen: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    /// Waits up to `within` for a message containing `needle`, after the one
+    /// the previous call matched; returns it.
+    fn wait_for(&mut self, needle: &str, within: Duration) -> String {
+        let end = Instant::now() + within;
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(i) = self.seen[self.pos..]
+                .iter()
+                .position(|m| m.contains(needle))
+            {
+                self.pos += i + 1;
+                return self.seen[self.pos - 1].clone();
+            }
+            if Instant::now() >= end {
+                break;
+            }
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                self.seen
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        panic!(
+            "no notification with {needle:?} in {within:?}; got {:?}",
+            self.seen
+        );
+    }
+}
+
+fn spawn_daemon(cfg: &Path, notify: &Notify) -> Child {
+    cmd(cfg, &["daemon"])
+        .env("NOTIFY_SOCKET", &notify.path)
+        .env("MAILDNS_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn stop(mut child: Child) -> Output {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < end, "daemon did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn daemon_once_exits_1_when_a_step_failed_and_0_when_all_is_well() {
+    let base = format!("http://127.0.0.1:{}/api/v1", closed_port());
+    let (_dir, cfg) = setup(&powerdns_at(&base), "");
+    let o = maildns(&cfg, &["daemon", "--once"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("example.com: FAILED: publish_key"),
+        "{}",
+        text(&o)
+    );
+    // The zone-file host works: the key is published and awaits propagation
+    // (waiting is not failing).
+    let (_dir, cfg) = setup(zonefile_account(), "");
+    let o = maildns(&cfg, &["daemon", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+#[test]
+fn daemon_reports_progress_with_sd_notify_status() {
+    let base = format!("http://127.0.0.1:{}/api/v1", closed_port());
+    let (dir, cfg) = setup(&powerdns_at(&base), "");
+    let mut notify = Notify::bind(dir.path());
+    let child = spawn_daemon(&cfg, &notify);
+    notify.wait_for("READY=1", Duration::from_secs(30));
+    let m = notify.wait_for("STATUS=rotating example.com (1/1)", Duration::from_secs(30));
+    assert!(m.starts_with("STATUS="), "{m}");
+    let m = notify.wait_for("STATUS=idle", Duration::from_secs(60));
+    assert!(
+        m.contains("1 domain(s), 1 failing: example.com; next action "),
+        "{m}"
+    );
+    let out = stop(child);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    notify.wait_for("STOPPING=1", Duration::from_secs(5));
+}
+
+#[test]
+fn rotate_now_while_the_daemon_runs_asks_the_daemon() {
+    let (dir, cfg) = setup(zonefile_account(), "");
+    let state_dir = dir.path().join("state");
+    let domain = Fqdn::parse("example.com").unwrap();
+    {
+        // A key that signs since yesterday: no rotation due for 29 days.
+        let s1 = maildns::keys::PrivateKey::generate(maildns::keys::KeySpec::rsa(1024)).unwrap();
+        maildns::keys::write_private_key(
+            &dir.path().join("s1.private"),
+            &s1,
+            maildns::keys::WriteOptions::default(),
+        )
+        .unwrap();
+        let store = SqliteStore::open_locked(&state_dir).unwrap();
+        let mut state = store.load(&domain).unwrap();
+        let ev = adopt(
+            &mut state,
+            Selector::parse("s1").unwrap(),
+            Algorithm::Rsa,
+            1024,
+            dir.path().join("s1.private").to_str().unwrap(),
+            chrono::Utc::now() - chrono::TimeDelta::days(1),
+        )
+        .unwrap();
+        store
+            .save(&state, &ev.into_iter().collect::<Vec<_>>())
+            .unwrap();
+    }
+    let mut notify = Notify::bind(dir.path());
+    let child = spawn_daemon(&cfg, &notify);
+    notify.wait_for("READY=1", Duration::from_secs(30));
+    notify.wait_for(
+        "STATUS=idle: 1 domain(s), all fine",
+        Duration::from_secs(30),
+    );
+
+    // Without --now, rotate still refuses while the daemon holds the lock.
+    let o = maildns(&cfg, &["rotate"]);
+    assert_eq!(o.status.code(), Some(75), "{}", text(&o));
+
+    let o = maildns(&cfg, &["rotate", "--now"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("it took the rotation request for 1 domain(s)"),
+        "{}",
+        text(&o)
+    );
+    notify.wait_for(
+        "STATUS=rotating example.com (1/1), requested",
+        Duration::from_secs(30),
+    );
+    notify.wait_for("STATUS=idle", Duration::from_secs(60));
+    let store = SqliteStore::open(&state_dir).unwrap();
+    let state = store.load(&domain).unwrap();
+    let new: Vec<_> = state
+        .keys
+        .iter()
+        .filter(|k| k.selector.as_str() != "s1")
+        .collect();
+    assert_eq!(new.len(), 1, "{:?}", state.keys);
+    assert!(new[0].status >= KeyStatus::Published, "{:?}", new[0]);
+    assert!(store.requests().unwrap().is_empty());
+    let out = stop(child);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}

@@ -30,7 +30,8 @@ Examples:
   maildns records                   # every desired record as zone-file lines
   maildns check                     # config and record lint
   maildns import opendkim           # adopt the keys OpenDKIM signs with now (no re-keying)
-  maildns status                    # keys, next action and when, blocked rotations
+  maildns status                    # keys, next action and when, blocked rotations (exit 4)
+  maildns rotate --now              # start a rotation (asks the daemon when it runs)
   maildns secret set dns < token    # store account dns's token in the OS keyring
   maildns publish --wait            # and wait until every nameserver serves it
   maildns watch 202611._domainkey.example.com --expect 'v=DKIM1; ...'
@@ -119,7 +120,7 @@ pub enum Command {
     /// Run DKIM rotation once for each domain until it only waits (cron, systemd timer)
     Rotate(rotate::Args),
     /// Run the rotation daemon: sleep until the next due action; SIGHUP reloads, SIGTERM stops
-    Daemon,
+    Daemon(daemon::Args),
     /// Probe what an account's DNS host really stores and serves; choose the key size
     Diagnose(diagnose::Args),
     /// Print shell completions
@@ -195,7 +196,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Watch(args) => watch::run(&cli, args).await,
         Command::Verify(args) => verify::run(&cli, args).await,
         Command::Rotate(args) => rotate::run(&cli, args).await,
-        Command::Daemon => daemon::run(&cli).await,
+        Command::Daemon(args) => daemon::run(&cli, args).await,
         Command::Diagnose(args) => diagnose::run(&cli, args).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
