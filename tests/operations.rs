@@ -415,3 +415,155 @@ fn rotate_now_while_the_daemon_runs_asks_the_daemon() {
     let out = stop(child);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+// ---------------------------------------------------------------------------
+// Disclosure of a retired private key only when safe (real PowerDNS, simulated time).
+
+struct FakeClock(std::sync::Mutex<chrono::DateTime<chrono::Utc>>);
+
+impl maildns::propagation::Clock for FakeClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+impl FakeClock {
+    fn advance(&self, d: chrono::TimeDelta) {
+        *self.0.lock().unwrap() += d;
+    }
+}
+
+struct Token(String);
+
+impl maildns::accounts::Credentials for Token {
+    fn credential(
+        &self,
+        _: &maildns::config::Account,
+    ) -> anyhow::Result<maildns_providers::Secret> {
+        Ok(maildns_providers::Secret::new(self.0.clone()))
+    }
+    fn aws(
+        &self,
+        _: &maildns::config::Account,
+    ) -> anyhow::Result<maildns_providers::hosts::route53::AwsCredentials> {
+        anyhow::bail!("no AWS here")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_private_key_is_disclosed_only_after_its_revocation_is_safe() {
+    use chrono::{TimeDelta, TimeZone, Utc};
+    use maildns::propagation::Clock as _;
+    use maildns::rotation::Runner;
+    use std::sync::Arc;
+
+    let pdns = maildns_testkit::PowerDns::start();
+    pdns.create_zone_with("example.com", 3600, 60).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("state");
+    let path = dir.path().join("maildns.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"state_dir = "{state}"
+[accounts.dns]
+provider = "powerdns"
+base_url = "{api}"
+
+[domains."example.com"]
+account = "dns"
+ttl = 300
+nameservers = ["{ns}"]
+
+[domains."example.com".dkim]
+bits = 1024
+rotation_interval = "30d"
+overlap = "14d"
+retire = "revoke"
+publish_retired_private_keys = true
+"#,
+            state = state_dir.display(),
+            api = pdns.api_url,
+            ns = pdns.dns,
+        ),
+    )
+    .unwrap();
+    let config = maildns::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let quick = maildns_providers::http::RetryPolicy {
+        max_attempts: 1,
+        ..maildns_providers::http::RetryPolicy::default()
+    };
+    let (providers, failed) =
+        maildns::accounts::connect_all(&config, &Token(pdns.api_key.clone()), quick);
+    assert!(failed.is_empty(), "{failed:?}");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let store = Arc::new(SqliteStore::open_locked(&state_dir).unwrap());
+    let clock = Arc::new(FakeClock(std::sync::Mutex::new(
+        Utc.with_ymd_and_hms(2024, 1, 10, 0, 0, 0).unwrap(),
+    )));
+    let runner = Runner::new(config, store.clone(), providers, clock.clone()).unwrap();
+    let domain = Fqdn::parse("example.com").unwrap();
+    let run = || async { runner.run_once(&domain).await.unwrap() };
+    let status = |s: &str| {
+        store
+            .load(&domain)
+            .unwrap()
+            .key(&Selector::parse(s).unwrap())
+            .map(|k| k.status)
+    };
+    let disclosed = state_dir.join("disclosed/example.com/202401.private");
+
+    // First key, then the second one; 202401 retires.
+    run().await;
+    clock.advance(TimeDelta::seconds(61));
+    run().await;
+    assert_eq!(status("202401"), Some(KeyStatus::Active));
+    clock.advance(TimeDelta::days(30));
+    run().await;
+    clock.advance(TimeDelta::seconds(61));
+    run().await;
+    assert_eq!(status("202402"), Some(KeyStatus::Active));
+    assert_eq!(status("202401"), Some(KeyStatus::Retiring));
+
+    // Overlap over: revoked, and every authoritative server serves the
+    // revocation at once — but resolvers may hold the full record for the
+    // previous TTL (300 s): nothing is disclosed in this pass.
+    clock.advance(TimeDelta::days(14));
+    let revoked_at = clock.now();
+    let out = run().await;
+    assert_eq!(status("202401"), Some(KeyStatus::Withdrawn), "{out:?}");
+    let k = store
+        .load(&domain)
+        .unwrap()
+        .key(&Selector::parse("202401").unwrap())
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        k.withdrawal_safe_after,
+        Some(revoked_at + TimeDelta::seconds(300))
+    );
+    assert!(!disclosed.exists(), "disclosed before the TTL passed");
+    assert!(
+        !out.performed
+            .iter()
+            .any(|p| p.action == "publish_private_key"),
+        "{:?}",
+        out.performed
+    );
+    assert_eq!(out.next_due, Some(revoked_at + TimeDelta::seconds(300)));
+    let key_file = PathBuf::from(k.key_path.unwrap());
+    assert!(key_file.exists());
+
+    // One second before: still not.
+    clock.advance(TimeDelta::seconds(299));
+    run().await;
+    assert!(!disclosed.exists(), "disclosed one second early");
+    assert_eq!(status("202401"), Some(KeyStatus::Withdrawn));
+
+    // At the safe-after time: disclosed, then the private key deleted.
+    clock.advance(TimeDelta::seconds(1));
+    let out = run().await;
+    assert!(disclosed.exists(), "{:?}", out.performed);
+    assert_eq!(status("202401"), Some(KeyStatus::Destroyed));
+    assert!(!key_file.exists(), "the private key stays after disclosure");
+}
