@@ -42,10 +42,10 @@ Exit codes:
   1   failure (a provider error; some domain failed)
   2   plan --exit-code: changes pending
   3   propagation did not complete before the timeout
-  4   status: something needs an operator (blocked, failing or drifting)
+  4   status: something needs an operator (a blocked rotation, a failing step)
   64  bad command-line usage
   65  invalid configuration or records with lint errors
-  75  another maildns holds the state lock (try again later)";
+  75  another maildns holds the state lock (try again later; rotate --now asks the daemon)";
 
 /// Publishes and rotates SPF, DKIM, DMARC (and historic ADSP) records through your DNS host's API.
 #[derive(Debug, Parser)]
@@ -101,7 +101,8 @@ pub enum Command {
         #[command(subcommand)]
         source: import::Source,
     },
-    /// Show each domain's keys, the next rotation step and when, and recent events
+    /// Show each domain's keys, the next rotation step and when, and recent events;
+    /// exit 4 when a rotation is blocked or a step is failing
     Status {
         /// Only these domains (repeatable)
         #[arg(long = "domain", short = 'd')]
@@ -117,7 +118,8 @@ pub enum Command {
     Watch(watch::Args),
     /// Check what DNS serves against the local keys: DKIM keys, SPF (lookups resolved), DMARC
     Verify(verify::Args),
-    /// Run DKIM rotation once for each domain until it only waits (cron, systemd timer)
+    /// Run DKIM rotation once for each domain until it only waits (cron, systemd timer);
+    /// exit 1 when any domain's step failed
     Rotate(rotate::Args),
     /// Run the rotation daemon: sleep until the next due action; SIGHUP reloads, SIGTERM stops
     Daemon(daemon::Args),

@@ -29,7 +29,7 @@ pub struct Args {
     /// Which domains
     #[command(flatten)]
     pub selection: Selection,
-    /// Start a rotation now, even if none is due
+    /// Start a rotation now, even if none is due; while the daemon runs, ask it to
     #[arg(long)]
     pub now: bool,
     /// Clear a blocked rotation (a failed signer switch) after fixing its cause; the
@@ -159,6 +159,10 @@ async fn ask_daemon(
     domains: &[maildns_providers::Fqdn],
     holder: &str,
 ) -> anyhow::Result<Exit> {
+    if domains.is_empty() {
+        println!("no selected domain has DKIM rotation configured");
+        return Ok(Exit::Ok);
+    }
     let store = SqliteStore::open(state_dir)?;
     let now = chrono::Utc::now();
     let mut ids = Vec::new();
