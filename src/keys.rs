@@ -570,7 +570,9 @@ fn is_temp_name(name: &str) -> bool {
 ///
 /// # Errors
 ///
-/// [`KeyError::Io`] when `dir` cannot be listed or a stale file cannot be removed.
+/// [`KeyError::Io`] when `dir` cannot be listed or a stale file cannot be
+/// removed. A temporary file this process cannot open is reported in the log
+/// and left.
 pub fn remove_stale_temp_files(dir: &Path) -> Result<Vec<PathBuf>, KeyError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -594,7 +596,15 @@ pub fn remove_stale_temp_files(dir: &Path) -> Result<Vec<PathBuf>, KeyError> {
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io_err(&path, "open a stale temporary file")(e)),
+            Err(e) => {
+                // Another user's file (e.g. 0600 of the signer's user): not ours
+                // to judge; say so rather than fail the command.
+                tracing::warn!(
+                    "cannot check the temporary file {}: {e}; remove it if no maildns is writing it",
+                    path.display()
+                );
+                continue;
+            }
         };
         // Held by a live writer: not stale.
         let Ok(_lock) = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
