@@ -19,6 +19,8 @@ pub enum Exit {
     Changes = 2,
     /// Propagation did not complete before the timeout.
     Timeout = 3,
+    /// `status`: something needs an operator (a blocked rotation, a failing step).
+    Attention = 4,
     /// Bad command-line usage.
     Usage = 64,
     /// Invalid configuration, or records with lint errors.

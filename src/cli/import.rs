@@ -51,6 +51,7 @@ pub(super) async fn run(cli: &Cli, source: &Source) -> anyhow::Result<Exit> {
         ],
     };
     let store = SqliteStore::open_locked(&config.state_dir)?;
+    crate::rotation::keyring::sweep(&config, Some(&store))?;
     let results = import_opendkim(&store, &setup, &selected, chrono::Utc::now())?;
     drop(store);
     if cli.json {

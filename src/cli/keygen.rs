@@ -70,6 +70,10 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
         "ed25519" => KeySpec::ed25519(),
         _ => KeySpec::rsa(args.bits),
     };
+    // A keygen killed while writing left a complete key under a temporary name.
+    for stale in keys::remove_stale_temp_files(&args.directory)? {
+        tracing::warn!("removed left-over private key material {}", stale.display());
+    }
     let key = PrivateKey::generate(spec)?;
     let path = args.directory.join(format!("{selector}.private"));
     keys::write_private_key(&path, &key, WriteOptions::default())?;

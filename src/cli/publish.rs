@@ -132,6 +132,10 @@ pub(super) async fn run(
         // plan is read-only: no store yet means no keys yet.
         SqliteStore::open_existing(&config.state_dir)?
     };
+    if apply {
+        // publish writes first keys: no key material left by a killed run stays.
+        crate::rotation::keyring::sweep(&config, store.as_ref().map(|s| s as &dyn Store))?;
+    }
     let now = chrono::Utc::now();
     // What earlier runs published: SPF/DMARC/ADSP lines removed from the
     // configuration since are planned as DELETEs of exactly those values.

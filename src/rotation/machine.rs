@@ -252,6 +252,11 @@ pub struct KeyRecord {
     pub retired_at: Option<DateTime<Utc>>,
     /// When its withdrawal (revocation or removal) was seen everywhere.
     pub withdrawn_at: Option<DateTime<Utc>>,
+    /// The watcher's "safe after" time of the withdrawal: when no resolver can
+    /// still hold the full record (seen everywhere + the previous TTL). A
+    /// retired private key is disclosed only after it.
+    #[serde(default)]
+    pub withdrawal_safe_after: Option<DateTime<Utc>>,
     /// When its private key was deleted.
     pub destroyed_at: Option<DateTime<Utc>>,
     /// Do not retry the current step before this time (backoff, rechecks).
@@ -277,6 +282,7 @@ impl KeyRecord {
             active_at: None,
             retired_at: None,
             withdrawn_at: None,
+            withdrawal_safe_after: None,
             destroyed_at: None,
             not_before: None,
             attempts: 0,
@@ -1360,10 +1366,13 @@ fn fold(
                         } else {
                             key.progressed(KeyStatus::Withdrawn);
                             key.withdrawn_at = Some(now);
+                            key.withdrawal_safe_after = Some(*safe_after);
                             ev = Some((
                                 "withdrawn",
                                 "ok",
-                                "withdrawal seen on every authoritative server".into(),
+                                format!(
+                                    "withdrawal seen on every authoritative server; safe after {safe_after}"
+                                ),
                             ));
                         }
                     }
@@ -1474,8 +1483,16 @@ fn key_due(key: &KeyRecord, policy: &Policy) -> Option<DateTime<Utc>> {
         | KeyStatus::Published
         | KeyStatus::Switched
         | KeyStatus::Withdrawing
-        | KeyStatus::Withdrawn
         | KeyStatus::Disclosed => DateTime::<Utc>::UNIX_EPOCH,
+        KeyStatus::Withdrawn => match policy.s.disposal {
+            Disposal::Delete => DateTime::<Utc>::UNIX_EPOCH,
+            // Disclosed only once no resolver may still serve the full record.
+            // A state saved before this time was kept waits one overlap.
+            Disposal::Disclose => match key.withdrawal_safe_after {
+                Some(t) => t,
+                None => key.withdrawn_at? + policy.s.overlap,
+            },
+        },
         KeyStatus::Propagated => key.safe_after?,
         KeyStatus::Retiring => key.retired_at? + policy.s.overlap,
         KeyStatus::Active | KeyStatus::SwitchFailed | KeyStatus::Destroyed => return None,
