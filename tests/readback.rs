@@ -464,6 +464,7 @@ async fn publish_run_reports_each_kind_of_loss_through_the_quirky_host() {
                 )],
                 ttl: 300,
                 in_use: false,
+                only_remove: None,
             }],
         };
         let out = publish::run(
@@ -576,6 +577,7 @@ fn dkim_job(domain: &str, selector: &str, p_len: usize) -> DomainJob {
             )],
             ttl: 300,
             in_use: false,
+            only_remove: None,
         }],
     }
 }

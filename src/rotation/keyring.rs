@@ -25,7 +25,13 @@ fn delta(d: std::time::Duration) -> TimeDelta {
 /// The rotation policy of a domain's DKIM settings; `max_bits_for_host` from the
 /// account's profile or its latest diagnosis (the 1024-bit fallback).
 pub fn policy(dkim: &DkimPolicy, max_bits_for_host: Option<u32>) -> anyhow::Result<Policy> {
-    let settings = PolicySettings {
+    Ok(Policy::new(settings(dkim, max_bits_for_host))?)
+}
+
+/// The rotation settings of a domain's DKIM settings (validated by
+/// [`Policy::problems`], which the configuration loader also runs).
+pub fn settings(dkim: &DkimPolicy, max_bits_for_host: Option<u32>) -> PolicySettings {
+    PolicySettings {
         keys: dkim.keys.clone(),
         selector_format: dkim.selector_format.clone(),
         rotation_interval: delta(dkim.rotation_interval),
@@ -42,8 +48,7 @@ pub fn policy(dkim: &DkimPolicy, max_bits_for_host: Option<u32>) -> anyhow::Resu
         },
         max_bits_for_host,
         ..PolicySettings::default()
-    };
-    Ok(Policy::new(settings)?)
+    }
 }
 
 /// Where the private key of `selector` goes: the signer's key directory when a
@@ -473,15 +478,22 @@ pub fn prepare_publish(
     let mut state = store.load(&domain.name)?;
     let mut warnings = fallback_warnings(domain, &policy);
     if generate_first {
-        let fallback = fall_back(config, &mut state, &policy, now);
+        let mut next = state.clone();
+        let fallback = fall_back(config, &mut next, &policy, now);
         if fallback.changed() {
-            store.save(&state, &fallback.events)?;
+            // Nothing changes for a configuration that fails the lint gate.
+            crate::gate::gate(config)?;
+            store.save(&next, &fallback.events)?;
             warnings.extend(fallback.remove_files());
+            state = next;
         }
         warnings.extend(fallback.warnings);
     }
     // No key yet, or only keys discarded before use: the first key(s).
     if generate_first && state.keys.iter().all(|k| k.status == KeyStatus::Destroyed) {
+        // No key for a configuration that fails the lint gate (callers run it
+        // first; this keeps the library from generating one without it).
+        crate::gate::gate(config)?;
         let mut observations = Vec::new();
         // A handful of steps: plan the key(s), generate, stop at publishing.
         for _ in 0..4 {
@@ -536,6 +548,78 @@ pub fn after_publish(
     Ok(())
 }
 
+/// Removes private key material nothing should keep, at the start of every
+/// command that writes keys (a killed run cannot clean up after itself):
+///
+/// - temporary key files (`.<selector>.private.<random>.tmp`, possibly holding a
+///   complete key) left in each configured domain's key directory and in the
+///   directory of every key the store knows, unless a live writer holds them
+///   ([`keys::remove_stale_temp_files`]);
+/// - the key file of every destroyed selector that is back on disk (a crash
+///   between deleting and saving, a restore from backup), unless a key that is
+///   not destroyed uses the same file.
+///
+/// Returns what was removed (paths only, never contents).
+///
+/// # Errors
+///
+/// The store cannot be read, or a directory cannot be listed or a file removed.
+pub fn sweep(
+    config: &Config,
+    store: Option<&dyn super::store::Store>,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let mut dirs: std::collections::BTreeSet<PathBuf> = config
+        .domains
+        .iter()
+        .filter(|d| d.dkim.is_some())
+        .filter_map(|d| key_path(config, &d.name, "x").parent().map(PathBuf::from))
+        .collect();
+    let mut removed = Vec::new();
+    if let Some(store) = store {
+        for domain in store.domains()? {
+            let state = store.load(&domain)?;
+            let live: Vec<&str> = state
+                .keys
+                .iter()
+                .filter(|k| k.status != KeyStatus::Destroyed)
+                .filter_map(|k| k.key_path.as_deref())
+                .collect();
+            for k in &state.keys {
+                let Some(file) = k.key_path.as_deref() else {
+                    continue;
+                };
+                let path = PathBuf::from(file);
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    dirs.insert(dir.to_path_buf());
+                }
+                if k.status != KeyStatus::Destroyed || live.contains(&file) {
+                    continue;
+                }
+                match std::fs::remove_file(&path) {
+                    Ok(()) => removed.push(path),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(e).with_context(|| {
+                            format!(
+                                "removing {}, the private key of destroyed selector {} of {domain}",
+                                path.display(),
+                                k.selector
+                            )
+                        });
+                    }
+                }
+            }
+        }
+    }
+    for dir in &dirs {
+        removed.extend(keys::remove_stale_temp_files(dir)?);
+    }
+    for path in &removed {
+        tracing::warn!("removed left-over private key material {}", path.display());
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -562,6 +646,7 @@ mod tests {
             retired_at: None,
             withdrawn_at: None,
             destroyed_at: None,
+            withdrawal_safe_after: None,
             not_before: Some(now() + TimeDelta::minutes(1)),
             attempts: 1,
             failure: Some("the host truncated it".into()),
