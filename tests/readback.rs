@@ -196,10 +196,11 @@ async fn publish_names_the_cut_then_the_next_run_publishes_an_intact_1024_bit_ke
     assert_eq!(saved.zone, "example.com");
     assert_eq!(saved.result["source"], "readback");
     assert_eq!(saved.result["found"]["verdict"]["verdict"], "truncated");
-    // `status` shows it on the key.
+    // `status` shows it on the key, as needing attention (exit 4).
     let out = maildns(&cfg, &["status"]);
     let (stdout, stderr) = text(&out);
     assert!(stdout.contains(&msg), "{stdout}{stderr}");
+    assert_eq!(out.status.code(), Some(4), "{stdout}{stderr}");
     // What the host holds is useless: signatures with the key fail against it.
     let cut = held(&fake, big.selector.as_str()).unwrap();
     assert_eq!(cut.len(), 300);
@@ -266,6 +267,11 @@ async fn publish_names_the_cut_then_the_next_run_publishes_an_intact_1024_bit_ke
         "{stdout}{stderr}"
     );
     assert_eq!(state(dir.path()), second);
+    // Nothing is failing any more.
+    let out = maildns(&cfg, &["status"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(!stdout.contains("truncated"), "{stdout}");
 }
 
 struct Creds;
