@@ -22,8 +22,8 @@ use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, TxtRecord, Txt
 
 pub mod reader;
 
-use reader::{Entry, OwnerName};
-pub use reader::{OwnerName as ZoneName, ZoneParseError, ZoneRecord, read_records};
+use reader::Entry;
+pub use reader::{OwnerName, ZoneParseError, ZoneRecord, read_records};
 
 /// Where the zone file is and what it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -423,11 +423,15 @@ impl Parsed {
             for l in lines.iter_mut().take(e.last + 1).skip(e.first) {
                 *l = None;
             }
-            // A following record that inherited this owner gets it written out.
-            if e.owner_explicit
-                && let Some(next) = main.iter().find(|n| n.first > e.last)
+        }
+        // A record that inherited its owner (blank owner field) from a removed one
+        // gets the owner written out, so it keeps it.
+        let is_old = |n: &Entry| old.iter().any(|o| o.file == 0 && o.first == n.first);
+        for pair in main.windows(2) {
+            let (prev, next) = (pair[0], pair[1]);
+            if is_old(prev)
+                && !is_old(next)
                 && !next.owner_explicit
-                && !old.iter().any(|o| o.file == 0 && o.first == next.first)
                 && let Some(Some(line)) = lines.get_mut(next.first)
             {
                 *line = format!(
@@ -592,6 +596,20 @@ mod tests {
         assert_eq!(got.records[1].value(), b"v=spf1 ip4:192.0.2.10/32 -all");
         assert_eq!(got.records[0].value(), b"google-site-verification=abc");
         assert_eq!(again.others(&zone()), p.others(&zone()));
+    }
+
+    #[test]
+    fn removing_a_chain_of_records_keeps_the_inherited_owner() {
+        let text = "$ORIGIN example.com.\n$TTL 300\n_dmarc IN TXT \"a\"\n\tIN TXT \"b\"\n\tIN MX 10 mail\nwww IN A 192.0.2.1\n";
+        let p = parse(text);
+        let name = zone().child("_dmarc").unwrap();
+        let out = render(&p, &name, &set(&["c"]), false);
+        assert_eq!(
+            out,
+            "$ORIGIN example.com.\n$TTL 300\n_dmarc\t300\tIN\tTXT\t\"c\"\n_dmarc\tIN MX 10 mail\nwww IN A 192.0.2.1\n"
+        );
+        let again = parse(&out);
+        assert_eq!(again.others(&name), p.others(&name));
     }
 
     #[test]
