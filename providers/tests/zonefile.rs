@@ -517,3 +517,188 @@ async fn conformance_with_bind_loading_the_written_zone() {
     let blank = set(3600, &["blank owner"]).records;
     assert_eq!(served(&provider.bind, &ns1, &blank).await, blank);
 }
+
+/// One generated TXT record line: owner field style, TTL, class, layout, data.
+#[derive(Debug, Clone)]
+struct GenRecord {
+    label: Vec<u8>,
+    /// 0 relative, 1 absolute, 2 blank owner (repeats the previous), 3 `@`.
+    owner_style: u8,
+    ttl: Option<u32>,
+    ttl_units: bool,
+    class: bool,
+    class_first: bool,
+    parens: bool,
+    strings: Vec<Vec<u8>>,
+}
+
+fn gen_record() -> impl proptest::strategy::Strategy<Value = GenRecord> {
+    use proptest::prelude::*;
+    let label = proptest::collection::vec(
+        prop_oneof![
+            4 => proptest::char::range('a', 'z').prop_map(|c| c as u8),
+            1 => proptest::char::range('A', 'Z').prop_map(|c| c as u8),
+            1 => proptest::sample::select(b"-_*.\"();@$ \\".to_vec()),
+            1 => any::<u8>(),
+        ],
+        1..8,
+    );
+    let strings = proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..20), 1..3);
+    (
+        label,
+        0u8..4,
+        proptest::option::of(0u32..1_000_000),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        strings,
+    )
+        .prop_map(
+            |(label, owner_style, ttl, ttl_units, class, class_first, parens, strings)| GenRecord {
+                label,
+                owner_style,
+                ttl,
+                ttl_units,
+                class,
+                class_first,
+                parens,
+                strings,
+            },
+        )
+}
+
+fn escape_label_for_test(l: &[u8]) -> String {
+    l.iter()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_' || *b == b'*' {
+                char::from(*b).to_string()
+            } else if *b == b'.' {
+                "\\.".into()
+            } else {
+                format!("\\{b:03}")
+            }
+        })
+        .collect()
+}
+
+fn gen_zone(zone: &str, default_ttl: Option<u32>, recs: &[GenRecord]) -> String {
+    let mut text = format!("$ORIGIN {zone}.\n");
+    if let Some(t) = default_ttl {
+        text.push_str(&format!("$TTL {t}\n"));
+    }
+    text.push_str(
+        "@ 3600 IN SOA ns1 hostmaster 1 3600 900 604800 300\n@ IN NS ns1\nns1 IN A 127.0.0.1\n",
+    );
+    for (i, r) in recs.iter().enumerate() {
+        let owner = match r.owner_style {
+            0 => escape_label_for_test(&r.label),
+            1 => format!("{}.{zone}.", escape_label_for_test(&r.label)),
+            2 if i > 0 => String::new(),
+            2 => escape_label_for_test(&r.label),
+            _ => "@".into(),
+        };
+        let ttl = r.ttl.map(|t| {
+            if r.ttl_units && t >= 3600 {
+                format!("{}h{}S", t / 3600, t % 3600)
+            } else {
+                t.to_string()
+            }
+        });
+        let class = r.class.then_some("IN");
+        let fields: Vec<&str> = if r.class_first {
+            [class, ttl.as_deref()].into_iter().flatten().collect()
+        } else {
+            [ttl.as_deref(), class].into_iter().flatten().collect()
+        };
+        let data = TxtRecord::from_strings(
+            r.strings
+                .iter()
+                .map(|s| maildns_providers::CharacterString::new(s.clone()).unwrap())
+                .collect(),
+        )
+        .unwrap()
+        .to_presentation();
+        let data = if r.parens {
+            format!("( ; a comment \"in quotes\"\n\t{data} ) ; done")
+        } else {
+            data
+        };
+        let sep = if owner.is_empty() { "\t" } else { " " };
+        text.push_str(&format!("{owner}{sep}{} TXT {data}\n", fields.join(" ")));
+    }
+    text
+}
+
+/// (owner, TTL, TXT record) sets as `named-checkzone -D` prints the zone.
+/// One TXT record: owner labels, TTL, data.
+type Txt = (Vec<Vec<u8>>, u32, TxtRecord);
+
+fn bind_reads(zone: &str, text: &str) -> Result<Vec<Txt>, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zone.db");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new("named-checkzone")
+        .args(["-q", "-D", "-o", "-", zone])
+        .arg(&path)
+        .output()
+        .expect("named-checkzone runs");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let root = maildns_providers::hosts::zonefile::OwnerName::root();
+    let mut got = Vec::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let mut it = line.splitn(5, [' ', '\t']).filter(|s| !s.is_empty());
+        let owner = it.next().unwrap_or_default().to_string();
+        let rest: Vec<&str> = line[owner.len()..].split_whitespace().collect();
+        if rest.get(2) != Some(&"TXT") {
+            continue;
+        }
+        let ttl: u32 = rest[0].parse().unwrap();
+        let data_at = line.find("TXT").unwrap() + 3;
+        let rec = TxtRecord::parse_presentation(line[data_at..].trim()).unwrap();
+        let name = maildns_providers::hosts::zonefile::OwnerName::parse(&owner, &root).unwrap();
+        got.push((name.labels().to_vec(), ttl, rec));
+    }
+    Ok(got)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+    /// Differential: the reader and BIND read the same generated zone text to the
+    /// same TXT records (owner, TTL of the RRset, character-strings).
+    #[test]
+    fn reader_agrees_with_bind(default_ttl in proptest::option::of(0u32..100_000), recs in proptest::collection::vec(gen_record(), 1..8)) {
+        let zone = "example.test";
+        let text = gen_zone(zone, default_ttl, &recs);
+        let bind = bind_reads(zone, &text);
+        let ours = read_records(&text, &fqdn(zone));
+        match (bind, ours) {
+            (Ok(bind), Ok(ours)) => {
+                // BIND gives an RRset one TTL (the last batch's) and drops duplicates.
+                let ours: Vec<_> = ours.into_iter().filter(|r| r.rtype == "TXT").collect();
+                let mut last_ttl: std::collections::HashMap<Vec<Vec<u8>>, u32> = Default::default();
+                for r in &ours {
+                    last_ttl.insert(r.owner.labels().to_vec(), r.ttl);
+                }
+                let mut ours: Vec<Txt> = ours
+                    .into_iter()
+                    .map(|r| {
+                        let labels = r.owner.labels().to_vec();
+                        let ttl = last_ttl[&labels];
+                        (labels, ttl, r.txt.unwrap())
+                    })
+                    .collect();
+                ours.sort();
+                ours.dedup();
+                let mut bind = bind;
+                bind.sort();
+                proptest::prop_assert_eq!(ours, bind, "zone:\n{}", text);
+            }
+            (Err(b), Err(_)) => { let _ = b; }
+            (b, o) => proptest::prop_assert!(false, "BIND: {:?}\nours: {:?}\nzone:\n{}", b.map(|v| v.len()), o.map(|v| v.len()), text),
+        }
+    }
+}

@@ -315,14 +315,15 @@ impl Parsed {
     }
 
     /// The TXT set at `name` as BIND would load it (values from included files
-    /// too; the TTL of the first record, as BIND sets the whole RRset to it).
+    /// too). Its TTL is the last record's: BIND gives an RRset the TTL of the last
+    /// batch of records that holds it, and one TTL within a batch.
     fn txt_set(&self, name: &Fqdn) -> Option<TxtSet> {
         let mut ttl = None;
         let mut records = Vec::new();
         for e in self.txt_entries(name) {
             if let Some(r) = &e.txt {
                 records.push(r.clone());
-                ttl = ttl.or(Some(e.ttl));
+                ttl = Some(e.ttl);
             }
         }
         ttl.map(|ttl| TxtSet { ttl, records })
@@ -615,16 +616,21 @@ mod tests {
     #[test]
     fn ttl_change_rewrites_our_line() {
         let p = parse(ZONE);
+        // As BIND reads ZONE: `@ 300 IN TXT` follows a TXT of the same owner in
+        // the same batch, so it gets that record's 3600 ("TTL set to prior TTL").
         let mut s = set(&["google-site-verification=abc", "v=spf1 -all"]);
         s.ttl = 3600;
+        assert_eq!(p.txt_set(&zone()), Some(s.clone()));
+        assert_eq!(render(&p, &zone(), &s, false), ZONE, "nothing to change");
+        s.ttl = 300;
         let out = render(&p, &zone(), &s, false);
-        let again = parse(&out);
-        assert_eq!(again.txt_set(&zone()).unwrap().ttl, 3600);
         assert!(
-            out.contains("@\tIN TXT \"google-site-verification=abc\"\n"),
+            out.contains("\tIN NS ns1\n; operator's comment\n@\t300\tIN\tTXT\t\"google-site-verification=abc\"\n@\t300\tIN\tTXT\t\"v=spf1 -all\"\n@\tIN MX 10 mail\n"),
             "{out}"
         );
-        assert!(out.contains("@\t3600\tIN\tTXT\t\"v=spf1 -all\""), "{out}");
+        let again = parse(&out);
+        assert_eq!(again.txt_set(&zone()), Some(s));
+        assert_eq!(again.others(&zone()), p.others(&zone()));
     }
 
     #[test]
@@ -789,6 +795,29 @@ mod tests {
         assert_eq!(e.line, 2);
         let e = read_records("$TTL 60\na IN IN TXT \"x\"\n", &zone()).unwrap_err();
         assert_eq!(e.line, 2);
+    }
+
+    /// BIND's batches, as named-checkzone 9.18 loads these texts.
+    #[test]
+    fn ttls_within_a_batch_follow_the_first() {
+        let ttls = |t: &str| -> Vec<u32> {
+            read_records(t, &zone())
+                .unwrap()
+                .iter()
+                .map(|r| r.ttl)
+                .collect()
+        };
+        assert_eq!(
+            ttls("$TTL 100\na 7 TXT \"x\"\na 5 TXT \"y\"\nd TXT \"w\"\n"),
+            [7, 7, 100]
+        );
+        assert_eq!(
+            ttls("@ 3600 IN SOA ns1 h 1 2 3 4 5\na TXT \"x\"\na 5 TXT \"y\"\nb TXT \"z\"\n"),
+            [3600, 3600, 3600, 3600]
+        );
+        // A new batch of the same owner: its TTL is the set's (the last batch wins).
+        let p = parse("$TTL 100\na 5 TXT \"x\"\nb TXT \"z\"\na 3600 TXT \"y\"\n");
+        assert_eq!(p.txt_set(&zone().child("a").unwrap()).unwrap().ttl, 3600);
     }
 
     #[test]

@@ -539,6 +539,9 @@ struct Reader {
     origin_at: Vec<OwnerName>,
     /// Canonical paths of the files being read (include loop detection).
     stack: Vec<PathBuf>,
+    /// BIND's batch: the owner of the records read in a row and the TTL each type
+    /// got first in it (a later record of that type in the batch gets that TTL).
+    run: Option<(OwnerName, Vec<(String, u32)>)>,
 }
 
 /// Reads zone text (the main file, at `path` when it has one) for zone `zone`.
@@ -557,6 +560,7 @@ pub(super) fn read(text: &str, zone: &Fqdn, path: Option<&Path>) -> Result<Read,
             .and_then(|p| std::fs::canonicalize(p).ok())
             .into_iter()
             .collect(),
+        run: None,
     };
     let origin = OwnerName::from_fqdn(zone);
     let (final_origin, _) = r.read_file(0, text, origin, None, 0)?;
@@ -653,8 +657,11 @@ impl Reader {
                         } else {
                             a.text.clone()
                         };
+                        // An $INCLUDE ends BIND's batch, before and after.
+                        self.run = None;
                         self.include(&name, inc_origin, last_owner.clone(), depth)
                             .map_err(|m| err(a.line, m))??;
+                        self.run = None;
                     }
                     "$GENERATE" => {
                         return Err(err(
@@ -749,6 +756,24 @@ impl Reader {
                     }
                 },
             };
+            // BIND reads records in batches of one owner name; within a batch, a
+            // record whose TTL differs from its RRset's first one gets that TTL
+            // ("TTL set to prior TTL"), which also becomes the TTL carried on.
+            // Across batches the last batch's TTL wins (see `txt_set`).
+            if self.run.as_ref().is_none_or(|(o, _)| *o != owner) {
+                self.run = Some((owner.clone(), Vec::new()));
+            }
+            let mut ttl = ttl;
+            if let Some((_, types)) = self.run.as_mut() {
+                match types.iter().find(|(t, _)| *t == rtype) {
+                    Some((_, prior)) if *prior != ttl => {
+                        ttl = *prior;
+                        self.last_ttl = Some(ttl);
+                    }
+                    Some(_) => {}
+                    None => types.push((rtype.clone(), ttl)),
+                }
+            }
             let txt = if rtype == "TXT" {
                 Some(txt_rdata(&rdata).map_err(|m| err(lg.first, m))?)
             } else {
