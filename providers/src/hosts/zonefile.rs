@@ -869,6 +869,33 @@ mod tests {
         assert!(read_records("$TTL 60\na IN TXT \\# 3 0361\n", &zone()).is_err());
     }
 
+    /// Found by the differential test against named-checkzone.
+    #[test]
+    fn quoted_owners_generic_data_fallback_and_empty_data_as_bind() {
+        let recs = read_records(
+            "$TTL 60\n\"a;b\" TXT x\n\"q r.example.org.\" TXT y\n",
+            &zone(),
+        )
+        .unwrap();
+        assert_eq!(recs[0].owner.to_presentation(), "a\\;b.example.com.");
+        assert_eq!(recs[0].owner.labels()[0], b"a;b");
+        assert_eq!(recs[1].owner.to_presentation(), "q\\032r.example.org.");
+        let recs = read_records("$TTL 60\na TXT \\# TYPE16 x\n", &zone()).unwrap();
+        let strings: Vec<&[u8]> = recs[0]
+            .txt
+            .as_ref()
+            .unwrap()
+            .strings()
+            .iter()
+            .map(|s| s.as_bytes())
+            .collect();
+        assert_eq!(strings, [&b"#"[..], b"TYPE16", b"x"]);
+        for bad in ["a TXT", "a IN A", "\"\" TXT x", "$ORIGIN \"a;b\""] {
+            let e = read_records(&format!("$TTL 60\n{bad}\n"), &zone()).unwrap_err();
+            assert_eq!(e.line, 2, "{bad}: {e}");
+        }
+    }
+
     #[test]
     fn non_utf8_names_its_line() {
         let e = reader::utf8_text(b"a\nb\n\xff\n".to_vec(), Some(Path::new("z.db"))).unwrap_err();

@@ -140,6 +140,9 @@ impl OwnerName {
         if text == "." {
             return Ok(OwnerName::root());
         }
+        if text.is_empty() {
+            return Err("empty name".into());
+        }
         let b = text.as_bytes();
         let mut labels: Vec<Vec<u8>> = Vec::new();
         let mut label: Vec<u8> = Vec::new();
@@ -634,6 +637,9 @@ impl Reader {
                     "$ORIGIN" => {
                         let a = arg(1, "a domain name")?;
                         at_most(2)?;
+                        if a.quoted {
+                            return Err(err(a.line, format!("bad $ORIGIN {}", a.text)));
+                        }
                         origin = OwnerName::parse(&a.text, &origin)
                             .map_err(|m| err(a.line, format!("bad $ORIGIN: {m}")))?;
                     }
@@ -685,10 +691,14 @@ impl Reader {
                 })?
             } else {
                 idx = 1;
-                if head.quoted {
-                    return Err(err(lg.first, format!("bad owner name {}", head.text)));
-                }
-                OwnerName::parse(&head.text, &origin)
+                // BIND takes a quoted owner's text as written between the quotes
+                // (escapes still apply; `;` and spaces are part of the label).
+                let text = if head.quoted {
+                    &head.text[1..head.text.len() - 1]
+                } else {
+                    head.text.as_str()
+                };
+                OwnerName::parse(text, &origin)
                     .map_err(|m| err(lg.first, format!("bad owner name: {m}")))?
             };
             let mut ttl = None;
@@ -731,6 +741,9 @@ impl Reader {
                 rtype = "TXT".into();
             }
             let rdata = toks[idx + 1..].to_vec();
+            if rdata.is_empty() && rtype != "APL" {
+                return Err(err(lg.last, format!("{rtype} record without data")));
+            }
             let ttl = match ttl {
                 Some(t) => {
                     self.last_ttl = Some(t);
@@ -844,9 +857,13 @@ impl Reader {
 
 /// Decodes TXT rdata tokens: character-strings, or RFC 3597 `\# len hex`.
 fn txt_rdata(rdata: &[Token]) -> Result<TxtRecord, String> {
+    // BIND reads `\#` as generic data only when a length follows; else as text.
     if let Some(first) = rdata.first()
         && !first.quoted
         && first.text == "\\#"
+        && rdata
+            .get(1)
+            .is_some_and(|t| !t.quoted && t.text.parse::<usize>().is_ok())
     {
         let len: usize = rdata
             .get(1)
