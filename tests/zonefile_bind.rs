@@ -156,4 +156,28 @@ fn values_in_included_files_are_not_published_twice() {
         1,
         "{loaded}"
     );
+
+    // A new SPF would have to change the value in spf.inc: refused, naming it.
+    let toml = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        toml.replace(
+            "spf = \"v=spf1 mx -all\"",
+            "spf = \"v=spf1 ip4:192.0.2.10/32 -all\"",
+        ),
+    )
+    .unwrap();
+    let publish = maildns(&cfg, &["publish"]);
+    let out = text(&publish);
+    assert_eq!(publish.status.code(), Some(1), "a domain failed: {out}");
+    assert!(
+        !out.contains("rejected by the host"),
+        "the zone file is not a host: {out}"
+    );
+    let place = format!(
+        "{}:1: the TXT record at example.com that must change is in this included file",
+        d.join("spf.inc").display()
+    );
+    assert!(out.contains(&place), "{out}");
+    assert_eq!(std::fs::read(&zone).unwrap(), before, "nothing written");
 }

@@ -247,7 +247,7 @@ async fn a_value_to_change_in_an_included_file_is_refused_with_its_place() {
         )
         .await
         .expect_err("SPF lives in spf.inc");
-    assert_eq!(e.kind, ErrorKind::Invalid);
+    assert_eq!(e.kind, ErrorKind::Config);
     let want = format!(
         "{}:1: the TXT record at {} that must change is in this included file",
         l.spf_inc.display(),
@@ -363,7 +363,7 @@ async fn generate_is_refused_with_file_and_line() {
         )
         .await
         .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Invalid);
+    assert_eq!(e.kind, ErrorKind::Config);
     assert!(
         e.to_string()
             .contains(&format!("{}:7: $GENERATE is not supported", path.display())),

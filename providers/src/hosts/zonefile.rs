@@ -12,6 +12,10 @@
 //! refused, naming that file and line. Before writing, the result is read back and
 //! must hold exactly the asked set with every other record unchanged (owner, TTL,
 //! type, data), or nothing is written.
+//!
+//! Every such refusal, and every file maildns cannot read, is an
+//! [`ErrorKind::Config`] error whose message starts with `file:line:` (the zone
+//! file is the operator's, not a host's answer).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -78,13 +82,13 @@ impl ZoneFile {
     fn load(&self, op: Operation, name: &Fqdn) -> Result<Parsed, Error> {
         let text = self.read_text(op, name)?;
         Parsed::parse(&text, &self.config.zone, Some(&self.config.path))
-            .map_err(|e| self.err(op, Some(name), ErrorKind::Invalid, e.to_string()))
+            .map_err(|e| self.err(op, Some(name), ErrorKind::Config, e.to_string()))
     }
 
     fn read_text(&self, op: Operation, name: &Fqdn) -> Result<String, Error> {
         match std::fs::read(&self.config.path) {
             Ok(b) => reader::utf8_text(b, Some(&self.config.path))
-                .map_err(|e| self.err(op, Some(name), ErrorKind::Invalid, e.to_string())),
+                .map_err(|e| self.err(op, Some(name), ErrorKind::Config, e.to_string())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
             Err(e) => Err(self.err(
                 op,
@@ -170,12 +174,12 @@ impl ZoneFile {
             .render_checked(&parsed, name, &set)
             .map_err(|e| match e {
                 RenderError::Refused(z) => {
-                    self.err(op, Some(name), ErrorKind::Invalid, z.to_string())
+                    self.err(op, Some(name), ErrorKind::Config, z.to_string())
                 }
                 RenderError::Check(d) => self.err(
                     op,
                     Some(name),
-                    ErrorKind::Invalid,
+                    ErrorKind::Config,
                     format!("{}: refusing to write: {d}", self.config.path.display()),
                 ),
             })?;
