@@ -27,6 +27,10 @@
 //! in-memory mock that forgets everything at exit. So a credential is never
 //! "stored" in the mock, and every message names the store used.
 //!
+//! zbus runs on its own `async-io` executor (keyring feature `async-io`), not on
+//! tokio: keyring's blocking calls made from inside maildns's tokio runtime would
+//! otherwise risk the deadlock keyring documents (keyring-rs issue #132).
+//!
 //! The two stores do not share entries: a token set under a desktop session
 //! lives in the Secret Service, and a process without the session bus (a
 //! daemon under systemd) does not see it. A daemon should use a systemd
@@ -115,7 +119,7 @@ pub enum Source {
     Env(String),
     /// A file in the systemd credentials directory.
     CredentialsDirectory(PathBuf),
-    /// The OS keyring.
+    /// The OS keyring ([`store`] says which).
     Keyring,
     /// The configured token file.
     TokenFile(PathBuf),
@@ -524,6 +528,28 @@ mod tests {
                 assert!(!format!("{e} {e:?}").contains(VALUE));
             }
         }
+    }
+
+    #[test]
+    fn entries_use_the_chosen_store_never_the_default_builder() {
+        // With both store features keyring's default builder is the Secret
+        // Service even without a bus, and with none the mock: entry() must build
+        // the credential of the store probed for this process.
+        let e = entry("probe-account").unwrap();
+        let c = e.get_credential();
+        match store() {
+            Store::SecretService => assert!(
+                c.downcast_ref::<keyring::secret_service::SsCredential>()
+                    .is_some()
+            ),
+            Store::KernelKeyring => assert!(
+                c.downcast_ref::<keyring::keyutils::KeyutilsCredential>()
+                    .is_some()
+            ),
+        }
+        assert!(c.downcast_ref::<keyring::mock::MockCredential>().is_none());
+        assert_eq!(Store::SecretService.to_string(), "Secret Service");
+        assert_eq!(Store::KernelKeyring.name(), "kernel-keyring");
     }
 
     #[test]
