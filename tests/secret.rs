@@ -354,3 +354,26 @@ fn a_session_bus_without_a_secret_service_means_the_kernel_keyring() {
         }
     }
 }
+
+#[test]
+fn a_locked_secret_service_is_an_error_naming_it_never_another_store() {
+    let bus = maildns_testkit::SessionBus::with_locked_secret_service();
+    let acc = account("lockedss");
+    let (_dir, cfg) = setup(&acc);
+    let on_bus = [("DBUS_SESSION_BUS_ADDRESS", bus.address.as_str())];
+    let o = maildns(
+        &cfg,
+        &["secret", "set", &acc],
+        &on_bus,
+        Some(&format!("{VALUE}\n")),
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(!out.contains(VALUE), "{out}");
+    assert!(out.contains("OS keyring (Secret Service)"), "{out}");
+    assert!(out.contains("locked or access was refused"), "{out}");
+    assert!(!out.contains("token stored"), "{out}");
+    // Not quietly stored in the kernel keyring instead.
+    let o = maildns(&cfg, &["--json", "secret", "get", &acc], &[], None);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+}

@@ -48,7 +48,23 @@ impl SessionBus {
             "{GNOME_KEYRING} not found: install gnome-keyring (scripts/test does)"
         );
         let mut bus = Self::start();
-        if let Err(e) = bus.start_keyring() {
+        if let Err(e) = bus.start_keyring(true) {
+            panic!("gnome-keyring-daemon did not start: {e}");
+        }
+        bus
+    }
+
+    /// Like [`SessionBus::with_secret_service`], but never unlocked: there is
+    /// no login collection, and no prompter can run on this bus, so the service
+    /// answers but refuses to store or read (what a headless box with an
+    /// activatable, locked GNOME Keyring looks like).
+    pub fn with_locked_secret_service() -> SessionBus {
+        assert!(
+            crate::have(GNOME_KEYRING),
+            "{GNOME_KEYRING} not found: install gnome-keyring (scripts/test does)"
+        );
+        let mut bus = Self::start();
+        if let Err(e) = bus.start_keyring(false) {
             panic!("gnome-keyring-daemon did not start: {e}");
         }
         bus
@@ -108,7 +124,7 @@ impl SessionBus {
         })
     }
 
-    fn start_keyring(&mut self) -> Result<(), String> {
+    fn start_keyring(&mut self, unlock: bool) -> Result<(), String> {
         let home = self.dir.path().join("home");
         let runtime = self.dir.path().join("run");
         for d in [&home, &runtime] {
@@ -118,7 +134,8 @@ impl SessionBus {
                 .map_err(|e| format!("{}: {e}", d.display()))?;
         }
         let mut child = Command::new(GNOME_KEYRING)
-            .args(["--unlock", "--components=secrets", "--foreground"])
+            .args(unlock.then_some("--unlock"))
+            .args(["--components=secrets", "--foreground"])
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &home)
@@ -132,10 +149,13 @@ impl SessionBus {
             .spawn()
             .map_err(|e| format!("{GNOME_KEYRING}: {e}"))?;
         // The login collection's password, on stdin (a test value).
-        let written = child
-            .stdin
-            .take()
-            .map(|mut s| s.write_all(b"maildns-test-keyring"));
+        let written = child.stdin.take().map(|mut s| {
+            if unlock {
+                s.write_all(b"maildns-test-keyring")
+            } else {
+                Ok(())
+            }
+        });
         if !matches!(written, Some(Ok(()))) {
             crate::stop(&mut child);
             return Err("cannot write the unlock password".into());
