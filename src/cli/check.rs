@@ -53,12 +53,15 @@ pub(super) async fn run(cli: &Cli) -> anyhow::Result<Exit> {
                 Severity::Warning => "warning",
                 Severity::Info => "info",
             };
-            println!(
+            outln!(
                 "{sev}: {} {}: {} [{}]",
-                f.domain, f.record, f.diagnostic.message, f.diagnostic.code
+                f.domain,
+                f.record,
+                f.diagnostic.message,
+                f.diagnostic.code
             );
         }
-        println!(
+        outln!(
             "{}: {} domain(s), {} error(s), {} other finding(s)",
             config.path.display(),
             config.domains.len(),

@@ -97,13 +97,13 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
     if cli.json {
         print_json(&out)?;
     } else {
-        eprintln!(
+        eoutln!(
             "maildns: {}-bit {} key written to {} (mode 0600)",
             out.bits,
             out.algorithm,
             path.display()
         );
-        println!("{}", out.zone_line);
+        outln!("{}", out.zone_line);
     }
     Ok(Exit::Ok)
 }

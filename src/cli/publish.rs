@@ -145,7 +145,7 @@ pub(super) async fn run(
             Some(st) => {
                 let (entries, warnings) = prepare_publish(st, &config, d, max_bits, now, apply)?;
                 for w in warnings {
-                    eprintln!("warning: {}: {}", d.name, w.message);
+                    eoutln!("warning: {}: {}", d.name, w.message);
                 }
                 entries
             }
@@ -202,7 +202,7 @@ pub(super) async fn run(
     if !cli.json {
         print_human(&outcomes, &summary, apply, &failed_accounts);
         for d in &no_key {
-            println!(
+            outln!(
                 "note: {d} has no DKIM key yet: `maildns publish` generates and publishes the first one"
             );
         }
@@ -257,7 +257,7 @@ async fn watch_outcomes(
         let title = o.domain.to_string();
         if checks.is_empty() {
             if !cli.json {
-                println!("{title}: in sync, nothing to wait for");
+                outln!("{title}: in sync, nothing to wait for");
             }
             continue;
         }
@@ -274,7 +274,7 @@ async fn watch_outcomes(
             Err(e) => {
                 let error = format!("finding the authoritative servers of {zone}: {e}");
                 if !cli.json {
-                    println!("{title}: cannot watch: {error}");
+                    outln!("{title}: cannot watch: {error}");
                 }
                 out.push(DomainWatch {
                     domain: title,
@@ -314,10 +314,10 @@ fn print_human(
     failed_accounts: &[(String, anyhow::Error)],
 ) {
     for (name, e) in failed_accounts {
-        println!("account {name}: {e:#}");
+        outln!("account {name}: {e:#}");
     }
     for o in outcomes {
-        println!(
+        outln!(
             "{} (account {}{})",
             o.domain,
             o.account,
@@ -340,20 +340,20 @@ fn print_human(
                     Action::Delete => "DELETE",
                 };
                 match c.action {
-                    Action::Create => println!(
+                    Action::Create => outln!(
                         "  {verb} {} TXT {} {}",
                         c.name,
                         c.kind.label(),
                         show(&c.new)
                     ),
-                    Action::Update => println!(
+                    Action::Update => outln!(
                         "  {verb} {} TXT {} {} -> {}",
                         c.name,
                         c.kind.label(),
                         show(&c.old),
                         show(&c.new)
                     ),
-                    Action::Delete => println!(
+                    Action::Delete => outln!(
                         "  {verb} {} TXT {} {}",
                         c.name,
                         c.kind.label(),
@@ -361,7 +361,7 @@ fn print_human(
                     ),
                 }
                 if !c.foreign.is_empty() {
-                    println!(
+                    outln!(
                         "         keeping {} other value(s) at {}",
                         c.foreign.len(),
                         c.name
@@ -369,7 +369,7 @@ fn print_human(
                 }
             }
             if p.changes.is_empty() {
-                println!("  in sync ({} name(s))", p.in_sync);
+                outln!("  in sync ({} name(s))", p.in_sync);
             }
         }
         if let Some(e) = &o.error {
@@ -377,11 +377,11 @@ fn print_human(
                 DomainError::Threshold { .. } => "refused",
                 _ => "FAILED",
             };
-            println!("  {what}: account '{}': {e}", o.account);
+            outln!("  {what}: account '{}': {e}", o.account);
         }
     }
     let verb = if apply { "applied" } else { "to apply" };
-    println!(
+    outln!(
         "Summary: {} to create, {} to update, {} to delete, {} in sync; {} change(s) {verb}; {} domain(s), {} failed",
         s.create,
         s.update,

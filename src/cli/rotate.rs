@@ -57,7 +57,7 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
                 .collect();
             if !events.is_empty() {
                 store.save(&state, &events)?;
-                eprintln!("{d}: unblocked; the signer switch will be retried");
+                eoutln!("{d}: unblocked; the signer switch will be retried");
             }
         }
     }
@@ -106,13 +106,13 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
         print_json(&reports)?;
     } else {
         for (name, e) in &failed_accounts {
-            println!("account {name}: {e:#}");
+            outln!("account {name}: {e:#}");
         }
         for r in &reports {
             print_human(r);
         }
         if domains.is_empty() {
-            println!("no selected domain has DKIM rotation configured");
+            outln!("no selected domain has DKIM rotation configured");
         }
     }
     let bad = reports
@@ -122,18 +122,18 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
 }
 
 fn print_human(r: &DomainReport) {
-    println!("{}", r.domain);
+    outln!("{}", r.domain);
     if let Some(e) = &r.error {
-        println!("  FAILED: {e}");
+        outln!("  FAILED: {e}");
     }
     let Some(o) = &r.outcome else {
         return;
     };
     for w in &o.warnings {
-        println!("  warning: {}", w.message);
+        outln!("  warning: {}", w.message);
     }
     for p in &o.performed {
-        println!(
+        outln!(
             "  {} {}: {}{}",
             p.action,
             p.selector.as_ref().map(|s| s.as_str()).unwrap_or("-"),
@@ -146,23 +146,28 @@ fn print_human(r: &DomainReport) {
         );
     }
     if o.performed.is_empty() {
-        println!("  nothing to do");
+        outln!("  nothing to do");
     }
     for k in &o.keys {
-        println!(
+        outln!(
             "  key {} ({} {} bits): {}",
-            k.selector, k.algorithm, k.bits, k.status
+            k.selector,
+            k.algorithm,
+            k.bits,
+            k.status
         );
     }
     for b in &o.blocked {
-        println!(
+        outln!(
             "  BLOCKED: {} rotation stopped at {}: {}",
-            b.algorithm, b.selector, b.reason
+            b.algorithm,
+            b.selector,
+            b.reason
         );
     }
     match o.next_due {
-        Some(t) => println!("  next: {t}"),
+        Some(t) => outln!("  next: {t}"),
         None if o.blocked.is_empty() => {}
-        None => println!("  next: waits for an operator"),
+        None => outln!("  next: waits for an operator"),
     }
 }

@@ -64,7 +64,7 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
         })?;
     } else {
         print_table(&reports);
-        println!(
+        outln!(
             "Summary: {} domain(s), {errors} error(s), {warnings} warning(s){}",
             reports.len(),
             if failed {
@@ -85,9 +85,9 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
 
 fn print_table(reports: &[DomainReport]) {
     for r in reports {
-        println!("{}", r.domain);
+        outln!("{}", r.domain);
         if let Some(e) = &r.failure {
-            println!("  FAILED  {e}");
+            outln!("  FAILED  {e}");
             continue;
         }
         let width = r
@@ -103,7 +103,7 @@ fn print_table(reports: &[DomainReport]) {
                 Status::Warning => "warning",
                 Status::Error => "ERROR",
             };
-            println!("  {:<width$}  {status:<7}  {}", f.check, f.reason);
+            outln!("  {:<width$}  {status:<7}  {}", f.check, f.reason);
         }
     }
 }
