@@ -84,6 +84,9 @@ async fn pass(
         let due = match due {
             Some(t) if t <= runner.clock().now() => match runner.run_once(&domain).await {
                 Ok(outcome) => {
+                    for w in &outcome.warnings {
+                        tracing::warn!(domain = %domain, "{}", w.message);
+                    }
                     for b in &outcome.blocked {
                         tracing::error!(
                             domain = %domain,

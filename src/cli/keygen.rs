@@ -66,6 +66,9 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
         _ => KeySpec::rsa(args.bits),
     };
     let key = PrivateKey::generate(spec)?;
+    if let Some(w) = keys::strength_warning(key.algorithm(), key.bits()) {
+        eoutln!("warning: {w}");
+    }
     let path = args.directory.join(format!("{selector}.private"));
     keys::write_private_key(&path, &key, WriteOptions::default())?;
     let record = record_for(&key, args.testing)?;

@@ -159,6 +159,9 @@ fn print_human(s: &DomainStatus, now: DateTime<Utc>) {
         None if s.dkim_configured => outln!("  next     nothing scheduled"),
         None => {}
     }
+    for w in &s.warnings {
+        outln!("  WARNING  {}", w.message);
+    }
     if let Some(note) = &s.note {
         outln!("  note     {note}");
     }

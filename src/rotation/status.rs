@@ -119,6 +119,9 @@ pub struct DomainStatus {
     pub events: Vec<StoredEvent>,
     /// A remark for the operator (no key yet, nothing configured, blocked).
     pub note: Option<String>,
+    /// Weak keys that sign or will sign (RFC 8301: RSA under 2048 bits), see
+    /// [`super::strength::key_strength_warnings`].
+    pub warnings: Vec<super::machine::Warning>,
 }
 
 /// Summarises `state` at `now`. `policy` is `None` when the domain has no DKIM
@@ -214,6 +217,7 @@ pub fn domain_status(
         errors,
         events,
         note,
+        warnings: super::strength::key_strength_warnings(state),
     }
 }
 
