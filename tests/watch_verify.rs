@@ -352,6 +352,36 @@ selector_format = "s%Y%m"
             .starts_with("12 DNS lookups"),
         "{lookups}"
     );
+    // Every lookup is listed with the record it sits in, in full (none cut).
+    let mut want = vec![
+        format!("in {z}: include:{spf_f}"),
+        format!("in {spf_f}: include:c1.{f}"),
+    ];
+    for i in 1..=10 {
+        want.push(format!("in c{i}.{f}: include:c{}.{f}", i + 1));
+    }
+    assert_eq!(lookups["details"], serde_json::json!(want), "{lookups}");
+    let terms = v["domains"][0]["spf_lookups"]["terms"].as_array().unwrap();
+    assert_eq!(terms.len(), 12, "{terms:?}");
+    assert_eq!(terms[11]["term"], format!("include:c11.{f}"));
+    assert_eq!(terms[11]["record"], format!("c10.{f}"));
+    // The table wraps the list but keeps every lookup and its record.
+    let out = maildns(dir.path(), "", &["verify"]);
+    let table = stdout(&out);
+    for w in &want {
+        let (record, term) = w.split_once(": ").unwrap();
+        let at = table
+            .find(&format!("{record}:"))
+            .unwrap_or_else(|| panic!("{w}\n{table}"));
+        assert!(table[at..].contains(term), "{w}\n{table}");
+    }
+    assert!(
+        table
+            .lines()
+            .filter(|l| l.trim_start().starts_with("in "))
+            .all(|l| l.chars().count() <= 100),
+        "{table}"
+    );
 
     // A loop.
     set_txt(
@@ -369,6 +399,48 @@ selector_format = "s%Y%m"
         text(&out)
     );
     set_txt(&pdns, &f, &spf_f, &["v=spf1 ip4:198.51.100.0/24 -all"]).await;
+    assert_eq!(maildns(dir.path(), "", &["verify"]).status.code(), Some(0));
+
+    // Two SPF values at the domain, two DMARC values at _dmarc: each is named,
+    // by verify and by plan (which refuses to touch the name).
+    let ours = format!("v=spf1 ip4:192.0.2.10/32 include:{spf_f} -all");
+    set_txt(&pdns, &z, &z, &[&ours, "v=spf1 mx -all"]).await;
+    let dmarc_name = format!("_dmarc.{z}");
+    let dmarc = format!("v=DMARC1; p=quarantine; rua=mailto:reports@{f}");
+    set_txt(&pdns, &z, &dmarc_name, &[&dmarc, "v=DMARC1; p=none"]).await;
+    let out = maildns(dir.path(), "", &["verify"]);
+    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    assert!(
+        stdout(&out).contains(&format!(
+            "2 TXT values at this name start with v=spf1 (\"{ours}\", \"v=spf1 mx -all\")"
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!(
+            "2 v=DMARC1 records at {dmarc_name} (\"{dmarc}\", \"v=DMARC1; p=none\")"
+        )),
+        "{}",
+        text(&out)
+    );
+    let out = maildns(dir.path(), &pdns.api_key, &["plan"]);
+    assert!(
+        stdout(&out).contains(&format!(
+            "{z} holds 2 SPF values: \"{ours}\", \"v=spf1 mx -all\"; only one is allowed"
+        )),
+        "{}",
+        text(&out)
+    );
+    let out = maildns(dir.path(), &pdns.api_key, &["--json", "plan"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(
+        v.to_string()
+            .contains(&serde_json::json!([ours, "v=spf1 mx -all"]).to_string()),
+        "{v}"
+    );
+    set_txt(&pdns, &z, &z, &[&ours]).await;
+    set_txt(&pdns, &z, &dmarc_name, &[&dmarc]).await;
     assert_eq!(maildns(dir.path(), "", &["verify"]).status.code(), Some(0));
 
     // The key on disk no longer matches the published record.

@@ -334,6 +334,21 @@ fn print_human(
                         .collect::<Vec<_>>()
                         .join(", ")
                 };
+                // A TTL change is shown even when no value changes (RFC 2181
+                // §5.2: the TTL belongs to the whole RRset).
+                let ttl = match c.old_ttl {
+                    Some(old) if old != c.write.ttl && !c.write.records.is_empty() => {
+                        format!(" (TTL {old} -> {})", c.write.ttl)
+                    }
+                    _ => String::new(),
+                };
+                let same_values = {
+                    let mut a: Vec<Vec<u8>> = c.old.iter().map(|r| r.value()).collect();
+                    let mut b: Vec<Vec<u8>> = c.new.iter().map(|r| r.value()).collect();
+                    a.sort();
+                    b.sort();
+                    a == b
+                };
                 let verb = match c.action {
                     Action::Create => "CREATE",
                     Action::Update => "UPDATE",
@@ -341,13 +356,21 @@ fn print_human(
                 };
                 match c.action {
                     Action::Create => outln!(
-                        "  {verb} {} TXT {} {}",
+                        "  {verb} {} TXT {} {}{ttl}",
                         c.name,
                         c.kind.label(),
                         show(&c.new)
                     ),
+                    Action::Update if same_values && !ttl.is_empty() => outln!(
+                        "  {verb} {} TXT {} TTL {} -> {} (value unchanged: {})",
+                        c.name,
+                        c.kind.label(),
+                        c.old_ttl.unwrap_or_default(),
+                        c.write.ttl,
+                        show(&c.new)
+                    ),
                     Action::Update => outln!(
-                        "  {verb} {} TXT {} {} -> {}",
+                        "  {verb} {} TXT {} {} -> {}{ttl}",
                         c.name,
                         c.kind.label(),
                         show(&c.old),
@@ -370,6 +393,9 @@ fn print_human(
             }
             if p.changes.is_empty() {
                 outln!("  in sync ({} name(s))", p.in_sync);
+            }
+            for k in &p.ttl_kept {
+                outln!("  note: {k}");
             }
         }
         if let Some(e) = &o.error {

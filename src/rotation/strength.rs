@@ -55,7 +55,10 @@ mod tests {
         let mut state = DomainState::new(Fqdn::parse("example.com").unwrap());
         let sel = |s: &str| Selector::parse(s).unwrap();
         let err = adopt(&mut state, sel("old"), Algorithm::Rsa, 512, "/k/old", now).unwrap_err();
-        assert!(matches!(err, AdoptError::TooSmall { bits: 512, .. }), "{err}");
+        assert!(
+            matches!(err, AdoptError::TooSmall { bits: 512, .. }),
+            "{err}"
+        );
         assert!(state.keys.is_empty());
         assert!(key_strength_warnings(&state).is_empty());
 
@@ -74,6 +77,10 @@ mod tests {
         state.keys[0].bits = 512;
         let w = key_strength_warnings(&state);
         assert_eq!(w[0].code, "rsa_too_small");
-        assert!(w[0].message.contains("never publishes it"), "{}", w[0].message);
+        assert!(
+            w[0].message.contains("never publishes it"),
+            "{}",
+            w[0].message
+        );
     }
 }
