@@ -109,3 +109,32 @@ fn a_closed_stderr_is_no_panic() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(65), "{status:?}");
 }
+
+/// The example: a non-UTF-8 byte in the config. `check` (and every
+/// command) exits 65 naming the file, line and column of the first bad byte.
+#[test]
+fn a_non_utf8_config_byte_is_named_with_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("maildns.toml");
+    std::fs::write(
+        &cfg,
+        b"state_dir = \"state\"\n[accounts.local]\nprovider = \"zonefile\"\npath = \"zone.db\"\n\n[domains.\"example.com\"]\naccount = \"local\"\ndmarc = \"v=DMARC1; p=none; rua=mailto:r\xe9@example.com\"\n",
+    )
+    .unwrap();
+    for cmd in ["check", "records", "plan"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_maildns"))
+            .args(["-c", cfg.to_str().unwrap(), cmd])
+            .env_remove("MAILDNS_CONFIG")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(65), "{cmd}: {err}");
+        assert!(
+            err.contains(&format!(
+                "{}:8: not UTF-8: byte 0xe9 at line 8, column 40",
+                cfg.display()
+            )),
+            "{cmd}: {err}"
+        );
+    }
+}
