@@ -51,19 +51,19 @@ pub struct Stdout;
 
 impl Write for Stdout {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if !stdout_closed() {
-            if let Err(e) = io::stdout().lock().write_all(buf) {
-                note_stdout_error(&e);
-            }
+        if !stdout_closed()
+            && let Err(e) = io::stdout().lock().write_all(buf)
+        {
+            note_stdout_error(&e);
         }
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if !stdout_closed() {
-            if let Err(e) = io::stdout().lock().flush() {
-                note_stdout_error(&e);
-            }
+        if !stdout_closed()
+            && let Err(e) = io::stdout().lock().flush()
+        {
+            note_stdout_error(&e);
         }
         Ok(())
     }
