@@ -207,8 +207,12 @@ async fn include(
         out.problems.push(Diagnostic::error(
             "spf-multiple-records",
             format!(
-                "{label} in {current}: {target} has {} SPF records",
-                spfs.len()
+                "{label} in {current}: {target} has {} SPF records ({}); receivers return a \
+                 permanent error (RFC 7208 §4.5)",
+                spfs.len(),
+                crate::publish::plan::quote_all(
+                    &spfs.iter().map(|r| r.value_lossy()).collect::<Vec<_>>()
+                )
             ),
         ));
         return;
