@@ -2,7 +2,8 @@
 //!
 //! Why this module exists: RFC 8301 §3.2 says signers MUST use RSA keys of at
 //! least 1024 bits and SHOULD use 2048. Keys under 1024 bits are refused where
-//! they enter ([`crate::keys::PrivateKey::from_pem`], [`super::machine::adopt`]);
+//! they enter ([`crate::keys::PrivateKey::from_pem`], [`super::machine::adopt`],
+//! [`super::store::Store::save`] for a key it has not recorded before);
 //! a 1024-bit key is allowed (some DNS hosts cannot hold a longer record) but the
 //! operator hears about it on every `publish`, `rotate`, daemon pass and `status`
 //! until it is rotated away. A key under 1024 bits can still be found in a state
@@ -82,5 +83,36 @@ mod tests {
             "{}",
             w[0].message
         );
+    }
+
+    /// The store refuses to record a new RSA key under 1024 bits, and keeps one
+    /// recorded before the floor existed (so it can still be retired).
+    #[test]
+    fn the_store_refuses_new_weak_keys_and_keeps_old_ones() {
+        use super::super::store::{DB_FILE, SqliteStore, Store, StoreError};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_locked(dir.path()).unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+        let mut state = DomainState::new(Fqdn::parse("example.com").unwrap());
+        let sel = Selector::parse("s1").unwrap();
+        adopt(&mut state, sel, Algorithm::Rsa, 1024, "/k/a", now).unwrap();
+        store.save(&state, &[]).unwrap();
+
+        let mut weak = state.clone();
+        weak.keys[0].bits = 512;
+        let err = store.save(&weak, &[]).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::WeakKey { bits: 512, selector, .. } if selector == "s1"),
+            "{err}"
+        );
+        assert_eq!(store.load(&state.domain).unwrap(), state, "nothing written");
+
+        // A state written before the floor: the weak key stays savable.
+        let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.execute("UPDATE keys SET bits = 512", []).unwrap();
+        drop(conn);
+        let old = store.load(&state.domain).unwrap();
+        assert_eq!(old.keys[0].bits, 512);
+        store.save(&old, &[]).unwrap();
     }
 }
