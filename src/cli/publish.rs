@@ -4,7 +4,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::Cli;
-use super::common::{Exit, load_config, print_json};
+use super::common::{Exit, load_gated, print_json};
 use crate::accounts::{Credentials, connect_all};
 use crate::config::{Account, Config, Domain};
 use crate::publish::{
@@ -115,7 +115,7 @@ pub(super) async fn run(
     exit_code: bool,
     wait: &WaitArgs,
 ) -> anyhow::Result<Exit> {
-    let config = load_config(cli)?;
+    let config = load_gated(cli)?;
     let domains = selected(&config, selection)?;
     let creds = EnvCredentials::from_process();
     let (providers, failed_accounts) = connect_all(&config, &creds, Default::default());
@@ -132,7 +132,15 @@ pub(super) async fn run(
         // plan is read-only: no store yet means no keys yet.
         SqliteStore::open_existing(&config.state_dir)?
     };
+    if apply {
+        // publish writes first keys: no key material left by a killed run stays.
+        crate::rotation::keyring::sweep(&config, store.as_ref().map(|s| s as &dyn Store))?;
+    }
     let now = chrono::Utc::now();
+    // What earlier runs published: SPF/DMARC/ADSP lines removed from the
+    // configuration since are planned as DELETEs of exactly those values.
+    let ledger = crate::publish::Ledger::load(&config.state_dir)?;
+    let mut desired_by_domain = std::collections::BTreeMap::new();
     let mut jobs = Vec::new();
     let mut no_key = Vec::new();
     for d in &domains {
@@ -154,11 +162,14 @@ pub(super) async fn run(
         if d.dkim.is_some() && entries.is_empty() {
             no_key.push(d.name.to_string());
         }
+        let mut desired = for_domain(d, &entries)?;
+        desired.extend(ledger.retractions(d));
+        desired_by_domain.insert(d.name.clone(), desired.clone());
         jobs.push(DomainJob {
             domain: d.name.clone(),
             account: d.account.clone(),
             zone: d.zone.clone(),
-            desired: for_domain(d, &entries)?,
+            desired,
         });
     }
     let outcomes = publish::run(
@@ -171,6 +182,17 @@ pub(super) async fn run(
         },
     )
     .await;
+    if apply {
+        let mut updated = ledger.clone();
+        for o in &outcomes {
+            if let Some(desired) = desired_by_domain.get(&o.domain) {
+                updated.record(desired, o);
+            }
+        }
+        if updated != ledger {
+            updated.save(&config.state_dir)?;
+        }
+    }
     if apply && let Some(st) = &store {
         for o in outcomes.iter().filter(|o| o.error.is_none()) {
             if let Some(d) = domains.iter().find(|d| d.name == o.domain) {

@@ -24,7 +24,13 @@ fn delta(d: std::time::Duration) -> TimeDelta {
 /// The rotation policy of a domain's DKIM settings; `max_bits_for_host` from the
 /// account's profile or its latest diagnosis (the 1024-bit fallback).
 pub fn policy(dkim: &DkimPolicy, max_bits_for_host: Option<u32>) -> anyhow::Result<Policy> {
-    let settings = PolicySettings {
+    Ok(Policy::new(settings(dkim, max_bits_for_host))?)
+}
+
+/// The rotation settings of a domain's DKIM settings (validated by
+/// [`Policy::problems`], which the configuration loader also runs).
+pub fn settings(dkim: &DkimPolicy, max_bits_for_host: Option<u32>) -> PolicySettings {
+    PolicySettings {
         keys: dkim.keys.clone(),
         selector_format: dkim.selector_format.clone(),
         rotation_interval: delta(dkim.rotation_interval),
@@ -41,8 +47,7 @@ pub fn policy(dkim: &DkimPolicy, max_bits_for_host: Option<u32>) -> anyhow::Resu
         },
         max_bits_for_host,
         ..PolicySettings::default()
-    };
-    Ok(Policy::new(settings)?)
+    }
 }
 
 /// Where the private key of `selector` goes: the signer's key directory when a
@@ -240,6 +245,9 @@ pub fn prepare_publish(
     let mut state = store.load(&domain.name)?;
     let mut warnings = Vec::new();
     if generate_first && state.keys.is_empty() {
+        // No key for a configuration that fails the lint gate (callers run it
+        // first; this keeps the library from generating one without it).
+        crate::gate::gate(config)?;
         let mut observations = Vec::new();
         // A handful of steps: plan the key(s), generate, stop at publishing.
         for _ in 0..4 {
@@ -293,4 +301,76 @@ pub fn after_publish(
     let d = super::step(&state, &observations, now, &policy);
     store.save(&d.state, &d.events)?;
     Ok(())
+}
+
+/// Removes private key material nothing should keep, at the start of every
+/// command that writes keys (a killed run cannot clean up after itself):
+///
+/// - temporary key files (`.<selector>.private.<random>.tmp`, possibly holding a
+///   complete key) left in each configured domain's key directory and in the
+///   directory of every key the store knows, unless a live writer holds them
+///   ([`keys::remove_stale_temp_files`]);
+/// - the key file of every destroyed selector that is back on disk (a crash
+///   between deleting and saving, a restore from backup), unless a key that is
+///   not destroyed uses the same file.
+///
+/// Returns what was removed (paths only, never contents).
+///
+/// # Errors
+///
+/// The store cannot be read, or a directory cannot be listed or a file removed.
+pub fn sweep(
+    config: &Config,
+    store: Option<&dyn super::store::Store>,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let mut dirs: std::collections::BTreeSet<PathBuf> = config
+        .domains
+        .iter()
+        .filter(|d| d.dkim.is_some())
+        .filter_map(|d| key_path(config, &d.name, "x").parent().map(PathBuf::from))
+        .collect();
+    let mut removed = Vec::new();
+    if let Some(store) = store {
+        for domain in store.domains()? {
+            let state = store.load(&domain)?;
+            let live: Vec<&str> = state
+                .keys
+                .iter()
+                .filter(|k| k.status != KeyStatus::Destroyed)
+                .filter_map(|k| k.key_path.as_deref())
+                .collect();
+            for k in &state.keys {
+                let Some(file) = k.key_path.as_deref() else {
+                    continue;
+                };
+                let path = PathBuf::from(file);
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    dirs.insert(dir.to_path_buf());
+                }
+                if k.status != KeyStatus::Destroyed || live.contains(&file) {
+                    continue;
+                }
+                match std::fs::remove_file(&path) {
+                    Ok(()) => removed.push(path),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(e).with_context(|| {
+                            format!(
+                                "removing {}, the private key of destroyed selector {} of {domain}",
+                                path.display(),
+                                k.selector
+                            )
+                        });
+                    }
+                }
+            }
+        }
+    }
+    for dir in &dirs {
+        removed.extend(keys::remove_stale_temp_files(dir)?);
+    }
+    for path in &removed {
+        tracing::warn!("removed left-over private key material {}", path.display());
+    }
+    Ok(removed)
 }

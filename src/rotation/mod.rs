@@ -10,7 +10,7 @@
 //!   ... rotation_interval after activation a new key is Planned ...
 //! Retiring --(retired_at + overlap <= now)-RevokeKey|UnpublishKey-> Withdrawing
 //!   -AwaitPropagation{Revoked|Absent}-> Withdrawn
-//!   -[PublishPrivateKey-> Disclosed]-DeletePrivateKey-> Destroyed
+//!   -[(withdrawal_safe_after <= now)-PublishPrivateKey-> Disclosed]-DeletePrivateKey-> Destroyed
 //! ```
 //!
 //! A failed or unconfirmed signer switch puts the key in `SwitchFailed`: the
@@ -35,7 +35,9 @@
 //! - The record of a key the signer may be using (active, or switched but not
 //!   yet confirmed, or failed to switch) is never revoked or removed.
 //! - A private key is never deleted or disclosed before it has stopped
-//!   signing and its record has been withdrawn everywhere.
+//!   signing and its record has been withdrawn everywhere; it is never
+//!   disclosed before the withdrawal's safe-after time (resolvers may serve a
+//!   cached copy of the full record for the previous TTL).
 //! - At most one key pending and one signing per domain and algorithm.
 //! - Steps are deterministic; a step on the state it produced, with no new
 //!   observation, asks for the same actions (so a crash between saving and
@@ -70,4 +72,4 @@ pub use machine::{
     rotate_now, schedule, step, unblock,
 };
 pub use runner::{Confirm, Performed, RunOutcome, Runner, RunnerError};
-pub use store::{Diagnosis, SqliteStore, Store, StoreError, StoredEvent};
+pub use store::{Diagnosis, Request, SqliteStore, Store, StoreError, StoredEvent};

@@ -118,6 +118,9 @@ pub enum RunnerError {
         /// The domain.
         domain: String,
     },
+    /// The configuration fails the lint gate (nothing was done).
+    #[error("{0}")]
+    Gate(#[from] crate::gate::GateError),
     /// The state store failed (e.g. [`StoreError::Locked`]).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -193,6 +196,40 @@ pub struct RunOutcome {
     pub keys: Vec<KeySummary>,
     /// When the next action is due (`None`: never without an operator, or no DKIM).
     pub next_due: Option<DateTime<Utc>>,
+    /// Keys whose current step failed and waits for its retry (this run or an
+    /// earlier one): `<selector>: <reason>`.
+    pub retrying: Vec<String>,
+}
+
+impl RunOutcome {
+    /// Why this run did not go as it should, in words: every action that
+    /// failed or was blocked, every key still waiting to retry a failed step,
+    /// and every blocked rotation. Empty when all went well or only waits. `rotate` and each
+    /// daemon pass count a domain with any as failed (exit 1).
+    pub fn failures(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .performed
+            .iter()
+            .filter(|p| matches!(p.result, "failed" | "blocked"))
+            .map(|p| {
+                format!(
+                    "{} {} {}: {}",
+                    p.action,
+                    p.selector.as_ref().map(Selector::as_str).unwrap_or("-"),
+                    p.result,
+                    p.detail
+                )
+            })
+            .collect();
+        out.extend(self.retrying.iter().cloned());
+        out.extend(self.blocked.iter().map(|b| {
+            format!(
+                "{} rotation blocked at {}: {}",
+                b.algorithm, b.selector, b.reason
+            )
+        }));
+        out
+    }
 }
 
 /// Performs rotations: the configuration, the store, connected providers, the
@@ -252,6 +289,7 @@ impl Runner {
         providers: Providers,
         clock: Arc<dyn Clock>,
     ) -> Result<Runner, RunnerError> {
+        crate::gate::gate(&config)?;
         let signer = config.signer.as_ref().map(signer_from_config).transpose()?;
         let watcher = Watcher::new(
             Querier::new(QueryOptions::default()),
@@ -291,6 +329,7 @@ impl Runner {
 
     /// Replaces the configuration, providers and signer (the daemon on SIGHUP).
     pub fn reconfigure(&mut self, config: Config, providers: Providers) -> Result<(), RunnerError> {
+        crate::gate::gate(&config)?;
         self.signer = config.signer.as_ref().map(signer_from_config).transpose()?;
         if !matches!(self.confirm, Confirm::Hook(_) | Confirm::Command(_)) {
             self.confirm = Confirm::auto(&config);
@@ -374,6 +413,7 @@ impl Runner {
             blocked: Vec::new(),
             keys: Vec::new(),
             next_due: None,
+            retrying: Vec::new(),
         };
         let (Some(dkim), Some(policy)) = (&d.dkim, self.policy(d)?) else {
             return Ok(out);
@@ -429,6 +469,28 @@ impl Runner {
             if work.is_empty() {
                 out.blocked = decision.state.blocked();
                 out.next_due = next_due(&decision.state, &policy);
+                out.retrying = decision
+                    .state
+                    .keys
+                    .iter()
+                    .filter(|k| {
+                        !matches!(
+                            k.status,
+                            super::KeyStatus::SwitchFailed | super::KeyStatus::Destroyed
+                        )
+                    })
+                    .filter_map(|k| {
+                        let f = k.failure.as_ref()?;
+                        Some(format!(
+                            "{}: attempt {} failed: {f}{}",
+                            k.selector,
+                            k.attempts,
+                            k.not_before
+                                .map(|t| format!("; retried after {t}"))
+                                .unwrap_or_default()
+                        ))
+                    })
+                    .collect();
                 out.keys = decision
                     .state
                     .keys

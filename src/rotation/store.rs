@@ -31,8 +31,10 @@ use super::machine::{Algorithm, DomainState, Event, KeyRecord, KeyStatus, Select
 pub const DB_FILE: &str = "maildns.sqlite3";
 /// File name of the lock inside the state directory.
 pub const LOCK_FILE: &str = "maildns.lock";
-/// Schema version this code writes (SQLite `user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+/// Schema version this code writes (SQLite `user_version`). Version 2 adds
+/// `keys.withdrawal_safe_after` and the `requests` table; older stores are
+/// migrated when opened.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Why the state store failed.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +124,25 @@ pub struct StoredEvent {
     pub event: Event,
 }
 
+/// A request to the process driving the store (the daemon), left by another
+/// process that could not take the lock (`maildns rotate --now`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Request {
+    /// Position in the queue (increasing).
+    pub id: i64,
+    /// The domain it is about.
+    pub domain: Fqdn,
+    /// What is asked: [`Request::ROTATE_NOW`].
+    pub what: String,
+    /// When it was asked.
+    pub at: DateTime<Utc>,
+}
+
+impl Request {
+    /// Start a rotation now, even if none is due (`maildns rotate --now`).
+    pub const ROTATE_NOW: &'static str = "rotate_now";
+}
+
 /// A provider diagnosis: what `maildns diagnose` found out about an account.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Diagnosis {
@@ -174,6 +195,17 @@ pub trait Store: Send + Sync {
 
     /// The most recent diagnosis of `account`.
     fn latest_diagnosis(&self, account: &str) -> Result<Option<Diagnosis>, StoreError>;
+
+    /// Queues a request for the process holding the lock; needs no lock.
+    /// Returns its id.
+    fn add_request(&self, domain: &Fqdn, what: &str, at: DateTime<Utc>) -> Result<i64, StoreError>;
+
+    /// The queued requests, oldest first (read-only).
+    fn requests(&self) -> Result<Vec<Request>, StoreError>;
+
+    /// Removes and returns the queued requests, oldest first; only while
+    /// [`Store::lock_exclusive`] holds.
+    fn take_requests(&self) -> Result<Vec<Request>, StoreError>;
 }
 
 /// The embedded store: one SQLite file, `<state_dir>/maildns.sqlite3`, in WAL
@@ -242,6 +274,17 @@ CREATE TABLE diagnoses (
     recommended_max_bits INTEGER
 );
 CREATE INDEX diagnoses_account ON diagnoses(account, at);
+";
+
+/// From version 1 to 2: the safe-after time of a withdrawal, and requests.
+const MIGRATE_2: &str = "
+ALTER TABLE keys ADD COLUMN withdrawal_safe_after TEXT;
+CREATE TABLE requests (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    domain TEXT NOT NULL,
+    what   TEXT NOT NULL,
+    at     TEXT NOT NULL
+);
 ";
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -384,6 +427,12 @@ impl SqliteStore {
         if version == 0 {
             tx.execute_batch(SCHEMA)
                 .map_err(self.sql("create schema"))?;
+        }
+        if version < 2 {
+            tx.execute_batch(MIGRATE_2)
+                .map_err(self.sql("migrate schema to version 2"))?;
+        }
+        if version < SCHEMA_VERSION {
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(self.sql("write schema version"))?;
         }
@@ -412,6 +461,7 @@ impl SqliteStore {
         let status = text(2)?;
         let bits: i64 = row.get(3).map_err(self.sql("read keys row"))?;
         let attempts: i64 = row.get(15).map_err(self.sql("read keys row"))?;
+        let withdrawal_safe_after = time(16)?;
         Ok(KeyRecord {
             algorithm: Algorithm::parse(&alg)
                 .ok_or_else(|| self.corrupt("keys", format!("algorithm '{alg}'")))?,
@@ -433,6 +483,7 @@ impl SqliteStore {
             failure: opt_text(14)?,
             attempts: u32::try_from(attempts)
                 .map_err(|_| self.corrupt("keys", format!("attempts {attempts}")))?,
+            withdrawal_safe_after,
         })
     }
 
@@ -544,7 +595,7 @@ impl Store for SqliteStore {
             .prepare_cached(
                 "SELECT algorithm, selector, status, bits, created_at, key_path, published_at,
                         propagated_at, safe_after, active_at, retired_at, withdrawn_at,
-                        destroyed_at, not_before, failure, attempts
+                        destroyed_at, not_before, failure, attempts, withdrawal_safe_after
                  FROM keys WHERE domain = ?1 ORDER BY seq",
             )
             .map_err(self.sql("prepare load"))?;
@@ -610,8 +661,9 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "INSERT INTO keys (domain, algorithm, selector, seq, status, bits, created_at,
                         key_path, published_at, propagated_at, safe_after, active_at, retired_at,
-                        withdrawn_at, destroyed_at, not_before, attempts, failure)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                        withdrawn_at, destroyed_at, not_before, attempts, failure,
+                        withdrawal_safe_after)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
                 )
                 .map_err(self.sql("prepare save keys"))?;
             for (seq, k) in state.keys.iter().enumerate() {
@@ -634,6 +686,7 @@ impl Store for SqliteStore {
                     k.not_before.map(ts),
                     k.attempts,
                     k.failure,
+                    k.withdrawal_safe_after.map(ts),
                 ])
                 .map_err(self.sql("save keys"))?;
             }
@@ -736,6 +789,73 @@ impl Store for SqliteStore {
                 .map_err(|e| self.corrupt("diagnoses", format!("result JSON: {e}")))?,
             recommended_max_bits: bits,
         }))
+    }
+
+    fn add_request(&self, domain: &Fqdn, what: &str, at: DateTime<Utc>) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO requests (domain, what, at) VALUES (?1, ?2, ?3)",
+            params![domain.as_str(), what, ts(at)],
+        )
+        .map_err(self.sql("add request"))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn requests(&self) -> Result<Vec<Request>, StoreError> {
+        let conn = self.conn();
+        self.read_requests(&conn)
+    }
+
+    fn take_requests(&self) -> Result<Vec<Request>, StoreError> {
+        if !self.is_locked() {
+            return Err(StoreError::NotLocked {
+                path: self.db_path.clone(),
+            });
+        }
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.sql("begin take requests"))?;
+        let taken = self.read_requests(&tx)?;
+        if let Some(last) = taken.last() {
+            tx.execute("DELETE FROM requests WHERE id <= ?1", params![last.id])
+                .map_err(self.sql("take requests"))?;
+        }
+        tx.commit().map_err(self.sql("commit take requests"))?;
+        Ok(taken)
+    }
+}
+
+impl SqliteStore {
+    fn read_requests(&self, conn: &Connection) -> Result<Vec<Request>, StoreError> {
+        let mut stmt = conn
+            .prepare_cached("SELECT id, domain, what, at FROM requests ORDER BY id")
+            .map_err(self.sql("prepare requests"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(self.sql("read requests"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql("read requests"))?;
+        rows.into_iter()
+            .map(|(id, domain, what, at)| {
+                Ok(Request {
+                    id,
+                    domain: Fqdn::parse(&domain)
+                        .map_err(|e| self.corrupt("requests", e.to_string()))?,
+                    what,
+                    at: DateTime::parse_from_rfc3339(&at)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|e| self.corrupt("requests", format!("timestamp '{at}': {e}")))?,
+                })
+            })
+            .collect()
     }
 }
 
