@@ -10,7 +10,9 @@ use crate::config::{Account, Config, Domain};
 use crate::publish::{
     self, Action, DomainError, DomainJob, DomainOutcome, Options, for_domain, plan::shorten,
 };
-use crate::rotation::keyring::{after_publish, max_bits_for, prepare_publish};
+use crate::rotation::keyring::{
+    after_publish, max_bits_for, prepare_publish, record_publish_failure,
+};
 use crate::rotation::{SqliteStore, Store};
 
 /// Arguments shared by `plan` and `publish`.
@@ -153,7 +155,9 @@ pub(super) async fn run(
             Some(st) => {
                 let (entries, warnings) = prepare_publish(st, &config, d, max_bits, now, apply)?;
                 for w in warnings {
-                    eoutln!("warning: {}: {}", d.name, w.message);
+                    let prefix = format!("{}: ", d.name);
+                    let message = w.message.strip_prefix(&prefix).unwrap_or(&w.message);
+                    eoutln!("warning: {}: {message}", d.name);
                 }
                 entries
             }
@@ -172,7 +176,18 @@ pub(super) async fn run(
             desired,
         });
     }
-    let outcomes = publish::run(
+    // Servers of hosts that serve writes at once are asked too (configured
+    // `nameservers` only: no discovery here).
+    let served = publish::ServedCheck {
+        querier: super::watch::querier(),
+        servers: domains
+            .iter()
+            .filter(|d| !d.nameservers.is_empty())
+            .map(|d| (d.name.clone(), d.nameservers.clone()))
+            .collect(),
+        wait: std::time::Duration::from_secs(3),
+    };
+    let outcomes = publish::run_checked(
         jobs,
         &providers,
         Options {
@@ -180,8 +195,35 @@ pub(super) async fn run(
             force,
             max_delete_share: config.publish.max_delete_share,
         },
+        Some(served),
     )
     .await;
+    // A value the host did not keep: saved as its limit, so the next run (or
+    // rotation step) sizes the key for it without a manual `maildns diagnose`.
+    let mut readback_notes = Vec::new();
+    let mut noted = std::collections::BTreeSet::new();
+    if let Some(st) = &store {
+        for o in &outcomes {
+            if let Some(DomainError::NotStored(found)) = &o.error {
+                let kind = providers
+                    .get(&o.account)
+                    .map(|p| p.kind())
+                    .unwrap_or("unknown");
+                let zone = o.zone.as_deref().unwrap_or(o.domain.as_str());
+                let r = crate::diagnose::save_readback(st, &o.account, kind, zone, found, now)
+                    .context("saving the read-back diagnosis")?;
+                record_publish_failure(st, &o.domain, &found.name, &found.to_string(), now)?;
+                if let Some(bits) = r.recommended_max_bits
+                    && noted.insert(o.account.clone())
+                {
+                    readback_notes.push(format!(
+                        "note: account '{}' holds DKIM keys of at most {bits} bits (saved); the next `maildns publish` or rotation step replaces a key not yet in use",
+                        o.account
+                    ));
+                }
+            }
+        }
+    }
     if apply {
         let mut updated = ledger.clone();
         for o in &outcomes {
@@ -223,6 +265,9 @@ pub(super) async fn run(
     }
     if !cli.json {
         print_human(&outcomes, &summary, apply, &failed_accounts);
+        for n in &readback_notes {
+            outln!("{n}");
+        }
         for d in &no_key {
             outln!(
                 "note: {d} has no DKIM key yet: `maildns publish` generates and publishes the first one"

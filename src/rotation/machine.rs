@@ -1277,6 +1277,16 @@ pub fn check_invariants(state: &DomainState) -> Result<(), InvariantError> {
                 k.selector, k.status
             )));
         }
+        // A key discarded before it ever signed (keyring::fall_back: the host
+        // could not hold it) is destroyed without having been active.
+        let discarded = k.status == KeyStatus::Destroyed
+            && k.active_at.is_none()
+            && k.retired_at.is_none()
+            && k.safe_after.is_none();
+        if discarded {
+            needs("destroyed_at", k.destroyed_at)?;
+            continue;
+        }
         if k.status >= KeyStatus::Propagated {
             needs("safe_after", k.safe_after)?;
         }

@@ -415,30 +415,21 @@ impl Runner {
             next_due: None,
             retrying: Vec::new(),
         };
-        let (Some(dkim), Some(policy)) = (&d.dkim, self.policy(d)?) else {
+        let (Some(dkim), Some(mut policy)) = (&d.dkim, self.policy(d)?) else {
             return Ok(out);
         };
         // The fallback warning, on every run while it applies.
-        for spec in &policy.settings().keys {
-            let (bits, fallback) = policy.effective_bits(spec);
-            if fallback {
-                let message = format!(
-                    "{}: the DNS host of account '{}' cannot hold a {}-bit RSA key (limit {} bits): new keys get {bits} bits",
-                    d.name,
-                    d.account,
-                    spec.bits,
-                    policy.settings().max_bits_for_host.unwrap_or_default()
-                );
-                tracing::warn!("{message}");
-                out.warnings.push(Warning {
-                    code: "bits_fallback",
-                    message,
-                });
-            }
-        }
+        self.warn_fallback(d, &policy, &mut out);
         let mut observations: Vec<Observation> = Vec::new();
         let mut force = now;
         for _ in 0..MAX_ROUNDS {
+            // A publish read-back may have lowered the host's limit last round.
+            if let Some(p) = self.policy(d)?
+                && p.settings().max_bits_for_host != policy.settings().max_bits_for_host
+            {
+                policy = p;
+                self.warn_fallback(d, &policy, &mut out);
+            }
             let state = self.store.load(domain)?;
             let now = self.clock.now();
             let decision = if force {
@@ -464,6 +455,51 @@ impl Runner {
                 if !out.warnings.contains(w) {
                     out.warnings.push(w.clone());
                 }
+            }
+            // A pending key the host cannot hold is replaced before anything
+            // else is done with it (the next round plans its successor).
+            let mut after = decision.state.clone();
+            let fallback = keyring::fall_back(&self.config, &mut after, &policy, now);
+            for w in &fallback.warnings {
+                if !out.warnings.iter().any(|x| x.message == w.message) {
+                    tracing::warn!("{}", w.message);
+                    out.warnings.push(w.clone());
+                }
+            }
+            if fallback.changed() {
+                self.store.save(&after, &fallback.events)?;
+                out.warnings.extend(fallback.remove_files());
+                // The discarded keys' records (cut short at the host) are
+                // revoked or removed now, as a retired key's would be.
+                for k in after.keys.iter().filter(|k| {
+                    k.status == super::KeyStatus::Destroyed
+                        && decision.state.key(&k.selector).map(|o| o.status)
+                            != Some(super::KeyStatus::Destroyed)
+                }) {
+                    if let Err(e) = self
+                        .apply(
+                            d,
+                            dkim,
+                            &after,
+                            &k.selector,
+                            super::KeyStatus::Destroyed,
+                            now,
+                        )
+                        .await
+                    {
+                        let message = format!(
+                            "{}: withdrawing the discarded key {}: {e}",
+                            d.name, k.selector
+                        );
+                        tracing::warn!("{message}");
+                        out.warnings.push(Warning {
+                            code: "discarded_record",
+                            message,
+                        });
+                    }
+                }
+                observations.clear();
+                continue;
             }
             let work: Vec<Action> = decision.work().cloned().collect();
             if work.is_empty() {
@@ -533,6 +569,17 @@ impl Runner {
         Err(RunnerError::TooManyRounds {
             domain: domain.to_string(),
         })
+    }
+
+    /// Adds (once per code) the warnings of a configured RSA size the host
+    /// cannot hold.
+    fn warn_fallback(&self, d: &Domain, policy: &Policy, out: &mut RunOutcome) {
+        for w in keyring::fallback_warnings(d, policy) {
+            if !out.warnings.iter().any(|x| x.message == w.message) {
+                tracing::warn!("{}", w.message);
+                out.warnings.push(w);
+            }
+        }
     }
 
     fn boundary(&self, name: &str) -> Result<(), RunnerError> {
