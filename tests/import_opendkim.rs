@@ -351,7 +351,7 @@ fn a_1024_bit_key_is_adopted_with_a_warning_on_every_run() {
         let o = maildns(&cfg, &["status"]);
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
         assert!(
-            text(&o).contains("WARNING  example.com key 201908 (active): a 1024-bit RSA key"),
+            text(&o).contains("WARNING  example.com: key 201908 (active): a 1024-bit RSA key"),
             "run {run}: {}",
             text(&o)
         );

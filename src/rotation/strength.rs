@@ -23,7 +23,7 @@ pub fn key_strength_warnings(state: &DomainState) -> Vec<Warning> {
         .iter()
         .filter(|k| !k.status.is_retired())
         .filter_map(|k| {
-            let prefix = format!("{} key {} ({})", state.domain, k.selector, k.status);
+            let prefix = format!("{}: key {} ({})", state.domain, k.selector, k.status);
             if k.algorithm == Algorithm::Rsa && k.bits < RSA_MIN_BITS {
                 Some(Warning {
                     code: "rsa_too_small",
@@ -70,7 +70,7 @@ mod tests {
         assert_eq!(w[0].code, "rsa_weak");
         assert!(
             w[0].message
-                .starts_with("example.com key s1024 (active): a 1024-bit RSA key"),
+                .starts_with("example.com: key s1024 (active): a 1024-bit RSA key"),
             "{}",
             w[0].message
         );
