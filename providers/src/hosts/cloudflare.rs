@@ -18,7 +18,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::http::{Failure, HttpClient, RetryPolicy, kind_for_status};
+use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, RateLimit, Secret, TxtRecord, TxtSet,
     Zone, zone_candidates,
@@ -201,7 +201,7 @@ impl Cloudflare {
             ];
             let resp = self
                 .http
-                .send(op, Some(name), true, |c| {
+                .send(op, Some(name), Idempotency::Idempotent, |c| {
                     self.req(c, Method::GET, &path).query(&q)
                 })
                 .await?;
@@ -228,7 +228,9 @@ impl Cloudflare {
         let path = format!("zones/{}/dns_records/{id}", zone.id);
         match self
             .http
-            .send(op, Some(name), true, |c| self.req(c, Method::DELETE, &path))
+            .send(op, Some(name), Idempotency::Idempotent, |c| {
+                self.req(c, Method::DELETE, &path)
+            })
             .await
         {
             Ok(_) => Ok(()),
@@ -270,7 +272,7 @@ impl Provider for Cloudflare {
             let q = [("name", cand.to_string()), ("per_page", "50".to_string())];
             let resp = self
                 .http
-                .send(op, Some(name), true, |c| {
+                .send(op, Some(name), Idempotency::Idempotent, |c| {
                     self.req(c, Method::GET, "zones").query(&q)
                 })
                 .await?;
@@ -347,7 +349,7 @@ impl Provider for Cloudflare {
                 "ttl": set.ttl,
             });
             self.http
-                .send(op, Some(name), false, |c| {
+                .send(op, Some(name), Idempotency::NotIdempotent, |c| {
                     self.req(c, Method::POST, &path).json(&body)
                 })
                 .await?;
@@ -356,7 +358,7 @@ impl Provider for Cloudflare {
             let p = format!("{path}/{id}");
             let body = json!({ "ttl": set.ttl });
             self.http
-                .send(op, Some(name), true, |c| {
+                .send(op, Some(name), Idempotency::Idempotent, |c| {
                     self.req(c, Method::PATCH, &p).json(&body)
                 })
                 .await?;

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::check_all;
-use crate::http::{Failure, HttpClient, RetryPolicy, kind_for_status};
+use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, RateLimit, Secret, TxtRecord, TxtSet,
     Zone,
@@ -179,7 +179,9 @@ impl Desec {
         );
         match self
             .http
-            .send(op, Some(name), true, |c| self.req(c, Method::GET, &path))
+            .send(op, Some(name), Idempotency::Idempotent, |c| {
+                self.req(c, Method::GET, &path)
+            })
             .await
         {
             Ok(r) => Ok(Some(r.json(KIND, op).map_err(|e| e.with_name(name))?)),
@@ -208,7 +210,7 @@ impl Provider for Desec {
         let q = [("owns_qname", name.to_string())];
         let resp = self
             .http
-            .send(op, Some(name), true, |c| {
+            .send(op, Some(name), Idempotency::Idempotent, |c| {
                 self.req(c, Method::GET, "domains/").query(&q)
             })
             .await?;
@@ -285,7 +287,7 @@ impl Provider for Desec {
                 let path = format!("domains/{}/rrsets/{sub}/TXT/", zone.id);
                 let body = json!({ "ttl": set.ttl, "records": records });
                 self.http
-                    .send(op, Some(name), true, |c| {
+                    .send(op, Some(name), Idempotency::Idempotent, |c| {
                         self.req(c, Method::PATCH, &path).json(&body)
                     })
                     .await
@@ -301,7 +303,7 @@ impl Provider for Desec {
                     "records": records,
                 });
                 self.http
-                    .send(op, Some(name), false, |c| {
+                    .send(op, Some(name), Idempotency::NotIdempotent, |c| {
                         self.req(c, Method::POST, &path).json(&body)
                     })
                     .await
@@ -319,7 +321,9 @@ impl Provider for Desec {
         );
         match self
             .http
-            .send(op, Some(name), true, |c| self.req(c, Method::DELETE, &path))
+            .send(op, Some(name), Idempotency::Idempotent, |c| {
+                self.req(c, Method::DELETE, &path)
+            })
             .await
         {
             Err(e) if e.status == Some(404) => Ok(()),

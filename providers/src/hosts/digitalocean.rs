@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::check_all;
-use crate::http::{Failure, HttpClient, RetryPolicy, kind_for_status};
+use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, RateLimit, Secret, TxtRecord, TxtSet,
     Zone, zone_candidates,
@@ -182,7 +182,7 @@ impl DigitalOcean {
             ];
             let resp = self
                 .http
-                .send(op, Some(name), true, |c| {
+                .send(op, Some(name), Idempotency::Idempotent, |c| {
                     self.req(c, Method::GET, &path).query(&q)
                 })
                 .await?;
@@ -207,7 +207,9 @@ impl DigitalOcean {
         let path = format!("domains/{}/records/{id}", zone.id);
         match self
             .http
-            .send(op, Some(name), true, |c| self.req(c, Method::DELETE, &path))
+            .send(op, Some(name), Idempotency::Idempotent, |c| {
+                self.req(c, Method::DELETE, &path)
+            })
             .await
         {
             Ok(_) => Ok(()),
@@ -237,7 +239,9 @@ impl Provider for DigitalOcean {
             let path = format!("domains/{cand}");
             match self
                 .http
-                .send(op, Some(name), true, |c| self.req(c, Method::GET, &path))
+                .send(op, Some(name), Idempotency::Idempotent, |c| {
+                    self.req(c, Method::GET, &path)
+                })
                 .await
             {
                 Ok(_) => {
@@ -328,7 +332,7 @@ impl Provider for DigitalOcean {
             let data = String::from_utf8_lossy(d);
             let body = json!({ "type": "TXT", "name": rel, "data": data, "ttl": set.ttl });
             self.http
-                .send(op, Some(name), false, |c| {
+                .send(op, Some(name), Idempotency::NotIdempotent, |c| {
                     self.req(c, Method::POST, &path).json(&body)
                 })
                 .await?;
@@ -337,7 +341,7 @@ impl Provider for DigitalOcean {
             let p = format!("{path}/{id}");
             let body = json!({ "type": "TXT", "ttl": set.ttl });
             self.http
-                .send(op, Some(name), true, |c| {
+                .send(op, Some(name), Idempotency::Idempotent, |c| {
                     self.req(c, Method::PATCH, &p).json(&body)
                 })
                 .await?;

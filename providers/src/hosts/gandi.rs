@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use crate::http::{self, Failure, HttpClient, RetryPolicy};
+use crate::http::{self, Failure, HttpClient, Idempotency, RetryPolicy};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, RateLimit, Secret, TxtRecord, TxtSet,
     Zone, zone_candidates,
@@ -99,7 +99,11 @@ impl Gandi {
         path: &str,
         body: Option<&RrSet>,
     ) -> Result<http::Response, Error> {
-        let idempotent = method != Method::POST;
+        let idempotent = if method == Method::POST {
+            Idempotency::NotIdempotent
+        } else {
+            Idempotency::Idempotent
+        };
         self.http
             .send(op, Some(name), idempotent, |c| {
                 let mut req = self

@@ -16,7 +16,7 @@ use rsa::PrivateKey;
 use rsa::sha2::Sha256;
 use serde::{Deserialize, Serialize};
 
-use crate::http::{self, Failure, HttpClient, RetryPolicy};
+use crate::http::{self, Failure, HttpClient, Idempotency, RetryPolicy};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
     zone_candidates,
@@ -204,11 +204,16 @@ impl Google {
             .finish();
         let resp = self
             .http
-            .send(Operation::Authenticate, None, true, |c| {
-                c.post(self.token_url.clone())
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(form.clone())
-            })
+            .send(
+                Operation::Authenticate,
+                None,
+                Idempotency::Idempotent,
+                |c| {
+                    c.post(self.token_url.clone())
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(form.clone())
+                },
+            )
             .await?;
         let t: TokenResponse = resp.json(KIND, Operation::Authenticate)?;
         let lifetime = Duration::from_secs(t.expires_in.unwrap_or(3600));
@@ -231,7 +236,11 @@ impl Google {
     ) -> Result<http::Response, Error> {
         let token = self.access_token().await?;
         let path = format!("projects/{}/{path}", self.project);
-        let idempotent = method == Method::GET;
+        let idempotent = if method == Method::GET {
+            Idempotency::Idempotent
+        } else {
+            Idempotency::NotIdempotent
+        };
         self.http
             .send(op, Some(name), idempotent, |c| {
                 let mut req = self

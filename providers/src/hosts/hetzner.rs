@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::check_all;
-use crate::http::{Failure, HttpClient, RetryPolicy, kind_for_status};
+use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, RateLimit, Secret, TxtRecord, TxtSet,
     Zone, zone_candidates,
@@ -213,7 +213,9 @@ impl Hetzner {
         let path = Self::rrset_path(zone, name)?;
         match self
             .http
-            .send(op, Some(name), true, |c| self.req(c, Method::GET, &path))
+            .send(op, Some(name), Idempotency::Idempotent, |c| {
+                self.req(c, Method::GET, &path)
+            })
             .await
         {
             Ok(r) => Ok(Some(
@@ -237,7 +239,7 @@ impl Hetzner {
     ) -> Result<(), Error> {
         let resp = self
             .http
-            .send(op, Some(name), false, |c| {
+            .send(op, Some(name), Idempotency::NotIdempotent, |c| {
                 let r = self.req(c, method.clone(), path);
                 match &body {
                     Some(b) => r.json(b),
@@ -288,7 +290,9 @@ impl Hetzner {
             let path = format!("actions/{}", action.id);
             let resp = self
                 .http
-                .send(op, Some(name), true, |c| self.req(c, Method::GET, &path))
+                .send(op, Some(name), Idempotency::Idempotent, |c| {
+                    self.req(c, Method::GET, &path)
+                })
                 .await?;
             action = resp.json::<ActionBody>(KIND, op)?.action;
         }
@@ -322,7 +326,7 @@ impl Provider for Hetzner {
             let q = [("name", cand.to_string())];
             let resp = self
                 .http
-                .send(op, Some(name), true, |c| {
+                .send(op, Some(name), Idempotency::Idempotent, |c| {
                     self.req(c, Method::GET, "zones").query(&q)
                 })
                 .await?;

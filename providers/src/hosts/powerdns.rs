@@ -22,7 +22,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use url::Url;
 
-use crate::http::{Failure, HttpClient, RetryPolicy};
+use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy};
 use crate::txt::{ParseError, ParseErrorKind};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
@@ -139,7 +139,7 @@ impl PowerDns {
         let url = self.zones_url(Some(&zone.id));
         let body = serde_json::json!({ "rrsets": [rrset] });
         self.http
-            .send(op, Some(name), true, |c| {
+            .send(op, Some(name), Idempotency::Idempotent, |c| {
                 c.request(Method::PATCH, url.clone())
                     .header("X-API-Key", self.api_key.expose())
                     .json(&body)
@@ -305,11 +305,16 @@ impl Provider for PowerDns {
             let dotted = candidate.to_dotted();
             let resp = self
                 .http
-                .send(Operation::FindZone, Some(name), true, |c| {
-                    c.request(Method::GET, url.clone())
-                        .header("X-API-Key", self.api_key.expose())
-                        .query(&[("zone", dotted.as_str())])
-                })
+                .send(
+                    Operation::FindZone,
+                    Some(name),
+                    Idempotency::Idempotent,
+                    |c| {
+                        c.request(Method::GET, url.clone())
+                            .header("X-API-Key", self.api_key.expose())
+                            .query(&[("zone", dotted.as_str())])
+                    },
+                )
                 .await?;
             let zones: Vec<ZoneInfo> = resp
                 .json(KIND, Operation::FindZone)
@@ -345,7 +350,7 @@ impl Provider for PowerDns {
         let dotted = name.to_dotted();
         let resp = self
             .http
-            .send(Operation::Read, Some(name), true, |c| {
+            .send(Operation::Read, Some(name), Idempotency::Idempotent, |c| {
                 c.request(Method::GET, url.clone())
                     .header("X-API-Key", self.api_key.expose())
                     .query(&[("rrset_name", dotted.as_str()), ("rrset_type", "TXT")])

@@ -18,7 +18,7 @@ use aws_sigv4::sign::v4;
 use reqwest::Method;
 use serde::Deserialize;
 
-use crate::http::{self, Failure, HttpClient, RetryPolicy};
+use crate::http::{self, Failure, HttpClient, Idempotency, RetryPolicy};
 use crate::{
     CharacterString, Error, ErrorKind, Fqdn, Operation, Profile, Provider, RateLimit, Secret,
     TxtRecord, TxtSet, Zone, zone_candidates,
@@ -219,7 +219,11 @@ impl Route53 {
         url: url::Url,
         body: Option<String>,
     ) -> Result<http::Response, Error> {
-        let idempotent = method == Method::GET;
+        let idempotent = if method == Method::GET {
+            Idempotency::Idempotent
+        } else {
+            Idempotency::NotIdempotent
+        };
         self.http
             .send(op, name, idempotent, |client| {
                 let mut req = client.request(method.clone(), url.clone());
