@@ -134,6 +134,55 @@ pub enum ParseErrorKind {
     /// Two quoted strings with nothing between them, or text glued to a quote.
     #[error("strings must be separated by white space")]
     MissingSeparator,
+    /// Text outside double quotes where the format wants only quoted strings.
+    #[error("not a quoted string (the format wants every character-string in double quotes)")]
+    Unquoted,
+}
+
+/// Checks that `input` is only double-quoted character-strings separated by white
+/// space, as hosts that render TXT content in canonical zone-file form (PowerDNS,
+/// deSEC, Route 53) always answer: no bare words, parentheses or comments.
+///
+/// # Errors
+/// [`ParseErrorKind::Unquoted`] at the first byte outside quotes that is not white
+/// space; [`ParseErrorKind::UnterminatedQuote`], [`ParseErrorKind::DanglingEscape`],
+/// [`ParseErrorKind::MissingSeparator`] or [`ParseErrorKind::Empty`] otherwise.
+pub fn require_quoted(input: &[u8]) -> Result<(), ParseError> {
+    let err = |at, kind| Err(ParseError { at, kind });
+    let mut i = 0;
+    let mut strings = 0usize;
+    while i < input.len() {
+        match input[i] {
+            b' ' | b'\t' | b'\r' | b'\n' => i += 1,
+            b'"' => {
+                let start = i;
+                i += 1;
+                loop {
+                    match input.get(i) {
+                        None => return err(start, ParseErrorKind::UnterminatedQuote),
+                        Some(b'"') => break,
+                        Some(b'\\') if i + 1 >= input.len() => {
+                            return err(i, ParseErrorKind::DanglingEscape);
+                        }
+                        Some(b'\\') => i += 2,
+                        Some(_) => i += 1,
+                    }
+                }
+                i += 1;
+                strings += 1;
+                if let Some(&next) = input.get(i)
+                    && !matches!(next, b' ' | b'\t' | b'\r' | b'\n')
+                {
+                    return err(i, ParseErrorKind::MissingSeparator);
+                }
+            }
+            _ => return err(i, ParseErrorKind::Unquoted),
+        }
+    }
+    if strings == 0 {
+        return err(0, ParseErrorKind::Empty);
+    }
+    Ok(())
 }
 
 impl TxtRecord {

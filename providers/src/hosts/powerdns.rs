@@ -226,12 +226,16 @@ pub fn map_error(f: &Failure<'_>) -> (ErrorKind, String) {
     (kind, message)
 }
 
-/// Parses one record's `content` as PowerDNS renders it.
+/// Parses one record's `content` as PowerDNS renders it: canonical zone-file form,
+/// every character-string in double quotes (PowerDNS's API refuses anything else
+/// with 422, so unquoted content is an answer out of format, refused here before
+/// anything is planned on it).
 ///
 /// A quoted string longer than 255 bytes (PowerDNS stores such a string unsplit
 /// when another tool sent it) is cut into 255-byte strings, as PowerDNS does when it
 /// serves the record, instead of failing.
 pub fn parse_content(content: &str) -> Result<TxtRecord, ParseError> {
+    crate::txt::require_quoted(content.as_bytes())?;
     match TxtRecord::parse_presentation(content) {
         Err(e) if e.kind == ParseErrorKind::StringTooLong => {
             TxtRecord::parse_presentation_bytes(&split_long_strings(content.as_bytes()))
@@ -282,6 +286,41 @@ fn split_long_strings(input: &[u8]) -> Vec<u8> {
         i = end;
     }
     out
+}
+
+/// Parses the answer to a zone `GET` (`{"rrsets":[...]}`) into the TXT set at `name`
+/// (`None` when there is none, or only disabled records). Pure, for the read path and
+/// the fuzz target.
+///
+/// # Errors
+/// [`ErrorKind::Protocol`] naming `powerdns` and `read TXT` when the body is not the
+/// documented shape or a record's content is not quoted zone-file text.
+pub fn parse_rrsets(body: &[u8], name: &Fqdn) -> Result<Option<TxtSet>, Error> {
+    let protocol =
+        |m: String| Error::new(KIND, Operation::Read, Some(name), ErrorKind::Protocol, m);
+    let detail: ZoneDetail = serde_json::from_slice(body)
+        .map_err(|e| protocol(format!("unexpected response body: {e}")))?;
+    let dotted = name.to_dotted();
+    let Some(set) = detail
+        .rrsets
+        .into_iter()
+        .find(|s| s.rtype == "TXT" && s.name.eq_ignore_ascii_case(&dotted))
+    else {
+        return Ok(None);
+    };
+    let mut records = Vec::with_capacity(set.records.len());
+    for r in set.records.iter().filter(|r| !r.disabled) {
+        let rec = parse_content(&r.content)
+            .map_err(|e| protocol(format!("cannot parse TXT content {:?}: {e}", r.content)))?;
+        records.push(rec);
+    }
+    if records.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(TxtSet {
+        ttl: set.ttl,
+        records,
+    }))
 }
 
 #[async_trait::async_trait]
@@ -356,36 +395,7 @@ impl Provider for PowerDns {
                     .query(&[("rrset_name", dotted.as_str()), ("rrset_type", "TXT")])
             })
             .await?;
-        let detail: ZoneDetail = resp
-            .json(KIND, Operation::Read)
-            .map_err(|e| e.with_name(name))?;
-        let Some(set) = detail
-            .rrsets
-            .into_iter()
-            .find(|s| s.rtype == "TXT" && s.name.eq_ignore_ascii_case(&dotted))
-        else {
-            return Ok(None);
-        };
-        let mut records = Vec::with_capacity(set.records.len());
-        for r in set.records.iter().filter(|r| !r.disabled) {
-            let rec = parse_content(&r.content).map_err(|e| {
-                Error::new(
-                    KIND,
-                    Operation::Read,
-                    Some(name),
-                    ErrorKind::Protocol,
-                    format!("cannot parse TXT content {:?}: {e}", r.content),
-                )
-            })?;
-            records.push(rec);
-        }
-        if records.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(TxtSet {
-            ttl: set.ttl,
-            records,
-        }))
+        parse_rrsets(&resp.body, name)
     }
 
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
