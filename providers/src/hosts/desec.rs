@@ -129,8 +129,35 @@ struct Domain {
 #[derive(Deserialize)]
 struct Rrset {
     ttl: u32,
-    #[serde(default)]
     records: Vec<String>,
+}
+
+/// The TXT set in an RRset answer (`{"ttl":…,"records":[…],…}`; `None` when it holds
+/// no record). Pure, for the read path and the fuzz target.
+///
+/// # Errors
+/// [`ErrorKind::Protocol`] naming `desec` and `read TXT` when the body is not the
+/// documented shape or a record is not quoted strings (deSEC: TXT values "must be
+/// enclosed in double quotes", <https://desec.readthedocs.io/en/latest/dns/rrsets.html>).
+pub fn parse_rrset(body: &[u8], name: &Fqdn) -> Result<Option<TxtSet>, Error> {
+    let op = Operation::Read;
+    let set: Rrset =
+        serde_json::from_slice(body).map_err(|e| super::bad_body(KIND, op, name, e))?;
+    txt_set(&set, name, op)
+}
+
+fn txt_set(set: &Rrset, name: &Fqdn, op: Operation) -> Result<Option<TxtSet>, Error> {
+    if set.records.is_empty() {
+        return Ok(None);
+    }
+    let mut records = Vec::with_capacity(set.records.len());
+    for r in &set.records {
+        records.push(super::parse_quoted(KIND, op, name, r)?);
+    }
+    Ok(Some(TxtSet {
+        ttl: set.ttl,
+        records,
+    }))
 }
 
 impl Desec {
@@ -240,25 +267,7 @@ impl Provider for Desec {
         let Some(set) = self.get(zone, name, op).await? else {
             return Ok(None);
         };
-        if set.records.is_empty() {
-            return Ok(None);
-        }
-        let mut records = Vec::with_capacity(set.records.len());
-        for r in &set.records {
-            records.push(TxtRecord::parse_presentation(r).map_err(|e| {
-                Error::new(
-                    KIND,
-                    op,
-                    Some(name),
-                    ErrorKind::Protocol,
-                    format!("stored value {r:?} is not TXT presentation form: {e}"),
-                )
-            })?);
-        }
-        Ok(Some(TxtSet {
-            ttl: set.ttl,
-            records,
-        }))
+        txt_set(&set, name, op)
     }
 
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {

@@ -55,6 +55,30 @@ struct RrSet {
     rrset_values: Vec<String>,
 }
 
+/// The TXT set in an RRset answer (`{"rrset_ttl":…,"rrset_values":[…],…}`; `None`
+/// when it holds no value). Pure, for the read path and the fuzz target.
+///
+/// # Errors
+/// [`ErrorKind::Protocol`] naming `gandi` and `read TXT` when the body is not the
+/// documented shape or a value is not quoted strings (each `rrset_values` element is
+/// one record in zone-file syntax, <https://api.gandi.net/docs/livedns/>).
+pub fn parse_rrset(body: &[u8], name: &Fqdn) -> Result<Option<TxtSet>, Error> {
+    let op = Operation::Read;
+    let set: RrSet =
+        serde_json::from_slice(body).map_err(|e| super::bad_body(KIND, op, name, e))?;
+    if set.rrset_values.is_empty() {
+        return Ok(None);
+    }
+    let mut records = Vec::new();
+    for v in &set.rrset_values {
+        records.push(super::parse_quoted(KIND, op, name, v)?);
+    }
+    Ok(Some(TxtSet {
+        ttl: set.rrset_ttl,
+        records,
+    }))
+}
+
 /// What Gandi holds, as documented (TTL from 300 s).
 pub fn profile() -> Profile {
     Profile {
@@ -180,26 +204,7 @@ impl Provider for Gandi {
             Err(e) if e.status == Some(404) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let set: RrSet = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
-        if set.rrset_values.is_empty() {
-            return Ok(None);
-        }
-        let mut records = Vec::new();
-        for v in &set.rrset_values {
-            records.push(TxtRecord::parse_presentation(v).map_err(|e| {
-                Error::new(
-                    KIND,
-                    op,
-                    Some(name),
-                    ErrorKind::Protocol,
-                    format!("cannot parse TXT value {v:?}: {e}"),
-                )
-            })?);
-        }
-        Ok(Some(TxtSet {
-            ttl: set.rrset_ttl,
-            records,
-        }))
+        parse_rrset(&resp.body, name)
     }
 
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {

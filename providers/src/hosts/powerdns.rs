@@ -157,7 +157,6 @@ struct ZoneInfo {
 
 #[derive(Debug, Deserialize)]
 struct ZoneDetail {
-    #[serde(default)]
     rrsets: Vec<RrSet>,
 }
 
@@ -168,7 +167,6 @@ struct RrSet {
     rtype: String,
     #[serde(default)]
     ttl: u32,
-    #[serde(default)]
     records: Vec<Record>,
 }
 

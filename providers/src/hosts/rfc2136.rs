@@ -22,7 +22,7 @@ use base64::Engine;
 use futures_util::StreamExt;
 use hickory_net::proto::op::update_message::UpdateMessage;
 use hickory_net::proto::op::{
-    DnsRequest, DnsRequestOptions, DnsResponse, Message, OpCode, Query, ResponseCode,
+    DnsRequest, DnsRequestOptions, DnsResponse, Message, MessageType, OpCode, Query, ResponseCode,
 };
 use hickory_net::proto::rr::rdata::TXT;
 use hickory_net::proto::rr::rdata::tsig::{TsigAlgorithm as HickoryAlgorithm, TsigError};
@@ -578,59 +578,7 @@ impl Provider for Rfc2136 {
         let response = self
             .exchange(op, name, self.query(qname.clone(), RecordType::TXT))
             .await?;
-        match response.metadata.response_code {
-            ResponseCode::NoError => {}
-            ResponseCode::NXDomain => return Ok(None),
-            ResponseCode::Refused | ResponseCode::NotAuth => {
-                return Err(self.error(
-                    op,
-                    Some(name),
-                    ErrorKind::ZoneNotFound,
-                    format!(
-                        "{} refused the query: it does not serve this name (or allow-query excludes us)",
-                        self.server
-                    ),
-                ));
-            }
-            ResponseCode::ServFail => {
-                return Err(self.error(
-                    op,
-                    Some(name),
-                    ErrorKind::Server,
-                    format!("{} answered SERVFAIL", self.server),
-                ));
-            }
-            other => {
-                return Err(self.error(
-                    op,
-                    Some(name),
-                    ErrorKind::Protocol,
-                    format!("{} answered {}", self.server, mnemonic(other)),
-                ));
-            }
-        }
-        let mut ttl = None::<u32>;
-        let mut records = Vec::new();
-        for record in &response.answers {
-            let RData::TXT(txt) = &record.data else {
-                continue;
-            };
-            if !record.name.eq_ignore_root(&qname) {
-                continue;
-            }
-            let strings = txt
-                .txt_data
-                .iter()
-                .map(|s| CharacterString::new(s.to_vec()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| self.error(op, Some(name), ErrorKind::Protocol, e.to_string()))?;
-            // RDATA with no string at all is malformed; skip it rather than fail.
-            if let Some(r) = TxtRecord::from_strings(strings) {
-                records.push(r);
-            }
-            ttl = Some(ttl.map_or(record.ttl, |t| t.min(record.ttl)));
-        }
-        Ok(ttl.map(|ttl| TxtSet { ttl, records }))
+        answer_to_set(&response, name, &qname, &self.server.to_string())
     }
 
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
@@ -640,6 +588,128 @@ impl Provider for Rfc2136 {
     async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
         self.update(Operation::Delete, zone, name, None).await
     }
+}
+
+/// Parses a DNS answer (wire format) to a TXT query for `name`: the TXT set it
+/// holds, `None` for NXDOMAIN or no TXT record. Pure, for the fuzz target; the read
+/// path uses the same checks on the message hickory decoded.
+///
+/// # Errors
+/// [`ErrorKind::Protocol`] naming `rfc2136` and `read TXT` for a message that does not
+/// decode, is not a response, is not authoritative, or holds a malformed TXT record
+/// (RFC 1035 §4.1, §3.3.14); other response codes as in the read path.
+pub fn parse_answer(wire: &[u8], name: &Fqdn) -> Result<Option<TxtSet>, Error> {
+    let op = Operation::Read;
+    let message = Message::from_vec(wire).map_err(|e| {
+        Error::new(
+            KIND,
+            op,
+            Some(name),
+            ErrorKind::Protocol,
+            format!("unreadable answer: {e}"),
+        )
+    })?;
+    let qname = Name::from_ascii(name.to_dotted())
+        .map_err(|e| Error::new(KIND, op, Some(name), ErrorKind::Invalid, e.to_string()))?;
+    answer_to_set(&message, name, &qname, "the server")
+}
+
+/// The TXT set at `qname` in `response`, after checking it is an authoritative
+/// answer. `server` names the server in messages.
+fn answer_to_set(
+    response: &Message,
+    name: &Fqdn,
+    qname: &Name,
+    server: &str,
+) -> Result<Option<TxtSet>, Error> {
+    let op = Operation::Read;
+    if response.metadata.message_type != MessageType::Response {
+        return Err(Error::new(
+            KIND,
+            op,
+            Some(name),
+            ErrorKind::Protocol,
+            format!("{server} sent a query, not a response"),
+        ));
+    }
+    let code = response.metadata.response_code;
+    match code {
+        ResponseCode::NoError | ResponseCode::NXDomain => {}
+        ResponseCode::Refused | ResponseCode::NotAuth => {
+            return Err(Error::new(
+                KIND,
+                op,
+                Some(name),
+                ErrorKind::ZoneNotFound,
+                format!(
+                    "{} refused the query: it does not serve this name (or allow-query excludes us)",
+                    server
+                ),
+            ));
+        }
+        ResponseCode::ServFail => {
+            return Err(Error::new(
+                KIND,
+                op,
+                Some(name),
+                ErrorKind::Server,
+                format!("{} answered SERVFAIL", server),
+            ));
+        }
+        other => {
+            return Err(Error::new(
+                KIND,
+                op,
+                Some(name),
+                ErrorKind::Protocol,
+                format!("{} answered {}", server, mnemonic(other)),
+            ));
+        }
+    }
+    // The configured server is the zone's primary: its answers are authoritative
+    // (RFC 1035 §4.1.1 AA). Anything else is some other server's view.
+    if !response.metadata.authoritative {
+        return Err(Error::new(
+            KIND,
+            op,
+            Some(name),
+            ErrorKind::Protocol,
+            format!("{server} answered without the AA flag: it is not authoritative for {name}"),
+        ));
+    }
+    if code == ResponseCode::NXDomain {
+        return Ok(None);
+    }
+    let mut ttl = None::<u32>;
+    let mut records = Vec::new();
+    for record in &response.answers {
+        let RData::TXT(txt) = &record.data else {
+            continue;
+        };
+        if !record.name.eq_ignore_root(qname) {
+            continue;
+        }
+        let strings = txt
+            .txt_data
+            .iter()
+            .map(|s| CharacterString::new(s.to_vec()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::new(KIND, op, Some(name), ErrorKind::Protocol, e.to_string()))?;
+        // RDATA with no string at all is malformed (RFC 1035 §3.3.14: one or
+        // more character-strings): refuse it rather than drop a record.
+        let Some(r) = TxtRecord::from_strings(strings) else {
+            return Err(Error::new(
+                KIND,
+                op,
+                Some(name),
+                ErrorKind::Protocol,
+                format!("{server} answered a TXT record with no character-string"),
+            ));
+        };
+        records.push(r);
+        ttl = Some(ttl.map_or(record.ttl, |t| t.min(record.ttl)));
+    }
+    Ok(ttl.map(|ttl| TxtSet { ttl, records }))
 }
 
 #[cfg(test)]
