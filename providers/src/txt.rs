@@ -601,4 +601,27 @@ mod tests {
             prop_assert_eq!(r.value(), bytes);
         }
     }
+
+    #[test]
+    fn require_quoted_accepts_only_quoted_strings() {
+        for ok in [r#""a""#, r#""a" "b""#, r#"  "x\"y"  "#, r#""" "\255""#] {
+            assert_eq!(require_quoted(ok.as_bytes()), Ok(()), "{ok}");
+        }
+        for (bad, kind, at) in [
+            ("abc", ParseErrorKind::Unquoted, 0),
+            (r#""a" b"#, ParseErrorKind::Unquoted, 4),
+            (r#"("a")"#, ParseErrorKind::Unquoted, 0),
+            (r#""a" ; c"#, ParseErrorKind::Unquoted, 4),
+            (r#""a"#, ParseErrorKind::UnterminatedQuote, 0),
+            (r#""a\"#, ParseErrorKind::DanglingEscape, 2),
+            (r#""a""b""#, ParseErrorKind::MissingSeparator, 3),
+            ("  ", ParseErrorKind::Empty, 0),
+        ] {
+            assert_eq!(
+                require_quoted(bad.as_bytes()),
+                Err(ParseError { at, kind }),
+                "{bad}"
+            );
+        }
+    }
 }

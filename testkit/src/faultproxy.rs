@@ -116,6 +116,19 @@ impl FaultProxy {
         Self::start_with(upstream, 0, &[], 0, Some(rewrite))
     }
 
+    /// [`FaultProxy::rewriting`] in front of the server at `base_url`
+    /// (`http://127.0.0.1:PORT/path`); returns the proxy and the same URL through it.
+    pub fn rewriting_url(base_url: &str, rewrite: Rewrite) -> (FaultProxy, String) {
+        let rest = base_url
+            .strip_prefix("http://")
+            .expect("a plain-http loopback URL");
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let upstream: SocketAddr = authority.parse().expect("an IP:port authority");
+        let proxy = Self::rewriting(upstream, rewrite);
+        let url = proxy.url(path);
+        (proxy, url)
+    }
+
     fn start_with(
         upstream: SocketAddr,
         percent: u32,

@@ -575,4 +575,35 @@ mod tests {
             "http://127.0.0.1:8081/api/v1/servers/localhost/zones/a=2Fb.test."
         );
     }
+
+    #[test]
+    fn parse_rrsets_refuses_unquoted_content_and_a_missing_list() {
+        let name = Fqdn::parse("example.com").unwrap();
+        let body = |content: &str| {
+            serde_json::json!({"rrsets": [{"name": "example.com.", "type": "TXT", "ttl": 300,
+                "records": [{"content": content, "disabled": false}]}]})
+            .to_string()
+        };
+        let ok = parse_rrsets(body(r#""v=spf1 -all" "x""#).as_bytes(), &name)
+            .unwrap()
+            .unwrap();
+        assert_eq!(ok.ttl, 300);
+        assert_eq!(ok.records[0].value(), b"v=spf1 -allx");
+        for bad in ["google-site-verification=abc def", r#""a" b"#, r#""open"#] {
+            let e = parse_rrsets(body(bad).as_bytes(), &name).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Protocol, "{bad}: {e}");
+            assert!(
+                e.to_string()
+                    .starts_with("powerdns: read TXT example.com: unexpected answer"),
+                "{e}"
+            );
+        }
+        let e = parse_rrsets(b"{}", &name).unwrap_err();
+        assert!(e.message.contains("missing field `rrsets`"), "{e}");
+        // Another name, or only disabled records: no set.
+        assert_eq!(
+            parse_rrsets(br#"{"rrsets":[{"name":"x.example.com.","type":"TXT","ttl":1,"records":[{"content":"\"a\""}]}]}"#, &name).unwrap(),
+            None
+        );
+    }
 }

@@ -764,4 +764,53 @@ mod tests {
         c.key_name = "bad..name".into();
         assert_eq!(Rfc2136::new(c).unwrap_err().kind, ErrorKind::Config);
     }
+
+    /// A response to `example.com TXT` with `flags` and answer RDATA `rdata`.
+    fn answer(flags: u16, rdata: &[u8]) -> Vec<u8> {
+        let mut m = vec![0x12, 0x34];
+        m.extend_from_slice(&flags.to_be_bytes());
+        m.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 0]);
+        m.extend_from_slice(b"\x07example\x03com\x00\x00\x10\x00\x01");
+        m.extend_from_slice(&[0xc0, 0x0c, 0, 16, 0, 1, 0, 0, 1, 44]);
+        m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        m.extend_from_slice(rdata);
+        m
+    }
+
+    #[test]
+    fn parse_answer_reads_an_authoritative_answer() {
+        let name = Fqdn::parse("example.com").unwrap();
+        let set = parse_answer(&answer(0x8400, b"\x02hi\x05there"), &name)
+            .unwrap()
+            .unwrap();
+        assert_eq!(set.ttl, 300);
+        assert_eq!(set.records.len(), 1);
+        assert_eq!(set.records[0].strings().len(), 2);
+        assert_eq!(set.records[0].value(), b"hithere");
+    }
+
+    #[test]
+    fn parse_answer_refuses_malformed_answers() {
+        let name = Fqdn::parse("example.com").unwrap();
+        for (wire, what) in [
+            // AA clear: not the zone's own answer.
+            (answer(0x8000, b"\x02hi"), "without the AA flag"),
+            // QR clear: a query, not a response.
+            (answer(0x0400, b"\x02hi"), "not a response"),
+            // TXT RDATA without any character-string (hickory refuses it already).
+            (answer(0x8400, b""), "unreadable answer"),
+            // A length byte past the end of the RDATA.
+            (answer(0x8400, b"\x09hi"), "unreadable answer"),
+            (b"\x00\x01garbage".to_vec(), "unreadable answer"),
+        ] {
+            let e = parse_answer(&wire, &name).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Protocol, "{what}: {e}");
+            assert!(
+                e.to_string()
+                    .starts_with("rfc2136: read TXT example.com: unexpected answer"),
+                "{e}"
+            );
+            assert!(e.message.contains(what), "{what}: {e}");
+        }
+    }
 }
