@@ -62,7 +62,7 @@ pub enum ErrorKind {
     Protocol,
     /// The host's answer was cut short (the connection closed mid-body) on every
     /// attempt; the message says after how many bytes.
-    Truncated,
+    TruncatedAnswer,
     /// The account's configuration is wrong (missing credential, bad URL).
     Config,
 }
@@ -76,7 +76,7 @@ impl ErrorKind {
                 | ErrorKind::Server
                 | ErrorKind::Network
                 | ErrorKind::Conflict
-                | ErrorKind::Truncated
+                | ErrorKind::TruncatedAnswer
         )
     }
 }
@@ -170,7 +170,7 @@ impl fmt::Display for Error {
             ErrorKind::Limit(l) => format!("record does not fit this host: {l}"),
             ErrorKind::Conflict => "conflict".to_string(),
             ErrorKind::Protocol => "unexpected answer".to_string(),
-            ErrorKind::Truncated => "answer cut short".to_string(),
+            ErrorKind::TruncatedAnswer => "answer cut short".to_string(),
             ErrorKind::Config => "configuration error".to_string(),
         };
         write!(f, ": {kind}")?;

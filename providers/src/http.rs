@@ -10,8 +10,8 @@
 //! A response whose body is cut short (the connection closed before `Content-Length`
 //! bytes or the last chunk arrived) is never parsed: on an [`Idempotency::Idempotent`]
 //! request it is retried like a connection error, and when retries run out it is
-//! reported as [`ErrorKind::Truncated`] ("response body cut after N bytes"), not as an
-//! unreadable answer. Requests that may have been applied (timeouts, resets after
+//! reported as [`ErrorKind::TruncatedAnswer`] ("response body cut after N bytes"),
+//! not as an unreadable answer. Requests that may have been applied (timeouts, resets after
 //! sending, cut responses) are sent again only when they are idempotent.
 
 use std::sync::Mutex;
@@ -262,7 +262,7 @@ impl HttpClient {
     ///
     /// # Errors
     /// The last failure when retries run out or a failure is not transient; a success
-    /// status whose body was cut short is [`ErrorKind::Truncated`].
+    /// status whose body was cut short is [`ErrorKind::TruncatedAnswer`].
     pub async fn send(
         &self,
         op: Operation,
@@ -305,7 +305,7 @@ impl HttpClient {
                                     self.provider,
                                     op,
                                     name,
-                                    ErrorKind::Truncated,
+                                    ErrorKind::TruncatedAnswer,
                                     truncated_message(body.len(), &headers, &why),
                                 )
                                 .with_status(status.as_u16());
@@ -644,7 +644,7 @@ mod tests {
         let policy = RetryPolicy::fast();
         let c = client(&base, policy);
         let e = get(&c, Idempotency::Idempotent).await.unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Truncated, "{e}");
+        assert_eq!(e.kind, ErrorKind::TruncatedAnswer, "{e}");
         assert!(
             e.message
                 .starts_with("response body cut after 7 bytes of 19 announced"),
@@ -659,7 +659,7 @@ mod tests {
         let (base, count) = scripted(vec![Script::Cut, Script::Full]).await;
         let c = client(&base, RetryPolicy::fast());
         let e = get(&c, Idempotency::NotIdempotent).await.unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Truncated, "{e}");
+        assert_eq!(e.kind, ErrorKind::TruncatedAnswer, "{e}");
         assert_eq!(count.load(Ordering::SeqCst), 1);
     }
 
