@@ -407,3 +407,73 @@ async fn route53_unquoted_values_are_a_protocol_error() {
         Some(foreign(300))
     );
 }
+
+/// A DNS server on loopback (TCP) that answers every query with its question and
+/// one TXT record `"hi"`, with the header flags given (AA clear: not authoritative).
+async fn dns_server(flags: u16) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut len = [0u8; 2];
+                while s.read_exact(&mut len).await.is_ok() {
+                    let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+                    if s.read_exact(&mut q).await.is_err() || q.len() < 12 {
+                        return;
+                    }
+                    // Header: same id, the given flags, 1 question, 1 answer.
+                    let mut a = q[..2].to_vec();
+                    a.extend_from_slice(&flags.to_be_bytes());
+                    a.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 0]);
+                    // The question as asked (name, type, class), then the answer.
+                    let qend = 12 + q[12..].iter().position(|&b| b == 0).unwrap() + 5;
+                    a.extend_from_slice(&q[12..qend]);
+                    a.extend_from_slice(&[
+                        0xc0, 0x0c, 0, 16, 0, 1, 0, 0, 1, 44, 0, 3, 2, b'h', b'i',
+                    ]);
+                    let mut out = (a.len() as u16).to_be_bytes().to_vec();
+                    out.extend_from_slice(&a);
+                    if s.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn rfc2136_answer_without_the_aa_flag_is_a_protocol_error() {
+    use maildns_providers::hosts::rfc2136::{Config, Rfc2136, TsigAlgorithm};
+    use maildns_providers::{Secret, Zone};
+    let make = |addr| {
+        Rfc2136::new(Config::new(
+            addr,
+            "maildns-key",
+            TsigAlgorithm::HmacSha256,
+            Secret::new("c2VjcmV0LXNlY3JldC1zZWNyZXQ="),
+        ))
+        .unwrap()
+    };
+    let zone = Zone {
+        name: n("example.com"),
+        id: "example.com".into(),
+    };
+    // The same server with AA set is read normally: the fake itself is sound.
+    let good = make(dns_server(0x8400).await);
+    let set = good
+        .read_txt(&zone, &n("example.com"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(set.records, vec![TxtRecord::from_value("hi")]);
+    let bad = make(dns_server(0x8000).await);
+    assert_protocol(
+        bad.read_txt(&zone, &n("example.com")).await,
+        "rfc2136",
+        "without the AA flag",
+    );
+}
