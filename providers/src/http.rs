@@ -41,7 +41,7 @@ impl Default for RetryPolicy {
     /// Ten attempts, the delays between them drawn from 0.1-0.2 s, 0.2-0.4 s, ... (capped
     /// at 30 s), all within two minutes. Ten is what lets a run through a host that fails
     /// about 30 % of requests converge: a request then fails ten times in a row with a
-    /// probability of about 6e-6.
+    /// probability of about 6e-6. A refused connection gets [`CONNECT_ATTEMPTS`] only.
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 10,
@@ -254,7 +254,8 @@ impl HttpClient {
     }
 
     /// Sends a request built by `build` (called again for each attempt), retrying
-    /// transient failures: connection failures, 5xx, 429 and, for
+    /// transient failures: connection failures (at most [`CONNECT_ATTEMPTS`]), 5xx,
+    /// 429 and, for
     /// [`Idempotency::Idempotent`] requests, also timeouts, connections reset after the
     /// request was sent, and responses cut mid-body. Every attempt is bounded by the
     /// policy's request timeout and the whole exchange by `max_attempts` and
@@ -273,6 +274,7 @@ impl HttpClient {
         let idempotent = idempotency == Idempotency::Idempotent;
         let start = Instant::now();
         let mut attempt = 0u32;
+        let mut connect_failures = 0u32;
         loop {
             attempt += 1;
             let budget = self
@@ -346,8 +348,16 @@ impl HttpClient {
                 Attempt::Failed(re) => {
                     // Not connected: the request never left, so any request may be sent
                     // again. Otherwise it may have been applied: only idempotent ones.
-                    let retryable =
-                        re.is_connect() || (idempotent && !re.is_builder() && !re.is_redirect());
+                    // A host that refuses connections is most likely down: it gets a
+                    // few attempts only, so that it is reported without delay.
+                    if re.is_connect() {
+                        connect_failures += 1;
+                    }
+                    let retryable = (re.is_connect() && connect_failures < CONNECT_ATTEMPTS)
+                        || (!re.is_connect()
+                            && idempotent
+                            && !re.is_builder()
+                            && !re.is_redirect());
                     // reqwest's error text may contain the URL but never our headers.
                     let e = Error::new(self.provider, op, name, ErrorKind::Network, strip_url(&re));
                     if !retryable {
@@ -434,6 +444,10 @@ impl HttpClient {
         }
     }
 }
+
+/// Attempts at most when the connection itself cannot be made (refused, no route):
+/// a host that is down is reported after about a second, not after the whole budget.
+pub const CONNECT_ATTEMPTS: u32 = 4;
 
 /// Whether sending a request twice has the same effect as sending it once.
 ///
@@ -676,6 +690,32 @@ mod tests {
         let e = get(&c, Idempotency::NotIdempotent).await.unwrap_err();
         assert_eq!(e.kind, ErrorKind::Network, "{e}");
         assert_eq!(count.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn refused_connections_get_a_few_attempts_only() {
+        // A port nobody listens on (bound, then closed).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let policy = RetryPolicy {
+            max_attempts: 10,
+            ..RetryPolicy::fast()
+        };
+        let c = client(&format!("http://127.0.0.1:{port}/"), policy);
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let seen = attempts.clone();
+        let e = c
+            .send(Operation::Read, None, Idempotency::Idempotent, |cl| {
+                seen.fetch_add(1, Ordering::SeqCst);
+                c.request(cl, Method::GET, "zones")
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Network, "{e}");
+        assert_eq!(attempts.load(Ordering::SeqCst), CONNECT_ATTEMPTS as usize);
     }
 
     #[tokio::test]
