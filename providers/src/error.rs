@@ -60,6 +60,9 @@ pub enum ErrorKind {
     Conflict,
     /// The answer could not be understood.
     Protocol,
+    /// The host's answer was cut short (the connection closed mid-body) on every
+    /// attempt; the message says after how many bytes.
+    TruncatedAnswer,
     /// The account's configuration is wrong (missing credential, bad URL).
     Config,
 }
@@ -69,7 +72,11 @@ impl ErrorKind {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            ErrorKind::RateLimited | ErrorKind::Server | ErrorKind::Network | ErrorKind::Conflict
+            ErrorKind::RateLimited
+                | ErrorKind::Server
+                | ErrorKind::Network
+                | ErrorKind::Conflict
+                | ErrorKind::TruncatedAnswer
         )
     }
 }
@@ -163,6 +170,7 @@ impl fmt::Display for Error {
             ErrorKind::Limit(l) => format!("record does not fit this host: {l}"),
             ErrorKind::Conflict => "conflict".to_string(),
             ErrorKind::Protocol => "unexpected answer".to_string(),
+            ErrorKind::TruncatedAnswer => "answer cut short".to_string(),
             ErrorKind::Config => "configuration error".to_string(),
         };
         write!(f, ": {kind}")?;

@@ -134,6 +134,55 @@ pub enum ParseErrorKind {
     /// Two quoted strings with nothing between them, or text glued to a quote.
     #[error("strings must be separated by white space")]
     MissingSeparator,
+    /// Text outside double quotes where the format wants only quoted strings.
+    #[error("not a quoted string (the format wants every character-string in double quotes)")]
+    Unquoted,
+}
+
+/// Checks that `input` is only double-quoted character-strings separated by white
+/// space, as hosts that render TXT content in canonical zone-file form (PowerDNS,
+/// deSEC, Route 53) always answer: no bare words, parentheses or comments.
+///
+/// # Errors
+/// [`ParseErrorKind::Unquoted`] at the first byte outside quotes that is not white
+/// space; [`ParseErrorKind::UnterminatedQuote`], [`ParseErrorKind::DanglingEscape`],
+/// [`ParseErrorKind::MissingSeparator`] or [`ParseErrorKind::Empty`] otherwise.
+pub fn require_quoted(input: &[u8]) -> Result<(), ParseError> {
+    let err = |at, kind| Err(ParseError { at, kind });
+    let mut i = 0;
+    let mut strings = 0usize;
+    while i < input.len() {
+        match input[i] {
+            b' ' | b'\t' | b'\r' | b'\n' => i += 1,
+            b'"' => {
+                let start = i;
+                i += 1;
+                loop {
+                    match input.get(i) {
+                        None => return err(start, ParseErrorKind::UnterminatedQuote),
+                        Some(b'"') => break,
+                        Some(b'\\') if i + 1 >= input.len() => {
+                            return err(i, ParseErrorKind::DanglingEscape);
+                        }
+                        Some(b'\\') => i += 2,
+                        Some(_) => i += 1,
+                    }
+                }
+                i += 1;
+                strings += 1;
+                if let Some(&next) = input.get(i)
+                    && !matches!(next, b' ' | b'\t' | b'\r' | b'\n')
+                {
+                    return err(i, ParseErrorKind::MissingSeparator);
+                }
+            }
+            _ => return err(i, ParseErrorKind::Unquoted),
+        }
+    }
+    if strings == 0 {
+        return err(0, ParseErrorKind::Empty);
+    }
+    Ok(())
 }
 
 impl TxtRecord {
@@ -550,6 +599,29 @@ mod tests {
             let r = TxtRecord::split(&bytes, Split::Before(b"p="));
             prop_assert!(r.strings().iter().all(|s| s.len() <= 255));
             prop_assert_eq!(r.value(), bytes);
+        }
+    }
+
+    #[test]
+    fn require_quoted_accepts_only_quoted_strings() {
+        for ok in [r#""a""#, r#""a" "b""#, r#"  "x\"y"  "#, r#""" "\255""#] {
+            assert_eq!(require_quoted(ok.as_bytes()), Ok(()), "{ok}");
+        }
+        for (bad, kind, at) in [
+            ("abc", ParseErrorKind::Unquoted, 0),
+            (r#""a" b"#, ParseErrorKind::Unquoted, 4),
+            (r#"("a")"#, ParseErrorKind::Unquoted, 0),
+            (r#""a" ; c"#, ParseErrorKind::Unquoted, 4),
+            (r#""a"#, ParseErrorKind::UnterminatedQuote, 0),
+            (r#""a\"#, ParseErrorKind::DanglingEscape, 2),
+            (r#""a""b""#, ParseErrorKind::MissingSeparator, 3),
+            ("  ", ParseErrorKind::Empty, 0),
+        ] {
+            assert_eq!(
+                require_quoted(bad.as_bytes()),
+                Err(ParseError { at, kind }),
+                "{bad}"
+            );
         }
     }
 }

@@ -7,6 +7,7 @@
 pub mod bind;
 pub mod conformance;
 pub mod fakes;
+pub mod faultproxy;
 pub mod opendkim;
 pub mod powerdns;
 pub mod secret_service;

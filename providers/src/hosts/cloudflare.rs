@@ -18,7 +18,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::http::{Failure, HttpClient, RetryPolicy, kind_for_status};
+use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, RateLimit, Secret, TxtRecord, TxtSet,
     Zone, zone_candidates,
@@ -108,8 +108,65 @@ struct CfZone {
 #[derive(Deserialize, Clone)]
 struct CfRecord {
     id: String,
+    #[serde(rename = "type")]
+    kind: String,
     content: String,
     ttl: u32,
+}
+
+/// One stored TXT record as listed: its id, value and TTL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedRecord {
+    /// Cloudflare's record id.
+    pub id: String,
+    /// The value, parsed from `content`.
+    pub value: TxtRecord,
+    /// TTL in seconds.
+    pub ttl: u32,
+}
+
+/// Parses one page of a `dns_records` list (`{"success":true,"result":[…],
+/// "result_info":{…}}`): the TXT records and the number of pages. Pure, for the read
+/// path and the fuzz target.
+///
+/// # Errors
+/// [`ErrorKind::Protocol`] naming `cloudflare` and `op` when the body is not the
+/// documented envelope (a success without `result`), a record is not TXT, or its
+/// `content` starts like quoted strings but is not valid quoted text
+/// (<https://developers.cloudflare.com/api/resources/dns/subresources/records/methods/list/>).
+pub fn parse_records(
+    body: &[u8],
+    name: &Fqdn,
+    op: Operation,
+) -> Result<(Vec<ListedRecord>, u32), Error> {
+    let env: Envelope<Vec<CfRecord>> =
+        serde_json::from_slice(body).map_err(|e| super::bad_body(KIND, op, name, e))?;
+    let Some(records) = env.result else {
+        return Err(super::bad_body(
+            KIND,
+            op,
+            name,
+            "no `result` in a success answer",
+        ));
+    };
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        if r.kind != "TXT" {
+            return Err(super::bad_body(
+                KIND,
+                op,
+                name,
+                format!("a {} record in the answer to a TXT query", r.kind),
+            ));
+        }
+        out.push(ListedRecord {
+            value: parse_content(&r.content, name, op)?,
+            id: r.id,
+            ttl: r.ttl,
+        });
+    }
+    let pages = env.result_info.and_then(|i| i.total_pages).unwrap_or(1);
+    Ok((out, pages))
 }
 
 #[derive(Deserialize)]
@@ -188,7 +245,12 @@ impl Cloudflare {
             .bearer_auth(self.token.expose())
     }
 
-    async fn list(&self, zone: &Zone, name: &Fqdn, op: Operation) -> Result<Vec<CfRecord>, Error> {
+    async fn list(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+        op: Operation,
+    ) -> Result<Vec<ListedRecord>, Error> {
         let path = format!("zones/{}/dns_records", zone.id);
         let mut out = Vec::new();
         let mut page = 1u32;
@@ -201,16 +263,13 @@ impl Cloudflare {
             ];
             let resp = self
                 .http
-                .send(op, Some(name), true, |c| {
+                .send(op, Some(name), Idempotency::Idempotent, |c| {
                     self.req(c, Method::GET, &path).query(&q)
                 })
                 .await?;
-            let env: Envelope<Vec<CfRecord>> =
-                resp.json(KIND, op).map_err(|e| e.with_name(name))?;
-            let got = env.result.unwrap_or_default();
+            let (got, total) = parse_records(&resp.body, name, op)?;
             let n = got.len();
             out.extend(got);
-            let total = env.result_info.and_then(|i| i.total_pages).unwrap_or(1);
             if page >= total || n == 0 {
                 return Ok(out);
             }
@@ -228,7 +287,9 @@ impl Cloudflare {
         let path = format!("zones/{}/dns_records/{id}", zone.id);
         match self
             .http
-            .send(op, Some(name), true, |c| self.req(c, Method::DELETE, &path))
+            .send(op, Some(name), Idempotency::Idempotent, |c| {
+                self.req(c, Method::DELETE, &path)
+            })
             .await
         {
             Ok(_) => Ok(()),
@@ -240,14 +301,14 @@ impl Cloudflare {
 }
 
 /// Parses stored `content`: quoted presentation form, or (as Cloudflare accepts)
-/// unquoted text, which it treats as one value.
-fn parse_content(content: &str) -> TxtRecord {
-    if content.trim_start().starts_with('"')
-        && let Ok(r) = TxtRecord::parse_presentation(content)
-    {
-        return r;
+/// unquoted text, which it treats as one value. Content that starts with a quote
+/// but is not valid quoted strings is refused, not taken literally.
+fn parse_content(content: &str, name: &Fqdn, op: Operation) -> Result<TxtRecord, Error> {
+    if content.trim_start().starts_with('"') {
+        super::parse_quoted(KIND, op, name, content)
+    } else {
+        Ok(TxtRecord::from_value(content.as_bytes()))
     }
-    TxtRecord::from_value(content.as_bytes())
 }
 
 #[async_trait::async_trait]
@@ -270,7 +331,7 @@ impl Provider for Cloudflare {
             let q = [("name", cand.to_string()), ("per_page", "50".to_string())];
             let resp = self
                 .http
-                .send(op, Some(name), true, |c| {
+                .send(op, Some(name), Idempotency::Idempotent, |c| {
                     self.req(c, Method::GET, "zones").query(&q)
                 })
                 .await?;
@@ -303,7 +364,7 @@ impl Provider for Cloudflare {
         };
         Ok(Some(TxtSet {
             ttl: first.ttl,
-            records: recs.iter().map(|r| parse_content(&r.content)).collect(),
+            records: recs.iter().map(|r| r.value.clone()).collect(),
         }))
     }
 
@@ -318,7 +379,7 @@ impl Provider for Cloudflare {
         let mut obsolete = Vec::new();
         let mut retune = Vec::new();
         for rec in &current {
-            let value = parse_content(&rec.content);
+            let value = rec.value.clone();
             match desired
                 .iter()
                 .enumerate()
@@ -347,7 +408,7 @@ impl Provider for Cloudflare {
                 "ttl": set.ttl,
             });
             self.http
-                .send(op, Some(name), false, |c| {
+                .send(op, Some(name), Idempotency::NotIdempotent, |c| {
                     self.req(c, Method::POST, &path).json(&body)
                 })
                 .await?;
@@ -356,7 +417,7 @@ impl Provider for Cloudflare {
             let p = format!("{path}/{id}");
             let body = json!({ "ttl": set.ttl });
             self.http
-                .send(op, Some(name), true, |c| {
+                .send(op, Some(name), Idempotency::Idempotent, |c| {
                     self.req(c, Method::PATCH, &p).json(&body)
                 })
                 .await?;

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::check_all;
-use crate::http::{Failure, HttpClient, RetryPolicy, kind_for_status};
+use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, RateLimit, Secret, TxtRecord, TxtSet,
     Zone,
@@ -129,8 +129,35 @@ struct Domain {
 #[derive(Deserialize)]
 struct Rrset {
     ttl: u32,
-    #[serde(default)]
     records: Vec<String>,
+}
+
+/// The TXT set in an RRset answer (`{"ttl":…,"records":[…],…}`; `None` when it holds
+/// no record). Pure, for the read path and the fuzz target.
+///
+/// # Errors
+/// [`ErrorKind::Protocol`] naming `desec` and `read TXT` when the body is not the
+/// documented shape or a record is not quoted strings (deSEC: TXT values "must be
+/// enclosed in double quotes", <https://desec.readthedocs.io/en/latest/dns/rrsets.html>).
+pub fn parse_rrset(body: &[u8], name: &Fqdn) -> Result<Option<TxtSet>, Error> {
+    let op = Operation::Read;
+    let set: Rrset =
+        serde_json::from_slice(body).map_err(|e| super::bad_body(KIND, op, name, e))?;
+    txt_set(&set, name, op)
+}
+
+fn txt_set(set: &Rrset, name: &Fqdn, op: Operation) -> Result<Option<TxtSet>, Error> {
+    if set.records.is_empty() {
+        return Ok(None);
+    }
+    let mut records = Vec::with_capacity(set.records.len());
+    for r in &set.records {
+        records.push(super::parse_quoted(KIND, op, name, r)?);
+    }
+    Ok(Some(TxtSet {
+        ttl: set.ttl,
+        records,
+    }))
 }
 
 impl Desec {
@@ -179,7 +206,9 @@ impl Desec {
         );
         match self
             .http
-            .send(op, Some(name), true, |c| self.req(c, Method::GET, &path))
+            .send(op, Some(name), Idempotency::Idempotent, |c| {
+                self.req(c, Method::GET, &path)
+            })
             .await
         {
             Ok(r) => Ok(Some(r.json(KIND, op).map_err(|e| e.with_name(name))?)),
@@ -208,7 +237,7 @@ impl Provider for Desec {
         let q = [("owns_qname", name.to_string())];
         let resp = self
             .http
-            .send(op, Some(name), true, |c| {
+            .send(op, Some(name), Idempotency::Idempotent, |c| {
                 self.req(c, Method::GET, "domains/").query(&q)
             })
             .await?;
@@ -238,25 +267,7 @@ impl Provider for Desec {
         let Some(set) = self.get(zone, name, op).await? else {
             return Ok(None);
         };
-        if set.records.is_empty() {
-            return Ok(None);
-        }
-        let mut records = Vec::with_capacity(set.records.len());
-        for r in &set.records {
-            records.push(TxtRecord::parse_presentation(r).map_err(|e| {
-                Error::new(
-                    KIND,
-                    op,
-                    Some(name),
-                    ErrorKind::Protocol,
-                    format!("stored value {r:?} is not TXT presentation form: {e}"),
-                )
-            })?);
-        }
-        Ok(Some(TxtSet {
-            ttl: set.ttl,
-            records,
-        }))
+        txt_set(&set, name, op)
     }
 
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
@@ -285,7 +296,7 @@ impl Provider for Desec {
                 let path = format!("domains/{}/rrsets/{sub}/TXT/", zone.id);
                 let body = json!({ "ttl": set.ttl, "records": records });
                 self.http
-                    .send(op, Some(name), true, |c| {
+                    .send(op, Some(name), Idempotency::Idempotent, |c| {
                         self.req(c, Method::PATCH, &path).json(&body)
                     })
                     .await
@@ -301,7 +312,7 @@ impl Provider for Desec {
                     "records": records,
                 });
                 self.http
-                    .send(op, Some(name), false, |c| {
+                    .send(op, Some(name), Idempotency::NotIdempotent, |c| {
                         self.req(c, Method::POST, &path).json(&body)
                     })
                     .await
@@ -319,7 +330,9 @@ impl Provider for Desec {
         );
         match self
             .http
-            .send(op, Some(name), true, |c| self.req(c, Method::DELETE, &path))
+            .send(op, Some(name), Idempotency::Idempotent, |c| {
+                self.req(c, Method::DELETE, &path)
+            })
             .await
         {
             Err(e) if e.status == Some(404) => Ok(()),

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::check_all;
-use crate::http::{Failure, HttpClient, RetryPolicy, kind_for_status};
+use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, RateLimit, Secret, TxtRecord, TxtSet,
     Zone, zone_candidates,
@@ -116,7 +116,6 @@ pub fn map_error(f: &Failure<'_>) -> (ErrorKind, String) {
 
 #[derive(Deserialize)]
 struct RecordList {
-    #[serde(default)]
     domain_records: Vec<DoRecord>,
     #[serde(default)]
     links: Links,
@@ -137,10 +136,55 @@ struct Pages {
 #[derive(Deserialize, Clone)]
 struct DoRecord {
     id: u64,
-    #[serde(default)]
+    #[serde(rename = "type")]
+    kind: String,
     data: String,
-    #[serde(default)]
     ttl: u32,
+}
+
+/// One stored TXT record as listed: its id, joined value (`data`) and TTL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedRecord {
+    /// DigitalOcean's record id.
+    pub id: u64,
+    /// The value (DigitalOcean keeps no string boundaries).
+    pub data: String,
+    /// TTL in seconds.
+    pub ttl: u32,
+}
+
+/// Parses one page of a `domain_records` list: the TXT records and whether a next
+/// page is linked. Pure, for the read path and the fuzz target.
+///
+/// # Errors
+/// [`ErrorKind::Protocol`] naming `digitalocean` and `op` when the body is not the
+/// documented shape (`domain_records` with `id`, `type`, `data`, `ttl`) or a record
+/// is not TXT (<https://docs.digitalocean.com/reference/api/digitalocean/#tag/Domain-Records>).
+pub fn parse_records(
+    body: &[u8],
+    name: &Fqdn,
+    op: Operation,
+) -> Result<(Vec<ListedRecord>, bool), Error> {
+    let list: RecordList =
+        serde_json::from_slice(body).map_err(|e| super::bad_body(KIND, op, name, e))?;
+    let mut out = Vec::with_capacity(list.domain_records.len());
+    for r in list.domain_records {
+        if r.kind != "TXT" {
+            return Err(super::bad_body(
+                KIND,
+                op,
+                name,
+                format!("a {} record in the answer to a TXT query", r.kind),
+            ));
+        }
+        out.push(ListedRecord {
+            id: r.id,
+            data: r.data,
+            ttl: r.ttl,
+        });
+    }
+    let more = list.links.pages.and_then(|p| p.next).is_some();
+    Ok((out, more))
 }
 
 impl DigitalOcean {
@@ -169,7 +213,12 @@ impl DigitalOcean {
             .bearer_auth(self.token.expose())
     }
 
-    async fn list(&self, zone: &Zone, name: &Fqdn, op: Operation) -> Result<Vec<DoRecord>, Error> {
+    async fn list(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+        op: Operation,
+    ) -> Result<Vec<ListedRecord>, Error> {
         let path = format!("domains/{}/records", zone.id);
         let mut out = Vec::new();
         let mut page = 1u32;
@@ -182,14 +231,13 @@ impl DigitalOcean {
             ];
             let resp = self
                 .http
-                .send(op, Some(name), true, |c| {
+                .send(op, Some(name), Idempotency::Idempotent, |c| {
                     self.req(c, Method::GET, &path).query(&q)
                 })
                 .await?;
-            let body: RecordList = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
-            let n = body.domain_records.len();
-            out.extend(body.domain_records);
-            let more = body.links.pages.and_then(|p| p.next).is_some();
+            let (got, more) = parse_records(&resp.body, name, op)?;
+            let n = got.len();
+            out.extend(got);
             if !more || n == 0 {
                 return Ok(out);
             }
@@ -207,7 +255,9 @@ impl DigitalOcean {
         let path = format!("domains/{}/records/{id}", zone.id);
         match self
             .http
-            .send(op, Some(name), true, |c| self.req(c, Method::DELETE, &path))
+            .send(op, Some(name), Idempotency::Idempotent, |c| {
+                self.req(c, Method::DELETE, &path)
+            })
             .await
         {
             Ok(_) => Ok(()),
@@ -237,7 +287,9 @@ impl Provider for DigitalOcean {
             let path = format!("domains/{cand}");
             match self
                 .http
-                .send(op, Some(name), true, |c| self.req(c, Method::GET, &path))
+                .send(op, Some(name), Idempotency::Idempotent, |c| {
+                    self.req(c, Method::GET, &path)
+                })
                 .await
             {
                 Ok(_) => {
@@ -328,7 +380,7 @@ impl Provider for DigitalOcean {
             let data = String::from_utf8_lossy(d);
             let body = json!({ "type": "TXT", "name": rel, "data": data, "ttl": set.ttl });
             self.http
-                .send(op, Some(name), false, |c| {
+                .send(op, Some(name), Idempotency::NotIdempotent, |c| {
                     self.req(c, Method::POST, &path).json(&body)
                 })
                 .await?;
@@ -337,7 +389,7 @@ impl Provider for DigitalOcean {
             let p = format!("{path}/{id}");
             let body = json!({ "type": "TXT", "ttl": set.ttl });
             self.http
-                .send(op, Some(name), true, |c| {
+                .send(op, Some(name), Idempotency::Idempotent, |c| {
                     self.req(c, Method::PATCH, &p).json(&body)
                 })
                 .await?;

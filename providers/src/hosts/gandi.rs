@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use crate::http::{self, Failure, HttpClient, RetryPolicy};
+use crate::http::{self, Failure, HttpClient, Idempotency, RetryPolicy};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, RateLimit, Secret, TxtRecord, TxtSet,
     Zone, zone_candidates,
@@ -53,6 +53,30 @@ pub struct Gandi {
 struct RrSet {
     rrset_ttl: u32,
     rrset_values: Vec<String>,
+}
+
+/// The TXT set in an RRset answer (`{"rrset_ttl":…,"rrset_values":[…],…}`; `None`
+/// when it holds no value). Pure, for the read path and the fuzz target.
+///
+/// # Errors
+/// [`ErrorKind::Protocol`] naming `gandi` and `read TXT` when the body is not the
+/// documented shape or a value is not quoted strings (each `rrset_values` element is
+/// one record in zone-file syntax, <https://api.gandi.net/docs/livedns/>).
+pub fn parse_rrset(body: &[u8], name: &Fqdn) -> Result<Option<TxtSet>, Error> {
+    let op = Operation::Read;
+    let set: RrSet =
+        serde_json::from_slice(body).map_err(|e| super::bad_body(KIND, op, name, e))?;
+    if set.rrset_values.is_empty() {
+        return Ok(None);
+    }
+    let mut records = Vec::new();
+    for v in &set.rrset_values {
+        records.push(super::parse_quoted(KIND, op, name, v)?);
+    }
+    Ok(Some(TxtSet {
+        ttl: set.rrset_ttl,
+        records,
+    }))
 }
 
 /// What Gandi holds, as documented (TTL from 300 s).
@@ -99,7 +123,11 @@ impl Gandi {
         path: &str,
         body: Option<&RrSet>,
     ) -> Result<http::Response, Error> {
-        let idempotent = method != Method::POST;
+        let idempotent = if method == Method::POST {
+            Idempotency::NotIdempotent
+        } else {
+            Idempotency::Idempotent
+        };
         self.http
             .send(op, Some(name), idempotent, |c| {
                 let mut req = self
@@ -176,26 +204,7 @@ impl Provider for Gandi {
             Err(e) if e.status == Some(404) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let set: RrSet = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
-        if set.rrset_values.is_empty() {
-            return Ok(None);
-        }
-        let mut records = Vec::new();
-        for v in &set.rrset_values {
-            records.push(TxtRecord::parse_presentation(v).map_err(|e| {
-                Error::new(
-                    KIND,
-                    op,
-                    Some(name),
-                    ErrorKind::Protocol,
-                    format!("cannot parse TXT value {v:?}: {e}"),
-                )
-            })?);
-        }
-        Ok(Some(TxtSet {
-            ttl: set.rrset_ttl,
-            records,
-        }))
+        parse_rrset(&resp.body, name)
     }
 
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {

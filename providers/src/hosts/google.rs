@@ -16,7 +16,7 @@ use rsa::PrivateKey;
 use rsa::sha2::Sha256;
 use serde::{Deserialize, Serialize};
 
-use crate::http::{self, Failure, HttpClient, RetryPolicy};
+use crate::http::{self, Failure, HttpClient, Idempotency, RetryPolicy};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
     zone_candidates,
@@ -204,11 +204,16 @@ impl Google {
             .finish();
         let resp = self
             .http
-            .send(Operation::Authenticate, None, true, |c| {
-                c.post(self.token_url.clone())
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(form.clone())
-            })
+            .send(
+                Operation::Authenticate,
+                None,
+                Idempotency::Idempotent,
+                |c| {
+                    c.post(self.token_url.clone())
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(form.clone())
+                },
+            )
             .await?;
         let t: TokenResponse = resp.json(KIND, Operation::Authenticate)?;
         let lifetime = Duration::from_secs(t.expires_in.unwrap_or(3600));
@@ -231,7 +236,11 @@ impl Google {
     ) -> Result<http::Response, Error> {
         let token = self.access_token().await?;
         let path = format!("projects/{}/{path}", self.project);
-        let idempotent = method == Method::GET;
+        let idempotent = if method == Method::GET {
+            Idempotency::Idempotent
+        } else {
+            Idempotency::NotIdempotent
+        };
         self.http
             .send(op, Some(name), idempotent, |c| {
                 let mut req = self
@@ -260,29 +269,11 @@ impl Google {
             }
             let path = format!("managedZones/{}/rrsets", zone.id);
             let resp = self.call(op, name, Method::GET, &path, &q, None).await?;
-            let list: RrSetList = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
-            for s in list.rrsets {
-                if s.kind != "TXT" || !s.name.eq_ignore_ascii_case(&want) {
-                    continue;
-                }
-                let mut records = Vec::new();
-                for d in &s.rrdatas {
-                    records.push(TxtRecord::parse_presentation(d).map_err(|e| {
-                        Error::new(
-                            KIND,
-                            op,
-                            Some(name),
-                            ErrorKind::Protocol,
-                            format!("cannot parse rrdata {d:?}: {e}"),
-                        )
-                    })?);
-                }
-                found = Some(TxtSet {
-                    ttl: s.ttl,
-                    records,
-                });
+            let (set, next) = parse_rrsets(&resp.body, name, op)?;
+            if set.is_some() {
+                found = set;
             }
-            match list.next_page_token.filter(|t| !t.is_empty()) {
+            match next.filter(|t| !t.is_empty()) {
                 Some(t) if found.is_none() => page = Some(t),
                 _ => return Ok(found),
             }
@@ -362,6 +353,39 @@ impl Google {
         }
         Ok(())
     }
+}
+
+/// Parses one page of an `rrsets` list (`{"rrsets":[…],"nextPageToken":…}`) for the
+/// TXT set at `name`; also returns the next page token. Pure, for the read path and
+/// the fuzz target.
+///
+/// # Errors
+/// [`ErrorKind::Protocol`] naming `google` and `op` when the body is not the
+/// documented shape or an rrdata is not quoted strings (Cloud DNS answers TXT
+/// rrdatas in zone-file syntax, <https://cloud.google.com/dns/docs/reference/rest/v1/resourceRecordSets>).
+pub fn parse_rrsets(
+    body: &[u8],
+    name: &Fqdn,
+    op: Operation,
+) -> Result<(Option<TxtSet>, Option<String>), Error> {
+    let want = name.to_dotted();
+    let list: RrSetList =
+        serde_json::from_slice(body).map_err(|e| super::bad_body(KIND, op, name, e))?;
+    let mut found = None;
+    for s in list.rrsets {
+        if s.kind != "TXT" || !s.name.eq_ignore_ascii_case(&want) {
+            continue;
+        }
+        let mut records = Vec::new();
+        for d in &s.rrdatas {
+            records.push(super::parse_quoted(KIND, op, name, d)?);
+        }
+        found = Some(TxtSet {
+            ttl: s.ttl,
+            records,
+        });
+    }
+    Ok((found, list.next_page_token))
 }
 
 fn parse_private_key(pem: &str) -> Result<PrivateKey, Error> {

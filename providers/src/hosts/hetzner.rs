@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::check_all;
-use crate::http::{Failure, HttpClient, RetryPolicy, kind_for_status};
+use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, RateLimit, Secret, TxtRecord, TxtSet,
     Zone, zone_candidates,
@@ -147,7 +147,6 @@ struct RrsetBody {
 struct Rrset {
     #[serde(default)]
     ttl: Option<u32>,
-    #[serde(default)]
     records: Vec<HzRecord>,
 }
 
@@ -167,6 +166,35 @@ struct Action {
     status: String,
     #[serde(default)]
     error: Option<HzError>,
+}
+
+/// The TXT set in a `{"rrset":{...}}` answer (`None` when it holds no record).
+/// Pure, for the read path and the fuzz target.
+///
+/// # Errors
+/// [`ErrorKind::Protocol`] naming `hetzner` and `read TXT` when the body is not the
+/// documented shape or a value is not quoted strings (the Cloud DNS API stores TXT
+/// values as quoted 255-byte strings, <https://docs.hetzner.cloud/reference/cloud#zone-rrsets>).
+pub fn parse_rrset(body: &[u8], name: &Fqdn) -> Result<Option<TxtSet>, Error> {
+    let op = Operation::Read;
+    let set = serde_json::from_slice::<RrsetBody>(body)
+        .map_err(|e| super::bad_body(KIND, op, name, e))?
+        .rrset;
+    if set.records.is_empty() {
+        return Ok(None);
+    }
+    txt_set(&set, name, op).map(Some)
+}
+
+fn txt_set(set: &Rrset, name: &Fqdn, op: Operation) -> Result<TxtSet, Error> {
+    let mut records = Vec::with_capacity(set.records.len());
+    for r in &set.records {
+        records.push(super::parse_quoted(KIND, op, name, &r.value)?);
+    }
+    Ok(TxtSet {
+        ttl: set.ttl.unwrap_or(DEFAULT_ZONE_TTL),
+        records,
+    })
 }
 
 impl Hetzner {
@@ -213,7 +241,9 @@ impl Hetzner {
         let path = Self::rrset_path(zone, name)?;
         match self
             .http
-            .send(op, Some(name), true, |c| self.req(c, Method::GET, &path))
+            .send(op, Some(name), Idempotency::Idempotent, |c| {
+                self.req(c, Method::GET, &path)
+            })
             .await
         {
             Ok(r) => Ok(Some(
@@ -237,7 +267,7 @@ impl Hetzner {
     ) -> Result<(), Error> {
         let resp = self
             .http
-            .send(op, Some(name), false, |c| {
+            .send(op, Some(name), Idempotency::NotIdempotent, |c| {
                 let r = self.req(c, method.clone(), path);
                 match &body {
                     Some(b) => r.json(b),
@@ -288,7 +318,9 @@ impl Hetzner {
             let path = format!("actions/{}", action.id);
             let resp = self
                 .http
-                .send(op, Some(name), true, |c| self.req(c, Method::GET, &path))
+                .send(op, Some(name), Idempotency::Idempotent, |c| {
+                    self.req(c, Method::GET, &path)
+                })
                 .await?;
             action = resp.json::<ActionBody>(KIND, op)?.action;
         }
@@ -322,7 +354,7 @@ impl Provider for Hetzner {
             let q = [("name", cand.to_string())];
             let resp = self
                 .http
-                .send(op, Some(name), true, |c| {
+                .send(op, Some(name), Idempotency::Idempotent, |c| {
                     self.req(c, Method::GET, "zones").query(&q)
                 })
                 .await?;
@@ -356,25 +388,7 @@ impl Provider for Hetzner {
         if set.records.is_empty() {
             return Ok(None);
         }
-        let mut records = Vec::with_capacity(set.records.len());
-        for r in &set.records {
-            records.push(TxtRecord::parse_presentation(&r.value).map_err(|e| {
-                Error::new(
-                    KIND,
-                    op,
-                    Some(name),
-                    ErrorKind::Protocol,
-                    format!(
-                        "stored value {:?} is not TXT presentation form: {e}",
-                        r.value
-                    ),
-                )
-            })?);
-        }
-        Ok(Some(TxtSet {
-            ttl: set.ttl.unwrap_or(DEFAULT_ZONE_TTL),
-            records,
-        }))
+        txt_set(&set, name, op).map(Some)
     }
 
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {

@@ -37,3 +37,44 @@ pub(crate) fn check_all(
     }
     Ok(out)
 }
+
+/// Parses one TXT record that a host documents as quoted zone-file text
+/// (`"part1" "part2"`), refusing anything else: guessing where unquoted strings end
+/// could rewrite a value maildns does not own.
+///
+/// # Errors
+/// [`crate::ErrorKind::Protocol`] naming `kind`, `op` and `name`, quoting the text.
+pub(crate) fn parse_quoted(
+    kind: &'static str,
+    op: Operation,
+    name: &Fqdn,
+    text: &str,
+) -> Result<TxtRecord, Error> {
+    crate::txt::require_quoted(text.as_bytes())
+        .and_then(|()| TxtRecord::parse_presentation(text))
+        .map_err(|e| {
+            Error::new(
+                kind,
+                op,
+                Some(name),
+                crate::ErrorKind::Protocol,
+                format!("TXT value {text:?} is not in the host's documented format: {e}"),
+            )
+        })
+}
+
+/// A protocol error for an answer body that is not the host's documented shape.
+pub(crate) fn bad_body(
+    kind: &'static str,
+    op: Operation,
+    name: &Fqdn,
+    e: impl std::fmt::Display,
+) -> Error {
+    Error::new(
+        kind,
+        op,
+        Some(name),
+        crate::ErrorKind::Protocol,
+        format!("unexpected response body: {e}"),
+    )
+}

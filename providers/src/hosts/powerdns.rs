@@ -22,7 +22,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use url::Url;
 
-use crate::http::{Failure, HttpClient, RetryPolicy};
+use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy};
 use crate::txt::{ParseError, ParseErrorKind};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
@@ -139,7 +139,7 @@ impl PowerDns {
         let url = self.zones_url(Some(&zone.id));
         let body = serde_json::json!({ "rrsets": [rrset] });
         self.http
-            .send(op, Some(name), true, |c| {
+            .send(op, Some(name), Idempotency::Idempotent, |c| {
                 c.request(Method::PATCH, url.clone())
                     .header("X-API-Key", self.api_key.expose())
                     .json(&body)
@@ -157,7 +157,6 @@ struct ZoneInfo {
 
 #[derive(Debug, Deserialize)]
 struct ZoneDetail {
-    #[serde(default)]
     rrsets: Vec<RrSet>,
 }
 
@@ -168,7 +167,6 @@ struct RrSet {
     rtype: String,
     #[serde(default)]
     ttl: u32,
-    #[serde(default)]
     records: Vec<Record>,
 }
 
@@ -226,12 +224,16 @@ pub fn map_error(f: &Failure<'_>) -> (ErrorKind, String) {
     (kind, message)
 }
 
-/// Parses one record's `content` as PowerDNS renders it.
+/// Parses one record's `content` as PowerDNS renders it: canonical zone-file form,
+/// every character-string in double quotes (PowerDNS's API refuses anything else
+/// with 422, so unquoted content is an answer out of format, refused here before
+/// anything is planned on it).
 ///
 /// A quoted string longer than 255 bytes (PowerDNS stores such a string unsplit
 /// when another tool sent it) is cut into 255-byte strings, as PowerDNS does when it
 /// serves the record, instead of failing.
 pub fn parse_content(content: &str) -> Result<TxtRecord, ParseError> {
+    crate::txt::require_quoted(content.as_bytes())?;
     match TxtRecord::parse_presentation(content) {
         Err(e) if e.kind == ParseErrorKind::StringTooLong => {
             TxtRecord::parse_presentation_bytes(&split_long_strings(content.as_bytes()))
@@ -284,6 +286,41 @@ fn split_long_strings(input: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Parses the answer to a zone `GET` (`{"rrsets":[...]}`) into the TXT set at `name`
+/// (`None` when there is none, or only disabled records). Pure, for the read path and
+/// the fuzz target.
+///
+/// # Errors
+/// [`ErrorKind::Protocol`] naming `powerdns` and `read TXT` when the body is not the
+/// documented shape or a record's content is not quoted zone-file text.
+pub fn parse_rrsets(body: &[u8], name: &Fqdn) -> Result<Option<TxtSet>, Error> {
+    let protocol =
+        |m: String| Error::new(KIND, Operation::Read, Some(name), ErrorKind::Protocol, m);
+    let detail: ZoneDetail = serde_json::from_slice(body)
+        .map_err(|e| protocol(format!("unexpected response body: {e}")))?;
+    let dotted = name.to_dotted();
+    let Some(set) = detail
+        .rrsets
+        .into_iter()
+        .find(|s| s.rtype == "TXT" && s.name.eq_ignore_ascii_case(&dotted))
+    else {
+        return Ok(None);
+    };
+    let mut records = Vec::with_capacity(set.records.len());
+    for r in set.records.iter().filter(|r| !r.disabled) {
+        let rec = parse_content(&r.content)
+            .map_err(|e| protocol(format!("cannot parse TXT content {:?}: {e}", r.content)))?;
+        records.push(rec);
+    }
+    if records.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(TxtSet {
+        ttl: set.ttl,
+        records,
+    }))
+}
+
 #[async_trait::async_trait]
 impl Provider for PowerDns {
     fn kind(&self) -> &'static str {
@@ -305,11 +342,16 @@ impl Provider for PowerDns {
             let dotted = candidate.to_dotted();
             let resp = self
                 .http
-                .send(Operation::FindZone, Some(name), true, |c| {
-                    c.request(Method::GET, url.clone())
-                        .header("X-API-Key", self.api_key.expose())
-                        .query(&[("zone", dotted.as_str())])
-                })
+                .send(
+                    Operation::FindZone,
+                    Some(name),
+                    Idempotency::Idempotent,
+                    |c| {
+                        c.request(Method::GET, url.clone())
+                            .header("X-API-Key", self.api_key.expose())
+                            .query(&[("zone", dotted.as_str())])
+                    },
+                )
                 .await?;
             let zones: Vec<ZoneInfo> = resp
                 .json(KIND, Operation::FindZone)
@@ -345,42 +387,13 @@ impl Provider for PowerDns {
         let dotted = name.to_dotted();
         let resp = self
             .http
-            .send(Operation::Read, Some(name), true, |c| {
+            .send(Operation::Read, Some(name), Idempotency::Idempotent, |c| {
                 c.request(Method::GET, url.clone())
                     .header("X-API-Key", self.api_key.expose())
                     .query(&[("rrset_name", dotted.as_str()), ("rrset_type", "TXT")])
             })
             .await?;
-        let detail: ZoneDetail = resp
-            .json(KIND, Operation::Read)
-            .map_err(|e| e.with_name(name))?;
-        let Some(set) = detail
-            .rrsets
-            .into_iter()
-            .find(|s| s.rtype == "TXT" && s.name.eq_ignore_ascii_case(&dotted))
-        else {
-            return Ok(None);
-        };
-        let mut records = Vec::with_capacity(set.records.len());
-        for r in set.records.iter().filter(|r| !r.disabled) {
-            let rec = parse_content(&r.content).map_err(|e| {
-                Error::new(
-                    KIND,
-                    Operation::Read,
-                    Some(name),
-                    ErrorKind::Protocol,
-                    format!("cannot parse TXT content {:?}: {e}", r.content),
-                )
-            })?;
-            records.push(rec);
-        }
-        if records.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(TxtSet {
-            ttl: set.ttl,
-            records,
-        }))
+        parse_rrsets(&resp.body, name)
     }
 
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
@@ -560,6 +573,37 @@ mod tests {
         assert_eq!(
             p.zones_url(Some("a=2Fb.test.")).as_str(),
             "http://127.0.0.1:8081/api/v1/servers/localhost/zones/a=2Fb.test."
+        );
+    }
+
+    #[test]
+    fn parse_rrsets_refuses_unquoted_content_and_a_missing_list() {
+        let name = Fqdn::parse("example.com").unwrap();
+        let body = |content: &str| {
+            serde_json::json!({"rrsets": [{"name": "example.com.", "type": "TXT", "ttl": 300,
+                "records": [{"content": content, "disabled": false}]}]})
+            .to_string()
+        };
+        let ok = parse_rrsets(body(r#""v=spf1 -all" "x""#).as_bytes(), &name)
+            .unwrap()
+            .unwrap();
+        assert_eq!(ok.ttl, 300);
+        assert_eq!(ok.records[0].value(), b"v=spf1 -allx");
+        for bad in ["google-site-verification=abc def", r#""a" b"#, r#""open"#] {
+            let e = parse_rrsets(body(bad).as_bytes(), &name).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Protocol, "{bad}: {e}");
+            assert!(
+                e.to_string()
+                    .starts_with("powerdns: read TXT example.com: unexpected answer"),
+                "{e}"
+            );
+        }
+        let e = parse_rrsets(b"{}", &name).unwrap_err();
+        assert!(e.message.contains("missing field `rrsets`"), "{e}");
+        // Another name, or only disabled records: no set.
+        assert_eq!(
+            parse_rrsets(br#"{"rrsets":[{"name":"x.example.com.","type":"TXT","ttl":1,"records":[{"content":"\"a\""}]}]}"#, &name).unwrap(),
+            None
         );
     }
 }

@@ -22,7 +22,7 @@ use base64::Engine;
 use futures_util::StreamExt;
 use hickory_net::proto::op::update_message::UpdateMessage;
 use hickory_net::proto::op::{
-    DnsRequest, DnsRequestOptions, DnsResponse, Message, OpCode, Query, ResponseCode,
+    DnsRequest, DnsRequestOptions, DnsResponse, Message, MessageType, OpCode, Query, ResponseCode,
 };
 use hickory_net::proto::rr::rdata::TXT;
 use hickory_net::proto::rr::rdata::tsig::{TsigAlgorithm as HickoryAlgorithm, TsigError};
@@ -578,59 +578,7 @@ impl Provider for Rfc2136 {
         let response = self
             .exchange(op, name, self.query(qname.clone(), RecordType::TXT))
             .await?;
-        match response.metadata.response_code {
-            ResponseCode::NoError => {}
-            ResponseCode::NXDomain => return Ok(None),
-            ResponseCode::Refused | ResponseCode::NotAuth => {
-                return Err(self.error(
-                    op,
-                    Some(name),
-                    ErrorKind::ZoneNotFound,
-                    format!(
-                        "{} refused the query: it does not serve this name (or allow-query excludes us)",
-                        self.server
-                    ),
-                ));
-            }
-            ResponseCode::ServFail => {
-                return Err(self.error(
-                    op,
-                    Some(name),
-                    ErrorKind::Server,
-                    format!("{} answered SERVFAIL", self.server),
-                ));
-            }
-            other => {
-                return Err(self.error(
-                    op,
-                    Some(name),
-                    ErrorKind::Protocol,
-                    format!("{} answered {}", self.server, mnemonic(other)),
-                ));
-            }
-        }
-        let mut ttl = None::<u32>;
-        let mut records = Vec::new();
-        for record in &response.answers {
-            let RData::TXT(txt) = &record.data else {
-                continue;
-            };
-            if !record.name.eq_ignore_root(&qname) {
-                continue;
-            }
-            let strings = txt
-                .txt_data
-                .iter()
-                .map(|s| CharacterString::new(s.to_vec()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| self.error(op, Some(name), ErrorKind::Protocol, e.to_string()))?;
-            // RDATA with no string at all is malformed; skip it rather than fail.
-            if let Some(r) = TxtRecord::from_strings(strings) {
-                records.push(r);
-            }
-            ttl = Some(ttl.map_or(record.ttl, |t| t.min(record.ttl)));
-        }
-        Ok(ttl.map(|ttl| TxtSet { ttl, records }))
+        answer_to_set(&response, name, &qname, &self.server.to_string())
     }
 
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
@@ -640,6 +588,128 @@ impl Provider for Rfc2136 {
     async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
         self.update(Operation::Delete, zone, name, None).await
     }
+}
+
+/// Parses a DNS answer (wire format) to a TXT query for `name`: the TXT set it
+/// holds, `None` for NXDOMAIN or no TXT record. Pure, for the fuzz target; the read
+/// path uses the same checks on the message hickory decoded.
+///
+/// # Errors
+/// [`ErrorKind::Protocol`] naming `rfc2136` and `read TXT` for a message that does not
+/// decode, is not a response, is not authoritative, or holds a malformed TXT record
+/// (RFC 1035 §4.1, §3.3.14); other response codes as in the read path.
+pub fn parse_answer(wire: &[u8], name: &Fqdn) -> Result<Option<TxtSet>, Error> {
+    let op = Operation::Read;
+    let message = Message::from_vec(wire).map_err(|e| {
+        Error::new(
+            KIND,
+            op,
+            Some(name),
+            ErrorKind::Protocol,
+            format!("unreadable answer: {e}"),
+        )
+    })?;
+    let qname = Name::from_ascii(name.to_dotted())
+        .map_err(|e| Error::new(KIND, op, Some(name), ErrorKind::Invalid, e.to_string()))?;
+    answer_to_set(&message, name, &qname, "the server")
+}
+
+/// The TXT set at `qname` in `response`, after checking it is an authoritative
+/// answer. `server` names the server in messages.
+fn answer_to_set(
+    response: &Message,
+    name: &Fqdn,
+    qname: &Name,
+    server: &str,
+) -> Result<Option<TxtSet>, Error> {
+    let op = Operation::Read;
+    if response.metadata.message_type != MessageType::Response {
+        return Err(Error::new(
+            KIND,
+            op,
+            Some(name),
+            ErrorKind::Protocol,
+            format!("{server} sent a query, not a response"),
+        ));
+    }
+    let code = response.metadata.response_code;
+    match code {
+        ResponseCode::NoError | ResponseCode::NXDomain => {}
+        ResponseCode::Refused | ResponseCode::NotAuth => {
+            return Err(Error::new(
+                KIND,
+                op,
+                Some(name),
+                ErrorKind::ZoneNotFound,
+                format!(
+                    "{} refused the query: it does not serve this name (or allow-query excludes us)",
+                    server
+                ),
+            ));
+        }
+        ResponseCode::ServFail => {
+            return Err(Error::new(
+                KIND,
+                op,
+                Some(name),
+                ErrorKind::Server,
+                format!("{} answered SERVFAIL", server),
+            ));
+        }
+        other => {
+            return Err(Error::new(
+                KIND,
+                op,
+                Some(name),
+                ErrorKind::Protocol,
+                format!("{} answered {}", server, mnemonic(other)),
+            ));
+        }
+    }
+    // The configured server is the zone's primary: its answers are authoritative
+    // (RFC 1035 §4.1.1 AA). Anything else is some other server's view.
+    if !response.metadata.authoritative {
+        return Err(Error::new(
+            KIND,
+            op,
+            Some(name),
+            ErrorKind::Protocol,
+            format!("{server} answered without the AA flag: it is not authoritative for {name}"),
+        ));
+    }
+    if code == ResponseCode::NXDomain {
+        return Ok(None);
+    }
+    let mut ttl = None::<u32>;
+    let mut records = Vec::new();
+    for record in &response.answers {
+        let RData::TXT(txt) = &record.data else {
+            continue;
+        };
+        if !record.name.eq_ignore_root(qname) {
+            continue;
+        }
+        let strings = txt
+            .txt_data
+            .iter()
+            .map(|s| CharacterString::new(s.to_vec()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::new(KIND, op, Some(name), ErrorKind::Protocol, e.to_string()))?;
+        // RDATA with no string at all is malformed (RFC 1035 §3.3.14: one or
+        // more character-strings): refuse it rather than drop a record.
+        let Some(r) = TxtRecord::from_strings(strings) else {
+            return Err(Error::new(
+                KIND,
+                op,
+                Some(name),
+                ErrorKind::Protocol,
+                format!("{server} answered a TXT record with no character-string"),
+            ));
+        };
+        records.push(r);
+        ttl = Some(ttl.map_or(record.ttl, |t| t.min(record.ttl)));
+    }
+    Ok(ttl.map(|ttl| TxtSet { ttl, records }))
 }
 
 #[cfg(test)]
@@ -693,5 +763,54 @@ mod tests {
         let mut c = config("c2VjcmV0");
         c.key_name = "bad..name".into();
         assert_eq!(Rfc2136::new(c).unwrap_err().kind, ErrorKind::Config);
+    }
+
+    /// A response to `example.com TXT` with `flags` and answer RDATA `rdata`.
+    fn answer(flags: u16, rdata: &[u8]) -> Vec<u8> {
+        let mut m = vec![0x12, 0x34];
+        m.extend_from_slice(&flags.to_be_bytes());
+        m.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 0]);
+        m.extend_from_slice(b"\x07example\x03com\x00\x00\x10\x00\x01");
+        m.extend_from_slice(&[0xc0, 0x0c, 0, 16, 0, 1, 0, 0, 1, 44]);
+        m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        m.extend_from_slice(rdata);
+        m
+    }
+
+    #[test]
+    fn parse_answer_reads_an_authoritative_answer() {
+        let name = Fqdn::parse("example.com").unwrap();
+        let set = parse_answer(&answer(0x8400, b"\x02hi\x05there"), &name)
+            .unwrap()
+            .unwrap();
+        assert_eq!(set.ttl, 300);
+        assert_eq!(set.records.len(), 1);
+        assert_eq!(set.records[0].strings().len(), 2);
+        assert_eq!(set.records[0].value(), b"hithere");
+    }
+
+    #[test]
+    fn parse_answer_refuses_malformed_answers() {
+        let name = Fqdn::parse("example.com").unwrap();
+        for (wire, what) in [
+            // AA clear: not the zone's own answer.
+            (answer(0x8000, b"\x02hi"), "without the AA flag"),
+            // QR clear: a query, not a response.
+            (answer(0x0400, b"\x02hi"), "not a response"),
+            // TXT RDATA without any character-string (hickory refuses it already).
+            (answer(0x8400, b""), "unreadable answer"),
+            // A length byte past the end of the RDATA.
+            (answer(0x8400, b"\x09hi"), "unreadable answer"),
+            (b"\x00\x01garbage".to_vec(), "unreadable answer"),
+        ] {
+            let e = parse_answer(&wire, &name).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Protocol, "{what}: {e}");
+            assert!(
+                e.to_string()
+                    .starts_with("rfc2136: read TXT example.com: unexpected answer"),
+                "{e}"
+            );
+            assert!(e.message.contains(what), "{what}: {e}");
+        }
     }
 }

@@ -18,7 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use maildns_providers::http::{Failure, HttpClient, RetryPolicy, kind_for_status};
+use maildns_providers::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
 use maildns_providers::{
     CharacterString, Error, ErrorKind, Fqdn, Operation, Profile, Provider, TxtRecord, TxtSet, Zone,
     zone_candidates,
@@ -304,9 +304,12 @@ impl Provider for QuirkyProvider {
             let path = format!("zones/{}", c.as_str());
             match self
                 .http
-                .send(Operation::FindZone, Some(name), true, |cl| {
-                    self.req(cl, Method::GET, &path)
-                })
+                .send(
+                    Operation::FindZone,
+                    Some(name),
+                    Idempotency::Idempotent,
+                    |cl| self.req(cl, Method::GET, &path),
+                )
                 .await
             {
                 Ok(_) => {
@@ -333,7 +336,9 @@ impl Provider for QuirkyProvider {
         let path = Self::path(zone, name);
         let resp = match self
             .http
-            .send(op, Some(name), true, |c| self.req(c, Method::GET, &path))
+            .send(op, Some(name), Idempotency::Idempotent, |c| {
+                self.req(c, Method::GET, &path)
+            })
             .await
         {
             Ok(r) => r,
@@ -385,7 +390,7 @@ impl Provider for QuirkyProvider {
         let body = json!({"ttl": set.ttl, "records": records});
         let path = Self::path(zone, name);
         self.http
-            .send(op, Some(name), true, |c| {
+            .send(op, Some(name), Idempotency::Idempotent, |c| {
                 self.req(c, Method::PUT, &path).json(&body)
             })
             .await
@@ -396,9 +401,12 @@ impl Provider for QuirkyProvider {
         let path = Self::path(zone, name);
         match self
             .http
-            .send(Operation::Delete, Some(name), true, |c| {
-                self.req(c, Method::DELETE, &path)
-            })
+            .send(
+                Operation::Delete,
+                Some(name),
+                Idempotency::Idempotent,
+                |c| self.req(c, Method::DELETE, &path),
+            )
             .await
         {
             Err(e) if e.status == Some(404) => Ok(()),

@@ -1,0 +1,13 @@
+//! The digitalocean adapter's answer parser (one page of a record list): never panics.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use maildns_providers::hosts::digitalocean::parse_records;
+use maildns_providers::{Fqdn, Operation};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(name) = Fqdn::parse("example.com") else {
+        return;
+    };
+    let _ = parse_records(data, &name, Operation::Read);
+});

@@ -1,0 +1,479 @@
+//! Every adapter's read path validates the host's answer against that host's
+//! documented format before anything is planned on it: each fake is put behind a
+//! loopback proxy that rewrites its answers out of format (unquoted or unterminated
+//! TXT values, a missing list), and the adapter must report a protocol error naming
+//! the provider and the operation, and write nothing — the foreign values stay.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use maildns_providers::http::RetryPolicy;
+use maildns_providers::{Error, ErrorKind, Fqdn, Operation, Provider, TxtRecord, TxtSet};
+use maildns_testkit::faultproxy::{FaultProxy, Rewrite};
+use serde_json::Value;
+
+fn n(s: &str) -> Fqdn {
+    Fqdn::parse(s).unwrap()
+}
+
+/// The foreign values seeded at the name: one with a space (which an unquoted
+/// reading would split and so rewrite) and an SPF record.
+fn foreign(ttl: u32) -> TxtSet {
+    TxtSet {
+        ttl,
+        records: vec![
+            TxtRecord::from_value("google-site-verification=abc def"),
+            TxtRecord::from_value("v=spf1 a -all"),
+        ],
+    }
+}
+
+/// A JSON rewrite applied to every success body.
+fn json_rewrite(f: fn(&mut Value)) -> Rewrite {
+    Arc::new(move |_m: &str, _p: &str, body: &[u8]| {
+        let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
+            return body.to_vec();
+        };
+        f(&mut v);
+        serde_json::to_vec(&v).unwrap()
+    })
+}
+
+/// Applies `f` to every string under `key` (a string or an array of strings), at any depth.
+fn each_string(v: &mut Value, key: &str, f: &dyn Fn(&str) -> String) {
+    match v {
+        Value::Object(map) => {
+            for (k, val) in map.iter_mut() {
+                if k == key {
+                    match val {
+                        Value::String(s) => *s = f(s),
+                        Value::Array(items) => {
+                            for i in items.iter_mut() {
+                                if let Value::String(s) = i {
+                                    *s = f(s);
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                } else {
+                    each_string(val, key, f);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for i in items {
+                each_string(i, key, f);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn unquote(s: &str) -> String {
+    s.replace('"', "")
+}
+
+fn assert_protocol(r: Result<Option<TxtSet>, Error>, kind: &str, what: &str) {
+    let e = r.expect_err("a malformed answer must not be read as a set");
+    assert_eq!(e.kind, ErrorKind::Protocol, "{e}");
+    assert_eq!(e.provider, kind, "{e}");
+    assert_eq!(e.operation, Operation::Read, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.starts_with(&format!("{kind}: read TXT ")),
+        "names provider and operation: {text}"
+    );
+    assert!(text.contains(what), "{text}");
+}
+
+#[tokio::test]
+async fn cloudflare_unterminated_quoted_content_is_a_protocol_error_and_nothing_is_written() {
+    use maildns_providers::hosts::cloudflare::{Cloudflare, Config};
+    use maildns_testkit::fakes::cloudflare::FakeCloudflare;
+    let fake = FakeCloudflare::start("t").await;
+    fake.add_zone("example.com");
+    let make = |url: &str| {
+        let mut c = Config::new(maildns_providers::Secret::new("t"));
+        c.base_url = url.to_string();
+        Cloudflare::new(c, RetryPolicy::fast()).unwrap()
+    };
+    let direct = make(fake.base_url());
+    let zone = direct.find_zone(&n("example.com")).await.unwrap();
+    let name = n("example.com");
+    direct
+        .replace_txt(&zone, &name, &foreign(300))
+        .await
+        .unwrap();
+    let writes = fake.writes().len();
+    // Content that starts as quoted strings but never closes its quote.
+    let (_proxy, url) = FaultProxy::rewriting_url(
+        fake.base_url(),
+        json_rewrite(|v| {
+            each_string(v, "content", &|s| {
+                s.strip_suffix('"').unwrap_or(s).to_string()
+            })
+        }),
+    );
+    let bad = make(&url);
+    assert_protocol(
+        bad.read_txt(&zone, &name).await,
+        "cloudflare",
+        "unterminated quoted string",
+    );
+    let set = TxtSet {
+        ttl: 300,
+        records: vec![TxtRecord::from_value("v=spf1 mx -all")],
+    };
+    let e = bad.replace_txt(&zone, &name, &set).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Protocol, "{e}");
+    assert_eq!(fake.writes().len(), writes, "nothing written");
+    assert_eq!(
+        direct.read_txt(&zone, &name).await.unwrap(),
+        Some(foreign(300))
+    );
+}
+
+#[tokio::test]
+async fn digitalocean_answer_without_domain_records_is_a_protocol_error_and_nothing_is_written() {
+    use maildns_providers::hosts::digitalocean::{Config, DigitalOcean};
+    use maildns_testkit::fakes::digitalocean::FakeDigitalOcean;
+    let fake = FakeDigitalOcean::start("t").await;
+    fake.add_domain("example.com");
+    let make = |url: &str| {
+        let mut c = Config::new(maildns_providers::Secret::new("t"));
+        c.base_url = url.to_string();
+        DigitalOcean::new(c, RetryPolicy::fast()).unwrap()
+    };
+    let direct = make(fake.base_url());
+    let zone = direct.find_zone(&n("example.com")).await.unwrap();
+    let name = n("example.com");
+    direct
+        .replace_txt(&zone, &name, &foreign(300))
+        .await
+        .unwrap();
+    let writes = fake.writes().len();
+    // The list renamed: read as "no records", it would lead to writes beside them.
+    let (_proxy, url) = FaultProxy::rewriting_url(
+        fake.base_url(),
+        json_rewrite(|v| {
+            if let Some(m) = v.as_object_mut()
+                && let Some(list) = m.remove("domain_records")
+            {
+                m.insert("records".into(), list);
+            }
+        }),
+    );
+    let bad = make(&url);
+    assert_protocol(
+        bad.read_txt(&zone, &name).await,
+        "digitalocean",
+        "missing field `domain_records`",
+    );
+    let set = TxtSet {
+        ttl: 300,
+        records: vec![TxtRecord::from_value("v=spf1 mx -all")],
+    };
+    let e = bad.replace_txt(&zone, &name, &set).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Protocol, "{e}");
+    assert_eq!(fake.writes().len(), writes, "nothing written");
+    assert_eq!(
+        direct.read_txt(&zone, &name).await.unwrap(),
+        Some(foreign(300))
+    );
+}
+
+#[tokio::test]
+async fn hetzner_unquoted_values_are_a_protocol_error_and_nothing_is_written() {
+    use maildns_providers::hosts::hetzner::{Config, Hetzner};
+    use maildns_testkit::fakes::hetzner::FakeHetzner;
+    let fake = FakeHetzner::start("t").await;
+    fake.add_zone("example.com");
+    let make = |url: &str| {
+        let mut c = Config::new(maildns_providers::Secret::new("t"));
+        c.base_url = url.to_string();
+        c.action_poll_interval = Duration::from_millis(5);
+        Hetzner::new(c, RetryPolicy::fast()).unwrap()
+    };
+    let direct = make(fake.base_url());
+    let zone = direct.find_zone(&n("example.com")).await.unwrap();
+    let name = n("example.com");
+    direct
+        .replace_txt(&zone, &name, &foreign(300))
+        .await
+        .unwrap();
+    let writes = fake.writes().len();
+    let (_proxy, url) = FaultProxy::rewriting_url(
+        fake.base_url(),
+        json_rewrite(|v| each_string(v, "value", &unquote)),
+    );
+    let bad = make(&url);
+    assert_protocol(
+        bad.read_txt(&zone, &name).await,
+        "hetzner",
+        "not a quoted string",
+    );
+    assert_eq!(fake.writes().len(), writes, "nothing written");
+    assert_eq!(
+        direct.read_txt(&zone, &name).await.unwrap(),
+        Some(foreign(300))
+    );
+}
+
+#[tokio::test]
+async fn gandi_unquoted_values_are_a_protocol_error() {
+    use maildns_providers::hosts::gandi::{Config, Gandi};
+    use maildns_testkit::fakes::gandi::FakeGandi;
+    let fake = FakeGandi::start("pat-0123456789").await;
+    fake.add_domain("example.com");
+    let make = |url: &str| {
+        let mut c = Config::new(maildns_providers::Secret::new("pat-0123456789"));
+        c.base_url = url.to_string();
+        Gandi::new(c, RetryPolicy::fast()).unwrap()
+    };
+    let direct = make(&fake.url);
+    let zone = direct.find_zone(&n("example.com")).await.unwrap();
+    let name = n("example.com");
+    direct
+        .replace_txt(&zone, &name, &foreign(300))
+        .await
+        .unwrap();
+    let writes = fake.requests().iter().filter(|r| r.is_write()).count();
+    let (_proxy, url) = FaultProxy::rewriting_url(
+        &fake.url,
+        json_rewrite(|v| each_string(v, "rrset_values", &unquote)),
+    );
+    let bad = make(&url);
+    assert_protocol(
+        bad.read_txt(&zone, &name).await,
+        "gandi",
+        "not a quoted string",
+    );
+    let now = fake.requests().iter().filter(|r| r.is_write()).count();
+    assert_eq!(now, writes, "nothing written");
+    assert_eq!(
+        direct.read_txt(&zone, &name).await.unwrap(),
+        Some(foreign(300))
+    );
+}
+
+#[tokio::test]
+async fn desec_unquoted_records_and_a_missing_list_are_protocol_errors() {
+    use maildns_providers::hosts::desec::{Config, Desec};
+    use maildns_testkit::fakes::desec::FakeDesec;
+    let fake = FakeDesec::start("t").await;
+    fake.add_domain("example.com");
+    let make = |url: &str| {
+        let mut c = Config::new(maildns_providers::Secret::new("t"));
+        c.base_url = url.to_string();
+        Desec::new(c, RetryPolicy::fast()).unwrap()
+    };
+    let direct = make(fake.base_url());
+    let zone = direct.find_zone(&n("example.com")).await.unwrap();
+    let name = n("example.com");
+    direct
+        .replace_txt(&zone, &name, &foreign(3600))
+        .await
+        .unwrap();
+    let writes = fake.writes().len();
+    let (_p1, url) = FaultProxy::rewriting_url(
+        fake.base_url(),
+        json_rewrite(|v| each_string(v, "records", &unquote)),
+    );
+    assert_protocol(
+        make(&url).read_txt(&zone, &name).await,
+        "desec",
+        "not a quoted string",
+    );
+    // Without `records`, the set would read as empty and a write replace it whole.
+    let (_p2, url) = FaultProxy::rewriting_url(
+        fake.base_url(),
+        json_rewrite(|v| {
+            if let Some(m) = v.as_object_mut() {
+                m.remove("records");
+            }
+        }),
+    );
+    assert_protocol(
+        make(&url).read_txt(&zone, &name).await,
+        "desec",
+        "missing field `records`",
+    );
+    assert_eq!(fake.writes().len(), writes, "nothing written");
+    assert_eq!(
+        direct.read_txt(&zone, &name).await.unwrap(),
+        Some(foreign(3600))
+    );
+}
+
+#[tokio::test]
+async fn google_unquoted_rrdatas_are_a_protocol_error() {
+    use maildns_providers::hosts::google::{Config, Google};
+    use maildns_testkit::fakes::google::{FakeGoogle, TestServiceAccount};
+    let sa = TestServiceAccount::generate("dns@maildns-test.iam.gserviceaccount.com", 2048);
+    let fake = FakeGoogle::start("maildns-test", &sa).await;
+    fake.add_zone("example.com", false);
+    let make = |url: &str| {
+        let mut c = Config::new(maildns_providers::Secret::new(
+            sa.json("maildns-test", &fake.token_url),
+        ));
+        c.base_url = url.to_string();
+        c.poll_interval = Duration::from_millis(1);
+        Google::new(c, RetryPolicy::fast()).unwrap()
+    };
+    let direct = make(&fake.url);
+    let zone = direct.find_zone(&n("example.com")).await.unwrap();
+    let name = n("example.com");
+    direct
+        .replace_txt(&zone, &name, &foreign(300))
+        .await
+        .unwrap();
+    let writes = || {
+        fake.requests()
+            .iter()
+            .filter(|r| r.is_write() && !r.path.contains("token"))
+            .count()
+    };
+    let before = writes();
+    let (_proxy, url) = FaultProxy::rewriting_url(
+        &fake.url,
+        json_rewrite(|v| each_string(v, "rrdatas", &unquote)),
+    );
+    assert_protocol(
+        make(&url).read_txt(&zone, &name).await,
+        "google",
+        "not a quoted string",
+    );
+    assert_eq!(writes(), before, "nothing written");
+    assert_eq!(
+        direct.read_txt(&zone, &name).await.unwrap(),
+        Some(foreign(300))
+    );
+}
+
+#[tokio::test]
+async fn route53_unquoted_values_are_a_protocol_error() {
+    use maildns_providers::hosts::route53::{AwsCredentials, Config, Route53};
+    use maildns_testkit::fakes::route53::FakeRoute53;
+    let fake = FakeRoute53::start("AKIDFAKEEXAMPLE").await;
+    fake.add_zone("example.com");
+    let make = |url: &str| {
+        let mut c = Config::new(AwsCredentials {
+            access_key_id: "AKIDFAKEEXAMPLE".into(),
+            secret_access_key: maildns_providers::Secret::new("fake-secret"),
+            session_token: None,
+        });
+        c.base_url = url.to_string();
+        c.poll_interval = Duration::from_millis(1);
+        Route53::new(c, RetryPolicy::fast()).unwrap()
+    };
+    let direct = make(&fake.url);
+    let zone = direct.find_zone(&n("example.com")).await.unwrap();
+    let name = n("example.com");
+    direct
+        .replace_txt(&zone, &name, &foreign(300))
+        .await
+        .unwrap();
+    let writes = || fake.requests().iter().filter(|r| r.is_write()).count();
+    let before = writes();
+    // Drop the quotes inside every <Value> (however the XML escapes them).
+    let strip: Rewrite = Arc::new(|_m: &str, _p: &str, body: &[u8]| {
+        let text = String::from_utf8_lossy(body);
+        let mut out = String::new();
+        let mut rest: &str = &text;
+        while let Some(start) = rest.find("<Value>") {
+            let (head, tail) = rest.split_at(start + "<Value>".len());
+            out.push_str(head);
+            let end = tail.find("</Value>").unwrap_or(tail.len());
+            let value = tail[..end]
+                .replace("&quot;", "")
+                .replace("&#34;", "")
+                .replace('"', "");
+            out.push_str(&value);
+            rest = &tail[end..];
+        }
+        out.push_str(rest);
+        out.into_bytes()
+    });
+    let (_proxy, url) = FaultProxy::rewriting_url(&fake.url, strip);
+    assert_protocol(
+        make(&url).read_txt(&zone, &name).await,
+        "route53",
+        "is not a quoted string",
+    );
+    assert_eq!(writes(), before, "nothing written");
+    assert_eq!(
+        direct.read_txt(&zone, &name).await.unwrap(),
+        Some(foreign(300))
+    );
+}
+
+/// A DNS server on loopback (TCP) that answers every query with its question and
+/// one TXT record `"hi"`, with the header flags given (AA clear: not authoritative).
+async fn dns_server(flags: u16) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut len = [0u8; 2];
+                while s.read_exact(&mut len).await.is_ok() {
+                    let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+                    if s.read_exact(&mut q).await.is_err() || q.len() < 12 {
+                        return;
+                    }
+                    // Header: same id, the given flags, 1 question, 1 answer.
+                    let mut a = q[..2].to_vec();
+                    a.extend_from_slice(&flags.to_be_bytes());
+                    a.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 0]);
+                    // The question as asked (name, type, class), then the answer.
+                    let qend = 12 + q[12..].iter().position(|&b| b == 0).unwrap() + 5;
+                    a.extend_from_slice(&q[12..qend]);
+                    a.extend_from_slice(&[
+                        0xc0, 0x0c, 0, 16, 0, 1, 0, 0, 1, 44, 0, 3, 2, b'h', b'i',
+                    ]);
+                    let mut out = (a.len() as u16).to_be_bytes().to_vec();
+                    out.extend_from_slice(&a);
+                    if s.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn rfc2136_answer_without_the_aa_flag_is_a_protocol_error() {
+    use maildns_providers::hosts::rfc2136::{Config, Rfc2136, TsigAlgorithm};
+    use maildns_providers::{Secret, Zone};
+    let make = |addr| {
+        Rfc2136::new(Config::new(
+            addr,
+            "maildns-key",
+            TsigAlgorithm::HmacSha256,
+            Secret::new("c2VjcmV0LXNlY3JldC1zZWNyZXQ="),
+        ))
+        .unwrap()
+    };
+    let zone = Zone {
+        name: n("example.com"),
+        id: "example.com".into(),
+    };
+    // The same server with AA set is read normally: the fake itself is sound.
+    let good = make(dns_server(0x8400).await);
+    let set = good
+        .read_txt(&zone, &n("example.com"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(set.records, vec![TxtRecord::from_value("hi")]);
+    let bad = make(dns_server(0x8000).await);
+    assert_protocol(
+        bad.read_txt(&zone, &n("example.com")).await,
+        "rfc2136",
+        "without the AA flag",
+    );
+}
