@@ -1,0 +1,23 @@
+//! The root crate's integration tests: one test binary (one link, one process),
+//! one module per area. Filter by module: `cargo test --test it rotation::`.
+//!
+//! Tests share this
+//! process, so none changes process-wide state: environment variables go to the
+//! children (`Maildns::env`), never `std::env::set_var`; no test changes the
+//! current directory (`Maildns::current_dir` sets the child's); each `#[tokio::test]`
+//! has its own runtime.
+
+mod cli;
+mod diagnose;
+mod gate;
+mod import_opendkim;
+mod opendkim_signer;
+mod operations;
+mod propagation;
+mod publish_servers;
+mod readback;
+mod rotation;
+mod secret;
+mod status;
+mod watch_verify;
+mod zonefile_bind;
