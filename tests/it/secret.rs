@@ -118,7 +118,7 @@ fn set_reads_stdin_and_without_a_session_keyring_says_how_to_get_one() {
     let o = no_session_bus(&cfg)
         .args(["secret", "set", &acc])
         .envs(&[])
-        .stdin(&format!("{VALUE}\n"))
+        .stdin(format!("{VALUE}\n"))
         .run();
     let out = o.text();
     assert!(!out.contains(VALUE), "{out}");
@@ -183,7 +183,11 @@ fn unknown_account_is_a_data_error_listing_the_known_ones() {
         vec!["secret", "delete", "nope"],
         vec!["secret", "set", "nope"],
     ] {
-        let o = no_session_bus(&cfg).args(&args).envs(&[]).stdin("x\n").run();
+        let o = no_session_bus(&cfg)
+            .args(&args)
+            .envs(&[])
+            .stdin("x\n")
+            .run();
         assert_eq!(o.status.code(), Some(65), "{args:?}: {}", o.text());
         assert!(o.text().contains("unknown account 'nope'"), "{}", o.text());
         assert!(o.text().contains(&acc), "{}", o.text());
@@ -245,7 +249,7 @@ async fn secret_service_set_get_publish_delete() {
     let o = no_session_bus(&cfg)
         .args(["secret", "set", &acc])
         .envs(&on_bus)
-        .stdin(&format!("{token}\n"))
+        .stdin(format!("{token}\n"))
         .run();
     let out = o.text();
     assert_eq!(o.status.code(), Some(0), "{out}");
@@ -338,7 +342,7 @@ fn a_session_bus_without_a_secret_service_means_the_kernel_keyring() {
     let o = no_session_bus(&cfg)
         .args(["--json", "secret", "set", &acc])
         .envs(&on_bus)
-        .stdin(&format!("{VALUE}\n"))
+        .stdin(format!("{VALUE}\n"))
         .run();
     let out = o.text();
     assert!(!out.contains(VALUE), "{out}");
@@ -379,7 +383,7 @@ fn a_locked_secret_service_is_an_error_naming_it_never_another_store() {
     let o = no_session_bus(&cfg)
         .args(["secret", "set", &acc])
         .envs(&on_bus)
-        .stdin(&format!("{VALUE}\n"))
+        .stdin(format!("{VALUE}\n"))
         .run();
     let out = o.text();
     assert_eq!(o.status.code(), Some(1), "{out}");
