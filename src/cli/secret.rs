@@ -117,8 +117,8 @@ fn read_token(account: &str) -> anyhow::Result<Zeroizing<String>> {
     let mut text = Zeroizing::new(String::new());
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        eprint!("Token for account '{account}' (input hidden): ");
-        let _ = std::io::stderr().flush();
+        eout!("Token for account '{account}' (input hidden): ");
+        let _ = super::output::Stderr.flush();
         let guard = EchoOff::new().map_err(|e| {
             failure(format!(
                 "cannot turn off the terminal's echo ({e}); pipe the token instead: `maildns secret set {account} < file`"
@@ -193,13 +193,13 @@ fn set(cli: &Cli, a: &Account) -> anyhow::Result<Exit> {
             overridden_by: overridden,
         })?;
     } else {
-        println!(
+        outln!(
             "account '{}': token stored in the {}",
             a.name,
             Source::Keyring
         );
         if let Some(v) = overridden {
-            println!("note: {v} is set here and is used before the keyring");
+            outln!("note: {v} is set here and is used before the keyring");
         }
     }
     Ok(Exit::Ok)
@@ -258,12 +258,13 @@ fn get(cli: &Cli, a: &Account, show: bool) -> anyhow::Result<Exit> {
                     looked: Vec::new(),
                 })?;
             } else if show {
-                eprintln!("account '{}': found in the {}", a.name, found.source);
-                println!("{}", found.secret.expose());
+                eoutln!("account '{}': found in the {}", a.name, found.source);
+                outln!("{}", found.secret.expose());
             } else {
-                println!(
+                outln!(
                     "account '{}': credential found in the {} (value hidden; --show prints it)",
-                    a.name, found.source
+                    a.name,
+                    found.source
                 );
             }
             Ok(Exit::Ok)
@@ -280,11 +281,11 @@ fn get(cli: &Cli, a: &Account, show: bool) -> anyhow::Result<Exit> {
                     looked,
                 })?;
             } else {
-                println!("account '{}': no credential found; looked at:", a.name);
+                outln!("account '{}': no credential found; looked at:", a.name);
                 for l in &looked {
-                    println!("  {l}");
+                    outln!("  {l}");
                 }
-                println!(
+                outln!(
                     "fix: `maildns secret set {}` (token on stdin); {}",
                     a.name,
                     alternatives(a)
@@ -313,7 +314,7 @@ fn delete(cli: &Cli, a: &Account) -> anyhow::Result<Exit> {
             keyring: secrets::store().name(),
         })?;
     } else {
-        println!(
+        outln!(
             "account '{}': no token in the {} any more",
             a.name,
             Source::Keyring
