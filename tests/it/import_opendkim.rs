@@ -274,12 +274,13 @@ fn a_512_bit_key_is_refused_and_never_published() {
         .arg(&key)
         .arg("512")
         .output()
+        .map(Output)
         .expect("openssl runs");
-    assert!(made.status.success(), "{}", text(&made));
+    assert!(made.status.success(), "{}", made.text());
     let weak_p = p_value_of(&key);
 
-    let o = maildns(&cfg, &["import", "opendkim"]);
-    let out = text(&o);
+    let o = cmd().config(&cfg).args(["import", "opendkim"]).run();
+    let out = o.text();
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(
         out.contains("example.com: REFUSED selector 201908 (rsa 512 bits)"),
@@ -291,16 +292,19 @@ fn a_512_bit_key_is_refused_and_never_published() {
     );
     assert!(out.contains(key.to_str().unwrap()), "{out}");
     assert!(out.contains("0 key(s) adopted, 1 problem(s)"), "{out}");
-    let o = maildns(&cfg, &["--json", "import", "opendkim"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let o = cmd()
+        .config(&cfg)
+        .args(["--json", "import", "opendkim"])
+        .run();
+    assert_eq!(o.status.code(), Some(1), "{}", o.text());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["results"][0]["outcome"], "refused", "{v}");
     assert_eq!(v["results"][0]["bits"], 512, "{v}");
     let store = SqliteStore::open(&dir.path().join("state")).unwrap();
     assert!(store.load(&example()).unwrap().keys.is_empty());
 
-    let o = maildns(&cfg, &["publish"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = cmd().config(&cfg).args(["publish"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
     let zone = std::fs::read_to_string(dir.path().join("zone.db")).unwrap();
     assert!(!zone.contains(&weak_p[..60]), "{zone}");
     let state = store.load(&example()).unwrap();
@@ -314,8 +318,8 @@ fn a_512_bit_key_is_refused_and_never_published() {
 fn a_weak_key_file_behind_a_recorded_key_is_refused_on_load() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = seed_layout(dir.path(), "example.com");
-    let o = maildns(&cfg, &["import", "opendkim"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = cmd().config(&cfg).args(["import", "opendkim"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
     let key = dir.path().join("keys/prueba.private");
     std::fs::remove_file(&key).unwrap();
     let made = Command::new("openssl")
@@ -323,10 +327,11 @@ fn a_weak_key_file_behind_a_recorded_key_is_refused_on_load() {
         .arg(&key)
         .arg("768")
         .output()
+        .map(Output)
         .expect("openssl runs");
-    assert!(made.status.success(), "{}", text(&made));
-    let o = maildns(&cfg, &["publish"]);
-    let out = text(&o);
+    assert!(made.status.success(), "{}", made.text());
+    let o = cmd().config(&cfg).args(["publish"]).run();
+    let out = o.text();
     assert_ne!(o.status.code(), Some(0), "{out}");
     assert!(out.contains("a 768-bit RSA key"), "{out}");
     assert!(out.contains(key.to_str().unwrap()), "{out}");
@@ -341,32 +346,34 @@ fn a_1024_bit_key_is_adopted_with_a_warning_on_every_run() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = seed_layout(dir.path(), "example.com");
     for run in 0..2 {
-        let o = maildns(&cfg, &["import", "opendkim"]);
-        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let o = cmd().config(&cfg).args(["import", "opendkim"]).run();
+        assert_eq!(o.status.code(), Some(0), "{}", o.text());
         assert!(
-            text(&o).contains("warning: a 1024-bit RSA key: RFC 8301 (section 3.2) says signers SHOULD use at least 2048 bits"),
+            o.text().contains("warning: a 1024-bit RSA key: RFC 8301 (section 3.2) says signers SHOULD use at least 2048 bits"),
             "run {run}: {}",
-            text(&o)
+            o.text()
         );
     }
     for run in 0..2 {
-        let o = maildns(&cfg, &["status"]);
-        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let o = cmd().config(&cfg).args(["status"]).run();
+        assert_eq!(o.status.code(), Some(0), "{}", o.text());
         assert!(
-            text(&o).contains("WARNING  example.com: key 201908 (active): a 1024-bit RSA key"),
+            o.text()
+                .contains("WARNING  example.com: key 201908 (active): a 1024-bit RSA key"),
             "run {run}: {}",
-            text(&o)
+            o.text()
         );
-        let o = maildns(&cfg, &["--json", "status"]);
+        let o = cmd().config(&cfg).args(["--json", "status"]).run();
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let s = v.to_string();
         assert!(s.contains("\"code\":\"rsa_weak\""), "{s}");
-        let o = maildns(&cfg, &["publish"]);
-        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let o = cmd().config(&cfg).args(["publish"]).run();
+        assert_eq!(o.status.code(), Some(0), "{}", o.text());
         assert!(
-            text(&o).contains("warning: example.com: key 201908 (active): a 1024-bit RSA key"),
+            o.text()
+                .contains("warning: example.com: key 201908 (active): a 1024-bit RSA key"),
             "run {run}: {}",
-            text(&o)
+            o.text()
         );
     }
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use maildns::propagation::{Querier, QueryOptions};
 use maildns_providers::{Fqdn, TxtRecord};
+use maildns_testkit::cmd::Output;
 use maildns_testkit::{PowerDns, random_label};
 
 use crate::cmd;
@@ -381,8 +382,12 @@ selector_format = "s%Y%m"
     assert_eq!(terms[11]["term"], format!("include:c11.{f}"));
     assert_eq!(terms[11]["record"], format!("c10.{f}"));
     // The table wraps the list but keeps every lookup and its record.
-    let out = maildns(dir.path(), "", &["verify"]);
-    let table = stdout(&out);
+    let out = cmd()
+        .current_dir(dir.path())
+        .env("MAILDNS_PDNS_TOKEN", "")
+        .args(["verify"])
+        .run();
+    let table = out.stdout_text();
     for w in &want {
         let (record, term) = w.split_once(": ").unwrap();
         let at = table
@@ -437,8 +442,12 @@ selector_format = "s%Y%m"
     let dmarc_name = format!("_dmarc.{z}");
     let dmarc = format!("v=DMARC1; p=quarantine; rua=mailto:reports@{f}");
     set_txt(&pdns, &z, &dmarc_name, &[&dmarc, "v=DMARC1; p=none"]).await;
-    let out = maildns(dir.path(), "", &["verify"]);
-    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    let out = cmd()
+        .current_dir(dir.path())
+        .env("MAILDNS_PDNS_TOKEN", "")
+        .args(["verify"])
+        .run();
+    assert_eq!(out.status.code(), Some(65), "{}", out.text());
     // Each value quoted, in the order the servers give them.
     let either = |head: &str, a: &str, b: &str, tail: &str| {
         [
@@ -447,11 +456,11 @@ selector_format = "s%Y%m"
         ]
     };
     let has = |out: &Output, wants: [String; 2]| {
-        let s = stdout(out);
+        let s = out.stdout_text();
         assert!(
             wants.iter().any(|w| s.contains(w)),
             "{wants:?}\n{}",
-            text(out)
+            out.text()
         );
     };
     has(
@@ -472,7 +481,11 @@ selector_format = "s%Y%m"
             ")",
         ),
     );
-    let out = maildns(dir.path(), &pdns.api_key, &["plan"]);
+    let out = cmd()
+        .current_dir(dir.path())
+        .env("MAILDNS_PDNS_TOKEN", &pdns.api_key)
+        .args(["plan"])
+        .run();
     has(
         &out,
         either(
@@ -482,7 +495,11 @@ selector_format = "s%Y%m"
             "; only one is allowed",
         ),
     );
-    let out = maildns(dir.path(), &pdns.api_key, &["--json", "plan"]);
+    let out = cmd()
+        .current_dir(dir.path())
+        .env("MAILDNS_PDNS_TOKEN", &pdns.api_key)
+        .args(["--json", "plan"])
+        .run();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let v = v.to_string();
     assert!(
@@ -500,8 +517,12 @@ selector_format = "s%Y%m"
         &["v=spf1 ip4:198.51.100.0/24 -all", "v=spf1 -all"],
     )
     .await;
-    let out = maildns(dir.path(), "", &["verify"]);
-    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    let out = cmd()
+        .current_dir(dir.path())
+        .env("MAILDNS_PDNS_TOKEN", "")
+        .args(["verify"])
+        .run();
+    assert_eq!(out.status.code(), Some(65), "{}", out.text());
     has(
         &out,
         either(
@@ -512,7 +533,16 @@ selector_format = "s%Y%m"
         ),
     );
     set_txt(&pdns, &f, &spf_f, &["v=spf1 ip4:198.51.100.0/24 -all"]).await;
-    assert_eq!(maildns(dir.path(), "", &["verify"]).status.code(), Some(0));
+    assert_eq!(
+        cmd()
+            .current_dir(dir.path())
+            .env("MAILDNS_PDNS_TOKEN", "")
+            .args(["verify"])
+            .run()
+            .status
+            .code(),
+        Some(0)
+    );
 
     // The key on disk no longer matches the published record.
     let key_dir = dir.path().join("state/keys").join(&z);
