@@ -465,7 +465,7 @@ mod tests {
             Err(SignerError::Key(KeyError::Exists { .. }))
         ));
         // Parent directories of the checkout may not pass RequireSafeKeys here; the
-        // switch logic is covered end to end in tests/opendkim_signer.rs.
+        // switch logic is covered end to end in tests/it/opendkim_signer.rs.
         if opendkim::check_safe_key(&path, &s.user).is_ok() {
             let sw = s.switch("example.com", "202401", &path).unwrap();
             assert_eq!(sw.previous, None);

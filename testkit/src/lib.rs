@@ -5,6 +5,7 @@
 //! Only loopback addresses are ever used.
 
 pub mod bind;
+pub mod cmd;
 pub mod conformance;
 pub mod fakes;
 pub mod faultproxy;

@@ -375,32 +375,9 @@ impl Provider for Cloudflare {
             return self.delete_txt(zone, name).await;
         }
         let current = self.list(zone, name, op).await?;
-        let mut matched = vec![false; desired.len()];
-        let mut obsolete = Vec::new();
-        let mut retune = Vec::new();
-        for rec in &current {
-            let value = rec.value.clone();
-            match desired
-                .iter()
-                .enumerate()
-                .position(|(i, d)| !matched[i] && *d == value)
-            {
-                Some(i) => {
-                    if let Some(m) = matched.get_mut(i) {
-                        *m = true;
-                    }
-                    if rec.ttl != set.ttl {
-                        retune.push(rec.id.clone());
-                    }
-                }
-                None => obsolete.push(rec.id.clone()),
-            }
-        }
+        let diff = super::diff_records(&desired, current.iter(), |rec, d| rec.value == *d);
         let path = format!("zones/{}/dns_records", zone.id);
-        for (d, done) in desired.iter().zip(&matched) {
-            if *done {
-                continue;
-            }
+        for d in diff.create {
             let body = json!({
                 "type": "TXT",
                 "name": name.to_string(),
@@ -413,8 +390,8 @@ impl Provider for Cloudflare {
                 })
                 .await?;
         }
-        for id in retune {
-            let p = format!("{path}/{id}");
+        for rec in diff.keep.iter().filter(|rec| rec.ttl != set.ttl) {
+            let p = format!("{path}/{}", rec.id);
             let body = json!({ "ttl": set.ttl });
             self.http
                 .send(op, Some(name), Idempotency::Idempotent, |c| {
@@ -422,8 +399,8 @@ impl Provider for Cloudflare {
                 })
                 .await?;
         }
-        for id in obsolete {
-            self.delete_id(zone, name, &id, op).await?;
+        for rec in diff.delete {
+            self.delete_id(zone, name, &rec.id, op).await?;
         }
         Ok(())
     }

@@ -351,31 +351,11 @@ impl Provider for DigitalOcean {
             )
         })?;
         let current = self.list(zone, name, op).await?;
-        let mut matched = vec![false; desired.len()];
-        let mut obsolete = Vec::new();
-        let mut retune = Vec::new();
-        for rec in &current {
-            match desired
-                .iter()
-                .enumerate()
-                .position(|(i, d)| !matched[i] && d.as_slice() == rec.data.as_bytes())
-            {
-                Some(i) => {
-                    if let Some(m) = matched.get_mut(i) {
-                        *m = true;
-                    }
-                    if rec.ttl != set.ttl {
-                        retune.push(rec.id);
-                    }
-                }
-                None => obsolete.push(rec.id),
-            }
-        }
+        let diff = super::diff_records(&desired, &current, |rec, d| {
+            d.as_slice() == rec.data.as_bytes()
+        });
         let path = format!("domains/{}/records", zone.id);
-        for (d, done) in desired.iter().zip(&matched) {
-            if *done {
-                continue;
-            }
+        for d in diff.create {
             // printable_ascii_only was checked above, so this is valid UTF-8.
             let data = String::from_utf8_lossy(d);
             let body = json!({ "type": "TXT", "name": rel, "data": data, "ttl": set.ttl });
@@ -385,8 +365,8 @@ impl Provider for DigitalOcean {
                 })
                 .await?;
         }
-        for id in retune {
-            let p = format!("{path}/{id}");
+        for rec in diff.keep.iter().filter(|rec| rec.ttl != set.ttl) {
+            let p = format!("{path}/{}", rec.id);
             let body = json!({ "type": "TXT", "ttl": set.ttl });
             self.http
                 .send(op, Some(name), Idempotency::Idempotent, |c| {
@@ -394,8 +374,8 @@ impl Provider for DigitalOcean {
                 })
                 .await?;
         }
-        for id in obsolete {
-            self.delete_id(zone, name, id, op).await?;
+        for rec in diff.delete {
+            self.delete_id(zone, name, rec.id, op).await?;
         }
         Ok(())
     }

@@ -78,3 +78,56 @@ pub(crate) fn bad_body(
         format!("unexpected response body: {e}"),
     )
 }
+
+/// A record-level plan for hosts that hold one record per TXT value, each with
+/// its own id and TTL (Cloudflare, DigitalOcean, the zone-file adapter's lines):
+/// which current records already hold a desired value, which hold none, and which
+/// desired values no record holds yet.
+#[derive(Debug)]
+pub(crate) struct RecordDiff<'d, V, C> {
+    /// Desired values no current record holds, in the order desired.
+    pub create: Vec<&'d V>,
+    /// Current records holding a desired value (each value claimed by the first
+    /// record holding it, in the order of `current`).
+    pub keep: Vec<C>,
+    /// Current records holding no desired value, or one an earlier record
+    /// already claimed (duplicates), in the order of `current`.
+    pub delete: Vec<C>,
+}
+
+/// Matches `current` records against `desired` values with `holds(record, value)`:
+/// each desired value is claimed by at most one record, so duplicates on the host
+/// are deleted and every desired value is written exactly once.
+pub(crate) fn diff_records<'d, V, C>(
+    desired: &'d [V],
+    current: impl IntoIterator<Item = C>,
+    holds: impl Fn(&C, &V) -> bool,
+) -> RecordDiff<'d, V, C> {
+    let mut claimed = vec![false; desired.len()];
+    let mut keep = Vec::new();
+    let mut delete = Vec::new();
+    for rec in current {
+        let hit = desired
+            .iter()
+            .zip(claimed.iter_mut())
+            .find(|(v, taken)| !**taken && holds(&rec, v));
+        match hit {
+            Some((_, taken)) => {
+                *taken = true;
+                keep.push(rec);
+            }
+            None => delete.push(rec),
+        }
+    }
+    let create = desired
+        .iter()
+        .zip(&claimed)
+        .filter(|(_, taken)| !**taken)
+        .map(|(v, _)| v)
+        .collect();
+    RecordDiff {
+        create,
+        keep,
+        delete,
+    }
+}

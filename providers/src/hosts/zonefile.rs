@@ -374,25 +374,12 @@ impl Parsed {
         at_end: bool,
     ) -> Result<String, RenderError> {
         let mut lines: Vec<Option<String>> = self.lines.iter().cloned().map(Some).collect();
-        let mut to_add: Vec<&TxtRecord> = set.records.iter().collect();
-        let mut old: Vec<&Entry> = Vec::new();
-        let mut last_kept: Option<usize> = None;
-        for e in self.txt_entries(name) {
-            let keep = e
-                .txt
-                .as_ref()
-                .filter(|_| e.ttl == set.ttl)
-                .and_then(|r| to_add.iter().position(|w| *w == r));
-            match keep {
-                Some(i) => {
-                    to_add.remove(i);
-                    if e.file == 0 {
-                        last_kept = Some(e.last);
-                    }
-                }
-                None => old.push(e),
-            }
-        }
+        // A line stays when it holds a wanted value at the wanted TTL.
+        let diff = super::diff_records(&set.records, self.txt_entries(name), |e, w| {
+            e.ttl == set.ttl && e.txt.as_ref() == Some(w)
+        });
+        let (to_add, old): (Vec<&TxtRecord>, Vec<&Entry>) = (diff.create, diff.delete);
+        let last_kept: Option<usize> = diff.keep.iter().rev().find(|e| e.file == 0).map(|e| e.last);
         if let Some(e) = old.iter().find(|e| e.file != 0) {
             let mut err = self.place(e);
             err.message = format!(

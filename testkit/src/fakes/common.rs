@@ -1,8 +1,7 @@
 //! Plumbing shared by the HTTP fakes: serving on loopback, recording every request,
-//! checking the credential the host's way, and injected faults (errors, 429 with
-//! `Retry-After`) answered in the host's own error envelope.
+//! checking the credential the host's way, and answering injected faults
+//! ([`super::fault`]: errors, 429 with `Retry-After`) in the host's own error envelope.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
@@ -12,6 +11,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+
+use super::fault::{Fault, Faults};
 
 /// One request as the fake received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,13 +69,6 @@ impl Recorded {
     }
 }
 
-/// An injected failure for the next request.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Fault {
-    pub status: u16,
-    pub retry_after: Option<u64>,
-}
-
 /// How a host checks credentials and shapes its error bodies.
 #[derive(Clone, Copy)]
 pub(crate) struct Style {
@@ -91,7 +85,7 @@ pub(crate) struct Common {
     pub token: String,
     pub style: Style,
     pub requests: Mutex<Vec<Recorded>>,
-    pub faults: Mutex<VecDeque<Fault>>,
+    pub faults: Faults,
 }
 
 impl Common {
@@ -100,25 +94,21 @@ impl Common {
             token: token.to_string(),
             style,
             requests: Mutex::new(Vec::new()),
-            faults: Mutex::new(VecDeque::new()),
+            faults: Faults::default(),
         })
     }
 
     pub fn fail_next(&self, status: u16, n: usize) {
-        let mut f = lock(&self.faults);
-        for _ in 0..n {
-            f.push_back(Fault {
-                status,
-                retry_after: None,
-            });
-        }
+        self.faults.push(Fault::Status(status), n);
     }
 
     pub fn rate_limit_next(&self, retry_after_secs: u64) {
-        lock(&self.faults).push_back(Fault {
-            status: 429,
-            retry_after: Some(retry_after_secs),
-        });
+        self.faults.push(
+            Fault::Throttle {
+                retry_after: retry_after_secs,
+            },
+            1,
+        );
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -145,10 +135,9 @@ async fn gate(State(common): State<Arc<Common>>, req: Request, next: Next) -> Re
         let (status, body) = (common.style.auth_error)(&parts.headers);
         return json(status, body);
     }
-    let fault = lock(&common.faults).pop_front();
-    if let Some(f) = fault {
-        let mut resp = json(f.status, (common.style.error_body)(f.status));
-        if let Some(s) = f.retry_after
+    if let Some(f) = common.faults.take() {
+        let mut resp = json(f.status(), (common.style.error_body)(f.status()));
+        if let Some(s) = f.retry_after()
             && let Ok(v) = HeaderValue::from_str(&s.to_string())
         {
             resp.headers_mut().insert("retry-after", v);

@@ -16,7 +16,8 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use serde_json::json;
 
-use super::kit::{self, Fault, Faults, Recorded, ServerTask};
+use super::fault::{Fault, Faults};
+use super::kit::{self, Recorded, ServerTask};
 
 #[derive(Debug, Default)]
 struct St {

@@ -23,7 +23,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rsa::{PrivateKey, PublicKey};
 use serde_json::{Value, json};
 
-use super::kit::{self, Fault, Faults, Recorded, ServerTask};
+use super::fault::{Fault, Faults};
+use super::kit::{self, Recorded, ServerTask};
 
 /// A service account made for one test.
 #[derive(Clone)]

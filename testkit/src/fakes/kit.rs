@@ -1,43 +1,11 @@
-//! Pieces shared by the HTTP fakes: a request log, fault injection, a loopback server.
+//! Pieces shared by the HTTP fakes that route requests themselves: a request log
+//! type, a loopback server, query and response helpers (faults: [`super::fault`]).
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
 
 pub use super::common::Recorded;
-
-/// A failure a fake will answer with instead of serving the next request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// Answer with this status and the host's documented body for it.
-    Status(u16),
-    /// Answer with the host's rate-limit error and `Retry-After: secs`.
-    Throttle {
-        /// Seconds sent in `Retry-After`.
-        retry_after: u64,
-    },
-}
-
-/// Queued faults, consumed one per request.
-#[derive(Debug, Default, Clone)]
-pub struct Faults(Arc<Mutex<VecDeque<Fault>>>);
-
-impl Faults {
-    /// Queues `fault` for the next `n` requests.
-    pub fn push(&self, fault: Fault, n: usize) {
-        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        for _ in 0..n {
-            q.push_back(fault);
-        }
-    }
-
-    /// The next fault, if any.
-    pub fn take(&self) -> Option<Fault> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
-    }
-}
 
 /// A server task aborted on drop.
 #[derive(Debug)]

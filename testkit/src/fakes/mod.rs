@@ -6,6 +6,7 @@ pub mod cloudflare;
 mod common;
 pub mod desec;
 pub mod digitalocean;
+pub mod fault;
 pub mod gandi;
 pub mod google;
 pub mod hetzner;

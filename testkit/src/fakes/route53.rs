@@ -19,7 +19,8 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::kit::{self, Fault, Faults, Recorded, ServerTask};
+use super::fault::{Fault, Faults};
+use super::kit::{self, Recorded, ServerTask};
 
 const NS: &str = "https://route53.amazonaws.com/doc/2013-04-01/";
 

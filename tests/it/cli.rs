@@ -1,19 +1,8 @@
 //! The `maildns` binary end to end on the zone-file target.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn maildns(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_maildns"))
-        .args(args)
-        .env_remove("MAILDNS_CONFIG")
-        .output()
-        .expect("maildns runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use crate::cmd;
 
 /// A config in a fresh temp dir, publishing into `zone.db` there.
 fn setup(extra_domain: &str) -> (tempfile::TempDir, PathBuf) {
@@ -52,23 +41,26 @@ fn publish_is_idempotent_and_keeps_foreign_lines() {
         "$ORIGIN example.com.\n$TTL 3600\n@ IN SOA ns1 hostmaster 2024010101 3600 900 604800 300\n  IN NS ns1\n; keep me\n@ IN TXT \"google-site-verification=abc\"\n@ IN TXT \"v=spf1 a -all\"\nwww IN A 192.0.2.1\n",
     )
     .unwrap();
-    let plan = maildns(&["-c", cfg, "plan", "--exit-code"]);
-    assert_eq!(plan.status.code(), Some(2), "{}", stdout(&plan));
+    let plan = cmd().args(["-c", cfg, "plan", "--exit-code"]).run();
+    assert_eq!(plan.status.code(), Some(2), "{}", plan.stdout_text());
     assert!(
-        stdout(&plan).contains(
+        plan.stdout_text().contains(
             "UPDATE example.com TXT SPF \"v=spf1 a -all\" -> \"v=spf1 ip4:192.0.2.10/32 -all\""
         ),
         "{}",
-        stdout(&plan)
+        plan.stdout_text()
     );
-    assert!(stdout(&plan).contains("CREATE _dmarc.example.com TXT DMARC"));
+    assert!(
+        plan.stdout_text()
+            .contains("CREATE _dmarc.example.com TXT DMARC")
+    );
     assert!(
         zone(dir.path()).contains("\"v=spf1 a -all\""),
         "plan must not write"
     );
 
-    let first = maildns(&["-c", cfg, "publish"]);
-    assert_eq!(first.status.code(), Some(0), "{}", stdout(&first));
+    let first = cmd().args(["-c", cfg, "publish"]).run();
+    assert_eq!(first.status.code(), Some(0), "{}", first.stdout_text());
     let z = zone(dir.path());
     assert!(
         z.contains("; keep me\n@ IN TXT \"google-site-verification=abc\"\n"),
@@ -79,22 +71,24 @@ fn publish_is_idempotent_and_keeps_foreign_lines() {
     assert!(!z.contains("v=spf1 a -all"));
     assert!(!z.contains("2024010101"), "serial bumped: {z}");
 
-    let again = maildns(&["-c", cfg, "publish"]);
+    let again = cmd().args(["-c", cfg, "publish"]).run();
     assert_eq!(again.status.code(), Some(0));
     assert!(
-        stdout(&again).contains("0 change(s) applied"),
+        again.stdout_text().contains("0 change(s) applied"),
         "{}",
-        stdout(&again)
+        again.stdout_text()
     );
     assert_eq!(zone(dir.path()), z, "second run changes nothing");
-    let plan = maildns(&["-c", cfg, "plan", "--exit-code"]);
-    assert_eq!(plan.status.code(), Some(0), "{}", stdout(&plan));
+    let plan = cmd().args(["-c", cfg, "plan", "--exit-code"]).run();
+    assert_eq!(plan.status.code(), Some(0), "{}", plan.stdout_text());
 }
 
 #[test]
 fn json_output_is_machine_readable() {
     let (_dir, cfg) = setup("");
-    let out = maildns(&["-c", cfg.to_str().unwrap(), "--json", "plan"]);
+    let out = cmd()
+        .args(["-c", cfg.to_str().unwrap(), "--json", "plan"])
+        .run();
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     assert_eq!(v["summary"]["create"], 2);
@@ -105,7 +99,7 @@ fn json_output_is_machine_readable() {
 #[test]
 fn bad_config_exits_65_naming_file_line_and_key_and_writes_nothing() {
     let (dir, cfg) = setup("ttl = 0");
-    let out = maildns(&["-c", cfg.to_str().unwrap(), "publish"]);
+    let out = cmd().args(["-c", cfg.to_str().unwrap(), "publish"]).run();
     assert_eq!(out.status.code(), Some(65));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -117,43 +111,46 @@ fn bad_config_exits_65_naming_file_line_and_key_and_writes_nothing() {
 
 #[test]
 fn usage_errors_exit_64() {
-    assert_eq!(maildns(&["frobnicate"]).status.code(), Some(64));
-    assert_eq!(maildns(&["--help"]).status.code(), Some(0));
+    assert_eq!(cmd().args(["frobnicate"]).run().status.code(), Some(64));
+    assert_eq!(cmd().args(["--help"]).run().status.code(), Some(0));
 }
 
 #[test]
 fn records_prints_zone_file_lines() {
     let (_dir, cfg) = setup("");
-    let out = maildns(&["-c", cfg.to_str().unwrap(), "records"]);
+    let out = cmd().args(["-c", cfg.to_str().unwrap(), "records"]).run();
     assert_eq!(out.status.code(), Some(0));
     assert!(
-        stdout(&out).contains("example.com.\t3600\tIN\tTXT\t\"v=spf1 ip4:192.0.2.10/32 -all\""),
+        out.stdout_text()
+            .contains("example.com.\t3600\tIN\tTXT\t\"v=spf1 ip4:192.0.2.10/32 -all\""),
         "{}",
-        stdout(&out)
+        out.stdout_text()
     );
 }
 
 #[test]
 fn keygen_prints_a_record_that_reads_back_as_the_same_key() {
     let dir = tempfile::tempdir().unwrap();
-    let out = maildns(&[
-        "keygen",
-        "--domain",
-        "example.com",
-        "--selector",
-        "202611",
-        "--bits",
-        "2048",
-        "-D",
-        dir.path().to_str().unwrap(),
-    ]);
+    let out = cmd()
+        .args([
+            "keygen",
+            "--domain",
+            "example.com",
+            "--selector",
+            "202611",
+            "--bits",
+            "2048",
+            "-D",
+            dir.path().to_str().unwrap(),
+        ])
+        .run();
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = stdout(&out);
+    let text = out.stdout_text();
     // The zone-file form, as opendkim-genkey's .txt, parsed by our reader.
     let parsed = maildns::records::dkim::parse_opendkim_txt(&text).expect("record parses");
     assert_eq!(parsed.selector, "202611");
@@ -169,15 +166,17 @@ fn keygen_prints_a_record_that_reads_back_as_the_same_key() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
     // never overwrites
-    let again = maildns(&[
-        "keygen",
-        "-d",
-        "example.com",
-        "-s",
-        "202611",
-        "-D",
-        dir.path().to_str().unwrap(),
-    ]);
+    let again = cmd()
+        .args([
+            "keygen",
+            "-d",
+            "example.com",
+            "-s",
+            "202611",
+            "-D",
+            dir.path().to_str().unwrap(),
+        ])
+        .run();
     assert_eq!(again.status.code(), Some(1));
     assert_eq!(
         key.public_key_der().unwrap(),
@@ -193,18 +192,18 @@ fn publish_creates_the_first_dkim_key_once() {
     let (dir, cfg) =
         setup("[domains.\"example.com\".dkim]\nbits = 1024\nselector_format = \"s%Y%m\"");
     let cfg = cfg.to_str().unwrap();
-    let plan = maildns(&["-c", cfg, "plan"]);
+    let plan = cmd().args(["-c", cfg, "plan"]).run();
     assert!(
-        stdout(&plan).contains("has no DKIM key yet"),
+        plan.stdout_text().contains("has no DKIM key yet"),
         "{}",
-        stdout(&plan)
+        plan.stdout_text()
     );
-    let out = maildns(&["-c", cfg, "publish"]);
+    let out = cmd().args(["-c", cfg, "publish"]).run();
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}{}",
-        stdout(&out),
+        out.stdout_text(),
         String::from_utf8_lossy(&out.stderr)
     );
     let keys: Vec<_> = std::fs::read_dir(dir.path().join("state/keys/example.com"))
@@ -229,11 +228,11 @@ fn publish_creates_the_first_dkim_key_once() {
     let key = maildns::keys::load_private_key(&keys[0].path()).unwrap();
     assert!(z.contains(&key.p_value().unwrap()[..100]));
     // Idempotent: no new key, nothing to change.
-    let again = maildns(&["-c", cfg, "publish"]);
+    let again = cmd().args(["-c", cfg, "publish"]).run();
     assert!(
-        stdout(&again).contains("0 change(s) applied"),
+        again.stdout_text().contains("0 change(s) applied"),
         "{}",
-        stdout(&again)
+        again.stdout_text()
     );
     assert_eq!(
         std::fs::read_dir(dir.path().join("state/keys/example.com"))
@@ -271,10 +270,14 @@ fn rotate_unblock_clears_a_failed_switch() {
         state.keys[0].failure = Some("reload command failed".into());
         store.save(&state, &[ev]).unwrap();
     }
-    let blocked = maildns(&["-c", cfg, "rotate"]);
-    assert_eq!(blocked.status.code(), Some(1), "{}", stdout(&blocked));
-    assert!(stdout(&blocked).contains("BLOCKED"), "{}", stdout(&blocked));
-    let o = maildns(&["-c", cfg, "rotate", "--unblock"]);
+    let blocked = cmd().args(["-c", cfg, "rotate"]).run();
+    assert_eq!(blocked.status.code(), Some(1), "{}", blocked.stdout_text());
+    assert!(
+        blocked.stdout_text().contains("BLOCKED"),
+        "{}",
+        blocked.stdout_text()
+    );
+    let o = cmd().args(["-c", cfg, "rotate", "--unblock"]).run();
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("unblocked"),
         "{}",
@@ -300,15 +303,17 @@ fn rotate_unblock_clears_a_failed_switch() {
 #[test]
 fn unknown_domain_selection_is_a_data_error_listing_the_configured_ones() {
     let (_dir, cfg) = setup("");
-    let out = maildns(&[
-        "-c",
-        cfg.to_str().unwrap(),
-        "plan",
-        "-d",
-        "example.com",
-        "-d",
-        "nosuch.example",
-    ]);
+    let out = cmd()
+        .args([
+            "-c",
+            cfg.to_str().unwrap(),
+            "plan",
+            "-d",
+            "example.com",
+            "-d",
+            "nosuch.example",
+        ])
+        .run();
     assert_eq!(out.status.code(), Some(65));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

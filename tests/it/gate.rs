@@ -3,25 +3,8 @@
 //! zone line, no key and no state store behind.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn maildns(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_maildns"))
-        .arg("-c")
-        .arg(cfg)
-        .args(args)
-        .env_remove("MAILDNS_CONFIG")
-        .output()
-        .expect("maildns runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use crate::cmd;
 
 const ZONE: &str = "$ORIGIN example.com.\n$TTL 3600\n@ IN SOA ns1 hostmaster 2024010101 3600 900 604800 300\n  IN NS ns1\n@ IN TXT \"google-site-verification=abc\"\n";
 
@@ -53,9 +36,9 @@ fn assert_gated(dir: &Path, cfg: &Path, needle: &str) {
         &["--json", "plan"],
         &["import", "opendkim", "--conf", "/nonexistent/opendkim.conf"],
     ] {
-        let o = maildns(cfg, args);
-        assert_eq!(o.status.code(), Some(65), "{args:?}: {}", text(&o));
-        assert!(text(&o).contains(needle), "{args:?}: {}", text(&o));
+        let o = cmd().config(cfg).args(args).run();
+        assert_eq!(o.status.code(), Some(65), "{args:?}: {}", o.text());
+        assert!(o.text().contains(needle), "{args:?}: {}", o.text());
     }
     assert_eq!(
         std::fs::read_to_string(dir.join("zone.db")).unwrap(),
@@ -80,11 +63,11 @@ fn spf_with_eleven_lookups_is_never_published() {
             "{file}:8: domains.\"example.com\".spf: error: SPF \"{ELEVEN}\": the record has 11 terms"
         ),
     );
-    let o = maildns(&cfg, &["publish"]);
+    let o = cmd().config(&cfg).args(["publish"]).run();
     assert!(
-        text(&o).contains("[rule spf-too-many-lookups]"),
+        o.text().contains("[rule spf-too-many-lookups]"),
         "{}",
-        text(&o)
+        o.text()
     );
 }
 
@@ -92,9 +75,9 @@ fn spf_with_eleven_lookups_is_never_published() {
 fn dmarc_with_a_misspelt_policy_is_never_published() {
     let (dir, cfg) = setup("dmarc = \"v=DMARC1; p=reject; sp=rejct; rua=mailto:d@example.com\"");
     assert_gated(dir.path(), &cfg, "sp=rejct is not valid");
-    let o = maildns(&cfg, &["publish"]);
-    assert!(text(&o).contains("domains.\"example.com\".dmarc: error: DMARC \"v=DMARC1; p=reject; rua=mailto:d@example.com; sp=rejct\""), "{}", text(&o));
-    assert!(text(&o).contains("[rule dmarc-bad-value]"), "{}", text(&o));
+    let o = cmd().config(&cfg).args(["publish"]).run();
+    assert!(o.text().contains("domains.\"example.com\".dmarc: error: DMARC \"v=DMARC1; p=reject; rua=mailto:d@example.com; sp=rejct\""), "{}", o.text());
+    assert!(o.text().contains("[rule dmarc-bad-value]"), "{}", o.text());
 }
 
 #[test]
@@ -103,8 +86,8 @@ fn a_non_ascii_report_address_is_never_published() {
     assert_gated(dir.path(), &cfg, "[rule txt-non-ascii]");
     // The A-label form is fine.
     let (dir, cfg) = setup("dmarc = \"v=DMARC1; p=reject; rua=mailto:d@xn--exmple-cua.com\"");
-    let o = maildns(&cfg, &["publish"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = cmd().config(&cfg).args(["publish"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
     let z = std::fs::read_to_string(dir.path().join("zone.db")).unwrap();
     assert!(z.contains("rua=mailto:d@xn--exmple-cua.com"), "{z}");
     assert!(!z.contains("\\195"), "{z}");
@@ -144,8 +127,8 @@ fn a_zero_rotation_interval_fails_at_load() {
             "{file}:9: domains.\"example.com\".dkim.rotation_interval: rotation_interval must be positive"
         ),
     );
-    let o = maildns(&cfg, &["daemon"]);
-    assert_eq!(o.status.code(), Some(65), "{}", text(&o));
+    let o = cmd().config(&cfg).args(["daemon"]).run();
+    assert_eq!(o.status.code(), Some(65), "{}", o.text());
     assert!(!dir.path().join("state").exists());
 }
 
@@ -154,21 +137,22 @@ fn a_waiver_with_a_reason_lets_an_operator_publish_and_says_so() {
     let (dir, cfg) = setup(&format!(
         "spf = \"{ELEVEN}\"\n[domains.\"example.com\".lint]\nallow = [\"spf-too-many-lookups\"]\nreason = \"two of the includes are void on purpose\""
     ));
-    let o = maildns(&cfg, &["check"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = cmd().config(&cfg).args(["check"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
     assert!(
-        text(&o).contains("(waived: two of the includes are void on purpose)"),
+        o.text()
+            .contains("(waived: two of the includes are void on purpose)"),
         "{}",
-        text(&o)
+        o.text()
     );
-    let o = maildns(&cfg, &["publish"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = cmd().config(&cfg).args(["publish"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
     assert!(
         String::from_utf8_lossy(&o.stderr).contains(
             "[rule spf-too-many-lookups] (waived: two of the includes are void on purpose)"
         ),
         "{}",
-        text(&o)
+        o.text()
     );
     let z = std::fs::read_to_string(dir.path().join("zone.db")).unwrap();
     assert!(z.contains("include:_s6.example.net"), "{z}");
@@ -178,12 +162,12 @@ fn a_waiver_with_a_reason_lets_an_operator_publish_and_says_so() {
 fn warnings_print_and_do_not_block() {
     let (dir, cfg) = setup("spf = \"v=spf1 ptr -all\"");
     for args in [&["check"][..], &["records"], &["plan"], &["publish"]] {
-        let o = maildns(&cfg, args);
-        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", text(&o));
+        let o = cmd().config(&cfg).args(args).run();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", o.text());
         assert!(
-            text(&o).contains("warning: SPF \"v=spf1 ptr -all\""),
+            o.text().contains("warning: SPF \"v=spf1 ptr -all\""),
             "{args:?}: {}",
-            text(&o)
+            o.text()
         );
     }
     let z = std::fs::read_to_string(dir.path().join("zone.db")).unwrap();
@@ -195,12 +179,15 @@ fn one_bad_domain_blocks_the_whole_configuration_even_with_domain() {
     let (dir, cfg) = setup(&format!(
         "spf = \"v=spf1 mx -all\"\n[domains.\"sub.example.com\"]\naccount = \"local\"\nzone = \"example.com\"\nspf = \"{ELEVEN}\""
     ));
-    let o = maildns(&cfg, &["publish", "-d", "example.com"]);
-    assert_eq!(o.status.code(), Some(65), "{}", text(&o));
+    let o = cmd()
+        .config(&cfg)
+        .args(["publish", "-d", "example.com"])
+        .run();
+    assert_eq!(o.status.code(), Some(65), "{}", o.text());
     assert!(
-        text(&o).contains("domains.\"sub.example.com\".spf"),
+        o.text().contains("domains.\"sub.example.com\".spf"),
         "{}",
-        text(&o)
+        o.text()
     );
     assert_eq!(
         std::fs::read_to_string(dir.path().join("zone.db")).unwrap(),
@@ -223,45 +210,46 @@ fn a_record_removed_from_the_config_is_planned_as_delete_and_deleted() {
     let all = "spf = \"v=spf1 mx -all\"\ndmarc = \"v=DMARC1; p=reject\"\nadsp = \"all\"";
     let (dir, cfg) = setup(all);
     let zone = || std::fs::read_to_string(dir.path().join("zone.db")).unwrap();
-    let o = maildns(&cfg, &["publish"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = cmd().config(&cfg).args(["publish"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
     assert!(zone().contains("v=spf1 mx -all"));
 
     // The spf line goes: plan shows the DELETE, publish applies it, the
     // foreign value at the apex stays.
     write_config(&cfg, "dmarc = \"v=DMARC1; p=reject\"\nadsp = \"all\"");
-    let o = maildns(&cfg, &["plan", "--exit-code"]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = cmd().config(&cfg).args(["plan", "--exit-code"]).run();
+    assert_eq!(o.status.code(), Some(2), "{}", o.text());
     assert!(
-        text(&o).contains("DELETE example.com TXT SPF \"v=spf1 mx -all\""),
+        o.text()
+            .contains("DELETE example.com TXT SPF \"v=spf1 mx -all\""),
         "{}",
-        text(&o)
+        o.text()
     );
-    let o = maildns(&cfg, &["--json", "plan"]);
+    let o = cmd().config(&cfg).args(["--json", "plan"]).run();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["summary"]["delete"], 1, "{v}");
-    let o = maildns(&cfg, &["publish"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = cmd().config(&cfg).args(["publish"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
     let z = zone();
     assert!(!z.contains("v=spf1"), "{z}");
     assert!(z.contains("google-site-verification=abc"), "{z}");
     assert!(z.contains("v=DMARC1; p=reject"), "{z}");
-    let o = maildns(&cfg, &["plan", "--exit-code"]);
-    assert_eq!(o.status.code(), Some(0), "in sync afterwards: {}", text(&o));
+    let o = cmd().config(&cfg).args(["plan", "--exit-code"]).run();
+    assert_eq!(o.status.code(), Some(0), "in sync afterwards: {}", o.text());
 
     // Removing both remaining records deletes 2 of 2 managed values: over the
     // default 50% threshold, refused without --force.
     write_config(&cfg, "");
-    let o = maildns(&cfg, &["publish"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let o = cmd().config(&cfg).args(["publish"]).run();
+    assert_eq!(o.status.code(), Some(1), "{}", o.text());
     assert!(
-        text(&o).contains("refusing to delete 2 of 2"),
+        o.text().contains("refusing to delete 2 of 2"),
         "{}",
-        text(&o)
+        o.text()
     );
     assert!(zone().contains("v=DMARC1; p=reject"));
-    let o = maildns(&cfg, &["publish", "--force"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = cmd().config(&cfg).args(["publish", "--force"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
     let z = zone();
     assert!(!z.contains("v=DMARC1") && !z.contains("dkim=all"), "{z}");
     assert!(z.contains("google-site-verification=abc"), "{z}");
@@ -272,10 +260,10 @@ fn values_maildns_did_not_publish_stay_when_no_record_is_configured() {
     let (dir, cfg) = setup("dmarc = \"v=DMARC1; p=reject\"");
     let with_spf = format!("{ZONE}@ IN TXT \"v=spf1 a -all\"\n");
     std::fs::write(dir.path().join("zone.db"), &with_spf).unwrap();
-    let o = maildns(&cfg, &["publish"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let o = maildns(&cfg, &["plan", "--exit-code"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = cmd().config(&cfg).args(["publish"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
+    let o = cmd().config(&cfg).args(["plan", "--exit-code"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
     assert!(
         std::fs::read_to_string(dir.path().join("zone.db"))
             .unwrap()
@@ -286,7 +274,10 @@ fn values_maildns_did_not_publish_stay_when_no_record_is_configured() {
         &cfg,
         "spf = \"v=spf1 mx -all\"\ndmarc = \"v=DMARC1; p=reject\"",
     );
-    assert_eq!(maildns(&cfg, &["publish"]).status.code(), Some(0));
+    assert_eq!(
+        cmd().config(&cfg).args(["publish"]).run().status.code(),
+        Some(0)
+    );
     let z = std::fs::read_to_string(dir.path().join("zone.db")).unwrap();
     std::fs::write(
         dir.path().join("zone.db"),
@@ -294,8 +285,8 @@ fn values_maildns_did_not_publish_stay_when_no_record_is_configured() {
     )
     .unwrap();
     write_config(&cfg, "dmarc = \"v=DMARC1; p=reject\"");
-    let o = maildns(&cfg, &["plan", "--exit-code"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = cmd().config(&cfg).args(["plan", "--exit-code"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
 }
 
 mod agreement {
@@ -418,14 +409,14 @@ mod agreement {
     /// Runs every command on one configuration; `Ok(true)` when `check` passed.
     fn agree(body: &str) -> Result<bool, TestCaseError> {
         let (dir, cfg) = setup(body);
-        let check = maildns(&cfg, &["check"]).status.code();
+        let check = cmd().config(&cfg).args(["check"]).run().status.code();
         prop_assert!(matches!(check, Some(0 | 65)), "check: {:?}", check);
-        let records = maildns(&cfg, &["--json", "records"]);
-        let plan = maildns(&cfg, &["plan"]);
-        prop_assert_eq!(records.status.code(), check, "records: {}", text(&records));
-        prop_assert_eq!(plan.status.code(), check, "plan: {}", text(&plan));
-        let publish = maildns(&cfg, &["publish"]);
-        prop_assert_eq!(publish.status.code(), check, "publish: {}", text(&publish));
+        let records = cmd().config(&cfg).args(["--json", "records"]).run();
+        let plan = cmd().config(&cfg).args(["plan"]).run();
+        prop_assert_eq!(records.status.code(), check, "records: {}", records.text());
+        prop_assert_eq!(plan.status.code(), check, "plan: {}", plan.text());
+        let publish = cmd().config(&cfg).args(["publish"]).run();
+        prop_assert_eq!(publish.status.code(), check, "publish: {}", publish.text());
         let zone = std::fs::read_to_string(dir.path().join("zone.db")).unwrap();
         if check == Some(65) {
             prop_assert_eq!(zone.as_str(), ZONE, "publish wrote after check failed");
@@ -439,12 +430,12 @@ mod agreement {
                 prop_assert!(zone.contains(value), "{} not in\n{}", value, zone);
             }
         }
-        let again = maildns(&cfg, &["plan", "--exit-code"]);
+        let again = cmd().config(&cfg).args(["plan", "--exit-code"]).run();
         prop_assert_eq!(
             again.status.code(),
             Some(0),
             "not in sync: {}",
-            text(&again)
+            again.text()
         );
         Ok(true)
     }
@@ -519,18 +510,17 @@ fn the_rotation_runner_refuses_a_configuration_that_fails_the_gate() {
 fn keygen_takes_only_selectors_rotation_would_take() {
     let dir = tempfile::tempdir().unwrap();
     for bad in ["2026.11", "-x", "x-", "a b", "a/b"] {
-        let o = Command::new(env!("CARGO_BIN_EXE_maildns"))
+        let o = cmd()
             .args(["keygen", "-d", "example.com", "-a", "ed25519"])
             .arg(format!("--selector={bad}"))
             .arg("-D")
             .arg(dir.path())
-            .output()
-            .unwrap();
-        assert_eq!(o.status.code(), Some(64), "{bad}: {}", text(&o));
+            .run();
+        assert_eq!(o.status.code(), Some(64), "{bad}: {}", o.text());
         assert!(
-            text(&o).contains("--selector: selector"),
+            o.text().contains("--selector: selector"),
             "{bad}: {}",
-            text(&o)
+            o.text()
         );
     }
     assert_eq!(

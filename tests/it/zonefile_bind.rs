@@ -2,26 +2,11 @@
 //! with `named-checkzone`: a zone with wildcard owners is published, and values a
 //! zone `$INCLUDE`s count as present (no second SPF value, no second DKIM record).
 
+use maildns_testkit::cmd::Output;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn maildns(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_maildns"))
-        .arg("--config")
-        .arg(cfg)
-        .args(args)
-        .env_remove("MAILDNS_CONFIG")
-        .output()
-        .expect("maildns runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use crate::cmd;
 
 /// The zone as BIND loads it (`named-checkzone -D`, run in the zone's directory),
 /// one record per line, comments dropped.
@@ -31,8 +16,9 @@ fn as_bind_loads(file: &Path) -> String {
         .arg(file)
         .current_dir(file.parent().unwrap())
         .output()
+        .map(Output)
         .expect("named-checkzone runs (package bind9)");
-    assert!(out.status.success(), "named-checkzone: {}", text(&out));
+    assert!(out.status.success(), "named-checkzone: {}", out.text());
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.starts_with(';'))
@@ -65,8 +51,8 @@ fn zone_with_wildcard_owners_is_published() {
         dir.path(),
         "[domains.\"example.com\"]\naccount = \"dns\"\nspf = \"v=spf1 mx -all\"\ndmarc = \"v=DMARC1; p=reject\"\n",
     );
-    let out = maildns(&cfg, &["publish"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = cmd().config(&cfg).args(["publish"]).run();
+    assert_eq!(out.status.code(), Some(0), "{}", out.text());
     let written = std::fs::read_to_string(&zone).unwrap();
     assert!(written.contains(wild), "{written}");
     let loaded = as_bind_loads(&zone);
@@ -86,8 +72,8 @@ fn zone_with_wildcard_owners_is_published() {
         loaded.contains("*.example.com. 3600 IN A 192.0.2.1\n"),
         "{loaded}"
     );
-    let again = maildns(&cfg, &["plan", "--exit-code"]);
-    assert_eq!(again.status.code(), Some(0), "in sync: {}", text(&again));
+    let again = cmd().config(&cfg).args(["plan", "--exit-code"]).run();
+    assert_eq!(again.status.code(), Some(0), "in sync: {}", again.text());
 }
 
 /// The zone `$INCLUDE`s a file holding the SPF and the key's `mail.txt` (as
@@ -102,8 +88,9 @@ fn values_in_included_files_are_not_published_twice() {
         .args(["-b", "2048", "-s", "mail", "-d", "example.com", "-D"])
         .arg(&keys)
         .output()
+        .map(Output)
         .expect("opendkim-genkey runs (package opendkim-tools)");
-    assert!(genkey.status.success(), "{}", text(&genkey));
+    assert!(genkey.status.success(), "{}", genkey.text());
     std::fs::write(d.join("spf.inc"), "@ IN TXT \"v=spf1 mx -all\"\n").unwrap();
     let zone = d.join("zone.db");
     std::fs::write(
@@ -135,19 +122,19 @@ fn values_in_included_files_are_not_published_twice() {
             k = keys.display()
         ),
     );
-    let import = maildns(&cfg, &["import", "opendkim"]);
-    assert_eq!(import.status.code(), Some(0), "{}", text(&import));
+    let import = cmd().config(&cfg).args(["import", "opendkim"]).run();
+    assert_eq!(import.status.code(), Some(0), "{}", import.text());
     let before = std::fs::read(&zone).unwrap();
-    let plan = maildns(&cfg, &["plan", "--exit-code"]);
-    assert_eq!(plan.status.code(), Some(0), "in sync: {}", text(&plan));
-    let json = maildns(&cfg, &["--json", "records"]);
+    let plan = cmd().config(&cfg).args(["plan", "--exit-code"]).run();
+    assert_eq!(plan.status.code(), Some(0), "in sync: {}", plan.text());
+    let json = cmd().config(&cfg).args(["--json", "records"]).run();
     let records = String::from_utf8_lossy(&json.stdout);
     assert!(
         records.contains("mail._domainkey.example.com"),
         "the key is one of the records: {records}"
     );
-    let publish = maildns(&cfg, &["publish"]);
-    assert_eq!(publish.status.code(), Some(0), "{}", text(&publish));
+    let publish = cmd().config(&cfg).args(["publish"]).run();
+    assert_eq!(publish.status.code(), Some(0), "{}", publish.text());
     assert_eq!(std::fs::read(&zone).unwrap(), before, "nothing appended");
     let loaded = as_bind_loads(&zone);
     assert_eq!(loaded.matches("v=spf1").count(), 1, "{loaded}");
@@ -167,8 +154,8 @@ fn values_in_included_files_are_not_published_twice() {
         ),
     )
     .unwrap();
-    let publish = maildns(&cfg, &["publish"]);
-    let out = text(&publish);
+    let publish = cmd().config(&cfg).args(["publish"]).run();
+    let out = publish.text();
     assert_eq!(publish.status.code(), Some(1), "a domain failed: {out}");
     assert!(
         !out.contains("rejected by the host"),

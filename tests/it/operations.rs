@@ -5,33 +5,18 @@
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use maildns::rotation::{Algorithm, KeyStatus, Selector, SqliteStore, Store, adopt};
 use maildns_providers::Fqdn;
+use maildns_testkit::cmd::{Maildns, Output};
 
-fn cmd(cfg: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_maildns"));
-    c.arg("--config")
-        .arg(cfg)
-        .args(args)
-        .env_remove("MAILDNS_CONFIG")
-        .env_remove("NOTIFY_SOCKET")
-        .env("MAILDNS_DNS_TOKEN", "test-token");
-    c
-}
+use crate::cmd;
 
-fn maildns(cfg: &Path, args: &[&str]) -> Output {
-    cmd(cfg, args).output().expect("maildns runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+/// `maildns --config <cfg>` with the fixture's DNS account token.
+fn with_token(cfg: &Path) -> Maildns {
+    cmd().config(cfg).env("MAILDNS_DNS_TOKEN", "test-token")
 }
 
 /// A config in a fresh temp dir: example.com with a 1024-bit DKIM key through
@@ -91,8 +76,8 @@ fn serve(router: axum::Router) -> String {
 
 fn rotate_fails_with(account: &str, expect_in_output: &[&str]) {
     let (dir, cfg) = setup(account, "");
-    let o = maildns(&cfg, &["rotate"]);
-    let out = text(&o);
+    let o = with_token(&cfg).args(["rotate"]).run();
+    let out = o.text();
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("FAILED"), "{out}");
     for e in expect_in_output {
@@ -100,15 +85,15 @@ fn rotate_fails_with(account: &str, expect_in_output: &[&str]) {
     }
     assert!(!out.contains("test-token"), "the token leaked: {out}");
     // --json says the same, per domain.
-    let o = maildns(&cfg, &["--json", "rotate"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let o = with_token(&cfg).args(["--json", "rotate"]).run();
+    assert_eq!(o.status.code(), Some(1), "{}", o.text());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v[0]["domain"], "example.com");
     assert_eq!(v[0]["failed"], true, "{v}");
     // And status, the monitoring check, says it is failing.
-    let o = maildns(&cfg, &["status"]);
-    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
-    assert!(text(&o).contains("ATTENTION failing"), "{}", text(&o));
+    let o = with_token(&cfg).args(["status"]).run();
+    assert_eq!(o.status.code(), Some(4), "{}", o.text());
+    assert!(o.text().contains("ATTENTION failing"), "{}", o.text());
     drop(dir);
 }
 
@@ -187,14 +172,14 @@ fn rotate_removes_temp_key_files_and_the_key_of_a_destroyed_selector() {
         state.keys[0].destroyed_at = Some(then);
         store.save(&state, &[]).unwrap();
     }
-    let o = maildns(&cfg, &["rotate"]);
-    assert!(!stale.exists(), "temp key left: {}", text(&o));
+    let o = with_token(&cfg).args(["rotate"]).run();
+    assert!(!stale.exists(), "temp key left: {}", o.text());
     assert!(!old_tmp.exists(), "temp key of a destroyed selector left");
     assert!(!old_file.exists(), "key of a destroyed selector left");
     assert!(
-        text(&o).contains("removed left-over private key material"),
+        o.text().contains("removed left-over private key material"),
         "{}",
-        text(&o)
+        o.text()
     );
     // The rotation itself went on: a new key, written whole.
     let left: Vec<String> = std::fs::read_dir(&keys)
@@ -210,9 +195,8 @@ fn keygen_and_publish_remove_temp_key_files_at_start() {
     let (dir, cfg) = setup(zonefile_account(), "");
     let out = dir.path().join("out");
     let stale = plant_temp_key(&out, "dkim");
-    let o = maildns(
-        &cfg,
-        &[
+    let o = with_token(&cfg)
+        .args([
             "keygen",
             "--domain",
             "example.com",
@@ -222,16 +206,16 @@ fn keygen_and_publish_remove_temp_key_files_at_start() {
             "1024",
             "--directory",
             out.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        ])
+        .run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
     assert!(!stale.exists(), "keygen left the stale temp key");
     assert!(out.join("s1.private").exists());
 
     let keys = dir.path().join("state/keys/example.com");
     let stale = plant_temp_key(&keys, "202611");
-    let o = maildns(&cfg, &["publish"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = with_token(&cfg).args(["publish"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
     assert!(!stale.exists(), "publish left the stale temp key");
 }
 
@@ -289,9 +273,11 @@ impl Notify {
 }
 
 fn spawn_daemon(cfg: &Path, notify: &Notify) -> Child {
-    cmd(cfg, &["daemon"])
+    with_token(cfg)
+        .arg("daemon")
         .env("NOTIFY_SOCKET", &notify.path)
         .env("MAILDNS_LOG", "info")
+        .command()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -309,25 +295,25 @@ fn stop(mut child: Child) -> Output {
         assert!(Instant::now() < end, "daemon did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
-    child.wait_with_output().unwrap()
+    Output(child.wait_with_output().unwrap())
 }
 
 #[test]
 fn daemon_once_exits_1_when_a_step_failed_and_0_when_all_is_well() {
     let base = format!("http://127.0.0.1:{}/api/v1", closed_port());
     let (_dir, cfg) = setup(&powerdns_at(&base), "");
-    let o = maildns(&cfg, &["daemon", "--once"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let o = with_token(&cfg).args(["daemon", "--once"]).run();
+    assert_eq!(o.status.code(), Some(1), "{}", o.text());
     assert!(
-        text(&o).contains("example.com: FAILED: publish_key"),
+        o.text().contains("example.com: FAILED: publish_key"),
         "{}",
-        text(&o)
+        o.text()
     );
     // The zone-file host works: the key is published and awaits propagation
     // (waiting is not failing).
     let (_dir, cfg) = setup(zonefile_account(), "");
-    let o = maildns(&cfg, &["daemon", "--once"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = with_token(&cfg).args(["daemon", "--once"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
 }
 
 #[test]
@@ -345,7 +331,7 @@ fn daemon_reports_progress_with_sd_notify_status() {
         "{m}"
     );
     let out = stop(child);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", out.text());
     notify.wait_for("STOPPING=1", Duration::from_secs(5));
 }
 
@@ -387,15 +373,16 @@ fn rotate_now_while_the_daemon_runs_asks_the_daemon() {
     );
 
     // Without --now, rotate still refuses while the daemon holds the lock.
-    let o = maildns(&cfg, &["rotate"]);
-    assert_eq!(o.status.code(), Some(75), "{}", text(&o));
+    let o = with_token(&cfg).args(["rotate"]).run();
+    assert_eq!(o.status.code(), Some(75), "{}", o.text());
 
-    let o = maildns(&cfg, &["rotate", "--now"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = with_token(&cfg).args(["rotate", "--now"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
     assert!(
-        text(&o).contains("it took the rotation request for 1 domain(s)"),
+        o.text()
+            .contains("it took the rotation request for 1 domain(s)"),
         "{}",
-        text(&o)
+        o.text()
     );
     notify.wait_for(
         "STATUS=rotating example.com (1/1), requested",
@@ -413,7 +400,7 @@ fn rotate_now_while_the_daemon_runs_asks_the_daemon() {
     assert!(new[0].status >= KeyStatus::Published, "{:?}", new[0]);
     assert!(store.requests().unwrap().is_empty());
     let out = stop(child);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", out.text());
 }
 
 // ---------------------------------------------------------------------------

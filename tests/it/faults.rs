@@ -6,29 +6,24 @@
 //! protocol error with no write.
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
 
 use maildns_testkit::PowerDns;
+use maildns_testkit::cmd::Output;
 use maildns_testkit::faultproxy::{Fault, FaultProxy};
 
+use crate::cmd;
+
 fn maildns(cfg: &Path, token: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_maildns"))
-        .arg("-c")
-        .arg(cfg)
+    cmd()
+        .config(cfg)
         .args(args)
-        .env_remove("MAILDNS_CONFIG")
         .env("MAILDNS_DNS_TOKEN", token)
-        .output()
-        .expect("maildns runs")
+        .run()
 }
 
 fn out(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    o.text()
 }
 
 /// A config for `domains`, every `dkim_every`-th of them with a DKIM key (key

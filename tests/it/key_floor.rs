@@ -1,10 +1,12 @@
 //! The RSA key floor at `keygen` (RFC 8301 §3.2): under 1024 bits is refused,
-//! 1024 warns, 2048 is quiet. (Import and load: tests/import_opendkim.rs.)
+//! 1024 warns, 2048 is quiet. (Import and load: the `import_opendkim` module.)
 
-use std::process::Command;
+use maildns_testkit::cmd::Output;
 
-fn keygen(bits: &str, dir: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_maildns"))
+use crate::cmd;
+
+fn keygen(bits: &str, dir: &std::path::Path) -> Output {
+    cmd()
         .args([
             "keygen",
             "--domain",
@@ -16,9 +18,7 @@ fn keygen(bits: &str, dir: &std::path::Path) -> std::process::Output {
             "-D",
         ])
         .arg(dir)
-        .env_remove("MAILDNS_CONFIG")
-        .output()
-        .expect("maildns runs")
+        .run()
 }
 
 #[test]

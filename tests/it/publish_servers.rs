@@ -2,27 +2,13 @@
 //! real BIND (RFC 2136 + TSIG) started on loopback by the test harness.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use maildns_testkit::bind::BindOptions;
+use maildns_testkit::cmd::Output;
 use maildns_testkit::{Bind, PowerDns};
 
-fn maildns(cfg: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_maildns"));
-    c.arg("-c").arg(cfg).args(args).env_remove("MAILDNS_CONFIG");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("maildns runs")
-}
-
-fn out(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use crate::cmd;
 
 fn dig(addr: std::net::SocketAddr, name: &str) -> Vec<maildns_providers::TxtRecord> {
     let o = Command::new("dig")
@@ -82,14 +68,14 @@ async fn powerdns_publish_plan_in_sync_foreign_values_kept_and_bad_key() {
         &["example.test"],
     );
     let env = [("MAILDNS_DNS_TOKEN", pdns.api_key.as_str())];
-    let o = maildns(&cfg, &env, &["publish"]);
-    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let o = cmd().config(&cfg).envs(&env).args(["publish"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
     assert!(
-        out(&o).contains(
+        o.text().contains(
             "UPDATE example.test TXT SPF \"v=spf1 a -all\" -> \"v=spf1 ip4:192.0.2.10/32 -all\""
         ),
         "{}",
-        out(&o)
+        o.text()
     );
     let apex = dig(pdns.dns, "example.test");
     let values: Vec<String> = apex.iter().map(|r| r.value_lossy()).collect();
@@ -117,12 +103,20 @@ async fn powerdns_publish_plan_in_sync_foreign_values_kept_and_bad_key() {
     let key = maildns::keys::load_private_key(&key_file).unwrap();
     assert!(served[0].value_lossy().ends_with(&key.p_value().unwrap()));
     // plan after publish: nothing to change.
-    let o = maildns(&cfg, &env, &["plan", "--exit-code"]);
-    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let o = cmd()
+        .config(&cfg)
+        .envs(&env)
+        .args(["plan", "--exit-code"])
+        .run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
     // A wrong API key: one line naming the account and what to check; no key echoed.
-    let o = maildns(&cfg, &[("MAILDNS_DNS_TOKEN", "wrong-key-123")], &["plan"]);
-    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
-    let text = out(&o);
+    let o = cmd()
+        .config(&cfg)
+        .envs(&[("MAILDNS_DNS_TOKEN", "wrong-key-123")])
+        .args(["plan"])
+        .run();
+    assert_eq!(o.status.code(), Some(1), "{}", o.text());
+    let text = o.text();
     let line = text
         .lines()
         .find(|l| l.contains("FAILED"))
@@ -150,12 +144,12 @@ async fn one_failing_domain_does_not_stop_the_others() {
         ),
         &["good.test", "bad.test"],
     );
-    let o = maildns(
-        &cfg,
-        &[("MAILDNS_DNS_TOKEN", pdns.api_key.as_str())],
-        &["--json", "publish"],
-    );
-    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let o = cmd()
+        .config(&cfg)
+        .envs(&[("MAILDNS_DNS_TOKEN", pdns.api_key.as_str())])
+        .args(["--json", "publish"])
+        .run();
+    assert_eq!(o.status.code(), Some(1), "{}", o.text());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["summary"]["failed"], 1);
     let bad = v["domains"]
@@ -186,8 +180,8 @@ fn bind_rfc2136_publish_then_in_sync_and_wrong_tsig_key() {
         &["example.test"],
     );
     let env = [("MAILDNS_DNS_TOKEN", bind.secret.as_str())];
-    let o = maildns(&cfg, &env, &["publish"]);
-    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let o = cmd().config(&cfg).envs(&env).args(["publish"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
     let values: Vec<String> = dig(bind.dns, "example.test")
         .iter()
         .map(|r| r.value_lossy())
@@ -197,8 +191,12 @@ fn bind_rfc2136_publish_then_in_sync_and_wrong_tsig_key() {
         values.contains(&"v=spf1 ip4:192.0.2.10/32 -all".to_string()),
         "{values:?}"
     );
-    let o = maildns(&cfg, &env, &["plan", "--exit-code"]);
-    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let o = cmd()
+        .config(&cfg)
+        .envs(&env)
+        .args(["plan", "--exit-code"])
+        .run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
     // A wrong TSIG secret (valid base64): an authentication error naming the account.
     let wrong = "c2VjcmV0LXRoYXQtaXMtd3Jvbmc=";
     let cfg2 = config(
@@ -216,9 +214,13 @@ fn bind_rfc2136_publish_then_in_sync_and_wrong_tsig_key() {
             .replace("ip4:192.0.2.10/32", "ip4:192.0.2.11/32"),
     )
     .unwrap();
-    let o = maildns(&cfg2, &[("MAILDNS_DNS_TOKEN", wrong)], &["publish"]);
-    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
-    let text = out(&o);
+    let o = cmd()
+        .config(&cfg2)
+        .envs(&[("MAILDNS_DNS_TOKEN", wrong)])
+        .args(["publish"])
+        .run();
+    assert_eq!(o.status.code(), Some(1), "{}", o.text());
+    let text = o.text();
     let line = text
         .lines()
         .find(|l| l.contains("FAILED"))
@@ -254,8 +256,8 @@ async fn tokens_never_reach_logs_errors_or_json() {
         &["-vv", "plan"],
         &["-vv", "--json", "publish", "--wait"],
     ] {
-        let o = maildns(&cfg, &env, args);
-        let text = out(&o);
+        let o = cmd().config(&cfg).envs(&env).args(args).run();
+        let text = o.text();
         assert!(text.len() > 100, "produced output: {text}");
         assert!(!text.contains(&pdns.api_key), "{args:?} leaked the API key");
     }
@@ -267,9 +269,13 @@ async fn tokens_never_reach_logs_errors_or_json() {
         .path();
     let pem = std::fs::read_to_string(key_file).unwrap();
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let o = maildns(&cfg, &env, &["-vv", "--json", "status"]);
+    let o = cmd()
+        .config(&cfg)
+        .envs(&env)
+        .args(["-vv", "--json", "status"])
+        .run();
     assert!(
-        !out(&o).contains(&body[..40]),
+        !o.text().contains(&body[..40]),
         "status leaked private key material"
     );
 }
@@ -292,18 +298,26 @@ async fn cloudflare_publish_then_in_sync_without_token_in_config() {
         &["example.test"],
     );
     let env = [("MAILDNS_DNS_TOKEN", token), ("MAILDNS_LOG", "debug")];
-    let o = maildns(&cfg, &env, &["-vv", "--json", "publish"]);
-    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
-    assert!(!out(&o).contains(token));
+    let o = cmd()
+        .config(&cfg)
+        .envs(&env)
+        .args(["-vv", "--json", "publish"])
+        .run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
+    assert!(!o.text().contains(token));
     let spf = fake.records("example.test");
     assert_eq!(spf.len(), 1);
     assert_eq!(spf[0].content, "\"v=spf1 ip4:192.0.2.10/32 -all\"");
-    let o = maildns(&cfg, &env, &["plan", "--exit-code"]);
-    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let o = cmd()
+        .config(&cfg)
+        .envs(&env)
+        .args(["plan", "--exit-code"])
+        .run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
     // Without the token: a clear error naming every place looked at.
-    let o = maildns(&cfg, &[], &["plan"]);
-    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
-    assert!(out(&o).contains("MAILDNS_DNS_TOKEN"), "{}", out(&o));
+    let o = cmd().config(&cfg).envs(&[]).args(["plan"]).run();
+    assert_eq!(o.status.code(), Some(1), "{}", o.text());
+    assert!(o.text().contains("MAILDNS_DNS_TOKEN"), "{}", o.text());
 }
 
 /// `maildns secret set` then `publish`, with no token in the config or the
@@ -335,8 +349,9 @@ async fn secret_set_then_publish_uses_the_keyring() {
         .env("TOKEN", token)
         .env_remove(format!("MAILDNS_{}_TOKEN", account.to_uppercase()))
         .output()
+        .map(Output)
         .expect("keyctl runs (package keyutils)");
-    let text = out(&o);
+    let text = o.text();
     assert_eq!(o.status.code(), Some(0), "{text}");
     assert!(text.contains("token stored in the OS keyring"), "{text}");
     assert!(!text.contains(token));

@@ -20,7 +20,10 @@ use maildns::rotation::{
 use maildns_providers::http::RetryPolicy;
 use maildns_providers::{Fqdn, Secret};
 use maildns_testkit::PowerDns;
+use maildns_testkit::cmd::Maildns;
 use maildns_testkit::opendkim::{OpenDkim, signature_tag};
+
+use crate::cmd;
 
 const MESSAGE: &str = "From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: rotation\r\nDate: Tue, 02 Jan 2024 10:00:00 +0000\r\nMessage-ID: <rotation@example.com>\r\n\r\nHello.\r\n";
 
@@ -542,15 +545,12 @@ async fn host_that_cannot_hold_2048_bits_gets_1024_with_a_recorded_reason() {
     assert!(out.warnings.iter().any(|w| w.code == "bits_fallback"));
 }
 
-fn maildns_cmd(cfg: &Path, token: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_maildns"));
-    c.arg("-c")
-        .arg(cfg)
+/// `maildns --config <cfg>` with the PowerDNS account's token, logging at info.
+fn maildns_cmd(cfg: &Path, token: &str) -> Maildns {
+    cmd()
+        .config(cfg)
         .env("MAILDNS_DNS_TOKEN", token)
         .env("MAILDNS_LOG", "info")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("MAILDNS_CONFIG");
-    c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -562,6 +562,7 @@ async fn daemon_rotates_reloads_on_hup_stops_on_term_and_holds_the_lock() {
     let log = env.dir.path().join("daemon.log");
     let mut daemon = maildns_cmd(&cfg, &env.pdns.api_key)
         .arg("daemon")
+        .command()
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -592,10 +593,7 @@ async fn daemon_rotates_reloads_on_hup_stops_on_term_and_holds_the_lock() {
 
     // A second daemon (and a rotate) on the same store refuse with 75.
     for args in [&["daemon"][..], &["rotate"][..]] {
-        let second = maildns_cmd(&cfg, &env.pdns.api_key)
-            .args(args)
-            .output()
-            .unwrap();
+        let second = maildns_cmd(&cfg, &env.pdns.api_key).args(args).run();
         assert_eq!(second.status.code(), Some(75), "{args:?}");
         let err = String::from_utf8_lossy(&second.stderr);
         assert!(err.contains("holds the state lock"), "{err}");
@@ -625,8 +623,7 @@ async fn daemon_rotates_reloads_on_hup_stops_on_term_and_holds_the_lock() {
     let out = maildns_cmd(&cfg, &env.pdns.api_key)
         .arg("rotate")
         .arg("--json")
-        .output()
-        .unwrap();
+        .run();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -639,8 +636,7 @@ async fn daemon_rotates_reloads_on_hup_stops_on_term_and_holds_the_lock() {
     // `rotate --now` starts a rotation at once.
     let out = maildns_cmd(&cfg, &env.pdns.api_key)
         .args(["rotate", "--now"])
-        .output()
-        .unwrap();
+        .run();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
@@ -675,8 +671,7 @@ async fn killed_rotate_processes_resume_from_the_saved_step() {
         let o = maildns_cmd(&cfg, &env.pdns.api_key)
             .arg("rotate")
             .env("MAILDNS_TEST_CRASH_AFTER", k.to_string())
-            .output()
-            .unwrap();
+            .run();
         if o.status.code().is_some() {
             // This run finished its pass before reaching boundary k: all were hit.
             break;
@@ -695,10 +690,7 @@ async fn killed_rotate_processes_resume_from_the_saved_step() {
         // Restart (no crash) until the first key is active.
         let mut active = false;
         for _ in 0..20 {
-            let o = maildns_cmd(&cfg, &env.pdns.api_key)
-                .arg("rotate")
-                .output()
-                .unwrap();
+            let o = maildns_cmd(&cfg, &env.pdns.api_key).arg("rotate").run();
             assert_eq!(
                 o.status.code(),
                 Some(0),

@@ -23,6 +23,8 @@ use maildns_testkit::PowerDns;
 use maildns_testkit::fakes::gandi::FakeGandi;
 use maildns_testkit::fakes::quirky::{Quirks, QuirkyFake, QuirkyProvider};
 
+use crate::cmd;
+
 const TOKEN: &str = "gandi-pat";
 
 /// The record of a revoked RSA key (RFC 6376 §3.6.1: empty `p=`).
@@ -66,24 +68,6 @@ selector_format = "%Y%m"
     )
     .unwrap();
     cfg
-}
-
-fn maildns(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_maildns"))
-        .arg("-c")
-        .arg(cfg)
-        .args(args)
-        .env("MAILDNS_GANDI_TOKEN", TOKEN)
-        .env_remove("MAILDNS_CONFIG")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 fn state(dir: &Path) -> DomainState {
@@ -171,8 +155,12 @@ async fn publish_names_the_cut_then_the_next_run_publishes_an_intact_1024_bit_ke
     let cfg = write_config(dir.path(), &fake.url, 2048);
 
     // Run 1: the 2048-bit record (410 bytes) comes back cut to 300.
-    let out = maildns(&cfg, &["publish"]);
-    let (stdout, stderr) = text(&out);
+    let out = cmd()
+        .config(&cfg)
+        .env("MAILDNS_GANDI_TOKEN", TOKEN)
+        .args(["publish"])
+        .run();
+    let (stdout, stderr) = (out.stdout_text(), out.stderr_text());
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     let first = state(dir.path());
     let big = only(&first, KeyStatus::Generated).clone();
@@ -197,8 +185,12 @@ async fn publish_names_the_cut_then_the_next_run_publishes_an_intact_1024_bit_ke
     assert_eq!(saved.result["source"], "readback");
     assert_eq!(saved.result["found"]["verdict"]["verdict"], "truncated");
     // `status` shows it on the key, as needing attention (exit 4).
-    let out = maildns(&cfg, &["status"]);
-    let (stdout, stderr) = text(&out);
+    let out = cmd()
+        .config(&cfg)
+        .env("MAILDNS_GANDI_TOKEN", TOKEN)
+        .args(["status"])
+        .run();
+    let (stdout, stderr) = (out.stdout_text(), out.stderr_text());
     assert!(stdout.contains(&msg), "{stdout}{stderr}");
     assert_eq!(out.status.code(), Some(4), "{stdout}{stderr}");
     // What the host holds is useless: signatures with the key fail against it.
@@ -208,8 +200,12 @@ async fn publish_names_the_cut_then_the_next_run_publishes_an_intact_1024_bit_ke
     assert!(!verifies(&key, &cut, big.selector.as_str()).status.success());
 
     // Run 2: no manual diagnose; the unused 2048-bit key is replaced.
-    let out = maildns(&cfg, &["publish"]);
-    let (stdout, stderr) = text(&out);
+    let out = cmd()
+        .config(&cfg)
+        .env("MAILDNS_GANDI_TOKEN", TOKEN)
+        .args(["publish"])
+        .run();
+    let (stdout, stderr) = (out.stdout_text(), out.stderr_text());
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert!(
         stderr.contains("cannot hold a 2048-bit RSA key (limit 1024 bits): new keys get 1024 bits"),
@@ -251,16 +247,24 @@ async fn publish_names_the_cut_then_the_next_run_publishes_an_intact_1024_bit_ke
     );
 
     // Run 3: nothing to change; the warning is given again.
-    let out = maildns(&cfg, &["publish"]);
-    let (stdout, stderr) = text(&out);
+    let out = cmd()
+        .config(&cfg)
+        .env("MAILDNS_GANDI_TOKEN", TOKEN)
+        .args(["publish"])
+        .run();
+    let (stdout, stderr) = (out.stdout_text(), out.stderr_text());
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert!(
         stdout.contains("0 to create, 0 to update, 0 to delete"),
         "{stdout}"
     );
     assert!(stderr.contains("new keys get 1024 bits"), "{stderr}");
-    let out = maildns(&cfg, &["plan", "--exit-code"]);
-    let (stdout, stderr) = text(&out);
+    let out = cmd()
+        .config(&cfg)
+        .env("MAILDNS_GANDI_TOKEN", TOKEN)
+        .args(["plan", "--exit-code"])
+        .run();
+    let (stdout, stderr) = (out.stdout_text(), out.stderr_text());
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert!(
         stdout.contains("0 to create, 0 to update, 0 to delete"),
@@ -268,8 +272,12 @@ async fn publish_names_the_cut_then_the_next_run_publishes_an_intact_1024_bit_ke
     );
     assert_eq!(state(dir.path()), second);
     // Nothing is failing any more.
-    let out = maildns(&cfg, &["status"]);
-    let (stdout, stderr) = text(&out);
+    let out = cmd()
+        .config(&cfg)
+        .env("MAILDNS_GANDI_TOKEN", TOKEN)
+        .args(["status"])
+        .run();
+    let (stdout, stderr) = (out.stdout_text(), out.stderr_text());
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert!(!stdout.contains("truncated"), "{stdout}");
 }

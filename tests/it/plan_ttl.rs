@@ -1,22 +1,7 @@
 //! TTL changes in `plan` (text and `--json`), and the TTL an RRset keeps when
 //! values maildns does not own share it (RFC 2181 §5.2: one TTL per RRset).
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn maildns(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_maildns"))
-        .arg("-c")
-        .arg(cfg)
-        .args(args)
-        .env_remove("MAILDNS_CONFIG")
-        .output()
-        .expect("maildns runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use crate::cmd;
 
 const SPF: &str = "v=spf1 ip4:192.0.2.10/32 -all";
 
@@ -48,23 +33,23 @@ fn setup(apex: &str) -> (tempfile::TempDir, std::path::PathBuf) {
 fn a_foreign_value_keeps_the_rrsets_ttl_and_plan_says_which_and_why() {
     let (dir, cfg) = setup("@ 300 IN TXT \"google-site-verification=abc\"\n");
     let note = "  note: example.com TXT SPF: TTL 300 kept, not the configured 3600: 1 value(s) maildns does not own share the RRset, which has one TTL (RFC 2181 §5.2)";
-    let plan = maildns(&cfg, &["plan"]);
-    assert_eq!(plan.status.code(), Some(0), "{}", stdout(&plan));
-    let out = stdout(&plan);
+    let plan = cmd().config(&cfg).args(["plan"]).run();
+    assert_eq!(plan.status.code(), Some(0), "{}", plan.stdout_text());
+    let out = plan.stdout_text();
     assert!(
         out.contains(&format!("  CREATE example.com TXT SPF \"{SPF}\"\n")),
         "{out}"
     );
     assert!(out.contains(note), "{out}");
-    let json = maildns(&cfg, &["--json", "plan"]);
+    let json = cmd().config(&cfg).args(["--json", "plan"]).run();
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     let plan_json = &v["domains"][0]["plan"];
     assert_eq!(plan_json["ttl_kept"][0]["ttl"], 300, "{v}");
     assert_eq!(plan_json["ttl_kept"][0]["configured"], 3600, "{v}");
     assert_eq!(plan_json["changes"][0]["write"]["ttl"], 300, "{v}");
 
-    let publish = maildns(&cfg, &["publish"]);
-    assert_eq!(publish.status.code(), Some(0), "{}", stdout(&publish));
+    let publish = cmd().config(&cfg).args(["publish"]).run();
+    assert_eq!(publish.status.code(), Some(0), "{}", publish.stdout_text());
     let zone = std::fs::read_to_string(dir.path().join("zone.db")).unwrap();
     let spf_line = zone
         .lines()
@@ -76,9 +61,9 @@ fn a_foreign_value_keeps_the_rrsets_ttl_and_plan_says_which_and_why() {
         "foreign value kept: {zone}"
     );
 
-    let again = maildns(&cfg, &["plan", "--exit-code"]);
-    assert_eq!(again.status.code(), Some(0), "{}", stdout(&again));
-    let out = stdout(&again);
+    let again = cmd().config(&cfg).args(["plan", "--exit-code"]).run();
+    assert_eq!(again.status.code(), Some(0), "{}", again.stdout_text());
+    let out = again.stdout_text();
     assert!(out.contains("  in sync (1 name(s))"), "{out}");
     assert!(out.contains(note), "in sync, still explained: {out}");
 }
@@ -87,9 +72,9 @@ fn a_foreign_value_keeps_the_rrsets_ttl_and_plan_says_which_and_why() {
 #[test]
 fn a_ttl_only_update_shows_the_ttls() {
     let (dir, cfg) = setup(&format!("@ 300 IN TXT \"{SPF}\"\n"));
-    let plan = maildns(&cfg, &["plan", "--exit-code"]);
-    assert_eq!(plan.status.code(), Some(2), "{}", stdout(&plan));
-    let out = stdout(&plan);
+    let plan = cmd().config(&cfg).args(["plan", "--exit-code"]).run();
+    assert_eq!(plan.status.code(), Some(2), "{}", plan.stdout_text());
+    let out = plan.stdout_text();
     assert!(
         out.contains(&format!(
             "  UPDATE example.com TXT SPF TTL 300 -> 3600 (value unchanged: \"{SPF}\")\n"
@@ -98,17 +83,17 @@ fn a_ttl_only_update_shows_the_ttls() {
     );
     assert!(!out.contains(&format!("\"{SPF}\" -> \"{SPF}\"")), "{out}");
     assert!(!out.contains("note:"), "{out}");
-    let json = maildns(&cfg, &["--json", "plan"]);
+    let json = cmd().config(&cfg).args(["--json", "plan"]).run();
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     let change = &v["domains"][0]["plan"]["changes"][0];
     assert_eq!(change["action"], "UPDATE", "{v}");
     assert_eq!(change["old_ttl"], 300, "{v}");
     assert_eq!(change["write"]["ttl"], 3600, "{v}");
 
-    let publish = maildns(&cfg, &["publish"]);
-    assert_eq!(publish.status.code(), Some(0), "{}", stdout(&publish));
-    let again = maildns(&cfg, &["plan", "--exit-code"]);
-    assert_eq!(again.status.code(), Some(0), "{}", stdout(&again));
+    let publish = cmd().config(&cfg).args(["publish"]).run();
+    assert_eq!(publish.status.code(), Some(0), "{}", publish.stdout_text());
+    let again = cmd().config(&cfg).args(["plan", "--exit-code"]).run();
+    assert_eq!(again.status.code(), Some(0), "{}", again.stdout_text());
     let zone = std::fs::read_to_string(dir.path().join("zone.db")).unwrap();
     let spf_line = zone.lines().find(|l| l.contains("v=spf1")).unwrap();
     assert!(!spf_line.contains(" 300 "), "{zone}");
@@ -118,7 +103,7 @@ fn a_ttl_only_update_shows_the_ttls() {
 #[test]
 fn a_value_and_ttl_update_shows_both() {
     let (_dir, cfg) = setup("@ 300 IN TXT \"v=spf1 a -all\"\n");
-    let out = stdout(&maildns(&cfg, &["plan"]));
+    let out = cmd().config(&cfg).args(["plan"]).run().stdout_text();
     assert!(
         out.contains(&format!(
             "  UPDATE example.com TXT SPF \"v=spf1 a -all\" -> \"{SPF}\" (TTL 300 -> 3600)\n"

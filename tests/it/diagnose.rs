@@ -2,7 +2,6 @@
 //! fake that mimics specific host behaviours.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use maildns::diagnose::{self, DiagnoseError, Options, Report, Servers, Verdict};
@@ -13,6 +12,8 @@ use maildns_providers::http::RetryPolicy;
 use maildns_providers::{Fqdn, Profile, Provider, Secret, TxtRecord, TxtSet};
 use maildns_testkit::fakes::quirky::{Quirks, QuirkyFake, QuirkyProvider};
 use maildns_testkit::{Bind, PowerDns, random_label};
+
+use crate::cmd;
 
 const TOKEN: &str = "quirky-token";
 
@@ -87,15 +88,6 @@ fn assert_all_stored_as_sent(r: &Report) {
 
 // ---- real servers ----
 
-fn maildns(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_maildns"));
-    c.args(args).env_remove("MAILDNS_CONFIG");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("maildns runs")
-}
-
 #[tokio::test]
 async fn powerdns_through_the_cli_stores_everything_as_sent_and_leaves_nothing() {
     let pdns = PowerDns::start();
@@ -147,8 +139,8 @@ spf = "v=spf1 -all"
     let cfg = cfg.to_str().unwrap();
     let env = [("MAILDNS_PDNS_TOKEN", pdns.api_key.as_str())];
 
-    let dry = maildns(
-        &[
+    let dry = cmd()
+        .args([
             "-c",
             cfg,
             "--json",
@@ -156,9 +148,9 @@ spf = "v=spf1 -all"
             "--account",
             "pdns",
             "--dry-run",
-        ],
-        &env,
-    );
+        ])
+        .envs(&env)
+        .run();
     assert_eq!(
         dry.status.code(),
         Some(0),
@@ -176,10 +168,10 @@ spf = "v=spf1 -all"
         "a dry run writes and removes nothing"
     );
 
-    let out = maildns(
-        &["-c", cfg, "--json", "diagnose", "--account", "pdns"],
-        &env,
-    );
+    let out = cmd()
+        .args(["-c", cfg, "--json", "diagnose", "--account", "pdns"])
+        .envs(&env)
+        .run();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -210,7 +202,10 @@ spf = "v=spf1 -all"
     assert_eq!(saved.recommended_max_bits, None);
     assert_eq!(saved.zone, z);
 
-    let human = maildns(&["-c", cfg, "diagnose", "--account", "pdns"], &env);
+    let human = cmd()
+        .args(["-c", cfg, "diagnose", "--account", "pdns"])
+        .envs(&env)
+        .run();
     let text = String::from_utf8_lossy(&human.stdout);
     assert_eq!(human.status.code(), Some(0), "{text}");
     assert!(text.contains("dkim4096"), "{text}");
@@ -511,7 +506,10 @@ bits = 2048
 "#,
     )
     .unwrap();
-    let out = maildns(&["-c", cfg.to_str().unwrap(), "publish"], &[]);
+    let out = cmd()
+        .args(["-c", cfg.to_str().unwrap(), "publish"])
+        .envs(&[])
+        .run();
     assert_eq!(
         out.status.code(),
         Some(0),

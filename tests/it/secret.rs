@@ -4,9 +4,11 @@
 //! Service when one answers on the session bus (a real GNOME Keyring on a
 //! private bus started by the testkit) and the kernel keyring otherwise.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+
+use maildns_testkit::cmd::Maildns;
+
+use crate::cmd;
 
 const VALUE: &str = "tok-do-not-print-7319";
 
@@ -23,38 +25,14 @@ fn setup(account: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, cfg)
 }
 
-fn maildns(cfg: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_maildns"));
-    cmd.arg("--config")
-        .arg(cfg)
-        .args(args)
-        .env_remove("MAILDNS_CONFIG")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        // No session bus unless a test passes one: the kernel keyring path.
+/// `maildns --config <cfg>` with no session bus unless a test passes one (the
+/// kernel keyring path) and no log level from the caller.
+fn no_session_bus(cfg: &Path) -> Maildns {
+    cmd()
+        .config(cfg)
         .env_remove("DBUS_SESSION_BUS_ADDRESS")
         .env_remove("XDG_RUNTIME_DIR")
         .env_remove("MAILDNS_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("maildns runs");
-    let mut input = child.stdin.take().expect("stdin");
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().expect("maildns finishes")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// A fresh account name per test run, so a real keyring is never clobbered.
@@ -76,37 +54,44 @@ fn get_reports_the_env_source_and_hides_the_value() {
     let var = format!("MAILDNS_{}_TOKEN", acc.to_ascii_uppercase());
     let env = [(var.as_str(), VALUE)];
 
-    let o = maildns(&cfg, &["secret", "get", &acc], &env, None);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = no_session_bus(&cfg)
+        .args(["secret", "get", &acc])
+        .envs(&env)
+        .run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
     assert!(
-        text(&o).contains(&format!("environment variable {var}")),
+        o.text().contains(&format!("environment variable {var}")),
         "{}",
-        text(&o)
+        o.text()
     );
     assert!(
-        !text(&o).contains(VALUE),
+        !o.text().contains(VALUE),
         "value printed without --show: {}",
-        text(&o)
+        o.text()
     );
 
-    let o = maildns(&cfg, &["--json", "secret", "get", &acc], &env, None);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(!text(&o).contains(VALUE), "{}", text(&o));
+    let o = no_session_bus(&cfg)
+        .args(["--json", "secret", "get", &acc])
+        .envs(&env)
+        .run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
+    assert!(!o.text().contains(VALUE), "{}", o.text());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["found"], true);
     assert_eq!(v["source"], "env");
     assert_eq!(v["location"], var.as_str());
     assert!(v.get("value").is_none(), "{v}");
 
-    let o = maildns(&cfg, &["secret", "get", &acc, "--show"], &env, None);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = no_session_bus(&cfg)
+        .args(["secret", "get", &acc, "--show"])
+        .envs(&env)
+        .run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim_end(), VALUE);
-    let o = maildns(
-        &cfg,
-        &["--json", "secret", "get", &acc, "--show"],
-        &env,
-        None,
-    );
+    let o = no_session_bus(&cfg)
+        .args(["--json", "secret", "get", &acc, "--show"])
+        .envs(&env)
+        .run();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["value"], VALUE);
 }
@@ -115,9 +100,12 @@ fn get_reports_the_env_source_and_hides_the_value() {
 fn get_without_any_credential_lists_the_places_and_fails() {
     let acc = account("noacc");
     let (_dir, cfg) = setup(&acc);
-    let o = maildns(&cfg, &["secret", "get", &acc], &[], None);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let out = text(&o);
+    let o = no_session_bus(&cfg)
+        .args(["secret", "get", &acc])
+        .envs(&[])
+        .run();
+    assert_eq!(o.status.code(), Some(1), "{}", o.text());
+    let out = o.text();
     assert!(out.contains("no credential found"), "{out}");
     assert!(out.contains("CREDENTIALS_DIRECTORY"), "{out}");
     assert!(out.contains("maildns secret set"), "{out}");
@@ -127,32 +115,35 @@ fn get_without_any_credential_lists_the_places_and_fails() {
 fn set_reads_stdin_and_without_a_session_keyring_says_how_to_get_one() {
     let acc = account("setacc");
     let (_dir, cfg) = setup(&acc);
-    let o = maildns(
-        &cfg,
-        &["secret", "set", &acc],
-        &[],
-        Some(&format!("{VALUE}\n")),
-    );
-    let out = text(&o);
+    let o = no_session_bus(&cfg)
+        .args(["secret", "set", &acc])
+        .envs(&[])
+        .stdin(format!("{VALUE}\n"))
+        .run();
+    let out = o.text();
     assert!(!out.contains(VALUE), "{out}");
     match o.status.code() {
         // A session keyring is available: the token round-trips, then goes.
         Some(0) => {
             assert!(out.contains("token stored in the OS keyring"), "{out}");
-            let g = maildns(
-                &cfg,
-                &["--json", "secret", "get", &acc, "--show"],
-                &[],
-                None,
-            );
+            let g = no_session_bus(&cfg)
+                .args(["--json", "secret", "get", &acc, "--show"])
+                .envs(&[])
+                .run();
             let v: serde_json::Value = serde_json::from_slice(&g.stdout).unwrap();
             assert_eq!(v["source"], "keyring");
             assert_eq!(v["keyring"], "kernel-keyring", "no session bus: {v}");
             assert_eq!(v["value"], VALUE, "trailing newline stripped");
-            let d = maildns(&cfg, &["secret", "delete", &acc], &[], None);
-            assert_eq!(d.status.code(), Some(0), "{}", text(&d));
-            let g = maildns(&cfg, &["secret", "get", &acc], &[], None);
-            assert_eq!(g.status.code(), Some(1), "{}", text(&g));
+            let d = no_session_bus(&cfg)
+                .args(["secret", "delete", &acc])
+                .envs(&[])
+                .run();
+            assert_eq!(d.status.code(), Some(0), "{}", d.text());
+            let g = no_session_bus(&cfg)
+                .args(["secret", "get", &acc])
+                .envs(&[])
+                .run();
+            assert_eq!(g.status.code(), Some(1), "{}", g.text());
         }
         // No session keyring (the usual case in containers and CI).
         code => {
@@ -168,12 +159,19 @@ fn set_reads_stdin_and_without_a_session_keyring_says_how_to_get_one() {
 fn set_refuses_empty_input_and_argv_tokens() {
     let acc = account("emptyacc");
     let (_dir, cfg) = setup(&acc);
-    let o = maildns(&cfg, &["secret", "set", &acc], &[], Some("\n"));
-    assert_eq!(o.status.code(), Some(65), "{}", text(&o));
-    assert!(text(&o).contains("no token on stdin"), "{}", text(&o));
+    let o = no_session_bus(&cfg)
+        .args(["secret", "set", &acc])
+        .envs(&[])
+        .stdin("\n")
+        .run();
+    assert_eq!(o.status.code(), Some(65), "{}", o.text());
+    assert!(o.text().contains("no token on stdin"), "{}", o.text());
     // There is no way to pass the token as an argument.
-    let o = maildns(&cfg, &["secret", "set", &acc, VALUE], &[], None);
-    assert_eq!(o.status.code(), Some(64), "{}", text(&o));
+    let o = no_session_bus(&cfg)
+        .args(["secret", "set", &acc, VALUE])
+        .envs(&[])
+        .run();
+    assert_eq!(o.status.code(), Some(64), "{}", o.text());
 }
 
 #[test]
@@ -185,10 +183,14 @@ fn unknown_account_is_a_data_error_listing_the_known_ones() {
         vec!["secret", "delete", "nope"],
         vec!["secret", "set", "nope"],
     ] {
-        let o = maildns(&cfg, &args, &[], Some("x\n"));
-        assert_eq!(o.status.code(), Some(65), "{args:?}: {}", text(&o));
-        assert!(text(&o).contains("unknown account 'nope'"), "{}", text(&o));
-        assert!(text(&o).contains(&acc), "{}", text(&o));
+        let o = no_session_bus(&cfg)
+            .args(&args)
+            .envs(&[])
+            .stdin("x\n")
+            .run();
+        assert_eq!(o.status.code(), Some(65), "{args:?}: {}", o.text());
+        assert!(o.text().contains("unknown account 'nope'"), "{}", o.text());
+        assert!(o.text().contains(&acc), "{}", o.text());
     }
 }
 
@@ -244,13 +246,12 @@ async fn secret_service_set_get_publish_delete() {
     assert!(bus.search_items(&attrs).is_empty());
 
     // set: stored in the Secret Service, as one item of the daemon.
-    let o = maildns(
-        &cfg,
-        &["secret", "set", &acc],
-        &on_bus,
-        Some(&format!("{token}\n")),
-    );
-    let out = text(&o);
+    let o = no_session_bus(&cfg)
+        .args(["secret", "set", &acc])
+        .envs(&on_bus)
+        .stdin(format!("{token}\n"))
+        .run();
+    let out = o.text();
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(
         out.contains("token stored in the OS keyring (Secret Service, service \"maildns\")"),
@@ -264,27 +265,36 @@ async fn secret_service_set_get_publish_delete() {
     );
 
     // get: found in the Secret Service; the value only with --show.
-    let o = maildns(&cfg, &["--json", "secret", "get", &acc], &on_bus, None);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(!text(&o).contains(&token), "{}", text(&o));
+    let o = no_session_bus(&cfg)
+        .args(["--json", "secret", "get", &acc])
+        .envs(&on_bus)
+        .run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
+    assert!(!o.text().contains(&token), "{}", o.text());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["source"], "keyring", "{v}");
     assert_eq!(v["keyring"], "secret-service", "{v}");
     assert_eq!(v["location"], "Secret Service, service \"maildns\"", "{v}");
-    let o = maildns(&cfg, &["secret", "get", &acc, "--show"], &on_bus, None);
+    let o = no_session_bus(&cfg)
+        .args(["secret", "get", &acc, "--show"])
+        .envs(&on_bus)
+        .run();
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim_end(), token);
 
     // Without the bus the kernel keyring is asked, which does not have it.
-    let o = maildns(&cfg, &["--json", "secret", "get", &acc], &[], None);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let o = no_session_bus(&cfg)
+        .args(["--json", "secret", "get", &acc])
+        .envs(&[])
+        .run();
+    assert_eq!(o.status.code(), Some(1), "{}", o.text());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["looked"].to_string().contains("kernel keyring"), "{v}");
 
     // publish authenticates with the token from the Secret Service, and
     // neither output nor trace-level logs show it.
     assert!(spf_at_apex(&pdns).await.is_empty());
-    let o = maildns(&cfg, &["publish"], &on_bus, None);
-    let out = text(&o);
+    let o = no_session_bus(&cfg).args(["publish"]).envs(&on_bus).run();
+    let out = o.text();
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(!out.contains(&token), "token in output or logs: {out}");
     assert_eq!(
@@ -293,25 +303,34 @@ async fn secret_service_set_get_publish_delete() {
     );
 
     // delete: gone from the daemon; get and publish now fail, naming the store.
-    let o = maildns(&cfg, &["secret", "delete", &acc], &on_bus, None);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("Secret Service"), "{}", text(&o));
+    let o = no_session_bus(&cfg)
+        .args(["secret", "delete", &acc])
+        .envs(&on_bus)
+        .run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
+    assert!(o.text().contains("Secret Service"), "{}", o.text());
     assert!(bus.search_items(&attrs).is_empty());
-    let o = maildns(&cfg, &["secret", "get", &acc], &on_bus, None);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let o = no_session_bus(&cfg)
+        .args(["secret", "get", &acc])
+        .envs(&on_bus)
+        .run();
+    assert_eq!(o.status.code(), Some(1), "{}", o.text());
     assert!(
-        text(&o).contains(&format!(
+        o.text().contains(&format!(
             "OS keyring (Secret Service, service \"maildns\", user \"{acc}\"): no entry"
         )),
         "{}",
-        text(&o)
+        o.text()
     );
-    let o = maildns(&cfg, &["publish"], &on_bus, None);
-    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("no credential"), "{}", text(&o));
+    let o = no_session_bus(&cfg).args(["publish"]).envs(&on_bus).run();
+    assert_ne!(o.status.code(), Some(0), "{}", o.text());
+    assert!(o.text().contains("no credential"), "{}", o.text());
     // deleting again is fine
-    let o = maildns(&cfg, &["secret", "delete", &acc], &on_bus, None);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = no_session_bus(&cfg)
+        .args(["secret", "delete", &acc])
+        .envs(&on_bus)
+        .run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
 }
 
 #[test]
@@ -320,31 +339,31 @@ fn a_session_bus_without_a_secret_service_means_the_kernel_keyring() {
     let acc = account("busnoss");
     let (_dir, cfg) = setup(&acc);
     let on_bus = [("DBUS_SESSION_BUS_ADDRESS", bus.address.as_str())];
-    let o = maildns(
-        &cfg,
-        &["--json", "secret", "set", &acc],
-        &on_bus,
-        Some(&format!("{VALUE}\n")),
-    );
-    let out = text(&o);
+    let o = no_session_bus(&cfg)
+        .args(["--json", "secret", "set", &acc])
+        .envs(&on_bus)
+        .stdin(format!("{VALUE}\n"))
+        .run();
+    let out = o.text();
     assert!(!out.contains(VALUE), "{out}");
     match o.status.code() {
         Some(0) => {
             let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
             assert_eq!(v["keyring"], "kernel-keyring", "{v}");
             // The same entry is seen with no bus at all: one store.
-            let g = maildns(
-                &cfg,
-                &["--json", "secret", "get", &acc, "--show"],
-                &[],
-                None,
-            );
+            let g = no_session_bus(&cfg)
+                .args(["--json", "secret", "get", &acc, "--show"])
+                .envs(&[])
+                .run();
             let v: serde_json::Value = serde_json::from_slice(&g.stdout).unwrap();
             assert_eq!(v["keyring"], "kernel-keyring", "{v}");
             assert_eq!(v["value"], VALUE);
-            let d = maildns(&cfg, &["secret", "delete", &acc], &on_bus, None);
-            assert_eq!(d.status.code(), Some(0), "{}", text(&d));
-            assert!(text(&d).contains("kernel keyring"), "{}", text(&d));
+            let d = no_session_bus(&cfg)
+                .args(["secret", "delete", &acc])
+                .envs(&on_bus)
+                .run();
+            assert_eq!(d.status.code(), Some(0), "{}", d.text());
+            assert!(d.text().contains("kernel keyring"), "{}", d.text());
         }
         // No session keyring here: the kernel keyring's own error, not the
         // Secret Service's and not a mock's silent success.
@@ -361,19 +380,21 @@ fn a_locked_secret_service_is_an_error_naming_it_never_another_store() {
     let acc = account("lockedss");
     let (_dir, cfg) = setup(&acc);
     let on_bus = [("DBUS_SESSION_BUS_ADDRESS", bus.address.as_str())];
-    let o = maildns(
-        &cfg,
-        &["secret", "set", &acc],
-        &on_bus,
-        Some(&format!("{VALUE}\n")),
-    );
-    let out = text(&o);
+    let o = no_session_bus(&cfg)
+        .args(["secret", "set", &acc])
+        .envs(&on_bus)
+        .stdin(format!("{VALUE}\n"))
+        .run();
+    let out = o.text();
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(!out.contains(VALUE), "{out}");
     assert!(out.contains("OS keyring (Secret Service)"), "{out}");
     assert!(out.contains("locked or access was refused"), "{out}");
     assert!(!out.contains("token stored"), "{out}");
     // Not quietly stored in the kernel keyring instead.
-    let o = maildns(&cfg, &["--json", "secret", "get", &acc], &[], None);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let o = no_session_bus(&cfg)
+        .args(["--json", "secret", "get", &acc])
+        .envs(&[])
+        .run();
+    assert_eq!(o.status.code(), Some(1), "{}", o.text());
 }

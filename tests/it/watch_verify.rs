@@ -4,33 +4,13 @@
 #![allow(clippy::disallowed_macros)] // prints for its reader; clippy.toml bans printing in the crate
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use maildns::propagation::{Querier, QueryOptions};
 use maildns_providers::{Fqdn, TxtRecord};
+use maildns_testkit::cmd::Output;
 use maildns_testkit::{PowerDns, random_label};
 
-fn maildns(dir: &Path, token: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_maildns"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("MAILDNS_CONFIG")
-        .env("MAILDNS_PDNS_TOKEN", token)
-        .output()
-        .expect("maildns runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use crate::cmd;
 
 fn zone(prefix: &str) -> String {
     format!("{prefix}{}.test", random_label(8))
@@ -124,9 +104,13 @@ async fn publish_wait_returns_once_every_server_serves_the_records() {
     pdns.create_zone(&z).await;
     let dir = tempfile::tempdir().unwrap();
     config(dir.path(), &pdns, &z, &[&pdns], BASIC);
-    let out = maildns(dir.path(), &pdns.api_key, &["publish", "--wait"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let s = stdout(&out);
+    let out = cmd()
+        .current_dir(dir.path())
+        .env("MAILDNS_PDNS_TOKEN", &pdns.api_key)
+        .args(["publish", "--wait"])
+        .run();
+    assert_eq!(out.status.code(), Some(0), "{}", out.text());
+    let s = out.stdout_text();
     assert!(
         s.contains(&format!("{z}: propagated to every server")),
         "{s}"
@@ -160,8 +144,12 @@ async fn publish_wait_returns_once_every_server_serves_the_records() {
         &[&pdns],
         "spf = \"v=spf1 ip4:192.0.2.11/32 -all\"\ndmarc = \"v=DMARC1; p=quarantine\"",
     );
-    let out = maildns(dir.path(), &pdns.api_key, &["--json", "publish", "--wait"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = cmd()
+        .current_dir(dir.path())
+        .env("MAILDNS_PDNS_TOKEN", &pdns.api_key)
+        .args(["--json", "publish", "--wait"])
+        .run();
+    assert_eq!(out.status.code(), Some(0), "{}", out.text());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let report = &v["watch"][0]["report"];
     assert_eq!(report["propagated"], true, "{v}");
@@ -191,13 +179,13 @@ async fn publish_wait_exits_3_naming_the_server_that_lags() {
     b.create_zone(&z).await; // the zone, never the change
     let dir = tempfile::tempdir().unwrap();
     config(dir.path(), &a, &z, &[&a, &b], BASIC);
-    let out = maildns(
-        dir.path(),
-        &a.api_key,
-        &["publish", "--wait", "--timeout", "3s"],
-    );
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    let s = stdout(&out);
+    let out = cmd()
+        .current_dir(dir.path())
+        .env("MAILDNS_PDNS_TOKEN", &a.api_key)
+        .args(["publish", "--wait", "--timeout", "3s"])
+        .run();
+    assert_eq!(out.status.code(), Some(3), "{}", out.text());
+    let s = out.stdout_text();
     assert!(s.contains(&format!("{z}: NOT propagated")), "{s}");
     assert!(
         s.contains(&format!(
@@ -227,15 +215,20 @@ async fn watch_exits_0_when_served_and_3_on_timeout() {
     let run = |args: &[&str]| {
         let mut all = vec!["watch", owner.as_str(), "--server", server.as_str()];
         all.extend_from_slice(args);
-        maildns(dir.path(), "", &all)
+        cmd()
+            .current_dir(dir.path())
+            .env("MAILDNS_PDNS_TOKEN", "")
+            .args(all)
+            .run()
     };
     let ok = run(&["--expect", "v=DMARC1; p=none", "--timeout", "5s"]);
-    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
-    assert!(stdout(&ok).contains("safe after"), "{}", text(&ok));
+    assert_eq!(ok.status.code(), Some(0), "{}", ok.text());
+    assert!(ok.stdout_text().contains("safe after"), "{}", ok.text());
     let missing = run(&["--expect", "v=DMARC1; p=reject", "--timeout", "1s"]);
-    assert_eq!(missing.status.code(), Some(3), "{}", text(&missing));
+    assert_eq!(missing.status.code(), Some(3), "{}", missing.text());
     // The lagging server is named with what it serves (in the server's order).
-    let lagging = stdout(&missing)
+    let lagging = missing
+        .stdout_text()
         .lines()
         .find(|l| {
             l.starts_with(&format!(
@@ -243,17 +236,17 @@ async fn watch_exits_0_when_served_and_3_on_timeout() {
             ))
         })
         .map(str::to_string)
-        .unwrap_or_else(|| panic!("{}", text(&missing)));
+        .unwrap_or_else(|| panic!("{}", missing.text()));
     assert!(lagging.contains("\"v=DMARC1; p=none\""), "{lagging}");
     assert!(lagging.contains("\"foreign=1\""), "{lagging}");
     let still = run(&["--absent", "v=DMARC1; p=none", "--timeout", "1s"]);
-    assert_eq!(still.status.code(), Some(3), "{}", text(&still));
+    assert_eq!(still.status.code(), Some(3), "{}", still.text());
     let gone = run(&["--absent", "v=DMARC1; p=reject", "--timeout", "1s"]);
-    assert_eq!(gone.status.code(), Some(0), "{}", text(&gone));
-    let json = maildns(
-        dir.path(),
-        "",
-        &[
+    assert_eq!(gone.status.code(), Some(0), "{}", gone.text());
+    let json = cmd()
+        .current_dir(dir.path())
+        .env("MAILDNS_PDNS_TOKEN", "")
+        .args([
             "--json",
             "watch",
             &owner,
@@ -261,15 +254,21 @@ async fn watch_exits_0_when_served_and_3_on_timeout() {
             &server,
             "--expect",
             "foreign=1",
-        ],
-    );
-    assert_eq!(json.status.code(), Some(0), "{}", text(&json));
+        ])
+        .run();
+    assert_eq!(json.status.code(), Some(0), "{}", json.text());
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
     assert_eq!(v["report"]["propagated"], true);
     assert_eq!(v["servers"][0]["addr"], server);
     // Neither --expect nor --absent: a usage error.
     assert_eq!(
-        maildns(dir.path(), "", &["watch", &owner]).status.code(),
+        cmd()
+            .current_dir(dir.path())
+            .env("MAILDNS_PDNS_TOKEN", "")
+            .args(["watch", &owner])
+            .run()
+            .status
+            .code(),
         Some(64)
     );
 }
@@ -295,13 +294,21 @@ selector_format = "s%Y%m"
 "#
     );
     config(dir.path(), &pdns, &z, &[&pdns], &extra);
-    let out = maildns(dir.path(), &pdns.api_key, &["publish"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = cmd()
+        .current_dir(dir.path())
+        .env("MAILDNS_PDNS_TOKEN", &pdns.api_key)
+        .args(["publish"])
+        .run();
+    assert_eq!(out.status.code(), Some(0), "{}", out.text());
 
     // Good: exit 0, and the report says what it checked. No credential needed.
-    let good = maildns(dir.path(), "", &["verify"]);
-    assert_eq!(good.status.code(), Some(0), "{}", text(&good));
-    let s = stdout(&good);
+    let good = cmd()
+        .current_dir(dir.path())
+        .env("MAILDNS_PDNS_TOKEN", "")
+        .args(["verify"])
+        .run();
+    assert_eq!(good.status.code(), Some(0), "{}", good.text());
+    let s = good.stdout_text();
     println!("{s}");
     assert!(s.contains("the served public key matches"), "{s}");
     assert!(
@@ -317,12 +324,17 @@ selector_format = "s%Y%m"
 
     // A missing authorisation record for the external report destination.
     set_txt(&pdns, &f, &auth, &[]).await;
-    let out = maildns(dir.path(), "", &["verify"]);
-    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    let out = cmd()
+        .current_dir(dir.path())
+        .env("MAILDNS_PDNS_TOKEN", "")
+        .args(["verify"])
+        .run();
+    assert_eq!(out.status.code(), Some(65), "{}", out.text());
     assert!(
-        stdout(&out).contains(&format!("{auth} has no v=DMARC1 record")),
+        out.stdout_text()
+            .contains(&format!("{auth} has no v=DMARC1 record")),
         "{}",
-        text(&out)
+        out.text()
     );
     set_txt(&pdns, &f, &auth, &["v=DMARC1"]).await;
 
@@ -336,8 +348,12 @@ selector_format = "s%Y%m"
         set_txt(&pdns, &f, &format!("c{i}.{f}"), &[&next]).await;
     }
     set_txt(&pdns, &f, &spf_f, &[&format!("v=spf1 include:c1.{f} -all")]).await;
-    let out = maildns(dir.path(), "", &["--json", "verify"]);
-    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    let out = cmd()
+        .current_dir(dir.path())
+        .env("MAILDNS_PDNS_TOKEN", "")
+        .args(["--json", "verify"])
+        .run();
+    assert_eq!(out.status.code(), Some(65), "{}", out.text());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let findings = v["domains"][0]["findings"].as_array().unwrap();
     let lookups = findings
@@ -366,8 +382,12 @@ selector_format = "s%Y%m"
     assert_eq!(terms[11]["term"], format!("include:c11.{f}"));
     assert_eq!(terms[11]["record"], format!("c10.{f}"));
     // The table wraps the list but keeps every lookup and its record.
-    let out = maildns(dir.path(), "", &["verify"]);
-    let table = stdout(&out);
+    let out = cmd()
+        .current_dir(dir.path())
+        .env("MAILDNS_PDNS_TOKEN", "")
+        .args(["verify"])
+        .run();
+    let table = out.stdout_text();
     for w in &want {
         let (record, term) = w.split_once(": ").unwrap();
         let at = table
@@ -391,15 +411,29 @@ selector_format = "s%Y%m"
         &[&format!("v=spf1 include:{spf_f} -all")],
     )
     .await;
-    let out = maildns(dir.path(), "", &["verify"]);
-    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    let out = cmd()
+        .current_dir(dir.path())
+        .env("MAILDNS_PDNS_TOKEN", "")
+        .args(["verify"])
+        .run();
+    assert_eq!(out.status.code(), Some(65), "{}", out.text());
     assert!(
-        stdout(&out).contains(&format!("loops: {z} -> {spf_f} -> {spf_f}")),
+        out.stdout_text()
+            .contains(&format!("loops: {z} -> {spf_f} -> {spf_f}")),
         "{}",
-        text(&out)
+        out.text()
     );
     set_txt(&pdns, &f, &spf_f, &["v=spf1 ip4:198.51.100.0/24 -all"]).await;
-    assert_eq!(maildns(dir.path(), "", &["verify"]).status.code(), Some(0));
+    assert_eq!(
+        cmd()
+            .current_dir(dir.path())
+            .env("MAILDNS_PDNS_TOKEN", "")
+            .args(["verify"])
+            .run()
+            .status
+            .code(),
+        Some(0)
+    );
 
     // Two SPF values at the domain, two DMARC values at _dmarc: each is named,
     // by verify and by plan (which refuses to touch the name).
@@ -408,8 +442,12 @@ selector_format = "s%Y%m"
     let dmarc_name = format!("_dmarc.{z}");
     let dmarc = format!("v=DMARC1; p=quarantine; rua=mailto:reports@{f}");
     set_txt(&pdns, &z, &dmarc_name, &[&dmarc, "v=DMARC1; p=none"]).await;
-    let out = maildns(dir.path(), "", &["verify"]);
-    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    let out = cmd()
+        .current_dir(dir.path())
+        .env("MAILDNS_PDNS_TOKEN", "")
+        .args(["verify"])
+        .run();
+    assert_eq!(out.status.code(), Some(65), "{}", out.text());
     // Each value quoted, in the order the servers give them.
     let either = |head: &str, a: &str, b: &str, tail: &str| {
         [
@@ -418,11 +456,11 @@ selector_format = "s%Y%m"
         ]
     };
     let has = |out: &Output, wants: [String; 2]| {
-        let s = stdout(out);
+        let s = out.stdout_text();
         assert!(
             wants.iter().any(|w| s.contains(w)),
             "{wants:?}\n{}",
-            text(out)
+            out.text()
         );
     };
     has(
@@ -443,7 +481,11 @@ selector_format = "s%Y%m"
             ")",
         ),
     );
-    let out = maildns(dir.path(), &pdns.api_key, &["plan"]);
+    let out = cmd()
+        .current_dir(dir.path())
+        .env("MAILDNS_PDNS_TOKEN", &pdns.api_key)
+        .args(["plan"])
+        .run();
     has(
         &out,
         either(
@@ -453,7 +495,11 @@ selector_format = "s%Y%m"
             "; only one is allowed",
         ),
     );
-    let out = maildns(dir.path(), &pdns.api_key, &["--json", "plan"]);
+    let out = cmd()
+        .current_dir(dir.path())
+        .env("MAILDNS_PDNS_TOKEN", &pdns.api_key)
+        .args(["--json", "plan"])
+        .run();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let v = v.to_string();
     assert!(
@@ -471,8 +517,12 @@ selector_format = "s%Y%m"
         &["v=spf1 ip4:198.51.100.0/24 -all", "v=spf1 -all"],
     )
     .await;
-    let out = maildns(dir.path(), "", &["verify"]);
-    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    let out = cmd()
+        .current_dir(dir.path())
+        .env("MAILDNS_PDNS_TOKEN", "")
+        .args(["verify"])
+        .run();
+    assert_eq!(out.status.code(), Some(65), "{}", out.text());
     has(
         &out,
         either(
@@ -483,7 +533,16 @@ selector_format = "s%Y%m"
         ),
     );
     set_txt(&pdns, &f, &spf_f, &["v=spf1 ip4:198.51.100.0/24 -all"]).await;
-    assert_eq!(maildns(dir.path(), "", &["verify"]).status.code(), Some(0));
+    assert_eq!(
+        cmd()
+            .current_dir(dir.path())
+            .env("MAILDNS_PDNS_TOKEN", "")
+            .args(["verify"])
+            .run()
+            .status
+            .code(),
+        Some(0)
+    );
 
     // The key on disk no longer matches the published record.
     let key_dir = dir.path().join("state/keys").join(&z);
@@ -496,12 +555,17 @@ selector_format = "s%Y%m"
     std::fs::remove_file(&key_file).unwrap();
     let other = maildns::keys::PrivateKey::generate(maildns::keys::KeySpec::rsa(1024)).unwrap();
     maildns::keys::write_private_key(&key_file, &other, Default::default()).unwrap();
-    let out = maildns(dir.path(), "", &["verify"]);
-    println!("{}", stdout(&out));
-    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    let out = cmd()
+        .current_dir(dir.path())
+        .env("MAILDNS_PDNS_TOKEN", "")
+        .args(["verify"])
+        .run();
+    println!("{}", out.stdout_text());
+    assert_eq!(out.status.code(), Some(65), "{}", out.text());
     assert!(
-        stdout(&out).contains("the served public key is NOT the public half of"),
+        out.stdout_text()
+            .contains("the served public key is NOT the public half of"),
         "{}",
-        text(&out)
+        out.text()
     );
 }

@@ -4,7 +4,9 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{ExitStatus, Stdio};
+
+use crate::cmd;
 
 /// A config of `n` domains, each with SPF and DMARC, in a fresh temp dir.
 fn many_domains(n: usize) -> (tempfile::TempDir, PathBuf) {
@@ -31,9 +33,9 @@ fn quiet_end(status: ExitStatus) -> bool {
 /// Runs maildns with `args`, reads the first line of stdout, closes the pipe
 /// and returns the first line, the exit status and stderr.
 fn first_line_then_close(args: &[&str]) -> (String, ExitStatus, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_maildns"))
+    let mut child = cmd()
         .args(args)
-        .env_remove("MAILDNS_CONFIG")
+        .command()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -97,9 +99,9 @@ fn a_closed_stderr_is_no_panic() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("maildns.toml");
     std::fs::write(&cfg, "state_dir = 3\n").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_maildns"))
+    let mut child = cmd()
         .args(["-c", cfg.to_str().unwrap(), "-vv", "check"])
-        .env_remove("MAILDNS_CONFIG")
+        .command()
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -122,11 +124,7 @@ fn a_non_utf8_config_byte_is_named_with_line_and_column() {
     )
     .unwrap();
     for cmd in ["check", "records", "plan"] {
-        let o = Command::new(env!("CARGO_BIN_EXE_maildns"))
-            .args(["-c", cfg.to_str().unwrap(), cmd])
-            .env_remove("MAILDNS_CONFIG")
-            .output()
-            .unwrap();
+        let o = crate::cmd().args(["-c", cfg.to_str().unwrap(), cmd]).run();
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(65), "{cmd}: {err}");
         assert!(

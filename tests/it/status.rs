@@ -3,7 +3,6 @@
 //! selectors with their removal dates, blocked rotations and recent events.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use maildns::rotation::{
@@ -11,23 +10,7 @@ use maildns::rotation::{
 };
 use maildns_providers::Fqdn;
 
-fn maildns(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_maildns"))
-        .arg("--config")
-        .arg(cfg)
-        .args(args)
-        .env_remove("MAILDNS_CONFIG")
-        .output()
-        .expect("maildns runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use crate::cmd;
 
 fn key(sel: &str, status: KeyStatus, created: DateTime<Utc>, dir: &Path) -> KeyRecord {
     KeyRecord {
@@ -169,9 +152,9 @@ spf = "v=spf1 -all"
 #[test]
 fn table_names_active_selector_next_action_and_date() {
     let f = fixture();
-    let o = maildns(&f.cfg, &["status"]);
-    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
-    let out = text(&o);
+    let o = cmd().config(&f.cfg).args(["status"]).run();
+    assert_eq!(o.status.code(), Some(4), "{}", o.text());
+    let out = o.text();
     assert!(out.contains("active   202611       rsa 2048 bits"), "{out}");
     assert!(out.contains("(10 days)"), "{out}");
     assert!(
@@ -207,9 +190,12 @@ fn table_names_active_selector_next_action_and_date() {
     );
     assert!(out.contains("1 domain(s) need attention (exit 4)"), "{out}");
     // The healthy domain alone passes.
-    let o = maildns(&f.cfg, &["status", "--domain", "example.com"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(!text(&o).contains("ATTENTION"), "{}", text(&o));
+    let o = cmd()
+        .config(&f.cfg)
+        .args(["status", "--domain", "example.com"])
+        .run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
+    assert!(!o.text().contains("ATTENTION"), "{}", o.text());
     // No key yet: say how to get one.
     assert!(out.contains("new.example\n"), "{out}");
     assert!(
@@ -218,18 +204,24 @@ fn table_names_active_selector_next_action_and_date() {
     );
 
     // One domain only.
-    let o = maildns(&f.cfg, &["status", "--domain", "new.example"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(!text(&o).contains("example.com"), "{}", text(&o));
-    let o = maildns(&f.cfg, &["status", "--domain", "unknown.example"]);
-    assert_eq!(o.status.code(), Some(65), "{}", text(&o));
+    let o = cmd()
+        .config(&f.cfg)
+        .args(["status", "--domain", "new.example"])
+        .run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
+    assert!(!o.text().contains("example.com"), "{}", o.text());
+    let o = cmd()
+        .config(&f.cfg)
+        .args(["status", "--domain", "unknown.example"])
+        .run();
+    assert_eq!(o.status.code(), Some(65), "{}", o.text());
 }
 
 #[test]
 fn json_has_the_expected_fields() {
     let f = fixture();
-    let o = maildns(&f.cfg, &["--json", "status"]);
-    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    let o = cmd().config(&f.cfg).args(["--json", "status"]).run();
+    assert_eq!(o.status.code(), Some(4), "{}", o.text());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status --json is JSON");
     assert_eq!(v["version"], 1);
     assert_eq!(v["attention"], true);
@@ -301,9 +293,9 @@ fn no_store_yet_means_no_keys_and_creates_nothing() {
         "state_dir = \"state\"\n[accounts.local]\nprovider = \"zonefile\"\npath = \"zone.db\"\n[domains.\"example.com\"]\naccount = \"local\"\n[domains.\"example.com\".dkim]\n",
     )
     .unwrap();
-    let o = maildns(&cfg, &["status"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("no DKIM key yet"), "{}", text(&o));
+    let o = cmd().config(&cfg).args(["status"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
+    assert!(o.text().contains("no DKIM key yet"), "{}", o.text());
     assert!(!dir.path().join("state").exists());
 }
 
@@ -325,15 +317,21 @@ fn a_failing_step_makes_status_exit_4_and_say_why() {
         k.not_before = Some(Utc::now() + TimeDelta::minutes(2));
         store.save(&state, &[]).unwrap();
     }
-    let o = maildns(&f.cfg, &["status", "--domain", "example.com"]);
-    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    let o = cmd()
+        .config(&f.cfg)
+        .args(["status", "--domain", "example.com"])
+        .run();
+    assert_eq!(o.status.code(), Some(4), "{}", o.text());
     assert!(
-        text(&o).contains("ATTENTION failing 202610: last attempt failed (2 so far): account 'dns' (powerdns): HTTP 401 Unauthorized"),
+        o.text().contains("ATTENTION failing 202610: last attempt failed (2 so far): account 'dns' (powerdns): HTTP 401 Unauthorized"),
         "{}",
-        text(&o)
+        o.text()
     );
-    let o = maildns(&f.cfg, &["--json", "status", "--domain", "example.com"]);
-    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    let o = cmd()
+        .config(&f.cfg)
+        .args(["--json", "status", "--domain", "example.com"])
+        .run();
+    assert_eq!(o.status.code(), Some(4), "{}", o.text());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["attention"], true);
     assert_eq!(v["domains"][0]["attention"][0]["kind"], "failing");

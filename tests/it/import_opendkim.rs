@@ -3,28 +3,13 @@
 //! changes nothing, and `maildns status` shows it.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use maildns::rotation::{Algorithm, KeyStatus, Selector, SqliteStore, Store};
 use maildns_providers::Fqdn;
+use maildns_testkit::cmd::Output;
 
-fn maildns(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_maildns"))
-        .arg("--config")
-        .arg(cfg)
-        .args(args)
-        .env_remove("MAILDNS_CONFIG")
-        .output()
-        .expect("maildns runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use crate::cmd;
 
 /// The seed's layout (opendkim.conf, key.table, signing.table, keys/prueba.private
 /// made by opendkim-genkey) in `dir`, and a maildns.toml pointing at it.
@@ -44,8 +29,9 @@ fn seed_layout(dir: &Path, keytable_domain: &str) -> std::path::PathBuf {
         ])
         .arg(&keys)
         .output()
+        .map(Output)
         .expect("opendkim-genkey runs (package opendkim-tools)");
-    assert!(genkey.status.success(), "{}", text(&genkey));
+    assert!(genkey.status.success(), "{}", genkey.text());
     std::fs::rename(keys.join("201908.private"), keys.join("prueba.private")).unwrap();
     let d = dir.display();
     // As in the seed (shared/seed), with the paths moved into the temp dir.
@@ -105,9 +91,13 @@ fn seed_key_is_adopted_once_and_shown_by_status() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = seed_layout(dir.path(), "example.com");
 
-    let first = maildns(&cfg, &["import", "opendkim"]);
-    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
-    assert!(text(&first).contains("example.com: adopted selector 201908 (rsa 1024 bits)"));
+    let first = cmd().config(&cfg).args(["import", "opendkim"]).run();
+    assert_eq!(first.status.code(), Some(0), "{}", first.text());
+    assert!(
+        first
+            .text()
+            .contains("example.com: adopted selector 201908 (rsa 1024 bits)")
+    );
 
     let store = SqliteStore::open(&dir.path().join("state")).unwrap();
     let state = store.load(&example()).unwrap();
@@ -123,17 +113,20 @@ fn seed_key_is_adopted_once_and_shown_by_status() {
     assert_eq!(events[0].event.what, "adopted");
 
     // Second import: nothing changes (same state, no new event).
-    let second = maildns(&cfg, &["--json", "import", "opendkim"]);
-    assert_eq!(second.status.code(), Some(0), "{}", text(&second));
+    let second = cmd()
+        .config(&cfg)
+        .args(["--json", "import", "opendkim"])
+        .run();
+    assert_eq!(second.status.code(), Some(0), "{}", second.text());
     let v: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
     assert_eq!(v["results"][0]["outcome"], "already_adopted");
     assert_eq!(v["results"][0]["bits"], 1024);
     assert_eq!(store.load(&example()).unwrap(), state);
     assert_eq!(store.events(Some(&example()), 0, 100).unwrap().len(), 1);
 
-    let status = maildns(&cfg, &["status"]);
-    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
-    let out = text(&status);
+    let status = cmd().config(&cfg).args(["status"]).run();
+    assert_eq!(status.status.code(), Some(0), "{}", status.text());
+    let out = status.text();
     assert!(out.contains("active   201908"), "{out}");
     assert!(out.contains("rsa 1024 bits"), "{out}");
     assert!(
@@ -148,13 +141,16 @@ fn missing_entry_and_unreadable_key_say_what_to_fix() {
     let dir = tempfile::tempdir().unwrap();
     // The key table names another domain: example.com is not found.
     let cfg = seed_layout(dir.path(), "example.org");
-    let o = maildns(&cfg, &["import", "opendkim", "--domain", "example.com"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("NOT FOUND"), "{}", text(&o));
+    let o = cmd()
+        .config(&cfg)
+        .args(["import", "opendkim", "--domain", "example.com"])
+        .run();
+    assert_eq!(o.status.code(), Some(1), "{}", o.text());
+    assert!(o.text().contains("NOT FOUND"), "{}", o.text());
     assert!(
-        text(&o).contains("add `NAME example.com:SELECTOR:"),
+        o.text().contains("add `NAME example.com:SELECTOR:"),
         "{}",
-        text(&o)
+        o.text()
     );
 
     // The entry is there but the key file is not a key.
@@ -167,8 +163,11 @@ fn missing_entry_and_unreadable_key_say_what_to_fix() {
     )
     .unwrap();
     std::fs::write(dir.path().join("keys/broken.private"), "not a key\n").unwrap();
-    let o = maildns(&cfg, &["--json", "import", "opendkim"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let o = cmd()
+        .config(&cfg)
+        .args(["--json", "import", "opendkim"])
+        .run();
+    assert_eq!(o.status.code(), Some(1), "{}", o.text());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["results"][0]["outcome"], "unreadable");
     assert!(
@@ -181,18 +180,21 @@ fn missing_entry_and_unreadable_key_say_what_to_fix() {
     assert!(store.load(&example()).unwrap().keys.is_empty());
 
     // Unknown domain: a data error.
-    let o = maildns(&cfg, &["import", "opendkim", "--domain", "nope.example"]);
-    assert_eq!(o.status.code(), Some(65), "{}", text(&o));
+    let o = cmd()
+        .config(&cfg)
+        .args(["import", "opendkim", "--domain", "nope.example"])
+        .run();
+    assert_eq!(o.status.code(), Some(65), "{}", o.text());
     // Missing opendkim.conf: a data error naming it.
-    let o = maildns(
-        &cfg,
-        &["import", "opendkim", "--conf", "/nonexistent/opendkim.conf"],
-    );
-    assert_eq!(o.status.code(), Some(65), "{}", text(&o));
+    let o = cmd()
+        .config(&cfg)
+        .args(["import", "opendkim", "--conf", "/nonexistent/opendkim.conf"])
+        .run();
+    assert_eq!(o.status.code(), Some(65), "{}", o.text());
     assert!(
-        text(&o).contains("/nonexistent/opendkim.conf"),
+        o.text().contains("/nonexistent/opendkim.conf"),
         "{}",
-        text(&o)
+        o.text()
     );
 }
 
@@ -209,17 +211,17 @@ fn single_key_mode_is_adopted() {
     )
     .unwrap();
     let conf = dir.path().join("single.conf");
-    let o = maildns(
-        &cfg,
-        &[
+    let o = cmd()
+        .config(&cfg)
+        .args([
             "--json",
             "import",
             "opendkim",
             "--conf",
             conf.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        ])
+        .run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["results"][0]["outcome"], "adopted");
     assert_eq!(v["results"][0]["selector"], "201908");
@@ -237,12 +239,12 @@ fn import_exits_75_while_the_lock_is_held_and_status_still_reads() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = seed_layout(dir.path(), "example.com");
     let _daemon = SqliteStore::open_locked(&dir.path().join("state")).unwrap();
-    let o = maildns(&cfg, &["import", "opendkim"]);
-    assert_eq!(o.status.code(), Some(75), "{}", text(&o));
-    assert!(text(&o).contains("holds the state lock"), "{}", text(&o));
+    let o = cmd().config(&cfg).args(["import", "opendkim"]).run();
+    assert_eq!(o.status.code(), Some(75), "{}", o.text());
+    assert!(o.text().contains("holds the state lock"), "{}", o.text());
     // status reads without the lock.
-    let o = maildns(&cfg, &["status"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = cmd().config(&cfg).args(["status"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
 }
 
 /// base64 of the DER public key OpenSSL derives from `key` (its `p=` value).
@@ -272,12 +274,13 @@ fn a_512_bit_key_is_refused_and_never_published() {
         .arg(&key)
         .arg("512")
         .output()
+        .map(Output)
         .expect("openssl runs");
-    assert!(made.status.success(), "{}", text(&made));
+    assert!(made.status.success(), "{}", made.text());
     let weak_p = p_value_of(&key);
 
-    let o = maildns(&cfg, &["import", "opendkim"]);
-    let out = text(&o);
+    let o = cmd().config(&cfg).args(["import", "opendkim"]).run();
+    let out = o.text();
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(
         out.contains("example.com: REFUSED selector 201908 (rsa 512 bits)"),
@@ -289,16 +292,19 @@ fn a_512_bit_key_is_refused_and_never_published() {
     );
     assert!(out.contains(key.to_str().unwrap()), "{out}");
     assert!(out.contains("0 key(s) adopted, 1 problem(s)"), "{out}");
-    let o = maildns(&cfg, &["--json", "import", "opendkim"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let o = cmd()
+        .config(&cfg)
+        .args(["--json", "import", "opendkim"])
+        .run();
+    assert_eq!(o.status.code(), Some(1), "{}", o.text());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["results"][0]["outcome"], "refused", "{v}");
     assert_eq!(v["results"][0]["bits"], 512, "{v}");
     let store = SqliteStore::open(&dir.path().join("state")).unwrap();
     assert!(store.load(&example()).unwrap().keys.is_empty());
 
-    let o = maildns(&cfg, &["publish"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = cmd().config(&cfg).args(["publish"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
     let zone = std::fs::read_to_string(dir.path().join("zone.db")).unwrap();
     assert!(!zone.contains(&weak_p[..60]), "{zone}");
     let state = store.load(&example()).unwrap();
@@ -312,8 +318,8 @@ fn a_512_bit_key_is_refused_and_never_published() {
 fn a_weak_key_file_behind_a_recorded_key_is_refused_on_load() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = seed_layout(dir.path(), "example.com");
-    let o = maildns(&cfg, &["import", "opendkim"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = cmd().config(&cfg).args(["import", "opendkim"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
     let key = dir.path().join("keys/prueba.private");
     std::fs::remove_file(&key).unwrap();
     let made = Command::new("openssl")
@@ -321,10 +327,11 @@ fn a_weak_key_file_behind_a_recorded_key_is_refused_on_load() {
         .arg(&key)
         .arg("768")
         .output()
+        .map(Output)
         .expect("openssl runs");
-    assert!(made.status.success(), "{}", text(&made));
-    let o = maildns(&cfg, &["publish"]);
-    let out = text(&o);
+    assert!(made.status.success(), "{}", made.text());
+    let o = cmd().config(&cfg).args(["publish"]).run();
+    let out = o.text();
     assert_ne!(o.status.code(), Some(0), "{out}");
     assert!(out.contains("a 768-bit RSA key"), "{out}");
     assert!(out.contains(key.to_str().unwrap()), "{out}");
@@ -339,32 +346,34 @@ fn a_1024_bit_key_is_adopted_with_a_warning_on_every_run() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = seed_layout(dir.path(), "example.com");
     for run in 0..2 {
-        let o = maildns(&cfg, &["import", "opendkim"]);
-        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let o = cmd().config(&cfg).args(["import", "opendkim"]).run();
+        assert_eq!(o.status.code(), Some(0), "{}", o.text());
         assert!(
-            text(&o).contains("warning: a 1024-bit RSA key: RFC 8301 (section 3.2) says signers SHOULD use at least 2048 bits"),
+            o.text().contains("warning: a 1024-bit RSA key: RFC 8301 (section 3.2) says signers SHOULD use at least 2048 bits"),
             "run {run}: {}",
-            text(&o)
+            o.text()
         );
     }
     for run in 0..2 {
-        let o = maildns(&cfg, &["status"]);
-        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let o = cmd().config(&cfg).args(["status"]).run();
+        assert_eq!(o.status.code(), Some(0), "{}", o.text());
         assert!(
-            text(&o).contains("WARNING  example.com: key 201908 (active): a 1024-bit RSA key"),
+            o.text()
+                .contains("WARNING  example.com: key 201908 (active): a 1024-bit RSA key"),
             "run {run}: {}",
-            text(&o)
+            o.text()
         );
-        let o = maildns(&cfg, &["--json", "status"]);
+        let o = cmd().config(&cfg).args(["--json", "status"]).run();
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let s = v.to_string();
         assert!(s.contains("\"code\":\"rsa_weak\""), "{s}");
-        let o = maildns(&cfg, &["publish"]);
-        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let o = cmd().config(&cfg).args(["publish"]).run();
+        assert_eq!(o.status.code(), Some(0), "{}", o.text());
         assert!(
-            text(&o).contains("warning: example.com: key 201908 (active): a 1024-bit RSA key"),
+            o.text()
+                .contains("warning: example.com: key 201908 (active): a 1024-bit RSA key"),
             "run {run}: {}",
-            text(&o)
+            o.text()
         );
     }
 }

@@ -1,0 +1,36 @@
+//! The root crate's integration tests: one test binary (one link, one process),
+//! one module per area. Filter by module: `cargo test --test it rotation::`.
+//!
+//! Every module runs the `maildns` binary through [`cmd`], the testkit's command
+//! builder. Tests share this process, so none changes process-wide state: environment variables go to the
+//! children (`Maildns::env`), never `std::env::set_var`; no test changes the
+//! current directory (`Maildns::current_dir` sets the child's); each `#[tokio::test]`
+//! has its own runtime.
+
+mod cli;
+mod diagnose;
+mod faults;
+mod gate;
+mod import_opendkim;
+mod key_floor;
+mod opendkim_signer;
+mod operations;
+mod output;
+mod plan_ttl;
+mod propagation;
+mod publish_servers;
+mod readback;
+mod rotation;
+mod secret;
+mod status;
+mod watch_verify;
+mod zonefile_bind;
+
+use maildns_testkit::cmd::Maildns;
+
+/// The `maildns` binary built for these tests, as the testkit's command builder
+/// (with `MAILDNS_CONFIG`, `NOTIFY_SOCKET` and `CREDENTIALS_DIRECTORY` removed
+/// from its environment).
+fn cmd() -> Maildns {
+    Maildns::new(env!("CARGO_BIN_EXE_maildns"))
+}
