@@ -699,7 +699,8 @@ impl Validator<'_> {
         complete &= settings.server.is_some() || a.server.is_none();
         for r in host.required {
             // A server that did not parse has been reported already.
-            if !settings.is_set(r.key) && !(r.key == "server" && a.server.is_some()) {
+            let given = settings.is_set(r.key) || (r.key == "server" && a.server.is_some());
+            if !given {
                 self.err(
                     Some(acc.span()),
                     &format!("{key}.{}", r.key),
