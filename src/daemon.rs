@@ -174,6 +174,9 @@ async fn pass(runner: &Runner, stop: &mut (impl Future<Output = ()> + Unpin)) ->
                 )));
                 match runner.run(&domain, forced).await {
                     Ok(outcome) => {
+                        for w in &outcome.warnings {
+                            tracing::warn!(domain = %domain, "{}", w.message);
+                        }
                         let failures = outcome.failures();
                         for f in &failures {
                             tracing::error!(domain = %domain, "{f}");

@@ -73,7 +73,8 @@ pub fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| super::output::Stderr)
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
@@ -92,14 +93,14 @@ pub fn load_gated(cli: &super::Cli) -> anyhow::Result<Config> {
     let config = load_config(cli)?;
     let report = crate::gate::gate(&config)?;
     for n in report.notices() {
-        eprintln!("{n}");
+        eoutln!("{n}");
     }
     Ok(config)
 }
 
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = super::output::Stdout;
     serde_json::to_writer_pretty(&mut out, value).context("writing JSON")?;
     writeln!(out)?;
     Ok(())

@@ -157,7 +157,7 @@ pub(super) async fn run(
                 for w in warnings {
                     let prefix = format!("{}: ", d.name);
                     let message = w.message.strip_prefix(&prefix).unwrap_or(&w.message);
-                    eprintln!("warning: {}: {message}", d.name);
+                    eoutln!("warning: {}: {message}", d.name);
                 }
                 entries
             }
@@ -266,10 +266,10 @@ pub(super) async fn run(
     if !cli.json {
         print_human(&outcomes, &summary, apply, &failed_accounts);
         for n in &readback_notes {
-            println!("{n}");
+            outln!("{n}");
         }
         for d in &no_key {
-            println!(
+            outln!(
                 "note: {d} has no DKIM key yet: `maildns publish` generates and publishes the first one"
             );
         }
@@ -324,7 +324,7 @@ async fn watch_outcomes(
         let title = o.domain.to_string();
         if checks.is_empty() {
             if !cli.json {
-                println!("{title}: in sync, nothing to wait for");
+                outln!("{title}: in sync, nothing to wait for");
             }
             continue;
         }
@@ -341,7 +341,7 @@ async fn watch_outcomes(
             Err(e) => {
                 let error = format!("finding the authoritative servers of {zone}: {e}");
                 if !cli.json {
-                    println!("{title}: cannot watch: {error}");
+                    outln!("{title}: cannot watch: {error}");
                 }
                 out.push(DomainWatch {
                     domain: title,
@@ -381,10 +381,10 @@ fn print_human(
     failed_accounts: &[(String, anyhow::Error)],
 ) {
     for (name, e) in failed_accounts {
-        println!("account {name}: {e:#}");
+        outln!("account {name}: {e:#}");
     }
     for o in outcomes {
-        println!(
+        outln!(
             "{} (account {}{})",
             o.domain,
             o.account,
@@ -401,26 +401,49 @@ fn print_human(
                         .collect::<Vec<_>>()
                         .join(", ")
                 };
+                // A TTL change is shown even when no value changes (RFC 2181
+                // §5.2: the TTL belongs to the whole RRset).
+                let ttl = match c.old_ttl {
+                    Some(old) if old != c.write.ttl && !c.write.records.is_empty() => {
+                        format!(" (TTL {old} -> {})", c.write.ttl)
+                    }
+                    _ => String::new(),
+                };
+                let same_values = {
+                    let mut a: Vec<Vec<u8>> = c.old.iter().map(|r| r.value()).collect();
+                    let mut b: Vec<Vec<u8>> = c.new.iter().map(|r| r.value()).collect();
+                    a.sort();
+                    b.sort();
+                    a == b
+                };
                 let verb = match c.action {
                     Action::Create => "CREATE",
                     Action::Update => "UPDATE",
                     Action::Delete => "DELETE",
                 };
                 match c.action {
-                    Action::Create => println!(
-                        "  {verb} {} TXT {} {}",
+                    Action::Create => outln!(
+                        "  {verb} {} TXT {} {}{ttl}",
                         c.name,
                         c.kind.label(),
                         show(&c.new)
                     ),
-                    Action::Update => println!(
-                        "  {verb} {} TXT {} {} -> {}",
+                    Action::Update if same_values && !ttl.is_empty() => outln!(
+                        "  {verb} {} TXT {} TTL {} -> {} (value unchanged: {})",
+                        c.name,
+                        c.kind.label(),
+                        c.old_ttl.unwrap_or_default(),
+                        c.write.ttl,
+                        show(&c.new)
+                    ),
+                    Action::Update => outln!(
+                        "  {verb} {} TXT {} {} -> {}{ttl}",
                         c.name,
                         c.kind.label(),
                         show(&c.old),
                         show(&c.new)
                     ),
-                    Action::Delete => println!(
+                    Action::Delete => outln!(
                         "  {verb} {} TXT {} {}",
                         c.name,
                         c.kind.label(),
@@ -428,7 +451,7 @@ fn print_human(
                     ),
                 }
                 if !c.foreign.is_empty() {
-                    println!(
+                    outln!(
                         "         keeping {} other value(s) at {}",
                         c.foreign.len(),
                         c.name
@@ -436,7 +459,10 @@ fn print_human(
                 }
             }
             if p.changes.is_empty() {
-                println!("  in sync ({} name(s))", p.in_sync);
+                outln!("  in sync ({} name(s))", p.in_sync);
+            }
+            for k in &p.ttl_kept {
+                outln!("  note: {k}");
             }
         }
         if let Some(e) = &o.error {
@@ -444,11 +470,11 @@ fn print_human(
                 DomainError::Threshold { .. } => "refused",
                 _ => "FAILED",
             };
-            println!("  {what}: account '{}': {e}", o.account);
+            outln!("  {what}: account '{}': {e}", o.account);
         }
     }
     let verb = if apply { "applied" } else { "to apply" };
-    println!(
+    outln!(
         "Summary: {} to create, {} to update, {} to delete, {} in sync; {} change(s) {verb}; {} domain(s), {} failed",
         s.create,
         s.update,

@@ -110,9 +110,9 @@ pub(super) async fn watch_shown(
         report
     } else {
         let out: Box<dyn std::io::Write + Send> = if json {
-            Box::new(std::io::stderr())
+            Box::new(super::output::Stderr)
         } else {
-            Box::new(std::io::stdout())
+            Box::new(super::output::Stdout)
         };
         watcher
             .with_progress(Arc::new(Lines::new(title, out)))
@@ -123,10 +123,10 @@ pub(super) async fn watch_shown(
 
 /// Prints the end of a watch: "safe after", or the lagging servers.
 pub(super) fn print_outcome(title: &str, report: &WatchReport) {
-    println!("{title}: {}", outcome_line(report));
+    outln!("{title}: {}", outcome_line(report));
     if !report.propagated {
         for line in lagging(report) {
-            println!("  {line}");
+            outln!("  {line}");
         }
     }
 }
