@@ -6,17 +6,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
-use maildns_providers::hosts::zonefile::{self, ZoneFile};
-use maildns_providers::hosts::{
-    cloudflare, desec, digitalocean, gandi, google, hetzner, powerdns, rfc2136, route53,
-};
+use anyhow::Context;
+use maildns_providers::hosts::route53;
 use maildns_providers::http::RetryPolicy;
+use maildns_providers::registry::{Credential, CredentialKind, Settings};
 use maildns_providers::{
-    Error as ProviderError, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtSet, Zone,
+    Error as ProviderError, ErrorKind, Fqdn, Profile, Provider, Secret, TxtSet, Zone,
 };
 
-use crate::config::{Account, CloudKind, Config, ProviderConfig};
+use crate::config::{Account, Config};
 
 /// Where credentials come from (the process environment, snapshotted at the face).
 pub trait Credentials: Send + Sync {
@@ -59,80 +57,31 @@ pub fn connect_all(
     (ok, failed)
 }
 
-/// Connects one account; `zones` are the zones its domains live in (the zone-file
-/// target needs them to name its files).
+/// Connects one account through the providers crate's host registry; `zones` are
+/// the zones its domains live in (the zone-file target names its files by them).
+/// The adapter's errors carry a hint naming this account's credential and
+/// maildns's commands ([`help_for`]).
 pub fn connect(
     account: &Account,
     zones: &[Fqdn],
     creds: &dyn Credentials,
     retry: RetryPolicy,
 ) -> anyhow::Result<Arc<dyn Provider>> {
-    let p: Arc<dyn Provider> = match &account.provider {
-        ProviderConfig::ZoneFile { path, bump_serial } => {
-            Arc::new(ZoneFiles::new(path, zones, *bump_serial)?)
-        }
-        ProviderConfig::PowerDns {
-            base_url,
-            server_id,
-        } => {
-            let cfg = powerdns::Config {
-                base_url: base_url.clone(),
-                server_id: server_id.clone(),
-                api_key: secret(account, creds)?,
-            };
-            Arc::new(powerdns::PowerDns::new(cfg, retry)?)
-        }
-        ProviderConfig::Rfc2136 {
-            server,
-            key_name,
-            algorithm,
-        } => {
-            let secret = secret(account, creds)?;
-            let algorithm = algorithm.parse().map_err(anyhow::Error::new)?;
-            let cfg = rfc2136::Config::new(*server, key_name.clone(), algorithm, secret);
-            Arc::new(rfc2136::Rfc2136::new(cfg)?)
-        }
-        ProviderConfig::Cloud {
-            kind,
-            base_url,
-            project,
-            wait_insync,
-        } => {
-            // Every cloud adapter: `Config::new(credential)`, then an optional base URL.
-            macro_rules! cloud {
-                ($m:ident, $t:ident, $cred:expr $(, |$cfg:ident| $extra:expr)?) => {{
-                    let mut cfg = $m::Config::new($cred);
-                    if let Some(u) = base_url {
-                        cfg.base_url = u.clone();
-                    }
-                    $(let $cfg = &mut cfg; $extra;)?
-                    Arc::new($m::$t::new(cfg, retry)?) as Arc<dyn Provider>
-                }};
-            }
-            match kind {
-                CloudKind::Cloudflare => {
-                    cloud!(cloudflare, Cloudflare, secret(account, creds)?)
-                }
-                CloudKind::DigitalOcean => {
-                    cloud!(digitalocean, DigitalOcean, secret(account, creds)?)
-                }
-                CloudKind::Hetzner => cloud!(hetzner, Hetzner, secret(account, creds)?),
-                CloudKind::Desec => cloud!(desec, Desec, secret(account, creds)?),
-                CloudKind::Gandi => cloud!(gandi, Gandi, secret(account, creds)?),
-                CloudKind::Google => {
-                    let project = project.clone();
-                    cloud!(google, Google, secret(account, creds)?, |c| c.project =
-                        project)
-                }
-                CloudKind::Route53 => {
-                    let wait = *wait_insync;
-                    cloud!(route53, Route53, creds.aws(account)?, |c| c.wait_insync =
-                        wait)
-                }
-            }
-        }
+    let host = account.provider.host;
+    let credential = match host.credential {
+        CredentialKind::None => Credential::None,
+        CredentialKind::Secret => Credential::Secret(secret(account, creds)?),
+        CredentialKind::Aws => Credential::Aws(creds.aws(account)?),
     };
-    Ok(p)
+    let settings = Settings {
+        zones: zones.to_vec(),
+        ..account.provider.settings.clone()
+    };
+    let inner = (host.connect)(&settings, credential, retry).map_err(|e| helped(account, e))?;
+    Ok(Arc::new(AccountProvider {
+        inner,
+        account: account.clone(),
+    }))
 }
 
 fn secret(account: &Account, creds: &dyn Credentials) -> anyhow::Result<Secret> {
@@ -141,77 +90,65 @@ fn secret(account: &Account, creds: &dyn Credentials) -> anyhow::Result<Secret> 
         .with_context(|| format!("account '{}'", account.name))
 }
 
-/// Zone files of one account: `path` may contain `{zone}` to get one file per zone.
-#[derive(Debug)]
-pub struct ZoneFiles {
-    files: Vec<ZoneFile>,
-    profile: Profile,
+/// What the user should check after `kind` of failure on `account`, naming the
+/// account's real credential variable and maildns's own commands; `None` where the
+/// providers crate's generic hint says enough.
+pub fn help_for(account: &Account, kind: &ErrorKind) -> Option<String> {
+    let name = &account.name;
+    match kind {
+        ErrorKind::Auth => Some(match account.provider.host.credential {
+            CredentialKind::Aws => "check the account's credential: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), or the shared credentials file (AWS_PROFILE)".to_string(),
+            _ => {
+                let file = match &account.credential.token_file {
+                    Some(f) => format!(", then token_file {}", f.display()),
+                    None => String::new(),
+                };
+                let tsig = if account.provider.code() == "rfc2136" {
+                    " (and the account's key_name and algorithm)"
+                } else {
+                    ""
+                };
+                format!(
+                    "check the account's credential{tsig}: maildns reads ${}, then $CREDENTIALS_DIRECTORY/{name}, then the OS keyring (`maildns secret set {name}`){file}",
+                    account.credential.env
+                )
+            }
+        }),
+        ErrorKind::Limit(_) => Some(
+            "use 1024-bit keys for this host (dkim.bits = 1024), or run `maildns diagnose` to measure what it holds".to_string(),
+        ),
+        _ => None,
+    }
 }
 
-impl ZoneFiles {
-    /// One [`ZoneFile`] per zone; without `{zone}` in the path all zones must be one.
-    pub fn new(path: &std::path::Path, zones: &[Fqdn], bump_serial: bool) -> anyhow::Result<Self> {
-        let template = path.to_string_lossy();
-        let mut uniq: Vec<Fqdn> = zones.to_vec();
-        uniq.sort();
-        uniq.dedup();
-        if uniq.len() > 1 && !template.contains("{zone}") {
-            bail!(
-                "zone file {} would hold several zones ({}): put {{zone}} in its path to get one file per zone",
-                path.display(),
-                uniq.iter().map(Fqdn::as_str).collect::<Vec<_>>().join(", ")
-            );
-        }
-        let files = uniq
-            .into_iter()
-            .map(|zone| {
-                ZoneFile::new(zonefile::Config {
-                    path: template.replace("{zone}", zone.as_str()).into(),
-                    zone,
-                    default_ttl: 3600,
-                    bump_serial,
-                })
-            })
-            .collect();
-        Ok(ZoneFiles {
-            files,
-            profile: Profile {
-                concurrency: 1,
-                ..Profile::default()
-            },
-        })
+fn helped(account: &Account, e: ProviderError) -> ProviderError {
+    match help_for(account, &e.kind) {
+        Some(h) => e.with_help(h),
+        None => e,
     }
+}
 
-    fn file_for(&self, name: &Fqdn) -> Result<&ZoneFile, ProviderError> {
-        self.files
-            .iter()
-            .filter(|f| name.is_within(f.zone()))
-            .max_by_key(|f| f.zone().as_str().len())
-            .ok_or_else(|| {
-                ProviderError::new(
-                    "zonefile",
-                    Operation::FindZone,
-                    Some(name),
-                    ErrorKind::ZoneNotFound,
-                    "no configured zone file holds this name",
-                )
-            })
-    }
+/// A connected account: its adapter, whose errors gain [`help_for`]'s hint.
+struct AccountProvider {
+    inner: Arc<dyn Provider>,
+    account: Account,
 }
 
 #[async_trait::async_trait]
-impl Provider for ZoneFiles {
+impl Provider for AccountProvider {
     fn kind(&self) -> &'static str {
-        "zonefile"
+        self.inner.kind()
     }
     fn profile(&self) -> &Profile {
-        &self.profile
+        self.inner.profile()
     }
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, ProviderError> {
-        self.file_for(name)?.find_zone(name).await
+        let r = self.inner.find_zone(name).await;
+        r.map_err(|e| helped(&self.account, e))
     }
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, ProviderError> {
-        self.file_for(name)?.read_txt(zone, name).await
+        let r = self.inner.read_txt(zone, name).await;
+        r.map_err(|e| helped(&self.account, e))
     }
     async fn replace_txt(
         &self,
@@ -219,17 +156,21 @@ impl Provider for ZoneFiles {
         name: &Fqdn,
         set: &TxtSet,
     ) -> Result<(), ProviderError> {
-        self.file_for(name)?.replace_txt(zone, name, set).await
+        let r = self.inner.replace_txt(zone, name, set).await;
+        r.map_err(|e| helped(&self.account, e))
     }
     async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), ProviderError> {
-        self.file_for(name)?.delete_txt(zone, name).await
+        let r = self.inner.delete_txt(zone, name).await;
+        r.map_err(|e| helped(&self.account, e))
+    }
+    fn rate_limits_seen(&self) -> Vec<(String, String)> {
+        self.inner.rate_limits_seen()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Credential;
 
     struct Fixed;
     impl Credentials for Fixed {
@@ -258,63 +199,91 @@ mod tests {
         }
     }
 
+    fn account_from(toml_account: &str) -> Account {
+        let text = format!(
+            "[accounts.a]\n{toml_account}\n[domains.\"example.com\"]\naccount = \"a\"\nspf = \"v=spf1 -all\"\n"
+        );
+        let c = crate::config::parse(&text, std::path::Path::new("/etc/maildns/maildns.toml"))
+            .unwrap_or_else(|e| panic!("{toml_account}: {e}"));
+        c.accounts["a"].clone()
+    }
+
+    /// The registry, the config's accepted `provider = ...` kinds and the
+    /// descriptors agree by construction: every registered kind, configured with
+    /// only the settings the registry says it requires (at their example values),
+    /// is accepted by the config and connects to the adapter of that kind.
     #[test]
-    fn every_provider_kind_connects_to_its_own_adapter() {
+    fn every_registered_kind_is_accepted_by_the_config_and_connects() {
         let zone = [Fqdn::parse("example.com").unwrap()];
-        let cases: Vec<(ProviderConfig, &str)> = vec![
-            (
-                ProviderConfig::PowerDns {
-                    base_url: "http://127.0.0.1:8081/api/v1".into(),
-                    server_id: "localhost".into(),
-                },
-                "powerdns",
-            ),
-            (
-                ProviderConfig::Rfc2136 {
-                    server: "127.0.0.1:53".parse().unwrap(),
-                    key_name: "k".into(),
-                    algorithm: "hmac-sha512".into(),
-                },
-                "rfc2136",
-            ),
-        ]
-        .into_iter()
-        .chain(
-            [
-                (CloudKind::Cloudflare, "cloudflare"),
-                (CloudKind::Route53, "route53"),
-                (CloudKind::DigitalOcean, "digitalocean"),
-                (CloudKind::Hetzner, "hetzner"),
-                (CloudKind::Gandi, "gandi"),
-                (CloudKind::Desec, "desec"),
-                (CloudKind::Google, "google"),
-            ]
-            .map(|(kind, code)| {
-                (
-                    ProviderConfig::Cloud {
-                        kind,
-                        base_url: Some("http://127.0.0.1:9/".into()),
-                        project: None,
-                        wait_insync: false,
-                    },
-                    code,
-                )
-            }),
-        )
-        .collect();
-        for (provider, code) in cases {
-            let account = Account {
-                name: "a".into(),
-                provider,
-                credential: Credential {
-                    env: "X".into(),
-                    token_file: None,
-                },
-            };
+        for host in &maildns_providers::registry::HOSTS {
+            let mut toml_account = format!("provider = \"{}\"\n", host.kind);
+            for r in host.required {
+                toml_account.push_str(&format!("{} = {}\n", r.key, r.example));
+            }
+            let account = account_from(&toml_account);
+            assert_eq!(account.provider.code(), host.kind);
+            assert_eq!(
+                account.provider.needs_credential(),
+                host.credential != CredentialKind::None
+            );
             let p = connect(&account, &zone, &Fixed, RetryPolicy::fast())
-                .unwrap_or_else(|e| panic!("{code}: {e:#}"));
-            assert_eq!(p.kind(), code);
-            assert_eq!(account.provider.code(), code);
+                .unwrap_or_else(|e| panic!("{}: {e:#}", host.kind));
+            assert_eq!(p.kind(), host.kind);
+            assert_eq!(p.profile(), &host.profile().unwrap(), "{}", host.kind);
+            // Leaving out any required setting is a config error naming it.
+            for r in host.required {
+                let without: String = toml_account
+                    .lines()
+                    .filter(|l| !l.starts_with(&format!("{} =", r.key)))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                let text = format!(
+                    "[accounts.a]\n{without}\n[domains.\"example.com\"]\naccount = \"a\"\nspf = \"v=spf1 -all\"\n"
+                );
+                let e = crate::config::parse(&text, std::path::Path::new("/m.toml"))
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    e.contains(&format!(
+                        "accounts.a.{}: provider '{}' needs {}",
+                        r.key, host.kind, r.key
+                    )),
+                    "{e}"
+                );
+            }
         }
+        let e = crate::config::parse(
+            "[accounts.a]\nprovider = \"nosuch\"\n",
+            std::path::Path::new("/m.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        let kinds: Vec<&str> = maildns_providers::registry::kinds().collect();
+        assert!(e.contains(&format!("one of {}", kinds.join(", "))), "{e}");
+    }
+
+    #[test]
+    fn hints_name_the_accounts_own_variable_and_maildns_commands() {
+        let a = account_from("provider = \"cloudflare\"");
+        let h = help_for(&a, &ErrorKind::Auth).unwrap();
+        assert!(
+            h.contains("$MAILDNS_A_TOKEN") && h.contains("`maildns secret set a`"),
+            "{h}"
+        );
+        let a = account_from("provider = \"cloudflare\"\ntoken_env = \"CF_API\"");
+        let h = help_for(&a, &ErrorKind::Auth).unwrap();
+        assert!(
+            h.contains("$CF_API") && !h.contains("MAILDNS_A_TOKEN"),
+            "{h}"
+        );
+        let limit =
+            ErrorKind::Limit(maildns_providers::LimitError::EncodedTooLong { len: 800, max: 509 });
+        // The hint the DigitalOcean adapter's refusal used to carry, now added here.
+        let h = help_for(&a, &limit).unwrap();
+        assert!(
+            h.contains("1024-bit") && h.contains("maildns diagnose"),
+            "{h}"
+        );
+        assert_eq!(help_for(&a, &ErrorKind::Server), None);
     }
 }

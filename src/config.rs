@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use maildns_providers::Fqdn;
+use maildns_providers::registry::{self, CredentialKind, Host, Settings};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -131,88 +132,25 @@ pub struct Account {
     pub credential: Credential,
 }
 
-/// Host-specific account settings.
+/// An account's host and its settings: the host comes from the providers crate's
+/// registry (the one list of hosts), the settings are read here, typed and located.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ProviderConfig {
-    /// An RFC 1035 zone file (the embedded default).
-    ZoneFile {
-        /// The file.
-        path: PathBuf,
-        /// Bump the SOA serial when the file holds it.
-        bump_serial: bool,
-    },
-    /// PowerDNS Authoritative HTTP API.
-    PowerDns {
-        /// API base URL, e.g. `http://127.0.0.1:8081/api/v1`.
-        base_url: String,
-        /// Server id, normally `localhost`.
-        server_id: String,
-    },
-    /// RFC 2136 dynamic update with TSIG.
-    Rfc2136 {
-        /// Primary server address.
-        server: SocketAddr,
-        /// TSIG key name.
-        key_name: String,
-        /// TSIG algorithm (`hmac-sha256`, `hmac-sha384`, `hmac-sha512`).
-        algorithm: String,
-    },
-    /// A cloud host reached over HTTPS.
-    Cloud {
-        /// Host code: cloudflare, route53, digitalocean, hetzner, gandi, desec, google.
-        kind: CloudKind,
-        /// API base URL override (tests and API-compatible hosts).
-        base_url: Option<String>,
-        /// Google Cloud project (default: the service account's).
-        project: Option<String>,
-        /// Wait for Route 53 changes to reach INSYNC.
-        wait_insync: bool,
-    },
-}
-
-/// The cloud hosts maildns knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CloudKind {
-    /// Cloudflare.
-    Cloudflare,
-    /// Amazon Route 53.
-    Route53,
-    /// DigitalOcean.
-    DigitalOcean,
-    /// Hetzner (Cloud API DNS).
-    Hetzner,
-    /// Gandi LiveDNS.
-    Gandi,
-    /// deSEC.
-    Desec,
-    /// Google Cloud DNS.
-    Google,
+pub struct ProviderConfig {
+    /// The registered host (`provider = "..."`).
+    pub host: &'static Host,
+    /// Its settings; the zones are filled in when the account is connected.
+    pub settings: Settings,
 }
 
 impl ProviderConfig {
     /// The provider's code as written in the config.
     pub fn code(&self) -> &'static str {
-        match self {
-            ProviderConfig::ZoneFile { .. } => "zonefile",
-            ProviderConfig::PowerDns { .. } => "powerdns",
-            ProviderConfig::Rfc2136 { .. } => "rfc2136",
-            ProviderConfig::Cloud { kind, .. } => match kind {
-                CloudKind::Cloudflare => "cloudflare",
-                CloudKind::Route53 => "route53",
-                CloudKind::DigitalOcean => "digitalocean",
-                CloudKind::Hetzner => "hetzner",
-                CloudKind::Gandi => "gandi",
-                CloudKind::Desec => "desec",
-                CloudKind::Google => "google",
-            },
-        }
+        self.host.kind
     }
 
     /// Whether the account needs a credential.
     pub fn needs_credential(&self) -> bool {
-        !matches!(self, ProviderConfig::ZoneFile { .. })
+        self.host.credential != CredentialKind::None
     }
 }
 
@@ -757,107 +695,69 @@ impl Validator<'_> {
                 .unwrap_or_else(|| default_env(name)),
             token_file: a.token_file.as_ref().map(|s| self.path_of(s.get_ref())),
         };
-        let base_url = a.base_url.as_ref().map(|s| s.get_ref().clone());
         let code = a.provider.get_ref().as_str();
-        let need = |v: &mut Self,
-                    field: &Option<Spanned<String>>,
-                    f: &str,
-                    example: &str|
-         -> Option<String> {
-            match field {
-                Some(s) => Some(s.get_ref().clone()),
-                None => {
-                    v.err(
-                        Some(acc.span()),
-                        &format!("{key}.{f}"),
-                        format!("provider '{code}' needs {f}"),
-                        Some(&format!("add {f} = {example}")),
-                    );
-                    None
-                }
-            }
+        let Some(host) = registry::host(code) else {
+            self.err(
+                Some(a.provider.span()),
+                &format!("{key}.provider"),
+                format!("unknown provider '{code}'"),
+                Some(&format!(
+                    "one of {}",
+                    registry::kinds().collect::<Vec<_>>().join(", ")
+                )),
+            );
+            return None;
         };
-        let provider = match code {
-            "zonefile" => {
-                let p = need(self, &a.path, "path", "\"example.com.zone\"")?;
-                ProviderConfig::ZoneFile {
-                    path: self.path_of(&p),
-                    bump_serial: a.bump_serial.unwrap_or(true),
-                }
-            }
-            "powerdns" => ProviderConfig::PowerDns {
-                base_url: need(
-                    self,
-                    &a.base_url,
-                    "base_url",
-                    "\"http://127.0.0.1:8081/api/v1\"",
-                )?,
-                server_id: a.server_id.clone().unwrap_or_else(|| "localhost".into()),
-            },
-            "rfc2136" => {
-                let server = a
-                    .server
-                    .as_ref()
-                    .and_then(|s| self.addr(s, &format!("{key}.server"), 53));
-                let key_name = need(self, &a.key_name, "key_name", "\"maildns\"");
-                let algorithm = a
-                    .algorithm
-                    .as_ref()
-                    .map(|s| s.get_ref().clone())
-                    .unwrap_or_else(|| "hmac-sha256".into());
-                if !matches!(
-                    algorithm.as_str(),
-                    "hmac-sha256" | "hmac-sha384" | "hmac-sha512"
-                ) {
-                    let span = a.algorithm.as_ref().map(Spanned::span);
+        let mut complete = true;
+        let algorithm = match &a.algorithm {
+            None => None,
+            Some(s) => match s.get_ref().parse() {
+                Ok(alg) => Some(alg),
+                Err(_) => {
                     self.err(
-                        span,
+                        Some(s.span()),
                         &format!("{key}.algorithm"),
-                        format!("'{algorithm}' is not supported"),
+                        format!("'{}' is not supported", s.get_ref()),
                         Some("use hmac-sha256, hmac-sha384 or hmac-sha512"),
                     );
+                    complete = false;
+                    None
                 }
-                if a.server.is_none() {
-                    self.err(
-                        Some(acc.span()),
-                        &format!("{key}.server"),
-                        "provider 'rfc2136' needs server".into(),
-                        Some("add server = \"192.0.2.53:53\""),
-                    );
-                }
-                ProviderConfig::Rfc2136 {
-                    server: server?,
-                    key_name: key_name?,
-                    algorithm,
-                }
-            }
-            other => {
-                let kind = match other {
-                    "cloudflare" => CloudKind::Cloudflare,
-                    "route53" => CloudKind::Route53,
-                    "digitalocean" => CloudKind::DigitalOcean,
-                    "hetzner" => CloudKind::Hetzner,
-                    "gandi" => CloudKind::Gandi,
-                    "desec" => CloudKind::Desec,
-                    "google" => CloudKind::Google,
-                    _ => {
-                        self.err(
-                            Some(a.provider.span()),
-                            &format!("{key}.provider"),
-                            format!("unknown provider '{other}'"),
-                            Some("one of zonefile, powerdns, rfc2136, cloudflare, route53, digitalocean, hetzner, gandi, desec, google"),
-                        );
-                        return None;
-                    }
-                };
-                ProviderConfig::Cloud {
-                    kind,
-                    base_url,
-                    project: a.project.clone(),
-                    wait_insync: a.wait_insync.unwrap_or(false),
-                }
-            }
+            },
         };
+        let settings = Settings {
+            zones: Vec::new(),
+            path: a.path.as_ref().map(|p| self.path_of(p.get_ref())),
+            bump_serial: a.bump_serial,
+            base_url: a.base_url.as_ref().map(|s| s.get_ref().clone()),
+            server_id: a.server_id.clone(),
+            server: a
+                .server
+                .as_ref()
+                .and_then(|s| self.addr(s, &format!("{key}.server"), 53)),
+            key_name: a.key_name.as_ref().map(|s| s.get_ref().clone()),
+            algorithm,
+            project: a.project.clone(),
+            wait_insync: a.wait_insync,
+        };
+        complete &= settings.server.is_some() || a.server.is_none();
+        for r in host.required {
+            // A server that did not parse has been reported already.
+            let given = settings.is_set(r.key) || (r.key == "server" && a.server.is_some());
+            if !given {
+                self.err(
+                    Some(acc.span()),
+                    &format!("{key}.{}", r.key),
+                    format!("provider '{code}' needs {}", r.key),
+                    Some(&format!("add {} = {}", r.key, r.example)),
+                );
+                complete = false;
+            }
+        }
+        if !complete {
+            return None;
+        }
+        let provider = ProviderConfig { host, settings };
         Some(Account {
             name: name.to_string(),
             provider,
@@ -1306,13 +1206,13 @@ bits = 2048
                 bits: 2048
             }]
         );
-        match &c.accounts["local"].provider {
-            ProviderConfig::ZoneFile { path, bump_serial } => {
-                assert_eq!(path, &PathBuf::from("/etc/maildns/zones/example.com.zone"));
-                assert!(bump_serial);
-            }
-            other => panic!("{other:?}"),
-        }
+        let local = &c.accounts["local"].provider;
+        assert_eq!(local.code(), "zonefile");
+        assert_eq!(
+            local.settings.path,
+            Some(PathBuf::from("/etc/maildns/zones/example.com.zone"))
+        );
+        assert_ne!(local.settings.bump_serial, Some(false), "bump_serial");
         assert_eq!(c.accounts["local"].credential.env, "MAILDNS_LOCAL_TOKEN");
     }
 

@@ -1,9 +1,14 @@
 //! Host descriptors: one TOML file per DNS host (`providers/hosts/<code>.toml`)
 //! saying what the host documents — TXT limits, credentials, API base, links,
-//! rate limits. Compiled in, so `maildns` can list them; a test checks each one
-//! against its adapter's declared [`crate::Profile`] and the README's table.
+//! rate limits. Compiled in through the [`crate::registry`]; each adapter's
+//! [`crate::Profile`] is built from its descriptor ([`Descriptor::profile`]), and
+//! the README's provider table is generated from them ([`markdown_table`]).
+
+use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::{Profile, RateLimit};
 
 /// One host's descriptor.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -46,6 +51,14 @@ pub struct TxtLimits {
     pub multi_string: bool,
     /// The host splits long strings itself.
     pub auto_split: bool,
+    /// Lowest TTL the host accepts, in seconds.
+    pub min_ttl: u32,
+    /// Only printable ASCII (0x20..=0x7e) is accepted.
+    #[serde(default)]
+    pub printable_ascii_only: bool,
+    /// Bytes the host refuses or mangles inside TXT data.
+    #[serde(default)]
+    pub forbidden_bytes: Vec<u8>,
 }
 
 /// What the credential is and where maildns reads it.
@@ -66,25 +79,57 @@ pub struct Limits {
     pub concurrency: usize,
     /// The documented rate limit, as text.
     pub rate_limit: String,
+    /// The rate limit maildns keeps to: requests per [`Limits::per_seconds`].
+    #[serde(default)]
+    pub requests: Option<u32>,
+    /// Window of the rate limit, in seconds.
+    #[serde(default)]
+    pub per_seconds: Option<u64>,
 }
 
-/// The descriptor files, compiled in.
-pub const SOURCES: [(&str, &str); 10] = [
-    ("zonefile", include_str!("../hosts/zonefile.toml")),
-    ("powerdns", include_str!("../hosts/powerdns.toml")),
-    ("rfc2136", include_str!("../hosts/rfc2136.toml")),
-    ("cloudflare", include_str!("../hosts/cloudflare.toml")),
-    ("route53", include_str!("../hosts/route53.toml")),
-    ("digitalocean", include_str!("../hosts/digitalocean.toml")),
-    ("hetzner", include_str!("../hosts/hetzner.toml")),
-    ("gandi", include_str!("../hosts/gandi.toml")),
-    ("desec", include_str!("../hosts/desec.toml")),
-    ("google", include_str!("../hosts/google.toml")),
-];
+impl Descriptor {
+    /// Parses one descriptor file.
+    ///
+    /// # Errors
+    /// The TOML does not parse or does not have the descriptor's shape.
+    pub fn parse(text: &str) -> Result<Descriptor, toml::de::Error> {
+        toml::from_str(text)
+    }
 
-/// Every descriptor, parsed, in [`SOURCES`] order.
-pub fn all() -> Result<Vec<Descriptor>, toml::de::Error> {
-    SOURCES.iter().map(|(_, s)| toml::from_str(s)).collect()
+    /// What the adapter enforces, as the descriptor documents it (`0` limits are none;
+    /// a rate limit needs both `requests` and `per_seconds`).
+    pub fn profile(&self) -> Profile {
+        let some = |n: usize| (n != 0).then_some(n);
+        Profile {
+            max_string_bytes: self.txt.max_string_bytes,
+            max_value_bytes: some(self.txt.max_value_bytes),
+            max_encoded_bytes: some(self.txt.max_encoded_bytes),
+            multi_string: self.txt.multi_string,
+            auto_split: self.txt.auto_split,
+            printable_ascii_only: self.txt.printable_ascii_only,
+            forbidden_bytes: self.txt.forbidden_bytes.clone(),
+            min_ttl: self.txt.min_ttl,
+            rate_limit: match (self.limits.requests, self.limits.per_seconds) {
+                (Some(requests), Some(per)) => Some(RateLimit {
+                    requests,
+                    per: Duration::from_secs(per),
+                }),
+                _ => None,
+            },
+            concurrency: self.limits.concurrency,
+        }
+    }
+}
+
+/// Every registered host's descriptor, parsed, in [`crate::registry::HOSTS`] order.
+///
+/// # Errors
+/// The first descriptor that does not parse, with its host's kind.
+pub fn all() -> Result<Vec<Descriptor>, crate::Error> {
+    crate::registry::HOSTS
+        .iter()
+        .map(|h| h.descriptor().cloned())
+        .collect()
 }
 
 /// The README's provider table, generated from the descriptors.

@@ -97,6 +97,10 @@ pub struct Error {
     pub status: Option<u16>,
     /// The host's own message (or the transport error), never containing a credential.
     pub message: String,
+    /// What the user should check, set by the caller that knows the account
+    /// (its credential's real source, its commands); shown instead of [`Error::hint`].
+    #[serde(skip)]
+    pub help: Option<String>,
 }
 
 impl Error {
@@ -115,6 +119,7 @@ impl Error {
             kind,
             status: None,
             message: message.into(),
+            help: None,
         }
     }
 
@@ -130,21 +135,25 @@ impl Error {
         self
     }
 
-    /// A short hint of what the user should check.
+    /// Sets what the user should check, replacing the generic [`Error::hint`].
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// A short, generic hint of what the user should check, by kind. It names no
+    /// configuration key or command: callers that know the account add those with
+    /// [`Error::with_help`].
     pub fn hint(&self) -> Option<&'static str> {
         match &self.kind {
-            ErrorKind::Auth => Some(
-                "check the account's credential (token or TSIG key name, algorithm and secret)",
-            ),
+            ErrorKind::Auth => Some("check the account's credential"),
             ErrorKind::Permission => Some(
                 "the credential is valid but lacks permission for this zone or name (token scope, update-policy)",
             ),
             ErrorKind::ZoneNotFound => {
                 Some("check the domain's zone and that the account serves it")
             }
-            ErrorKind::Limit(_) => Some(
-                "use 1024-bit keys for this host (dkim.bits = 1024), or run `maildns diagnose` to measure what it holds",
-            ),
+            ErrorKind::Limit(_) => Some("shorten the record, or measure what the host holds"),
             ErrorKind::RateLimited => {
                 Some("the host is rate limiting; try again later or lower the concurrency")
             }
@@ -180,7 +189,7 @@ impl fmt::Display for Error {
         if !self.message.is_empty() {
             write!(f, ": {}", self.message)?;
         }
-        if let Some(h) = self.hint() {
+        if let Some(h) = self.help.as_deref().or(self.hint()) {
             write!(f, " — {h}")?;
         }
         Ok(())
@@ -204,7 +213,11 @@ mod tests {
         .with_status(403);
         assert_eq!(
             e.to_string(),
-            "cloudflare: replace TXT example.com: authentication failed (HTTP 403): Authentication error — check the account's credential (token or TSIG key name, algorithm and secret)"
+            "cloudflare: replace TXT example.com: authentication failed (HTTP 403): Authentication error — check the account's credential"
+        );
+        assert_eq!(
+            e.with_help("set MAILDNS_CF_TOKEN").to_string(),
+            "cloudflare: replace TXT example.com: authentication failed (HTTP 403): Authentication error — set MAILDNS_CF_TOKEN"
         );
     }
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod hosts;
 pub mod http;
 pub mod name;
+pub mod registry;
 pub mod secret;
 pub mod txt;
 
@@ -49,10 +50,11 @@ pub struct RateLimit {
     pub per: Duration,
 }
 
-/// What a host can hold and how it may be driven, as declared by its adapter.
+/// What a host can hold and how it may be driven, built from its descriptor
+/// ([`descriptor::Descriptor::profile`], through [`registry::Host::profile`]).
 ///
-/// `publish` checks every record against the profile before any write, and
-/// `maildns diagnose` compares the declaration with what the host really does.
+/// Adapters check every record against it before sending that record
+/// ([`Profile::check_set`]); callers may compare it with what the host really does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
     /// Most bytes in one character-string the host accepts (255 for all known hosts).
@@ -265,7 +267,7 @@ pub trait Provider: Send + Sync {
     async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error>;
 
     /// Rate-limit headers (`name`, `value`) seen on the host's latest answer that
-    /// carried any, for `maildns diagnose`; empty for hosts without HTTP headers.
+    /// carried any, for diagnostics; empty for hosts without HTTP headers.
     fn rate_limits_seen(&self) -> Vec<(String, String)> {
         Vec::new()
     }

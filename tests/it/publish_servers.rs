@@ -360,3 +360,43 @@ async fn secret_set_then_publish_uses_the_keyring() {
         "\"v=spf1 mx -all\""
     );
 }
+
+/// An adapter's authentication failure names the account's own credential
+/// variable (`MAILDNS_<ACCOUNT>_TOKEN`, from the account's name, not the host's)
+/// and the maildns command that stores it; the refused token is never echoed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_failure_names_the_accounts_own_token_variable() {
+    let fake = maildns_testkit::fakes::gandi::FakeGandi::start("right-token-456").await;
+    fake.add_domain("example.com");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("maildns.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"state\"\n[accounts.shop-mail]\nprovider = \"gandi\"\nbase_url = \"{}\"\n[domains.\"example.com\"]\naccount = \"shop-mail\"\nspf = \"v=spf1 mx -all\"\n",
+            fake.url
+        ),
+    )
+    .unwrap();
+    let o = cmd()
+        .config(&cfg)
+        .envs(&[("MAILDNS_SHOP_MAIL_TOKEN", "wrong-token-123")])
+        .args(["plan"])
+        .run();
+    assert_eq!(o.status.code(), Some(1), "{}", o.text());
+    let text = o.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("FAILED"))
+        .expect("a FAILED line");
+    assert!(
+        line.contains("account 'shop-mail'")
+            && line.contains("authentication failed")
+            && line.contains("check the account's credential")
+            && line.contains("$MAILDNS_SHOP_MAIL_TOKEN")
+            && line.contains("`maildns secret set shop-mail`"),
+        "{line}"
+    );
+    assert!(!text.contains("MAILDNS_GANDI_TOKEN"), "{text}");
+    assert!(!text.contains("wrong-token-123") && !text.contains("right-token-456"));
+}

@@ -12,19 +12,39 @@
 //! - Errors: `{"success":false,"errors":[{"code","message","error_chain"}]}`. A bad
 //!   token is 403 with code 10000 "Authentication error": mapped to `Auth`.
 
-use std::time::Duration;
-
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
+use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
-    Error, ErrorKind, Fqdn, Operation, Profile, Provider, RateLimit, Secret, TxtRecord, TxtSet,
-    Zone, zone_candidates,
+    Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
+    zone_candidates,
 };
 
 const KIND: &str = "cloudflare";
+
+/// The registry entry: a secret credential; `base_url` overrides the API's.
+pub const HOST: Host = Host {
+    kind: KIND,
+    descriptor_toml: include_str!("../../hosts/cloudflare.toml"),
+    credential: CredentialKind::Secret,
+    required: &[],
+    connect,
+};
+
+fn connect(
+    settings: &Settings,
+    credential: Credential,
+    policy: RetryPolicy,
+) -> Result<std::sync::Arc<dyn Provider>, Error> {
+    let mut cfg = Config::new(credential.secret(KIND)?);
+    if let Some(url) = &settings.base_url {
+        cfg.base_url = url.clone();
+    }
+    Ok(std::sync::Arc::new(Cloudflare::new(cfg, policy)?))
+}
 
 /// The real API.
 pub const DEFAULT_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
@@ -65,25 +85,6 @@ pub struct Cloudflare {
     token: Secret,
     page_size: u32,
     profile: Profile,
-}
-
-/// What Cloudflare holds and how hard it may be driven.
-pub fn profile() -> Profile {
-    Profile {
-        max_string_bytes: crate::txt::MAX_STRING,
-        max_value_bytes: Some(MAX_VALUE_BYTES),
-        max_encoded_bytes: None,
-        multi_string: true,
-        auto_split: true,
-        printable_ascii_only: false,
-        forbidden_bytes: Vec::new(),
-        min_ttl: 60,
-        rate_limit: Some(RateLimit {
-            requests: 1200,
-            per: Duration::from_secs(300),
-        }),
-        concurrency: 4,
-    }
 }
 
 #[derive(Deserialize)]
@@ -228,14 +229,14 @@ impl Cloudflare {
                 Operation::Authenticate,
                 None,
                 ErrorKind::Config,
-                "the API token is empty (MAILDNS_CLOUDFLARE_TOKEN)",
+                "the API token is empty",
             ));
         }
         Ok(Cloudflare {
             http: HttpClient::new(KIND, &config.base_url, policy, map_error)?,
             token: config.token,
             page_size: config.page_size.max(1),
-            profile: profile(),
+            profile: crate::registry::profile(KIND)?,
         })
     }
 

@@ -14,20 +14,39 @@
 //! - Errors are Django REST Framework bodies: `{"detail":"Invalid token."}` or
 //!   `{"field":["message", …]}`.
 
-use std::time::Duration;
-
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::check_all;
 use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
+use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
-    Error, ErrorKind, Fqdn, Operation, Profile, Provider, RateLimit, Secret, TxtRecord, TxtSet,
-    Zone,
+    Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
 };
 
 const KIND: &str = "desec";
+
+/// The registry entry: a secret credential; `base_url` overrides the API's.
+pub const HOST: Host = Host {
+    kind: KIND,
+    descriptor_toml: include_str!("../../hosts/desec.toml"),
+    credential: CredentialKind::Secret,
+    required: &[],
+    connect,
+};
+
+fn connect(
+    settings: &Settings,
+    credential: Credential,
+    policy: RetryPolicy,
+) -> Result<std::sync::Arc<dyn Provider>, Error> {
+    let mut cfg = Config::new(credential.secret(KIND)?);
+    if let Some(url) = &settings.base_url {
+        cfg.base_url = url.clone();
+    }
+    Ok(std::sync::Arc::new(Desec::new(cfg, policy)?))
+}
 
 /// The real API.
 pub const DEFAULT_BASE_URL: &str = "https://desec.io/api/v1";
@@ -51,26 +70,6 @@ impl Config {
             token,
             base_url: DEFAULT_BASE_URL.to_string(),
         }
-    }
-}
-
-/// What deSEC holds and how hard it may be driven.
-pub fn profile() -> Profile {
-    Profile {
-        max_string_bytes: crate::txt::MAX_STRING,
-        max_value_bytes: None,
-        max_encoded_bytes: None,
-        multi_string: true,
-        auto_split: true,
-        printable_ascii_only: false,
-        forbidden_bytes: Vec::new(),
-        min_ttl: MIN_TTL,
-        // RRset writes per domain (also 15/min, 100/h, 300/day).
-        rate_limit: Some(RateLimit {
-            requests: 2,
-            per: Duration::from_secs(1),
-        }),
-        concurrency: 1,
     }
 }
 
@@ -169,13 +168,13 @@ impl Desec {
                 Operation::Authenticate,
                 None,
                 ErrorKind::Config,
-                "the API token is empty (MAILDNS_DESEC_TOKEN)",
+                "the API token is empty",
             ));
         }
         Ok(Desec {
             http: HttpClient::new(KIND, &config.base_url, policy, map_error)?,
             token: config.token,
-            profile: profile(),
+            profile: crate::registry::profile(KIND)?,
         })
     }
 

@@ -14,20 +14,40 @@
 //!   differs); missing values are created first, then unwanted values deleted.
 //! - Errors: `{"id":"unauthorized","message":"Unable to authenticate you."}`.
 
-use std::time::Duration;
-
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::check_all;
 use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
+use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
-    Error, ErrorKind, Fqdn, Operation, Profile, Provider, RateLimit, Secret, TxtRecord, TxtSet,
-    Zone, zone_candidates,
+    Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
+    zone_candidates,
 };
 
 const KIND: &str = "digitalocean";
+
+/// The registry entry: a secret credential; `base_url` overrides the API's.
+pub const HOST: Host = Host {
+    kind: KIND,
+    descriptor_toml: include_str!("../../hosts/digitalocean.toml"),
+    credential: CredentialKind::Secret,
+    required: &[],
+    connect,
+};
+
+fn connect(
+    settings: &Settings,
+    credential: Credential,
+    policy: RetryPolicy,
+) -> Result<std::sync::Arc<dyn Provider>, Error> {
+    let mut cfg = Config::new(credential.secret(KIND)?);
+    if let Some(url) = &settings.base_url {
+        cfg.base_url = url.clone();
+    }
+    Ok(std::sync::Arc::new(DigitalOcean::new(cfg, policy)?))
+}
 
 /// The real API.
 pub const DEFAULT_BASE_URL: &str = "https://api.digitalocean.com/v2";
@@ -57,25 +77,6 @@ impl Config {
             base_url: DEFAULT_BASE_URL.to_string(),
             page_size: DEFAULT_PAGE_SIZE,
         }
-    }
-}
-
-/// What DigitalOcean holds and how hard it may be driven.
-pub fn profile() -> Profile {
-    Profile {
-        max_string_bytes: crate::txt::MAX_STRING,
-        max_value_bytes: None,
-        max_encoded_bytes: Some(MAX_ENCODED_BYTES),
-        multi_string: false,
-        auto_split: true,
-        printable_ascii_only: true,
-        forbidden_bytes: vec![b'\\'],
-        min_ttl: 30,
-        rate_limit: Some(RateLimit {
-            requests: 250,
-            per: Duration::from_secs(60),
-        }),
-        concurrency: 4,
     }
 }
 
@@ -196,14 +197,14 @@ impl DigitalOcean {
                 Operation::Authenticate,
                 None,
                 ErrorKind::Config,
-                "the API token is empty (MAILDNS_DIGITALOCEAN_TOKEN)",
+                "the API token is empty",
             ));
         }
         Ok(DigitalOcean {
             http: HttpClient::new(KIND, &config.base_url, policy, map_error)?,
             token: config.token,
             page_size: config.page_size.clamp(1, 200),
-            profile: profile(),
+            profile: crate::registry::profile(KIND)?,
         })
     }
 

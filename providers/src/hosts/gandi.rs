@@ -5,18 +5,38 @@
 //! syntax (quoted strings of at most 255 bytes). A missing set or domain is a 404
 //! with the envelope `{"cause","code","message","object"}`.
 
-use std::time::Duration;
-
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
 use crate::http::{self, Failure, HttpClient, Idempotency, RetryPolicy};
+use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
-    Error, ErrorKind, Fqdn, Operation, Profile, Provider, RateLimit, Secret, TxtRecord, TxtSet,
-    Zone, zone_candidates,
+    Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
+    zone_candidates,
 };
 
 const KIND: &str = "gandi";
+
+/// The registry entry: a secret credential; `base_url` overrides the API's.
+pub const HOST: Host = Host {
+    kind: KIND,
+    descriptor_toml: include_str!("../../hosts/gandi.toml"),
+    credential: CredentialKind::Secret,
+    required: &[],
+    connect,
+};
+
+fn connect(
+    settings: &Settings,
+    credential: Credential,
+    policy: RetryPolicy,
+) -> Result<std::sync::Arc<dyn Provider>, Error> {
+    let mut cfg = Config::new(credential.secret(KIND)?);
+    if let Some(url) = &settings.base_url {
+        cfg.base_url = url.clone();
+    }
+    Ok(std::sync::Arc::new(Gandi::new(cfg, policy)?))
+}
 
 /// The real API's base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.gandi.net/v5/livedns";
@@ -79,22 +99,6 @@ pub fn parse_rrset(body: &[u8], name: &Fqdn) -> Result<Option<TxtSet>, Error> {
     }))
 }
 
-/// What Gandi holds, as documented (TTL from 300 s).
-pub fn profile() -> Profile {
-    Profile {
-        max_string_bytes: 255,
-        multi_string: true,
-        auto_split: false,
-        min_ttl: 300,
-        rate_limit: Some(RateLimit {
-            requests: 1000,
-            per: Duration::from_secs(60),
-        }),
-        concurrency: 4,
-        ..Profile::default()
-    }
-}
-
 impl Gandi {
     /// Validates `cfg` and builds the adapter; no request is sent.
     pub fn new(cfg: Config, policy: RetryPolicy) -> Result<Self, Error> {
@@ -110,7 +114,7 @@ impl Gandi {
         Ok(Gandi {
             http: HttpClient::new(KIND, &cfg.base_url, policy, map_error)?,
             token: cfg.token,
-            profile: profile(),
+            profile: crate::registry::profile(KIND)?,
             write_lock: tokio::sync::Mutex::new(()),
         })
     }

@@ -17,12 +17,35 @@ use rsa::sha2::Sha256;
 use serde::{Deserialize, Serialize};
 
 use crate::http::{self, Failure, HttpClient, Idempotency, RetryPolicy};
+use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
     zone_candidates,
 };
 
 const KIND: &str = "google";
+
+/// The registry entry: a secret credential; `base_url` overrides the API's and `project` the service account's project.
+pub const HOST: Host = Host {
+    kind: KIND,
+    descriptor_toml: include_str!("../../hosts/google.toml"),
+    credential: CredentialKind::Secret,
+    required: &[],
+    connect,
+};
+
+fn connect(
+    settings: &Settings,
+    credential: Credential,
+    policy: RetryPolicy,
+) -> Result<std::sync::Arc<dyn Provider>, Error> {
+    let mut cfg = Config::new(credential.secret(KIND)?);
+    if let Some(url) = &settings.base_url {
+        cfg.base_url = url.clone();
+    }
+    cfg.project = settings.project.clone();
+    Ok(std::sync::Arc::new(Google::new(cfg, policy)?))
+}
 
 /// The real API's base URL.
 pub const DEFAULT_BASE_URL: &str = "https://dns.googleapis.com/dns/v1";
@@ -104,18 +127,6 @@ impl std::fmt::Debug for Google {
     }
 }
 
-/// What Cloud DNS holds: strings of at most 255 bytes, split by the client.
-pub fn profile() -> Profile {
-    Profile {
-        max_string_bytes: 255,
-        multi_string: true,
-        auto_split: false,
-        min_ttl: 0,
-        concurrency: 4,
-        ..Profile::default()
-    }
-}
-
 fn config_err(m: impl Into<String>) -> Error {
     Error::new(KIND, Operation::Authenticate, None, ErrorKind::Config, m)
 }
@@ -155,7 +166,7 @@ impl Google {
             token: tokio::sync::Mutex::new(None),
             poll_interval: cfg.poll_interval,
             wait_timeout: cfg.wait_timeout,
-            profile: profile(),
+            profile: crate::registry::profile(KIND)?,
             write_lock: tokio::sync::Mutex::new(()),
         })
     }

@@ -19,12 +19,34 @@ use serde_json::json;
 
 use super::check_all;
 use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
+use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
-    Error, ErrorKind, Fqdn, Operation, Profile, Provider, RateLimit, Secret, TxtRecord, TxtSet,
-    Zone, zone_candidates,
+    Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
+    zone_candidates,
 };
 
 const KIND: &str = "hetzner";
+
+/// The registry entry: a secret credential; `base_url` overrides the API's.
+pub const HOST: Host = Host {
+    kind: KIND,
+    descriptor_toml: include_str!("../../hosts/hetzner.toml"),
+    credential: CredentialKind::Secret,
+    required: &[],
+    connect,
+};
+
+fn connect(
+    settings: &Settings,
+    credential: Credential,
+    policy: RetryPolicy,
+) -> Result<std::sync::Arc<dyn Provider>, Error> {
+    let mut cfg = Config::new(credential.secret(KIND)?);
+    if let Some(url) = &settings.base_url {
+        cfg.base_url = url.clone();
+    }
+    Ok(std::sync::Arc::new(Hetzner::new(cfg, policy)?))
+}
 
 /// The real API.
 pub const DEFAULT_BASE_URL: &str = "https://api.hetzner.cloud/v1";
@@ -54,26 +76,6 @@ impl Config {
             action_poll_interval: Duration::from_millis(500),
             action_timeout: Duration::from_secs(120),
         }
-    }
-}
-
-/// What Hetzner holds and how hard it may be driven.
-pub fn profile() -> Profile {
-    Profile {
-        max_string_bytes: crate::txt::MAX_STRING,
-        max_value_bytes: None,
-        max_encoded_bytes: None,
-        multi_string: true,
-        auto_split: false,
-        printable_ascii_only: false,
-        forbidden_bytes: Vec::new(),
-        min_ttl: 60,
-        // Cloud API budget per project; the figure is not confirmed for DNS.
-        rate_limit: Some(RateLimit {
-            requests: 3600,
-            per: Duration::from_secs(3600),
-        }),
-        concurrency: 2,
     }
 }
 
@@ -206,7 +208,7 @@ impl Hetzner {
                 Operation::Authenticate,
                 None,
                 ErrorKind::Config,
-                "the API token is empty (MAILDNS_HETZNER_TOKEN)",
+                "the API token is empty",
             ));
         }
         Ok(Hetzner {
@@ -214,7 +216,7 @@ impl Hetzner {
             token: config.token,
             poll: config.action_poll_interval,
             timeout: config.action_timeout,
-            profile: profile(),
+            profile: crate::registry::profile(KIND)?,
         })
     }
 

@@ -1,6 +1,9 @@
-//! One module per DNS host, all the same shape: a `Config` (typed, validated,
-//! credentials passed in, never read from the environment here), a constructor
-//! that validates it, and the [`crate::Provider`] implementation.
+//! One module per DNS host, all the same shape: a `HOST` entry for the
+//! [`crate::registry`] (kind, descriptor, credential, required settings,
+//! constructor), a `Config` (typed, validated, credentials passed in, never read
+//! from the environment here), a constructor that validates it and takes the
+//! [`crate::Profile`] from the host's descriptor, and the [`crate::Provider`]
+//! implementation.
 
 pub mod cloudflare;
 pub mod desec;

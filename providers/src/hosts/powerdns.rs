@@ -23,6 +23,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy};
+use crate::registry::{Credential, CredentialKind, Host, Required, Settings};
 use crate::txt::{ParseError, ParseErrorKind};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
@@ -30,6 +31,38 @@ use crate::{
 };
 
 const KIND: &str = "powerdns";
+
+/// The registry entry: the API key as secret credential; `base_url` required,
+/// `server_id` defaults to `localhost`.
+pub const HOST: Host = Host {
+    kind: KIND,
+    descriptor_toml: include_str!("../../hosts/powerdns.toml"),
+    credential: CredentialKind::Secret,
+    required: &[Required {
+        key: "base_url",
+        example: "\"http://127.0.0.1:8081/api/v1\"",
+    }],
+    connect,
+};
+
+fn connect(
+    settings: &Settings,
+    credential: Credential,
+    policy: RetryPolicy,
+) -> Result<std::sync::Arc<dyn Provider>, Error> {
+    let cfg = Config {
+        base_url: settings
+            .base_url
+            .clone()
+            .ok_or_else(|| crate::registry::missing(KIND, "base_url"))?,
+        server_id: settings
+            .server_id
+            .clone()
+            .unwrap_or_else(|| "localhost".to_string()),
+        api_key: credential.secret(KIND)?,
+    };
+    Ok(std::sync::Arc::new(PowerDns::new(cfg, policy)?))
+}
 
 /// How to reach one PowerDNS server's API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,9 +97,7 @@ impl PowerDns {
             )
         };
         if config.api_key.is_empty() {
-            return Err(cfg(
-                "the API key is empty (set MAILDNS_POWERDNS_API_KEY or the account's api_key)",
-            ));
+            return Err(cfg("the API key is empty"));
         }
         if config.api_key.expose().chars().any(char::is_control) {
             return Err(cfg("the API key contains control characters"));
@@ -82,25 +113,8 @@ impl PowerDns {
             http,
             server_id: id.to_string(),
             api_key: config.api_key,
-            profile: Self::default_profile(),
+            profile: crate::registry::profile(KIND)?,
         })
-    }
-
-    /// What PowerDNS holds: any bytes, several strings per record, no total limit.
-    /// Concurrency is kept low because the gsqlite3 backend locks under concurrent writes.
-    pub fn default_profile() -> Profile {
-        Profile {
-            max_string_bytes: crate::txt::MAX_STRING,
-            max_value_bytes: None,
-            max_encoded_bytes: None,
-            multi_string: true,
-            auto_split: true,
-            printable_ascii_only: false,
-            forbidden_bytes: Vec::new(),
-            min_ttl: 1,
-            rate_limit: None,
-            concurrency: 4,
-        }
     }
 
     /// `servers/{id}/zones[/{zone}]` with each segment percent-encoded.

@@ -32,6 +32,7 @@ use hickory_net::tcp::TcpClientStream;
 use hickory_net::xfer::DnsHandle;
 use hickory_net::{DnsError, NetError};
 
+use crate::registry::{Credential, CredentialKind, Host, Required, Settings};
 use crate::txt::CharacterString;
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
@@ -40,6 +41,42 @@ use crate::{
 
 /// Host kind code.
 pub const KIND: &str = "rfc2136";
+
+/// The registry entry: the TSIG secret as credential; `server` and `key_name`
+/// required, `algorithm` defaults to `hmac-sha256`.
+pub const HOST: Host = Host {
+    kind: KIND,
+    descriptor_toml: include_str!("../../hosts/rfc2136.toml"),
+    credential: CredentialKind::Secret,
+    required: &[
+        Required {
+            key: "key_name",
+            example: "\"maildns\"",
+        },
+        Required {
+            key: "server",
+            example: "\"192.0.2.53:53\"",
+        },
+    ],
+    connect,
+};
+
+fn connect(
+    settings: &Settings,
+    credential: Credential,
+    _policy: crate::http::RetryPolicy,
+) -> Result<std::sync::Arc<dyn Provider>, Error> {
+    let server = settings
+        .server
+        .ok_or_else(|| crate::registry::missing(KIND, "server"))?;
+    let key_name = settings
+        .key_name
+        .clone()
+        .ok_or_else(|| crate::registry::missing(KIND, "key_name"))?;
+    let algorithm = settings.algorithm.unwrap_or(TsigAlgorithm::HmacSha256);
+    let cfg = Config::new(server, key_name, algorithm, credential.secret(KIND)?);
+    Ok(std::sync::Arc::new(Rfc2136::new(cfg)?))
+}
 
 /// Seconds of clock difference the server may allow between its clock and ours
 /// (the TSIG "fudge"; BIND and Knot use 300).
@@ -223,13 +260,7 @@ impl Rfc2136 {
             zone: config.zone,
             timeout: config.timeout,
             signer,
-            profile: Profile {
-                max_string_bytes: crate::txt::MAX_STRING,
-                multi_string: true,
-                auto_split: false,
-                concurrency: 4,
-                ..Profile::default()
-            },
+            profile: crate::registry::profile(KIND)?,
         })
     }
 

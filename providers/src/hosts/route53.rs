@@ -19,12 +19,45 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use crate::http::{self, Failure, HttpClient, Idempotency, RetryPolicy};
+use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
-    CharacterString, Error, ErrorKind, Fqdn, Operation, Profile, Provider, RateLimit, Secret,
-    TxtRecord, TxtSet, Zone, zone_candidates,
+    CharacterString, Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord,
+    TxtSet, Zone, zone_candidates,
 };
 
 const KIND: &str = "route53";
+
+/// The registry entry: an AWS access key; `base_url` overrides the API's and
+/// `wait_insync` waits for each change to reach INSYNC.
+pub const HOST: Host = Host {
+    kind: KIND,
+    descriptor_toml: include_str!("../../hosts/route53.toml"),
+    credential: CredentialKind::Aws,
+    required: &[],
+    connect,
+};
+
+fn connect(
+    settings: &Settings,
+    credential: Credential,
+    policy: RetryPolicy,
+) -> Result<std::sync::Arc<dyn Provider>, Error> {
+    let Credential::Aws(aws) = credential else {
+        return Err(Error::new(
+            KIND,
+            Operation::Authenticate,
+            None,
+            ErrorKind::Config,
+            "this host needs an AWS access key",
+        ));
+    };
+    let mut cfg = Config::new(aws);
+    if let Some(url) = &settings.base_url {
+        cfg.base_url = url.clone();
+    }
+    cfg.wait_insync = settings.wait_insync.unwrap_or(false);
+    Ok(std::sync::Arc::new(Route53::new(cfg, policy)?))
+}
 
 /// The real API's base URL.
 pub const DEFAULT_BASE_URL: &str = "https://route53.amazonaws.com/2013-04-01";
@@ -205,7 +238,7 @@ impl Route53 {
             http,
             credentials,
             cfg,
-            profile: profile(),
+            profile: crate::registry::profile(KIND)?,
             write_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -392,24 +425,6 @@ impl Route53 {
                 other => return other,
             }
         }
-    }
-}
-
-/// What Route 53 holds, as documented.
-pub fn profile() -> Profile {
-    Profile {
-        max_string_bytes: 255,
-        max_value_bytes: None,
-        max_encoded_bytes: Some(MAX_VALUE_CHARS),
-        multi_string: true,
-        auto_split: false,
-        min_ttl: 0,
-        rate_limit: Some(RateLimit {
-            requests: 5,
-            per: Duration::from_secs(1),
-        }),
-        concurrency: 2,
-        ..Profile::default()
     }
 }
 

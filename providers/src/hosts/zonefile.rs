@@ -22,10 +22,13 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::Mutex;
 
+use crate::registry::{Credential, CredentialKind, Host, Required, Settings};
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, TxtRecord, TxtSet, Zone};
 
+pub mod files;
 pub mod reader;
 
+pub use files::ZoneFiles;
 use reader::Entry;
 pub use reader::{OwnerName, ZoneParseError, ZoneRecord, read_records};
 
@@ -52,17 +55,47 @@ pub struct ZoneFile {
 
 const KIND: &str = "zonefile";
 
+/// The registry entry: no credential; `path` required (`{zone}` in it gives one
+/// file per zone), `bump_serial` defaults to yes.
+pub const HOST: Host = Host {
+    kind: KIND,
+    descriptor_toml: include_str!("../../hosts/zonefile.toml"),
+    credential: CredentialKind::None,
+    required: &[Required {
+        key: "path",
+        example: "\"example.com.zone\"",
+    }],
+    connect,
+};
+
+fn connect(
+    settings: &Settings,
+    _credential: Credential,
+    _policy: crate::http::RetryPolicy,
+) -> Result<std::sync::Arc<dyn Provider>, Error> {
+    let path = settings
+        .path
+        .as_ref()
+        .ok_or_else(|| crate::registry::missing(KIND, "path"))?;
+    Ok(std::sync::Arc::new(ZoneFiles::new(
+        path,
+        &settings.zones,
+        settings.bump_serial.unwrap_or(true),
+    )?))
+}
+
 impl ZoneFile {
     /// A zone-file target; the file is created on first write if it does not exist.
-    pub fn new(config: Config) -> Self {
-        ZoneFile {
+    ///
+    /// # Errors
+    /// Only if the compiled-in descriptor of the zone-file host does not parse
+    /// (the registry test makes sure it does); no file is touched here.
+    pub fn new(config: Config) -> Result<Self, Error> {
+        Ok(ZoneFile {
             config,
-            profile: Profile {
-                concurrency: 1,
-                ..Profile::default()
-            },
+            profile: crate::registry::profile(KIND)?,
             lock: Mutex::new(()),
-        }
+        })
     }
 
     /// The zone apex the file belongs to.

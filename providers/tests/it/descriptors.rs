@@ -1,92 +1,151 @@
-//! Every host descriptor parses, matches its adapter's declared profile, and the
-//! README's provider table is the one generated from them.
+//! The host registry, the descriptors and the adapters agree by construction:
+//! every registered kind has a descriptor naming it, builds from minimal settings,
+//! and enforces the profile its descriptor documents; the README's provider table
+//! is the one generated from the descriptors.
 
-use std::time::Duration;
-
-use maildns_providers::descriptor::{self, Descriptor};
-use maildns_providers::hosts::*;
+use maildns_providers::descriptor;
+use maildns_providers::hosts::route53;
 use maildns_providers::http::RetryPolicy;
-use maildns_providers::{Fqdn, Profile, Provider, Secret};
+use maildns_providers::registry::{
+    self, Credential, CredentialKind, HOSTS, Host, Settings, host, kinds,
+};
+use maildns_providers::{ErrorKind, Fqdn, RateLimit, Secret};
+use maildns_testkit::fakes::google::TestServiceAccount;
 
-fn profile_of(code: &str) -> Profile {
-    let p = RetryPolicy::fast();
-    let tok = || Secret::new("t");
-    match code {
-        "zonefile" => zonefile::ZoneFile::new(zonefile::Config {
-            path: "/nonexistent".into(),
-            zone: Fqdn::parse("example.com").unwrap(),
-            default_ttl: 3600,
-            bump_serial: true,
-        })
-        .profile()
-        .clone(),
-        "powerdns" => powerdns::PowerDns::default_profile(),
-        "rfc2136" => {
-            let mut c = rfc2136::Config::new(
-                "127.0.0.1:53".parse().unwrap(),
-                "k",
-                rfc2136::TsigAlgorithm::HmacSha256,
-                Secret::new("AAAA"),
-            );
-            c.timeout = Duration::from_secs(1);
-            rfc2136::Rfc2136::new(c).unwrap().profile().clone()
+fn minimal(h: &Host) -> (Settings, Credential) {
+    let mut s = Settings {
+        zones: vec![Fqdn::parse("example.com").unwrap()],
+        ..Settings::default()
+    };
+    for r in h.required {
+        match r.key {
+            "path" => s.path = Some("/nonexistent/{zone}.zone".into()),
+            "base_url" => s.base_url = Some("http://127.0.0.1:9/api/v1".into()),
+            "server" => s.server = Some("127.0.0.1:53".parse().unwrap()),
+            "key_name" => s.key_name = Some("maildns".into()),
+            other => panic!("{}: no minimal value for required {other}", h.kind),
         }
-        "cloudflare" => cloudflare::Cloudflare::new(cloudflare::Config::new(tok()), p)
-            .unwrap()
-            .profile()
-            .clone(),
-        "digitalocean" => digitalocean::DigitalOcean::new(digitalocean::Config::new(tok()), p)
-            .unwrap()
-            .profile()
-            .clone(),
-        "hetzner" => hetzner::Hetzner::new(hetzner::Config::new(tok()), p)
-            .unwrap()
-            .profile()
-            .clone(),
-        "desec" => desec::Desec::new(desec::Config::new(tok()), p)
-            .unwrap()
-            .profile()
-            .clone(),
-        "gandi" => gandi::Gandi::new(gandi::Config::new(tok()), p)
-            .unwrap()
-            .profile()
-            .clone(),
-        "google" => google::profile(),
-        "route53" => route53::profile(),
-        other => panic!("no adapter for descriptor {other}"),
+        assert!(s.is_set(r.key), "{}: {} is a Settings field", h.kind, r.key);
+        assert!(!r.example.is_empty());
     }
+    let cred = match h.credential {
+        CredentialKind::None => Credential::None,
+        CredentialKind::Aws => Credential::Aws(route53::AwsCredentials {
+            access_key_id: "AKID".into(),
+            secret_access_key: Secret::new("s"),
+            session_token: None,
+        }),
+        CredentialKind::Secret if h.kind == "google" => Credential::Secret(Secret::new(
+            TestServiceAccount::generate("a@p.iam.gserviceaccount.com", 1024)
+                .json("p", "https://oauth2.googleapis.com/token"),
+        )),
+        CredentialKind::Secret => Credential::Secret(Secret::new("c2VjcmV0LWtleQ==")),
+    };
+    (s, cred)
 }
 
 #[test]
-fn descriptors_parse_and_match_the_adapters() {
-    let all: Vec<Descriptor> = descriptor::all().expect("descriptors parse");
-    assert_eq!(all.len(), descriptor::SOURCES.len());
-    for (d, (code, _)) in all.iter().zip(descriptor::SOURCES) {
-        assert_eq!(d.code, code, "file name and code agree");
-        let p = profile_of(&d.code);
-        let ctx = format!("descriptor {} vs adapter profile", d.code);
-        assert_eq!(
-            d.txt.max_string_bytes, p.max_string_bytes,
-            "{ctx}: max_string_bytes"
-        );
-        assert_eq!(
-            d.txt.max_value_bytes,
-            p.max_value_bytes.unwrap_or(0),
-            "{ctx}: max_value_bytes"
-        );
-        assert_eq!(
-            d.txt.max_encoded_bytes,
-            p.max_encoded_bytes.unwrap_or(0),
-            "{ctx}: max_encoded_bytes"
-        );
-        assert_eq!(d.txt.multi_string, p.multi_string, "{ctx}: multi_string");
-        assert_eq!(d.txt.auto_split, p.auto_split, "{ctx}: auto_split");
-        assert_eq!(d.limits.concurrency, p.concurrency, "{ctx}: concurrency");
+fn every_registered_kind_builds_from_minimal_settings_with_its_descriptors_profile() {
+    let mut seen = Vec::new();
+    for h in &HOSTS {
+        assert!(!seen.contains(&h.kind), "{} registered twice", h.kind);
+        seen.push(h.kind);
+        let d = h.descriptor().unwrap_or_else(|e| panic!("{}: {e}", h.kind));
+        assert_eq!(d.code, h.kind, "descriptor and registry agree");
         assert!(
             d.api_base.is_empty() || d.api_base.starts_with("http"),
-            "{ctx}: api_base"
+            "{}: api_base",
+            h.kind
         );
+        let (s, c) = minimal(h);
+        let p =
+            (h.connect)(&s, c, RetryPolicy::fast()).unwrap_or_else(|e| panic!("{}: {e}", h.kind));
+        assert_eq!(p.kind(), h.kind, "the adapter reports its registered kind");
+        assert_eq!(
+            p.profile(),
+            &d.profile(),
+            "{}: profile from the descriptor",
+            h.kind
+        );
+        assert_eq!(host(h.kind), Some(h));
     }
+    assert_eq!(kinds().collect::<Vec<_>>(), seen);
+    assert_eq!(
+        seen,
+        [
+            "zonefile",
+            "powerdns",
+            "rfc2136",
+            "cloudflare",
+            "route53",
+            "digitalocean",
+            "hetzner",
+            "gandi",
+            "desec",
+            "google"
+        ]
+    );
+    assert_eq!(host("nosuchhost"), None);
+    assert_eq!(descriptor::all().unwrap().len(), HOSTS.len());
+}
+
+#[test]
+fn a_required_setting_left_out_is_a_config_error() {
+    let mut checked = 0;
+    for h in HOSTS.iter().filter(|h| !h.required.is_empty()) {
+        let (_, c) = minimal(h);
+        let e = match (h.connect)(&Settings::default(), c, RetryPolicy::fast()) {
+            Err(e) => e,
+            Ok(_) => panic!("{} built without its required settings", h.kind),
+        };
+        assert_eq!(e.kind, ErrorKind::Config, "{}", h.kind);
+        assert_eq!(e.provider, h.kind);
+        checked += 1;
+    }
+    assert_eq!(checked, 3, "zonefile, powerdns and rfc2136 need settings");
+    // A credential of the wrong kind is refused, not unwrapped.
+    let e = match (registry::host("cloudflare").unwrap().connect)(
+        &Settings::default(),
+        Credential::None,
+        RetryPolicy::fast(),
+    ) {
+        Err(e) => e,
+        Ok(_) => panic!("cloudflare built without a token"),
+    };
+    assert_eq!(e.kind, ErrorKind::Config);
+}
+
+#[test]
+fn descriptor_profiles_hold_the_documented_limits() {
+    let p = host("digitalocean").unwrap().profile().unwrap();
+    assert_eq!(p.max_encoded_bytes, Some(509));
+    assert!(!p.multi_string && p.auto_split && p.printable_ascii_only);
+    assert_eq!(p.forbidden_bytes, vec![b'\\']);
+    assert_eq!(p.min_ttl, 30);
+    let cf = host("cloudflare").unwrap().profile().unwrap();
+    assert_eq!(cf.max_value_bytes, Some(4080));
+    assert_eq!(
+        cf.rate_limit,
+        Some(RateLimit {
+            requests: 1200,
+            per: std::time::Duration::from_secs(300)
+        })
+    );
+    assert_eq!(host("desec").unwrap().profile().unwrap().min_ttl, 3600);
+    assert_eq!(
+        host("route53")
+            .unwrap()
+            .profile()
+            .unwrap()
+            .max_encoded_bytes,
+        Some(4000)
+    );
+    assert_eq!(host("zonefile").unwrap().profile().unwrap().concurrency, 1);
+    assert_eq!(
+        host("powerdns").unwrap().profile().unwrap().rate_limit,
+        None
+    );
+    assert_eq!(host("rfc2136").unwrap().profile().unwrap().concurrency, 4);
 }
 
 #[test]

@@ -132,8 +132,12 @@ async fn over_the_encoded_limit_is_refused_before_any_write() {
         ),
         "{e:?}"
     );
+    // The providers crate speaks no mail: the key-size advice ("1024-bit", `maildns
+    // diagnose`) is added by maildns's accounts layer (see accounts::tests).
+    let hint = e.hint().unwrap();
     assert!(
-        e.hint().unwrap().contains("1024-bit") && e.hint().unwrap().contains("maildns diagnose")
+        !hint.contains("DKIM") && !hint.contains("maildns") && !hint.contains("bits"),
+        "{hint}"
     );
     assert!(fake.writes().is_empty(), "nothing may be written");
     assert!(

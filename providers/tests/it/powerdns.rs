@@ -422,7 +422,7 @@ async fn conformance_suite_expects_refusal_of_what_the_profile_excludes() {
     let (zone_name, _) = with_zone(&pdns).await;
     let profile = maildns_providers::Profile {
         printable_ascii_only: true,
-        ..Adapter::default_profile()
+        ..maildns_providers::hosts::powerdns::HOST.profile().unwrap()
     };
     let strict = |enforce| Strict {
         inner: adapter(&pdns, &pdns.api_key, RetryPolicy::fast()),

@@ -27,6 +27,7 @@ fn adapter(path: &Path, zone: &str) -> ZoneFile {
         default_ttl: 3600,
         bump_serial: true,
     })
+    .expect("the zone-file descriptor parses")
 }
 
 fn set(ttl: u32, values: &[&str]) -> TxtSet {

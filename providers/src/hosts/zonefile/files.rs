@@ -1,0 +1,118 @@
+//! The zone files of one account: `path` may contain `{zone}` to get one file per
+//! zone, and each name goes to the file of the longest zone that holds it.
+
+use std::path::Path;
+
+use super::{Config, KIND, ZoneFile};
+use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, TxtSet, Zone};
+
+/// Zone files of one account, as one [`Provider`].
+#[derive(Debug)]
+pub struct ZoneFiles {
+    files: Vec<ZoneFile>,
+    profile: Profile,
+}
+
+impl ZoneFiles {
+    /// One [`ZoneFile`] per zone, at `path` with `{zone}` replaced by the zone's name.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when several zones would share one file (no `{zone}`
+    /// in `path`).
+    pub fn new(path: &Path, zones: &[Fqdn], bump_serial: bool) -> Result<Self, Error> {
+        let template = path.to_string_lossy();
+        let mut uniq: Vec<Fqdn> = zones.to_vec();
+        uniq.sort();
+        uniq.dedup();
+        if uniq.len() > 1 && !template.contains("{zone}") {
+            return Err(Error::new(
+                KIND,
+                Operation::FindZone,
+                None,
+                ErrorKind::Config,
+                format!(
+                    "zone file {} would hold several zones ({}): put {{zone}} in its path to get one file per zone",
+                    path.display(),
+                    uniq.iter().map(Fqdn::as_str).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        let files = uniq
+            .into_iter()
+            .map(|zone| {
+                ZoneFile::new(Config {
+                    path: template.replace("{zone}", zone.as_str()).into(),
+                    zone,
+                    default_ttl: 3600,
+                    bump_serial,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ZoneFiles {
+            files,
+            profile: crate::registry::profile(KIND)?,
+        })
+    }
+
+    fn file_for(&self, name: &Fqdn) -> Result<&ZoneFile, Error> {
+        self.files
+            .iter()
+            .filter(|f| name.is_within(f.zone()))
+            .max_by_key(|f| f.zone().as_str().len())
+            .ok_or_else(|| {
+                Error::new(
+                    KIND,
+                    Operation::FindZone,
+                    Some(name),
+                    ErrorKind::ZoneNotFound,
+                    "no configured zone file holds this name",
+                )
+            })
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for ZoneFiles {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+    fn profile(&self) -> &Profile {
+        &self.profile
+    }
+    async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
+        self.file_for(name)?.find_zone(name).await
+    }
+    async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
+        self.file_for(name)?.read_txt(zone, name).await
+    }
+    async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
+        self.file_for(name)?.replace_txt(zone, name, set).await
+    }
+    async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
+        self.file_for(name)?.delete_txt(zone, name).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> Fqdn {
+        Fqdn::parse(s).unwrap()
+    }
+
+    #[test]
+    fn several_zones_need_a_zone_placeholder() {
+        let zones = [n("example.com"), n("example.org")];
+        let e = ZoneFiles::new(Path::new("/tmp/all.zone"), &zones, true).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Config);
+        assert!(e.message.contains("put {zone} in its path"), "{e}");
+        let ok = ZoneFiles::new(Path::new("/tmp/{zone}.zone"), &zones, true).unwrap();
+        let f = ok.file_for(&n("a._domainkey.example.org")).unwrap();
+        assert_eq!(f.path(), Path::new("/tmp/example.org.zone"));
+        assert_eq!(
+            ok.file_for(&n("example.net")).unwrap_err().kind,
+            ErrorKind::ZoneNotFound
+        );
+    }
+}
