@@ -67,10 +67,11 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
         tracing::error!("account '{name}': {e:#}");
     }
     let runner = Runner::new(config, store, providers, Arc::new(SystemClock))?;
-    // Debug builds only: MAILDNS_TEST_CRASH_AFTER=N aborts the process (no
-    // destructors, no flush: like kill -9) at the N-th step boundary, for the
-    // crash tests that run this binary.
-    #[cfg(debug_assertions)]
+    // Feature `test-hooks` only (enabled by the tests, never in a release
+    // build): MAILDNS_TEST_CRASH_AFTER=N aborts the process (no destructors, no
+    // flush: like kill -9) at the N-th step boundary, for the crash tests that
+    // run this binary.
+    #[cfg(feature = "test-hooks")]
     let runner = match std::env::var("MAILDNS_TEST_CRASH_AFTER")
         .ok()
         .and_then(|v| v.parse::<u32>().ok())

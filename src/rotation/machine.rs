@@ -260,6 +260,12 @@ pub struct KeyRecord {
     pub attempts: u32,
     /// Why the last attempt failed, or why the switch failed.
     pub failure: Option<String>,
+    /// Why a signer probe holds this key (shown as blocked): the signer does not
+    /// sign with it yet although it was switched to it, still signs with it
+    /// although it is retiring (its record and private key stay), or no longer
+    /// signs with it although it is active (drift). Cleared when a probe proves
+    /// otherwise or the key moves on.
+    pub held: Option<String>,
 }
 
 impl KeyRecord {
@@ -281,6 +287,7 @@ impl KeyRecord {
             not_before: None,
             attempts: 0,
             failure: None,
+            held: None,
         }
     }
 
@@ -305,6 +312,7 @@ impl KeyRecord {
         self.not_before = None;
         self.attempts = 0;
         self.failure = None;
+        self.held = None;
     }
 }
 
@@ -318,15 +326,36 @@ pub struct DomainState {
     pub keys: Vec<KeyRecord>,
 }
 
-/// A blocked algorithm, as `status` shows it.
+/// A blocked key, as `status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Blocked {
-    /// The algorithm whose rotation is stopped.
+    /// The algorithm concerned.
     pub algorithm: Algorithm,
-    /// The key the signer could not be switched to.
+    /// The key concerned.
     pub selector: Selector,
+    /// What is blocked.
+    pub kind: BlockKind,
     /// Why.
     pub reason: String,
+}
+
+/// What a [`Blocked`] entry blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockKind {
+    /// The signer could not be switched: rotation of the algorithm stops until
+    /// an operator unblocks it ([`KeyStatus::SwitchFailed`]).
+    SwitchFailed,
+    /// The signer was switched but a probe does not show it signing with the
+    /// new key (e.g. OpenDKIM refused the reload): the key is not active, the
+    /// old one keeps signing and nothing old is touched; retried with backoff.
+    NotSigning,
+    /// A probe shows the signer still signing with a retiring key: its
+    /// withdrawal or key deletion waits; retried with backoff.
+    StillSigning,
+    /// A probe shows the signer no longer signing with the active key
+    /// (restarted with old tables, tables edited by hand).
+    Drift,
 }
 
 impl DomainState {
@@ -361,16 +390,43 @@ impl DomainState {
             .find(|k| k.algorithm == algorithm && k.status.is_pending())
     }
 
-    /// Algorithms whose rotation is blocked by a failed signer switch.
+    /// Everything blocked: failed switches (the algorithm stops) and keys a
+    /// signer probe holds ([`KeyRecord::held`]).
     pub fn blocked(&self) -> Vec<Blocked> {
         self.keys
             .iter()
-            .filter(|k| k.status == KeyStatus::SwitchFailed)
-            .map(|k| Blocked {
-                algorithm: k.algorithm,
-                selector: k.selector.clone(),
-                reason: k.failure.clone().unwrap_or_default(),
+            .filter_map(|k| {
+                let kind = if k.status == KeyStatus::SwitchFailed {
+                    BlockKind::SwitchFailed
+                } else if k.held.is_some() {
+                    match k.status {
+                        KeyStatus::Switched => BlockKind::NotSigning,
+                        KeyStatus::Active => BlockKind::Drift,
+                        _ => BlockKind::StillSigning,
+                    }
+                } else {
+                    return None;
+                };
+                Some(Blocked {
+                    algorithm: k.algorithm,
+                    selector: k.selector.clone(),
+                    kind,
+                    reason: k
+                        .held
+                        .clone()
+                        .or_else(|| k.failure.clone())
+                        .unwrap_or_default(),
+                })
             })
+            .collect()
+    }
+
+    /// Failed switches only: the algorithms whose rotation stops until an
+    /// operator unblocks them.
+    pub fn halted(&self) -> Vec<Blocked> {
+        self.blocked()
+            .into_iter()
+            .filter(|b| b.kind == BlockKind::SwitchFailed)
             .collect()
     }
 
@@ -803,6 +859,22 @@ pub enum Observation {
         /// Which key.
         selector: Selector,
     },
+    /// A signer probe holds the key: a switched key the signer does not sign
+    /// with yet, or a retiring key it still signs with (the retirement step was
+    /// not performed). Retried with backoff.
+    SignerHeld {
+        /// Which key.
+        selector: Selector,
+        /// What the probe saw.
+        reason: String,
+    },
+    /// A periodic probe found the signer not signing with this active key.
+    SignerDrift {
+        /// Which key.
+        selector: Selector,
+        /// What the probe saw.
+        reason: String,
+    },
     /// The private key was published for deniability.
     PrivateKeyPublished {
         /// Which key.
@@ -835,6 +907,8 @@ impl Observation {
             | Observation::SignerSwitched { selector }
             | Observation::SignerConfirmed { selector }
             | Observation::SignerFailed { selector, .. }
+            | Observation::SignerHeld { selector, .. }
+            | Observation::SignerDrift { selector, .. }
             | Observation::KeyWithdrawn { selector }
             | Observation::PrivateKeyPublished { selector }
             | Observation::PrivateKeyDeleted { selector }
@@ -941,7 +1015,7 @@ pub fn next_due(state: &DomainState, policy: &Policy) -> Option<DateTime<Utc>> {
             due = Some(due.map_or(t, |d| d.min(t)));
         }
     };
-    let blocked: BTreeSet<Algorithm> = state.blocked().iter().map(|b| b.algorithm).collect();
+    let blocked: BTreeSet<Algorithm> = state.halted().iter().map(|b| b.algorithm).collect();
     for k in &state.keys {
         if !blocked.contains(&k.algorithm) {
             consider(key_due(k, policy));
@@ -1131,7 +1205,7 @@ pub enum ScheduledAction {
 /// earliest first (the first entry's time is [`next_due`]). Blocked algorithms
 /// have no entries. `now` only serves to predict new selectors.
 pub fn schedule(state: &DomainState, policy: &Policy, now: DateTime<Utc>) -> Vec<Scheduled> {
-    let blocked: BTreeSet<Algorithm> = state.blocked().iter().map(|b| b.algorithm).collect();
+    let blocked: BTreeSet<Algorithm> = state.halted().iter().map(|b| b.algorithm).collect();
     let mut out = Vec::new();
     for k in &state.keys {
         if blocked.contains(&k.algorithm) {
@@ -1330,6 +1404,43 @@ fn fold(
             key.progressed(KeyStatus::Switched);
             ev = Some(("switched", "ok", "signer pointed at the new key".into()));
         }
+        Observation::SignerConfirmed { .. } if status == KeyStatus::Active => {
+            if key.held.take().is_some() {
+                ev = Some((
+                    "drift",
+                    "ok",
+                    "a probe shows the signer signing with it again".into(),
+                ));
+            }
+        }
+        Observation::SignerHeld { reason, .. }
+            if matches!(
+                status,
+                KeyStatus::Switched
+                    | KeyStatus::Retiring
+                    | KeyStatus::Withdrawn
+                    | KeyStatus::Disclosed
+            ) =>
+        {
+            key.attempts = key.attempts.saturating_add(1);
+            key.not_before = Some(now + policy.backoff(key.attempts));
+            key.failure = Some(reason.clone());
+            if key.held.as_ref() != Some(reason) {
+                let what = if status == KeyStatus::Switched {
+                    "not_signing"
+                } else {
+                    "still_signing"
+                };
+                ev = Some((what, "blocked", reason.clone()));
+            }
+            key.held = Some(reason.clone());
+        }
+        Observation::SignerDrift { reason, .. } if status == KeyStatus::Active => {
+            if key.held.as_ref() != Some(reason) {
+                ev = Some(("drift", "blocked", reason.clone()));
+            }
+            key.held = Some(reason.clone());
+        }
         Observation::SignerConfirmed { .. } if status == KeyStatus::Switched => {
             key.progressed(KeyStatus::Active);
             key.active_at = Some(now);
@@ -1514,7 +1625,7 @@ fn decide(
     let mut wait: Option<DateTime<Utc>> = None;
     let mut wait_for = |t: DateTime<Utc>| wait = Some(wait.map_or(t, |w: DateTime<Utc>| w.min(t)));
 
-    let blocked = state.blocked();
+    let blocked = state.halted();
     for b in &blocked {
         actions.push(Action::Failed {
             algorithm: b.algorithm,

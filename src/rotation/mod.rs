@@ -63,10 +63,10 @@ pub mod status;
 pub mod store;
 
 pub use machine::{
-    Action, AdoptError, Algorithm, Blocked, Decision, Disposal, DomainState, Event, Expect,
-    KeyRecord, KeySpec, KeyStatus, Observation, Policy, PolicyError, PolicySettings, Scheduled,
-    ScheduledAction, Selector, Verdict, Warning, Withdrawal, adopt, check_invariants, next_due,
-    rotate_now, schedule, step, unblock,
+    Action, AdoptError, Algorithm, BlockKind, Blocked, Decision, Disposal, DomainState, Event,
+    Expect, KeyRecord, KeySpec, KeyStatus, Observation, Policy, PolicyError, PolicySettings,
+    Scheduled, ScheduledAction, Selector, Verdict, Warning, Withdrawal, adopt, check_invariants,
+    next_due, rotate_now, schedule, step, unblock,
 };
-pub use runner::{Confirm, Performed, RunOutcome, Runner, RunnerError};
+pub use runner::{Performed, RunOutcome, Runner, RunnerError};
 pub use store::{Diagnosis, SqliteStore, Store, StoreError, StoredEvent};

@@ -32,7 +32,7 @@ pub const DB_FILE: &str = "maildns.sqlite3";
 /// File name of the lock inside the state directory.
 pub const LOCK_FILE: &str = "maildns.lock";
 /// Schema version this code writes (SQLite `user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Why the state store failed.
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +207,7 @@ CREATE TABLE keys (
     not_before    TEXT,
     attempts      INTEGER NOT NULL,
     failure       TEXT,
+    held          TEXT,
     PRIMARY KEY (domain, algorithm, selector),
     UNIQUE (domain, selector)
 );
@@ -373,6 +374,14 @@ impl SqliteStore {
                 .map_err(self.sql("create schema"))?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(self.sql("write schema version"))?;
+        } else if version < SCHEMA_VERSION {
+            // 1 -> 2: keys.held (a key a signer probe holds).
+            if version < 2 {
+                tx.execute_batch("ALTER TABLE keys ADD COLUMN held TEXT;")
+                    .map_err(self.sql("migrate schema to version 2"))?;
+            }
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(self.sql("write schema version"))?;
         }
         tx.commit().map_err(self.sql("commit schema"))
     }
@@ -418,6 +427,7 @@ impl SqliteStore {
             destroyed_at: time(12)?,
             not_before: time(13)?,
             failure: opt_text(14)?,
+            held: opt_text(16)?,
             attempts: u32::try_from(attempts)
                 .map_err(|_| self.corrupt("keys", format!("attempts {attempts}")))?,
         })
@@ -531,7 +541,7 @@ impl Store for SqliteStore {
             .prepare_cached(
                 "SELECT algorithm, selector, status, bits, created_at, key_path, published_at,
                         propagated_at, safe_after, active_at, retired_at, withdrawn_at,
-                        destroyed_at, not_before, failure, attempts
+                        destroyed_at, not_before, failure, attempts, held
                  FROM keys WHERE domain = ?1 ORDER BY seq",
             )
             .map_err(self.sql("prepare load"))?;
@@ -575,8 +585,8 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "INSERT INTO keys (domain, algorithm, selector, seq, status, bits, created_at,
                         key_path, published_at, propagated_at, safe_after, active_at, retired_at,
-                        withdrawn_at, destroyed_at, not_before, attempts, failure)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                        withdrawn_at, destroyed_at, not_before, attempts, failure, held)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
                 )
                 .map_err(self.sql("prepare save keys"))?;
             for (seq, k) in state.keys.iter().enumerate() {
@@ -599,6 +609,7 @@ impl Store for SqliteStore {
                     k.not_before.map(ts),
                     k.attempts,
                     k.failure,
+                    k.held,
                 ])
                 .map_err(self.sql("save keys"))?;
             }

@@ -375,3 +375,37 @@ fn runner_loop_shape_persists_each_step() {
         d.events.len()
     );
 }
+
+#[test]
+fn a_version_1_store_is_migrated_and_keeps_its_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
+        let v1 = SCHEMA.replace("    held          TEXT,\n", "");
+        conn.execute_batch(&v1).expect("v1 schema");
+        conn.pragma_update(None, "user_version", 1)
+            .expect("version");
+        conn.execute(
+            "INSERT INTO domains (domain, saved_at) VALUES ('example.com', '2025-01-01T00:00:00Z')",
+            [],
+        )
+        .expect("domain");
+        conn.execute(
+            "INSERT INTO keys (domain, algorithm, selector, seq, status, bits, created_at, attempts)
+             VALUES ('example.com', 'rsa', '202501', 0, 'planned', 2048, '2025-01-01T00:00:00.000000000Z', 0)",
+            [],
+        )
+        .expect("key");
+    }
+    let store = SqliteStore::open_locked(dir.path()).expect("migrates");
+    let mut state = store.load(&name("example.com")).expect("loads");
+    assert_eq!(state.keys.len(), 1);
+    assert_eq!(state.keys[0].held, None);
+    state.keys[0].held = Some("OpenDKIM still signs with it".into());
+    store.save(&state, &[]).expect("saves");
+    let again = store.load(&name("example.com")).expect("loads");
+    assert_eq!(
+        again.keys[0].held.as_deref(),
+        Some("OpenDKIM still signs with it")
+    );
+}
