@@ -11,10 +11,16 @@
 //! configuration and providers between domains; if the new configuration is
 //! invalid the old one stays.
 //!
+//! Each active key's signer is also probed every `[signer] probe_interval`
+//! (default hourly; [`Runner::probe_signers`]): drift (a signer restarted with
+//! old tables, tables edited by hand, a signer gone) is saved as a blocked
+//! condition that `status` shows, and logged as an error.
+//!
 //! Logging goes through `tracing` (plain lines on stderr: journald adds the
 //! timestamps). systemd readiness (`READY=1`, `RELOADING=1`, `STOPPING=1`) is
 //! sent when `NOTIFY_SOCKET` is set.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -64,10 +70,22 @@ fn rotating(config: &Config) -> Vec<Fqdn> {
         .collect()
 }
 
-/// Runs every due domain once; returns the earliest next due time.
+/// How often active signers are probed for drift (`None`: no probe-able signer).
+fn probe_interval(runner: &Runner) -> Option<chrono::TimeDelta> {
+    let s = runner.config().signer.as_ref()?;
+    if s.confirm != crate::config::SignerConfirm::Probe {
+        return None;
+    }
+    chrono::TimeDelta::from_std(s.probe_interval).ok()
+}
+
+/// Runs every due domain once, and the drift probe of every domain whose last
+/// probe (in `probed`) is older than the probe interval; returns the earliest
+/// next due time (rotation or probe).
 async fn pass(
     runner: &Runner,
     stop: &mut (impl Future<Output = ()> + Unpin),
+    probed: &mut HashMap<Fqdn, DateTime<Utc>>,
 ) -> Option<DateTime<Utc>> {
     let mut earliest: Option<DateTime<Utc>> = None;
     for domain in rotating(runner.config()) {
@@ -105,6 +123,27 @@ async fn pass(
         if let Some(t) = due {
             earliest = Some(earliest.map_or(t, |e| e.min(t)));
         }
+        if let Some(interval) = probe_interval(runner) {
+            let now = runner.clock().now();
+            let next = probed.get(&domain).map(|t| *t + interval);
+            if next.is_none_or(|t| t <= now) {
+                match runner.probe_signers(&domain).await {
+                    Ok(blocked) => {
+                        for b in blocked
+                            .iter()
+                            .filter(|b| b.kind == crate::rotation::BlockKind::Drift)
+                        {
+                            tracing::error!(domain = %domain, "signer drift on {}: {}", b.selector, b.reason);
+                        }
+                    }
+                    Err(e) => tracing::error!(domain = %domain, "signer probe failed: {e}"),
+                }
+                probed.insert(domain.clone(), now);
+            }
+            if let Some(t) = probed.get(&domain).map(|t| *t + interval) {
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            }
+        }
     }
     earliest
 }
@@ -137,8 +176,9 @@ pub async fn run<R>(
         rotating(runner.config()).len()
     );
     notify(sd_notify::NotifyState::Ready);
+    let mut probed: HashMap<Fqdn, DateTime<Utc>> = HashMap::new();
     loop {
-        let earliest = pass(runner, &mut shutdown).await;
+        let earliest = pass(runner, &mut shutdown, &mut probed).await;
         if stopped(&mut shutdown).await {
             break;
         }

@@ -1,6 +1,10 @@
 //! DKIM rotation end to end: the runner against a real PowerDNS and a real
-//! OpenDKIM, with simulated time (an injected clock); crash injection at every
-//! step boundary; signer and provider failures; the daemon binary.
+//! OpenDKIM, with simulated time (an injected clock); every switch proven by a
+//! probe signature through OpenDKIM's milter socket, verified against PowerDNS;
+//! crash injection at every step boundary; reloads OpenDKIM refuses (a table
+//! unreadable to its user, a configuration error, the process gone); a signer
+//! still signing with a retiring key; drift; provider failures; the daemon
+//! binary.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -13,7 +17,7 @@ use maildns::config::{Account, Config};
 use maildns::propagation::{Clock, Querier, QueryOptions};
 use maildns::rotation::runner::CrashHook;
 use maildns::rotation::{
-    Confirm, Diagnosis, DomainState, KeyStatus, RunOutcome, Runner, RunnerError, Selector,
+    BlockKind, Diagnosis, DomainState, KeyStatus, RunOutcome, Runner, RunnerError, Selector,
     SqliteStore, Store,
 };
 use maildns_providers::http::RetryPolicy;
@@ -82,7 +86,7 @@ impl Env {
     }
 
     /// The seed's domain (SPF, DMARC, DKIM %Y%m, 30d, overlap 14d, retire remove).
-    fn toml(&self, api_url: &str, bits: u32, reload: Option<&[&str]>) -> String {
+    fn toml(&self, api_url: &str, bits: u32, reload: Option<&[String]>) -> String {
         let mut s = format!(
             r#"state_dir = "{state}"
 [accounts.dns]
@@ -109,23 +113,23 @@ retire = "remove"
         );
         if let Some(o) = &self.odk {
             let reload: Vec<String> = match reload {
-                Some(r) => r.iter().map(|a| a.to_string()).collect(),
+                Some(r) => r.to_vec(),
                 None => o.reload_command(),
             };
             s.push_str(&format!(
-                "\n[signer]\nconfig = \"{}\"\nkey_dir = \"{}\"\nkey_table = \"{}\"\nsigning_table = \"{}\"\nuser = \"{}\"\nreload_command = {:?}\n",
+                "\n[signer]\nconfig = \"{}\"\nkey_dir = \"{}\"\nkey_table = \"{}\"\nsigning_table = \"{}\"\nuser = \"{}\"\nreload_command = {:?}\nprobe_timeout = \"3s\"\n",
                 o.conf.display(),
                 o.key_dir.display(),
                 o.key_table.display(),
                 o.signing_table.display(),
-                current_user(),
+                o.user,
                 reload
             ));
         }
         s
     }
 
-    fn config(&self, api_url: &str, bits: u32, reload: Option<&[&str]>) -> Config {
+    fn config(&self, api_url: &str, bits: u32, reload: Option<&[String]>) -> Config {
         let path = self.dir.path().join("maildns.toml");
         std::fs::write(&path, self.toml(api_url, bits, reload)).unwrap();
         maildns::config::load(&path).unwrap_or_else(|e| panic!("{e}"))
@@ -141,21 +145,8 @@ retire = "remove"
         std::fs::create_dir_all(&config.state_dir).unwrap();
         let store = Arc::new(SqliteStore::open_locked(&config.state_dir).unwrap());
         let clock: Arc<dyn Clock> = clock.clone();
-        let runner = Runner::new(config, store, providers, clock).unwrap();
-        match &self.odk {
-            // Confirm by signing a message through the real OpenDKIM.
-            Some(o) => {
-                let o = o.clone();
-                runner.with_confirm(Confirm::Hook(Arc::new(move |_d, sel, _k| {
-                    let sig = o.sign(MESSAGE)?;
-                    match signature_tag(&sig, "s") {
-                        Some(s) if s == sel.as_str() => Ok(()),
-                        other => Err(format!("OpenDKIM signs with s={other:?}")),
-                    }
-                })))
-            }
-            None => runner,
-        }
+        // Switches are proven by maildns's own probe through the real OpenDKIM.
+        Runner::new(config, store, providers, clock).unwrap()
     }
 
     fn state(&self) -> DomainState {
@@ -233,13 +224,6 @@ print(ok)
 sys.exit(0 if ok else 1)
 "#;
 
-fn current_user() -> String {
-    nix::unistd::User::from_uid(nix::unistd::getuid())
-        .unwrap()
-        .unwrap()
-        .name
-}
-
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 1, 10, 0, 0, 0).unwrap()
 }
@@ -305,7 +289,16 @@ async fn full_lifecycle_with_real_powerdns_and_opendkim() {
     assert_eq!(env.served("202402").await.len(), 1);
     env.assert_signs_with("202401");
     clock.advance(TimeDelta::seconds(61));
-    run(&env, &config, &clock).await;
+    let out = run(&env, &config, &clock).await;
+    // The switch is proven by a probe through the milter socket, verified
+    // against PowerDNS; only then is the key active.
+    let confirm = out
+        .performed
+        .iter()
+        .find(|p| p.action == "confirm_signer")
+        .expect("confirmed by a probe");
+    assert_eq!(confirm.result, "ok", "{confirm:?}");
+    assert!(out.blocked.is_empty(), "{:?}", out.blocked);
     let st = env.state();
     assert_eq!(status(&st, "202402"), Some(KeyStatus::Active));
     assert_eq!(status(&st, "202401"), Some(KeyStatus::Retiring));
@@ -320,7 +313,8 @@ async fn full_lifecycle_with_real_powerdns_and_opendkim() {
     assert!(key_file(&env.state(), "202401").exists());
     env.assert_signs_with("202402");
     clock.advance(TimeDelta::seconds(1));
-    run(&env, &config, &clock).await;
+    let out = run(&env, &config, &clock).await;
+    assert!(out.blocked.is_empty(), "{:?}", out.blocked);
     let st = env.state();
     assert_eq!(status(&st, "202401"), Some(KeyStatus::Destroyed));
     assert!(env.served("202401").await.is_empty(), "old record removed");
@@ -424,47 +418,261 @@ async fn check_after_crash(env: &Env, boundary: &str) {
     maildns::rotation::check_invariants(&st).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failing_reload_blocks_and_keeps_the_old_key_signing() {
-    let env = Env::start(true, 60).await;
+/// The first key active (proven by a probe); 202402 then due for a switch at
+/// the next run (published, propagated, safe).
+async fn bootstrap_then_publish_the_next_key(env: &Env, clock: &Arc<FakeClock>) -> Config {
     let good = env.config(&env.pdns.api_url, 1024, None);
-    let clock = FakeClock::at(t0());
-    run(&env, &good, &clock).await;
+    run(env, &good, clock).await;
     clock.advance(TimeDelta::seconds(61));
-    run(&env, &good, &clock).await;
+    run(env, &good, clock).await;
+    assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Active));
     env.assert_signs_with("202401");
-
-    let bad = env.config(&env.pdns.api_url, 1024, Some(&["false"]));
     clock.advance(TimeDelta::days(30));
-    run(&env, &bad, &clock).await;
+    run(env, &good, clock).await;
+    assert_eq!(status(&env.state(), "202402"), Some(KeyStatus::Propagated));
     clock.advance(TimeDelta::seconds(61));
+    good
+}
+
+/// `maildns status --json` for the env's config.
+fn status_json(env: &Env) -> serde_json::Value {
+    let cfg = env.dir.path().join("maildns.toml");
+    let out = maildns_cmd(&cfg, &env.pdns.api_key)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// While the new key is not proven, nothing old is touched, for weeks: the old
+/// key stays active, its record served, its private key on disk, and OpenDKIM
+/// goes on signing with it (dkimpy verifies against PowerDNS).
+async fn assert_nothing_old_touched(env: &Env, config: &Config, clock: &Arc<FakeClock>) {
+    for _ in 0..3 {
+        clock.advance(TimeDelta::days(20));
+        run(env, config, clock).await;
+        let st = env.state();
+        assert_eq!(status(&st, "202401"), Some(KeyStatus::Active));
+        assert_eq!(status(&st, "202402"), Some(KeyStatus::Switched));
+        assert_eq!(env.served("202401").await.len(), 1);
+        assert!(!env.served("202401").await[0].contains("p=;"));
+        assert!(key_file(&st, "202401").exists());
+        assert!(events(env, "retiring").is_empty());
+        assert!(events(env, "withdrawing").is_empty());
+        env.assert_signs_with("202401");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_refused_for_an_unreadable_key_table_keeps_the_old_key() {
+    let env = Env::start(true, 60).await;
+    let clock = FakeClock::at(t0());
+    let good = bootstrap_then_publish_the_next_key(&env, &clock).await;
+    let o = env.odk.as_ref().unwrap();
+    // At reload time key.table is unreadable to OpenDKIM's user (after
+    // maildns's own checks passed): OpenDKIM keeps its old configuration.
+    let kt = o.key_table.display().to_string();
+    let bad = env.config(
+        &env.pdns.api_url,
+        1024,
+        Some(&o.reload_command_after(&format!("chmod 000 {kt}"))),
+    );
     let out = run(&env, &bad, &clock).await;
     assert_eq!(out.blocked.len(), 1, "{out:?}");
-    assert_eq!(out.blocked[0].selector.as_str(), "202402");
+    let b = &out.blocked[0];
+    assert_eq!(
+        (b.kind, b.selector.as_str()),
+        (BlockKind::NotSigning, "202402")
+    );
+    assert!(b.reason.contains("s=202401"), "{}", b.reason);
+    // The second check before re-sending the reload names the unreadable table.
+    assert!(b.reason.contains("not readable by"), "{}", b.reason);
+    assert_eq!(
+        env.table_selector().as_deref(),
+        Some("202402"),
+        "no rollback"
+    );
+    env.assert_signs_with("202401");
+    let v = status_json(&env);
+    let blocked = &v["domains"][0]["blocked"][0];
+    assert_eq!(blocked["kind"], "not_signing", "{v}");
+    assert_eq!(blocked["selector"], "202402", "{v}");
+    assert_eq!(events(&env, "not_signing").len(), 1);
+
+    assert_nothing_old_touched(&env, &bad, &clock).await;
+
+    // Fixed: the next attempt re-checks, reloads and proves the switch.
+    std::fs::set_permissions(
+        &o.key_table,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    clock.advance(TimeDelta::hours(2));
+    let out = run(&env, &good, &clock).await;
+    assert!(out.blocked.is_empty(), "{out:?}");
+    let st = env.state();
+    assert_eq!(status(&st, "202402"), Some(KeyStatus::Active));
+    assert_eq!(status(&st, "202401"), Some(KeyStatus::Retiring));
+    env.assert_signs_with("202402");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_refused_for_a_configuration_error_keeps_the_old_key() {
+    let env = Env::start(true, 60).await;
+    let clock = FakeClock::at(t0());
+    let good = bootstrap_then_publish_the_next_key(&env, &clock).await;
+    let o = env.odk.as_ref().unwrap();
+    let conf = o.conf.display().to_string();
+    let original = std::fs::read_to_string(&o.conf).unwrap();
+    // A parameter OpenDKIM does not know: its reload fails at the next connection.
+    let bad = env.config(
+        &env.pdns.api_url,
+        1024,
+        Some(&o.reload_command_after(&format!(
+            "grep -q NoSuchSetting {conf} || echo 'NoSuchSetting yes' >> {conf}"
+        ))),
+    );
+    let out = run(&env, &bad, &clock).await;
+    assert_eq!(out.blocked.len(), 1, "{out:?}");
+    assert_eq!(out.blocked[0].kind, BlockKind::NotSigning);
     assert!(
-        out.blocked[0].reason.contains("reload"),
+        out.blocked[0].reason.contains("s=202401"),
         "{}",
         out.blocked[0].reason
     );
+    assert_nothing_old_touched(&env, &bad, &clock).await;
+    // Fixed by hand; maildns's next attempt proves the switch.
+    std::fs::write(&o.conf, original).unwrap();
+    clock.advance(TimeDelta::hours(2));
+    run(&env, &good, &clock).await;
+    assert_eq!(status(&env.state(), "202402"), Some(KeyStatus::Active));
+    env.assert_signs_with("202402");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signer_gone_is_retried_without_rollback_and_proven_once_back() {
+    let env = Env::start(true, 60).await;
+    let clock = FakeClock::at(t0());
+    let good = bootstrap_then_publish_the_next_key(&env, &clock).await;
+    let o = env.odk.as_ref().unwrap();
+    o.stop();
+    let out = run(&env, &good, &clock).await;
+    let confirm = out
+        .performed
+        .iter()
+        .find(|p| p.action == "confirm_signer")
+        .expect("a probe was tried");
+    assert_eq!(confirm.result, "failed", "{confirm:?}");
+    assert!(
+        confirm.detail.contains("cannot connect"),
+        "{}",
+        confirm.detail
+    );
     let st = env.state();
+    let new = st.key(&sel("202402")).unwrap();
+    assert_eq!(new.status, KeyStatus::Switched);
+    assert!(new.not_before.unwrap() > clock.now(), "backoff");
     assert_eq!(status(&st, "202401"), Some(KeyStatus::Active));
-    assert_eq!(status(&st, "202402"), Some(KeyStatus::SwitchFailed));
+    // status says why.
+    let v = status_json(&env);
+    let errors = v["domains"][0]["errors"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        errors.iter().any(|e| e["selector"] == "202402"
+            && e["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("cannot connect")),
+        "{v}"
+    );
+    // Weeks of OpenDKIM being down: nothing old is revoked or deleted.
+    for _ in 0..3 {
+        clock.advance(TimeDelta::days(20));
+        run(&env, &good, &clock).await;
+        let st = env.state();
+        assert_eq!(status(&st, "202401"), Some(KeyStatus::Active));
+        assert_eq!(env.served("202401").await.len(), 1);
+        assert!(key_file(&st, "202401").exists());
+    }
     assert_eq!(
         env.table_selector().as_deref(),
-        Some("202401"),
-        "tables put back"
+        Some("202402"),
+        "no rollback"
     );
+    // Back up: it reads the new tables at start; the next attempt proves it.
+    o.restart();
+    clock.advance(TimeDelta::hours(2));
+    run(&env, &good, &clock).await;
+    assert_eq!(status(&env.state(), "202402"), Some(KeyStatus::Active));
+    env.assert_signs_with("202402");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signer_still_signing_with_the_old_key_holds_its_retirement_and_drift_shows() {
+    let env = Env::start(true, 60).await;
+    let clock = FakeClock::at(t0());
+    let good = bootstrap_then_publish_the_next_key(&env, &clock).await;
+    run(&env, &good, &clock).await;
+    assert_eq!(status(&env.state(), "202402"), Some(KeyStatus::Active));
+    let o = env.odk.as_ref().unwrap();
+    let switched = std::fs::read_to_string(&o.key_table).unwrap();
+    // Someone puts the old tables back and restarts OpenDKIM.
+    std::fs::write(
+        &o.key_table,
+        switched
+            .replace(":202402:", ":202401:")
+            .replace("202402.private", "202401.private"),
+    )
+    .unwrap();
+    o.restart();
     env.assert_signs_with("202401");
-    // Weeks later nothing was removed: blocked until an operator looks.
-    clock.advance(TimeDelta::days(60));
-    let out = run(&env, &bad, &clock).await;
-    assert!(out.performed.is_empty(), "{:?}", out.performed);
-    assert_eq!(out.next_due, None);
+    // The daemon's periodic probe reports drift.
+    let runner = env.runner(good.clone(), &clock);
+    let blocked = runner.probe_signers(&domain()).await.unwrap();
+    drop(runner);
+    assert_eq!(blocked.len(), 1, "{blocked:?}");
+    assert_eq!(
+        (blocked[0].kind, blocked[0].selector.as_str()),
+        (BlockKind::Drift, "202402")
+    );
+    assert_eq!(
+        status_json(&env)["domains"][0]["blocked"][0]["kind"],
+        "drift"
+    );
+    assert_eq!(events(&env, "drift").len(), 1);
+    // At the end of the overlap the revocation of 202401 is held: record and key stay.
+    clock.advance(TimeDelta::days(15));
+    let out = run(&env, &good, &clock).await;
+    assert!(
+        out.blocked
+            .iter()
+            .any(|b| b.kind == BlockKind::StillSigning && b.selector.as_str() == "202401"),
+        "{out:?}"
+    );
+    let st = env.state();
+    assert_eq!(status(&st, "202401"), Some(KeyStatus::Retiring));
     assert_eq!(env.served("202401").await.len(), 1);
-    assert_eq!(env.served("202402").await.len(), 1);
-    assert!(key_file(&env.state(), "202401").exists());
+    assert!(key_file(&st, "202401").exists());
     env.assert_signs_with("202401");
-    // The CLI's exit status for a blocked domain, via `rotate`: see the binary test.
+    // Put right: the drift clears, and the retirement goes ahead.
+    std::fs::write(&o.key_table, &switched).unwrap();
+    o.reload().unwrap();
+    let runner = env.runner(good.clone(), &clock);
+    let blocked = runner.probe_signers(&domain()).await.unwrap();
+    drop(runner);
+    assert!(
+        blocked.iter().all(|b| b.kind != BlockKind::Drift),
+        "{blocked:?}"
+    );
+    clock.advance(TimeDelta::hours(2));
+    run(&env, &good, &clock).await;
+    let st = env.state();
+    assert_eq!(status(&st, "202401"), Some(KeyStatus::Destroyed));
+    assert!(env.served("202401").await.is_empty());
+    env.assert_signs_with("202402");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -156,8 +156,14 @@ fn print_human(r: &DomainReport) {
         );
     }
     for b in &o.blocked {
+        let what = match b.kind {
+            crate::rotation::BlockKind::SwitchFailed => "rotation stopped",
+            crate::rotation::BlockKind::NotSigning => "switch not proven",
+            crate::rotation::BlockKind::StillSigning => "retirement held",
+            crate::rotation::BlockKind::Drift => "signer drift",
+        };
         println!(
-            "  BLOCKED: {} rotation stopped at {}: {}",
+            "  BLOCKED: {} {what} at {}: {}",
             b.algorithm, b.selector, b.reason
         );
     }

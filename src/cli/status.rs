@@ -121,8 +121,14 @@ fn print_human(s: &DomainStatus, now: DateTime<Utc>) {
         );
     }
     for b in &s.blocked {
+        let what = match b.kind {
+            crate::rotation::BlockKind::SwitchFailed => "rotation stopped",
+            crate::rotation::BlockKind::NotSigning => "switch not proven",
+            crate::rotation::BlockKind::StillSigning => "retirement held",
+            crate::rotation::BlockKind::Drift => "signer drift",
+        };
         println!(
-            "  BLOCKED  {:<12} {} rotation stopped: {}",
+            "  BLOCKED  {:<12} {} {what}: {}",
             b.selector.as_str(),
             b.algorithm,
             b.reason

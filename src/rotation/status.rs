@@ -171,7 +171,7 @@ pub fn domain_status(
     let errors = state
         .keys
         .iter()
-        .filter(|k| k.status != KeyStatus::SwitchFailed)
+        .filter(|k| k.status != KeyStatus::SwitchFailed && k.held.is_none())
         .filter_map(|k| {
             k.failure.as_ref().map(|f| KeyFailure {
                 selector: k.selector.to_string(),
@@ -197,8 +197,10 @@ pub fn domain_status(
             "no DKIM key yet: `maildns publish` or `maildns rotate` will create the first one (or `maildns import opendkim` adopts the key OpenDKIM uses now)"
                 .into(),
         )
-    } else if !blocked.is_empty() {
+    } else if !state.halted().is_empty() {
         Some("rotation is blocked: OpenDKIM keeps signing with its previous key; fix the signer (see the reason), then unblock".into())
+    } else if !blocked.is_empty() {
+        Some("a signer probe holds a key (see blocked): no key counts as active and nothing old is retired until a probe signature proves what OpenDKIM signs with; retried automatically".into())
     } else {
         None
     };
