@@ -945,3 +945,81 @@ async fn killed_rotate_processes_resume_from_the_saved_step() {
     eprintln!("killed at each of {boundaries} step boundaries");
     assert!(boundaries >= 6, "only {boundaries} boundaries were reached");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_reports_a_signer_selector_absent_or_revoked_in_dns() {
+    let env = Env::start(true, 60).await;
+    let config = env.config(&env.pdns.api_url, 1024, None);
+    let clock = FakeClock::at(t0());
+    run(&env, &config, &clock).await;
+    clock.advance(TimeDelta::seconds(61));
+    run(&env, &config, &clock).await;
+    env.assert_signs_with("202401");
+    let cfg = env.dir.path().join("maildns.toml");
+    let verify = || {
+        let out = maildns_cmd(&cfg, &env.pdns.api_key)
+            .args(["verify", "--json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        v["domains"][0]["findings"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| f["check"].as_str().unwrap_or("").starts_with("signer"))
+            .collect::<Vec<_>>()
+    };
+    let f = verify();
+    assert!(
+        f.iter()
+            .any(|x| x["check"] == "signer 202401" && x["status"] == "ok"),
+        "{f:?}"
+    );
+    // The tables name a selector DNS does not have (edited by hand).
+    let o = env.odk.as_ref().unwrap();
+    let kt = std::fs::read_to_string(&o.key_table).unwrap();
+    std::fs::write(&o.key_table, kt.replace(":202401:", ":ghost:")).unwrap();
+    o.reload().unwrap();
+    let f = verify();
+    let ghost = f
+        .iter()
+        .find(|x| x["check"] == "signer ghost")
+        .unwrap_or_else(|| panic!("{f:?}"));
+    assert_eq!(ghost["status"], "error", "{ghost}");
+    let reason = ghost["reason"].as_str().unwrap();
+    assert!(reason.contains("serves no key"), "{reason}");
+    assert!(reason.contains("probe"), "seen by the probe too: {reason}");
+    // Back to 202401, whose record is then revoked at the host.
+    std::fs::write(&o.key_table, &kt).unwrap();
+    o.reload().unwrap();
+    let body = serde_json::json!({"rrsets": [{
+        "name": "202401._domainkey.example.com.",
+        "type": "TXT",
+        "ttl": 300,
+        "changetype": "REPLACE",
+        "records": [{"content": "\"v=DKIM1; k=rsa; p=\"", "disabled": false}],
+    }]});
+    let r = reqwest::Client::new()
+        .patch(format!(
+            "{}/servers/localhost/zones/example.com.",
+            env.pdns.api_url
+        ))
+        .header("X-API-Key", &env.pdns.api_key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let f = verify();
+    let revoked = f
+        .iter()
+        .find(|x| x["check"] == "signer 202401")
+        .unwrap_or_else(|| panic!("{f:?}"));
+    assert_eq!(revoked["status"], "error", "{revoked}");
+    assert!(
+        revoked["reason"].as_str().unwrap().contains("revoked"),
+        "{revoked}"
+    );
+}
