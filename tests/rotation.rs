@@ -1023,3 +1023,70 @@ async fn verify_reports_a_signer_selector_absent_or_revoked_in_dns() {
         "{revoked}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signer_that_cannot_be_probed_needs_tables_only_and_is_warned_every_run() {
+    let env = Env::start(true, 60).await;
+    let o = env.odk.as_ref().unwrap();
+    // An opendkim.conf without Socket (e.g. the socket is given on the command line).
+    let conf = std::fs::read_to_string(&o.conf).unwrap();
+    let no_socket = env.dir.path().join("opendkim-nosocket.conf");
+    std::fs::write(
+        &no_socket,
+        conf.lines()
+            .filter(|l| !l.starts_with("Socket"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    let text = env.toml(&env.pdns.api_url, 1024, None).replace(
+        &o.conf.display().to_string(),
+        &no_socket.display().to_string(),
+    );
+    let cfg = env.dir.path().join("maildns.toml");
+    std::fs::write(&cfg, &text).unwrap();
+    let line = text.lines().position(|l| l == "[signer]").unwrap() + 1;
+    let out = maildns_cmd(&cfg, &env.pdns.api_key)
+        .arg("rotate")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{err}");
+    assert!(
+        err.contains(&format!("{}:{line}: signer.config", cfg.display())),
+        "{err}"
+    );
+    assert!(err.contains("no Socket"), "{err}");
+    assert!(
+        env.state_dir().join("maildns.sqlite3").exists() || env.served("202401").await.is_empty()
+    );
+    assert!(env.served("202401").await.is_empty(), "nothing done");
+
+    // Explicitly tables-only: it runs, with a warning on every run.
+    std::fs::write(
+        &cfg,
+        text.replace("[signer]\n", "[signer]\nconfirm = \"tables-only\"\n"),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let out = maildns_cmd(&cfg, &env.pdns.api_key)
+            .args(["rotate", "--json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        let warnings = v[0]["warnings"].as_array().cloned().unwrap_or_default();
+        assert!(
+            warnings.iter().any(|w| w["code"] == "signer_unproven"
+                && w["message"].as_str().unwrap_or("").contains("tables-only")),
+            "{v}"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("tables-only"),
+            "logged too"
+        );
+    }
+    let st = env.state();
+    assert_eq!(st.keys.len(), 1, "the rotation ran (real clock)");
+    assert_eq!(env.served(st.keys[0].selector.as_str()).await.len(), 1);
+}
