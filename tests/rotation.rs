@@ -542,12 +542,27 @@ async fn reload_refused_for_a_configuration_error_keeps_the_old_key() {
         out.blocked[0].reason
     );
     assert_nothing_old_touched(&env, &bad, &clock).await;
-    // Fixed by hand; maildns's next attempt proves the switch.
+    // The daemon's drift probe meanwhile: the old key signs as the state says
+    // (no drift); only the unproven switch is blocked.
+    let runner = env.runner(good.clone(), &clock);
+    let blocked = runner.probe_signers(&domain()).await.unwrap();
+    assert_eq!(blocked.len(), 1, "{blocked:?}");
+    assert_eq!(blocked[0].kind, BlockKind::NotSigning);
+    drop(runner);
+    // Fixed by hand and OpenDKIM restarted: the next drift probe sees the new
+    // key signing and proves the switch, before any retry of the confirm step.
     std::fs::write(&o.conf, original).unwrap();
-    clock.advance(TimeDelta::hours(2));
-    run(&env, &good, &clock).await;
-    assert_eq!(status(&env.state(), "202402"), Some(KeyStatus::Active));
+    o.restart();
+    let runner = env.runner(good.clone(), &clock);
+    assert!(runner.probe_signers(&domain()).await.unwrap().is_empty());
+    drop(runner);
+    let st = env.state();
+    assert_eq!(status(&st, "202402"), Some(KeyStatus::Active));
+    assert_eq!(status(&st, "202401"), Some(KeyStatus::Retiring));
     env.assert_signs_with("202402");
+    clock.advance(TimeDelta::hours(2));
+    let out = run(&env, &good, &clock).await;
+    assert!(out.blocked.is_empty(), "{out:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

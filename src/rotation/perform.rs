@@ -536,11 +536,14 @@ impl Runner {
         }
     }
 
-    /// Probes the signer for every active key of `domain` (the daemon's drift
-    /// check): a key the probe does not show signing (verified), or that the
-    /// tables no longer name, is reported as drift ([`Observation::SignerDrift`],
-    /// shown as blocked); a good probe clears it. Saves the result. Returns what
-    /// is blocked afterwards. Does nothing without a probe-able signer.
+    /// Probes the signer of `domain` (the daemon's periodic drift check). An
+    /// active key the probe does not show signing (verified against the
+    /// authoritative servers), or that the tables no longer name, is reported as
+    /// drift ([`Observation::SignerDrift`], shown as blocked); a good probe clears
+    /// it. A switched key the probe shows signing (verified) is confirmed (e.g.
+    /// OpenDKIM was restarted since the refused reload). Saves the result and
+    /// returns what is blocked afterwards. Does nothing without a probe-able
+    /// signer or an active key.
     ///
     /// # Errors
     /// The domain is unknown, or the store fails.
@@ -553,55 +556,70 @@ impl Runner {
         let (Some(signer), Some(policy)) = (&self.signer, self.policy(d)?) else {
             return Ok(state.blocked());
         };
-        if !self.probe_mode() {
+        let of = |status: KeyStatus| -> Vec<Selector> {
+            state
+                .keys
+                .iter()
+                .filter(|k| k.status == status)
+                .map(|k| k.selector.clone())
+                .collect()
+        };
+        let (active, switched) = (of(KeyStatus::Active), of(KeyStatus::Switched));
+        if !self.probe_mode() || active.is_empty() {
             return Ok(state.blocked());
         }
-        let active: Vec<Selector> = state
-            .keys
-            .iter()
-            .filter(|k| k.status == KeyStatus::Active)
-            .map(|k| k.selector.clone())
-            .collect();
-        if active.is_empty() {
-            return Ok(state.blocked());
+        let name = d.name.as_str();
+        let tables = Self::table_entry(signer, d);
+        let mut probed: Option<Result<ProbeReport, String>> = None;
+        if let Ok(servers) = self.server_addrs(d).await.as_ref() {
+            let wanted = |r: &ProbeReport| {
+                active
+                    .iter()
+                    .chain(&switched)
+                    .any(|s| r.verified_with(name, s.as_str()))
+            };
+            let (r, _) = self.probe_until(signer, d, servers, wanted, || None).await;
+            probed = Some(r.map_err(|e| format!("signer probe: {e}")));
         }
-        let servers = self.server_addrs(d).await;
         let mut observations = Vec::new();
-        for sel in active {
-            let drift = |reason: String| Observation::SignerDrift {
-                selector: sel.clone(),
-                reason,
-            };
-            let tables = Self::table_entry(signer, d);
-            let obs = match (&servers, &tables) {
-                (_, Ok(e)) if e.selector != sel.as_str() => drift(format!(
-                    "the signer tables name selector {} for {}, not the active {sel} (edited by hand?)",
-                    e.selector, d.name
-                )),
-                (_, Err(e)) => drift(format!("the signer tables: {e}")),
-                (Err(e), _) => drift(format!("cannot verify a probe signature: {e}")),
-                (Ok(servers), Ok(_)) => {
-                    let (r, _) = self
-                        .probe_until(
-                            signer,
-                            d,
-                            servers,
-                            |r| r.verified_with(d.name.as_str(), sel.as_str()),
-                            || None,
-                        )
-                        .await;
-                    match r {
-                        Ok(r) if r.verified_with(d.name.as_str(), sel.as_str()) => {
-                            Observation::SignerConfirmed {
-                                selector: sel.clone(),
-                            }
+        let proven_switch = match &probed {
+            Some(Ok(r)) => switched
+                .iter()
+                .find(|s| r.verified_with(name, s.as_str()))
+                .cloned(),
+            _ => None,
+        };
+        if let Some(sel) = proven_switch {
+            observations.push(Observation::SignerConfirmed { selector: sel });
+        } else {
+            for sel in &active {
+                let drift = |reason: String| Observation::SignerDrift {
+                    selector: sel.clone(),
+                    reason,
+                };
+                let table_ok = |e: &crate::signer::opendkim::KeyEntry| {
+                    e.selector == sel.as_str() || switched.iter().any(|s| e.selector == s.as_str())
+                };
+                observations.push(match (&tables, &probed) {
+                    (Ok(e), _) if !table_ok(e) => drift(format!(
+                        "the signer tables name selector {} for {name}, not the active {sel} (edited by hand?)",
+                        e.selector
+                    )),
+                    (Err(e), _) => drift(format!("the signer tables: {e}")),
+                    (_, None) => drift(format!(
+                        "no authoritative server to verify a probe signature of {name} against"
+                    )),
+                    (_, Some(Err(e))) => drift(e.clone()),
+                    (_, Some(Ok(r))) if r.verified_with(name, sel.as_str()) => {
+                        Observation::SignerConfirmed {
+                            selector: sel.clone(),
                         }
-                        Ok(r) => drift(format!("{} instead of the active {sel}", r.describe())),
-                        Err(e) => drift(format!("signer probe: {e}")),
                     }
-                }
-            };
-            observations.push(obs);
+                    (_, Some(Ok(r))) => {
+                        drift(format!("{} instead of the active {sel}", r.describe()))
+                    }
+                });
+            }
         }
         let decision = step(&state, &observations, self.clock.now(), &policy);
         if decision.changed(&state) {
