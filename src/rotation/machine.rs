@@ -1404,14 +1404,15 @@ fn fold(
             key.progressed(KeyStatus::Switched);
             ev = Some(("switched", "ok", "signer pointed at the new key".into()));
         }
-        Observation::SignerConfirmed { .. } if status == KeyStatus::Active => {
-            if key.held.take().is_some() {
-                ev = Some((
-                    "drift",
-                    "ok",
-                    "a probe shows the signer signing with it again".into(),
-                ));
-            }
+        Observation::SignerConfirmed { .. }
+            if status == KeyStatus::Active && key.held.is_some() =>
+        {
+            key.held = None;
+            ev = Some((
+                "drift",
+                "ok",
+                "a probe shows the signer signing with it again".into(),
+            ));
         }
         Observation::SignerHeld { reason, .. }
             if matches!(
