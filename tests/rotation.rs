@@ -1105,3 +1105,59 @@ async fn a_signer_that_cannot_be_probed_needs_tables_only_and_is_warned_every_ru
     assert_eq!(st.keys.len(), 1, "the rotation ran (real clock)");
     assert_eq!(env.served(st.keys[0].selector.as_str()).await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_probes_the_signer_periodically_and_records_drift() {
+    // Real clock; SOA minimum 1 s so the first key is safe a second after it
+    // propagates; probes every second.
+    let env = Env::start(true, 1).await;
+    let text = env.toml(&env.pdns.api_url, 1024, None).replace(
+        "probe_timeout = \"3s\"",
+        "probe_timeout = \"2s\"\nprobe_interval = \"1s\"",
+    );
+    let cfg = env.dir.path().join("maildns.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let log = env.dir.path().join("daemon.log");
+    let mut daemon = maildns_cmd(&cfg, &env.pdns.api_key)
+        .arg("daemon")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let wait_for = |what: &str, f: &dyn Fn(&DomainState) -> bool| {
+        for _ in 0..300 {
+            if env.state_dir().join("maildns.sqlite3").exists() && f(&env.state()) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("{what}; daemon log:\n{}", log_text());
+    };
+    wait_for("no active key", &|st| {
+        st.keys.iter().any(|k| k.status == KeyStatus::Active)
+    });
+    let active = env.state().keys[0].selector.clone();
+    // The tables are edited by hand to a selector DNS does not have.
+    let o = env.odk.as_ref().unwrap();
+    let kt = std::fs::read_to_string(&o.key_table).unwrap();
+    std::fs::write(
+        &o.key_table,
+        kt.replace(&format!(":{active}:"), ":handmade:"),
+    )
+    .unwrap();
+    o.reload().unwrap();
+    wait_for("no drift recorded", &|st| {
+        st.blocked()
+            .iter()
+            .any(|b| b.kind == BlockKind::Drift && b.selector == active)
+    });
+    assert!(log_text().contains("signer drift"), "{}", log_text());
+    // Put back: the next probe clears it.
+    std::fs::write(&o.key_table, &kt).unwrap();
+    o.reload().unwrap();
+    wait_for("drift not cleared", &|st| st.blocked().is_empty());
+    let pid = nix::unistd::Pid::from_raw(daemon.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(daemon.wait().unwrap().code(), Some(0), "{}", log_text());
+}
