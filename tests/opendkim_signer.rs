@@ -168,7 +168,25 @@ fn pre_reload_checks_cover_every_data_set_opendkim_reads() {
     }
     std::fs::set_permissions(&hosts, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert!(signer.check_reload().is_ok());
-    // The configuration file itself must be readable too.
+    // The checks are made for the user OpenDKIM runs as.
+    let mut other = signer.clone();
+    other.user = SignerUser::lookup("nobody").unwrap();
+    if o.user != "nobody" && std::fs::read_to_string(&o.conf).unwrap().contains("UserID") {
+        let e = other.check_reload().unwrap_err();
+        assert!(matches!(e, SignerError::UserMismatch { .. }), "{e}");
+    }
+    // The configuration file itself is re-read as that user (root here: the
+    // filter runs as another user).
+    if nix::unistd::geteuid().is_root() && SignerUser::lookup(&o.user).is_some_and(|u| u.uid != 0) {
+        std::fs::set_permissions(&o.conf, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = signer.check_reload().unwrap_err();
+        assert!(
+            matches!(&e, SignerError::Unreadable { path, .. } if path == &o.conf),
+            "{e}"
+        );
+        std::fs::set_permissions(&o.conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    // A data set that is gone fails too.
     std::fs::remove_file(&hosts).unwrap();
     let e = signer.check_reload().unwrap_err();
     assert!(e.to_string().contains("internal.hosts"), "{e}");

@@ -103,6 +103,17 @@ pub enum SignerError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// opendkim.conf's `UserID` is not the user `[signer]` names: the checks
+    /// would be made for the wrong user.
+    #[error("{}: UserID is {found:?}, but [signer] user is {expected:?}: OpenDKIM reads its files as {found:?}", conf.display())]
+    UserMismatch {
+        /// The opendkim.conf.
+        conf: PathBuf,
+        /// Its `UserID` user.
+        found: String,
+        /// The `[signer] user`.
+        expected: String,
+    },
     /// opendkim.conf's `Socket` cannot be used for probes.
     #[error("{}: Socket: {why}", conf.display())]
     BadSocket {
@@ -416,8 +427,18 @@ impl Signer {
         let Some(conf_path) = &self.conf else {
             return Ok(());
         };
-        self.check_readable(conf_path)?;
         let conf = self.read_conf(conf_path)?;
+        if let Some((user, _group)) = conf.user_and_group()
+            && user != self.user.name
+            && user.parse::<u32>().ok() != Some(self.user.uid)
+        {
+            return Err(SignerError::UserMismatch {
+                conf: conf_path.clone(),
+                found: user.to_string(),
+                expected: self.user.name.clone(),
+            });
+        }
+        self.check_readable(conf_path)?;
         for (_setting, file) in &conf.files {
             self.check_readable(file)?;
         }
