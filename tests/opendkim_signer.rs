@@ -267,3 +267,35 @@ fn ed25519_needs_the_global_signature_algorithm() {
     assert_eq!(signature_tag(&sig, "a").as_deref(), Some("ed25519-sha256"));
     assert_eq!(signature_tag(&sig, "s").as_deref(), Some("ed1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_over_an_inet_socket() {
+    let pdns = PowerDns::start();
+    pdns.create_zone("example.com").await;
+    let o = OpenDkim::start_inet();
+    let signer = signer_for(&o);
+    let socket = signer
+        .socket
+        .clone()
+        .expect("Socket read from opendkim.conf");
+    assert_eq!(
+        socket,
+        MilterSocket::Inet {
+            host: "127.0.0.1".into(),
+            port: o.inet_port.unwrap()
+        }
+    );
+    let k = PrivateKey::generate(KeySpec::rsa(1024)).unwrap();
+    let p = signer.install_key("example.com", "tcp1", &k).unwrap();
+    publish(&pdns, "tcp1", &k).await;
+    signer.switch("example.com", "tcp1", &p).unwrap();
+    let r = probe(&socket, "example.com", &[pdns.dns], Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(
+        r.verified_with("example.com", "tcp1"),
+        "{}\n{}",
+        r.describe(),
+        o.log()
+    );
+}

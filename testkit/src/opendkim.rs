@@ -39,8 +39,10 @@ pub struct OpenDkim {
     pub signing_table: PathBuf,
     /// A 0700 directory for keys, passing RequireSafeKeys.
     pub key_dir: PathBuf,
-    /// The milter socket (`local:` path).
+    /// The milter socket (`local:` path; unused with [`OpenDkim::start_inet`]).
     pub socket: PathBuf,
+    /// The TCP port with [`OpenDkim::start_inet`] (`Socket inet:PORT@127.0.0.1`).
+    pub inet_port: Option<u16>,
 }
 
 impl OpenDkim {
@@ -61,13 +63,26 @@ impl OpenDkim {
             crate::have("miltertest"),
             "miltertest not found: install miltertest (scripts/test does)"
         );
-        match Self::try_start(extra) {
+        match Self::try_start(extra, None) {
             Ok(o) => o,
             Err(e) => panic!("opendkim did not start: {e}"),
         }
     }
 
-    fn try_start(extra: &str) -> Result<OpenDkim, String> {
+    /// Starts opendkim listening on TCP, `Socket inet:PORT@127.0.0.1` at a free
+    /// port, with empty tables.
+    pub fn start_inet() -> OpenDkim {
+        assert!(
+            crate::have(BINARY),
+            "{BINARY} not found: install opendkim (scripts/test does)"
+        );
+        match Self::try_start("", Some(crate::free_port())) {
+            Ok(o) => o,
+            Err(e) => panic!("opendkim did not start: {e}"),
+        }
+    }
+
+    fn try_start(extra: &str, inet_port: Option<u16>) -> Result<OpenDkim, String> {
         let dir = private_dir()?;
         let conf = dir.join("opendkim.conf");
         let key_table = dir.join("key.table");
@@ -106,9 +121,12 @@ impl OpenDkim {
             &conf,
             format!(
                 "Syslog no\nBackground no\nMode s\nCanonicalization relaxed/simple\n\
-                 Socket local:{sock}\nPidFile {dir}/opendkim.pid\n\
+                 Socket {sock}\nPidFile {dir}/opendkim.pid\n\
                  KeyTable file:{kt}\nSigningTable refile:{st}\n{user_line}{extra}\n",
-                sock = socket.display(),
+                sock = match inet_port {
+                    Some(p) => format!("inet:{p}@127.0.0.1"),
+                    None => format!("local:{}", socket.display()),
+                },
                 dir = dir.display(),
                 kt = key_table.display(),
                 st = signing_table.display(),
@@ -124,6 +142,7 @@ impl OpenDkim {
             signing_table,
             key_dir,
             socket,
+            inet_port,
         };
         guard.spawn()?;
         Ok(guard)
@@ -151,7 +170,11 @@ impl OpenDkim {
         let mut slot = self.child.lock().map_err(|e| e.to_string())?;
         *slot = Some(child);
         let start = Instant::now();
-        while !self.socket.exists() {
+        let listening = || match self.inet_port {
+            Some(p) => std::net::TcpStream::connect(("127.0.0.1", p)).is_ok(),
+            None => self.socket.exists(),
+        };
+        while !listening() {
             if let Some(c) = slot.as_mut()
                 && let Ok(Some(status)) = c.try_wait()
             {
