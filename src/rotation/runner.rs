@@ -73,6 +73,7 @@ const MAX_ROUNDS: usize = 64;
 /// name (`saved:<actions>` after a save, `performed:<action>:<selector>` after
 /// an action, before its result is saved); `true` makes `run_once` stop there
 /// at once with [`RunnerError::Crashed`], as if the process had been killed.
+#[cfg(feature = "test-hooks")]
 pub type CrashHook = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// Why a run could not proceed (action failures are not errors: they are
@@ -115,7 +116,8 @@ pub enum RunnerError {
         /// The domain.
         domain: String,
     },
-    /// A test crash hook stopped the run at `boundary`.
+    /// A test crash hook stopped the run at `boundary` (feature `test-hooks`).
+    #[cfg(feature = "test-hooks")]
     #[error("crash injected at {boundary}")]
     Crashed {
         /// The boundary.
@@ -251,8 +253,12 @@ pub fn signer_from_config(
 
 impl Runner {
     /// A runner over `store` (which must hold the lock to save), with the
-    /// connected `providers`, the signer of `config.signer`, a watcher on
-    /// `clock` (the same clock gives `step` its "now"), and [`Confirm::auto`].
+    /// connected `providers`, the signer of `config.signer` (see
+    /// [`signer_from_config`]) and a watcher on `clock` (the same clock gives
+    /// `step` its "now").
+    ///
+    /// # Errors
+    /// See [`signer_from_config`].
     pub fn new(
         config: Config,
         store: Arc<dyn Store>,
