@@ -121,12 +121,16 @@ pub enum KeyStatus {
     /// Every authoritative server serves it; `safe_after` says when the
     /// signer may use it.
     Propagated,
-    /// The signer was told to use it; waiting for confirmation.
+    /// The signer's tables name it and a reload was asked for; not active until
+    /// a probe signature proves the signer signs with it (a probe showing
+    /// another key holds it here: [`KeyRecord::held`]).
     Switched,
-    /// The signer switch could not be confirmed. Rotation of this algorithm is
-    /// blocked until an operator calls [`unblock`]; nothing is removed meanwhile.
+    /// The signer could not be switched (its pre-reload checks failed; nothing
+    /// was written). Rotation of this algorithm is blocked until an operator
+    /// calls [`unblock`]; nothing is removed meanwhile.
     SwitchFailed,
-    /// The signer signs with it (confirmed).
+    /// The signer signs with it (proven by a probe, or by the tables with
+    /// `confirm = "tables-only"`).
     Active,
     /// It no longer signs (since `retired_at`); the record stays published for
     /// the overlap so mail in flight still verifies.
@@ -842,12 +846,14 @@ pub enum Observation {
         /// Which key.
         selector: Selector,
     },
-    /// The signer was seen signing with this key.
+    /// A probe showed the signer signing with this key (verified against the
+    /// authoritative servers).
     SignerConfirmed {
         /// Which key.
         selector: Selector,
     },
-    /// The signer could not be switched to this key, or the switch did not take.
+    /// The signer could not be switched to this key (its pre-reload checks
+    /// failed; nothing was written).
     SignerFailed {
         /// Which key.
         selector: Selector,
