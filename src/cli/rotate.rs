@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long)]
     pub now: bool,
     /// Clear a blocked rotation (a failed signer switch) after fixing its cause; the
-    /// switch is retried in this pass
+    /// switch is retried in this pass, as are steps a signer probe holds
     #[arg(long)]
     pub unblock: bool,
 }
@@ -51,10 +51,12 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
         let now = chrono::Utc::now();
         for d in &domains {
             let mut state = store.load(d)?;
-            let events: Vec<_> = [Algorithm::Rsa, Algorithm::Ed25519]
+            let mut events: Vec<_> = [Algorithm::Rsa, Algorithm::Ed25519]
                 .into_iter()
                 .filter_map(|a| unblock(&mut state, a, now))
                 .collect();
+            // Steps a signer probe holds are retried now, not after their backoff.
+            events.extend(crate::rotation::retry_held(&mut state, now));
             if !events.is_empty() {
                 store.save(&state, &events)?;
                 eprintln!("{d}: unblocked; the signer switch will be retried");

@@ -1080,6 +1080,32 @@ pub fn unblock(state: &mut DomainState, algorithm: Algorithm, now: DateTime<Utc>
     })
 }
 
+/// Makes every key a signer probe holds ([`KeyRecord::held`], not drift) due
+/// now instead of after its backoff, so the held step is retried (with its
+/// probe) at once: for an operator who fixed the signer (`rotate --unblock`).
+/// The hold itself stays until a probe clears it. Returns the events to log.
+pub fn retry_held(state: &mut DomainState, now: DateTime<Utc>) -> Vec<Event> {
+    let domain = state.domain.clone();
+    let mut events = Vec::new();
+    for k in &mut state.keys {
+        if k.held.is_some()
+            && k.status != KeyStatus::Active
+            && k.not_before.is_some_and(|t| t > now)
+        {
+            k.not_before = None;
+            events.push(Event {
+                at: now,
+                domain: domain.clone(),
+                selector: Some(k.selector.clone()),
+                what: "retry".into(),
+                outcome: "ok".into(),
+                detail: "operator asked to retry the held step now".into(),
+            });
+        }
+    }
+    events
+}
+
 /// Why an existing key could not be adopted (see [`adopt`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

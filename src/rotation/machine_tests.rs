@@ -1113,3 +1113,32 @@ fn drift_of_an_active_key_is_shown_and_cleared() {
         ("drift", "ok")
     );
 }
+
+#[test]
+fn retry_held_makes_a_held_step_due_now() {
+    let policy = Policy::default();
+    let t0 = t(2025, 1, 1, 0);
+    let now = t0 + TimeDelta::days(30);
+    let state = two_keys(KeyStatus::Active, KeyStatus::Switched, t0);
+    let held = Observation::SignerHeld {
+        selector: sel("202502"),
+        reason: "OpenDKIM signs with s=202501".into(),
+    };
+    let mut state = step(&state, &[held], now, &policy).state;
+    assert!(step(&state, &[], now, &policy).work().next().is_none());
+    let events = retry_held(&mut state, now);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].what, "retry");
+    assert!(matches!(
+        step(&state, &[], now, &policy)
+            .work()
+            .collect::<Vec<_>>()
+            .as_slice(),
+        [Action::ConfirmSigner { .. }]
+    ));
+    assert!(
+        state.key(&sel("202502")).unwrap().held.is_some(),
+        "until a probe clears it"
+    );
+    assert!(retry_held(&mut state, now).is_empty());
+}

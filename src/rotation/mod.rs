@@ -72,7 +72,7 @@ pub use machine::{
     Action, AdoptError, Algorithm, BlockKind, Blocked, Decision, Disposal, DomainState, Event,
     Expect, KeyRecord, KeySpec, KeyStatus, Observation, Policy, PolicyError, PolicySettings,
     Scheduled, ScheduledAction, Selector, Verdict, Warning, Withdrawal, adopt, check_invariants,
-    next_due, rotate_now, schedule, step, unblock,
+    next_due, retry_held, rotate_now, schedule, step, unblock,
 };
 pub use runner::{Performed, RunOutcome, Runner, RunnerError};
 pub use store::{Diagnosis, SqliteStore, Store, StoreError, StoredEvent};
