@@ -64,6 +64,7 @@ fn jobs(domains: &[Fqdn]) -> Vec<DomainJob> {
                 records: vec![value],
                 ttl: 3600,
                 in_use: false,
+                only_remove: None,
             };
             DomainJob {
                 domain: d.clone(),

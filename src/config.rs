@@ -268,6 +268,44 @@ pub struct Domain {
     pub dmarc: Option<Dmarc>,
     /// ADSP at `_adsp._domainkey` (historic; only when configured).
     pub adsp: Option<Adsp>,
+    /// Lint rules waived for this domain (`[domains."x".lint]`).
+    pub lint: LintWaiver,
+    /// Where this domain's settings are written, for messages naming file:line:key.
+    pub source: DomainSource,
+}
+
+/// Lint rules an operator waived for one domain, with the reason they gave
+/// (`[domains."example.com".lint] allow = ["spf-too-many-lookups"], reason = "..."`).
+/// A waived error no longer blocks writes; it is still reported, with the reason.
+/// There is no global switch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LintWaiver {
+    /// Rule codes waived (each one of [`crate::records::RULES`]).
+    pub allow: Vec<String>,
+    /// Why (required when `allow` is not empty).
+    pub reason: String,
+}
+
+impl LintWaiver {
+    /// True when the rule `code` is waived.
+    pub fn waives(&self, code: &str) -> bool {
+        self.allow.iter().any(|a| a == code)
+    }
+}
+
+/// Where a domain's record settings are in the configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DomainSource {
+    /// The domain's dotted key, e.g. `domains."example.com"`.
+    pub key: String,
+    /// 1-based line of the domain's table.
+    pub line: Option<usize>,
+    /// Line of `spf = ...`.
+    pub spf: Option<usize>,
+    /// Line of `dmarc = ...`.
+    pub dmarc: Option<usize>,
+    /// Line of `adsp = ...`.
+    pub adsp: Option<usize>,
 }
 
 /// The OpenDKIM signer.
@@ -378,6 +416,15 @@ struct RawDomain {
     dmarc: Option<Spanned<String>>,
     adsp: Option<Spanned<String>>,
     dkim: Option<Spanned<RawDkim>>,
+    lint: Option<Spanned<RawLint>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLint {
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
+    reason: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -543,6 +590,27 @@ impl Validator<'_> {
         }
     }
 
+    fn positive_duration(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Duration {
+        let d = self.duration(v, key, default);
+        if d.is_zero()
+            && let Some(s) = v
+        {
+            self.err(
+                Some(s.span()),
+                key,
+                "must be longer than 0s".into(),
+                Some("write e.g. \"5m\""),
+            );
+            return default;
+        }
+        d
+    }
+
     fn addr(&mut self, s: &Spanned<String>, key: &str, default_port: u16) -> Option<SocketAddr> {
         let t = s.get_ref();
         if let Ok(a) = t.parse::<SocketAddr>() {
@@ -610,8 +678,12 @@ impl Validator<'_> {
                 require_resolvers: false,
             },
             Some(p) => Propagation {
-                timeout: self.duration(&p.timeout, "propagation.timeout", Duration::from_secs(300)),
-                daemon_timeout: self.duration(
+                timeout: self.positive_duration(
+                    &p.timeout,
+                    "propagation.timeout",
+                    Duration::from_secs(300),
+                ),
+                daemon_timeout: self.positive_duration(
                     &p.daemon_timeout,
                     "propagation.daemon_timeout",
                     Duration::from_secs(3600),
@@ -894,6 +966,20 @@ impl Validator<'_> {
             }
         });
         let dkim = raw.dkim.as_ref().map(|k| self.dkim(&key, k));
+        let lint = raw
+            .lint
+            .as_ref()
+            .map(|l| self.lint_waiver(&key, l))
+            .unwrap_or_default();
+        let line =
+            |s: &Option<Spanned<String>>| s.as_ref().map(|s| line_of(self.text, s.span().start));
+        let source = DomainSource {
+            key: key.clone(),
+            line: Some(line_of(self.text, name.span().start)),
+            spf: line(&raw.spf),
+            dmarc: line(&raw.dmarc),
+            adsp: line(&raw.adsp),
+        };
         Some(Domain {
             name: fqdn?,
             zone,
@@ -904,7 +990,44 @@ impl Validator<'_> {
             dkim,
             dmarc,
             adsp,
+            lint,
+            source,
         })
+    }
+
+    fn lint_waiver(&mut self, key: &str, l: &Spanned<RawLint>) -> LintWaiver {
+        let key = format!("{key}.lint");
+        let r = l.get_ref();
+        let mut allow = Vec::new();
+        for a in &r.allow {
+            let code = a.get_ref().trim();
+            if crate::records::rule(code).is_some() {
+                allow.push(code.to_string());
+            } else {
+                let known: Vec<&str> = crate::records::RULES.iter().map(|r| r.code).collect();
+                self.err(
+                    Some(a.span()),
+                    &format!("{key}.allow"),
+                    format!("'{code}' is not a lint rule"),
+                    Some(&format!("one of: {}", known.join(", "))),
+                );
+            }
+        }
+        let reason = r
+            .reason
+            .as_ref()
+            .map(|s| s.get_ref().trim().to_string())
+            .unwrap_or_default();
+        if !r.allow.is_empty() && reason.is_empty() {
+            let span = r.reason.as_ref().map_or(l.span(), Spanned::span);
+            self.err(
+                Some(span),
+                &format!("{key}.reason"),
+                "a waiver needs a reason".into(),
+                Some("say why the rule does not apply here, e.g. reason = \"receivers we care about were tested with 11 lookups\""),
+            );
+        }
+        LintWaiver { allow, reason }
     }
 
     fn dkim(&mut self, key: &str, k: &Spanned<RawDkim>) -> DkimPolicy {
@@ -947,12 +1070,6 @@ impl Validator<'_> {
             .as_ref()
             .map(|s| s.get_ref().clone())
             .unwrap_or_else(|| "%Y%m".into());
-        if let Some(s) = &r.selector_format {
-            let sample = format_selector(s.get_ref(), chrono::Utc::now());
-            if sample.is_none() {
-                self.err(Some(s.span()), &format!("{key}.selector_format"), format!("'{}' does not make a valid DNS label", s.get_ref()), Some("use strftime fields and letters/digits/'-', e.g. \"%Y%m\" or \"mail-%Y%m%d\""));
-            }
-        }
         let rotation_interval = self.duration(
             &r.rotation_interval,
             &format!("{key}.rotation_interval"),
@@ -968,10 +1085,6 @@ impl Validator<'_> {
             &format!("{key}.overlap"),
             Duration::from_secs(14 * 86_400),
         );
-        if overlap < min_overlap {
-            let span = r.overlap.as_ref().map(Spanned::span);
-            self.err(span, &format!("{key}.overlap"), format!("an overlap of {} is shorter than the minimum of {}", humantime::format_duration(overlap), humantime::format_duration(min_overlap)), Some("mail still queued when the signer switches is verified against the old key: keep it published at least min_overlap (default 5d)"));
-        }
         let retire = match &r.retire {
             None => Retire::Revoke,
             Some(s) => match s.get_ref().as_str() {
@@ -988,7 +1101,18 @@ impl Validator<'_> {
                 }
             },
         };
-        DkimPolicy {
+        if let Some(b) = &r.bits
+            && !keys.is_empty()
+            && !keys.iter().any(|k| k.algorithm == Algorithm::Rsa)
+        {
+            self.err(
+                Some(b.span()),
+                &format!("{key}.bits"),
+                "bits applies to RSA keys, and no RSA key is configured".into(),
+                Some("remove bits, or add \"rsa\" to algorithms (Ed25519 keys have a fixed size)"),
+            );
+        }
+        let policy = DkimPolicy {
             keys,
             selector_format,
             rotation_interval,
@@ -997,7 +1121,59 @@ impl Validator<'_> {
             retire,
             publish_retired_private_keys: r.publish_retired_private_keys,
             testing: r.testing,
+        };
+        // One validator: the rotation policy's own (what `rotate`, the daemon and
+        // `publish` build from these settings), run here so a configuration that
+        // loads always makes a policy.
+        let settings = crate::rotation::keyring::settings(&policy, None);
+        for problem in crate::rotation::machine::Policy::problems(&settings) {
+            use crate::rotation::machine::PolicyError as P;
+            let (field, span, hint): (&str, Option<std::ops::Range<usize>>, &str) = match &problem {
+                P::SelectorFormat { .. } => (
+                    "selector_format",
+                    r.selector_format.as_ref().map(Spanned::span),
+                    "strftime fields with letters, digits, '-' or '_' (a selector is one DNS label, no '.'), e.g. \"%Y%m\" or \"mail-%Y%m%d\"",
+                ),
+                P::NotPositive { what } | P::TooLong { what, .. } => {
+                    let raw = match *what {
+                        "rotation_interval" => &r.rotation_interval,
+                        "min_overlap" => &r.min_overlap,
+                        _ => &r.overlap,
+                    };
+                    (
+                        what,
+                        raw.as_ref().map(Spanned::span),
+                        "write e.g. \"30d\", \"14d\", \"12h\"",
+                    )
+                }
+                P::OverlapTooShort { .. } => (
+                    "overlap",
+                    r.overlap
+                        .as_ref()
+                        .or(r.min_overlap.as_ref())
+                        .map(Spanned::span),
+                    "mail still queued when the signer switches is verified against the old key: keep it published at least min_overlap (default 5d)",
+                ),
+                P::RsaBits { .. } => (
+                    "bits",
+                    r.bits.as_ref().map(Spanned::span),
+                    "use 2048 (recommended, RFC 8301)",
+                ),
+                _ => (
+                    "algorithms",
+                    r.algorithms.as_ref().map(Spanned::span),
+                    "use [\"rsa\"] or [\"rsa\", \"ed25519\"], each once",
+                ),
+            };
+            let span = span.or_else(|| Some(k.span()));
+            self.err(
+                span,
+                &format!("{key}.{field}"),
+                problem.to_string(),
+                Some(hint),
+            );
         }
+        policy
     }
 
     fn signer(&mut self, s: &Spanned<RawSigner>) -> Signer {
@@ -1114,16 +1290,10 @@ pub fn format_selector(format: &str, at: chrono::DateTime<chrono::Utc>) -> Optio
     use std::fmt::Write;
     let mut out = String::new();
     write!(out, "{}", at.format(format)).ok()?;
-    let out = out.to_ascii_lowercase();
-    let ok = !out.is_empty()
-        && out.len() <= 63
-        && out
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        && !out.starts_with('.')
-        && !out.ends_with('.')
-        && !out.contains("..");
-    ok.then_some(out)
+    // The selector type's own rule (one validator).
+    crate::rotation::Selector::parse(&out)
+        .ok()
+        .map(|s| s.as_str().to_string())
 }
 
 #[cfg(test)]
@@ -1298,6 +1468,106 @@ retire = "shred"
             Some("mail-20261128")
         );
         assert_eq!(format_selector("%Y %m", at), None);
+    }
+
+    /// Issue #11: rules the rotation policy enforces are enforced at load, by
+    /// the policy's own validator, with file:line:key.
+    #[test]
+    fn rotation_rules_are_checked_once_at_load() {
+        let cases = [
+            (
+                "selector_format = \"%Y.%m\"",
+                "dkim.selector_format",
+                "selector format '%Y.%m' does not give a selector",
+            ),
+            (
+                "selector_format = \"%e\"",
+                "dkim.selector_format",
+                "selector format '%e'",
+            ),
+            (
+                "rotation_interval = \"0s\"",
+                "dkim.rotation_interval",
+                "rotation_interval must be positive",
+            ),
+            (
+                "overlap = \"0s\"\nmin_overlap = \"0s\"",
+                "dkim.overlap",
+                "overlap must be positive",
+            ),
+            (
+                "rotation_interval = \"20000y\"",
+                "dkim.rotation_interval",
+                "rotation_interval must be at most 3653 days",
+            ),
+            (
+                "algorithms = [\"rsa\", \"rsa\"]",
+                "dkim.algorithms",
+                "algorithm rsa is listed twice",
+            ),
+            (
+                "bits = 2048\nalgorithms = [\"ed25519\"]",
+                "dkim.bits",
+                "bits applies to RSA keys",
+            ),
+            (
+                "min_overlap = \"20d\"",
+                "dkim.overlap",
+                "overlap of 336 h is shorter than the minimum of 480 h",
+            ),
+        ];
+        for (line, key, msg) in cases {
+            let text = GOOD.replace("bits = 2048", line);
+            let e = p(&text).unwrap_err();
+            let s = e.to_string();
+            let want =
+                format!("/etc/maildns/maildns.toml:14: domains.\"example.com\".{key}: {msg}");
+            assert!(s.starts_with(&want), "{line}: {s}\nwanted {want}");
+        }
+        // What loads makes a policy.
+        let c = p(&GOOD.replace("bits = 2048", "selector_format = \"mail-%Y%m%d\"")).unwrap();
+        let dkim = c.domains[0].dkim.as_ref().unwrap();
+        assert!(crate::rotation::keyring::policy(dkim, None).is_ok());
+    }
+
+    #[test]
+    fn lint_waivers_need_a_known_rule_and_a_reason() {
+        let waiver = |body: &str| format!("{GOOD}\n[domains.\"example.com\".lint]\n{body}\n");
+        let c = p(&waiver(
+            "allow = [\"spf-too-many-lookups\"]\nreason = \"tested\"",
+        ))
+        .unwrap();
+        assert!(c.domains[0].lint.waives("spf-too-many-lookups"));
+        assert!(!c.domains[0].lint.waives("dmarc-bad-value"));
+        let e = p(&waiver("allow = [\"spf-too-many-lookups\"]")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("domains.\"example.com\".lint.reason: a waiver needs a reason"),
+            "{e}"
+        );
+        let e = p(&waiver("allow = [\"spf-lookups\"]\nreason = \"x\"")).unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.contains(":17: domains.\"example.com\".lint.allow: 'spf-lookups' is not a lint rule"),
+            "{s}"
+        );
+        assert!(s.contains("spf-too-many-lookups"), "{s}");
+        // No global switch.
+        let e = p(&format!(
+            "[lint]\nallow = [\"spf-too-many-lookups\"]\n{GOOD}"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown field `lint`"), "{e}");
+    }
+
+    #[test]
+    fn propagation_timeouts_must_be_positive() {
+        let e = p(&format!("{GOOD}\n[propagation]\ntimeout = \"0s\"\n")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("propagation.timeout: must be longer than 0s"),
+            "{e}"
+        );
     }
 
     #[test]

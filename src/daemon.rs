@@ -1,7 +1,7 @@
 //! The rotation daemon: sleep until the next due action of any domain, run the
 //! due domains, repeat.
 //!
-//! No polling: the sleep lasts until the earliest [`crate::rotation::next_due`]
+//! No polling of the DNS: the sleep lasts until the earliest [`crate::rotation::next_due`]
 //! over all domains, capped at [`DaemonOptions::max_sleep`] (so a clock jump or
 //! an outside change is noticed within the hour) and at least
 //! [`DaemonOptions::min_sleep`] (so a bug can never spin). Shutdown is a future
@@ -14,11 +14,20 @@
 //! Each active key's signer is also probed every `[signer] probe_interval`
 //! (default hourly; [`Runner::probe_signers`]): drift (a signer restarted with
 //! old tables, tables edited by hand, a signer gone) is saved as a blocked
-//! condition that `status` shows, and logged as an error.
+//! condition that `status` shows, logged as an error, and fails the pass.
+//!
+//! `maildns rotate --now` run while the daemon holds the state lock queues a
+//! request in the store; the sleeping daemon looks for requests every
+//! [`DaemonOptions::request_poll`] (a signal would do too, but the requesting
+//! process may run as another user and the lock holder may not be a daemon)
+//! and runs the requested domains at once, as `rotate --now` would.
 //!
 //! Logging goes through `tracing` (plain lines on stderr: journald adds the
-//! timestamps). systemd readiness (`READY=1`, `RELOADING=1`, `STOPPING=1`) is
-//! sent when `NOTIFY_SOCKET` is set.
+//! timestamps). systemd readiness (`READY=1`, `RELOADING=1`, `STOPPING=1`) and
+//! progress (`STATUS=rotating example.com (1/3)`, then after each pass
+//! `STATUS=idle: 3 domain(s), 1 failing: example.com; next action ...`) are
+//! sent when `NOTIFY_SOCKET` is set. A pass in which any domain's step failed
+//! counts as failed: `maildns daemon --once` then exits 1.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,7 +39,7 @@ use tokio::sync::mpsc;
 
 use crate::accounts::Providers;
 use crate::config::Config;
-use crate::rotation::Runner;
+use crate::rotation::{KeyStatus, Request, Runner};
 
 /// Timing of the daemon loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +48,11 @@ pub struct DaemonOptions {
     pub max_sleep: Duration,
     /// Shortest sleep between passes (default 1 second).
     pub min_sleep: Duration,
+    /// How often a sleeping daemon looks for requests queued in the store by
+    /// `maildns rotate --now` (default 2 seconds; one small read).
+    pub request_poll: Duration,
+    /// Run one pass and return (`maildns daemon --once`).
+    pub once: bool,
 }
 
 impl Default for DaemonOptions {
@@ -46,6 +60,40 @@ impl Default for DaemonOptions {
         DaemonOptions {
             max_sleep: Duration::from_secs(3600),
             min_sleep: Duration::from_secs(1),
+            request_poll: Duration::from_secs(2),
+            once: false,
+        }
+    }
+}
+
+/// What one pass over the domains did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Domains whose rotation ran (due, or requested).
+    pub ran: usize,
+    /// Domains whose step failed, waits to retry, or is blocked, with why
+    /// ([`crate::rotation::RunOutcome::failures`], or the run's error).
+    pub failed: Vec<(Fqdn, Vec<String>)>,
+    /// The earliest next due time over all domains.
+    pub next_due: Option<DateTime<Utc>>,
+}
+
+impl PassReport {
+    /// The one-line progress shown as systemd `STATUS=` after a pass.
+    pub fn status_line(&self, domains: usize) -> String {
+        let next = self
+            .next_due
+            .map(|t| format!("; next action {}", t.format("%Y-%m-%d %H:%M:%S UTC")))
+            .unwrap_or_default();
+        if self.failed.is_empty() {
+            format!("idle: {domains} domain(s), all fine{next}")
+        } else {
+            let names: Vec<&str> = self.failed.iter().map(|(d, _)| d.as_str()).collect();
+            format!(
+                "idle: {domains} domain(s), {} failing: {}{next}",
+                self.failed.len(),
+                names.join(", ")
+            )
         }
     }
 }
@@ -70,6 +118,34 @@ fn rotating(config: &Config) -> Vec<Fqdn> {
         .collect()
 }
 
+/// Domains with a queued `rotate --now` request (taken from the store: each
+/// request is done once).
+fn requested(runner: &Runner) -> Vec<Fqdn> {
+    match runner.store().take_requests() {
+        Ok(reqs) => reqs
+            .into_iter()
+            .filter(|r| r.what == Request::ROTATE_NOW)
+            .map(|r| {
+                tracing::info!(domain = %r.domain, "rotation requested at {}", r.at);
+                r.domain
+            })
+            .collect(),
+        Err(e) => {
+            tracing::error!("cannot read queued requests: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// True when requests are queued (a cheap read while sleeping).
+fn has_requests(runner: &Runner) -> bool {
+    runner
+        .store()
+        .requests()
+        .map(|r| !r.is_empty())
+        .unwrap_or(false)
+}
+
 /// How often active signers are probed for drift (`None`: no probe-able signer).
 fn probe_interval(runner: &Runner) -> Option<chrono::TimeDelta> {
     let s = runner.config().signer.as_ref()?;
@@ -79,73 +155,139 @@ fn probe_interval(runner: &Runner) -> Option<chrono::TimeDelta> {
     chrono::TimeDelta::from_std(s.probe_interval).ok()
 }
 
-/// Runs every due domain once, and the drift probe of every domain whose last
-/// probe (in `probed`) is older than the probe interval; returns the earliest
-/// next due time (rotation or probe).
+/// The drift probe of `domain` when its last probe (in `probed`) is older than
+/// the probe interval; returns the drift found and when the next probe is due.
+async fn drift_probe(
+    runner: &Runner,
+    domain: &Fqdn,
+    probed: &mut HashMap<Fqdn, DateTime<Utc>>,
+) -> (Vec<String>, Option<DateTime<Utc>>) {
+    let Some(interval) = probe_interval(runner) else {
+        return (Vec::new(), None);
+    };
+    let now = runner.clock().now();
+    let mut drift = Vec::new();
+    if probed.get(domain).is_none_or(|t| *t + interval <= now) {
+        match runner.probe_signers(domain).await {
+            Ok(blocked) => {
+                for b in blocked
+                    .iter()
+                    .filter(|b| b.kind == crate::rotation::BlockKind::Drift)
+                {
+                    let line = format!("signer drift on {}: {}", b.selector, b.reason);
+                    tracing::error!(domain = %domain, "{line}");
+                    drift.push(line);
+                }
+            }
+            Err(e) => tracing::error!(domain = %domain, "signer probe failed: {e}"),
+        }
+        probed.insert(domain.clone(), now);
+    }
+    (drift, probed.get(domain).map(|t| *t + interval))
+}
+
+/// Runs every due or requested domain once, and the periodic signer probes.
 async fn pass(
     runner: &Runner,
     stop: &mut (impl Future<Output = ()> + Unpin),
     probed: &mut HashMap<Fqdn, DateTime<Utc>>,
-) -> Option<DateTime<Utc>> {
-    let mut earliest: Option<DateTime<Utc>> = None;
-    for domain in rotating(runner.config()) {
+) -> PassReport {
+    let mut report = PassReport::default();
+    let domains = rotating(runner.config());
+    let requested = requested(runner);
+    for d in requested.iter().filter(|d| !domains.contains(d)) {
+        tracing::warn!(domain = %d, "rotation requested for a domain without DKIM rotation in the configuration");
+    }
+    let total = domains.len();
+    for (i, domain) in domains.into_iter().enumerate() {
         if stopped(stop).await {
-            return None;
+            return report;
         }
+        let forced = requested.contains(&domain);
         let due = match runner.next_due(&domain) {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(domain = %domain, "cannot read its state: {e}");
+                report
+                    .failed
+                    .push((domain.clone(), vec![format!("cannot read its state: {e}")]));
                 continue;
             }
         };
         let due = match due {
-            Some(t) if t <= runner.clock().now() => match runner.run_once(&domain).await {
-                Ok(outcome) => {
-                    for b in &outcome.blocked {
-                        tracing::error!(
-                            domain = %domain,
-                            "{} rotation blocked at {}: {}",
-                            b.algorithm,
-                            b.selector,
-                            b.reason
-                        );
-                    }
-                    outcome.next_due
-                }
-                Err(e) => {
-                    tracing::error!(domain = %domain, "rotation run failed: {e}");
-                    None
-                }
-            },
-            other => other,
-        };
-        if let Some(t) = due {
-            earliest = Some(earliest.map_or(t, |e| e.min(t)));
-        }
-        if let Some(interval) = probe_interval(runner) {
-            let now = runner.clock().now();
-            let next = probed.get(&domain).map(|t| *t + interval);
-            if next.is_none_or(|t| t <= now) {
-                match runner.probe_signers(&domain).await {
-                    Ok(blocked) => {
-                        for b in blocked
-                            .iter()
-                            .filter(|b| b.kind == crate::rotation::BlockKind::Drift)
-                        {
-                            tracing::error!(domain = %domain, "signer drift on {}: {}", b.selector, b.reason);
+            Some(t) if forced || t <= runner.clock().now() => {
+                report.ran += 1;
+                notify(sd_notify::NotifyState::Status(&format!(
+                    "rotating {domain} ({}/{total}){}",
+                    i + 1,
+                    if forced { ", requested" } else { "" }
+                )));
+                match runner.run(&domain, forced).await {
+                    Ok(outcome) => {
+                        let failures = outcome.failures();
+                        for f in &failures {
+                            tracing::error!(domain = %domain, "{f}");
                         }
+                        if !failures.is_empty() {
+                            report.failed.push((domain.clone(), failures));
+                        }
+                        outcome.next_due
                     }
-                    Err(e) => tracing::error!(domain = %domain, "signer probe failed: {e}"),
+                    Err(e) => {
+                        tracing::error!(domain = %domain, "rotation run failed: {e}");
+                        report
+                            .failed
+                            .push((domain.clone(), vec![format!("rotation run failed: {e}")]));
+                        None
+                    }
                 }
-                probed.insert(domain.clone(), now);
             }
-            if let Some(t) = probed.get(&domain).map(|t| *t + interval) {
-                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            other => {
+                if forced {
+                    // Blocked: a request cannot start anything.
+                    tracing::warn!(domain = %domain, "rotation requested, but it is blocked: see `maildns status`");
+                }
+                // Not run in this pass: still failing if its last step failed.
+                let failures = stored_failures(runner, &domain);
+                if !failures.is_empty() {
+                    report.failed.push((domain.clone(), failures));
+                }
+                other
             }
+        };
+        let (drift, next_probe) = drift_probe(runner, &domain, probed).await;
+        if !drift.is_empty() {
+            match report.failed.iter_mut().find(|(d, _)| d == &domain) {
+                Some((_, why)) => why.extend(drift),
+                None => report.failed.push((domain.clone(), drift)),
+            }
+        }
+        for t in [due, next_probe].into_iter().flatten() {
+            report.next_due = Some(report.next_due.map_or(t, |e| e.min(t)));
         }
     }
-    earliest
+    report
+}
+
+/// The failed steps (waiting to retry) and blocked rotations saved for `domain`.
+fn stored_failures(runner: &Runner, domain: &Fqdn) -> Vec<String> {
+    let state = match runner.store().load(domain) {
+        Ok(s) => s,
+        Err(e) => return vec![format!("cannot read its state: {e}")],
+    };
+    state
+        .keys
+        .iter()
+        .filter(|k| k.status != KeyStatus::Destroyed)
+        .filter_map(|k| {
+            let f = k.failure.as_ref()?;
+            Some(if k.status == KeyStatus::SwitchFailed {
+                format!("{} rotation blocked at {}: {f}", k.algorithm, k.selector)
+            } else {
+                format!("{}: attempt {} failed: {f}", k.selector, k.attempts)
+            })
+        })
+        .collect()
 }
 
 /// Polls `stop` once: true when shutdown was requested.
@@ -157,16 +299,20 @@ async fn stopped(stop: &mut (impl Future<Output = ()> + Unpin)) -> bool {
     }
 }
 
-/// Runs the daemon loop until `shutdown` completes. Each message on `reloads`
-/// calls `reconfigure` and, when it succeeds, swaps the runner's configuration
-/// and providers (the store and its lock stay).
+/// Runs the daemon loop until `shutdown` completes (or after one pass with
+/// [`DaemonOptions::once`]); returns the report of the last pass. Each message
+/// on `reloads` calls `reconfigure` and, when it succeeds, swaps the runner's
+/// configuration and providers (the store and its lock stay). Requests queued
+/// in the store (`rotate --now`) end the sleep within
+/// [`DaemonOptions::request_poll`].
 pub async fn run<R>(
     runner: &mut Runner,
     shutdown: impl Future<Output = ()>,
     mut reloads: mpsc::Receiver<()>,
     reconfigure: R,
     options: DaemonOptions,
-) where
+) -> PassReport
+where
     R: Fn() -> anyhow::Result<(Config, Providers)>,
 {
     let shutdown = std::pin::pin!(shutdown);
@@ -176,49 +322,72 @@ pub async fn run<R>(
         rotating(runner.config()).len()
     );
     notify(sd_notify::NotifyState::Ready);
+    let mut last;
     let mut probed: HashMap<Fqdn, DateTime<Utc>> = HashMap::new();
     loop {
-        let earliest = pass(runner, &mut shutdown, &mut probed).await;
-        if stopped(&mut shutdown).await {
+        last = pass(runner, &mut shutdown, &mut probed).await;
+        let line = last.status_line(rotating(runner.config()).len());
+        tracing::info!("pass done: {} domain(s) run; {line}", last.ran);
+        notify(sd_notify::NotifyState::Status(&line));
+        if options.once || stopped(&mut shutdown).await {
             break;
         }
         let now = runner.clock().now();
-        let sleep = earliest
+        let sleep = last
+            .next_due
             .map(|t| (t - now).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(options.max_sleep)
             .clamp(options.min_sleep, options.max_sleep);
         tracing::debug!(
             "next pass in {}s{}",
             sleep.as_secs(),
-            earliest.map(|t| format!(" (due {t})")).unwrap_or_default()
+            last.next_due
+                .map(|t| format!(" (due {t})"))
+                .unwrap_or_default()
         );
-        tokio::select! {
-            () = &mut shutdown => break,
-            Some(()) = reloads.recv() => {
-                notify(sd_notify::NotifyState::Reloading);
-                match reconfigure() {
-                    Ok((config, providers)) => {
-                        if config.state_dir != runner.config().state_dir {
-                            tracing::warn!(
-                                "state_dir changed to {}; the daemon keeps using {} until restarted",
-                                config.state_dir.display(),
-                                runner.config().state_dir.display()
-                            );
+        let wake = tokio::time::sleep(sleep);
+        tokio::pin!(wake);
+        let mut poll = tokio::time::interval(options.request_poll.max(Duration::from_millis(100)));
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stop = loop {
+            tokio::select! {
+                () = &mut shutdown => break true,
+                Some(()) = reloads.recv() => {
+                    notify(sd_notify::NotifyState::Reloading);
+                    match reconfigure() {
+                        Ok((config, providers)) => {
+                            if config.state_dir != runner.config().state_dir {
+                                tracing::warn!(
+                                    "state_dir changed to {}; the daemon keeps using {} until restarted",
+                                    config.state_dir.display(),
+                                    runner.config().state_dir.display()
+                                );
+                            }
+                            match runner.reconfigure(config, providers) {
+                                Ok(()) => tracing::info!("configuration reloaded"),
+                                Err(e) => tracing::error!("reload refused, keeping the old configuration: {e}"),
+                            }
                         }
-                        match runner.reconfigure(config, providers) {
-                            Ok(()) => tracing::info!("configuration reloaded"),
-                            Err(e) => tracing::error!("reload refused, keeping the old configuration: {e}"),
-                        }
+                        Err(e) => tracing::error!("reload failed, keeping the old configuration: {e:#}"),
                     }
-                    Err(e) => tracing::error!("reload failed, keeping the old configuration: {e:#}"),
+                    notify(sd_notify::NotifyState::Ready);
+                    break false;
                 }
-                notify(sd_notify::NotifyState::Ready);
+                () = &mut wake => break false,
+                _ = poll.tick() => {
+                    if has_requests(runner) {
+                        break false;
+                    }
+                }
             }
-            () = tokio::time::sleep(sleep) => {}
+        };
+        if stop {
+            break;
         }
     }
     notify(sd_notify::NotifyState::Stopping);
     tracing::info!("maildns daemon stopped");
+    last
 }
 
 /// A future that, once complete, stays complete (polling it again returns

@@ -490,14 +490,17 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), KeyError> {
         .map_err(io_err(dir, "fsync directory"))
 }
 
-/// A temporary file created with `O_EXCL`; its name is removed on drop.
+/// A temporary file created with `O_EXCL`; its name is removed on drop. While it
+/// lives it holds an exclusive `flock`, so [`remove_stale_temp_files`] run by
+/// another process never takes a file that is being written (the kernel drops
+/// the lock when its process dies, however it dies).
 pub(crate) struct TempFile {
     pub(crate) path: PathBuf,
-    file: File,
+    file: nix::fcntl::Flock<File>,
 }
 
 impl TempFile {
-    /// Creates `<dir>/.<name>.<random>.tmp` with `mode`.
+    /// Creates `<dir>/.<name>.<random>.tmp` with `mode`, locked.
     pub(crate) fn create(dir: &Path, name: &str, mode: u32) -> Result<TempFile, KeyError> {
         let mut last = None;
         for _ in 0..16 {
@@ -508,7 +511,22 @@ impl TempFile {
                 .mode(mode)
                 .open(&path)
             {
-                Ok(file) => return Ok(TempFile { path, file }),
+                Ok(file) => {
+                    // A fresh file nobody else knows yet: the lock is free.
+                    let file = match nix::fcntl::Flock::lock(
+                        file,
+                        nix::fcntl::FlockArg::LockExclusiveNonblock,
+                    ) {
+                        Ok(f) => f,
+                        Err((_, errno)) => {
+                            let _ = std::fs::remove_file(&path);
+                            return Err(io_err(&path, "lock a temporary file")(
+                                std::io::Error::from(errno),
+                            ));
+                        }
+                    };
+                    return Ok(TempFile { path, file });
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
                 Err(e) => return Err(io_err(dir, "create a temporary file")(e)),
             }
@@ -526,8 +544,83 @@ impl TempFile {
 
 impl Drop for TempFile {
     fn drop(&mut self) {
+        // The name goes before the lock (released when `file` drops after this).
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// True for a name [`TempFile::create`] makes: `.<name>.<16 hex digits>.tmp`.
+fn is_temp_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.').and_then(|r| r.strip_suffix(".tmp")) else {
+        return false;
+    };
+    match rest.rsplit_once('.') {
+        Some((base, hex)) => {
+            !base.is_empty() && hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        }
+        None => false,
+    }
+}
+
+/// Removes the temporary files [`write_private_key`] left in `dir` when its
+/// process was killed before it could remove them (`.<name>.<random>.tmp`, which
+/// may hold a complete private key). A file still being written by a live
+/// process is locked and skipped. A missing `dir` has nothing to remove.
+/// Returns the removed paths.
+///
+/// # Errors
+///
+/// [`KeyError::Io`] when `dir` cannot be listed or a stale file cannot be
+/// removed. A temporary file this process cannot open is reported in the log
+/// and left.
+pub fn remove_stale_temp_files(dir: &Path) -> Result<Vec<PathBuf>, KeyError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(dir, "list the directory")(e)),
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir, "list the directory"))?;
+        let name = entry.file_name();
+        if !name.to_str().is_some_and(is_temp_name) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = path.symlink_metadata() else {
+            continue; // gone meanwhile
+        };
+        if !meta.file_type().is_file() {
+            continue;
+        }
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                // Another user's file (e.g. 0600 of the signer's user): not ours
+                // to judge; say so rather than fail the command.
+                tracing::warn!(
+                    "cannot check the temporary file {}: {e}; remove it if no maildns is writing it",
+                    path.display()
+                );
+                continue;
+            }
+        };
+        // Held by a live writer: not stale.
+        let Ok(_lock) = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        else {
+            continue;
+        };
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path, "remove a stale temporary file")(e)),
+        }
+    }
+    if !removed.is_empty() {
+        sync_dir(dir)?;
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]
@@ -616,6 +709,46 @@ mod tests {
             }),
             Err(KeyError::Ed25519Size { .. })
         ));
+    }
+
+    #[test]
+    fn stale_temp_key_files_are_removed_but_live_ones_and_others_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // What a `rotate` killed between write and link leaves: a complete key.
+        let key = PrivateKey::generate(KeySpec::rsa(1024)).unwrap();
+        let stale = d.join(".202611.private.00c0ffee00c0ffee.tmp");
+        std::fs::write(&stale, key.to_pem().unwrap().as_bytes()).unwrap();
+        // Being written right now by a live writer (locked).
+        let live = TempFile::create(d, "202612.private", 0o600).unwrap();
+        // Not ours: other names stay.
+        for other in [
+            "202611.private",
+            ".202611.private.tmp",
+            ".x.0123.tmp",
+            ".x.0123456789abcdefg.tmp",
+            "x.0123456789abcdef.tmp",
+        ] {
+            std::fs::write(d.join(other), "x").unwrap();
+        }
+        let removed = remove_stale_temp_files(d).unwrap();
+        assert_eq!(removed, vec![stale.clone()]);
+        assert!(!stale.exists());
+        assert!(live.path.exists(), "a locked temp file is not stale");
+        let mut left: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 6, "{left:?}");
+        let live_path = live.path.clone();
+        drop(live);
+        assert!(!live_path.exists());
+        assert!(
+            remove_stale_temp_files(&d.join("missing"))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod diagnose;
+pub mod gate;
 pub mod keys;
 pub mod propagation;
 pub mod publish;

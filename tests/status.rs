@@ -43,6 +43,7 @@ fn key(sel: &str, status: KeyStatus, created: DateTime<Utc>, dir: &Path) -> KeyR
         active_at: None,
         retired_at: None,
         withdrawn_at: None,
+        withdrawal_safe_after: None,
         destroyed_at: None,
         not_before: None,
         attempts: 0,
@@ -170,7 +171,7 @@ spf = "v=spf1 -all"
 fn table_names_active_selector_next_action_and_date() {
     let f = fixture();
     let o = maildns(&f.cfg, &["status"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     let out = text(&o);
     assert!(out.contains("active   202611       rsa 2048 bits"), "{out}");
     assert!(out.contains("(10 days)"), "{out}");
@@ -200,6 +201,16 @@ fn table_names_active_selector_next_action_and_date() {
         out.contains("BLOCKED  202610       rsa rotation stopped: opendkim kept signing with 202609 after the reload"),
         "{out}"
     );
+    // The blocked rotation makes status a failing monitoring check, saying why.
+    assert!(
+        out.contains("ATTENTION blocked 202610: rsa rotation blocked: opendkim kept signing with 202609 after the reload"),
+        "{out}"
+    );
+    assert!(out.contains("1 domain(s) need attention (exit 4)"), "{out}");
+    // The healthy domain alone passes.
+    let o = maildns(&f.cfg, &["status", "--domain", "example.com"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!text(&o).contains("ATTENTION"), "{}", text(&o));
     // No key yet: say how to get one.
     assert!(out.contains("new.example\n"), "{out}");
     assert!(
@@ -219,8 +230,11 @@ fn table_names_active_selector_next_action_and_date() {
 fn json_has_the_expected_fields() {
     let f = fixture();
     let o = maildns(&f.cfg, &["--json", "status"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status --json is JSON");
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["attention"], true);
+    assert_eq!(v["requests"].as_array().map(Vec::len), Some(0));
     let domains = v["domains"].as_array().expect("domains");
     let names: Vec<&str> = domains
         .iter()
@@ -266,6 +280,9 @@ fn json_has_the_expected_fields() {
             .contains("kept signing")
     );
     assert!(bl["next"].is_null());
+    assert_eq!(bl["attention"][0]["kind"], "blocked");
+    assert_eq!(bl["attention"][0]["selector"], "202610");
+    assert_eq!(domains[1]["attention"].as_array().map(Vec::len), Some(0));
 
     let new = &domains[2];
     assert_eq!(new["active"].as_array().map(Vec::len), Some(0));
@@ -289,4 +306,36 @@ fn no_store_yet_means_no_keys_and_creates_nothing() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("no DKIM key yet"), "{}", text(&o));
     assert!(!dir.path().join("state").exists());
+}
+
+#[test]
+fn a_failing_step_makes_status_exit_4_and_say_why() {
+    let f = fixture();
+    let state_dir = f.cfg.parent().unwrap().join("state");
+    {
+        let store = SqliteStore::open_locked(&state_dir).unwrap();
+        let name = Fqdn::parse("example.com").unwrap();
+        let mut state = store.load(&name).unwrap();
+        let k = state
+            .keys
+            .iter_mut()
+            .find(|k| k.status == KeyStatus::Retiring)
+            .unwrap();
+        k.attempts = 2;
+        k.failure = Some("account 'dns' (powerdns): HTTP 401 Unauthorized".into());
+        k.not_before = Some(Utc::now() + TimeDelta::minutes(2));
+        store.save(&state, &[]).unwrap();
+    }
+    let o = maildns(&f.cfg, &["status", "--domain", "example.com"]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(
+        text(&o).contains("ATTENTION failing 202610: last attempt failed (2 so far): account 'dns' (powerdns): HTTP 401 Unauthorized"),
+        "{}",
+        text(&o)
+    );
+    let o = maildns(&f.cfg, &["--json", "status", "--domain", "example.com"]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["attention"], true);
+    assert_eq!(v["domains"][0]["attention"][0]["kind"], "failing");
 }

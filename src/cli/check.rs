@@ -1,69 +1,42 @@
-//! `maildns check`: the configuration and every configured record, linted.
-
-use serde::Serialize;
+//! `maildns check`: the configuration and every configured record, linted by
+//! the same gate every writing command runs ([`crate::gate`]).
 
 use super::Cli;
 use super::common::{Exit, load_config, print_json};
-use crate::records::{Diagnostic, Severity};
-
-#[derive(Serialize)]
-struct Finding {
-    domain: String,
-    record: &'static str,
-    #[serde(flatten)]
-    diagnostic: Diagnostic,
-}
+use crate::records::Severity;
 
 pub(super) async fn run(cli: &Cli) -> anyhow::Result<Exit> {
     let config = load_config(cli)?;
-    let mut findings = Vec::new();
-    for d in &config.domains {
-        let mut add = |record: &'static str, diags: Vec<Diagnostic>| {
-            findings.extend(diags.into_iter().map(|diagnostic| Finding {
-                domain: d.name.to_string(),
-                record,
-                diagnostic,
-            }));
-        };
-        if let Some(s) = &d.spf {
-            add("SPF", s.lint());
-        }
-        if let Some(s) = &d.dmarc {
-            add("DMARC", s.lint());
-        }
-        if let Some(s) = &d.adsp {
-            add("ADSP", s.lint());
-        }
-    }
-    let errors = findings
+    let report = crate::gate::lint(&config);
+    let errors = report.blocking().count();
+    let waived = report
+        .findings
         .iter()
-        .filter(|f| f.diagnostic.severity == Severity::Error)
+        .filter(|f| f.waived.is_some())
         .count();
     if cli.json {
         print_json(&serde_json::json!({
             "config": config.path,
             "domains": config.domains.len(),
             "errors": errors,
-            "findings": findings,
+            "waived": waived,
+            "findings": report.findings,
         }))?;
     } else {
-        for f in &findings {
-            let sev = match f.diagnostic.severity {
-                Severity::Error => "error",
-                Severity::Warning => "warning",
-                Severity::Info => "info",
-            };
-            println!(
-                "{sev}: {} {}: {} [{}]",
-                f.domain, f.record, f.diagnostic.message, f.diagnostic.code
-            );
+        for f in &report.findings {
+            println!("{f}");
         }
+        let other = report
+            .findings
+            .iter()
+            .filter(|f| f.diagnostic.severity != Severity::Error || f.waived.is_some())
+            .count();
         println!(
             "{}: {} domain(s), {} error(s), {} other finding(s)",
             config.path.display(),
             config.domains.len(),
             errors,
-            findings.len() - errors
+            other
         );
     }
     Ok(if errors > 0 { Exit::DataErr } else { Exit::Ok })

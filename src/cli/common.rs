@@ -19,6 +19,8 @@ pub enum Exit {
     Changes = 2,
     /// Propagation did not complete before the timeout.
     Timeout = 3,
+    /// `status`: something needs an operator (a blocked rotation, a failing step).
+    Attention = 4,
     /// Bad command-line usage.
     Usage = 64,
     /// Invalid configuration, or records with lint errors.
@@ -41,6 +43,9 @@ pub struct Coded {
 pub fn exit_for(e: &anyhow::Error) -> Exit {
     for cause in e.chain() {
         if cause.downcast_ref::<ConfigErrors>().is_some() {
+            return Exit::DataErr;
+        }
+        if cause.downcast_ref::<crate::gate::GateError>().is_some() {
             return Exit::DataErr;
         }
         if let Some(c) = cause.downcast_ref::<Coded>() {
@@ -81,6 +86,18 @@ pub fn init_logging(verbose: u8) {
 pub fn load_config(cli: &super::Cli) -> anyhow::Result<Config> {
     let path = config::locate(cli.config.as_deref())?;
     Ok(config::load(&path)?)
+}
+
+/// Loads the configuration and runs the lint gate on it (before anything is
+/// written or shown): warnings and waived errors go to stderr; errors are a
+/// [`crate::gate::GateError`] (exit 65).
+pub fn load_gated(cli: &super::Cli) -> anyhow::Result<Config> {
+    let config = load_config(cli)?;
+    let report = crate::gate::gate(&config)?;
+    for n in report.notices() {
+        eprintln!("{n}");
+    }
+    Ok(config)
 }
 
 /// Prints `value` as pretty JSON on stdout.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::Cli;
-use super::common::{Coded, Exit, load_config, print_json, select_domains};
+use super::common::{Coded, Exit, load_gated, print_json, select_domains};
 use crate::rotation::SqliteStore;
 use crate::rotation::adopt::{ImportError, ImportResult, OpenDkimSetup, Outcome, import_opendkim};
 
@@ -34,7 +34,7 @@ struct Report<'a> {
 
 pub(super) async fn run(cli: &Cli, source: &Source) -> anyhow::Result<Exit> {
     let Source::Opendkim { conf, domains } = source;
-    let config = load_config(cli)?;
+    let config = load_gated(cli)?;
     let selected = select_domains(&config, domains)?;
     let conf_path = conf
         .clone()
@@ -51,6 +51,7 @@ pub(super) async fn run(cli: &Cli, source: &Source) -> anyhow::Result<Exit> {
         ],
     };
     let store = SqliteStore::open_locked(&config.state_dir)?;
+    crate::rotation::keyring::sweep(&config, Some(&store))?;
     let results = import_opendkim(&store, &setup, &selected, chrono::Utc::now())?;
     drop(store);
     if cli.json {

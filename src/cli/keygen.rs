@@ -56,15 +56,24 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
         None => crate::config::format_selector("%Y%m", chrono::Utc::now())
             .unwrap_or_else(|| "dkim".into()),
     };
+    // The selector type's own rule, as rotation and import use it.
+    let selector = crate::rotation::Selector::parse(&selector)
+        .map_err(|e| super::common::Coded {
+            code: super::common::Exit::Usage,
+            message: format!("--selector: {e}"),
+        })?
+        .as_str()
+        .to_string();
     let name = record_name(&selector, &domain)
         .map_err(|e| anyhow::anyhow!("--selector {selector}: {e}"))?;
-    if selector.contains('.') || selector.contains('/') {
-        anyhow::bail!("--selector {selector}: use a single DNS label (letters, digits, '-')");
-    }
     let spec = match args.algorithm.as_str() {
         "ed25519" => KeySpec::ed25519(),
         _ => KeySpec::rsa(args.bits),
     };
+    // A keygen killed while writing left a complete key under a temporary name.
+    for stale in keys::remove_stale_temp_files(&args.directory)? {
+        tracing::warn!("removed left-over private key material {}", stale.display());
+    }
     let key = PrivateKey::generate(spec)?;
     let path = args.directory.join(format!("{selector}.private"));
     keys::write_private_key(&path, &key, WriteOptions::default())?;

@@ -30,7 +30,8 @@ Examples:
   maildns records                   # every desired record as zone-file lines
   maildns check                     # config and record lint
   maildns import opendkim           # adopt the keys OpenDKIM signs with now (no re-keying)
-  maildns status                    # keys, next action and when, blocked rotations
+  maildns status                    # keys, next action and when, blocked rotations (exit 4)
+  maildns rotate --now              # start a rotation (asks the daemon when it runs)
   maildns secret set dns < token    # store account dns's token in the OS keyring
   maildns publish --wait            # and wait until every nameserver serves it
   maildns watch 202611._domainkey.example.com --expect 'v=DKIM1; ...'
@@ -41,9 +42,10 @@ Exit codes:
   1   failure (a provider error; some domain failed)
   2   plan --exit-code: changes pending
   3   propagation did not complete before the timeout
+  4   status: something needs an operator (a blocked rotation, a failing step)
   64  bad command-line usage
   65  invalid configuration or records with lint errors
-  75  another maildns holds the state lock (try again later)";
+  75  another maildns holds the state lock (try again later; rotate --now asks the daemon)";
 
 /// Publishes and rotates SPF, DKIM, DMARC (and historic ADSP) records through your DNS host's API.
 #[derive(Debug, Parser)]
@@ -99,7 +101,8 @@ pub enum Command {
         #[command(subcommand)]
         source: import::Source,
     },
-    /// Show each domain's keys, the next rotation step and when, and recent events
+    /// Show each domain's keys, the next rotation step and when, and recent events;
+    /// exit 4 when a rotation is blocked or a step is failing
     Status {
         /// Only these domains (repeatable)
         #[arg(long = "domain", short = 'd')]
@@ -115,10 +118,11 @@ pub enum Command {
     Watch(watch::Args),
     /// Check what DNS serves against the local keys: DKIM keys, SPF (lookups resolved), DMARC
     Verify(verify::Args),
-    /// Run DKIM rotation once for each domain until it only waits (cron, systemd timer)
+    /// Run DKIM rotation once for each domain until it only waits (cron, systemd timer);
+    /// exit 1 when any domain's step failed
     Rotate(rotate::Args),
     /// Run the rotation daemon: sleep until the next due action; SIGHUP reloads, SIGTERM stops
-    Daemon,
+    Daemon(daemon::Args),
     /// Probe what an account's DNS host really stores and serves; choose the key size
     Diagnose(diagnose::Args),
     /// Print shell completions
@@ -194,7 +198,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Watch(args) => watch::run(&cli, args).await,
         Command::Verify(args) => verify::run(&cli, args).await,
         Command::Rotate(args) => rotate::run(&cli, args).await,
-        Command::Daemon => daemon::run(&cli).await,
+        Command::Daemon(args) => daemon::run(&cli, args).await,
         Command::Diagnose(args) => diagnose::run(&cli, args).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();

@@ -4,13 +4,15 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::Cli;
-use super::common::{Exit, load_config, print_json};
+use super::common::{Exit, load_gated, print_json};
 use crate::accounts::{Credentials, connect_all};
 use crate::config::{Account, Config, Domain};
 use crate::publish::{
     self, Action, DomainError, DomainJob, DomainOutcome, Options, for_domain, plan::shorten,
 };
-use crate::rotation::keyring::{after_publish, max_bits_for, prepare_publish};
+use crate::rotation::keyring::{
+    after_publish, max_bits_for, prepare_publish, record_publish_failure,
+};
 use crate::rotation::{SqliteStore, Store};
 
 /// Arguments shared by `plan` and `publish`.
@@ -115,7 +117,7 @@ pub(super) async fn run(
     exit_code: bool,
     wait: &WaitArgs,
 ) -> anyhow::Result<Exit> {
-    let config = load_config(cli)?;
+    let config = load_gated(cli)?;
     let domains = selected(&config, selection)?;
     let creds = EnvCredentials::from_process();
     let (providers, failed_accounts) = connect_all(&config, &creds, Default::default());
@@ -132,7 +134,15 @@ pub(super) async fn run(
         // plan is read-only: no store yet means no keys yet.
         SqliteStore::open_existing(&config.state_dir)?
     };
+    if apply {
+        // publish writes first keys: no key material left by a killed run stays.
+        crate::rotation::keyring::sweep(&config, store.as_ref().map(|s| s as &dyn Store))?;
+    }
     let now = chrono::Utc::now();
+    // What earlier runs published: SPF/DMARC/ADSP lines removed from the
+    // configuration since are planned as DELETEs of exactly those values.
+    let ledger = crate::publish::Ledger::load(&config.state_dir)?;
+    let mut desired_by_domain = std::collections::BTreeMap::new();
     let mut jobs = Vec::new();
     let mut no_key = Vec::new();
     for d in &domains {
@@ -145,7 +155,9 @@ pub(super) async fn run(
             Some(st) => {
                 let (entries, warnings) = prepare_publish(st, &config, d, max_bits, now, apply)?;
                 for w in warnings {
-                    eprintln!("warning: {}: {}", d.name, w.message);
+                    let prefix = format!("{}: ", d.name);
+                    let message = w.message.strip_prefix(&prefix).unwrap_or(&w.message);
+                    eprintln!("warning: {}: {message}", d.name);
                 }
                 entries
             }
@@ -154,14 +166,28 @@ pub(super) async fn run(
         if d.dkim.is_some() && entries.is_empty() {
             no_key.push(d.name.to_string());
         }
+        let mut desired = for_domain(d, &entries)?;
+        desired.extend(ledger.retractions(d));
+        desired_by_domain.insert(d.name.clone(), desired.clone());
         jobs.push(DomainJob {
             domain: d.name.clone(),
             account: d.account.clone(),
             zone: d.zone.clone(),
-            desired: for_domain(d, &entries)?,
+            desired,
         });
     }
-    let outcomes = publish::run(
+    // Servers of hosts that serve writes at once are asked too (configured
+    // `nameservers` only: no discovery here).
+    let served = publish::ServedCheck {
+        querier: super::watch::querier(),
+        servers: domains
+            .iter()
+            .filter(|d| !d.nameservers.is_empty())
+            .map(|d| (d.name.clone(), d.nameservers.clone()))
+            .collect(),
+        wait: std::time::Duration::from_secs(3),
+    };
+    let outcomes = publish::run_checked(
         jobs,
         &providers,
         Options {
@@ -169,8 +195,46 @@ pub(super) async fn run(
             force,
             max_delete_share: config.publish.max_delete_share,
         },
+        Some(served),
     )
     .await;
+    // A value the host did not keep: saved as its limit, so the next run (or
+    // rotation step) sizes the key for it without a manual `maildns diagnose`.
+    let mut readback_notes = Vec::new();
+    let mut noted = std::collections::BTreeSet::new();
+    if let Some(st) = &store {
+        for o in &outcomes {
+            if let Some(DomainError::NotStored(found)) = &o.error {
+                let kind = providers
+                    .get(&o.account)
+                    .map(|p| p.kind())
+                    .unwrap_or("unknown");
+                let zone = o.zone.as_deref().unwrap_or(o.domain.as_str());
+                let r = crate::diagnose::save_readback(st, &o.account, kind, zone, found, now)
+                    .context("saving the read-back diagnosis")?;
+                record_publish_failure(st, &o.domain, &found.name, &found.to_string(), now)?;
+                if let Some(bits) = r.recommended_max_bits
+                    && noted.insert(o.account.clone())
+                {
+                    readback_notes.push(format!(
+                        "note: account '{}' holds DKIM keys of at most {bits} bits (saved); the next `maildns publish` or rotation step replaces a key not yet in use",
+                        o.account
+                    ));
+                }
+            }
+        }
+    }
+    if apply {
+        let mut updated = ledger.clone();
+        for o in &outcomes {
+            if let Some(desired) = desired_by_domain.get(&o.domain) {
+                updated.record(desired, o);
+            }
+        }
+        if updated != ledger {
+            updated.save(&config.state_dir)?;
+        }
+    }
     if apply && let Some(st) = &store {
         for o in outcomes.iter().filter(|o| o.error.is_none()) {
             if let Some(d) = domains.iter().find(|d| d.name == o.domain) {
@@ -201,6 +265,9 @@ pub(super) async fn run(
     }
     if !cli.json {
         print_human(&outcomes, &summary, apply, &failed_accounts);
+        for n in &readback_notes {
+            println!("{n}");
+        }
         for d in &no_key {
             println!(
                 "note: {d} has no DKIM key yet: `maildns publish` generates and publishes the first one"

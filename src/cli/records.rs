@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::Cli;
-use super::common::{Exit, load_config, print_json};
+use super::common::{Exit, load_gated, print_json};
 use crate::publish::for_domain;
 
 #[derive(Serialize)]
@@ -17,7 +17,7 @@ struct Line {
 }
 
 pub(super) async fn run(cli: &Cli) -> anyhow::Result<Exit> {
-    let config = load_config(cli)?;
+    let config = load_gated(cli)?;
     // The DKIM records the key store wants published (read-only; none before the
     // first `publish`).
     let store = crate::rotation::SqliteStore::open_existing(&config.state_dir)?;

@@ -1,6 +1,9 @@
 //! `maildns rotate`: one pass of DKIM rotation over the domains (for cron or a
 //! systemd timer). Each domain runs until its rotation only waits; prints what
-//! was done and what is next.
+//! was done and what is next. Exits 1 when any domain's step failed or its
+//! rotation is blocked (the failed step is retried with backoff on the next
+//! run). With `--now` while the daemon holds the state lock, the rotation is
+//! asked of the daemon through the store instead.
 
 use std::sync::Arc;
 
@@ -8,11 +11,17 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::Cli;
-use super::common::{Exit, load_config, print_json};
+use super::common::{Exit, load_gated, print_json};
 use super::publish::{EnvCredentials, Selection, selected};
 use crate::accounts::connect_all;
 use crate::propagation::SystemClock;
-use crate::rotation::{Algorithm, RunOutcome, Runner, SqliteStore, Store, unblock};
+use crate::rotation::keyring::sweep;
+use crate::rotation::{
+    Algorithm, Request, RunOutcome, Runner, SqliteStore, Store, StoreError, unblock,
+};
+
+/// How long `rotate --now` waits for a running daemon to take its request.
+const HANDOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// `rotate` arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -20,7 +29,7 @@ pub struct Args {
     /// Which domains
     #[command(flatten)]
     pub selection: Selection,
-    /// Start a rotation now, even if none is due
+    /// Start a rotation now, even if none is due; while the daemon runs, ask it to
     #[arg(long)]
     pub now: bool,
     /// Clear a blocked rotation (a failed signer switch) after fixing its cause; the
@@ -35,17 +44,35 @@ struct DomainReport {
     outcome: Option<RunOutcome>,
     domain: String,
     error: Option<String>,
+    /// True when a step failed or the rotation is blocked (exit 1).
+    failed: bool,
+    /// What failed, in words.
+    failures: Vec<String>,
 }
 
 pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
-    let config = load_config(cli)?;
+    let config = load_gated(cli)?;
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating state_dir {}", config.state_dir.display()))?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_locked(&config.state_dir)?);
     let domains: Vec<_> = selected(&config, &args.selection)?
         .into_iter()
         .filter(|d| d.dkim.is_some())
         .map(|d| d.name.clone())
+        .collect();
+    let store: Arc<dyn Store> = match SqliteStore::open_locked(&config.state_dir) {
+        Ok(s) => Arc::new(s),
+        Err(StoreError::Locked { holder, .. }) if args.now && !args.unblock => {
+            return ask_daemon(cli, &config.state_dir, &domains, &holder).await;
+        }
+        Err(e) => return Err(e.into()),
+    };
+    sweep(&config, Some(store.as_ref()))?;
+    // Requests queued while another maildns held the lock: this run does them.
+    let requested: Vec<_> = store
+        .take_requests()?
+        .into_iter()
+        .filter(|r| r.what == Request::ROTATE_NOW)
+        .map(|r| r.domain)
         .collect();
     if args.unblock {
         let now = chrono::Utc::now();
@@ -91,16 +118,20 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
     };
     let mut reports = Vec::new();
     for d in &domains {
-        let r = runner.run(d, args.now).await;
+        let r = runner.run(d, args.now || requested.contains(d)).await;
         reports.push(match r {
             Ok(o) => DomainReport {
                 domain: d.to_string(),
+                failures: o.failures(),
+                failed: !o.failures().is_empty(),
                 outcome: Some(o),
                 error: None,
             },
             Err(e) => DomainReport {
                 domain: d.to_string(),
                 outcome: None,
+                failures: vec![e.to_string()],
+                failed: true,
                 error: Some(e.to_string()),
             },
         });
@@ -118,10 +149,64 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
             println!("no selected domain has DKIM rotation configured");
         }
     }
-    let bad = reports
-        .iter()
-        .any(|r| r.error.is_some() || r.outcome.as_ref().is_some_and(|o| !o.blocked.is_empty()));
+    let bad = reports.iter().any(|r| r.failed);
     Ok(if bad { Exit::Failure } else { Exit::Ok })
+}
+
+/// `rotate --now` while another maildns (normally the daemon) holds the state
+/// lock: queues one request per domain in the store, which the daemon polls
+/// (and a later `rotate` takes), then waits a little for it to be taken.
+async fn ask_daemon(
+    cli: &Cli,
+    state_dir: &std::path::Path,
+    domains: &[maildns_providers::Fqdn],
+    holder: &str,
+) -> anyhow::Result<Exit> {
+    if domains.is_empty() {
+        println!("no selected domain has DKIM rotation configured");
+        return Ok(Exit::Ok);
+    }
+    let store = SqliteStore::open(state_dir)?;
+    let now = chrono::Utc::now();
+    let mut ids = Vec::new();
+    for d in domains {
+        ids.push(store.add_request(d, Request::ROTATE_NOW, now)?);
+    }
+    let deadline = tokio::time::Instant::now() + HANDOVER_WAIT;
+    let taken = loop {
+        let queued = store.requests()?;
+        if !queued.iter().any(|r| ids.contains(&r.id)) {
+            break true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    #[derive(Serialize)]
+    struct Handover<'a> {
+        requested: &'a [maildns_providers::Fqdn],
+        lock_holder: &'a str,
+        taken: bool,
+    }
+    if cli.json {
+        print_json(&Handover {
+            requested: domains,
+            lock_holder: holder,
+            taken,
+        })?;
+    } else if taken {
+        println!(
+            "maildns daemon ({holder}) holds the state lock: it took the rotation request for {} domain(s); see `maildns status`",
+            domains.len()
+        );
+    } else {
+        println!(
+            "another maildns ({holder}) holds the state lock: rotation requested for {} domain(s), queued until the daemon (or the next `maildns rotate`) takes it",
+            domains.len()
+        );
+    }
+    Ok(Exit::Ok)
 }
 
 fn print_human(r: &DomainReport) {
@@ -132,6 +217,9 @@ fn print_human(r: &DomainReport) {
     let Some(o) = &r.outcome else {
         return;
     };
+    for f in &o.failures() {
+        println!("  FAILED: {f}");
+    }
     for w in &o.warnings {
         println!("  warning: {}", w.message);
     }

@@ -163,6 +163,8 @@ struct SetReport<'a> {
     account: &'a str,
     stored: bool,
     store: String,
+    /// `secret-service` or `kernel-keyring`.
+    keyring: &'static str,
     overridden_by: Option<&'a str>,
 }
 
@@ -187,6 +189,7 @@ fn set(cli: &Cli, a: &Account) -> anyhow::Result<Exit> {
             account: &a.name,
             stored: true,
             store: Source::Keyring.to_string(),
+            keyring: secrets::store().name(),
             overridden_by: overridden,
         })?;
     } else {
@@ -210,6 +213,9 @@ struct GetReport<'a> {
     source: Option<&'static str>,
     /// The variable, file or keyring service.
     location: Option<String>,
+    /// With `source` = `keyring`: `secret-service` or `kernel-keyring`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keyring: Option<&'static str>,
     /// Only with --show.
     #[serde(skip_serializing_if = "Option::is_none")]
     value: Option<&'a str>,
@@ -222,7 +228,11 @@ fn describe(source: &Source) -> (&'static str, String) {
         Source::CredentialsDirectory(p) => ("credentials_directory", p.display().to_string()),
         Source::Keyring => (
             "keyring",
-            format!("service \"{}\"", secrets::KEYRING_SERVICE),
+            format!(
+                "{}, service \"{}\"",
+                secrets::store(),
+                secrets::KEYRING_SERVICE
+            ),
         ),
         Source::TokenFile(p) => ("token_file", p.display().to_string()),
     }
@@ -243,6 +253,7 @@ fn get(cli: &Cli, a: &Account, show: bool) -> anyhow::Result<Exit> {
                     found: true,
                     source: Some(kind),
                     location: Some(location),
+                    keyring: (found.source == Source::Keyring).then(|| secrets::store().name()),
                     value: show.then(|| found.secret.expose()),
                     looked: Vec::new(),
                 })?;
@@ -264,6 +275,7 @@ fn get(cli: &Cli, a: &Account, show: bool) -> anyhow::Result<Exit> {
                     found: false,
                     source: None,
                     location: None,
+                    keyring: None,
                     value: None,
                     looked,
                 })?;
@@ -288,6 +300,8 @@ fn get(cli: &Cli, a: &Account, show: bool) -> anyhow::Result<Exit> {
 struct DeleteReport<'a> {
     account: &'a str,
     deleted: bool,
+    /// `secret-service` or `kernel-keyring`.
+    keyring: &'static str,
 }
 
 fn delete(cli: &Cli, a: &Account) -> anyhow::Result<Exit> {
@@ -296,6 +310,7 @@ fn delete(cli: &Cli, a: &Account) -> anyhow::Result<Exit> {
         print_json(&DeleteReport {
             account: &a.name,
             deleted: true,
+            keyring: secrets::store().name(),
         })?;
     } else {
         println!(

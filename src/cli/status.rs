@@ -1,6 +1,8 @@
 //! `maildns status`: each domain's keys, what happens next and when, what is
 //! blocked, and the latest events. Reads the store without its lock, so it works
-//! while the daemon runs.
+//! while the daemon runs. Exits 4 ([`Exit::Attention`]) when any domain needs
+//! an operator ([`needs_attention`]), so it serves as a monitoring check.
+//! `--json` prints the schema documented in `docs/status-json.md`.
 
 use std::collections::VecDeque;
 
@@ -12,16 +14,23 @@ use serde::Serialize;
 use super::Cli;
 use super::common::{Exit, load_config, print_json, select_domains};
 use crate::rotation::keyring::policy;
-use crate::rotation::status::{DomainStatus, domain_status, relative};
-use crate::rotation::{DomainState, SqliteStore, Store, StoredEvent};
+use crate::rotation::status::{DomainStatus, domain_status, needs_attention, relative};
+use crate::rotation::{DomainState, Request, SqliteStore, Store, StoredEvent};
+
+/// Version of the `status --json` schema (docs/status-json.md). Raised when a
+/// field is removed or changes meaning; new fields may appear within a version.
+pub const JSON_VERSION: u32 = 1;
 
 /// How many recent events to show per domain.
 const EVENTS: usize = 5;
 
 #[derive(Serialize)]
 struct Report<'a> {
+    version: u32,
     now: DateTime<Utc>,
     state_dir: &'a std::path::Path,
+    attention: bool,
+    requests: &'a [Request],
     domains: &'a [DomainStatus],
 }
 
@@ -62,18 +71,41 @@ pub(super) async fn run(cli: &Cli, domains: &[String]) -> anyhow::Result<Exit> {
             .with_context(|| format!("DKIM settings of {}", d.name))?;
         out.push(domain_status(&state, policy.as_ref(), events, now));
     }
+    let requests = match &store {
+        Some(s) => s.requests()?,
+        None => Vec::new(),
+    };
+    let attention = out.iter().any(|s| !needs_attention(s).is_empty());
     if cli.json {
         print_json(&Report {
+            version: JSON_VERSION,
             now,
             state_dir: &config.state_dir,
+            attention,
+            requests: &requests,
             domains: &out,
         })?;
     } else {
         for s in &out {
             print_human(s, now);
+            for r in requests.iter().filter(|r| r.domain.as_str() == s.domain) {
+                println!(
+                    "  request  {} asked {} ({}), waiting for the daemon",
+                    r.what,
+                    date(r.at),
+                    relative(r.at, now)
+                );
+            }
+        }
+        if attention {
+            let n = out
+                .iter()
+                .filter(|s| !needs_attention(s).is_empty())
+                .count();
+            println!("{n} domain(s) need attention (exit 4)");
         }
     }
-    Ok(Exit::Ok)
+    Ok(if attention { Exit::Attention } else { Exit::Ok })
 }
 
 fn date(t: DateTime<Utc>) -> String {
@@ -142,6 +174,14 @@ fn print_human(s: &DomainStatus, now: DateTime<Utc>) {
         println!(
             "  error    {:<12} attempt {}: {}{retry}",
             e.selector, e.attempts, e.reason
+        );
+    }
+    for a in &s.attention {
+        println!(
+            "  ATTENTION {} {}: {}",
+            a.kind,
+            a.selector.as_deref().unwrap_or("-"),
+            a.reason
         );
     }
     match &s.next {

@@ -455,3 +455,201 @@ pub fn save(
 ) -> Result<i64, StoreError> {
     store.save_diagnosis(&to_diagnosis(account, report, at))
 }
+
+/// What a write's read-back showed, saved as a diagnosis so the next key is
+/// sized for the host without a manual `maildns diagnose` (`source` is
+/// `"readback"` in the saved JSON; a full run has `probes` instead).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReadbackReport {
+    /// Always `readback`.
+    pub source: &'static str,
+    /// Host kind.
+    pub provider: &'static str,
+    /// The zone written to.
+    pub zone: String,
+    /// The value that did not survive, and how.
+    pub found: crate::publish::NotStored,
+    /// The key-size advice drawn from it.
+    pub recommendation: Recommendation,
+}
+
+/// The largest RSA size whose DKIM record fits in values of at most `bytes`
+/// bytes (the same record model as the profile check,
+/// [`crate::rotation::keyring::max_rsa_bits_for`]): `None` when 4096 bits
+/// fits, never below 1024 (RFC 8301).
+pub fn rsa_bits_within(bytes: usize) -> Option<u32> {
+    crate::rotation::keyring::max_rsa_bits_for(&maildns_providers::Profile {
+        max_value_bytes: Some(bytes),
+        ..maildns_providers::Profile::default()
+    })
+}
+
+/// The advice from a read-back that failed, given the account's latest saved
+/// advice `previous` (a read-back never raises an earlier cap):
+/// - cut to `kept` bytes: the largest RSA size whose record fits in `kept`;
+/// - a long value spread over several records: what fits in the largest one;
+/// - a DKIM record altered from byte `at`: what fits in `at` bytes;
+/// - otherwise (missing, altered non-DKIM value): `previous`.
+pub fn readback_recommendation(
+    found: &crate::publish::NotStored,
+    previous: Option<u32>,
+) -> Recommendation {
+    let intact_bytes = match &found.verdict {
+        Verdict::Truncated { kept, .. } => Some(*kept),
+        Verdict::SeveralRecords { .. } => found.found.iter().map(|s| s.bytes).max(),
+        Verdict::Altered { at } if found.kind == crate::records::RecordKind::Dkim => Some(*at),
+        _ => None,
+    };
+    let from_here = intact_bytes.map(rsa_bits_within);
+    let recommended = match (from_here, previous) {
+        (Some(Some(a)), Some(b)) => Some(a.min(b)),
+        (Some(a), None) => a,
+        (Some(None), b) | (None, b) => b,
+    };
+    let fits_1024 = |n: usize| {
+        crate::rotation::keyring::rsa_record_fits(
+            &maildns_providers::Profile {
+                max_value_bytes: Some(n),
+                ..maildns_providers::Profile::default()
+            },
+            1024,
+        )
+    };
+    let text = match (intact_bytes, recommended) {
+        (Some(n), Some(_)) if !fits_1024(n) => format!(
+            "no DKIM key fits: {found}; the host holds values of {n} bytes intact, less than a 1024-bit record needs; keys stay at 1024 bits, the smallest allowed (RFC 8301): use another DNS host"
+        ),
+        (Some(n), Some(bits)) => format!(
+            "{bits}-bit: {found}; the host holds values of {n} bytes intact (found on publish)"
+        ),
+        (_, Some(bits)) => format!("{bits}-bit (unchanged): {found}"),
+        (_, None) => format!("no key-size limit learned: {found}"),
+    };
+    Recommendation {
+        largest_intact_bits: recommended,
+        recommended_max_bits: recommended,
+        text,
+    }
+}
+
+/// Saves what a failed read-back showed as the latest diagnosis of `account`
+/// (what `maildns diagnose` saves and [`crate::rotation::keyring::max_bits_for`]
+/// reads); returns the advice saved.
+///
+/// # Errors
+/// The store's.
+pub fn save_readback(
+    store: &dyn Store,
+    account: &str,
+    provider: &'static str,
+    zone: &str,
+    found: &crate::publish::NotStored,
+    at: DateTime<Utc>,
+) -> Result<Recommendation, StoreError> {
+    let previous = store
+        .latest_diagnosis(account)?
+        .and_then(|d| d.recommended_max_bits);
+    let recommendation = readback_recommendation(found, previous);
+    let report = ReadbackReport {
+        source: "readback",
+        provider,
+        zone: zone.to_string(),
+        found: found.clone(),
+        recommendation: recommendation.clone(),
+    };
+    store.save_diagnosis(&Diagnosis {
+        account: account.to_string(),
+        zone: zone.to_string(),
+        at,
+        result: serde_json::to_value(&report).unwrap_or(serde_json::Value::Null),
+        recommended_max_bits: recommendation.recommended_max_bits,
+    })?;
+    Ok(recommendation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::publish::NotStored;
+    use crate::publish::readback::Source;
+    use crate::records::RecordKind;
+
+    fn found(kind: RecordKind, verdict: Verdict, found: &[usize]) -> NotStored {
+        NotStored {
+            name: Fqdn::parse("s._domainkey.example.com").unwrap(),
+            kind,
+            verdict,
+            sent: Shape {
+                bytes: 420,
+                strings: vec![26, 255, 139],
+            },
+            found: found
+                .iter()
+                .map(|b| Shape {
+                    bytes: *b,
+                    strings: vec![*b],
+                })
+                .collect(),
+            observed: Source::Api,
+        }
+    }
+
+    #[test]
+    fn sizes_follow_the_bytes_the_host_keeps() {
+        assert_eq!(rsa_bits_within(300), Some(1024));
+        assert_eq!(rsa_bits_within(420), Some(2048));
+        assert_eq!(rsa_bits_within(419), Some(1024));
+        assert_eq!(rsa_bits_within(512), Some(2048));
+        assert_eq!(rsa_bits_within(800), None);
+        assert_eq!(rsa_bits_within(10), Some(1024), "never below 1024");
+    }
+
+    #[test]
+    fn a_readback_recommends_what_fits_and_never_raises_a_cap() {
+        let cut = |kept| {
+            found(
+                RecordKind::Dkim,
+                Verdict::Truncated { kept, sent: 420 },
+                &[kept],
+            )
+        };
+        let r = readback_recommendation(&cut(300), None);
+        assert_eq!(r.recommended_max_bits, Some(1024));
+        assert!(
+            r.text
+                .starts_with("1024-bit: the host truncated the DKIM record"),
+            "{}",
+            r.text
+        );
+        assert_eq!(
+            readback_recommendation(&cut(512), None).recommended_max_bits,
+            Some(2048)
+        );
+        assert_eq!(
+            readback_recommendation(&cut(512), Some(1024)).recommended_max_bits,
+            Some(1024)
+        );
+        let split = found(
+            RecordKind::Dkim,
+            Verdict::SeveralRecords { records: 2 },
+            &[255, 165],
+        );
+        assert_eq!(
+            readback_recommendation(&split, None).recommended_max_bits,
+            Some(1024)
+        );
+        let spf_altered = found(RecordKind::Spf, Verdict::Altered { at: 3 }, &[420]);
+        assert_eq!(
+            readback_recommendation(&spf_altered, Some(2048)).recommended_max_bits,
+            Some(2048)
+        );
+        let tiny = readback_recommendation(&cut(200), None);
+        assert_eq!(tiny.recommended_max_bits, Some(1024));
+        assert!(tiny.text.starts_with("no DKIM key fits"), "{}", tiny.text);
+        let missing = found(RecordKind::Dkim, Verdict::Missing, &[]);
+        assert_eq!(
+            readback_recommendation(&missing, None).recommended_max_bits,
+            None
+        );
+    }
+}

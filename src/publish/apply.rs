@@ -3,7 +3,9 @@
 //! All domains are planned before anything is written (plan before apply). Domains
 //! run concurrently, up to each account's declared concurrency cap; one domain's
 //! failure does not stop the others. Every write is idempotent: a second run
-//! finds everything in sync and writes nothing.
+//! finds everything in sync and writes nothing. Every set written is read back
+//! at once; a value the host did not keep as sent (cut short, altered) fails the
+//! domain with [`DomainError::NotStored`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use super::plan::{Desired, Plan, PlanError, plan};
+use super::readback::{NotStored, ServedCheck, compare_set, serves_at_once};
 
 /// One domain's work: where it lives and what should be there.
 #[derive(Debug, Clone)]
@@ -37,6 +40,9 @@ pub enum DomainError {
     /// The plan is unsafe (nothing was written).
     #[error("{0}")]
     Plan(PlanError),
+    /// The host accepted a write but holds something else (read back at once).
+    #[error("{0}")]
+    NotStored(NotStored),
     /// The account is not configured or could not be set up.
     #[error("account '{account}': {message}")]
     Account {
@@ -87,12 +93,26 @@ pub struct Options {
     pub max_delete_share: f64,
 }
 
-/// Reads, plans and (with `opts.apply`) writes every job. Results are in job order.
+/// Reads, plans and (with `opts.apply`) writes every job, reading each written
+/// set back from the host's API. Results are in job order.
 pub async fn run(
     jobs: Vec<DomainJob>,
     providers: &BTreeMap<String, Arc<dyn Provider>>,
     opts: Options,
 ) -> Vec<DomainOutcome> {
+    run_checked(jobs, providers, opts, None).await
+}
+
+/// Like [`run`]; with `served`, also asks the domains' authoritative servers
+/// what they serve after each write, for hosts that serve writes at once
+/// ([`serves_at_once`]).
+pub async fn run_checked(
+    jobs: Vec<DomainJob>,
+    providers: &BTreeMap<String, Arc<dyn Provider>>,
+    opts: Options,
+    served: Option<ServedCheck>,
+) -> Vec<DomainOutcome> {
+    let served = served.map(Arc::new);
     let caps: BTreeMap<String, Arc<Semaphore>> = providers
         .iter()
         .map(|(name, p)| {
@@ -140,47 +160,86 @@ pub async fn run(
         planned,
         providers,
         &caps,
-        |(job, zone, result), provider| async move {
-            let mut outcome = DomainOutcome {
-                domain: job.domain.clone(),
-                account: job.account.clone(),
-                zone: zone.as_ref().map(|z| z.name.to_string()),
-                plan: None,
-                applied: 0,
-                error: None,
-            };
-            match result {
-                Err(e) => outcome.error = Some(e),
-                Ok(p) => {
-                    if over && p.deletions() > 0 {
-                        outcome.error = Some(DomainError::Threshold {
-                            deletions,
-                            managed,
-                            share: opts.max_delete_share * 100.0,
-                        });
-                    } else if write && let Some(zone) = &zone {
-                        for c in &p.changes {
-                            let r = if c.write.records.is_empty() {
-                                provider.delete_txt(zone, &c.name).await
-                            } else {
-                                provider.replace_txt(zone, &c.name, &c.write).await
-                            };
-                            match r {
-                                Ok(()) => outcome.applied += 1,
-                                Err(e) => {
+        |(job, zone, result), provider| {
+            let served = served.clone();
+            async move {
+                let mut outcome = DomainOutcome {
+                    domain: job.domain.clone(),
+                    account: job.account.clone(),
+                    zone: zone.as_ref().map(|z| z.name.to_string()),
+                    plan: None,
+                    applied: 0,
+                    error: None,
+                };
+                match result {
+                    Err(e) => outcome.error = Some(e),
+                    Ok(p) => {
+                        if over && p.deletions() > 0 {
+                            outcome.error = Some(DomainError::Threshold {
+                                deletions,
+                                managed,
+                                share: opts.max_delete_share * 100.0,
+                            });
+                        } else if write && let Some(zone) = &zone {
+                            for c in &p.changes {
+                                let r = if c.write.records.is_empty() {
+                                    provider.delete_txt(zone, &c.name).await
+                                } else {
+                                    provider.replace_txt(zone, &c.name, &c.write).await
+                                };
+                                if let Err(e) = r {
                                     outcome.error = Some(DomainError::Provider(e));
+                                    break;
+                                }
+                                outcome.applied += 1;
+                                let check = served
+                                    .as_deref()
+                                    .filter(|_| serves_at_once(provider.kind()));
+                                if let Err(e) =
+                                    read_back(provider.as_ref(), zone, &job.domain, c, check).await
+                                {
+                                    outcome.error = Some(e);
                                     break;
                                 }
                             }
                         }
+                        outcome.plan = Some(p);
                     }
-                    outcome.plan = Some(p);
                 }
+                outcome
             }
-            outcome
         },
     )
     .await
+}
+
+/// Reads the set `c` wrote back and compares it with what was sent (a delete is
+/// not read back).
+async fn read_back(
+    provider: &dyn Provider,
+    zone: &Zone,
+    domain: &Fqdn,
+    c: &super::plan::Change,
+    served: Option<&ServedCheck>,
+) -> Result<(), DomainError> {
+    if c.write.records.is_empty() {
+        return Ok(());
+    }
+    let stored = provider
+        .read_txt(zone, &c.name)
+        .await
+        .map_err(DomainError::Provider)?;
+    if let Some(e) = compare_set(&c.name, c.kind, &c.write, stored.as_ref()) {
+        return Err(DomainError::NotStored(e));
+    }
+    if let Some(check) = served
+        && let Some(e) = check
+            .check(domain, &c.name, c.kind, &c.write.records, &c.old)
+            .await
+    {
+        return Err(DomainError::NotStored(e));
+    }
+    Ok(())
 }
 
 async fn find_zone(provider: &dyn Provider, job: &DomainJob) -> Result<Zone, ProviderError> {

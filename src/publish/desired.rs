@@ -36,6 +36,7 @@ pub fn for_domain(
         records: vec![record],
         ttl: domain.ttl,
         in_use: false,
+        only_remove: None,
     };
     if let Some(spf) = &domain.spf {
         out.push(one(domain.name.clone(), RecordKind::Spf, spf.to_txt()));
@@ -47,6 +48,7 @@ pub fn for_domain(
             records: e.record.iter().cloned().collect(),
             ttl: domain.ttl,
             in_use: e.in_use,
+            only_remove: None,
         });
     }
     if let Some(dmarc) = &domain.dmarc {

@@ -26,6 +26,11 @@ pub struct Desired {
     pub ttl: u32,
     /// For DKIM: this selector's key signs mail now, so its record must never be removed.
     pub in_use: bool,
+    /// A retraction (with empty `records`): remove only these values, the ones
+    /// maildns published (see [`super::ledger`]); other values of the kind at
+    /// the name are kept like foreign ones. `None`: maildns owns every value of
+    /// the kind at the name.
+    pub only_remove: Option<Vec<TxtRecord>>,
 }
 
 /// What a change does.
@@ -122,7 +127,14 @@ pub fn plan(
         let cur = current.get(&d.name).cloned().flatten();
         let (owned, foreign): (Vec<TxtRecord>, Vec<TxtRecord>) = cur
             .as_ref()
-            .map(|s| s.records.iter().cloned().partition(|r| d.kind.owns(r)))
+            .map(|s| {
+                s.records.iter().cloned().partition(|r| {
+                    d.kind.owns(r)
+                        && d.only_remove
+                            .as_ref()
+                            .is_none_or(|only| only.iter().any(|o| o.value() == r.value()))
+                })
+            })
             .unwrap_or_default();
         if unique(d.kind) && owned.len() > 1 {
             return Err(PlanError::Duplicate {
@@ -213,6 +225,7 @@ mod tests {
             records: values.iter().map(|v| r(v)).collect(),
             ttl: 3600,
             in_use: false,
+            only_remove: None,
         }
     }
     fn current(entries: &[(&str, &[&str])]) -> BTreeMap<Fqdn, Option<TxtSet>> {

@@ -98,6 +98,77 @@ impl Diagnostic {
     }
 }
 
+/// A lint rule: its stable code, the record kind it checks, and how serious it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Rule {
+    /// Stable code, e.g. `spf-too-many-lookups` (what `[domains."x".lint] allow` names).
+    pub code: &'static str,
+    /// The record kind it checks (`None`: every kind).
+    pub kind: Option<RecordKind>,
+    /// Its severity.
+    pub severity: Severity,
+}
+
+const fn r(code: &'static str, kind: RecordKind, severity: Severity) -> Rule {
+    Rule {
+        code,
+        kind: Some(kind),
+        severity,
+    }
+}
+
+/// Every rule the lint gate applies to configured records (see
+/// [`crate::gate`]); the README's list of rule names is this list.
+pub const RULES: &[Rule] = &[
+    r("spf-too-many-lookups", RecordKind::Spf, Severity::Error),
+    r("spf-ptr", RecordKind::Spf, Severity::Warning),
+    r("spf-pass-all", RecordKind::Spf, Severity::Warning),
+    r("spf-redirect-ignored", RecordKind::Spf, Severity::Warning),
+    r("spf-terms-after-all", RecordKind::Spf, Severity::Warning),
+    r("spf-too-long", RecordKind::Spf, Severity::Warning),
+    r("spf-no-all", RecordKind::Spf, Severity::Info),
+    r("dmarc-missing-p", RecordKind::Dmarc, Severity::Error),
+    r("dmarc-invalid-p", RecordKind::Dmarc, Severity::Error),
+    r("dmarc-bad-value", RecordKind::Dmarc, Severity::Error),
+    r("dmarc-non-mailto-uri", RecordKind::Dmarc, Severity::Error),
+    r("dmarc-bad-mailto", RecordKind::Dmarc, Severity::Error),
+    r("dmarc-unknown-tag", RecordKind::Dmarc, Severity::Warning),
+    r("dmarc-dropped-tag", RecordKind::Dmarc, Severity::Warning),
+    r("dmarc-size-limit", RecordKind::Dmarc, Severity::Warning),
+    r("dmarc-p-none", RecordKind::Dmarc, Severity::Info),
+    r("dmarc-testing", RecordKind::Dmarc, Severity::Info),
+    r("adsp-historic", RecordKind::Adsp, Severity::Warning),
+    r("adsp-discardable", RecordKind::Adsp, Severity::Warning),
+    Rule {
+        code: "txt-non-ascii",
+        kind: None,
+        severity: Severity::Error,
+    },
+];
+
+/// The rule with this code.
+pub fn rule(code: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|r| r.code == code)
+}
+
+/// Checks that a value is printable ASCII (RFC 7208 §3 and RFC 7489 §6.4 define
+/// their records in ASCII; other bytes reach DNS as `\DDD` escapes and receivers
+/// cannot read them). Code: `txt-non-ascii` (error).
+pub fn lint_ascii(value: &str) -> Vec<Diagnostic> {
+    match value.char_indices().find(|(_, c)| !(' '..='~').contains(c)) {
+        None => Vec::new(),
+        Some((at, c)) => vec![Diagnostic::error(
+            "txt-non-ascii",
+            format!(
+                "the value holds '{c}' (U+{:04X}) at byte {at}; records are ASCII and other \
+                 bytes are published as \\DDD escapes receivers cannot read: write domain \
+                 names as A-labels (xn--...), e.g. with `idn2`",
+                c as u32
+            ),
+        )],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -203,6 +203,20 @@ pub enum SpfError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A domain-spec that does not end in `.` and a valid top label, or in a
+    /// macro (RFC 7208 §7.1: `domain-end = ( "." toplabel [ "." ] ) / macro-expand`).
+    /// `at` is the offset of the bad ending (the top label when there is one).
+    #[error("bad domain-spec '{value}' in term '{term}' at byte {at}: {reason}")]
+    BadDomainEnd {
+        /// The whole term, e.g. `include:_spf.example.net~all`.
+        term: String,
+        /// The domain-spec.
+        value: String,
+        /// Offset of the bad ending.
+        at: usize,
+        /// What is wrong.
+        reason: String,
+    },
     /// `ip4:` with something that is not a dotted-quad address.
     #[error("'{value}' at byte {at} is not an IPv4 address")]
     BadIp4 {
@@ -301,6 +315,7 @@ impl Spf {
         for word in value.get(6..).unwrap_or("").split(' ') {
             if !word.is_empty() {
                 let term = parse_term(word, at)?;
+                check_domain_end(&term, word, at)?;
                 let dup = match &term {
                     Term::Redirect(_) => Some("redirect"),
                     Term::Exp(_) => Some("exp"),
@@ -700,6 +715,104 @@ fn check_macro_string(value: &str, at: usize) -> Result<(), SpfError> {
         }
     }
     Ok(())
+}
+
+/// The domain-spec of a term, if it has one.
+fn term_domain_spec(term: &Term) -> Option<&str> {
+    match term {
+        Term::Directive(d) => match &d.mechanism {
+            Mechanism::Include(s) | Mechanism::Exists(s) => Some(s),
+            Mechanism::A { domain, .. } | Mechanism::Mx { domain, .. } | Mechanism::Ptr(domain) => {
+                domain.as_deref()
+            }
+            _ => None,
+        },
+        Term::Redirect(s) | Term::Exp(s) => Some(s),
+        Term::Unknown { .. } => None,
+    }
+}
+
+/// Checks the `domain-end` of a parsed term's domain-spec (RFC 7208 §7.1);
+/// `word` is the term as written, starting at byte `at` of the record.
+fn check_domain_end(term: &Term, word: &str, at: usize) -> Result<(), SpfError> {
+    let Some(spec) = term_domain_spec(term) else {
+        return Ok(());
+    };
+    // The domain-spec follows the first ':' (mechanisms) or '=' (modifiers).
+    let start = word.find([':', '=']).map_or(0, |i| i + 1);
+    domain_end(spec).map_err(|(off, reason)| SpfError::BadDomainEnd {
+        term: word.to_string(),
+        value: spec.to_string(),
+        at: at + start + off,
+        reason,
+    })
+}
+
+/// Checks that a macro-string (already checked by [`check_macro_string`]) ends
+/// in `"." toplabel [ "." ]` or a macro-expand. On error: the offset within
+/// `spec` of the bad ending, and why.
+///
+/// `toplabel = ( *alphanum ALPHA *alphanum ) / ( 1*alphanum "-" *( alphanum / "-" ) alphanum )`:
+/// letters, digits and inner hyphens, not all digits.
+pub(crate) fn domain_end(spec: &str) -> Result<(), (usize, String)> {
+    let b = spec.as_bytes();
+    // End of the last macro-expand (`%{...}`, `%%`, `%_`, `%-`).
+    let mut last_macro_end = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            if b.get(i + 1) == Some(&b'{') {
+                let close = b[i..]
+                    .iter()
+                    .position(|&c| c == b'}')
+                    .map_or(b.len(), |c| i + c + 1);
+                i = close;
+            } else {
+                i = (i + 2).min(b.len());
+            }
+            last_macro_end = i;
+        } else {
+            i += 1;
+        }
+    }
+    if last_macro_end == b.len() && !b.is_empty() {
+        return Ok(());
+    }
+    if spec.parse::<std::net::IpAddr>().is_ok() {
+        return Err((
+            0,
+            format!(
+                "'{spec}' is an IP address, not a domain: write it as ip4:{spec} or ip6:{spec}"
+            ),
+        ));
+    }
+    let literal = &spec[last_macro_end..];
+    let trimmed = literal.strip_suffix('.').unwrap_or(literal);
+    let Some(dot) = trimmed.rfind('.') else {
+        return Err((
+            last_macro_end,
+            format!(
+                "'{literal}' does not end in '.' and a top label (as in 'example.com') or in a macro"
+            ),
+        ));
+    };
+    let label = &trimmed[dot + 1..];
+    let lb = label.as_bytes();
+    let ok = !lb.is_empty()
+        && lb.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        && lb.first().is_some_and(u8::is_ascii_alphanumeric)
+        && lb.last().is_some_and(u8::is_ascii_alphanumeric)
+        && !lb.iter().all(u8::is_ascii_digit);
+    if ok {
+        Ok(())
+    } else {
+        Err((
+            last_macro_end + dot + 1,
+            format!(
+                "top label '{label}' must be letters, digits and inner hyphens, and not all digits (RFC 7208 §7.1)"
+            ),
+        ))
+    }
 }
 
 /// A domain-spec: a non-empty macro-string.

@@ -1,6 +1,7 @@
 //! Between the rotation state and the rest: the policy from the configuration,
 //! where private keys live, which DKIM records the state wants published, and
-//! the key-generation step that `publish` (first key) and the runner share.
+//! the key-generation step that `publish` (first key) and the runner share, and
+//! the fallback of a pending key the DNS host cannot hold ([`fall_back`]).
 
 use std::path::PathBuf;
 
@@ -9,8 +10,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use maildns_providers::Fqdn;
 
 use super::machine::{
-    Action, Disposal, DomainState, KeyRecord, KeyStatus, Observation, Policy, PolicySettings,
-    Withdrawal,
+    Action, Disposal, DomainState, Event, KeyRecord, KeyStatus, Observation, Policy,
+    PolicySettings, Warning, Withdrawal,
 };
 use crate::config::{Config, DkimPolicy, Retire};
 use crate::keys::{self, Algorithm, PrivateKey, WriteOptions};
@@ -24,7 +25,13 @@ fn delta(d: std::time::Duration) -> TimeDelta {
 /// The rotation policy of a domain's DKIM settings; `max_bits_for_host` from the
 /// account's profile or its latest diagnosis (the 1024-bit fallback).
 pub fn policy(dkim: &DkimPolicy, max_bits_for_host: Option<u32>) -> anyhow::Result<Policy> {
-    let settings = PolicySettings {
+    Ok(Policy::new(settings(dkim, max_bits_for_host))?)
+}
+
+/// The rotation settings of a domain's DKIM settings (validated by
+/// [`Policy::problems`], which the configuration loader also runs).
+pub fn settings(dkim: &DkimPolicy, max_bits_for_host: Option<u32>) -> PolicySettings {
+    PolicySettings {
         keys: dkim.keys.clone(),
         selector_format: dkim.selector_format.clone(),
         rotation_interval: delta(dkim.rotation_interval),
@@ -41,8 +48,7 @@ pub fn policy(dkim: &DkimPolicy, max_bits_for_host: Option<u32>) -> anyhow::Resu
         },
         max_bits_for_host,
         ..PolicySettings::default()
-    };
-    Ok(Policy::new(settings)?)
+    }
 }
 
 /// Where the private key of `selector` goes: the signer's key directory when a
@@ -151,18 +157,32 @@ pub fn generate(
     if path.exists() {
         // Crash after writing, before saving the state: the file is ours.
         let key = keys::load_private_key(&path)?;
-        if key.algorithm() == *algorithm {
+        let same_size = key.algorithm() != Algorithm::Rsa || key.bits() == *bits;
+        if key.algorithm() == *algorithm && same_size {
             return Ok(Some(Observation::KeyGenerated {
                 selector: selector.clone(),
                 key_path: path.display().to_string(),
             }));
         }
-        anyhow::bail!(
-            "{} exists and holds a {} key, not {}",
-            path.display(),
-            key.algorithm(),
-            algorithm
-        );
+        if key.algorithm() != *algorithm {
+            anyhow::bail!(
+                "{} exists and holds a {} key, not {}",
+                path.display(),
+                key.algorithm(),
+                algorithm
+            );
+        }
+        // Written for this selector before a fallback to a smaller size
+        // (selectors are never reused): never published, so replaced, unless
+        // the signer's tables name it.
+        if signer_names(config, &path)? {
+            anyhow::bail!(
+                "{} holds a {}-bit key, not {bits}, and the signer's key table names it",
+                path.display(),
+                key.bits()
+            );
+        }
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -184,23 +204,241 @@ pub fn generate(
     }))
 }
 
+/// True when the signer's key table (if a signer is configured and the table
+/// exists) names the key file `path`: the signer may be signing with it.
+fn signer_names(config: &Config, path: &std::path::Path) -> anyhow::Result<bool> {
+    let Some(signer) = &config.signer else {
+        return Ok(false);
+    };
+    let text = match std::fs::read_to_string(&signer.key_table) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => {
+            return Err(e).with_context(|| format!("reading {}", signer.key_table.display()));
+        }
+    };
+    let table = crate::signer::opendkim::KeyTable::parse(&text)
+        .with_context(|| format!("reading {}", signer.key_table.display()))?;
+    Ok(table
+        .entries()
+        .any(|e| std::path::Path::new(&e.key) == path))
+}
+
+/// What [`fall_back`] did to a domain's state.
+#[derive(Debug, Default)]
+pub struct Fallback {
+    /// Events to save with the changed state.
+    pub events: Vec<Event>,
+    /// Warnings for the operator.
+    pub warnings: Vec<Warning>,
+    /// Private key files of discarded keys, to remove once the state is saved
+    /// (a file that is already gone counts as removed).
+    pub remove: Vec<PathBuf>,
+}
+
+impl Fallback {
+    /// True when the state changed (save it, then remove the files).
+    pub fn changed(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// Removes the discarded keys' files; returns the failures as warnings.
+    pub fn remove_files(&self) -> Vec<Warning> {
+        let mut out = Vec::new();
+        for path in &self.remove {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => out.push(Warning {
+                    code: "key_not_removed",
+                    message: format!("removing the discarded key {}: {e}", path.display()),
+                }),
+            }
+        }
+        out
+    }
+}
+
+/// The RSA size a key of `bits` gets behind a host that holds at most `max`
+/// bits: the largest of 4096/3072/2048/1024 that fits, never below 1024.
+fn fitting_bits(bits: u32, max: u32) -> u32 {
+    [4096, 3072, 2048, 1024]
+        .into_iter()
+        .find(|b| *b <= max && *b <= bits)
+        .unwrap_or(1024)
+}
+
+/// Falls back a pending RSA key the host cannot hold (larger than the policy's
+/// `max_bits_for_host`, e.g. after a publish read-back found its record cut
+/// short) so the next step publishes one it can:
+///
+/// - a `planned` key (nothing generated or published yet) keeps its selector
+///   and gets the fitting size;
+/// - a `generated` or `published` key (its record may sit at the host, cut
+///   short; no signer ever used it) is discarded: it becomes `destroyed`
+///   (kept as history, so its selector is not reused, and its record is
+///   revoked or removed like a retired key's) and its file is listed for
+///   removal; the machine then plans a new key of the fitting size under a
+///   new selector (a resolver may still cache the cut record at the old one).
+///   A key whose file the signer's key table names is left alone, with a
+///   warning.
+///
+/// Keys that may be signing (`switched`, `active`, ...), `propagated` keys
+/// (served intact everywhere) and retired keys are never touched.
+pub fn fall_back(
+    config: &Config,
+    state: &mut DomainState,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Fallback {
+    let mut out = Fallback::default();
+    let Some(max) = policy.settings().max_bits_for_host else {
+        return out;
+    };
+    let domain = state.domain.clone();
+    for k in &mut state.keys {
+        if k.algorithm != Algorithm::Rsa || k.bits <= max.max(1024) {
+            continue;
+        }
+        let fit = fitting_bits(k.bits, max);
+        let event = |selector: &super::Selector, detail: String| Event {
+            at: now,
+            domain: domain.clone(),
+            selector: Some(selector.clone()),
+            what: "bits_fallback".into(),
+            outcome: "warning".into(),
+            detail,
+        };
+        match k.status {
+            KeyStatus::Planned => {
+                let message = format!(
+                    "{domain}: the DNS host cannot hold the {}-bit key planned as {} (host limit {max} bits): it gets {fit} bits",
+                    k.bits, k.selector
+                );
+                out.events.push(event(&k.selector, message.clone()));
+                out.warnings.push(Warning {
+                    code: "bits_fallback",
+                    message,
+                });
+                k.bits = fit;
+            }
+            KeyStatus::Generated | KeyStatus::Published => {
+                let path = k.key_path.as_ref().map(PathBuf::from);
+                if let Some(p) = &path
+                    && !matches!(signer_names(config, p), Ok(false))
+                {
+                    out.warnings.push(Warning {
+                        code: "bits_fallback_blocked",
+                        message: format!(
+                            "{domain}: the DNS host cannot hold the {}-bit key {}, but the signer's key table names its file (or cannot be read): left alone",
+                            k.bits, k.selector
+                        ),
+                    });
+                    continue;
+                }
+                let message = format!(
+                    "{domain}: the DNS host cannot hold the {}-bit key {} (host limit {max} bits): discarded before use; a {fit}-bit key replaces it under a new selector",
+                    k.bits, k.selector
+                );
+                out.events.push(event(&k.selector, message.clone()));
+                out.warnings.push(Warning {
+                    code: "bits_fallback",
+                    message: message.clone(),
+                });
+                k.status = KeyStatus::Destroyed;
+                k.destroyed_at = Some(now);
+                k.not_before = None;
+                k.attempts = 0;
+                k.failure = None;
+                out.remove.extend(path);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Records on the key whose record is at `name` that `publish` found it not
+/// kept by the host (`reason`), so `status` shows it; an event says the same.
+/// Nothing happens when no key of `domain` has its record there.
+///
+/// # Errors
+/// The store's.
+pub fn record_publish_failure(
+    store: &dyn super::Store,
+    domain: &Fqdn,
+    name: &Fqdn,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let mut state = store.load(domain)?;
+    let Some(k) = state.keys.iter_mut().find(|k| {
+        crate::publish::selector_name(domain, k.selector.as_str()).is_ok_and(|n| &n == name)
+    }) else {
+        return Ok(());
+    };
+    k.attempts = k.attempts.saturating_add(1);
+    k.failure = Some(reason.to_string());
+    let event = Event {
+        at: now,
+        domain: domain.clone(),
+        selector: Some(k.selector.clone()),
+        what: "publish_key".into(),
+        outcome: "error".into(),
+        detail: format!("attempt {}: {reason}", k.attempts),
+    };
+    store.save(&state, &[event])?;
+    Ok(())
+}
+
+/// The warnings of a domain whose configured RSA size its host cannot hold,
+/// given on every run while the fallback applies.
+pub fn fallback_warnings(domain: &crate::config::Domain, policy: &Policy) -> Vec<Warning> {
+    let mut out = Vec::new();
+    for spec in &policy.settings().keys {
+        let (bits, fallback) = policy.effective_bits(spec);
+        if fallback {
+            out.push(Warning {
+                code: "bits_fallback",
+                message: format!(
+                    "{}: the DNS host of account '{}' cannot hold a {}-bit RSA key (limit {} bits): new keys get {bits} bits",
+                    domain.name,
+                    domain.account,
+                    spec.bits,
+                    policy.settings().max_bits_for_host.unwrap_or_default()
+                ),
+            });
+        }
+    }
+    out
+}
+
 /// Length of `p=` for RSA keys of each size (base64 of the SubjectPublicKeyInfo).
 const RSA_P_LEN: [(u32, usize); 4] = [(4096, 736), (3072, 564), (2048, 392), (1024, 216)];
 
 /// The largest RSA size whose DKIM record `profile` can hold unchanged, or `None`
 /// when 4096 bits fits. Never below 1024 (RFC 8301).
 pub fn max_rsa_bits_for(profile: &maildns_providers::Profile) -> Option<u32> {
-    for (bits, len) in RSA_P_LEN {
-        let value = format!("v=DKIM1; h=sha256; k=rsa; p={}", "A".repeat(len));
-        let record = maildns_providers::TxtRecord::split(
-            value.as_bytes(),
-            maildns_providers::Split::Before(b"p="),
-        );
-        if profile.check(&profile.shape(&record)).is_ok() {
+    for (bits, _) in RSA_P_LEN {
+        if rsa_record_fits(profile, bits) {
             return if bits == 4096 { None } else { Some(bits) };
         }
     }
     Some(1024)
+}
+
+/// Whether `profile` holds the DKIM record of an RSA key of `bits` (one of
+/// 1024, 2048, 3072, 4096) unchanged.
+pub fn rsa_record_fits(profile: &maildns_providers::Profile, bits: u32) -> bool {
+    let Some((_, len)) = RSA_P_LEN.iter().find(|(b, _)| *b == bits) else {
+        return false;
+    };
+    let value = format!("v=DKIM1; h=sha256; k=rsa; p={}", "A".repeat(*len));
+    let record = maildns_providers::TxtRecord::split(
+        value.as_bytes(),
+        maildns_providers::Split::Before(b"p="),
+    );
+    profile.check(&profile.shape(&record)).is_ok()
 }
 
 /// The largest RSA key `account`'s host can hold: the lower of its declared
@@ -238,14 +476,34 @@ pub fn prepare_publish(
     };
     let policy = policy(dkim, max_bits_for_host)?;
     let mut state = store.load(&domain.name)?;
-    let mut warnings = Vec::new();
-    if generate_first && state.keys.is_empty() {
+    let mut warnings = fallback_warnings(domain, &policy);
+    if generate_first {
+        let mut next = state.clone();
+        let fallback = fall_back(config, &mut next, &policy, now);
+        if fallback.changed() {
+            // Nothing changes for a configuration that fails the lint gate.
+            crate::gate::gate(config)?;
+            store.save(&next, &fallback.events)?;
+            warnings.extend(fallback.remove_files());
+            state = next;
+        }
+        warnings.extend(fallback.warnings);
+    }
+    // No key yet, or only keys discarded before use: the first key(s).
+    if generate_first && state.keys.iter().all(|k| k.status == KeyStatus::Destroyed) {
+        // No key for a configuration that fails the lint gate (callers run it
+        // first; this keeps the library from generating one without it).
+        crate::gate::gate(config)?;
         let mut observations = Vec::new();
         // A handful of steps: plan the key(s), generate, stop at publishing.
         for _ in 0..4 {
             let d = super::step(&state, &observations, now, &policy);
             store.save(&d.state, &d.events)?;
-            warnings.extend(d.warnings.iter().cloned());
+            for w in &d.warnings {
+                if !warnings.iter().any(|x| x.code == w.code) {
+                    warnings.push(w.clone());
+                }
+            }
             observations.clear();
             for a in d.work() {
                 if let Some(o) = generate(config, &domain.name, a)? {
@@ -288,4 +546,247 @@ pub fn after_publish(
     let d = super::step(&state, &observations, now, &policy);
     store.save(&d.state, &d.events)?;
     Ok(())
+}
+
+/// Removes private key material nothing should keep, at the start of every
+/// command that writes keys (a killed run cannot clean up after itself):
+///
+/// - temporary key files (`.<selector>.private.<random>.tmp`, possibly holding a
+///   complete key) left in each configured domain's key directory and in the
+///   directory of every key the store knows, unless a live writer holds them
+///   ([`keys::remove_stale_temp_files`]);
+/// - the key file of every destroyed selector that is back on disk (a crash
+///   between deleting and saving, a restore from backup), unless a key that is
+///   not destroyed uses the same file.
+///
+/// Returns what was removed (paths only, never contents).
+///
+/// # Errors
+///
+/// The store cannot be read, or a directory cannot be listed or a file removed.
+pub fn sweep(
+    config: &Config,
+    store: Option<&dyn super::store::Store>,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let mut dirs: std::collections::BTreeSet<PathBuf> = config
+        .domains
+        .iter()
+        .filter(|d| d.dkim.is_some())
+        .filter_map(|d| key_path(config, &d.name, "x").parent().map(PathBuf::from))
+        .collect();
+    let mut removed = Vec::new();
+    if let Some(store) = store {
+        for domain in store.domains()? {
+            let state = store.load(&domain)?;
+            let live: Vec<&str> = state
+                .keys
+                .iter()
+                .filter(|k| k.status != KeyStatus::Destroyed)
+                .filter_map(|k| k.key_path.as_deref())
+                .collect();
+            for k in &state.keys {
+                let Some(file) = k.key_path.as_deref() else {
+                    continue;
+                };
+                let path = PathBuf::from(file);
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    dirs.insert(dir.to_path_buf());
+                }
+                if k.status != KeyStatus::Destroyed || live.contains(&file) {
+                    continue;
+                }
+                match std::fs::remove_file(&path) {
+                    Ok(()) => removed.push(path),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(e).with_context(|| {
+                            format!(
+                                "removing {}, the private key of destroyed selector {} of {domain}",
+                                path.display(),
+                                k.selector
+                            )
+                        });
+                    }
+                }
+            }
+        }
+    }
+    for dir in &dirs {
+        removed.extend(keys::remove_stale_temp_files(dir)?);
+    }
+    for path in &removed {
+        tracing::warn!("removed left-over private key material {}", path.display());
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rotation::machine::{Selector, check_invariants, step};
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2024-01-10T00:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap()
+    }
+
+    fn key(selector: &str, status: KeyStatus, path: Option<&std::path::Path>) -> KeyRecord {
+        KeyRecord {
+            selector: Selector::parse(selector).unwrap(),
+            algorithm: Algorithm::Rsa,
+            bits: 2048,
+            status,
+            created_at: now() - TimeDelta::days(40),
+            key_path: path.map(|p| p.display().to_string()),
+            published_at: None,
+            propagated_at: None,
+            safe_after: None,
+            active_at: None,
+            retired_at: None,
+            withdrawn_at: None,
+            destroyed_at: None,
+            withdrawal_safe_after: None,
+            not_before: Some(now() + TimeDelta::minutes(1)),
+            attempts: 1,
+            failure: Some("the host truncated it".into()),
+            held: None,
+        }
+    }
+
+    fn active(selector: &str) -> KeyRecord {
+        let mut k = key(
+            selector,
+            KeyStatus::Active,
+            Some(std::path::Path::new("/k")),
+        );
+        k.safe_after = Some(now() - TimeDelta::days(35));
+        k.active_at = Some(now() - TimeDelta::days(35));
+        k
+    }
+
+    fn setup(dir: &std::path::Path, max: Option<u32>) -> (Config, Policy) {
+        let text = format!(
+            r#"state_dir = "{d}/state"
+[accounts.z]
+provider = "zonefile"
+path = "{d}/zone.db"
+
+[domains."example.com"]
+account = "z"
+[domains."example.com".dkim]
+bits = 2048
+
+[signer]
+key_dir = "{d}/keys"
+key_table = "{d}/key.table"
+signing_table = "{d}/signing.table"
+user = "opendkim"
+"#,
+            d = dir.display()
+        );
+        let config = crate::config::parse(&text, &dir.join("maildns.toml")).unwrap();
+        let dkim = config.domains[0].dkim.clone().unwrap();
+        let policy = policy(&dkim, max).unwrap();
+        (config, policy)
+    }
+
+    fn state(keys: Vec<KeyRecord>) -> DomainState {
+        let mut s = DomainState::new(Fqdn::parse("example.com").unwrap());
+        s.keys = keys;
+        s
+    }
+
+    #[test]
+    fn a_planned_key_keeps_its_selector_and_gets_the_fitting_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, policy) = setup(dir.path(), Some(1024));
+        let mut st = state(vec![key("202401", KeyStatus::Planned, None)]);
+        let f = fall_back(&config, &mut st, &policy, now());
+        assert!(f.changed());
+        assert!(f.remove.is_empty());
+        assert_eq!(st.keys[0].status, KeyStatus::Planned);
+        assert_eq!(st.keys[0].bits, 1024);
+        assert_eq!(f.events[0].what, "bits_fallback");
+        assert!(f.events[0].detail.contains("it gets 1024 bits"));
+    }
+
+    #[test]
+    fn a_published_key_is_discarded_and_a_new_selector_planned_at_1024_bits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, policy) = setup(dir.path(), Some(1024));
+        let file = dir.path().join("202402.private");
+        std::fs::write(&file, "x").unwrap();
+        let mut st = state(vec![
+            active("202401"),
+            key("202402", KeyStatus::Published, Some(&file)),
+        ]);
+        let before = st.clone();
+        let f = fall_back(&config, &mut st, &policy, now());
+        assert!(f.changed());
+        assert_eq!(st.keys[0], before.keys[0], "the active key is untouched");
+        let gone = &st.keys[1];
+        assert_eq!(gone.status, KeyStatus::Destroyed);
+        assert_eq!(gone.destroyed_at, Some(now()));
+        assert_eq!(f.remove, vec![file.clone()]);
+        assert!(file.exists(), "removed only after the state is saved");
+        assert!(f.remove_files().is_empty());
+        assert!(!file.exists());
+        check_invariants(&st).expect("a discarded key keeps the invariants");
+        // The next step plans its successor at the fitting size, new selector.
+        let d = step(&st, &[], now(), &policy);
+        let planned: Vec<_> = d
+            .state
+            .keys
+            .iter()
+            .filter(|k| k.status == KeyStatus::Planned)
+            .collect();
+        assert_eq!(planned.len(), 1);
+        assert_eq!(planned[0].selector.as_str(), "202401a");
+        assert_eq!(planned[0].bits, 1024);
+        assert!(d.warnings.iter().any(|w| w.code == "bits_fallback"));
+        // Its record is revoked like a retired key's.
+        let dkim = config.domains[0].dkim.clone().unwrap();
+        let entries = dkim_entries(&state(vec![gone.clone()]), &dkim, now()).unwrap();
+        assert_eq!(
+            entries[0].record.as_ref().map(|r| r.value_lossy()),
+            Some("v=DKIM1; h=sha256; k=rsa; p=".to_string())
+        );
+    }
+
+    #[test]
+    fn a_key_the_signer_names_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, policy) = setup(dir.path(), Some(1024));
+        let file = dir.path().join("keys/example.com/202402.private");
+        std::fs::write(
+            dir.path().join("key.table"),
+            format!(
+                "202402._domainkey.example.com example.com:202402:{}\n",
+                file.display()
+            ),
+        )
+        .unwrap();
+        assert!(signer_names(&config, &file).unwrap());
+        assert!(!signer_names(&config, &dir.path().join("other.private")).unwrap());
+        let mut st = state(vec![key("202402", KeyStatus::Generated, Some(&file))]);
+        let before = st.clone();
+        let f = fall_back(&config, &mut st, &policy, now());
+        assert!(!f.changed());
+        assert_eq!(st, before);
+        assert_eq!(f.warnings[0].code, "bits_fallback_blocked");
+    }
+
+    #[test]
+    fn nothing_changes_without_a_limit_or_for_keys_that_fit_or_sign() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, unlimited) = setup(dir.path(), None);
+        let mut st = state(vec![key("202402", KeyStatus::Generated, None)]);
+        assert!(!fall_back(&config, &mut st, &unlimited, now()).changed());
+        let (_, capped) = setup(dir.path(), Some(2048));
+        assert!(!fall_back(&config, &mut st, &capped, now()).changed());
+        let (_, small) = setup(dir.path(), Some(1024));
+        let mut signing = state(vec![active("202401")]);
+        assert!(!fall_back(&config, &mut signing, &small, now()).changed());
+    }
 }

@@ -256,6 +256,11 @@ pub struct KeyRecord {
     pub retired_at: Option<DateTime<Utc>>,
     /// When its withdrawal (revocation or removal) was seen everywhere.
     pub withdrawn_at: Option<DateTime<Utc>>,
+    /// The watcher's "safe after" time of the withdrawal: when no resolver can
+    /// still hold the full record (seen everywhere + the previous TTL). A
+    /// retired private key is disclosed only after it.
+    #[serde(default)]
+    pub withdrawal_safe_after: Option<DateTime<Utc>>,
     /// When its private key was deleted.
     pub destroyed_at: Option<DateTime<Utc>>,
     /// Do not retry the current step before this time (backoff, rechecks).
@@ -287,6 +292,7 @@ impl KeyRecord {
             active_at: None,
             retired_at: None,
             withdrawn_at: None,
+            withdrawal_safe_after: None,
             destroyed_at: None,
             not_before: None,
             attempts: 0,
@@ -531,6 +537,14 @@ pub enum PolicyError {
         /// Minimum, in hours.
         min_hours: i64,
     },
+    /// A duration longer than dates can safely be computed with.
+    #[error("{what} must be at most {max_days} days")]
+    TooLong {
+        /// Which setting.
+        what: &'static str,
+        /// The limit, in days.
+        max_days: i64,
+    },
     /// A duration that must be positive is not.
     #[error("{what} must be positive")]
     NotPositive {
@@ -558,6 +572,9 @@ pub enum PolicyError {
     },
 }
 
+/// Longest rotation interval, overlap or minimum overlap (about 10 years).
+pub const MAX_POLICY_DAYS: i64 = 3653;
+
 /// Validated rotation settings (the default is [`PolicySettings::default`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Policy {
@@ -567,8 +584,22 @@ pub struct Policy {
 impl Policy {
     /// Validates `settings`: overlap at least the minimum, positive durations,
     /// one spec per algorithm, RSA 1024-4096, a selector format that yields a label.
+    ///
+    /// # Errors
+    /// The first of [`Policy::problems`].
     pub fn new(settings: PolicySettings) -> Result<Policy, PolicyError> {
+        match Policy::problems(&settings).into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(Policy { s: settings }),
+        }
+    }
+
+    /// Every rule `settings` breaks (empty: [`Policy::new`] accepts them). This is
+    /// THE validator of rotation settings: the configuration loader calls it, so
+    /// a configuration that loads always makes a policy.
+    pub fn problems(settings: &PolicySettings) -> Vec<PolicyError> {
         let s = settings;
+        let mut out = Vec::new();
         for (what, d) in [
             ("rotation_interval", s.rotation_interval),
             ("overlap", s.overlap),
@@ -577,45 +608,71 @@ impl Policy {
             ("max_backoff", s.max_backoff),
         ] {
             if d <= TimeDelta::zero() {
-                return Err(PolicyError::NotPositive { what });
+                out.push(PolicyError::NotPositive { what });
+            }
+        }
+        for (what, d) in [
+            ("rotation_interval", s.rotation_interval),
+            ("overlap", s.overlap),
+            ("min_overlap", s.min_overlap),
+        ] {
+            if d > TimeDelta::days(MAX_POLICY_DAYS) {
+                out.push(PolicyError::TooLong {
+                    what,
+                    max_days: MAX_POLICY_DAYS,
+                });
             }
         }
         if s.overlap < s.min_overlap {
-            return Err(PolicyError::OverlapTooShort {
+            out.push(PolicyError::OverlapTooShort {
                 overlap_hours: s.overlap.num_hours(),
                 min_hours: s.min_overlap.num_hours(),
             });
         }
         if s.keys.is_empty() {
-            return Err(PolicyError::Keys("no DKIM key to maintain".into()));
+            out.push(PolicyError::Keys("no DKIM key to maintain".into()));
         }
         let mut seen = BTreeSet::new();
         for k in &s.keys {
             if !seen.insert(k.algorithm) {
-                return Err(PolicyError::Keys(format!(
+                out.push(PolicyError::Keys(format!(
                     "algorithm {} is listed twice",
                     k.algorithm
                 )));
             }
             if k.algorithm == Algorithm::Rsa && !(1024..=4096).contains(&k.bits) {
-                return Err(PolicyError::RsaBits { bits: k.bits });
+                out.push(PolicyError::RsaBits { bits: k.bits });
             }
         }
-        let sample = DateTime::<Utc>::UNIX_EPOCH + TimeDelta::days(20_000);
-        let formatted = format_selector(&s.selector_format, sample).map_err(|why| {
-            PolicyError::SelectorFormat {
-                format: s.selector_format.clone(),
-                why,
+        // The format must give a selector at every date, not just today's:
+        // samples with one- and two-digit days, months and hours.
+        let samples = [
+            DateTime::<Utc>::UNIX_EPOCH + TimeDelta::days(20_000),
+            DateTime::<Utc>::UNIX_EPOCH + TimeDelta::days(20_454),
+            DateTime::<Utc>::UNIX_EPOCH + TimeDelta::days(20_818) + TimeDelta::seconds(86_399),
+            DateTime::<Utc>::UNIX_EPOCH + TimeDelta::days(21_070) + TimeDelta::seconds(32_949),
+        ];
+        for sample in samples {
+            match format_selector(&s.selector_format, sample) {
+                Err(why) => {
+                    out.push(PolicyError::SelectorFormat {
+                        format: s.selector_format.clone(),
+                        why,
+                    });
+                    break;
+                }
+                // Leave room for a collision suffix.
+                Ok(formatted) if formatted.len() > 60 => {
+                    out.push(PolicyError::SelectorFormat {
+                        format: s.selector_format.clone(),
+                        why: "gives selectors longer than 60 characters".into(),
+                    });
+                    break;
+                }
+                Ok(_) => {}
             }
-        })?;
-        // Leave room for a collision suffix.
-        if formatted.len() > 60 {
-            return Err(PolicyError::SelectorFormat {
-                format: s.selector_format.clone(),
-                why: "gives selectors longer than 60 characters".into(),
-            });
         }
-        Ok(Policy { s })
+        out
     }
 
     /// The validated settings.
@@ -1312,6 +1369,16 @@ pub fn check_invariants(state: &DomainState) -> Result<(), InvariantError> {
                 k.selector, k.status
             )));
         }
+        // A key discarded before it ever signed (keyring::fall_back: the host
+        // could not hold it) is destroyed without having been active.
+        let discarded = k.status == KeyStatus::Destroyed
+            && k.active_at.is_none()
+            && k.retired_at.is_none()
+            && k.safe_after.is_none();
+        if discarded {
+            needs("destroyed_at", k.destroyed_at)?;
+            continue;
+        }
         if k.status >= KeyStatus::Propagated {
             needs("safe_after", k.safe_after)?;
         }
@@ -1415,10 +1482,13 @@ fn fold(
                         } else {
                             key.progressed(KeyStatus::Withdrawn);
                             key.withdrawn_at = Some(now);
+                            key.withdrawal_safe_after = Some(*safe_after);
                             ev = Some((
                                 "withdrawn",
                                 "ok",
-                                "withdrawal seen on every authoritative server".into(),
+                                format!(
+                                    "withdrawal seen on every authoritative server; safe after {safe_after}"
+                                ),
                             ));
                         }
                     }
@@ -1567,8 +1637,16 @@ fn key_due(key: &KeyRecord, policy: &Policy) -> Option<DateTime<Utc>> {
         | KeyStatus::Published
         | KeyStatus::Switched
         | KeyStatus::Withdrawing
-        | KeyStatus::Withdrawn
         | KeyStatus::Disclosed => DateTime::<Utc>::UNIX_EPOCH,
+        KeyStatus::Withdrawn => match policy.s.disposal {
+            Disposal::Delete => DateTime::<Utc>::UNIX_EPOCH,
+            // Disclosed only once no resolver may still serve the full record.
+            // A state saved before this time was kept waits one overlap.
+            Disposal::Disclose => match key.withdrawal_safe_after {
+                Some(t) => t,
+                None => key.withdrawn_at? + policy.s.overlap,
+            },
+        },
         KeyStatus::Propagated => key.safe_after?,
         KeyStatus::Retiring => key.retired_at? + policy.s.overlap,
         KeyStatus::Active | KeyStatus::SwitchFailed | KeyStatus::Destroyed => return None,

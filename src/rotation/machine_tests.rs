@@ -44,8 +44,8 @@ struct World {
     dns: BTreeMap<Selector, Served>,
     /// safe_after reported by the watcher for present keys.
     watched: BTreeMap<Selector, DateTime<Utc>>,
-    /// Withdrawals the watcher confirmed.
-    withdrawn: BTreeSet<Selector>,
+    /// Withdrawals the watcher confirmed, with the safe-after time it reported.
+    withdrawn: BTreeMap<Selector, DateTime<Utc>>,
     signer: BTreeMap<Algorithm, Selector>,
     private_keys: BTreeSet<Selector>,
     disclosed: BTreeSet<Selector>,
@@ -114,7 +114,7 @@ impl World {
                     if *expect == Expect::Present {
                         self.watched.insert(s.clone(), safe_after);
                     } else {
-                        self.withdrawn.insert(s.clone());
+                        self.withdrawn.insert(s.clone(), safe_after);
                     }
                     Verdict::Passed { safe_after }
                 };
@@ -175,10 +175,17 @@ impl World {
                     !self.signer.values().any(|v| v == &s),
                     "disposing of {s}, in use"
                 );
+                let safe = self.withdrawn.get(&s).copied();
                 assert!(
-                    self.withdrawn.contains(&s),
+                    safe.is_some(),
                     "disposing of {s} before its withdrawal propagated"
                 );
+                if matches!(action, Action::PublishPrivateKey { .. }) {
+                    assert!(
+                        safe.is_some_and(|t| t <= now),
+                        "disclosing {s} at {now}, before the withdrawal is safe ({safe:?}): resolvers may still serve the full record"
+                    );
+                }
                 assert_ne!(
                     self.dns.get(&s),
                     Some(&Served::Key),
@@ -244,6 +251,12 @@ fn check_decision(d: &Decision, now: DateTime<Utc>, policy: &Policy) {
                 ));
                 assert!(k.status.is_retired() && k.withdrawn_at.is_some());
                 assert!(!blocked.contains(&k.algorithm), "removal while blocked");
+                if matches!(a, Action::PublishPrivateKey { .. }) {
+                    assert!(
+                        k.withdrawal_safe_after.is_some_and(|t| t <= now),
+                        "disclosure before the withdrawal's safe-after time"
+                    );
+                }
             }
             Action::Wait { until } => assert!(*until > now, "wait for the past"),
             _ => {}
@@ -460,6 +473,82 @@ fn remove_and_disclose_when_configured() {
         state.key(&sel("202505")).map(|k| k.status),
         Some(KeyStatus::Destroyed)
     );
+}
+
+#[test]
+fn disclosure_waits_for_the_withdrawal_safe_after_time_deletion_does_not() {
+    let s = sel("202505");
+    for disposal in [Disposal::Disclose, Disposal::Delete] {
+        let policy = policy_with(|p| p.disposal = disposal);
+        let now = t(2025, 7, 1, 0);
+        let mut state = domain();
+        let mut k = KeyRecord::planned(s.clone(), Algorithm::Rsa, 2048, t(2025, 5, 1, 0));
+        k.status = KeyStatus::Withdrawing;
+        k.key_path = Some("/keys/202505.private".into());
+        k.safe_after = Some(t(2025, 5, 1, 2));
+        k.active_at = Some(t(2025, 5, 1, 3));
+        k.retired_at = Some(t(2025, 6, 1, 0));
+        state.keys.push(k);
+        let mut signing = KeyRecord::planned(sel("202506"), Algorithm::Rsa, 2048, t(2025, 6, 1, 0));
+        signing.status = KeyStatus::Active;
+        signing.key_path = Some("/keys/202506.private".into());
+        signing.safe_after = Some(t(2025, 6, 1, 0));
+        signing.active_at = Some(t(2025, 6, 20, 0));
+        state.keys.push(signing);
+        // Revocation seen everywhere now; the full record had a 300 s TTL.
+        let safe_after = now + TimeDelta::seconds(300);
+        let seen = Observation::Propagation {
+            selector: s.clone(),
+            expect: Expect::Revoked,
+            verdict: Verdict::Passed { safe_after },
+        };
+        let d = step(&state, &[seen], now, &policy);
+        let key = d.state.key(&s).expect("key");
+        assert_eq!(key.status, KeyStatus::Withdrawn);
+        assert_eq!(key.withdrawal_safe_after, Some(safe_after));
+        match disposal {
+            Disposal::Disclose => {
+                // Not in the same pass, not one second early, but at safe_after.
+                assert!(
+                    !d.actions
+                        .iter()
+                        .any(|a| matches!(a, Action::PublishPrivateKey { .. })),
+                    "{:?}",
+                    d.actions
+                );
+                assert_eq!(d.wait_until(), Some(safe_after));
+                assert_eq!(next_due(&d.state, &policy), Some(safe_after));
+                let early = step(&d.state, &[], safe_after - TimeDelta::seconds(1), &policy);
+                assert!(early.work().next().is_none(), "{:?}", early.actions);
+                let due = step(&d.state, &[], safe_after, &policy);
+                assert_eq!(
+                    due.work().cloned().collect::<Vec<_>>(),
+                    vec![Action::PublishPrivateKey {
+                        selector: s.clone()
+                    }]
+                );
+            }
+            Disposal::Delete => {
+                // Deleting discloses nothing: at once.
+                assert!(
+                    d.actions
+                        .iter()
+                        .any(|a| matches!(a, Action::DeletePrivateKey { .. })),
+                    "{:?}",
+                    d.actions
+                );
+            }
+        }
+        // A state saved without the time (older maildns) waits one overlap.
+        let mut legacy = d.state.clone();
+        legacy.keys[0].withdrawal_safe_after = None;
+        if disposal == Disposal::Disclose {
+            assert_eq!(
+                next_due(&legacy, &policy),
+                Some(now + policy.settings().overlap)
+            );
+        }
+    }
 }
 
 #[test]

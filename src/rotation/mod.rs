@@ -10,7 +10,7 @@
 //!   ... rotation_interval after activation a new key is Planned ...
 //! Retiring --(retired_at + overlap <= now)-RevokeKey|UnpublishKey-> Withdrawing
 //!   -AwaitPropagation{Revoked|Absent}-> Withdrawn
-//!   -[PublishPrivateKey-> Disclosed]-DeletePrivateKey-> Destroyed
+//!   -[(withdrawal_safe_after <= now)-PublishPrivateKey-> Disclosed]-DeletePrivateKey-> Destroyed
 //! ```
 //!
 //! A signer switch that fails its pre-reload checks puts the key in
@@ -41,7 +41,9 @@
 //! - The record of a key the signer may be using (active, or switched but not
 //!   yet confirmed, or failed to switch) is never revoked or removed.
 //! - A private key is never deleted or disclosed before it has stopped
-//!   signing and its record has been withdrawn everywhere.
+//!   signing and its record has been withdrawn everywhere; it is never
+//!   disclosed before the withdrawal's safe-after time (resolvers may serve a
+//!   cached copy of the full record for the previous TTL).
 //! - At most one key pending and one signing per domain and algorithm.
 //! - Steps are deterministic; a step on the state it produced, with no new
 //!   observation, asks for the same actions (so a crash between saving and
@@ -75,4 +77,4 @@ pub use machine::{
     next_due, retry_held, rotate_now, schedule, step, unblock,
 };
 pub use runner::{Performed, RunOutcome, Runner, RunnerError};
-pub use store::{Diagnosis, SqliteStore, Store, StoreError, StoredEvent};
+pub use store::{Diagnosis, Request, SqliteStore, Store, StoreError, StoredEvent};

@@ -116,7 +116,7 @@ impl Runner {
     /// Applies the DKIM record of `selector` as it is wanted once the key has
     /// `status` (Published: the full record; Withdrawing: revoked or removed),
     /// through `publish` so foreign values stay and an in-use key is protected.
-    async fn apply(
+    pub(super) async fn apply(
         &self,
         d: &Domain,
         dkim: &DkimPolicy,
@@ -145,7 +145,14 @@ impl Runner {
         if desired.is_empty() {
             return Err(format!("no DKIM record wanted at {name}"));
         }
-        let outcomes = publish::run(
+        let served = publish::ServedCheck {
+            querier: self.watcher.querier().clone(),
+            servers: [(d.name.clone(), d.nameservers.clone())]
+                .into_iter()
+                .collect(),
+            wait: std::time::Duration::from_secs(3),
+        };
+        let outcomes = publish::run_checked(
             vec![DomainJob {
                 domain: d.name.clone(),
                 account: d.account.clone(),
@@ -159,14 +166,51 @@ impl Runner {
                 force: true,
                 max_delete_share: self.config.publish.max_delete_share,
             },
+            Some(served),
         )
         .await;
         match outcomes.into_iter().next() {
             Some(o) => match o.error {
                 None => Ok(()),
+                Some(publish::DomainError::NotStored(found)) => {
+                    Err(self.save_readback(d, o.zone.as_deref(), &found, now))
+                }
                 Some(e) => Err(e.to_string()),
             },
             None => Err(format!("account '{}' is not connected", d.account)),
+        }
+    }
+
+    /// Saves a failed read-back as the account's latest diagnosis (so the next
+    /// round falls back to a size the host holds); returns the failure to report.
+    fn save_readback(
+        &self,
+        d: &Domain,
+        zone: Option<&str>,
+        found: &publish::NotStored,
+        now: DateTime<Utc>,
+    ) -> String {
+        let kind = self
+            .providers
+            .get(&d.account)
+            .map(|p| p.kind())
+            .unwrap_or("unknown");
+        let zone = zone.unwrap_or(d.name.as_str());
+        match crate::diagnose::save_readback(
+            self.store.as_ref(),
+            &d.account,
+            kind,
+            zone,
+            found,
+            now,
+        ) {
+            Ok(r) => match r.recommended_max_bits {
+                Some(bits) => {
+                    format!("{found}; saved as the host's limit: new keys get at most {bits} bits")
+                }
+                None => found.to_string(),
+            },
+            Err(e) => format!("{found}; saving the diagnosis failed: {e}"),
         }
     }
 

@@ -87,6 +87,9 @@ pub enum RunnerError {
         /// The domain.
         domain: String,
     },
+    /// The configuration fails the lint gate (nothing was done).
+    #[error("{0}")]
+    Gate(#[from] crate::gate::GateError),
     /// The state store failed (e.g. [`StoreError::Locked`]).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -166,6 +169,40 @@ pub struct RunOutcome {
     pub keys: Vec<KeySummary>,
     /// When the next action is due (`None`: never without an operator, or no DKIM).
     pub next_due: Option<DateTime<Utc>>,
+    /// Keys whose current step failed and waits for its retry (this run or an
+    /// earlier one): `<selector>: <reason>`.
+    pub retrying: Vec<String>,
+}
+
+impl RunOutcome {
+    /// Why this run did not go as it should, in words: every action that
+    /// failed or was blocked, every key still waiting to retry a failed step,
+    /// and every blocked rotation. Empty when all went well or only waits. `rotate` and each
+    /// daemon pass count a domain with any as failed (exit 1).
+    pub fn failures(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .performed
+            .iter()
+            .filter(|p| matches!(p.result, "failed" | "blocked"))
+            .map(|p| {
+                format!(
+                    "{} {} {}: {}",
+                    p.action,
+                    p.selector.as_ref().map(Selector::as_str).unwrap_or("-"),
+                    p.result,
+                    p.detail
+                )
+            })
+            .collect();
+        out.extend(self.retrying.iter().cloned());
+        out.extend(self.blocked.iter().map(|b| {
+            format!(
+                "{} rotation blocked at {}: {}",
+                b.algorithm, b.selector, b.reason
+            )
+        }));
+        out
+    }
 }
 
 /// Performs rotations: the configuration, the store, connected providers, the
@@ -265,6 +302,7 @@ impl Runner {
         providers: Providers,
         clock: Arc<dyn Clock>,
     ) -> Result<Runner, RunnerError> {
+        crate::gate::gate(&config)?;
         let signer = config
             .signer
             .as_ref()
@@ -303,6 +341,7 @@ impl Runner {
 
     /// Replaces the configuration, providers and signer (the daemon on SIGHUP).
     pub fn reconfigure(&mut self, config: Config, providers: Providers) -> Result<(), RunnerError> {
+        crate::gate::gate(&config)?;
         self.signer = config
             .signer
             .as_ref()
@@ -387,8 +426,9 @@ impl Runner {
             blocked: Vec::new(),
             keys: Vec::new(),
             next_due: None,
+            retrying: Vec::new(),
         };
-        let (Some(dkim), Some(policy)) = (&d.dkim, self.policy(d)?) else {
+        let (Some(dkim), Some(mut policy)) = (&d.dkim, self.policy(d)?) else {
             return Ok(out);
         };
         // A signer that cannot be probed: warned on every run.
@@ -397,26 +437,17 @@ impl Runner {
             out.warnings.push(w);
         }
         // The fallback warning, on every run while it applies.
-        for spec in &policy.settings().keys {
-            let (bits, fallback) = policy.effective_bits(spec);
-            if fallback {
-                let message = format!(
-                    "{}: the DNS host of account '{}' cannot hold a {}-bit RSA key (limit {} bits): new keys get {bits} bits",
-                    d.name,
-                    d.account,
-                    spec.bits,
-                    policy.settings().max_bits_for_host.unwrap_or_default()
-                );
-                tracing::warn!("{message}");
-                out.warnings.push(Warning {
-                    code: "bits_fallback",
-                    message,
-                });
-            }
-        }
+        self.warn_fallback(d, &policy, &mut out);
         let mut observations: Vec<Observation> = Vec::new();
         let mut force = now;
         for _ in 0..MAX_ROUNDS {
+            // A publish read-back may have lowered the host's limit last round.
+            if let Some(p) = self.policy(d)?
+                && p.settings().max_bits_for_host != policy.settings().max_bits_for_host
+            {
+                policy = p;
+                self.warn_fallback(d, &policy, &mut out);
+            }
             let state = self.store.load(domain)?;
             let now = self.clock.now();
             let decision = if force {
@@ -443,10 +474,77 @@ impl Runner {
                     out.warnings.push(w.clone());
                 }
             }
+            // A pending key the host cannot hold is replaced before anything
+            // else is done with it (the next round plans its successor).
+            let mut after = decision.state.clone();
+            let fallback = keyring::fall_back(&self.config, &mut after, &policy, now);
+            for w in &fallback.warnings {
+                if !out.warnings.iter().any(|x| x.message == w.message) {
+                    tracing::warn!("{}", w.message);
+                    out.warnings.push(w.clone());
+                }
+            }
+            if fallback.changed() {
+                self.store.save(&after, &fallback.events)?;
+                out.warnings.extend(fallback.remove_files());
+                // The discarded keys' records (cut short at the host) are
+                // revoked or removed now, as a retired key's would be.
+                for k in after.keys.iter().filter(|k| {
+                    k.status == super::KeyStatus::Destroyed
+                        && decision.state.key(&k.selector).map(|o| o.status)
+                            != Some(super::KeyStatus::Destroyed)
+                }) {
+                    if let Err(e) = self
+                        .apply(
+                            d,
+                            dkim,
+                            &after,
+                            &k.selector,
+                            super::KeyStatus::Destroyed,
+                            now,
+                        )
+                        .await
+                    {
+                        let message = format!(
+                            "{}: withdrawing the discarded key {}: {e}",
+                            d.name, k.selector
+                        );
+                        tracing::warn!("{message}");
+                        out.warnings.push(Warning {
+                            code: "discarded_record",
+                            message,
+                        });
+                    }
+                }
+                observations.clear();
+                continue;
+            }
             let work: Vec<Action> = decision.work().cloned().collect();
             if work.is_empty() {
                 out.blocked = decision.state.blocked();
                 out.next_due = next_due(&decision.state, &policy);
+                out.retrying = decision
+                    .state
+                    .keys
+                    .iter()
+                    .filter(|k| {
+                        !matches!(
+                            k.status,
+                            super::KeyStatus::SwitchFailed | super::KeyStatus::Destroyed
+                        )
+                    })
+                    .filter_map(|k| {
+                        let f = k.failure.as_ref()?;
+                        Some(format!(
+                            "{}: attempt {} failed: {f}{}",
+                            k.selector,
+                            k.attempts,
+                            k.not_before
+                                .map(|t| format!("; retried after {t}"))
+                                .unwrap_or_default()
+                        ))
+                    })
+                    .collect();
                 out.keys = decision
                     .state
                     .keys
@@ -489,6 +587,17 @@ impl Runner {
         Err(RunnerError::TooManyRounds {
             domain: domain.to_string(),
         })
+    }
+
+    /// Adds (once per code) the warnings of a configured RSA size the host
+    /// cannot hold.
+    fn warn_fallback(&self, d: &Domain, policy: &Policy, out: &mut RunOutcome) {
+        for w in keyring::fallback_warnings(d, policy) {
+            if !out.warnings.iter().any(|x| x.message == w.message) {
+                tracing::warn!("{}", w.message);
+                out.warnings.push(w);
+            }
+        }
     }
 
     #[cfg(feature = "test-hooks")]

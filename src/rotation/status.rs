@@ -11,7 +11,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
 use super::machine::{
-    Action, Algorithm, Blocked, DomainState, Expect, KeyStatus, Policy, ScheduledAction, schedule,
+    Action, Algorithm, BlockKind, Blocked, DomainState, Expect, KeyStatus, Policy, ScheduledAction,
+    schedule,
 };
 use super::store::StoredEvent;
 
@@ -119,6 +120,70 @@ pub struct DomainStatus {
     pub events: Vec<StoredEvent>,
     /// A remark for the operator (no key yet, nothing configured, blocked).
     pub note: Option<String>,
+    /// What needs an operator ([`needs_attention`]); empty when all is well.
+    pub attention: Vec<Attention>,
+}
+
+/// Why a domain needs an operator: one reason, for `status` (its exit code 4
+/// and its text) and monitoring.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attention {
+    /// `blocked` (a rotation stopped until an operator unblocks it),
+    /// `failing` (a step failed and is being retried), or `drift` (the signer
+    /// does not sign with what the state says).
+    pub kind: &'static str,
+    /// The selector concerned, when there is one.
+    pub selector: Option<String>,
+    /// Why, in words (never a secret).
+    pub reason: String,
+}
+
+/// Everything about `s` an operator must look at; empty when all is well.
+/// `status` exits 4 when any domain has one. One function, so each new
+/// condition (e.g. a signer drift found by a probe) is one more branch here.
+pub fn needs_attention(s: &DomainStatus) -> Vec<Attention> {
+    let mut out: Vec<Attention> = s
+        .blocked
+        .iter()
+        .map(|b| match b.kind {
+            BlockKind::Drift => Attention {
+                kind: "drift",
+                selector: Some(b.selector.to_string()),
+                reason: format!(
+                    "the signer does not sign with active {}: {}",
+                    b.selector, b.reason
+                ),
+            },
+            kind => Attention {
+                kind: "blocked",
+                selector: Some(b.selector.to_string()),
+                reason: format!(
+                    "{} {}: {}",
+                    b.algorithm,
+                    match kind {
+                        BlockKind::NotSigning => "switch not proven by a probe",
+                        BlockKind::StillSigning =>
+                            "retirement held (the signer still signs with it)",
+                        _ => "rotation blocked",
+                    },
+                    b.reason
+                ),
+            },
+        })
+        .collect();
+    out.extend(s.errors.iter().map(|e| Attention {
+        kind: "failing",
+        selector: Some(e.selector.clone()),
+        reason: format!(
+            "last attempt failed ({} so far): {}{}",
+            e.attempts,
+            e.reason,
+            e.retry_at
+                .map(|t| format!("; retried after {t}"))
+                .unwrap_or_default()
+        ),
+    }));
+    out
 }
 
 /// Summarises `state` at `now`. `policy` is `None` when the domain has no DKIM
@@ -204,7 +269,7 @@ pub fn domain_status(
     } else {
         None
     };
-    DomainStatus {
+    let mut status = DomainStatus {
         domain: state.domain.to_string(),
         dkim_configured: policy.is_some(),
         active,
@@ -216,7 +281,10 @@ pub fn domain_status(
         errors,
         events,
         note,
-    }
+        attention: Vec::new(),
+    };
+    status.attention = needs_attention(&status);
+    status
 }
 
 fn describe(
@@ -282,9 +350,9 @@ fn describe(
                     "remove old selector {s} (overlap of {} days ends)",
                     policy.settings().overlap.num_days()
                 ),
-                Action::PublishPrivateKey { .. } => {
-                    format!("publish the retired private key of {s} (deniability)")
-                }
+                Action::PublishPrivateKey { .. } => format!(
+                    "publish the retired private key of {s} (deniability), once no resolver can still serve its record"
+                ),
                 Action::DeletePrivateKey { .. } => {
                     format!("delete the private key of old selector {s}")
                 }
@@ -360,6 +428,53 @@ mod tests {
         assert_eq!(next.selector.as_deref(), Some("202610"));
         let none = domain_status(&state, None, vec![], t(1));
         assert!(none.next.is_none() && !none.dkim_configured);
+    }
+
+    #[test]
+    fn attention_for_blocked_and_failing_keys_not_for_waiting_ones() {
+        let mut state = DomainState::new(Fqdn::parse("example.com").expect("name"));
+        adopt(
+            &mut state,
+            Selector::parse("201908").expect("selector"),
+            Algorithm::Rsa,
+            1024,
+            "/k/prueba.private",
+            t(1),
+        )
+        .expect("adopts");
+        let p = Policy::new(PolicySettings::default()).expect("policy");
+        let fine = domain_status(&state, Some(&p), vec![], t(4));
+        assert!(fine.attention.is_empty(), "{:?}", fine.attention);
+        assert!(needs_attention(&fine).is_empty());
+        // A step that failed and is being retried.
+        let mut failing = state.clone();
+        failing.keys[0].failure = Some("powerdns: 401 Unauthorized".into());
+        failing.keys[0].attempts = 3;
+        failing.keys[0].not_before = Some(t(5));
+        let s = domain_status(&failing, Some(&p), vec![], t(4));
+        assert_eq!(s.attention.len(), 1);
+        assert_eq!(s.attention[0].kind, "failing");
+        assert_eq!(s.attention[0].selector.as_deref(), Some("201908"));
+        assert!(
+            s.attention[0].reason.contains("3 so far")
+                && s.attention[0].reason.contains("401 Unauthorized"),
+            "{}",
+            s.attention[0].reason
+        );
+        // A blocked rotation.
+        let mut blocked = state.clone();
+        blocked.keys[0].status = KeyStatus::SwitchFailed;
+        blocked.keys[0].failure = Some("opendkim kept signing with 201907".into());
+        let s = domain_status(&blocked, Some(&p), vec![], t(4));
+        assert_eq!(
+            s.attention.iter().map(|a| a.kind).collect::<Vec<_>>(),
+            vec!["blocked"]
+        );
+        assert!(
+            s.attention[0]
+                .reason
+                .contains("opendkim kept signing with 201907")
+        );
     }
 
     #[test]

@@ -31,8 +31,11 @@ use super::machine::{Algorithm, DomainState, Event, KeyRecord, KeyStatus, Select
 pub const DB_FILE: &str = "maildns.sqlite3";
 /// File name of the lock inside the state directory.
 pub const LOCK_FILE: &str = "maildns.lock";
-/// Schema version this code writes (SQLite `user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+/// Schema version this code writes (SQLite `user_version`). Version 2 adds
+/// `keys.withdrawal_safe_after` and the `requests` table; version 3 adds
+/// `keys.held` (a key a signer probe holds); older stores are migrated when
+/// opened.
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Why the state store failed.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +112,25 @@ pub struct StoredEvent {
     pub event: Event,
 }
 
+/// A request to the process driving the store (the daemon), left by another
+/// process that could not take the lock (`maildns rotate --now`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Request {
+    /// Position in the queue (increasing).
+    pub id: i64,
+    /// The domain it is about.
+    pub domain: Fqdn,
+    /// What is asked: [`Request::ROTATE_NOW`].
+    pub what: String,
+    /// When it was asked.
+    pub at: DateTime<Utc>,
+}
+
+impl Request {
+    /// Start a rotation now, even if none is due (`maildns rotate --now`).
+    pub const ROTATE_NOW: &'static str = "rotate_now";
+}
+
 /// A provider diagnosis: what `maildns diagnose` found out about an account.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Diagnosis {
@@ -161,6 +183,17 @@ pub trait Store: Send + Sync {
 
     /// The most recent diagnosis of `account`.
     fn latest_diagnosis(&self, account: &str) -> Result<Option<Diagnosis>, StoreError>;
+
+    /// Queues a request for the process holding the lock; needs no lock.
+    /// Returns its id.
+    fn add_request(&self, domain: &Fqdn, what: &str, at: DateTime<Utc>) -> Result<i64, StoreError>;
+
+    /// The queued requests, oldest first (read-only).
+    fn requests(&self) -> Result<Vec<Request>, StoreError>;
+
+    /// Removes and returns the queued requests, oldest first; only while
+    /// [`Store::lock_exclusive`] holds.
+    fn take_requests(&self) -> Result<Vec<Request>, StoreError>;
 }
 
 /// The embedded store: one SQLite file, `<state_dir>/maildns.sqlite3`, in WAL
@@ -207,7 +240,6 @@ CREATE TABLE keys (
     not_before    TEXT,
     attempts      INTEGER NOT NULL,
     failure       TEXT,
-    held          TEXT,
     PRIMARY KEY (domain, algorithm, selector),
     UNIQUE (domain, selector)
 );
@@ -230,6 +262,22 @@ CREATE TABLE diagnoses (
     recommended_max_bits INTEGER
 );
 CREATE INDEX diagnoses_account ON diagnoses(account, at);
+";
+
+/// From version 1 to 2: the safe-after time of a withdrawal, and requests.
+const MIGRATE_2: &str = "
+ALTER TABLE keys ADD COLUMN withdrawal_safe_after TEXT;
+CREATE TABLE requests (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    domain TEXT NOT NULL,
+    what   TEXT NOT NULL,
+    at     TEXT NOT NULL
+);
+";
+
+/// From version 2 to 3: why a signer probe holds a key.
+const MIGRATE_3: &str = "
+ALTER TABLE keys ADD COLUMN held TEXT;
 ";
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -372,14 +420,16 @@ impl SqliteStore {
         if version == 0 {
             tx.execute_batch(SCHEMA)
                 .map_err(self.sql("create schema"))?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                .map_err(self.sql("write schema version"))?;
-        } else if version < SCHEMA_VERSION {
-            // 1 -> 2: keys.held (a key a signer probe holds).
-            if version < 2 {
-                tx.execute_batch("ALTER TABLE keys ADD COLUMN held TEXT;")
-                    .map_err(self.sql("migrate schema to version 2"))?;
-            }
+        }
+        if version < 2 {
+            tx.execute_batch(MIGRATE_2)
+                .map_err(self.sql("migrate schema to version 2"))?;
+        }
+        if version < 3 {
+            tx.execute_batch(MIGRATE_3)
+                .map_err(self.sql("migrate schema to version 3"))?;
+        }
+        if version < SCHEMA_VERSION {
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(self.sql("write schema version"))?;
         }
@@ -408,6 +458,7 @@ impl SqliteStore {
         let status = text(2)?;
         let bits: i64 = row.get(3).map_err(self.sql("read keys row"))?;
         let attempts: i64 = row.get(15).map_err(self.sql("read keys row"))?;
+        let withdrawal_safe_after = time(16)?;
         Ok(KeyRecord {
             algorithm: Algorithm::parse(&alg)
                 .ok_or_else(|| self.corrupt("keys", format!("algorithm '{alg}'")))?,
@@ -427,9 +478,10 @@ impl SqliteStore {
             destroyed_at: time(12)?,
             not_before: time(13)?,
             failure: opt_text(14)?,
-            held: opt_text(16)?,
+            held: opt_text(17)?,
             attempts: u32::try_from(attempts)
                 .map_err(|_| self.corrupt("keys", format!("attempts {attempts}")))?,
+            withdrawal_safe_after,
         })
     }
 
@@ -541,7 +593,8 @@ impl Store for SqliteStore {
             .prepare_cached(
                 "SELECT algorithm, selector, status, bits, created_at, key_path, published_at,
                         propagated_at, safe_after, active_at, retired_at, withdrawn_at,
-                        destroyed_at, not_before, failure, attempts, held
+                        destroyed_at, not_before, failure, attempts, withdrawal_safe_after,
+                        held
                  FROM keys WHERE domain = ?1 ORDER BY seq",
             )
             .map_err(self.sql("prepare load"))?;
@@ -585,8 +638,9 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "INSERT INTO keys (domain, algorithm, selector, seq, status, bits, created_at,
                         key_path, published_at, propagated_at, safe_after, active_at, retired_at,
-                        withdrawn_at, destroyed_at, not_before, attempts, failure, held)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                        withdrawn_at, destroyed_at, not_before, attempts, failure,
+                        withdrawal_safe_after, held)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
                 )
                 .map_err(self.sql("prepare save keys"))?;
             for (seq, k) in state.keys.iter().enumerate() {
@@ -609,6 +663,7 @@ impl Store for SqliteStore {
                     k.not_before.map(ts),
                     k.attempts,
                     k.failure,
+                    k.withdrawal_safe_after.map(ts),
                     k.held,
                 ])
                 .map_err(self.sql("save keys"))?;
@@ -712,6 +767,73 @@ impl Store for SqliteStore {
                 .map_err(|e| self.corrupt("diagnoses", format!("result JSON: {e}")))?,
             recommended_max_bits: bits,
         }))
+    }
+
+    fn add_request(&self, domain: &Fqdn, what: &str, at: DateTime<Utc>) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO requests (domain, what, at) VALUES (?1, ?2, ?3)",
+            params![domain.as_str(), what, ts(at)],
+        )
+        .map_err(self.sql("add request"))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn requests(&self) -> Result<Vec<Request>, StoreError> {
+        let conn = self.conn();
+        self.read_requests(&conn)
+    }
+
+    fn take_requests(&self) -> Result<Vec<Request>, StoreError> {
+        if !self.is_locked() {
+            return Err(StoreError::NotLocked {
+                path: self.db_path.clone(),
+            });
+        }
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.sql("begin take requests"))?;
+        let taken = self.read_requests(&tx)?;
+        if let Some(last) = taken.last() {
+            tx.execute("DELETE FROM requests WHERE id <= ?1", params![last.id])
+                .map_err(self.sql("take requests"))?;
+        }
+        tx.commit().map_err(self.sql("commit take requests"))?;
+        Ok(taken)
+    }
+}
+
+impl SqliteStore {
+    fn read_requests(&self, conn: &Connection) -> Result<Vec<Request>, StoreError> {
+        let mut stmt = conn
+            .prepare_cached("SELECT id, domain, what, at FROM requests ORDER BY id")
+            .map_err(self.sql("prepare requests"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(self.sql("read requests"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql("read requests"))?;
+        rows.into_iter()
+            .map(|(id, domain, what, at)| {
+                Ok(Request {
+                    id,
+                    domain: Fqdn::parse(&domain)
+                        .map_err(|e| self.corrupt("requests", e.to_string()))?,
+                    what,
+                    at: DateTime::parse_from_rfc3339(&at)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|e| self.corrupt("requests", format!("timestamp '{at}': {e}")))?,
+                })
+            })
+            .collect()
     }
 }
 

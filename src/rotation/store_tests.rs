@@ -381,21 +381,89 @@ fn a_version_1_store_is_migrated_and_keeps_its_keys() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
-        let v1 = SCHEMA.replace("    held          TEXT,\n", "");
-        conn.execute_batch(&v1).expect("v1 schema");
-        conn.pragma_update(None, "user_version", 1)
+        conn.execute_batch(SCHEMA).expect("v1 schema");
+        conn.pragma_update(None, "user_version", 1).expect("v1");
+        conn.execute_batch(
+            "INSERT INTO domains VALUES ('example.com', '2026-01-01T00:00:00.000000000Z', NULL);
+             INSERT INTO keys (domain, algorithm, selector, seq, status, bits, created_at,
+                key_path, safe_after, active_at, retired_at, withdrawn_at, attempts)
+             VALUES ('example.com', 'rsa', 's1', 0, 'withdrawn', 2048,
+                '2026-01-01T00:00:00.000000000Z', '/k/s1.private',
+                '2026-01-01T00:00:00.000000000Z', '2026-01-01T00:00:00.000000000Z',
+                '2026-02-01T00:00:00.000000000Z', '2026-02-20T00:00:00.000000000Z', 0);",
+        )
+        .expect("v1 rows");
+    }
+    let store = SqliteStore::open_locked(dir.path()).expect("migrates");
+    let state = store
+        .load(&Fqdn::parse("example.com").expect("name"))
+        .expect("load");
+    assert_eq!(state.keys.len(), 1);
+    assert_eq!(state.keys[0].status, KeyStatus::Withdrawn);
+    assert_eq!(state.keys[0].withdrawal_safe_after, None);
+    let mut k = state.clone();
+    let at = Utc
+        .with_ymd_and_hms(2026, 2, 20, 0, 5, 0)
+        .single()
+        .expect("t");
+    k.keys[0].withdrawal_safe_after = Some(at);
+    store.save(&k, &[]).expect("save");
+    assert_eq!(
+        store.load(&k.domain).expect("load").keys[0].withdrawal_safe_after,
+        Some(at)
+    );
+    let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
+    let v: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("version");
+    assert_eq!(v, SCHEMA_VERSION);
+}
+
+#[test]
+fn requests_queue_without_the_lock_and_are_taken_once_by_the_lock_holder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let holder = SqliteStore::open_locked(dir.path()).expect("locked");
+    let reader = SqliteStore::open(dir.path()).expect("reader");
+    let a = Fqdn::parse("a.example").expect("name");
+    let b = Fqdn::parse("b.example").expect("name");
+    let now = Utc
+        .with_ymd_and_hms(2026, 3, 1, 0, 0, 0)
+        .single()
+        .expect("t");
+    reader
+        .add_request(&a, Request::ROTATE_NOW, now)
+        .expect("queued");
+    reader
+        .add_request(&b, Request::ROTATE_NOW, now)
+        .expect("queued");
+    assert!(matches!(
+        reader.take_requests(),
+        Err(StoreError::NotLocked { .. })
+    ));
+    assert_eq!(reader.requests().expect("read").len(), 2);
+    let taken = holder.take_requests().expect("taken");
+    let domains: Vec<&str> = taken.iter().map(|r| r.domain.as_str()).collect();
+    assert_eq!(domains, vec!["a.example", "b.example"]);
+    assert!(taken.iter().all(|r| r.what == "rotate_now" && r.at == now));
+    assert!(holder.take_requests().expect("none left").is_empty());
+    assert!(reader.requests().expect("read").is_empty());
+}
+
+#[test]
+fn a_version_2_store_gets_the_held_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
+        conn.execute_batch(SCHEMA).expect("v1 schema");
+        conn.execute_batch(MIGRATE_2).expect("v2");
+        conn.pragma_update(None, "user_version", 2)
             .expect("version");
-        conn.execute(
-            "INSERT INTO domains (domain, saved_at) VALUES ('example.com', '2025-01-01T00:00:00Z')",
-            [],
+        conn.execute_batch(
+            "INSERT INTO domains VALUES ('example.com', '2025-01-01T00:00:00.000000000Z', NULL);
+             INSERT INTO keys (domain, algorithm, selector, seq, status, bits, created_at, attempts)
+             VALUES ('example.com', 'rsa', '202501', 0, 'planned', 2048, '2025-01-01T00:00:00.000000000Z', 0);",
         )
-        .expect("domain");
-        conn.execute(
-            "INSERT INTO keys (domain, algorithm, selector, seq, status, bits, created_at, attempts)
-             VALUES ('example.com', 'rsa', '202501', 0, 'planned', 2048, '2025-01-01T00:00:00.000000000Z', 0)",
-            [],
-        )
-        .expect("key");
+        .expect("v2 rows");
     }
     let store = SqliteStore::open_locked(dir.path()).expect("migrates");
     let mut state = store.load(&name("example.com")).expect("loads");

@@ -1,8 +1,9 @@
 //! A private BIND 9 (`named`) on loopback, serving one zone that accepts RFC 2136
-//! updates signed with a TSIG key.
+//! updates signed with a TSIG key ([`Bind::start`]), or one zone loaded from a zone
+//! file someone else writes ([`Bind::serve_file`], reloaded with [`Bind::reload`]).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -74,7 +75,7 @@ impl Bind {
         );
         let mut last = String::new();
         for _ in 0..5 {
-            match Self::try_start(&opts) {
+            match Self::try_start(&opts, None) {
                 Ok(b) => return b,
                 Err(e) => last = e,
             }
@@ -82,7 +83,54 @@ impl Bind {
         panic!("named did not start: {last}");
     }
 
-    fn try_start(opts: &BindOptions) -> Result<Bind, String> {
+    /// Starts `named` serving `zone` from the zone file `file` (read-only: no
+    /// updates, no journal). `named`'s working directory is the file's directory, so
+    /// relative `$INCLUDE` paths are taken from there. Panics when BIND is missing
+    /// or does not load the file (the panic carries named's log).
+    pub fn serve_file(zone: &str, file: &Path) -> Bind {
+        assert!(
+            crate::have(BINARY),
+            "{BINARY} not found: install bind9 (scripts/test does)"
+        );
+        let opts = BindOptions::new(zone);
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Self::try_start(&opts, Some(file)) {
+                Ok(b) => return b,
+                Err(e) => last = e,
+            }
+        }
+        panic!("named did not start: {last}");
+    }
+
+    /// Asks `named` to reload its zones (SIGHUP to the process this harness
+    /// started); a zone file changed since it was loaded is read again. Returns at
+    /// once: the reload finishes a few milliseconds later.
+    ///
+    /// # Errors
+    /// `kill` could not be run or failed.
+    pub fn reload(&self) -> Result<(), String> {
+        let out = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.child.id().to_string())
+            .output()
+            .map_err(|e| format!("kill: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "kill -HUP: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    /// What named has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("named.log")).unwrap_or_default()
+    }
+
+    fn try_start(opts: &BindOptions, file: Option<&Path>) -> Result<Bind, String> {
         let dir = tempfile::Builder::new()
             .prefix("maildns-bind-")
             .tempdir()
@@ -96,11 +144,29 @@ impl Bind {
         let readonly_key_name = format!("maildns-ro-{}", crate::random_label(8));
         let bytes: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
         let readonly_secret = base64::engine::general_purpose::STANDARD.encode(bytes);
+        let (workdir, zone_source) = match file {
+            Some(f) => {
+                let f = std::fs::canonicalize(f).map_err(|e| format!("{}: {e}", f.display()))?;
+                let wd = f
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| d.to_path_buf());
+                (wd, format!("file \"{}\";", f.display()))
+            }
+            None => (
+                d.to_path_buf(),
+                format!(
+                    "file \"{}/zone.db\";\n  update-policy {{ grant {key_name} zonesub ANY; }};",
+                    d.display()
+                ),
+            ),
+        };
+        let workdir = workdir.display();
         let conf = format!(
             r#"key "{key_name}" {{ algorithm {alg}; secret "{secret}"; }};
 key "{readonly_key_name}" {{ algorithm {alg}; secret "{readonly_secret}"; }};
 options {{
-  directory "{dir}";
+  directory "{workdir}";
   pid-file "{dir}/named.pid";
   session-keyfile "{dir}/session.key";
   managed-keys-directory "{dir}";
@@ -116,8 +182,7 @@ options {{
 controls {{ }};
 zone "{zone}" {{
   type primary;
-  file "{dir}/zone.db";
-  update-policy {{ grant {key_name} zonesub ANY; }};
+  {zone_source}
 }};
 "#,
             alg = opts.algorithm,
@@ -133,7 +198,9 @@ zone "{zone}" {{
             zonefile.push('\n');
         }
         std::fs::write(d.join("named.conf"), conf).map_err(|e| e.to_string())?;
-        std::fs::write(d.join("zone.db"), zonefile).map_err(|e| e.to_string())?;
+        if file.is_none() {
+            std::fs::write(d.join("zone.db"), zonefile).map_err(|e| e.to_string())?;
+        }
         let log = std::fs::File::create(d.join("named.log")).map_err(|e| e.to_string())?;
         let mut cmd = Command::new(BINARY);
         cmd.arg("-g").arg("-c").arg(d.join("named.conf"));

@@ -343,7 +343,22 @@ fn two_records_at_one_name_is_an_error() {
 }
 
 fn domain() -> impl Strategy<Value = String> {
-    "[a-z0-9_]{1,10}(\\.[a-z0-9-]{1,10}){0,3}"
+    prop_oneof![
+        "[a-z0-9_]{1,10}(\\.[a-z0-9-]{1,10}){0,2}\\.[a-z][a-z0-9]{0,5}\\.?",
+        "%\\{[slodiphcrtv][0-9]{0,2}r?[.-]?\\}(\\.[a-z0-9]{1,6}){0,2}\\.[a-z0-9]{0,4}[a-z]",
+        "([a-z0-9]{1,6}\\.){0,2}%\\{[dio]\\}",
+    ]
+}
+
+/// A top label that breaks RFC 7208 §7.1: all digits, a character other than
+/// letters, digits and '-', or a hyphen at either end.
+fn bad_toplabel() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[0-9]{1,6}",
+        "[a-z0-9]{0,4}[!-$&-,/:-@^`|~\\[\\]][a-z0-9]{0,4}",
+        "-[a-z0-9]{1,4}",
+        "[a-z0-9]{1,4}-",
+    ]
 }
 
 fn mechanism() -> impl Strategy<Value = Mechanism> {
@@ -412,7 +427,87 @@ fn spf() -> impl Strategy<Value = Spf> {
         })
 }
 
+#[test]
+fn domain_spec_must_end_in_a_top_label_or_a_macro() {
+    // The missing space of issue #11: `net~all` becomes the top label.
+    let e = Spf::parse("v=spf1 mx include:_spf.example.net~all").unwrap_err();
+    assert_eq!(
+        e,
+        SpfError::BadDomainEnd {
+            term: "include:_spf.example.net~all".into(),
+            value: "_spf.example.net~all".into(),
+            at: 31,
+            reason: "top label 'net~all' must be letters, digits and inner hyphens, and not all digits (RFC 7208 §7.1)".into(),
+        }
+    );
+    assert_eq!(&"v=spf1 mx include:_spf.example.net~all"[31..], "net~all");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("in term 'include:_spf.example.net~all' at byte 31"),
+        "{msg}"
+    );
+    for bad in [
+        "v=spf1 a:192.0.2.1 -all",
+        "v=spf1 include:localhost -all",
+        "v=spf1 mx:example.123 -all",
+        "v=spf1 redirect=example.-com",
+        "v=spf1 exists:%{i}. -all",
+        "v=spf1 exp=%{d}com",
+        "v=spf1 a:example.com-/24 -all",
+    ] {
+        assert!(
+            matches!(Spf::parse(bad), Err(SpfError::BadDomainEnd { .. })),
+            "{bad}: {:?}",
+            Spf::parse(bad)
+        );
+    }
+    let e = Spf::parse("v=spf1 a:192.0.2.1 -all")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("write it as ip4:192.0.2.1"), "{e}");
+    for good in [
+        "v=spf1 include:_spf.example.net ~all",
+        "v=spf1 a:mail.example.org/24//64 mx:example.org. -all",
+        "v=spf1 exists:%{i}.x.example.org include:%{d} ?all",
+        "v=spf1 a:x.123-456 redirect=_spf.%{d2}",
+        "v=spf1 include:a.b1 include:a.x-y exists:%{ir}.%{v}._spf.%{d} -all",
+    ] {
+        assert!(Spf::parse(good).is_ok(), "{good}: {:?}", Spf::parse(good));
+    }
+}
+
 proptest! {
+    #[test]
+    fn valid_domain_specs_parse_in_every_position(spec in domain()) {
+        for term in [
+            format!("include:{spec}"),
+            format!("a:{spec}/24"),
+            format!("mx:{spec}"),
+            format!("exists:{spec}"),
+            format!("redirect={spec}"),
+        ] {
+            let v = format!("v=spf1 {term}");
+            prop_assert!(Spf::parse(&v).is_ok(), "{} -> {:?}", v, Spf::parse(&v));
+        }
+    }
+
+    #[test]
+    fn a_bad_top_label_is_named_with_its_term_and_position(
+        head in "[a-z0-9_]{1,8}(\\.[a-z0-9]{1,8}){0,2}",
+        label in bad_toplabel(),
+        dot in proptest::bool::ANY,
+    ) {
+        let spec = format!("{head}.{label}{}", if dot { "." } else { "" });
+        let value = format!("v=spf1 mx include:{spec} -all");
+        match Spf::parse(&value) {
+            Err(SpfError::BadDomainEnd { term, at, .. }) => {
+                prop_assert_eq!(term, format!("include:{spec}"));
+                prop_assert_eq!(&value[at..at + label.len()], label.as_str());
+            }
+            other => prop_assert!(false, "{} -> {:?}", value, other),
+        }
+    }
+
     #[test]
     fn parse_display_round_trips(spf in spf()) {
         let text = spf.to_string();

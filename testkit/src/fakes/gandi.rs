@@ -25,6 +25,8 @@ struct St {
     // (domain, relative name) -> (ttl, values as sent)
     sets: BTreeMap<(String, String), (u32, Vec<String>)>,
     requests: Vec<Recorded>,
+    // Keep only this many bytes of each value written (a host that cuts long values).
+    truncate_at: Option<usize>,
 }
 
 #[derive(Clone)]
@@ -92,6 +94,13 @@ impl FakeGandi {
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
         lock(&self.state).requests.clone()
+    }
+
+    /// From now on, keeps only the first `n` bytes of each TXT value written
+    /// (its joined character-strings), answering success as usual: a host
+    /// that silently cuts long values, as some cut 2048-bit DKIM records.
+    pub fn truncate_values_at(&self, n: usize) {
+        lock(&self.state).truncate_at = Some(n);
     }
 
     /// The next `n` requests fail with `status` and Gandi's envelope.
@@ -204,6 +213,54 @@ fn check_value(v: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The first `n` bytes of a checked zone-file value (quoted strings), kept in
+/// its own split; an escape counts as the one byte it stands for.
+fn truncate_value(v: &str, n: usize) -> String {
+    let b = v.as_bytes();
+    let mut out: Vec<String> = Vec::new();
+    let mut kept = 0usize;
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c != b'"' {
+            i += 1;
+            continue;
+        }
+        i += 1;
+        let start = i;
+        while kept < n {
+            match b.get(i) {
+                None | Some(b'"') => break,
+                Some(b'\\') => {
+                    i += if b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                        4
+                    } else {
+                        2
+                    };
+                }
+                Some(_) => i += 1,
+            }
+            kept += 1;
+        }
+        if i > start {
+            out.push(format!(
+                "\"{}\"",
+                String::from_utf8_lossy(&b[start..i.min(b.len())])
+            ));
+        }
+        // Skip the rest of this string.
+        while let Some(&c) = b.get(i) {
+            i += if c == b'\\' { 2 } else { 1 };
+            if c == b'"' {
+                break;
+            }
+        }
+        if kept >= n {
+            break;
+        }
+    }
+    out.join(" ")
+}
+
 async fn handle(
     State(sh): State<Shared>,
     method: Method,
@@ -297,6 +354,10 @@ async fn handle(
                         );
                     }
                     let created = !st.sets.contains_key(&k);
+                    let values = match st.truncate_at {
+                        Some(n) => values.iter().map(|v| truncate_value(v, n)).collect(),
+                        None => values,
+                    };
                     st.sets.insert(k, (ttl as u32, values));
                     kit::respond(
                         if created { 201 } else { 200 },
@@ -313,5 +374,22 @@ async fn handle(
             }
         }
         _ => not_found(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate_value;
+
+    #[test]
+    fn truncation_keeps_the_first_bytes_in_their_strings() {
+        let v = format!("\"{}\" \"{}\"", "a".repeat(255), "b".repeat(155));
+        assert_eq!(
+            truncate_value(&v, 300),
+            format!("\"{}\" \"{}\"", "a".repeat(255), "b".repeat(45))
+        );
+        assert_eq!(truncate_value("\"a\\\"b\" \"c\"", 2), "\"a\\\"\"");
+        assert_eq!(truncate_value("\"abc\" \"d\"", 10), "\"abc\" \"d\"");
+        assert_eq!(truncate_value("\"abc\"", 3), "\"abc\"");
     }
 }
