@@ -678,6 +678,7 @@ account = "z"
 bits = 2048
 
 [signer]
+confirm = "tables-only"
 key_dir = "{d}/keys"
 key_table = "{d}/key.table"
 signing_table = "{d}/signing.table"
