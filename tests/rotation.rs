@@ -497,6 +497,19 @@ async fn reload_refused_for_an_unreadable_key_table_keeps_the_old_key() {
     let v = status_json(&env);
     let blocked = &v["domains"][0]["blocked"][0];
     assert_eq!(blocked["kind"], "not_signing", "{v}");
+    // `status` is a monitoring check: it exits 4 while the switch is unproven.
+    let cfg = env.dir.path().join("maildns.toml");
+    let st = maildns_cmd(&cfg, &env.pdns.api_key)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(
+        st.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&st.stdout)
+    );
+    assert!(String::from_utf8_lossy(&st.stdout).contains("switch not proven"));
     assert_eq!(blocked["selector"], "202402", "{v}");
     assert_eq!(events(&env, "not_signing").len(), 1);
 
@@ -653,10 +666,13 @@ async fn a_signer_still_signing_with_the_old_key_holds_its_retirement_and_drift_
         (blocked[0].kind, blocked[0].selector.as_str()),
         (BlockKind::Drift, "202402")
     );
-    assert_eq!(
-        status_json(&env)["domains"][0]["blocked"][0]["kind"],
-        "drift"
-    );
+    let v = status_json(&env);
+    assert_eq!(v["domains"][0]["blocked"][0]["kind"], "drift", "{v}");
+    let attention = v["domains"][0]["attention"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(attention.iter().any(|a| a["kind"] == "drift"), "{v}");
     assert_eq!(events(&env, "drift").len(), 1);
     // At the end of the overlap the revocation of 202401 is held: record and key stay.
     clock.advance(TimeDelta::days(15));
