@@ -261,6 +261,30 @@ pub struct Signer {
     pub user: String,
     /// Command that makes OpenDKIM reload (SIGUSR1, never SIGHUP).
     pub reload_command: Vec<String>,
+    /// How a switch is proven (default: a probe signature through the milter
+    /// socket named by opendkim.conf's `Socket`).
+    pub confirm: SignerConfirm,
+    /// How often the daemon probes each active signer for drift (default 1 hour).
+    pub probe_interval: Duration,
+    /// How long one probe keeps retrying (with backoff) for the expected
+    /// signature before reporting what it saw (default 30 s).
+    pub probe_timeout: Duration,
+    /// Line of the `[signer]` table in the configuration file (for errors found
+    /// later, e.g. an opendkim.conf without `Socket`).
+    pub line: Option<usize>,
+}
+
+/// How a signer switch is proven (`[signer] confirm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignerConfirm {
+    /// `"probe"`: a message sent through the running signer's milter socket comes
+    /// back signed with the new selector and verifies against the authoritative
+    /// servers (the default).
+    #[default]
+    Probe,
+    /// `"tables-only"`: the signer cannot be probed; only its tables are checked
+    /// (a warning on every run: a refused reload goes unnoticed).
+    TablesOnly,
 }
 
 // ---- raw (as written) ----
@@ -367,6 +391,9 @@ struct RawSigner {
     signing_table: Spanned<String>,
     user: Option<String>,
     reload_command: Option<Spanned<Vec<String>>>,
+    confirm: Option<Spanned<String>>,
+    probe_interval: Option<Spanned<String>>,
+    probe_timeout: Option<Spanned<String>>,
 }
 
 /// Finds the config file: `explicit`, else the first of [`DEFAULT_PATHS`] that exists.
@@ -1128,7 +1155,55 @@ impl Validator<'_> {
                 );
             }
         }
+        let confirm = match r.confirm.as_ref().map(|c| (c.get_ref().as_str(), c.span())) {
+            None | Some(("probe", _)) => SignerConfirm::Probe,
+            Some(("tables-only", _)) => SignerConfirm::TablesOnly,
+            Some((other, span)) => {
+                self.err(
+                    Some(span),
+                    "signer.confirm",
+                    format!("unknown confirmation '{other}'"),
+                    Some("\"probe\" (default) or \"tables-only\""),
+                );
+                SignerConfirm::Probe
+            }
+        };
+        if confirm == SignerConfirm::Probe && r.config.is_none() {
+            self.err(
+                Some(s.span()),
+                "signer.config",
+                "a switch is proven by a probe through OpenDKIM's milter socket, read from opendkim.conf: config is not set".into(),
+                Some("set config = \"/etc/opendkim.conf\" (its Socket is probed), or confirm = \"tables-only\" if the signer cannot be probed"),
+            );
+        }
+        let probe_interval = self.duration(
+            &r.probe_interval,
+            "signer.probe_interval",
+            Duration::from_secs(3600),
+        );
+        let probe_timeout = self.duration(
+            &r.probe_timeout,
+            "signer.probe_timeout",
+            Duration::from_secs(30),
+        );
+        for (key, v, d) in [
+            ("signer.probe_interval", &r.probe_interval, probe_interval),
+            ("signer.probe_timeout", &r.probe_timeout, probe_timeout),
+        ] {
+            if d.is_zero() {
+                self.err(
+                    v.as_ref().map(Spanned::span),
+                    key,
+                    "must be positive".into(),
+                    Some("e.g. \"1h\" or \"30s\""),
+                );
+            }
+        }
         Signer {
+            confirm,
+            probe_interval,
+            probe_timeout,
+            line: Some(line_of(self.text, s.span().start)),
             config: r.config.as_ref().map(|c| self.path_of(c.get_ref())),
             key_dir: self.path_of(r.key_dir.get_ref()),
             key_table: self.path_of(r.key_table.get_ref()),
@@ -1287,10 +1362,43 @@ retire = "shred"
     #[test]
     fn hup_reload_is_refused() {
         let text = format!(
-            "{GOOD}\n[signer]\nkey_dir = \"/k\"\nkey_table = \"/kt\"\nsigning_table = \"/st\"\nreload_command = [\"pkill\", \"-HUP\", \"opendkim\"]\n"
+            "{GOOD}\n[signer]\nconfirm = \"tables-only\"\nkey_dir = \"/k\"\nkey_table = \"/kt\"\nsigning_table = \"/st\"\nreload_command = [\"pkill\", \"-HUP\", \"opendkim\"]\n"
         );
         let e = p(&text).unwrap_err();
         assert!(e.to_string().contains("SIGHUP stops OpenDKIM"), "{e}");
+    }
+
+    #[test]
+    fn signer_needs_a_probe_or_an_explicit_tables_only() {
+        let base = "[signer]\nkey_dir = \"/k\"\nkey_table = \"/kt\"\nsigning_table = \"/st\"\n";
+        let e = p(&format!("{GOOD}\n{base}")).unwrap_err();
+        let line = GOOD.lines().count() + 2;
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert_eq!(e.0[0].key, "signer.config");
+        assert_eq!(e.0[0].line, Some(line), "{e}");
+        assert!(e.to_string().contains("tables-only"), "{e}");
+        let c = p(&format!("{GOOD}\n{base}confirm = \"tables-only\"\n")).unwrap();
+        let s = c.signer.unwrap();
+        assert_eq!(s.confirm, SignerConfirm::TablesOnly);
+        assert_eq!(s.probe_interval, Duration::from_secs(3600));
+        let c = p(&format!(
+            "{GOOD}\n{base}config = \"/etc/opendkim.conf\"\nprobe_interval = \"10m\"\nprobe_timeout = \"5s\"\n"
+        ))
+        .unwrap();
+        let s = c.signer.unwrap();
+        assert_eq!(s.confirm, SignerConfirm::Probe);
+        assert_eq!(s.probe_interval, Duration::from_secs(600));
+        assert_eq!(s.probe_timeout, Duration::from_secs(5));
+        assert_eq!(s.line, Some(line));
+        let e = p(&format!(
+            "{GOOD}\n{base}confirm = \"maybe\"\nprobe_interval = \"0s\"\n"
+        ))
+        .unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|x| x.key.as_str()).collect();
+        assert!(
+            keys.contains(&"signer.confirm") && keys.contains(&"signer.probe_interval"),
+            "{e}"
+        );
     }
 
     #[test]

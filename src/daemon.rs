@@ -11,6 +11,11 @@
 //! configuration and providers between domains; if the new configuration is
 //! invalid the old one stays.
 //!
+//! Each active key's signer is also probed every `[signer] probe_interval`
+//! (default hourly; [`Runner::probe_signers`]): drift (a signer restarted with
+//! old tables, tables edited by hand, a signer gone) is saved as a blocked
+//! condition that `status` shows, logged as an error, and fails the pass.
+//!
 //! `maildns rotate --now` run while the daemon holds the state lock queues a
 //! request in the store; the sleeping daemon looks for requests every
 //! [`DaemonOptions::request_poll`] (a signal would do too, but the requesting
@@ -24,6 +29,7 @@
 //! sent when `NOTIFY_SOCKET` is set. A pass in which any domain's step failed
 //! counts as failed: `maildns daemon --once` then exits 1.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -140,8 +146,52 @@ fn has_requests(runner: &Runner) -> bool {
         .unwrap_or(false)
 }
 
-/// Runs every due or requested domain once.
-async fn pass(runner: &Runner, stop: &mut (impl Future<Output = ()> + Unpin)) -> PassReport {
+/// How often active signers are probed for drift (`None`: no probe-able signer).
+fn probe_interval(runner: &Runner) -> Option<chrono::TimeDelta> {
+    let s = runner.config().signer.as_ref()?;
+    if s.confirm != crate::config::SignerConfirm::Probe {
+        return None;
+    }
+    chrono::TimeDelta::from_std(s.probe_interval).ok()
+}
+
+/// The drift probe of `domain` when its last probe (in `probed`) is older than
+/// the probe interval; returns the drift found and when the next probe is due.
+async fn drift_probe(
+    runner: &Runner,
+    domain: &Fqdn,
+    probed: &mut HashMap<Fqdn, DateTime<Utc>>,
+) -> (Vec<String>, Option<DateTime<Utc>>) {
+    let Some(interval) = probe_interval(runner) else {
+        return (Vec::new(), None);
+    };
+    let now = runner.clock().now();
+    let mut drift = Vec::new();
+    if probed.get(domain).is_none_or(|t| *t + interval <= now) {
+        match runner.probe_signers(domain).await {
+            Ok(blocked) => {
+                for b in blocked
+                    .iter()
+                    .filter(|b| b.kind == crate::rotation::BlockKind::Drift)
+                {
+                    let line = format!("signer drift on {}: {}", b.selector, b.reason);
+                    tracing::error!(domain = %domain, "{line}");
+                    drift.push(line);
+                }
+            }
+            Err(e) => tracing::error!(domain = %domain, "signer probe failed: {e}"),
+        }
+        probed.insert(domain.clone(), now);
+    }
+    (drift, probed.get(domain).map(|t| *t + interval))
+}
+
+/// Runs every due or requested domain once, and the periodic signer probes.
+async fn pass(
+    runner: &Runner,
+    stop: &mut (impl Future<Output = ()> + Unpin),
+    probed: &mut HashMap<Fqdn, DateTime<Utc>>,
+) -> PassReport {
     let mut report = PassReport::default();
     let domains = rotating(runner.config());
     let requested = requested(runner);
@@ -208,7 +258,14 @@ async fn pass(runner: &Runner, stop: &mut (impl Future<Output = ()> + Unpin)) ->
                 other
             }
         };
-        if let Some(t) = due {
+        let (drift, next_probe) = drift_probe(runner, &domain, probed).await;
+        if !drift.is_empty() {
+            match report.failed.iter_mut().find(|(d, _)| d == &domain) {
+                Some((_, why)) => why.extend(drift),
+                None => report.failed.push((domain.clone(), drift)),
+            }
+        }
+        for t in [due, next_probe].into_iter().flatten() {
             report.next_due = Some(report.next_due.map_or(t, |e| e.min(t)));
         }
     }
@@ -269,8 +326,9 @@ where
     );
     notify(sd_notify::NotifyState::Ready);
     let mut last;
+    let mut probed: HashMap<Fqdn, DateTime<Utc>> = HashMap::new();
     loop {
-        last = pass(runner, &mut shutdown).await;
+        last = pass(runner, &mut shutdown, &mut probed).await;
         let line = last.status_line(rotating(runner.config()).len());
         tracing::info!("pass done: {} domain(s) run; {line}", last.ran);
         notify(sd_notify::NotifyState::Status(&line));

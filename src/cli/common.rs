@@ -57,6 +57,9 @@ pub fn exit_for(e: &anyhow::Error) -> Exit {
         if let Some(RunnerError::Store(StoreError::Locked { .. })) = cause.downcast_ref() {
             return Exit::TempFail;
         }
+        if let Some(RunnerError::Config(_)) = cause.downcast_ref() {
+            return Exit::DataErr;
+        }
     }
     Exit::Failure
 }

@@ -33,7 +33,7 @@ pub struct Args {
     #[arg(long)]
     pub now: bool,
     /// Clear a blocked rotation (a failed signer switch) after fixing its cause; the
-    /// switch is retried in this pass
+    /// switch is retried in this pass, as are steps a signer probe holds
     #[arg(long)]
     pub unblock: bool,
 }
@@ -78,10 +78,12 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
         let now = chrono::Utc::now();
         for d in &domains {
             let mut state = store.load(d)?;
-            let events: Vec<_> = [Algorithm::Rsa, Algorithm::Ed25519]
+            let mut events: Vec<_> = [Algorithm::Rsa, Algorithm::Ed25519]
                 .into_iter()
                 .filter_map(|a| unblock(&mut state, a, now))
                 .collect();
+            // Steps a signer probe holds are retried now, not after their backoff.
+            events.extend(crate::rotation::retry_held(&mut state, now));
             if !events.is_empty() {
                 store.save(&state, &events)?;
                 eoutln!("{d}: unblocked; the signer switch will be retried");
@@ -94,10 +96,11 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
         tracing::error!("account '{name}': {e:#}");
     }
     let runner = Runner::new(config, store, providers, Arc::new(SystemClock))?;
-    // Debug builds only: MAILDNS_TEST_CRASH_AFTER=N aborts the process (no
-    // destructors, no flush: like kill -9) at the N-th step boundary, for the
-    // crash tests that run this binary.
-    #[cfg(debug_assertions)]
+    // Feature `test-hooks` only (enabled by the tests, never in a release
+    // build): MAILDNS_TEST_CRASH_AFTER=N aborts the process (no destructors, no
+    // flush: like kill -9) at the N-th step boundary, for the crash tests that
+    // run this binary.
+    #[cfg(feature = "test-hooks")]
     let runner = match std::env::var("MAILDNS_TEST_CRASH_AFTER")
         .ok()
         .and_then(|v| v.parse::<u32>().ok())
@@ -246,11 +249,10 @@ fn print_human(r: &DomainReport) {
         );
     }
     for b in &o.blocked {
+        let what = b.kind.describe();
         outln!(
-            "  BLOCKED: {} rotation stopped at {}: {}",
-            b.algorithm,
-            b.selector,
-            b.reason
+            "  BLOCKED: {} {what} at {}: {}",
+            b.algorithm, b.selector, b.reason
         );
     }
     match o.next_due {

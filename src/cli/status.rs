@@ -160,8 +160,9 @@ fn print_human(s: &DomainStatus, now: DateTime<Utc>) {
         );
     }
     for b in &s.blocked {
+        let what = b.kind.describe();
         outln!(
-            "  BLOCKED  {:<12} {} rotation stopped: {}",
+            "  BLOCKED  {:<12} {} {what}: {}",
             b.selector.as_str(),
             b.algorithm,
             b.reason

@@ -35,16 +35,22 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
     let mut reports = Vec::new();
     for d in domains {
         let selectors = verify::selectors(&config, d, store.as_ref())?;
-        reports.push(
-            verify::verify_domain(
-                &querier,
-                &resolver,
-                &config.propagation.resolvers,
-                d,
-                &selectors,
-            )
-            .await,
-        );
+        let mut report = verify::verify_domain(
+            &querier,
+            &resolver,
+            &config.propagation.resolvers,
+            d,
+            &selectors,
+        )
+        .await;
+        if let Some(s) = &config.signer
+            && report.failure.is_none()
+            && d.dkim.is_some()
+        {
+            let found = verify::check_signer(&querier, s, d, &report.servers).await;
+            report.findings.extend(found);
+        }
+        reports.push(report);
     }
     let count = |s: Status| {
         reports

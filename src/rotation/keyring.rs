@@ -655,6 +655,7 @@ mod tests {
             not_before: Some(now() + TimeDelta::minutes(1)),
             attempts: 1,
             failure: Some("the host truncated it".into()),
+            held: None,
         }
     }
 
@@ -682,6 +683,7 @@ account = "z"
 bits = 2048
 
 [signer]
+confirm = "tables-only"
 key_dir = "{d}/keys"
 key_table = "{d}/key.table"
 signing_table = "{d}/signing.table"

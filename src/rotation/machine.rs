@@ -121,12 +121,16 @@ pub enum KeyStatus {
     /// Every authoritative server serves it; `safe_after` says when the
     /// signer may use it.
     Propagated,
-    /// The signer was told to use it; waiting for confirmation.
+    /// The signer's tables name it and a reload was asked for; not active until
+    /// a probe signature proves the signer signs with it (a probe showing
+    /// another key holds it here: [`KeyRecord::held`]).
     Switched,
-    /// The signer switch could not be confirmed. Rotation of this algorithm is
-    /// blocked until an operator calls [`unblock`]; nothing is removed meanwhile.
+    /// The signer could not be switched (its pre-reload checks failed; nothing
+    /// was written). Rotation of this algorithm is blocked until an operator
+    /// calls [`unblock`]; nothing is removed meanwhile.
     SwitchFailed,
-    /// The signer signs with it (confirmed).
+    /// The signer signs with it (proven by a probe, or by the tables with
+    /// `confirm = "tables-only"`).
     Active,
     /// It no longer signs (since `retired_at`); the record stays published for
     /// the overlap so mail in flight still verifies.
@@ -265,6 +269,12 @@ pub struct KeyRecord {
     pub attempts: u32,
     /// Why the last attempt failed, or why the switch failed.
     pub failure: Option<String>,
+    /// Why a signer probe holds this key (shown as blocked): the signer does not
+    /// sign with it yet although it was switched to it, still signs with it
+    /// although it is retiring (its record and private key stay), or no longer
+    /// signs with it although it is active (drift). Cleared when a probe proves
+    /// otherwise or the key moves on.
+    pub held: Option<String>,
 }
 
 impl KeyRecord {
@@ -287,6 +297,7 @@ impl KeyRecord {
             not_before: None,
             attempts: 0,
             failure: None,
+            held: None,
         }
     }
 
@@ -311,6 +322,7 @@ impl KeyRecord {
         self.not_before = None;
         self.attempts = 0;
         self.failure = None;
+        self.held = None;
     }
 }
 
@@ -324,15 +336,48 @@ pub struct DomainState {
     pub keys: Vec<KeyRecord>,
 }
 
-/// A blocked algorithm, as `status` shows it.
+/// A blocked key, as `status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Blocked {
-    /// The algorithm whose rotation is stopped.
+    /// The algorithm concerned.
     pub algorithm: Algorithm,
-    /// The key the signer could not be switched to.
+    /// The key concerned.
     pub selector: Selector,
+    /// What is blocked.
+    pub kind: BlockKind,
     /// Why.
     pub reason: String,
+}
+
+/// What a [`Blocked`] entry blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockKind {
+    /// The signer could not be switched: rotation of the algorithm stops until
+    /// an operator unblocks it ([`KeyStatus::SwitchFailed`]).
+    SwitchFailed,
+    /// The signer was switched but a probe does not show it signing with the
+    /// new key (e.g. OpenDKIM refused the reload): the key is not active, the
+    /// old one keeps signing and nothing old is touched; retried with backoff.
+    NotSigning,
+    /// A probe shows the signer still signing with a retiring key: its
+    /// withdrawal or key deletion waits; retried with backoff.
+    StillSigning,
+    /// A probe shows the signer no longer signing with the active key
+    /// (restarted with old tables, tables edited by hand).
+    Drift,
+}
+
+impl BlockKind {
+    /// What is blocked, in a few words for people (`status`, `rotate`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            BlockKind::SwitchFailed => "rotation stopped",
+            BlockKind::NotSigning => "switch not proven",
+            BlockKind::StillSigning => "retirement held",
+            BlockKind::Drift => "signer drift",
+        }
+    }
 }
 
 impl DomainState {
@@ -367,16 +412,43 @@ impl DomainState {
             .find(|k| k.algorithm == algorithm && k.status.is_pending())
     }
 
-    /// Algorithms whose rotation is blocked by a failed signer switch.
+    /// Everything blocked: failed switches (the algorithm stops) and keys a
+    /// signer probe holds ([`KeyRecord::held`]).
     pub fn blocked(&self) -> Vec<Blocked> {
         self.keys
             .iter()
-            .filter(|k| k.status == KeyStatus::SwitchFailed)
-            .map(|k| Blocked {
-                algorithm: k.algorithm,
-                selector: k.selector.clone(),
-                reason: k.failure.clone().unwrap_or_default(),
+            .filter_map(|k| {
+                let kind = if k.status == KeyStatus::SwitchFailed {
+                    BlockKind::SwitchFailed
+                } else if k.held.is_some() {
+                    match k.status {
+                        KeyStatus::Switched => BlockKind::NotSigning,
+                        KeyStatus::Active => BlockKind::Drift,
+                        _ => BlockKind::StillSigning,
+                    }
+                } else {
+                    return None;
+                };
+                Some(Blocked {
+                    algorithm: k.algorithm,
+                    selector: k.selector.clone(),
+                    kind,
+                    reason: k
+                        .held
+                        .clone()
+                        .or_else(|| k.failure.clone())
+                        .unwrap_or_default(),
+                })
             })
+            .collect()
+    }
+
+    /// Failed switches only: the algorithms whose rotation stops until an
+    /// operator unblocks them.
+    pub fn halted(&self) -> Vec<Blocked> {
+        self.blocked()
+            .into_iter()
+            .filter(|b| b.kind == BlockKind::SwitchFailed)
             .collect()
     }
 
@@ -843,12 +915,14 @@ pub enum Observation {
         /// Which key.
         selector: Selector,
     },
-    /// The signer was seen signing with this key.
+    /// A probe showed the signer signing with this key (verified against the
+    /// authoritative servers).
     SignerConfirmed {
         /// Which key.
         selector: Selector,
     },
-    /// The signer could not be switched to this key, or the switch did not take.
+    /// The signer could not be switched to this key (its pre-reload checks
+    /// failed; nothing was written).
     SignerFailed {
         /// Which key.
         selector: Selector,
@@ -859,6 +933,22 @@ pub enum Observation {
     KeyWithdrawn {
         /// Which key.
         selector: Selector,
+    },
+    /// A signer probe holds the key: a switched key the signer does not sign
+    /// with yet, or a retiring key it still signs with (the retirement step was
+    /// not performed). Retried with backoff.
+    SignerHeld {
+        /// Which key.
+        selector: Selector,
+        /// What the probe saw.
+        reason: String,
+    },
+    /// A periodic probe found the signer not signing with this active key.
+    SignerDrift {
+        /// Which key.
+        selector: Selector,
+        /// What the probe saw.
+        reason: String,
     },
     /// The private key was published for deniability.
     PrivateKeyPublished {
@@ -892,6 +982,8 @@ impl Observation {
             | Observation::SignerSwitched { selector }
             | Observation::SignerConfirmed { selector }
             | Observation::SignerFailed { selector, .. }
+            | Observation::SignerHeld { selector, .. }
+            | Observation::SignerDrift { selector, .. }
             | Observation::KeyWithdrawn { selector }
             | Observation::PrivateKeyPublished { selector }
             | Observation::PrivateKeyDeleted { selector }
@@ -999,7 +1091,7 @@ pub fn next_due(state: &DomainState, policy: &Policy) -> Option<DateTime<Utc>> {
             due = Some(due.map_or(t, |d| d.min(t)));
         }
     };
-    let blocked: BTreeSet<Algorithm> = state.blocked().iter().map(|b| b.algorithm).collect();
+    let blocked: BTreeSet<Algorithm> = state.halted().iter().map(|b| b.algorithm).collect();
     for k in &state.keys {
         if !blocked.contains(&k.algorithm) {
             consider(key_due(k, policy));
@@ -1056,6 +1148,32 @@ pub fn unblock(state: &mut DomainState, algorithm: Algorithm, now: DateTime<Utc>
         outcome: "ok".into(),
         detail: "operator cleared the failed switch; the switch will be retried".into(),
     })
+}
+
+/// Makes every key a signer probe holds ([`KeyRecord::held`], not drift) due
+/// now instead of after its backoff, so the held step is retried (with its
+/// probe) at once: for an operator who fixed the signer (`rotate --unblock`).
+/// The hold itself stays until a probe clears it. Returns the events to log.
+pub fn retry_held(state: &mut DomainState, now: DateTime<Utc>) -> Vec<Event> {
+    let domain = state.domain.clone();
+    let mut events = Vec::new();
+    for k in &mut state.keys {
+        if k.held.is_some()
+            && k.status != KeyStatus::Active
+            && k.not_before.is_some_and(|t| t > now)
+        {
+            k.not_before = None;
+            events.push(Event {
+                at: now,
+                domain: domain.clone(),
+                selector: Some(k.selector.clone()),
+                what: "retry".into(),
+                outcome: "ok".into(),
+                detail: "operator asked to retry the held step now".into(),
+            });
+        }
+    }
+    events
 }
 
 /// Why an existing key could not be adopted (see [`adopt`]).
@@ -1202,7 +1320,7 @@ pub enum ScheduledAction {
 /// earliest first (the first entry's time is [`next_due`]). Blocked algorithms
 /// have no entries. `now` only serves to predict new selectors.
 pub fn schedule(state: &DomainState, policy: &Policy, now: DateTime<Utc>) -> Vec<Scheduled> {
-    let blocked: BTreeSet<Algorithm> = state.blocked().iter().map(|b| b.algorithm).collect();
+    let blocked: BTreeSet<Algorithm> = state.halted().iter().map(|b| b.algorithm).collect();
     let mut out = Vec::new();
     for k in &state.keys {
         if blocked.contains(&k.algorithm) {
@@ -1414,6 +1532,44 @@ fn fold(
             key.progressed(KeyStatus::Switched);
             ev = Some(("switched", "ok", "signer pointed at the new key".into()));
         }
+        Observation::SignerConfirmed { .. }
+            if status == KeyStatus::Active && key.held.is_some() =>
+        {
+            key.held = None;
+            ev = Some((
+                "drift",
+                "ok",
+                "a probe shows the signer signing with it again".into(),
+            ));
+        }
+        Observation::SignerHeld { reason, .. }
+            if matches!(
+                status,
+                KeyStatus::Switched
+                    | KeyStatus::Retiring
+                    | KeyStatus::Withdrawn
+                    | KeyStatus::Disclosed
+            ) =>
+        {
+            key.attempts = key.attempts.saturating_add(1);
+            key.not_before = Some(now + policy.backoff(key.attempts));
+            key.failure = Some(reason.clone());
+            if key.held.as_ref() != Some(reason) {
+                let what = if status == KeyStatus::Switched {
+                    "not_signing"
+                } else {
+                    "still_signing"
+                };
+                ev = Some((what, "blocked", reason.clone()));
+            }
+            key.held = Some(reason.clone());
+        }
+        Observation::SignerDrift { reason, .. } if status == KeyStatus::Active => {
+            if key.held.as_ref() != Some(reason) {
+                ev = Some(("drift", "blocked", reason.clone()));
+            }
+            key.held = Some(reason.clone());
+        }
         Observation::SignerConfirmed { .. } if status == KeyStatus::Switched => {
             key.progressed(KeyStatus::Active);
             key.active_at = Some(now);
@@ -1606,7 +1762,7 @@ fn decide(
     let mut wait: Option<DateTime<Utc>> = None;
     let mut wait_for = |t: DateTime<Utc>| wait = Some(wait.map_or(t, |w: DateTime<Utc>| w.min(t)));
 
-    let blocked = state.blocked();
+    let blocked = state.halted();
     for b in &blocked {
         actions.push(Action::Failed {
             algorithm: b.algorithm,

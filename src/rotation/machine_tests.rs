@@ -207,7 +207,7 @@ impl World {
 /// Checks a decision against the invariants, given the time it was made.
 fn check_decision(d: &Decision, now: DateTime<Utc>, policy: &Policy) {
     check_invariants(&d.state).expect("state keeps its invariants");
-    let blocked: BTreeSet<Algorithm> = d.state.blocked().iter().map(|b| b.algorithm).collect();
+    let blocked: BTreeSet<Algorithm> = d.state.halted().iter().map(|b| b.algorithm).collect();
     let waits = d
         .actions
         .iter()
@@ -346,7 +346,7 @@ fn drive_with_operator(
             // Observations of a crashed run are lost with it.
             obs.clear();
         }
-        let blocked = state.blocked();
+        let blocked = state.halted();
         if !blocked.is_empty() && saved && operator() {
             for b in blocked {
                 unblock(&mut state, b.algorithm, now);
@@ -1031,4 +1031,203 @@ fn schedule_names_what_next_due_is_for() {
         ScheduledAction::NewKey { first: false, .. }
     ));
     assert!(s[0].at < s[1].at);
+}
+
+/// A domain with `old` active since `t0` and `new` in `status`.
+fn two_keys(old_status: KeyStatus, new_status: KeyStatus, t0: DateTime<Utc>) -> DomainState {
+    let mut state = domain();
+    let mut old = KeyRecord::planned(sel("202501"), Algorithm::Rsa, 2048, t0);
+    old.status = old_status;
+    old.key_path = Some("/k/202501.private".into());
+    old.safe_after = Some(t0);
+    old.active_at = Some(t0);
+    if old_status.is_retired() {
+        old.retired_at = Some(t0 + TimeDelta::days(30));
+    }
+    state.keys.push(old);
+    let mut new = KeyRecord::planned(
+        sel("202502"),
+        Algorithm::Rsa,
+        2048,
+        t0 + TimeDelta::days(29),
+    );
+    new.status = new_status;
+    new.key_path = Some("/k/202502.private".into());
+    new.safe_after = Some(t0 + TimeDelta::days(29));
+    if new_status >= KeyStatus::Active {
+        new.active_at = Some(t0 + TimeDelta::days(30));
+    }
+    state.keys.push(new);
+    state
+}
+
+#[test]
+fn a_switch_not_yet_live_keeps_switching_retries_and_touches_nothing_old() {
+    let policy = Policy::default();
+    let t0 = t(2025, 1, 1, 0);
+    let now = t0 + TimeDelta::days(30);
+    let state = two_keys(KeyStatus::Active, KeyStatus::Switched, t0);
+    let reason = "OpenDKIM at local:/s signs the probe with s=202501".to_string();
+    let held = Observation::SignerHeld {
+        selector: sel("202502"),
+        reason: reason.clone(),
+    };
+    let d = step(&state, std::slice::from_ref(&held), now, &policy);
+    let new = d.state.key(&sel("202502")).expect("new key");
+    assert_eq!(new.status, KeyStatus::Switched, "not active until proven");
+    assert_eq!(new.held.as_deref(), Some(reason.as_str()));
+    assert_eq!(
+        d.state.key(&sel("202501")).map(|k| k.status),
+        Some(KeyStatus::Active),
+        "the old key keeps signing"
+    );
+    let blocked = d.state.blocked();
+    assert_eq!(blocked.len(), 1);
+    assert_eq!(blocked[0].kind, BlockKind::NotSigning);
+    assert_eq!(blocked[0].reason, reason);
+    assert!(d.state.halted().is_empty(), "retried, not halted");
+    assert_eq!(d.events.len(), 1);
+    assert_eq!(
+        (d.events[0].what.as_str(), d.events[0].outcome.as_str()),
+        ("not_signing", "blocked")
+    );
+    // Retried after the backoff (the same reason logs no new event).
+    let retry = new.not_before.expect("backoff");
+    assert!(retry > now);
+    assert!(d.work().next().is_none());
+    assert_eq!(next_due(&d.state, &policy), Some(retry));
+    let d2 = step(&d.state, &[], retry, &policy);
+    assert!(matches!(
+        d2.work().collect::<Vec<_>>().as_slice(),
+        [Action::ConfirmSigner { .. }]
+    ));
+    let d3 = step(&d2.state, std::slice::from_ref(&held), retry, &policy);
+    assert!(d3.events.is_empty());
+    assert!(d3.state.key(&sel("202502")).unwrap().not_before.unwrap() > retry);
+    // Proven at last: active, the old key retires, nothing blocked.
+    let ok = Observation::SignerConfirmed {
+        selector: sel("202502"),
+    };
+    let d4 = step(&d3.state, &[ok], retry, &policy);
+    assert_eq!(
+        d4.state.key(&sel("202502")).unwrap().status,
+        KeyStatus::Active
+    );
+    assert_eq!(d4.state.key(&sel("202502")).unwrap().held, None);
+    assert_eq!(
+        d4.state.key(&sel("202501")).unwrap().status,
+        KeyStatus::Retiring
+    );
+    assert!(d4.state.blocked().is_empty());
+}
+
+#[test]
+fn a_retiring_key_the_signer_still_uses_is_held_not_withdrawn() {
+    let policy = Policy::default();
+    let t0 = t(2025, 1, 1, 0);
+    let state = two_keys(KeyStatus::Retiring, KeyStatus::Active, t0);
+    let due = t0 + TimeDelta::days(44);
+    let d = step(&state, &[], due, &policy);
+    assert!(matches!(
+        d.work().collect::<Vec<_>>().as_slice(),
+        [Action::RevokeKey { .. }]
+    ));
+    let reason = "OpenDKIM still signs with s=202501".to_string();
+    let d = step(
+        &d.state,
+        &[Observation::SignerHeld {
+            selector: sel("202501"),
+            reason: reason.clone(),
+        }],
+        due,
+        &policy,
+    );
+    let old = d.state.key(&sel("202501")).unwrap();
+    assert_eq!(old.status, KeyStatus::Retiring);
+    assert_eq!(d.state.blocked()[0].kind, BlockKind::StillSigning);
+    assert_eq!(d.events[0].what, "still_signing");
+    // Once the probe no longer sees it, the revocation goes ahead and clears the hold.
+    let later = old.not_before.unwrap();
+    let d = step(
+        &d.state,
+        &[Observation::KeyWithdrawn {
+            selector: sel("202501"),
+        }],
+        later,
+        &policy,
+    );
+    let old = d.state.key(&sel("202501")).unwrap();
+    assert_eq!(old.status, KeyStatus::Withdrawing);
+    assert_eq!(old.held, None);
+    assert!(d.state.blocked().is_empty());
+}
+
+#[test]
+fn drift_of_an_active_key_is_shown_and_cleared() {
+    let policy = Policy::default();
+    let t0 = t(2025, 1, 1, 0);
+    let state = two_keys(KeyStatus::Retiring, KeyStatus::Active, t0);
+    let now = t0 + TimeDelta::days(31);
+    let drift = Observation::SignerDrift {
+        selector: sel("202502"),
+        reason: "OpenDKIM signs the probe with s=202501".into(),
+    };
+    let d = step(&state, std::slice::from_ref(&drift), now, &policy);
+    let b = d.state.blocked();
+    assert_eq!(b.len(), 1);
+    assert_eq!(
+        (b[0].kind, b[0].selector.as_str()),
+        (BlockKind::Drift, "202502")
+    );
+    assert_eq!(d.events[0].what, "drift");
+    assert_eq!(d.events[0].outcome, "blocked");
+    assert_eq!(
+        d.state.key(&sel("202502")).unwrap().status,
+        KeyStatus::Active
+    );
+    // Seen again: no new event. Then a good probe clears it.
+    let d = step(&d.state, std::slice::from_ref(&drift), now, &policy);
+    assert!(d.events.is_empty());
+    let d = step(
+        &d.state,
+        &[Observation::SignerConfirmed {
+            selector: sel("202502"),
+        }],
+        now,
+        &policy,
+    );
+    assert!(d.state.blocked().is_empty());
+    assert_eq!(
+        (d.events[0].what.as_str(), d.events[0].outcome.as_str()),
+        ("drift", "ok")
+    );
+}
+
+#[test]
+fn retry_held_makes_a_held_step_due_now() {
+    let policy = Policy::default();
+    let t0 = t(2025, 1, 1, 0);
+    let now = t0 + TimeDelta::days(30);
+    let state = two_keys(KeyStatus::Active, KeyStatus::Switched, t0);
+    let held = Observation::SignerHeld {
+        selector: sel("202502"),
+        reason: "OpenDKIM signs with s=202501".into(),
+    };
+    let mut state = step(&state, &[held], now, &policy).state;
+    assert!(step(&state, &[], now, &policy).work().next().is_none());
+    let events = retry_held(&mut state, now);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].what, "retry");
+    assert!(matches!(
+        step(&state, &[], now, &policy)
+            .work()
+            .collect::<Vec<_>>()
+            .as_slice(),
+        [Action::ConfirmSigner { .. }]
+    ));
+    assert!(
+        state.key(&sel("202502")).unwrap().held.is_some(),
+        "until a probe clears it"
+    );
+    assert!(retry_held(&mut state, now).is_empty());
 }

@@ -13,12 +13,18 @@
 //!   -[(withdrawal_safe_after <= now)-PublishPrivateKey-> Disclosed]-DeletePrivateKey-> Destroyed
 //! ```
 //!
-//! A failed or unconfirmed signer switch puts the key in `SwitchFailed`: the
-//! algorithm is blocked ([`machine::Action::Failed`] on every step, shown by
-//! `status`), nothing of it is removed, and the signer keeps the old key (as
-//! OpenDKIM does when a reload fails) until an operator calls
-//! [`machine::unblock`]. The first key of a domain (bootstrap) takes the same
-//! path without a previous key to retire.
+//! A signer switch that fails its pre-reload checks puts the key in
+//! `SwitchFailed`: the algorithm is blocked ([`machine::Action::Failed`] on
+//! every step, shown by `status`), nothing of it is removed, and the signer
+//! keeps the old key until an operator calls [`machine::unblock`]. A switch is
+//! confirmed only by a probe signature (see [`runner`]); until then the key
+//! stays `Switched` and a probe that shows another key holds it
+//! ([`machine::KeyRecord::held`], [`machine::BlockKind::NotSigning`]), retried
+//! with backoff. Retirement steps are held the same way while a probe shows the
+//! signer still signing with the old key ([`machine::BlockKind::StillSigning`]),
+//! and the daemon's periodic probe records drift of active keys
+//! ([`machine::BlockKind::Drift`]). The first key of a domain (bootstrap) takes
+//! the same path without a previous key to retire.
 //!
 //! Selectors come from a strftime format (default `%Y%m`, as in the seed),
 //! with a suffix `a`, `b`, ... on collision, and are never reused within
@@ -66,10 +72,10 @@ pub mod store;
 pub mod strength;
 
 pub use machine::{
-    Action, AdoptError, Algorithm, Blocked, Decision, Disposal, DomainState, Event, Expect,
-    KeyRecord, KeySpec, KeyStatus, Observation, Policy, PolicyError, PolicySettings, Scheduled,
-    ScheduledAction, Selector, Verdict, Warning, Withdrawal, adopt, check_invariants, next_due,
-    rotate_now, schedule, step, unblock,
+    Action, AdoptError, Algorithm, BlockKind, Blocked, Decision, Disposal, DomainState, Event,
+    Expect, KeyRecord, KeySpec, KeyStatus, Observation, Policy, PolicyError, PolicySettings,
+    Scheduled, ScheduledAction, Selector, Verdict, Warning, Withdrawal, adopt, check_invariants,
+    next_due, retry_held, rotate_now, schedule, step, unblock,
 };
-pub use runner::{Confirm, Performed, RunOutcome, Runner, RunnerError};
+pub use runner::{Performed, RunOutcome, Runner, RunnerError};
 pub use store::{Diagnosis, Request, SqliteStore, Store, StoreError, StoredEvent};

@@ -1,20 +1,27 @@
 //! How the runner performs each action (idempotently), turning the result into
 //! an observation. Errors never escape: they become `ActionFailed` (retried by
-//! the machine with backoff) or, for the signer, `SignerFailed` (blocked).
+//! the machine with backoff) or, for the signer, `SignerFailed` (blocked),
+//! `SignerHeld` (a probe holds the key; retried) or `SignerDrift`.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use maildns_providers::TxtRecord;
 
 use super::keyring;
-use super::machine::{Action, DomainState, Expect, KeyStatus, Observation, Selector, Verdict};
-use super::runner::{Confirm, Runner};
-use crate::config::{DkimPolicy, Domain};
+use super::machine::{
+    Action, Blocked, DomainState, Expect, KeyStatus, Observation, Selector, Verdict, Warning, step,
+};
+use super::runner::{Runner, RunnerError};
+use crate::config::{DkimPolicy, Domain, SignerConfirm};
 use crate::keys::{self, KeySpec, PrivateKey};
 use crate::propagation::{Check, DiscoveryOptions, Nameserver, Upstream, discover};
 use crate::publish::{self, DomainJob, Options, selector_name};
 use crate::records::RecordKind;
+use crate::signer::Signer;
+use crate::signer::probe::{self, ProbeError, ProbeReport};
 
 impl Runner {
     /// Performs `action` for domain `d` whose saved state is `state`.
@@ -37,20 +44,32 @@ impl Runner {
                 .map(|()| Observation::KeyPublished {
                     selector: selector.clone(),
                 }),
-            Action::RevokeKey { .. } | Action::UnpublishKey { .. } => self
-                .apply(d, dkim, state, &selector, KeyStatus::Withdrawing, now)
-                .await
-                .map(|()| Observation::KeyWithdrawn {
-                    selector: selector.clone(),
-                }),
+            Action::RevokeKey { .. } | Action::UnpublishKey { .. } => {
+                match self.retirement_check(d, &selector).await {
+                    Err(held) => return Some(held),
+                    Ok(()) => self
+                        .apply(d, dkim, state, &selector, KeyStatus::Withdrawing, now)
+                        .await
+                        .map(|()| Observation::KeyWithdrawn {
+                            selector: selector.clone(),
+                        }),
+                }
+            }
             Action::AwaitPropagation { expect, .. } => {
                 self.propagation(d, dkim, state, &selector, *expect, now)
                     .await
             }
             Action::SwitchSigner { .. } => Ok(self.switch(d, state, &selector)),
-            Action::ConfirmSigner { .. } => Ok(self.confirm_switch(d, state, &selector)),
-            Action::DeletePrivateKey { .. } => self.delete_key(d, state, &selector),
-            Action::PublishPrivateKey { .. } => self.disclose(d, state, &selector),
+            Action::ConfirmSigner { .. } => Ok(self.confirm_switch(d, state, &selector).await),
+            Action::DeletePrivateKey { .. } | Action::PublishPrivateKey { .. } => {
+                match self.retirement_check(d, &selector).await {
+                    Err(held) => return Some(held),
+                    Ok(()) if matches!(action, Action::DeletePrivateKey { .. }) => {
+                        self.delete_key(d, state, &selector)
+                    }
+                    Ok(()) => self.disclose(d, state, &selector),
+                }
+            }
             Action::Wait { .. } | Action::Failed { .. } => {
                 Err("not an action to perform".to_string())
             }
@@ -294,8 +313,10 @@ impl Runner {
         Ok(found.nameservers)
     }
 
-    /// Points the signer at the key; on failure puts the tables back to the key
-    /// that signed before and reports `SignerFailed` (blocks the rotation).
+    /// Points the signer at the key (pre-reload checks, tables, reload). A
+    /// failed check writes nothing and reports `SignerFailed` (blocked). A failed
+    /// reload command is only logged: the tables name the new key (served and
+    /// safe), and the probe of the confirm step tells what is live. No rollback.
     fn switch(&self, d: &Domain, state: &DomainState, selector: &Selector) -> Observation {
         let Some(signer) = &self.signer else {
             // No signer configured: maildns only publishes; the operator's
@@ -310,112 +331,348 @@ impl Runner {
                 .map_err(|e| e.to_string())
         });
         match result {
-            Ok(_) => Observation::SignerSwitched {
-                selector: selector.clone(),
-            },
-            Err(reason) => {
-                let reason = self.roll_back(d, state, selector, reason);
-                Observation::SignerFailed {
+            Ok(sw) => {
+                if let Some(e) = sw.reload_error {
+                    tracing::warn!(domain = %d.name, "switch to {selector}: {e}; the probe will tell what OpenDKIM signs with");
+                }
+                Observation::SignerSwitched {
                     selector: selector.clone(),
-                    reason,
                 }
             }
+            Err(reason) => Observation::SignerFailed {
+                selector: selector.clone(),
+                reason: format!("{reason} (nothing was changed; OpenDKIM keeps its current key)"),
+            },
         }
     }
 
-    /// Puts the signer tables back to the active key of the selector's
-    /// algorithm (if any); returns `reason` with what the rollback did.
-    fn roll_back(
+    /// The warning every run repeats while the signer cannot be probed.
+    pub(super) fn tables_only_warning(&self) -> Option<Warning> {
+        let cfg = self.config.signer.as_ref()?;
+        (cfg.confirm == SignerConfirm::TablesOnly).then(|| Warning {
+            code: "signer_unproven",
+            message: format!(
+                "{}: [signer] confirm = \"tables-only\": switches are checked in the signer's tables only; a reload OpenDKIM refuses goes unnoticed and an old key may be retired while it still signs",
+                self.config.path.display()
+            ),
+        })
+    }
+
+    fn probe_mode(&self) -> bool {
+        self.config
+            .signer
+            .as_ref()
+            .is_some_and(|c| c.confirm == SignerConfirm::Probe)
+    }
+
+    fn probe_timeout(&self) -> Duration {
+        self.config
+            .signer
+            .as_ref()
+            .map_or(Duration::from_secs(30), |c| c.probe_timeout)
+    }
+
+    /// The entry the signer tables use for mail From `postmaster@domain`.
+    fn table_entry(
+        signer: &Signer,
+        d: &Domain,
+    ) -> Result<crate::signer::opendkim::KeyEntry, String> {
+        let (kt, st) = signer.read_tables().map_err(|e| e.to_string())?;
+        let from = format!("postmaster@{}", d.name);
+        st.lookup(&from)
+            .and_then(|n| kt.get(n))
+            .cloned()
+            .ok_or_else(|| format!("the signing table has no key for {from}"))
+    }
+
+    /// Probes the signer for `d` until `done` holds or the probe timeout ends,
+    /// with backoff (100 ms doubling, at most 5 s). `between` runs once, after
+    /// the first probe that does not satisfy `done` (e.g. re-send the reload).
+    async fn probe_until(
+        &self,
+        signer: &Signer,
+        d: &Domain,
+        servers: &[SocketAddr],
+        done: impl Fn(&ProbeReport) -> bool,
+        mut between: impl FnMut() -> Option<String>,
+    ) -> (Result<ProbeReport, ProbeError>, Option<String>) {
+        let Some(socket) = &signer.socket else {
+            return (
+                Err(ProbeError::Task("no milter socket configured".into())),
+                None,
+            );
+        };
+        let timeout = self.probe_timeout();
+        let io_timeout = timeout.min(Duration::from_secs(10));
+        let deadline = Instant::now() + timeout;
+        let mut delay = Duration::from_millis(100);
+        let mut note = None;
+        let mut first = true;
+        loop {
+            let r = probe::probe(socket, d.name.as_str(), servers, io_timeout).await;
+            if r.as_ref().is_ok_and(&done) || Instant::now() + delay > deadline {
+                return (r, note);
+            }
+            if first {
+                first = false;
+                note = between();
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn server_addrs(&self, d: &Domain) -> Result<Vec<SocketAddr>, String> {
+        Ok(self.servers(d).await?.into_iter().map(|n| n.addr).collect())
+    }
+
+    /// Proves the switch: the tables name the key (re-switched if not), then
+    /// (probe mode) a probe comes back signed with the new selector and verifies
+    /// against every authoritative server. When the probe shows another key, the
+    /// pre-reload checks run again and the reload is re-sent once, then probes
+    /// continue until the probe timeout.
+    async fn confirm_switch(
         &self,
         d: &Domain,
         state: &DomainState,
         selector: &Selector,
-        reason: String,
-    ) -> String {
-        let (Some(signer), Some(key)) = (&self.signer, state.key(selector)) else {
-            return reason;
+    ) -> Observation {
+        let held = |reason: String| Observation::SignerHeld {
+            selector: selector.clone(),
+            reason,
         };
-        let Some(active) = state.active(key.algorithm) else {
-            return reason;
-        };
-        let Some(path) = &active.key_path else {
-            return reason;
-        };
-        // Reloading may fail again; the tables are what matters for a restart.
-        match signer.switch(d.name.as_str(), active.selector.as_str(), Path::new(path)) {
-            Ok(_) => format!("{reason}; signer tables put back to {}", active.selector),
-            Err(e) => format!(
-                "{reason}; signer tables put back to {} ({e})",
-                active.selector
-            ),
-        }
-    }
-
-    /// Confirms the signer signs with the key: the tables name it, then the
-    /// configured [`Confirm`] strategy.
-    fn confirm_switch(&self, d: &Domain, state: &DomainState, selector: &Selector) -> Observation {
         let Some(signer) = &self.signer else {
             return Observation::SignerConfirmed {
                 selector: selector.clone(),
             };
         };
-        let check = || -> Result<(), String> {
-            let path = key_path(state, selector)?;
-            let (kt, st) = signer.read_tables().map_err(|e| e.to_string())?;
-            let probe = format!("postmaster@{}", d.name);
-            let entry = st
-                .lookup(&probe)
-                .and_then(|n| kt.get(n))
-                .ok_or_else(|| format!("the signing table has no key for {probe}"))?;
-            if entry.selector != selector.as_str() || Path::new(&entry.key) != path {
-                return Err(format!(
-                    "the signer tables name selector {} ({}), not {selector}",
-                    entry.selector, entry.key
-                ));
-            }
-            let subst = |a: &str| {
-                a.replace("{domain}", d.name.as_str())
-                    .replace("{selector}", selector.as_str())
-                    .replace("{key}", &path.display().to_string())
-            };
-            match &self.confirm {
-                Confirm::Tables => Ok(()),
-                Confirm::Hook(hook) => hook(&d.name, selector, &path),
-                Confirm::TestKey { program } => {
-                    let mut cmd = std::process::Command::new(program);
-                    if let Some(conf) = &signer.conf {
-                        cmd.arg("-x").arg(conf);
-                    }
-                    cmd.arg("-d")
-                        .arg(d.name.as_str())
-                        .arg("-s")
-                        .arg(selector.as_str())
-                        .arg("-k")
-                        .arg(&path);
-                    run(cmd, &program.display().to_string())
-                }
-                Confirm::Command(argv) => {
-                    let (program, args) = argv
-                        .split_first()
-                        .ok_or_else(|| "empty confirm command".to_string())?;
-                    let mut cmd = std::process::Command::new(subst(program));
-                    cmd.args(args.iter().map(|a| subst(a)));
-                    run(cmd, program)
-                }
-            }
+        let path = match key_path(state, selector) {
+            Ok(p) => p,
+            Err(reason) => return held(reason),
         };
-        match check() {
-            Ok(()) => Observation::SignerConfirmed {
-                selector: selector.clone(),
-            },
-            Err(reason) => {
-                let reason = format!("switch not confirmed: {reason}");
-                Observation::SignerFailed {
-                    selector: selector.clone(),
-                    reason: self.roll_back(d, state, selector, reason),
+        let names_it = |e: &crate::signer::opendkim::KeyEntry| {
+            e.selector == selector.as_str() && Path::new(&e.key) == path
+        };
+        match Self::table_entry(signer, d) {
+            Ok(e) if names_it(&e) => {}
+            other => {
+                // Tables edited since the switch (or half-written): switch again.
+                let was = match other {
+                    Ok(e) => format!("the signer tables name selector {}", e.selector),
+                    Err(e) => e,
+                };
+                if let Err(e) = signer.switch(d.name.as_str(), selector.as_str(), &path) {
+                    return held(format!("{was}; switching again failed: {e}"));
                 }
             }
         }
+        if !self.probe_mode() {
+            return Observation::SignerConfirmed {
+                selector: selector.clone(),
+            };
+        }
+        let servers = match self.server_addrs(d).await {
+            Ok(s) => s,
+            Err(reason) => {
+                return Observation::ActionFailed {
+                    selector: selector.clone(),
+                    action: "confirm_signer".into(),
+                    reason: format!("signer probe: {reason}"),
+                };
+            }
+        };
+        let (result, note) = self
+            .probe_until(
+                signer,
+                d,
+                &servers,
+                |r| r.verified_with(d.name.as_str(), selector.as_str()),
+                || {
+                    // The reload may have been refused (or never sent): check
+                    // again what OpenDKIM checks, and re-send it.
+                    match signer.check_reload().and_then(|()| signer.reload()) {
+                        Ok(()) => None,
+                        Err(e) => Some(e.to_string()),
+                    }
+                },
+            )
+            .await;
+        match result {
+            Ok(r) if r.verified_with(d.name.as_str(), selector.as_str()) => {
+                Observation::SignerConfirmed {
+                    selector: selector.clone(),
+                }
+            }
+            Ok(r) => held(format!(
+                "{selector} is not active yet: {}{}; the previous key keeps signing and stays published",
+                r.describe(),
+                note.map(|n| format!(" ({n})")).unwrap_or_default()
+            )),
+            Err(e) => Observation::ActionFailed {
+                selector: selector.clone(),
+                action: "confirm_signer".into(),
+                reason: format!(
+                    "signer probe: {e}{}; {selector} is not active until a probe proves it",
+                    note.map(|n| format!(" ({n})")).unwrap_or_default()
+                ),
+            },
+        }
+    }
+
+    /// Before a retirement step of `selector`: the signer tables must not name
+    /// it, and (probe mode) a probe must come back verified with another
+    /// selector and not signed with this one. `Err` is the observation to report
+    /// instead of performing the step.
+    async fn retirement_check(&self, d: &Domain, selector: &Selector) -> Result<(), Observation> {
+        let held = |reason: String| Observation::SignerHeld {
+            selector: selector.clone(),
+            reason,
+        };
+        let Some(signer) = &self.signer else {
+            return Ok(());
+        };
+        match Self::table_entry(signer, d) {
+            Ok(e) if e.selector == selector.as_str() => {
+                return Err(held(format!(
+                    "the signer tables still name selector {selector} ({}); its record and key stay",
+                    e.key
+                )));
+            }
+            _ => {}
+        }
+        if !self.probe_mode() {
+            return Ok(());
+        }
+        let failed = |reason: String| Observation::ActionFailed {
+            selector: selector.clone(),
+            action: "signer_probe".into(),
+            reason,
+        };
+        let servers = self
+            .server_addrs(d)
+            .await
+            .map_err(|e| failed(format!("signer probe before retiring {selector}: {e}")))?;
+        let domain = d.name.as_str();
+        let other_verified = |r: &ProbeReport| {
+            !r.signs_with(domain, selector.as_str())
+                && r.signatures.iter().any(|s| {
+                    s.domain.eq_ignore_ascii_case(domain)
+                        && !s.selector.eq_ignore_ascii_case(selector.as_str())
+                        && s.verified.is_ok()
+                })
+        };
+        let (result, _) = self
+            .probe_until(signer, d, &servers, other_verified, || None)
+            .await;
+        match result {
+            Ok(r) if other_verified(&r) => Ok(()),
+            Ok(r) if r.signs_with(domain, selector.as_str()) => Err(held(format!(
+                "{}: OpenDKIM still signs with {selector}, so its record and private key stay",
+                r.describe()
+            ))),
+            Ok(r) => Err(held(format!(
+                "{}: no proof that OpenDKIM has stopped signing with {selector}, so its record and private key stay",
+                r.describe()
+            ))),
+            Err(e) => Err(failed(format!(
+                "signer probe before retiring {selector}: {e}"
+            ))),
+        }
+    }
+
+    /// Probes the signer of `domain` (the daemon's periodic drift check). An
+    /// active key the probe does not show signing (verified against the
+    /// authoritative servers), or that the tables no longer name, is reported as
+    /// drift ([`Observation::SignerDrift`], shown as blocked); a good probe clears
+    /// it. A switched key the probe shows signing (verified) is confirmed (e.g.
+    /// OpenDKIM was restarted since the refused reload). Saves the result and
+    /// returns what is blocked afterwards. Does nothing without a probe-able
+    /// signer or an active key.
+    ///
+    /// # Errors
+    /// The domain is unknown, or the store fails.
+    pub async fn probe_signers(
+        &self,
+        domain: &maildns_providers::Fqdn,
+    ) -> Result<Vec<Blocked>, RunnerError> {
+        let d = self.domain(domain)?;
+        let state = self.store.load(domain)?;
+        let (Some(signer), Some(policy)) = (&self.signer, self.policy(d)?) else {
+            return Ok(state.blocked());
+        };
+        let of = |status: KeyStatus| -> Vec<Selector> {
+            state
+                .keys
+                .iter()
+                .filter(|k| k.status == status)
+                .map(|k| k.selector.clone())
+                .collect()
+        };
+        let (active, switched) = (of(KeyStatus::Active), of(KeyStatus::Switched));
+        if !self.probe_mode() || active.is_empty() {
+            return Ok(state.blocked());
+        }
+        let name = d.name.as_str();
+        let tables = Self::table_entry(signer, d);
+        let mut probed: Option<Result<ProbeReport, String>> = None;
+        if let Ok(servers) = self.server_addrs(d).await.as_ref() {
+            let wanted = |r: &ProbeReport| {
+                active
+                    .iter()
+                    .chain(&switched)
+                    .any(|s| r.verified_with(name, s.as_str()))
+            };
+            let (r, _) = self.probe_until(signer, d, servers, wanted, || None).await;
+            probed = Some(r.map_err(|e| format!("signer probe: {e}")));
+        }
+        let mut observations = Vec::new();
+        let proven_switch = match &probed {
+            Some(Ok(r)) => switched
+                .iter()
+                .find(|s| r.verified_with(name, s.as_str()))
+                .cloned(),
+            _ => None,
+        };
+        if let Some(sel) = proven_switch {
+            observations.push(Observation::SignerConfirmed { selector: sel });
+        } else {
+            for sel in &active {
+                let drift = |reason: String| Observation::SignerDrift {
+                    selector: sel.clone(),
+                    reason,
+                };
+                let table_ok = |e: &crate::signer::opendkim::KeyEntry| {
+                    e.selector == sel.as_str() || switched.iter().any(|s| e.selector == s.as_str())
+                };
+                observations.push(match (&tables, &probed) {
+                    (Ok(e), _) if !table_ok(e) => drift(format!(
+                        "the signer tables name selector {} for {name}, not the active {sel} (edited by hand?)",
+                        e.selector
+                    )),
+                    (Err(e), _) => drift(format!("the signer tables: {e}")),
+                    (_, None) => drift(format!(
+                        "no authoritative server to verify a probe signature of {name} against"
+                    )),
+                    (_, Some(Err(e))) => drift(e.clone()),
+                    (_, Some(Ok(r))) if r.verified_with(name, sel.as_str()) => {
+                        Observation::SignerConfirmed {
+                            selector: sel.clone(),
+                        }
+                    }
+                    (_, Some(Ok(r))) => {
+                        drift(format!("{} instead of the active {sel}", r.describe()))
+                    }
+                });
+            }
+        }
+        let decision = step(&state, &observations, self.clock.now(), &policy);
+        if decision.changed(&state) {
+            self.store.save(&decision.state, &decision.events)?;
+        }
+        for e in &decision.events {
+            tracing::info!(domain = %e.domain, "{} {}: {}", e.what, e.outcome, e.detail);
+        }
+        Ok(decision.state.blocked())
     }
 
     /// Deletes the private key (only keys the machine retired and withdrew).
@@ -502,18 +759,4 @@ fn key_path(state: &DomainState, selector: &Selector) -> Result<PathBuf, String>
         .and_then(|k| k.key_path.as_ref())
         .map(PathBuf::from)
         .ok_or_else(|| format!("key {selector} has no key file recorded"))
-}
-
-fn run(mut cmd: std::process::Command, what: &str) -> Result<(), String> {
-    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what}: {}: {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
 }

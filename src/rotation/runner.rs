@@ -20,17 +20,33 @@
 //!   the host holds now: a second apply finds it in sync and writes nothing).
 //! - `AwaitPropagation`: a read-only check round.
 //! - `SwitchSigner`: rewriting the same table entries and reloading again.
-//! - `ConfirmSigner`: read-only.
+//! - `ConfirmSigner`: a probe message through the signer's milter socket
+//!   (re-sending the reload when the probe shows the old key).
 //! - `DeletePrivateKey`: a missing file counts as deleted.
 //!
 //! Provider, DNS and file errors become [`Observation::ActionFailed`]: the
 //! machine backs off and asks again later; the key in use stays in use. A
-//! signer that cannot be switched or confirmed becomes
-//! [`Observation::SignerFailed`]: the rotation of that algorithm is blocked,
-//! the signer tables are put back to the key that signed before, and nothing
-//! is removed until an operator unblocks it.
+//! signer that fails the pre-reload checks becomes
+//! [`Observation::SignerFailed`]: nothing was written, the rotation of that
+//! algorithm is blocked until an operator unblocks it.
+//!
+//! # Probes
+//!
+//! A switch counts only when a probe message sent through the running
+//! signer's own milter socket comes back signed with the new selector and the
+//! signature verifies against every authoritative server
+//! ([`crate::signer::probe`]). Until then the key stays switched: a signer that
+//! is down is retried with backoff ([`Observation::ActionFailed`]); a signer that
+//! answers with the old selector (a refused reload) holds the key
+//! ([`Observation::SignerHeld`], shown as blocked) and is retried too — the
+//! tables stay on the new key (which is served and safe), so there is no rollback
+//! and a restarted OpenDKIM picks the new key up. Nothing old is touched
+//! meanwhile: the old key stays active. Before every retirement step (revoke or
+//! remove the old record, disclose or delete the old private key) the signer is
+//! probed again; a signer still signing with the old selector holds the step.
+//! [`Runner::probe_signers`] (the daemon, periodically) reports drift of
+//! active keys ([`Observation::SignerDrift`]).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -43,7 +59,7 @@ use super::machine::{
 };
 use super::store::{Store, StoreError};
 use crate::accounts::Providers;
-use crate::config::{self, Config, Domain};
+use crate::config::{self, Config, ConfigError, ConfigErrors, Domain, SignerConfirm};
 use crate::keys::WriteOptions;
 use crate::propagation::{Clock, Querier, QueryOptions, WatchOptions, Watcher};
 use crate::signer::opendkim::SignerUser;
@@ -53,59 +69,12 @@ use crate::signer::{Signer, SignerError};
 /// needs about a dozen).
 const MAX_ROUNDS: usize = 64;
 
-/// A confirmation function: `Ok` when the signer is seen signing `domain` with
-/// `selector` (tests sign a message through OpenDKIM and check `s=`).
-pub type ConfirmHook =
-    Arc<dyn Fn(&Fqdn, &Selector, &std::path::Path) -> Result<(), String> + Send + Sync>;
-
 /// A crash-injection hook for tests: called at every step boundary with its
 /// name (`saved:<actions>` after a save, `performed:<action>:<selector>` after
 /// an action, before its result is saved); `true` makes `run_once` stop there
 /// at once with [`RunnerError::Crashed`], as if the process had been killed.
+#[cfg(feature = "test-hooks")]
 pub type CrashHook = Arc<dyn Fn(&str) -> bool + Send + Sync>;
-
-/// How the runner checks that the signer really signs with the new key
-/// (OpenDKIM's failures are silent; the reload command's status proves nothing).
-/// Every strategy first checks that the signer's tables name the new key.
-#[derive(Clone)]
-pub enum Confirm {
-    /// Only the tables check (used when nothing better is available).
-    Tables,
-    /// `opendkim-testkey -x CONF -d DOMAIN -s SELECTOR -k KEY` (exit 0: the
-    /// published record matches the key; needs `signer.config`).
-    TestKey {
-        /// The program (`/usr/sbin/opendkim-testkey`).
-        program: PathBuf,
-    },
-    /// A command; `{domain}`, `{selector}` and `{key}` in its arguments are
-    /// replaced; exit 0 confirms (e.g. a script that sends a test message).
-    Command(Vec<String>),
-    /// A function (tests).
-    Hook(ConfirmHook),
-}
-
-impl std::fmt::Debug for Confirm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Confirm::Tables => f.write_str("Tables"),
-            Confirm::TestKey { program } => write!(f, "TestKey({})", program.display()),
-            Confirm::Command(c) => write!(f, "Command({c:?})"),
-            Confirm::Hook(_) => f.write_str("Hook"),
-        }
-    }
-}
-
-impl Confirm {
-    /// `opendkim-testkey` when the signer names its opendkim.conf and the
-    /// program is installed, else [`Confirm::Tables`].
-    pub fn auto(config: &Config) -> Confirm {
-        let program = PathBuf::from("/usr/sbin/opendkim-testkey");
-        match &config.signer {
-            Some(s) if s.config.is_some() && program.exists() => Confirm::TestKey { program },
-            _ => Confirm::Tables,
-        }
-    }
-}
 
 /// Why a run could not proceed (action failures are not errors: they are
 /// observations the machine retries).
@@ -141,13 +110,17 @@ pub enum RunnerError {
     /// The signer could not be set up.
     #[error(transparent)]
     Signer(#[from] SignerError),
+    /// The `[signer]` section cannot work (e.g. no milter socket to probe).
+    #[error("{0}")]
+    Config(ConfigErrors),
     /// The machine kept asking for work (a bug guard).
     #[error("{domain}: still busy after {MAX_ROUNDS} rounds; stopping this run")]
     TooManyRounds {
         /// The domain.
         domain: String,
     },
-    /// A test crash hook stopped the run at `boundary`.
+    /// A test crash hook stopped the run at `boundary` (feature `test-hooks`).
+    #[cfg(feature = "test-hooks")]
     #[error("crash injected at {boundary}")]
     Crashed {
         /// The boundary.
@@ -241,7 +214,7 @@ pub struct Runner {
     pub(super) watcher: Watcher,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) signer: Option<Signer>,
-    pub(super) confirm: Confirm,
+    #[cfg(feature = "test-hooks")]
     crash: Option<CrashHook>,
 }
 
@@ -251,14 +224,23 @@ impl std::fmt::Debug for Runner {
             .field("config", &self.config.path)
             .field("accounts", &self.providers.keys().collect::<Vec<_>>())
             .field("signer", &self.signer)
-            .field("confirm", &self.confirm)
             .finish_non_exhaustive()
     }
 }
 
-/// The OpenDKIM signer of a `[signer]` section. When running as root, new key
-/// files are given to the signer's user (mode 0600).
-pub fn signer_from_config(cfg: &config::Signer) -> Result<Signer, RunnerError> {
+/// The OpenDKIM signer of a `[signer]` section of the configuration file
+/// `config_path`. When running as root, new key files are given to the signer's
+/// user (mode 0600). With `confirm = "probe"` (the default) the milter socket is
+/// read from opendkim.conf's `Socket`.
+///
+/// # Errors
+/// [`RunnerError::SignerUser`] for an unknown user; [`RunnerError::Config`]
+/// (naming the file, the `[signer]` line and `signer.config`) when opendkim.conf
+/// cannot be read or names no usable `Socket` while probes are asked for.
+pub fn signer_from_config(
+    cfg: &config::Signer,
+    config_path: &std::path::Path,
+) -> Result<Signer, RunnerError> {
     let user = SignerUser::lookup(&cfg.user).ok_or_else(|| RunnerError::SignerUser {
         user: cfg.user.clone(),
     })?;
@@ -270,6 +252,33 @@ pub fn signer_from_config(cfg: &config::Signer) -> Result<Signer, RunnerError> {
     );
     s.conf = cfg.config.clone();
     s.reload_command = cfg.reload_command.clone();
+    if cfg.confirm == SignerConfirm::Probe {
+        let bad = |message: String| {
+            RunnerError::Config(ConfigErrors(vec![ConfigError {
+                path: config_path.to_path_buf(),
+                line: cfg.line,
+                key: "signer.config".into(),
+                message,
+                hint: Some(
+                    "give OpenDKIM a Socket (local:/path or inet:PORT@HOST) that maildns can reach, or set confirm = \"tables-only\" if the signer cannot be probed".into(),
+                ),
+            }]))
+        };
+        let conf = cfg
+            .config
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        s.socket = match s.conf_socket() {
+            Ok(Some(sock)) => Some(sock),
+            Ok(None) => {
+                return Err(bad(format!(
+                    "{conf} has no Socket setting: the signer cannot be probed, so a switch could not be proven"
+                )));
+            }
+            Err(e) => return Err(bad(e.to_string())),
+        };
+    }
     if nix::unistd::geteuid().is_root() {
         s.key_write = WriteOptions {
             mode: 0o600,
@@ -281,8 +290,12 @@ pub fn signer_from_config(cfg: &config::Signer) -> Result<Signer, RunnerError> {
 
 impl Runner {
     /// A runner over `store` (which must hold the lock to save), with the
-    /// connected `providers`, the signer of `config.signer`, a watcher on
-    /// `clock` (the same clock gives `step` its "now"), and [`Confirm::auto`].
+    /// connected `providers`, the signer of `config.signer` (see
+    /// [`signer_from_config`]) and a watcher on `clock` (the same clock gives
+    /// `step` its "now").
+    ///
+    /// # Errors
+    /// See [`signer_from_config`].
     pub fn new(
         config: Config,
         store: Arc<dyn Store>,
@@ -290,28 +303,26 @@ impl Runner {
         clock: Arc<dyn Clock>,
     ) -> Result<Runner, RunnerError> {
         crate::gate::gate(&config)?;
-        let signer = config.signer.as_ref().map(signer_from_config).transpose()?;
+        let signer = config
+            .signer
+            .as_ref()
+            .map(|s| signer_from_config(s, &config.path))
+            .transpose()?;
         let watcher = Watcher::new(
             Querier::new(QueryOptions::default()),
             WatchOptions::daemon(),
         )
         .with_clock(clock.clone());
         Ok(Runner {
-            confirm: Confirm::auto(&config),
             config,
             store,
             providers,
             watcher,
             clock,
             signer,
+            #[cfg(feature = "test-hooks")]
             crash: None,
         })
-    }
-
-    /// Uses `confirm` to confirm signer switches.
-    pub fn with_confirm(mut self, confirm: Confirm) -> Runner {
-        self.confirm = confirm;
-        self
     }
 
     /// Uses `watcher` (its clock should be this runner's clock).
@@ -320,8 +331,9 @@ impl Runner {
         self
     }
 
-    /// Installs a crash-injection hook (tests only; see [`CrashHook`]).
-    #[doc(hidden)]
+    /// Installs a crash-injection hook (tests only, feature `test-hooks`; see
+    /// [`CrashHook`]).
+    #[cfg(feature = "test-hooks")]
     pub fn with_crash_hook(mut self, hook: CrashHook) -> Runner {
         self.crash = Some(hook);
         self
@@ -330,10 +342,11 @@ impl Runner {
     /// Replaces the configuration, providers and signer (the daemon on SIGHUP).
     pub fn reconfigure(&mut self, config: Config, providers: Providers) -> Result<(), RunnerError> {
         crate::gate::gate(&config)?;
-        self.signer = config.signer.as_ref().map(signer_from_config).transpose()?;
-        if !matches!(self.confirm, Confirm::Hook(_) | Confirm::Command(_)) {
-            self.confirm = Confirm::auto(&config);
-        }
+        self.signer = config
+            .signer
+            .as_ref()
+            .map(|s| signer_from_config(s, &config.path))
+            .transpose()?;
         self.config = config;
         self.providers = providers;
         Ok(())
@@ -359,7 +372,7 @@ impl Runner {
         self.signer.as_ref()
     }
 
-    fn domain(&self, name: &Fqdn) -> Result<&Domain, RunnerError> {
+    pub(super) fn domain(&self, name: &Fqdn) -> Result<&Domain, RunnerError> {
         self.config
             .domains
             .iter()
@@ -418,6 +431,11 @@ impl Runner {
         let (Some(dkim), Some(mut policy)) = (&d.dkim, self.policy(d)?) else {
             return Ok(out);
         };
+        // A signer that cannot be probed: warned on every run.
+        if let Some(w) = self.tables_only_warning() {
+            tracing::warn!("{}", w.message);
+            out.warnings.push(w);
+        }
         // The fallback warning, on every run while it applies.
         self.warn_fallback(d, &policy, &mut out);
         let mut observations: Vec<Observation> = Vec::new();
@@ -582,6 +600,7 @@ impl Runner {
         }
     }
 
+    #[cfg(feature = "test-hooks")]
     fn boundary(&self, name: &str) -> Result<(), RunnerError> {
         match &self.crash {
             Some(hook) if hook(name) => Err(RunnerError::Crashed {
@@ -590,12 +609,20 @@ impl Runner {
             _ => Ok(()),
         }
     }
+
+    #[cfg(not(feature = "test-hooks"))]
+    #[allow(clippy::unused_self, clippy::unnecessary_wraps)]
+    fn boundary(&self, _name: &str) -> Result<(), RunnerError> {
+        Ok(())
+    }
 }
 
 fn describe(action: &Action, obs: &Observation) -> Performed {
     let (result, detail) = match obs {
         Observation::ActionFailed { reason, .. } => ("failed", reason.clone()),
-        Observation::SignerFailed { reason, .. } => ("blocked", reason.clone()),
+        Observation::SignerFailed { reason, .. }
+        | Observation::SignerHeld { reason, .. }
+        | Observation::SignerDrift { reason, .. } => ("blocked", reason.clone()),
         Observation::Propagation {
             verdict: super::Verdict::NotYet { detail },
             ..

@@ -11,7 +11,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
 use super::machine::{
-    Action, Algorithm, Blocked, DomainState, Expect, KeyStatus, Policy, ScheduledAction, schedule,
+    Action, Algorithm, BlockKind, Blocked, DomainState, Expect, KeyStatus, Policy, ScheduledAction,
+    schedule,
 };
 use super::store::StoredEvent;
 
@@ -148,10 +149,30 @@ pub fn needs_attention(s: &DomainStatus) -> Vec<Attention> {
     let mut out: Vec<Attention> = s
         .blocked
         .iter()
-        .map(|b| Attention {
-            kind: "blocked",
-            selector: Some(b.selector.to_string()),
-            reason: format!("{} rotation blocked: {}", b.algorithm, b.reason),
+        .map(|b| match b.kind {
+            BlockKind::Drift => Attention {
+                kind: "drift",
+                selector: Some(b.selector.to_string()),
+                reason: format!(
+                    "the signer does not sign with active {}: {}",
+                    b.selector, b.reason
+                ),
+            },
+            kind => Attention {
+                kind: "blocked",
+                selector: Some(b.selector.to_string()),
+                reason: format!(
+                    "{} {}: {}",
+                    b.algorithm,
+                    match kind {
+                        BlockKind::NotSigning => "switch not proven by a probe",
+                        BlockKind::StillSigning =>
+                            "retirement held (the signer still signs with it)",
+                        _ => "rotation blocked",
+                    },
+                    b.reason
+                ),
+            },
         })
         .collect();
     out.extend(s.errors.iter().map(|e| Attention {
@@ -231,7 +252,7 @@ pub fn domain_status(
     let errors = state
         .keys
         .iter()
-        .filter(|k| k.status != KeyStatus::SwitchFailed)
+        .filter(|k| k.status != KeyStatus::SwitchFailed && k.held.is_none())
         .filter_map(|k| {
             k.failure.as_ref().map(|f| KeyFailure {
                 selector: k.selector.to_string(),
@@ -257,8 +278,10 @@ pub fn domain_status(
             "no DKIM key yet: `maildns publish` or `maildns rotate` will create the first one (or `maildns import opendkim` adopts the key OpenDKIM uses now)"
                 .into(),
         )
-    } else if !blocked.is_empty() {
+    } else if !state.halted().is_empty() {
         Some("rotation is blocked: OpenDKIM keeps signing with its previous key; fix the signer (see the reason), then unblock".into())
+    } else if !blocked.is_empty() {
+        Some("a signer probe holds a key (see blocked): no key counts as active and nothing old is retired until a probe signature proves what OpenDKIM signs with; retried automatically".into())
     } else {
         None
     };

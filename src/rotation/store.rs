@@ -32,9 +32,10 @@ pub const DB_FILE: &str = "maildns.sqlite3";
 /// File name of the lock inside the state directory.
 pub const LOCK_FILE: &str = "maildns.lock";
 /// Schema version this code writes (SQLite `user_version`). Version 2 adds
-/// `keys.withdrawal_safe_after` and the `requests` table; older stores are
-/// migrated when opened.
-pub const SCHEMA_VERSION: i64 = 2;
+/// `keys.withdrawal_safe_after` and the `requests` table; version 3 adds
+/// `keys.held` (a key a signer probe holds); older stores are migrated when
+/// opened.
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Why the state store failed.
 #[derive(Debug, thiserror::Error)]
@@ -287,6 +288,11 @@ CREATE TABLE requests (
 );
 ";
 
+/// From version 2 to 3: why a signer probe holds a key.
+const MIGRATE_3: &str = "
+ALTER TABLE keys ADD COLUMN held TEXT;
+";
+
 fn ts(t: DateTime<Utc>) -> String {
     // Fixed width, so text order is time order.
     t.to_rfc3339_opts(SecondsFormat::Nanos, true)
@@ -432,6 +438,10 @@ impl SqliteStore {
             tx.execute_batch(MIGRATE_2)
                 .map_err(self.sql("migrate schema to version 2"))?;
         }
+        if version < 3 {
+            tx.execute_batch(MIGRATE_3)
+                .map_err(self.sql("migrate schema to version 3"))?;
+        }
         if version < SCHEMA_VERSION {
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(self.sql("write schema version"))?;
@@ -481,6 +491,7 @@ impl SqliteStore {
             destroyed_at: time(12)?,
             not_before: time(13)?,
             failure: opt_text(14)?,
+            held: opt_text(17)?,
             attempts: u32::try_from(attempts)
                 .map_err(|_| self.corrupt("keys", format!("attempts {attempts}")))?,
             withdrawal_safe_after,
@@ -595,7 +606,8 @@ impl Store for SqliteStore {
             .prepare_cached(
                 "SELECT algorithm, selector, status, bits, created_at, key_path, published_at,
                         propagated_at, safe_after, active_at, retired_at, withdrawn_at,
-                        destroyed_at, not_before, failure, attempts, withdrawal_safe_after
+                        destroyed_at, not_before, failure, attempts, withdrawal_safe_after,
+                        held
                  FROM keys WHERE domain = ?1 ORDER BY seq",
             )
             .map_err(self.sql("prepare load"))?;
@@ -662,8 +674,8 @@ impl Store for SqliteStore {
                     "INSERT INTO keys (domain, algorithm, selector, seq, status, bits, created_at,
                         key_path, published_at, propagated_at, safe_after, active_at, retired_at,
                         withdrawn_at, destroyed_at, not_before, attempts, failure,
-                        withdrawal_safe_after)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                        withdrawal_safe_after, held)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
                 )
                 .map_err(self.sql("prepare save keys"))?;
             for (seq, k) in state.keys.iter().enumerate() {
@@ -687,6 +699,7 @@ impl Store for SqliteStore {
                     k.attempts,
                     k.failure,
                     k.withdrawal_safe_after.map(ts),
+                    k.held,
                 ])
                 .map_err(self.sql("save keys"))?;
             }

@@ -449,3 +449,32 @@ fn requests_queue_without_the_lock_and_are_taken_once_by_the_lock_holder() {
     assert!(holder.take_requests().expect("none left").is_empty());
     assert!(reader.requests().expect("read").is_empty());
 }
+
+#[test]
+fn a_version_2_store_gets_the_held_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
+        conn.execute_batch(SCHEMA).expect("v1 schema");
+        conn.execute_batch(MIGRATE_2).expect("v2");
+        conn.pragma_update(None, "user_version", 2)
+            .expect("version");
+        conn.execute_batch(
+            "INSERT INTO domains VALUES ('example.com', '2025-01-01T00:00:00.000000000Z', NULL);
+             INSERT INTO keys (domain, algorithm, selector, seq, status, bits, created_at, attempts)
+             VALUES ('example.com', 'rsa', '202501', 0, 'planned', 2048, '2025-01-01T00:00:00.000000000Z', 0);",
+        )
+        .expect("v2 rows");
+    }
+    let store = SqliteStore::open_locked(dir.path()).expect("migrates");
+    let mut state = store.load(&name("example.com")).expect("loads");
+    assert_eq!(state.keys.len(), 1);
+    assert_eq!(state.keys[0].held, None);
+    state.keys[0].held = Some("OpenDKIM still signs with it".into());
+    store.save(&state, &[]).expect("saves");
+    let again = store.load(&name("example.com")).expect("loads");
+    assert_eq!(
+        again.keys[0].held.as_deref(),
+        Some("OpenDKIM still signs with it")
+    );
+}

@@ -5,10 +5,11 @@
 //! the next milter connection, as the opendkim user; if that fails OpenDKIM keeps
 //! the OLD configuration and goes on signing with the old selector, leaving one log
 //! line. So [`Signer::switch`] checks beforehand everything OpenDKIM will check
-//! (tables parse, every file readable by its user, the key passes
-//! `RequireSafeKeys`), and returns a [`Switched`] so the caller confirms afterwards
-//! (sign a test message, or `opendkim-testkey -x CONFIG`) — the exit status of the
-//! reload command proves nothing.
+//! (tables parse, opendkim.conf and every file-backed data set it names readable
+//! by its user, the key passes `RequireSafeKeys`), and the caller proves the
+//! switch afterwards with a probe signature ([`probe`]) through the signer's own
+//! milter socket — the exit status of the reload command proves nothing, and
+//! `opendkim-testkey` never talks to the running filter.
 //!
 //! Reload is `systemctl reload opendkim` by default (Debian's unit sends SIGUSR1).
 //! Never SIGHUP: libmilter treats HUP like TERM and OpenDKIM exits.
@@ -18,10 +19,14 @@
 //! public key. Every key therefore goes into a NEW file
 //! (`<key_dir>/<domain>/<selector>.private`), never overwriting one.
 
+pub mod milter;
 pub mod opendkim;
+pub mod probe;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+pub use milter::MilterSocket;
 
 use crate::keys::{self, KeyError, PrivateKey, WriteOptions};
 use opendkim::{
@@ -98,6 +103,25 @@ pub enum SignerError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// opendkim.conf's `UserID` is not the user `[signer]` names: the checks
+    /// would be made for the wrong user.
+    #[error("{}: UserID is {found:?}, but [signer] user is {expected:?}: OpenDKIM reads its files as {found:?}", conf.display())]
+    UserMismatch {
+        /// The opendkim.conf.
+        conf: PathBuf,
+        /// Its `UserID` user.
+        found: String,
+        /// The `[signer] user`.
+        expected: String,
+    },
+    /// opendkim.conf's `Socket` cannot be used for probes.
+    #[error("{}: Socket: {why}", conf.display())]
+    BadSocket {
+        /// The opendkim.conf.
+        conf: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
     /// The reload command could not run or failed.
     #[error("reload command {command:?} failed: {reason}")]
     Reload {
@@ -108,14 +132,16 @@ pub enum SignerError {
     },
 }
 
-/// The result of a [`Signer::switch`]: what now signs, and what signed before (to
-/// switch back if the caller's confirmation fails).
+/// The result of a [`Signer::switch`]: the tables now name the new key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Switched {
     /// The key.table entry now in place.
     pub entry: KeyEntry,
     /// The entry the domain's pattern pointed to before, if any.
     pub previous: Option<KeyEntry>,
+    /// Why the reload command failed, if it did (the tables are written: a
+    /// restarted OpenDKIM reads them; the probe tells what is live).
+    pub reload_error: Option<String>,
 }
 
 /// OpenDKIM as configured on this host.
@@ -135,6 +161,9 @@ pub struct Signer {
     pub reload_command: Vec<String>,
     /// Mode and owner of new key files (default 0600, owner unchanged).
     pub key_write: WriteOptions,
+    /// The milter socket probes go through (opendkim.conf's `Socket`); `None`:
+    /// the signer cannot be probed.
+    pub socket: Option<MilterSocket>,
 }
 
 impl Signer {
@@ -153,7 +182,36 @@ impl Signer {
             user,
             reload_command: vec!["systemctl".into(), "reload".into(), "opendkim".into()],
             key_write: WriteOptions::default(),
+            socket: None,
         }
+    }
+
+    /// The milter socket named by opendkim.conf's `Socket` (`None` without a conf
+    /// or without that setting).
+    ///
+    /// # Errors
+    /// The conf cannot be read or parsed, or its `Socket` is not a socket spec.
+    pub fn conf_socket(&self) -> Result<Option<MilterSocket>, SignerError> {
+        let Some(conf_path) = &self.conf else {
+            return Ok(None);
+        };
+        let conf = self.read_conf(conf_path)?;
+        conf.socket
+            .as_deref()
+            .map(|s| {
+                MilterSocket::parse(s).map_err(|why| SignerError::BadSocket {
+                    conf: conf_path.clone(),
+                    why,
+                })
+            })
+            .transpose()
+    }
+
+    fn read_conf(&self, conf_path: &Path) -> Result<OpenDkimConf, SignerError> {
+        OpenDkimConf::parse(&read(conf_path)?).map_err(|source| SignerError::Parse {
+            path: conf_path.to_path_buf(),
+            source,
+        })
     }
 
     /// Where the key for `domain`/`selector` lives.
@@ -220,16 +278,10 @@ impl Signer {
         check_name("domain", domain)?;
         check_name("selector", selector)?;
         let domain = domain.to_ascii_lowercase();
-        self.check_conf()?;
+        self.check_reload()?;
         let (mut kt, mut st) = self.read_tables()?;
         keys::load_private_key(key_path)?;
-        for path in [
-            &self.key_table,
-            &self.signing_table,
-            &key_path.to_path_buf(),
-        ] {
-            self.check_readable(path)?;
-        }
+        self.check_readable(key_path)?;
         opendkim::check_safe_key(key_path, &self.user).map_err(|problems| {
             SignerError::UnsafeKey {
                 path: key_path.to_path_buf(),
@@ -266,8 +318,26 @@ impl Signer {
         // The key entry first: a signing entry must never name a missing key.
         opendkim::write_table_atomic(&self.key_table, &kt.render(), None, None)?;
         opendkim::write_table_atomic(&self.signing_table, &st.render(), None, None)?;
-        self.reload()?;
-        Ok(Switched { entry, previous })
+        let reload_error = self.reload().err().map(|e| e.to_string());
+        Ok(Switched {
+            entry,
+            previous,
+            reload_error,
+        })
+    }
+
+    /// Checks what OpenDKIM checks when it reloads, as its user: opendkim.conf
+    /// (when configured) readable, parsing, naming the tables this signer edits,
+    /// and every file it names ([`OpenDkimConf::files`]: every file-backed data
+    /// set and plain file) readable; the two tables readable and parsing.
+    ///
+    /// # Errors
+    /// The first problem found, naming the file.
+    pub fn check_reload(&self) -> Result<(), SignerError> {
+        self.check_conf()?;
+        self.read_tables()?;
+        self.check_readable(&self.key_table)?;
+        self.check_readable(&self.signing_table)
     }
 
     /// Removes `domain`'s key.table entries for `selector`, and the signing.table
@@ -357,11 +427,21 @@ impl Signer {
         let Some(conf_path) = &self.conf else {
             return Ok(());
         };
+        let conf = self.read_conf(conf_path)?;
+        if let Some((user, _group)) = conf.user_and_group()
+            && user != self.user.name
+            && user.parse::<u32>().ok() != Some(self.user.uid)
+        {
+            return Err(SignerError::UserMismatch {
+                conf: conf_path.clone(),
+                found: user.to_string(),
+                expected: self.user.name.clone(),
+            });
+        }
         self.check_readable(conf_path)?;
-        let conf = OpenDkimConf::parse(&read(conf_path)?).map_err(|source| SignerError::Parse {
-            path: conf_path.clone(),
-            source,
-        })?;
+        for (_setting, file) in &conf.files {
+            self.check_readable(file)?;
+        }
         let pairs = [
             ("KeyTable", &conf.key_table, &self.key_table),
             ("SigningTable", &conf.signing_table, &self.signing_table),
@@ -469,6 +549,7 @@ mod tests {
         if opendkim::check_safe_key(&path, &s.user).is_ok() {
             let sw = s.switch("example.com", "202401", &path).unwrap();
             assert_eq!(sw.previous, None);
+            assert_eq!(sw.reload_error, None);
             let kt = std::fs::read_to_string(&s.key_table).unwrap();
             assert!(kt.starts_with("# mine\nother other.org:s1:/k/other.private\n"));
             assert!(kt.contains("example.com example.com:202401:"));

@@ -416,6 +416,56 @@ pub struct OpenDkimConf {
     pub domain: Option<String>,
     /// `MinimumKeyBits`.
     pub minimum_key_bits: Option<u32>,
+    /// Every file OpenDKIM opens when it (re)loads this configuration, as its
+    /// `UserID`: the file-backed data sets (`file:`, `refile:`, `db:`, `mdb:` or
+    /// a bare path) of [`DATA_SETS`] and the plain files of [`FILE_SETTINGS`],
+    /// with the setting that names each (first occurrence of each setting).
+    pub files: Vec<(String, PathBuf)>,
+}
+
+/// opendkim.conf(5) settings whose value is a data set (a file for `file:`,
+/// `refile:`, `db:`, `mdb:` and bare paths; a list, a database or a directory
+/// otherwise). On reload OpenDKIM re-opens each of them; one failure keeps the
+/// old configuration.
+pub const DATA_SETS: [&str; 22] = [
+    "BodyLengthDBs",
+    "ConditionalSignatures",
+    "DontSignMailTo",
+    "Domain",
+    "ExemptDomains",
+    "ExternalIgnoreList",
+    "InternalHosts",
+    "KeyTable",
+    "LocalADSP",
+    "MacroList",
+    "MTA",
+    "MustBeSigned",
+    "OmitHeaders",
+    "OversignHeaders",
+    "PeerList",
+    "RemoveARFrom",
+    "ResignMailTo",
+    "SenderHeaders",
+    "SignHeaders",
+    "SigningTable",
+    "ThirdPartySignatures",
+    "TrustSignaturesFrom",
+];
+
+/// opendkim.conf(5) settings naming a plain file read when the configuration is
+/// loaded.
+pub const FILE_SETTINGS: [&str; 3] = ["KeyFile", "TrustAnchorFile", "ResolverConfiguration"];
+
+/// The file a data-set value names, if it is file-backed (`file:`, `refile:`,
+/// `db:`, `mdb:`, or a bare absolute path).
+pub fn data_set_file(value: &str) -> Option<PathBuf> {
+    let value = value.trim();
+    for prefix in ["file:", "refile:", "db:", "mdb:"] {
+        if let Some(p) = value.strip_prefix(prefix) {
+            return (!p.is_empty()).then(|| PathBuf::from(p));
+        }
+    }
+    value.starts_with('/').then(|| PathBuf::from(value))
 }
 
 impl OpenDkimConf {
@@ -439,7 +489,20 @@ impl OpenDkimConf {
                     *slot = Some(value.to_string());
                 }
             };
-            match name.to_ascii_lowercase().as_str() {
+            let lower = name.to_ascii_lowercase();
+            if !c.files.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                let file = if DATA_SETS.iter().any(|d| d.eq_ignore_ascii_case(name)) {
+                    data_set_file(value)
+                } else if FILE_SETTINGS.iter().any(|d| d.eq_ignore_ascii_case(name)) {
+                    (!value.is_empty()).then(|| PathBuf::from(value))
+                } else {
+                    None
+                };
+                if let Some(f) = file {
+                    c.files.push((name.to_string(), f));
+                }
+            }
+            match lower.as_str() {
                 "keytable" if c.key_table.is_none() => c.key_table = Some(TableRef::parse(value)),
                 "signingtable" if c.signing_table.is_none() => {
                     c.signing_table = Some(TableRef::parse(value))
@@ -852,6 +915,34 @@ mod tests {
             c.socket.as_deref(),
             Some("local:/var/spool/postfix/opendkim/opendkim.sock")
         );
+        let files: Vec<(&str, &str)> = c
+            .files
+            .iter()
+            .map(|(n, p)| (n.as_str(), p.to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                ("KeyTable", "/etc/opendkim/key.table"),
+                ("SigningTable", "/etc/opendkim/signing.table")
+            ]
+        );
+        let more = OpenDkimConf::parse(
+            "InternalHosts refile:/etc/opendkim/hosts\nExternalIgnoreList /etc/opendkim/ignore\nMTA csl:MSA\nTrustAnchorFile /usr/share/dns/root.key\nPeerList db:/var/db/peers.db\ninternalhosts file:/second\n",
+        )
+        .unwrap();
+        let names: Vec<&str> = more.files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "InternalHosts",
+                "ExternalIgnoreList",
+                "TrustAnchorFile",
+                "PeerList"
+            ]
+        );
+        assert_eq!(more.files[0].1, PathBuf::from("/etc/opendkim/hosts"));
+        assert_eq!(more.files[3].1, PathBuf::from("/var/db/peers.db"));
         let e = OpenDkimConf::parse("\nMinimumKeyBits lots\n").unwrap_err();
         assert_eq!(e.line, 2);
         let single = OpenDkimConf::parse(

@@ -7,7 +7,10 @@
 //! served are parsed and linted; the SPF lookup count is computed by really
 //! walking includes and redirects ([`spf_tree`]); every external DMARC report
 //! destination must publish its authorisation record. Names outside the domain
-//! go through the configured resolvers.
+//! go through the configured resolvers. With a `[signer]`, the selectors the
+//! signer uses (per its tables, and per a probe signature through its milter
+//! socket) must be served, unrevoked, by every authoritative server
+//! ([`check_signer`]).
 
 pub mod spf_tree;
 
@@ -259,6 +262,136 @@ pub async fn verify_domain(
     check_dmarc(querier, resolver, domain, &servers, f).await;
     report.spf_lookups = spf_lookups;
     report
+}
+
+/// The selectors the signer of `signer_cfg` uses for `domain`: the one its
+/// tables name for `postmaster@domain`, and (with `confirm = "probe"`) those a
+/// probe signature through its milter socket shows; each must be served with a
+/// key, not revoked, by every server in `servers`. A probe that cannot be sent is
+/// a warning.
+pub async fn check_signer(
+    querier: &Querier,
+    signer_cfg: &crate::config::Signer,
+    domain: &Domain,
+    servers: &[Nameserver],
+) -> Vec<Finding> {
+    use crate::signer::{Signer, opendkim::SignerUser};
+    let mut f = Vec::new();
+    let user = SignerUser::lookup(&signer_cfg.user).unwrap_or(SignerUser {
+        name: signer_cfg.user.clone(),
+        uid: 0,
+        gid: 0,
+    });
+    let mut signer = Signer::new(
+        &signer_cfg.key_dir,
+        &signer_cfg.key_table,
+        &signer_cfg.signing_table,
+        user,
+    );
+    signer.conf = signer_cfg.config.clone();
+    // (selector, how it was learnt)
+    let mut used: Vec<(String, &'static str)> = Vec::new();
+    let from = format!("postmaster@{}", domain.name);
+    match signer.read_tables() {
+        Ok((kt, st)) => {
+            if let Some(e) = st.lookup(&from).and_then(|n| kt.get(n)) {
+                used.push((e.selector.clone(), "the signer tables"));
+            }
+        }
+        Err(e) => f.push(Finding::new(
+            "signer",
+            Status::Warning,
+            format!("cannot read the signer tables: {e}"),
+        )),
+    }
+    if signer_cfg.confirm == crate::config::SignerConfirm::Probe {
+        let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+        match signer.conf_socket() {
+            Ok(Some(socket)) => {
+                match crate::signer::probe::probe(
+                    &socket,
+                    domain.name.as_str(),
+                    &addrs,
+                    std::time::Duration::from_secs(10),
+                )
+                .await
+                {
+                    Ok(r) => {
+                        for sig in r
+                            .signatures
+                            .iter()
+                            .filter(|s| s.domain.eq_ignore_ascii_case(domain.name.as_str()))
+                        {
+                            if !used
+                                .iter()
+                                .any(|(s, _)| s.eq_ignore_ascii_case(&sig.selector))
+                            {
+                                used.push((sig.selector.to_ascii_lowercase(), "a probe signature"));
+                            } else if let Some(u) = used
+                                .iter_mut()
+                                .find(|(s, _)| s.eq_ignore_ascii_case(&sig.selector))
+                            {
+                                u.1 = "the signer tables and a probe signature";
+                            }
+                        }
+                        if r.signatures.is_empty() {
+                            f.push(Finding::new("signer", Status::Warning, r.describe()));
+                        }
+                    }
+                    Err(e) => f.push(Finding::new(
+                        "signer",
+                        Status::Warning,
+                        format!("probe not sent: {e}"),
+                    )),
+                }
+            }
+            Ok(None) => {}
+            Err(e) => f.push(Finding::new("signer", Status::Warning, e.to_string())),
+        }
+    }
+    for (selector, how) in used {
+        let check = format!("signer {selector}");
+        let name = match dkim::record_name(&selector, &domain.name) {
+            Ok(n) => n,
+            Err(e) => {
+                f.push(Finding::new(&check, Status::Error, e.to_string()));
+                continue;
+            }
+        };
+        let mut bad = Vec::new();
+        for (server, r) in served(querier, servers, &name).await {
+            match r {
+                Err(e) => bad.push(format!("{server}: {e}")),
+                Ok(records) => {
+                    let key = records
+                        .iter()
+                        .find(|r| dkim::is_dkim(&r.value()))
+                        .map(|r| DkimKey::parse_lenient(&r.value_lossy()));
+                    match key {
+                        None => bad.push(format!("{server} serves no key at {name}")),
+                        Some(Err(e)) => bad.push(format!("{server}: unusable record: {e}")),
+                        Some(Ok((k, _))) if k.is_revoked() => {
+                            bad.push(format!("{server} serves it revoked (empty p=)"));
+                        }
+                        Some(Ok(_)) => {}
+                    }
+                }
+            }
+        }
+        if bad.is_empty() {
+            f.push(Finding::new(&check, Status::Ok, format!("the signer uses {selector} (per {how}); every authoritative server serves its key")));
+        } else {
+            f.push(Finding::new(
+                &check,
+                Status::Error,
+                format!(
+                    "the signer signs with selector {selector} (per {how}) but {}: mail it signs fails DKIM",
+                    bad.join("; ")
+                ),
+            ));
+        }
+    }
+    f
 }
 
 /// Every server's TXT records at `name`.

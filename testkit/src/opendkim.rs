@@ -9,9 +9,15 @@
 //!
 //! There is no syslog here (`Syslog no`), so OpenDKIM's own log lines are not
 //! captured; `log()` returns its stdout/stderr.
+//!
+//! Run as root, the filter drops to the `opendkim` user (`UserID opendkim`, the
+//! Debian package's user) as in production, so files it cannot read as that user
+//! make its reloads fail; the directory and key directory belong to that user.
+//! Otherwise it runs as the current user.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -21,8 +27,10 @@ const BINARY: &str = "/usr/sbin/opendkim";
 
 /// A running opendkim; stopped and its directory removed on drop.
 pub struct OpenDkim {
-    child: Child,
+    child: Mutex<Option<Child>>,
     dir: PathBuf,
+    /// The user it runs as (its `UserID`, or the current user).
+    pub user: String,
     /// The opendkim.conf it runs with.
     pub conf: PathBuf,
     /// Its KeyTable (`file:`), initially empty.
@@ -31,8 +39,10 @@ pub struct OpenDkim {
     pub signing_table: PathBuf,
     /// A 0700 directory for keys, passing RequireSafeKeys.
     pub key_dir: PathBuf,
-    /// The milter socket (`local:` path).
+    /// The milter socket (`local:` path; unused with [`OpenDkim::start_inet`]).
     pub socket: PathBuf,
+    /// The TCP port with [`OpenDkim::start_inet`] (`Socket inet:PORT@127.0.0.1`).
+    pub inet_port: Option<u16>,
 }
 
 impl OpenDkim {
@@ -53,13 +63,26 @@ impl OpenDkim {
             crate::have("miltertest"),
             "miltertest not found: install miltertest (scripts/test does)"
         );
-        match Self::try_start(extra) {
+        match Self::try_start(extra, None) {
             Ok(o) => o,
             Err(e) => panic!("opendkim did not start: {e}"),
         }
     }
 
-    fn try_start(extra: &str) -> Result<OpenDkim, String> {
+    /// Starts opendkim listening on TCP, `Socket inet:PORT@127.0.0.1` at a free
+    /// port, with empty tables.
+    pub fn start_inet() -> OpenDkim {
+        assert!(
+            crate::have(BINARY),
+            "{BINARY} not found: install opendkim (scripts/test does)"
+        );
+        match Self::try_start("", Some(crate::free_port())) {
+            Ok(o) => o,
+            Err(e) => panic!("opendkim did not start: {e}"),
+        }
+    }
+
+    fn try_start(extra: &str, inet_port: Option<u16>) -> Result<OpenDkim, String> {
         let dir = private_dir()?;
         let conf = dir.join("opendkim.conf");
         let key_table = dir.join("key.table");
@@ -69,67 +92,173 @@ impl OpenDkim {
         let io = |e: std::io::Error| e.to_string();
         std::fs::create_dir(&key_dir).map_err(io)?;
         set_mode(&key_dir, 0o700)?;
+        let drop_to = if nix::unistd::geteuid().is_root() {
+            nix::unistd::User::from_name("opendkim").ok().flatten()
+        } else {
+            None
+        };
+        let user = match &drop_to {
+            Some(u) => {
+                for d in [&dir, &key_dir] {
+                    nix::unistd::chown(d.as_path(), Some(u.uid), Some(u.gid))
+                        .map_err(|e| format!("chown {}: {e}", d.display()))?;
+                }
+                u.name.clone()
+            }
+            None => nix::unistd::User::from_uid(nix::unistd::geteuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+                .unwrap_or_default(),
+        };
+        let user_line = match &drop_to {
+            Some(u) => format!("UserID {}\n", u.name),
+            None => String::new(),
+        };
         std::fs::write(&key_table, "").map_err(io)?;
         std::fs::write(&signing_table, "").map_err(io)?;
         std::fs::write(
             &conf,
             format!(
                 "Syslog no\nBackground no\nMode s\nCanonicalization relaxed/simple\n\
-                 Socket local:{sock}\nPidFile {dir}/opendkim.pid\n\
-                 KeyTable file:{kt}\nSigningTable refile:{st}\n{extra}\n",
-                sock = socket.display(),
+                 Socket {sock}\nPidFile {dir}/opendkim.pid\n\
+                 KeyTable file:{kt}\nSigningTable refile:{st}\n{user_line}{extra}\n",
+                sock = match inet_port {
+                    Some(p) => format!("inet:{p}@127.0.0.1"),
+                    None => format!("local:{}", socket.display()),
+                },
                 dir = dir.display(),
                 kt = key_table.display(),
                 st = signing_table.display(),
             ),
         )
         .map_err(io)?;
-        let log = std::fs::File::create(dir.join("opendkim.log")).map_err(io)?;
-        let child = Command::new(BINARY)
-            .arg("-f")
-            .arg("-x")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(io)?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("{BINARY}: {e}"))?;
-        let start = Instant::now();
-        let mut guard = OpenDkim {
-            child,
+        let guard = OpenDkim {
+            child: Mutex::new(None),
             dir,
+            user,
             conf,
             key_table,
             signing_table,
             key_dir,
             socket,
+            inet_port,
         };
-        while !guard.socket.exists() {
-            if let Ok(Some(status)) = guard.child.try_wait() {
-                return Err(format!("exited with {status}; log:\n{}", guard.log()));
-            }
-            if start.elapsed() > Duration::from_secs(10) {
-                return Err(format!("no socket after 10 s; log:\n{}", guard.log()));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        guard.spawn()?;
         Ok(guard)
     }
 
-    /// Its process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// Starts the process (again) with the same configuration and waits for its
+    /// socket.
+    fn spawn(&self) -> Result<(), String> {
+        let io = |e: std::io::Error| e.to_string();
+        let _ = std::fs::remove_file(&self.socket);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("opendkim.log"))
+            .map_err(io)?;
+        let child = Command::new(BINARY)
+            .arg("-f")
+            .arg("-x")
+            .arg(&self.conf)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(io)?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("{BINARY}: {e}"))?;
+        let mut slot = self.child.lock().map_err(|e| e.to_string())?;
+        *slot = Some(child);
+        let start = Instant::now();
+        let listening = || match self.inet_port {
+            Some(p) => std::net::TcpStream::connect(("127.0.0.1", p)).is_ok(),
+            None => self.socket.exists(),
+        };
+        while !listening() {
+            if let Some(c) = slot.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                return Err(format!("exited with {status}; log:\n{}", self.log()));
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err(format!("no socket after 10 s; log:\n{}", self.log()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
     }
 
-    /// A command that makes it reload (`kill -USR1 <pid>`), for `Signer::reload_command`.
+    /// Its process id (0 when stopped).
+    pub fn pid(&self) -> u32 {
+        self.child
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(Child::id))
+            .unwrap_or(0)
+    }
+
+    /// Its PidFile.
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.join("opendkim.pid")
+    }
+
+    /// A command that makes it reload (SIGUSR1 to the pid in its PidFile, so it
+    /// also works after a restart), for `Signer::reload_command`; fails when it
+    /// is not running.
     pub fn reload_command(&self) -> Vec<String> {
-        vec!["kill".into(), "-USR1".into(), self.pid().to_string()]
+        self.reload_command_after("true")
+    }
+
+    /// Like [`OpenDkim::reload_command`], running the shell command `before`
+    /// first (e.g. to break a file right before the reload, as a fault).
+    pub fn reload_command_after(&self, before: &str) -> Vec<String> {
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!(
+                "{before}; kill -USR1 \"$(cat {})\"",
+                self.pid_file().display()
+            ),
+        ]
     }
 
     /// Sends SIGUSR1 (OpenDKIM re-reads its configuration at the next connection).
     pub fn reload(&self) -> Result<(), String> {
         let pid = i32::try_from(self.pid()).map_err(|e| e.to_string())?;
         kill(Pid::from_raw(pid), Signal::SIGUSR1).map_err(|e| e.to_string())
+    }
+
+    /// Stops it (SIGTERM, then SIGKILL after 15 s) and waits until it is gone.
+    pub fn stop(&self) {
+        let Ok(mut slot) = self.child.lock() else {
+            return;
+        };
+        let Some(mut child) = slot.take() else {
+            return;
+        };
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        let start = Instant::now();
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if start.elapsed() > Duration::from_secs(15) => {
+                    crate::stop(&mut child);
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// Starts it again after [`OpenDkim::stop`] (it reads its files afresh).
+    /// Panics when it does not come up.
+    pub fn restart(&self) {
+        self.stop();
+        if let Err(e) = self.spawn() {
+            panic!("opendkim did not restart: {e}");
+        }
     }
 
     /// Its stdout/stderr so far.
@@ -223,20 +352,7 @@ pub fn signature_tag(signature: &str, tag: &str) -> Option<String> {
 
 impl Drop for OpenDkim {
     fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
-        let start = Instant::now();
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) if start.elapsed() > Duration::from_secs(15) => {
-                    crate::stop(&mut self.child);
-                    break;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
+        self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -1,6 +1,10 @@
 //! DKIM rotation end to end: the runner against a real PowerDNS and a real
-//! OpenDKIM, with simulated time (an injected clock); crash injection at every
-//! step boundary; signer and provider failures; the daemon binary.
+//! OpenDKIM, with simulated time (an injected clock); every switch proven by a
+//! probe signature through OpenDKIM's milter socket, verified against PowerDNS;
+//! crash injection at every step boundary; reloads OpenDKIM refuses (a table
+//! unreadable to its user, a configuration error, the process gone); a signer
+//! still signing with a retiring key; drift; provider failures; the daemon
+//! binary.
 #![allow(clippy::disallowed_macros)] // prints for its reader; clippy.toml bans printing in the crate
 
 use std::collections::HashSet;
@@ -14,7 +18,7 @@ use maildns::config::{Account, Config};
 use maildns::propagation::{Clock, Querier, QueryOptions};
 use maildns::rotation::runner::CrashHook;
 use maildns::rotation::{
-    Confirm, Diagnosis, DomainState, KeyStatus, RunOutcome, Runner, RunnerError, Selector,
+    BlockKind, Diagnosis, DomainState, KeyStatus, RunOutcome, Runner, RunnerError, Selector,
     SqliteStore, Store,
 };
 use maildns_providers::http::RetryPolicy;
@@ -86,7 +90,7 @@ impl Env {
     }
 
     /// The seed's domain (SPF, DMARC, DKIM %Y%m, 30d, overlap 14d, retire remove).
-    fn toml(&self, api_url: &str, bits: u32, reload: Option<&[&str]>) -> String {
+    fn toml(&self, api_url: &str, bits: u32, reload: Option<&[String]>) -> String {
         let mut s = format!(
             r#"state_dir = "{state}"
 [accounts.dns]
@@ -113,23 +117,23 @@ retire = "remove"
         );
         if let Some(o) = &self.odk {
             let reload: Vec<String> = match reload {
-                Some(r) => r.iter().map(|a| a.to_string()).collect(),
+                Some(r) => r.to_vec(),
                 None => o.reload_command(),
             };
             s.push_str(&format!(
-                "\n[signer]\nconfig = \"{}\"\nkey_dir = \"{}\"\nkey_table = \"{}\"\nsigning_table = \"{}\"\nuser = \"{}\"\nreload_command = {:?}\n",
+                "\n[signer]\nconfig = \"{}\"\nkey_dir = \"{}\"\nkey_table = \"{}\"\nsigning_table = \"{}\"\nuser = \"{}\"\nreload_command = {:?}\nprobe_timeout = \"3s\"\n",
                 o.conf.display(),
                 o.key_dir.display(),
                 o.key_table.display(),
                 o.signing_table.display(),
-                current_user(),
+                o.user,
                 reload
             ));
         }
         s
     }
 
-    fn config(&self, api_url: &str, bits: u32, reload: Option<&[&str]>) -> Config {
+    fn config(&self, api_url: &str, bits: u32, reload: Option<&[String]>) -> Config {
         let path = self.dir.path().join("maildns.toml");
         std::fs::write(&path, self.toml(api_url, bits, reload)).unwrap();
         maildns::config::load(&path).unwrap_or_else(|e| panic!("{e}"))
@@ -145,21 +149,8 @@ retire = "remove"
         std::fs::create_dir_all(&config.state_dir).unwrap();
         let store = Arc::new(SqliteStore::open_locked(&config.state_dir).unwrap());
         let clock: Arc<dyn Clock> = clock.clone();
-        let runner = Runner::new(config, store, providers, clock).unwrap();
-        match &self.odk {
-            // Confirm by signing a message through the real OpenDKIM.
-            Some(o) => {
-                let o = o.clone();
-                runner.with_confirm(Confirm::Hook(Arc::new(move |_d, sel, _k| {
-                    let sig = o.sign(MESSAGE)?;
-                    match signature_tag(&sig, "s") {
-                        Some(s) if s == sel.as_str() => Ok(()),
-                        other => Err(format!("OpenDKIM signs with s={other:?}")),
-                    }
-                })))
-            }
-            None => runner,
-        }
+        // Switches are proven by maildns's own probe through the real OpenDKIM.
+        Runner::new(config, store, providers, clock).unwrap()
     }
 
     fn state(&self) -> DomainState {
@@ -237,13 +228,6 @@ print(ok)
 sys.exit(0 if ok else 1)
 "#;
 
-fn current_user() -> String {
-    nix::unistd::User::from_uid(nix::unistd::getuid())
-        .unwrap()
-        .unwrap()
-        .name
-}
-
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 1, 10, 0, 0, 0).unwrap()
 }
@@ -309,7 +293,16 @@ async fn full_lifecycle_with_real_powerdns_and_opendkim() {
     assert_eq!(env.served("202402").await.len(), 1);
     env.assert_signs_with("202401");
     clock.advance(TimeDelta::seconds(61));
-    run(&env, &config, &clock).await;
+    let out = run(&env, &config, &clock).await;
+    // The switch is proven by a probe through the milter socket, verified
+    // against PowerDNS; only then is the key active.
+    let confirm = out
+        .performed
+        .iter()
+        .find(|p| p.action == "confirm_signer")
+        .expect("confirmed by a probe");
+    assert_eq!(confirm.result, "ok", "{confirm:?}");
+    assert!(out.blocked.is_empty(), "{:?}", out.blocked);
     let st = env.state();
     assert_eq!(status(&st, "202402"), Some(KeyStatus::Active));
     assert_eq!(status(&st, "202401"), Some(KeyStatus::Retiring));
@@ -324,7 +317,8 @@ async fn full_lifecycle_with_real_powerdns_and_opendkim() {
     assert!(key_file(&env.state(), "202401").exists());
     env.assert_signs_with("202402");
     clock.advance(TimeDelta::seconds(1));
-    run(&env, &config, &clock).await;
+    let out = run(&env, &config, &clock).await;
+    assert!(out.blocked.is_empty(), "{:?}", out.blocked);
     let st = env.state();
     assert_eq!(status(&st, "202401"), Some(KeyStatus::Destroyed));
     assert!(env.served("202401").await.is_empty(), "old record removed");
@@ -428,47 +422,290 @@ async fn check_after_crash(env: &Env, boundary: &str) {
     maildns::rotation::check_invariants(&st).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failing_reload_blocks_and_keeps_the_old_key_signing() {
-    let env = Env::start(true, 60).await;
+/// The first key active (proven by a probe); 202402 then due for a switch at
+/// the next run (published, propagated, safe).
+async fn bootstrap_then_publish_the_next_key(env: &Env, clock: &Arc<FakeClock>) -> Config {
     let good = env.config(&env.pdns.api_url, 1024, None);
-    let clock = FakeClock::at(t0());
-    run(&env, &good, &clock).await;
+    run(env, &good, clock).await;
     clock.advance(TimeDelta::seconds(61));
-    run(&env, &good, &clock).await;
+    run(env, &good, clock).await;
+    assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Active));
     env.assert_signs_with("202401");
-
-    let bad = env.config(&env.pdns.api_url, 1024, Some(&["false"]));
     clock.advance(TimeDelta::days(30));
-    run(&env, &bad, &clock).await;
+    run(env, &good, clock).await;
+    assert_eq!(status(&env.state(), "202402"), Some(KeyStatus::Propagated));
     clock.advance(TimeDelta::seconds(61));
+    good
+}
+
+/// `maildns status --json` for the env's config.
+fn status_json(env: &Env) -> serde_json::Value {
+    let cfg = env.dir.path().join("maildns.toml");
+    let out = maildns_cmd(&cfg, &env.pdns.api_key)
+        .args(["status", "--json"])
+        .run();
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// While the new key is not proven, nothing old is touched, for weeks: the old
+/// key stays active, its record served, its private key on disk, and OpenDKIM
+/// goes on signing with it (dkimpy verifies against PowerDNS).
+async fn assert_nothing_old_touched(env: &Env, config: &Config, clock: &Arc<FakeClock>) {
+    for _ in 0..3 {
+        clock.advance(TimeDelta::days(20));
+        run(env, config, clock).await;
+        let st = env.state();
+        assert_eq!(status(&st, "202401"), Some(KeyStatus::Active));
+        assert_eq!(status(&st, "202402"), Some(KeyStatus::Switched));
+        assert_eq!(env.served("202401").await.len(), 1);
+        assert!(!env.served("202401").await[0].contains("p=;"));
+        assert!(key_file(&st, "202401").exists());
+        assert!(events(env, "retiring").is_empty());
+        assert!(events(env, "withdrawing").is_empty());
+        env.assert_signs_with("202401");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_refused_for_an_unreadable_key_table_keeps_the_old_key() {
+    let env = Env::start(true, 60).await;
+    let clock = FakeClock::at(t0());
+    let good = bootstrap_then_publish_the_next_key(&env, &clock).await;
+    let o = env.odk.as_ref().unwrap();
+    // At reload time key.table is unreadable to OpenDKIM's user (after
+    // maildns's own checks passed): OpenDKIM keeps its old configuration.
+    let kt = o.key_table.display().to_string();
+    let bad = env.config(
+        &env.pdns.api_url,
+        1024,
+        Some(&o.reload_command_after(&format!("chmod 000 {kt}"))),
+    );
     let out = run(&env, &bad, &clock).await;
     assert_eq!(out.blocked.len(), 1, "{out:?}");
-    assert_eq!(out.blocked[0].selector.as_str(), "202402");
+    let b = &out.blocked[0];
+    assert_eq!(
+        (b.kind, b.selector.as_str()),
+        (BlockKind::NotSigning, "202402")
+    );
+    assert!(b.reason.contains("s=202401"), "{}", b.reason);
+    // The second check before re-sending the reload names the unreadable table.
+    assert!(b.reason.contains("not readable by"), "{}", b.reason);
+    assert_eq!(
+        env.table_selector().as_deref(),
+        Some("202402"),
+        "no rollback"
+    );
+    env.assert_signs_with("202401");
+    let v = status_json(&env);
+    let blocked = &v["domains"][0]["blocked"][0];
+    assert_eq!(blocked["kind"], "not_signing", "{v}");
+    // `status` is a monitoring check: it exits 4 while the switch is unproven.
+    let cfg = env.dir.path().join("maildns.toml");
+    let st = maildns_cmd(&cfg, &env.pdns.api_key)
+        .arg("status")
+        .run();
+    assert_eq!(
+        st.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&st.stdout)
+    );
+    assert!(String::from_utf8_lossy(&st.stdout).contains("switch not proven"));
+    assert_eq!(blocked["selector"], "202402", "{v}");
+    assert_eq!(events(&env, "not_signing").len(), 1);
+
+    assert_nothing_old_touched(&env, &bad, &clock).await;
+
+    // Fixed: the next attempt re-checks, reloads and proves the switch.
+    std::fs::set_permissions(
+        &o.key_table,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    clock.advance(TimeDelta::hours(2));
+    let out = run(&env, &good, &clock).await;
+    assert!(out.blocked.is_empty(), "{out:?}");
+    let st = env.state();
+    assert_eq!(status(&st, "202402"), Some(KeyStatus::Active));
+    assert_eq!(status(&st, "202401"), Some(KeyStatus::Retiring));
+    env.assert_signs_with("202402");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_refused_for_a_configuration_error_keeps_the_old_key() {
+    let env = Env::start(true, 60).await;
+    let clock = FakeClock::at(t0());
+    let good = bootstrap_then_publish_the_next_key(&env, &clock).await;
+    let o = env.odk.as_ref().unwrap();
+    let conf = o.conf.display().to_string();
+    let original = std::fs::read_to_string(&o.conf).unwrap();
+    // A parameter OpenDKIM does not know: its reload fails at the next connection.
+    let bad = env.config(
+        &env.pdns.api_url,
+        1024,
+        Some(&o.reload_command_after(&format!(
+            "grep -q NoSuchSetting {conf} || echo 'NoSuchSetting yes' >> {conf}"
+        ))),
+    );
+    let out = run(&env, &bad, &clock).await;
+    assert_eq!(out.blocked.len(), 1, "{out:?}");
+    assert_eq!(out.blocked[0].kind, BlockKind::NotSigning);
     assert!(
-        out.blocked[0].reason.contains("reload"),
+        out.blocked[0].reason.contains("s=202401"),
         "{}",
         out.blocked[0].reason
     );
+    assert_nothing_old_touched(&env, &bad, &clock).await;
+    // The daemon's drift probe meanwhile: the old key signs as the state says
+    // (no drift); only the unproven switch is blocked.
+    let runner = env.runner(good.clone(), &clock);
+    let blocked = runner.probe_signers(&domain()).await.unwrap();
+    assert_eq!(blocked.len(), 1, "{blocked:?}");
+    assert_eq!(blocked[0].kind, BlockKind::NotSigning);
+    drop(runner);
+    // Fixed by hand and OpenDKIM restarted: the next drift probe sees the new
+    // key signing and proves the switch, before any retry of the confirm step.
+    std::fs::write(&o.conf, original).unwrap();
+    o.restart();
+    let runner = env.runner(good.clone(), &clock);
+    assert!(runner.probe_signers(&domain()).await.unwrap().is_empty());
+    drop(runner);
     let st = env.state();
+    assert_eq!(status(&st, "202402"), Some(KeyStatus::Active));
+    assert_eq!(status(&st, "202401"), Some(KeyStatus::Retiring));
+    env.assert_signs_with("202402");
+    clock.advance(TimeDelta::hours(2));
+    let out = run(&env, &good, &clock).await;
+    assert!(out.blocked.is_empty(), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signer_gone_is_retried_without_rollback_and_proven_once_back() {
+    let env = Env::start(true, 60).await;
+    let clock = FakeClock::at(t0());
+    let good = bootstrap_then_publish_the_next_key(&env, &clock).await;
+    let o = env.odk.as_ref().unwrap();
+    o.stop();
+    let out = run(&env, &good, &clock).await;
+    let confirm = out
+        .performed
+        .iter()
+        .find(|p| p.action == "confirm_signer")
+        .expect("a probe was tried");
+    assert_eq!(confirm.result, "failed", "{confirm:?}");
+    assert!(
+        confirm.detail.contains("cannot connect"),
+        "{}",
+        confirm.detail
+    );
+    let st = env.state();
+    let new = st.key(&sel("202402")).unwrap();
+    assert_eq!(new.status, KeyStatus::Switched);
+    assert!(new.not_before.unwrap() > clock.now(), "backoff");
     assert_eq!(status(&st, "202401"), Some(KeyStatus::Active));
-    assert_eq!(status(&st, "202402"), Some(KeyStatus::SwitchFailed));
+    // status says why.
+    let v = status_json(&env);
+    let errors = v["domains"][0]["errors"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        errors.iter().any(|e| e["selector"] == "202402"
+            && e["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("cannot connect")),
+        "{v}"
+    );
+    // Weeks of OpenDKIM being down: nothing old is revoked or deleted.
+    for _ in 0..3 {
+        clock.advance(TimeDelta::days(20));
+        run(&env, &good, &clock).await;
+        let st = env.state();
+        assert_eq!(status(&st, "202401"), Some(KeyStatus::Active));
+        assert_eq!(env.served("202401").await.len(), 1);
+        assert!(key_file(&st, "202401").exists());
+    }
     assert_eq!(
         env.table_selector().as_deref(),
-        Some("202401"),
-        "tables put back"
+        Some("202402"),
+        "no rollback"
     );
+    // Back up: it reads the new tables at start; the next attempt proves it.
+    o.restart();
+    clock.advance(TimeDelta::hours(2));
+    run(&env, &good, &clock).await;
+    assert_eq!(status(&env.state(), "202402"), Some(KeyStatus::Active));
+    env.assert_signs_with("202402");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signer_still_signing_with_the_old_key_holds_its_retirement_and_drift_shows() {
+    let env = Env::start(true, 60).await;
+    let clock = FakeClock::at(t0());
+    let good = bootstrap_then_publish_the_next_key(&env, &clock).await;
+    run(&env, &good, &clock).await;
+    assert_eq!(status(&env.state(), "202402"), Some(KeyStatus::Active));
+    let o = env.odk.as_ref().unwrap();
+    let switched = std::fs::read_to_string(&o.key_table).unwrap();
+    // Someone puts the old tables back and restarts OpenDKIM.
+    std::fs::write(
+        &o.key_table,
+        switched
+            .replace(":202402:", ":202401:")
+            .replace("202402.private", "202401.private"),
+    )
+    .unwrap();
+    o.restart();
     env.assert_signs_with("202401");
-    // Weeks later nothing was removed: blocked until an operator looks.
-    clock.advance(TimeDelta::days(60));
-    let out = run(&env, &bad, &clock).await;
-    assert!(out.performed.is_empty(), "{:?}", out.performed);
-    assert_eq!(out.next_due, None);
+    // The daemon's periodic probe reports drift.
+    let runner = env.runner(good.clone(), &clock);
+    let blocked = runner.probe_signers(&domain()).await.unwrap();
+    drop(runner);
+    assert_eq!(blocked.len(), 1, "{blocked:?}");
+    assert_eq!(
+        (blocked[0].kind, blocked[0].selector.as_str()),
+        (BlockKind::Drift, "202402")
+    );
+    let v = status_json(&env);
+    assert_eq!(v["domains"][0]["blocked"][0]["kind"], "drift", "{v}");
+    let attention = v["domains"][0]["attention"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(attention.iter().any(|a| a["kind"] == "drift"), "{v}");
+    assert_eq!(events(&env, "drift").len(), 1);
+    // At the end of the overlap the revocation of 202401 is held: record and key stay.
+    clock.advance(TimeDelta::days(15));
+    let out = run(&env, &good, &clock).await;
+    assert!(
+        out.blocked
+            .iter()
+            .any(|b| b.kind == BlockKind::StillSigning && b.selector.as_str() == "202401"),
+        "{out:?}"
+    );
+    let st = env.state();
+    assert_eq!(status(&st, "202401"), Some(KeyStatus::Retiring));
     assert_eq!(env.served("202401").await.len(), 1);
-    assert_eq!(env.served("202402").await.len(), 1);
-    assert!(key_file(&env.state(), "202401").exists());
+    assert!(key_file(&st, "202401").exists());
     env.assert_signs_with("202401");
-    // The CLI's exit status for a blocked domain, via `rotate`: see the binary test.
+    // Put right: the drift clears, and the retirement goes ahead.
+    std::fs::write(&o.key_table, &switched).unwrap();
+    o.reload().unwrap();
+    let runner = env.runner(good.clone(), &clock);
+    let blocked = runner.probe_signers(&domain()).await.unwrap();
+    drop(runner);
+    assert!(
+        blocked.iter().all(|b| b.kind != BlockKind::Drift),
+        "{blocked:?}"
+    );
+    clock.advance(TimeDelta::hours(2));
+    run(&env, &good, &clock).await;
+    let st = env.state();
+    assert_eq!(status(&st, "202401"), Some(KeyStatus::Destroyed));
+    assert!(env.served("202401").await.is_empty());
+    env.assert_signs_with("202402");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -729,4 +966,203 @@ async fn killed_rotate_processes_resume_from_the_saved_step() {
     }
     eprintln!("killed at each of {boundaries} step boundaries");
     assert!(boundaries >= 6, "only {boundaries} boundaries were reached");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_reports_a_signer_selector_absent_or_revoked_in_dns() {
+    let env = Env::start(true, 60).await;
+    let config = env.config(&env.pdns.api_url, 1024, None);
+    let clock = FakeClock::at(t0());
+    run(&env, &config, &clock).await;
+    clock.advance(TimeDelta::seconds(61));
+    run(&env, &config, &clock).await;
+    env.assert_signs_with("202401");
+    let cfg = env.dir.path().join("maildns.toml");
+    let verify = || {
+        let out = maildns_cmd(&cfg, &env.pdns.api_key)
+            .args(["verify", "--json"])
+        .run();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        v["domains"][0]["findings"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| f["check"].as_str().unwrap_or("").starts_with("signer"))
+            .collect::<Vec<_>>()
+    };
+    let f = verify();
+    assert!(
+        f.iter()
+            .any(|x| x["check"] == "signer 202401" && x["status"] == "ok"),
+        "{f:?}"
+    );
+    // The tables name a selector DNS does not have (edited by hand).
+    let o = env.odk.as_ref().unwrap();
+    let kt = std::fs::read_to_string(&o.key_table).unwrap();
+    std::fs::write(&o.key_table, kt.replace(":202401:", ":ghost:")).unwrap();
+    o.reload().unwrap();
+    let f = verify();
+    let ghost = f
+        .iter()
+        .find(|x| x["check"] == "signer ghost")
+        .unwrap_or_else(|| panic!("{f:?}"));
+    assert_eq!(ghost["status"], "error", "{ghost}");
+    let reason = ghost["reason"].as_str().unwrap();
+    assert!(reason.contains("serves no key"), "{reason}");
+    assert!(reason.contains("probe"), "seen by the probe too: {reason}");
+    // Back to 202401, whose record is then revoked at the host.
+    std::fs::write(&o.key_table, &kt).unwrap();
+    o.reload().unwrap();
+    let body = serde_json::json!({"rrsets": [{
+        "name": "202401._domainkey.example.com.",
+        "type": "TXT",
+        "ttl": 300,
+        "changetype": "REPLACE",
+        "records": [{"content": "\"v=DKIM1; k=rsa; p=\"", "disabled": false}],
+    }]});
+    let r = reqwest::Client::new()
+        .patch(format!(
+            "{}/servers/localhost/zones/example.com.",
+            env.pdns.api_url
+        ))
+        .header("X-API-Key", &env.pdns.api_key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let f = verify();
+    let revoked = f
+        .iter()
+        .find(|x| x["check"] == "signer 202401")
+        .unwrap_or_else(|| panic!("{f:?}"));
+    assert_eq!(revoked["status"], "error", "{revoked}");
+    assert!(
+        revoked["reason"].as_str().unwrap().contains("revoked"),
+        "{revoked}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signer_that_cannot_be_probed_needs_tables_only_and_is_warned_every_run() {
+    let env = Env::start(true, 60).await;
+    let o = env.odk.as_ref().unwrap();
+    // An opendkim.conf without Socket (e.g. the socket is given on the command line).
+    let conf = std::fs::read_to_string(&o.conf).unwrap();
+    let no_socket = env.dir.path().join("opendkim-nosocket.conf");
+    std::fs::write(
+        &no_socket,
+        conf.lines()
+            .filter(|l| !l.starts_with("Socket"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    let text = env.toml(&env.pdns.api_url, 1024, None).replace(
+        &o.conf.display().to_string(),
+        &no_socket.display().to_string(),
+    );
+    let cfg = env.dir.path().join("maildns.toml");
+    std::fs::write(&cfg, &text).unwrap();
+    let line = text.lines().position(|l| l == "[signer]").unwrap() + 1;
+    let out = maildns_cmd(&cfg, &env.pdns.api_key)
+        .arg("rotate")
+        .run();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{err}");
+    assert!(
+        err.contains(&format!("{}:{line}: signer.config", cfg.display())),
+        "{err}"
+    );
+    assert!(err.contains("no Socket"), "{err}");
+    assert!(
+        env.state_dir().join("maildns.sqlite3").exists() || env.served("202401").await.is_empty()
+    );
+    assert!(env.served("202401").await.is_empty(), "nothing done");
+
+    // Explicitly tables-only: it runs, with a warning on every run.
+    std::fs::write(
+        &cfg,
+        text.replace("[signer]\n", "[signer]\nconfirm = \"tables-only\"\n"),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let out = maildns_cmd(&cfg, &env.pdns.api_key)
+            .args(["rotate", "--json"])
+        .run();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        let warnings = v[0]["warnings"].as_array().cloned().unwrap_or_default();
+        assert!(
+            warnings.iter().any(|w| w["code"] == "signer_unproven"
+                && w["message"].as_str().unwrap_or("").contains("tables-only")),
+            "{v}"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("tables-only"),
+            "logged too"
+        );
+    }
+    let st = env.state();
+    assert_eq!(st.keys.len(), 1, "the rotation ran (real clock)");
+    assert_eq!(env.served(st.keys[0].selector.as_str()).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_probes_the_signer_periodically_and_records_drift() {
+    // Real clock; SOA minimum 1 s so the first key is safe a second after it
+    // propagates; probes every second.
+    let env = Env::start(true, 1).await;
+    let text = env.toml(&env.pdns.api_url, 1024, None).replace(
+        "probe_timeout = \"3s\"",
+        "probe_timeout = \"2s\"\nprobe_interval = \"1s\"",
+    );
+    let cfg = env.dir.path().join("maildns.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let log = env.dir.path().join("daemon.log");
+    let mut daemon = maildns_cmd(&cfg, &env.pdns.api_key)
+        .arg("daemon")
+        .command()
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let wait_for = |what: &str, f: &dyn Fn(&DomainState) -> bool| {
+        for _ in 0..300 {
+            if env.state_dir().join("maildns.sqlite3").exists() && f(&env.state()) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("{what}; daemon log:\n{}", log_text());
+    };
+    wait_for("no active key", &|st| {
+        st.keys.iter().any(|k| k.status == KeyStatus::Active)
+    });
+    let active = env.state().keys[0].selector.clone();
+    // The tables are edited by hand to a selector DNS does not have.
+    let o = env.odk.as_ref().unwrap();
+    let kt = std::fs::read_to_string(&o.key_table).unwrap();
+    std::fs::write(
+        &o.key_table,
+        kt.replace(&format!(":{active}:"), ":handmade:"),
+    )
+    .unwrap();
+    o.reload().unwrap();
+    wait_for("no drift recorded", &|st| {
+        st.blocked()
+            .iter()
+            .any(|b| b.kind == BlockKind::Drift && b.selector == active)
+    });
+    assert!(log_text().contains("signer drift"), "{}", log_text());
+    // Put back: the next probe clears it.
+    std::fs::write(&o.key_table, &kt).unwrap();
+    o.reload().unwrap();
+    wait_for("drift not cleared", &|st| st.blocked().is_empty());
+    let pid = nix::unistd::Pid::from_raw(daemon.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(daemon.wait().unwrap().code(), Some(0), "{}", log_text());
 }

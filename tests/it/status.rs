@@ -31,6 +31,7 @@ fn key(sel: &str, status: KeyStatus, created: DateTime<Utc>, dir: &Path) -> KeyR
         not_before: None,
         attempts: 0,
         failure: None,
+        held: None,
     }
 }
 
