@@ -252,7 +252,9 @@ fn print_human(r: &DomainReport) {
         let what = b.kind.describe();
         outln!(
             "  BLOCKED: {} {what} at {}: {}",
-            b.algorithm, b.selector, b.reason
+            b.algorithm,
+            b.selector,
+            b.reason
         );
     }
     match o.next_due {

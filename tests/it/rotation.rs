@@ -502,9 +502,7 @@ async fn reload_refused_for_an_unreadable_key_table_keeps_the_old_key() {
     assert_eq!(blocked["kind"], "not_signing", "{v}");
     // `status` is a monitoring check: it exits 4 while the switch is unproven.
     let cfg = env.dir.path().join("maildns.toml");
-    let st = maildns_cmd(&cfg, &env.pdns.api_key)
-        .arg("status")
-        .run();
+    let st = maildns_cmd(&cfg, &env.pdns.api_key).arg("status").run();
     assert_eq!(
         st.status.code(),
         Some(4),
@@ -981,7 +979,7 @@ async fn verify_reports_a_signer_selector_absent_or_revoked_in_dns() {
     let verify = || {
         let out = maildns_cmd(&cfg, &env.pdns.api_key)
             .args(["verify", "--json"])
-        .run();
+            .run();
         let v: serde_json::Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
         v["domains"][0]["findings"]
@@ -1067,9 +1065,7 @@ async fn a_signer_that_cannot_be_probed_needs_tables_only_and_is_warned_every_ru
     let cfg = env.dir.path().join("maildns.toml");
     std::fs::write(&cfg, &text).unwrap();
     let line = text.lines().position(|l| l == "[signer]").unwrap() + 1;
-    let out = maildns_cmd(&cfg, &env.pdns.api_key)
-        .arg("rotate")
-        .run();
+    let out = maildns_cmd(&cfg, &env.pdns.api_key).arg("rotate").run();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(65), "{err}");
     assert!(
@@ -1091,7 +1087,7 @@ async fn a_signer_that_cannot_be_probed_needs_tables_only_and_is_warned_every_ru
     for _ in 0..2 {
         let out = maildns_cmd(&cfg, &env.pdns.api_key)
             .args(["rotate", "--json"])
-        .run();
+            .run();
         let v: serde_json::Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
         let warnings = v[0]["warnings"].as_array().cloned().unwrap_or_default();
