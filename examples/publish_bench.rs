@@ -101,7 +101,7 @@ async fn pass(
     let r0 = counting.requests.load(Ordering::Relaxed);
     let w0 = counting.writes.load(Ordering::Relaxed);
     let start = Instant::now();
-    let outcomes = publish::run(
+    let outcomes = publish::run_jobs(
         jobs(domains),
         providers,
         Options {

@@ -4,6 +4,7 @@ use std::io::Write;
 
 use anyhow::Context;
 
+use crate::command::publish::PublishError;
 use crate::config::{self, Config, ConfigErrors, Domain};
 use crate::rotation::{RunnerError, StoreError};
 
@@ -56,6 +57,11 @@ pub fn exit_for(e: &anyhow::Error) -> Exit {
         }
         if let Some(RunnerError::Store(StoreError::Locked { .. })) = cause.downcast_ref() {
             return Exit::TempFail;
+        }
+        match cause.downcast_ref() {
+            Some(PublishError::Gate(_)) => return Exit::DataErr,
+            Some(PublishError::Store(StoreError::Locked { .. })) => return Exit::TempFail,
+            _ => {}
         }
     }
     Exit::Failure

@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use super::Cli;
 use super::common::{Exit, load_gated, print_json};
-use super::publish::{EnvCredentials, Selection, selected};
+use super::credentials::EnvCredentials;
+use super::publish::{Selection, selected};
 use crate::accounts::connect_all;
 use crate::propagation::SystemClock;
 use crate::rotation::keyring::sweep;

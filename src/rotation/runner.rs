@@ -371,8 +371,15 @@ impl Runner {
 
     /// The largest RSA key the account's host can hold: the provider profile's
     /// limit and the latest diagnosis's recommendation, whichever is lower.
-    pub fn max_bits_for(&self, account: &str) -> Option<u32> {
-        keyring::max_bits_for(account, &self.providers, Some(self.store.as_ref()))
+    ///
+    /// # Errors
+    /// The store cannot read the latest diagnosis.
+    pub fn max_bits_for(&self, account: &str) -> Result<Option<u32>, RunnerError> {
+        Ok(keyring::max_bits_for(
+            account,
+            &self.providers,
+            Some(self.store.as_ref()),
+        )?)
     }
 
     /// The rotation policy of `domain` (`None` when it has no DKIM section).
@@ -380,7 +387,7 @@ impl Runner {
         let Some(dkim) = &domain.dkim else {
             return Ok(None);
         };
-        keyring::policy(dkim, self.max_bits_for(&domain.account))
+        keyring::policy(dkim, self.max_bits_for(&domain.account)?)
             .map(Some)
             .map_err(|e| RunnerError::Policy {
                 domain: domain.name.to_string(),
