@@ -831,6 +831,21 @@ user = "opendkim"
     }
 
     #[test]
+    fn max_bits_for_reports_a_store_that_cannot_be_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::rotation::SqliteStore::open(dir.path()).unwrap();
+        let providers = crate::accounts::Providers::new();
+        assert_eq!(max_bits_for("z", &providers, Some(&store)).unwrap(), None);
+        // A store whose diagnoses cannot be read is an error, not "no limit".
+        rusqlite::Connection::open(dir.path().join(crate::rotation::store::DB_FILE))
+            .unwrap()
+            .execute_batch("DROP TABLE diagnoses")
+            .unwrap();
+        assert!(max_bits_for("z", &providers, Some(&store)).is_err());
+        assert_eq!(max_bits_for("z", &providers, None).unwrap(), None);
+    }
+
+    #[test]
     fn nothing_changes_without_a_limit_or_for_keys_that_fit_or_sign() {
         let dir = tempfile::tempdir().unwrap();
         let (config, unlimited) = setup(dir.path(), None);
