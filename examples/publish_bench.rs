@@ -105,7 +105,7 @@ async fn pass(
         jobs(domains),
         providers,
         Options {
-            apply: true,
+            mode: publish::Mode::Apply,
             force: false,
             max_delete_share: 0.5,
         },

@@ -172,7 +172,12 @@ async fn pass(runner: &Runner, stop: &mut (impl Future<Output = ()> + Unpin)) ->
                     i + 1,
                     if forced { ", requested" } else { "" }
                 )));
-                match runner.run(&domain, forced).await {
+                let start = if forced {
+                    crate::rotation::Start::Now
+                } else {
+                    crate::rotation::Start::WhenDue
+                };
+                match runner.run(&domain, start).await {
                     Ok(outcome) => {
                         let failures = outcome.failures();
                         for f in &failures {

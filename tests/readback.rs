@@ -477,7 +477,7 @@ async fn publish_run_reports_each_kind_of_loss_through_the_quirky_host() {
             vec![job],
             &providers,
             Options {
-                apply: true,
+                mode: publish::Mode::Apply,
                 force: false,
                 max_delete_share: 0.5,
             },
@@ -597,7 +597,7 @@ fn served_check(domain: &str, server: std::net::SocketAddr) -> publish::ServedCh
 }
 
 const APPLY: Options = Options {
-    apply: true,
+    mode: publish::Mode::Apply,
     force: false,
     max_delete_share: 0.5,
 };

@@ -32,14 +32,7 @@ use crate::rotation::keyring::{
 };
 use crate::rotation::{SqliteStore, Store, StoreError};
 
-/// Whether a run only plans (`maildns plan`) or also writes (`maildns publish`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Read and plan; write nothing (no key is generated, no state is saved).
-    Plan,
-    /// Plan, then write the changes, generating each domain's first DKIM key.
-    Apply,
-}
+pub use crate::publish::Mode;
 
 /// What one `plan` or `publish` run does.
 #[derive(Debug, Clone)]
@@ -273,7 +266,7 @@ pub async fn run(
         let entries = match store {
             Some(st) => {
                 let (entries, warnings) =
-                    prepare_publish(st, config, d, max_bits, now, apply).map_err(keys_error)?;
+                    prepare_publish(st, config, d, max_bits, now, opts.mode).map_err(keys_error)?;
                 let prefix = format!("{}: ", d.name);
                 report.warnings.extend(warnings.into_iter().map(|w| {
                     DomainWarning {
@@ -314,7 +307,7 @@ pub async fn run(
         wait: std::time::Duration::from_secs(3),
     };
     let job_options = publish::Options {
-        apply,
+        mode: opts.mode,
         force: opts.force,
         max_delete_share: config.publish.max_delete_share,
     };

@@ -89,18 +89,27 @@ pub struct DomainOutcome {
     pub error: Option<DomainError>,
 }
 
+/// Whether a run only plans (`maildns plan`) or also writes (`maildns publish`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Read and plan; write nothing (no key is generated, no state is saved).
+    Plan,
+    /// Plan, then write the changes (and make each domain's first DKIM key).
+    Apply,
+}
+
 /// How to run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Options {
-    /// Write the changes (false: plan only).
-    pub apply: bool,
+    /// Plan only, or write the changes.
+    pub mode: Mode,
     /// Ignore the deletion threshold.
     pub force: bool,
     /// Largest share (0..=1) of managed records one run may delete without `force`.
     pub max_delete_share: f64,
 }
 
-/// Reads, plans and (with `opts.apply`) writes every job, reading each written
+/// Reads, plans and (with [`Mode::Apply`]) writes every job, reading each written
 /// set back from the host's API. Results are in job order, one per job (a job
 /// whose task failed gets [`DomainError::Task`]).
 pub async fn run_jobs(
@@ -163,7 +172,7 @@ pub async fn run_checked(
         && !opts.force;
 
     // Phase 2: write.
-    let write = opts.apply && !over;
+    let write = opts.mode == Mode::Apply && !over;
     for_each(
         planned,
         providers,
@@ -451,7 +460,7 @@ mod tests {
             job("badwrite.example"),
         ];
         let opts = Options {
-            apply: true,
+            mode: Mode::Apply,
             force: false,
             max_delete_share: 0.5,
         };

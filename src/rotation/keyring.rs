@@ -15,7 +15,7 @@ use super::machine::{
 };
 use crate::config::{Config, DkimPolicy, Retire};
 use crate::keys::{self, Algorithm, PrivateKey, WriteOptions};
-use crate::publish::DkimEntry;
+use crate::publish::{DkimEntry, Mode};
 use crate::records::dkim::{DkimKey, KeyType};
 
 fn delta(d: std::time::Duration) -> TimeDelta {
@@ -506,17 +506,19 @@ pub fn max_bits_for(
     })
 }
 
-/// Prepares a domain's DKIM records for `publish`: when `generate` and the domain
-/// has no key yet, runs the machine to generate its first key(s) (saved before
-/// anything is published), then returns what each key's status wants published.
+/// Prepares a domain's DKIM records for `publish`: with [`Mode::Apply`], when the
+/// domain has no key yet, runs the machine to generate its first key(s) (saved
+/// before anything is published), and falls back a pending key its host cannot
+/// hold ([`fall_back`]); then returns what each key's status wants published.
 pub fn prepare_publish(
     store: &dyn super::Store,
     config: &Config,
     domain: &crate::config::Domain,
     max_bits_for_host: Option<u32>,
     now: DateTime<Utc>,
-    generate_first: bool,
+    mode: Mode,
 ) -> anyhow::Result<(Vec<DkimEntry>, Vec<super::Warning>)> {
+    let generate_first = mode == Mode::Apply;
     let Some(dkim) = &domain.dkim else {
         return Ok((Vec::new(), Vec::new()));
     };

@@ -70,5 +70,5 @@ pub use machine::{
     ScheduledAction, Selector, Verdict, Warning, Withdrawal, adopt, check_invariants, next_due,
     rotate_now, schedule, step, unblock,
 };
-pub use runner::{Confirm, Performed, RunOutcome, Runner, RunnerError};
+pub use runner::{Confirm, Performed, RunOutcome, Runner, RunnerError, Start};
 pub use store::{Diagnosis, Request, SqliteStore, Store, StoreError, StoredEvent};

@@ -119,7 +119,7 @@ impl Runner {
             }],
             &self.providers,
             Options {
-                apply: true,
+                mode: publish::Mode::Apply,
                 // The machine decided this withdrawal; KeyInUse still protects.
                 force: true,
                 max_delete_share: self.config.publish.max_delete_share,

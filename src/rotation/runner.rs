@@ -232,6 +232,15 @@ impl RunOutcome {
     }
 }
 
+/// When [`Runner::run`] starts a rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Only when one is due (the schedule).
+    WhenDue,
+    /// Now, even if none is due (`rotate --now`).
+    Now,
+}
+
 /// Performs rotations: the configuration, the store, connected providers, the
 /// propagation watcher and the signer, all driven by one injected clock.
 pub struct Runner {
@@ -406,12 +415,12 @@ impl Runner {
 
     /// Runs `domain` until the machine only waits (see the module docs).
     pub async fn run_once(&self, domain: &Fqdn) -> Result<RunOutcome, RunnerError> {
-        self.run(domain, false).await
+        self.run(domain, Start::WhenDue).await
     }
 
-    /// Like [`Runner::run_once`]; with `now`, first plans a new key even if no
-    /// rotation is due ([`rotate_now`]).
-    pub async fn run(&self, domain: &Fqdn, now: bool) -> Result<RunOutcome, RunnerError> {
+    /// Like [`Runner::run_once`]; with [`Start::Now`], first plans a new key
+    /// even if no rotation is due ([`rotate_now`]).
+    pub async fn run(&self, domain: &Fqdn, start: Start) -> Result<RunOutcome, RunnerError> {
         let d = self.domain(domain)?;
         let mut out = RunOutcome {
             domain: domain.clone(),
@@ -428,7 +437,7 @@ impl Runner {
         // The fallback warning, on every run while it applies.
         self.warn_fallback(d, &policy, &mut out);
         let mut observations: Vec<Observation> = Vec::new();
-        let mut force = now;
+        let mut force = start == Start::Now;
         for _ in 0..MAX_ROUNDS {
             // A publish read-back may have lowered the host's limit last round.
             if let Some(p) = self.policy(d)?
