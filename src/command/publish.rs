@@ -6,9 +6,9 @@
 //! changes reach every authoritative server (`publish --wait`).
 //!
 //! A domain goes down the layers from here: configuration -> DKIM entries
-//! ([`keyring::prepare_publish`]) -> desired records ([`crate::publish::for_domain`])
-//! -> plan and write ([`crate::publish::run_checked`]) -> the provider's HTTP
-//! requests.
+//! ([`crate::rotation::keyring::prepare_publish`]) -> desired records
+//! ([`crate::publish::for_domain`]) -> plan and write
+//! ([`crate::publish::run_checked`]) -> the provider's HTTP requests.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

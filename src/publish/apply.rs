@@ -120,7 +120,7 @@ pub async fn run_jobs(
     run_checked(jobs, providers, opts, None).await
 }
 
-/// Like [`run`]; with `served`, also asks the domains' authoritative servers
+/// Like [`run_jobs`]; with `served`, also asks the domains' authoritative servers
 /// what they serve after each write, for hosts that serve writes at once
 /// ([`serves_at_once`]).
 pub async fn run_checked(
