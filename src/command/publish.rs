@@ -467,3 +467,77 @@ pub async fn wait(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::ZoneFiles;
+    use crate::propagation::QueryOptions;
+
+    fn options(mode: Mode) -> PublishOptions {
+        PublishOptions {
+            mode,
+            domains: Vec::new(),
+            force: false,
+            querier: Querier::new(QueryOptions::default()),
+            now: Utc::now(),
+        }
+    }
+
+    /// `plan` and `publish` called as a library: no face, no environment.
+    #[tokio::test]
+    async fn plan_then_publish_as_a_library_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let text = format!(
+            "state_dir = \"{d}/state\"\n[accounts.z]\nprovider = \"zonefile\"\npath = \"{d}/zone.db\"\n\n[domains.\"example.com\"]\naccount = \"z\"\nspf = \"v=spf1 -all\"\n[domains.\"example.com\".dkim]\nbits = 1024\n"
+        );
+        let config = crate::config::parse(&text, &dir.path().join("maildns.toml")).unwrap();
+        let zone = Fqdn::parse("example.com").unwrap();
+        let mut providers = Providers::new();
+        providers.insert(
+            "z".into(),
+            Arc::new(ZoneFiles::new(&dir.path().join("zone.db"), &[zone], true).unwrap()),
+        );
+
+        let plan = options(Mode::Plan);
+        assert!(
+            open_store(&config, &plan).unwrap().is_none(),
+            "no state yet"
+        );
+        let report = run(&config, &providers, None, &plan).await.unwrap();
+        assert!(!report.applied);
+        assert_eq!(report.without_key.len(), 1, "no key yet");
+        assert_eq!((report.pending(), report.summary.create), (1, 1));
+        assert!(!dir.path().join("state").exists(), "plan writes nothing");
+
+        let apply = options(Mode::Apply);
+        let store = open_store(&config, &apply).unwrap().unwrap();
+        let report = run(&config, &providers, Some(&store), &apply)
+            .await
+            .unwrap();
+        assert!(!report.failed(), "{:?}", report.domains);
+        // SPF and the first key's record.
+        assert_eq!((report.summary.create, report.summary.applied), (2, 2));
+        assert!(report.without_key.is_empty());
+        let zone_text = std::fs::read_to_string(dir.path().join("zone.db")).unwrap();
+        assert!(zone_text.contains("v=DKIM1"), "{zone_text}");
+        let keys = store.load(&config.domains[0].name).unwrap().keys;
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].status, crate::rotation::KeyStatus::Published);
+        // The JSON document keeps its shape.
+        let json = serde_json::to_value(&report).unwrap();
+        let fields: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(fields, ["applied", "domains", "summary"]);
+
+        let again = run(&config, &providers, Some(&store), &apply)
+            .await
+            .unwrap();
+        assert_eq!((again.pending(), again.summary.applied), (0, 0));
+    }
+}
