@@ -455,7 +455,7 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ConfigErrors> {
 
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let bytes = std::fs::read(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             path: path.to_path_buf(),
             line: None,
@@ -464,7 +464,51 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             hint: None,
         }])
     })?;
+    let text = decode_utf8(bytes).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            path: path.to_path_buf(),
+            line: Some(e.line),
+            key: String::new(),
+            message: e.to_string(),
+            hint: Some(
+                "TOML files are UTF-8: save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+                    .into(),
+            ),
+        }])
+    })?;
     parse(&text, path)
+}
+
+/// Where a file's bytes stop being UTF-8 (TOML, and every text file maildns
+/// reads, must be UTF-8).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not UTF-8: byte 0x{byte:02x} at line {line}, column {column}")]
+pub struct NotUtf8 {
+    /// 1-based line of the first bad byte.
+    pub line: usize,
+    /// 1-based column of the first bad byte, in characters.
+    pub column: usize,
+    /// The first bad byte.
+    pub byte: u8,
+}
+
+/// Decodes `bytes` as UTF-8, naming the line and column of the first bad byte.
+///
+/// # Errors
+/// [`NotUtf8`] when `bytes` is not UTF-8.
+pub fn decode_utf8(bytes: Vec<u8>) -> Result<String, NotUtf8> {
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let (good, rest) = bytes.split_at(at);
+        let line_start = good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        NotUtf8 {
+            line: good.iter().filter(|b| **b == b'\n').count() + 1,
+            // `good` is valid UTF-8 up to `at`, so its last line is too.
+            column: String::from_utf8_lossy(&good[line_start..]).chars().count() + 1,
+            byte: rest.first().copied().unwrap_or_default(),
+        }
+    })
 }
 
 /// Validates configuration `text` as if read from `path` (relative paths resolve against its directory).
@@ -1487,5 +1531,52 @@ retire = "shred"
             let text = format!("{}{}{}", &GOOD[..cut], insert, &GOOD[cut..]);
             let _ = p(&text);
         }
+    }
+}
+
+#[cfg(test)]
+mod utf8_tests {
+    use super::*;
+
+    /// A Latin-1 byte in the config names its line and column (in characters,
+    /// so multi-byte UTF-8 before it counts once).
+    #[test]
+    fn first_bad_byte_is_located() {
+        let text = b"state_dir = \"s\"\n# caf\xc3\xa9 ok\nspf = \"v=spf1 caf\xe9 -all\"\n".to_vec();
+        let e = decode_utf8(text).unwrap_err();
+        assert_eq!(
+            e,
+            NotUtf8 {
+                line: 3,
+                column: 18,
+                byte: 0xe9
+            }
+        );
+        let e = decode_utf8(b"\xff".to_vec()).unwrap_err();
+        assert_eq!((e.line, e.column, e.byte), (1, 1, 0xff));
+        // A truncated multi-byte sequence: its first byte is the bad one.
+        let e = decode_utf8(b"a = \"\xc3\"".to_vec()).unwrap_err();
+        assert_eq!((e.line, e.column, e.byte), (1, 6, 0xc3));
+        assert_eq!(decode_utf8(b"ok\n".to_vec()).unwrap(), "ok\n");
+    }
+
+    #[test]
+    fn load_names_file_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("maildns.toml");
+        std::fs::write(
+            &path,
+            b"state_dir = \"s\"\n\n[domains.\"b\xfccher.example\"]\n",
+        )
+        .unwrap();
+        let e = load(&path).unwrap_err();
+        assert_eq!(e.0.len(), 1);
+        assert!(
+            e.to_string().starts_with(&format!(
+                "{}:3: not UTF-8: byte 0xfc at line 3, column 12 (hint: TOML files are UTF-8",
+                path.display()
+            )),
+            "{e}"
+        );
     }
 }

@@ -179,6 +179,9 @@ async fn pass(runner: &Runner, stop: &mut (impl Future<Output = ()> + Unpin)) ->
                 };
                 match runner.run(&domain, start).await {
                     Ok(outcome) => {
+                        for w in &outcome.warnings {
+                            tracing::warn!(domain = %domain, "{}", w.message);
+                        }
                         let failures = outcome.failures();
                         for f in &failures {
                             tracing::error!(domain = %domain, "{f}");

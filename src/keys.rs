@@ -32,6 +32,24 @@ use zeroize::Zeroizing;
 /// The RSA sizes maildns generates.
 pub const RSA_SIZES: [u32; 4] = [1024, 2048, 3072, 4096];
 
+/// The smallest RSA key maildns accepts anywhere a key enters (generated,
+/// imported, loaded from disk): RFC 8301 §3.2, signers MUST use at least 1024 bits.
+pub const RSA_MIN_BITS: u32 = 1024;
+
+/// The RSA size RFC 8301 §3.2 says signers SHOULD use at least; smaller (but
+/// allowed) keys get [`strength_warning`] on every run.
+pub const RSA_RECOMMENDED_BITS: u32 = 2048;
+
+/// The warning for an allowed but weak key (RSA of 1024 up to 2047 bits), or
+/// `None`. Keys under [`RSA_MIN_BITS`] never get this far: they are refused.
+pub fn strength_warning(algorithm: Algorithm, bits: u32) -> Option<String> {
+    (algorithm == Algorithm::Rsa && bits < RSA_RECOMMENDED_BITS).then(|| {
+        format!(
+            "a {bits}-bit RSA key: RFC 8301 (section 3.2) says signers SHOULD use at least {RSA_RECOMMENDED_BITS} bits; rotate to a 2048-bit key unless the DNS host cannot hold its record"
+        )
+    })
+}
+
 const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 
@@ -108,10 +126,22 @@ impl KeySpec {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
-    /// RSA below 1024 bits: receivers ignore such signatures (RFC 8301).
-    #[error("RSA keys must have at least 1024 bits (RFC 8301); {bits} requested")]
+    /// RSA below 1024 bits (requested, or found in a key): receivers ignore
+    /// such signatures (RFC 8301 §3.2).
+    #[error("a {bits}-bit RSA key: RSA keys must have at least 1024 bits (RFC 8301, section 3.2)")]
     RsaTooSmall {
-        /// Requested size.
+        /// The key's (or the requested) size.
+        bits: u32,
+    },
+    /// A key file holding an RSA key under 1024 bits.
+    #[error(
+        "{}: a {bits}-bit RSA key: RSA keys must have at least 1024 bits (RFC 8301, section 3.2); generate a 2048-bit key",
+        path.display()
+    )]
+    WeakKeyFile {
+        /// The file.
+        path: PathBuf,
+        /// The key's size.
         bits: u32,
     },
     /// An RSA size maildns does not generate.
@@ -224,7 +254,7 @@ impl PrivateKey {
     pub fn generate(spec: KeySpec) -> Result<Self, KeyError> {
         match spec.algorithm {
             Algorithm::Rsa => {
-                if spec.bits < 1024 {
+                if spec.bits < RSA_MIN_BITS {
                     return Err(KeyError::RsaTooSmall { bits: spec.bits });
                 }
                 if !RSA_SIZES.contains(&spec.bits) {
@@ -260,7 +290,22 @@ impl PrivateKey {
     /// (`BEGIN PRIVATE KEY`, RSA or Ed25519). Text around the PEM block (comments
     /// some tools add) is ignored. Encrypted keys are refused: OpenDKIM cannot read
     /// them either.
+    ///
+    /// # Errors
+    /// [`KeyError::InvalidPem`] for anything unreadable; [`KeyError::RsaTooSmall`]
+    /// for an RSA key under [`RSA_MIN_BITS`] (RFC 8301 §3.2): this is the one door
+    /// every key from outside comes through (import, adopt, load from disk).
     pub fn from_pem(text: &str) -> Result<Self, KeyError> {
+        let key = Self::parse_pem(text)?;
+        match key.algorithm() {
+            Algorithm::Rsa if key.bits() < RSA_MIN_BITS => {
+                Err(KeyError::RsaTooSmall { bits: key.bits() })
+            }
+            _ => Ok(key),
+        }
+    }
+
+    fn parse_pem(text: &str) -> Result<Self, KeyError> {
         let invalid = |reason: String| KeyError::InvalidPem { reason };
         let block = pem_block(text).ok_or_else(|| invalid("no PEM block found".into()))?;
         if block.starts_with("-----BEGIN RSA PRIVATE KEY-----") {
@@ -472,12 +517,20 @@ pub fn write_private_key(
 }
 
 /// Reads and parses a PEM private key file.
+///
+/// # Errors
+/// [`KeyError::Io`], [`KeyError::InvalidKeyFile`], and [`KeyError::WeakKeyFile`]
+/// for an RSA key under 1024 bits.
 pub fn load_private_key(path: &Path) -> Result<PrivateKey, KeyError> {
     let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io_err(path, "read"))?);
     PrivateKey::from_pem(&text).map_err(|e| match e {
         KeyError::InvalidPem { reason } => KeyError::InvalidKeyFile {
             path: path.to_path_buf(),
             reason,
+        },
+        KeyError::RsaTooSmall { bits } => KeyError::WeakKeyFile {
+            path: path.to_path_buf(),
+            bits,
         },
         other => other,
     })
@@ -870,6 +923,54 @@ mod tests {
             .find_map(|t| t.strip_prefix("p="))
             .unwrap();
         assert_eq!(key.p_value().unwrap(), p);
+    }
+
+    /// The example (`openssl genrsa -traditional 512`) and its kind: any
+    /// RSA key under 1024 bits, PKCS#1 or PKCS#8, is refused on load, naming the
+    /// file and the size; 1024 bits loads with a warning, 2048 without.
+    #[test]
+    fn rsa_keys_under_1024_bits_are_refused_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(&str, &[&str], u32); 4] = [
+            ("512.pkcs1", &["genrsa", "-traditional", "-out"], 512),
+            ("512.pkcs8", &["genrsa", "-out"], 512),
+            ("768.pkcs1", &["genrsa", "-traditional", "-out"], 768),
+            ("1016.pkcs8", &["genrsa", "-out"], 1016),
+        ];
+        for (name, args, bits) in cases {
+            let path = dir.path().join(name);
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .arg(&path)
+                .arg(bits.to_string())
+                .output()
+                .expect("openssl on PATH");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let err = load_private_key(&path).map(|k| k.bits()).unwrap_err();
+            assert!(
+                matches!(&err, KeyError::WeakKeyFile { bits: b, path: p } if *b == bits && p == &path),
+                "{name}: {err}"
+            );
+            let msg = err.to_string();
+            assert!(msg.contains(&format!("a {bits}-bit RSA key")), "{msg}");
+            assert!(msg.contains(name) && msg.contains("RFC 8301"), "{msg}");
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(matches!(
+                PrivateKey::from_pem(&text),
+                Err(KeyError::RsaTooSmall { bits: b }) if b == bits
+            ));
+        }
+        let key = PrivateKey::generate(KeySpec::rsa(1024)).unwrap();
+        let back = PrivateKey::from_pem(&key.to_pem().unwrap()).unwrap();
+        assert_eq!(back.bits(), 1024);
+        let w = strength_warning(back.algorithm(), back.bits()).expect("1024 warns");
+        assert!(w.contains("1024-bit") && w.contains("2048"), "{w}");
+        assert_eq!(strength_warning(Algorithm::Rsa, 2048), None);
+        assert_eq!(strength_warning(Algorithm::Ed25519, 256), None);
     }
 
     /// Plain `openssl genrsa` (PKCS#8 in OpenSSL 3) and `-traditional` (PKCS#1),

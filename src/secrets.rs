@@ -7,19 +7,101 @@
 //! refused unless its mode is 0600 or stricter. The environment is passed in, never
 //! read here. Errors list every place looked at and never contain the value.
 //!
-//! The kernel keyring (keyring's `linux-native` store) needs a session keyring
-//! (what `pam_keyinit`, systemd or `keyctl session` give). Without one, storing
-//! fails with EACCES, which the keyring crate reports as a misleading "no entry":
-//! [`set`] reports that case as [`SecretError::NoSessionKeyring`].
+//! # Which OS keyring
+//!
+//! Two stores are compiled in (crate `keyring` 3.6, features `linux-native` and
+//! `async-secret-service`), and [`store`] chooses one per process, explicitly:
+//!
+//! - the [Secret Service] (GNOME Keyring, KWallet, KeePassXC, ...) when the D-Bus
+//!   session bus (`DBUS_SESSION_BUS_ADDRESS`, else `$XDG_RUNTIME_DIR/bus`) can be
+//!   reached and a Secret Service on it opens a session (`OpenSession`, which
+//!   also starts one that the bus can activate);
+//! - the kernel keyring (keyutils, the session keyring) otherwise: no bus, or
+//!   no Secret Service on it. Why the probe failed is logged at debug level.
+//!
+//! Entries are built with the chosen store's credential type
+//! ([`keyring::secret_service::SsCredential`] or
+//! [`keyring::keyutils::KeyutilsCredential`]), never through
+//! [`keyring::Entry::new`]: with several store features keyring's default is
+//! the Secret Service even where no bus exists, and with none it is an
+//! in-memory mock that forgets everything at exit. So a credential is never
+//! "stored" in the mock, and every message names the store used.
+//!
+//! zbus runs on its own `async-io` executor (keyring feature `async-io`), not on
+//! tokio: keyring's blocking calls made from inside maildns's tokio runtime would
+//! otherwise risk the deadlock keyring documents (keyring-rs issue #132).
+//!
+//! The two stores do not share entries: a token set under a desktop session
+//! lives in the Secret Service, and a process without the session bus (a
+//! daemon under systemd) does not see it. A daemon should use a systemd
+//! credential or a token file.
+//!
+//! The kernel keyring needs a session keyring (what `pam_keyinit`, systemd or
+//! `keyctl session` give). Without one, storing fails with EACCES, which the
+//! keyring crate reports as a misleading "no entry": [`set`] reports that case
+//! as [`SecretError::NoSessionKeyring`].
+//!
+//! [Secret Service]: https://specifications.freedesktop.org/secret-service/latest/
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use maildns_providers::Secret;
 
 /// The keyring service name.
 pub const KEYRING_SERVICE: &str = "maildns";
+
+/// The OS keyring store this process uses; see the module docs for the choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// The freedesktop Secret Service on the D-Bus session bus (items with the
+    /// attributes `service` = [`KEYRING_SERVICE`] and `username` = the account,
+    /// in the default collection).
+    SecretService,
+    /// The Linux kernel key-retention service (keyutils), in the session keyring.
+    KernelKeyring,
+}
+
+impl Store {
+    /// A short machine name: `secret-service` or `kernel-keyring`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Store::SecretService => "secret-service",
+            Store::KernelKeyring => "kernel-keyring",
+        }
+    }
+}
+
+impl fmt::Display for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Store::SecretService => "Secret Service",
+            Store::KernelKeyring => "kernel keyring",
+        })
+    }
+}
+
+/// The store this process uses: the Secret Service when one answers on the
+/// D-Bus session bus, the kernel keyring otherwise. Probed once per process.
+pub fn store() -> Store {
+    static STORE: OnceLock<Store> = OnceLock::new();
+    *STORE.get_or_init(probe)
+}
+
+fn probe() -> Store {
+    // Connecting opens the bus and calls OpenSession on org.freedesktop.secrets
+    // (with the same DH-encrypted session keyring uses), so success means a
+    // Secret Service is there; the connection is dropped at once.
+    match secret_service::blocking::SecretService::connect(secret_service::EncryptionType::Dh) {
+        Ok(_) => Store::SecretService,
+        Err(e) => {
+            tracing::debug!(reason = %e, "no Secret Service on the D-Bus session bus; using the kernel keyring");
+            Store::KernelKeyring
+        }
+    }
+}
 
 /// Where an account's credential may be configured to come from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,7 +119,7 @@ pub enum Source {
     Env(String),
     /// A file in the systemd credentials directory.
     CredentialsDirectory(PathBuf),
-    /// The OS keyring.
+    /// The OS keyring ([`store`] says which).
     Keyring,
     /// The configured token file.
     TokenFile(PathBuf),
@@ -48,7 +130,7 @@ impl fmt::Display for Source {
         match self {
             Source::Env(v) => write!(f, "environment variable {v}"),
             Source::CredentialsDirectory(p) => write!(f, "systemd credential {}", p.display()),
-            Source::Keyring => write!(f, "OS keyring (service \"{KEYRING_SERVICE}\")"),
+            Source::Keyring => write!(f, "OS keyring ({}, service \"{KEYRING_SERVICE}\")", store()),
             Source::TokenFile(p) => write!(f, "token file {}", p.display()),
         }
     }
@@ -94,10 +176,12 @@ pub enum SecretError {
         account: String,
     },
     /// The keyring failed otherwise.
-    #[error("OS keyring, account '{account}': {message}")]
+    #[error("OS keyring ({store}), account '{account}': {message}")]
     Keyring {
         /// The account.
         account: String,
+        /// The store used ([`Store`]'s display name).
+        store: String,
         /// What the keyring said.
         message: String,
     },
@@ -179,9 +263,7 @@ pub fn lookup(
                 source: Source::Keyring,
             });
         }
-        Ok(None) => looked.push(format!(
-            "OS keyring (service \"{KEYRING_SERVICE}\", user \"{account}\"): no entry (if one was stored, this process may lack a session keyring)"
-        )),
+        Ok(None) => looked.push(no_entry(account)),
         Err(e) => looked.push(e.to_string()),
     }
 
@@ -228,15 +310,46 @@ pub fn read_token_file(path: &Path) -> Result<Secret, SecretError> {
 }
 
 fn entry(account: &str) -> Result<keyring::Entry, SecretError> {
-    keyring::Entry::new(KEYRING_SERVICE, account).map_err(|e| keyring_error(account, e))
+    let credential: Box<keyring::credential::Credential> = match store() {
+        Store::SecretService => Box::new(
+            keyring::secret_service::SsCredential::new_with_target(None, KEYRING_SERVICE, account)
+                .map_err(|e| keyring_error(account, e))?,
+        ),
+        Store::KernelKeyring => Box::new(
+            keyring::keyutils::KeyutilsCredential::new_with_target(None, KEYRING_SERVICE, account)
+                .map_err(|e| keyring_error(account, e))?,
+        ),
+    };
+    Ok(keyring::Entry::new_with_credential(credential))
 }
 
 fn keyring_error(account: &str, e: keyring::Error) -> SecretError {
     // keyring's errors describe the store, not the stored value.
+    let message = match (&e, store()) {
+        (keyring::Error::NoStorageAccess(_), Store::SecretService) => format!(
+            "{e} (the Secret Service collection is locked or access was refused: unlock it, e.g. by logging in to the desktop session)"
+        ),
+        _ => e.to_string(),
+    };
     SecretError::Keyring {
         account: account.to_string(),
-        message: e.to_string(),
+        store: store().to_string(),
+        message,
     }
+}
+
+/// What "no entry" says for `account` in the store in use.
+fn no_entry(account: &str) -> String {
+    let store = store();
+    let hint = match store {
+        Store::KernelKeyring => {
+            " (if one was stored, this process may lack a session keyring, or it was stored in the Secret Service of a desktop session)"
+        }
+        Store::SecretService => "",
+    };
+    format!(
+        "OS keyring ({store}, service \"{KEYRING_SERVICE}\", user \"{account}\"): no entry{hint}"
+    )
 }
 
 fn keyring_get(account: &str) -> Result<Option<Secret>, SecretError> {
@@ -247,29 +360,41 @@ fn keyring_get(account: &str) -> Result<Option<Secret>, SecretError> {
     }
 }
 
-/// Stores `value` in the OS keyring for `account` (`maildns secret set`).
+/// Stores `value` in the OS keyring ([`store`]) for `account` (`maildns secret set`).
+///
+/// # Errors
+/// [`SecretError::NoSessionKeyring`] when the kernel keyring is used and the
+/// process has no session keyring; [`SecretError::Keyring`] when the store
+/// refuses otherwise (e.g. a locked Secret Service collection).
 pub fn set(account: &str, value: &Secret) -> Result<(), SecretError> {
     match entry(account)?.set_password(value.expose()) {
         Ok(()) => Ok(()),
-        Err(keyring::Error::NoEntry) => Err(SecretError::NoSessionKeyring {
-            account: account.to_string(),
-        }),
+        Err(keyring::Error::NoEntry) if store() == Store::KernelKeyring => {
+            Err(SecretError::NoSessionKeyring {
+                account: account.to_string(),
+            })
+        }
         Err(e) => Err(keyring_error(account, e)),
     }
 }
 
-/// The credential stored in the OS keyring for `account` (`maildns secret get`).
+/// The credential stored in the OS keyring ([`store`]) for `account`.
+///
+/// # Errors
+/// [`SecretError::NotFound`] when there is no entry; [`SecretError::Keyring`]
+/// when the store fails.
 pub fn get(account: &str) -> Result<Secret, SecretError> {
     keyring_get(account)?.ok_or_else(|| SecretError::NotFound {
         account: account.to_string(),
-        looked: vec![format!(
-            "OS keyring (service \"{KEYRING_SERVICE}\", user \"{account}\"): no entry (if one was stored, this process may lack a session keyring)"
-        )],
+        looked: vec![no_entry(account)],
     })
 }
 
-/// Removes the credential of `account` from the OS keyring (`maildns secret delete`);
-/// succeeds when there is none.
+/// Removes the credential of `account` from the OS keyring ([`store`])
+/// (`maildns secret delete`); succeeds when there is none.
+///
+/// # Errors
+/// [`SecretError::Keyring`] when the store fails.
 pub fn delete(account: &str) -> Result<(), SecretError> {
     match entry(account)?.delete_credential() {
         Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
@@ -403,6 +528,28 @@ mod tests {
                 assert!(!format!("{e} {e:?}").contains(VALUE));
             }
         }
+    }
+
+    #[test]
+    fn entries_use_the_chosen_store_never_the_default_builder() {
+        // With both store features keyring's default builder is the Secret
+        // Service even without a bus, and with none the mock: entry() must build
+        // the credential of the store probed for this process.
+        let e = entry("probe-account").unwrap();
+        let c = e.get_credential();
+        match store() {
+            Store::SecretService => assert!(
+                c.downcast_ref::<keyring::secret_service::SsCredential>()
+                    .is_some()
+            ),
+            Store::KernelKeyring => assert!(
+                c.downcast_ref::<keyring::keyutils::KeyutilsCredential>()
+                    .is_some()
+            ),
+        }
+        assert!(c.downcast_ref::<keyring::mock::MockCredential>().is_none());
+        assert_eq!(Store::SecretService.to_string(), "Secret Service");
+        assert_eq!(Store::KernelKeyring.name(), "kernel-keyring");
     }
 
     #[test]

@@ -244,3 +244,127 @@ fn import_exits_75_while_the_lock_is_held_and_status_still_reads() {
     let o = maildns(&cfg, &["status"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+/// base64 of the DER public key OpenSSL derives from `key` (its `p=` value).
+fn p_value_of(key: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+        .arg(key)
+        .output()
+        .expect("openssl runs");
+    assert!(out.status.success());
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(out.stdout)
+}
+
+/// The example: OpenDKIM signs with a 512-bit key made by
+/// `openssl genrsa -traditional 512`. Import refuses it (a problem, exit 1, the
+/// size and the file named), nothing is recorded, and `publish` never publishes
+/// it (it makes a new key of the configured size instead).
+#[test]
+fn a_512_bit_key_is_refused_and_never_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = seed_layout(dir.path(), "example.com");
+    let key = dir.path().join("keys/prueba.private");
+    std::fs::remove_file(&key).unwrap();
+    let made = Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&key)
+        .arg("512")
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{}", text(&made));
+    let weak_p = p_value_of(&key);
+
+    let o = maildns(&cfg, &["import", "opendkim"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("example.com: REFUSED selector 201908 (rsa 512 bits)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("a 512-bit RSA key: RSA keys must have at least 1024 bits"),
+        "{out}"
+    );
+    assert!(out.contains(key.to_str().unwrap()), "{out}");
+    assert!(out.contains("0 key(s) adopted, 1 problem(s)"), "{out}");
+    let o = maildns(&cfg, &["--json", "import", "opendkim"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["results"][0]["outcome"], "refused", "{v}");
+    assert_eq!(v["results"][0]["bits"], 512, "{v}");
+    let store = SqliteStore::open(&dir.path().join("state")).unwrap();
+    assert!(store.load(&example()).unwrap().keys.is_empty());
+
+    let o = maildns(&cfg, &["publish"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let zone = std::fs::read_to_string(dir.path().join("zone.db")).unwrap();
+    assert!(!zone.contains(&weak_p[..60]), "{zone}");
+    let state = store.load(&example()).unwrap();
+    assert!(state.keys.iter().all(|k| k.bits == 2048), "{state:?}");
+}
+
+/// A recorded key whose file now holds an RSA key under 1024 bits (a state
+/// from before the floor, or a file replaced by hand) is refused on load:
+/// publish fails naming the file, and writes no DKIM record.
+#[test]
+fn a_weak_key_file_behind_a_recorded_key_is_refused_on_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = seed_layout(dir.path(), "example.com");
+    let o = maildns(&cfg, &["import", "opendkim"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let key = dir.path().join("keys/prueba.private");
+    std::fs::remove_file(&key).unwrap();
+    let made = Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&key)
+        .arg("768")
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{}", text(&made));
+    let o = maildns(&cfg, &["publish"]);
+    let out = text(&o);
+    assert_ne!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("a 768-bit RSA key"), "{out}");
+    assert!(out.contains(key.to_str().unwrap()), "{out}");
+    let zone = std::fs::read_to_string(dir.path().join("zone.db")).unwrap_or_default();
+    assert!(!zone.contains("_domainkey"), "{zone}");
+}
+
+/// 1024 bits is allowed (RFC 8301: MUST at least 1024) with a warning on every
+/// run (SHOULD at least 2048): import, status and publish each say it.
+#[test]
+fn a_1024_bit_key_is_adopted_with_a_warning_on_every_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = seed_layout(dir.path(), "example.com");
+    for run in 0..2 {
+        let o = maildns(&cfg, &["import", "opendkim"]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        assert!(
+            text(&o).contains("warning: a 1024-bit RSA key: RFC 8301 (section 3.2) says signers SHOULD use at least 2048 bits"),
+            "run {run}: {}",
+            text(&o)
+        );
+    }
+    for run in 0..2 {
+        let o = maildns(&cfg, &["status"]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        assert!(
+            text(&o).contains("WARNING  example.com: key 201908 (active): a 1024-bit RSA key"),
+            "run {run}: {}",
+            text(&o)
+        );
+        let o = maildns(&cfg, &["--json", "status"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let s = v.to_string();
+        assert!(s.contains("\"code\":\"rsa_weak\""), "{s}");
+        let o = maildns(&cfg, &["publish"]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        assert!(
+            text(&o).contains("warning: example.com: key 201908 (active): a 1024-bit RSA key"),
+            "run {run}: {}",
+            text(&o)
+        );
+    }
+}

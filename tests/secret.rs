@@ -1,6 +1,8 @@
 //! `maildns secret`: where a credential is found (never the value without
 //! `--show`), `set` reading stdin with a clear error when there is no session
-//! keyring, and unknown accounts as data errors.
+//! keyring, and unknown accounts as data errors; the OS keyring is the Secret
+//! Service when one answers on the session bus (a real GNOME Keyring on a
+//! private bus started by the testkit) and the kernel keyring otherwise.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,10 @@ fn maildns(cfg: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>)
         .args(args)
         .env_remove("MAILDNS_CONFIG")
         .env_remove("CREDENTIALS_DIRECTORY")
+        // No session bus unless a test passes one: the kernel keyring path.
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("MAILDNS_LOG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -141,6 +147,7 @@ fn set_reads_stdin_and_without_a_session_keyring_says_how_to_get_one() {
             );
             let v: serde_json::Value = serde_json::from_slice(&g.stdout).unwrap();
             assert_eq!(v["source"], "keyring");
+            assert_eq!(v["keyring"], "kernel-keyring", "no session bus: {v}");
             assert_eq!(v["value"], VALUE, "trailing newline stripped");
             let d = maildns(&cfg, &["secret", "delete", &acc], &[], None);
             assert_eq!(d.status.code(), Some(0), "{}", text(&d));
@@ -183,4 +190,190 @@ fn unknown_account_is_a_data_error_listing_the_known_ones() {
         assert!(text(&o).contains("unknown account 'nope'"), "{}", text(&o));
         assert!(text(&o).contains(&acc), "{}", text(&o));
     }
+}
+
+fn pdns_config(dir: &Path, account: &str, api_url: &str) -> PathBuf {
+    let cfg = dir.join("maildns.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"state\"\n[accounts.{account}]\nprovider = \"powerdns\"\nbase_url = \"{api_url}\"\n[domains.\"example.com\"]\naccount = \"{account}\"\nspf = \"v=spf1 -all\"\n"
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+async fn spf_at_apex(pdns: &maildns_testkit::PowerDns) -> Vec<String> {
+    let zone: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "{}/servers/localhost/zones/example.com.",
+            pdns.api_url
+        ))
+        .header("X-API-Key", &pdns.api_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    zone["rrsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["name"] == "example.com." && r["type"] == "TXT")
+        .flat_map(|r| r["records"].as_array().unwrap().clone())
+        .map(|r| r["content"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_service_set_get_publish_delete() {
+    let pdns = maildns_testkit::PowerDns::start();
+    pdns.create_zone("example.com").await;
+    let bus = maildns_testkit::SessionBus::with_secret_service();
+    let acc = account("ssacc");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = pdns_config(dir.path(), &acc, &pdns.api_url);
+    let token = pdns.api_key.clone();
+    let on_bus = [
+        ("DBUS_SESSION_BUS_ADDRESS", bus.address.as_str()),
+        ("MAILDNS_LOG", "trace"),
+    ];
+    let attrs = [("service", "maildns"), ("username", acc.as_str())];
+    assert!(bus.search_items(&attrs).is_empty());
+
+    // set: stored in the Secret Service, as one item of the daemon.
+    let o = maildns(
+        &cfg,
+        &["secret", "set", &acc],
+        &on_bus,
+        Some(&format!("{token}\n")),
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("token stored in the OS keyring (Secret Service, service \"maildns\")"),
+        "{out}"
+    );
+    assert!(!out.contains(&token), "{out}");
+    assert_eq!(
+        bus.search_items(&attrs).len(),
+        1,
+        "one item in GNOME Keyring"
+    );
+
+    // get: found in the Secret Service; the value only with --show.
+    let o = maildns(&cfg, &["--json", "secret", "get", &acc], &on_bus, None);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!text(&o).contains(&token), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["source"], "keyring", "{v}");
+    assert_eq!(v["keyring"], "secret-service", "{v}");
+    assert_eq!(v["location"], "Secret Service, service \"maildns\"", "{v}");
+    let o = maildns(&cfg, &["secret", "get", &acc, "--show"], &on_bus, None);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim_end(), token);
+
+    // Without the bus the kernel keyring is asked, which does not have it.
+    let o = maildns(&cfg, &["--json", "secret", "get", &acc], &[], None);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["looked"].to_string().contains("kernel keyring"), "{v}");
+
+    // publish authenticates with the token from the Secret Service, and
+    // neither output nor trace-level logs show it.
+    assert!(spf_at_apex(&pdns).await.is_empty());
+    let o = maildns(&cfg, &["publish"], &on_bus, None);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(!out.contains(&token), "token in output or logs: {out}");
+    assert_eq!(
+        spf_at_apex(&pdns).await,
+        vec!["\"v=spf1 -all\"".to_string()]
+    );
+
+    // delete: gone from the daemon; get and publish now fail, naming the store.
+    let o = maildns(&cfg, &["secret", "delete", &acc], &on_bus, None);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("Secret Service"), "{}", text(&o));
+    assert!(bus.search_items(&attrs).is_empty());
+    let o = maildns(&cfg, &["secret", "get", &acc], &on_bus, None);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "OS keyring (Secret Service, service \"maildns\", user \"{acc}\"): no entry"
+        )),
+        "{}",
+        text(&o)
+    );
+    let o = maildns(&cfg, &["publish"], &on_bus, None);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("no credential"), "{}", text(&o));
+    // deleting again is fine
+    let o = maildns(&cfg, &["secret", "delete", &acc], &on_bus, None);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+#[test]
+fn a_session_bus_without_a_secret_service_means_the_kernel_keyring() {
+    let bus = maildns_testkit::SessionBus::start();
+    let acc = account("busnoss");
+    let (_dir, cfg) = setup(&acc);
+    let on_bus = [("DBUS_SESSION_BUS_ADDRESS", bus.address.as_str())];
+    let o = maildns(
+        &cfg,
+        &["--json", "secret", "set", &acc],
+        &on_bus,
+        Some(&format!("{VALUE}\n")),
+    );
+    let out = text(&o);
+    assert!(!out.contains(VALUE), "{out}");
+    match o.status.code() {
+        Some(0) => {
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            assert_eq!(v["keyring"], "kernel-keyring", "{v}");
+            // The same entry is seen with no bus at all: one store.
+            let g = maildns(
+                &cfg,
+                &["--json", "secret", "get", &acc, "--show"],
+                &[],
+                None,
+            );
+            let v: serde_json::Value = serde_json::from_slice(&g.stdout).unwrap();
+            assert_eq!(v["keyring"], "kernel-keyring", "{v}");
+            assert_eq!(v["value"], VALUE);
+            let d = maildns(&cfg, &["secret", "delete", &acc], &on_bus, None);
+            assert_eq!(d.status.code(), Some(0), "{}", text(&d));
+            assert!(text(&d).contains("kernel keyring"), "{}", text(&d));
+        }
+        // No session keyring here: the kernel keyring's own error, not the
+        // Secret Service's and not a mock's silent success.
+        code => {
+            assert_eq!(code, Some(1), "{out}");
+            assert!(out.contains("keyctl session"), "{out}");
+        }
+    }
+}
+
+#[test]
+fn a_locked_secret_service_is_an_error_naming_it_never_another_store() {
+    let bus = maildns_testkit::SessionBus::with_locked_secret_service();
+    let acc = account("lockedss");
+    let (_dir, cfg) = setup(&acc);
+    let on_bus = [("DBUS_SESSION_BUS_ADDRESS", bus.address.as_str())];
+    let o = maildns(
+        &cfg,
+        &["secret", "set", &acc],
+        &on_bus,
+        Some(&format!("{VALUE}\n")),
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(!out.contains(VALUE), "{out}");
+    assert!(out.contains("OS keyring (Secret Service)"), "{out}");
+    assert!(out.contains("locked or access was refused"), "{out}");
+    assert!(!out.contains("token stored"), "{out}");
+    // Not quietly stored in the kernel keyring instead.
+    let o = maildns(&cfg, &["--json", "secret", "get", &acc], &[], None);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 }

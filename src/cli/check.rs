@@ -24,14 +24,14 @@ pub(super) async fn run(cli: &Cli) -> anyhow::Result<Exit> {
         }))?;
     } else {
         for f in &report.findings {
-            println!("{f}");
+            outln!("{f}");
         }
         let other = report
             .findings
             .iter()
             .filter(|f| f.diagnostic.severity != Severity::Error || f.waived.is_some())
             .count();
-        println!(
+        outln!(
             "{}: {} domain(s), {} error(s), {} other finding(s)",
             config.path.display(),
             config.domains.len(),

@@ -79,7 +79,8 @@ pub fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| super::output::Stderr)
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
@@ -98,14 +99,14 @@ pub fn load_gated(cli: &super::Cli) -> anyhow::Result<Config> {
     let config = load_config(cli)?;
     let report = crate::gate::gate(&config)?;
     for n in report.notices() {
-        eprintln!("{n}");
+        eoutln!("{n}");
     }
     Ok(config)
 }
 
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = super::output::Stdout;
     serde_json::to_writer_pretty(&mut out, value).context("writing JSON")?;
     writeln!(out)?;
     Ok(())
@@ -145,4 +146,18 @@ pub fn select_domains<'a>(config: &'a Config, names: &[String]) -> anyhow::Resul
         }
     }
     Ok(out)
+}
+
+/// Which domains a command works on (`plan`, `publish`, `rotate`, `verify`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Selection {
+    /// Only these domains (repeatable)
+    #[arg(long = "domain", short = 'd')]
+    pub domains: Vec<String>,
+}
+
+/// Which configured domains the selection names (all when none; an unknown name
+/// is an error listing the configured ones).
+pub fn selected<'a>(config: &'a Config, selection: &Selection) -> anyhow::Result<Vec<&'a Domain>> {
+    select_domains(config, &selection.domains)
 }

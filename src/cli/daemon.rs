@@ -81,7 +81,7 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
     if args.once {
         for (domain, failures) in &last.failed {
             for f in failures {
-                println!("{domain}: FAILED: {f}");
+                outln!("{domain}: FAILED: {f}");
             }
         }
         if !last.failed.is_empty() {

@@ -84,12 +84,13 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
         if cli.json {
             print_json(&out)?;
         } else {
-            println!(
+            outln!(
                 "Probes for account {} in zone {} (dry run: nothing written)",
-                out.account, out.zone
+                out.account,
+                out.zone
             );
             for p in &out.probes {
-                println!("  {:<9} {:<48} {}", p.id, p.name, p.about);
+                outln!("  {:<9} {:<48} {}", p.id, p.name, p.about);
             }
         }
         return Ok(Exit::Ok);
@@ -153,7 +154,7 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-        eprintln!("maildns: interrupted, removing the probes");
+        eoutln!("maildns: interrupted, removing the probes");
     };
     let report = diagnose::run(
         provider.as_ref(),
@@ -178,28 +179,32 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
 }
 
 fn print_human(account: &str, r: &Report) {
-    println!(
+    outln!(
         "Diagnosis of account {account} ({}), zone {}",
-        r.provider, r.zone
+        r.provider,
+        r.zone
     );
     if r.servers.is_empty() {
-        println!(
+        outln!(
             "Servers: none asked ({})",
             r.servers_note.as_deref().unwrap_or("none known")
         );
     } else {
         let list: Vec<String> = r.servers.iter().map(ToString::to_string).collect();
-        println!("Servers: {}", list.join(", "));
+        outln!("Servers: {}", list.join(", "));
     }
     if !r.leftovers_removed.is_empty() {
-        println!(
+        outln!(
             "Removed leftovers of an earlier run: {}",
             r.leftovers_removed.join(", ")
         );
     }
-    println!(
+    outln!(
         "{:<9} {:<20} {:<26} {:<26} VERDICT",
-        "PROBE", "SENT", "API READBACK", "SERVED"
+        "PROBE",
+        "SENT",
+        "API READBACK",
+        "SERVED"
     );
     for p in &r.probes {
         let api = if p.api_found.is_empty() {
@@ -217,7 +222,7 @@ fn print_human(account: &str, r: &Report) {
             let ok = p.served.iter().filter(|s| s.verdict.intact()).count();
             format!("{ok}/{} intact", p.served.len())
         };
-        println!(
+        outln!(
             "{:<9} {:<20} {:<26} {:<26} {}",
             p.id,
             p.sent.label(),
@@ -226,11 +231,11 @@ fn print_human(account: &str, r: &Report) {
             p.verdict.label()
         );
         for s in p.served.iter().filter(|s| !s.verdict.intact()) {
-            println!("          {}: {}", s.server, s.verdict.label());
+            outln!("          {}: {}", s.server, s.verdict.label());
         }
     }
     for d in &r.profile_differences {
-        println!("profile differs: {d}");
+        outln!("profile differs: {d}");
     }
     if let Some(t) = r.dkim_transport {
         let what = match t {
@@ -238,7 +243,7 @@ fn print_human(account: &str, r: &Report) {
             "edns0" => "needs EDNS0 (over 512 bytes)",
             _ => "needs TCP (over 1232 bytes)",
         };
-        println!("Largest intact DKIM record: {what}");
+        outln!("Largest intact DKIM record: {what}");
     }
     if !r.rate_limits_seen.is_empty() {
         let h: Vec<String> = r
@@ -246,10 +251,10 @@ fn print_human(account: &str, r: &Report) {
             .iter()
             .map(|(k, v)| format!("{k}: {v}"))
             .collect();
-        println!("Rate-limit headers: {}", h.join(", "));
+        outln!("Rate-limit headers: {}", h.join(", "));
     }
     for f in &r.cleanup_failures {
-        println!("warning: probe not removed: {f}");
+        outln!("warning: probe not removed: {f}");
     }
-    println!("Recommendation: {}", r.recommendation.text);
+    outln!("Recommendation: {}", r.recommendation.text);
 }

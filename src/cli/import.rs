@@ -72,9 +72,9 @@ pub(super) async fn run(cli: &Cli, source: &Source) -> anyhow::Result<Exit> {
 }
 
 fn print_human(conf: &Path, warnings: &[String], results: &[ImportResult]) {
-    println!("Importing from {}", conf.display());
+    outln!("Importing from {}", conf.display());
     for w in warnings {
-        println!("warning: {w}");
+        outln!("warning: {w}");
     }
     for r in results {
         let what = match r.outcome {
@@ -95,10 +95,10 @@ fn print_human(conf: &Path, warnings: &[String], results: &[ImportResult]) {
         if let Some(p) = &r.key_path {
             key.push_str(&format!(" key {p}"));
         }
-        println!("{}: {what}{key}", r.domain);
-        println!("  {}", r.message);
+        outln!("{}: {what}{key}", r.domain);
+        outln!("  {}", r.message);
         if let Some(h) = &r.hint {
-            println!("  fix: {h}");
+            outln!("  fix: {h}");
         }
     }
     let adopted = results
@@ -106,7 +106,7 @@ fn print_human(conf: &Path, warnings: &[String], results: &[ImportResult]) {
         .filter(|r| r.outcome == Outcome::Adopted)
         .count();
     let problems = results.iter().filter(|r| r.outcome.is_problem()).count();
-    println!(
+    outln!(
         "Summary: {adopted} key(s) adopted, {problems} problem(s); `maildns status` shows the keys"
     );
 }

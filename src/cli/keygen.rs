@@ -75,6 +75,9 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
         tracing::warn!("removed left-over private key material {}", stale.display());
     }
     let key = PrivateKey::generate(spec)?;
+    if let Some(w) = keys::strength_warning(key.algorithm(), key.bits()) {
+        eoutln!("warning: {w}");
+    }
     let path = args.directory.join(format!("{selector}.private"));
     keys::write_private_key(&path, &key, WriteOptions::default())?;
     let record = record_for(&key, args.testing)?;
@@ -106,13 +109,13 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
     if cli.json {
         print_json(&out)?;
     } else {
-        eprintln!(
+        eoutln!(
             "maildns: {}-bit {} key written to {} (mode 0600)",
             out.bits,
             out.algorithm,
             path.display()
         );
-        println!("{}", out.zone_line);
+        outln!("{}", out.zone_line);
     }
     Ok(Exit::Ok)
 }

@@ -1,6 +1,9 @@
 //! The face: arguments, output (tables and `--json`), progress, exit codes.
 //! One file per command; the work lives in the library modules.
 
+#[macro_use]
+mod output;
+
 mod check;
 mod common;
 mod credentials;
@@ -137,18 +140,27 @@ pub fn main() -> i32 {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("maildns: cannot start the async runtime: {e}");
+            eoutln!("maildns: cannot start the async runtime: {e}");
             return Exit::Failure as i32;
         }
     };
     let result = runtime.block_on(run(cli));
-    match result {
-        Ok(code) => code as i32,
+    let code = match result {
+        Ok(code) => code,
         Err(e) => {
             let code = common::exit_for(&e);
-            eprintln!("maildns: {e:#}");
-            code as i32
+            eoutln!("maildns: {e:#}");
+            code
         }
+    };
+    // A closed pipe on stdout is the normal end of the output (see `output`);
+    // any other write error fails a command that otherwise succeeded.
+    match output::stdout_error() {
+        Some(e) if code == Exit::Ok => {
+            eoutln!("maildns: writing to stdout: {e}");
+            Exit::Failure as i32
+        }
+        _ => code as i32,
     }
 }
 
@@ -169,7 +181,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Diagnose(args) => diagnose::run(&cli, args).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
-            clap_complete::generate(*shell, &mut cmd, "maildns", &mut std::io::stdout());
+            clap_complete::generate(*shell, &mut cmd, "maildns", &mut output::Stdout);
             Ok(Exit::Ok)
         }
     }

@@ -4,22 +4,14 @@
 use maildns_providers::TxtRecord;
 
 use super::Cli;
-use super::common::{Exit, load_gated, print_json};
+use super::common::{Exit, Selection, load_gated, print_json, selected};
 use super::credentials::EnvCredentials;
 use super::watch::WaitShown;
 use crate::accounts::connect_all;
 use crate::command::publish::{self, Mode, PublishOptions, Report};
-use crate::config::{Config, Domain};
+use crate::config::Config;
 use crate::publish::{Action, DomainError, plan::shorten};
 use crate::rotation::Store;
-
-/// Arguments shared by `plan` and `publish`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Selection {
-    /// Only these domains (repeatable)
-    #[arg(long = "domain", short = 'd')]
-    pub domains: Vec<String>,
-}
 
 /// `maildns plan`.
 #[derive(Debug, Clone, clap::Args)]
@@ -48,15 +40,6 @@ pub struct PublishArgs {
     /// How long --wait waits, e.g. 90s, 10m [default: propagation.timeout]
     #[arg(long, requires = "wait", value_parser = super::watch::parse_timeout)]
     pub timeout: Option<std::time::Duration>,
-}
-
-/// Which configured domains the selection names (all when none; an unknown name
-/// is an error listing the configured ones).
-pub(super) fn selected<'a>(
-    config: &'a Config,
-    selection: &Selection,
-) -> anyhow::Result<Vec<&'a Domain>> {
-    super::common::select_domains(config, &selection.domains)
 }
 
 pub(super) async fn plan(cli: &Cli, args: &PlanArgs) -> anyhow::Result<Exit> {
@@ -120,11 +103,11 @@ async fn run(
     let store = store.as_ref().map(|s| s as &dyn Store);
     let report = publish::run(&config, &providers, store, &opts).await?;
     for w in &report.warnings {
-        eprintln!("warning: {}: {}", w.domain, w.message);
+        eoutln!("warning: {}: {}", w.domain, w.message);
     }
     if !cli.json {
         for (name, e) in &failed_accounts {
-            println!("account {name}: {e:#}");
+            outln!("account {name}: {e:#}");
         }
         print_human(&report);
     }
@@ -141,33 +124,51 @@ fn print_human(report: &Report) {
     };
     for o in &report.domains {
         let zone = o.zone.as_ref().map(|z| format!(", zone {z}"));
-        println!(
+        outln!(
             "{} (account {}{})",
             o.domain,
             o.account,
             zone.unwrap_or_default()
         );
         for c in o.plan.iter().flat_map(|p| &p.changes) {
-            let (verb, values) = match c.action {
-                Action::Create => ("CREATE", show(&c.new)),
-                Action::Update => ("UPDATE", format!("{} -> {}", show(&c.old), show(&c.new))),
-                Action::Delete => ("DELETE", show(&c.old)),
+            // A TTL change is shown even when no value changes.
+            let ttl = c
+                .ttl_change()
+                .map(|(old, new)| format!(" (TTL {old} -> {new})"));
+            let ttl = ttl.unwrap_or_default();
+            let (verb, values) = match (c.action, c.ttl_change()) {
+                (Action::Create, _) => ("CREATE", format!("{}{ttl}", show(&c.new))),
+                (Action::Update, Some((old, new))) if c.same_values() => {
+                    let v = show(&c.new);
+                    (
+                        "UPDATE",
+                        format!("TTL {old} -> {new} (value unchanged: {v})"),
+                    )
+                }
+                (Action::Update, _) => {
+                    let (old, new) = (show(&c.old), show(&c.new));
+                    ("UPDATE", format!("{old} -> {new}{ttl}"))
+                }
+                (Action::Delete, _) => ("DELETE", show(&c.old)),
             };
-            println!("  {verb} {} TXT {} {values}", c.name, c.kind.label());
+            outln!("  {verb} {} TXT {} {values}", c.name, c.kind.label());
             if !c.foreign.is_empty() {
                 let n = c.foreign.len();
-                println!("         keeping {n} other value(s) at {}", c.name);
+                outln!("         keeping {n} other value(s) at {}", c.name);
             }
         }
         if let Some(p) = o.plan.as_ref().filter(|p| p.changes.is_empty()) {
-            println!("  in sync ({} name(s))", p.in_sync);
+            outln!("  in sync ({} name(s))", p.in_sync);
+        }
+        for k in o.plan.iter().flat_map(|p| &p.ttl_kept) {
+            outln!("  note: {k}");
         }
         if let Some(e) = &o.error {
             let what = match e {
                 DomainError::Threshold { .. } => "refused",
                 _ => "FAILED",
             };
-            println!("  {what}: account '{}': {e}", o.account);
+            outln!("  {what}: account '{}': {e}", o.account);
         }
     }
     let s = &report.summary;
@@ -175,17 +176,22 @@ fn print_human(report: &Report) {
         true => ("applied", s.applied),
         false => ("to apply", report.pending()),
     };
-    println!(
+    outln!(
         "Summary: {} to create, {} to update, {} to delete, {} in sync; {count} change(s) {verb}; {} domain(s), {} failed",
-        s.create, s.update, s.delete, s.in_sync, s.domains, s.failed
+        s.create,
+        s.update,
+        s.delete,
+        s.in_sync,
+        s.domains,
+        s.failed
     );
     for (account, bits) in &report.saved_limits {
-        println!(
+        outln!(
             "note: account '{account}' holds DKIM keys of at most {bits} bits (saved); the next `maildns publish` or rotation step replaces a key not yet in use"
         );
     }
     for d in &report.without_key {
-        println!(
+        outln!(
             "note: {d} has no DKIM key yet: `maildns publish` generates and publishes the first one"
         );
     }

@@ -52,9 +52,12 @@ pub(super) async fn run(cli: &Cli) -> anyhow::Result<Exit> {
         print_json(&lines)?;
     } else {
         for l in &lines {
-            println!(
+            outln!(
                 "{}\t{}\tIN\tTXT\t{}\t; {}",
-                l.name, l.ttl, l.presentation, l.kind
+                l.name,
+                l.ttl,
+                l.presentation,
+                l.kind
             );
         }
     }

@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use super::Cli;
 use super::common::{Exit, load_gated, print_json};
+use super::common::{Selection, selected};
 use super::credentials::EnvCredentials;
-use super::publish::{Selection, selected};
 use crate::accounts::connect_all;
 use crate::propagation::SystemClock;
 use crate::rotation::keyring::sweep;
@@ -85,7 +85,7 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
                 .collect();
             if !events.is_empty() {
                 store.save(&state, &events)?;
-                eprintln!("{d}: unblocked; the signer switch will be retried");
+                eoutln!("{d}: unblocked; the signer switch will be retried");
             }
         }
     }
@@ -143,13 +143,13 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
         print_json(&reports)?;
     } else {
         for (name, e) in &failed_accounts {
-            println!("account {name}: {e:#}");
+            outln!("account {name}: {e:#}");
         }
         for r in &reports {
             print_human(r);
         }
         if domains.is_empty() {
-            println!("no selected domain has DKIM rotation configured");
+            outln!("no selected domain has DKIM rotation configured");
         }
     }
     let bad = reports.iter().any(|r| r.failed);
@@ -166,7 +166,7 @@ async fn ask_daemon(
     holder: &str,
 ) -> anyhow::Result<Exit> {
     if domains.is_empty() {
-        println!("no selected domain has DKIM rotation configured");
+        outln!("no selected domain has DKIM rotation configured");
         return Ok(Exit::Ok);
     }
     let store = SqliteStore::open(state_dir)?;
@@ -199,12 +199,12 @@ async fn ask_daemon(
             taken,
         })?;
     } else if taken {
-        println!(
+        outln!(
             "maildns daemon ({holder}) holds the state lock: it took the rotation request for {} domain(s); see `maildns status`",
             domains.len()
         );
     } else {
-        println!(
+        outln!(
             "another maildns ({holder}) holds the state lock: rotation requested for {} domain(s), queued until the daemon (or the next `maildns rotate`) takes it",
             domains.len()
         );
@@ -213,21 +213,21 @@ async fn ask_daemon(
 }
 
 fn print_human(r: &DomainReport) {
-    println!("{}", r.domain);
+    outln!("{}", r.domain);
     if let Some(e) = &r.error {
-        println!("  FAILED: {e}");
+        outln!("  FAILED: {e}");
     }
     let Some(o) = &r.outcome else {
         return;
     };
     for f in &o.failures() {
-        println!("  FAILED: {f}");
+        outln!("  FAILED: {f}");
     }
     for w in &o.warnings {
-        println!("  warning: {}", w.message);
+        outln!("  warning: {}", w.message);
     }
     for p in &o.performed {
-        println!(
+        outln!(
             "  {} {}: {}{}",
             p.action,
             p.selector.as_ref().map(|s| s.as_str()).unwrap_or("-"),
@@ -240,23 +240,28 @@ fn print_human(r: &DomainReport) {
         );
     }
     if o.performed.is_empty() {
-        println!("  nothing to do");
+        outln!("  nothing to do");
     }
     for k in &o.keys {
-        println!(
+        outln!(
             "  key {} ({} {} bits): {}",
-            k.selector, k.algorithm, k.bits, k.status
+            k.selector,
+            k.algorithm,
+            k.bits,
+            k.status
         );
     }
     for b in &o.blocked {
-        println!(
+        outln!(
             "  BLOCKED: {} rotation stopped at {}: {}",
-            b.algorithm, b.selector, b.reason
+            b.algorithm,
+            b.selector,
+            b.reason
         );
     }
     match o.next_due {
-        Some(t) => println!("  next: {t}"),
+        Some(t) => outln!("  next: {t}"),
         None if o.blocked.is_empty() => {}
-        None => println!("  next: waits for an operator"),
+        None => outln!("  next: waits for an operator"),
     }
 }

@@ -117,8 +117,8 @@ fn read_token(account: &str) -> anyhow::Result<Zeroizing<String>> {
     let mut text = Zeroizing::new(String::new());
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        eprint!("Token for account '{account}' (input hidden): ");
-        let _ = std::io::stderr().flush();
+        eout!("Token for account '{account}' (input hidden): ");
+        let _ = super::output::Stderr.flush();
         let guard = EchoOff::new().map_err(|e| {
             failure(format!(
                 "cannot turn off the terminal's echo ({e}); pipe the token instead: `maildns secret set {account} < file`"
@@ -163,6 +163,8 @@ struct SetReport<'a> {
     account: &'a str,
     stored: bool,
     store: String,
+    /// `secret-service` or `kernel-keyring`.
+    keyring: &'static str,
     overridden_by: Option<&'a str>,
 }
 
@@ -187,16 +189,17 @@ fn set(cli: &Cli, a: &Account) -> anyhow::Result<Exit> {
             account: &a.name,
             stored: true,
             store: Source::Keyring.to_string(),
+            keyring: secrets::store().name(),
             overridden_by: overridden,
         })?;
     } else {
-        println!(
+        outln!(
             "account '{}': token stored in the {}",
             a.name,
             Source::Keyring
         );
         if let Some(v) = overridden {
-            println!("note: {v} is set here and is used before the keyring");
+            outln!("note: {v} is set here and is used before the keyring");
         }
     }
     Ok(Exit::Ok)
@@ -210,6 +213,9 @@ struct GetReport<'a> {
     source: Option<&'static str>,
     /// The variable, file or keyring service.
     location: Option<String>,
+    /// With `source` = `keyring`: `secret-service` or `kernel-keyring`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keyring: Option<&'static str>,
     /// Only with --show.
     #[serde(skip_serializing_if = "Option::is_none")]
     value: Option<&'a str>,
@@ -222,7 +228,11 @@ fn describe(source: &Source) -> (&'static str, String) {
         Source::CredentialsDirectory(p) => ("credentials_directory", p.display().to_string()),
         Source::Keyring => (
             "keyring",
-            format!("service \"{}\"", secrets::KEYRING_SERVICE),
+            format!(
+                "{}, service \"{}\"",
+                secrets::store(),
+                secrets::KEYRING_SERVICE
+            ),
         ),
         Source::TokenFile(p) => ("token_file", p.display().to_string()),
     }
@@ -243,16 +253,18 @@ fn get(cli: &Cli, a: &Account, show: bool) -> anyhow::Result<Exit> {
                     found: true,
                     source: Some(kind),
                     location: Some(location),
+                    keyring: (found.source == Source::Keyring).then(|| secrets::store().name()),
                     value: show.then(|| found.secret.expose()),
                     looked: Vec::new(),
                 })?;
             } else if show {
-                eprintln!("account '{}': found in the {}", a.name, found.source);
-                println!("{}", found.secret.expose());
+                eoutln!("account '{}': found in the {}", a.name, found.source);
+                outln!("{}", found.secret.expose());
             } else {
-                println!(
+                outln!(
                     "account '{}': credential found in the {} (value hidden; --show prints it)",
-                    a.name, found.source
+                    a.name,
+                    found.source
                 );
             }
             Ok(Exit::Ok)
@@ -264,15 +276,16 @@ fn get(cli: &Cli, a: &Account, show: bool) -> anyhow::Result<Exit> {
                     found: false,
                     source: None,
                     location: None,
+                    keyring: None,
                     value: None,
                     looked,
                 })?;
             } else {
-                println!("account '{}': no credential found; looked at:", a.name);
+                outln!("account '{}': no credential found; looked at:", a.name);
                 for l in &looked {
-                    println!("  {l}");
+                    outln!("  {l}");
                 }
-                println!(
+                outln!(
                     "fix: `maildns secret set {}` (token on stdin); {}",
                     a.name,
                     alternatives(a)
@@ -288,6 +301,8 @@ fn get(cli: &Cli, a: &Account, show: bool) -> anyhow::Result<Exit> {
 struct DeleteReport<'a> {
     account: &'a str,
     deleted: bool,
+    /// `secret-service` or `kernel-keyring`.
+    keyring: &'static str,
 }
 
 fn delete(cli: &Cli, a: &Account) -> anyhow::Result<Exit> {
@@ -296,9 +311,10 @@ fn delete(cli: &Cli, a: &Account) -> anyhow::Result<Exit> {
         print_json(&DeleteReport {
             account: &a.name,
             deleted: true,
+            keyring: secrets::store().name(),
         })?;
     } else {
-        println!(
+        outln!(
             "account '{}': no token in the {} any more",
             a.name,
             Source::Keyring

@@ -89,7 +89,7 @@ pub(super) async fn run(cli: &Cli, domains: &[String]) -> anyhow::Result<Exit> {
         for s in &out {
             print_human(s, now);
             for r in requests.iter().filter(|r| r.domain.as_str() == s.domain) {
-                println!(
+                outln!(
                     "  request  {} asked {} ({}), waiting for the daemon",
                     r.what,
                     date(r.at),
@@ -102,7 +102,7 @@ pub(super) async fn run(cli: &Cli, domains: &[String]) -> anyhow::Result<Exit> {
                 .iter()
                 .filter(|s| !needs_attention(s).is_empty())
                 .count();
-            println!("{n} domain(s) need attention (exit 4)");
+            outln!("{n} domain(s) need attention (exit 4)");
         }
     }
     Ok(if attention { Exit::Attention } else { Exit::Ok })
@@ -113,7 +113,7 @@ fn date(t: DateTime<Utc>) -> String {
 }
 
 fn print_human(s: &DomainStatus, now: DateTime<Utc>) {
-    println!("{}", s.domain);
+    outln!("{}", s.domain);
     for a in &s.active {
         let since = a
             .active_at
@@ -125,9 +125,11 @@ fn print_human(s: &DomainStatus, now: DateTime<Utc>) {
                 )
             })
             .unwrap_or_default();
-        println!(
+        outln!(
             "  active   {:<12} {} {} bits{since}",
-            a.selector, a.algorithm, a.bits
+            a.selector,
+            a.algorithm,
+            a.bits
         );
     }
     for p in &s.pending {
@@ -135,9 +137,12 @@ fn print_human(s: &DomainStatus, now: DateTime<Utc>) {
             .safe_after
             .map(|t| format!(", safe after {}", date(t)))
             .unwrap_or_default();
-        println!(
+        outln!(
             "  pending  {:<12} {} {} bits, {}{safe}",
-            p.selector, p.algorithm, p.bits, p.status
+            p.selector,
+            p.algorithm,
+            p.bits,
+            p.status
         );
     }
     for o in &s.old {
@@ -147,13 +152,15 @@ fn print_human(s: &DomainStatus, now: DateTime<Utc>) {
             }
             _ => String::new(),
         };
-        println!(
+        outln!(
             "  old      {:<12} {} {}{when}",
-            o.selector, o.algorithm, o.status
+            o.selector,
+            o.algorithm,
+            o.status
         );
     }
     for b in &s.blocked {
-        println!(
+        outln!(
             "  BLOCKED  {:<12} {} rotation stopped: {}",
             b.selector.as_str(),
             b.algorithm,
@@ -165,13 +172,15 @@ fn print_human(s: &DomainStatus, now: DateTime<Utc>) {
             .retry_at
             .map(|t| format!("; retry {}", relative(t, now)))
             .unwrap_or_default();
-        println!(
+        outln!(
             "  error    {:<12} attempt {}: {}{retry}",
-            e.selector, e.attempts, e.reason
+            e.selector,
+            e.attempts,
+            e.reason
         );
     }
     for a in &s.attention {
-        println!(
+        outln!(
             "  ATTENTION {} {}: {}",
             a.kind,
             a.selector.as_deref().unwrap_or("-"),
@@ -185,19 +194,22 @@ fn print_human(s: &DomainStatus, now: DateTime<Utc>) {
             } else {
                 format!("{} ({})", date(n.at), relative(n.at, now))
             };
-            println!("  next     {when}: {}", n.description);
+            outln!("  next     {when}: {}", n.description);
         }
-        None if s.dkim_configured => println!("  next     nothing scheduled"),
+        None if s.dkim_configured => outln!("  next     nothing scheduled"),
         None => {}
     }
+    for w in &s.warnings {
+        outln!("  WARNING  {}", w.message);
+    }
     if let Some(note) = &s.note {
-        println!("  note     {note}");
+        outln!("  note     {note}");
     }
     if !s.events.is_empty() {
-        println!("  recent events:");
+        outln!("  recent events:");
         for e in &s.events {
             let ev = &e.event;
-            println!(
+            outln!(
                 "    {} {} {} {}: {}",
                 date(ev.at),
                 ev.selector.as_ref().map(|s| s.as_str()).unwrap_or("-"),

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::Cli;
 use super::common::{Exit, load_config, print_json};
-use super::publish::{Selection, selected};
+use super::common::{Selection, selected};
 use crate::propagation::upstream;
 use crate::verify::{self, DomainReport, Resolver, Status};
 
@@ -64,7 +64,7 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
         })?;
     } else {
         print_table(&reports);
-        println!(
+        outln!(
             "Summary: {} domain(s), {errors} error(s), {warnings} warning(s){}",
             reports.len(),
             if failed {
@@ -85,9 +85,9 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
 
 fn print_table(reports: &[DomainReport]) {
     for r in reports {
-        println!("{}", r.domain);
+        outln!("{}", r.domain);
         if let Some(e) = &r.failure {
-            println!("  FAILED  {e}");
+            outln!("  FAILED  {e}");
             continue;
         }
         let width = r
@@ -103,7 +103,65 @@ fn print_table(reports: &[DomainReport]) {
                 Status::Warning => "warning",
                 Status::Error => "ERROR",
             };
-            println!("  {:<width$}  {status:<7}  {}", f.check, f.reason);
+            outln!("  {:<width$}  {status:<7}  {}", f.check, f.reason);
+            let indent = " ".repeat(2 + width + 2 + 7 + 2 + 2);
+            for d in &f.details {
+                for line in wrap(d, DETAIL_COLUMNS.saturating_sub(indent.len())) {
+                    outln!("{indent}{line}");
+                }
+            }
         }
+    }
+}
+
+/// Width the table wraps detail lines at (whole lines stay in `--json`).
+const DETAIL_COLUMNS: usize = 100;
+
+/// Splits `text` at spaces into lines of at most `width` characters; a word
+/// longer than `width` gets a line of its own (never cut). Continuation lines
+/// start with two spaces.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        let len = line.chars().count();
+        if len > 0 && len + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+            line.push_str("  ");
+        } else if len > 0 {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.trim().is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn wrap_keeps_every_word_and_the_width() {
+        let text = "in example.com: a mx include:_s1.example.net include:_s2.example.net include:_s3.example.net exists:%{i}.x.example.org";
+        let lines = wrap(text, 40);
+        assert!(lines.len() > 2, "{lines:?}");
+        for l in &lines {
+            assert!(l.chars().count() <= 40, "{l:?}");
+        }
+        let joined: Vec<&str> = lines.iter().flat_map(|l| l.split_whitespace()).collect();
+        assert_eq!(joined, text.split(' ').collect::<Vec<_>>());
+        assert!(lines[1].starts_with("  "));
+        // A word longer than the width is kept whole.
+        let long = format!("in x: include:{}.example", "a".repeat(60));
+        assert_eq!(
+            wrap(&long, 40),
+            vec![
+                "in x:".to_string(),
+                format!("  include:{}.example", "a".repeat(60))
+            ]
+        );
     }
 }

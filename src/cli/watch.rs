@@ -107,9 +107,9 @@ impl Shown {
             }
         } else {
             let out: Box<dyn std::io::Write + Send> = if json {
-                Box::new(std::io::stderr())
+                Box::new(super::output::Stderr)
             } else {
-                Box::new(std::io::stdout())
+                Box::new(super::output::Stdout)
             };
             Shown {
                 progress: Arc::new(Lines::new(title, out)),
@@ -146,10 +146,10 @@ async fn watch_shown(
 
 /// Prints the end of a watch: "safe after", or the lagging servers.
 pub(super) fn print_outcome(title: &str, report: &WatchReport) {
-    println!("{title}: {}", outcome_line(report));
+    outln!("{title}: {}", outcome_line(report));
     if !report.propagated {
         for line in lagging(report) {
-            println!("  {line}");
+            outln!("  {line}");
         }
     }
 }
@@ -169,7 +169,7 @@ impl WaitShown {
 impl WaitDisplay for WaitShown {
     fn in_sync(&mut self, domain: &Fqdn) {
         if !self.json {
-            println!("{domain}: in sync, nothing to wait for");
+            outln!("{domain}: in sync, nothing to wait for");
         }
     }
 
@@ -191,7 +191,7 @@ impl WaitDisplay for WaitShown {
         }
         match (&watch.error, &watch.report) {
             _ if self.json => {}
-            (Some(e), _) => println!("{domain}: cannot watch: {e}"),
+            (Some(e), _) => outln!("{domain}: cannot watch: {e}"),
             (None, Some(r)) => print_outcome(domain.as_str(), r),
             (None, None) => {}
         }

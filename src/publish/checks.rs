@@ -59,6 +59,7 @@ mod tests {
                 ttl: 600,
                 records: recs(new),
             },
+            old_ttl: None,
         }
     }
 
@@ -71,6 +72,7 @@ mod tests {
                 change(Action::Delete, &["dkim=all"], &[]),
             ],
             in_sync: 0,
+            ttl_kept: Vec::new(),
         };
         let checks = checks_for_plan(&plan);
         let got: Vec<(bool, String, Option<u32>)> = checks
@@ -99,6 +101,7 @@ mod tests {
         let plan = Plan {
             changes: vec![change(Action::Update, &["v=spf1 -all"], &["v=spf1 -all"])],
             in_sync: 0,
+            ttl_kept: Vec::new(),
         };
         let checks = checks_for_plan(&plan);
         assert_eq!(checks.len(), 1);

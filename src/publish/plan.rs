@@ -62,6 +62,64 @@ pub struct Change {
     pub foreign: Vec<TxtRecord>,
     /// The whole set to write (empty records: delete the set).
     pub write: TxtSet,
+    /// The set's TTL at the host now (`None`: nothing at the name). With
+    /// `write.ttl` it shows a TTL change, also one that changes no value.
+    pub old_ttl: Option<u32>,
+}
+
+impl Change {
+    /// The TTL change `(old, new)` of a set that is written (not deleted), when
+    /// the TTL changes (RFC 2181 §5.2: the TTL belongs to the whole RRset).
+    pub fn ttl_change(&self) -> Option<(u32, u32)> {
+        match self.old_ttl {
+            Some(old) if old != self.write.ttl && !self.write.records.is_empty() => {
+                Some((old, self.write.ttl))
+            }
+            _ => None,
+        }
+    }
+
+    /// True when maildns's values stay the same (in any order): an update
+    /// that only changes the TTL.
+    pub fn same_values(&self) -> bool {
+        let mut a: Vec<Vec<u8>> = self.old.iter().map(|r| r.value()).collect();
+        let mut b: Vec<Vec<u8>> = self.new.iter().map(|r| r.value()).collect();
+        a.sort();
+        b.sort();
+        a == b
+    }
+}
+
+/// A name whose RRset keeps a TTL other than the configured one because values
+/// maildns does not own share the set: an RRset has one TTL (RFC 2181 §5.2),
+/// and maildns never changes what it does not own, so its values take the
+/// set's TTL. The configured TTL applies once maildns's values are alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TtlKept {
+    /// The name.
+    pub name: Fqdn,
+    /// Kind of maildns's value there.
+    pub kind: RecordKind,
+    /// The set's TTL, kept (seconds).
+    pub ttl: u32,
+    /// The configured TTL (seconds).
+    pub configured: u32,
+    /// How many values maildns does not own share the set.
+    pub foreign: usize,
+}
+
+impl std::fmt::Display for TtlKept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} TXT {}: TTL {} kept, not the configured {}: {} value(s) maildns does not own share the RRset, which has one TTL (RFC 2181 §5.2)",
+            self.name,
+            self.kind.label(),
+            self.ttl,
+            self.configured,
+            self.foreign
+        )
+    }
 }
 
 /// A problem that stops a domain's plan before any write.
@@ -70,7 +128,8 @@ pub struct Change {
 pub enum PlanError {
     /// Several values of a kind that must be unique (RFC 7208 §4.5: two SPF records is a permerror).
     #[error(
-        "{name} holds {count} {kind} values; only one is allowed — remove the extra one at the DNS host first"
+        "{name} holds {count} {kind} values: {}; only one is allowed — remove the extra ones at the DNS host first",
+        quote_all(values)
     )]
     Duplicate {
         /// The name.
@@ -79,6 +138,8 @@ pub enum PlanError {
         kind: &'static str,
         /// How many.
         count: usize,
+        /// Each value, in full (the message shortens long ones in the middle).
+        values: Vec<String>,
     },
     /// A change would remove the record of the key that signs mail.
     #[error("refusing to remove {name}: its key is the one in use for signing")]
@@ -95,6 +156,9 @@ pub struct Plan {
     pub changes: Vec<Change>,
     /// Names already in sync.
     pub in_sync: usize,
+    /// Names (changed or in sync) whose set keeps a TTL other than the
+    /// configured one, and why.
+    pub ttl_kept: Vec<TtlKept>,
 }
 
 impl Plan {
@@ -136,19 +200,15 @@ pub fn plan(
                 })
             })
             .unwrap_or_default();
-        if unique(d.kind) && owned.len() > 1 {
-            return Err(PlanError::Duplicate {
-                name: d.name.to_string(),
-                kind: d.kind.label(),
-                count: owned.len(),
-            });
-        }
-        if unique(d.kind) && d.records.len() > 1 {
-            return Err(PlanError::Duplicate {
-                name: d.name.to_string(),
-                kind: d.kind.label(),
-                count: d.records.len(),
-            });
+        for values in [&owned, &d.records] {
+            if unique(d.kind) && values.len() > 1 {
+                return Err(PlanError::Duplicate {
+                    name: d.name.to_string(),
+                    kind: d.kind.label(),
+                    count: values.len(),
+                    values: values.iter().map(TxtRecord::value_lossy).collect(),
+                });
+            }
         }
         let same_values = {
             let mut a: Vec<Vec<u8>> = owned.iter().map(TxtRecord::value).collect();
@@ -157,10 +217,20 @@ pub fn plan(
             b.sort();
             a == b
         };
+        // With foreign values the set keeps its TTL (see `TtlKept`).
         let ttl = match &cur {
             Some(s) if !foreign.is_empty() => s.ttl,
             _ => d.ttl,
         };
+        if ttl != d.ttl && !d.records.is_empty() {
+            out.ttl_kept.push(TtlKept {
+                name: d.name.clone(),
+                kind: d.kind,
+                ttl,
+                configured: d.ttl,
+                foreign: foreign.len(),
+            });
+        }
         let ttl_changes = matches!(&cur, Some(s) if foreign.is_empty() && !owned.is_empty() && !d.records.is_empty() && s.ttl != d.ttl);
         if same_values && !ttl_changes {
             out.in_sync += 1;
@@ -188,9 +258,19 @@ pub fn plan(
             new: d.records.clone(),
             foreign,
             write: TxtSet { ttl, records },
+            old_ttl: cur.as_ref().map(|s| s.ttl),
         });
     }
     Ok(out)
+}
+
+/// Each value in double quotes, shortened in the middle when long, comma-separated.
+pub fn quote_all(values: &[String]) -> String {
+    values
+        .iter()
+        .map(|v| format!("\"{}\"", shorten(v, 80)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Shortens a long value in the middle for display: `v=DKIM1; k=rsa; p=MIIBIj…IDAQAB`.
@@ -313,7 +393,48 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(e, PlanError::Duplicate { count: 2, .. }));
-        assert!(e.to_string().contains("example.com holds 2 SPF values"));
+        assert_eq!(
+            e.to_string(),
+            "example.com holds 2 SPF values: \"v=spf1 a -all\", \"V=SPF1 mx -all\"; only one is allowed — remove the extra ones at the DNS host first"
+        );
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            json["Duplicate"]["values"],
+            serde_json::json!(["v=spf1 a -all", "V=SPF1 mx -all"])
+        );
+    }
+
+    /// The same kind for DMARC, and long values: each is quoted, shortened in
+    /// the middle in the message, in full in the JSON.
+    #[test]
+    fn duplicate_dmarc_values_are_named_long_ones_shortened() {
+        let long = format!(
+            "v=DMARC1; p=reject; rua=mailto:{}@example.com; fo=1",
+            "r".repeat(120)
+        );
+        let cur = current(&[("_dmarc.example.com", &["v=DMARC1; p=none", &long, "other"])]);
+        let e = plan(
+            &[desired(
+                "_dmarc.example.com",
+                RecordKind::Dmarc,
+                &["v=DMARC1; p=none"],
+            )],
+            &cur,
+        )
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("_dmarc.example.com holds 2 DMARC values: \"v=DMARC1; p=none\", \"v=DMARC1; p=reject; rua=mailto:rrr"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("…rrrrrrrrr@example.com; fo=1\"; only one"),
+            "{msg}"
+        );
+        assert!(!msg.contains(&long), "{msg}");
+        assert!(!msg.contains("other"), "{msg}");
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["Duplicate"]["values"][1], long.as_str());
     }
 
     #[test]
@@ -356,6 +477,48 @@ mod tests {
         .unwrap();
         assert_eq!(p.changes[0].action, Action::Update);
         assert_eq!(p.changes[0].write.ttl, 3600);
+        assert_eq!(p.changes[0].old_ttl, Some(300));
+        assert!(p.ttl_kept.is_empty());
+    }
+
+    /// The issue's example: a foreign value at the apex at TTL 300, `ttl = 3600`
+    /// configured. The RRset keeps 300 (it has one TTL, RFC 2181 §5.2, and the
+    /// foreign value is not maildns's), and the plan says so — before the
+    /// write and once in sync.
+    #[test]
+    fn foreign_values_keep_the_sets_ttl_and_the_plan_says_so() {
+        let cur = current(&[("example.com", &["google-site-verification=x"])]);
+        let want = desired("example.com", RecordKind::Spf, &["v=spf1 -all"]);
+        let p = plan(std::slice::from_ref(&want), &cur).unwrap();
+        assert_eq!(p.changes[0].action, Action::Create);
+        assert_eq!(p.changes[0].write.ttl, 300);
+        let kept = TtlKept {
+            name: f("example.com"),
+            kind: RecordKind::Spf,
+            ttl: 300,
+            configured: 3600,
+            foreign: 1,
+        };
+        assert_eq!(p.ttl_kept, vec![kept.clone()]);
+        assert_eq!(
+            kept.to_string(),
+            "example.com TXT SPF: TTL 300 kept, not the configured 3600: 1 value(s) maildns does not own share the RRset, which has one TTL (RFC 2181 §5.2)"
+        );
+        // After publishing: in sync, and still explained.
+        let cur = current(&[(
+            "example.com",
+            &["google-site-verification=x", "v=spf1 -all"],
+        )]);
+        let p = plan(std::slice::from_ref(&want), &cur).unwrap();
+        assert!(p.is_empty());
+        assert_eq!(p.in_sync, 1);
+        assert_eq!(p.ttl_kept, vec![kept]);
+        // At the configured TTL already: nothing to say.
+        let mut cur = cur;
+        if let Some(Some(s)) = cur.get_mut(&f("example.com")) {
+            s.ttl = 3600;
+        }
+        assert!(plan(&[want], &cur).unwrap().ttl_kept.is_empty());
     }
 
     #[test]

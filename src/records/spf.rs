@@ -463,13 +463,19 @@ impl Spf {
 /// Checks all TXT values at one name: more than one `v=spf1` value is a permanent
 /// error (RFC 7208 §4.5). Code: `spf-multiple-records`.
 pub fn lint_name(values: &[TxtRecord]) -> Vec<Diagnostic> {
-    let n = values.iter().filter(|r| is_spf(&r.value())).count();
+    let spf: Vec<String> = values
+        .iter()
+        .filter(|r| is_spf(&r.value()))
+        .map(TxtRecord::value_lossy)
+        .collect();
+    let n = spf.len();
     if n > 1 {
         vec![Diagnostic::error(
             "spf-multiple-records",
             format!(
-                "{n} TXT values at this name start with v=spf1; receivers return a permanent \
-                 error (RFC 7208 §4.5): merge them into one record"
+                "{n} TXT values at this name start with v=spf1 ({}); receivers return a permanent \
+                 error (RFC 7208 §4.5): merge them into one record",
+                crate::publish::plan::quote_all(&spf)
             ),
         )]
     } else {

@@ -98,9 +98,13 @@ pub struct OpenDkimSetup {
 }
 
 fn read(path: &Path) -> Result<String, ImportError> {
-    std::fs::read_to_string(path).map_err(|source| ImportError::Read {
+    let bytes = std::fs::read(path).map_err(|source| ImportError::Read {
         path: path.to_path_buf(),
         source,
+    })?;
+    config::decode_utf8(bytes).map_err(|e| ImportError::Read {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
     })
 }
 
@@ -469,6 +473,14 @@ fn adopt_one(
     }
     let key = match keys::load_private_key(path) {
         Ok(k) => k,
+        Err(e @ keys::KeyError::WeakKeyFile { bits, .. }) => {
+            let mut r = ImportResult::of(domain, c, Outcome::Refused, e.to_string()).hint(format!(
+                "generate a 2048-bit key (`maildns rotate` does, or `maildns keygen --domain {domain} --bits 2048`) and switch OpenDKIM to it; maildns never adopts or publishes an RSA key under 1024 bits"
+            ));
+            r.algorithm = Some(Algorithm::Rsa);
+            r.bits = Some(bits);
+            return r;
+        }
         Err(e) => {
             return ImportResult::of(domain, c, Outcome::Unreadable, e.to_string()).hint(
                 "the file must exist, be readable by the user running maildns (root or the opendkim user) and hold a PEM private key (PKCS#1 or PKCS#8)",
@@ -495,10 +507,13 @@ fn adopt_one(
         ));
     }
     done.push(algorithm);
+    let weak = keys::strength_warning(algorithm, bits)
+        .map(|w| format!("; warning: {w}"))
+        .unwrap_or_default();
     match machine::adopt(state, selector, algorithm, bits, &c.key, now) {
         Ok(Some(ev)) => {
             r.message = format!(
-                "adopted as the active {algorithm} key ({bits} bits); the next rotation is due {}",
+                "adopted as the active {algorithm} key ({bits} bits); the next rotation is due {}{weak}",
                 (now + chrono::TimeDelta::from_std(dkim.rotation_interval)
                     .unwrap_or(chrono::TimeDelta::MAX))
                 .format("%Y-%m-%d")
@@ -507,7 +522,7 @@ fn adopt_one(
         }
         Ok(None) => {
             r.outcome = Outcome::AlreadyAdopted;
-            r.message = "already recorded as the active key: nothing changed".into();
+            r.message = format!("already recorded as the active key: nothing changed{weak}");
         }
         Err(e) => {
             r.outcome = Outcome::Refused;
@@ -515,6 +530,9 @@ fn adopt_one(
             r.hint = Some(match e {
                 AdoptError::AlreadyActive { .. } => {
                     "maildns already manages this domain's keys: see `maildns status`".into()
+                }
+                AdoptError::TooSmall { .. } => {
+                    "generate a 2048-bit key and switch OpenDKIM to it".into()
                 }
                 _ => "a selector is never reused: see `maildns status` for the recorded key".into(),
             });

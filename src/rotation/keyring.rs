@@ -572,6 +572,11 @@ pub fn prepare_publish(
             }
         }
     }
+    for w in super::strength::key_strength_warnings(&state) {
+        if !warnings.contains(&w) {
+            warnings.push(w);
+        }
+    }
     Ok((dkim_entries(&state, dkim, now)?, warnings))
 }
 

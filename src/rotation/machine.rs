@@ -980,6 +980,7 @@ pub fn step(
     }
     let mut warnings = Vec::new();
     let actions = decide(&mut next, now, policy, &mut events, &mut warnings);
+    warnings.extend(super::strength::key_strength_warnings(&next));
     Decision {
         state: next,
         actions,
@@ -1061,6 +1062,16 @@ pub fn unblock(state: &mut DomainState, algorithm: Algorithm, now: DateTime<Utc>
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AdoptError {
+    /// An RSA key under 1024 bits (RFC 8301 §3.2): never recorded.
+    #[error(
+        "{domain}: a {bits}-bit RSA key: RSA keys must have at least 1024 bits (RFC 8301, section 3.2)"
+    )]
+    TooSmall {
+        /// The domain.
+        domain: String,
+        /// The key's size.
+        bits: u32,
+    },
     /// Another key is already active for this algorithm.
     #[error(
         "{domain} already has an active {algorithm} key (selector {active}); maildns rotates it, so there is nothing to import"
@@ -1111,6 +1122,9 @@ pub fn adopt(
     now: DateTime<Utc>,
 ) -> Result<Option<Event>, AdoptError> {
     let domain = state.domain.to_string();
+    if algorithm == Algorithm::Rsa && bits < crate::keys::RSA_MIN_BITS {
+        return Err(AdoptError::TooSmall { domain, bits });
+    }
     if let Some(k) = state.key(&selector) {
         if k.status == KeyStatus::Active
             && k.algorithm == algorithm

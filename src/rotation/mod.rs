@@ -63,6 +63,7 @@ mod perform;
 pub mod runner;
 pub mod status;
 pub mod store;
+pub mod strength;
 
 pub use machine::{
     Action, AdoptError, Algorithm, Blocked, Decision, Disposal, DomainState, Event, Expect,

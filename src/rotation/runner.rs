@@ -468,7 +468,7 @@ impl Runner {
                 );
             }
             for w in &decision.warnings {
-                if !out.warnings.iter().any(|x| x.code == w.code) {
+                if !out.warnings.contains(w) {
                     out.warnings.push(w.clone());
                 }
             }

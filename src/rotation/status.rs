@@ -119,6 +119,9 @@ pub struct DomainStatus {
     pub events: Vec<StoredEvent>,
     /// A remark for the operator (no key yet, nothing configured, blocked).
     pub note: Option<String>,
+    /// Weak keys that sign or will sign (RFC 8301: RSA under 2048 bits), see
+    /// [`super::strength::key_strength_warnings`].
+    pub warnings: Vec<super::machine::Warning>,
     /// What needs an operator ([`needs_attention`]); empty when all is well.
     pub attention: Vec<Attention>,
 }
@@ -128,8 +131,9 @@ pub struct DomainStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Attention {
     /// `blocked` (a rotation stopped until an operator unblocks it),
-    /// `failing` (a step failed and is being retried), or `drift` (the signer
-    /// does not sign with what the state says).
+    /// `failing` (a step failed and is being retried), `weak_key` (an RSA key
+    /// under 1024 bits, never published), or `drift` (the signer does not
+    /// sign with what the state says).
     pub kind: &'static str,
     /// The selector concerned, when there is one.
     pub selector: Option<String>,
@@ -162,6 +166,18 @@ pub fn needs_attention(s: &DomainStatus) -> Vec<Attention> {
                 .unwrap_or_default()
         ),
     }));
+    // An RSA key under 1024 bits is never published (RFC 8301 §3.2): it must
+    // be replaced. (A 1024-bit key is only a warning.)
+    out.extend(
+        s.warnings
+            .iter()
+            .filter(|w| w.code == "rsa_too_small")
+            .map(|w| Attention {
+                kind: "weak_key",
+                selector: None,
+                reason: w.message.clone(),
+            }),
+    );
     out
 }
 
@@ -258,6 +274,7 @@ pub fn domain_status(
         errors,
         events,
         note,
+        warnings: super::strength::key_strength_warnings(state),
         attention: Vec::new(),
     };
     status.attention = needs_attention(&status);

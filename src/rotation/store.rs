@@ -90,6 +90,19 @@ pub enum StoreError {
         /// The newest this code knows.
         supported: i64,
     },
+    /// A save would record a new RSA key under 1024 bits (RFC 8301 §3.2).
+    /// Keys recorded before the floor may stay (so they can be retired).
+    #[error(
+        "refusing to record {domain} key {selector}: a {bits}-bit RSA key; RSA keys must have at least 1024 bits (RFC 8301, section 3.2)"
+    )]
+    WeakKey {
+        /// The domain.
+        domain: String,
+        /// The selector.
+        selector: String,
+        /// The key's size.
+        bits: u32,
+    },
     /// A row does not hold what it should.
     #[error("state store {path}: bad value in {table}: {what}")]
     Corrupt {
@@ -607,6 +620,28 @@ impl Store for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.sql("begin save"))?;
         let domain = state.domain.as_str();
+        // The key floor (RFC 8301 §3.2): no new RSA key under 1024 bits enters
+        // the store; one recorded before the floor existed may stay until retired.
+        for k in &state.keys {
+            if k.algorithm == Algorithm::Rsa && k.bits < crate::keys::RSA_MIN_BITS {
+                let known = tx
+                    .query_row(
+                        "SELECT 1 FROM keys WHERE domain = ?1 AND selector = ?2 AND bits = ?3",
+                        params![domain, k.selector.as_str(), k.bits],
+                        |_| Ok(()),
+                    )
+                    .optional()
+                    .map_err(self.sql("check key size"))?
+                    .is_some();
+                if !known {
+                    return Err(StoreError::WeakKey {
+                        domain: domain.to_string(),
+                        selector: k.selector.to_string(),
+                        bits: k.bits,
+                    });
+                }
+            }
+        }
         let blocked = state.blocked();
         let blocked = if blocked.is_empty() {
             None

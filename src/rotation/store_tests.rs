@@ -169,6 +169,7 @@ const CHILD_ENV: &str = "MAILDNS_STORE_TEST_CHILD";
 /// Not a test by itself: the body of the child process of the tests below,
 /// selected by an environment variable.
 #[test]
+#[allow(clippy::disallowed_macros)] // talks to the parent process over stdout
 fn child_process_body() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
         return;

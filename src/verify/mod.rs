@@ -51,6 +51,10 @@ pub struct Finding {
     pub status: Status,
     /// One line saying why.
     pub reason: String,
+    /// Lines that back the reason in full (e.g. every SPF lookup, grouped by
+    /// the record it sits in); the table wraps them, `--json` keeps them whole.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
 }
 
 impl Finding {
@@ -59,6 +63,7 @@ impl Finding {
             check: check.into(),
             status,
             reason: reason.into(),
+            details: Vec::new(),
         }
     }
 }
@@ -74,6 +79,9 @@ pub struct DomainReport {
     pub findings: Vec<Finding>,
     /// Why the domain could not be verified at all (no servers found, state unreadable).
     pub failure: Option<String>,
+    /// The SPF record's lookups, walked through its includes (when it was served).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spf_lookups: Option<SpfLookups>,
 }
 
 impl DomainReport {
@@ -221,6 +229,7 @@ pub async fn verify_domain(
         servers: Vec::new(),
         findings: Vec::new(),
         failure: None,
+        spf_lookups: None,
     };
     let zone = domain.zone.clone().unwrap_or_else(|| domain.name.clone());
     match authoritative_servers(querier, &zone, &domain.nameservers, resolvers).await {
@@ -246,8 +255,9 @@ pub async fn verify_domain(
         ),
     ));
     check_dkim(querier, domain, selectors, &servers, f).await;
-    check_spf(querier, resolver, domain, &servers, f).await;
+    let spf_lookups = check_spf(querier, resolver, domain, &servers, f).await;
     check_dmarc(querier, resolver, domain, &servers, f).await;
+    report.spf_lookups = spf_lookups;
     report
 }
 
@@ -513,11 +523,9 @@ async fn check_spf(
     domain: &Domain,
     servers: &[Nameserver],
     f: &mut Vec<Finding>,
-) {
+) -> Option<SpfLookups> {
     let name = &domain.name;
-    let Some(values) = agreed(querier, servers, name, "SPF", spf::is_spf, f).await else {
-        return;
-    };
+    let values = agreed(querier, servers, name, "SPF", spf::is_spf, f).await?;
     lint_findings("SPF", &spf::lint_name(&values), &[], f);
     let Some(first) = values.first() else {
         let (status, reason) = if domain.spf.is_some() {
@@ -532,10 +540,10 @@ async fn check_spf(
             )
         };
         f.push(Finding::new("SPF", status, reason));
-        return;
+        return None;
     };
     if values.len() > 1 {
-        return;
+        return None;
     }
     let value = first.value_lossy();
     let record = match spf::Spf::parse(&value) {
@@ -546,7 +554,7 @@ async fn check_spf(
                 Status::Error,
                 format!("{} does not parse: {e}", quoted(first)),
             ));
-            return;
+            return None;
         }
     };
     f.push(Finding::new("SPF", Status::Ok, quoted(first)));
@@ -569,40 +577,36 @@ async fn check_spf(
     } else {
         String::new()
     };
-    let terms = shorten(
-        &tree
-            .terms
-            .iter()
-            .map(|t| t.split(" (in ").next().unwrap_or(t))
-            .collect::<Vec<_>>()
-            .join(" "),
-        90,
-    );
-    let detail = if terms.is_empty() {
-        String::new()
-    } else {
-        format!(": {terms}")
-    };
+    // Every lookup, with the record it sits in: whole in --json, wrapped by
+    // the table (never cut).
+    let details = tree.lines();
+    let listed = if details.is_empty() { "" } else { ":" };
     if tree.lookups > spf_tree::MAX_LOOKUPS {
-        f.push(Finding::new(
-            "SPF lookups",
-            Status::Error,
-            format!(
-                "{} DNS lookups across includes, receivers stop at {} with a permanent error (RFC 7208 §4.6.4){detail}{macros}",
-                tree.lookups,
-                spf_tree::MAX_LOOKUPS
-            ),
-        ));
+        f.push(Finding {
+            details,
+            ..Finding::new(
+                "SPF lookups",
+                Status::Error,
+                format!(
+                    "{} DNS lookups across includes, receivers stop at {} with a permanent error (RFC 7208 §4.6.4){macros}{listed}",
+                    tree.lookups,
+                    spf_tree::MAX_LOOKUPS
+                ),
+            )
+        });
     } else {
-        f.push(Finding::new(
-            "SPF lookups",
-            Status::Ok,
-            format!(
-                "{} of at most {}{detail}{macros}",
-                tree.lookups,
-                spf_tree::MAX_LOOKUPS
-            ),
-        ));
+        f.push(Finding {
+            details,
+            ..Finding::new(
+                "SPF lookups",
+                Status::Ok,
+                format!(
+                    "{} of at most {}{macros}{listed}",
+                    tree.lookups,
+                    spf_tree::MAX_LOOKUPS
+                ),
+            )
+        });
     }
     if tree.void_lookups.len() > spf_tree::MAX_VOID_LOOKUPS {
         f.push(Finding::new(
@@ -623,6 +627,7 @@ async fn check_spf(
         ));
     }
     lint_findings("SPF lookups", &tree.problems, &[], f);
+    Some(tree)
 }
 
 async fn check_dmarc(
@@ -656,8 +661,14 @@ async fn check_dmarc(
             "DMARC",
             Status::Error,
             format!(
-                "{} v=DMARC1 records at {name}: receivers ignore them all (RFC 7489 §6.6.3)",
-                values.len()
+                "{} v=DMARC1 records at {name} ({}): receivers ignore them all (RFC 7489 §6.6.3)",
+                values.len(),
+                crate::publish::plan::quote_all(
+                    &values
+                        .iter()
+                        .map(TxtRecord::value_lossy)
+                        .collect::<Vec<_>>()
+                )
             ),
         ));
         return;

@@ -29,14 +29,43 @@ const MAX_DEPTH: usize = 16;
 pub struct SpfLookups {
     /// DNS-querying terms counted across the tree.
     pub lookups: usize,
-    /// The counted terms, as `include:x (in y)`, in evaluation order.
-    pub terms: Vec<String>,
+    /// Every counted term with the name of the SPF record it sits in, in
+    /// evaluation order.
+    pub terms: Vec<LookupTerm>,
     /// Names whose lookup came back empty or NXDOMAIN.
     pub void_lookups: Vec<String>,
     /// Terms whose domain holds a macro (counted, not resolved).
     pub macros: usize,
     /// Loops, missing or broken included records, too many MX records, failed queries.
     pub problems: Vec<Diagnostic>,
+}
+
+/// One DNS-querying term and where it sits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LookupTerm {
+    /// The term as written, e.g. `include:_spf.example.net`, `mx`, `redirect=x`.
+    pub term: String,
+    /// The owner name of the SPF record holding it (the domain itself, or an
+    /// included or redirected-to name).
+    pub record: Fqdn,
+}
+
+impl SpfLookups {
+    /// The counted terms grouped by the record they sit in, in evaluation
+    /// order: one line per record, `in example.com: a mx include:_spf.example.net`
+    /// (a record met again after an include gets another line).
+    pub fn lines(&self) -> Vec<String> {
+        let mut out: Vec<(&Fqdn, Vec<&str>)> = Vec::new();
+        for t in &self.terms {
+            match out.last_mut() {
+                Some((r, terms)) if *r == &t.record => terms.push(&t.term),
+                _ => out.push((&t.record, vec![&t.term])),
+            }
+        }
+        out.into_iter()
+            .map(|(r, terms)| format!("in {r}: {}", terms.join(" ")))
+            .collect()
+    }
 }
 
 /// Walks `record` (served at `domain`) through `resolver`.
@@ -64,7 +93,10 @@ fn walk<'a>(
             out.lookups += 1;
             let spec = lookup.domain.clone();
             let label = term_label(lookup.kind, spec.as_deref());
-            out.terms.push(format!("{label} (in {current})"));
+            out.terms.push(LookupTerm {
+                term: label.clone(),
+                record: current.clone(),
+            });
             if spec.as_deref().is_some_and(|s| s.contains('%')) {
                 out.macros += 1;
                 continue;
@@ -175,8 +207,12 @@ async fn include(
         out.problems.push(Diagnostic::error(
             "spf-multiple-records",
             format!(
-                "{label} in {current}: {target} has {} SPF records",
-                spfs.len()
+                "{label} in {current}: {target} has {} SPF records ({}); receivers return a \
+                 permanent error (RFC 7208 §4.5)",
+                spfs.len(),
+                crate::publish::plan::quote_all(
+                    &spfs.iter().map(|r| r.value_lossy()).collect::<Vec<_>>()
+                )
             ),
         ));
         return;

@@ -9,6 +9,7 @@ pub mod conformance;
 pub mod fakes;
 pub mod opendkim;
 pub mod powerdns;
+pub mod secret_service;
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 
 pub use bind::Bind;
 pub use powerdns::PowerDns;
+pub use secret_service::SessionBus;
 
 /// A port free for both TCP and UDP on 127.0.0.1 right now.
 pub fn free_port() -> u16 {

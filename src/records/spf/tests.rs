@@ -340,6 +340,14 @@ fn two_records_at_one_name_is_an_error() {
     let d = lint_name(&[a, other, b]);
     assert_eq!(codes(&d), vec!["spf-multiple-records"]);
     assert_eq!(d[0].severity, crate::records::Severity::Error);
+    // Each value is named (not the foreign one).
+    assert!(
+        d[0].message.starts_with(
+            "2 TXT values at this name start with v=spf1 (\"v=spf1 -all\", \"V=SPF1 mx -all\")"
+        ),
+        "{}",
+        d[0].message
+    );
 }
 
 fn domain() -> impl Strategy<Value = String> {
