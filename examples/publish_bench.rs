@@ -102,11 +102,11 @@ async fn pass(
     let r0 = counting.requests.load(Ordering::Relaxed);
     let w0 = counting.writes.load(Ordering::Relaxed);
     let start = Instant::now();
-    let outcomes = publish::run(
+    let outcomes = publish::run_jobs(
         jobs(domains),
         providers,
         Options {
-            apply: true,
+            mode: publish::Mode::Apply,
             force: false,
             max_delete_share: 0.5,
         },

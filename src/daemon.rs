@@ -222,7 +222,12 @@ async fn pass(
                     i + 1,
                     if forced { ", requested" } else { "" }
                 )));
-                match runner.run(&domain, forced).await {
+                let start = if forced {
+                    crate::rotation::Start::Now
+                } else {
+                    crate::rotation::Start::WhenDue
+                };
+                match runner.run(&domain, start).await {
                     Ok(outcome) => {
                         for w in &outcome.warnings {
                             tracing::warn!(domain = %domain, "{}", w.message);

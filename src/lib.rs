@@ -3,11 +3,12 @@
 //! them propagate to every authoritative server, and rotates DKIM keys.
 //!
 //! The binary (`src/main.rs`, `cli/`) is thin; the work lives in these modules.
-//! Dependencies point down: cli -> daemon/rotation/publish/diagnose ->
+//! Dependencies point down: cli -> command/daemon -> rotation/publish/diagnose ->
 //! propagation/signer/records/keys/config -> the `maildns-providers` crate.
 
 pub mod accounts;
 pub mod cli;
+pub mod command;
 pub mod config;
 pub mod daemon;
 pub mod diagnose;

@@ -4,6 +4,7 @@ use std::io::Write;
 
 use anyhow::Context;
 
+use crate::command::publish::PublishError;
 use crate::config::{self, Config, ConfigErrors, Domain};
 use crate::rotation::{RunnerError, StoreError};
 
@@ -56,6 +57,11 @@ pub fn exit_for(e: &anyhow::Error) -> Exit {
         }
         if let Some(RunnerError::Store(StoreError::Locked { .. })) = cause.downcast_ref() {
             return Exit::TempFail;
+        }
+        match cause.downcast_ref() {
+            Some(PublishError::Gate(_)) => return Exit::DataErr,
+            Some(PublishError::Store(StoreError::Locked { .. })) => return Exit::TempFail,
+            _ => {}
         }
         if let Some(RunnerError::Config(_)) = cause.downcast_ref() {
             return Exit::DataErr;
@@ -143,4 +149,18 @@ pub fn select_domains<'a>(config: &'a Config, names: &[String]) -> anyhow::Resul
         }
     }
     Ok(out)
+}
+
+/// Which domains a command works on (`plan`, `publish`, `rotate`, `verify`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Selection {
+    /// Only these domains (repeatable)
+    #[arg(long = "domain", short = 'd')]
+    pub domains: Vec<String>,
+}
+
+/// Which configured domains the selection names (all when none; an unknown name
+/// is an error listing the configured ones).
+pub fn selected<'a>(config: &'a Config, selection: &Selection) -> anyhow::Result<Vec<&'a Domain>> {
+    select_domains(config, &selection.domains)
 }

@@ -11,7 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::Cli;
 use super::common::{Exit, load_gated};
-use super::publish::EnvCredentials;
+use super::credentials::EnvCredentials;
 use crate::accounts::connect_all;
 use crate::daemon::{self, DaemonOptions};
 use crate::propagation::SystemClock;

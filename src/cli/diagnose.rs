@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::Cli;
 use super::common::{Exit, load_config, print_json};
-use super::publish::EnvCredentials;
+use super::credentials::EnvCredentials;
 use crate::accounts::connect;
 use crate::diagnose::{self, Options, Report, Servers};
 use crate::propagation::{DiscoveryOptions, Nameserver, Querier, QueryOptions, Upstream, discover};

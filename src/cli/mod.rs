@@ -6,6 +6,7 @@ mod output;
 
 mod check;
 mod common;
+mod credentials;
 mod daemon;
 mod diagnose;
 mod import;
@@ -78,26 +79,9 @@ pub enum Command {
     /// Print every desired record of every domain as zone-file lines (long values split)
     Records,
     /// Show what publish would change (read-only)
-    Plan {
-        /// Which domains
-        #[command(flatten)]
-        selection: publish::Selection,
-        /// Exit 2 when changes are pending (0 when in sync)
-        #[arg(long)]
-        exit_code: bool,
-    },
+    Plan(publish::PlanArgs),
     /// Publish the records: plan, then apply (idempotent)
-    Publish {
-        /// Which domains
-        #[command(flatten)]
-        selection: publish::Selection,
-        /// Allow deleting more managed records than publish.max_delete_share in one run
-        #[arg(long)]
-        force: bool,
-        /// Wait for propagation
-        #[command(flatten)]
-        wait: publish::WaitArgs,
-    },
+    Publish(publish::PublishArgs),
     /// Adopt existing DKIM keys as the domains' current keys (no re-keying)
     Import {
         /// Where from
@@ -185,28 +169,11 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Check => check::run(&cli).await,
         Command::Keygen(args) => keygen::run(&cli, args).await,
         Command::Records => records::run(&cli).await,
-        Command::Plan {
-            selection,
-            exit_code,
-        } => {
-            publish::run(
-                &cli,
-                selection,
-                false,
-                false,
-                *exit_code,
-                &publish::WaitArgs::default(),
-            )
-            .await
-        }
+        Command::Plan(args) => publish::plan(&cli, args).await,
         Command::Import { source } => import::run(&cli, source).await,
         Command::Status { domains } => status::run(&cli, domains).await,
         Command::Secret { op } => secret::run(&cli, op).await,
-        Command::Publish {
-            selection,
-            force,
-            wait,
-        } => publish::run(&cli, selection, true, *force, false, wait).await,
+        Command::Publish(args) => publish::publish(&cli, args).await,
         Command::Watch(args) => watch::run(&cli, args).await,
         Command::Verify(args) => verify::run(&cli, args).await,
         Command::Rotate(args) => rotate::run(&cli, args).await,

@@ -1,31 +1,38 @@
-//! `maildns plan` and `maildns publish`: read, diff, (write), report.
+//! `maildns plan` and `maildns publish`: parse, connect the accounts, call
+//! [`crate::command::publish`], print.
 
-use anyhow::Context;
-use serde::Serialize;
+use maildns_providers::TxtRecord;
 
 use super::Cli;
-use super::common::{Exit, load_gated, print_json};
-use crate::accounts::{Credentials, connect_all};
-use crate::config::{Account, Config, Domain};
-use crate::publish::{
-    self, Action, DomainError, DomainJob, DomainOutcome, Options, for_domain, plan::shorten,
-};
-use crate::rotation::keyring::{
-    after_publish, max_bits_for, prepare_publish, record_publish_failure,
-};
-use crate::rotation::{SqliteStore, Store};
+use super::common::{Exit, Selection, load_gated, print_json, selected};
+use super::credentials::EnvCredentials;
+use super::watch::WaitShown;
+use crate::accounts::connect_all;
+use crate::command::publish::{self, Mode, PublishOptions, Report};
+use crate::config::Config;
+use crate::publish::{Action, DomainError, plan::shorten};
+use crate::rotation::Store;
 
-/// Arguments shared by `plan` and `publish`.
+/// `maildns plan`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct Selection {
-    /// Only these domains (repeatable)
-    #[arg(long = "domain", short = 'd')]
-    pub domains: Vec<String>,
+pub struct PlanArgs {
+    /// Which domains
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Exit 2 when changes are pending (0 when in sync)
+    #[arg(long)]
+    pub exit_code: bool,
 }
 
-/// `publish --wait`: watch the changes propagate.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct WaitArgs {
+/// `maildns publish`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PublishArgs {
+    /// Which domains
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Allow deleting more managed records than publish.max_delete_share in one run
+    #[arg(long)]
+    pub force: bool,
     /// After applying, wait until every authoritative server serves the changes
     /// (exit 3 when they do not within the timeout)
     #[arg(long)]
@@ -35,435 +42,126 @@ pub struct WaitArgs {
     pub timeout: Option<std::time::Duration>,
 }
 
-/// One domain's watch after publishing.
-#[derive(Serialize)]
-struct DomainWatch {
-    domain: String,
-    servers: Vec<crate::propagation::Nameserver>,
-    /// Why the watch could not run (no servers found).
-    error: Option<String>,
-    report: Option<crate::propagation::WatchReport>,
-}
-
-#[derive(Serialize, Default)]
-struct Summary {
-    domains: usize,
-    failed: usize,
-    create: usize,
-    update: usize,
-    delete: usize,
-    in_sync: usize,
-    applied: usize,
-}
-
-#[derive(Serialize)]
-struct Report<'a> {
-    applied: bool,
-    summary: &'a Summary,
-    domains: &'a [DomainOutcome],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    watch: Option<&'a [DomainWatch]>,
-}
-
-/// The environment as credentials source (snapshotted once at the face).
-pub(super) struct EnvCredentials {
-    env: std::collections::HashMap<String, String>,
-}
-
-impl EnvCredentials {
-    pub(super) fn from_process() -> Self {
-        EnvCredentials {
-            env: std::env::vars().collect(),
-        }
-    }
-}
-
-impl Credentials for EnvCredentials {
-    fn credential(&self, account: &Account) -> anyhow::Result<maildns_providers::Secret> {
-        let spec = crate::secrets::SecretSpec {
-            env_var: Some(account.credential.env.clone()),
-            token_file: account.credential.token_file.clone(),
-        };
-        Ok(crate::secrets::lookup(&account.name, &spec, &self.env)?.secret)
-    }
-
-    fn aws(
-        &self,
-        account: &Account,
-    ) -> anyhow::Result<maildns_providers::hosts::route53::AwsCredentials> {
-        let home = self.env.get("HOME").map(std::path::PathBuf::from);
-        maildns_providers::hosts::route53::AwsCredentials::from_env_and_files(
-            &self.env,
-            home.as_deref(),
-        )
-        .with_context(|| format!("account '{}'", account.name))
-    }
-}
-
-/// Which configured domains the selection names (all when none; an unknown name
-/// is an error listing the configured ones).
-pub(super) fn selected<'a>(
-    config: &'a Config,
-    selection: &Selection,
-) -> anyhow::Result<Vec<&'a Domain>> {
-    super::common::select_domains(config, &selection.domains)
-}
-
-pub(super) async fn run(
-    cli: &Cli,
-    selection: &Selection,
-    apply: bool,
-    force: bool,
-    exit_code: bool,
-    wait: &WaitArgs,
-) -> anyhow::Result<Exit> {
-    let config = load_gated(cli)?;
-    let domains = selected(&config, selection)?;
-    let creds = EnvCredentials::from_process();
-    let (providers, failed_accounts) = connect_all(&config, &creds, Default::default());
-    for (name, e) in &failed_accounts {
-        tracing::error!("account '{name}': {e:#}");
-    }
-    let store = if !domains.iter().any(|d| d.dkim.is_some()) {
-        None
-    } else if apply {
-        std::fs::create_dir_all(&config.state_dir)
-            .with_context(|| format!("creating state_dir {}", config.state_dir.display()))?;
-        Some(SqliteStore::open_locked(&config.state_dir)?)
-    } else {
-        // plan is read-only: no store yet means no keys yet.
-        SqliteStore::open_existing(&config.state_dir)?
-    };
-    if apply {
-        // publish writes first keys: no key material left by a killed run stays.
-        crate::rotation::keyring::sweep(&config, store.as_ref().map(|s| s as &dyn Store))?;
-    }
-    let now = chrono::Utc::now();
-    // What earlier runs published: SPF/DMARC/ADSP lines removed from the
-    // configuration since are planned as DELETEs of exactly those values.
-    let ledger = crate::publish::Ledger::load(&config.state_dir)?;
-    let mut desired_by_domain = std::collections::BTreeMap::new();
-    let mut jobs = Vec::new();
-    let mut no_key = Vec::new();
-    for d in &domains {
-        let max_bits = max_bits_for(
-            &d.account,
-            &providers,
-            store.as_ref().map(|s| s as &dyn Store),
-        );
-        let entries = match &store {
-            Some(st) => {
-                let (entries, warnings) = prepare_publish(st, &config, d, max_bits, now, apply)?;
-                for w in warnings {
-                    let prefix = format!("{}: ", d.name);
-                    let message = w.message.strip_prefix(&prefix).unwrap_or(&w.message);
-                    eoutln!("warning: {}: {message}", d.name);
-                }
-                entries
-            }
-            None => Vec::new(),
-        };
-        if d.dkim.is_some() && entries.is_empty() {
-            no_key.push(d.name.to_string());
-        }
-        let mut desired = for_domain(d, &entries)?;
-        desired.extend(ledger.retractions(d));
-        desired_by_domain.insert(d.name.clone(), desired.clone());
-        jobs.push(DomainJob {
-            domain: d.name.clone(),
-            account: d.account.clone(),
-            zone: d.zone.clone(),
-            desired,
-        });
-    }
-    // Servers of hosts that serve writes at once are asked too (configured
-    // `nameservers` only: no discovery here).
-    let served = publish::ServedCheck {
-        querier: super::watch::querier(),
-        servers: domains
-            .iter()
-            .filter(|d| !d.nameservers.is_empty())
-            .map(|d| (d.name.clone(), d.nameservers.clone()))
-            .collect(),
-        wait: std::time::Duration::from_secs(3),
-    };
-    let outcomes = publish::run_checked(
-        jobs,
-        &providers,
-        Options {
-            apply,
-            force,
-            max_delete_share: config.publish.max_delete_share,
-        },
-        Some(served),
-    )
-    .await;
-    // A value the host did not keep: saved as its limit, so the next run (or
-    // rotation step) sizes the key for it without a manual `maildns diagnose`.
-    let mut readback_notes = Vec::new();
-    let mut noted = std::collections::BTreeSet::new();
-    if let Some(st) = &store {
-        for o in &outcomes {
-            if let Some(DomainError::NotStored(found)) = &o.error {
-                let kind = providers
-                    .get(&o.account)
-                    .map(|p| p.kind())
-                    .unwrap_or("unknown");
-                let zone = o.zone.as_deref().unwrap_or(o.domain.as_str());
-                let r = crate::diagnose::save_readback(st, &o.account, kind, zone, found, now)
-                    .context("saving the read-back diagnosis")?;
-                record_publish_failure(st, &o.domain, &found.name, &found.to_string(), now)?;
-                if let Some(bits) = r.recommended_max_bits
-                    && noted.insert(o.account.clone())
-                {
-                    readback_notes.push(format!(
-                        "note: account '{}' holds DKIM keys of at most {bits} bits (saved); the next `maildns publish` or rotation step replaces a key not yet in use",
-                        o.account
-                    ));
-                }
-            }
-        }
-    }
-    if apply {
-        let mut updated = ledger.clone();
-        for o in &outcomes {
-            if let Some(desired) = desired_by_domain.get(&o.domain) {
-                updated.record(desired, o);
-            }
-        }
-        if updated != ledger {
-            updated.save(&config.state_dir)?;
-        }
-    }
-    if apply && let Some(st) = &store {
-        for o in outcomes.iter().filter(|o| o.error.is_none()) {
-            if let Some(d) = domains.iter().find(|d| d.name == o.domain) {
-                let max_bits = max_bits_for(&d.account, &providers, Some(st));
-                after_publish(st, d, max_bits, now)?;
-            }
-        }
-    }
-    let mut summary = Summary {
-        domains: outcomes.len(),
-        ..Default::default()
-    };
-    for o in &outcomes {
-        if o.error.is_some() {
-            summary.failed += 1;
-        }
-        summary.applied += o.applied;
-        if let Some(p) = &o.plan {
-            summary.in_sync += p.in_sync;
-            for c in &p.changes {
-                match c.action {
-                    Action::Create => summary.create += 1,
-                    Action::Update => summary.update += 1,
-                    Action::Delete => summary.delete += 1,
-                }
-            }
-        }
-    }
-    if !cli.json {
-        print_human(&outcomes, &summary, apply, &failed_accounts);
-        for n in &readback_notes {
-            outln!("{n}");
-        }
-        for d in &no_key {
-            outln!(
-                "note: {d} has no DKIM key yet: `maildns publish` generates and publishes the first one"
-            );
-        }
-    }
-    let watched = if apply && wait.wait {
-        Some(watch_outcomes(cli, &config, &domains, &outcomes, wait).await)
-    } else {
-        None
-    };
+pub(super) async fn plan(cli: &Cli, args: &PlanArgs) -> anyhow::Result<Exit> {
+    let (_, report) = run(cli, &args.selection, Mode::Plan, false).await?;
     if cli.json {
-        print_json(&Report {
-            applied: apply,
-            summary: &summary,
-            domains: &outcomes,
-            watch: watched.as_deref(),
-        })?;
+        print_json(&report)?;
     }
-    let watch_failed = watched.iter().flatten().any(|w| w.error.is_some());
-    let timed_out = watched
-        .iter()
-        .flatten()
-        .any(|w| w.report.as_ref().is_some_and(|r| !r.propagated));
-    let pending = summary.create + summary.update + summary.delete;
-    Ok(if summary.failed > 0 || watch_failed {
+    Ok(if report.failed() {
         Exit::Failure
-    } else if timed_out {
-        Exit::Timeout
-    } else if !apply && exit_code && pending > 0 {
+    } else if args.exit_code && report.pending() > 0 {
         Exit::Changes
     } else {
         Exit::Ok
     })
 }
 
-/// `--wait`: for every domain that changed, watch its changes on every
-/// authoritative server of its zone and say when it is safe.
-async fn watch_outcomes(
-    cli: &Cli,
-    config: &Config,
-    domains: &[&Domain],
-    outcomes: &[DomainOutcome],
-    wait: &WaitArgs,
-) -> Vec<DomainWatch> {
-    let querier = super::watch::querier();
-    let options = super::watch::watch_options(Some(config), wait.timeout);
-    let mut out = Vec::new();
-    for o in outcomes.iter().filter(|o| o.error.is_none()) {
-        let (Some(plan), Some(d)) = (&o.plan, domains.iter().find(|d| d.name == o.domain)) else {
-            continue;
-        };
-        let checks = crate::publish::checks_for_plan(plan);
-        let title = o.domain.to_string();
-        if checks.is_empty() {
-            if !cli.json {
-                outln!("{title}: in sync, nothing to wait for");
-            }
-            continue;
-        }
-        let zone = d.zone.clone().unwrap_or_else(|| d.name.clone());
-        let servers = match crate::propagation::authoritative_servers(
-            &querier,
-            &zone,
-            &d.nameservers,
-            &config.propagation.resolvers,
-        )
-        .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                let error = format!("finding the authoritative servers of {zone}: {e}");
-                if !cli.json {
-                    outln!("{title}: cannot watch: {error}");
-                }
-                out.push(DomainWatch {
-                    domain: title,
-                    servers: Vec::new(),
-                    error: Some(error),
-                    report: None,
-                });
-                continue;
-            }
-        };
-        let report = super::watch::watch_shown(
-            cli.json,
-            &title,
-            querier.clone(),
-            options.clone(),
-            &checks,
-            &servers,
-        )
-        .await;
-        if !cli.json {
-            super::watch::print_outcome(&title, &report);
-        }
-        out.push(DomainWatch {
-            domain: title,
-            servers,
-            error: None,
-            report: Some(report),
-        });
+pub(super) async fn publish(cli: &Cli, args: &PublishArgs) -> anyhow::Result<Exit> {
+    let (config, mut report) = run(cli, &args.selection, Mode::Apply, args.force).await?;
+    if args.wait {
+        let options = super::watch::watch_options(Some(&config), args.timeout);
+        let mut display = WaitShown::new(cli.json);
+        let querier = super::watch::querier();
+        let watches = publish::wait(&config, &report, &querier, &options, &mut display).await;
+        report.watch = Some(watches);
     }
-    out
+    if cli.json {
+        print_json(&report)?;
+    }
+    Ok(if report.failed() {
+        Exit::Failure
+    } else if report.timed_out() {
+        Exit::Timeout
+    } else {
+        Exit::Ok
+    })
 }
 
-fn print_human(
-    outcomes: &[DomainOutcome],
-    s: &Summary,
-    apply: bool,
-    failed_accounts: &[(String, anyhow::Error)],
-) {
-    for (name, e) in failed_accounts {
-        outln!("account {name}: {e:#}");
+/// Loads, connects, runs, prints the human report (JSON is printed by the caller,
+/// after any watch).
+async fn run(
+    cli: &Cli,
+    selection: &Selection,
+    mode: Mode,
+    force: bool,
+) -> anyhow::Result<(Config, Report)> {
+    let config = load_gated(cli)?;
+    let domains = selected(&config, selection)?;
+    let (providers, failed_accounts) =
+        connect_all(&config, &EnvCredentials::from_process(), Default::default());
+    for (name, e) in &failed_accounts {
+        tracing::error!("account '{name}': {e:#}");
     }
-    for o in outcomes {
+    let opts = PublishOptions {
+        mode,
+        domains: domains.iter().map(|d| d.name.clone()).collect(),
+        force,
+        querier: super::watch::querier(),
+        now: chrono::Utc::now(),
+    };
+    let store = publish::open_store(&config, &opts)?;
+    let store = store.as_ref().map(|s| s as &dyn Store);
+    let report = publish::run(&config, &providers, store, &opts).await?;
+    for w in &report.warnings {
+        eoutln!("warning: {}: {}", w.domain, w.message);
+    }
+    if !cli.json {
+        for (name, e) in &failed_accounts {
+            outln!("account {name}: {e:#}");
+        }
+        print_human(&report);
+    }
+    Ok((config, report))
+}
+
+fn print_human(report: &Report) {
+    let show = |rs: &[TxtRecord]| {
+        let quoted: Vec<String> = rs
+            .iter()
+            .map(|r| format!("\"{}\"", shorten(&r.value_lossy(), 72)))
+            .collect();
+        quoted.join(", ")
+    };
+    for o in &report.domains {
+        let zone = o.zone.as_ref().map(|z| format!(", zone {z}"));
         outln!(
             "{} (account {}{})",
             o.domain,
             o.account,
-            o.zone
-                .as_ref()
-                .map(|z| format!(", zone {z}"))
-                .unwrap_or_default()
+            zone.unwrap_or_default()
         );
-        if let Some(p) = &o.plan {
-            for c in &p.changes {
-                let show = |rs: &[maildns_providers::TxtRecord]| {
-                    rs.iter()
-                        .map(|r| format!("\"{}\"", shorten(&r.value_lossy(), 72)))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                // A TTL change is shown even when no value changes (RFC 2181
-                // §5.2: the TTL belongs to the whole RRset).
-                let ttl = match c.old_ttl {
-                    Some(old) if old != c.write.ttl && !c.write.records.is_empty() => {
-                        format!(" (TTL {old} -> {})", c.write.ttl)
-                    }
-                    _ => String::new(),
-                };
-                let same_values = {
-                    let mut a: Vec<Vec<u8>> = c.old.iter().map(|r| r.value()).collect();
-                    let mut b: Vec<Vec<u8>> = c.new.iter().map(|r| r.value()).collect();
-                    a.sort();
-                    b.sort();
-                    a == b
-                };
-                let verb = match c.action {
-                    Action::Create => "CREATE",
-                    Action::Update => "UPDATE",
-                    Action::Delete => "DELETE",
-                };
-                match c.action {
-                    Action::Create => outln!(
-                        "  {verb} {} TXT {} {}{ttl}",
-                        c.name,
-                        c.kind.label(),
-                        show(&c.new)
-                    ),
-                    Action::Update if same_values && !ttl.is_empty() => outln!(
-                        "  {verb} {} TXT {} TTL {} -> {} (value unchanged: {})",
-                        c.name,
-                        c.kind.label(),
-                        c.old_ttl.unwrap_or_default(),
-                        c.write.ttl,
-                        show(&c.new)
-                    ),
-                    Action::Update => outln!(
-                        "  {verb} {} TXT {} {} -> {}{ttl}",
-                        c.name,
-                        c.kind.label(),
-                        show(&c.old),
-                        show(&c.new)
-                    ),
-                    Action::Delete => outln!(
-                        "  {verb} {} TXT {} {}",
-                        c.name,
-                        c.kind.label(),
-                        show(&c.old)
-                    ),
+        for c in o.plan.iter().flat_map(|p| &p.changes) {
+            // A TTL change is shown even when no value changes.
+            let ttl = c
+                .ttl_change()
+                .map(|(old, new)| format!(" (TTL {old} -> {new})"));
+            let ttl = ttl.unwrap_or_default();
+            let (verb, values) = match (c.action, c.ttl_change()) {
+                (Action::Create, _) => ("CREATE", format!("{}{ttl}", show(&c.new))),
+                (Action::Update, Some((old, new))) if c.same_values() => {
+                    let v = show(&c.new);
+                    (
+                        "UPDATE",
+                        format!("TTL {old} -> {new} (value unchanged: {v})"),
+                    )
                 }
-                if !c.foreign.is_empty() {
-                    outln!(
-                        "         keeping {} other value(s) at {}",
-                        c.foreign.len(),
-                        c.name
-                    );
+                (Action::Update, _) => {
+                    let (old, new) = (show(&c.old), show(&c.new));
+                    ("UPDATE", format!("{old} -> {new}{ttl}"))
                 }
+                (Action::Delete, _) => ("DELETE", show(&c.old)),
+            };
+            outln!("  {verb} {} TXT {} {values}", c.name, c.kind.label());
+            if !c.foreign.is_empty() {
+                let n = c.foreign.len();
+                outln!("         keeping {n} other value(s) at {}", c.name);
             }
-            if p.changes.is_empty() {
-                outln!("  in sync ({} name(s))", p.in_sync);
-            }
-            for k in &p.ttl_kept {
-                outln!("  note: {k}");
-            }
+        }
+        if let Some(p) = o.plan.as_ref().filter(|p| p.changes.is_empty()) {
+            outln!("  in sync ({} name(s))", p.in_sync);
+        }
+        for k in o.plan.iter().flat_map(|p| &p.ttl_kept) {
+            outln!("  note: {k}");
         }
         if let Some(e) = &o.error {
             let what = match e {
@@ -473,19 +171,28 @@ fn print_human(
             outln!("  {what}: account '{}': {e}", o.account);
         }
     }
-    let verb = if apply { "applied" } else { "to apply" };
+    let s = &report.summary;
+    let (verb, count) = match report.applied {
+        true => ("applied", s.applied),
+        false => ("to apply", report.pending()),
+    };
     outln!(
-        "Summary: {} to create, {} to update, {} to delete, {} in sync; {} change(s) {verb}; {} domain(s), {} failed",
+        "Summary: {} to create, {} to update, {} to delete, {} in sync; {count} change(s) {verb}; {} domain(s), {} failed",
         s.create,
         s.update,
         s.delete,
         s.in_sync,
-        if apply {
-            s.applied
-        } else {
-            s.create + s.update + s.delete
-        },
         s.domains,
         s.failed
     );
+    for (account, bits) in &report.saved_limits {
+        outln!(
+            "note: account '{account}' holds DKIM keys of at most {bits} bits (saved); the next `maildns publish` or rotation step replaces a key not yet in use"
+        );
+    }
+    for d in &report.without_key {
+        outln!(
+            "note: {d} has no DKIM key yet: `maildns publish` generates and publishes the first one"
+        );
+    }
 }

@@ -12,12 +12,13 @@ use serde::Serialize;
 
 use super::Cli;
 use super::common::{Exit, load_gated, print_json};
-use super::publish::{EnvCredentials, Selection, selected};
+use super::common::{Selection, selected};
+use super::credentials::EnvCredentials;
 use crate::accounts::connect_all;
 use crate::propagation::SystemClock;
 use crate::rotation::keyring::sweep;
 use crate::rotation::{
-    Algorithm, Request, RunOutcome, Runner, SqliteStore, Store, StoreError, unblock,
+    Algorithm, Request, RunOutcome, Runner, SqliteStore, Start, Store, StoreError, unblock,
 };
 
 /// How long `rotate --now` waits for a running daemon to take its request.
@@ -118,7 +119,12 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
     };
     let mut reports = Vec::new();
     for d in &domains {
-        let r = runner.run(d, args.now || requested.contains(d)).await;
+        let start = if args.now || requested.contains(d) {
+            Start::Now
+        } else {
+            Start::WhenDue
+        };
+        let r = runner.run(d, start).await;
         reports.push(match r {
             Ok(o) => DomainReport {
                 domain: d.to_string(),

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::Cli;
 use super::common::{Exit, load_config, print_json};
-use super::publish::{Selection, selected};
+use super::common::{Selection, selected};
 use crate::propagation::upstream;
 use crate::verify::{self, DomainReport, Resolver, Status};
 

@@ -14,10 +14,11 @@ use serde::Serialize;
 use super::Cli;
 use super::common::{Exit, print_json};
 use super::progress::{Bars, Lines, lagging, outcome_line};
+use crate::command::publish::{DomainWatch, WaitDisplay};
 use crate::config::{self, Config};
 use crate::propagation::{
-    Check, Nameserver, Querier, QueryOptions, RecursiveCheck, WatchOptions, WatchReport, Watcher,
-    authoritative_servers,
+    Check, Nameserver, Progress, Querier, QueryOptions, RecursiveCheck, WatchOptions, WatchReport,
+    Watcher, authoritative_servers,
 };
 
 /// Arguments of `watch`.
@@ -89,9 +90,44 @@ pub(super) fn watch_options(config: Option<&Config>, timeout: Option<Duration>) 
     options
 }
 
-/// Runs one watch with the display that fits: bars on a terminal, log lines
-/// otherwise (on stderr under `--json`, so stdout stays JSON).
-pub(super) async fn watch_shown(
+/// The display that fits a watch: bars on a terminal, log lines otherwise (on
+/// stderr under `--json`, so stdout stays JSON). Call [`Shown::finish`] after.
+pub(super) struct Shown {
+    pub(super) progress: Arc<dyn Progress>,
+    bars: Option<Arc<Bars>>,
+}
+
+impl Shown {
+    pub(super) fn new(json: bool, title: &str, checks: &[Check], servers: &[Nameserver]) -> Shown {
+        if !json && std::io::stdout().is_terminal() {
+            let bars = Arc::new(Bars::new(title, checks, servers));
+            Shown {
+                progress: bars.clone(),
+                bars: Some(bars),
+            }
+        } else {
+            let out: Box<dyn std::io::Write + Send> = if json {
+                Box::new(super::output::Stderr)
+            } else {
+                Box::new(super::output::Stdout)
+            };
+            Shown {
+                progress: Arc::new(Lines::new(title, out)),
+                bars: None,
+            }
+        }
+    }
+
+    /// Ends the bars, if any.
+    pub(super) fn finish(&self) {
+        if let Some(b) = &self.bars {
+            b.finish();
+        }
+    }
+}
+
+/// Runs one watch with the display that fits ([`Shown`]).
+async fn watch_shown(
     json: bool,
     title: &str,
     querier: Querier,
@@ -99,26 +135,13 @@ pub(super) async fn watch_shown(
     checks: &[Check],
     servers: &[Nameserver],
 ) -> WatchReport {
-    let watcher = Watcher::new(querier, options);
-    if !json && std::io::stdout().is_terminal() {
-        let bars = Arc::new(Bars::new(title, checks, servers));
-        let report = watcher
-            .with_progress(bars.clone())
-            .watch(checks, servers)
-            .await;
-        bars.finish();
-        report
-    } else {
-        let out: Box<dyn std::io::Write + Send> = if json {
-            Box::new(super::output::Stderr)
-        } else {
-            Box::new(super::output::Stdout)
-        };
-        watcher
-            .with_progress(Arc::new(Lines::new(title, out)))
-            .watch(checks, servers)
-            .await
-    }
+    let shown = Shown::new(json, title, checks, servers);
+    let report = Watcher::new(querier, options)
+        .with_progress(shown.progress.clone())
+        .watch(checks, servers)
+        .await;
+    shown.finish();
+    report
 }
 
 /// Prints the end of a watch: "safe after", or the lagging servers.
@@ -127,6 +150,50 @@ pub(super) fn print_outcome(title: &str, report: &WatchReport) {
     if !report.propagated {
         for line in lagging(report) {
             outln!("  {line}");
+        }
+    }
+}
+
+/// `publish --wait` shown as bars or lines, with a line per domain at its end.
+pub(super) struct WaitShown {
+    json: bool,
+    shown: Option<Shown>,
+}
+
+impl WaitShown {
+    pub(super) fn new(json: bool) -> WaitShown {
+        WaitShown { json, shown: None }
+    }
+}
+
+impl WaitDisplay for WaitShown {
+    fn in_sync(&mut self, domain: &Fqdn) {
+        if !self.json {
+            outln!("{domain}: in sync, nothing to wait for");
+        }
+    }
+
+    fn start(
+        &mut self,
+        domain: &Fqdn,
+        checks: &[Check],
+        servers: &[Nameserver],
+    ) -> Arc<dyn Progress> {
+        let shown = Shown::new(self.json, domain.as_str(), checks, servers);
+        let progress = shown.progress.clone();
+        self.shown = Some(shown);
+        progress
+    }
+
+    fn finish(&mut self, domain: &Fqdn, watch: &DomainWatch) {
+        if let Some(s) = self.shown.take() {
+            s.finish();
+        }
+        match (&watch.error, &watch.report) {
+            _ if self.json => {}
+            (Some(e), _) => outln!("{domain}: cannot watch: {e}"),
+            (None, Some(r)) => print_outcome(domain.as_str(), r),
+            (None, None) => {}
         }
     }
 }

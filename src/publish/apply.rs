@@ -51,6 +51,13 @@ pub enum DomainError {
         /// What is wrong.
         message: String,
     },
+    /// The domain's task ended without an outcome (it panicked or was
+    /// cancelled); what it wrote before is unknown: plan again.
+    #[error("the domain's task failed: {message}")]
+    Task {
+        /// What the runtime said.
+        message: String,
+    },
     /// The run's deletions exceed the safety threshold.
     #[error(
         "refusing to delete {deletions} of {managed} managed records in one run (over the {share:.0}% threshold); check the plan and re-run with --force"
@@ -82,20 +89,30 @@ pub struct DomainOutcome {
     pub error: Option<DomainError>,
 }
 
+/// Whether a run only plans (`maildns plan`) or also writes (`maildns publish`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Read and plan; write nothing (no key is generated, no state is saved).
+    Plan,
+    /// Plan, then write the changes (and make each domain's first DKIM key).
+    Apply,
+}
+
 /// How to run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Options {
-    /// Write the changes (false: plan only).
-    pub apply: bool,
+    /// Plan only, or write the changes.
+    pub mode: Mode,
     /// Ignore the deletion threshold.
     pub force: bool,
     /// Largest share (0..=1) of managed records one run may delete without `force`.
     pub max_delete_share: f64,
 }
 
-/// Reads, plans and (with `opts.apply`) writes every job, reading each written
-/// set back from the host's API. Results are in job order.
-pub async fn run(
+/// Reads, plans and (with [`Mode::Apply`]) writes every job, reading each written
+/// set back from the host's API. Results are in job order, one per job (a job
+/// whose task failed gets [`DomainError::Task`]).
+pub async fn run_jobs(
     jobs: Vec<DomainJob>,
     providers: &BTreeMap<String, Arc<dyn Provider>>,
     opts: Options,
@@ -103,7 +120,7 @@ pub async fn run(
     run_checked(jobs, providers, opts, None).await
 }
 
-/// Like [`run`]; with `served`, also asks the domains' authoritative servers
+/// Like [`run_jobs`]; with `served`, also asks the domains' authoritative servers
 /// what they serve after each write, for hosts that serve writes at once
 /// ([`serves_at_once`]).
 pub async fn run_checked(
@@ -155,7 +172,7 @@ pub async fn run_checked(
         && !opts.force;
 
     // Phase 2: write.
-    let write = opts.apply && !over;
+    let write = opts.mode == Mode::Apply && !over;
     for_each(
         planned,
         providers,
@@ -265,8 +282,9 @@ impl<A, B> HasAccount for (DomainJob, A, B) {
     }
 }
 
-/// Runs `f` on every item concurrently, each holding a permit of its account's cap;
-/// items whose account has no provider get `missing` outcomes through `f`'s caller.
+/// Runs `f` on every item concurrently, each holding a permit of its account's
+/// cap. An item whose account has no provider, or whose task panics or is
+/// cancelled, still gets an outcome ([`Unrun`]): one out per item, in order.
 async fn for_each<I, O, F, Fut>(
     items: Vec<I>,
     providers: &BTreeMap<String, Arc<dyn Provider>>,
@@ -274,68 +292,203 @@ async fn for_each<I, O, F, Fut>(
     f: F,
 ) -> Vec<O>
 where
-    I: HasAccount + Send + 'static,
-    O: Send + 'static + From<Missing<I>>,
+    I: HasAccount + Clone + Send + 'static,
+    O: Send + 'static + From<Unrun<I>>,
     F: Fn(I, Arc<dyn Provider>) -> Fut,
     Fut: std::future::Future<Output = O> + Send + 'static,
 {
     let mut set = tokio::task::JoinSet::new();
-    let n = items.len();
+    let mut out: Vec<Option<O>> = Vec::with_capacity(items.len());
+    // A copy of each spawned item, to report its task's failure.
+    let mut spawned = BTreeMap::new();
     for (i, item) in items.into_iter().enumerate() {
         let acct = item.account().to_string();
         match (providers.get(&acct), caps.get(&acct)) {
             (Some(p), Some(cap)) => {
+                let copy = item.clone();
                 let fut = f(item, p.clone());
                 let cap = cap.clone();
-                set.spawn(async move {
+                let task = set.spawn(async move {
                     let _permit = cap.acquire_owned().await;
                     (i, fut.await)
                 });
+                spawned.insert(task.id(), (i, copy));
+                out.push(None);
             }
-            _ => {
-                let o = O::from(Missing(item));
-                set.spawn(async move { (i, o) });
-            }
+            _ => out.push(Some(O::from(Unrun::Missing(item)))),
         }
     }
-    let mut out: Vec<Option<O>> = (0..n).map(|_| None).collect();
-    while let Some(r) = set.join_next().await {
-        if let Ok((i, o)) = r {
-            out[i] = Some(o);
+    while let Some(r) = set.join_next_with_id().await {
+        match r {
+            Ok((id, (i, o))) => {
+                spawned.remove(&id);
+                out[i] = Some(o);
+            }
+            Err(e) => {
+                if let Some((i, item)) = spawned.remove(&e.id()) {
+                    let message = if e.is_panic() {
+                        "it panicked".to_string()
+                    } else {
+                        e.to_string()
+                    };
+                    tracing::error!("{}: a domain task failed: {message}", item.account());
+                    out[i] = Some(O::from(Unrun::Failed(item, message)));
+                }
+            }
         }
     }
     out.into_iter().flatten().collect()
 }
 
-/// An item whose account has no provider.
-struct Missing<I>(I);
+/// An item that did not run to its outcome.
+enum Unrun<I> {
+    /// Its account has no provider.
+    Missing(I),
+    /// Its task panicked or was cancelled (the runtime's words).
+    Failed(I, String),
+}
 
 type Planned = (DomainJob, Option<Zone>, Result<Plan, DomainError>);
 
-impl From<Missing<DomainJob>> for Planned {
-    fn from(m: Missing<DomainJob>) -> Self {
-        let account = m.0.account.clone();
-        (
-            m.0,
-            None,
-            Err(DomainError::Account {
-                account,
-                message: "no such account, or it could not be set up".into(),
-            }),
-        )
+impl From<Unrun<DomainJob>> for Planned {
+    fn from(u: Unrun<DomainJob>) -> Self {
+        match u {
+            Unrun::Missing(job) => {
+                let account = job.account.clone();
+                let message = "no such account, or it could not be set up".into();
+                (job, None, Err(DomainError::Account { account, message }))
+            }
+            Unrun::Failed(job, message) => (job, None, Err(DomainError::Task { message })),
+        }
     }
 }
 
-impl From<Missing<Planned>> for DomainOutcome {
-    fn from(m: Missing<Planned>) -> Self {
-        let (job, zone, result) = m.0;
+impl From<Unrun<Planned>> for DomainOutcome {
+    fn from(u: Unrun<Planned>) -> Self {
+        let ((job, zone, result), failed) = match u {
+            Unrun::Missing(p) => (p, None),
+            Unrun::Failed(p, message) => (p, Some(DomainError::Task { message })),
+        };
+        let (plan, error) = match (result, failed) {
+            // A write task that failed: its plan, and how much it wrote is unknown.
+            (Ok(p), Some(e)) => (Some(p), Some(e)),
+            (Err(e), _) => (None, Some(e)),
+            (Ok(_), None) => (None, None),
+        };
         DomainOutcome {
             domain: job.domain,
             account: job.account,
             zone: zone.map(|z| z.name.to_string()),
-            plan: None,
+            plan,
             applied: 0,
-            error: result.err(),
+            error,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use maildns_providers::{Profile, TxtRecord, TxtSet};
+
+    /// A host whose read panics for names under `bad.example` and whose write
+    /// panics under `badwrite.example` (bugs in an adapter); it holds what is
+    /// written elsewhere.
+    struct Panicky(Profile, std::sync::Mutex<BTreeMap<Fqdn, TxtSet>>);
+
+    #[async_trait::async_trait]
+    impl Provider for Panicky {
+        fn kind(&self) -> &'static str {
+            "panicky"
+        }
+        fn profile(&self) -> &Profile {
+            &self.0
+        }
+        async fn find_zone(&self, name: &Fqdn) -> Result<Zone, ProviderError> {
+            Ok(Zone {
+                name: name.clone(),
+                id: name.to_string(),
+            })
+        }
+        async fn read_txt(&self, _: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, ProviderError> {
+            assert!(!name.as_str().ends_with("bad.example"), "adapter bug");
+            Ok(self.1.lock().unwrap().get(name).cloned())
+        }
+        async fn replace_txt(
+            &self,
+            _: &Zone,
+            name: &Fqdn,
+            set: &TxtSet,
+        ) -> Result<(), ProviderError> {
+            assert!(!name.as_str().ends_with("badwrite.example"), "adapter bug");
+            self.1.lock().unwrap().insert(name.clone(), set.clone());
+            Ok(())
+        }
+        async fn delete_txt(&self, _: &Zone, _: &Fqdn) -> Result<(), ProviderError> {
+            Ok(())
+        }
+    }
+
+    fn job(domain: &str) -> DomainJob {
+        let name = Fqdn::parse(domain).unwrap();
+        DomainJob {
+            domain: name.clone(),
+            account: "a".into(),
+            zone: None,
+            desired: vec![Desired {
+                name,
+                kind: crate::records::RecordKind::Spf,
+                records: vec![TxtRecord::from_value("v=spf1 -all")],
+                ttl: 3600,
+                in_use: false,
+                only_remove: None,
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_domain_whose_task_panics_is_reported_as_failed() {
+        let mut providers: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
+        providers.insert(
+            "a".into(),
+            Arc::new(Panicky(Profile::default(), Default::default())),
+        );
+        let jobs = vec![
+            job("one.example"),
+            job("bad.example"),
+            job("two.example"),
+            job("badwrite.example"),
+        ];
+        let opts = Options {
+            mode: Mode::Apply,
+            force: false,
+            max_delete_share: 0.5,
+        };
+        let out = run_jobs(jobs, &providers, opts).await;
+        let domains: Vec<&str> = out.iter().map(|o| o.domain.as_str()).collect();
+        assert_eq!(
+            domains,
+            [
+                "one.example",
+                "bad.example",
+                "two.example",
+                "badwrite.example"
+            ]
+        );
+        assert!(matches!(
+            &out[1].error,
+            Some(DomainError::Task { message }) if message == "it panicked"
+        ));
+        assert_eq!(
+            out[1].error.as_ref().map(ToString::to_string).as_deref(),
+            Some("the domain's task failed: it panicked")
+        );
+        // Failed while writing: its plan is kept, the failure named.
+        assert!(matches!(&out[3].error, Some(DomainError::Task { .. })));
+        assert_eq!(out[3].plan.as_ref().map(|p| p.changes.len()), Some(1));
+        for o in [&out[0], &out[2]] {
+            assert!(o.error.is_none(), "{:?}", o.error);
+            assert_eq!(o.applied, 1);
         }
     }
 }

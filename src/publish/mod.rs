@@ -9,7 +9,7 @@ pub mod ledger;
 pub mod plan;
 pub mod readback;
 
-pub use apply::{DomainError, DomainJob, DomainOutcome, Options, run, run_checked};
+pub use apply::{DomainError, DomainJob, DomainOutcome, Mode, Options, run_checked, run_jobs};
 pub use checks::checks_for_plan;
 pub use desired::{DkimEntry, for_domain, selector_name};
 pub use ledger::Ledger;

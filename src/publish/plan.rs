@@ -67,6 +67,29 @@ pub struct Change {
     pub old_ttl: Option<u32>,
 }
 
+impl Change {
+    /// The TTL change `(old, new)` of a set that is written (not deleted), when
+    /// the TTL changes (RFC 2181 §5.2: the TTL belongs to the whole RRset).
+    pub fn ttl_change(&self) -> Option<(u32, u32)> {
+        match self.old_ttl {
+            Some(old) if old != self.write.ttl && !self.write.records.is_empty() => {
+                Some((old, self.write.ttl))
+            }
+            _ => None,
+        }
+    }
+
+    /// True when maildns's values stay the same (in any order): an update
+    /// that only changes the TTL.
+    pub fn same_values(&self) -> bool {
+        let mut a: Vec<Vec<u8>> = self.old.iter().map(|r| r.value()).collect();
+        let mut b: Vec<Vec<u8>> = self.new.iter().map(|r| r.value()).collect();
+        a.sort();
+        b.sort();
+        a == b
+    }
+}
+
 /// A name whose RRset keeps a TTL other than the configured one because values
 /// maildns does not own share the set: an RRset has one TTL (RFC 2181 §5.2),
 /// and maildns never changes what it does not own, so its values take the

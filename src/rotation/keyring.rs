@@ -15,7 +15,7 @@ use super::machine::{
 };
 use crate::config::{Config, DkimPolicy, Retire};
 use crate::keys::{self, Algorithm, PrivateKey, WriteOptions};
-use crate::publish::DkimEntry;
+use crate::publish::{DkimEntry, Mode};
 use crate::records::dkim::{DkimKey, KeyType};
 
 fn delta(d: std::time::Duration) -> TimeDelta {
@@ -202,6 +202,46 @@ pub fn generate(
         selector: selector.clone(),
         key_path: path.display().to_string(),
     }))
+}
+
+/// Rounds of [`prepare_publish`] making a domain's first key(s): plan, generate
+/// and save (a guard: two or three suffice).
+const FIRST_KEY_ROUNDS: usize = 8;
+
+/// The runner's `GenerateKey` step, shared by rotation and `publish` (first
+/// key): with a `signer`, the signer writes a NEW key file in its key directory
+/// with its owner and mode (an existing file is left as it is); then the file
+/// is adopted, or written under `<state_dir>/keys` without a signer
+/// ([`generate`]).
+///
+/// # Errors
+/// The signer refuses the names or cannot write the file; the key cannot be
+/// generated, read or written.
+pub fn generate_key(
+    config: &Config,
+    signer: Option<&crate::signer::Signer>,
+    domain: &Fqdn,
+    action: &Action,
+) -> anyhow::Result<Option<Observation>> {
+    if let (
+        Some(signer),
+        Action::GenerateKey {
+            selector,
+            algorithm,
+            bits,
+        },
+    ) = (signer, action)
+    {
+        let path = signer.key_path(domain.as_str(), selector.as_str())?;
+        if !path.exists() {
+            let key = PrivateKey::generate(keys::KeySpec {
+                algorithm: *algorithm,
+                bits: *bits,
+            })?;
+            signer.install_key(domain.as_str(), selector.as_str(), &key)?;
+        }
+    }
+    generate(config, domain, action)
 }
 
 /// True when the signer's key table (if a signer is configured and the table
@@ -443,34 +483,42 @@ pub fn rsa_record_fits(profile: &maildns_providers::Profile, bits: u32) -> bool 
 
 /// The largest RSA key `account`'s host can hold: the lower of its declared
 /// profile's limit and the latest `maildns diagnose` recommendation, if any.
+///
+/// # Errors
+/// The store cannot read the latest diagnosis (never taken as "no limit":
+/// a key too large for the host would be published cut short).
 pub fn max_bits_for(
     account: &str,
     providers: &crate::accounts::Providers,
     store: Option<&dyn super::Store>,
-) -> Option<u32> {
+) -> Result<Option<u32>, super::StoreError> {
     let from_profile = providers
         .get(account)
         .and_then(|p| max_rsa_bits_for(p.profile()));
-    let from_diagnosis = store
-        .and_then(|s| s.latest_diagnosis(account).ok().flatten())
-        .and_then(|d| d.recommended_max_bits);
-    match (from_profile, from_diagnosis) {
+    let from_diagnosis = match store {
+        Some(s) => s.latest_diagnosis(account)?,
+        None => None,
+    }
+    .and_then(|d| d.recommended_max_bits);
+    Ok(match (from_profile, from_diagnosis) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    }
+    })
 }
 
-/// Prepares a domain's DKIM records for `publish`: when `generate` and the domain
-/// has no key yet, runs the machine to generate its first key(s) (saved before
-/// anything is published), then returns what each key's status wants published.
+/// Prepares a domain's DKIM records for `publish`: with [`Mode::Apply`], when the
+/// domain has no key yet, runs the machine to generate its first key(s) (saved
+/// before anything is published), and falls back a pending key its host cannot
+/// hold ([`fall_back`]); then returns what each key's status wants published.
 pub fn prepare_publish(
     store: &dyn super::Store,
     config: &Config,
     domain: &crate::config::Domain,
     max_bits_for_host: Option<u32>,
     now: DateTime<Utc>,
-    generate_first: bool,
+    mode: Mode,
 ) -> anyhow::Result<(Vec<DkimEntry>, Vec<super::Warning>)> {
+    let generate_first = mode == Mode::Apply;
     let Some(dkim) = &domain.dkim else {
         return Ok((Vec::new(), Vec::new()));
     };
@@ -494,21 +542,29 @@ pub fn prepare_publish(
         // No key for a configuration that fails the lint gate (callers run it
         // first; this keeps the library from generating one without it).
         crate::gate::gate(config)?;
+        // The machine plans the key(s); each `GenerateKey` it asks for is
+        // performed by the runner's own generate step ([`generate_key`]: through
+        // the signer when one is configured, so the file is the signer's); the
+        // rounds end when it asks for anything else (publishing: the caller's).
+        let signer = config
+            .signer
+            .as_ref()
+            .map(|s| super::runner::signer_from_config(s, &config.path))
+            .transpose()?;
         let mut observations = Vec::new();
-        // A handful of steps: plan the key(s), generate, stop at publishing.
-        for _ in 0..4 {
+        for _ in 0..FIRST_KEY_ROUNDS {
             let d = super::step(&state, &observations, now, &policy);
-            store.save(&d.state, &d.events)?;
+            if d.changed(&state) {
+                store.save(&d.state, &d.events)?;
+            }
             for w in &d.warnings {
                 if !warnings.iter().any(|x| x.code == w.code) {
                     warnings.push(w.clone());
                 }
             }
             observations.clear();
-            for a in d.work() {
-                if let Some(o) = generate(config, &domain.name, a)? {
-                    observations.push(o);
-                }
+            for a in d.work().filter(|a| matches!(a, Action::GenerateKey { .. })) {
+                observations.extend(generate_key(config, signer.as_ref(), &domain.name, a)?);
             }
             state = d.state;
             if observations.is_empty() {
@@ -781,6 +837,21 @@ user = "opendkim"
         assert!(!f.changed());
         assert_eq!(st, before);
         assert_eq!(f.warnings[0].code, "bits_fallback_blocked");
+    }
+
+    #[test]
+    fn max_bits_for_reports_a_store_that_cannot_be_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::rotation::SqliteStore::open(dir.path()).unwrap();
+        let providers = crate::accounts::Providers::new();
+        assert_eq!(max_bits_for("z", &providers, Some(&store)).unwrap(), None);
+        // A store whose diagnoses cannot be read is an error, not "no limit".
+        rusqlite::Connection::open(dir.path().join(crate::rotation::store::DB_FILE))
+            .unwrap()
+            .execute_batch("DROP TABLE diagnoses")
+            .unwrap();
+        assert!(max_bits_for("z", &providers, Some(&store)).is_err());
+        assert_eq!(max_bits_for("z", &providers, None).unwrap(), None);
     }
 
     #[test]

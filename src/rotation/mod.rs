@@ -77,5 +77,5 @@ pub use machine::{
     Scheduled, ScheduledAction, Selector, Verdict, Warning, Withdrawal, adopt, check_invariants,
     next_due, retry_held, rotate_now, schedule, step, unblock,
 };
-pub use runner::{Performed, RunOutcome, Runner, RunnerError};
+pub use runner::{Performed, RunOutcome, Runner, RunnerError, Start};
 pub use store::{Diagnosis, Request, SqliteStore, Store, StoreError, StoredEvent};

@@ -16,7 +16,7 @@ use super::machine::{
 };
 use super::runner::{Runner, RunnerError};
 use crate::config::{DkimPolicy, Domain, SignerConfirm};
-use crate::keys::{self, KeySpec, PrivateKey};
+use crate::keys;
 use crate::propagation::{Check, DiscoveryOptions, Nameserver, Upstream, discover};
 use crate::publish::{self, DomainJob, Options, selector_name};
 use crate::records::RecordKind;
@@ -82,35 +82,12 @@ impl Runner {
     }
 
     /// A NEW key file for the selector (adopted if it already exists); with a
-    /// signer, written by it (its key directory, owner and mode).
+    /// signer, written by it (its key directory, owner and mode). The same
+    /// step makes a domain's first key in `publish` ([`keyring::generate_key`]).
     fn generate(&self, d: &Domain, action: &Action) -> Result<Observation, String> {
-        let Action::GenerateKey {
-            selector,
-            algorithm,
-            bits,
-        } = action
-        else {
-            return Err("not a generate action".into());
-        };
-        if let Some(signer) = &self.signer {
-            let path = signer
-                .key_path(d.name.as_str(), selector.as_str())
-                .map_err(|e| e.to_string())?;
-            if !path.exists() {
-                let key = PrivateKey::generate(KeySpec {
-                    algorithm: *algorithm,
-                    bits: *bits,
-                })
-                .map_err(|e| e.to_string())?;
-                signer
-                    .install_key(d.name.as_str(), selector.as_str(), &key)
-                    .map_err(|e| e.to_string())?;
-            }
-        }
-        // Adopts the file the signer wrote (or writes one under state_dir/keys).
-        keyring::generate(&self.config, &d.name, action)
+        keyring::generate_key(&self.config, self.signer.as_ref(), &d.name, action)
             .map_err(|e| format!("{e:#}"))?
-            .ok_or_else(|| "no key generated".to_string())
+            .ok_or_else(|| "not a generate action".to_string())
     }
 
     /// Applies the DKIM record of `selector` as it is wanted once the key has
@@ -161,7 +138,7 @@ impl Runner {
             }],
             &self.providers,
             Options {
-                apply: true,
+                mode: publish::Mode::Apply,
                 // The machine decided this withdrawal; KeyInUse still protects.
                 force: true,
                 max_delete_share: self.config.publish.max_delete_share,

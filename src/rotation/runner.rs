@@ -205,6 +205,15 @@ impl RunOutcome {
     }
 }
 
+/// When [`Runner::run`] starts a rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Only when one is due (the schedule).
+    WhenDue,
+    /// Now, even if none is due (`rotate --now`).
+    Now,
+}
+
 /// Performs rotations: the configuration, the store, connected providers, the
 /// propagation watcher and the signer, all driven by one injected clock.
 pub struct Runner {
@@ -384,8 +393,15 @@ impl Runner {
 
     /// The largest RSA key the account's host can hold: the provider profile's
     /// limit and the latest diagnosis's recommendation, whichever is lower.
-    pub fn max_bits_for(&self, account: &str) -> Option<u32> {
-        keyring::max_bits_for(account, &self.providers, Some(self.store.as_ref()))
+    ///
+    /// # Errors
+    /// The store cannot read the latest diagnosis.
+    pub fn max_bits_for(&self, account: &str) -> Result<Option<u32>, RunnerError> {
+        Ok(keyring::max_bits_for(
+            account,
+            &self.providers,
+            Some(self.store.as_ref()),
+        )?)
     }
 
     /// The rotation policy of `domain` (`None` when it has no DKIM section).
@@ -393,7 +409,7 @@ impl Runner {
         let Some(dkim) = &domain.dkim else {
             return Ok(None);
         };
-        keyring::policy(dkim, self.max_bits_for(&domain.account))
+        keyring::policy(dkim, self.max_bits_for(&domain.account)?)
             .map(Some)
             .map_err(|e| RunnerError::Policy {
                 domain: domain.name.to_string(),
@@ -412,12 +428,12 @@ impl Runner {
 
     /// Runs `domain` until the machine only waits (see the module docs).
     pub async fn run_once(&self, domain: &Fqdn) -> Result<RunOutcome, RunnerError> {
-        self.run(domain, false).await
+        self.run(domain, Start::WhenDue).await
     }
 
-    /// Like [`Runner::run_once`]; with `now`, first plans a new key even if no
-    /// rotation is due ([`rotate_now`]).
-    pub async fn run(&self, domain: &Fqdn, now: bool) -> Result<RunOutcome, RunnerError> {
+    /// Like [`Runner::run_once`]; with [`Start::Now`], first plans a new key
+    /// even if no rotation is due ([`rotate_now`]).
+    pub async fn run(&self, domain: &Fqdn, start: Start) -> Result<RunOutcome, RunnerError> {
         let d = self.domain(domain)?;
         let mut out = RunOutcome {
             domain: domain.clone(),
@@ -439,7 +455,7 @@ impl Runner {
         // The fallback warning, on every run while it applies.
         self.warn_fallback(d, &policy, &mut out);
         let mut observations: Vec<Observation> = Vec::new();
-        let mut force = now;
+        let mut force = start == Start::Now;
         for _ in 0..MAX_ROUNDS {
             // A publish read-back may have lowered the host's limit last round.
             if let Some(p) = self.policy(d)?

@@ -322,3 +322,53 @@ fn unknown_domain_selection_is_a_data_error_listing_the_configured_ones() {
         "{err}"
     );
 }
+
+/// The first DKIM key `publish` makes is the signer's, as a rotation's would be:
+/// written in the signer's key directory, 0600, owned by the signer's user
+/// (when maildns runs as root) so OpenDKIM can read it at the first switch.
+#[test]
+fn publish_makes_the_first_key_through_the_signer() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (dir, cfg) =
+        setup("[domains.\"example.com\".dkim]\nbits = 1024\nselector_format = \"s%Y%m\"");
+    let d = dir.path();
+    // The signer's key directory exists, as a packaged OpenDKIM's does, and its
+    // user can walk down to it.
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(d.join("opendkim/keys")).unwrap();
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "\n[signer]\nkey_dir = \"{d}/opendkim/keys\"\nkey_table = \"{d}/opendkim/key.table\"\nsigning_table = \"{d}/opendkim/signing.table\"\nuser = \"opendkim\"\nconfirm = \"tables-only\"\n",
+        d = d.display()
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    let out = cmd().config(&cfg).args(["publish"]).run();
+    assert_eq!(out.status.code(), Some(0), "{}", out.text());
+    assert!(
+        !d.join("state/keys").exists(),
+        "no key outside the signer's"
+    );
+    let keys: Vec<_> = std::fs::read_dir(d.join("opendkim/keys/example.com"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let meta = std::fs::metadata(&keys[0]).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o600);
+    let signer = maildns::signer::opendkim::SignerUser::lookup("opendkim").expect("opendkim user");
+    let me = maildns::signer::opendkim::SignerUser::current().unwrap();
+    // Root gives the file to the signer; anyone else can only write it as itself.
+    let owner = if me.uid == 0 { &signer } else { &me };
+    assert_eq!((meta.uid(), meta.gid()), (owner.uid, owner.gid));
+    if me.uid == 0 {
+        assert!(maildns::signer::opendkim::readable_by(
+            &keys[0], signer.uid, signer.gid
+        ));
+        let dir_meta = std::fs::metadata(d.join("opendkim/keys/example.com")).unwrap();
+        assert_eq!(dir_meta.uid(), signer.uid);
+    }
+    // The record published is this key's.
+    let key = maildns::keys::load_private_key(&keys[0]).unwrap();
+    assert!(zone(d).contains(&key.p_value().unwrap()[..100]));
+}

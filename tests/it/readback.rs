@@ -481,11 +481,11 @@ async fn publish_run_reports_each_kind_of_loss_through_the_quirky_host() {
                 only_remove: None,
             }],
         };
-        let out = publish::run(
+        let out = publish::run_jobs(
             vec![job],
             &providers,
             Options {
-                apply: true,
+                mode: publish::Mode::Apply,
                 force: false,
                 max_delete_share: 0.5,
             },
@@ -605,7 +605,7 @@ fn served_check(domain: &str, server: std::net::SocketAddr) -> publish::ServedCh
 }
 
 const APPLY: Options = Options {
-    apply: true,
+    mode: publish::Mode::Apply,
     force: false,
     max_delete_share: 0.5,
 };
@@ -665,6 +665,6 @@ async fn a_real_powerdns_serving_a_cut_value_is_caught_and_a_whole_one_passes() 
         other => panic!("{other:?}"),
     }
     // Without a server to ask, only the API is read (and it looks right).
-    let out = publish::run(vec![dkim_job(&z, "cut2", 392)], &providers, APPLY).await;
+    let out = publish::run_jobs(vec![dkim_job(&z, "cut2", 392)], &providers, APPLY).await;
     assert!(out[0].error.is_none(), "{:?}", out[0].error);
 }

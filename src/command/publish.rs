@@ -1,0 +1,543 @@
+//! `plan` and `publish` as one library call: [`run`] prepares each domain's
+//! DKIM keys (the first key made by the rotation runner's own generate step),
+//! builds the desired records, reads, plans and writes them through
+//! [`crate::publish`], saves what the hosts did not keep, the ledger and the
+//! keys' new status, and returns a [`Report`]. [`wait`] then watches the
+//! changes reach every authoritative server (`publish --wait`).
+//!
+//! A domain goes down the layers from here: configuration -> DKIM entries
+//! ([`crate::rotation::keyring::prepare_publish`]) -> desired records
+//! ([`crate::publish::for_domain`]) -> plan and write
+//! ([`crate::publish::run_checked`]) -> the provider's HTTP requests.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use maildns_providers::{Fqdn, NameError};
+use serde::Serialize;
+
+use crate::accounts::Providers;
+use crate::config::{Config, Domain};
+use crate::gate::GateError;
+use crate::propagation::{
+    Check, Nameserver, Progress, Querier, WatchOptions, WatchReport, Watcher, authoritative_servers,
+};
+use crate::publish::{
+    self, Action, DomainError, DomainJob, DomainOutcome, Ledger, ServedCheck, for_domain,
+    ledger::LedgerError,
+};
+use crate::rotation::keyring::{
+    after_publish, max_bits_for, prepare_publish, record_publish_failure, sweep,
+};
+use crate::rotation::{SqliteStore, Store, StoreError};
+
+pub use crate::publish::Mode;
+
+/// What one `plan` or `publish` run does.
+#[derive(Debug, Clone)]
+pub struct PublishOptions {
+    /// Plan only, or write.
+    pub mode: Mode,
+    /// Only these configured domains (empty: every configured domain).
+    pub domains: Vec<Fqdn>,
+    /// Allow deleting more than `publish.max_delete_share` of the managed
+    /// records in one run.
+    pub force: bool,
+    /// Asks the configured `nameservers` of hosts that serve writes at once
+    /// ([`publish::readback::serves_at_once`]) after each write.
+    pub querier: Querier,
+    /// The time of the run (key creation, events, saved diagnoses).
+    pub now: DateTime<Utc>,
+}
+
+/// Why a run stopped before it had a report (a domain's own failure is not an
+/// error here: it is in its [`DomainOutcome`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The configuration fails the lint gate (nothing was done).
+    #[error(transparent)]
+    Gate(#[from] GateError),
+    /// The state store failed ([`StoreError::Locked`]: another maildns holds it).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The state directory cannot be created.
+    #[error("creating state_dir {path}: {error}")]
+    StateDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The ledger of earlier runs cannot be read or saved.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// A record name cannot be formed (selector and domain too long).
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// A DKIM key cannot be prepared, generated, swept or its state advanced.
+    #[error("{message}")]
+    Keys {
+        /// What failed, with its causes.
+        message: String,
+    },
+    /// A value a host did not keep could not be saved as its diagnosis.
+    #[error("saving the read-back diagnosis: {0}")]
+    Diagnosis(StoreError),
+}
+
+/// Keeps the gate's and the store's errors typed (exit codes depend on them).
+fn keys_error(e: anyhow::Error) -> PublishError {
+    match e.downcast::<GateError>() {
+        Ok(g) => PublishError::Gate(g),
+        Err(e) => match e.downcast::<StoreError>() {
+            Ok(s) => PublishError::Store(s),
+            Err(e) => PublishError::Keys {
+                message: format!("{e:#}"),
+            },
+        },
+    }
+}
+
+/// Counts over every domain of a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    /// Domains in the run.
+    pub domains: usize,
+    /// Domains that failed (or were refused).
+    pub failed: usize,
+    /// Names planned to be created.
+    pub create: usize,
+    /// Names planned to be updated.
+    pub update: usize,
+    /// Names planned to be deleted.
+    pub delete: usize,
+    /// Names already in sync.
+    pub in_sync: usize,
+    /// Changes written.
+    pub applied: usize,
+}
+
+/// A warning about one domain's DKIM keys (e.g. a key size the host cannot hold).
+#[derive(Debug, Clone)]
+pub struct DomainWarning {
+    /// The domain.
+    pub domain: Fqdn,
+    /// The warning, without the domain.
+    pub message: String,
+}
+
+/// One domain's watch after publishing.
+#[derive(Debug, Clone, Serialize)]
+pub struct DomainWatch {
+    /// The domain.
+    pub domain: String,
+    /// The authoritative servers watched.
+    pub servers: Vec<Nameserver>,
+    /// Why the watch could not run (no servers found).
+    pub error: Option<String>,
+    /// The watch, when it ran.
+    pub report: Option<WatchReport>,
+}
+
+/// What a run did (the `--json` document of `plan` and `publish`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Whether changes were written ([`Mode::Apply`]).
+    pub applied: bool,
+    /// Counts.
+    pub summary: Summary,
+    /// Each domain, in configuration order.
+    pub domains: Vec<DomainOutcome>,
+    /// The watches of [`wait`], when one ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch: Option<Vec<DomainWatch>>,
+    /// Warnings about DKIM keys.
+    #[serde(skip)]
+    pub warnings: Vec<DomainWarning>,
+    /// Accounts whose host held less than sent: the largest RSA size in bits
+    /// it holds intact, saved for the next run or rotation step.
+    #[serde(skip)]
+    pub saved_limits: Vec<(String, u32)>,
+    /// Domains with DKIM settings that have no key yet (plan).
+    #[serde(skip)]
+    pub without_key: Vec<Fqdn>,
+}
+
+impl Report {
+    /// Changes planned (or written) in the run.
+    pub fn pending(&self) -> usize {
+        self.summary.create + self.summary.update + self.summary.delete
+    }
+
+    /// True when a domain failed or a watch could not run.
+    pub fn failed(&self) -> bool {
+        self.summary.failed > 0 || self.watch.iter().flatten().any(|w| w.error.is_some())
+    }
+
+    /// True when a watch ended before every server served the changes.
+    pub fn timed_out(&self) -> bool {
+        self.watch
+            .iter()
+            .flatten()
+            .any(|w| w.report.as_ref().is_some_and(|r| !r.propagated))
+    }
+}
+
+/// The configured domains `opts` names, in configuration order.
+fn selected<'a>(config: &'a Config, opts: &PublishOptions) -> Vec<&'a Domain> {
+    config
+        .domains
+        .iter()
+        .filter(|d| opts.domains.is_empty() || opts.domains.contains(&d.name))
+        .collect()
+}
+
+/// Opens the state store a run of `opts` needs: none when no selected domain
+/// has DKIM settings; for [`Mode::Apply`], created and locked; for
+/// [`Mode::Plan`], read-only and only when it exists (no store: no keys yet).
+///
+/// # Errors
+/// The state directory cannot be created; the store cannot be opened, or is
+/// locked by another maildns ([`StoreError::Locked`]).
+pub fn open_store(
+    config: &Config,
+    opts: &PublishOptions,
+) -> Result<Option<SqliteStore>, PublishError> {
+    if !selected(config, opts).iter().any(|d| d.dkim.is_some()) {
+        return Ok(None);
+    }
+    match opts.mode {
+        Mode::Apply => {
+            std::fs::create_dir_all(&config.state_dir).map_err(|error| PublishError::StateDir {
+                path: config.state_dir.clone(),
+                error,
+            })?;
+            Ok(Some(SqliteStore::open_locked(&config.state_dir)?))
+        }
+        Mode::Plan => Ok(SqliteStore::open_existing(&config.state_dir)?),
+    }
+}
+
+/// Runs `plan` or `publish` over the selected domains with the connected
+/// `providers` (an account missing from them fails its domains) and `store`
+/// (from [`open_store`]).
+///
+/// With [`Mode::Apply`]: left-over key material is swept first; a domain with
+/// DKIM settings and no key gets its first key(s), made and saved before
+/// anything is published; after the writes, a value a host did not keep is
+/// saved as its diagnosis (the next run sizes the key for it), the ledger of
+/// published SPF/DMARC/ADSP values is updated, and freshly published keys move
+/// on to propagation.
+///
+/// # Errors
+/// See [`PublishError`]; each domain's own failure is in the report instead.
+pub async fn run(
+    config: &Config,
+    providers: &Providers,
+    store: Option<&dyn Store>,
+    opts: &PublishOptions,
+) -> Result<Report, PublishError> {
+    crate::gate::gate(config)?;
+    let apply = opts.mode == Mode::Apply;
+    let domains = selected(config, opts);
+    let now = opts.now;
+    if apply {
+        // Publish writes first keys: no key material left by a killed run stays.
+        sweep(config, store).map_err(keys_error)?;
+    }
+    let mut report = Report {
+        applied: apply,
+        summary: Summary::default(),
+        domains: Vec::new(),
+        watch: None,
+        warnings: Vec::new(),
+        saved_limits: Vec::new(),
+        without_key: Vec::new(),
+    };
+    // What earlier runs published: SPF/DMARC/ADSP lines removed from the
+    // configuration since are planned as DELETEs of exactly those values.
+    let ledger = Ledger::load(&config.state_dir)?;
+    let mut desired_by_domain = BTreeMap::new();
+    let mut jobs = Vec::new();
+    for d in &domains {
+        let max_bits = max_bits_for(&d.account, providers, store)?;
+        let entries = match store {
+            Some(st) => {
+                let (entries, warnings) =
+                    prepare_publish(st, config, d, max_bits, now, opts.mode).map_err(keys_error)?;
+                let prefix = format!("{}: ", d.name);
+                report.warnings.extend(warnings.into_iter().map(|w| {
+                    DomainWarning {
+                        domain: d.name.clone(),
+                        message: w
+                            .message
+                            .strip_prefix(&prefix)
+                            .unwrap_or(&w.message)
+                            .to_string(),
+                    }
+                }));
+                entries
+            }
+            None => Vec::new(),
+        };
+        if d.dkim.is_some() && entries.is_empty() {
+            report.without_key.push(d.name.clone());
+        }
+        let mut desired = for_domain(d, &entries)?;
+        desired.extend(ledger.retractions(d));
+        desired_by_domain.insert(d.name.clone(), desired.clone());
+        jobs.push(DomainJob {
+            domain: d.name.clone(),
+            account: d.account.clone(),
+            zone: d.zone.clone(),
+            desired,
+        });
+    }
+    // Servers of hosts that serve writes at once are asked too (configured
+    // `nameservers` only: no discovery here).
+    let served = ServedCheck {
+        querier: opts.querier.clone(),
+        servers: domains
+            .iter()
+            .filter(|d| !d.nameservers.is_empty())
+            .map(|d| (d.name.clone(), d.nameservers.clone()))
+            .collect(),
+        wait: std::time::Duration::from_secs(3),
+    };
+    let job_options = publish::Options {
+        mode: opts.mode,
+        force: opts.force,
+        max_delete_share: config.publish.max_delete_share,
+    };
+    report.domains = publish::run_checked(jobs, providers, job_options, Some(served)).await;
+    if let Some(st) = store {
+        report.saved_limits = save_readbacks(st, providers, &report.domains, now)?;
+    }
+    if apply {
+        let mut updated = ledger.clone();
+        for o in &report.domains {
+            if let Some(desired) = desired_by_domain.get(&o.domain) {
+                updated.record(desired, o);
+            }
+        }
+        if updated != ledger {
+            updated.save(&config.state_dir)?;
+        }
+    }
+    if apply && let Some(st) = store {
+        for o in report.domains.iter().filter(|o| o.error.is_none()) {
+            if let Some(d) = domains.iter().find(|d| d.name == o.domain) {
+                let max_bits = max_bits_for(&d.account, providers, Some(st))?;
+                after_publish(st, d, max_bits, now).map_err(keys_error)?;
+            }
+        }
+    }
+    report.summary = summarize(&report.domains);
+    Ok(report)
+}
+
+/// Saves each value a host did not keep as its account's diagnosis (so the
+/// next run or rotation step sizes the key for it without a manual `maildns
+/// diagnose`) and on the key; returns each account's new limit once.
+fn save_readbacks(
+    store: &dyn Store,
+    providers: &Providers,
+    outcomes: &[DomainOutcome],
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, u32)>, PublishError> {
+    let mut limits = Vec::new();
+    let mut noted = BTreeSet::new();
+    for o in outcomes {
+        let Some(DomainError::NotStored(found)) = &o.error else {
+            continue;
+        };
+        let kind = providers
+            .get(&o.account)
+            .map(|p| p.kind())
+            .unwrap_or("unknown");
+        let zone = o.zone.as_deref().unwrap_or(o.domain.as_str());
+        let r = crate::diagnose::save_readback(store, &o.account, kind, zone, found, now)
+            .map_err(PublishError::Diagnosis)?;
+        record_publish_failure(store, &o.domain, &found.name, &found.to_string(), now)
+            .map_err(keys_error)?;
+        if let Some(bits) = r.recommended_max_bits
+            && noted.insert(o.account.clone())
+        {
+            limits.push((o.account.clone(), bits));
+        }
+    }
+    Ok(limits)
+}
+
+fn summarize(outcomes: &[DomainOutcome]) -> Summary {
+    let mut s = Summary {
+        domains: outcomes.len(),
+        ..Summary::default()
+    };
+    for o in outcomes {
+        if o.error.is_some() {
+            s.failed += 1;
+        }
+        s.applied += o.applied;
+        if let Some(p) = &o.plan {
+            s.in_sync += p.in_sync;
+            for c in &p.changes {
+                match c.action {
+                    Action::Create => s.create += 1,
+                    Action::Update => s.update += 1,
+                    Action::Delete => s.delete += 1,
+                }
+            }
+        }
+    }
+    s
+}
+
+/// How [`wait`] is shown while it runs (the face's bars or log lines).
+pub trait WaitDisplay {
+    /// `domain` changed nothing: nothing to wait for.
+    fn in_sync(&mut self, domain: &Fqdn);
+    /// The watch of `domain` starts: where its progress goes.
+    fn start(
+        &mut self,
+        domain: &Fqdn,
+        checks: &[Check],
+        servers: &[Nameserver],
+    ) -> Arc<dyn Progress>;
+    /// The watch of `domain` ended, or could not run (`watch.error`).
+    fn finish(&mut self, domain: &Fqdn, watch: &DomainWatch);
+}
+
+/// `publish --wait`: for every domain of `report` that succeeded and changed,
+/// watches its changes on every authoritative server of its zone (the
+/// configured `nameservers`, else found through `config.propagation.resolvers`)
+/// until each serves them or `options.timeout` passes. Domains one by one, in
+/// report order.
+pub async fn wait(
+    config: &Config,
+    report: &Report,
+    querier: &Querier,
+    options: &WatchOptions,
+    display: &mut dyn WaitDisplay,
+) -> Vec<DomainWatch> {
+    let mut out = Vec::new();
+    for o in report.domains.iter().filter(|o| o.error.is_none()) {
+        let (Some(plan), Some(d)) = (&o.plan, config.domains.iter().find(|d| d.name == o.domain))
+        else {
+            continue;
+        };
+        let checks = publish::checks_for_plan(plan);
+        if checks.is_empty() {
+            display.in_sync(&o.domain);
+            continue;
+        }
+        let zone = d.zone.clone().unwrap_or_else(|| d.name.clone());
+        let found = authoritative_servers(
+            querier,
+            &zone,
+            &d.nameservers,
+            &config.propagation.resolvers,
+        )
+        .await;
+        let watch = match found {
+            Ok(servers) => {
+                let progress = display.start(&o.domain, &checks, &servers);
+                let report = Watcher::new(querier.clone(), options.clone())
+                    .with_progress(progress)
+                    .watch(&checks, &servers)
+                    .await;
+                DomainWatch {
+                    domain: o.domain.to_string(),
+                    servers,
+                    error: None,
+                    report: Some(report),
+                }
+            }
+            Err(e) => DomainWatch {
+                domain: o.domain.to_string(),
+                servers: Vec::new(),
+                error: Some(format!("finding the authoritative servers of {zone}: {e}")),
+                report: None,
+            },
+        };
+        display.finish(&o.domain, &watch);
+        out.push(watch);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::propagation::QueryOptions;
+    use maildns_providers::hosts::zonefile::ZoneFiles;
+
+    fn options(mode: Mode) -> PublishOptions {
+        PublishOptions {
+            mode,
+            domains: Vec::new(),
+            force: false,
+            querier: Querier::new(QueryOptions::default()),
+            now: Utc::now(),
+        }
+    }
+
+    /// `plan` and `publish` called as a library: no face, no environment.
+    #[tokio::test]
+    async fn plan_then_publish_as_a_library_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let text = format!(
+            "state_dir = \"{d}/state\"\n[accounts.z]\nprovider = \"zonefile\"\npath = \"{d}/zone.db\"\n\n[domains.\"example.com\"]\naccount = \"z\"\nspf = \"v=spf1 -all\"\n[domains.\"example.com\".dkim]\nbits = 1024\n"
+        );
+        let config = crate::config::parse(&text, &dir.path().join("maildns.toml")).unwrap();
+        let zone = Fqdn::parse("example.com").unwrap();
+        let mut providers = Providers::new();
+        providers.insert(
+            "z".into(),
+            Arc::new(ZoneFiles::new(&dir.path().join("zone.db"), &[zone], true).unwrap()),
+        );
+
+        let plan = options(Mode::Plan);
+        assert!(
+            open_store(&config, &plan).unwrap().is_none(),
+            "no state yet"
+        );
+        let report = run(&config, &providers, None, &plan).await.unwrap();
+        assert!(!report.applied);
+        assert_eq!(report.without_key.len(), 1, "no key yet");
+        assert_eq!((report.pending(), report.summary.create), (1, 1));
+        assert!(!dir.path().join("state").exists(), "plan writes nothing");
+
+        let apply = options(Mode::Apply);
+        let store = open_store(&config, &apply).unwrap().unwrap();
+        let report = run(&config, &providers, Some(&store), &apply)
+            .await
+            .unwrap();
+        assert!(!report.failed(), "{:?}", report.domains);
+        // SPF and the first key's record.
+        assert_eq!((report.summary.create, report.summary.applied), (2, 2));
+        assert!(report.without_key.is_empty());
+        let zone_text = std::fs::read_to_string(dir.path().join("zone.db")).unwrap();
+        assert!(zone_text.contains("v=DKIM1"), "{zone_text}");
+        let keys = store.load(&config.domains[0].name).unwrap().keys;
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].status, crate::rotation::KeyStatus::Published);
+        // The JSON document keeps its shape.
+        let json = serde_json::to_value(&report).unwrap();
+        let fields: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(fields, ["applied", "domains", "summary"]);
+
+        let again = run(&config, &providers, Some(&store), &apply)
+            .await
+            .unwrap();
+        assert_eq!((again.pending(), again.summary.applied), (0, 0));
+    }
+}
