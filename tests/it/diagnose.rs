@@ -461,7 +461,12 @@ async fn an_error_mid_run_still_removes_every_probe_and_leftovers() {
 
 #[tokio::test]
 async fn an_interrupted_run_removes_its_probes() {
-    let (fake, p, z) = quirky(Quirks::default(), Profile::default(), false).await;
+    // The third write hangs, so the interruption comes mid-run on any machine.
+    let quirks = Quirks {
+        hold_writes_after: Some(2),
+        ..Quirks::default()
+    };
+    let (fake, p, z) = quirky(quirks, Profile::default(), false).await;
     let shutdown = async {
         while fake.writes() < 2 {
             tokio::time::sleep(Duration::from_millis(5)).await;

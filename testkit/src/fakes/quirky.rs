@@ -43,6 +43,10 @@ pub struct Quirks {
     pub split_records: bool,
     /// Writes (PUT) after the first `n` fail with 500.
     pub fail_writes_after: Option<usize>,
+    /// Writes (PUT) after the first `n` are held for 5 seconds, then answered 503
+    /// with nothing stored: a slow host, so that a test can interrupt a run in the
+    /// middle whatever the machine's speed.
+    pub hold_writes_after: Option<usize>,
 }
 
 /// One stored set: TTL and records, each a list of strings (no 255 limit).
@@ -186,6 +190,10 @@ async fn put_set(
     };
     if s.quirks.fail_writes_after.is_some_and(|max| n > max) {
         return with_limits(common::json(500, json!({"error": "internal error"})));
+    }
+    if s.quirks.hold_writes_after.is_some_and(|max| n > max) {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        return with_limits(common::json(503, json!({"error": "busy"})));
     }
     if zone != s.zone {
         return with_limits(common::json(404, json!({"error": "no such zone"})));
