@@ -7,6 +7,7 @@ use crate::records::Severity;
 
 pub(super) async fn run(cli: &Cli) -> anyhow::Result<Exit> {
     let config = load_config(cli)?;
+    super::common::check_signer(&config)?;
     let report = crate::gate::lint(&config);
     let errors = report.blocking().count();
     let waived = report

@@ -104,7 +104,45 @@ pub fn load_gated(cli: &super::Cli) -> anyhow::Result<Config> {
     for n in report.notices() {
         eoutln!("{n}");
     }
+    check_signer(&config)?;
     Ok(config)
+}
+
+/// Checks, before anything is written, that the `[signer]` can prove a switch:
+/// with probes (the default) its opendkim.conf must be readable and name a
+/// `Socket` (a [`RunnerError::Config`], exit 65, naming file:line:key); with
+/// `confirm = "tables-only"` it warns, on every run.
+///
+/// # Errors
+/// The signer's configuration error; an unknown signer user is left to the
+/// commands that use the signer.
+pub fn check_signer(config: &Config) -> anyhow::Result<()> {
+    let Some(signer) = &config.signer else {
+        return Ok(());
+    };
+    if warn_tables_only(config) {
+        return Ok(());
+    }
+    match crate::rotation::runner::signer_from_config(signer, &config.path) {
+        Err(e @ RunnerError::Config(_)) => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Prints the warning for a signer whose switches are not proven by a probe
+/// (`confirm = "tables-only"`); true when it did.
+pub fn warn_tables_only(config: &Config) -> bool {
+    let tables_only = config
+        .signer
+        .as_ref()
+        .is_some_and(|s| s.confirm == config::SignerConfirm::TablesOnly);
+    if tables_only {
+        eoutln!(
+            "warning: {}: [signer] confirm = \"tables-only\": switches are checked in the signer's tables only; a reload OpenDKIM refuses goes unnoticed and an old key may be retired while it still signs",
+            config.path.display()
+        );
+    }
+    tables_only
 }
 
 /// Prints `value` as pretty JSON on stdout.

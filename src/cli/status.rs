@@ -53,6 +53,7 @@ fn last_events(store: &SqliteStore, domain: &Fqdn) -> anyhow::Result<Vec<StoredE
 
 pub(super) async fn run(cli: &Cli, domains: &[String]) -> anyhow::Result<Exit> {
     let config = load_config(cli)?;
+    super::common::warn_tables_only(&config);
     let selected = select_domains(&config, domains)?;
     // Read-only: no store yet means no keys yet (and nothing is created).
     let store = SqliteStore::open_existing(&config.state_dir)?;

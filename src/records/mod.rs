@@ -121,6 +121,7 @@ const fn r(code: &'static str, kind: RecordKind, severity: Severity) -> Rule {
 /// [`crate::gate`]); the README's list of rule names is this list.
 pub const RULES: &[Rule] = &[
     r("spf-too-many-lookups", RecordKind::Spf, Severity::Error),
+    r("spf-glued-all", RecordKind::Spf, Severity::Error),
     r("spf-ptr", RecordKind::Spf, Severity::Warning),
     r("spf-pass-all", RecordKind::Spf, Severity::Warning),
     r("spf-redirect-ignored", RecordKind::Spf, Severity::Warning),

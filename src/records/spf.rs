@@ -383,7 +383,8 @@ impl Spf {
         })
     }
 
-    /// Checks this record alone. Codes: `spf-too-many-lookups` (error), `spf-ptr`,
+    /// Checks this record alone. Codes: `spf-too-many-lookups`, `spf-glued-all`
+    /// (errors), `spf-ptr`,
     /// `spf-pass-all`, `spf-redirect-ignored`, `spf-terms-after-all`, `spf-too-long`
     /// (warnings), `spf-no-all` (info).
     pub fn lint(&self) -> Vec<Diagnostic> {
@@ -399,6 +400,22 @@ impl Spf {
                     targets.len()
                 ),
             ));
+        }
+        // `include:_spf.example.net-all`: a missing space glues `-all` to the
+        // domain. The grammar allows a top label `net-all` (RFC 7208 §7.1), but no
+        // top-level domain ends in `-all`, and receivers then never see the `all`.
+        for d in targets.iter().filter_map(|l| l.domain.as_deref()) {
+            let top = d.trim_end_matches('.').rsplit('.').next().unwrap_or(d);
+            if top.len() > 4 && top.to_ascii_lowercase().ends_with("-all") {
+                out.push(Diagnostic::error(
+                    "spf-glued-all",
+                    format!(
+                        "'{d}' ends in '-all': a space is probably missing before '-all' (the top \
+                         label would be '{top}', which is no top-level domain, and the record \
+                         would have no 'all')"
+                    ),
+                ));
+            }
         }
         if targets.iter().any(|l| l.kind == LookupKind::Ptr) {
             out.push(Diagnostic::warning(

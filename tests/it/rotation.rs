@@ -1065,17 +1065,21 @@ async fn a_signer_that_cannot_be_probed_needs_tables_only_and_is_warned_every_ru
     let cfg = env.dir.path().join("maildns.toml");
     std::fs::write(&cfg, &text).unwrap();
     let line = text.lines().position(|l| l == "[signer]").unwrap() + 1;
-    let out = maildns_cmd(&cfg, &env.pdns.api_key).arg("rotate").run();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(65), "{err}");
-    assert!(
-        err.contains(&format!("{}:{line}: signer.config", cfg.display())),
-        "{err}"
-    );
-    assert!(err.contains("no Socket"), "{err}");
-    assert!(
-        env.state_dir().join("maildns.sqlite3").exists() || env.served("202401").await.is_empty()
-    );
+    // Every command agrees, before anything is written: no state store, no key.
+    for command in ["check", "plan", "publish", "rotate"] {
+        let out = maildns_cmd(&cfg, &env.pdns.api_key).arg(command).run();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(65), "{command}: {err}");
+        assert!(
+            err.contains(&format!("{}:{line}: signer.config", cfg.display())),
+            "{command}: {err}"
+        );
+        assert!(err.contains("no Socket"), "{command}: {err}");
+        assert!(
+            !env.state_dir().join("maildns.sqlite3").exists(),
+            "{command} wrote no state store"
+        );
+    }
     assert!(env.served("202401").await.is_empty(), "nothing done");
 
     // Explicitly tables-only: it runs, with a warning on every run.
@@ -1084,6 +1088,14 @@ async fn a_signer_that_cannot_be_probed_needs_tables_only_and_is_warned_every_ru
         text.replace("[signer]\n", "[signer]\nconfirm = \"tables-only\"\n"),
     )
     .unwrap();
+    for command in ["check", "status"] {
+        let out = maildns_cmd(&cfg, &env.pdns.api_key).arg(command).run();
+        assert!(
+            out.stderr_text().contains("confirm = \"tables-only\""),
+            "{command} warns: {}",
+            out.text()
+        );
+    }
     for _ in 0..2 {
         let out = maildns_cmd(&cfg, &env.pdns.api_key)
             .args(["rotate", "--json"])

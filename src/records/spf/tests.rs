@@ -538,3 +538,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_dash_all_glued_to_a_domain_is_an_error() {
+    // `-all` without its space: legal grammar (top label `net-all`), lost `all`.
+    for v in [
+        "v=spf1 include:_spf.example.net-all",
+        "v=spf1 mx a:mail.example.org-all",
+        "v=spf1 redirect=_spf.example.COM-ALL",
+    ] {
+        let spf = Spf::parse(v).unwrap();
+        let codes: Vec<_> = spf.lint().into_iter().map(|d| d.code).collect();
+        assert!(codes.contains(&"spf-glued-all"), "{v}: {codes:?}");
+    }
+    // A real domain with a hyphen in an inner label is fine.
+    let spf = Spf::parse("v=spf1 include:mail-all.example.net -all").unwrap();
+    assert!(!spf.lint().iter().any(|d| d.code == "spf-glued-all"));
+}
