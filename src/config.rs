@@ -12,6 +12,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use chrono::TimeDelta;
+
 use maildns_providers::Fqdn;
 use maildns_providers::registry::{self, CredentialKind, Host, Settings};
 use serde::Deserialize;
@@ -19,6 +21,7 @@ use toml::Spanned;
 
 use crate::keys::{Algorithm, KeySpec};
 use crate::records::{adsp::Adsp, dmarc::Dmarc, spf::Spf};
+use crate::rotation::policy::{Disposal, Policy, PolicyError, PolicySettings, Withdrawal};
 
 /// Where `--config` looks when not given: these, in order.
 pub const DEFAULT_PATHS: [&str; 2] = ["maildns.toml", "/etc/maildns/maildns.toml"];
@@ -154,33 +157,15 @@ impl ProviderConfig {
     }
 }
 
-/// What to do with the old selector's record after the overlap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Retire {
-    /// Publish it with an empty `p=` (RFC 6376 §3.6.1: revoked).
-    Revoke,
-    /// Delete the record.
-    Remove,
-}
-
-/// DKIM settings of a domain.
+/// DKIM settings of a domain: the rotation [`Policy`], validated once when the
+/// configuration loads (with file:line:key on every problem), and the record's
+/// testing flag. Nothing downstream re-validates it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DkimPolicy {
-    /// One key per algorithm (RSA and, for dual signing, Ed25519).
-    pub keys: Vec<KeySpec>,
-    /// strftime format of new selectors (default `%Y%m`, as in the seed).
-    pub selector_format: String,
-    /// Rotate this long after a key became active (default 30 days).
-    pub rotation_interval: Duration,
-    /// Keep the old selector published this long after the switch (default 14 days).
-    pub overlap: Duration,
-    /// Refuse an overlap shorter than this (default 5 days, for queued mail).
-    pub min_overlap: Duration,
-    /// Revoke or remove the old record.
-    pub retire: Retire,
-    /// Publish retired private keys for deniability (opt-in, as dkim-rotate does).
-    pub publish_retired_private_keys: bool,
+    /// Keys, selector format, intervals, withdrawal and disposal of old keys.
+    /// Its `max_bits_for_host` is unset here: the account's limit is applied
+    /// where the account is known ([`Policy::for_host`]).
+    pub policy: Policy,
     /// `t=y`: the domain is testing DKIM.
     pub testing: bool,
 }
@@ -909,7 +894,7 @@ impl Validator<'_> {
                 }
             }
         });
-        let dkim = raw.dkim.as_ref().map(|k| self.dkim(&key, k));
+        let dkim = raw.dkim.as_ref().and_then(|k| self.dkim(&key, k));
         let lint = raw
             .lint
             .as_ref()
@@ -974,7 +959,8 @@ impl Validator<'_> {
         LintWaiver { allow, reason }
     }
 
-    fn dkim(&mut self, key: &str, k: &Spanned<RawDkim>) -> DkimPolicy {
+    /// The domain's DKIM policy; `None` when it has problems (each reported).
+    fn dkim(&mut self, key: &str, k: &Spanned<RawDkim>) -> Option<DkimPolicy> {
         let key = format!("{key}.dkim");
         let r = k.get_ref();
         let bits = match &r.bits {
@@ -1029,11 +1015,11 @@ impl Validator<'_> {
             &format!("{key}.overlap"),
             Duration::from_secs(14 * 86_400),
         );
-        let retire = match &r.retire {
-            None => Retire::Revoke,
+        let withdrawal = match &r.retire {
+            None => Withdrawal::Revoke,
             Some(s) => match s.get_ref().as_str() {
-                "revoke" => Retire::Revoke,
-                "remove" => Retire::Remove,
+                "revoke" => Withdrawal::Revoke,
+                "remove" => Withdrawal::Remove,
                 other => {
                     self.err(
                         Some(s.span()),
@@ -1041,7 +1027,7 @@ impl Validator<'_> {
                         format!("'{other}' is not revoke or remove"),
                         Some("\"revoke\" publishes an empty p=, \"remove\" deletes the record"),
                     );
-                    Retire::Revoke
+                    Withdrawal::Revoke
                 }
             },
         };
@@ -1056,22 +1042,27 @@ impl Validator<'_> {
                 Some("remove bits, or add \"rsa\" to algorithms (Ed25519 keys have a fixed size)"),
             );
         }
-        let policy = DkimPolicy {
+        // A duration chrono cannot hold is refused as too long by the policy.
+        let delta = |d: Duration| TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX);
+        let settings = PolicySettings {
             keys,
             selector_format,
-            rotation_interval,
-            overlap,
-            min_overlap,
-            retire,
-            publish_retired_private_keys: r.publish_retired_private_keys,
-            testing: r.testing,
+            rotation_interval: delta(rotation_interval),
+            overlap: delta(overlap),
+            min_overlap: delta(min_overlap),
+            withdrawal,
+            disposal: if r.publish_retired_private_keys {
+                Disposal::Disclose
+            } else {
+                Disposal::Delete
+            },
+            ..PolicySettings::default()
         };
-        // One validator: the rotation policy's own (what `rotate`, the daemon and
-        // `publish` build from these settings), run here so a configuration that
-        // loads always makes a policy.
-        let settings = crate::rotation::keyring::settings(&policy, None);
-        for problem in crate::rotation::machine::Policy::problems(&settings) {
-            use crate::rotation::machine::PolicyError as P;
+        // One validator, the rotation policy's own, run once here: every problem
+        // is reported with file:line:key, and what loads is the policy `rotate`,
+        // the daemon and `publish` use.
+        for problem in Policy::problems(&settings) {
+            use PolicyError as P;
             let (field, span, hint): (&str, Option<std::ops::Range<usize>>, &str) = match &problem {
                 P::SelectorFormat { .. } => (
                     "selector_format",
@@ -1117,7 +1108,10 @@ impl Validator<'_> {
                 Some(hint),
             );
         }
-        policy
+        Policy::new(settings).ok().map(|policy| DkimPolicy {
+            policy,
+            testing: r.testing,
+        })
     }
 
     fn signer(&mut self, s: &Spanned<RawSigner>) -> Signer {
@@ -1271,9 +1265,10 @@ bits = 2048
         let d = &c.domains[0];
         assert_eq!(d.name.as_str(), "example.com");
         let k = d.dkim.as_ref().unwrap();
+        let k = k.policy.settings();
         assert_eq!(k.selector_format, "%Y%m");
-        assert_eq!(k.rotation_interval, Duration::from_secs(30 * 86_400));
-        assert_eq!(k.overlap, Duration::from_secs(14 * 86_400));
+        assert_eq!(k.rotation_interval, TimeDelta::seconds(30 * 86_400));
+        assert_eq!(k.overlap, TimeDelta::seconds(14 * 86_400));
         assert_eq!(
             k.keys,
             vec![KeySpec {
@@ -1471,7 +1466,7 @@ retire = "shred"
         // What loads makes a policy.
         let c = p(&GOOD.replace("bits = 2048", "selector_format = \"mail-%Y%m%d\"")).unwrap();
         let dkim = c.domains[0].dkim.as_ref().unwrap();
-        assert!(crate::rotation::keyring::policy(dkim, None).is_ok());
+        assert!(Policy::new(dkim.policy.settings().clone()).is_ok());
     }
 
     #[test]
