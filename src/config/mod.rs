@@ -379,13 +379,8 @@ pub fn default_env(account: &str) -> String {
 
 /// Formats a selector from a strftime `format` at `at`; `None` if the result is not a valid label.
 pub fn format_selector(format: &str, at: chrono::DateTime<chrono::Utc>) -> Option<String> {
-    use std::fmt::Write;
-    let mut out = String::new();
-    write!(out, "{}", at.format(format)).ok()?;
-    // The selector type's own rule (one validator).
-    crate::rotation::Selector::parse(&out)
-        .ok()
-        .map(|s| s.as_str().to_string())
+    // The rotation's own formatter and selector rule (one validator).
+    crate::rotation::selector::format_selector(format, at).ok()
 }
 
 #[cfg(test)]

@@ -96,7 +96,7 @@ impl fmt::Debug for Selector {
 
 /// Formats `now` with the strftime `format` into a selector, refusing formats
 /// chrono cannot render and results that are not a selector label.
-pub(super) fn format_selector(format: &str, now: DateTime<Utc>) -> Result<String, String> {
+pub(crate) fn format_selector(format: &str, now: DateTime<Utc>) -> Result<String, String> {
     let items: Vec<Item<'_>> = StrftimeItems::new(format).collect();
     if items.iter().any(|i| matches!(i, Item::Error)) {
         return Err("is not a valid strftime format".into());
