@@ -6,14 +6,12 @@
 
 use std::collections::VecDeque;
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use maildns_providers::Fqdn;
 use serde::Serialize;
 
 use super::Cli;
 use super::common::{Exit, load_config, print_json, select_domains};
-use crate::rotation::keyring::policy;
 use crate::rotation::status::{DomainStatus, domain_status, needs_attention, relative};
 use crate::rotation::{DomainState, Request, SqliteStore, Store, StoredEvent};
 
@@ -64,12 +62,7 @@ pub(super) async fn run(cli: &Cli, domains: &[String]) -> anyhow::Result<Exit> {
             Some(s) => (s.load(&d.name)?, last_events(s, &d.name)?),
             None => (DomainState::new(d.name.clone()), Vec::new()),
         };
-        let policy = d
-            .dkim
-            .as_ref()
-            .map(|k| policy(k, None))
-            .transpose()
-            .with_context(|| format!("DKIM settings of {}", d.name))?;
+        let policy = d.dkim.as_ref().map(|k| k.policy.clone());
         out.push(domain_status(&state, policy.as_ref(), events, now));
     }
     let requests = match &store {

@@ -498,7 +498,13 @@ fn adopt_one(
         );
         return r;
     }
-    if !dkim.keys.iter().any(|k| k.algorithm == algorithm) {
+    if !dkim
+        .policy
+        .settings()
+        .keys
+        .iter()
+        .any(|k| k.algorithm == algorithm)
+    {
         r.outcome = Outcome::Refused;
         r.message =
             format!("an {algorithm} key, but maildns.toml does not list {algorithm} for {domain}");
@@ -514,9 +520,7 @@ fn adopt_one(
         Ok(Some(ev)) => {
             r.message = format!(
                 "adopted as the active {algorithm} key ({bits} bits); the next rotation is due {}{weak}",
-                (now + chrono::TimeDelta::from_std(dkim.rotation_interval)
-                    .unwrap_or(chrono::TimeDelta::MAX))
-                .format("%Y-%m-%d")
+                (now + dkim.policy.settings().rotation_interval).format("%Y-%m-%d")
             );
             events.push(ev);
         }

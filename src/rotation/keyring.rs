@@ -10,46 +10,12 @@ use chrono::{DateTime, TimeDelta, Utc};
 use maildns_providers::Fqdn;
 
 use super::machine::{
-    Action, Disposal, DomainState, Event, KeyRecord, KeyStatus, Observation, Policy,
-    PolicySettings, Warning, Withdrawal,
+    Action, DomainState, Event, KeyRecord, KeyStatus, Observation, Policy, Warning, Withdrawal,
 };
-use crate::config::{Config, DkimPolicy, Retire};
+use crate::config::{Config, DkimPolicy};
 use crate::keys::{self, Algorithm, PrivateKey, WriteOptions};
 use crate::publish::{DkimEntry, Mode};
 use crate::records::dkim::{DkimKey, KeyType};
-
-fn delta(d: std::time::Duration) -> TimeDelta {
-    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
-}
-
-/// The rotation policy of a domain's DKIM settings; `max_bits_for_host` from the
-/// account's profile or its latest diagnosis (the 1024-bit fallback).
-pub fn policy(dkim: &DkimPolicy, max_bits_for_host: Option<u32>) -> anyhow::Result<Policy> {
-    Ok(Policy::new(settings(dkim, max_bits_for_host))?)
-}
-
-/// The rotation settings of a domain's DKIM settings (validated by
-/// [`Policy::problems`], which the configuration loader also runs).
-pub fn settings(dkim: &DkimPolicy, max_bits_for_host: Option<u32>) -> PolicySettings {
-    PolicySettings {
-        keys: dkim.keys.clone(),
-        selector_format: dkim.selector_format.clone(),
-        rotation_interval: delta(dkim.rotation_interval),
-        overlap: delta(dkim.overlap),
-        min_overlap: delta(dkim.min_overlap),
-        withdrawal: match dkim.retire {
-            Retire::Revoke => Withdrawal::Revoke,
-            Retire::Remove => Withdrawal::Remove,
-        },
-        disposal: if dkim.publish_retired_private_keys {
-            Disposal::Disclose
-        } else {
-            Disposal::Delete
-        },
-        max_bits_for_host,
-        ..PolicySettings::default()
-    }
-}
 
 /// Where the private key of `selector` goes: the signer's key directory when a
 /// signer is configured, else `<state_dir>/keys/<domain>/<selector>.private`.
@@ -103,9 +69,9 @@ pub fn dkim_entries(
         let record = if full {
             Some(load_record(k, dkim.testing)?.to_txt())
         } else if withdrawn {
-            match dkim.retire {
-                Retire::Revoke => Some(revoked(k)),
-                Retire::Remove => None,
+            match dkim.policy.settings().withdrawal {
+                Withdrawal::Revoke => Some(revoked(k)),
+                Withdrawal::Remove => None,
             }
         } else {
             continue;
@@ -522,7 +488,7 @@ pub fn prepare_publish(
     let Some(dkim) = &domain.dkim else {
         return Ok((Vec::new(), Vec::new()));
     };
-    let policy = policy(dkim, max_bits_for_host)?;
+    let policy = dkim.policy.for_host(max_bits_for_host);
     let mut state = store.load(&domain.name)?;
     let mut warnings = fallback_warnings(domain, &policy);
     if generate_first {
@@ -591,7 +557,7 @@ pub fn after_publish(
     let Some(dkim) = &domain.dkim else {
         return Ok(());
     };
-    let policy = policy(dkim, max_bits_for_host)?;
+    let policy = dkim.policy.for_host(max_bits_for_host);
     let state = store.load(&domain.name)?;
     let observations: Vec<Observation> = state
         .keys
@@ -749,7 +715,7 @@ user = "opendkim"
         );
         let config = crate::config::parse(&text, &dir.join("maildns.toml")).unwrap();
         let dkim = config.domains[0].dkim.clone().unwrap();
-        let policy = policy(&dkim, max).unwrap();
+        let policy = dkim.policy.for_host(max);
         (config, policy)
     }
 

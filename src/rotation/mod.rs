@@ -62,11 +62,16 @@
 //! }
 //! ```
 
+pub mod actions;
 pub mod adopt;
 pub mod keyring;
 pub mod machine;
 mod perform;
+pub mod policy;
 pub mod runner;
+pub mod schedule;
+pub mod selector;
+pub mod state;
 pub mod status;
 pub mod store;
 pub mod strength;

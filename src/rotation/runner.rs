@@ -409,12 +409,9 @@ impl Runner {
         let Some(dkim) = &domain.dkim else {
             return Ok(None);
         };
-        keyring::policy(dkim, self.max_bits_for(&domain.account)?)
-            .map(Some)
-            .map_err(|e| RunnerError::Policy {
-                domain: domain.name.to_string(),
-                message: format!("{e:#}"),
-            })
+        Ok(Some(
+            dkim.policy.for_host(self.max_bits_for(&domain.account)?),
+        ))
     }
 
     /// When `domain` next has something to do (`None`: no DKIM, or blocked).

@@ -1,0 +1,737 @@
+//! TOML configuration -> validated types, in one place.
+//!
+//! Nothing downstream re-validates strings: names are [`Fqdn`]s, SPF and DMARC
+//! policies are parsed records, durations are durations. Every error names the
+//! file, the line and the key, and suggests the fix; all errors of a file are
+//! reported at once. Configuration files never need to hold a secret: accounts
+//! name where their credential comes from (see [`crate::secrets`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use maildns_providers::Fqdn;
+use maildns_providers::registry::{CredentialKind, Host, Settings};
+
+use crate::records::{adsp::Adsp, dmarc::Dmarc, spf::Spf};
+use crate::rotation::policy::Policy;
+mod locate;
+mod schema;
+mod validate;
+
+pub use locate::{DEFAULT_PATHS, locate};
+use schema::Raw;
+pub use validate::parse_duration;
+use validate::{Validator, line_of};
+
+/// One configuration problem, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// Dotted key, e.g. `domains."example.com".dkim.bits`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, " (hint: {h})")?;
+        }
+        Ok(())
+    }
+}
+
+/// All problems found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Where keys and the state store live.
+    pub state_dir: PathBuf,
+    /// Provider accounts by name.
+    pub accounts: BTreeMap<String, Account>,
+    /// Domains, in file order.
+    pub domains: Vec<Domain>,
+    /// The DKIM signer, when maildns drives one.
+    pub signer: Option<Signer>,
+    /// Safety settings for `publish`.
+    pub publish: PublishPolicy,
+    /// Propagation watching.
+    pub propagation: Propagation,
+}
+
+/// Safety settings for `publish`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishPolicy {
+    /// Refuse (without `--force`) a run that deletes more than this share of managed records.
+    pub max_delete_share: f64,
+}
+
+/// Propagation watching settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Propagation {
+    /// Timeout for the CLI (`publish --wait`, `watch`).
+    pub timeout: Duration,
+    /// Timeout for the daemon.
+    pub daemon_timeout: Duration,
+    /// Recursive resolvers for discovery (empty: the system's).
+    pub resolvers: Vec<SocketAddr>,
+    /// Recursive resolvers also checked and reported.
+    pub check_resolvers: Vec<SocketAddr>,
+    /// Whether the recursive check gates success.
+    pub require_resolvers: bool,
+}
+
+/// Where an account's credential comes from (never the credential itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// Environment variable to read first.
+    pub env: String,
+    /// A token file, refused unless mode 0600 or stricter.
+    pub token_file: Option<PathBuf>,
+}
+
+/// A named provider account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Its name in the config.
+    pub name: String,
+    /// The host and how to reach it.
+    pub provider: ProviderConfig,
+    /// Where its credential comes from.
+    pub credential: Credential,
+}
+
+/// An account's host and its settings: the host comes from the providers crate's
+/// registry (the one list of hosts), the settings are read here, typed and located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderConfig {
+    /// The registered host (`provider = "..."`).
+    pub host: &'static Host,
+    /// Its settings; the zones are filled in when the account is connected.
+    pub settings: Settings,
+}
+
+impl ProviderConfig {
+    /// The provider's code as written in the config.
+    pub fn code(&self) -> &'static str {
+        self.host.kind
+    }
+
+    /// Whether the account needs a credential.
+    pub fn needs_credential(&self) -> bool {
+        self.host.credential != CredentialKind::None
+    }
+}
+
+/// DKIM settings of a domain: the rotation [`Policy`], validated once when the
+/// configuration loads (with file:line:key on every problem), and the record's
+/// testing flag. Nothing downstream re-validates it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DkimPolicy {
+    /// Keys, selector format, intervals, withdrawal and disposal of old keys.
+    /// Its `max_bits_for_host` is unset here: the account's limit is applied
+    /// where the account is known ([`Policy::for_host`]).
+    pub policy: Policy,
+    /// `t=y`: the domain is testing DKIM.
+    pub testing: bool,
+}
+
+/// A domain maildns manages.
+#[derive(Debug, Clone)]
+pub struct Domain {
+    /// The mail domain.
+    pub name: Fqdn,
+    /// The zone that holds it, when not found through the provider.
+    pub zone: Option<Fqdn>,
+    /// The account that publishes its records.
+    pub account: String,
+    /// TTL of the records maildns writes.
+    pub ttl: u32,
+    /// Authoritative servers to check instead of discovering them.
+    pub nameservers: Vec<SocketAddr>,
+    /// SPF policy at the domain.
+    pub spf: Option<Spf>,
+    /// DKIM keys and rotation.
+    pub dkim: Option<DkimPolicy>,
+    /// DMARC policy at `_dmarc`.
+    pub dmarc: Option<Dmarc>,
+    /// ADSP at `_adsp._domainkey` (historic; only when configured).
+    pub adsp: Option<Adsp>,
+    /// Lint rules waived for this domain (`[domains."x".lint]`).
+    pub lint: LintWaiver,
+    /// Where this domain's settings are written, for messages naming file:line:key.
+    pub source: DomainSource,
+}
+
+/// Lint rules an operator waived for one domain, with the reason they gave
+/// (`[domains."example.com".lint] allow = ["spf-too-many-lookups"], reason = "..."`).
+/// A waived error no longer blocks writes; it is still reported, with the reason.
+/// There is no global switch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LintWaiver {
+    /// Rule codes waived (each one of [`crate::records::RULES`]).
+    pub allow: Vec<String>,
+    /// Why (required when `allow` is not empty).
+    pub reason: String,
+}
+
+impl LintWaiver {
+    /// True when the rule `code` is waived.
+    pub fn waives(&self, code: &str) -> bool {
+        self.allow.iter().any(|a| a == code)
+    }
+}
+
+/// Where a domain's record settings are in the configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DomainSource {
+    /// The domain's dotted key, e.g. `domains."example.com"`.
+    pub key: String,
+    /// 1-based line of the domain's table.
+    pub line: Option<usize>,
+    /// Line of `spf = ...`.
+    pub spf: Option<usize>,
+    /// Line of `dmarc = ...`.
+    pub dmarc: Option<usize>,
+    /// Line of `adsp = ...`.
+    pub adsp: Option<usize>,
+}
+
+/// The OpenDKIM signer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signer {
+    /// opendkim.conf, when maildns should read it.
+    pub config: Option<PathBuf>,
+    /// Directory for new key files.
+    pub key_dir: PathBuf,
+    /// KeyTable file.
+    pub key_table: PathBuf,
+    /// SigningTable file.
+    pub signing_table: PathBuf,
+    /// The user OpenDKIM runs as.
+    pub user: String,
+    /// Command that makes OpenDKIM reload (SIGUSR1, never SIGHUP).
+    pub reload_command: Vec<String>,
+    /// How a switch is proven (default: a probe signature through the milter
+    /// socket named by opendkim.conf's `Socket`).
+    pub confirm: SignerConfirm,
+    /// How often the daemon probes each active signer for drift (default 1 hour).
+    pub probe_interval: Duration,
+    /// How long one probe keeps retrying (with backoff) for the expected
+    /// signature before reporting what it saw (default 30 s).
+    pub probe_timeout: Duration,
+    /// Line of the `[signer]` table in the configuration file (for errors found
+    /// later, e.g. an opendkim.conf without `Socket`).
+    pub line: Option<usize>,
+}
+
+/// How a signer switch is proven (`[signer] confirm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignerConfirm {
+    /// `"probe"`: a message sent through the running signer's milter socket comes
+    /// back signed with the new selector and verifies against the authoritative
+    /// servers (the default).
+    #[default]
+    Probe,
+    /// `"tables-only"`: the signer cannot be probed; only its tables are checked
+    /// (a warning on every run: a refused reload goes unnoticed).
+    TablesOnly,
+}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            path: path.to_path_buf(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read: {e}"),
+            hint: None,
+        }])
+    })?;
+    let text = decode_utf8(bytes).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            path: path.to_path_buf(),
+            line: Some(e.line),
+            key: String::new(),
+            message: e.to_string(),
+            hint: Some(
+                "TOML files are UTF-8: save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+                    .into(),
+            ),
+        }])
+    })?;
+    parse(&text, path)
+}
+
+/// Where a file's bytes stop being UTF-8 (TOML, and every text file maildns
+/// reads, must be UTF-8).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not UTF-8: byte 0x{byte:02x} at line {line}, column {column}")]
+pub struct NotUtf8 {
+    /// 1-based line of the first bad byte.
+    pub line: usize,
+    /// 1-based column of the first bad byte, in characters.
+    pub column: usize,
+    /// The first bad byte.
+    pub byte: u8,
+}
+
+/// Decodes `bytes` as UTF-8, naming the line and column of the first bad byte.
+///
+/// # Errors
+/// [`NotUtf8`] when `bytes` is not UTF-8.
+pub fn decode_utf8(bytes: Vec<u8>) -> Result<String, NotUtf8> {
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let (good, rest) = bytes.split_at(at);
+        let line_start = good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        NotUtf8 {
+            line: good.iter().filter(|b| **b == b'\n').count() + 1,
+            // `good` is valid UTF-8 up to `at`, so its last line is too.
+            column: String::from_utf8_lossy(&good[line_start..]).chars().count() + 1,
+            byte: rest.first().copied().unwrap_or_default(),
+        }
+    })
+}
+
+/// Validates configuration `text` as if read from `path` (relative paths resolve against its directory).
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let raw: Raw = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start));
+        ConfigErrors(vec![ConfigError {
+            path: path.to_path_buf(),
+            line,
+            key: String::new(),
+            message: e.message().trim().to_string(),
+            hint: Some(
+                "see fixtures/quickstart/maildns.toml and the README's configuration section"
+                    .into(),
+            ),
+        }])
+    })?;
+    let mut v = Validator {
+        text,
+        path,
+        base: path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")),
+        errors: Vec::new(),
+    };
+    let cfg = v.config(raw);
+    if v.errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(ConfigErrors(v.errors))
+    }
+}
+
+/// `MAILDNS_<ACCOUNT>_TOKEN`, the account name uppercased with non-alphanumerics as `_`.
+pub fn default_env(account: &str) -> String {
+    let up: String = account
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("MAILDNS_{up}_TOKEN")
+}
+
+/// Formats a selector from a strftime `format` at `at`; `None` if the result is not a valid label.
+pub fn format_selector(format: &str, at: chrono::DateTime<chrono::Utc>) -> Option<String> {
+    // The rotation's own formatter and selector rule (one validator).
+    crate::rotation::selector::format_selector(format, at).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+    use crate::keys::{Algorithm, KeySpec};
+
+    fn p(text: &str) -> Result<Config, ConfigErrors> {
+        parse(text, Path::new("/etc/maildns/maildns.toml"))
+    }
+
+    const GOOD: &str = r#"
+state_dir = "state"
+
+[accounts.local]
+provider = "zonefile"
+path = "zones/example.com.zone"
+
+[domains."example.com"]
+account = "local"
+spf = "v=spf1 ip4:192.0.2.10/32 -all"
+dmarc = "v=DMARC1; p=quarantine"
+
+[domains."example.com".dkim]
+bits = 2048
+"#;
+
+    #[test]
+    fn good_config_resolves_paths_and_defaults() {
+        let c = p(GOOD).unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/etc/maildns/state"));
+        let d = &c.domains[0];
+        assert_eq!(d.name.as_str(), "example.com");
+        let k = d.dkim.as_ref().unwrap();
+        let k = k.policy.settings();
+        assert_eq!(k.selector_format, "%Y%m");
+        assert_eq!(k.rotation_interval, TimeDelta::seconds(30 * 86_400));
+        assert_eq!(k.overlap, TimeDelta::seconds(14 * 86_400));
+        assert_eq!(
+            k.keys,
+            vec![KeySpec {
+                algorithm: Algorithm::Rsa,
+                bits: 2048
+            }]
+        );
+        let local = &c.accounts["local"].provider;
+        assert_eq!(local.code(), "zonefile");
+        assert_eq!(
+            local.settings.path,
+            Some(PathBuf::from("/etc/maildns/zones/example.com.zone"))
+        );
+        assert_ne!(local.settings.bump_serial, Some(false), "bump_serial");
+        assert_eq!(c.accounts["local"].credential.env, "MAILDNS_LOCAL_TOKEN");
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let text = GOOD.replace("bits = 2048", "bits = 512");
+        let e = p(&text).unwrap_err();
+        assert_eq!(e.0.len(), 1);
+        let s = e.to_string();
+        assert!(s.starts_with("/etc/maildns/maildns.toml:14: domains.\"example.com\".dkim.bits: 512 bits is not supported"), "{s}");
+        assert!(s.contains("hint:"));
+    }
+
+    #[test]
+    fn unknown_keys_and_syntax_errors_have_lines() {
+        let e = p(&GOOD.replace("account = \"local\"", "acount = \"local\"")).unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("maildns.toml:9: unknown field `acount`"), "{s}");
+        assert!(s.contains("acount"), "{s}");
+        let e = p("[accounts.x\nprovider = 1").unwrap_err();
+        assert!(e.to_string().contains(":1"), "{e}");
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let text = r#"
+[accounts.a]
+provider = "nosuch"
+
+[domains."exa mple.com"]
+account = "b"
+
+[domains."example.org"]
+account = "b"
+[domains."example.org".dkim]
+overlap = "2d"
+retire = "shred"
+"#;
+        let e = p(text).unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
+        assert!(keys.contains(&"accounts.a.provider"), "{keys:?}");
+        assert!(keys.contains(&"domains.\"exa mple.com\""), "{keys:?}");
+        assert!(
+            keys.contains(&"domains.\"example.org\".account"),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&"domains.\"example.org\".dkim.overlap"),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&"domains.\"example.org\".dkim.retire"),
+            "{keys:?}"
+        );
+    }
+
+    #[test]
+    fn secrets_in_config_are_refused_without_echoing_them() {
+        let text = GOOD.replace(
+            "provider = \"zonefile\"",
+            "provider = \"zonefile\"\ntoken = \"hunter2-secret\"",
+        );
+        let e = p(&text).unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.contains("accounts.local.token: credentials do not belong"),
+            "{s}"
+        );
+        assert!(!s.contains("hunter2-secret"));
+    }
+
+    #[test]
+    fn hup_reload_is_refused() {
+        let text = format!(
+            "{GOOD}\n[signer]\nconfirm = \"tables-only\"\nkey_dir = \"/k\"\nkey_table = \"/kt\"\nsigning_table = \"/st\"\nreload_command = [\"pkill\", \"-HUP\", \"opendkim\"]\n"
+        );
+        let e = p(&text).unwrap_err();
+        assert!(e.to_string().contains("SIGHUP stops OpenDKIM"), "{e}");
+    }
+
+    #[test]
+    fn signer_needs_a_probe_or_an_explicit_tables_only() {
+        let base = "[signer]\nkey_dir = \"/k\"\nkey_table = \"/kt\"\nsigning_table = \"/st\"\n";
+        let e = p(&format!("{GOOD}\n{base}")).unwrap_err();
+        let line = GOOD.lines().count() + 2;
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert_eq!(e.0[0].key, "signer.config");
+        assert_eq!(e.0[0].line, Some(line), "{e}");
+        assert!(e.to_string().contains("tables-only"), "{e}");
+        let c = p(&format!("{GOOD}\n{base}confirm = \"tables-only\"\n")).unwrap();
+        let s = c.signer.unwrap();
+        assert_eq!(s.confirm, SignerConfirm::TablesOnly);
+        assert_eq!(s.probe_interval, Duration::from_secs(3600));
+        let c = p(&format!(
+            "{GOOD}\n{base}config = \"/etc/opendkim.conf\"\nprobe_interval = \"10m\"\nprobe_timeout = \"5s\"\n"
+        ))
+        .unwrap();
+        let s = c.signer.unwrap();
+        assert_eq!(s.confirm, SignerConfirm::Probe);
+        assert_eq!(s.probe_interval, Duration::from_secs(600));
+        assert_eq!(s.probe_timeout, Duration::from_secs(5));
+        assert_eq!(s.line, Some(line));
+        let e = p(&format!(
+            "{GOOD}\n{base}confirm = \"maybe\"\nprobe_interval = \"0s\"\n"
+        ))
+        .unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|x| x.key.as_str()).collect();
+        assert!(
+            keys.contains(&"signer.confirm") && keys.contains(&"signer.probe_interval"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn selector_format() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-28T00:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(format_selector("%Y%m", at).as_deref(), Some("202611"));
+        assert_eq!(
+            format_selector("mail-%Y%m%d", at).as_deref(),
+            Some("mail-20261128")
+        );
+        assert_eq!(format_selector("%Y %m", at), None);
+    }
+
+    /// Issue #11: rules the rotation policy enforces are enforced at load, by
+    /// the policy's own validator, with file:line:key.
+    #[test]
+    fn rotation_rules_are_checked_once_at_load() {
+        let cases = [
+            (
+                "selector_format = \"%Y.%m\"",
+                "dkim.selector_format",
+                "selector format '%Y.%m' does not give a selector",
+            ),
+            (
+                "selector_format = \"%e\"",
+                "dkim.selector_format",
+                "selector format '%e'",
+            ),
+            (
+                "rotation_interval = \"0s\"",
+                "dkim.rotation_interval",
+                "rotation_interval must be positive",
+            ),
+            (
+                "overlap = \"0s\"\nmin_overlap = \"0s\"",
+                "dkim.overlap",
+                "overlap must be positive",
+            ),
+            (
+                "rotation_interval = \"20000y\"",
+                "dkim.rotation_interval",
+                "rotation_interval must be at most 3653 days",
+            ),
+            (
+                "algorithms = [\"rsa\", \"rsa\"]",
+                "dkim.algorithms",
+                "algorithm rsa is listed twice",
+            ),
+            (
+                "bits = 2048\nalgorithms = [\"ed25519\"]",
+                "dkim.bits",
+                "bits applies to RSA keys",
+            ),
+            (
+                "min_overlap = \"20d\"",
+                "dkim.overlap",
+                "overlap of 336 h is shorter than the minimum of 480 h",
+            ),
+        ];
+        for (line, key, msg) in cases {
+            let text = GOOD.replace("bits = 2048", line);
+            let e = p(&text).unwrap_err();
+            let s = e.to_string();
+            let want =
+                format!("/etc/maildns/maildns.toml:14: domains.\"example.com\".{key}: {msg}");
+            assert!(s.starts_with(&want), "{line}: {s}\nwanted {want}");
+        }
+        // What loads makes a policy.
+        let c = p(&GOOD.replace("bits = 2048", "selector_format = \"mail-%Y%m%d\"")).unwrap();
+        let dkim = c.domains[0].dkim.as_ref().unwrap();
+        assert!(Policy::new(dkim.policy.settings().clone()).is_ok());
+    }
+
+    #[test]
+    fn lint_waivers_need_a_known_rule_and_a_reason() {
+        let waiver = |body: &str| format!("{GOOD}\n[domains.\"example.com\".lint]\n{body}\n");
+        let c = p(&waiver(
+            "allow = [\"spf-too-many-lookups\"]\nreason = \"tested\"",
+        ))
+        .unwrap();
+        assert!(c.domains[0].lint.waives("spf-too-many-lookups"));
+        assert!(!c.domains[0].lint.waives("dmarc-bad-value"));
+        let e = p(&waiver("allow = [\"spf-too-many-lookups\"]")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("domains.\"example.com\".lint.reason: a waiver needs a reason"),
+            "{e}"
+        );
+        let e = p(&waiver("allow = [\"spf-lookups\"]\nreason = \"x\"")).unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.contains(":17: domains.\"example.com\".lint.allow: 'spf-lookups' is not a lint rule"),
+            "{s}"
+        );
+        assert!(s.contains("spf-too-many-lookups"), "{s}");
+        // No global switch.
+        let e = p(&format!(
+            "[lint]\nallow = [\"spf-too-many-lookups\"]\n{GOOD}"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown field `lint`"), "{e}");
+    }
+
+    #[test]
+    fn propagation_timeouts_must_be_positive() {
+        let e = p(&format!("{GOOD}\n[propagation]\ntimeout = \"0s\"\n")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("propagation.timeout: must be longer than 0s"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(
+            parse_duration("14 days").unwrap(),
+            Duration::from_secs(14 * 86_400)
+        );
+        assert!(parse_duration("soon").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(text in "[ -~\n\\[\\]\"=.]{0,300}") {
+            let _ = p(&text);
+        }
+
+        #[test]
+        fn mutated_good_config_never_panics(cut in 0usize..400, insert in "[ -~\n]{0,20}") {
+            let cut = cut.min(GOOD.len());
+            let text = format!("{}{}{}", &GOOD[..cut], insert, &GOOD[cut..]);
+            let _ = p(&text);
+        }
+    }
+}
+
+#[cfg(test)]
+mod utf8_tests {
+    use super::*;
+
+    /// A Latin-1 byte in the config names its line and column (in characters,
+    /// so multi-byte UTF-8 before it counts once).
+    #[test]
+    fn first_bad_byte_is_located() {
+        let text = b"state_dir = \"s\"\n# caf\xc3\xa9 ok\nspf = \"v=spf1 caf\xe9 -all\"\n".to_vec();
+        let e = decode_utf8(text).unwrap_err();
+        assert_eq!(
+            e,
+            NotUtf8 {
+                line: 3,
+                column: 18,
+                byte: 0xe9
+            }
+        );
+        let e = decode_utf8(b"\xff".to_vec()).unwrap_err();
+        assert_eq!((e.line, e.column, e.byte), (1, 1, 0xff));
+        // A truncated multi-byte sequence: its first byte is the bad one.
+        let e = decode_utf8(b"a = \"\xc3\"".to_vec()).unwrap_err();
+        assert_eq!((e.line, e.column, e.byte), (1, 6, 0xc3));
+        assert_eq!(decode_utf8(b"ok\n".to_vec()).unwrap(), "ok\n");
+    }
+
+    #[test]
+    fn load_names_file_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("maildns.toml");
+        std::fs::write(
+            &path,
+            b"state_dir = \"s\"\n\n[domains.\"b\xfccher.example\"]\n",
+        )
+        .unwrap();
+        let e = load(&path).unwrap_err();
+        assert_eq!(e.0.len(), 1);
+        assert!(
+            e.to_string().starts_with(&format!(
+                "{}:3: not UTF-8: byte 0xfc at line 3, column 12 (hint: TOML files are UTF-8",
+                path.display()
+            )),
+            "{e}"
+        );
+    }
+}

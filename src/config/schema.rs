@@ -1,0 +1,115 @@
+//! The configuration file's shapes as written (TOML, with spans for
+//! file:line:key messages). Only [`super::validate`] reads them; the rest of
+//! maildns sees the validated types of [`crate::config`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Raw {
+    pub(super) state_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) accounts: BTreeMap<String, Spanned<RawAccount>>,
+    #[serde(default)]
+    pub(super) domains: BTreeMap<Spanned<String>, Spanned<RawDomain>>,
+    pub(super) signer: Option<Spanned<RawSigner>>,
+    pub(super) publish: Option<RawPublish>,
+    pub(super) propagation: Option<RawPropagation>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPublish {
+    pub(super) max_delete_share: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPropagation {
+    pub(super) timeout: Option<Spanned<String>>,
+    pub(super) daemon_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) resolvers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) check_resolvers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) require_resolvers: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAccount {
+    pub(super) provider: Spanned<String>,
+    pub(super) path: Option<Spanned<String>>,
+    pub(super) bump_serial: Option<bool>,
+    pub(super) base_url: Option<Spanned<String>>,
+    pub(super) server_id: Option<String>,
+    pub(super) server: Option<Spanned<String>>,
+    pub(super) key_name: Option<Spanned<String>>,
+    pub(super) algorithm: Option<Spanned<String>>,
+    pub(super) project: Option<String>,
+    pub(super) wait_insync: Option<bool>,
+    pub(super) token_env: Option<Spanned<String>>,
+    pub(super) token_file: Option<Spanned<String>>,
+    // A secret in the config is refused with a pointer to the right place.
+    pub(super) token: Option<Spanned<toml::Value>>,
+    pub(super) secret: Option<Spanned<toml::Value>>,
+    pub(super) api_key: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDomain {
+    pub(super) account: Spanned<String>,
+    pub(super) zone: Option<Spanned<String>>,
+    pub(super) ttl: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub(super) nameservers: Vec<Spanned<String>>,
+    pub(super) spf: Option<Spanned<String>>,
+    pub(super) dmarc: Option<Spanned<String>>,
+    pub(super) adsp: Option<Spanned<String>>,
+    pub(super) dkim: Option<Spanned<RawDkim>>,
+    pub(super) lint: Option<Spanned<RawLint>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLint {
+    #[serde(default)]
+    pub(super) allow: Vec<Spanned<String>>,
+    pub(super) reason: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDkim {
+    pub(super) algorithms: Option<Spanned<Vec<String>>>,
+    pub(super) bits: Option<Spanned<i64>>,
+    pub(super) selector_format: Option<Spanned<String>>,
+    pub(super) rotation_interval: Option<Spanned<String>>,
+    pub(super) overlap: Option<Spanned<String>>,
+    pub(super) min_overlap: Option<Spanned<String>>,
+    pub(super) retire: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) publish_retired_private_keys: bool,
+    #[serde(default)]
+    pub(super) testing: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSigner {
+    pub(super) kind: Option<Spanned<String>>,
+    pub(super) config: Option<Spanned<String>>,
+    pub(super) key_dir: Spanned<String>,
+    pub(super) key_table: Spanned<String>,
+    pub(super) signing_table: Spanned<String>,
+    pub(super) user: Option<String>,
+    pub(super) reload_command: Option<Spanned<Vec<String>>>,
+    pub(super) confirm: Option<Spanned<String>>,
+    pub(super) probe_interval: Option<Spanned<String>>,
+    pub(super) probe_timeout: Option<Spanned<String>>,
+}

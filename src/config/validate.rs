@@ -1,0 +1,737 @@
+//! Raw TOML shapes ([`super::schema`]) -> validated types ([`crate::config`]),
+//! in one place: every problem of a file is collected with its file:line:key
+//! and a hint. The DKIM policy is validated here by the rotation policy's own
+//! validator ([`crate::rotation::Policy::problems`]) and handed on as a
+//! [`crate::rotation::Policy`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::TimeDelta;
+
+use maildns_providers::Fqdn;
+use maildns_providers::registry::{self, Settings};
+use toml::Spanned;
+
+use super::schema::*;
+use super::*;
+use crate::keys::{Algorithm, KeySpec};
+use crate::records::{adsp::Adsp, dmarc::Dmarc, spf::Spf};
+use crate::rotation::policy::{Disposal, Policy, PolicyError, PolicySettings, Withdrawal};
+
+pub(super) fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// Parses `30d`, `14 days`, `1h`, `90s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("'{s}' is not a duration: {e}"))
+}
+
+pub(super) struct Validator<'a> {
+    pub(super) text: &'a str,
+    pub(super) path: &'a Path,
+    pub(super) base: PathBuf,
+    pub(super) errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn err(
+        &mut self,
+        span: Option<std::ops::Range<usize>>,
+        key: &str,
+        msg: String,
+        hint: Option<&str>,
+    ) {
+        self.errors.push(ConfigError {
+            path: self.path.to_path_buf(),
+            line: span.map(|s| line_of(self.text, s.start)),
+            key: key.to_string(),
+            message: msg,
+            hint: hint.map(str::to_string),
+        });
+    }
+
+    fn path_of(&self, s: &str) -> PathBuf {
+        let p = PathBuf::from(s);
+        if p.is_absolute() {
+            p
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn duration(&mut self, v: &Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
+        match v {
+            None => default,
+            Some(s) => match parse_duration(s.get_ref()) {
+                Ok(d) => d,
+                Err(m) => {
+                    self.err(
+                        Some(s.span()),
+                        key,
+                        m,
+                        Some("write e.g. \"30d\", \"14d\", \"12h\""),
+                    );
+                    default
+                }
+            },
+        }
+    }
+
+    fn positive_duration(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Duration {
+        let d = self.duration(v, key, default);
+        if d.is_zero()
+            && let Some(s) = v
+        {
+            self.err(
+                Some(s.span()),
+                key,
+                "must be longer than 0s".into(),
+                Some("write e.g. \"5m\""),
+            );
+            return default;
+        }
+        d
+    }
+
+    fn addr(&mut self, s: &Spanned<String>, key: &str, default_port: u16) -> Option<SocketAddr> {
+        let t = s.get_ref();
+        if let Ok(a) = t.parse::<SocketAddr>() {
+            return Some(a);
+        }
+        if let Ok(ip) = t.parse::<std::net::IpAddr>() {
+            return Some(SocketAddr::new(ip, default_port));
+        }
+        self.err(
+            Some(s.span()),
+            key,
+            format!("'{t}' is not an IP address with optional port"),
+            Some("write e.g. \"127.0.0.1:5300\" or \"[::1]:53\""),
+        );
+        None
+    }
+
+    pub(super) fn config(&mut self, raw: Raw) -> Config {
+        let state_dir = raw
+            .state_dir
+            .as_ref()
+            .map(|s| self.path_of(s.get_ref()))
+            .unwrap_or_else(|| PathBuf::from("/var/lib/maildns"));
+        let mut accounts = BTreeMap::new();
+        for (name, acc) in &raw.accounts {
+            if let Some(a) = self.account(name, acc) {
+                accounts.insert(name.clone(), a);
+            }
+        }
+        let mut domains = Vec::new();
+        for (name, d) in &raw.domains {
+            if let Some(dom) = self.domain(name, d, &accounts) {
+                domains.push(dom);
+            }
+        }
+        if raw.domains.is_empty() {
+            self.err(
+                None,
+                "domains",
+                "no domains configured".into(),
+                Some("add a [domains.\"example.com\"] table"),
+            );
+        }
+        let signer = raw.signer.as_ref().map(|s| self.signer(s));
+        let publish = PublishPolicy {
+            max_delete_share: match raw
+                .publish
+                .as_ref()
+                .and_then(|p| p.max_delete_share.as_ref())
+            {
+                None => 0.5,
+                Some(v) if (0.0..=1.0).contains(v.get_ref()) => *v.get_ref(),
+                Some(v) => {
+                    self.err(Some(v.span()), "publish.max_delete_share", format!("{} is not a share between 0 and 1", v.get_ref()), Some("e.g. 0.5 refuses runs that delete more than half of the managed records"));
+                    0.5
+                }
+            },
+        };
+        let propagation = match &raw.propagation {
+            None => Propagation {
+                timeout: Duration::from_secs(300),
+                daemon_timeout: Duration::from_secs(3600),
+                resolvers: Vec::new(),
+                check_resolvers: Vec::new(),
+                require_resolvers: false,
+            },
+            Some(p) => Propagation {
+                timeout: self.positive_duration(
+                    &p.timeout,
+                    "propagation.timeout",
+                    Duration::from_secs(300),
+                ),
+                daemon_timeout: self.positive_duration(
+                    &p.daemon_timeout,
+                    "propagation.daemon_timeout",
+                    Duration::from_secs(3600),
+                ),
+                resolvers: p
+                    .resolvers
+                    .iter()
+                    .filter_map(|r| self.addr(r, "propagation.resolvers", 53))
+                    .collect(),
+                check_resolvers: p
+                    .check_resolvers
+                    .iter()
+                    .filter_map(|r| self.addr(r, "propagation.check_resolvers", 53))
+                    .collect(),
+                require_resolvers: p.require_resolvers,
+            },
+        };
+        Config {
+            path: self.path.to_path_buf(),
+            state_dir,
+            accounts,
+            domains,
+            signer,
+            publish,
+            propagation,
+        }
+    }
+
+    fn account(&mut self, name: &str, acc: &Spanned<RawAccount>) -> Option<Account> {
+        let key = format!("accounts.{name}");
+        let a = acc.get_ref();
+        for (field, v) in [
+            ("token", &a.token),
+            ("secret", &a.secret),
+            ("api_key", &a.api_key),
+        ] {
+            if let Some(v) = v {
+                self.err(
+                    Some(v.span()),
+                    &format!("{key}.{field}"),
+                    "credentials do not belong in the configuration file".into(),
+                    Some(&format!(
+                        "remove it and use `maildns secret set {name}`, the environment variable {}, $CREDENTIALS_DIRECTORY/{name}, or token_file (mode 0600)",
+                        default_env(name)
+                    )),
+                );
+            }
+        }
+        let credential = Credential {
+            env: a
+                .token_env
+                .as_ref()
+                .map(|s| s.get_ref().clone())
+                .unwrap_or_else(|| default_env(name)),
+            token_file: a.token_file.as_ref().map(|s| self.path_of(s.get_ref())),
+        };
+        let code = a.provider.get_ref().as_str();
+        let Some(host) = registry::host(code) else {
+            self.err(
+                Some(a.provider.span()),
+                &format!("{key}.provider"),
+                format!("unknown provider '{code}'"),
+                Some(&format!(
+                    "one of {}",
+                    registry::kinds().collect::<Vec<_>>().join(", ")
+                )),
+            );
+            return None;
+        };
+        let mut complete = true;
+        let algorithm = match &a.algorithm {
+            None => None,
+            Some(s) => match s.get_ref().parse() {
+                Ok(alg) => Some(alg),
+                Err(_) => {
+                    self.err(
+                        Some(s.span()),
+                        &format!("{key}.algorithm"),
+                        format!("'{}' is not supported", s.get_ref()),
+                        Some("use hmac-sha256, hmac-sha384 or hmac-sha512"),
+                    );
+                    complete = false;
+                    None
+                }
+            },
+        };
+        let settings = Settings {
+            zones: Vec::new(),
+            path: a.path.as_ref().map(|p| self.path_of(p.get_ref())),
+            bump_serial: a.bump_serial,
+            base_url: a.base_url.as_ref().map(|s| s.get_ref().clone()),
+            server_id: a.server_id.clone(),
+            server: a
+                .server
+                .as_ref()
+                .and_then(|s| self.addr(s, &format!("{key}.server"), 53)),
+            key_name: a.key_name.as_ref().map(|s| s.get_ref().clone()),
+            algorithm,
+            project: a.project.clone(),
+            wait_insync: a.wait_insync,
+        };
+        complete &= settings.server.is_some() || a.server.is_none();
+        for r in host.required {
+            // A server that did not parse has been reported already.
+            let given = settings.is_set(r.key) || (r.key == "server" && a.server.is_some());
+            if !given {
+                self.err(
+                    Some(acc.span()),
+                    &format!("{key}.{}", r.key),
+                    format!("provider '{code}' needs {}", r.key),
+                    Some(&format!("add {} = {}", r.key, r.example)),
+                );
+                complete = false;
+            }
+        }
+        if !complete {
+            return None;
+        }
+        let provider = ProviderConfig { host, settings };
+        Some(Account {
+            name: name.to_string(),
+            provider,
+            credential,
+        })
+    }
+
+    fn domain(
+        &mut self,
+        name: &Spanned<String>,
+        d: &Spanned<RawDomain>,
+        accounts: &BTreeMap<String, Account>,
+    ) -> Option<Domain> {
+        let key = format!("domains.\"{}\"", name.get_ref());
+        let raw = d.get_ref();
+        let fqdn = match Fqdn::parse(name.get_ref()) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                self.err(Some(name.span()), &key, e.to_string(), None);
+                None
+            }
+        };
+        let account = raw.account.get_ref().clone();
+        if !accounts.contains_key(&account) {
+            let known: Vec<&str> = accounts.keys().map(String::as_str).collect();
+            self.err(
+                Some(raw.account.span()),
+                &format!("{key}.account"),
+                format!("no account named '{account}'"),
+                Some(&if known.is_empty() {
+                    "define it under [accounts.NAME]".to_string()
+                } else {
+                    format!("known accounts: {}", known.join(", "))
+                }),
+            );
+        }
+        let zone = raw
+            .zone
+            .as_ref()
+            .and_then(|z| match Fqdn::parse(z.get_ref()) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    self.err(Some(z.span()), &format!("{key}.zone"), e.to_string(), None);
+                    None
+                }
+            });
+        if let (Some(z), Some(f)) = (&zone, &fqdn)
+            && !f.is_within(z)
+        {
+            let span = raw.zone.as_ref().map(Spanned::span);
+            self.err(
+                span,
+                &format!("{key}.zone"),
+                format!("{f} is not within zone {z}"),
+                Some("the zone must be the domain or one of its parents"),
+            );
+        }
+        let ttl = match &raw.ttl {
+            None => 3600,
+            Some(t) if (1..=604_800).contains(t.get_ref()) => *t.get_ref() as u32,
+            Some(t) => {
+                self.err(
+                    Some(t.span()),
+                    &format!("{key}.ttl"),
+                    format!("{} is out of range", t.get_ref()),
+                    Some("a TTL between 1 and 604800 seconds"),
+                );
+                3600
+            }
+        };
+        let nameservers = raw
+            .nameservers
+            .iter()
+            .filter_map(|n| self.addr(n, &format!("{key}.nameservers"), 53))
+            .collect();
+        let spf = raw
+            .spf
+            .as_ref()
+            .and_then(|s| match Spf::parse(s.get_ref()) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    self.err(
+                        Some(s.span()),
+                        &format!("{key}.spf"),
+                        format!("not a valid SPF record: {e}"),
+                        Some("e.g. \"v=spf1 ip4:192.0.2.10/32 -all\""),
+                    );
+                    None
+                }
+            });
+        let dmarc = raw
+            .dmarc
+            .as_ref()
+            .and_then(|s| match Dmarc::parse(s.get_ref()) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    self.err(
+                        Some(s.span()),
+                        &format!("{key}.dmarc"),
+                        format!("not a valid DMARC record: {e}"),
+                        Some("e.g. \"v=DMARC1; p=quarantine; rua=mailto:dmarc@example.com\""),
+                    );
+                    None
+                }
+            });
+        let adsp = raw.adsp.as_ref().and_then(|s| {
+            let text = if s.get_ref().starts_with("dkim=") {
+                s.get_ref().clone()
+            } else {
+                format!("dkim={}", s.get_ref())
+            };
+            match Adsp::parse(&text) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    self.err(
+                        Some(s.span()),
+                        &format!("{key}.adsp"),
+                        format!("not a valid ADSP policy: {e}"),
+                        Some("one of \"unknown\", \"all\", \"discardable\""),
+                    );
+                    None
+                }
+            }
+        });
+        let dkim = raw.dkim.as_ref().and_then(|k| self.dkim(&key, k));
+        let lint = raw
+            .lint
+            .as_ref()
+            .map(|l| self.lint_waiver(&key, l))
+            .unwrap_or_default();
+        let line =
+            |s: &Option<Spanned<String>>| s.as_ref().map(|s| line_of(self.text, s.span().start));
+        let source = DomainSource {
+            key: key.clone(),
+            line: Some(line_of(self.text, name.span().start)),
+            spf: line(&raw.spf),
+            dmarc: line(&raw.dmarc),
+            adsp: line(&raw.adsp),
+        };
+        Some(Domain {
+            name: fqdn?,
+            zone,
+            account,
+            ttl,
+            nameservers,
+            spf,
+            dkim,
+            dmarc,
+            adsp,
+            lint,
+            source,
+        })
+    }
+
+    fn lint_waiver(&mut self, key: &str, l: &Spanned<RawLint>) -> LintWaiver {
+        let key = format!("{key}.lint");
+        let r = l.get_ref();
+        let mut allow = Vec::new();
+        for a in &r.allow {
+            let code = a.get_ref().trim();
+            if crate::records::rule(code).is_some() {
+                allow.push(code.to_string());
+            } else {
+                let known: Vec<&str> = crate::records::RULES.iter().map(|r| r.code).collect();
+                self.err(
+                    Some(a.span()),
+                    &format!("{key}.allow"),
+                    format!("'{code}' is not a lint rule"),
+                    Some(&format!("one of: {}", known.join(", "))),
+                );
+            }
+        }
+        let reason = r
+            .reason
+            .as_ref()
+            .map(|s| s.get_ref().trim().to_string())
+            .unwrap_or_default();
+        if !r.allow.is_empty() && reason.is_empty() {
+            let span = r.reason.as_ref().map_or(l.span(), Spanned::span);
+            self.err(
+                Some(span),
+                &format!("{key}.reason"),
+                "a waiver needs a reason".into(),
+                Some("say why the rule does not apply here, e.g. reason = \"receivers we care about were tested with 11 lookups\""),
+            );
+        }
+        LintWaiver { allow, reason }
+    }
+
+    /// The domain's DKIM policy; `None` when it has problems (each reported).
+    fn dkim(&mut self, key: &str, k: &Spanned<RawDkim>) -> Option<DkimPolicy> {
+        let key = format!("{key}.dkim");
+        let r = k.get_ref();
+        let bits = match &r.bits {
+            None => 2048,
+            Some(b) if matches!(*b.get_ref(), 1024 | 2048 | 3072 | 4096) => *b.get_ref() as u32,
+            Some(b) => {
+                self.err(Some(b.span()), &format!("{key}.bits"), format!("{} bits is not supported", b.get_ref()), Some("use 2048 (recommended, RFC 8301), 1024 (minimum, for hosts with short records), 3072 or 4096"));
+                2048
+            }
+        };
+        let mut keys = Vec::new();
+        match &r.algorithms {
+            None => keys.push(KeySpec {
+                algorithm: Algorithm::Rsa,
+                bits,
+            }),
+            Some(list) => {
+                for a in list.get_ref() {
+                    match a.as_str() {
+                        "rsa" => keys.push(KeySpec { algorithm: Algorithm::Rsa, bits }),
+                        "ed25519" => keys.push(KeySpec { algorithm: Algorithm::Ed25519, bits: 256 }),
+                        other => self.err(Some(list.span()), &format!("{key}.algorithms"), format!("unknown algorithm '{other}'"), Some("use [\"rsa\"] or [\"rsa\", \"ed25519\"] (ed25519 alone is not verified by many receivers)")),
+                    }
+                }
+                if keys.is_empty() {
+                    self.err(
+                        Some(list.span()),
+                        &format!("{key}.algorithms"),
+                        "no algorithm".into(),
+                        Some("use [\"rsa\"]"),
+                    );
+                }
+            }
+        }
+        let selector_format = r
+            .selector_format
+            .as_ref()
+            .map(|s| s.get_ref().clone())
+            .unwrap_or_else(|| "%Y%m".into());
+        let rotation_interval = self.duration(
+            &r.rotation_interval,
+            &format!("{key}.rotation_interval"),
+            Duration::from_secs(30 * 86_400),
+        );
+        let min_overlap = self.duration(
+            &r.min_overlap,
+            &format!("{key}.min_overlap"),
+            Duration::from_secs(5 * 86_400),
+        );
+        let overlap = self.duration(
+            &r.overlap,
+            &format!("{key}.overlap"),
+            Duration::from_secs(14 * 86_400),
+        );
+        let withdrawal = match &r.retire {
+            None => Withdrawal::Revoke,
+            Some(s) => match s.get_ref().as_str() {
+                "revoke" => Withdrawal::Revoke,
+                "remove" => Withdrawal::Remove,
+                other => {
+                    self.err(
+                        Some(s.span()),
+                        &format!("{key}.retire"),
+                        format!("'{other}' is not revoke or remove"),
+                        Some("\"revoke\" publishes an empty p=, \"remove\" deletes the record"),
+                    );
+                    Withdrawal::Revoke
+                }
+            },
+        };
+        if let Some(b) = &r.bits
+            && !keys.is_empty()
+            && !keys.iter().any(|k| k.algorithm == Algorithm::Rsa)
+        {
+            self.err(
+                Some(b.span()),
+                &format!("{key}.bits"),
+                "bits applies to RSA keys, and no RSA key is configured".into(),
+                Some("remove bits, or add \"rsa\" to algorithms (Ed25519 keys have a fixed size)"),
+            );
+        }
+        // A duration chrono cannot hold is refused as too long by the policy.
+        let delta = |d: Duration| TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX);
+        let settings = PolicySettings {
+            keys,
+            selector_format,
+            rotation_interval: delta(rotation_interval),
+            overlap: delta(overlap),
+            min_overlap: delta(min_overlap),
+            withdrawal,
+            disposal: if r.publish_retired_private_keys {
+                Disposal::Disclose
+            } else {
+                Disposal::Delete
+            },
+            ..PolicySettings::default()
+        };
+        // One validator, the rotation policy's own, run once here: every problem
+        // is reported with file:line:key, and what loads is the policy `rotate`,
+        // the daemon and `publish` use.
+        for problem in Policy::problems(&settings) {
+            use PolicyError as P;
+            let (field, span, hint): (&str, Option<std::ops::Range<usize>>, &str) = match &problem {
+                P::SelectorFormat { .. } => (
+                    "selector_format",
+                    r.selector_format.as_ref().map(Spanned::span),
+                    "strftime fields with letters, digits, '-' or '_' (a selector is one DNS label, no '.'), e.g. \"%Y%m\" or \"mail-%Y%m%d\"",
+                ),
+                P::NotPositive { what } | P::TooLong { what, .. } => {
+                    let raw = match *what {
+                        "rotation_interval" => &r.rotation_interval,
+                        "min_overlap" => &r.min_overlap,
+                        _ => &r.overlap,
+                    };
+                    (
+                        what,
+                        raw.as_ref().map(Spanned::span),
+                        "write e.g. \"30d\", \"14d\", \"12h\"",
+                    )
+                }
+                P::OverlapTooShort { .. } => (
+                    "overlap",
+                    r.overlap
+                        .as_ref()
+                        .or(r.min_overlap.as_ref())
+                        .map(Spanned::span),
+                    "mail still queued when the signer switches is verified against the old key: keep it published at least min_overlap (default 5d)",
+                ),
+                P::RsaBits { .. } => (
+                    "bits",
+                    r.bits.as_ref().map(Spanned::span),
+                    "use 2048 (recommended, RFC 8301)",
+                ),
+                _ => (
+                    "algorithms",
+                    r.algorithms.as_ref().map(Spanned::span),
+                    "use [\"rsa\"] or [\"rsa\", \"ed25519\"], each once",
+                ),
+            };
+            let span = span.or_else(|| Some(k.span()));
+            self.err(
+                span,
+                &format!("{key}.{field}"),
+                problem.to_string(),
+                Some(hint),
+            );
+        }
+        Policy::new(settings).ok().map(|policy| DkimPolicy {
+            policy,
+            testing: r.testing,
+        })
+    }
+
+    fn signer(&mut self, s: &Spanned<RawSigner>) -> Signer {
+        let r = s.get_ref();
+        if let Some(k) = &r.kind
+            && k.get_ref() != "opendkim"
+        {
+            self.err(
+                Some(k.span()),
+                "signer.kind",
+                format!("unknown signer '{}'", k.get_ref()),
+                Some("only \"opendkim\" is supported"),
+            );
+        }
+        let reload_command = r
+            .reload_command
+            .as_ref()
+            .map(|c| c.get_ref().clone())
+            .unwrap_or_else(|| vec!["systemctl".into(), "reload".into(), "opendkim".into()]);
+        if let Some(c) = &r.reload_command {
+            if c.get_ref().is_empty() {
+                self.err(
+                    Some(c.span()),
+                    "signer.reload_command",
+                    "empty command".into(),
+                    Some("e.g. [\"systemctl\", \"reload\", \"opendkim\"]"),
+                );
+            }
+            if c.get_ref().iter().any(|a| a.contains("HUP")) {
+                self.err(
+                    Some(c.span()),
+                    "signer.reload_command",
+                    "SIGHUP stops OpenDKIM (libmilter treats it like SIGTERM)".into(),
+                    Some("reload with SIGUSR1: systemctl reload opendkim, or kill -USR1"),
+                );
+            }
+        }
+        let confirm = match r.confirm.as_ref().map(|c| (c.get_ref().as_str(), c.span())) {
+            None | Some(("probe", _)) => SignerConfirm::Probe,
+            Some(("tables-only", _)) => SignerConfirm::TablesOnly,
+            Some((other, span)) => {
+                self.err(
+                    Some(span),
+                    "signer.confirm",
+                    format!("unknown confirmation '{other}'"),
+                    Some("\"probe\" (default) or \"tables-only\""),
+                );
+                SignerConfirm::Probe
+            }
+        };
+        if confirm == SignerConfirm::Probe && r.config.is_none() {
+            self.err(
+                Some(s.span()),
+                "signer.config",
+                "a switch is proven by a probe through OpenDKIM's milter socket, read from opendkim.conf: config is not set".into(),
+                Some("set config = \"/etc/opendkim.conf\" (its Socket is probed), or confirm = \"tables-only\" if the signer cannot be probed"),
+            );
+        }
+        let probe_interval = self.duration(
+            &r.probe_interval,
+            "signer.probe_interval",
+            Duration::from_secs(3600),
+        );
+        let probe_timeout = self.duration(
+            &r.probe_timeout,
+            "signer.probe_timeout",
+            Duration::from_secs(30),
+        );
+        for (key, v, d) in [
+            ("signer.probe_interval", &r.probe_interval, probe_interval),
+            ("signer.probe_timeout", &r.probe_timeout, probe_timeout),
+        ] {
+            if d.is_zero() {
+                self.err(
+                    v.as_ref().map(Spanned::span),
+                    key,
+                    "must be positive".into(),
+                    Some("e.g. \"1h\" or \"30s\""),
+                );
+            }
+        }
+        Signer {
+            confirm,
+            probe_interval,
+            probe_timeout,
+            line: Some(line_of(self.text, s.span().start)),
+            config: r.config.as_ref().map(|c| self.path_of(c.get_ref())),
+            key_dir: self.path_of(r.key_dir.get_ref()),
+            key_table: self.path_of(r.key_table.get_ref()),
+            signing_table: self.path_of(r.signing_table.get_ref()),
+            user: r.user.clone().unwrap_or_else(|| "opendkim".into()),
+            reload_command,
+        }
+    }
+}
