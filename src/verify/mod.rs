@@ -288,7 +288,7 @@ pub async fn verify_domain(
 }
 
 /// Every server's TXT records at `name`.
-pub(crate) async fn served(
+async fn served(
     querier: &Querier,
     servers: &[Nameserver],
     name: &Fqdn,
