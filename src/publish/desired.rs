@@ -7,21 +7,29 @@ use serde::Serialize;
 use super::plan::Desired;
 use crate::config::Domain;
 use crate::records::RecordKind;
+use crate::rotation::Selector;
 
 /// A DKIM selector's record as the key store wants it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DkimEntry {
     /// The selector.
-    pub selector: String,
+    pub selector: Selector,
     /// The record to publish (a revoked key has an empty `p=`); `None` removes it.
     pub record: Option<TxtRecord>,
     /// This key signs mail now: its record must never be removed.
     pub in_use: bool,
 }
 
-/// `<selector>._domainkey.<domain>`.
-pub fn selector_name(domain: &Fqdn, selector: &str) -> Result<Fqdn, maildns_providers::NameError> {
-    domain.child(&format!("{selector}._domainkey"))
+/// `<selector>._domainkey.<domain>` (RFC 6376 §3.6.2.1).
+///
+/// # Errors
+/// [`maildns_providers::NameError`] when the name would be longer than 255
+/// bytes.
+pub fn selector_name(
+    domain: &Fqdn,
+    selector: &Selector,
+) -> Result<Fqdn, maildns_providers::NameError> {
+    crate::records::dkim::record_name(selector.as_str(), domain)
 }
 
 /// The desired values at each name maildns manages for `domain`.

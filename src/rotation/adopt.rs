@@ -22,7 +22,9 @@ use super::machine::{self, AdoptError, Algorithm, Event, Selector, check_invaria
 use super::store::{Store, StoreError};
 use crate::config::{self, Domain};
 use crate::keys;
-use crate::signer::opendkim::{KeyTable, OpenDkimConf, ParseError, SigningTable, TableRef};
+use crate::signer::opendkim::{KeyTable, OpenDkimConf, ParseError, SigningTable};
+use crate::signer::reader::{self, ReadError, TablesError};
+use crate::signer::unix::same_file;
 
 /// Why the OpenDKIM setup could not be read at all (per-domain problems are
 /// [`ImportResult`]s instead).
@@ -97,55 +99,45 @@ pub struct OpenDkimSetup {
     pub single: Option<(Vec<String>, Candidate)>,
 }
 
-fn read(path: &Path) -> Result<String, ImportError> {
-    let bytes = std::fs::read(path).map_err(|source| ImportError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    config::decode_utf8(bytes).map_err(|e| ImportError::Read {
-        path: path.to_path_buf(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-    })
+impl From<ReadError> for ImportError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Read { path, source } => ImportError::Read { path, source },
+            ReadError::Parse { path, source } => ImportError::Parse { path, source },
+        }
+    }
 }
 
-fn table_path(
-    conf: &Path,
-    setting: &'static str,
-    t: &Option<TableRef>,
-) -> Result<Option<PathBuf>, ImportError> {
-    match t {
-        None => Ok(None),
-        Some(TableRef::Other(value)) => Err(ImportError::UnsupportedTable {
-            conf: conf.to_path_buf(),
-            setting,
-            value: value.clone(),
-        }),
-        Some(r) => Ok(r.path().map(Path::to_path_buf)),
+impl From<TablesError> for ImportError {
+    fn from(e: TablesError) -> Self {
+        match e {
+            TablesError::File(e) => e.into(),
+            TablesError::Unsupported {
+                conf,
+                setting,
+                value,
+            } => ImportError::UnsupportedTable {
+                conf,
+                setting,
+                value,
+            },
+        }
     }
 }
 
 impl OpenDkimSetup {
-    /// Reads opendkim.conf at `conf_path` and the tables it names.
+    /// Reads opendkim.conf at `conf_path` and the tables it names (through
+    /// [`crate::signer::reader`], the reader the signer uses).
+    ///
+    /// # Errors
+    /// [`ImportError`] naming the file that cannot be read or parsed, a table
+    /// that is not a flat file, or a conf naming no key.
     pub fn read(conf_path: &Path) -> Result<OpenDkimSetup, ImportError> {
-        let parse_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| ImportError::Parse { path, source }
-        };
-        let conf = OpenDkimConf::parse(&read(conf_path)?).map_err(parse_err(conf_path))?;
-        let key_table = match table_path(conf_path, "KeyTable", &conf.key_table)? {
-            Some(p) => {
-                let t = KeyTable::parse(&read(&p)?).map_err(parse_err(&p))?;
-                Some((p, t))
-            }
-            None => None,
-        };
-        let signing_table = match table_path(conf_path, "SigningTable", &conf.signing_table)? {
-            Some(p) => {
-                let t = SigningTable::parse(&read(&p)?).map_err(parse_err(&p))?;
-                Some((p, t))
-            }
-            None => None,
-        };
+        let conf = reader::read_conf(conf_path)?;
+        let reader::NamedTables {
+            key_table,
+            signing_table,
+        } = reader::read_named_tables(conf_path, &conf)?;
         let single = match (&conf.key_file, &conf.selector) {
             (Some(file), Some(selector)) if key_table.is_none() => {
                 let domains = single_domains(conf.domain.as_deref().unwrap_or_default())?;
@@ -257,7 +249,7 @@ fn single_domains(value: &str) -> Result<Vec<String>, ImportError> {
     let text;
     let list = match path {
         Some(p) => {
-            text = read(Path::new(p))?;
+            text = reader::read_text(Path::new(p))?;
             text.lines()
                 .filter_map(|l| l.split('#').next())
                 .filter_map(|l| l.split_whitespace().next())
@@ -276,13 +268,6 @@ fn single_domains(value: &str) -> Result<Vec<String>, ImportError> {
 fn same_domain(a: &str, b: &str) -> bool {
     a.trim_end_matches('.')
         .eq_ignore_ascii_case(b.trim_end_matches('.'))
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    }
 }
 
 /// What happened to one key (or one domain, when it has no key to adopt).

@@ -77,7 +77,7 @@ pub fn dkim_entries(
             continue;
         };
         out.push(DkimEntry {
-            selector: k.selector.as_str().to_string(),
+            selector: k.selector.clone(),
             record,
             in_use: k.status.may_be_signing(),
         });
@@ -198,13 +198,13 @@ pub fn generate_key(
         },
     ) = (signer, action)
     {
-        let path = signer.key_path(domain.as_str(), selector.as_str())?;
+        let path = signer.key_path(domain.as_str(), selector)?;
         if !path.exists() {
             let key = PrivateKey::generate(keys::KeySpec {
                 algorithm: *algorithm,
                 bits: *bits,
             })?;
-            signer.install_key(domain.as_str(), selector.as_str(), &key)?;
+            signer.install_key(domain.as_str(), selector, &key)?;
         }
     }
     generate(config, domain, action)
@@ -378,9 +378,11 @@ pub fn record_publish_failure(
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     let mut state = store.load(domain)?;
-    let Some(k) = state.keys.iter_mut().find(|k| {
-        crate::publish::selector_name(domain, k.selector.as_str()).is_ok_and(|n| &n == name)
-    }) else {
+    let Some(k) = state
+        .keys
+        .iter_mut()
+        .find(|k| crate::publish::selector_name(domain, &k.selector).is_ok_and(|n| &n == name))
+    else {
         return Ok(());
     };
     k.attempts = k.attempts.saturating_add(1);

@@ -113,7 +113,7 @@ impl Runner {
         }
         let entries = keyring::dkim_entries(&as_if(state, selector, status), dkim, now)
             .map_err(|e| format!("{e:#}"))?;
-        let name = selector_name(&d.name, selector.as_str()).map_err(|e| e.to_string())?;
+        let name = selector_name(&d.name, selector).map_err(|e| e.to_string())?;
         let desired: Vec<_> = publish::for_domain(d, &entries)
             .map_err(|e| e.to_string())?
             .into_iter()
@@ -201,13 +201,13 @@ impl Runner {
         expect: Expect,
         now: DateTime<Utc>,
     ) -> Result<Observation, String> {
-        let name = selector_name(&d.name, selector.as_str()).map_err(|e| e.to_string())?;
+        let name = selector_name(&d.name, selector).map_err(|e| e.to_string())?;
         let record_as = |status| -> Result<Option<TxtRecord>, String> {
             let entries = keyring::dkim_entries(&as_if(state, selector, status), dkim, now)
                 .map_err(|e| format!("{e:#}"))?;
             Ok(entries
                 .into_iter()
-                .find(|e| e.selector == selector.as_str())
+                .find(|e| &e.selector == selector)
                 .and_then(|e| e.record))
         };
         let full =
@@ -304,7 +304,7 @@ impl Runner {
         };
         let result = key_path(state, selector).and_then(|path| {
             signer
-                .switch(d.name.as_str(), selector.as_str(), &path)
+                .switch(d.name.as_str(), selector, &path)
                 .map_err(|e| e.to_string())
         });
         match result {
@@ -438,7 +438,7 @@ impl Runner {
                     Ok(e) => format!("the signer tables name selector {}", e.selector),
                     Err(e) => e,
                 };
-                if let Err(e) = signer.switch(d.name.as_str(), selector.as_str(), &path) {
+                if let Err(e) = signer.switch(d.name.as_str(), selector, &path) {
                     return held(format!("{was}; switching again failed: {e}"));
                 }
             }
@@ -463,7 +463,7 @@ impl Runner {
                 signer,
                 d,
                 &servers,
-                |r| r.verified_with(d.name.as_str(), selector.as_str()),
+                |r| r.verified_with(d.name.as_str(), selector),
                 || {
                     // The reload may have been refused (or never sent): check
                     // again what OpenDKIM checks, and re-send it.
@@ -475,11 +475,9 @@ impl Runner {
             )
             .await;
         match result {
-            Ok(r) if r.verified_with(d.name.as_str(), selector.as_str()) => {
-                Observation::SignerConfirmed {
-                    selector: selector.clone(),
-                }
-            }
+            Ok(r) if r.verified_with(d.name.as_str(), selector) => Observation::SignerConfirmed {
+                selector: selector.clone(),
+            },
             Ok(r) => held(format!(
                 "{selector} is not active yet: {}{}; the previous key keeps signing and stays published",
                 r.describe(),
@@ -531,7 +529,7 @@ impl Runner {
             .map_err(|e| failed(format!("signer probe before retiring {selector}: {e}")))?;
         let domain = d.name.as_str();
         let other_verified = |r: &ProbeReport| {
-            !r.signs_with(domain, selector.as_str())
+            !r.signs_with(domain, selector)
                 && r.signatures.iter().any(|s| {
                     s.domain.eq_ignore_ascii_case(domain)
                         && !s.selector.eq_ignore_ascii_case(selector.as_str())
@@ -543,7 +541,7 @@ impl Runner {
             .await;
         match result {
             Ok(r) if other_verified(&r) => Ok(()),
-            Ok(r) if r.signs_with(domain, selector.as_str()) => Err(held(format!(
+            Ok(r) if r.signs_with(domain, selector) => Err(held(format!(
                 "{}: OpenDKIM still signs with {selector}, so its record and private key stay",
                 r.describe()
             ))),
@@ -597,17 +595,14 @@ impl Runner {
                 active
                     .iter()
                     .chain(&switched)
-                    .any(|s| r.verified_with(name, s.as_str()))
+                    .any(|s| r.verified_with(name, s))
             };
             let (r, _) = self.probe_until(signer, d, servers, wanted, || None).await;
             probed = Some(r.map_err(|e| format!("signer probe: {e}")));
         }
         let mut observations = Vec::new();
         let proven_switch = match &probed {
-            Some(Ok(r)) => switched
-                .iter()
-                .find(|s| r.verified_with(name, s.as_str()))
-                .cloned(),
+            Some(Ok(r)) => switched.iter().find(|s| r.verified_with(name, s)).cloned(),
             _ => None,
         };
         if let Some(sel) = proven_switch {
@@ -631,7 +626,7 @@ impl Runner {
                         "no authoritative server to verify a probe signature of {name} against"
                     )),
                     (_, Some(Err(e))) => drift(e.clone()),
-                    (_, Some(Ok(r))) if r.verified_with(name, sel.as_str()) => {
+                    (_, Some(Ok(r))) if r.verified_with(name, sel) => {
                         Observation::SignerConfirmed {
                             selector: sel.clone(),
                         }
@@ -670,7 +665,7 @@ impl Runner {
         }
         if let Some(signer) = &self.signer {
             signer
-                .remove_key(d.name.as_str(), selector.as_str())
+                .remove_key(d.name.as_str(), selector)
                 .map_err(|e| e.to_string())?;
         }
         let path = key_path(state, selector)?;

@@ -62,7 +62,7 @@ use crate::accounts::Providers;
 use crate::config::{self, Config, ConfigError, ConfigErrors, Domain, SignerConfirm};
 use crate::keys::WriteOptions;
 use crate::propagation::{Clock, Querier, QueryOptions, WatchOptions, Watcher};
-use crate::signer::opendkim::SignerUser;
+use crate::signer::unix::SignerUser;
 use crate::signer::{Signer, SignerError};
 
 /// Most step/perform rounds in one [`Runner::run_once`] (a guard; a lifecycle

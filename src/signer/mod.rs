@@ -22,6 +22,8 @@
 pub mod milter;
 pub mod opendkim;
 pub mod probe;
+pub mod reader;
+pub mod unix;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,15 +31,17 @@ use std::process::Command;
 pub use milter::MilterSocket;
 
 use crate::keys::{self, KeyError, PrivateKey, WriteOptions};
-use opendkim::{
-    KeyEntry, KeyTable, OpenDkimConf, ParseError, SignerUser, SigningTable, WriteError,
-};
+use crate::rotation::Selector;
+use opendkim::{KeyEntry, KeyTable, OpenDkimConf, ParseError, SigningTable};
+use reader::ReadError;
+use unix::{SignerUser, WriteError, same_file};
 
 /// Why a signer operation failed; each variant says which step and which file.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SignerError {
-    /// A domain or selector that cannot be used in a path or table.
+    /// A domain that cannot be used in a path or table (selectors are
+    /// validated [`Selector`]s).
     #[error("invalid {what} {value:?}: use letters, digits, '-', '_' and '.'")]
     InvalidName {
         /// `domain` or `selector`.
@@ -132,6 +136,15 @@ pub enum SignerError {
     },
 }
 
+impl From<ReadError> for SignerError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Read { path, source } => SignerError::Read { path, source },
+            ReadError::Parse { path, source } => SignerError::Parse { path, source },
+        }
+    }
+}
+
 /// The result of a [`Signer::switch`]: the tables now name the new key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Switched {
@@ -208,16 +221,15 @@ impl Signer {
     }
 
     fn read_conf(&self, conf_path: &Path) -> Result<OpenDkimConf, SignerError> {
-        OpenDkimConf::parse(&read(conf_path)?).map_err(|source| SignerError::Parse {
-            path: conf_path.to_path_buf(),
-            source,
-        })
+        Ok(reader::read_conf(conf_path)?)
     }
 
     /// Where the key for `domain`/`selector` lives.
-    pub fn key_path(&self, domain: &str, selector: &str) -> Result<PathBuf, SignerError> {
+    ///
+    /// # Errors
+    /// [`SignerError::InvalidName`] for a domain that cannot be a path.
+    pub fn key_path(&self, domain: &str, selector: &Selector) -> Result<PathBuf, SignerError> {
         check_name("domain", domain)?;
-        check_name("selector", selector)?;
         Ok(self
             .key_dir
             .join(domain.to_ascii_lowercase())
@@ -227,10 +239,14 @@ impl Signer {
     /// Writes `key` to a NEW file `<key_dir>/<domain>/<selector>.private` (the
     /// domain directory is created 0700 if missing, owned like the key files) and
     /// returns its path. Never overwrites: an existing file is an error.
+    ///
+    /// # Errors
+    /// [`SignerError::InvalidName`], [`SignerError::CreateDir`], or
+    /// [`SignerError::Key`] when the file exists or cannot be written.
     pub fn install_key(
         &self,
         domain: &str,
-        selector: &str,
+        selector: &Selector,
         key: &PrivateKey,
     ) -> Result<PathBuf, SignerError> {
         let path = self.key_path(domain, selector)?;
@@ -269,24 +285,26 @@ impl Signer {
     ///
     /// The key.table name reused is the one `*@domain` already points to when no
     /// other pattern uses it; otherwise the domain itself.
+    ///
+    /// # Errors
+    /// The first check that fails, naming the file; [`SignerError::Write`]
+    /// when a table cannot be replaced. A failed reload is not an error but
+    /// [`Switched::reload_error`].
     pub fn switch(
         &self,
         domain: &str,
-        selector: &str,
+        selector: &Selector,
         key_path: &Path,
     ) -> Result<Switched, SignerError> {
         check_name("domain", domain)?;
-        check_name("selector", selector)?;
         let domain = domain.to_ascii_lowercase();
         self.check_reload()?;
         let (mut kt, mut st) = self.read_tables()?;
         keys::load_private_key(key_path)?;
         self.check_readable(key_path)?;
-        opendkim::check_safe_key(key_path, &self.user).map_err(|problems| {
-            SignerError::UnsafeKey {
-                path: key_path.to_path_buf(),
-                problems,
-            }
+        unix::check_safe_key(key_path, &self.user).map_err(|problems| SignerError::UnsafeKey {
+            path: key_path.to_path_buf(),
+            problems,
         })?;
 
         let pattern = format!("*@{domain}");
@@ -304,7 +322,7 @@ impl Signer {
         let entry = KeyEntry {
             name: name.clone(),
             domain: domain.clone(),
-            selector: selector.to_string(),
+            selector: selector.as_str().to_string(),
             key: key_path.display().to_string(),
         };
         let table_err = |path: &Path| {
@@ -316,8 +334,8 @@ impl Signer {
         st.upsert(&pattern, &name)
             .map_err(table_err(&self.signing_table))?;
         // The key entry first: a signing entry must never name a missing key.
-        opendkim::write_table_atomic(&self.key_table, &kt.render(), None, None)?;
-        opendkim::write_table_atomic(&self.signing_table, &st.render(), None, None)?;
+        unix::write_table_atomic(&self.key_table, &kt.render(), None, None)?;
+        unix::write_table_atomic(&self.signing_table, &st.render(), None, None)?;
         let reload_error = self.reload().err().map(|e| e.to_string());
         Ok(Switched {
             entry,
@@ -343,13 +361,15 @@ impl Signer {
     /// Removes `domain`'s key.table entries for `selector`, and the signing.table
     /// entries that then name a missing key, and reloads. The key file is left for
     /// the caller to delete. Returns how many table lines were removed.
-    pub fn remove_key(&self, domain: &str, selector: &str) -> Result<usize, SignerError> {
+    ///
+    /// # Errors
+    /// A table that cannot be read, parsed or written, or a failed reload.
+    pub fn remove_key(&self, domain: &str, selector: &Selector) -> Result<usize, SignerError> {
         check_name("domain", domain)?;
-        check_name("selector", selector)?;
         let (mut kt, mut st) = self.read_tables()?;
         let names: Vec<String> = kt
             .entries()
-            .filter(|e| e.domain.eq_ignore_ascii_case(domain) && e.selector == selector)
+            .filter(|e| e.domain.eq_ignore_ascii_case(domain) && e.selector == selector.as_str())
             .map(|e| e.name.clone())
             .collect();
         if names.is_empty() {
@@ -367,24 +387,16 @@ impl Signer {
         for p in &orphans {
             removed += st.remove(p);
         }
-        opendkim::write_table_atomic(&self.signing_table, &st.render(), None, None)?;
-        opendkim::write_table_atomic(&self.key_table, &kt.render(), None, None)?;
+        unix::write_table_atomic(&self.signing_table, &st.render(), None, None)?;
+        unix::write_table_atomic(&self.key_table, &kt.render(), None, None)?;
         self.reload()?;
         Ok(removed)
     }
 
     /// Parses both tables.
     pub fn read_tables(&self) -> Result<(KeyTable, SigningTable), SignerError> {
-        let kt = KeyTable::parse(&read(&self.key_table)?).map_err(|source| SignerError::Parse {
-            path: self.key_table.clone(),
-            source,
-        })?;
-        let st = SigningTable::parse(&read(&self.signing_table)?).map_err(|source| {
-            SignerError::Parse {
-                path: self.signing_table.clone(),
-                source,
-            }
-        })?;
+        let kt = reader::read_key_table(&self.key_table)?;
+        let st = reader::read_signing_table(&self.signing_table)?;
         Ok((kt, st))
     }
 
@@ -413,7 +425,7 @@ impl Signer {
     }
 
     fn check_readable(&self, path: &Path) -> Result<(), SignerError> {
-        if opendkim::readable_by(path, self.user.uid, self.user.gid) {
+        if unix::readable_by(path, self.user.uid, self.user.gid) {
             Ok(())
         } else {
             Err(SignerError::Unreadable {
@@ -464,20 +476,6 @@ impl Signer {
     }
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    }
-}
-
-fn read(path: &Path) -> Result<String, SignerError> {
-    std::fs::read_to_string(path).map_err(|source| SignerError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
 fn check_name(what: &'static str, value: &str) -> Result<(), SignerError> {
     let ok = !value.is_empty()
         && value.len() <= 253
@@ -501,6 +499,10 @@ mod tests {
     use super::*;
     use crate::keys::KeySpec;
     use std::os::unix::fs::PermissionsExt;
+
+    fn sel(s: &str) -> Selector {
+        Selector::parse(s).unwrap()
+    }
 
     struct Fixture {
         _dir: tempfile::TempDir,
@@ -538,16 +540,16 @@ mod tests {
         let f = fixture();
         let s = &f.signer;
         let key = PrivateKey::generate(KeySpec::ed25519()).unwrap();
-        let path = s.install_key("Example.com", "202401", &key).unwrap();
+        let path = s.install_key("Example.com", &sel("202401"), &key).unwrap();
         assert!(path.ends_with("example.com/202401.private"));
         assert!(matches!(
-            s.install_key("example.com", "202401", &key),
+            s.install_key("example.com", &sel("202401"), &key),
             Err(SignerError::Key(KeyError::Exists { .. }))
         ));
         // Parent directories of the checkout may not pass RequireSafeKeys here; the
         // switch logic is covered end to end in tests/it/opendkim_signer.rs.
-        if opendkim::check_safe_key(&path, &s.user).is_ok() {
-            let sw = s.switch("example.com", "202401", &path).unwrap();
+        if unix::check_safe_key(&path, &s.user).is_ok() {
+            let sw = s.switch("example.com", &sel("202401"), &path).unwrap();
             assert_eq!(sw.previous, None);
             assert_eq!(sw.reload_error, None);
             let kt = std::fs::read_to_string(&s.key_table).unwrap();
@@ -557,7 +559,7 @@ mod tests {
                 std::fs::read_to_string(&s.signing_table).unwrap(),
                 "*@other.org other\n*@example.com example.com\n"
             );
-            assert_eq!(s.remove_key("example.com", "202401").unwrap(), 2);
+            assert_eq!(s.remove_key("example.com", &sel("202401")).unwrap(), 2);
             assert_eq!(
                 std::fs::read_to_string(&s.signing_table).unwrap(),
                 "*@other.org other\n"
@@ -571,20 +573,18 @@ mod tests {
         let s = &f.signer;
         std::fs::write(&s.signing_table, "*@other.org other\nbroken\n").unwrap();
         let key = PrivateKey::generate(KeySpec::ed25519()).unwrap();
-        let path = s.install_key("example.com", "a", &key).unwrap();
-        let err = s.switch("example.com", "a", &path).unwrap_err();
+        let path = s.install_key("example.com", &sel("a"), &key).unwrap();
+        let err = s.switch("example.com", &sel("a"), &path).unwrap_err();
         assert!(
             matches!(&err, SignerError::Parse { source, .. } if source.line == 2),
             "{err}"
         );
         assert!(matches!(
-            s.install_key("../etc", "a", &key),
+            s.install_key("../etc", &sel("a"), &key),
             Err(SignerError::InvalidName { .. })
         ));
-        assert!(matches!(
-            s.switch("example.com", "a b", &path),
-            Err(SignerError::InvalidName { .. })
-        ));
+        // A selector that is no DNS label cannot reach the signer at all.
+        assert!(Selector::parse("a b").is_err());
     }
 
     #[test]

@@ -23,6 +23,7 @@ use mail_auth::hickory_resolver::config::{
 use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator};
 
 use super::milter::{self, Envelope, MilterError, MilterSocket};
+use crate::rotation::Selector;
 
 /// One DKIM-Signature the filter added to the probe message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,18 +53,19 @@ pub struct ProbeReport {
 
 impl ProbeReport {
     /// Whether a signature with `selector` (of `domain`) was added and verified.
-    pub fn verified_with(&self, domain: &str, selector: &str) -> bool {
+    pub fn verified_with(&self, domain: &str, selector: &Selector) -> bool {
         self.signatures.iter().any(|s| {
             s.domain.eq_ignore_ascii_case(domain)
-                && s.selector.eq_ignore_ascii_case(selector)
+                && s.selector.eq_ignore_ascii_case(selector.as_str())
                 && s.verified.is_ok()
         })
     }
 
     /// Whether any signature with `selector` (of `domain`) was added.
-    pub fn signs_with(&self, domain: &str, selector: &str) -> bool {
+    pub fn signs_with(&self, domain: &str, selector: &Selector) -> bool {
         self.signatures.iter().any(|s| {
-            s.domain.eq_ignore_ascii_case(domain) && s.selector.eq_ignore_ascii_case(selector)
+            s.domain.eq_ignore_ascii_case(domain)
+                && s.selector.eq_ignore_ascii_case(selector.as_str())
         })
     }
 

@@ -11,7 +11,15 @@
 //! signer uses (per its tables, and per a probe signature through its milter
 //! socket) must be served, unrevoked, by every authoritative server
 //! ([`check_signer`]).
+//!
+//! One file per record kind, as in `records/`: [`dkim`] (the selectors' keys
+//! and the signer's selectors), [`spf`] (the record and its lookup tree),
+//! [`dmarc`] (the record and its report destinations); this file holds the
+//! findings, the resolver and what the three share.
 
+mod dkim;
+mod dmarc;
+mod spf;
 pub mod spf_tree;
 
 use std::net::SocketAddr;
@@ -23,15 +31,22 @@ use maildns_providers::{Fqdn, TxtRecord};
 use serde::Serialize;
 
 use crate::config::{Config, Domain};
-use crate::keys;
 use crate::propagation::{Nameserver, Querier, Rcode, ServerError, authoritative_servers, usable};
 use crate::publish::plan::shorten;
-use crate::records::dkim::{self, DkimKey, KeyType};
-use crate::records::{Diagnostic, Severity, dmarc, spf};
-use crate::rotation::machine::KeyStatus;
-use crate::rotation::{SqliteStore, Store};
+use crate::records::{Diagnostic, Severity};
+use crate::rotation::{KeyStatus, Selector, SqliteStore, Store, StoreError};
 
+pub use dkim::check_signer;
 pub use spf_tree::{SpfLookups, count_lookups};
+
+/// Why `maildns verify` could not list a domain's selectors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// The state store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -149,19 +164,24 @@ impl Resolver {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SelectorKey {
     /// The selector.
-    pub selector: String,
+    pub selector: Selector,
     /// The private key file.
     pub key_path: PathBuf,
 }
 
 /// The selectors whose records should be served now: from the state store (keys
 /// published and not withdrawn) when it knows the domain, else every
-/// `<selector>.private` in the domain's key directory.
+/// `<selector>.private` in the domain's key directory (a file whose stem is
+/// not a valid selector names no key maildns made, and is passed over).
+///
+/// # Errors
+///
+/// [`VerifyError::Store`] when the state store cannot be read.
 pub fn selectors(
     config: &Config,
     domain: &Domain,
     store: Option<&SqliteStore>,
-) -> anyhow::Result<Vec<SelectorKey>> {
+) -> Result<Vec<SelectorKey>, VerifyError> {
     if let Some(st) = store {
         let state = st.load(&domain.name)?;
         if !state.keys.is_empty() {
@@ -180,7 +200,7 @@ pub fn selectors(
                     )
                 })
                 .map(|k| SelectorKey {
-                    selector: k.selector.as_str().to_string(),
+                    selector: k.selector.clone(),
                     key_path: k.key_path.as_ref().map_or_else(
                         || {
                             crate::rotation::keyring::key_path(
@@ -207,9 +227,10 @@ pub fn selectors(
                 .file_name()
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.strip_suffix(".private"))
+                .and_then(|n| Selector::parse(n).ok())
             {
                 out.push(SelectorKey {
-                    selector: sel.to_string(),
+                    selector: sel,
                     key_path: path.clone(),
                 });
             }
@@ -219,7 +240,9 @@ pub fn selectors(
     Ok(out)
 }
 
-/// Checks one domain.
+/// Checks one domain: its authoritative servers, then DKIM, SPF and DMARC as
+/// they serve them. Failures are findings (or [`DomainReport::failure`]), not
+/// errors.
 pub async fn verify_domain(
     querier: &Querier,
     resolver: &Resolver,
@@ -257,141 +280,11 @@ pub async fn verify_domain(
                 .join(", ")
         ),
     ));
-    check_dkim(querier, domain, selectors, &servers, f).await;
-    let spf_lookups = check_spf(querier, resolver, domain, &servers, f).await;
-    check_dmarc(querier, resolver, domain, &servers, f).await;
+    dkim::check_dkim(querier, domain, selectors, &servers, f).await;
+    let spf_lookups = spf::check_spf(querier, resolver, domain, &servers, f).await;
+    dmarc::check_dmarc(querier, resolver, domain, &servers, f).await;
     report.spf_lookups = spf_lookups;
     report
-}
-
-/// The selectors the signer of `signer_cfg` uses for `domain`: the one its
-/// tables name for `postmaster@domain`, and (with `confirm = "probe"`) those a
-/// probe signature through its milter socket shows; each must be served with a
-/// key, not revoked, by every server in `servers`. A probe that cannot be sent is
-/// a warning.
-pub async fn check_signer(
-    querier: &Querier,
-    signer_cfg: &crate::config::Signer,
-    domain: &Domain,
-    servers: &[Nameserver],
-) -> Vec<Finding> {
-    use crate::signer::{Signer, opendkim::SignerUser};
-    let mut f = Vec::new();
-    let user = SignerUser::lookup(&signer_cfg.user).unwrap_or(SignerUser {
-        name: signer_cfg.user.clone(),
-        uid: 0,
-        gid: 0,
-    });
-    let mut signer = Signer::new(
-        &signer_cfg.key_dir,
-        &signer_cfg.key_table,
-        &signer_cfg.signing_table,
-        user,
-    );
-    signer.conf = signer_cfg.config.clone();
-    // (selector, how it was learnt)
-    let mut used: Vec<(String, &'static str)> = Vec::new();
-    let from = format!("postmaster@{}", domain.name);
-    match signer.read_tables() {
-        Ok((kt, st)) => {
-            if let Some(e) = st.lookup(&from).and_then(|n| kt.get(n)) {
-                used.push((e.selector.clone(), "the signer tables"));
-            }
-        }
-        Err(e) => f.push(Finding::new(
-            "signer",
-            Status::Warning,
-            format!("cannot read the signer tables: {e}"),
-        )),
-    }
-    if signer_cfg.confirm == crate::config::SignerConfirm::Probe {
-        let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
-        match signer.conf_socket() {
-            Ok(Some(socket)) => {
-                match crate::signer::probe::probe(
-                    &socket,
-                    domain.name.as_str(),
-                    &addrs,
-                    std::time::Duration::from_secs(10),
-                )
-                .await
-                {
-                    Ok(r) => {
-                        for sig in r
-                            .signatures
-                            .iter()
-                            .filter(|s| s.domain.eq_ignore_ascii_case(domain.name.as_str()))
-                        {
-                            if !used
-                                .iter()
-                                .any(|(s, _)| s.eq_ignore_ascii_case(&sig.selector))
-                            {
-                                used.push((sig.selector.to_ascii_lowercase(), "a probe signature"));
-                            } else if let Some(u) = used
-                                .iter_mut()
-                                .find(|(s, _)| s.eq_ignore_ascii_case(&sig.selector))
-                            {
-                                u.1 = "the signer tables and a probe signature";
-                            }
-                        }
-                        if r.signatures.is_empty() {
-                            f.push(Finding::new("signer", Status::Warning, r.describe()));
-                        }
-                    }
-                    Err(e) => f.push(Finding::new(
-                        "signer",
-                        Status::Warning,
-                        format!("probe not sent: {e}"),
-                    )),
-                }
-            }
-            Ok(None) => {}
-            Err(e) => f.push(Finding::new("signer", Status::Warning, e.to_string())),
-        }
-    }
-    for (selector, how) in used {
-        let check = format!("signer {selector}");
-        let name = match dkim::record_name(&selector, &domain.name) {
-            Ok(n) => n,
-            Err(e) => {
-                f.push(Finding::new(&check, Status::Error, e.to_string()));
-                continue;
-            }
-        };
-        let mut bad = Vec::new();
-        for (server, r) in served(querier, servers, &name).await {
-            match r {
-                Err(e) => bad.push(format!("{server}: {e}")),
-                Ok(records) => {
-                    let key = records
-                        .iter()
-                        .find(|r| dkim::is_dkim(&r.value()))
-                        .map(|r| DkimKey::parse_lenient(&r.value_lossy()));
-                    match key {
-                        None => bad.push(format!("{server} serves no key at {name}")),
-                        Some(Err(e)) => bad.push(format!("{server}: unusable record: {e}")),
-                        Some(Ok((k, _))) if k.is_revoked() => {
-                            bad.push(format!("{server} serves it revoked (empty p=)"));
-                        }
-                        Some(Ok(_)) => {}
-                    }
-                }
-            }
-        }
-        if bad.is_empty() {
-            f.push(Finding::new(&check, Status::Ok, format!("the signer uses {selector} (per {how}); every authoritative server serves its key")));
-        } else {
-            f.push(Finding::new(
-                &check,
-                Status::Error,
-                format!(
-                    "the signer signs with selector {selector} (per {how}) but {}: mail it signs fails DKIM",
-                    bad.join("; ")
-                ),
-            ));
-        }
-    }
-    f
 }
 
 /// Every server's TXT records at `name`.
@@ -411,6 +304,7 @@ async fn served(
     out
 }
 
+/// A TXT value quoted for a finding, shortened to 64 characters.
 fn quoted(r: &TxtRecord) -> String {
     format!("\"{}\"", shorten(&r.value_lossy(), 64))
 }
@@ -473,6 +367,8 @@ async fn agreed(
     if ok { first } else { None }
 }
 
+/// The warnings and errors of `diags` as findings of `check`, except the codes in
+/// `skip` (checked by a finding of their own).
 fn lint_findings(check: &str, diags: &[Diagnostic], skip: &[&str], f: &mut Vec<Finding>) {
     for d in diags {
         if skip.contains(&d.code) {
@@ -488,364 +384,5 @@ fn lint_findings(check: &str, diags: &[Diagnostic], skip: &[&str], f: &mut Vec<F
             status,
             format!("{}: {}", d.code, d.message),
         ));
-    }
-}
-
-async fn check_dkim(
-    querier: &Querier,
-    domain: &Domain,
-    selectors: &[SelectorKey],
-    servers: &[Nameserver],
-    f: &mut Vec<Finding>,
-) {
-    if selectors.is_empty() {
-        if domain.dkim.is_some() {
-            f.push(Finding::new(
-                "DKIM",
-                Status::Warning,
-                "no published key in the state store or the key directory: run `maildns publish`",
-            ));
-        }
-        return;
-    }
-    for sel in selectors {
-        let check = format!("DKIM {}", sel.selector);
-        let name = match dkim::record_name(&sel.selector, &domain.name) {
-            Ok(n) => n,
-            Err(e) => {
-                f.push(Finding::new(&check, Status::Error, e.to_string()));
-                continue;
-            }
-        };
-        let mut parsed: Option<(DkimKey, Vec<Diagnostic>)> = None;
-        let mut record_ok = true;
-        for (server, r) in served(querier, servers, &name).await {
-            let records = match r {
-                Ok(r) => r,
-                Err(e) => {
-                    record_ok = false;
-                    f.push(Finding::new(
-                        format!("{check} record"),
-                        Status::Error,
-                        e.to_string(),
-                    ));
-                    continue;
-                }
-            };
-            let dkims: Vec<&TxtRecord> = records
-                .iter()
-                .filter(|r| dkim::is_dkim(&r.value()))
-                .collect();
-            let Some(first) = dkims.first() else {
-                record_ok = false;
-                f.push(Finding::new(
-                    format!("{check} record"),
-                    Status::Error,
-                    format!("{server} serves no v=DKIM1 record at {name}"),
-                ));
-                continue;
-            };
-            match DkimKey::parse_lenient(&first.value_lossy()) {
-                Ok(p) => {
-                    if let Some((seen, _)) = &parsed
-                        && seen.public_key != p.0.public_key
-                    {
-                        record_ok = false;
-                        f.push(Finding::new(
-                            format!("{check} record"),
-                            Status::Error,
-                            format!(
-                                "{server} serves a different key at {name} than the first server"
-                            ),
-                        ));
-                    }
-                    parsed.get_or_insert(p);
-                }
-                Err(e) => {
-                    record_ok = false;
-                    f.push(Finding::new(
-                        format!("{check} record"),
-                        Status::Error,
-                        format!("{server}: the record at {name} does not parse: {e}"),
-                    ));
-                }
-            }
-        }
-        let Some((key, warnings)) = parsed else {
-            continue;
-        };
-        if record_ok {
-            f.push(Finding::new(
-                format!("{check} record"),
-                Status::Ok,
-                format!("{name} served by all {} server(s), parses", servers.len()),
-            ));
-        }
-        lint_findings(&format!("{check} record"), &warnings, &[], f);
-        // The key on disk.
-        let key_check = format!("{check} key");
-        match keys::load_private_key(&sel.key_path).and_then(|k| k.public_key_der()) {
-            Err(e) => f.push(Finding::new(
-                &key_check,
-                Status::Error,
-                format!("cannot read the private key: {e}"),
-            )),
-            Ok(_) if key.is_revoked() => f.push(Finding::new(
-                &key_check,
-                Status::Error,
-                "the served record is revoked (empty p=) but the key is still meant to be published",
-            )),
-            Ok(der) if der == key.public_key => f.push(Finding::new(
-                &key_check,
-                Status::Ok,
-                format!("the served public key matches {}", sel.key_path.display()),
-            )),
-            Ok(_) => f.push(Finding::new(
-                &key_check,
-                Status::Error,
-                format!(
-                    "the served public key is NOT the public half of {}: mail signed with it fails verification",
-                    sel.key_path.display()
-                ),
-            )),
-        }
-        // Size.
-        let size = match (key.key_type(), key.key_bits()) {
-            (KeyType::Rsa, Some(bits)) if bits < 1024 => Finding::new(
-                format!("{check} size"),
-                Status::Error,
-                format!("{bits}-bit RSA: receivers must reject keys under 1024 bits (RFC 8301)"),
-            ),
-            (KeyType::Rsa, Some(bits)) if bits < 2048 => Finding::new(
-                format!("{check} size"),
-                Status::Warning,
-                format!("{bits}-bit RSA: accepted, but 2048 bits is advised (RFC 8301)"),
-            ),
-            (KeyType::Rsa, Some(bits)) => Finding::new(
-                format!("{check} size"),
-                Status::Ok,
-                format!("{bits}-bit RSA"),
-            ),
-            (KeyType::Ed25519, Some(_)) => {
-                Finding::new(format!("{check} size"), Status::Ok, "Ed25519")
-            }
-            _ => Finding::new(
-                format!("{check} size"),
-                Status::Error,
-                "the public key cannot be read",
-            ),
-        };
-        f.push(size);
-        lint_findings(
-            &format!("{check} record"),
-            &key.lint(),
-            &[
-                "dkim-rsa-too-short",
-                "dkim-rsa-short",
-                "dkim-bad-key",
-                "dkim-revoked",
-            ],
-            f,
-        );
-    }
-}
-
-async fn check_spf(
-    querier: &Querier,
-    resolver: &Resolver,
-    domain: &Domain,
-    servers: &[Nameserver],
-    f: &mut Vec<Finding>,
-) -> Option<SpfLookups> {
-    let name = &domain.name;
-    let values = agreed(querier, servers, name, "SPF", spf::is_spf, f).await?;
-    lint_findings("SPF", &spf::lint_name(&values), &[], f);
-    let Some(first) = values.first() else {
-        let (status, reason) = if domain.spf.is_some() {
-            (
-                Status::Error,
-                format!("no v=spf1 record served at {name} (configured; run `maildns publish`)"),
-            )
-        } else {
-            (
-                Status::Warning,
-                format!("no SPF record at {name}: receivers cannot tell which hosts may send"),
-            )
-        };
-        f.push(Finding::new("SPF", status, reason));
-        return None;
-    };
-    if values.len() > 1 {
-        return None;
-    }
-    let value = first.value_lossy();
-    let record = match spf::Spf::parse(&value) {
-        Ok(r) => r,
-        Err(e) => {
-            f.push(Finding::new(
-                "SPF",
-                Status::Error,
-                format!("{} does not parse: {e}", quoted(first)),
-            ));
-            return None;
-        }
-    };
-    f.push(Finding::new("SPF", Status::Ok, quoted(first)));
-    if let Some(want) = &domain.spf
-        && want.to_value() != value
-    {
-        f.push(Finding::new(
-            "SPF",
-            Status::Warning,
-            "the served value differs from the configuration: run `maildns publish`",
-        ));
-    }
-    lint_findings("SPF", &record.lint(), &["spf-too-many-lookups"], f);
-    let tree = count_lookups(resolver, name, &record).await;
-    let macros = if tree.macros > 0 {
-        format!(
-            "; {} term(s) with macros counted, not resolved",
-            tree.macros
-        )
-    } else {
-        String::new()
-    };
-    // Every lookup, with the record it sits in: whole in --json, wrapped by
-    // the table (never cut).
-    let details = tree.lines();
-    let listed = if details.is_empty() { "" } else { ":" };
-    if tree.lookups > spf_tree::MAX_LOOKUPS {
-        f.push(Finding {
-            details,
-            ..Finding::new(
-                "SPF lookups",
-                Status::Error,
-                format!(
-                    "{} DNS lookups across includes, receivers stop at {} with a permanent error (RFC 7208 §4.6.4){macros}{listed}",
-                    tree.lookups,
-                    spf_tree::MAX_LOOKUPS
-                ),
-            )
-        });
-    } else {
-        f.push(Finding {
-            details,
-            ..Finding::new(
-                "SPF lookups",
-                Status::Ok,
-                format!(
-                    "{} of at most {}{macros}{listed}",
-                    tree.lookups,
-                    spf_tree::MAX_LOOKUPS
-                ),
-            )
-        });
-    }
-    if tree.void_lookups.len() > spf_tree::MAX_VOID_LOOKUPS {
-        f.push(Finding::new(
-            "SPF void lookups",
-            Status::Error,
-            format!(
-                "{} lookups return nothing ({}); receivers stop at {} (RFC 7208 §4.6.4)",
-                tree.void_lookups.len(),
-                tree.void_lookups.join(", "),
-                spf_tree::MAX_VOID_LOOKUPS
-            ),
-        ));
-    } else if !tree.void_lookups.is_empty() {
-        f.push(Finding::new(
-            "SPF void lookups",
-            Status::Warning,
-            format!("{} return nothing", tree.void_lookups.join(", ")),
-        ));
-    }
-    lint_findings("SPF lookups", &tree.problems, &[], f);
-    Some(tree)
-}
-
-async fn check_dmarc(
-    querier: &Querier,
-    resolver: &Resolver,
-    domain: &Domain,
-    servers: &[Nameserver],
-    f: &mut Vec<Finding>,
-) {
-    let Ok(name) = dmarc::record_name(&domain.name) else {
-        return;
-    };
-    let Some(values) = agreed(querier, servers, &name, "DMARC", dmarc::is_dmarc, f).await else {
-        return;
-    };
-    let Some(first) = values.first() else {
-        let status = if domain.dmarc.is_some() {
-            Status::Error
-        } else {
-            Status::Warning
-        };
-        f.push(Finding::new(
-            "DMARC",
-            status,
-            format!("no v=DMARC1 record served at {name}"),
-        ));
-        return;
-    };
-    if values.len() > 1 {
-        f.push(Finding::new(
-            "DMARC",
-            Status::Error,
-            format!(
-                "{} v=DMARC1 records at {name} ({}): receivers ignore them all (RFC 7489 §6.6.3)",
-                values.len(),
-                crate::publish::plan::quote_all(
-                    &values
-                        .iter()
-                        .map(TxtRecord::value_lossy)
-                        .collect::<Vec<_>>()
-                )
-            ),
-        ));
-        return;
-    }
-    let value = first.value_lossy();
-    let record = match dmarc::Dmarc::parse(&value) {
-        Ok(r) => r,
-        Err(e) => {
-            f.push(Finding::new(
-                "DMARC",
-                Status::Error,
-                format!("{} does not parse: {e}", quoted(first)),
-            ));
-            return;
-        }
-    };
-    f.push(Finding::new("DMARC", Status::Ok, quoted(first)));
-    lint_findings("DMARC", &record.lint(), &[], f);
-    for dest in record.external_destinations(&domain.name) {
-        let check = format!("DMARC reports to {}", dest.report_domain);
-        let auth = match &dest.authorization_name {
-            Ok(n) => n,
-            Err(e) => {
-                f.push(Finding::new(
-                    &check,
-                    Status::Error,
-                    format!("authorisation name: {e}"),
-                ));
-                continue;
-            }
-        };
-        match resolver.txt(auth).await {
-            Err(e) => f.push(Finding::new(&check, Status::Error, format!("cannot check {auth}: {e}"))),
-            Ok(v) if v.iter().flatten().any(|r| dmarc::is_dmarc(&r.value())) => f.push(
-                Finding::new(&check, Status::Ok, format!("authorised by {auth}")),
-            ),
-            Ok(_) => f.push(Finding::new(
-                &check,
-                Status::Error,
-                format!(
-                    "{auth} has no v=DMARC1 record: {} will not accept reports for {} (RFC 7489 §7.1)",
-                    dest.report_domain, domain.name
-                ),
-            )),
-        }
     }
 }

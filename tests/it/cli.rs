@@ -356,13 +356,13 @@ fn publish_makes_the_first_key_through_the_signer() {
     assert_eq!(keys.len(), 1, "{keys:?}");
     let meta = std::fs::metadata(&keys[0]).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o600);
-    let signer = maildns::signer::opendkim::SignerUser::lookup("opendkim").expect("opendkim user");
-    let me = maildns::signer::opendkim::SignerUser::current().unwrap();
+    let signer = maildns::signer::unix::SignerUser::lookup("opendkim").expect("opendkim user");
+    let me = maildns::signer::unix::SignerUser::current().unwrap();
     // Root gives the file to the signer; anyone else can only write it as itself.
     let owner = if me.uid == 0 { &signer } else { &me };
     assert_eq!((meta.uid(), meta.gid()), (owner.uid, owner.gid));
     if me.uid == 0 {
-        assert!(maildns::signer::opendkim::readable_by(
+        assert!(maildns::signer::unix::readable_by(
             &keys[0], signer.uid, signer.gid
         ));
         let dir_meta = std::fs::metadata(d.join("opendkim/keys/example.com")).unwrap();

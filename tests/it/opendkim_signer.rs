@@ -6,13 +6,18 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use maildns::keys::{KeySpec, PrivateKey, WriteOptions};
-use maildns::signer::opendkim::SignerUser;
+use maildns::rotation::Selector;
 use maildns::signer::probe::probe;
+use maildns::signer::unix::SignerUser;
 use maildns::signer::{MilterSocket, Signer, SignerError};
 use maildns_testkit::PowerDns;
 use maildns_testkit::opendkim::{OpenDkim, signature_tag};
 
 const MESSAGE: &str = "From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: rotation test\r\nDate: Tue, 02 Jan 2024 10:00:00 +0000\r\n\r\nHello.\r\n";
+
+fn sel(s: &str) -> Selector {
+    Selector::parse(s).unwrap()
+}
 
 fn signer_for(o: &OpenDkim) -> Signer {
     let user = SignerUser::lookup(&o.user).expect("the signer's user");
@@ -100,23 +105,40 @@ async fn probe_reads_the_live_selector_and_verifies_it_against_the_authoritative
     );
 
     let k1 = PrivateKey::generate(KeySpec::rsa(1024)).unwrap();
-    let p1 = signer.install_key("example.com", "sel1", &k1).unwrap();
-    signer.switch("example.com", "sel1", &p1).unwrap();
+    let p1 = signer
+        .install_key("example.com", &sel("sel1"), &k1)
+        .unwrap();
+    signer.switch("example.com", &sel("sel1"), &p1).unwrap();
     // Signed with sel1, but its record is not published yet: not verified.
-    let r = probe_until(&socket, &pdns, |r| r.signs_with("example.com", "sel1")).await;
-    assert!(r.signs_with("example.com", "sel1"), "{r:?}\n{}", o.log());
-    assert!(!r.verified_with("example.com", "sel1"), "{r:?}");
+    let r = probe_until(&socket, &pdns, |r| {
+        r.signs_with("example.com", &sel("sel1"))
+    })
+    .await;
+    assert!(
+        r.signs_with("example.com", &sel("sel1")),
+        "{r:?}\n{}",
+        o.log()
+    );
+    assert!(!r.verified_with("example.com", &sel("sel1")), "{r:?}");
     publish(&pdns, "sel1", &k1).await;
     let r = probe(&socket, "example.com", &[pdns.dns], t).await.unwrap();
-    assert!(r.verified_with("example.com", "sel1"), "{}", r.describe());
+    assert!(
+        r.verified_with("example.com", &sel("sel1")),
+        "{}",
+        r.describe()
+    );
     assert_eq!(r.signatures.len(), 1);
     assert_eq!(r.signatures[0].algorithm, "rsa-sha256");
     // A record that does not match the key does not verify.
     let other = PrivateKey::generate(KeySpec::rsa(1024)).unwrap();
     publish(&pdns, "sel1", &other).await;
     let r = probe(&socket, "example.com", &[pdns.dns], t).await.unwrap();
-    assert!(r.signs_with("example.com", "sel1"));
-    assert!(!r.verified_with("example.com", "sel1"), "{}", r.describe());
+    assert!(r.signs_with("example.com", &sel("sel1")));
+    assert!(
+        !r.verified_with("example.com", &sel("sel1")),
+        "{}",
+        r.describe()
+    );
     // Both servers must verify: a second, dead server fails it.
     publish(&pdns, "sel1", &k1).await;
     let dead: std::net::SocketAddr = format!("127.0.0.1:{}", maildns_testkit::free_port())
@@ -130,16 +152,29 @@ async fn probe_reads_the_live_selector_and_verifies_it_against_the_authoritative
     )
     .await
     .unwrap();
-    assert!(!r.verified_with("example.com", "sel1"), "{}", r.describe());
+    assert!(
+        !r.verified_with("example.com", &sel("sel1")),
+        "{}",
+        r.describe()
+    );
 
     // The probe connection applies a pending reload: switch to sel2 and a probe
     // shows it.
     let k2 = PrivateKey::generate(KeySpec::rsa(2048)).unwrap();
-    let p2 = signer.install_key("example.com", "sel2", &k2).unwrap();
+    let p2 = signer
+        .install_key("example.com", &sel("sel2"), &k2)
+        .unwrap();
     publish(&pdns, "sel2", &k2).await;
-    signer.switch("example.com", "sel2", &p2).unwrap();
-    let r = probe_until(&socket, &pdns, |r| r.verified_with("example.com", "sel2")).await;
-    assert!(r.verified_with("example.com", "sel2"), "{}", r.describe());
+    signer.switch("example.com", &sel("sel2"), &p2).unwrap();
+    let r = probe_until(&socket, &pdns, |r| {
+        r.verified_with("example.com", &sel("sel2"))
+    })
+    .await;
+    assert!(
+        r.verified_with("example.com", &sel("sel2")),
+        "{}",
+        r.describe()
+    );
     // dkimpy agrees with miltertest's signature too (same filter, same key).
     let sig = o.sign(MESSAGE).unwrap();
     assert_eq!(signature_tag(&sig, "s").as_deref(), Some("sel2"));
@@ -177,8 +212,8 @@ fn pre_reload_checks_cover_every_data_set_opendkim_reads() {
             "{e}"
         );
         let k = PrivateKey::generate(KeySpec::rsa(1024)).unwrap();
-        let p = signer.install_key("example.com", "s1", &k).unwrap();
-        let e = signer.switch("example.com", "s1", &p).unwrap_err();
+        let p = signer.install_key("example.com", &sel("s1"), &k).unwrap();
+        let e = signer.switch("example.com", &sel("s1"), &p).unwrap_err();
         assert!(e.to_string().contains("internal.hosts"), "{e}");
         assert_eq!(
             std::fs::read_to_string(&o.key_table).unwrap(),
@@ -221,8 +256,10 @@ fn switch_changes_the_selector_and_a_broken_reload_keeps_the_old_one() {
     assert!(o.sign(MESSAGE).is_err());
 
     let k1 = PrivateKey::generate(KeySpec::rsa(1024)).unwrap();
-    let p1 = signer.install_key("example.com", "sel1", &k1).unwrap();
-    let sw = signer.switch("example.com", "sel1", &p1).unwrap();
+    let p1 = signer
+        .install_key("example.com", &sel("sel1"), &k1)
+        .unwrap();
+    let sw = signer.switch("example.com", &sel("sel1"), &p1).unwrap();
     assert_eq!(sw.previous, None);
     let sig = o
         .sign(MESSAGE)
@@ -232,8 +269,10 @@ fn switch_changes_the_selector_and_a_broken_reload_keeps_the_old_one() {
     assert_eq!(signature_tag(&sig, "a").as_deref(), Some("rsa-sha256"));
 
     let k2 = PrivateKey::generate(KeySpec::rsa(2048)).unwrap();
-    let p2 = signer.install_key("example.com", "sel2", &k2).unwrap();
-    let sw = signer.switch("example.com", "sel2", &p2).unwrap();
+    let p2 = signer
+        .install_key("example.com", &sel("sel2"), &k2)
+        .unwrap();
+    let sw = signer.switch("example.com", &sel("sel2"), &p2).unwrap();
     assert_eq!(sw.previous.map(|e| e.selector).as_deref(), Some("sel1"));
     let sig = o.sign(MESSAGE).unwrap();
     assert_eq!(signature_tag(&sig, "s").as_deref(), Some("sel2"), "{sig}");
@@ -248,10 +287,10 @@ fn switch_changes_the_selector_and_a_broken_reload_keeps_the_old_one() {
     let sig = o.sign(MESSAGE).unwrap();
     assert_eq!(signature_tag(&sig, "s").as_deref(), Some("sel2"), "{sig}");
     // Signer refuses to switch while a table is missing, and on a broken table.
-    assert!(signer.switch("example.com", "sel2", &p2).is_err());
+    assert!(signer.switch("example.com", &sel("sel2"), &p2).is_err());
     std::fs::write(&o.signing_table, &signing).unwrap();
     std::fs::write(&o.key_table, good.clone() + "broken\n").unwrap();
-    assert!(signer.switch("example.com", "sel2", &p2).is_err());
+    assert!(signer.switch("example.com", &sel("sel2"), &p2).is_err());
     // Control: the same sel3 table with signing.table present does take effect on
     // reload, so the earlier failure was the missing table, not the timing.
     std::fs::write(&o.key_table, good.replace(":sel2:", ":sel3:")).unwrap();
@@ -265,9 +304,9 @@ fn unsafe_key_is_refused_before_touching_the_tables() {
     let o = OpenDkim::start();
     let signer = signer_for(&o);
     let k = PrivateKey::generate(KeySpec::rsa(1024)).unwrap();
-    let p = signer.install_key("example.com", "s1", &k).unwrap();
+    let p = signer.install_key("example.com", &sel("s1"), &k).unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o604)).unwrap();
-    let err = signer.switch("example.com", "s1", &p).unwrap_err();
+    let err = signer.switch("example.com", &sel("s1"), &p).unwrap_err();
     assert!(err.to_string().contains("RequireSafeKeys"), "{err}");
     assert_eq!(std::fs::read_to_string(&o.key_table).unwrap(), "");
 }
@@ -279,8 +318,8 @@ fn ed25519_needs_the_global_signature_algorithm() {
     let o = OpenDkim::start_with("SignatureAlgorithm ed25519-sha256");
     let signer = signer_for(&o);
     let k = PrivateKey::generate(KeySpec::ed25519()).unwrap();
-    let p = signer.install_key("example.com", "ed1", &k).unwrap();
-    signer.switch("example.com", "ed1", &p).unwrap();
+    let p = signer.install_key("example.com", &sel("ed1"), &k).unwrap();
+    signer.switch("example.com", &sel("ed1"), &p).unwrap();
     let sig = o
         .sign(MESSAGE)
         .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", o.log()));
@@ -306,12 +345,15 @@ async fn probe_over_an_inet_socket() {
         }
     );
     let k = PrivateKey::generate(KeySpec::rsa(1024)).unwrap();
-    let p = signer.install_key("example.com", "tcp1", &k).unwrap();
+    let p = signer.install_key("example.com", &sel("tcp1"), &k).unwrap();
     publish(&pdns, "tcp1", &k).await;
-    signer.switch("example.com", "tcp1", &p).unwrap();
-    let r = probe_until(&socket, &pdns, |r| r.verified_with("example.com", "tcp1")).await;
+    signer.switch("example.com", &sel("tcp1"), &p).unwrap();
+    let r = probe_until(&socket, &pdns, |r| {
+        r.verified_with("example.com", &sel("tcp1"))
+    })
+    .await;
     assert!(
-        r.verified_with("example.com", "tcp1"),
+        r.verified_with("example.com", &sel("tcp1")),
         "{}\n{}",
         r.describe(),
         o.log()
