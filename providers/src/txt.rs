@@ -28,6 +28,9 @@ pub struct TooLong {
 
 impl CharacterString {
     /// Wraps `bytes`, refusing more than 255.
+    ///
+    /// # Errors
+    /// [`TooLong`] when `bytes` is over 255 bytes (RFC 1035 §3.3: one length octet).
     pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, TooLong> {
         let bytes = bytes.into();
         if bytes.len() > MAX_STRING {
@@ -290,11 +293,18 @@ impl TxtRecord {
     /// Parses the presentation form: quoted or bare character-strings separated by white
     /// space, `\X` and `\DDD` escapes, an optional `( ... )` group spanning lines, and
     /// `;` comments outside quotes (as in opendkim-genkey's `.txt` output).
+    ///
+    /// # Errors
+    /// [`ParseError`] with the byte offset: an unclosed quote or group, a bad escape,
+    /// or a character-string over 255 bytes.
     pub fn parse_presentation(input: &str) -> Result<Self, ParseError> {
         Self::parse_presentation_bytes(input.as_bytes())
     }
 
     /// [`TxtRecord::parse_presentation`] over raw bytes.
+    ///
+    /// # Errors
+    /// As [`TxtRecord::parse_presentation`].
     pub fn parse_presentation_bytes(input: &[u8]) -> Result<Self, ParseError> {
         let mut strings = Vec::new();
         let mut i = 0;

@@ -207,6 +207,11 @@ fn transport_label(t: Transport) -> &'static str {
 /// Diagnoses `zone` on `provider`. Returns when every probe was written, read
 /// back and looked up on every server, or earlier with an error or when
 /// `shutdown` completes; the probes are removed in every case.
+///
+/// # Errors
+/// [`DiagnoseError::Provider`] when the host fails, [`DiagnoseError::Name`] when
+/// the zone gives no valid probe name, [`DiagnoseError::Interrupted`] when
+/// `shutdown` completes first; each names the probes that could not be removed.
 pub async fn run(
     provider: &dyn Provider,
     zone: &Fqdn,
@@ -447,6 +452,9 @@ pub fn to_diagnosis(account: &str, report: &Report, at: DateTime<Utc>) -> Diagno
 }
 
 /// Saves `report` as the latest diagnosis of `account`; returns its id.
+///
+/// # Errors
+/// The store's error when the diagnosis cannot be written.
 pub fn save(
     store: &dyn Store,
     account: &str,

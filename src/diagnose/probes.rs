@@ -46,6 +46,9 @@ pub struct Probe {
 }
 
 /// `_maildns-probe.<zone>`.
+///
+/// # Errors
+/// [`NameError`] when the name is over 255 bytes in wire form.
 pub fn probe_root(zone: &Fqdn) -> Result<Fqdn, NameError> {
     zone.child(PROBE_LABEL)
 }
@@ -78,6 +81,9 @@ fn strings(parts: &[&[u8]]) -> TxtRecord {
 }
 
 /// Every probe for `zone`, in the order they are written.
+///
+/// # Errors
+/// [`NameError`] when a probe's name is over 255 bytes in wire form.
 pub fn probes(zone: &Fqdn) -> Result<Vec<Probe>, NameError> {
     let root = probe_root(zone)?;
     let name = |id: &str| root.child(id);
@@ -142,6 +148,9 @@ pub fn probes(zone: &Fqdn) -> Result<Vec<Probe>, NameError> {
 }
 
 /// The names of every probe (what a later run removes as leftovers).
+///
+/// # Errors
+/// As [`probes`].
 pub fn probe_names(zone: &Fqdn) -> Result<Vec<Fqdn>, NameError> {
     Ok(probes(zone)?.into_iter().map(|p| p.name).collect())
 }

@@ -166,6 +166,10 @@ pub struct Verdict {
 
 /// Checks that an answer is usable: NOERROR or NXDOMAIN, and authoritative when
 /// `require_authoritative` (direct queries to the zone's servers).
+///
+/// # Errors
+/// [`ServerError::Rcode`] for any rcode but NOERROR and NXDOMAIN;
+/// [`ServerError::NotAuthoritative`] when the AA bit is required and clear.
 pub fn usable(
     server: SocketAddr,
     name: &Fqdn,

@@ -215,6 +215,9 @@ impl Querier {
 
     /// Asks `server` for the TXT records at `name`; `recursion` sets the RD flag
     /// (off for authoritative servers, on for resolvers).
+    ///
+    /// # Errors
+    /// As [`Querier::query`].
     pub async fn txt(
         &self,
         server: SocketAddr,
@@ -226,6 +229,10 @@ impl Querier {
     }
 
     /// Sends one question and returns hickory's response and whether TCP was used.
+    ///
+    /// # Errors
+    /// [`QueryError`]: `name` is not a valid query name, the server did not answer
+    /// within the timeout (milliseconds in the error), or the exchange failed.
     pub async fn query(
         &self,
         server: SocketAddr,

@@ -182,6 +182,11 @@ fn unique(kind: RecordKind) -> bool {
 
 /// Diffs `desired` against `current` (what the host holds at each name; a name
 /// missing from the map holds nothing).
+///
+/// # Errors
+/// [`PlanError::Duplicate`] when a name holds several values of a kind that must be
+/// unique (SPF, DMARC, ADSP); [`PlanError::KeyInUse`] when the plan would remove
+/// the record of a key in use for signing. Nothing is written in either case.
 pub fn plan(
     desired: &[Desired],
     current: &BTreeMap<Fqdn, Option<TxtSet>>,

@@ -709,6 +709,10 @@ pub fn diff_strings(expected: &TxtRecord, got: &TxtRecord) -> String {
 /// Queries `addr` directly (no recursion, TCP) for the TXT records at `name` with
 /// `dig`, parsing each answer's character-strings as served. NOERROR and NXDOMAIN
 /// answers are results; anything else is an error.
+///
+/// # Errors
+/// A message when `dig` cannot run, or answers with an rcode other than NOERROR
+/// or NXDOMAIN, or output that does not parse.
 pub async fn dig_txt(addr: SocketAddr, name: &Fqdn) -> Result<Vec<TxtRecord>, String> {
     let out = tokio::process::Command::new("dig")
         .args([

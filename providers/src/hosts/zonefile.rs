@@ -269,6 +269,10 @@ impl Provider for ZoneFile {
 
 /// Writes `data` to `path` atomically: temporary file in the same directory, fsync,
 /// rename over the target, fsync of the directory. An existing file's mode is kept.
+///
+/// # Errors
+/// The I/O error of creating the directory or the temporary file, writing,
+/// syncing or renaming; the temporary file is removed when a step fails.
 pub fn atomic_write(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = match path.parent() {
