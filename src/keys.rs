@@ -98,7 +98,7 @@ impl fmt::Display for Algorithm {
 pub struct KeySpec {
     /// The algorithm.
     pub algorithm: Algorithm,
-    /// RSA modulus size (1024, 2048, 3072 or 4096). For Ed25519 only 256 (or 0,
+    /// RSA modulus size in bits (1024, 2048, 3072 or 4096). For Ed25519 only 256 (or 0,
     /// meaning "the fixed size") is accepted.
     pub bits: u32,
 }

@@ -76,7 +76,7 @@ pub struct Profile {
     pub printable_ascii_only: bool,
     /// Bytes the host refuses or mangles inside TXT data.
     pub forbidden_bytes: Vec<u8>,
-    /// Lowest TTL the host accepts.
+    /// Lowest TTL the host accepts, in seconds.
     pub min_ttl: u32,
     /// The documented request-rate limit.
     pub rate_limit: Option<RateLimit>,
@@ -270,15 +270,30 @@ pub trait Provider: Send + Sync {
     fn profile(&self) -> &Profile;
 
     /// The zone that holds `name`: the longest matching zone the host serves.
+    ///
+    /// # Errors
+    /// [`ErrorKind::ZoneNotFound`] when the host serves no zone at or above `name`;
+    /// otherwise the host's failure ([`ErrorKind::Auth`], [`ErrorKind::Protocol`], ...).
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error>;
 
     /// The TXT set at `name`, as the host holds it.
+    ///
+    /// # Errors
+    /// The host's failure; [`ErrorKind::Protocol`] when its answer is not in the
+    /// host's documented format (nothing is guessed from it).
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error>;
 
     /// Makes the TXT set at `name` exactly `set`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Limit`] for a record the host cannot hold (nothing of the set
+    /// is sent), or the host's failure.
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error>;
 
     /// Removes the TXT set at `name` (succeeds when absent).
+    ///
+    /// # Errors
+    /// The host's failure.
     async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error>;
 
     /// Rate-limit headers (`name`, `value`) seen on the host's latest answer that

@@ -198,6 +198,19 @@ impl TxtRecord {
         }
     }
 
+    /// A record of exactly these character-strings, in order; no parts is one empty
+    /// string (as [`TxtRecord::from_value`] of an empty value).
+    ///
+    /// # Errors
+    /// [`TooLong`] for the first part over 255 bytes (RFC 1035 §3.3).
+    pub fn from_parts<P: AsRef<[u8]>>(parts: &[P]) -> Result<Self, TooLong> {
+        let strings = parts
+            .iter()
+            .map(|p| CharacterString::new(p.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::from_strings(strings).unwrap_or_else(|| Self::from_value(b"")))
+    }
+
     /// Splits `value` into 255-byte strings (an empty value is one empty string).
     pub fn from_value(value: impl AsRef<[u8]>) -> Self {
         Self::split(value.as_ref(), Split::Greedy)

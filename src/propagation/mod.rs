@@ -227,16 +227,9 @@ pub fn evaluate(expectation: &Expectation, serving: &[TxtRecord]) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use maildns_providers::CharacterString;
 
     fn rec(parts: &[&str]) -> TxtRecord {
-        TxtRecord::from_strings(
-            parts
-                .iter()
-                .map(|p| CharacterString::new(p.as_bytes().to_vec()).unwrap())
-                .collect(),
-        )
-        .unwrap()
+        TxtRecord::from_parts(parts).unwrap()
     }
 
     #[test]

@@ -93,7 +93,7 @@ impl std::fmt::Display for Rcode {
 pub struct SoaInfo {
     /// The zone apex (owner of the SOA), without the trailing dot.
     pub zone: String,
-    /// TTL of the SOA record as served.
+    /// TTL of the SOA record as served, in seconds.
     pub ttl: u32,
     /// The SOA MINIMUM field.
     pub minimum: u32,
@@ -118,7 +118,7 @@ pub struct TxtAnswer {
     pub authoritative: bool,
     /// The TXT records in the answer section, each with its character-strings in order.
     pub records: Vec<TxtRecord>,
-    /// Smallest TTL among those records, when there are any.
+    /// Smallest TTL among those records in seconds, when there are any.
     pub ttl: Option<u32>,
     /// The SOA in the authority section (negative answers: NXDOMAIN or NODATA).
     pub soa: Option<SoaInfo>,

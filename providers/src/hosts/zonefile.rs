@@ -39,7 +39,7 @@ pub struct Config {
     pub path: PathBuf,
     /// The zone apex the file belongs to.
     pub zone: Fqdn,
-    /// TTL for new records when the file has no `$TTL`.
+    /// TTL for new records when the file has no `$TTL`, in seconds.
     pub default_ttl: u32,
     /// Bump the SOA serial when the file holds the zone's SOA.
     pub bump_serial: bool,
