@@ -98,7 +98,7 @@ impl fmt::Display for Algorithm {
 pub struct KeySpec {
     /// The algorithm.
     pub algorithm: Algorithm,
-    /// RSA modulus size (1024, 2048, 3072 or 4096). For Ed25519 only 256 (or 0,
+    /// RSA modulus size in bits (1024, 2048, 3072 or 4096). For Ed25519 only 256 (or 0,
     /// meaning "the fixed size") is accepted.
     pub bits: u32,
 }
@@ -251,6 +251,12 @@ impl fmt::Debug for PrivateKey {
 impl PrivateKey {
     /// Generates a new key. RSA: 1024, 2048, 3072 or 4096 bits (4096 can take a
     /// second or more). Ed25519: `bits` must be 256 or 0.
+    ///
+    /// # Errors
+    /// [`KeyError::RsaTooSmall`] under 1024 bits (RFC 8301 §3.2),
+    /// [`KeyError::UnsupportedSize`] for another RSA size, [`KeyError::Ed25519Size`]
+    /// for an Ed25519 size other than 0 or 256, [`KeyError::Generate`] when the
+    /// random source or the generator fails.
     pub fn generate(spec: KeySpec) -> Result<Self, KeyError> {
         match spec.algorithm {
             Algorithm::Rsa => {
@@ -358,6 +364,9 @@ impl PrivateKey {
     /// The key as PEM: RSA as PKCS#1 (`BEGIN RSA PRIVATE KEY`, like
     /// `openssl genrsa -traditional`), Ed25519 as PKCS#8 (`BEGIN PRIVATE KEY`, what
     /// `openssl genpkey -algorithm ed25519` writes and OpenSSL-based signers read).
+    ///
+    /// # Errors
+    /// [`KeyError::Encode`] when the key cannot be encoded.
     pub fn to_pem(&self) -> Result<Zeroizing<String>, KeyError> {
         let enc = |e: &dyn fmt::Display| KeyError::Encode {
             reason: e.to_string(),
@@ -396,6 +405,9 @@ impl PrivateKey {
 
     /// The public key bytes published in DNS: RSA as DER SubjectPublicKeyInfo (what
     /// opendkim-genkey publishes), Ed25519 as the raw 32-byte key (RFC 8463 §4).
+    ///
+    /// # Errors
+    /// [`KeyError::Encode`] when the RSA public key cannot be encoded as DER.
     pub fn public_key_der(&self) -> Result<Vec<u8>, KeyError> {
         match &self.inner {
             Inner::Rsa(k) => k
@@ -410,6 +422,9 @@ impl PrivateKey {
     }
 
     /// The `p=` value: base64 of [`PrivateKey::public_key_der`].
+    ///
+    /// # Errors
+    /// As [`PrivateKey::public_key_der`].
     pub fn p_value(&self) -> Result<String, KeyError> {
         Ok(base64::engine::general_purpose::STANDARD.encode(self.public_key_der()?))
     }
@@ -451,6 +466,11 @@ impl Default for WriteOptions {
 /// requested), written, fsynced, chowned if asked, then hard-linked to `path` (which
 /// fails if `path` exists: nothing is ever replaced), removed, and the directory is
 /// fsynced. An existing `path` is [`KeyError::Exists`].
+///
+/// # Errors
+/// [`KeyError::Exists`] when `path` exists, [`KeyError::BadMode`] for a mode other
+/// than 0600 or 0640, [`KeyError::Chown`] when the owner cannot be set, and
+/// [`KeyError::Io`] for any other file-system failure; no temporary file is left.
 pub fn write_private_key(
     path: &Path,
     key: &PrivateKey,

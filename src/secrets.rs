@@ -217,6 +217,11 @@ fn strip_newline(s: &str) -> &str {
 }
 
 /// Looks up the credential of `account` in every place, in order.
+///
+/// # Errors
+/// [`SecretError::NotFound`] listing every place looked at and what each said;
+/// when a token file is configured and none of the earlier places holds the
+/// credential, [`read_token_file`]'s error.
 pub fn lookup(
     account: &str,
     spec: &SecretSpec,
@@ -284,6 +289,10 @@ pub fn lookup(
 }
 
 /// Reads a token file, refusing one that group or others can access.
+///
+/// # Errors
+/// [`SecretError::TokenFileMode`] when group or others can access the file;
+/// [`SecretError::Io`] when it cannot be read.
 pub fn read_token_file(path: &Path) -> Result<Secret, SecretError> {
     use std::os::unix::fs::PermissionsExt;
     let io = |e: std::io::Error| SecretError::Io {

@@ -96,6 +96,9 @@ pub struct Response {
 
 impl Response {
     /// Parses the body as JSON.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Protocol`] when the body is not JSON of the shape `T`.
     pub fn json<T: serde::de::DeserializeOwned>(
         &self,
         provider: &'static str,
@@ -186,6 +189,10 @@ pub fn url_allowed(url: &Url) -> bool {
 
 impl HttpClient {
     /// A client for `base_url`; plain `http` is refused except to loopback.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when `base_url` does not parse, is not https (plain
+    /// http only to loopback addresses), or the TLS client cannot be built.
     pub fn new(
         provider: &'static str,
         base_url: &str,

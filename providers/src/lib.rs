@@ -53,8 +53,10 @@ pub struct RateLimit {
 /// What a host can hold and how it may be driven, built from its descriptor
 /// ([`descriptor::Descriptor::profile`], through [`registry::Host::profile`]).
 ///
-/// Adapters check every record against it before sending that record
-/// ([`Profile::check_set`]); callers may compare it with what the host really does.
+/// Each adapter's `replace_txt` checks every record of the set against it
+/// ([`Profile::check_set`]) before its first request for that set; sets that an
+/// earlier call wrote stay written. Callers may compare it with what the host
+/// really does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
     /// Most bytes in one character-string the host accepts (255 for all known hosts).
@@ -74,7 +76,7 @@ pub struct Profile {
     pub printable_ascii_only: bool,
     /// Bytes the host refuses or mangles inside TXT data.
     pub forbidden_bytes: Vec<u8>,
-    /// Lowest TTL the host accepts.
+    /// Lowest TTL the host accepts, in seconds.
     pub min_ttl: u32,
     /// The documented request-rate limit.
     pub rate_limit: Option<RateLimit>,
@@ -99,7 +101,7 @@ impl Default for Profile {
     }
 }
 
-/// A record a host cannot hold as it is, found before anything is sent.
+/// A record a host cannot hold as it is, found before the set holding it is sent.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, thiserror::Error)]
 #[serde(tag = "limit", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -148,6 +150,10 @@ pub enum LimitError {
 
 impl Profile {
     /// Checks that the host can hold `record` unchanged.
+    ///
+    /// # Errors
+    /// The first [`LimitError`] found: a string, value or encoded form over the
+    /// host's limit (bytes), or a byte the host refuses.
     pub fn check(&self, record: &TxtRecord) -> Result<(), LimitError> {
         for s in record.strings() {
             if s.len() > self.max_string_bytes {
@@ -188,8 +194,13 @@ impl Profile {
         Ok(())
     }
 
-    /// Checks every record of a set before anything is sent: the first one the host
-    /// cannot hold unchanged gives an [`ErrorKind::Limit`] error for `kind`, `op`, `name`.
+    /// Checks every record of a set (adapters call it before their first request
+    /// for that set): the first one the host cannot hold unchanged gives an
+    /// [`ErrorKind::Limit`] error for `kind`, `op`, `name`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Limit`] for the first record [`Profile::check`] refuses; the
+    /// message quotes that record (cut at 80 characters).
     pub fn check_set(
         &self,
         kind: &'static str,
@@ -242,8 +253,12 @@ impl Profile {
 ///   `set.records` deletes the set.
 /// - [`Provider::delete_txt`] removes the whole TXT set at `name`; deleting a set
 ///   that does not exist succeeds.
-/// - Records are checked against [`Provider::profile`] before anything is sent:
-///   a record the host would mangle is refused with [`ErrorKind::Limit`].
+/// - [`Provider::replace_txt`] checks every record of the set against
+///   [`Provider::profile`] before its first request for that set (hosts that do not
+///   keep string boundaries re-split each record to the host's string size first):
+///   a record the host would mangle is refused with [`ErrorKind::Limit`] and
+///   nothing of that set is sent. The check is per call: a caller writing several
+///   names has already written the earlier ones.
 /// - Errors carry the provider, operation, name, HTTP status or DNS rcode, and the
 ///   host's own message — never a credential.
 #[async_trait::async_trait]
@@ -255,15 +270,30 @@ pub trait Provider: Send + Sync {
     fn profile(&self) -> &Profile;
 
     /// The zone that holds `name`: the longest matching zone the host serves.
+    ///
+    /// # Errors
+    /// [`ErrorKind::ZoneNotFound`] when the host serves no zone at or above `name`;
+    /// otherwise the host's failure ([`ErrorKind::Auth`], [`ErrorKind::Protocol`], ...).
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error>;
 
     /// The TXT set at `name`, as the host holds it.
+    ///
+    /// # Errors
+    /// The host's failure; [`ErrorKind::Protocol`] when its answer is not in the
+    /// host's documented format (nothing is guessed from it).
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error>;
 
     /// Makes the TXT set at `name` exactly `set`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Limit`] for a record the host cannot hold (nothing of the set
+    /// is sent), or the host's failure.
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error>;
 
     /// Removes the TXT set at `name` (succeeds when absent).
+    ///
+    /// # Errors
+    /// The host's failure.
     async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error>;
 
     /// Rate-limit headers (`name`, `value`) seen on the host's latest answer that

@@ -76,6 +76,10 @@ pub struct Fqdn(String);
 
 impl Fqdn {
     /// Validates and normalises `s` (trailing dot optional, any case, IDN allowed).
+    ///
+    /// # Errors
+    /// [`NameError`] for an empty name or label, a label over 63 bytes, a name over
+    /// 255 bytes in wire form (RFC 1035 §2.3.4), or a label IDNA refuses.
     pub fn parse(s: &str) -> Result<Fqdn, NameError> {
         let trimmed = s.strip_suffix('.').unwrap_or(s);
         if trimmed.is_empty() {
@@ -160,6 +164,9 @@ impl Fqdn {
     }
 
     /// Prepends a label (or several, dot-separated), validating the result.
+    ///
+    /// # Errors
+    /// As [`Fqdn::parse`] on the joined name.
     pub fn child(&self, prefix: &str) -> Result<Fqdn, NameError> {
         Fqdn::parse(&format!("{prefix}.{}", self.0))
     }

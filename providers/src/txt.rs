@@ -28,6 +28,9 @@ pub struct TooLong {
 
 impl CharacterString {
     /// Wraps `bytes`, refusing more than 255.
+    ///
+    /// # Errors
+    /// [`TooLong`] when `bytes` is over 255 bytes (RFC 1035 §3.3: one length octet).
     pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, TooLong> {
         let bytes = bytes.into();
         if bytes.len() > MAX_STRING {
@@ -195,6 +198,19 @@ impl TxtRecord {
         }
     }
 
+    /// A record of exactly these character-strings, in order; no parts is one empty
+    /// string (as [`TxtRecord::from_value`] of an empty value).
+    ///
+    /// # Errors
+    /// [`TooLong`] for the first part over 255 bytes (RFC 1035 §3.3).
+    pub fn from_parts<P: AsRef<[u8]>>(parts: &[P]) -> Result<Self, TooLong> {
+        let strings = parts
+            .iter()
+            .map(|p| CharacterString::new(p.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::from_strings(strings).unwrap_or_else(|| Self::from_value(b"")))
+    }
+
     /// Splits `value` into 255-byte strings (an empty value is one empty string).
     pub fn from_value(value: impl AsRef<[u8]>) -> Self {
         Self::split(value.as_ref(), Split::Greedy)
@@ -290,11 +306,18 @@ impl TxtRecord {
     /// Parses the presentation form: quoted or bare character-strings separated by white
     /// space, `\X` and `\DDD` escapes, an optional `( ... )` group spanning lines, and
     /// `;` comments outside quotes (as in opendkim-genkey's `.txt` output).
+    ///
+    /// # Errors
+    /// [`ParseError`] with the byte offset: an unclosed quote or group, a bad escape,
+    /// or a character-string over 255 bytes.
     pub fn parse_presentation(input: &str) -> Result<Self, ParseError> {
         Self::parse_presentation_bytes(input.as_bytes())
     }
 
     /// [`TxtRecord::parse_presentation`] over raw bytes.
+    ///
+    /// # Errors
+    /// As [`TxtRecord::parse_presentation`].
     pub fn parse_presentation_bytes(input: &[u8]) -> Result<Self, ParseError> {
         let mut strings = Vec::new();
         let mut i = 0;

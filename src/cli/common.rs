@@ -90,6 +90,10 @@ pub fn init_logging(verbose: u8) {
 }
 
 /// Loads the configuration named by `--config` (or the default places).
+///
+/// # Errors
+/// No configuration file found, or one that cannot be read or is invalid
+/// (file:line:key).
 pub fn load_config(cli: &super::Cli) -> anyhow::Result<Config> {
     let path = config::locate(cli.config.as_deref())?;
     Ok(config::load(&path)?)
@@ -98,6 +102,9 @@ pub fn load_config(cli: &super::Cli) -> anyhow::Result<Config> {
 /// Loads the configuration and runs the lint gate on it (before anything is
 /// written or shown): warnings and waived errors go to stderr; errors are a
 /// [`crate::gate::GateError`] (exit 65).
+///
+/// # Errors
+/// As [`load_config`], and the gate's error when a lint error is not waived.
 pub fn load_gated(cli: &super::Cli) -> anyhow::Result<Config> {
     let config = load_config(cli)?;
     let report = crate::gate::gate(&config)?;
@@ -146,6 +153,10 @@ pub fn warn_tables_only(config: &Config) -> bool {
 }
 
 /// Prints `value` as pretty JSON on stdout.
+///
+/// # Errors
+/// Serialization or writing to stdout failed (a closed pipe is handled by the
+/// caller as a normal end of output).
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     let mut out = super::output::Stdout;
     serde_json::to_writer_pretty(&mut out, value).context("writing JSON")?;
@@ -155,6 +166,9 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
 
 /// The configured domains named by `--domain` (all when none is named); a name
 /// that is not configured is a data error listing the configured ones.
+///
+/// # Errors
+/// A name that is not a configured domain (the error lists the configured ones).
 pub fn select_domains<'a>(config: &'a Config, names: &[String]) -> anyhow::Result<Vec<&'a Domain>> {
     if names.is_empty() {
         return Ok(config.domains.iter().collect());
@@ -199,6 +213,9 @@ pub struct Selection {
 
 /// Which configured domains the selection names (all when none; an unknown name
 /// is an error listing the configured ones).
+///
+/// # Errors
+/// As [`select_domains`].
 pub fn selected<'a>(config: &'a Config, selection: &Selection) -> anyhow::Result<Vec<&'a Domain>> {
     select_domains(config, &selection.domains)
 }

@@ -189,7 +189,7 @@ pub fn profile_differences(
 /// The advice drawn from the DKIM probes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Recommendation {
-    /// Largest RSA size whose record round-tripped intact (API and every server).
+    /// Largest RSA size in bits whose record round-tripped intact (API and every server).
     pub largest_intact_bits: Option<u32>,
     /// What to store for `publish`: `None` when 4096 bits round-trips (no limit
     /// found), else the largest intact size, never below 1024 (RFC 8301).
@@ -266,16 +266,9 @@ pub fn recommend(results: &[(&Probe, &Verdict)]) -> Recommendation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use maildns_providers::CharacterString;
 
     fn rec(parts: &[&str]) -> TxtRecord {
-        TxtRecord::from_strings(
-            parts
-                .iter()
-                .map(|p| CharacterString::new(p.as_bytes().to_vec()).unwrap())
-                .collect(),
-        )
-        .unwrap()
+        TxtRecord::from_parts(parts).unwrap()
     }
 
     #[test]

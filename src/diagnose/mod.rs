@@ -32,7 +32,7 @@ pub use probes::{PROBE_LABEL, Probe, ProbeKind, probe_names, probes};
 /// How a run behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
-    /// TTL of the probes (raised to the host's minimum).
+    /// TTL of the probes in seconds (raised to the host's minimum).
     pub ttl: u32,
     /// How long to keep asking a server until it serves what the API holds.
     pub serve_wait: Duration,
@@ -124,7 +124,7 @@ pub struct ProbeResult {
     pub served: Vec<Served>,
     /// The probe's verdict: the API's unless a server did worse.
     pub verdict: Verdict,
-    /// Size of the DNS answer for the record as sent at this name (EDNS0 OPT included).
+    /// Size in bytes of the DNS answer for the record as sent at this name (EDNS0 OPT included).
     pub answer_bytes: usize,
     /// What that size needs: `udp` (<= 512 bytes), `edns0` (<= 1232) or `tcp`.
     pub transport: &'static str,
@@ -207,6 +207,11 @@ fn transport_label(t: Transport) -> &'static str {
 /// Diagnoses `zone` on `provider`. Returns when every probe was written, read
 /// back and looked up on every server, or earlier with an error or when
 /// `shutdown` completes; the probes are removed in every case.
+///
+/// # Errors
+/// [`DiagnoseError::Provider`] when the host fails, [`DiagnoseError::Name`] when
+/// the zone gives no valid probe name, [`DiagnoseError::Interrupted`] when
+/// `shutdown` completes first; each names the probes that could not be removed.
 pub async fn run(
     provider: &dyn Provider,
     zone: &Fqdn,
@@ -447,6 +452,9 @@ pub fn to_diagnosis(account: &str, report: &Report, at: DateTime<Utc>) -> Diagno
 }
 
 /// Saves `report` as the latest diagnosis of `account`; returns its id.
+///
+/// # Errors
+/// The store's error when the diagnosis cannot be written.
 pub fn save(
     store: &dyn Store,
     account: &str,

@@ -4,7 +4,7 @@
 //! knows exactly which names to clean up. Values are printable ASCII patterns in
 //! which every byte position is recognisable, so truncation and alteration show.
 
-use maildns_providers::{CharacterString, Fqdn, NameError, Split, TxtRecord};
+use maildns_providers::{Fqdn, NameError, Split, TxtRecord};
 use serde::Serialize;
 
 /// The label under which all probes live.
@@ -46,6 +46,9 @@ pub struct Probe {
 }
 
 /// `_maildns-probe.<zone>`.
+///
+/// # Errors
+/// [`NameError`] when the name is over 255 bytes in wire form.
 pub fn probe_root(zone: &Fqdn) -> Result<Fqdn, NameError> {
     zone.child(PROBE_LABEL)
 }
@@ -69,41 +72,33 @@ pub fn dkim_value(p_len: usize) -> Vec<u8> {
     v
 }
 
-fn strings(parts: &[&[u8]]) -> TxtRecord {
-    let list: Vec<CharacterString> = parts
-        .iter()
-        .filter_map(|p| CharacterString::new(p.to_vec()).ok())
-        .collect();
-    TxtRecord::from_strings(list).unwrap_or_else(|| TxtRecord::from_value(b""))
+/// A record of these parts (each under 255 bytes here, so never refused).
+fn strings<P: AsRef<[u8]>>(parts: &[P]) -> TxtRecord {
+    TxtRecord::from_parts(parts).unwrap_or_else(|_| TxtRecord::from_value(b""))
 }
 
 /// Every probe for `zone`, in the order they are written.
+///
+/// # Errors
+/// [`NameError`] when a probe's name is over 255 bytes in wire form.
 pub fn probes(zone: &Fqdn) -> Result<Vec<Probe>, NameError> {
     let root = probe_root(zone)?;
     let name = |id: &str| root.child(id);
-    let mut out = vec![
-        Probe {
-            id: "p255",
-            about: "one string of 255 bytes",
-            kind: ProbeKind::Length,
-            name: name("p255")?,
-            record: TxtRecord::from_value(pattern(255, 0)),
-        },
-        Probe {
-            id: "p256",
-            about: "a 256-byte value (255 + 1)",
-            kind: ProbeKind::Length,
-            name: name("p256")?,
-            record: TxtRecord::from_value(pattern(256, 1)),
-        },
-        Probe {
-            id: "p512",
-            about: "a 512-byte value (255 + 255 + 2)",
-            kind: ProbeKind::Length,
-            name: name("p512")?,
-            record: TxtRecord::from_value(pattern(512, 2)),
-        },
+    let lengths = [
+        ("p255", "one string of 255 bytes", 255),
+        ("p256", "a 256-byte value (255 + 1)", 256),
+        ("p512", "a 512-byte value (255 + 255 + 2)", 512),
     ];
+    let mut out = Vec::new();
+    for (seed, (id, about, len)) in (0u8..).zip(lengths) {
+        out.push(Probe {
+            id,
+            about,
+            kind: ProbeKind::Length,
+            name: name(id)?,
+            record: TxtRecord::from_value(pattern(len, seed)),
+        });
+    }
     for (bits, p_len) in DKIM_P_LEN {
         let id = match bits {
             1024 => "dkim1024",
@@ -123,13 +118,12 @@ pub fn probes(zone: &Fqdn) -> Result<Vec<Probe>, NameError> {
         });
     }
     let short: Vec<Vec<u8>> = (0..20u8).map(|i| pattern(10, i)).collect();
-    let short_refs: Vec<&[u8]> = short.iter().map(Vec::as_slice).collect();
     out.push(Probe {
         id: "many",
         about: "20 strings of 10 bytes in one record",
         kind: ProbeKind::ManyStrings,
         name: name("many")?,
-        record: strings(&short_refs),
+        record: strings(&short),
     });
     out.push(Probe {
         id: "chars",
@@ -142,6 +136,9 @@ pub fn probes(zone: &Fqdn) -> Result<Vec<Probe>, NameError> {
 }
 
 /// The names of every probe (what a later run removes as leftovers).
+///
+/// # Errors
+/// As [`probes`].
 pub fn probe_names(zone: &Fqdn) -> Result<Vec<Fqdn>, NameError> {
     Ok(probes(zone)?.into_iter().map(|p| p.name).collect())
 }

@@ -27,6 +27,10 @@ pub enum Upstream {
 
 impl Upstream {
     /// The resolver addresses to ask.
+    ///
+    /// # Errors
+    /// [`DiscoveryError::NoUpstream`] when the list is empty, or the system resolver
+    /// configuration (`/etc/resolv.conf`) cannot be read or names no server.
     pub fn addrs(&self) -> Result<Vec<SocketAddr>, DiscoveryError> {
         match self {
             Upstream::Servers(a) if a.is_empty() => Err(DiscoveryError::NoUpstream {
@@ -156,6 +160,11 @@ pub enum DiscoveryError {
 }
 
 /// Finds the zone of `name` and the addresses of its authoritative servers.
+///
+/// # Errors
+/// [`DiscoveryError`]: no resolver to ask or none answered, no zone apex (SOA) at
+/// or above `name`, a CNAME chain that loops or is too long, or a zone whose NS
+/// names have no address.
 pub async fn discover(
     querier: &Querier,
     options: &DiscoveryOptions,

@@ -166,6 +166,10 @@ pub struct Verdict {
 
 /// Checks that an answer is usable: NOERROR or NXDOMAIN, and authoritative when
 /// `require_authoritative` (direct queries to the zone's servers).
+///
+/// # Errors
+/// [`ServerError::Rcode`] for any rcode but NOERROR and NXDOMAIN;
+/// [`ServerError::NotAuthoritative`] when the AA bit is required and clear.
 pub fn usable(
     server: SocketAddr,
     name: &Fqdn,
@@ -223,16 +227,9 @@ pub fn evaluate(expectation: &Expectation, serving: &[TxtRecord]) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use maildns_providers::CharacterString;
 
     fn rec(parts: &[&str]) -> TxtRecord {
-        TxtRecord::from_strings(
-            parts
-                .iter()
-                .map(|p| CharacterString::new(p.as_bytes().to_vec()).unwrap())
-                .collect(),
-        )
-        .unwrap()
+        TxtRecord::from_parts(parts).unwrap()
     }
 
     #[test]

@@ -93,7 +93,7 @@ impl std::fmt::Display for Rcode {
 pub struct SoaInfo {
     /// The zone apex (owner of the SOA), without the trailing dot.
     pub zone: String,
-    /// TTL of the SOA record as served.
+    /// TTL of the SOA record as served, in seconds.
     pub ttl: u32,
     /// The SOA MINIMUM field.
     pub minimum: u32,
@@ -118,7 +118,7 @@ pub struct TxtAnswer {
     pub authoritative: bool,
     /// The TXT records in the answer section, each with its character-strings in order.
     pub records: Vec<TxtRecord>,
-    /// Smallest TTL among those records, when there are any.
+    /// Smallest TTL among those records in seconds, when there are any.
     pub ttl: Option<u32>,
     /// The SOA in the authority section (negative answers: NXDOMAIN or NODATA).
     pub soa: Option<SoaInfo>,
@@ -215,6 +215,9 @@ impl Querier {
 
     /// Asks `server` for the TXT records at `name`; `recursion` sets the RD flag
     /// (off for authoritative servers, on for resolvers).
+    ///
+    /// # Errors
+    /// As [`Querier::query`].
     pub async fn txt(
         &self,
         server: SocketAddr,
@@ -226,6 +229,10 @@ impl Querier {
     }
 
     /// Sends one question and returns hickory's response and whether TCP was used.
+    ///
+    /// # Errors
+    /// [`QueryError`]: `name` is not a valid query name, the server did not answer
+    /// within the timeout (milliseconds in the error), or the exchange failed.
     pub async fn query(
         &self,
         server: SocketAddr,

@@ -19,6 +19,10 @@ pub fn upstream(resolvers: &[SocketAddr]) -> Upstream {
 
 /// The authoritative servers for `name`: `overrides` when given (in that order),
 /// else every address of every NS of the zone holding `name`.
+///
+/// # Errors
+/// [`DiscoveryError`] when no override is given and discovery fails (see
+/// [`discover`]).
 pub async fn authoritative_servers(
     querier: &Querier,
     name: &Fqdn,

@@ -145,7 +145,7 @@ pub struct ServerStatus {
     pub serving: Result<Vec<TxtRecord>, ServerError>,
     /// Response code, when the server answered.
     pub rcode: Option<Rcode>,
-    /// TTL of the records served.
+    /// TTL of the records served, in seconds.
     pub ttl: Option<u32>,
     /// SOA of a negative answer.
     pub soa: Option<SoaInfo>,

@@ -92,9 +92,11 @@ pub struct DomainOutcome {
 /// Whether a run only plans (`maildns plan`) or also writes (`maildns publish`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Read and plan; write nothing (no key is generated, no state is saved).
+    /// Read and plan; write nothing (`command::publish` generates no key and
+    /// saves no state either).
     Plan,
-    /// Plan, then write the changes (and make each domain's first DKIM key).
+    /// Plan, then write the changes (`command::publish` first makes each domain's
+    /// first DKIM key).
     Apply,
 }
 

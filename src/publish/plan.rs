@@ -22,7 +22,7 @@ pub struct Desired {
     pub kind: RecordKind,
     /// The owned values wanted (empty: remove maildns's values from this name).
     pub records: Vec<TxtRecord>,
-    /// TTL to use when maildns's values are alone at the name.
+    /// TTL in seconds to use when maildns's values are alone at the name.
     pub ttl: u32,
     /// For DKIM: this selector's key signs mail now, so its record must never be removed.
     pub in_use: bool,
@@ -62,7 +62,7 @@ pub struct Change {
     pub foreign: Vec<TxtRecord>,
     /// The whole set to write (empty records: delete the set).
     pub write: TxtSet,
-    /// The set's TTL at the host now (`None`: nothing at the name). With
+    /// The set's TTL in seconds at the host now (`None`: nothing at the name). With
     /// `write.ttl` it shows a TTL change, also one that changes no value.
     pub old_ttl: Option<u32>,
 }
@@ -182,6 +182,11 @@ fn unique(kind: RecordKind) -> bool {
 
 /// Diffs `desired` against `current` (what the host holds at each name; a name
 /// missing from the map holds nothing).
+///
+/// # Errors
+/// [`PlanError::Duplicate`] when a name holds several values of a kind that must be
+/// unique (SPF, DMARC, ADSP); [`PlanError::KeyInUse`] when the plan would remove
+/// the record of a key in use for signing. Nothing is written in either case.
 pub fn plan(
     desired: &[Desired],
     current: &BTreeMap<Fqdn, Option<TxtSet>>,

@@ -68,6 +68,9 @@ pub fn is_adsp(value: &[u8]) -> bool {
 }
 
 /// The owner name: `_adsp._domainkey.<domain>`.
+///
+/// # Errors
+/// [`NameError`] when `_adsp._domainkey.<domain>` is over 255 bytes in wire form.
 pub fn record_name(domain: &Fqdn) -> Result<Fqdn, NameError> {
     domain.child("_adsp._domainkey")
 }
@@ -82,6 +85,10 @@ impl Adsp {
     }
 
     /// Parses an ADSP value. Keywords are case-insensitive and printed in lowercase.
+    ///
+    /// # Errors
+    /// [`AdspError`]: a value that is not a tag-list, has no `dkim=` tag, or a `dkim=`
+    /// value other than `unknown`, `all` or `discardable` (RFC 5617 §4.2.1).
     pub fn parse(value: &str) -> Result<Self, AdspError> {
         let mut policy = None;
         let mut unknown = Vec::new();

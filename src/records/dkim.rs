@@ -230,6 +230,11 @@ impl DkimKey {
     }
 
     /// Parses a record strictly: `h=rsa-sha256` is an error.
+    ///
+    /// # Errors
+    /// [`DkimError`] with the byte offset: a value that is not a tag-list, a `v=` that
+    /// is not first or not `DKIM1`, no `p=`, a `p=` that is not base64, an empty value,
+    /// or `h=` naming a signature algorithm (RFC 6376 §3.6.1).
     pub fn parse(value: &str) -> Result<Self, DkimError> {
         Self::parse_inner(value, None)
     }
@@ -237,6 +242,9 @@ impl DkimKey {
     /// Parses a record, repairing `h=rsa-sha256` / `h=rsa-sha1` (opendkim-genkey's
     /// output) to `sha256` / `sha1`; each repair is reported as a warning with code
     /// `dkim-h-corrected`.
+    ///
+    /// # Errors
+    /// As [`DkimKey::parse`], except for the `h=` repairs above.
     pub fn parse_lenient(value: &str) -> Result<(Self, Vec<Diagnostic>), DkimError> {
         let mut warnings = Vec::new();
         let key = Self::parse_inner(value, Some(&mut warnings))?;
@@ -609,6 +617,10 @@ impl std::str::FromStr for DkimKey {
 }
 
 /// The owner name of a selector's record: `<selector>._domainkey.<domain>`.
+///
+/// # Errors
+/// [`maildns_providers::NameError`] when the selector makes a bad label or the
+/// name is over 255 bytes in wire form.
 pub fn record_name(selector: &str, domain: &Fqdn) -> Result<Fqdn, maildns_providers::NameError> {
     domain.child(&format!("{selector}._domainkey"))
 }

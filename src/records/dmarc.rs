@@ -189,6 +189,9 @@ pub fn is_dmarc(value: &[u8]) -> bool {
 }
 
 /// The owner name of a domain's policy: `_dmarc.<domain>`.
+///
+/// # Errors
+/// [`NameError`] when `_dmarc.<domain>` is over 255 bytes in wire form.
 pub fn record_name(domain: &Fqdn) -> Result<Fqdn, NameError> {
     domain.child("_dmarc")
 }
@@ -285,6 +288,11 @@ impl Dmarc {
     }
 
     /// Parses a DMARC value.
+    ///
+    /// # Errors
+    /// [`DmarcError`] with the byte offset: a value that is not a tag-list (RFC 7489
+    /// §6.4) or does not start with `v=DMARC1`. Tag values are not refused here:
+    /// [`Dmarc::lint`] reports them.
     pub fn parse(value: &str) -> Result<Self, DmarcError> {
         let tags = parse_tag_list(value, true)?;
         let Some((first, rest)) = tags.split_first() else {

@@ -37,7 +37,8 @@ impl RecordKind {
         }
     }
 
-    /// A short lowercase name: `spf`, `dkim`, `dmarc`, `adsp`.
+    /// The kind's upper-case name for messages: `SPF`, `DKIM`, `DMARC`, `ADSP`
+    /// (JSON output uses the lower-case serde names `spf`, `dkim`, `dmarc`, `adsp`).
     pub fn label(&self) -> &'static str {
         match self {
             RecordKind::Spf => "SPF",

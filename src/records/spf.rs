@@ -298,6 +298,11 @@ impl Spf {
     }
 
     /// Parses an SPF value (the joined TXT strings).
+    ///
+    /// # Errors
+    /// [`SpfError`] with the byte offset: a value that does not start with `v=spf1`,
+    /// a byte outside the record's grammar, an unknown mechanism, or a bad
+    /// domain-spec or argument (RFC 7208 §4.6, §5, §7).
     pub fn parse(value: &str) -> Result<Self, SpfError> {
         if !is_spf(value.as_bytes()) {
             return Err(SpfError::NotSpf);

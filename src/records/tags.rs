@@ -67,6 +67,10 @@ fn trim_bounds(s: &[u8], mut start: usize, mut end: usize) -> (usize, usize) {
 
 /// Splits `input` into tags. Names are compared case-sensitively for duplicates
 /// unless `fold_case` is set (DMARC's tag names are case-insensitive ABNF strings).
+///
+/// # Errors
+/// [`TagListError`] with the byte offset: a tag with no `=`, a bad tag name, or a
+/// tag that appears twice (RFC 6376 §3.2).
 pub fn parse_tag_list(input: &str, fold_case: bool) -> Result<Vec<Tag<'_>>, TagListError> {
     let bytes = input.as_bytes();
     let mut tags: Vec<Tag<'_>> = Vec::new();

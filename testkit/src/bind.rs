@@ -40,7 +40,7 @@ pub struct BindOptions {
     pub zone: String,
     /// TSIG algorithm (`hmac-sha256`, `hmac-sha384`, `hmac-sha512`).
     pub algorithm: String,
-    /// SOA record TTL.
+    /// SOA record TTL, in seconds.
     pub soa_ttl: u32,
     /// SOA MINIMUM (negative-caching TTL).
     pub soa_minimum: u32,

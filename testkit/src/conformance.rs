@@ -28,7 +28,7 @@ use maildns_providers::{
 pub struct Options {
     /// A DNS server (authoritative for the zone) to query directly; `None` checks the API only.
     pub dns: Option<SocketAddr>,
-    /// TTL of the sets the suite writes (the replace case also writes twice this).
+    /// TTL in seconds of the sets the suite writes (the replace case also writes twice this).
     pub ttl: u32,
     /// The label every case's name goes under; a random `ct-xxxxxxxx` when `None`.
     pub label: Option<String>,
@@ -612,11 +612,7 @@ impl Suite<'_> {
 }
 
 fn strings(parts: &[&[u8]]) -> TxtRecord {
-    let s: Vec<CharacterString> = parts
-        .iter()
-        .filter_map(|p| CharacterString::new(p.to_vec()).ok())
-        .collect();
-    TxtRecord::from_strings(s).unwrap_or_else(|| TxtRecord::from_value(b""))
+    TxtRecord::from_parts(parts).expect("strings under 255 bytes")
 }
 
 fn abbreviate(s: &str) -> String {
@@ -709,6 +705,10 @@ pub fn diff_strings(expected: &TxtRecord, got: &TxtRecord) -> String {
 /// Queries `addr` directly (no recursion, TCP) for the TXT records at `name` with
 /// `dig`, parsing each answer's character-strings as served. NOERROR and NXDOMAIN
 /// answers are results; anything else is an error.
+///
+/// # Errors
+/// A message when `dig` cannot run, or answers with an rcode other than NOERROR
+/// or NXDOMAIN, or output that does not parse.
 pub async fn dig_txt(addr: SocketAddr, name: &Fqdn) -> Result<Vec<TxtRecord>, String> {
     let out = tokio::process::Command::new("dig")
         .args([

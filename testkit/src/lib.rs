@@ -34,6 +34,9 @@ pub fn free_port() -> u16 {
 }
 
 /// Waits until something accepts TCP connections on `addr`, or the child exits, or `timeout`.
+///
+/// # Errors
+/// A message when the child exits first or nothing listens within `timeout`.
 pub fn wait_for_tcp(child: &mut Child, addr: SocketAddr, timeout: Duration) -> Result<(), String> {
     let start = Instant::now();
     while start.elapsed() < timeout {
@@ -50,6 +53,10 @@ pub fn wait_for_tcp(child: &mut Child, addr: SocketAddr, timeout: Duration) -> R
 
 /// Waits until `addr` answers a UDP query for the SOA of `zone` with NOERROR
 /// (named accepts TCP connections before its zones are loaded).
+///
+/// # Errors
+/// A message when the child exits first or no NOERROR answer comes within
+/// `timeout`.
 pub fn wait_for_dns(
     child: &mut Child,
     addr: SocketAddr,

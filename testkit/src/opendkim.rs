@@ -223,6 +223,9 @@ impl OpenDkim {
     }
 
     /// Sends SIGUSR1 (OpenDKIM re-reads its configuration at the next connection).
+    ///
+    /// # Errors
+    /// A message when the signal cannot be sent (the process is gone).
     pub fn reload(&self) -> Result<(), String> {
         let pid = i32::try_from(self.pid()).map_err(|e| e.to_string())?;
         kill(Pid::from_raw(pid), Signal::SIGUSR1).map_err(|e| e.to_string())
@@ -270,6 +273,9 @@ impl OpenDkim {
     /// the filter with miltertest and returns the value of the DKIM-Signature header
     /// it adds. The envelope sender is the From address. Err when no signature is
     /// added (e.g. the key failed to load: OpenDKIM answers tempfail).
+    ///
+    /// # Errors
+    /// A message when miltertest fails or no signature is added.
     pub fn sign(&self, message: &str) -> Result<String, String> {
         let normalized = message.replace("\r\n", "\n");
         let (head, body) = normalized

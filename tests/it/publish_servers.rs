@@ -31,6 +31,18 @@ fn dig(addr: std::net::SocketAddr, name: &str) -> Vec<maildns_providers::TxtReco
         .collect()
 }
 
+/// A run that failed a domain (exit 1): all its text and its `FAILED` line.
+fn failed_run(o: &maildns_testkit::cmd::Output) -> (String, String) {
+    assert_eq!(o.status.code(), Some(1), "{}", o.text());
+    let text = o.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("FAILED"))
+        .expect("a FAILED line")
+        .to_string();
+    (text, line)
+}
+
 fn config(dir: &Path, account: &str, domains: &[&str]) -> std::path::PathBuf {
     let mut text = format!("state_dir = \"state\"\n{account}\n");
     for d in domains {
@@ -115,12 +127,7 @@ async fn powerdns_publish_plan_in_sync_foreign_values_kept_and_bad_key() {
         .envs(&[("MAILDNS_DNS_TOKEN", "wrong-key-123")])
         .args(["plan"])
         .run();
-    assert_eq!(o.status.code(), Some(1), "{}", o.text());
-    let text = o.text();
-    let line = text
-        .lines()
-        .find(|l| l.contains("FAILED"))
-        .expect("a FAILED line");
+    let (text, line) = failed_run(&o);
     assert!(
         line.contains("account 'dns'")
             && line.contains("authentication failed")
@@ -219,12 +226,7 @@ fn bind_rfc2136_publish_then_in_sync_and_wrong_tsig_key() {
         .envs(&[("MAILDNS_DNS_TOKEN", wrong)])
         .args(["publish"])
         .run();
-    assert_eq!(o.status.code(), Some(1), "{}", o.text());
-    let text = o.text();
-    let line = text
-        .lines()
-        .find(|l| l.contains("FAILED"))
-        .expect("a FAILED line");
+    let (text, line) = failed_run(&o);
     assert!(
         line.contains("account 'dns'") && line.contains("authentication failed"),
         "{line}"
@@ -383,12 +385,7 @@ async fn auth_failure_names_the_accounts_own_token_variable() {
         .envs(&[("MAILDNS_SHOP_MAIL_TOKEN", "wrong-token-123")])
         .args(["plan"])
         .run();
-    assert_eq!(o.status.code(), Some(1), "{}", o.text());
-    let text = o.text();
-    let line = text
-        .lines()
-        .find(|l| l.contains("FAILED"))
-        .expect("a FAILED line");
+    let (text, line) = failed_run(&o);
     assert!(
         line.contains("account 'shop-mail'")
             && line.contains("authentication failed")

@@ -142,6 +142,16 @@ fn assert_verifies(key: &Path, record: &str, selector: &str) {
     );
 }
 
+/// `maildns <args>` on `cfg` with the Gandi token: exit code, stdout, stderr.
+fn maildns(cfg: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = cmd()
+        .config(cfg)
+        .env("MAILDNS_GANDI_TOKEN", TOKEN)
+        .args(args)
+        .run();
+    (out.code(), out.stdout_text(), out.stderr_text())
+}
+
 fn only(st: &DomainState, status: KeyStatus) -> &maildns::rotation::KeyRecord {
     let ks: Vec<_> = st.keys.iter().filter(|k| k.status == status).collect();
     assert_eq!(ks.len(), 1, "{:?}", st.keys);
@@ -155,13 +165,8 @@ async fn publish_names_the_cut_then_the_next_run_publishes_an_intact_1024_bit_ke
     let cfg = write_config(dir.path(), &fake.url, 2048);
 
     // Run 1: the 2048-bit record (410 bytes) comes back cut to 300.
-    let out = cmd()
-        .config(&cfg)
-        .env("MAILDNS_GANDI_TOKEN", TOKEN)
-        .args(["publish"])
-        .run();
-    let (stdout, stderr) = (out.stdout_text(), out.stderr_text());
-    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let (code, stdout, stderr) = maildns(&cfg, &["publish"]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
     let first = state(dir.path());
     let big = only(&first, KeyStatus::Generated).clone();
     assert_eq!(big.bits, 2048);
@@ -185,14 +190,9 @@ async fn publish_names_the_cut_then_the_next_run_publishes_an_intact_1024_bit_ke
     assert_eq!(saved.result["source"], "readback");
     assert_eq!(saved.result["found"]["verdict"]["verdict"], "truncated");
     // `status` shows it on the key, as needing attention (exit 4).
-    let out = cmd()
-        .config(&cfg)
-        .env("MAILDNS_GANDI_TOKEN", TOKEN)
-        .args(["status"])
-        .run();
-    let (stdout, stderr) = (out.stdout_text(), out.stderr_text());
+    let (code, stdout, stderr) = maildns(&cfg, &["status"]);
     assert!(stdout.contains(&msg), "{stdout}{stderr}");
-    assert_eq!(out.status.code(), Some(4), "{stdout}{stderr}");
+    assert_eq!(code, Some(4), "{stdout}{stderr}");
     // What the host holds is useless: signatures with the key fail against it.
     let cut = held(&fake, big.selector.as_str()).unwrap();
     assert_eq!(cut.len(), 300);
@@ -200,13 +200,8 @@ async fn publish_names_the_cut_then_the_next_run_publishes_an_intact_1024_bit_ke
     assert!(!verifies(&key, &cut, big.selector.as_str()).status.success());
 
     // Run 2: no manual diagnose; the unused 2048-bit key is replaced.
-    let out = cmd()
-        .config(&cfg)
-        .env("MAILDNS_GANDI_TOKEN", TOKEN)
-        .args(["publish"])
-        .run();
-    let (stdout, stderr) = (out.stdout_text(), out.stderr_text());
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let (code, stdout, stderr) = maildns(&cfg, &["publish"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
         stderr.contains("cannot hold a 2048-bit RSA key (limit 1024 bits): new keys get 1024 bits"),
         "{stderr}"
@@ -247,38 +242,23 @@ async fn publish_names_the_cut_then_the_next_run_publishes_an_intact_1024_bit_ke
     );
 
     // Run 3: nothing to change; the warning is given again.
-    let out = cmd()
-        .config(&cfg)
-        .env("MAILDNS_GANDI_TOKEN", TOKEN)
-        .args(["publish"])
-        .run();
-    let (stdout, stderr) = (out.stdout_text(), out.stderr_text());
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let (code, stdout, stderr) = maildns(&cfg, &["publish"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
         stdout.contains("0 to create, 0 to update, 0 to delete"),
         "{stdout}"
     );
     assert!(stderr.contains("new keys get 1024 bits"), "{stderr}");
-    let out = cmd()
-        .config(&cfg)
-        .env("MAILDNS_GANDI_TOKEN", TOKEN)
-        .args(["plan", "--exit-code"])
-        .run();
-    let (stdout, stderr) = (out.stdout_text(), out.stderr_text());
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let (code, stdout, stderr) = maildns(&cfg, &["plan", "--exit-code"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
         stdout.contains("0 to create, 0 to update, 0 to delete"),
         "{stdout}{stderr}"
     );
     assert_eq!(state(dir.path()), second);
     // Nothing is failing any more.
-    let out = cmd()
-        .config(&cfg)
-        .env("MAILDNS_GANDI_TOKEN", TOKEN)
-        .args(["status"])
-        .run();
-    let (stdout, stderr) = (out.stdout_text(), out.stderr_text());
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let (code, stdout, stderr) = maildns(&cfg, &["status"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(!stdout.contains("truncated"), "{stdout}");
 }
 

@@ -284,6 +284,13 @@ async fn verify_passes_on_a_good_setup_and_catches_each_problem() {
     set_txt(&pdns, &f, &spf_f, &["v=spf1 ip4:198.51.100.0/24 -all"]).await;
     set_txt(&pdns, &f, &auth, &["v=DMARC1"]).await;
     let dir = tempfile::tempdir().unwrap();
+    let maildns = |args: &[&str]| {
+        cmd()
+            .current_dir(dir.path())
+            .env("MAILDNS_PDNS_TOKEN", "")
+            .args(args)
+            .run()
+    };
     let extra = format!(
         r#"spf = "v=spf1 ip4:192.0.2.10/32 include:{spf_f} -all"
 dmarc = "v=DMARC1; p=quarantine; rua=mailto:reports@{f}"
@@ -302,11 +309,7 @@ selector_format = "s%Y%m"
     assert_eq!(out.status.code(), Some(0), "{}", out.text());
 
     // Good: exit 0, and the report says what it checked. No credential needed.
-    let good = cmd()
-        .current_dir(dir.path())
-        .env("MAILDNS_PDNS_TOKEN", "")
-        .args(["verify"])
-        .run();
+    let good = maildns(&["verify"]);
     assert_eq!(good.status.code(), Some(0), "{}", good.text());
     let s = good.stdout_text();
     println!("{s}");
@@ -324,11 +327,7 @@ selector_format = "s%Y%m"
 
     // A missing authorisation record for the external report destination.
     set_txt(&pdns, &f, &auth, &[]).await;
-    let out = cmd()
-        .current_dir(dir.path())
-        .env("MAILDNS_PDNS_TOKEN", "")
-        .args(["verify"])
-        .run();
+    let out = maildns(&["verify"]);
     assert_eq!(out.status.code(), Some(65), "{}", out.text());
     assert!(
         out.stdout_text()
@@ -348,11 +347,7 @@ selector_format = "s%Y%m"
         set_txt(&pdns, &f, &format!("c{i}.{f}"), &[&next]).await;
     }
     set_txt(&pdns, &f, &spf_f, &[&format!("v=spf1 include:c1.{f} -all")]).await;
-    let out = cmd()
-        .current_dir(dir.path())
-        .env("MAILDNS_PDNS_TOKEN", "")
-        .args(["--json", "verify"])
-        .run();
+    let out = maildns(&["--json", "verify"]);
     assert_eq!(out.status.code(), Some(65), "{}", out.text());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let findings = v["domains"][0]["findings"].as_array().unwrap();
@@ -382,11 +377,7 @@ selector_format = "s%Y%m"
     assert_eq!(terms[11]["term"], format!("include:c11.{f}"));
     assert_eq!(terms[11]["record"], format!("c10.{f}"));
     // The table wraps the list but keeps every lookup and its record.
-    let out = cmd()
-        .current_dir(dir.path())
-        .env("MAILDNS_PDNS_TOKEN", "")
-        .args(["verify"])
-        .run();
+    let out = maildns(&["verify"]);
     let table = out.stdout_text();
     for w in &want {
         let (record, term) = w.split_once(": ").unwrap();
@@ -411,11 +402,7 @@ selector_format = "s%Y%m"
         &[&format!("v=spf1 include:{spf_f} -all")],
     )
     .await;
-    let out = cmd()
-        .current_dir(dir.path())
-        .env("MAILDNS_PDNS_TOKEN", "")
-        .args(["verify"])
-        .run();
+    let out = maildns(&["verify"]);
     assert_eq!(out.status.code(), Some(65), "{}", out.text());
     assert!(
         out.stdout_text()
@@ -424,16 +411,7 @@ selector_format = "s%Y%m"
         out.text()
     );
     set_txt(&pdns, &f, &spf_f, &["v=spf1 ip4:198.51.100.0/24 -all"]).await;
-    assert_eq!(
-        cmd()
-            .current_dir(dir.path())
-            .env("MAILDNS_PDNS_TOKEN", "")
-            .args(["verify"])
-            .run()
-            .status
-            .code(),
-        Some(0)
-    );
+    assert_eq!(maildns(&["verify"]).status.code(), Some(0));
 
     // Two SPF values at the domain, two DMARC values at _dmarc: each is named,
     // by verify and by plan (which refuses to touch the name).
@@ -442,11 +420,7 @@ selector_format = "s%Y%m"
     let dmarc_name = format!("_dmarc.{z}");
     let dmarc = format!("v=DMARC1; p=quarantine; rua=mailto:reports@{f}");
     set_txt(&pdns, &z, &dmarc_name, &[&dmarc, "v=DMARC1; p=none"]).await;
-    let out = cmd()
-        .current_dir(dir.path())
-        .env("MAILDNS_PDNS_TOKEN", "")
-        .args(["verify"])
-        .run();
+    let out = maildns(&["verify"]);
     assert_eq!(out.status.code(), Some(65), "{}", out.text());
     // Each value quoted, in the order the servers give them.
     let either = |head: &str, a: &str, b: &str, tail: &str| {
@@ -517,11 +491,7 @@ selector_format = "s%Y%m"
         &["v=spf1 ip4:198.51.100.0/24 -all", "v=spf1 -all"],
     )
     .await;
-    let out = cmd()
-        .current_dir(dir.path())
-        .env("MAILDNS_PDNS_TOKEN", "")
-        .args(["verify"])
-        .run();
+    let out = maildns(&["verify"]);
     assert_eq!(out.status.code(), Some(65), "{}", out.text());
     has(
         &out,
@@ -533,16 +503,7 @@ selector_format = "s%Y%m"
         ),
     );
     set_txt(&pdns, &f, &spf_f, &["v=spf1 ip4:198.51.100.0/24 -all"]).await;
-    assert_eq!(
-        cmd()
-            .current_dir(dir.path())
-            .env("MAILDNS_PDNS_TOKEN", "")
-            .args(["verify"])
-            .run()
-            .status
-            .code(),
-        Some(0)
-    );
+    assert_eq!(maildns(&["verify"]).status.code(), Some(0));
 
     // The key on disk no longer matches the published record.
     let key_dir = dir.path().join("state/keys").join(&z);
@@ -555,11 +516,7 @@ selector_format = "s%Y%m"
     std::fs::remove_file(&key_file).unwrap();
     let other = maildns::keys::PrivateKey::generate(maildns::keys::KeySpec::rsa(1024)).unwrap();
     maildns::keys::write_private_key(&key_file, &other, Default::default()).unwrap();
-    let out = cmd()
-        .current_dir(dir.path())
-        .env("MAILDNS_PDNS_TOKEN", "")
-        .args(["verify"])
-        .run();
+    let out = maildns(&["verify"]);
     println!("{}", out.stdout_text());
     assert_eq!(out.status.code(), Some(65), "{}", out.text());
     assert!(

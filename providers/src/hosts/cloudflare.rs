@@ -222,6 +222,10 @@ pub fn map_error(f: &Failure<'_>) -> (ErrorKind, String) {
 
 impl Cloudflare {
     /// Validates `config` and builds the adapter.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when the token is empty or the base URL is not https
+    /// (plain http only to loopback).
     pub fn new(config: Config, policy: RetryPolicy) -> Result<Self, Error> {
         if config.token.is_empty() {
             return Err(Error::new(

@@ -161,6 +161,10 @@ fn txt_set(set: &Rrset, name: &Fqdn, op: Operation) -> Result<Option<TxtSet>, Er
 
 impl Desec {
     /// Validates `config` and builds the adapter.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when the token is empty or the base URL is not https
+    /// (plain http only to loopback).
     pub fn new(config: Config, policy: RetryPolicy) -> Result<Self, Error> {
         if config.token.is_empty() {
             return Err(Error::new(

@@ -9,7 +9,7 @@
 //! - Limit: DigitalOcean checks the length of the record's *encoded* form (quotes,
 //!   escapes, spaces between strings) against about 512 bytes; dnscontrol, the only
 //!   public measurement, refuses more than 509, and so does this adapter — before
-//!   any write. Backslashes are refused too (dnscontrol: DigitalOcean mangles them).
+//!   any request for that set. Backslashes are refused too (dnscontrol: DigitalOcean mangles them).
 //! - replace: values already present are kept (same id; the TTL is patched when it
 //!   differs); missing values are created first, then unwanted values deleted.
 //! - Errors: `{"id":"unauthorized","message":"Unable to authenticate you."}`.
@@ -190,6 +190,10 @@ pub fn parse_records(
 
 impl DigitalOcean {
     /// Validates `config` and builds the adapter.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when the token is empty or the base URL is not https
+    /// (plain http only to loopback).
     pub fn new(config: Config, policy: RetryPolicy) -> Result<Self, Error> {
         if config.token.is_empty() {
             return Err(Error::new(

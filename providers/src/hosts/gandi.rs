@@ -101,6 +101,10 @@ pub fn parse_rrset(body: &[u8], name: &Fqdn) -> Result<Option<TxtSet>, Error> {
 
 impl Gandi {
     /// Validates `cfg` and builds the adapter; no request is sent.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when the token is empty or the base URL is not https
+    /// (plain http only to loopback).
     pub fn new(cfg: Config, policy: RetryPolicy) -> Result<Self, Error> {
         if cfg.token.is_empty() {
             return Err(Error::new(

@@ -133,6 +133,12 @@ fn config_err(m: impl Into<String>) -> Error {
 
 impl Google {
     /// Parses the key file, validates `cfg` and builds the adapter; no request is sent.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when the key file is not JSON of a service account key or
+    /// its private key does not parse, no project is known (neither `project` nor the
+    /// key file's `project_id`), or the token or base URL is not https (plain http
+    /// only to loopback). The message never holds the key.
     pub fn new(cfg: Config, policy: RetryPolicy) -> Result<Self, Error> {
         // serde_json's error names line and column only, never the content.
         let key_file: KeyFile = serde_json::from_str(cfg.service_account_json.expose())

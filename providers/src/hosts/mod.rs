@@ -18,8 +18,12 @@ pub mod zonefile;
 
 use crate::{Error, Fqdn, Operation, Profile, TxtRecord, TxtSet};
 
-/// For hosts that may re-split values: each record shaped to the host's string
-/// limit, checked against its profile before anything is sent, duplicates dropped.
+/// For hosts that may re-split values: each record of `set` shaped to the host's
+/// string limit and checked against its profile (all of them, before the caller
+/// sends any request for the set), duplicates dropped.
+///
+/// # Errors
+/// [`crate::ErrorKind::Limit`] for the first shaped record the profile refuses.
 pub(crate) fn check_all(
     kind: &'static str,
     profile: &Profile,

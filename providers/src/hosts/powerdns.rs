@@ -86,6 +86,11 @@ pub struct PowerDns {
 
 impl PowerDns {
     /// Validates `config` and builds the adapter (no request is sent).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when the API key is empty or holds control characters,
+    /// the server id is not one path segment, or the base URL is not https (plain
+    /// http only to loopback).
     pub fn new(config: Config, policy: RetryPolicy) -> Result<Self, Error> {
         let cfg = |m: &str| {
             Error::new(
@@ -246,6 +251,10 @@ pub fn map_error(f: &Failure<'_>) -> (ErrorKind, String) {
 /// A quoted string longer than 255 bytes (PowerDNS stores such a string unsplit
 /// when another tool sent it) is cut into 255-byte strings, as PowerDNS does when it
 /// serves the record, instead of failing.
+///
+/// # Errors
+/// [`ParseError`] when `content` is not quoted character-strings or does not parse
+/// as presentation form.
 pub fn parse_content(content: &str) -> Result<TxtRecord, ParseError> {
     crate::txt::require_quoted(content.as_bytes())?;
     match TxtRecord::parse_presentation(content) {

@@ -219,6 +219,11 @@ fn config_error(message: impl Into<String>) -> Error {
 impl Rfc2136 {
     /// Validates `config`: the key name is a domain name, the secret is non-empty
     /// base64, the timeout is not zero. Errors never contain the secret.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] when the key name is not a domain name, the secret is
+    /// empty or not base64 (RFC 8945 §4: a MAC key), the timeout is zero, or the
+    /// algorithm is not supported by this build.
     pub fn new(config: Config) -> Result<Self, Error> {
         let key_name = Name::from_ascii(config.key_name.trim()).map_err(|_| {
             config_error(format!(

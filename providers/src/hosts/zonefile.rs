@@ -39,7 +39,7 @@ pub struct Config {
     pub path: PathBuf,
     /// The zone apex the file belongs to.
     pub zone: Fqdn,
-    /// TTL for new records when the file has no `$TTL`.
+    /// TTL for new records when the file has no `$TTL`, in seconds.
     pub default_ttl: u32,
     /// Bump the SOA serial when the file holds the zone's SOA.
     pub bump_serial: bool,
@@ -269,6 +269,10 @@ impl Provider for ZoneFile {
 
 /// Writes `data` to `path` atomically: temporary file in the same directory, fsync,
 /// rename over the target, fsync of the directory. An existing file's mode is kept.
+///
+/// # Errors
+/// The I/O error of creating the directory or the temporary file, writing,
+/// syncing or renaming; the temporary file is removed when a step fails.
 pub fn atomic_write(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = match path.parent() {

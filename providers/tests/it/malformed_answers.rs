@@ -87,6 +87,55 @@ fn assert_protocol(r: Result<Option<TxtSet>, Error>, kind: &str, what: &str) {
     assert!(text.contains(what), "{text}");
 }
 
+/// Whether a write through the rewriting proxy is tried too: record-level hosts
+/// read before they write, so their write must fail like the read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ThroughProxy {
+    ReadOnly,
+    ReadAndWrite,
+}
+
+/// The shared check: seeds [`foreign`] values (at `ttl`) at the apex through an
+/// adapter on `base_url`; then, behind a proxy applying each rewrite, the read must be
+/// a protocol error saying its text; no write may reach the host (`writes` counts
+/// them) and the foreign values stay.
+async fn assert_malformed_refused<P: Provider>(
+    make: impl Fn(&str) -> P,
+    base_url: &str,
+    writes: impl Fn() -> usize,
+    ttl: u32,
+    malformed: Vec<(Rewrite, &str)>,
+    through: ThroughProxy,
+) {
+    let direct = make(base_url);
+    let kind = direct.kind();
+    let zone = direct.find_zone(&n("example.com")).await.unwrap();
+    let name = n("example.com");
+    direct
+        .replace_txt(&zone, &name, &foreign(ttl))
+        .await
+        .unwrap();
+    let before = writes();
+    for (rewrite, says) in malformed {
+        let (_proxy, url) = FaultProxy::rewriting_url(base_url, rewrite);
+        let bad = make(&url);
+        assert_protocol(bad.read_txt(&zone, &name).await, kind, says);
+        if through == ThroughProxy::ReadAndWrite {
+            let set = TxtSet {
+                ttl,
+                records: vec![TxtRecord::from_value("v=spf1 mx -all")],
+            };
+            let e = bad.replace_txt(&zone, &name, &set).await.unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Protocol, "{e}");
+        }
+    }
+    assert_eq!(writes(), before, "nothing written");
+    assert_eq!(
+        direct.read_txt(&zone, &name).await.unwrap(),
+        Some(foreign(ttl))
+    );
+}
+
 #[tokio::test]
 async fn cloudflare_unterminated_quoted_content_is_a_protocol_error_and_nothing_is_written() {
     use maildns_providers::hosts::cloudflare::{Cloudflare, Config};
@@ -98,40 +147,21 @@ async fn cloudflare_unterminated_quoted_content_is_a_protocol_error_and_nothing_
         c.base_url = url.to_string();
         Cloudflare::new(c, RetryPolicy::fast()).unwrap()
     };
-    let direct = make(fake.base_url());
-    let zone = direct.find_zone(&n("example.com")).await.unwrap();
-    let name = n("example.com");
-    direct
-        .replace_txt(&zone, &name, &foreign(300))
-        .await
-        .unwrap();
-    let writes = fake.writes().len();
     // Content that starts as quoted strings but never closes its quote.
-    let (_proxy, url) = FaultProxy::rewriting_url(
+    let unterminated = json_rewrite(|v| {
+        each_string(v, "content", &|s| {
+            s.strip_suffix('"').unwrap_or(s).to_string()
+        })
+    });
+    assert_malformed_refused(
+        make,
         fake.base_url(),
-        json_rewrite(|v| {
-            each_string(v, "content", &|s| {
-                s.strip_suffix('"').unwrap_or(s).to_string()
-            })
-        }),
-    );
-    let bad = make(&url);
-    assert_protocol(
-        bad.read_txt(&zone, &name).await,
-        "cloudflare",
-        "unterminated quoted string",
-    );
-    let set = TxtSet {
-        ttl: 300,
-        records: vec![TxtRecord::from_value("v=spf1 mx -all")],
-    };
-    let e = bad.replace_txt(&zone, &name, &set).await.unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Protocol, "{e}");
-    assert_eq!(fake.writes().len(), writes, "nothing written");
-    assert_eq!(
-        direct.read_txt(&zone, &name).await.unwrap(),
-        Some(foreign(300))
-    );
+        || fake.writes().len(),
+        300,
+        vec![(unterminated, "unterminated quoted string")],
+        ThroughProxy::ReadAndWrite,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -145,42 +175,23 @@ async fn digitalocean_answer_without_domain_records_is_a_protocol_error_and_noth
         c.base_url = url.to_string();
         DigitalOcean::new(c, RetryPolicy::fast()).unwrap()
     };
-    let direct = make(fake.base_url());
-    let zone = direct.find_zone(&n("example.com")).await.unwrap();
-    let name = n("example.com");
-    direct
-        .replace_txt(&zone, &name, &foreign(300))
-        .await
-        .unwrap();
-    let writes = fake.writes().len();
     // The list renamed: read as "no records", it would lead to writes beside them.
-    let (_proxy, url) = FaultProxy::rewriting_url(
+    let renamed = json_rewrite(|v| {
+        if let Some(m) = v.as_object_mut()
+            && let Some(list) = m.remove("domain_records")
+        {
+            m.insert("records".into(), list);
+        }
+    });
+    assert_malformed_refused(
+        make,
         fake.base_url(),
-        json_rewrite(|v| {
-            if let Some(m) = v.as_object_mut()
-                && let Some(list) = m.remove("domain_records")
-            {
-                m.insert("records".into(), list);
-            }
-        }),
-    );
-    let bad = make(&url);
-    assert_protocol(
-        bad.read_txt(&zone, &name).await,
-        "digitalocean",
-        "missing field `domain_records`",
-    );
-    let set = TxtSet {
-        ttl: 300,
-        records: vec![TxtRecord::from_value("v=spf1 mx -all")],
-    };
-    let e = bad.replace_txt(&zone, &name, &set).await.unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Protocol, "{e}");
-    assert_eq!(fake.writes().len(), writes, "nothing written");
-    assert_eq!(
-        direct.read_txt(&zone, &name).await.unwrap(),
-        Some(foreign(300))
-    );
+        || fake.writes().len(),
+        300,
+        vec![(renamed, "missing field `domain_records`")],
+        ThroughProxy::ReadAndWrite,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -195,29 +206,18 @@ async fn hetzner_unquoted_values_are_a_protocol_error_and_nothing_is_written() {
         c.action_poll_interval = Duration::from_millis(5);
         Hetzner::new(c, RetryPolicy::fast()).unwrap()
     };
-    let direct = make(fake.base_url());
-    let zone = direct.find_zone(&n("example.com")).await.unwrap();
-    let name = n("example.com");
-    direct
-        .replace_txt(&zone, &name, &foreign(300))
-        .await
-        .unwrap();
-    let writes = fake.writes().len();
-    let (_proxy, url) = FaultProxy::rewriting_url(
+    assert_malformed_refused(
+        make,
         fake.base_url(),
-        json_rewrite(|v| each_string(v, "value", &unquote)),
-    );
-    let bad = make(&url);
-    assert_protocol(
-        bad.read_txt(&zone, &name).await,
-        "hetzner",
-        "not a quoted string",
-    );
-    assert_eq!(fake.writes().len(), writes, "nothing written");
-    assert_eq!(
-        direct.read_txt(&zone, &name).await.unwrap(),
-        Some(foreign(300))
-    );
+        || fake.writes().len(),
+        300,
+        vec![(
+            json_rewrite(|v| each_string(v, "value", &unquote)),
+            "not a quoted string",
+        )],
+        ThroughProxy::ReadOnly,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -231,30 +231,18 @@ async fn gandi_unquoted_values_are_a_protocol_error() {
         c.base_url = url.to_string();
         Gandi::new(c, RetryPolicy::fast()).unwrap()
     };
-    let direct = make(&fake.url);
-    let zone = direct.find_zone(&n("example.com")).await.unwrap();
-    let name = n("example.com");
-    direct
-        .replace_txt(&zone, &name, &foreign(300))
-        .await
-        .unwrap();
-    let writes = fake.requests().iter().filter(|r| r.is_write()).count();
-    let (_proxy, url) = FaultProxy::rewriting_url(
+    assert_malformed_refused(
+        make,
         &fake.url,
-        json_rewrite(|v| each_string(v, "rrset_values", &unquote)),
-    );
-    let bad = make(&url);
-    assert_protocol(
-        bad.read_txt(&zone, &name).await,
-        "gandi",
-        "not a quoted string",
-    );
-    let now = fake.requests().iter().filter(|r| r.is_write()).count();
-    assert_eq!(now, writes, "nothing written");
-    assert_eq!(
-        direct.read_txt(&zone, &name).await.unwrap(),
-        Some(foreign(300))
-    );
+        || fake.requests().iter().filter(|r| r.is_write()).count(),
+        300,
+        vec![(
+            json_rewrite(|v| each_string(v, "rrset_values", &unquote)),
+            "not a quoted string",
+        )],
+        ThroughProxy::ReadOnly,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -268,42 +256,27 @@ async fn desec_unquoted_records_and_a_missing_list_are_protocol_errors() {
         c.base_url = url.to_string();
         Desec::new(c, RetryPolicy::fast()).unwrap()
     };
-    let direct = make(fake.base_url());
-    let zone = direct.find_zone(&n("example.com")).await.unwrap();
-    let name = n("example.com");
-    direct
-        .replace_txt(&zone, &name, &foreign(3600))
-        .await
-        .unwrap();
-    let writes = fake.writes().len();
-    let (_p1, url) = FaultProxy::rewriting_url(
-        fake.base_url(),
-        json_rewrite(|v| each_string(v, "records", &unquote)),
-    );
-    assert_protocol(
-        make(&url).read_txt(&zone, &name).await,
-        "desec",
-        "not a quoted string",
-    );
     // Without `records`, the set would read as empty and a write replace it whole.
-    let (_p2, url) = FaultProxy::rewriting_url(
+    let no_list = json_rewrite(|v| {
+        if let Some(m) = v.as_object_mut() {
+            m.remove("records");
+        }
+    });
+    assert_malformed_refused(
+        make,
         fake.base_url(),
-        json_rewrite(|v| {
-            if let Some(m) = v.as_object_mut() {
-                m.remove("records");
-            }
-        }),
-    );
-    assert_protocol(
-        make(&url).read_txt(&zone, &name).await,
-        "desec",
-        "missing field `records`",
-    );
-    assert_eq!(fake.writes().len(), writes, "nothing written");
-    assert_eq!(
-        direct.read_txt(&zone, &name).await.unwrap(),
-        Some(foreign(3600))
-    );
+        || fake.writes().len(),
+        3600,
+        vec![
+            (
+                json_rewrite(|v| each_string(v, "records", &unquote)),
+                "not a quoted string",
+            ),
+            (no_list, "missing field `records`"),
+        ],
+        ThroughProxy::ReadOnly,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -321,34 +294,24 @@ async fn google_unquoted_rrdatas_are_a_protocol_error() {
         c.poll_interval = Duration::from_millis(1);
         Google::new(c, RetryPolicy::fast()).unwrap()
     };
-    let direct = make(&fake.url);
-    let zone = direct.find_zone(&n("example.com")).await.unwrap();
-    let name = n("example.com");
-    direct
-        .replace_txt(&zone, &name, &foreign(300))
-        .await
-        .unwrap();
     let writes = || {
         fake.requests()
             .iter()
             .filter(|r| r.is_write() && !r.path.contains("token"))
             .count()
     };
-    let before = writes();
-    let (_proxy, url) = FaultProxy::rewriting_url(
+    assert_malformed_refused(
+        make,
         &fake.url,
-        json_rewrite(|v| each_string(v, "rrdatas", &unquote)),
-    );
-    assert_protocol(
-        make(&url).read_txt(&zone, &name).await,
-        "google",
-        "not a quoted string",
-    );
-    assert_eq!(writes(), before, "nothing written");
-    assert_eq!(
-        direct.read_txt(&zone, &name).await.unwrap(),
-        Some(foreign(300))
-    );
+        writes,
+        300,
+        vec![(
+            json_rewrite(|v| each_string(v, "rrdatas", &unquote)),
+            "not a quoted string",
+        )],
+        ThroughProxy::ReadOnly,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -367,15 +330,6 @@ async fn route53_unquoted_values_are_a_protocol_error() {
         c.poll_interval = Duration::from_millis(1);
         Route53::new(c, RetryPolicy::fast()).unwrap()
     };
-    let direct = make(&fake.url);
-    let zone = direct.find_zone(&n("example.com")).await.unwrap();
-    let name = n("example.com");
-    direct
-        .replace_txt(&zone, &name, &foreign(300))
-        .await
-        .unwrap();
-    let writes = || fake.requests().iter().filter(|r| r.is_write()).count();
-    let before = writes();
     // Drop the quotes inside every <Value> (however the XML escapes them).
     let strip: Rewrite = Arc::new(|_m: &str, _p: &str, body: &[u8]| {
         let text = String::from_utf8_lossy(body);
@@ -395,17 +349,15 @@ async fn route53_unquoted_values_are_a_protocol_error() {
         out.push_str(rest);
         out.into_bytes()
     });
-    let (_proxy, url) = FaultProxy::rewriting_url(&fake.url, strip);
-    assert_protocol(
-        make(&url).read_txt(&zone, &name).await,
-        "route53",
-        "is not a quoted string",
-    );
-    assert_eq!(writes(), before, "nothing written");
-    assert_eq!(
-        direct.read_txt(&zone, &name).await.unwrap(),
-        Some(foreign(300))
-    );
+    assert_malformed_refused(
+        make,
+        &fake.url,
+        || fake.requests().iter().filter(|r| r.is_write()).count(),
+        300,
+        vec![(strip, "is not a quoted string")],
+        ThroughProxy::ReadOnly,
+    )
+    .await;
 }
 
 /// A DNS server on loopback (TCP) that answers every query with its question and

@@ -4,9 +4,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use maildns_providers::hosts::rfc2136::{Config, Rfc2136, TsigAlgorithm};
-use maildns_providers::{
-    CharacterString, ErrorKind, Fqdn, Provider, Secret, Split, TxtRecord, TxtSet, Zone,
-};
+use maildns_providers::{ErrorKind, Fqdn, Provider, Secret, Split, TxtRecord, TxtSet, Zone};
 use maildns_testkit::Bind;
 use maildns_testkit::bind::BindOptions;
 
@@ -34,13 +32,7 @@ fn fqdn(s: &str) -> Fqdn {
 }
 
 fn rec(strings: &[&[u8]]) -> TxtRecord {
-    TxtRecord::from_strings(
-        strings
-            .iter()
-            .map(|s| CharacterString::new(s.to_vec()).expect("short string"))
-            .collect(),
-    )
-    .expect("at least one string")
+    TxtRecord::from_parts(strings).expect("short strings")
 }
 
 fn sorted(mut v: Vec<TxtRecord>) -> Vec<TxtRecord> {

@@ -26,6 +26,11 @@ pub struct OpendkimTxt {
 const COMMENT: &str = "----- DKIM key ";
 
 /// Parses opendkim-genkey's `.txt` output (zone-file syntax).
+///
+/// # Errors
+/// [`DkimError::OpendkimFormat`] when the text is not `<selector>._domainkey [IN] TXT`
+/// followed by TXT data, [`DkimError::Presentation`] when that data does not parse,
+/// and the [`DkimError`] of the record itself (parsed leniently).
 pub fn parse_opendkim_txt(text: &str) -> Result<OpendkimTxt, DkimError> {
     let format = |reason, at| DkimError::OpendkimFormat { reason, at };
     // Tokens before the TXT data: owner, then optional TTL and class, then `TXT`.

@@ -15,7 +15,7 @@ use axum::response::Response;
 use axum::routing::{get, patch};
 use serde_json::{Value, json};
 
-use super::common::{self, Common, Recorded, Server, Style, fixture, json, lock};
+use super::common::{self, Common, Recorded, Server, Style, fixture, json, lock, page_args, param};
 
 /// One stored DNS record, exactly as the fake holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,21 +187,6 @@ impl FakeCloudflare {
 }
 
 type Q = Query<Vec<(String, String)>>;
-
-fn param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
-}
-
-fn page_args(q: &[(String, String)], default: usize, cap: Option<usize>) -> (usize, usize) {
-    let page = param(q, "page").and_then(|v| v.parse().ok()).unwrap_or(1);
-    let mut per = param(q, "per_page")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default);
-    if let Some(c) = cap {
-        per = per.min(c);
-    }
-    (page, per)
-}
 
 async fn list_zones(State(s): State<Arc<Inner>>, Query(q): Q) -> Response {
     let d = lock(&s.data);

@@ -182,6 +182,28 @@ pub(crate) fn bearer_ok(h: &HeaderMap, token: &str) -> bool {
         .is_some_and(|v| v == format!("Bearer {token}"))
 }
 
+/// The value of query parameter `k` (the first when repeated).
+pub(crate) fn param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+}
+
+/// The `page` (1-based, default 1) and `per_page` (default `default`, at most
+/// `cap`) query parameters.
+pub(crate) fn page_args(
+    q: &[(String, String)],
+    default: usize,
+    cap: Option<usize>,
+) -> (usize, usize) {
+    let page = param(q, "page").and_then(|v| v.parse().ok()).unwrap_or(1);
+    let mut per = param(q, "per_page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default);
+    if let Some(c) = cap {
+        per = per.min(c);
+    }
+    (page, per)
+}
+
 /// `page`/`per_page` slicing: returns the items of `page` (1-based) and the page count.
 pub(crate) fn paginate<T: Clone>(items: &[T], page: usize, per_page: usize) -> (Vec<T>, usize) {
     let per_page = per_page.max(1);

@@ -14,7 +14,7 @@ use axum::response::Response;
 use axum::routing::{get, patch};
 use serde_json::{Value, json};
 
-use super::common::{self, Common, Recorded, Server, Style, fixture, json, lock};
+use super::common::{self, Common, Recorded, Server, Style, fixture, json, lock, page_args, param};
 
 /// Most bytes of the encoded form the fake accepts (dnscontrol's measurement).
 pub const MAX_ENCODED: usize = 509;
@@ -180,10 +180,6 @@ impl FakeDigitalOcean {
 
 type Q = Query<Vec<(String, String)>>;
 
-fn param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
-}
-
 async fn get_domain(State(s): State<Arc<Inner>>, Path(domain): Path<String>) -> Response {
     if lock(&s.data).domains.contains(&domain) {
         json(
@@ -220,14 +216,9 @@ async fn list_records(
         .filter(|r| param(&q, "name").is_none_or(|n| n == fqdn(r)))
         .map(record_json)
         .collect();
-    let page: usize = param(&q, "page").and_then(|v| v.parse().ok()).unwrap_or(1);
-    let mut per: usize = param(&q, "per_page")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20)
-        .min(200);
-    if let Some(c) = d.max_per_page {
-        per = per.min(c);
-    }
+    // DigitalOcean's default page is 20 records, its maximum 200.
+    let cap = d.max_per_page.map_or(200, |c| c.min(200));
+    let (page, per) = page_args(&q, 20, Some(cap));
     let (items, pages) = common::paginate(&recs, page, per);
     let mut links = json!({});
     if pages > 1 {
