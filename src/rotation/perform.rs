@@ -123,9 +123,9 @@ pub(super) enum RecordError {
     /// The host did not keep the record; the text says what was saved.
     #[error("{0}")]
     NotStored(String),
-    /// Publishing failed.
+    /// Publishing failed (boxed: the error is large).
     #[error(transparent)]
-    Publish(#[from] publish::DomainError),
+    Publish(Box<publish::DomainError>),
     /// The domain's account is not connected.
     #[error("account '{0}' is not connected")]
     NotConnected(String),
@@ -286,7 +286,7 @@ impl Runner {
                 Some(publish::DomainError::NotStored(found)) => Err(RecordError::NotStored(
                     self.save_readback(d, o.zone.as_deref(), &found, now),
                 )),
-                Some(e) => Err(e.into()),
+                Some(e) => Err(RecordError::Publish(Box::new(e))),
             },
             None => Err(RecordError::NotConnected(d.account.clone())),
         }
