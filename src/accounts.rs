@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::Context;
 use maildns_providers::hosts::route53;
 use maildns_providers::http::RetryPolicy;
 use maildns_providers::registry::{Credential, CredentialKind, Settings};
@@ -15,14 +14,41 @@ use maildns_providers::{
 };
 
 use crate::config::{Account, Config};
+use crate::secrets::SecretError;
 
 /// Where credentials come from (the process environment, snapshotted at the face).
 pub trait Credentials: Send + Sync {
     /// The credential of `account`.
-    fn credential(&self, account: &Account) -> anyhow::Result<Secret>;
+    ///
+    /// # Errors
+    /// A [`SecretError`] when no credential is found (listing the places
+    /// looked at) or a place holding one cannot be read.
+    fn credential(&self, account: &Account) -> Result<Secret, SecretError>;
 
     /// AWS credentials (environment variables, then the shared credentials file).
-    fn aws(&self, account: &Account) -> anyhow::Result<route53::AwsCredentials>;
+    ///
+    /// # Errors
+    /// A [`SecretError`] (typically [`SecretError::NoAwsCredentials`]).
+    fn aws(&self, account: &Account) -> Result<route53::AwsCredentials, SecretError>;
+}
+
+/// Why an account could not be connected.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The account's credential could not be had. The message is complete on
+    /// its own (account, then what the lookup said), as it is logged per
+    /// account without its chain.
+    #[error("account '{account}': {error}")]
+    Credential {
+        /// The account.
+        account: String,
+        /// What the lookup said.
+        error: SecretError,
+    },
+    /// The host's constructor refused the settings or credential.
+    #[error(transparent)]
+    Host(#[from] ProviderError),
 }
 
 /// Connected accounts by name.
@@ -34,7 +60,7 @@ pub fn connect_all(
     config: &Config,
     creds: &dyn Credentials,
     retry: RetryPolicy,
-) -> (Providers, Vec<(String, anyhow::Error)>) {
+) -> (Providers, Vec<(String, ConnectError)>) {
     let mut ok = BTreeMap::new();
     let mut failed = Vec::new();
     for (name, account) in &config.accounts {
@@ -61,17 +87,25 @@ pub fn connect_all(
 /// the zones its domains live in (the zone-file target names its files by them).
 /// The adapter's errors carry a hint naming this account's credential and
 /// maildns's commands ([`help_for`]).
+///
+/// # Errors
+/// [`ConnectError::Credential`] when the account's credential cannot be had;
+/// [`ConnectError::Host`] when the adapter refuses its settings (with the hint).
 pub fn connect(
     account: &Account,
     zones: &[Fqdn],
     creds: &dyn Credentials,
     retry: RetryPolicy,
-) -> anyhow::Result<Arc<dyn Provider>> {
+) -> Result<Arc<dyn Provider>, ConnectError> {
     let host = account.provider.host;
+    let named = |error| ConnectError::Credential {
+        account: account.name.clone(),
+        error,
+    };
     let credential = match host.credential {
         CredentialKind::None => Credential::None,
-        CredentialKind::Secret => Credential::Secret(secret(account, creds)?),
-        CredentialKind::Aws => Credential::Aws(creds.aws(account)?),
+        CredentialKind::Secret => Credential::Secret(creds.credential(account).map_err(named)?),
+        CredentialKind::Aws => Credential::Aws(creds.aws(account).map_err(named)?),
     };
     let settings = Settings {
         zones: zones.to_vec(),
@@ -82,12 +116,6 @@ pub fn connect(
         inner,
         account: account.clone(),
     }))
-}
-
-fn secret(account: &Account, creds: &dyn Credentials) -> anyhow::Result<Secret> {
-    creds
-        .credential(account)
-        .with_context(|| format!("account '{}'", account.name))
 }
 
 /// What the user should check after `kind` of failure on `account`, naming the
@@ -174,14 +202,15 @@ mod tests {
 
     struct Fixed;
     impl Credentials for Fixed {
-        fn credential(&self, a: &Account) -> anyhow::Result<Secret> {
+        fn credential(&self, a: &Account) -> Result<Secret, SecretError> {
             Ok(Secret::new(match a.provider.code() {
                 "rfc2136" => "c2VjcmV0LWtleQ==",
                 "google" => {
-                    let key = crate::keys::PrivateKey::generate(crate::keys::KeySpec::rsa(1024))?;
+                    let key = crate::keys::PrivateKey::generate(crate::keys::KeySpec::rsa(1024))
+                        .expect("test key");
                     return Ok(Secret::new(
                         serde_json::json!({"type": "service_account", "project_id": "p",
-                            "private_key_id": "k", "private_key": key.to_pem()?.as_str(),
+                            "private_key_id": "k", "private_key": key.to_pem().expect("pem").as_str(),
                             "client_email": "a@p.iam.gserviceaccount.com",
                             "token_uri": "https://oauth2.googleapis.com/token"})
                         .to_string(),
@@ -190,7 +219,7 @@ mod tests {
                 _ => "token",
             }))
         }
-        fn aws(&self, _: &Account) -> anyhow::Result<route53::AwsCredentials> {
+        fn aws(&self, _: &Account) -> Result<route53::AwsCredentials, SecretError> {
             Ok(route53::AwsCredentials {
                 access_key_id: "AKID".into(),
                 secret_access_key: Secret::new("s"),

@@ -298,6 +298,19 @@ fn stored_failures(runner: &Runner, domain: &Fqdn) -> Vec<String> {
         .collect()
 }
 
+/// Why a reload (SIGHUP) could not produce a new configuration; the daemon
+/// logs it and keeps the old one.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The configuration cannot be found or read, or is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigErrors),
+    /// The configuration fails the lint gate.
+    #[error(transparent)]
+    Gate(#[from] crate::gate::GateError),
+}
+
 /// Polls `stop` once: true when shutdown was requested.
 async fn stopped(stop: &mut (impl Future<Output = ()> + Unpin)) -> bool {
     tokio::select! {
@@ -321,7 +334,7 @@ pub async fn run<R>(
     options: DaemonOptions,
 ) -> PassReport
 where
-    R: Fn() -> anyhow::Result<(Config, Providers)>,
+    R: Fn() -> Result<(Config, Providers), ReloadError>,
 {
     let shutdown = std::pin::pin!(shutdown);
     let mut shutdown = futures_fuse(shutdown);
@@ -376,7 +389,7 @@ where
                                 Err(e) => tracing::error!("reload refused, keeping the old configuration: {e}"),
                             }
                         }
-                        Err(e) => tracing::error!("reload failed, keeping the old configuration: {e:#}"),
+                        Err(e) => tracing::error!("reload failed, keeping the old configuration: {}", crate::error::chain(&e)),
                     }
                     notify(sd_notify::NotifyState::Ready);
                     break false;

@@ -12,6 +12,7 @@ pub mod command;
 pub mod config;
 pub mod daemon;
 pub mod diagnose;
+mod error;
 pub mod gate;
 pub mod keys;
 pub mod propagation;

@@ -49,6 +49,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use maildns_providers::Secret;
+use maildns_providers::hosts::route53::AwsCredentials;
 
 /// The keyring service name.
 pub const KEYRING_SERVICE: &str = "maildns";
@@ -185,6 +186,13 @@ pub enum SecretError {
         /// What the keyring said.
         message: String,
     },
+    /// No AWS access key in the environment nor in the shared credentials
+    /// file; `looked` says what each place said.
+    #[error("no AWS credentials found; looked at: {}", looked.join("; "))]
+    NoAwsCredentials {
+        /// Every place looked at, with what was found there.
+        looked: Vec<String>,
+    },
     /// A credential file could not be read.
     #[error("cannot read {path}: {message}")]
     Io {
@@ -286,6 +294,98 @@ pub fn lookup(
         account: account.to_string(),
         looked,
     })
+}
+
+/// Looks up AWS credentials (for Route 53) the way the AWS tools do, from a
+/// passed-in environment: `AWS_ACCESS_KEY_ID` + `AWS_SECRET_ACCESS_KEY`
+/// (+ `AWS_SESSION_TOKEN`), else the profile `AWS_PROFILE` (default
+/// `default`, also found as `[profile NAME]`) of the shared credentials file
+/// (`AWS_SHARED_CREDENTIALS_FILE`, default `<home>/.aws/credentials`).
+/// <https://docs.aws.amazon.com/sdkref/latest/guide/file-format.html>
+///
+/// The face reads the environment and this reads the file, so the providers
+/// crate gets typed credentials and does no I/O of its own.
+///
+/// # Errors
+/// [`SecretError::NoAwsCredentials`] listing every place looked at (never a
+/// value) when neither the environment nor the file's profile has both the
+/// access key id and the secret access key.
+pub fn aws_credentials(
+    env: &HashMap<String, String>,
+    home: Option<&Path>,
+) -> Result<AwsCredentials, SecretError> {
+    let get = |k: &str| env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let mut looked = Vec::new();
+    match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
+        (Some(id), Some(key)) => {
+            return Ok(AwsCredentials {
+                access_key_id: id.to_string(),
+                secret_access_key: Secret::new(key),
+                session_token: get("AWS_SESSION_TOKEN").map(Secret::new),
+            });
+        }
+        (Some(_), None) => looked
+            .push("environment: AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not".into()),
+        (None, Some(_)) => looked
+            .push("environment: AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not".into()),
+        (None, None) => {
+            looked.push("environment: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY not set".into());
+        }
+    }
+    let profile = get("AWS_PROFILE").unwrap_or("default");
+    let file: Option<PathBuf> = get("AWS_SHARED_CREDENTIALS_FILE")
+        .map(PathBuf::from)
+        .or_else(|| home.map(|h| h.join(".aws").join("credentials")));
+    match file {
+        None => looked.push("shared credentials file: no home directory known".into()),
+        Some(path) => match std::fs::read_to_string(&path) {
+            Err(e) => looked.push(format!("{}: {e}", path.display())),
+            Ok(text) => {
+                let section = ini_section(&text, profile);
+                let id = section.get("aws_access_key_id");
+                let key = section.get("aws_secret_access_key");
+                if let (Some(id), Some(key)) = (id, key) {
+                    return Ok(AwsCredentials {
+                        access_key_id: id.clone(),
+                        secret_access_key: Secret::new(key.clone()),
+                        session_token: section
+                            .get("aws_session_token")
+                            .map(|t| Secret::new(t.clone())),
+                    });
+                }
+                looked.push(format!(
+                    "{}: profile [{profile}] lacks aws_access_key_id and/or aws_secret_access_key",
+                    path.display()
+                ));
+            }
+        },
+    }
+    Err(SecretError::NoAwsCredentials { looked })
+}
+
+/// The `key = value` pairs of `[profile]` in the shared credentials file, a
+/// tiny INI dialect (keys lowercased). Written here rather than with an INI
+/// crate: the format is three keys in one section and the AWS SDK's own
+/// parser comes only with the whole SDK.
+fn ini_section(text: &str, profile: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            let name = name.trim();
+            inside =
+                name == profile || name.strip_prefix("profile ").map(str::trim) == Some(profile);
+            continue;
+        }
+        if inside && let Some((k, v)) = line.split_once('=') {
+            out.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    out
 }
 
 /// Reads a token file, refusing one that group or others can access.
@@ -420,6 +520,45 @@ mod tests {
 
     fn unique(account: &str) -> String {
         format!("{account}-{}-{}", std::process::id(), rand::random::<u32>())
+    }
+
+    #[test]
+    fn aws_credentials_from_env_then_file() {
+        let mut env = HashMap::new();
+        env.insert("AWS_ACCESS_KEY_ID".to_string(), "AKIDENV".to_string());
+        env.insert(
+            "AWS_SECRET_ACCESS_KEY".to_string(),
+            "s3cr3t-env".to_string(),
+        );
+        let c = aws_credentials(&env, None).unwrap();
+        assert_eq!(c.access_key_id, "AKIDENV");
+        assert_eq!(c.secret_access_key.expose(), "s3cr3t-env");
+
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        std::fs::create_dir_all(dir.join(".aws")).unwrap();
+        std::fs::write(
+            dir.join(".aws/credentials"),
+            "[default]\naws_access_key_id = AKIDDEF\naws_secret_access_key = def-secret\n\n[work]\naws_access_key_id=AKIDWORK\naws_secret_access_key=work-secret\naws_session_token=tok\n",
+        )
+        .unwrap();
+        let mut env = HashMap::new();
+        env.insert("AWS_PROFILE".to_string(), "work".to_string());
+        let c = aws_credentials(&env, Some(dir)).unwrap();
+        assert_eq!(c.access_key_id, "AKIDWORK");
+        assert_eq!(c.session_token.unwrap().expose(), "tok");
+        env.insert("AWS_PROFILE".to_string(), "missing".to_string());
+        let e = aws_credentials(&env, Some(dir)).unwrap_err();
+        let SecretError::NoAwsCredentials { looked } = &e else {
+            panic!("{e:?}");
+        };
+        let message = looked.join("; ");
+        assert!(message.contains("AWS_ACCESS_KEY_ID"), "{e}");
+        assert!(message.contains("profile [missing]"), "{e}");
+        assert!(
+            !e.to_string().contains("def-secret") && !e.to_string().contains("work-secret"),
+            "{e}"
+        );
     }
 
     #[test]

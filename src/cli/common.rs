@@ -6,6 +6,7 @@ use anyhow::Context;
 
 use crate::command::publish::PublishError;
 use crate::config::{self, Config, ConfigErrors, Domain};
+use crate::rotation::keyring::KeyringError;
 use crate::rotation::{RunnerError, StoreError};
 
 /// Process exit codes scripts can rely on (also listed in `--help` and the README).
@@ -65,6 +66,18 @@ pub fn exit_for(e: &anyhow::Error) -> Exit {
         }
         if let Some(RunnerError::Config(_)) = cause.downcast_ref() {
             return Exit::DataErr;
+        }
+        // A key error wraps these transparently: the inner error is not a
+        // cause of its own in the chain.
+        match cause.downcast_ref() {
+            Some(KeyringError::Gate(_) | KeyringError::Runner(RunnerError::Config(_))) => {
+                return Exit::DataErr;
+            }
+            Some(
+                KeyringError::Store(StoreError::Locked { .. })
+                | KeyringError::Runner(RunnerError::Store(StoreError::Locked { .. })),
+            ) => return Exit::TempFail,
+            _ => {}
         }
     }
     Exit::Failure
@@ -218,4 +231,30 @@ pub struct Selection {
 /// As [`select_domains`].
 pub fn selected<'a>(config: &'a Config, selection: &Selection) -> anyhow::Result<Vec<&'a Domain>> {
     select_domains(config, &selection.domains)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn locked() -> StoreError {
+        StoreError::Locked {
+            holder: "pid 1".into(),
+            path: "/state/maildns.lock".into(),
+        }
+    }
+
+    /// The same exit code whether the store's error comes bare or wrapped in
+    /// a key error (whose `#[error(transparent)]` hides it from the chain).
+    #[test]
+    fn key_errors_keep_the_exit_codes_of_what_they_wrap() {
+        let bare = anyhow::Error::from(locked());
+        let wrapped = anyhow::Error::from(KeyringError::Store(locked()));
+        assert_eq!(exit_for(&bare), Exit::TempFail);
+        assert_eq!(exit_for(&wrapped), Exit::TempFail);
+        let other = anyhow::Error::from(KeyringError::NoKeyFile {
+            selector: "s1".into(),
+        });
+        assert_eq!(exit_for(&other), Exit::Failure);
+    }
 }

@@ -1,8 +1,6 @@
 //! The face owns the environment: credentials come from it (snapshotted once)
 //! and reach the library typed, through [`Credentials`].
 
-use anyhow::Context;
-
 use crate::accounts::Credentials;
 use crate::config::Account;
 
@@ -20,7 +18,10 @@ impl EnvCredentials {
 }
 
 impl Credentials for EnvCredentials {
-    fn credential(&self, account: &Account) -> anyhow::Result<maildns_providers::Secret> {
+    fn credential(
+        &self,
+        account: &Account,
+    ) -> Result<maildns_providers::Secret, crate::secrets::SecretError> {
         let spec = crate::secrets::SecretSpec {
             env_var: Some(account.credential.env.clone()),
             token_file: account.credential.token_file.clone(),
@@ -30,13 +31,10 @@ impl Credentials for EnvCredentials {
 
     fn aws(
         &self,
-        account: &Account,
-    ) -> anyhow::Result<maildns_providers::hosts::route53::AwsCredentials> {
+        _account: &Account,
+    ) -> Result<maildns_providers::hosts::route53::AwsCredentials, crate::secrets::SecretError>
+    {
         let home = self.env.get("HOME").map(std::path::PathBuf::from);
-        maildns_providers::hosts::route53::AwsCredentials::from_env_and_files(
-            &self.env,
-            home.as_deref(),
-        )
-        .with_context(|| format!("account '{}'", account.name))
+        crate::secrets::aws_credentials(&self.env, home.as_deref())
     }
 }

@@ -28,7 +28,7 @@ use crate::publish::{
     ledger::LedgerError,
 };
 use crate::rotation::keyring::{
-    after_publish, max_bits_for, prepare_publish, record_publish_failure, sweep,
+    KeyringError, after_publish, max_bits_for, prepare_publish, record_publish_failure, sweep,
 };
 use crate::rotation::{SqliteStore, Store, StoreError};
 
@@ -87,15 +87,14 @@ pub enum PublishError {
     Diagnosis(StoreError),
 }
 
-/// Keeps the gate's and the store's errors typed (exit codes depend on them).
-fn keys_error(e: anyhow::Error) -> PublishError {
-    match e.downcast::<GateError>() {
-        Ok(g) => PublishError::Gate(g),
-        Err(e) => match e.downcast::<StoreError>() {
-            Ok(s) => PublishError::Store(s),
-            Err(e) => PublishError::Keys {
-                message: format!("{e:#}"),
-            },
+/// Keeps the gate's and the store's errors typed (exit codes depend on them);
+/// any other key error becomes [`PublishError::Keys`] with its whole chain.
+fn keys_error(e: impl Into<KeyringError>) -> PublishError {
+    match e.into() {
+        KeyringError::Gate(g) => PublishError::Gate(g),
+        KeyringError::Store(s) => PublishError::Store(s),
+        e => PublishError::Keys {
+            message: crate::error::chain(&e),
         },
     }
 }

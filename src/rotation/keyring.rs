@@ -5,17 +5,105 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use chrono::{DateTime, TimeDelta, Utc};
 use maildns_providers::Fqdn;
 
 use super::machine::{
-    Action, DomainState, Event, KeyRecord, KeyStatus, Observation, Policy, Warning, Withdrawal,
+    Action, DomainState, Event, KeyRecord, KeyStatus, Observation, Policy, PolicyError, Warning,
+    Withdrawal,
 };
+use super::{RunnerError, StoreError};
 use crate::config::{Config, DkimPolicy};
-use crate::keys::{self, Algorithm, PrivateKey, WriteOptions};
+use crate::gate::GateError;
+use crate::keys::{self, Algorithm, KeyError, PrivateKey, WriteOptions};
 use crate::publish::{DkimEntry, Mode};
 use crate::records::dkim::{DkimKey, KeyType};
+
+/// Why a key could not be prepared, generated, loaded or swept, or a domain's
+/// key state not advanced. Wrapped errors keep their own message (and
+/// sources); the others say what was done to which file, with the cause as
+/// their source (so `{:#}` through anyhow reads "removing <file>: <cause>").
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyringError {
+    /// A key could not be generated, read, written or converted.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The domain's DKIM policy is invalid.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The configuration fails the lint gate (nothing was generated).
+    #[error(transparent)]
+    Gate(#[from] GateError),
+    /// The signer could not be set up from the configuration.
+    #[error(transparent)]
+    Runner(#[from] RunnerError),
+    /// The signer refused the names or could not write the key file.
+    #[error(transparent)]
+    Signer(#[from] crate::signer::SignerError),
+    /// The state names a key without a private key file.
+    #[error("key {selector} has no private key file recorded")]
+    NoKeyFile {
+        /// The key's selector.
+        selector: String,
+    },
+    /// The key file of a selector holds a key of another algorithm.
+    #[error("{} exists and holds a {found} key, not {wanted}", path.display())]
+    WrongAlgorithm {
+        /// The key file.
+        path: PathBuf,
+        /// What it holds.
+        found: Algorithm,
+        /// What the selector is for.
+        wanted: Algorithm,
+    },
+    /// The key file holds another RSA size, and the signer may be using it.
+    #[error("{} holds a {found}-bit key, not {wanted}, and the signer's key table names it", path.display())]
+    SignerNamesKey {
+        /// The key file.
+        path: PathBuf,
+        /// Its size in bits.
+        found: u32,
+        /// The size wanted.
+        wanted: u32,
+    },
+    /// A file or directory could not be read, created or removed.
+    #[error("{action} {}", path.display())]
+    Io {
+        /// `reading`, `creating` or `removing`.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The signer's key table cannot be parsed.
+    #[error("reading {}", path.display())]
+    KeyTable {
+        /// The key table.
+        path: PathBuf,
+        /// Where and why.
+        #[source]
+        source: crate::signer::opendkim::ParseError,
+    },
+    /// The private key file of a destroyed selector cannot be removed.
+    #[error("removing {}, the private key of destroyed selector {selector} of {domain}", path.display())]
+    DestroyedKey {
+        /// The key file.
+        path: PathBuf,
+        /// The destroyed selector.
+        selector: String,
+        /// Its domain.
+        domain: Fqdn,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// Where the private key of `selector` goes: the signer's key directory when a
 /// signer is configured, else `<state_dir>/keys/<domain>/<selector>.private`.
@@ -29,7 +117,10 @@ pub fn key_path(config: &Config, domain: &Fqdn, selector: &str) -> PathBuf {
 }
 
 /// The DKIM record of a private key.
-pub fn record_for(key: &PrivateKey, testing: bool) -> anyhow::Result<DkimKey> {
+///
+/// # Errors
+/// The public key cannot be encoded.
+pub fn record_for(key: &PrivateKey, testing: bool) -> Result<DkimKey, KeyError> {
     let kt = match key.algorithm() {
         Algorithm::Rsa => KeyType::Rsa,
         Algorithm::Ed25519 => KeyType::Ed25519,
@@ -43,11 +134,15 @@ pub fn record_for(key: &PrivateKey, testing: bool) -> anyhow::Result<DkimKey> {
 
 /// What each key's status wants at its selector: the full record while it may be
 /// published or signing, the revoked record (or nothing) once withdrawn.
+///
+/// # Errors
+/// The private key of a key whose full record is wanted is not recorded or
+/// cannot be read.
 pub fn dkim_entries(
     state: &DomainState,
     dkim: &DkimPolicy,
     now: DateTime<Utc>,
-) -> anyhow::Result<Vec<DkimEntry>> {
+) -> Result<Vec<DkimEntry>, KeyringError> {
     let mut out = Vec::new();
     for k in &state.keys {
         let full = matches!(
@@ -93,24 +188,26 @@ fn revoked(k: &KeyRecord) -> maildns_providers::TxtRecord {
     DkimKey::new(kt, Vec::new()).revoked().to_txt()
 }
 
-fn load_record(k: &KeyRecord, testing: bool) -> anyhow::Result<DkimKey> {
-    let path = k.key_path.as_ref().with_context(|| {
-        format!(
-            "key {} has no private key file recorded",
-            k.selector.as_str()
-        )
+fn load_record(k: &KeyRecord, testing: bool) -> Result<DkimKey, KeyringError> {
+    let path = k.key_path.as_ref().ok_or_else(|| KeyringError::NoKeyFile {
+        selector: k.selector.as_str().to_string(),
     })?;
     let key = keys::load_private_key(std::path::Path::new(path))?;
-    record_for(&key, testing)
+    Ok(record_for(&key, testing)?)
 }
 
 /// Performs a `GenerateKey` action: makes the key and writes it (0600, never
 /// overwriting; an existing file from an interrupted earlier run is adopted).
+/// `None` for any other action.
+///
+/// # Errors
+/// The existing file holds another algorithm, or another size the signer's
+/// key table names; the key cannot be generated, read or written.
 pub fn generate(
     config: &Config,
     domain: &Fqdn,
     action: &Action,
-) -> anyhow::Result<Option<Observation>> {
+) -> Result<Option<Observation>, KeyringError> {
     let Action::GenerateKey {
         selector,
         algorithm,
@@ -131,27 +228,34 @@ pub fn generate(
             }));
         }
         if key.algorithm() != *algorithm {
-            anyhow::bail!(
-                "{} exists and holds a {} key, not {}",
-                path.display(),
-                key.algorithm(),
-                algorithm
-            );
+            return Err(KeyringError::WrongAlgorithm {
+                path,
+                found: key.algorithm(),
+                wanted: *algorithm,
+            });
         }
         // Written for this selector before a fallback to a smaller size
         // (selectors are never reused): never published, so replaced, unless
         // the signer's tables name it.
         if signer_names(config, &path)? {
-            anyhow::bail!(
-                "{} holds a {}-bit key, not {bits}, and the signer's key table names it",
-                path.display(),
-                key.bits()
-            );
+            return Err(KeyringError::SignerNamesKey {
+                path,
+                found: key.bits(),
+                wanted: *bits,
+            });
         }
-        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        std::fs::remove_file(&path).map_err(|source| KeyringError::Io {
+            action: "removing",
+            path: path.clone(),
+            source,
+        })?;
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| KeyringError::Io {
+            action: "creating",
+            path: dir.to_path_buf(),
+            source,
+        })?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -188,7 +292,7 @@ pub fn generate_key(
     signer: Option<&crate::signer::Signer>,
     domain: &Fqdn,
     action: &Action,
-) -> anyhow::Result<Option<Observation>> {
+) -> Result<Option<Observation>, KeyringError> {
     if let (
         Some(signer),
         Action::GenerateKey {
@@ -212,19 +316,27 @@ pub fn generate_key(
 
 /// True when the signer's key table (if a signer is configured and the table
 /// exists) names the key file `path`: the signer may be signing with it.
-fn signer_names(config: &Config, path: &std::path::Path) -> anyhow::Result<bool> {
+fn signer_names(config: &Config, path: &std::path::Path) -> Result<bool, KeyringError> {
     let Some(signer) = &config.signer else {
         return Ok(false);
     };
     let text = match std::fs::read_to_string(&signer.key_table) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => {
-            return Err(e).with_context(|| format!("reading {}", signer.key_table.display()));
+        Err(source) => {
+            return Err(KeyringError::Io {
+                action: "reading",
+                path: signer.key_table.clone(),
+                source,
+            });
         }
     };
-    let table = crate::signer::opendkim::KeyTable::parse(&text)
-        .with_context(|| format!("reading {}", signer.key_table.display()))?;
+    let table = crate::signer::opendkim::KeyTable::parse(&text).map_err(|source| {
+        KeyringError::KeyTable {
+            path: signer.key_table.clone(),
+            source,
+        }
+    })?;
     Ok(table
         .entries()
         .any(|e| std::path::Path::new(&e.key) == path))
@@ -376,7 +488,7 @@ pub fn record_publish_failure(
     name: &Fqdn,
     reason: &str,
     now: DateTime<Utc>,
-) -> anyhow::Result<()> {
+) -> Result<(), StoreError> {
     let mut state = store.load(domain)?;
     let Some(k) = state
         .keys
@@ -478,6 +590,11 @@ pub fn max_bits_for(
 /// domain has no key yet, runs the machine to generate its first key(s) (saved
 /// before anything is published), and falls back a pending key its host cannot
 /// hold ([`fall_back`]); then returns what each key's status wants published.
+///
+/// # Errors
+/// [`KeyringError::Gate`] when the configuration fails the lint gate and a key
+/// would be made or discarded; [`KeyringError::Store`] when the state cannot
+/// be read or saved; the policy, signer or key cannot be had.
 pub fn prepare_publish(
     store: &dyn super::Store,
     config: &Config,
@@ -485,7 +602,7 @@ pub fn prepare_publish(
     max_bits_for_host: Option<u32>,
     now: DateTime<Utc>,
     mode: Mode,
-) -> anyhow::Result<(Vec<DkimEntry>, Vec<super::Warning>)> {
+) -> Result<(Vec<DkimEntry>, Vec<super::Warning>), KeyringError> {
     let generate_first = mode == Mode::Apply;
     let Some(dkim) = &domain.dkim else {
         return Ok((Vec::new(), Vec::new()));
@@ -550,12 +667,15 @@ pub fn prepare_publish(
 
 /// Tells the machine that `publish` put the records of freshly generated keys at
 /// the host (so the rotation goes on with propagation, not another publish).
+///
+/// # Errors
+/// The policy is invalid, or the store cannot be read or saved.
 pub fn after_publish(
     store: &dyn super::Store,
     domain: &crate::config::Domain,
     max_bits_for_host: Option<u32>,
     now: DateTime<Utc>,
-) -> anyhow::Result<()> {
+) -> Result<(), KeyringError> {
     let Some(dkim) = &domain.dkim else {
         return Ok(());
     };
@@ -596,7 +716,7 @@ pub fn after_publish(
 pub fn sweep(
     config: &Config,
     store: Option<&dyn super::store::Store>,
-) -> anyhow::Result<Vec<PathBuf>> {
+) -> Result<Vec<PathBuf>, KeyringError> {
     let mut dirs: std::collections::BTreeSet<PathBuf> = config
         .domains
         .iter()
@@ -627,13 +747,12 @@ pub fn sweep(
                 match std::fs::remove_file(&path) {
                     Ok(()) => removed.push(path),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(e).with_context(|| {
-                            format!(
-                                "removing {}, the private key of destroyed selector {} of {domain}",
-                                path.display(),
-                                k.selector
-                            )
+                    Err(source) => {
+                        return Err(KeyringError::DestroyedKey {
+                            path,
+                            selector: k.selector.to_string(),
+                            domain,
+                            source,
                         });
                     }
                 }

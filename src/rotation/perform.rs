@@ -8,20 +8,153 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use maildns_providers::TxtRecord;
+use maildns_providers::{Fqdn, NameError, TxtRecord};
 
-use super::keyring;
+use super::keyring::{self, KeyringError};
 use super::machine::{
     Action, Blocked, DomainState, Expect, KeyStatus, Observation, Selector, Verdict, Warning, step,
 };
 use super::runner::{Runner, RunnerError};
 use crate::config::{DkimPolicy, Domain, SignerConfirm};
-use crate::keys;
+use crate::keys::{self, KeyError};
+use crate::propagation::discover::DiscoveryError;
 use crate::propagation::{Check, DiscoveryOptions, Nameserver, Upstream, discover};
 use crate::publish::{self, DomainJob, Options, selector_name};
 use crate::records::RecordKind;
-use crate::signer::Signer;
 use crate::signer::probe::{self, ProbeError, ProbeReport};
+use crate::signer::{Signer, SignerError};
+
+/// Why an action could not be performed: its text is the `reason` of the
+/// [`Observation::ActionFailed`] the machine retries with backoff.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ActionError {
+    /// A key file could not be made, removed or disclosed.
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
+    /// A DKIM record could not be published or checked.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// `Wait` and `Failed` are never performed.
+    #[error("not an action to perform")]
+    NotPerformable,
+}
+
+/// Why a private key file could not be made, removed or disclosed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum KeyFileError {
+    /// The state has no key with the selector.
+    #[error("no key {0}")]
+    NoKey(Selector),
+    /// The state names no key file for the selector.
+    #[error("key {0} has no key file recorded")]
+    NoKeyFile(Selector),
+    /// The key is not retired and withdrawn.
+    #[error("refusing to delete the key of {selector}: it is {status}")]
+    NotDeletable {
+        /// The key.
+        selector: Selector,
+        /// Its status.
+        status: KeyStatus,
+    },
+    /// The key is not withdrawn.
+    #[error("refusing to disclose {selector}: it is {status}")]
+    NotDisclosable {
+        /// The key.
+        selector: Selector,
+        /// Its status.
+        status: KeyStatus,
+    },
+    /// The generate step was asked for another action.
+    #[error("not a generate action")]
+    NotGenerate,
+    /// Generating (or adopting) the key failed; the text is its whole chain.
+    #[error("{}", crate::error::chain(.0))]
+    Generate(KeyringError),
+    /// The signer could not remove the key.
+    #[error(transparent)]
+    Signer(#[from] SignerError),
+    /// The key could not be read or encoded.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A file or directory could not be written, created or removed.
+    #[error("{}{}: {error}", .action, .path.display())]
+    Io {
+        /// `""` (writing, creating) or `"removing "`.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause (part of the text, which is all the machine keeps).
+        error: std::io::Error,
+    },
+}
+
+/// Why a DKIM record could not be published, or its propagation checked.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum RecordError {
+    /// The state has no key with the selector.
+    #[error("no key {0}")]
+    NoKey(Selector),
+    /// The key may still sign: its record stays.
+    #[error("refusing to withdraw {selector}: it may be signing ({status})")]
+    InUse {
+        /// The key.
+        selector: Selector,
+        /// Its status.
+        status: KeyStatus,
+    },
+    /// The records the state wants could not be formed; the text is the
+    /// whole chain.
+    #[error("{}", crate::error::chain(.0))]
+    Entries(KeyringError),
+    /// The record name cannot be formed.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// The domain's records want nothing at the selector's name.
+    #[error("no DKIM record wanted at {0}")]
+    NothingWanted(Fqdn),
+    /// The state wants no (revoked) record for the selector.
+    #[error("no {what}record for {selector}")]
+    NoRecord {
+        /// `""` or `"revoked "`.
+        what: &'static str,
+        /// The key.
+        selector: Selector,
+    },
+    /// The host did not keep the record; the text says what was saved.
+    #[error("{0}")]
+    NotStored(String),
+    /// Publishing failed (boxed: the error is large).
+    #[error(transparent)]
+    Publish(Box<publish::DomainError>),
+    /// The domain's account is not connected.
+    #[error("account '{0}' is not connected")]
+    NotConnected(String),
+    /// The authoritative servers are not known.
+    #[error(transparent)]
+    Servers(#[from] ServersError),
+}
+
+/// Why the authoritative servers of a domain are not known.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ServersError {
+    /// Discovery failed.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    /// Discovery found none.
+    #[error("no authoritative server found for {0}")]
+    NoneFound(Fqdn),
+}
+
+/// Why the signer tables name no key for a domain.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum TableError {
+    /// The tables cannot be read.
+    #[error(transparent)]
+    Signer(#[from] SignerError),
+    /// The signing table has no entry for the address.
+    #[error("the signing table has no key for {0}")]
+    NoEntry(String),
+}
 
 impl Runner {
     /// Performs `action` for domain `d` whose saved state is `state`.
@@ -36,14 +169,15 @@ impl Runner {
         // Wait has no selector; it and Failed are never performed
         // (Decision::work filters them out).
         let selector = action.selector()?.clone();
-        let result: Result<Observation, String> = match action {
-            Action::GenerateKey { .. } => self.generate(d, action),
+        let result: Result<Observation, ActionError> = match action {
+            Action::GenerateKey { .. } => self.generate(d, action).map_err(ActionError::from),
             Action::PublishKey { .. } => self
                 .apply(d, dkim, state, &selector, KeyStatus::Published, now)
                 .await
                 .map(|()| Observation::KeyPublished {
                     selector: selector.clone(),
-                }),
+                })
+                .map_err(ActionError::from),
             Action::RevokeKey { .. } | Action::UnpublishKey { .. } => {
                 match self.retirement_check(d, &selector).await {
                     Err(held) => return Some(held),
@@ -52,42 +186,43 @@ impl Runner {
                         .await
                         .map(|()| Observation::KeyWithdrawn {
                             selector: selector.clone(),
-                        }),
+                        })
+                        .map_err(ActionError::from),
                 }
             }
-            Action::AwaitPropagation { expect, .. } => {
-                self.propagation(d, dkim, state, &selector, *expect, now)
-                    .await
-            }
+            Action::AwaitPropagation { expect, .. } => self
+                .propagation(d, dkim, state, &selector, *expect, now)
+                .await
+                .map_err(ActionError::from),
             Action::SwitchSigner { .. } => Ok(self.switch(d, state, &selector)),
             Action::ConfirmSigner { .. } => Ok(self.confirm_switch(d, state, &selector).await),
             Action::DeletePrivateKey { .. } | Action::PublishPrivateKey { .. } => {
                 match self.retirement_check(d, &selector).await {
                     Err(held) => return Some(held),
-                    Ok(()) if matches!(action, Action::DeletePrivateKey { .. }) => {
-                        self.delete_key(d, state, &selector)
-                    }
-                    Ok(()) => self.disclose(d, state, &selector),
+                    Ok(()) if matches!(action, Action::DeletePrivateKey { .. }) => self
+                        .delete_key(d, state, &selector)
+                        .map_err(ActionError::from),
+                    Ok(()) => self
+                        .disclose(d, state, &selector)
+                        .map_err(ActionError::from),
                 }
             }
-            Action::Wait { .. } | Action::Failed { .. } => {
-                Err("not an action to perform".to_string())
-            }
+            Action::Wait { .. } | Action::Failed { .. } => Err(ActionError::NotPerformable),
         };
-        Some(result.unwrap_or_else(|reason| Observation::ActionFailed {
+        Some(result.unwrap_or_else(|e| Observation::ActionFailed {
             selector,
             action: action.name().to_string(),
-            reason,
+            reason: e.to_string(),
         }))
     }
 
     /// A NEW key file for the selector (adopted if it already exists); with a
     /// signer, written by it (its key directory, owner and mode). The same
     /// step makes a domain's first key in `publish` ([`keyring::generate_key`]).
-    fn generate(&self, d: &Domain, action: &Action) -> Result<Observation, String> {
+    fn generate(&self, d: &Domain, action: &Action) -> Result<Observation, KeyFileError> {
         keyring::generate_key(&self.config, self.signer.as_ref(), &d.name, action)
-            .map_err(|e| format!("{e:#}"))?
-            .ok_or_else(|| "not a generate action".to_string())
+            .map_err(KeyFileError::Generate)?
+            .ok_or(KeyFileError::NotGenerate)
     }
 
     /// Applies the DKIM record of `selector` as it is wanted once the key has
@@ -101,26 +236,25 @@ impl Runner {
         selector: &Selector,
         status: KeyStatus,
         now: DateTime<Utc>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RecordError> {
         let key = state
             .key(selector)
-            .ok_or_else(|| format!("no key {selector}"))?;
+            .ok_or_else(|| RecordError::NoKey(selector.clone()))?;
         if status == KeyStatus::Withdrawing && key.status.may_be_signing() {
-            return Err(format!(
-                "refusing to withdraw {selector}: it may be signing ({})",
-                key.status
-            ));
+            return Err(RecordError::InUse {
+                selector: selector.clone(),
+                status: key.status,
+            });
         }
         let entries = keyring::dkim_entries(&as_if(state, selector, status), dkim, now)
-            .map_err(|e| format!("{e:#}"))?;
-        let name = selector_name(&d.name, selector).map_err(|e| e.to_string())?;
-        let desired: Vec<_> = publish::for_domain(d, &entries)
-            .map_err(|e| e.to_string())?
+            .map_err(RecordError::Entries)?;
+        let name = selector_name(&d.name, selector)?;
+        let desired: Vec<_> = publish::for_domain(d, &entries)?
             .into_iter()
             .filter(|x| x.kind == RecordKind::Dkim && x.name == name)
             .collect();
         if desired.is_empty() {
-            return Err(format!("no DKIM record wanted at {name}"));
+            return Err(RecordError::NothingWanted(name));
         }
         let served = publish::ServedCheck {
             querier: self.watcher.querier().clone(),
@@ -149,12 +283,12 @@ impl Runner {
         match outcomes.into_iter().next() {
             Some(o) => match o.error {
                 None => Ok(()),
-                Some(publish::DomainError::NotStored(found)) => {
-                    Err(self.save_readback(d, o.zone.as_deref(), &found, now))
-                }
-                Some(e) => Err(e.to_string()),
+                Some(publish::DomainError::NotStored(found)) => Err(RecordError::NotStored(
+                    self.save_readback(d, o.zone.as_deref(), &found, now),
+                )),
+                Some(e) => Err(RecordError::Publish(Box::new(e))),
             },
-            None => Err(format!("account '{}' is not connected", d.account)),
+            None => Err(RecordError::NotConnected(d.account.clone())),
         }
     }
 
@@ -200,23 +334,28 @@ impl Runner {
         selector: &Selector,
         expect: Expect,
         now: DateTime<Utc>,
-    ) -> Result<Observation, String> {
-        let name = selector_name(&d.name, selector).map_err(|e| e.to_string())?;
-        let record_as = |status| -> Result<Option<TxtRecord>, String> {
+    ) -> Result<Observation, RecordError> {
+        let name = selector_name(&d.name, selector)?;
+        let record_as = |status| -> Result<Option<TxtRecord>, RecordError> {
             let entries = keyring::dkim_entries(&as_if(state, selector, status), dkim, now)
-                .map_err(|e| format!("{e:#}"))?;
+                .map_err(RecordError::Entries)?;
             Ok(entries
                 .into_iter()
                 .find(|e| &e.selector == selector)
                 .and_then(|e| e.record))
         };
-        let full =
-            record_as(KeyStatus::Retiring)?.ok_or_else(|| format!("no record for {selector}"))?;
+        let full = record_as(KeyStatus::Retiring)?.ok_or_else(|| RecordError::NoRecord {
+            what: "",
+            selector: selector.clone(),
+        })?;
         let checks = match expect {
             Expect::Present => vec![Check::present(name.clone(), full)],
             Expect::Revoked => {
-                let revoked = record_as(KeyStatus::Withdrawing)?
-                    .ok_or_else(|| format!("no revoked record for {selector}"))?;
+                let revoked =
+                    record_as(KeyStatus::Withdrawing)?.ok_or_else(|| RecordError::NoRecord {
+                        what: "revoked ",
+                        selector: selector.clone(),
+                    })?;
                 vec![
                     Check::present(name.clone(), revoked).with_previous_ttl(d.ttl),
                     Check::absent(name.clone(), full).with_previous_ttl(d.ttl),
@@ -263,7 +402,7 @@ impl Runner {
     }
 
     /// The domain's `nameservers` override, or its discovered authoritative servers.
-    async fn servers(&self, d: &Domain) -> Result<Vec<Nameserver>, String> {
+    async fn servers(&self, d: &Domain) -> Result<Vec<Nameserver>, ServersError> {
         if !d.nameservers.is_empty() {
             return Ok(d
                 .nameservers
@@ -281,11 +420,9 @@ impl Runner {
             },
             ..DiscoveryOptions::default()
         };
-        let found = discover(self.watcher.querier(), &options, &d.name)
-            .await
-            .map_err(|e| e.to_string())?;
+        let found = discover(self.watcher.querier(), &options, &d.name).await?;
         if found.nameservers.is_empty() {
-            return Err(format!("no authoritative server found for {}", d.name));
+            return Err(ServersError::NoneFound(d.name.clone()));
         }
         Ok(found.nameservers)
     }
@@ -305,7 +442,7 @@ impl Runner {
         let result = key_path(state, selector).and_then(|path| {
             signer
                 .switch(d.name.as_str(), selector, &path)
-                .map_err(|e| e.to_string())
+                .map_err(KeyFileError::from)
         });
         match result {
             Ok(sw) => {
@@ -353,13 +490,13 @@ impl Runner {
     fn table_entry(
         signer: &Signer,
         d: &Domain,
-    ) -> Result<crate::signer::opendkim::KeyEntry, String> {
-        let (kt, st) = signer.read_tables().map_err(|e| e.to_string())?;
+    ) -> Result<crate::signer::opendkim::KeyEntry, TableError> {
+        let (kt, st) = signer.read_tables()?;
         let from = format!("postmaster@{}", d.name);
         st.lookup(&from)
             .and_then(|n| kt.get(n))
             .cloned()
-            .ok_or_else(|| format!("the signing table has no key for {from}"))
+            .ok_or(TableError::NoEntry(from))
     }
 
     /// Probes the signer for `d` until `done` holds or the probe timeout ends,
@@ -386,7 +523,8 @@ impl Runner {
         let mut note = None;
         let mut first = true;
         loop {
-            let r = probe::probe(socket, d.name.as_str(), servers, io_timeout).await;
+            let now = self.clock.now();
+            let r = probe::probe_at(socket, d.name.as_str(), servers, io_timeout, now).await;
             if r.as_ref().is_ok_and(&done) || Instant::now() + delay > deadline {
                 return (r, note);
             }
@@ -399,7 +537,7 @@ impl Runner {
         }
     }
 
-    async fn server_addrs(&self, d: &Domain) -> Result<Vec<SocketAddr>, String> {
+    async fn server_addrs(&self, d: &Domain) -> Result<Vec<SocketAddr>, ServersError> {
         Ok(self.servers(d).await?.into_iter().map(|n| n.addr).collect())
     }
 
@@ -425,7 +563,7 @@ impl Runner {
         };
         let path = match key_path(state, selector) {
             Ok(p) => p,
-            Err(reason) => return held(reason),
+            Err(reason) => return held(reason.to_string()),
         };
         let names_it = |e: &crate::signer::opendkim::KeyEntry| {
             e.selector == selector.as_str() && Path::new(&e.key) == path
@@ -436,7 +574,7 @@ impl Runner {
                 // Tables edited since the switch (or half-written): switch again.
                 let was = match other {
                     Ok(e) => format!("the signer tables name selector {}", e.selector),
-                    Err(e) => e,
+                    Err(e) => e.to_string(),
                 };
                 if let Err(e) = signer.switch(d.name.as_str(), selector, &path) {
                     return held(format!("{was}; switching again failed: {e}"));
@@ -589,7 +727,7 @@ impl Runner {
         }
         let name = d.name.as_str();
         let tables = Self::table_entry(signer, d);
-        let mut probed: Option<Result<ProbeReport, String>> = None;
+        let mut probed: Option<Result<ProbeReport, ProbeError>> = None;
         if let Ok(servers) = self.server_addrs(d).await.as_ref() {
             let wanted = |r: &ProbeReport| {
                 active
@@ -598,7 +736,7 @@ impl Runner {
                     .any(|s| r.verified_with(name, s))
             };
             let (r, _) = self.probe_until(signer, d, servers, wanted, || None).await;
-            probed = Some(r.map_err(|e| format!("signer probe: {e}")));
+            probed = Some(r);
         }
         let mut observations = Vec::new();
         let proven_switch = match &probed {
@@ -625,7 +763,7 @@ impl Runner {
                     (_, None) => drift(format!(
                         "no authoritative server to verify a probe signature of {name} against"
                     )),
-                    (_, Some(Err(e))) => drift(e.clone()),
+                    (_, Some(Err(e))) => drift(format!("signer probe: {e}")),
                     (_, Some(Ok(r))) if r.verified_with(name, sel) => {
                         Observation::SignerConfirmed {
                             selector: sel.clone(),
@@ -653,26 +791,30 @@ impl Runner {
         d: &Domain,
         state: &DomainState,
         selector: &Selector,
-    ) -> Result<Observation, String> {
+    ) -> Result<Observation, KeyFileError> {
         let key = state
             .key(selector)
-            .ok_or_else(|| format!("no key {selector}"))?;
+            .ok_or_else(|| KeyFileError::NoKey(selector.clone()))?;
         if !matches!(key.status, KeyStatus::Withdrawn | KeyStatus::Disclosed) {
-            return Err(format!(
-                "refusing to delete the key of {selector}: it is {}",
-                key.status
-            ));
+            return Err(KeyFileError::NotDeletable {
+                selector: selector.clone(),
+                status: key.status,
+            });
         }
         if let Some(signer) = &self.signer {
-            signer
-                .remove_key(d.name.as_str(), selector)
-                .map_err(|e| e.to_string())?;
+            signer.remove_key(d.name.as_str(), selector)?;
         }
         let path = key_path(state, selector)?;
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("removing {}: {e}", path.display())),
+            Err(source) => {
+                return Err(KeyFileError::Io {
+                    action: "removing ",
+                    path,
+                    error: source,
+                });
+            }
         }
         Ok(Observation::PrivateKeyDeleted {
             selector: selector.clone(),
@@ -687,28 +829,34 @@ impl Runner {
         d: &Domain,
         state: &DomainState,
         selector: &Selector,
-    ) -> Result<Observation, String> {
+    ) -> Result<Observation, KeyFileError> {
         let key = state
             .key(selector)
-            .ok_or_else(|| format!("no key {selector}"))?;
+            .ok_or_else(|| KeyFileError::NoKey(selector.clone()))?;
         if key.status != KeyStatus::Withdrawn {
-            return Err(format!(
-                "refusing to disclose {selector}: it is {}",
-                key.status
-            ));
+            return Err(KeyFileError::NotDisclosable {
+                selector: selector.clone(),
+                status: key.status,
+            });
         }
         let path = key_path(state, selector)?;
-        let pem = keys::load_private_key(&path)
-            .and_then(|k| k.to_pem())
-            .map_err(|e| e.to_string())?;
+        let pem = keys::load_private_key(&path).and_then(|k| k.to_pem())?;
         let dir = self
             .config
             .state_dir
             .join("disclosed")
             .join(d.name.as_str());
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(|error| KeyFileError::Io {
+            action: "",
+            path: dir.clone(),
+            error,
+        })?;
         let out = dir.join(format!("{selector}.private"));
-        std::fs::write(&out, pem.as_bytes()).map_err(|e| format!("{}: {e}", out.display()))?;
+        std::fs::write(&out, pem.as_bytes()).map_err(|error| KeyFileError::Io {
+            action: "",
+            path: out.clone(),
+            error,
+        })?;
         Ok(Observation::PrivateKeyPublished {
             selector: selector.clone(),
         })
@@ -725,10 +873,10 @@ fn as_if(state: &DomainState, selector: &Selector, status: KeyStatus) -> DomainS
     s
 }
 
-fn key_path(state: &DomainState, selector: &Selector) -> Result<PathBuf, String> {
+fn key_path(state: &DomainState, selector: &Selector) -> Result<PathBuf, KeyFileError> {
     state
         .key(selector)
         .and_then(|k| k.key_path.as_ref())
         .map(PathBuf::from)
-        .ok_or_else(|| format!("key {selector} has no key file recorded"))
+        .ok_or_else(|| KeyFileError::NoKeyFile(selector.clone()))
 }

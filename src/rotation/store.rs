@@ -17,13 +17,15 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use maildns_providers::Fqdn;
 use nix::fcntl::{Flock, FlockArg};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
+
+use crate::propagation::{Clock, SystemClock};
 
 use super::machine::{Algorithm, DomainState, Event, KeyRecord, KeyStatus, Selector};
 
@@ -217,6 +219,7 @@ pub struct SqliteStore {
     lock_path: Option<PathBuf>,
     lock: Mutex<Option<Flock<File>>>,
     in_memory: bool,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -334,6 +337,7 @@ impl SqliteStore {
             lock_path: Some(state_dir.join(LOCK_FILE)),
             lock: Mutex::new(None),
             in_memory: false,
+            clock: Arc::new(SystemClock),
         };
         store.init()?;
         Ok(store)
@@ -361,9 +365,18 @@ impl SqliteStore {
             lock_path: None,
             lock: Mutex::new(None),
             in_memory: true,
+            clock: Arc::new(SystemClock),
         };
         store.init()?;
         Ok(store)
+    }
+
+    /// The same store, reading "now" (the `saved_at` stamp of each save) from
+    /// `clock` instead of the system clock: the runner's injected clock.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> SqliteStore {
+        self.clock = clock;
+        self
     }
 
     /// The database file.
@@ -663,7 +676,7 @@ impl Store for SqliteStore {
         tx.execute(
             "INSERT INTO domains (domain, saved_at, blocked) VALUES (?1, ?2, ?3)
              ON CONFLICT(domain) DO UPDATE SET saved_at = excluded.saved_at, blocked = excluded.blocked",
-            params![domain, ts(Utc::now()), blocked],
+            params![domain, ts(self.clock.now()), blocked],
         )
         .map_err(self.sql("save domain"))?;
         tx.execute("DELETE FROM keys WHERE domain = ?1", params![domain])

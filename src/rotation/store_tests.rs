@@ -84,6 +84,33 @@ fn states_round_trip_and_domains_are_listed() {
     assert!(dir.path().join(DB_FILE).exists());
 }
 
+/// A clock stopped at one instant.
+struct Stopped(DateTime<Utc>);
+
+impl Clock for Stopped {
+    fn now(&self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
+#[test]
+fn save_stamps_with_the_injected_clock() {
+    let when = at(42, 0);
+    let store = SqliteStore::in_memory()
+        .expect("open")
+        .with_clock(Arc::new(Stopped(when)));
+    store.save(&sample_state("example.com"), &[]).expect("save");
+    let saved: String = store
+        .conn()
+        .query_row(
+            "SELECT saved_at FROM domains WHERE domain = 'example.com'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("saved_at");
+    assert_eq!(saved, ts(when));
+}
+
 #[test]
 fn event_log_keeps_order_and_filters() {
     let store = SqliteStore::in_memory().expect("open");

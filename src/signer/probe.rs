@@ -280,10 +280,25 @@ pub async fn probe(
     servers: &[SocketAddr],
     timeout: Duration,
 ) -> Result<ProbeReport, ProbeError> {
+    probe_at(socket, domain, servers, timeout, chrono::Utc::now()).await
+}
+
+/// [`probe`] with the probe message dated `now` (the caller's clock: the
+/// runner passes its injected one).
+///
+/// # Errors
+/// As [`probe`].
+pub async fn probe_at(
+    socket: &MilterSocket,
+    domain: &str,
+    servers: &[SocketAddr],
+    timeout: Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<ProbeReport, ProbeError> {
     if servers.is_empty() {
         return Err(ProbeError::NoServers);
     }
-    let (headers, body) = probe_message(domain, chrono::Utc::now());
+    let (headers, body) = probe_message(domain, now);
     let env = envelope(domain);
     let sock = socket.clone();
     let (h, b) = (headers.clone(), body.clone());

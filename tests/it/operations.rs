@@ -426,14 +426,17 @@ impl maildns::accounts::Credentials for Token {
     fn credential(
         &self,
         _: &maildns::config::Account,
-    ) -> anyhow::Result<maildns_providers::Secret> {
+    ) -> Result<maildns_providers::Secret, maildns::secrets::SecretError> {
         Ok(maildns_providers::Secret::new(self.0.clone()))
     }
     fn aws(
         &self,
         _: &maildns::config::Account,
-    ) -> anyhow::Result<maildns_providers::hosts::route53::AwsCredentials> {
-        anyhow::bail!("no AWS here")
+    ) -> Result<maildns_providers::hosts::route53::AwsCredentials, maildns::secrets::SecretError>
+    {
+        Err(maildns::secrets::SecretError::NoAwsCredentials {
+            looked: vec!["no AWS here".into()],
+        })
     }
 }
 

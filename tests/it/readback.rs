@@ -265,14 +265,17 @@ async fn publish_names_the_cut_then_the_next_run_publishes_an_intact_1024_bit_ke
 struct Creds;
 
 impl Credentials for Creds {
-    fn credential(&self, _: &Account) -> anyhow::Result<Secret> {
+    fn credential(&self, _: &Account) -> Result<Secret, maildns::secrets::SecretError> {
         Ok(Secret::new(TOKEN.to_string()))
     }
     fn aws(
         &self,
         _: &Account,
-    ) -> anyhow::Result<maildns_providers::hosts::route53::AwsCredentials> {
-        anyhow::bail!("no AWS here")
+    ) -> Result<maildns_providers::hosts::route53::AwsCredentials, maildns::secrets::SecretError>
+    {
+        Err(maildns::secrets::SecretError::NoAwsCredentials {
+            looked: vec!["no AWS here".into()],
+        })
     }
 }
 

@@ -52,14 +52,17 @@ impl Clock for FakeClock {
 struct Creds(String);
 
 impl Credentials for Creds {
-    fn credential(&self, _: &Account) -> anyhow::Result<Secret> {
+    fn credential(&self, _: &Account) -> Result<Secret, maildns::secrets::SecretError> {
         Ok(Secret::new(self.0.clone()))
     }
     fn aws(
         &self,
         _: &Account,
-    ) -> anyhow::Result<maildns_providers::hosts::route53::AwsCredentials> {
-        anyhow::bail!("no AWS here")
+    ) -> Result<maildns_providers::hosts::route53::AwsCredentials, maildns::secrets::SecretError>
+    {
+        Err(maildns::secrets::SecretError::NoAwsCredentials {
+            looked: vec!["no AWS here".into()],
+        })
     }
 }
 
@@ -147,8 +150,12 @@ retire = "remove"
         let (providers, failed) = connect_all(&config, &Creds(self.pdns.api_key.clone()), quick);
         assert!(failed.is_empty(), "{:?}", failed);
         std::fs::create_dir_all(&config.state_dir).unwrap();
-        let store = Arc::new(SqliteStore::open_locked(&config.state_dir).unwrap());
         let clock: Arc<dyn Clock> = clock.clone();
+        let store = Arc::new(
+            SqliteStore::open_locked(&config.state_dir)
+                .unwrap()
+                .with_clock(clock.clone()),
+        );
         // Switches are proven by maildns's own probe through the real OpenDKIM.
         Runner::new(config, store, providers, clock).unwrap()
     }

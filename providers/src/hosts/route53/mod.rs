@@ -1,0 +1,403 @@
+//! Amazon Route 53 (REST-XML API 2013-04-01), requests signed with AWS SigV4.
+//!
+//! Route 53 works on whole record sets: a write is a `ChangeBatch` that UPSERTs the
+//! full set, and a DELETE must repeat the existing set exactly (TTL and every value),
+//! so deletes read first. Listings (`hostedzonesbyname`, `rrset`) *start at* the
+//! name asked for, so every answer is filtered for an exact match. TXT values are
+//! quoted strings of at most 255 characters, `"` and `\` escaped, other bytes
+//! outside printable ASCII as `\ooo` octal; one value holds at most 4,000 characters.
+//! Throttling comes back as HTTP 400 `<Code>Throttling</Code>` and is retried.
+//!
+//! Laid out like a lego provider folder: this file holds the registry entry,
+//! the [`Config`] and the adapter's operations; `xml` the documents Route 53
+//! sends and receives (pure, fuzzable); `credentials` the typed AWS
+//! credentials and the SigV4 signing. Where the credentials come from (the
+//! environment, `~/.aws/credentials`) is the caller's business: the providers
+//! crate reads no files and no environment.
+
+mod credentials;
+mod xml;
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+
+use crate::http::{self, HttpClient, Idempotency, RetryPolicy};
+use crate::registry::{Credential, CredentialKind, Host, Settings};
+use crate::{
+    Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtSet, Zone, zone_candidates,
+};
+
+pub use credentials::AwsCredentials;
+use credentials::SigV4;
+use xml::{ChangeInfo, ChangeResponse, ListHostedZonesByNameResponse, parse_xml};
+pub use xml::{
+    RrsetPage, change_batch_xml, decode_name, format_value, map_error, parse_rrsets, parse_value,
+};
+
+const KIND: &str = "route53";
+
+/// The registry entry: an AWS access key; `base_url` overrides the API's and
+/// `wait_insync` waits for each change to reach INSYNC.
+pub const HOST: Host = Host {
+    kind: KIND,
+    descriptor_toml: include_str!("../../../hosts/route53.toml"),
+    credential: CredentialKind::Aws,
+    required: &[],
+    connect,
+};
+
+fn connect(
+    settings: &Settings,
+    credential: Credential,
+    policy: RetryPolicy,
+) -> Result<std::sync::Arc<dyn Provider>, Error> {
+    let Credential::Aws(aws) = credential else {
+        return Err(Error::new(
+            KIND,
+            Operation::Authenticate,
+            None,
+            ErrorKind::Config,
+            "this host needs an AWS access key",
+        ));
+    };
+    let mut cfg = Config::new(aws);
+    if let Some(url) = &settings.base_url {
+        cfg.base_url = url.clone();
+    }
+    cfg.wait_insync = settings.wait_insync.unwrap_or(false);
+    Ok(std::sync::Arc::new(Route53::new(cfg, policy)?))
+}
+
+/// The real API's base URL.
+pub const DEFAULT_BASE_URL: &str = "https://route53.amazonaws.com/2013-04-01";
+
+/// Most characters in one `<Value>` (the `RData` limit).
+pub const MAX_VALUE_CHARS: usize = 4000;
+
+/// How to reach one AWS account's Route 53.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Access key id (not secret, but never logged with the key).
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: Secret,
+    /// Session token of temporary credentials.
+    pub session_token: Option<Secret>,
+    /// API base URL, ending in the API version (`…/2013-04-01`).
+    pub base_url: String,
+    /// Wait after each write until `GetChange` reports `INSYNC`.
+    pub wait_insync: bool,
+    /// Delay between `GetChange` polls.
+    pub poll_interval: Duration,
+    /// Give up waiting for `INSYNC` after this long.
+    pub wait_timeout: Duration,
+    /// `maxitems` sent with listings.
+    pub page_size: u32,
+}
+
+impl Config {
+    /// A configuration for the real API with these credentials.
+    pub fn new(credentials: AwsCredentials) -> Self {
+        Config {
+            access_key_id: credentials.access_key_id,
+            secret_access_key: credentials.secret_access_key,
+            session_token: credentials.session_token,
+            base_url: DEFAULT_BASE_URL.to_string(),
+            wait_insync: false,
+            poll_interval: Duration::from_secs(5),
+            wait_timeout: Duration::from_secs(300),
+            page_size: 100,
+        }
+    }
+}
+
+/// The Route 53 adapter.
+#[derive(Debug)]
+pub struct Route53 {
+    http: HttpClient,
+    signer: SigV4,
+    cfg: Config,
+    profile: Profile,
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+impl Route53 {
+    /// Validates `cfg` and builds the adapter; no request is sent.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] for an empty access key id or secret access key
+    /// or a `page_size` of 0; the HTTP client's error for a bad `base_url`.
+    pub fn new(cfg: Config, policy: RetryPolicy) -> Result<Self, Error> {
+        let config_err =
+            |m: &str| Error::new(KIND, Operation::Authenticate, None, ErrorKind::Config, m);
+        if cfg.access_key_id.trim().is_empty() {
+            return Err(config_err("the access key id is empty"));
+        }
+        if cfg.secret_access_key.is_empty() {
+            return Err(config_err("the secret access key is empty"));
+        }
+        if cfg.page_size == 0 {
+            return Err(config_err("page_size must be at least 1"));
+        }
+        let http = HttpClient::new(KIND, &cfg.base_url, policy, map_error)?;
+        let signer = SigV4::new(&cfg);
+        Ok(Route53 {
+            http,
+            signer,
+            cfg,
+            profile: crate::registry::profile(KIND)?,
+            write_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Sends a signed request (signed afresh for every attempt).
+    async fn call(
+        &self,
+        op: Operation,
+        name: Option<&Fqdn>,
+        method: Method,
+        url: url::Url,
+        body: Option<String>,
+    ) -> Result<http::Response, Error> {
+        let idempotent = if method == Method::GET {
+            Idempotency::Idempotent
+        } else {
+            Idempotency::NotIdempotent
+        };
+        self.http
+            .send(op, name, idempotent, |client| {
+                let mut req = client.request(method.clone(), url.clone());
+                let body_bytes = body.as_deref().unwrap_or("").as_bytes();
+                let mut headers: Vec<(&str, &str)> = Vec::new();
+                if body.is_some() {
+                    headers.push(("content-type", "application/xml"));
+                }
+                match self
+                    .signer
+                    .sign(method.as_str(), url.as_str(), &headers, body_bytes)
+                {
+                    Ok(signed) => {
+                        for (k, v) in signed {
+                            req = req.header(k, v);
+                        }
+                    }
+                    // Unsigned requests are refused by the host with its own auth error.
+                    Err(e) => tracing::warn!(provider = KIND, "SigV4 signing failed: {e}"),
+                }
+                for (k, v) in headers {
+                    req = req.header(k, v);
+                }
+                if let Some(b) = &body {
+                    req = req.body(b.clone());
+                }
+                req
+            })
+            .await
+    }
+
+    fn url(&self, path: &str, query: &[(&str, &str)]) -> url::Url {
+        let mut u = self.http.url(path);
+        if !query.is_empty() {
+            u.query_pairs_mut().extend_pairs(query);
+        }
+        u
+    }
+
+    /// Every TXT set at exactly `name` (record sets without a routing policy only).
+    async fn read(&self, zone: &Zone, name: &Fqdn, op: Operation) -> Result<Option<TxtSet>, Error> {
+        let want = name.to_dotted();
+        let page = self.cfg.page_size.to_string();
+        let mut start_name = want.clone();
+        let mut start_type = "TXT".to_string();
+        let mut start_id: Option<String> = None;
+        let mut found: Option<TxtSet> = None;
+        loop {
+            let mut q = vec![
+                ("name", start_name.as_str()),
+                ("type", start_type.as_str()),
+                ("maxitems", page.as_str()),
+            ];
+            if let Some(id) = &start_id {
+                q.push(("identifier", id.as_str()));
+            }
+            let url = self.url(&format!("hostedzone/{}/rrset", zone.id), &q);
+            let resp = self.call(op, Some(name), Method::GET, url, None).await?;
+            let page = parse_rrsets(&resp.body, name, op)?;
+            let list = page.list;
+            let past = page.past;
+            if page.set.is_some() {
+                found = page.set;
+            }
+            let next_same = list
+                .next_record_name
+                .as_deref()
+                .is_some_and(|n| decode_name(n).eq_ignore_ascii_case(&want))
+                && list.next_record_type.as_deref() == Some("TXT");
+            if past || !list.is_truncated || !next_same || found.is_some() {
+                return Ok(found);
+            }
+            start_name = list.next_record_name.unwrap_or_default();
+            start_type = list.next_record_type.unwrap_or_default();
+            start_id = list.next_record_identifier;
+        }
+    }
+
+    async fn change(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+        action: &str,
+        set: &TxtSet,
+        op: Operation,
+    ) -> Result<(), Error> {
+        let body = change_batch_xml(action, name, set);
+        let url = self.url(&format!("hostedzone/{}/rrset/", zone.id), &[]);
+        let resp = self
+            .call(op, Some(name), Method::POST, url, Some(body))
+            .await?;
+        let info: ChangeResponse = parse_xml(&resp.body, op, name)?;
+        if self.cfg.wait_insync {
+            self.wait_insync(&info.change_info, name).await?;
+        }
+        Ok(())
+    }
+
+    async fn wait_insync(&self, info: &ChangeInfo, name: &Fqdn) -> Result<(), Error> {
+        let op = Operation::WaitForChange;
+        let id = info.id.trim_start_matches("/change/").to_string();
+        let start = Instant::now();
+        let mut status = info.status.clone();
+        while status != "INSYNC" {
+            if start.elapsed() >= self.cfg.wait_timeout {
+                return Err(Error::new(
+                    KIND,
+                    op,
+                    Some(name),
+                    ErrorKind::Server,
+                    format!(
+                        "change {id} still {status} after {}s",
+                        self.cfg.wait_timeout.as_secs()
+                    ),
+                ));
+            }
+            tokio::time::sleep(self.cfg.poll_interval).await;
+            let url = self.url(&format!("change/{id}"), &[]);
+            let resp = self.call(op, Some(name), Method::GET, url, None).await?;
+            let r: ChangeResponse = parse_xml(&resp.body, op, name)?;
+            status = r.change_info.status;
+        }
+        Ok(())
+    }
+
+    async fn delete_locked(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
+        let op = Operation::Delete;
+        let mut retried = false;
+        loop {
+            let Some(current) = self.read(zone, name, op).await? else {
+                return Ok(());
+            };
+            match self.change(zone, name, "DELETE", &current, op).await {
+                // Someone changed the set between our read and our delete: read again, once.
+                Err(e) if e.kind == ErrorKind::Conflict && !retried => retried = true,
+                other => return other,
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for Route53 {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn rate_limits_seen(&self) -> Vec<(String, String)> {
+        self.http.rate_limits_seen().headers
+    }
+
+    fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
+        let op = Operation::FindZone;
+        let page = self.cfg.page_size.to_string();
+        for candidate in zone_candidates(name) {
+            let want = candidate.to_dotted();
+            let mut start_name = candidate.as_str().to_string();
+            let mut start_id: Option<String> = None;
+            let mut private: Option<String> = None;
+            loop {
+                let mut q = vec![
+                    ("dnsname", start_name.as_str()),
+                    ("maxitems", page.as_str()),
+                ];
+                if let Some(id) = &start_id {
+                    q.push(("hostedzoneid", id.as_str()));
+                }
+                let url = self.url("hostedzonesbyname", &q);
+                let resp = self.call(op, Some(name), Method::GET, url, None).await?;
+                let list: ListHostedZonesByNameResponse = parse_xml(&resp.body, op, name)?;
+                let mut past = false;
+                for z in list.hosted_zones.items {
+                    if !decode_name(&z.name).eq_ignore_ascii_case(&want) {
+                        past = true;
+                        break;
+                    }
+                    let id = z.id.trim_start_matches("/hostedzone/").to_string();
+                    if z.config.is_some_and(|c| c.private_zone) {
+                        private.get_or_insert(id);
+                    } else {
+                        return Ok(Zone {
+                            name: candidate.clone(),
+                            id,
+                        });
+                    }
+                }
+                let next_same = list
+                    .next_dns_name
+                    .as_deref()
+                    .is_some_and(|n| decode_name(n).trim_end_matches('.') == candidate.as_str());
+                if past || !list.is_truncated || !next_same {
+                    break;
+                }
+                start_name = list.next_dns_name.unwrap_or_default();
+                start_id = list.next_hosted_zone_id;
+            }
+            if let Some(id) = private {
+                tracing::debug!(provider = KIND, zone = %candidate, "only a private hosted zone matches");
+                return Ok(Zone {
+                    name: candidate,
+                    id,
+                });
+            }
+        }
+        Err(Error::new(
+            KIND,
+            op,
+            Some(name),
+            ErrorKind::ZoneNotFound,
+            format!("no hosted zone holds {name}"),
+        ))
+    }
+
+    async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
+        self.read(zone, name, Operation::Read).await
+    }
+
+    async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
+        let op = Operation::Replace;
+        self.profile.check_set(KIND, op, name, &set.records)?;
+        let _guard = self.write_lock.lock().await;
+        if set.records.is_empty() {
+            return self.delete_locked(zone, name).await;
+        }
+        self.change(zone, name, "UPSERT", set, op).await
+    }
+
+    async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
+        let _guard = self.write_lock.lock().await;
+        self.delete_locked(zone, name).await
+    }
+}
