@@ -6,6 +6,8 @@
 //! Dependencies point down: cli -> command/daemon -> rotation/publish/diagnose ->
 //! propagation/signer/records/keys/config -> the `maildns-providers` crate.
 
+#![deny(missing_docs)]
+
 pub mod accounts;
 pub mod cli;
 pub mod command;

@@ -2,7 +2,7 @@
 //!
 //! A host may accept a write and keep something else: cut a long value short,
 //! alter bytes, or spread one value over several records (see
-//! `/work/shared/notes/providers.md`: hosts that truncate 2048-bit DKIM records
+//! the project notes on providers: hosts that truncate 2048-bit DKIM records
 //! are the common case). [`compare`] reads the set back after the host's
 //! documented normalisation — values are compared joined, as verifiers read
 //! them (RFC 6376 §3.6.2.2, RFC 7208 §3.3), so a host that merges strings
