@@ -85,6 +85,10 @@ pub struct Limits {
     /// Window of the rate limit, in seconds.
     #[serde(default)]
     pub per_seconds: Option<u64>,
+    /// The host's own authoritative servers serve a write at once (self-hosted
+    /// PowerDNS, an RFC 2136 primary), so they are worth asking right after it.
+    #[serde(default)]
+    pub serves_at_once: bool,
 }
 
 impl Descriptor {
@@ -117,6 +121,7 @@ impl Descriptor {
                 _ => None,
             },
             concurrency: self.limits.concurrency,
+            serves_at_once: self.limits.serves_at_once,
         }
     }
 }

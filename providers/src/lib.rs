@@ -82,6 +82,11 @@ pub struct Profile {
     pub rate_limit: Option<RateLimit>,
     /// How many requests maildns may have in flight against the host at once.
     pub concurrency: usize,
+    /// The host's own authoritative servers serve a write at once (self-hosted
+    /// PowerDNS, an RFC 2136 primary): what they serve is worth asking right
+    /// after a write. Cloud hosts propagate later; a zone file is served once the
+    /// operator's server reloads it.
+    pub serves_at_once: bool,
 }
 
 impl Default for Profile {
@@ -97,6 +102,7 @@ impl Default for Profile {
             min_ttl: 1,
             rate_limit: None,
             concurrency: 8,
+            serves_at_once: false,
         }
     }
 }

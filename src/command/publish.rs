@@ -45,7 +45,7 @@ pub struct PublishOptions {
     /// records in one run.
     pub force: bool,
     /// Asks the configured `nameservers` of hosts that serve writes at once
-    /// ([`publish::readback::serves_at_once`]) after each write.
+    /// ([`maildns_providers::Profile::serves_at_once`]) after each write.
     pub querier: Querier,
     /// The time of the run (key creation, events, saved diagnoses).
     pub now: DateTime<Utc>,

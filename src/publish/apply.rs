@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use super::plan::{Desired, Plan, PlanError, plan};
-use super::readback::{NotStored, ServedCheck, compare_set, serves_at_once};
+use super::readback::{NotStored, ServedCheck, compare_set};
 
 /// One domain's work: where it lives and what should be there.
 #[derive(Debug, Clone)]
@@ -124,7 +124,7 @@ pub async fn run_jobs(
 
 /// Like [`run_jobs`]; with `served`, also asks the domains' authoritative servers
 /// what they serve after each write, for hosts that serve writes at once
-/// ([`serves_at_once`]).
+/// ([`maildns_providers::Profile::serves_at_once`]).
 pub async fn run_checked(
     jobs: Vec<DomainJob>,
     providers: &BTreeMap<String, Arc<dyn Provider>>,
@@ -213,7 +213,7 @@ pub async fn run_checked(
                                 outcome.applied += 1;
                                 let check = served
                                     .as_deref()
-                                    .filter(|_| serves_at_once(provider.kind()));
+                                    .filter(|_| provider.profile().serves_at_once);
                                 if let Err(e) =
                                     read_back(provider.as_ref(), zone, &job.domain, c, check).await
                                 {

@@ -152,16 +152,6 @@ pub fn compare_set(
     compare(name, kind, &sent.records, found, Source::Api)
 }
 
-/// True for hosts whose own authoritative servers serve a write at once, so
-/// what they serve is worth asking right after the write: self-hosted
-/// PowerDNS (the API writes the backend its servers answer from) and RFC 2136
-/// servers (the update goes to the primary). Cloud hosts propagate to their
-/// servers later (`publish --wait` watches that); a zone file is served only
-/// once the operator's server reloads it.
-pub fn serves_at_once(provider_kind: &str) -> bool {
-    matches!(provider_kind, "powerdns" | "rfc2136")
-}
-
 /// Which authoritative servers to ask after a write (the domains' configured
 /// `nameservers`; asking is skipped for domains without), and how long each may
 /// take to serve the new set before its answer is judged.

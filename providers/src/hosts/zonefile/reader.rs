@@ -6,7 +6,7 @@
 //! on it; it refuses `$INCLUDE file origin` ("Domain name for $INCLUDE is not
 //! supported"); its lexer is crate-private; and its `Name::parse` reads `\DDD` as
 //! octal where RFC 1035 §5.1 (and BIND) read decimal (`\046` is `.`, hickory makes it
-//! `&`). So this reader is maildns's own. What it follows, checked against
+//! `&`). So this reader is our own. What it follows, checked against
 //! `named-checkzone` 9.18:
 //!
 //! - owner names: `@`, relative (the current `$ORIGIN` appended) and absolute (ending
@@ -582,7 +582,7 @@ pub(super) fn utf8_text(bytes: Vec<u8>, file: Option<&Path>) -> Result<String, Z
         ZoneParseError {
             file: file.map(Path::to_path_buf),
             line: good.iter().filter(|b| **b == b'\n').count() + 1,
-            message: "not UTF-8 text (maildns reads UTF-8 zone files)".into(),
+            message: "not UTF-8 text (this reader takes UTF-8 zone files)".into(),
         }
     })
 }
@@ -672,7 +672,7 @@ impl Reader {
                     "$GENERATE" => {
                         return Err(err(
                             lg.first,
-                            "$GENERATE is not supported: maildns cannot tell which records it makes; write them out, or keep maildns's records in a file without it".into(),
+                            "$GENERATE is not supported: the reader cannot tell which records it makes; write them out, or keep the managed TXT records in a file without it".into(),
                         ));
                     }
                     other => {
@@ -932,7 +932,7 @@ pub struct ZoneRecord {
 /// (text alone has no directory to take files from); the zone-file provider follows it.
 ///
 /// # Errors
-/// The first line that BIND would not load or that maildns cannot read
+/// The first line that BIND would not load or that this reader cannot read
 /// (`$GENERATE`, unknown directives, bad names, bad TTLs, unbalanced parentheses or
 /// quotes, bad TXT data), as a [`ZoneParseError`] with its 1-based line.
 pub fn read_records(text: &str, origin: &Fqdn) -> Result<Vec<ZoneRecord>, ZoneParseError> {
