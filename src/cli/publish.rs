@@ -43,7 +43,7 @@ pub struct PublishArgs {
 }
 
 pub(super) async fn plan(cli: &Cli, args: &PlanArgs) -> anyhow::Result<Exit> {
-    let (_, report) = run(cli, &args.selection, Mode::Plan, false).await?;
+    let (_, report) = run(cli, &args.selection, Run::Plan).await?;
     if cli.json {
         print_json(&report)?;
     }
@@ -57,7 +57,7 @@ pub(super) async fn plan(cli: &Cli, args: &PlanArgs) -> anyhow::Result<Exit> {
 }
 
 pub(super) async fn publish(cli: &Cli, args: &PublishArgs) -> anyhow::Result<Exit> {
-    let (config, mut report) = run(cli, &args.selection, Mode::Apply, args.force).await?;
+    let (config, mut report) = run(cli, &args.selection, Run::Apply { force: args.force }).await?;
     if args.wait {
         let options = super::watch::watch_options(Some(&config), args.timeout);
         let mut display = WaitShown::new(cli.json);
@@ -77,14 +77,19 @@ pub(super) async fn publish(cli: &Cli, args: &PublishArgs) -> anyhow::Result<Exi
     })
 }
 
+/// Plan only, or apply (`force`: past the deletion threshold).
+enum Run {
+    Plan,
+    Apply { force: bool },
+}
+
 /// Loads, connects, runs, prints the human report (JSON is printed by the caller,
 /// after any watch).
-async fn run(
-    cli: &Cli,
-    selection: &Selection,
-    mode: Mode,
-    force: bool,
-) -> anyhow::Result<(Config, Report)> {
+async fn run(cli: &Cli, selection: &Selection, what: Run) -> anyhow::Result<(Config, Report)> {
+    let (mode, force) = match what {
+        Run::Plan => (Mode::Plan, false),
+        Run::Apply { force } => (Mode::Apply, force),
+    };
     let config = load_gated(cli)?;
     let domains = selected(&config, selection)?;
     let (providers, failed_accounts) =
@@ -132,18 +137,13 @@ fn print_human(report: &Report) {
         );
         for c in o.plan.iter().flat_map(|p| &p.changes) {
             // A TTL change is shown even when no value changes.
-            let ttl = c
-                .ttl_change()
-                .map(|(old, new)| format!(" (TTL {old} -> {new})"));
+            let ttl = c.ttl_change().map(|(o, n)| format!(" (TTL {o} -> {n})"));
             let ttl = ttl.unwrap_or_default();
             let (verb, values) = match (c.action, c.ttl_change()) {
                 (Action::Create, _) => ("CREATE", format!("{}{ttl}", show(&c.new))),
-                (Action::Update, Some((old, new))) if c.same_values() => {
+                (Action::Update, Some((o, n))) if c.same_values() => {
                     let v = show(&c.new);
-                    (
-                        "UPDATE",
-                        format!("TTL {old} -> {new} (value unchanged: {v})"),
-                    )
+                    ("UPDATE", format!("TTL {o} -> {n} (value unchanged: {v})"))
                 }
                 (Action::Update, _) => {
                     let (old, new) = (show(&c.old), show(&c.new));
