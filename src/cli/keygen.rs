@@ -21,9 +21,9 @@ pub struct Args {
     /// The selector [default: the current year and month, %Y%m]
     #[arg(long, short = 's')]
     pub selector: Option<String>,
-    /// RSA key size
-    #[arg(long, short = 'b', default_value_t = 2048, value_parser = clap::builder::TypedValueParser::map(clap::builder::PossibleValuesParser::new(["1024", "2048", "3072", "4096"]), |s: String| s.parse::<u32>().unwrap_or(2048)))]
-    pub bits: u32,
+    /// RSA key size [default: 2048]
+    #[arg(long, short = 'b', value_parser = clap::builder::TypedValueParser::map(clap::builder::PossibleValuesParser::new(["1024", "2048", "3072", "4096"]), |s: String| s.parse::<u32>().unwrap_or(2048)))]
+    pub bits: Option<u32>,
     /// Key algorithm
     #[arg(long, short = 'a', default_value = "rsa", value_parser = ["rsa", "ed25519"])]
     pub algorithm: String,
@@ -66,9 +66,16 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
         .to_string();
     let name = record_name(&selector, &domain)
         .map_err(|e| anyhow::anyhow!("--selector {selector}: {e}"))?;
-    let spec = match args.algorithm.as_str() {
-        "ed25519" => KeySpec::ed25519(),
-        _ => KeySpec::rsa(args.bits),
+    let spec = match (args.algorithm.as_str(), args.bits) {
+        ("ed25519", Some(_)) => {
+            return Err(super::common::Coded {
+                code: super::common::Exit::Usage,
+                message: "--bits is for RSA keys; an Ed25519 key has one size (RFC 8463)".into(),
+            }
+            .into());
+        }
+        ("ed25519", None) => KeySpec::ed25519(),
+        (_, bits) => KeySpec::rsa(bits.unwrap_or(2048)),
     };
     // A keygen killed while writing left a complete key under a temporary name.
     for stale in keys::remove_stale_temp_files(&args.directory)? {

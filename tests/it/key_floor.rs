@@ -44,3 +44,38 @@ fn keygen_refuses_under_1024_and_warns_at_1024() {
         "{o:?}"
     );
 }
+
+#[test]
+fn keygen_refuses_a_size_for_ed25519_and_defaults_rsa_to_2048() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = cmd()
+        .args([
+            "keygen",
+            "-d",
+            "example.com",
+            "-s",
+            "e1",
+            "-a",
+            "ed25519",
+            "-b",
+            "2048",
+            "-D",
+        ])
+        .arg(dir.path())
+        .run();
+    assert_eq!(o.code(), Some(64), "{}", o.text());
+    assert!(
+        o.stderr_text().contains("--bits is for RSA keys"),
+        "{}",
+        o.text()
+    );
+    assert!(!dir.path().join("e1.private").exists());
+
+    let o = cmd()
+        .args(["--json", "keygen", "-d", "example.com", "-s", "r1", "-D"])
+        .arg(dir.path())
+        .run();
+    assert_eq!(o.code(), Some(0), "{}", o.text());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["bits"], 2048, "{v}");
+}
