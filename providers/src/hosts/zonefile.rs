@@ -26,6 +26,8 @@ use crate::registry::{Credential, CredentialKind, Host, Required, Settings};
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, TxtRecord, TxtSet, Zone};
 
 pub mod files;
+mod lexer;
+mod owner;
 pub mod reader;
 
 pub use files::ZoneFiles;
