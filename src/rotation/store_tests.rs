@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 
 use chrono::{TimeDelta, TimeZone};
 
+use super::schema::{MIGRATE_2, SCHEMA};
 use super::*;
 use crate::rotation::machine::{Policy, step};
 
