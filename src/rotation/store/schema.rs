@@ -15,7 +15,7 @@ use rusqlite::{Row, TransactionBehavior, params};
 use super::super::machine::{Algorithm, Event, KeyRecord, KeyStatus, Selector};
 use super::{SCHEMA_VERSION, SqliteStore, StoreError, StoredEvent};
 
-const SCHEMA: &str = "
+pub(super) const SCHEMA: &str = "
 CREATE TABLE domains (
     domain   TEXT PRIMARY KEY,
     saved_at TEXT NOT NULL,
