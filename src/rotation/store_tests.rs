@@ -7,8 +7,9 @@ use std::process::{Command, Stdio};
 
 use chrono::{TimeDelta, TimeZone};
 
+use super::schema::{MIGRATE_2, SCHEMA};
 use super::*;
-use crate::rotation::machine::{Policy, step};
+use crate::rotation::machine::{KeyStatus, Policy, Selector, step};
 
 fn name(s: &str) -> Fqdn {
     Fqdn::parse(s).expect("valid test name")

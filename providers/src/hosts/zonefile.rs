@@ -26,6 +26,8 @@ use crate::registry::{Credential, CredentialKind, Host, Required, Settings};
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, TxtRecord, TxtSet, Zone};
 
 pub mod files;
+mod lexer;
+mod owner;
 pub mod reader;
 
 pub use files::ZoneFiles;
@@ -929,7 +931,7 @@ mod tests {
         let e = reader::utf8_text(b"a\nb\n\xff\n".to_vec(), Some(Path::new("z.db"))).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "z.db:3: not UTF-8 text (maildns reads UTF-8 zone files)"
+            "z.db:3: not UTF-8 text (this reader takes UTF-8 zone files)"
         );
     }
 
