@@ -43,8 +43,9 @@ pub struct Args {
 /// Parses `--timeout`.
 ///
 /// # Errors
-/// A message for clap when `s` is not a duration such as `90s`, `10m` or `1h`.
-pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+/// [`config::DurationError`] (shown by clap) when `s` is not a duration such as
+/// `90s`, `10m` or `1h`.
+pub fn parse_timeout(s: &str) -> Result<Duration, config::DurationError> {
     config::parse_duration(s)
 }
 

@@ -23,7 +23,7 @@ mod validate;
 
 pub use locate::{DEFAULT_PATHS, locate};
 use schema::Raw;
-pub use validate::parse_duration;
+pub use validate::{DurationError, parse_duration};
 use validate::{Validator, line_of};
 
 /// One configuration problem, located.

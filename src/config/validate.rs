@@ -29,9 +29,26 @@ pub(super) fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// A text that is not a duration ([`parse_duration`]).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("'{text}' is not a duration: {source}")]
+pub struct DurationError {
+    /// The text as given.
+    pub text: String,
+    /// What humantime said about it.
+    #[source]
+    pub source: humantime::DurationError,
+}
+
 /// Parses `30d`, `14 days`, `1h`, `90s`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("'{s}' is not a duration: {e}"))
+///
+/// # Errors
+/// [`DurationError`] when `s` is not a duration.
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    humantime::parse_duration(s.trim()).map_err(|source| DurationError {
+        text: s.to_string(),
+        source,
+    })
 }
 
 pub(super) struct Validator<'a> {
@@ -76,7 +93,7 @@ impl Validator<'_> {
                     self.err(
                         Some(s.span()),
                         key,
-                        m,
+                        m.to_string(),
                         Some("write e.g. \"30d\", \"14d\", \"12h\""),
                     );
                     default

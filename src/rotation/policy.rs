@@ -222,7 +222,7 @@ impl Policy {
                 Err(why) => {
                     out.push(PolicyError::SelectorFormat {
                         format: s.selector_format.clone(),
-                        why,
+                        why: why.to_string(),
                     });
                     break;
                 }

@@ -94,17 +94,34 @@ impl fmt::Debug for Selector {
     }
 }
 
+/// Why a selector format gives no selector ([`format_selector`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FormatError {
+    /// chrono does not understand the strftime format.
+    #[error("is not a valid strftime format")]
+    Strftime,
+    /// chrono could not render the format.
+    #[error("cannot be rendered")]
+    Render,
+    /// The rendered text is not a selector label.
+    #[error("does not give a selector: {0}")]
+    NotASelector(#[source] SelectorError),
+}
+
 /// Formats `now` with the strftime `format` into a selector, refusing formats
 /// chrono cannot render and results that are not a selector label.
-pub(crate) fn format_selector(format: &str, now: DateTime<Utc>) -> Result<String, String> {
+///
+/// # Errors
+/// [`FormatError`] when the format is not strftime, cannot be rendered, or does
+/// not render to a selector label.
+pub(crate) fn format_selector(format: &str, now: DateTime<Utc>) -> Result<String, FormatError> {
     let items: Vec<Item<'_>> = StrftimeItems::new(format).collect();
     if items.iter().any(|i| matches!(i, Item::Error)) {
-        return Err("is not a valid strftime format".into());
+        return Err(FormatError::Strftime);
     }
     let mut out = String::new();
-    write!(out, "{}", now.format_with_items(items.into_iter()))
-        .map_err(|_| "cannot be rendered".to_string())?;
+    write!(out, "{}", now.format_with_items(items.into_iter())).map_err(|_| FormatError::Render)?;
     Selector::parse(&out)
         .map(|s| s.0)
-        .map_err(|e| format!("does not give a selector: {e}"))
+        .map_err(FormatError::NotASelector)
 }

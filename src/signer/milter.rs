@@ -37,20 +37,39 @@ pub enum MilterSocket {
     },
 }
 
+/// Why an OpenDKIM `Socket` value is not understood ([`MilterSocket::parse`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SocketSpecError {
+    /// `local:` or `unix:` with nothing after it.
+    #[error("socket {0:?} names no path")]
+    NoPath(String),
+    /// None of the known socket forms.
+    #[error("socket {0:?} is not local:/path, unix:/path, inet:PORT@HOST or inet6:PORT@HOST")]
+    UnknownForm(String),
+    /// An inet socket whose port is not a port number.
+    #[error("socket {spec:?}: {port:?} is not a port")]
+    BadPort {
+        /// The socket value.
+        spec: String,
+        /// The text given as the port.
+        port: String,
+    },
+}
+
 impl MilterSocket {
     /// Parses an OpenDKIM `Socket` value (opendkim.conf(5)).
     ///
     /// # Errors
     /// A value that is none of `local:`, `unix:`, `inet:`, `inet6:` or a path, or
     /// an inet socket without a valid port.
-    pub fn parse(spec: &str) -> Result<MilterSocket, String> {
+    pub fn parse(spec: &str) -> Result<MilterSocket, SocketSpecError> {
         let spec = spec.trim();
         if let Some(p) = spec
             .strip_prefix("local:")
             .or_else(|| spec.strip_prefix("unix:"))
         {
             if p.is_empty() {
-                return Err(format!("socket {spec:?} names no path"));
+                return Err(SocketSpecError::NoPath(spec.to_string()));
             }
             return Ok(MilterSocket::Unix(PathBuf::from(p)));
         }
@@ -62,17 +81,16 @@ impl MilterSocket {
         } else if let Some(r) = spec.strip_prefix("inet6:") {
             (r, "::1")
         } else {
-            return Err(format!(
-                "socket {spec:?} is not local:/path, unix:/path, inet:PORT@HOST or inet6:PORT@HOST"
-            ));
+            return Err(SocketSpecError::UnknownForm(spec.to_string()));
         };
         let (port, host) = match rest.split_once('@') {
             Some((p, h)) => (p, h.trim_start_matches('[').trim_end_matches(']')),
             None => (rest, ""),
         };
-        let port: u16 = port
-            .parse()
-            .map_err(|_| format!("socket {spec:?}: {port:?} is not a port"))?;
+        let port: u16 = port.parse().map_err(|_| SocketSpecError::BadPort {
+            spec: spec.to_string(),
+            port: port.to_string(),
+        })?;
         let any = ["", "*", "0.0.0.0", "::", "INADDR_ANY"];
         let host = if any.contains(&host) { loopback } else { host };
         Ok(MilterSocket::Inet {

@@ -28,7 +28,7 @@ pub mod unix;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub use milter::MilterSocket;
+pub use milter::{MilterSocket, SocketSpecError};
 
 use crate::keys::{self, KeyError, PrivateKey, WriteOptions};
 use crate::rotation::Selector;
@@ -214,7 +214,7 @@ impl Signer {
             .map(|s| {
                 MilterSocket::parse(s).map_err(|why| SignerError::BadSocket {
                     conf: conf_path.clone(),
-                    why,
+                    why: why.to_string(),
                 })
             })
             .transpose()

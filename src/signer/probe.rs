@@ -36,7 +36,32 @@ pub struct ProbeSignature {
     pub algorithm: String,
     /// `Ok` when it verifies against the record of every authoritative server;
     /// otherwise which server answered what.
-    pub verified: Result<(), String>,
+    pub verified: Result<(), SignatureCheckError>,
+}
+
+/// Why a probe signature does not count as verified.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignatureCheckError {
+    /// No verifier could be set up to ask `server`.
+    #[error("{server}: {why}")]
+    Verifier {
+        /// The authoritative server.
+        server: SocketAddr,
+        /// What the verifier library said.
+        why: String,
+    },
+    /// `server` served a record the signature does not verify with.
+    #[error("{server}: {result}")]
+    NotPassed {
+        /// The authoritative server.
+        server: SocketAddr,
+        /// The DKIM result in words (`fail (...)`, `temperror (...)`, ...).
+        result: String,
+    },
+    /// The verifier saw no signature with this selector.
+    #[error("the verifier did not find this signature")]
+    NotFound,
 }
 
 /// What one probe saw.
@@ -198,7 +223,10 @@ fn signed_message(
 }
 
 /// A verifier that asks exactly `server` (no recursion, no cache).
-fn authenticator(server: SocketAddr, timeout: Duration) -> Result<MessageAuthenticator, String> {
+fn authenticator(
+    server: SocketAddr,
+    timeout: Duration,
+) -> Result<MessageAuthenticator, mail_auth::hickory_resolver::net::NetError> {
     let mut udp = ConnectionConfig::udp();
     udp.port = server.port();
     let mut tcp = ConnectionConfig::tcp();
@@ -211,7 +239,7 @@ fn authenticator(server: SocketAddr, timeout: Duration) -> Result<MessageAuthent
     opts.use_hosts_file = ResolveHosts::Never;
     opts.timeout = timeout;
     opts.attempts = 2;
-    MessageAuthenticator::new(config, opts).map_err(|e| e.to_string())
+    MessageAuthenticator::new(config, opts)
 }
 
 /// Verifies each signature in `raw` against every server; per signature (in
@@ -220,17 +248,20 @@ async fn verify(
     raw: &[u8],
     servers: &[SocketAddr],
     timeout: Duration,
-) -> Vec<(String, Result<(), String>)> {
+) -> Vec<(String, Result<(), SignatureCheckError>)> {
     let Some(msg) = AuthenticatedMessage::parse(raw) else {
         return vec![];
     };
-    let mut per_sig: Vec<(String, Result<(), String>)> = Vec::new();
+    let mut per_sig: Vec<(String, Result<(), SignatureCheckError>)> = Vec::new();
     for server in servers {
         let auth = match authenticator(*server, timeout) {
             Ok(a) => a,
             Err(e) => {
                 for entry in &mut per_sig {
-                    entry.1 = Err(format!("{server}: {e}"));
+                    entry.1 = Err(SignatureCheckError::Verifier {
+                        server: *server,
+                        why: e.to_string(),
+                    });
                 }
                 continue;
             }
@@ -240,7 +271,10 @@ async fn verify(
             let selector = out.signature().map(|s| s.s.clone()).unwrap_or_default();
             let result = match out.result() {
                 DkimResult::Pass => Ok(()),
-                other => Err(format!("{server}: {}", describe_result(other))),
+                other => Err(SignatureCheckError::NotPassed {
+                    server: *server,
+                    result: describe_result(other),
+                }),
             };
             match per_sig.get_mut(i) {
                 Some(entry) => {
@@ -329,7 +363,7 @@ pub async fn probe_at(
                     .iter()
                     .find(|(s, _)| s.eq_ignore_ascii_case(&selector))
                     .map(|(_, r)| r.clone())
-                    .unwrap_or_else(|| Err("the verifier did not find this signature".into())),
+                    .unwrap_or(Err(SignatureCheckError::NotFound)),
             };
             signatures.push(ProbeSignature {
                 domain: signature_tag(v, "d").unwrap_or_default(),

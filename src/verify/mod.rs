@@ -31,7 +31,9 @@ use maildns_providers::{Fqdn, TxtRecord};
 use serde::Serialize;
 
 use crate::config::{Config, Domain};
-use crate::propagation::{Nameserver, Querier, Rcode, ServerError, authoritative_servers, usable};
+use crate::propagation::{
+    Nameserver, Querier, QueryError, Rcode, ServerError, authoritative_servers, usable,
+};
 use crate::publish::plan::shorten;
 use crate::records::{Diagnostic, Severity};
 use crate::rotation::{KeyStatus, Selector, SqliteStore, Store, StoreError};
@@ -113,6 +115,35 @@ impl DomainReport {
     }
 }
 
+/// Why a [`Resolver`] got no usable answer (the last resolver's reason).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResolveError {
+    /// There is no resolver to ask.
+    #[error("no resolver to ask {qtype}? {name}")]
+    NoResolver {
+        /// The name asked about.
+        name: Fqdn,
+        /// The record type asked for.
+        qtype: RecordType,
+    },
+    /// The resolver answered with an rcode other than NOERROR or NXDOMAIN.
+    #[error("{server} answered {rcode} for {qtype}? {name}")]
+    Rcode {
+        /// The resolver.
+        server: SocketAddr,
+        /// Its answer's rcode.
+        rcode: Rcode,
+        /// The record type asked for.
+        qtype: RecordType,
+        /// The name asked about.
+        name: Fqdn,
+    },
+    /// The query itself failed (time-out, network, malformed answer).
+    #[error(transparent)]
+    Query(#[from] QueryError),
+}
+
 /// Asks recursive resolvers (recursion desired), first usable answer wins.
 #[derive(Debug, Clone)]
 pub struct Resolver {
@@ -126,8 +157,11 @@ impl Resolver {
         Resolver { querier, servers }
     }
 
-    async fn ask(&self, name: &Fqdn, qtype: RecordType) -> Result<DnsResponse, String> {
-        let mut last = format!("no resolver to ask {qtype}? {name}");
+    async fn ask(&self, name: &Fqdn, qtype: RecordType) -> Result<DnsResponse, ResolveError> {
+        let mut last = ResolveError::NoResolver {
+            name: name.clone(),
+            qtype,
+        };
         for &server in &self.servers {
             match self.querier.query(server, name, qtype, true).await {
                 Ok((r, _)) => {
@@ -135,16 +169,24 @@ impl Resolver {
                     if matches!(rcode, Rcode::NoError | Rcode::NxDomain) {
                         return Ok(r);
                     }
-                    last = format!("{server} answered {rcode} for {qtype}? {name}");
+                    last = ResolveError::Rcode {
+                        server,
+                        rcode,
+                        qtype,
+                        name: name.clone(),
+                    };
                 }
-                Err(e) => last = e.to_string(),
+                Err(e) => last = e.into(),
             }
         }
         Err(last)
     }
 
     /// The TXT records at `name`; `None` for NXDOMAIN.
-    pub async fn txt(&self, name: &Fqdn) -> Result<Option<Vec<TxtRecord>>, String> {
+    ///
+    /// # Errors
+    /// [`ResolveError`] when no resolver gives a usable answer.
+    pub async fn txt(&self, name: &Fqdn) -> Result<Option<Vec<TxtRecord>>, ResolveError> {
         let r = self.ask(name, RecordType::TXT).await?;
         let answer = crate::propagation::query::txt_answer(&r, false);
         Ok(match answer.rcode {
@@ -154,7 +196,10 @@ impl Resolver {
     }
 
     /// How many records of `qtype` (A, AAAA or MX) `name` has (0 for NXDOMAIN).
-    pub async fn count(&self, name: &Fqdn, qtype: RecordType) -> Result<usize, String> {
+    ///
+    /// # Errors
+    /// [`ResolveError`] when no resolver gives a usable answer.
+    pub async fn count(&self, name: &Fqdn, qtype: RecordType) -> Result<usize, ResolveError> {
         let r = self.ask(name, qtype).await?;
         Ok(spf_tree::count_in(&r.answers, qtype))
     }

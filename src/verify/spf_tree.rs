@@ -11,7 +11,7 @@ use hickory_proto::rr::{RData, RecordType};
 use maildns_providers::Fqdn;
 use serde::Serialize;
 
-use super::Resolver;
+use super::{ResolveError, Resolver};
 use crate::records::Diagnostic;
 use crate::records::spf::{self, LookupKind, Spf};
 
@@ -230,7 +230,7 @@ async fn include(
     }
 }
 
-fn query_failed(out: &mut SpfLookups, label: &str, current: &Fqdn, e: String) {
+fn query_failed(out: &mut SpfLookups, label: &str, current: &Fqdn, e: ResolveError) {
     out.problems.push(Diagnostic::error(
         "spf-lookup-failed",
         format!("{label} in {current}: {e}"),

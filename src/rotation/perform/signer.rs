@@ -1,0 +1,396 @@
+//! The runner's signer steps: pointing OpenDKIM at a key, proving the switch
+//! with probe signatures, checking before a retirement that the old key no
+//! longer signs, and the daemon's periodic drift probe.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::{KeyFileError, ServersError, key_path};
+use crate::config::{Domain, SignerConfirm};
+use crate::rotation::machine::{
+    Blocked, DomainState, KeyStatus, Observation, Selector, Warning, step,
+};
+use crate::rotation::runner::{Runner, RunnerError};
+use crate::signer::probe::{self, ProbeError, ProbeReport};
+use crate::signer::{Signer, SignerError};
+
+/// Why the signer tables name no key for a domain.
+#[derive(Debug, thiserror::Error)]
+enum TableError {
+    /// The tables cannot be read.
+    #[error(transparent)]
+    Signer(#[from] SignerError),
+    /// The signing table has no entry for the address.
+    #[error("the signing table has no key for {0}")]
+    NoEntry(String),
+}
+
+impl Runner {
+    /// Points the signer at the key (pre-reload checks, tables, reload). A
+    /// failed check writes nothing and reports `SignerFailed` (blocked). A failed
+    /// reload command is only logged: the tables name the new key (served and
+    /// safe), and the probe of the confirm step tells what is live. No rollback.
+    pub(super) fn switch(
+        &self,
+        d: &Domain,
+        state: &DomainState,
+        selector: &Selector,
+    ) -> Observation {
+        let Some(signer) = &self.signer else {
+            // No signer configured: maildns only publishes; the operator's
+            // signer reads the key from key_path.
+            return Observation::SignerSwitched {
+                selector: selector.clone(),
+            };
+        };
+        let result = key_path(state, selector).and_then(|path| {
+            signer
+                .switch(d.name.as_str(), selector, &path)
+                .map_err(KeyFileError::from)
+        });
+        match result {
+            Ok(sw) => {
+                if let Some(e) = sw.reload_error {
+                    tracing::warn!(domain = %d.name, "switch to {selector}: {e}; the probe will tell what OpenDKIM signs with");
+                }
+                Observation::SignerSwitched {
+                    selector: selector.clone(),
+                }
+            }
+            Err(reason) => Observation::SignerFailed {
+                selector: selector.clone(),
+                reason: format!("{reason} (nothing was changed; OpenDKIM keeps its current key)"),
+            },
+        }
+    }
+
+    /// The warning every run repeats while the signer cannot be probed.
+    pub(in crate::rotation) fn tables_only_warning(&self) -> Option<Warning> {
+        let cfg = self.config.signer.as_ref()?;
+        (cfg.confirm == SignerConfirm::TablesOnly).then(|| Warning {
+            code: "signer_unproven",
+            message: format!(
+                "{}: [signer] confirm = \"tables-only\": switches are checked in the signer's tables only; a reload OpenDKIM refuses goes unnoticed and an old key may be retired while it still signs",
+                self.config.path.display()
+            ),
+        })
+    }
+
+    fn probe_mode(&self) -> bool {
+        self.config
+            .signer
+            .as_ref()
+            .is_some_and(|c| c.confirm == SignerConfirm::Probe)
+    }
+
+    fn probe_timeout(&self) -> Duration {
+        self.config
+            .signer
+            .as_ref()
+            .map_or(Duration::from_secs(30), |c| c.probe_timeout)
+    }
+
+    /// The entry the signer tables use for mail From `postmaster@domain`.
+    fn table_entry(
+        signer: &Signer,
+        d: &Domain,
+    ) -> Result<crate::signer::opendkim::KeyEntry, TableError> {
+        let (kt, st) = signer.read_tables()?;
+        let from = format!("postmaster@{}", d.name);
+        st.lookup(&from)
+            .and_then(|n| kt.get(n))
+            .cloned()
+            .ok_or(TableError::NoEntry(from))
+    }
+
+    /// Probes the signer for `d` until `done` holds or the probe timeout ends,
+    /// with backoff (100 ms doubling, at most 5 s). `between` runs once, after
+    /// the first probe that does not satisfy `done` (e.g. re-send the reload).
+    async fn probe_until(
+        &self,
+        signer: &Signer,
+        d: &Domain,
+        servers: &[SocketAddr],
+        done: impl Fn(&ProbeReport) -> bool,
+        mut between: impl FnMut() -> Option<String>,
+    ) -> (Result<ProbeReport, ProbeError>, Option<String>) {
+        let Some(socket) = &signer.socket else {
+            return (
+                Err(ProbeError::Task("no milter socket configured".into())),
+                None,
+            );
+        };
+        let timeout = self.probe_timeout();
+        let io_timeout = timeout.min(Duration::from_secs(10));
+        let deadline = Instant::now() + timeout;
+        let mut delay = Duration::from_millis(100);
+        let mut note = None;
+        let mut first = true;
+        loop {
+            let now = self.clock.now();
+            let r = probe::probe_at(socket, d.name.as_str(), servers, io_timeout, now).await;
+            if r.as_ref().is_ok_and(&done) || Instant::now() + delay > deadline {
+                return (r, note);
+            }
+            if first {
+                first = false;
+                note = between();
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn server_addrs(&self, d: &Domain) -> Result<Vec<SocketAddr>, ServersError> {
+        Ok(self.servers(d).await?.into_iter().map(|n| n.addr).collect())
+    }
+
+    /// Proves the switch: the tables name the key (re-switched if not), then
+    /// (probe mode) a probe comes back signed with the new selector and verifies
+    /// against every authoritative server. When the probe shows another key, the
+    /// pre-reload checks run again and the reload is re-sent once, then probes
+    /// continue until the probe timeout.
+    pub(super) async fn confirm_switch(
+        &self,
+        d: &Domain,
+        state: &DomainState,
+        selector: &Selector,
+    ) -> Observation {
+        let held = |reason: String| Observation::SignerHeld {
+            selector: selector.clone(),
+            reason,
+        };
+        let Some(signer) = &self.signer else {
+            return Observation::SignerConfirmed {
+                selector: selector.clone(),
+            };
+        };
+        let path = match key_path(state, selector) {
+            Ok(p) => p,
+            Err(reason) => return held(reason.to_string()),
+        };
+        let names_it = |e: &crate::signer::opendkim::KeyEntry| {
+            e.selector == selector.as_str() && Path::new(&e.key) == path
+        };
+        match Self::table_entry(signer, d) {
+            Ok(e) if names_it(&e) => {}
+            other => {
+                // Tables edited since the switch (or half-written): switch again.
+                let was = match other {
+                    Ok(e) => format!("the signer tables name selector {}", e.selector),
+                    Err(e) => e.to_string(),
+                };
+                if let Err(e) = signer.switch(d.name.as_str(), selector, &path) {
+                    return held(format!("{was}; switching again failed: {e}"));
+                }
+            }
+        }
+        if !self.probe_mode() {
+            return Observation::SignerConfirmed {
+                selector: selector.clone(),
+            };
+        }
+        let servers = match self.server_addrs(d).await {
+            Ok(s) => s,
+            Err(reason) => {
+                return Observation::ActionFailed {
+                    selector: selector.clone(),
+                    action: "confirm_signer".into(),
+                    reason: format!("signer probe: {reason}"),
+                };
+            }
+        };
+        let (result, note) = self
+            .probe_until(
+                signer,
+                d,
+                &servers,
+                |r| r.verified_with(d.name.as_str(), selector),
+                || {
+                    // The reload may have been refused (or never sent): check
+                    // again what OpenDKIM checks, and re-send it.
+                    match signer.check_reload().and_then(|()| signer.reload()) {
+                        Ok(()) => None,
+                        Err(e) => Some(e.to_string()),
+                    }
+                },
+            )
+            .await;
+        match result {
+            Ok(r) if r.verified_with(d.name.as_str(), selector) => Observation::SignerConfirmed {
+                selector: selector.clone(),
+            },
+            Ok(r) => held(format!(
+                "{selector} is not active yet: {}{}; the previous key keeps signing and stays published",
+                r.describe(),
+                note.map(|n| format!(" ({n})")).unwrap_or_default()
+            )),
+            Err(e) => Observation::ActionFailed {
+                selector: selector.clone(),
+                action: "confirm_signer".into(),
+                reason: format!(
+                    "signer probe: {e}{}; {selector} is not active until a probe proves it",
+                    note.map(|n| format!(" ({n})")).unwrap_or_default()
+                ),
+            },
+        }
+    }
+
+    /// Before a retirement step of `selector`: the signer tables must not name
+    /// it, and (probe mode) a probe must come back verified with another
+    /// selector and not signed with this one. `Err` is the observation to report
+    /// instead of performing the step.
+    pub(super) async fn retirement_check(
+        &self,
+        d: &Domain,
+        selector: &Selector,
+    ) -> Result<(), Observation> {
+        let held = |reason: String| Observation::SignerHeld {
+            selector: selector.clone(),
+            reason,
+        };
+        let Some(signer) = &self.signer else {
+            return Ok(());
+        };
+        match Self::table_entry(signer, d) {
+            Ok(e) if e.selector == selector.as_str() => {
+                return Err(held(format!(
+                    "the signer tables still name selector {selector} ({}); its record and key stay",
+                    e.key
+                )));
+            }
+            _ => {}
+        }
+        if !self.probe_mode() {
+            return Ok(());
+        }
+        let failed = |reason: String| Observation::ActionFailed {
+            selector: selector.clone(),
+            action: "signer_probe".into(),
+            reason,
+        };
+        let servers = self
+            .server_addrs(d)
+            .await
+            .map_err(|e| failed(format!("signer probe before retiring {selector}: {e}")))?;
+        let domain = d.name.as_str();
+        let other_verified = |r: &ProbeReport| {
+            !r.signs_with(domain, selector)
+                && r.signatures.iter().any(|s| {
+                    s.domain.eq_ignore_ascii_case(domain)
+                        && !s.selector.eq_ignore_ascii_case(selector.as_str())
+                        && s.verified.is_ok()
+                })
+        };
+        let (result, _) = self
+            .probe_until(signer, d, &servers, other_verified, || None)
+            .await;
+        match result {
+            Ok(r) if other_verified(&r) => Ok(()),
+            Ok(r) if r.signs_with(domain, selector) => Err(held(format!(
+                "{}: OpenDKIM still signs with {selector}, so its record and private key stay",
+                r.describe()
+            ))),
+            Ok(r) => Err(held(format!(
+                "{}: no proof that OpenDKIM has stopped signing with {selector}, so its record and private key stay",
+                r.describe()
+            ))),
+            Err(e) => Err(failed(format!(
+                "signer probe before retiring {selector}: {e}"
+            ))),
+        }
+    }
+
+    /// Probes the signer of `domain` (the daemon's periodic drift check). An
+    /// active key the probe does not show signing (verified against the
+    /// authoritative servers), or that the tables no longer name, is reported as
+    /// drift ([`Observation::SignerDrift`], shown as blocked); a good probe clears
+    /// it. A switched key the probe shows signing (verified) is confirmed (e.g.
+    /// OpenDKIM was restarted since the refused reload). Saves the result and
+    /// returns what is blocked afterwards. Does nothing without a probe-able
+    /// signer or an active key.
+    ///
+    /// # Errors
+    /// The domain is unknown, or the store fails.
+    pub async fn probe_signers(
+        &self,
+        domain: &maildns_providers::Fqdn,
+    ) -> Result<Vec<Blocked>, RunnerError> {
+        let d = self.domain(domain)?;
+        let state = self.store.load(domain)?;
+        let (Some(signer), Some(policy)) = (&self.signer, self.policy(d)?) else {
+            return Ok(state.blocked());
+        };
+        let of = |status: KeyStatus| -> Vec<Selector> {
+            state
+                .keys
+                .iter()
+                .filter(|k| k.status == status)
+                .map(|k| k.selector.clone())
+                .collect()
+        };
+        let (active, switched) = (of(KeyStatus::Active), of(KeyStatus::Switched));
+        if !self.probe_mode() || active.is_empty() {
+            return Ok(state.blocked());
+        }
+        let name = d.name.as_str();
+        let tables = Self::table_entry(signer, d);
+        let mut probed: Option<Result<ProbeReport, ProbeError>> = None;
+        if let Ok(servers) = self.server_addrs(d).await.as_ref() {
+            let wanted = |r: &ProbeReport| {
+                active
+                    .iter()
+                    .chain(&switched)
+                    .any(|s| r.verified_with(name, s))
+            };
+            let (r, _) = self.probe_until(signer, d, servers, wanted, || None).await;
+            probed = Some(r);
+        }
+        let mut observations = Vec::new();
+        let proven_switch = match &probed {
+            Some(Ok(r)) => switched.iter().find(|s| r.verified_with(name, s)).cloned(),
+            _ => None,
+        };
+        if let Some(sel) = proven_switch {
+            observations.push(Observation::SignerConfirmed { selector: sel });
+        } else {
+            for sel in &active {
+                let drift = |reason: String| Observation::SignerDrift {
+                    selector: sel.clone(),
+                    reason,
+                };
+                let table_ok = |e: &crate::signer::opendkim::KeyEntry| {
+                    e.selector == sel.as_str() || switched.iter().any(|s| e.selector == s.as_str())
+                };
+                observations.push(match (&tables, &probed) {
+                    (Ok(e), _) if !table_ok(e) => drift(format!(
+                        "the signer tables name selector {} for {name}, not the active {sel} (edited by hand?)",
+                        e.selector
+                    )),
+                    (Err(e), _) => drift(format!("the signer tables: {e}")),
+                    (_, None) => drift(format!(
+                        "no authoritative server to verify a probe signature of {name} against"
+                    )),
+                    (_, Some(Err(e))) => drift(format!("signer probe: {e}")),
+                    (_, Some(Ok(r))) if r.verified_with(name, sel) => {
+                        Observation::SignerConfirmed {
+                            selector: sel.clone(),
+                        }
+                    }
+                    (_, Some(Ok(r))) => {
+                        drift(format!("{} instead of the active {sel}", r.describe()))
+                    }
+                });
+            }
+        }
+        let decision = step(&state, &observations, self.clock.now(), &policy);
+        if decision.changed(&state) {
+            self.store.save(&decision.state, &decision.events)?;
+        }
+        for e in &decision.events {
+            tracing::info!(domain = %e.domain, "{} {}: {}", e.what, e.outcome, e.detail);
+        }
+        Ok(decision.state.blocked())
+    }
+}
