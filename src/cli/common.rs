@@ -152,17 +152,11 @@ pub fn check_signer(config: &Config) -> anyhow::Result<()> {
 /// Prints the warning for a signer whose switches are not proven by a probe
 /// (`confirm = "tables-only"`); true when it did.
 pub fn warn_tables_only(config: &Config) -> bool {
-    let tables_only = config
-        .signer
-        .as_ref()
-        .is_some_and(|s| s.confirm == config::SignerConfirm::TablesOnly);
-    if tables_only {
-        eoutln!(
-            "warning: {}: [signer] confirm = \"tables-only\": switches are checked in the signer's tables only; a reload OpenDKIM refuses goes unnoticed and an old key may be retired while it still signs",
-            config.path.display()
-        );
+    let warning = crate::rotation::runner::tables_only_warning(config);
+    if let Some(w) = &warning {
+        eoutln!("warning: {}", w.message);
     }
-    tables_only
+    warning.is_some()
 }
 
 /// Prints `value` as pretty JSON on stdout.

@@ -237,6 +237,19 @@ impl std::fmt::Debug for Runner {
     }
 }
 
+/// The warning every command and every run repeats while the `[signer]` cannot be
+/// probed (`confirm = "tables-only"`); `None` otherwise.
+pub fn tables_only_warning(config: &Config) -> Option<Warning> {
+    let cfg = config.signer.as_ref()?;
+    (cfg.confirm == SignerConfirm::TablesOnly).then(|| Warning {
+        code: "signer_unproven",
+        message: format!(
+            "{}: [signer] confirm = \"tables-only\": switches are checked in the signer's tables only; a reload OpenDKIM refuses goes unnoticed and an old key may be retired while it still signs",
+            config.path.display()
+        ),
+    })
+}
+
 /// The OpenDKIM signer of a `[signer]` section of the configuration file
 /// `config_path`. When running as root, new key files are given to the signer's
 /// user (mode 0600). With `confirm = "probe"` (the default) the milter socket is

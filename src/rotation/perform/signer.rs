@@ -67,14 +67,7 @@ impl Runner {
 
     /// The warning every run repeats while the signer cannot be probed.
     pub(in crate::rotation) fn tables_only_warning(&self) -> Option<Warning> {
-        let cfg = self.config.signer.as_ref()?;
-        (cfg.confirm == SignerConfirm::TablesOnly).then(|| Warning {
-            code: "signer_unproven",
-            message: format!(
-                "{}: [signer] confirm = \"tables-only\": switches are checked in the signer's tables only; a reload OpenDKIM refuses goes unnoticed and an old key may be retired while it still signs",
-                self.config.path.display()
-            ),
-        })
+        super::super::runner::tables_only_warning(&self.config)
     }
 
     fn probe_mode(&self) -> bool {
