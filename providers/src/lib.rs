@@ -7,6 +7,7 @@
 
 #![deny(missing_docs)]
 
+pub mod changeset;
 pub mod descriptor;
 pub mod error;
 pub mod hosts;
@@ -18,6 +19,7 @@ pub mod txt;
 
 use std::time::Duration;
 
+pub use changeset::{ApplyError, ApplyTraits, Observed, TxtChange, ZoneSets};
 pub use error::{Error, ErrorKind, Operation};
 pub use name::{Fqdn, NameError};
 pub use secret::Secret;
@@ -265,6 +267,15 @@ impl Profile {
 ///   a record the host would mangle is refused with [`ErrorKind::Limit`] and
 ///   nothing of that set is sent. The check is per call: a caller writing several
 ///   names has already written the earlier ones.
+/// - Change sets ([`changeset`]): [`Provider::read_sets`] reads the RRsets of
+///   several owner names of one zone and [`Provider::apply`] writes a change set
+///   to it, each in as few requests as the host allows. [`Provider::apply_traits`]
+///   declares whether an apply is atomic and whether the host itself enforces
+///   that each RRset is still the one read (compare-and-swap); without it the
+///   adapter re-reads each RRset just before writing it. A failed precondition
+///   is [`ErrorKind::Conflict`] and nothing more is written; a failed apply
+///   names the owner names it did write ([`ApplyError::written`]), none when
+///   atomic. Re-applying a change set that is already in place is harmless.
 /// - Errors carry the provider, operation, name, HTTP status or DNS rcode, and the
 ///   host's own message — never a credential.
 #[async_trait::async_trait]
@@ -301,6 +312,95 @@ pub trait Provider: Send + Sync {
     /// # Errors
     /// The host's failure.
     async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error>;
+
+    /// The zone with apex `apex` when the adapter can name it without asking the
+    /// host (PowerDNS, RFC 2136 and zone files identify a zone by its name), so a
+    /// caller that knows the apex (configured, or found earlier in the run) skips
+    /// [`Provider::find_zone`]. `None` (the default) when the host's identifier
+    /// must be looked up.
+    fn zone_for(&self, apex: &Fqdn) -> Option<Zone> {
+        let _ = apex;
+        None
+    }
+
+    /// What [`Provider::apply`] guarantees on this host (see [`changeset`]).
+    fn apply_traits(&self) -> ApplyTraits {
+        ApplyTraits::default()
+    }
+
+    /// The TXT RRsets at `names` (all inside `zone`), in as few requests as the
+    /// host allows; one entry per name asked for, absent sets included.
+    ///
+    /// The default reads each name with [`Provider::read_txt`].
+    ///
+    /// # Errors
+    /// The host's failure, as for [`Provider::read_txt`].
+    async fn read_sets(&self, zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, Error> {
+        let mut out = ZoneSets::new();
+        for name in names {
+            if out.contains_key(name) {
+                continue;
+            }
+            let set = self.read_txt(zone, name).await?;
+            out.insert(name.clone(), Observed::of(set));
+        }
+        Ok(out)
+    }
+
+    /// Applies a change set to `zone`, in as few requests as the host allows.
+    ///
+    /// Every wanted RRset is checked against [`Provider::profile`] before the
+    /// first request: a record the host cannot hold refuses the whole change set
+    /// with nothing sent. Changes whose RRset already equals the wanted one are
+    /// still sent (harmless); callers leave them out.
+    ///
+    /// The default writes one owner name at a time with
+    /// [`Provider::replace_if_unchanged`], in order, and stops at the first
+    /// failure, reporting the names written before it.
+    ///
+    /// # Errors
+    /// [`ApplyError`]: the names written before the failure and the failure;
+    /// [`ErrorKind::Conflict`] when an RRset was no longer what was read.
+    async fn apply(&self, zone: &Zone, changes: &[TxtChange]) -> Result<(), ApplyError> {
+        for c in changes {
+            if let Some(set) = c.wanted() {
+                hosts::check_all(self.kind(), self.profile(), &c.name, set)
+                    .map_err(ApplyError::nothing_written)?;
+            }
+        }
+        let mut written = Vec::new();
+        for c in changes {
+            if let Err(error) = self.replace_if_unchanged(zone, c).await {
+                return Err(ApplyError { written, error });
+            }
+            written.push(c.name.clone());
+        }
+        Ok(())
+    }
+
+    /// Writes one owner name's change unless its RRset changed since it was
+    /// read. The default reads the RRset again just before writing
+    /// ([`Provider::read_txt`]) and refuses with [`ErrorKind::Conflict`] when it
+    /// differs from [`TxtChange::old`]; adapters whose write already reads the
+    /// records (per-record hosts) fold the check into that read.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Conflict`], or the host's failure.
+    async fn replace_if_unchanged(&self, zone: &Zone, change: &TxtChange) -> Result<(), Error> {
+        let now = self.read_txt(zone, &change.name).await?;
+        if !change.old.unchanged_in(now.as_ref()) {
+            return Err(changeset::conflict(
+                self.kind(),
+                change.operation(),
+                &change.name,
+                "the TXT RRset changed since it was read",
+            ));
+        }
+        match change.wanted() {
+            Some(set) => self.replace_txt(zone, &change.name, set).await,
+            None => self.delete_txt(zone, &change.name).await,
+        }
+    }
 
     /// Rate-limit headers (`name`, `value`) seen on the host's latest answer that
     /// carried any, for diagnostics; empty for hosts without HTTP headers.
