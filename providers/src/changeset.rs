@@ -151,7 +151,7 @@ mod tests {
     fn set(ttl: u32, values: &[&str]) -> TxtSet {
         TxtSet {
             ttl,
-            records: values.iter().map(|v| TxtRecord::from_value(v)).collect(),
+            records: values.iter().map(TxtRecord::from_value).collect(),
         }
     }
 
