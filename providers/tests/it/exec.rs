@@ -123,7 +123,10 @@ async fn a_change_set_is_one_transaction_and_a_foreign_edit_is_refused() {
     // All or nothing: the DMARC change before the conflict is not there either.
     let dig = conformance::dig_txt(knot.dns, &dmarc).await.unwrap();
     assert!(dig.is_empty(), "{dig:?}");
-    let now = exec.read_sets(&z, std::slice::from_ref(&apex)).await.unwrap();
+    let now = exec
+        .read_sets(&z, std::slice::from_ref(&apex))
+        .await
+        .unwrap();
     assert_eq!(
         now[&apex].set.as_ref().map(|s| s.records.len()),
         Some(2),
