@@ -439,7 +439,10 @@ pub fn parse_zone_sets(body: &[u8], names: &[Fqdn], context: &Fqdn) -> Result<Zo
         let mut records = Vec::with_capacity(set.records.len());
         for r in set.records.iter().filter(|r| !r.disabled) {
             let rec = parse_content(&r.content).map_err(|e| {
-                protocol(name, format!("cannot parse TXT content {:?}: {e}", r.content))
+                protocol(
+                    name,
+                    format!("cannot parse TXT content {:?}: {e}", r.content),
+                )
             })?;
             records.push(rec);
         }
@@ -581,7 +584,11 @@ impl Provider for PowerDns {
             Operation::Replace
         };
         let first = &changes[0].name;
-        let single = if changes.len() == 1 { first } else { &zone.name };
+        let single = if changes.len() == 1 {
+            first
+        } else {
+            &zone.name
+        };
         self.patch(op, zone, single, rrsets).await.map_err(|e| {
             // PowerDNS names the refused RRset in its message ("RRset x.example.com.
             // IN TXT: ..."): name that owner in the error when it is one of ours.
@@ -621,8 +628,7 @@ impl Provider for PowerDns {
     async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
         self.check_name(Operation::Delete, zone, name)?;
         let rrset = delete_rrset(name);
-        self.patch(Operation::Delete, zone, name, vec![rrset])
-            .await
+        self.patch(Operation::Delete, zone, name, vec![rrset]).await
     }
 }
 

@@ -310,8 +310,11 @@ impl Rfc2136 {
     }
 
     /// Opens one TCP connection carrying up to `in_flight` requests at a time.
+    /// `runtime` owns the connection's background task: keep it alive while the
+    /// connection is used (dropping it closes the connection).
     async fn connect(
         &self,
+        runtime: &TokioRuntimeProvider,
         in_flight: usize,
     ) -> Result<DnsExchange<TokioRuntimeProvider>, NetError> {
         TcpClientStream::exchange(
@@ -319,7 +322,7 @@ impl Rfc2136 {
             None,
             self.timeout,
             Some(in_flight.max(1)),
-            TokioRuntimeProvider::new(),
+            runtime.clone(),
         )
         .await
     }
@@ -334,29 +337,29 @@ impl Rfc2136 {
         let Some(first) = names.first() else {
             return Ok(ZoneSets::new());
         };
+        let runtime = TokioRuntimeProvider::new();
         let work = async {
             let exchange = self
-                .connect(names.len().min(16))
+                .connect(&runtime, names.len().min(16))
                 .await
                 .map_err(|e| self.net_error(op, first, e))?;
-            let answers =
-                futures_util::future::join_all(queries.iter().map(|(name, qname)| {
-                    let exchange = &exchange;
-                    async move {
-                        let request = DnsRequest::new(
-                            self.query(qname.clone(), RecordType::TXT),
-                            DnsRequestOptions::default(),
-                        );
-                        let answer = exchange
-                            .send(request)
-                            .next()
-                            .await
-                            .unwrap_or(Err(NetError::Timeout))
-                            .map_err(|e| self.net_error(op, name, e))?;
-                        answer_to_set(&answer, name, qname, &self.server.to_string())
-                    }
-                }))
-                .await;
+            let answers = futures_util::future::join_all(queries.iter().map(|(name, qname)| {
+                let exchange = &exchange;
+                async move {
+                    let request = DnsRequest::new(
+                        self.query(qname.clone(), RecordType::TXT),
+                        DnsRequestOptions::default(),
+                    );
+                    let answer = exchange
+                        .send(request)
+                        .next()
+                        .await
+                        .unwrap_or(Err(NetError::Timeout))
+                        .map_err(|e| self.net_error(op, name, e))?;
+                    answer_to_set(&answer, name, qname, &self.server.to_string())
+                }
+            }))
+            .await;
             let mut out = ZoneSets::new();
             for ((name, _), set) in queries.iter().zip(answers) {
                 out.insert((*name).clone(), Observed::of(set?));
@@ -379,14 +382,12 @@ impl Rfc2136 {
         name: &Fqdn,
         message: Message,
     ) -> Result<DnsResponse, Error> {
-        let server = self.server;
         let timeout = self.timeout;
         // The provider owns the connection's background task: it lives as long as
         // this call, and dropping it closes the connection.
         let runtime = TokioRuntimeProvider::new();
         let send = async {
-            let exchange =
-                TcpClientStream::exchange(server, None, timeout, Some(1), runtime.clone()).await?;
+            let exchange = self.connect(&runtime, 1).await?;
             let mut answers = exchange.send(DnsRequest::new(message, DnsRequestOptions::default()));
             answers.next().await.unwrap_or(Err(NetError::Timeout))
         };
@@ -764,10 +765,7 @@ impl Provider for Rfc2136 {
                 });
                 let e = match changed {
                     Some(c) => Error {
-                        message: format!(
-                            "{}: the TXT RRset changed since it was read",
-                            e.message
-                        ),
+                        message: format!("{}: the TXT RRset changed since it was read", e.message),
                         ..e
                     }
                     .with_name(&c.name),

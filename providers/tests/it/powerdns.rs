@@ -1,13 +1,14 @@
 //! The PowerDNS adapter against a real PowerDNS Authoritative on loopback:
 //! the conformance suite (API and DNS), error mapping, and retries.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use maildns_providers::hosts::powerdns::{Config, PowerDns as Adapter};
 use maildns_providers::http::RetryPolicy;
-use maildns_providers::{ErrorKind, Fqdn, Provider, Secret, TxtRecord, TxtSet, Zone};
+use maildns_providers::{ErrorKind, Fqdn, Provider, Secret, TxtChange, TxtRecord, TxtSet, Zone};
 use maildns_testkit::conformance::{self, Options};
+use maildns_testkit::faultproxy::{FaultProxy, Rewrite};
 use maildns_testkit::{PowerDns, random_label};
 
 fn adapter(pdns: &PowerDns, key: &str, policy: RetryPolicy) -> Adapter {
@@ -40,9 +41,181 @@ async fn conformance_suite_passes_over_api_and_dns() {
     let zone = p.find_zone(&zone_name).await.expect("zone found");
     assert_eq!(zone.name, zone_name);
     assert_eq!(zone.id, zone_name.to_dotted());
-    conformance::run(&p, &zone, Some(pdns.dns)).await;
+    assert_eq!(p.zone_for(&zone_name), Some(zone.clone()));
+    let opts = Options {
+        dns: Some(pdns.dns),
+        refused_name: Some(cname_at(&pdns, &zone_name, "refused").await),
+        // PowerDNS's API has no precondition: the apply is atomic, not CAS.
+        unguarded_apply: true,
+        ..Options::default()
+    };
+    conformance::run_with(&p, &zone, &opts).await;
     // The same zone can be used again (unique names per run).
-    conformance::run(&p, &zone, None).await;
+    conformance::run_with(&p, &zone, &Options { dns: None, ..opts }).await;
+}
+
+/// Puts a CNAME at `label.<zone>` through the API: PowerDNS then refuses a TXT
+/// set there (422 "Conflicts with pre-existing RRset").
+async fn cname_at(pdns: &PowerDns, zone: &Fqdn, label: &str) -> Fqdn {
+    let owner = zone.child(label).unwrap();
+    let resp = reqwest::Client::new()
+        .patch(format!(
+            "{}/servers/localhost/zones/{}",
+            pdns.api_url,
+            zone.to_dotted()
+        ))
+        .header("X-API-Key", &pdns.api_key)
+        .json(
+            &serde_json::json!({"rrsets": [{"name": owner.to_dotted(), "type": "CNAME",
+            "ttl": 300, "changetype": "REPLACE",
+            "records": [{"content": format!("target.{}", zone.to_dotted()), "disabled": false}]}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    owner
+}
+
+/// The methods and paths of the requests a proxy passed to PowerDNS.
+fn counting_proxy(pdns: &PowerDns) -> (FaultProxy, String, Arc<Mutex<Vec<String>>>) {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    let rewrite: Rewrite = Arc::new(move |method: &str, path: &str, body: &[u8]| {
+        log.lock().unwrap().push(format!("{method} {path}"));
+        body.to_vec()
+    });
+    let (proxy, url) = FaultProxy::rewriting_url(&pdns.api_url, rewrite);
+    (proxy, url, seen)
+}
+
+#[tokio::test]
+async fn a_change_set_of_three_names_is_one_get_and_one_patch() {
+    let pdns = PowerDns::start();
+    let (zone_name, zone_text) = with_zone(&pdns).await;
+    let (proxy, url, seen) = counting_proxy(&pdns);
+    let p = Adapter::new(
+        Config {
+            base_url: url,
+            server_id: "localhost".into(),
+            api_key: Secret::new(&pdns.api_key),
+        },
+        RetryPolicy::fast(),
+    )
+    .unwrap();
+    // The zone is named without a request.
+    let zone = p.zone_for(&zone_name).unwrap();
+    let names = [
+        zone_name.clone(),
+        name(&format!("_dmarc.{zone_text}")),
+        name(&format!("s1._domainkey.{zone_text}")),
+    ];
+    let values = [
+        "v=spf1 ip4:192.0.2.1 -all",
+        "v=DMARC1; p=reject",
+        "v=DKIM1; k=rsa; p=AAAA",
+    ];
+    let read = p.read_sets(&zone, &names).await.unwrap();
+    assert_eq!(read.len(), 3);
+    assert!(read.values().all(|o| o.set.is_none()), "{read:?}");
+    let changes: Vec<TxtChange> = names
+        .iter()
+        .zip(values)
+        .map(|(n, v)| TxtChange {
+            name: n.clone(),
+            old: read[n].clone(),
+            new: Some(TxtSet {
+                ttl: 300,
+                records: vec![TxtRecord::from_value(v)],
+            }),
+        })
+        .collect();
+    p.apply(&zone, &changes).await.unwrap();
+    let path = format!("/api/v1/servers/localhost/zones/{zone_text}.");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [format!("GET {path}"), format!("PATCH {path}")]
+    );
+    assert_eq!(proxy.stats().requests, 2);
+    for (n, v) in names.iter().zip(values) {
+        let served = conformance::dig_txt(pdns.dns, n).await.unwrap();
+        assert_eq!(served, [TxtRecord::from_value(v)], "{n}");
+    }
+    // A change run: one read, one PATCH replacing one set and deleting another.
+    seen.lock().unwrap().clear();
+    let read = p.read_sets(&zone, &names).await.unwrap();
+    let changes = vec![
+        TxtChange {
+            name: names[0].clone(),
+            old: read[&names[0]].clone(),
+            new: Some(TxtSet {
+                ttl: 600,
+                records: vec![TxtRecord::from_value("v=spf1 -all")],
+            }),
+        },
+        TxtChange {
+            name: names[1].clone(),
+            old: read[&names[1]].clone(),
+            new: None,
+        },
+    ];
+    p.apply(&zone, &changes).await.unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [format!("GET {path}"), format!("PATCH {path}")]
+    );
+    let now = p.read_sets(&zone, &names).await.unwrap();
+    assert_eq!(
+        now[&names[0]]
+            .set
+            .as_ref()
+            .map(|s| (s.ttl, s.records[0].value())),
+        Some((600, b"v=spf1 -all".to_vec()))
+    );
+    assert_eq!(now[&names[1]].set, None);
+    assert_eq!(now[&names[2]], read[&names[2]]);
+    // One name only: the read asks the server to filter (4.8+), still one GET.
+    seen.lock().unwrap().clear();
+    let one = p.read_sets(&zone, &names[2..]).await.unwrap();
+    assert_eq!(one[&names[2]], read[&names[2]]);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        seen[0].starts_with(&format!("GET {path}?rrset_name=")),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_rrset_fails_the_whole_patch_and_is_named() {
+    let pdns = PowerDns::start();
+    let (zone_name, zone_text) = with_zone(&pdns).await;
+    let refused = cname_at(&pdns, &zone_name, "alias").await;
+    let p = adapter(&pdns, &pdns.api_key, RetryPolicy::fast());
+    let zone = p.zone_for(&zone_name).unwrap();
+    let good = name(&format!("_dmarc.{zone_text}"));
+    let set = TxtSet {
+        ttl: 300,
+        records: vec![TxtRecord::from_value("v=DMARC1; p=none")],
+    };
+    let changes: Vec<TxtChange> = [&good, &refused]
+        .into_iter()
+        .map(|n| TxtChange {
+            name: n.clone(),
+            old: Default::default(),
+            new: Some(set.clone()),
+        })
+        .collect();
+    let e = p.apply(&zone, &changes).await.unwrap_err();
+    assert!(e.written.is_empty(), "{e:?}");
+    assert_eq!(e.error.kind, ErrorKind::Invalid, "{e}");
+    assert_eq!(e.error.name.as_deref(), Some(refused.as_str()), "{e}");
+    assert_eq!(p.read_txt(&zone, &good).await.unwrap(), None);
+    // Two changes at one name are refused before sending.
+    let twice = [changes[0].clone(), changes[0].clone()];
+    let e = p.apply(&zone, &twice).await.unwrap_err();
+    assert_eq!(e.error.kind, ErrorKind::Invalid);
+    assert!(e.error.message.contains("twice"), "{e}");
 }
 
 /// A provider that drops the last string of every record it reads: the suite must notice.
