@@ -632,3 +632,181 @@ async fn conformance_suite_expects_refusal_of_what_the_profile_excludes() {
     );
     assert!(!cases.iter().any(|c| c.starts_with("matrix")), "{cases:?}");
 }
+
+/// Ways of getting change sets wrong, for checking that the suite notices.
+#[derive(Clone, Copy, PartialEq)]
+enum Broken {
+    /// Writes one name at a time (re-reading each) but claims an atomic,
+    /// compare-and-swap apply.
+    ClaimsAtomic,
+    /// Writes every set without looking at what is there now.
+    Blind,
+    /// Writes one name at a time but reports nothing written on failure.
+    HidesWritten,
+}
+
+struct BrokenApply {
+    inner: Adapter,
+    broken: Broken,
+}
+
+#[async_trait::async_trait]
+impl Provider for BrokenApply {
+    fn kind(&self) -> &'static str {
+        "broken-apply"
+    }
+    fn profile(&self) -> &maildns_providers::Profile {
+        self.inner.profile()
+    }
+    async fn find_zone(&self, name: &Fqdn) -> Result<Zone, maildns_providers::Error> {
+        self.inner.find_zone(name).await
+    }
+    async fn read_txt(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+    ) -> Result<Option<TxtSet>, maildns_providers::Error> {
+        self.inner.read_txt(zone, name).await
+    }
+    async fn replace_txt(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+        set: &TxtSet,
+    ) -> Result<(), maildns_providers::Error> {
+        self.inner.replace_txt(zone, name, set).await
+    }
+    async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), maildns_providers::Error> {
+        self.inner.delete_txt(zone, name).await
+    }
+    fn apply_traits(&self) -> maildns_providers::ApplyTraits {
+        maildns_providers::ApplyTraits {
+            atomic: self.broken == Broken::ClaimsAtomic,
+            compare_and_swap: self.broken == Broken::ClaimsAtomic,
+        }
+    }
+    async fn apply(
+        &self,
+        zone: &Zone,
+        changes: &[TxtChange],
+    ) -> Result<(), maildns_providers::ApplyError> {
+        let mut written = Vec::new();
+        for c in changes {
+            let r = match (self.broken, c.wanted()) {
+                (Broken::Blind, Some(set)) => self.replace_txt(zone, &c.name, set).await,
+                (Broken::Blind, None) => self.delete_txt(zone, &c.name).await,
+                _ => self.replace_if_unchanged(zone, c).await,
+            };
+            if let Err(error) = r {
+                if self.broken == Broken::HidesWritten {
+                    written.clear();
+                }
+                return Err(maildns_providers::ApplyError { written, error });
+            }
+            written.push(c.name.clone());
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn conformance_suite_reports_broken_change_sets() {
+    let pdns = PowerDns::start();
+    let (zone_name, _) = with_zone(&pdns).await;
+    let zone = adapter(&pdns, &pdns.api_key, RetryPolicy::fast())
+        .zone_for(&zone_name)
+        .unwrap();
+    let failures = |broken| {
+        let p = BrokenApply {
+            inner: adapter(&pdns, &pdns.api_key, RetryPolicy::fast()),
+            broken,
+        };
+        let zone = zone.clone();
+        async move { conformance::check(&p, &zone, &Options::default()).await }
+    };
+    let has = |f: &[conformance::CaseFailure], case: &str, detail: &str| {
+        f.iter()
+            .any(|f| f.case.starts_with(case) && f.detail.contains(detail))
+    };
+    let f = failures(Broken::ClaimsAtomic).await;
+    assert!(
+        has(
+            &f,
+            "change set: stale read",
+            "an atomic apply failed but reports written"
+        ),
+        "{f:?}"
+    );
+    let f = failures(Broken::Blind).await;
+    assert!(
+        has(
+            &f,
+            "change set: stale read",
+            "applied a change whose RRset was not as read"
+        ),
+        "{f:?}"
+    );
+    assert!(
+        has(
+            &f,
+            "change set: concurrent foreign edit of a set",
+            "was lost"
+        ),
+        "{f:?}"
+    );
+    assert!(
+        has(
+            &f,
+            "change set: concurrent foreign edit of an absent set",
+            "was lost"
+        ),
+        "{f:?}"
+    );
+    let f = failures(Broken::HidesWritten).await;
+    assert!(
+        has(
+            &f,
+            "change set: stale read",
+            "not reported written, yet the set changed"
+        ),
+        "{f:?}"
+    );
+    // Nothing else fails: the per-name cases still pass.
+    assert!(f.iter().all(|f| f.case.starts_with("change set:")), "{f:?}");
+}
+
+/// PowerDNS's API has no precondition: a value another tool writes between
+/// `read_sets` and `apply` is overwritten (the documented window; the adapter
+/// says `compare_and_swap: false`).
+#[tokio::test]
+async fn the_apply_is_atomic_but_not_compare_and_swap() {
+    let pdns = PowerDns::start();
+    let (zone_name, zone_text) = with_zone(&pdns).await;
+    let p = adapter(&pdns, &pdns.api_key, RetryPolicy::fast());
+    assert_eq!(
+        p.apply_traits(),
+        maildns_providers::ApplyTraits {
+            atomic: true,
+            compare_and_swap: false
+        }
+    );
+    let zone = p.zone_for(&zone_name).unwrap();
+    let n = name(&format!("window.{zone_text}"));
+    let read = p.read_sets(&zone, std::slice::from_ref(&n)).await.unwrap();
+    let foreign = TxtSet {
+        ttl: 300,
+        records: vec![TxtRecord::from_value("foreign=1")],
+    };
+    p.replace_txt(&zone, &n, &foreign).await.unwrap();
+    let ours = TxtSet {
+        ttl: 300,
+        records: vec![TxtRecord::from_value("v=spf1 -all")],
+    };
+    let change = TxtChange {
+        name: n.clone(),
+        old: read[&n].clone(),
+        new: Some(ours.clone()),
+    };
+    p.apply(&zone, &[change]).await.unwrap();
+    assert_eq!(p.read_txt(&zone, &n).await.unwrap(), Some(ours));
+}

@@ -7,7 +7,8 @@ use std::process::Command;
 
 use maildns_providers::hosts::zonefile::{Config, ZoneFile, read_records};
 use maildns_providers::{
-    Error, ErrorKind, Fqdn, Operation, Profile, Provider, TxtRecord, TxtSet, Zone,
+    ApplyError, ApplyTraits, Error, ErrorKind, Fqdn, Operation, Profile, Provider, TxtChange,
+    TxtRecord, TxtSet, Zone, ZoneSets,
 };
 use maildns_testkit::Bind;
 use maildns_testkit::conformance::{self, dig_txt};
@@ -460,6 +461,20 @@ impl Provider for LoadedByBind {
         self.inner.delete_txt(zone, name).await?;
         self.loaded(Operation::Delete, name)
     }
+    fn zone_for(&self, apex: &Fqdn) -> Option<Zone> {
+        self.inner.zone_for(apex)
+    }
+    fn apply_traits(&self) -> ApplyTraits {
+        self.inner.apply_traits()
+    }
+    async fn read_sets(&self, zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, Error> {
+        self.inner.read_sets(zone, names).await
+    }
+    async fn apply(&self, zone: &Zone, changes: &[TxtChange]) -> Result<(), ApplyError> {
+        self.inner.apply(zone, changes).await?;
+        self.loaded(Operation::Replace, &zone.name)
+            .map_err(ApplyError::nothing_written)
+    }
 }
 
 /// The conformance suite on the zone-file adapter, in a zone file holding the
@@ -492,8 +507,11 @@ async fn conformance_with_bind_loading_the_written_zone() {
         path: path.clone(),
     };
     let z = provider.find_zone(&fqdn(&zone)).await.unwrap();
+    assert_eq!(provider.zone_for(&fqdn(&zone)), Some(z.clone()));
     let options = conformance::Options {
         dns: Some(provider.bind.dns),
+        // A value in an included file is never changed: a change there is refused.
+        refused_name: Some(fqdn(&format!("inc.{zone}"))),
         ..conformance::Options::default()
     };
     let failures = conformance::check(&provider, &z, &options).await;
