@@ -10,7 +10,8 @@ use maildns_providers::hosts::route53;
 use maildns_providers::http::RetryPolicy;
 use maildns_providers::registry::{Credential, CredentialKind, Settings};
 use maildns_providers::{
-    Error as ProviderError, ErrorKind, Fqdn, Profile, Provider, Secret, TxtSet, Zone,
+    ApplyError, ApplyTraits, Error as ProviderError, ErrorKind, Fqdn, Profile, Provider, Secret,
+    TxtChange, TxtSet, Zone, ZoneSets,
 };
 
 use crate::config::{Account, Config};
@@ -194,6 +195,31 @@ impl Provider for AccountProvider {
     fn rate_limits_seen(&self) -> Vec<(String, String)> {
         self.inner.rate_limits_seen()
     }
+    fn zone_for(&self, apex: &Fqdn) -> Option<Zone> {
+        self.inner.zone_for(apex)
+    }
+    fn apply_traits(&self) -> ApplyTraits {
+        self.inner.apply_traits()
+    }
+    async fn read_sets(&self, zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, ProviderError> {
+        let r = self.inner.read_sets(zone, names).await;
+        r.map_err(|e| helped(&self.account, e))
+    }
+    async fn apply(&self, zone: &Zone, changes: &[TxtChange]) -> Result<(), ApplyError> {
+        let r = self.inner.apply(zone, changes).await;
+        r.map_err(|e| ApplyError {
+            written: e.written,
+            error: helped(&self.account, e.error),
+        })
+    }
+    async fn replace_if_unchanged(
+        &self,
+        zone: &Zone,
+        change: &TxtChange,
+    ) -> Result<(), ProviderError> {
+        let r = self.inner.replace_if_unchanged(zone, change).await;
+        r.map_err(|e| helped(&self.account, e))
+    }
 }
 
 #[cfg(test)]
@@ -289,6 +315,40 @@ mod tests {
         .to_string();
         let kinds: Vec<&str> = maildns_providers::registry::kinds().collect();
         assert!(e.contains(&format!("one of {}", kinds.join(", "))), "{e}");
+    }
+
+    /// The account wrapper passes the adapter's change-set methods through, so
+    /// publish gets each host's own zone naming and apply guarantees.
+    #[test]
+    fn the_account_wrapper_keeps_the_adapters_change_set_methods() {
+        let zone = Fqdn::parse("example.com").unwrap();
+        for (toml, atomic, cas) in [
+            (
+                "provider = \"powerdns\"\nbase_url = \"http://127.0.0.1:8081/api/v1\"",
+                true,
+                false,
+            ),
+            (
+                "provider = \"rfc2136\"\nserver = \"127.0.0.1:53\"\nkey_name = \"k\"",
+                true,
+                true,
+            ),
+        ] {
+            let p = connect(
+                &account_from(toml),
+                std::slice::from_ref(&zone),
+                &Fixed,
+                RetryPolicy::fast(),
+            )
+            .unwrap();
+            let t = p.apply_traits();
+            assert_eq!((t.atomic, t.compare_and_swap), (atomic, cas), "{toml}");
+            assert_eq!(
+                p.zone_for(&zone).map(|z| z.name),
+                Some(zone.clone()),
+                "{toml}"
+            );
+        }
     }
 
     #[test]
