@@ -272,7 +272,8 @@ impl Profile {
 ///   to it, each in as few requests as the host allows. [`Provider::apply_traits`]
 ///   declares whether an apply is atomic and whether the host itself enforces
 ///   that each RRset is still the one read (compare-and-swap); without it the
-///   adapter re-reads each RRset just before writing it. A failed precondition
+///   adapter re-reads each RRset just before writing it, or documents the
+///   window it leaves (PowerDNS). A failed precondition
 ///   is [`ErrorKind::Conflict`] and nothing more is written; a failed apply
 ///   names the owner names it did write ([`ApplyError::written`]), none when
 ///   atomic. Re-applying a change set that is already in place is harmless.
