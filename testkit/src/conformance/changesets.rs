@@ -1,6 +1,7 @@
-//! The change-set cases of the conformance suite ([`maildns_providers::Provider::read_sets`],
-//! [`maildns_providers::Provider::apply`]), written against the trait only so they hold for every
-//! adapter, whatever its [`ApplyTraits`]:
+//! The change-set cases of the conformance suite
+//! ([`maildns_providers::Provider::read_sets`],
+//! [`maildns_providers::Provider::apply`]), written against the trait only so
+//! they hold for every adapter, whatever its [`ApplyTraits`]:
 //!
 //! - `read_sets` returns one entry per name asked (duplicates once), present and
 //!   absent sets alike, as `read_txt` would;
@@ -323,16 +324,18 @@ impl Suite<'_> {
             Ok(()) => done = true,
             Err(e) if e.is_conflict() => {
                 if !e.written.is_empty() {
-                    self.fail(case, name.as_str(), format!("a conflict that wrote {:?}", names(&e.written)));
+                    let wrote = format!("a conflict that wrote {:?}", names(&e.written));
+                    self.fail(case, name.as_str(), wrote);
                 }
                 // Nothing of ours was written: the foreign value is there, untouched.
+                let theirs = served_form(&self.profile, &foreign);
                 match self.now(case, &name).await {
-                    Some(Some(s)) if s.records.contains(&served_form(&self.profile, &foreign)) => {}
-                    Some(other) => self.fail(
-                        case,
-                        name.as_str(),
-                        format!("after the conflict the foreign value is gone: {}", show(other.as_ref())),
-                    ),
+                    Some(Some(s)) if s.records.contains(&theirs) => {}
+                    Some(other) => {
+                        let now = show(other.as_ref());
+                        let gone = format!("after the conflict the foreign value is gone: {now}");
+                        self.fail(case, name.as_str(), gone)
+                    }
                     None => {}
                 }
             }

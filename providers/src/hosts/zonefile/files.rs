@@ -168,4 +168,31 @@ mod tests {
             ErrorKind::ZoneNotFound
         );
     }
+
+    #[test]
+    fn one_change_set_is_one_file() {
+        let zones = [n("example.com"), n("sub.example.com")];
+        let files = ZoneFiles::new(Path::new("/tmp/{zone}.zone"), &zones, true).unwrap();
+        let apex = files.file_for(&n("example.com")).unwrap();
+        assert!(
+            files
+                .same_file(apex, &n("_dmarc.example.com"), Operation::Replace)
+                .is_ok()
+        );
+        let e = files
+            .same_file(apex, &n("_dmarc.sub.example.com"), Operation::Replace)
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Invalid);
+        assert!(
+            e.message
+                .contains("in zone sub.example.com (/tmp/sub.example.com.zone)"),
+            "{e}"
+        );
+        assert_eq!(
+            files.zone_for(&n("sub.example.com")).map(|z| z.id),
+            Some("/tmp/sub.example.com.zone".to_string())
+        );
+        assert_eq!(files.zone_for(&n("other.example.com")), None);
+        assert!(files.apply_traits().atomic && files.apply_traits().compare_and_swap);
+    }
 }
