@@ -769,6 +769,44 @@ mod tests {
     }
 
     #[test]
+    fn parse_zone_sets_picks_the_txt_sets_asked_for() {
+        let n = |s: &str| Fqdn::parse(s).unwrap();
+        let body = serde_json::json!({"name": "example.com.", "rrsets": [
+            {"name": "example.com.", "type": "TXT", "ttl": 300, "records": [
+                {"content": "\"v=spf1 -all\"", "disabled": false},
+                {"content": "\"off\"", "disabled": true}]},
+            {"name": "example.com.", "type": "MX", "ttl": 300, "records": [
+                {"content": "10 mx.example.com.", "disabled": false}]},
+            {"name": "_DMARC.example.com.", "type": "TXT", "ttl": 600, "records": [
+                {"content": "\"v=DMARC1; p=none\"", "disabled": false}]},
+            {"name": "gone.example.com.", "type": "TXT", "ttl": 600, "records": [
+                {"content": "\"x\"", "disabled": true}]},
+            {"name": "other.example.com.", "type": "TXT", "ttl": 600, "records": [
+                {"content": "unquoted but not asked", "disabled": false}]}
+        ]})
+        .to_string();
+        let names = [
+            n("example.com"),
+            n("_dmarc.example.com"),
+            n("gone.example.com"),
+            n("absent.example.com"),
+        ];
+        let sets = parse_zone_sets(body.as_bytes(), &names, &names[0]).unwrap();
+        assert_eq!(sets.len(), 4);
+        let spf = sets[&names[0]].set.as_ref().unwrap();
+        assert_eq!((spf.ttl, spf.records.len()), (300, 1));
+        assert_eq!(spf.records[0].value(), b"v=spf1 -all");
+        let dmarc = sets[&names[1]].set.as_ref().unwrap();
+        assert_eq!(dmarc.ttl, 600);
+        assert_eq!(sets[&names[2]].set, None, "only disabled records");
+        assert_eq!(sets[&names[3]].set, None);
+        // A set asked for that is not quoted zone-file text is refused, naming it.
+        let e = parse_zone_sets(body.as_bytes(), &[n("other.example.com")], &names[0]).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Protocol);
+        assert_eq!(e.name.as_deref(), Some("other.example.com"));
+    }
+
+    #[test]
     fn parse_rrsets_refuses_unquoted_content_and_a_missing_list() {
         let name = Fqdn::parse("example.com").unwrap();
         let body = |content: &str| {

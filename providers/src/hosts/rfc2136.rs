@@ -460,6 +460,34 @@ impl Rfc2136 {
         changes: &[TxtChange],
         prerequisites: bool,
     ) -> Result<(), Error> {
+        let mut message = self.update_message(operation, zone, changes, prerequisites)?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let verifier = message.finalize(&self.signer, now).map_err(|e| {
+            self.error(
+                operation,
+                Some(name),
+                ErrorKind::Protocol,
+                format!("cannot sign the update: {e}"),
+            )
+        })?;
+        let response = self.exchange(operation, name, message).await?;
+        self.check_update_answer(operation, zone, name, response, verifier)
+    }
+
+    /// The update message for `changes` (unsigned): the zone section, with
+    /// `prerequisites` each RRset as read (§2.4.2 value dependent, or §2.4.3
+    /// does not exist), then for each name the RRset deleted (§2.5.2) and the
+    /// wanted records added (§2.5.1), strings as given.
+    fn update_message(
+        &self,
+        operation: Operation,
+        zone: &Zone,
+        changes: &[TxtChange],
+        prerequisites: bool,
+    ) -> Result<Message, Error> {
         for c in changes {
             let op = c.operation();
             if !c.name.is_within(&zone.name) {
@@ -516,20 +544,7 @@ impl Rfc2136 {
                 }
             }
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        let verifier = message.finalize(&self.signer, now).map_err(|e| {
-            self.error(
-                operation,
-                Some(name),
-                ErrorKind::Protocol,
-                format!("cannot sign the update: {e}"),
-            )
-        })?;
-        let response = self.exchange(operation, name, message).await?;
-        self.check_update_answer(operation, zone, name, response, verifier)
+        Ok(message)
     }
 
     fn check_update_answer(
@@ -1011,6 +1026,141 @@ mod tests {
         let ok = Rfc2136::new(config("c2VjcmV0LWtleS1ieXRlcw==")).unwrap();
         assert!(!format!("{ok:?}").contains("c2VjcmV0"));
         assert_eq!(ok.profile().concurrency, 4);
+    }
+
+    #[test]
+    fn a_change_set_is_one_message_with_prerequisites_on_the_old_rrsets() {
+        let p = Rfc2136::new(config("c2VjcmV0LWtleS1ieXRlcw==")).unwrap();
+        let zone = p.zone_for(&Fqdn::parse("example.com").unwrap()).unwrap();
+        let set = |ttl, values: &[&str]| TxtSet {
+            ttl,
+            records: values.iter().map(TxtRecord::from_value).collect(),
+        };
+        let changes = [
+            TxtChange {
+                name: Fqdn::parse("example.com").unwrap(),
+                old: Observed::of(Some(set(300, &["v=spf1 -all", "foreign"]))),
+                new: Some(set(600, &["v=spf1 mx -all"])),
+            },
+            TxtChange {
+                name: Fqdn::parse("_dmarc.example.com").unwrap(),
+                old: Observed::of(None),
+                new: Some(set(300, &["v=DMARC1; p=none"])),
+            },
+            TxtChange {
+                name: Fqdn::parse("old._domainkey.example.com").unwrap(),
+                old: Observed::of(Some(set(300, &["v=DKIM1; p="]))),
+                new: None,
+            },
+        ];
+        let m = p
+            .update_message(Operation::Replace, &zone, &changes, true)
+            .unwrap();
+        assert_eq!(m.metadata.op_code, OpCode::Update);
+        let shape = |r: &Record| {
+            (
+                r.name.to_ascii(),
+                r.dns_class,
+                r.record_type(),
+                r.ttl,
+                match &r.data {
+                    RData::TXT(t) => t.txt_data.iter().map(|s| s.to_vec()).collect(),
+                    _ => Vec::new(),
+                },
+            )
+        };
+        let pre: Vec<_> = m.prerequisites().iter().map(shape).collect();
+        let txt = |v: &str| vec![v.as_bytes().to_vec()];
+        assert_eq!(
+            pre,
+            [
+                // §2.4.2: the whole RRset as read, class IN, TTL 0.
+                (
+                    "example.com.".into(),
+                    DNSClass::IN,
+                    RecordType::TXT,
+                    0,
+                    txt("v=spf1 -all")
+                ),
+                (
+                    "example.com.".into(),
+                    DNSClass::IN,
+                    RecordType::TXT,
+                    0,
+                    txt("foreign")
+                ),
+                // §2.4.3: no RRset, class NONE, no RDATA.
+                (
+                    "_dmarc.example.com.".into(),
+                    DNSClass::NONE,
+                    RecordType::TXT,
+                    0,
+                    vec![]
+                ),
+                (
+                    "old._domainkey.example.com.".into(),
+                    DNSClass::IN,
+                    RecordType::TXT,
+                    0,
+                    txt("v=DKIM1; p=")
+                ),
+            ]
+        );
+        let upd: Vec<_> = m.updates().iter().map(shape).collect();
+        assert_eq!(
+            upd,
+            [
+                (
+                    "example.com.".into(),
+                    DNSClass::ANY,
+                    RecordType::TXT,
+                    0,
+                    vec![]
+                ),
+                (
+                    "example.com.".into(),
+                    DNSClass::IN,
+                    RecordType::TXT,
+                    600,
+                    txt("v=spf1 mx -all")
+                ),
+                (
+                    "_dmarc.example.com.".into(),
+                    DNSClass::ANY,
+                    RecordType::TXT,
+                    0,
+                    vec![]
+                ),
+                (
+                    "_dmarc.example.com.".into(),
+                    DNSClass::IN,
+                    RecordType::TXT,
+                    300,
+                    txt("v=DMARC1; p=none")
+                ),
+                (
+                    "old._domainkey.example.com.".into(),
+                    DNSClass::ANY,
+                    RecordType::TXT,
+                    0,
+                    vec![]
+                ),
+            ]
+        );
+        // Without prerequisites (the per-name writes): none.
+        let m = p
+            .update_message(Operation::Replace, &zone, &changes[..1], false)
+            .unwrap();
+        assert!(m.prerequisites().is_empty());
+        // A name outside the zone is refused before anything is built.
+        let outside = TxtChange {
+            name: Fqdn::parse("example.net").unwrap(),
+            ..changes[0].clone()
+        };
+        let e = p
+            .update_message(Operation::Replace, &zone, &[outside], true)
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Invalid);
     }
 
     #[test]
