@@ -174,6 +174,10 @@ async fn a_change_set_of_three_names_is_one_get_and_one_patch() {
     );
     assert_eq!(now[&names[1]].set, None);
     assert_eq!(now[&names[2]], read[&names[2]]);
+    // Nothing to change: the read is the only request.
+    seen.lock().unwrap().clear();
+    p.apply(&zone, &[]).await.unwrap();
+    assert!(seen.lock().unwrap().is_empty());
     // One name only: the read asks the server to filter (4.8+), still one GET.
     seen.lock().unwrap().clear();
     let one = p.read_sets(&zone, &names[2..]).await.unwrap();
