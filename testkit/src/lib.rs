@@ -10,6 +10,7 @@ pub mod conformance;
 pub mod fakes;
 pub mod faultproxy;
 pub mod opendkim;
+pub mod postgres;
 pub mod powerdns;
 pub mod secret_service;
 
@@ -19,6 +20,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 pub use bind::Bind;
+pub use postgres::Postgres;
 pub use powerdns::PowerDns;
 pub use secret_service::SessionBus;
 
