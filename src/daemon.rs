@@ -179,6 +179,12 @@ async fn drift_probe(
                     drift.push(line);
                 }
             }
+            Err(crate::rotation::RunnerError::Store(crate::rotation::StoreError::Leased {
+                ..
+            })) => {
+                // Another replica works the domain: probed on a later pass.
+                return (drift, Some(now));
+            }
             Err(e) => tracing::error!(domain = %domain, "signer probe failed: {e}"),
         }
         probed.insert(domain.clone(), now);
@@ -240,6 +246,25 @@ async fn pass(
                             report.failed.push((domain.clone(), failures));
                         }
                         outcome.next_due
+                    }
+                    Err(crate::rotation::RunnerError::Store(
+                        crate::rotation::StoreError::Leased { holder, .. },
+                    )) => {
+                        // Another replica works it now; look again soon (its
+                        // lease may expire if that replica stopped).
+                        report.ran -= 1;
+                        tracing::debug!(domain = %domain, "worked by replica {holder}; skipped");
+                        if forced {
+                            // The request stays for whoever runs it next.
+                            if let Err(e) = runner.store().add_request(
+                                &domain,
+                                Request::ROTATE_NOW,
+                                runner.clock().now(),
+                            ) {
+                                tracing::error!(domain = %domain, "cannot queue the request again: {e}");
+                            }
+                        }
+                        Some(runner.clock().now())
                     }
                     Err(e) => {
                         tracing::error!(domain = %domain, "rotation run failed: {e}");

@@ -91,7 +91,32 @@ pub struct Config {
     pub publish: PublishPolicy,
     /// Propagation watching.
     pub propagation: Propagation,
+    /// The shared state store (`[state] url`); `None`: the embedded SQLite
+    /// store in `state_dir`.
+    pub state: Option<SharedState>,
 }
+
+/// The shared state store on PostgreSQL (`[state]`), for several daemon
+/// replicas. Never holds the password: only where to find it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedState {
+    /// `postgres://user@host:port/database` (refused with a password in it).
+    pub url: String,
+    /// Environment variable holding the password (default
+    /// `MAILDNS_STATE_PASSWORD`); then `$CREDENTIALS_DIRECTORY/state-password`,
+    /// the OS keyring entry `state-password`, and `password_file`.
+    pub password_env: String,
+    /// A password file, refused unless mode 0600 or stricter.
+    pub password_file: Option<PathBuf>,
+    /// This replica's name in the event log (default `hostname:pid`).
+    pub replica_id: Option<String>,
+    /// How long a domain lease lasts without renewal (default 60 s).
+    pub lease: Duration,
+}
+
+/// The credential name of the state store's password (systemd credential
+/// file name, OS keyring entry).
+pub const STATE_PASSWORD_CREDENTIAL: &str = "state-password";
 
 /// Safety settings for `publish`.
 #[derive(Debug, Clone, PartialEq)]

@@ -443,7 +443,22 @@ impl Runner {
 
     /// Like [`Runner::run_once`]; with [`Start::Now`], first plans a new key
     /// even if no rotation is due ([`rotate_now`]).
+    ///
+    /// On a shared store the run holds the domain's lease (see
+    /// [`Store::lease`]): it fails with [`StoreError::Leased`] at once when
+    /// another replica works the domain, renews the lease before each action,
+    /// and gives it back at the end.
     pub async fn run(&self, domain: &Fqdn, start: Start) -> Result<RunOutcome, RunnerError> {
+        self.domain(domain)?;
+        self.store.lease(domain)?;
+        let result = self.run_leased(domain, start).await;
+        if let Err(e) = self.store.release(domain) {
+            tracing::warn!(domain = %domain, "cannot release the lease (it expires by itself): {e}");
+        }
+        result
+    }
+
+    async fn run_leased(&self, domain: &Fqdn, start: Start) -> Result<RunOutcome, RunnerError> {
         let d = self.domain(domain)?;
         let mut out = RunOutcome {
             domain: domain.clone(),
@@ -589,6 +604,8 @@ impl Runner {
             self.boundary(&format!("saved:{}", names.join(",")))?;
             observations.clear();
             for action in &work {
+                // Still ours? (A replica paused past its lease stops here.)
+                self.store.renew(domain)?;
                 let Some(obs) = self.perform(d, dkim, &decision.state, action, now).await else {
                     continue;
                 };
