@@ -16,6 +16,7 @@ mod key_floor;
 mod opendkim_signer;
 mod operations;
 mod output;
+mod pg_state;
 mod plan_ttl;
 mod propagation;
 mod publish_servers;
