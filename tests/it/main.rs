@@ -17,6 +17,7 @@ mod opendkim_signer;
 mod operations;
 mod output;
 mod pg_state;
+mod replicas;
 mod plan_ttl;
 mod propagation;
 mod publish_servers;
