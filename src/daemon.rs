@@ -205,12 +205,25 @@ async fn pass(
         tracing::warn!(domain = %d, "rotation requested for a domain without DKIM rotation in the configuration");
     }
     let total = domains.len();
+    // One read of every state per pass (the states of domains run meanwhile
+    // by another replica may be stale: a run re-reads its domain first).
+    let mut states: HashMap<Fqdn, crate::rotation::DomainState> = match runner.store().load_all() {
+        Ok(all) => all.into_iter().map(|s| (s.domain.clone(), s)).collect(),
+        Err(e) => {
+            tracing::error!("cannot read the states: {e}");
+            HashMap::new()
+        }
+    };
+    let mut limits = HashMap::new();
     for (i, domain) in domains.into_iter().enumerate() {
         if stopped(stop).await {
             return report;
         }
         let forced = requested.contains(&domain);
-        let due = match runner.next_due(&domain) {
+        let state = states
+            .remove(&domain)
+            .unwrap_or_else(|| crate::rotation::DomainState::new(domain.clone()));
+        let due = match runner.next_due_of(&state, &mut limits) {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(domain = %domain, "cannot read its state: {e}");

@@ -265,6 +265,13 @@ pub trait Store: Send + Sync {
     /// Every domain with saved state, sorted.
     fn domains(&self) -> Result<Vec<Fqdn>, StoreError>;
 
+    /// Every saved domain's state (what the daemon reads at the start of each
+    /// pass). The default loads them one by one; a shared store reads them in
+    /// one query.
+    fn load_all(&self) -> Result<Vec<DomainState>, StoreError> {
+        self.domains()?.iter().map(|d| self.load(d)).collect()
+    }
+
     /// Appends events that come with no state change (e.g. one-shot publishes).
     fn append_events(&self, events: &[Event]) -> Result<(), StoreError>;
 

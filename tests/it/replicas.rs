@@ -15,12 +15,12 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use maildns::propagation::{Querier, QueryOptions};
 use maildns::rotation::{KeyStatus, Store};
 use maildns_providers::Fqdn;
-use maildns_testkit::{PowerDns, Postgres};
+use maildns_testkit::{Postgres, PowerDns};
 
 use crate::cmd;
 
 const DOMAINS: usize = 200;
-const LEASE: &str = "2s";
+const LEASE: &str = "5s";
 
 fn domain(i: usize) -> String {
     format!("d{i:03}.example.com")
@@ -105,8 +105,9 @@ fn keys(reader: &dyn Store) -> BTreeMap<String, Vec<(String, KeyStatus, DateTime
     out
 }
 
-/// Advances simulated time by `quiet_jump` whenever the event log has not
-/// grown for a while, until `done` holds (bounded in real time).
+/// Lets simulated time flow (a minute per 100 ms) and advances it by
+/// `quiet_jump` whenever the event log has not grown for a while, until
+/// `done` holds (bounded in real time).
 fn drive(
     pg: &Postgres,
     clock: &mut SimClock,
@@ -144,6 +145,7 @@ fn drive(
             quiet_since = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(100));
+        clock.advance(TimeDelta::minutes(1));
     }
 }
 
@@ -226,16 +228,21 @@ fn three_replicas_rotate_200_domains_exactly_once_while_one_is_killed() {
             if started < DOMAINS / 5 {
                 return;
             }
+            // Freeze r2, and kill it only while it holds a domain's lease
+            // (else let it go on and try again).
+            use nix::sys::signal::{Signal, kill};
+            kill(victim_pid, Signal::SIGSTOP).unwrap();
             let held = pg
                 .psql(
                     "state",
-                    "SELECT domain FROM leases WHERE holder = 'r2' AND NOT released AND expires_at > now()",
+                    "SELECT domain FROM leases WHERE holder = 'r2' AND NOT released",
                 )
                 .unwrap();
             if held.trim().is_empty() {
+                kill(victim_pid, Signal::SIGCONT).unwrap();
                 return;
             }
-            nix::sys::signal::kill(victim_pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+            kill(victim_pid, Signal::SIGKILL).unwrap();
             let at = Utc::now();
             let held: Vec<String> = held.lines().map(str::to_string).collect();
             println!("killed r2 at {at} holding {held:?}");
@@ -318,14 +325,20 @@ fn three_replicas_rotate_200_domains_exactly_once_while_one_is_killed() {
             assert!(epoch >= last_epoch, "{d}: epochs go back: {evs:#?}");
             last_epoch = epoch;
             let entry = epochs.entry(epoch).or_insert((replica.clone(), at, at));
-            assert_eq!(entry.0, replica, "{d}: two replicas under one lease: {evs:#?}");
+            assert_eq!(
+                entry.0, replica,
+                "{d}: two replicas under one lease: {evs:#?}"
+            );
             entry.1 = entry.1.min(at);
             entry.2 = entry.2.max(at);
             if e.event.what == "lease_taken_over" {
                 takeovers.push((d.clone(), e.event.detail.clone()));
             }
             if replica == "r2" {
-                assert!(at <= killed_at + TimeDelta::milliseconds(500), "{d}: r2 after its death: {e:?}");
+                assert!(
+                    at <= killed_at + TimeDelta::milliseconds(500),
+                    "{d}: r2 after its death: {e:?}"
+                );
             }
         }
         // No step on two replicas at once: each lease's events end before the
@@ -353,7 +366,12 @@ fn three_replicas_rotate_200_domains_exactly_once_while_one_is_killed() {
             "{d} held by r2 was not taken over: {takeovers:?}"
         );
     }
-    assert!(takeovers.iter().all(|(_, detail)| detail.contains("from replica r2")), "{takeovers:?}");
+    assert!(
+        takeovers
+            .iter()
+            .all(|(_, detail)| detail.contains("from replica r2")),
+        "{takeovers:?}"
+    );
 
     // The DNS serves the new keys and no longer the old ones.
     rt.block_on(async {

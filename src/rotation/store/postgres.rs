@@ -585,6 +585,41 @@ impl Store for PgStore {
         })
     }
 
+    fn load_all(&self) -> Result<Vec<DomainState>, StoreError> {
+        self.call(|pool, url| async move {
+            let client = get(&pool, &url).await?;
+            let domains = client
+                .query("SELECT domain FROM domains ORDER BY domain", &[])
+                .await
+                .map_err(pg_err("list domains", &url))?;
+            let rows = client
+                .query("SELECT * FROM keys ORDER BY domain, seq", &[])
+                .await
+                .map_err(pg_err("load keys", &url))?;
+            let mut states: Vec<DomainState> = Vec::with_capacity(domains.len());
+            for r in &domains {
+                let d: String = r.get(0);
+                let d = Fqdn::parse(&d).map_err(|e| corrupt(&url, "domains", e.to_string()))?;
+                states.push(DomainState::new(d));
+            }
+            let mut at = 0;
+            for r in &rows {
+                let d: String = r.get("domain");
+                while states
+                    .get(at)
+                    .is_some_and(|s| s.domain.as_str() < d.as_str())
+                {
+                    at += 1;
+                }
+                match states.get_mut(at) {
+                    Some(s) if s.domain.as_str() == d => s.keys.push(row_to_key(&url, r)?),
+                    _ => return Err(corrupt(&url, "keys", format!("keys of unknown domain {d}"))),
+                }
+            }
+            Ok(states)
+        })
+    }
+
     fn save(&self, state: &DomainState, events: &[Event]) -> Result<(), StoreError> {
         if !self.writer.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::NotLocked {
