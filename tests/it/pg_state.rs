@@ -460,3 +460,68 @@ fn status_shows_which_replica_did_what() {
     assert_eq!(out.status.code(), Some(1), "{}", out.text());
     assert!(out.text().contains("password"), "{}", out.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_and_records_use_the_shared_store_and_respect_leases() {
+    let pg = Postgres::start();
+    let url = pg.create_database("state");
+    let pdns = maildns_testkit::PowerDns::start();
+    pdns.create_zone_with("example.com", 3600, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("maildns.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"{state}\"\n[state]\nurl = \"{url}\"\nreplica_id = \"admin\"\n[accounts.dns]\nprovider = \"powerdns\"\nbase_url = \"{api}\"\n[domains.\"example.com\"]\naccount = \"dns\"\nnameservers = [\"{ns}\"]\nspf = \"v=spf1 -all\"\n[domains.\"example.com\".dkim]\nalgorithms = [\"rsa\"]\nbits = 1024\n",
+            state = dir.path().join("state").display(),
+            api = pdns.api_url,
+            ns = pdns.dns,
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        cmd()
+            .config(&cfg)
+            .args(args)
+            .env("MAILDNS_DNS_TOKEN", &pdns.api_key)
+            .env("MAILDNS_STATE_PASSWORD", &pg.password)
+            .run()
+    };
+    // A replica works the domain: publish waits for nobody and changes nothing.
+    let replica = connect(&pg, &url, "mx1", Duration::from_secs(30));
+    replica.lock_exclusive().unwrap();
+    let d = fqdn("example.com");
+    replica.lease(&d).unwrap();
+    let out = run(&["publish"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.text());
+    assert!(
+        out.text().contains("being worked by replica mx1"),
+        "{}",
+        out.text()
+    );
+    assert!(replica.load(&d).unwrap().keys.is_empty());
+    replica.release(&d).unwrap();
+
+    // Free: the first key goes into the shared store, not a local SQLite file.
+    let out = run(&["publish"]);
+    assert_eq!(out.status.code(), Some(0), "{}", out.text());
+    let state = replica.load(&d).unwrap();
+    assert_eq!(state.keys.len(), 1, "{state:?}");
+    assert!(!dir.path().join("state").join("maildns.sqlite3").exists());
+    let events = replica.events(Some(&d), 0, 100).unwrap();
+    assert!(!events.is_empty());
+    assert!(
+        events.iter().all(|e| e.replica.as_deref() == Some("admin")),
+        "{events:?}"
+    );
+    // `records` reads the key from the shared store.
+    let out = run(&["records"]);
+    assert_eq!(out.status.code(), Some(0), "{}", out.text());
+    let selector = state.keys[0].selector.to_string();
+    assert!(
+        out.stdout_text()
+            .contains(&format!("{selector}._domainkey.example.com")),
+        "{}",
+        out.text()
+    );
+}

@@ -61,7 +61,7 @@ const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("postgres/0001_init.sql"))
 pub const PG_SCHEMA_VERSION: i32 = 1;
 
 /// Key of the advisory lock held while migrating (any constant; "maildns" in ASCII).
-const MIGRATION_LOCK: i64 = 0x6d61_696c_646e_73;
+const MIGRATION_LOCK: i64 = 0x006d_6169_6c64_6e73;
 
 /// How a [`PgStore`] connects and who it is.
 #[derive(Debug, Clone)]
@@ -168,7 +168,7 @@ impl PgStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        config.application_name(&format!("maildns {}", options.replica));
+        config.application_name(format!("maildns {}", options.replica));
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -489,7 +489,7 @@ impl Store for PgStore {
                 .map_err(pg_err("take lease", &url))?
                 .get(0);
             // A lease left by a replica that stopped in the middle of a step.
-            let taken_from = (!released && holder != replica).then(|| (holder, until));
+            let taken_from = (!released && holder != replica).then_some((holder, until));
             if let Some((from, until)) = &taken_from {
                 let event = Event {
                     at: now,
