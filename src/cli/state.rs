@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::config::{Config, STATE_PASSWORD_CREDENTIAL, SharedState};
+use crate::publish::Ledger;
 use crate::rotation::{PgOptions, PgStore, SqliteStore, Store};
 
 use super::Cli;
@@ -109,8 +110,46 @@ pub struct MigrateArgs {
 /// and lease settings from `[state]` of the configuration when it names the
 /// same URL, else from MAILDNS_STATE_PASSWORD and the other credential places)
 /// or a state directory.
-fn open_named(name: &str, config: Option<&Config>, write: bool) -> anyhow::Result<Arc<dyn Store>> {
-    if name.starts_with("postgres://") || name.starts_with("postgresql://") {
+fn open_named(name: &str, config: Option<&Config>, write: bool) -> anyhow::Result<Named> {
+    let store = open_named_store(name, config, write)?;
+    let dir = (!is_url(name)).then(|| std::path::PathBuf::from(name));
+    Ok(Named { store, dir })
+}
+
+/// A store named on the command line, and its state directory when it is the
+/// embedded one (which keeps the publish ledger beside it, as a file).
+struct Named {
+    store: Arc<dyn Store>,
+    dir: Option<std::path::PathBuf>,
+}
+
+impl Named {
+    fn ledger(&self) -> anyhow::Result<Ledger> {
+        Ok(match &self.dir {
+            Some(dir) => Ledger::load(dir)?,
+            None => Ledger::load_from(self.store.as_ref())?,
+        })
+    }
+
+    fn save_ledger(&self, ledger: &Ledger) -> anyhow::Result<()> {
+        match &self.dir {
+            Some(dir) => ledger.save(dir)?,
+            None => ledger.save_to(self.store.as_ref())?,
+        }
+        Ok(())
+    }
+}
+
+fn is_url(name: &str) -> bool {
+    name.starts_with("postgres://") || name.starts_with("postgresql://")
+}
+
+fn open_named_store(
+    name: &str,
+    config: Option<&Config>,
+    write: bool,
+) -> anyhow::Result<Arc<dyn Store>> {
+    if is_url(name) {
         let shared = match config.and_then(|c| c.state.as_ref()) {
             Some(s) if s.url == name => s.clone(),
             _ => SharedState {
@@ -149,7 +188,8 @@ fn open_named(name: &str, config: Option<&Config>, write: bool) -> anyhow::Resul
 
 /// `maildns migrate-state --from A --to B`: copies every domain's state, the
 /// event log (times, replicas, lease epochs kept; ids renumbered in order),
-/// the diagnoses and the queued requests. The destination must be empty;
+/// the diagnoses, the queued requests and the publish ledger (a state
+/// directory's `published.json`, or the shared store's). The destination must be empty;
 /// the source is left as it was. Stop every daemon first.
 pub(super) async fn migrate(cli: &Cli, args: &MigrateArgs) -> anyhow::Result<Exit> {
     // The configuration is optional here: it only lends [state] settings.
@@ -163,7 +203,13 @@ pub(super) async fn migrate(cli: &Cli, args: &MigrateArgs) -> anyhow::Result<Exi
     let report = tokio::task::spawn_blocking(move || -> anyhow::Result<Copied> {
         let source = open_named(&from, config.as_ref(), false)?;
         let dest = open_named(&to, config.as_ref(), true)?;
-        copy(source.as_ref(), dest.as_ref())
+        let mut copied = copy(source.store.as_ref(), dest.store.as_ref())?;
+        let ledger = source.ledger()?;
+        copied.ledger_entries = ledger.entries().count();
+        if copied.ledger_entries > 0 {
+            dest.save_ledger(&ledger)?;
+        }
+        Ok(copied)
     })
     .await
     .context("the copy stopped")??;
@@ -171,11 +217,12 @@ pub(super) async fn migrate(cli: &Cli, args: &MigrateArgs) -> anyhow::Result<Exi
         super::common::print_json(&report)?;
     } else {
         outln!(
-            "copied {} domain(s), {} event(s), {} diagnosis(es), {} request(s) from {} to {}",
+            "copied {} domain(s), {} event(s), {} diagnosis(es), {} request(s), {} publish ledger entr(ies) from {} to {}",
             report.domains,
             report.events,
             report.diagnoses,
             report.requests,
+            report.ledger_entries,
             args.from,
             args.to
         );
@@ -190,6 +237,7 @@ pub(super) struct Copied {
     events: usize,
     diagnoses: usize,
     requests: usize,
+    ledger_entries: usize,
 }
 
 fn copy(source: &dyn Store, dest: &dyn Store) -> anyhow::Result<Copied> {

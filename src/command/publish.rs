@@ -300,7 +300,12 @@ pub async fn run(
     };
     // What earlier runs published: SPF/DMARC/ADSP lines removed from the
     // configuration since are planned as DELETEs of exactly those values.
-    let ledger = Ledger::load(&config.state_dir)?;
+    // Kept in the shared store when there is one (every machine sees it).
+    let shared_ledger = store.filter(|s| s.keeps_ledger());
+    let ledger = match shared_ledger {
+        Some(st) => Ledger::load_from(st)?,
+        None => Ledger::load(&config.state_dir)?,
+    };
     let mut desired_by_domain = BTreeMap::new();
     let mut jobs = Vec::new();
     for d in &domains {
@@ -365,7 +370,10 @@ pub async fn run(
             }
         }
         if updated != ledger {
-            updated.save(&config.state_dir)?;
+            match shared_ledger {
+                Some(st) => updated.save_to(st)?,
+                None => updated.save(&config.state_dir)?,
+            }
         }
     }
     if apply && let Some(st) = store {

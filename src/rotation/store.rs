@@ -256,6 +256,23 @@ pub trait Store: Send + Sync {
         None
     }
 
+    /// Whether this store keeps the publish ledger (a shared store does, so
+    /// every machine sees what `publish` published); the embedded store
+    /// leaves it in `<state_dir>/published.json`.
+    fn keeps_ledger(&self) -> bool {
+        false
+    }
+
+    /// The publish ledger's JSON, when [`Store::keeps_ledger`] and one was saved.
+    fn load_ledger(&self) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(None)
+    }
+
+    /// Replaces the publish ledger's JSON (only when [`Store::keeps_ledger`]).
+    fn save_ledger(&self, _body: &serde_json::Value) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// The state of `domain`; an empty state (no keys) if it was never saved.
     fn load(&self, domain: &Fqdn) -> Result<DomainState, StoreError>;
 

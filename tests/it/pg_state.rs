@@ -163,10 +163,13 @@ fn the_shared_store_saves_loads_and_logs_like_the_embedded_one() {
     // Migrations are applied once: connecting again changes nothing.
     drop(connect(&pg, &url, "mx3:300", Duration::from_secs(30)));
     assert_eq!(
-        pg.psql("state", "SELECT version FROM maildns_schema")
-            .unwrap()
-            .trim(),
-        "1"
+        pg.psql(
+            "state",
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM maildns_schema"
+        )
+        .unwrap()
+        .trim(),
+        "1,2"
     );
 }
 
@@ -341,6 +344,9 @@ fn migrate_state_copies_sqlite_into_postgres_and_back() {
         s.add_request(&fqdn("example.com"), "rotate_now", t(5))
             .unwrap();
     }
+    // What publish published (the embedded store's ledger file).
+    let ledger = r#"{"version":1,"records":[{"domain":"example.com","kind":"spf","name":"example.com","value":"v=spf1 -all"}]}"#;
+    std::fs::write(first.join("published.json"), ledger).unwrap();
     let migrate = |from: &str, to: &str| {
         let out = cmd()
             .args(["migrate-state", "--from", from, "--to", to, "--json"])
@@ -353,7 +359,7 @@ fn migrate_state_copies_sqlite_into_postgres_and_back() {
     let copied = migrate(first.to_str().unwrap(), &url);
     assert_eq!(
         copied,
-        serde_json::json!({"domains": 2, "events": 3, "diagnoses": 1, "requests": 1})
+        serde_json::json!({"domains": 2, "events": 3, "diagnoses": 1, "requests": 1, "ledger_entries": 1})
     );
     // Into a store that already holds state: refused, nothing written.
     let out = cmd()
@@ -406,6 +412,17 @@ fn migrate_state_copies_sqlite_into_postgres_and_back() {
     };
     assert_eq!(reqs(&back), reqs(&original));
     assert_eq!(reqs(&shared), reqs(&original));
+    let entries = |v: serde_json::Value| v["records"].clone();
+    assert_eq!(
+        entries(shared.load_ledger().unwrap().unwrap()),
+        entries(serde_json::from_str(ledger).unwrap())
+    );
+    let back_ledger: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(second.join("published.json")).unwrap()).unwrap();
+    assert_eq!(
+        entries(back_ledger),
+        entries(serde_json::from_str(ledger).unwrap())
+    );
 
     // status reads the shared store from any machine (here: a config naming it).
     let cfg = config_with_state(dir.path(), Some(&url));
@@ -462,7 +479,7 @@ fn status_shows_which_replica_did_what() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publish_and_records_use_the_shared_store_and_respect_leases() {
+async fn publish_and_records_use_the_shared_store_and_ledger_and_respect_leases() {
     let pg = Postgres::start();
     let url = pg.create_database("state");
     let pdns = maildns_testkit::PowerDns::start();
@@ -508,6 +525,11 @@ async fn publish_and_records_use_the_shared_store_and_respect_leases() {
     let state = replica.load(&d).unwrap();
     assert_eq!(state.keys.len(), 1, "{state:?}");
     assert!(!dir.path().join("state").join("maildns.sqlite3").exists());
+    // The publish ledger too is shared: what publish wrote (the SPF value).
+    assert!(!dir.path().join("state").join("published.json").exists());
+    let ledger = replica.load_ledger().unwrap().expect("a shared ledger");
+    assert_eq!(ledger["records"][0]["kind"], "spf", "{ledger}");
+    assert_eq!(ledger["records"][0]["value"], "v=spf1 -all", "{ledger}");
     let events = replica.events(Some(&d), 0, 100).unwrap();
     assert!(!events.is_empty());
     assert!(

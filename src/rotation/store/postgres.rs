@@ -55,10 +55,13 @@ use super::{Diagnosis, Request, Store, StoreError, StoredEvent};
 use crate::propagation::{Clock, SystemClock};
 
 /// The migrations, in order: (version, SQL).
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("postgres/0001_init.sql")),
+    (2, include_str!("postgres/0002_ledger.sql")),
+];
 
 /// The schema version this code writes.
-pub const PG_SCHEMA_VERSION: i32 = 1;
+pub const PG_SCHEMA_VERSION: i32 = 2;
 
 /// Key of the advisory lock held while migrating (any constant; "maildns" in ASCII).
 const MIGRATION_LOCK: i64 = 0x006d_6169_6c64_6e73;
@@ -564,6 +567,37 @@ impl Store for PgStore {
 
     fn replica(&self) -> Option<String> {
         Some(self.replica.clone())
+    }
+
+    fn keeps_ledger(&self) -> bool {
+        true
+    }
+
+    fn load_ledger(&self) -> Result<Option<serde_json::Value>, StoreError> {
+        self.call(|pool, url| async move {
+            let client = get(&pool, &url).await?;
+            let row = client
+                .query_opt("SELECT body FROM ledger WHERE id = 1", &[])
+                .await
+                .map_err(pg_err("read the publish ledger", &url))?;
+            Ok(row.map(|r| r.get(0)))
+        })
+    }
+
+    fn save_ledger(&self, body: &serde_json::Value) -> Result<(), StoreError> {
+        let body = body.clone();
+        self.call(move |pool, url| async move {
+            let client = get(&pool, &url).await?;
+            client
+                .execute(
+                    "INSERT INTO ledger (id, body) VALUES (1, $1)
+                     ON CONFLICT (id) DO UPDATE SET body = excluded.body, saved_at = clock_timestamp()",
+                    &[&body],
+                )
+                .await
+                .map_err(pg_err("save the publish ledger", &url))?;
+            Ok(())
+        })
     }
 
     fn load(&self, domain: &Fqdn) -> Result<DomainState, StoreError> {
