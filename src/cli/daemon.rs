@@ -1,5 +1,6 @@
 //! `maildns daemon`: the rotation daemon (see [`crate::daemon`]). Holds the state
-//! lock for its whole life; SIGHUP reloads the configuration, SIGTERM and SIGINT
+//! lock for its whole life (with a shared `[state]` store: runs as one replica
+//! among any number, each domain under its lease); SIGHUP reloads the configuration, SIGTERM and SIGINT
 //! stop it cleanly (exit 0) after the domain being worked on. With `--once` it
 //! runs one pass (the due and requested domains) and exits 1 when any domain's
 //! step failed.
