@@ -75,6 +75,45 @@ fn config(dir: &Path, pdns: &PowerDns, url: &str, replica: &str) -> PathBuf {
     path
 }
 
+/// The test's own connection to the state database (cheaper than a psql
+/// process per look).
+struct Sql {
+    rt: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+}
+
+impl Sql {
+    fn connect(pg: &Postgres, url: &str) -> Sql {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut config: tokio_postgres::Config = url.parse().unwrap();
+        config.password(&pg.password);
+        let (client, conn) = rt.block_on(config.connect(tokio_postgres::NoTls)).unwrap();
+        rt.spawn(conn);
+        Sql { rt, client }
+    }
+
+    fn count(&self, sql: &str) -> usize {
+        let n: i64 = self
+            .rt
+            .block_on(self.client.query_one(sql, &[]))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0);
+        usize::try_from(n).unwrap()
+    }
+
+    fn strings(&self, sql: &str) -> Vec<String> {
+        self.rt
+            .block_on(self.client.query(sql, &[]))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+}
+
 struct Replica {
     id: String,
     child: Child,
@@ -109,7 +148,7 @@ fn keys(reader: &dyn Store) -> BTreeMap<String, Vec<(String, KeyStatus, DateTime
 /// `quiet_jump` whenever the event log has not grown for a while, until
 /// `done` holds (bounded in real time).
 fn drive(
-    pg: &Postgres,
+    sql: &Sql,
     clock: &mut SimClock,
     replicas: &[Replica],
     what: &str,
@@ -118,7 +157,7 @@ fn drive(
     done: impl Fn() -> bool,
 ) {
     let start = Instant::now();
-    let mut last_id = String::new();
+    let mut last_id = 0;
     let mut quiet_since = Instant::now();
     loop {
         on_tick();
@@ -133,9 +172,7 @@ fn drive(
                 .collect();
             panic!("{what}: not done after 150 s\n{}", logs.join("\n"));
         }
-        let id = pg
-            .psql("state", "SELECT coalesce(max(id), 0) FROM events")
-            .unwrap();
+        let id = sql.count("SELECT coalesce(max(id), 0) FROM events");
         if id != last_id {
             last_id = id;
             quiet_since = Instant::now();
@@ -188,11 +225,12 @@ fn three_replicas_rotate_200_domains_exactly_once_while_one_is_killed() {
         })
         .collect();
     let reader = crate::pg_state::connect(&pg, &url, "test-reader", Duration::from_secs(5));
-    let count = |sql: &str| -> usize { pg.psql("state", sql).unwrap().trim().parse().unwrap() };
+    let sql = Sql::connect(&pg, &url);
+    let count = |q: &str| -> usize { sql.count(q) };
 
     // 1. Every domain gets its first key, active.
     drive(
-        &pg,
+        &sql,
         &mut clock,
         &replicas,
         "first keys",
@@ -212,7 +250,7 @@ fn three_replicas_rotate_200_domains_exactly_once_while_one_is_killed() {
     let killed: std::cell::RefCell<Option<(DateTime<Utc>, Vec<String>)>> = Default::default();
     let victim_pid = nix::unistd::Pid::from_raw(replicas[1].child.id() as i32);
     drive(
-        &pg,
+        &sql,
         &mut clock,
         &replicas,
         "rotation",
@@ -232,19 +270,14 @@ fn three_replicas_rotate_200_domains_exactly_once_while_one_is_killed() {
             // (else let it go on and try again).
             use nix::sys::signal::{Signal, kill};
             kill(victim_pid, Signal::SIGSTOP).unwrap();
-            let held = pg
-                .psql(
-                    "state",
-                    "SELECT domain FROM leases WHERE holder = 'r2' AND NOT released",
-                )
-                .unwrap();
-            if held.trim().is_empty() {
+            let held =
+                sql.strings("SELECT domain FROM leases WHERE holder = 'r2' AND NOT released");
+            if held.is_empty() {
                 kill(victim_pid, Signal::SIGCONT).unwrap();
                 return;
             }
             kill(victim_pid, Signal::SIGKILL).unwrap();
             let at = Utc::now();
-            let held: Vec<String> = held.lines().map(str::to_string).collect();
             println!("killed r2 at {at} holding {held:?}");
             *killed.borrow_mut() = Some((at, held));
         },
@@ -264,7 +297,7 @@ fn three_replicas_rotate_200_domains_exactly_once_while_one_is_killed() {
     // 3. After the overlap the old keys are withdrawn and destroyed.
     clock.advance(TimeDelta::days(15));
     drive(
-        &pg,
+        &sql,
         &mut clock,
         &replicas,
         "retirement",
