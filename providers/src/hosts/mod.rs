@@ -8,9 +8,11 @@
 pub mod cloudflare;
 pub mod desec;
 pub mod digitalocean;
+pub mod exec;
 pub mod gandi;
 pub mod google;
 pub mod hetzner;
+pub mod manual;
 pub mod powerdns;
 pub mod rfc2136;
 pub mod route53;
