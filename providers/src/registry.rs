@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use crate::descriptor::Descriptor;
+use crate::hosts::azure;
 use crate::hosts::{
     cloudflare, desec, digitalocean, gandi, google, hetzner, powerdns, rfc2136, route53, zonefile,
 };
@@ -19,7 +20,7 @@ use crate::http::RetryPolicy;
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret};
 
 /// Every host maildns can drive, in the order the README's table lists them.
-pub static HOSTS: [Host; 10] = [
+pub static HOSTS: [Host; 11] = [
     zonefile::HOST,
     powerdns::HOST,
     rfc2136::HOST,
@@ -30,6 +31,7 @@ pub static HOSTS: [Host; 10] = [
     gandi::HOST,
     desec::HOST,
     google::HOST,
+    azure::HOST,
 ];
 
 /// The host registered as `kind`.
@@ -98,6 +100,16 @@ pub struct Settings {
     pub project: Option<String>,
     /// Wait for Route 53 changes to reach INSYNC (default: no).
     pub wait_insync: Option<bool>,
+    /// Azure: directory (tenant) id of the service principal.
+    pub tenant_id: Option<String>,
+    /// Azure: application (client) id of the service principal.
+    pub client_id: Option<String>,
+    /// Azure: subscription holding the zones' resource group.
+    pub subscription_id: Option<String>,
+    /// Azure: resource group holding the zones.
+    pub resource_group: Option<String>,
+    /// OAuth token endpoint override (Azure: Entra ID's; tests, sovereign clouds).
+    pub token_url: Option<String>,
 }
 
 impl Settings {
@@ -113,6 +125,11 @@ impl Settings {
             "algorithm" => self.algorithm.is_some(),
             "project" => self.project.is_some(),
             "wait_insync" => self.wait_insync.is_some(),
+            "tenant_id" => self.tenant_id.is_some(),
+            "client_id" => self.client_id.is_some(),
+            "subscription_id" => self.subscription_id.is_some(),
+            "resource_group" => self.resource_group.is_some(),
+            "token_url" => self.token_url.is_some(),
             _ => false,
         }
     }

@@ -5,6 +5,7 @@
 //! [`crate::Profile`] from the host's descriptor, and the [`crate::Provider`]
 //! implementation.
 
+pub mod azure;
 pub mod cloudflare;
 pub mod desec;
 pub mod digitalocean;

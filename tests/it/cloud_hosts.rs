@@ -1,0 +1,105 @@
+//! `maildns publish` and `plan` end to end against the local fakes of the
+//! Azure DNS, Scaleway and Bunny DNS APIs: a first publish writes beside the
+//! foreign values, a second run is in sync (exit 0 from `plan --exit-code`), and a
+//! refused credential is one line naming the account and where its secret is read.
+
+use std::path::{Path, PathBuf};
+
+use maildns_testkit::cmd::Output;
+
+use crate::cmd;
+
+const DOMAIN: &str = "[domains.\"example.com\"]\naccount = \"corp-dns\"\nspf = \"v=spf1 mx -all\"\ndmarc = \"v=DMARC1; p=quarantine\"\n";
+
+fn config(dir: &Path, account: &str) -> PathBuf {
+    let p = dir.join("maildns.toml");
+    std::fs::write(
+        &p,
+        format!("state_dir = \"state\"\n[accounts.corp-dns]\n{account}\n{DOMAIN}"),
+    )
+    .unwrap();
+    p
+}
+
+/// Publishes, then checks `plan --exit-code` finds nothing to change.
+fn publish_then_in_sync(cfg: &Path, env: &[(&str, &str)]) {
+    let o = cmd().config(cfg).envs(env).args(["publish"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
+    let o = cmd()
+        .config(cfg)
+        .envs(env)
+        .args(["plan", "--exit-code"])
+        .run();
+    assert_eq!(o.status.code(), Some(0), "second run in sync: {}", o.text());
+}
+
+/// A refused credential: exit 1, one FAILED line naming the account, the
+/// authentication failure and where maildns reads the secret; the secret never shows.
+fn refused(o: &Output, wrong: &str, host_says: &str) {
+    assert_eq!(o.status.code(), Some(1), "{}", o.text());
+    let text = o.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("FAILED"))
+        .expect("a FAILED line");
+    assert!(
+        line.contains("account 'corp-dns'")
+            && line.contains("authentication failed")
+            && line.contains(host_says)
+            && line.contains("$MAILDNS_CORP_DNS_TOKEN")
+            && line.contains("`maildns secret set corp-dns`"),
+        "{line}"
+    );
+    assert!(!text.contains(wrong), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_publish_in_sync_and_a_wrong_secret() {
+    use maildns_testkit::fakes::azure::{FakeAzure, Principal};
+    let p = Principal {
+        tenant: "tenant-1".into(),
+        client_id: "client-1".into(),
+        client_secret: "right-secret-1".into(),
+        subscription: "sub-1".into(),
+        resource_group: "rg-1".into(),
+    };
+    let fake = FakeAzure::start(&p).await;
+    fake.add_zone("example.com");
+    fake.foreign_put("example.com", "@", 3600, &[&["google-site-verification=abc"]]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "provider = \"azure\"\ntenant_id = \"tenant-1\"\nclient_id = \"client-1\"\nsubscription_id = \"sub-1\"\nresource_group = \"rg-1\"\nbase_url = \"{}\"\ntoken_url = \"{}\"",
+            fake.url, fake.token_url
+        ),
+    );
+    publish_then_in_sync(&cfg, &[("MAILDNS_CORP_DNS_TOKEN", "right-secret-1")]);
+    let apex = fake.set("example.com", "@").unwrap();
+    let mut values: Vec<String> = apex.records.iter().map(|r| r.concat()).collect();
+    values.sort();
+    assert_eq!(values, ["google-site-verification=abc", "v=spf1 mx -all"]);
+    assert!(fake.set("example.com", "_dmarc").is_some());
+    let o = cmd()
+        .config(&cfg)
+        .envs(&[("MAILDNS_CORP_DNS_TOKEN", "wrong-secret-2")])
+        .args(["plan"])
+        .run();
+    refused(&o, "wrong-secret-2", "AADSTS7000215");
+}
+
+#[test]
+fn azure_settings_left_out_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "provider = \"azure\"\ntenant_id = \"t\"");
+    let o = cmd().config(&cfg).args(["check"]).run();
+    assert_eq!(o.status.code(), Some(65), "{}", o.text());
+    for key in ["client_id", "subscription_id", "resource_group"] {
+        assert!(
+            o.text()
+                .contains(&format!("accounts.corp-dns.{key}: provider 'azure' needs {key}")),
+            "{}",
+            o.text()
+        );
+    }
+}
