@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use crate::descriptor::Descriptor;
-use crate::hosts::azure;
+use crate::hosts::{azure, scaleway};
 use crate::hosts::{
     cloudflare, desec, digitalocean, gandi, google, hetzner, powerdns, rfc2136, route53, zonefile,
 };
@@ -20,7 +20,7 @@ use crate::http::RetryPolicy;
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret};
 
 /// Every host maildns can drive, in the order the README's table lists them.
-pub static HOSTS: [Host; 11] = [
+pub static HOSTS: [Host; 12] = [
     zonefile::HOST,
     powerdns::HOST,
     rfc2136::HOST,
@@ -32,6 +32,7 @@ pub static HOSTS: [Host; 11] = [
     desec::HOST,
     google::HOST,
     azure::HOST,
+    scaleway::HOST,
 ];
 
 /// The host registered as `kind`.

@@ -65,7 +65,12 @@ async fn azure_publish_in_sync_and_a_wrong_secret() {
     };
     let fake = FakeAzure::start(&p).await;
     fake.add_zone("example.com");
-    fake.foreign_put("example.com", "@", 3600, &[&["google-site-verification=abc"]]);
+    fake.foreign_put(
+        "example.com",
+        "@",
+        3600,
+        &[&["google-site-verification=abc"]],
+    );
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(
         dir.path(),
@@ -96,10 +101,49 @@ fn azure_settings_left_out_are_named() {
     assert_eq!(o.status.code(), Some(65), "{}", o.text());
     for key in ["client_id", "subscription_id", "resource_group"] {
         assert!(
-            o.text()
-                .contains(&format!("accounts.corp-dns.{key}: provider 'azure' needs {key}")),
+            o.text().contains(&format!(
+                "accounts.corp-dns.{key}: provider 'azure' needs {key}"
+            )),
             "{}",
             o.text()
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaleway_publish_in_sync_and_a_wrong_key() {
+    use maildns_testkit::fakes::scaleway::FakeScaleway;
+    let fake = FakeScaleway::start("right-key-1").await;
+    fake.add_zone("example.com");
+    fake.add_txt("example.com", "", 3600, "google-site-verification=abc");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "provider = \"scaleway\"\nbase_url = \"{}\"",
+            fake.base_url()
+        ),
+    );
+    publish_then_in_sync(&cfg, &[("MAILDNS_CORP_DNS_TOKEN", "right-key-1")]);
+    let mut apex: Vec<String> = fake
+        .txt("example.com", "")
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    apex.sort();
+    assert_eq!(apex, ["google-site-verification=abc", "v=spf1 mx -all"]);
+    assert_eq!(
+        fake.txt("example.com", "_dmarc"),
+        [(3600, "v=DMARC1; p=quarantine".to_string())]
+    );
+    let o = cmd()
+        .config(&cfg)
+        .envs(&[("MAILDNS_CORP_DNS_TOKEN", "wrong-key-2")])
+        .args(["plan"])
+        .run();
+    refused(
+        &o,
+        "wrong-key-2",
+        "denied_authentication: authentication is denied",
+    );
 }

@@ -15,6 +15,7 @@ pub mod hetzner;
 pub mod powerdns;
 pub mod rfc2136;
 pub mod route53;
+pub mod scaleway;
 pub mod zonefile;
 
 use crate::{Error, Fqdn, Operation, Profile, TxtRecord, TxtSet};

@@ -87,7 +87,8 @@ fn every_registered_kind_builds_from_minimal_settings_with_its_descriptors_profi
             "gandi",
             "desec",
             "google",
-            "azure"
+            "azure",
+            "scaleway"
         ]
     );
     assert_eq!(host("nosuchhost"), None);

@@ -14,4 +14,5 @@ mod malformed_answers;
 mod powerdns;
 mod rfc2136;
 mod route53;
+mod scaleway;
 mod zonefile;

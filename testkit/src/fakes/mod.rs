@@ -14,6 +14,7 @@ pub mod hetzner;
 pub mod kit;
 pub mod quirky;
 pub mod route53;
+pub mod scaleway;
 pub mod tripwire;
 
 pub use common::Recorded;
