@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use crate::descriptor::Descriptor;
-use crate::hosts::{azure, scaleway};
+use crate::hosts::{azure, bunny, scaleway};
 use crate::hosts::{
     cloudflare, desec, digitalocean, gandi, google, hetzner, powerdns, rfc2136, route53, zonefile,
 };
@@ -20,7 +20,7 @@ use crate::http::RetryPolicy;
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret};
 
 /// Every host maildns can drive, in the order the README's table lists them.
-pub static HOSTS: [Host; 12] = [
+pub static HOSTS: [Host; 13] = [
     zonefile::HOST,
     powerdns::HOST,
     rfc2136::HOST,
@@ -33,6 +33,7 @@ pub static HOSTS: [Host; 12] = [
     google::HOST,
     azure::HOST,
     scaleway::HOST,
+    bunny::HOST,
 ];
 
 /// The host registered as `kind`.

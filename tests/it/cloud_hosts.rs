@@ -147,3 +147,32 @@ async fn scaleway_publish_in_sync_and_a_wrong_key() {
         "denied_authentication: authentication is denied",
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bunny_publish_in_sync_and_a_wrong_key() {
+    use maildns_testkit::fakes::bunny::FakeBunny;
+    let fake = FakeBunny::start("right-key-1").await;
+    let zone = fake.add_zone("example.com");
+    fake.add_record(zone, 3, "", "google-site-verification=abc", 3600, false);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!("provider = \"bunny\"\nbase_url = \"{}\"", fake.base_url()),
+    );
+    publish_then_in_sync(&cfg, &[("MAILDNS_CORP_DNS_TOKEN", "right-key-1")]);
+    assert_eq!(
+        fake.txt(zone, ""),
+        ["google-site-verification=abc", "v=spf1 mx -all"]
+    );
+    assert_eq!(fake.txt(zone, "_dmarc"), ["v=DMARC1; p=quarantine"]);
+    let o = cmd()
+        .config(&cfg)
+        .envs(&[("MAILDNS_CORP_DNS_TOKEN", "wrong-key-2")])
+        .args(["plan"])
+        .run();
+    refused(
+        &o,
+        "wrong-key-2",
+        "unauthorized: The request authorization failed",
+    );
+}

@@ -6,6 +6,7 @@
 //! implementation.
 
 pub mod azure;
+pub mod bunny;
 pub mod cloudflare;
 pub mod desec;
 pub mod digitalocean;

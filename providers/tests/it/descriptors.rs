@@ -88,7 +88,8 @@ fn every_registered_kind_builds_from_minimal_settings_with_its_descriptors_profi
             "desec",
             "google",
             "azure",
-            "scaleway"
+            "scaleway",
+            "bunny"
         ]
     );
     assert_eq!(host("nosuchhost"), None);

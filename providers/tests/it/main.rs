@@ -3,6 +3,7 @@
 //! checks. Filter by module: `cargo test -p maildns-providers --test it route53::`.
 
 mod azure;
+mod bunny;
 mod cloudflare;
 mod descriptors;
 mod desec;

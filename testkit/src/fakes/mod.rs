@@ -3,6 +3,7 @@
 //! error bodies (see shared/notes/provider-apis.md and fixtures/providers/<host>/).
 
 pub mod azure;
+pub mod bunny;
 pub mod cloudflare;
 mod common;
 pub mod desec;
