@@ -14,13 +14,14 @@ use std::sync::{Arc, OnceLock};
 use crate::descriptor::Descriptor;
 use crate::hosts::{azure, bunny, scaleway};
 use crate::hosts::{
-    cloudflare, desec, digitalocean, gandi, google, hetzner, powerdns, rfc2136, route53, zonefile,
+    cloudflare, desec, digitalocean, exec, gandi, google, hetzner, manual, powerdns, rfc2136,
+    route53, zonefile,
 };
 use crate::http::RetryPolicy;
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret};
 
 /// Every host maildns can drive, in the order the README's table lists them.
-pub static HOSTS: [Host; 13] = [
+pub static HOSTS: [Host; 15] = [
     zonefile::HOST,
     powerdns::HOST,
     rfc2136::HOST,
@@ -31,6 +32,8 @@ pub static HOSTS: [Host; 13] = [
     gandi::HOST,
     desec::HOST,
     google::HOST,
+    exec::HOST,
+    manual::HOST,
     azure::HOST,
     scaleway::HOST,
     bunny::HOST,
@@ -102,6 +105,18 @@ pub struct Settings {
     pub project: Option<String>,
     /// Wait for Route 53 changes to reach INSYNC (default: no).
     pub wait_insync: Option<bool>,
+    /// The exec host's program and arguments (no shell).
+    pub command: Option<Vec<String>>,
+    /// The exec host's time limit for one run of its program.
+    pub timeout: Option<std::time::Duration>,
+    /// The exec host's program applies a change set all or nothing.
+    pub atomic: Option<bool>,
+    /// The exec host's program refuses a change whose old set it no longer holds.
+    pub compare_and_swap: Option<bool>,
+    /// The manual host's form for values (default one string).
+    pub value_form: Option<manual::ValueForm>,
+    /// The manual host's notify command (program and arguments, no shell).
+    pub notify: Option<Vec<String>>,
     /// Azure: directory (tenant) id of the service principal.
     pub tenant_id: Option<String>,
     /// Azure: application (client) id of the service principal.
@@ -127,6 +142,12 @@ impl Settings {
             "algorithm" => self.algorithm.is_some(),
             "project" => self.project.is_some(),
             "wait_insync" => self.wait_insync.is_some(),
+            "command" => self.command.is_some(),
+            "timeout" => self.timeout.is_some(),
+            "atomic" => self.atomic.is_some(),
+            "compare_and_swap" => self.compare_and_swap.is_some(),
+            "value_form" => self.value_form.is_some(),
+            "notify" => self.notify.is_some(),
             "tenant_id" => self.tenant_id.is_some(),
             "client_id" => self.client_id.is_some(),
             "subscription_id" => self.subscription_id.is_some(),

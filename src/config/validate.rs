@@ -296,6 +296,27 @@ impl Validator<'_> {
             algorithm,
             project: a.project.clone(),
             wait_insync: a.wait_insync,
+            command: a.command.clone(),
+            timeout: a.timeout.as_ref().map(|_| {
+                self.positive_duration(
+                    &a.timeout,
+                    &format!("{key}.timeout"),
+                    maildns_providers::hosts::exec::DEFAULT_TIMEOUT,
+                )
+            }),
+            atomic: a.atomic,
+            compare_and_swap: a.compare_and_swap,
+            value_form: a
+                .value_form
+                .as_ref()
+                .and_then(|v| match v.get_ref().parse() {
+                    Ok(f) => Some(f),
+                    Err(m) => {
+                        self.err(Some(v.span()), &format!("{key}.value_form"), m, None);
+                        None
+                    }
+                }),
+            notify: a.notify.clone(),
             tenant_id: a.tenant_id.clone(),
             client_id: a.client_id.clone(),
             subscription_id: a.subscription_id.clone(),

@@ -582,6 +582,7 @@ impl Provider for Azure {
         ApplyTraits {
             atomic: false,
             compare_and_swap: true,
+            ..ApplyTraits::default()
         }
     }
 

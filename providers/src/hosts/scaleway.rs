@@ -457,6 +457,7 @@ impl Provider for Scaleway {
         ApplyTraits {
             atomic: false,
             compare_and_swap: false,
+            ..ApplyTraits::default()
         }
     }
 

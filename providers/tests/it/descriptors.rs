@@ -23,6 +23,7 @@ fn minimal(h: &Host) -> (Settings, Credential) {
             "base_url" => s.base_url = Some("http://127.0.0.1:9/api/v1".into()),
             "server" => s.server = Some("127.0.0.1:53".parse().unwrap()),
             "key_name" => s.key_name = Some("maildns".into()),
+            "command" => s.command = Some(vec!["/usr/local/bin/dns-host".into()]),
             "tenant_id" => s.tenant_id = Some("t-1".into()),
             "client_id" => s.client_id = Some("c-1".into()),
             "subscription_id" => s.subscription_id = Some("s-1".into()),
@@ -87,6 +88,8 @@ fn every_registered_kind_builds_from_minimal_settings_with_its_descriptors_profi
             "gandi",
             "desec",
             "google",
+            "exec",
+            "manual",
             "azure",
             "scaleway",
             "bunny"
@@ -110,8 +113,8 @@ fn a_required_setting_left_out_is_a_config_error() {
         checked += 1;
     }
     assert_eq!(
-        checked, 4,
-        "zonefile, powerdns, rfc2136 and azure need settings"
+        checked, 5,
+        "zonefile, powerdns, rfc2136, exec and azure need settings"
     );
     // A credential of the wrong kind is refused, not unwrapped.
     let e = match (registry::host("cloudflare").unwrap().connect)(

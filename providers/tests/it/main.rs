@@ -8,6 +8,7 @@ mod cloudflare;
 mod descriptors;
 mod desec;
 mod digitalocean;
+mod exec;
 mod gandi;
 mod google;
 mod hetzner;
