@@ -461,6 +461,15 @@ impl Provider for Scaleway {
         }
     }
 
+    /// Scaleway names a zone by its full name in every path: a known apex
+    /// needs no lookup (a zone that does not exist is `not_found` at the read).
+    fn zone_for(&self, apex: &Fqdn) -> Option<Zone> {
+        Some(Zone {
+            name: apex.clone(),
+            id: apex.to_string(),
+        })
+    }
+
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
         let op = Operation::FindZone;
         for cand in zone_candidates(name) {

@@ -159,6 +159,14 @@ fn descriptor_profiles_hold_the_documented_limits() {
         None
     );
     assert_eq!(host("rfc2136").unwrap().profile().unwrap().concurrency, 4);
+    let azure = host("azure").unwrap().profile().unwrap();
+    assert_eq!(azure.max_value_bytes, Some(4096));
+    assert!(azure.multi_string && !azure.auto_split && azure.printable_ascii_only);
+    let scw = host("scaleway").unwrap().profile().unwrap();
+    assert_eq!(scw.edge_bytes_dropped, vec![b' ', b'"']);
+    assert!(!scw.multi_string && scw.auto_split && !scw.empty_refused);
+    let bunny = host("bunny").unwrap().profile().unwrap();
+    assert!(bunny.empty_refused && bunny.edge_bytes_dropped.is_empty());
 }
 
 #[test]

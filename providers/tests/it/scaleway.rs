@@ -281,6 +281,12 @@ async fn wrong_key_and_missing_zone() {
     let a = adapter(&fake, KEY);
     let e = a.find_zone(&n("www.example.org")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::ZoneNotFound);
+    // A known apex needs no lookup; a zone that does not exist fails the read.
+    let known = a.zone_for(&n("example.com")).unwrap();
+    assert_eq!(known, a.find_zone(&n("example.com")).await.unwrap());
+    let missing = a.zone_for(&n("example.org")).unwrap();
+    let e = a.read_txt(&missing, &n("example.org")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ZoneNotFound, "{e}");
     fake.rate_limit_next(0);
     assert!(a.find_zone(&n("example.com")).await.is_ok(), "429 retried");
 }
