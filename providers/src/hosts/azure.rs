@@ -717,15 +717,39 @@ impl Azure {
         let etag = match (&change.old.version, &change.old.set) {
             (Some(e), _) => Some(e.clone()),
             (None, None) => None,
-            (None, Some(_)) => self.current_etag(zone, change).await?,
+            (None, Some(_)) => match self.current_etag(zone, change).await? {
+                Some(Current::Etag(e)) => Some(e),
+                Some(Current::AlreadyWanted) => return Ok(()),
+                None => None,
+            },
         };
-        self.write_conditional(zone, &change.name, etag.as_deref(), wanted)
+        match self
+            .write_conditional(zone, &change.name, etag.as_deref(), wanted)
             .await
+        {
+            // The set is no longer what was read: already what is wanted (this
+            // change set applied before) is success, anything else the conflict.
+            Err(e) if e.kind == ErrorKind::Conflict => {
+                let now = self.get(zone, &change.name, change.operation()).await?;
+                let now = now.map(|(s, _)| s).filter(|s| !s.records.is_empty());
+                if changeset::same_content(change.wanted(), now.as_ref()) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+            other => other,
+        }
     }
 
     /// The ETag of the set now at the change's name when it still holds what
-    /// the change read; [`ErrorKind::Conflict`] otherwise.
-    async fn current_etag(&self, zone: &Zone, change: &TxtChange) -> Result<Option<String>, Error> {
+    /// the change read ([`Current::AlreadyWanted`] when it already holds what
+    /// the change wants); [`ErrorKind::Conflict`] otherwise.
+    async fn current_etag(
+        &self,
+        zone: &Zone,
+        change: &TxtChange,
+    ) -> Result<Option<Current>, Error> {
         let op = change.operation();
         let now = self.get(zone, &change.name, op).await?;
         let set = now
@@ -733,6 +757,9 @@ impl Azure {
             .map(|(s, _)| s)
             .filter(|s| !s.records.is_empty());
         if !change.old.unchanged_in(set) {
+            if changeset::same_content(change.wanted(), set) {
+                return Ok(Some(Current::AlreadyWanted));
+            }
             return Err(changeset::conflict(
                 KIND,
                 op,
@@ -740,8 +767,16 @@ impl Azure {
                 "the TXT record set changed since it was read",
             ));
         }
-        Ok(now.map(|(_, e)| e))
+        Ok(now.map(|(_, e)| Current::Etag(e)))
     }
+}
+
+/// What a fresh read of a change's set found.
+enum Current {
+    /// Still what was read: write under this ETag.
+    Etag(String),
+    /// Already what the change wants: nothing to write.
+    AlreadyWanted,
 }
 
 #[derive(Deserialize)]

@@ -431,7 +431,12 @@ impl Provider for Bunny {
         };
         let all = self.zone_txt(zone, name, op).await?;
         let current = Self::at(zone, name, &all, op)?;
-        if !change.old.unchanged_in(txt_set(&current).as_ref()) {
+        let now = txt_set(&current);
+        if !change.old.unchanged_in(now.as_ref()) {
+            // Already what is wanted (this change applied before): done.
+            if changeset::same_content(change.wanted(), now.as_ref()) {
+                return Ok(());
+            }
             return Err(changeset::conflict(
                 KIND,
                 op,

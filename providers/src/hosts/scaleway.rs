@@ -533,6 +533,10 @@ impl Provider for Scaleway {
                 .await
                 .map_err(ApplyError::nothing_written)?;
             if !c.old.unchanged_in(now.as_ref()) {
+                // Already what is wanted (this change set applied before): done.
+                if changeset::same_content(c.wanted(), now.as_ref()) {
+                    continue;
+                }
                 return Err(ApplyError::nothing_written(changeset::conflict(
                     KIND,
                     c.operation(),
