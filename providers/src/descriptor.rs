@@ -59,6 +59,12 @@ pub struct TxtLimits {
     /// Bytes the host refuses or mangles inside TXT data.
     #[serde(default)]
     pub forbidden_bytes: Vec<u8>,
+    /// Bytes the host drops from the start and the end of a value.
+    #[serde(default)]
+    pub edge_bytes_dropped: Vec<u8>,
+    /// The host refuses an empty value.
+    #[serde(default)]
+    pub empty_refused: bool,
 }
 
 /// What the credential is and where maildns reads it.
@@ -122,6 +128,8 @@ impl Descriptor {
             },
             concurrency: self.limits.concurrency,
             serves_at_once: self.limits.serves_at_once,
+            edge_bytes_dropped: self.txt.edge_bytes_dropped.clone(),
+            empty_refused: self.txt.empty_refused,
         }
     }
 }

@@ -89,6 +89,12 @@ pub struct Profile {
     /// after a write. Cloud hosts propagate later; a zone file is served once the
     /// operator's server reloads it.
     pub serves_at_once: bool,
+    /// Bytes the host drops from the start and the end of a value (Scaleway
+    /// trims spaces and edge `"`): a value starting or ending with one cannot be
+    /// held as it is.
+    pub edge_bytes_dropped: Vec<u8>,
+    /// The host refuses an empty value (Bunny DNS, Porkbun, DNSimple).
+    pub empty_refused: bool,
 }
 
 impl Default for Profile {
@@ -105,6 +111,8 @@ impl Default for Profile {
             rate_limit: None,
             concurrency: 8,
             serves_at_once: false,
+            edge_bytes_dropped: Vec::new(),
+            empty_refused: false,
         }
     }
 }
@@ -154,6 +162,19 @@ pub enum LimitError {
         /// Offset in the joined value.
         at: usize,
     },
+    /// The value starts or ends with a byte the host drops there.
+    #[error(
+        "byte 0x{byte:02x} at offset {at} is at the edge of the value, where the host drops it"
+    )]
+    EdgeByte {
+        /// The byte.
+        byte: u8,
+        /// Offset in the joined value (0 or its last byte).
+        at: usize,
+    },
+    /// The host refuses an empty value.
+    #[error("the value is empty, which the host refuses")]
+    Empty,
 }
 
 impl Profile {
@@ -197,6 +218,21 @@ impl Profile {
                 || self.forbidden_bytes.contains(&byte)
             {
                 return Err(LimitError::ForbiddenByte { byte, at });
+            }
+        }
+        let value = record.value();
+        if self.empty_refused && value.is_empty() {
+            return Err(LimitError::Empty);
+        }
+        let edges = [
+            (0, value.first()),
+            (value.len().saturating_sub(1), value.last()),
+        ];
+        for (at, byte) in edges {
+            if let Some(&byte) = byte
+                && self.edge_bytes_dropped.contains(&byte)
+            {
+                return Err(LimitError::EdgeByte { byte, at });
             }
         }
         Ok(())
@@ -460,6 +496,26 @@ mod tests {
             Err(LimitError::ForbiddenByte { byte: 0xff, at: 2 })
         );
         assert!(Profile::default().check(&r).is_ok());
+        let p = Profile {
+            edge_bytes_dropped: vec![b' ', b'"'],
+            empty_refused: true,
+            ..Profile::default()
+        };
+        assert_eq!(
+            p.check(&TxtRecord::from_value(b"ab ")),
+            Err(LimitError::EdgeByte { byte: b' ', at: 2 })
+        );
+        assert_eq!(
+            p.check(&TxtRecord::from_value(b"\"ab")),
+            Err(LimitError::EdgeByte { byte: b'"', at: 0 })
+        );
+        assert!(p.check(&TxtRecord::from_value(b"a \"b")).is_ok());
+        assert_eq!(p.check(&TxtRecord::from_value(b"")), Err(LimitError::Empty));
+        assert!(
+            Profile::default()
+                .check(&TxtRecord::from_value(b""))
+                .is_ok()
+        );
     }
 
     #[test]

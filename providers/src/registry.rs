@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use crate::descriptor::Descriptor;
+use crate::hosts::{azure, bunny, scaleway};
 use crate::hosts::{
     cloudflare, desec, digitalocean, exec, gandi, google, hetzner, manual, powerdns, rfc2136,
     route53, zonefile,
@@ -20,7 +21,7 @@ use crate::http::RetryPolicy;
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret};
 
 /// Every host maildns can drive, in the order the README's table lists them.
-pub static HOSTS: [Host; 12] = [
+pub static HOSTS: [Host; 15] = [
     zonefile::HOST,
     powerdns::HOST,
     rfc2136::HOST,
@@ -33,6 +34,9 @@ pub static HOSTS: [Host; 12] = [
     google::HOST,
     exec::HOST,
     manual::HOST,
+    azure::HOST,
+    scaleway::HOST,
+    bunny::HOST,
 ];
 
 /// The host registered as `kind`.
@@ -113,6 +117,16 @@ pub struct Settings {
     pub value_form: Option<manual::ValueForm>,
     /// The manual host's notify command (program and arguments, no shell).
     pub notify: Option<Vec<String>>,
+    /// Azure: directory (tenant) id of the service principal.
+    pub tenant_id: Option<String>,
+    /// Azure: application (client) id of the service principal.
+    pub client_id: Option<String>,
+    /// Azure: subscription holding the zones' resource group.
+    pub subscription_id: Option<String>,
+    /// Azure: resource group holding the zones.
+    pub resource_group: Option<String>,
+    /// OAuth token endpoint override (Azure: Entra ID's; tests, sovereign clouds).
+    pub token_url: Option<String>,
 }
 
 impl Settings {
@@ -134,6 +148,11 @@ impl Settings {
             "compare_and_swap" => self.compare_and_swap.is_some(),
             "value_form" => self.value_form.is_some(),
             "notify" => self.notify.is_some(),
+            "tenant_id" => self.tenant_id.is_some(),
+            "client_id" => self.client_id.is_some(),
+            "subscription_id" => self.subscription_id.is_some(),
+            "resource_group" => self.resource_group.is_some(),
+            "token_url" => self.token_url.is_some(),
             _ => false,
         }
     }

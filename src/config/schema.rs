@@ -71,6 +71,11 @@ pub(super) struct RawAccount {
     pub(super) compare_and_swap: Option<bool>,
     pub(super) value_form: Option<Spanned<String>>,
     pub(super) notify: Option<Vec<String>>,
+    pub(super) tenant_id: Option<String>,
+    pub(super) client_id: Option<String>,
+    pub(super) subscription_id: Option<String>,
+    pub(super) resource_group: Option<String>,
+    pub(super) token_url: Option<String>,
     pub(super) token_env: Option<Spanned<String>>,
     pub(super) token_file: Option<Spanned<String>>,
     // A secret in the config is refused with a pointer to the right place.

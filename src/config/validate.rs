@@ -400,6 +400,11 @@ impl Validator<'_> {
                     }
                 }),
             notify: a.notify.clone(),
+            tenant_id: a.tenant_id.clone(),
+            client_id: a.client_id.clone(),
+            subscription_id: a.subscription_id.clone(),
+            resource_group: a.resource_group.clone(),
+            token_url: a.token_url.clone(),
         };
         complete &= settings.server.is_some() || a.server.is_none();
         for r in host.required {

@@ -459,12 +459,16 @@ impl Suite<'_> {
         };
         let foreign1 = TxtRecord::from_value(b"google-site-verification=abc123");
         let awkward = strings(&[b" sp aced ", b"\"q\"", b"\\", b""]);
-        // A host that refuses some bytes gets a plainer foreign value.
-        let foreign2 = if self.profile.check(&awkward).is_ok() {
-            awkward
-        } else {
-            strings(&[b" sp aced ", b"q;x", b""])
-        };
+        // A host that refuses some bytes (or drops them at the value's edges)
+        // gets a plainer foreign value.
+        let foreign2 = [
+            awkward,
+            strings(&[b" sp aced ", b"q;x", b""]),
+            strings(&[b"sp aced ", b"q;x"]),
+        ]
+        .into_iter()
+        .find(|r| self.profile.check(r).is_ok())
+        .unwrap_or_else(|| TxtRecord::from_value(b"plain-foreign"));
         let ours_v1 = TxtRecord::from_value(b"v=spf1 -all");
         let ours_v2 = TxtRecord::from_value(b"v=spf1 ip4:192.0.2.7 ~all");
         let first = self.set(vec![foreign1.clone(), ours_v1, foreign2.clone()]);

@@ -8,6 +8,7 @@
 //! has its own runtime.
 
 mod cli;
+mod cloud_hosts;
 mod diagnose;
 mod faults;
 mod gate;

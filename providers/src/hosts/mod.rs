@@ -5,6 +5,8 @@
 //! [`crate::Profile`] from the host's descriptor, and the [`crate::Provider`]
 //! implementation.
 
+pub mod azure;
+pub mod bunny;
 pub mod cloudflare;
 pub mod desec;
 pub mod digitalocean;
@@ -16,6 +18,7 @@ pub mod manual;
 pub mod powerdns;
 pub mod rfc2136;
 pub mod route53;
+pub mod scaleway;
 pub mod zonefile;
 
 use crate::{Error, Fqdn, Operation, Profile, TxtRecord, TxtSet};

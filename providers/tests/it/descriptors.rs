@@ -24,6 +24,10 @@ fn minimal(h: &Host) -> (Settings, Credential) {
             "server" => s.server = Some("127.0.0.1:53".parse().unwrap()),
             "key_name" => s.key_name = Some("maildns".into()),
             "command" => s.command = Some(vec!["/usr/local/bin/dns-host".into()]),
+            "tenant_id" => s.tenant_id = Some("t-1".into()),
+            "client_id" => s.client_id = Some("c-1".into()),
+            "subscription_id" => s.subscription_id = Some("s-1".into()),
+            "resource_group" => s.resource_group = Some("rg".into()),
             other => panic!("{}: no minimal value for required {other}", h.kind),
         }
         assert!(s.is_set(r.key), "{}: {} is a Settings field", h.kind, r.key);
@@ -85,7 +89,10 @@ fn every_registered_kind_builds_from_minimal_settings_with_its_descriptors_profi
             "desec",
             "google",
             "exec",
-            "manual"
+            "manual",
+            "azure",
+            "scaleway",
+            "bunny"
         ]
     );
     assert_eq!(host("nosuchhost"), None);
@@ -106,8 +113,8 @@ fn a_required_setting_left_out_is_a_config_error() {
         checked += 1;
     }
     assert_eq!(
-        checked, 4,
-        "zonefile, powerdns, rfc2136 and exec need settings"
+        checked, 5,
+        "zonefile, powerdns, rfc2136, exec and azure need settings"
     );
     // A credential of the wrong kind is refused, not unwrapped.
     let e = match (registry::host("cloudflare").unwrap().connect)(
@@ -152,6 +159,14 @@ fn descriptor_profiles_hold_the_documented_limits() {
         None
     );
     assert_eq!(host("rfc2136").unwrap().profile().unwrap().concurrency, 4);
+    let azure = host("azure").unwrap().profile().unwrap();
+    assert_eq!(azure.max_value_bytes, Some(4096));
+    assert!(azure.multi_string && !azure.auto_split && azure.printable_ascii_only);
+    let scw = host("scaleway").unwrap().profile().unwrap();
+    assert_eq!(scw.edge_bytes_dropped, vec![b' ', b'"']);
+    assert!(!scw.multi_string && scw.auto_split && !scw.empty_refused);
+    let bunny = host("bunny").unwrap().profile().unwrap();
+    assert!(bunny.empty_refused && bunny.edge_bytes_dropped.is_empty());
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! adapter (against a real server or the host's local fake) plus the descriptor
 //! checks. Filter by module: `cargo test -p maildns-providers --test it route53::`.
 
+mod azure;
+mod bunny;
 mod cloudflare;
 mod descriptors;
 mod desec;
@@ -14,4 +16,5 @@ mod malformed_answers;
 mod powerdns;
 mod rfc2136;
 mod route53;
+mod scaleway;
 mod zonefile;

@@ -429,3 +429,119 @@ async fn rfc2136_answer_without_the_aa_flag_is_a_protocol_error() {
         "without the AA flag",
     );
 }
+
+#[tokio::test]
+async fn azure_record_set_without_etag_is_a_protocol_error_and_nothing_is_written() {
+    use maildns_providers::hosts::azure::{Azure, Config};
+    use maildns_testkit::fakes::azure::{FakeAzure, Principal};
+    let p = Principal {
+        tenant: "t".into(),
+        client_id: "c".into(),
+        client_secret: "s".into(),
+        subscription: "sub".into(),
+        resource_group: "rg".into(),
+    };
+    let fake = FakeAzure::start(&p).await;
+    fake.add_zone("example.com");
+    let token_url = fake.token_url.clone();
+    let make = |url: &str| {
+        let mut c = Config::new(
+            "t".into(),
+            "c".into(),
+            maildns_providers::Secret::new("s"),
+            "sub".into(),
+            "rg".into(),
+        );
+        c.base_url = url.to_string();
+        c.token_url = Some(token_url.clone());
+        Azure::new(c, RetryPolicy::fast()).unwrap()
+    };
+    // Without its ETag a set cannot be written compare-and-swap: never guessed.
+    let no_etag = json_rewrite(|v| {
+        if let Some(m) = v.as_object_mut() {
+            m.remove("etag");
+        }
+    });
+    // One string instead of the array of strings: the split would be guessed.
+    let flat = json_rewrite(|v| {
+        if let Some(recs) = v["properties"]["TXTRecords"].as_array_mut() {
+            for r in recs {
+                let joined = r["value"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect::<String>())
+                    .unwrap_or_default();
+                r["value"] = Value::String(joined);
+            }
+        }
+    });
+    assert_malformed_refused(
+        make,
+        &fake.url,
+        || fake.writes().len(),
+        300,
+        vec![
+            (no_etag, "missing field `etag`"),
+            (flat, "invalid type: string"),
+        ],
+        ThroughProxy::ReadAndWrite,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn scaleway_unquoted_data_is_a_protocol_error_and_nothing_is_written() {
+    use maildns_providers::hosts::scaleway::{Config, Scaleway};
+    use maildns_testkit::fakes::scaleway::FakeScaleway;
+    let fake = FakeScaleway::start("k").await;
+    fake.add_zone("example.com");
+    let make = |url: &str| {
+        let mut c = Config::new(maildns_providers::Secret::new("k"));
+        c.base_url = url.to_string();
+        Scaleway::new(c, RetryPolicy::fast()).unwrap()
+    };
+    let unquoted = json_rewrite(|v| each_string(v, "data", &|s| unquote(s)));
+    assert_malformed_refused(
+        make,
+        fake.base_url(),
+        || {
+            fake.requests()
+                .iter()
+                .filter(|r| r.method == "PATCH")
+                .count()
+        },
+        300,
+        vec![(unquoted, "is not in the host's documented format")],
+        ThroughProxy::ReadAndWrite,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bunny_zone_without_records_is_a_protocol_error_and_nothing_is_written() {
+    use maildns_providers::hosts::bunny::{Bunny, Config};
+    use maildns_testkit::fakes::bunny::FakeBunny;
+    let fake = FakeBunny::start("k").await;
+    fake.add_zone("example.com");
+    let make = |url: &str| {
+        let mut c = Config::new(maildns_providers::Secret::new("k"));
+        c.base_url = url.to_string();
+        Bunny::new(c, RetryPolicy::fast()).unwrap()
+    };
+    // The list renamed: read as "no records", it would lead to writes beside them.
+    let renamed = json_rewrite(|v| {
+        if let Some(m) = v.as_object_mut()
+            && let Some(list) = m.remove("Records")
+        {
+            m.insert("Entries".into(), list);
+        }
+    });
+    assert_malformed_refused(
+        make,
+        fake.base_url(),
+        || fake.requests().iter().filter(|r| r.method != "GET").count(),
+        300,
+        vec![(renamed, "missing field `Records`")],
+        ThroughProxy::ReadAndWrite,
+    )
+    .await;
+}

@@ -2,6 +2,8 @@
 //! Each follows its host's documented request and response shapes, TXT quirks and
 //! error bodies (see shared/notes/provider-apis.md and fixtures/providers/<host>/).
 
+pub mod azure;
+pub mod bunny;
 pub mod cloudflare;
 mod common;
 pub mod desec;
@@ -13,5 +15,7 @@ pub mod hetzner;
 pub mod kit;
 pub mod quirky;
 pub mod route53;
+pub mod scaleway;
+pub mod tripwire;
 
 pub use common::Recorded;
