@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use crate::descriptor::Descriptor;
+use crate::hosts::ovh;
 use crate::hosts::{
     cloudflare, desec, digitalocean, gandi, google, hetzner, powerdns, rfc2136, route53, zonefile,
 };
@@ -19,7 +20,7 @@ use crate::http::RetryPolicy;
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret};
 
 /// Every host maildns can drive, in the order the README's table lists them.
-pub static HOSTS: [Host; 10] = [
+pub static HOSTS: [Host; 11] = [
     zonefile::HOST,
     powerdns::HOST,
     rfc2136::HOST,
@@ -30,6 +31,7 @@ pub static HOSTS: [Host; 10] = [
     gandi::HOST,
     desec::HOST,
     google::HOST,
+    ovh::HOST,
 ];
 
 /// The host registered as `kind`.
@@ -98,6 +100,10 @@ pub struct Settings {
     pub project: Option<String>,
     /// Wait for Route 53 changes to reach INSYNC (default: no).
     pub wait_insync: Option<bool>,
+    /// OVHcloud application key (not secret; the secret is `APPLICATION_SECRET:CONSUMER_KEY`).
+    pub application_key: Option<String>,
+    /// OVHcloud API endpoint: `ovh-eu` (default), `ovh-ca` or `ovh-us`.
+    pub endpoint: Option<String>,
 }
 
 impl Settings {
@@ -113,6 +119,8 @@ impl Settings {
             "algorithm" => self.algorithm.is_some(),
             "project" => self.project.is_some(),
             "wait_insync" => self.wait_insync.is_some(),
+            "application_key" => self.application_key.is_some(),
+            "endpoint" => self.endpoint.is_some(),
             _ => false,
         }
     }

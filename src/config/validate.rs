@@ -296,6 +296,8 @@ impl Validator<'_> {
             algorithm,
             project: a.project.clone(),
             wait_insync: a.wait_insync,
+            application_key: a.application_key.clone(),
+            endpoint: a.endpoint.clone(),
         };
         complete &= settings.server.is_some() || a.server.is_none();
         for r in host.required {

@@ -11,6 +11,7 @@ pub mod digitalocean;
 pub mod gandi;
 pub mod google;
 pub mod hetzner;
+pub mod ovh;
 pub mod powerdns;
 pub mod rfc2136;
 pub mod route53;

@@ -10,6 +10,7 @@ mod gandi;
 mod google;
 mod hetzner;
 mod malformed_answers;
+mod ovh;
 mod powerdns;
 mod rfc2136;
 mod route53;
