@@ -12,15 +12,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use crate::descriptor::Descriptor;
-use crate::hosts::ovh;
 use crate::hosts::{
     cloudflare, desec, digitalocean, gandi, google, hetzner, powerdns, rfc2136, route53, zonefile,
 };
+use crate::hosts::{linode, ovh};
 use crate::http::RetryPolicy;
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret};
 
 /// Every host maildns can drive, in the order the README's table lists them.
-pub static HOSTS: [Host; 11] = [
+pub static HOSTS: [Host; 12] = [
     zonefile::HOST,
     powerdns::HOST,
     rfc2136::HOST,
@@ -32,6 +32,7 @@ pub static HOSTS: [Host; 11] = [
     desec::HOST,
     google::HOST,
     ovh::HOST,
+    linode::HOST,
 ];
 
 /// The host registered as `kind`.

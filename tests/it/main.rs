@@ -11,6 +11,7 @@ mod cli;
 mod diagnose;
 mod faults;
 mod gate;
+mod hosts_linode;
 mod hosts_ovh;
 mod import_opendkim;
 mod key_floor;

@@ -478,20 +478,6 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-/// The start of a versioned value (`v=spf1`, `v=dkim1`, `v=dmarc1`), lowercased:
-/// a record holding an old value of the same version is rewritten in place,
-/// which keeps its field type and id.
-fn version_tag(value: &[u8]) -> Option<Vec<u8>> {
-    if value.len() < 2 || !value[..2].eq_ignore_ascii_case(b"v=") {
-        return None;
-    }
-    let end = value
-        .iter()
-        .position(|&c| c == b';' || c == b' ')
-        .unwrap_or(value.len());
-    Some(value[..end].to_ascii_lowercase())
-}
-
 /// The name relative to the zone, as OVH writes it (`""` for the apex).
 fn sub_domain(zone: &Zone, name: &Fqdn, op: Operation) -> Result<String, Error> {
     match name.relative_to(&zone.name) {
@@ -697,20 +683,13 @@ impl Ovh {
         let diff = super::diff_records(&desired, current, |rec, d| rec.value == *d);
         // A value replacing an old one of the same version goes into that old
         // record (its type and id kept); others are new TXT records.
-        let mut leftover = diff.delete;
-        let mut rewrite = Vec::new();
-        let mut create = Vec::new();
-        for d in diff.create {
-            let at = version_tag(d).and_then(|tag| {
-                leftover.iter().position(|r: &OvhRecord| {
-                    r.field_type.holds(d) && version_tag(&r.value).as_ref() == Some(&tag)
-                })
-            });
-            match at {
-                Some(i) => rewrite.push((leftover.remove(i), d)),
-                None => create.push(d),
-            }
-        }
+        let w = super::pair_rewrites(
+            diff.create,
+            diff.delete,
+            |r: &OvhRecord| &r.value,
+            |r, d| r.field_type.holds(d),
+        );
+        let (rewrite, create, leftover) = (w.rewrite, w.create, w.delete);
         for rec in diff.keep.iter().filter(|r| r.ttl != ttl) {
             let body = json!({ "ttl": ttl });
             *wrote = true;
@@ -967,6 +946,7 @@ impl Provider for Ovh {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hosts::version_tag;
 
     #[test]
     fn signature_is_sha1_of_the_documented_line() {

@@ -9,6 +9,7 @@ mod digitalocean;
 mod gandi;
 mod google;
 mod hetzner;
+mod linode;
 mod malformed_answers;
 mod ovh;
 mod powerdns;

@@ -416,7 +416,7 @@ async fn unknown_zone_throttling_and_server_errors() {
     fake.rate_limit_next(1);
     fake.fail_next(500, 1);
     assert_eq!(o2.find_zone(&n("example.com")).await.unwrap(), zone);
-    fake.fail_next(500, 10);
+    fake.fail_next(500, 4);
     let e = o.read_txt(&zone, &n("example.com")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Server);
     assert!(e.message.contains("Internal server error"), "{e}");
