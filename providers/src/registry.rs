@@ -13,14 +13,15 @@ use std::sync::{Arc, OnceLock};
 
 use crate::descriptor::Descriptor;
 use crate::hosts::{
-    cloudflare, desec, digitalocean, gandi, google, hetzner, powerdns, rfc2136, route53, zonefile,
+    cloudflare, desec, digitalocean, exec, gandi, google, hetzner, powerdns, rfc2136, route53,
+    zonefile,
 };
 use crate::hosts::{linode, ovh};
 use crate::http::RetryPolicy;
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret};
 
 /// Every host maildns can drive, in the order the README's table lists them.
-pub static HOSTS: [Host; 12] = [
+pub static HOSTS: [Host; 13] = [
     zonefile::HOST,
     powerdns::HOST,
     rfc2136::HOST,
@@ -31,6 +32,7 @@ pub static HOSTS: [Host; 12] = [
     gandi::HOST,
     desec::HOST,
     google::HOST,
+    exec::HOST,
     ovh::HOST,
     linode::HOST,
 ];
@@ -101,6 +103,14 @@ pub struct Settings {
     pub project: Option<String>,
     /// Wait for Route 53 changes to reach INSYNC (default: no).
     pub wait_insync: Option<bool>,
+    /// The exec host's program and arguments (no shell).
+    pub command: Option<Vec<String>>,
+    /// The exec host's time limit for one run of its program.
+    pub timeout: Option<std::time::Duration>,
+    /// The exec host's program applies a change set all or nothing.
+    pub atomic: Option<bool>,
+    /// The exec host's program refuses a change whose old set it no longer holds.
+    pub compare_and_swap: Option<bool>,
     /// OVHcloud application key (not secret; the secret is `APPLICATION_SECRET:CONSUMER_KEY`).
     pub application_key: Option<String>,
     /// OVHcloud API endpoint: `ovh-eu` (default), `ovh-ca` or `ovh-us`.
@@ -120,6 +130,10 @@ impl Settings {
             "algorithm" => self.algorithm.is_some(),
             "project" => self.project.is_some(),
             "wait_insync" => self.wait_insync.is_some(),
+            "command" => self.command.is_some(),
+            "timeout" => self.timeout.is_some(),
+            "atomic" => self.atomic.is_some(),
+            "compare_and_swap" => self.compare_and_swap.is_some(),
             "application_key" => self.application_key.is_some(),
             "endpoint" => self.endpoint.is_some(),
             _ => false,
