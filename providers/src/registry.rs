@@ -16,12 +16,12 @@ use crate::hosts::{
     cloudflare, desec, digitalocean, exec, gandi, google, hetzner, powerdns, rfc2136, route53,
     zonefile,
 };
-use crate::hosts::{linode, ovh};
+use crate::hosts::{linode, ovh, vultr};
 use crate::http::RetryPolicy;
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret};
 
 /// Every host maildns can drive, in the order the README's table lists them.
-pub static HOSTS: [Host; 13] = [
+pub static HOSTS: [Host; 14] = [
     zonefile::HOST,
     powerdns::HOST,
     rfc2136::HOST,
@@ -35,6 +35,7 @@ pub static HOSTS: [Host; 13] = [
     exec::HOST,
     ovh::HOST,
     linode::HOST,
+    vultr::HOST,
 ];
 
 /// The host registered as `kind`.

@@ -13,6 +13,7 @@ mod faults;
 mod gate;
 mod hosts_linode;
 mod hosts_ovh;
+mod hosts_vultr;
 mod import_opendkim;
 mod key_floor;
 mod opendkim_signer;

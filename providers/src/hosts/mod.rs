@@ -17,6 +17,7 @@ pub mod ovh;
 pub mod powerdns;
 pub mod rfc2136;
 pub mod route53;
+pub mod vultr;
 pub mod zonefile;
 
 use crate::{Error, Fqdn, Operation, Profile, TxtRecord, TxtSet};

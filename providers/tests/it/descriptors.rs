@@ -89,7 +89,8 @@ fn every_registered_kind_builds_from_minimal_settings_with_its_descriptors_profi
             "google",
             "exec",
             "ovh",
-            "linode"
+            "linode",
+            "vultr"
         ]
     );
     assert_eq!(host("nosuchhost"), None);

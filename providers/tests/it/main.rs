@@ -16,4 +16,5 @@ mod ovh;
 mod powerdns;
 mod rfc2136;
 mod route53;
+mod vultr;
 mod zonefile;

@@ -15,5 +15,6 @@ pub mod linode;
 pub mod ovh;
 pub mod quirky;
 pub mod route53;
+pub mod vultr;
 
 pub use common::Recorded;
