@@ -71,3 +71,41 @@ async fn linode_wrong_token_is_one_line_naming_the_account() {
     );
     assert!(!text.contains("linode-wrong-token"), "{text}");
 }
+
+/// `publish --wait` says how long Linode's publishing cycle is expected to take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linode_publish_wait_shows_the_hosts_publishing_delay() {
+    let fake = FakeLinode::start(TOKEN).await;
+    fake.add_domain("example.com");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &fake);
+    // The authoritative server: a loopback port nothing answers on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "account = \"vps\"\n",
+        &format!("account = \"vps\"\nnameservers = [\"127.0.0.1:{closed}\"]\n"),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let o = cmd()
+        .config(&cfg)
+        .envs(&[("MAILDNS_VPS_TOKEN", TOKEN)])
+        .args(["publish", "--wait", "--timeout", "1s"])
+        .run();
+    assert!(
+        o.text().contains(
+            "account 'vps' (linode): the host publishes changes on its own schedule; expect about 15 min"
+        ),
+        "{}",
+        o.text()
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "not served within 1 s: {}",
+        o.text()
+    );
+}
