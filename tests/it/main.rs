@@ -16,6 +16,7 @@ mod hosts_ovh;
 mod hosts_vultr;
 mod import_opendkim;
 mod key_floor;
+mod manual_host;
 mod opendkim_signer;
 mod operations;
 mod output;

@@ -13,6 +13,7 @@ pub mod gandi;
 pub mod google;
 pub mod hetzner;
 pub mod linode;
+pub mod manual;
 pub mod ovh;
 pub mod powerdns;
 pub mod rfc2136;
