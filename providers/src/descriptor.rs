@@ -29,6 +29,12 @@ pub struct Descriptor {
     /// Quirks worth knowing.
     #[serde(default)]
     pub notes: Option<String>,
+    /// What was confirmed in the host's own documentation (each with its source).
+    #[serde(default)]
+    pub confirmed: Vec<String>,
+    /// What could not be confirmed there (each with the evidence used instead).
+    #[serde(default)]
+    pub unconfirmed: Vec<String>,
     /// Documented TXT limits.
     pub txt: TxtLimits,
     /// The credential.
@@ -53,6 +59,9 @@ pub struct TxtLimits {
     pub auto_split: bool,
     /// Lowest TTL the host accepts, in seconds.
     pub min_ttl: u32,
+    /// Highest TTL the host accepts, in seconds (0: none documented).
+    #[serde(default)]
+    pub max_ttl: u32,
     /// Only printable ASCII (0x20..=0x7e) is accepted.
     #[serde(default)]
     pub printable_ascii_only: bool,
@@ -95,6 +104,11 @@ pub struct Limits {
     /// PowerDNS, an RFC 2136 primary), so they are worth asking right after it.
     #[serde(default)]
     pub serves_at_once: bool,
+    /// How long after a write the host's servers serve it, when the host publishes
+    /// on a schedule or after a refresh (Linode's ~15-minute cycle), in seconds;
+    /// `None` when it publishes at once.
+    #[serde(default)]
+    pub publish_delay_seconds: Option<u64>,
 }
 
 impl Descriptor {

@@ -17,11 +17,12 @@ use crate::hosts::{
     cloudflare, desec, digitalocean, exec, gandi, google, hetzner, manual, powerdns, rfc2136,
     route53, zonefile,
 };
+use crate::hosts::{linode, ovh, vultr};
 use crate::http::RetryPolicy;
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret};
 
 /// Every host maildns can drive, in the order the README's table lists them.
-pub static HOSTS: [Host; 15] = [
+pub static HOSTS: [Host; 18] = [
     zonefile::HOST,
     powerdns::HOST,
     rfc2136::HOST,
@@ -37,6 +38,9 @@ pub static HOSTS: [Host; 15] = [
     azure::HOST,
     scaleway::HOST,
     bunny::HOST,
+    ovh::HOST,
+    linode::HOST,
+    vultr::HOST,
 ];
 
 /// The host registered as `kind`.
@@ -127,6 +131,10 @@ pub struct Settings {
     pub resource_group: Option<String>,
     /// OAuth token endpoint override (Azure: Entra ID's; tests, sovereign clouds).
     pub token_url: Option<String>,
+    /// OVHcloud application key (not secret; the secret is `APPLICATION_SECRET:CONSUMER_KEY`).
+    pub application_key: Option<String>,
+    /// OVHcloud API endpoint: `ovh-eu` (default), `ovh-ca` or `ovh-us`.
+    pub endpoint: Option<String>,
 }
 
 impl Settings {
@@ -153,6 +161,8 @@ impl Settings {
             "subscription_id" => self.subscription_id.is_some(),
             "resource_group" => self.resource_group.is_some(),
             "token_url" => self.token_url.is_some(),
+            "application_key" => self.application_key.is_some(),
+            "endpoint" => self.endpoint.is_some(),
             _ => false,
         }
     }

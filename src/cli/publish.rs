@@ -75,6 +75,12 @@ pub(super) async fn publish(cli: &Cli, args: &PublishArgs) -> anyhow::Result<Exi
         );
     }
     if args.wait || (handed_over && !args.no_wait) {
+        if !cli.json {
+            let domains = selected(&config, &args.selection)?;
+            for line in expected_delays(&config, &domains) {
+                outln!("{line}");
+            }
+        }
         if handed_over && !cli.json {
             outln!(
                 "Waiting until every authoritative server serves the records above (Ctrl-C to stop; `maildns watch` resumes)..."
@@ -96,6 +102,41 @@ pub(super) async fn publish(cli: &Cli, args: &PublishArgs) -> anyhow::Result<Exi
     } else {
         Exit::Ok
     })
+}
+
+/// One line per account whose host publishes on its own schedule or after a
+/// refresh (its descriptor's `publish_delay_seconds`: Linode's ~15-minute cycle,
+/// OVH's refresh task), for `publish --wait`: the wait is expected to last that long.
+fn expected_delays(config: &Config, domains: &[&crate::config::Domain]) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for d in domains {
+        if !seen.insert(d.account.as_str()) {
+            continue;
+        }
+        let Some(account) = config.accounts.get(&d.account) else {
+            continue;
+        };
+        let host = account.provider.host;
+        let Some(secs) = host
+            .descriptor()
+            .ok()
+            .and_then(|x| x.limits.publish_delay_seconds)
+            .filter(|&s| s > 0)
+        else {
+            continue;
+        };
+        let about = if secs >= 60 {
+            format!("{} min", secs.div_ceil(60))
+        } else {
+            format!("{secs} s")
+        };
+        out.push(format!(
+            "account '{}' ({}): the host publishes changes on its own schedule; expect about {about} before its servers serve them",
+            account.name, host.kind
+        ));
+    }
+    out
 }
 
 /// Plan only, or apply (`force`: past the deletion threshold).

@@ -405,6 +405,8 @@ impl Validator<'_> {
             subscription_id: a.subscription_id.clone(),
             resource_group: a.resource_group.clone(),
             token_url: a.token_url.clone(),
+            application_key: a.application_key.clone(),
+            endpoint: a.endpoint.clone(),
         };
         complete &= settings.server.is_some() || a.server.is_none();
         for r in host.required {

@@ -14,11 +14,14 @@ pub mod exec;
 pub mod gandi;
 pub mod google;
 pub mod hetzner;
+pub mod linode;
 pub mod manual;
+pub mod ovh;
 pub mod powerdns;
 pub mod rfc2136;
 pub mod route53;
 pub mod scaleway;
+pub mod vultr;
 pub mod zonefile;
 
 use crate::{Error, Fqdn, Operation, Profile, TxtRecord, TxtSet};
@@ -140,6 +143,59 @@ pub(crate) fn diff_records<'d, V, C>(
     RecordDiff {
         create,
         keep,
+        delete,
+    }
+}
+
+/// The start of a versioned value (`v=spf1`, `v=dkim1`, `v=dmarc1`), lowercased.
+pub(crate) fn version_tag(value: &[u8]) -> Option<Vec<u8>> {
+    if value.len() < 2 || !value[..2].eq_ignore_ascii_case(b"v=") {
+        return None;
+    }
+    let end = value
+        .iter()
+        .position(|&c| c == b';' || c == b' ')
+        .unwrap_or(value.len());
+    Some(value[..end].to_ascii_lowercase())
+}
+
+/// What a record-level write does after [`diff_records`]: values rewritten into
+/// a record that held an older value of the same version (same id; on OVH the
+/// same field type), so the name is never without one between a delete and a
+/// create; values created; records deleted.
+pub(crate) struct RecordWrites<'d, C> {
+    /// Records given a new value in place.
+    pub rewrite: Vec<(C, &'d Vec<u8>)>,
+    /// Values created as new records.
+    pub create: Vec<&'d Vec<u8>>,
+    /// Records deleted.
+    pub delete: Vec<C>,
+}
+
+/// Pairs each value to create with a record to delete holding an older value of
+/// the same version ([`version_tag`]) that `may_hold` allows.
+pub(crate) fn pair_rewrites<'d, C>(
+    create: Vec<&'d Vec<u8>>,
+    mut delete: Vec<C>,
+    value_of: impl Fn(&C) -> &[u8],
+    may_hold: impl Fn(&C, &[u8]) -> bool,
+) -> RecordWrites<'d, C> {
+    let mut rewrite = Vec::new();
+    let mut fresh = Vec::new();
+    for d in create {
+        let at = version_tag(d).and_then(|tag| {
+            delete
+                .iter()
+                .position(|r| may_hold(r, d) && version_tag(value_of(r)).as_ref() == Some(&tag))
+        });
+        match at {
+            Some(i) => rewrite.push((delete.remove(i), d)),
+            None => fresh.push(d),
+        }
+    }
+    RecordWrites {
+        rewrite,
+        create: fresh,
         delete,
     }
 }

@@ -28,6 +28,7 @@ fn minimal(h: &Host) -> (Settings, Credential) {
             "client_id" => s.client_id = Some("c-1".into()),
             "subscription_id" => s.subscription_id = Some("s-1".into()),
             "resource_group" => s.resource_group = Some("rg".into()),
+            "application_key" => s.application_key = Some("ak".into()),
             other => panic!("{}: no minimal value for required {other}", h.kind),
         }
         assert!(s.is_set(r.key), "{}: {} is a Settings field", h.kind, r.key);
@@ -44,6 +45,8 @@ fn minimal(h: &Host) -> (Settings, Credential) {
             TestServiceAccount::generate("a@p.iam.gserviceaccount.com", 1024)
                 .json("p", "https://oauth2.googleapis.com/token"),
         )),
+        // Two secret parts joined by ':' (OVH's APPLICATION_SECRET:CONSUMER_KEY).
+        CredentialKind::Secret if h.kind == "ovh" => Credential::Secret(Secret::new("as:ck")),
         CredentialKind::Secret => Credential::Secret(Secret::new("c2VjcmV0LWtleQ==")),
     };
     (s, cred)
@@ -92,7 +95,10 @@ fn every_registered_kind_builds_from_minimal_settings_with_its_descriptors_profi
             "manual",
             "azure",
             "scaleway",
-            "bunny"
+            "bunny",
+            "ovh",
+            "linode",
+            "vultr"
         ]
     );
     assert_eq!(host("nosuchhost"), None);
@@ -113,8 +119,8 @@ fn a_required_setting_left_out_is_a_config_error() {
         checked += 1;
     }
     assert_eq!(
-        checked, 5,
-        "zonefile, powerdns, rfc2136, exec and azure need settings"
+        checked, 6,
+        "zonefile, powerdns, rfc2136, exec, azure and ovh need settings"
     );
     // A credential of the wrong kind is refused, not unwrapped.
     let e = match (registry::host("cloudflare").unwrap().connect)(

@@ -13,9 +13,12 @@ pub mod gandi;
 pub mod google;
 pub mod hetzner;
 pub mod kit;
+pub mod linode;
+pub mod ovh;
 pub mod quirky;
 pub mod route53;
 pub mod scaleway;
 pub mod tripwire;
+pub mod vultr;
 
 pub use common::Recorded;
