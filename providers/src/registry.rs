@@ -13,13 +13,14 @@ use std::sync::{Arc, OnceLock};
 
 use crate::descriptor::Descriptor;
 use crate::hosts::{
-    cloudflare, desec, digitalocean, gandi, google, hetzner, powerdns, rfc2136, route53, zonefile,
+    cloudflare, desec, digitalocean, gandi, google, hetzner, porkbun, powerdns, rfc2136, route53,
+    zonefile,
 };
 use crate::http::RetryPolicy;
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret};
 
 /// Every host maildns can drive, in the order the README's table lists them.
-pub static HOSTS: [Host; 10] = [
+pub static HOSTS: [Host; 11] = [
     zonefile::HOST,
     powerdns::HOST,
     rfc2136::HOST,
@@ -30,6 +31,7 @@ pub static HOSTS: [Host; 10] = [
     gandi::HOST,
     desec::HOST,
     google::HOST,
+    porkbun::HOST,
 ];
 
 /// The host registered as `kind`.

@@ -39,6 +39,10 @@ fn minimal(h: &Host) -> (Settings, Credential) {
             TestServiceAccount::generate("a@p.iam.gserviceaccount.com", 1024)
                 .json("p", "https://oauth2.googleapis.com/token"),
         )),
+        // Hosts whose secret is two parts (`PART1:PART2`).
+        CredentialKind::Secret if ["porkbun"].contains(&h.kind) => {
+            Credential::Secret(Secret::new("key-part:secret-part"))
+        }
         CredentialKind::Secret => Credential::Secret(Secret::new("c2VjcmV0LWtleQ==")),
     };
     (s, cred)
@@ -82,7 +86,8 @@ fn every_registered_kind_builds_from_minimal_settings_with_its_descriptors_profi
             "hetzner",
             "gandi",
             "desec",
-            "google"
+            "google",
+            "porkbun"
         ]
     );
     assert_eq!(host("nosuchhost"), None);
