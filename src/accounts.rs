@@ -206,7 +206,7 @@ mod tests {
             Ok(Secret::new(match a.provider.code() {
                 "rfc2136" => "c2VjcmV0LWtleQ==",
                 // Two-part secrets (`PART1:PART2`).
-                "porkbun" => "key-part:secret-part",
+                "porkbun" | "netcup" => "key-part:secret-part",
                 "google" => {
                     let key = crate::keys::PrivateKey::generate(crate::keys::KeySpec::rsa(1024))
                         .expect("test key");

@@ -13,14 +13,14 @@ use std::sync::{Arc, OnceLock};
 
 use crate::descriptor::Descriptor;
 use crate::hosts::{
-    cloudflare, desec, digitalocean, gandi, google, hetzner, porkbun, powerdns, rfc2136, route53,
-    zonefile,
+    cloudflare, desec, digitalocean, gandi, google, hetzner, netcup, porkbun, powerdns, rfc2136,
+    route53, zonefile,
 };
 use crate::http::RetryPolicy;
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret};
 
 /// Every host maildns can drive, in the order the README's table lists them.
-pub static HOSTS: [Host; 11] = [
+pub static HOSTS: [Host; 12] = [
     zonefile::HOST,
     powerdns::HOST,
     rfc2136::HOST,
@@ -32,6 +32,7 @@ pub static HOSTS: [Host; 11] = [
     desec::HOST,
     google::HOST,
     porkbun::HOST,
+    netcup::HOST,
 ];
 
 /// The host registered as `kind`.
@@ -100,6 +101,8 @@ pub struct Settings {
     pub project: Option<String>,
     /// Wait for Route 53 changes to reach INSYNC (default: no).
     pub wait_insync: Option<bool>,
+    /// Netcup customer number (not a secret; the API key and password are).
+    pub customer_number: Option<String>,
 }
 
 impl Settings {
@@ -115,6 +118,7 @@ impl Settings {
             "algorithm" => self.algorithm.is_some(),
             "project" => self.project.is_some(),
             "wait_insync" => self.wait_insync.is_some(),
+            "customer_number" => self.customer_number.is_some(),
             _ => false,
         }
     }

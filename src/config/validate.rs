@@ -296,6 +296,7 @@ impl Validator<'_> {
             algorithm,
             project: a.project.clone(),
             wait_insync: a.wait_insync,
+            customer_number: a.customer_number.clone(),
         };
         complete &= settings.server.is_some() || a.server.is_none();
         for r in host.required {

@@ -23,6 +23,7 @@ fn minimal(h: &Host) -> (Settings, Credential) {
             "base_url" => s.base_url = Some("http://127.0.0.1:9/api/v1".into()),
             "server" => s.server = Some("127.0.0.1:53".parse().unwrap()),
             "key_name" => s.key_name = Some("maildns".into()),
+            "customer_number" => s.customer_number = Some("123456".into()),
             other => panic!("{}: no minimal value for required {other}", h.kind),
         }
         assert!(s.is_set(r.key), "{}: {} is a Settings field", h.kind, r.key);
@@ -40,7 +41,7 @@ fn minimal(h: &Host) -> (Settings, Credential) {
                 .json("p", "https://oauth2.googleapis.com/token"),
         )),
         // Hosts whose secret is two parts (`PART1:PART2`).
-        CredentialKind::Secret if ["porkbun"].contains(&h.kind) => {
+        CredentialKind::Secret if ["porkbun", "netcup"].contains(&h.kind) => {
             Credential::Secret(Secret::new("key-part:secret-part"))
         }
         CredentialKind::Secret => Credential::Secret(Secret::new("c2VjcmV0LWtleQ==")),
@@ -87,7 +88,8 @@ fn every_registered_kind_builds_from_minimal_settings_with_its_descriptors_profi
             "gandi",
             "desec",
             "google",
-            "porkbun"
+            "porkbun",
+            "netcup"
         ]
     );
     assert_eq!(host("nosuchhost"), None);
@@ -107,7 +109,10 @@ fn a_required_setting_left_out_is_a_config_error() {
         assert_eq!(e.provider, h.kind);
         checked += 1;
     }
-    assert_eq!(checked, 3, "zonefile, powerdns and rfc2136 need settings");
+    assert_eq!(
+        checked, 4,
+        "zonefile, powerdns, rfc2136 and netcup (customer_number) need settings"
+    );
     // A credential of the wrong kind is refused, not unwrapped.
     let e = match (registry::host("cloudflare").unwrap().connect)(
         &Settings::default(),

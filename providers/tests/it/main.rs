@@ -10,6 +10,7 @@ mod gandi;
 mod google;
 mod hetzner;
 mod malformed_answers;
+mod netcup;
 mod porkbun;
 mod powerdns;
 mod rfc2136;

@@ -11,6 +11,7 @@ pub mod gandi;
 pub mod google;
 pub mod hetzner;
 pub mod kit;
+pub mod netcup;
 pub mod porkbun;
 pub mod quirky;
 pub mod route53;
