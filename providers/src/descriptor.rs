@@ -89,6 +89,10 @@ pub struct Limits {
     /// PowerDNS, an RFC 2136 primary), so they are worth asking right after it.
     #[serde(default)]
     pub serves_at_once: bool,
+    /// Seconds the host takes before its name servers serve an accepted change,
+    /// when it publishes later (on a schedule, after a refresh).
+    #[serde(default)]
+    pub publish_delay_seconds: Option<u64>,
 }
 
 impl Descriptor {
@@ -122,6 +126,7 @@ impl Descriptor {
             },
             concurrency: self.limits.concurrency,
             serves_at_once: self.limits.serves_at_once,
+            publish_delay: self.limits.publish_delay_seconds.map(Duration::from_secs),
         }
     }
 }

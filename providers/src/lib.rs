@@ -89,6 +89,10 @@ pub struct Profile {
     /// after a write. Cloud hosts propagate later; a zone file is served once the
     /// operator's server reloads it.
     pub serves_at_once: bool,
+    /// How long the host documents (or is known) to take before its name
+    /// servers serve a change the API accepted (netcup, IONOS, Linode publish on
+    /// a schedule); `None` when it publishes at once or says nothing.
+    pub publish_delay: Option<std::time::Duration>,
 }
 
 impl Default for Profile {
@@ -105,6 +109,7 @@ impl Default for Profile {
             rate_limit: None,
             concurrency: 8,
             serves_at_once: false,
+            publish_delay: None,
         }
     }
 }

@@ -13,14 +13,14 @@ use std::sync::{Arc, OnceLock};
 
 use crate::descriptor::Descriptor;
 use crate::hosts::{
-    cloudflare, desec, digitalocean, gandi, google, hetzner, netcup, porkbun, powerdns, rfc2136,
-    route53, zonefile,
+    cloudflare, desec, digitalocean, gandi, google, hetzner, ionos, netcup, porkbun, powerdns,
+    rfc2136, route53, zonefile,
 };
 use crate::http::RetryPolicy;
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret};
 
 /// Every host maildns can drive, in the order the README's table lists them.
-pub static HOSTS: [Host; 12] = [
+pub static HOSTS: [Host; 13] = [
     zonefile::HOST,
     powerdns::HOST,
     rfc2136::HOST,
@@ -33,6 +33,7 @@ pub static HOSTS: [Host; 12] = [
     google::HOST,
     porkbun::HOST,
     netcup::HOST,
+    ionos::HOST,
 ];
 
 /// The host registered as `kind`.

@@ -11,6 +11,7 @@ pub mod digitalocean;
 pub mod gandi;
 pub mod google;
 pub mod hetzner;
+pub mod ionos;
 pub mod netcup;
 pub mod porkbun;
 pub mod powerdns;

@@ -44,6 +44,9 @@ fn minimal(h: &Host) -> (Settings, Credential) {
         CredentialKind::Secret if ["porkbun", "netcup"].contains(&h.kind) => {
             Credential::Secret(Secret::new("key-part:secret-part"))
         }
+        CredentialKind::Secret if h.kind == "ionos" => {
+            Credential::Secret(Secret::new("prefix.secret-part"))
+        }
         CredentialKind::Secret => Credential::Secret(Secret::new("c2VjcmV0LWtleQ==")),
     };
     (s, cred)
@@ -89,7 +92,8 @@ fn every_registered_kind_builds_from_minimal_settings_with_its_descriptors_profi
             "desec",
             "google",
             "porkbun",
-            "netcup"
+            "netcup",
+            "ionos"
         ]
     );
     assert_eq!(host("nosuchhost"), None);

@@ -9,6 +9,7 @@ mod digitalocean;
 mod gandi;
 mod google;
 mod hetzner;
+mod ionos;
 mod malformed_answers;
 mod netcup;
 mod porkbun;

@@ -10,6 +10,7 @@ pub mod fault;
 pub mod gandi;
 pub mod google;
 pub mod hetzner;
+pub mod ionos;
 pub mod kit;
 pub mod netcup;
 pub mod porkbun;
