@@ -11,6 +11,7 @@ mod cli;
 mod diagnose;
 mod faults;
 mod gate;
+mod hosts_porkbun_netcup_ionos;
 mod import_opendkim;
 mod key_floor;
 mod opendkim_signer;

@@ -23,6 +23,7 @@ fn minimal(h: &Host) -> (Settings, Credential) {
             "base_url" => s.base_url = Some("http://127.0.0.1:9/api/v1".into()),
             "server" => s.server = Some("127.0.0.1:53".parse().unwrap()),
             "key_name" => s.key_name = Some("maildns".into()),
+            "command" => s.command = Some(vec!["/usr/local/bin/dns-host".into()]),
             "customer_number" => s.customer_number = Some("123456".into()),
             other => panic!("{}: no minimal value for required {other}", h.kind),
         }
@@ -91,6 +92,7 @@ fn every_registered_kind_builds_from_minimal_settings_with_its_descriptors_profi
             "gandi",
             "desec",
             "google",
+            "exec",
             "porkbun",
             "netcup",
             "ionos"
@@ -114,8 +116,8 @@ fn a_required_setting_left_out_is_a_config_error() {
         checked += 1;
     }
     assert_eq!(
-        checked, 4,
-        "zonefile, powerdns, rfc2136 and netcup (customer_number) need settings"
+        checked, 5,
+        "zonefile, powerdns, rfc2136, exec and netcup (customer_number) need settings"
     );
     // A credential of the wrong kind is refused, not unwrapped.
     let e = match (registry::host("cloudflare").unwrap().connect)(
