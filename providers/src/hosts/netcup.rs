@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::check_all;
-use crate::changeset::{self, Observed, TxtChange, ZoneSets};
+use crate::changeset::{self, ApplyError, Observed, TxtChange, ZoneSets};
 use crate::http::{HttpClient, Idempotency, RetryPolicy};
 use crate::registry::{Credential, CredentialKind, Host, Required, Settings};
 use crate::{
@@ -523,6 +523,21 @@ impl Netcup {
         current: Vec<ListedRecord>,
         op: Operation,
     ) -> Result<(), Error> {
+        let entries = self.entries(zone, name, wanted, zone_ttl, current, op)?;
+        self.update(s, zone, name, entries, op).await
+    }
+
+    /// The `updateDnsRecords` entries that make the TXT records at `name` exactly
+    /// `wanted` (`None`: none), given the zone's TTL and the records there now.
+    fn entries(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+        wanted: Option<&TxtSet>,
+        zone_ttl: u32,
+        current: Vec<ListedRecord>,
+        op: Operation,
+    ) -> Result<Vec<Value>, Error> {
         let rel = Self::relative(zone, name, op)?;
         let desired: Vec<Vec<u8>> = match wanted {
             None => Vec::new(),
@@ -567,6 +582,18 @@ impl Netcup {
             json!({"id": r.id, "hostname": r.hostname, "type": r.kind, "priority": r.priority,
                 "destination": r.destination, "deleterecord": true})
         }));
+        Ok(entries)
+    }
+
+    /// Sends `entries` in one `updateDnsRecords` (nothing when there are none).
+    async fn update(
+        &self,
+        s: &mut Session,
+        zone: &Zone,
+        name: &Fqdn,
+        entries: Vec<Value>,
+        op: Operation,
+    ) -> Result<(), Error> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -616,6 +643,51 @@ impl Netcup {
                 None => "no netcup zone of this customer holds the name".to_string(),
             },
         ))
+    }
+
+    /// [`Provider::apply`]'s work inside a session.
+    async fn apply_in(
+        &self,
+        s: &mut Session,
+        zone: &Zone,
+        changes: &[TxtChange],
+    ) -> Result<(), Error> {
+        let (ttl, recs) = self.zone_txt(s, zone, &zone.name, Operation::Read).await?;
+        let mut entries = Vec::new();
+        for c in changes {
+            let op = c.operation();
+            let rel = Self::relative(zone, &c.name, op)?;
+            let current: Vec<ListedRecord> =
+                recs.iter().filter(|r| r.hostname == rel).cloned().collect();
+            if !c.old.unchanged_in(set_of(ttl, &current).as_ref()) {
+                return Err(changeset::conflict(
+                    KIND,
+                    op,
+                    &c.name,
+                    "the TXT RRset changed since it was read",
+                ));
+            }
+            entries.extend(self.entries(zone, &c.name, c.wanted(), ttl, current, op)?);
+        }
+        let Some(first) = changes.first() else {
+            return Ok(());
+        };
+        // One change is named by its owner name; several by the zone.
+        let name = if changes.len() == 1 {
+            &first.name
+        } else {
+            &zone.name
+        };
+        self.update(s, zone, name, entries, first.operation())
+            .await
+            .map_err(|mut e| {
+                if changes.len() > 1 {
+                    e.message.push_str(
+                        " (one updateDnsRecords for the whole change set: some of its records may have been written; the next read shows them)",
+                    );
+                }
+                e
+            })
     }
 
     /// Lists the records at `name`, checks them against `old` when given
@@ -724,6 +796,32 @@ impl Provider for Netcup {
         let out = self.replace_in(&mut s, zone, name, None, None, op).await;
         self.logout(s, name).await;
         out
+    }
+
+    /// A whole change set in one session: one listing of the zone (each RRset
+    /// compared with what was read: a difference is a conflict and nothing is
+    /// sent) and one `updateDnsRecords` holding every name's entries. Whether
+    /// netcup applies that call all or nothing is not documented, so the apply is
+    /// not declared atomic; a failed call reports no name as written, and says
+    /// that some records of it may have been.
+    async fn apply(&self, zone: &Zone, changes: &[TxtChange]) -> Result<(), ApplyError> {
+        for c in changes {
+            if let Some(set) = c.wanted() {
+                check_all(KIND, &self.profile, &c.name, set)
+                    .map_err(ApplyError::nothing_written)?;
+            }
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let op = Operation::Replace;
+        let mut s = self
+            .login(op, &zone.name)
+            .await
+            .map_err(ApplyError::nothing_written)?;
+        let out = self.apply_in(&mut s, zone, changes).await;
+        self.logout(s, &zone.name).await;
+        out.map_err(ApplyError::nothing_written)
     }
 
     /// The write lists the zone's records anyway: the compare with what was read

@@ -384,3 +384,80 @@ async fn the_zone_wide_update_is_real_and_fails_the_test_when_called() {
     let why = why.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(why.contains("updateDnsZone example.com"), "{why}");
 }
+
+#[tokio::test]
+async fn a_change_set_is_one_session_one_listing_and_one_update() {
+    let (fake, p) = setup().await;
+    let zone = p.zone_for(&n("example.com")).unwrap();
+    fake.add_record("example.com", "@", "TXT", "google-site-verification=xyz");
+    fake.add_record("example.com", "@", "TXT", "v=spf1 -all");
+    fake.add_record("example.com", "old._domainkey", "TXT", "v=DKIM1; p=OLD");
+    let names = [
+        n("example.com"),
+        n("_dmarc.example.com"),
+        n("old._domainkey.example.com"),
+    ];
+    let sets = p.read_sets(&zone, &names).await.unwrap();
+    let changes = [
+        TxtChange {
+            name: names[0].clone(),
+            old: sets[&names[0]].clone(),
+            new: Some(set(
+                ZONE_TTL,
+                &["google-site-verification=xyz", "v=spf1 mx -all"],
+            )),
+        },
+        TxtChange {
+            name: names[1].clone(),
+            old: sets[&names[1]].clone(),
+            new: Some(set(ZONE_TTL, &["v=DMARC1; p=none"])),
+        },
+        TxtChange {
+            name: names[2].clone(),
+            old: sets[&names[2]].clone(),
+            new: None,
+        },
+    ];
+    let before = fake.requests().len();
+    p.apply(&zone, &changes).await.unwrap();
+    assert_eq!(
+        fake.actions()[before..],
+        [
+            "login",
+            "infoDnsZone",
+            "infoDnsRecords",
+            "updateDnsRecords",
+            "logout"
+        ]
+    );
+    let apex: Vec<String> = fake
+        .txt("example.com", "@")
+        .into_iter()
+        .map(|r| r.destination)
+        .collect();
+    assert_eq!(apex, ["google-site-verification=xyz", "v=spf1 mx -all"]);
+    assert_eq!(
+        fake.txt("example.com", "_dmarc")[0].destination,
+        "v=DMARC1; p=none"
+    );
+    assert!(fake.txt("example.com", "old._domainkey").is_empty());
+    // Applied again on what is there now: harmless, nothing to send.
+    let sets = p.read_sets(&zone, &names).await.unwrap();
+    let again: Vec<TxtChange> = changes
+        .iter()
+        .map(|c| TxtChange {
+            old: sets[&c.name].clone(),
+            ..c.clone()
+        })
+        .collect();
+    let before = fake.requests().len();
+    p.apply(&zone, &again).await.unwrap();
+    assert!(!fake.actions()[before..].contains(&"updateDnsRecords".to_string()));
+    // A set changed since it was read: a conflict, nothing sent for any name.
+    fake.add_record("example.com", "_dmarc", "TXT", "foreign=1");
+    let before = fake.requests().len();
+    let e = p.apply(&zone, &changes).await.unwrap_err();
+    assert!(e.is_conflict() && e.written.is_empty(), "{e}");
+    assert!(!fake.actions()[before..].contains(&"updateDnsRecords".to_string()));
+    assert_eq!(fake.sessions().2, 0);
+}
