@@ -14,6 +14,7 @@ mod gate;
 mod hosts_porkbun_netcup_ionos;
 mod import_opendkim;
 mod key_floor;
+mod manual_host;
 mod opendkim_signer;
 mod operations;
 mod output;

@@ -13,6 +13,7 @@ pub mod gandi;
 pub mod google;
 pub mod hetzner;
 pub mod ionos;
+pub mod manual;
 pub mod netcup;
 pub mod porkbun;
 pub mod powerdns;
