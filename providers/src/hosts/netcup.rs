@@ -659,6 +659,10 @@ impl Netcup {
             let rel = Self::relative(zone, &c.name, op)?;
             let current: Vec<ListedRecord> =
                 recs.iter().filter(|r| r.hostname == rel).cloned().collect();
+            // Already as wanted (the same change applied before): nothing to send.
+            if changeset::same_content(c.wanted(), set_of(ttl, &current).as_ref()) {
+                continue;
+            }
             if !c.old.unchanged_in(set_of(ttl, &current).as_ref()) {
                 return Err(changeset::conflict(
                     KIND,
@@ -702,6 +706,10 @@ impl Netcup {
         op: Operation,
     ) -> Result<(), Error> {
         let (ttl, current) = self.at_name(s, zone, name, op).await?;
+        // Already as wanted (the same change applied before): nothing to write.
+        if old.is_some() && changeset::same_content(wanted, set_of(ttl, &current).as_ref()) {
+            return Ok(());
+        }
         if let Some(old) = old
             && !old.unchanged_in(set_of(ttl, &current).as_ref())
         {

@@ -538,6 +538,10 @@ impl Provider for Porkbun {
             check_all(KIND, &self.profile, &change.name, set)?;
         }
         let current = self.list(zone, &change.name, op).await?;
+        // Already as wanted (the same change applied before): nothing to write.
+        if changeset::same_content(change.wanted(), set_of(&current).as_ref()) {
+            return Ok(());
+        }
         if !change.old.unchanged_in(set_of(&current).as_ref()) {
             return Err(changeset::conflict(
                 KIND,
