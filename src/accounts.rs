@@ -259,6 +259,9 @@ mod tests {
         fn credential(&self, a: &Account) -> Result<Secret, SecretError> {
             Ok(Secret::new(match a.provider.code() {
                 "rfc2136" => "c2VjcmV0LWtleQ==",
+                // Two-part secrets (`PART1:PART2`).
+                "porkbun" | "netcup" => "key-part:secret-part",
+                "ionos" => "prefix.secret-part",
                 "google" => {
                     let key = crate::keys::PrivateKey::generate(crate::keys::KeySpec::rsa(1024))
                         .expect("test key");

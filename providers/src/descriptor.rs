@@ -144,6 +144,7 @@ impl Descriptor {
             serves_at_once: self.limits.serves_at_once,
             edge_bytes_dropped: self.txt.edge_bytes_dropped.clone(),
             empty_refused: self.txt.empty_refused,
+            publish_delay: self.limits.publish_delay_seconds.map(Duration::from_secs),
         }
     }
 }

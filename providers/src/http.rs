@@ -130,6 +130,14 @@ pub struct Failure<'a> {
 /// Turns a non-success response into the kind and the host's own message.
 pub type ErrorMapper = fn(&Failure<'_>) -> (ErrorKind, String);
 
+/// Finds a failure inside a success answer, for hosts that report errors in the
+/// body of an HTTP 200 (Netcup's CCP API: `"status":"error"`). It must flag only
+/// answers to requests the host did not apply (throttling, a server fault): a
+/// flagged answer of a transient kind ([`ErrorKind::is_transient`]) is retried
+/// like a 429 or 5xx, whatever the request's [`Idempotency`]; any other kind is
+/// returned at once. `None` lets the answer through to the adapter.
+pub type AnswerCheck = fn(&[u8]) -> Option<(ErrorKind, String)>;
+
 /// Default mapping by status, with the body (trimmed) as the message.
 pub fn default_mapper(f: &Failure<'_>) -> (ErrorKind, String) {
     (
@@ -170,6 +178,7 @@ pub struct HttpClient {
     base: Url,
     policy: RetryPolicy,
     mapper: ErrorMapper,
+    check: Option<AnswerCheck>,
     rate_limits: Mutex<RateLimitSeen>,
 }
 
@@ -231,8 +240,16 @@ impl HttpClient {
             base,
             policy,
             mapper,
+            check: None,
             rate_limits: Mutex::new(RateLimitSeen::default()),
         })
+    }
+
+    /// Checks every success answer with `check` ([`AnswerCheck`]).
+    #[must_use]
+    pub fn with_answer_check(mut self, check: AnswerCheck) -> Self {
+        self.check = Some(check);
+        self
     }
 
     /// The underlying client (for adapters that need a second endpoint, e.g. an OAuth token URL).
@@ -302,13 +319,23 @@ impl HttpClient {
                 } => {
                     if status.is_success() {
                         match cut {
-                            None => {
-                                return Ok(Response {
-                                    status,
-                                    headers,
-                                    body,
-                                });
-                            }
+                            None => match self.check.and_then(|check| check(&body)) {
+                                None => {
+                                    return Ok(Response {
+                                        status,
+                                        headers,
+                                        body,
+                                    });
+                                }
+                                Some((kind, message)) => {
+                                    let e = Error::new(self.provider, op, name, kind, message)
+                                        .with_status(status.as_u16());
+                                    if !e.kind.is_transient() || e.kind == ErrorKind::Conflict {
+                                        return Err(e);
+                                    }
+                                    (e, retry_after(&headers))
+                                }
+                            },
                             Some(why) => {
                                 let e = Error::new(
                                     self.provider,

@@ -95,6 +95,10 @@ pub struct Profile {
     pub edge_bytes_dropped: Vec<u8>,
     /// The host refuses an empty value (Bunny DNS, Porkbun, DNSimple).
     pub empty_refused: bool,
+    /// How long the host documents (or is known) to take before its name
+    /// servers serve a change the API accepted (netcup, IONOS, Linode publish on
+    /// a schedule); `None` when it publishes at once or says nothing.
+    pub publish_delay: Option<std::time::Duration>,
 }
 
 impl Default for Profile {
@@ -113,6 +117,7 @@ impl Default for Profile {
             serves_at_once: false,
             edge_bytes_dropped: Vec::new(),
             empty_refused: false,
+            publish_delay: None,
         }
     }
 }

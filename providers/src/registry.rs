@@ -14,15 +14,15 @@ use std::sync::{Arc, OnceLock};
 use crate::descriptor::Descriptor;
 use crate::hosts::{azure, bunny, scaleway};
 use crate::hosts::{
-    cloudflare, desec, digitalocean, exec, gandi, google, hetzner, manual, powerdns, rfc2136,
-    route53, zonefile,
+    cloudflare, desec, digitalocean, exec, gandi, google, hetzner, ionos, manual, netcup, porkbun,
+    powerdns, rfc2136, route53, zonefile,
 };
 use crate::hosts::{linode, ovh, vultr};
 use crate::http::RetryPolicy;
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret};
 
 /// Every host maildns can drive, in the order the README's table lists them.
-pub static HOSTS: [Host; 18] = [
+pub static HOSTS: [Host; 21] = [
     zonefile::HOST,
     powerdns::HOST,
     rfc2136::HOST,
@@ -41,6 +41,9 @@ pub static HOSTS: [Host; 18] = [
     ovh::HOST,
     linode::HOST,
     vultr::HOST,
+    porkbun::HOST,
+    netcup::HOST,
+    ionos::HOST,
 ];
 
 /// The host registered as `kind`.
@@ -135,6 +138,8 @@ pub struct Settings {
     pub application_key: Option<String>,
     /// OVHcloud API endpoint: `ovh-eu` (default), `ovh-ca` or `ovh-us`.
     pub endpoint: Option<String>,
+    /// Netcup customer number (not a secret; the API key and password are).
+    pub customer_number: Option<String>,
 }
 
 impl Settings {
@@ -163,6 +168,7 @@ impl Settings {
             "token_url" => self.token_url.is_some(),
             "application_key" => self.application_key.is_some(),
             "endpoint" => self.endpoint.is_some(),
+            "customer_number" => self.customer_number.is_some(),
             _ => false,
         }
     }

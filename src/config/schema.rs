@@ -78,6 +78,7 @@ pub(super) struct RawAccount {
     pub(super) token_url: Option<String>,
     pub(super) application_key: Option<String>,
     pub(super) endpoint: Option<String>,
+    pub(super) customer_number: Option<String>,
     pub(super) token_env: Option<Spanned<String>>,
     pub(super) token_file: Option<Spanned<String>>,
     // A secret in the config is refused with a pointer to the right place.

@@ -407,6 +407,7 @@ impl Validator<'_> {
             token_url: a.token_url.clone(),
             application_key: a.application_key.clone(),
             endpoint: a.endpoint.clone(),
+            customer_number: a.customer_number.clone(),
         };
         complete &= settings.server.is_some() || a.server.is_none();
         for r in host.required {

@@ -14,6 +14,7 @@ mod faults;
 mod gate;
 mod hosts_linode;
 mod hosts_ovh;
+mod hosts_porkbun_netcup_ionos;
 mod hosts_vultr;
 mod import_opendkim;
 mod key_floor;

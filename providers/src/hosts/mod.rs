@@ -14,9 +14,12 @@ pub mod exec;
 pub mod gandi;
 pub mod google;
 pub mod hetzner;
+pub mod ionos;
 pub mod linode;
 pub mod manual;
+pub mod netcup;
 pub mod ovh;
+pub mod porkbun;
 pub mod powerdns;
 pub mod rfc2136;
 pub mod route53;
@@ -197,5 +200,32 @@ pub(crate) fn pair_rewrites<'d, C>(
         rewrite,
         create: fresh,
         delete,
+    }
+}
+
+/// Splits a secret made of two parts joined by `sep` (Porkbun `APIKEY:SECRETAPIKEY`,
+/// Netcup `APIKEY:APIPASSWORD`, IONOS `prefix.secret`): at the first `sep`, both
+/// parts non-empty.
+///
+/// # Errors
+/// [`crate::ErrorKind::Config`] naming the expected `form`; the message never
+/// quotes the secret.
+pub(crate) fn split_secret(
+    kind: &'static str,
+    secret: &crate::Secret,
+    sep: char,
+    form: &str,
+) -> Result<(crate::Secret, crate::Secret), Error> {
+    match secret.expose().trim().split_once(sep) {
+        Some((a, b)) if !a.is_empty() && !b.is_empty() => {
+            Ok((crate::Secret::new(a), crate::Secret::new(b)))
+        }
+        _ => Err(Error::new(
+            kind,
+            Operation::Authenticate,
+            None,
+            crate::ErrorKind::Config,
+            format!("the secret must be {form}: two non-empty parts joined by '{sep}'"),
+        )),
     }
 }

@@ -29,6 +29,7 @@ fn minimal(h: &Host) -> (Settings, Credential) {
             "subscription_id" => s.subscription_id = Some("s-1".into()),
             "resource_group" => s.resource_group = Some("rg".into()),
             "application_key" => s.application_key = Some("ak".into()),
+            "customer_number" => s.customer_number = Some("123456".into()),
             other => panic!("{}: no minimal value for required {other}", h.kind),
         }
         assert!(s.is_set(r.key), "{}: {} is a Settings field", h.kind, r.key);
@@ -47,6 +48,13 @@ fn minimal(h: &Host) -> (Settings, Credential) {
         )),
         // Two secret parts joined by ':' (OVH's APPLICATION_SECRET:CONSUMER_KEY).
         CredentialKind::Secret if h.kind == "ovh" => Credential::Secret(Secret::new("as:ck")),
+        // Hosts whose secret is two parts (`PART1:PART2`).
+        CredentialKind::Secret if ["porkbun", "netcup"].contains(&h.kind) => {
+            Credential::Secret(Secret::new("key-part:secret-part"))
+        }
+        CredentialKind::Secret if h.kind == "ionos" => {
+            Credential::Secret(Secret::new("prefix.secret-part"))
+        }
         CredentialKind::Secret => Credential::Secret(Secret::new("c2VjcmV0LWtleQ==")),
     };
     (s, cred)
@@ -98,7 +106,10 @@ fn every_registered_kind_builds_from_minimal_settings_with_its_descriptors_profi
             "bunny",
             "ovh",
             "linode",
-            "vultr"
+            "vultr",
+            "porkbun",
+            "netcup",
+            "ionos"
         ]
     );
     assert_eq!(host("nosuchhost"), None);
@@ -119,8 +130,8 @@ fn a_required_setting_left_out_is_a_config_error() {
         checked += 1;
     }
     assert_eq!(
-        checked, 6,
-        "zonefile, powerdns, rfc2136, exec, azure and ovh need settings"
+        checked, 7,
+        "zonefile, powerdns, rfc2136, exec, azure, ovh and netcup (customer_number) need settings"
     );
     // A credential of the wrong kind is refused, not unwrapped.
     let e = match (registry::host("cloudflare").unwrap().connect)(

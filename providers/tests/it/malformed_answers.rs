@@ -545,3 +545,98 @@ async fn bunny_zone_without_records_is_a_protocol_error_and_nothing_is_written()
     )
     .await;
 }
+
+#[tokio::test]
+async fn ionos_unquoted_content_is_a_protocol_error_and_nothing_is_written() {
+    use maildns_providers::hosts::ionos::{Config, Ionos};
+    use maildns_testkit::fakes::ionos::FakeIonos;
+    let fake = FakeIonos::start("p.s").await;
+    fake.add_zone("example.com");
+    let make = |url: &str| {
+        let mut c = Config::new(maildns_providers::Secret::new("p.s"));
+        c.base_url = url.to_string();
+        Ionos::new(c, RetryPolicy::fast()).unwrap()
+    };
+    // IONOS always answers TXT content quoted: unquoted content is not its format.
+    let unquoted = json_rewrite(|v| each_string(v, "content", &unquote));
+    assert_malformed_refused(
+        make,
+        &fake.url,
+        || fake.writes().len(),
+        300,
+        vec![(unquoted, "is not quoted as IONOS quotes it")],
+        ThroughProxy::ReadAndWrite,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn porkbun_answer_without_records_is_a_protocol_error_and_nothing_is_written() {
+    use maildns_providers::hosts::porkbun::{Config, Porkbun};
+    use maildns_testkit::fakes::porkbun::FakePorkbun;
+    let fake = FakePorkbun::start("pk1_t", "sk1_t").await;
+    fake.add_domain("example.com", true);
+    let make = |url: &str| {
+        let mut c = Config::from_secret(&maildns_providers::Secret::new("pk1_t:sk1_t")).unwrap();
+        c.base_url = url.to_string();
+        Porkbun::new(c, RetryPolicy::fast()).unwrap()
+    };
+    let renamed = json_rewrite(|v| {
+        if let Some(m) = v.as_object_mut()
+            && let Some(list) = m.remove("records")
+        {
+            m.insert("dnsRecords".into(), list);
+        }
+    });
+    let writes = || {
+        fake.requests()
+            .iter()
+            .filter(|r| r.path.contains("/dns/create/") || r.path.contains("/dns/delete/"))
+            .count()
+    };
+    assert_malformed_refused(
+        make,
+        &fake.url,
+        writes,
+        600,
+        vec![(renamed, "no records list")],
+        ThroughProxy::ReadAndWrite,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn netcup_answer_without_dnsrecords_is_a_protocol_error_and_nothing_is_written() {
+    use maildns_providers::hosts::netcup::{Config, Netcup};
+    use maildns_testkit::fakes::netcup::FakeNetcup;
+    let fake = FakeNetcup::start("123456", "k", "p").await;
+    fake.add_zone("example.com", 300);
+    let make = |url: &str| {
+        let mut c =
+            Config::from_secret("123456".into(), &maildns_providers::Secret::new("k:p")).unwrap();
+        c.endpoint = url.to_string();
+        Netcup::new(c, RetryPolicy::fast()).unwrap()
+    };
+    let renamed = json_rewrite(|v| {
+        if let Some(m) = v["responsedata"].as_object_mut()
+            && let Some(list) = m.remove("dnsrecords")
+        {
+            m.insert("records".into(), list);
+        }
+    });
+    let writes = || {
+        fake.actions()
+            .iter()
+            .filter(|a| *a == "updateDnsRecords")
+            .count()
+    };
+    assert_malformed_refused(
+        make,
+        &fake.url,
+        writes,
+        300,
+        vec![(renamed, "missing field `dnsrecords`")],
+        ThroughProxy::ReadAndWrite,
+    )
+    .await;
+}
