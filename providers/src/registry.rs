@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use crate::descriptor::Descriptor;
+use crate::hosts::dnsimple;
 use crate::hosts::{
     cloudflare, desec, digitalocean, gandi, google, hetzner, powerdns, rfc2136, route53, zonefile,
 };
@@ -19,7 +20,7 @@ use crate::http::RetryPolicy;
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret};
 
 /// Every host maildns can drive, in the order the README's table lists them.
-pub static HOSTS: [Host; 10] = [
+pub static HOSTS: [Host; 11] = [
     zonefile::HOST,
     powerdns::HOST,
     rfc2136::HOST,
@@ -30,6 +31,7 @@ pub static HOSTS: [Host; 10] = [
     gandi::HOST,
     desec::HOST,
     google::HOST,
+    dnsimple::HOST,
 ];
 
 /// The host registered as `kind`.
@@ -98,6 +100,8 @@ pub struct Settings {
     pub project: Option<String>,
     /// Wait for Route 53 changes to reach INSYNC (default: no).
     pub wait_insync: Option<bool>,
+    /// DNSimple numeric account id (default: the account token's, from `/whoami`).
+    pub account_id: Option<String>,
 }
 
 impl Settings {
@@ -113,6 +117,7 @@ impl Settings {
             "algorithm" => self.algorithm.is_some(),
             "project" => self.project.is_some(),
             "wait_insync" => self.wait_insync.is_some(),
+            "account_id" => self.account_id.is_some(),
             _ => false,
         }
     }

@@ -52,6 +52,7 @@ pub(super) struct RawAccount {
     pub(super) algorithm: Option<Spanned<String>>,
     pub(super) project: Option<String>,
     pub(super) wait_insync: Option<bool>,
+    pub(super) account_id: Option<toml::Value>,
     pub(super) token_env: Option<Spanned<String>>,
     pub(super) token_file: Option<Spanned<String>>,
     // A secret in the config is refused with a pointer to the right place.

@@ -296,6 +296,10 @@ impl Validator<'_> {
             algorithm,
             project: a.project.clone(),
             wait_insync: a.wait_insync,
+            account_id: a.account_id.as_ref().map(|v| match v {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }),
         };
         complete &= settings.server.is_some() || a.server.is_none();
         for r in host.required {

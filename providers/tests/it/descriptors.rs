@@ -82,7 +82,8 @@ fn every_registered_kind_builds_from_minimal_settings_with_its_descriptors_profi
             "hetzner",
             "gandi",
             "desec",
-            "google"
+            "google",
+            "dnsimple"
         ]
     );
     assert_eq!(host("nosuchhost"), None);

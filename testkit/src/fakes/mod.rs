@@ -6,6 +6,7 @@ pub mod cloudflare;
 mod common;
 pub mod desec;
 pub mod digitalocean;
+pub mod dnsimple;
 pub mod fault;
 pub mod gandi;
 pub mod google;
@@ -13,5 +14,6 @@ pub mod hetzner;
 pub mod kit;
 pub mod quirky;
 pub mod route53;
+pub mod tripwire;
 
 pub use common::Recorded;
