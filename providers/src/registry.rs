@@ -13,6 +13,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::descriptor::Descriptor;
 use crate::hosts::dnsimple;
+use crate::hosts::namecheap;
 use crate::hosts::{
     cloudflare, desec, digitalocean, gandi, google, hetzner, powerdns, rfc2136, route53, zonefile,
 };
@@ -20,7 +21,7 @@ use crate::http::RetryPolicy;
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret};
 
 /// Every host maildns can drive, in the order the README's table lists them.
-pub static HOSTS: [Host; 11] = [
+pub static HOSTS: [Host; 12] = [
     zonefile::HOST,
     powerdns::HOST,
     rfc2136::HOST,
@@ -32,6 +33,7 @@ pub static HOSTS: [Host; 11] = [
     desec::HOST,
     google::HOST,
     dnsimple::HOST,
+    namecheap::HOST,
 ];
 
 /// The host registered as `kind`.
@@ -102,6 +104,14 @@ pub struct Settings {
     pub wait_insync: Option<bool>,
     /// DNSimple numeric account id (default: the account token's, from `/whoami`).
     pub account_id: Option<String>,
+    /// Namecheap `ApiUser`.
+    pub api_user: Option<String>,
+    /// Namecheap `UserName` (default: `api_user`).
+    pub username: Option<String>,
+    /// Namecheap `ClientIp`: the whitelisted IPv4 address requests come from.
+    pub client_ip: Option<String>,
+    /// Namecheap: allow writes, each of which replaces the domain's whole host list.
+    pub replace_whole_host_list: Option<bool>,
 }
 
 impl Settings {
@@ -118,6 +128,10 @@ impl Settings {
             "project" => self.project.is_some(),
             "wait_insync" => self.wait_insync.is_some(),
             "account_id" => self.account_id.is_some(),
+            "api_user" => self.api_user.is_some(),
+            "username" => self.username.is_some(),
+            "client_ip" => self.client_ip.is_some(),
+            "replace_whole_host_list" => self.replace_whole_host_list.is_some(),
             _ => false,
         }
     }

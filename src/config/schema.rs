@@ -53,6 +53,10 @@ pub(super) struct RawAccount {
     pub(super) project: Option<String>,
     pub(super) wait_insync: Option<bool>,
     pub(super) account_id: Option<toml::Value>,
+    pub(super) api_user: Option<String>,
+    pub(super) username: Option<String>,
+    pub(super) client_ip: Option<String>,
+    pub(super) replace_whole_host_list: Option<bool>,
     pub(super) token_env: Option<Spanned<String>>,
     pub(super) token_file: Option<Spanned<String>>,
     // A secret in the config is refused with a pointer to the right place.

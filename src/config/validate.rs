@@ -300,6 +300,10 @@ impl Validator<'_> {
                 toml::Value::String(s) => s.clone(),
                 other => other.to_string(),
             }),
+            api_user: a.api_user.clone(),
+            username: a.username.clone(),
+            client_ip: a.client_ip.clone(),
+            replace_whole_host_list: a.replace_whole_host_list,
         };
         complete &= settings.server.is_some() || a.server.is_none();
         for r in host.required {

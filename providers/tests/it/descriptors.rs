@@ -23,6 +23,8 @@ fn minimal(h: &Host) -> (Settings, Credential) {
             "base_url" => s.base_url = Some("http://127.0.0.1:9/api/v1".into()),
             "server" => s.server = Some("127.0.0.1:53".parse().unwrap()),
             "key_name" => s.key_name = Some("maildns".into()),
+            "api_user" => s.api_user = Some("alice".into()),
+            "client_ip" => s.client_ip = Some("203.0.113.7".into()),
             other => panic!("{}: no minimal value for required {other}", h.kind),
         }
         assert!(s.is_set(r.key), "{}: {} is a Settings field", h.kind, r.key);
@@ -83,7 +85,8 @@ fn every_registered_kind_builds_from_minimal_settings_with_its_descriptors_profi
             "gandi",
             "desec",
             "google",
-            "dnsimple"
+            "dnsimple",
+            "namecheap"
         ]
     );
     assert_eq!(host("nosuchhost"), None);
@@ -103,7 +106,10 @@ fn a_required_setting_left_out_is_a_config_error() {
         assert_eq!(e.provider, h.kind);
         checked += 1;
     }
-    assert_eq!(checked, 3, "zonefile, powerdns and rfc2136 need settings");
+    assert_eq!(
+        checked, 4,
+        "zonefile, powerdns, rfc2136 and namecheap need settings"
+    );
     // A credential of the wrong kind is refused, not unwrapped.
     let e = match (registry::host("cloudflare").unwrap().connect)(
         &Settings::default(),

@@ -11,6 +11,7 @@ mod gandi;
 mod google;
 mod hetzner;
 mod malformed_answers;
+mod namecheap;
 mod powerdns;
 mod rfc2136;
 mod route53;

@@ -12,6 +12,7 @@ pub mod gandi;
 pub mod google;
 pub mod hetzner;
 pub mod kit;
+pub mod namecheap;
 pub mod quirky;
 pub mod route53;
 pub mod tripwire;
