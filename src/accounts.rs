@@ -228,6 +228,7 @@ mod tests {
                         .to_string(),
                     ));
                 }
+                "godaddy" => "key:secret",
                 _ => "token",
             }))
         }

@@ -13,6 +13,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::descriptor::Descriptor;
 use crate::hosts::dnsimple;
+use crate::hosts::godaddy;
 use crate::hosts::namecheap;
 use crate::hosts::{
     cloudflare, desec, digitalocean, gandi, google, hetzner, powerdns, rfc2136, route53, zonefile,
@@ -21,7 +22,7 @@ use crate::http::RetryPolicy;
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret};
 
 /// Every host maildns can drive, in the order the README's table lists them.
-pub static HOSTS: [Host; 12] = [
+pub static HOSTS: [Host; 13] = [
     zonefile::HOST,
     powerdns::HOST,
     rfc2136::HOST,
@@ -34,6 +35,7 @@ pub static HOSTS: [Host; 12] = [
     google::HOST,
     dnsimple::HOST,
     namecheap::HOST,
+    godaddy::HOST,
 ];
 
 /// The host registered as `kind`.

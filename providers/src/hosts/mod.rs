@@ -10,6 +10,7 @@ pub mod desec;
 pub mod digitalocean;
 pub mod dnsimple;
 pub mod gandi;
+pub mod godaddy;
 pub mod google;
 pub mod hetzner;
 pub mod namecheap;

@@ -41,6 +41,9 @@ fn minimal(h: &Host) -> (Settings, Credential) {
             TestServiceAccount::generate("a@p.iam.gserviceaccount.com", 1024)
                 .json("p", "https://oauth2.googleapis.com/token"),
         )),
+        CredentialKind::Secret if h.kind == "godaddy" => {
+            Credential::Secret(Secret::new("key:secret"))
+        }
         CredentialKind::Secret => Credential::Secret(Secret::new("c2VjcmV0LWtleQ==")),
     };
     (s, cred)
@@ -86,7 +89,8 @@ fn every_registered_kind_builds_from_minimal_settings_with_its_descriptors_profi
             "desec",
             "google",
             "dnsimple",
-            "namecheap"
+            "namecheap",
+            "godaddy"
         ]
     );
     assert_eq!(host("nosuchhost"), None);

@@ -8,6 +8,7 @@ mod desec;
 mod digitalocean;
 mod dnsimple;
 mod gandi;
+mod godaddy;
 mod google;
 mod hetzner;
 mod malformed_answers;

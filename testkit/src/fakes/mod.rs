@@ -9,6 +9,7 @@ pub mod digitalocean;
 pub mod dnsimple;
 pub mod fault;
 pub mod gandi;
+pub mod godaddy;
 pub mod google;
 pub mod hetzner;
 pub mod kit;
