@@ -296,6 +296,16 @@ impl Validator<'_> {
             algorithm,
             project: a.project.clone(),
             wait_insync: a.wait_insync,
+            command: a.command.clone(),
+            timeout: a.timeout.as_ref().map(|_| {
+                self.positive_duration(
+                    &a.timeout,
+                    &format!("{key}.timeout"),
+                    maildns_providers::hosts::exec::DEFAULT_TIMEOUT,
+                )
+            }),
+            atomic: a.atomic,
+            compare_and_swap: a.compare_and_swap,
             account_id: a.account_id.as_ref().map(|v| match v {
                 toml::Value::String(s) => s.clone(),
                 other => other.to_string(),

@@ -9,6 +9,7 @@ pub mod cloudflare;
 pub mod desec;
 pub mod digitalocean;
 pub mod dnsimple;
+pub mod exec;
 pub mod gandi;
 pub mod godaddy;
 pub mod google;

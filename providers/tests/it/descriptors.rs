@@ -23,6 +23,7 @@ fn minimal(h: &Host) -> (Settings, Credential) {
             "base_url" => s.base_url = Some("http://127.0.0.1:9/api/v1".into()),
             "server" => s.server = Some("127.0.0.1:53".parse().unwrap()),
             "key_name" => s.key_name = Some("maildns".into()),
+            "command" => s.command = Some(vec!["/usr/local/bin/dns-host".into()]),
             "api_user" => s.api_user = Some("alice".into()),
             "client_ip" => s.client_ip = Some("203.0.113.7".into()),
             other => panic!("{}: no minimal value for required {other}", h.kind),
@@ -88,6 +89,7 @@ fn every_registered_kind_builds_from_minimal_settings_with_its_descriptors_profi
             "gandi",
             "desec",
             "google",
+            "exec",
             "dnsimple",
             "namecheap",
             "godaddy"
@@ -111,8 +113,8 @@ fn a_required_setting_left_out_is_a_config_error() {
         checked += 1;
     }
     assert_eq!(
-        checked, 4,
-        "zonefile, powerdns, rfc2136 and namecheap need settings"
+        checked, 5,
+        "zonefile, powerdns, rfc2136, exec and namecheap need settings"
     );
     // A credential of the wrong kind is refused, not unwrapped.
     let e = match (registry::host("cloudflare").unwrap().connect)(

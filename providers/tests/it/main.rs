@@ -7,6 +7,7 @@ mod descriptors;
 mod desec;
 mod digitalocean;
 mod dnsimple;
+mod exec;
 mod gandi;
 mod godaddy;
 mod google;
