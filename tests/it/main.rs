@@ -18,6 +18,7 @@ mod operations;
 mod output;
 mod plan_ttl;
 mod propagation;
+mod publish_dnsimple_namecheap_godaddy;
 mod publish_servers;
 mod readback;
 mod rotation;
