@@ -16,14 +16,14 @@ use crate::hosts::dnsimple;
 use crate::hosts::godaddy;
 use crate::hosts::namecheap;
 use crate::hosts::{
-    cloudflare, desec, digitalocean, exec, gandi, google, hetzner, powerdns, rfc2136, route53,
-    zonefile,
+    cloudflare, desec, digitalocean, exec, gandi, google, hetzner, manual, powerdns, rfc2136,
+    route53, zonefile,
 };
 use crate::http::RetryPolicy;
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret};
 
 /// Every host maildns can drive, in the order the README's table lists them.
-pub static HOSTS: [Host; 14] = [
+pub static HOSTS: [Host; 15] = [
     zonefile::HOST,
     powerdns::HOST,
     rfc2136::HOST,
@@ -35,6 +35,7 @@ pub static HOSTS: [Host; 14] = [
     desec::HOST,
     google::HOST,
     exec::HOST,
+    manual::HOST,
     dnsimple::HOST,
     namecheap::HOST,
     godaddy::HOST,
@@ -114,6 +115,10 @@ pub struct Settings {
     pub atomic: Option<bool>,
     /// The exec host's program refuses a change whose old set it no longer holds.
     pub compare_and_swap: Option<bool>,
+    /// The manual host's form for values (default one string).
+    pub value_form: Option<manual::ValueForm>,
+    /// The manual host's notify command (program and arguments, no shell).
+    pub notify: Option<Vec<String>>,
     /// DNSimple numeric account id (default: the account token's, from `/whoami`).
     pub account_id: Option<String>,
     /// Namecheap `ApiUser`.
@@ -143,6 +148,8 @@ impl Settings {
             "timeout" => self.timeout.is_some(),
             "atomic" => self.atomic.is_some(),
             "compare_and_swap" => self.compare_and_swap.is_some(),
+            "value_form" => self.value_form.is_some(),
+            "notify" => self.notify.is_some(),
             "account_id" => self.account_id.is_some(),
             "api_user" => self.api_user.is_some(),
             "username" => self.username.is_some(),

@@ -56,6 +56,8 @@ pub(super) struct RawAccount {
     pub(super) timeout: Option<Spanned<String>>,
     pub(super) atomic: Option<bool>,
     pub(super) compare_and_swap: Option<bool>,
+    pub(super) value_form: Option<Spanned<String>>,
+    pub(super) notify: Option<Vec<String>>,
     pub(super) account_id: Option<toml::Value>,
     pub(super) api_user: Option<String>,
     pub(super) username: Option<String>,

@@ -574,6 +574,7 @@ impl Provider for Dnsimple {
         ApplyTraits {
             atomic: self.batch.load(Ordering::Relaxed) != BATCH_NO,
             compare_and_swap: false,
+            deferred: false,
         }
     }
 

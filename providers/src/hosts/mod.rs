@@ -14,6 +14,7 @@ pub mod gandi;
 pub mod godaddy;
 pub mod google;
 pub mod hetzner;
+pub mod manual;
 pub mod namecheap;
 pub mod powerdns;
 pub mod rfc2136;

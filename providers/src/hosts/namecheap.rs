@@ -820,6 +820,7 @@ impl Provider for Namecheap {
         ApplyTraits {
             atomic: true,
             compare_and_swap: false,
+            deferred: false,
         }
     }
 

@@ -90,6 +90,7 @@ fn every_registered_kind_builds_from_minimal_settings_with_its_descriptors_profi
             "desec",
             "google",
             "exec",
+            "manual",
             "dnsimple",
             "namecheap",
             "godaddy"
