@@ -670,10 +670,12 @@ impl Provider for Dnsimple {
             let rel =
                 relative(zone, &c.name, c.operation()).map_err(ApplyError::nothing_written)?;
             let now = by_name.get(&rel).map(Vec::as_slice).unwrap_or_default();
-            if !c
-                .old
-                .unchanged_in(set_of(&now.iter().collect::<Vec<_>>()).as_ref())
-            {
+            let now_set = set_of(&now.iter().collect::<Vec<_>>());
+            // Already as wanted (the same change applied before): nothing to write.
+            if crate::changeset::same_content(c.wanted(), now_set.as_ref()) {
+                continue;
+            }
+            if !c.old.unchanged_in(now_set.as_ref()) {
                 return Err(ApplyError::nothing_written(conflict(
                     KIND,
                     c.operation(),

@@ -353,6 +353,10 @@ impl GoDaddy {
         let lock = domain_lock(&zone.name);
         let _guard = lock.lock().await;
         let now = self.read(zone, name, Operation::Read).await?;
+        // Already as wanted (the same change applied before): nothing to write.
+        if same_content(now.as_ref(), wanted.as_ref()) {
+            return Ok(());
+        }
         if let Some(old) = old
             && !old.unchanged_in(now.as_ref())
         {
@@ -362,9 +366,6 @@ impl GoDaddy {
                 name,
                 "the TXT RRset changed since it was read",
             ));
-        }
-        if same_content(now.as_ref(), wanted.as_ref()) {
-            return Ok(());
         }
         let path = Self::path(zone, &rel);
         match &wanted {

@@ -717,9 +717,13 @@ impl Namecheap {
             .get_hosts(zone, Operation::Read)
             .await
             .map_err(ApplyError::nothing_written)?;
-        for ((name, old, _), w) in changes.iter().zip(&wants) {
+        for ((name, old, set), w) in changes.iter().zip(&wants) {
+            let now = txt_set(&list, &w.rel);
+            // Already as wanted (the same change applied before): no conflict.
+            let wanted = set.as_ref().filter(|s| !s.records.is_empty());
             if let Some(old) = old
-                && !old.unchanged_in(txt_set(&list, &w.rel).as_ref())
+                && !crate::changeset::same_content(wanted, now.as_ref())
+                && !old.unchanged_in(now.as_ref())
             {
                 return Err(ApplyError::nothing_written(conflict(
                     KIND,
