@@ -179,6 +179,18 @@ pub fn help_for(account: &Account, kind: &ErrorKind) -> Option<String> {
 }
 
 fn helped(account: &Account, e: ProviderError) -> ProviderError {
+    use maildns_providers::hosts::namecheap;
+    if e.provider == namecheap::KIND
+        && e.kind == ErrorKind::Config
+        && e.message.contains(namecheap::OPT_IN_SETTING)
+    {
+        return e.with_help(format!(
+            "account '{}' does not allow it: add {} = true to [accounts.{}] only if every write may rewrite the domain's whole host list at Namecheap",
+            account.name,
+            namecheap::OPT_IN_SETTING,
+            account.name
+        ));
+    }
     match help_for(account, &e.kind) {
         Some(h) => e.with_help(h),
         None => e,
@@ -260,7 +272,7 @@ mod tests {
             Ok(Secret::new(match a.provider.code() {
                 "rfc2136" => "c2VjcmV0LWtleQ==",
                 // Two-part secrets (`PART1:PART2`).
-                "porkbun" | "netcup" => "key-part:secret-part",
+                "porkbun" | "netcup" | "ovh" => "key-part:secret-part",
                 "ionos" => "prefix.secret-part",
                 "google" => {
                     let key = crate::keys::PrivateKey::generate(crate::keys::KeySpec::rsa(1024))
@@ -273,6 +285,7 @@ mod tests {
                         .to_string(),
                     ));
                 }
+                "godaddy" => "key:secret",
                 _ => "token",
             }))
         }
@@ -366,6 +379,39 @@ mod tests {
             }
         );
         assert_eq!(p.zone_for(&zone[0]).map(|z| z.name), Some(zone[0].clone()));
+    }
+
+    #[tokio::test]
+    async fn a_namecheap_write_without_the_opt_in_names_the_account_and_the_setting() {
+        let a = account_from(
+            "provider = \"namecheap\"\napi_user = \"alice\"\nclient_ip = \"203.0.113.7\"",
+        );
+        let zone = Fqdn::parse("example.com").unwrap();
+        let p = connect(&a, std::slice::from_ref(&zone), &Fixed, RetryPolicy::fast()).unwrap();
+        let z = p.zone_for(&zone).unwrap_or(Zone {
+            name: zone.clone(),
+            id: zone.to_string(),
+        });
+        let set = TxtSet {
+            ttl: 1800,
+            records: vec![maildns_providers::TxtRecord::from_value("v=spf1 -all")],
+        };
+        let e = p
+            .replace_txt(&z, &zone, &set)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("account 'a'")
+                && e.contains("replace_whole_host_list = true to [accounts.a]")
+                && e.contains("whole host list"),
+            "{e}"
+        );
+        // With the opt-in the account is accepted as configured.
+        let a = account_from(
+            "provider = \"namecheap\"\napi_user = \"alice\"\nclient_ip = \"203.0.113.7\"\nreplace_whole_host_list = true",
+        );
+        assert_eq!(a.provider.settings.replace_whole_host_list, Some(true));
     }
 
     #[test]

@@ -12,6 +12,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use crate::descriptor::Descriptor;
+use crate::hosts::dnsimple;
+use crate::hosts::godaddy;
+use crate::hosts::namecheap;
 use crate::hosts::{azure, bunny, scaleway};
 use crate::hosts::{
     cloudflare, desec, digitalocean, exec, gandi, google, hetzner, ionos, manual, netcup, porkbun,
@@ -22,7 +25,7 @@ use crate::http::RetryPolicy;
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret};
 
 /// Every host maildns can drive, in the order the README's table lists them.
-pub static HOSTS: [Host; 21] = [
+pub static HOSTS: [Host; 24] = [
     zonefile::HOST,
     powerdns::HOST,
     rfc2136::HOST,
@@ -44,6 +47,9 @@ pub static HOSTS: [Host; 21] = [
     porkbun::HOST,
     netcup::HOST,
     ionos::HOST,
+    dnsimple::HOST,
+    namecheap::HOST,
+    godaddy::HOST,
 ];
 
 /// The host registered as `kind`.
@@ -140,6 +146,16 @@ pub struct Settings {
     pub endpoint: Option<String>,
     /// Netcup customer number (not a secret; the API key and password are).
     pub customer_number: Option<String>,
+    /// DNSimple numeric account id (default: the account token's, from `/whoami`).
+    pub account_id: Option<String>,
+    /// Namecheap `ApiUser`.
+    pub api_user: Option<String>,
+    /// Namecheap `UserName` (default: `api_user`).
+    pub username: Option<String>,
+    /// Namecheap `ClientIp`: the whitelisted IPv4 address requests come from.
+    pub client_ip: Option<String>,
+    /// Namecheap: allow writes, each of which replaces the domain's whole host list.
+    pub replace_whole_host_list: Option<bool>,
 }
 
 impl Settings {
@@ -169,6 +185,11 @@ impl Settings {
             "application_key" => self.application_key.is_some(),
             "endpoint" => self.endpoint.is_some(),
             "customer_number" => self.customer_number.is_some(),
+            "account_id" => self.account_id.is_some(),
+            "api_user" => self.api_user.is_some(),
+            "username" => self.username.is_some(),
+            "client_ip" => self.client_ip.is_some(),
+            "replace_whole_host_list" => self.replace_whole_host_list.is_some(),
             _ => false,
         }
     }

@@ -79,6 +79,11 @@ pub(super) struct RawAccount {
     pub(super) application_key: Option<String>,
     pub(super) endpoint: Option<String>,
     pub(super) customer_number: Option<String>,
+    pub(super) account_id: Option<toml::Value>,
+    pub(super) api_user: Option<String>,
+    pub(super) username: Option<String>,
+    pub(super) client_ip: Option<String>,
+    pub(super) replace_whole_host_list: Option<bool>,
     pub(super) token_env: Option<Spanned<String>>,
     pub(super) token_file: Option<Spanned<String>>,
     // A secret in the config is refused with a pointer to the right place.

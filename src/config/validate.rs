@@ -408,6 +408,14 @@ impl Validator<'_> {
             application_key: a.application_key.clone(),
             endpoint: a.endpoint.clone(),
             customer_number: a.customer_number.clone(),
+            account_id: a.account_id.as_ref().map(|v| match v {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }),
+            api_user: a.api_user.clone(),
+            username: a.username.clone(),
+            client_ip: a.client_ip.clone(),
+            replace_whole_host_list: a.replace_whole_host_list,
         };
         complete &= settings.server.is_some() || a.server.is_none();
         for r in host.required {

@@ -25,6 +25,7 @@ mod output;
 mod pg_state;
 mod plan_ttl;
 mod propagation;
+mod publish_dnsimple_namecheap_godaddy;
 mod publish_servers;
 mod readback;
 mod replicas;

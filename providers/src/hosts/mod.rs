@@ -10,13 +10,16 @@ pub mod bunny;
 pub mod cloudflare;
 pub mod desec;
 pub mod digitalocean;
+pub mod dnsimple;
 pub mod exec;
 pub mod gandi;
+pub mod godaddy;
 pub mod google;
 pub mod hetzner;
 pub mod ionos;
 pub mod linode;
 pub mod manual;
+pub mod namecheap;
 pub mod netcup;
 pub mod ovh;
 pub mod porkbun;
@@ -227,5 +230,75 @@ pub(crate) fn split_secret(
             crate::ErrorKind::Config,
             format!("the secret must be {form}: two non-empty parts joined by '{sep}'"),
         )),
+    }
+}
+
+/// The joined value of TXT content a host gives in quoted zone-file form
+/// (`"part1" "part2"`, `\X` and `\DDD` escapes), accepting quoted strings longer
+/// than 255 bytes (hosts that quote a long value as one string do so); `None`
+/// when it is not only quoted strings separated by blanks.
+pub(crate) fn joined_quoted(text: &str) -> Option<Vec<u8>> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    let mut strings = 0usize;
+    while i < b.len() {
+        match b[i] {
+            b' ' | b'\t' => i += 1,
+            b'"' => {
+                i += 1;
+                strings += 1;
+                loop {
+                    let c = *b.get(i)?;
+                    match c {
+                        b'"' => {
+                            i += 1;
+                            break;
+                        }
+                        b'\\' => {
+                            let n = *b.get(i + 1)?;
+                            if n.is_ascii_digit() {
+                                let d = b.get(i + 1..i + 4)?;
+                                if !d.iter().all(u8::is_ascii_digit) {
+                                    return None;
+                                }
+                                let v: u32 = std::str::from_utf8(d).ok()?.parse().ok()?;
+                                out.push(u8::try_from(v).ok()?);
+                                i += 4;
+                            } else {
+                                out.push(n);
+                                i += 2;
+                            }
+                        }
+                        _ => {
+                            out.push(c);
+                            i += 1;
+                        }
+                    }
+                }
+                // Strings are separated by blanks.
+                if b.get(i).is_some_and(|c| *c != b' ' && *c != b'\t') {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+    (strings > 0).then_some(out)
+}
+
+#[cfg(test)]
+mod joined_quoted_tests {
+    use super::joined_quoted;
+
+    #[test]
+    fn joins_quoted_strings_and_refuses_anything_else() {
+        assert_eq!(joined_quoted(r#""a\"b" "c\\d\065""#).unwrap(), b"a\"bc\\dA");
+        let long = format!("\"{}\"", "x".repeat(300));
+        assert_eq!(joined_quoted(&long).unwrap().len(), 300);
+        assert_eq!(joined_quoted(r#""""#).unwrap(), b"");
+        for bad in ["", "abc", r#""abc"#, r#""a"b"#, r#""a\"#, r#""\25x""#] {
+            assert_eq!(joined_quoted(bad), None, "{bad}");
+        }
     }
 }

@@ -30,6 +30,8 @@ fn minimal(h: &Host) -> (Settings, Credential) {
             "resource_group" => s.resource_group = Some("rg".into()),
             "application_key" => s.application_key = Some("ak".into()),
             "customer_number" => s.customer_number = Some("123456".into()),
+            "api_user" => s.api_user = Some("alice".into()),
+            "client_ip" => s.client_ip = Some("203.0.113.7".into()),
             other => panic!("{}: no minimal value for required {other}", h.kind),
         }
         assert!(s.is_set(r.key), "{}: {} is a Settings field", h.kind, r.key);
@@ -54,6 +56,9 @@ fn minimal(h: &Host) -> (Settings, Credential) {
         }
         CredentialKind::Secret if h.kind == "ionos" => {
             Credential::Secret(Secret::new("prefix.secret-part"))
+        }
+        CredentialKind::Secret if h.kind == "godaddy" => {
+            Credential::Secret(Secret::new("key:secret"))
         }
         CredentialKind::Secret => Credential::Secret(Secret::new("c2VjcmV0LWtleQ==")),
     };
@@ -109,7 +114,10 @@ fn every_registered_kind_builds_from_minimal_settings_with_its_descriptors_profi
             "vultr",
             "porkbun",
             "netcup",
-            "ionos"
+            "ionos",
+            "dnsimple",
+            "namecheap",
+            "godaddy"
         ]
     );
     assert_eq!(host("nosuchhost"), None);
@@ -130,8 +138,8 @@ fn a_required_setting_left_out_is_a_config_error() {
         checked += 1;
     }
     assert_eq!(
-        checked, 7,
-        "zonefile, powerdns, rfc2136, exec, azure, ovh and netcup (customer_number) need settings"
+        checked, 8,
+        "zonefile, powerdns, rfc2136, exec, azure, ovh, netcup (customer_number) and namecheap need settings"
     );
     // A credential of the wrong kind is refused, not unwrapped.
     let e = match (registry::host("cloudflare").unwrap().connect)(

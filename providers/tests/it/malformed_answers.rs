@@ -640,3 +640,116 @@ async fn netcup_answer_without_dnsrecords_is_a_protocol_error_and_nothing_is_wri
     )
     .await;
 }
+
+#[tokio::test]
+async fn dnsimple_unterminated_content_and_a_missing_list_are_protocol_errors() {
+    use maildns_providers::hosts::dnsimple::{Config, Dnsimple};
+    use maildns_testkit::fakes::dnsimple::FakeDnsimple;
+    let fake = FakeDnsimple::start("t", 1010).await;
+    fake.add_zone("example.com");
+    let make = |url: &str| {
+        let mut c = Config::new(maildns_providers::Secret::new("t"));
+        c.base_url = url.to_string();
+        c.account_id = Some(1010);
+        Dnsimple::new(c, RetryPolicy::fast()).unwrap()
+    };
+    // Quoted content that never closes its quote: read as plain text it would be
+    // sent back with a stray quote.
+    let unterminated = json_rewrite(|v| {
+        each_string(v, "content", &|s| {
+            s.strip_suffix('"').unwrap_or(s).to_string()
+        })
+    });
+    let renamed = json_rewrite(|v| {
+        if let Some(m) = v.as_object_mut()
+            && let Some(list) = m.remove("data")
+        {
+            m.insert("records".into(), list);
+        }
+    });
+    assert_malformed_refused(
+        make,
+        fake.base_url(),
+        || fake.writes().len(),
+        3600,
+        vec![
+            (unterminated, "neither plain nor quoted strings"),
+            (renamed, "missing field `data`"),
+        ],
+        ThroughProxy::ReadAndWrite,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn namecheap_answer_without_its_hosts_result_is_a_protocol_error_and_nothing_is_written() {
+    use maildns_providers::hosts::namecheap::{Config, Namecheap};
+    use maildns_testkit::fakes::namecheap::FakeNamecheap;
+    let fake = FakeNamecheap::start("alice", "k", "203.0.113.7").await;
+    fake.add_domain("example.com", "MX");
+    fake.add_host("example.com", "@", "MX", "mail.example.com.", 10, 1800);
+    let make = |url: &str| {
+        let mut c = Config::new(
+            "alice".into(),
+            "203.0.113.7".parse().unwrap(),
+            maildns_providers::Secret::new("k"),
+        );
+        c.base_url = url.to_string();
+        c.replace_whole_host_list = true;
+        Namecheap::new(c, RetryPolicy::fast()).unwrap()
+    };
+    // The result renamed: read as an empty list, a write would delete every record.
+    let renamed: Rewrite = Arc::new(|_m: &str, _p: &str, body: &[u8]| {
+        String::from_utf8_lossy(body)
+            .replace("DomainDNSGetHostsResult", "DomainDNSGetHostResult")
+            .into_bytes()
+    });
+    let sets = || {
+        fake.commands()
+            .iter()
+            .filter(|c| c.ends_with("setHosts"))
+            .count()
+    };
+    assert_malformed_refused(
+        make,
+        fake.base_url(),
+        sets,
+        1800,
+        vec![(renamed, "no DomainDNSGetHostsResult")],
+        ThroughProxy::ReadAndWrite,
+    )
+    .await;
+    assert_eq!(
+        fake.hosts("example.com").len(),
+        3,
+        "the MX and both TXT stay"
+    );
+}
+
+#[tokio::test]
+async fn godaddy_answer_that_is_not_a_record_array_is_a_protocol_error_and_nothing_is_written() {
+    use maildns_providers::hosts::godaddy::{Config, GoDaddy};
+    use maildns_testkit::fakes::godaddy::FakeGoDaddy;
+    let fake = FakeGoDaddy::start("k", "s").await;
+    fake.add_domain("example.com");
+    let make = |url: &str| {
+        let mut c = Config::new(maildns_providers::Secret::new("k:s"));
+        c.base_url = url.to_string();
+        GoDaddy::new(c, RetryPolicy::fast()).unwrap()
+    };
+    // The array wrapped in an object: read as nothing, a PUT would drop the values.
+    let wrapped = json_rewrite(|v| {
+        if v.is_array() {
+            *v = serde_json::json!({ "records": v.clone() });
+        }
+    });
+    assert_malformed_refused(
+        make,
+        fake.base_url(),
+        || fake.writes().len(),
+        3600,
+        vec![(wrapped, "expected a sequence")],
+        ThroughProxy::ReadAndWrite,
+    )
+    .await;
+}
