@@ -10,7 +10,8 @@ use maildns_providers::hosts::route53;
 use maildns_providers::http::RetryPolicy;
 use maildns_providers::registry::{Credential, CredentialKind, Settings};
 use maildns_providers::{
-    Error as ProviderError, ErrorKind, Fqdn, Profile, Provider, Secret, TxtSet, Zone,
+    ApplyError, ApplyTraits, Error as ProviderError, ErrorKind, Fqdn, Profile, Provider, Secret,
+    TxtChange, TxtSet, Zone, ZoneRequests, ZoneSets,
 };
 
 use crate::config::{Account, Config};
@@ -193,6 +194,36 @@ impl Provider for AccountProvider {
     }
     fn rate_limits_seen(&self) -> Vec<(String, String)> {
         self.inner.rate_limits_seen()
+    }
+    fn zone_for(&self, apex: &Fqdn) -> Option<Zone> {
+        self.inner.zone_for(apex)
+    }
+    fn apply_traits(&self) -> ApplyTraits {
+        self.inner.apply_traits()
+    }
+    async fn read_sets(&self, zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, ProviderError> {
+        let r = self.inner.read_sets(zone, names).await;
+        r.map_err(|e| helped(&self.account, e))
+    }
+    async fn apply(&self, zone: &Zone, changes: &[TxtChange]) -> Result<(), ApplyError> {
+        self.inner
+            .apply(zone, changes)
+            .await
+            .map_err(|e| ApplyError {
+                written: e.written,
+                error: helped(&self.account, e.error),
+            })
+    }
+    async fn replace_if_unchanged(
+        &self,
+        zone: &Zone,
+        change: &TxtChange,
+    ) -> Result<(), ProviderError> {
+        let r = self.inner.replace_if_unchanged(zone, change).await;
+        r.map_err(|e| helped(&self.account, e))
+    }
+    fn requests_per_zone(&self, names: usize, changed: usize) -> ZoneRequests {
+        self.inner.requests_per_zone(names, changed)
     }
 }
 

@@ -364,17 +364,20 @@ impl HttpClient {
                         Method::GET | Method::HEAD | Method::OPTIONS
                     );
                     let waited = Instant::now();
-                    self.pacer.acquire(zone.map(Fqdn::as_str), write).await;
+                    let ticket = self.pacer.acquire(zone.map(Fqdn::as_str), write).await;
                     paced += waited.elapsed();
                     let budget = self
                         .policy
                         .max_elapsed
                         .saturating_sub(start.elapsed().saturating_sub(paced))
                         .min(self.policy.request_timeout);
-                    match tokio::time::timeout(budget, self.attempt(&client, request)).await {
-                        Ok(o) => o,
-                        Err(_) => Attempt::TimedOut(budget),
-                    }
+                    let outcome =
+                        match tokio::time::timeout(budget, self.attempt(&client, request)).await {
+                            Ok(o) => o,
+                            Err(_) => Attempt::TimedOut(budget),
+                        };
+                    drop(ticket);
+                    outcome
                 }
             };
             let (err, retry_after) = match outcome {

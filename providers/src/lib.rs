@@ -467,6 +467,35 @@ pub trait Provider: Send + Sync {
     fn rate_limits_seen(&self) -> Vec<(String, String)> {
         Vec::new()
     }
+
+    /// The requests [`Provider::read_sets`] of `names` owner names and
+    /// [`Provider::apply`] of `changed` changes take on this host, for estimating
+    /// how long pacing ([`pace`]) makes a run. The default follows
+    /// [`Provider::apply_traits`]: an atomic apply is taken as one read of the zone
+    /// and one write (the hosts with batch endpoints); otherwise each name is read,
+    /// and each change is read again and written (the per-name defaults).
+    fn requests_per_zone(&self, names: usize, changed: usize) -> ZoneRequests {
+        if self.apply_traits().atomic {
+            ZoneRequests {
+                reads: usize::from(names > 0),
+                writes: usize::from(changed > 0),
+            }
+        } else {
+            ZoneRequests {
+                reads: names + changed,
+                writes: changed,
+            }
+        }
+    }
+}
+
+/// Requests one zone's read and write take ([`Provider::requests_per_zone`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ZoneRequests {
+    /// Requests that read (GET, or DNS queries).
+    pub reads: usize,
+    /// Requests that write.
+    pub writes: usize,
 }
 
 /// Walks up from `name` through its parents, yielding candidate zone apexes

@@ -104,6 +104,10 @@ async fn run(cli: &Cli, selection: &Selection, what: Run) -> anyhow::Result<(Con
         querier: super::watch::querier(),
         now: chrono::Utc::now(),
     };
+    // A run that the hosts' rate limits make long says so before it starts.
+    for p in crate::publish::pacing::expected(&domains, &providers, mode) {
+        eoutln!("account {}: {p}", p.account);
+    }
     let store = publish::open_store(&config, &opts)?;
     let store = store.as_ref().map(|s| s as &dyn Store);
     let report = publish::run(&config, &providers, store, &opts).await?;

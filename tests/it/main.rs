@@ -16,6 +16,7 @@ mod key_floor;
 mod opendkim_signer;
 mod operations;
 mod output;
+mod pacing;
 mod plan_ttl;
 mod propagation;
 mod publish_servers;
