@@ -10,6 +10,7 @@
 mod cli;
 mod diagnose;
 mod faults;
+mod first_keys;
 mod gate;
 mod import_opendkim;
 mod key_floor;
