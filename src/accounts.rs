@@ -192,9 +192,6 @@ impl Provider for AccountProvider {
         let r = self.inner.delete_txt(zone, name).await;
         r.map_err(|e| helped(&self.account, e))
     }
-    fn rate_limits_seen(&self) -> Vec<(String, String)> {
-        self.inner.rate_limits_seen()
-    }
     fn zone_for(&self, apex: &Fqdn) -> Option<Zone> {
         self.inner.zone_for(apex)
     }
@@ -206,13 +203,11 @@ impl Provider for AccountProvider {
         r.map_err(|e| helped(&self.account, e))
     }
     async fn apply(&self, zone: &Zone, changes: &[TxtChange]) -> Result<(), ApplyError> {
-        self.inner
-            .apply(zone, changes)
-            .await
-            .map_err(|e| ApplyError {
-                written: e.written,
-                error: helped(&self.account, e.error),
-            })
+        let r = self.inner.apply(zone, changes).await;
+        r.map_err(|e| ApplyError {
+            written: e.written,
+            error: helped(&self.account, e.error),
+        })
     }
     async fn replace_if_unchanged(
         &self,
@@ -221,6 +216,9 @@ impl Provider for AccountProvider {
     ) -> Result<(), ProviderError> {
         let r = self.inner.replace_if_unchanged(zone, change).await;
         r.map_err(|e| helped(&self.account, e))
+    }
+    fn rate_limits_seen(&self) -> Vec<(String, String)> {
+        self.inner.rate_limits_seen()
     }
     fn requests_per_zone(&self, names: usize, changed: usize) -> ZoneRequests {
         self.inner.requests_per_zone(names, changed)
@@ -320,6 +318,25 @@ mod tests {
         .to_string();
         let kinds: Vec<&str> = maildns_providers::registry::kinds().collect();
         assert!(e.contains(&format!("one of {}", kinds.join(", "))), "{e}");
+    }
+
+    /// The account wrapper hands the change-set methods to the adapter: its
+    /// guarantees and zone naming are the adapter's, not the trait's defaults.
+    #[test]
+    fn a_connected_account_keeps_the_adapters_change_set_behaviour() {
+        let zone = [Fqdn::parse("example.com").unwrap()];
+        let account = account_from(
+            "provider = \"exec\"\ncommand = [\"/bin/true\"]\natomic = true\ncompare_and_swap = true",
+        );
+        let p = connect(&account, &zone, &Fixed, RetryPolicy::fast()).unwrap();
+        assert_eq!(
+            p.apply_traits(),
+            ApplyTraits {
+                atomic: true,
+                compare_and_swap: true
+            }
+        );
+        assert_eq!(p.zone_for(&zone[0]).map(|z| z.name), Some(zone[0].clone()));
     }
 
     #[test]
