@@ -379,19 +379,19 @@ pub async fn run(
     Ok(report)
 }
 
+/// One domain's DKIM entries to publish and the warnings about its keys.
+type Prepared = (
+    Vec<crate::publish::DkimEntry>,
+    Vec<crate::rotation::Warning>,
+);
+
 /// The jobs of the domains at `indices` (their DKIM entries taken from
 /// `prepared`), with their warnings and "no key yet" notes added to `report`
 /// and their desired records to `desired_by_domain`.
 fn jobs_for(
     domains: &[&Domain],
     indices: &[usize],
-    prepared: &mut BTreeMap<
-        usize,
-        (
-            Vec<crate::publish::DkimEntry>,
-            Vec<crate::rotation::Warning>,
-        ),
-    >,
+    prepared: &mut BTreeMap<usize, Prepared>,
     ledger: &Ledger,
     report: &mut Report,
     desired_by_domain: &mut BTreeMap<Fqdn, Vec<crate::publish::Desired>>,
@@ -454,16 +454,7 @@ fn prepare_in_parallel(
     max_bits: &[Option<u32>],
     now: DateTime<Utc>,
     mode: Mode,
-) -> Result<
-    BTreeMap<
-        usize,
-        (
-            Vec<crate::publish::DkimEntry>,
-            Vec<crate::rotation::Warning>,
-        ),
-    >,
-    KeyringError,
-> {
+) -> Result<BTreeMap<usize, Prepared>, KeyringError> {
     let Some(st) = store else {
         return Ok(BTreeMap::new());
     };
