@@ -11,7 +11,7 @@ use maildns_providers::http::RetryPolicy;
 use maildns_providers::registry::{Credential, CredentialKind, Settings};
 use maildns_providers::{
     ApplyError, ApplyTraits, Error as ProviderError, ErrorKind, Fqdn, Profile, Provider, Secret,
-    TxtChange, TxtSet, Zone, ZoneSets,
+    TxtChange, TxtSet, Zone, ZoneRequests, ZoneSets,
 };
 
 use crate::config::{Account, Config};
@@ -259,6 +259,9 @@ impl Provider for AccountProvider {
     }
     fn rate_limits_seen(&self) -> Vec<(String, String)> {
         self.inner.rate_limits_seen()
+    }
+    fn requests_per_zone(&self, names: usize, changed: usize) -> ZoneRequests {
+        self.inner.requests_per_zone(names, changed)
     }
 }
 

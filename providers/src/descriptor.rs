@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::{Profile, RateLimit};
+use crate::{Profile, RateLimit, RateMethods, RateScope};
 
 /// One host's descriptor.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -92,14 +92,18 @@ pub struct Credentials {
 pub struct Limits {
     /// Requests maildns keeps in flight.
     pub concurrency: usize,
-    /// The documented rate limit, as text.
+    /// The documented rate limit, as text (for the README table).
     pub rate_limit: String,
-    /// The rate limit maildns keeps to: requests per [`Limits::per_seconds`].
+    /// Shorthand for one account-wide limit on every request: requests per
+    /// [`Limits::per_seconds`] (kept beside [`Limits::rates`]).
     #[serde(default)]
     pub requests: Option<u32>,
-    /// Window of the rate limit, in seconds.
+    /// Window of the shorthand limit, in seconds.
     #[serde(default)]
     pub per_seconds: Option<u64>,
+    /// Every documented limit maildns keeps to, all at once (`[[limits.rates]]`).
+    #[serde(default)]
+    pub rates: Vec<Rate>,
     /// The host's own authoritative servers serve a write at once (self-hosted
     /// PowerDNS, an RFC 2136 primary), so they are worth asking right after it.
     #[serde(default)]
@@ -109,6 +113,23 @@ pub struct Limits {
     /// `None` when it publishes at once.
     #[serde(default)]
     pub publish_delay_seconds: Option<u64>,
+}
+
+/// One documented rate limit (`[[limits.rates]]`): at most `requests` requests in
+/// any window of `per_seconds` seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    /// Requests allowed per window.
+    pub requests: u32,
+    /// Window length, in seconds.
+    pub per_seconds: u64,
+    /// `"account"` (default): every request of the account; `"zone"`: each zone apart.
+    #[serde(default)]
+    pub scope: RateScope,
+    /// `"all"` (default), `"writes"` (POST, PUT, PATCH, DELETE) or `"reads"` (GET, HEAD).
+    #[serde(default)]
+    pub methods: RateMethods,
 }
 
 impl Descriptor {
@@ -133,19 +154,41 @@ impl Descriptor {
             printable_ascii_only: self.txt.printable_ascii_only,
             forbidden_bytes: self.txt.forbidden_bytes.clone(),
             min_ttl: self.txt.min_ttl,
-            rate_limit: match (self.limits.requests, self.limits.per_seconds) {
-                (Some(requests), Some(per)) => Some(RateLimit {
-                    requests,
-                    per: Duration::from_secs(per),
-                }),
-                _ => None,
-            },
+            rate_limits: self.limits.rate_limits(),
             concurrency: self.limits.concurrency,
             serves_at_once: self.limits.serves_at_once,
             edge_bytes_dropped: self.txt.edge_bytes_dropped.clone(),
             empty_refused: self.txt.empty_refused,
             publish_delay: self.limits.publish_delay_seconds.map(Duration::from_secs),
         }
+    }
+}
+
+impl Limits {
+    /// The limits maildns keeps to: the `requests`/`per_seconds` shorthand (when
+    /// both are set) then every `[[limits.rates]]`; a limit of 0 requests or a
+    /// 0-second window is left out (not a limit anyone documents).
+    pub fn rate_limits(&self) -> Vec<RateLimit> {
+        let shorthand = match (self.requests, self.per_seconds) {
+            (Some(requests), Some(per)) => Some(Rate {
+                requests,
+                per_seconds: per,
+                scope: RateScope::Account,
+                methods: RateMethods::All,
+            }),
+            _ => None,
+        };
+        shorthand
+            .iter()
+            .chain(&self.rates)
+            .filter(|r| r.requests > 0 && r.per_seconds > 0)
+            .map(|r| RateLimit {
+                requests: r.requests,
+                per: Duration::from_secs(r.per_seconds),
+                scope: r.scope,
+                methods: r.methods,
+            })
+            .collect()
     }
 }
 
@@ -197,4 +240,91 @@ pub fn markdown_table(descriptors: &[Descriptor]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DESEC_LIKE: &str = r#"
+code = "x"
+name = "X"
+description = "d"
+url = "https://x.example/"
+api_base = "https://x.example/api"
+docs = "https://x.example/docs"
+[txt]
+max_string_bytes = 255
+max_value_bytes = 0
+max_encoded_bytes = 0
+multi_string = true
+auto_split = true
+min_ttl = 3600
+[credentials]
+secret = "token"
+source = "env"
+[limits]
+concurrency = 1
+rate_limit = "RRset writes 2/s, 15/min, 100/h, 300/day per domain; reads 10/s, 50/min"
+[[limits.rates]]
+requests = 2
+per_seconds = 1
+scope = "zone"
+methods = "writes"
+[[limits.rates]]
+requests = 300
+per_seconds = 86400
+scope = "zone"
+methods = "writes"
+[[limits.rates]]
+requests = 50
+per_seconds = 60
+methods = "reads"
+"#;
+
+    #[test]
+    fn rates_list_with_scope_and_methods() {
+        let d = Descriptor::parse(DESEC_LIKE).unwrap();
+        let p = d.profile();
+        assert_eq!(
+            p.rate_limits,
+            vec![
+                RateLimit {
+                    requests: 2,
+                    per: Duration::from_secs(1),
+                    scope: RateScope::Zone,
+                    methods: RateMethods::Writes,
+                },
+                RateLimit {
+                    requests: 300,
+                    per: Duration::from_secs(86400),
+                    scope: RateScope::Zone,
+                    methods: RateMethods::Writes,
+                },
+                RateLimit {
+                    requests: 50,
+                    per: Duration::from_secs(60),
+                    scope: RateScope::Account,
+                    methods: RateMethods::Reads,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn shorthand_still_works_and_bad_scope_is_refused() {
+        let text = DESEC_LIKE.replace(
+            "concurrency = 1\n",
+            "concurrency = 1\nrequests = 5\nper_seconds = 1\n",
+        );
+        let p = Descriptor::parse(&text).unwrap().profile();
+        assert_eq!(
+            p.rate_limits[0],
+            RateLimit::account(5, Duration::from_secs(1))
+        );
+        assert_eq!(p.rate_limits.len(), 4);
+        let bad = DESEC_LIKE.replacen("scope = \"zone\"", "scope = \"domain\"", 1);
+        let e = Descriptor::parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("unknown variant `domain`"), "{e}");
+    }
 }

@@ -13,14 +13,20 @@
 //! reported as [`ErrorKind::TruncatedAnswer`] ("response body cut after N bytes"),
 //! not as an unreadable answer. Requests that may have been applied (timeouts, resets after
 //! sending, cut responses) are sent again only when they are idempotent.
+//!
+//! Before each attempt the request waits until it fits the host's documented rate
+//! limits ([`crate::pace::Pacer`], one per client, so one per connected account):
+//! time spent waiting there counts neither against the request timeout nor
+//! against the retry budget.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, RequestBuilder, StatusCode, header::HeaderMap};
 use url::Url;
 
-use crate::{Error, ErrorKind, Fqdn, Operation};
+use crate::pace::Pacer;
+use crate::{Error, ErrorKind, Fqdn, Operation, RateLimit};
 
 /// How hard to retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +186,33 @@ pub struct HttpClient {
     mapper: ErrorMapper,
     check: Option<AnswerCheck>,
     rate_limits: Mutex<RateLimitSeen>,
+    pacer: Arc<Pacer>,
+}
+
+/// An [`HttpClient`] whose requests are for one zone ([`HttpClient::in_zone`]):
+/// zone-scoped rate limits count them in that zone's window.
+#[derive(Debug, Clone, Copy)]
+pub struct InZone<'a> {
+    http: &'a HttpClient,
+    zone: &'a Fqdn,
+}
+
+impl InZone<'_> {
+    /// [`HttpClient::send`], counted against the zone's rate limits.
+    ///
+    /// # Errors
+    /// As [`HttpClient::send`].
+    pub async fn send(
+        &self,
+        op: Operation,
+        name: Option<&Fqdn>,
+        idempotency: Idempotency,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, Error> {
+        self.http
+            .send_paced(Some(self.zone), op, name, idempotency, build)
+            .await
+    }
 }
 
 /// True when `url` is `https`, or `http` to a loopback address.
@@ -197,7 +230,9 @@ pub fn url_allowed(url: &Url) -> bool {
 }
 
 impl HttpClient {
-    /// A client for `base_url`; plain `http` is refused except to loopback.
+    /// A client for `base_url`; plain `http` is refused except to loopback. Its
+    /// requests keep to the rate limits of the host registered as `provider`
+    /// (none for a kind not registered; [`HttpClient::with_rate_limits`] sets others).
     ///
     /// # Errors
     /// [`ErrorKind::Config`] when `base_url` does not parse, is not https (plain
@@ -242,6 +277,12 @@ impl HttpClient {
             mapper,
             check: None,
             rate_limits: Mutex::new(RateLimitSeen::default()),
+            pacer: Arc::new(Pacer::new(
+                crate::registry::host(provider)
+                    .and_then(|h| h.profile().ok())
+                    .map(|p| p.rate_limits)
+                    .unwrap_or_default(),
+            )),
         })
     }
 
@@ -250,6 +291,22 @@ impl HttpClient {
     pub fn with_answer_check(mut self, check: AnswerCheck) -> Self {
         self.check = Some(check);
         self
+    }
+
+    /// The same client keeping to `limits` instead of the registered host's.
+    pub fn with_rate_limits(mut self, limits: Vec<RateLimit>) -> Self {
+        self.pacer = Arc::new(Pacer::new(limits));
+        self
+    }
+
+    /// The pacer every request of this client waits on.
+    pub fn pacer(&self) -> &Pacer {
+        &self.pacer
+    }
+
+    /// This client, with requests counted against `zone`'s rate limits.
+    pub fn in_zone<'a>(&'a self, zone: &'a Fqdn) -> InZone<'a> {
+        InZone { http: self, zone }
     }
 
     /// The underlying client (for adapters that need a second endpoint, e.g. an OAuth token URL).
@@ -283,7 +340,9 @@ impl HttpClient {
     /// [`Idempotency::Idempotent`] requests, also timeouts, connections reset after the
     /// request was sent, and responses cut mid-body. Every attempt is bounded by the
     /// policy's request timeout and the whole exchange by `max_attempts` and
-    /// `max_elapsed`.
+    /// `max_elapsed` (time waiting for the rate limits excluded). Zone-scoped rate
+    /// limits count the request in one window shared by all requests sent this way;
+    /// [`HttpClient::in_zone`] names the zone.
     ///
     /// # Errors
     /// The last failure when retries run out or a failure is not transient; a success
@@ -295,20 +354,48 @@ impl HttpClient {
         idempotency: Idempotency,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, Error> {
+        self.send_paced(None, op, name, idempotency, build).await
+    }
+
+    async fn send_paced(
+        &self,
+        zone: Option<&Fqdn>,
+        op: Operation,
+        name: Option<&Fqdn>,
+        idempotency: Idempotency,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, Error> {
         let idempotent = idempotency == Idempotency::Idempotent;
         let start = Instant::now();
+        let mut paced = Duration::ZERO;
         let mut attempt = 0u32;
         let mut connect_failures = 0u32;
         loop {
             attempt += 1;
-            let budget = self
-                .policy
-                .max_elapsed
-                .saturating_sub(start.elapsed())
-                .min(self.policy.request_timeout);
-            let outcome = match tokio::time::timeout(budget, self.attempt(&build)).await {
-                Ok(o) => o,
-                Err(_) => Attempt::TimedOut,
+            let (client, request) = build(&self.client).build_split();
+            let outcome = match request {
+                Err(e) => Attempt::Failed(e),
+                Ok(request) => {
+                    let write = !matches!(
+                        *request.method(),
+                        Method::GET | Method::HEAD | Method::OPTIONS
+                    );
+                    let waited = Instant::now();
+                    let ticket = self.pacer.acquire(zone.map(Fqdn::as_str), write).await;
+                    paced += waited.elapsed();
+                    let budget = self
+                        .policy
+                        .max_elapsed
+                        .saturating_sub(start.elapsed().saturating_sub(paced))
+                        .min(self.policy.request_timeout);
+                    let outcome =
+                        match tokio::time::timeout(budget, self.attempt(&client, request)).await {
+                            Ok(o) => o,
+                            Err(_) => Attempt::TimedOut(budget),
+                        };
+                    drop(ticket);
+                    outcome
+                }
             };
             let (err, retry_after) = match outcome {
                 Attempt::Answer {
@@ -399,7 +486,7 @@ impl HttpClient {
                     }
                     (e, None)
                 }
-                Attempt::TimedOut => {
+                Attempt::TimedOut(budget) => {
                     let e = Error::new(
                         self.provider,
                         op,
@@ -415,7 +502,7 @@ impl HttpClient {
             };
             let delay = retry_after.unwrap_or_else(|| self.policy.backoff(attempt));
             if attempt >= self.policy.max_attempts
-                || start.elapsed() + delay >= self.policy.max_elapsed
+                || start.elapsed().saturating_sub(paced) + delay >= self.policy.max_elapsed
             {
                 tracing::warn!(provider = self.provider, %op, attempts = attempt, "giving up: {err}");
                 return Err(err);
@@ -427,8 +514,8 @@ impl HttpClient {
 
     /// One attempt: send, then read the whole body chunk by chunk so that a cut body
     /// is known as such (with the bytes received so far) instead of read as empty.
-    async fn attempt(&self, build: &impl Fn(&reqwest::Client) -> RequestBuilder) -> Attempt {
-        let mut resp = match build(&self.client).send().await {
+    async fn attempt(&self, client: &reqwest::Client, request: reqwest::Request) -> Attempt {
+        let mut resp = match client.execute(request).await {
             Ok(r) => r,
             Err(e) => return Attempt::Failed(e),
         };
@@ -508,8 +595,8 @@ enum Attempt {
     },
     /// No answer (connection refused or reset, request error).
     Failed(reqwest::Error),
-    /// The attempt's time budget ran out.
-    TimedOut,
+    /// The attempt's time budget (this long) ran out.
+    TimedOut(Duration),
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -13,6 +13,7 @@ pub mod error;
 pub mod hosts;
 pub mod http;
 pub mod name;
+pub mod pace;
 pub mod registry;
 pub mod secret;
 pub mod txt;
@@ -43,13 +44,72 @@ pub struct TxtSet {
     pub records: Vec<TxtRecord>,
 }
 
-/// A request-rate limit a host documents.
+/// A request-rate limit a host documents: at most `requests` requests in any
+/// window of length `per` (a sliding window), counted over the whole account or
+/// per zone, for all requests or only reads or writes. maildns keeps to every
+/// limit of a host at once ([`pace::Pacer`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
     /// Requests allowed per window.
     pub requests: u32,
     /// Window length.
     pub per: Duration,
+    /// What the requests are counted over.
+    pub scope: RateScope,
+    /// Which requests count.
+    pub methods: RateMethods,
+}
+
+impl RateLimit {
+    /// A limit on every request of the account.
+    pub fn account(requests: u32, per: Duration) -> RateLimit {
+        RateLimit {
+            requests,
+            per,
+            scope: RateScope::Account,
+            methods: RateMethods::All,
+        }
+    }
+
+    /// Requests per second this limit sustains over its window.
+    pub fn per_second(&self) -> f64 {
+        f64::from(self.requests) / self.per.as_secs_f64().max(1e-9)
+    }
+}
+
+/// What a [`RateLimit`] counts requests over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateScope {
+    /// Every request made with the account's credential.
+    #[default]
+    Account,
+    /// Each zone apart (deSEC counts RRset writes per domain).
+    Zone,
+}
+
+/// Which requests a [`RateLimit`] counts, by HTTP method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateMethods {
+    /// Every request.
+    #[default]
+    All,
+    /// Requests that change something: POST, PUT, PATCH, DELETE.
+    Writes,
+    /// Requests that do not: GET, HEAD (and OPTIONS).
+    Reads,
+}
+
+impl RateMethods {
+    /// Whether a request with this method counts (`write`: POST, PUT, PATCH or DELETE).
+    pub fn counts(self, write: bool) -> bool {
+        match self {
+            RateMethods::All => true,
+            RateMethods::Writes => write,
+            RateMethods::Reads => !write,
+        }
+    }
 }
 
 /// What a host can hold and how it may be driven, built from its descriptor
@@ -80,8 +140,8 @@ pub struct Profile {
     pub forbidden_bytes: Vec<u8>,
     /// Lowest TTL the host accepts, in seconds.
     pub min_ttl: u32,
-    /// The documented request-rate limit.
-    pub rate_limit: Option<RateLimit>,
+    /// The documented request-rate limits, all kept at once (empty: none).
+    pub rate_limits: Vec<RateLimit>,
     /// How many requests maildns may have in flight against the host at once.
     pub concurrency: usize,
     /// The host's own authoritative servers serve a write at once (self-hosted
@@ -112,7 +172,7 @@ impl Default for Profile {
             printable_ascii_only: false,
             forbidden_bytes: Vec::new(),
             min_ttl: 1,
-            rate_limit: None,
+            rate_limits: Vec::new(),
             concurrency: 8,
             serves_at_once: false,
             edge_bytes_dropped: Vec::new(),
@@ -454,6 +514,35 @@ pub trait Provider: Send + Sync {
     fn rate_limits_seen(&self) -> Vec<(String, String)> {
         Vec::new()
     }
+
+    /// The requests [`Provider::read_sets`] of `names` owner names and
+    /// [`Provider::apply`] of `changed` changes take on this host, for estimating
+    /// how long pacing ([`pace`]) makes a run. The default follows
+    /// [`Provider::apply_traits`]: an atomic apply is taken as one read of the zone
+    /// and one write (the hosts with batch endpoints); otherwise each name is read,
+    /// and each change is read again and written (the per-name defaults).
+    fn requests_per_zone(&self, names: usize, changed: usize) -> ZoneRequests {
+        if self.apply_traits().atomic {
+            ZoneRequests {
+                reads: usize::from(names > 0),
+                writes: usize::from(changed > 0),
+            }
+        } else {
+            ZoneRequests {
+                reads: names + changed,
+                writes: changed,
+            }
+        }
+    }
+}
+
+/// Requests one zone's read and write take ([`Provider::requests_per_zone`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ZoneRequests {
+    /// Requests that read (GET, or DNS queries).
+    pub reads: usize,
+    /// Requests that write.
+    pub writes: usize,
 }
 
 /// Walks up from `name` through its parents, yielding candidate zone apexes

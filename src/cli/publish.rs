@@ -166,6 +166,10 @@ async fn run(cli: &Cli, selection: &Selection, what: Run) -> anyhow::Result<(Con
         querier: super::watch::querier(),
         now: chrono::Utc::now(),
     };
+    // A run that the hosts' rate limits make long says so before it starts.
+    for p in crate::publish::pacing::expected(&domains, &providers, mode) {
+        eoutln!("account {}: {p}", p.account);
+    }
     // The shared store when [state] names one (DKIM keys then live there),
     // else the embedded one.
     let shared = match &config.state {

@@ -28,7 +28,8 @@ use crate::publish::{
     ledger::LedgerError,
 };
 use crate::rotation::keyring::{
-    KeyringError, after_publish, max_bits_for, prepare_publish, record_publish_failure, sweep,
+    KeyringError, after_publish, max_bits_for, needs_first_key, prepare_publish,
+    record_publish_failure, sweep,
 };
 use crate::rotation::{SqliteStore, Store, StoreError};
 
@@ -307,40 +308,28 @@ pub async fn run(
         None => Ledger::load(&config.state_dir)?,
     };
     let mut desired_by_domain = BTreeMap::new();
-    let mut jobs = Vec::new();
-    for d in &domains {
-        let max_bits = max_bits_for(&d.account, providers, store)?;
-        let entries = match store {
-            Some(st) => {
-                let (entries, warnings) =
-                    prepare_publish(st, config, d, max_bits, now, opts.mode).map_err(keys_error)?;
-                let prefix = format!("{}: ", d.name);
-                report.warnings.extend(warnings.into_iter().map(|w| {
-                    DomainWarning {
-                        domain: d.name.clone(),
-                        message: w
-                            .message
-                            .strip_prefix(&prefix)
-                            .unwrap_or(&w.message)
-                            .to_string(),
-                    }
-                }));
-                entries
-            }
-            None => Vec::new(),
-        };
-        if d.dkim.is_some() && entries.is_empty() {
-            report.without_key.push(d.name.clone());
+    // Domains whose first DKIM key must be made wait for it; the others'
+    // requests start at once, while the keys are made on every core.
+    let mut ready = Vec::new();
+    let mut waiting = Vec::new();
+    let mut max_bits = Vec::with_capacity(domains.len());
+    for (i, d) in domains.iter().enumerate() {
+        max_bits.push(max_bits_for(&d.account, providers, store)?);
+        match store {
+            Some(st) if apply && needs_first_key(st, d).map_err(keys_error)? => waiting.push(i),
+            _ => ready.push(i),
         }
-        let mut desired = for_domain(d, &entries)?;
-        desired.extend(ledger.retractions(d));
-        desired_by_domain.insert(d.name.clone(), desired.clone());
-        jobs.push(DomainJob {
-            domain: d.name.clone(),
-            account: d.account.clone(),
-            zone: d.zone.clone(),
-            desired,
-        });
+    }
+    let mut prepared = BTreeMap::new();
+    for &i in &ready {
+        let d = domains[i];
+        let keys = match store {
+            Some(st) => {
+                prepare_publish(st, config, d, max_bits[i], now, opts.mode).map_err(keys_error)?
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        prepared.insert(i, keys);
     }
     // Servers of hosts that serve writes at once are asked too (configured
     // `nameservers` only: no discovery here).
@@ -358,7 +347,210 @@ pub async fn run(
         force: opts.force,
         max_delete_share: config.publish.max_delete_share,
     };
-    report.domains = publish::run_checked(jobs, providers, job_options, Some(served)).await;
+    let jobs = jobs_for(
+        &domains,
+        &ready,
+        &mut prepared,
+        &ledger,
+        &mut report,
+        &mut desired_by_domain,
+    )?;
+    let mut outcomes = if waiting.is_empty() {
+        publish::run_checked(jobs, providers, job_options, Some(served)).await
+    } else {
+        let first = {
+            let providers = providers.clone();
+            let served = served.clone();
+            tokio::spawn(async move {
+                publish::run_checked(jobs, &providers, job_options, Some(served)).await
+            })
+        };
+        let made = on_every_core(|| {
+            prepare_in_parallel(store, config, &domains, &waiting, &max_bits, now, opts.mode)
+        });
+        let mut outcomes = match first.await {
+            Ok(o) => o,
+            // run_checked reports a domain's panic as its failure; a panic
+            // escaping it is a bug worth its own panic.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        match made {
+            Ok(keys) => {
+                prepared.extend(keys);
+                let jobs = jobs_for(
+                    &domains,
+                    &waiting,
+                    &mut prepared,
+                    &ledger,
+                    &mut report,
+                    &mut desired_by_domain,
+                )?;
+                outcomes
+                    .extend(publish::run_checked(jobs, providers, job_options, Some(served)).await);
+            }
+            Err(e) => {
+                // What was published is recorded before the run stops.
+                report.domains = outcomes;
+                finish(
+                    config,
+                    providers,
+                    store,
+                    &domains,
+                    &ledger,
+                    &desired_by_domain,
+                    &mut report,
+                    now,
+                )?;
+                return Err(keys_error(e));
+            }
+        }
+        outcomes
+    };
+    // In configuration order.
+    let order: BTreeMap<&Fqdn, usize> = domains
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (&d.name, i))
+        .collect();
+    outcomes.sort_by_key(|o| order.get(&o.domain).copied().unwrap_or(usize::MAX));
+    report.domains = outcomes;
+    finish(
+        config,
+        providers,
+        store,
+        &domains,
+        &ledger,
+        &desired_by_domain,
+        &mut report,
+        now,
+    )?;
+    Ok(report)
+}
+
+/// One domain's DKIM entries to publish and the warnings about its keys.
+type Prepared = (
+    Vec<crate::publish::DkimEntry>,
+    Vec<crate::rotation::Warning>,
+);
+
+/// The jobs of the domains at `indices` (their DKIM entries taken from
+/// `prepared`), with their warnings and "no key yet" notes added to `report`
+/// and their desired records to `desired_by_domain`.
+fn jobs_for(
+    domains: &[&Domain],
+    indices: &[usize],
+    prepared: &mut BTreeMap<usize, Prepared>,
+    ledger: &Ledger,
+    report: &mut Report,
+    desired_by_domain: &mut BTreeMap<Fqdn, Vec<crate::publish::Desired>>,
+) -> Result<Vec<DomainJob>, PublishError> {
+    let mut jobs = Vec::new();
+    for &i in indices {
+        let d = domains[i];
+        let (entries, warnings) = prepared.remove(&i).unwrap_or_default();
+        let prefix = format!("{}: ", d.name);
+        report.warnings.extend(warnings.into_iter().map(|w| {
+            DomainWarning {
+                domain: d.name.clone(),
+                message: w
+                    .message
+                    .strip_prefix(&prefix)
+                    .unwrap_or(&w.message)
+                    .to_string(),
+            }
+        }));
+        if d.dkim.is_some() && entries.is_empty() {
+            report.without_key.push(d.name.clone());
+        }
+        let mut desired = for_domain(d, &entries)?;
+        desired.extend(ledger.retractions(d));
+        desired_by_domain.insert(d.name.clone(), desired.clone());
+        jobs.push(DomainJob {
+            domain: d.name.clone(),
+            account: d.account.clone(),
+            zone: d.zone.clone(),
+            desired,
+        });
+    }
+    Ok(jobs)
+}
+
+/// Runs `f`, which blocks for long (key generation), without stalling the
+/// runtime's other tasks: on a multi-threaded runtime this worker hands its
+/// tasks to another first.
+fn on_every_core<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// [`prepare_publish`] for the domains at `indices` (each making its first
+/// key), on as many threads as the machine runs at once. Scoped threads rather
+/// than `spawn_blocking`: the store and configuration are borrowed, and each
+/// key is written to disk (0600, atomically) and saved in the store by the
+/// same step as before, only several at a time.
+///
+/// # Errors
+/// The first failure in configuration order.
+#[allow(clippy::too_many_arguments)]
+fn prepare_in_parallel(
+    store: Option<&dyn Store>,
+    config: &Config,
+    domains: &[&Domain],
+    indices: &[usize],
+    max_bits: &[Option<u32>],
+    now: DateTime<Utc>,
+    mode: Mode,
+) -> Result<BTreeMap<usize, Prepared>, KeyringError> {
+    let Some(st) = store else {
+        return Ok(BTreeMap::new());
+    };
+    let threads = std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
+        .min(indices.len())
+        .max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(BTreeMap::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&i) = indices.get(k) else {
+                        break;
+                    };
+                    let r = prepare_publish(st, config, domains[i], max_bits[i], now, mode);
+                    if let Ok(mut m) = results.lock() {
+                        m.insert(i, r);
+                    }
+                }
+            });
+        }
+    });
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut out = BTreeMap::new();
+    for (i, r) in results {
+        out.insert(i, r?);
+    }
+    Ok(out)
+}
+
+/// After the writes: saves what hosts did not keep, the ledger, and moves
+/// freshly published keys on; then the summary.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    config: &Config,
+    providers: &Providers,
+    store: Option<&dyn Store>,
+    domains: &[&Domain],
+    ledger: &Ledger,
+    desired_by_domain: &BTreeMap<Fqdn, Vec<crate::publish::Desired>>,
+    report: &mut Report,
+    now: DateTime<Utc>,
+) -> Result<(), PublishError> {
+    let apply = report.applied;
     if let Some(st) = store {
         report.saved_limits = save_readbacks(st, providers, &report.domains, now)?;
     }
@@ -369,8 +561,8 @@ pub async fn run(
                 updated.record(desired, o);
             }
         }
-        if updated != ledger {
-            match shared_ledger {
+        if updated != *ledger {
+            match store.filter(|s| s.keeps_ledger()) {
                 Some(st) => updated.save_to(st)?,
                 None => updated.save(&config.state_dir)?,
             }
@@ -385,7 +577,7 @@ pub async fn run(
         }
     }
     report.summary = summarize(&report.domains);
-    Ok(report)
+    Ok(())
 }
 
 /// Saves each value a host did not keep as its account's diagnosis (so the

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod checks;
 pub mod desired;
 pub mod ledger;
+pub mod pacing;
 pub mod plan;
 pub mod readback;
 

@@ -665,6 +665,24 @@ pub fn prepare_publish(
     Ok((dkim_entries(&state, dkim, now)?, warnings))
 }
 
+/// Whether [`prepare_publish`] in [`Mode::Apply`] makes `domain`'s first
+/// key(s): it has DKIM settings and no key, or only keys discarded before use.
+/// (A fallback to a smaller size may also make one; callers use this to
+/// schedule the slow ones, not to decide whether keys are made.)
+///
+/// # Errors
+/// The store cannot be read.
+pub fn needs_first_key(
+    store: &dyn super::Store,
+    domain: &crate::config::Domain,
+) -> Result<bool, KeyringError> {
+    if domain.dkim.is_none() {
+        return Ok(false);
+    }
+    let state = store.load(&domain.name)?;
+    Ok(state.keys.iter().all(|k| k.status == KeyStatus::Destroyed))
+}
+
 /// Tells the machine that `publish` put the records of freshly generated keys at
 /// the host (so the rotation goes on with propagation, not another publish).
 ///

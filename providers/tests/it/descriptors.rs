@@ -163,11 +163,11 @@ fn descriptor_profiles_hold_the_documented_limits() {
     let cf = host("cloudflare").unwrap().profile().unwrap();
     assert_eq!(cf.max_value_bytes, Some(4080));
     assert_eq!(
-        cf.rate_limit,
-        Some(RateLimit {
-            requests: 1200,
-            per: std::time::Duration::from_secs(300)
-        })
+        cf.rate_limits,
+        vec![RateLimit::account(
+            1200,
+            std::time::Duration::from_secs(300)
+        )]
     );
     assert_eq!(host("desec").unwrap().profile().unwrap().min_ttl, 3600);
     assert_eq!(
@@ -180,8 +180,8 @@ fn descriptor_profiles_hold_the_documented_limits() {
     );
     assert_eq!(host("zonefile").unwrap().profile().unwrap().concurrency, 1);
     assert_eq!(
-        host("powerdns").unwrap().profile().unwrap().rate_limit,
-        None
+        host("powerdns").unwrap().profile().unwrap().rate_limits,
+        Vec::new()
     );
     assert_eq!(host("rfc2136").unwrap().profile().unwrap().concurrency, 4);
     let azure = host("azure").unwrap().profile().unwrap();

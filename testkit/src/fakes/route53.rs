@@ -52,6 +52,11 @@ struct St {
     insync_after: u32,
     next_id: u32,
     requests: Vec<Recorded>,
+    /// Route 53's per-account request rate, when enforced: at most `.0` requests
+    /// in any `.1` (arrival times kept in `arrivals`).
+    rate: Option<(usize, std::time::Duration)>,
+    arrivals: std::collections::VecDeque<std::time::Instant>,
+    throttled: usize,
 }
 
 /// The running fake; stops when dropped.
@@ -184,6 +189,18 @@ impl FakeRoute53 {
     /// The next `n` requests are throttled (HTTP 400 `Throttling`).
     pub fn throttle_next(&self, n: usize, retry_after: u64) {
         self.faults.push(Fault::Throttle { retry_after }, n);
+    }
+
+    /// Throttles (HTTP 400 `Throttling`, as Route 53 does) every request beyond
+    /// `requests` in any window of `per`, as the host's documented per-account
+    /// limit (5 requests per second).
+    pub fn enforce_rate(&self, requests: usize, per: std::time::Duration) {
+        lock(&self.state).rate = Some((requests, per));
+    }
+
+    /// How many requests [`FakeRoute53::enforce_rate`] throttled.
+    pub fn throttled(&self) -> usize {
+        lock(&self.state).throttled
     }
 
     /// A change reports `INSYNC` after this many `GetChange` polls (default 1).
@@ -387,6 +404,17 @@ async fn handle(
     let mut st = lock(&sh.state);
     st.requests
         .push(Recorded::new(&method, &path, &query, &headers, &body));
+    if let Some((n, per)) = st.rate {
+        let now = std::time::Instant::now();
+        while st.arrivals.front().is_some_and(|&t| t + per <= now) {
+            st.arrivals.pop_front();
+        }
+        if st.arrivals.len() >= n {
+            st.throttled += 1;
+            return error(400, "Sender", "Throttling", "Rate exceeded");
+        }
+        st.arrivals.push_back(now);
+    }
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
