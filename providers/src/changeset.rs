@@ -140,7 +140,13 @@ impl ApplyError {
 
 /// The conflict error adapters return when an RRset is not what was read.
 pub fn conflict(kind: &'static str, op: Operation, name: &Fqdn, message: &str) -> Error {
-    Error::new(kind, op, Some(name), ErrorKind::Conflict, message.to_string())
+    Error::new(
+        kind,
+        op,
+        Some(name),
+        ErrorKind::Conflict,
+        message.to_string(),
+    )
 }
 
 #[cfg(test)]
@@ -163,7 +169,10 @@ mod tests {
         b.records[0] = TxtRecord::from_parts(&["tw", "o"]).unwrap();
         assert!(same_content(Some(&a), Some(&b)));
         assert!(!same_content(Some(&a), Some(&set(600, &["one", "two"]))));
-        assert!(!same_content(Some(&a), Some(&set(300, &["one", "two", "x"]))));
+        assert!(!same_content(
+            Some(&a),
+            Some(&set(300, &["one", "two", "x"]))
+        ));
         assert!(!same_content(Some(&a), None));
         assert!(same_content(Some(&set(300, &[])), None));
         assert!(same_content(None, None));

@@ -138,3 +138,33 @@ pub(crate) fn diff_records<'d, V, C>(
         delete,
     }
 }
+
+/// The host's own form of an RRset as read, kept in [`crate::Observed::version`]
+/// by hosts whose deletion must repeat the stored values exactly (Route 53's
+/// `DELETE`, Google's `deletions`): the TTL and each value byte for byte, as
+/// the host answered it. Rebuilding the values from parsed records would turn
+/// a set another tool wrote in a non-canonical form (`"a"  "b"`, `"\101"`)
+/// into text the host does not hold, and the deletion would fail forever.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct RawSet {
+    /// The TTL as read.
+    pub ttl: u32,
+    /// The values as read, in the host's order.
+    pub values: Vec<String>,
+}
+
+impl RawSet {
+    /// The opaque token stored in [`crate::Observed::version`].
+    pub(crate) fn encode(&self) -> Option<String> {
+        serde_json::to_string(self).ok()
+    }
+
+    /// The raw set kept in `observed`, when it holds one that still describes
+    /// its parsed set (same TTL, same number of values); `None` otherwise, and
+    /// the caller falls back to formatting the parsed records.
+    pub(crate) fn of(observed: &crate::Observed) -> Option<RawSet> {
+        let raw: RawSet = serde_json::from_str(observed.version.as_deref()?).ok()?;
+        let set = observed.set.as_ref()?;
+        (raw.ttl == set.ttl && raw.values.len() == set.records.len()).then_some(raw)
+    }
+}
