@@ -154,6 +154,23 @@ pub enum LimitError {
         /// Offset in the joined value.
         at: usize,
     },
+    /// The records of one RRset together are longer than the host takes
+    /// (Cloudflare: 8,192 characters of content for one name and type).
+    #[error("the RRset's records hold {len} characters together, over the host's limit of {max}")]
+    SetTooLong {
+        /// Characters of the whole set, as the host counts them.
+        len: usize,
+        /// The host's limit.
+        max: usize,
+    },
+    /// The TTL is above the host's maximum.
+    #[error("a TTL of {ttl} s is over the host's maximum of {max} s")]
+    TtlTooHigh {
+        /// The TTL asked for, in seconds.
+        ttl: u32,
+        /// The host's maximum, in seconds.
+        max: u32,
+    },
 }
 
 impl Profile {
