@@ -53,6 +53,9 @@ pub struct TxtLimits {
     pub auto_split: bool,
     /// Lowest TTL the host accepts, in seconds.
     pub min_ttl: u32,
+    /// Highest TTL the host accepts, in seconds (0: none documented).
+    #[serde(default)]
+    pub max_ttl: u32,
     /// Only printable ASCII (0x20..=0x7e) is accepted.
     #[serde(default)]
     pub printable_ascii_only: bool,
@@ -89,6 +92,45 @@ pub struct Limits {
     /// PowerDNS, an RFC 2136 primary), so they are worth asking right after it.
     #[serde(default)]
     pub serves_at_once: bool,
+    /// Every documented rate limit, one rule each, e.g. deSEC's
+    /// `rates = [{requests = 2, per_seconds = 1, scope = "domain", writes = true}, …]`.
+    #[serde(default)]
+    pub rates: Vec<Rate>,
+}
+
+/// One documented rate limit: `requests` per `per_seconds`, counted per
+/// `scope`, over write requests, read requests or all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    /// Requests allowed per window.
+    pub requests: u32,
+    /// Window length, in seconds.
+    pub per_seconds: u64,
+    /// What the host counts the requests of.
+    pub scope: RateScope,
+    /// `true`: only write requests count; `false`: only reads; absent: every request.
+    #[serde(default)]
+    pub writes: Option<bool>,
+}
+
+impl Rate {
+    /// The window as a duration.
+    pub fn per(&self) -> Duration {
+        Duration::from_secs(self.per_seconds)
+    }
+}
+
+/// What a rate limit is counted per.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateScope {
+    /// The account or API token (all its zones).
+    Account,
+    /// One domain (zone) of the account.
+    Domain,
+    /// The client's IP address.
+    Ip,
 }
 
 impl Descriptor {
@@ -113,6 +155,8 @@ impl Descriptor {
             printable_ascii_only: self.txt.printable_ascii_only,
             forbidden_bytes: self.txt.forbidden_bytes.clone(),
             min_ttl: self.txt.min_ttl,
+            max_ttl: (self.txt.max_ttl != 0).then_some(self.txt.max_ttl),
+            rates: self.limits.rates.clone(),
             rate_limit: match (self.limits.requests, self.limits.per_seconds) {
                 (Some(requests), Some(per)) => Some(RateLimit {
                     requests,

@@ -171,6 +171,7 @@ pub struct HttpClient {
     policy: RetryPolicy,
     mapper: ErrorMapper,
     rate_limits: Mutex<RateLimitSeen>,
+    retry_after_cap: Duration,
 }
 
 /// True when `url` is `https`, or `http` to a loopback address.
@@ -232,7 +233,18 @@ impl HttpClient {
             policy,
             mapper,
             rate_limits: Mutex::new(RateLimitSeen::default()),
+            retry_after_cap: policy.max_delay,
         })
+    }
+
+    /// Honours a 429's `Retry-After` of up to `cap` (instead of the policy's
+    /// `max_delay`), for hosts whose documented windows are longer than a
+    /// usual backoff step (deSEC's 15 writes a minute). The time waited on
+    /// such answers is added to the policy's `max_elapsed`, up to `cap` in all;
+    /// a longer `Retry-After` is reported at once with the wait it asks for.
+    pub fn with_retry_after_cap(mut self, cap: Duration) -> Self {
+        self.retry_after_cap = cap.max(self.policy.max_delay);
+        self
     }
 
     /// The underlying client (for adapters that need a second endpoint, e.g. an OAuth token URL).
@@ -282,11 +294,11 @@ impl HttpClient {
         let start = Instant::now();
         let mut attempt = 0u32;
         let mut connect_failures = 0u32;
+        // Time waited on long Retry-After answers, added to max_elapsed.
+        let mut extra = Duration::ZERO;
         loop {
             attempt += 1;
-            let budget = self
-                .policy
-                .max_elapsed
+            let budget = (self.policy.max_elapsed + extra)
                 .saturating_sub(start.elapsed())
                 .min(self.policy.request_timeout);
             let outcome = match tokio::time::timeout(budget, self.attempt(&build)).await {
@@ -340,7 +352,11 @@ impl HttpClient {
                         }
                         let ra = retry_after(&headers);
                         if e.kind == ErrorKind::RateLimited
-                            && ra.is_some_and(|d| d > self.policy.max_delay)
+                            && ra.is_some_and(|d| {
+                                d > self.policy.max_delay
+                                    && extra + d.saturating_sub(self.policy.max_delay)
+                                        > self.retry_after_cap
+                            })
                         {
                             e.message = format!(
                                 "{} (the host asks to wait {}s)",
@@ -387,8 +403,11 @@ impl HttpClient {
                 }
             };
             let delay = retry_after.unwrap_or_else(|| self.policy.backoff(attempt));
+            if retry_after.is_some() && err.kind == ErrorKind::RateLimited {
+                extra += delay.saturating_sub(self.policy.max_delay);
+            }
             if attempt >= self.policy.max_attempts
-                || start.elapsed() + delay >= self.policy.max_elapsed
+                || start.elapsed() + delay >= self.policy.max_elapsed + extra
             {
                 tracing::warn!(provider = self.provider, %op, attempts = attempt, "giving up: {err}");
                 return Err(err);

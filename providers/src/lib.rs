@@ -80,8 +80,16 @@ pub struct Profile {
     pub forbidden_bytes: Vec<u8>,
     /// Lowest TTL the host accepts, in seconds.
     pub min_ttl: u32,
+    /// Highest TTL the host accepts, in seconds, when it documents one
+    /// (Cloudflare and deSEC 86,400; Gandi 2,592,000; RFC 2181 §8's 2^31 - 1
+    /// for hosts that take any TTL). A larger TTL is refused before sending
+    /// ([`LimitError::TtlTooHigh`], [`Profile::check_ttl`]).
+    pub max_ttl: Option<u32>,
     /// The documented request-rate limit.
     pub rate_limit: Option<RateLimit>,
+    /// Every documented rate limit, each with what it counts and per what
+    /// (pacing builds one token bucket per rule); empty when undocumented.
+    pub rates: Vec<descriptor::Rate>,
     /// How many requests maildns may have in flight against the host at once.
     pub concurrency: usize,
     /// The host's own authoritative servers serve a write at once (self-hosted
@@ -102,7 +110,9 @@ impl Default for Profile {
             printable_ascii_only: false,
             forbidden_bytes: Vec::new(),
             min_ttl: 1,
+            max_ttl: None,
             rate_limit: None,
+            rates: Vec::new(),
             concurrency: 8,
             serves_at_once: false,
         }
@@ -251,6 +261,29 @@ impl Profile {
             })?;
         }
         Ok(())
+    }
+
+    /// Checks a set's TTL against the host's maximum ([`Profile::max_ttl`]).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Limit`] with [`LimitError::TtlTooHigh`] naming `kind`, `op`, `name`.
+    pub fn check_ttl(
+        &self,
+        kind: &'static str,
+        op: Operation,
+        name: &Fqdn,
+        ttl: u32,
+    ) -> Result<(), Error> {
+        match self.max_ttl {
+            Some(max) if ttl > max => Err(Error::new(
+                kind,
+                op,
+                Some(name),
+                ErrorKind::Limit(LimitError::TtlTooHigh { ttl, max }),
+                "refused before sending",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Re-splits a value so it suits this host: strings of at most `max_string_bytes`.

@@ -624,6 +624,9 @@ impl Provider for Google {
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
         let op = Operation::Replace;
         self.profile.check_set(KIND, op, name, &set.records)?;
+        if !set.records.is_empty() {
+            self.profile.check_ttl(KIND, op, name, set.ttl)?;
+        }
         let target = (!set.records.is_empty()).then_some(set);
         self.write_one(zone, name, target, op).await
     }

@@ -18,18 +18,23 @@ pub mod zonefile;
 
 use crate::{Error, Fqdn, Operation, Profile, TxtRecord, TxtSet};
 
-/// For hosts that may re-split values: each record of `set` shaped to the host's
-/// string limit and checked against its profile (all of them, before the caller
-/// sends any request for the set), duplicates dropped.
+/// For hosts that may re-split values: the set's TTL checked against the host's
+/// maximum, each record of `set` shaped to the host's string limit and checked
+/// against its profile (all of them, before the caller sends any request for
+/// the set), duplicates dropped.
 ///
 /// # Errors
-/// [`crate::ErrorKind::Limit`] for the first shaped record the profile refuses.
+/// [`crate::ErrorKind::Limit`] for a TTL over the maximum or the first shaped
+/// record the profile refuses.
 pub(crate) fn check_all(
     kind: &'static str,
     profile: &Profile,
     name: &Fqdn,
     set: &TxtSet,
 ) -> Result<Vec<TxtRecord>, Error> {
+    if !set.records.is_empty() {
+        profile.check_ttl(kind, Operation::Replace, name, set.ttl)?;
+    }
     let mut out: Vec<TxtRecord> = Vec::new();
     for shaped in set.records.iter().map(|r| profile.shape(r)) {
         profile.check_set(

@@ -483,6 +483,9 @@ impl Provider for Route53 {
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
         let op = Operation::Replace;
         self.profile.check_set(KIND, op, name, &set.records)?;
+        if !set.records.is_empty() {
+            self.profile.check_ttl(KIND, op, name, set.ttl)?;
+        }
         let _guard = self.write_lock.lock().await;
         if set.records.is_empty() {
             return self.delete_locked(zone, name).await;
