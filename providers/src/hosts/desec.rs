@@ -339,7 +339,7 @@ impl Desec {
             let page: Vec<ListedRrset> =
                 resp.json(KIND, op).map_err(|e| e.with_name(&zone.name))?;
             out.extend(page.into_iter().filter(|r| r.kind == "TXT"));
-            match next_link(&resp.headers).and_then(|n| url::Url::parse(&n).ok()) {
+            match super::next_link(&resp.headers).and_then(|n| url::Url::parse(&n).ok()) {
                 // Only links to the same API (a host does not send us elsewhere).
                 Some(next) if next.origin() == url.origin() => url = next,
                 _ => return Ok((out, true)),
@@ -347,21 +347,6 @@ impl Desec {
         }
         Ok((out, false))
     }
-}
-
-/// The `rel="next"` target of a `Link` header, if any.
-fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
-    headers
-        .get_all(reqwest::header::LINK)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .find(|part| part.contains("rel=\"next\""))
-        .and_then(|part| {
-            let start = part.find('<')? + 1;
-            let end = part.find('>')?;
-            part.get(start..end).map(str::to_string)
-        })
 }
 
 #[async_trait::async_trait]

@@ -173,3 +173,18 @@ impl RawSet {
         (raw.ttl == set.ttl && raw.values.len() == set.records.len()).then_some(raw)
     }
 }
+
+/// The `rel="next"` target of a `Link` header, if any.
+pub(crate) fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get_all(reqwest::header::LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find(|part| part.contains("rel=\"next\""))
+        .and_then(|part| {
+            let start = part.find('<')? + 1;
+            let end = part.find('>')?;
+            part.get(start..end).map(str::to_string)
+        })
+}
