@@ -501,6 +501,9 @@ pub fn parse_rrsets(
     Ok((found, list.next_page_token))
 }
 
+/// A TXT set with its owner name as answered.
+type NamedSet = (String, Observed);
+
 /// Every TXT set on one page of an `rrsets` list, each with its owner name (as
 /// answered, with the trailing dot) and its rrdatas exactly as answered; also
 /// the next page token.
@@ -511,7 +514,7 @@ fn parse_txt_sets(
     body: &[u8],
     name: &Fqdn,
     op: Operation,
-) -> Result<(Vec<(String, Observed)>, Option<String>), Error> {
+) -> Result<(Vec<NamedSet>, Option<String>), Error> {
     let list: RrSetList =
         serde_json::from_slice(body).map_err(|e| super::bad_body(KIND, op, name, e))?;
     let mut out = Vec::new();

@@ -434,7 +434,10 @@ async fn two_large_values_are_replaced_without_crossing_8192_characters() {
         cf.read_txt(&zone, &name).await.unwrap(),
         Some(set(300, &[&a, &c]))
     );
-    let sets = cf.read_sets(&zone, &[name.clone()]).await.unwrap();
+    let sets = cf
+        .read_sets(&zone, std::slice::from_ref(&name))
+        .await
+        .unwrap();
     cf.apply(
         &zone,
         &[change(&sets, "big.example.com", Some(set(300, &[&b, &c])))],

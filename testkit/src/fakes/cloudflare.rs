@@ -476,6 +476,7 @@ async fn batch(
     let mut d = lock(&s.data);
     let mut work = d.clone();
     let mut out = json!({"deletes": [], "patches": [], "puts": [], "posts": []});
+    #[allow(clippy::result_large_err)] // the error is the HTTP answer itself
     let mut run = || -> Result<(), Response> {
         for x in list("deletes") {
             let id = x["id"].as_str().unwrap_or("").to_string();
