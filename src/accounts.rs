@@ -10,7 +10,8 @@ use maildns_providers::hosts::route53;
 use maildns_providers::http::RetryPolicy;
 use maildns_providers::registry::{Credential, CredentialKind, Settings};
 use maildns_providers::{
-    Error as ProviderError, ErrorKind, Fqdn, Profile, Provider, Secret, TxtSet, Zone,
+    ApplyError, ApplyTraits, Error as ProviderError, ErrorKind, Fqdn, Profile, Provider, Secret,
+    TxtChange, TxtSet, Zone, ZoneSets,
 };
 
 use crate::config::{Account, Config};
@@ -191,6 +192,31 @@ impl Provider for AccountProvider {
         let r = self.inner.delete_txt(zone, name).await;
         r.map_err(|e| helped(&self.account, e))
     }
+    fn zone_for(&self, apex: &Fqdn) -> Option<Zone> {
+        self.inner.zone_for(apex)
+    }
+    fn apply_traits(&self) -> ApplyTraits {
+        self.inner.apply_traits()
+    }
+    async fn read_sets(&self, zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, ProviderError> {
+        let r = self.inner.read_sets(zone, names).await;
+        r.map_err(|e| helped(&self.account, e))
+    }
+    async fn apply(&self, zone: &Zone, changes: &[TxtChange]) -> Result<(), ApplyError> {
+        let r = self.inner.apply(zone, changes).await;
+        r.map_err(|e| ApplyError {
+            written: e.written,
+            error: helped(&self.account, e.error),
+        })
+    }
+    async fn replace_if_unchanged(
+        &self,
+        zone: &Zone,
+        change: &TxtChange,
+    ) -> Result<(), ProviderError> {
+        let r = self.inner.replace_if_unchanged(zone, change).await;
+        r.map_err(|e| helped(&self.account, e))
+    }
     fn rate_limits_seen(&self) -> Vec<(String, String)> {
         self.inner.rate_limits_seen()
     }
@@ -289,6 +315,25 @@ mod tests {
         .to_string();
         let kinds: Vec<&str> = maildns_providers::registry::kinds().collect();
         assert!(e.contains(&format!("one of {}", kinds.join(", "))), "{e}");
+    }
+
+    /// The account wrapper hands the change-set methods to the adapter: its
+    /// guarantees and zone naming are the adapter's, not the trait's defaults.
+    #[test]
+    fn a_connected_account_keeps_the_adapters_change_set_behaviour() {
+        let zone = [Fqdn::parse("example.com").unwrap()];
+        let account = account_from(
+            "provider = \"exec\"\ncommand = [\"/bin/true\"]\natomic = true\ncompare_and_swap = true",
+        );
+        let p = connect(&account, &zone, &Fixed, RetryPolicy::fast()).unwrap();
+        assert_eq!(
+            p.apply_traits(),
+            ApplyTraits {
+                atomic: true,
+                compare_and_swap: true
+            }
+        );
+        assert_eq!(p.zone_for(&zone[0]).map(|z| z.name), Some(zone[0].clone()));
     }
 
     #[test]

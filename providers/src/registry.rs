@@ -13,13 +13,14 @@ use std::sync::{Arc, OnceLock};
 
 use crate::descriptor::Descriptor;
 use crate::hosts::{
-    cloudflare, desec, digitalocean, gandi, google, hetzner, powerdns, rfc2136, route53, zonefile,
+    cloudflare, desec, digitalocean, exec, gandi, google, hetzner, powerdns, rfc2136, route53,
+    zonefile,
 };
 use crate::http::RetryPolicy;
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret};
 
 /// Every host maildns can drive, in the order the README's table lists them.
-pub static HOSTS: [Host; 10] = [
+pub static HOSTS: [Host; 11] = [
     zonefile::HOST,
     powerdns::HOST,
     rfc2136::HOST,
@@ -30,6 +31,7 @@ pub static HOSTS: [Host; 10] = [
     gandi::HOST,
     desec::HOST,
     google::HOST,
+    exec::HOST,
 ];
 
 /// The host registered as `kind`.
@@ -98,6 +100,14 @@ pub struct Settings {
     pub project: Option<String>,
     /// Wait for Route 53 changes to reach INSYNC (default: no).
     pub wait_insync: Option<bool>,
+    /// The exec host's program and arguments (no shell).
+    pub command: Option<Vec<String>>,
+    /// The exec host's time limit for one run of its program.
+    pub timeout: Option<std::time::Duration>,
+    /// The exec host's program applies a change set all or nothing.
+    pub atomic: Option<bool>,
+    /// The exec host's program refuses a change whose old set it no longer holds.
+    pub compare_and_swap: Option<bool>,
 }
 
 impl Settings {
@@ -113,6 +123,10 @@ impl Settings {
             "algorithm" => self.algorithm.is_some(),
             "project" => self.project.is_some(),
             "wait_insync" => self.wait_insync.is_some(),
+            "command" => self.command.is_some(),
+            "timeout" => self.timeout.is_some(),
+            "atomic" => self.atomic.is_some(),
+            "compare_and_swap" => self.compare_and_swap.is_some(),
             _ => false,
         }
     }

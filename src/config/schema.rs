@@ -52,6 +52,10 @@ pub(super) struct RawAccount {
     pub(super) algorithm: Option<Spanned<String>>,
     pub(super) project: Option<String>,
     pub(super) wait_insync: Option<bool>,
+    pub(super) command: Option<Vec<String>>,
+    pub(super) timeout: Option<Spanned<String>>,
+    pub(super) atomic: Option<bool>,
+    pub(super) compare_and_swap: Option<bool>,
     pub(super) token_env: Option<Spanned<String>>,
     pub(super) token_file: Option<Spanned<String>>,
     // A secret in the config is refused with a pointer to the right place.

@@ -296,6 +296,16 @@ impl Validator<'_> {
             algorithm,
             project: a.project.clone(),
             wait_insync: a.wait_insync,
+            command: a.command.clone(),
+            timeout: a.timeout.as_ref().map(|_| {
+                self.positive_duration(
+                    &a.timeout,
+                    &format!("{key}.timeout"),
+                    maildns_providers::hosts::exec::DEFAULT_TIMEOUT,
+                )
+            }),
+            atomic: a.atomic,
+            compare_and_swap: a.compare_and_swap,
         };
         complete &= settings.server.is_some() || a.server.is_none();
         for r in host.required {

@@ -10,12 +10,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use maildns_providers::{Error as ProviderError, Fqdn, Provider, Zone};
+use maildns_providers::{
+    Error as ProviderError, Fqdn, Provider, TxtChange, TxtSet, Zone, ZoneSets,
+};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use super::plan::{Desired, Plan, PlanError, plan};
-use super::readback::{NotStored, ServedCheck, compare_set};
+use super::readback::{NotStored, Served, ServedCheck, compare_set};
 
 /// One domain's work: where it lives and what should be there.
 #[derive(Debug, Clone)]
@@ -142,23 +144,19 @@ pub async fn run_checked(
         })
         .collect();
 
-    // Phase 1: read and plan everything.
-    let planned = for_each(jobs, providers, &caps, |job, provider| async move {
-        let zone = match find_zone(provider.as_ref(), &job).await {
-            Ok(z) => z,
-            Err(e) => return (job, None, Err(DomainError::Provider(e))),
-        };
-        let mut current = BTreeMap::new();
-        for d in &job.desired {
-            match provider.read_txt(&zone, &d.name).await {
-                Ok(set) => {
-                    current.insert(d.name.clone(), set);
-                }
-                Err(e) => return (job, Some(zone), Err(DomainError::Provider(e))),
-            }
+    let zones = ZoneCache::default();
+
+    // Phase 1: read and plan everything: one read of the zone's RRsets per domain.
+    let planned = for_each(jobs, providers, &caps, |job, provider| {
+        let zones = zones.clone();
+        async move {
+            let zone = match zones.resolve(provider.as_ref(), &job).await {
+                Ok(z) => z,
+                Err(e) => return (job, None, Err(DomainError::Provider(e))),
+            };
+            let result = read_and_plan(provider.as_ref(), &zone, &job).await;
+            (job, Some(zone), result)
         }
-        let result = plan(&job.desired, &current).map_err(DomainError::Plan);
-        (job, Some(zone), result)
     })
     .await;
 
@@ -166,14 +164,14 @@ pub async fn run_checked(
     let deletions: usize = planned
         .iter()
         .filter_map(|(_, _, p)| p.as_ref().ok())
-        .map(Plan::deletions)
+        .map(|r| r.plan.deletions())
         .sum();
     let over = managed > 0
         && deletions > 0
         && (deletions as f64) > opts.max_delete_share * managed as f64
         && !opts.force;
 
-    // Phase 2: write.
+    // Phase 2: write each domain's changes as one change set.
     let write = opts.mode == Mode::Apply && !over;
     for_each(
         planned,
@@ -192,37 +190,23 @@ pub async fn run_checked(
                 };
                 match result {
                     Err(e) => outcome.error = Some(e),
-                    Ok(p) => {
-                        if over && p.deletions() > 0 {
+                    Ok(read) => {
+                        if over && read.plan.deletions() > 0 {
                             outcome.error = Some(DomainError::Threshold {
                                 deletions,
                                 managed,
                                 share: opts.max_delete_share * 100.0,
                             });
+                            outcome.plan = Some(read.plan);
                         } else if write && let Some(zone) = &zone {
-                            for c in &p.changes {
-                                let r = if c.write.records.is_empty() {
-                                    provider.delete_txt(zone, &c.name).await
-                                } else {
-                                    provider.replace_txt(zone, &c.name, &c.write).await
-                                };
-                                if let Err(e) = r {
-                                    outcome.error = Some(DomainError::Provider(e));
-                                    break;
-                                }
-                                outcome.applied += 1;
-                                let check = served
-                                    .as_deref()
-                                    .filter(|_| provider.profile().serves_at_once);
-                                if let Err(e) =
-                                    read_back(provider.as_ref(), zone, &job.domain, c, check).await
-                                {
-                                    outcome.error = Some(e);
-                                    break;
-                                }
-                            }
+                            let check = served
+                                .as_deref()
+                                .filter(|_| provider.profile().serves_at_once);
+                            write_domain(provider.as_ref(), zone, &job, read, check, &mut outcome)
+                                .await;
+                        } else {
+                            outcome.plan = Some(read.plan);
                         }
-                        outcome.plan = Some(p);
                     }
                 }
                 outcome
@@ -232,39 +216,194 @@ pub async fn run_checked(
     .await
 }
 
-/// Reads the set `c` wrote back and compares it with what was sent (a delete is
-/// not read back).
+/// How many times a change set is read, planned and applied again after the
+/// host refused it because an RRset changed since it was read.
+const CONFLICT_RETRIES: usize = 3;
+
+/// A domain's plan and the RRsets it was made from.
+#[derive(Debug, Clone)]
+struct Read {
+    plan: Plan,
+    observed: ZoneSets,
+}
+
+/// Reads the RRsets at every name of `job` in one [`Provider::read_sets`] and plans.
+async fn read_and_plan(
+    provider: &dyn Provider,
+    zone: &Zone,
+    job: &DomainJob,
+) -> Result<Read, DomainError> {
+    let names: Vec<Fqdn> = job.desired.iter().map(|d| d.name.clone()).collect();
+    let observed = provider
+        .read_sets(zone, &names)
+        .await
+        .map_err(DomainError::Provider)?;
+    let current: BTreeMap<Fqdn, Option<TxtSet>> = observed
+        .iter()
+        .map(|(n, o)| (n.clone(), o.set.clone()))
+        .collect();
+    let plan = plan(&job.desired, &current).map_err(DomainError::Plan)?;
+    Ok(Read { plan, observed })
+}
+
+/// The change set for a plan: each change's RRset as read and the one wanted.
+fn change_set(plan: &Plan, observed: &ZoneSets) -> Vec<TxtChange> {
+    plan.changes
+        .iter()
+        .map(|c| TxtChange {
+            name: c.name.clone(),
+            old: observed.get(&c.name).cloned().unwrap_or_default(),
+            new: (!c.write.records.is_empty()).then(|| c.write.clone()),
+        })
+        .collect()
+}
+
+/// Applies one domain's plan as one change set. When the host refuses it because
+/// an RRset changed since it was read (another tool's edit), reads and plans
+/// again and retries, up to [`CONFLICT_RETRIES`] times, so that edit is kept; a
+/// new plan that deletes more than the one checked against the deletion
+/// threshold is not applied. Then reads back what was written.
+async fn write_domain(
+    provider: &dyn Provider,
+    zone: &Zone,
+    job: &DomainJob,
+    mut read: Read,
+    served: Option<&ServedCheck>,
+    outcome: &mut DomainOutcome,
+) {
+    let checked_deletions = read.plan.deletions();
+    let mut attempt = 0;
+    loop {
+        if read.plan.changes.is_empty() {
+            outcome.plan = Some(read.plan);
+            return;
+        }
+        let changes = change_set(&read.plan, &read.observed);
+        match provider.apply(zone, &changes).await {
+            Ok(()) => {
+                outcome.applied = changes.len();
+                break;
+            }
+            Err(e) if e.is_conflict() && attempt < CONFLICT_RETRIES => {
+                attempt += 1;
+                tracing::info!(
+                    "{}: {} changed since it was read; reading again ({attempt} of {CONFLICT_RETRIES})",
+                    job.domain,
+                    e.error.name.as_deref().unwrap_or("an RRset"),
+                );
+                match read_and_plan(provider, zone, job).await {
+                    Ok(again) if again.plan.deletions() <= checked_deletions => read = again,
+                    Ok(again) => {
+                        outcome.plan = Some(again.plan);
+                        outcome.error = Some(DomainError::Provider(e.error));
+                        return;
+                    }
+                    Err(err) => {
+                        outcome.plan = Some(read.plan);
+                        outcome.error = Some(err);
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                // Changes are applied in plan order: what was written is a prefix.
+                outcome.applied = changes
+                    .iter()
+                    .take_while(|c| e.written.contains(&c.name))
+                    .count();
+                outcome.plan = Some(read.plan);
+                outcome.error = Some(DomainError::Provider(e.error));
+                return;
+            }
+        }
+    }
+    let result = read_back(provider, zone, &job.domain, &read.plan, served).await;
+    outcome.plan = Some(read.plan);
+    if let Err(e) = result {
+        outcome.error = Some(e);
+    }
+}
+
+/// Checks that what was written is what the host holds: for hosts whose
+/// authoritative servers serve writes at once, by asking them (no API request);
+/// otherwise, or when a server has not confirmed every set, by one
+/// [`Provider::read_sets`] of the written names. Deletions are not read back.
 async fn read_back(
     provider: &dyn Provider,
     zone: &Zone,
     domain: &Fqdn,
-    c: &super::plan::Change,
+    plan: &Plan,
     served: Option<&ServedCheck>,
 ) -> Result<(), DomainError> {
-    if c.write.records.is_empty() {
+    let written: Vec<&super::plan::Change> = plan
+        .changes
+        .iter()
+        .filter(|c| !c.write.records.is_empty())
+        .collect();
+    if written.is_empty() {
         return Ok(());
     }
+    let mut confirmed = served.is_some();
+    if let Some(check) = served {
+        for c in &written {
+            match check
+                .check(domain, &c.name, c.kind, &c.write.records, &c.old)
+                .await
+            {
+                Served::Confirmed => {}
+                Served::Unconfirmed => confirmed = false,
+                Served::Wrong(e) => return Err(DomainError::NotStored(e)),
+            }
+        }
+    }
+    if confirmed {
+        return Ok(());
+    }
+    let names: Vec<Fqdn> = written.iter().map(|c| c.name.clone()).collect();
     let stored = provider
-        .read_txt(zone, &c.name)
+        .read_sets(zone, &names)
         .await
         .map_err(DomainError::Provider)?;
-    if let Some(e) = compare_set(&c.name, c.kind, &c.write, stored.as_ref()) {
-        return Err(DomainError::NotStored(e));
-    }
-    if let Some(check) = served
-        && let Some(e) = check
-            .check(domain, &c.name, c.kind, &c.write.records, &c.old)
-            .await
-    {
-        return Err(DomainError::NotStored(e));
+    for c in written {
+        let set = stored.get(&c.name).and_then(|o| o.set.as_ref());
+        if let Some(e) = compare_set(&c.name, c.kind, &c.write, set) {
+            return Err(DomainError::NotStored(e));
+        }
     }
     Ok(())
 }
 
-async fn find_zone(provider: &dyn Provider, job: &DomainJob) -> Result<Zone, ProviderError> {
-    provider
-        .find_zone(job.zone.as_ref().unwrap_or(&job.domain))
-        .await
+/// Zones found during one run, per account and apex, so a zone is looked up at
+/// most once ([`Provider::zone_for`] needs no request at all).
+#[derive(Debug, Clone, Default)]
+struct ZoneCache(Arc<std::sync::Mutex<BTreeMap<(String, Fqdn), Zone>>>);
+
+impl ZoneCache {
+    async fn resolve(
+        &self,
+        provider: &dyn Provider,
+        job: &DomainJob,
+    ) -> Result<Zone, ProviderError> {
+        let Some(apex) = &job.zone else {
+            return provider.find_zone(&job.domain).await;
+        };
+        if let Some(z) = provider.zone_for(apex) {
+            return Ok(z);
+        }
+        let key = (job.account.clone(), apex.clone());
+        if let Some(z) = self.get(&key) {
+            return Ok(z);
+        }
+        let z = provider.find_zone(apex).await?;
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(key, z.clone());
+        }
+        Ok(z)
+    }
+
+    fn get(&self, key: &(String, Fqdn)) -> Option<Zone> {
+        self.0.lock().ok().and_then(|m| m.get(key).cloned())
+    }
 }
 
 /// Something that names its account.
@@ -350,7 +489,7 @@ enum Unrun<I> {
     Failed(I, String),
 }
 
-type Planned = (DomainJob, Option<Zone>, Result<Plan, DomainError>);
+type Planned = (DomainJob, Option<Zone>, Result<Read, DomainError>);
 
 impl From<Unrun<DomainJob>> for Planned {
     fn from(u: Unrun<DomainJob>) -> Self {
@@ -373,7 +512,7 @@ impl From<Unrun<Planned>> for DomainOutcome {
         };
         let (plan, error) = match (result, failed) {
             // A write task that failed: its plan, and how much it wrote is unknown.
-            (Ok(p), Some(e)) => (Some(p), Some(e)),
+            (Ok(r), Some(e)) => (Some(r.plan), Some(e)),
             (Err(e), _) => (None, Some(e)),
             (Ok(_), None) => (None, None),
         };
@@ -492,5 +631,193 @@ mod tests {
             assert!(o.error.is_none(), "{:?}", o.error);
             assert_eq!(o.applied, 1);
         }
+    }
+
+    /// An in-memory host counting its calls. `foreign` is added to the set at
+    /// its name once, by "another tool", just before the first write (after
+    /// maildns read the zone); `fail_at` refuses the write of that name.
+    #[derive(Default)]
+    struct Counting {
+        profile: Profile,
+        sets: std::sync::Mutex<BTreeMap<Fqdn, TxtSet>>,
+        foreign: std::sync::Mutex<Option<(Fqdn, TxtRecord)>>,
+        fail_at: Option<Fqdn>,
+        finds: std::sync::atomic::AtomicUsize,
+        reads: std::sync::atomic::AtomicUsize,
+        writes: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Counting {
+        fn count(c: &std::sync::atomic::AtomicUsize) -> usize {
+            c.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Provider for Counting {
+        fn kind(&self) -> &'static str {
+            "counting"
+        }
+        fn profile(&self) -> &Profile {
+            &self.profile
+        }
+        async fn find_zone(&self, name: &Fqdn) -> Result<Zone, ProviderError> {
+            self.finds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(Zone {
+                name: name.clone(),
+                id: format!("id-{name}"),
+            })
+        }
+        async fn read_txt(&self, _: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, ProviderError> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(self.sets.lock().unwrap().get(name).cloned())
+        }
+        async fn replace_if_unchanged(
+            &self,
+            zone: &Zone,
+            change: &TxtChange,
+        ) -> Result<(), ProviderError> {
+            if let Some((name, value)) = self.foreign.lock().unwrap().take() {
+                let mut sets = self.sets.lock().unwrap();
+                let set = sets.entry(name).or_insert(TxtSet {
+                    ttl: 3600,
+                    records: vec![],
+                });
+                set.records.push(value);
+            }
+            if self.fail_at.as_ref() == Some(&change.name) {
+                return Err(ProviderError::new(
+                    "counting",
+                    change.operation(),
+                    Some(&change.name),
+                    maildns_providers::ErrorKind::Server,
+                    "HTTP 500",
+                ));
+            }
+            // The default: read again, compare, write.
+            let now = self.read_txt(zone, &change.name).await?;
+            if !change.old.unchanged_in(now.as_ref()) {
+                return Err(maildns_providers::changeset::conflict(
+                    "counting",
+                    change.operation(),
+                    &change.name,
+                    "changed",
+                ));
+            }
+            match change.wanted() {
+                Some(set) => self.replace_txt(zone, &change.name, set).await,
+                None => self.delete_txt(zone, &change.name).await,
+            }
+        }
+        async fn replace_txt(
+            &self,
+            _: &Zone,
+            name: &Fqdn,
+            set: &TxtSet,
+        ) -> Result<(), ProviderError> {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.sets.lock().unwrap().insert(name.clone(), set.clone());
+            Ok(())
+        }
+        async fn delete_txt(&self, _: &Zone, name: &Fqdn) -> Result<(), ProviderError> {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.sets.lock().unwrap().remove(name);
+            Ok(())
+        }
+    }
+
+    fn spf_and_dmarc(domain: &str) -> DomainJob {
+        let mut j = job(domain);
+        j.zone = Some(Fqdn::parse(domain).unwrap());
+        j.desired.push(Desired {
+            name: Fqdn::parse(&format!("_dmarc.{domain}")).unwrap(),
+            kind: crate::records::RecordKind::Dmarc,
+            records: vec![TxtRecord::from_value("v=DMARC1; p=reject")],
+            ttl: 3600,
+            in_use: false,
+            only_remove: None,
+        });
+        j
+    }
+
+    const APPLY: Options = Options {
+        mode: Mode::Apply,
+        force: false,
+        max_delete_share: 0.5,
+    };
+
+    async fn run_on(host: Arc<Counting>, jobs: Vec<DomainJob>) -> Vec<DomainOutcome> {
+        let mut providers: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
+        providers.insert("a".into(), host);
+        run_jobs(jobs, &providers, APPLY).await
+    }
+
+    #[tokio::test]
+    async fn a_value_another_tool_adds_between_read_and_write_is_kept() {
+        let host = Arc::new(Counting::default());
+        let apex = Fqdn::parse("example.com").unwrap();
+        let theirs = TxtRecord::from_value("google-site-verification=abc");
+        *host.foreign.lock().unwrap() = Some((apex.clone(), theirs.clone()));
+        let out = run_on(host.clone(), vec![spf_and_dmarc("example.com")]).await;
+        assert!(out[0].error.is_none(), "{:?}", out[0].error);
+        assert_eq!(out[0].applied, 2);
+        let sets = host.sets.lock().unwrap();
+        let values: Vec<String> = sets[&apex]
+            .records
+            .iter()
+            .map(|r| r.value_lossy())
+            .collect();
+        assert_eq!(values, ["google-site-verification=abc", "v=spf1 -all"]);
+        // The plan reported is the one applied: the foreign value is in it.
+        let p = out[0].plan.as_ref().unwrap();
+        assert_eq!(p.changes[0].foreign, vec![theirs]);
+    }
+
+    #[tokio::test]
+    async fn a_configured_zone_is_found_once_per_run_and_read_once_per_domain() {
+        // One domain at a time, so the second finds the zone the first looked up.
+        let host = Arc::new(Counting {
+            profile: Profile {
+                concurrency: 1,
+                ..Profile::default()
+            },
+            ..Counting::default()
+        });
+        let mut a = spf_and_dmarc("example.com");
+        let mut b = spf_and_dmarc("mail.example.com");
+        a.zone = Some(Fqdn::parse("example.com").unwrap());
+        b.zone = a.zone.clone();
+        let out = run_on(host.clone(), vec![a.clone(), b.clone()]).await;
+        assert!(out.iter().all(|o| o.error.is_none()), "{out:?}");
+        assert_eq!(out[0].zone.as_deref(), Some("example.com"));
+        assert_eq!(Counting::count(&host.finds), 1, "one find for the zone");
+        // Per domain (two names, the per-name defaults): the read (2), the
+        // re-read before each write (2), the read-back (2).
+        assert_eq!(Counting::count(&host.reads), 2 * 2 + 2 * 2 + 2 * 2);
+        // A second run: in sync, the zone found again once, nothing written.
+        let writes = Counting::count(&host.writes);
+        let out = run_on(host.clone(), vec![a, b]).await;
+        assert!(out.iter().all(|o| o.applied == 0 && o.error.is_none()));
+        assert_eq!(Counting::count(&host.writes), writes);
+        assert_eq!(Counting::count(&host.finds), 2, "one find per run");
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_reports_what_was_written_before_it() {
+        let dmarc = Fqdn::parse("_dmarc.example.com").unwrap();
+        let host = Arc::new(Counting {
+            fail_at: Some(dmarc.clone()),
+            ..Counting::default()
+        });
+        let out = run_on(host.clone(), vec![spf_and_dmarc("example.com")]).await;
+        assert_eq!(out[0].applied, 1, "the SPF was written, the DMARC was not");
+        let e = out[0].error.as_ref().unwrap().to_string();
+        assert!(
+            e.contains("_dmarc.example.com") && e.contains("HTTP 500"),
+            "{e}"
+        );
+        assert!(!host.sets.lock().unwrap().contains_key(&dmarc));
     }
 }

@@ -176,11 +176,12 @@ impl std::fmt::Debug for ServedCheck {
 
 impl ServedCheck {
     /// Asks each of `domain`'s servers for `name` until it serves every value
-    /// `sent` (joined) or `wait` passes; a server that then serves a value cut
-    /// short, altered or spread over several records gives the error. A server
-    /// that does not answer, or does not serve the value yet (nothing, or the
-    /// `old` values the write replaced), is not an error here (the write may
-    /// still be on its way; `publish --wait` watches that).
+    /// `sent` (joined) or `wait` passes. A server that then serves a value cut
+    /// short, altered or spread over several records gives [`Served::Wrong`]. A
+    /// server that does not answer, or does not serve the value yet (nothing, or
+    /// the `old` values the write replaced), is not an error here (the write may
+    /// still be on its way; `publish --wait` watches that): the answer is then
+    /// [`Served::Unconfirmed`], as it is when no server is known for `domain`.
     pub async fn check(
         &self,
         domain: &Fqdn,
@@ -188,9 +189,12 @@ impl ServedCheck {
         kind: RecordKind,
         sent: &[TxtRecord],
         old: &[TxtRecord],
-    ) -> Option<NotStored> {
+    ) -> Served {
         let old: Vec<Vec<u8>> = old.iter().map(TxtRecord::value).collect();
-        let servers = self.servers.get(domain)?;
+        let Some(servers) = self.servers.get(domain).filter(|s| !s.is_empty()) else {
+            return Served::Unconfirmed;
+        };
+        let mut all = true;
         for server in servers {
             let start = std::time::Instant::now();
             loop {
@@ -221,15 +225,33 @@ impl ServedCheck {
                                     | Verdict::SeveralRecords { .. }
                             ) =>
                     {
-                        return Some(e);
+                        return Served::Wrong(e);
                     }
-                    _ if done => break,
+                    _ if done => {
+                        all = false;
+                        break;
+                    }
                     _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
                 }
             }
         }
-        None
+        if all {
+            Served::Confirmed
+        } else {
+            Served::Unconfirmed
+        }
     }
+}
+
+/// What the authoritative servers said about a set just written ([`ServedCheck::check`]).
+#[derive(Debug, Clone)]
+pub enum Served {
+    /// Every server serves every value sent, intact.
+    Confirmed,
+    /// Some server did not answer or does not serve the values yet.
+    Unconfirmed,
+    /// A server serves a value cut short, altered or spread over several records.
+    Wrong(NotStored),
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod cmd;
 pub mod conformance;
 pub mod fakes;
 pub mod faultproxy;
+pub mod knot;
 pub mod opendkim;
 pub mod powerdns;
 pub mod secret_service;
@@ -19,6 +20,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 pub use bind::Bind;
+pub use knot::Knot;
 pub use powerdns::PowerDns;
 pub use secret_service::SessionBus;
 

@@ -397,3 +397,39 @@ async fn auth_failure_names_the_accounts_own_token_variable() {
     assert!(!text.contains("MAILDNS_GANDI_TOKEN"), "{text}");
     assert!(!text.contains("wrong-token-123") && !text.contains("right-token-456"));
 }
+
+/// The `exec` host end to end: `contrib/exec/knot-knotc` writing to a real
+/// Knot DNS; the foreign value at the apex survives, a second run is in sync.
+#[test]
+fn exec_host_publishes_through_the_knot_example_then_in_sync() {
+    let knot = maildns_testkit::Knot::start("example.test", &["@ TXT \"MS=ms12345\""]);
+    let dir = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/exec/knot-knotc");
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[accounts.dns]\nprovider = \"exec\"\ncommand = [\"{}\", \"--socket\", \"{}\"]\ntimeout = \"30s\"\natomic = true\ncompare_and_swap = true\n",
+            script.display(),
+            knot.socket().display()
+        ),
+        &["example.test"],
+    );
+    let o = cmd().config(&cfg).args(["publish"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
+    let values: Vec<String> = dig(knot.dns, "example.test")
+        .iter()
+        .map(|r| r.value_lossy())
+        .collect();
+    assert!(values.contains(&"MS=ms12345".to_string()), "{values:?}");
+    assert!(
+        values.contains(&"v=spf1 ip4:192.0.2.10/32 -all".to_string()),
+        "{values:?}"
+    );
+    let dmarc = dig(knot.dns, "_dmarc.example.test");
+    assert_eq!(
+        dmarc.iter().map(|r| r.value_lossy()).collect::<Vec<_>>(),
+        ["v=DMARC1; p=quarantine; rua=mailto:dmarc@example.test"]
+    );
+    let o = cmd().config(&cfg).args(["plan", "--exit-code"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
+}

@@ -8,6 +8,7 @@
 pub mod cloudflare;
 pub mod desec;
 pub mod digitalocean;
+pub mod exec;
 pub mod gandi;
 pub mod google;
 pub mod hetzner;

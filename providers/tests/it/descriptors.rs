@@ -23,6 +23,7 @@ fn minimal(h: &Host) -> (Settings, Credential) {
             "base_url" => s.base_url = Some("http://127.0.0.1:9/api/v1".into()),
             "server" => s.server = Some("127.0.0.1:53".parse().unwrap()),
             "key_name" => s.key_name = Some("maildns".into()),
+            "command" => s.command = Some(vec!["/usr/local/bin/dns-host".into()]),
             other => panic!("{}: no minimal value for required {other}", h.kind),
         }
         assert!(s.is_set(r.key), "{}: {} is a Settings field", h.kind, r.key);
@@ -82,7 +83,8 @@ fn every_registered_kind_builds_from_minimal_settings_with_its_descriptors_profi
             "hetzner",
             "gandi",
             "desec",
-            "google"
+            "google",
+            "exec"
         ]
     );
     assert_eq!(host("nosuchhost"), None);
@@ -102,7 +104,10 @@ fn a_required_setting_left_out_is_a_config_error() {
         assert_eq!(e.provider, h.kind);
         checked += 1;
     }
-    assert_eq!(checked, 3, "zonefile, powerdns and rfc2136 need settings");
+    assert_eq!(
+        checked, 4,
+        "zonefile, powerdns, rfc2136 and exec need settings"
+    );
     // A credential of the wrong kind is refused, not unwrapped.
     let e = match (registry::host("cloudflare").unwrap().connect)(
         &Settings::default(),

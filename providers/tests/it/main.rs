@@ -6,6 +6,7 @@ mod cloudflare;
 mod descriptors;
 mod desec;
 mod digitalocean;
+mod exec;
 mod gandi;
 mod google;
 mod hetzner;
