@@ -204,20 +204,31 @@ async fn auth_failure_on_wrong_key() {
 
 #[tokio::test]
 async fn zone_not_found_and_validation() {
-    let (_fake, a, _) = setup().await;
+    let (fake, a, _) = setup().await;
     let e = a.find_zone(&n("www.example.org")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::ZoneNotFound);
     let zone = a.find_zone(&n("example.com")).await.unwrap();
+    // A TTL over RFC 2181's 2^31 - 1 is refused before sending.
+    let before = fake.requests().len();
     let e = a
         .replace_txt(&zone, &n("v.example.com"), &set(u32::MAX, &[b"a"]))
         .await
         .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Invalid);
-    assert!(
-        e.message
-            .starts_with("invalid: Invalid value for 'entity.change.additions[0].ttl'"),
-        "{e}"
+    assert_eq!(
+        e.kind,
+        ErrorKind::Limit(maildns_providers::LimitError::TtlTooHigh {
+            ttl: u32::MAX,
+            max: 2_147_483_647
+        })
     );
+    assert_eq!(fake.requests().len(), before);
+    // One Google refuses: Invalid, with its reason and message.
+    fake.fail_next(400, 1);
+    let e = a
+        .replace_txt(&zone, &n("v.example.com"), &set(300, &[b"a"]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Invalid, "{e}");
 }
 
 #[tokio::test]

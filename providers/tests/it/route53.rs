@@ -206,16 +206,31 @@ async fn zone_not_found_and_no_such_hosted_zone() {
 
 #[tokio::test]
 async fn validation_error_carries_the_host_message() {
-    let (_fake, a, _) = setup().await;
+    let (fake, a, _) = setup().await;
     let zone = a.find_zone(&n("example.com")).await.unwrap();
+    // A TTL over the API's range (2^31 - 1) is refused before sending.
+    let before = fake.requests().len();
     let e = a
         .replace_txt(&zone, &n("x.example.com"), &set(u32::MAX, &[b"a"]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.kind,
+        ErrorKind::Limit(maildns_providers::LimitError::TtlTooHigh {
+            ttl: u32::MAX,
+            max: 2_147_483_647
+        })
+    );
+    assert_eq!(fake.requests().len(), before);
+    // A batch Route 53 refuses for its content: Invalid, with its message.
+    let e = a
+        .replace_txt(&zone, &n("x.example.org"), &set(300, &[b"a"]))
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Invalid);
     assert!(
         e.message
-            .starts_with("InvalidInput: 1 validation error detected"),
+            .starts_with("InvalidChangeBatch: RRSet with DNS name x.example.org. is not permitted"),
         "{e}"
     );
 }
