@@ -92,45 +92,51 @@ pub struct Limits {
     /// PowerDNS, an RFC 2136 primary), so they are worth asking right after it.
     #[serde(default)]
     pub serves_at_once: bool,
-    /// Every documented rate limit, one rule each, e.g. deSEC's
-    /// `rates = [{requests = 2, per_seconds = 1, scope = "domain", writes = true}, …]`.
+    /// Every documented rate limit (`[[limits.rates]]`), e.g. deSEC's RRset
+    /// writes per domain (2/s, 15/min, 100/h, 300/day) and reads (10/s, 50/min).
     #[serde(default)]
     pub rates: Vec<Rate>,
 }
 
-/// One documented rate limit: `requests` per `per_seconds`, counted per
-/// `scope`, over write requests, read requests or all of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// One documented rate limit (`[[limits.rates]]`): at most `requests` requests in
+/// any window of `per_seconds` seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rate {
     /// Requests allowed per window.
     pub requests: u32,
     /// Window length, in seconds.
     pub per_seconds: u64,
-    /// What the host counts the requests of.
-    pub scope: RateScope,
-    /// `true`: only write requests count; `false`: only reads; absent: every request.
+    /// `"account"` (default): every request of the account; `"zone"`: each zone apart.
     #[serde(default)]
-    pub writes: Option<bool>,
+    pub scope: RateScope,
+    /// `"all"` (default), `"writes"` (POST, PUT, PATCH, DELETE) or `"reads"` (GET, HEAD).
+    #[serde(default)]
+    pub methods: RateMethods,
 }
 
-impl Rate {
-    /// The window as a duration.
-    pub fn per(&self) -> Duration {
-        Duration::from_secs(self.per_seconds)
-    }
-}
-
-/// What a rate limit is counted per.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// What a rate limit counts the requests of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RateScope {
-    /// The account or API token (all its zones).
+    /// Every request of the account (API token).
+    #[default]
     Account,
-    /// One domain (zone) of the account.
-    Domain,
-    /// The client's IP address.
-    Ip,
+    /// Each zone (domain) apart.
+    Zone,
+}
+
+/// Which requests a rate limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateMethods {
+    /// Every request.
+    #[default]
+    All,
+    /// POST, PUT, PATCH, DELETE.
+    Writes,
+    /// GET, HEAD.
+    Reads,
 }
 
 impl Descriptor {
@@ -156,7 +162,6 @@ impl Descriptor {
             forbidden_bytes: self.txt.forbidden_bytes.clone(),
             min_ttl: self.txt.min_ttl,
             max_ttl: (self.txt.max_ttl != 0).then_some(self.txt.max_ttl),
-            rates: self.limits.rates.clone(),
             rate_limit: match (self.limits.requests, self.limits.per_seconds) {
                 (Some(requests), Some(per)) => Some(RateLimit {
                     requests,

@@ -87,9 +87,6 @@ pub struct Profile {
     pub max_ttl: Option<u32>,
     /// The documented request-rate limit.
     pub rate_limit: Option<RateLimit>,
-    /// Every documented rate limit, each with what it counts and per what
-    /// (pacing builds one token bucket per rule); empty when undocumented.
-    pub rates: Vec<descriptor::Rate>,
     /// How many requests maildns may have in flight against the host at once.
     pub concurrency: usize,
     /// The host's own authoritative servers serve a write at once (self-hosted
@@ -112,7 +109,6 @@ impl Default for Profile {
             min_ttl: 1,
             max_ttl: None,
             rate_limit: None,
-            rates: Vec::new(),
             concurrency: 8,
             serves_at_once: false,
         }
