@@ -469,3 +469,35 @@ async fn a_refused_rrset_in_the_bulk_patch_writes_nothing() {
     assert!(e.written.is_empty());
     assert_eq!(fake.rrset("example.com", ""), None, "atomic");
 }
+
+/// With deSEC's per-domain write limit (2/s), a third bulk write within a
+/// second gets 429 and `Retry-After`; the adapter waits it out and the write
+/// goes through (one refused PATCH, nothing reported).
+#[tokio::test]
+async fn the_per_domain_write_limit_is_waited_out() {
+    let (fake, d) = setup().await;
+    fake.limit_writes();
+    let zone = d.zone_for(&n("example.com")).unwrap();
+    for (i, v) in ["v=spf1 -all", "v=spf1 mx -all", "v=spf1 a mx -all"]
+        .iter()
+        .enumerate()
+    {
+        let sets = d.read_sets(&zone, &[n("example.com")]).await.unwrap();
+        d.apply(
+            &zone,
+            &[change(&sets, "example.com", Some(set(3600, &[v])))],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("write {i}: {e}"));
+    }
+    assert_eq!(
+        fake.rrset("example.com", "").unwrap().records,
+        ["\"v=spf1 a mx -all\""]
+    );
+    let patches = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH")
+        .count();
+    assert_eq!(patches, 4, "one write refused with 429, then sent again");
+}

@@ -33,6 +33,10 @@ struct Data {
     minimum_ttl: BTreeMap<String, u32>,
     /// Items per page of an RRset list (deSEC: 500).
     page_size: Option<usize>,
+    /// Whether RRset writes are limited per domain as deSEC does.
+    limit_writes: bool,
+    /// When each domain's recent RRset writes were accepted.
+    writes_at: BTreeMap<String, Vec<std::time::Instant>>,
     rrsets: BTreeMap<(String, String), StoredRrset>,
 }
 
@@ -141,6 +145,12 @@ impl FakeDesec {
         lock(&self.inner.data)
             .minimum_ttl
             .insert(domain.to_string(), ttl);
+    }
+
+    /// Limits RRset writes per domain as deSEC does (2/s, 15/min; sliding
+    /// windows): one over is 429 with `Retry-After` and deSEC's message.
+    pub fn limit_writes(&self) {
+        lock(&self.inner.data).limit_writes = true;
     }
 
     /// Items per page of an RRset list (deSEC: 500); over it, a list without
@@ -287,6 +297,9 @@ async fn create_rrset(
     if !d.domains.contains(&domain) {
         return not_found();
     }
+    if let Some(r) = throttled(&mut d, &domain) {
+        return r;
+    }
     if v["type"].as_str() != Some("TXT") {
         return json(400, json!({"type":["This field is required."]}));
     }
@@ -330,6 +343,9 @@ async fn patch_rrset(
     if !d.domains.contains(&domain) {
         return not_found();
     }
+    if let Some(r) = throttled(&mut d, &domain) {
+        return r;
+    }
     let sub = sub_key(&sub);
     let key = (domain.clone(), sub.clone());
     let Some(cur) = d.rrsets.get(&key).cloned() else {
@@ -369,6 +385,9 @@ async fn delete_rrset(
     let mut d = lock(&s.data);
     if !d.domains.contains(&domain) {
         return not_found();
+    }
+    if let Some(r) = throttled(&mut d, &domain) {
+        return r;
     }
     d.rrsets.remove(&(domain, sub_key(&sub)));
     empty(204)
@@ -454,6 +473,9 @@ async fn bulk_patch(
     if !d.domains.contains(&domain) {
         return not_found();
     }
+    if let Some(r) = throttled(&mut d, &domain) {
+        return r;
+    }
     let mut work = d.clone();
     let mut errors = Vec::new();
     let mut failed = false;
@@ -498,4 +520,40 @@ async fn bulk_patch(
     }
     *d = work;
     json(200, Value::Array(out))
+}
+
+/// deSEC's `dns_api_per_domain_expensive` windows (the hour and day ones are
+/// not reached by tests).
+const WRITE_WINDOWS: [(usize, u64); 2] = [(2, 1), (15, 60)];
+
+/// When writes are limited and `domain` has used a window up: deSEC's 429.
+fn throttled(d: &mut Data, domain: &str) -> Option<Response> {
+    if !d.limit_writes {
+        return None;
+    }
+    let now = std::time::Instant::now();
+    let times = d.writes_at.entry(domain.to_string()).or_default();
+    times.retain(|t| now.duration_since(*t).as_secs() < 60);
+    for (max, secs) in WRITE_WINDOWS {
+        let window = std::time::Duration::from_secs(secs);
+        let inside: Vec<&std::time::Instant> = times
+            .iter()
+            .filter(|t| now.duration_since(**t) < window)
+            .collect();
+        if inside.len() >= max {
+            let oldest = inside.iter().map(|t| **t).min().unwrap_or(now);
+            let wait = window.saturating_sub(now.duration_since(oldest));
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let mut r = json(
+                429,
+                json!({"detail": format!("Request was throttled. Expected available in {secs} seconds.")}),
+            );
+            if let Ok(v) = secs.to_string().parse() {
+                r.headers_mut().insert("retry-after", v);
+            }
+            return Some(r);
+        }
+    }
+    times.push(now);
+    None
 }
