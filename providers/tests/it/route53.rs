@@ -535,3 +535,18 @@ async fn a_non_canonical_set_written_elsewhere_is_replaced_by_echoing_it() {
         "the DELETE echoes the value as read: {del}"
     );
 }
+
+/// The per-name delete echoes the values as read too.
+#[tokio::test]
+async fn a_non_canonical_set_is_deleted_by_echoing_it() {
+    let (fake, a, id) = setup().await;
+    fake.put_txt_raw(
+        &id,
+        "_dmarc.example.com",
+        300,
+        &[r#""v=DMARC1;"  "p=none""#],
+    );
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    a.delete_txt(&zone, &n("_dmarc.example.com")).await.unwrap();
+    assert!(fake.txt(&id, "_dmarc.example.com").is_none());
+}

@@ -388,10 +388,22 @@ impl Route53 {
         let op = Operation::Delete;
         let mut retried = false;
         loop {
-            let Some(current) = self.read(zone, name, op).await? else {
+            let current = self.read_one(zone, name, op).await?;
+            let Some(set) = current.set.as_ref().filter(|s| !s.records.is_empty()) else {
                 return Ok(());
             };
-            match self.change(zone, name, "DELETE", &current, op).await {
+            // The values exactly as read: Route 53 deletes only on an exact match.
+            let raw = RawSet::of(&current).unwrap_or_else(|| RawSet {
+                ttl: set.ttl,
+                values: set.records.iter().map(format_value).collect(),
+            });
+            let body = xml::changes_xml(&[xml::BatchChange {
+                action: "DELETE",
+                name,
+                ttl: raw.ttl,
+                values: &raw.values,
+            }]);
+            match self.post_batch(zone, name, body, op).await {
                 // Someone changed the set between our read and our delete: read again, once.
                 Err(e) if e.kind == ErrorKind::Conflict && !retried => retried = true,
                 other => return other,
