@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use maildns_providers::hosts::route53;
+use maildns_providers::hosts::{manual, route53};
 use maildns_providers::http::RetryPolicy;
 use maildns_providers::registry::{Credential, CredentialKind, Settings};
 use maildns_providers::{
@@ -74,7 +74,12 @@ pub fn connect_all(
         if used.is_empty() {
             continue;
         }
-        match connect(account, &used, creds, retry) {
+        let connected = if account.provider.code() == manual::KIND {
+            connect_manual(config, account)
+        } else {
+            connect(account, &used, creds, retry)
+        };
+        match connected {
             Ok(p) => {
                 ok.insert(name.clone(), p);
             }
@@ -113,6 +118,29 @@ pub fn connect(
         ..account.provider.settings.clone()
     };
     let inner = (host.connect)(&settings, credential, retry).map_err(|e| helped(account, e))?;
+    Ok(Arc::new(AccountProvider {
+        inner,
+        account: account.clone(),
+    }))
+}
+
+/// Connects a `manual` account: its reads go to the authoritative servers of
+/// its domains' zones ([`crate::manual::AuthoritativeReader`]).
+///
+/// # Errors
+/// [`ConnectError::Host`] when its settings are refused (a relative notify path).
+pub fn connect_manual(
+    config: &Config,
+    account: &Account,
+) -> Result<Arc<dyn Provider>, ConnectError> {
+    let manual_config = manual::Config::from_settings(&account.provider.settings)
+        .map_err(|e| helped(account, e))?;
+    let reader = Arc::new(crate::manual::AuthoritativeReader::new(
+        config,
+        &account.name,
+    ));
+    let inner: Arc<dyn Provider> =
+        Arc::new(manual::Manual::new(manual_config, reader).map_err(|e| helped(account, e))?);
     Ok(Arc::new(AccountProvider {
         inner,
         account: account.clone(),
@@ -330,7 +358,8 @@ mod tests {
             p.apply_traits(),
             ApplyTraits {
                 atomic: true,
-                compare_and_swap: true
+                compare_and_swap: true,
+                deferred: false
             }
         );
         assert_eq!(p.zone_for(&zone[0]).map(|z| z.name), Some(zone[0].clone()));

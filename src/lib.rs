@@ -17,6 +17,7 @@ pub mod diagnose;
 mod error;
 pub mod gate;
 pub mod keys;
+pub mod manual;
 pub mod propagation;
 pub mod publish;
 pub mod records;

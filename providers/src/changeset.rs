@@ -109,6 +109,10 @@ pub struct ApplyTraits {
     pub atomic: bool,
     /// The host itself refuses the write when an RRset is no longer what was read.
     pub compare_and_swap: bool,
+    /// The change lands later, made by someone else (the `manual` host's
+    /// operator): nothing can be read back at once; the caller waits for the
+    /// authoritative servers to serve it.
+    pub deferred: bool,
 }
 
 /// A failed [`crate::Provider::apply`].

@@ -13,14 +13,14 @@ use std::sync::{Arc, OnceLock};
 
 use crate::descriptor::Descriptor;
 use crate::hosts::{
-    cloudflare, desec, digitalocean, exec, gandi, google, hetzner, powerdns, rfc2136, route53,
-    zonefile,
+    cloudflare, desec, digitalocean, exec, gandi, google, hetzner, manual, powerdns, rfc2136,
+    route53, zonefile,
 };
 use crate::http::RetryPolicy;
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret};
 
 /// Every host maildns can drive, in the order the README's table lists them.
-pub static HOSTS: [Host; 11] = [
+pub static HOSTS: [Host; 12] = [
     zonefile::HOST,
     powerdns::HOST,
     rfc2136::HOST,
@@ -32,6 +32,7 @@ pub static HOSTS: [Host; 11] = [
     desec::HOST,
     google::HOST,
     exec::HOST,
+    manual::HOST,
 ];
 
 /// The host registered as `kind`.
@@ -108,6 +109,10 @@ pub struct Settings {
     pub atomic: Option<bool>,
     /// The exec host's program refuses a change whose old set it no longer holds.
     pub compare_and_swap: Option<bool>,
+    /// The manual host's form for values (default one string).
+    pub value_form: Option<manual::ValueForm>,
+    /// The manual host's notify command (program and arguments, no shell).
+    pub notify: Option<Vec<String>>,
 }
 
 impl Settings {
@@ -127,6 +132,8 @@ impl Settings {
             "timeout" => self.timeout.is_some(),
             "atomic" => self.atomic.is_some(),
             "compare_and_swap" => self.compare_and_swap.is_some(),
+            "value_form" => self.value_form.is_some(),
+            "notify" => self.notify.is_some(),
             _ => false,
         }
     }

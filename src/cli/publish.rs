@@ -10,8 +10,10 @@ use super::watch::WaitShown;
 use crate::accounts::connect_all;
 use crate::command::publish::{self, Mode, PublishOptions, Report};
 use crate::config::Config;
-use crate::publish::{Action, DomainError, plan::shorten};
+use crate::publish::{Action, DomainError, Plan, plan::shorten};
 use crate::rotation::Store;
+use maildns_providers::hosts::manual;
+use maildns_providers::{Observed, TxtChange, TxtSet};
 
 /// `maildns plan`.
 #[derive(Debug, Clone, clap::Args)]
@@ -34,11 +36,16 @@ pub struct PublishArgs {
     #[arg(long)]
     pub force: bool,
     /// After applying, wait until every authoritative server serves the changes
-    /// (exit 3 when they do not within the timeout)
-    #[arg(long)]
+    /// (exit 3 when they do not within the timeout); the default for `manual`
+    /// accounts, whose changes an operator makes
+    #[arg(long, conflicts_with = "no_wait")]
     pub wait: bool,
-    /// How long --wait waits, e.g. 90s, 10m [default: propagation.timeout]
-    #[arg(long, requires = "wait", value_parser = super::watch::parse_timeout)]
+    /// Return once the changes are handed over, also for `manual` accounts
+    /// (see them served later with `maildns watch`)
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long the wait lasts, e.g. 90s, 10m, 2h [default: propagation.timeout]
+    #[arg(long, conflicts_with = "no_wait", value_parser = super::watch::parse_timeout)]
     pub timeout: Option<std::time::Duration>,
 }
 
@@ -58,7 +65,21 @@ pub(super) async fn plan(cli: &Cli, args: &PlanArgs) -> anyhow::Result<Exit> {
 
 pub(super) async fn publish(cli: &Cli, args: &PublishArgs) -> anyhow::Result<Exit> {
     let (config, mut report) = run(cli, &args.selection, Run::Apply { force: args.force }).await?;
-    if args.wait {
+    let handed_over = report
+        .domains
+        .iter()
+        .any(|o| o.pending && o.error.is_none());
+    if handed_over && args.no_wait && !cli.json {
+        outln!(
+            "When the records are entered, `maildns watch` shows when every authoritative server serves them."
+        );
+    }
+    if args.wait || (handed_over && !args.no_wait) {
+        if handed_over && !cli.json {
+            outln!(
+                "Waiting until every authoritative server serves the records above (Ctrl-C to stop; `maildns watch` resumes)..."
+            );
+        }
         let options = super::watch::watch_options(Some(&config), args.timeout);
         let mut display = WaitShown::new(cli.json);
         let querier = super::watch::querier();
@@ -114,12 +135,12 @@ async fn run(cli: &Cli, selection: &Selection, what: Run) -> anyhow::Result<(Con
         for (name, e) in &failed_accounts {
             outln!("account {name}: {e:#}");
         }
-        print_human(&report);
+        print_human(&config, &report);
     }
     Ok((config, report))
 }
 
-fn print_human(report: &Report) {
+fn print_human(config: &Config, report: &Report) {
     let show = |rs: &[TxtRecord]| {
         let quoted: Vec<String> = rs
             .iter()
@@ -155,6 +176,24 @@ fn print_human(report: &Report) {
             if !c.foreign.is_empty() {
                 let n = c.foreign.len();
                 outln!("         keeping {n} other value(s) at {}", c.name);
+            }
+        }
+        if o.pending
+            && let Some(p) = &o.plan
+        {
+            let form = config
+                .accounts
+                .get(&o.account)
+                .and_then(|a| a.provider.settings.value_form)
+                .unwrap_or_default();
+            let zone = o
+                .zone
+                .as_deref()
+                .and_then(|z| maildns_providers::Fqdn::parse(z).ok())
+                .unwrap_or_else(|| o.domain.clone());
+            let text = manual::instructions(&zone, &handed_over(p), form);
+            for line in text.lines() {
+                outln!("  {line}");
             }
         }
         if let Some(p) = o.plan.as_ref().filter(|p| p.changes.is_empty()) {
@@ -195,4 +234,23 @@ fn print_human(report: &Report) {
             "note: {d} has no DKIM key yet: `maildns publish` generates and publishes the first one"
         );
     }
+}
+
+/// A plan's changes as the change set handed to a `manual` host's operator.
+fn handed_over(plan: &Plan) -> Vec<TxtChange> {
+    plan.changes
+        .iter()
+        .map(|c| {
+            let mut before = c.foreign.clone();
+            before.extend(c.old.iter().cloned());
+            TxtChange {
+                name: c.name.clone(),
+                old: Observed::of(c.old_ttl.map(|ttl| TxtSet {
+                    ttl,
+                    records: before,
+                })),
+                new: (!c.write.records.is_empty()).then(|| c.write.clone()),
+            }
+        })
+        .collect()
 }

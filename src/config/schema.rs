@@ -56,6 +56,8 @@ pub(super) struct RawAccount {
     pub(super) timeout: Option<Spanned<String>>,
     pub(super) atomic: Option<bool>,
     pub(super) compare_and_swap: Option<bool>,
+    pub(super) value_form: Option<Spanned<String>>,
+    pub(super) notify: Option<Vec<String>>,
     pub(super) token_env: Option<Spanned<String>>,
     pub(super) token_file: Option<Spanned<String>>,
     // A secret in the config is refused with a pointer to the right place.

@@ -306,6 +306,17 @@ impl Validator<'_> {
             }),
             atomic: a.atomic,
             compare_and_swap: a.compare_and_swap,
+            value_form: a
+                .value_form
+                .as_ref()
+                .and_then(|v| match v.get_ref().parse() {
+                    Ok(f) => Some(f),
+                    Err(m) => {
+                        self.err(Some(v.span()), &format!("{key}.value_form"), m, None);
+                        None
+                    }
+                }),
+            notify: a.notify.clone(),
         };
         complete &= settings.server.is_some() || a.server.is_none();
         for r in host.required {

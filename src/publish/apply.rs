@@ -87,6 +87,11 @@ pub struct DomainOutcome {
     pub plan: Option<Plan>,
     /// Changes written.
     pub applied: usize,
+    /// The changes were handed to someone else to make (the `manual` host's
+    /// operator, [`maildns_providers::ApplyTraits::deferred`]): nothing was
+    /// read back; the authoritative servers show when they are made.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
     /// The failure, if any.
     pub error: Option<DomainError>,
 }
@@ -186,6 +191,7 @@ pub async fn run_checked(
                     zone: zone.as_ref().map(|z| z.name.to_string()),
                     plan: None,
                     applied: 0,
+                    pending: false,
                     error: None,
                 };
                 match result {
@@ -316,6 +322,11 @@ async fn write_domain(
                 return;
             }
         }
+    }
+    if provider.apply_traits().deferred {
+        outcome.pending = true;
+        outcome.plan = Some(read.plan);
+        return;
     }
     let result = read_back(provider, zone, &job.domain, &read.plan, served).await;
     outcome.plan = Some(read.plan);
@@ -522,6 +533,7 @@ impl From<Unrun<Planned>> for DomainOutcome {
             zone: zone.map(|z| z.name.to_string()),
             plan,
             applied: 0,
+            pending: false,
             error,
         }
     }

@@ -233,6 +233,7 @@ mod tests {
 
     fn ok_outcome(p: Plan) -> DomainOutcome {
         DomainOutcome {
+            pending: false,
             domain: f("example.com"),
             account: "l".into(),
             zone: None,

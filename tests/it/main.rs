@@ -13,6 +13,7 @@ mod faults;
 mod gate;
 mod import_opendkim;
 mod key_floor;
+mod manual_host;
 mod opendkim_signer;
 mod operations;
 mod output;

@@ -1181,3 +1181,173 @@ async fn daemon_probes_the_signer_periodically_and_records_drift() {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     assert_eq!(daemon.wait().unwrap().code(), Some(0), "{}", log_text());
 }
+
+/// The operator of a `manual` account: applies every ADD and REMOVE line the
+/// notify command received since the last call to what PowerDNS (standing in
+/// for a web form) holds. Returns how many lines it applied.
+async fn operator(env: &Env, notified: &Path, done: &mut usize) -> usize {
+    let text = std::fs::read_to_string(notified).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().skip(*done).collect();
+    *done += lines.len();
+    let client = reqwest::Client::new();
+    let zone_url = format!("{}/servers/localhost/zones/example.com.", env.pdns.api_url);
+    let mut applied = 0;
+    for line in lines {
+        let t = line.trim();
+        let (add, rest) = match (t.strip_prefix("ADD"), t.strip_prefix("REMOVE")) {
+            (Some(r), _) => (true, r),
+            (_, Some(r)) => (false, r),
+            _ => continue,
+        };
+        let name = rest.split('(').nth(1).unwrap().split(')').next().unwrap();
+        let value = rest.split("  value ").nth(1).unwrap();
+        let ttl: u32 = rest
+            .split("TTL ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(300);
+        let zone: serde_json::Value = client
+            .get(&zone_url)
+            .header("X-API-Key", &env.pdns.api_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut values: Vec<String> = zone["rrsets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["name"] == format!("{name}.") && r["type"] == "TXT")
+            .flat_map(|r| r["records"].as_array().unwrap().clone())
+            .map(|r| {
+                let c = r["content"].as_str().unwrap();
+                maildns_providers::TxtRecord::parse_presentation(c)
+                    .unwrap()
+                    .value_lossy()
+            })
+            .collect();
+        if add {
+            values.push(value.to_string());
+        } else {
+            values.retain(|v| v != value);
+        }
+        let records: Vec<serde_json::Value> = values
+            .iter()
+            .map(|v| {
+                serde_json::json!({"content": maildns_providers::TxtRecord::split_max(v.as_bytes(), 255).to_presentation(), "disabled": false})
+            })
+            .collect();
+        let change = if records.is_empty() {
+            serde_json::json!({"name": format!("{name}."), "type": "TXT", "changetype": "DELETE"})
+        } else {
+            serde_json::json!({"name": format!("{name}."), "type": "TXT", "ttl": ttl, "changetype": "REPLACE", "records": records})
+        };
+        let r = client
+            .patch(&zone_url)
+            .header("X-API-Key", &env.pdns.api_key)
+            .json(&serde_json::json!({ "rrsets": [change] }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        applied += 1;
+    }
+    applied
+}
+
+/// Rotation through a `manual` account: each publish and removal is handed to
+/// the operator (the notify command gets the instructions) and the rotation
+/// waits until DNS shows the change, then goes on; nothing old is touched
+/// while it waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_through_a_manual_account_waits_for_the_operator_at_each_step() {
+    let env = Env::start(true, 60).await;
+    let notified = env.dir.path().join("notified.txt");
+    let notify = env.dir.path().join("notify.sh");
+    std::fs::write(
+        &notify,
+        format!("#!/bin/sh\ncat >> {}\n", notified.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &notify,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .unwrap();
+    let text = env.toml(&env.pdns.api_url, 1024, None).replace(
+        &format!(
+            "provider = \"powerdns\"\nbase_url = \"{}\"",
+            env.pdns.api_url
+        ),
+        &format!("provider = \"manual\"\nnotify = [\"{}\"]", notify.display()),
+    );
+    assert!(text.contains("provider = \"manual\""));
+    let path = env.dir.path().join("maildns.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = maildns::config::load(&path).unwrap();
+    let clock = FakeClock::at(t0());
+    let mut done = 0;
+
+    // Day 0: the first key is handed over; nothing is served, so it waits.
+    let out = run(&env, &config, &clock).await;
+    assert!(out.blocked.is_empty(), "{:?}", out.blocked);
+    assert_ne!(status(&env.state(), "202401"), Some(KeyStatus::Propagated));
+    assert!(env.served("202401").await.is_empty());
+    let told = std::fs::read_to_string(&notified).unwrap();
+    assert!(
+        told.contains("ADD     name 202401._domainkey (202401._domainkey.example.com)"),
+        "{told}"
+    );
+    // Waiting asks again without telling the operator twice.
+    run(&env, &config, &clock).await;
+    assert_eq!(std::fs::read_to_string(&notified).unwrap(), told);
+    assert_eq!(operator(&env, &notified, &mut done).await, 1);
+    // The daemon's next propagation round, some minutes later.
+    clock.advance(TimeDelta::minutes(10));
+    run(&env, &config, &clock).await;
+    assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Propagated));
+    clock.advance(TimeDelta::seconds(61));
+    run(&env, &config, &clock).await;
+    assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Active));
+    env.assert_signs_with("202401");
+
+    // Day 30: the next key, handed over; the old one signs meanwhile.
+    clock.advance(TimeDelta::days(30));
+    run(&env, &config, &clock).await;
+    assert!(env.served("202402").await.is_empty());
+    env.assert_signs_with("202401");
+    assert_eq!(operator(&env, &notified, &mut done).await, 1);
+    clock.advance(TimeDelta::minutes(10));
+    run(&env, &config, &clock).await;
+    clock.advance(TimeDelta::seconds(61));
+    run(&env, &config, &clock).await;
+    assert_eq!(status(&env.state(), "202402"), Some(KeyStatus::Active));
+    assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Retiring));
+    env.assert_signs_with("202402");
+
+    // Day 44: the removal of the old record is handed over; the key stays
+    // until DNS shows it gone.
+    clock.advance(TimeDelta::days(14));
+    run(&env, &config, &clock).await;
+    assert_eq!(
+        env.served("202401").await.len(),
+        1,
+        "not removed by maildns"
+    );
+    assert_ne!(status(&env.state(), "202401"), Some(KeyStatus::Destroyed));
+    let told = std::fs::read_to_string(&notified).unwrap();
+    assert!(
+        told.contains("REMOVE  name 202401._domainkey (202401._domainkey.example.com)"),
+        "{told}"
+    );
+    assert_eq!(operator(&env, &notified, &mut done).await, 1);
+    clock.advance(TimeDelta::minutes(10));
+    run(&env, &config, &clock).await;
+    run(&env, &config, &clock).await;
+    assert!(env.served("202401").await.is_empty());
+    assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Destroyed));
+    env.assert_signs_with("202402");
+}

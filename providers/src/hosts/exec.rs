@@ -72,6 +72,7 @@ fn connect(
         traits: ApplyTraits {
             atomic: settings.atomic.unwrap_or(false),
             compare_and_swap: settings.compare_and_swap.unwrap_or(false),
+            deferred: false,
         },
     };
     Ok(Arc::new(Exec::new(config)?))

@@ -12,6 +12,7 @@ pub mod exec;
 pub mod gandi;
 pub mod google;
 pub mod hetzner;
+pub mod manual;
 pub mod powerdns;
 pub mod rfc2136;
 pub mod route53;

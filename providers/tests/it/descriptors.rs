@@ -84,7 +84,8 @@ fn every_registered_kind_builds_from_minimal_settings_with_its_descriptors_profi
             "gandi",
             "desec",
             "google",
-            "exec"
+            "exec",
+            "manual"
         ]
     );
     assert_eq!(host("nosuchhost"), None);

@@ -44,6 +44,7 @@ fn knot_exec(knot: &Knot, traits: ApplyTraits) -> Exec {
 const CAS: ApplyTraits = ApplyTraits {
     atomic: true,
     compare_and_swap: true,
+    deferred: false,
 };
 
 fn zone_of(name: &str) -> Zone {
