@@ -590,6 +590,7 @@ impl Provider for Cloudflare {
         ApplyTraits {
             atomic: true,
             compare_and_swap: false,
+            ..ApplyTraits::default()
         }
     }
 

@@ -479,6 +479,7 @@ impl Provider for Desec {
         ApplyTraits {
             atomic: true,
             compare_and_swap: false,
+            ..ApplyTraits::default()
         }
     }
 

@@ -644,6 +644,7 @@ impl Provider for Google {
         ApplyTraits {
             atomic: true,
             compare_and_swap: true,
+            ..ApplyTraits::default()
         }
     }
 

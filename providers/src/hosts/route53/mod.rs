@@ -517,6 +517,7 @@ impl Provider for Route53 {
         ApplyTraits {
             atomic: true,
             compare_and_swap: true,
+            ..ApplyTraits::default()
         }
     }
 
