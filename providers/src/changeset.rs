@@ -14,6 +14,9 @@
 //!   `If-Match`). Hosts without a precondition get the adapter's best effort:
 //!   the RRset is read again just before it is written and a difference is
 //!   reported as the same conflict, which narrows the window to one round trip.
+//!   An adapter may instead document an unguarded window between the caller's
+//!   read and its write when a re-read would cost a request per zone (PowerDNS:
+//!   one `GET` and one `PATCH` per zone, no precondition in its API).
 //!
 //! On [`ErrorKind::Conflict`] the caller reads again, plans again and retries a
 //! bounded number of times, so another tool's edit between the read and the

@@ -318,7 +318,8 @@ impl Profile {
 ///   to it, each in as few requests as the host allows. [`Provider::apply_traits`]
 ///   declares whether an apply is atomic and whether the host itself enforces
 ///   that each RRset is still the one read (compare-and-swap); without it the
-///   adapter re-reads each RRset just before writing it. A failed precondition
+///   adapter re-reads each RRset just before writing it, or documents the
+///   window it leaves (PowerDNS). A failed precondition
 ///   is [`ErrorKind::Conflict`] and nothing more is written; a failed apply
 ///   names the owner names it did write ([`ApplyError::written`]), none when
 ///   atomic. Re-applying a change set that is already in place is harmless.
@@ -427,13 +428,18 @@ pub trait Provider: Send + Sync {
     /// Writes one owner name's change unless its RRset changed since it was
     /// read. The default reads the RRset again just before writing
     /// ([`Provider::read_txt`]) and refuses with [`ErrorKind::Conflict`] when it
-    /// differs from [`TxtChange::old`]; adapters whose write already reads the
+    /// differs from [`TxtChange::old`] (a set already as wanted is left as it
+    /// is, so re-applying a change is harmless); adapters whose write already reads the
     /// records (per-record hosts) fold the check into that read.
     ///
     /// # Errors
     /// [`ErrorKind::Conflict`], or the host's failure.
     async fn replace_if_unchanged(&self, zone: &Zone, change: &TxtChange) -> Result<(), Error> {
         let now = self.read_txt(zone, &change.name).await?;
+        // Already as wanted (the same change applied before): nothing to write.
+        if changeset::same_content(change.wanted(), now.as_ref()) {
+            return Ok(());
+        }
         if !change.old.unchanged_in(now.as_ref()) {
             return Err(changeset::conflict(
                 self.kind(),

@@ -10,6 +10,12 @@
 //! says the host cannot hold must be refused with [`ErrorKind::Limit`] before
 //! anything is sent.
 //!
+//! The change-set cases ([`changesets`]) check [`Provider::read_sets`] and
+//! [`Provider::apply`] against what the adapter declares in
+//! [`Provider::apply_traits`]: atomicity where declared, a concurrent foreign
+//! edit between the read and the apply never lost, a partial failure reported
+//! per name, and an idempotent re-apply.
+//!
 //! Every case works under its own name below a random label (`ct-xxxxxxxx.<zone>`),
 //! so one zone can be reused across runs, and removes what it wrote. All cases run
 //! even when one fails; the report names each failed case, its name, and what differed
@@ -23,6 +29,8 @@ use maildns_providers::{
     ErrorKind, Fqdn, Profile, Provider, Split, TxtRecord, TxtSet, Zone, txt::CharacterString,
 };
 
+pub mod changesets;
+
 /// How to run the suite.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -35,6 +43,18 @@ pub struct Options {
     /// How many times to query DNS before reporting a difference (servers that apply
     /// changes asynchronously); 100 ms apart.
     pub dns_attempts: u32,
+    /// An owner name inside the zone at which the host refuses a TXT write,
+    /// prepared by the caller (e.g. a CNAME there on PowerDNS): the change-set
+    /// cases put a change there after a good one and check that an atomic apply
+    /// writes nothing, a non-atomic one reports exactly what it wrote.
+    pub refused_name: Option<Fqdn>,
+    /// The adapter documents that its apply is neither compare-and-swap nor
+    /// preceded by a re-read (PowerDNS: its API has no precondition, and the
+    /// read and the write are kept to 2 requests), so a value another tool
+    /// writes between `read_sets` and `apply` may be overwritten. The suite then
+    /// only checks that the caller's loop still ends with its value written, and
+    /// skips the stale-read case (such an adapter cannot notice it).
+    pub unguarded_apply: bool,
 }
 
 impl Default for Options {
@@ -44,6 +64,8 @@ impl Default for Options {
             ttl: 300,
             label: None,
             dns_attempts: 20,
+            refused_name: None,
+            unguarded_apply: false,
         }
     }
 }
@@ -135,6 +157,7 @@ pub async fn check(provider: &dyn Provider, zone: &Zone, options: &Options) -> V
     s.several_records().await;
     s.matrix().await;
     s.awkward_bytes().await;
+    s.change_sets().await;
     s.failures
 }
 

@@ -550,7 +550,8 @@ impl Provider for Exec {
                 .map_err(ApplyError::nothing_written)?;
             for c in changes {
                 let set = now.get(&c.name).and_then(|o| o.set.as_ref());
-                if !c.old.unchanged_in(set) {
+                // A set already as wanted (the same change applied before) is fine.
+                if !c.old.unchanged_in(set) && !changeset::same_content(c.wanted(), set) {
                     return Err(ApplyError::nothing_written(changeset::conflict(
                         KIND,
                         c.operation(),
@@ -574,9 +575,27 @@ impl Provider for Exec {
         let op = first.operation();
         match self.run_raw(op, Some(&first.name), request).await {
             Ok(_) => Ok(()),
-            // An atomic program wrote nothing, whatever it says.
-            Err((error, _)) if self.config.traits.atomic => Err(ApplyError::nothing_written(error)),
-            Err((error, written)) => Err(ApplyError { written, error }),
+            // The program's compare-and-swap refused: harmless when every set is
+            // already as wanted (the same change set applied before).
+            Err((error, written)) => {
+                if error.kind == ErrorKind::Conflict {
+                    let names: Vec<Fqdn> = changes.iter().map(|c| c.name.clone()).collect();
+                    if let Ok(now) = self.read_sets(zone, &names).await
+                        && changes.iter().all(|c| {
+                            let set = now.get(&c.name).and_then(|o| o.set.as_ref());
+                            changeset::same_content(c.wanted(), set)
+                        })
+                    {
+                        return Ok(());
+                    }
+                }
+                if self.config.traits.atomic {
+                    // An atomic program wrote nothing, whatever it says.
+                    Err(ApplyError::nothing_written(error))
+                } else {
+                    Err(ApplyError { written, error })
+                }
+            }
         }
     }
 

@@ -17,6 +17,27 @@
 //!
 //! Disabled records (`"disabled": true`) are not served, so they are left out of
 //! [`Provider::read_txt`]; a later `replace_txt` at that name drops them.
+//!
+//! # Change sets
+//! [`Provider::read_sets`] is ONE `GET /servers/{id}/zones/{zone}`: the zone with
+//! its RRsets, TXT sets picked out at the names asked. (`?rrsets=false` leaves the
+//! RRsets out, so it is of no use here. Newer servers filter the answer by
+//! `rrset_name` and `rrset_type`, for one name only, so they are sent when one
+//! name is asked; 4.7, the version the tests run, ignores them and answers the
+//! whole zone. The answer is filtered here either way, so no version check, and
+//! no request for it, is needed.)
+//!
+//! [`Provider::apply`] is ONE `PATCH` of the zone carrying every RRset (`REPLACE`,
+//! or `DELETE` for a set wanted empty). PowerDNS applies a `PATCH` in one backend
+//! transaction and validates every RRset first: all of it lands or none does
+//! (atomic, <https://doc.powerdns.com/authoritative/http-api/zone.html#patch--servers-server_id-zones-zone_id>).
+//! Its API has no precondition (no ETag, no conditional change type before
+//! `EXTEND`/`PRUNE`), so the apply is **not** compare-and-swap: a value another
+//! tool writes at one of the names between the caller's `read_sets` and the
+//! `PATCH` is overwritten. maildns keeps that window to one round trip (the read
+//! and the write are 2 requests per zone) instead of re-reading before the
+//! write, which would cost a third request per zone; [`Provider::apply_traits`]
+//! says `compare_and_swap: false` so callers know.
 
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
@@ -26,8 +47,8 @@ use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy};
 use crate::registry::{Credential, CredentialKind, Host, Required, Settings};
 use crate::txt::{ParseError, ParseErrorKind};
 use crate::{
-    Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
-    zone_candidates,
+    ApplyError, ApplyTraits, Error, ErrorKind, Fqdn, Observed, Operation, Profile, Provider,
+    Secret, TxtChange, TxtRecord, TxtSet, Zone, ZoneSets, zone_candidates,
 };
 
 const KIND: &str = "powerdns";
@@ -153,10 +174,10 @@ impl PowerDns {
         op: Operation,
         zone: &Zone,
         name: &Fqdn,
-        rrset: serde_json::Value,
+        rrsets: Vec<serde_json::Value>,
     ) -> Result<(), Error> {
         let url = self.zones_url(Some(&zone.id));
-        let body = serde_json::json!({ "rrsets": [rrset] });
+        let body = serde_json::json!({ "rrsets": rrsets });
         self.http
             .send(op, Some(name), Idempotency::Idempotent, |c| {
                 c.request(Method::PATCH, url.clone())
@@ -166,6 +187,76 @@ impl PowerDns {
             .await?;
         Ok(())
     }
+}
+
+impl PowerDns {
+    /// The `REPLACE` RRset making the TXT set at `name` exactly `set`, after
+    /// checking every record against the profile and the TTL against its minimum.
+    fn replace_rrset(&self, name: &Fqdn, set: &TxtSet) -> Result<serde_json::Value, Error> {
+        self.profile
+            .check_set(KIND, Operation::Replace, name, &set.records)?;
+        if set.ttl < self.profile.min_ttl {
+            return Err(Error::new(
+                KIND,
+                Operation::Replace,
+                Some(name),
+                ErrorKind::Invalid,
+                format!(
+                    "TTL {} is below the minimum of {}",
+                    set.ttl, self.profile.min_ttl
+                ),
+            ));
+        }
+        let records: Vec<serde_json::Value> = set
+            .records
+            .iter()
+            .map(|r| serde_json::json!({"content": r.to_presentation(), "disabled": false}))
+            .collect();
+        Ok(serde_json::json!({
+            "name": name.to_dotted(),
+            "type": "TXT",
+            "ttl": set.ttl,
+            "changetype": "REPLACE",
+            "records": records,
+        }))
+    }
+
+    /// The `PATCH` body's RRsets for a change set, every change checked first
+    /// (names inside the zone, each name once, records and TTL the host takes).
+    fn change_rrsets(
+        &self,
+        zone: &Zone,
+        changes: &[TxtChange],
+    ) -> Result<Vec<serde_json::Value>, Error> {
+        let mut out = Vec::with_capacity(changes.len());
+        for (i, c) in changes.iter().enumerate() {
+            let op = c.operation();
+            self.check_name(op, zone, &c.name)?;
+            if changes[..i].iter().any(|p| p.name == c.name) {
+                return Err(Error::new(
+                    KIND,
+                    op,
+                    Some(&c.name),
+                    ErrorKind::Invalid,
+                    "the change set changes this name twice; one PATCH takes one RRset per name and type",
+                ));
+            }
+            out.push(match c.wanted() {
+                Some(set) => self.replace_rrset(&c.name, set)?,
+                None => delete_rrset(&c.name),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The `DELETE` RRset removing the TXT set at `name`.
+fn delete_rrset(name: &Fqdn) -> serde_json::Value {
+    serde_json::json!({
+        "name": name.to_dotted(),
+        "type": "TXT",
+        "changetype": "DELETE",
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -317,31 +408,56 @@ fn split_long_strings(input: &[u8]) -> Vec<u8> {
 /// [`ErrorKind::Protocol`] naming `powerdns` and `read TXT` when the body is not the
 /// documented shape or a record's content is not quoted zone-file text.
 pub fn parse_rrsets(body: &[u8], name: &Fqdn) -> Result<Option<TxtSet>, Error> {
-    let protocol =
-        |m: String| Error::new(KIND, Operation::Read, Some(name), ErrorKind::Protocol, m);
-    let detail: ZoneDetail = serde_json::from_slice(body)
-        .map_err(|e| protocol(format!("unexpected response body: {e}")))?;
-    let dotted = name.to_dotted();
-    let Some(set) = detail
-        .rrsets
-        .into_iter()
-        .find(|s| s.rtype == "TXT" && s.name.eq_ignore_ascii_case(&dotted))
-    else {
-        return Ok(None);
+    let mut sets = parse_zone_sets(body, std::slice::from_ref(name), name)?;
+    Ok(sets.remove(name).and_then(|o| o.set))
+}
+
+/// Parses the answer to a zone `GET` into the TXT sets at `names` (one entry per
+/// name, absent sets included; disabled records left out). `context` names the
+/// errors (the name asked, or the zone apex for a change set). Pure.
+///
+/// # Errors
+/// [`ErrorKind::Protocol`] naming `powerdns`, `read TXT` and the owner name when the
+/// body is not the documented shape or a record's content is not quoted zone-file
+/// text.
+pub fn parse_zone_sets(body: &[u8], names: &[Fqdn], context: &Fqdn) -> Result<ZoneSets, Error> {
+    let protocol = |name: &Fqdn, m: String| {
+        Error::new(KIND, Operation::Read, Some(name), ErrorKind::Protocol, m)
     };
-    let mut records = Vec::with_capacity(set.records.len());
-    for r in set.records.iter().filter(|r| !r.disabled) {
-        let rec = parse_content(&r.content)
-            .map_err(|e| protocol(format!("cannot parse TXT content {:?}: {e}", r.content)))?;
-        records.push(rec);
+    let detail: ZoneDetail = serde_json::from_slice(body)
+        .map_err(|e| protocol(context, format!("unexpected response body: {e}")))?;
+    let mut out = ZoneSets::new();
+    for name in names {
+        out.insert(name.clone(), Observed::default());
     }
-    if records.is_empty() {
-        return Ok(None);
+    for set in detail.rrsets.iter().filter(|s| s.rtype == "TXT") {
+        let Some(name) = names
+            .iter()
+            .find(|n| set.name.eq_ignore_ascii_case(&n.to_dotted()))
+        else {
+            continue;
+        };
+        let mut records = Vec::with_capacity(set.records.len());
+        for r in set.records.iter().filter(|r| !r.disabled) {
+            let rec = parse_content(&r.content).map_err(|e| {
+                protocol(
+                    name,
+                    format!("cannot parse TXT content {:?}: {e}", r.content),
+                )
+            })?;
+            records.push(rec);
+        }
+        if !records.is_empty() {
+            out.insert(
+                name.clone(),
+                Observed::of(Some(TxtSet {
+                    ttl: set.ttl,
+                    records,
+                })),
+            );
+        }
     }
-    Ok(Some(TxtSet {
-        ttl: set.ttl,
-        records,
-    }))
+    Ok(out)
 }
 
 #[async_trait::async_trait]
@@ -404,6 +520,87 @@ impl Provider for PowerDns {
         ))
     }
 
+    /// The zone is named by its apex: PowerDNS zone ids are the dotted apex
+    /// (`example.com.`), so no find-zone request is needed.
+    fn zone_for(&self, apex: &Fqdn) -> Option<Zone> {
+        Some(Zone {
+            name: apex.clone(),
+            id: apex.to_dotted(),
+        })
+    }
+
+    /// Atomic (one `PATCH`), not compare-and-swap (see the module docs).
+    fn apply_traits(&self) -> ApplyTraits {
+        ApplyTraits {
+            atomic: true,
+            compare_and_swap: false,
+        }
+    }
+
+    /// One `GET` of the zone (filtered by a server that knows `rrset_name` when
+    /// one name is asked; always filtered here).
+    async fn read_sets(&self, zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, Error> {
+        for name in names {
+            self.check_name(Operation::Read, zone, name)?;
+        }
+        if names.is_empty() {
+            return Ok(ZoneSets::new());
+        }
+        let url = self.zones_url(Some(&zone.id));
+        let one = match names {
+            [n] => Some(n.to_dotted()),
+            _ => None,
+        };
+        let resp = self
+            .http
+            .send(
+                Operation::Read,
+                Some(&zone.name),
+                Idempotency::Idempotent,
+                |c| {
+                    let r = c
+                        .request(Method::GET, url.clone())
+                        .header("X-API-Key", self.api_key.expose());
+                    match &one {
+                        Some(n) => r.query(&[("rrset_name", n.as_str()), ("rrset_type", "TXT")]),
+                        None => r,
+                    }
+                },
+            )
+            .await?;
+        parse_zone_sets(&resp.body, names, &zone.name)
+    }
+
+    /// One `PATCH` with every RRset; all or nothing.
+    async fn apply(&self, zone: &Zone, changes: &[TxtChange]) -> Result<(), ApplyError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let rrsets = self
+            .change_rrsets(zone, changes)
+            .map_err(ApplyError::nothing_written)?;
+        let op = if changes.iter().all(|c| c.wanted().is_none()) {
+            Operation::Delete
+        } else {
+            Operation::Replace
+        };
+        let first = &changes[0].name;
+        let single = if changes.len() == 1 {
+            first
+        } else {
+            &zone.name
+        };
+        self.patch(op, zone, single, rrsets).await.map_err(|e| {
+            // PowerDNS names the refused RRset in its message ("RRset x.example.com.
+            // IN TXT: ..."): name that owner in the error when it is one of ours.
+            let named = changes
+                .iter()
+                .find(|c| e.message.contains(&c.name.to_dotted()))
+                .map(|c| e.clone().with_name(&c.name));
+            ApplyError::nothing_written(named.unwrap_or(e))
+        })
+    }
+
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
         self.check_name(Operation::Read, zone, name)?;
         let url = self.zones_url(Some(&zone.id));
@@ -424,43 +621,15 @@ impl Provider for PowerDns {
         if set.records.is_empty() {
             return self.delete_txt(zone, name).await;
         }
-        self.profile
-            .check_set(KIND, Operation::Replace, name, &set.records)?;
-        if set.ttl < self.profile.min_ttl {
-            return Err(Error::new(
-                KIND,
-                Operation::Replace,
-                Some(name),
-                ErrorKind::Invalid,
-                format!(
-                    "TTL {} is below the minimum of {}",
-                    set.ttl, self.profile.min_ttl
-                ),
-            ));
-        }
-        let records: Vec<serde_json::Value> = set
-            .records
-            .iter()
-            .map(|r| serde_json::json!({"content": r.to_presentation(), "disabled": false}))
-            .collect();
-        let rrset = serde_json::json!({
-            "name": name.to_dotted(),
-            "type": "TXT",
-            "ttl": set.ttl,
-            "changetype": "REPLACE",
-            "records": records,
-        });
-        self.patch(Operation::Replace, zone, name, rrset).await
+        let rrset = self.replace_rrset(name, set)?;
+        self.patch(Operation::Replace, zone, name, vec![rrset])
+            .await
     }
 
     async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
         self.check_name(Operation::Delete, zone, name)?;
-        let rrset = serde_json::json!({
-            "name": name.to_dotted(),
-            "type": "TXT",
-            "changetype": "DELETE",
-        });
-        self.patch(Operation::Delete, zone, name, rrset).await
+        let rrset = delete_rrset(name);
+        self.patch(Operation::Delete, zone, name, vec![rrset]).await
     }
 }
 
@@ -597,6 +766,44 @@ mod tests {
             p.zones_url(Some("a=2Fb.test.")).as_str(),
             "http://127.0.0.1:8081/api/v1/servers/localhost/zones/a=2Fb.test."
         );
+    }
+
+    #[test]
+    fn parse_zone_sets_picks_the_txt_sets_asked_for() {
+        let n = |s: &str| Fqdn::parse(s).unwrap();
+        let body = serde_json::json!({"name": "example.com.", "rrsets": [
+            {"name": "example.com.", "type": "TXT", "ttl": 300, "records": [
+                {"content": "\"v=spf1 -all\"", "disabled": false},
+                {"content": "\"off\"", "disabled": true}]},
+            {"name": "example.com.", "type": "MX", "ttl": 300, "records": [
+                {"content": "10 mx.example.com.", "disabled": false}]},
+            {"name": "_DMARC.example.com.", "type": "TXT", "ttl": 600, "records": [
+                {"content": "\"v=DMARC1; p=none\"", "disabled": false}]},
+            {"name": "gone.example.com.", "type": "TXT", "ttl": 600, "records": [
+                {"content": "\"x\"", "disabled": true}]},
+            {"name": "other.example.com.", "type": "TXT", "ttl": 600, "records": [
+                {"content": "unquoted but not asked", "disabled": false}]}
+        ]})
+        .to_string();
+        let names = [
+            n("example.com"),
+            n("_dmarc.example.com"),
+            n("gone.example.com"),
+            n("absent.example.com"),
+        ];
+        let sets = parse_zone_sets(body.as_bytes(), &names, &names[0]).unwrap();
+        assert_eq!(sets.len(), 4);
+        let spf = sets[&names[0]].set.as_ref().unwrap();
+        assert_eq!((spf.ttl, spf.records.len()), (300, 1));
+        assert_eq!(spf.records[0].value(), b"v=spf1 -all");
+        let dmarc = sets[&names[1]].set.as_ref().unwrap();
+        assert_eq!(dmarc.ttl, 600);
+        assert_eq!(sets[&names[2]].set, None, "only disabled records");
+        assert_eq!(sets[&names[3]].set, None);
+        // A set asked for that is not quoted zone-file text is refused, naming it.
+        let e = parse_zone_sets(body.as_bytes(), &[n("other.example.com")], &names[0]).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Protocol);
+        assert_eq!(e.name.as_deref(), Some("other.example.com"));
     }
 
     #[test]

@@ -7,6 +7,20 @@
 //! character-strings exactly as given. Everything goes over TCP, because the
 //! answers and updates for 4096-bit DKIM keys do not fit a UDP datagram.
 //!
+//! Change sets: [`Provider::read_sets`] asks one TXT query per owner name, all
+//! pipelined over ONE TCP connection (a zone transfer would read everything in
+//! one exchange, but needs `allow-transfer` for the key, which an update key
+//! seldom has). [`Provider::apply`] is ONE update message for the whole change
+//! set, which the primary applies atomically (RFC 2136 §3.4: all or nothing),
+//! and it is compare-and-swap: its prerequisite section requires each RRset to
+//! be exactly as read, "RRset exists (value dependent)" (§2.4.2: every record,
+//! TTL ignored) for a set that existed and "RRset does not exist" (§2.4.3) for
+//! an absent one. A failed prerequisite (NXRRSET, YXRRSET) is
+//! [`ErrorKind::Conflict`], unless a read right after shows every set already as
+//! wanted (the same change applied before, e.g. an answer lost on the way
+//! back), which is success. A TTL changed by another tool is not seen by the
+//! prerequisites (§2.4.2 ignores TTLs).
+//!
 //! hickory builds, signs and parses the messages. The update is signed here
 //! rather than by hickory's stream signer so that a refusal can be reported
 //! precisely: when the server rejects the signature it answers NOTAUTH with an
@@ -29,14 +43,14 @@ use hickory_net::proto::rr::rdata::tsig::{TsigAlgorithm as HickoryAlgorithm, Tsi
 use hickory_net::proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigVerifier, TSigner};
 use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::tcp::TcpClientStream;
-use hickory_net::xfer::DnsHandle;
+use hickory_net::xfer::{DnsExchange, DnsHandle};
 use hickory_net::{DnsError, NetError};
 
 use crate::registry::{Credential, CredentialKind, Host, Required, Settings};
 use crate::txt::CharacterString;
 use crate::{
-    Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
-    zone_candidates,
+    ApplyError, ApplyTraits, Error, ErrorKind, Fqdn, Observed, Operation, Profile, Provider,
+    Secret, TxtChange, TxtRecord, TxtSet, Zone, ZoneSets, zone_candidates,
 };
 
 /// Host kind code.
@@ -295,6 +309,72 @@ impl Rfc2136 {
         })
     }
 
+    /// Opens one TCP connection carrying up to `in_flight` requests at a time.
+    /// `runtime` owns the connection's background task: keep it alive while the
+    /// connection is used (dropping it closes the connection).
+    async fn connect(
+        &self,
+        runtime: &TokioRuntimeProvider,
+        in_flight: usize,
+    ) -> Result<DnsExchange<TokioRuntimeProvider>, NetError> {
+        TcpClientStream::exchange(
+            self.server,
+            None,
+            self.timeout,
+            Some(in_flight.max(1)),
+            runtime.clone(),
+        )
+        .await
+    }
+
+    /// The TXT sets at `names`, one query each, pipelined over one connection.
+    async fn query_sets(&self, names: &[Fqdn]) -> Result<ZoneSets, Error> {
+        let op = Operation::Read;
+        let mut queries = Vec::with_capacity(names.len());
+        for name in names {
+            queries.push((name, self.dns_name(op, name)?));
+        }
+        let Some(first) = names.first() else {
+            return Ok(ZoneSets::new());
+        };
+        let runtime = TokioRuntimeProvider::new();
+        let work = async {
+            let exchange = self
+                .connect(&runtime, names.len().min(16))
+                .await
+                .map_err(|e| self.net_error(op, first, e))?;
+            let answers = futures_util::future::join_all(queries.iter().map(|(name, qname)| {
+                let exchange = &exchange;
+                async move {
+                    let request = DnsRequest::new(
+                        self.query(qname.clone(), RecordType::TXT),
+                        DnsRequestOptions::default(),
+                    );
+                    let answer = exchange
+                        .send(request)
+                        .next()
+                        .await
+                        .unwrap_or(Err(NetError::Timeout))
+                        .map_err(|e| self.net_error(op, name, e))?;
+                    answer_to_set(&answer, name, qname, &self.server.to_string())
+                }
+            }))
+            .await;
+            let mut out = ZoneSets::new();
+            for ((name, _), set) in queries.iter().zip(answers) {
+                out.insert((*name).clone(), Observed::of(set?));
+            }
+            Ok(out)
+        };
+        // Each answer has `timeout`; bound the whole read too.
+        let budget = self
+            .timeout
+            .saturating_mul(2 + u32::try_from(names.len() / 16).unwrap_or(u32::MAX));
+        tokio::time::timeout(budget, work)
+            .await
+            .unwrap_or_else(|_| Err(self.net_error(op, first, NetError::Timeout)))
+    }
+
     /// Sends one message over a fresh TCP connection and returns the first answer.
     async fn exchange(
         &self,
@@ -302,14 +382,12 @@ impl Rfc2136 {
         name: &Fqdn,
         message: Message,
     ) -> Result<DnsResponse, Error> {
-        let server = self.server;
         let timeout = self.timeout;
         // The provider owns the connection's background task: it lives as long as
         // this call, and dropping it closes the connection.
         let runtime = TokioRuntimeProvider::new();
         let send = async {
-            let exchange =
-                TcpClientStream::exchange(server, None, timeout, Some(1), runtime.clone()).await?;
+            let exchange = self.connect(&runtime, 1).await?;
             let mut answers = exchange.send(DnsRequest::new(message, DnsRequestOptions::default()));
             answers.next().await.unwrap_or(Err(NetError::Timeout))
         };
@@ -353,7 +431,8 @@ impl Rfc2136 {
         message
     }
 
-    /// Builds, signs, sends an update and maps the answer.
+    /// Builds, signs, sends an update making the set at `name` exactly `set`
+    /// (deleting it for `None`), without prerequisites, and maps the answer.
     async fn update(
         &self,
         operation: Operation,
@@ -361,48 +440,27 @@ impl Rfc2136 {
         name: &Fqdn,
         set: Option<&TxtSet>,
     ) -> Result<(), Error> {
-        if !name.is_within(&zone.name) {
-            return Err(self.error(
-                operation,
-                Some(name),
-                ErrorKind::Invalid,
-                format!("the name is outside zone {}", zone.name),
-            ));
-        }
-        if let Some(set) = set {
-            for record in &set.records {
-                self.profile
-                    .check(record)
-                    .map_err(|l| self.error(operation, Some(name), ErrorKind::Limit(l), ""))?;
-            }
-        }
-        let zone_name = self.dns_name(operation, &zone.name)?;
-        let owner = self.dns_name(operation, name)?;
+        let change = TxtChange {
+            name: name.clone(),
+            old: Observed::default(),
+            new: set.cloned(),
+        };
+        self.send_update(operation, zone, name, std::slice::from_ref(&change), false)
+            .await
+    }
 
-        let mut message = Message::query();
-        message.metadata.op_code = OpCode::Update;
-        message.metadata.recursion_desired = false;
-        let mut zone_query = Query::query(zone_name, RecordType::SOA);
-        zone_query.set_query_class(DNSClass::IN);
-        message.add_zone(zone_query);
-        // RFC 2136 §2.5.2: delete an RRset (class ANY, TTL 0, no RDATA).
-        let mut delete = Record::update0(owner.clone(), 0, RecordType::TXT);
-        delete.dns_class = DNSClass::ANY;
-        message.add_update(delete);
-        // §2.5.1: add to an RRset, one RR per record, strings kept as given.
-        for record in set.map(|s| s.records.as_slice()).unwrap_or_default() {
-            let strings: Vec<&[u8]> = record
-                .strings()
-                .iter()
-                .map(CharacterString::as_bytes)
-                .collect();
-            let ttl = set.map(|s| s.ttl).unwrap_or_default();
-            message.add_update(Record::from_rdata(
-                owner.clone(),
-                ttl,
-                RData::TXT(TXT::from_bytes(strings)),
-            ));
-        }
+    /// Builds, signs and sends ONE update message for `changes` and maps the
+    /// answer; with `prerequisites`, each RRset must still be as read
+    /// ([`TxtChange::old`], RFC 2136 §2.4.2/§2.4.3). `name` names errors.
+    async fn send_update(
+        &self,
+        operation: Operation,
+        zone: &Zone,
+        name: &Fqdn,
+        changes: &[TxtChange],
+        prerequisites: bool,
+    ) -> Result<(), Error> {
+        let mut message = self.update_message(operation, zone, changes, prerequisites)?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -417,6 +475,76 @@ impl Rfc2136 {
         })?;
         let response = self.exchange(operation, name, message).await?;
         self.check_update_answer(operation, zone, name, response, verifier)
+    }
+
+    /// The update message for `changes` (unsigned): the zone section, with
+    /// `prerequisites` each RRset as read (§2.4.2 value dependent, or §2.4.3
+    /// does not exist), then for each name the RRset deleted (§2.5.2) and the
+    /// wanted records added (§2.5.1), strings as given.
+    fn update_message(
+        &self,
+        operation: Operation,
+        zone: &Zone,
+        changes: &[TxtChange],
+        prerequisites: bool,
+    ) -> Result<Message, Error> {
+        for c in changes {
+            let op = c.operation();
+            if !c.name.is_within(&zone.name) {
+                return Err(self.error(
+                    op,
+                    Some(&c.name),
+                    ErrorKind::Invalid,
+                    format!("the name is outside zone {}", zone.name),
+                ));
+            }
+            if let Some(set) = c.wanted() {
+                for record in &set.records {
+                    self.profile
+                        .check(record)
+                        .map_err(|l| self.error(op, Some(&c.name), ErrorKind::Limit(l), ""))?;
+                }
+            }
+        }
+        let zone_name = self.dns_name(operation, &zone.name)?;
+
+        let mut message = Message::query();
+        message.metadata.op_code = OpCode::Update;
+        message.metadata.recursion_desired = false;
+        let mut zone_query = Query::query(zone_name, RecordType::SOA);
+        zone_query.set_query_class(DNSClass::IN);
+        message.add_zone(zone_query);
+        for c in changes {
+            let owner = self.dns_name(c.operation(), &c.name)?;
+            if prerequisites {
+                match c.old.set.as_ref().filter(|s| !s.records.is_empty()) {
+                    // §2.4.2 RRset exists (value dependent): the whole RRset,
+                    // class of the zone, TTL 0.
+                    Some(old) => {
+                        for record in &old.records {
+                            message.add_pre_requisite(txt_record(&owner, 0, record));
+                        }
+                    }
+                    // §2.4.3 RRset does not exist: class NONE, TTL 0, no RDATA.
+                    None => {
+                        let mut absent = Record::update0(owner.clone(), 0, RecordType::TXT);
+                        absent.dns_class = DNSClass::NONE;
+                        message.add_pre_requisite(absent);
+                    }
+                }
+            }
+            // RFC 2136 §2.5.2: delete an RRset (class ANY, TTL 0, no RDATA).
+            let mut delete = Record::update0(owner.clone(), 0, RecordType::TXT);
+            delete.dns_class = DNSClass::ANY;
+            message.add_update(delete);
+            // §2.5.1: add to an RRset, one RR per record, strings kept as given.
+            if let Some(set) = c.wanted() {
+                for record in &set.records {
+                    message.add_update(txt_record(&owner, set.ttl, record));
+                }
+            }
+        }
+        Ok(message)
     }
 
     fn check_update_answer(
@@ -530,6 +658,16 @@ impl Rfc2136 {
     }
 }
 
+/// One TXT resource record of class IN at `owner`, its character-strings as given.
+fn txt_record(owner: &Name, ttl: u32, record: &TxtRecord) -> Record {
+    let strings: Vec<&[u8]> = record
+        .strings()
+        .iter()
+        .map(CharacterString::as_bytes)
+        .collect();
+    Record::from_rdata(owner.clone(), ttl, RData::TXT(TXT::from_bytes(strings)))
+}
+
 /// The RFC mnemonic of a response code, e.g. `NOTAUTH`.
 fn mnemonic(code: ResponseCode) -> String {
     match code {
@@ -556,6 +694,102 @@ impl Provider for Rfc2136 {
 
     fn profile(&self) -> &Profile {
         &self.profile
+    }
+
+    /// The zone is named by its apex (the update's zone section): no query is
+    /// needed. `None` for another apex than the configured zone, if one is set.
+    fn zone_for(&self, apex: &Fqdn) -> Option<Zone> {
+        match &self.zone {
+            Some(z) if z != apex => None,
+            _ => Some(Zone {
+                name: apex.clone(),
+                id: apex.to_dotted(),
+            }),
+        }
+    }
+
+    /// One update message with prerequisites: atomic and compare-and-swap.
+    fn apply_traits(&self) -> ApplyTraits {
+        ApplyTraits {
+            atomic: true,
+            compare_and_swap: true,
+        }
+    }
+
+    /// One TXT query per name, pipelined over one TCP connection.
+    async fn read_sets(&self, zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, Error> {
+        let mut uniq: Vec<Fqdn> = Vec::with_capacity(names.len());
+        for name in names {
+            if !name.is_within(&zone.name) {
+                return Err(self.error(
+                    Operation::Read,
+                    Some(name),
+                    ErrorKind::Invalid,
+                    format!("the name is outside zone {}", zone.name),
+                ));
+            }
+            if !uniq.contains(name) {
+                uniq.push(name.clone());
+            }
+        }
+        self.query_sets(&uniq).await
+    }
+
+    /// One update message: the prerequisites require every RRset as read, the
+    /// update section replaces each; the server applies all of it or nothing.
+    async fn apply(&self, zone: &Zone, changes: &[TxtChange]) -> Result<(), ApplyError> {
+        let Some(first) = changes.first() else {
+            return Ok(());
+        };
+        for (i, c) in changes.iter().enumerate() {
+            if changes[..i].iter().any(|p| p.name == c.name) {
+                return Err(ApplyError::nothing_written(self.error(
+                    c.operation(),
+                    Some(&c.name),
+                    ErrorKind::Invalid,
+                    "the change set changes this name twice",
+                )));
+            }
+        }
+        let (op, name) = match changes {
+            [one] => (one.operation(), &one.name),
+            _ => (first.operation(), &zone.name),
+        };
+        match self.send_update(op, zone, name, changes, true).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind == ErrorKind::Conflict => {
+                // Already as wanted (the same change set applied before)?
+                let names: Vec<Fqdn> = changes.iter().map(|c| c.name.clone()).collect();
+                let now = self
+                    .query_sets(&names)
+                    .await
+                    .map_err(ApplyError::nothing_written)?;
+                let in_place = changes.iter().all(|c| {
+                    crate::changeset::same_content(
+                        c.wanted(),
+                        now.get(&c.name).and_then(|o| o.set.as_ref()),
+                    )
+                });
+                if in_place {
+                    return Ok(());
+                }
+                // Name the first owner whose RRset is no longer as read.
+                let changed = changes.iter().find(|c| {
+                    !c.old
+                        .unchanged_in(now.get(&c.name).and_then(|o| o.set.as_ref()))
+                });
+                let e = match changed {
+                    Some(c) => Error {
+                        message: format!("{}: the TXT RRset changed since it was read", e.message),
+                        ..e
+                    }
+                    .with_name(&c.name),
+                    None => e,
+                };
+                Err(ApplyError::nothing_written(e))
+            }
+            Err(e) => Err(ApplyError::nothing_written(e)),
+        }
     }
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
@@ -792,6 +1026,141 @@ mod tests {
         let ok = Rfc2136::new(config("c2VjcmV0LWtleS1ieXRlcw==")).unwrap();
         assert!(!format!("{ok:?}").contains("c2VjcmV0"));
         assert_eq!(ok.profile().concurrency, 4);
+    }
+
+    #[test]
+    fn a_change_set_is_one_message_with_prerequisites_on_the_old_rrsets() {
+        let p = Rfc2136::new(config("c2VjcmV0LWtleS1ieXRlcw==")).unwrap();
+        let zone = p.zone_for(&Fqdn::parse("example.com").unwrap()).unwrap();
+        let set = |ttl, values: &[&str]| TxtSet {
+            ttl,
+            records: values.iter().map(TxtRecord::from_value).collect(),
+        };
+        let changes = [
+            TxtChange {
+                name: Fqdn::parse("example.com").unwrap(),
+                old: Observed::of(Some(set(300, &["v=spf1 -all", "foreign"]))),
+                new: Some(set(600, &["v=spf1 mx -all"])),
+            },
+            TxtChange {
+                name: Fqdn::parse("_dmarc.example.com").unwrap(),
+                old: Observed::of(None),
+                new: Some(set(300, &["v=DMARC1; p=none"])),
+            },
+            TxtChange {
+                name: Fqdn::parse("old._domainkey.example.com").unwrap(),
+                old: Observed::of(Some(set(300, &["v=DKIM1; p="]))),
+                new: None,
+            },
+        ];
+        let m = p
+            .update_message(Operation::Replace, &zone, &changes, true)
+            .unwrap();
+        assert_eq!(m.metadata.op_code, OpCode::Update);
+        let shape = |r: &Record| {
+            (
+                r.name.to_ascii(),
+                r.dns_class,
+                r.record_type(),
+                r.ttl,
+                match &r.data {
+                    RData::TXT(t) => t.txt_data.iter().map(|s| s.to_vec()).collect(),
+                    _ => Vec::new(),
+                },
+            )
+        };
+        let pre: Vec<_> = m.prerequisites().iter().map(shape).collect();
+        let txt = |v: &str| vec![v.as_bytes().to_vec()];
+        assert_eq!(
+            pre,
+            [
+                // §2.4.2: the whole RRset as read, class IN, TTL 0.
+                (
+                    "example.com.".into(),
+                    DNSClass::IN,
+                    RecordType::TXT,
+                    0,
+                    txt("v=spf1 -all")
+                ),
+                (
+                    "example.com.".into(),
+                    DNSClass::IN,
+                    RecordType::TXT,
+                    0,
+                    txt("foreign")
+                ),
+                // §2.4.3: no RRset, class NONE, no RDATA.
+                (
+                    "_dmarc.example.com.".into(),
+                    DNSClass::NONE,
+                    RecordType::TXT,
+                    0,
+                    vec![]
+                ),
+                (
+                    "old._domainkey.example.com.".into(),
+                    DNSClass::IN,
+                    RecordType::TXT,
+                    0,
+                    txt("v=DKIM1; p=")
+                ),
+            ]
+        );
+        let upd: Vec<_> = m.updates().iter().map(shape).collect();
+        assert_eq!(
+            upd,
+            [
+                (
+                    "example.com.".into(),
+                    DNSClass::ANY,
+                    RecordType::TXT,
+                    0,
+                    vec![]
+                ),
+                (
+                    "example.com.".into(),
+                    DNSClass::IN,
+                    RecordType::TXT,
+                    600,
+                    txt("v=spf1 mx -all")
+                ),
+                (
+                    "_dmarc.example.com.".into(),
+                    DNSClass::ANY,
+                    RecordType::TXT,
+                    0,
+                    vec![]
+                ),
+                (
+                    "_dmarc.example.com.".into(),
+                    DNSClass::IN,
+                    RecordType::TXT,
+                    300,
+                    txt("v=DMARC1; p=none")
+                ),
+                (
+                    "old._domainkey.example.com.".into(),
+                    DNSClass::ANY,
+                    RecordType::TXT,
+                    0,
+                    vec![]
+                ),
+            ]
+        );
+        // Without prerequisites (the per-name writes): none.
+        let m = p
+            .update_message(Operation::Replace, &zone, &changes[..1], false)
+            .unwrap();
+        assert!(m.prerequisites().is_empty());
+        // A name outside the zone is refused before anything is built.
+        let outside = TxtChange {
+            name: Fqdn::parse("example.net").unwrap(),
+            ..changes[0].clone()
+        };
+        let e = p
+            .update_message(Operation::Replace, &zone, &[outside], true)
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Invalid);
     }
 
     #[test]

@@ -13,6 +13,15 @@
 //! must hold exactly the asked set with every other record unchanged (owner, TTL,
 //! type, data), or nothing is written.
 //!
+//! A change set ([`Provider::apply`]) is one read of the file and ONE atomic
+//! rename for all its owner names, so it is atomic; it is compare-and-swap
+//! against the file as read: under the adapter's lock the file is read again
+//! and every RRset must still be as the caller read it (or already as wanted),
+//! else [`ErrorKind::Conflict`] and nothing is written. The lock serializes the
+//! writers of this process; another program editing the file between that read
+//! and the rename (a window of one render) is not detected. The SOA serial is
+//! bumped once per change set.
+//!
 //! Every such refusal, and every file maildns cannot read, is an
 //! [`ErrorKind::Config`] error whose message starts with `file:line:` (the zone
 //! file is the operator's, not a host's answer).
@@ -23,7 +32,10 @@ use std::path::{Path, PathBuf};
 use tokio::sync::Mutex;
 
 use crate::registry::{Credential, CredentialKind, Host, Required, Settings};
-use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, TxtRecord, TxtSet, Zone};
+use crate::{
+    ApplyError, ApplyTraits, Error, ErrorKind, Fqdn, Observed, Operation, Profile, Provider,
+    TxtChange, TxtRecord, TxtSet, Zone, ZoneSets,
+};
 
 pub mod files;
 mod lexer;
@@ -143,11 +155,12 @@ impl ZoneFile {
         parsed: &Parsed,
         name: &Fqdn,
         set: &TxtSet,
+        bump: bool,
     ) -> Result<String, RenderError> {
         let before = parsed.others(name);
         let mut last = String::new();
         for at_end in [false, true] {
-            let text = parsed.render_with(name, set, self.config.bump_serial, at_end)?;
+            let text = parsed.render_with(name, set, bump, at_end)?;
             let again = match Parsed::parse(&text, &self.config.zone, Some(&self.config.path)) {
                 Ok(p) => p,
                 Err(e) => {
@@ -206,21 +219,27 @@ impl ZoneFile {
             return Ok(());
         }
         let text = self
-            .render_checked(&parsed, name, &set)
-            .map_err(|e| match e {
-                RenderError::Refused(z) => {
-                    self.err(op, Some(name), ErrorKind::Config, z.to_string())
-                }
-                RenderError::Check(d) => self.err(
-                    op,
-                    Some(name),
-                    ErrorKind::Config,
-                    format!("{}: refusing to write: {d}", self.config.path.display()),
-                ),
-            })?;
+            .render_checked(&parsed, name, &set, self.config.bump_serial)
+            .map_err(|e| self.render_error(op, name, e))?;
         if text == parsed.original_text() {
             return Ok(());
         }
+        self.write_text(op, name, &text)
+    }
+
+    fn render_error(&self, op: Operation, name: &Fqdn, e: RenderError) -> Error {
+        match e {
+            RenderError::Refused(z) => self.err(op, Some(name), ErrorKind::Config, z.to_string()),
+            RenderError::Check(d) => self.err(
+                op,
+                Some(name),
+                ErrorKind::Config,
+                format!("{}: refusing to write: {d}", self.config.path.display()),
+            ),
+        }
+    }
+
+    fn write_text(&self, op: Operation, name: &Fqdn, text: &str) -> Result<(), Error> {
         atomic_write(&self.config.path, text.as_bytes()).map_err(|e| {
             self.err(
                 op,
@@ -229,6 +248,95 @@ impl ZoneFile {
                 format!("writing {}: {e}", self.config.path.display()),
             )
         })
+    }
+
+    /// The TXT sets at `names`, from one read of the file.
+    async fn read_names(&self, names: &[Fqdn]) -> Result<ZoneSets, Error> {
+        for name in names {
+            self.check_name(Operation::Read, name)?;
+        }
+        let Some(first) = names.first() else {
+            return Ok(ZoneSets::new());
+        };
+        let _guard = self.lock.lock().await;
+        let parsed = self.load(Operation::Read, first)?;
+        Ok(names
+            .iter()
+            .map(|n| (n.clone(), Observed::of(parsed.txt_set(n))))
+            .collect())
+    }
+
+    /// The whole change set: one read under the lock, every RRset compared with
+    /// the one read, every change rendered and checked in turn, the serial bumped
+    /// once, one atomic rename.
+    async fn apply_changes(&self, changes: &[TxtChange]) -> Result<(), Error> {
+        let Some(first) = changes.first() else {
+            return Ok(());
+        };
+        let mut wanted = Vec::with_capacity(changes.len());
+        for (i, c) in changes.iter().enumerate() {
+            let op = c.operation();
+            self.check_name(op, &c.name)?;
+            if changes[..i].iter().any(|p| p.name == c.name) {
+                return Err(self.err(
+                    op,
+                    Some(&c.name),
+                    ErrorKind::Invalid,
+                    "the change set changes this name twice".into(),
+                ));
+            }
+            let mut set = c.wanted().cloned().unwrap_or(TxtSet {
+                ttl: self.config.default_ttl,
+                records: Vec::new(),
+            });
+            self.profile.check_set(KIND, op, &c.name, &set.records)?;
+            if set.ttl == 0 {
+                set.ttl = self.config.default_ttl;
+            }
+            wanted.push(set);
+        }
+        let _guard = self.lock.lock().await;
+        let parsed = self.load(first.operation(), &first.name)?;
+        // Compare-and-swap against the file as it is now.
+        for (c, set) in changes.iter().zip(&wanted) {
+            let now = parsed.txt_set(&c.name);
+            let in_place = crate::changeset::same_content(Some(set), now.as_ref());
+            if !in_place && !c.old.unchanged_in(now.as_ref()) {
+                return Err(crate::changeset::conflict(
+                    KIND,
+                    c.operation(),
+                    &c.name,
+                    &format!(
+                        "the TXT RRset in {} changed since it was read",
+                        self.config.path.display()
+                    ),
+                ));
+            }
+        }
+        let original = parsed.original_text();
+        let mut current = parsed;
+        let mut text = original.clone();
+        for (c, set) in changes.iter().zip(&wanted) {
+            let op = c.operation();
+            let now = current.txt_set(&c.name);
+            if now.as_ref() == (!set.records.is_empty()).then_some(set) {
+                continue;
+            }
+            text = self
+                .render_checked(&current, &c.name, set, false)
+                .map_err(|e| self.render_error(op, &c.name, e))?;
+            current = Parsed::parse(&text, &self.config.zone, Some(&self.config.path))
+                .map_err(|e| self.err(op, Some(&c.name), ErrorKind::Config, e.to_string()))?;
+        }
+        if text == original {
+            return Ok(());
+        }
+        if self.config.bump_serial {
+            text = current
+                .with_bumped_serial()
+                .map_err(|e| self.render_error(first.operation(), &first.name, e))?;
+        }
+        self.write_text(first.operation(), &first.name, &text)
     }
 }
 
@@ -248,6 +356,34 @@ impl Provider for ZoneFile {
             name: self.config.zone.clone(),
             id: self.config.path.display().to_string(),
         })
+    }
+
+    /// The file's own zone, named without reading it.
+    fn zone_for(&self, apex: &Fqdn) -> Option<Zone> {
+        (*apex == self.config.zone).then(|| Zone {
+            name: self.config.zone.clone(),
+            id: self.config.path.display().to_string(),
+        })
+    }
+
+    /// One rename for the whole change set, checked against the file under the lock.
+    fn apply_traits(&self) -> ApplyTraits {
+        ApplyTraits {
+            atomic: true,
+            compare_and_swap: true,
+        }
+    }
+
+    /// One read of the file for every name.
+    async fn read_sets(&self, _zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, Error> {
+        self.read_names(names).await
+    }
+
+    /// One read and one atomic rename for the whole change set.
+    async fn apply(&self, _zone: &Zone, changes: &[TxtChange]) -> Result<(), ApplyError> {
+        self.apply_changes(changes)
+            .await
+            .map_err(ApplyError::nothing_written)
     }
 
     async fn read_txt(&self, _zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
@@ -525,6 +661,17 @@ impl Parsed {
             text.push('\n');
         }
         text
+    }
+
+    /// The file text with its SOA serial bumped (as [`Parsed::bump_serial`]).
+    fn with_bumped_serial(&self) -> Result<String, RenderError> {
+        let mut lines: Vec<Option<String>> = self.lines.iter().cloned().map(Some).collect();
+        self.bump_serial(&mut lines)?;
+        let mut text = lines.into_iter().flatten().collect::<Vec<_>>().join("\n");
+        if self.trailing_newline {
+            text.push('\n');
+        }
+        Ok(text)
     }
 
     /// Bumps the serial of the file's SOA in place (date-based serials move to

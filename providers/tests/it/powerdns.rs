@@ -1,13 +1,14 @@
 //! The PowerDNS adapter against a real PowerDNS Authoritative on loopback:
 //! the conformance suite (API and DNS), error mapping, and retries.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use maildns_providers::hosts::powerdns::{Config, PowerDns as Adapter};
 use maildns_providers::http::RetryPolicy;
-use maildns_providers::{ErrorKind, Fqdn, Provider, Secret, TxtRecord, TxtSet, Zone};
+use maildns_providers::{ErrorKind, Fqdn, Provider, Secret, TxtChange, TxtRecord, TxtSet, Zone};
 use maildns_testkit::conformance::{self, Options};
+use maildns_testkit::faultproxy::{FaultProxy, Rewrite};
 use maildns_testkit::{PowerDns, random_label};
 
 fn adapter(pdns: &PowerDns, key: &str, policy: RetryPolicy) -> Adapter {
@@ -40,9 +41,185 @@ async fn conformance_suite_passes_over_api_and_dns() {
     let zone = p.find_zone(&zone_name).await.expect("zone found");
     assert_eq!(zone.name, zone_name);
     assert_eq!(zone.id, zone_name.to_dotted());
-    conformance::run(&p, &zone, Some(pdns.dns)).await;
+    assert_eq!(p.zone_for(&zone_name), Some(zone.clone()));
+    let opts = Options {
+        dns: Some(pdns.dns),
+        refused_name: Some(cname_at(&pdns, &zone_name, "refused").await),
+        // PowerDNS's API has no precondition: the apply is atomic, not CAS.
+        unguarded_apply: true,
+        ..Options::default()
+    };
+    conformance::run_with(&p, &zone, &opts).await;
     // The same zone can be used again (unique names per run).
-    conformance::run(&p, &zone, None).await;
+    conformance::run_with(&p, &zone, &Options { dns: None, ..opts }).await;
+}
+
+/// Puts a CNAME at `label.<zone>` through the API: PowerDNS then refuses a TXT
+/// set there (422 "Conflicts with pre-existing RRset").
+async fn cname_at(pdns: &PowerDns, zone: &Fqdn, label: &str) -> Fqdn {
+    let owner = zone.child(label).unwrap();
+    let resp = reqwest::Client::new()
+        .patch(format!(
+            "{}/servers/localhost/zones/{}",
+            pdns.api_url,
+            zone.to_dotted()
+        ))
+        .header("X-API-Key", &pdns.api_key)
+        .json(
+            &serde_json::json!({"rrsets": [{"name": owner.to_dotted(), "type": "CNAME",
+            "ttl": 300, "changetype": "REPLACE",
+            "records": [{"content": format!("target.{}", zone.to_dotted()), "disabled": false}]}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    owner
+}
+
+/// The methods and paths of the requests a proxy passed to PowerDNS.
+fn counting_proxy(pdns: &PowerDns) -> (FaultProxy, String, Arc<Mutex<Vec<String>>>) {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    let rewrite: Rewrite = Arc::new(move |method: &str, path: &str, body: &[u8]| {
+        log.lock().unwrap().push(format!("{method} {path}"));
+        body.to_vec()
+    });
+    let (proxy, url) = FaultProxy::rewriting_url(&pdns.api_url, rewrite);
+    (proxy, url, seen)
+}
+
+#[tokio::test]
+async fn a_change_set_of_three_names_is_one_get_and_one_patch() {
+    let pdns = PowerDns::start();
+    let (zone_name, zone_text) = with_zone(&pdns).await;
+    let (proxy, url, seen) = counting_proxy(&pdns);
+    let p = Adapter::new(
+        Config {
+            base_url: url,
+            server_id: "localhost".into(),
+            api_key: Secret::new(&pdns.api_key),
+        },
+        RetryPolicy::fast(),
+    )
+    .unwrap();
+    // The zone is named without a request.
+    let zone = p.zone_for(&zone_name).unwrap();
+    let names = [
+        zone_name.clone(),
+        name(&format!("_dmarc.{zone_text}")),
+        name(&format!("s1._domainkey.{zone_text}")),
+    ];
+    let values = [
+        "v=spf1 ip4:192.0.2.1 -all",
+        "v=DMARC1; p=reject",
+        "v=DKIM1; k=rsa; p=AAAA",
+    ];
+    let read = p.read_sets(&zone, &names).await.unwrap();
+    assert_eq!(read.len(), 3);
+    assert!(read.values().all(|o| o.set.is_none()), "{read:?}");
+    let changes: Vec<TxtChange> = names
+        .iter()
+        .zip(values)
+        .map(|(n, v)| TxtChange {
+            name: n.clone(),
+            old: read[n].clone(),
+            new: Some(TxtSet {
+                ttl: 300,
+                records: vec![TxtRecord::from_value(v)],
+            }),
+        })
+        .collect();
+    p.apply(&zone, &changes).await.unwrap();
+    let path = format!("/api/v1/servers/localhost/zones/{zone_text}.");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [format!("GET {path}"), format!("PATCH {path}")]
+    );
+    assert_eq!(proxy.stats().requests, 2);
+    for (n, v) in names.iter().zip(values) {
+        let served = conformance::dig_txt(pdns.dns, n).await.unwrap();
+        assert_eq!(served, [TxtRecord::from_value(v)], "{n}");
+    }
+    // A change run: one read, one PATCH replacing one set and deleting another.
+    seen.lock().unwrap().clear();
+    let read = p.read_sets(&zone, &names).await.unwrap();
+    let changes = vec![
+        TxtChange {
+            name: names[0].clone(),
+            old: read[&names[0]].clone(),
+            new: Some(TxtSet {
+                ttl: 600,
+                records: vec![TxtRecord::from_value("v=spf1 -all")],
+            }),
+        },
+        TxtChange {
+            name: names[1].clone(),
+            old: read[&names[1]].clone(),
+            new: None,
+        },
+    ];
+    p.apply(&zone, &changes).await.unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [format!("GET {path}"), format!("PATCH {path}")]
+    );
+    let now = p.read_sets(&zone, &names).await.unwrap();
+    assert_eq!(
+        now[&names[0]]
+            .set
+            .as_ref()
+            .map(|s| (s.ttl, s.records[0].value())),
+        Some((600, b"v=spf1 -all".to_vec()))
+    );
+    assert_eq!(now[&names[1]].set, None);
+    assert_eq!(now[&names[2]], read[&names[2]]);
+    // Nothing to change: the read is the only request.
+    seen.lock().unwrap().clear();
+    p.apply(&zone, &[]).await.unwrap();
+    assert!(seen.lock().unwrap().is_empty());
+    // One name only: the read asks the server to filter (4.8+), still one GET.
+    seen.lock().unwrap().clear();
+    let one = p.read_sets(&zone, &names[2..]).await.unwrap();
+    assert_eq!(one[&names[2]], read[&names[2]]);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        seen[0].starts_with(&format!("GET {path}?rrset_name=")),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_rrset_fails_the_whole_patch_and_is_named() {
+    let pdns = PowerDns::start();
+    let (zone_name, zone_text) = with_zone(&pdns).await;
+    let refused = cname_at(&pdns, &zone_name, "alias").await;
+    let p = adapter(&pdns, &pdns.api_key, RetryPolicy::fast());
+    let zone = p.zone_for(&zone_name).unwrap();
+    let good = name(&format!("_dmarc.{zone_text}"));
+    let set = TxtSet {
+        ttl: 300,
+        records: vec![TxtRecord::from_value("v=DMARC1; p=none")],
+    };
+    let changes: Vec<TxtChange> = [&good, &refused]
+        .into_iter()
+        .map(|n| TxtChange {
+            name: n.clone(),
+            old: Default::default(),
+            new: Some(set.clone()),
+        })
+        .collect();
+    let e = p.apply(&zone, &changes).await.unwrap_err();
+    assert!(e.written.is_empty(), "{e:?}");
+    assert_eq!(e.error.kind, ErrorKind::Invalid, "{e}");
+    assert_eq!(e.error.name.as_deref(), Some(refused.as_str()), "{e}");
+    assert_eq!(p.read_txt(&zone, &good).await.unwrap(), None);
+    // Two changes at one name are refused before sending.
+    let twice = [changes[0].clone(), changes[0].clone()];
+    let e = p.apply(&zone, &twice).await.unwrap_err();
+    assert_eq!(e.error.kind, ErrorKind::Invalid);
+    assert!(e.error.message.contains("twice"), "{e}");
 }
 
 /// A provider that drops the last string of every record it reads: the suite must notice.
@@ -458,4 +635,182 @@ async fn conformance_suite_expects_refusal_of_what_the_profile_excludes() {
         "{cases:?}"
     );
     assert!(!cases.iter().any(|c| c.starts_with("matrix")), "{cases:?}");
+}
+
+/// Ways of getting change sets wrong, for checking that the suite notices.
+#[derive(Clone, Copy, PartialEq)]
+enum Broken {
+    /// Writes one name at a time (re-reading each) but claims an atomic,
+    /// compare-and-swap apply.
+    ClaimsAtomic,
+    /// Writes every set without looking at what is there now.
+    Blind,
+    /// Writes one name at a time but reports nothing written on failure.
+    HidesWritten,
+}
+
+struct BrokenApply {
+    inner: Adapter,
+    broken: Broken,
+}
+
+#[async_trait::async_trait]
+impl Provider for BrokenApply {
+    fn kind(&self) -> &'static str {
+        "broken-apply"
+    }
+    fn profile(&self) -> &maildns_providers::Profile {
+        self.inner.profile()
+    }
+    async fn find_zone(&self, name: &Fqdn) -> Result<Zone, maildns_providers::Error> {
+        self.inner.find_zone(name).await
+    }
+    async fn read_txt(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+    ) -> Result<Option<TxtSet>, maildns_providers::Error> {
+        self.inner.read_txt(zone, name).await
+    }
+    async fn replace_txt(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+        set: &TxtSet,
+    ) -> Result<(), maildns_providers::Error> {
+        self.inner.replace_txt(zone, name, set).await
+    }
+    async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), maildns_providers::Error> {
+        self.inner.delete_txt(zone, name).await
+    }
+    fn apply_traits(&self) -> maildns_providers::ApplyTraits {
+        maildns_providers::ApplyTraits {
+            atomic: self.broken == Broken::ClaimsAtomic,
+            compare_and_swap: self.broken == Broken::ClaimsAtomic,
+        }
+    }
+    async fn apply(
+        &self,
+        zone: &Zone,
+        changes: &[TxtChange],
+    ) -> Result<(), maildns_providers::ApplyError> {
+        let mut written = Vec::new();
+        for c in changes {
+            let r = match (self.broken, c.wanted()) {
+                (Broken::Blind, Some(set)) => self.replace_txt(zone, &c.name, set).await,
+                (Broken::Blind, None) => self.delete_txt(zone, &c.name).await,
+                _ => self.replace_if_unchanged(zone, c).await,
+            };
+            if let Err(error) = r {
+                if self.broken == Broken::HidesWritten {
+                    written.clear();
+                }
+                return Err(maildns_providers::ApplyError { written, error });
+            }
+            written.push(c.name.clone());
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn conformance_suite_reports_broken_change_sets() {
+    let pdns = PowerDns::start();
+    let (zone_name, _) = with_zone(&pdns).await;
+    let zone = adapter(&pdns, &pdns.api_key, RetryPolicy::fast())
+        .zone_for(&zone_name)
+        .unwrap();
+    let failures = |broken| {
+        let p = BrokenApply {
+            inner: adapter(&pdns, &pdns.api_key, RetryPolicy::fast()),
+            broken,
+        };
+        let zone = zone.clone();
+        async move { conformance::check(&p, &zone, &Options::default()).await }
+    };
+    let has = |f: &[conformance::CaseFailure], case: &str, detail: &str| {
+        f.iter()
+            .any(|f| f.case.starts_with(case) && f.detail.contains(detail))
+    };
+    let f = failures(Broken::ClaimsAtomic).await;
+    assert!(
+        has(
+            &f,
+            "change set: stale read",
+            "an atomic apply failed but reports written"
+        ),
+        "{f:?}"
+    );
+    let f = failures(Broken::Blind).await;
+    assert!(
+        has(
+            &f,
+            "change set: stale read",
+            "applied a change whose RRset was not as read"
+        ),
+        "{f:?}"
+    );
+    assert!(
+        has(
+            &f,
+            "change set: concurrent foreign edit of a set",
+            "was lost"
+        ),
+        "{f:?}"
+    );
+    assert!(
+        has(
+            &f,
+            "change set: concurrent foreign edit of an absent set",
+            "was lost"
+        ),
+        "{f:?}"
+    );
+    let f = failures(Broken::HidesWritten).await;
+    assert!(
+        has(
+            &f,
+            "change set: stale read",
+            "not reported written, yet the set changed"
+        ),
+        "{f:?}"
+    );
+    // Nothing else fails: the per-name cases still pass.
+    assert!(f.iter().all(|f| f.case.starts_with("change set:")), "{f:?}");
+}
+
+/// PowerDNS's API has no precondition: a value another tool writes between
+/// `read_sets` and `apply` is overwritten (the documented window; the adapter
+/// says `compare_and_swap: false`).
+#[tokio::test]
+async fn the_apply_is_atomic_but_not_compare_and_swap() {
+    let pdns = PowerDns::start();
+    let (zone_name, zone_text) = with_zone(&pdns).await;
+    let p = adapter(&pdns, &pdns.api_key, RetryPolicy::fast());
+    assert_eq!(
+        p.apply_traits(),
+        maildns_providers::ApplyTraits {
+            atomic: true,
+            compare_and_swap: false
+        }
+    );
+    let zone = p.zone_for(&zone_name).unwrap();
+    let n = name(&format!("window.{zone_text}"));
+    let read = p.read_sets(&zone, std::slice::from_ref(&n)).await.unwrap();
+    let foreign = TxtSet {
+        ttl: 300,
+        records: vec![TxtRecord::from_value("foreign=1")],
+    };
+    p.replace_txt(&zone, &n, &foreign).await.unwrap();
+    let ours = TxtSet {
+        ttl: 300,
+        records: vec![TxtRecord::from_value("v=spf1 -all")],
+    };
+    let change = TxtChange {
+        name: n.clone(),
+        old: read[&n].clone(),
+        new: Some(ours.clone()),
+    };
+    p.apply(&zone, &[change]).await.unwrap();
+    assert_eq!(p.read_txt(&zone, &n).await.unwrap(), Some(ours));
 }

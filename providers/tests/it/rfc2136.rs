@@ -4,7 +4,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use maildns_providers::hosts::rfc2136::{Config, Rfc2136, TsigAlgorithm};
-use maildns_providers::{ErrorKind, Fqdn, Provider, Secret, Split, TxtRecord, TxtSet, Zone};
+use maildns_providers::{
+    ErrorKind, Fqdn, Provider, Secret, Split, TxtChange, TxtRecord, TxtSet, Zone,
+};
 use maildns_testkit::Bind;
 use maildns_testkit::bind::BindOptions;
 
@@ -421,4 +423,149 @@ fn algorithm_names_match_the_testkit_and_bind() {
         assert_eq!(s.parse::<TsigAlgorithm>().expect("parses"), a);
         assert_eq!(a.as_str(), s);
     }
+}
+
+/// The zone's SOA serial as BIND serves it: BIND adds one per update message
+/// that changed the zone, so it counts the updates.
+fn soa_serial(bind: &Bind) -> u32 {
+    let out = Command::new("dig")
+        .args(["+norec", "+tcp", "+short", "+time=5", "+tries=1"])
+        .arg(format!("@{}", bind.dns.ip()))
+        .arg("-p")
+        .arg(bind.dns.port().to_string())
+        .arg(&bind.zone)
+        .arg("SOA")
+        .output()
+        .expect("run dig (bind9-dnsutils)");
+    let text = String::from_utf8(out.stdout).expect("dig prints UTF-8");
+    text.split_whitespace()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no SOA serial in {text:?}"))
+}
+
+fn one(values: &[&str]) -> TxtSet {
+    TxtSet {
+        ttl: 300,
+        records: values.iter().map(TxtRecord::from_value).collect(),
+    }
+}
+
+#[tokio::test]
+async fn a_change_set_is_one_update_message_with_prerequisites() {
+    let bind = Bind::start(&zone_name());
+    let p = adapter(&bind);
+    assert_eq!(
+        p.apply_traits(),
+        maildns_providers::ApplyTraits {
+            atomic: true,
+            compare_and_swap: true
+        }
+    );
+    // The zone is named without a query.
+    let zone = p.zone_for(&fqdn(&bind.zone)).unwrap();
+    assert_eq!(zone, zone_of(&p, &bind).await);
+    let names = [
+        fqdn(&bind.zone),
+        fqdn(&format!("_dmarc.{}", bind.zone)),
+        fqdn(&format!("s1._domainkey.{}", bind.zone)),
+    ];
+    p.replace_txt(&zone, &names[2], &one(&["old key"]))
+        .await
+        .unwrap();
+    let read = p.read_sets(&zone, &names).await.unwrap();
+    assert_eq!(read.len(), 3);
+    assert_eq!(read[&names[2]].set, Some(one(&["old key"])));
+    let wanted = [
+        Some(one(&["v=spf1 -all"])),
+        Some(one(&["v=DMARC1; p=none", "foreign=1"])),
+        None,
+    ];
+    let changes: Vec<TxtChange> = names
+        .iter()
+        .zip(wanted)
+        .map(|(n, new)| TxtChange {
+            name: n.clone(),
+            old: read[n].clone(),
+            new,
+        })
+        .collect();
+    let before = soa_serial(&bind);
+    p.apply(&zone, &changes).await.unwrap();
+    assert_eq!(soa_serial(&bind), before + 1, "one update message");
+    assert_eq!(
+        dig_txt(&bind, &names[0]),
+        [TxtRecord::from_value("v=spf1 -all")]
+    );
+    assert_eq!(dig_txt(&bind, &names[1]).len(), 2);
+    assert!(dig_txt(&bind, &names[2]).is_empty());
+    // The same change set again: already in place, no update needed to succeed.
+    p.apply(&zone, &changes).await.unwrap();
+    assert_eq!(soa_serial(&bind), before + 1);
+
+    // Another tool edits one name after our read: the prerequisite fails, and
+    // nothing of the change set is applied.
+    let read = p.read_sets(&zone, &names).await.unwrap();
+    p.replace_txt(&zone, &names[1], &one(&["v=DMARC1; p=none", "foreign=2"]))
+        .await
+        .unwrap();
+    let serial = soa_serial(&bind);
+    let changes = vec![
+        TxtChange {
+            name: names[0].clone(),
+            old: read[&names[0]].clone(),
+            new: Some(one(&["v=spf1 ip4:192.0.2.1 -all"])),
+        },
+        TxtChange {
+            name: names[1].clone(),
+            old: read[&names[1]].clone(),
+            new: Some(one(&["v=DMARC1; p=reject", "foreign=1"])),
+        },
+    ];
+    let e = p.apply(&zone, &changes).await.unwrap_err();
+    assert!(e.is_conflict(), "{e}");
+    assert!(e.written.is_empty());
+    assert!(e.error.message.contains("NXRRSET"), "{e}");
+    assert_eq!(e.error.name.as_deref(), Some(names[1].as_str()), "{e}");
+    assert_eq!(soa_serial(&bind), serial, "nothing applied");
+    assert_eq!(
+        dig_txt(&bind, &names[0]),
+        [TxtRecord::from_value("v=spf1 -all")]
+    );
+
+    // A set read as absent that another tool created: YXRRSET, a conflict too.
+    let fresh = fqdn(&format!("fresh.{}", bind.zone));
+    let read = p
+        .read_sets(&zone, std::slice::from_ref(&fresh))
+        .await
+        .unwrap();
+    p.replace_txt(&zone, &fresh, &one(&["theirs"]))
+        .await
+        .unwrap();
+    let change = TxtChange {
+        name: fresh.clone(),
+        old: read[&fresh].clone(),
+        new: Some(one(&["ours"])),
+    };
+    let e = p.apply(&zone, &[change]).await.unwrap_err();
+    assert!(e.is_conflict(), "{e}");
+    assert!(e.error.message.contains("YXRRSET"), "{e}");
+    assert_eq!(dig_txt(&bind, &fresh), [TxtRecord::from_value("theirs")]);
+}
+
+#[tokio::test]
+async fn zone_for_names_the_configured_zone_only() {
+    let bind = Bind::start(&zone_name());
+    let mut c = config(&bind);
+    assert!(
+        Rfc2136::new(c.clone())
+            .unwrap()
+            .zone_for(&fqdn("other.test"))
+            .is_some()
+    );
+    c.zone = Some(fqdn(&bind.zone));
+    let p = Rfc2136::new(c).unwrap();
+    assert_eq!(p.zone_for(&fqdn("other.test")), None);
+    let z = p.zone_for(&fqdn(&bind.zone)).unwrap();
+    assert_eq!(z.id, fqdn(&bind.zone).to_dotted());
 }

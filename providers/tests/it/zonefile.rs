@@ -7,7 +7,8 @@ use std::process::Command;
 
 use maildns_providers::hosts::zonefile::{Config, ZoneFile, read_records};
 use maildns_providers::{
-    Error, ErrorKind, Fqdn, Operation, Profile, Provider, TxtRecord, TxtSet, Zone,
+    ApplyError, ApplyTraits, Error, ErrorKind, Fqdn, Operation, Profile, Provider, TxtChange,
+    TxtRecord, TxtSet, Zone, ZoneSets,
 };
 use maildns_testkit::Bind;
 use maildns_testkit::conformance::{self, dig_txt};
@@ -460,6 +461,20 @@ impl Provider for LoadedByBind {
         self.inner.delete_txt(zone, name).await?;
         self.loaded(Operation::Delete, name)
     }
+    fn zone_for(&self, apex: &Fqdn) -> Option<Zone> {
+        self.inner.zone_for(apex)
+    }
+    fn apply_traits(&self) -> ApplyTraits {
+        self.inner.apply_traits()
+    }
+    async fn read_sets(&self, zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, Error> {
+        self.inner.read_sets(zone, names).await
+    }
+    async fn apply(&self, zone: &Zone, changes: &[TxtChange]) -> Result<(), ApplyError> {
+        self.inner.apply(zone, changes).await?;
+        self.loaded(Operation::Replace, &zone.name)
+            .map_err(ApplyError::nothing_written)
+    }
 }
 
 /// The conformance suite on the zone-file adapter, in a zone file holding the
@@ -492,8 +507,11 @@ async fn conformance_with_bind_loading_the_written_zone() {
         path: path.clone(),
     };
     let z = provider.find_zone(&fqdn(&zone)).await.unwrap();
+    assert_eq!(provider.zone_for(&fqdn(&zone)), Some(z.clone()));
     let options = conformance::Options {
         dns: Some(provider.bind.dns),
+        // A value in an included file is never changed: a change there is refused.
+        refused_name: Some(fqdn(&format!("inc.{zone}"))),
         ..conformance::Options::default()
     };
     let failures = conformance::check(&provider, &z, &options).await;
@@ -808,4 +826,111 @@ proptest::proptest! {
             proptest::prop_assert!(false, "{}", e);
         }
     }
+}
+
+/// The SOA serial written in the file made by [`soa`].
+fn file_serial(path: &Path) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.split("hostmaster ( ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no serial in {text}"))
+}
+
+/// A change set is one read and one rename: the serial moves once for three
+/// names; a file edited after the read is a conflict and nothing is written; a
+/// refused change (a value in an included file) leaves the file as it was.
+#[tokio::test]
+async fn a_change_set_is_one_rename_checked_against_the_file() {
+    let zone = zone_name();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zone.db");
+    std::fs::write(dir.path().join("extra.inc"), "inc IN TXT \"included\"\n").unwrap();
+    std::fs::write(&path, format!("{}$INCLUDE extra.inc\n", soa(&zone))).unwrap();
+    let p = adapter(&path, &zone);
+    assert_eq!(
+        p.apply_traits(),
+        maildns_providers::ApplyTraits {
+            atomic: true,
+            compare_and_swap: true
+        }
+    );
+    let z = p.zone_for(&fqdn(&zone)).unwrap();
+    assert_eq!(p.zone_for(&fqdn("other.test")), None);
+    let names = [
+        fqdn(&zone),
+        fqdn(&format!("_dmarc.{zone}")),
+        fqdn(&format!("s1._domainkey.{zone}")),
+    ];
+    // A first write moves a date serial to today's; count from there.
+    p.replace_txt(&z, &names[2], &set(300, &["old key"]))
+        .await
+        .unwrap();
+    let serial = file_serial(&path);
+    let read = p.read_sets(&z, &names).await.unwrap();
+    assert_eq!(read[&names[2]].set, Some(set(300, &["old key"])));
+    let wanted = [
+        Some(set(300, &["v=spf1 -all"])),
+        Some(set(300, &["v=DMARC1; p=none"])),
+        None,
+    ];
+    let changes: Vec<TxtChange> = names
+        .iter()
+        .zip(wanted)
+        .map(|(n, new)| TxtChange {
+            name: n.clone(),
+            old: read[n].clone(),
+            new,
+        })
+        .collect();
+    p.apply(&z, &changes).await.unwrap();
+    assert_eq!(file_serial(&path), serial + 1, "one write for three names");
+    checkzone(&zone, &path).unwrap();
+    let now = p.read_sets(&z, &names).await.unwrap();
+    assert_eq!(now[&names[0]].set, Some(set(300, &["v=spf1 -all"])));
+    assert_eq!(now[&names[1]].set, Some(set(300, &["v=DMARC1; p=none"])));
+    assert_eq!(now[&names[2]].set, None);
+    // Again: already in place, nothing written.
+    let text = std::fs::read_to_string(&path).unwrap();
+    p.apply(&z, &changes).await.unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+
+    // Another editor changes the file after our read: conflict, nothing written.
+    let read = p.read_sets(&z, &names).await.unwrap();
+    let edited = text.replace("v=DMARC1; p=none", "v=DMARC1; p=quarantine");
+    assert_ne!(edited, text);
+    std::fs::write(&path, &edited).unwrap();
+    let changes: Vec<TxtChange> = names[..2]
+        .iter()
+        .map(|n| TxtChange {
+            name: n.clone(),
+            old: read[n].clone(),
+            new: Some(set(300, &["ours"])),
+        })
+        .collect();
+    let e = p.apply(&z, &changes).await.unwrap_err();
+    assert!(e.is_conflict(), "{e}");
+    assert!(e.written.is_empty());
+    assert_eq!(e.error.name.as_deref(), Some(names[1].as_str()));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), edited);
+
+    // A refused change (in the included file) after a good one: nothing written.
+    let inc = fqdn(&format!("inc.{zone}"));
+    let read = p
+        .read_sets(&z, &[names[0].clone(), inc.clone()])
+        .await
+        .unwrap();
+    let changes: Vec<TxtChange> = [&names[0], &inc]
+        .into_iter()
+        .map(|n| TxtChange {
+            name: n.clone(),
+            old: read[n].clone(),
+            new: Some(set(300, &["changed"])),
+        })
+        .collect();
+    let e = p.apply(&z, &changes).await.unwrap_err();
+    assert_eq!(e.error.kind, ErrorKind::Config, "{e}");
+    assert!(e.error.message.contains("extra.inc:1"), "{e}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), edited);
 }

@@ -4,7 +4,10 @@
 use std::path::Path;
 
 use super::{Config, KIND, ZoneFile};
-use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, TxtSet, Zone};
+use crate::{
+    ApplyError, ApplyTraits, Error, ErrorKind, Fqdn, Operation, Profile, Provider, TxtChange,
+    TxtSet, Zone, ZoneSets,
+};
 
 /// Zone files of one account, as one [`Provider`].
 #[derive(Debug)]
@@ -91,6 +94,56 @@ impl Provider for ZoneFiles {
     async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
         self.file_for(name)?.delete_txt(zone, name).await
     }
+    fn zone_for(&self, apex: &Fqdn) -> Option<Zone> {
+        self.files.iter().find_map(|f| f.zone_for(apex))
+    }
+    fn apply_traits(&self) -> ApplyTraits {
+        ApplyTraits {
+            atomic: true,
+            compare_and_swap: true,
+        }
+    }
+    async fn read_sets(&self, zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, Error> {
+        let file = self.file_for(&zone.name)?;
+        for name in names {
+            self.same_file(file, name, Operation::Read)?;
+        }
+        file.read_sets(zone, names).await
+    }
+    async fn apply(&self, zone: &Zone, changes: &[TxtChange]) -> Result<(), ApplyError> {
+        let file = self
+            .file_for(&zone.name)
+            .map_err(ApplyError::nothing_written)?;
+        for c in changes {
+            self.same_file(file, &c.name, c.operation())
+                .map_err(ApplyError::nothing_written)?;
+        }
+        file.apply(zone, changes).await
+    }
+}
+
+impl ZoneFiles {
+    /// Refuses a name that belongs to another file than the zone's (a deeper
+    /// zone with its own file): one change set is one file.
+    fn same_file(&self, file: &ZoneFile, name: &Fqdn, op: Operation) -> Result<(), Error> {
+        let other = self.file_for(name)?;
+        if std::ptr::eq(other, file) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                KIND,
+                op,
+                Some(name),
+                ErrorKind::Invalid,
+                format!(
+                    "this name is in zone {} ({}), not in the change set's zone {}",
+                    other.zone(),
+                    other.path().display(),
+                    file.zone()
+                ),
+            ))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -114,5 +167,32 @@ mod tests {
             ok.file_for(&n("example.net")).unwrap_err().kind,
             ErrorKind::ZoneNotFound
         );
+    }
+
+    #[test]
+    fn one_change_set_is_one_file() {
+        let zones = [n("example.com"), n("sub.example.com")];
+        let files = ZoneFiles::new(Path::new("/tmp/{zone}.zone"), &zones, true).unwrap();
+        let apex = files.file_for(&n("example.com")).unwrap();
+        assert!(
+            files
+                .same_file(apex, &n("_dmarc.example.com"), Operation::Replace)
+                .is_ok()
+        );
+        let e = files
+            .same_file(apex, &n("_dmarc.sub.example.com"), Operation::Replace)
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Invalid);
+        assert!(
+            e.message
+                .contains("in zone sub.example.com (/tmp/sub.example.com.zone)"),
+            "{e}"
+        );
+        assert_eq!(
+            files.zone_for(&n("sub.example.com")).map(|z| z.id),
+            Some("/tmp/sub.example.com.zone".to_string())
+        );
+        assert_eq!(files.zone_for(&n("other.example.com")), None);
+        assert!(files.apply_traits().atomic && files.apply_traits().compare_and_swap);
     }
 }
