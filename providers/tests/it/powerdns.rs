@@ -687,6 +687,7 @@ impl Provider for BrokenApply {
         maildns_providers::ApplyTraits {
             atomic: self.broken == Broken::ClaimsAtomic,
             compare_and_swap: self.broken == Broken::ClaimsAtomic,
+            ..maildns_providers::ApplyTraits::default()
         }
     }
     async fn apply(
@@ -791,7 +792,8 @@ async fn the_apply_is_atomic_but_not_compare_and_swap() {
         p.apply_traits(),
         maildns_providers::ApplyTraits {
             atomic: true,
-            compare_and_swap: false
+            compare_and_swap: false,
+            ..maildns_providers::ApplyTraits::default()
         }
     );
     let zone = p.zone_for(&zone_name).unwrap();

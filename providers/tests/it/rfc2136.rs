@@ -459,7 +459,8 @@ async fn a_change_set_is_one_update_message_with_prerequisites() {
         p.apply_traits(),
         maildns_providers::ApplyTraits {
             atomic: true,
-            compare_and_swap: true
+            compare_and_swap: true,
+            ..maildns_providers::ApplyTraits::default()
         }
     );
     // The zone is named without a query.

@@ -853,7 +853,8 @@ async fn a_change_set_is_one_rename_checked_against_the_file() {
         p.apply_traits(),
         maildns_providers::ApplyTraits {
             atomic: true,
-            compare_and_swap: true
+            compare_and_swap: true,
+            ..maildns_providers::ApplyTraits::default()
         }
     );
     let z = p.zone_for(&fqdn(&zone)).unwrap();
