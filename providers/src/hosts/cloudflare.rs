@@ -630,7 +630,12 @@ impl Provider for Cloudflare {
         let mut ops = BatchOps::default();
         for (c, (ttl, want)) in changes.iter().zip(&desired) {
             let current = now.get(&c.name).map(Vec::as_slice).unwrap_or_default();
-            if !c.old.unchanged_in(to_set(current).as_ref()) {
+            let held = to_set(current);
+            // Already as wanted (the same change applied before): nothing to write.
+            if crate::changeset::same_content(c.wanted(), held.as_ref()) {
+                continue;
+            }
+            if !c.old.unchanged_in(held.as_ref()) {
                 return Err(ApplyError::nothing_written(crate::changeset::conflict(
                     KIND,
                     c.operation(),

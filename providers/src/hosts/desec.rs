@@ -548,8 +548,14 @@ impl Provider for Desec {
             .read_sets(zone, &names)
             .await
             .map_err(ApplyError::nothing_written)?;
+        let mut in_place = Vec::new();
         for c in changes {
             let current = now.get(&c.name).and_then(|o| o.set.as_ref());
+            // Already as wanted (the same change applied before): nothing to write.
+            if crate::changeset::same_content(c.wanted(), current) {
+                in_place.push(c.name.clone());
+                continue;
+            }
             if !c.old.unchanged_in(current) {
                 return Err(ApplyError::nothing_written(crate::changeset::conflict(
                     KIND,
@@ -558,6 +564,15 @@ impl Provider for Desec {
                     "the TXT RRset changed since it was read",
                 )));
             }
+        }
+        let items: Vec<Value> = changes
+            .iter()
+            .zip(items)
+            .filter(|(c, _)| !in_place.contains(&c.name))
+            .map(|(_, item)| item)
+            .collect();
+        if items.is_empty() {
+            return Ok(());
         }
         let path = format!("domains/{}/rrsets/", zone.id);
         let body = Value::Array(items);

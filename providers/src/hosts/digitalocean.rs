@@ -494,7 +494,12 @@ impl Provider for DigitalOcean {
             None => Vec::new(),
         };
         let current = self.list(zone, &change.name, op).await?;
-        if !change.old.unchanged_in(to_set(&current).as_ref()) {
+        let held = to_set(&current);
+        // Already as wanted (the same change applied before): nothing to write.
+        if crate::changeset::same_content(change.wanted(), held.as_ref()) {
+            return Ok(());
+        }
+        if !change.old.unchanged_in(held.as_ref()) {
             return Err(crate::changeset::conflict(
                 KIND,
                 op,

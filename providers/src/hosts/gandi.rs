@@ -311,8 +311,14 @@ impl Provider for Gandi {
             .read_sets(zone, &names)
             .await
             .map_err(ApplyError::nothing_written)?;
+        let mut in_place = Vec::new();
         for c in changes {
             let current = now.get(&c.name).and_then(|o| o.set.as_ref());
+            // Already as wanted (the same change applied before): nothing to write.
+            if crate::changeset::same_content(c.wanted(), current) {
+                in_place.push(c.name.clone());
+                continue;
+            }
             if !c.old.unchanged_in(current) {
                 return Err(ApplyError::nothing_written(crate::changeset::conflict(
                     KIND,
@@ -323,7 +329,7 @@ impl Provider for Gandi {
             }
         }
         let mut written = Vec::new();
-        for c in changes {
+        for c in changes.iter().filter(|c| !in_place.contains(&c.name)) {
             let result = match c.wanted() {
                 Some(set) => self.replace_txt(zone, &c.name, set).await,
                 None => self.delete_txt(zone, &c.name).await,

@@ -683,9 +683,15 @@ impl Provider for Google {
             }
             shaped.push(c);
         }
-        self.send_change(zone, &shaped, Operation::Replace)
-            .await
-            .map_err(ApplyError::nothing_written)
+        match self.send_change(zone, &shaped, Operation::Replace).await {
+            Err(e) if e.kind == ErrorKind::Conflict => {
+                match super::unless_in_place(self, zone, changes, e).await {
+                    None => Ok(()),
+                    Some(refused) => Err(refused),
+                }
+            }
+            other => other.map_err(ApplyError::nothing_written),
+        }
     }
 }
 

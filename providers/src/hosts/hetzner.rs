@@ -638,6 +638,10 @@ impl Provider for Hetzner {
             Some(c) if !c.records.is_empty() => Some(txt_set(c, &change.name, op)?),
             _ => None,
         };
+        // Already as wanted (the same change applied before): nothing to write.
+        if crate::changeset::same_content(change.wanted(), now.as_ref()) {
+            return Ok(());
+        }
         if !change.old.unchanged_in(now.as_ref()) {
             return Err(crate::changeset::conflict(
                 KIND,

@@ -190,3 +190,29 @@ pub(crate) fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> 
             part.get(start..end).map(str::to_string)
         })
 }
+
+/// After a compare-and-swap host refused a change set as stale: `None` when
+/// every name already holds the set wanted (the same change set was applied
+/// before, so re-applying it is the no-op the contract promises), otherwise
+/// the refusal (`conflict`) as the apply's error, nothing written.
+pub(crate) async fn unless_in_place<P: crate::Provider + ?Sized>(
+    provider: &P,
+    zone: &crate::Zone,
+    changes: &[crate::TxtChange],
+    conflict: Error,
+) -> Option<crate::ApplyError> {
+    let names: Vec<Fqdn> = changes.iter().map(|c| c.name.clone()).collect();
+    match provider.read_sets(zone, &names).await {
+        Ok(now)
+            if changes.iter().all(|c| {
+                crate::changeset::same_content(
+                    c.wanted(),
+                    now.get(&c.name).and_then(|o| o.set.as_ref()),
+                )
+            }) =>
+        {
+            None
+        }
+        _ => Some(crate::ApplyError::nothing_written(conflict)),
+    }
+}

@@ -486,15 +486,26 @@ async fn a_set_changed_since_the_read_is_a_conflict_and_nothing_is_written() {
         .await
         .unwrap_err();
     assert!(e.is_conflict(), "{e}");
-    // A set deleted since the read: the DELETE finds nothing, a conflict too.
+    // A set deleted since the read, to be replaced: the DELETE finds nothing,
+    // a conflict too.
     let sets = a.read_sets(&zone, &[n("new.example.com")]).await.unwrap();
     fake.remove_txt(&id, "new.example.com");
     let e = a
-        .apply(&zone, &[change(&sets, "new.example.com", None)])
+        .apply(
+            &zone,
+            &[change(&sets, "new.example.com", Some(set(300, &[b"ours"])))],
+        )
         .await
         .unwrap_err();
     assert!(e.is_conflict(), "{e}");
     assert!(e.error.message.contains("but it was not found"), "{e}");
+    // The same deletion when the set is already gone: in place, nothing to do.
+    fake.put_txt(&id, "new.example.com", 300, vec![vec![b"theirs".to_vec()]]);
+    let sets = a.read_sets(&zone, &[n("new.example.com")]).await.unwrap();
+    fake.remove_txt(&id, "new.example.com");
+    a.apply(&zone, &[change(&sets, "new.example.com", None)])
+        .await
+        .unwrap();
 }
 
 /// A set another tool wrote in a non-canonical form (`"a"  "b"`, an octal

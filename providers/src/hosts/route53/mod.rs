@@ -616,9 +616,15 @@ impl Provider for Route53 {
             )));
         }
         let body = xml::changes_xml(&batch);
-        self.post_batch(zone, &first.name, body, op)
-            .await
-            .map_err(ApplyError::nothing_written)
+        match self.post_batch(zone, &first.name, body, op).await {
+            Err(e) if e.kind == ErrorKind::Conflict => {
+                match super::unless_in_place(self, zone, changes, e).await {
+                    None => Ok(()),
+                    Some(refused) => Err(refused),
+                }
+            }
+            other => other.map_err(ApplyError::nothing_written),
+        }
     }
 }
 
