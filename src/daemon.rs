@@ -179,6 +179,12 @@ async fn drift_probe(
                     drift.push(line);
                 }
             }
+            Err(crate::rotation::RunnerError::Store(crate::rotation::StoreError::Leased {
+                ..
+            })) => {
+                // Another replica works the domain: probed on a later pass.
+                return (drift, Some(now));
+            }
             Err(e) => tracing::error!(domain = %domain, "signer probe failed: {e}"),
         }
         probed.insert(domain.clone(), now);
@@ -199,12 +205,25 @@ async fn pass(
         tracing::warn!(domain = %d, "rotation requested for a domain without DKIM rotation in the configuration");
     }
     let total = domains.len();
+    // One read of every state per pass (the states of domains run meanwhile
+    // by another replica may be stale: a run re-reads its domain first).
+    let mut states: HashMap<Fqdn, crate::rotation::DomainState> = match runner.store().load_all() {
+        Ok(all) => all.into_iter().map(|s| (s.domain.clone(), s)).collect(),
+        Err(e) => {
+            tracing::error!("cannot read the states: {e}");
+            HashMap::new()
+        }
+    };
+    let mut limits = HashMap::new();
     for (i, domain) in domains.into_iter().enumerate() {
         if stopped(stop).await {
             return report;
         }
         let forced = requested.contains(&domain);
-        let due = match runner.next_due(&domain) {
+        let state = states
+            .remove(&domain)
+            .unwrap_or_else(|| crate::rotation::DomainState::new(domain.clone()));
+        let due = match runner.next_due_of(&state, &mut limits) {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(domain = %domain, "cannot read its state: {e}");
@@ -240,6 +259,25 @@ async fn pass(
                             report.failed.push((domain.clone(), failures));
                         }
                         outcome.next_due
+                    }
+                    Err(crate::rotation::RunnerError::Store(
+                        crate::rotation::StoreError::Leased { holder, .. },
+                    )) => {
+                        // Another replica works it now; look again soon (its
+                        // lease may expire if that replica stopped).
+                        report.ran -= 1;
+                        tracing::debug!(domain = %domain, "worked by replica {holder}; skipped");
+                        if forced {
+                            // The request stays for whoever runs it next.
+                            if let Err(e) = runner.store().add_request(
+                                &domain,
+                                Request::ROTATE_NOW,
+                                runner.clock().now(),
+                            ) {
+                                tracing::error!(domain = %domain, "cannot queue the request again: {e}");
+                            }
+                        }
+                        Some(runner.clock().now())
                     }
                     Err(e) => {
                         tracing::error!(domain = %domain, "rotation run failed: {e}");

@@ -167,8 +167,11 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
 
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating state_dir {}", config.state_dir.display()))?;
-    let store = SqliteStore::open(&config.state_dir)?;
-    diagnose::save(&store, &args.account, &report, chrono::Utc::now())?;
+    let store: std::sync::Arc<dyn crate::rotation::Store> = match &config.state {
+        Some(shared) => std::sync::Arc::new(super::state::connect_shared(shared)?),
+        None => std::sync::Arc::new(SqliteStore::open(&config.state_dir)?),
+    };
+    diagnose::save(store.as_ref(), &args.account, &report, chrono::Utc::now())?;
 
     if cli.json {
         print_json(&report)?;

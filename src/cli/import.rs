@@ -50,9 +50,13 @@ pub(super) async fn run(cli: &Cli, source: &Source) -> anyhow::Result<Exit> {
             "maildns.toml has no [signer] section: keys are recorded, but rotation will not switch OpenDKIM to new ones".to_string(),
         ],
     };
-    let store = SqliteStore::open_locked(&config.state_dir)?;
-    crate::rotation::keyring::sweep(&config, Some(&store))?;
-    let results = import_opendkim(&store, &setup, &selected, chrono::Utc::now())?;
+    let store: std::sync::Arc<dyn crate::rotation::Store> = match &config.state {
+        Some(_) => super::state::open(&config, super::state::Access::Write)?
+            .ok_or_else(|| anyhow::anyhow!("the shared state store could not be opened"))?,
+        None => std::sync::Arc::new(SqliteStore::open_locked(&config.state_dir)?),
+    };
+    crate::rotation::keyring::sweep(&config, Some(store.as_ref()))?;
+    let results = import_opendkim(store.as_ref(), &setup, &selected, chrono::Utc::now())?;
     drop(store);
     if cli.json {
         print_json(&Report {

@@ -16,6 +16,7 @@ mod publish;
 mod records;
 mod rotate;
 mod secret;
+mod state;
 mod status;
 mod verify;
 mod watch;
@@ -112,6 +113,9 @@ pub enum Command {
     Daemon(daemon::Args),
     /// Probe what an account's DNS host really stores and serves; choose the key size
     Diagnose(diagnose::Args),
+    /// Copy the rotation state from one store into another (a state directory's
+    /// SQLite store or a postgres:// URL); the destination must be empty
+    MigrateState(state::MigrateArgs),
     /// Print shell completions
     Completions {
         /// Shell
@@ -179,6 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Rotate(args) => rotate::run(&cli, args).await,
         Command::Daemon(args) => daemon::run(&cli, args).await,
         Command::Diagnose(args) => diagnose::run(&cli, args).await,
+        Command::MigrateState(args) => state::migrate(&cli, args).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(*shell, &mut cmd, "maildns", &mut output::Stdout);

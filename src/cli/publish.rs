@@ -125,8 +125,28 @@ async fn run(cli: &Cli, selection: &Selection, what: Run) -> anyhow::Result<(Con
         querier: super::watch::querier(),
         now: chrono::Utc::now(),
     };
-    let store = publish::open_store(&config, &opts)?;
-    let store = store.as_ref().map(|s| s as &dyn Store);
+    // The shared store when [state] names one (DKIM keys then live there),
+    // else the embedded one.
+    let shared = match &config.state {
+        Some(_) => super::state::open(
+            &config,
+            if mode == Mode::Apply {
+                super::state::Access::Write
+            } else {
+                super::state::Access::Read
+            },
+        )?,
+        None => None,
+    };
+    let embedded = match &shared {
+        Some(_) => None,
+        None => publish::open_store(&config, &opts)?,
+    };
+    let store = match (&shared, &embedded) {
+        (Some(s), _) => Some(s.as_ref()),
+        (None, Some(s)) => Some(s as &dyn Store),
+        (None, None) => None,
+    };
     let report = publish::run(&config, &providers, store, &opts).await?;
     for w in &report.warnings {
         eoutln!("warning: {}: {}", w.domain, w.message);

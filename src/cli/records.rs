@@ -20,13 +20,13 @@ pub(super) async fn run(cli: &Cli) -> anyhow::Result<Exit> {
     let config = load_gated(cli)?;
     // The DKIM records the key store wants published (read-only; none before the
     // first `publish`).
-    let store = crate::rotation::SqliteStore::open_existing(&config.state_dir)?;
+    let store = super::state::open(&config, super::state::Access::Read)?;
     let now = chrono::Utc::now();
     let mut lines = Vec::new();
     for d in &config.domains {
         let dkim = match (&store, &d.dkim) {
             (Some(st), Some(policy)) => {
-                let state = crate::rotation::Store::load(st, &d.name)?;
+                let state = st.load(&d.name)?;
                 crate::rotation::keyring::dkim_entries(&state, policy, now)?
             }
             _ => Vec::new(),

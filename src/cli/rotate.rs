@@ -60,12 +60,20 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
         .filter(|d| d.dkim.is_some())
         .map(|d| d.name.clone())
         .collect();
-    let store: Arc<dyn Store> = match SqliteStore::open_locked(&config.state_dir) {
-        Ok(s) => Arc::new(s),
-        Err(StoreError::Locked { holder, .. }) if args.now && !args.unblock => {
-            return ask_daemon(cli, &config.state_dir, &domains, &holder).await;
-        }
-        Err(e) => return Err(e.into()),
+    let store: Arc<dyn Store> = match &config.state {
+        // A shared store: this process works as one more replica (each
+        // domain under its lease).
+        Some(_) => match super::state::open(&config, super::state::Access::Write)? {
+            Some(s) => s,
+            None => anyhow::bail!("the shared state store could not be opened"),
+        },
+        None => match SqliteStore::open_locked(&config.state_dir) {
+            Ok(s) => Arc::new(s),
+            Err(StoreError::Locked { holder, .. }) if args.now && !args.unblock => {
+                return ask_daemon(cli, &config.state_dir, &domains, &holder).await;
+            }
+            Err(e) => return Err(e.into()),
+        },
     };
     sweep(&config, Some(store.as_ref()))?;
     // Requests queued while another maildns held the lock: this run does them.
@@ -78,15 +86,16 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
     if args.unblock {
         let now = chrono::Utc::now();
         for d in &domains {
-            let mut state = store.load(d)?;
-            let mut events: Vec<_> = [Algorithm::Rsa, Algorithm::Ed25519]
-                .into_iter()
-                .filter_map(|a| unblock(&mut state, a, now))
-                .collect();
-            // Steps a signer probe holds are retried now, not after their backoff.
-            events.extend(crate::rotation::retry_held(&mut state, now));
-            if !events.is_empty() {
-                store.save(&state, &events)?;
+            let saved = crate::rotation::store::change_leased(store.as_ref(), d, |state| {
+                let mut events: Vec<_> = [Algorithm::Rsa, Algorithm::Ed25519]
+                    .into_iter()
+                    .filter_map(|a| unblock(state, a, now))
+                    .collect();
+                // Steps a signer probe holds are retried now, not after their backoff.
+                events.extend(crate::rotation::retry_held(state, now));
+                events
+            })?;
+            if saved {
                 eoutln!("{d}: unblocked; the signer switch will be retried");
             }
         }

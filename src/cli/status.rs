@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::Cli;
 use super::common::{Exit, load_config, print_json, select_domains};
 use crate::rotation::status::{DomainStatus, domain_status, needs_attention, relative};
-use crate::rotation::{DomainState, Request, SqliteStore, Store, StoredEvent};
+use crate::rotation::{DomainState, Request, Store, StoredEvent};
 
 /// Version of the `status --json` schema (docs/status-json.md). Raised when a
 /// field is removed or changes meaning; new fields may appear within a version.
@@ -32,7 +32,7 @@ struct Report<'a> {
     domains: &'a [DomainStatus],
 }
 
-fn last_events(store: &SqliteStore, domain: &Fqdn) -> anyhow::Result<Vec<StoredEvent>> {
+fn last_events(store: &dyn Store, domain: &Fqdn) -> anyhow::Result<Vec<StoredEvent>> {
     let mut tail = VecDeque::with_capacity(EVENTS);
     let mut after = 0;
     loop {
@@ -54,12 +54,12 @@ pub(super) async fn run(cli: &Cli, domains: &[String]) -> anyhow::Result<Exit> {
     super::common::warn_tables_only(&config);
     let selected = select_domains(&config, domains)?;
     // Read-only: no store yet means no keys yet (and nothing is created).
-    let store = SqliteStore::open_existing(&config.state_dir)?;
+    let store = super::state::open(&config, super::state::Access::Read)?;
     let now = Utc::now();
     let mut out = Vec::new();
     for d in selected {
         let (state, events) = match &store {
-            Some(s) => (s.load(&d.name)?, last_events(s, &d.name)?),
+            Some(s) => (s.load(&d.name)?, last_events(s.as_ref(), &d.name)?),
             None => (DomainState::new(d.name.clone()), Vec::new()),
         };
         let policy = d.dkim.as_ref().map(|k| k.policy.clone());
@@ -205,12 +205,16 @@ fn print_human(s: &DomainStatus, now: DateTime<Utc>) {
         for e in &s.events {
             let ev = &e.event;
             outln!(
-                "    {} {} {} {}: {}",
+                "    {} {} {} {}: {}{}",
                 date(ev.at),
                 ev.selector.as_ref().map(|s| s.as_str()).unwrap_or("-"),
                 ev.what,
                 ev.outcome,
-                ev.detail
+                ev.detail,
+                e.replica
+                    .as_ref()
+                    .map(|r| format!(" [replica {r}]"))
+                    .unwrap_or_default()
             );
         }
     }

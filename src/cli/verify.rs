@@ -28,13 +28,13 @@ struct Report<'a> {
 pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
     let config = load_config(cli)?;
     let domains = selected(&config, &args.selection)?;
-    let store = crate::rotation::SqliteStore::open_existing(&config.state_dir)?;
+    let store = super::state::open(&config, super::state::Access::Read)?;
     let querier = super::watch::querier();
     let resolvers = upstream(&config.propagation.resolvers).addrs()?;
     let resolver = Resolver::new(querier.clone(), resolvers);
     let mut reports = Vec::new();
     for d in domains {
-        let selectors = verify::selectors(&config, d, store.as_ref())?;
+        let selectors = verify::selectors(&config, d, store.as_deref())?;
         let mut report = verify::verify_domain(
             &querier,
             &resolver,

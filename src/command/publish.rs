@@ -219,6 +219,40 @@ pub fn open_store(
     }
 }
 
+/// Domain leases held by a run, given back when it ends (see
+/// [`Store::lease`]; nothing on the embedded store).
+struct Leases<'a> {
+    store: &'a dyn Store,
+    held: Vec<Fqdn>,
+}
+
+impl<'a> Leases<'a> {
+    fn take<'d>(
+        store: &'a dyn Store,
+        domains: impl Iterator<Item = &'d Fqdn>,
+    ) -> Result<Leases<'a>, StoreError> {
+        let mut leases = Leases {
+            store,
+            held: Vec::new(),
+        };
+        for d in domains {
+            store.lease(d)?;
+            leases.held.push(d.clone());
+        }
+        Ok(leases)
+    }
+}
+
+impl Drop for Leases<'_> {
+    fn drop(&mut self) {
+        for d in &self.held {
+            if let Err(e) = self.store.release(d) {
+                tracing::warn!(domain = %d, "cannot release the lease (it expires by itself): {e}");
+            }
+        }
+    }
+}
+
 /// Runs `plan` or `publish` over the selected domains with the connected
 /// `providers` (an account missing from them fails its domains) and `store`
 /// (from [`open_store`]).
@@ -246,6 +280,15 @@ pub async fn run(
         // Publish writes first keys: no key material left by a killed run stays.
         sweep(config, store).map_err(keys_error)?;
     }
+    // On a shared store, the DKIM domains are held for the whole run, as a
+    // daemon replica holds a domain it works (released on every return).
+    let _leases = match (apply, store) {
+        (true, Some(st)) => Some(Leases::take(
+            st,
+            domains.iter().filter(|d| d.dkim.is_some()).map(|d| &d.name),
+        )?),
+        _ => None,
+    };
     let mut report = Report {
         applied: apply,
         summary: Summary::default(),
@@ -257,7 +300,12 @@ pub async fn run(
     };
     // What earlier runs published: SPF/DMARC/ADSP lines removed from the
     // configuration since are planned as DELETEs of exactly those values.
-    let ledger = Ledger::load(&config.state_dir)?;
+    // Kept in the shared store when there is one (every machine sees it).
+    let shared_ledger = store.filter(|s| s.keeps_ledger());
+    let ledger = match shared_ledger {
+        Some(st) => Ledger::load_from(st)?,
+        None => Ledger::load(&config.state_dir)?,
+    };
     let mut desired_by_domain = BTreeMap::new();
     let mut jobs = Vec::new();
     for d in &domains {
@@ -322,7 +370,10 @@ pub async fn run(
             }
         }
         if updated != ledger {
-            updated.save(&config.state_dir)?;
+            match shared_ledger {
+                Some(st) => updated.save_to(st)?,
+                None => updated.save(&config.state_dir)?,
+            }
         }
     }
     if apply && let Some(st) = store {

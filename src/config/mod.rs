@@ -91,7 +91,32 @@ pub struct Config {
     pub publish: PublishPolicy,
     /// Propagation watching.
     pub propagation: Propagation,
+    /// The shared state store (`[state] url`); `None`: the embedded SQLite
+    /// store in `state_dir`.
+    pub state: Option<SharedState>,
 }
+
+/// The shared state store on PostgreSQL (`[state]`), for several daemon
+/// replicas. Never holds the password: only where to find it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedState {
+    /// `postgres://user@host:port/database` (refused with a password in it).
+    pub url: String,
+    /// Environment variable holding the password (default
+    /// `MAILDNS_STATE_PASSWORD`); then `$CREDENTIALS_DIRECTORY/state-password`,
+    /// the OS keyring entry `state-password`, and `password_file`.
+    pub password_env: String,
+    /// A password file, refused unless mode 0600 or stricter.
+    pub password_file: Option<PathBuf>,
+    /// This replica's name in the event log (default `hostname:pid`).
+    pub replica_id: Option<String>,
+    /// How long a domain lease lasts without renewal (default 60 s).
+    pub lease: Duration,
+}
+
+/// The credential name of the state store's password (systemd credential
+/// file name, OS keyring entry).
+pub const STATE_PASSWORD_CREDENTIAL: &str = "state-password";
 
 /// Safety settings for `publish`.
 #[derive(Debug, Clone, PartialEq)]
@@ -649,6 +674,62 @@ retire = "shred"
         ))
         .unwrap_err();
         assert!(e.to_string().contains("unknown field `lint`"), "{e}");
+    }
+
+    #[test]
+    fn shared_state_is_optional_and_never_holds_a_password() {
+        // Without [state]: the embedded store, unchanged.
+        assert_eq!(p(GOOD).unwrap().state, None);
+        let c = p(&format!(
+            "{GOOD}\n[state]\nurl = \"postgres://maildns@db.example.net:5432/maildns\"\nreplica_id = \"mx1\"\nlease = \"30s\"\npassword_file = \"state.pw\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.state,
+            Some(SharedState {
+                url: "postgres://maildns@db.example.net:5432/maildns".into(),
+                password_env: "MAILDNS_STATE_PASSWORD".into(),
+                password_file: Some(PathBuf::from("/etc/maildns/state.pw")),
+                replica_id: Some("mx1".into()),
+                lease: Duration::from_secs(30),
+            })
+        );
+        let d = p(&format!(
+            "{GOOD}\n[state]\nurl = \"postgresql://maildns@/maildns?host=/run/postgresql\"\n"
+        ))
+        .unwrap();
+        let d = d.state.unwrap();
+        assert_eq!(d.lease, Duration::from_secs(60));
+        assert_eq!(d.replica_id, None);
+        for (body, want) in [
+            (
+                "url = \"postgres://maildns:hunter2-secret@db/maildns\"",
+                "state.url: the URL holds a password",
+            ),
+            (
+                "url = \"mysql://root:hunter2-secret@db/x\"",
+                "state.url: 'mysql://root:***@db/x' is not a postgres:// URL",
+            ),
+            (
+                "url = \"postgres://db/x\"\npassword = \"hunter2-secret\"",
+                "state.password: the state store's password does not belong",
+            ),
+            ("replica_id = \"x\"", "state.url: [state] needs a url"),
+            (
+                "url = \"postgres://db/x\"\nlease = \"0s\"",
+                "state.lease: must be longer than 0s",
+            ),
+            (
+                "url = \"postgres://db/x\"\nreplica_id = \"  \"",
+                "state.replica_id: a replica id is 1 to 200 printable characters",
+            ),
+        ] {
+            let e = p(&format!("{GOOD}\n[state]\n{body}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{body}: {e}");
+            assert!(!e.contains("hunter2-secret"), "{e}");
+        }
     }
 
     #[test]

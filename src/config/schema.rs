@@ -18,6 +18,19 @@ pub(super) struct Raw {
     pub(super) signer: Option<Spanned<RawSigner>>,
     pub(super) publish: Option<RawPublish>,
     pub(super) propagation: Option<RawPropagation>,
+    pub(super) state: Option<Spanned<RawState>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawState {
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) password_env: Option<Spanned<String>>,
+    pub(super) password_file: Option<Spanned<String>>,
+    pub(super) replica_id: Option<Spanned<String>>,
+    pub(super) lease: Option<Spanned<String>>,
+    // A password in the config is refused with a pointer to the right place.
+    pub(super) password: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]

@@ -213,6 +213,7 @@ impl Validator<'_> {
                 require_resolvers: p.require_resolvers,
             },
         };
+        let state = raw.state.as_ref().and_then(|s| self.shared_state(s));
         Config {
             path: self.path.to_path_buf(),
             state_dir,
@@ -221,7 +222,89 @@ impl Validator<'_> {
             signer,
             publish,
             propagation,
+            state,
         }
+    }
+
+    fn shared_state(&mut self, raw: &Spanned<RawState>) -> Option<SharedState> {
+        let st = raw.get_ref();
+        if let Some(v) = &st.password {
+            self.err(
+                Some(v.span()),
+                "state.password",
+                "the state store's password does not belong in the configuration file".into(),
+                Some("remove it and use the environment variable MAILDNS_STATE_PASSWORD, $CREDENTIALS_DIRECTORY/state-password, `maildns secret set state-password`, or state.password_file (mode 0600)"),
+            );
+        }
+        let Some(url) = &st.url else {
+            self.err(
+                Some(raw.span()),
+                "state.url",
+                "[state] needs a url".into(),
+                Some("e.g. url = \"postgres://maildns@db.example.net:5432/maildns\"; without [state] the state stays in the embedded SQLite store in state_dir"),
+            );
+            return None;
+        };
+        let text = url.get_ref();
+        if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+            self.err(
+                Some(url.span()),
+                "state.url",
+                format!(
+                    "'{}' is not a postgres:// URL",
+                    crate::rotation::store::postgres::redact(text)
+                ),
+                Some("e.g. \"postgres://maildns@db.example.net:5432/maildns\""),
+            );
+            return None;
+        }
+        match text.parse::<tokio_postgres::Config>() {
+            Err(e) => {
+                self.err(
+                    Some(url.span()),
+                    "state.url",
+                    format!("not a valid PostgreSQL URL: {e}"),
+                    Some("e.g. \"postgres://maildns@db.example.net:5432/maildns\""),
+                );
+                return None;
+            }
+            Ok(c) if c.get_password().is_some() => {
+                // Never echo the URL: it holds the password.
+                self.err(
+                    Some(url.span()),
+                    "state.url",
+                    "the URL holds a password; passwords do not belong in the configuration file".into(),
+                    Some("remove it from the URL and use the environment variable MAILDNS_STATE_PASSWORD, $CREDENTIALS_DIRECTORY/state-password, `maildns secret set state-password`, or state.password_file (mode 0600)"),
+                );
+                return None;
+            }
+            Ok(_) => {}
+        }
+        let replica_id = st.replica_id.as_ref().and_then(|r| {
+            let t = r.get_ref().trim();
+            if t.is_empty() || t.len() > 200 || t.chars().any(char::is_control) {
+                self.err(
+                    Some(r.span()),
+                    "state.replica_id",
+                    "a replica id is 1 to 200 printable characters".into(),
+                    Some("leave it out to use hostname:pid"),
+                );
+                None
+            } else {
+                Some(t.to_string())
+            }
+        });
+        Some(SharedState {
+            url: text.clone(),
+            password_env: st
+                .password_env
+                .as_ref()
+                .map(|s| s.get_ref().clone())
+                .unwrap_or_else(|| "MAILDNS_STATE_PASSWORD".into()),
+            password_file: st.password_file.as_ref().map(|s| self.path_of(s.get_ref())),
+            replica_id,
+            lease: self.positive_duration(&st.lease, "state.lease", Duration::from_secs(60)),
+        })
     }
 
     fn account(&mut self, name: &str, acc: &Spanned<RawAccount>) -> Option<Account> {

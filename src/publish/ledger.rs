@@ -10,7 +10,8 @@
 //!
 //! Kept as a small JSON file, `<state_dir>/published.json`, written atomically
 //! (temporary file + rename) only after a `publish` that applied or confirmed
-//! something.
+//! something; with a shared state store ([`Store::keeps_ledger`]), as the same
+//! JSON in the store, so every machine sees it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use super::apply::DomainOutcome;
 use super::plan::{Action, Desired};
 use crate::config::Domain;
 use crate::records::RecordKind;
+use crate::rotation::Store;
 
 /// The file name inside `state_dir`.
 pub const FILE: &str = "published.json";
@@ -38,6 +40,9 @@ pub enum LedgerError {
         /// Why.
         source: std::io::Error,
     },
+    /// The shared state store failed.
+    #[error(transparent)]
+    Store(#[from] crate::rotation::StoreError),
     /// The file is not a ledger.
     #[error("{path}: not a maildns ledger: {source}")]
     Format {
@@ -112,6 +117,51 @@ impl Ledger {
                 .map(|e| ((e.domain.clone(), e.kind.clone()), e))
                 .collect(),
         })
+    }
+
+    fn from_file(file: File) -> Ledger {
+        Ledger {
+            entries: file
+                .records
+                .into_iter()
+                .map(|e| ((e.domain.clone(), e.kind.clone()), e))
+                .collect(),
+        }
+    }
+
+    fn to_file(&self) -> File {
+        File {
+            version: 1,
+            records: self.entries.values().cloned().collect(),
+        }
+    }
+
+    /// Reads the ledger kept in a shared `store` (empty when none was saved).
+    ///
+    /// # Errors
+    /// The store fails, or holds something that is not a ledger.
+    pub fn load_from(store: &dyn Store) -> Result<Ledger, LedgerError> {
+        match store.load_ledger()? {
+            None => Ok(Ledger::default()),
+            Some(body) => serde_json::from_value(body)
+                .map(Ledger::from_file)
+                .map_err(|source| LedgerError::Format {
+                    path: PathBuf::from("the state store's ledger"),
+                    source,
+                }),
+        }
+    }
+
+    /// Saves the ledger into a shared `store`.
+    ///
+    /// # Errors
+    /// The store fails.
+    pub fn save_to(&self, store: &dyn Store) -> Result<(), LedgerError> {
+        let body = serde_json::to_value(self.to_file()).map_err(|source| LedgerError::Format {
+            path: PathBuf::from("the state store's ledger"),
+            source,
+        })?;
+        Ok(store.save_ledger(&body)?)
     }
 
     /// Writes the ledger to `<state_dir>/published.json` atomically (creating

@@ -364,7 +364,13 @@ pub fn import_opendkim(
 ) -> Result<Vec<ImportResult>, StoreError> {
     let mut out = Vec::new();
     for d in domains {
-        out.extend(import_domain(store, setup, d, now)?);
+        // On a shared store, under the domain's lease (a replica may work it).
+        store.lease(&d.name)?;
+        let r = import_domain(store, setup, d, now);
+        if let Err(e) = store.release(&d.name) {
+            tracing::warn!(domain = %d.name, "cannot release the lease (it expires by itself): {e}");
+        }
+        out.extend(r?);
     }
     Ok(out)
 }

@@ -83,4 +83,6 @@ pub use machine::{
     next_due, retry_held, rotate_now, schedule, step, unblock,
 };
 pub use runner::{Performed, RunOutcome, Runner, RunnerError, Start};
-pub use store::{Diagnosis, Request, SqliteStore, Store, StoreError, StoredEvent};
+pub use store::{
+    Diagnosis, PgOptions, PgStore, Request, SqliteStore, Store, StoreError, StoredEvent,
+};

@@ -436,6 +436,30 @@ impl Runner {
         Ok(next_due(&self.store.load(domain)?, &policy))
     }
 
+    /// [`Runner::next_due`] from an already loaded `state`, with the hosts'
+    /// key-size limits looked up once per account in `limits` (the daemon's
+    /// pass over many domains: one store read per pass instead of two per
+    /// domain).
+    pub fn next_due_of(
+        &self,
+        state: &super::DomainState,
+        limits: &mut std::collections::HashMap<String, Option<u32>>,
+    ) -> Result<Option<DateTime<Utc>>, RunnerError> {
+        let d = self.domain(&state.domain)?;
+        let Some(dkim) = &d.dkim else {
+            return Ok(None);
+        };
+        let max = match limits.get(&d.account) {
+            Some(m) => *m,
+            None => {
+                let m = self.max_bits_for(&d.account)?;
+                limits.insert(d.account.clone(), m);
+                m
+            }
+        };
+        Ok(next_due(state, &dkim.policy.for_host(max)))
+    }
+
     /// Runs `domain` until the machine only waits (see the module docs).
     pub async fn run_once(&self, domain: &Fqdn) -> Result<RunOutcome, RunnerError> {
         self.run(domain, Start::WhenDue).await
@@ -443,7 +467,22 @@ impl Runner {
 
     /// Like [`Runner::run_once`]; with [`Start::Now`], first plans a new key
     /// even if no rotation is due ([`rotate_now`]).
+    ///
+    /// On a shared store the run holds the domain's lease (see
+    /// [`Store::lease`]): it fails with [`StoreError::Leased`] at once when
+    /// another replica works the domain, renews the lease before each action,
+    /// and gives it back at the end.
     pub async fn run(&self, domain: &Fqdn, start: Start) -> Result<RunOutcome, RunnerError> {
+        self.domain(domain)?;
+        self.store.lease(domain)?;
+        let result = self.run_leased(domain, start).await;
+        if let Err(e) = self.store.release(domain) {
+            tracing::warn!(domain = %domain, "cannot release the lease (it expires by itself): {e}");
+        }
+        result
+    }
+
+    async fn run_leased(&self, domain: &Fqdn, start: Start) -> Result<RunOutcome, RunnerError> {
         let d = self.domain(domain)?;
         let mut out = RunOutcome {
             domain: domain.clone(),
@@ -589,6 +628,8 @@ impl Runner {
             self.boundary(&format!("saved:{}", names.join(",")))?;
             observations.clear();
             for action in &work {
+                // Still ours? (A replica paused past its lease stops here.)
+                self.store.renew(domain)?;
                 let Some(obs) = self.perform(d, dkim, &decision.state, action, now).await else {
                     continue;
                 };

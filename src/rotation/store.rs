@@ -29,8 +29,10 @@ use crate::propagation::{Clock, SystemClock};
 
 use super::machine::{Algorithm, DomainState, Event};
 
+pub mod postgres;
 mod schema;
 
+pub use postgres::{PgOptions, PgStore};
 use schema::{insert_events, ts};
 
 /// File name of the database inside the state directory.
@@ -39,9 +41,10 @@ pub const DB_FILE: &str = "maildns.sqlite3";
 pub const LOCK_FILE: &str = "maildns.lock";
 /// Schema version this code writes (SQLite `user_version`). Version 2 adds
 /// `keys.withdrawal_safe_after` and the `requests` table; version 3 adds
-/// `keys.held` (a key a signer probe holds); older stores are migrated when
-/// opened.
-pub const SCHEMA_VERSION: i64 = 3;
+/// `keys.held` (a key a signer probe holds); version 4 adds the replica
+/// columns of `events` (filled only by a state copied from PostgreSQL with
+/// `maildns migrate-state`); older stores are migrated when opened.
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Why the state store failed.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +113,38 @@ pub enum StoreError {
         /// The key's size.
         bits: u32,
     },
+    /// PostgreSQL failed (connecting, a query, a transaction). The message
+    /// never holds the password (it is never part of `url`).
+    #[error("state store {url}: {operation}: {message}")]
+    Postgres {
+        /// What was being done.
+        operation: &'static str,
+        /// The state URL (never with a password).
+        url: String,
+        /// PostgreSQL's (or the client's) message.
+        message: String,
+    },
+    /// Another replica holds the lease on the domain's work.
+    #[error("{domain} is being worked by replica {holder} (lease until {until}); skipped")]
+    Leased {
+        /// The domain.
+        domain: String,
+        /// The replica holding the lease.
+        holder: String,
+        /// When its lease expires unless renewed.
+        until: DateTime<Utc>,
+    },
+    /// This replica's lease on the domain expired (or another took it over)
+    /// before the change could be saved: nothing was saved.
+    #[error(
+        "{domain}: this replica ({replica}) no longer holds the domain's lease; the change was not saved (another replica takes the work over)"
+    )]
+    LeaseLost {
+        /// The domain.
+        domain: String,
+        /// This replica.
+        replica: String,
+    },
     /// A row does not hold what it should.
     #[error("state store {path}: bad value in {table}: {what}")]
     Corrupt {
@@ -129,6 +164,18 @@ pub struct StoredEvent {
     pub id: i64,
     /// The event.
     pub event: Event,
+    /// The replica that recorded it (`hostname:pid` or the configured
+    /// `[state] replica_id`); only a shared (PostgreSQL) store records it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+    /// The epoch of the domain lease it was recorded under (a shared store,
+    /// for state changes; increases each time a replica takes the domain).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<i64>,
+    /// The database's wall-clock time when it was written (a shared store;
+    /// `event.at` is the rotation clock's time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_at: Option<DateTime<Utc>>,
 }
 
 /// A request to the process driving the store (the daemon), left by another
@@ -165,16 +212,66 @@ pub struct Diagnosis {
     pub recommended_max_bits: Option<u32>,
 }
 
-/// Where rotation state lives. Small on purpose so a shared database
-/// (PostgreSQL, with row locks) can be a second implementation.
+/// Where rotation state lives: the embedded [`SqliteStore`] (one process at a
+/// time) or the shared [`PgStore`] (any number of daemon replicas).
 ///
 /// Contract: [`Store::save`] is atomic (the state and its events are stored
 /// together or not at all) and only allowed while [`Store::lock_exclusive`]
-/// holds; reads and appending events or diagnoses need no lock.
+/// holds and, on a shared store, while this process holds the domain's
+/// [`Store::lease`] (checked in the save's own transaction); reads and
+/// appending events or diagnoses need neither.
 pub trait Store: Send + Sync {
     /// Makes this store the only one allowed to change key states, until it is
     /// dropped. Idempotent. Fails with [`StoreError::Locked`] when another holds it.
+    /// A shared store admits every replica here; domains are then worked one
+    /// replica at a time through [`Store::lease`].
     fn lock_exclusive(&self) -> Result<(), StoreError>;
+
+    /// Takes the lease on `domain`'s work for this process, before a run. The
+    /// embedded store needs none (its lock excludes every other process).
+    ///
+    /// # Errors
+    /// [`StoreError::Leased`] while another replica holds an unexpired lease.
+    fn lease(&self, _domain: &Fqdn) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Extends this process's lease on `domain` (before each action).
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when it expired or was taken over.
+    fn renew(&self, _domain: &Fqdn) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Gives the lease on `domain` back (after a run), so another replica can
+    /// take the domain at once instead of after the expiry.
+    fn release(&self, _domain: &Fqdn) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Which replica this process is in the event log (`None`: the embedded
+    /// store, one process).
+    fn replica(&self) -> Option<String> {
+        None
+    }
+
+    /// Whether this store keeps the publish ledger (a shared store does, so
+    /// every machine sees what `publish` published); the embedded store
+    /// leaves it in `<state_dir>/published.json`.
+    fn keeps_ledger(&self) -> bool {
+        false
+    }
+
+    /// The publish ledger's JSON, when [`Store::keeps_ledger`] and one was saved.
+    fn load_ledger(&self) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(None)
+    }
+
+    /// Replaces the publish ledger's JSON (only when [`Store::keeps_ledger`]).
+    fn save_ledger(&self, _body: &serde_json::Value) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// The state of `domain`; an empty state (no keys) if it was never saved.
     fn load(&self, domain: &Fqdn) -> Result<DomainState, StoreError>;
@@ -184,6 +281,13 @@ pub trait Store: Send + Sync {
 
     /// Every domain with saved state, sorted.
     fn domains(&self) -> Result<Vec<Fqdn>, StoreError>;
+
+    /// Every saved domain's state (what the daemon reads at the start of each
+    /// pass). The default loads them one by one; a shared store reads them in
+    /// one query.
+    fn load_all(&self) -> Result<Vec<DomainState>, StoreError> {
+        self.domains()?.iter().map(|d| self.load(d)).collect()
+    }
 
     /// Appends events that come with no state change (e.g. one-shot publishes).
     fn append_events(&self, events: &[Event]) -> Result<(), StoreError>;
@@ -203,6 +307,14 @@ pub trait Store: Send + Sync {
     /// The most recent diagnosis of `account`.
     fn latest_diagnosis(&self, account: &str) -> Result<Option<Diagnosis>, StoreError>;
 
+    /// Every diagnosis, oldest first (`maildns migrate-state`).
+    fn diagnoses(&self) -> Result<Vec<Diagnosis>, StoreError>;
+
+    /// Appends events copied from another store (`maildns migrate-state`),
+    /// keeping their time, replica, lease epoch and recorded time; the new
+    /// ids keep their order.
+    fn import_events(&self, events: &[StoredEvent]) -> Result<(), StoreError>;
+
     /// Queues a request for the process holding the lock; needs no lock.
     /// Returns its id.
     fn add_request(&self, domain: &Fqdn, what: &str, at: DateTime<Utc>) -> Result<i64, StoreError>;
@@ -213,6 +325,35 @@ pub trait Store: Send + Sync {
     /// Removes and returns the queued requests, oldest first; only while
     /// [`Store::lock_exclusive`] holds.
     fn take_requests(&self) -> Result<Vec<Request>, StoreError>;
+}
+
+/// Loads `domain`'s state, lets `change` edit it and return the events to
+/// record, and saves the result when there are any, all under the domain's
+/// lease (on the embedded store, under its lock alone): for one-off changes
+/// outside a rotation run (`rotate --unblock`, `import`). Returns whether it
+/// saved.
+///
+/// # Errors
+/// The store's: [`StoreError::Leased`] while a replica works the domain.
+pub fn change_leased(
+    store: &dyn Store,
+    domain: &Fqdn,
+    change: impl FnOnce(&mut DomainState) -> Vec<Event>,
+) -> Result<bool, StoreError> {
+    store.lease(domain)?;
+    let result = (|| {
+        let mut state = store.load(domain)?;
+        let events = change(&mut state);
+        if events.is_empty() {
+            return Ok(false);
+        }
+        store.save(&state, &events)?;
+        Ok(true)
+    })();
+    if let Err(e) = store.release(domain) {
+        tracing::warn!(domain = %domain, "cannot release the lease (it expires by itself): {e}");
+    }
+    result
 }
 
 /// The embedded store: one SQLite file, `<state_dir>/maildns.sqlite3`, in WAL
@@ -548,7 +689,7 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT id, at, domain, selector, what, outcome, detail FROM events
+                "SELECT id, at, domain, selector, what, outcome, detail, replica, lease, recorded_at FROM events
                  WHERE id > ?1 AND (?2 IS NULL OR domain = ?2) ORDER BY id LIMIT ?3",
             )
             .map_err(self.sql("prepare events"))?;
@@ -610,6 +751,71 @@ impl Store for SqliteStore {
                 .map_err(|e| self.corrupt("diagnoses", format!("result JSON: {e}")))?,
             recommended_max_bits: bits,
         }))
+    }
+
+    fn diagnoses(&self) -> Result<Vec<Diagnosis>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT account, zone, at, result, recommended_max_bits FROM diagnoses ORDER BY id",
+            )
+            .map_err(self.sql("prepare diagnoses"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<u32>>(4)?,
+                ))
+            })
+            .map_err(self.sql("read diagnoses"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql("read diagnoses"))?;
+        rows.into_iter()
+            .map(|(account, zone, at, result, bits)| {
+                Ok(Diagnosis {
+                    account,
+                    zone,
+                    at: DateTime::parse_from_rfc3339(&at)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|e| self.corrupt("diagnoses", format!("timestamp '{at}': {e}")))?,
+                    result: serde_json::from_str(&result)
+                        .map_err(|e| self.corrupt("diagnoses", format!("result JSON: {e}")))?,
+                    recommended_max_bits: bits,
+                })
+            })
+            .collect()
+    }
+
+    fn import_events(&self, events: &[StoredEvent]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(self.sql("begin import"))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO events (at, domain, selector, what, outcome, detail, replica, lease, recorded_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .map_err(self.sql("prepare import events"))?;
+            for s in events {
+                let e = &s.event;
+                stmt.execute(params![
+                    ts(e.at),
+                    e.domain.as_str(),
+                    e.selector.as_ref().map(super::Selector::as_str),
+                    e.what,
+                    e.outcome,
+                    e.detail,
+                    s.replica,
+                    s.lease,
+                    s.recorded_at.map(ts),
+                ])
+                .map_err(self.sql("import events"))?;
+            }
+        }
+        tx.commit().map_err(self.sql("commit import"))
     }
 
     fn add_request(&self, domain: &Fqdn, what: &str, at: DateTime<Utc>) -> Result<i64, StoreError> {

@@ -36,7 +36,7 @@ use crate::propagation::{
 };
 use crate::publish::plan::shorten;
 use crate::records::{Diagnostic, Severity};
-use crate::rotation::{KeyStatus, Selector, SqliteStore, Store, StoreError};
+use crate::rotation::{KeyStatus, Selector, Store, StoreError};
 
 pub use dkim::check_signer;
 pub use spf_tree::{SpfLookups, count_lookups};
@@ -225,7 +225,7 @@ pub struct SelectorKey {
 pub fn selectors(
     config: &Config,
     domain: &Domain,
-    store: Option<&SqliteStore>,
+    store: Option<&dyn Store>,
 ) -> Result<Vec<SelectorKey>, VerifyError> {
     if let Some(st) = store {
         let state = st.load(&domain.name)?;

@@ -11,6 +11,7 @@ pub mod fakes;
 pub mod faultproxy;
 pub mod knot;
 pub mod opendkim;
+pub mod postgres;
 pub mod powerdns;
 pub mod secret_service;
 
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 pub use bind::Bind;
 pub use knot::Knot;
+pub use postgres::Postgres;
 pub use powerdns::PowerDns;
 pub use secret_service::SessionBus;
 

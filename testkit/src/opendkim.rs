@@ -396,13 +396,19 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
 /// A fresh 0700 directory under /run, or under this crate's target/ when /run is
 /// not writable.
 fn private_dir() -> Result<PathBuf, String> {
+    private_dir_named("maildns-opendkim")
+}
+
+/// A fresh 0700 directory `<prefix>-<random>` under /run, or under this
+/// crate's target/ when /run is not writable.
+pub(crate) fn private_dir_named(prefix: &str) -> Result<PathBuf, String> {
     let candidates = [
         PathBuf::from("/run"),
         PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")),
     ];
     let mut last = String::new();
     for base in candidates {
-        let dir = base.join(format!("maildns-opendkim-{}", crate::random_label(10)));
+        let dir = base.join(format!("{prefix}-{}", crate::random_label(10)));
         let mut b = std::fs::DirBuilder::new();
         std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
         match b.create(&dir) {

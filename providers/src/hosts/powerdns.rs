@@ -534,7 +534,7 @@ impl Provider for PowerDns {
         ApplyTraits {
             atomic: true,
             compare_and_swap: false,
-            ..ApplyTraits::default()
+            deferred: false,
         }
     }
 

@@ -713,7 +713,7 @@ impl Provider for Rfc2136 {
         ApplyTraits {
             atomic: true,
             compare_and_swap: true,
-            ..ApplyTraits::default()
+            deferred: false,
         }
     }
 

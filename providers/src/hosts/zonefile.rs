@@ -371,7 +371,7 @@ impl Provider for ZoneFile {
         ApplyTraits {
             atomic: true,
             compare_and_swap: true,
-            ..ApplyTraits::default()
+            deferred: false,
         }
     }
 

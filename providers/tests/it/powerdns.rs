@@ -687,7 +687,7 @@ impl Provider for BrokenApply {
         maildns_providers::ApplyTraits {
             atomic: self.broken == Broken::ClaimsAtomic,
             compare_and_swap: self.broken == Broken::ClaimsAtomic,
-            ..maildns_providers::ApplyTraits::default()
+            deferred: false,
         }
     }
     async fn apply(
@@ -793,7 +793,7 @@ async fn the_apply_is_atomic_but_not_compare_and_swap() {
         maildns_providers::ApplyTraits {
             atomic: true,
             compare_and_swap: false,
-            ..maildns_providers::ApplyTraits::default()
+            deferred: false,
         }
     );
     let zone = p.zone_for(&zone_name).unwrap();

@@ -460,7 +460,7 @@ async fn a_change_set_is_one_update_message_with_prerequisites() {
         maildns_providers::ApplyTraits {
             atomic: true,
             compare_and_swap: true,
-            ..maildns_providers::ApplyTraits::default()
+            deferred: false,
         }
     );
     // The zone is named without a query.

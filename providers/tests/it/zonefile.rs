@@ -854,7 +854,7 @@ async fn a_change_set_is_one_rename_checked_against_the_file() {
         maildns_providers::ApplyTraits {
             atomic: true,
             compare_and_swap: true,
-            ..maildns_providers::ApplyTraits::default()
+            deferred: false,
         }
     );
     let z = p.zone_for(&fqdn(&zone)).unwrap();

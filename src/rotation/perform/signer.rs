@@ -306,7 +306,24 @@ impl Runner {
     ///
     /// # Errors
     /// The domain is unknown, or the store fails.
+    ///
+    /// On a shared store the probe holds the domain's lease, as a run does
+    /// ([`StoreError::Leased`](crate::rotation::StoreError::Leased) when another
+    /// replica works the domain).
     pub async fn probe_signers(
+        &self,
+        domain: &maildns_providers::Fqdn,
+    ) -> Result<Vec<Blocked>, RunnerError> {
+        self.domain(domain)?;
+        self.store.lease(domain)?;
+        let result = self.probe_signers_leased(domain).await;
+        if let Err(e) = self.store.release(domain) {
+            tracing::warn!(domain = %domain, "cannot release the lease (it expires by itself): {e}");
+        }
+        result
+    }
+
+    async fn probe_signers_leased(
         &self,
         domain: &maildns_providers::Fqdn,
     ) -> Result<Vec<Blocked>, RunnerError> {

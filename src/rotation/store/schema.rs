@@ -80,6 +80,14 @@ const MIGRATE_3: &str = "
 ALTER TABLE keys ADD COLUMN held TEXT;
 ";
 
+/// From version 3 to 4: who recorded an event (filled only for events copied
+/// from a shared PostgreSQL store by `maildns migrate-state`).
+const MIGRATE_4: &str = "
+ALTER TABLE events ADD COLUMN replica TEXT;
+ALTER TABLE events ADD COLUMN lease INTEGER;
+ALTER TABLE events ADD COLUMN recorded_at TEXT;
+";
+
 pub(super) fn ts(t: DateTime<Utc>) -> String {
     // Fixed width, so text order is time order.
     t.to_rfc3339_opts(SecondsFormat::Nanos, true)
@@ -122,6 +130,10 @@ impl SqliteStore {
         if version < 3 {
             tx.execute_batch(MIGRATE_3)
                 .map_err(self.sql("migrate schema to version 3"))?;
+        }
+        if version < 4 {
+            tx.execute_batch(MIGRATE_4)
+                .map_err(self.sql("migrate schema to version 4"))?;
         }
         if version < SCHEMA_VERSION {
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -190,8 +202,19 @@ impl SqliteStore {
         let id: i64 = row.get(0).map_err(self.sql("read events row"))?;
         let at = need(1)?;
         let domain = need(2)?;
+        let lease: Option<i64> = row.get(8).map_err(self.sql("read events row"))?;
+        let recorded_at = get(9)?
+            .map(|t| {
+                DateTime::parse_from_rfc3339(&t)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| self.corrupt("events", format!("timestamp '{t}': {e}")))
+            })
+            .transpose()?;
         Ok(StoredEvent {
             id,
+            replica: get(7)?,
+            lease,
+            recorded_at,
             event: Event {
                 at: DateTime::parse_from_rfc3339(&at)
                     .map(|t| t.with_timezone(&Utc))

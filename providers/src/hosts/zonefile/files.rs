@@ -101,7 +101,7 @@ impl Provider for ZoneFiles {
         ApplyTraits {
             atomic: true,
             compare_and_swap: true,
-            ..ApplyTraits::default()
+            deferred: false,
         }
     }
     async fn read_sets(&self, zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, Error> {

@@ -1,0 +1,549 @@
+//! The shared state store on a real PostgreSQL (testkit/src/postgres.rs):
+//! the store's operations, leases between replicas, the password kept out of
+//! files and messages, `migrate-state` both ways, and `status` reading the
+//! shared state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use maildns::rotation::{
+    Algorithm, Diagnosis, DomainState, Event, KeyRecord, KeyStatus, PgOptions, PgStore, Selector,
+    SqliteStore, Store, StoreError,
+};
+use maildns_providers::{Fqdn, Secret};
+use maildns_testkit::Postgres;
+
+use crate::cmd;
+
+fn t(day: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 1, day, 10, 0, 0).unwrap()
+}
+
+fn fqdn(s: &str) -> Fqdn {
+    Fqdn::parse(s).unwrap()
+}
+
+pub(crate) fn connect(pg: &Postgres, url: &str, replica: &str, lease: Duration) -> PgStore {
+    PgStore::connect(PgOptions {
+        url: url.to_string(),
+        password: Some(Secret::new(pg.password.clone())),
+        replica: replica.to_string(),
+        lease,
+        max_connections: 2,
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn key(selector: &str, status: KeyStatus) -> KeyRecord {
+    KeyRecord {
+        selector: Selector::parse(selector).unwrap(),
+        algorithm: Algorithm::Rsa,
+        bits: 2048,
+        status,
+        created_at: t(1),
+        key_path: Some(format!("/var/lib/maildns/keys/example.com/{selector}.pem")),
+        published_at: Some(t(2)),
+        propagated_at: Some(t(3)),
+        safe_after: Some(t(4)),
+        active_at: (status == KeyStatus::Active).then(|| t(5)),
+        retired_at: None,
+        withdrawn_at: None,
+        destroyed_at: None,
+        not_before: None,
+        failure: None,
+        held: None,
+        attempts: 0,
+        withdrawal_safe_after: None,
+    }
+}
+
+fn event(domain: &str, what: &str, day: u32) -> Event {
+    Event {
+        at: t(day),
+        domain: fqdn(domain),
+        selector: Some(Selector::parse("202401").unwrap()),
+        what: what.into(),
+        outcome: "ok".into(),
+        detail: format!("{what} detail"),
+    }
+}
+
+fn sample_state(domain: &str) -> DomainState {
+    let mut s = DomainState::new(fqdn(domain));
+    s.keys.push(key("202401", KeyStatus::Active));
+    let mut next = key("202402", KeyStatus::Published);
+    next.failure = Some("not yet served by 127.0.0.1:53".into());
+    next.attempts = 2;
+    next.not_before = Some(t(6));
+    s.keys.push(next);
+    s
+}
+
+#[test]
+fn the_shared_store_saves_loads_and_logs_like_the_embedded_one() {
+    let pg = Postgres::start();
+    let url = pg.create_database("state");
+    let store = connect(&pg, &url, "mx1:100", Duration::from_secs(30));
+    let d = fqdn("example.com");
+    assert_eq!(store.load(&d).unwrap(), DomainState::new(d.clone()));
+    // Saving needs admission as a writer and the domain's lease.
+    let state = sample_state("example.com");
+    assert!(matches!(
+        store.save(&state, &[]),
+        Err(StoreError::NotLocked { .. })
+    ));
+    store.lock_exclusive().unwrap();
+    assert!(matches!(
+        store.save(&state, &[]),
+        Err(StoreError::LeaseLost { .. })
+    ));
+    store.lease(&d).unwrap();
+    store
+        .save(&state, &[event("example.com", "generated", 1)])
+        .unwrap();
+    assert_eq!(store.load(&d).unwrap(), state);
+    assert_eq!(store.domains().unwrap(), vec![d.clone()]);
+    store.release(&d).unwrap();
+
+    // A second connection (another process's view) reads the same.
+    let reader = connect(&pg, &url, "mx2:200", Duration::from_secs(30));
+    assert_eq!(reader.load(&d).unwrap(), state);
+    let events = reader.events(Some(&d), 0, 10).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event, event("example.com", "generated", 1));
+    assert_eq!(events[0].replica.as_deref(), Some("mx1:100"));
+    assert_eq!(events[0].lease, Some(1));
+    assert!(events[0].recorded_at.is_some());
+
+    // Events without a state change, diagnoses, requests.
+    reader
+        .append_events(&[event("example.org", "published", 2)])
+        .unwrap();
+    let all = reader.events(None, 0, 10).unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1].replica.as_deref(), Some("mx2:200"));
+    assert_eq!(all[1].lease, None);
+    assert_eq!(reader.events(None, all[0].id, 10).unwrap().len(), 1);
+    let diag = Diagnosis {
+        account: "dns".into(),
+        zone: "example.com".into(),
+        at: t(3),
+        result: serde_json::json!({"max_txt": 4096}),
+        recommended_max_bits: Some(2048),
+    };
+    reader.save_diagnosis(&diag).unwrap();
+    assert_eq!(reader.latest_diagnosis("dns").unwrap(), Some(diag.clone()));
+    assert_eq!(reader.latest_diagnosis("other").unwrap(), None);
+    assert_eq!(store.diagnoses().unwrap(), vec![diag]);
+    reader.add_request(&d, "rotate_now", t(4)).unwrap();
+    assert_eq!(reader.requests().unwrap().len(), 1);
+    assert!(matches!(
+        reader.take_requests(),
+        Err(StoreError::NotLocked { .. })
+    ));
+    let taken = store.take_requests().unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].domain, d);
+    assert!(reader.requests().unwrap().is_empty());
+
+    // The key floor holds here too.
+    let mut weak = state.clone();
+    weak.keys.push(KeyRecord {
+        bits: 512,
+        ..key("202403", KeyStatus::Planned)
+    });
+    store.lease(&d).unwrap();
+    assert!(matches!(
+        store.save(&weak, &[]),
+        Err(StoreError::WeakKey { bits: 512, .. })
+    ));
+    store.release(&d).unwrap();
+
+    // Migrations are applied once: connecting again changes nothing.
+    drop(connect(&pg, &url, "mx3:300", Duration::from_secs(30)));
+    assert_eq!(
+        pg.psql(
+            "state",
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM maildns_schema"
+        )
+        .unwrap()
+        .trim(),
+        "1,2"
+    );
+}
+
+#[test]
+fn one_replica_at_a_time_per_domain_and_an_expired_lease_is_taken_over() {
+    let pg = Postgres::start();
+    let url = pg.create_database("state");
+    let lease = Duration::from_millis(600);
+    let a = connect(&pg, &url, "a:1", lease);
+    let b = connect(&pg, &url, "b:2", lease);
+    a.lock_exclusive().unwrap();
+    b.lock_exclusive().unwrap();
+    let d = fqdn("example.com");
+    let other = fqdn("example.org");
+    let state = sample_state("example.com");
+
+    a.lease(&d).unwrap();
+    match b.lease(&d) {
+        Err(StoreError::Leased { holder, domain, .. }) => {
+            assert_eq!(holder, "a:1");
+            assert_eq!(domain, "example.com");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Another domain is free for b meanwhile.
+    b.lease(&other).unwrap();
+    b.release(&other).unwrap();
+    // b cannot save a domain it does not hold.
+    assert!(matches!(
+        b.save(&state, &[]),
+        Err(StoreError::LeaseLost { .. })
+    ));
+    a.save(&state, &[event("example.com", "generated", 1)])
+        .unwrap();
+    a.renew(&d).unwrap();
+    // Released: b takes it at once, with no takeover.
+    a.release(&d).unwrap();
+    b.lease(&d).unwrap();
+    b.save(&state, &[event("example.com", "published", 2)])
+        .unwrap();
+    // a's old epoch is over.
+    assert!(matches!(a.renew(&d), Err(StoreError::LeaseLost { .. })));
+    // b "dies" holding the lease: a gets it only after the expiry.
+    assert!(matches!(a.lease(&d), Err(StoreError::Leased { .. })));
+    std::thread::sleep(lease + Duration::from_millis(200));
+    a.lease(&d).unwrap();
+    // b, come back, finds its lease gone and saves nothing.
+    assert!(matches!(
+        b.save(
+            &sample_state("example.com"),
+            &[event("example.com", "stale", 3)]
+        ),
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert!(matches!(b.renew(&d), Err(StoreError::LeaseLost { .. })));
+    let events = a.events(Some(&d), 0, 10).unwrap();
+    let summary: Vec<(String, Option<String>, Option<i64>)> = events
+        .iter()
+        .map(|e| (e.event.what.clone(), e.replica.clone(), e.lease))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("generated".into(), Some("a:1".into()), Some(1)),
+            ("published".into(), Some("b:2".into()), Some(2)),
+            ("lease_taken_over".into(), Some("a:1".into()), Some(3)),
+        ]
+    );
+    assert!(
+        events[2].event.detail.contains("from replica b:2"),
+        "{}",
+        events[2].event.detail
+    );
+}
+
+#[test]
+fn the_password_stays_out_of_urls_and_messages() {
+    let pg = Postgres::start();
+    let url = pg.create_database("state");
+    // A password in the URL is refused, and not repeated.
+    let with_password = url.replace("maildns@", &format!("maildns:{}@", pg.password));
+    let err = PgStore::connect(PgOptions {
+        url: with_password,
+        password: None,
+        replica: "x".into(),
+        lease: Duration::from_secs(5),
+        max_connections: 1,
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("holds a password"), "{err}");
+    assert!(!err.contains(&pg.password), "{err}");
+    // A wrong password: the server's message, never the password.
+    let err = PgStore::connect(PgOptions {
+        url: url.clone(),
+        password: Some(Secret::new("wrong-password-xyz")),
+        replica: "x".into(),
+        lease: Duration::from_secs(5),
+        max_connections: 1,
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("password authentication failed"), "{err}");
+    assert!(!err.contains("wrong-password-xyz"), "{err}");
+    assert!(err.contains(&url), "{err}");
+
+    // In the configuration file: refused at file:line:key.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("maildns.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"{}\"\n[accounts.dns]\nprovider = \"zonefile\"\npath = \"z\"\n[domains.\"example.com\"]\naccount = \"dns\"\nspf = \"v=spf1 -all\"\n[state]\nurl = \"postgres://maildns:{}@127.0.0.1:1/state\"\npassword = \"{}\"\n",
+            dir.path().join("state").display(),
+            pg.password,
+            pg.password
+        ),
+    )
+    .unwrap();
+    let out = cmd().config(&cfg).arg("check").run();
+    assert_eq!(out.status.code(), Some(65), "{}", out.text());
+    let text = out.text();
+    assert!(
+        text.contains(":9: state.url: the URL holds a password"),
+        "{text}"
+    );
+    assert!(text.contains(":10: state.password: "), "{text}");
+    assert!(!text.contains(&pg.password), "{text}");
+}
+
+fn config_with_state(dir: &std::path::Path, url: Option<&str>) -> std::path::PathBuf {
+    let cfg = dir.join("maildns.toml");
+    let mut text = format!(
+        "state_dir = \"{}\"\n[accounts.dns]\nprovider = \"zonefile\"\npath = \"z\"\n[domains.\"example.com\"]\naccount = \"dns\"\nspf = \"v=spf1 -all\"\n[domains.\"example.com\".dkim]\nalgorithms = [\"rsa\"]\n",
+        dir.join("state").display()
+    );
+    if let Some(url) = url {
+        text.push_str(&format!("[state]\nurl = \"{url}\"\nreplica_id = \"cli\"\n"));
+    }
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+#[test]
+fn migrate_state_copies_sqlite_into_postgres_and_back() {
+    let pg = Postgres::start();
+    let url = pg.create_database("state");
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    {
+        let s = SqliteStore::open_locked(&first).unwrap();
+        s.save(
+            &sample_state("example.com"),
+            &[
+                event("example.com", "generated", 1),
+                event("example.com", "published", 2),
+            ],
+        )
+        .unwrap();
+        let mut other = DomainState::new(fqdn("example.org"));
+        other.keys.push(key("202401", KeyStatus::Destroyed));
+        s.save(&other, &[event("example.org", "destroyed", 3)])
+            .unwrap();
+        s.save_diagnosis(&Diagnosis {
+            account: "dns".into(),
+            zone: "example.com".into(),
+            at: t(4),
+            result: serde_json::json!({"limit": 255}),
+            recommended_max_bits: None,
+        })
+        .unwrap();
+        s.add_request(&fqdn("example.com"), "rotate_now", t(5))
+            .unwrap();
+    }
+    // What publish published (the embedded store's ledger file).
+    let ledger = r#"{"version":1,"records":[{"domain":"example.com","kind":"spf","name":"example.com","value":"v=spf1 -all"}]}"#;
+    std::fs::write(first.join("published.json"), ledger).unwrap();
+    let migrate = |from: &str, to: &str| {
+        let out = cmd()
+            .args(["migrate-state", "--from", from, "--to", to, "--json"])
+            .env("MAILDNS_STATE_PASSWORD", &pg.password)
+            .run();
+        assert_eq!(out.status.code(), Some(0), "{}", out.text());
+        assert!(!out.text().contains(&pg.password));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let copied = migrate(first.to_str().unwrap(), &url);
+    assert_eq!(
+        copied,
+        serde_json::json!({"domains": 2, "events": 3, "diagnoses": 1, "requests": 1, "ledger_entries": 1})
+    );
+    // Into a store that already holds state: refused, nothing written.
+    let out = cmd()
+        .args([
+            "migrate-state",
+            "--from",
+            first.to_str().unwrap(),
+            "--to",
+            &url,
+        ])
+        .env("MAILDNS_STATE_PASSWORD", &pg.password)
+        .run();
+    assert_eq!(out.status.code(), Some(1), "{}", out.text());
+    assert!(out.text().contains("already holds state"), "{}", out.text());
+
+    // The replicas' view of the copy.
+    let shared = connect(&pg, &url, "check", Duration::from_secs(5));
+    let original = SqliteStore::open(&first).unwrap();
+    for d in ["example.com", "example.org"] {
+        assert_eq!(
+            shared.load(&fqdn(d)).unwrap(),
+            original.load(&fqdn(d)).unwrap()
+        );
+    }
+    // Back from PostgreSQL into a new state directory.
+    let second = dir.path().join("second");
+    let copied_back = migrate(&url, second.to_str().unwrap());
+    assert_eq!(copied_back, copied);
+    let back = SqliteStore::open(&second).unwrap();
+    assert_eq!(back.domains().unwrap(), original.domains().unwrap());
+    for d in original.domains().unwrap() {
+        assert_eq!(back.load(&d).unwrap(), original.load(&d).unwrap());
+    }
+    let events = |s: &dyn Store| -> Vec<Event> {
+        s.events(None, 0, 100)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event)
+            .collect()
+    };
+    assert_eq!(events(&back), events(&original));
+    assert_eq!(events(&shared), events(&original));
+    assert_eq!(back.diagnoses().unwrap(), original.diagnoses().unwrap());
+    let reqs = |s: &dyn Store| -> Vec<(Fqdn, String, DateTime<Utc>)> {
+        s.requests()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.domain, r.what, r.at))
+            .collect()
+    };
+    assert_eq!(reqs(&back), reqs(&original));
+    assert_eq!(reqs(&shared), reqs(&original));
+    let entries = |v: serde_json::Value| v["records"].clone();
+    assert_eq!(
+        entries(shared.load_ledger().unwrap().unwrap()),
+        entries(serde_json::from_str(ledger).unwrap())
+    );
+    let back_ledger: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(second.join("published.json")).unwrap()).unwrap();
+    assert_eq!(
+        entries(back_ledger),
+        entries(serde_json::from_str(ledger).unwrap())
+    );
+
+    // status reads the shared store from any machine (here: a config naming it).
+    let cfg = config_with_state(dir.path(), Some(&url));
+    let out = cmd()
+        .config(&cfg)
+        .args(["status", "--json"])
+        .env("MAILDNS_STATE_PASSWORD", &pg.password)
+        .run();
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.text()));
+    let com = &v["domains"][0];
+    assert_eq!(com["domain"], "example.com", "{v}");
+    assert!(com.to_string().contains("202402"), "{v}");
+    assert!(!out.text().contains(&pg.password));
+}
+
+#[test]
+fn status_shows_which_replica_did_what() {
+    let pg = Postgres::start();
+    let url = pg.create_database("state");
+    let store = Arc::new(connect(
+        &pg,
+        &url,
+        "mx7.example.net:4242",
+        Duration::from_secs(30),
+    ));
+    store.lock_exclusive().unwrap();
+    let d = fqdn("example.com");
+    store.lease(&d).unwrap();
+    store
+        .save(
+            &sample_state("example.com"),
+            &[event("example.com", "generated", 1)],
+        )
+        .unwrap();
+    store.release(&d).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_with_state(dir.path(), Some(&url));
+    let out = cmd()
+        .config(&cfg)
+        .arg("status")
+        .env("MAILDNS_STATE_PASSWORD", &pg.password)
+        .run();
+    assert!(
+        out.stdout_text()
+            .contains("generated ok: generated detail [replica mx7.example.net:4242]"),
+        "{}",
+        out.text()
+    );
+    // Without the password the server refuses, and says so.
+    let out = cmd().config(&cfg).arg("status").run();
+    assert_eq!(out.status.code(), Some(1), "{}", out.text());
+    assert!(out.text().contains("password"), "{}", out.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_and_records_use_the_shared_store_and_ledger_and_respect_leases() {
+    let pg = Postgres::start();
+    let url = pg.create_database("state");
+    let pdns = maildns_testkit::PowerDns::start();
+    pdns.create_zone_with("example.com", 3600, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("maildns.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"{state}\"\n[state]\nurl = \"{url}\"\nreplica_id = \"admin\"\n[accounts.dns]\nprovider = \"powerdns\"\nbase_url = \"{api}\"\n[domains.\"example.com\"]\naccount = \"dns\"\nnameservers = [\"{ns}\"]\nspf = \"v=spf1 -all\"\n[domains.\"example.com\".dkim]\nalgorithms = [\"rsa\"]\nbits = 1024\n",
+            state = dir.path().join("state").display(),
+            api = pdns.api_url,
+            ns = pdns.dns,
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        cmd()
+            .config(&cfg)
+            .args(args)
+            .env("MAILDNS_DNS_TOKEN", &pdns.api_key)
+            .env("MAILDNS_STATE_PASSWORD", &pg.password)
+            .run()
+    };
+    // A replica works the domain: publish waits for nobody and changes nothing.
+    let replica = connect(&pg, &url, "mx1", Duration::from_secs(30));
+    replica.lock_exclusive().unwrap();
+    let d = fqdn("example.com");
+    replica.lease(&d).unwrap();
+    let out = run(&["publish"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.text());
+    assert!(
+        out.text().contains("being worked by replica mx1"),
+        "{}",
+        out.text()
+    );
+    assert!(replica.load(&d).unwrap().keys.is_empty());
+    replica.release(&d).unwrap();
+
+    // Free: the first key goes into the shared store, not a local SQLite file.
+    let out = run(&["publish"]);
+    assert_eq!(out.status.code(), Some(0), "{}", out.text());
+    let state = replica.load(&d).unwrap();
+    assert_eq!(state.keys.len(), 1, "{state:?}");
+    assert!(!dir.path().join("state").join("maildns.sqlite3").exists());
+    // The publish ledger too is shared: what publish wrote (the SPF value).
+    assert!(!dir.path().join("state").join("published.json").exists());
+    let ledger = replica.load_ledger().unwrap().expect("a shared ledger");
+    assert_eq!(ledger["records"][0]["kind"], "spf", "{ledger}");
+    assert_eq!(ledger["records"][0]["value"], "v=spf1 -all", "{ledger}");
+    let events = replica.events(Some(&d), 0, 100).unwrap();
+    assert!(!events.is_empty());
+    assert!(
+        events.iter().all(|e| e.replica.as_deref() == Some("admin")),
+        "{events:?}"
+    );
+    // `records` reads the key from the shared store.
+    let out = run(&["records"]);
+    assert_eq!(out.status.code(), Some(0), "{}", out.text());
+    let selector = state.keys[0].selector.to_string();
+    assert!(
+        out.stdout_text()
+            .contains(&format!("{selector}._domainkey.example.com")),
+        "{}",
+        out.text()
+    );
+}
