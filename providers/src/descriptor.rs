@@ -155,6 +155,7 @@ impl Descriptor {
             forbidden_bytes: self.txt.forbidden_bytes.clone(),
             min_ttl: self.txt.min_ttl,
             rate_limits: self.limits.rate_limits(),
+            max_ttl: (self.txt.max_ttl != 0).then_some(self.txt.max_ttl),
             concurrency: self.limits.concurrency,
             serves_at_once: self.limits.serves_at_once,
             edge_bytes_dropped: self.txt.edge_bytes_dropped.clone(),

@@ -187,6 +187,7 @@ pub struct HttpClient {
     check: Option<AnswerCheck>,
     rate_limits: Mutex<RateLimitSeen>,
     pacer: Arc<Pacer>,
+    retry_after_cap: Duration,
 }
 
 /// An [`HttpClient`] whose requests are for one zone ([`HttpClient::in_zone`]):
@@ -283,6 +284,7 @@ impl HttpClient {
                     .map(|p| p.rate_limits)
                     .unwrap_or_default(),
             )),
+            retry_after_cap: policy.max_delay,
         })
     }
 
@@ -307,6 +309,16 @@ impl HttpClient {
     /// This client, with requests counted against `zone`'s rate limits.
     pub fn in_zone<'a>(&'a self, zone: &'a Fqdn) -> InZone<'a> {
         InZone { http: self, zone }
+    }
+
+    /// Honours a 429's `Retry-After` of up to `cap` (instead of the policy's
+    /// `max_delay`), for hosts whose documented windows are longer than a
+    /// usual backoff step (deSEC's 15 writes a minute). The time waited on
+    /// such answers is added to the policy's `max_elapsed`, up to `cap` in all;
+    /// a longer `Retry-After` is reported at once with the wait it asks for.
+    pub fn with_retry_after_cap(mut self, cap: Duration) -> Self {
+        self.retry_after_cap = cap.max(self.policy.max_delay);
+        self
     }
 
     /// The underlying client (for adapters that need a second endpoint, e.g. an OAuth token URL).
@@ -370,6 +382,8 @@ impl HttpClient {
         let mut paced = Duration::ZERO;
         let mut attempt = 0u32;
         let mut connect_failures = 0u32;
+        // Time waited on long Retry-After answers, added to max_elapsed.
+        let mut extra = Duration::ZERO;
         loop {
             attempt += 1;
             let (client, request) = build(&self.client).build_split();
@@ -386,6 +400,7 @@ impl HttpClient {
                     let budget = self
                         .policy
                         .max_elapsed
+                        .saturating_add(extra)
                         .saturating_sub(start.elapsed().saturating_sub(paced))
                         .min(self.policy.request_timeout);
                     let outcome =
@@ -454,7 +469,11 @@ impl HttpClient {
                         }
                         let ra = retry_after(&headers);
                         if e.kind == ErrorKind::RateLimited
-                            && ra.is_some_and(|d| d > self.policy.max_delay)
+                            && ra.is_some_and(|d| {
+                                d > self.policy.max_delay
+                                    && extra + d.saturating_sub(self.policy.max_delay)
+                                        > self.retry_after_cap
+                            })
                         {
                             e.message = format!(
                                 "{} (the host asks to wait {}s)",
@@ -501,8 +520,11 @@ impl HttpClient {
                 }
             };
             let delay = retry_after.unwrap_or_else(|| self.policy.backoff(attempt));
+            if retry_after.is_some() && err.kind == ErrorKind::RateLimited {
+                extra += delay.saturating_sub(self.policy.max_delay);
+            }
             if attempt >= self.policy.max_attempts
-                || start.elapsed().saturating_sub(paced) + delay >= self.policy.max_elapsed
+                || start.elapsed().saturating_sub(paced) + delay >= self.policy.max_elapsed + extra
             {
                 tracing::warn!(provider = self.provider, %op, attempts = attempt, "giving up: {err}");
                 return Err(err);

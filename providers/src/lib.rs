@@ -142,6 +142,11 @@ pub struct Profile {
     pub min_ttl: u32,
     /// The documented request-rate limits, all kept at once (empty: none).
     pub rate_limits: Vec<RateLimit>,
+    /// Highest TTL the host accepts, in seconds, when it documents one
+    /// (Cloudflare and deSEC 86,400; Gandi 2,592,000; RFC 2181 §8's 2^31 - 1
+    /// for hosts that take any TTL). A larger TTL is refused before sending
+    /// ([`LimitError::TtlTooHigh`], [`Profile::check_ttl`]).
+    pub max_ttl: Option<u32>,
     /// How many requests maildns may have in flight against the host at once.
     pub concurrency: usize,
     /// The host's own authoritative servers serve a write at once (self-hosted
@@ -173,6 +178,7 @@ impl Default for Profile {
             forbidden_bytes: Vec::new(),
             min_ttl: 1,
             rate_limits: Vec::new(),
+            max_ttl: None,
             concurrency: 8,
             serves_at_once: false,
             edge_bytes_dropped: Vec::new(),
@@ -240,6 +246,23 @@ pub enum LimitError {
     /// The host refuses an empty value.
     #[error("the value is empty, which the host refuses")]
     Empty,
+    /// The records of one RRset together are longer than the host takes
+    /// (Cloudflare: 8,192 characters of content for one name and type).
+    #[error("the RRset's records hold {len} characters together, over the host's limit of {max}")]
+    SetTooLong {
+        /// Characters of the whole set, as the host counts them.
+        len: usize,
+        /// The host's limit.
+        max: usize,
+    },
+    /// The TTL is above the host's maximum.
+    #[error("a TTL of {ttl} s is over the host's maximum of {max} s")]
+    TtlTooHigh {
+        /// The TTL asked for, in seconds.
+        ttl: u32,
+        /// The host's maximum, in seconds.
+        max: u32,
+    },
 }
 
 impl Profile {
@@ -335,6 +358,29 @@ impl Profile {
             })?;
         }
         Ok(())
+    }
+
+    /// Checks a set's TTL against the host's maximum ([`Profile::max_ttl`]).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Limit`] with [`LimitError::TtlTooHigh`] naming `kind`, `op`, `name`.
+    pub fn check_ttl(
+        &self,
+        kind: &'static str,
+        op: Operation,
+        name: &Fqdn,
+        ttl: u32,
+    ) -> Result<(), Error> {
+        match self.max_ttl {
+            Some(max) if ttl > max => Err(Error::new(
+                kind,
+                op,
+                Some(name),
+                ErrorKind::Limit(LimitError::TtlTooHigh { ttl, max }),
+                "refused before sending",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Re-splits a value so it suits this host: strings of at most `max_string_bytes`.

@@ -9,11 +9,12 @@ use maildns_testkit::fakes::route53::FakeRoute53;
 use crate::cmd;
 
 const KEY_ID: &str = "AKIAPACINGTEST000001";
+const SECRET: &str = "pacing-test-secret";
 
 /// Multi-threaded: the fake must answer while this thread waits for the child.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route53_publish_of_many_zones_is_paced_under_5_per_second_and_says_how_long() {
-    let fake = FakeRoute53::start(KEY_ID).await;
+    let fake = FakeRoute53::start(KEY_ID, SECRET).await;
     fake.enforce_rate(5, Duration::from_secs(1));
     let zones: Vec<String> = (0..8).map(|i| format!("pace{i}.example")).collect();
     let mut text = format!(
@@ -32,7 +33,7 @@ async fn route53_publish_of_many_zones_is_paced_under_5_per_second_and_says_how_
     std::fs::write(&cfg, text).unwrap();
     let env = [
         ("AWS_ACCESS_KEY_ID", KEY_ID),
-        ("AWS_SECRET_ACCESS_KEY", "pacing-test-secret"),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
     ];
 
     let o = cmd()

@@ -7,8 +7,12 @@
 //! - `content` is sent in presentation form (quoted character-strings). Cloudflare
 //!   stores `content` as sent and splits quoted strings over 255 bytes itself.
 //!   Records of one name and type are at most 4,096 bytes each on the wire.
-//! - replace: values already present are kept (same id; only the TTL is patched when
-//!   it differs); missing values are created first, then unwanted values deleted.
+//! - Writes go through the batch endpoint (`POST /zones/{id}/dns_records/batch`),
+//!   one request per change set (or per replaced name), run by Cloudflare in one
+//!   database transaction: values already present are kept (same id; a TTL-only
+//!   PATCH sends only `ttl`), unwanted ones deleted, missing ones posted. Deletes
+//!   run before posts, so replacing two large values never crosses the 8,192
+//!   characters of content one name and type may hold.
 //! - Errors: `{"success":false,"errors":[{"code","message","error_chain"}]}`. A bad
 //!   token is 403 with code 10000 "Authentication error": mapped to `Auth`.
 
@@ -19,8 +23,8 @@ use serde_json::json;
 use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
-    Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
-    zone_candidates,
+    ApplyError, ApplyTraits, Error, ErrorKind, Fqdn, Observed, Operation, Profile, Provider,
+    Secret, TxtChange, TxtRecord, TxtSet, Zone, ZoneSets, zone_candidates,
 };
 
 const KIND: &str = "cloudflare";
@@ -209,6 +213,15 @@ pub fn map_error(f: &Failure<'_>) -> (ErrorKind, String) {
         ErrorKind::Auth
     } else if env.errors.iter().any(|e| e.code == 7003 || e.code == 7000) {
         ErrorKind::ZoneNotFound
+    } else if env
+        .errors
+        .iter()
+        .any(|e| e.code == 81044 || e.code == 81058)
+    {
+        // A record deleted since the read ("Record does not exist."), or a
+        // value someone else created since ("An identical record already
+        // exists."): the batch was planned on a stale read.
+        ErrorKind::Conflict
     } else {
         kind_for_status(f.status)
     };
@@ -256,53 +269,247 @@ impl Cloudflare {
         name: &Fqdn,
         op: Operation,
     ) -> Result<Vec<ListedRecord>, Error> {
+        let (out, _) = self.list_pages(zone, Some(name), op, u32::MAX).await?;
+        Ok(out.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// The TXT records at `name`, or in the whole zone when `name` is `None`,
+    /// each with its owner name; at most `max_pages` pages. The flag says
+    /// whether the listing was read to its end.
+    async fn list_pages(
+        &self,
+        zone: &Zone,
+        name: Option<&Fqdn>,
+        op: Operation,
+        max_pages: u32,
+    ) -> Result<(Vec<(String, ListedRecord)>, bool), Error> {
         let path = format!("zones/{}/dns_records", zone.id);
+        let err_name = name.unwrap_or(&zone.name);
         let mut out = Vec::new();
         let mut page = 1u32;
         loop {
-            let q = [
+            let mut q = vec![
                 ("type", "TXT".to_string()),
-                ("name.exact", name.to_string()),
                 ("page", page.to_string()),
                 ("per_page", self.page_size.to_string()),
             ];
+            if let Some(n) = name {
+                q.push(("name.exact", n.to_string()));
+            }
             let resp = self
                 .http
-                .send(op, Some(name), Idempotency::Idempotent, |c| {
+                .send(op, Some(err_name), Idempotency::Idempotent, |c| {
                     self.req(c, Method::GET, &path).query(&q)
                 })
                 .await?;
-            let (got, total) = parse_records(&resp.body, name, op)?;
+            let (got, total) = parse_named_records(&resp.body, err_name, op)?;
             let n = got.len();
             out.extend(got);
             if page >= total || n == 0 {
-                return Ok(out);
+                return Ok((out, true));
+            }
+            if page >= max_pages {
+                return Ok((out, false));
             }
             page += 1;
         }
     }
 
-    async fn delete_id(
+    /// The TXT records at each of `names`: one name, one filtered listing;
+    /// several, one listing of the zone's TXT records (at most one page a name,
+    /// then the names not yet seen one by one).
+    async fn records_at(
+        &self,
+        zone: &Zone,
+        names: &[Fqdn],
+        op: Operation,
+    ) -> Result<std::collections::BTreeMap<Fqdn, Vec<ListedRecord>>, Error> {
+        let mut out: std::collections::BTreeMap<Fqdn, Vec<ListedRecord>> = Default::default();
+        if let [one] = names {
+            out.insert(one.clone(), self.list(zone, one, op).await?);
+            return Ok(out);
+        }
+        let budget = u32::try_from(names.len()).unwrap_or(u32::MAX);
+        let (all, complete) = self.list_pages(zone, None, op, budget).await?;
+        for n in names {
+            out.insert(n.clone(), Vec::new());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (owner, rec) in all {
+            if let Some(n) = names
+                .iter()
+                .find(|n| n.as_str().eq_ignore_ascii_case(owner.trim_end_matches('.')))
+            {
+                seen.insert(n.clone());
+                out.entry(n.clone()).or_default().push(rec);
+            }
+        }
+        if !complete {
+            for n in names {
+                if !seen.contains(n) {
+                    out.insert(n.clone(), self.list(zone, n, op).await?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The batch operations that turn `current` into `desired` at `name`:
+    /// records already holding a desired value are kept (a TTL-only PATCH when
+    /// the TTL differs, sending only `ttl`), the others deleted, missing values
+    /// posted. Cloudflare runs a batch's deletes before its posts, so the
+    /// 8,192-character total of one name is never crossed on the way.
+    fn plan_batch(
+        name: &Fqdn,
+        ttl: u32,
+        desired: &[TxtRecord],
+        current: &[ListedRecord],
+        ops: &mut BatchOps,
+    ) {
+        let diff = super::diff_records(desired, current.iter(), |rec, d| rec.value == *d);
+        for d in diff.create {
+            ops.posts.push(json!({
+                "type": "TXT",
+                "name": name.to_string(),
+                "content": d.to_presentation(),
+                "ttl": ttl,
+            }));
+        }
+        for rec in diff.keep.iter().filter(|rec| rec.ttl != ttl) {
+            ops.patches.push(json!({ "id": rec.id, "ttl": ttl }));
+        }
+        for rec in diff.delete {
+            ops.deletes.push(json!({ "id": rec.id }));
+        }
+    }
+
+    /// Makes the records at `name` exactly `desired`: one listing and one
+    /// batch; when the batch meets a record changed since the listing, once more.
+    async fn write_name(
         &self,
         zone: &Zone,
         name: &Fqdn,
-        id: &str,
+        ttl: u32,
+        desired: &[TxtRecord],
         op: Operation,
     ) -> Result<(), Error> {
-        let path = format!("zones/{}/dns_records/{id}", zone.id);
-        match self
-            .http
-            .send(op, Some(name), Idempotency::Idempotent, |c| {
-                self.req(c, Method::DELETE, &path)
-            })
-            .await
-        {
-            Ok(_) => Ok(()),
-            // Already gone (81044 "Record does not exist."): the goal is reached.
-            Err(e) if e.status == Some(404) => Ok(()),
-            Err(e) => Err(e),
+        let mut retried = false;
+        loop {
+            let current = self.list(zone, name, op).await?;
+            let mut ops = BatchOps::default();
+            Self::plan_batch(name, ttl, desired, &current, &mut ops);
+            match self.send_batch(zone, name, ops, op).await {
+                Err(e) if e.kind == ErrorKind::Conflict && !retried => retried = true,
+                other => return other,
+            }
         }
     }
+
+    /// Sends one batch (nothing when it is empty).
+    async fn send_batch(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+        ops: BatchOps,
+        op: Operation,
+    ) -> Result<(), Error> {
+        let count = ops.deletes.len() + ops.patches.len() + ops.posts.len();
+        if count == 0 {
+            return Ok(());
+        }
+        if count > MAX_BATCH_OPERATIONS {
+            return Err(Error::new(
+                KIND,
+                op,
+                Some(name),
+                ErrorKind::Invalid,
+                format!(
+                    "refused before sending: the change needs {count} record operations in one batch; Cloudflare takes {MAX_BATCH_OPERATIONS} on every plan"
+                ),
+            ));
+        }
+        let mut body = serde_json::Map::new();
+        for (k, v) in [
+            ("deletes", ops.deletes),
+            ("patches", ops.patches),
+            ("posts", ops.posts),
+        ] {
+            if !v.is_empty() {
+                body.insert(k.to_string(), serde_json::Value::Array(v));
+            }
+        }
+        let body = serde_json::Value::Object(body);
+        let path = format!("zones/{}/dns_records/batch", zone.id);
+        self.http
+            .send(op, Some(name), Idempotency::NotIdempotent, |c| {
+                self.req(c, Method::POST, &path).json(&body)
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Shapes and checks a wanted set: each record against the profile, and
+    /// the whole set against the 8,192 characters one name may hold.
+    fn desired(&self, name: &Fqdn, set: &TxtSet) -> Result<Vec<TxtRecord>, Error> {
+        let desired = super::check_all(KIND, &self.profile, name, set)?;
+        let len: usize = desired
+            .iter()
+            .map(|r| r.to_presentation().chars().count())
+            .sum();
+        if len > MAX_CONTENT_PER_NAME {
+            return Err(Error::new(
+                KIND,
+                Operation::Replace,
+                Some(name),
+                ErrorKind::Limit(crate::LimitError::SetTooLong {
+                    len,
+                    max: MAX_CONTENT_PER_NAME,
+                }),
+                "refused before sending: Cloudflare holds at most 8,192 characters of content for one name and type",
+            ));
+        }
+        Ok(desired)
+    }
+}
+
+/// The operations of one `POST /zones/{id}/dns_records/batch`.
+#[derive(Debug, Default)]
+struct BatchOps {
+    deletes: Vec<serde_json::Value>,
+    patches: Vec<serde_json::Value>,
+    posts: Vec<serde_json::Value>,
+}
+
+/// Most record operations in one batch on every plan (Free: 200; Pro and up:
+/// 3,500), <https://developers.cloudflare.com/dns/manage-dns-records/how-to/batch-record-changes/>.
+pub const MAX_BATCH_OPERATIONS: usize = 200;
+
+/// Most characters of `content` the TXT records of one name hold together
+/// (<https://developers.cloudflare.com/dns/manage-dns-records/reference/dns-record-types/>).
+pub const MAX_CONTENT_PER_NAME: usize = 8192;
+
+#[derive(Deserialize)]
+struct NamedRecord {
+    name: String,
+}
+
+/// [`parse_records`], each record with its owner name.
+fn parse_named_records(
+    body: &[u8],
+    name: &Fqdn,
+    op: Operation,
+) -> Result<(Vec<(String, ListedRecord)>, u32), Error> {
+    let (records, pages) = parse_records(body, name, op)?;
+    let env: Envelope<Vec<NamedRecord>> =
+        serde_json::from_slice(body).map_err(|e| super::bad_body(KIND, op, name, e))?;
+    let names = env.result.unwrap_or_default();
+    if names.len() != records.len() {
+        return Err(super::bad_body(KIND, op, name, "records without a name"));
+    }
+    Ok((
+        names.into_iter().map(|n| n.name).zip(records).collect(),
+        pages,
+    ))
 }
 
 /// Parses stored `content`: quoted presentation form, or (as Cloudflare accepts)
@@ -363,58 +570,92 @@ impl Provider for Cloudflare {
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
-        let recs = self.list(zone, name, Operation::Read).await?;
-        let Some(first) = recs.first() else {
-            return Ok(None);
-        };
-        Ok(Some(TxtSet {
-            ttl: first.ttl,
-            records: recs.iter().map(|r| r.value.clone()).collect(),
-        }))
+        Ok(to_set(&self.list(zone, name, Operation::Read).await?))
     }
 
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
-        let op = Operation::Replace;
-        let desired = super::check_all(KIND, &self.profile, name, set)?;
-        if desired.is_empty() {
-            return self.delete_txt(zone, name).await;
-        }
-        let current = self.list(zone, name, op).await?;
-        let diff = super::diff_records(&desired, current.iter(), |rec, d| rec.value == *d);
-        let path = format!("zones/{}/dns_records", zone.id);
-        for d in diff.create {
-            let body = json!({
-                "type": "TXT",
-                "name": name.to_string(),
-                "content": d.to_presentation(),
-                "ttl": set.ttl,
-            });
-            self.http
-                .send(op, Some(name), Idempotency::NotIdempotent, |c| {
-                    self.req(c, Method::POST, &path).json(&body)
-                })
-                .await?;
-        }
-        for rec in diff.keep.iter().filter(|rec| rec.ttl != set.ttl) {
-            let p = format!("{path}/{}", rec.id);
-            let body = json!({ "ttl": set.ttl });
-            self.http
-                .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::PATCH, &p).json(&body)
-                })
-                .await?;
-        }
-        for rec in diff.delete {
-            self.delete_id(zone, name, &rec.id, op).await?;
-        }
-        Ok(())
+        let desired = self.desired(name, set)?;
+        self.write_name(zone, name, set.ttl, &desired, Operation::Replace)
+            .await
     }
 
     async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
-        let op = Operation::Delete;
-        for rec in self.list(zone, name, op).await? {
-            self.delete_id(zone, name, &rec.id, op).await?;
-        }
-        Ok(())
+        self.write_name(zone, name, 0, &[], Operation::Delete).await
     }
+
+    /// One batch request, which Cloudflare runs in one database transaction
+    /// (all or nothing; propagation to its edge is not atomic). Cloudflare has
+    /// no precondition, so the apply reads the RRsets again just before it.
+    fn apply_traits(&self) -> ApplyTraits {
+        ApplyTraits {
+            atomic: true,
+            compare_and_swap: false,
+            ..ApplyTraits::default()
+        }
+    }
+
+    /// One name: a filtered listing; several: one listing of the zone's TXT records.
+    async fn read_sets(&self, zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, Error> {
+        let recs = self.records_at(zone, names, Operation::Read).await?;
+        Ok(recs
+            .into_iter()
+            .map(|(n, r)| (n, Observed::of(to_set(&r))))
+            .collect())
+    }
+
+    /// Two requests: the RRsets read again (one listing, as `read_sets`) and
+    /// refused with [`ErrorKind::Conflict`] when one changed since the caller's
+    /// read, then ONE batch (`deletes`, TTL-only `patches`, `posts`) for every name.
+    async fn apply(&self, zone: &Zone, changes: &[TxtChange]) -> Result<(), ApplyError> {
+        let op = Operation::Replace;
+        let mut desired = Vec::with_capacity(changes.len());
+        for c in changes {
+            desired.push(match c.wanted() {
+                Some(set) => (
+                    set.ttl,
+                    self.desired(&c.name, set)
+                        .map_err(ApplyError::nothing_written)?,
+                ),
+                None => (0, Vec::new()),
+            });
+        }
+        let Some(first) = changes.first() else {
+            return Ok(());
+        };
+        let names: Vec<Fqdn> = changes.iter().map(|c| c.name.clone()).collect();
+        let now = self
+            .records_at(zone, &names, op)
+            .await
+            .map_err(ApplyError::nothing_written)?;
+        let mut ops = BatchOps::default();
+        for (c, (ttl, want)) in changes.iter().zip(&desired) {
+            let current = now.get(&c.name).map(Vec::as_slice).unwrap_or_default();
+            let held = to_set(current);
+            // Already as wanted (the same change applied before): nothing to write.
+            if crate::changeset::same_content(c.wanted(), held.as_ref()) {
+                continue;
+            }
+            if !c.old.unchanged_in(held.as_ref()) {
+                return Err(ApplyError::nothing_written(crate::changeset::conflict(
+                    KIND,
+                    c.operation(),
+                    &c.name,
+                    "the TXT RRset changed since it was read",
+                )));
+            }
+            Self::plan_batch(&c.name, *ttl, want, current, &mut ops);
+        }
+        self.send_batch(zone, &first.name, ops, op)
+            .await
+            .map_err(ApplyError::nothing_written)
+    }
+}
+
+/// The RRset the listed records make (the first record's TTL), `None` when empty.
+fn to_set(recs: &[ListedRecord]) -> Option<TxtSet> {
+    let first = recs.first()?;
+    Some(TxtSet {
+        ttl: first.ttl,
+        records: recs.iter().map(|r| r.value.clone()).collect(),
+    })
 }

@@ -12,6 +12,10 @@
 //!   any request for that set. Backslashes are refused too (dnscontrol: DigitalOcean mangles them).
 //! - replace: values already present are kept (same id; the TTL is patched when it
 //!   differs); missing values are created first, then unwanted values deleted.
+//! - Change sets: `read_sets` is one `GET /domains/{d}/records?type=TXT` listing;
+//!   writes stay per name (the API has no batch), each checked against the read
+//!   by the listing the write does anyway (`replace_if_unchanged`). A domain is
+//!   addressed by its name, so a configured apex needs no lookup.
 //! - Errors: `{"id":"unauthorized","message":"Unable to authenticate you."}`.
 
 use reqwest::Method;
@@ -22,8 +26,8 @@ use super::check_all;
 use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
-    Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
-    zone_candidates,
+    Error, ErrorKind, Fqdn, Observed, Operation, Profile, Provider, Secret, TxtChange, TxtRecord,
+    TxtSet, Zone, ZoneSets, zone_candidates,
 };
 
 const KIND: &str = "digitalocean";
@@ -137,6 +141,8 @@ struct Pages {
 #[derive(Deserialize, Clone)]
 struct DoRecord {
     id: u64,
+    #[serde(default)]
+    name: String,
     #[serde(rename = "type")]
     kind: String,
     data: String,
@@ -250,6 +256,107 @@ impl DigitalOcean {
         }
     }
 
+    /// Every TXT record of the domain, each with its name relative to the zone
+    /// (`@` for the apex), at most `max_pages` pages; the flag says whether the
+    /// listing was read to its end.
+    async fn list_all(
+        &self,
+        zone: &Zone,
+        op: Operation,
+        max_pages: u32,
+    ) -> Result<(Vec<(String, ListedRecord)>, bool), Error> {
+        let path = format!("domains/{}/records", zone.id);
+        let mut out = Vec::new();
+        let mut page = 1u32;
+        loop {
+            let q = [
+                ("type", "TXT".to_string()),
+                ("page", page.to_string()),
+                ("per_page", self.page_size.to_string()),
+            ];
+            let resp = self
+                .http
+                .send(op, Some(&zone.name), Idempotency::Idempotent, |c| {
+                    self.req(c, Method::GET, &path).query(&q)
+                })
+                .await?;
+            let (got, more) = parse_records(&resp.body, &zone.name, op)?;
+            let list: RecordList = serde_json::from_slice(&resp.body)
+                .map_err(|e| super::bad_body(KIND, op, &zone.name, e))?;
+            let n = got.len();
+            out.extend(list.domain_records.into_iter().map(|r| r.name).zip(got));
+            if !more || n == 0 {
+                return Ok((out, true));
+            }
+            if page >= max_pages {
+                return Ok((out, false));
+            }
+            page += 1;
+        }
+    }
+
+    /// Makes the records at `name` hold `desired` (joined values) with `ttl`,
+    /// given the records there now: creates first, then TTL-only PATCHes,
+    /// then deletes.
+    async fn write_records(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+        ttl: u32,
+        desired: &[Vec<u8>],
+        current: &[ListedRecord],
+        op: Operation,
+    ) -> Result<(), Error> {
+        let rel = name.relative_to(&zone.name).ok_or_else(|| {
+            Error::new(
+                KIND,
+                op,
+                Some(name),
+                ErrorKind::Config,
+                format!("the name is outside zone {}", zone.name),
+            )
+        })?;
+        let diff = super::diff_records(desired, current, |rec, d| {
+            d.as_slice() == rec.data.as_bytes()
+        });
+        let path = format!("domains/{}/records", zone.id);
+        for d in diff.create {
+            // printable_ascii_only was checked by the caller, so this is valid UTF-8.
+            let data = String::from_utf8_lossy(d);
+            let body = json!({ "type": "TXT", "name": rel, "data": data, "ttl": ttl });
+            self.http
+                .send(op, Some(name), Idempotency::NotIdempotent, |c| {
+                    self.req(c, Method::POST, &path).json(&body)
+                })
+                .await?;
+        }
+        for rec in diff.keep.iter().filter(|rec| rec.ttl != ttl) {
+            let p = format!("{path}/{}", rec.id);
+            let body = json!({ "type": "TXT", "ttl": ttl });
+            self.http
+                .send(op, Some(name), Idempotency::Idempotent, |c| {
+                    self.req(c, Method::PATCH, &p).json(&body)
+                })
+                .await?;
+        }
+        for rec in diff.delete {
+            self.delete_id(zone, name, rec.id, op).await?;
+        }
+        Ok(())
+    }
+
+    /// The joined values a set asks for, checked against the profile, without duplicates.
+    fn desired(&self, name: &Fqdn, set: &TxtSet) -> Result<Vec<Vec<u8>>, Error> {
+        let mut v: Vec<Vec<u8>> = Vec::new();
+        for r in check_all(KIND, &self.profile, name, set)? {
+            let value = r.value();
+            if !v.contains(&value) {
+                v.push(value);
+            }
+        }
+        Ok(v)
+    }
+
     async fn delete_id(
         &self,
         zone: &Zone,
@@ -317,72 +424,19 @@ impl Provider for DigitalOcean {
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
-        let recs = self.list(zone, name, Operation::Read).await?;
-        let Some(first) = recs.first() else {
-            return Ok(None);
-        };
-        Ok(Some(TxtSet {
-            ttl: first.ttl,
-            records: recs
-                .iter()
-                .map(|r| TxtRecord::from_value(r.data.as_bytes()))
-                .collect(),
-        }))
+        Ok(to_set(&self.list(zone, name, Operation::Read).await?))
     }
 
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
         let op = Operation::Replace;
         // Values are compared joined: DigitalOcean keeps no string boundaries.
-        let desired: Vec<Vec<u8>> = {
-            let mut v: Vec<Vec<u8>> = Vec::new();
-            for r in check_all(KIND, &self.profile, name, set)? {
-                let value = r.value();
-                if !v.contains(&value) {
-                    v.push(value);
-                }
-            }
-            v
-        };
+        let desired = self.desired(name, set)?;
         if desired.is_empty() {
             return self.delete_txt(zone, name).await;
         }
-        let rel = name.relative_to(&zone.name).ok_or_else(|| {
-            Error::new(
-                KIND,
-                op,
-                Some(name),
-                ErrorKind::Config,
-                format!("the name is outside zone {}", zone.name),
-            )
-        })?;
         let current = self.list(zone, name, op).await?;
-        let diff = super::diff_records(&desired, &current, |rec, d| {
-            d.as_slice() == rec.data.as_bytes()
-        });
-        let path = format!("domains/{}/records", zone.id);
-        for d in diff.create {
-            // printable_ascii_only was checked above, so this is valid UTF-8.
-            let data = String::from_utf8_lossy(d);
-            let body = json!({ "type": "TXT", "name": rel, "data": data, "ttl": set.ttl });
-            self.http
-                .send(op, Some(name), Idempotency::NotIdempotent, |c| {
-                    self.req(c, Method::POST, &path).json(&body)
-                })
-                .await?;
-        }
-        for rec in diff.keep.iter().filter(|rec| rec.ttl != set.ttl) {
-            let p = format!("{path}/{}", rec.id);
-            let body = json!({ "type": "TXT", "ttl": set.ttl });
-            self.http
-                .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::PATCH, &p).json(&body)
-                })
-                .await?;
-        }
-        for rec in diff.delete {
-            self.delete_id(zone, name, rec.id, op).await?;
-        }
-        Ok(())
+        self.write_records(zone, name, set.ttl, &desired, &current, op)
+            .await
     }
 
     async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
@@ -392,4 +446,81 @@ impl Provider for DigitalOcean {
         }
         Ok(())
     }
+
+    /// A domain is addressed by its name: no lookup needed.
+    fn zone_for(&self, apex: &Fqdn) -> Option<Zone> {
+        Some(Zone {
+            name: apex.clone(),
+            id: apex.to_string(),
+        })
+    }
+
+    /// One name: its filtered listing. Several: one listing of the domain's
+    /// TXT records (at most one page a name, then the names not seen one by one).
+    async fn read_sets(&self, zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, Error> {
+        let op = Operation::Read;
+        let mut out = ZoneSets::new();
+        if names.len() <= 1 {
+            for n in names {
+                out.insert(n.clone(), Observed::of(self.read_txt(zone, n).await?));
+            }
+            return Ok(out);
+        }
+        let budget = u32::try_from(names.len()).unwrap_or(u32::MAX);
+        let (all, complete) = self.list_all(zone, op, budget).await?;
+        for n in names {
+            let rel = n.relative_to(&zone.name).unwrap_or_else(|| "@".into());
+            let recs: Vec<ListedRecord> = all
+                .iter()
+                .filter(|(name, _)| *name == rel)
+                .map(|(_, r)| r.clone())
+                .collect();
+            let set = if recs.is_empty() && !complete {
+                self.read_txt(zone, n).await?
+            } else {
+                to_set(&recs)
+            };
+            out.insert(n.clone(), Observed::of(set));
+        }
+        Ok(out)
+    }
+
+    /// The listing the write does anyway is the check: records that are no
+    /// longer the set read give [`ErrorKind::Conflict`] and nothing is written.
+    async fn replace_if_unchanged(&self, zone: &Zone, change: &TxtChange) -> Result<(), Error> {
+        let op = change.operation();
+        let desired = match change.wanted() {
+            Some(set) => self.desired(&change.name, set)?,
+            None => Vec::new(),
+        };
+        let current = self.list(zone, &change.name, op).await?;
+        let held = to_set(&current);
+        // Already as wanted (the same change applied before): nothing to write.
+        if crate::changeset::same_content(change.wanted(), held.as_ref()) {
+            return Ok(());
+        }
+        if !change.old.unchanged_in(held.as_ref()) {
+            return Err(crate::changeset::conflict(
+                KIND,
+                op,
+                &change.name,
+                "the TXT RRset changed since it was read",
+            ));
+        }
+        let ttl = change.wanted().map(|s| s.ttl).unwrap_or(0);
+        self.write_records(zone, &change.name, ttl, &desired, &current, op)
+            .await
+    }
+}
+
+/// The RRset the listed records make (the first record's TTL), `None` when empty.
+fn to_set(recs: &[ListedRecord]) -> Option<TxtSet> {
+    let first = recs.first()?;
+    Some(TxtSet {
+        ttl: first.ttl,
+        records: recs
+            .iter()
+            .map(|r| TxtRecord::from_value(r.data.as_bytes()))
+            .collect(),
+    })
 }

@@ -4,6 +4,13 @@
 //! full list of values replaces the set; each value is one record in zone-file
 //! syntax (quoted strings of at most 255 bytes). A missing set or domain is a 404
 //! with the envelope `{"cause","code","message","object"}`.
+//!
+//! Change sets: `read_sets` is one `GET /domains/{zone}/records?rrset_type=TXT`;
+//! `apply` reads them again in one such request (LiveDNS has no precondition),
+//! then writes each name (`PUT` or `DELETE`; the API has no batch). The domain is
+//! addressed by its name, so a configured apex needs no lookup; the lookup walks
+//! up only through names that can be domains (never `_dmarc.example.com`) and
+//! stops on any error other than 404.
 
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -11,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::http::{self, Failure, HttpClient, Idempotency, RetryPolicy};
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
-    Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
-    zone_candidates,
+    ApplyError, Error, ErrorKind, Fqdn, Observed, Operation, Profile, Provider, Secret, TxtChange,
+    TxtRecord, TxtSet, Zone, ZoneSets, zone_candidates,
 };
 
 const KIND: &str = "gandi";
@@ -179,7 +186,7 @@ impl Provider for Gandi {
     }
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
-        for candidate in zone_candidates(name) {
+        for candidate in domain_candidates(name) {
             let path = format!("domains/{}", candidate.as_str());
             match self
                 .call(Operation::FindZone, name, Method::GET, &path, None)
@@ -221,6 +228,7 @@ impl Provider for Gandi {
         if set.records.is_empty() {
             return self.delete_txt(zone, name).await;
         }
+        self.profile.check_ttl(KIND, op, name, set.ttl)?;
         let path = Self::set_path(zone, name)?;
         let body = RrSet {
             rrset_ttl: set.ttl,
@@ -243,6 +251,145 @@ impl Provider for Gandi {
             Err(e) if e.status == Some(404) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// LiveDNS addresses a domain by its name: no lookup needed.
+    fn zone_for(&self, apex: &Fqdn) -> Option<Zone> {
+        Some(Zone {
+            name: apex.clone(),
+            id: apex.to_string(),
+        })
+    }
+
+    /// One name: its RRset. Several: one listing of the domain's TXT RRsets
+    /// (at most one page a name, then the names not seen one by one).
+    async fn read_sets(&self, zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, Error> {
+        let op = Operation::Read;
+        let mut out = ZoneSets::new();
+        if names.len() <= 1 {
+            for n in names {
+                out.insert(n.clone(), Observed::of(self.read_txt(zone, n).await?));
+            }
+            return Ok(out);
+        }
+        let (listed, complete) = self.list_txt(zone, op, names.len()).await?;
+        for n in names {
+            let rel = n.relative_to(&zone.name).unwrap_or_else(|| "@".into());
+            let set = match listed.iter().find(|r| r.rrset_name == rel) {
+                Some(r) if r.rrset_values.is_empty() => None,
+                Some(r) => {
+                    let mut records = Vec::new();
+                    for v in &r.rrset_values {
+                        records.push(super::parse_quoted(KIND, op, n, v)?);
+                    }
+                    Some(TxtSet {
+                        ttl: r.rrset_ttl,
+                        records,
+                    })
+                }
+                None if complete => None,
+                None => self.read_txt(zone, n).await?,
+            };
+            out.insert(n.clone(), Observed::of(set));
+        }
+        Ok(out)
+    }
+
+    /// The RRsets read again in one request (as `read_sets`; any changed since
+    /// the caller's read refuses the whole change set with
+    /// [`ErrorKind::Conflict`], nothing written), then one `PUT` or `DELETE` a
+    /// name, in order; a failure names the names already written.
+    async fn apply(&self, zone: &Zone, changes: &[TxtChange]) -> Result<(), ApplyError> {
+        for c in changes {
+            if let Some(set) = c.wanted() {
+                super::check_all(KIND, &self.profile, &c.name, set)
+                    .map_err(ApplyError::nothing_written)?;
+            }
+        }
+        let names: Vec<Fqdn> = changes.iter().map(|c| c.name.clone()).collect();
+        let now = self
+            .read_sets(zone, &names)
+            .await
+            .map_err(ApplyError::nothing_written)?;
+        let mut in_place = Vec::new();
+        for c in changes {
+            let current = now.get(&c.name).and_then(|o| o.set.as_ref());
+            // Already as wanted (the same change applied before): nothing to write.
+            if crate::changeset::same_content(c.wanted(), current) {
+                in_place.push(c.name.clone());
+                continue;
+            }
+            if !c.old.unchanged_in(current) {
+                return Err(ApplyError::nothing_written(crate::changeset::conflict(
+                    KIND,
+                    c.operation(),
+                    &c.name,
+                    "the TXT RRset changed since it was read",
+                )));
+            }
+        }
+        let mut written = Vec::new();
+        for c in changes.iter().filter(|c| !in_place.contains(&c.name)) {
+            let result = match c.wanted() {
+                Some(set) => self.replace_txt(zone, &c.name, set).await,
+                None => self.delete_txt(zone, &c.name).await,
+            };
+            if let Err(error) = result {
+                return Err(ApplyError { written, error });
+            }
+            written.push(c.name.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Candidate domains for `name`: itself and its parents, without one-label
+/// names and names with a label Gandi cannot hold as a domain (`_dmarc`):
+/// Gandi refuses those with 400 instead of 404.
+fn domain_candidates(name: &Fqdn) -> Vec<Fqdn> {
+    zone_candidates(name)
+        .into_iter()
+        .filter(|c| c.as_str().contains('.') && !c.as_str().split('.').any(|l| l.starts_with('_')))
+        .collect()
+}
+
+#[derive(Debug, Deserialize)]
+struct ListedRrSet {
+    rrset_name: String,
+    rrset_type: String,
+    rrset_ttl: u32,
+    rrset_values: Vec<String>,
+}
+
+impl Gandi {
+    /// Every TXT RRset of the domain (`GET /domains/{zone}/records?rrset_type=TXT`),
+    /// following `Link: <…>; rel="next"` for at most `max_pages` pages; the flag
+    /// says whether the listing was read to its end.
+    async fn list_txt(
+        &self,
+        zone: &Zone,
+        op: Operation,
+        max_pages: usize,
+    ) -> Result<(Vec<ListedRrSet>, bool), Error> {
+        let mut url = self.http.url(&format!("domains/{}/records", zone.id));
+        url.query_pairs_mut().append_pair("rrset_type", "TXT");
+        let mut out = Vec::new();
+        for _ in 0..max_pages.max(1) {
+            let resp = self
+                .http
+                .send(op, Some(&zone.name), Idempotency::Idempotent, |c| {
+                    c.get(url.clone()).bearer_auth(self.token.expose())
+                })
+                .await?;
+            let page: Vec<ListedRrSet> =
+                resp.json(KIND, op).map_err(|e| e.with_name(&zone.name))?;
+            out.extend(page.into_iter().filter(|r| r.rrset_type == "TXT"));
+            match super::next_link(&resp.headers).and_then(|n| url::Url::parse(&n).ok()) {
+                Some(next) if next.origin() == url.origin() => url = next,
+                _ => return Ok((out, true)),
+            }
+        }
+        Ok((out, false))
     }
 }
 

@@ -3,7 +3,8 @@
 //! The adapter signs an RS256 JWT with the service account's private key, trades it
 //! at the token endpoint for an access token (cached until shortly before it
 //! expires), and writes with atomic Changes: one Change deletes the exact current
-//! set and adds the new one. A stale deletion fails with 412 `conditionNotMet`,
+//! set and adds the new one (a change set: one Change for every name, its
+//! deletions echoing the rrdatas exactly as read). A stale deletion fails with 412 `conditionNotMet`,
 //! and the adapter then reads again and retries once. Each `rrdatas` element is one
 //! record as quoted strings of at most 255 bytes.
 
@@ -16,11 +17,12 @@ use rsa::PrivateKey;
 use rsa::sha2::Sha256;
 use serde::{Deserialize, Serialize};
 
+use super::RawSet;
 use crate::http::{self, Failure, HttpClient, Idempotency, RetryPolicy};
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
-    Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
-    zone_candidates,
+    ApplyError, ApplyTraits, Error, ErrorKind, Fqdn, Observed, Operation, Profile, Provider,
+    Secret, TxtChange, TxtRecord, TxtSet, Zone, ZoneSets, zone_candidates,
 };
 
 const KIND: &str = "google";
@@ -276,9 +278,14 @@ impl Google {
     }
 
     async fn read(&self, zone: &Zone, name: &Fqdn, op: Operation) -> Result<Option<TxtSet>, Error> {
+        Ok(self.read_one(zone, name, op).await?.set)
+    }
+
+    /// The TXT set at `name` with its rrdatas exactly as answered (in
+    /// [`Observed::version`]).
+    async fn read_one(&self, zone: &Zone, name: &Fqdn, op: Operation) -> Result<Observed, Error> {
         let want = name.to_dotted();
         let mut page: Option<String> = None;
-        let mut found = None;
         loop {
             let mut q = vec![("name", want.as_str()), ("type", "TXT")];
             if let Some(p) = &page {
@@ -286,20 +293,71 @@ impl Google {
             }
             let path = format!("managedZones/{}/rrsets", zone.id);
             let resp = self.call(op, name, Method::GET, &path, &q, None).await?;
-            let (set, next) = parse_rrsets(&resp.body, name, op)?;
-            if set.is_some() {
-                found = set;
+            let (sets, next) = parse_txt_sets(&resp.body, name, op)?;
+            if let Some((_, o)) = sets
+                .into_iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(&want))
+            {
+                return Ok(o);
             }
             match next.filter(|t| !t.is_empty()) {
-                Some(t) if found.is_none() => page = Some(t),
-                _ => return Ok(found),
+                Some(t) => page = Some(t),
+                None => return Ok(Observed::of(None)),
             }
         }
     }
 
+    /// The TXT sets at several names from one listing of the zone's RRsets, at
+    /// most one page per name; when that budget is spent before the listing
+    /// ends, the names not yet seen are read one by one (never more than two
+    /// requests a name).
+    async fn list_zone(
+        &self,
+        zone: &Zone,
+        names: &[Fqdn],
+        op: Operation,
+    ) -> Result<ZoneSets, Error> {
+        let mut out = ZoneSets::new();
+        let mut page: Option<String> = None;
+        let mut pages = 0;
+        let path = format!("managedZones/{}/rrsets", zone.id);
+        let complete = loop {
+            pages += 1;
+            let q: Vec<(&str, &str)> = page.iter().map(|p| ("pageToken", p.as_str())).collect();
+            let resp = self
+                .call(op, &zone.name, Method::GET, &path, &q, None)
+                .await?;
+            let (sets, next) = parse_txt_sets(&resp.body, &zone.name, op)?;
+            for (n, o) in sets {
+                if let Some(want) = names
+                    .iter()
+                    .find(|w| w.to_dotted().eq_ignore_ascii_case(&n))
+                {
+                    out.insert(want.clone(), o);
+                }
+            }
+            match next.filter(|t| !t.is_empty()) {
+                None => break true,
+                Some(_) if pages >= names.len() => break false,
+                Some(t) => page = Some(t),
+            }
+        };
+        for n in names {
+            if !out.contains_key(n) {
+                let o = if complete {
+                    Observed::of(None)
+                } else {
+                    self.read_one(zone, n, op).await?
+                };
+                out.insert(n.clone(), o);
+            }
+        }
+        Ok(out)
+    }
+
     /// Deletes the current set (if any) and adds `set` (if any) in one Change, then
     /// waits for it. Retries once after a 412 with a fresh read.
-    async fn apply(
+    async fn write_one(
         &self,
         zone: &Zone,
         name: &Fqdn,
@@ -309,40 +367,78 @@ impl Google {
         let _guard = self.write_lock.lock().await;
         let mut retried = false;
         loop {
-            let current = self.read(zone, name, op).await?;
-            if current.is_none() && set.is_none() {
+            let current = self.read_one(zone, name, op).await?;
+            if current.set.as_ref() == set || (current.set.is_none() && set.is_none()) {
                 return Ok(());
             }
-            if current.as_ref() == set {
-                return Ok(());
-            }
-            let rrset = |s: &TxtSet| RrSet {
-                name: name.to_dotted(),
-                kind: "TXT".to_string(),
-                ttl: s.ttl,
-                rrdatas: s.records.iter().map(TxtRecord::to_presentation).collect(),
+            let change = TxtChange {
+                name: name.clone(),
+                old: current,
+                new: set.cloned(),
             };
-            let change = serde_json::json!({
-                "kind": "dns#change",
-                "deletions": current.iter().map(rrset).collect::<Vec<_>>(),
-                "additions": set.iter().map(|s| rrset(s)).collect::<Vec<_>>(),
-            });
-            let path = format!("managedZones/{}/changes", zone.id);
             match self
-                .call(op, name, Method::POST, &path, &[], Some(&change))
+                .send_change(zone, std::slice::from_ref(&change), op)
                 .await
             {
-                Ok(resp) => {
-                    let c: Change = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
-                    return self.wait_done(zone, name, c).await;
-                }
                 Err(e) if e.kind == ErrorKind::Conflict && !retried => {
                     tracing::debug!(provider = KIND, %name, "stale read ({e}); reading again");
                     retried = true;
                 }
-                Err(e) => return Err(e),
+                other => return other,
             }
         }
+    }
+
+    /// One Change for `changes`: each RRset as read in `deletions` (its rrdatas
+    /// echoed exactly as answered), each wanted one in `additions`; then waits
+    /// until it is done.
+    async fn send_change(
+        &self,
+        zone: &Zone,
+        changes: &[TxtChange],
+        op: Operation,
+    ) -> Result<(), Error> {
+        let Some(first) = changes.first() else {
+            return Ok(());
+        };
+        let mut deletions = Vec::new();
+        let mut additions = Vec::new();
+        for c in changes {
+            if let Some(old) = c.old.set.as_ref().filter(|s| !s.records.is_empty()) {
+                let raw = RawSet::of(&c.old).unwrap_or_else(|| RawSet {
+                    ttl: old.ttl,
+                    values: old.records.iter().map(TxtRecord::to_presentation).collect(),
+                });
+                deletions.push(RrSet {
+                    name: c.name.to_dotted(),
+                    kind: "TXT".to_string(),
+                    ttl: raw.ttl,
+                    rrdatas: raw.values,
+                });
+            }
+            if let Some(set) = c.wanted() {
+                additions.push(RrSet {
+                    name: c.name.to_dotted(),
+                    kind: "TXT".to_string(),
+                    ttl: set.ttl,
+                    rrdatas: set.records.iter().map(TxtRecord::to_presentation).collect(),
+                });
+            }
+        }
+        if deletions.is_empty() && additions.is_empty() {
+            return Ok(());
+        }
+        let change = serde_json::json!({
+            "kind": "dns#change",
+            "deletions": deletions,
+            "additions": additions,
+        });
+        let path = format!("managedZones/{}/changes", zone.id);
+        let resp = self
+            .call(op, &first.name, Method::POST, &path, &[], Some(&change))
+            .await?;
+        let c: Change = resp.json(KIND, op).map_err(|e| e.with_name(&first.name))?;
+        self.wait_done(zone, &first.name, c).await
     }
 
     async fn wait_done(&self, zone: &Zone, name: &Fqdn, mut c: Change) -> Result<(), Error> {
@@ -403,6 +499,50 @@ pub fn parse_rrsets(
         });
     }
     Ok((found, list.next_page_token))
+}
+
+/// A TXT set with its owner name as answered.
+type NamedSet = (String, Observed);
+
+/// Every TXT set on one page of an `rrsets` list, each with its owner name (as
+/// answered, with the trailing dot) and its rrdatas exactly as answered; also
+/// the next page token.
+///
+/// # Errors
+/// As [`parse_rrsets`].
+fn parse_txt_sets(
+    body: &[u8],
+    name: &Fqdn,
+    op: Operation,
+) -> Result<(Vec<NamedSet>, Option<String>), Error> {
+    let list: RrSetList =
+        serde_json::from_slice(body).map_err(|e| super::bad_body(KIND, op, name, e))?;
+    let mut out = Vec::new();
+    for s in list.rrsets {
+        if s.kind != "TXT" {
+            continue;
+        }
+        let mut records = Vec::new();
+        for d in &s.rrdatas {
+            records.push(super::parse_quoted(KIND, op, name, d)?);
+        }
+        let version = RawSet {
+            ttl: s.ttl,
+            values: s.rrdatas,
+        }
+        .encode();
+        out.push((
+            s.name,
+            Observed {
+                set: Some(TxtSet {
+                    ttl: s.ttl,
+                    records,
+                }),
+                version,
+            },
+        ));
+    }
+    Ok((out, list.next_page_token))
 }
 
 fn parse_private_key(pem: &str) -> Result<PrivateKey, Error> {
@@ -487,12 +627,71 @@ impl Provider for Google {
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
         let op = Operation::Replace;
         self.profile.check_set(KIND, op, name, &set.records)?;
+        if !set.records.is_empty() {
+            self.profile.check_ttl(KIND, op, name, set.ttl)?;
+        }
         let target = (!set.records.is_empty()).then_some(set);
-        self.apply(zone, name, target, op).await
+        self.write_one(zone, name, target, op).await
     }
 
     async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
-        self.apply(zone, name, None, Operation::Delete).await
+        self.write_one(zone, name, None, Operation::Delete).await
+    }
+
+    /// One Change: atomic, and conditional on every RRset read (deletions must
+    /// match the stored rrdatas exactly; an addition fails on a set that appeared).
+    fn apply_traits(&self) -> ApplyTraits {
+        ApplyTraits {
+            atomic: true,
+            compare_and_swap: true,
+            ..ApplyTraits::default()
+        }
+    }
+
+    /// One name: a filtered `rrsets` read. Several: one listing of the zone's
+    /// RRsets (see `list_zone`). Each [`Observed::version`] keeps the rrdatas
+    /// exactly as answered.
+    async fn read_sets(&self, zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, Error> {
+        let op = Operation::Read;
+        match names {
+            [] => Ok(ZoneSets::new()),
+            [one] => {
+                let mut out = ZoneSets::new();
+                out.insert(one.clone(), self.read_one(zone, one, op).await?);
+                Ok(out)
+            }
+            _ => self.list_zone(zone, names, op).await,
+        }
+    }
+
+    /// ONE Change for the whole change set: `deletions` echo each RRset exactly
+    /// as read, `additions` hold the wanted ones. Google applies it all or
+    /// nothing and refuses it when a deletion no longer matches (412
+    /// `conditionNotMet`), is gone (404 on `entity.change.deletions`) or an
+    /// addition exists (409): all [`ErrorKind::Conflict`].
+    async fn apply(&self, zone: &Zone, changes: &[TxtChange]) -> Result<(), ApplyError> {
+        let mut shaped = Vec::with_capacity(changes.len());
+        for c in changes {
+            let mut c = c.clone();
+            if let Some(set) = c.wanted() {
+                let records = super::check_all(KIND, &self.profile, &c.name, set)
+                    .map_err(ApplyError::nothing_written)?;
+                c.new = Some(TxtSet {
+                    ttl: set.ttl,
+                    records,
+                });
+            }
+            shaped.push(c);
+        }
+        match self.send_change(zone, &shaped, Operation::Replace).await {
+            Err(e) if e.kind == ErrorKind::Conflict => {
+                match super::unless_in_place(self, zone, changes, e).await {
+                    None => Ok(()),
+                    Some(refused) => Err(refused),
+                }
+            }
+            other => other.map_err(ApplyError::nothing_written),
+        }
     }
 }
 
@@ -594,6 +793,10 @@ pub fn map_error(f: &Failure<'_>) -> (ErrorKind, String) {
             let kind = match reason {
                 "conditionNotMet" => ErrorKind::Conflict,
                 "rateLimitExceeded" | "userRateLimitExceeded" => ErrorKind::RateLimited,
+                // A deletion whose RRset is gone lost a race with another
+                // writer: read again. Any other 404 names a zone or project.
+                "notFound" if message.contains("entity.change.deletions") => ErrorKind::Conflict,
+                "alreadyExists" => ErrorKind::Conflict,
                 "notFound" if f.status.as_u16() == 404 => ErrorKind::ZoneNotFound,
                 "authError" => ErrorKind::Auth,
                 _ => status,

@@ -10,6 +10,12 @@
 //!   delete `DELETE …/rrsets/{name}/TXT`. Each returns an Action, polled through
 //!   `GET /actions/{id}` until `success` or `error`.
 //! - Errors: `{"error":{"code":"invalid_input","message":"…","details":{…}}}`.
+//!   `locked` ("another action is running") and `conflict` are retried with
+//!   backoff, also when a write's Action ends with them.
+//! - Change sets: `read_sets` is one `GET /zones/{zone}/rrsets?type=TXT` listing;
+//!   writes stay per name (the API has no batch), each checked against the read
+//!   by the GET the write does anyway (`replace_if_unchanged`). The `{zone}` path
+//!   segment takes the zone's name, so a configured apex needs no lookup.
 
 use std::time::{Duration, Instant};
 
@@ -21,8 +27,8 @@ use super::check_all;
 use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
-    Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
-    zone_candidates,
+    Error, ErrorKind, Fqdn, Observed, Operation, Profile, Provider, Secret, TxtChange, TxtRecord,
+    TxtSet, Zone, ZoneSets, zone_candidates,
 };
 
 const KIND: &str = "hetzner";
@@ -108,7 +114,12 @@ fn kind_for_code(code: &str) -> Option<ErrorKind> {
         "forbidden" | "token_readonly" => ErrorKind::Permission,
         "not_found" => ErrorKind::ZoneNotFound,
         "invalid_input" | "json_error" | "protected" => ErrorKind::Invalid,
-        "uniqueness_error" | "conflict" | "locked" => ErrorKind::Conflict,
+        // Someone created the RRset since it was read: a stale read.
+        "uniqueness_error" => ErrorKind::Conflict,
+        // "Another action is running" on the zone (`locked`), or the resource
+        // changed during the request (`conflict`): busy, not refused. Mapped to
+        // a transient kind so the HTTP client retries them with backoff.
+        "conflict" | "locked" => ErrorKind::Server,
         "rate_limit_exceeded" => ErrorKind::RateLimited,
         "server_error" | "service_error" | "maintenance" | "resource_unavailable" => {
             ErrorKind::Server
@@ -285,6 +296,76 @@ impl Hetzner {
         self.wait(name, action.action).await
     }
 
+    /// [`Hetzner::write`], sent again (with backoff, at most [`BUSY_ATTEMPTS`]
+    /// times) while its Action ends `locked` or `conflict`: another action was
+    /// running on the zone, nothing was applied.
+    async fn write_when_free(
+        &self,
+        op: Operation,
+        name: &Fqdn,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(), Error> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .write(op, name, method.clone(), path, body.clone())
+                .await
+            {
+                Err(e) if attempt < BUSY_ATTEMPTS && busy(&e) => {
+                    tokio::time::sleep(self.poll.saturating_mul(attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Makes the set at `name` `desired` with `ttl`, given what is there now:
+    /// create, or `change_ttl` and/or `set_records` (nothing when equal).
+    async fn write_set(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+        ttl: u32,
+        desired: &[TxtRecord],
+        current: Option<Rrset>,
+    ) -> Result<(), Error> {
+        let op = Operation::Replace;
+        let path = Self::rrset_path(zone, name)?;
+        match current.filter(|c| !c.records.is_empty()) {
+            None => {
+                let rel = name.relative_to(&zone.name).unwrap_or_else(|| "@".into());
+                let body = json!({
+                    "name": rel,
+                    "type": "TXT",
+                    "ttl": ttl,
+                    "records": records_json(desired),
+                });
+                let p = format!("zones/{}/rrsets", zone.id);
+                self.write_when_free(op, name, Method::POST, &p, Some(body))
+                    .await
+            }
+            Some(cur) => {
+                let values: Vec<&str> = cur.records.iter().map(|r| r.value.as_str()).collect();
+                let want: Vec<String> = desired.iter().map(TxtRecord::to_presentation).collect();
+                if cur.ttl != Some(ttl) {
+                    let p = format!("{path}/actions/change_ttl");
+                    self.write_when_free(op, name, Method::POST, &p, Some(json!({ "ttl": ttl })))
+                        .await?;
+                }
+                if values != want {
+                    let p = format!("{path}/actions/set_records");
+                    let body = json!({ "records": records_json(desired) });
+                    self.write_when_free(op, name, Method::POST, &p, Some(body))
+                        .await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     async fn wait(&self, name: &Fqdn, mut action: Action) -> Result<(), Error> {
         let op = Operation::WaitForChange;
         let start = Instant::now();
@@ -333,6 +414,55 @@ impl Hetzner {
     }
 }
 
+/// Times a write whose Action ended `locked`/`conflict` is sent in all.
+pub const BUSY_ATTEMPTS: u32 = 5;
+
+/// Whether a failed Action says the zone was busy (nothing applied).
+fn busy(e: &Error) -> bool {
+    e.operation == Operation::WaitForChange
+        && (e.message.ends_with("(locked)") || e.message.ends_with("(conflict)"))
+}
+
+#[derive(Deserialize)]
+struct RrsetList {
+    #[serde(default)]
+    rrsets: Vec<ListedRrset>,
+    #[serde(default)]
+    meta: Option<Meta>,
+}
+
+#[derive(Deserialize)]
+struct ListedRrset {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    ttl: Option<u32>,
+    records: Vec<HzRecord>,
+}
+
+#[derive(Deserialize)]
+struct Meta {
+    #[serde(default)]
+    pagination: Option<Pagination>,
+}
+
+#[derive(Deserialize)]
+struct Pagination {
+    #[serde(default)]
+    next_page: Option<u32>,
+}
+
+/// Candidate zones for `name`: its parents up to the second level, without
+/// labels Hetzner cannot hold as a zone name (`_dmarc`, `_domainkey`): asking
+/// for those only earns a validation error.
+fn zone_names(name: &Fqdn) -> Vec<Fqdn> {
+    zone_candidates(name)
+        .into_iter()
+        .filter(|c| c.as_str().contains('.') && !c.as_str().split('.').any(|l| l.starts_with('_')))
+        .collect()
+}
+
 fn records_json(records: &[TxtRecord]) -> serde_json::Value {
     records
         .iter()
@@ -356,14 +486,20 @@ impl Provider for Hetzner {
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
         let op = Operation::FindZone;
-        for cand in zone_candidates(name) {
+        for cand in zone_names(name) {
             let q = [("name", cand.to_string())];
-            let resp = self
+            let resp = match self
                 .http
                 .send(op, Some(name), Idempotency::Idempotent, |c| {
                     self.req(c, Method::GET, "zones").query(&q)
                 })
-                .await?;
+                .await
+            {
+                Ok(r) => r,
+                // Only "not found" means: try the parent. Anything else is the answer.
+                Err(e) if e.status == Some(404) => continue,
+                Err(e) => return Err(e),
+            };
             let list: ZoneList = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
             if let Some(z) = list
                 .zones
@@ -398,48 +534,129 @@ impl Provider for Hetzner {
     }
 
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
-        let op = Operation::Replace;
         let desired = check_all(KIND, &self.profile, name, set)?;
         if desired.is_empty() {
             return self.delete_txt(zone, name).await;
         }
-        let path = Self::rrset_path(zone, name)?;
-        match self.get(zone, name, op).await? {
-            None => {
-                let rel = name.relative_to(&zone.name).unwrap_or_else(|| "@".into());
-                let body = json!({
-                    "name": rel,
-                    "type": "TXT",
-                    "ttl": set.ttl,
-                    "records": records_json(&desired),
-                });
-                let p = format!("zones/{}/rrsets", zone.id);
-                self.write(op, name, Method::POST, &p, Some(body)).await
-            }
-            Some(cur) => {
-                let values: Vec<&str> = cur.records.iter().map(|r| r.value.as_str()).collect();
-                let want: Vec<String> = desired.iter().map(TxtRecord::to_presentation).collect();
-                if cur.ttl != Some(set.ttl) {
-                    let p = format!("{path}/actions/change_ttl");
-                    self.write(op, name, Method::POST, &p, Some(json!({ "ttl": set.ttl })))
-                        .await?;
-                }
-                if values != want {
-                    let p = format!("{path}/actions/set_records");
-                    let body = json!({ "records": records_json(&desired) });
-                    self.write(op, name, Method::POST, &p, Some(body)).await?;
-                }
-                Ok(())
-            }
-        }
+        let current = self.get(zone, name, Operation::Replace).await?;
+        self.write_set(zone, name, set.ttl, &desired, current).await
     }
 
     async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
         let op = Operation::Delete;
         let path = Self::rrset_path(zone, name)?;
-        match self.write(op, name, Method::DELETE, &path, None).await {
+        match self
+            .write_when_free(op, name, Method::DELETE, &path, None)
+            .await
+        {
             Err(e) if e.status == Some(404) => Ok(()),
             other => other,
+        }
+    }
+
+    /// The `{zone}` path segment takes the zone's name: no lookup needed.
+    fn zone_for(&self, apex: &Fqdn) -> Option<Zone> {
+        Some(Zone {
+            name: apex.clone(),
+            id: apex.to_string(),
+        })
+    }
+
+    /// One name: its RRset. Several: one `GET /zones/{zone}/rrsets?type=TXT`
+    /// listing (at most one page a name, then the names not seen one by one).
+    async fn read_sets(&self, zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, Error> {
+        let op = Operation::Read;
+        let mut out = ZoneSets::new();
+        if names.len() <= 1 {
+            for n in names {
+                out.insert(n.clone(), Observed::of(self.read_txt(zone, n).await?));
+            }
+            return Ok(out);
+        }
+        let path = format!("zones/{}/rrsets", zone.id);
+        let mut listed: Vec<ListedRrset> = Vec::new();
+        let mut page = 1u32;
+        let complete = loop {
+            let q = [
+                ("type", "TXT".to_string()),
+                ("page", page.to_string()),
+                ("per_page", "50".to_string()),
+            ];
+            let resp = self
+                .http
+                .send(op, Some(&zone.name), Idempotency::Idempotent, |c| {
+                    self.req(c, Method::GET, &path).query(&q)
+                })
+                .await?;
+            let list: RrsetList = resp.json(KIND, op).map_err(|e| e.with_name(&zone.name))?;
+            listed.extend(list.rrsets.into_iter().filter(|r| r.kind == "TXT"));
+            let next = list
+                .meta
+                .and_then(|m| m.pagination)
+                .and_then(|p| p.next_page);
+            match next {
+                None => break true,
+                Some(_) if page as usize >= names.len() => break false,
+                Some(n) => page = n,
+            }
+        };
+        for n in names {
+            let rel = n.relative_to(&zone.name).unwrap_or_else(|| "@".into());
+            let set = match listed.iter().find(|r| r.name == rel) {
+                Some(r) if r.records.is_empty() => None,
+                Some(r) => {
+                    let rr = Rrset {
+                        ttl: r.ttl,
+                        records: r
+                            .records
+                            .iter()
+                            .map(|x| HzRecord {
+                                value: x.value.clone(),
+                            })
+                            .collect(),
+                    };
+                    Some(txt_set(&rr, n, op)?)
+                }
+                None if complete => None,
+                None => self.read_txt(zone, n).await?,
+            };
+            out.insert(n.clone(), Observed::of(set));
+        }
+        Ok(out)
+    }
+
+    /// The GET the write does anyway is the check: a set that is no longer
+    /// the one read is [`ErrorKind::Conflict`] and nothing is written.
+    async fn replace_if_unchanged(&self, zone: &Zone, change: &TxtChange) -> Result<(), Error> {
+        let op = change.operation();
+        let desired = match change.wanted() {
+            Some(set) => Some((set.ttl, check_all(KIND, &self.profile, &change.name, set)?)),
+            None => None,
+        };
+        let current = self.get(zone, &change.name, op).await?;
+        let now = match &current {
+            Some(c) if !c.records.is_empty() => Some(txt_set(c, &change.name, op)?),
+            _ => None,
+        };
+        // Already as wanted (the same change applied before): nothing to write.
+        if crate::changeset::same_content(change.wanted(), now.as_ref()) {
+            return Ok(());
+        }
+        if !change.old.unchanged_in(now.as_ref()) {
+            return Err(crate::changeset::conflict(
+                KIND,
+                op,
+                &change.name,
+                "the TXT RRset changed since it was read",
+            ));
+        }
+        match desired {
+            Some((ttl, records)) => {
+                self.write_set(zone, &change.name, ttl, &records, current)
+                    .await
+            }
+            None if now.is_none() => Ok(()),
+            None => self.delete_txt(zone, &change.name).await,
         }
     }
 }

@@ -32,18 +32,23 @@ pub mod zonefile;
 
 use crate::{Error, Fqdn, Operation, Profile, TxtRecord, TxtSet};
 
-/// For hosts that may re-split values: each record of `set` shaped to the host's
-/// string limit and checked against its profile (all of them, before the caller
-/// sends any request for the set), duplicates dropped.
+/// For hosts that may re-split values: the set's TTL checked against the host's
+/// maximum, each record of `set` shaped to the host's string limit and checked
+/// against its profile (all of them, before the caller sends any request for
+/// the set), duplicates dropped.
 ///
 /// # Errors
-/// [`crate::ErrorKind::Limit`] for the first shaped record the profile refuses.
+/// [`crate::ErrorKind::Limit`] for a TTL over the maximum or the first shaped
+/// record the profile refuses.
 pub(crate) fn check_all(
     kind: &'static str,
     profile: &Profile,
     name: &Fqdn,
     set: &TxtSet,
 ) -> Result<Vec<TxtRecord>, Error> {
+    if !set.records.is_empty() {
+        profile.check_ttl(kind, Operation::Replace, name, set.ttl)?;
+    }
     let mut out: Vec<TxtRecord> = Vec::new();
     for shaped in set.records.iter().map(|r| profile.shape(r)) {
         profile.check_set(
@@ -150,6 +155,77 @@ pub(crate) fn diff_records<'d, V, C>(
         create,
         keep,
         delete,
+    }
+}
+
+/// The host's own form of an RRset as read, kept in [`crate::Observed::version`]
+/// by hosts whose deletion must repeat the stored values exactly (Route 53's
+/// `DELETE`, Google's `deletions`): the TTL and each value byte for byte, as
+/// the host answered it. Rebuilding the values from parsed records would turn
+/// a set another tool wrote in a non-canonical form (`"a"  "b"`, `"\101"`)
+/// into text the host does not hold, and the deletion would fail forever.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct RawSet {
+    /// The TTL as read.
+    pub ttl: u32,
+    /// The values as read, in the host's order.
+    pub values: Vec<String>,
+}
+
+impl RawSet {
+    /// The opaque token stored in [`crate::Observed::version`].
+    pub(crate) fn encode(&self) -> Option<String> {
+        serde_json::to_string(self).ok()
+    }
+
+    /// The raw set kept in `observed`, when it holds one that still describes
+    /// its parsed set (same TTL, same number of values); `None` otherwise, and
+    /// the caller falls back to formatting the parsed records.
+    pub(crate) fn of(observed: &crate::Observed) -> Option<RawSet> {
+        let raw: RawSet = serde_json::from_str(observed.version.as_deref()?).ok()?;
+        let set = observed.set.as_ref()?;
+        (raw.ttl == set.ttl && raw.values.len() == set.records.len()).then_some(raw)
+    }
+}
+
+/// The `rel="next"` target of a `Link` header, if any.
+pub(crate) fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get_all(reqwest::header::LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find(|part| part.contains("rel=\"next\""))
+        .and_then(|part| {
+            let start = part.find('<')? + 1;
+            let end = part.find('>')?;
+            part.get(start..end).map(str::to_string)
+        })
+}
+
+/// After a compare-and-swap host refused a change set as stale: `None` when
+/// every name already holds the set wanted (the same change set was applied
+/// before, so re-applying it is the no-op the contract promises), otherwise
+/// the refusal (`conflict`) as the apply's error, nothing written.
+pub(crate) async fn unless_in_place<P: crate::Provider + ?Sized>(
+    provider: &P,
+    zone: &crate::Zone,
+    changes: &[crate::TxtChange],
+    conflict: Error,
+) -> Option<crate::ApplyError> {
+    let names: Vec<Fqdn> = changes.iter().map(|c| c.name.clone()).collect();
+    match provider.read_sets(zone, &names).await {
+        Ok(now)
+            if changes.iter().all(|c| {
+                crate::changeset::same_content(
+                    c.wanted(),
+                    now.get(&c.name).and_then(|o| o.set.as_ref()),
+                )
+            }) =>
+        {
+            None
+        }
+        _ => Some(crate::ApplyError::nothing_written(conflict)),
     }
 }
 

@@ -89,7 +89,9 @@ async fn merge_keeps_foreign_record_and_its_id() {
     assert_eq!(raw.len(), 1);
     assert_eq!(raw[0].id, foreign);
     assert!(
-        fake.writes().iter().all(|w| !w.path.contains(&foreign)),
+        fake.writes()
+            .iter()
+            .all(|w| !w.path.contains(&foreign) && !w.body.contains(&foreign)),
         "foreign record touched"
     );
 }
@@ -110,7 +112,8 @@ async fn dkim_2048_sent_as_quoted_strings() {
         .into_iter()
         .find(|w| w.method == "POST")
         .unwrap();
-    let body = post.json();
+    assert!(post.path.ends_with("/dns_records/batch"), "{}", post.path);
+    let body = post.json()["posts"][0].clone();
     let expected = format!(
         "\"v=DKIM1; k=rsa; \" \"p={}\" \"{}\"",
         "A".repeat(253),
@@ -291,4 +294,195 @@ fn plain_http_refused_except_loopback() {
     c.base_url = "http://api.example.com/client/v4".into();
     let e = Cloudflare::new(c, RetryPolicy::fast()).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Config);
+}
+
+fn set(ttl: u32, values: &[&[u8]]) -> TxtSet {
+    TxtSet {
+        ttl,
+        records: values.iter().map(TxtRecord::from_value).collect(),
+    }
+}
+
+fn change(
+    sets: &maildns_providers::ZoneSets,
+    name: &str,
+    new: Option<TxtSet>,
+) -> maildns_providers::TxtChange {
+    maildns_providers::TxtChange {
+        name: n(name),
+        old: sets[&n(name)].clone(),
+        new,
+    }
+}
+
+fn gets(fake: &FakeCloudflare) -> usize {
+    fake.requests().iter().filter(|r| r.method == "GET").count()
+}
+
+#[tokio::test]
+async fn read_sets_is_one_listing_and_apply_one_batch() {
+    let (fake, cf, zid) = setup().await;
+    let foreign = fake.add_record(&zid, "example.com", "\"site-verification=x\"", 300);
+    fake.add_record(&zid, "example.com", "\"v=spf1 -all\"", 300);
+    fake.add_record(&zid, "_dmarc.example.com", "\"v=DMARC1; p=none\"", 300);
+    let zone = cf.find_zone(&n("example.com")).await.unwrap();
+    let names = [
+        n("example.com"),
+        n("_dmarc.example.com"),
+        n("s1._domainkey.example.com"),
+    ];
+    let before = gets(&fake);
+    let sets = cf.read_sets(&zone, &names).await.unwrap();
+    assert_eq!(
+        gets(&fake) - before,
+        1,
+        "one listing of the zone's TXT records"
+    );
+    assert_eq!(
+        sets[&n("example.com")].set,
+        Some(set(300, &[b"site-verification=x", b"v=spf1 -all"]))
+    );
+    assert_eq!(sets[&n("s1._domainkey.example.com")].set, None);
+    let t = cf.apply_traits();
+    assert!(t.atomic && !t.compare_and_swap);
+    let before = fake.requests().len();
+    cf.apply(
+        &zone,
+        &[
+            change(
+                &sets,
+                "example.com",
+                Some(set(300, &[b"site-verification=x", b"v=spf1 mx -all"])),
+            ),
+            change(&sets, "_dmarc.example.com", None),
+            change(
+                &sets,
+                "s1._domainkey.example.com",
+                Some(set(300, &[b"v=DKIM1; p=AA"])),
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    let reqs = &fake.requests()[before..];
+    assert_eq!(reqs.len(), 2, "one read again, one batch: {reqs:?}");
+    assert!(reqs[1].path.ends_with("/dns_records/batch"));
+    let body = reqs[1].json();
+    assert_eq!(body["deletes"].as_array().unwrap().len(), 2);
+    assert_eq!(body["posts"].as_array().unwrap().len(), 2);
+    assert_eq!(fake.records("example.com")[0].id, foreign);
+    assert!(fake.records("_dmarc.example.com").is_empty());
+    assert_eq!(
+        fake.records("s1._domainkey.example.com")[0].content,
+        "\"v=DKIM1; p=AA\""
+    );
+}
+
+#[tokio::test]
+async fn a_value_added_since_the_read_is_a_conflict_and_nothing_is_written() {
+    let (fake, cf, zid) = setup().await;
+    fake.add_record(&zid, "_dmarc.example.com", "\"v=DMARC1; p=none\"", 300);
+    let zone = cf.find_zone(&n("example.com")).await.unwrap();
+    let names = [n("example.com"), n("_dmarc.example.com")];
+    let sets = cf.read_sets(&zone, &names).await.unwrap();
+    fake.add_record(&zid, "example.com", "\"theirs\"", 300);
+    let writes = fake.writes().len();
+    let e = cf
+        .apply(
+            &zone,
+            &[
+                change(
+                    &sets,
+                    "_dmarc.example.com",
+                    Some(set(300, &[b"v=DMARC1; p=reject"])),
+                ),
+                change(&sets, "example.com", Some(set(300, &[b"v=spf1 -all"]))),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert!(e.is_conflict(), "{e}");
+    assert!(e.written.is_empty());
+    assert_eq!(fake.writes().len(), writes, "nothing sent");
+    assert_eq!(fake.records("example.com")[0].content, "\"theirs\"");
+}
+
+/// Cloudflare holds at most 8,192 characters of content for one name and type.
+/// Replacing one of two ~3,950-character values deletes before it posts (one
+/// batch), so the total never passes the limit on the way; a set over it is
+/// refused before sending.
+#[tokio::test]
+async fn two_large_values_are_replaced_without_crossing_8192_characters() {
+    let (fake, cf, _) = setup().await;
+    let zone = cf.find_zone(&n("example.com")).await.unwrap();
+    let name = n("big.example.com");
+    let big = |c: u8| vec![c; 3900];
+    let (a, b, c) = (big(b'a'), big(b'b'), big(b'c'));
+    cf.replace_txt(&zone, &name, &set(300, &[&a, &b]))
+        .await
+        .unwrap();
+    let total: usize = fake
+        .records("big.example.com")
+        .iter()
+        .map(|r| r.content.len())
+        .sum();
+    assert!(total > 4096 * 2 - 8192 / 2 && total <= 8192, "{total}");
+    cf.replace_txt(&zone, &name, &set(300, &[&a, &c]))
+        .await
+        .unwrap();
+    assert_eq!(
+        cf.read_txt(&zone, &name).await.unwrap(),
+        Some(set(300, &[&a, &c]))
+    );
+    let sets = cf
+        .read_sets(&zone, std::slice::from_ref(&name))
+        .await
+        .unwrap();
+    cf.apply(
+        &zone,
+        &[change(&sets, "big.example.com", Some(set(300, &[&b, &c])))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        cf.read_txt(&zone, &name).await.unwrap(),
+        Some(set(300, &[&c, &b]))
+    );
+    let writes = fake.writes().len();
+    let e = cf
+        .replace_txt(&zone, &name, &set(300, &[&a, &b, &c]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e.kind,
+            ErrorKind::Limit(maildns_providers::LimitError::SetTooLong { max: 8192, .. })
+        ),
+        "{e}"
+    );
+    assert_eq!(fake.writes().len(), writes, "refused before sending");
+}
+
+#[tokio::test]
+async fn a_ttl_only_change_patches_only_the_ttl() {
+    let (fake, cf, zid) = setup().await;
+    let id = fake.add_record(&zid, "example.com", "\"v=spf1 -all\"", 300);
+    let zone = cf.find_zone(&n("example.com")).await.unwrap();
+    let sets = cf.read_sets(&zone, &[n("example.com")]).await.unwrap();
+    cf.apply(
+        &zone,
+        &[change(
+            &sets,
+            "example.com",
+            Some(set(3600, &[b"v=spf1 -all"])),
+        )],
+    )
+    .await
+    .unwrap();
+    let batch = fake.writes().pop().unwrap().json();
+    assert_eq!(
+        batch,
+        serde_json::json!({"patches": [{"id": id, "ttl": 3600}]})
+    );
+    assert_eq!(fake.records("example.com")[0].ttl, 3600);
 }

@@ -243,10 +243,261 @@ async fn throttled_write_retried_after_retry_after() {
         .filter(|r| r.method == "POST")
         .count();
     assert_eq!(posts, 3);
-    // A long Retry-After is not waited out: RateLimited with deSEC's words.
+    // A Retry-After past the bound (5 minutes: an hourly or daily window is
+    // spent) is not waited out: RateLimited with deSEC's words and the wait.
     let d = adapter(&fake, TOKEN, RetryPolicy::fast());
-    fake.rate_limit_next(60);
+    fake.rate_limit_next(3601);
     let e = d.read_txt(&zone, &n("example.com")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::RateLimited);
     assert!(e.message.contains("Request was throttled"), "{e}");
+    assert!(e.message.contains("asks to wait 3601s"), "{e}");
+}
+
+/// A Retry-After longer than the retry policy's longest backoff step (here
+/// 200 ms) but within deSEC's bound is waited out, not reported: deSEC's
+/// windows are a second, a minute, an hour.
+#[tokio::test]
+async fn a_retry_after_within_the_bound_is_waited_out() {
+    let (fake, d) = setup().await;
+    assert!(RetryPolicy::fast().max_delay < Duration::from_secs(1));
+    assert_eq!(
+        maildns_providers::hosts::desec::MAX_RETRY_AFTER,
+        Duration::from_secs(300)
+    );
+    let zone = d.zone_for(&n("example.com")).unwrap();
+    fake.rate_limit_next(1);
+    let started = std::time::Instant::now();
+    assert_eq!(d.read_txt(&zone, &n("example.com")).await.unwrap(), None);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited as asked"
+    );
+    assert_eq!(fake.requests().len(), 2);
+}
+
+fn set(ttl: u32, values: &[&str]) -> TxtSet {
+    TxtSet {
+        ttl,
+        records: values.iter().map(TxtRecord::from_value).collect(),
+    }
+}
+
+fn change(
+    sets: &maildns_providers::ZoneSets,
+    name: &str,
+    new: Option<TxtSet>,
+) -> maildns_providers::TxtChange {
+    maildns_providers::TxtChange {
+        name: n(name),
+        old: sets[&n(name)].clone(),
+        new,
+    }
+}
+
+/// deSEC's minimum TTL is the domain's `minimum_ttl` (900 here), not a fixed
+/// 3600: 900 is written, 600 refused before sending, naming the domain's minimum.
+#[tokio::test]
+async fn the_domains_own_minimum_ttl_decides() {
+    let (fake, d) = setup().await;
+    fake.set_minimum_ttl("example.com", 900);
+    let zone = d.zone_for(&n("example.com")).unwrap();
+    d.replace_txt(&zone, &n("example.com"), &set(900, &["v=spf1 -all"]))
+        .await
+        .unwrap();
+    assert_eq!(fake.rrset("example.com", "").unwrap().ttl, 900);
+    let writes = fake.writes().len();
+    let e = d
+        .replace_txt(
+            &zone,
+            &n("_dmarc.example.com"),
+            &set(600, &["v=DMARC1; p=none"]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Invalid, "{e}");
+    assert!(e.message.contains("minimum of 900"), "{e}");
+    assert_eq!(fake.writes().len(), writes, "refused before sending");
+    let domain_reads = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/domains/example.com/"))
+        .count();
+    assert_eq!(domain_reads, 1, "the domain's minimum is read once");
+    // Over deSEC's maximum of 86,400: refused before sending too.
+    let e = d
+        .replace_txt(&zone, &n("example.com"), &set(86_401, &["v=spf1 -all"]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e.kind,
+            ErrorKind::Limit(maildns_providers::LimitError::TtlTooHigh {
+                ttl: 86_401,
+                max: 86_400
+            })
+        ),
+        "{e}"
+    );
+    assert_eq!(fake.writes().len(), writes);
+}
+
+#[tokio::test]
+async fn read_sets_is_one_listing_and_apply_one_bulk_patch() {
+    let (fake, d) = setup().await;
+    fake.add_rrset(
+        "example.com",
+        "",
+        3600,
+        &["\"site-verification=x\"", "\"v=spf1 -all\""],
+    );
+    fake.add_rrset("example.com", "_dmarc", 3600, &["\"v=DMARC1; p=none\""]);
+    let zone = d.zone_for(&n("example.com")).unwrap();
+    let names = [
+        n("example.com"),
+        n("_dmarc.example.com"),
+        n("s1._domainkey.example.com"),
+    ];
+    let sets = d.read_sets(&zone, &names).await.unwrap();
+    assert_eq!(fake.requests().len(), 1, "one listing, no zone lookup");
+    assert_eq!(
+        sets[&n("example.com")].set,
+        Some(set(3600, &["site-verification=x", "v=spf1 -all"]))
+    );
+    assert_eq!(sets[&n("s1._domainkey.example.com")].set, None);
+    let t = d.apply_traits();
+    assert!(t.atomic && !t.compare_and_swap);
+    d.apply(
+        &zone,
+        &[
+            change(
+                &sets,
+                "example.com",
+                Some(set(3600, &["site-verification=x", "v=spf1 mx -all"])),
+            ),
+            change(&sets, "_dmarc.example.com", None),
+            change(
+                &sets,
+                "s1._domainkey.example.com",
+                Some(set(3600, &["v=DKIM1; p=AA"])),
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    let reqs = fake.requests();
+    assert_eq!(
+        reqs.len(),
+        3,
+        "one listing again and one bulk PATCH: {reqs:?}"
+    );
+    assert_eq!(reqs[2].method, "PATCH");
+    assert!(reqs[2].path.ends_with("/domains/example.com/rrsets/"));
+    assert_eq!(reqs[2].json().as_array().unwrap().len(), 3);
+    assert_eq!(fake.rrset("example.com", "_dmarc"), None);
+    assert_eq!(
+        fake.rrset("example.com", "s1._domainkey").unwrap().records,
+        ["\"v=DKIM1; p=AA\""]
+    );
+    assert_eq!(fake.rrset("example.com", "").unwrap().records.len(), 2);
+    // Past one page (deSEC pages at 500 with a cursor), at most two requests a name.
+    fake.set_page_size(1);
+    let before = fake.requests().len();
+    let again = d.read_sets(&zone, &names).await.unwrap();
+    assert!(fake.requests().len() - before <= 2 * names.len());
+    assert_eq!(
+        again[&n("s1._domainkey.example.com")].set,
+        Some(set(3600, &["v=DKIM1; p=AA"]))
+    );
+    assert_eq!(again[&n("_dmarc.example.com")].set, None);
+}
+
+#[tokio::test]
+async fn a_set_changed_since_the_read_is_a_conflict_and_nothing_is_written() {
+    let (fake, d) = setup().await;
+    fake.add_rrset("example.com", "_dmarc", 3600, &["\"v=DMARC1; p=none\""]);
+    let zone = d.zone_for(&n("example.com")).unwrap();
+    let names = [n("example.com"), n("_dmarc.example.com")];
+    let sets = d.read_sets(&zone, &names).await.unwrap();
+    fake.add_rrset("example.com", "", 3600, &["\"theirs\""]);
+    let e = d
+        .apply(
+            &zone,
+            &[
+                change(
+                    &sets,
+                    "_dmarc.example.com",
+                    Some(set(3600, &["v=DMARC1; p=reject"])),
+                ),
+                change(&sets, "example.com", Some(set(3600, &["v=spf1 -all"]))),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert!(e.is_conflict(), "{e}");
+    assert!(fake.writes().is_empty());
+    assert_eq!(
+        fake.rrset("example.com", "").unwrap().records,
+        ["\"theirs\""]
+    );
+}
+
+/// The bulk PATCH is all or nothing: one RRset deSEC refuses leaves the others unwritten.
+#[tokio::test]
+async fn a_refused_rrset_in_the_bulk_patch_writes_nothing() {
+    let (fake, d) = setup().await;
+    fake.set_minimum_ttl("example.com", 60);
+    let zone = d.find_zone(&n("example.com")).await.unwrap();
+    let names = [n("example.com"), n("_dmarc.example.com")];
+    let sets = d.read_sets(&zone, &names).await.unwrap();
+    // The adapter believes 60 is allowed; the domain's minimum rises meanwhile.
+    fake.set_minimum_ttl("example.com", 3600);
+    let e = d
+        .apply(
+            &zone,
+            &[
+                change(&sets, "example.com", Some(set(3600, &["v=spf1 -all"]))),
+                change(
+                    &sets,
+                    "_dmarc.example.com",
+                    Some(set(60, &["v=DMARC1; p=none"])),
+                ),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.error.kind, ErrorKind::Invalid, "{e}");
+    assert!(e.written.is_empty());
+    assert_eq!(fake.rrset("example.com", ""), None, "atomic");
+}
+
+/// With deSEC's per-domain write limit (2/s), a third bulk write within a
+/// second gets 429 and `Retry-After`; the adapter waits it out and the write
+/// goes through (one refused PATCH, nothing reported).
+#[tokio::test]
+async fn the_per_domain_write_limit_is_waited_out() {
+    let (fake, d) = setup().await;
+    fake.limit_writes();
+    let zone = d.zone_for(&n("example.com")).unwrap();
+    for (i, v) in ["v=spf1 -all", "v=spf1 mx -all", "v=spf1 a mx -all"]
+        .iter()
+        .enumerate()
+    {
+        let sets = d.read_sets(&zone, &[n("example.com")]).await.unwrap();
+        d.apply(
+            &zone,
+            &[change(&sets, "example.com", Some(set(3600, &[v])))],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("write {i}: {e}"));
+    }
+    assert_eq!(
+        fake.rrset("example.com", "").unwrap().records,
+        ["\"v=spf1 a mx -all\""]
+    );
+    let patches = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH")
+        .count();
+    assert_eq!(patches, 4, "one write refused with 429, then sent again");
 }

@@ -246,3 +246,89 @@ async fn pagination_reads_every_page() {
     assert_eq!(raw.len(), 1);
     assert_eq!(raw[0].data, "value-4");
 }
+
+fn set(ttl: u32, values: &[&str]) -> TxtSet {
+    TxtSet {
+        ttl,
+        records: values.iter().map(TxtRecord::from_value).collect(),
+    }
+}
+
+fn change(
+    sets: &maildns_providers::ZoneSets,
+    name: &str,
+    new: Option<TxtSet>,
+) -> maildns_providers::TxtChange {
+    maildns_providers::TxtChange {
+        name: n(name),
+        old: sets[&n(name)].clone(),
+        new,
+    }
+}
+
+#[tokio::test]
+async fn read_sets_is_one_listing_and_writes_check_the_read() {
+    let (fake, d) = setup().await;
+    fake.add_record("example.com", "@", "site-verification=x", 300);
+    fake.add_record("example.com", "@", "v=spf1 -all", 300);
+    fake.add_record("example.com", "_dmarc", "v=DMARC1; p=none", 300);
+    let zone = d.zone_for(&n("example.com")).unwrap();
+    let names = [
+        n("example.com"),
+        n("_dmarc.example.com"),
+        n("s1._domainkey.example.com"),
+    ];
+    let sets = d.read_sets(&zone, &names).await.unwrap();
+    assert_eq!(fake.requests().len(), 1, "one listing, no zone lookup");
+    assert_eq!(
+        sets[&n("example.com")].set,
+        Some(set(300, &["site-verification=x", "v=spf1 -all"]))
+    );
+    assert_eq!(sets[&n("s1._domainkey.example.com")].set, None);
+    // Someone edits _dmarc after the read: the apex is written, _dmarc is a
+    // conflict (the foreign value stays), s1 is not reached.
+    fake.add_record("example.com", "_dmarc", "v=DMARC1; p=quarantine", 300);
+    let e = d
+        .apply(
+            &zone,
+            &[
+                change(
+                    &sets,
+                    "example.com",
+                    Some(set(300, &["site-verification=x", "v=spf1 mx -all"])),
+                ),
+                change(&sets, "_dmarc.example.com", None),
+                change(
+                    &sets,
+                    "s1._domainkey.example.com",
+                    Some(set(300, &["v=DKIM1; p=AA"])),
+                ),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert!(e.is_conflict(), "{e}");
+    assert_eq!(e.written, [n("example.com")]);
+    assert_eq!(fake.records("example.com", "_dmarc").len(), 2);
+    assert!(fake.records("example.com", "s1._domainkey").is_empty());
+    let apex: Vec<String> = fake
+        .records("example.com", "@")
+        .into_iter()
+        .map(|r| r.data)
+        .collect();
+    assert_eq!(apex, ["site-verification=x", "v=spf1 mx -all"]);
+    // Paged listing: at most two requests a name.
+    fake.set_max_per_page(1);
+    let before = fake.requests().len();
+    let again = d.read_sets(&zone, &names).await.unwrap();
+    assert!(fake.requests().len() - before <= 2 * names.len());
+    assert_eq!(
+        again[&n("_dmarc.example.com")]
+            .set
+            .as_ref()
+            .unwrap()
+            .records
+            .len(),
+        2
+    );
+}

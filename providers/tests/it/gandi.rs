@@ -46,11 +46,15 @@ async fn find_zone_walks_up_and_publish_reads_back() {
     assert_eq!(
         paths,
         [
-            "/v5/livedns/domains/_dmarc.mail.example.com",
             "/v5/livedns/domains/mail.example.com",
             "/v5/livedns/domains/example.com"
-        ]
+        ],
+        "never asks for _dmarc.mail.example.com (Gandi answers 400, not 404)"
     );
+    // An error other than 404 ends the walk: it is the answer.
+    fake.fail_next(403, 1);
+    let e = a.find_zone(&name).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Permission, "{e}");
     assert_eq!(a.read_txt(&zone, &name).await.unwrap(), None);
     let s = set(300, &[b"v=DMARC1; p=none; x=\"q\\"]);
     a.replace_txt(&zone, &name, &s).await.unwrap();
@@ -194,4 +198,129 @@ async fn throttling_and_server_errors_are_retried() {
     let e = a.read_txt(&zone, &n("example.com")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::RateLimited);
     assert!(e.message.contains("Too many requests"), "{e}");
+}
+
+fn change(
+    sets: &maildns_providers::ZoneSets,
+    name: &str,
+    new: Option<TxtSet>,
+) -> maildns_providers::TxtChange {
+    maildns_providers::TxtChange {
+        name: n(name),
+        old: sets[&n(name)].clone(),
+        new,
+    }
+}
+
+#[tokio::test]
+async fn read_sets_is_one_listing_and_apply_reads_once_then_writes_each_name() {
+    let (fake, a) = setup().await;
+    fake.put_txt(
+        "example.com",
+        "@",
+        300,
+        &["\"site-verification=x\"", "\"v=spf1 -all\""],
+    );
+    fake.put_txt("example.com", "_dmarc", 300, &["\"v=DMARC1; p=none\""]);
+    let zone = a.zone_for(&n("example.com")).unwrap();
+    let names = [
+        n("example.com"),
+        n("_dmarc.example.com"),
+        n("s1._domainkey.example.com"),
+    ];
+    let sets = a.read_sets(&zone, &names).await.unwrap();
+    assert_eq!(fake.requests().len(), 1, "one listing, no zone lookup");
+    assert_eq!(
+        sets[&n("example.com")].set,
+        Some(set(300, &[b"site-verification=x", b"v=spf1 -all"]))
+    );
+    assert_eq!(sets[&n("s1._domainkey.example.com")].set, None);
+    a.apply(
+        &zone,
+        &[
+            change(
+                &sets,
+                "example.com",
+                Some(set(300, &[b"site-verification=x", b"v=spf1 mx -all"])),
+            ),
+            change(&sets, "_dmarc.example.com", None),
+            change(
+                &sets,
+                "s1._domainkey.example.com",
+                Some(set(300, &[b"v=DKIM1; p=AA"])),
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        fake.requests().len(),
+        1 + 1 + 3,
+        "one read again, one write a name"
+    );
+    assert_eq!(fake.txt("example.com", "_dmarc"), None);
+    assert_eq!(
+        fake.txt("example.com", "s1._domainkey"),
+        Some((300, vec!["\"v=DKIM1; p=AA\"".to_string()]))
+    );
+    // A foreign edit since the read: nothing is written.
+    let sets = a.read_sets(&zone, &names).await.unwrap();
+    fake.put_txt(
+        "example.com",
+        "_dmarc",
+        300,
+        &["\"v=DMARC1; p=quarantine\""],
+    );
+    let before = fake.requests().len();
+    let e = a
+        .apply(
+            &zone,
+            &[
+                change(&sets, "example.com", None),
+                change(&sets, "_dmarc.example.com", None),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert!(e.is_conflict(), "{e}");
+    assert!(e.written.is_empty());
+    assert!(fake.requests()[before..].iter().all(|r| r.method == "GET"));
+    // Paged listing: at most two requests a name.
+    fake.set_per_page(1);
+    let before = fake.requests().len();
+    let again = a.read_sets(&zone, &names).await.unwrap();
+    assert!(fake.requests().len() - before <= 2 * names.len());
+    assert_eq!(
+        again[&n("_dmarc.example.com")].set,
+        Some(set(300, &[b"v=DMARC1; p=quarantine"]))
+    );
+    assert_eq!(
+        again[&n("s1._domainkey.example.com")].set,
+        Some(set(300, &[b"v=DKIM1; p=AA"]))
+    );
+}
+
+/// LiveDNS takes TTLs up to 30 days: a longer one is refused before sending.
+#[tokio::test]
+async fn a_ttl_over_30_days_is_refused_before_sending() {
+    let (fake, a) = setup().await;
+    let zone = a.zone_for(&n("example.com")).unwrap();
+    let e = a
+        .replace_txt(&zone, &n("example.com"), &set(2_592_001, &[b"v=spf1 -all"]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e.kind,
+            ErrorKind::Limit(maildns_providers::LimitError::TtlTooHigh {
+                ttl: 2_592_001,
+                max: 2_592_000
+            })
+        ),
+        "{e}"
+    );
+    assert!(fake.requests().is_empty());
+    a.replace_txt(&zone, &n("example.com"), &set(2_592_000, &[b"v=spf1 -all"]))
+        .await
+        .unwrap();
 }

@@ -204,20 +204,31 @@ async fn auth_failure_on_wrong_key() {
 
 #[tokio::test]
 async fn zone_not_found_and_validation() {
-    let (_fake, a, _) = setup().await;
+    let (fake, a, _) = setup().await;
     let e = a.find_zone(&n("www.example.org")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::ZoneNotFound);
     let zone = a.find_zone(&n("example.com")).await.unwrap();
+    // A TTL over RFC 2181's 2^31 - 1 is refused before sending.
+    let before = fake.requests().len();
     let e = a
         .replace_txt(&zone, &n("v.example.com"), &set(u32::MAX, &[b"a"]))
         .await
         .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Invalid);
-    assert!(
-        e.message
-            .starts_with("invalid: Invalid value for 'entity.change.additions[0].ttl'"),
-        "{e}"
+    assert_eq!(
+        e.kind,
+        ErrorKind::Limit(maildns_providers::LimitError::TtlTooHigh {
+            ttl: u32::MAX,
+            max: 2_147_483_647
+        })
     );
+    assert_eq!(fake.requests().len(), before);
+    // One Google refuses: Invalid, with its reason and message.
+    fake.fail_next(400, 1);
+    let e = a
+        .replace_txt(&zone, &n("v.example.com"), &set(300, &[b"a"]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Invalid, "{e}");
 }
 
 #[tokio::test]
@@ -253,4 +264,156 @@ async fn pagination_of_zones_prefers_public() {
             .iter()
             .any(|r| r.query.contains("pageToken=1"))
     );
+}
+
+fn change(
+    sets: &maildns_providers::ZoneSets,
+    name: &str,
+    new: Option<TxtSet>,
+) -> maildns_providers::TxtChange {
+    maildns_providers::TxtChange {
+        name: n(name),
+        old: sets[&n(name)].clone(),
+        new,
+    }
+}
+
+fn count(fake: &FakeGoogle, method: &str, path_end: &str) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|r| r.method == method && r.path.ends_with(path_end))
+        .count()
+}
+
+#[tokio::test]
+async fn read_sets_is_one_listing_and_apply_one_atomic_change() {
+    let (fake, a, z) = setup().await;
+    fake.put_txt(&z, "example.com", 300, &["\"v=spf1 -all\""]);
+    fake.put_txt(&z, "_dmarc.example.com", 300, &["\"v=DMARC1; p=none\""]);
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    let names = [
+        n("example.com"),
+        n("_dmarc.example.com"),
+        n("s1._domainkey.example.com"),
+    ];
+    let sets = a.read_sets(&zone, &names).await.unwrap();
+    assert_eq!(count(&fake, "GET", "/rrsets"), 1, "one rrsets list");
+    assert_eq!(
+        sets[&n("_dmarc.example.com")].set,
+        Some(set(300, &[b"v=DMARC1; p=none"]))
+    );
+    assert_eq!(sets[&n("s1._domainkey.example.com")].set, None);
+    assert!(a.apply_traits().atomic && a.apply_traits().compare_and_swap);
+    let changes = [
+        change(&sets, "example.com", Some(set(300, &[b"v=spf1 mx -all"]))),
+        change(&sets, "_dmarc.example.com", None),
+        change(
+            &sets,
+            "s1._domainkey.example.com",
+            Some(set(300, &[b"v=DKIM1; p=AA"])),
+        ),
+    ];
+    a.apply(&zone, &changes).await.unwrap();
+    assert_eq!(count(&fake, "POST", "/changes"), 1, "one Change");
+    assert_eq!(fake.txt(&z, "_dmarc.example.com"), None);
+    assert_eq!(
+        fake.txt(&z, "s1._domainkey.example.com"),
+        Some((300, vec!["\"v=DKIM1; p=AA\"".to_string()]))
+    );
+    // With a page size of 1 the listing is cut at one page a name, then per name.
+    fake.set_page_size(1);
+    let before = fake.requests().len();
+    let again = a.read_sets(&zone, &names).await.unwrap();
+    assert!(fake.requests().len() - before <= 2 * names.len());
+    assert_eq!(
+        again[&n("example.com")].set,
+        Some(set(300, &[b"v=spf1 mx -all"]))
+    );
+    assert_eq!(
+        again[&n("s1._domainkey.example.com")].set,
+        Some(set(300, &[b"v=DKIM1; p=AA"]))
+    );
+    assert_eq!(again[&n("_dmarc.example.com")].set, None);
+}
+
+/// Deletions echo the rrdatas exactly as stored: a set another tool wrote in a
+/// non-canonical form is replaced, not refused with 412 forever.
+#[tokio::test]
+async fn a_non_canonical_set_written_elsewhere_is_replaced_by_echoing_it() {
+    let (fake, a, z) = setup().await;
+    fake.put_txt(
+        &z,
+        "example.com",
+        600,
+        &[
+            r#""google-site-"   "verification=abc""#,
+            r#""v=spf1 \045all""#,
+        ],
+    );
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    let sets = a.read_sets(&zone, &[n("example.com")]).await.unwrap();
+    let mut new = sets[&n("example.com")].set.clone().unwrap();
+    new.records[1] = TxtRecord::from_value(b"v=spf1 mx -all");
+    a.apply(&zone, &[change(&sets, "example.com", Some(new))])
+        .await
+        .unwrap();
+    let (ttl, held) = fake.txt(&z, "example.com").unwrap();
+    assert_eq!(ttl, 600);
+    assert_eq!(
+        held,
+        [
+            "\"google-site-\" \"verification=abc\"",
+            "\"v=spf1 mx -all\""
+        ]
+    );
+    let post = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST" && r.path.ends_with("/changes"))
+        .unwrap();
+    assert!(post.body.contains(r#"v=spf1 \\045all"#), "{}", post.body);
+}
+
+/// A deletion whose RRset another writer removed since the read gets 404
+/// `notFound` on `entity.change.deletions[0]`: a conflict (read again), not a
+/// missing zone. An addition that finds a new set (409) is a conflict too.
+#[tokio::test]
+async fn lost_races_are_conflicts_not_missing_zones() {
+    let (fake, a, z) = setup().await;
+    fake.put_txt(&z, "_dmarc.example.com", 300, &["\"v=DMARC1; p=none\""]);
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    let names = [n("_dmarc.example.com"), n("example.com")];
+    let sets = a.read_sets(&zone, &names).await.unwrap();
+    fake.remove_txt(&z, "_dmarc.example.com");
+    let e = a
+        .apply(
+            &zone,
+            &[
+                change(&sets, "example.com", Some(set(300, &[b"v=spf1 -all"]))),
+                change(
+                    &sets,
+                    "_dmarc.example.com",
+                    Some(set(300, &[b"v=DMARC1; p=reject"])),
+                ),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.error.kind, ErrorKind::Conflict, "{e}");
+    assert!(
+        e.error.message.contains("entity.change.deletions[0]"),
+        "{e}"
+    );
+    assert!(e.written.is_empty());
+    assert_eq!(fake.txt(&z, "example.com"), None, "atomic: nothing applied");
+    fake.put_txt(&z, "example.com", 300, &["\"theirs\""]);
+    let e = a
+        .apply(
+            &zone,
+            &[change(&sets, "example.com", Some(set(300, &[b"ours"])))],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.error.kind, ErrorKind::Conflict, "{e}");
+    assert_eq!(fake.txt(&z, "example.com").unwrap().1, ["\"theirs\""]);
 }

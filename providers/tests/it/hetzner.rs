@@ -224,3 +224,117 @@ async fn large_set_round_trips() {
         Some(set)
     );
 }
+
+fn set(ttl: u32, values: &[&str]) -> TxtSet {
+    TxtSet {
+        ttl,
+        records: values.iter().map(TxtRecord::from_value).collect(),
+    }
+}
+
+fn change(
+    sets: &maildns_providers::ZoneSets,
+    name: &str,
+    new: Option<TxtSet>,
+) -> maildns_providers::TxtChange {
+    maildns_providers::TxtChange {
+        name: n(name),
+        old: sets[&n(name)].clone(),
+        new,
+    }
+}
+
+/// The lookup asks for `example.com`, never for `_dmarc.example.com` (Hetzner
+/// answers a name that cannot be a zone with a validation error, which used
+/// to end the walk); an error other than "not found" still ends it.
+#[tokio::test]
+async fn zone_lookup_skips_names_that_cannot_be_zones_and_stops_on_real_errors() {
+    let (fake, h, _) = setup().await;
+    let zone = h.find_zone(&n("s1._domainkey.example.com")).await.unwrap();
+    assert_eq!(zone.name, n("example.com"));
+    let asked: Vec<String> = fake.requests().iter().map(|r| r.query.clone()).collect();
+    assert_eq!(asked, ["name=example.com"], "{asked:?}");
+    fake.fail_next(403, 1);
+    let e = h.find_zone(&n("_dmarc.example.com")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Permission, "{e}");
+}
+
+/// "Another action is running" (423 `locked`) is waited out with backoff and
+/// the write then goes through; it is not reported.
+#[tokio::test]
+async fn locked_zone_is_retried_not_reported() {
+    let (fake, h, zid) = setup().await;
+    let zone = h.zone_for(&n("example.com")).unwrap();
+    fake.busy_next_writes(2);
+    h.replace_txt(&zone, &n("example.com"), &set(300, &["v=spf1 -all"]))
+        .await
+        .unwrap();
+    assert_eq!(fake.rrset(zid, "@").unwrap().values, ["\"v=spf1 -all\""]);
+    assert_eq!(fake.writes().len(), 3, "two refused, one applied");
+}
+
+#[tokio::test]
+async fn read_sets_is_one_listing_and_writes_check_the_read() {
+    let (fake, h, zid) = setup().await;
+    fake.add_rrset(
+        zid,
+        "@",
+        Some(300),
+        &["\"site-verification=x\"", "\"v=spf1 -all\""],
+    );
+    fake.add_rrset(zid, "_dmarc", Some(300), &["\"v=DMARC1; p=none\""]);
+    let zone = h.zone_for(&n("example.com")).unwrap();
+    let names = [
+        n("example.com"),
+        n("_dmarc.example.com"),
+        n("s1._domainkey.example.com"),
+    ];
+    let sets = h.read_sets(&zone, &names).await.unwrap();
+    assert_eq!(fake.requests().len(), 1, "one listing, no zone lookup");
+    assert_eq!(
+        sets[&n("example.com")].set,
+        Some(set(300, &["site-verification=x", "v=spf1 -all"]))
+    );
+    assert_eq!(sets[&n("s1._domainkey.example.com")].set, None);
+    // Someone changes _dmarc after the read: the apply writes the apex, then
+    // stops at _dmarc with a conflict, naming what it wrote.
+    fake.add_rrset(zid, "_dmarc", Some(300), &["\"v=DMARC1; p=quarantine\""]);
+    let e = h
+        .apply(
+            &zone,
+            &[
+                change(
+                    &sets,
+                    "example.com",
+                    Some(set(300, &["site-verification=x", "v=spf1 mx -all"])),
+                ),
+                change(
+                    &sets,
+                    "_dmarc.example.com",
+                    Some(set(300, &["v=DMARC1; p=reject"])),
+                ),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert!(e.is_conflict(), "{e}");
+    assert_eq!(e.written, [n("example.com")]);
+    assert_eq!(
+        fake.rrset(zid, "_dmarc").unwrap().values,
+        ["\"v=DMARC1; p=quarantine\""],
+        "the foreign edit is kept"
+    );
+    assert_eq!(
+        fake.rrset(zid, "@").unwrap().values,
+        ["\"site-verification=x\"", "\"v=spf1 mx -all\""]
+    );
+    // Paged listing: at most two requests a name.
+    fake.set_max_per_page(1);
+    let before = fake.requests().len();
+    let again = h.read_sets(&zone, &names).await.unwrap();
+    assert!(fake.requests().len() - before <= 2 * names.len());
+    assert_eq!(
+        again[&n("_dmarc.example.com")].set,
+        Some(set(300, &["v=DMARC1; p=quarantine"]))
+    );
+}

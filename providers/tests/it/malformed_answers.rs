@@ -318,7 +318,7 @@ async fn google_unquoted_rrdatas_are_a_protocol_error() {
 async fn route53_unquoted_values_are_a_protocol_error() {
     use maildns_providers::hosts::route53::{AwsCredentials, Config, Route53};
     use maildns_testkit::fakes::route53::FakeRoute53;
-    let fake = FakeRoute53::start("AKIDFAKEEXAMPLE").await;
+    let fake = FakeRoute53::start("AKIDFAKEEXAMPLE", "fake-secret").await;
     fake.add_zone("example.com");
     let make = |url: &str| {
         let mut c = Config::new(AwsCredentials {

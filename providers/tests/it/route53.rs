@@ -22,7 +22,7 @@ fn config(url: &str, akid: &str) -> Config {
 }
 
 async fn setup() -> (FakeRoute53, Route53, String) {
-    let fake = FakeRoute53::start(AKID).await;
+    let fake = FakeRoute53::start(AKID, SECRET).await;
     let id = fake.add_zone("example.com");
     let adapter = Route53::new(config(&fake.url, AKID), RetryPolicy::fast()).unwrap();
     (fake, adapter, id)
@@ -48,7 +48,7 @@ async fn conformance_stub_runs() {
 
 #[tokio::test]
 async fn publish_and_read_back_exactly_with_insync_wait() {
-    let fake = FakeRoute53::start(AKID).await;
+    let fake = FakeRoute53::start(AKID, SECRET).await;
     let id = fake.add_zone("example.com");
     fake.set_insync_after(3);
     let mut cfg = config(&fake.url, AKID);
@@ -172,7 +172,7 @@ async fn dkim_2048_is_sent_as_quoted_255_byte_strings() {
 
 #[tokio::test]
 async fn auth_failure_names_the_host_message_and_hides_the_secret() {
-    let fake = FakeRoute53::start(AKID).await;
+    let fake = FakeRoute53::start(AKID, SECRET).await;
     fake.add_zone("example.com");
     let a = Route53::new(config(&fake.url, "AKIDWRONG"), RetryPolicy::fast()).unwrap();
     let e = a.find_zone(&n("example.com")).await.unwrap_err();
@@ -206,16 +206,31 @@ async fn zone_not_found_and_no_such_hosted_zone() {
 
 #[tokio::test]
 async fn validation_error_carries_the_host_message() {
-    let (_fake, a, _) = setup().await;
+    let (fake, a, _) = setup().await;
     let zone = a.find_zone(&n("example.com")).await.unwrap();
+    // A TTL over the API's range (2^31 - 1) is refused before sending.
+    let before = fake.requests().len();
     let e = a
         .replace_txt(&zone, &n("x.example.com"), &set(u32::MAX, &[b"a"]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.kind,
+        ErrorKind::Limit(maildns_providers::LimitError::TtlTooHigh {
+            ttl: u32::MAX,
+            max: 2_147_483_647
+        })
+    );
+    assert_eq!(fake.requests().len(), before);
+    // A batch Route 53 refuses for its content: Invalid, with its message.
+    let e = a
+        .replace_txt(&zone, &n("x.example.org"), &set(300, &[b"a"]))
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Invalid);
     assert!(
         e.message
-            .starts_with("InvalidInput: 1 validation error detected"),
+            .starts_with("InvalidChangeBatch: RRSet with DNS name x.example.org. is not permitted"),
         "{e}"
     );
 }
@@ -270,7 +285,7 @@ async fn throttling_that_never_ends_is_rate_limited() {
 
 #[tokio::test]
 async fn pages_past_a_private_zone_of_the_same_name() {
-    let fake = FakeRoute53::start(AKID).await;
+    let fake = FakeRoute53::start(AKID, SECRET).await;
     let _private = fake.add_private_zone("example.com");
     let public = fake.add_zone("example.com");
     fake.add_zone("example.net");
@@ -297,4 +312,252 @@ async fn pages_past_a_private_zone_of_the_same_name() {
         Some(set(300, &[b"x"]))
     );
     assert_eq!(a.read_txt(&zone, &n("ab.example.com")).await.unwrap(), None);
+}
+
+fn posts(fake: &FakeRoute53) -> Vec<maildns_testkit::fakes::Recorded> {
+    fake.requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect()
+}
+
+fn gets(fake: &FakeRoute53) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/rrset"))
+        .count()
+}
+
+fn change(
+    sets: &maildns_providers::ZoneSets,
+    name: &str,
+    new: Option<TxtSet>,
+) -> maildns_providers::TxtChange {
+    maildns_providers::TxtChange {
+        name: n(name),
+        old: sets[&n(name)].clone(),
+        new,
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_secret_fails_the_signature_check() {
+    let fake = FakeRoute53::start(AKID, SECRET).await;
+    fake.add_zone("example.com");
+    let mut cfg = config(&fake.url, AKID);
+    cfg.secret_access_key = Secret::new("not-the-secret");
+    let a = Route53::new(cfg, RetryPolicy::fast()).unwrap();
+    let e = a.find_zone(&n("example.com")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Auth, "{e}");
+    assert!(e.message.starts_with("SignatureDoesNotMatch:"), "{e}");
+    assert!(!format!("{e} {e:?}").contains("not-the-secret"));
+}
+
+#[tokio::test]
+async fn read_sets_is_one_listing_and_apply_one_atomic_batch() {
+    let (fake, a, id) = setup().await;
+    fake.put_txt(&id, "example.com", 300, vec![vec![b"v=spf1 -all".to_vec()]]);
+    fake.put_txt(
+        &id,
+        "_dmarc.example.com",
+        300,
+        vec![vec![b"v=DMARC1; p=none".to_vec()]],
+    );
+    fake.put_txt(
+        &id,
+        "www.example.com",
+        300,
+        vec![vec![b"unrelated".to_vec()]],
+    );
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    let names = [
+        n("example.com"),
+        n("_dmarc.example.com"),
+        n("s1._domainkey.example.com"),
+    ];
+    let before = gets(&fake);
+    let sets = a.read_sets(&zone, &names).await.unwrap();
+    assert_eq!(
+        gets(&fake) - before,
+        1,
+        "one ListResourceRecordSets request"
+    );
+    assert_eq!(
+        sets[&n("example.com")].set,
+        Some(set(300, &[b"v=spf1 -all"]))
+    );
+    assert_eq!(sets[&n("s1._domainkey.example.com")].set, None);
+    assert!(a.apply_traits().atomic && a.apply_traits().compare_and_swap);
+    let changes = [
+        change(&sets, "example.com", Some(set(300, &[b"v=spf1 mx -all"]))),
+        change(
+            &sets,
+            "_dmarc.example.com",
+            Some(set(300, &[b"v=DMARC1; p=reject"])),
+        ),
+        change(
+            &sets,
+            "s1._domainkey.example.com",
+            Some(set(300, &[b"v=DKIM1; p=AAAA"])),
+        ),
+    ];
+    a.apply(&zone, &changes).await.unwrap();
+    let p = posts(&fake);
+    assert_eq!(p.len(), 1, "one ChangeResourceRecordSets request");
+    assert_eq!(p[0].body.matches("<Action>DELETE</Action>").count(), 2);
+    assert_eq!(p[0].body.matches("<Action>CREATE</Action>").count(), 3);
+    assert_eq!(
+        fake.txt(&id, "_dmarc.example.com").unwrap().records,
+        vec![vec![b"v=DMARC1; p=reject".to_vec()]]
+    );
+    assert_eq!(
+        fake.txt(&id, "www.example.com").unwrap().raw,
+        ["\"unrelated\""]
+    );
+    // Re-reading with a small page size still finds everything, within 2 requests a name.
+    let mut cfg = config(&fake.url, AKID);
+    cfg.page_size = 1;
+    let small = Route53::new(cfg, RetryPolicy::fast()).unwrap();
+    let before = gets(&fake);
+    let again = small.read_sets(&zone, &names).await.unwrap();
+    assert!(gets(&fake) - before <= 2 * names.len());
+    assert_eq!(
+        again[&n("s1._domainkey.example.com")].set,
+        Some(set(300, &[b"v=DKIM1; p=AAAA"]))
+    );
+    assert_eq!(
+        again[&n("example.com")].set,
+        Some(set(300, &[b"v=spf1 mx -all"]))
+    );
+}
+
+/// Route 53 answers a DELETE of values it no longer holds with
+/// `<ErrorResponse><Error><Code>InvalidChangeBatch</Code>`: that is a conflict
+/// (read again), and nothing of the batch is applied.
+#[tokio::test]
+async fn a_set_changed_since_the_read_is_a_conflict_and_nothing_is_written() {
+    let (fake, a, id) = setup().await;
+    fake.put_txt(&id, "example.com", 300, vec![vec![b"v=spf1 -all".to_vec()]]);
+    fake.put_txt(
+        &id,
+        "_dmarc.example.com",
+        300,
+        vec![vec![b"v=DMARC1; p=none".to_vec()]],
+    );
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    let names = [n("example.com"), n("_dmarc.example.com")];
+    let sets = a.read_sets(&zone, &names).await.unwrap();
+    // Another tool adds a value at the apex between the read and the apply.
+    fake.put_txt(
+        &id,
+        "example.com",
+        300,
+        vec![
+            vec![b"v=spf1 -all".to_vec()],
+            vec![b"site-verification=x".to_vec()],
+        ],
+    );
+    let changes = [
+        change(
+            &sets,
+            "_dmarc.example.com",
+            Some(set(300, &[b"v=DMARC1; p=reject"])),
+        ),
+        change(&sets, "example.com", Some(set(300, &[b"v=spf1 mx -all"]))),
+    ];
+    let e = a.apply(&zone, &changes).await.unwrap_err();
+    assert!(e.is_conflict(), "{e}");
+    assert!(e.written.is_empty());
+    assert!(e.error.message.contains("do not match"), "{e}");
+    assert_eq!(
+        fake.txt(&id, "_dmarc.example.com").unwrap().records,
+        vec![vec![b"v=DMARC1; p=none".to_vec()]],
+        "atomic: the first change was not applied"
+    );
+    assert_eq!(fake.txt(&id, "example.com").unwrap().records.len(), 2);
+    // A set that appeared since the read: the CREATE finds it, also a conflict.
+    let sets = a.read_sets(&zone, &[n("new.example.com")]).await.unwrap();
+    fake.put_txt(&id, "new.example.com", 300, vec![vec![b"theirs".to_vec()]]);
+    let e = a
+        .apply(
+            &zone,
+            &[change(&sets, "new.example.com", Some(set(300, &[b"ours"])))],
+        )
+        .await
+        .unwrap_err();
+    assert!(e.is_conflict(), "{e}");
+    // A set deleted since the read, to be replaced: the DELETE finds nothing,
+    // a conflict too.
+    let sets = a.read_sets(&zone, &[n("new.example.com")]).await.unwrap();
+    fake.remove_txt(&id, "new.example.com");
+    let e = a
+        .apply(
+            &zone,
+            &[change(&sets, "new.example.com", Some(set(300, &[b"ours"])))],
+        )
+        .await
+        .unwrap_err();
+    assert!(e.is_conflict(), "{e}");
+    assert!(e.error.message.contains("but it was not found"), "{e}");
+    // The same deletion when the set is already gone: in place, nothing to do.
+    fake.put_txt(&id, "new.example.com", 300, vec![vec![b"theirs".to_vec()]]);
+    let sets = a.read_sets(&zone, &[n("new.example.com")]).await.unwrap();
+    fake.remove_txt(&id, "new.example.com");
+    a.apply(&zone, &[change(&sets, "new.example.com", None)])
+        .await
+        .unwrap();
+}
+
+/// A set another tool wrote in a non-canonical form (`"a"  "b"`, an octal
+/// escape for a printable byte) is deleted by echoing its values exactly as
+/// read, so the replacement goes through instead of conflicting forever.
+#[tokio::test]
+async fn a_non_canonical_set_written_elsewhere_is_replaced_by_echoing_it() {
+    let (fake, a, id) = setup().await;
+    fake.put_txt_raw(
+        &id,
+        "example.com",
+        600,
+        &[
+            r#""google-site-"   "verification=abc""#,
+            r#""v=spf1 \055all""#,
+        ],
+    );
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    let sets = a.read_sets(&zone, &[n("example.com")]).await.unwrap();
+    let old = sets[&n("example.com")].set.clone().unwrap();
+    assert_eq!(old.records[1], TxtRecord::from_value(b"v=spf1 -all"));
+    let mut new = old.clone();
+    new.records[1] = TxtRecord::from_value(b"v=spf1 mx -all");
+    a.apply(&zone, &[change(&sets, "example.com", Some(new))])
+        .await
+        .unwrap();
+    let held = fake.txt(&id, "example.com").unwrap();
+    assert_eq!(
+        held.records,
+        vec![
+            vec![b"google-site-".to_vec(), b"verification=abc".to_vec()],
+            vec![b"v=spf1 mx -all".to_vec()]
+        ]
+    );
+    let del = &posts(&fake)[0].body;
+    assert!(
+        del.contains(r#"<Value>&quot;v=spf1 \055all&quot;</Value>"#),
+        "the DELETE echoes the value as read: {del}"
+    );
+}
+
+/// The per-name delete echoes the values as read too.
+#[tokio::test]
+async fn a_non_canonical_set_is_deleted_by_echoing_it() {
+    let (fake, a, id) = setup().await;
+    fake.put_txt_raw(
+        &id,
+        "_dmarc.example.com",
+        300,
+        &[r#""v=DMARC1;"  "p=none""#],
+    );
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    a.delete_txt(&zone, &n("_dmarc.example.com")).await.unwrap();
+    assert!(fake.txt(&id, "_dmarc.example.com").is_none());
 }

@@ -26,9 +26,17 @@ pub struct StoredRrset {
     pub records: Vec<String>,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Data {
     domains: Vec<String>,
+    /// Each domain's `minimum_ttl` (3600 unless set).
+    minimum_ttl: BTreeMap<String, u32>,
+    /// Items per page of an RRset list (deSEC: 500).
+    page_size: Option<usize>,
+    /// Whether RRset writes are limited per domain as deSEC does.
+    limit_writes: bool,
+    /// When each domain's recent RRset writes were accepted.
+    writes_at: BTreeMap<String, Vec<std::time::Instant>>,
     rrsets: BTreeMap<(String, String), StoredRrset>,
 }
 
@@ -104,9 +112,10 @@ impl FakeDesec {
         });
         let router = Router::new()
             .route("/api/v1/domains/", get(list_domains))
+            .route("/api/v1/domains/{domain}/", get(get_domain))
             .route(
                 "/api/v1/domains/{domain}/rrsets/",
-                axum::routing::post(create_rrset),
+                get(list_rrsets).post(create_rrset).patch(bulk_patch),
             )
             .route(
                 "/api/v1/domains/{domain}/rrsets/{sub}/{kind}/",
@@ -128,6 +137,26 @@ impl FakeDesec {
     /// Adds a domain.
     pub fn add_domain(&self, name: &str) {
         lock(&self.inner.data).domains.push(name.to_string());
+    }
+
+    /// Sets a domain's `minimum_ttl` (deSEC lowers it to 900 or 60 on some
+    /// deployments and domains; 3600 otherwise).
+    pub fn set_minimum_ttl(&self, domain: &str, ttl: u32) {
+        lock(&self.inner.data)
+            .minimum_ttl
+            .insert(domain.to_string(), ttl);
+    }
+
+    /// Limits RRset writes per domain as deSEC does (2/s, 15/min; sliding
+    /// windows): one over is 429 with `Retry-After` and deSEC's message.
+    pub fn limit_writes(&self) {
+        lock(&self.inner.data).limit_writes = true;
+    }
+
+    /// Items per page of an RRset list (deSEC: 500); over it, a list without
+    /// `cursor` is refused with 400 and a `Link: <…>; rel="first"` header.
+    pub fn set_page_size(&self, n: usize) {
+        lock(&self.inner.data).page_size = Some(n.max(1));
     }
 
     /// Stores a TXT set directly (`subname` empty for the apex), values as given.
@@ -196,10 +225,7 @@ async fn list_domains(
         matching.sort_by_key(|d| std::cmp::Reverse(d.len()));
         matching.truncate(1);
     }
-    let out: Vec<Value> = matching
-        .iter()
-        .map(|n| json!({"name":n,"minimum_ttl":3600,"created":"2026-01-01T00:00:00Z"}))
-        .collect();
+    let out: Vec<Value> = matching.iter().map(|n| domain_json(&d, n)).collect();
     json(200, Value::Array(out))
 }
 
@@ -211,11 +237,37 @@ fn sub_key(sub: &str) -> String {
     }
 }
 
+/// Most TTL deSEC accepts (its `MAXIMUM_TTL` setting).
+pub const MAXIMUM_TTL: u64 = 86_400;
+
+fn domain_json(d: &Data, name: &str) -> Value {
+    let min = d.minimum_ttl.get(name).copied().unwrap_or(3600);
+    json!({"name":name,"minimum_ttl":min,"created":"2026-01-01T00:00:00Z","published":"2026-01-01T00:00:00Z","touched":"2026-01-01T00:00:00Z"})
+}
+
+async fn get_domain(State(s): State<Arc<Inner>>, Path(domain): Path<String>) -> Response {
+    let d = lock(&s.data);
+    if !d.domains.contains(&domain) {
+        return not_found();
+    }
+    json(200, domain_json(&d, &domain))
+}
+
 #[allow(clippy::result_large_err)] // the error is the HTTP answer itself
-fn validate(v: &Value) -> Result<(u32, Vec<String>), Response> {
+fn validate(d: &Data, domain: &str, v: &Value) -> Result<(u32, Vec<String>), Response> {
     let ttl = v["ttl"].as_u64().unwrap_or(0);
-    if ttl < 3600 {
-        return Err(json(400, fixture!("desec/error_ttl.json")));
+    let min = u64::from(d.minimum_ttl.get(domain).copied().unwrap_or(3600));
+    if ttl < min {
+        return Err(json(
+            400,
+            json!({"ttl":[format!("Ensure this value is greater than or equal to {min}.")]}),
+        ));
+    }
+    if ttl > MAXIMUM_TTL {
+        return Err(json(
+            400,
+            json!({"ttl":[format!("Ensure this value is less than or equal to {MAXIMUM_TTL}.")]}),
+        ));
     }
     let Some(arr) = v["records"].as_array() else {
         return Err(json(400, json!({"records":["This field is required."]})));
@@ -245,11 +297,14 @@ async fn create_rrset(
     if !d.domains.contains(&domain) {
         return not_found();
     }
+    if let Some(r) = throttled(&mut d, &domain) {
+        return r;
+    }
     if v["type"].as_str() != Some("TXT") {
         return json(400, json!({"type":["This field is required."]}));
     }
     let sub = v["subname"].as_str().unwrap_or("").to_string();
-    let (ttl, records) = match validate(&v) {
+    let (ttl, records) = match validate(&d, &domain, &v) {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -288,6 +343,9 @@ async fn patch_rrset(
     if !d.domains.contains(&domain) {
         return not_found();
     }
+    if let Some(r) = throttled(&mut d, &domain) {
+        return r;
+    }
     let sub = sub_key(&sub);
     let key = (domain.clone(), sub.clone());
     let Some(cur) = d.rrsets.get(&key).cloned() else {
@@ -300,7 +358,7 @@ async fn patch_rrset(
     if let Some(r) = v.get("records") {
         merged["records"] = r.clone();
     }
-    let (ttl, records) = match validate(&merged) {
+    let (ttl, records) = match validate(&d, &domain, &merged) {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -328,6 +386,174 @@ async fn delete_rrset(
     if !d.domains.contains(&domain) {
         return not_found();
     }
+    if let Some(r) = throttled(&mut d, &domain) {
+        return r;
+    }
     d.rrsets.remove(&(domain, sub_key(&sub)));
     empty(204)
+}
+
+/// `GET /domains/{d}/rrsets/?type=TXT[&subname=…][&cursor=…]`: an array of
+/// RRsets. Over the page size, a request without `cursor` is 400 with a
+/// `Link` to the first page; pages link onward with `rel="next"`.
+async fn list_rrsets(
+    State(s): State<Arc<Inner>>,
+    Path(domain): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    let d = lock(&s.data);
+    if !d.domains.contains(&domain) {
+        return not_found();
+    }
+    let param = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    if param("type").is_some_and(|t| t != "TXT") {
+        return json(200, json!([]));
+    }
+    let sub = param("subname");
+    let all: Vec<Value> = d
+        .rrsets
+        .iter()
+        .filter(|((dom, s), _)| *dom == domain && sub.as_ref().is_none_or(|x| x == s))
+        .map(|((_, s), r)| rrset_json(&domain, s, r))
+        .collect();
+    let size = d.page_size.unwrap_or(500);
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    let link = |cursor: usize, rel: &str| {
+        format!(
+            "<http://{host}/api/v1/domains/{domain}/rrsets/?type=TXT&cursor={cursor}>; rel=\"{rel}\""
+        )
+    };
+    let cursor = param("cursor");
+    if all.len() <= size && cursor.is_none() {
+        return json(200, Value::Array(all));
+    }
+    let Some(cursor) = cursor else {
+        let mut r = json(
+            400,
+            json!({"detail":"Pagination required. You can query up to 500 items at a time ({} total). Please use the `first` page link (see Link header)."}),
+        );
+        if let Ok(v) = link(0, "first").parse() {
+            r.headers_mut().insert("link", v);
+        }
+        return r;
+    };
+    let start: usize = cursor.parse().unwrap_or(0);
+    let page: Vec<Value> = all.iter().skip(start).take(size).cloned().collect();
+    let mut r = json(200, Value::Array(page));
+    let mut links = vec![link(0, "first")];
+    if start + size < all.len() {
+        links.push(link(start + size, "next"));
+    }
+    if let Ok(v) = links.join(", ").parse() {
+        r.headers_mut().insert("link", v);
+    }
+    r
+}
+
+/// `PATCH /domains/{d}/rrsets/` with an array: every RRset changed, created
+/// (with `ttl` and `records`) or deleted (`records: []`) in one transaction;
+/// errors come back as an array aligned with the request, `{}` for the parts
+/// that passed, and nothing is applied.
+async fn bulk_patch(
+    State(s): State<Arc<Inner>>,
+    Path(domain): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(&body) else {
+        return json(
+            400,
+            json!({"non_field_errors":["Expected a list of items."]}),
+        );
+    };
+    let mut d = lock(&s.data);
+    if !d.domains.contains(&domain) {
+        return not_found();
+    }
+    if let Some(r) = throttled(&mut d, &domain) {
+        return r;
+    }
+    let mut work = d.clone();
+    let mut errors = Vec::new();
+    let mut failed = false;
+    let mut out = Vec::new();
+    for v in &items {
+        if v["type"].as_str() != Some("TXT") {
+            errors.push(json!({"type":["This field is required."]}));
+            failed = true;
+            continue;
+        }
+        let sub = v["subname"].as_str().unwrap_or("").to_string();
+        let key = (domain.clone(), sub.clone());
+        let cur = work.rrsets.get(&key).cloned();
+        let mut merged = json!({"ttl": cur.as_ref().map(|c| c.ttl), "records": cur.as_ref().map(|c| c.records.clone()).unwrap_or_default()});
+        if let Some(t) = v.get("ttl") {
+            merged["ttl"] = t.clone();
+        }
+        if let Some(r) = v.get("records") {
+            merged["records"] = r.clone();
+        }
+        if merged["records"].as_array().is_some_and(Vec::is_empty) {
+            work.rrsets.remove(&key);
+            errors.push(json!({}));
+            continue;
+        }
+        match validate(&work, &domain, &merged) {
+            Ok((ttl, records)) => {
+                let set = StoredRrset { ttl, records };
+                out.push(rrset_json(&domain, &sub, &set));
+                work.rrsets.insert(key, set);
+                errors.push(json!({}));
+            }
+            Err(_) => {
+                let ttl = merged["ttl"].as_u64().unwrap_or(0);
+                errors.push(json!({"ttl": [format!("Invalid TTL {ttl} or records for {sub:?}.")]}));
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        return json(400, Value::Array(errors));
+    }
+    *d = work;
+    json(200, Value::Array(out))
+}
+
+/// deSEC's `dns_api_per_domain_expensive` windows (the hour and day ones are
+/// not reached by tests).
+const WRITE_WINDOWS: [(usize, u64); 2] = [(2, 1), (15, 60)];
+
+/// When writes are limited and `domain` has used a window up: deSEC's 429.
+fn throttled(d: &mut Data, domain: &str) -> Option<Response> {
+    if !d.limit_writes {
+        return None;
+    }
+    let now = std::time::Instant::now();
+    let times = d.writes_at.entry(domain.to_string()).or_default();
+    times.retain(|t| now.duration_since(*t).as_secs() < 60);
+    for (max, secs) in WRITE_WINDOWS {
+        let window = std::time::Duration::from_secs(secs);
+        let inside: Vec<&std::time::Instant> = times
+            .iter()
+            .filter(|t| now.duration_since(**t) < window)
+            .collect();
+        if inside.len() >= max {
+            let oldest = inside.iter().map(|t| **t).min().unwrap_or(now);
+            let wait = window.saturating_sub(now.duration_since(oldest));
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let mut r = json(
+                429,
+                json!({"detail": format!("Request was throttled. Expected available in {secs} seconds.")}),
+            );
+            if let Ok(v) = secs.to_string().parse() {
+                r.headers_mut().insert("retry-after", v);
+            }
+            return Some(r);
+        }
+    }
+    times.push(now);
+    None
 }

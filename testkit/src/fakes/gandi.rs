@@ -28,6 +28,8 @@ struct St {
     requests: Vec<Recorded>,
     // Keep only this many bytes of each value written (a host that cuts long values).
     truncate_at: Option<usize>,
+    // Items per page of a record listing (none: everything on one page).
+    per_page: Option<usize>,
 }
 
 #[derive(Clone)]
@@ -90,6 +92,11 @@ impl FakeGandi {
             .sets
             .get(&(domain.to_string(), rel.to_string()))
             .cloned()
+    }
+
+    /// Items per page of a record listing; more are linked with `rel="next"`.
+    pub fn set_per_page(&self, n: usize) {
+        lock(&self.state).per_page = Some(n);
     }
 
     /// Every request received so far.
@@ -297,6 +304,63 @@ async fn handle(
             .collect::<Vec<_>>()
             .as_slice(),
     ) {
+        // A name that cannot be a domain (a label starting with `_`, one label):
+        // Gandi refuses the request rather than answering "not found".
+        ("GET", [domain])
+            if !domain.contains('.') || domain.split('.').any(|l| l.starts_with('_')) =>
+        {
+            envelope(
+                400,
+                "HTTPBadRequest",
+                "Bad Request",
+                &format!("{domain} is not a valid domain name"),
+            )
+        }
+        ("GET", [domain, "records"]) => {
+            if !st.domains.contains(*domain) {
+                return not_found();
+            }
+            let q = kit::query_pairs(uri.query().unwrap_or(""));
+            let kind = q
+                .iter()
+                .find(|(k, _)| k == "rrset_type")
+                .map(|(_, v)| v.clone());
+            let all: Vec<serde_json::Value> = st
+                .sets
+                .iter()
+                .filter(|((d, _), _)| d == domain)
+                .filter(|_| kind.as_deref().is_none_or(|k| k == "TXT"))
+                .map(|((_, rel), (ttl, values))| json!({"rrset_name": rel, "rrset_type": "TXT", "rrset_ttl": ttl,
+                    "rrset_href": format!("/v5/livedns/domains/{domain}/records/{rel}/TXT"), "rrset_values": values}))
+                .collect();
+            let per = st.per_page.unwrap_or(usize::MAX).max(1);
+            let page: usize = q
+                .iter()
+                .find(|(k, _)| k == "page")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(1)
+                .max(1);
+            let items: Vec<serde_json::Value> = all
+                .iter()
+                .skip((page - 1).saturating_mul(per))
+                .take(per)
+                .cloned()
+                .collect();
+            let mut extra = vec![("total-count", all.len().to_string())];
+            if page.saturating_mul(per) < all.len() {
+                let host = headers
+                    .get("host")
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("127.0.0.1");
+                extra.push(("link", format!("<http://{host}/v5/livedns/domains/{domain}/records?rrset_type=TXT&page={}>; rel=\"next\"", page + 1)));
+            }
+            kit::respond(
+                200,
+                "application/json",
+                serde_json::Value::Array(items).to_string(),
+                &extra,
+            )
+        }
         ("GET", [domain]) => {
             if st.domains.contains(*domain) {
                 kit::respond(

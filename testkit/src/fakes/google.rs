@@ -197,6 +197,12 @@ impl FakeGoogle {
         );
     }
 
+    /// Removes the TXT set at `name` (another tool deleting it).
+    pub fn remove_txt(&self, zone: &str, name: &str) {
+        let n = name.trim_end_matches('.').to_ascii_lowercase() + ".";
+        lock(&self.state).sets.remove(&(zone.to_string(), n));
+    }
+
     /// The TXT set held at `name`: TTL and rrdatas.
     pub fn txt(&self, zone: &str, name: &str) -> Option<(i64, Vec<String>)> {
         lock(&self.state)

@@ -41,6 +41,10 @@ struct Data {
     next_id: u64,
     running_polls: u32,
     fail_action: Option<String>,
+    /// Writes still to refuse with 423 `locked` ("another action is running").
+    busy_writes: u32,
+    /// Most items per page of an RRset list.
+    max_per_page: Option<usize>,
 }
 
 struct Inner {
@@ -98,7 +102,10 @@ impl FakeHetzner {
         });
         let router = Router::new()
             .route("/v1/zones", get(list_zones))
-            .route("/v1/zones/{zone}/rrsets", post(create_rrset))
+            .route(
+                "/v1/zones/{zone}/rrsets",
+                get(list_rrsets).post(create_rrset),
+            )
             .route(
                 "/v1/zones/{zone}/rrsets/{name}/{kind}",
                 get(get_rrset).delete(delete_rrset),
@@ -156,6 +163,17 @@ impl FakeHetzner {
         lock(&self.inner.data).fail_action = Some(message.to_string());
     }
 
+    /// The next `n` writes are refused with 423 `locked`: another action
+    /// (someone else's) is running on the zone, as Hetzner answers then.
+    pub fn busy_next_writes(&self, n: u32) {
+        lock(&self.inner.data).busy_writes = n;
+    }
+
+    /// Caps `per_page` of RRset lists.
+    pub fn set_max_per_page(&self, n: usize) {
+        lock(&self.inner.data).max_per_page = Some(n.max(1));
+    }
+
     /// Every request received, in order.
     pub fn requests(&self) -> Vec<Recorded> {
         self.inner.common.requests()
@@ -185,6 +203,16 @@ type Q = Query<Vec<(String, String)>>;
 async fn list_zones(State(s): State<Arc<Inner>>, Query(q): Q) -> Response {
     let d = lock(&s.data);
     let want = q.iter().find(|(k, _)| k == "name").map(|(_, v)| v.clone());
+    // A zone name is a domain name: Hetzner validates the filter.
+    if want.as_ref().is_some_and(|w| {
+        !w.contains('.') || w.split('.').any(|l| l.is_empty() || l.starts_with('_'))
+    }) {
+        return err(
+            400,
+            "invalid_input",
+            "invalid input in field 'name': is not a valid domain name",
+        );
+    }
     let zones: Vec<Value> = d
         .zones
         .iter()
@@ -302,6 +330,10 @@ async fn create_rrset(
     let Some(zid) = zone_id(&d, &zone) else {
         return zone_missing();
     };
+    if d.busy_writes > 0 {
+        d.busy_writes -= 1;
+        return err(423, "locked", "another action is running on this zone");
+    }
     let (Some(name), Some("TXT")) = (v["name"].as_str(), v["type"].as_str()) else {
         return err(422, "invalid_input", "invalid input in field 'name'");
     };
@@ -348,6 +380,10 @@ async fn delete_rrset(
     let Some(zid) = zone_id(&d, &zone) else {
         return zone_missing();
     };
+    if d.busy_writes > 0 {
+        d.busy_writes -= 1;
+        return err(423, "locked", "another action is running on this zone");
+    }
     if !d.rrsets.contains_key(&(zid, name.clone())) {
         return err(404, "not_found", "rrset not found");
     }
@@ -369,6 +405,10 @@ async fn rrset_action(
     let Some(zid) = zone_id(&d, &zone) else {
         return zone_missing();
     };
+    if d.busy_writes > 0 {
+        d.busy_writes -= 1;
+        return err(423, "locked", "another action is running on this zone");
+    }
     let key = (zid, name);
     let failing = d.fail_action.is_some();
     match action.as_str() {
@@ -426,4 +466,47 @@ async fn get_action(State(s): State<Arc<Inner>>, Path(id): Path<u64>) -> Respons
     a.polls_left = a.polls_left.saturating_sub(1);
     let out = action_json(id, d.actions.get(&id));
     json(200, json!({ "action": out }))
+}
+
+/// `GET /zones/{zone}/rrsets?type=TXT&page=&per_page=`, with `meta.pagination`.
+async fn list_rrsets(
+    State(s): State<Arc<Inner>>,
+    Path(zone): Path<String>,
+    Query(q): Q,
+) -> Response {
+    let d = lock(&s.data);
+    let Some(zid) = zone_id(&d, &zone) else {
+        return zone_missing();
+    };
+    let param = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let all: Vec<Value> = d
+        .rrsets
+        .iter()
+        .filter(|((z, _), _)| *z == zid)
+        .filter(|_| param("type").is_none_or(|t| t == "TXT"))
+        .map(|((_, n), r)| rrset_json(zid, n, r))
+        .collect();
+    let page: usize = param("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let mut per: usize = param("per_page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(25)
+        .max(1);
+    if let Some(m) = d.max_per_page {
+        per = per.min(m);
+    }
+    let last = all.len().div_ceil(per).max(1);
+    let items: Vec<Value> = all
+        .iter()
+        .skip((page - 1) * per)
+        .take(per)
+        .cloned()
+        .collect();
+    let next = (page < last).then_some(page + 1);
+    json(
+        200,
+        json!({"rrsets": items, "meta": {"pagination": {"page": page, "per_page": per, "previous_page": null, "next_page": next, "last_page": last, "total_entries": all.len()}}}),
+    )
 }

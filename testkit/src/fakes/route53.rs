@@ -6,9 +6,18 @@
 //! as a whole, `DELETE` must repeat the existing set exactly (else
 //! `InvalidChangeBatch`), TXT values must be quoted strings of at most 255
 //! characters (`CharacterStringTooLong`), changes go `PENDING` -> `INSYNC`, and
-//! throttling is HTTP 400 `<Code>Throttling</Code>`. The SigV4 `Authorization`
-//! header must be present and name the expected access key id, region
-//! `us-east-1` and service `route53` (the signature itself is not recomputed).
+//! throttling is HTTP 400 `<Code>Throttling</Code>`.
+//!
+//! As strict as the host where a lenient fake would hide a bug:
+//! - every request's SigV4 signature is recomputed with `aws-sigv4` from the
+//!   method, URL, signed headers, body and `X-Amz-Date`, and compared
+//!   (`SignatureDoesNotMatch` otherwise), not only the access key id;
+//! - values are stored as sent and listed as stored, and a `DELETE` must repeat
+//!   them byte for byte (the TTL too): a value another tool wrote as `"a"  "b"`
+//!   or `"\101"` is deleted only by echoing that text;
+//! - a batch that does not apply answers as the real host does,
+//!   `<ErrorResponse><Error><Code>InvalidChangeBatch</Code><Message>[Tried to
+//!   delete resource record set [name='…', type='TXT'] but it was not found]`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,6 +40,8 @@ pub struct FakeSet {
     pub ttl: i64,
     /// Records, each a list of character-strings (raw bytes).
     pub records: Vec<Vec<Vec<u8>>>,
+    /// Each record's `<Value>` exactly as it was written (and as it is listed).
+    pub raw: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +56,7 @@ type SetKey = (String, Vec<String>, String);
 #[derive(Debug, Default)]
 struct St {
     access_key_id: String,
+    secret_access_key: String,
     zones: Vec<FakeZone>,
     // (zone id, reversed-label key, type) -> (dotted name, set)
     sets: BTreeMap<(String, Vec<String>, String), (String, FakeSet)>,
@@ -96,10 +108,11 @@ fn key(name: &str) -> Vec<String> {
 }
 
 impl FakeRoute53 {
-    /// Starts the fake; requests must be signed with `access_key_id`.
-    pub async fn start(access_key_id: &str) -> Self {
+    /// Starts the fake; requests must be signed (SigV4) with this access key.
+    pub async fn start(access_key_id: &str, secret_access_key: &str) -> Self {
         let state = Arc::new(Mutex::new(St {
             access_key_id: access_key_id.to_string(),
+            secret_access_key: secret_access_key.to_string(),
             insync_after: 1,
             ..St::default()
         }));
@@ -152,6 +165,7 @@ impl FakeRoute53 {
                     FakeSet {
                         ttl: 172800,
                         records: vec![vec![v.as_bytes().to_vec()]],
+                        raw: vec![v.to_string()],
                     },
                 ),
             );
@@ -162,10 +176,36 @@ impl FakeRoute53 {
     /// Puts a TXT set directly (a value someone else manages, for example).
     pub fn put_txt(&self, zone_id: &str, name: &str, ttl: i64, records: Vec<Vec<Vec<u8>>>) {
         let n = dotted(name);
+        let raw = records.iter().map(|r| render_value(r)).collect();
         lock(&self.state).sets.insert(
             (zone_id.to_string(), key(&n), "TXT".to_string()),
-            (n, FakeSet { ttl, records }),
+            (n, FakeSet { ttl, records, raw }),
         );
+    }
+
+    /// Puts a TXT set as another tool may have written it: each value's text
+    /// exactly as given (`"a"  "b"`, `"\101bc"`), stored and listed as is.
+    ///
+    /// # Panics
+    /// When a value is not in Route 53's TXT format (the host would refuse it).
+    pub fn put_txt_raw(&self, zone_id: &str, name: &str, ttl: i64, values: &[&str]) {
+        let n = dotted(name);
+        let records = values
+            .iter()
+            .map(|v| parse_value(v).expect("a value Route 53 accepts"))
+            .collect();
+        let raw = values.iter().map(|v| v.to_string()).collect();
+        lock(&self.state).sets.insert(
+            (zone_id.to_string(), key(&n), "TXT".to_string()),
+            (n, FakeSet { ttl, records, raw }),
+        );
+    }
+
+    /// Removes the TXT set at `name` (another tool deleting it).
+    pub fn remove_txt(&self, zone_id: &str, name: &str) {
+        lock(&self.state)
+            .sets
+            .remove(&(zone_id.to_string(), key(name), "TXT".to_string()));
     }
 
     /// The TXT set the fake holds at `name` in `zone_id`.
@@ -243,7 +283,24 @@ fn error(status: u16, kind: &str, code: &str, message: &str) -> Response {
     )
 }
 
+/// A batch that does not apply, as Route 53 answers it: HTTP 400, the
+/// `ErrorResponse` envelope with code `InvalidChangeBatch` and the messages in
+/// brackets (the `<InvalidChangeBatch>` root is kept for validation messages,
+/// which the host also sends that way).
 fn invalid_change_batch(messages: &[String]) -> Response {
+    let stale = messages.iter().any(|m| {
+        m.contains("but it was not found")
+            || m.contains("do not match")
+            || m.contains("but it already exists")
+    });
+    if stale {
+        return error(
+            400,
+            "Sender",
+            "InvalidChangeBatch",
+            &format!("[{}]", messages.join(", ")),
+        );
+    }
     let m: String = messages
         .iter()
         .map(|m| format!("<Message>{}</Message>", xml_escape(m)))
@@ -384,9 +441,11 @@ fn parse_value(v: &str) -> Result<Vec<Vec<u8>>, String> {
     Ok(out)
 }
 
+/// A DELETE matches when it repeats the stored TTL and every stored value's
+/// text exactly (in any order).
 fn same_set(a: &FakeSet, b: &FakeSet) -> bool {
-    let mut x = a.records.clone();
-    let mut y = b.records.clone();
+    let mut x = a.raw.clone();
+    let mut y = b.raw.clone();
     x.sort();
     y.sort();
     a.ttl == b.ttl && x == y
@@ -446,6 +505,16 @@ async fn handle(
             "IncompleteSignature",
             "Credential should be scoped to a valid region and service 'route53'.",
         );
+    }
+    if let Err(m) = sigv4::verify(
+        &st.access_key_id,
+        &st.secret_access_key,
+        &method,
+        &uri,
+        &headers,
+        &body,
+    ) {
+        return error(403, "Sender", "SignatureDoesNotMatch", &m);
     }
     if let Some(f) = sh.faults.take() {
         return fault_response(f);
@@ -557,17 +626,12 @@ fn list_sets(st: &St, id: &str, q: &HashMap<String, String>) -> Response {
     let mut items = String::new();
     for ((_, _, t), (name, set)) in rest.iter().take(max) {
         let rrs: String = set
-            .records
+            .raw
             .iter()
-            .map(|r| {
-                let v = if t == "TXT" {
-                    render_value(r)
-                } else {
-                    String::from_utf8_lossy(&r.concat()).into_owned()
-                };
+            .map(|v| {
                 format!(
                     "<ResourceRecord><Value>{}</Value></ResourceRecord>",
-                    xml_escape(&v)
+                    xml_escape(v)
                 )
             })
             .collect();
@@ -700,7 +764,14 @@ fn change(st: &mut St, id: &str, body: &[u8]) -> Response {
             }
         }
         let k = (id.to_string(), key(&name), c.set.kind.clone());
-        let new = FakeSet { ttl, records };
+        let raw = c
+            .set
+            .records
+            .iter()
+            .flat_map(|r| r.items.iter())
+            .map(|r| r.value.clone())
+            .collect();
+        let new = FakeSet { ttl, records, raw };
         let label = format!("[name='{name}', type='{}']", c.set.kind);
         match c.action.as_str() {
             "CREATE" => {
@@ -763,4 +834,111 @@ fn get_change(st: &mut St, id: &str) -> Response {
             "<GetChangeResponse xmlns=\"{NS}\"><ChangeInfo><Id>/change/{id}</Id><Status>{status}</Status><SubmittedAt>2026-01-01T00:00:00.000Z</SubmittedAt></ChangeInfo></GetChangeResponse>"
         ),
     )
+}
+
+/// Recomputes a request's SigV4 signature as Route 53 does and compares it.
+mod sigv4 {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    use aws_sigv4::sign::v4;
+    use axum::http::{HeaderMap, Method, Uri};
+
+    /// `Ok` when the `Authorization` header's signature is the one the
+    /// credentials give for this method, URL, signed headers, body and
+    /// `X-Amz-Date`; otherwise Route 53's message.
+    pub(super) fn verify(
+        akid: &str,
+        secret: &str,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), String> {
+        const MISMATCH: &str = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.";
+        let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
+        let auth = h("authorization").unwrap_or("");
+        let field = |name: &str| {
+            auth.split([',', ' '])
+                .find_map(|p| p.trim().strip_prefix(name))
+                .map(str::to_string)
+        };
+        let (Some(signed), Some(given)) = (field("SignedHeaders="), field("Signature=")) else {
+            return Err(MISMATCH.to_string());
+        };
+        let date = h("x-amz-date")
+            .and_then(parse_amz_date)
+            .ok_or("bad X-Amz-Date")?;
+        let host = h("host").unwrap_or("");
+        let url = format!(
+            "http://{host}{}",
+            uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+        );
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
+        for name in signed.split(';') {
+            if matches!(
+                name,
+                "x-amz-date" | "x-amz-security-token" | "x-amz-content-sha256"
+            ) {
+                continue;
+            }
+            pairs.push((name, h(name).unwrap_or("")));
+        }
+        let token = h("x-amz-security-token").map(str::to_string);
+        let identity =
+            aws_credential_types::Credentials::new(akid, secret, token, None, "fake").into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-east-1")
+            .name("route53")
+            .time(date)
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| e.to_string())?
+            .into();
+        let signable = SignableRequest::new(
+            method.as_str(),
+            &url,
+            pairs.into_iter(),
+            SignableBody::Bytes(body),
+        )
+        .map_err(|e| e.to_string())?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| e.to_string())?
+            .into_parts();
+        let want = instructions
+            .headers()
+            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            .and_then(|(_, v)| {
+                v.split([',', ' '])
+                    .find_map(|p| p.trim().strip_prefix("Signature="))
+                    .map(str::to_string)
+            });
+        if want.as_deref() == Some(given.as_str()) {
+            Ok(())
+        } else {
+            Err(MISMATCH.to_string())
+        }
+    }
+
+    /// `YYYYMMDDTHHMMSSZ` as a time.
+    fn parse_amz_date(s: &str) -> Option<SystemTime> {
+        let b = s.as_bytes();
+        if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+        let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+        let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
+        // Days from the civil date (Howard Hinnant's algorithm).
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (m + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+        Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+    }
 }

@@ -8,6 +8,12 @@
 //! outside printable ASCII as `\ooo` octal; one value holds at most 4,000 characters.
 //! Throttling comes back as HTTP 400 `<Code>Throttling</Code>` and is retried.
 //!
+//! Change sets: `read_sets` is one `ListResourceRecordSets` walk across the
+//! names (one request for a domain's few names), keeping each value exactly as
+//! answered; `apply` is ONE `ChangeResourceRecordSets` batch, atomic, whose
+//! `DELETE`s echo those values byte for byte, so a set changed since the read
+//! fails the batch (`InvalidChangeBatch`, mapped to [`ErrorKind::Conflict`]).
+//!
 //! Laid out like a lego provider folder: this file holds the registry entry,
 //! the [`Config`] and the adapter's operations; `xml` the documents Route 53
 //! sends and receives (pure, fuzzable); `credentials` the typed AWS
@@ -22,10 +28,12 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 
+use super::RawSet;
 use crate::http::{self, HttpClient, Idempotency, RetryPolicy};
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
-    Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtSet, Zone, zone_candidates,
+    ApplyError, ApplyTraits, Error, ErrorKind, Fqdn, Observed, Operation, Profile, Provider,
+    Secret, TxtChange, TxtSet, Zone, ZoneSets, zone_candidates,
 };
 
 pub use credentials::AwsCredentials;
@@ -206,12 +214,17 @@ impl Route53 {
 
     /// Every TXT set at exactly `name` (record sets without a routing policy only).
     async fn read(&self, zone: &Zone, name: &Fqdn, op: Operation) -> Result<Option<TxtSet>, Error> {
+        Ok(self.read_one(zone, name, op).await?.set)
+    }
+
+    /// The TXT set at exactly `name`, with its values as Route 53 answered them
+    /// (in [`Observed::version`]), from a listing that starts at the name.
+    async fn read_one(&self, zone: &Zone, name: &Fqdn, op: Operation) -> Result<Observed, Error> {
         let want = name.to_dotted();
         let page = self.cfg.page_size.to_string();
         let mut start_name = want.clone();
         let mut start_type = "TXT".to_string();
         let mut start_id: Option<String> = None;
-        let mut found: Option<TxtSet> = None;
         loop {
             let mut q = vec![
                 ("name", start_name.as_str()),
@@ -223,24 +236,94 @@ impl Route53 {
             }
             let url = self.url(&format!("hostedzone/{}/rrset", zone.id), &q);
             let resp = self.call(op, Some(name), Method::GET, url, None).await?;
-            let page = parse_rrsets(&resp.body, name, op)?;
-            let list = page.list;
-            let past = page.past;
-            if page.set.is_some() {
-                found = page.set;
+            let (sets, _, list) = xml::parse_page(&resp.body, name, op)?;
+            if let Some(s) = sets
+                .into_iter()
+                .find(|s| s.name.eq_ignore_ascii_case(&want))
+            {
+                return Ok(observed(s));
             }
             let next_same = list
                 .next_record_name
                 .as_deref()
                 .is_some_and(|n| decode_name(n).eq_ignore_ascii_case(&want))
                 && list.next_record_type.as_deref() == Some("TXT");
-            if past || !list.is_truncated || !next_same || found.is_some() {
-                return Ok(found);
+            if !list.is_truncated || !next_same {
+                return Ok(Observed::of(None));
             }
             start_name = list.next_record_name.unwrap_or_default();
             start_type = list.next_record_type.unwrap_or_default();
             start_id = list.next_record_identifier;
         }
+    }
+
+    /// The TXT sets at several names: one listing walked from the first name (in
+    /// Route 53's order, labels reversed) to the last, at most one page per name;
+    /// names the walk has not reached when that budget is spent are read one by
+    /// one, so a zone crowded between the names never costs more than two
+    /// requests per name.
+    async fn walk(&self, zone: &Zone, names: &[Fqdn], op: Operation) -> Result<ZoneSets, Error> {
+        let mut order: Vec<(Vec<String>, &Fqdn)> = names
+            .iter()
+            .map(|n| (xml::order_key(&n.to_dotted()), n))
+            .collect();
+        order.sort();
+        order.dedup_by(|a, b| a.0 == b.0);
+        let mut out = ZoneSets::new();
+        let (Some((_, first)), Some((max_key, _))) = (order.first(), order.last()) else {
+            return Ok(out);
+        };
+        let page = self.cfg.page_size.to_string();
+        let mut start_name = first.to_dotted();
+        let mut start_type = "TXT".to_string();
+        let mut start_id: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            pages += 1;
+            let mut q = vec![
+                ("name", start_name.as_str()),
+                ("type", start_type.as_str()),
+                ("maxitems", page.as_str()),
+            ];
+            if let Some(id) = &start_id {
+                q.push(("identifier", id.as_str()));
+            }
+            let url = self.url(&format!("hostedzone/{}/rrset", zone.id), &q);
+            let resp = self
+                .call(op, Some(&zone.name), Method::GET, url, None)
+                .await?;
+            let (sets, last, list) = xml::parse_page(&resp.body, &zone.name, op)?;
+            for s in sets {
+                let k = xml::order_key(&s.name);
+                if let Some((_, n)) = order.iter().find(|(key, _)| *key == k) {
+                    out.insert((*n).clone(), observed(s));
+                }
+            }
+            let past_last = last.is_some_and(|l| xml::order_key(&l) > *max_key);
+            let Some(next_name) = list
+                .next_record_name
+                .filter(|_| list.is_truncated && !past_last)
+            else {
+                break;
+            };
+            if pages >= order.len() {
+                let next_key = xml::order_key(&decode_name(&next_name));
+                for (k, n) in &order {
+                    if *k >= next_key && !out.contains_key(*n) {
+                        let o = self.read_one(zone, n, op).await?;
+                        out.insert((*n).clone(), o);
+                    }
+                }
+                break;
+            }
+            start_name = next_name;
+            start_type = list.next_record_type.unwrap_or_default();
+            start_id = list.next_record_identifier;
+        }
+        for (_, n) in order {
+            out.entry(n.clone()).or_insert_with(|| Observed::of(None));
+        }
+        Ok(out)
     }
 
     async fn change(
@@ -252,6 +335,17 @@ impl Route53 {
         op: Operation,
     ) -> Result<(), Error> {
         let body = change_batch_xml(action, name, set);
+        self.post_batch(zone, name, body, op).await
+    }
+
+    /// Sends one change batch and, when configured, waits until it is INSYNC.
+    async fn post_batch(
+        &self,
+        zone: &Zone,
+        name: &Fqdn,
+        body: String,
+        op: Operation,
+    ) -> Result<(), Error> {
         let url = self.url(&format!("hostedzone/{}/rrset/", zone.id), &[]);
         let resp = self
             .call(op, Some(name), Method::POST, url, Some(body))
@@ -294,10 +388,22 @@ impl Route53 {
         let op = Operation::Delete;
         let mut retried = false;
         loop {
-            let Some(current) = self.read(zone, name, op).await? else {
+            let current = self.read_one(zone, name, op).await?;
+            let Some(set) = current.set.as_ref().filter(|s| !s.records.is_empty()) else {
                 return Ok(());
             };
-            match self.change(zone, name, "DELETE", &current, op).await {
+            // The values exactly as read: Route 53 deletes only on an exact match.
+            let raw = RawSet::of(&current).unwrap_or_else(|| RawSet {
+                ttl: set.ttl,
+                values: set.records.iter().map(format_value).collect(),
+            });
+            let body = xml::changes_xml(&[xml::BatchChange {
+                action: "DELETE",
+                name,
+                ttl: raw.ttl,
+                values: &raw.values,
+            }]);
+            match self.post_batch(zone, name, body, op).await {
                 // Someone changed the set between our read and our delete: read again, once.
                 Err(e) if e.kind == ErrorKind::Conflict && !retried => retried = true,
                 other => return other,
@@ -389,6 +495,9 @@ impl Provider for Route53 {
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
         let op = Operation::Replace;
         self.profile.check_set(KIND, op, name, &set.records)?;
+        if !set.records.is_empty() {
+            self.profile.check_ttl(KIND, op, name, set.ttl)?;
+        }
         let _guard = self.write_lock.lock().await;
         if set.records.is_empty() {
             return self.delete_locked(zone, name).await;
@@ -400,4 +509,142 @@ impl Provider for Route53 {
         let _guard = self.write_lock.lock().await;
         self.delete_locked(zone, name).await
     }
+
+    /// One change batch: atomic, and conditional on every RRset read (each
+    /// `DELETE` repeats the values exactly as read; a `CREATE` fails when the set
+    /// appeared since).
+    fn apply_traits(&self) -> ApplyTraits {
+        ApplyTraits {
+            atomic: true,
+            compare_and_swap: true,
+            ..ApplyTraits::default()
+        }
+    }
+
+    /// One name: a listing starting at it. Several: one listing walked across
+    /// them (see `walk`). Each [`Observed::version`] holds the values exactly as
+    /// Route 53 answered them.
+    async fn read_sets(&self, zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, Error> {
+        let op = Operation::Read;
+        match names {
+            [] => Ok(ZoneSets::new()),
+            [one] => {
+                let mut out = ZoneSets::new();
+                out.insert(one.clone(), self.read_one(zone, one, op).await?);
+                Ok(out)
+            }
+            _ => self.walk(zone, names, op).await,
+        }
+    }
+
+    /// ONE `ChangeResourceRecordSets` request for the whole change set: for each
+    /// name, a `DELETE` of the RRset as read (its values echoed byte for byte
+    /// from [`Observed::version`]) followed by a `CREATE` of the wanted one.
+    /// Route 53 applies a batch all or nothing, and refuses it (mapped to
+    /// [`ErrorKind::Conflict`]) when a `DELETE` no longer matches or a `CREATE`
+    /// finds a set: the caller reads again.
+    ///
+    /// A change set over one batch's documented limits (100 changes, 1,000
+    /// values, 32,000 value characters) is refused before sending, nothing written.
+    async fn apply(&self, zone: &Zone, changes: &[TxtChange]) -> Result<(), ApplyError> {
+        let op = Operation::Replace;
+        let mut shaped = Vec::with_capacity(changes.len());
+        for c in changes {
+            shaped.push(match c.wanted() {
+                Some(set) => Some((
+                    set.ttl,
+                    super::check_all(KIND, &self.profile, &c.name, set)
+                        .map_err(ApplyError::nothing_written)?
+                        .iter()
+                        .map(format_value)
+                        .collect::<Vec<_>>(),
+                )),
+                None => None,
+            });
+        }
+        let olds: Vec<Option<RawSet>> = changes
+            .iter()
+            .map(|c| {
+                let set = c.old.set.as_ref().filter(|s| !s.records.is_empty())?;
+                Some(RawSet::of(&c.old).unwrap_or_else(|| RawSet {
+                    ttl: set.ttl,
+                    values: set.records.iter().map(format_value).collect(),
+                }))
+            })
+            .collect();
+        let mut batch = Vec::new();
+        for ((c, old), new) in changes.iter().zip(&olds).zip(&shaped) {
+            if let Some(old) = old {
+                batch.push(xml::BatchChange {
+                    action: "DELETE",
+                    name: &c.name,
+                    ttl: old.ttl,
+                    values: &old.values,
+                });
+            }
+            if let Some((ttl, values)) = new {
+                batch.push(xml::BatchChange {
+                    action: "CREATE",
+                    name: &c.name,
+                    ttl: *ttl,
+                    values,
+                });
+            }
+        }
+        let Some(first) = changes.first() else {
+            return Ok(());
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let values: usize = batch.iter().map(|b| b.values.len()).sum();
+        let chars: usize = batch
+            .iter()
+            .flat_map(|b| b.values.iter())
+            .map(|v| v.chars().count())
+            .sum();
+        if batch.len() > MAX_BATCH_CHANGES || values > MAX_BATCH_VALUES || chars > MAX_BATCH_CHARS {
+            return Err(ApplyError::nothing_written(Error::new(
+                KIND,
+                op,
+                Some(&first.name),
+                ErrorKind::Invalid,
+                format!(
+                    "refused before sending: the change set needs {} changes, {values} values and {chars} value characters in one batch; Route 53 takes at most {MAX_BATCH_CHANGES}, {MAX_BATCH_VALUES} and {MAX_BATCH_CHARS}",
+                    batch.len()
+                ),
+            )));
+        }
+        let body = xml::changes_xml(&batch);
+        match self.post_batch(zone, &first.name, body, op).await {
+            Err(e) if e.kind == ErrorKind::Conflict => {
+                match super::unless_in_place(self, zone, changes, e).await {
+                    None => Ok(()),
+                    Some(refused) => Err(refused),
+                }
+            }
+            other => other.map_err(ApplyError::nothing_written),
+        }
+    }
 }
+
+/// What one read of a TXT set gives a change set: the set and its values as answered.
+fn observed(s: xml::ListedSet) -> Observed {
+    let version = RawSet {
+        ttl: s.set.ttl,
+        values: s.raw,
+    }
+    .encode();
+    Observed {
+        set: Some(s.set),
+        version,
+    }
+}
+
+/// Most `<Change>` elements in one batch (Route 53 quotas: "Maximum number of
+/// changes per ChangeResourceRecordSets request").
+pub const MAX_BATCH_CHANGES: usize = 100;
+/// Most `<ResourceRecord>` elements in one batch.
+pub const MAX_BATCH_VALUES: usize = 1000;
+/// Most characters across every `<Value>` of one batch.
+pub const MAX_BATCH_CHARS: usize = 32_000;

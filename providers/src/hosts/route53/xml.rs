@@ -17,7 +17,6 @@ pub struct RrsetPage {
     pub set: Option<TxtSet>,
     /// True when the page went past the name (another name or type came next).
     pub past: bool,
-    pub(super) list: ListResourceRecordSetsResponse,
 }
 
 /// Parses one `ListResourceRecordSetsResponse` page (XML) for the TXT set at `name`.
@@ -54,31 +53,128 @@ pub fn parse_rrsets(body: &[u8], name: &Fqdn, op: Operation) -> Result<RrsetPage
             records,
         });
     }
-    Ok(RrsetPage {
-        set: found,
-        past,
-        list,
-    })
+    Ok(RrsetPage { set: found, past })
 }
 
 /// The `ChangeResourceRecordSetsRequest` document for one change.
 pub fn change_batch_xml(action: &str, name: &Fqdn, set: &TxtSet) -> String {
+    let values: Vec<String> = set.records.iter().map(format_value).collect();
+    changes_xml(&[BatchChange {
+        action,
+        name,
+        ttl: set.ttl,
+        values: &values,
+    }])
+}
+
+/// One `<Change>` of a batch: the action, the owner name, the TTL and each
+/// `<Value>` exactly as it is to be sent (a `DELETE` echoes the values as read).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchChange<'a> {
+    /// `CREATE`, `UPSERT` or `DELETE`.
+    pub action: &'a str,
+    /// The owner name.
+    pub name: &'a Fqdn,
+    /// The TTL, in seconds.
+    pub ttl: u32,
+    /// The values, in Route 53's TXT format, sent byte for byte.
+    pub values: &'a [String],
+}
+
+/// The `ChangeResourceRecordSetsRequest` document for several changes, applied
+/// by Route 53 as one all-or-nothing batch in the order given.
+pub fn changes_xml(changes: &[BatchChange<'_>]) -> String {
     let mut out = String::from(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ChangeResourceRecordSetsRequest xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\"><ChangeBatch><Changes><Change>",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ChangeResourceRecordSetsRequest xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\"><ChangeBatch><Changes>",
     );
-    out.push_str(&format!(
-        "<Action>{}</Action><ResourceRecordSet><Name>{}</Name><Type>TXT</Type><TTL>{}</TTL><ResourceRecords>",
-        xml_escape(action),
-        xml_escape(&name.to_dotted()),
-        set.ttl
-    ));
-    for r in &set.records {
-        out.push_str("<ResourceRecord><Value>");
-        out.push_str(&xml_escape(&format_value(r)));
-        out.push_str("</Value></ResourceRecord>");
+    for c in changes {
+        out.push_str(&format!(
+            "<Change><Action>{}</Action><ResourceRecordSet><Name>{}</Name><Type>TXT</Type><TTL>{}</TTL><ResourceRecords>",
+            xml_escape(c.action),
+            xml_escape(&c.name.to_dotted()),
+            c.ttl
+        ));
+        for v in c.values {
+            out.push_str("<ResourceRecord><Value>");
+            out.push_str(&xml_escape(v));
+            out.push_str("</Value></ResourceRecord>");
+        }
+        out.push_str("</ResourceRecords></ResourceRecordSet></Change>");
     }
-    out.push_str("</ResourceRecords></ResourceRecordSet></Change></Changes></ChangeBatch></ChangeResourceRecordSetsRequest>");
+    out.push_str("</Changes></ChangeBatch></ChangeResourceRecordSetsRequest>");
     out
+}
+
+/// One TXT RRset of a `ListResourceRecordSets` page: its owner name (decoded,
+/// with the trailing dot), the parsed set and the values exactly as answered.
+#[derive(Debug)]
+pub struct ListedSet {
+    /// The owner name as Route 53 answered it, `\ooo` escapes decoded.
+    pub name: String,
+    /// The parsed set.
+    pub set: TxtSet,
+    /// The `<Value>`s as answered, for a `DELETE` that must repeat them exactly.
+    pub raw: Vec<String>,
+}
+
+/// Parses one `ListResourceRecordSetsResponse` page for every TXT set without a
+/// routing policy on it; also returns the page's listing state (truncation, next
+/// name and type) and the decoded name of the last set on the page.
+///
+/// # Errors
+/// As [`parse_rrsets`].
+pub(super) fn parse_page(
+    body: &[u8],
+    zone: &Fqdn,
+    op: Operation,
+) -> Result<
+    (
+        Vec<ListedSet>,
+        Option<String>,
+        ListResourceRecordSetsResponse,
+    ),
+    Error,
+> {
+    let list: ListResourceRecordSetsResponse = parse_xml(body, op, zone)?;
+    let mut out = Vec::new();
+    let mut last = None;
+    for set in &list.resource_record_sets.items {
+        let name = decode_name(&set.name);
+        last = Some(name.clone());
+        if set.kind != "TXT" || set.set_identifier.is_some() {
+            continue;
+        }
+        let mut records = Vec::new();
+        let mut raw = Vec::new();
+        for rr in &set.resource_records.items {
+            records.push(
+                parse_value(&rr.value)
+                    .map_err(|m| Error::new(KIND, op, Some(zone), ErrorKind::Protocol, m))?,
+            );
+            raw.push(rr.value.clone());
+        }
+        out.push(ListedSet {
+            name,
+            set: TxtSet {
+                ttl: set.ttl.unwrap_or(0),
+                records,
+            },
+            raw,
+        });
+    }
+    Ok((out, last, list))
+}
+
+/// The key Route 53 orders record sets by: the labels reversed, lowercased
+/// (`_dmarc.example.com.` -> `["com", "example", "_dmarc"]`).
+pub fn order_key(name: &str) -> Vec<String> {
+    let mut labels: Vec<String> = name
+        .trim_end_matches('.')
+        .split('.')
+        .map(str::to_ascii_lowercase)
+        .collect();
+    labels.reverse();
+    labels
 }
 
 fn xml_escape(s: &str) -> String {
@@ -241,13 +337,16 @@ pub fn map_error(f: &Failure<'_>) -> (ErrorKind, String) {
             | "AuthFailure" => ErrorKind::Auth,
             "AccessDenied" | "AccessDeniedException" => ErrorKind::Permission,
             "NoSuchHostedZone" => ErrorKind::ZoneNotFound,
+            // What a DELETE of values no longer stored, or a CREATE of a set that
+            // appeared since the read, gets: the RRset changed under us.
+            "InvalidChangeBatch" if stale_batch(&e.error.message) => ErrorKind::Conflict,
             _ => http::kind_for_status(f.status),
         };
         return (kind, format!("{}: {}", e.error.code, e.error.message));
     }
     if let Ok(e) = quick_xml::de::from_str::<InvalidChangeBatch>(&text) {
         let msgs = e.messages.items.join("; ");
-        let kind = if msgs.contains("but it was not found") || msgs.contains("do not match") {
+        let kind = if stale_batch(&msgs) {
             ErrorKind::Conflict
         } else {
             ErrorKind::Invalid
@@ -255,6 +354,17 @@ pub fn map_error(f: &Failure<'_>) -> (ErrorKind, String) {
         return (kind, format!("InvalidChangeBatch: {msgs}"));
     }
     http::default_mapper(f)
+}
+
+/// Whether an `InvalidChangeBatch` message says the batch was built on a stale
+/// read: a `DELETE` of a set that is gone or holds other values, or a `CREATE`
+/// of a set that now exists. Route 53 sends these as
+/// `<ErrorResponse><Error><Code>InvalidChangeBatch</Code><Message>[Tried to delete
+/// resource record set [name='…', type='TXT'] but it was not found]</Message>`.
+fn stale_batch(message: &str) -> bool {
+    message.contains("but it was not found")
+        || message.contains("do not match")
+        || message.contains("but it already exists")
 }
 
 #[derive(Debug, Deserialize)]
@@ -397,6 +507,25 @@ mod tests {
     fn names_decode_octal() {
         assert_eq!(decode_name("\\052.example.com."), "*.example.com.");
         assert_eq!(decode_name("_dmarc.example.com."), "_dmarc.example.com.");
+    }
+
+    #[test]
+    fn a_stale_delete_in_the_error_response_envelope_is_a_conflict() {
+        let h = reqwest::header::HeaderMap::new();
+        let map = |body: &[u8]| {
+            map_error(&Failure {
+                status: reqwest::StatusCode::BAD_REQUEST,
+                headers: &h,
+                body,
+            })
+        };
+        let body = br#"<?xml version="1.0"?>
+<ErrorResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><Error><Type>Sender</Type><Code>InvalidChangeBatch</Code><Message>[Tried to delete resource record set [name='x.example.com.', type='TXT'] but it was not found]</Message></Error><RequestId>r</RequestId></ErrorResponse>"#;
+        assert_eq!(map(body).0, ErrorKind::Conflict);
+        let body = br#"<ErrorResponse><Error><Code>InvalidChangeBatch</Code><Message>[Tried to delete resource record set [name='x.example.com.', type='TXT'] but the values provided do not match the current values]</Message></Error></ErrorResponse>"#;
+        assert_eq!(map(body).0, ErrorKind::Conflict);
+        let body = br#"<ErrorResponse><Error><Code>InvalidChangeBatch</Code><Message>[RRSet with DNS name x.example.org. is not permitted in zone example.com.]</Message></Error></ErrorResponse>"#;
+        assert_eq!(map(body).0, ErrorKind::Invalid);
     }
 
     #[test]
