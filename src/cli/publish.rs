@@ -289,6 +289,12 @@ fn print_human(config: &Config, report: &Report) {
         s.domains,
         s.failed
     );
+    if s.handed_over > 0 {
+        outln!(
+            "{} change(s) handed to the operator (manual accounts): made once the authoritative servers serve them",
+            s.handed_over
+        );
+    }
     for (account, bits) in &report.saved_limits {
         outln!(
             "note: account '{account}' holds DKIM keys of at most {bits} bits (saved); the next `maildns publish` or rotation step replaces a key not yet in use"

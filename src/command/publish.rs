@@ -117,6 +117,8 @@ pub struct Summary {
     pub in_sync: usize,
     /// Changes written.
     pub applied: usize,
+    /// Changes handed to an operator to make (`manual` accounts), not yet made.
+    pub handed_over: usize,
 }
 
 /// A warning about one domain's DKIM keys (e.g. a key size the host cannot hold).
@@ -623,6 +625,9 @@ fn summarize(outcomes: &[DomainOutcome]) -> Summary {
             s.failed += 1;
         }
         s.applied += o.applied;
+        if o.pending && o.error.is_none() {
+            s.handed_over += o.plan.as_ref().map_or(0, |p| p.changes.len());
+        }
         if let Some(p) = &o.plan {
             s.in_sync += p.in_sync;
             for c in &p.changes {

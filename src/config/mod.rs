@@ -541,6 +541,31 @@ retire = "shred"
     }
 
     #[test]
+    fn program_settings_must_name_an_absolute_program() {
+        let base = "[accounts.x]\nprovider = \"exec\"\n[domains.\"example.org\"]\naccount = \"x\"\nspf = \"v=spf1 -all\"\n";
+        for (command, said) in [
+            (
+                "[\"./host.py\"]",
+                "the program './host.py' must be an absolute path",
+            ),
+            ("[]", "is empty"),
+        ] {
+            let text = base.replace(
+                "provider = \"exec\"\n",
+                &format!("provider = \"exec\"\ncommand = {command}\n"),
+            );
+            let e = p(&text).unwrap_err();
+            assert_eq!(e.0.len(), 1, "only the one error: {e}");
+            assert_eq!(e.0[0].key, "accounts.x.command");
+            assert_eq!(e.0[0].line, Some(3), "{e}");
+            assert!(e.to_string().contains(said), "{e}");
+        }
+        let manual = "[accounts.w]\nprovider = \"manual\"\nnotify = [\"mail-me\"]\n";
+        let e = p(manual).unwrap_err();
+        assert_eq!(e.0[0].key, "accounts.w.notify", "{e}");
+    }
+
+    #[test]
     fn signer_needs_a_probe_or_an_explicit_tables_only() {
         let base = "[signer]\nkey_dir = \"/k\"\nkey_table = \"/kt\"\nsigning_table = \"/st\"\n";
         let e = p(&format!("{GOOD}\n{base}")).unwrap_err();

@@ -102,6 +102,33 @@ impl Validator<'_> {
         }
     }
 
+    /// A program and its arguments (no shell): not empty, the program an
+    /// absolute path (a relative one would depend on the working directory).
+    fn program(&mut self, v: &Option<Spanned<Vec<String>>>, key: &str) -> Option<Vec<String>> {
+        let v = v.as_ref()?;
+        match v.get_ref().first() {
+            Some(p) if std::path::Path::new(p).is_absolute() => Some(v.get_ref().clone()),
+            Some(p) => {
+                self.err(
+                    Some(v.span()),
+                    key,
+                    format!("the program '{p}' must be an absolute path"),
+                    Some("write e.g. [\"/usr/local/lib/maildns/my-dns-host\", \"--flag\"]"),
+                );
+                None
+            }
+            None => {
+                self.err(
+                    Some(v.span()),
+                    key,
+                    "is empty: give the program and its arguments".into(),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
     fn positive_duration(
         &mut self,
         v: &Option<Spanned<String>>,
@@ -379,7 +406,7 @@ impl Validator<'_> {
             algorithm,
             project: a.project.clone(),
             wait_insync: a.wait_insync,
-            command: a.command.clone(),
+            command: self.program(&a.command, &format!("{key}.command")),
             timeout: a.timeout.as_ref().map(|_| {
                 self.positive_duration(
                     &a.timeout,
@@ -399,7 +426,7 @@ impl Validator<'_> {
                         None
                     }
                 }),
-            notify: a.notify.clone(),
+            notify: self.program(&a.notify, &format!("{key}.notify")),
             tenant_id: a.tenant_id.clone(),
             client_id: a.client_id.clone(),
             subscription_id: a.subscription_id.clone(),
@@ -420,7 +447,9 @@ impl Validator<'_> {
         complete &= settings.server.is_some() || a.server.is_none();
         for r in host.required {
             // A server that did not parse has been reported already.
-            let given = settings.is_set(r.key) || (r.key == "server" && a.server.is_some());
+            let given = settings.is_set(r.key)
+                || (r.key == "server" && a.server.is_some())
+                || (r.key == "command" && a.command.is_some());
             if !given {
                 self.err(
                     Some(acc.span()),

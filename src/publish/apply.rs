@@ -324,6 +324,8 @@ async fn write_domain(
         }
     }
     if provider.apply_traits().deferred {
+        // Handed over, not written: nothing counts as applied yet.
+        outcome.applied = 0;
         outcome.pending = true;
         outcome.plan = Some(read.plan);
         return;

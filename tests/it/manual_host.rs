@@ -157,4 +157,12 @@ async fn publish_prints_what_to_enter_and_waits_until_the_operator_did() {
         o.text()
     );
     assert!(o.text().contains("`maildns watch`"), "{}", o.text());
+    // Handed over, not applied: a script reading the summary is not misled.
+    assert!(o.text().contains("0 change(s) applied"), "{}", o.text());
+    assert!(
+        o.text()
+            .contains("1 change(s) handed to the operator (manual accounts)"),
+        "{}",
+        o.text()
+    );
 }

@@ -360,7 +360,10 @@ impl Provider for Manual {
             return Ok(());
         }
         let text = instructions(&zone.name, changes, self.config.form);
-        tracing::warn!("{KIND}: waiting for the operator. {}", text.trim_end());
+        tracing::warn!(
+            "{KIND}: changes for the operator to make (maildns writes nothing here). {}",
+            text.trim_end()
+        );
         self.notify(&zone.name, &text).await;
         Ok(())
     }

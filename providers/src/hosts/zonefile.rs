@@ -1130,6 +1130,7 @@ mod tests {
             let origin = OwnerName::from_fqdn(&zone());
             let mut text = String::from("$ORIGIN example.com.\n$TTL 60\n");
             let mut want = Vec::new();
+            let mut first_ttl = std::collections::HashMap::new();
             let mut prev: Option<OwnerName> = None;
             for (label, ttl, style, strings) in &recs {
                 let mut l = label.clone();
@@ -1147,7 +1148,10 @@ mod tests {
                     format!("IN {ttl} TXT ( ; open\n\t{} ) ; close \"quoted\"", r.to_presentation())
                 };
                 text.push_str(&format!("{owner_field} {body}\n"));
-                want.push((owner.clone(), *ttl, r));
+                // One TTL per RRset (RFC 2181 §5.2): BIND gives every record of
+                // an owner's TXT set the TTL of the first one read.
+                let set_ttl = *first_ttl.entry(owner.clone()).or_insert(*ttl);
+                want.push((owner.clone(), set_ttl, r));
                 prev = Some(owner);
             }
             let got: Vec<(OwnerName, u32, TxtRecord)> = read_records(&text, &zone()).unwrap().into_iter().map(|r| (r.owner, r.ttl, r.txt.unwrap())).collect();
