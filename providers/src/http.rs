@@ -41,6 +41,9 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Timeout of one request.
     pub request_timeout: Duration,
+    /// Keep to the host's documented rate limits (its descriptor's
+    /// `[[limits.rates]]`); off for a local server or fake standing in for it.
+    pub pace: bool,
 }
 
 impl Default for RetryPolicy {
@@ -55,6 +58,7 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
+            pace: true,
         }
     }
 }
@@ -68,6 +72,7 @@ impl RetryPolicy {
             base_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(200),
             request_timeout: Duration::from_secs(10),
+            pace: false,
         }
     }
 
@@ -278,8 +283,11 @@ impl HttpClient {
             mapper,
             check: None,
             rate_limits: Mutex::new(RateLimitSeen::default()),
+            // A caller that drives a local server or fake (RetryPolicy::fast)
+            // does not keep to the real host's documented rates.
             pacer: Arc::new(Pacer::new(
                 crate::registry::host(provider)
+                    .filter(|_| policy.pace)
                     .and_then(|h| h.profile().ok())
                     .map(|p| p.rate_limits)
                     .unwrap_or_default(),

@@ -425,6 +425,7 @@ async fn concurrent_writes_survive_database_is_locked() {
         base_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(100),
         request_timeout: Duration::from_secs(10),
+        pace: false,
     };
     let p = Arc::new(adapter(&pdns, &pdns.api_key, policy));
     let zone = p.find_zone(&zone_name).await.unwrap();
