@@ -206,6 +206,13 @@ impl OpenDkimSetup {
     /// `[signer]` section of maildns.toml edits (rotation would refuse to switch).
     pub fn signer_mismatches(&self, signer: &config::Signer) -> Vec<String> {
         let mut out = Vec::new();
+        if signer.sql.is_some() {
+            out.push(format!(
+                "maildns.toml's [signer] is kind = \"opendkim-sql\": keys imported from {}'s file tables are recorded, but rotation writes the next key to the SQL tables",
+                self.conf_path.display()
+            ));
+            return out;
+        }
         let pairs = [
             (
                 "KeyTable",

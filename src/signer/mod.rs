@@ -23,13 +23,17 @@
 //! unreachable) holds the step, and the reason names that endpoint.
 //!
 //! Backends: [`files::OpenDkimFiles`] (OpenDKIM with a file KeyTable and
-//! SigningTable and key files on this host; the single-machine default).
+//! SigningTable and key files on this host; the single-machine default) and
+//! [`opendkim_sql::OpenDkimSql`] (every MTA's OpenDKIM reading `dsn:` KeyTable
+//! and SigningTable from PostgreSQL, key data inline; one milter socket per
+//! MTA, all probed).
 //!
 //! Never SIGHUP OpenDKIM: libmilter treats HUP like TERM and OpenDKIM exits.
 
 pub mod files;
 pub mod milter;
 pub mod opendkim;
+pub mod opendkim_sql;
 pub mod probe;
 pub mod reader;
 pub mod unix;
@@ -40,6 +44,7 @@ use std::time::Duration;
 
 pub use files::{OpenDkimFiles, Switched};
 pub use milter::{MilterSocket, SocketSpecError};
+pub use opendkim_sql::{OpenDkimSql, SqlTables};
 
 use crate::keys::{KeyError, PrivateKey};
 use crate::rotation::Selector;
@@ -55,6 +60,8 @@ use unix::WriteError;
 pub enum Signer {
     /// OpenDKIM with file tables and key files on this host.
     OpenDkimFiles(OpenDkimFiles),
+    /// OpenDKIM on several MTAs reading `dsn:` tables from PostgreSQL.
+    OpenDkimSql(OpenDkimSql),
 }
 
 /// Where the key of a [`SignerEntry`] is.
@@ -63,6 +70,13 @@ pub enum Signer {
 pub enum KeyRef {
     /// A key file on this host.
     File(PathBuf),
+    /// Key data inline in a database row.
+    Inline {
+        /// The table.
+        table: String,
+        /// The row's key name (`<selector>._domainkey.<domain>`).
+        id: String,
+    },
 }
 
 /// The entry a signer uses now for a domain.
@@ -81,6 +95,10 @@ impl SignerEntry {
         self.selector == selector.as_str()
             && match &self.key {
                 KeyRef::File(p) => p == key_path,
+                // The row of this selector, written from the key at key_path
+                // (selectors are never reused; the probe checks the key
+                // against DNS).
+                KeyRef::Inline { id, .. } => id.starts_with(&format!("{selector}._domainkey.")),
             }
     }
 
@@ -88,6 +106,7 @@ impl SignerEntry {
     pub fn location(&self) -> String {
         match &self.key {
             KeyRef::File(p) => p.display().to_string(),
+            KeyRef::Inline { table, id } => format!("row {id} of {table}"),
         }
     }
 }
@@ -141,7 +160,7 @@ impl Signer {
     /// The engine's name, for messages (`OpenDKIM`).
     pub fn engine(&self) -> &'static str {
         match self {
-            Signer::OpenDkimFiles(_) => "OpenDKIM",
+            Signer::OpenDkimFiles(_) | Signer::OpenDkimSql(_) => "OpenDKIM",
         }
     }
 
@@ -152,6 +171,7 @@ impl Signer {
     pub fn key_path(&self, domain: &str, selector: &Selector) -> Result<PathBuf, SignerError> {
         match self {
             Signer::OpenDkimFiles(s) => s.key_path(domain, selector),
+            Signer::OpenDkimSql(s) => s.key_path(domain, selector),
         }
     }
 
@@ -167,6 +187,7 @@ impl Signer {
     ) -> Result<PathBuf, SignerError> {
         match self {
             Signer::OpenDkimFiles(s) => s.install_key(domain, selector, key),
+            Signer::OpenDkimSql(s) => s.install_key(domain, selector, key),
         }
     }
 
@@ -187,6 +208,10 @@ impl Signer {
             Signer::OpenDkimFiles(s) => s.switch(domain, selector, key_path).map(|sw| SwitchDone {
                 reload_error: sw.reload_error,
             }),
+            Signer::OpenDkimSql(s) => s
+                .switch(domain, selector, key_path)
+                .await
+                .map(|_| SwitchDone { reload_error: None }),
         }
     }
 
@@ -208,6 +233,7 @@ impl Signer {
                         key: KeyRef::File(PathBuf::from(&e.key)),
                     }))
             }
+            Signer::OpenDkimSql(s) => s.entry(domain).await,
         }
     }
 
@@ -219,6 +245,7 @@ impl Signer {
     pub async fn check_and_reload(&self) -> Result<(), SignerError> {
         match self {
             Signer::OpenDkimFiles(s) => s.check_reload().and_then(|()| s.reload()),
+            Signer::OpenDkimSql(s) => s.check_and_reload().await,
         }
     }
 
@@ -235,6 +262,7 @@ impl Signer {
     ) -> Result<usize, SignerError> {
         match self {
             Signer::OpenDkimFiles(s) => s.remove_key(domain, selector),
+            Signer::OpenDkimSql(s) => s.remove_key(domain, selector).await,
         }
     }
 
@@ -243,6 +271,7 @@ impl Signer {
     pub fn endpoints(&self) -> Vec<String> {
         match self {
             Signer::OpenDkimFiles(s) => s.socket.iter().map(ToString::to_string).collect(),
+            Signer::OpenDkimSql(s) => s.sockets.iter().map(ToString::to_string).collect(),
         }
     }
 
@@ -259,6 +288,7 @@ impl Signer {
     ) -> Vec<EndpointProbe> {
         let sockets: Vec<MilterSocket> = match self {
             Signer::OpenDkimFiles(s) => s.socket.iter().cloned().collect(),
+            Signer::OpenDkimSql(s) => s.sockets.clone(),
         };
         let mut out = Vec::with_capacity(sockets.len());
         for socket in sockets {
@@ -361,6 +391,16 @@ pub enum SignerError {
         conf: PathBuf,
         /// What is wrong.
         why: String,
+    },
+    /// The signer's database could not be reached, read or written.
+    #[error("signer database {url}: {operation}: {message}")]
+    Sql {
+        /// What was being done.
+        operation: &'static str,
+        /// The database URL (without a password).
+        url: String,
+        /// PostgreSQL's message.
+        message: String,
     },
     /// The reload command could not run or failed.
     #[error("reload command {command:?} failed: {reason}")]
