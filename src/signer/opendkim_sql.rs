@@ -26,8 +26,17 @@
 //!   line (PKCS#1 and PKCS#8 both sign). maildns writes base64 DER of PKCS#8,
 //!   the body of its own PEM file, so the row holds no line breaks.
 //! - A SigningTable row naming a KeyTable id that has no row makes OpenDKIM
-//!   stop answering for that message (the MTA's milter time-out): the key row
-//!   and the signing row are therefore written in ONE transaction.
+//!   stop answering for that message (the MTA's milter time-out; seen with
+//!   the real binary): the key row and the signing row are therefore written
+//!   in ONE transaction. When it loads its configuration (start, SIGUSR1)
+//!   OpenDKIM also walks the whole SigningTable (`SELECT pattern,key_id FROM
+//!   ...`) and refuses a row whose KeyTable row is missing ("could not find
+//!   valid key record", in `dkimf_config_load`).
+//! - If a table does not exist when OpenDKIM starts, that walk fails and the
+//!   filter then hangs on every message, even after the table is created,
+//!   until it is restarted (seen with the real binary). The tables must exist
+//!   before OpenDKIM starts; maildns creates missing ones only at its first
+//!   switch, which is too late for an OpenDKIM already running.
 //!
 //! # The tables maildns writes (names configurable, defaults shown)
 //!
@@ -37,7 +46,8 @@
 //! CREATE TABLE dkim_signing (pattern text PRIMARY KEY, key_id text NOT NULL);
 //! ```
 //!
-//! created when missing. A key's id is `<selector>._domainkey.<domain>`.
+//! (created by maildns when missing, but see above: create them before
+//! starting OpenDKIM). A key's id is `<selector>._domainkey.<domain>`.
 //! Rows of other domains are never touched.
 //!
 //! The database password is only ever handed to the driver; errors name the
