@@ -322,6 +322,102 @@ async fn two_opendkims_on_one_database_switch_together_and_both_are_proven() {
             .is_none_or(Vec::is_empty),
         "{v}"
     );
+    // `verify` reads the rows and probes both sockets: the selector both use
+    // is served.
+    let out = maildns_cmd(&env.dir.path().join("maildns.toml"), &env.pdns.api_key)
+        .args(["verify", "--json"])
+        .run();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!text.contains(&env.pg.password), "password in verify");
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let found = v.to_string();
+    assert!(
+        found.contains("\"check\":\"signer 202402\"")
+            && found.contains("the signer tables and a probe signature"),
+        "{found}"
+    );
+    assert!(!found.contains("signer 202401"), "{found}");
+}
+
+/// The backend on its own: tables created when missing, both rows written in
+/// one transaction, the entry OpenDKIM would find, a retired key's rows
+/// removed; a wrong password is an error naming the URL, never a password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_backend_writes_reads_and_removes_rows_and_hides_the_password() {
+    use maildns::keys::{KeySpec, PrivateKey};
+    use maildns::signer::{KeyRef, OpenDkimSql, SignerError};
+    use maildns_providers::Secret;
+
+    let pg = Postgres::start();
+    let url = pg.create_database("fresh");
+    let dir = tempfile::tempdir().unwrap();
+    let s = OpenDkimSql::new(
+        &url,
+        Some(Secret::new(pg.password.clone())),
+        dir.path().join("keys"),
+        vec![],
+    );
+    let key = PrivateKey::generate(KeySpec::ed25519()).unwrap();
+    let path = s.install_key("Example.COM", &sel("s1"), &key).unwrap();
+    assert!(path.ends_with("example.com/s1.private"));
+    // Another domain's rows are never touched.
+    pg.psql(
+        "fresh",
+        "CREATE TABLE dkim_keys (id text PRIMARY KEY, domain text NOT NULL, selector text NOT NULL, private_key text NOT NULL);\
+         INSERT INTO dkim_keys VALUES ('x._domainkey.other.org', 'other.org', 'x', 'MIIB')",
+    )
+    .unwrap();
+    assert_eq!(
+        s.switch("Example.COM", &sel("s1"), &path).await.unwrap(),
+        None
+    );
+    let entry = s.entry("example.com").await.unwrap().unwrap();
+    assert_eq!(entry.selector, "s1");
+    assert_eq!(
+        entry.key,
+        KeyRef::Inline {
+            table: "dkim_keys".into(),
+            id: "s1._domainkey.example.com".into()
+        }
+    );
+    // A subdomain is not signed by the domain's row (OpenDKIM asks
+    // `.example.com` for it, not `example.com`).
+    assert_eq!(s.entry("sub.example.com").await.unwrap(), None);
+    let key2 = PrivateKey::generate(KeySpec::ed25519()).unwrap();
+    let path2 = s.install_key("example.com", &sel("s2"), &key2).unwrap();
+    assert_eq!(
+        s.switch("example.com", &sel("s2"), &path2)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("s1._domainkey.example.com")
+    );
+    assert_eq!(
+        pg.psql("fresh", "SELECT pattern || ' ' || key_id FROM dkim_signing")
+            .unwrap()
+            .trim(),
+        "example.com s2._domainkey.example.com"
+    );
+    s.check_and_reload().await.unwrap();
+    assert_eq!(s.remove_key("example.com", &sel("s1")).await.unwrap(), 1);
+    assert_eq!(
+        pg.psql(
+            "fresh",
+            "SELECT string_agg(id, ',' ORDER BY id) FROM dkim_keys"
+        )
+        .unwrap()
+        .trim(),
+        "s2._domainkey.example.com,x._domainkey.other.org"
+    );
+
+    let mut wrong = s.clone();
+    wrong.password = Some(Secret::new("not-the-password-1234"));
+    let e = wrong.entry("example.com").await.unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, SignerError::Sql { .. }), "{text}");
+    assert!(text.contains(&url) && text.contains("password"), "{text}");
+    assert!(!text.contains("not-the-password-1234") && !text.contains(&pg.password));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
