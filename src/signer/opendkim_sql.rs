@@ -30,8 +30,9 @@
 //!   the real binary): the key row and the signing row are therefore written
 //!   in ONE transaction. When it loads its configuration (start, SIGUSR1)
 //!   OpenDKIM also walks the whole SigningTable (`SELECT pattern,key_id FROM
-//!   ...`) and refuses a row whose KeyTable row is missing ("could not find
-//!   valid key record", in `dkimf_config_load`).
+//!   ...`) and refuses a row whose KeyTable row is missing: it does not start
+//!   (exit 78, `could not find valid key record "NAME" in KeyTable`; seen
+//!   with the real binary), and a reload keeps the old configuration.
 //! - If a table does not exist when OpenDKIM starts, that walk fails and the
 //!   filter then hangs on every message, even after the table is created,
 //!   until it is restarted (seen with the real binary). The tables must exist
