@@ -140,6 +140,20 @@ probe_timeout = "3s"
     }
 
     async fn run(&self, config: &Config, clock: &Arc<FakeClock>) -> RunOutcome {
+        let out = self
+            .runner(config, clock)
+            .run_once(&domain())
+            .await
+            .unwrap();
+        let shown = format!("{out:?}");
+        assert!(
+            !shown.contains(&self.pg.password),
+            "password shown: {shown}"
+        );
+        out
+    }
+
+    fn runner(&self, config: &Config, clock: &Arc<FakeClock>) -> Runner {
         let quick = RetryPolicy {
             max_attempts: 1,
             ..RetryPolicy::default()
@@ -153,17 +167,7 @@ probe_timeout = "3s"
                 .unwrap()
                 .with_clock(clock.clone()),
         );
-        let out = Runner::new(config.clone(), store, providers, clock)
-            .unwrap()
-            .run_once(&domain())
-            .await
-            .unwrap();
-        let shown = format!("{out:?}");
-        assert!(
-            !shown.contains(&self.pg.password),
-            "password shown: {shown}"
-        );
-        out
+        Runner::new(config.clone(), store, providers, clock).unwrap()
     }
 
     fn state(&self) -> DomainState {
@@ -507,6 +511,21 @@ async fn an_opendkim_that_cannot_see_the_new_key_holds_the_switch_and_the_retire
     // The second OpenDKIM goes back to the old key: at the end of the overlap
     // the retirement of 202401 is held, naming its socket; record and row stay.
     env.sql("UPDATE stale_signing SET key_id = '202401._domainkey.example.com'");
+    // The daemon's periodic probe shows it as drift, naming its socket.
+    let blocked = env
+        .runner(&config, &clock)
+        .probe_signers(&domain())
+        .await
+        .unwrap();
+    let drift = blocked
+        .iter()
+        .find(|x| x.kind == BlockKind::Drift && x.selector.as_str() == "202402")
+        .unwrap_or_else(|| panic!("no drift: {blocked:?}"));
+    assert!(
+        drift.reason.contains(&b) && !drift.reason.contains(&a),
+        "{}",
+        drift.reason
+    );
     clock.advance(TimeDelta::days(15));
     let out = env.run(&config, &clock).await;
     let reason = held(&out, BlockKind::StillSigning, "202401");
