@@ -273,39 +273,13 @@ impl Validator<'_> {
             return None;
         };
         let text = url.get_ref();
-        if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
-            self.err(
-                Some(url.span()),
-                "state.url",
-                format!(
-                    "'{}' is not a postgres:// URL",
-                    crate::rotation::store::postgres::redact(text)
-                ),
-                Some("e.g. \"postgres://maildns@db.example.net:5432/maildns\""),
-            );
+        if !self.postgres_url(
+            url,
+            "state.url",
+            "\"postgres://maildns@db.example.net:5432/maildns\"",
+            "remove it from the URL and use the environment variable MAILDNS_STATE_PASSWORD, $CREDENTIALS_DIRECTORY/state-password, `maildns secret set state-password`, or state.password_file (mode 0600)",
+        ) {
             return None;
-        }
-        match text.parse::<tokio_postgres::Config>() {
-            Err(e) => {
-                self.err(
-                    Some(url.span()),
-                    "state.url",
-                    format!("not a valid PostgreSQL URL: {e}"),
-                    Some("e.g. \"postgres://maildns@db.example.net:5432/maildns\""),
-                );
-                return None;
-            }
-            Ok(c) if c.get_password().is_some() => {
-                // Never echo the URL: it holds the password.
-                self.err(
-                    Some(url.span()),
-                    "state.url",
-                    "the URL holds a password; passwords do not belong in the configuration file".into(),
-                    Some("remove it from the URL and use the environment variable MAILDNS_STATE_PASSWORD, $CREDENTIALS_DIRECTORY/state-password, `maildns secret set state-password`, or state.password_file (mode 0600)"),
-                );
-                return None;
-            }
-            Ok(_) => {}
         }
         let replica_id = st.replica_id.as_ref().and_then(|r| {
             let t = r.get_ref().trim();
@@ -332,6 +306,48 @@ impl Validator<'_> {
             replica_id,
             lease: self.positive_duration(&st.lease, "state.lease", Duration::from_secs(60)),
         })
+    }
+
+    /// Whether `url` is a `postgres://` URL PostgreSQL's driver accepts, without
+    /// a password; otherwise records the error under `key` (never echoing a
+    /// password: a URL holding one is not shown).
+    fn postgres_url(
+        &mut self,
+        url: &Spanned<String>,
+        key: &str,
+        example: &str,
+        password_hint: &str,
+    ) -> bool {
+        let text = url.get_ref();
+        let problem = if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+            Some((
+                format!(
+                    "'{}' is not a postgres:// URL",
+                    crate::rotation::store::postgres::redact(text)
+                ),
+                format!("e.g. {example}"),
+            ))
+        } else {
+            match text.parse::<tokio_postgres::Config>() {
+                Err(e) => Some((
+                    format!("not a valid PostgreSQL URL: {e}"),
+                    format!("e.g. {example}"),
+                )),
+                Ok(c) if c.get_password().is_some() => Some((
+                    "the URL holds a password; passwords do not belong in the configuration file"
+                        .into(),
+                    password_hint.to_string(),
+                )),
+                Ok(_) => None,
+            }
+        };
+        match problem {
+            Some((message, hint)) => {
+                self.err(Some(url.span()), key, message, Some(&hint));
+                false
+            }
+            None => true,
+        }
     }
 
     /// The `kind = "opendkim-sql"` settings of `[signer]` (`None` after an
@@ -373,35 +389,13 @@ impl Validator<'_> {
             return None;
         };
         let text = url.get_ref();
-        let redacted = crate::rotation::store::postgres::redact(text);
-        let parsed = if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            text.parse::<tokio_postgres::Config>()
-                .map_err(|e| format!("not a valid PostgreSQL URL: {e}"))
-        } else {
-            Err(format!("'{redacted}' is not a postgres:// URL"))
-        };
-        match parsed {
-            Err(m) => {
-                self.err(
-                    Some(url.span()),
-                    "signer.url",
-                    m,
-                    Some("e.g. \"postgres://maildns@db.example.net:5432/dkim\""),
-                );
-                return None;
-            }
-            Ok(c) if c.get_password().is_some() => {
-                // Never echo the URL: it holds the password.
-                self.err(
-                    Some(url.span()),
-                    "signer.url",
-                    "the URL holds a password; passwords do not belong in the configuration file"
-                        .into(),
-                    Some(PASSWORD_HINT),
-                );
-                return None;
-            }
-            Ok(_) => {}
+        if !self.postgres_url(
+            url,
+            "signer.url",
+            "\"postgres://maildns@db.example.net:5432/dkim\"",
+            PASSWORD_HINT,
+        ) {
+            return None;
         }
         let mut tables = crate::signer::SqlTables::default();
         let mut name = |v: &Option<Spanned<String>>, key: &str, slot: &mut String| {
