@@ -23,6 +23,7 @@ pub mod milter;
 pub mod opendkim;
 pub mod probe;
 pub mod reader;
+pub mod rspamd;
 pub mod unix;
 
 use std::path::{Path, PathBuf};
