@@ -63,7 +63,7 @@ use crate::config::{self, Config, ConfigError, ConfigErrors, Domain, SignerConfi
 use crate::keys::WriteOptions;
 use crate::propagation::{Clock, Querier, QueryOptions, WatchOptions, Watcher};
 use crate::signer::unix::SignerUser;
-use crate::signer::{Signer, SignerError};
+use crate::signer::{OpenDkimFiles, Signer, SignerError};
 
 /// Most step/perform rounds in one [`Runner::run_once`] (a guard; a lifecycle
 /// needs about a dozen).
@@ -266,7 +266,7 @@ pub fn signer_from_config(
     let user = SignerUser::lookup(&cfg.user).ok_or_else(|| RunnerError::SignerUser {
         user: cfg.user.clone(),
     })?;
-    let mut s = Signer::new(
+    let mut s = OpenDkimFiles::new(
         &cfg.key_dir,
         &cfg.key_table,
         &cfg.signing_table,
@@ -307,7 +307,7 @@ pub fn signer_from_config(
             owner: Some((user.uid, user.gid)),
         };
     }
-    Ok(s)
+    Ok(Signer::OpenDkimFiles(s))
 }
 
 impl Runner {

@@ -24,14 +24,14 @@ pub async fn check_signer(
     domain: &Domain,
     servers: &[Nameserver],
 ) -> Vec<Finding> {
-    use crate::signer::{Signer, unix::SignerUser};
+    use crate::signer::{OpenDkimFiles, unix::SignerUser};
     let mut f = Vec::new();
     let user = SignerUser::lookup(&signer_cfg.user).unwrap_or(SignerUser {
         name: signer_cfg.user.clone(),
         uid: 0,
         gid: 0,
     });
-    let mut signer = Signer::new(
+    let mut signer = OpenDkimFiles::new(
         &signer_cfg.key_dir,
         &signer_cfg.key_table,
         &signer_cfg.signing_table,
