@@ -23,7 +23,9 @@
 //! unreachable) holds the step, and the reason names that endpoint.
 //!
 //! Backends: [`files::OpenDkimFiles`] (OpenDKIM with a file KeyTable and
-//! SigningTable and key files on this host; the single-machine default).
+//! SigningTable and key files on this host; the single-machine default), and
+//! [`rspamd::RspamdSigner`] (rspamd on one or more MTAs reading keys and
+//! selectors from one Redis; every controller probed).
 //!
 //! Never SIGHUP OpenDKIM: libmilter treats HUP like TERM and OpenDKIM exits.
 
@@ -41,6 +43,7 @@ use std::time::Duration;
 
 pub use files::{OpenDkimFiles, Switched};
 pub use milter::{MilterSocket, SocketSpecError};
+pub use rspamd::{RspamdError, RspamdSigner};
 
 use crate::keys::{KeyError, PrivateKey};
 use crate::rotation::Selector;
@@ -56,6 +59,8 @@ use unix::WriteError;
 pub enum Signer {
     /// OpenDKIM with file tables and key files on this host.
     OpenDkimFiles(OpenDkimFiles),
+    /// rspamd reading keys and selectors from Redis.
+    Rspamd(RspamdSigner),
 }
 
 /// Where the key of a [`SignerEntry`] is.
@@ -64,6 +69,16 @@ pub enum Signer {
 pub enum KeyRef {
     /// A key file on this host.
     File(PathBuf),
+    /// A field of rspamd's Redis key hash.
+    Redis {
+        /// The hash (`key_prefix`).
+        hash: String,
+        /// The field (`<selector>.<domain>`).
+        field: String,
+        /// The stored key's public key (DER), `None` when the field is
+        /// missing or holds no readable key.
+        public_key: Option<Vec<u8>>,
+    },
 }
 
 /// The entry a signer uses now for a domain.
@@ -82,6 +97,14 @@ impl SignerEntry {
         self.selector == selector.as_str()
             && match &self.key {
                 KeyRef::File(p) => p == key_path,
+                // The same key as maildns's file (compared by public key).
+                KeyRef::Redis { public_key, .. } => {
+                    public_key.is_some()
+                        && crate::keys::load_private_key(key_path)
+                            .and_then(|k| k.public_key_der())
+                            .ok()
+                            == *public_key
+                }
             }
     }
 
@@ -89,6 +112,18 @@ impl SignerEntry {
     pub fn location(&self) -> String {
         match &self.key {
             KeyRef::File(p) => p.display().to_string(),
+            KeyRef::Redis {
+                hash,
+                field,
+                public_key,
+            } => format!(
+                "redis hash {hash} field {field}{}",
+                if public_key.is_some() {
+                    ""
+                } else {
+                    " (missing or unreadable: rspamd signs nothing)"
+                }
+            ),
         }
     }
 }
@@ -143,6 +178,7 @@ impl Signer {
     pub fn engine(&self) -> &'static str {
         match self {
             Signer::OpenDkimFiles(_) => "OpenDKIM",
+            Signer::Rspamd(_) => "rspamd",
         }
     }
 
@@ -153,6 +189,7 @@ impl Signer {
     pub fn key_path(&self, domain: &str, selector: &Selector) -> Result<PathBuf, SignerError> {
         match self {
             Signer::OpenDkimFiles(s) => s.key_path(domain, selector),
+            Signer::Rspamd(s) => s.key_path(domain, selector),
         }
     }
 
@@ -168,6 +205,7 @@ impl Signer {
     ) -> Result<PathBuf, SignerError> {
         match self {
             Signer::OpenDkimFiles(s) => s.install_key(domain, selector, key),
+            Signer::Rspamd(s) => s.install_key_file(domain, selector, key),
         }
     }
 
@@ -188,6 +226,11 @@ impl Signer {
             Signer::OpenDkimFiles(s) => s.switch(domain, selector, key_path).map(|sw| SwitchDone {
                 reload_error: sw.reload_error,
             }),
+            // No reload: rspamd reads Redis at every message.
+            Signer::Rspamd(s) => s
+                .switch_to_file(domain, selector, key_path)
+                .await
+                .map(|_| SwitchDone { reload_error: None }),
         }
     }
 
@@ -209,6 +252,7 @@ impl Signer {
                         key: KeyRef::File(PathBuf::from(&e.key)),
                     }))
             }
+            Signer::Rspamd(s) => s.entry(domain).await,
         }
     }
 
@@ -220,6 +264,8 @@ impl Signer {
     pub async fn check_and_reload(&self) -> Result<(), SignerError> {
         match self {
             Signer::OpenDkimFiles(s) => s.check_reload().and_then(|()| s.reload()),
+            // Nothing to reload: check that Redis answers.
+            Signer::Rspamd(s) => Ok(s.check().await?),
         }
     }
 
@@ -236,6 +282,7 @@ impl Signer {
     ) -> Result<usize, SignerError> {
         match self {
             Signer::OpenDkimFiles(s) => s.remove_key(domain, selector),
+            Signer::Rspamd(s) => Ok(s.remove_key(domain, selector).await?),
         }
     }
 
@@ -244,6 +291,7 @@ impl Signer {
     pub fn endpoints(&self) -> Vec<String> {
         match self {
             Signer::OpenDkimFiles(s) => s.socket.iter().map(ToString::to_string).collect(),
+            Signer::Rspamd(s) => s.controller_urls(),
         }
     }
 
@@ -260,6 +308,7 @@ impl Signer {
     ) -> Vec<EndpointProbe> {
         let sockets: Vec<MilterSocket> = match self {
             Signer::OpenDkimFiles(s) => s.socket.iter().cloned().collect(),
+            Signer::Rspamd(s) => return s.probe(domain, servers, timeout, now).await,
         };
         let mut out = Vec::with_capacity(sockets.len());
         for socket in sockets {
@@ -289,6 +338,9 @@ pub enum SignerError {
     /// Writing or reading a key failed.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// rspamd's Redis refused or failed an operation.
+    #[error(transparent)]
+    Rspamd(#[from] RspamdError),
     /// A file could not be read.
     #[error("{}: {source}", path.display())]
     Read {

@@ -45,13 +45,15 @@
 //! are never in a URL maildns prints, a log line or an error.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use redis::AsyncCommands;
 use zeroize::Zeroizing;
 
 use super::probe::{self, ProbeError, ProbeReport};
-use crate::keys::{KeyError, PrivateKey};
+use super::{EndpointProbe, KeyRef, SignerEntry, SignerError};
+use crate::keys::{self, KeyError, PrivateKey, WriteOptions};
 use crate::rotation::Selector;
 
 /// rspamd's default hash of private keys is `dkim_keys`; maildns's (and
@@ -151,9 +153,14 @@ pub struct RspamdSettings {
     pub key_hash: String,
     /// rspamd's `selector_prefix` (default [`DEFAULT_SELECTOR_HASH`]).
     pub selector_hash: String,
-    /// rspamd's controller (`http://127.0.0.1:11334`).
-    pub controller_url: String,
-    /// The controller's `password`, from the credential lookup (none when
+    /// Every rspamd's controller (`http://127.0.0.1:11334`), one per MTA: a
+    /// switch counts only when every one signs with the new key.
+    pub controller_urls: Vec<String>,
+    /// Where maildns keeps its own copy of each private key
+    /// (`<key_dir>/<domain>/<selector>.private`, 0600): the state's key files,
+    /// from which keys are written into Redis.
+    pub key_dir: PathBuf,
+    /// The controllers' `password`, from the credential lookup (none when
     /// maildns's address is in its `secure_ip`).
     pub controller_password: Option<Zeroizing<String>>,
     /// Bound of each Redis connection and reply and each controller request.
@@ -170,7 +177,8 @@ impl std::fmt::Debug for RspamdSettings {
             )
             .field("key_hash", &self.key_hash)
             .field("selector_hash", &self.selector_hash)
-            .field("controller_url", &self.controller_url)
+            .field("controller_urls", &self.controller_urls)
+            .field("key_dir", &self.key_dir)
             .field(
                 "controller_password",
                 &self.controller_password.as_ref().map(|_| "***"),
@@ -181,14 +189,20 @@ impl std::fmt::Debug for RspamdSettings {
 }
 
 impl RspamdSettings {
-    /// Settings with the default hash names, no passwords and a 10 s timeout.
-    pub fn new(redis_url: impl Into<String>, controller_url: impl Into<String>) -> Self {
+    /// Settings with one controller, the default hash names, no passwords
+    /// and a 10 s timeout.
+    pub fn new(
+        redis_url: impl Into<String>,
+        controller_url: impl Into<String>,
+        key_dir: impl Into<PathBuf>,
+    ) -> Self {
         RspamdSettings {
             redis_url: redis_url.into(),
             redis_password: None,
             key_hash: DEFAULT_KEY_HASH.into(),
             selector_hash: DEFAULT_SELECTOR_HASH.into(),
-            controller_url: controller_url.into(),
+            controller_urls: vec![controller_url.into()],
+            key_dir: key_dir.into(),
             controller_password: None,
             timeout: Duration::from_secs(10),
         }
@@ -245,16 +259,22 @@ pub struct RspamdSwitched {
     pub previous: Option<String>,
 }
 
-/// rspamd reading DKIM keys and selectors from one Redis.
+/// rspamd (on one or more MTAs) reading DKIM keys and selectors from one
+/// Redis.
+#[derive(Clone)]
 pub struct RspamdSigner {
     client: redis::Client,
     redis_url: String,
     key_hash: String,
     selector_hash: String,
-    controller: reqwest::Url,
+    controllers: Vec<reqwest::Url>,
     controller_password: Option<Zeroizing<String>>,
     http: reqwest::Client,
     timeout: Duration,
+    /// Where maildns keeps its copies of the private keys.
+    pub key_dir: PathBuf,
+    /// Mode and owner of new key files (default 0600, owner unchanged).
+    pub key_write: WriteOptions,
 }
 
 impl std::fmt::Debug for RspamdSigner {
@@ -263,7 +283,15 @@ impl std::fmt::Debug for RspamdSigner {
             .field("redis", &self.redis_url)
             .field("key_hash", &self.key_hash)
             .field("selector_hash", &self.selector_hash)
-            .field("controller", &self.controller.as_str())
+            .field(
+                "controllers",
+                &self
+                    .controllers
+                    .iter()
+                    .map(reqwest::Url::as_str)
+                    .collect::<Vec<_>>(),
+            )
+            .field("key_dir", &self.key_dir)
             .finish_non_exhaustive()
     }
 }
@@ -366,45 +394,110 @@ impl RspamdSigner {
         };
         let client = redis::Client::open(info).map_err(|e| url_err(e.to_string()))?;
 
-        let shown = redact(&s.controller_url);
-        let ctl_err = |reason: String| RspamdError::ControllerUrl {
-            url: shown.clone(),
-            reason,
-        };
-        let mut controller =
-            reqwest::Url::parse(&s.controller_url).map_err(|e| ctl_err(e.to_string()))?;
-        if !matches!(controller.scheme(), "http" | "https") {
-            return Err(ctl_err("use http:// or https://".into()));
-        }
-        if controller.password().is_some() || !controller.username().is_empty() {
-            return Err(ctl_err(
-                "it contains credentials: give the controller password as a credential instead"
-                    .into(),
-            ));
-        }
-        if !controller.path().ends_with('/') {
-            let path = format!("{}/", controller.path());
-            controller.set_path(&path);
-        }
+        let controllers = s
+            .controller_urls
+            .iter()
+            .map(|u| controller_url(u))
+            .collect::<Result<Vec<_>, _>>()?;
         let http = reqwest::Client::builder()
             .timeout(s.timeout)
             .build()
-            .map_err(|e| ctl_err(e.to_string()))?;
+            .map_err(|e| RspamdError::ControllerUrl {
+                url: String::new(),
+                reason: e.to_string(),
+            })?;
         Ok(RspamdSigner {
             client,
             redis_url: redact(&s.redis_url),
             key_hash: s.key_hash,
             selector_hash: s.selector_hash,
-            controller,
+            controllers,
             controller_password: s.controller_password,
             http,
             timeout: s.timeout,
+            key_dir: s.key_dir,
+            key_write: WriteOptions::default(),
         })
     }
 
-    /// The controller's URL (for messages).
-    pub fn controller_url(&self) -> &str {
-        self.controller.as_str()
+    /// The controllers' URLs (the probe endpoints).
+    pub fn controller_urls(&self) -> Vec<String> {
+        self.controllers.iter().map(ToString::to_string).collect()
+    }
+
+    /// Where maildns keeps the private key of `domain`/`selector`
+    /// (`<key_dir>/<domain>/<selector>.private`).
+    ///
+    /// # Errors
+    /// [`SignerError::InvalidName`] for a domain that cannot be a path.
+    pub fn key_path(&self, domain: &str, selector: &Selector) -> Result<PathBuf, SignerError> {
+        super::check_name("domain", domain)?;
+        Ok(self
+            .key_dir
+            .join(domain.to_ascii_lowercase())
+            .join(format!("{selector}.private")))
+    }
+
+    /// Writes maildns's copy of `key` to a NEW file at
+    /// [`RspamdSigner::key_path`] (directory created 0700) and returns its
+    /// path. Redis is written at the switch.
+    ///
+    /// # Errors
+    /// [`SignerError::InvalidName`], [`SignerError::CreateDir`], or
+    /// [`SignerError::Key`] when the file exists or cannot be written.
+    pub fn install_key_file(
+        &self,
+        domain: &str,
+        selector: &Selector,
+        key: &PrivateKey,
+    ) -> Result<PathBuf, SignerError> {
+        let path = self.key_path(domain, selector)?;
+        if let Some(dir) = path.parent()
+            && !dir.exists()
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|source| SignerError::CreateDir {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+        }
+        keys::write_private_key(&path, key, self.key_write)?;
+        Ok(path)
+    }
+
+    /// [`RspamdSigner::switch`] to the key maildns keeps at `key_path`.
+    ///
+    /// # Errors
+    /// The key file cannot be read ([`SignerError::Key`]), or as
+    /// [`RspamdSigner::switch`].
+    pub async fn switch_to_file(
+        &self,
+        domain: &str,
+        selector: &Selector,
+        key_path: &Path,
+    ) -> Result<RspamdSwitched, SignerError> {
+        let key = keys::load_private_key(key_path)?;
+        Ok(self.switch(domain, selector, &key).await?)
+    }
+
+    /// The entry Redis names for `domain`, as a [`SignerEntry`] (the key's
+    /// public half kept to compare with maildns's key files).
+    ///
+    /// # Errors
+    /// As [`RspamdSigner::current`].
+    pub async fn entry(&self, domain: &str) -> Result<Option<SignerEntry>, SignerError> {
+        Ok(self.current(domain).await?.map(|e| SignerEntry {
+            key: KeyRef::Redis {
+                hash: self.key_hash.clone(),
+                field: format!("{}.{}", e.selector, e.domain),
+                public_key: e.private_key().ok().and_then(|k| k.public_key_der().ok()),
+            },
+            selector: e.selector,
+        }))
     }
 
     /// The key hash's name (`key_prefix`).
@@ -462,7 +555,7 @@ impl RspamdSigner {
     /// # Errors
     /// [`RspamdError::KeyConflict`] when another key is stored there (never
     /// overwritten), [`RspamdError::Redis`], [`RspamdError::InvalidDomain`].
-    pub async fn install_key(
+    pub async fn store_key(
         &self,
         domain: &str,
         selector: &Selector,
@@ -673,7 +766,28 @@ impl RspamdSigner {
         })
     }
 
-    /// Scans a probe message for `domain` through the controller as from the
+    /// [`RspamdSigner::probe_controller`] on every controller, in the
+    /// configured order: one [`EndpointProbe`] each.
+    pub async fn probe(
+        &self,
+        domain: &str,
+        servers: &[SocketAddr],
+        timeout: Duration,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<EndpointProbe> {
+        let mut out = Vec::with_capacity(self.controllers.len());
+        for c in &self.controllers {
+            out.push(EndpointProbe {
+                endpoint: c.to_string(),
+                result: self
+                    .probe_controller(c, domain, servers, timeout, now)
+                    .await,
+            });
+        }
+        out
+    }
+
+    /// Scans a probe message for `domain` through `controller` as from the
     /// authenticated user `postmaster@domain` at 127.0.0.1, and verifies each
     /// DKIM-Signature rspamd would add against `servers` (the domain's
     /// authoritative servers). `now` dates the message (the runner's clock).
@@ -682,8 +796,9 @@ impl RspamdSigner {
     /// [`ProbeError::NoServers`] when `servers` is empty,
     /// [`ProbeError::Controller`] when the controller cannot be reached,
     /// refuses the password or answers something else than its JSON.
-    pub async fn probe(
+    pub async fn probe_controller(
         &self,
+        controller: &reqwest::Url,
         domain: &str,
         servers: &[SocketAddr],
         timeout: Duration,
@@ -692,10 +807,9 @@ impl RspamdSigner {
         if servers.is_empty() {
             return Err(ProbeError::NoServers);
         }
-        let url = self
-            .controller
+        let url = controller
             .join("checkv2")
-            .map_err(|e| ProbeError::Controller(format!("{}: {e}", self.controller)))?;
+            .map_err(|e| ProbeError::Controller(format!("{controller}: {e}")))?;
         let (headers, body) = probe::probe_message(domain, now);
         let mut raw = Vec::new();
         for (n, v) in &headers {
@@ -757,7 +871,7 @@ impl RspamdSigner {
         let signatures = probe::verify_added(&added, &headers, &body, servers, timeout).await;
         Ok(ProbeReport {
             engine: "rspamd",
-            socket: self.controller.to_string(),
+            socket: controller.to_string(),
             verdict: json
                 .get("action")
                 .and_then(|a| a.as_str())
@@ -812,6 +926,28 @@ fn added_signatures(json: &serde_json::Value) -> Vec<String> {
         }
     }
     out
+}
+
+/// A controller URL, checked: http(s), no credentials, path ending in `/`.
+fn controller_url(url: &str) -> Result<reqwest::Url, RspamdError> {
+    let ctl_err = |reason: String| RspamdError::ControllerUrl {
+        url: redact(url),
+        reason,
+    };
+    let mut controller = reqwest::Url::parse(url).map_err(|e| ctl_err(e.to_string()))?;
+    if !matches!(controller.scheme(), "http" | "https") {
+        return Err(ctl_err("use http:// or https://".into()));
+    }
+    if controller.password().is_some() || !controller.username().is_empty() {
+        return Err(ctl_err(
+            "it contains credentials: give the controller password as a credential instead".into(),
+        ));
+    }
+    if !controller.path().ends_with('/') {
+        let path = format!("{}/", controller.path());
+        controller.set_path(&path);
+    }
+    Ok(controller)
 }
 
 /// The domain as rspamd looks it up (lowercased).
@@ -888,21 +1024,24 @@ mod tests {
 
     #[test]
     fn urls_with_passwords_are_refused_without_echoing_them() {
-        let mut s =
-            RspamdSettings::new("redis://:hunter2@127.0.0.1:6379/", "http://127.0.0.1:11334");
+        let mut s = RspamdSettings::new(
+            "redis://:hunter2@127.0.0.1:6379/",
+            "http://127.0.0.1:11334",
+            "/var/lib/maildns/keys",
+        );
         let e = RspamdSigner::new(s.clone()).unwrap_err().to_string();
         assert!(e.contains("password") && !e.contains("hunter2"), "{e}");
         s.redis_url = "redis://127.0.0.1:6379/".into();
-        s.controller_url = "http://admin:hunter2@127.0.0.1:11334".into();
+        s.controller_urls = vec!["http://admin:hunter2@127.0.0.1:11334".into()];
         let e = RspamdSigner::new(s.clone()).unwrap_err().to_string();
         assert!(e.contains("credentials") && !e.contains("hunter2"), "{e}");
-        s.controller_url = "ftp://127.0.0.1".into();
+        s.controller_urls = vec!["ftp://127.0.0.1".into()];
         assert!(RspamdSigner::new(s.clone()).is_err());
-        s.controller_url = "http://127.0.0.1:11334".into();
+        s.controller_urls = vec!["http://127.0.0.1:11334".into()];
         s.redis_password = Some(Zeroizing::new("hunter2".into()));
         s.controller_password = Some(Zeroizing::new("hunter3".into()));
         let signer = RspamdSigner::new(s.clone()).unwrap();
-        assert_eq!(signer.controller_url(), "http://127.0.0.1:11334/");
+        assert_eq!(signer.controller_urls(), ["http://127.0.0.1:11334/"]);
         let shown = format!("{signer:?} {s:?}");
         assert!(!shown.contains("hunter"), "{shown}");
     }

@@ -23,11 +23,23 @@ fn sel(s: &str) -> Selector {
 }
 
 fn signer_for(redis: &Redis, rspamd: &Rspamd) -> RspamdSigner {
-    let mut s = RspamdSettings::new(redis.url(), rspamd.controller_url());
+    let mut s = RspamdSettings::new(redis.url(), rspamd.controller_url(), "/nonexistent");
     s.redis_password = Some(Zeroizing::new(redis.password.clone()));
     s.controller_password = Some(Zeroizing::new(rspamd.password.clone()));
     s.timeout = Duration::from_secs(5);
     RspamdSigner::new(s).unwrap()
+}
+
+/// The probe of the signer's one controller.
+async fn probe(
+    signer: &RspamdSigner,
+    pdns: &PowerDns,
+    t: Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<maildns::signer::probe::ProbeReport, ProbeError> {
+    let mut round = signer.probe("example.com", &[pdns.dns], t, now).await;
+    assert_eq!(round.len(), 1);
+    round.remove(0).result
 }
 
 /// Publishes `key`'s record at `<selector>._domainkey.example.com` in PowerDNS.
@@ -134,10 +146,7 @@ async fn rspamd_signs_with_each_switched_key_and_keeps_the_current_one() {
     signer.check().await.unwrap();
 
     // Nothing in Redis: rspamd adds no signature.
-    let r = signer
-        .probe("example.com", &[pdns.dns], t, now)
-        .await
-        .unwrap();
+    let r = probe(&signer, &pdns, t, now).await.unwrap();
     assert!(r.signatures.is_empty(), "{r:?}");
     assert!(
         r.describe().starts_with("rspamd at http://127.0.0.1:"),
@@ -149,18 +158,15 @@ async fn rspamd_signs_with_each_switched_key_and_keeps_the_current_one() {
     // RSA key, stored early: harmless until the selector names it.
     let k1 = PrivateKey::generate(KeySpec::rsa(2048)).unwrap();
     signer
-        .install_key("example.com", &sel("sel1"), &k1)
+        .store_key("example.com", &sel("sel1"), &k1)
         .await
         .unwrap();
     // Idempotent for the same key.
     signer
-        .install_key("example.com", &sel("sel1"), &k1)
+        .store_key("example.com", &sel("sel1"), &k1)
         .await
         .unwrap();
-    let r = signer
-        .probe("example.com", &[pdns.dns], t, now)
-        .await
-        .unwrap();
+    let r = probe(&signer, &pdns, t, now).await.unwrap();
     assert!(r.signatures.is_empty(), "{r:?}");
 
     let sw = signer
@@ -169,17 +175,11 @@ async fn rspamd_signs_with_each_switched_key_and_keeps_the_current_one() {
         .unwrap();
     assert_eq!(sw.previous, None);
     // Signed with sel1 at once (no reload), but not published yet: not verified.
-    let r = signer
-        .probe("example.com", &[pdns.dns], t, now)
-        .await
-        .unwrap();
+    let r = probe(&signer, &pdns, t, now).await.unwrap();
     assert!(r.signs_with("example.com", &sel("sel1")), "{r:?}");
     assert!(!r.verified_with("example.com", &sel("sel1")), "{r:?}");
     publish(&pdns, "sel1", &k1).await;
-    let r = signer
-        .probe("example.com", &[pdns.dns], t, now)
-        .await
-        .unwrap();
+    let r = probe(&signer, &pdns, t, now).await.unwrap();
     assert!(
         r.verified_with("example.com", &sel("sel1")),
         "{}",
@@ -197,10 +197,7 @@ async fn rspamd_signs_with_each_switched_key_and_keeps_the_current_one() {
         .await
         .unwrap();
     assert_eq!(sw.previous.as_deref(), Some("sel1"));
-    let r = signer
-        .probe("example.com", &[pdns.dns], t, now)
-        .await
-        .unwrap();
+    let r = probe(&signer, &pdns, t, now).await.unwrap();
     assert!(
         r.verified_with("example.com", &sel("sel2")),
         "{}\n{}",
@@ -264,13 +261,13 @@ async fn another_key_under_a_selector_is_never_overwritten_and_nothing_is_half_w
         .cli(&["HSET", SELECTOR_HASH, "other.org", "x"])
         .unwrap();
     let e = signer
-        .install_key("example.com", &sel("a"), &k2)
+        .store_key("example.com", &sel("a"), &k2)
         .await
         .unwrap_err();
     assert!(matches!(e, RspamdError::KeyConflict { .. }), "{e}");
     let k3 = PrivateKey::generate(KeySpec::ed25519()).unwrap();
     signer
-        .install_key("example.com", &sel("b"), &k3)
+        .store_key("example.com", &sel("b"), &k3)
         .await
         .unwrap();
     // Switching to b with another key than b's stored one: refused, and the
@@ -307,7 +304,7 @@ async fn wrong_passwords_are_reported_without_the_passwords() {
     pdns.create_zone("example.com").await;
     let redis = Redis::start();
     let rspamd = Rspamd::start(&redis);
-    let mut s = RspamdSettings::new(redis.url(), rspamd.controller_url());
+    let mut s = RspamdSettings::new(redis.url(), rspamd.controller_url(), "/nonexistent");
     s.redis_password = Some(Zeroizing::new("wrong-redis-secret".into()));
     s.controller_password = Some(Zeroizing::new("wrong-controller-secret".into()));
     s.timeout = Duration::from_secs(5);
@@ -320,13 +317,7 @@ async fn wrong_passwords_are_reported_without_the_passwords() {
         !text.contains("wrong-redis-secret") && !text.contains(&redis.password),
         "{text}"
     );
-    let e = signer
-        .probe(
-            "example.com",
-            &[pdns.dns],
-            Duration::from_secs(5),
-            chrono::Utc::now(),
-        )
+    let e = probe(&signer, &pdns, Duration::from_secs(5), chrono::Utc::now())
         .await
         .unwrap_err();
     let text = e.to_string();
@@ -338,13 +329,7 @@ async fn wrong_passwords_are_reported_without_the_passwords() {
     );
     // Nothing listens: the controller is unreachable, said with its URL.
     drop(rspamd);
-    let e = signer
-        .probe(
-            "example.com",
-            &[pdns.dns],
-            Duration::from_secs(5),
-            chrono::Utc::now(),
-        )
+    let e = probe(&signer, &pdns, Duration::from_secs(5), chrono::Utc::now())
         .await
         .unwrap_err();
     assert!(
