@@ -193,7 +193,7 @@ impl Validator<'_> {
                 Some("add a [domains.\"example.com\"] table"),
             );
         }
-        let signer = raw.signer.as_ref().map(|s| self.signer(s));
+        let signer = raw.signer.as_ref().map(|s| self.signer(s, &state_dir));
         let publish = PublishPolicy {
             max_delete_share: match raw
                 .publish
@@ -808,18 +808,202 @@ impl Validator<'_> {
         })
     }
 
-    fn signer(&mut self, s: &Spanned<RawSigner>) -> Signer {
+    /// The `kind = "rspamd"` settings of `[signer]` (`None` after an error,
+    /// recorded with its file:line:key).
+    fn rspamd_signer(&mut self, s: &Spanned<RawSigner>) -> Option<RspamdSigner> {
+        const PASSWORD_HINT: &str = "use the environment variable MAILDNS_SIGNER_PASSWORD, $CREDENTIALS_DIRECTORY/signer-password, `maildns secret set signer-password`, or signer.password_file (mode 0600)";
+        const CONTROLLER_HINT: &str = "use the environment variable MAILDNS_RSPAMD_CONTROLLER_PASSWORD, $CREDENTIALS_DIRECTORY/rspamd-controller-password, `maildns secret set rspamd-controller-password`, or signer.controller_password_file (mode 0600)";
         let r = s.get_ref();
+        for (key, v, hint) in [
+            ("signer.password", &r.password, PASSWORD_HINT),
+            (
+                "signer.controller_password",
+                &r.controller_password,
+                CONTROLLER_HINT,
+            ),
+        ] {
+            if let Some(v) = v {
+                self.err(
+                    Some(v.span()),
+                    key,
+                    "passwords do not belong in the configuration file".into(),
+                    Some(hint),
+                );
+            }
+        }
+        for (key, span) in [
+            ("signer.config", r.config.as_ref().map(Spanned::span)),
+            ("signer.key_table", r.key_table.as_ref().map(Spanned::span)),
+            (
+                "signer.signing_table",
+                r.signing_table.as_ref().map(Spanned::span),
+            ),
+            (
+                "signer.reload_command",
+                r.reload_command.as_ref().map(Spanned::span),
+            ),
+        ] {
+            if let Some(span) = span {
+                self.err(
+                    Some(span),
+                    key,
+                    "not used with kind = \"rspamd\": rspamd reads keys and selectors from Redis at every message, there are no tables to edit and nothing to reload".into(),
+                    Some("remove it"),
+                );
+            }
+        }
+        let url = match &r.url {
+            None => {
+                self.err(
+                    Some(s.span()),
+                    "signer.url",
+                    "kind = \"rspamd\" needs the url of the Redis rspamd reads its DKIM keys from"
+                        .into(),
+                    Some("e.g. url = \"redis://127.0.0.1:6379/0\""),
+                );
+                None
+            }
+            Some(url) => match reqwest::Url::parse(url.get_ref()) {
+                Ok(u) if u.password().is_some() => {
+                    // Never echo the URL: it holds the password.
+                    self.err(
+                        Some(url.span()),
+                        "signer.url",
+                        "the URL holds a password; passwords do not belong in the configuration file".into(),
+                        Some(PASSWORD_HINT),
+                    );
+                    None
+                }
+                Ok(u) if matches!(u.scheme(), "redis" | "rediss" | "redis+unix" | "unix") => {
+                    Some(url.get_ref().clone())
+                }
+                _ => {
+                    self.err(
+                        Some(url.span()),
+                        "signer.url",
+                        format!("'{}' is not a redis:// URL", url.get_ref()),
+                        Some("e.g. \"redis://127.0.0.1:6379/0\""),
+                    );
+                    None
+                }
+            },
+        };
+        let mut controllers = Vec::new();
+        for c in r.controllers.iter().flat_map(|c| c.get_ref()) {
+            match reqwest::Url::parse(c.get_ref()) {
+                Ok(u) if u.password().is_some() || !u.username().is_empty() => self.err(
+                    Some(c.span()),
+                    "signer.controllers",
+                    "a controller URL holds credentials; passwords do not belong in the configuration file".into(),
+                    Some(CONTROLLER_HINT),
+                ),
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {
+                    controllers.push(c.get_ref().clone());
+                }
+                _ => self.err(
+                    Some(c.span()),
+                    "signer.controllers",
+                    format!("'{}' is not an http:// or https:// URL", c.get_ref()),
+                    Some("rspamd's controller worker, e.g. \"http://127.0.0.1:11334\""),
+                ),
+            }
+        }
+        let name = |v: &Option<Spanned<String>>,
+                    key: &'static str,
+                    default: &str,
+                    me: &mut Self| {
+            match v {
+                Some(n) if n.get_ref().trim().is_empty() => {
+                    me.err(Some(n.span()), key, "empty hash name".into(), Some(default));
+                    default.to_string()
+                }
+                Some(n) => n.get_ref().clone(),
+                None => default.to_string(),
+            }
+        };
+        let key_hash = name(&r.key_hash, "signer.key_hash", "DKIM_KEYS", self);
+        let selector_hash = name(
+            &r.selector_hash,
+            "signer.selector_hash",
+            "DKIM_SELECTORS",
+            self,
+        );
+        let env = |v: &Option<Spanned<String>>, default: &str| {
+            v.as_ref()
+                .map(|s| s.get_ref().clone())
+                .unwrap_or_else(|| default.into())
+        };
+        Some(RspamdSigner {
+            url: url?,
+            password_env: env(&r.password_env, "MAILDNS_SIGNER_PASSWORD"),
+            password_file: r.password_file.as_ref().map(|p| self.path_of(p.get_ref())),
+            key_hash,
+            selector_hash,
+            controllers,
+            controller_password_env: env(
+                &r.controller_password_env,
+                "MAILDNS_RSPAMD_CONTROLLER_PASSWORD",
+            ),
+            controller_password_file: r
+                .controller_password_file
+                .as_ref()
+                .map(|p| self.path_of(p.get_ref())),
+        })
+    }
+
+    fn signer(&mut self, s: &Spanned<RawSigner>, state_dir: &std::path::Path) -> Signer {
+        let r = s.get_ref();
+        let kind = r.kind.as_ref().map_or("opendkim", |k| k.get_ref().as_str());
         if let Some(k) = &r.kind
-            && k.get_ref() != "opendkim"
+            && !matches!(kind, "opendkim" | "rspamd")
         {
             self.err(
                 Some(k.span()),
                 "signer.kind",
                 format!("unknown signer '{}'", k.get_ref()),
-                Some("only \"opendkim\" is supported"),
+                Some("\"opendkim\" (default) or \"rspamd\""),
             );
         }
+        let rspamd = if kind == "rspamd" {
+            self.rspamd_signer(s)
+        } else {
+            for (key, span) in [
+                ("signer.url", r.url.as_ref().map(Spanned::span)),
+                (
+                    "signer.controllers",
+                    r.controllers.as_ref().map(Spanned::span),
+                ),
+                ("signer.key_hash", r.key_hash.as_ref().map(Spanned::span)),
+                (
+                    "signer.selector_hash",
+                    r.selector_hash.as_ref().map(Spanned::span),
+                ),
+            ] {
+                if let Some(span) = span {
+                    self.err(
+                        Some(span),
+                        key,
+                        "only used with kind = \"rspamd\"".into(),
+                        Some("set kind = \"rspamd\", or remove it"),
+                    );
+                }
+            }
+            for (key, v) in [
+                ("signer.key_dir", &r.key_dir),
+                ("signer.key_table", &r.key_table),
+                ("signer.signing_table", &r.signing_table),
+            ] {
+                if v.is_none() {
+                    self.err(
+                        Some(s.span()),
+                        key,
+                        format!("OpenDKIM with file tables needs {}", key.trim_start_matches("signer.")),
+                        Some("e.g. key_dir = \"/etc/opendkim/keys\", key_table = \"/etc/opendkim/key.table\", signing_table = \"/etc/opendkim/signing.table\""),
+                    );
+                }
+            }
+            None
+        };
         let reload_command = r
             .reload_command
             .as_ref()
@@ -856,7 +1040,21 @@ impl Validator<'_> {
                 SignerConfirm::Probe
             }
         };
-        if confirm == SignerConfirm::Probe && r.config.is_none() {
+        if kind == "rspamd" {
+            if confirm == SignerConfirm::Probe
+                && rspamd.as_ref().is_some_and(|c| c.controllers.is_empty())
+                && r.controllers
+                    .as_ref()
+                    .is_none_or(|c| c.get_ref().is_empty())
+            {
+                self.err(
+                    Some(s.span()),
+                    "signer.controllers",
+                    "a switch is proven by a probe through every rspamd's controller: controllers is not set".into(),
+                    Some("set controllers = [\"http://127.0.0.1:11334\"] (one per MTA), or confirm = \"tables-only\" if rspamd cannot be probed"),
+                );
+            }
+        } else if confirm == SignerConfirm::Probe && r.config.is_none() {
             self.err(
                 Some(s.span()),
                 "signer.config",
@@ -893,11 +1091,23 @@ impl Validator<'_> {
             probe_timeout,
             line: Some(line_of(self.text, s.span().start)),
             config: r.config.as_ref().map(|c| self.path_of(c.get_ref())),
-            key_dir: self.path_of(r.key_dir.get_ref()),
-            key_table: self.path_of(r.key_table.get_ref()),
-            signing_table: self.path_of(r.signing_table.get_ref()),
+            key_dir: r
+                .key_dir
+                .as_ref()
+                .map_or_else(|| state_dir.join("keys"), |k| self.path_of(k.get_ref())),
+            key_table: r
+                .key_table
+                .as_ref()
+                .map(|k| self.path_of(k.get_ref()))
+                .unwrap_or_default(),
+            signing_table: r
+                .signing_table
+                .as_ref()
+                .map(|k| self.path_of(k.get_ref()))
+                .unwrap_or_default(),
             user: r.user.clone().unwrap_or_else(|| "opendkim".into()),
             reload_command,
+            rspamd,
         }
     }
 }

@@ -24,8 +24,8 @@ use super::store::{Store, StoreError};
 use crate::config::{self, Domain};
 use crate::keys;
 use crate::signer::opendkim::{KeyTable, OpenDkimConf, ParseError, SigningTable};
-use crate::signer::rspamd::{RedisEntry, RspamdSigner};
 use crate::signer::reader::{self, ReadError, TablesError};
+use crate::signer::rspamd::{RedisEntry, RspamdSigner};
 use crate::signer::unix::same_file;
 
 /// Why the OpenDKIM setup could not be read at all (per-domain problems are
@@ -208,6 +208,13 @@ impl OpenDkimSetup {
     /// `[signer]` section of maildns.toml edits (rotation would refuse to switch).
     pub fn signer_mismatches(&self, signer: &config::Signer) -> Vec<String> {
         let mut out = Vec::new();
+        if signer.rspamd.is_some() {
+            out.push(format!(
+                "maildns.toml's [signer] is kind = \"rspamd\": keys imported from {}'s tables are recorded, but rotation writes the next key to rspamd's Redis",
+                self.conf_path.display()
+            ));
+            return out;
+        }
         let pairs = [
             (
                 "KeyTable",
