@@ -256,16 +256,21 @@ pub struct DomainSource {
     pub adsp: Option<usize>,
 }
 
-/// The OpenDKIM signer.
+/// The OpenDKIM signer (`[signer]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signer {
-    /// opendkim.conf, when maildns should read it.
+    /// OpenDKIM with `dsn:` tables on PostgreSQL (`kind = "opendkim-sql"`);
+    /// `None`: OpenDKIM with file tables on this host (`kind = "opendkim"`,
+    /// the default).
+    pub sql: Option<SqlSigner>,
+    /// opendkim.conf, when maildns should read it (file tables only).
     pub config: Option<PathBuf>,
-    /// Directory for new key files.
+    /// Directory for new key files (with `opendkim-sql`: maildns's own copies,
+    /// default `<state_dir>/keys`).
     pub key_dir: PathBuf,
-    /// KeyTable file.
+    /// KeyTable file (file tables only; empty with `opendkim-sql`).
     pub key_table: PathBuf,
-    /// SigningTable file.
+    /// SigningTable file (file tables only; empty with `opendkim-sql`).
     pub signing_table: PathBuf,
     /// The user OpenDKIM runs as.
     pub user: String,
@@ -323,6 +328,26 @@ pub const SIGNER_PASSWORD_CREDENTIAL: &str = "signer-password";
 
 /// The credential name of the rspamd controllers' password.
 pub const RSPAMD_CONTROLLER_PASSWORD_CREDENTIAL: &str = "rspamd-controller-password";
+
+/// `[signer] kind = "opendkim-sql"`: every MTA's OpenDKIM reads its KeyTable
+/// and SigningTable from one PostgreSQL database. Never holds the password:
+/// only where to find it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlSigner {
+    /// `postgres://user@host:port/database` (refused with a password in it).
+    pub url: String,
+    /// Environment variable holding the password (default
+    /// `MAILDNS_SIGNER_PASSWORD`); then `$CREDENTIALS_DIRECTORY/signer-password`,
+    /// the OS keyring entry `signer-password`, and `password_file`.
+    pub password_env: String,
+    /// A password file, refused unless mode 0600 or stricter.
+    pub password_file: Option<PathBuf>,
+    /// Every OpenDKIM's milter socket (`inet:PORT@HOST`, `local:/path`), one
+    /// per MTA: a switch counts only when every one signs with the new key.
+    pub sockets: Vec<crate::signer::MilterSocket>,
+    /// Table and column names.
+    pub tables: crate::signer::SqlTables,
+}
 
 /// How a signer switch is proven (`[signer] confirm`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -665,6 +690,108 @@ retire = "shred"
         .unwrap_err();
         assert!(e.0.iter().any(|x| x.key == "signer.kind"), "{e}");
         assert!(e.to_string().contains("\"rspamd\""), "{e}");
+    }
+
+    #[test]
+    fn sql_signer_reads_its_tables_sockets_and_never_a_password() {
+        let c = p(&format!(
+            "{GOOD}\n[signer]\nkind = \"opendkim-sql\"\nurl = \"postgres://od@db.example.net:5432/dkim\"\nsockets = [\"inet:8891@mx1.example.net\", \"local:/run/opendkim/opendkim.sock\"]\nsigning_table = \"mail.signing\"\ncolumns = {{ private_key = \"pem\" }}\n"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let s = c.signer.unwrap();
+        let sql = s.sql.unwrap();
+        assert_eq!(sql.url, "postgres://od@db.example.net:5432/dkim");
+        assert_eq!(sql.password_env, "MAILDNS_SIGNER_PASSWORD");
+        assert_eq!(sql.sockets.len(), 2);
+        assert_eq!(sql.sockets[0].to_string(), "inet:8891@mx1.example.net");
+        assert_eq!(sql.tables.key_table, "dkim_keys");
+        assert_eq!(sql.tables.signing_table, "mail.signing");
+        assert_eq!(sql.tables.private_key, "pem");
+        assert_eq!(sql.tables.key_id, "id");
+        // maildns's own copies of the keys default to <state_dir>/keys.
+        assert_eq!(s.key_dir, Path::new("/etc/maildns/state/keys"));
+
+        let base = GOOD.lines().count() + 2;
+        for (body, key, line, said) in [
+            (
+                "url = \"postgres://od:hunter2-secret@db/dkim\"\nsockets = [\"inet:1@h\"]",
+                "signer.url",
+                base + 2,
+                "holds a password",
+            ),
+            (
+                "sockets = [\"inet:1@h\"]",
+                "signer.url",
+                base,
+                "needs the url",
+            ),
+            (
+                "url = \"mysql://db/dkim\"\nsockets = [\"inet:1@h\"]",
+                "signer.url",
+                base + 2,
+                "not a postgres:// URL",
+            ),
+            (
+                "url = \"postgres://db/dkim\"\npassword = \"hunter2-secret\"\nsockets = [\"inet:1@h\"]",
+                "signer.password",
+                base + 3,
+                "does not belong",
+            ),
+            (
+                "url = \"postgres://db/dkim\"",
+                "signer.sockets",
+                base,
+                "no milter socket",
+            ),
+            (
+                "url = \"postgres://db/dkim\"\nsockets = [\"inet:1@h\", \"ftp:x\"]",
+                "signer.sockets",
+                base + 3,
+                "ftp:x",
+            ),
+            (
+                "url = \"postgres://db/dkim\"\nsockets = [\"inet:1@h\"]\nkey_table = \"Keys\"",
+                "signer.key_table",
+                base + 4,
+                "lower-case",
+            ),
+            (
+                "url = \"postgres://db/dkim\"\nsockets = [\"inet:1@h\"]\ncolumns = {{ domain = \"d=x\" }}",
+                "signer.columns.domain",
+                base + 4,
+                "lower-case",
+            ),
+            (
+                "url = \"postgres://db/dkim\"\nsockets = [\"inet:1@h\"]\nreload_command = [\"true\"]",
+                "signer.reload_command",
+                base + 4,
+                "no reload",
+            ),
+        ] {
+            let text = format!(
+                "{GOOD}\n[signer]\nkind = \"opendkim-sql\"\n{}\n",
+                body.replace("{{", "{").replace("}}", "}")
+            );
+            let e = p(&text).unwrap_err();
+            assert_eq!(e.0.len(), 1, "{body}: {e}");
+            assert_eq!(e.0[0].key, key, "{body}: {e}");
+            assert_eq!(e.0[0].line, Some(line), "{body}: {e}");
+            assert!(e.to_string().contains(said), "{body}: {e}");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+        // Keys of the SQL kind on the file kind are named.
+        let e = p(&format!(
+            "{GOOD}\n[signer]\nconfirm = \"tables-only\"\nkey_dir = \"/k\"\nkey_table = \"/kt\"\nsigning_table = \"/st\"\nsockets = [\"inet:1@h\"]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.0[0].key, "signer.sockets", "{e}");
+        assert_eq!(e.0[0].line, Some(base + 5), "{e}");
+        let e = p(&format!(
+            "{GOOD}\n[signer]\nconfirm = \"tables-only\"\nkey_dir = \"/k\"\n"
+        ))
+        .unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|x| x.key.as_str()).collect();
+        assert_eq!(keys, ["signer.key_table", "signer.signing_table"], "{e}");
     }
 
     #[test]

@@ -144,7 +144,7 @@ pub(super) struct RawSigner {
     pub(super) confirm: Option<Spanned<String>>,
     pub(super) probe_interval: Option<Spanned<String>>,
     pub(super) probe_timeout: Option<Spanned<String>>,
-    // kind = "rspamd" (url, password_env, password_file: the Redis database)
+    // kind = "opendkim-sql" (the PostgreSQL database) or "rspamd" (Redis)
     pub(super) url: Option<Spanned<String>>,
     pub(super) password_env: Option<Spanned<String>>,
     pub(super) password_file: Option<Spanned<String>>,
@@ -156,4 +156,17 @@ pub(super) struct RawSigner {
     pub(super) controller_password_env: Option<Spanned<String>>,
     pub(super) controller_password_file: Option<Spanned<String>>,
     pub(super) controller_password: Option<Spanned<toml::Value>>,
+    pub(super) sockets: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) columns: Option<Spanned<RawSqlColumns>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSqlColumns {
+    pub(super) key_id: Option<Spanned<String>>,
+    pub(super) domain: Option<Spanned<String>>,
+    pub(super) selector: Option<Spanned<String>>,
+    pub(super) private_key: Option<Spanned<String>>,
+    pub(super) pattern: Option<Spanned<String>>,
+    pub(super) signing_key: Option<Spanned<String>>,
 }

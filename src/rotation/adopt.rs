@@ -215,6 +215,13 @@ impl OpenDkimSetup {
             ));
             return out;
         }
+        if signer.sql.is_some() {
+            out.push(format!(
+                "maildns.toml's [signer] is kind = \"opendkim-sql\": keys imported from {}'s file tables are recorded, but rotation writes the next key to the SQL tables",
+                self.conf_path.display()
+            ));
+            return out;
+        }
         let pairs = [
             (
                 "KeyTable",

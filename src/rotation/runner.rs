@@ -63,7 +63,7 @@ use crate::config::{self, Config, ConfigError, ConfigErrors, Domain, SignerConfi
 use crate::keys::WriteOptions;
 use crate::propagation::{Clock, Querier, QueryOptions, WatchOptions, Watcher};
 use crate::signer::unix::SignerUser;
-use crate::signer::{OpenDkimFiles, Signer, SignerError};
+use crate::signer::{OpenDkimFiles, OpenDkimSql, Signer, SignerError};
 
 /// Most step/perform rounds in one [`Runner::run_once`] (a guard; a lifecycle
 /// needs about a dozen).
@@ -269,6 +269,9 @@ pub fn signer_from_config(
     if let Some(r) = &cfg.rspamd {
         return rspamd_signer_from_config(cfg, r);
     }
+    if let Some(sql) = &cfg.sql {
+        return sql_signer_from_config(cfg, sql);
+    }
     let user = SignerUser::lookup(&cfg.user).ok_or_else(|| RunnerError::SignerUser {
         user: cfg.user.clone(),
     })?;
@@ -377,6 +380,39 @@ fn rspamd_signer_from_config(
     };
     let signer = crate::signer::RspamdSigner::new(settings).map_err(SignerError::from)?;
     Ok(Signer::Rspamd(signer))
+}
+
+/// The `kind = "opendkim-sql"` signer: its database password is looked up
+/// like any credential (`password_env`, default `MAILDNS_SIGNER_PASSWORD`;
+/// `$CREDENTIALS_DIRECTORY/signer-password`; the OS keyring entry
+/// `signer-password`; `password_file`), from the environment as it is now;
+/// none found means connecting without one (e.g. a trusted local server).
+fn sql_signer_from_config(
+    cfg: &config::Signer,
+    sql: &config::SqlSigner,
+) -> Result<Signer, RunnerError> {
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let spec = crate::secrets::SecretSpec {
+        env_var: Some(sql.password_env.clone()),
+        token_file: sql.password_file.clone(),
+    };
+    let password = match crate::secrets::lookup(config::SIGNER_PASSWORD_CREDENTIAL, &spec, &env) {
+        Ok(found) => {
+            tracing::debug!("signer database password from {}", found.source);
+            Some(found.secret)
+        }
+        Err(crate::secrets::SecretError::NotFound { looked, .. }) => {
+            tracing::debug!(
+                "no signer database password found (looked at: {}); connecting without one",
+                looked.join("; ")
+            );
+            None
+        }
+        Err(e) => return Err(RunnerError::SignerPassword(e)),
+    };
+    let mut s = OpenDkimSql::new(&sql.url, password, &cfg.key_dir, sql.sockets.clone());
+    s.tables = sql.tables.clone();
+    Ok(Signer::OpenDkimSql(s))
 }
 
 impl Runner {

@@ -23,15 +23,18 @@
 //! unreachable) holds the step, and the reason names that endpoint.
 //!
 //! Backends: [`files::OpenDkimFiles`] (OpenDKIM with a file KeyTable and
-//! SigningTable and key files on this host; the single-machine default), and
-//! [`rspamd::RspamdSigner`] (rspamd on one or more MTAs reading keys and
-//! selectors from one Redis; every controller probed).
+//! SigningTable and key files on this host; the single-machine default),
+//! [`opendkim_sql::OpenDkimSql`] (every MTA's OpenDKIM reading `dsn:` KeyTable
+//! and SigningTable from PostgreSQL, key data inline; one milter socket per
+//! MTA, all probed) and [`rspamd::RspamdSigner`] (rspamd on one or more MTAs
+//! reading keys and selectors from one Redis; every controller probed).
 //!
 //! Never SIGHUP OpenDKIM: libmilter treats HUP like TERM and OpenDKIM exits.
 
 pub mod files;
 pub mod milter;
 pub mod opendkim;
+pub mod opendkim_sql;
 pub mod probe;
 pub mod reader;
 pub mod rspamd;
@@ -43,6 +46,7 @@ use std::time::Duration;
 
 pub use files::{OpenDkimFiles, Switched};
 pub use milter::{MilterSocket, SocketSpecError};
+pub use opendkim_sql::{OpenDkimSql, SqlTables};
 pub use rspamd::{RspamdError, RspamdSigner};
 
 use crate::keys::{KeyError, PrivateKey};
@@ -59,6 +63,8 @@ use unix::WriteError;
 pub enum Signer {
     /// OpenDKIM with file tables and key files on this host.
     OpenDkimFiles(OpenDkimFiles),
+    /// OpenDKIM on several MTAs reading `dsn:` tables from PostgreSQL.
+    OpenDkimSql(OpenDkimSql),
     /// rspamd reading keys and selectors from Redis.
     Rspamd(RspamdSigner),
 }
@@ -79,6 +85,13 @@ pub enum KeyRef {
         /// missing or holds no readable key.
         public_key: Option<Vec<u8>>,
     },
+    /// Key data inline in a database row.
+    Inline {
+        /// The table.
+        table: String,
+        /// The row's key name (`<selector>._domainkey.<domain>`).
+        id: String,
+    },
 }
 
 /// The entry a signer uses now for a domain.
@@ -97,6 +110,10 @@ impl SignerEntry {
         self.selector == selector.as_str()
             && match &self.key {
                 KeyRef::File(p) => p == key_path,
+                // The row of this selector, written from the key at key_path
+                // (selectors are never reused; the probe checks the key
+                // against DNS).
+                KeyRef::Inline { id, .. } => id.starts_with(&format!("{selector}._domainkey.")),
                 // The same key as maildns's file (compared by public key).
                 KeyRef::Redis { public_key, .. } => {
                     public_key.is_some()
@@ -112,6 +129,7 @@ impl SignerEntry {
     pub fn location(&self) -> String {
         match &self.key {
             KeyRef::File(p) => p.display().to_string(),
+            KeyRef::Inline { table, id } => format!("row {id} of {table}"),
             KeyRef::Redis {
                 hash,
                 field,
@@ -177,7 +195,7 @@ impl Signer {
     /// The engine's name, for messages (`OpenDKIM`).
     pub fn engine(&self) -> &'static str {
         match self {
-            Signer::OpenDkimFiles(_) => "OpenDKIM",
+            Signer::OpenDkimFiles(_) | Signer::OpenDkimSql(_) => "OpenDKIM",
             Signer::Rspamd(_) => "rspamd",
         }
     }
@@ -189,6 +207,7 @@ impl Signer {
     pub fn key_path(&self, domain: &str, selector: &Selector) -> Result<PathBuf, SignerError> {
         match self {
             Signer::OpenDkimFiles(s) => s.key_path(domain, selector),
+            Signer::OpenDkimSql(s) => s.key_path(domain, selector),
             Signer::Rspamd(s) => s.key_path(domain, selector),
         }
     }
@@ -205,6 +224,7 @@ impl Signer {
     ) -> Result<PathBuf, SignerError> {
         match self {
             Signer::OpenDkimFiles(s) => s.install_key(domain, selector, key),
+            Signer::OpenDkimSql(s) => s.install_key(domain, selector, key),
             Signer::Rspamd(s) => s.install_key_file(domain, selector, key),
         }
     }
@@ -231,6 +251,10 @@ impl Signer {
                 .switch_to_file(domain, selector, key_path)
                 .await
                 .map(|_| SwitchDone { reload_error: None }),
+            Signer::OpenDkimSql(s) => s
+                .switch(domain, selector, key_path)
+                .await
+                .map(|_| SwitchDone { reload_error: None }),
         }
     }
 
@@ -252,6 +276,7 @@ impl Signer {
                         key: KeyRef::File(PathBuf::from(&e.key)),
                     }))
             }
+            Signer::OpenDkimSql(s) => s.entry(domain).await,
             Signer::Rspamd(s) => s.entry(domain).await,
         }
     }
@@ -264,6 +289,7 @@ impl Signer {
     pub async fn check_and_reload(&self) -> Result<(), SignerError> {
         match self {
             Signer::OpenDkimFiles(s) => s.check_reload().and_then(|()| s.reload()),
+            Signer::OpenDkimSql(s) => s.check_and_reload().await,
             // Nothing to reload: check that Redis answers.
             Signer::Rspamd(s) => Ok(s.check().await?),
         }
@@ -282,6 +308,7 @@ impl Signer {
     ) -> Result<usize, SignerError> {
         match self {
             Signer::OpenDkimFiles(s) => s.remove_key(domain, selector),
+            Signer::OpenDkimSql(s) => s.remove_key(domain, selector).await,
             Signer::Rspamd(s) => Ok(s.remove_key(domain, selector).await?),
         }
     }
@@ -291,6 +318,7 @@ impl Signer {
     pub fn endpoints(&self) -> Vec<String> {
         match self {
             Signer::OpenDkimFiles(s) => s.socket.iter().map(ToString::to_string).collect(),
+            Signer::OpenDkimSql(s) => s.sockets.iter().map(ToString::to_string).collect(),
             Signer::Rspamd(s) => s.controller_urls(),
         }
     }
@@ -308,6 +336,7 @@ impl Signer {
     ) -> Vec<EndpointProbe> {
         let sockets: Vec<MilterSocket> = match self {
             Signer::OpenDkimFiles(s) => s.socket.iter().cloned().collect(),
+            Signer::OpenDkimSql(s) => s.sockets.clone(),
             Signer::Rspamd(s) => return s.probe(domain, servers, timeout, now).await,
         };
         let mut out = Vec::with_capacity(sockets.len());
@@ -414,6 +443,16 @@ pub enum SignerError {
         conf: PathBuf,
         /// What is wrong.
         why: String,
+    },
+    /// The signer's database could not be reached, read or written.
+    #[error("signer database {url}: {operation}: {message}")]
+    Sql {
+        /// What was being done.
+        operation: &'static str,
+        /// The database URL (without a password).
+        url: String,
+        /// PostgreSQL's message.
+        message: String,
     },
     /// The reload command could not run or failed.
     #[error("reload command {command:?} failed: {reason}")]

@@ -21,6 +21,7 @@ mod import_opendkim;
 mod key_floor;
 mod manual_host;
 mod opendkim_signer;
+mod opendkim_sql;
 mod operations;
 mod output;
 mod pacing;
