@@ -292,6 +292,22 @@ async fn rspamd_signs_with_each_rotated_key_proven_by_probe_and_dkimpy() {
     assert!(!env.key_dir().join("example.com/202401.private").exists());
     assert!(env.redis_has("202402.example.com"));
     env.assert_signs_with("202402").await;
+
+    // `verify` reads the selector from Redis and probes the controller: the
+    // one rspamd signs with is served, unrevoked.
+    let out = cmd()
+        .config(env.dir.path().join("maildns.toml"))
+        .args(["verify"])
+        .run();
+    // (SPF and DMARC are not published here: the runner only rotates DKIM.)
+    let text = out.text();
+    assert!(
+        text.lines().any(|l| l.starts_with("  signer 202402")
+            && l.contains(" ok ")
+            && l.contains("per the signer tables and a probe signature")),
+        "{text}"
+    );
+    assert!(!text.contains(&env.rspamd.password) && !text.contains(&env.redis.password));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
