@@ -233,13 +233,19 @@ impl Rspamd {
 
     /// Starts rspamd with `dkim_signing` as its `local.d/dkim_signing.conf`.
     pub fn start_with(dkim_signing: &str) -> Rspamd {
+        Self::start_with_password(dkim_signing, &crate::random_label(24))
+    }
+
+    /// Starts rspamd with `dkim_signing` as its `local.d/dkim_signing.conf`
+    /// and `password` as its controller's (several rspamds, one password).
+    pub fn start_with_password(dkim_signing: &str, password: &str) -> Rspamd {
         assert!(
             crate::have(RSPAMD),
             "{RSPAMD} not found: install rspamd (scripts/test does)"
         );
         let mut last = String::new();
         for _ in 0..3 {
-            match Self::try_start(dkim_signing) {
+            match Self::try_start(dkim_signing, password) {
                 Ok(r) => return r,
                 Err(e) => last = e,
             }
@@ -247,13 +253,13 @@ impl Rspamd {
         panic!("rspamd did not start: {last}");
     }
 
-    fn try_start(dkim_signing: &str) -> Result<Rspamd, String> {
+    fn try_start(dkim_signing: &str, password: &str) -> Result<Rspamd, String> {
         let dir = crate::opendkim::private_dir_named("maildns-rspamd")?;
         let io = |e: std::io::Error| e.to_string();
         for sub in ["local.d", "db", "run", "log"] {
             std::fs::create_dir(dir.join(sub)).map_err(io)?;
         }
-        let password = crate::random_label(24);
+        let password = password.to_string();
         let controller = SocketAddr::from(([127, 0, 0, 1], crate::free_port()));
         let normal = SocketAddr::from(([127, 0, 0, 1], crate::free_port()));
         // A port nothing listens on: rspamd's resolver gets "connection

@@ -116,6 +116,13 @@ impl Env {
     /// The seed's domain (RSA, %Y%m, 30d, overlap 14d, retire remove) signed by
     /// rspamd from Redis.
     fn config(&self) -> Config {
+        self.config_with(&[])
+    }
+
+    /// [`Env::config`] with more controllers after this env's rspamd.
+    fn config_with(&self, more_controllers: &[String]) -> Config {
+        let mut controllers = vec![self.rspamd.controller_url()];
+        controllers.extend(more_controllers.iter().cloned());
         let toml = format!(
             r#"state_dir = "{state}"
 [accounts.dns]
@@ -140,7 +147,7 @@ retire = "remove"
 [signer]
 kind = "rspamd"
 url = "{redis}"
-controllers = ["{controller}"]
+controllers = {controllers:?}
 password_file = "{redis_pw}"
 controller_password_file = "{controller_pw}"
 probe_timeout = "3s"
@@ -149,7 +156,6 @@ probe_timeout = "3s"
             api = self.pdns.api_url,
             ns = self.pdns.dns,
             redis = self.redis.url(),
-            controller = self.rspamd.controller_url(),
             redis_pw = self.secret_file("redis.pw", &self.redis.password).display(),
             controller_pw = self
                 .secret_file("controller.pw", &self.rspamd.password)
@@ -445,4 +451,42 @@ async fn import_adopts_the_key_rspamd_signs_with_today() {
     assert_eq!(out.code(), Some(1), "{}", out.text());
     assert!(out.text().contains(&env.redis.url()), "{}", out.text());
     assert!(!out.text().contains("wrong-password"), "{}", out.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_rspamd_that_does_not_see_the_new_selector_holds_the_switch() {
+    let env = Env::start().await;
+    // A second MTA's rspamd on the same Redis, but still configured with an
+    // old selector hash: it does not see the selectors maildns writes.
+    let stale_conf =
+        maildns_testkit::rspamd::dkim_signing_conf(env.redis.addr, &env.redis.password)
+            .replace(SELECTOR_HASH, "OLD_SELECTORS");
+    let mx2 = Rspamd::start_with_password(&stale_conf, &env.rspamd.password);
+    let config = env.config_with(&[mx2.controller_url()]);
+    let clock = FakeClock::at(t0());
+    env.run(&config, &clock).await;
+    clock.advance(TimeDelta::seconds(61));
+    let out = env.run(&config, &clock).await;
+    // mx1 signs with 202401, mx2 signs nothing: not active, held, naming mx2.
+    let st = env.state();
+    assert_eq!(status(&st, "202401"), Some(KeyStatus::Switched), "{out:?}");
+    let held = out
+        .blocked
+        .iter()
+        .find(|b| b.kind == BlockKind::NotSigning)
+        .unwrap_or_else(|| panic!("{out:?}"));
+    assert!(held.reason.contains(&mx2.controller_url()), "{held:?}");
+    assert!(
+        !held.reason.contains(&env.rspamd.controller_url()),
+        "{held:?}"
+    );
+    env.assert_signs_with("202401").await;
+    // The second MTA is put right (its hash gets the selector): proven on both.
+    env.redis
+        .cli(&["HSET", "OLD_SELECTORS", "example.com", "202401"])
+        .unwrap();
+    clock.advance(TimeDelta::hours(2));
+    let out = env.run(&config, &clock).await;
+    assert!(out.blocked.is_empty(), "{out:?}");
+    assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Active));
 }
