@@ -943,8 +943,8 @@ impl Validator<'_> {
     /// The `kind = "rspamd"` settings of `[signer]` (`None` after an error,
     /// recorded with its file:line:key).
     fn rspamd_signer(&mut self, s: &Spanned<RawSigner>) -> Option<RspamdSigner> {
-        const PASSWORD_HINT: &str = "use the environment variable MAILDNS_SIGNER_PASSWORD, $CREDENTIALS_DIRECTORY/signer-password, `maildns secret set signer-password`, or signer.password_file (mode 0600)";
-        const CONTROLLER_HINT: &str = "use the environment variable MAILDNS_RSPAMD_CONTROLLER_PASSWORD, $CREDENTIALS_DIRECTORY/rspamd-controller-password, `maildns secret set rspamd-controller-password`, or signer.controller_password_file (mode 0600)";
+        const PASSWORD_HINT: &str = "use the environment variable MAILDNS_SIGNER_PASSWORD, $CREDENTIALS_DIRECTORY/signer-password, the OS keyring entry signer-password, or signer.password_file (mode 0600)";
+        const CONTROLLER_HINT: &str = "use the environment variable MAILDNS_RSPAMD_CONTROLLER_PASSWORD, $CREDENTIALS_DIRECTORY/rspamd-controller-password, the OS keyring entry rspamd-controller-password, or signer.controller_password_file (mode 0600)";
         let r = s.get_ref();
         for (key, v, hint) in [
             ("signer.password", &r.password, PASSWORD_HINT),
