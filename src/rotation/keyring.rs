@@ -314,10 +314,12 @@ pub fn generate_key(
     generate(config, domain, action)
 }
 
-/// True when the signer's key table (if a signer is configured and the table
-/// exists) names the key file `path`: the signer may be signing with it.
+/// True when the signer's key table (if a signer with file tables is
+/// configured and the table exists) names the key file `path`: the signer may
+/// be signing with it. An `opendkim-sql` signer never names a key FILE (its
+/// rows hold the key data, written at the switch, after publication).
 fn signer_names(config: &Config, path: &std::path::Path) -> Result<bool, KeyringError> {
-    let Some(signer) = &config.signer else {
+    let Some(signer) = config.signer.as_ref().filter(|s| s.sql.is_none()) else {
         return Ok(false);
     };
     let text = match std::fs::read_to_string(&signer.key_table) {

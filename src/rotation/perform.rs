@@ -180,13 +180,14 @@ impl Runner {
                 .propagation(d, dkim, state, &selector, *expect, now)
                 .await
                 .map_err(ActionError::from),
-            Action::SwitchSigner { .. } => Ok(self.switch(d, state, &selector)),
+            Action::SwitchSigner { .. } => Ok(self.switch(d, state, &selector).await),
             Action::ConfirmSigner { .. } => Ok(self.confirm_switch(d, state, &selector).await),
             Action::DeletePrivateKey { .. } | Action::PublishPrivateKey { .. } => {
                 match self.retirement_check(d, &selector).await {
                     Err(held) => return Some(held),
                     Ok(()) if matches!(action, Action::DeletePrivateKey { .. }) => self
                         .delete_key(d, state, &selector)
+                        .await
                         .map_err(ActionError::from),
                     Ok(()) => self
                         .disclose(d, state, &selector)
@@ -414,7 +415,7 @@ impl Runner {
     }
 
     /// Deletes the private key (only keys the machine retired and withdrew).
-    fn delete_key(
+    async fn delete_key(
         &self,
         d: &Domain,
         state: &DomainState,
@@ -430,7 +431,7 @@ impl Runner {
             });
         }
         if let Some(signer) = &self.signer {
-            signer.remove_key(d.name.as_str(), selector)?;
+            signer.remove_key(d.name.as_str(), selector).await?;
         }
         let path = key_path(state, selector)?;
         match std::fs::remove_file(&path) {

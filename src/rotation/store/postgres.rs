@@ -124,7 +124,7 @@ fn pg_err(operation: &'static str, url: &str) -> impl Fn(tokio_postgres::Error) 
 
 /// The server's message (with its detail) or the client's, never a password
 /// (neither the driver's errors nor the server's carry one).
-fn pg_message(e: &tokio_postgres::Error) -> String {
+pub(crate) fn pg_message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => match db.detail() {
             Some(d) => format!("{} ({d})", db.message()),
