@@ -287,7 +287,47 @@ pub struct Signer {
     /// Line of the `[signer]` table in the configuration file (for errors found
     /// later, e.g. an opendkim.conf without `Socket`).
     pub line: Option<usize>,
+    /// `kind = "rspamd"`: rspamd reading keys and selectors from Redis
+    /// (`None`: OpenDKIM with file tables, `kind = "opendkim"`, the default).
+    /// Then `key_dir` holds maildns's own copies of the keys and the
+    /// OpenDKIM settings are unused.
+    pub rspamd: Option<RspamdSigner>,
 }
+
+/// `[signer] kind = "rspamd"`: every MTA's rspamd reads DKIM keys and
+/// selectors from one Redis. Never holds a password: only where to find it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RspamdSigner {
+    /// `redis://[user@]host:port/db` (`url`; refused with a password in it).
+    pub url: String,
+    /// Environment variable holding the Redis password (default
+    /// `MAILDNS_SIGNER_PASSWORD`); then `$CREDENTIALS_DIRECTORY/signer-password`,
+    /// the OS keyring entry `signer-password`, and `password_file`.
+    pub password_env: String,
+    /// A Redis password file (mode 0600).
+    pub password_file: Option<PathBuf>,
+    /// rspamd's `key_prefix` (default `DKIM_KEYS`).
+    pub key_hash: String,
+    /// rspamd's `selector_prefix` (default `DKIM_SELECTORS`).
+    pub selector_hash: String,
+    /// Every rspamd controller (`http://mx1.example.net:11334`), one per MTA:
+    /// a switch counts only when every one signs with the new key.
+    pub controllers: Vec<String>,
+    /// Environment variable holding the controllers' password (default
+    /// `MAILDNS_RSPAMD_CONTROLLER_PASSWORD`); then
+    /// `$CREDENTIALS_DIRECTORY/rspamd-controller-password`, the OS keyring
+    /// entry `rspamd-controller-password`, and `controller_password_file`.
+    pub controller_password_env: String,
+    /// A controller password file (mode 0600).
+    pub controller_password_file: Option<PathBuf>,
+}
+
+/// The credential name of the signer database's password (Redis for
+/// rspamd): systemd credential file name, OS keyring entry.
+pub const SIGNER_PASSWORD_CREDENTIAL: &str = "signer-password";
+
+/// The credential name of the rspamd controllers' password.
+pub const RSPAMD_CONTROLLER_PASSWORD_CREDENTIAL: &str = "rspamd-controller-password";
 
 /// `[signer] kind = "opendkim-sql"`: every MTA's OpenDKIM reads its KeyTable
 /// and SigningTable from one PostgreSQL database. Never holds the password:
@@ -308,10 +348,6 @@ pub struct SqlSigner {
     /// Table and column names.
     pub tables: crate::signer::SqlTables,
 }
-
-/// The credential name of the SQL signer's database password (systemd
-/// credential file name, OS keyring entry).
-pub const SIGNER_PASSWORD_CREDENTIAL: &str = "signer-password";
 
 /// How a signer switch is proven (`[signer] confirm`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -592,6 +628,68 @@ retire = "shred"
         let manual = "[accounts.w]\nprovider = \"manual\"\nnotify = [\"mail-me\"]\n";
         let e = p(manual).unwrap_err();
         assert_eq!(e.0[0].key, "accounts.w.notify", "{e}");
+    }
+
+    #[test]
+    fn rspamd_signer_settings() {
+        let base = "[signer]\nkind = \"rspamd\"\nurl = \"redis://127.0.0.1:6379/0\"\n";
+        let c = p(&format!(
+            "{GOOD}\n{base}controllers = [\"http://mx1.example.net:11334\", \"http://mx2.example.net:11334\"]\n"
+        ))
+        .unwrap();
+        let s = c.signer.unwrap();
+        let r = s.rspamd.unwrap();
+        assert_eq!(r.url, "redis://127.0.0.1:6379/0");
+        assert_eq!(r.controllers.len(), 2);
+        assert_eq!(
+            (r.key_hash.as_str(), r.selector_hash.as_str()),
+            ("DKIM_KEYS", "DKIM_SELECTORS")
+        );
+        assert_eq!(r.password_env, "MAILDNS_SIGNER_PASSWORD");
+        assert_eq!(
+            r.controller_password_env,
+            "MAILDNS_RSPAMD_CONTROLLER_PASSWORD"
+        );
+        assert!(s.key_dir.ends_with("state/keys"), "{}", s.key_dir.display());
+        assert_eq!(s.confirm, SignerConfirm::Probe);
+
+        // Probes need controllers; passwords never in the file, never echoed.
+        let line = GOOD.lines().count() + 2;
+        let e = p(&format!("{GOOD}\n{base}")).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert_eq!(e.0[0].key, "signer.controllers");
+        assert_eq!(e.0[0].line, Some(line), "{e}");
+        let e = p(&format!(
+            "{GOOD}\n[signer]\nkind = \"rspamd\"\nurl = \"redis://:s3cret@127.0.0.1:6379/\"\ncontrollers = [\"http://admin:s3cret2@127.0.0.1:11334\"]\ncontroller_password = \"s3cret3\"\nkey_table = \"/kt\"\nkey_hash = \"\"\n"
+        ))
+        .unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|x| x.key.as_str()).collect();
+        for k in [
+            "signer.url",
+            "signer.controllers",
+            "signer.controller_password",
+            "signer.key_table",
+        ] {
+            assert!(keys.contains(&k), "{k}: {e}");
+        }
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        let e = p(&format!(
+            "{GOOD}\n[signer]\nkind = \"rspamd\"\nurl = \"http://x\"\nconfirm = \"tables-only\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.0[0].key, "signer.url", "{e}");
+        // rspamd keys with OpenDKIM, and unknown kinds, are refused.
+        let e = p(&format!(
+            "{GOOD}\n[signer]\nkey_dir = \"/k\"\nkey_table = \"/kt\"\nsigning_table = \"/st\"\nconfirm = \"tables-only\"\ncontrollers = []\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.0[0].key, "signer.controllers", "{e}");
+        let e = p(&format!(
+            "{GOOD}\n[signer]\nkind = \"postfix\"\nconfirm = \"tables-only\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.0.iter().any(|x| x.key == "signer.kind"), "{e}");
+        assert!(e.to_string().contains("\"rspamd\""), "{e}");
     }
 
     #[test]

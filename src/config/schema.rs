@@ -144,12 +144,18 @@ pub(super) struct RawSigner {
     pub(super) confirm: Option<Spanned<String>>,
     pub(super) probe_interval: Option<Spanned<String>>,
     pub(super) probe_timeout: Option<Spanned<String>>,
-    // kind = "opendkim-sql"
+    // kind = "opendkim-sql" (the PostgreSQL database) or "rspamd" (Redis)
     pub(super) url: Option<Spanned<String>>,
     pub(super) password_env: Option<Spanned<String>>,
     pub(super) password_file: Option<Spanned<String>>,
     // A password in the config is refused with a pointer to the right place.
     pub(super) password: Option<Spanned<toml::Value>>,
+    pub(super) controllers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) key_hash: Option<Spanned<String>>,
+    pub(super) selector_hash: Option<Spanned<String>>,
+    pub(super) controller_password_env: Option<Spanned<String>>,
+    pub(super) controller_password_file: Option<Spanned<String>>,
+    pub(super) controller_password: Option<Spanned<toml::Value>>,
     pub(super) sockets: Option<Spanned<Vec<Spanned<String>>>>,
     pub(super) columns: Option<Spanned<RawSqlColumns>>,
 }

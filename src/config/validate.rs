@@ -934,23 +934,209 @@ impl Validator<'_> {
         })
     }
 
+    /// The `kind = "rspamd"` settings of `[signer]` (`None` after an error,
+    /// recorded with its file:line:key).
+    fn rspamd_signer(&mut self, s: &Spanned<RawSigner>) -> Option<RspamdSigner> {
+        const PASSWORD_HINT: &str = "use the environment variable MAILDNS_SIGNER_PASSWORD, $CREDENTIALS_DIRECTORY/signer-password, the OS keyring entry signer-password, or signer.password_file (mode 0600)";
+        const CONTROLLER_HINT: &str = "use the environment variable MAILDNS_RSPAMD_CONTROLLER_PASSWORD, $CREDENTIALS_DIRECTORY/rspamd-controller-password, the OS keyring entry rspamd-controller-password, or signer.controller_password_file (mode 0600)";
+        let r = s.get_ref();
+        for (key, v, hint) in [
+            ("signer.password", &r.password, PASSWORD_HINT),
+            (
+                "signer.controller_password",
+                &r.controller_password,
+                CONTROLLER_HINT,
+            ),
+        ] {
+            if let Some(v) = v {
+                self.err(
+                    Some(v.span()),
+                    key,
+                    "passwords do not belong in the configuration file".into(),
+                    Some(hint),
+                );
+            }
+        }
+        for (key, span) in [
+            ("signer.config", r.config.as_ref().map(Spanned::span)),
+            ("signer.sockets", r.sockets.as_ref().map(Spanned::span)),
+            ("signer.columns", r.columns.as_ref().map(Spanned::span)),
+            ("signer.key_table", r.key_table.as_ref().map(Spanned::span)),
+            (
+                "signer.signing_table",
+                r.signing_table.as_ref().map(Spanned::span),
+            ),
+            (
+                "signer.reload_command",
+                r.reload_command.as_ref().map(Spanned::span),
+            ),
+        ] {
+            if let Some(span) = span {
+                self.err(
+                    Some(span),
+                    key,
+                    "not used with kind = \"rspamd\": rspamd reads keys and selectors from Redis at every message, there are no tables to edit and nothing to reload".into(),
+                    Some("remove it"),
+                );
+            }
+        }
+        let url = match &r.url {
+            None => {
+                self.err(
+                    Some(s.span()),
+                    "signer.url",
+                    "kind = \"rspamd\" needs the url of the Redis rspamd reads its DKIM keys from"
+                        .into(),
+                    Some("e.g. url = \"redis://127.0.0.1:6379/0\""),
+                );
+                None
+            }
+            Some(url) => match reqwest::Url::parse(url.get_ref()) {
+                Ok(u) if u.password().is_some() => {
+                    // Never echo the URL: it holds the password.
+                    self.err(
+                        Some(url.span()),
+                        "signer.url",
+                        "the URL holds a password; passwords do not belong in the configuration file".into(),
+                        Some(PASSWORD_HINT),
+                    );
+                    None
+                }
+                Ok(u) if matches!(u.scheme(), "redis" | "rediss" | "redis+unix" | "unix") => {
+                    Some(url.get_ref().clone())
+                }
+                _ => {
+                    self.err(
+                        Some(url.span()),
+                        "signer.url",
+                        format!("'{}' is not a redis:// URL", url.get_ref()),
+                        Some("e.g. \"redis://127.0.0.1:6379/0\""),
+                    );
+                    None
+                }
+            },
+        };
+        let mut controllers = Vec::new();
+        for c in r.controllers.iter().flat_map(|c| c.get_ref()) {
+            match reqwest::Url::parse(c.get_ref()) {
+                Ok(u) if u.password().is_some() || !u.username().is_empty() => self.err(
+                    Some(c.span()),
+                    "signer.controllers",
+                    "a controller URL holds credentials; passwords do not belong in the configuration file".into(),
+                    Some(CONTROLLER_HINT),
+                ),
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {
+                    controllers.push(c.get_ref().clone());
+                }
+                _ => self.err(
+                    Some(c.span()),
+                    "signer.controllers",
+                    format!("'{}' is not an http:// or https:// URL", c.get_ref()),
+                    Some("rspamd's controller worker, e.g. \"http://127.0.0.1:11334\""),
+                ),
+            }
+        }
+        let name = |v: &Option<Spanned<String>>,
+                    key: &'static str,
+                    default: &str,
+                    me: &mut Self| {
+            match v {
+                Some(n) if n.get_ref().trim().is_empty() => {
+                    me.err(Some(n.span()), key, "empty hash name".into(), Some(default));
+                    default.to_string()
+                }
+                Some(n) => n.get_ref().clone(),
+                None => default.to_string(),
+            }
+        };
+        let key_hash = name(&r.key_hash, "signer.key_hash", "DKIM_KEYS", self);
+        let selector_hash = name(
+            &r.selector_hash,
+            "signer.selector_hash",
+            "DKIM_SELECTORS",
+            self,
+        );
+        let env = |v: &Option<Spanned<String>>, default: &str| {
+            v.as_ref()
+                .map(|s| s.get_ref().clone())
+                .unwrap_or_else(|| default.into())
+        };
+        Some(RspamdSigner {
+            url: url?,
+            password_env: env(&r.password_env, "MAILDNS_SIGNER_PASSWORD"),
+            password_file: r.password_file.as_ref().map(|p| self.path_of(p.get_ref())),
+            key_hash,
+            selector_hash,
+            controllers,
+            controller_password_env: env(
+                &r.controller_password_env,
+                "MAILDNS_RSPAMD_CONTROLLER_PASSWORD",
+            ),
+            controller_password_file: r
+                .controller_password_file
+                .as_ref()
+                .map(|p| self.path_of(p.get_ref())),
+        })
+    }
+
     fn signer(&mut self, s: &Spanned<RawSigner>, state_dir: &Path) -> Signer {
         let r = s.get_ref();
-        let sql_kind = match r.kind.as_ref().map(|k| (k.get_ref().as_str(), k.span())) {
-            None | Some(("opendkim", _)) => false,
-            Some(("opendkim-sql", _)) => true,
+        let kind = match r.kind.as_ref().map(|k| (k.get_ref().as_str(), k.span())) {
+            None | Some(("opendkim", _)) => "opendkim",
+            Some(("opendkim-sql", _)) => "opendkim-sql",
+            Some(("rspamd", _)) => "rspamd",
             Some((other, span)) => {
                 self.err(
                     Some(span),
                     "signer.kind",
                     format!("unknown signer '{other}'"),
-                    Some("\"opendkim\" (file tables, the default) or \"opendkim-sql\" (dsn: tables on PostgreSQL)"),
+                    Some("\"opendkim\" (file tables, the default), \"opendkim-sql\" (dsn: tables on PostgreSQL) or \"rspamd\" (keys and selectors in Redis)"),
                 );
-                false
+                "opendkim"
             }
+        };
+        let (sql_kind, rspamd_kind) = (kind == "opendkim-sql", kind == "rspamd");
+        let rspamd = if rspamd_kind {
+            self.rspamd_signer(s)
+        } else {
+            for (key, span) in [
+                (
+                    "signer.controllers",
+                    r.controllers.as_ref().map(Spanned::span),
+                ),
+                ("signer.key_hash", r.key_hash.as_ref().map(Spanned::span)),
+                (
+                    "signer.selector_hash",
+                    r.selector_hash.as_ref().map(Spanned::span),
+                ),
+                (
+                    "signer.controller_password_env",
+                    r.controller_password_env.as_ref().map(Spanned::span),
+                ),
+                (
+                    "signer.controller_password_file",
+                    r.controller_password_file.as_ref().map(Spanned::span),
+                ),
+                (
+                    "signer.controller_password",
+                    r.controller_password.as_ref().map(Spanned::span),
+                ),
+            ] {
+                if let Some(span) = span {
+                    self.err(
+                        Some(span),
+                        key,
+                        "only for kind = \"rspamd\"".into(),
+                        Some("set kind = \"rspamd\" for keys and selectors in Redis, or remove it"),
+                    );
+                }
+            }
+            None
         };
         let sql = if sql_kind {
             self.sql_signer(s)
+        } else if rspamd_kind {
+            None
         } else {
             for (key, v) in [
                 ("signer.url", r.url.as_ref().map(Spanned::span)),
@@ -1027,7 +1213,20 @@ impl Validator<'_> {
                 SignerConfirm::Probe
             }
         };
-        if confirm == SignerConfirm::Probe && r.config.is_none() && !sql_kind {
+        if confirm == SignerConfirm::Probe
+            && rspamd.as_ref().is_some_and(|c| c.controllers.is_empty())
+            && r.controllers
+                .as_ref()
+                .is_none_or(|c| c.get_ref().is_empty())
+        {
+            self.err(
+                Some(r.controllers.as_ref().map_or(s.span(), Spanned::span)),
+                "signer.controllers",
+                "a switch is proven by a probe through every rspamd's controller: no controller is listed".into(),
+                Some("set controllers = [\"http://127.0.0.1:11334\"] (one per MTA), or confirm = \"tables-only\" if rspamd cannot be probed"),
+            );
+        }
+        if confirm == SignerConfirm::Probe && r.config.is_none() && kind == "opendkim" {
             self.err(
                 Some(s.span()),
                 "signer.config",
@@ -1074,17 +1273,18 @@ impl Validator<'_> {
                 .map(|p| self.path_of(p.get_ref()))
                 .unwrap_or_default()
         };
-        let key_dir = match (&r.key_dir, sql.is_some()) {
+        let key_dir = match (&r.key_dir, sql.is_some() || rspamd_kind) {
             (None, true) => state_dir.join("keys"),
             _ => path(&r.key_dir),
         };
-        let (key_table, signing_table) = if sql.is_some() {
+        let (key_table, signing_table) = if sql.is_some() || rspamd_kind {
             (PathBuf::new(), PathBuf::new())
         } else {
             (path(&r.key_table), path(&r.signing_table))
         };
         Signer {
             sql,
+            rspamd,
             confirm,
             probe_interval,
             probe_timeout,

@@ -107,7 +107,7 @@ pub enum RunnerError {
         /// The user.
         user: String,
     },
-    /// The SQL signer's database password could not be read.
+    /// The signer database's (or controller's) password could not be read.
     #[error("reading the signer database's password: {0}")]
     SignerPassword(#[source] crate::secrets::SecretError),
     /// The signer could not be set up.
@@ -266,6 +266,9 @@ pub fn signer_from_config(
     cfg: &config::Signer,
     config_path: &std::path::Path,
 ) -> Result<Signer, RunnerError> {
+    if let Some(r) = &cfg.rspamd {
+        return rspamd_signer_from_config(cfg, r);
+    }
     if let Some(sql) = &cfg.sql {
         return sql_signer_from_config(cfg, sql);
     }
@@ -314,6 +317,69 @@ pub fn signer_from_config(
         };
     }
     Ok(Signer::OpenDkimFiles(s))
+}
+
+/// A credential of the signer, looked up like any credential (environment
+/// variable `env_var`, `$CREDENTIALS_DIRECTORY/<name>`, the OS keyring entry
+/// `<name>`, `file`), from the environment as it is now; none found means
+/// connecting without one.
+fn signer_secret(
+    name: &str,
+    env_var: &str,
+    file: Option<&std::path::Path>,
+) -> Result<Option<zeroize::Zeroizing<String>>, RunnerError> {
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let spec = crate::secrets::SecretSpec {
+        env_var: Some(env_var.to_string()),
+        token_file: file.map(std::path::Path::to_path_buf),
+    };
+    match crate::secrets::lookup(name, &spec, &env) {
+        Ok(found) => {
+            tracing::debug!("{name} from {}", found.source);
+            Ok(Some(zeroize::Zeroizing::new(
+                found.secret.expose().to_string(),
+            )))
+        }
+        Err(crate::secrets::SecretError::NotFound { looked, .. }) => {
+            tracing::debug!(
+                "no {name} found (looked at: {}); connecting without one",
+                looked.join("; ")
+            );
+            Ok(None)
+        }
+        Err(e) => Err(RunnerError::SignerPassword(e)),
+    }
+}
+
+/// The `kind = "rspamd"` signer: Redis and controller passwords looked up
+/// like any credential ([`config::SIGNER_PASSWORD_CREDENTIAL`],
+/// [`config::RSPAMD_CONTROLLER_PASSWORD_CREDENTIAL`]).
+fn rspamd_signer_from_config(
+    cfg: &config::Signer,
+    r: &config::RspamdSigner,
+) -> Result<Signer, RunnerError> {
+    let redis_password = signer_secret(
+        config::SIGNER_PASSWORD_CREDENTIAL,
+        &r.password_env,
+        r.password_file.as_deref(),
+    )?;
+    let controller_password = signer_secret(
+        config::RSPAMD_CONTROLLER_PASSWORD_CREDENTIAL,
+        &r.controller_password_env,
+        r.controller_password_file.as_deref(),
+    )?;
+    let settings = crate::signer::rspamd::RspamdSettings {
+        redis_url: r.url.clone(),
+        redis_password,
+        key_hash: r.key_hash.clone(),
+        selector_hash: r.selector_hash.clone(),
+        controller_urls: r.controllers.clone(),
+        key_dir: cfg.key_dir.clone(),
+        controller_password,
+        timeout: cfg.probe_timeout.min(std::time::Duration::from_secs(10)),
+    };
+    let signer = crate::signer::RspamdSigner::new(settings).map_err(SignerError::from)?;
+    Ok(Signer::Rspamd(signer))
 }
 
 /// The `kind = "opendkim-sql"` signer: its database password is looked up

@@ -23,10 +23,11 @@
 //! unreachable) holds the step, and the reason names that endpoint.
 //!
 //! Backends: [`files::OpenDkimFiles`] (OpenDKIM with a file KeyTable and
-//! SigningTable and key files on this host; the single-machine default) and
+//! SigningTable and key files on this host; the single-machine default),
 //! [`opendkim_sql::OpenDkimSql`] (every MTA's OpenDKIM reading `dsn:` KeyTable
 //! and SigningTable from PostgreSQL, key data inline; one milter socket per
-//! MTA, all probed).
+//! MTA, all probed) and [`rspamd::RspamdSigner`] (rspamd on one or more MTAs
+//! reading keys and selectors from one Redis; every controller probed).
 //!
 //! Never SIGHUP OpenDKIM: libmilter treats HUP like TERM and OpenDKIM exits.
 
@@ -36,6 +37,7 @@ pub mod opendkim;
 pub mod opendkim_sql;
 pub mod probe;
 pub mod reader;
+pub mod rspamd;
 pub mod unix;
 
 use std::net::SocketAddr;
@@ -45,6 +47,7 @@ use std::time::Duration;
 pub use files::{OpenDkimFiles, Switched};
 pub use milter::{MilterSocket, SocketSpecError};
 pub use opendkim_sql::{OpenDkimSql, SqlTables};
+pub use rspamd::{RspamdError, RspamdSigner};
 
 use crate::keys::{KeyError, PrivateKey};
 use crate::rotation::Selector;
@@ -62,6 +65,8 @@ pub enum Signer {
     OpenDkimFiles(OpenDkimFiles),
     /// OpenDKIM on several MTAs reading `dsn:` tables from PostgreSQL.
     OpenDkimSql(OpenDkimSql),
+    /// rspamd reading keys and selectors from Redis.
+    Rspamd(RspamdSigner),
 }
 
 /// Where the key of a [`SignerEntry`] is.
@@ -70,6 +75,16 @@ pub enum Signer {
 pub enum KeyRef {
     /// A key file on this host.
     File(PathBuf),
+    /// A field of rspamd's Redis key hash.
+    Redis {
+        /// The hash (`key_prefix`).
+        hash: String,
+        /// The field (`<selector>.<domain>`).
+        field: String,
+        /// The stored key's public key (DER), `None` when the field is
+        /// missing or holds no readable key.
+        public_key: Option<Vec<u8>>,
+    },
     /// Key data inline in a database row.
     Inline {
         /// The table.
@@ -99,6 +114,14 @@ impl SignerEntry {
                 // (selectors are never reused; the probe checks the key
                 // against DNS).
                 KeyRef::Inline { id, .. } => id.starts_with(&format!("{selector}._domainkey.")),
+                // The same key as maildns's file (compared by public key).
+                KeyRef::Redis { public_key, .. } => {
+                    public_key.is_some()
+                        && crate::keys::load_private_key(key_path)
+                            .and_then(|k| k.public_key_der())
+                            .ok()
+                            == *public_key
+                }
             }
     }
 
@@ -107,6 +130,18 @@ impl SignerEntry {
         match &self.key {
             KeyRef::File(p) => p.display().to_string(),
             KeyRef::Inline { table, id } => format!("row {id} of {table}"),
+            KeyRef::Redis {
+                hash,
+                field,
+                public_key,
+            } => format!(
+                "redis hash {hash} field {field}{}",
+                if public_key.is_some() {
+                    ""
+                } else {
+                    " (missing or unreadable: rspamd signs nothing)"
+                }
+            ),
         }
     }
 }
@@ -161,6 +196,7 @@ impl Signer {
     pub fn engine(&self) -> &'static str {
         match self {
             Signer::OpenDkimFiles(_) | Signer::OpenDkimSql(_) => "OpenDKIM",
+            Signer::Rspamd(_) => "rspamd",
         }
     }
 
@@ -172,6 +208,7 @@ impl Signer {
         match self {
             Signer::OpenDkimFiles(s) => s.key_path(domain, selector),
             Signer::OpenDkimSql(s) => s.key_path(domain, selector),
+            Signer::Rspamd(s) => s.key_path(domain, selector),
         }
     }
 
@@ -188,6 +225,7 @@ impl Signer {
         match self {
             Signer::OpenDkimFiles(s) => s.install_key(domain, selector, key),
             Signer::OpenDkimSql(s) => s.install_key(domain, selector, key),
+            Signer::Rspamd(s) => s.install_key_file(domain, selector, key),
         }
     }
 
@@ -208,6 +246,11 @@ impl Signer {
             Signer::OpenDkimFiles(s) => s.switch(domain, selector, key_path).map(|sw| SwitchDone {
                 reload_error: sw.reload_error,
             }),
+            // No reload: rspamd reads Redis at every message.
+            Signer::Rspamd(s) => s
+                .switch_to_file(domain, selector, key_path)
+                .await
+                .map(|_| SwitchDone { reload_error: None }),
             Signer::OpenDkimSql(s) => s
                 .switch(domain, selector, key_path)
                 .await
@@ -234,6 +277,7 @@ impl Signer {
                     }))
             }
             Signer::OpenDkimSql(s) => s.entry(domain).await,
+            Signer::Rspamd(s) => s.entry(domain).await,
         }
     }
 
@@ -246,6 +290,8 @@ impl Signer {
         match self {
             Signer::OpenDkimFiles(s) => s.check_reload().and_then(|()| s.reload()),
             Signer::OpenDkimSql(s) => s.check_and_reload().await,
+            // Nothing to reload: check that Redis answers.
+            Signer::Rspamd(s) => Ok(s.check().await?),
         }
     }
 
@@ -263,6 +309,7 @@ impl Signer {
         match self {
             Signer::OpenDkimFiles(s) => s.remove_key(domain, selector),
             Signer::OpenDkimSql(s) => s.remove_key(domain, selector).await,
+            Signer::Rspamd(s) => Ok(s.remove_key(domain, selector).await?),
         }
     }
 
@@ -272,6 +319,7 @@ impl Signer {
         match self {
             Signer::OpenDkimFiles(s) => s.socket.iter().map(ToString::to_string).collect(),
             Signer::OpenDkimSql(s) => s.sockets.iter().map(ToString::to_string).collect(),
+            Signer::Rspamd(s) => s.controller_urls(),
         }
     }
 
@@ -289,6 +337,7 @@ impl Signer {
         let sockets: Vec<MilterSocket> = match self {
             Signer::OpenDkimFiles(s) => s.socket.iter().cloned().collect(),
             Signer::OpenDkimSql(s) => s.sockets.clone(),
+            Signer::Rspamd(s) => return s.probe(domain, servers, timeout, now).await,
         };
         let mut out = Vec::with_capacity(sockets.len());
         for socket in sockets {
@@ -318,6 +367,9 @@ pub enum SignerError {
     /// Writing or reading a key failed.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// rspamd's Redis refused or failed an operation.
+    #[error(transparent)]
+    Rspamd(#[from] RspamdError),
     /// A file could not be read.
     #[error("{}: {source}", path.display())]
     Read {

@@ -16,7 +16,7 @@ use crate::records::dkim::{self, DkimKey, KeyType};
 /// The selectors the signer of `signer_cfg` uses for `domain`: the one its
 /// tables name for `postmaster@domain`, and (with `confirm = "probe"`) those a
 /// probe signature through its milter socket (every listed socket with
-/// `kind = "opendkim-sql"`) shows; each must be served with a
+/// `kind = "opendkim-sql"`, every controller with `kind = "rspamd"`) shows; each must be served with a
 /// key, not revoked, by every server in `servers`. A probe that cannot be sent is
 /// a warning.
 pub async fn check_signer(
@@ -33,7 +33,9 @@ pub async fn check_signer(
     let probing = signer_cfg.confirm == crate::config::SignerConfirm::Probe;
     let timeout = std::time::Duration::from_secs(10);
     // The entry the tables name, and one probe per signer endpoint.
-    let (entry, reports): (Result<Option<String>, String>, Vec<_>) = if signer_cfg.sql.is_some() {
+    let (entry, reports): (Result<Option<String>, String>, Vec<_>) = if signer_cfg.sql.is_some()
+        || signer_cfg.rspamd.is_some()
+    {
         match crate::rotation::runner::signer_from_config(signer_cfg, std::path::Path::new("")) {
             Ok(signer) => {
                 let entry = signer

@@ -33,6 +33,8 @@ mod publish_servers;
 mod readback;
 mod replicas;
 mod rotation;
+mod rspamd_rotation;
+mod rspamd_signer;
 mod secret;
 mod status;
 mod watch_verify;
