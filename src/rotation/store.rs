@@ -237,6 +237,24 @@ impl LedgerChange {
     }
 }
 
+/// Puts taken requests the taker did not do back in the queue (with their
+/// first time), so a request is never lost to a process that took it but
+/// could not (or was not asked to) act on it: a domain another replica
+/// leased, a domain outside a `--domain` selection, a pass stopped early.
+///
+/// # Errors
+/// The store fails (the requests not yet put back are then lost; the
+/// caller logs it).
+pub fn requeue<'a>(
+    store: &dyn Store,
+    requests: impl IntoIterator<Item = &'a Request>,
+) -> Result<(), StoreError> {
+    for r in requests {
+        store.add_request(&r.domain, &r.what, r.at)?;
+    }
+    Ok(())
+}
+
 /// A provider diagnosis: what `maildns diagnose` found out about an account.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Diagnosis {

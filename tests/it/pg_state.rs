@@ -826,3 +826,55 @@ fn the_migration_carries_a_whole_ledger_over_into_entries() {
     let again = connect(&pg, &url, "b:2", Duration::from_secs(30));
     assert_eq!(again.load_ledger().unwrap().len(), 3);
 }
+
+/// `maildns rotate` by hand on a shared store takes the queued `rotate --now`
+/// requests; those it does not do (a domain another replica works now, a
+/// domain outside its `--domain` selection) stay queued, with their time.
+#[test]
+fn rotate_by_hand_leaves_the_requests_it_does_not_do_queued() {
+    let pg = Postgres::start();
+    let url = pg.create_database("state");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("maildns.toml");
+    // The DNS host is never reached: both runs stop at the lease.
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"{state}\"\n[state]\nurl = \"{url}\"\nreplica_id = \"admin\"\n[accounts.dns]\nprovider = \"powerdns\"\nbase_url = \"http://127.0.0.1:9\"\n[domains.\"a.example\"]\naccount = \"dns\"\n[domains.\"a.example\".dkim]\nalgorithms = [\"rsa\"]\n[domains.\"b.example\"]\naccount = \"dns\"\n[domains.\"b.example\".dkim]\nalgorithms = [\"rsa\"]\n",
+            state = dir.path().join("state").display(),
+        ),
+    )
+    .unwrap();
+    let replica = connect(&pg, &url, "mx1", Duration::from_secs(30));
+    replica.lock_exclusive().unwrap();
+    replica
+        .add_request(&fqdn("a.example"), "rotate_now", t(1))
+        .unwrap();
+    replica
+        .add_request(&fqdn("b.example"), "rotate_now", t(2))
+        .unwrap();
+    replica.lease(&fqdn("a.example")).unwrap();
+    let out = cmd()
+        .config(&cfg)
+        .args(["rotate", "--domain", "a.example"])
+        .env("MAILDNS_DNS_TOKEN", "token")
+        .env("MAILDNS_STATE_PASSWORD", &pg.password)
+        .run();
+    assert_eq!(out.status.code(), Some(1), "{}", out.text());
+    assert!(
+        out.text().contains("being worked by replica mx1"),
+        "{}",
+        out.text()
+    );
+    let mut queued: Vec<(String, DateTime<Utc>)> = replica
+        .requests()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.domain.to_string(), r.at))
+        .collect();
+    queued.sort();
+    assert_eq!(
+        queued,
+        vec![("a.example".into(), t(1)), ("b.example".into(), t(2))]
+    );
+}
