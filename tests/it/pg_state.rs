@@ -1,7 +1,9 @@
 //! The shared state store on a real PostgreSQL (testkit/src/postgres.rs):
 //! the store's operations, leases between replicas, the password kept out of
-//! files and messages, `migrate-state` both ways, and `status` reading the
-//! shared state.
+//! files and messages, `migrate-state` both ways, `status` reading the
+//! shared state, the publish ledger saved per entry by machines writing at
+//! once (and its migration from one JSON document), and the `rotate --now`
+//! queue keeping the requests a run does not do.
 
 use std::sync::Arc;
 use std::time::Duration;
