@@ -134,7 +134,8 @@ impl Ledger {
 
     /// The changes that turn `self` (the ledger as a run read it) into
     /// `updated` (as the run left it): an entry added or altered is a
-    /// [`Change::Put`], one dropped a [`Change::Remove`]; entries equal in
+    /// [`Change::Put`], one dropped a [`Change::Remove`] (of the entry as
+    /// read); entries equal in
     /// both are not changes. In (domain, kind) order.
     pub fn changes_to(&self, updated: &Ledger) -> Vec<Change> {
         let mut changes = Vec::new();
@@ -143,22 +144,17 @@ impl Ledger {
                 changes.push((key, Change::Put(e.clone())));
             }
         }
-        for key in self.entries.keys() {
+        for (key, e) in &self.entries {
             if !updated.entries.contains_key(key) {
-                changes.push((
-                    key,
-                    Change::Remove {
-                        domain: key.0.clone(),
-                        kind: key.1.clone(),
-                    },
-                ));
+                changes.push((key, Change::Remove(e.clone())));
             }
         }
         changes.sort_by(|a, b| a.0.cmp(b.0));
         changes.into_iter().map(|(_, c)| c).collect()
     }
 
-    /// Applies `changes` to this ledger (what a store does with them).
+    /// Applies `changes` to this ledger (what a store does with them): a
+    /// removal only while the entry is still the one removed.
     pub fn apply(&mut self, changes: &[Change]) {
         for c in changes {
             match c {
@@ -166,8 +162,11 @@ impl Ledger {
                     self.entries
                         .insert((e.domain.clone(), e.kind.clone()), e.clone());
                 }
-                Change::Remove { domain, kind } => {
-                    self.entries.remove(&(domain.clone(), kind.clone()));
+                Change::Remove(e) => {
+                    let key = (e.domain.clone(), e.kind.clone());
+                    if self.entries.get(&key) == Some(e) {
+                        self.entries.remove(&key);
+                    }
                 }
             }
         }
@@ -424,10 +423,7 @@ mod tests {
             changes,
             vec![
                 Change::Put(entry("b.example", "spf", "v=spf1 a -all")),
-                Change::Remove {
-                    domain: f("c.example"),
-                    kind: "dmarc".into()
-                },
+                Change::Remove(entry("c.example", "dmarc", "v=DMARC1; p=none")),
                 Change::Put(entry("d.example", "adsp", "dkim=all")),
             ]
         );
@@ -435,6 +431,9 @@ mod tests {
         applied.apply(&changes);
         assert_eq!(applied, after);
         assert!(after.changes_to(&after).is_empty());
+        // A removal of a value the entry no longer holds removes nothing.
+        applied.apply(&[Change::Remove(entry("b.example", "spf", "v=spf1 mx -all"))]);
+        assert_eq!(applied, after);
     }
 
     #[test]
@@ -451,10 +450,7 @@ mod tests {
         let read = Ledger::load(&state).unwrap();
         let mut first = read.clone();
         first.apply(&[
-            Change::Remove {
-                domain: f("a.example"),
-                kind: "spf".into(),
-            },
+            Change::Remove(entry("a.example", "spf", "v=spf1 -all")),
             Change::Put(entry("c.example", "dmarc", "v=DMARC1; p=none")),
         ]);
         let mut second = read.clone();

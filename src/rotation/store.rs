@@ -218,21 +218,17 @@ pub struct LedgerEntry {
 pub enum LedgerChange {
     /// Insert the entry, or replace the one with its (domain, kind).
     Put(LedgerEntry),
-    /// Delete the entry of (domain, kind), if any.
-    Remove {
-        /// The mail domain.
-        domain: Fqdn,
-        /// `spf`, `dmarc` or `adsp`.
-        kind: String,
-    },
+    /// Delete the (domain, kind) entry the run read (and whose value it
+    /// retracted), but only while it still holds that name and value: an
+    /// entry another run rewrote since (a value published meanwhile) stays.
+    Remove(LedgerEntry),
 }
 
 impl LedgerChange {
     /// The mail domain the change is about.
     pub fn domain(&self) -> &Fqdn {
         match self {
-            LedgerChange::Put(e) => &e.domain,
-            LedgerChange::Remove { domain, .. } => domain,
+            LedgerChange::Put(e) | LedgerChange::Remove(e) => &e.domain,
         }
     }
 }
@@ -332,7 +328,7 @@ pub trait Store: Send + Sync {
     /// exactly its (domain, kind) entry, all in one transaction, and every
     /// other entry stays as it is, so runs on other machines that change
     /// other entries at the same time lose nothing; for one entry, the later
-    /// write wins. A change to a domain whose [`Store::lease`] this process
+    /// write wins (a removal only of the value it read). A change to a domain whose [`Store::lease`] this process
     /// holds counts only under that lease (checked in the same transaction).
     ///
     /// # Errors

@@ -627,10 +627,7 @@ fn concurrent_ledger_updates_from_two_machines_lose_nothing() {
                 changes.push(if round % 2 == 0 {
                     Change::Put(ledger_entry(own, "dmarc", "v=DMARC1; p=none"))
                 } else {
-                    Change::Remove {
-                        domain: fqdn(own),
-                        kind: "dmarc".into(),
-                    }
+                    Change::Remove(ledger_entry(own, "dmarc", "v=DMARC1; p=none"))
                 });
                 updated.apply(&changes);
                 let delta = read.changes_to(&updated);
@@ -727,6 +724,34 @@ fn concurrent_ledger_updates_from_two_machines_lose_nothing() {
         )),
         "{seen:?}"
     );
+
+    // A run that read an entry and removes it (its line left the
+    // configuration) does not delete the value another run wrote since.
+    let read = Ledger::load_from(a.as_ref()).unwrap();
+    let mut dropped = read.clone();
+    dropped.apply(&[Change::Remove(ledger_entry(
+        "kept.example",
+        "spf",
+        "v=spf1 ip4:192.0.2.1 -all",
+    ))]);
+    assert_ne!(dropped, read);
+    let newer = ledger_entry(
+        "kept.example",
+        "spf",
+        "v=spf1 include:_spf.example.net -all",
+    );
+    b.update_ledger(&[Change::Put(newer.clone())]).unwrap();
+    Ledger::update_in(a.as_ref(), &read.changes_to(&dropped)).unwrap();
+    let kept: Vec<_> = a
+        .load_ledger()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.domain.as_str() == "kept.example")
+        .collect();
+    assert_eq!(kept, vec![newer.clone()]);
+    // Removing the value it holds deletes it.
+    a.update_ledger(&[Change::Remove(newer)]).unwrap();
+    assert_eq!(ledger_rows(a.as_ref()).len(), 6);
 }
 
 /// A ledger change to a domain this process leased counts only under that
@@ -758,10 +783,7 @@ fn a_ledger_update_under_a_lost_lease_saves_nothing() {
     b.lease(&d).unwrap();
     let stale = [
         Change::Put(ledger_entry("free.example", "spf", "v=spf1 mx -all")),
-        Change::Remove {
-            domain: d.clone(),
-            kind: "spf".into(),
-        },
+        Change::Remove(ledger_entry("leased.example", "spf", "v=spf1 -all")),
     ];
     match a.update_ledger(&stale) {
         Err(StoreError::LeaseLost { domain, replica }) => {

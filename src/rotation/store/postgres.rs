@@ -650,19 +650,25 @@ impl Store for PgStore {
                 .await
                 .map_err(pg_err("prepare the publish ledger update", &url))?;
             let remove = tx
-                .prepare_cached("DELETE FROM ledger_entries WHERE domain = $1 AND kind = $2")
+                .prepare_cached(
+                    "DELETE FROM ledger_entries
+                     WHERE domain = $1 AND kind = $2 AND name = $3 AND value = $4",
+                )
                 .await
                 .map_err(pg_err("prepare the publish ledger update", &url))?;
             for c in &changes {
-                let domain = c.domain().as_str();
+                let (stmt, e) = match c {
+                    LedgerChange::Put(e) => (&put, e),
+                    LedgerChange::Remove(e) => (&remove, e),
+                };
+                let (domain, name) = (e.domain.as_str(), e.name.as_str());
                 match c {
-                    LedgerChange::Put(e) => {
-                        let name = e.name.as_str();
-                        tx.execute(&put, &[&domain, &e.kind, &name, &e.value, &replica])
+                    LedgerChange::Put(_) => {
+                        tx.execute(stmt, &[&domain, &e.kind, &name, &e.value, &replica])
                             .await
                     }
-                    LedgerChange::Remove { kind, .. } => {
-                        tx.execute(&remove, &[&domain, kind]).await
+                    LedgerChange::Remove(_) => {
+                        tx.execute(stmt, &[&domain, &e.kind, &name, &e.value]).await
                     }
                 }
                 .map_err(pg_err("update the publish ledger", &url))?;
