@@ -500,6 +500,37 @@ impl RspamdSigner {
         }))
     }
 
+    /// The key stored under `<selector>.<domain>` in the key hash (`None`:
+    /// the field is missing), whatever names the selector hash holds: where
+    /// a replica without the generating replica's key file finds the key.
+    ///
+    /// # Errors
+    /// [`RspamdError::Redis`], [`RspamdError::InvalidDomain`], or
+    /// [`RspamdError::Key`] when the field holds no usable key.
+    pub async fn stored_key(
+        &self,
+        domain: &str,
+        selector: &Selector,
+    ) -> Result<Option<PrivateKey>, RspamdError> {
+        let domain = domain_field(domain)?;
+        let field = format!("{selector}.{domain}");
+        let op = format!("read the key {field}");
+        let mut con = self.connect(&op).await?;
+        let value: Option<String> = con
+            .hget(&self.key_hash, &field)
+            .await
+            .map_err(self.redis_err(&op))?;
+        match value.map(Zeroizing::new) {
+            None => Ok(None),
+            Some(v) => Ok(Some(parse_key_value(&v)?)),
+        }
+    }
+
+    /// The Redis URL (without password), for messages.
+    pub fn redis_url(&self) -> &str {
+        &self.redis_url
+    }
+
     /// The key hash's name (`key_prefix`).
     pub fn key_hash(&self) -> &str {
         &self.key_hash
