@@ -769,6 +769,25 @@ mod tests {
     }
 
     #[test]
+    fn inline_key_data_reads_back_as_the_same_key() {
+        for spec in [keys::KeySpec::ed25519(), keys::KeySpec::rsa(1024)] {
+            let key = PrivateKey::generate(spec).unwrap();
+            let data = OpenDkimSql::inline_key(&key).unwrap();
+            let back = OpenDkimSql::parse_inline(&data).unwrap();
+            assert!(super::super::same_public_key(&key, &back));
+            // A PEM value written by hand reads too.
+            let pem = key.to_pem().unwrap();
+            assert!(super::super::same_public_key(
+                &key,
+                &OpenDkimSql::parse_inline(&pem).unwrap()
+            ));
+        }
+        let e = OpenDkimSql::parse_inline("/etc/opendkim/keys/a.private").unwrap_err();
+        assert!(e.to_string().contains("key file"), "{e}");
+        assert!(OpenDkimSql::parse_inline("MIIBnotakey").is_err());
+    }
+
+    #[test]
     fn debug_never_shows_the_password() {
         let s = OpenDkimSql::new(
             "postgres://od@127.0.0.1:5432/maildns",

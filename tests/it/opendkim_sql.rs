@@ -441,6 +441,53 @@ async fn sql_backend_writes_reads_and_removes_rows_and_hides_the_password() {
             .trim(),
         "example.com s2._domainkey.example.com"
     );
+    // A new key's row goes in at generation, without a SigningTable row;
+    // any replica reads it back; the same key again is no error, another key
+    // under the selector is refused (stored or switched to), naming the row.
+    let key3 = PrivateKey::generate(KeySpec::ed25519()).unwrap();
+    s.store_key("example.com", &sel("s3"), &key3).await.unwrap();
+    s.store_key("example.com", &sel("s3"), &key3).await.unwrap();
+    let back = s
+        .stored_key("example.com", &sel("s3"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.p_value().unwrap(), key3.p_value().unwrap());
+    assert!(
+        s.stored_key("example.com", &sel("none"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let other = PrivateKey::generate(KeySpec::ed25519()).unwrap();
+    for e in [
+        s.store_key("example.com", &sel("s3"), &other)
+            .await
+            .unwrap_err(),
+        s.switch_key("example.com", &sel("s3"), &other)
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(matches!(e, SignerError::KeyConflict { .. }), "{e}");
+        assert!(e.to_string().contains("s3._domainkey.example.com"), "{e}");
+    }
+    assert_eq!(
+        s.stored_key("example.com", &sel("s3"))
+            .await
+            .unwrap()
+            .unwrap()
+            .p_value()
+            .unwrap(),
+        key3.p_value().unwrap()
+    );
+    assert_eq!(
+        pg.psql("fresh", "SELECT pattern || ' ' || key_id FROM dkim_signing")
+            .unwrap()
+            .trim(),
+        "example.com s2._domainkey.example.com",
+        "nothing switched"
+    );
+    assert_eq!(s.remove_key("example.com", &sel("s3")).await.unwrap(), 1);
     s.check_and_reload().await.unwrap();
     assert_eq!(s.remove_key("example.com", &sel("s1")).await.unwrap(), 1);
     assert_eq!(

@@ -635,3 +635,46 @@ async fn a_key_lost_from_redis_and_not_on_this_machine_is_never_switched_to() {
             .is_empty()
     );
 }
+
+/// A replica that generates for a selector whose key another replica already
+/// put into Redis (it stopped before saving the state: here, a second state
+/// store that does not know the key) adopts that key: its copy, the record it
+/// publishes and Redis all hold the same key, never a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_adopts_the_key_redis_holds_for_its_selector_never_a_second_one() {
+    let env = Env::start().await;
+    let config_a = env.config();
+    let clock = FakeClock::at(t0());
+    env.run(&config_a, &clock).await;
+    let in_redis = env
+        .redis
+        .cli(&["HGET", KEY_HASH, "202401.example.com"])
+        .unwrap();
+    let mut config_b = env.on_another_machine(&config_a);
+    config_b.state_dir = env.dir.path().join("state-b");
+    env.runner(config_b.clone(), &clock)
+        .run_once(&domain())
+        .await
+        .unwrap();
+    let st = SqliteStore::open(&config_b.state_dir)
+        .unwrap()
+        .load(&domain())
+        .unwrap();
+    assert!(st.key(&sel("202401")).is_some(), "{st:?}");
+    let files = env.machine_b_files();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let copy = maildns::keys::load_private_key(&files[0]).unwrap();
+    let stored = maildns::signer::rspamd::parse_key_value(&in_redis).unwrap();
+    assert_eq!(copy.p_value().unwrap(), stored.p_value().unwrap());
+    assert_eq!(
+        std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        env.redis
+            .cli(&["HGET", KEY_HASH, "202401.example.com"])
+            .unwrap(),
+        in_redis
+    );
+    assert_eq!(env.served("202401").await, 1);
+}
