@@ -336,7 +336,8 @@ pub fn generate_key(
 /// True when the signer's key table (if a signer with file tables is
 /// configured and the table exists) names the key file `path`: the signer may
 /// be signing with it. An `opendkim-sql` signer never names a key FILE (its
-/// rows hold the key data, written at the switch, after publication).
+/// rows hold the key data; a KeyTable row is used only once the SigningTable
+/// names it, at the switch, after publication).
 fn signer_names(config: &Config, path: &std::path::Path) -> Result<bool, KeyringError> {
     let Some(signer) = config.signer.as_ref().filter(|s| s.sql.is_none()) else {
         return Ok(false);

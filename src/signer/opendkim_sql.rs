@@ -39,6 +39,19 @@
 //!   before OpenDKIM starts; maildns creates missing ones only at its first
 //!   switch, which is too late for an OpenDKIM already running.
 //!
+//! # Where the key lives between generation and switch
+//!
+//! The KeyTable row of a new key is written when the key is GENERATED
+//! ([`OpenDkimSql::store_key`], from the runner's generate step), with no
+//! SigningTable row: OpenDKIM uses a KeyTable row only when a SigningTable
+//! row names it, so the row waits unused. Every maildns replica finds the
+//! key there ([`OpenDkimSql::stored_key`]): the replica that switches need
+//! not be the one that generated it, nor have its key file. A row of a
+//! selector is never overwritten with another key (selectors are never
+//! reused); the switch then writes or repoints only the SigningTable row (and
+//! rewrites the KeyTable row with the same key). maildns keeps its own 0600
+//! copy in `key_dir` on the generating machine, as a backup.
+//!
 //! # The tables maildns writes (names configurable, defaults shown)
 //!
 //! ```sql
@@ -241,8 +254,9 @@ impl OpenDkimSql {
     }
 
     /// Writes `key` to a NEW file at [`OpenDkimSql::key_path`] (0600; the
-    /// domain directory is created 0700). The database is written at the
-    /// switch.
+    /// domain directory is created 0700): maildns's own copy. The KeyTable
+    /// row is written right after, in the runner's generate step
+    /// ([`OpenDkimSql::store_key`]); the SigningTable row at the switch.
     ///
     /// # Errors
     /// The name is invalid, the file exists or cannot be written.

@@ -21,8 +21,11 @@
 //!
 //! # What follows from it (observed with Debian 12's rspamd 3.4)
 //! - Both hashes are read for every message: writing the selector switches
-//!   every rspamd at once, before any "reload". So a new key may go into
-//!   `DKIM_KEYS` early (nothing uses it until the selector names it), but the
+//!   every rspamd at once, before any "reload". So a new key goes into
+//!   `DKIM_KEYS` when it is generated ([`RspamdSigner::store_key`], from the
+//!   runner's generate step; nothing uses it until the selector names it),
+//!   where every maildns replica finds it ([`RspamdSigner::stored_key`]) and
+//!   can switch to it without the generating replica's key file; but the
 //!   selector is written only by [`RspamdSigner::switch`], which writes key
 //!   and selector in one `MULTI`/`EXEC` transaction under `WATCH`: the
 //!   selector never names a missing key, and a concurrent writer makes the
@@ -440,7 +443,9 @@ impl RspamdSigner {
 
     /// Writes maildns's copy of `key` to a NEW file at
     /// [`RspamdSigner::key_path`] (directory created 0700) and returns its
-    /// path. Redis is written at the switch.
+    /// path: maildns's own copy. The key goes into the key hash right after,
+    /// in the runner's generate step ([`RspamdSigner::store_key`]); the
+    /// selector hash is written at the switch.
     ///
     /// # Errors
     /// [`SignerError::InvalidName`], [`SignerError::CreateDir`], or
