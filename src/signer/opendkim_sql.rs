@@ -36,8 +36,9 @@
 //! - If a table does not exist when OpenDKIM starts, that walk fails and the
 //!   filter then hangs on every message, even after the table is created,
 //!   until it is restarted (seen with the real binary). The tables must exist
-//!   before OpenDKIM starts; maildns creates missing ones only at its first
-//!   switch, which is too late for an OpenDKIM already running.
+//!   before OpenDKIM starts; maildns creates missing ones only when it
+//!   writes its first row (its first generated key), which is too late for
+//!   an OpenDKIM already running.
 //!
 //! # Where the key lives between generation and switch
 //!
