@@ -326,21 +326,24 @@ pub fn parse_key_value(value: &str) -> Result<PrivateKey, KeyError> {
     if v.contains("-----BEGIN ") {
         return PrivateKey::from_pem(v);
     }
-    if v.starts_with('/') || v.starts_with('.') {
-        return Err(KeyError::InvalidPem {
+    let compact: String = v.chars().filter(|c| !c.is_whitespace()).collect();
+    // Base64 may itself start with '/': the value is a path only when it is
+    // not base64 key data (1 Ed25519 key in 64 starts with '/').
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .ok()
+        .map(Zeroizing::new)
+        .filter(|b| matches!(b.len(), 32 | 64));
+    match decoded {
+        Some(bytes) => PrivateKey::from_ed25519_bytes(&bytes),
+        None if v.starts_with('/') || v.starts_with('.') => Err(KeyError::InvalidPem {
             reason: "the value is a file path, not key data; maildns reads keys stored in Redis"
                 .into(),
-        });
+        }),
+        None => Err(KeyError::InvalidPem {
+            reason: "neither a PEM key nor base64 Ed25519 key data".into(),
+        }),
     }
-    let compact: String = v.chars().filter(|c| !c.is_whitespace()).collect();
-    let bytes = Zeroizing::new(
-        base64::engine::general_purpose::STANDARD
-            .decode(compact.as_bytes())
-            .map_err(|_| KeyError::InvalidPem {
-                reason: "neither a PEM key nor base64 Ed25519 key data".into(),
-            })?,
-    );
-    PrivateKey::from_ed25519_bytes(&bytes)
 }
 
 fn same_key(a: Option<&PrivateKey>, b: &PrivateKey) -> bool {
@@ -1025,6 +1028,17 @@ mod tests {
         assert_eq!(
             parse_key_value(&v).unwrap().p_value().unwrap(),
             rsa.p_value().unwrap()
+        );
+        // Base64 key data starting with '/' is key data, not a path.
+        let found = (0..4096u32).find_map(|_| {
+            let k = PrivateKey::generate(KeySpec::ed25519()).unwrap();
+            let v = key_value(&k).unwrap();
+            v.starts_with('/').then_some((k, v))
+        });
+        let (k, v) = found.expect("one key in 64 starts with '/'");
+        assert_eq!(
+            parse_key_value(&v).unwrap().p_value().unwrap(),
+            k.p_value().unwrap()
         );
         let e = parse_key_value("/var/lib/rspamd/dkim/example.key").unwrap_err();
         assert!(e.to_string().contains("file path"), "{e}");

@@ -577,6 +577,29 @@ async fn a_replica_without_the_key_file_switches_rspamd_from_the_key_in_redis() 
         in_redis,
         "the same key, not a second one"
     );
+    // `verify` on machine B checks the served record against the key in
+    // Redis (B has no key file).
+    let toml = std::fs::read_to_string(env.dir.path().join("maildns.toml")).unwrap();
+    let cfg_b = env.dir.path().join("maildns-b.toml");
+    std::fs::write(
+        &cfg_b,
+        toml.replace(
+            "kind = \"rspamd\"",
+            &format!(
+                "kind = \"rspamd\"\nkey_dir = \"{}\"",
+                env.dir.path().join("machine-b-keys").display()
+            ),
+        ),
+    )
+    .unwrap();
+    let text = cmd().config(&cfg_b).args(["verify"]).run().text();
+    assert!(
+        text.lines().any(|l| l.contains("202401 key")
+            && l.contains(" ok ")
+            && l.contains("the served public key matches redis hash DKIM_KEYS")),
+        "{text}"
+    );
+    assert!(!text.contains(&env.redis.password), "{text}");
 
     // The next rotation runs on B alone: its key goes to Redis at generation
     // (B's own 0600 copy beside it) and B checks, switches and retires with
