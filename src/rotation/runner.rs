@@ -664,6 +664,23 @@ impl Runner {
                         && decision.state.key(&k.selector).map(|o| o.status)
                             != Some(super::KeyStatus::Destroyed)
                 }) {
+                    // Its key left the engine's shared store too (put there
+                    // at generation; never named by a selector or
+                    // SigningTable row: it was never switched to).
+                    if let Some(signer) = self.signer.as_ref().filter(|s| s.shares_keys())
+                        && let Err(e) = signer.remove_key(d.name.as_str(), &k.selector).await
+                    {
+                        let message = format!(
+                            "removing the discarded key {} from {}: {e}",
+                            k.selector,
+                            signer.store_name()
+                        );
+                        tracing::warn!("{message}");
+                        out.warnings.push(Warning {
+                            code: "key_not_removed",
+                            message,
+                        });
+                    }
                     if let Err(e) = self
                         .apply(
                             d,

@@ -12,6 +12,8 @@
 //! | operation | what it does |
 //! |---|---|
 //! | [`Signer::key_path`] / [`Signer::install_key`] | where maildns keeps the private key of (signing domain, selector), and writing it there (a NEW file, never overwritten) |
+//! | [`Signer::share_key`] / [`Signer::stored_key`] | put a new key into the engine's shared store (where every MTA and every maildns replica reads it; unused until the switch) and read it back; nothing for file-based OpenDKIM |
+//! | [`Signer::load_key`] | the private key of a selector: maildns's key file, else the engine's shared store |
 //! | [`Signer::switch`] | make the engine sign the domain with (selector, key): pre-reload checks, the engine's data, reload |
 //! | [`Signer::entry`] | the entry the engine's data names now for mail From `postmaster@domain` (selector + where the key is) |
 //! | [`Signer::check_and_reload`] | re-run the pre-reload checks and re-send the reload (a no-op where the engine has none) |
@@ -104,24 +106,21 @@ pub struct SignerEntry {
 }
 
 impl SignerEntry {
-    /// Whether this entry is `selector` with the private key maildns keeps at
-    /// `key_path`.
-    pub fn is(&self, selector: &Selector, key_path: &Path) -> bool {
+    /// Whether this entry is `selector` with the key maildns keeps at
+    /// `key_path` (file-based OpenDKIM) or whose public key (DER) is
+    /// `public_key` (rspamd compares the stored key by public key).
+    pub fn is(&self, selector: &Selector, key_path: &Path, public_key: &[u8]) -> bool {
         self.selector == selector.as_str()
             && match &self.key {
                 KeyRef::File(p) => p == key_path,
-                // The row of this selector, written from the key at key_path
-                // (selectors are never reused; the probe checks the key
-                // against DNS).
+                // The row of this selector (selectors are never reused, a row
+                // is never overwritten with another key, and the probe checks
+                // the key against DNS).
                 KeyRef::Inline { id, .. } => id.starts_with(&format!("{selector}._domainkey.")),
-                // The same key as maildns's file (compared by public key).
-                KeyRef::Redis { public_key, .. } => {
-                    public_key.is_some()
-                        && crate::keys::load_private_key(key_path)
-                            .and_then(|k| k.public_key_der())
-                            .ok()
-                            == *public_key
-                }
+                // The same key (compared by public key).
+                KeyRef::Redis {
+                    public_key: stored, ..
+                } => stored.as_deref() == Some(public_key),
             }
     }
 
@@ -229,13 +228,124 @@ impl Signer {
         }
     }
 
-    /// Makes the engine sign `*@domain` with the key at `key_path` under
-    /// `selector` (pre-reload checks, the engine's data, reload). The caller
-    /// proves it afterwards with [`Signer::probe`].
+    /// Whether the engine keeps keys in a store shared by every MTA and every
+    /// maildns replica (`opendkim-sql`, `rspamd`): then [`Signer::share_key`]
+    /// writes the key there at generation and a switch reads it from there
+    /// when this machine has no key file.
+    pub fn shares_keys(&self) -> bool {
+        !matches!(self, Signer::OpenDkimFiles(_))
+    }
+
+    /// Puts `key`, just generated for `domain`/`selector`, into the engine's
+    /// shared store: the KeyTable row (no SigningTable row) for
+    /// `opendkim-sql`, the key hash field (not the selector hash) for
+    /// `rspamd`. Harmless for signing (each engine uses a key only once the
+    /// domain's entry names its selector) and what lets a replica on another
+    /// machine switch to the key without the generating replica's key file.
+    /// Nothing for file-based OpenDKIM (its key file is the key). The same
+    /// key already stored is no error.
     ///
     /// # Errors
-    /// The first pre-reload check that fails (nothing written), or the data
-    /// could not be written. A failed reload is [`SwitchDone::reload_error`].
+    /// [`SignerError::KeyConflict`] when another key is stored under the
+    /// selector (never overwritten); the store cannot be reached or written.
+    pub async fn share_key(
+        &self,
+        domain: &str,
+        selector: &Selector,
+        key: &PrivateKey,
+    ) -> Result<(), SignerError> {
+        match self {
+            Signer::OpenDkimFiles(_) => Ok(()),
+            Signer::OpenDkimSql(s) => s.store_key(domain, selector, key).await,
+            Signer::Rspamd(s) => Ok(s.store_key(domain, selector, key).await?),
+        }
+    }
+
+    /// The key of `domain`/`selector` in the engine's shared store (`None`:
+    /// not there; always `None` for file-based OpenDKIM).
+    ///
+    /// # Errors
+    /// The store cannot be reached or read, or holds no usable key there.
+    pub async fn stored_key(
+        &self,
+        domain: &str,
+        selector: &Selector,
+    ) -> Result<Option<PrivateKey>, SignerError> {
+        match self {
+            Signer::OpenDkimFiles(_) => Ok(None),
+            Signer::OpenDkimSql(s) => s.stored_key(domain, selector).await,
+            Signer::Rspamd(s) => Ok(s.stored_key(domain, selector).await?),
+        }
+    }
+
+    /// The private key of `domain`/`selector`: the key file the state
+    /// records (`recorded`) or this replica's own copy
+    /// ([`Signer::key_path`]) when either exists, else, for the
+    /// database-backed engines, the key in the shared store
+    /// ([`Signer::stored_key`]). File-based OpenDKIM reads `recorded` only.
+    ///
+    /// # Errors
+    /// [`SignerError::KeyMissing`] (naming the selector and where maildns
+    /// looked) when no copy exists; a file or stored key that cannot be read.
+    pub async fn load_key(
+        &self,
+        domain: &str,
+        selector: &Selector,
+        recorded: Option<&Path>,
+    ) -> Result<PrivateKey, SignerError> {
+        if let Signer::OpenDkimFiles(_) = self {
+            let Some(path) = recorded else {
+                return Err(SignerError::KeyMissing {
+                    domain: domain.to_string(),
+                    selector: selector.to_string(),
+                    looked: "no key file is recorded".into(),
+                });
+            };
+            return Ok(crate::keys::load_private_key(path)?);
+        }
+        let own = self.key_path(domain, selector)?;
+        let mut looked = Vec::new();
+        for path in recorded.into_iter().chain(std::iter::once(own.as_path())) {
+            if path.exists() {
+                return Ok(crate::keys::load_private_key(path)?);
+            }
+            looked.push(path.display().to_string());
+        }
+        if let Some(key) = self.stored_key(domain, selector).await? {
+            return Ok(key);
+        }
+        looked.push(self.store_name());
+        Err(SignerError::KeyMissing {
+            domain: domain.to_string(),
+            selector: selector.to_string(),
+            looked: looked.join(", "),
+        })
+    }
+
+    /// The engine's key store, in words (for messages; never a password).
+    pub fn store_name(&self) -> String {
+        match self {
+            Signer::OpenDkimFiles(s) => s.key_table.display().to_string(),
+            Signer::OpenDkimSql(s) => format!(
+                "KeyTable {} at {}",
+                s.tables.key_table,
+                crate::rotation::store::postgres::redact(&s.url)
+            ),
+            Signer::Rspamd(s) => format!("redis hash {} at {}", s.key_hash(), s.redis_url()),
+        }
+    }
+
+    /// Makes the engine sign `*@domain` with the key of `selector` (at
+    /// `key_path` for file-based OpenDKIM; for the database-backed engines
+    /// the key found by [`Signer::load_key`], maildns's file or the shared
+    /// store), with the pre-reload checks, the engine's data and the reload.
+    /// The caller proves it afterwards with [`Signer::probe`].
+    ///
+    /// # Errors
+    /// The first pre-reload check that fails (nothing written),
+    /// [`SignerError::KeyMissing`] when the key is nowhere (nothing written),
+    /// or the data could not be written. A failed reload is
+    /// [`SwitchDone::reload_error`].
     pub async fn switch(
         &self,
         domain: &str,
@@ -247,14 +357,19 @@ impl Signer {
                 reload_error: sw.reload_error,
             }),
             // No reload: rspamd reads Redis at every message.
-            Signer::Rspamd(s) => s
-                .switch_to_file(domain, selector, key_path)
-                .await
-                .map(|_| SwitchDone { reload_error: None }),
-            Signer::OpenDkimSql(s) => s
-                .switch(domain, selector, key_path)
-                .await
-                .map(|_| SwitchDone { reload_error: None }),
+            Signer::Rspamd(s) => {
+                let key = self.load_key(domain, selector, Some(key_path)).await?;
+                s.switch(domain, selector, &key)
+                    .await
+                    .map(|_| SwitchDone { reload_error: None })
+                    .map_err(SignerError::from)
+            }
+            Signer::OpenDkimSql(s) => {
+                let key = self.load_key(domain, selector, Some(key_path)).await?;
+                s.switch_key(domain, selector, &key)
+                    .await
+                    .map(|_| SwitchDone { reload_error: None })
+            }
         }
     }
 
@@ -417,6 +532,31 @@ pub enum SignerError {
     /// A table could not be written.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// The private key of a selector is in no key file and not in the
+    /// engine's shared store: nothing is published or switched to.
+    #[error(
+        "the private key of selector {selector} of {domain} is missing (looked in {looked}); nothing was published or switched"
+    )]
+    KeyMissing {
+        /// The signing domain.
+        domain: String,
+        /// The selector.
+        selector: String,
+        /// Where maildns looked (paths, the store; never key data).
+        looked: String,
+    },
+    /// The shared store already holds another key under the selector.
+    #[error(
+        "{store} already holds another key for selector {selector} of {domain}; a selector is never reused for a different key"
+    )]
+    KeyConflict {
+        /// The table row or hash field.
+        store: String,
+        /// The signing domain.
+        domain: String,
+        /// The selector.
+        selector: String,
+    },
     /// A directory could not be created.
     #[error("{}: create directory: {source}", path.display())]
     CreateDir {
@@ -470,6 +610,14 @@ impl From<ReadError> for SignerError {
             ReadError::Read { path, source } => SignerError::Read { path, source },
             ReadError::Parse { path, source } => SignerError::Parse { path, source },
         }
+    }
+}
+
+/// Whether two keys are the same key (same public key).
+pub(crate) fn same_public_key(a: &PrivateKey, b: &PrivateKey) -> bool {
+    match (a.public_key_der(), b.public_key_der()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
     }
 }
 

@@ -36,8 +36,22 @@
 //! - If a table does not exist when OpenDKIM starts, that walk fails and the
 //!   filter then hangs on every message, even after the table is created,
 //!   until it is restarted (seen with the real binary). The tables must exist
-//!   before OpenDKIM starts; maildns creates missing ones only at its first
-//!   switch, which is too late for an OpenDKIM already running.
+//!   before OpenDKIM starts; maildns creates missing ones only when it
+//!   writes its first row (its first generated key), which is too late for
+//!   an OpenDKIM already running.
+//!
+//! # Where the key lives between generation and switch
+//!
+//! The KeyTable row of a new key is written when the key is GENERATED
+//! ([`OpenDkimSql::store_key`], from the runner's generate step), with no
+//! SigningTable row: OpenDKIM uses a KeyTable row only when a SigningTable
+//! row names it, so the row waits unused. Every maildns replica finds the
+//! key there ([`OpenDkimSql::stored_key`]): the replica that switches need
+//! not be the one that generated it, nor have its key file. A row of a
+//! selector is never overwritten with another key (selectors are never
+//! reused); the switch then writes or repoints only the SigningTable row (and
+//! rewrites the KeyTable row with the same key). maildns keeps its own 0600
+//! copy in `key_dir` on the generating machine, as a backup.
 //!
 //! # The tables maildns writes (names configurable, defaults shown)
 //!
@@ -241,8 +255,9 @@ impl OpenDkimSql {
     }
 
     /// Writes `key` to a NEW file at [`OpenDkimSql::key_path`] (0600; the
-    /// domain directory is created 0700). The database is written at the
-    /// switch.
+    /// domain directory is created 0700): maildns's own copy. The KeyTable
+    /// row is written right after, in the runner's generate step
+    /// ([`OpenDkimSql::store_key`]); the SigningTable row at the switch.
     ///
     /// # Errors
     /// The name is invalid, the file exists or cannot be written.
@@ -284,6 +299,154 @@ impl OpenDkimSql {
             out.push_str(line.trim());
         }
         Ok(out)
+    }
+
+    /// Parses the key data of a KeyTable row maildns wrote ([`Self::inline_key`]:
+    /// the base64 body of the PEM, PKCS#1 for RSA, PKCS#8 for Ed25519), or a
+    /// PEM value written by hand. A file path (OpenDKIM's other form) is not
+    /// key data and is refused.
+    fn parse_inline(value: &str) -> Result<PrivateKey, keys::KeyError> {
+        let v = value.trim();
+        if v.contains("-----BEGIN ") {
+            return PrivateKey::from_pem(v);
+        }
+        if v.starts_with('/') || v.starts_with("./") || v.starts_with("../") {
+            return Err(keys::KeyError::InvalidPem {
+                reason: "the row names a key file, not key data".into(),
+            });
+        }
+        let body: String = v.chars().filter(|c| !c.is_whitespace()).collect();
+        let mut wrapped = Zeroizing::new(String::with_capacity(body.len() + body.len() / 64 + 1));
+        for chunk in body.as_bytes().chunks(64) {
+            wrapped.push_str(&String::from_utf8_lossy(chunk));
+            wrapped.push('\n');
+        }
+        let mut last = None;
+        for label in ["RSA PRIVATE KEY", "PRIVATE KEY"] {
+            let pem = Zeroizing::new(format!(
+                "-----BEGIN {label}-----\n{}-----END {label}-----\n",
+                wrapped.as_str()
+            ));
+            match PrivateKey::from_pem(&pem) {
+                Ok(k) => return Ok(k),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| keys::KeyError::InvalidPem {
+            reason: "empty key data".into(),
+        }))
+    }
+
+    /// The key stored in the KeyTable row of `domain`'s `selector` (`None`:
+    /// no such row, or no table yet). Rows are written at generation
+    /// ([`OpenDkimSql::store_key`]), so any replica can read the key back
+    /// here, whatever machine generated it.
+    ///
+    /// # Errors
+    /// The database cannot be reached or read; [`SignerError::Key`] when the
+    /// row holds no usable key (never the data itself).
+    pub async fn stored_key(
+        &self,
+        domain: &str,
+        selector: &Selector,
+    ) -> Result<Option<PrivateKey>, SignerError> {
+        check_name("domain", domain)?;
+        let id = Self::key_id(domain, selector.as_str());
+        let t = &self.tables;
+        let client = self.connect().await?;
+        let err = self.sql_err("read the KeyTable row");
+        let present: bool = client
+            .query_one(
+                &format!("SELECT to_regclass('{}') IS NOT NULL", t.key_table),
+                &[],
+            )
+            .await
+            .map_err(&err)?
+            .get(0);
+        if !present {
+            return Ok(None);
+        }
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT {} FROM {} WHERE {} = $1",
+                    t.private_key, t.key_table, t.key_id
+                ),
+                &[&id],
+            )
+            .await
+            .map_err(&err)?;
+        match row {
+            None => Ok(None),
+            Some(r) => {
+                let data: Zeroizing<String> = Zeroizing::new(r.get(0));
+                Ok(Some(Self::parse_inline(&data)?))
+            }
+        }
+    }
+
+    /// Writes the KeyTable row of `domain`'s new key `selector` (key data
+    /// inline), WITHOUT any SigningTable row: OpenDKIM uses a KeyTable row
+    /// only when a SigningTable row names it, so the key waits there, where
+    /// every replica finds it, until the switch. A row that already holds
+    /// the same key (same public key) is left as it is.
+    ///
+    /// # Errors
+    /// [`SignerError::KeyConflict`] when the row holds another key (never
+    /// overwritten: a selector is never reused for a different key); the
+    /// database cannot be reached or written.
+    pub async fn store_key(
+        &self,
+        domain: &str,
+        selector: &Selector,
+        key: &PrivateKey,
+    ) -> Result<(), SignerError> {
+        check_name("domain", domain)?;
+        let domain = domain.to_ascii_lowercase();
+        let data = Self::inline_key(key)?;
+        let id = Self::key_id(&domain, selector.as_str());
+        let t = &self.tables;
+        let mut client = self.connect().await?;
+        let err = self.sql_err("write the KeyTable row");
+        let tx = client.transaction().await.map_err(&err)?;
+        self.ensure_tables(&tx).await?;
+        let inserted = tx
+            .execute(
+                &format!(
+                    "INSERT INTO {} ({}, {}, {}, {}) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    t.key_table, t.key_id, t.domain, t.selector, t.private_key
+                ),
+                &[&id, &domain, &selector.as_str(), &data.as_str()],
+            )
+            .await
+            .map_err(&err)?;
+        if inserted == 0 {
+            let existing: Option<String> = tx
+                .query_opt(
+                    &format!(
+                        "SELECT {} FROM {} WHERE {} = $1",
+                        t.private_key, t.key_table, t.key_id
+                    ),
+                    &[&id],
+                )
+                .await
+                .map_err(&err)?
+                .map(|r| r.get(0));
+            let existing = existing.map(Zeroizing::new);
+            if !existing
+                .as_deref()
+                .and_then(|v| Self::parse_inline(v).ok())
+                .is_some_and(|k| super::same_public_key(&k, key))
+            {
+                return Err(SignerError::KeyConflict {
+                    store: format!("KeyTable {} row {id}", t.key_table),
+                    selector: selector.to_string(),
+                    domain,
+                });
+            }
+        }
+        tx.commit().await.map_err(&err)?;
+        Ok(())
     }
 
     async fn ensure_tables(&self, tx: &tokio_postgres::Transaction<'_>) -> Result<(), SignerError> {
@@ -334,16 +497,52 @@ impl OpenDkimSql {
         selector: &Selector,
         key_path: &Path,
     ) -> Result<Option<String>, SignerError> {
+        let key = keys::load_private_key(key_path)?;
+        self.switch_key(domain, selector, &key).await
+    }
+
+    /// [`OpenDkimSql::switch`] to `key` (read from maildns's file or from the
+    /// KeyTable row itself, [`OpenDkimSql::stored_key`]). A KeyTable row of
+    /// the selector that holds ANOTHER key is never overwritten.
+    ///
+    /// # Errors
+    /// [`SignerError::KeyConflict`] (nothing changed); the database cannot be
+    /// reached or written (nothing is changed then).
+    pub async fn switch_key(
+        &self,
+        domain: &str,
+        selector: &Selector,
+        key: &PrivateKey,
+    ) -> Result<Option<String>, SignerError> {
         check_name("domain", domain)?;
         let domain = domain.to_ascii_lowercase();
-        let key = keys::load_private_key(key_path)?;
-        let data = Self::inline_key(&key)?;
+        let data = Self::inline_key(key)?;
         let id = Self::key_id(&domain, selector.as_str());
         let t = &self.tables;
         let mut client = self.connect().await?;
         let err = self.sql_err("write the KeyTable and SigningTable rows");
         let tx = client.transaction().await.map_err(&err)?;
         self.ensure_tables(&tx).await?;
+        let existing: Option<String> = tx
+            .query_opt(
+                &format!(
+                    "SELECT {} FROM {} WHERE {} = $1 FOR UPDATE",
+                    t.private_key, t.key_table, t.key_id
+                ),
+                &[&id],
+            )
+            .await
+            .map_err(&err)?
+            .map(|r| r.get(0));
+        if let Some(v) = existing.map(Zeroizing::new)
+            && !Self::parse_inline(&v).is_ok_and(|k| super::same_public_key(&k, key))
+        {
+            return Err(SignerError::KeyConflict {
+                store: format!("KeyTable {} row {id}", t.key_table),
+                selector: selector.to_string(),
+                domain,
+            });
+        }
         let updated = tx
             .execute(
                 &format!(
@@ -582,6 +781,25 @@ mod tests {
             .decode(data.as_bytes())
             .unwrap();
         assert_eq!(der[0], 0x30, "a DER SEQUENCE");
+    }
+
+    #[test]
+    fn inline_key_data_reads_back_as_the_same_key() {
+        for spec in [keys::KeySpec::ed25519(), keys::KeySpec::rsa(1024)] {
+            let key = PrivateKey::generate(spec).unwrap();
+            let data = OpenDkimSql::inline_key(&key).unwrap();
+            let back = OpenDkimSql::parse_inline(&data).unwrap();
+            assert!(super::super::same_public_key(&key, &back));
+            // A PEM value written by hand reads too.
+            let pem = key.to_pem().unwrap();
+            assert!(super::super::same_public_key(
+                &key,
+                &OpenDkimSql::parse_inline(&pem).unwrap()
+            ));
+        }
+        let e = OpenDkimSql::parse_inline("/etc/opendkim/keys/a.private").unwrap_err();
+        assert!(e.to_string().contains("key file"), "{e}");
+        assert!(OpenDkimSql::parse_inline("MIIBnotakey").is_err());
     }
 
     #[test]

@@ -21,8 +21,11 @@
 //!
 //! # What follows from it (observed with Debian 12's rspamd 3.4)
 //! - Both hashes are read for every message: writing the selector switches
-//!   every rspamd at once, before any "reload". So a new key may go into
-//!   `DKIM_KEYS` early (nothing uses it until the selector names it), but the
+//!   every rspamd at once, before any "reload". So a new key goes into
+//!   `DKIM_KEYS` when it is generated ([`RspamdSigner::store_key`], from the
+//!   runner's generate step; nothing uses it until the selector names it),
+//!   where every maildns replica finds it ([`RspamdSigner::stored_key`]) and
+//!   can switch to it without the generating replica's key file; but the
 //!   selector is written only by [`RspamdSigner::switch`], which writes key
 //!   and selector in one `MULTI`/`EXEC` transaction under `WATCH`: the
 //!   selector never names a missing key, and a concurrent writer makes the
@@ -323,21 +326,24 @@ pub fn parse_key_value(value: &str) -> Result<PrivateKey, KeyError> {
     if v.contains("-----BEGIN ") {
         return PrivateKey::from_pem(v);
     }
-    if v.starts_with('/') || v.starts_with('.') {
-        return Err(KeyError::InvalidPem {
+    let compact: String = v.chars().filter(|c| !c.is_whitespace()).collect();
+    // Base64 may itself start with '/': the value is a path only when it is
+    // not base64 key data (1 Ed25519 key in 64 starts with '/').
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .ok()
+        .map(Zeroizing::new)
+        .filter(|b| matches!(b.len(), 32 | 64));
+    match decoded {
+        Some(bytes) => PrivateKey::from_ed25519_bytes(&bytes),
+        None if v.starts_with('/') || v.starts_with('.') => Err(KeyError::InvalidPem {
             reason: "the value is a file path, not key data; maildns reads keys stored in Redis"
                 .into(),
-        });
+        }),
+        None => Err(KeyError::InvalidPem {
+            reason: "neither a PEM key nor base64 Ed25519 key data".into(),
+        }),
     }
-    let compact: String = v.chars().filter(|c| !c.is_whitespace()).collect();
-    let bytes = Zeroizing::new(
-        base64::engine::general_purpose::STANDARD
-            .decode(compact.as_bytes())
-            .map_err(|_| KeyError::InvalidPem {
-                reason: "neither a PEM key nor base64 Ed25519 key data".into(),
-            })?,
-    );
-    PrivateKey::from_ed25519_bytes(&bytes)
 }
 
 fn same_key(a: Option<&PrivateKey>, b: &PrivateKey) -> bool {
@@ -440,7 +446,9 @@ impl RspamdSigner {
 
     /// Writes maildns's copy of `key` to a NEW file at
     /// [`RspamdSigner::key_path`] (directory created 0700) and returns its
-    /// path. Redis is written at the switch.
+    /// path: maildns's own copy. The key goes into the key hash right after,
+    /// in the runner's generate step ([`RspamdSigner::store_key`]); the
+    /// selector hash is written at the switch.
     ///
     /// # Errors
     /// [`SignerError::InvalidName`], [`SignerError::CreateDir`], or
@@ -498,6 +506,37 @@ impl RspamdSigner {
             },
             selector: e.selector,
         }))
+    }
+
+    /// The key stored under `<selector>.<domain>` in the key hash (`None`:
+    /// the field is missing), whatever names the selector hash holds: where
+    /// a replica without the generating replica's key file finds the key.
+    ///
+    /// # Errors
+    /// [`RspamdError::Redis`], [`RspamdError::InvalidDomain`], or
+    /// [`RspamdError::Key`] when the field holds no usable key.
+    pub async fn stored_key(
+        &self,
+        domain: &str,
+        selector: &Selector,
+    ) -> Result<Option<PrivateKey>, RspamdError> {
+        let domain = domain_field(domain)?;
+        let field = format!("{selector}.{domain}");
+        let op = format!("read the key {field}");
+        let mut con = self.connect(&op).await?;
+        let value: Option<String> = con
+            .hget(&self.key_hash, &field)
+            .await
+            .map_err(self.redis_err(&op))?;
+        match value.map(Zeroizing::new) {
+            None => Ok(None),
+            Some(v) => Ok(Some(parse_key_value(&v)?)),
+        }
+    }
+
+    /// The Redis URL (without password), for messages.
+    pub fn redis_url(&self) -> &str {
+        &self.redis_url
     }
 
     /// The key hash's name (`key_prefix`).
@@ -989,6 +1028,17 @@ mod tests {
         assert_eq!(
             parse_key_value(&v).unwrap().p_value().unwrap(),
             rsa.p_value().unwrap()
+        );
+        // Base64 key data starting with '/' is key data, not a path.
+        let found = (0..4096u32).find_map(|_| {
+            let k = PrivateKey::generate(KeySpec::ed25519()).unwrap();
+            let v = key_value(&k).unwrap();
+            v.starts_with('/').then_some((k, v))
+        });
+        let (k, v) = found.expect("one key in 64 starts with '/'");
+        assert_eq!(
+            parse_key_value(&v).unwrap().p_value().unwrap(),
+            k.p_value().unwrap()
         );
         let e = parse_key_value("/var/lib/rspamd/dkim/example.key").unwrap_err();
         assert!(e.to_string().contains("file path"), "{e}");

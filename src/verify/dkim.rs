@@ -272,7 +272,14 @@ pub(super) async fn check_dkim(
         lint_findings(&format!("{check} record"), &warnings, &[], f);
         // The key on disk.
         let key_check = format!("{check} key");
-        match keys::load_private_key(&sel.key_path).and_then(|k| k.public_key_der()) {
+        let (from, loaded) = match &sel.stored {
+            Some((store, der)) => (store.clone(), Ok(der.clone())),
+            None => (
+                sel.key_path.display().to_string(),
+                keys::load_private_key(&sel.key_path).and_then(|k| k.public_key_der()),
+            ),
+        };
+        match loaded {
             Err(e) => f.push(Finding::new(
                 &key_check,
                 Status::Error,
@@ -286,14 +293,13 @@ pub(super) async fn check_dkim(
             Ok(der) if der == key.public_key => f.push(Finding::new(
                 &key_check,
                 Status::Ok,
-                format!("the served public key matches {}", sel.key_path.display()),
+                format!("the served public key matches {from}"),
             )),
             Ok(_) => f.push(Finding::new(
                 &key_check,
                 Status::Error,
                 format!(
-                    "the served public key is NOT the public half of {}: mail signed with it fails verification",
-                    sel.key_path.display()
+                    "the served public key is NOT the public half of {from}: mail signed with it fails verification"
                 ),
             )),
         }

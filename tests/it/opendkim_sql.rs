@@ -195,6 +195,41 @@ probe_timeout = "3s"
             .to_string()
     }
 
+    /// `config` as another machine's replica has it: the same shared state
+    /// and database, its own (empty) key directory. The first machine's key
+    /// directory is moved out of reach, as it is on another machine.
+    fn on_another_machine(&self, config: &Config) -> Config {
+        let mut other = config.clone();
+        let b = self.dir.path().join("machine-b-keys");
+        std::fs::create_dir_all(&b).unwrap();
+        other.signer.as_mut().unwrap().key_dir = b;
+        std::fs::rename(
+            self.state_dir().join("keys"),
+            self.dir.path().join("machine-a"),
+        )
+        .unwrap();
+        other
+    }
+
+    /// How many files machine B's key directory holds (recursively).
+    fn machine_b_files(&self) -> usize {
+        fn walk(dir: &std::path::Path) -> usize {
+            std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        walk(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        }
+        walk(&self.dir.path().join("machine-b-keys"))
+    }
+
     /// MTA `i`'s OpenDKIM signs MESSAGE with `selector`, and dkimpy verifies
     /// it against what PowerDNS serves.
     fn assert_signs_with(&self, i: usize, selector: &str) {
@@ -247,13 +282,16 @@ async fn two_opendkims_on_one_database_switch_together_and_both_are_proven() {
     let config = env.config();
     let clock = FakeClock::at(t0());
 
-    // Day 0: published; no row before the negative-caching window has passed.
+    // Day 0: published. The KeyTable row is written at generation (where
+    // every replica finds the key); no SigningTable row names it before the
+    // negative-caching window has passed, so OpenDKIM does not use it.
     env.run(&config, &clock).await;
     assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Propagated));
+    assert_eq!(env.sql("SELECT count(*) FROM dkim_keys"), "1");
     assert_eq!(
-        env.sql("SELECT count(*) FROM dkim_keys"),
+        env.sql("SELECT count(*) FROM dkim_signing"),
         "0",
-        "no row written before the switch"
+        "no SigningTable row before the switch"
     );
     clock.advance(TimeDelta::seconds(61));
     let out = env.run(&config, &clock).await;
@@ -403,6 +441,53 @@ async fn sql_backend_writes_reads_and_removes_rows_and_hides_the_password() {
             .trim(),
         "example.com s2._domainkey.example.com"
     );
+    // A new key's row goes in at generation, without a SigningTable row;
+    // any replica reads it back; the same key again is no error, another key
+    // under the selector is refused (stored or switched to), naming the row.
+    let key3 = PrivateKey::generate(KeySpec::ed25519()).unwrap();
+    s.store_key("example.com", &sel("s3"), &key3).await.unwrap();
+    s.store_key("example.com", &sel("s3"), &key3).await.unwrap();
+    let back = s
+        .stored_key("example.com", &sel("s3"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.p_value().unwrap(), key3.p_value().unwrap());
+    assert!(
+        s.stored_key("example.com", &sel("none"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let other = PrivateKey::generate(KeySpec::ed25519()).unwrap();
+    for e in [
+        s.store_key("example.com", &sel("s3"), &other)
+            .await
+            .unwrap_err(),
+        s.switch_key("example.com", &sel("s3"), &other)
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(matches!(e, SignerError::KeyConflict { .. }), "{e}");
+        assert!(e.to_string().contains("s3._domainkey.example.com"), "{e}");
+    }
+    assert_eq!(
+        s.stored_key("example.com", &sel("s3"))
+            .await
+            .unwrap()
+            .unwrap()
+            .p_value()
+            .unwrap(),
+        key3.p_value().unwrap()
+    );
+    assert_eq!(
+        pg.psql("fresh", "SELECT pattern || ' ' || key_id FROM dkim_signing")
+            .unwrap()
+            .trim(),
+        "example.com s2._domainkey.example.com",
+        "nothing switched"
+    );
+    assert_eq!(s.remove_key("example.com", &sel("s3")).await.unwrap(), 1);
     s.check_and_reload().await.unwrap();
     assert_eq!(s.remove_key("example.com", &sel("s1")).await.unwrap(), 1);
     assert_eq!(
@@ -548,4 +633,71 @@ async fn an_opendkim_that_cannot_see_the_new_key_holds_the_switch_and_the_retire
     );
     env.assert_signs_with(0, "202402");
     env.assert_signs_with(1, "202402");
+}
+
+/// Replicas on two machines: machine A's runner generates and publishes the
+/// key (its KeyTable row written at generation); machine B's runner, on the
+/// same shared state with an EMPTY key directory and without A's files,
+/// switches both OpenDKIMs to it from the row (only the SigningTable row is
+/// new), proven by probes on both sockets and by dkimpy. B writes no key file
+/// and the row keeps the same key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_without_the_key_file_switches_both_opendkims_from_the_keytable_row() {
+    let env = Env::start("dkim_keys", "dkim_signing").await;
+    let config_a = env.config();
+    let clock = FakeClock::at(t0());
+    env.run(&config_a, &clock).await;
+    assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Propagated));
+    let row = env.sql("SELECT private_key FROM dkim_keys");
+    assert_eq!(env.sql("SELECT count(*) FROM dkim_signing"), "0");
+
+    let config_b = env.on_another_machine(&config_a);
+    clock.advance(TimeDelta::seconds(61));
+    let out = env.run(&config_b, &clock).await;
+    let confirm = out
+        .performed
+        .iter()
+        .find(|p| p.action == "confirm_signer")
+        .unwrap_or_else(|| panic!("{out:?}"));
+    assert_eq!(confirm.result, "ok", "{confirm:?}");
+    assert!(out.blocked.is_empty(), "{:?}", out.blocked);
+    assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Active));
+    assert_eq!(
+        env.sql("SELECT pattern || ' ' || key_id FROM dkim_signing"),
+        "example.com 202401._domainkey.example.com"
+    );
+    assert_eq!(env.sql("SELECT private_key FROM dkim_keys"), row);
+    env.assert_signs_with(0, "202401");
+    env.assert_signs_with(1, "202401");
+    assert_eq!(env.machine_b_files(), 0);
+}
+
+/// The key is neither on this machine nor in the KeyTable (the row was
+/// lost): the switch is refused, naming the selector; no SigningTable row is
+/// written and no other key is made for the selector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_lost_from_the_keytable_and_not_on_this_machine_is_never_switched_to() {
+    let env = Env::start("dkim_keys", "dkim_signing").await;
+    let config_a = env.config();
+    let clock = FakeClock::at(t0());
+    env.run(&config_a, &clock).await;
+    assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Propagated));
+    let config_b = env.on_another_machine(&config_a);
+    env.sql("DELETE FROM dkim_keys");
+    clock.advance(TimeDelta::seconds(61));
+    let out = env.run(&config_b, &clock).await;
+    let blocked = out
+        .blocked
+        .iter()
+        .find(|b| b.selector.as_str() == "202401")
+        .unwrap_or_else(|| panic!("{out:?}"));
+    assert!(
+        blocked.reason.contains("selector 202401") && blocked.reason.contains("missing"),
+        "{blocked:?}"
+    );
+    assert!(!blocked.reason.contains(&env.pg.password));
+    assert_ne!(status(&env.state(), "202401"), Some(KeyStatus::Active));
+    assert_eq!(env.sql("SELECT count(*) FROM dkim_signing"), "0");
+    assert_eq!(env.sql("SELECT count(*) FROM dkim_keys"), "0");
+    assert_eq!(env.machine_b_files(), 0);
 }

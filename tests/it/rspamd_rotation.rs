@@ -231,6 +231,33 @@ probe_timeout = "3s"
             == "1"
     }
 
+    /// The selector the selector hash names for example.com (`""`: none).
+    fn selector_in_redis(&self) -> String {
+        self.redis
+            .cli(&["HGET", SELECTOR_HASH, "example.com"])
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// `config` as another machine's replica has it: the same shared state
+    /// and Redis, its own (empty) key directory. The first machine's key
+    /// directory is moved out of reach (`<dir>/machine-a`), as it is on
+    /// another machine.
+    fn on_another_machine(&self, config: &Config) -> Config {
+        let mut other = config.clone();
+        let b = self.dir.path().join("machine-b-keys");
+        std::fs::create_dir_all(&b).unwrap();
+        other.signer.as_mut().unwrap().key_dir = b;
+        std::fs::rename(self.key_dir(), self.dir.path().join("machine-a")).unwrap();
+        other
+    }
+
+    /// The files under machine B's key directory.
+    fn machine_b_files(&self) -> Vec<PathBuf> {
+        walk(&self.dir.path().join("machine-b-keys"))
+    }
+
     fn set_selector(&self, selector: &str) {
         self.redis
             .cli(&["HSET", SELECTOR_HASH, "example.com", selector])
@@ -244,12 +271,15 @@ async fn rspamd_signs_with_each_rotated_key_proven_by_probe_and_dkimpy() {
     let config = env.config();
     let clock = FakeClock::at(t0());
 
-    // Day 0: the first key is published; nothing goes to Redis before the
-    // negative-caching window has passed.
+    // Day 0: the first key is published. Its key is in Redis from its
+    // generation on (where every replica finds it), but the selector hash
+    // names it only at the switch, after the negative-caching window: rspamd
+    // signs nothing yet.
     env.run(&config, &clock).await;
     assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Propagated));
     assert!(env.key_dir().join("example.com/202401.private").exists());
-    assert!(!env.redis_has("202401.example.com"));
+    assert!(env.redis_has("202401.example.com"));
+    assert_eq!(env.selector_in_redis(), "");
     assert!(
         env.rspamd
             .sign(MESSAGE, "alice@example.com", "alice@example.com")
@@ -273,7 +303,8 @@ async fn rspamd_signs_with_each_rotated_key_proven_by_probe_and_dkimpy() {
     clock.advance(TimeDelta::days(30));
     env.run(&config, &clock).await;
     assert_eq!(status(&env.state(), "202402"), Some(KeyStatus::Propagated));
-    assert!(!env.redis_has("202402.example.com"));
+    assert!(env.redis_has("202402.example.com"));
+    assert_eq!(env.selector_in_redis(), "202401");
     env.assert_signs_with("202401").await;
     clock.advance(TimeDelta::seconds(61));
     let out = env.run(&config, &clock).await;
@@ -489,4 +520,184 @@ async fn a_second_rspamd_that_does_not_see_the_new_selector_holds_the_switch() {
     let out = env.run(&config, &clock).await;
     assert!(out.blocked.is_empty(), "{out:?}");
     assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Active));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Replicas on two machines: the runner of machine A (key directory A)
+/// generates and publishes the key; the runner of machine B, on the same
+/// shared state with an EMPTY key directory and without A's files, switches
+/// rspamd to it from the key in Redis, proven by the controller probe and by
+/// dkimpy. B writes no key file and no second key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_without_the_key_file_switches_rspamd_from_the_key_in_redis() {
+    let env = Env::start().await;
+    let config_a = env.config();
+    let clock = FakeClock::at(t0());
+    env.run(&config_a, &clock).await;
+    assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Propagated));
+    let in_redis = env
+        .redis
+        .cli(&["HGET", KEY_HASH, "202401.example.com"])
+        .unwrap();
+
+    let config_b = env.on_another_machine(&config_a);
+    clock.advance(TimeDelta::seconds(61));
+    let out = env.run(&config_b, &clock).await;
+    let confirm = out
+        .performed
+        .iter()
+        .find(|p| p.action == "confirm_signer")
+        .unwrap_or_else(|| panic!("{out:?}"));
+    assert_eq!(confirm.result, "ok", "{confirm:?}");
+    assert!(out.blocked.is_empty(), "{:?}", out.blocked);
+    assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Active));
+    assert_eq!(env.selector_in_redis(), "202401");
+    env.assert_signs_with("202401").await;
+    assert!(
+        env.machine_b_files().is_empty(),
+        "{:?}",
+        env.machine_b_files()
+    );
+    assert_eq!(
+        env.redis
+            .cli(&["HGET", KEY_HASH, "202401.example.com"])
+            .unwrap(),
+        in_redis,
+        "the same key, not a second one"
+    );
+    // `verify` on machine B checks the served record against the key in
+    // Redis (B has no key file).
+    let toml = std::fs::read_to_string(env.dir.path().join("maildns.toml")).unwrap();
+    let cfg_b = env.dir.path().join("maildns-b.toml");
+    std::fs::write(
+        &cfg_b,
+        toml.replace(
+            "kind = \"rspamd\"",
+            &format!(
+                "kind = \"rspamd\"\nkey_dir = \"{}\"",
+                env.dir.path().join("machine-b-keys").display()
+            ),
+        ),
+    )
+    .unwrap();
+    let text = cmd().config(&cfg_b).args(["verify"]).run().text();
+    assert!(
+        text.lines().any(|l| l.contains("202401 key")
+            && l.contains(" ok ")
+            && l.contains("the served public key matches redis hash DKIM_KEYS")),
+        "{text}"
+    );
+    assert!(!text.contains(&env.redis.password), "{text}");
+
+    // The next rotation runs on B alone: its key goes to Redis at generation
+    // (B's own 0600 copy beside it) and B checks, switches and retires with
+    // the record of the key in Redis.
+    clock.advance(TimeDelta::days(30));
+    env.run(&config_b, &clock).await;
+    assert!(env.redis_has("202402.example.com"));
+    assert_eq!(env.machine_b_files().len(), 1);
+    clock.advance(TimeDelta::seconds(61));
+    let out = env.run(&config_b, &clock).await;
+    assert!(out.blocked.is_empty(), "{:?}", out.blocked);
+    env.assert_signs_with("202402").await;
+    clock.advance(TimeDelta::days(14));
+    let out = env.run(&config_b, &clock).await;
+    assert!(out.blocked.is_empty(), "{:?}", out.blocked);
+    let st = env.state();
+    assert_eq!(status(&st, "202401"), Some(KeyStatus::Destroyed));
+    assert!(!env.redis_has("202401.example.com"));
+    assert_eq!(env.served("202401").await, 0);
+}
+
+/// The key is neither on this machine nor in Redis (Redis lost it): the
+/// switch is refused, naming the selector; the selector hash is not written,
+/// no other key is made for the selector, rspamd keeps signing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_lost_from_redis_and_not_on_this_machine_is_never_switched_to() {
+    let env = Env::start().await;
+    let config_a = env.config();
+    let clock = FakeClock::at(t0());
+    env.run(&config_a, &clock).await;
+    assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Propagated));
+    let config_b = env.on_another_machine(&config_a);
+    env.redis
+        .cli(&["HDEL", KEY_HASH, "202401.example.com"])
+        .unwrap();
+    clock.advance(TimeDelta::seconds(61));
+    let out = env.run(&config_b, &clock).await;
+    let blocked = out
+        .blocked
+        .iter()
+        .find(|b| b.selector.as_str() == "202401")
+        .unwrap_or_else(|| panic!("{out:?}"));
+    assert!(
+        blocked.reason.contains("selector 202401") && blocked.reason.contains("missing"),
+        "{blocked:?}"
+    );
+    assert_ne!(status(&env.state(), "202401"), Some(KeyStatus::Active));
+    assert_eq!(env.selector_in_redis(), "");
+    assert!(!env.redis_has("202401.example.com"));
+    assert!(env.machine_b_files().is_empty());
+    assert!(
+        env.rspamd
+            .sign(MESSAGE, "alice@example.com", "alice@example.com")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A replica that generates for a selector whose key another replica already
+/// put into Redis (it stopped before saving the state: here, a second state
+/// store that does not know the key) adopts that key: its copy, the record it
+/// publishes and Redis all hold the same key, never a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_adopts_the_key_redis_holds_for_its_selector_never_a_second_one() {
+    let env = Env::start().await;
+    let config_a = env.config();
+    let clock = FakeClock::at(t0());
+    env.run(&config_a, &clock).await;
+    let in_redis = env
+        .redis
+        .cli(&["HGET", KEY_HASH, "202401.example.com"])
+        .unwrap();
+    let mut config_b = env.on_another_machine(&config_a);
+    config_b.state_dir = env.dir.path().join("state-b");
+    env.runner(config_b.clone(), &clock)
+        .run_once(&domain())
+        .await
+        .unwrap();
+    let st = SqliteStore::open(&config_b.state_dir)
+        .unwrap()
+        .load(&domain())
+        .unwrap();
+    assert!(st.key(&sel("202401")).is_some(), "{st:?}");
+    let files = env.machine_b_files();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let copy = maildns::keys::load_private_key(&files[0]).unwrap();
+    let stored = maildns::signer::rspamd::parse_key_value(&in_redis).unwrap();
+    assert_eq!(copy.p_value().unwrap(), stored.p_value().unwrap());
+    assert_eq!(
+        std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        env.redis
+            .cli(&["HGET", KEY_HASH, "202401.example.com"])
+            .unwrap(),
+        in_redis
+    );
+    assert_eq!(env.served("202401").await, 1);
 }

@@ -167,8 +167,21 @@ impl Runner {
             Ok(p) => p,
             Err(reason) => return held(reason.to_string()),
         };
+        // The key itself (its file, or the engine's shared store): what the
+        // signer's entry must hold. Found nowhere: nothing to prove.
+        let public_key = match state.key(selector) {
+            Some(k) => match self
+                .private_key(d, k)
+                .await
+                .and_then(|k| Ok(k.public_key_der()?))
+            {
+                Ok(p) => p,
+                Err(reason) => return held(reason.to_string()),
+            },
+            None => return held(format!("no key {selector}")),
+        };
         match Self::table_entry(signer, d).await {
-            Ok(e) if e.is(selector, &path) => {}
+            Ok(e) if e.is(selector, &path, &public_key) => {}
             other => {
                 // Data edited since the switch (or half-written): switch again.
                 let was = match other {
