@@ -13,6 +13,7 @@ mod diagnose;
 mod faults;
 mod first_keys;
 mod gate;
+mod host_cycle;
 mod hosts_linode;
 mod hosts_ovh;
 mod hosts_porkbun_netcup_ionos;

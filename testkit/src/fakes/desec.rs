@@ -557,3 +557,19 @@ fn throttled(d: &mut Data, domain: &str) -> Option<Response> {
     times.push(now);
     None
 }
+
+// What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
+impl super::served::ServedTxt for FakeDesec {
+    fn served_txt(&self, zone: &str) -> super::served::ServedSets {
+        let d = lock(&self.inner.data);
+        let mut out = super::served::ServedSets::new();
+        for ((domain, sub), set) in &d.rrsets {
+            if domain == zone {
+                for v in &set.records {
+                    super::served::add(&mut out, zone, sub, set.ttl, super::served::wire_value(v));
+                }
+            }
+        }
+        out
+    }
+}

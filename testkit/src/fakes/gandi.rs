@@ -458,3 +458,19 @@ mod tests {
         assert_eq!(truncate_value("\"abc\"", 3), "\"abc\"");
     }
 }
+
+// What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
+impl super::served::ServedTxt for FakeGandi {
+    fn served_txt(&self, zone: &str) -> super::served::ServedSets {
+        let st = lock(&self.state);
+        let mut out = super::served::ServedSets::new();
+        for ((domain, rel), (ttl, values)) in &st.sets {
+            if domain == zone {
+                for v in values {
+                    super::served::add(&mut out, zone, rel, *ttl, super::served::wire_value(v));
+                }
+            }
+        }
+        out
+    }
+}
