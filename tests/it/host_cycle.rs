@@ -233,50 +233,71 @@ impl Host {
     }
 }
 
-/// Plays the operator of a `manual` account: applies each ADD and REMOVE line
-/// maildns's notify command received since the last call to PowerDNS (standing
-/// in for the host's web form).
-struct Operator {
-    notified: PathBuf,
-    done: usize,
-    api_url: String,
-    api_key: String,
-    zone: String,
+/// Plays the operator of a `manual` account: applies each ADD, REMOVE and TTL
+/// line maildns's notify command received since the last call to PowerDNS
+/// (standing in for the host's web form).
+pub(crate) struct Operator {
+    pub(crate) notified: PathBuf,
+    pub(crate) done: usize,
+    pub(crate) api_url: String,
+    pub(crate) api_key: String,
+    pub(crate) zone: String,
 }
 
 impl Operator {
-    async fn apply(&mut self) {
+    pub(crate) async fn apply(&mut self) {
         let text = std::fs::read_to_string(&self.notified).unwrap_or_default();
-        let lines: Vec<String> = text.lines().skip(self.done).map(str::to_string).collect();
+        // Only whole lines (the notify command may be writing).
+        let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
+        let lines: Vec<String> = complete
+            .lines()
+            .skip(self.done)
+            .map(str::to_string)
+            .collect();
         self.done += lines.len();
         for line in lines {
-            let t = line.trim();
-            let (add, rest) = match (t.strip_prefix("ADD"), t.strip_prefix("REMOVE")) {
-                (Some(r), _) => (true, r),
-                (_, Some(r)) => (false, r),
-                _ => continue,
+            // Values may end in spaces: trim only the indentation.
+            let t = line.trim_start();
+            let (verb, rest) = match ["ADD", "REMOVE", "TTL"]
+                .iter()
+                .find_map(|v| t.strip_prefix(v).map(|r| (*v, r)))
+            {
+                Some(x) => x,
+                None => continue,
             };
             let name = rest.split('(').nth(1).unwrap().split(')').next().unwrap();
-            let value = rest.split("  value ").nth(1).unwrap();
-            let ttl: u32 = rest
-                .split("TTL ")
-                .nth(1)
-                .and_then(|s| s.split_whitespace().next())
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(300);
-            let mut values = pdns_values(&self.api_url, &self.api_key, &self.zone, name).await;
-            if add {
-                values.push(value.as_bytes().to_vec());
-            } else {
-                values.retain(|v| v != value.as_bytes());
-            }
+            let (old_ttl, mut values) =
+                pdns_values(&self.api_url, &self.api_key, &self.zone, name).await;
+            let ttl_of = |s: &str| -> Option<u32> { s.split_whitespace().next()?.parse().ok() };
+            let ttl = match verb {
+                "ADD" => {
+                    let value = rest.split("  value ").nth(1).unwrap();
+                    // A form holds each value once.
+                    if !values.iter().any(|v| v == value.as_bytes()) {
+                        values.push(value.as_bytes().to_vec());
+                    }
+                    rest.split("TTL ").nth(1).and_then(ttl_of)
+                }
+                "REMOVE" => {
+                    let value = rest.split("  value ").nth(1).unwrap();
+                    values.retain(|v| v != value.as_bytes());
+                    None
+                }
+                _ => rest.split("TTL to ").nth(1).and_then(ttl_of),
+            };
+            let ttl = ttl.or(old_ttl).unwrap_or(300);
             pdns_put(&self.api_url, &self.api_key, &self.zone, name, ttl, &values).await;
         }
     }
 }
 
-/// The joined TXT values PowerDNS's API holds at `name` (absolute, no dot).
-async fn pdns_values(api_url: &str, api_key: &str, zone: &str, name: &str) -> Vec<Vec<u8>> {
+/// The TTL and joined TXT values PowerDNS's API holds at `name` (absolute, no dot).
+async fn pdns_values(
+    api_url: &str,
+    api_key: &str,
+    zone: &str,
+    name: &str,
+) -> (Option<u32>, Vec<Vec<u8>>) {
     let zone_json: serde_json::Value = reqwest::Client::new()
         .get(format!("{api_url}/servers/localhost/zones/{zone}."))
         .header("X-API-Key", api_key)
@@ -286,23 +307,31 @@ async fn pdns_values(api_url: &str, api_key: &str, zone: &str, name: &str) -> Ve
         .json()
         .await
         .unwrap();
-    zone_json["rrsets"]
+    let sets: Vec<&serde_json::Value> = zone_json["rrsets"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|r| r["name"] == format!("{name}.") && r["type"] == "TXT")
+        .collect();
+    let ttl = sets
+        .first()
+        .and_then(|r| r["ttl"].as_u64())
+        .map(|t| t as u32);
+    let values = sets
+        .iter()
         .flat_map(|r| r["records"].as_array().unwrap().clone())
         .map(|r| {
             TxtRecord::parse_presentation(r["content"].as_str().unwrap())
                 .unwrap()
                 .value()
         })
-        .collect()
+        .collect();
+    (ttl, values)
 }
 
 /// Replaces the TXT RRset at `name` (absolute, no dot) in PowerDNS (deletes
 /// it when `values` is empty); retries PowerDNS's transient `database is locked`.
-async fn pdns_put(
+pub(crate) async fn pdns_put(
     api_url: &str,
     api_key: &str,
     zone: &str,

@@ -20,6 +20,7 @@ mod hosts_porkbun_netcup_ionos;
 mod hosts_vultr;
 mod import_opendkim;
 mod key_floor;
+mod manual_conformance;
 mod manual_host;
 mod opendkim_signer;
 mod operations;

@@ -157,7 +157,8 @@ pub struct Manual {
 
 impl Manual {
     /// A manual host reading DNS through `reader`; the profile is the
-    /// descriptor's, keeping string boundaries only in the quoted form.
+    /// descriptor's, keeping string boundaries only in the quoted form, and
+    /// printable ASCII only in the one-string form.
     ///
     /// # Errors
     /// As [`crate::registry::Host::profile`].
@@ -165,6 +166,11 @@ impl Manual {
         let mut profile = crate::registry::profile(KIND)?;
         profile.multi_string = config.form == ValueForm::QuotedStrings;
         profile.auto_split = config.form == ValueForm::OneString;
+        // One line of text per value cannot show control bytes or bytes that
+        // are not UTF-8 (the operator would type a lossy copy): such values
+        // are refused before the operator is told anything. The quoted form
+        // shows them escaped (`\010`).
+        profile.printable_ascii_only |= config.form == ValueForm::OneString;
         Ok(Manual {
             config,
             profile,
