@@ -442,6 +442,22 @@ async fn handle(
     }
 }
 
+// What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
+impl super::served::ServedTxt for FakeGandi {
+    fn served_txt(&self, zone: &str) -> super::served::ServedSets {
+        let st = lock(&self.state);
+        let mut out = super::served::ServedSets::new();
+        for ((domain, rel), (ttl, values)) in &st.sets {
+            if domain == zone {
+                for v in values {
+                    super::served::add(&mut out, zone, rel, *ttl, super::served::wire_value(v));
+                }
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::truncate_value;
@@ -456,21 +472,5 @@ mod tests {
         assert_eq!(truncate_value("\"a\\\"b\" \"c\"", 2), "\"a\\\"\"");
         assert_eq!(truncate_value("\"abc\" \"d\"", 10), "\"abc\" \"d\"");
         assert_eq!(truncate_value("\"abc\"", 3), "\"abc\"");
-    }
-}
-
-// What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
-impl super::served::ServedTxt for FakeGandi {
-    fn served_txt(&self, zone: &str) -> super::served::ServedSets {
-        let st = lock(&self.state);
-        let mut out = super::served::ServedSets::new();
-        for ((domain, rel), (ttl, values)) in &st.sets {
-            if domain == zone {
-                for v in values {
-                    super::served::add(&mut out, zone, rel, *ttl, super::served::wire_value(v));
-                }
-            }
-        }
-        out
     }
 }
