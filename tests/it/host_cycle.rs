@@ -215,21 +215,35 @@ impl Host {
             .collect()
     }
 
-    /// The record served at `name` whose value is `value`, as served (its
-    /// character-strings).
-    async fn foreign(&self, name: &str, value: &str) -> Vec<Vec<u8>> {
-        let records = self.served(name).await;
-        let r = records
+    /// The record served at `name` whose value is `value`, as served: the
+    /// RRset's TTL and the record's character-strings.
+    async fn foreign(&self, name: &str, value: &str) -> (Option<u32>, Vec<Vec<u8>>) {
+        let fqdn = if name == "@" {
+            self.domain()
+        } else {
+            Fqdn::parse(&format!("{name}.{}", self.zone)).unwrap()
+        };
+        let answer = Querier::new(QueryOptions::default())
+            .txt(self.ns, &fqdn, false)
+            .await
+            .unwrap_or_else(|e| panic!("{}: asking {} for {fqdn}: {e}", self.kind, self.ns));
+        let r = answer
+            .records
             .iter()
             .find(|r| r.value() == value.as_bytes())
             .unwrap_or_else(|| {
                 panic!(
                     "{}: the foreign value {value} at {name} is gone: {:?}",
                     self.kind,
-                    records.iter().map(|r| r.value_lossy()).collect::<Vec<_>>()
+                    answer
+                        .records
+                        .iter()
+                        .map(|r| r.value_lossy())
+                        .collect::<Vec<_>>()
                 )
             });
-        r.strings().iter().map(|s| s.as_bytes().to_vec()).collect()
+        let strings = r.strings().iter().map(|s| s.as_bytes().to_vec()).collect();
+        (answer.ttl, strings)
     }
 }
 
@@ -242,9 +256,23 @@ pub(crate) struct Operator {
     pub(crate) api_url: String,
     pub(crate) api_key: String,
     pub(crate) zone: String,
+    /// The account's `value_form` is `quoted-strings`: values are shown as
+    /// zone-file character-strings.
+    pub(crate) quoted: bool,
 }
 
 impl Operator {
+    /// A record as the instructions show it: its character-strings in the
+    /// quoted form, else one value the host splits.
+    fn value(&self, shown: &str) -> TxtRecord {
+        if self.quoted {
+            TxtRecord::parse_presentation(shown)
+                .unwrap_or_else(|e| panic!("operator: cannot read {shown}: {e}"))
+        } else {
+            TxtRecord::split_max(shown.as_bytes(), 255)
+        }
+    }
+
     pub(crate) async fn apply(&mut self) {
         let text = std::fs::read_to_string(&self.notified).unwrap_or_default();
         // Only whole lines (the notify command may be writing).
@@ -271,16 +299,16 @@ impl Operator {
             let ttl_of = |s: &str| -> Option<u32> { s.split_whitespace().next()?.parse().ok() };
             let ttl = match verb {
                 "ADD" => {
-                    let value = rest.split("  value ").nth(1).unwrap();
+                    let value = self.value(rest.split("  value ").nth(1).unwrap());
                     // A form holds each value once.
-                    if !values.iter().any(|v| v == value.as_bytes()) {
-                        values.push(value.as_bytes().to_vec());
+                    if !values.iter().any(|v| v.value() == value.value()) {
+                        values.push(value);
                     }
                     rest.split("TTL ").nth(1).and_then(ttl_of)
                 }
                 "REMOVE" => {
-                    let value = rest.split("  value ").nth(1).unwrap();
-                    values.retain(|v| v != value.as_bytes());
+                    let value = self.value(rest.split("  value ").nth(1).unwrap());
+                    values.retain(|v| v.value() != value.value());
                     None
                 }
                 _ => rest.split("TTL to ").nth(1).and_then(ttl_of),
@@ -291,13 +319,13 @@ impl Operator {
     }
 }
 
-/// The TTL and joined TXT values PowerDNS's API holds at `name` (absolute, no dot).
+/// The TTL and TXT records PowerDNS's API holds at `name` (absolute, no dot).
 async fn pdns_values(
     api_url: &str,
     api_key: &str,
     zone: &str,
     name: &str,
-) -> (Option<u32>, Vec<Vec<u8>>) {
+) -> (Option<u32>, Vec<TxtRecord>) {
     let zone_json: serde_json::Value = reqwest::Client::new()
         .get(format!("{api_url}/servers/localhost/zones/{zone}."))
         .header("X-API-Key", api_key)
@@ -320,11 +348,7 @@ async fn pdns_values(
     let values = sets
         .iter()
         .flat_map(|r| r["records"].as_array().unwrap().clone())
-        .map(|r| {
-            TxtRecord::parse_presentation(r["content"].as_str().unwrap())
-                .unwrap()
-                .value()
-        })
+        .map(|r| TxtRecord::parse_presentation(r["content"].as_str().unwrap()).unwrap())
         .collect();
     (ttl, values)
 }
@@ -337,11 +361,11 @@ pub(crate) async fn pdns_put(
     zone: &str,
     name: &str,
     ttl: u32,
-    values: &[Vec<u8>],
+    values: &[TxtRecord],
 ) {
     let records: Vec<serde_json::Value> = values
         .iter()
-        .map(|v| serde_json::json!({"content": TxtRecord::split_max(v, 255).to_presentation(), "disabled": false}))
+        .map(|r| serde_json::json!({"content": r.to_presentation(), "disabled": false}))
         .collect();
     let change = if records.is_empty() {
         serde_json::json!({"name": format!("{name}."), "type": "TXT", "changetype": "DELETE"})
@@ -414,8 +438,24 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
         }
         "powerdns" => {
             let (url, key) = in_pdns(pdns);
-            pdns_put(&url, &key, &zone, apex, 3600, &[APEX_FOREIGN.into()]).await;
-            pdns_put(&url, &key, &zone, &dmarc, 3600, &[DMARC_FOREIGN.into()]).await;
+            pdns_put(
+                &url,
+                &key,
+                &zone,
+                apex,
+                3600,
+                &[TxtRecord::from_value(APEX_FOREIGN)],
+            )
+            .await;
+            pdns_put(
+                &url,
+                &key,
+                &zone,
+                &dmarc,
+                3600,
+                &[TxtRecord::from_value(DMARC_FOREIGN)],
+            )
+            .await;
             (
                 format!("provider = \"powerdns\"\nbase_url = \"{url}\""),
                 creds(&key),
@@ -465,8 +505,24 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
         }
         "manual" => {
             let (url, key) = in_pdns(pdns);
-            pdns_put(&url, &key, &zone, apex, 3600, &[APEX_FOREIGN.into()]).await;
-            pdns_put(&url, &key, &zone, &dmarc, 3600, &[DMARC_FOREIGN.into()]).await;
+            pdns_put(
+                &url,
+                &key,
+                &zone,
+                apex,
+                3600,
+                &[TxtRecord::from_value(APEX_FOREIGN)],
+            )
+            .await;
+            pdns_put(
+                &url,
+                &key,
+                &zone,
+                &dmarc,
+                3600,
+                &[TxtRecord::from_value(DMARC_FOREIGN)],
+            )
+            .await;
             let notified = dir.path().join("notified.txt");
             let notify = dir.path().join("notify.sh");
             std::fs::write(
@@ -489,6 +545,7 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
                     api_url: url,
                     api_key: key,
                     zone: zone.clone(),
+                    quoted: false,
                 }),
             )
         }

@@ -229,13 +229,14 @@ impl Manual {
     }
 }
 
-/// One value as the web form wants it.
+/// One value as the web form wants it: the joined text, or the record's own
+/// character-strings quoted (each at most 255 bytes by construction), so the
+/// host keeps the boundaries maildns chose (the quoted form's profile says
+/// boundaries are kept).
 pub fn show_value(record: &TxtRecord, form: ValueForm) -> String {
     match form {
         ValueForm::OneString => record.value_lossy(),
-        ValueForm::QuotedStrings => {
-            TxtRecord::split_max(&record.value(), crate::txt::MAX_STRING).to_presentation()
-        }
+        ValueForm::QuotedStrings => record.to_presentation(),
     }
 }
 
@@ -448,6 +449,19 @@ mod tests {
         assert!(
             quoted.contains(&format!("value \"v=DKIM1; k=rsa; p={first}\" \"")),
             "{quoted}"
+        );
+    }
+
+    #[test]
+    fn the_quoted_form_shows_the_records_own_strings() {
+        let r = TxtRecord::from_parts(&["v=DKIM1; k=rsa; ", "p=AAAA"]).unwrap();
+        assert_eq!(
+            show_value(&r, ValueForm::QuotedStrings),
+            "\"v=DKIM1; k=rsa; \" \"p=AAAA\""
+        );
+        assert_eq!(
+            show_value(&r, ValueForm::OneString),
+            "v=DKIM1; k=rsa; p=AAAA"
         );
     }
 
