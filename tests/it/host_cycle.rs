@@ -113,7 +113,7 @@ enum Backend {
         _alive: Box<dyn std::any::Any + Send + Sync>,
     },
     /// A zone file BIND serves, reloaded after each step.
-    ZoneFile(Bind),
+    ZoneFile(Bind, PathBuf),
     /// The operator of a `manual` account, typing into the shared PowerDNS.
     Manual(Operator),
 }
@@ -139,12 +139,33 @@ impl Host {
                 mirror.sync(fake.as_ref()).await;
             }
             Backend::Server { .. } => {}
-            Backend::ZoneFile(bind) => {
+            Backend::ZoneFile(bind, _) => {
                 bind.reload().unwrap();
                 // named reloads a few milliseconds after the signal.
                 tokio::time::sleep(std::time::Duration::from_millis(150)).await;
             }
             Backend::Manual(op) => op.apply().await,
+        }
+    }
+
+    /// The foreign records as the host stores them (an API fake's own form,
+    /// the zone file's lines); nothing more than what DNS serves for a real
+    /// server.
+    fn stored_foreign(&self) -> Vec<String> {
+        let foreign = |l: &String| l.contains(APEX_FOREIGN) || l.contains(DMARC_FOREIGN);
+        match &self.backend {
+            Backend::Fake(fake, _) => fake
+                .stored_txt(&self.zone)
+                .into_iter()
+                .filter(foreign)
+                .collect(),
+            Backend::ZoneFile(_, file) => std::fs::read_to_string(file)
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .filter(foreign)
+                .collect(),
+            Backend::Server { .. } | Backend::Manual(_) => Vec::new(),
         }
     }
 
@@ -433,7 +454,7 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
                 format!("provider = \"zonefile\"\npath = \"{}\"", file.display()),
                 creds(""),
                 bind.dns,
-                Backend::ZoneFile(bind),
+                Backend::ZoneFile(bind, file),
             )
         }
         "powerdns" => {
@@ -900,6 +921,14 @@ async fn cycle(mut host: Host) {
     let clock = Arc::new(FakeClock(Mutex::new(t0)));
     let foreign_apex = host.foreign("@", APEX_FOREIGN).await;
     let foreign_dmarc = host.foreign("_dmarc", DMARC_FOREIGN).await;
+    let stored = host.stored_foreign();
+    if matches!(host.backend, Backend::Fake(..) | Backend::ZoneFile(..)) {
+        assert_eq!(
+            stored.len(),
+            2,
+            "{kind}: the foreign records as stored: {stored:?}"
+        );
+    }
 
     // Publish SPF, DMARC and the first key; then a plan has nothing to do.
     let config = host.config(true);
@@ -1061,6 +1090,11 @@ async fn cycle(mut host: Host) {
         host.foreign("@", APEX_FOREIGN).await,
         foreign_apex,
         "{kind}: apex foreign value changed"
+    );
+    assert_eq!(
+        host.stored_foreign(),
+        stored,
+        "{kind}: a foreign record was rewritten where the host stores it"
     );
     assert_eq!(
         host.foreign("_dmarc", DMARC_FOREIGN).await,

@@ -170,7 +170,7 @@ impl Manual {
         // are not UTF-8 (the operator would type a lossy copy): such values
         // are refused before the operator is told anything. The quoted form
         // shows them escaped (`\010`).
-        profile.printable_ascii_only |= config.form == ValueForm::OneString;
+        profile.printable_ascii_only = config.form == ValueForm::OneString;
         Ok(Manual {
             config,
             profile,

@@ -769,6 +769,19 @@ fn delete_set(st: &mut St, zone: &str, name: &str, if_match: Option<String>) -> 
 
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakeAzure {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        lock(&self.state)
+            .sets
+            .iter()
+            .filter(|((z, _), _)| z == zone)
+            .flat_map(|((_, name), set)| {
+                set.records
+                    .iter()
+                    .map(move |r| format!("{name} {} {r:?}", set.ttl))
+            })
+            .collect()
+    }
+
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
         let st = lock(&self.state);
         let mut out = super::served::ServedSets::new();

@@ -452,6 +452,19 @@ async fn delete_record(
 
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakeBunny {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        lock(&self.inner.data)
+            .zones
+            .values()
+            .filter(|(d, _)| d == zone)
+            .flat_map(|(_, recs)| {
+                recs.iter()
+                    .filter(|r| r.kind == 3)
+                    .map(|r| format!("{} {} {} {}", r.name, r.ttl, r.disabled, r.value))
+            })
+            .collect()
+    }
+
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
         let d = lock(&self.inner.data);
         let mut out = super::served::ServedSets::new();

@@ -518,6 +518,17 @@ fn push(out: &mut Value, key: &str, v: Value) {
 
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakeCloudflare {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        let d = lock(&self.inner.data);
+        d.records
+            .iter()
+            .filter(|r| {
+                r.kind == "TXT" && d.zones.iter().any(|(id, n)| *id == r.zone_id && n == zone)
+            })
+            .map(|r| format!("{} {} {}", r.name, r.ttl, r.content))
+            .collect()
+    }
+
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
         let d = lock(&self.inner.data);
         let mut out = super::served::ServedSets::new();

@@ -560,6 +560,19 @@ fn throttled(d: &mut Data, domain: &str) -> Option<Response> {
 
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakeDesec {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        lock(&self.inner.data)
+            .rrsets
+            .iter()
+            .filter(|((d, _), _)| d == zone)
+            .flat_map(|((_, sub), set)| {
+                set.records
+                    .iter()
+                    .map(move |v| format!("{sub} {} {v}", set.ttl))
+            })
+            .collect()
+    }
+
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
         let d = lock(&self.inner.data);
         let mut out = super::served::ServedSets::new();

@@ -671,6 +671,24 @@ fn get_change(st: &mut St, z: &str, id: &str) -> Response {
 
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakeGoogle {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        let st = lock(&self.state);
+        let dns_name = format!("{zone}.");
+        st.sets
+            .iter()
+            .filter(|((z, _), _)| {
+                st.zones
+                    .iter()
+                    .any(|fz| fz.name == *z && fz.dns_name == dns_name)
+            })
+            .flat_map(|((_, name), set)| {
+                set.rrdatas
+                    .iter()
+                    .map(move |v| format!("{name} {} {v}", set.ttl))
+            })
+            .collect()
+    }
+
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
         let st = lock(&self.state);
         let mut out = super::served::ServedSets::new();

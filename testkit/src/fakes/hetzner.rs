@@ -513,6 +513,19 @@ async fn list_rrsets(
 
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakeHetzner {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        let d = lock(&self.inner.data);
+        d.rrsets
+            .iter()
+            .filter(|((zid, _), _)| d.zones.iter().any(|(id, n)| id == zid && n == zone))
+            .flat_map(|((_, name), set)| {
+                set.values
+                    .iter()
+                    .map(move |v| format!("{name} {:?} {v}", set.ttl))
+            })
+            .collect()
+    }
+
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
         let d = lock(&self.inner.data);
         let mut out = super::served::ServedSets::new();

@@ -489,6 +489,17 @@ async fn handle(
 
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakeIonos {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        let st = lock(&self.state);
+        st.records
+            .iter()
+            .filter(|r| {
+                r.kind == "TXT" && st.zones.iter().any(|(id, n)| *id == r.zone_id && n == zone)
+            })
+            .map(|r| format!("{} {} {}", r.name, r.ttl, r.content))
+            .collect()
+    }
+
     /// The records whose publication delay has passed.
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
         let st = lock(&self.state);

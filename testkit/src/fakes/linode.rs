@@ -477,6 +477,20 @@ async fn import_domain(State(s): State<Arc<Inner>>) -> Response {
 
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakeLinode {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        let d = lock(&self.inner.data);
+        d.records
+            .iter()
+            .filter(|r| {
+                r.kind == "TXT"
+                    && d.domains
+                        .iter()
+                        .any(|(id, n)| *id == r.domain_id && n == zone)
+            })
+            .map(|r| format!("{} {} {}", r.name, r.ttl_sec, r.target))
+            .collect()
+    }
+
     /// The records as they were the publishing lag ago.
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
         let d = lock(&self.inner.data);

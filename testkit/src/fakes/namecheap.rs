@@ -540,6 +540,20 @@ fn set_hosts(
 
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakeNamecheap {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        lock(&self.state)
+            .domains
+            .iter()
+            .filter(|d| d.name == zone)
+            .flat_map(|d| {
+                d.hosts
+                    .iter()
+                    .filter(|h| h.kind == "TXT")
+                    .map(|h| format!("{} {} {} {}", h.name, h.ttl, h.mx_pref, h.address))
+            })
+            .collect()
+    }
+
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
         let st = lock(&self.state);
         let mut out = super::served::ServedSets::new();

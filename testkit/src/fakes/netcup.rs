@@ -493,6 +493,15 @@ async fn handle(
 
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakeNetcup {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        lock(&self.state)
+            .records
+            .iter()
+            .filter(|r| r.zone == zone && r.kind == "TXT")
+            .map(|r| format!("{} {} {}", r.hostname, r.priority, r.destination))
+            .collect()
+    }
+
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
         let st = lock(&self.state);
         let mut out = super::served::ServedSets::new();

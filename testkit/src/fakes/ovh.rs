@@ -583,6 +583,15 @@ async fn reset(State(s): State<Arc<Inner>>, Path(zone): Path<String>) -> Respons
 
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakeOvh {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        lock(&self.inner.data)
+            .staged
+            .iter()
+            .filter(|r| r.zone == zone)
+            .map(|r| format!("{} {} {} {}", r.sub_domain, r.field_type, r.ttl, r.target))
+            .collect()
+    }
+
     /// The records of the last refresh, every TXT-served field type.
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
         let d = lock(&self.inner.data);

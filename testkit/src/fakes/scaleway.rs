@@ -475,6 +475,17 @@ fn narrow(target: &Value) -> bool {
 
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakeScaleway {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        lock(&self.inner.data)
+            .zones
+            .get(zone)
+            .into_iter()
+            .flatten()
+            .filter(|r| r.kind == "TXT")
+            .map(|r| format!("{} {} {}", r.name, r.ttl, r.value))
+            .collect()
+    }
+
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
         let d = lock(&self.inner.data);
         let mut out = super::served::ServedSets::new();

@@ -20,6 +20,12 @@ pub type ServedSets = BTreeMap<String, (u32, Vec<Vec<u8>>)>;
 pub trait ServedTxt: Send + Sync {
     /// Every TXT RRset the host serves in `zone` (no trailing dot) now.
     fn served_txt(&self, zone: &str) -> ServedSets;
+
+    /// Every TXT record the host stores in `zone`, one line each in the
+    /// host's own form (owner name and text as stored, TTL and the host's
+    /// other record fields; record ids left out): what "untouched, byte for
+    /// byte" is checked against.
+    fn stored_txt(&self, zone: &str) -> Vec<String>;
 }
 
 /// The value a host serves for a stored TXT text: zone-file presentation

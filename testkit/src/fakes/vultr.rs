@@ -440,6 +440,15 @@ async fn delete_domain(State(s): State<Arc<Inner>>, Path(domain): Path<String>) 
 
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakeVultr {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        lock(&self.inner.data)
+            .records
+            .iter()
+            .filter(|r| r.domain == zone && r.kind == "TXT")
+            .map(|r| format!("{} {} {}", r.name, r.ttl, r.data))
+            .collect()
+    }
+
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
         let d = lock(&self.inner.data);
         let mut out = super::served::ServedSets::new();
