@@ -404,7 +404,20 @@ impl HttpClient {
                     );
                     let waited = Instant::now();
                     let ticket = self.pacer.acquire(zone.map(Fqdn::as_str), write).await;
-                    paced += waited.elapsed();
+                    let wait = waited.elapsed();
+                    paced += wait;
+                    // After waiting its turn, the request is built again: one
+                    // signed with the time it is made (OVH's X-Ovh-Timestamp,
+                    // checked within seconds) must not carry the time before
+                    // the wait.
+                    let (client, request) = if wait >= REBUILD_AFTER {
+                        match build(&self.client).build_split() {
+                            (rebuilt, Ok(fresh)) => (rebuilt, fresh),
+                            (_, Err(_)) => (client, request),
+                        }
+                    } else {
+                        (client, request)
+                    };
                     let budget = self
                         .policy
                         .max_elapsed
@@ -600,6 +613,10 @@ impl HttpClient {
 /// a host that is down is reported after about a second, not after the whole budget.
 pub const CONNECT_ATTEMPTS: u32 = 4;
 
+/// A pacing wait at least this long makes the request be built again before
+/// it is sent (see `send_paced`).
+const REBUILD_AFTER: Duration = Duration::from_millis(100);
+
 /// Whether sending a request twice has the same effect as sending it once.
 ///
 /// RFC 9110 §9.2.2: GET, PUT and DELETE are idempotent; so is a PATCH or POST that
@@ -790,6 +807,33 @@ mod tests {
             c.request(cl, Method::GET, "zones")
         })
         .await
+    }
+
+    /// A request that waited for its turn is built again before it is sent,
+    /// so a signature over the time (OVH's X-Ovh-Timestamp, checked within
+    /// seconds) carries the time it is sent at, not the time before the wait.
+    #[tokio::test]
+    async fn a_request_is_built_again_after_waiting_its_turn() {
+        let (base, count) = scripted(vec![Script::Full]).await;
+        let c = client(&base, RetryPolicy::fast())
+            .with_rate_limits(vec![crate::RateLimit::account(1, Duration::from_secs(1))]);
+        let built = std::sync::Mutex::new(Vec::new());
+        for _ in 0..2 {
+            c.send(Operation::Read, None, Idempotency::Idempotent, |cl| {
+                built.lock().unwrap().push(Instant::now());
+                c.request(cl, Method::GET, "zones")
+            })
+            .await
+            .unwrap();
+        }
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+        let t = built.lock().unwrap().clone();
+        assert_eq!(t.len(), 3, "the paced request is built twice");
+        assert!(
+            t[2] - t[1] >= Duration::from_millis(800),
+            "built again after the wait: {:?}",
+            t[2] - t[1]
+        );
     }
 
     #[tokio::test]

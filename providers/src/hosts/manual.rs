@@ -157,7 +157,8 @@ pub struct Manual {
 
 impl Manual {
     /// A manual host reading DNS through `reader`; the profile is the
-    /// descriptor's, keeping string boundaries only in the quoted form.
+    /// descriptor's, keeping string boundaries only in the quoted form, and
+    /// printable ASCII only in the one-string form.
     ///
     /// # Errors
     /// As [`crate::registry::Host::profile`].
@@ -165,6 +166,11 @@ impl Manual {
         let mut profile = crate::registry::profile(KIND)?;
         profile.multi_string = config.form == ValueForm::QuotedStrings;
         profile.auto_split = config.form == ValueForm::OneString;
+        // One line of text per value cannot show control bytes or bytes that
+        // are not UTF-8 (the operator would type a lossy copy): such values
+        // are refused before the operator is told anything. The quoted form
+        // shows them escaped (`\010`).
+        profile.printable_ascii_only = config.form == ValueForm::OneString;
         Ok(Manual {
             config,
             profile,
@@ -223,13 +229,14 @@ impl Manual {
     }
 }
 
-/// One value as the web form wants it.
+/// One value as the web form wants it: the joined text, or the record's own
+/// character-strings quoted (each at most 255 bytes by construction), so the
+/// host keeps the boundaries maildns chose (the quoted form's profile says
+/// boundaries are kept).
 pub fn show_value(record: &TxtRecord, form: ValueForm) -> String {
     match form {
         ValueForm::OneString => record.value_lossy(),
-        ValueForm::QuotedStrings => {
-            TxtRecord::split_max(&record.value(), crate::txt::MAX_STRING).to_presentation()
-        }
+        ValueForm::QuotedStrings => record.to_presentation(),
     }
 }
 
@@ -442,6 +449,19 @@ mod tests {
         assert!(
             quoted.contains(&format!("value \"v=DKIM1; k=rsa; p={first}\" \"")),
             "{quoted}"
+        );
+    }
+
+    #[test]
+    fn the_quoted_form_shows_the_records_own_strings() {
+        let r = TxtRecord::from_parts(&["v=DKIM1; k=rsa; ", "p=AAAA"]).unwrap();
+        assert_eq!(
+            show_value(&r, ValueForm::QuotedStrings),
+            "\"v=DKIM1; k=rsa; \" \"p=AAAA\""
+        );
+        assert_eq!(
+            show_value(&r, ValueForm::OneString),
+            "v=DKIM1; k=rsa; p=AAAA"
         );
     }
 

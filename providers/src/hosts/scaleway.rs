@@ -6,10 +6,12 @@
 //! - Set: `GET /dns-zones/{zone}/records?name=<relative>&type=TXT&page=&page_size=`
 //!   (`name` is required; the apex is `""`), paged by `total_count`.
 //! - Writes: one `PATCH /dns-zones/{zone}/records` carrying every owner name's
-//!   change, scoped by `id_fields` {name, type TXT}: `set` (replace the TXT
-//!   records at the name) when the name holds TXT records, `add` when it holds
-//!   none (what `set` does when nothing matches is not documented), `delete` to
-//!   remove them; always `disallow_new_zone_creation: true` (a PATCH on a missing
+//!   changes, each record named exactly by `id_fields` {name, type TXT, data as
+//!   read}: `delete` for a value to drop, `add` for a value to add, `set` of
+//!   that one record only for a new TTL; the other records at the name (values
+//!   maildns does not own) are left alone (a `set` by name and type would
+//!   delete and re-create them); `delete` by {name, type TXT} only when the
+//!   whole set goes; always `disallow_new_zone_creation: true` (a PATCH on a missing
 //!   zone would otherwise create it). Never `clear` nor `DELETE …/records` (the
 //!   whole zone).
 //! - Values: `data` is sent as one zone-file quoted string (`\` and `"` escaped),
@@ -191,6 +193,7 @@ pub fn parse_records(
         serde_json::from_slice(body).map_err(|e| super::bad_body(KIND, op, name, e))?;
     let on_page = list.records.len() as u64;
     let mut out = Vec::new();
+    let mut raw = Vec::new();
     for r in list.records {
         if r.kind != "TXT" || !r.name.eq_ignore_ascii_case(rel) {
             continue;
@@ -208,9 +211,11 @@ pub fn parse_records(
             )
         })?;
         out.push((r.ttl, value));
+        raw.push(r.data);
     }
     Ok(RecordPage {
         values: out,
+        raw,
         on_page,
         total: list.total_count,
     })
@@ -221,6 +226,9 @@ pub fn parse_records(
 pub struct RecordPage {
     /// The TXT values at the name asked for: `(ttl, value)`, decoded.
     pub values: Vec<(u32, Vec<u8>)>,
+    /// The `data` of each of [`RecordPage::values`], as the host answered it
+    /// (what a `delete` or `set` of exactly that record names).
+    pub raw: Vec<String>,
     /// Records on the page (of any type or name).
     pub on_page: u64,
     /// `total_count`: records matching the query on all pages.
@@ -253,8 +261,23 @@ impl ScwZone {
 /// One owner name's part of a PATCH, and what it should hold afterwards.
 struct Planned {
     name: Fqdn,
-    change: serde_json::Value,
+    changes: Vec<serde_json::Value>,
     wanted: Option<TxtSet>,
+}
+
+/// One TXT record at a name as read: TTL, decoded value, `data` as answered.
+type Held = (u32, Vec<u8>, String);
+
+/// The set of `held` records (the TTL of the first; `None` when empty).
+fn set_of(held: &[Held]) -> Option<TxtSet> {
+    let ttl = held.first()?.0;
+    Some(TxtSet {
+        ttl,
+        records: held
+            .iter()
+            .map(|(_, v, _)| TxtRecord::from_value(v))
+            .collect(),
+    })
 }
 
 impl Scaleway {
@@ -303,6 +326,11 @@ impl Scaleway {
 
     /// The TXT set at `name`, every page read.
     async fn read(&self, zone: &Zone, name: &Fqdn, op: Operation) -> Result<Option<TxtSet>, Error> {
+        Ok(set_of(&self.read_held(zone, name, op).await?))
+    }
+
+    /// Each TXT record at `name`, every page read.
+    async fn read_held(&self, zone: &Zone, name: &Fqdn, op: Operation) -> Result<Vec<Held>, Error> {
         let rel = relative(zone, name, op)?;
         let path = format!("dns-zones/{}/records", zone.id);
         let mut values = Vec::new();
@@ -316,24 +344,20 @@ impl Scaleway {
                 ("page_size", self.page_size.to_string()),
             ];
             let resp = self.get(op, name, &path, &q).await?;
-            let mut p = parse_records(&resp.body, &rel, name, op)?;
-            values.append(&mut p.values);
+            let p = parse_records(&resp.body, &rel, name, op)?;
+            values.extend(
+                p.values
+                    .into_iter()
+                    .zip(p.raw)
+                    .map(|((ttl, v), raw)| (ttl, v, raw)),
+            );
             seen += p.on_page;
             if p.on_page == 0 || seen >= p.total {
                 break;
             }
             page += 1;
         }
-        let Some(ttl) = values.first().map(|(t, _)| *t) else {
-            return Ok(None);
-        };
-        Ok(Some(TxtSet {
-            ttl,
-            records: values
-                .into_iter()
-                .map(|(_, v)| TxtRecord::from_value(v))
-                .collect(),
-        }))
+        Ok(values)
     }
 
     /// Checks a wanted set and returns each record's joined value, duplicates dropped.
@@ -344,14 +368,20 @@ impl Scaleway {
             .collect())
     }
 
-    /// The PATCH entry making the TXT records at `name` `wanted`, given what it
-    /// holds now (`None` when nothing needs sending).
+    /// The PATCH entries making the TXT records at `name` `wanted`, given
+    /// what it holds now (`None` when nothing needs sending). Each record is
+    /// named by its `data`: a value to drop is deleted, a value to add is
+    /// added, a kept value is rewritten only for a new TTL; the other records
+    /// at the name (values maildns does not own) are not touched. (A `set` by
+    /// name and type would delete and re-create them.)
     fn plan(
         zone: &Zone,
         name: &Fqdn,
-        now: Option<&TxtSet>,
+        held: &[Held],
         wanted: Option<(&TxtSet, &[Vec<u8>])>,
     ) -> Result<Option<Planned>, Error> {
+        let now = set_of(held);
+        let now = now.as_ref();
         let op = if wanted.is_some() {
             Operation::Replace
         } else {
@@ -359,23 +389,40 @@ impl Scaleway {
         };
         let rel = relative(zone, name, op)?;
         let id_fields = json!({"name": rel, "type": "TXT"});
-        let change = match (wanted, now) {
+        let exactly = |raw: &str| json!({"name": rel, "type": "TXT", "data": raw});
+        let changes = match (wanted, now) {
             (None, None) => return Ok(None),
-            (None, Some(_)) => json!({"delete": {"id_fields": id_fields}}),
+            (None, Some(_)) => vec![json!({"delete": {"id_fields": id_fields}})],
             (Some((set, values)), now) => {
-                let records: Vec<serde_json::Value> = values
-                    .iter()
-                    .map(|v| json!({"name": rel, "type": "TXT", "data": encode_data(v), "ttl": set.ttl}))
-                    .collect();
-                match now {
-                    None => json!({"add": {"records": records}}),
-                    Some(_) => json!({"set": {"id_fields": id_fields, "records": records}}),
+                let record = |v: &Vec<u8>| json!({"name": rel, "type": "TXT", "data": encode_data(v), "ttl": set.ttl});
+                let mut changes = Vec::new();
+                for (_, _, raw) in held.iter().filter(|(_, v, _)| !values.contains(v)) {
+                    changes.push(json!({"delete": {"id_fields": exactly(raw)}}));
                 }
+                if now.is_some_and(|n| n.ttl != set.ttl) {
+                    for (_, v, raw) in held.iter().filter(|(_, v, _)| values.contains(v)) {
+                        changes.push(
+                            json!({"set": {"id_fields": exactly(raw), "records": [record(v)]}}),
+                        );
+                    }
+                }
+                let added: Vec<serde_json::Value> = values
+                    .iter()
+                    .filter(|v| !held.iter().any(|(_, h, _)| h == *v))
+                    .map(record)
+                    .collect();
+                if !added.is_empty() {
+                    changes.push(json!({"add": {"records": added}}));
+                }
+                if changes.is_empty() {
+                    return Ok(None);
+                }
+                changes
             }
         };
         Ok(Some(Planned {
             name: name.clone(),
-            change,
+            changes,
             wanted: wanted.map(|(s, _)| s.clone()),
         }))
     }
@@ -392,7 +439,7 @@ impl Scaleway {
             Operation::Delete
         };
         let body = json!({
-            "changes": planned.iter().map(|p| p.change.clone()).collect::<Vec<_>>(),
+            "changes": planned.iter().flat_map(|p| p.changes.iter().cloned()).collect::<Vec<_>>(),
             "return_all_records": false,
             "disallow_new_zone_creation": true,
         });
@@ -528,10 +575,11 @@ impl Provider for Scaleway {
         // No precondition at Scaleway: read every name again, refuse on a difference.
         let mut planned = Vec::new();
         for (c, v) in changes.iter().zip(&values) {
-            let now = self
-                .read(zone, &c.name, c.operation())
+            let held = self
+                .read_held(zone, &c.name, c.operation())
                 .await
                 .map_err(ApplyError::nothing_written)?;
+            let now = set_of(&held);
             if !c.old.unchanged_in(now.as_ref()) {
                 // Already what is wanted (this change set applied before): done.
                 if changeset::same_content(c.wanted(), now.as_ref()) {
@@ -545,8 +593,8 @@ impl Provider for Scaleway {
                 )));
             }
             let wanted = c.wanted().zip(v.as_deref());
-            if let Some(p) = Self::plan(zone, &c.name, now.as_ref(), wanted)
-                .map_err(ApplyError::nothing_written)?
+            if let Some(p) =
+                Self::plan(zone, &c.name, &held, wanted).map_err(ApplyError::nothing_written)?
             {
                 planned.push(p);
             }
@@ -566,7 +614,8 @@ impl Provider for Scaleway {
         if values.is_empty() {
             return self.delete_txt(zone, name).await;
         }
-        let now = self.read(zone, name, op).await?;
+        let held = self.read_held(zone, name, op).await?;
+        let now = set_of(&held);
         let same = now.as_ref().is_some_and(|n| {
             n.ttl == set.ttl
                 && n.records
@@ -577,15 +626,15 @@ impl Provider for Scaleway {
         if same {
             return Ok(());
         }
-        let planned = Self::plan(zone, name, now.as_ref(), Some((set, &values)))?;
+        let planned = Self::plan(zone, name, &held, Some((set, &values)))?;
         self.patch(zone, planned.into_iter().collect())
             .await
             .map_err(|e| e.error)
     }
 
     async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
-        let now = self.read(zone, name, Operation::Delete).await?;
-        let planned = Self::plan(zone, name, now.as_ref(), None)?;
+        let held = self.read_held(zone, name, Operation::Delete).await?;
+        let planned = Self::plan(zone, name, &held, None)?;
         self.patch(zone, planned.into_iter().collect())
             .await
             .map_err(|e| e.error)

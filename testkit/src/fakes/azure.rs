@@ -766,3 +766,38 @@ fn delete_set(st: &mut St, zone: &str, name: &str, if_match: Option<String>) -> 
         None => kit::respond(204, "application/json", String::new(), &[]),
     }
 }
+
+// What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
+impl super::served::ServedTxt for FakeAzure {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        lock(&self.state)
+            .sets
+            .iter()
+            .filter(|((z, _), _)| z == zone)
+            .flat_map(|((_, name), set)| {
+                set.records
+                    .iter()
+                    .map(move |r| format!("{name} {} {r:?}", set.ttl))
+            })
+            .collect()
+    }
+
+    fn served_txt(&self, zone: &str) -> super::served::ServedSets {
+        let st = lock(&self.state);
+        let mut out = super::served::ServedSets::new();
+        for ((z, name), set) in &st.sets {
+            if z == zone {
+                for r in &set.records {
+                    super::served::add(
+                        &mut out,
+                        zone,
+                        name,
+                        u32::try_from(set.ttl).unwrap_or(0),
+                        r.concat().into_bytes(),
+                    );
+                }
+            }
+        }
+        out
+    }
+}

@@ -449,3 +449,38 @@ async fn delete_record(
     }
     axum::http::StatusCode::NO_CONTENT.into_response()
 }
+
+// What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
+impl super::served::ServedTxt for FakeBunny {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        lock(&self.inner.data)
+            .zones
+            .values()
+            .filter(|(d, _)| d == zone)
+            .flat_map(|(_, recs)| {
+                recs.iter()
+                    .filter(|r| r.kind == 3)
+                    .map(|r| format!("{} {} {} {}", r.name, r.ttl, r.disabled, r.value))
+            })
+            .collect()
+    }
+
+    fn served_txt(&self, zone: &str) -> super::served::ServedSets {
+        let d = lock(&self.inner.data);
+        let mut out = super::served::ServedSets::new();
+        for (domain, records) in d.zones.values() {
+            if domain == zone {
+                for r in records.iter().filter(|r| r.kind == 3 && !r.disabled) {
+                    super::served::add(
+                        &mut out,
+                        zone,
+                        &r.name,
+                        u32::try_from(r.ttl).unwrap_or(0),
+                        super::served::wire_value(&r.value),
+                    );
+                }
+            }
+        }
+        out
+    }
+}

@@ -520,3 +520,34 @@ fn push(out: &mut Value, key: &str, v: Value) {
         a.push(v);
     }
 }
+
+// What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
+impl super::served::ServedTxt for FakeCloudflare {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        let d = lock(&self.inner.data);
+        d.records
+            .iter()
+            .filter(|r| {
+                r.kind == "TXT" && d.zones.iter().any(|(id, n)| *id == r.zone_id && n == zone)
+            })
+            .map(|r| format!("{} {} {}", r.name, r.ttl, r.content))
+            .collect()
+    }
+
+    fn served_txt(&self, zone: &str) -> super::served::ServedSets {
+        let d = lock(&self.inner.data);
+        let mut out = super::served::ServedSets::new();
+        for r in d.records.iter().filter(|r| r.kind == "TXT") {
+            if d.zones.iter().any(|(id, n)| *id == r.zone_id && n == zone) {
+                super::served::add(
+                    &mut out,
+                    zone,
+                    &r.name,
+                    r.ttl,
+                    super::served::wire_value(&r.content),
+                );
+            }
+        }
+        out
+    }
+}

@@ -557,3 +557,32 @@ fn throttled(d: &mut Data, domain: &str) -> Option<Response> {
     times.push(now);
     None
 }
+
+// What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
+impl super::served::ServedTxt for FakeDesec {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        lock(&self.inner.data)
+            .rrsets
+            .iter()
+            .filter(|((d, _), _)| d == zone)
+            .flat_map(|((_, sub), set)| {
+                set.records
+                    .iter()
+                    .map(move |v| format!("{sub} {} {v}", set.ttl))
+            })
+            .collect()
+    }
+
+    fn served_txt(&self, zone: &str) -> super::served::ServedSets {
+        let d = lock(&self.inner.data);
+        let mut out = super::served::ServedSets::new();
+        for ((domain, sub), set) in &d.rrsets {
+            if domain == zone {
+                for v in &set.records {
+                    super::served::add(&mut out, zone, sub, set.ttl, super::served::wire_value(v));
+                }
+            }
+        }
+        out
+    }
+}

@@ -337,3 +337,30 @@ async fn delete_record(
     *r.body_mut() = axum::body::Body::empty();
     r
 }
+
+// What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
+impl super::served::ServedTxt for FakeDigitalOcean {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        lock(&self.inner.data)
+            .records
+            .iter()
+            .filter(|r| r.domain == zone)
+            .map(|r| format!("{} {} {}", r.name, r.ttl, r.data))
+            .collect()
+    }
+
+    fn served_txt(&self, zone: &str) -> super::served::ServedSets {
+        let d = lock(&self.inner.data);
+        let mut out = super::served::ServedSets::new();
+        for r in d.records.iter().filter(|r| r.domain == zone) {
+            super::served::add(
+                &mut out,
+                zone,
+                &r.name,
+                r.ttl,
+                super::served::wire_value(&r.data),
+            );
+        }
+        out
+    }
+}

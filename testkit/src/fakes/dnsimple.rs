@@ -545,3 +545,34 @@ fn batch(st: &mut St, zone: &str, bytes: &[u8]) -> Response {
         json!({"data": {"creates": done_c, "updates": done_u, "deletes": done_d}}),
     )
 }
+
+// What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
+impl super::served::ServedTxt for FakeDnsimple {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        lock(&self.state)
+            .records
+            .iter()
+            .filter(|r| r.zone == zone && r.kind == "TXT")
+            .map(|r| format!("{} {} {}", r.name, r.ttl, r.content))
+            .collect()
+    }
+
+    fn served_txt(&self, zone: &str) -> super::served::ServedSets {
+        let st = lock(&self.state);
+        let mut out = super::served::ServedSets::new();
+        for r in st
+            .records
+            .iter()
+            .filter(|r| r.zone == zone && r.kind == "TXT")
+        {
+            super::served::add(
+                &mut out,
+                zone,
+                &r.name,
+                r.ttl,
+                super::served::wire_value(&r.content),
+            );
+        }
+        out
+    }
+}

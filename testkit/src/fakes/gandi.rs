@@ -442,6 +442,33 @@ async fn handle(
     }
 }
 
+// What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
+impl super::served::ServedTxt for FakeGandi {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        lock(&self.state)
+            .sets
+            .iter()
+            .filter(|((d, _), _)| d == zone)
+            .flat_map(|((_, rel), (ttl, values))| {
+                values.iter().map(move |v| format!("{rel} {ttl} {v}"))
+            })
+            .collect()
+    }
+
+    fn served_txt(&self, zone: &str) -> super::served::ServedSets {
+        let st = lock(&self.state);
+        let mut out = super::served::ServedSets::new();
+        for ((domain, rel), (ttl, values)) in &st.sets {
+            if domain == zone {
+                for v in values {
+                    super::served::add(&mut out, zone, rel, *ttl, super::served::wire_value(v));
+                }
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::truncate_value;

@@ -454,3 +454,38 @@ async fn handle(
         }
     }
 }
+
+// What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
+impl super::served::ServedTxt for FakeGoDaddy {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        lock(&self.state)
+            .domains
+            .get(zone)
+            .into_iter()
+            .flatten()
+            .filter(|r| r.kind == "TXT")
+            .map(|r| format!("{} {} {}", r.name, r.ttl, r.data))
+            .collect()
+    }
+
+    fn served_txt(&self, zone: &str) -> super::served::ServedSets {
+        let st = lock(&self.state);
+        let mut out = super::served::ServedSets::new();
+        for r in st
+            .domains
+            .get(zone)
+            .into_iter()
+            .flatten()
+            .filter(|r| r.kind == "TXT")
+        {
+            super::served::add(
+                &mut out,
+                zone,
+                &r.name,
+                r.ttl,
+                super::served::wire_value(&r.data),
+            );
+        }
+        out
+    }
+}

@@ -668,3 +668,48 @@ fn get_change(st: &mut St, z: &str, id: &str) -> Response {
         &[],
     )
 }
+
+// What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
+impl super::served::ServedTxt for FakeGoogle {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        let st = lock(&self.state);
+        let dns_name = format!("{zone}.");
+        st.sets
+            .iter()
+            .filter(|((z, _), _)| {
+                st.zones
+                    .iter()
+                    .any(|fz| fz.name == *z && fz.dns_name == dns_name)
+            })
+            .flat_map(|((_, name), set)| {
+                set.rrdatas
+                    .iter()
+                    .map(move |v| format!("{name} {} {v}", set.ttl))
+            })
+            .collect()
+    }
+
+    fn served_txt(&self, zone: &str) -> super::served::ServedSets {
+        let st = lock(&self.state);
+        let mut out = super::served::ServedSets::new();
+        let dns_name = format!("{zone}.");
+        for ((z, name), set) in &st.sets {
+            if st
+                .zones
+                .iter()
+                .any(|fz| fz.name == *z && fz.dns_name == dns_name)
+            {
+                for v in &set.rrdatas {
+                    super::served::add(
+                        &mut out,
+                        zone,
+                        name,
+                        u32::try_from(set.ttl).unwrap_or(0),
+                        super::served::wire_value(v),
+                    );
+                }
+            }
+        }
+        out
+    }
+}

@@ -510,3 +510,38 @@ async fn list_rrsets(
         json!({"rrsets": items, "meta": {"pagination": {"page": page, "per_page": per, "previous_page": null, "next_page": next, "last_page": last, "total_entries": all.len()}}}),
     )
 }
+
+// What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
+impl super::served::ServedTxt for FakeHetzner {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        let d = lock(&self.inner.data);
+        d.rrsets
+            .iter()
+            .filter(|((zid, _), _)| d.zones.iter().any(|(id, n)| id == zid && n == zone))
+            .flat_map(|((_, name), set)| {
+                set.values
+                    .iter()
+                    .map(move |v| format!("{name} {:?} {v}", set.ttl))
+            })
+            .collect()
+    }
+
+    fn served_txt(&self, zone: &str) -> super::served::ServedSets {
+        let d = lock(&self.inner.data);
+        let mut out = super::served::ServedSets::new();
+        for ((zid, name), set) in &d.rrsets {
+            if d.zones.iter().any(|(id, n)| id == zid && n == zone) {
+                for v in &set.values {
+                    super::served::add(
+                        &mut out,
+                        zone,
+                        name,
+                        set.ttl.unwrap_or(3600),
+                        super::served::wire_value(v),
+                    );
+                }
+            }
+        }
+        out
+    }
+}

@@ -486,3 +486,41 @@ async fn handle(
         _ => errors(404, "NOT_FOUND", "Resource does not exist."),
     }
 }
+
+// What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
+impl super::served::ServedTxt for FakeIonos {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        let st = lock(&self.state);
+        st.records
+            .iter()
+            .filter(|r| {
+                r.kind == "TXT" && st.zones.iter().any(|(id, n)| *id == r.zone_id && n == zone)
+            })
+            .map(|r| format!("{} {} {}", r.name, r.ttl, r.content))
+            .collect()
+    }
+
+    /// The records whose publication delay has passed.
+    fn served_txt(&self, zone: &str) -> super::served::ServedSets {
+        let st = lock(&self.state);
+        let mut out = super::served::ServedSets::new();
+        let now = Instant::now();
+        let Some((id, _)) = st.zones.iter().find(|(_, n)| n == zone) else {
+            return out;
+        };
+        for r in st
+            .records
+            .iter()
+            .filter(|r| r.zone_id == *id && r.kind == "TXT" && r.published_at <= now)
+        {
+            super::served::add(
+                &mut out,
+                zone,
+                &r.name,
+                u32::try_from(r.ttl).unwrap_or(0),
+                super::served::wire_value(&r.content),
+            );
+        }
+        out
+    }
+}

@@ -474,3 +474,51 @@ async fn import_domain(State(s): State<Arc<Inner>>) -> Response {
         .push("POST /domains/import".to_string());
     json(200, json!({}))
 }
+
+// What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
+impl super::served::ServedTxt for FakeLinode {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        let d = lock(&self.inner.data);
+        d.records
+            .iter()
+            .filter(|r| {
+                r.kind == "TXT"
+                    && d.domains
+                        .iter()
+                        .any(|(id, n)| *id == r.domain_id && n == zone)
+            })
+            .map(|r| format!("{} {} {}", r.name, r.ttl_sec, r.target))
+            .collect()
+    }
+
+    /// The records as they were the publishing lag ago.
+    fn served_txt(&self, zone: &str) -> super::served::ServedSets {
+        let d = lock(&self.inner.data);
+        let mut out = super::served::ServedSets::new();
+        let Some(&(id, _)) = d.domains.iter().find(|(_, n)| n == zone) else {
+            return out;
+        };
+        let now = Instant::now();
+        let published = d
+            .history
+            .iter()
+            .rev()
+            .find(|(t, _)| now.duration_since(*t) >= d.lag)
+            .map(|(_, recs)| recs.clone())
+            .unwrap_or_default();
+        for r in published
+            .iter()
+            .filter(|r| r.domain_id == id && r.kind == "TXT")
+        {
+            let ttl = if r.ttl_sec == 0 { 86400 } else { r.ttl_sec };
+            super::served::add(
+                &mut out,
+                zone,
+                &r.name,
+                ttl,
+                super::served::wire_value(&r.target),
+            );
+        }
+        out
+    }
+}

@@ -24,6 +24,7 @@ pub mod porkbun;
 pub mod quirky;
 pub mod route53;
 pub mod scaleway;
+pub mod served;
 pub mod tripwire;
 pub mod vultr;
 

@@ -537,3 +537,38 @@ fn set_hosts(
         ),
     )
 }
+
+// What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
+impl super::served::ServedTxt for FakeNamecheap {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        lock(&self.state)
+            .domains
+            .iter()
+            .filter(|d| d.name == zone)
+            .flat_map(|d| {
+                d.hosts
+                    .iter()
+                    .filter(|h| h.kind == "TXT")
+                    .map(|h| format!("{} {} {} {}", h.name, h.ttl, h.mx_pref, h.address))
+            })
+            .collect()
+    }
+
+    fn served_txt(&self, zone: &str) -> super::served::ServedSets {
+        let st = lock(&self.state);
+        let mut out = super::served::ServedSets::new();
+        for d in st.domains.iter().filter(|d| d.name == zone) {
+            for h in d.hosts.iter().filter(|h| h.kind == "TXT") {
+                let ttl = h.ttl.parse().unwrap_or(1800);
+                super::served::add(
+                    &mut out,
+                    zone,
+                    &h.name,
+                    ttl,
+                    super::served::wire_value(&h.address),
+                );
+            }
+        }
+        out
+    }
+}

@@ -490,3 +490,39 @@ async fn handle(
         _ => fail(&action, 4013, "Validation Error.", "Unknown action."),
     }
 }
+
+// What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
+impl super::served::ServedTxt for FakeNetcup {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        lock(&self.state)
+            .records
+            .iter()
+            .filter(|r| r.zone == zone && r.kind == "TXT")
+            .map(|r| format!("{} {} {}", r.hostname, r.priority, r.destination))
+            .collect()
+    }
+
+    fn served_txt(&self, zone: &str) -> super::served::ServedSets {
+        let st = lock(&self.state);
+        let mut out = super::served::ServedSets::new();
+        let ttl = st
+            .zones
+            .iter()
+            .find(|(z, _)| z == zone)
+            .map_or(86400, |(_, t)| *t);
+        for r in st
+            .records
+            .iter()
+            .filter(|r| r.zone == zone && r.kind == "TXT")
+        {
+            super::served::add(
+                &mut out,
+                zone,
+                &r.hostname,
+                ttl,
+                super::served::wire_value(&r.destination),
+            );
+        }
+        out
+    }
+}

@@ -580,3 +580,34 @@ async fn reset(State(s): State<Arc<Inner>>, Path(zone): Path<String>) -> Respons
     d.staged.retain(|r| r.zone != zone);
     json(200, Value::Null)
 }
+
+// What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
+impl super::served::ServedTxt for FakeOvh {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        lock(&self.inner.data)
+            .staged
+            .iter()
+            .filter(|r| r.zone == zone)
+            .map(|r| format!("{} {} {} {}", r.sub_domain, r.field_type, r.ttl, r.target))
+            .collect()
+    }
+
+    /// The records of the last refresh, every TXT-served field type.
+    fn served_txt(&self, zone: &str) -> super::served::ServedSets {
+        let d = lock(&self.inner.data);
+        let mut out = super::served::ServedSets::new();
+        for r in d.published.get(zone).into_iter().flatten() {
+            if ["TXT", "SPF", "DKIM", "DMARC"].contains(&r.field_type.as_str()) {
+                let ttl = if r.ttl == 0 { 3600 } else { r.ttl };
+                super::served::add(
+                    &mut out,
+                    zone,
+                    &r.sub_domain,
+                    ttl,
+                    super::served::wire_value(&r.target),
+                );
+            }
+        }
+        out
+    }
+}

@@ -413,3 +413,34 @@ async fn handle(
         _ => error(404, "Invalid endpoint."),
     }
 }
+
+// What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
+impl super::served::ServedTxt for FakePorkbun {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        lock(&self.state)
+            .records
+            .iter()
+            .filter(|r| r.domain == zone && r.kind == "TXT")
+            .map(|r| format!("{} {} {}", r.name, r.ttl, r.content))
+            .collect()
+    }
+
+    fn served_txt(&self, zone: &str) -> super::served::ServedSets {
+        let st = lock(&self.state);
+        let mut out = super::served::ServedSets::new();
+        for r in st
+            .records
+            .iter()
+            .filter(|r| r.domain == zone && r.kind == "TXT")
+        {
+            super::served::add(
+                &mut out,
+                zone,
+                &r.name,
+                u32::try_from(r.ttl).unwrap_or(0),
+                super::served::wire_value(&r.content),
+            );
+        }
+        out
+    }
+}

@@ -942,3 +942,48 @@ mod sigv4 {
         Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
     }
 }
+
+// What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
+impl super::served::ServedTxt for FakeRoute53 {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        let st = lock(&self.state);
+        st.sets
+            .iter()
+            .filter(|((zid, _, kind), _)| {
+                kind == "TXT"
+                    && st
+                        .zones
+                        .iter()
+                        .any(|z| z.id == *zid && z.name.trim_end_matches('.') == zone)
+            })
+            .flat_map(|(_, (name, set))| {
+                set.raw
+                    .iter()
+                    .map(move |v| format!("{name} {} {v}", set.ttl))
+            })
+            .collect()
+    }
+
+    fn served_txt(&self, zone: &str) -> super::served::ServedSets {
+        let st = lock(&self.state);
+        let mut out = super::served::ServedSets::new();
+        for ((zid, _, kind), (name, set)) in &st.sets {
+            let ours = st
+                .zones
+                .iter()
+                .any(|z| z.id == *zid && z.name.trim_end_matches('.') == zone);
+            if ours && kind == "TXT" {
+                for r in &set.records {
+                    super::served::add(
+                        &mut out,
+                        zone,
+                        name,
+                        u32::try_from(set.ttl).unwrap_or(0),
+                        r.concat(),
+                    );
+                }
+            }
+        }
+        out
+    }
+}

@@ -472,3 +472,39 @@ fn narrow(target: &Value) -> bool {
     target.get("id").and_then(Value::as_str).is_some()
         || (target["id_fields"]["name"].is_string() && target["id_fields"]["type"].is_string())
 }
+
+// What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
+impl super::served::ServedTxt for FakeScaleway {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        lock(&self.inner.data)
+            .zones
+            .get(zone)
+            .into_iter()
+            .flatten()
+            .filter(|r| r.kind == "TXT")
+            .map(|r| format!("{} {} {}", r.name, r.ttl, r.value))
+            .collect()
+    }
+
+    fn served_txt(&self, zone: &str) -> super::served::ServedSets {
+        let d = lock(&self.inner.data);
+        let mut out = super::served::ServedSets::new();
+        for r in d
+            .zones
+            .get(zone)
+            .into_iter()
+            .flatten()
+            .filter(|r| r.kind == "TXT")
+        {
+            // Scaleway stores the value unquoted.
+            super::served::add(
+                &mut out,
+                zone,
+                &r.name,
+                u32::try_from(r.ttl).unwrap_or(0),
+                r.value.as_bytes().to_vec(),
+            );
+        }
+        out
+    }
+}

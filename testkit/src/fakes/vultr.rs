@@ -437,3 +437,34 @@ async fn delete_domain(State(s): State<Arc<Inner>>, Path(domain): Path<String>) 
     d.domains.retain(|x| *x != domain);
     empty(204)
 }
+
+// What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
+impl super::served::ServedTxt for FakeVultr {
+    fn stored_txt(&self, zone: &str) -> Vec<String> {
+        lock(&self.inner.data)
+            .records
+            .iter()
+            .filter(|r| r.domain == zone && r.kind == "TXT")
+            .map(|r| format!("{} {} {}", r.name, r.ttl, r.data))
+            .collect()
+    }
+
+    fn served_txt(&self, zone: &str) -> super::served::ServedSets {
+        let d = lock(&self.inner.data);
+        let mut out = super::served::ServedSets::new();
+        for r in d
+            .records
+            .iter()
+            .filter(|r| r.domain == zone && r.kind == "TXT")
+        {
+            super::served::add(
+                &mut out,
+                zone,
+                &r.name,
+                r.ttl,
+                super::served::wire_value(&r.data),
+            );
+        }
+        out
+    }
+}
