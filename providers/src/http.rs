@@ -235,6 +235,22 @@ pub fn url_allowed(url: &Url) -> bool {
     }
 }
 
+/// `base_url` parsed, when it is a URL maildns may send credentials to:
+/// https, or plain http to a loopback address ([`url_allowed`]).
+///
+/// # Errors
+/// What is wrong with it, quoting it (a base URL holds no secret).
+pub fn check_base_url(base_url: &str) -> Result<Url, String> {
+    let base = Url::parse(base_url).map_err(|e| format!("bad base URL '{base_url}': {e}"))?;
+    if url_allowed(&base) {
+        Ok(base)
+    } else {
+        Err(format!(
+            "base URL '{base_url}' must use https (plain http is allowed only to loopback addresses)"
+        ))
+    }
+}
+
 impl HttpClient {
     /// A client for `base_url`; plain `http` is refused except to loopback. Its
     /// requests keep to the rate limits of the host registered as `provider`
@@ -258,13 +274,7 @@ impl HttpClient {
                 m,
             )
         };
-        let mut base =
-            Url::parse(base_url).map_err(|e| cfg(format!("bad base URL '{base_url}': {e}")))?;
-        if !url_allowed(&base) {
-            return Err(cfg(format!(
-                "base URL '{base_url}' must use https (plain http is allowed only to loopback addresses)"
-            )));
-        }
+        let mut base = check_base_url(base_url).map_err(cfg)?;
         if !base.path().ends_with('/') {
             let p = format!("{}/", base.path());
             base.set_path(&p);

@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use super::check_all;
 use crate::changeset::{ApplyError, ApplyTraits, Observed, TxtChange, ZoneSets, conflict};
 use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
-use crate::registry::{Credential, CredentialKind, Host, Settings};
+use crate::registry::{Credential, CredentialKind, Host, SettingProblem, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
     zone_candidates,
@@ -49,6 +49,8 @@ pub const HOST: Host = Host {
     descriptor_toml: include_str!("../../hosts/dnsimple.toml"),
     credential: CredentialKind::Secret,
     required: &[],
+    optional: &["account_id", "base_url"],
+    check,
     connect,
 };
 
@@ -62,13 +64,26 @@ fn connect(
         cfg.base_url = url.clone();
     }
     if let Some(id) = &settings.account_id {
-        cfg.account_id = Some(id.trim().parse().map_err(|_| {
-            config_error(format!(
-                "account_id '{id}' is not a DNSimple account id (a number, as in https://dnsimple.com/a/1010/...)"
-            ))
-        })?);
+        cfg.account_id = Some(account_id(id).map_err(config_error)?);
     }
     Ok(std::sync::Arc::new(Dnsimple::new(cfg, policy)?))
+}
+
+/// The numeric account id of the `account_id` setting.
+fn account_id(id: &str) -> Result<u64, String> {
+    id.trim().parse().map_err(|_| {
+        format!(
+            "account_id '{id}' is not a DNSimple account id (a number, as in https://dnsimple.com/a/1010/...)"
+        )
+    })
+}
+
+/// The registry's [`crate::registry::Check`]: the account id.
+fn check(settings: &Settings) -> Vec<SettingProblem> {
+    match settings.account_id.as_deref().map(account_id) {
+        Some(Err(m)) => vec![SettingProblem::new("account_id", m)],
+        _ => Vec::new(),
+    }
 }
 
 fn config_error(message: impl Into<String>) -> Error {

@@ -30,6 +30,8 @@ pub const HOST: Host = Host {
     descriptor_toml: include_str!("../../hosts/gandi.toml"),
     credential: CredentialKind::Secret,
     required: &[],
+    optional: &["base_url"],
+    check: crate::registry::no_check,
     connect,
 };
 

@@ -52,6 +52,8 @@ pub const HOST: Host = Host {
     descriptor_toml: include_str!("../../hosts/godaddy.toml"),
     credential: CredentialKind::Secret,
     required: &[],
+    optional: &["base_url"],
+    check: crate::registry::no_check,
     connect,
 };
 

@@ -37,7 +37,7 @@ use url::Url;
 use super::check_all;
 use crate::changeset::{self, ApplyError, Observed, TxtChange, ZoneSets};
 use crate::http::{HttpClient, Idempotency, RetryPolicy};
-use crate::registry::{Credential, CredentialKind, Host, Required, Settings};
+use crate::registry::{Credential, CredentialKind, Host, Required, SettingProblem, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
     zone_candidates,
@@ -55,6 +55,8 @@ pub const HOST: Host = Host {
         key: "customer_number",
         example: "\"123456\"",
     }],
+    optional: &["base_url"],
+    check,
     connect,
 };
 
@@ -72,6 +74,23 @@ fn connect(
         cfg.endpoint = url.clone();
     }
     Ok(std::sync::Arc::new(Netcup::new(cfg, policy)?))
+}
+
+/// Whether `n` is a customer number: digits.
+fn customer_number(n: &str) -> Result<(), &'static str> {
+    if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err("customer_number must be the customer number's digits")
+    }
+}
+
+/// The registry's [`crate::registry::Check`]: the customer number.
+fn check(settings: &Settings) -> Vec<SettingProblem> {
+    match settings.customer_number.as_deref().map(customer_number) {
+        Some(Err(m)) => vec![SettingProblem::new("customer_number", m)],
+        _ => Vec::new(),
+    }
 }
 
 /// The real endpoint (JSON flavour of the CCP web service).
@@ -299,10 +318,8 @@ impl Netcup {
                 m.to_string(),
             )
         };
-        if config.customer_number.is_empty()
-            || !config.customer_number.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Err(cfg("customer_number must be the customer number's digits"));
+        if let Err(m) = customer_number(&config.customer_number) {
+            return Err(cfg(m));
         }
         if config.api_key.is_empty() || config.api_password.is_empty() {
             return Err(cfg("the API key or the API password is empty"));

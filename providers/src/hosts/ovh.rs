@@ -37,7 +37,7 @@ use sha1::{Digest, Sha1};
 use super::check_all;
 use crate::changeset::{self, ApplyError, TxtChange};
 use crate::http::{Failure, HttpClient, Idempotency, Response, RetryPolicy, kind_for_status};
-use crate::registry::{Credential, CredentialKind, Host, Required, Settings};
+use crate::registry::{Credential, CredentialKind, Host, Required, SettingProblem, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
     zone_candidates,
@@ -56,6 +56,8 @@ pub const HOST: Host = Host {
         key: "application_key",
         example: "\"your-application-key\"",
     }],
+    optional: &["endpoint", "base_url"],
+    check,
     connect,
 };
 
@@ -87,14 +89,34 @@ pub const DEFAULT_BASE_URL: &str = "https://eu.api.ovh.com/1.0";
 /// # Errors
 /// [`ErrorKind::Config`] for another name.
 pub fn endpoint_url(name: &str) -> Result<&'static str, Error> {
+    endpoint_base(name).map_err(config_error)
+}
+
+fn endpoint_base(name: &str) -> Result<&'static str, String> {
     match name {
         "ovh-eu" => Ok(DEFAULT_BASE_URL),
         "ovh-ca" => Ok("https://ca.api.ovh.com/1.0"),
         "ovh-us" => Ok("https://api.us.ovhcloud.com/1.0"),
-        other => Err(config_error(format!(
+        other => Err(format!(
             "unknown endpoint '{other}': use ovh-eu, ovh-ca or ovh-us (or base_url)"
-        ))),
+        )),
     }
+}
+
+/// The registry's [`crate::registry::Check`]: the application key and the endpoint name.
+fn check(settings: &Settings) -> Vec<SettingProblem> {
+    let mut out = Vec::new();
+    if let Some(k) = &settings.application_key
+        && k.trim().is_empty()
+    {
+        out.push(SettingProblem::new("application_key", "is empty"));
+    }
+    if let Some(e) = &settings.endpoint
+        && let Err(m) = endpoint_base(e)
+    {
+        out.push(SettingProblem::new("endpoint", m));
+    }
+    out
 }
 
 fn config_error(message: String) -> Error {
