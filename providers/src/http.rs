@@ -235,6 +235,20 @@ pub fn url_allowed(url: &Url) -> bool {
     }
 }
 
+/// A delete's outcome with 404 counted as done: the record or set is already
+/// gone (a retried DELETE whose first answer was lost, or another writer
+/// removed it), which is what was asked. Any other error is returned as it is.
+///
+/// # Errors
+/// The error of `r`, unless its status is 404.
+pub fn gone_is_done<T>(r: Result<T, Error>) -> Result<(), Error> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if e.status == Some(404) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// `base_url` parsed, when it is a URL maildns may send credentials to:
 /// https, or plain http to a loopback address ([`url_allowed`]).
 ///
@@ -385,6 +399,23 @@ impl HttpClient {
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, Error> {
         self.send_paced(None, op, name, idempotency, build).await
+    }
+
+    /// Sends the DELETE `build` makes for `name` ([`Idempotency::Idempotent`]:
+    /// retried like any idempotent request), a 404 counting as done ([`gone_is_done`]).
+    ///
+    /// # Errors
+    /// As [`HttpClient::send`], but for a 404.
+    pub async fn delete(
+        &self,
+        op: Operation,
+        name: &Fqdn,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<(), Error> {
+        gone_is_done(
+            self.send(op, Some(name), Idempotency::Idempotent, build)
+                .await,
+        )
     }
 
     async fn send_paced(

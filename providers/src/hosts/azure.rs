@@ -38,7 +38,7 @@ use crate::http::{self, Failure, HttpClient, Idempotency, RetryPolicy, kind_for_
 use crate::registry::{Credential, CredentialKind, Host, Required, SettingProblem, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, LimitError, Operation, Profile, Provider, Secret, TxtRecord, TxtSet,
-    Zone, zone_candidates,
+    Zone, ZoneProbe, walk_zones, zone_candidates,
 };
 
 const KIND: &str = "azure";
@@ -623,41 +623,35 @@ impl Provider for Azure {
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
         let op = Operation::FindZone;
-        for cand in zone_candidates(name) {
-            match self
-                .call(op, name, Method::GET, cand.as_str(), &[], None)
-                .await
-            {
-                Ok(r) => {
-                    let z: ZoneBody = r.json(KIND, op).map_err(|e| e.with_name(name))?;
-                    if !z
-                        .name
-                        .trim_end_matches('.')
-                        .eq_ignore_ascii_case(cand.as_str())
-                    {
-                        return Err(super::bad_body(
-                            KIND,
-                            op,
-                            name,
-                            format!("asked for zone {cand}, the answer names {}", z.name),
-                        ));
-                    }
-                    return Ok(Zone {
-                        id: cand.to_string(),
-                        name: cand,
-                    });
-                }
-                Err(e) if e.status == Some(404) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::new(
+        walk_zones(
             KIND,
-            op,
-            Some(name),
-            ErrorKind::ZoneNotFound,
+            name,
+            zone_candidates(name),
             "no DNS zone in this subscription's resource group holds the name",
-        ))
+            |cand| async move {
+                let r = self
+                    .call(op, name, Method::GET, cand.as_str(), &[], None)
+                    .await
+                    .and_then(|r| {
+                        let z: ZoneBody = r.json(KIND, op).map_err(|e| e.with_name(name))?;
+                        if !z
+                            .name
+                            .trim_end_matches('.')
+                            .eq_ignore_ascii_case(cand.as_str())
+                        {
+                            return Err(super::bad_body(
+                                KIND,
+                                op,
+                                name,
+                                format!("asked for zone {cand}, the answer names {}", z.name),
+                            ));
+                        }
+                        Ok(cand.to_string())
+                    });
+                ZoneProbe::found_unless(r, |e| e.status == Some(404))
+            },
+        )
+        .await
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {

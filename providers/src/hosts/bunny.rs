@@ -316,18 +316,9 @@ impl Bunny {
         }
         for r in diff.delete {
             let p = format!("{path}/{}", r.id);
-            match self
-                .http
-                .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::DELETE, &p)
-                })
-                .await
-            {
-                Err(e) if e.status == Some(404) => {}
-                other => {
-                    other?;
-                }
-            }
+            self.http
+                .delete(op, name, |c| self.req(c, Method::DELETE, &p))
+                .await?;
         }
         Ok(())
     }

@@ -24,7 +24,7 @@ use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
     ApplyError, ApplyTraits, Error, ErrorKind, Fqdn, Observed, Operation, Profile, Provider,
-    Secret, TxtChange, TxtRecord, TxtSet, Zone, ZoneSets, zone_candidates,
+    Secret, TxtChange, TxtRecord, TxtSet, Zone, ZoneProbe, ZoneSets, walk_zones, zone_candidates,
 };
 
 const KIND: &str = "cloudflare";
@@ -541,34 +541,30 @@ impl Provider for Cloudflare {
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
         let op = Operation::FindZone;
-        for cand in zone_candidates(name) {
-            let q = [("name", cand.to_string()), ("per_page", "50".to_string())];
-            let resp = self
-                .http
-                .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::GET, "zones").query(&q)
-                })
-                .await?;
-            let env: Envelope<Vec<CfZone>> = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
-            if let Some(z) = env
-                .result
-                .unwrap_or_default()
-                .into_iter()
-                .find(|z| Fqdn::parse(&z.name).is_ok_and(|n| n == cand))
-            {
-                return Ok(Zone {
-                    name: cand,
-                    id: z.id,
-                });
-            }
-        }
-        Err(Error::new(
+        walk_zones(
             KIND,
-            op,
-            Some(name),
-            ErrorKind::ZoneNotFound,
+            name,
+            zone_candidates(name),
             "no zone in this account holds the name",
-        ))
+            |cand| async move {
+                let q = [("name", cand.to_string()), ("per_page", "50".to_string())];
+                let resp = self
+                    .http
+                    .send(op, Some(name), Idempotency::Idempotent, |c| {
+                        self.req(c, Method::GET, "zones").query(&q)
+                    })
+                    .await?;
+                let env: Envelope<Vec<CfZone>> =
+                    resp.json(KIND, op).map_err(|e| e.with_name(name))?;
+                Ok(env
+                    .result
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|z| Fqdn::parse(&z.name).is_ok_and(|n| n == cand))
+                    .map_or(ZoneProbe::Absent(None), |z| ZoneProbe::Found(z.id)))
+            },
+        )
+        .await
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {

@@ -455,16 +455,9 @@ impl Provider for Desec {
             zone.id,
             Self::subname(zone, name, op)?
         );
-        match self
-            .http
-            .send(op, Some(name), Idempotency::Idempotent, |c| {
-                self.req(c, Method::DELETE, &path)
-            })
+        self.http
+            .delete(op, name, |c| self.req(c, Method::DELETE, &path))
             .await
-        {
-            Err(e) if e.status == Some(404) => Ok(()),
-            other => other.map(|_| ()),
-        }
     }
 
     /// deSEC names a domain by its name: no lookup needed.

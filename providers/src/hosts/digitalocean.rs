@@ -27,7 +27,7 @@ use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Observed, Operation, Profile, Provider, Secret, TxtChange, TxtRecord,
-    TxtSet, Zone, ZoneSets, zone_candidates,
+    TxtSet, Zone, ZoneProbe, ZoneSets, walk_zones, zone_candidates,
 };
 
 const KIND: &str = "digitalocean";
@@ -367,17 +367,9 @@ impl DigitalOcean {
         op: Operation,
     ) -> Result<(), Error> {
         let path = format!("domains/{}/records/{id}", zone.id);
-        match self
-            .http
-            .send(op, Some(name), Idempotency::Idempotent, |c| {
-                self.req(c, Method::DELETE, &path)
-            })
+        self.http
+            .delete(op, name, |c| self.req(c, Method::DELETE, &path))
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.status == Some(404) => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 }
 
@@ -396,33 +388,28 @@ impl Provider for DigitalOcean {
     }
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
-        let op = Operation::FindZone;
-        for cand in zone_candidates(name) {
-            let path = format!("domains/{cand}");
-            match self
-                .http
-                .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::GET, &path)
-                })
-                .await
-            {
-                Ok(_) => {
-                    return Ok(Zone {
-                        id: cand.to_string(),
-                        name: cand,
-                    });
-                }
-                Err(e) if e.kind == ErrorKind::ZoneNotFound => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::new(
+        walk_zones(
             KIND,
-            op,
-            Some(name),
-            ErrorKind::ZoneNotFound,
+            name,
+            zone_candidates(name),
             "no domain in this account holds the name",
-        ))
+            |cand| async move {
+                let path = format!("domains/{cand}");
+                let r = self
+                    .http
+                    .send(
+                        Operation::FindZone,
+                        Some(name),
+                        Idempotency::Idempotent,
+                        |c| self.req(c, Method::GET, &path),
+                    )
+                    .await;
+                ZoneProbe::found_unless(r.map(|_| cand.to_string()), |e| {
+                    e.kind == ErrorKind::ZoneNotFound
+                })
+            },
+        )
+        .await
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {

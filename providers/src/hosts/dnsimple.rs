@@ -37,7 +37,7 @@ use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status
 use crate::registry::{Credential, CredentialKind, Host, SettingProblem, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
-    zone_candidates,
+    ZoneProbe, walk_zones, zone_candidates,
 };
 
 const KIND: &str = "dnsimple";
@@ -465,17 +465,9 @@ impl Dnsimple {
         op: Operation,
     ) -> Result<(), Error> {
         let p = format!("{path}/{id}");
-        match self
-            .http
-            .send(op, Some(name), Idempotency::Idempotent, |c| {
-                self.req(c, Method::DELETE, &p)
-            })
+        self.http
+            .delete(op, name, |c| self.req(c, Method::DELETE, &p))
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.status == Some(404) => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 
     /// Makes the records at `name` hold exactly `records` (checked) with `ttl`, one
@@ -594,34 +586,30 @@ impl Provider for Dnsimple {
     }
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
-        let op = Operation::FindZone;
         let account = self.account().await.map_err(|e| e.with_name(name))?;
-        for cand in zone_candidates(name) {
-            let path = format!("{account}/zones/{cand}");
-            match self
-                .http
-                .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::GET, &path)
-                })
-                .await
-            {
-                Ok(_) => {
-                    return Ok(Zone {
-                        id: cand.to_string(),
-                        name: cand,
-                    });
-                }
-                Err(e) if e.kind == ErrorKind::ZoneNotFound => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::new(
+        let account = &account;
+        walk_zones(
             KIND,
-            op,
-            Some(name),
-            ErrorKind::ZoneNotFound,
+            name,
+            zone_candidates(name),
             "no zone in this account holds the name",
-        ))
+            |cand| async move {
+                let path = format!("{account}/zones/{cand}");
+                let r = self
+                    .http
+                    .send(
+                        Operation::FindZone,
+                        Some(name),
+                        Idempotency::Idempotent,
+                        |c| self.req(c, Method::GET, &path),
+                    )
+                    .await;
+                ZoneProbe::found_unless(r.map(|_| cand.to_string()), |e| {
+                    e.kind == ErrorKind::ZoneNotFound
+                })
+            },
+        )
+        .await
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {

@@ -37,7 +37,7 @@ use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
-    zone_candidates,
+    ZoneProbe, walk_zones, zone_candidates,
 };
 
 const KIND: &str = "godaddy";
@@ -386,17 +386,9 @@ impl GoDaddy {
                     .await?;
             }
             None => {
-                match self
-                    .http
-                    .send(op, Some(name), Idempotency::Idempotent, |c| {
-                        self.req(c, Method::DELETE, &path)
-                    })
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) if e.status == Some(404) => {}
-                    Err(e) => return Err(e),
-                }
+                self.http
+                    .delete(op, name, |c| self.req(c, Method::DELETE, &path))
+                    .await?;
             }
         }
         let after = self.read(zone, name, Operation::WaitForChange).await?;
@@ -440,33 +432,28 @@ impl Provider for GoDaddy {
     }
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
-        let op = Operation::FindZone;
-        for cand in zone_candidates(name) {
-            let path = format!("v1/domains/{cand}");
-            match self
-                .http
-                .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::GET, &path)
-                })
-                .await
-            {
-                Ok(_) => {
-                    return Ok(Zone {
-                        id: cand.to_string(),
-                        name: cand,
-                    });
-                }
-                Err(e) if e.kind == ErrorKind::ZoneNotFound => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::new(
+        walk_zones(
             KIND,
-            op,
-            Some(name),
-            ErrorKind::ZoneNotFound,
+            name,
+            zone_candidates(name),
             "no domain in this GoDaddy account holds the name",
-        ))
+            |cand| async move {
+                let path = format!("v1/domains/{cand}");
+                let r = self
+                    .http
+                    .send(
+                        Operation::FindZone,
+                        Some(name),
+                        Idempotency::Idempotent,
+                        |c| self.req(c, Method::GET, &path),
+                    )
+                    .await;
+                ZoneProbe::found_unless(r.map(|_| cand.to_string()), |e| {
+                    e.kind == ErrorKind::ZoneNotFound
+                })
+            },
+        )
+        .await
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {

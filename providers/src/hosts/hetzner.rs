@@ -28,7 +28,7 @@ use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Observed, Operation, Profile, Provider, Secret, TxtChange, TxtRecord,
-    TxtSet, Zone, ZoneSets, zone_candidates,
+    TxtSet, Zone, ZoneProbe, ZoneSets, hostname_candidates, walk_zones,
 };
 
 const KIND: &str = "hetzner";
@@ -455,16 +455,6 @@ struct Pagination {
     next_page: Option<u32>,
 }
 
-/// Candidate zones for `name`: its parents up to the second level, without
-/// labels Hetzner cannot hold as a zone name (`_dmarc`, `_domainkey`): asking
-/// for those only earns a validation error.
-fn zone_names(name: &Fqdn) -> Vec<Fqdn> {
-    zone_candidates(name)
-        .into_iter()
-        .filter(|c| c.as_str().contains('.') && !c.as_str().split('.').any(|l| l.starts_with('_')))
-        .collect()
-}
-
 fn records_json(records: &[TxtRecord]) -> serde_json::Value {
     records
         .iter()
@@ -488,40 +478,39 @@ impl Provider for Hetzner {
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
         let op = Operation::FindZone;
-        for cand in zone_names(name) {
-            let q = [("name", cand.to_string())];
-            let resp = match self
-                .http
-                .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::GET, "zones").query(&q)
-                })
-                .await
-            {
-                Ok(r) => r,
-                // Only "not found" means: try the parent. Anything else is the answer.
-                Err(e) if e.status == Some(404) => continue,
-                Err(e) => return Err(e),
-            };
-            let list: ZoneList = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
-            if let Some(z) = list
-                .zones
-                .into_iter()
-                .find(|z| Fqdn::parse(&z.name).is_ok_and(|n| n == cand))
-            {
-                let id = match z.id {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                return Ok(Zone { name: cand, id });
-            }
-        }
-        Err(Error::new(
+        walk_zones(
             KIND,
-            op,
-            Some(name),
-            ErrorKind::ZoneNotFound,
+            name,
+            hostname_candidates(name),
             "no zone in this project holds the name",
-        ))
+            |cand| async move {
+                let q = [("name", cand.to_string())];
+                let resp = match self
+                    .http
+                    .send(op, Some(name), Idempotency::Idempotent, |c| {
+                        self.req(c, Method::GET, "zones").query(&q)
+                    })
+                    .await
+                {
+                    Ok(r) => r,
+                    // Only "not found" means: try the parent. Anything else is the answer.
+                    Err(e) if e.status == Some(404) => return Ok(ZoneProbe::Absent(None)),
+                    Err(e) => return Err(e),
+                };
+                let list: ZoneList = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
+                Ok(list
+                    .zones
+                    .into_iter()
+                    .find(|z| Fqdn::parse(&z.name).is_ok_and(|n| n == cand))
+                    .map_or(ZoneProbe::Absent(None), |z| {
+                        ZoneProbe::Found(match z.id {
+                            serde_json::Value::String(s) => s,
+                            other => other.to_string(),
+                        })
+                    }))
+            },
+        )
+        .await
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
@@ -547,13 +536,10 @@ impl Provider for Hetzner {
     async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
         let op = Operation::Delete;
         let path = Self::rrset_path(zone, name)?;
-        match self
-            .write_when_free(op, name, Method::DELETE, &path, None)
-            .await
-        {
-            Err(e) if e.status == Some(404) => Ok(()),
-            other => other,
-        }
+        crate::http::gone_is_done(
+            self.write_when_free(op, name, Method::DELETE, &path, None)
+                .await,
+        )
     }
 
     /// The `{zone}` path segment takes the zone's name: no lookup needed.

@@ -394,18 +394,9 @@ impl Ionos {
         op: Operation,
     ) -> Result<(), Error> {
         let path = format!("v1/zones/{}/records/{id}", zone.id);
-        match self
-            .http
-            .send(op, Some(name), Idempotency::Idempotent, |c| {
-                self.req(c, Method::DELETE, &path)
-            })
+        self.http
+            .delete(op, name, |c| self.req(c, Method::DELETE, &path))
             .await
-        {
-            Ok(_) => Ok(()),
-            // Already gone (a retried delete): what was asked.
-            Err(e) if e.status == Some(404) => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 }
 

@@ -32,7 +32,7 @@ use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
-    zone_candidates,
+    ZoneProbe, walk_zones, zone_candidates,
 };
 
 const KIND: &str = "linode";
@@ -422,17 +422,9 @@ impl Linode {
         }
         for rec in w.delete {
             let p = format!("{path}/{}", rec.id);
-            match self
-                .http
-                .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::DELETE, &p)
-                })
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.status == Some(404) => {}
-                Err(e) => return Err(e),
-            }
+            self.http
+                .delete(op, name, |c| self.req(c, Method::DELETE, &p))
+                .await?;
         }
         Ok(())
     }
@@ -454,33 +446,30 @@ impl Provider for Linode {
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
         let op = Operation::FindZone;
-        for cand in zone_candidates(name) {
-            let filter = json!({ "domain": cand.as_str() }).to_string();
-            let resp = self
-                .http
-                .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::GET, "domains")
-                        .header("X-Filter", &filter)
-                })
-                .await?;
-            let (domains, _) = parse_domains(&resp.body, name, op)?;
-            if let Some((id, _)) = domains
-                .iter()
-                .find(|(_, d)| d.trim_end_matches('.').eq_ignore_ascii_case(cand.as_str()))
-            {
-                return Ok(Zone {
-                    id: id.to_string(),
-                    name: cand,
-                });
-            }
-        }
-        Err(Error::new(
+        walk_zones(
             KIND,
-            op,
-            Some(name),
-            ErrorKind::ZoneNotFound,
+            name,
+            zone_candidates(name),
             "no domain in this account holds the name",
-        ))
+            |cand| async move {
+                let filter = json!({ "domain": cand.as_str() }).to_string();
+                let resp = self
+                    .http
+                    .send(op, Some(name), Idempotency::Idempotent, |c| {
+                        self.req(c, Method::GET, "domains")
+                            .header("X-Filter", &filter)
+                    })
+                    .await?;
+                let (domains, _) = parse_domains(&resp.body, name, op)?;
+                Ok(domains
+                    .iter()
+                    .find(|(_, d)| d.trim_end_matches('.').eq_ignore_ascii_case(cand.as_str()))
+                    .map_or(ZoneProbe::Absent(None), |(id, _)| {
+                        ZoneProbe::Found(id.to_string())
+                    }))
+            },
+        )
+        .await
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {

@@ -40,7 +40,7 @@ use crate::http::{HttpClient, Idempotency, RetryPolicy};
 use crate::registry::{Credential, CredentialKind, Host, Required, SettingProblem, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
-    zone_candidates,
+    domain_candidates,
 };
 
 const KIND: &str = "netcup";
@@ -633,11 +633,9 @@ impl Netcup {
     async fn find_zone_in(&self, s: &mut Session, name: &Fqdn) -> Result<Zone, Error> {
         let op = Operation::FindZone;
         let mut last = None;
-        for cand in zone_candidates(name) {
-            // A parent with no dot (a TLD) is never a customer's zone.
-            if !cand.as_str().contains('.') {
-                break;
-            }
+        // A session cannot be lent to walk_zones' probes (a probe may renew
+        // it), so the walk is written out; a TLD is never a customer's zone.
+        for cand in domain_candidates(name) {
             let zone = Zone {
                 id: cand.to_string(),
                 name: cand.clone(),

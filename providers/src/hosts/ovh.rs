@@ -772,8 +772,8 @@ impl Ovh {
         }
         for rec in leftover {
             *wrote = true;
-            match self
-                .call(
+            crate::http::gone_is_done(
+                self.call(
                     op,
                     Some(name),
                     Call {
@@ -784,12 +784,8 @@ impl Ovh {
                         idempotency: Idempotency::Idempotent,
                     },
                 )
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.status == Some(404) => {}
-                Err(e) => return Err(e),
-            }
+                .await,
+            )?;
         }
         Ok(())
     }

@@ -32,7 +32,7 @@ use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
-    zone_candidates,
+    ZoneProbe, domain_candidates, walk_zones,
 };
 
 const KIND: &str = "porkbun";
@@ -451,39 +451,34 @@ impl Provider for Porkbun {
     }
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
-        let op = Operation::FindZone;
-        let mut last = None;
-        for cand in zone_candidates(name) {
-            // A parent with no dot (a TLD) is never a domain of the account.
-            if !cand.as_str().contains('.') {
-                break;
-            }
-            let path = format!("dns/retrieveByNameType/{cand}/TXT");
-            match self
-                .post(op, name, Idempotency::Idempotent, &path, json!({}))
-                .await
-            {
-                Ok(_) => {
-                    return Ok(Zone {
-                        id: cand.to_string(),
-                        name: cand,
-                    });
-                }
-                // "Invalid domain." and the like: not a domain of this account.
-                Err(e) if e.kind == ErrorKind::Invalid => last = Some(e.message),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::new(
+        walk_zones(
             KIND,
-            op,
-            Some(name),
-            ErrorKind::ZoneNotFound,
-            match last {
-                Some(m) => format!("no domain of this account holds the name (Porkbun: {m})"),
-                None => "no domain of this account holds the name".to_string(),
+            name,
+            domain_candidates(name),
+            "no domain of this account holds the name",
+            |cand| async move {
+                let path = format!("dns/retrieveByNameType/{cand}/TXT");
+                let r = self
+                    .post(
+                        Operation::FindZone,
+                        name,
+                        Idempotency::Idempotent,
+                        &path,
+                        json!({}),
+                    )
+                    .await;
+                // "Invalid domain." and the like: not a domain of this account.
+                match ZoneProbe::found_unless(r.map(|_| cand.to_string()), |e| {
+                    e.kind == ErrorKind::Invalid
+                })? {
+                    ZoneProbe::Absent(Some(m)) => {
+                        Ok(ZoneProbe::Absent(Some(format!("Porkbun: {m}"))))
+                    }
+                    found => Ok(found),
+                }
             },
-        ))
+        )
+        .await
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
