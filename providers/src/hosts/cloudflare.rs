@@ -629,17 +629,13 @@ impl Provider for Cloudflare {
         for (c, (ttl, want)) in changes.iter().zip(&desired) {
             let current = now.get(&c.name).map(Vec::as_slice).unwrap_or_default();
             let held = to_set(current);
-            // Already as wanted (the same change applied before): nothing to write.
-            if crate::changeset::same_content(c.wanted(), held.as_ref()) {
+            // Nothing to write when the change was applied before; a conflict
+            // when the set is neither what was read nor what is wanted.
+            if !c
+                .still_to_write(KIND, held.as_ref())
+                .map_err(ApplyError::nothing_written)?
+            {
                 continue;
-            }
-            if !c.old.unchanged_in(held.as_ref()) {
-                return Err(ApplyError::nothing_written(crate::changeset::conflict(
-                    KIND,
-                    c.operation(),
-                    &c.name,
-                    "the TXT RRset changed since it was read",
-                )));
             }
             Self::plan_batch(&c.name, *ttl, want, current, &mut ops);
         }

@@ -484,17 +484,10 @@ impl Provider for DigitalOcean {
         };
         let current = self.list(zone, &change.name, op).await?;
         let held = to_set(&current);
-        // Already as wanted (the same change applied before): nothing to write.
-        if crate::changeset::same_content(change.wanted(), held.as_ref()) {
+        // Nothing to write when the change was applied before; a conflict
+        // when the set is neither what was read nor what is wanted.
+        if !change.still_to_write(KIND, held.as_ref())? {
             return Ok(());
-        }
-        if !change.old.unchanged_in(held.as_ref()) {
-            return Err(crate::changeset::conflict(
-                KIND,
-                op,
-                &change.name,
-                "the TXT RRset changed since it was read",
-            ));
         }
         let ttl = change.wanted().map(|s| s.ttl).unwrap_or(0);
         self.write_records(zone, &change.name, ttl, &desired, &current, op)

@@ -32,7 +32,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::check_all;
-use crate::changeset::{ApplyError, ApplyTraits, Observed, TxtChange, ZoneSets, conflict};
+use crate::changeset::{ApplyError, ApplyTraits, Observed, TxtChange, ZoneSets};
 use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
 use crate::registry::{Credential, CredentialKind, Host, SettingProblem, Settings};
 use crate::{
@@ -674,17 +674,13 @@ impl Provider for Dnsimple {
                 relative(zone, &c.name, c.operation()).map_err(ApplyError::nothing_written)?;
             let now = by_name.get(&rel).map(Vec::as_slice).unwrap_or_default();
             let now_set = set_of(&now.iter().collect::<Vec<_>>());
-            // Already as wanted (the same change applied before): nothing to write.
-            if crate::changeset::same_content(c.wanted(), now_set.as_ref()) {
+            // Nothing to write when the change was applied before; a conflict
+            // when the set is neither what was read nor what is wanted.
+            if !c
+                .still_to_write(KIND, now_set.as_ref())
+                .map_err(ApplyError::nothing_written)?
+            {
                 continue;
-            }
-            if !c.old.unchanged_in(now_set.as_ref()) {
-                return Err(ApplyError::nothing_written(conflict(
-                    KIND,
-                    c.operation(),
-                    &c.name,
-                    "the TXT RRset changed since it was read",
-                )));
             }
             let set = c.wanted();
             let plan = plan_name(now, set, records);

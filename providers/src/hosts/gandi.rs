@@ -304,18 +304,14 @@ impl Provider for Gandi {
         let mut in_place = Vec::new();
         for c in changes {
             let current = now.get(&c.name).and_then(|o| o.set.as_ref());
-            // Already as wanted (the same change applied before): nothing to write.
-            if crate::changeset::same_content(c.wanted(), current) {
+            // Nothing to write when the change was applied before; a conflict
+            // when the set is neither what was read nor what is wanted.
+            if !c
+                .still_to_write(KIND, current)
+                .map_err(ApplyError::nothing_written)?
+            {
                 in_place.push(c.name.clone());
                 continue;
-            }
-            if !c.old.unchanged_in(current) {
-                return Err(ApplyError::nothing_written(crate::changeset::conflict(
-                    KIND,
-                    c.operation(),
-                    &c.name,
-                    "the TXT RRset changed since it was read",
-                )));
             }
         }
         let mut written = Vec::new();

@@ -626,17 +626,10 @@ impl Provider for Hetzner {
             Some(c) if !c.records.is_empty() => Some(txt_set(c, &change.name, op)?),
             _ => None,
         };
-        // Already as wanted (the same change applied before): nothing to write.
-        if crate::changeset::same_content(change.wanted(), now.as_ref()) {
+        // Nothing to write when the change was applied before; a conflict
+        // when the set is neither what was read nor what is wanted.
+        if !change.still_to_write(KIND, now.as_ref())? {
             return Ok(());
-        }
-        if !change.old.unchanged_in(now.as_ref()) {
-            return Err(crate::changeset::conflict(
-                KIND,
-                op,
-                &change.name,
-                "the TXT RRset changed since it was read",
-            ));
         }
         match desired {
             Some((ttl, records)) => {

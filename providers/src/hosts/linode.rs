@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::check_all;
-use crate::changeset::{self, Observed, TxtChange, ZoneSets};
+use crate::changeset::{Observed, TxtChange, ZoneSets};
 use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
@@ -520,16 +520,10 @@ impl Provider for Linode {
         }
         let current = self.list(zone, &change.name, op).await?;
         let now = set_of(&current);
-        if !change.old.unchanged_in(now.as_ref()) {
-            if changeset::same_content(change.wanted(), now.as_ref()) {
-                return Ok(());
-            }
-            return Err(changeset::conflict(
-                KIND,
-                op,
-                &change.name,
-                "the TXT RRset changed since it was read",
-            ));
+        // Nothing to write when the change was applied before; a conflict
+        // when the set is neither what was read nor what is wanted.
+        if !change.still_to_write(KIND, now.as_ref())? {
+            return Ok(());
         }
         self.write(zone, &change.name, current, change.wanted())
             .await

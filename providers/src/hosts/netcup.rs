@@ -674,17 +674,10 @@ impl Netcup {
             let rel = Self::relative(zone, &c.name, op)?;
             let current: Vec<ListedRecord> =
                 recs.iter().filter(|r| r.hostname == rel).cloned().collect();
-            // Already as wanted (the same change applied before): nothing to send.
-            if changeset::same_content(c.wanted(), set_of(ttl, &current).as_ref()) {
+            // Nothing to send when the change was applied before; a conflict
+            // when the set is neither what was read nor what is wanted.
+            if !c.still_to_write(KIND, set_of(ttl, &current).as_ref())? {
                 continue;
-            }
-            if !c.old.unchanged_in(set_of(ttl, &current).as_ref()) {
-                return Err(changeset::conflict(
-                    KIND,
-                    op,
-                    &c.name,
-                    "the TXT RRset changed since it was read",
-                ));
             }
             entries.extend(self.entries(zone, &c.name, c.wanted(), ttl, current, op)?);
         }

@@ -35,7 +35,7 @@ use serde_json::json;
 use sha1::{Digest, Sha1};
 
 use super::check_all;
-use crate::changeset::{self, ApplyError, TxtChange};
+use crate::changeset::{ApplyError, TxtChange};
 use crate::http::{Failure, HttpClient, Idempotency, Response, RetryPolicy, kind_for_status};
 use crate::registry::{Credential, CredentialKind, Host, Required, SettingProblem, Settings};
 use crate::{
@@ -815,17 +815,10 @@ impl Ovh {
         let op = change.operation();
         let current = self.list(zone, &change.name, op).await?;
         let now = set_of(&current);
-        if !change.old.unchanged_in(now.as_ref()) {
-            // Already in place (a re-applied change set): nothing to do.
-            if changeset::same_content(change.wanted(), now.as_ref()) {
-                return Ok(());
-            }
-            return Err(changeset::conflict(
-                KIND,
-                op,
-                &change.name,
-                "the TXT RRset changed since it was read",
-            ));
+        // Nothing to write when the change was applied before; a conflict
+        // when the set is neither what was read nor what is wanted.
+        if !change.still_to_write(KIND, now.as_ref())? {
+            return Ok(());
         }
         self.write(zone, &change.name, current, change.wanted(), wrote)
             .await
