@@ -200,3 +200,20 @@ fn an_account_that_cannot_connect_is_reported_once() {
     assert_eq!(v["domains"][0]["error"]["message"], reason);
     assert_eq!(json.stderr_text(), "");
 }
+
+/// `rotate` tells an account it cannot connect once too (not also as a log line).
+#[test]
+fn rotate_tells_an_account_that_cannot_connect_once() {
+    let (_dir, cfg) = config("provider = \"porkbun\"");
+    let out = cmd()
+        .args(["-c", cfg.to_str().unwrap(), "rotate"])
+        .env("MAILDNS_A_TOKEN", "pk1-without-its-secret")
+        .run();
+    let reason = "the secret must be APIKEY:SECRETAPIKEY";
+    assert_eq!(out.text().matches(reason).count(), 1, "{}", out.text());
+    assert!(
+        out.stdout_text().starts_with("account a: porkbun: "),
+        "{}",
+        out.stdout_text()
+    );
+}
