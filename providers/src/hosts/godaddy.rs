@@ -297,15 +297,7 @@ impl GoDaddy {
     }
 
     fn relative(zone: &Zone, name: &Fqdn, op: Operation) -> Result<String, Error> {
-        name.relative_to(&zone.name).ok_or_else(|| {
-            Error::new(
-                KIND,
-                op,
-                Some(name),
-                ErrorKind::Config,
-                format!("the name is outside domain {}", zone.name),
-            )
-        })
+        super::relative_name(KIND, zone, name, op, super::Apex::At)
     }
 
     async fn read(&self, zone: &Zone, name: &Fqdn, op: Operation) -> Result<Option<TxtSet>, Error> {

@@ -282,6 +282,40 @@ pub(crate) fn pair_rewrites<'d, C>(
     }
 }
 
+/// How a host writes the apex among relative owner names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Apex {
+    /// `@` (as in zone files).
+    At,
+    /// The empty name.
+    Empty,
+}
+
+/// `name` relative to `zone` as the host writes owner names (`_dmarc`,
+/// `sel._domainkey`, the apex as `apex` says).
+///
+/// # Errors
+/// [`crate::ErrorKind::Config`] for `kind` and `op` when `name` is outside the zone.
+pub(crate) fn relative_name(
+    kind: &'static str,
+    zone: &crate::Zone,
+    name: &Fqdn,
+    op: Operation,
+    apex: Apex,
+) -> Result<String, Error> {
+    match name.relative_to(&zone.name) {
+        Some(r) if r == "@" && apex == Apex::Empty => Ok(String::new()),
+        Some(r) => Ok(r),
+        None => Err(Error::new(
+            kind,
+            op,
+            Some(name),
+            crate::ErrorKind::Config,
+            format!("the name is outside zone {}", zone.name),
+        )),
+    }
+}
+
 /// Splits a secret made of two parts joined by `sep` (Porkbun `APIKEY:SECRETAPIKEY`,
 /// Netcup `APIKEY:APIPASSWORD`, IONOS `prefix.secret`): at the first `sep`, both
 /// parts non-empty.

@@ -487,15 +487,7 @@ fn domain_lock(api_user: &str, zone: &Fqdn) -> Arc<tokio::sync::Mutex<()>> {
 }
 
 fn relative(zone: &Zone, name: &Fqdn, op: Operation) -> Result<String, Error> {
-    name.relative_to(&zone.name).ok_or_else(|| {
-        Error::new(
-            KIND,
-            op,
-            Some(name),
-            ErrorKind::Config,
-            format!("the name is outside domain {}", zone.name),
-        )
-    })
+    super::relative_name(KIND, zone, name, op, super::Apex::At)
 }
 
 fn txt_set(list: &HostList, rel: &str) -> Option<TxtSet> {

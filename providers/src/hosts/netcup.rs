@@ -501,15 +501,7 @@ impl Netcup {
     }
 
     fn relative(zone: &Zone, name: &Fqdn, op: Operation) -> Result<String, Error> {
-        name.relative_to(&zone.name).ok_or_else(|| {
-            Error::new(
-                KIND,
-                op,
-                Some(name),
-                ErrorKind::Config,
-                format!("the name is outside zone {}", zone.name),
-            )
-        })
+        super::relative_name(KIND, zone, name, op, super::Apex::At)
     }
 
     async fn at_name(

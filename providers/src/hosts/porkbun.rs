@@ -322,17 +322,7 @@ impl Porkbun {
     }
 
     fn relative(zone: &Zone, name: &Fqdn, op: Operation) -> Result<String, Error> {
-        match name.relative_to(&zone.name) {
-            Some(r) if r == "@" => Ok(String::new()),
-            Some(r) => Ok(r),
-            None => Err(Error::new(
-                KIND,
-                op,
-                Some(name),
-                ErrorKind::Config,
-                format!("the name is outside zone {}", zone.name),
-            )),
-        }
+        super::relative_name(KIND, zone, name, op, super::Apex::Empty)
     }
 
     async fn list(
