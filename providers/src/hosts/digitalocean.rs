@@ -27,7 +27,7 @@ use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Observed, Operation, Profile, Provider, Secret, TxtChange, TxtRecord,
-    TxtSet, Zone, ZoneProbe, ZoneSets, walk_zones, zone_candidates,
+    TxtSet, Zone, ZoneSets,
 };
 
 const KIND: &str = "digitalocean";
@@ -388,26 +388,13 @@ impl Provider for DigitalOcean {
     }
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
-        walk_zones(
+        super::walk_zones_by_get(
+            &self.http,
             KIND,
             name,
-            zone_candidates(name),
             "no domain in this account holds the name",
-            |cand| async move {
-                let path = format!("domains/{cand}");
-                let r = self
-                    .http
-                    .send(
-                        Operation::FindZone,
-                        Some(name),
-                        Idempotency::Idempotent,
-                        |c| self.req(c, Method::GET, &path),
-                    )
-                    .await;
-                ZoneProbe::found_unless(r.map(|_| cand.to_string()), |e| {
-                    e.kind == ErrorKind::ZoneNotFound
-                })
-            },
+            |cand| format!("domains/{cand}"),
+            |c, m, p| self.req(c, m, p),
         )
         .await
     }

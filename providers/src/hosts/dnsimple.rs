@@ -37,7 +37,6 @@ use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status
 use crate::registry::{Credential, CredentialKind, Host, SettingProblem, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
-    ZoneProbe, walk_zones, zone_candidates,
 };
 
 const KIND: &str = "dnsimple";
@@ -577,27 +576,13 @@ impl Provider for Dnsimple {
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
         let account = self.account().await.map_err(|e| e.with_name(name))?;
-        let account = &account;
-        walk_zones(
+        super::walk_zones_by_get(
+            &self.http,
             KIND,
             name,
-            zone_candidates(name),
             "no zone in this account holds the name",
-            |cand| async move {
-                let path = format!("{account}/zones/{cand}");
-                let r = self
-                    .http
-                    .send(
-                        Operation::FindZone,
-                        Some(name),
-                        Idempotency::Idempotent,
-                        |c| self.req(c, Method::GET, &path),
-                    )
-                    .await;
-                ZoneProbe::found_unless(r.map(|_| cand.to_string()), |e| {
-                    e.kind == ErrorKind::ZoneNotFound
-                })
-            },
+            |cand| format!("{account}/zones/{cand}"),
+            |c, m, p| self.req(c, m, p),
         )
         .await
     }
