@@ -52,6 +52,16 @@ pub enum ConnectError {
     Host(#[from] ProviderError),
 }
 
+impl ConnectError {
+    /// What went wrong, without the account's name (for a line that names it already).
+    pub fn reason(&self) -> String {
+        match self {
+            ConnectError::Credential { error, .. } => error.to_string(),
+            ConnectError::Host(e) => e.to_string(),
+        }
+    }
+}
+
 /// Connected accounts by name.
 pub type Providers = BTreeMap<String, Arc<dyn Provider>>;
 

@@ -95,6 +95,34 @@ impl TxtChange {
         self.new.as_ref().filter(|s| !s.records.is_empty())
     }
 
+    /// For a host that cannot refuse a write itself: given `now`, the RRset
+    /// it holds at the name, read just before writing, whether the change is
+    /// still to be written. `false` when the host already holds what is wanted
+    /// (the same change applied before: nothing to write, no request spent);
+    /// `true` when it still holds what was read.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Conflict`] (for `provider`) when the RRset is neither what
+    /// was read nor what is wanted: someone else changed it; read again.
+    pub fn still_to_write(
+        &self,
+        provider: &'static str,
+        now: Option<&TxtSet>,
+    ) -> Result<bool, Error> {
+        if same_content(self.wanted(), now) {
+            return Ok(false);
+        }
+        if self.old.unchanged_in(now) {
+            return Ok(true);
+        }
+        Err(conflict(
+            provider,
+            self.operation(),
+            &self.name,
+            "the TXT RRset changed since it was read",
+        ))
+    }
+
     /// The operation this change is, for errors.
     pub fn operation(&self) -> Operation {
         if self.wanted().is_some() {
@@ -166,6 +194,43 @@ mod tests {
             ttl,
             records: values.iter().map(TxtRecord::from_value).collect(),
         }
+    }
+
+    /// Written while the host holds what was read; nothing to write when it
+    /// already holds what is wanted (even if that is not what was read); a
+    /// conflict naming the name and operation otherwise.
+    #[test]
+    fn still_to_write_follows_what_the_host_holds_now() {
+        let name = Fqdn::parse("_dmarc.example.com").unwrap();
+        let change = TxtChange {
+            name: name.clone(),
+            old: Observed::of(Some(set(300, &["v=DMARC1; p=none"]))),
+            new: Some(set(300, &["v=DMARC1; p=reject"])),
+        };
+        assert_eq!(
+            change.still_to_write("t", change.old.set.as_ref()),
+            Ok(true)
+        );
+        assert_eq!(change.still_to_write("t", change.new.as_ref()), Ok(false));
+        let e = change
+            .still_to_write("t", Some(&set(300, &["v=DMARC1; p=quarantine"])))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Conflict);
+        assert_eq!(
+            (e.operation, e.name),
+            (Operation::Replace, Some(name.to_string()))
+        );
+        let delete = TxtChange {
+            new: None,
+            ..change
+        };
+        assert_eq!(delete.still_to_write("t", None), Ok(false));
+        assert_eq!(
+            delete.still_to_write("t", delete.old.set.as_ref()),
+            Ok(true)
+        );
+        let e = delete.still_to_write("t", Some(&set(60, &["v=DMARC1; p=none"])));
+        assert_eq!(e.unwrap_err().operation, Operation::Delete);
     }
 
     #[test]

@@ -235,6 +235,36 @@ pub fn url_allowed(url: &Url) -> bool {
     }
 }
 
+/// A delete's outcome with 404 counted as done: the record or set is already
+/// gone (a retried DELETE whose first answer was lost, or another writer
+/// removed it), which is what was asked. Any other error is returned as it is.
+///
+/// # Errors
+/// The error of `r`, unless its status is 404.
+pub fn gone_is_done<T>(r: Result<T, Error>) -> Result<(), Error> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if e.status == Some(404) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// `base_url` parsed, when it is a URL maildns may send credentials to:
+/// https, or plain http to a loopback address ([`url_allowed`]).
+///
+/// # Errors
+/// What is wrong with it, quoting it (a base URL holds no secret).
+pub fn check_base_url(base_url: &str) -> Result<Url, String> {
+    let base = Url::parse(base_url).map_err(|e| format!("bad base URL '{base_url}': {e}"))?;
+    if url_allowed(&base) {
+        Ok(base)
+    } else {
+        Err(format!(
+            "base URL '{base_url}' must use https (plain http is allowed only to loopback addresses)"
+        ))
+    }
+}
+
 impl HttpClient {
     /// A client for `base_url`; plain `http` is refused except to loopback. Its
     /// requests keep to the rate limits of the host registered as `provider`
@@ -258,13 +288,7 @@ impl HttpClient {
                 m,
             )
         };
-        let mut base =
-            Url::parse(base_url).map_err(|e| cfg(format!("bad base URL '{base_url}': {e}")))?;
-        if !url_allowed(&base) {
-            return Err(cfg(format!(
-                "base URL '{base_url}' must use https (plain http is allowed only to loopback addresses)"
-            )));
-        }
+        let mut base = check_base_url(base_url).map_err(cfg)?;
         if !base.path().ends_with('/') {
             let p = format!("{}/", base.path());
             base.set_path(&p);
@@ -375,6 +399,23 @@ impl HttpClient {
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, Error> {
         self.send_paced(None, op, name, idempotency, build).await
+    }
+
+    /// Sends the DELETE `build` makes for `name` ([`Idempotency::Idempotent`]:
+    /// retried like any idempotent request), a 404 counting as done ([`gone_is_done`]).
+    ///
+    /// # Errors
+    /// As [`HttpClient::send`], but for a 404.
+    pub async fn delete(
+        &self,
+        op: Operation,
+        name: &Fqdn,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<(), Error> {
+        gone_is_done(
+            self.send(op, Some(name), Idempotency::Idempotent, build)
+                .await,
+        )
     }
 
     async fn send_paced(

@@ -603,6 +603,89 @@ pub fn zone_candidates(name: &Fqdn) -> Vec<Fqdn> {
     out
 }
 
+/// [`zone_candidates`] without the one-label name at the end (a top-level
+/// domain): for hosts whose zones are domains registered with them, or below.
+pub fn domain_candidates(name: &Fqdn) -> Vec<Fqdn> {
+    let mut out = zone_candidates(name);
+    out.retain(|c| c.as_str().contains('.'));
+    out
+}
+
+/// [`domain_candidates`] without names that have a label starting with `_`
+/// (`_dmarc`, `_domainkey`): for hosts that cannot hold a zone by such a name
+/// and answer a question about one with a validation error, not "not found".
+pub fn hostname_candidates(name: &Fqdn) -> Vec<Fqdn> {
+    let mut out = domain_candidates(name);
+    out.retain(|c| !c.as_str().split('.').any(|l| l.starts_with('_')));
+    out
+}
+
+/// What asking a host about one candidate apex found ([`walk_zones`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZoneProbe {
+    /// The account holds a zone by that name; the host's id for it.
+    Found(String),
+    /// No zone of the account by that name, with the host's words when it said any.
+    Absent(Option<String>),
+}
+
+impl ZoneProbe {
+    /// `Found(id)` for `Ok(id)`; `Absent` with the host's message for an error
+    /// that `absent` says means "not a zone of this account" (a 404, the host's
+    /// own code for it); any other error as it is.
+    ///
+    /// # Errors
+    /// The error of `r` when `absent` does not accept it.
+    pub fn found_unless(
+        r: Result<String, Error>,
+        absent: impl FnOnce(&Error) -> bool,
+    ) -> Result<ZoneProbe, Error> {
+        match r {
+            Ok(id) => Ok(ZoneProbe::Found(id)),
+            Err(e) if absent(&e) => Ok(ZoneProbe::Absent(Some(e.message))),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The zone that holds `name`, for hosts that can only be asked about one apex
+/// at a time: asks `probe` about each of `candidates` in order (normally
+/// [`zone_candidates`], longest first) and answers with the first it finds.
+///
+/// # Errors
+/// The first error `probe` returns (the walk stops there: only "absent" means
+/// "try the parent"); [`ErrorKind::ZoneNotFound`] with `not_found` and the
+/// host's last words, in parentheses, when no candidate is a zone.
+pub async fn walk_zones<F, Fut>(
+    provider: &'static str,
+    name: &Fqdn,
+    candidates: Vec<Fqdn>,
+    not_found: &str,
+    mut probe: F,
+) -> Result<Zone, Error>
+where
+    F: FnMut(Fqdn) -> Fut,
+    Fut: std::future::Future<Output = Result<ZoneProbe, Error>>,
+{
+    let mut last = None;
+    for cand in candidates {
+        match probe(cand.clone()).await? {
+            ZoneProbe::Found(id) => return Ok(Zone { id, name: cand }),
+            ZoneProbe::Absent(words) => last = words.or(last),
+        }
+    }
+    Err(Error::new(
+        provider,
+        Operation::FindZone,
+        Some(name),
+        ErrorKind::ZoneNotFound,
+        match last {
+            Some(m) => format!("{not_found} ({m})"),
+            None => not_found.to_string(),
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -684,6 +767,74 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    #[test]
+    fn candidates_without_the_tld_or_underscore_labels() {
+        let n = Fqdn::parse("a._domainkey.example.com").unwrap();
+        let strings = |v: Vec<Fqdn>| v.iter().map(|f| f.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            strings(domain_candidates(&n)),
+            [
+                "a._domainkey.example.com",
+                "_domainkey.example.com",
+                "example.com"
+            ]
+        );
+        assert_eq!(strings(hostname_candidates(&n)), ["example.com"]);
+        assert!(domain_candidates(&Fqdn::parse("com").unwrap()).is_empty());
+    }
+
+    /// The walk stops at the first zone found, goes on past "absent", stops
+    /// at any other error, and says what the host last said when none is found.
+    #[tokio::test]
+    async fn walk_zones_takes_the_first_found_and_stops_at_errors() {
+        let n = Fqdn::parse("_dmarc.mail.example.com").unwrap();
+        let asked = std::sync::Mutex::new(Vec::new());
+        let z = walk_zones("t", &n, zone_candidates(&n), "none", |c| {
+            asked.lock().unwrap().push(c.to_string());
+            let found = c.as_str() == "example.com";
+            async move {
+                Ok(if found {
+                    ZoneProbe::Found("id-1".into())
+                } else {
+                    ZoneProbe::Absent(Some(format!("no {c}")))
+                })
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!((z.name.as_str(), z.id.as_str()), ("example.com", "id-1"));
+        assert_eq!(
+            *asked.lock().unwrap(),
+            ["_dmarc.mail.example.com", "mail.example.com", "example.com"]
+        );
+        let e = walk_zones("t", &n, zone_candidates(&n), "none here", |c| async move {
+            Ok(ZoneProbe::Absent(
+                (c.as_str() == "example.com").then(|| "404".to_string()),
+            ))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(
+            (e.kind, e.message.as_str()),
+            (ErrorKind::ZoneNotFound, "none here (404)")
+        );
+        let e = walk_zones("t", &n, zone_candidates(&n), "none", |_| async {
+            ZoneProbe::found_unless(
+                Err(Error::new(
+                    "t",
+                    Operation::FindZone,
+                    None,
+                    ErrorKind::Auth,
+                    "denied",
+                )),
+                |e| e.kind == ErrorKind::ZoneNotFound,
+            )
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Auth);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! Adding a host means one module under [`crate::hosts`] (with its `HOST`
 //! entry), one descriptor in `providers/hosts/<kind>.toml`, and one line in
 //! [`HOSTS`]. The caller (maildns's config) reads account settings into the typed
-//! [`Settings`], checks [`Host::required`], obtains the [`Credential`] the host's
+//! [`Settings`], checks [`Host::required`], [`Host::accepts`] and
+//! [`Host::problems`] when the configuration loads, obtains the [`Credential`] the host's
 //! [`CredentialKind`] names, and calls [`Host::connect`].
 
 use std::path::PathBuf;
@@ -55,6 +56,11 @@ pub static HOSTS: [Host; 24] = [
 /// The host registered as `kind`.
 pub fn host(kind: &str) -> Option<&'static Host> {
     HOSTS.iter().find(|h| h.kind == kind)
+}
+
+/// The kinds whose accounts read the setting `key`, in [`HOSTS`] order.
+pub fn accepting(key: &str) -> impl Iterator<Item = &'static str> + '_ {
+    HOSTS.iter().filter(move |h| h.accepts(key)).map(|h| h.kind)
 }
 
 /// Every registered kind, in [`HOSTS`] order.
@@ -204,6 +210,35 @@ pub struct Required {
     pub example: &'static str,
 }
 
+/// A setting whose value a host refuses, found before connecting (at load).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingProblem {
+    /// Its [`Settings`] field name (the config key).
+    pub key: &'static str,
+    /// What is wrong with the value (settings hold no secrets, so the value may be quoted).
+    pub message: String,
+}
+
+impl SettingProblem {
+    /// A problem with `key`.
+    pub fn new(key: &'static str, message: impl Into<String>) -> Self {
+        SettingProblem {
+            key,
+            message: message.into(),
+        }
+    }
+}
+
+/// Checks the values of a host's settings with the same parsers its
+/// constructor uses, so that a value the host would refuse is reported when
+/// the configuration loads, not when the account first connects.
+pub type Check = fn(&Settings) -> Vec<SettingProblem>;
+
+/// A [`Check`] for hosts whose settings need none beyond their types.
+pub fn no_check(_: &Settings) -> Vec<SettingProblem> {
+    Vec::new()
+}
+
 /// The constructor of a host's adapter.
 pub type Connect = fn(&Settings, Credential, RetryPolicy) -> Result<Arc<dyn Provider>, Error>;
 
@@ -218,6 +253,11 @@ pub struct Host {
     pub credential: CredentialKind,
     /// Settings it cannot do without, in the order they are reported missing.
     pub required: &'static [Required],
+    /// Settings it reads besides the required ones; any other setting given to
+    /// an account of this host is a configuration error.
+    pub optional: &'static [&'static str],
+    /// Checks the settings' values before connecting.
+    pub check: Check,
     /// Builds the adapter.
     pub connect: Connect,
 }
@@ -275,6 +315,28 @@ impl Host {
         }
     }
 
+    /// Whether an account of this host reads the setting `key` ([`Settings`] field name).
+    pub fn accepts(&self, key: &str) -> bool {
+        self.required.iter().any(|r| r.key == key) || self.optional.contains(&key)
+    }
+
+    /// Every problem with the values of `settings` that connecting would
+    /// report: a `base_url` that is not https (plain http only to loopback)
+    /// and whatever the host's [`Check`] finds. Missing required settings and
+    /// settings the host does not read are the caller's to report (it knows
+    /// where they are written).
+    pub fn problems(&self, settings: &Settings) -> Vec<SettingProblem> {
+        let mut out = Vec::new();
+        if self.accepts("base_url")
+            && let Some(url) = &settings.base_url
+            && let Err(m) = crate::http::check_base_url(url)
+        {
+            out.push(SettingProblem::new("base_url", m));
+        }
+        out.extend((self.check)(settings));
+        out
+    }
+
     /// What the host can hold and how hard it may be driven, from its descriptor.
     ///
     /// # Errors
@@ -294,4 +356,97 @@ pub(crate) fn profile(kind: &'static str) -> Result<Profile, Error> {
 /// A required setting the caller did not check, as a configuration error.
 pub(crate) fn missing(kind: &'static str, key: &str) -> Error {
     settings_error(kind, format!("the setting {key} is missing"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Settings with every field given.
+    fn every_setting() -> Settings {
+        let s = || Some("x".to_string());
+        Settings {
+            zones: Vec::new(),
+            path: Some(PathBuf::from("/z")),
+            bump_serial: Some(true),
+            base_url: s(),
+            server_id: s(),
+            server: Some("127.0.0.1:53".parse().unwrap()),
+            key_name: s(),
+            algorithm: Some(rfc2136::TsigAlgorithm::HmacSha256),
+            project: s(),
+            wait_insync: Some(true),
+            command: Some(vec!["/bin/true".into()]),
+            timeout: Some(std::time::Duration::from_secs(1)),
+            atomic: Some(true),
+            compare_and_swap: Some(true),
+            value_form: Some(manual::ValueForm::OneString),
+            notify: Some(vec!["/bin/true".into()]),
+            tenant_id: s(),
+            client_id: s(),
+            subscription_id: s(),
+            resource_group: s(),
+            token_url: s(),
+            application_key: s(),
+            endpoint: s(),
+            customer_number: s(),
+            account_id: s(),
+            api_user: s(),
+            username: s(),
+            client_ip: s(),
+            replace_whole_host_list: Some(true),
+        }
+    }
+
+    /// Every key a host declares (required or optional) is a [`Settings`]
+    /// field: a misspelt key would make the config refuse a setting the host reads.
+    #[test]
+    fn declared_keys_are_settings_fields() {
+        let all = every_setting();
+        for h in &HOSTS {
+            for key in h
+                .required
+                .iter()
+                .map(|r| r.key)
+                .chain(h.optional.iter().copied())
+            {
+                assert!(all.is_set(key), "{}: {key} is not a Settings field", h.kind);
+            }
+        }
+    }
+
+    /// `accepting` names the hosts that read a key.
+    #[test]
+    fn accepting_names_the_hosts_that_read_a_key() {
+        assert_eq!(accepting("tenant_id").collect::<Vec<_>>(), ["azure"]);
+        assert_eq!(accepting("client_ip").collect::<Vec<_>>(), ["namecheap"]);
+        assert!(accepting("base_url").count() > 15);
+        assert_eq!(accepting("nosuch").count(), 0);
+        let h = host("cloudflare").unwrap();
+        assert!(h.accepts("base_url") && !h.accepts("tenant_id"));
+    }
+
+    #[test]
+    fn problems_use_the_constructors_parsers() {
+        let azure = host("azure").unwrap();
+        let mut s = Settings {
+            tenant_id: Some("a b".into()),
+            token_url: Some("ftp://x/".into()),
+            ..Settings::default()
+        };
+        let keys: Vec<&str> = azure.problems(&s).iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["tenant_id", "token_url"]);
+        s.base_url = Some("http://example.net/".into());
+        let p = host("cloudflare").unwrap().problems(&s);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].key, "base_url");
+        s.base_url = Some("http://127.0.0.1:8080/".into());
+        assert!(host("cloudflare").unwrap().problems(&s).is_empty());
+        let nc = Settings {
+            client_ip: Some("203.0.113.7".into()),
+            api_user: Some("alice".into()),
+            ..Settings::default()
+        };
+        assert!(host("namecheap").unwrap().problems(&nc).is_empty());
+    }
 }

@@ -156,9 +156,6 @@ async fn run(cli: &Cli, selection: &Selection, what: Run) -> anyhow::Result<(Con
     let domains = selected(&config, selection)?;
     let (providers, failed_accounts) =
         connect_all(&config, &EnvCredentials::from_process(), Default::default());
-    for (name, e) in &failed_accounts {
-        tracing::error!("account '{name}': {e:#}");
-    }
     let opts = PublishOptions {
         mode,
         domains: domains.iter().map(|d| d.name.clone()).collect(),
@@ -192,14 +189,20 @@ async fn run(cli: &Cli, selection: &Selection, what: Run) -> anyhow::Result<(Con
         (None, Some(s)) => Some(s as &dyn Store),
         (None, None) => None,
     };
-    let report = publish::run(&config, &providers, store, &opts).await?;
+    let mut report = publish::run(&config, &providers, store, &opts).await?;
+    // An account that could not be set up is reported once, on the lines of
+    // the domains it serves (human and --json), with the reason.
+    for o in &mut report.domains {
+        if let Some(DomainError::Account { account, message }) = &mut o.error
+            && let Some((_, e)) = failed_accounts.iter().find(|(n, _)| n == account)
+        {
+            *message = e.reason();
+        }
+    }
     for w in &report.warnings {
         eoutln!("warning: {}: {}", w.domain, w.message);
     }
     if !cli.json {
-        for (name, e) in &failed_accounts {
-            outln!("account {name}: {e:#}");
-        }
         print_human(&config, &report);
     }
     Ok((config, report))
@@ -272,7 +275,11 @@ fn print_human(config: &Config, report: &Report) {
                 DomainError::Threshold { .. } => "refused",
                 _ => "FAILED",
             };
-            outln!("  {what}: account '{}': {e}", o.account);
+            match e {
+                // Its own message names the account.
+                DomainError::Account { .. } => outln!("  {what}: {e}"),
+                _ => outln!("  {what}: account '{}': {e}", o.account),
+            }
         }
     }
     let s = &report.summary;

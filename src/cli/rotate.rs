@@ -95,8 +95,11 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
     }
     let creds = EnvCredentials::from_process();
     let (providers, failed_accounts) = connect_all(&config, &creds, Default::default());
-    for (name, e) in &failed_accounts {
-        tracing::error!("account '{name}': {e:#}");
+    // Told once: on standard output with the report, or logged beside --json.
+    if cli.json {
+        for (name, e) in &failed_accounts {
+            tracing::error!("account '{name}': {e:#}");
+        }
     }
     let runner = Runner::new(config, store, providers, Arc::new(SystemClock))?;
     // Feature `test-hooks` only (enabled by the tests, never in a release

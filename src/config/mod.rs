@@ -427,7 +427,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         ConfigErrors(vec![ConfigError {
             path: path.to_path_buf(),
             line,
-            key: String::new(),
+            key: e
+                .span()
+                .and_then(|s| validate::key_at(text, s.start))
+                .unwrap_or_default(),
             message: e.message().trim().to_string(),
             hint: Some(
                 "see fixtures/quickstart/maildns.toml and the README's configuration section"
@@ -542,7 +545,10 @@ bits = 2048
     fn unknown_keys_and_syntax_errors_have_lines() {
         let e = p(&GOOD.replace("account = \"local\"", "acount = \"local\"")).unwrap_err();
         let s = e.to_string();
-        assert!(s.contains("maildns.toml:9: unknown field `acount`"), "{s}");
+        assert!(
+            s.contains("maildns.toml:9: domains.\"example.com\".acount: unknown field `acount`"),
+            "{s}"
+        );
         assert!(s.contains("acount"), "{s}");
         let e = p("[accounts.x\nprovider = 1").unwrap_err();
         assert!(e.to_string().contains(":1"), "{e}");

@@ -57,39 +57,85 @@ pub(super) struct RawPropagation {
 pub(super) struct RawAccount {
     pub(super) provider: Spanned<String>,
     pub(super) path: Option<Spanned<String>>,
-    pub(super) bump_serial: Option<bool>,
+    pub(super) bump_serial: Option<Spanned<bool>>,
     pub(super) base_url: Option<Spanned<String>>,
-    pub(super) server_id: Option<String>,
+    pub(super) server_id: Option<Spanned<String>>,
     pub(super) server: Option<Spanned<String>>,
     pub(super) key_name: Option<Spanned<String>>,
     pub(super) algorithm: Option<Spanned<String>>,
-    pub(super) project: Option<String>,
-    pub(super) wait_insync: Option<bool>,
+    pub(super) project: Option<Spanned<String>>,
+    pub(super) wait_insync: Option<Spanned<bool>>,
     pub(super) command: Option<Spanned<Vec<String>>>,
     pub(super) timeout: Option<Spanned<String>>,
-    pub(super) atomic: Option<bool>,
-    pub(super) compare_and_swap: Option<bool>,
+    pub(super) atomic: Option<Spanned<bool>>,
+    pub(super) compare_and_swap: Option<Spanned<bool>>,
     pub(super) value_form: Option<Spanned<String>>,
     pub(super) notify: Option<Spanned<Vec<String>>>,
-    pub(super) tenant_id: Option<String>,
-    pub(super) client_id: Option<String>,
-    pub(super) subscription_id: Option<String>,
-    pub(super) resource_group: Option<String>,
-    pub(super) token_url: Option<String>,
-    pub(super) application_key: Option<String>,
-    pub(super) endpoint: Option<String>,
-    pub(super) customer_number: Option<String>,
-    pub(super) account_id: Option<toml::Value>,
-    pub(super) api_user: Option<String>,
-    pub(super) username: Option<String>,
-    pub(super) client_ip: Option<String>,
-    pub(super) replace_whole_host_list: Option<bool>,
+    pub(super) tenant_id: Option<Spanned<String>>,
+    pub(super) client_id: Option<Spanned<String>>,
+    pub(super) subscription_id: Option<Spanned<String>>,
+    pub(super) resource_group: Option<Spanned<String>>,
+    pub(super) token_url: Option<Spanned<String>>,
+    pub(super) application_key: Option<Spanned<String>>,
+    pub(super) endpoint: Option<Spanned<String>>,
+    pub(super) customer_number: Option<Spanned<String>>,
+    pub(super) account_id: Option<Spanned<toml::Value>>,
+    pub(super) api_user: Option<Spanned<String>>,
+    pub(super) username: Option<Spanned<String>>,
+    pub(super) client_ip: Option<Spanned<String>>,
+    pub(super) replace_whole_host_list: Option<Spanned<bool>>,
     pub(super) token_env: Option<Spanned<String>>,
     pub(super) token_file: Option<Spanned<String>>,
     // A secret in the config is refused with a pointer to the right place.
     pub(super) token: Option<Spanned<toml::Value>>,
     pub(super) secret: Option<Spanned<toml::Value>>,
     pub(super) api_key: Option<Spanned<toml::Value>>,
+}
+
+impl RawAccount {
+    /// The host settings given (every field but `provider` and the
+    /// credential's), each with its key and where its value is written.
+    pub(super) fn given(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
+        let mut out = Vec::new();
+        macro_rules! each {
+            ($($f:ident),*) => {$(
+                if let Some(v) = &self.$f {
+                    out.push((stringify!($f), v.span()));
+                }
+            )*};
+        }
+        each!(
+            path,
+            bump_serial,
+            base_url,
+            server_id,
+            server,
+            key_name,
+            algorithm,
+            project,
+            wait_insync,
+            command,
+            timeout,
+            atomic,
+            compare_and_swap,
+            value_form,
+            notify,
+            tenant_id,
+            client_id,
+            subscription_id,
+            resource_group,
+            token_url,
+            application_key,
+            endpoint,
+            customer_number,
+            account_id,
+            api_user,
+            username,
+            client_ip,
+            replace_whole_host_list
+        );
+        out
+    }
 }
 
 #[derive(Deserialize)]

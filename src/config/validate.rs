@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::TimeDelta;
 
 use maildns_providers::Fqdn;
-use maildns_providers::registry::{self, Settings};
+use maildns_providers::registry::{self, CredentialKind, Settings};
 use toml::Spanned;
 
 use super::schema::*;
@@ -27,6 +27,45 @@ pub(super) fn line_of(text: &str, offset: usize) -> usize {
         .filter(|b| **b == b'\n')
         .count()
         + 1
+}
+
+/// The dotted key whose value is written at byte `offset` of `text`, e.g.
+/// `accounts.a.key_name` (for the type errors serde reports with a span but
+/// no key); `None` when the text does not parse as TOML or no value is there.
+pub(super) fn key_at(text: &str, offset: usize) -> Option<String> {
+    // Tables declared by a header do not span their body: search every table.
+    fn walk(table: &toml::de::DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bool {
+        for (k, v) in table {
+            path.push(dotted_part(k.get_ref()));
+            let found = match v.get_ref() {
+                toml::de::DeValue::Table(t) => walk(t, offset, path),
+                _ => false,
+            } || {
+                let span = v.span();
+                span.contains(&offset) || k.span().contains(&offset)
+            };
+            if found {
+                return true;
+            }
+            path.pop();
+        }
+        false
+    }
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut path = Vec::new();
+    walk(doc.get_ref(), offset, &mut path).then(|| path.join("."))
+}
+
+/// A key as written in a dotted key: bare when it can be, else quoted.
+fn dotted_part(k: &str) -> String {
+    if !k.is_empty()
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        k.to_string()
+    } else {
+        format!("\"{k}\"")
+    }
 }
 
 /// A text that is not a duration ([`parse_duration`]).
@@ -181,7 +220,7 @@ impl Validator<'_> {
         }
         let mut domains = Vec::new();
         for (name, d) in &raw.domains {
-            if let Some(dom) = self.domain(name, d, &accounts) {
+            if let Some(dom) = self.domain(name, d, &raw.accounts) {
                 domains.push(dom);
             }
         }
@@ -518,20 +557,22 @@ impl Validator<'_> {
                 }
             },
         };
+        let text = |v: &Option<Spanned<String>>| v.as_ref().map(|v| v.get_ref().clone());
+        let flag = |v: &Option<Spanned<bool>>| v.as_ref().map(|v| *v.get_ref());
         let settings = Settings {
             zones: Vec::new(),
             path: a.path.as_ref().map(|p| self.path_of(p.get_ref())),
-            bump_serial: a.bump_serial,
-            base_url: a.base_url.as_ref().map(|s| s.get_ref().clone()),
-            server_id: a.server_id.clone(),
+            bump_serial: flag(&a.bump_serial),
+            base_url: text(&a.base_url),
+            server_id: text(&a.server_id),
             server: a
                 .server
                 .as_ref()
                 .and_then(|s| self.addr(s, &format!("{key}.server"), 53)),
-            key_name: a.key_name.as_ref().map(|s| s.get_ref().clone()),
+            key_name: text(&a.key_name),
             algorithm,
-            project: a.project.clone(),
-            wait_insync: a.wait_insync,
+            project: text(&a.project),
+            wait_insync: flag(&a.wait_insync),
             command: self.program(&a.command, &format!("{key}.command")),
             timeout: a.timeout.as_ref().map(|_| {
                 self.positive_duration(
@@ -540,8 +581,8 @@ impl Validator<'_> {
                     maildns_providers::hosts::exec::DEFAULT_TIMEOUT,
                 )
             }),
-            atomic: a.atomic,
-            compare_and_swap: a.compare_and_swap,
+            atomic: flag(&a.atomic),
+            compare_and_swap: flag(&a.compare_and_swap),
             value_form: a
                 .value_form
                 .as_ref()
@@ -553,23 +594,71 @@ impl Validator<'_> {
                     }
                 }),
             notify: self.program(&a.notify, &format!("{key}.notify")),
-            tenant_id: a.tenant_id.clone(),
-            client_id: a.client_id.clone(),
-            subscription_id: a.subscription_id.clone(),
-            resource_group: a.resource_group.clone(),
-            token_url: a.token_url.clone(),
-            application_key: a.application_key.clone(),
-            endpoint: a.endpoint.clone(),
-            customer_number: a.customer_number.clone(),
-            account_id: a.account_id.as_ref().map(|v| match v {
+            tenant_id: text(&a.tenant_id),
+            client_id: text(&a.client_id),
+            subscription_id: text(&a.subscription_id),
+            resource_group: text(&a.resource_group),
+            token_url: text(&a.token_url),
+            application_key: text(&a.application_key),
+            endpoint: text(&a.endpoint),
+            customer_number: text(&a.customer_number),
+            account_id: a.account_id.as_ref().map(|v| match v.get_ref() {
                 toml::Value::String(s) => s.clone(),
                 other => other.to_string(),
             }),
-            api_user: a.api_user.clone(),
-            username: a.username.clone(),
-            client_ip: a.client_ip.clone(),
-            replace_whole_host_list: a.replace_whole_host_list,
+            api_user: text(&a.api_user),
+            username: text(&a.username),
+            client_ip: text(&a.client_ip),
+            replace_whole_host_list: flag(&a.replace_whole_host_list),
         };
+        let given = a.given();
+        // A setting this host does not read would be silently ignored: say whose it is.
+        for (field, span) in &given {
+            if !host.accepts(field) {
+                let owners: Vec<&str> = registry::accepting(field).collect();
+                self.err(
+                    Some(span.clone()),
+                    &format!("{key}.{field}"),
+                    format!("provider '{code}' does not use {field}"),
+                    Some(&format!(
+                        "{field} is a setting of {}; remove it, or check provider",
+                        owners.join(", ")
+                    )),
+                );
+                complete = false;
+            }
+        }
+        if host.credential != CredentialKind::Secret {
+            for (field, v) in [("token_env", &a.token_env), ("token_file", &a.token_file)] {
+                if let Some(v) = v {
+                    self.err(
+                        Some(v.span()),
+                        &format!("{key}.{field}"),
+                        format!("provider '{code}' takes no secret credential, so {field} is not used"),
+                        Some(match host.credential {
+                            CredentialKind::Aws => "remove it: route53 reads AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or ~/.aws/credentials (AWS_PROFILE)",
+                            _ => "remove it",
+                        }),
+                    );
+                    complete = false;
+                }
+            }
+        }
+        // Values the host would refuse when connecting, reported now with their place.
+        for problem in host.problems(&settings) {
+            let span = given
+                .iter()
+                .find(|(f, _)| *f == problem.key)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_else(|| acc.span());
+            self.err(
+                Some(span),
+                &format!("{key}.{}", problem.key),
+                problem.message,
+                None,
+            );
+            complete = false;
+        }
         complete &= settings.server.is_some() || a.server.is_none();
         for r in host.required {
             // A server that did not parse has been reported already.
@@ -601,7 +690,7 @@ impl Validator<'_> {
         &mut self,
         name: &Spanned<String>,
         d: &Spanned<RawDomain>,
-        accounts: &BTreeMap<String, Account>,
+        written: &BTreeMap<String, Spanned<RawAccount>>,
     ) -> Option<Domain> {
         let key = format!("domains.\"{}\"", name.get_ref());
         let raw = d.get_ref();
@@ -613,8 +702,9 @@ impl Validator<'_> {
             }
         };
         let account = raw.account.get_ref().clone();
-        if !accounts.contains_key(&account) {
-            let known: Vec<&str> = accounts.keys().map(String::as_str).collect();
+        // An account that is written but invalid has had its own errors reported.
+        if !written.contains_key(&account) {
+            let known: Vec<&str> = written.keys().map(String::as_str).collect();
             self.err(
                 Some(raw.account.span()),
                 &format!("{key}.account"),

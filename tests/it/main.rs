@@ -7,6 +7,7 @@
 //! current directory (`Maildns::current_dir` sets the child's); each `#[tokio::test]`
 //! has its own runtime.
 
+mod account_settings;
 mod cli;
 mod cloud_hosts;
 mod diagnose;

@@ -35,10 +35,10 @@ use serde_json::json;
 
 use crate::changeset::{self, ApplyError, ApplyTraits, Observed, TxtChange, ZoneSets};
 use crate::http::{self, Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
-use crate::registry::{Credential, CredentialKind, Host, Required, Settings};
+use crate::registry::{Credential, CredentialKind, Host, Required, SettingProblem, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, LimitError, Operation, Profile, Provider, Secret, TxtRecord, TxtSet,
-    Zone, zone_candidates,
+    Zone, ZoneProbe, walk_zones, zone_candidates,
 };
 
 const KIND: &str = "azure";
@@ -68,6 +68,8 @@ pub const HOST: Host = Host {
             example: "\"dns-rg\"",
         },
     ],
+    optional: &["base_url", "token_url"],
+    check,
     connect,
 };
 
@@ -182,7 +184,8 @@ fn config_err(m: impl Into<String>) -> Error {
 
 /// An Azure resource name segment: letters, digits and `-_.()`, as ARM allows
 /// for ids and resource groups; anything else would change the request path.
-fn path_segment(what: &str, v: &str) -> Result<(), Error> {
+/// Whether `v` is an identifier Azure accepts in a resource path (`what` names it).
+fn identifier(what: &str, v: &str) -> Result<(), String> {
     let ok = !v.is_empty()
         && v.len() <= 90
         && v.chars()
@@ -190,10 +193,53 @@ fn path_segment(what: &str, v: &str) -> Result<(), Error> {
     if ok {
         Ok(())
     } else {
-        Err(config_err(format!(
+        Err(format!(
             "{what} '{v}' is not an Azure identifier (letters, digits, - _ . ( ), at most 90)"
-        )))
+        ))
     }
+}
+
+fn path_segment(what: &str, v: &str) -> Result<(), Error> {
+    identifier(what, v).map_err(config_err)
+}
+
+/// The token endpoint: `token_url`, else Entra ID's for `tenant_id`; https
+/// (plain http only to loopback).
+fn token_endpoint(token_url: Option<&str>, tenant_id: &str) -> Result<url::Url, String> {
+    let text = token_url.map(str::to_string).unwrap_or_else(|| {
+        format!("https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token")
+    });
+    let url = url::Url::parse(&text).map_err(|e| format!("bad token URL '{text}': {e}"))?;
+    if http::url_allowed(&url) {
+        Ok(url)
+    } else {
+        Err(format!(
+            "token URL '{text}' must use https (plain http only to loopback)"
+        ))
+    }
+}
+
+/// The registry's [`crate::registry::Check`]: the identifiers and the token URL.
+fn check(settings: &Settings) -> Vec<SettingProblem> {
+    let mut out = Vec::new();
+    for (key, v) in [
+        ("tenant_id", &settings.tenant_id),
+        ("client_id", &settings.client_id),
+        ("subscription_id", &settings.subscription_id),
+        ("resource_group", &settings.resource_group),
+    ] {
+        if let Some(v) = v
+            && let Err(m) = identifier(key, v)
+        {
+            out.push(SettingProblem::new(key, m));
+        }
+    }
+    if let Some(u) = &settings.token_url
+        && let Err(m) = token_endpoint(Some(u), "")
+    {
+        out.push(SettingProblem::new("token_url", m));
+    }
+    out
 }
 
 impl Azure {
@@ -210,19 +256,8 @@ impl Azure {
         path_segment("client_id", &cfg.client_id)?;
         path_segment("subscription_id", &cfg.subscription_id)?;
         path_segment("resource_group", &cfg.resource_group)?;
-        let token_url = cfg.token_url.unwrap_or_else(|| {
-            format!(
-                "https://login.microsoftonline.com/{}/oauth2/v2.0/token",
-                cfg.tenant_id
-            )
-        });
-        let token_url = url::Url::parse(&token_url)
-            .map_err(|e| config_err(format!("bad token URL '{token_url}': {e}")))?;
-        if !http::url_allowed(&token_url) {
-            return Err(config_err(format!(
-                "token URL '{token_url}' must use https (plain http only to loopback)"
-            )));
-        }
+        let token_url =
+            token_endpoint(cfg.token_url.as_deref(), &cfg.tenant_id).map_err(config_err)?;
         Ok(Azure {
             http: HttpClient::new(KIND, &cfg.base_url, policy, map_error)?,
             client_id: cfg.client_id,
@@ -588,41 +623,35 @@ impl Provider for Azure {
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
         let op = Operation::FindZone;
-        for cand in zone_candidates(name) {
-            match self
-                .call(op, name, Method::GET, cand.as_str(), &[], None)
-                .await
-            {
-                Ok(r) => {
-                    let z: ZoneBody = r.json(KIND, op).map_err(|e| e.with_name(name))?;
-                    if !z
-                        .name
-                        .trim_end_matches('.')
-                        .eq_ignore_ascii_case(cand.as_str())
-                    {
-                        return Err(super::bad_body(
-                            KIND,
-                            op,
-                            name,
-                            format!("asked for zone {cand}, the answer names {}", z.name),
-                        ));
-                    }
-                    return Ok(Zone {
-                        id: cand.to_string(),
-                        name: cand,
-                    });
-                }
-                Err(e) if e.status == Some(404) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::new(
+        walk_zones(
             KIND,
-            op,
-            Some(name),
-            ErrorKind::ZoneNotFound,
+            name,
+            zone_candidates(name),
             "no DNS zone in this subscription's resource group holds the name",
-        ))
+            |cand| async move {
+                let r = self
+                    .call(op, name, Method::GET, cand.as_str(), &[], None)
+                    .await
+                    .and_then(|r| {
+                        let z: ZoneBody = r.json(KIND, op).map_err(|e| e.with_name(name))?;
+                        if !z
+                            .name
+                            .trim_end_matches('.')
+                            .eq_ignore_ascii_case(cand.as_str())
+                        {
+                            return Err(super::bad_body(
+                                KIND,
+                                op,
+                                name,
+                                format!("asked for zone {cand}, the answer names {}", z.name),
+                            ));
+                        }
+                        Ok(cand.to_string())
+                    });
+                ZoneProbe::found_unless(r, |e| e.status == Some(404))
+            },
+        )
+        .await
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {

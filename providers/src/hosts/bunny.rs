@@ -37,6 +37,8 @@ pub const HOST: Host = Host {
     descriptor_toml: include_str!("../../hosts/bunny.toml"),
     credential: CredentialKind::Secret,
     required: &[],
+    optional: &["base_url"],
+    check: crate::registry::no_check,
     connect,
 };
 
@@ -180,17 +182,7 @@ struct ListedZone {
 
 /// The relative name Bunny uses: `""` for the apex.
 fn relative(zone: &Zone, name: &Fqdn, op: Operation) -> Result<String, Error> {
-    match name.relative_to(&zone.name) {
-        Some(r) if r == "@" => Ok(String::new()),
-        Some(r) => Ok(r),
-        None => Err(Error::new(
-            KIND,
-            op,
-            Some(name),
-            ErrorKind::Config,
-            format!("the name is outside zone {}", zone.name),
-        )),
-    }
+    super::relative_name(KIND, zone, name, op, super::Apex::Empty)
 }
 
 fn txt_set(records: &[&BunnyTxt]) -> Option<TxtSet> {
@@ -314,18 +306,9 @@ impl Bunny {
         }
         for r in diff.delete {
             let p = format!("{path}/{}", r.id);
-            match self
-                .http
-                .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::DELETE, &p)
-                })
-                .await
-            {
-                Err(e) if e.status == Some(404) => {}
-                other => {
-                    other?;
-                }
-            }
+            self.http
+                .delete(op, name, |c| self.req(c, Method::DELETE, &p))
+                .await?;
         }
         Ok(())
     }

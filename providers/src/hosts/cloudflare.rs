@@ -24,7 +24,7 @@ use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
     ApplyError, ApplyTraits, Error, ErrorKind, Fqdn, Observed, Operation, Profile, Provider,
-    Secret, TxtChange, TxtRecord, TxtSet, Zone, ZoneSets, zone_candidates,
+    Secret, TxtChange, TxtRecord, TxtSet, Zone, ZoneProbe, ZoneSets, walk_zones, zone_candidates,
 };
 
 const KIND: &str = "cloudflare";
@@ -35,6 +35,8 @@ pub const HOST: Host = Host {
     descriptor_toml: include_str!("../../hosts/cloudflare.toml"),
     credential: CredentialKind::Secret,
     required: &[],
+    optional: &["base_url"],
+    check: crate::registry::no_check,
     connect,
 };
 
@@ -539,34 +541,30 @@ impl Provider for Cloudflare {
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
         let op = Operation::FindZone;
-        for cand in zone_candidates(name) {
-            let q = [("name", cand.to_string()), ("per_page", "50".to_string())];
-            let resp = self
-                .http
-                .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::GET, "zones").query(&q)
-                })
-                .await?;
-            let env: Envelope<Vec<CfZone>> = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
-            if let Some(z) = env
-                .result
-                .unwrap_or_default()
-                .into_iter()
-                .find(|z| Fqdn::parse(&z.name).is_ok_and(|n| n == cand))
-            {
-                return Ok(Zone {
-                    name: cand,
-                    id: z.id,
-                });
-            }
-        }
-        Err(Error::new(
+        walk_zones(
             KIND,
-            op,
-            Some(name),
-            ErrorKind::ZoneNotFound,
+            name,
+            zone_candidates(name),
             "no zone in this account holds the name",
-        ))
+            |cand| async move {
+                let q = [("name", cand.to_string()), ("per_page", "50".to_string())];
+                let resp = self
+                    .http
+                    .send(op, Some(name), Idempotency::Idempotent, |c| {
+                        self.req(c, Method::GET, "zones").query(&q)
+                    })
+                    .await?;
+                let env: Envelope<Vec<CfZone>> =
+                    resp.json(KIND, op).map_err(|e| e.with_name(name))?;
+                Ok(env
+                    .result
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|z| Fqdn::parse(&z.name).is_ok_and(|n| n == cand))
+                    .map_or(ZoneProbe::Absent(None), |z| ZoneProbe::Found(z.id)))
+            },
+        )
+        .await
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
@@ -660,17 +658,13 @@ impl Provider for Cloudflare {
         for (c, (ttl, want)) in changes.iter().zip(&desired) {
             let current = now.get(&c.name).map(Vec::as_slice).unwrap_or_default();
             let held = to_set(current);
-            // Already as wanted (the same change applied before): nothing to write.
-            if crate::changeset::same_content(c.wanted(), held.as_ref()) {
+            // Nothing to write when the change was applied before; a conflict
+            // when the set is neither what was read nor what is wanted.
+            if !c
+                .still_to_write(KIND, held.as_ref())
+                .map_err(ApplyError::nothing_written)?
+            {
                 continue;
-            }
-            if !c.old.unchanged_in(held.as_ref()) {
-                return Err(ApplyError::nothing_written(crate::changeset::conflict(
-                    KIND,
-                    c.operation(),
-                    &c.name,
-                    "the TXT RRset changed since it was read",
-                )));
             }
             Self::plan_batch(&c.name, *ttl, want, current, &mut ops);
         }

@@ -44,6 +44,8 @@ pub const HOST: Host = Host {
     descriptor_toml: include_str!("../../hosts/desec.toml"),
     credential: CredentialKind::Secret,
     required: &[],
+    optional: &["base_url"],
+    check: crate::registry::no_check,
     connect,
 };
 
@@ -453,16 +455,9 @@ impl Provider for Desec {
             zone.id,
             Self::subname(zone, name, op)?
         );
-        match self
-            .http
-            .send(op, Some(name), Idempotency::Idempotent, |c| {
-                self.req(c, Method::DELETE, &path)
-            })
+        self.http
+            .delete(op, name, |c| self.req(c, Method::DELETE, &path))
             .await
-        {
-            Err(e) if e.status == Some(404) => Ok(()),
-            other => other.map(|_| ()),
-        }
     }
 
     /// deSEC names a domain by its name: no lookup needed.
@@ -551,18 +546,14 @@ impl Provider for Desec {
         let mut in_place = Vec::new();
         for c in changes {
             let current = now.get(&c.name).and_then(|o| o.set.as_ref());
-            // Already as wanted (the same change applied before): nothing to write.
-            if crate::changeset::same_content(c.wanted(), current) {
+            // Nothing to write when the change was applied before; a conflict
+            // when the set is neither what was read nor what is wanted.
+            if !c
+                .still_to_write(KIND, current)
+                .map_err(ApplyError::nothing_written)?
+            {
                 in_place.push(c.name.clone());
                 continue;
-            }
-            if !c.old.unchanged_in(current) {
-                return Err(ApplyError::nothing_written(crate::changeset::conflict(
-                    KIND,
-                    c.operation(),
-                    &c.name,
-                    "the TXT RRset changed since it was read",
-                )));
             }
         }
         let items: Vec<Value> = changes

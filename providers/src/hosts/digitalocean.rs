@@ -27,7 +27,7 @@ use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Observed, Operation, Profile, Provider, Secret, TxtChange, TxtRecord,
-    TxtSet, Zone, ZoneSets, zone_candidates,
+    TxtSet, Zone, ZoneSets,
 };
 
 const KIND: &str = "digitalocean";
@@ -38,6 +38,8 @@ pub const HOST: Host = Host {
     descriptor_toml: include_str!("../../hosts/digitalocean.toml"),
     credential: CredentialKind::Secret,
     required: &[],
+    optional: &["base_url"],
+    check: crate::registry::no_check,
     connect,
 };
 
@@ -365,17 +367,9 @@ impl DigitalOcean {
         op: Operation,
     ) -> Result<(), Error> {
         let path = format!("domains/{}/records/{id}", zone.id);
-        match self
-            .http
-            .send(op, Some(name), Idempotency::Idempotent, |c| {
-                self.req(c, Method::DELETE, &path)
-            })
+        self.http
+            .delete(op, name, |c| self.req(c, Method::DELETE, &path))
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.status == Some(404) => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 }
 
@@ -394,33 +388,15 @@ impl Provider for DigitalOcean {
     }
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
-        let op = Operation::FindZone;
-        for cand in zone_candidates(name) {
-            let path = format!("domains/{cand}");
-            match self
-                .http
-                .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::GET, &path)
-                })
-                .await
-            {
-                Ok(_) => {
-                    return Ok(Zone {
-                        id: cand.to_string(),
-                        name: cand,
-                    });
-                }
-                Err(e) if e.kind == ErrorKind::ZoneNotFound => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::new(
+        super::walk_zones_by_get(
+            &self.http,
             KIND,
-            op,
-            Some(name),
-            ErrorKind::ZoneNotFound,
+            name,
             "no domain in this account holds the name",
-        ))
+            |cand| format!("domains/{cand}"),
+            |c, m, p| self.req(c, m, p),
+        )
+        .await
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
@@ -495,17 +471,10 @@ impl Provider for DigitalOcean {
         };
         let current = self.list(zone, &change.name, op).await?;
         let held = to_set(&current);
-        // Already as wanted (the same change applied before): nothing to write.
-        if crate::changeset::same_content(change.wanted(), held.as_ref()) {
+        // Nothing to write when the change was applied before; a conflict
+        // when the set is neither what was read nor what is wanted.
+        if !change.still_to_write(KIND, held.as_ref())? {
             return Ok(());
-        }
-        if !change.old.unchanged_in(held.as_ref()) {
-            return Err(crate::changeset::conflict(
-                KIND,
-                op,
-                &change.name,
-                "the TXT RRset changed since it was read",
-            ));
         }
         let ttl = change.wanted().map(|s| s.ttl).unwrap_or(0);
         self.write_records(zone, &change.name, ttl, &desired, &current, op)

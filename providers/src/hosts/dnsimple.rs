@@ -32,12 +32,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::check_all;
-use crate::changeset::{ApplyError, ApplyTraits, Observed, TxtChange, ZoneSets, conflict};
+use crate::changeset::{ApplyError, ApplyTraits, Observed, TxtChange, ZoneSets};
 use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
-use crate::registry::{Credential, CredentialKind, Host, Settings};
+use crate::registry::{Credential, CredentialKind, Host, SettingProblem, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
-    zone_candidates,
 };
 
 const KIND: &str = "dnsimple";
@@ -49,6 +48,8 @@ pub const HOST: Host = Host {
     descriptor_toml: include_str!("../../hosts/dnsimple.toml"),
     credential: CredentialKind::Secret,
     required: &[],
+    optional: &["account_id", "base_url"],
+    check,
     connect,
 };
 
@@ -62,13 +63,26 @@ fn connect(
         cfg.base_url = url.clone();
     }
     if let Some(id) = &settings.account_id {
-        cfg.account_id = Some(id.trim().parse().map_err(|_| {
-            config_error(format!(
-                "account_id '{id}' is not a DNSimple account id (a number, as in https://dnsimple.com/a/1010/...)"
-            ))
-        })?);
+        cfg.account_id = Some(account_id(id).map_err(config_error)?);
     }
     Ok(std::sync::Arc::new(Dnsimple::new(cfg, policy)?))
+}
+
+/// The numeric account id of the `account_id` setting.
+fn account_id(id: &str) -> Result<u64, String> {
+    id.trim().parse().map_err(|_| {
+        format!(
+            "account_id '{id}' is not a DNSimple account id (a number, as in https://dnsimple.com/a/1010/...)"
+        )
+    })
+}
+
+/// The registry's [`crate::registry::Check`]: the account id.
+fn check(settings: &Settings) -> Vec<SettingProblem> {
+    match settings.account_id.as_deref().map(account_id) {
+        Some(Err(m)) => vec![SettingProblem::new("account_id", m)],
+        _ => Vec::new(),
+    }
 }
 
 fn config_error(message: impl Into<String>) -> Error {
@@ -450,17 +464,9 @@ impl Dnsimple {
         op: Operation,
     ) -> Result<(), Error> {
         let p = format!("{path}/{id}");
-        match self
-            .http
-            .send(op, Some(name), Idempotency::Idempotent, |c| {
-                self.req(c, Method::DELETE, &p)
-            })
+        self.http
+            .delete(op, name, |c| self.req(c, Method::DELETE, &p))
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.status == Some(404) => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 
     /// Makes the records at `name` hold exactly `records` (checked) with `ttl`, one
@@ -525,17 +531,7 @@ impl Dnsimple {
 }
 
 fn relative(zone: &Zone, name: &Fqdn, op: Operation) -> Result<String, Error> {
-    match name.relative_to(&zone.name) {
-        Some(r) if r == "@" => Ok(String::new()),
-        Some(r) => Ok(r),
-        None => Err(Error::new(
-            KIND,
-            op,
-            Some(name),
-            ErrorKind::Config,
-            format!("the name is outside zone {}", zone.name),
-        )),
-    }
+    super::relative_name(KIND, zone, name, op, super::Apex::Empty)
 }
 
 fn set_of(records: &[&ListedRecord]) -> Option<TxtSet> {
@@ -579,34 +575,16 @@ impl Provider for Dnsimple {
     }
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
-        let op = Operation::FindZone;
         let account = self.account().await.map_err(|e| e.with_name(name))?;
-        for cand in zone_candidates(name) {
-            let path = format!("{account}/zones/{cand}");
-            match self
-                .http
-                .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::GET, &path)
-                })
-                .await
-            {
-                Ok(_) => {
-                    return Ok(Zone {
-                        id: cand.to_string(),
-                        name: cand,
-                    });
-                }
-                Err(e) if e.kind == ErrorKind::ZoneNotFound => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::new(
+        super::walk_zones_by_get(
+            &self.http,
             KIND,
-            op,
-            Some(name),
-            ErrorKind::ZoneNotFound,
+            name,
             "no zone in this account holds the name",
-        ))
+            |cand| format!("{account}/zones/{cand}"),
+            |c, m, p| self.req(c, m, p),
+        )
+        .await
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
@@ -671,17 +649,13 @@ impl Provider for Dnsimple {
                 relative(zone, &c.name, c.operation()).map_err(ApplyError::nothing_written)?;
             let now = by_name.get(&rel).map(Vec::as_slice).unwrap_or_default();
             let now_set = set_of(&now.iter().collect::<Vec<_>>());
-            // Already as wanted (the same change applied before): nothing to write.
-            if crate::changeset::same_content(c.wanted(), now_set.as_ref()) {
+            // Nothing to write when the change was applied before; a conflict
+            // when the set is neither what was read nor what is wanted.
+            if !c
+                .still_to_write(KIND, now_set.as_ref())
+                .map_err(ApplyError::nothing_written)?
+            {
                 continue;
-            }
-            if !c.old.unchanged_in(now_set.as_ref()) {
-                return Err(ApplyError::nothing_written(conflict(
-                    KIND,
-                    c.operation(),
-                    &c.name,
-                    "the TXT RRset changed since it was read",
-                )));
             }
             let set = c.wanted();
             let plan = plan_name(now, set, records);

@@ -54,6 +54,8 @@ pub const HOST: Host = Host {
         key: "command",
         example: "[\"/usr/local/lib/maildns/my-dns-host\"]",
     }],
+    optional: &["timeout", "atomic", "compare_and_swap"],
+    check: crate::registry::no_check,
     connect,
 };
 

@@ -19,7 +19,7 @@ use crate::http::{self, Failure, HttpClient, Idempotency, RetryPolicy};
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
     ApplyError, Error, ErrorKind, Fqdn, Observed, Operation, Profile, Provider, Secret, TxtChange,
-    TxtRecord, TxtSet, Zone, ZoneSets, zone_candidates,
+    TxtRecord, TxtSet, Zone, ZoneProbe, ZoneSets, hostname_candidates, walk_zones,
 };
 
 const KIND: &str = "gandi";
@@ -30,6 +30,8 @@ pub const HOST: Host = Host {
     descriptor_toml: include_str!("../../hosts/gandi.toml"),
     credential: CredentialKind::Secret,
     required: &[],
+    optional: &["base_url"],
+    check: crate::registry::no_check,
     connect,
 };
 
@@ -186,29 +188,21 @@ impl Provider for Gandi {
     }
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
-        for candidate in domain_candidates(name) {
-            let path = format!("domains/{}", candidate.as_str());
-            match self
-                .call(Operation::FindZone, name, Method::GET, &path, None)
-                .await
-            {
-                Ok(_) => {
-                    return Ok(Zone {
-                        id: candidate.as_str().to_string(),
-                        name: candidate,
-                    });
-                }
-                Err(e) if e.status == Some(404) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::new(
+        walk_zones(
             KIND,
-            Operation::FindZone,
-            Some(name),
-            ErrorKind::ZoneNotFound,
-            format!("no LiveDNS domain holds {name}"),
-        ))
+            name,
+            // Gandi answers 400, not 404, for a name it cannot hold as a domain.
+            hostname_candidates(name),
+            &format!("no LiveDNS domain holds {name}"),
+            |cand| async move {
+                let path = format!("domains/{}", cand.as_str());
+                let r = self
+                    .call(Operation::FindZone, name, Method::GET, &path, None)
+                    .await;
+                ZoneProbe::found_unless(r.map(|_| cand.to_string()), |e| e.status == Some(404))
+            },
+        )
+        .await
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
@@ -243,14 +237,10 @@ impl Provider for Gandi {
     async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
         let path = Self::set_path(zone, name)?;
         let _guard = self.write_lock.lock().await;
-        match self
-            .call(Operation::Delete, name, Method::DELETE, &path, None)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.status == Some(404) => Ok(()),
-            Err(e) => Err(e),
-        }
+        http::gone_is_done(
+            self.call(Operation::Delete, name, Method::DELETE, &path, None)
+                .await,
+        )
     }
 
     /// LiveDNS addresses a domain by its name: no lookup needed.
@@ -314,18 +304,14 @@ impl Provider for Gandi {
         let mut in_place = Vec::new();
         for c in changes {
             let current = now.get(&c.name).and_then(|o| o.set.as_ref());
-            // Already as wanted (the same change applied before): nothing to write.
-            if crate::changeset::same_content(c.wanted(), current) {
+            // Nothing to write when the change was applied before; a conflict
+            // when the set is neither what was read nor what is wanted.
+            if !c
+                .still_to_write(KIND, current)
+                .map_err(ApplyError::nothing_written)?
+            {
                 in_place.push(c.name.clone());
                 continue;
-            }
-            if !c.old.unchanged_in(current) {
-                return Err(ApplyError::nothing_written(crate::changeset::conflict(
-                    KIND,
-                    c.operation(),
-                    &c.name,
-                    "the TXT RRset changed since it was read",
-                )));
             }
         }
         let mut written = Vec::new();
@@ -341,16 +327,6 @@ impl Provider for Gandi {
         }
         Ok(())
     }
-}
-
-/// Candidate domains for `name`: itself and its parents, without one-label
-/// names and names with a label Gandi cannot hold as a domain (`_dmarc`):
-/// Gandi refuses those with 400 instead of 404.
-fn domain_candidates(name: &Fqdn) -> Vec<Fqdn> {
-    zone_candidates(name)
-        .into_iter()
-        .filter(|c| c.as_str().contains('.') && !c.as_str().split('.').any(|l| l.starts_with('_')))
-        .collect()
 }
 
 #[derive(Debug, Deserialize)]

@@ -37,7 +37,6 @@ use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
-    zone_candidates,
 };
 
 const KIND: &str = "godaddy";
@@ -52,6 +51,8 @@ pub const HOST: Host = Host {
     descriptor_toml: include_str!("../../hosts/godaddy.toml"),
     credential: CredentialKind::Secret,
     required: &[],
+    optional: &["base_url"],
+    check: crate::registry::no_check,
     connect,
 };
 
@@ -295,15 +296,7 @@ impl GoDaddy {
     }
 
     fn relative(zone: &Zone, name: &Fqdn, op: Operation) -> Result<String, Error> {
-        name.relative_to(&zone.name).ok_or_else(|| {
-            Error::new(
-                KIND,
-                op,
-                Some(name),
-                ErrorKind::Config,
-                format!("the name is outside domain {}", zone.name),
-            )
-        })
+        super::relative_name(KIND, zone, name, op, super::Apex::At)
     }
 
     async fn read(&self, zone: &Zone, name: &Fqdn, op: Operation) -> Result<Option<TxtSet>, Error> {
@@ -384,17 +377,9 @@ impl GoDaddy {
                     .await?;
             }
             None => {
-                match self
-                    .http
-                    .send(op, Some(name), Idempotency::Idempotent, |c| {
-                        self.req(c, Method::DELETE, &path)
-                    })
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) if e.status == Some(404) => {}
-                    Err(e) => return Err(e),
-                }
+                self.http
+                    .delete(op, name, |c| self.req(c, Method::DELETE, &path))
+                    .await?;
             }
         }
         let after = self.read(zone, name, Operation::WaitForChange).await?;
@@ -438,33 +423,15 @@ impl Provider for GoDaddy {
     }
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
-        let op = Operation::FindZone;
-        for cand in zone_candidates(name) {
-            let path = format!("v1/domains/{cand}");
-            match self
-                .http
-                .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::GET, &path)
-                })
-                .await
-            {
-                Ok(_) => {
-                    return Ok(Zone {
-                        id: cand.to_string(),
-                        name: cand,
-                    });
-                }
-                Err(e) if e.kind == ErrorKind::ZoneNotFound => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::new(
+        super::walk_zones_by_get(
+            &self.http,
             KIND,
-            op,
-            Some(name),
-            ErrorKind::ZoneNotFound,
+            name,
             "no domain in this GoDaddy account holds the name",
-        ))
+            |cand| format!("v1/domains/{cand}"),
+            |c, m, p| self.req(c, m, p),
+        )
+        .await
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {

@@ -33,6 +33,8 @@ pub const HOST: Host = Host {
     descriptor_toml: include_str!("../../hosts/google.toml"),
     credential: CredentialKind::Secret,
     required: &[],
+    optional: &["base_url", "project"],
+    check: crate::registry::no_check,
     connect,
 };
 

@@ -28,7 +28,7 @@ use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Observed, Operation, Profile, Provider, Secret, TxtChange, TxtRecord,
-    TxtSet, Zone, ZoneSets, zone_candidates,
+    TxtSet, Zone, ZoneProbe, ZoneSets, hostname_candidates, walk_zones,
 };
 
 const KIND: &str = "hetzner";
@@ -39,6 +39,8 @@ pub const HOST: Host = Host {
     descriptor_toml: include_str!("../../hosts/hetzner.toml"),
     credential: CredentialKind::Secret,
     required: &[],
+    optional: &["base_url"],
+    check: crate::registry::no_check,
     connect,
 };
 
@@ -453,16 +455,6 @@ struct Pagination {
     next_page: Option<u32>,
 }
 
-/// Candidate zones for `name`: its parents up to the second level, without
-/// labels Hetzner cannot hold as a zone name (`_dmarc`, `_domainkey`): asking
-/// for those only earns a validation error.
-fn zone_names(name: &Fqdn) -> Vec<Fqdn> {
-    zone_candidates(name)
-        .into_iter()
-        .filter(|c| c.as_str().contains('.') && !c.as_str().split('.').any(|l| l.starts_with('_')))
-        .collect()
-}
-
 fn records_json(records: &[TxtRecord]) -> serde_json::Value {
     records
         .iter()
@@ -486,40 +478,39 @@ impl Provider for Hetzner {
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
         let op = Operation::FindZone;
-        for cand in zone_names(name) {
-            let q = [("name", cand.to_string())];
-            let resp = match self
-                .http
-                .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::GET, "zones").query(&q)
-                })
-                .await
-            {
-                Ok(r) => r,
-                // Only "not found" means: try the parent. Anything else is the answer.
-                Err(e) if e.status == Some(404) => continue,
-                Err(e) => return Err(e),
-            };
-            let list: ZoneList = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
-            if let Some(z) = list
-                .zones
-                .into_iter()
-                .find(|z| Fqdn::parse(&z.name).is_ok_and(|n| n == cand))
-            {
-                let id = match z.id {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                return Ok(Zone { name: cand, id });
-            }
-        }
-        Err(Error::new(
+        walk_zones(
             KIND,
-            op,
-            Some(name),
-            ErrorKind::ZoneNotFound,
+            name,
+            hostname_candidates(name),
             "no zone in this project holds the name",
-        ))
+            |cand| async move {
+                let q = [("name", cand.to_string())];
+                let resp = match self
+                    .http
+                    .send(op, Some(name), Idempotency::Idempotent, |c| {
+                        self.req(c, Method::GET, "zones").query(&q)
+                    })
+                    .await
+                {
+                    Ok(r) => r,
+                    // Only "not found" means: try the parent. Anything else is the answer.
+                    Err(e) if e.status == Some(404) => return Ok(ZoneProbe::Absent(None)),
+                    Err(e) => return Err(e),
+                };
+                let list: ZoneList = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
+                Ok(list
+                    .zones
+                    .into_iter()
+                    .find(|z| Fqdn::parse(&z.name).is_ok_and(|n| n == cand))
+                    .map_or(ZoneProbe::Absent(None), |z| {
+                        ZoneProbe::Found(match z.id {
+                            serde_json::Value::String(s) => s,
+                            other => other.to_string(),
+                        })
+                    }))
+            },
+        )
+        .await
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
@@ -545,13 +536,10 @@ impl Provider for Hetzner {
     async fn delete_txt(&self, zone: &Zone, name: &Fqdn) -> Result<(), Error> {
         let op = Operation::Delete;
         let path = Self::rrset_path(zone, name)?;
-        match self
-            .write_when_free(op, name, Method::DELETE, &path, None)
-            .await
-        {
-            Err(e) if e.status == Some(404) => Ok(()),
-            other => other,
-        }
+        crate::http::gone_is_done(
+            self.write_when_free(op, name, Method::DELETE, &path, None)
+                .await,
+        )
     }
 
     /// The `{zone}` path segment takes the zone's name: no lookup needed.
@@ -638,17 +626,10 @@ impl Provider for Hetzner {
             Some(c) if !c.records.is_empty() => Some(txt_set(c, &change.name, op)?),
             _ => None,
         };
-        // Already as wanted (the same change applied before): nothing to write.
-        if crate::changeset::same_content(change.wanted(), now.as_ref()) {
+        // Nothing to write when the change was applied before; a conflict
+        // when the set is neither what was read nor what is wanted.
+        if !change.still_to_write(KIND, now.as_ref())? {
             return Ok(());
-        }
-        if !change.old.unchanged_in(now.as_ref()) {
-            return Err(crate::changeset::conflict(
-                KIND,
-                op,
-                &change.name,
-                "the TXT RRset changed since it was read",
-            ));
         }
         match desired {
             Some((ttl, records)) => {

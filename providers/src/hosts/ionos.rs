@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::check_all;
-use crate::changeset::{self, Observed, TxtChange, ZoneSets};
+use crate::changeset::{Observed, TxtChange, ZoneSets};
 use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
@@ -43,6 +43,8 @@ pub const HOST: Host = Host {
     descriptor_toml: include_str!("../../hosts/ionos.toml"),
     credential: CredentialKind::Secret,
     required: &[],
+    optional: &["base_url"],
+    check: crate::registry::no_check,
     connect,
 };
 
@@ -392,18 +394,9 @@ impl Ionos {
         op: Operation,
     ) -> Result<(), Error> {
         let path = format!("v1/zones/{}/records/{id}", zone.id);
-        match self
-            .http
-            .send(op, Some(name), Idempotency::Idempotent, |c| {
-                self.req(c, Method::DELETE, &path)
-            })
+        self.http
+            .delete(op, name, |c| self.req(c, Method::DELETE, &path))
             .await
-        {
-            Ok(_) => Ok(()),
-            // Already gone (a retried delete): what was asked.
-            Err(e) if e.status == Some(404) => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 }
 
@@ -497,17 +490,10 @@ impl Provider for Ionos {
             check_all(KIND, &self.profile, &change.name, set)?;
         }
         let current = self.list(zone, &change.name, op).await?;
-        // Already as wanted (the same change applied before): nothing to write.
-        if changeset::same_content(change.wanted(), set_of(&current).as_ref()) {
+        // Nothing to write when the change was applied before; a conflict
+        // when the set is neither what was read nor what is wanted.
+        if !change.still_to_write(KIND, set_of(&current).as_ref())? {
             return Ok(());
-        }
-        if !change.old.unchanged_in(set_of(&current).as_ref()) {
-            return Err(changeset::conflict(
-                KIND,
-                op,
-                &change.name,
-                "the TXT RRset changed since it was read",
-            ));
         }
         match change.wanted() {
             Some(set) => self.write(zone, &change.name, set, current, op).await,

@@ -27,12 +27,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::check_all;
-use crate::changeset::{self, Observed, TxtChange, ZoneSets};
+use crate::changeset::{Observed, TxtChange, ZoneSets};
 use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
-    zone_candidates,
+    ZoneProbe, walk_zones, zone_candidates,
 };
 
 const KIND: &str = "linode";
@@ -43,6 +43,8 @@ pub const HOST: Host = Host {
     descriptor_toml: include_str!("../../hosts/linode.toml"),
     credential: CredentialKind::Secret,
     required: &[],
+    optional: &["base_url"],
+    check: crate::registry::no_check,
     connect,
 };
 
@@ -222,17 +224,7 @@ pub fn parse_records(
 }
 
 fn relative(zone: &Zone, name: &Fqdn, op: Operation) -> Result<String, Error> {
-    match name.relative_to(&zone.name) {
-        Some(r) if r == "@" => Ok(String::new()),
-        Some(r) => Ok(r),
-        None => Err(Error::new(
-            KIND,
-            op,
-            Some(name),
-            ErrorKind::Config,
-            format!("the name is outside zone {}", zone.name),
-        )),
-    }
+    super::relative_name(KIND, zone, name, op, super::Apex::Empty)
 }
 
 fn set_of(records: &[LinodeRecord]) -> Option<TxtSet> {
@@ -420,17 +412,9 @@ impl Linode {
         }
         for rec in w.delete {
             let p = format!("{path}/{}", rec.id);
-            match self
-                .http
-                .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::DELETE, &p)
-                })
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.status == Some(404) => {}
-                Err(e) => return Err(e),
-            }
+            self.http
+                .delete(op, name, |c| self.req(c, Method::DELETE, &p))
+                .await?;
         }
         Ok(())
     }
@@ -452,33 +436,30 @@ impl Provider for Linode {
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
         let op = Operation::FindZone;
-        for cand in zone_candidates(name) {
-            let filter = json!({ "domain": cand.as_str() }).to_string();
-            let resp = self
-                .http
-                .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::GET, "domains")
-                        .header("X-Filter", &filter)
-                })
-                .await?;
-            let (domains, _) = parse_domains(&resp.body, name, op)?;
-            if let Some((id, _)) = domains
-                .iter()
-                .find(|(_, d)| d.trim_end_matches('.').eq_ignore_ascii_case(cand.as_str()))
-            {
-                return Ok(Zone {
-                    id: id.to_string(),
-                    name: cand,
-                });
-            }
-        }
-        Err(Error::new(
+        walk_zones(
             KIND,
-            op,
-            Some(name),
-            ErrorKind::ZoneNotFound,
+            name,
+            zone_candidates(name),
             "no domain in this account holds the name",
-        ))
+            |cand| async move {
+                let filter = json!({ "domain": cand.as_str() }).to_string();
+                let resp = self
+                    .http
+                    .send(op, Some(name), Idempotency::Idempotent, |c| {
+                        self.req(c, Method::GET, "domains")
+                            .header("X-Filter", &filter)
+                    })
+                    .await?;
+                let (domains, _) = parse_domains(&resp.body, name, op)?;
+                Ok(domains
+                    .iter()
+                    .find(|(_, d)| d.trim_end_matches('.').eq_ignore_ascii_case(cand.as_str()))
+                    .map_or(ZoneProbe::Absent(None), |(id, _)| {
+                        ZoneProbe::Found(id.to_string())
+                    }))
+            },
+        )
+        .await
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
@@ -529,16 +510,10 @@ impl Provider for Linode {
         }
         let current = self.list(zone, &change.name, op).await?;
         let now = set_of(&current);
-        if !change.old.unchanged_in(now.as_ref()) {
-            if changeset::same_content(change.wanted(), now.as_ref()) {
-                return Ok(());
-            }
-            return Err(changeset::conflict(
-                KIND,
-                op,
-                &change.name,
-                "the TXT RRset changed since it was read",
-            ));
+        // Nothing to write when the change was applied before; a conflict
+        // when the set is neither what was read nor what is wanted.
+        if !change.still_to_write(KIND, now.as_ref())? {
+            return Ok(());
         }
         self.write(zone, &change.name, current, change.wanted())
             .await

@@ -38,6 +38,8 @@ pub const HOST: Host = Host {
     descriptor_toml: include_str!("../../hosts/manual.toml"),
     credential: CredentialKind::None,
     required: &[],
+    optional: &["value_form", "notify"],
+    check: crate::registry::no_check,
     connect,
 };
 

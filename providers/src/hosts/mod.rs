@@ -282,6 +282,81 @@ pub(crate) fn pair_rewrites<'d, C>(
     }
 }
 
+/// [`crate::walk_zones`] for hosts that answer `GET` of a candidate's path
+/// with success for a domain of the account and an error their error mapping
+/// makes [`crate::ErrorKind::ZoneNotFound`] otherwise; the zone's id is its name.
+/// `req` builds the host's authenticated request for a method and path.
+///
+/// # Errors
+/// As [`crate::walk_zones`].
+pub(crate) async fn walk_zones_by_get(
+    http: &crate::http::HttpClient,
+    kind: &'static str,
+    name: &Fqdn,
+    not_found: &str,
+    path: impl Fn(&Fqdn) -> String,
+    req: impl Fn(&reqwest::Client, reqwest::Method, &str) -> reqwest::RequestBuilder,
+) -> Result<crate::Zone, Error> {
+    let req = &req;
+    crate::walk_zones(
+        kind,
+        name,
+        crate::zone_candidates(name),
+        not_found,
+        |cand| {
+            let path = path(&cand);
+            async move {
+                let r = http
+                    .send(
+                        Operation::FindZone,
+                        Some(name),
+                        crate::http::Idempotency::Idempotent,
+                        |c| req(c, reqwest::Method::GET, &path),
+                    )
+                    .await;
+                crate::ZoneProbe::found_unless(r.map(|_| cand.to_string()), |e| {
+                    e.kind == crate::ErrorKind::ZoneNotFound
+                })
+            }
+        },
+    )
+    .await
+}
+
+/// How a host writes the apex among relative owner names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Apex {
+    /// `@` (as in zone files).
+    At,
+    /// The empty name.
+    Empty,
+}
+
+/// `name` relative to `zone` as the host writes owner names (`_dmarc`,
+/// `sel._domainkey`, the apex as `apex` says).
+///
+/// # Errors
+/// [`crate::ErrorKind::Config`] for `kind` and `op` when `name` is outside the zone.
+pub(crate) fn relative_name(
+    kind: &'static str,
+    zone: &crate::Zone,
+    name: &Fqdn,
+    op: Operation,
+    apex: Apex,
+) -> Result<String, Error> {
+    match name.relative_to(&zone.name) {
+        Some(r) if r == "@" && apex == Apex::Empty => Ok(String::new()),
+        Some(r) => Ok(r),
+        None => Err(Error::new(
+            kind,
+            op,
+            Some(name),
+            crate::ErrorKind::Config,
+            format!("the name is outside zone {}", zone.name),
+        )),
+    }
+}
+
 /// Splits a secret made of two parts joined by `sep` (Porkbun `APIKEY:SECRETAPIKEY`,
 /// Netcup `APIKEY:APIPASSWORD`, IONOS `prefix.secret`): at the first `sep`, both
 /// parts non-empty.

@@ -35,7 +35,7 @@ use serde::Deserialize;
 use super::check_all;
 use crate::changeset::{ApplyError, ApplyTraits, Observed, TxtChange, ZoneSets, conflict};
 use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
-use crate::registry::{Credential, CredentialKind, Host, Required, Settings};
+use crate::registry::{Credential, CredentialKind, Host, Required, SettingProblem, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
 };
@@ -62,6 +62,8 @@ pub const HOST: Host = Host {
             example: "\"203.0.113.7\"",
         },
     ],
+    optional: &["username", "replace_whole_host_list", "base_url"],
+    check,
     connect,
 };
 
@@ -78,11 +80,7 @@ fn connect(
         .client_ip
         .as_deref()
         .ok_or_else(|| crate::registry::missing(KIND, "client_ip"))?;
-    let client_ip: Ipv4Addr = client_ip.trim().parse().map_err(|_| {
-        config_error(format!(
-            "client_ip '{client_ip}' is not an IPv4 address (Namecheap takes IPv4 only)"
-        ))
-    })?;
+    let client_ip = parse_client_ip(client_ip).map_err(config_error)?;
     let mut cfg = Config::new(api_user, client_ip, credential.secret(KIND)?);
     if let Some(u) = &settings.username {
         cfg.username = u.clone();
@@ -92,6 +90,29 @@ fn connect(
     }
     cfg.replace_whole_host_list = settings.replace_whole_host_list.unwrap_or(false);
     Ok(Arc::new(Namecheap::new(cfg, policy)?))
+}
+
+/// The `client_ip` setting: an IPv4 address (Namecheap's whitelist takes no IPv6).
+fn parse_client_ip(ip: &str) -> Result<Ipv4Addr, String> {
+    ip.trim()
+        .parse()
+        .map_err(|_| format!("client_ip '{ip}' is not an IPv4 address (Namecheap takes IPv4 only)"))
+}
+
+/// The registry's [`crate::registry::Check`]: the API user and the client address.
+fn check(settings: &Settings) -> Vec<SettingProblem> {
+    let mut out = Vec::new();
+    if let Some(u) = &settings.api_user
+        && u.trim().is_empty()
+    {
+        out.push(SettingProblem::new("api_user", "api_user is empty"));
+    }
+    if let Some(ip) = &settings.client_ip
+        && let Err(m) = parse_client_ip(ip)
+    {
+        out.push(SettingProblem::new("client_ip", m));
+    }
+    out
 }
 
 fn config_error(message: impl Into<String>) -> Error {
@@ -466,15 +487,7 @@ fn domain_lock(api_user: &str, zone: &Fqdn) -> Arc<tokio::sync::Mutex<()>> {
 }
 
 fn relative(zone: &Zone, name: &Fqdn, op: Operation) -> Result<String, Error> {
-    name.relative_to(&zone.name).ok_or_else(|| {
-        Error::new(
-            KIND,
-            op,
-            Some(name),
-            ErrorKind::Config,
-            format!("the name is outside domain {}", zone.name),
-        )
-    })
+    super::relative_name(KIND, zone, name, op, super::Apex::At)
 }
 
 fn txt_set(list: &HostList, rel: &str) -> Option<TxtSet> {

@@ -37,10 +37,10 @@ use url::Url;
 use super::check_all;
 use crate::changeset::{self, ApplyError, Observed, TxtChange, ZoneSets};
 use crate::http::{HttpClient, Idempotency, RetryPolicy};
-use crate::registry::{Credential, CredentialKind, Host, Required, Settings};
+use crate::registry::{Credential, CredentialKind, Host, Required, SettingProblem, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
-    zone_candidates,
+    domain_candidates,
 };
 
 const KIND: &str = "netcup";
@@ -55,6 +55,8 @@ pub const HOST: Host = Host {
         key: "customer_number",
         example: "\"123456\"",
     }],
+    optional: &["base_url"],
+    check,
     connect,
 };
 
@@ -72,6 +74,23 @@ fn connect(
         cfg.endpoint = url.clone();
     }
     Ok(std::sync::Arc::new(Netcup::new(cfg, policy)?))
+}
+
+/// Whether `n` is a customer number: digits.
+fn customer_number(n: &str) -> Result<(), &'static str> {
+    if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err("customer_number must be the customer number's digits")
+    }
+}
+
+/// The registry's [`crate::registry::Check`]: the customer number.
+fn check(settings: &Settings) -> Vec<SettingProblem> {
+    match settings.customer_number.as_deref().map(customer_number) {
+        Some(Err(m)) => vec![SettingProblem::new("customer_number", m)],
+        _ => Vec::new(),
+    }
 }
 
 /// The real endpoint (JSON flavour of the CCP web service).
@@ -299,10 +318,8 @@ impl Netcup {
                 m.to_string(),
             )
         };
-        if config.customer_number.is_empty()
-            || !config.customer_number.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Err(cfg("customer_number must be the customer number's digits"));
+        if let Err(m) = customer_number(&config.customer_number) {
+            return Err(cfg(m));
         }
         if config.api_key.is_empty() || config.api_password.is_empty() {
             return Err(cfg("the API key or the API password is empty"));
@@ -484,15 +501,7 @@ impl Netcup {
     }
 
     fn relative(zone: &Zone, name: &Fqdn, op: Operation) -> Result<String, Error> {
-        name.relative_to(&zone.name).ok_or_else(|| {
-            Error::new(
-                KIND,
-                op,
-                Some(name),
-                ErrorKind::Config,
-                format!("the name is outside zone {}", zone.name),
-            )
-        })
+        super::relative_name(KIND, zone, name, op, super::Apex::At)
     }
 
     async fn at_name(
@@ -616,11 +625,9 @@ impl Netcup {
     async fn find_zone_in(&self, s: &mut Session, name: &Fqdn) -> Result<Zone, Error> {
         let op = Operation::FindZone;
         let mut last = None;
-        for cand in zone_candidates(name) {
-            // A parent with no dot (a TLD) is never a customer's zone.
-            if !cand.as_str().contains('.') {
-                break;
-            }
+        // A session cannot be lent to walk_zones' probes (a probe may renew
+        // it), so the walk is written out; a TLD is never a customer's zone.
+        for cand in domain_candidates(name) {
             let zone = Zone {
                 id: cand.to_string(),
                 name: cand.clone(),
@@ -659,17 +666,10 @@ impl Netcup {
             let rel = Self::relative(zone, &c.name, op)?;
             let current: Vec<ListedRecord> =
                 recs.iter().filter(|r| r.hostname == rel).cloned().collect();
-            // Already as wanted (the same change applied before): nothing to send.
-            if changeset::same_content(c.wanted(), set_of(ttl, &current).as_ref()) {
+            // Nothing to send when the change was applied before; a conflict
+            // when the set is neither what was read nor what is wanted.
+            if !c.still_to_write(KIND, set_of(ttl, &current).as_ref())? {
                 continue;
-            }
-            if !c.old.unchanged_in(set_of(ttl, &current).as_ref()) {
-                return Err(changeset::conflict(
-                    KIND,
-                    op,
-                    &c.name,
-                    "the TXT RRset changed since it was read",
-                ));
             }
             entries.extend(self.entries(zone, &c.name, c.wanted(), ttl, current, op)?);
         }

@@ -35,9 +35,9 @@ use serde_json::json;
 use sha1::{Digest, Sha1};
 
 use super::check_all;
-use crate::changeset::{self, ApplyError, TxtChange};
+use crate::changeset::{ApplyError, TxtChange};
 use crate::http::{Failure, HttpClient, Idempotency, Response, RetryPolicy, kind_for_status};
-use crate::registry::{Credential, CredentialKind, Host, Required, Settings};
+use crate::registry::{Credential, CredentialKind, Host, Required, SettingProblem, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
     zone_candidates,
@@ -56,6 +56,8 @@ pub const HOST: Host = Host {
         key: "application_key",
         example: "\"your-application-key\"",
     }],
+    optional: &["endpoint", "base_url"],
+    check,
     connect,
 };
 
@@ -87,14 +89,34 @@ pub const DEFAULT_BASE_URL: &str = "https://eu.api.ovh.com/1.0";
 /// # Errors
 /// [`ErrorKind::Config`] for another name.
 pub fn endpoint_url(name: &str) -> Result<&'static str, Error> {
+    endpoint_base(name).map_err(config_error)
+}
+
+fn endpoint_base(name: &str) -> Result<&'static str, String> {
     match name {
         "ovh-eu" => Ok(DEFAULT_BASE_URL),
         "ovh-ca" => Ok("https://ca.api.ovh.com/1.0"),
         "ovh-us" => Ok("https://api.us.ovhcloud.com/1.0"),
-        other => Err(config_error(format!(
+        other => Err(format!(
             "unknown endpoint '{other}': use ovh-eu, ovh-ca or ovh-us (or base_url)"
-        ))),
+        )),
     }
+}
+
+/// The registry's [`crate::registry::Check`]: the application key and the endpoint name.
+fn check(settings: &Settings) -> Vec<SettingProblem> {
+    let mut out = Vec::new();
+    if let Some(k) = &settings.application_key
+        && k.trim().is_empty()
+    {
+        out.push(SettingProblem::new("application_key", "is empty"));
+    }
+    if let Some(e) = &settings.endpoint
+        && let Err(m) = endpoint_base(e)
+    {
+        out.push(SettingProblem::new("endpoint", m));
+    }
+    out
 }
 
 fn config_error(message: String) -> Error {
@@ -750,8 +772,8 @@ impl Ovh {
         }
         for rec in leftover {
             *wrote = true;
-            match self
-                .call(
+            crate::http::gone_is_done(
+                self.call(
                     op,
                     Some(name),
                     Call {
@@ -762,12 +784,8 @@ impl Ovh {
                         idempotency: Idempotency::Idempotent,
                     },
                 )
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.status == Some(404) => {}
-                Err(e) => return Err(e),
-            }
+                .await,
+            )?;
         }
         Ok(())
     }
@@ -797,17 +815,10 @@ impl Ovh {
         let op = change.operation();
         let current = self.list(zone, &change.name, op).await?;
         let now = set_of(&current);
-        if !change.old.unchanged_in(now.as_ref()) {
-            // Already in place (a re-applied change set): nothing to do.
-            if changeset::same_content(change.wanted(), now.as_ref()) {
-                return Ok(());
-            }
-            return Err(changeset::conflict(
-                KIND,
-                op,
-                &change.name,
-                "the TXT RRset changed since it was read",
-            ));
+        // Nothing to write when the change was applied before; a conflict
+        // when the set is neither what was read nor what is wanted.
+        if !change.still_to_write(KIND, now.as_ref())? {
+            return Ok(());
         }
         self.write(zone, &change.name, current, change.wanted(), wrote)
             .await

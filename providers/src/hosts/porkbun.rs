@@ -27,12 +27,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::check_all;
-use crate::changeset::{self, Observed, TxtChange, ZoneSets};
+use crate::changeset::{Observed, TxtChange, ZoneSets};
 use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
-    zone_candidates,
+    ZoneProbe, domain_candidates, walk_zones,
 };
 
 const KIND: &str = "porkbun";
@@ -44,6 +44,8 @@ pub const HOST: Host = Host {
     descriptor_toml: include_str!("../../hosts/porkbun.toml"),
     credential: CredentialKind::Secret,
     required: &[],
+    optional: &["base_url"],
+    check: crate::registry::no_check,
     connect,
 };
 
@@ -320,17 +322,7 @@ impl Porkbun {
     }
 
     fn relative(zone: &Zone, name: &Fqdn, op: Operation) -> Result<String, Error> {
-        match name.relative_to(&zone.name) {
-            Some(r) if r == "@" => Ok(String::new()),
-            Some(r) => Ok(r),
-            None => Err(Error::new(
-                KIND,
-                op,
-                Some(name),
-                ErrorKind::Config,
-                format!("the name is outside zone {}", zone.name),
-            )),
-        }
+        super::relative_name(KIND, zone, name, op, super::Apex::Empty)
     }
 
     async fn list(
@@ -449,39 +441,34 @@ impl Provider for Porkbun {
     }
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
-        let op = Operation::FindZone;
-        let mut last = None;
-        for cand in zone_candidates(name) {
-            // A parent with no dot (a TLD) is never a domain of the account.
-            if !cand.as_str().contains('.') {
-                break;
-            }
-            let path = format!("dns/retrieveByNameType/{cand}/TXT");
-            match self
-                .post(op, name, Idempotency::Idempotent, &path, json!({}))
-                .await
-            {
-                Ok(_) => {
-                    return Ok(Zone {
-                        id: cand.to_string(),
-                        name: cand,
-                    });
-                }
-                // "Invalid domain." and the like: not a domain of this account.
-                Err(e) if e.kind == ErrorKind::Invalid => last = Some(e.message),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::new(
+        walk_zones(
             KIND,
-            op,
-            Some(name),
-            ErrorKind::ZoneNotFound,
-            match last {
-                Some(m) => format!("no domain of this account holds the name (Porkbun: {m})"),
-                None => "no domain of this account holds the name".to_string(),
+            name,
+            domain_candidates(name),
+            "no domain of this account holds the name",
+            |cand| async move {
+                let path = format!("dns/retrieveByNameType/{cand}/TXT");
+                let r = self
+                    .post(
+                        Operation::FindZone,
+                        name,
+                        Idempotency::Idempotent,
+                        &path,
+                        json!({}),
+                    )
+                    .await;
+                // "Invalid domain." and the like: not a domain of this account.
+                match ZoneProbe::found_unless(r.map(|_| cand.to_string()), |e| {
+                    e.kind == ErrorKind::Invalid
+                })? {
+                    ZoneProbe::Absent(Some(m)) => {
+                        Ok(ZoneProbe::Absent(Some(format!("Porkbun: {m}"))))
+                    }
+                    found => Ok(found),
+                }
             },
-        ))
+        )
+        .await
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
@@ -538,17 +525,10 @@ impl Provider for Porkbun {
             check_all(KIND, &self.profile, &change.name, set)?;
         }
         let current = self.list(zone, &change.name, op).await?;
-        // Already as wanted (the same change applied before): nothing to write.
-        if changeset::same_content(change.wanted(), set_of(&current).as_ref()) {
+        // Nothing to write when the change was applied before; a conflict
+        // when the set is neither what was read nor what is wanted.
+        if !change.still_to_write(KIND, set_of(&current).as_ref())? {
             return Ok(());
-        }
-        if !change.old.unchanged_in(set_of(&current).as_ref()) {
-            return Err(changeset::conflict(
-                KIND,
-                op,
-                &change.name,
-                "the TXT RRset changed since it was read",
-            ));
         }
         match change.wanted() {
             Some(set) => self.write(zone, &change.name, set, current, op).await,

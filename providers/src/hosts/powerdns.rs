@@ -63,6 +63,8 @@ pub const HOST: Host = Host {
         key: "base_url",
         example: "\"http://127.0.0.1:8081/api/v1\"",
     }],
+    optional: &["server_id"],
+    check: crate::registry::no_check,
     connect,
 };
 

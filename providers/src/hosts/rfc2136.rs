@@ -72,6 +72,8 @@ pub const HOST: Host = Host {
             example: "\"192.0.2.53:53\"",
         },
     ],
+    optional: &["algorithm"],
+    check: crate::registry::no_check,
     connect,
 };
 

@@ -49,6 +49,8 @@ pub const HOST: Host = Host {
     descriptor_toml: include_str!("../../hosts/scaleway.toml"),
     credential: CredentialKind::Secret,
     required: &[],
+    optional: &["base_url"],
+    check: crate::registry::no_check,
     connect,
 };
 
@@ -103,17 +105,7 @@ pub struct Scaleway {
 
 /// The relative name Scaleway uses: `""` for the apex.
 fn relative(zone: &Zone, name: &Fqdn, op: Operation) -> Result<String, Error> {
-    match name.relative_to(&zone.name) {
-        Some(r) if r == "@" => Ok(String::new()),
-        Some(r) => Ok(r),
-        None => Err(Error::new(
-            KIND,
-            op,
-            Some(name),
-            ErrorKind::Config,
-            format!("the name is outside zone {}", zone.name),
-        )),
-    }
+    super::relative_name(KIND, zone, name, op, super::Apex::Empty)
 }
 
 /// A value as `data` to write: one zone-file quoted string, `\` and `"` escaped.

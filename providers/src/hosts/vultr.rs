@@ -23,12 +23,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::check_all;
-use crate::changeset::{self, Observed, TxtChange, ZoneSets};
+use crate::changeset::{Observed, TxtChange, ZoneSets};
 use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
-    zone_candidates,
 };
 
 const KIND: &str = "vultr";
@@ -39,6 +38,8 @@ pub const HOST: Host = Host {
     descriptor_toml: include_str!("../../hosts/vultr.toml"),
     credential: CredentialKind::Secret,
     required: &[],
+    optional: &["base_url"],
+    check: crate::registry::no_check,
     connect,
 };
 
@@ -199,17 +200,7 @@ pub fn parse_records(
 }
 
 fn relative(zone: &Zone, name: &Fqdn, op: Operation) -> Result<String, Error> {
-    match name.relative_to(&zone.name) {
-        Some(r) if r == "@" => Ok(String::new()),
-        Some(r) => Ok(r),
-        None => Err(Error::new(
-            KIND,
-            op,
-            Some(name),
-            ErrorKind::Config,
-            format!("the name is outside zone {}", zone.name),
-        )),
-    }
+    super::relative_name(KIND, zone, name, op, super::Apex::Empty)
 }
 
 fn set_of(records: &[VultrRecord]) -> Option<TxtSet> {
@@ -383,17 +374,9 @@ impl Vultr {
         }
         for rec in w.delete {
             let p = format!("{path}/{}", rec.id);
-            match self
-                .http
-                .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::DELETE, &p)
-                })
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.status == Some(404) => {}
-                Err(e) => return Err(e),
-            }
+            self.http
+                .delete(op, name, |c| self.req(c, Method::DELETE, &p))
+                .await?;
         }
         Ok(())
     }
@@ -414,33 +397,15 @@ impl Provider for Vultr {
     }
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
-        let op = Operation::FindZone;
-        for cand in zone_candidates(name) {
-            let path = format!("domains/{cand}");
-            match self
-                .http
-                .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::GET, &path)
-                })
-                .await
-            {
-                Ok(_) => {
-                    return Ok(Zone {
-                        id: cand.to_string(),
-                        name: cand,
-                    });
-                }
-                Err(e) if e.kind == ErrorKind::ZoneNotFound => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::new(
+        super::walk_zones_by_get(
+            &self.http,
             KIND,
-            op,
-            Some(name),
-            ErrorKind::ZoneNotFound,
+            name,
             "no domain in this account holds the name",
-        ))
+            |cand| format!("domains/{cand}"),
+            |c, m, p| self.req(c, m, p),
+        )
+        .await
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
@@ -485,16 +450,10 @@ impl Provider for Vultr {
         let op = change.operation();
         let current = self.list(zone, &change.name, op).await?;
         let now = set_of(&current);
-        if !change.old.unchanged_in(now.as_ref()) {
-            if changeset::same_content(change.wanted(), now.as_ref()) {
-                return Ok(());
-            }
-            return Err(changeset::conflict(
-                KIND,
-                op,
-                &change.name,
-                "the TXT RRset changed since it was read",
-            ));
+        // Nothing to write when the change was applied before; a conflict
+        // when the set is neither what was read nor what is wanted.
+        if !change.still_to_write(KIND, now.as_ref())? {
+            return Ok(());
         }
         self.write(zone, &change.name, current, change.wanted())
             .await

@@ -79,6 +79,8 @@ pub const HOST: Host = Host {
         key: "path",
         example: "\"example.com.zone\"",
     }],
+    optional: &["bump_serial"],
+    check: crate::registry::no_check,
     connect,
 };
 

@@ -2,6 +2,7 @@
 //! adapter (against a real server or the host's local fake) plus the descriptor
 //! checks. Filter by module: `cargo test -p maildns-providers --test it route53::`.
 
+mod answer_parsers;
 mod azure;
 mod bunny;
 mod cloudflare;

@@ -52,6 +52,8 @@ pub const HOST: Host = Host {
     descriptor_toml: include_str!("../../../hosts/route53.toml"),
     credential: CredentialKind::Aws,
     required: &[],
+    optional: &["base_url", "wait_insync"],
+    check: crate::registry::no_check,
     connect,
 };
 
