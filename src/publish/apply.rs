@@ -497,11 +497,15 @@ async fn read_back(
     }
     let mut confirmed = served.is_some();
     if let Some(check) = served {
-        for c in &written {
-            match check
-                .check(domain, &c.name, c.kind, &c.write.records, &c.old)
-                .await
-            {
+        // Every name at once (each waits on its own answers).
+        let answers = futures_util::future::join_all(
+            written
+                .iter()
+                .map(|c| check.check(domain, &c.name, c.kind, &c.write.records, &c.old)),
+        )
+        .await;
+        for answer in answers {
+            match answer {
                 Served::Confirmed => {}
                 Served::Unconfirmed => confirmed = false,
                 Served::Wrong(e) => return Err(DomainError::NotStored(e)),
