@@ -669,7 +669,10 @@ impl<I: HasAccount + Clone + Send + 'static, O: Send + 'static> Running<I, O> {
         Fut: std::future::Future<Output = O> + Send + 'static,
     {
         // (Only items whose account has a provider are queued.)
-        let Some(p) = queue.front().and_then(|(_, item)| providers.get(item.account())) else {
+        let Some(p) = queue
+            .front()
+            .and_then(|(_, item)| providers.get(item.account()))
+        else {
             return false;
         };
         let Some((i, item)) = queue.pop_front() else {
@@ -1084,7 +1087,14 @@ mod tests {
         assert_eq!(out[0].plan.as_ref().map(|p| p.changes.len()), Some(2));
         for o in &out[1..] {
             assert!(
-                matches!(o.error, Some(DomainError::Threshold { deletions: 4, managed: 6, .. })),
+                matches!(
+                    o.error,
+                    Some(DomainError::Threshold {
+                        deletions: 4,
+                        managed: 6,
+                        ..
+                    })
+                ),
                 "{:?}",
                 o.error
             );
@@ -1097,7 +1107,10 @@ mod tests {
         let host = holding(&domains);
         let jobs: Vec<DomainJob> = domains.iter().map(|d| spf_and_dmarc(d)).collect();
         let out = run_on(host.clone(), jobs).await;
-        assert!(out.iter().all(|o| o.error.is_none() && o.applied == 2), "{out:?}");
+        assert!(
+            out.iter().all(|o| o.error.is_none() && o.applied == 2),
+            "{out:?}"
+        );
         let events = host.events.lock().unwrap().clone();
         let at = |e: &str| events.iter().position(|x| x == e).unwrap();
         // 8 managed names, at most 4 deletions: after b's read, c and d can

@@ -461,17 +461,21 @@ fn round_changes(zones: &[Fqdn], round: usize) -> Vec<(Zone, Vec<TxtChange>)> {
                 name: z.clone(),
                 id: z.to_dotted(),
             };
-            let changes = [z.clone(), z.child("_dmarc").unwrap(), z.child("s._domainkey").unwrap()]
-                .into_iter()
-                .map(|n| TxtChange {
-                    name: n,
-                    old: Default::default(),
-                    new: Some(TxtSet {
-                        ttl: 300,
-                        records: vec![TxtRecord::from_value(format!("round {round}"))],
-                    }),
-                })
-                .collect();
+            let changes = [
+                z.clone(),
+                z.child("_dmarc").unwrap(),
+                z.child("s._domainkey").unwrap(),
+            ]
+            .into_iter()
+            .map(|n| TxtChange {
+                name: n,
+                old: Default::default(),
+                new: Some(TxtSet {
+                    ttl: 300,
+                    records: vec![TxtRecord::from_value(format!("round {round}"))],
+                }),
+            })
+            .collect();
             (zone, changes)
         })
         .collect()
@@ -537,7 +541,10 @@ async fn a_change_set_refused_as_database_is_locked_writes_none_of_its_names() {
             break;
         }
     }
-    assert!(refused >= 3, "PowerDNS refused {refused} concurrent PATCHes in 40 rounds");
+    assert!(
+        refused >= 3,
+        "PowerDNS refused {refused} concurrent PATCHes in 40 rounds"
+    );
 }
 
 #[tokio::test]
@@ -582,7 +589,10 @@ async fn one_adapter_keeps_its_writes_in_flight_to_what_sqlite_sustains() {
         .iter()
         .filter(|r| r.starts_with("PATCH "))
         .count();
-    assert!((40..=48).contains(&patches), "{patches} PATCHes for 40 change sets");
+    assert!(
+        (40..=48).contains(&patches),
+        "{patches} PATCHes for 40 change sets"
+    );
 }
 
 /// A provider whose reads return what was asked for while it writes something
