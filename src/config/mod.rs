@@ -371,7 +371,6 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         }])
     })?;
     let mut v = Validator {
-        text,
         lines: Lines::of(text),
         path,
         base: path

@@ -75,8 +75,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
 }
 
 pub(super) struct Validator<'a> {
-    pub(super) text: &'a str,
-    /// The lines of `text`.
+    /// The lines of the configuration's text.
     pub(super) lines: Lines,
     pub(super) path: &'a Path,
     pub(super) base: PathBuf,
