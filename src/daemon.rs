@@ -120,15 +120,12 @@ fn rotating(config: &Config) -> Vec<Fqdn> {
 
 /// Domains with a queued `rotate --now` request (taken from the store: each
 /// request is done once).
-fn requested(runner: &Runner) -> Vec<Fqdn> {
+fn requested(runner: &Runner) -> Vec<Request> {
     match runner.store().take_requests() {
         Ok(reqs) => reqs
             .into_iter()
             .filter(|r| r.what == Request::ROTATE_NOW)
-            .map(|r| {
-                tracing::info!(domain = %r.domain, "rotation requested at {}", r.at);
-                r.domain
-            })
+            .inspect(|r| tracing::info!(domain = %r.domain, "rotation requested at {}", r.at))
             .collect(),
         Err(e) => {
             tracing::error!("cannot read queued requests: {e}");
@@ -200,7 +197,8 @@ async fn pass(
 ) -> PassReport {
     let mut report = PassReport::default();
     let domains = rotating(runner.config());
-    let requested = requested(runner);
+    let taken = requested(runner);
+    let requested: Vec<Fqdn> = taken.iter().map(|r| r.domain.clone()).collect();
     for d in requested.iter().filter(|d| !domains.contains(d)) {
         tracing::warn!(domain = %d, "rotation requested for a domain without DKIM rotation in the configuration");
     }
@@ -215,10 +213,20 @@ async fn pass(
         }
     };
     let mut limits = HashMap::new();
-    for (i, domain) in domains.into_iter().enumerate() {
+    for (i, domain) in domains.iter().enumerate() {
         if stopped(stop).await {
+            // Requests for the domains not reached stay queued (for the
+            // next replica, or this one after a restart).
+            let left = &domains[i..];
+            if let Err(e) = crate::rotation::store::requeue(
+                runner.store().as_ref(),
+                taken.iter().filter(|r| left.contains(&r.domain)),
+            ) {
+                tracing::error!("cannot queue the requests not done again: {e}");
+            }
             return report;
         }
+        let domain = domain.clone();
         let forced = requested.contains(&domain);
         let state = states
             .remove(&domain)

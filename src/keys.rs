@@ -387,6 +387,47 @@ impl PrivateKey {
         }
     }
 
+    /// Ed25519 only: the 64-byte secret key in libsodium's layout (the 32-byte
+    /// seed, then the 32-byte public key), the form rspamd and
+    /// `rspamadm dkim_keygen -t ed25519` use (base64-encoded). `None` for RSA.
+    pub fn ed25519_keypair_bytes(&self) -> Option<Zeroizing<[u8; 64]>> {
+        match &self.inner {
+            Inner::Rsa(_) => None,
+            Inner::Ed25519(k) => Some(Zeroizing::new(k.to_keypair_bytes())),
+        }
+    }
+
+    /// An Ed25519 key from libsodium's 64-byte layout (seed, then public key;
+    /// the public half must match the seed) or from the 32-byte seed alone.
+    ///
+    /// # Errors
+    /// [`KeyError::InvalidPem`] for another length or a public half that does
+    /// not belong to the seed.
+    pub fn from_ed25519_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+        let invalid = |reason: String| KeyError::InvalidPem { reason };
+        let key = match bytes.len() {
+            32 => {
+                let mut seed = Zeroizing::new([0u8; 32]);
+                seed.copy_from_slice(bytes);
+                ed25519_dalek::SigningKey::from_bytes(&seed)
+            }
+            64 => {
+                let mut pair = Zeroizing::new([0u8; 64]);
+                pair.copy_from_slice(bytes);
+                ed25519_dalek::SigningKey::from_keypair_bytes(&pair)
+                    .map_err(|e| invalid(format!("Ed25519 key pair: {e}")))?
+            }
+            n => {
+                return Err(invalid(format!(
+                    "an Ed25519 key is 32 bytes (seed) or 64 bytes (seed and public key), not {n}"
+                )));
+            }
+        };
+        Ok(PrivateKey {
+            inner: Inner::Ed25519(Box::new(key)),
+        })
+    }
+
     /// The algorithm.
     pub fn algorithm(&self) -> Algorithm {
         match &self.inner {

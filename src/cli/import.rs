@@ -1,5 +1,6 @@
-//! `maildns import opendkim`: adopt the keys an existing OpenDKIM signs with as
-//! the domains' current keys, so switching to maildns needs no re-keying.
+//! `maildns import opendkim` / `maildns import rspamd`: adopt the keys an
+//! existing OpenDKIM (its tables) or rspamd (its Redis) signs with as the
+//! domains' current keys, so switching to maildns needs no re-keying.
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +9,9 @@ use serde::Serialize;
 use super::Cli;
 use super::common::{Coded, Exit, load_gated, print_json, select_domains};
 use crate::rotation::SqliteStore;
-use crate::rotation::adopt::{ImportError, ImportResult, OpenDkimSetup, Outcome, import_opendkim};
+use crate::rotation::adopt::{
+    ImportError, ImportResult, OpenDkimSetup, Outcome, import_opendkim, import_rspamd,
+};
 
 /// Where the existing keys come from.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -18,6 +21,12 @@ pub enum Source {
         /// opendkim.conf [default: signer.config in maildns.toml, else /etc/opendkim.conf]
         #[arg(long)]
         conf: Option<PathBuf>,
+        /// Only these domains (repeatable; default: every configured domain)
+        #[arg(long = "domain", short = 'd')]
+        domains: Vec<String>,
+    },
+    /// Read the selectors and keys rspamd reads from Redis ([signer] kind = "rspamd")
+    Rspamd {
         /// Only these domains (repeatable; default: every configured domain)
         #[arg(long = "domain", short = 'd')]
         domains: Vec<String>,
@@ -33,7 +42,10 @@ struct Report<'a> {
 }
 
 pub(super) async fn run(cli: &Cli, source: &Source) -> anyhow::Result<Exit> {
-    let Source::Opendkim { conf, domains } = source;
+    let (conf, domains) = match source {
+        Source::Opendkim { conf, domains } => (conf, domains),
+        Source::Rspamd { domains } => return run_rspamd(cli, domains).await,
+    };
     let config = load_gated(cli)?;
     let selected = select_domains(&config, domains)?;
     let conf_path = conf
@@ -75,8 +87,71 @@ pub(super) async fn run(cli: &Cli, source: &Source) -> anyhow::Result<Exit> {
     })
 }
 
+#[derive(Serialize)]
+struct RspamdReport<'a> {
+    redis: &'a str,
+    state_dir: &'a Path,
+    results: &'a [ImportResult],
+}
+
+/// `maildns import rspamd`: the selectors and keys of `[signer] kind =
+/// "rspamd"`'s Redis.
+async fn run_rspamd(cli: &Cli, domains: &[String]) -> anyhow::Result<Exit> {
+    let config = load_gated(cli)?;
+    let selected = select_domains(&config, domains)?;
+    let not_rspamd = || Coded {
+        code: Exit::DataErr,
+        message: format!(
+            "{}: `import rspamd` reads the Redis of [signer] kind = \"rspamd\", and this configuration has none",
+            config.path.display()
+        ),
+    };
+    let cfg = config.signer.as_ref().ok_or_else(not_rspamd)?;
+    let redis = cfg.rspamd.as_ref().ok_or_else(not_rspamd)?.url.clone();
+    let signer = match crate::rotation::runner::signer_from_config(cfg, &config.path)? {
+        crate::signer::Signer::Rspamd(s) => s,
+        _ => return Err(not_rspamd().into()),
+    };
+    let entries = signer.entries().await.map_err(|e| Coded {
+        code: Exit::Failure,
+        message: e.to_string(),
+    })?;
+    let store: std::sync::Arc<dyn crate::rotation::Store> = match &config.state {
+        Some(_) => super::state::open(&config, super::state::Access::Write)?
+            .ok_or_else(|| anyhow::anyhow!("the shared state store could not be opened"))?,
+        None => std::sync::Arc::new(SqliteStore::open_locked(&config.state_dir)?),
+    };
+    crate::rotation::keyring::sweep(&config, Some(store.as_ref()))?;
+    let results = import_rspamd(
+        store.as_ref(),
+        &signer,
+        &entries,
+        &selected,
+        chrono::Utc::now(),
+    )?;
+    drop(store);
+    if cli.json {
+        print_json(&RspamdReport {
+            redis: &redis,
+            state_dir: &config.state_dir,
+            results: &results,
+        })?;
+    } else {
+        print_human_from(&format!("rspamd's Redis at {redis}"), &[], &results);
+    }
+    Ok(if results.iter().any(|r| r.outcome.is_problem()) {
+        Exit::Failure
+    } else {
+        Exit::Ok
+    })
+}
+
 fn print_human(conf: &Path, warnings: &[String], results: &[ImportResult]) {
-    outln!("Importing from {}", conf.display());
+    print_human_from(&conf.display().to_string(), warnings, results);
+}
+
+fn print_human_from(source: &str, warnings: &[String], results: &[ImportResult]) {
+    outln!("Importing from {source}");
     for w in warnings {
         outln!("warning: {w}");
     }

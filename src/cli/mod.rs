@@ -35,6 +35,7 @@ Examples:
   maildns records                   # every desired record as zone-file lines
   maildns check                     # config and record lint
   maildns import opendkim           # adopt the keys OpenDKIM signs with now (no re-keying)
+  maildns import rspamd             # adopt the keys rspamd reads from Redis now
   maildns status                    # keys, next action and when, blocked rotations (exit 4)
   maildns rotate --now              # start a rotation (asks the daemon when it runs)
   maildns secret set dns < token    # store account dns's token in the OS keyring

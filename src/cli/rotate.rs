@@ -76,13 +76,6 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
         },
     };
     sweep(&config, Some(store.as_ref()))?;
-    // Requests queued while another maildns held the lock: this run does them.
-    let requested: Vec<_> = store
-        .take_requests()?
-        .into_iter()
-        .filter(|r| r.what == Request::ROTATE_NOW)
-        .map(|r| r.domain)
-        .collect();
     if args.unblock {
         let now = chrono::Utc::now();
         for d in &domains {
@@ -126,6 +119,19 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
         }
         None => runner,
     };
+    // Requests queued while another maildns held the lock: this run does them.
+    // Those this run does not do (outside the selection, or a domain
+    // another replica works now) go back in the queue at the end.
+    let taken = runner.store().take_requests()?;
+    let requested: Vec<_> = taken
+        .iter()
+        .filter(|r| r.what == Request::ROTATE_NOW)
+        .map(|r| r.domain.clone())
+        .collect();
+    let mut not_done: Vec<_> = taken
+        .iter()
+        .filter(|r| r.what != Request::ROTATE_NOW || !domains.contains(&r.domain))
+        .collect();
     let mut reports = Vec::new();
     for d in &domains {
         let start = if args.now || requested.contains(d) {
@@ -134,6 +140,9 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
             Start::WhenDue
         };
         let r = runner.run(d, start).await;
+        if let Err(crate::rotation::RunnerError::Store(StoreError::Leased { .. })) = &r {
+            not_done.extend(taken.iter().filter(|q| &q.domain == d));
+        }
         reports.push(match r {
             Ok(o) => DomainReport {
                 domain: d.to_string(),
@@ -150,6 +159,9 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
                 error: Some(e.to_string()),
             },
         });
+    }
+    if let Err(e) = crate::rotation::store::requeue(runner.store().as_ref(), not_done) {
+        tracing::error!("cannot queue the requests not done again: {e}");
     }
     if cli.json {
         print_json(&reports)?;

@@ -132,9 +132,10 @@ impl Named {
     }
 
     fn save_ledger(&self, ledger: &Ledger) -> anyhow::Result<()> {
+        let changes = Ledger::default().changes_to(ledger);
         match &self.dir {
-            Some(dir) => ledger.save(dir)?,
-            None => ledger.save_to(self.store.as_ref())?,
+            Some(dir) => Ledger::update_file(dir, &changes)?,
+            None => Ledger::update_in(self.store.as_ref(), &changes)?,
         }
         Ok(())
     }

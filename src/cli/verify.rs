@@ -34,7 +34,8 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
     let resolver = Resolver::new(querier.clone(), resolvers);
     let mut reports = Vec::new();
     for d in domains {
-        let selectors = verify::selectors(&config, d, store.as_deref())?;
+        let mut selectors = verify::selectors(&config, d, store.as_deref())?;
+        verify::shared_keys(&config, d, &mut selectors).await;
         let mut report = verify::verify_domain(
             &querier,
             &resolver,

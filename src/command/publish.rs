@@ -563,10 +563,13 @@ fn finish(
                 updated.record(desired, o);
             }
         }
-        if updated != *ledger {
+        // Only the entries this run changed are saved: runs at the same time
+        // elsewhere keep theirs.
+        let changes = ledger.changes_to(&updated);
+        if !changes.is_empty() {
             match store.filter(|s| s.keeps_ledger()) {
-                Some(st) => updated.save_to(st)?,
-                None => updated.save(&config.state_dir)?,
+                Some(st) => Ledger::update_in(st, &changes)?,
+                None => Ledger::update_file(&config.state_dir, &changes)?,
             }
         }
     }

@@ -256,16 +256,21 @@ pub struct DomainSource {
     pub adsp: Option<usize>,
 }
 
-/// The OpenDKIM signer.
+/// The OpenDKIM signer (`[signer]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signer {
-    /// opendkim.conf, when maildns should read it.
+    /// OpenDKIM with `dsn:` tables on PostgreSQL (`kind = "opendkim-sql"`);
+    /// `None`: OpenDKIM with file tables on this host (`kind = "opendkim"`,
+    /// the default).
+    pub sql: Option<SqlSigner>,
+    /// opendkim.conf, when maildns should read it (file tables only).
     pub config: Option<PathBuf>,
-    /// Directory for new key files.
+    /// Directory for new key files (with `opendkim-sql`: maildns's own copies,
+    /// default `<state_dir>/keys`).
     pub key_dir: PathBuf,
-    /// KeyTable file.
+    /// KeyTable file (file tables only; empty with `opendkim-sql`).
     pub key_table: PathBuf,
-    /// SigningTable file.
+    /// SigningTable file (file tables only; empty with `opendkim-sql`).
     pub signing_table: PathBuf,
     /// The user OpenDKIM runs as.
     pub user: String,
@@ -282,6 +287,66 @@ pub struct Signer {
     /// Line of the `[signer]` table in the configuration file (for errors found
     /// later, e.g. an opendkim.conf without `Socket`).
     pub line: Option<usize>,
+    /// `kind = "rspamd"`: rspamd reading keys and selectors from Redis
+    /// (`None`: OpenDKIM with file tables, `kind = "opendkim"`, the default).
+    /// Then `key_dir` holds maildns's own copies of the keys and the
+    /// OpenDKIM settings are unused.
+    pub rspamd: Option<RspamdSigner>,
+}
+
+/// `[signer] kind = "rspamd"`: every MTA's rspamd reads DKIM keys and
+/// selectors from one Redis. Never holds a password: only where to find it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RspamdSigner {
+    /// `redis://[user@]host:port/db` (`url`; refused with a password in it).
+    pub url: String,
+    /// Environment variable holding the Redis password (default
+    /// `MAILDNS_SIGNER_PASSWORD`); then `$CREDENTIALS_DIRECTORY/signer-password`,
+    /// the OS keyring entry `signer-password`, and `password_file`.
+    pub password_env: String,
+    /// A Redis password file (mode 0600).
+    pub password_file: Option<PathBuf>,
+    /// rspamd's `key_prefix` (default `DKIM_KEYS`).
+    pub key_hash: String,
+    /// rspamd's `selector_prefix` (default `DKIM_SELECTORS`).
+    pub selector_hash: String,
+    /// Every rspamd controller (`http://mx1.example.net:11334`), one per MTA:
+    /// a switch counts only when every one signs with the new key.
+    pub controllers: Vec<String>,
+    /// Environment variable holding the controllers' password (default
+    /// `MAILDNS_RSPAMD_CONTROLLER_PASSWORD`); then
+    /// `$CREDENTIALS_DIRECTORY/rspamd-controller-password`, the OS keyring
+    /// entry `rspamd-controller-password`, and `controller_password_file`.
+    pub controller_password_env: String,
+    /// A controller password file (mode 0600).
+    pub controller_password_file: Option<PathBuf>,
+}
+
+/// The credential name of the signer database's password (Redis for
+/// rspamd): systemd credential file name, OS keyring entry.
+pub const SIGNER_PASSWORD_CREDENTIAL: &str = "signer-password";
+
+/// The credential name of the rspamd controllers' password.
+pub const RSPAMD_CONTROLLER_PASSWORD_CREDENTIAL: &str = "rspamd-controller-password";
+
+/// `[signer] kind = "opendkim-sql"`: every MTA's OpenDKIM reads its KeyTable
+/// and SigningTable from one PostgreSQL database. Never holds the password:
+/// only where to find it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlSigner {
+    /// `postgres://user@host:port/database` (refused with a password in it).
+    pub url: String,
+    /// Environment variable holding the password (default
+    /// `MAILDNS_SIGNER_PASSWORD`); then `$CREDENTIALS_DIRECTORY/signer-password`,
+    /// the OS keyring entry `signer-password`, and `password_file`.
+    pub password_env: String,
+    /// A password file, refused unless mode 0600 or stricter.
+    pub password_file: Option<PathBuf>,
+    /// Every OpenDKIM's milter socket (`inet:PORT@HOST`, `local:/path`), one
+    /// per MTA: a switch counts only when every one signs with the new key.
+    pub sockets: Vec<crate::signer::MilterSocket>,
+    /// Table and column names.
+    pub tables: crate::signer::SqlTables,
 }
 
 /// How a signer switch is proven (`[signer] confirm`).
@@ -563,6 +628,170 @@ retire = "shred"
         let manual = "[accounts.w]\nprovider = \"manual\"\nnotify = [\"mail-me\"]\n";
         let e = p(manual).unwrap_err();
         assert_eq!(e.0[0].key, "accounts.w.notify", "{e}");
+    }
+
+    #[test]
+    fn rspamd_signer_settings() {
+        let base = "[signer]\nkind = \"rspamd\"\nurl = \"redis://127.0.0.1:6379/0\"\n";
+        let c = p(&format!(
+            "{GOOD}\n{base}controllers = [\"http://mx1.example.net:11334\", \"http://mx2.example.net:11334\"]\n"
+        ))
+        .unwrap();
+        let s = c.signer.unwrap();
+        let r = s.rspamd.unwrap();
+        assert_eq!(r.url, "redis://127.0.0.1:6379/0");
+        assert_eq!(r.controllers.len(), 2);
+        assert_eq!(
+            (r.key_hash.as_str(), r.selector_hash.as_str()),
+            ("DKIM_KEYS", "DKIM_SELECTORS")
+        );
+        assert_eq!(r.password_env, "MAILDNS_SIGNER_PASSWORD");
+        assert_eq!(
+            r.controller_password_env,
+            "MAILDNS_RSPAMD_CONTROLLER_PASSWORD"
+        );
+        assert!(s.key_dir.ends_with("state/keys"), "{}", s.key_dir.display());
+        assert_eq!(s.confirm, SignerConfirm::Probe);
+
+        // Probes need controllers; passwords never in the file, never echoed.
+        let line = GOOD.lines().count() + 2;
+        let e = p(&format!("{GOOD}\n{base}")).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert_eq!(e.0[0].key, "signer.controllers");
+        assert_eq!(e.0[0].line, Some(line), "{e}");
+        let e = p(&format!(
+            "{GOOD}\n[signer]\nkind = \"rspamd\"\nurl = \"redis://:s3cret@127.0.0.1:6379/\"\ncontrollers = [\"http://admin:s3cret2@127.0.0.1:11334\"]\ncontroller_password = \"s3cret3\"\nkey_table = \"/kt\"\nkey_hash = \"\"\n"
+        ))
+        .unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|x| x.key.as_str()).collect();
+        for k in [
+            "signer.url",
+            "signer.controllers",
+            "signer.controller_password",
+            "signer.key_table",
+        ] {
+            assert!(keys.contains(&k), "{k}: {e}");
+        }
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        let e = p(&format!(
+            "{GOOD}\n[signer]\nkind = \"rspamd\"\nurl = \"http://x\"\nconfirm = \"tables-only\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.0[0].key, "signer.url", "{e}");
+        // rspamd keys with OpenDKIM, and unknown kinds, are refused.
+        let e = p(&format!(
+            "{GOOD}\n[signer]\nkey_dir = \"/k\"\nkey_table = \"/kt\"\nsigning_table = \"/st\"\nconfirm = \"tables-only\"\ncontrollers = []\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.0[0].key, "signer.controllers", "{e}");
+        let e = p(&format!(
+            "{GOOD}\n[signer]\nkind = \"postfix\"\nconfirm = \"tables-only\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.0.iter().any(|x| x.key == "signer.kind"), "{e}");
+        assert!(e.to_string().contains("\"rspamd\""), "{e}");
+    }
+
+    #[test]
+    fn sql_signer_reads_its_tables_sockets_and_never_a_password() {
+        let c = p(&format!(
+            "{GOOD}\n[signer]\nkind = \"opendkim-sql\"\nurl = \"postgres://od@db.example.net:5432/dkim\"\nsockets = [\"inet:8891@mx1.example.net\", \"local:/run/opendkim/opendkim.sock\"]\nsigning_table = \"mail.signing\"\ncolumns = {{ private_key = \"pem\" }}\n"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let s = c.signer.unwrap();
+        let sql = s.sql.unwrap();
+        assert_eq!(sql.url, "postgres://od@db.example.net:5432/dkim");
+        assert_eq!(sql.password_env, "MAILDNS_SIGNER_PASSWORD");
+        assert_eq!(sql.sockets.len(), 2);
+        assert_eq!(sql.sockets[0].to_string(), "inet:8891@mx1.example.net");
+        assert_eq!(sql.tables.key_table, "dkim_keys");
+        assert_eq!(sql.tables.signing_table, "mail.signing");
+        assert_eq!(sql.tables.private_key, "pem");
+        assert_eq!(sql.tables.key_id, "id");
+        // maildns's own copies of the keys default to <state_dir>/keys.
+        assert_eq!(s.key_dir, Path::new("/etc/maildns/state/keys"));
+
+        let base = GOOD.lines().count() + 2;
+        for (body, key, line, said) in [
+            (
+                "url = \"postgres://od:hunter2-secret@db/dkim\"\nsockets = [\"inet:1@h\"]",
+                "signer.url",
+                base + 2,
+                "holds a password",
+            ),
+            (
+                "sockets = [\"inet:1@h\"]",
+                "signer.url",
+                base,
+                "needs the url",
+            ),
+            (
+                "url = \"mysql://db/dkim\"\nsockets = [\"inet:1@h\"]",
+                "signer.url",
+                base + 2,
+                "not a postgres:// URL",
+            ),
+            (
+                "url = \"postgres://db/dkim\"\npassword = \"hunter2-secret\"\nsockets = [\"inet:1@h\"]",
+                "signer.password",
+                base + 3,
+                "does not belong",
+            ),
+            (
+                "url = \"postgres://db/dkim\"",
+                "signer.sockets",
+                base,
+                "no milter socket",
+            ),
+            (
+                "url = \"postgres://db/dkim\"\nsockets = [\"inet:1@h\", \"ftp:x\"]",
+                "signer.sockets",
+                base + 3,
+                "ftp:x",
+            ),
+            (
+                "url = \"postgres://db/dkim\"\nsockets = [\"inet:1@h\"]\nkey_table = \"Keys\"",
+                "signer.key_table",
+                base + 4,
+                "lower-case",
+            ),
+            (
+                "url = \"postgres://db/dkim\"\nsockets = [\"inet:1@h\"]\ncolumns = {{ domain = \"d=x\" }}",
+                "signer.columns.domain",
+                base + 4,
+                "lower-case",
+            ),
+            (
+                "url = \"postgres://db/dkim\"\nsockets = [\"inet:1@h\"]\nreload_command = [\"true\"]",
+                "signer.reload_command",
+                base + 4,
+                "no reload",
+            ),
+        ] {
+            let text = format!(
+                "{GOOD}\n[signer]\nkind = \"opendkim-sql\"\n{}\n",
+                body.replace("{{", "{").replace("}}", "}")
+            );
+            let e = p(&text).unwrap_err();
+            assert_eq!(e.0.len(), 1, "{body}: {e}");
+            assert_eq!(e.0[0].key, key, "{body}: {e}");
+            assert_eq!(e.0[0].line, Some(line), "{body}: {e}");
+            assert!(e.to_string().contains(said), "{body}: {e}");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+        // Keys of the SQL kind on the file kind are named.
+        let e = p(&format!(
+            "{GOOD}\n[signer]\nconfirm = \"tables-only\"\nkey_dir = \"/k\"\nkey_table = \"/kt\"\nsigning_table = \"/st\"\nsockets = [\"inet:1@h\"]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.0[0].key, "signer.sockets", "{e}");
+        assert_eq!(e.0[0].line, Some(base + 5), "{e}");
+        let e = p(&format!(
+            "{GOOD}\n[signer]\nconfirm = \"tables-only\"\nkey_dir = \"/k\"\n"
+        ))
+        .unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|x| x.key.as_str()).collect();
+        assert_eq!(keys, ["signer.key_table", "signer.signing_table"], "{e}");
     }
 
     #[test]

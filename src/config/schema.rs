@@ -136,12 +136,37 @@ pub(super) struct RawDkim {
 pub(super) struct RawSigner {
     pub(super) kind: Option<Spanned<String>>,
     pub(super) config: Option<Spanned<String>>,
-    pub(super) key_dir: Spanned<String>,
-    pub(super) key_table: Spanned<String>,
-    pub(super) signing_table: Spanned<String>,
+    pub(super) key_dir: Option<Spanned<String>>,
+    pub(super) key_table: Option<Spanned<String>>,
+    pub(super) signing_table: Option<Spanned<String>>,
     pub(super) user: Option<String>,
     pub(super) reload_command: Option<Spanned<Vec<String>>>,
     pub(super) confirm: Option<Spanned<String>>,
     pub(super) probe_interval: Option<Spanned<String>>,
     pub(super) probe_timeout: Option<Spanned<String>>,
+    // kind = "opendkim-sql" (the PostgreSQL database) or "rspamd" (Redis)
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) password_env: Option<Spanned<String>>,
+    pub(super) password_file: Option<Spanned<String>>,
+    // A password in the config is refused with a pointer to the right place.
+    pub(super) password: Option<Spanned<toml::Value>>,
+    pub(super) controllers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) key_hash: Option<Spanned<String>>,
+    pub(super) selector_hash: Option<Spanned<String>>,
+    pub(super) controller_password_env: Option<Spanned<String>>,
+    pub(super) controller_password_file: Option<Spanned<String>>,
+    pub(super) controller_password: Option<Spanned<toml::Value>>,
+    pub(super) sockets: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) columns: Option<Spanned<RawSqlColumns>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSqlColumns {
+    pub(super) key_id: Option<Spanned<String>>,
+    pub(super) domain: Option<Spanned<String>>,
+    pub(super) selector: Option<Spanned<String>>,
+    pub(super) private_key: Option<Spanned<String>>,
+    pub(super) pattern: Option<Spanned<String>>,
+    pub(super) signing_key: Option<Spanned<String>>,
 }

@@ -217,7 +217,7 @@ impl Validator<'_> {
                 Some("add a [domains.\"example.com\"] table"),
             );
         }
-        let signer = raw.signer.as_ref().map(|s| self.signer(s));
+        let signer = raw.signer.as_ref().map(|s| self.signer(s, &state_dir));
         let publish = PublishPolicy {
             max_delete_share: match raw
                 .publish
@@ -297,39 +297,13 @@ impl Validator<'_> {
             return None;
         };
         let text = url.get_ref();
-        if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
-            self.err(
-                Some(url.span()),
-                "state.url",
-                format!(
-                    "'{}' is not a postgres:// URL",
-                    crate::rotation::store::postgres::redact(text)
-                ),
-                Some("e.g. \"postgres://maildns@db.example.net:5432/maildns\""),
-            );
+        if !self.postgres_url(
+            url,
+            "state.url",
+            "\"postgres://maildns@db.example.net:5432/maildns\"",
+            "remove it from the URL and use the environment variable MAILDNS_STATE_PASSWORD, $CREDENTIALS_DIRECTORY/state-password, `maildns secret set state-password`, or state.password_file (mode 0600)",
+        ) {
             return None;
-        }
-        match text.parse::<tokio_postgres::Config>() {
-            Err(e) => {
-                self.err(
-                    Some(url.span()),
-                    "state.url",
-                    format!("not a valid PostgreSQL URL: {e}"),
-                    Some("e.g. \"postgres://maildns@db.example.net:5432/maildns\""),
-                );
-                return None;
-            }
-            Ok(c) if c.get_password().is_some() => {
-                // Never echo the URL: it holds the password.
-                self.err(
-                    Some(url.span()),
-                    "state.url",
-                    "the URL holds a password; passwords do not belong in the configuration file".into(),
-                    Some("remove it from the URL and use the environment variable MAILDNS_STATE_PASSWORD, $CREDENTIALS_DIRECTORY/state-password, `maildns secret set state-password`, or state.password_file (mode 0600)"),
-                );
-                return None;
-            }
-            Ok(_) => {}
         }
         let replica_id = st.replica_id.as_ref().and_then(|r| {
             let t = r.get_ref().trim();
@@ -355,6 +329,158 @@ impl Validator<'_> {
             password_file: st.password_file.as_ref().map(|s| self.path_of(s.get_ref())),
             replica_id,
             lease: self.positive_duration(&st.lease, "state.lease", Duration::from_secs(60)),
+        })
+    }
+
+    /// Whether `url` is a `postgres://` URL PostgreSQL's driver accepts, without
+    /// a password; otherwise records the error under `key` (never echoing a
+    /// password: a URL holding one is not shown).
+    fn postgres_url(
+        &mut self,
+        url: &Spanned<String>,
+        key: &str,
+        example: &str,
+        password_hint: &str,
+    ) -> bool {
+        let text = url.get_ref();
+        let problem = if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+            Some((
+                format!(
+                    "'{}' is not a postgres:// URL",
+                    crate::rotation::store::postgres::redact(text)
+                ),
+                format!("e.g. {example}"),
+            ))
+        } else {
+            match text.parse::<tokio_postgres::Config>() {
+                Err(e) => Some((
+                    format!("not a valid PostgreSQL URL: {e}"),
+                    format!("e.g. {example}"),
+                )),
+                Ok(c) if c.get_password().is_some() => Some((
+                    "the URL holds a password; passwords do not belong in the configuration file"
+                        .into(),
+                    password_hint.to_string(),
+                )),
+                Ok(_) => None,
+            }
+        };
+        match problem {
+            Some((message, hint)) => {
+                self.err(Some(url.span()), key, message, Some(&hint));
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// The `kind = "opendkim-sql"` settings of `[signer]` (`None` after an
+    /// error, recorded with its file:line:key).
+    fn sql_signer(&mut self, s: &Spanned<RawSigner>) -> Option<SqlSigner> {
+        const PASSWORD_HINT: &str = "use the environment variable MAILDNS_SIGNER_PASSWORD, $CREDENTIALS_DIRECTORY/signer-password, `maildns secret set signer-password`, or signer.password_file (mode 0600)";
+        let r = s.get_ref();
+        if let Some(v) = &r.password {
+            self.err(
+                Some(v.span()),
+                "signer.password",
+                "the signer database's password does not belong in the configuration file".into(),
+                Some(PASSWORD_HINT),
+            );
+        }
+        for (key, v) in [
+            ("signer.config", r.config.as_ref().map(Spanned::span)),
+            (
+                "signer.reload_command",
+                r.reload_command.as_ref().map(Spanned::span),
+            ),
+        ] {
+            if let Some(span) = v {
+                self.err(
+                    Some(span),
+                    key,
+                    "not used with kind = \"opendkim-sql\": OpenDKIM reads dsn: tables at every message, no reload is needed".into(),
+                    Some("remove it"),
+                );
+            }
+        }
+        let Some(url) = &r.url else {
+            self.err(
+                Some(s.span()),
+                "signer.url",
+                "kind = \"opendkim-sql\" needs the url of the database OpenDKIM reads".into(),
+                Some("e.g. url = \"postgres://maildns@db.example.net:5432/dkim\""),
+            );
+            return None;
+        };
+        let text = url.get_ref();
+        if !self.postgres_url(
+            url,
+            "signer.url",
+            "\"postgres://maildns@db.example.net:5432/dkim\"",
+            PASSWORD_HINT,
+        ) {
+            return None;
+        }
+        let mut tables = crate::signer::SqlTables::default();
+        let mut name = |v: &Option<Spanned<String>>, key: &str, slot: &mut String| {
+            if let Some(v) = v {
+                if crate::signer::SqlTables::valid_name(v.get_ref()) {
+                    *slot = v.get_ref().clone();
+                } else {
+                    self.err(
+                        Some(v.span()),
+                        key,
+                        format!("'{}' is not a plain lower-case SQL name", v.get_ref()),
+                        Some("letters a-z, digits and '_' (optionally schema.table): OpenDKIM's dsn: syntax allows no ':', '/', '@', '+', '?' or '=', and PostgreSQL folds unquoted names to lower case"),
+                    );
+                }
+            }
+        };
+        name(&r.key_table, "signer.key_table", &mut tables.key_table);
+        name(
+            &r.signing_table,
+            "signer.signing_table",
+            &mut tables.signing_table,
+        );
+        if let Some(c) = &r.columns {
+            let c = c.get_ref();
+            name(&c.key_id, "signer.columns.key_id", &mut tables.key_id);
+            name(&c.domain, "signer.columns.domain", &mut tables.domain);
+            name(&c.selector, "signer.columns.selector", &mut tables.selector);
+            name(
+                &c.private_key,
+                "signer.columns.private_key",
+                &mut tables.private_key,
+            );
+            name(&c.pattern, "signer.columns.pattern", &mut tables.pattern);
+            name(
+                &c.signing_key,
+                "signer.columns.signing_key",
+                &mut tables.signing_key,
+            );
+        }
+        let mut sockets = Vec::new();
+        for spec in r.sockets.iter().flat_map(|v| v.get_ref()) {
+            match crate::signer::MilterSocket::parse(spec.get_ref()) {
+                Ok(sock) => sockets.push(sock),
+                Err(e) => self.err(
+                    Some(spec.span()),
+                    "signer.sockets",
+                    format!("'{}': {e}", spec.get_ref()),
+                    Some("OpenDKIM's Socket syntax: inet:PORT@HOST or local:/path"),
+                ),
+            }
+        }
+        Some(SqlSigner {
+            url: text.clone(),
+            password_env: r
+                .password_env
+                .as_ref()
+                .map(|s| s.get_ref().clone())
+                .unwrap_or_else(|| "MAILDNS_SIGNER_PASSWORD".into()),
+            password_file: r.password_file.as_ref().map(|p| self.path_of(p.get_ref())),
+            sockets,
+            tables,
         })
     }
 
@@ -832,18 +958,249 @@ impl Validator<'_> {
         })
     }
 
-    fn signer(&mut self, s: &Spanned<RawSigner>) -> Signer {
+    /// The `kind = "rspamd"` settings of `[signer]` (`None` after an error,
+    /// recorded with its file:line:key).
+    fn rspamd_signer(&mut self, s: &Spanned<RawSigner>) -> Option<RspamdSigner> {
+        const PASSWORD_HINT: &str = "use the environment variable MAILDNS_SIGNER_PASSWORD, $CREDENTIALS_DIRECTORY/signer-password, the OS keyring entry signer-password, or signer.password_file (mode 0600)";
+        const CONTROLLER_HINT: &str = "use the environment variable MAILDNS_RSPAMD_CONTROLLER_PASSWORD, $CREDENTIALS_DIRECTORY/rspamd-controller-password, the OS keyring entry rspamd-controller-password, or signer.controller_password_file (mode 0600)";
         let r = s.get_ref();
-        if let Some(k) = &r.kind
-            && k.get_ref() != "opendkim"
-        {
-            self.err(
-                Some(k.span()),
-                "signer.kind",
-                format!("unknown signer '{}'", k.get_ref()),
-                Some("only \"opendkim\" is supported"),
-            );
+        for (key, v, hint) in [
+            ("signer.password", &r.password, PASSWORD_HINT),
+            (
+                "signer.controller_password",
+                &r.controller_password,
+                CONTROLLER_HINT,
+            ),
+        ] {
+            if let Some(v) = v {
+                self.err(
+                    Some(v.span()),
+                    key,
+                    "passwords do not belong in the configuration file".into(),
+                    Some(hint),
+                );
+            }
         }
+        for (key, span) in [
+            ("signer.config", r.config.as_ref().map(Spanned::span)),
+            ("signer.sockets", r.sockets.as_ref().map(Spanned::span)),
+            ("signer.columns", r.columns.as_ref().map(Spanned::span)),
+            ("signer.key_table", r.key_table.as_ref().map(Spanned::span)),
+            (
+                "signer.signing_table",
+                r.signing_table.as_ref().map(Spanned::span),
+            ),
+            (
+                "signer.reload_command",
+                r.reload_command.as_ref().map(Spanned::span),
+            ),
+        ] {
+            if let Some(span) = span {
+                self.err(
+                    Some(span),
+                    key,
+                    "not used with kind = \"rspamd\": rspamd reads keys and selectors from Redis at every message, there are no tables to edit and nothing to reload".into(),
+                    Some("remove it"),
+                );
+            }
+        }
+        let url = match &r.url {
+            None => {
+                self.err(
+                    Some(s.span()),
+                    "signer.url",
+                    "kind = \"rspamd\" needs the url of the Redis rspamd reads its DKIM keys from"
+                        .into(),
+                    Some("e.g. url = \"redis://127.0.0.1:6379/0\""),
+                );
+                None
+            }
+            Some(url) => match reqwest::Url::parse(url.get_ref()) {
+                Ok(u) if u.password().is_some() => {
+                    // Never echo the URL: it holds the password.
+                    self.err(
+                        Some(url.span()),
+                        "signer.url",
+                        "the URL holds a password; passwords do not belong in the configuration file".into(),
+                        Some(PASSWORD_HINT),
+                    );
+                    None
+                }
+                Ok(u) if matches!(u.scheme(), "redis" | "rediss" | "redis+unix" | "unix") => {
+                    Some(url.get_ref().clone())
+                }
+                _ => {
+                    self.err(
+                        Some(url.span()),
+                        "signer.url",
+                        format!("'{}' is not a redis:// URL", url.get_ref()),
+                        Some("e.g. \"redis://127.0.0.1:6379/0\""),
+                    );
+                    None
+                }
+            },
+        };
+        let mut controllers = Vec::new();
+        for c in r.controllers.iter().flat_map(|c| c.get_ref()) {
+            match reqwest::Url::parse(c.get_ref()) {
+                Ok(u) if u.password().is_some() || !u.username().is_empty() => self.err(
+                    Some(c.span()),
+                    "signer.controllers",
+                    "a controller URL holds credentials; passwords do not belong in the configuration file".into(),
+                    Some(CONTROLLER_HINT),
+                ),
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {
+                    controllers.push(c.get_ref().clone());
+                }
+                _ => self.err(
+                    Some(c.span()),
+                    "signer.controllers",
+                    format!("'{}' is not an http:// or https:// URL", c.get_ref()),
+                    Some("rspamd's controller worker, e.g. \"http://127.0.0.1:11334\""),
+                ),
+            }
+        }
+        let name = |v: &Option<Spanned<String>>,
+                    key: &'static str,
+                    default: &str,
+                    me: &mut Self| {
+            match v {
+                Some(n) if n.get_ref().trim().is_empty() => {
+                    me.err(Some(n.span()), key, "empty hash name".into(), Some(default));
+                    default.to_string()
+                }
+                Some(n) => n.get_ref().clone(),
+                None => default.to_string(),
+            }
+        };
+        let key_hash = name(&r.key_hash, "signer.key_hash", "DKIM_KEYS", self);
+        let selector_hash = name(
+            &r.selector_hash,
+            "signer.selector_hash",
+            "DKIM_SELECTORS",
+            self,
+        );
+        let env = |v: &Option<Spanned<String>>, default: &str| {
+            v.as_ref()
+                .map(|s| s.get_ref().clone())
+                .unwrap_or_else(|| default.into())
+        };
+        Some(RspamdSigner {
+            url: url?,
+            password_env: env(&r.password_env, "MAILDNS_SIGNER_PASSWORD"),
+            password_file: r.password_file.as_ref().map(|p| self.path_of(p.get_ref())),
+            key_hash,
+            selector_hash,
+            controllers,
+            controller_password_env: env(
+                &r.controller_password_env,
+                "MAILDNS_RSPAMD_CONTROLLER_PASSWORD",
+            ),
+            controller_password_file: r
+                .controller_password_file
+                .as_ref()
+                .map(|p| self.path_of(p.get_ref())),
+        })
+    }
+
+    fn signer(&mut self, s: &Spanned<RawSigner>, state_dir: &Path) -> Signer {
+        let r = s.get_ref();
+        let kind = match r.kind.as_ref().map(|k| (k.get_ref().as_str(), k.span())) {
+            None | Some(("opendkim", _)) => "opendkim",
+            Some(("opendkim-sql", _)) => "opendkim-sql",
+            Some(("rspamd", _)) => "rspamd",
+            Some((other, span)) => {
+                self.err(
+                    Some(span),
+                    "signer.kind",
+                    format!("unknown signer '{other}'"),
+                    Some("\"opendkim\" (file tables, the default), \"opendkim-sql\" (dsn: tables on PostgreSQL) or \"rspamd\" (keys and selectors in Redis)"),
+                );
+                "opendkim"
+            }
+        };
+        let (sql_kind, rspamd_kind) = (kind == "opendkim-sql", kind == "rspamd");
+        let rspamd = if rspamd_kind {
+            self.rspamd_signer(s)
+        } else {
+            for (key, span) in [
+                (
+                    "signer.controllers",
+                    r.controllers.as_ref().map(Spanned::span),
+                ),
+                ("signer.key_hash", r.key_hash.as_ref().map(Spanned::span)),
+                (
+                    "signer.selector_hash",
+                    r.selector_hash.as_ref().map(Spanned::span),
+                ),
+                (
+                    "signer.controller_password_env",
+                    r.controller_password_env.as_ref().map(Spanned::span),
+                ),
+                (
+                    "signer.controller_password_file",
+                    r.controller_password_file.as_ref().map(Spanned::span),
+                ),
+                (
+                    "signer.controller_password",
+                    r.controller_password.as_ref().map(Spanned::span),
+                ),
+            ] {
+                if let Some(span) = span {
+                    self.err(
+                        Some(span),
+                        key,
+                        "only for kind = \"rspamd\"".into(),
+                        Some("set kind = \"rspamd\" for keys and selectors in Redis, or remove it"),
+                    );
+                }
+            }
+            None
+        };
+        let sql = if sql_kind {
+            self.sql_signer(s)
+        } else if rspamd_kind {
+            None
+        } else {
+            for (key, v) in [
+                ("signer.url", r.url.as_ref().map(Spanned::span)),
+                (
+                    "signer.password_env",
+                    r.password_env.as_ref().map(Spanned::span),
+                ),
+                (
+                    "signer.password_file",
+                    r.password_file.as_ref().map(Spanned::span),
+                ),
+                ("signer.sockets", r.sockets.as_ref().map(Spanned::span)),
+                ("signer.columns", r.columns.as_ref().map(Spanned::span)),
+                ("signer.password", r.password.as_ref().map(Spanned::span)),
+            ] {
+                if let Some(span) = v {
+                    self.err(
+                        Some(span),
+                        key,
+                        "only for kind = \"opendkim-sql\"".into(),
+                        Some("set kind = \"opendkim-sql\" for dsn: tables on PostgreSQL, or remove it"),
+                    );
+                }
+            }
+            for (key, v) in [
+                ("signer.key_dir", &r.key_dir),
+                ("signer.key_table", &r.key_table),
+                ("signer.signing_table", &r.signing_table),
+            ] {
+                if v.is_none() {
+                    self.err(
+                        Some(s.span()),
+                        key,
+                        "missing: OpenDKIM's file tables need key_dir, key_table and signing_table".into(),
+                        Some("e.g. key_dir = \"/etc/opendkim/keys\", key_table = \"/etc/opendkim/key.table\", signing_table = \"/etc/opendkim/signing.table\""),
+                    );
+                }
+            }
+            None
+        };
         let reload_command = r
             .reload_command
             .as_ref()
@@ -880,7 +1237,20 @@ impl Validator<'_> {
                 SignerConfirm::Probe
             }
         };
-        if confirm == SignerConfirm::Probe && r.config.is_none() {
+        if confirm == SignerConfirm::Probe
+            && rspamd.as_ref().is_some_and(|c| c.controllers.is_empty())
+            && r.controllers
+                .as_ref()
+                .is_none_or(|c| c.get_ref().is_empty())
+        {
+            self.err(
+                Some(r.controllers.as_ref().map_or(s.span(), Spanned::span)),
+                "signer.controllers",
+                "a switch is proven by a probe through every rspamd's controller: no controller is listed".into(),
+                Some("set controllers = [\"http://127.0.0.1:11334\"] (one per MTA), or confirm = \"tables-only\" if rspamd cannot be probed"),
+            );
+        }
+        if confirm == SignerConfirm::Probe && r.config.is_none() && kind == "opendkim" {
             self.err(
                 Some(s.span()),
                 "signer.config",
@@ -911,15 +1281,42 @@ impl Validator<'_> {
                 );
             }
         }
+        if let Some(sql) = &sql
+            && confirm == SignerConfirm::Probe
+            && sql.sockets.is_empty()
+        {
+            self.err(
+                Some(r.sockets.as_ref().map_or(s.span(), Spanned::span)),
+                "signer.sockets",
+                "a switch is proven by a probe through every MTA's OpenDKIM: no milter socket is listed".into(),
+                Some("list each OpenDKIM's Socket, e.g. sockets = [\"inet:8891@mx1.example.net\", \"inet:8891@mx2.example.net\"], or set confirm = \"tables-only\""),
+            );
+        }
+        let path = |v: &Option<Spanned<String>>| {
+            v.as_ref()
+                .map(|p| self.path_of(p.get_ref()))
+                .unwrap_or_default()
+        };
+        let key_dir = match (&r.key_dir, sql.is_some() || rspamd_kind) {
+            (None, true) => state_dir.join("keys"),
+            _ => path(&r.key_dir),
+        };
+        let (key_table, signing_table) = if sql.is_some() || rspamd_kind {
+            (PathBuf::new(), PathBuf::new())
+        } else {
+            (path(&r.key_table), path(&r.signing_table))
+        };
         Signer {
+            sql,
+            rspamd,
             confirm,
             probe_interval,
             probe_timeout,
             line: Some(self.lines.line(s.span().start)),
             config: r.config.as_ref().map(|c| self.path_of(c.get_ref())),
-            key_dir: self.path_of(r.key_dir.get_ref()),
-            key_table: self.path_of(r.key_table.get_ref()),
-            signing_table: self.path_of(r.signing_table.get_ref()),
+            key_dir,
+            key_table,
+            signing_table,
             user: r.user.clone().unwrap_or_else(|| "opendkim".into()),
             reload_command,
         }

@@ -8,15 +8,24 @@
 //! name stays — another tool's, or one changed by hand since maildns wrote it.
 //! DKIM records are not here: the rotation state store knows those.
 //!
-//! Kept as a small JSON file, `<state_dir>/published.json`, written atomically
-//! (temporary file + rename) only after a `publish` that applied or confirmed
-//! something; with a shared state store ([`Store::keeps_ledger`]), as the same
-//! JSON in the store, so every machine sees it.
+//! Kept as a small JSON file, `<state_dir>/published.json`; with a shared state
+//! store ([`Store::keeps_ledger`]), as one row per entry in the store, so every
+//! machine sees it.
+//!
+//! A run never saves the whole ledger it read: it saves only the entries it
+//! changed ([`Ledger::changes_to`] -> [`Change`]s), so two runs at the same
+//! time (on two machines sharing a store, or two on one machine) lose nothing
+//! of each other's; for one entry, the later write wins. The shared store
+//! upserts and deletes those rows in one transaction
+//! ([`Store::update_ledger`]); the file is re-read, changed and replaced
+//! (temporary file + rename) under an exclusive `flock` on the state
+//! directory, so concurrent runs on one machine queue there.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use maildns_providers::{Fqdn, TxtRecord};
+use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use super::apply::DomainOutcome;
@@ -53,18 +62,11 @@ pub enum LedgerError {
     },
 }
 
-/// One published value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    /// The mail domain.
-    pub domain: Fqdn,
-    /// `spf`, `dmarc` or `adsp`.
-    pub kind: String,
-    /// The owner name the value is at.
-    pub name: Fqdn,
-    /// The value (joined character-strings).
-    pub value: String,
-}
+/// One published value (the type the stores keep).
+pub use crate::rotation::LedgerEntry as Entry;
+
+/// One change of the ledger, saved as such (the type the stores take).
+pub use crate::rotation::LedgerChange as Change;
 
 #[derive(Serialize, Deserialize)]
 struct File {
@@ -110,29 +112,15 @@ impl Ledger {
         };
         let file: File =
             serde_json::from_slice(&text).map_err(|source| LedgerError::Format { path, source })?;
-        Ok(Ledger {
-            entries: file
-                .records
-                .into_iter()
-                .map(|e| ((e.domain.clone(), e.kind.clone()), e))
-                .collect(),
-        })
+        Ok(Ledger::from_entries(file.records))
     }
 
-    fn from_file(file: File) -> Ledger {
+    fn from_entries(entries: impl IntoIterator<Item = Entry>) -> Ledger {
         Ledger {
-            entries: file
-                .records
+            entries: entries
                 .into_iter()
                 .map(|e| ((e.domain.clone(), e.kind.clone()), e))
                 .collect(),
-        }
-    }
-
-    fn to_file(&self) -> File {
-        File {
-            version: 1,
-            records: self.entries.values().cloned().collect(),
         }
     }
 
@@ -141,41 +129,94 @@ impl Ledger {
     /// # Errors
     /// The store fails, or holds something that is not a ledger.
     pub fn load_from(store: &dyn Store) -> Result<Ledger, LedgerError> {
-        match store.load_ledger()? {
-            None => Ok(Ledger::default()),
-            Some(body) => serde_json::from_value(body)
-                .map(Ledger::from_file)
-                .map_err(|source| LedgerError::Format {
-                    path: PathBuf::from("the state store's ledger"),
-                    source,
-                }),
+        Ok(Ledger::from_entries(store.load_ledger()?))
+    }
+
+    /// The changes that turn `self` (the ledger as a run read it) into
+    /// `updated` (as the run left it): an entry added or altered is a
+    /// [`Change::Put`], one dropped a [`Change::Remove`] (of the entry as
+    /// read); entries equal in
+    /// both are not changes. In (domain, kind) order.
+    pub fn changes_to(&self, updated: &Ledger) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for (key, e) in &updated.entries {
+            if self.entries.get(key) != Some(e) {
+                changes.push((key, Change::Put(e.clone())));
+            }
+        }
+        for (key, e) in &self.entries {
+            if !updated.entries.contains_key(key) {
+                changes.push((key, Change::Remove(e.clone())));
+            }
+        }
+        changes.sort_by(|a, b| a.0.cmp(b.0));
+        changes.into_iter().map(|(_, c)| c).collect()
+    }
+
+    /// Applies `changes` to this ledger (what a store does with them): a
+    /// removal only while the entry is still the one removed.
+    pub fn apply(&mut self, changes: &[Change]) {
+        for c in changes {
+            match c {
+                Change::Put(e) => {
+                    self.entries
+                        .insert((e.domain.clone(), e.kind.clone()), e.clone());
+                }
+                Change::Remove(e) => {
+                    let key = (e.domain.clone(), e.kind.clone());
+                    if self.entries.get(&key) == Some(e) {
+                        self.entries.remove(&key);
+                    }
+                }
+            }
         }
     }
 
-    /// Saves the ledger into a shared `store`.
+    /// Saves `changes` (and nothing else) into a shared `store`, in one
+    /// transaction (see [`Store::update_ledger`]).
     ///
     /// # Errors
-    /// The store fails.
-    pub fn save_to(&self, store: &dyn Store) -> Result<(), LedgerError> {
-        let body = serde_json::to_value(self.to_file()).map_err(|source| LedgerError::Format {
-            path: PathBuf::from("the state store's ledger"),
-            source,
-        })?;
-        Ok(store.save_ledger(&body)?)
+    /// The store fails, or a lease this process held on a changed domain was
+    /// lost (then nothing is saved).
+    pub fn update_in(store: &dyn Store, changes: &[Change]) -> Result<(), LedgerError> {
+        Ok(store.update_ledger(changes)?)
     }
 
-    /// Writes the ledger to `<state_dir>/published.json` atomically (creating
-    /// `state_dir` when needed).
+    /// Saves `changes` (and nothing else) into `<state_dir>/published.json`:
+    /// under an exclusive `flock` on `state_dir` (taken through `nix`, as the
+    /// state store's own lock; the kernel drops it if the process dies), the
+    /// file is read again, changed, and replaced atomically, so entries
+    /// another run saved meanwhile stay. Creates `state_dir` when needed.
     ///
     /// # Errors
-    /// The directory or file cannot be written.
-    pub fn save(&self, state_dir: &Path) -> Result<(), LedgerError> {
+    /// The directory or file cannot be locked, read or written, or the file
+    /// is not a ledger.
+    pub fn update_file(state_dir: &Path, changes: &[Change]) -> Result<(), LedgerError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let io = |source| LedgerError::Io {
+            path: state_dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(state_dir).map_err(io)?;
+        let dir = std::fs::File::open(state_dir).map_err(io)?;
+        let _lock = Flock::lock(dir, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| io(std::io::Error::from(errno)))?;
+        let mut ledger = Ledger::load(state_dir)?;
+        ledger.apply(changes);
+        ledger.save(state_dir)
+    }
+
+    /// Writes the whole ledger to `<state_dir>/published.json` atomically
+    /// (creating `state_dir` when needed): only under the lock of
+    /// [`Ledger::update_file`], which runs use to save their changes.
+    fn save(&self, state_dir: &Path) -> Result<(), LedgerError> {
         let path = state_dir.join(FILE);
         let io = |source| LedgerError::Io {
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(state_dir).map_err(io)?;
         let file = File {
             version: 1,
             records: self.entries.values().cloned().collect(),
@@ -350,9 +391,90 @@ mod tests {
         let d = domain(Some("v=spf1 -all"));
         let desired = crate::publish::for_domain(&d, &[]).unwrap();
         ledger.record(&desired, &ok_outcome(Plan::default()));
-        ledger.save(&state).unwrap();
+        Ledger::update_file(&state, &Ledger::default().changes_to(&ledger)).unwrap();
         assert_eq!(Ledger::load(&state).unwrap(), ledger);
         std::fs::write(state.join(FILE), "nonsense").unwrap();
         assert!(Ledger::load(&state).is_err());
+    }
+
+    fn entry(domain: &str, kind: &str, value: &str) -> Entry {
+        Entry {
+            domain: f(domain),
+            kind: kind.into(),
+            name: f(domain),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn changes_are_exactly_the_entries_added_altered_or_dropped() {
+        let before = Ledger::from_entries([
+            entry("a.example", "spf", "v=spf1 -all"),
+            entry("b.example", "spf", "v=spf1 mx -all"),
+            entry("c.example", "dmarc", "v=DMARC1; p=none"),
+        ]);
+        let after = Ledger::from_entries([
+            entry("a.example", "spf", "v=spf1 -all"),
+            entry("b.example", "spf", "v=spf1 a -all"),
+            entry("d.example", "adsp", "dkim=all"),
+        ]);
+        let changes = before.changes_to(&after);
+        assert_eq!(
+            changes,
+            vec![
+                Change::Put(entry("b.example", "spf", "v=spf1 a -all")),
+                Change::Remove(entry("c.example", "dmarc", "v=DMARC1; p=none")),
+                Change::Put(entry("d.example", "adsp", "dkim=all")),
+            ]
+        );
+        let mut applied = before.clone();
+        applied.apply(&changes);
+        assert_eq!(applied, after);
+        assert!(after.changes_to(&after).is_empty());
+        // A removal of a value the entry no longer holds removes nothing.
+        applied.apply(&[Change::Remove(entry("b.example", "spf", "v=spf1 mx -all"))]);
+        assert_eq!(applied, after);
+    }
+
+    #[test]
+    fn two_runs_saving_their_changes_to_the_file_lose_nothing_of_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let start = Ledger::from_entries([
+            entry("a.example", "spf", "v=spf1 -all"),
+            entry("b.example", "spf", "v=spf1 -all"),
+        ]);
+        Ledger::update_file(&state, &Ledger::default().changes_to(&start)).unwrap();
+        // Both runs read the same ledger; one removes a.example's entry and
+        // adds c.example's, the other alters b.example's.
+        let read = Ledger::load(&state).unwrap();
+        let mut first = read.clone();
+        first.apply(&[
+            Change::Remove(entry("a.example", "spf", "v=spf1 -all")),
+            Change::Put(entry("c.example", "dmarc", "v=DMARC1; p=none")),
+        ]);
+        let mut second = read.clone();
+        second.apply(&[Change::Put(entry("b.example", "spf", "v=spf1 mx -all"))]);
+        let threads: Vec<_> = [read.changes_to(&first), read.changes_to(&second)]
+            .into_iter()
+            .map(|changes| {
+                let state = state.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        Ledger::update_file(&state, &changes).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(
+            Ledger::load(&state).unwrap(),
+            Ledger::from_entries([
+                entry("b.example", "spf", "v=spf1 mx -all"),
+                entry("c.example", "dmarc", "v=DMARC1; p=none"),
+            ])
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! Adopting an existing OpenDKIM setup (`maildns import opendkim`).
+//! Adopting an existing OpenDKIM setup (`maildns import opendkim`), or the
+//! keys rspamd reads from Redis (`maildns import rspamd`, [`import_rspamd`]).
 //!
 //! Why this module exists: the seed's users already sign with a key they made by
 //! hand (`opendkim-genkey`, a key.table line, a TXT record in the host's web UI).
@@ -24,6 +25,7 @@ use crate::config::{self, Domain};
 use crate::keys;
 use crate::signer::opendkim::{KeyTable, OpenDkimConf, ParseError, SigningTable};
 use crate::signer::reader::{self, ReadError, TablesError};
+use crate::signer::rspamd::{RedisEntry, RspamdSigner};
 use crate::signer::unix::same_file;
 
 /// Why the OpenDKIM setup could not be read at all (per-domain problems are
@@ -206,6 +208,20 @@ impl OpenDkimSetup {
     /// `[signer]` section of maildns.toml edits (rotation would refuse to switch).
     pub fn signer_mismatches(&self, signer: &config::Signer) -> Vec<String> {
         let mut out = Vec::new();
+        if signer.rspamd.is_some() {
+            out.push(format!(
+                "maildns.toml's [signer] is kind = \"rspamd\": keys imported from {}'s tables are recorded, but rotation writes the next key to rspamd's Redis",
+                self.conf_path.display()
+            ));
+            return out;
+        }
+        if signer.sql.is_some() {
+            out.push(format!(
+                "maildns.toml's [signer] is kind = \"opendkim-sql\": keys imported from {}'s file tables are recorded, but rotation writes the next key to the SQL tables",
+                self.conf_path.display()
+            ));
+            return out;
+        }
         let pairs = [
             (
                 "KeyTable",
@@ -534,6 +550,158 @@ fn adopt_one(
         }
     }
     r
+}
+
+/// Adopts, for each of `domains`, the key rspamd signs it with today (`maildns
+/// import rspamd`): the selector `entries` (read from Redis with
+/// [`RspamdSigner::entries`]) names for the domain and the key stored for
+/// it. maildns's own copy of the key is written to the signer's key directory
+/// (a new 0600 file; an existing file with the same key is reused, one with
+/// another key refuses the import), then recorded as the active key with
+/// [`machine::adopt`], idempotent like [`import_opendkim`]. Nothing is
+/// written to Redis.
+pub fn import_rspamd(
+    store: &dyn Store,
+    signer: &RspamdSigner,
+    entries: &[RedisEntry],
+    domains: &[&Domain],
+    now: DateTime<Utc>,
+) -> Result<Vec<ImportResult>, StoreError> {
+    let mut out = Vec::new();
+    for d in domains {
+        store.lease(&d.name)?;
+        let r = import_rspamd_domain(store, signer, entries, d, now);
+        if let Err(e) = store.release(&d.name) {
+            tracing::warn!(domain = %d.name, "cannot release the lease (it expires by itself): {e}");
+        }
+        out.extend(r?);
+    }
+    Ok(out)
+}
+
+fn import_rspamd_domain(
+    store: &dyn Store,
+    signer: &RspamdSigner,
+    entries: &[RedisEntry],
+    d: &Domain,
+    now: DateTime<Utc>,
+) -> Result<Vec<ImportResult>, StoreError> {
+    let domain = &d.name;
+    let Some(dkim) = &d.dkim else {
+        return Ok(vec![
+            ImportResult::new(
+                domain,
+                Outcome::Skipped,
+                "no DKIM settings in maildns.toml: maildns does not manage this domain's keys"
+                    .into(),
+            )
+            .hint(format!(
+                "add a [domains.\"{domain}\".dkim] section to have its keys rotated"
+            )),
+        ]);
+    };
+    let Some(entry) = entries
+        .iter()
+        .find(|e| e.domain.eq_ignore_ascii_case(domain.as_str()))
+    else {
+        return Ok(vec![
+            ImportResult::new(
+                domain,
+                Outcome::NotFound,
+                format!(
+                    "redis hash {} names no selector for {domain}",
+                    signer.selector_hash()
+                ),
+            )
+            .hint(format!(
+                "if rspamd signs {domain} with a key from Redis, its selector is in {} (HSET {} {domain} SELECTOR); otherwise `maildns rotate` creates a first key",
+                signer.selector_hash(),
+                signer.selector_hash()
+            )),
+        ]);
+    };
+    let field = format!("{}.{}", entry.selector, entry.domain);
+    let mut candidate = Candidate {
+        name: None,
+        domain: entry.domain.clone(),
+        selector: entry.selector.clone(),
+        key: format!("redis {} {field}", signer.key_hash()),
+    };
+    let key = match entry.private_key() {
+        Ok(k) => k,
+        Err(e) => {
+            let outcome = match e {
+                keys::KeyError::RsaTooSmall { .. } => Outcome::Refused,
+                _ => Outcome::Unreadable,
+            };
+            return Ok(vec![
+                ImportResult::of(
+                    domain,
+                    &candidate,
+                    outcome,
+                    format!("redis {} field {field}: {e}", signer.key_hash()),
+                )
+                .hint("rspamd signs nothing with a missing or unreadable key: store an RSA key (>= 1024 bits) as PEM or an Ed25519 key as base64 there, or let `maildns rotate` make one"),
+            ]);
+        }
+    };
+    let selector = match Selector::parse(&entry.selector) {
+        Ok(s) => s,
+        Err(e) => {
+            return Ok(vec![
+                ImportResult::of(domain, &candidate, Outcome::Refused, e.to_string()).hint(
+                    "maildns only manages selectors that are one DNS label (letters, digits, '-', '_')",
+                ),
+            ]);
+        }
+    };
+    // maildns's copy of the key: the state's key file.
+    let copy = match signer.key_path(domain.as_str(), &selector) {
+        Ok(path) if path.exists() => match keys::load_private_key(&path) {
+            Ok(k) if k.public_key_der().ok() == key.public_key_der().ok() => Ok(path),
+            Ok(_) => Err(format!(
+                "{} already holds another key for {selector}",
+                path.display()
+            )),
+            Err(e) => Err(e.to_string()),
+        },
+        Ok(_) => signer
+            .install_key_file(domain.as_str(), &selector, &key)
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let path = match copy {
+        Ok(p) => p,
+        Err(why) => {
+            return Ok(vec![
+                ImportResult::of(domain, &candidate, Outcome::Refused, why).hint(
+                    "move the file away (maildns never overwrites a key file) and import again",
+                ),
+            ]);
+        }
+    };
+    candidate.key = path.display().to_string();
+    let mut state = store.load(domain)?;
+    let mut events: Vec<Event> = Vec::new();
+    let r = adopt_one(
+        &mut state,
+        &mut events,
+        &mut Vec::new(),
+        domain,
+        dkim,
+        &candidate,
+        now,
+    );
+    if !events.is_empty() {
+        if let Err(e) = check_invariants(&state) {
+            return Ok(vec![
+                ImportResult::new(domain, Outcome::Refused, e.to_string())
+                    .hint("run `maildns status` and report this as a bug"),
+            ]);
+        }
+        store.save(&state, &events)?;
+    }
+    Ok(vec![r])
 }
 
 #[cfg(test)]

@@ -143,18 +143,45 @@ pub fn dkim_entries(
     dkim: &DkimPolicy,
     now: DateTime<Utc>,
 ) -> Result<Vec<DkimEntry>, KeyringError> {
+    dkim_entries_with(state, dkim, now, &|k: &KeyRecord| {
+        let path = k.key_path.as_ref().ok_or_else(|| KeyringError::NoKeyFile {
+            selector: k.selector.as_str().to_string(),
+        })?;
+        Ok(keys::load_private_key(std::path::Path::new(path))?)
+    })
+}
+
+/// Whether a key at `status` wants its full record published (it may be
+/// published, propagated or signing): the keys whose private key
+/// [`dkim_entries`] reads.
+pub fn wants_full_record(status: KeyStatus) -> bool {
+    matches!(
+        status,
+        KeyStatus::Generated
+            | KeyStatus::Published
+            | KeyStatus::Propagated
+            | KeyStatus::Switched
+            | KeyStatus::SwitchFailed
+            | KeyStatus::Active
+            | KeyStatus::Retiring
+    )
+}
+
+/// [`dkim_entries`] with the private key of each key that wants its full
+/// record given by `load` (the runner reads it from the key file or, for a
+/// database-backed signer, from the engine's shared store).
+///
+/// # Errors
+/// `load` fails for a key whose full record is wanted.
+pub fn dkim_entries_with(
+    state: &DomainState,
+    dkim: &DkimPolicy,
+    now: DateTime<Utc>,
+    load: &dyn Fn(&KeyRecord) -> Result<PrivateKey, KeyringError>,
+) -> Result<Vec<DkimEntry>, KeyringError> {
     let mut out = Vec::new();
     for k in &state.keys {
-        let full = matches!(
-            k.status,
-            KeyStatus::Generated
-                | KeyStatus::Published
-                | KeyStatus::Propagated
-                | KeyStatus::Switched
-                | KeyStatus::SwitchFailed
-                | KeyStatus::Active
-                | KeyStatus::Retiring
-        );
+        let full = wants_full_record(k.status);
         let withdrawn = matches!(
             k.status,
             KeyStatus::Withdrawing | KeyStatus::Withdrawn | KeyStatus::Disclosed
@@ -162,7 +189,7 @@ pub fn dkim_entries(
             && k.destroyed_at
                 .is_some_and(|t| now - t < TimeDelta::days(30)));
         let record = if full {
-            Some(load_record(k, dkim.testing)?.to_txt())
+            Some(record_for(&load(k)?, dkim.testing)?.to_txt())
         } else if withdrawn {
             match dkim.policy.settings().withdrawal {
                 Withdrawal::Revoke => Some(revoked(k)),
@@ -186,14 +213,6 @@ fn revoked(k: &KeyRecord) -> maildns_providers::TxtRecord {
         Algorithm::Ed25519 => KeyType::Ed25519,
     };
     DkimKey::new(kt, Vec::new()).revoked().to_txt()
-}
-
-fn load_record(k: &KeyRecord, testing: bool) -> Result<DkimKey, KeyringError> {
-    let path = k.key_path.as_ref().ok_or_else(|| KeyringError::NoKeyFile {
-        selector: k.selector.as_str().to_string(),
-    })?;
-    let key = keys::load_private_key(std::path::Path::new(path))?;
-    Ok(record_for(&key, testing)?)
 }
 
 /// Performs a `GenerateKey` action: makes the key and writes it (0600, never
@@ -314,10 +333,13 @@ pub fn generate_key(
     generate(config, domain, action)
 }
 
-/// True when the signer's key table (if a signer is configured and the table
-/// exists) names the key file `path`: the signer may be signing with it.
+/// True when the signer's key table (if a signer with file tables is
+/// configured and the table exists) names the key file `path`: the signer may
+/// be signing with it. An `opendkim-sql` signer never names a key FILE (its
+/// rows hold the key data; a KeyTable row is used only once the SigningTable
+/// names it, at the switch, after publication).
 fn signer_names(config: &Config, path: &std::path::Path) -> Result<bool, KeyringError> {
-    let Some(signer) = &config.signer else {
+    let Some(signer) = config.signer.as_ref().filter(|s| s.sql.is_none()) else {
         return Ok(false);
     };
     let text = match std::fs::read_to_string(&signer.key_table) {

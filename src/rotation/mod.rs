@@ -84,5 +84,6 @@ pub use machine::{
 };
 pub use runner::{Performed, RunOutcome, Runner, RunnerError, Start};
 pub use store::{
-    Diagnosis, PgOptions, PgStore, Request, SqliteStore, Store, StoreError, StoredEvent,
+    Diagnosis, LedgerChange, LedgerEntry, PgOptions, PgStore, Request, SqliteStore, Store,
+    StoreError, StoredEvent,
 };

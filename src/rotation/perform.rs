@@ -9,10 +9,12 @@ use chrono::{DateTime, TimeDelta, Utc};
 use maildns_providers::{Fqdn, NameError, TxtRecord};
 
 use super::keyring::{self, KeyringError};
-use super::machine::{Action, DomainState, Expect, KeyStatus, Observation, Selector, Verdict};
+use super::machine::{
+    Action, DomainState, Expect, KeyRecord, KeyStatus, Observation, Selector, Verdict,
+};
 use super::runner::Runner;
 use crate::config::{DkimPolicy, Domain};
-use crate::keys::{self, KeyError};
+use crate::keys::{self, KeyError, PrivateKey};
 use crate::propagation::discover::DiscoveryError;
 use crate::propagation::{Check, DiscoveryOptions, Nameserver, Upstream, discover};
 use crate::publish::{self, DomainJob, Options, selector_name};
@@ -99,6 +101,9 @@ pub(super) enum RecordError {
         /// Its status.
         status: KeyStatus,
     },
+    /// A private key could not be found or read (boxed: recursive type).
+    #[error(transparent)]
+    Key(Box<KeyFileError>),
     /// The records the state wants could not be formed; the text is the
     /// whole chain.
     #[error("{}", crate::error::chain(.0))]
@@ -156,7 +161,7 @@ impl Runner {
         // (Decision::work filters them out).
         let selector = action.selector()?.clone();
         let result: Result<Observation, ActionError> = match action {
-            Action::GenerateKey { .. } => self.generate(d, action).map_err(ActionError::from),
+            Action::GenerateKey { .. } => self.generate(d, action).await.map_err(ActionError::from),
             Action::PublishKey { .. } => self
                 .apply(d, dkim, state, &selector, KeyStatus::Published, now)
                 .await
@@ -180,16 +185,18 @@ impl Runner {
                 .propagation(d, dkim, state, &selector, *expect, now)
                 .await
                 .map_err(ActionError::from),
-            Action::SwitchSigner { .. } => Ok(self.switch(d, state, &selector)),
+            Action::SwitchSigner { .. } => Ok(self.switch(d, state, &selector).await),
             Action::ConfirmSigner { .. } => Ok(self.confirm_switch(d, state, &selector).await),
             Action::DeletePrivateKey { .. } | Action::PublishPrivateKey { .. } => {
                 match self.retirement_check(d, &selector).await {
                     Err(held) => return Some(held),
                     Ok(()) if matches!(action, Action::DeletePrivateKey { .. }) => self
                         .delete_key(d, state, &selector)
+                        .await
                         .map_err(ActionError::from),
                     Ok(()) => self
                         .disclose(d, state, &selector)
+                        .await
                         .map_err(ActionError::from),
                 }
             }
@@ -205,10 +212,111 @@ impl Runner {
     /// A NEW key file for the selector (adopted if it already exists); with a
     /// signer, written by it (its key directory, owner and mode). The same
     /// step makes a domain's first key in `publish` ([`keyring::generate_key`]).
-    fn generate(&self, d: &Domain, action: &Action) -> Result<Observation, KeyFileError> {
-        keyring::generate_key(&self.config, self.signer.as_ref(), &d.name, action)
-            .map_err(KeyFileError::Generate)?
-            .ok_or(KeyFileError::NotGenerate)
+    ///
+    /// With a database-backed signer the key also goes into the engine's
+    /// shared store right away ([`Signer::share_key`]; unused until the
+    /// switch), so a replica on another machine can switch to it. A key the
+    /// shared store already holds for the selector (another replica made it
+    /// and stopped before saving the state) is adopted, never replaced by a
+    /// second key. This step is async for that reason: the key generation
+    /// and the 0600 file stay in the synchronous [`keyring::generate_key`]
+    /// (shared with `publish`), and the store is written in the same step,
+    /// before the state records the key as generated, so no replica ever sees
+    /// a generated key that is not in the store.
+    ///
+    /// [`Signer::share_key`]: crate::signer::Signer::share_key
+    async fn generate(&self, d: &Domain, action: &Action) -> Result<Observation, KeyFileError> {
+        let shared = self.signer.as_ref().filter(|s| s.shares_keys());
+        if let (Some(signer), Action::GenerateKey { selector, .. }) = (shared, action) {
+            let own = signer.key_path(d.name.as_str(), selector)?;
+            if !own.exists()
+                && let Some(key) = signer.stored_key(d.name.as_str(), selector).await?
+            {
+                signer.install_key(d.name.as_str(), selector, &key)?;
+            }
+        }
+        let observation =
+            keyring::generate_key(&self.config, self.signer.as_ref(), &d.name, action)
+                .map_err(KeyFileError::Generate)?
+                .ok_or(KeyFileError::NotGenerate)?;
+        if let (
+            Some(signer),
+            Observation::KeyGenerated {
+                selector, key_path, ..
+            },
+        ) = (shared, &observation)
+        {
+            let key = keys::load_private_key(std::path::Path::new(key_path))?;
+            signer.share_key(d.name.as_str(), selector, &key).await?;
+        }
+        Ok(observation)
+    }
+
+    /// The private key of `k`: its key file, or, with a database-backed
+    /// signer, the engine's shared store when no file is on this machine
+    /// ([`Signer::load_key`]). A key not yet switched to that was read from a
+    /// file is (re)put into the shared store on the way ([`Signer::share_key`],
+    /// a no-op when it is there): a key made where the store was not written
+    /// (`maildns publish`'s first key, a maildns before this step) reaches it
+    /// before any replica needs it.
+    ///
+    /// [`Signer::load_key`]: crate::signer::Signer::load_key
+    /// [`Signer::share_key`]: crate::signer::Signer::share_key
+    pub(super) async fn private_key(
+        &self,
+        d: &Domain,
+        k: &KeyRecord,
+    ) -> Result<PrivateKey, KeyFileError> {
+        let recorded = k.key_path.as_deref().map(std::path::Path::new);
+        let Some(signer) = &self.signer else {
+            let path = recorded.ok_or_else(|| KeyFileError::NoKeyFile(k.selector.clone()))?;
+            return Ok(keys::load_private_key(path)?);
+        };
+        let key = signer
+            .load_key(d.name.as_str(), &k.selector, recorded)
+            .await?;
+        if signer.shares_keys()
+            && matches!(
+                k.status,
+                KeyStatus::Generated | KeyStatus::Published | KeyStatus::Propagated
+            )
+        {
+            signer.share_key(d.name.as_str(), &k.selector, &key).await?;
+        }
+        Ok(key)
+    }
+
+    /// What each key of `state` wants published ([`keyring::dkim_entries`]),
+    /// each private key read by [`Runner::private_key`]: a key found nowhere
+    /// fails the step, naming its selector (nothing is published).
+    async fn dkim_entries(
+        &self,
+        d: &Domain,
+        state: &DomainState,
+        dkim: &DkimPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<publish::DkimEntry>, RecordError> {
+        let mut loaded = std::collections::BTreeMap::new();
+        for k in state
+            .keys
+            .iter()
+            .filter(|k| keyring::wants_full_record(k.status))
+        {
+            let key = self
+                .private_key(d, k)
+                .await
+                .map_err(|e| RecordError::Key(Box::new(e)))?;
+            loaded.insert(k.selector.clone(), key);
+        }
+        keyring::dkim_entries_with(state, dkim, now, &|k: &KeyRecord| {
+            loaded
+                .get(&k.selector)
+                .cloned()
+                .ok_or_else(|| KeyringError::NoKeyFile {
+                    selector: k.selector.to_string(),
+                })
+        })
+        .map_err(RecordError::Entries)
     }
 
     /// Applies the DKIM record of `selector` as it is wanted once the key has
@@ -232,8 +340,9 @@ impl Runner {
                 status: key.status,
             });
         }
-        let entries = keyring::dkim_entries(&as_if(state, selector, status), dkim, now)
-            .map_err(RecordError::Entries)?;
+        let entries = self
+            .dkim_entries(d, &as_if(state, selector, status), dkim, now)
+            .await?;
         let name = selector_name(&d.name, selector)?;
         let desired: Vec<_> = publish::for_domain(d, &entries)?
             .into_iter()
@@ -322,23 +431,26 @@ impl Runner {
         now: DateTime<Utc>,
     ) -> Result<Observation, RecordError> {
         let name = selector_name(&d.name, selector)?;
-        let record_as = |status| -> Result<Option<TxtRecord>, RecordError> {
-            let entries = keyring::dkim_entries(&as_if(state, selector, status), dkim, now)
-                .map_err(RecordError::Entries)?;
-            Ok(entries
+        let find = |entries: Vec<publish::DkimEntry>| -> Option<TxtRecord> {
+            entries
                 .into_iter()
                 .find(|e| &e.selector == selector)
-                .and_then(|e| e.record))
+                .and_then(|e| e.record)
         };
-        let full = record_as(KeyStatus::Retiring)?.ok_or_else(|| RecordError::NoRecord {
+        let full = find(
+            self.dkim_entries(d, &as_if(state, selector, KeyStatus::Retiring), dkim, now)
+                .await?,
+        )
+        .ok_or_else(|| RecordError::NoRecord {
             what: "",
             selector: selector.clone(),
         })?;
         let checks = match expect {
             Expect::Present => vec![Check::present(name.clone(), full)],
             Expect::Revoked => {
-                let revoked =
-                    record_as(KeyStatus::Withdrawing)?.ok_or_else(|| RecordError::NoRecord {
+                let withdrawing = as_if(state, selector, KeyStatus::Withdrawing);
+                let revoked = find(self.dkim_entries(d, &withdrawing, dkim, now).await?)
+                    .ok_or_else(|| RecordError::NoRecord {
                         what: "revoked ",
                         selector: selector.clone(),
                     })?;
@@ -414,7 +526,7 @@ impl Runner {
     }
 
     /// Deletes the private key (only keys the machine retired and withdrew).
-    fn delete_key(
+    async fn delete_key(
         &self,
         d: &Domain,
         state: &DomainState,
@@ -430,7 +542,7 @@ impl Runner {
             });
         }
         if let Some(signer) = &self.signer {
-            signer.remove_key(d.name.as_str(), selector)?;
+            signer.remove_key(d.name.as_str(), selector).await?;
         }
         let path = key_path(state, selector)?;
         match std::fs::remove_file(&path) {
@@ -452,7 +564,7 @@ impl Runner {
     /// Publishes a retired private key for deniability: writes it, world-readable,
     /// to `<state_dir>/disclosed/<domain>/<selector>.private`, for the operator to
     /// serve (e.g. from a web server), as dkim-rotate does.
-    fn disclose(
+    async fn disclose(
         &self,
         d: &Domain,
         state: &DomainState,
@@ -467,8 +579,9 @@ impl Runner {
                 status: key.status,
             });
         }
-        let path = key_path(state, selector)?;
-        let pem = keys::load_private_key(&path).and_then(|k| k.to_pem())?;
+        // The key file, or the shared store of a database-backed signer
+        // (still there: a key is removed from it only at its deletion).
+        let pem = self.private_key(d, key).await?.to_pem()?;
         let dir = self
             .config
             .state_dir

@@ -63,7 +63,7 @@ use crate::config::{self, Config, ConfigError, ConfigErrors, Domain, SignerConfi
 use crate::keys::WriteOptions;
 use crate::propagation::{Clock, Querier, QueryOptions, WatchOptions, Watcher};
 use crate::signer::unix::SignerUser;
-use crate::signer::{Signer, SignerError};
+use crate::signer::{OpenDkimFiles, OpenDkimSql, Signer, SignerError};
 
 /// Most step/perform rounds in one [`Runner::run_once`] (a guard; a lifecycle
 /// needs about a dozen).
@@ -107,6 +107,9 @@ pub enum RunnerError {
         /// The user.
         user: String,
     },
+    /// The signer database's (or controller's) password could not be read.
+    #[error("reading the signer database's password: {0}")]
+    SignerPassword(#[source] crate::secrets::SecretError),
     /// The signer could not be set up.
     #[error(transparent)]
     Signer(#[from] SignerError),
@@ -263,10 +266,16 @@ pub fn signer_from_config(
     cfg: &config::Signer,
     config_path: &std::path::Path,
 ) -> Result<Signer, RunnerError> {
+    if let Some(r) = &cfg.rspamd {
+        return rspamd_signer_from_config(cfg, r);
+    }
+    if let Some(sql) = &cfg.sql {
+        return sql_signer_from_config(cfg, sql);
+    }
     let user = SignerUser::lookup(&cfg.user).ok_or_else(|| RunnerError::SignerUser {
         user: cfg.user.clone(),
     })?;
-    let mut s = Signer::new(
+    let mut s = OpenDkimFiles::new(
         &cfg.key_dir,
         &cfg.key_table,
         &cfg.signing_table,
@@ -307,7 +316,103 @@ pub fn signer_from_config(
             owner: Some((user.uid, user.gid)),
         };
     }
-    Ok(s)
+    Ok(Signer::OpenDkimFiles(s))
+}
+
+/// A credential of the signer, looked up like any credential (environment
+/// variable `env_var`, `$CREDENTIALS_DIRECTORY/<name>`, the OS keyring entry
+/// `<name>`, `file`), from the environment as it is now; none found means
+/// connecting without one.
+fn signer_secret(
+    name: &str,
+    env_var: &str,
+    file: Option<&std::path::Path>,
+) -> Result<Option<zeroize::Zeroizing<String>>, RunnerError> {
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let spec = crate::secrets::SecretSpec {
+        env_var: Some(env_var.to_string()),
+        token_file: file.map(std::path::Path::to_path_buf),
+    };
+    match crate::secrets::lookup(name, &spec, &env) {
+        Ok(found) => {
+            tracing::debug!("{name} from {}", found.source);
+            Ok(Some(zeroize::Zeroizing::new(
+                found.secret.expose().to_string(),
+            )))
+        }
+        Err(crate::secrets::SecretError::NotFound { looked, .. }) => {
+            tracing::debug!(
+                "no {name} found (looked at: {}); connecting without one",
+                looked.join("; ")
+            );
+            Ok(None)
+        }
+        Err(e) => Err(RunnerError::SignerPassword(e)),
+    }
+}
+
+/// The `kind = "rspamd"` signer: Redis and controller passwords looked up
+/// like any credential ([`config::SIGNER_PASSWORD_CREDENTIAL`],
+/// [`config::RSPAMD_CONTROLLER_PASSWORD_CREDENTIAL`]).
+fn rspamd_signer_from_config(
+    cfg: &config::Signer,
+    r: &config::RspamdSigner,
+) -> Result<Signer, RunnerError> {
+    let redis_password = signer_secret(
+        config::SIGNER_PASSWORD_CREDENTIAL,
+        &r.password_env,
+        r.password_file.as_deref(),
+    )?;
+    let controller_password = signer_secret(
+        config::RSPAMD_CONTROLLER_PASSWORD_CREDENTIAL,
+        &r.controller_password_env,
+        r.controller_password_file.as_deref(),
+    )?;
+    let settings = crate::signer::rspamd::RspamdSettings {
+        redis_url: r.url.clone(),
+        redis_password,
+        key_hash: r.key_hash.clone(),
+        selector_hash: r.selector_hash.clone(),
+        controller_urls: r.controllers.clone(),
+        key_dir: cfg.key_dir.clone(),
+        controller_password,
+        timeout: cfg.probe_timeout.min(std::time::Duration::from_secs(10)),
+    };
+    let signer = crate::signer::RspamdSigner::new(settings).map_err(SignerError::from)?;
+    Ok(Signer::Rspamd(signer))
+}
+
+/// The `kind = "opendkim-sql"` signer: its database password is looked up
+/// like any credential (`password_env`, default `MAILDNS_SIGNER_PASSWORD`;
+/// `$CREDENTIALS_DIRECTORY/signer-password`; the OS keyring entry
+/// `signer-password`; `password_file`), from the environment as it is now;
+/// none found means connecting without one (e.g. a trusted local server).
+fn sql_signer_from_config(
+    cfg: &config::Signer,
+    sql: &config::SqlSigner,
+) -> Result<Signer, RunnerError> {
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let spec = crate::secrets::SecretSpec {
+        env_var: Some(sql.password_env.clone()),
+        token_file: sql.password_file.clone(),
+    };
+    let password = match crate::secrets::lookup(config::SIGNER_PASSWORD_CREDENTIAL, &spec, &env) {
+        Ok(found) => {
+            tracing::debug!("signer database password from {}", found.source);
+            Some(found.secret)
+        }
+        Err(crate::secrets::SecretError::NotFound { looked, .. }) => {
+            tracing::debug!(
+                "no signer database password found (looked at: {}); connecting without one",
+                looked.join("; ")
+            );
+            None
+        }
+        Err(e) => return Err(RunnerError::SignerPassword(e)),
+    };
+    let mut s = OpenDkimSql::new(&sql.url, password, &cfg.key_dir, sql.sockets.clone());
+    s.tables = sql.tables.clone();
+    Ok(Signer::OpenDkimSql(s))
 }
 
 impl Runner {
@@ -559,6 +664,23 @@ impl Runner {
                         && decision.state.key(&k.selector).map(|o| o.status)
                             != Some(super::KeyStatus::Destroyed)
                 }) {
+                    // Its key left the engine's shared store too (put there
+                    // at generation; never named by a selector or
+                    // SigningTable row: it was never switched to).
+                    if let Some(signer) = self.signer.as_ref().filter(|s| s.shares_keys())
+                        && let Err(e) = signer.remove_key(d.name.as_str(), &k.selector).await
+                    {
+                        let message = format!(
+                            "removing the discarded key {} from {}: {e}",
+                            k.selector,
+                            signer.store_name()
+                        );
+                        tracing::warn!("{message}");
+                        out.warnings.push(Warning {
+                            code: "key_not_removed",
+                            message,
+                        });
+                    }
                     if let Err(e) = self
                         .apply(
                             d,

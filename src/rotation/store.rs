@@ -197,6 +197,60 @@ impl Request {
     pub const ROTATE_NOW: &'static str = "rotate_now";
 }
 
+/// One entry of the publish ledger: the SPF, DMARC or ADSP value `maildns
+/// publish` holds at a name (see `crate::publish::ledger`). Keyed by
+/// (domain, kind).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// The mail domain.
+    pub domain: Fqdn,
+    /// `spf`, `dmarc` or `adsp`.
+    pub kind: String,
+    /// The owner name the value is at.
+    pub name: Fqdn,
+    /// The value (joined character-strings).
+    pub value: String,
+}
+
+/// One change a `publish` run made to the ledger, saved as such (never the
+/// whole ledger): see [`Store::update_ledger`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerChange {
+    /// Insert the entry, or replace the one with its (domain, kind).
+    Put(LedgerEntry),
+    /// Delete the (domain, kind) entry the run read (and whose value it
+    /// retracted), but only while it still holds that name and value: an
+    /// entry another run rewrote since (a value published meanwhile) stays.
+    Remove(LedgerEntry),
+}
+
+impl LedgerChange {
+    /// The mail domain the change is about.
+    pub fn domain(&self) -> &Fqdn {
+        match self {
+            LedgerChange::Put(e) | LedgerChange::Remove(e) => &e.domain,
+        }
+    }
+}
+
+/// Puts taken requests the taker did not do back in the queue (with their
+/// first time), so a request is never lost to a process that took it but
+/// could not (or was not asked to) act on it: a domain another replica
+/// leased, a domain outside a `--domain` selection, a pass stopped early.
+///
+/// # Errors
+/// The store fails (the requests not yet put back are then lost; the
+/// caller logs it).
+pub fn requeue<'a>(
+    store: &dyn Store,
+    requests: impl IntoIterator<Item = &'a Request>,
+) -> Result<(), StoreError> {
+    for r in requests {
+        store.add_request(&r.domain, &r.what, r.at)?;
+    }
+    Ok(())
+}
+
 /// A provider diagnosis: what `maildns diagnose` found out about an account.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Diagnosis {
@@ -263,13 +317,24 @@ pub trait Store: Send + Sync {
         false
     }
 
-    /// The publish ledger's JSON, when [`Store::keeps_ledger`] and one was saved.
-    fn load_ledger(&self) -> Result<Option<serde_json::Value>, StoreError> {
-        Ok(None)
+    /// The publish ledger's entries, in (domain, kind) order, when
+    /// [`Store::keeps_ledger`] (empty otherwise, or when none was saved).
+    fn load_ledger(&self) -> Result<Vec<LedgerEntry>, StoreError> {
+        Ok(Vec::new())
     }
 
-    /// Replaces the publish ledger's JSON (only when [`Store::keeps_ledger`]).
-    fn save_ledger(&self, _body: &serde_json::Value) -> Result<(), StoreError> {
+    /// Saves the publish ledger entries one run changed (only when
+    /// [`Store::keeps_ledger`]): each [`LedgerChange`] upserts or deletes
+    /// exactly its (domain, kind) entry, all in one transaction, and every
+    /// other entry stays as it is, so runs on other machines that change
+    /// other entries at the same time lose nothing; for one entry, the later
+    /// write wins (a removal only of the value it read). A change to a domain whose [`Store::lease`] this process
+    /// holds counts only under that lease (checked in the same transaction).
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when such a lease was lost (nothing is
+    /// saved); the store's own failures.
+    fn update_ledger(&self, _changes: &[LedgerChange]) -> Result<(), StoreError> {
         Ok(())
     }
 

@@ -1,40 +1,470 @@
-//! The signer: OpenDKIM's key files, key.table and signing.table, and its reload.
+//! The signer: the engine that adds DKIM-Signature headers to outgoing mail,
+//! driven through one shape whatever the engine.
 //!
-//! Why this module exists: OpenDKIM fails silently. Rewritten tables do nothing
-//! until a reload; a reload (SIGUSR1) only sets a flag, and the files are re-read at
-//! the next milter connection, as the opendkim user; if that fails OpenDKIM keeps
-//! the OLD configuration and goes on signing with the old selector, leaving one log
-//! line. So [`Signer::switch`] checks beforehand everything OpenDKIM will check
-//! (tables parse, opendkim.conf and every file-backed data set it names readable
-//! by its user, the key passes `RequireSafeKeys`), and the caller proves the
-//! switch afterwards with a probe signature ([`probe`]) through the signer's own
-//! milter socket — the exit status of the reload command proves nothing, and
-//! `opendkim-testkey` never talks to the running filter.
+//! # The shape
 //!
-//! Reload is `systemctl reload opendkim` by default (Debian's unit sends SIGUSR1).
-//! Never SIGHUP: libmilter treats HUP like TERM and OpenDKIM exits.
+//! The runner holds one [`Signer`], an enum that dispatches over the backends
+//! (one variant per engine, `#[non_exhaustive]`: backends are added as
+//! variants, not behind a trait object, so the set stays closed and each
+//! backend keeps its own typed configuration). Every backend offers the same
+//! operations:
 //!
-//! Key files: OpenDKIM reads key files for every message, so replacing a key file in
-//! place switches keys at once, before any reload and before DNS serves the new
-//! public key. Every key therefore goes into a NEW file
-//! (`<key_dir>/<domain>/<selector>.private`), never overwriting one.
+//! | operation | what it does |
+//! |---|---|
+//! | [`Signer::key_path`] / [`Signer::install_key`] | where maildns keeps the private key of (signing domain, selector), and writing it there (a NEW file, never overwritten) |
+//! | [`Signer::share_key`] / [`Signer::stored_key`] | put a new key into the engine's shared store (where every MTA and every maildns replica reads it; unused until the switch) and read it back; nothing for file-based OpenDKIM |
+//! | [`Signer::load_key`] | the private key of a selector: maildns's key file, else the engine's shared store |
+//! | [`Signer::switch`] | make the engine sign the domain with (selector, key): pre-reload checks, the engine's data, reload |
+//! | [`Signer::entry`] | the entry the engine's data names now for mail From `postmaster@domain` (selector + where the key is) |
+//! | [`Signer::check_and_reload`] | re-run the pre-reload checks and re-send the reload (a no-op where the engine has none) |
+//! | [`Signer::remove_key`] | remove a retired key from the engine's data |
+//! | [`Signer::probe`] | one [`EndpointProbe`] per signer endpoint (each OpenDKIM milter socket, an rspamd controller): what a probe message comes back signed with |
+//!
+//! A switch is proven, and a retirement allowed, only when EVERY endpoint
+//! agrees ([`EndpointProbe::all`]): one endpoint still on the old key (or
+//! unreachable) holds the step, and the reason names that endpoint.
+//!
+//! Backends: [`files::OpenDkimFiles`] (OpenDKIM with a file KeyTable and
+//! SigningTable and key files on this host; the single-machine default),
+//! [`opendkim_sql::OpenDkimSql`] (every MTA's OpenDKIM reading `dsn:` KeyTable
+//! and SigningTable from PostgreSQL, key data inline; one milter socket per
+//! MTA, all probed) and [`rspamd::RspamdSigner`] (rspamd on one or more MTAs
+//! reading keys and selectors from one Redis; every controller probed).
+//!
+//! Never SIGHUP OpenDKIM: libmilter treats HUP like TERM and OpenDKIM exits.
 
+pub mod files;
 pub mod milter;
 pub mod opendkim;
+pub mod opendkim_sql;
 pub mod probe;
 pub mod reader;
+pub mod rspamd;
 pub mod unix;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::time::Duration;
 
+pub use files::{OpenDkimFiles, Switched};
 pub use milter::{MilterSocket, SocketSpecError};
+pub use opendkim_sql::{OpenDkimSql, SqlTables};
+pub use rspamd::{RspamdError, RspamdSigner};
 
-use crate::keys::{self, KeyError, PrivateKey, WriteOptions};
+use crate::keys::{KeyError, PrivateKey};
 use crate::rotation::Selector;
-use opendkim::{KeyEntry, KeyTable, OpenDkimConf, ParseError, SigningTable};
+use opendkim::ParseError;
+use probe::{ProbeError, ProbeReport};
 use reader::ReadError;
-use unix::{SignerUser, WriteError, same_file};
+use unix::WriteError;
+
+/// The signer maildns drives, one variant per backend (see the module docs for
+/// the operations every backend offers).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Signer {
+    /// OpenDKIM with file tables and key files on this host.
+    OpenDkimFiles(OpenDkimFiles),
+    /// OpenDKIM on several MTAs reading `dsn:` tables from PostgreSQL.
+    OpenDkimSql(OpenDkimSql),
+    /// rspamd reading keys and selectors from Redis.
+    Rspamd(RspamdSigner),
+}
+
+/// Where the key of a [`SignerEntry`] is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyRef {
+    /// A key file on this host.
+    File(PathBuf),
+    /// A field of rspamd's Redis key hash.
+    Redis {
+        /// The hash (`key_prefix`).
+        hash: String,
+        /// The field (`<selector>.<domain>`).
+        field: String,
+        /// The stored key's public key (DER), `None` when the field is
+        /// missing or holds no readable key.
+        public_key: Option<Vec<u8>>,
+    },
+    /// Key data inline in a database row.
+    Inline {
+        /// The table.
+        table: String,
+        /// The row's key name (`<selector>._domainkey.<domain>`).
+        id: String,
+    },
+}
+
+/// The entry a signer uses now for a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignerEntry {
+    /// The selector it signs with.
+    pub selector: String,
+    /// Where its key is.
+    pub key: KeyRef,
+}
+
+impl SignerEntry {
+    /// Whether this entry is `selector` with the key maildns keeps at
+    /// `key_path` (file-based OpenDKIM) or whose public key (DER) is
+    /// `public_key` (rspamd compares the stored key by public key).
+    pub fn is(&self, selector: &Selector, key_path: &Path, public_key: &[u8]) -> bool {
+        self.selector == selector.as_str()
+            && match &self.key {
+                KeyRef::File(p) => p == key_path,
+                // The row of this selector (selectors are never reused, a row
+                // is never overwritten with another key, and the probe checks
+                // the key against DNS).
+                KeyRef::Inline { id, .. } => id.starts_with(&format!("{selector}._domainkey.")),
+                // The same key (compared by public key).
+                KeyRef::Redis {
+                    public_key: stored, ..
+                } => stored.as_deref() == Some(public_key),
+            }
+    }
+
+    /// Where the key is, in words (never the key itself).
+    pub fn location(&self) -> String {
+        match &self.key {
+            KeyRef::File(p) => p.display().to_string(),
+            KeyRef::Inline { table, id } => format!("row {id} of {table}"),
+            KeyRef::Redis {
+                hash,
+                field,
+                public_key,
+            } => format!(
+                "redis hash {hash} field {field}{}",
+                if public_key.is_some() {
+                    ""
+                } else {
+                    " (missing or unreadable: rspamd signs nothing)"
+                }
+            ),
+        }
+    }
+}
+
+/// What [`Signer::switch`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchDone {
+    /// Why the reload failed, if it did (the data names the new key; the probe
+    /// tells what is live).
+    pub reload_error: Option<String>,
+}
+
+/// One signer endpoint's answer to a probe.
+#[derive(Debug)]
+pub struct EndpointProbe {
+    /// The endpoint (e.g. `local:/run/opendkim/opendkim.sock`).
+    pub endpoint: String,
+    /// What its probe message came back with, or why there is none.
+    pub result: Result<ProbeReport, ProbeError>,
+}
+
+impl EndpointProbe {
+    /// True when there is at least one endpoint and every endpoint answered
+    /// with a report satisfying `ok`.
+    pub fn all(round: &[EndpointProbe], ok: impl Fn(&ProbeReport) -> bool) -> bool {
+        !round.is_empty() && round.iter().all(|e| e.result.as_ref().is_ok_and(&ok))
+    }
+
+    /// The first endpoint that could not be probed, if any.
+    pub fn first_error(round: &[EndpointProbe]) -> Option<&EndpointProbe> {
+        round.iter().find(|e| e.result.is_err())
+    }
+
+    /// The endpoints that do not satisfy `ok` (no answer, or a report that
+    /// does not satisfy it), each described naming its endpoint, joined with
+    /// `"; "`.
+    pub fn describe_failing(round: &[EndpointProbe], ok: impl Fn(&ProbeReport) -> bool) -> String {
+        round
+            .iter()
+            .filter_map(|e| match &e.result {
+                Ok(r) if !ok(r) => Some(r.describe()),
+                Ok(_) => None,
+                Err(err) => Some(format!("{}: {err}", e.endpoint)),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+impl Signer {
+    /// The engine's name, for messages (`OpenDKIM`).
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Signer::OpenDkimFiles(_) | Signer::OpenDkimSql(_) => "OpenDKIM",
+            Signer::Rspamd(_) => "rspamd",
+        }
+    }
+
+    /// Where maildns keeps the private key of `domain`/`selector`.
+    ///
+    /// # Errors
+    /// [`SignerError::InvalidName`] for a domain that cannot be a path.
+    pub fn key_path(&self, domain: &str, selector: &Selector) -> Result<PathBuf, SignerError> {
+        match self {
+            Signer::OpenDkimFiles(s) => s.key_path(domain, selector),
+            Signer::OpenDkimSql(s) => s.key_path(domain, selector),
+            Signer::Rspamd(s) => s.key_path(domain, selector),
+        }
+    }
+
+    /// Writes `key` to a NEW file at [`Signer::key_path`] and returns its path.
+    ///
+    /// # Errors
+    /// The name is invalid, the file exists or cannot be written.
+    pub fn install_key(
+        &self,
+        domain: &str,
+        selector: &Selector,
+        key: &PrivateKey,
+    ) -> Result<PathBuf, SignerError> {
+        match self {
+            Signer::OpenDkimFiles(s) => s.install_key(domain, selector, key),
+            Signer::OpenDkimSql(s) => s.install_key(domain, selector, key),
+            Signer::Rspamd(s) => s.install_key_file(domain, selector, key),
+        }
+    }
+
+    /// Whether the engine keeps keys in a store shared by every MTA and every
+    /// maildns replica (`opendkim-sql`, `rspamd`): then [`Signer::share_key`]
+    /// writes the key there at generation and a switch reads it from there
+    /// when this machine has no key file.
+    pub fn shares_keys(&self) -> bool {
+        !matches!(self, Signer::OpenDkimFiles(_))
+    }
+
+    /// Puts `key`, just generated for `domain`/`selector`, into the engine's
+    /// shared store: the KeyTable row (no SigningTable row) for
+    /// `opendkim-sql`, the key hash field (not the selector hash) for
+    /// `rspamd`. Harmless for signing (each engine uses a key only once the
+    /// domain's entry names its selector) and what lets a replica on another
+    /// machine switch to the key without the generating replica's key file.
+    /// Nothing for file-based OpenDKIM (its key file is the key). The same
+    /// key already stored is no error.
+    ///
+    /// # Errors
+    /// [`SignerError::KeyConflict`] when another key is stored under the
+    /// selector (never overwritten); the store cannot be reached or written.
+    pub async fn share_key(
+        &self,
+        domain: &str,
+        selector: &Selector,
+        key: &PrivateKey,
+    ) -> Result<(), SignerError> {
+        match self {
+            Signer::OpenDkimFiles(_) => Ok(()),
+            Signer::OpenDkimSql(s) => s.store_key(domain, selector, key).await,
+            Signer::Rspamd(s) => Ok(s.store_key(domain, selector, key).await?),
+        }
+    }
+
+    /// The key of `domain`/`selector` in the engine's shared store (`None`:
+    /// not there; always `None` for file-based OpenDKIM).
+    ///
+    /// # Errors
+    /// The store cannot be reached or read, or holds no usable key there.
+    pub async fn stored_key(
+        &self,
+        domain: &str,
+        selector: &Selector,
+    ) -> Result<Option<PrivateKey>, SignerError> {
+        match self {
+            Signer::OpenDkimFiles(_) => Ok(None),
+            Signer::OpenDkimSql(s) => s.stored_key(domain, selector).await,
+            Signer::Rspamd(s) => Ok(s.stored_key(domain, selector).await?),
+        }
+    }
+
+    /// The private key of `domain`/`selector`: the key file the state
+    /// records (`recorded`) or this replica's own copy
+    /// ([`Signer::key_path`]) when either exists, else, for the
+    /// database-backed engines, the key in the shared store
+    /// ([`Signer::stored_key`]). File-based OpenDKIM reads `recorded` only.
+    ///
+    /// # Errors
+    /// [`SignerError::KeyMissing`] (naming the selector and where maildns
+    /// looked) when no copy exists; a file or stored key that cannot be read.
+    pub async fn load_key(
+        &self,
+        domain: &str,
+        selector: &Selector,
+        recorded: Option<&Path>,
+    ) -> Result<PrivateKey, SignerError> {
+        if let Signer::OpenDkimFiles(_) = self {
+            let Some(path) = recorded else {
+                return Err(SignerError::KeyMissing {
+                    domain: domain.to_string(),
+                    selector: selector.to_string(),
+                    looked: "no key file is recorded".into(),
+                });
+            };
+            return Ok(crate::keys::load_private_key(path)?);
+        }
+        let own = self.key_path(domain, selector)?;
+        let mut looked = Vec::new();
+        for path in recorded.into_iter().chain(std::iter::once(own.as_path())) {
+            if path.exists() {
+                return Ok(crate::keys::load_private_key(path)?);
+            }
+            looked.push(path.display().to_string());
+        }
+        if let Some(key) = self.stored_key(domain, selector).await? {
+            return Ok(key);
+        }
+        looked.push(self.store_name());
+        Err(SignerError::KeyMissing {
+            domain: domain.to_string(),
+            selector: selector.to_string(),
+            looked: looked.join(", "),
+        })
+    }
+
+    /// The engine's key store, in words (for messages; never a password).
+    pub fn store_name(&self) -> String {
+        match self {
+            Signer::OpenDkimFiles(s) => s.key_table.display().to_string(),
+            Signer::OpenDkimSql(s) => format!(
+                "KeyTable {} at {}",
+                s.tables.key_table,
+                crate::rotation::store::postgres::redact(&s.url)
+            ),
+            Signer::Rspamd(s) => format!("redis hash {} at {}", s.key_hash(), s.redis_url()),
+        }
+    }
+
+    /// Makes the engine sign `*@domain` with the key of `selector` (at
+    /// `key_path` for file-based OpenDKIM; for the database-backed engines
+    /// the key found by [`Signer::load_key`], maildns's file or the shared
+    /// store), with the pre-reload checks, the engine's data and the reload.
+    /// The caller proves it afterwards with [`Signer::probe`].
+    ///
+    /// # Errors
+    /// The first pre-reload check that fails (nothing written),
+    /// [`SignerError::KeyMissing`] when the key is nowhere (nothing written),
+    /// or the data could not be written. A failed reload is
+    /// [`SwitchDone::reload_error`].
+    pub async fn switch(
+        &self,
+        domain: &str,
+        selector: &Selector,
+        key_path: &Path,
+    ) -> Result<SwitchDone, SignerError> {
+        match self {
+            Signer::OpenDkimFiles(s) => s.switch(domain, selector, key_path).map(|sw| SwitchDone {
+                reload_error: sw.reload_error,
+            }),
+            // No reload: rspamd reads Redis at every message.
+            Signer::Rspamd(s) => {
+                let key = self.load_key(domain, selector, Some(key_path)).await?;
+                s.switch(domain, selector, &key)
+                    .await
+                    .map(|_| SwitchDone { reload_error: None })
+                    .map_err(SignerError::from)
+            }
+            Signer::OpenDkimSql(s) => {
+                let key = self.load_key(domain, selector, Some(key_path)).await?;
+                s.switch_key(domain, selector, &key)
+                    .await
+                    .map(|_| SwitchDone { reload_error: None })
+            }
+        }
+    }
+
+    /// The entry the engine's data names for mail From `postmaster@domain`
+    /// (`None`: no entry).
+    ///
+    /// # Errors
+    /// The data cannot be read.
+    pub async fn entry(&self, domain: &str) -> Result<Option<SignerEntry>, SignerError> {
+        match self {
+            Signer::OpenDkimFiles(s) => {
+                let (kt, st) = s.read_tables()?;
+                let from = format!("postmaster@{domain}");
+                Ok(st
+                    .lookup(&from)
+                    .and_then(|n| kt.get(n))
+                    .map(|e| SignerEntry {
+                        selector: e.selector.clone(),
+                        key: KeyRef::File(PathBuf::from(&e.key)),
+                    }))
+            }
+            Signer::OpenDkimSql(s) => s.entry(domain).await,
+            Signer::Rspamd(s) => s.entry(domain).await,
+        }
+    }
+
+    /// Re-runs the pre-reload checks and re-sends the reload (after a probe
+    /// showed the old key: the reload may have been refused or never sent).
+    ///
+    /// # Errors
+    /// The first check that fails, or the reload command fails.
+    pub async fn check_and_reload(&self) -> Result<(), SignerError> {
+        match self {
+            Signer::OpenDkimFiles(s) => s.check_reload().and_then(|()| s.reload()),
+            Signer::OpenDkimSql(s) => s.check_and_reload().await,
+            // Nothing to reload: check that Redis answers.
+            Signer::Rspamd(s) => Ok(s.check().await?),
+        }
+    }
+
+    /// Removes the retired key `selector` of `domain` from the engine's data
+    /// (the private key file is left to the caller); returns how many entries
+    /// were removed.
+    ///
+    /// # Errors
+    /// The data cannot be read or written, or the reload fails.
+    pub async fn remove_key(
+        &self,
+        domain: &str,
+        selector: &Selector,
+    ) -> Result<usize, SignerError> {
+        match self {
+            Signer::OpenDkimFiles(s) => s.remove_key(domain, selector),
+            Signer::OpenDkimSql(s) => s.remove_key(domain, selector).await,
+            Signer::Rspamd(s) => Ok(s.remove_key(domain, selector).await?),
+        }
+    }
+
+    /// The endpoints [`Signer::probe`] asks (empty: the signer cannot be
+    /// probed).
+    pub fn endpoints(&self) -> Vec<String> {
+        match self {
+            Signer::OpenDkimFiles(s) => s.socket.iter().map(ToString::to_string).collect(),
+            Signer::OpenDkimSql(s) => s.sockets.iter().map(ToString::to_string).collect(),
+            Signer::Rspamd(s) => s.controller_urls(),
+        }
+    }
+
+    /// Sends one probe message for `domain` through every endpoint (dated
+    /// `now`, I/O bounded by `timeout`) and verifies the signatures against
+    /// every server of `servers`; one [`EndpointProbe`] per endpoint, in the
+    /// configured order (empty when the signer cannot be probed).
+    pub async fn probe(
+        &self,
+        domain: &str,
+        servers: &[SocketAddr],
+        timeout: Duration,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<EndpointProbe> {
+        let sockets: Vec<MilterSocket> = match self {
+            Signer::OpenDkimFiles(s) => s.socket.iter().cloned().collect(),
+            Signer::OpenDkimSql(s) => s.sockets.clone(),
+            Signer::Rspamd(s) => return s.probe(domain, servers, timeout, now).await,
+        };
+        let mut out = Vec::with_capacity(sockets.len());
+        for socket in sockets {
+            let result = probe::probe_at(&socket, domain, servers, timeout, now).await;
+            out.push(EndpointProbe {
+                endpoint: socket.to_string(),
+                result,
+            });
+        }
+        out
+    }
+}
 
 /// Why a signer operation failed; each variant says which step and which file.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +482,9 @@ pub enum SignerError {
     /// Writing or reading a key failed.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// rspamd's Redis refused or failed an operation.
+    #[error(transparent)]
+    Rspamd(#[from] RspamdError),
     /// A file could not be read.
     #[error("{}: {source}", path.display())]
     Read {
@@ -99,6 +532,31 @@ pub enum SignerError {
     /// A table could not be written.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// The private key of a selector is in no key file and not in the
+    /// engine's shared store: nothing is published or switched to.
+    #[error(
+        "the private key of selector {selector} of {domain} is missing (looked in {looked}); nothing was published or switched"
+    )]
+    KeyMissing {
+        /// The signing domain.
+        domain: String,
+        /// The selector.
+        selector: String,
+        /// Where maildns looked (paths, the store; never key data).
+        looked: String,
+    },
+    /// The shared store already holds another key under the selector.
+    #[error(
+        "{store} already holds another key for selector {selector} of {domain}; a selector is never reused for a different key"
+    )]
+    KeyConflict {
+        /// The table row or hash field.
+        store: String,
+        /// The signing domain.
+        domain: String,
+        /// The selector.
+        selector: String,
+    },
     /// A directory could not be created.
     #[error("{}: create directory: {source}", path.display())]
     CreateDir {
@@ -126,6 +584,16 @@ pub enum SignerError {
         /// What is wrong.
         why: String,
     },
+    /// The signer's database could not be reached, read or written.
+    #[error("signer database {url}: {operation}: {message}")]
+    Sql {
+        /// What was being done.
+        operation: &'static str,
+        /// The database URL (without a password).
+        url: String,
+        /// PostgreSQL's message.
+        message: String,
+    },
     /// The reload command could not run or failed.
     #[error("reload command {command:?} failed: {reason}")]
     Reload {
@@ -145,338 +613,15 @@ impl From<ReadError> for SignerError {
     }
 }
 
-/// The result of a [`Signer::switch`]: the tables now name the new key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Switched {
-    /// The key.table entry now in place.
-    pub entry: KeyEntry,
-    /// The entry the domain's pattern pointed to before, if any.
-    pub previous: Option<KeyEntry>,
-    /// Why the reload command failed, if it did (the tables are written: a
-    /// restarted OpenDKIM reads them; the probe tells what is live).
-    pub reload_error: Option<String>,
-}
-
-/// OpenDKIM as configured on this host.
-#[derive(Debug, Clone)]
-pub struct Signer {
-    /// Directory of key files (`<key_dir>/<domain>/<selector>.private`).
-    pub key_dir: PathBuf,
-    /// The KeyTable file.
-    pub key_table: PathBuf,
-    /// The SigningTable file (read as `refile:`).
-    pub signing_table: PathBuf,
-    /// opendkim.conf, checked to name the same tables (none: not checked).
-    pub conf: Option<PathBuf>,
-    /// The user OpenDKIM runs as (its `UserID`).
-    pub user: SignerUser,
-    /// The reload command; default `systemctl reload opendkim` (SIGUSR1, never HUP).
-    pub reload_command: Vec<String>,
-    /// Mode and owner of new key files (default 0600, owner unchanged).
-    pub key_write: WriteOptions,
-    /// The milter socket probes go through (opendkim.conf's `Socket`); `None`:
-    /// the signer cannot be probed.
-    pub socket: Option<MilterSocket>,
-}
-
-impl Signer {
-    /// A signer with the default reload command and 0600 key files.
-    pub fn new(
-        key_dir: impl Into<PathBuf>,
-        key_table: impl Into<PathBuf>,
-        signing_table: impl Into<PathBuf>,
-        user: SignerUser,
-    ) -> Self {
-        Signer {
-            key_dir: key_dir.into(),
-            key_table: key_table.into(),
-            signing_table: signing_table.into(),
-            conf: None,
-            user,
-            reload_command: vec!["systemctl".into(), "reload".into(), "opendkim".into()],
-            key_write: WriteOptions::default(),
-            socket: None,
-        }
-    }
-
-    /// The milter socket named by opendkim.conf's `Socket` (`None` without a conf
-    /// or without that setting).
-    ///
-    /// # Errors
-    /// The conf cannot be read or parsed, or its `Socket` is not a socket spec.
-    pub fn conf_socket(&self) -> Result<Option<MilterSocket>, SignerError> {
-        let Some(conf_path) = &self.conf else {
-            return Ok(None);
-        };
-        let conf = self.read_conf(conf_path)?;
-        conf.socket
-            .as_deref()
-            .map(|s| {
-                MilterSocket::parse(s).map_err(|why| SignerError::BadSocket {
-                    conf: conf_path.clone(),
-                    why: why.to_string(),
-                })
-            })
-            .transpose()
-    }
-
-    fn read_conf(&self, conf_path: &Path) -> Result<OpenDkimConf, SignerError> {
-        Ok(reader::read_conf(conf_path)?)
-    }
-
-    /// Where the key for `domain`/`selector` lives.
-    ///
-    /// # Errors
-    /// [`SignerError::InvalidName`] for a domain that cannot be a path.
-    pub fn key_path(&self, domain: &str, selector: &Selector) -> Result<PathBuf, SignerError> {
-        check_name("domain", domain)?;
-        Ok(self
-            .key_dir
-            .join(domain.to_ascii_lowercase())
-            .join(format!("{selector}.private")))
-    }
-
-    /// Writes `key` to a NEW file `<key_dir>/<domain>/<selector>.private` (the
-    /// domain directory is created 0700 if missing, owned like the key files) and
-    /// returns its path. Never overwrites: an existing file is an error.
-    ///
-    /// # Errors
-    /// [`SignerError::InvalidName`], [`SignerError::CreateDir`], or
-    /// [`SignerError::Key`] when the file exists or cannot be written.
-    pub fn install_key(
-        &self,
-        domain: &str,
-        selector: &Selector,
-        key: &PrivateKey,
-    ) -> Result<PathBuf, SignerError> {
-        let path = self.key_path(domain, selector)?;
-        if let Some(dir) = path.parent()
-            && !dir.exists()
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|source| SignerError::CreateDir {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
-            if let Some((uid, gid)) = self.key_write.owner {
-                std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|source| {
-                    SignerError::CreateDir {
-                        path: dir.to_path_buf(),
-                        source,
-                    }
-                })?;
-            }
-        }
-        keys::write_private_key(&path, key, self.key_write)?;
-        Ok(path)
-    }
-
-    /// Makes OpenDKIM sign `*@domain` with the key at `key_path` under `selector`:
-    /// checks the tables parse, opendkim.conf names them, every file is readable by
-    /// the opendkim user and the key is a valid key that passes RequireSafeKeys;
-    /// then updates key.table and signing.table atomically and runs the reload
-    /// command. The caller must confirm afterwards that OpenDKIM signs with the new
-    /// selector (OpenDKIM's failures are silent) and may switch back to
-    /// [`Switched::previous`].
-    ///
-    /// The key.table name reused is the one `*@domain` already points to when no
-    /// other pattern uses it; otherwise the domain itself.
-    ///
-    /// # Errors
-    /// The first check that fails, naming the file; [`SignerError::Write`]
-    /// when a table cannot be replaced. A failed reload is not an error but
-    /// [`Switched::reload_error`].
-    pub fn switch(
-        &self,
-        domain: &str,
-        selector: &Selector,
-        key_path: &Path,
-    ) -> Result<Switched, SignerError> {
-        check_name("domain", domain)?;
-        let domain = domain.to_ascii_lowercase();
-        self.check_reload()?;
-        let (mut kt, mut st) = self.read_tables()?;
-        keys::load_private_key(key_path)?;
-        self.check_readable(key_path)?;
-        unix::check_safe_key(key_path, &self.user).map_err(|problems| SignerError::UnsafeKey {
-            path: key_path.to_path_buf(),
-            problems,
-        })?;
-
-        let pattern = format!("*@{domain}");
-        let current = st
-            .entries()
-            .find(|e| e.pattern == pattern)
-            .map(|e| e.name.clone());
-        let previous = current.as_deref().and_then(|n| kt.get(n)).cloned();
-        let shared = |n: &str| st.entries().any(|e| e.name == n && e.pattern != pattern);
-        let name = match current {
-            Some(n) if !shared(&n) => n,
-            _ if !shared(&domain) => domain.clone(),
-            _ => format!("{domain}.maildns"),
-        };
-        let entry = KeyEntry {
-            name: name.clone(),
-            domain: domain.clone(),
-            selector: selector.as_str().to_string(),
-            key: key_path.display().to_string(),
-        };
-        let table_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| SignerError::Parse { path, source }
-        };
-        kt.upsert(entry.clone())
-            .map_err(table_err(&self.key_table))?;
-        st.upsert(&pattern, &name)
-            .map_err(table_err(&self.signing_table))?;
-        // The key entry first: a signing entry must never name a missing key.
-        unix::write_table_atomic(&self.key_table, &kt.render(), None, None)?;
-        unix::write_table_atomic(&self.signing_table, &st.render(), None, None)?;
-        let reload_error = self.reload().err().map(|e| e.to_string());
-        Ok(Switched {
-            entry,
-            previous,
-            reload_error,
-        })
-    }
-
-    /// Checks what OpenDKIM checks when it reloads, as its user: opendkim.conf
-    /// (when configured) readable, parsing, naming the tables this signer edits,
-    /// and every file it names ([`OpenDkimConf::files`]: every file-backed data
-    /// set and plain file) readable; the two tables readable and parsing.
-    ///
-    /// # Errors
-    /// The first problem found, naming the file.
-    pub fn check_reload(&self) -> Result<(), SignerError> {
-        self.check_conf()?;
-        self.read_tables()?;
-        self.check_readable(&self.key_table)?;
-        self.check_readable(&self.signing_table)
-    }
-
-    /// Removes `domain`'s key.table entries for `selector`, and the signing.table
-    /// entries that then name a missing key, and reloads. The key file is left for
-    /// the caller to delete. Returns how many table lines were removed.
-    ///
-    /// # Errors
-    /// A table that cannot be read, parsed or written, or a failed reload.
-    pub fn remove_key(&self, domain: &str, selector: &Selector) -> Result<usize, SignerError> {
-        check_name("domain", domain)?;
-        let (mut kt, mut st) = self.read_tables()?;
-        let names: Vec<String> = kt
-            .entries()
-            .filter(|e| e.domain.eq_ignore_ascii_case(domain) && e.selector == selector.as_str())
-            .map(|e| e.name.clone())
-            .collect();
-        if names.is_empty() {
-            return Ok(0);
-        }
-        let mut removed = 0;
-        for n in &names {
-            removed += kt.remove(n);
-        }
-        let orphans: Vec<String> = st
-            .entries()
-            .filter(|e| names.contains(&e.name) && kt.get(&e.name).is_none())
-            .map(|e| e.pattern.clone())
-            .collect();
-        for p in &orphans {
-            removed += st.remove(p);
-        }
-        unix::write_table_atomic(&self.signing_table, &st.render(), None, None)?;
-        unix::write_table_atomic(&self.key_table, &kt.render(), None, None)?;
-        self.reload()?;
-        Ok(removed)
-    }
-
-    /// Parses both tables.
-    pub fn read_tables(&self) -> Result<(KeyTable, SigningTable), SignerError> {
-        let kt = reader::read_key_table(&self.key_table)?;
-        let st = reader::read_signing_table(&self.signing_table)?;
-        Ok((kt, st))
-    }
-
-    /// Runs the reload command (exit status 0 only means the signal was sent).
-    pub fn reload(&self) -> Result<(), SignerError> {
-        let fail = |reason: String| SignerError::Reload {
-            command: self.reload_command.clone(),
-            reason,
-        };
-        let (program, args) = self
-            .reload_command
-            .split_first()
-            .ok_or_else(|| fail("empty command".into()))?;
-        let out = Command::new(program)
-            .args(args)
-            .output()
-            .map_err(|e| fail(e.to_string()))?;
-        if !out.status.success() {
-            return Err(fail(format!(
-                "{}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        Ok(())
-    }
-
-    fn check_readable(&self, path: &Path) -> Result<(), SignerError> {
-        if unix::readable_by(path, self.user.uid, self.user.gid) {
-            Ok(())
-        } else {
-            Err(SignerError::Unreadable {
-                path: path.to_path_buf(),
-                user: self.user.name.clone(),
-            })
-        }
-    }
-
-    fn check_conf(&self) -> Result<(), SignerError> {
-        let Some(conf_path) = &self.conf else {
-            return Ok(());
-        };
-        let conf = self.read_conf(conf_path)?;
-        if let Some((user, _group)) = conf.user_and_group()
-            && user != self.user.name
-            && user.parse::<u32>().ok() != Some(self.user.uid)
-        {
-            return Err(SignerError::UserMismatch {
-                conf: conf_path.clone(),
-                found: user.to_string(),
-                expected: self.user.name.clone(),
-            });
-        }
-        self.check_readable(conf_path)?;
-        for (_setting, file) in &conf.files {
-            self.check_readable(file)?;
-        }
-        let pairs = [
-            ("KeyTable", &conf.key_table, &self.key_table),
-            ("SigningTable", &conf.signing_table, &self.signing_table),
-        ];
-        for (setting, found, expected) in pairs {
-            let ok = found
-                .as_ref()
-                .and_then(|t| t.path())
-                .is_some_and(|p| same_file(p, expected));
-            if !ok {
-                return Err(SignerError::ConfMismatch {
-                    conf: conf_path.clone(),
-                    setting,
-                    found: format!("{found:?}"),
-                    expected: expected.clone(),
-                });
-            }
-        }
-        Ok(())
+/// Whether two keys are the same key (same public key).
+pub(crate) fn same_public_key(a: &PrivateKey, b: &PrivateKey) -> bool {
+    match (a.public_key_der(), b.public_key_der()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
     }
 }
 
-fn check_name(what: &'static str, value: &str) -> Result<(), SignerError> {
+pub(crate) fn check_name(what: &'static str, value: &str) -> Result<(), SignerError> {
     let ok = !value.is_empty()
         && value.len() <= 253
         && !value.starts_with('.')
@@ -491,108 +636,5 @@ fn check_name(what: &'static str, value: &str) -> Result<(), SignerError> {
             what,
             value: value.to_string(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::keys::KeySpec;
-    use std::os::unix::fs::PermissionsExt;
-
-    fn sel(s: &str) -> Selector {
-        Selector::parse(s).unwrap()
-    }
-
-    struct Fixture {
-        _dir: tempfile::TempDir,
-        signer: Signer,
-    }
-
-    fn fixture() -> Fixture {
-        let dir = tempfile::Builder::new()
-            .prefix("signer-")
-            .tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/target"))
-            .unwrap();
-        let d = dir.path();
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::write(
-            d.join("key.table"),
-            "# mine\nother other.org:s1:/k/other.private\n",
-        )
-        .unwrap();
-        std::fs::write(d.join("signing.table"), "*@other.org other\n").unwrap();
-        let keydir = d.join("keys");
-        std::fs::create_dir(&keydir).unwrap();
-        std::fs::set_permissions(&keydir, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let mut signer = Signer::new(
-            keydir,
-            d.join("key.table"),
-            d.join("signing.table"),
-            SignerUser::current().unwrap(),
-        );
-        signer.reload_command = vec!["true".into()];
-        Fixture { _dir: dir, signer }
-    }
-
-    #[test]
-    fn install_never_overwrites_and_switch_edits_tables() {
-        let f = fixture();
-        let s = &f.signer;
-        let key = PrivateKey::generate(KeySpec::ed25519()).unwrap();
-        let path = s.install_key("Example.com", &sel("202401"), &key).unwrap();
-        assert!(path.ends_with("example.com/202401.private"));
-        assert!(matches!(
-            s.install_key("example.com", &sel("202401"), &key),
-            Err(SignerError::Key(KeyError::Exists { .. }))
-        ));
-        // Parent directories of the checkout may not pass RequireSafeKeys here; the
-        // switch logic is covered end to end in tests/it/opendkim_signer.rs.
-        if unix::check_safe_key(&path, &s.user).is_ok() {
-            let sw = s.switch("example.com", &sel("202401"), &path).unwrap();
-            assert_eq!(sw.previous, None);
-            assert_eq!(sw.reload_error, None);
-            let kt = std::fs::read_to_string(&s.key_table).unwrap();
-            assert!(kt.starts_with("# mine\nother other.org:s1:/k/other.private\n"));
-            assert!(kt.contains("example.com example.com:202401:"));
-            assert_eq!(
-                std::fs::read_to_string(&s.signing_table).unwrap(),
-                "*@other.org other\n*@example.com example.com\n"
-            );
-            assert_eq!(s.remove_key("example.com", &sel("202401")).unwrap(), 2);
-            assert_eq!(
-                std::fs::read_to_string(&s.signing_table).unwrap(),
-                "*@other.org other\n"
-            );
-        }
-    }
-
-    #[test]
-    fn switch_refuses_broken_tables_and_bad_names() {
-        let f = fixture();
-        let s = &f.signer;
-        std::fs::write(&s.signing_table, "*@other.org other\nbroken\n").unwrap();
-        let key = PrivateKey::generate(KeySpec::ed25519()).unwrap();
-        let path = s.install_key("example.com", &sel("a"), &key).unwrap();
-        let err = s.switch("example.com", &sel("a"), &path).unwrap_err();
-        assert!(
-            matches!(&err, SignerError::Parse { source, .. } if source.line == 2),
-            "{err}"
-        );
-        assert!(matches!(
-            s.install_key("../etc", &sel("a"), &key),
-            Err(SignerError::InvalidName { .. })
-        ));
-        // A selector that is no DNS label cannot reach the signer at all.
-        assert!(Selector::parse("a b").is_err());
-    }
-
-    #[test]
-    fn reload_failure_is_reported() {
-        let mut f = fixture();
-        f.signer.reload_command = vec!["false".into()];
-        assert!(matches!(f.signer.reload(), Err(SignerError::Reload { .. })));
-        f.signer.reload_command = vec![];
-        assert!(f.signer.reload().is_err());
     }
 }

@@ -67,7 +67,9 @@ pub enum SignatureCheckError {
 /// What one probe saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeReport {
-    /// The socket probed.
+    /// The signing engine probed (`OpenDKIM`, `rspamd`).
+    pub engine: &'static str,
+    /// The socket probed (a milter socket, or rspamd's controller URL).
     pub socket: String,
     /// The filter's verdict at the end of the message (`continue`, `accept`,
     /// `tempfail`, ...).
@@ -99,8 +101,8 @@ impl ProbeReport {
     pub fn describe(&self) -> String {
         if self.signatures.is_empty() {
             return format!(
-                "OpenDKIM at {} added no DKIM-Signature to the probe (its verdict: {})",
-                self.socket, self.verdict
+                "{} at {} added no DKIM-Signature to the probe (its verdict: {})",
+                self.engine, self.socket, self.verdict
             );
         }
         let parts: Vec<String> = self
@@ -120,7 +122,8 @@ impl ProbeReport {
             })
             .collect();
         format!(
-            "OpenDKIM at {} signs the probe with {}",
+            "{} at {} signs the probe with {}",
+            self.engine,
             self.socket,
             parts.join(", ")
         )
@@ -143,6 +146,10 @@ pub enum ProbeError {
     /// The probe task could not run.
     #[error("probe task: {0}")]
     Task(String),
+    /// rspamd's controller could not be reached or refused the probe (the
+    /// message says which URL and what it answered; never the password).
+    #[error("{0}")]
+    Controller(String),
 }
 
 /// The probe message for `domain`: headers (name, value) and CRLF body.
@@ -350,9 +357,28 @@ pub async fn probe_at(
         .filter(|(n, _)| n.eq_ignore_ascii_case("DKIM-Signature"))
         .cloned()
         .collect();
+    let signatures = verify_added(&added, &headers, &body, servers, timeout).await;
+    Ok(ProbeReport {
+        engine: "OpenDKIM",
+        socket: socket.to_string(),
+        verdict: reply.verdict,
+        signatures,
+    })
+}
+
+/// The DKIM-Signature headers a signer `added` (name, value; in the order
+/// added) to the message `headers` + `body`, each verified against every
+/// server of `servers` (see the module docs).
+pub(crate) async fn verify_added(
+    added: &[(String, String)],
+    headers: &[(String, String)],
+    body: &[u8],
+    servers: &[SocketAddr],
+    timeout: Duration,
+) -> Vec<ProbeSignature> {
     let mut signatures = Vec::new();
     if !added.is_empty() {
-        let raw = signed_message(&added, &headers, &body);
+        let raw = signed_message(added, headers, body);
         let results = verify(&raw, servers, timeout).await;
         // Signatures appear in the message in reverse order of addition.
         for (i, (_, v)) in added.iter().rev().enumerate() {
@@ -373,11 +399,7 @@ pub async fn probe_at(
             });
         }
     }
-    Ok(ProbeReport {
-        socket: socket.to_string(),
-        verdict: reply.verdict,
-        signatures,
-    })
+    signatures
 }
 
 #[cfg(test)]

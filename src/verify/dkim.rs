@@ -15,7 +15,8 @@ use crate::records::dkim::{self, DkimKey, KeyType};
 
 /// The selectors the signer of `signer_cfg` uses for `domain`: the one its
 /// tables name for `postmaster@domain`, and (with `confirm = "probe"`) those a
-/// probe signature through its milter socket shows; each must be served with a
+/// probe signature through its milter socket (every listed socket with
+/// `kind = "opendkim-sql"`, every controller with `kind = "rspamd"`) shows; each must be served with a
 /// key, not revoked, by every server in `servers`. A probe that cannot be sent is
 /// a warning.
 pub async fn check_signer(
@@ -24,78 +25,111 @@ pub async fn check_signer(
     domain: &Domain,
     servers: &[Nameserver],
 ) -> Vec<Finding> {
-    use crate::signer::{Signer, unix::SignerUser};
+    use crate::signer::{OpenDkimFiles, unix::SignerUser};
     let mut f = Vec::new();
-    let user = SignerUser::lookup(&signer_cfg.user).unwrap_or(SignerUser {
-        name: signer_cfg.user.clone(),
-        uid: 0,
-        gid: 0,
-    });
-    let mut signer = Signer::new(
-        &signer_cfg.key_dir,
-        &signer_cfg.key_table,
-        &signer_cfg.signing_table,
-        user,
-    );
-    signer.conf = signer_cfg.config.clone();
     // (selector, how it was learnt)
     let mut used: Vec<(String, &'static str)> = Vec::new();
-    let from = format!("postmaster@{}", domain.name);
-    match signer.read_tables() {
-        Ok((kt, st)) => {
-            if let Some(e) = st.lookup(&from).and_then(|n| kt.get(n)) {
-                used.push((e.selector.clone(), "the signer tables"));
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    let probing = signer_cfg.confirm == crate::config::SignerConfirm::Probe;
+    let timeout = std::time::Duration::from_secs(10);
+    // The entry the tables name, and one probe per signer endpoint.
+    let (entry, reports): (Result<Option<String>, String>, Vec<_>) = if signer_cfg.sql.is_some()
+        || signer_cfg.rspamd.is_some()
+    {
+        match crate::rotation::runner::signer_from_config(signer_cfg, std::path::Path::new("")) {
+            Ok(signer) => {
+                let entry = signer
+                    .entry(domain.name.as_str())
+                    .await
+                    .map(|e| e.map(|e| e.selector))
+                    .map_err(|e| e.to_string());
+                let reports = if probing {
+                    signer
+                        .probe(domain.name.as_str(), &addrs, timeout, chrono::Utc::now())
+                        .await
+                        .into_iter()
+                        .map(|e| e.result)
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                (entry, reports)
+            }
+            Err(e) => (Err(e.to_string()), Vec::new()),
+        }
+    } else {
+        let user = SignerUser::lookup(&signer_cfg.user).unwrap_or(SignerUser {
+            name: signer_cfg.user.clone(),
+            uid: 0,
+            gid: 0,
+        });
+        let mut signer = OpenDkimFiles::new(
+            &signer_cfg.key_dir,
+            &signer_cfg.key_table,
+            &signer_cfg.signing_table,
+            user,
+        );
+        signer.conf = signer_cfg.config.clone();
+        let from = format!("postmaster@{}", domain.name);
+        let entry = signer
+            .read_tables()
+            .map(|(kt, st)| {
+                st.lookup(&from)
+                    .and_then(|n| kt.get(n))
+                    .map(|e| e.selector.clone())
+            })
+            .map_err(|e| e.to_string());
+        let mut reports = Vec::new();
+        if probing {
+            match signer.conf_socket() {
+                Ok(Some(socket)) => reports.push(
+                    crate::signer::probe::probe(&socket, domain.name.as_str(), &addrs, timeout)
+                        .await,
+                ),
+                Ok(None) => {}
+                Err(e) => f.push(Finding::new("signer", Status::Warning, e.to_string())),
             }
         }
+        (entry, reports)
+    };
+    match entry {
+        Ok(Some(selector)) => used.push((selector, "the signer tables")),
+        Ok(None) => {}
         Err(e) => f.push(Finding::new(
             "signer",
             Status::Warning,
             format!("cannot read the signer tables: {e}"),
         )),
     }
-    if signer_cfg.confirm == crate::config::SignerConfirm::Probe {
-        let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
-        match signer.conf_socket() {
-            Ok(Some(socket)) => {
-                match crate::signer::probe::probe(
-                    &socket,
-                    domain.name.as_str(),
-                    &addrs,
-                    std::time::Duration::from_secs(10),
-                )
-                .await
+    for report in reports {
+        match report {
+            Ok(r) => {
+                for sig in r
+                    .signatures
+                    .iter()
+                    .filter(|s| s.domain.eq_ignore_ascii_case(domain.name.as_str()))
                 {
-                    Ok(r) => {
-                        for sig in r
-                            .signatures
-                            .iter()
-                            .filter(|s| s.domain.eq_ignore_ascii_case(domain.name.as_str()))
-                        {
-                            if !used
-                                .iter()
-                                .any(|(s, _)| s.eq_ignore_ascii_case(&sig.selector))
-                            {
-                                used.push((sig.selector.to_ascii_lowercase(), "a probe signature"));
-                            } else if let Some(u) = used
-                                .iter_mut()
-                                .find(|(s, _)| s.eq_ignore_ascii_case(&sig.selector))
-                            {
-                                u.1 = "the signer tables and a probe signature";
-                            }
-                        }
-                        if r.signatures.is_empty() {
-                            f.push(Finding::new("signer", Status::Warning, r.describe()));
-                        }
+                    if !used
+                        .iter()
+                        .any(|(s, _)| s.eq_ignore_ascii_case(&sig.selector))
+                    {
+                        used.push((sig.selector.to_ascii_lowercase(), "a probe signature"));
+                    } else if let Some(u) = used
+                        .iter_mut()
+                        .find(|(s, _)| s.eq_ignore_ascii_case(&sig.selector))
+                    {
+                        u.1 = "the signer tables and a probe signature";
                     }
-                    Err(e) => f.push(Finding::new(
-                        "signer",
-                        Status::Warning,
-                        format!("probe not sent: {e}"),
-                    )),
+                }
+                if r.signatures.is_empty() {
+                    f.push(Finding::new("signer", Status::Warning, r.describe()));
                 }
             }
-            Ok(None) => {}
-            Err(e) => f.push(Finding::new("signer", Status::Warning, e.to_string())),
+            Err(e) => f.push(Finding::new(
+                "signer",
+                Status::Warning,
+                format!("probe not sent: {e}"),
+            )),
         }
     }
     for (selector, how) in used {
@@ -238,7 +272,14 @@ pub(super) async fn check_dkim(
         lint_findings(&format!("{check} record"), &warnings, &[], f);
         // The key on disk.
         let key_check = format!("{check} key");
-        match keys::load_private_key(&sel.key_path).and_then(|k| k.public_key_der()) {
+        let (from, loaded) = match &sel.stored {
+            Some((store, der)) => (store.clone(), Ok(der.clone())),
+            None => (
+                sel.key_path.display().to_string(),
+                keys::load_private_key(&sel.key_path).and_then(|k| k.public_key_der()),
+            ),
+        };
+        match loaded {
             Err(e) => f.push(Finding::new(
                 &key_check,
                 Status::Error,
@@ -252,14 +293,13 @@ pub(super) async fn check_dkim(
             Ok(der) if der == key.public_key => f.push(Finding::new(
                 &key_check,
                 Status::Ok,
-                format!("the served public key matches {}", sel.key_path.display()),
+                format!("the served public key matches {from}"),
             )),
             Ok(_) => f.push(Finding::new(
                 &key_check,
                 Status::Error,
                 format!(
-                    "the served public key is NOT the public half of {}: mail signed with it fails verification",
-                    sel.key_path.display()
+                    "the served public key is NOT the public half of {from}: mail signed with it fails verification"
                 ),
             )),
         }

@@ -212,6 +212,42 @@ pub struct SelectorKey {
     pub selector: Selector,
     /// The private key file.
     pub key_path: PathBuf,
+    /// When this machine has no such file: where the key was found instead
+    /// (the engine's shared store of a database-backed signer) and its public
+    /// key (DER), filled by [`shared_keys`].
+    #[serde(skip)]
+    pub stored: Option<(String, Vec<u8>)>,
+}
+
+/// Fills [`SelectorKey::stored`] for each selector whose key file is not on
+/// this machine, from the shared store of a database-backed signer
+/// (`opendkim-sql`, `rspamd`), where every replica puts its new keys. Does
+/// nothing for file-based OpenDKIM or without a signer; a store that cannot
+/// be read leaves the selectors as they are (the key check then reports the
+/// missing file).
+pub async fn shared_keys(config: &Config, domain: &Domain, selectors: &mut [SelectorKey]) {
+    let Some(cfg) = &config.signer else {
+        return;
+    };
+    let Ok(signer) = crate::rotation::runner::signer_from_config(cfg, &config.path) else {
+        return;
+    };
+    if !signer.shares_keys() {
+        return;
+    }
+    for sel in selectors.iter_mut().filter(|s| !s.key_path.exists()) {
+        match signer.stored_key(domain.name.as_str(), &sel.selector).await {
+            Ok(Some(key)) => {
+                if let Ok(der) = key.public_key_der() {
+                    sel.stored = Some((signer.store_name(), der));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(domain = %domain.name, "reading the key of {} from the signer's store: {e}", sel.selector)
+            }
+        }
+    }
 }
 
 /// The selectors whose records should be served now: from the state store (keys
@@ -245,6 +281,7 @@ pub fn selectors(
                     )
                 })
                 .map(|k| SelectorKey {
+                    stored: None,
                     selector: k.selector.clone(),
                     key_path: k.key_path.as_ref().map_or_else(
                         || {
@@ -275,6 +312,7 @@ pub fn selectors(
                 .and_then(|n| Selector::parse(n).ok())
             {
                 out.push(SelectorKey {
+                    stored: None,
                     selector: sel,
                     key_path: path.clone(),
                 });

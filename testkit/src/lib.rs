@@ -13,6 +13,7 @@ pub mod knot;
 pub mod opendkim;
 pub mod postgres;
 pub mod powerdns;
+pub mod rspamd;
 pub mod secret_service;
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -24,6 +25,7 @@ pub use bind::Bind;
 pub use knot::Knot;
 pub use postgres::Postgres;
 pub use powerdns::PowerDns;
+pub use rspamd::{Redis, Rspamd};
 pub use secret_service::SessionBus;
 
 /// A port free for both TCP and UDP on 127.0.0.1 right now.

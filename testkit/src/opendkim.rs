@@ -24,6 +24,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 const BINARY: &str = "/usr/sbin/opendkim";
+/// OpenDBX's PostgreSQL driver (package libopendbx1-pgsql), which OpenDKIM's
+/// `dsn:pgsql://` data sets load.
+const ODBX_PGSQL: &str = "/usr/lib/opendbx/libpgsqlbackend.so";
 
 /// A running opendkim; stopped and its directory removed on drop.
 pub struct OpenDkim {
@@ -63,10 +66,51 @@ impl OpenDkim {
             crate::have("miltertest"),
             "miltertest not found: install miltertest (scripts/test does)"
         );
-        match Self::try_start(extra, None) {
+        match Self::try_start(extra, None, None) {
             Ok(o) => o,
             Err(e) => panic!("opendkim did not start: {e}"),
         }
+    }
+
+    /// Starts opendkim with the data sets `key_table` and `signing_table` as
+    /// its `KeyTable` and `SigningTable` (e.g. `dsn:pgsql://...` on a
+    /// [`crate::Postgres`]) instead of the empty files.
+    pub fn start_with_tables(key_table: &str, signing_table: &str) -> OpenDkim {
+        assert!(
+            crate::have(BINARY),
+            "{BINARY} not found: install opendkim (scripts/test does)"
+        );
+        assert!(
+            Path::new(ODBX_PGSQL).exists(),
+            "{ODBX_PGSQL} not found: install libopendbx1-pgsql (scripts/test does)"
+        );
+        match Self::try_start("", None, Some((key_table, signing_table))) {
+            Ok(o) => o,
+            Err(e) => panic!("opendkim did not start: {e}"),
+        }
+    }
+
+    /// The `dsn:` data sets of a database on `pg` (as its superuser, whose
+    /// password goes into the DSN as OpenDKIM needs it) for tables `keys`
+    /// (columns id, domain, selector, private_key) and `signing` (pattern,
+    /// key_id): `(KeyTable, SigningTable)`.
+    pub fn pgsql_tables(
+        pg: &crate::Postgres,
+        database: &str,
+        keys: &str,
+        signing: &str,
+    ) -> (String, String) {
+        let prefix = format!(
+            "dsn:pgsql://{}:{}@{}+{}/{database}",
+            crate::postgres::USER,
+            pg.password,
+            pg.addr.port(),
+            pg.addr.ip()
+        );
+        (
+            format!("{prefix}/table={keys}?keycol=id?datacol=domain,selector,private_key"),
+            format!("{prefix}/table={signing}?keycol=pattern?datacol=key_id"),
+        )
     }
 
     /// Starts opendkim listening on TCP, `Socket inet:PORT@127.0.0.1` at a free
@@ -76,13 +120,17 @@ impl OpenDkim {
             crate::have(BINARY),
             "{BINARY} not found: install opendkim (scripts/test does)"
         );
-        match Self::try_start("", Some(crate::free_port())) {
+        match Self::try_start("", Some(crate::free_port()), None) {
             Ok(o) => o,
             Err(e) => panic!("opendkim did not start: {e}"),
         }
     }
 
-    fn try_start(extra: &str, inet_port: Option<u16>) -> Result<OpenDkim, String> {
+    fn try_start(
+        extra: &str,
+        inet_port: Option<u16>,
+        data_sets: Option<(&str, &str)>,
+    ) -> Result<OpenDkim, String> {
         let dir = private_dir()?;
         let conf = dir.join("opendkim.conf");
         let key_table = dir.join("key.table");
@@ -122,14 +170,20 @@ impl OpenDkim {
             format!(
                 "Syslog no\nBackground no\nMode s\nCanonicalization relaxed/simple\n\
                  Socket {sock}\nPidFile {dir}/opendkim.pid\n\
-                 KeyTable file:{kt}\nSigningTable refile:{st}\n{user_line}{extra}\n",
+                 KeyTable {kt}\nSigningTable {st}\n{user_line}{extra}\n",
                 sock = match inet_port {
                     Some(p) => format!("inet:{p}@127.0.0.1"),
                     None => format!("local:{}", socket.display()),
                 },
                 dir = dir.display(),
-                kt = key_table.display(),
-                st = signing_table.display(),
+                kt = match data_sets {
+                    Some((k, _)) => k.to_string(),
+                    None => format!("file:{}", key_table.display()),
+                },
+                st = match data_sets {
+                    Some((_, s)) => s.to_string(),
+                    None => format!("refile:{}", signing_table.display()),
+                },
             ),
         )
         .map_err(io)?;

@@ -1,15 +1,19 @@
 //! The shared state store on a real PostgreSQL (testkit/src/postgres.rs):
 //! the store's operations, leases between replicas, the password kept out of
-//! files and messages, `migrate-state` both ways, and `status` reading the
-//! shared state.
+//! files and messages, `migrate-state` both ways, `status` reading the
+//! shared state, the publish ledger saved per entry by machines writing at
+//! once (and its migration from one JSON document), and the `rotate --now`
+//! queue keeping the requests a run does not do.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+use maildns::publish::Ledger;
+use maildns::publish::ledger::Change;
 use maildns::rotation::{
-    Algorithm, Diagnosis, DomainState, Event, KeyRecord, KeyStatus, PgOptions, PgStore, Selector,
-    SqliteStore, Store, StoreError,
+    Algorithm, Diagnosis, DomainState, Event, KeyRecord, KeyStatus, LedgerEntry, PgOptions,
+    PgStore, Selector, SqliteStore, Store, StoreError,
 };
 use maildns_providers::{Fqdn, Secret};
 use maildns_testkit::Postgres;
@@ -169,7 +173,7 @@ fn the_shared_store_saves_loads_and_logs_like_the_embedded_one() {
         )
         .unwrap()
         .trim(),
-        "1,2"
+        "1,2,3"
     );
 }
 
@@ -414,7 +418,7 @@ fn migrate_state_copies_sqlite_into_postgres_and_back() {
     assert_eq!(reqs(&shared), reqs(&original));
     let entries = |v: serde_json::Value| v["records"].clone();
     assert_eq!(
-        entries(shared.load_ledger().unwrap().unwrap()),
+        serde_json::to_value(shared.load_ledger().unwrap()).unwrap(),
         entries(serde_json::from_str(ledger).unwrap())
     );
     let back_ledger: serde_json::Value =
@@ -527,9 +531,10 @@ async fn publish_and_records_use_the_shared_store_and_ledger_and_respect_leases(
     assert!(!dir.path().join("state").join("maildns.sqlite3").exists());
     // The publish ledger too is shared: what publish wrote (the SPF value).
     assert!(!dir.path().join("state").join("published.json").exists());
-    let ledger = replica.load_ledger().unwrap().expect("a shared ledger");
-    assert_eq!(ledger["records"][0]["kind"], "spf", "{ledger}");
-    assert_eq!(ledger["records"][0]["value"], "v=spf1 -all", "{ledger}");
+    let ledger = replica.load_ledger().unwrap();
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(ledger[0].kind, "spf", "{ledger:?}");
+    assert_eq!(ledger[0].value, "v=spf1 -all", "{ledger:?}");
     let events = replica.events(Some(&d), 0, 100).unwrap();
     assert!(!events.is_empty());
     assert!(
@@ -545,5 +550,355 @@ async fn publish_and_records_use_the_shared_store_and_ledger_and_respect_leases(
             .contains(&format!("{selector}._domainkey.example.com")),
         "{}",
         out.text()
+    );
+}
+
+fn ledger_entry(domain: &str, kind: &str, value: &str) -> LedgerEntry {
+    let name = match kind {
+        "dmarc" => format!("_dmarc.{domain}"),
+        "adsp" => format!("_adsp._domainkey.{domain}"),
+        _ => domain.to_string(),
+    };
+    LedgerEntry {
+        domain: fqdn(domain),
+        kind: kind.into(),
+        name: fqdn(&name),
+        value: value.into(),
+    }
+}
+
+/// Every entry of the shared ledger as (domain, kind, value).
+fn ledger_rows(store: &dyn Store) -> Vec<(String, String, String)> {
+    store
+        .load_ledger()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.domain.to_string(), e.kind, e.value))
+        .collect()
+}
+
+fn rows(list: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+    list.iter()
+        .map(|(d, k, v)| (d.to_string(), k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Two "machines" (two store handles) each read the shared ledger, change
+/// their own entries and save at the same moment, many times over: on
+/// different domains and on different entries of one domain, nothing either
+/// saved is lost (a whole-ledger save would drop the other's entries).
+#[test]
+fn concurrent_ledger_updates_from_two_machines_lose_nothing() {
+    let pg = Postgres::start();
+    let url = pg.create_database("state");
+    let a = Arc::new(connect(&pg, &url, "a:1", Duration::from_secs(30)));
+    let b = Arc::new(connect(&pg, &url, "b:2", Duration::from_secs(30)));
+    a.lock_exclusive().unwrap();
+    b.lock_exclusive().unwrap();
+    // What an earlier run published; neither machine touches it.
+    Ledger::update_in(
+        a.as_ref(),
+        &[Change::Put(ledger_entry(
+            "kept.example",
+            "spf",
+            "v=spf1 -all",
+        ))],
+    )
+    .unwrap();
+
+    const ROUNDS: usize = 25;
+    // Machine a works a.example and shared.example's SPF; machine b works
+    // b.example and shared.example's DMARC. Each round: both read the
+    // ledger, wait for each other, then save their changes together.
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let machine = |store: Arc<PgStore>, own: &'static str, kind: &'static str| {
+        let barrier = barrier.clone();
+        std::thread::spawn(move || {
+            for round in 0..ROUNDS {
+                let read = Ledger::load_from(store.as_ref()).unwrap();
+                let mut updated = read.clone();
+                let value = |v: &str| format!("{v} round {round}");
+                let mut changes = vec![
+                    Change::Put(ledger_entry(own, "spf", &value("v=spf1 mx -all"))),
+                    Change::Put(ledger_entry("shared.example", kind, &value(kind))),
+                ];
+                // Every other round, the run drops its domain's DMARC entry
+                // (a line removed from its configuration), else publishes it.
+                changes.push(if round % 2 == 0 {
+                    Change::Put(ledger_entry(own, "dmarc", "v=DMARC1; p=none"))
+                } else {
+                    Change::Remove(ledger_entry(own, "dmarc", "v=DMARC1; p=none"))
+                });
+                updated.apply(&changes);
+                let delta = read.changes_to(&updated);
+                barrier.wait();
+                Ledger::update_in(store.as_ref(), &delta).unwrap();
+                barrier.wait();
+                // Right after both saved: each sees its own changes and the
+                // other's of this very round (a whole-ledger save would
+                // bring back the other's values of the round before).
+                let spf = format!("v=spf1 mx -all round {round}");
+                let dmarc = "v=DMARC1; p=none";
+                let mut want = vec![];
+                if round % 2 == 0 {
+                    want.push(("a.example", "dmarc", dmarc));
+                }
+                want.push(("a.example", "spf", &spf));
+                if round % 2 == 0 {
+                    want.push(("b.example", "dmarc", dmarc));
+                }
+                want.push(("b.example", "spf", &spf));
+                want.push(("kept.example", "spf", "v=spf1 -all"));
+                let (sd, ss) = (format!("dmarc round {round}"), format!("spf round {round}"));
+                want.push(("shared.example", "dmarc", &sd));
+                want.push(("shared.example", "spf", &ss));
+                assert_eq!(ledger_rows(store.as_ref()), rows(&want), "round {round}");
+                barrier.wait();
+            }
+        })
+    };
+    let ta = machine(a.clone(), "a.example", "spf");
+    let tb = machine(b.clone(), "b.example", "dmarc");
+    ta.join().unwrap();
+    tb.join().unwrap();
+    // The last round (even) published each domain's DMARC entry again.
+    let last = ROUNDS - 1;
+    assert_eq!(last % 2, 0);
+    assert_eq!(
+        ledger_rows(a.as_ref()),
+        rows(&[
+            ("a.example", "dmarc", "v=DMARC1; p=none"),
+            ("a.example", "spf", &format!("v=spf1 mx -all round {last}")),
+            ("b.example", "dmarc", "v=DMARC1; p=none"),
+            ("b.example", "spf", &format!("v=spf1 mx -all round {last}")),
+            ("kept.example", "spf", "v=spf1 -all"),
+            ("shared.example", "dmarc", &format!("dmarc round {last}")),
+            ("shared.example", "spf", &format!("spf round {last}")),
+        ])
+    );
+    // Who wrote each entry last is on its row.
+    let writers = pg
+        .psql(
+            "state",
+            "SELECT domain || ' ' || kind || ' ' || coalesce(replica, '-') FROM ledger_entries ORDER BY domain, kind",
+        )
+        .unwrap();
+    assert_eq!(
+        writers.lines().collect::<Vec<_>>(),
+        vec![
+            "a.example dmarc a:1",
+            "a.example spf a:1",
+            "b.example dmarc b:2",
+            "b.example spf b:2",
+            "kept.example spf a:1",
+            "shared.example dmarc b:2",
+            "shared.example spf a:1",
+        ]
+    );
+
+    // Two runs writing the same entry: the later write wins, and nothing
+    // else changes.
+    let read_a = Ledger::load_from(a.as_ref()).unwrap();
+    let read_b = Ledger::load_from(b.as_ref()).unwrap();
+    let mut by_a = read_a.clone();
+    by_a.apply(&[Change::Put(ledger_entry(
+        "kept.example",
+        "spf",
+        "v=spf1 a -all",
+    ))]);
+    let mut by_b = read_b.clone();
+    by_b.apply(&[Change::Put(ledger_entry(
+        "kept.example",
+        "spf",
+        "v=spf1 ip4:192.0.2.1 -all",
+    ))]);
+    Ledger::update_in(a.as_ref(), &read_a.changes_to(&by_a)).unwrap();
+    Ledger::update_in(b.as_ref(), &read_b.changes_to(&by_b)).unwrap();
+    let seen = ledger_rows(a.as_ref());
+    assert_eq!(seen.len(), 7, "{seen:?}");
+    assert!(
+        seen.contains(&(
+            "kept.example".into(),
+            "spf".into(),
+            "v=spf1 ip4:192.0.2.1 -all".into()
+        )),
+        "{seen:?}"
+    );
+
+    // A run that read an entry and removes it (its line left the
+    // configuration) does not delete the value another run wrote since.
+    let read = Ledger::load_from(a.as_ref()).unwrap();
+    let mut dropped = read.clone();
+    dropped.apply(&[Change::Remove(ledger_entry(
+        "kept.example",
+        "spf",
+        "v=spf1 ip4:192.0.2.1 -all",
+    ))]);
+    assert_ne!(dropped, read);
+    let newer = ledger_entry(
+        "kept.example",
+        "spf",
+        "v=spf1 include:_spf.example.net -all",
+    );
+    b.update_ledger(&[Change::Put(newer.clone())]).unwrap();
+    Ledger::update_in(a.as_ref(), &read.changes_to(&dropped)).unwrap();
+    let kept: Vec<_> = a
+        .load_ledger()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.domain.as_str() == "kept.example")
+        .collect();
+    assert_eq!(kept, vec![newer.clone()]);
+    // Removing the value it holds deletes it.
+    a.update_ledger(&[Change::Remove(newer)]).unwrap();
+    assert_eq!(ledger_rows(a.as_ref()).len(), 6);
+}
+
+/// A ledger change to a domain this process leased counts only under that
+/// lease, in the same transaction as the rest of the run's changes: a
+/// replica that lost the lease saves none of them.
+#[test]
+fn a_ledger_update_under_a_lost_lease_saves_nothing() {
+    let pg = Postgres::start();
+    let url = pg.create_database("state");
+    let lease = Duration::from_millis(500);
+    let a = connect(&pg, &url, "a:1", lease);
+    let b = connect(&pg, &url, "b:2", lease);
+    a.lock_exclusive().unwrap();
+    b.lock_exclusive().unwrap();
+    let d = fqdn("leased.example");
+    a.lease(&d).unwrap();
+    // Under its lease, a saves.
+    Ledger::update_in(
+        &a,
+        &[Change::Put(ledger_entry(
+            "leased.example",
+            "spf",
+            "v=spf1 -all",
+        ))],
+    )
+    .unwrap();
+    // a stalls past the expiry; b takes the domain over.
+    std::thread::sleep(lease + Duration::from_millis(200));
+    b.lease(&d).unwrap();
+    let stale = [
+        Change::Put(ledger_entry("free.example", "spf", "v=spf1 mx -all")),
+        Change::Remove(ledger_entry("leased.example", "spf", "v=spf1 -all")),
+    ];
+    match a.update_ledger(&stale) {
+        Err(StoreError::LeaseLost { domain, replica }) => {
+            assert_eq!(domain, "leased.example");
+            assert_eq!(replica, "a:1");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        ledger_rows(&b),
+        rows(&[("leased.example", "spf", "v=spf1 -all")])
+    );
+    // b, holding the lease, saves; an unleased domain needs none.
+    b.update_ledger(&stale).unwrap();
+    assert_eq!(
+        ledger_rows(&b),
+        rows(&[("free.example", "spf", "v=spf1 mx -all")])
+    );
+}
+
+/// A database at schema version 2 (the ledger as one JSON document) is
+/// migrated on connect: every entry becomes its own row, with the document's
+/// save time, and the old table goes.
+#[test]
+fn the_migration_carries_a_whole_ledger_over_into_entries() {
+    let pg = Postgres::start();
+    let _ = pg.create_database("state");
+    let url = pg.url("state");
+    let v2 = format!(
+        "{}\n{}\nCREATE TABLE maildns_schema (version INTEGER NOT NULL);\nINSERT INTO maildns_schema VALUES (1), (2);",
+        include_str!("../../src/rotation/store/postgres/0001_init.sql"),
+        include_str!("../../src/rotation/store/postgres/0002_ledger.sql"),
+    );
+    pg.psql("state", &v2).unwrap();
+    let body = r#"{"version":1,"records":[
+        {"domain":"example.com","kind":"spf","name":"example.com","value":"v=spf1 -all"},
+        {"domain":"example.com","kind":"dmarc","name":"_dmarc.example.com","value":"v=DMARC1; p=reject"},
+        {"domain":"example.org","kind":"adsp","name":"_adsp._domainkey.example.org","value":"dkim=all"}]}"#;
+    pg.psql(
+        "state",
+        &format!(
+            "INSERT INTO ledger (id, body, saved_at) VALUES (1, '{body}', '2024-01-02T03:04:05Z')"
+        ),
+    )
+    .unwrap();
+
+    let store = connect(&pg, &url, "a:1", Duration::from_secs(30));
+    assert_eq!(
+        store.load_ledger().unwrap(),
+        vec![
+            ledger_entry("example.com", "dmarc", "v=DMARC1; p=reject"),
+            ledger_entry("example.com", "spf", "v=spf1 -all"),
+            ledger_entry("example.org", "adsp", "dkim=all"),
+        ]
+    );
+    let out = pg
+        .psql(
+            "state",
+            "SELECT (SELECT max(version) FROM maildns_schema) || ' ' || (to_regclass('ledger') IS NULL) || ' ' || (SELECT count(*) FROM ledger_entries WHERE saved_at = '2024-01-02T03:04:05Z')",
+        )
+        .unwrap();
+    assert_eq!(out.trim(), "3 true 3");
+    // A second connect migrates nothing more and keeps the entries.
+    let again = connect(&pg, &url, "b:2", Duration::from_secs(30));
+    assert_eq!(again.load_ledger().unwrap().len(), 3);
+}
+
+/// `maildns rotate` by hand on a shared store takes the queued `rotate --now`
+/// requests; those it does not do (a domain another replica works now, a
+/// domain outside its `--domain` selection) stay queued, with their time.
+#[test]
+fn rotate_by_hand_leaves_the_requests_it_does_not_do_queued() {
+    let pg = Postgres::start();
+    let url = pg.create_database("state");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("maildns.toml");
+    // The DNS host is never reached: both runs stop at the lease.
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"{state}\"\n[state]\nurl = \"{url}\"\nreplica_id = \"admin\"\n[accounts.dns]\nprovider = \"powerdns\"\nbase_url = \"http://127.0.0.1:9\"\n[domains.\"a.example\"]\naccount = \"dns\"\n[domains.\"a.example\".dkim]\nalgorithms = [\"rsa\"]\n[domains.\"b.example\"]\naccount = \"dns\"\n[domains.\"b.example\".dkim]\nalgorithms = [\"rsa\"]\n",
+            state = dir.path().join("state").display(),
+        ),
+    )
+    .unwrap();
+    let replica = connect(&pg, &url, "mx1", Duration::from_secs(30));
+    replica.lock_exclusive().unwrap();
+    replica
+        .add_request(&fqdn("a.example"), "rotate_now", t(1))
+        .unwrap();
+    replica
+        .add_request(&fqdn("b.example"), "rotate_now", t(2))
+        .unwrap();
+    replica.lease(&fqdn("a.example")).unwrap();
+    let out = cmd()
+        .config(&cfg)
+        .args(["rotate", "--domain", "a.example"])
+        .env("MAILDNS_DNS_TOKEN", "token")
+        .env("MAILDNS_STATE_PASSWORD", &pg.password)
+        .run();
+    assert_eq!(out.status.code(), Some(1), "{}", out.text());
+    assert!(
+        out.text().contains("being worked by replica mx1"),
+        "{}",
+        out.text()
+    );
+    let mut queued: Vec<(String, DateTime<Utc>)> = replica
+        .requests()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.domain.to_string(), r.at))
+        .collect();
+    queued.sort();
+    assert_eq!(
+        queued,
+        vec![("a.example".into(), t(1)), ("b.example".into(), t(2))]
     );
 }

@@ -31,13 +31,13 @@ use crate::cmd;
 
 const MESSAGE: &str = "From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: rotation\r\nDate: Tue, 02 Jan 2024 10:00:00 +0000\r\nMessage-ID: <rotation@example.com>\r\n\r\nHello.\r\n";
 
-struct FakeClock(Mutex<DateTime<Utc>>);
+pub(crate) struct FakeClock(Mutex<DateTime<Utc>>);
 
 impl FakeClock {
-    fn at(t: DateTime<Utc>) -> Arc<FakeClock> {
+    pub(crate) fn at(t: DateTime<Utc>) -> Arc<FakeClock> {
         Arc::new(FakeClock(Mutex::new(t)))
     }
-    fn advance(&self, d: TimeDelta) {
+    pub(crate) fn advance(&self, d: TimeDelta) {
         let mut t = self.0.lock().unwrap();
         *t += d;
     }
@@ -49,7 +49,7 @@ impl Clock for FakeClock {
     }
 }
 
-struct Creds(String);
+pub(crate) struct Creds(pub(crate) String);
 
 impl Credentials for Creds {
     fn credential(&self, _: &Account) -> Result<Secret, maildns::secrets::SecretError> {
@@ -219,7 +219,7 @@ retire = "remove"
     }
 }
 
-const VERIFY: &str = r#"
+pub(crate) const VERIFY: &str = r#"
 import sys, dkim, dns.message, dns.query
 port = int(sys.argv[2])
 def dnsfunc(name, timeout=5):
@@ -235,7 +235,7 @@ print(ok)
 sys.exit(0 if ok else 1)
 "#;
 
-fn t0() -> DateTime<Utc> {
+pub(crate) fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 1, 10, 0, 0, 0).unwrap()
 }
 
@@ -788,7 +788,7 @@ async fn host_that_cannot_hold_2048_bits_gets_1024_with_a_recorded_reason() {
 }
 
 /// `maildns --config <cfg>` with the PowerDNS account's token, logging at info.
-fn maildns_cmd(cfg: &Path, token: &str) -> Maildns {
+pub(crate) fn maildns_cmd(cfg: &Path, token: &str) -> Maildns {
     cmd()
         .config(cfg)
         .env("MAILDNS_DNS_TOKEN", token)

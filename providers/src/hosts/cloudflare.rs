@@ -594,18 +594,35 @@ impl Provider for Cloudflare {
         }
     }
 
-    /// One name: a filtered listing; several: one listing of the zone's TXT records.
+    /// One name: a filtered listing; several: one listing of the zone's TXT
+    /// records. Each observation keeps the records' ids and TTLs (in
+    /// `version`), so [`apply`](Self::apply) needs no second listing.
     async fn read_sets(&self, zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, Error> {
         let recs = self.records_at(zone, names, Operation::Read).await?;
         Ok(recs
             .into_iter()
-            .map(|(n, r)| (n, Observed::of(to_set(&r))))
+            .map(|(n, r)| {
+                let observed = Observed {
+                    set: to_set(&r),
+                    version: Some(ids_version(&r)),
+                };
+                (n, observed)
+            })
             .collect())
     }
 
-    /// Two requests: the RRsets read again (one listing, as `read_sets`) and
-    /// refused with [`ErrorKind::Conflict`] when one changed since the caller's
-    /// read, then ONE batch (`deletes`, TTL-only `patches`, `posts`) for every name.
+    /// ONE batch (`deletes`, TTL-only `patches`, `posts`) for every name, built
+    /// from the record ids the caller's `read_sets` kept. A record deleted since
+    /// that read fails the whole batch (code 81044, [`ErrorKind::Conflict`], nothing
+    /// written); the apply then reads the RRsets again (one listing), refuses
+    /// with a conflict any set that changed since the caller's read, skips sets
+    /// already as wanted (a re-apply) and sends the batch once more. A change
+    /// without kept ids (an observation not made by `read_sets`) takes that
+    /// second path at once.
+    ///
+    /// Cloudflare has no precondition: a value another tool edits IN PLACE
+    /// (same record id) between the read and the batch, at a record the change
+    /// deletes, is lost; values another tool adds are never touched.
     async fn apply(&self, zone: &Zone, changes: &[TxtChange]) -> Result<(), ApplyError> {
         let op = Operation::Replace;
         let mut desired = Vec::with_capacity(changes.len());
@@ -622,6 +639,18 @@ impl Provider for Cloudflare {
         let Some(first) = changes.first() else {
             return Ok(());
         };
+        let kept: Option<Vec<Vec<ListedRecord>>> =
+            changes.iter().map(|c| listed_from(&c.old)).collect();
+        if let Some(kept) = kept {
+            let mut ops = BatchOps::default();
+            for ((c, (ttl, want)), current) in changes.iter().zip(&desired).zip(&kept) {
+                Self::plan_batch(&c.name, *ttl, want, current, &mut ops);
+            }
+            match self.send_batch(zone, &first.name, ops, op).await {
+                Err(e) if e.kind == ErrorKind::Conflict => {}
+                other => return other.map_err(ApplyError::nothing_written),
+            }
+        }
         let names: Vec<Fqdn> = changes.iter().map(|c| c.name.clone()).collect();
         let now = self
             .records_at(zone, &names, op)
@@ -649,6 +678,41 @@ impl Provider for Cloudflare {
             .await
             .map_err(ApplyError::nothing_written)
     }
+}
+
+/// The `version` of an observation: each record's id and TTL, in the order
+/// of the set's records (`id/ttl` separated by spaces; ids are hex).
+fn ids_version(recs: &[ListedRecord]) -> String {
+    recs.iter()
+        .map(|r| format!("{}/{}", r.id, r.ttl))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The listed records an observation made by `read_sets` stands for, or
+/// `None` when it carries no (or a malformed) `version`.
+fn listed_from(old: &Observed) -> Option<Vec<ListedRecord>> {
+    let version = old.version.as_deref()?;
+    let records = old
+        .set
+        .as_ref()
+        .map(|s| s.records.as_slice())
+        .unwrap_or_default();
+    let ids: Vec<&str> = version.split(' ').filter(|s| !s.is_empty()).collect();
+    if ids.len() != records.len() {
+        return None;
+    }
+    ids.iter()
+        .zip(records)
+        .map(|(id, value)| {
+            let (id, ttl) = id.split_once('/')?;
+            Some(ListedRecord {
+                id: id.to_string(),
+                value: value.clone(),
+                ttl: ttl.parse().ok()?,
+            })
+        })
+        .collect()
 }
 
 /// The RRset the listed records make (the first record's TTL), `None` when empty.

@@ -365,9 +365,13 @@ async fn read_sets_is_one_listing_and_apply_one_batch() {
     .await
     .unwrap();
     let reqs = &fake.requests()[before..];
-    assert_eq!(reqs.len(), 2, "one read again, one batch: {reqs:?}");
-    assert!(reqs[1].path.ends_with("/dns_records/batch"));
-    let body = reqs[1].json();
+    assert_eq!(
+        reqs.len(),
+        1,
+        "one batch, from the ids of the read: {reqs:?}"
+    );
+    assert!(reqs[0].path.ends_with("/dns_records/batch"));
+    let body = reqs[0].json();
     assert_eq!(body["deletes"].as_array().unwrap().len(), 2);
     assert_eq!(body["posts"].as_array().unwrap().len(), 2);
     assert_eq!(fake.records("example.com")[0].id, foreign);
@@ -378,33 +382,104 @@ async fn read_sets_is_one_listing_and_apply_one_batch() {
     );
 }
 
+/// Cloudflare has no precondition: a value another tool adds at a name between
+/// the read and the batch is not ours to delete, so it stays next to ours.
 #[tokio::test]
-async fn a_value_added_since_the_read_is_a_conflict_and_nothing_is_written() {
+async fn a_value_added_since_the_read_is_kept_next_to_ours() {
     let (fake, cf, zid) = setup().await;
     fake.add_record(&zid, "_dmarc.example.com", "\"v=DMARC1; p=none\"", 300);
     let zone = cf.find_zone(&n("example.com")).await.unwrap();
     let names = [n("example.com"), n("_dmarc.example.com")];
     let sets = cf.read_sets(&zone, &names).await.unwrap();
-    fake.add_record(&zid, "example.com", "\"theirs\"", 300);
-    let writes = fake.writes().len();
+    let theirs = fake.add_record(&zid, "example.com", "\"theirs\"", 300);
+    cf.apply(
+        &zone,
+        &[
+            change(
+                &sets,
+                "_dmarc.example.com",
+                Some(set(300, &[b"v=DMARC1; p=reject"])),
+            ),
+            change(&sets, "example.com", Some(set(300, &[b"v=spf1 -all"]))),
+        ],
+    )
+    .await
+    .unwrap();
+    let apex = fake.records("example.com");
+    assert_eq!(apex.len(), 2, "{apex:?}");
+    assert!(
+        apex.iter()
+            .any(|r| r.id == theirs && r.content == "\"theirs\"")
+    );
+    assert!(apex.iter().any(|r| r.content == "\"v=spf1 -all\""));
+}
+
+/// A record the change deletes that another tool deleted (or replaced) since
+/// the read fails the whole batch (81044, nothing kept); the apply reads again,
+/// finds the set changed and reports a conflict with nothing written, so the
+/// caller re-plans with the other tool's edit in view.
+#[tokio::test]
+async fn a_record_deleted_since_the_read_is_a_conflict_and_nothing_is_written() {
+    let (fake, cf, zid) = setup().await;
+    let old = fake.add_record(&zid, "_dmarc.example.com", "\"v=DMARC1; p=none\"", 300);
+    let zone = cf.find_zone(&n("example.com")).await.unwrap();
+    let names = [n("example.com"), n("_dmarc.example.com")];
+    let sets = cf.read_sets(&zone, &names).await.unwrap();
+    fake.delete_record(&old);
+    fake.add_record(
+        &zid,
+        "_dmarc.example.com",
+        "\"v=DMARC1; p=quarantine\"",
+        300,
+    );
     let e = cf
         .apply(
             &zone,
             &[
+                change(&sets, "example.com", Some(set(300, &[b"v=spf1 -all"]))),
                 change(
                     &sets,
                     "_dmarc.example.com",
                     Some(set(300, &[b"v=DMARC1; p=reject"])),
                 ),
-                change(&sets, "example.com", Some(set(300, &[b"v=spf1 -all"]))),
             ],
         )
         .await
         .unwrap_err();
     assert!(e.is_conflict(), "{e}");
     assert!(e.written.is_empty());
-    assert_eq!(fake.writes().len(), writes, "nothing sent");
-    assert_eq!(fake.records("example.com")[0].content, "\"theirs\"");
+    assert!(
+        fake.records("example.com").is_empty(),
+        "nothing kept of the failed batch"
+    );
+    let dmarc = fake.records("_dmarc.example.com");
+    assert_eq!(dmarc.len(), 1);
+    assert_eq!(dmarc[0].content, "\"v=DMARC1; p=quarantine\"");
+}
+
+/// The same change set applied twice (stale ids the second time) succeeds and
+/// changes nothing more.
+#[tokio::test]
+async fn a_change_set_applied_twice_is_in_place_once() {
+    let (fake, cf, zid) = setup().await;
+    fake.add_record(&zid, "example.com", "\"v=spf1 -all\"", 300);
+    let zone = cf.find_zone(&n("example.com")).await.unwrap();
+    let names = [n("example.com"), n("_dmarc.example.com")];
+    let sets = cf.read_sets(&zone, &names).await.unwrap();
+    let changes = [
+        change(&sets, "example.com", Some(set(300, &[b"v=spf1 mx -all"]))),
+        change(
+            &sets,
+            "_dmarc.example.com",
+            Some(set(300, &[b"v=DMARC1; p=none"])),
+        ),
+    ];
+    cf.apply(&zone, &changes).await.unwrap();
+    cf.apply(&zone, &changes).await.unwrap();
+    let apex = fake.records("example.com");
+    assert_eq!(apex.len(), 1, "{apex:?}");
+    assert_eq!(apex[0].content, "\"v=spf1 mx -all\"");
+    assert_eq!(fake.records("_dmarc.example.com").len(), 1);
 }
 
 /// Cloudflare holds at most 8,192 characters of content for one name and type.

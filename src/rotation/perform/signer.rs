@@ -1,9 +1,10 @@
-//! The runner's signer steps: pointing OpenDKIM at a key, proving the switch
-//! with probe signatures, checking before a retirement that the old key no
-//! longer signs, and the daemon's periodic drift probe.
+//! The runner's signer steps: pointing the signer at a key, proving the switch
+//! with probe signatures on EVERY signer endpoint, checking before a retirement
+//! that no endpoint signs with the old key any more, and the daemon's periodic
+//! drift probe. Backend-neutral: every engine is reached through
+//! [`Signer`](crate::signer::Signer)'s operations.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{KeyFileError, ServersError, key_path};
@@ -12,13 +13,13 @@ use crate::rotation::machine::{
     Blocked, DomainState, KeyStatus, Observation, Selector, Warning, step,
 };
 use crate::rotation::runner::{Runner, RunnerError};
-use crate::signer::probe::{self, ProbeError, ProbeReport};
-use crate::signer::{Signer, SignerError};
+use crate::signer::probe::ProbeReport;
+use crate::signer::{EndpointProbe, Signer, SignerEntry, SignerError};
 
-/// Why the signer tables name no key for a domain.
+/// Why the signer's data names no key for a domain.
 #[derive(Debug, thiserror::Error)]
 enum TableError {
-    /// The tables cannot be read.
+    /// The data cannot be read.
     #[error(transparent)]
     Signer(#[from] SignerError),
     /// The signing table has no entry for the address.
@@ -31,7 +32,7 @@ impl Runner {
     /// failed check writes nothing and reports `SignerFailed` (blocked). A failed
     /// reload command is only logged: the tables name the new key (served and
     /// safe), and the probe of the confirm step tells what is live. No rollback.
-    pub(super) fn switch(
+    pub(super) async fn switch(
         &self,
         d: &Domain,
         state: &DomainState,
@@ -44,15 +45,17 @@ impl Runner {
                 selector: selector.clone(),
             };
         };
-        let result = key_path(state, selector).and_then(|path| {
-            signer
+        let result = match key_path(state, selector) {
+            Ok(path) => signer
                 .switch(d.name.as_str(), selector, &path)
-                .map_err(KeyFileError::from)
-        });
+                .await
+                .map_err(KeyFileError::from),
+            Err(e) => Err(e),
+        };
         match result {
             Ok(sw) => {
                 if let Some(e) = sw.reload_error {
-                    tracing::warn!(domain = %d.name, "switch to {selector}: {e}; the probe will tell what OpenDKIM signs with");
+                    tracing::warn!(domain = %d.name, "switch to {selector}: {e}; the probe will tell what {} signs with", signer.engine());
                 }
                 Observation::SignerSwitched {
                     selector: selector.clone(),
@@ -60,7 +63,10 @@ impl Runner {
             }
             Err(reason) => Observation::SignerFailed {
                 selector: selector.clone(),
-                reason: format!("{reason} (nothing was changed; OpenDKIM keeps its current key)"),
+                reason: format!(
+                    "{reason} (nothing was changed; {} keeps its current key)",
+                    signer.engine()
+                ),
             },
         }
     }
@@ -84,36 +90,27 @@ impl Runner {
             .map_or(Duration::from_secs(30), |c| c.probe_timeout)
     }
 
-    /// The entry the signer tables use for mail From `postmaster@domain`.
-    fn table_entry(
-        signer: &Signer,
-        d: &Domain,
-    ) -> Result<crate::signer::opendkim::KeyEntry, TableError> {
-        let (kt, st) = signer.read_tables()?;
-        let from = format!("postmaster@{}", d.name);
-        st.lookup(&from)
-            .and_then(|n| kt.get(n))
-            .cloned()
-            .ok_or(TableError::NoEntry(from))
+    /// The entry the signer's data uses for mail From `postmaster@domain`.
+    async fn table_entry(signer: &Signer, d: &Domain) -> Result<SignerEntry, TableError> {
+        signer
+            .entry(d.name.as_str())
+            .await?
+            .ok_or_else(|| TableError::NoEntry(format!("postmaster@{}", d.name)))
     }
 
-    /// Probes the signer for `d` until `done` holds or the probe timeout ends,
-    /// with backoff (100 ms doubling, at most 5 s). `between` runs once, after
-    /// the first probe that does not satisfy `done` (e.g. re-send the reload).
+    /// Probes every endpoint of the signer for `d` until `done` holds on all
+    /// of them or the probe timeout ends, with backoff (100 ms doubling, at
+    /// most 5 s). `between` runs once, after the first round that does not
+    /// satisfy `done` (e.g. re-send the reload). Returns the last round (one
+    /// report per endpoint; empty when the signer has no endpoint).
     async fn probe_until(
         &self,
         signer: &Signer,
         d: &Domain,
         servers: &[SocketAddr],
         done: impl Fn(&ProbeReport) -> bool,
-        mut between: impl FnMut() -> Option<String>,
-    ) -> (Result<ProbeReport, ProbeError>, Option<String>) {
-        let Some(socket) = &signer.socket else {
-            return (
-                Err(ProbeError::Task("no milter socket configured".into())),
-                None,
-            );
-        };
+        mut between: impl AsyncFnMut() -> Option<String>,
+    ) -> (Vec<EndpointProbe>, Option<String>) {
         let timeout = self.probe_timeout();
         let io_timeout = timeout.min(Duration::from_secs(10));
         let deadline = Instant::now() + timeout;
@@ -122,13 +119,18 @@ impl Runner {
         let mut first = true;
         loop {
             let now = self.clock.now();
-            let r = probe::probe_at(socket, d.name.as_str(), servers, io_timeout, now).await;
-            if r.as_ref().is_ok_and(&done) || Instant::now() + delay > deadline {
-                return (r, note);
+            let round = signer
+                .probe(d.name.as_str(), servers, io_timeout, now)
+                .await;
+            if round.is_empty()
+                || EndpointProbe::all(&round, &done)
+                || Instant::now() + delay > deadline
+            {
+                return (round, note);
             }
             if first {
                 first = false;
-                note = between();
+                note = between().await;
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
@@ -139,11 +141,13 @@ impl Runner {
         Ok(self.servers(d).await?.into_iter().map(|n| n.addr).collect())
     }
 
-    /// Proves the switch: the tables name the key (re-switched if not), then
-    /// (probe mode) a probe comes back signed with the new selector and verifies
-    /// against every authoritative server. When the probe shows another key, the
-    /// pre-reload checks run again and the reload is re-sent once, then probes
-    /// continue until the probe timeout.
+    /// Proves the switch: the signer's data names the key (re-switched if
+    /// not), then (probe mode) a probe through EVERY endpoint comes back signed
+    /// with the new selector and verifies against every authoritative server.
+    /// When a round shows another key, the pre-reload checks run again and the
+    /// reload is re-sent once, then probes continue until the probe timeout.
+    /// An endpoint that cannot be probed fails the step (retried with
+    /// backoff); one that signs otherwise holds it; both name the endpoint.
     pub(super) async fn confirm_switch(
         &self,
         d: &Domain,
@@ -163,18 +167,28 @@ impl Runner {
             Ok(p) => p,
             Err(reason) => return held(reason.to_string()),
         };
-        let names_it = |e: &crate::signer::opendkim::KeyEntry| {
-            e.selector == selector.as_str() && Path::new(&e.key) == path
+        // The key itself (its file, or the engine's shared store): what the
+        // signer's entry must hold. Found nowhere: nothing to prove.
+        let public_key = match state.key(selector) {
+            Some(k) => match self
+                .private_key(d, k)
+                .await
+                .and_then(|k| Ok(k.public_key_der()?))
+            {
+                Ok(p) => p,
+                Err(reason) => return held(reason.to_string()),
+            },
+            None => return held(format!("no key {selector}")),
         };
-        match Self::table_entry(signer, d) {
-            Ok(e) if names_it(&e) => {}
+        match Self::table_entry(signer, d).await {
+            Ok(e) if e.is(selector, &path, &public_key) => {}
             other => {
-                // Tables edited since the switch (or half-written): switch again.
+                // Data edited since the switch (or half-written): switch again.
                 let was = match other {
                     Ok(e) => format!("the signer tables name selector {}", e.selector),
                     Err(e) => e.to_string(),
                 };
-                if let Err(e) = signer.switch(d.name.as_str(), selector, &path) {
+                if let Err(e) = signer.switch(d.name.as_str(), selector, &path).await {
                     return held(format!("{was}; switching again failed: {e}"));
                 }
             }
@@ -184,56 +198,53 @@ impl Runner {
                 selector: selector.clone(),
             };
         }
+        let failed = |reason: String| Observation::ActionFailed {
+            selector: selector.clone(),
+            action: "confirm_signer".into(),
+            reason,
+        };
         let servers = match self.server_addrs(d).await {
             Ok(s) => s,
-            Err(reason) => {
-                return Observation::ActionFailed {
-                    selector: selector.clone(),
-                    action: "confirm_signer".into(),
-                    reason: format!("signer probe: {reason}"),
-                };
-            }
+            Err(reason) => return failed(format!("signer probe: {reason}")),
         };
-        let (result, note) = self
-            .probe_until(
-                signer,
-                d,
-                &servers,
-                |r| r.verified_with(d.name.as_str(), selector),
-                || {
-                    // The reload may have been refused (or never sent): check
-                    // again what OpenDKIM checks, and re-send it.
-                    match signer.check_reload().and_then(|()| signer.reload()) {
-                        Ok(()) => None,
-                        Err(e) => Some(e.to_string()),
-                    }
-                },
-            )
+        let name = d.name.as_str();
+        let verified = |r: &ProbeReport| r.verified_with(name, selector);
+        let (round, note) = self
+            .probe_until(signer, d, &servers, verified, async || {
+                // The reload may have been refused (or never sent): check
+                // again what the signer checks, and re-send it.
+                signer.check_and_reload().await.err().map(|e| e.to_string())
+            })
             .await;
-        match result {
-            Ok(r) if r.verified_with(d.name.as_str(), selector) => Observation::SignerConfirmed {
+        let note = note.map(|n| format!(" ({n})")).unwrap_or_default();
+        if EndpointProbe::all(&round, verified) {
+            return Observation::SignerConfirmed {
                 selector: selector.clone(),
-            },
-            Ok(r) => held(format!(
-                "{selector} is not active yet: {}{}; the previous key keeps signing and stays published",
-                r.describe(),
-                note.map(|n| format!(" ({n})")).unwrap_or_default()
-            )),
-            Err(e) => Observation::ActionFailed {
-                selector: selector.clone(),
-                action: "confirm_signer".into(),
-                reason: format!(
-                    "signer probe: {e}{}; {selector} is not active until a probe proves it",
-                    note.map(|n| format!(" ({n})")).unwrap_or_default()
-                ),
-            },
+            };
         }
+        if round.is_empty() {
+            return failed(format!(
+                "signer probe: {} has no endpoint to probe; {selector} is not active until a probe proves it",
+                signer.engine()
+            ));
+        }
+        if EndpointProbe::first_error(&round).is_some() {
+            return failed(format!(
+                "signer probe: {}{note}; {selector} is not active until a probe on every signer proves it",
+                EndpointProbe::describe_failing(&round, verified)
+            ));
+        }
+        held(format!(
+            "{selector} is not active yet: {}{note}; the previous key keeps signing and stays published",
+            EndpointProbe::describe_failing(&round, verified)
+        ))
     }
 
-    /// Before a retirement step of `selector`: the signer tables must not name
-    /// it, and (probe mode) a probe must come back verified with another
-    /// selector and not signed with this one. `Err` is the observation to report
-    /// instead of performing the step.
+    /// Before a retirement step of `selector`: the signer's data must not name
+    /// it, and (probe mode) a probe through EVERY endpoint must come back
+    /// verified with another selector and not signed with this one. `Err` is
+    /// the observation to report instead of performing the step (naming the
+    /// endpoints that hold it).
     pub(super) async fn retirement_check(
         &self,
         d: &Domain,
@@ -246,14 +257,13 @@ impl Runner {
         let Some(signer) = &self.signer else {
             return Ok(());
         };
-        match Self::table_entry(signer, d) {
-            Ok(e) if e.selector == selector.as_str() => {
-                return Err(held(format!(
-                    "the signer tables still name selector {selector} ({}); its record and key stay",
-                    e.key
-                )));
-            }
-            _ => {}
+        if let Ok(e) = Self::table_entry(signer, d).await
+            && e.selector == selector.as_str()
+        {
+            return Err(held(format!(
+                "the signer tables still name selector {selector} ({}); its record and key stay",
+                e.location()
+            )));
         }
         if !self.probe_mode() {
             return Ok(());
@@ -276,23 +286,39 @@ impl Runner {
                         && s.verified.is_ok()
                 })
         };
-        let (result, _) = self
-            .probe_until(signer, d, &servers, other_verified, || None)
+        let (round, _) = self
+            .probe_until(signer, d, &servers, other_verified, async || None)
             .await;
-        match result {
-            Ok(r) if other_verified(&r) => Ok(()),
-            Ok(r) if r.signs_with(domain, selector) => Err(held(format!(
-                "{}: OpenDKIM still signs with {selector}, so its record and private key stay",
-                r.describe()
-            ))),
-            Ok(r) => Err(held(format!(
-                "{}: no proof that OpenDKIM has stopped signing with {selector}, so its record and private key stay",
-                r.describe()
-            ))),
-            Err(e) => Err(failed(format!(
-                "signer probe before retiring {selector}: {e}"
-            ))),
+        if EndpointProbe::all(&round, other_verified) {
+            return Ok(());
         }
+        if round.is_empty() || EndpointProbe::first_error(&round).is_some() {
+            return Err(failed(format!(
+                "signer probe before retiring {selector}: {}",
+                if round.is_empty() {
+                    format!("{} has no endpoint to probe", signer.engine())
+                } else {
+                    EndpointProbe::describe_failing(&round, other_verified)
+                }
+            )));
+        }
+        let still = round.iter().any(|e| {
+            e.result
+                .as_ref()
+                .is_ok_and(|r| r.signs_with(domain, selector))
+        });
+        let failing = EndpointProbe::describe_failing(&round, other_verified);
+        Err(held(if still {
+            format!(
+                "{failing}: {} still signs with {selector}, so its record and private key stay",
+                signer.engine()
+            )
+        } else {
+            format!(
+                "{failing}: no proof that {} has stopped signing with {selector}, so its record and private key stay",
+                signer.engine()
+            )
+        }))
     }
 
     /// Probes the signer of `domain` (the daemon's periodic drift check). An
@@ -345,8 +371,9 @@ impl Runner {
             return Ok(state.blocked());
         }
         let name = d.name.as_str();
-        let tables = Self::table_entry(signer, d);
-        let mut probed: Option<Result<ProbeReport, ProbeError>> = None;
+        let tables = Self::table_entry(signer, d).await;
+        // `None`: no authoritative server to verify against.
+        let mut probed: Option<Vec<EndpointProbe>> = None;
         if let Ok(servers) = self.server_addrs(d).await.as_ref() {
             let wanted = |r: &ProbeReport| {
                 active
@@ -354,14 +381,18 @@ impl Runner {
                     .chain(&switched)
                     .any(|s| r.verified_with(name, s))
             };
-            let (r, _) = self.probe_until(signer, d, servers, wanted, || None).await;
-            probed = Some(r);
+            let (round, _) = self
+                .probe_until(signer, d, servers, wanted, async || None)
+                .await;
+            probed = Some(round);
         }
         let mut observations = Vec::new();
-        let proven_switch = match &probed {
-            Some(Ok(r)) => switched.iter().find(|s| r.verified_with(name, s)).cloned(),
-            _ => None,
-        };
+        let proven_switch = probed.as_ref().and_then(|round| {
+            switched
+                .iter()
+                .find(|s| EndpointProbe::all(round, |r| r.verified_with(name, s)))
+                .cloned()
+        });
         if let Some(sel) = proven_switch {
             observations.push(Observation::SignerConfirmed { selector: sel });
         } else {
@@ -370,9 +401,10 @@ impl Runner {
                     selector: sel.clone(),
                     reason,
                 };
-                let table_ok = |e: &crate::signer::opendkim::KeyEntry| {
+                let table_ok = |e: &SignerEntry| {
                     e.selector == sel.as_str() || switched.iter().any(|s| e.selector == s.as_str())
                 };
+                let verified = |r: &ProbeReport| r.verified_with(name, sel);
                 observations.push(match (&tables, &probed) {
                     (Ok(e), _) if !table_ok(e) => drift(format!(
                         "the signer tables name selector {} for {name}, not the active {sel} (edited by hand?)",
@@ -382,15 +414,25 @@ impl Runner {
                     (_, None) => drift(format!(
                         "no authoritative server to verify a probe signature of {name} against"
                     )),
-                    (_, Some(Err(e))) => drift(format!("signer probe: {e}")),
-                    (_, Some(Ok(r))) if r.verified_with(name, sel) => {
+                    (_, Some(round)) if round.is_empty() => drift(format!(
+                        "signer probe: {} has no endpoint to probe",
+                        signer.engine()
+                    )),
+                    (_, Some(round)) if EndpointProbe::all(round, verified) => {
                         Observation::SignerConfirmed {
                             selector: sel.clone(),
                         }
                     }
-                    (_, Some(Ok(r))) => {
-                        drift(format!("{} instead of the active {sel}", r.describe()))
-                    }
+                    (_, Some(round)) if EndpointProbe::first_error(round).is_some() => drift(
+                        format!(
+                            "signer probe: {}",
+                            EndpointProbe::describe_failing(round, verified)
+                        ),
+                    ),
+                    (_, Some(round)) => drift(format!(
+                        "{} instead of the active {sel}",
+                        EndpointProbe::describe_failing(round, verified)
+                    )),
                 });
             }
         }

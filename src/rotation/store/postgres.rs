@@ -51,17 +51,18 @@ use maildns_providers::{Fqdn, Secret};
 use tokio_postgres::{NoTls, Row};
 
 use super::super::machine::{Algorithm, DomainState, Event, KeyRecord, KeyStatus, Selector};
-use super::{Diagnosis, Request, Store, StoreError, StoredEvent};
+use super::{Diagnosis, LedgerChange, LedgerEntry, Request, Store, StoreError, StoredEvent};
 use crate::propagation::{Clock, SystemClock};
 
 /// The migrations, in order: (version, SQL).
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("postgres/0001_init.sql")),
     (2, include_str!("postgres/0002_ledger.sql")),
+    (3, include_str!("postgres/0003_ledger_entries.sql")),
 ];
 
 /// The schema version this code writes.
-pub const PG_SCHEMA_VERSION: i32 = 2;
+pub const PG_SCHEMA_VERSION: i32 = 3;
 
 /// Key of the advisory lock held while migrating (any constant; "maildns" in ASCII).
 const MIGRATION_LOCK: i64 = 0x006d_6169_6c64_6e73;
@@ -124,7 +125,7 @@ fn pg_err(operation: &'static str, url: &str) -> impl Fn(tokio_postgres::Error) 
 
 /// The server's message (with its detail) or the client's, never a password
 /// (neither the driver's errors nor the server's carry one).
-fn pg_message(e: &tokio_postgres::Error) -> String {
+pub(crate) fn pg_message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => match db.detail() {
             Some(d) => format!("{} ({d})", db.message()),
@@ -573,31 +574,117 @@ impl Store for PgStore {
         true
     }
 
-    fn load_ledger(&self) -> Result<Option<serde_json::Value>, StoreError> {
+    fn load_ledger(&self) -> Result<Vec<LedgerEntry>, StoreError> {
         self.call(|pool, url| async move {
             let client = get(&pool, &url).await?;
-            let row = client
-                .query_opt("SELECT body FROM ledger WHERE id = 1", &[])
+            let rows = client
+                .query(
+                    "SELECT domain, kind, name, value FROM ledger_entries ORDER BY domain, kind",
+                    &[],
+                )
                 .await
                 .map_err(pg_err("read the publish ledger", &url))?;
-            Ok(row.map(|r| r.get(0)))
+            rows.iter()
+                .map(|r| {
+                    let fqdn = |col: &str| {
+                        let v: String = r.get(col);
+                        Fqdn::parse(&v).map_err(|e| corrupt(&url, "ledger_entries", e.to_string()))
+                    };
+                    Ok(LedgerEntry {
+                        domain: fqdn("domain")?,
+                        kind: r.get("kind"),
+                        name: fqdn("name")?,
+                        value: r.get("value"),
+                    })
+                })
+                .collect()
         })
     }
 
-    fn save_ledger(&self, body: &serde_json::Value) -> Result<(), StoreError> {
-        let body = body.clone();
-        self.call(move |pool, url| async move {
-            let client = get(&pool, &url).await?;
-            client
-                .execute(
-                    "INSERT INTO ledger (id, body) VALUES (1, $1)
-                     ON CONFLICT (id) DO UPDATE SET body = excluded.body, saved_at = clock_timestamp()",
-                    &[&body],
+    fn update_ledger(&self, changes: &[LedgerChange]) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        // The leases this process holds on the changed domains: each is
+        // checked (and extended) in the transaction, as by `save`.
+        let mut fences: Vec<(String, i64)> = Vec::new();
+        for c in changes {
+            let d = c.domain().as_str();
+            if let Some(epoch) = self.held_epoch(d)
+                && !fences.iter().any(|(f, _)| f == d)
+            {
+                fences.push((d.to_string(), epoch));
+            }
+        }
+        let changes = changes.to_vec();
+        let replica = self.replica.clone();
+        let ms = self.lease_ms;
+        let lost = self.call(move |pool, url| async move {
+            let mut client = get(&pool, &url).await?;
+            let tx = client
+                .transaction()
+                .await
+                .map_err(pg_err("begin the publish ledger update", &url))?;
+            for (domain, epoch) in &fences {
+                let held = tx
+                    .execute(
+                        "UPDATE leases SET expires_at = now() + $4 * interval '1 millisecond'
+                         WHERE domain = $1 AND holder = $2 AND epoch = $3 AND NOT released
+                           AND expires_at > now()",
+                        &[domain, &replica, epoch, &(ms as f64)],
+                    )
+                    .await
+                    .map_err(pg_err("check lease", &url))?;
+                if held != 1 {
+                    return Ok(Some(domain.clone()));
+                }
+            }
+            let put = tx
+                .prepare_cached(
+                    "INSERT INTO ledger_entries (domain, kind, name, value, replica)
+                     VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (domain, kind) DO UPDATE SET name = excluded.name,
+                         value = excluded.value, replica = excluded.replica,
+                         saved_at = clock_timestamp()",
                 )
                 .await
-                .map_err(pg_err("save the publish ledger", &url))?;
-            Ok(())
-        })
+                .map_err(pg_err("prepare the publish ledger update", &url))?;
+            let remove = tx
+                .prepare_cached(
+                    "DELETE FROM ledger_entries
+                     WHERE domain = $1 AND kind = $2 AND name = $3 AND value = $4",
+                )
+                .await
+                .map_err(pg_err("prepare the publish ledger update", &url))?;
+            for c in &changes {
+                let (stmt, e) = match c {
+                    LedgerChange::Put(e) => (&put, e),
+                    LedgerChange::Remove(e) => (&remove, e),
+                };
+                let (domain, name) = (e.domain.as_str(), e.name.as_str());
+                match c {
+                    LedgerChange::Put(_) => {
+                        tx.execute(stmt, &[&domain, &e.kind, &name, &e.value, &replica])
+                            .await
+                    }
+                    LedgerChange::Remove(_) => {
+                        tx.execute(stmt, &[&domain, &e.kind, &name, &e.value]).await
+                    }
+                }
+                .map_err(pg_err("update the publish ledger", &url))?;
+            }
+            tx.commit()
+                .await
+                .map_err(pg_err("commit the publish ledger update", &url))?;
+            Ok(None)
+        })?;
+        match lost {
+            None => Ok(()),
+            Some(domain) => {
+                self.set_held(&domain, None);
+                Err(self.lost(&domain))
+            }
+        }
     }
 
     fn load(&self, domain: &Fqdn) -> Result<DomainState, StoreError> {

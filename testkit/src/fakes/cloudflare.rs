@@ -154,6 +154,11 @@ impl FakeCloudflare {
         id
     }
 
+    /// Deletes the record with id `id` directly (as another tool would).
+    pub fn delete_record(&self, id: &str) {
+        lock(&self.inner.data).records.retain(|r| r.id != id);
+    }
+
     /// The TXT records stored at `name`, raw, in creation order.
     pub fn records(&self, name: &str) -> Vec<StoredRecord> {
         lock(&self.inner.data)
