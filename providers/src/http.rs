@@ -15,9 +15,12 @@
 //! sending, cut responses) are sent again only when they are idempotent.
 //!
 //! Before each attempt the request waits until it fits the host's documented rate
-//! limits ([`crate::pace::Pacer`], one per client, so one per connected account):
-//! time spent waiting there counts neither against the request timeout nor
-//! against the retry budget.
+//! limits ([`crate::pace::Pacer`], one per client, so one per connected account)
+//! and, for a write, until the account's adaptive window of writes in flight
+//! has room ([`crate::window::WriteWindow`]: halved when the host answers a
+//! write with 5xx or 429, grown after runs of clean writes, never above the
+//! host's declared concurrency): time spent waiting there counts neither
+//! against the request timeout nor against the retry budget.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,6 +29,7 @@ use reqwest::{Method, RequestBuilder, StatusCode, header::HeaderMap};
 use url::Url;
 
 use crate::pace::Pacer;
+use crate::window::{WriteOutcome, WriteWindow};
 use crate::{Error, ErrorKind, Fqdn, Operation, RateLimit};
 
 /// How hard to retry.
@@ -192,6 +196,7 @@ pub struct HttpClient {
     check: Option<AnswerCheck>,
     rate_limits: Mutex<RateLimitSeen>,
     pacer: Arc<Pacer>,
+    writes: Arc<WriteWindow>,
     retry_after_cap: Duration,
 }
 
@@ -299,6 +304,7 @@ impl HttpClient {
             .user_agent(concat!("maildns/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| cfg(format!("HTTP client: {e}")))?;
+        let profile = crate::registry::host(provider).and_then(|h| h.profile().ok());
         Ok(HttpClient {
             client,
             provider,
@@ -310,11 +316,15 @@ impl HttpClient {
             // A caller that drives a local server or fake (RetryPolicy::fast)
             // does not keep to the real host's documented rates.
             pacer: Arc::new(Pacer::new(
-                crate::registry::host(provider)
+                profile
+                    .as_ref()
                     .filter(|_| policy.pace)
-                    .and_then(|h| h.profile().ok())
-                    .map(|p| p.rate_limits)
+                    .map(|p| p.rate_limits.clone())
                     .unwrap_or_default(),
+            )),
+            // Writes in flight: up to the host's declared concurrency.
+            writes: Arc::new(WriteWindow::new(
+                profile.map_or(UNREGISTERED_WRITES, |p| p.concurrency),
             )),
             retry_after_cap: policy.max_delay,
         })
@@ -336,6 +346,11 @@ impl HttpClient {
     /// The pacer every request of this client waits on.
     pub fn pacer(&self) -> &Pacer {
         &self.pacer
+    }
+
+    /// The window every write of this client waits on.
+    pub fn write_window(&self) -> &WriteWindow {
+        &self.writes
     }
 
     /// This client, with requests counted against `zone`'s rate limits.
@@ -444,6 +459,11 @@ impl HttpClient {
                         Method::GET | Method::HEAD | Method::OPTIONS
                     );
                     let waited = Instant::now();
+                    let slot = if write {
+                        Some(self.writes.acquire().await)
+                    } else {
+                        None
+                    };
                     let ticket = self.pacer.acquire(zone.map(Fqdn::as_str), write).await;
                     let wait = waited.elapsed();
                     paced += wait;
@@ -471,6 +491,20 @@ impl HttpClient {
                             Err(_) => Attempt::TimedOut(budget),
                         };
                     drop(ticket);
+                    if let Some(slot) = slot {
+                        slot.finish(match &outcome {
+                            Attempt::Answer { status, .. } if status.is_success() => {
+                                WriteOutcome::Clean
+                            }
+                            Attempt::Answer { status, .. }
+                                if status.is_server_error()
+                                    || *status == StatusCode::TOO_MANY_REQUESTS =>
+                            {
+                                WriteOutcome::Overloaded
+                            }
+                            _ => WriteOutcome::Neutral,
+                        });
+                    }
                     outcome
                 }
             };
@@ -649,6 +683,10 @@ impl HttpClient {
         }
     }
 }
+
+/// Most writes in flight for a client whose kind declares no concurrency (not
+/// in the registry).
+const UNREGISTERED_WRITES: usize = 16;
 
 /// Attempts at most when the connection itself cannot be made (refused, no route):
 /// a host that is down is reported after about a second, not after the whole budget.

@@ -17,6 +17,7 @@ pub mod pace;
 pub mod registry;
 pub mod secret;
 pub mod txt;
+pub mod window;
 
 use std::time::Duration;
 

@@ -574,8 +574,9 @@ fn finish(
         }
     }
     if apply && let Some(st) = store {
+        let by_name: BTreeMap<&Fqdn, &Domain> = domains.iter().map(|d| (&d.name, *d)).collect();
         for o in report.domains.iter().filter(|o| o.error.is_none()) {
-            if let Some(d) = domains.iter().find(|d| d.name == o.domain) {
+            if let Some(d) = by_name.get(&o.domain) {
                 let max_bits = max_bits_for(&d.account, providers, Some(st))?;
                 after_publish(st, d, max_bits, now).map_err(keys_error)?;
             }

@@ -24,7 +24,7 @@ mod validate;
 pub use locate::{DEFAULT_PATHS, locate};
 use schema::Raw;
 pub use validate::{DurationError, parse_duration};
-use validate::{Validator, line_of};
+use validate::{Lines, Validator, line_of};
 
 /// One configuration problem, located.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -439,7 +439,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         }])
     })?;
     let mut v = Validator {
-        text,
+        lines: Lines::of(text),
         path,
         base: path
             .parent()

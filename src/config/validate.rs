@@ -68,6 +68,29 @@ fn dotted_part(k: &str) -> String {
     }
 }
 
+/// Where each line of a text starts, to name the line of an offset without
+/// counting from the start each time (every domain records the lines of its
+/// keys: counting from the start made loading 10,000 domains take seconds).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Lines(Vec<usize>);
+
+impl Lines {
+    pub(super) fn of(text: &str) -> Lines {
+        Lines(
+            text.bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i)
+                .collect(),
+        )
+    }
+
+    /// The 1-based line of `offset`, as [`line_of`] counts it.
+    pub(super) fn line(&self, offset: usize) -> usize {
+        self.0.partition_point(|&nl| nl < offset) + 1
+    }
+}
+
 /// A text that is not a duration ([`parse_duration`]).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("'{text}' is not a duration: {source}")]
@@ -91,7 +114,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
 }
 
 pub(super) struct Validator<'a> {
-    pub(super) text: &'a str,
+    /// The lines of the configuration's text.
+    pub(super) lines: Lines,
     pub(super) path: &'a Path,
     pub(super) base: PathBuf,
     pub(super) errors: Vec<ConfigError>,
@@ -107,7 +131,7 @@ impl Validator<'_> {
     ) {
         self.errors.push(ConfigError {
             path: self.path.to_path_buf(),
-            line: span.map(|s| line_of(self.text, s.start)),
+            line: span.map(|s| self.lines.line(s.start)),
             key: key.to_string(),
             message: msg,
             hint: hint.map(str::to_string),
@@ -811,10 +835,10 @@ impl Validator<'_> {
             .map(|l| self.lint_waiver(&key, l))
             .unwrap_or_default();
         let line =
-            |s: &Option<Spanned<String>>| s.as_ref().map(|s| line_of(self.text, s.span().start));
+            |s: &Option<Spanned<String>>| s.as_ref().map(|s| self.lines.line(s.span().start));
         let source = DomainSource {
             key: key.clone(),
-            line: Some(line_of(self.text, name.span().start)),
+            line: Some(self.lines.line(name.span().start)),
             spf: line(&raw.spf),
             dmarc: line(&raw.dmarc),
             adsp: line(&raw.adsp),
@@ -1378,7 +1402,7 @@ impl Validator<'_> {
             confirm,
             probe_interval,
             probe_timeout,
-            line: Some(line_of(self.text, s.span().start)),
+            line: Some(self.lines.line(s.span().start)),
             config: r.config.as_ref().map(|c| self.path_of(c.get_ref())),
             key_dir,
             key_table,
@@ -1386,5 +1410,21 @@ impl Validator<'_> {
             user: r.user.clone().unwrap_or_else(|| "opendkim".into()),
             reload_command,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Lines, line_of};
+
+    #[test]
+    fn line_index_names_the_same_line_as_counting_from_the_start() {
+        let text = "a = 1\n\n[domains.\"x\"]\nspf = \"v=spf1 -all\"\nlast";
+        let lines = Lines::of(text);
+        for offset in 0..=text.len() + 3 {
+            assert_eq!(lines.line(offset), line_of(text, offset), "offset {offset}");
+        }
+        assert_eq!(lines.line(text.find("spf").unwrap()), 4);
+        assert_eq!(Lines::of("").line(0), 1);
     }
 }

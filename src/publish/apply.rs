@@ -1,7 +1,12 @@
 //! Reads what each host holds, plans, checks the safety threshold, then writes.
 //!
-//! All domains are planned before anything is written (plan before apply). Domains
-//! run concurrently, up to each account's declared concurrency cap; one domain's
+//! No deletion is written before the run's deletions are known to stay within
+//! the safety threshold (`publish.max_delete_share`): domains are read and
+//! planned first, and one is written right after its own read only once no
+//! plan still to come can cross the threshold (see [`DeletionBudget`]; with
+//! `--force`, or after enough domains were read, reads and writes overlap);
+//! the others are written after every domain is planned. Domains run
+//! concurrently, up to each account's declared concurrency cap; one domain's
 //! failure does not stop the others. Every write is idempotent: a second run
 //! finds everything in sync and writes nothing. Every set written is read back
 //! at once; a value the host did not keep as sent (cut short, altered) fails the
@@ -14,7 +19,6 @@ use maildns_providers::{
     Error as ProviderError, Fqdn, Provider, TxtChange, TxtSet, Zone, ZoneSets,
 };
 use serde::Serialize;
-use tokio::sync::Semaphore;
 
 use super::plan::{Desired, Plan, PlanError, plan};
 use super::readback::{NotStored, Served, ServedCheck, compare_set};
@@ -139,61 +143,94 @@ pub async fn run_checked(
     served: Option<ServedCheck>,
 ) -> Vec<DomainOutcome> {
     let served = served.map(Arc::new);
-    let caps: BTreeMap<String, Arc<Semaphore>> = providers
+    let caps: BTreeMap<String, usize> = providers
         .iter()
-        .map(|(name, p)| {
-            (
-                name.clone(),
-                Arc::new(Semaphore::new(p.profile().concurrency.max(1))),
-            )
-        })
+        .map(|(name, p)| (name.clone(), p.profile().concurrency.max(1)))
         .collect();
 
     let zones = ZoneCache::default();
+    let managed: usize = jobs.iter().map(|job| job.desired.len()).sum();
+    let budget = Arc::new(DeletionBudget::new(managed, opts));
 
-    // Phase 1: read and plan everything: one read of the zone's RRsets per domain.
-    let planned = for_each(jobs, providers, &caps, |job, provider| {
+    // Phase 1: read and plan every domain (one read of the zone's RRsets per
+    // domain); write it at once when no plan still to come can cross the
+    // deletion threshold, else keep it for phase 2.
+    let first = for_each(jobs, providers, &caps, |job, provider| {
         let zones = zones.clone();
+        let budget = budget.clone();
+        let served = served.clone();
         async move {
             let zone = match zones.resolve(provider.as_ref(), &job).await {
                 Ok(z) => z,
-                Err(e) => return (job, None, Err(DomainError::Provider(e))),
+                Err(e) => {
+                    budget.read(&job, None);
+                    return First::Planned((job, None, Err(DomainError::Provider(e))));
+                }
             };
             let result = read_and_plan(provider.as_ref(), &zone, &job).await;
-            (job, Some(zone), result)
+            let safe = budget.read(&job, result.as_ref().ok().map(|r| r.plan.deletions()));
+            match result {
+                Ok(read) if safe && opts.mode == Mode::Apply => {
+                    // Its own task, so that a panic while writing still
+                    // reports the plan (as phase 2 does).
+                    let plan = read.plan.clone();
+                    let served = served.filter(|_| provider.profile().serves_at_once);
+                    let (job2, zone2) = (job.clone(), zone.clone());
+                    let task = tokio::spawn(async move {
+                        let mut outcome = DomainOutcome::new(&job2, Some(&zone2));
+                        let check = served.as_deref();
+                        write_domain(provider.as_ref(), &zone2, &job2, read, check, &mut outcome)
+                            .await;
+                        outcome
+                    });
+                    First::Done(match task.await {
+                        Ok(outcome) => outcome,
+                        Err(e) => {
+                            let message = if e.is_panic() {
+                                "it panicked".to_string()
+                            } else {
+                                e.to_string()
+                            };
+                            tracing::error!("{}: a domain task failed: {message}", job.account);
+                            let mut outcome = DomainOutcome::new(&job, Some(&zone));
+                            outcome.plan = Some(plan);
+                            outcome.error = Some(DomainError::Task { message });
+                            outcome
+                        }
+                    })
+                }
+                result => First::Planned((job, Some(zone), result)),
+            }
         }
     })
     .await;
 
-    let managed: usize = planned.iter().map(|(job, _, _)| job.desired.len()).sum();
-    let deletions: usize = planned
-        .iter()
-        .filter_map(|(_, _, p)| p.as_ref().ok())
-        .map(|r| r.plan.deletions())
-        .sum();
-    let over = managed > 0
-        && deletions > 0
-        && (deletions as f64) > opts.max_delete_share * managed as f64
-        && !opts.force;
+    let deletions = budget.deletions();
+    let over = budget.over();
 
-    // Phase 2: write each domain's changes as one change set.
+    // Phase 2: the domains not written yet, each as one change set (none when
+    // the run is over the threshold: each domain then reports its plan, the
+    // ones with deletions the refusal).
     let write = opts.mode == Mode::Apply && !over;
-    for_each(
+    let mut out: Vec<Option<DomainOutcome>> = Vec::with_capacity(first.len());
+    let mut planned = Vec::new();
+    for f in first {
+        match f {
+            First::Done(o) => out.push(Some(o)),
+            First::Planned(p) => {
+                out.push(None);
+                planned.push(p);
+            }
+        }
+    }
+    let mut second = for_each(
         planned,
         providers,
         &caps,
         |(job, zone, result), provider| {
             let served = served.clone();
             async move {
-                let mut outcome = DomainOutcome {
-                    domain: job.domain.clone(),
-                    account: job.account.clone(),
-                    zone: zone.as_ref().map(|z| z.name.to_string()),
-                    plan: None,
-                    applied: 0,
-                    pending: false,
-                    error: None,
-                };
+                let mut outcome = DomainOutcome::new(&job, zone.as_ref());
                 match result {
                     Err(e) => outcome.error = Some(e),
                     Ok(read) => {
@@ -220,6 +257,102 @@ pub async fn run_checked(
         },
     )
     .await
+    .into_iter();
+    out.into_iter()
+        .filter_map(|o| o.or_else(|| second.next()))
+        .collect()
+}
+
+/// What phase 1 of [`run_checked`] did with a domain.
+enum First {
+    /// Read, planned and written (or failed).
+    Done(DomainOutcome),
+    /// Read and planned (or failed to), for phase 2.
+    Planned(Planned),
+}
+
+impl From<Unrun<DomainJob>> for First {
+    fn from(u: Unrun<DomainJob>) -> Self {
+        First::Planned(Planned::from(u))
+    }
+}
+
+impl DomainOutcome {
+    /// Nothing planned, written or failed yet.
+    fn new(job: &DomainJob, zone: Option<&Zone>) -> DomainOutcome {
+        DomainOutcome {
+            domain: job.domain.clone(),
+            account: job.account.clone(),
+            zone: zone.map(|z| z.name.to_string()),
+            plan: None,
+            applied: 0,
+            pending: false,
+            error: None,
+        }
+    }
+}
+
+/// The run's deletion threshold while domains are still being read: whether
+/// the run can still cross it, and, once all are read, whether it did.
+///
+/// Each domain's plan deletes at most one value per name it manages, so while
+/// some domains are unread the run's deletions are at most those planned so
+/// far plus every name of the unread domains. When even that stays within
+/// `max_delete_share` of the managed names (or `force` is given), no plan still
+/// to come can make the run refuse its deletions: a domain read then is written
+/// at once, exactly as phase 2 would write it, and reads and writes overlap.
+#[derive(Debug)]
+struct DeletionBudget {
+    managed: usize,
+    share: f64,
+    force: bool,
+    /// (deletions planned so far, names of the domains not read yet)
+    state: std::sync::Mutex<(usize, usize)>,
+}
+
+impl DeletionBudget {
+    fn new(managed: usize, opts: Options) -> DeletionBudget {
+        DeletionBudget {
+            managed,
+            share: opts.max_delete_share,
+            force: opts.force,
+            state: std::sync::Mutex::new((0, managed)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, usize)> {
+        // Two counters, consistent after every statement.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `deletions` crosses the threshold.
+    fn crosses(&self, deletions: usize) -> bool {
+        self.managed > 0
+            && deletions > 0
+            && (deletions as f64) > self.share * self.managed as f64
+            && !self.force
+    }
+
+    /// Counts `job` as read, with its plan's deletions (`None`: it has no plan,
+    /// so it deletes nothing); true when the run can no longer cross the threshold.
+    fn read(&self, job: &DomainJob, deletions: Option<usize>) -> bool {
+        let mut s = self.lock();
+        s.0 += deletions.unwrap_or(0);
+        s.1 = s.1.saturating_sub(job.desired.len());
+        !self.crosses(s.0 + s.1)
+    }
+
+    /// Deletions planned by the domains read.
+    fn deletions(&self) -> usize {
+        self.lock().0
+    }
+
+    /// Whether the run's deletions cross the threshold (once every domain is read).
+    fn over(&self) -> bool {
+        self.crosses(self.deletions())
+    }
 }
 
 /// How many times a change set is read, planned and applied again after the
@@ -358,11 +491,16 @@ async fn read_back(
     }
     let mut confirmed = served.is_some();
     if let Some(check) = served {
-        for c in &written {
-            match check
-                .check(domain, &c.name, c.kind, &c.write.records, &c.old)
-                .await
-            {
+        // Every name at once (each waits on its own answers).
+        // Collected first: a `Map` over borrowed changes handed to `join_all`
+        // makes the future not `Send` for every lifetime (rustc #102211).
+        let checks: Vec<_> = written
+            .iter()
+            .map(|c| check.check(domain, &c.name, c.kind, &c.write.records, &c.old))
+            .collect();
+        let answers = futures_util::future::join_all(checks).await;
+        for answer in answers {
+            match answer {
                 Served::Confirmed => {}
                 Served::Unconfirmed => confirmed = false,
                 Served::Wrong(e) => return Err(DomainError::NotStored(e)),
@@ -436,13 +574,19 @@ impl<A, B> HasAccount for (DomainJob, A, B) {
     }
 }
 
-/// Runs `f` on every item concurrently, each holding a permit of its account's
-/// cap. An item whose account has no provider, or whose task panics or is
+/// Runs `f` on every item concurrently, at most its account's cap at a time.
+/// An item whose account has no provider, or whose task panics or is
 /// cancelled, still gets an outcome ([`Unrun`]): one out per item, in order.
+///
+/// An item's task is spawned only when its account has room (the next one
+/// when one of the account's tasks ends), so memory follows the caps, not the
+/// number of domains: a spawned future holds all the state of a domain's
+/// requests (kilobytes), and 10,000 of them spawned at once were most of a
+/// run's peak RSS.
 async fn for_each<I, O, F, Fut>(
     items: Vec<I>,
     providers: &BTreeMap<String, Arc<dyn Provider>>,
-    caps: &BTreeMap<String, Arc<Semaphore>>,
+    caps: &BTreeMap<String, usize>,
     f: F,
 ) -> Vec<O>
 where
@@ -451,47 +595,95 @@ where
     F: Fn(I, Arc<dyn Provider>) -> Fut,
     Fut: std::future::Future<Output = O> + Send + 'static,
 {
-    let mut set = tokio::task::JoinSet::new();
     let mut out: Vec<Option<O>> = Vec::with_capacity(items.len());
-    // A copy of each spawned item, to report its task's failure.
-    let mut spawned = BTreeMap::new();
+    // Per account: the items not started yet (with their index), in order,
+    // and how many of its tasks run.
+    let mut queued: BTreeMap<String, (std::collections::VecDeque<(usize, I)>, usize)> =
+        BTreeMap::new();
     for (i, item) in items.into_iter().enumerate() {
-        let acct = item.account().to_string();
-        match (providers.get(&acct), caps.get(&acct)) {
-            (Some(p), Some(cap)) => {
-                let copy = item.clone();
-                let fut = f(item, p.clone());
-                let cap = cap.clone();
-                let task = set.spawn(async move {
-                    let _permit = cap.acquire_owned().await;
-                    (i, fut.await)
-                });
-                spawned.insert(task.id(), (i, copy));
-                out.push(None);
-            }
-            _ => out.push(Some(O::from(Unrun::Missing(item)))),
+        if providers.contains_key(item.account()) {
+            let queue = queued.entry(item.account().to_string()).or_default();
+            queue.0.push_back((i, item));
+            out.push(None);
+        } else {
+            out.push(Some(O::from(Unrun::Missing(item))));
         }
     }
-    while let Some(r) = set.join_next_with_id().await {
+    let mut run = Running {
+        set: tokio::task::JoinSet::new(),
+        spawned: std::collections::HashMap::new(),
+    };
+    for (acct, (queue, running)) in &mut queued {
+        let cap = caps.get(acct).copied().unwrap_or(1).max(1);
+        while *running < cap && run.start(queue, providers, &f) {
+            *running += 1;
+        }
+    }
+    while let Some(r) = run.set.join_next_with_id().await {
+        let id = match &r {
+            Ok((id, _)) => *id,
+            Err(e) => e.id(),
+        };
+        let Some((i, item)) = run.spawned.remove(&id) else {
+            continue;
+        };
+        let account = item.account().to_string();
         match r {
-            Ok((id, (i, o))) => {
-                spawned.remove(&id);
-                out[i] = Some(o);
-            }
+            Ok((_, o)) => out[i] = Some(o),
             Err(e) => {
-                if let Some((i, item)) = spawned.remove(&e.id()) {
-                    let message = if e.is_panic() {
-                        "it panicked".to_string()
-                    } else {
-                        e.to_string()
-                    };
-                    tracing::error!("{}: a domain task failed: {message}", item.account());
-                    out[i] = Some(O::from(Unrun::Failed(item, message)));
-                }
+                let message = if e.is_panic() {
+                    "it panicked".to_string()
+                } else {
+                    e.to_string()
+                };
+                tracing::error!("{account}: a domain task failed: {message}");
+                out[i] = Some(O::from(Unrun::Failed(item, message)));
+            }
+        }
+        if let Some((queue, running)) = queued.get_mut(&account) {
+            *running -= 1;
+            if run.start(queue, providers, &f) {
+                *running += 1;
             }
         }
     }
     out.into_iter().flatten().collect()
+}
+
+/// The tasks [`for_each`] runs, and a copy of each one's item (with its
+/// index) to report its failure.
+struct Running<I, O> {
+    set: tokio::task::JoinSet<O>,
+    spawned: std::collections::HashMap<tokio::task::Id, (usize, I)>,
+}
+
+impl<I: HasAccount + Clone + Send + 'static, O: Send + 'static> Running<I, O> {
+    /// Spawns the task of the next item in `queue`; false when there is none.
+    fn start<F, Fut>(
+        &mut self,
+        queue: &mut std::collections::VecDeque<(usize, I)>,
+        providers: &BTreeMap<String, Arc<dyn Provider>>,
+        f: &F,
+    ) -> bool
+    where
+        F: Fn(I, Arc<dyn Provider>) -> Fut,
+        Fut: std::future::Future<Output = O> + Send + 'static,
+    {
+        // (Only items whose account has a provider are queued.)
+        let Some(p) = queue
+            .front()
+            .and_then(|(_, item)| providers.get(item.account()))
+        else {
+            return false;
+        };
+        let Some((i, item)) = queue.pop_front() else {
+            return false;
+        };
+        let copy = item.clone();
+        let task = self.set.spawn(f(item, p.clone()));
+        self.spawned.insert(task.id(), (i, copy));
+        true
+    }
 }
 
 /// An item that did not run to its outcome.
@@ -659,6 +851,8 @@ mod tests {
         finds: std::sync::atomic::AtomicUsize,
         reads: std::sync::atomic::AtomicUsize,
         writes: std::sync::atomic::AtomicUsize,
+        /// "read NAME" and "write NAME", in the order the host saw them.
+        events: std::sync::Mutex<Vec<String>>,
     }
 
     impl Counting {
@@ -684,6 +878,7 @@ mod tests {
         }
         async fn read_txt(&self, _: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, ProviderError> {
             self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.events.lock().unwrap().push(format!("read {name}"));
             Ok(self.sets.lock().unwrap().get(name).cloned())
         }
         async fn replace_if_unchanged(
@@ -731,12 +926,14 @@ mod tests {
         ) -> Result<(), ProviderError> {
             self.writes
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.events.lock().unwrap().push(format!("write {name}"));
             self.sets.lock().unwrap().insert(name.clone(), set.clone());
             Ok(())
         }
         async fn delete_txt(&self, _: &Zone, name: &Fqdn) -> Result<(), ProviderError> {
             self.writes
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.events.lock().unwrap().push(format!("write {name}"));
             self.sets.lock().unwrap().remove(name);
             Ok(())
         }
@@ -833,5 +1030,108 @@ mod tests {
             "{e}"
         );
         assert!(!host.sets.lock().unwrap().contains_key(&dmarc));
+    }
+
+    /// A host of one domain at a time holding `v=spf1 old` and `v=DMARC1; p=none`
+    /// in each of `domains`.
+    fn holding(domains: &[&str]) -> Arc<Counting> {
+        let host = Arc::new(Counting {
+            profile: Profile {
+                concurrency: 1,
+                ..Profile::default()
+            },
+            ..Counting::default()
+        });
+        let mut sets = host.sets.lock().unwrap();
+        for d in domains {
+            for (name, value) in [
+                (d.to_string(), "v=spf1 old"),
+                (format!("_dmarc.{d}"), "v=DMARC1; p=none"),
+            ] {
+                sets.insert(
+                    Fqdn::parse(&name).unwrap(),
+                    TxtSet {
+                        ttl: 3600,
+                        records: vec![TxtRecord::from_value(value)],
+                    },
+                );
+            }
+        }
+        drop(sets);
+        host
+    }
+
+    /// `spf_and_dmarc`, with both values removed instead.
+    fn removing(domain: &str) -> DomainJob {
+        let mut j = spf_and_dmarc(domain);
+        for d in &mut j.desired {
+            d.records.clear();
+        }
+        j
+    }
+
+    #[tokio::test]
+    async fn nothing_is_written_when_a_later_plan_crosses_the_deletion_threshold() {
+        // a.example only updates; b and c delete both of their values: 4 of
+        // the 6 managed names, over half. a is read first (one domain at a
+        // time) while the deletions are still unknown: it must not be written.
+        let host = holding(&["a.example", "b.example", "c.example"]);
+        let jobs = vec![
+            spf_and_dmarc("a.example"),
+            removing("b.example"),
+            removing("c.example"),
+        ];
+        let out = run_on(host.clone(), jobs).await;
+        assert_eq!(Counting::count(&host.writes), 0, "{out:?}");
+        assert!(out[0].error.is_none(), "{:?}", out[0].error);
+        assert_eq!(out[0].applied, 0);
+        assert_eq!(out[0].plan.as_ref().map(|p| p.changes.len()), Some(2));
+        for o in &out[1..] {
+            assert!(
+                matches!(
+                    o.error,
+                    Some(DomainError::Threshold {
+                        deletions: 4,
+                        managed: 6,
+                        ..
+                    })
+                ),
+                "{:?}",
+                o.error
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_domain_is_written_after_its_read_once_the_threshold_cannot_be_crossed() {
+        let domains = ["a.example", "b.example", "c.example", "d.example"];
+        let host = holding(&domains);
+        let jobs: Vec<DomainJob> = domains.iter().map(|d| spf_and_dmarc(d)).collect();
+        let out = run_on(host.clone(), jobs).await;
+        assert!(
+            out.iter().all(|o| o.error.is_none() && o.applied == 2),
+            "{out:?}"
+        );
+        let events = host.events.lock().unwrap().clone();
+        let at = |e: &str| events.iter().position(|x| x == e).unwrap();
+        // 8 managed names, at most 4 deletions: after b's read, c and d can
+        // delete 4 at most, so b is written before c is read; a, read while 6
+        // unread names could still be deleted, waits for the end of the reads.
+        assert!(at("write b.example") < at("read c.example"), "{events:?}");
+        assert!(at("write a.example") > at("read d.example"), "{events:?}");
+        // With --force every domain is written right after its own read.
+        let host = holding(&domains);
+        let jobs: Vec<DomainJob> = domains.iter().map(|d| spf_and_dmarc(d)).collect();
+        let mut providers: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
+        providers.insert("a".into(), host.clone());
+        let force = Options {
+            force: true,
+            ..APPLY
+        };
+        let out = run_jobs(jobs, &providers, force).await;
+        assert!(out.iter().all(|o| o.applied == 2), "{out:?}");
+        let events = host.events.lock().unwrap().clone();
+        let at = |e: &str| events.iter().position(|x| x == e).unwrap();
+        assert!(at("write a.example") < at("read b.example"), "{events:?}");
     }
 }

@@ -297,11 +297,15 @@ impl Runner {
         now: DateTime<Utc>,
     ) -> Result<Vec<publish::DkimEntry>, RecordError> {
         let mut loaded = std::collections::BTreeMap::new();
-        for k in state
+        // Collected first: a `Filter` with a closure held across the `.await`
+        // makes the future not `Send` for every lifetime (rustc #102211), and
+        // the daemon's tasks must be `Send`.
+        let wanted: Vec<&KeyRecord> = state
             .keys
             .iter()
             .filter(|k| keyring::wants_full_record(k.status))
-        {
+            .collect();
+        for k in wanted {
             let key = self
                 .private_key(d, k)
                 .await

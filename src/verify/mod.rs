@@ -235,7 +235,13 @@ pub async fn shared_keys(config: &Config, domain: &Domain, selectors: &mut [Sele
     if !signer.shares_keys() {
         return;
     }
-    for sel in selectors.iter_mut().filter(|s| !s.key_path.exists()) {
+    // Collected first: a `Filter` closure held across the `.await` makes the
+    // future not `Send` for every lifetime (rustc #102211).
+    let missing: Vec<_> = selectors
+        .iter_mut()
+        .filter(|s| !s.key_path.exists())
+        .collect();
+    for sel in missing {
         match signer.stored_key(domain.name.as_str(), &sel.selector).await {
             Ok(Some(key)) => {
                 if let Ok(der) = key.public_key_der() {

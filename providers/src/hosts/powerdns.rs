@@ -13,7 +13,11 @@
 //! same cut when reading, so such a record reads back as the strings DNS serves.
 //!
 //! Under concurrent writes the gsqlite3 backend answers some `PATCH`es with HTTP 500
-//! `database is locked`; that is transient and retried by [`HttpClient`].
+//! `database is locked` at once (it takes one writer at a time); that is
+//! transient and retried by [`HttpClient`], whose window of writes in flight
+//! ([`crate::window::WriteWindow`]) then keeps to one `PATCH` at a time, so
+//! such refusals stay rare. A refused `PATCH` writes none of its RRsets (the
+//! transaction is rolled back; tested against gsqlite3).
 //!
 //! Disabled records (`"disabled": true`) are not served, so they are left out of
 //! [`Provider::read_txt`]; a later `replace_txt` at that name drops them.

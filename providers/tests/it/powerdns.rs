@@ -452,6 +452,149 @@ async fn concurrent_writes_survive_database_is_locked() {
     }
 }
 
+/// Eight zones' change sets (three names each) for `round`, one per zone.
+fn round_changes(zones: &[Fqdn], round: usize) -> Vec<(Zone, Vec<TxtChange>)> {
+    zones
+        .iter()
+        .map(|z| {
+            let zone = Zone {
+                name: z.clone(),
+                id: z.to_dotted(),
+            };
+            let changes = [
+                z.clone(),
+                z.child("_dmarc").unwrap(),
+                z.child("s._domainkey").unwrap(),
+            ]
+            .into_iter()
+            .map(|n| TxtChange {
+                name: n,
+                old: Default::default(),
+                new: Some(TxtSet {
+                    ttl: 300,
+                    records: vec![TxtRecord::from_value(format!("round {round}"))],
+                }),
+            })
+            .collect();
+            (zone, changes)
+        })
+        .collect()
+}
+
+/// The values at a zone's three names, as read back.
+async fn round_values(p: &Adapter, zone: &Zone, changes: &[TxtChange]) -> Vec<Option<Vec<u8>>> {
+    let names: Vec<Fqdn> = changes.iter().map(|c| c.name.clone()).collect();
+    let read = p.read_sets(zone, &names).await.unwrap();
+    names
+        .iter()
+        .map(|n| read[n].set.as_ref().map(|s| s.records[0].value()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_change_set_refused_as_database_is_locked_writes_none_of_its_names() {
+    let pdns = PowerDns::start();
+    let mut zones = Vec::new();
+    for _ in 0..8 {
+        zones.push(with_zone(&pdns).await.0);
+    }
+    // One adapter per writer (as separate processes: no shared window) and
+    // no retries, so gsqlite3's 500 "database is locked" reaches the caller.
+    let once = RetryPolicy {
+        max_attempts: 1,
+        ..RetryPolicy::fast()
+    };
+    let adapters: Vec<Arc<Adapter>> = (0..8)
+        .map(|_| Arc::new(adapter(&pdns, &pdns.api_key, once)))
+        .collect();
+    let reader = adapter(&pdns, &pdns.api_key, RetryPolicy::fast());
+    let mut before: Vec<Vec<Option<Vec<u8>>>> = vec![vec![None; 3]; 8];
+    let mut refused = 0;
+    for round in 0..40 {
+        let work = round_changes(&zones, round);
+        let mut tasks = Vec::new();
+        for (p, (zone, changes)) in adapters.iter().cloned().zip(work.clone()) {
+            tasks.push(tokio::spawn(async move { p.apply(&zone, &changes).await }));
+        }
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.unwrap());
+        }
+        for (i, result) in results.into_iter().enumerate() {
+            let (zone, changes) = &work[i];
+            let now = round_values(&reader, zone, changes).await;
+            match result {
+                Ok(()) => {
+                    let wanted = Some(format!("round {round}").into_bytes());
+                    assert_eq!(now, vec![wanted; 3], "{}", zone.name);
+                }
+                Err(e) => {
+                    assert_eq!(e.error.kind, ErrorKind::Server, "{e}");
+                    assert!(e.written.is_empty(), "{e:?}");
+                    assert_eq!(now, before[i], "{}: nothing of a refused PATCH", zone.name);
+                    refused += 1;
+                }
+            }
+            before[i] = now;
+        }
+        if refused >= 3 {
+            break;
+        }
+    }
+    assert!(
+        refused >= 3,
+        "PowerDNS refused {refused} concurrent PATCHes in 40 rounds"
+    );
+}
+
+#[tokio::test]
+async fn one_adapter_keeps_its_writes_in_flight_to_what_sqlite_sustains() {
+    let pdns = PowerDns::start();
+    let mut zones = Vec::new();
+    for _ in 0..8 {
+        zones.push(with_zone(&pdns).await.0);
+    }
+    let (_proxy, url, seen) = counting_proxy(&pdns);
+    let p = Arc::new(
+        Adapter::new(
+            Config {
+                base_url: url,
+                server_id: "localhost".into(),
+                api_key: Secret::new(&pdns.api_key),
+            },
+            RetryPolicy {
+                max_attempts: 30,
+                max_elapsed: Duration::from_secs(60),
+                ..RetryPolicy::fast()
+            },
+        )
+        .unwrap(),
+    );
+    // 8 tasks at once, 5 rounds: 40 change sets. The adapter's window starts
+    // at one write in flight and halves on every 500, so at most a few PATCHes
+    // are refused (8 adapters of their own get about half refused).
+    for round in 0..5 {
+        let mut tasks = Vec::new();
+        for (zone, changes) in round_changes(&zones, round) {
+            let p = p.clone();
+            tasks.push(tokio::spawn(async move { p.apply(&zone, &changes).await }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+    }
+    let patches = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.starts_with("PATCH "))
+        .count();
+    assert!(
+        (40..=48).contains(&patches),
+        "{patches} PATCHes for 40 change sets"
+    );
+}
+
 /// A provider whose reads return what was asked for while it writes something
 /// else (the last string of each record dropped): only the DNS check can see it.
 struct LyingWrites {

@@ -100,17 +100,21 @@ impl Runner {
 
     /// Probes every endpoint of the signer for `d` until `done` holds on all
     /// of them or the probe timeout ends, with backoff (100 ms doubling, at
-    /// most 5 s). `between` runs once, after the first round that does not
-    /// satisfy `done` (e.g. re-send the reload). Returns the last round (one
-    /// report per endpoint; empty when the signer has no endpoint).
+    /// most 5 s). With `reload_between`, the pre-reload checks and the reload
+    /// are sent again once, after the first round that does not satisfy
+    /// `done`. Returns the last round (one report per endpoint; empty when the
+    /// signer has no endpoint).
     async fn probe_until(
         &self,
         signer: &Signer,
         d: &Domain,
         servers: &[SocketAddr],
         done: impl Fn(&ProbeReport) -> bool,
-        mut between: impl AsyncFnMut() -> Option<String>,
+        reload_between: bool,
     ) -> (Vec<EndpointProbe>, Option<String>) {
+        // A flag, not an async closure: an `AsyncFnMut` capturing borrows makes
+        // this future not `Send` for every lifetime (rustc #102211), and the
+        // runner's futures run on spawned tasks.
         let timeout = self.probe_timeout();
         let io_timeout = timeout.min(Duration::from_secs(10));
         let deadline = Instant::now() + timeout;
@@ -128,10 +132,12 @@ impl Runner {
             {
                 return (round, note);
             }
-            if first {
-                first = false;
-                note = between().await;
+            if first && reload_between {
+                // The reload may have been refused (or never sent): check
+                // again what the signer checks, and re-send it.
+                note = signer.check_and_reload().await.err().map(|e| e.to_string());
             }
+            first = false;
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
         }
@@ -209,13 +215,7 @@ impl Runner {
         };
         let name = d.name.as_str();
         let verified = |r: &ProbeReport| r.verified_with(name, selector);
-        let (round, note) = self
-            .probe_until(signer, d, &servers, verified, async || {
-                // The reload may have been refused (or never sent): check
-                // again what the signer checks, and re-send it.
-                signer.check_and_reload().await.err().map(|e| e.to_string())
-            })
-            .await;
+        let (round, note) = self.probe_until(signer, d, &servers, verified, true).await;
         let note = note.map(|n| format!(" ({n})")).unwrap_or_default();
         if EndpointProbe::all(&round, verified) {
             return Observation::SignerConfirmed {
@@ -287,7 +287,7 @@ impl Runner {
                 })
         };
         let (round, _) = self
-            .probe_until(signer, d, &servers, other_verified, async || None)
+            .probe_until(signer, d, &servers, other_verified, false)
             .await;
         if EndpointProbe::all(&round, other_verified) {
             return Ok(());
@@ -381,9 +381,7 @@ impl Runner {
                     .chain(&switched)
                     .any(|s| r.verified_with(name, s))
             };
-            let (round, _) = self
-                .probe_until(signer, d, servers, wanted, async || None)
-                .await;
+            let (round, _) = self.probe_until(signer, d, servers, wanted, false).await;
             probed = Some(round);
         }
         let mut observations = Vec::new();
