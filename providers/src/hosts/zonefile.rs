@@ -1049,6 +1049,24 @@ mod tests {
         assert!(read_records("$TTL 60\na IN TXT \\# 3 0361\n", &zone()).is_err());
     }
 
+    /// Found by the differential test against named-checkzone: BIND batches
+    /// records by the owner name AS WRITTEN (`dns_name_caseequal`), so `B` then
+    /// `b` are two batches and the second keeps its own TTL, while two records
+    /// of one batch take the first one's TTL.
+    #[test]
+    fn a_batch_ends_where_the_owner_changes_case_as_in_bind() {
+        let ttls = |text: &str| -> Vec<u32> {
+            read_records(text, &zone())
+                .unwrap()
+                .iter()
+                .map(|r| r.ttl)
+                .collect()
+        };
+        assert_eq!(ttls("B 100 TXT \"x\"\nb 50 TXT \"x\"\n"), [100, 50]);
+        assert_eq!(ttls("b 100 TXT \"x\"\nb 50 TXT \"y\"\n"), [100, 100]);
+        assert_eq!(ttls("b 100 TXT \"x\"\n 50 TXT \"y\"\n"), [100, 100]);
+    }
+
     /// Found by the differential test against named-checkzone.
     #[test]
     fn quoted_owners_generic_data_fallback_and_empty_data_as_bind() {

@@ -693,17 +693,33 @@ fn bind_reads(zone: &str, text: &str) -> Result<Vec<Txt>, String> {
 fn agree_with_bind(zone: &str, text: &str) -> Result<(), String> {
     match (bind_reads(zone, text), read_records(text, &fqdn(zone))) {
         (Ok(mut bind), Ok(ours)) => {
-            // BIND gives an RRset one TTL (the last batch's) and drops duplicates.
-            let ours: Vec<_> = ours.into_iter().filter(|r| r.rtype == "TXT").collect();
+            // BIND leaves out-of-zone data out ("ignoring out-of-zone data"),
+            // gives an RRset one TTL (the last batch's; owner names compare
+            // without case) and drops duplicates.
+            let apex: Vec<Vec<u8>> = zone.split('.').map(|l| l.as_bytes().to_vec()).collect();
+            let in_zone = |labels: &[Vec<u8>]| {
+                labels.len() >= apex.len()
+                    && labels[labels.len() - apex.len()..]
+                        .iter()
+                        .zip(&apex)
+                        .all(|(a, b)| a.eq_ignore_ascii_case(b))
+            };
+            let ours: Vec<_> = ours
+                .into_iter()
+                .filter(|r| r.rtype == "TXT" && in_zone(r.owner.labels()))
+                .collect();
+            let folded = |labels: &[Vec<u8>]| -> Vec<Vec<u8>> {
+                labels.iter().map(|l| l.to_ascii_lowercase()).collect()
+            };
             let mut last_ttl: std::collections::HashMap<Vec<Vec<u8>>, u32> = Default::default();
             for r in &ours {
-                last_ttl.insert(r.owner.labels().to_vec(), r.ttl);
+                last_ttl.insert(folded(r.owner.labels()), r.ttl);
             }
             let mut ours: Vec<Txt> = ours
                 .into_iter()
                 .map(|r| {
                     let labels = r.owner.labels().to_vec();
-                    let ttl = last_ttl[&labels];
+                    let ttl = last_ttl[&folded(&labels)];
                     (labels, ttl, r.txt.expect("TXT data"))
                 })
                 .collect();

@@ -88,6 +88,20 @@ impl OwnerName {
     /// An empty label, a label over 63 bytes, a name over 255 bytes in wire form, a
     /// bad escape (RFC 1035 §3.1, §5.1).
     pub fn parse(text: &str, origin: &OwnerName) -> Result<OwnerName, String> {
+        let mut name = Self::parse_as_written(text, origin)?;
+        for l in &mut name.labels {
+            l.make_ascii_lowercase();
+        }
+        Ok(name)
+    }
+
+    /// Like [`OwnerName::parse`], with the letters of `text` as written (not
+    /// lowercased): BIND's loader starts a new batch of records when the owner
+    /// name differs in case from the previous one (`dns_name_caseequal`).
+    ///
+    /// # Errors
+    /// As [`OwnerName::parse`].
+    pub(super) fn parse_as_written(text: &str, origin: &OwnerName) -> Result<OwnerName, String> {
         if text == "@" {
             return Ok(origin.clone());
         }
@@ -152,9 +166,6 @@ impl OwnerName {
         }
         if !absolute {
             labels.extend(origin.labels.iter().cloned());
-        }
-        for l in &mut labels {
-            l.make_ascii_lowercase();
         }
         let name = OwnerName { labels };
         if name.wire_len() > crate::name::MAX_NAME_WIRE {

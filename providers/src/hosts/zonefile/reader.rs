@@ -101,8 +101,9 @@ struct Reader {
     origin_at: Vec<OwnerName>,
     /// Canonical paths of the files being read (include loop detection).
     stack: Vec<PathBuf>,
-    /// BIND's batch: the owner of the records read in a row and the TTL each type
-    /// got first in it (a later record of that type in the batch gets that TTL).
+    /// BIND's batch: the owner of the records read in a row, as written (case
+    /// kept), and the TTL each type got first in it (a later record of that
+    /// type in the batch gets that TTL).
     run: Option<(OwnerName, Vec<(String, u32)>)>,
 }
 
@@ -153,9 +154,9 @@ impl Reader {
         file: usize,
         text: &str,
         mut origin: OwnerName,
-        mut last_owner: Option<OwnerName>,
+        mut last_owner: Option<(OwnerName, OwnerName)>,
         depth: usize,
-    ) -> Result<(OwnerName, Option<OwnerName>), ZoneParseError> {
+    ) -> Result<(OwnerName, Option<(OwnerName, OwnerName)>), ZoneParseError> {
         let path = self.files[file].clone();
         let err = |line: usize, message: String| ZoneParseError {
             file: path.clone(),
@@ -241,7 +242,7 @@ impl Reader {
                 continue;
             }
             let mut idx = 0;
-            let owner = if lg.blank_owner {
+            let (owner, written) = if lg.blank_owner {
                 last_owner.clone().ok_or_else(|| {
                     err(
                         lg.first,
@@ -257,8 +258,11 @@ impl Reader {
                 } else {
                     head.text.as_str()
                 };
-                OwnerName::parse(text, &origin)
-                    .map_err(|m| err(lg.first, format!("bad owner name: {m}")))?
+                let bad = |m| err(lg.first, format!("bad owner name: {m}"));
+                (
+                    OwnerName::parse(text, &origin).map_err(bad)?,
+                    OwnerName::parse_as_written(text, &origin).map_err(bad)?,
+                )
             };
             let mut ttl = None;
             let mut class = None;
@@ -332,8 +336,8 @@ impl Reader {
             // record whose TTL differs from its RRset's first one gets that TTL
             // ("TTL set to prior TTL"), which also becomes the TTL carried on.
             // Across batches the last batch's TTL wins (see `txt_set`).
-            if self.run.as_ref().is_none_or(|(o, _)| *o != owner) {
-                self.run = Some((owner.clone(), Vec::new()));
+            if self.run.as_ref().is_none_or(|(o, _)| *o != written) {
+                self.run = Some((written.clone(), Vec::new()));
             }
             let mut ttl = ttl;
             if let Some((_, types)) = self.run.as_mut() {
@@ -351,7 +355,7 @@ impl Reader {
             } else {
                 None
             };
-            last_owner = Some(owner.clone());
+            last_owner = Some((owner.clone(), written));
             self.entries.push(Entry {
                 file,
                 first: lg.first,
@@ -378,7 +382,7 @@ impl Reader {
         &mut self,
         name: &str,
         origin: OwnerName,
-        last_owner: Option<OwnerName>,
+        last_owner: Option<(OwnerName, OwnerName)>,
         depth: usize,
     ) -> Result<Result<(), ZoneParseError>, String> {
         let Some(base) = &self.base else {
