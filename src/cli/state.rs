@@ -145,6 +145,39 @@ fn is_url(name: &str) -> bool {
     name.starts_with("postgres://") || name.starts_with("postgresql://")
 }
 
+/// Refuses a store name that is neither a postgres:// URL nor a plain path:
+/// a URL with a typo (`postgres:/…`), another scheme, or a libpq connection
+/// string (`host=… password=…`) would otherwise be taken for a directory
+/// name and a new SQLite store made under it. The name is not repeated: it
+/// may hold a password.
+fn check_store_name(flag: &str, name: &str) -> anyhow::Result<()> {
+    let lower = name.to_ascii_lowercase();
+    let connection_like = name.contains("://")
+        || lower.starts_with("postgres:")
+        || lower.starts_with("postgresql:")
+        || lower.contains("password")
+        || (name.contains('=') && name.contains(char::is_whitespace));
+    if connection_like && !is_url(name) {
+        return Err(super::common::Coded {
+            code: super::common::Exit::Usage,
+            message: format!(
+                "{flag}: neither a postgres:// (or postgresql://) URL nor a state directory path (not repeated here: it may hold a password); write the URL as postgres://USER@HOST:PORT/DATABASE, the password in MAILDNS_STATE_PASSWORD"
+            ),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// A store name as it may be shown: a URL with its password masked.
+fn shown(name: &str) -> String {
+    if is_url(name) {
+        crate::rotation::store::postgres::redact(name)
+    } else {
+        name.to_string()
+    }
+}
+
 fn open_named_store(
     name: &str,
     config: Option<&Config>,
@@ -199,6 +232,8 @@ pub(super) async fn migrate(cli: &Cli, args: &MigrateArgs) -> anyhow::Result<Exi
     } else {
         None
     };
+    check_store_name("--from", &args.from)?;
+    check_store_name("--to", &args.to)?;
     let from = args.from.clone();
     let to = args.to.clone();
     let report = tokio::task::spawn_blocking(move || -> anyhow::Result<Copied> {
@@ -224,8 +259,8 @@ pub(super) async fn migrate(cli: &Cli, args: &MigrateArgs) -> anyhow::Result<Exi
             report.diagnoses,
             report.requests,
             report.ledger_entries,
-            args.from,
-            args.to
+            shown(&args.from),
+            shown(&args.to)
         );
     }
     Ok(Exit::Ok)

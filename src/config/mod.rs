@@ -636,6 +636,40 @@ retire = "shred"
         assert_eq!(e.0[0].key, "accounts.w.notify", "{e}");
     }
 
+    /// From a user's trial: a password in a URL's query, or in a value that
+    /// is not a URL at all, is refused and never repeated.
+    #[test]
+    fn signer_urls_never_echo_a_password() {
+        for (body, key) in [
+            (
+                "url = \"redis://127.0.0.1:16379/0?password=hunter2-secret\"\ncontrollers = [\"http://127.0.0.1:11334\"]",
+                "signer.url",
+            ),
+            (
+                "url = \"hunter2-secret@127.0.0.1:6379\"\ncontrollers = [\"http://127.0.0.1:11334\"]",
+                "signer.url",
+            ),
+            (
+                "url = \"redis://127.0.0.1:6379/0\"\ncontrollers = [\"http://127.0.0.1:11334/?password=hunter2-secret\"]",
+                "signer.controllers",
+            ),
+            (
+                "url = \"redis://127.0.0.1:6379/0\"\ncontrollers = [\"hunter2-secret at 127.0.0.1\"]",
+                "signer.controllers",
+            ),
+        ] {
+            let e = p(&format!("{GOOD}\n[signer]\nkind = \"rspamd\"\n{body}\n")).unwrap_err();
+            assert!(e.0.iter().any(|x| x.key == key), "{body}: {e}");
+            assert!(!e.to_string().contains("hunter2-secret"), "{e}");
+        }
+        let e = p(&format!(
+            "{GOOD}\n[signer]\nkind = \"opendkim-sql\"\nurl = \"host=db password=hunter2-secret\"\nsockets = [\"inet:8891@127.0.0.1\"]\n"
+        ))
+        .unwrap_err();
+        assert!(e.0.iter().any(|x| x.key == "signer.url"), "{e}");
+        assert!(!e.to_string().contains("hunter2-secret"), "{e}");
+    }
+
     #[test]
     fn rspamd_signer_settings() {
         let base = "[signer]\nkind = \"rspamd\"\nurl = \"redis://127.0.0.1:6379/0\"\n";
@@ -968,7 +1002,16 @@ retire = "shred"
             ),
             (
                 "url = \"mysql://root:hunter2-secret@db/x\"",
-                "state.url: 'mysql://root:***@db/x' is not a postgres:// URL",
+                "state.url: not a postgres:// URL (the value is not repeated: it may hold a password)",
+            ),
+            // A libpq connection string and a URL with a typo: not echoed.
+            (
+                "url = \"host=127.0.0.1 password=hunter2-secret dbname=x\"",
+                "state.url: not a postgres:// URL",
+            ),
+            (
+                "url = \"postgres:/maildns:hunter2-secret@127.0.0.1/x\"",
+                "state.url: not a postgres:// URL",
             ),
             (
                 "url = \"postgres://db/x\"\npassword = \"hunter2-secret\"",

@@ -56,6 +56,13 @@ pub(super) fn key_at(text: &str, offset: usize) -> Option<String> {
     walk(doc.get_ref(), offset, &mut path).then(|| path.join("."))
 }
 
+/// Whether a URL carries a password in its query (`?password=…`, as
+/// redis-rs and libpq read it): refused like one in the user part.
+fn query_password(u: &reqwest::Url) -> bool {
+    u.query_pairs()
+        .any(|(k, _)| k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("pass"))
+}
+
 /// A key as written in a dotted key: bare when it can be, else quoted.
 fn dotted_part(k: &str) -> String {
     if !k.is_empty()
@@ -384,10 +391,7 @@ impl Validator<'_> {
         let text = url.get_ref();
         let problem = if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
             Some((
-                format!(
-                    "'{}' is not a postgres:// URL",
-                    crate::rotation::store::postgres::redact(text)
-                ),
+                "not a postgres:// URL (the value is not repeated: it may hold a password)".into(),
                 format!("e.g. {example}"),
             ))
         } else {
@@ -1106,7 +1110,7 @@ impl Validator<'_> {
                 None
             }
             Some(url) => match reqwest::Url::parse(url.get_ref()) {
-                Ok(u) if u.password().is_some() => {
+                Ok(u) if u.password().is_some() || query_password(&u) => {
                     // Never echo the URL: it holds the password.
                     self.err(
                         Some(url.span()),
@@ -1123,7 +1127,8 @@ impl Validator<'_> {
                     self.err(
                         Some(url.span()),
                         "signer.url",
-                        format!("'{}' is not a redis:// URL", url.get_ref()),
+                        "not a redis:// URL (the value is not repeated: it may hold a password)"
+                            .into(),
                         Some("e.g. \"redis://127.0.0.1:6379/0\""),
                     );
                     None
@@ -1133,7 +1138,7 @@ impl Validator<'_> {
         let mut controllers = Vec::new();
         for c in r.controllers.iter().flat_map(|c| c.get_ref()) {
             match reqwest::Url::parse(c.get_ref()) {
-                Ok(u) if u.password().is_some() || !u.username().is_empty() => self.err(
+                Ok(u) if u.password().is_some() || !u.username().is_empty() || query_password(&u) => self.err(
                     Some(c.span()),
                     "signer.controllers",
                     "a controller URL holds credentials; passwords do not belong in the configuration file".into(),
@@ -1145,7 +1150,7 @@ impl Validator<'_> {
                 _ => self.err(
                     Some(c.span()),
                     "signer.controllers",
-                    format!("'{}' is not an http:// or https:// URL", c.get_ref()),
+                    "not an http:// or https:// URL (the value is not repeated: it may hold a password)".into(),
                     Some("rspamd's controller worker, e.g. \"http://127.0.0.1:11334\""),
                 ),
             }

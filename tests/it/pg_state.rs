@@ -902,3 +902,41 @@ fn rotate_by_hand_leaves_the_requests_it_does_not_do_queued() {
         vec![("a.example".into(), t(1)), ("b.example".into(), t(2))]
     );
 }
+
+/// From a user's trial: a `--to`/`--from` that is neither a postgres:// URL
+/// nor a plain path (a URL missing a slash, a libpq connection string) was
+/// taken for a directory name: a SQLite store was made under it and the
+/// password printed. Refused with exit 64, nothing made, nothing repeated.
+#[test]
+fn migrate_state_refuses_a_store_name_that_is_neither_url_nor_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let from = dir.path().join("state");
+    SqliteStore::open_locked(&from)
+        .unwrap()
+        .save(&sample_state("example.com"), &[])
+        .unwrap();
+    for to in [
+        "postgres:/maildns:StatePw99@127.0.0.1/x",
+        "host=127.0.0.1 password=StatePw99 dbname=x",
+        "mysql://maildns:StatePw99@127.0.0.1/x",
+    ] {
+        let out = cmd()
+            .current_dir(dir.path())
+            .args([
+                "migrate-state",
+                "--from",
+                from.to_str().unwrap(),
+                "--to",
+                to,
+            ])
+            .run();
+        assert_eq!(out.status.code(), Some(64), "{to}: {}", out.text());
+        assert!(out.text().contains("--to"), "{}", out.text());
+        assert!(!out.text().contains("StatePw99"), "{}", out.text());
+        let made: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(made, [std::ffi::OsString::from("state")], "{to}");
+    }
+}

@@ -318,7 +318,7 @@ impl PgStore {
 /// The URL without anything after `:` in its user part (a password), for
 /// messages about a URL that was refused.
 pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let masked = match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let user = &url[s + 3..at];
             match user.find(':') {
@@ -327,6 +327,20 @@ pub(crate) fn redact(url: &str) -> String {
             }
         }
         _ => url.to_string(),
+    };
+    // A `password=` query parameter (libpq and redis-rs read one) too.
+    match masked.split_once('?') {
+        Some((base, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => p.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", params.join("&"))
+        }
+        None => masked,
     }
 }
 
