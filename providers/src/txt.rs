@@ -569,6 +569,17 @@ mod tests {
     }
 
     #[test]
+    fn values_for_people_escape_control_and_non_ascii_bytes() {
+        let r = TxtRecord::parse_presentation(r#""\027[31mRED\027[0m" "caf\195\169 a\\b \"q\"""#)
+            .unwrap();
+        assert_eq!(
+            r.value_escaped(),
+            r#"\027[31mRED\027[0mcaf\195\169 a\\b "q""#
+        );
+        assert!(!r.value_escaped().contains('\x1b'));
+    }
+
+    #[test]
     fn presentation_escapes() {
         let r = TxtRecord::from_value(b"a\"b\\c\x00\xff ;");
         assert_eq!(r.to_presentation(), r#""a\"b\\c\000\255 ;""#);
