@@ -10,8 +10,8 @@ use maildns_providers::hosts::{manual, route53};
 use maildns_providers::http::RetryPolicy;
 use maildns_providers::registry::{Credential, CredentialKind, Settings};
 use maildns_providers::{
-    ApplyError, ApplyTraits, Error as ProviderError, ErrorKind, Fqdn, Profile, Provider, Secret,
-    TxtChange, TxtSet, Zone, ZoneRequests, ZoneSets,
+    ApplyError, ApplyTraits, Error as ProviderError, ErrorKind, Fqdn, LimitError, Profile,
+    Provider, Secret, TxtChange, TxtSet, Zone, ZoneRequests, ZoneSets,
 };
 
 use crate::config::{Account, Config};
@@ -181,7 +181,15 @@ pub fn help_for(account: &Account, kind: &ErrorKind) -> Option<String> {
                 )
             }
         }),
-        ErrorKind::Limit(_) => Some(
+        // Only a value too long for the host fits the key-size hint (DKIM keys
+        // are the long values maildns writes); a refused byte says why itself.
+        ErrorKind::Limit(
+            LimitError::StringTooLong { .. }
+            | LimitError::ValueTooLong { .. }
+            | LimitError::EncodedTooLong { .. }
+            | LimitError::SingleStringOnly { .. }
+            | LimitError::SetTooLong { .. },
+        ) => Some(
             "use 1024-bit keys for this host (dkim.bits = 1024), or run `maildns diagnose` to measure what it holds".to_string(),
         ),
         _ => None,

@@ -70,6 +70,21 @@ impl fmt::Debug for CharacterString {
     }
 }
 
+/// `bytes` for people to read: printable ASCII as it is, `\` as `\\`, every
+/// other byte as RFC 1035 §5.1 `\DDD` (three decimal digits). The one escaping
+/// maildns uses for values it shows outside the quoted presentation form.
+pub fn escape_for_display(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\{b:03}")),
+        }
+    }
+    out
+}
+
 /// Appends the escaped form of `bytes` (without quotes): `"` and `\` get a
 /// backslash, bytes outside printable ASCII become `\DDD`.
 pub fn escape_into(bytes: &[u8], out: &mut String) {
@@ -270,6 +285,14 @@ impl TxtRecord {
     /// The joined value as text, with invalid UTF-8 replaced.
     pub fn value_lossy(&self) -> String {
         String::from_utf8_lossy(&self.value()).into_owned()
+    }
+
+    /// The joined value for people to read (terminal output, instructions,
+    /// messages): printable ASCII as it is, `\\` doubled, and every other byte
+    /// (control bytes such as ESC, bytes of UTF-8 sequences) as RFC 1035 §5.1
+    /// `\DDD`, so a value read from DNS cannot drive the reader's terminal.
+    pub fn value_escaped(&self) -> String {
+        escape_for_display(&self.value())
     }
 
     /// Length of the joined value in bytes.
@@ -543,6 +566,17 @@ mod tests {
         // absent marker -> greedy
         let r = TxtRecord::split(&[b'a'; 300], Split::Before(b"p="));
         assert_eq!(r.strings()[0].len(), 255);
+    }
+
+    #[test]
+    fn values_for_people_escape_control_and_non_ascii_bytes() {
+        let r = TxtRecord::parse_presentation(r#""\027[31mRED\027[0m" "caf\195\169 a\\b \"q\"""#)
+            .unwrap();
+        assert_eq!(
+            r.value_escaped(),
+            r#"\027[31mRED\027[0mcaf\195\169 a\\b "q""#
+        );
+        assert!(!r.value_escaped().contains('\x1b'));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::publish::plan::shorten;
 
 /// `"v=spf1 -all"`, shortened for a line.
 fn quoted(r: &TxtRecord) -> String {
-    format!("\"{}\"", shorten(&r.value_lossy(), 60))
+    format!("\"{}\"", shorten(&r.value_escaped(), 60))
 }
 
 /// What a check waits for: `present "v=…"` / `absent "v=…"`.

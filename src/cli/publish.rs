@@ -212,7 +212,7 @@ fn print_human(config: &Config, report: &Report) {
     let show = |rs: &[TxtRecord]| {
         let quoted: Vec<String> = rs
             .iter()
-            .map(|r| format!("\"{}\"", shorten(&r.value_lossy(), 72)))
+            .map(|r| format!("\"{}\"", shorten(&r.value_escaped(), 72)))
             .collect();
         quoted.join(", ")
     };

@@ -211,7 +211,7 @@ pub fn plan(
                     name: d.name.to_string(),
                     kind: d.kind.label(),
                     count: values.len(),
-                    values: values.iter().map(TxtRecord::value_lossy).collect(),
+                    values: values.iter().map(TxtRecord::value_escaped).collect(),
                 });
             }
         }

@@ -45,7 +45,7 @@ pub(super) async fn check_dmarc(
                 crate::publish::plan::quote_all(
                     &values
                         .iter()
-                        .map(TxtRecord::value_lossy)
+                        .map(TxtRecord::value_escaped)
                         .collect::<Vec<_>>()
                 )
             ),

@@ -395,7 +395,7 @@ async fn served(
 
 /// A TXT value quoted for a finding, shortened to 64 characters.
 fn quoted(r: &TxtRecord) -> String {
-    format!("\"{}\"", shorten(&r.value_lossy(), 64))
+    format!("\"{}\"", shorten(&r.value_escaped(), 64))
 }
 
 /// The values of the kind `owns` selects that every server agrees on; findings

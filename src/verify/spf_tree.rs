@@ -211,7 +211,7 @@ async fn include(
                  permanent error (RFC 7208 §4.5)",
                 spfs.len(),
                 crate::publish::plan::quote_all(
-                    &spfs.iter().map(|r| r.value_lossy()).collect::<Vec<_>>()
+                    &spfs.iter().map(|r| r.value_escaped()).collect::<Vec<_>>()
                 )
             ),
         ));

@@ -166,3 +166,112 @@ async fn publish_prints_what_to_enter_and_waits_until_the_operator_did() {
         o.text()
     );
 }
+
+/// Replaces `_dmarc.example.test`'s TXT set at PowerDNS with `records`
+/// (presentation form), as a host's web form would hold them.
+async fn set_dmarc(pdns: &PowerDns, records: &[&str]) {
+    let records: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| serde_json::json!({"content": r, "disabled": false}))
+        .collect();
+    let r = reqwest::Client::new()
+        .patch(format!(
+            "{}/servers/localhost/zones/example.test.",
+            pdns.api_url
+        ))
+        .header("X-API-Key", &pdns.api_key)
+        .json(
+            &serde_json::json!({"rrsets": [{"name": "_dmarc.example.test.", "type": "TXT",
+            "ttl": 3600, "changetype": "REPLACE", "records": records}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+}
+
+/// A manual account (one-string form) for example.test with one DMARC value.
+fn dmarc_only_config(dir: &std::path::Path, pdns: &PowerDns) -> std::path::PathBuf {
+    let cfg = dir.join("maildns.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"state\"\n[accounts.web]\nprovider = \"manual\"\n\
+             [domains.\"example.test\"]\naccount = \"web\"\nnameservers = [\"{}\"]\n\
+             dmarc = \"v=DMARC1; p=quarantine\"\n",
+            pdns.dns
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[tokio::test]
+async fn values_from_dns_are_shown_escaped_and_a_kept_foreign_value_does_not_block() {
+    let pdns = PowerDns::start();
+    pdns.create_zone("example.test").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dmarc_only_config(dir.path(), &pdns);
+    // A foreign value that is not ASCII (kept, never typed) next to the one
+    // maildns owns, whose tail holds terminal escapes (to REMOVE: quoted form
+    // shows it, the one-string form cannot).
+    set_dmarc(
+        &pdns,
+        &[
+            "\"caf\\195\\169\" \"two\"",
+            "\"v=DMARC1; p=none; \\027[31mRED\\027[0m\"",
+        ],
+    )
+    .await;
+    let plan = cmd().config(&cfg).args(["plan"]).run();
+    assert!(!plan.stdout.contains(&0x1b), "raw ESC: {}", plan.text());
+    assert!(!plan.stderr.contains(&0x1b), "raw ESC: {}", plan.text());
+    assert!(
+        plan.stdout_text()
+            .contains("v=DMARC1; p=none; \\027[31mRED\\027[0m"),
+        "{}",
+        plan.text()
+    );
+    let o = cmd().config(&cfg).args(["publish", "--no-wait"]).run();
+    assert_ne!(o.code(), Some(0), "{}", o.text());
+    assert!(!o.stdout.contains(&0x1b), "raw ESC: {}", o.text());
+    assert!(
+        o.text().contains(
+            "the value to REMOVE \"v=DMARC1; p=none; \\027[31mRED\\027[0m\" cannot be shown in the one-string form (byte 0x1b at offset 18"
+        ),
+        "{}",
+        o.text()
+    );
+    assert!(o.text().contains("quoted-strings"), "{}", o.text());
+    assert!(!o.text().contains("1024-bit"), "{}", o.text());
+
+    // The owned value is plain: only the foreign one is not ASCII, and it is
+    // kept, so the instructions are given.
+    set_dmarc(
+        &pdns,
+        &["\"caf\\195\\169\" \"two\"", "\"v=DMARC1; p=none\""],
+    )
+    .await;
+    let o = cmd().config(&cfg).args(["publish", "--no-wait"]).run();
+    assert_eq!(o.code(), Some(0), "{}", o.text());
+    assert!(
+        o.text().contains("keeping 1 other value(s)"),
+        "{}",
+        o.text()
+    );
+    assert!(
+        o.stdout_text().contains(
+            "REMOVE  name _dmarc (_dmarc.example.test)  type TXT  value v=DMARC1; p=none\n"
+        ),
+        "{}",
+        o.text()
+    );
+    assert!(
+        o.stdout_text().contains(
+            "ADD     name _dmarc (_dmarc.example.test)  type TXT  TTL 3600  value v=DMARC1; p=quarantine\n"
+        ),
+        "{}",
+        o.text()
+    );
+    assert!(!o.text().contains("FAILED"), "{}", o.text());
+}

@@ -184,6 +184,58 @@ impl Manual {
         Error::new(KIND, op, name, kind, m)
     }
 
+    /// Checks what the operator is told to type for `c`, before telling them
+    /// anything: the TTL, each value to ADD against the profile, and (one-string
+    /// form) that each value to REMOVE can be shown on one line. A value kept at
+    /// the name (one maildns does not own, say) is not typed, so it is not checked.
+    fn check_change(&self, c: &TxtChange) -> Result<(), Error> {
+        let old: Vec<TxtRecord> = c
+            .old
+            .set
+            .as_ref()
+            .map(|s| s.records.clone())
+            .unwrap_or_default();
+        let new: Vec<TxtRecord> = c.wanted().map(|s| s.records.clone()).unwrap_or_default();
+        let has = |list: &[TxtRecord], r: &TxtRecord| list.iter().any(|x| x.value() == r.value());
+        if let Some(set) = c.wanted() {
+            if !set.records.is_empty() {
+                self.profile
+                    .check_ttl(KIND, Operation::Replace, &c.name, set.ttl)?;
+            }
+            let added = TxtSet {
+                ttl: set.ttl,
+                records: new.iter().filter(|r| !has(&old, r)).cloned().collect(),
+            };
+            super::check_all(KIND, &self.profile, &c.name, &added)?;
+        }
+        if self.config.form != ValueForm::OneString {
+            return Ok(());
+        }
+        for r in old.iter().filter(|r| !has(&new, r)) {
+            let value = r.value();
+            if let Some((at, &byte)) = value
+                .iter()
+                .enumerate()
+                .find(|(_, b)| !(0x20..=0x7e).contains(*b))
+            {
+                return Err(self
+                    .error(
+                        Operation::Replace,
+                        Some(&c.name),
+                        ErrorKind::Limit(crate::LimitError::ForbiddenByte { byte, at }),
+                        format!(
+                            "refused before telling the operator anything: the value to REMOVE \"{}\" cannot be shown in the one-string form (byte 0x{byte:02x} at offset {at} is not printable ASCII, so a typed copy would not match it)",
+                            r.value_escaped()
+                        ),
+                    )
+                    .with_help(
+                        "set value_form = \"quoted-strings\" for this account (it shows such bytes as \\DDD escapes), or remove the value at the host by hand",
+                    ));
+            }
+        }
+        Ok(())
+    }
+
     /// Runs the notify command with `text` on its standard input; a failure is
     /// logged, never fatal (the instructions are also in the log and `status`).
     async fn notify(&self, zone: &Fqdn, text: &str) {
@@ -237,7 +289,7 @@ impl Manual {
 /// boundaries are kept).
 pub fn show_value(record: &TxtRecord, form: ValueForm) -> String {
     match form {
-        ValueForm::OneString => record.value_lossy(),
+        ValueForm::OneString => record.value_escaped(),
         ValueForm::QuotedStrings => record.to_presentation(),
     }
 }
@@ -360,10 +412,7 @@ impl Provider for Manual {
     /// enter; the caller waits for the authoritative servers to serve it.
     async fn apply(&self, zone: &Zone, changes: &[TxtChange]) -> Result<(), ApplyError> {
         for c in changes {
-            if let Some(set) = c.wanted() {
-                super::check_all(KIND, &self.profile, &c.name, set)
-                    .map_err(ApplyError::nothing_written)?;
-            }
+            self.check_change(c).map_err(ApplyError::nothing_written)?;
         }
         if changes.is_empty() {
             return Ok(());
