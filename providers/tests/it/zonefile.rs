@@ -754,7 +754,7 @@ fn differential_config(cases: u32) -> proptest::prelude::ProptestConfig {
         .and_then(|s| s.parse().ok())
     {
         Some(seed) => proptest::test_runner::RngSeed::Fixed(seed),
-        None => proptest::test_runner::RngSeed::Fixed(0x6d61_696c_646e_73),
+        None => proptest::test_runner::RngSeed::Fixed(0x006d_6169_6c64_6e73),
     };
     proptest::prelude::ProptestConfig {
         cases,
