@@ -289,7 +289,18 @@ impl Manual {
 /// boundaries are kept).
 pub fn show_value(record: &TxtRecord, form: ValueForm) -> String {
     match form {
-        ValueForm::OneString => record.value_escaped(),
+        // Exactly what to type: a value of printable ASCII is shown as it is,
+        // backslashes included (the form takes it literally); only one the
+        // checks did not pass (a value being kept or removed that holds other
+        // bytes) is shown escaped, never raw control bytes.
+        ValueForm::OneString => {
+            let v = record.value();
+            if v.iter().all(|b| (0x20..0x7f).contains(b)) {
+                String::from_utf8_lossy(&v).into_owned()
+            } else {
+                record.value_escaped()
+            }
+        }
         ValueForm::QuotedStrings => record.to_presentation(),
     }
 }
