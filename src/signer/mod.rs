@@ -621,6 +621,56 @@ pub(crate) fn same_public_key(a: &PrivateKey, b: &PrivateKey) -> bool {
     }
 }
 
+/// Where maildns keeps the private key of `domain`/`selector` under
+/// `key_dir`: `<key_dir>/<domain>/<selector>.private` (the domain in lower
+/// case). Every backend keeps its own copy of a key there.
+///
+/// # Errors
+/// [`SignerError::InvalidName`] for a domain that cannot be a path.
+pub fn key_file(key_dir: &Path, domain: &str, selector: &Selector) -> Result<PathBuf, SignerError> {
+    check_name("domain", domain)?;
+    Ok(key_dir
+        .join(domain.to_ascii_lowercase())
+        .join(format!("{selector}.private")))
+}
+
+/// Writes `key` to a NEW file [`key_file`] (mode `opts.mode`, atomically;
+/// the domain directory is created 0700 if missing and, when `opts.owner`
+/// is set, given that owner like the key file) and returns its path. Never
+/// overwrites: an existing file is an error.
+///
+/// # Errors
+/// [`SignerError::InvalidName`], [`SignerError::CreateDir`], or
+/// [`SignerError::Key`] when the file exists or cannot be written.
+pub fn write_key_file(
+    key_dir: &Path,
+    domain: &str,
+    selector: &Selector,
+    key: &PrivateKey,
+    opts: crate::keys::WriteOptions,
+) -> Result<PathBuf, SignerError> {
+    let path = key_file(key_dir, domain, selector)?;
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        let failed = |source| SignerError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(failed)?;
+        if let Some((uid, gid)) = opts.owner {
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(failed)?;
+        }
+    }
+    crate::keys::write_private_key(&path, key, opts)?;
+    Ok(path)
+}
+
 pub(crate) fn check_name(what: &'static str, value: &str) -> Result<(), SignerError> {
     let ok = !value.is_empty()
         && value.len() <= 253

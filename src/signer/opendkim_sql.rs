@@ -242,16 +242,33 @@ impl OpenDkimSql {
         Ok(client)
     }
 
+    /// Runs `f` in one transaction on a new connection, committed when `f`
+    /// succeeds (rolled back when it fails: nothing is changed then); errors
+    /// of the connection, BEGIN and COMMIT name `operation`.
+    ///
+    /// # Errors
+    /// The database cannot be reached, or `f`'s error.
+    async fn with_tx<T>(
+        &self,
+        operation: &'static str,
+        f: impl AsyncFnOnce(&tokio_postgres::Transaction<'_>) -> Result<T, SignerError>,
+    ) -> Result<T, SignerError> {
+        let mut client = self.connect().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(self.sql_err(operation))?;
+        let out = f(&tx).await?;
+        tx.commit().await.map_err(self.sql_err(operation))?;
+        Ok(out)
+    }
+
     /// Where maildns keeps the private key of `domain`/`selector`.
     ///
     /// # Errors
     /// [`SignerError::InvalidName`] for a domain that cannot be a path.
     pub fn key_path(&self, domain: &str, selector: &Selector) -> Result<PathBuf, SignerError> {
-        check_name("domain", domain)?;
-        Ok(self
-            .key_dir
-            .join(domain.to_ascii_lowercase())
-            .join(format!("{selector}.private")))
+        super::key_file(&self.key_dir, domain, selector)
     }
 
     /// Writes `key` to a NEW file at [`OpenDkimSql::key_path`] (0600; the
@@ -267,22 +284,7 @@ impl OpenDkimSql {
         selector: &Selector,
         key: &PrivateKey,
     ) -> Result<PathBuf, SignerError> {
-        let path = self.key_path(domain, selector)?;
-        if let Some(dir) = path.parent()
-            && !dir.exists()
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|source| SignerError::CreateDir {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
-        }
-        keys::write_private_key(&path, key, self.key_write)?;
-        Ok(path)
+        super::write_key_file(&self.key_dir, domain, selector, key, self.key_write)
     }
 
     /// The KeyTable id of `domain`'s key `selector`: `<selector>._domainkey.<domain>`.
@@ -406,10 +408,10 @@ impl OpenDkimSql {
         let data = Self::inline_key(key)?;
         let id = Self::key_id(&domain, selector.as_str());
         let t = &self.tables;
-        let mut client = self.connect().await?;
-        let err = self.sql_err("write the KeyTable row");
-        let tx = client.transaction().await.map_err(&err)?;
-        self.ensure_tables(&tx).await?;
+        let operation = "write the KeyTable row";
+        let err = self.sql_err(operation);
+        self.with_tx(operation, async |tx| {
+        self.ensure_tables(tx).await?;
         let inserted = tx
             .execute(
                 &format!(
@@ -445,8 +447,9 @@ impl OpenDkimSql {
                 });
             }
         }
-        tx.commit().await.map_err(&err)?;
         Ok(())
+        })
+        .await
     }
 
     async fn ensure_tables(&self, tx: &tokio_postgres::Transaction<'_>) -> Result<(), SignerError> {
@@ -519,85 +522,86 @@ impl OpenDkimSql {
         let data = Self::inline_key(key)?;
         let id = Self::key_id(&domain, selector.as_str());
         let t = &self.tables;
-        let mut client = self.connect().await?;
-        let err = self.sql_err("write the KeyTable and SigningTable rows");
-        let tx = client.transaction().await.map_err(&err)?;
-        self.ensure_tables(&tx).await?;
-        let existing: Option<String> = tx
-            .query_opt(
-                &format!(
-                    "SELECT {} FROM {} WHERE {} = $1 FOR UPDATE",
-                    t.private_key, t.key_table, t.key_id
-                ),
-                &[&id],
-            )
-            .await
-            .map_err(&err)?
-            .map(|r| r.get(0));
-        if let Some(v) = existing.map(Zeroizing::new)
-            && !Self::parse_inline(&v).is_ok_and(|k| super::same_public_key(&k, key))
-        {
-            return Err(SignerError::KeyConflict {
-                store: format!("KeyTable {} row {id}", t.key_table),
-                selector: selector.to_string(),
-                domain,
-            });
-        }
-        let updated = tx
-            .execute(
-                &format!(
-                    "UPDATE {} SET {} = $2, {} = $3, {} = $4 WHERE {} = $1",
-                    t.key_table, t.domain, t.selector, t.private_key, t.key_id
-                ),
-                &[&id, &domain, &selector.as_str(), &data.as_str()],
-            )
-            .await
-            .map_err(&err)?;
-        if updated == 0 {
-            tx.execute(
-                &format!(
-                    "INSERT INTO {} ({}, {}, {}, {}) VALUES ($1, $2, $3, $4)",
-                    t.key_table, t.key_id, t.domain, t.selector, t.private_key
-                ),
-                &[&id, &domain, &selector.as_str(), &data.as_str()],
-            )
-            .await
-            .map_err(&err)?;
-        }
-        let previous: Option<String> = tx
-            .query_opt(
-                &format!(
-                    "SELECT {} FROM {} WHERE {} = $1",
-                    t.signing_key, t.signing_table, t.pattern
-                ),
-                &[&domain],
-            )
-            .await
-            .map_err(&err)?
-            .map(|r| r.get(0));
-        let updated = tx
-            .execute(
-                &format!(
-                    "UPDATE {} SET {} = $2 WHERE {} = $1",
-                    t.signing_table, t.signing_key, t.pattern
-                ),
-                &[&domain, &id],
-            )
-            .await
-            .map_err(&err)?;
-        if updated == 0 {
-            tx.execute(
-                &format!(
-                    "INSERT INTO {} ({}, {}) VALUES ($1, $2)",
-                    t.signing_table, t.pattern, t.signing_key
-                ),
-                &[&domain, &id],
-            )
-            .await
-            .map_err(&err)?;
-        }
-        tx.commit().await.map_err(&err)?;
-        Ok(previous)
+        let operation = "write the KeyTable and SigningTable rows";
+        let err = self.sql_err(operation);
+        self.with_tx(operation, async |tx| {
+            self.ensure_tables(tx).await?;
+            let existing: Option<String> = tx
+                .query_opt(
+                    &format!(
+                        "SELECT {} FROM {} WHERE {} = $1 FOR UPDATE",
+                        t.private_key, t.key_table, t.key_id
+                    ),
+                    &[&id],
+                )
+                .await
+                .map_err(&err)?
+                .map(|r| r.get(0));
+            if let Some(v) = existing.map(Zeroizing::new)
+                && !Self::parse_inline(&v).is_ok_and(|k| super::same_public_key(&k, key))
+            {
+                return Err(SignerError::KeyConflict {
+                    store: format!("KeyTable {} row {id}", t.key_table),
+                    selector: selector.to_string(),
+                    domain,
+                });
+            }
+            let updated = tx
+                .execute(
+                    &format!(
+                        "UPDATE {} SET {} = $2, {} = $3, {} = $4 WHERE {} = $1",
+                        t.key_table, t.domain, t.selector, t.private_key, t.key_id
+                    ),
+                    &[&id, &domain, &selector.as_str(), &data.as_str()],
+                )
+                .await
+                .map_err(&err)?;
+            if updated == 0 {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {} ({}, {}, {}, {}) VALUES ($1, $2, $3, $4)",
+                        t.key_table, t.key_id, t.domain, t.selector, t.private_key
+                    ),
+                    &[&id, &domain, &selector.as_str(), &data.as_str()],
+                )
+                .await
+                .map_err(&err)?;
+            }
+            let previous: Option<String> = tx
+                .query_opt(
+                    &format!(
+                        "SELECT {} FROM {} WHERE {} = $1",
+                        t.signing_key, t.signing_table, t.pattern
+                    ),
+                    &[&domain],
+                )
+                .await
+                .map_err(&err)?
+                .map(|r| r.get(0));
+            let updated = tx
+                .execute(
+                    &format!(
+                        "UPDATE {} SET {} = $2 WHERE {} = $1",
+                        t.signing_table, t.signing_key, t.pattern
+                    ),
+                    &[&domain, &id],
+                )
+                .await
+                .map_err(&err)?;
+            if updated == 0 {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {} ({}, {}) VALUES ($1, $2)",
+                        t.signing_table, t.pattern, t.signing_key
+                    ),
+                    &[&domain, &id],
+                )
+                .await
+                .map_err(&err)?;
+            }
+            Ok(previous)
+        })
+        .await
     }
 
     /// The entry OpenDKIM finds for mail From `postmaster@domain`: the
@@ -695,9 +699,9 @@ impl OpenDkimSql {
     ) -> Result<usize, SignerError> {
         let domain = domain.to_ascii_lowercase();
         let t = &self.tables;
-        let mut client = self.connect().await?;
-        let err = self.sql_err("remove the retired key's rows");
-        let tx = client.transaction().await.map_err(&err)?;
+        let operation = "remove the retired key's rows";
+        let err = self.sql_err(operation);
+        self.with_tx(operation, async |tx| {
         let present: bool = tx
             .query_one(
                 &format!(
@@ -737,8 +741,9 @@ impl OpenDkimSql {
             )
             .await
             .map_err(&err)?;
-        tx.commit().await.map_err(&err)?;
         Ok(usize::try_from(signing + keys).unwrap_or(usize::MAX))
+        })
+        .await
     }
 }
 

@@ -54,6 +54,11 @@ use super::super::machine::{Algorithm, DomainState, Event, KeyRecord, KeyStatus,
 use super::{Diagnosis, LedgerChange, LedgerEntry, Request, Store, StoreError, StoredEvent};
 use crate::propagation::{Clock, SystemClock};
 
+type Tx<'t> = deadpool_postgres::Transaction<'t>;
+
+/// The future a [`PgStore::call_tx`] body returns.
+type TxFuture<'t, T> = std::pin::Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 't>>;
+
 /// The migrations, in order: (version, SQL).
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("postgres/0001_init.sql")),
@@ -225,11 +230,13 @@ impl PgStore {
         &self.url
     }
 
-    /// Runs `f` on the store's runtime and waits for its result.
-    fn call<T, F>(&self, f: impl FnOnce(Pool, String) -> F) -> Result<T, StoreError>
+    /// Runs `f` with a pooled connection on the store's runtime and waits
+    /// for its result.
+    fn call<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+        F: FnOnce(deadpool_postgres::Object, String) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
     {
         let stopped = || StoreError::Postgres {
             operation: "run a query",
@@ -237,54 +244,74 @@ impl PgStore {
             message: "the store's runtime has stopped".into(),
         };
         let rt = self.rt.as_ref().ok_or_else(stopped)?;
-        let fut = f(self.pool.clone(), self.url.clone());
+        let (pool, url) = (self.pool.clone(), self.url.clone());
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         rt.spawn(async move {
-            let _ = tx.send(fut.await);
+            let result = match get(&pool, &url).await {
+                Ok(client) => f(client, url).await,
+                Err(e) => Err(e),
+            };
+            let _ = tx.send(result);
         });
         rx.recv().map_err(|_| stopped())?
     }
 
-    fn migrate(&self) -> Result<(), StoreError> {
-        self.call(|pool, url| async move {
-            let mut client = get(&pool, &url).await?;
+    /// [`PgStore::call`] in one transaction: committed when `f` returns
+    /// `Ok` (rolled back when it fails: nothing is changed then); a failed
+    /// BEGIN or COMMIT is reported as `operation`.
+    fn call_tx<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t Tx<'t>, &'t str) -> TxFuture<'t, T> + Send + 'static,
+    {
+        self.call(move |mut client, url| async move {
             let tx = client
                 .transaction()
                 .await
-                .map_err(pg_err("begin migration", &url))?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-                .await
-                .map_err(pg_err("take the migration lock", &url))?;
-            tx.batch_execute(
-                "CREATE TABLE IF NOT EXISTS maildns_schema (version INTEGER NOT NULL)",
-            )
-            .await
-            .map_err(pg_err("create maildns_schema", &url))?;
-            let found: Option<i32> = tx
-                .query_opt("SELECT max(version) FROM maildns_schema", &[])
-                .await
-                .map_err(pg_err("read the schema version", &url))?
-                .and_then(|r| r.get(0));
-            let found = found.unwrap_or(0);
-            if found > PG_SCHEMA_VERSION {
-                return Err(StoreError::SchemaTooNew {
-                    path: url.clone().into(),
-                    found: i64::from(found),
-                    supported: i64::from(PG_SCHEMA_VERSION),
-                });
-            }
-            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
-                tx.batch_execute(sql)
+                .map_err(pg_err(operation, &url))?;
+            let out = f(&tx, &url).await?;
+            tx.commit().await.map_err(pg_err(operation, &url))?;
+            Ok(out)
+        })
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        self.call_tx("migrate", move |tx, url| {
+            Box::pin(async move {
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
                     .await
-                    .map_err(pg_err("apply a migration", &url))?;
-                tx.execute(
-                    "INSERT INTO maildns_schema (version) VALUES ($1)",
-                    &[version],
+                    .map_err(pg_err("take the migration lock", url))?;
+                tx.batch_execute(
+                    "CREATE TABLE IF NOT EXISTS maildns_schema (version INTEGER NOT NULL)",
                 )
                 .await
-                .map_err(pg_err("record the schema version", &url))?;
-            }
-            tx.commit().await.map_err(pg_err("commit migration", &url))
+                .map_err(pg_err("create maildns_schema", url))?;
+                let found: Option<i32> = tx
+                    .query_opt("SELECT max(version) FROM maildns_schema", &[])
+                    .await
+                    .map_err(pg_err("read the schema version", url))?
+                    .and_then(|r| r.get(0));
+                let found = found.unwrap_or(0);
+                if found > PG_SCHEMA_VERSION {
+                    return Err(StoreError::SchemaTooNew {
+                        path: url.into(),
+                        found: i64::from(found),
+                        supported: i64::from(PG_SCHEMA_VERSION),
+                    });
+                }
+                for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+                    tx.batch_execute(sql)
+                        .await
+                        .map_err(pg_err("apply a migration", url))?;
+                    tx.execute(
+                        "INSERT INTO maildns_schema (version) VALUES ($1)",
+                        &[version],
+                    )
+                    .await
+                    .map_err(pg_err("record the schema version", url))?;
+                }
+                Ok(())
+            })
         })
     }
 
@@ -415,6 +442,29 @@ fn row_to_event(url: &str, r: &Row) -> Result<StoredEvent, StoreError> {
     })
 }
 
+/// Fencing: whether `replica` still holds `domain`'s lease at `epoch`
+/// (not released, not expired by PostgreSQL's clock); when it does, the
+/// expiry is extended by `lease_ms` in the same statement.
+async fn fence(
+    tx: &Tx<'_>,
+    url: &str,
+    domain: &str,
+    replica: &str,
+    epoch: i64,
+    lease_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = tx
+        .execute(
+            "UPDATE leases SET expires_at = now() + $4 * interval '1 millisecond'
+             WHERE domain = $1 AND holder = $2 AND epoch = $3 AND NOT released
+               AND expires_at > now()",
+            &[&domain, &replica, &epoch, &(lease_ms as f64)],
+        )
+        .await
+        .map_err(pg_err("check lease", url))?;
+    Ok(n == 1)
+}
+
 const INSERT_EVENT: &str =
     "INSERT INTO events (at, domain, selector, what, outcome, detail, replica, lease)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
@@ -464,19 +514,14 @@ impl Store for PgStore {
         let d = domain.as_str().to_string();
         let ms = self.lease_ms;
         let now = self.clock.now();
-        let (epoch, taken_from) = self.call(move |pool, url| async move {
-            let mut client = get(&pool, &url).await?;
-            let tx = client
-                .transaction()
-                .await
-                .map_err(pg_err("begin lease", &url))?;
+        let (epoch, taken_from) = self.call_tx("take the lease", move |tx, url| Box::pin(async move {
             tx.execute(
                 "INSERT INTO leases (domain, holder, epoch, expires_at, released)
                  VALUES ($1, $2, 0, now(), true) ON CONFLICT (domain) DO NOTHING",
                 &[&d, &replica],
             )
             .await
-            .map_err(pg_err("create lease", &url))?;
+            .map_err(pg_err("create lease", url))?;
             let row = tx
                 .query_one(
                     "SELECT holder, epoch, expires_at, released, expires_at <= now() AS expired
@@ -484,7 +529,7 @@ impl Store for PgStore {
                     &[&d],
                 )
                 .await
-                .map_err(pg_err("read lease", &url))?;
+                .map_err(pg_err("read lease", url))?;
             let holder: String = row.get("holder");
             let until: DateTime<Utc> = row.get("expires_at");
             let released: bool = row.get("released");
@@ -504,14 +549,14 @@ impl Store for PgStore {
                     &[&d, &replica, &(ms as f64)],
                 )
                 .await
-                .map_err(pg_err("take lease", &url))?
+                .map_err(pg_err("take lease", url))?
                 .get(0);
             // A lease left by a replica that stopped in the middle of a step.
             let taken_from = (!released && holder != replica).then_some((holder, until));
             if let Some((from, until)) = &taken_from {
                 let event = Event {
                     at: now,
-                    domain: Fqdn::parse(&d).map_err(|e| corrupt(&url, "leases", e.to_string()))?,
+                    domain: Fqdn::parse(&d).map_err(|e| corrupt(url, "leases", e.to_string()))?,
                     selector: None,
                     what: "lease_taken_over".into(),
                     outcome: "warning".into(),
@@ -519,11 +564,10 @@ impl Store for PgStore {
                         "taken over from replica {from}, whose lease expired at {until} without being released (stopped in the middle of a step?); resuming from the saved step"
                     ),
                 };
-                insert_events(&tx, &url, &[event], &replica, Some(epoch)).await?;
+                insert_events(tx, url, &[event], &replica, Some(epoch)).await?;
             }
-            tx.commit().await.map_err(pg_err("commit lease", &url))?;
             Ok((epoch, taken_from))
-        })?;
+        }))?;
         if let Some((from, until)) = taken_from {
             tracing::warn!(domain = %domain, "lease taken over from replica {from} (expired at {until}); resuming from the saved step");
         }
@@ -538,18 +582,8 @@ impl Store for PgStore {
         let replica = self.replica.clone();
         let d = domain.as_str().to_string();
         let ms = self.lease_ms;
-        let renewed = self.call(move |pool, url| async move {
-            let client = get(&pool, &url).await?;
-            let n = client
-                .execute(
-                    "UPDATE leases SET expires_at = now() + $4 * interval '1 millisecond'
-                     WHERE domain = $1 AND holder = $2 AND epoch = $3 AND NOT released
-                       AND expires_at > now()",
-                    &[&d, &replica, &epoch, &(ms as f64)],
-                )
-                .await
-                .map_err(pg_err("renew lease", &url))?;
-            Ok(n == 1)
+        let renewed = self.call_tx("renew lease", move |tx, url| {
+            Box::pin(async move { fence(tx, url, &d, &replica, epoch, ms).await })
         })?;
         if renewed {
             Ok(())
@@ -566,8 +600,7 @@ impl Store for PgStore {
         self.set_held(domain.as_str(), None);
         let replica = self.replica.clone();
         let d = domain.as_str().to_string();
-        self.call(move |pool, url| async move {
-            let client = get(&pool, &url).await?;
+        self.call(move |client, url| async move {
             client
                 .execute(
                     "UPDATE leases SET released = true, expires_at = now()
@@ -589,8 +622,7 @@ impl Store for PgStore {
     }
 
     fn load_ledger(&self) -> Result<Vec<LedgerEntry>, StoreError> {
-        self.call(|pool, url| async move {
-            let client = get(&pool, &url).await?;
+        self.call(|client, url| async move {
             let rows = client
                 .query(
                     "SELECT domain, kind, name, value FROM ledger_entries ORDER BY domain, kind",
@@ -633,64 +665,49 @@ impl Store for PgStore {
         let changes = changes.to_vec();
         let replica = self.replica.clone();
         let ms = self.lease_ms;
-        let lost = self.call(move |pool, url| async move {
-            let mut client = get(&pool, &url).await?;
-            let tx = client
-                .transaction()
-                .await
-                .map_err(pg_err("begin the publish ledger update", &url))?;
-            for (domain, epoch) in &fences {
-                let held = tx
-                    .execute(
-                        "UPDATE leases SET expires_at = now() + $4 * interval '1 millisecond'
-                         WHERE domain = $1 AND holder = $2 AND epoch = $3 AND NOT released
-                           AND expires_at > now()",
-                        &[domain, &replica, epoch, &(ms as f64)],
-                    )
-                    .await
-                    .map_err(pg_err("check lease", &url))?;
-                if held != 1 {
-                    return Ok(Some(domain.clone()));
+        let lost = self.call_tx("update the publish ledger", move |tx, url| {
+            Box::pin(async move {
+                for (domain, epoch) in &fences {
+                    if !fence(tx, url, domain, &replica, *epoch, ms).await? {
+                        return Ok(Some(domain.clone()));
+                    }
                 }
-            }
-            let put = tx
-                .prepare_cached(
-                    "INSERT INTO ledger_entries (domain, kind, name, value, replica)
+                let put = tx
+                    .prepare_cached(
+                        "INSERT INTO ledger_entries (domain, kind, name, value, replica)
                      VALUES ($1, $2, $3, $4, $5)
                      ON CONFLICT (domain, kind) DO UPDATE SET name = excluded.name,
                          value = excluded.value, replica = excluded.replica,
                          saved_at = clock_timestamp()",
-                )
-                .await
-                .map_err(pg_err("prepare the publish ledger update", &url))?;
-            let remove = tx
-                .prepare_cached(
-                    "DELETE FROM ledger_entries
+                    )
+                    .await
+                    .map_err(pg_err("prepare the publish ledger update", url))?;
+                let remove = tx
+                    .prepare_cached(
+                        "DELETE FROM ledger_entries
                      WHERE domain = $1 AND kind = $2 AND name = $3 AND value = $4",
-                )
-                .await
-                .map_err(pg_err("prepare the publish ledger update", &url))?;
-            for c in &changes {
-                let (stmt, e) = match c {
-                    LedgerChange::Put(e) => (&put, e),
-                    LedgerChange::Remove(e) => (&remove, e),
-                };
-                let (domain, name) = (e.domain.as_str(), e.name.as_str());
-                match c {
-                    LedgerChange::Put(_) => {
-                        tx.execute(stmt, &[&domain, &e.kind, &name, &e.value, &replica])
-                            .await
+                    )
+                    .await
+                    .map_err(pg_err("prepare the publish ledger update", url))?;
+                for c in &changes {
+                    let (stmt, e) = match c {
+                        LedgerChange::Put(e) => (&put, e),
+                        LedgerChange::Remove(e) => (&remove, e),
+                    };
+                    let (domain, name) = (e.domain.as_str(), e.name.as_str());
+                    match c {
+                        LedgerChange::Put(_) => {
+                            tx.execute(stmt, &[&domain, &e.kind, &name, &e.value, &replica])
+                                .await
+                        }
+                        LedgerChange::Remove(_) => {
+                            tx.execute(stmt, &[&domain, &e.kind, &name, &e.value]).await
+                        }
                     }
-                    LedgerChange::Remove(_) => {
-                        tx.execute(stmt, &[&domain, &e.kind, &name, &e.value]).await
-                    }
+                    .map_err(pg_err("update the publish ledger", url))?;
                 }
-                .map_err(pg_err("update the publish ledger", &url))?;
-            }
-            tx.commit()
-                .await
-                .map_err(pg_err("commit the publish ledger update", &url))?;
-            Ok(None)
+                Ok(None)
+            })
         })?;
         match lost {
             None => Ok(()),
@@ -703,8 +720,7 @@ impl Store for PgStore {
 
     fn load(&self, domain: &Fqdn) -> Result<DomainState, StoreError> {
         let d = domain.clone();
-        self.call(move |pool, url| async move {
-            let client = get(&pool, &url).await?;
+        self.call(move |client, url| async move {
             let rows = client
                 .query(
                     "SELECT * FROM keys WHERE domain = $1 ORDER BY seq",
@@ -721,8 +737,7 @@ impl Store for PgStore {
     }
 
     fn load_all(&self) -> Result<Vec<DomainState>, StoreError> {
-        self.call(|pool, url| async move {
-            let client = get(&pool, &url).await?;
+        self.call(|client, url| async move {
             let domains = client
                 .query("SELECT domain FROM domains ORDER BY domain", &[])
                 .await
@@ -777,23 +792,9 @@ impl Store for PgStore {
         } else {
             serde_json::to_string(&blocked).ok()
         };
-        let result = self.call(move |pool, url| async move {
-            let mut client = get(&pool, &url).await?;
-            let tx = client
-                .transaction()
-                .await
-                .map_err(pg_err("begin save", &url))?;
+        let result = self.call_tx("save", move |tx, url| Box::pin(async move {
             // Fencing: the change counts only under this replica's lease.
-            let held = tx
-                .execute(
-                    "UPDATE leases SET expires_at = now() + $4 * interval '1 millisecond'
-                     WHERE domain = $1 AND holder = $2 AND epoch = $3 AND NOT released
-                       AND expires_at > now()",
-                    &[&domain, &replica, &epoch, &(ms as f64)],
-                )
-                .await
-                .map_err(pg_err("check lease", &url))?;
-            if held != 1 {
+            if !fence(tx, url, &domain, &replica, epoch, ms).await? {
                 return Ok(false);
             }
             // The key floor (RFC 8301 §3.2), as in the SQLite store.
@@ -806,7 +807,7 @@ impl Store for PgStore {
                             &[&domain, &k.selector.as_str(), &bits],
                         )
                         .await
-                        .map_err(pg_err("check key size", &url))?
+                        .map_err(pg_err("check key size", url))?
                         .is_some();
                     if !known {
                         return Err(StoreError::WeakKey {
@@ -823,10 +824,10 @@ impl Store for PgStore {
                 &[&domain, &saved_at, &blocked],
             )
             .await
-            .map_err(pg_err("save domain", &url))?;
+            .map_err(pg_err("save domain", url))?;
             tx.execute("DELETE FROM keys WHERE domain = $1", &[&domain])
                 .await
-                .map_err(pg_err("replace keys", &url))?;
+                .map_err(pg_err("replace keys", url))?;
             let stmt = tx
                 .prepare_cached(
                     "INSERT INTO keys (domain, algorithm, selector, seq, status, bits, created_at,
@@ -836,7 +837,7 @@ impl Store for PgStore {
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
                 )
                 .await
-                .map_err(pg_err("prepare save keys", &url))?;
+                .map_err(pg_err("prepare save keys", url))?;
             for (seq, k) in state.keys.iter().enumerate() {
                 let seq = i32::try_from(seq).unwrap_or(i32::MAX);
                 let bits = i32::try_from(k.bits).unwrap_or(i32::MAX);
@@ -867,12 +868,11 @@ impl Store for PgStore {
                     ],
                 )
                 .await
-                .map_err(pg_err("save keys", &url))?;
+                .map_err(pg_err("save keys", url))?;
             }
-            insert_events(&tx, &url, &events, &replica, Some(epoch)).await?;
-            tx.commit().await.map_err(pg_err("commit save", &url))?;
+            insert_events(tx, url, &events, &replica, Some(epoch)).await?;
             Ok(true)
-        })?;
+        }))?;
         if result {
             Ok(())
         } else {
@@ -882,8 +882,7 @@ impl Store for PgStore {
     }
 
     fn domains(&self) -> Result<Vec<Fqdn>, StoreError> {
-        self.call(|pool, url| async move {
-            let client = get(&pool, &url).await?;
+        self.call(|client, url| async move {
             let rows = client
                 .query("SELECT domain FROM domains ORDER BY domain", &[])
                 .await
@@ -900,14 +899,11 @@ impl Store for PgStore {
     fn append_events(&self, events: &[Event]) -> Result<(), StoreError> {
         let events = events.to_vec();
         let replica = self.replica.clone();
-        self.call(move |pool, url| async move {
-            let mut client = get(&pool, &url).await?;
-            let tx = client
-                .transaction()
-                .await
-                .map_err(pg_err("begin append", &url))?;
-            insert_events(&tx, &url, &events, &replica, None).await?;
-            tx.commit().await.map_err(pg_err("commit append", &url))
+        self.call_tx("append events", move |tx, url| {
+            Box::pin(async move {
+                insert_events(tx, url, &events, &replica, None).await?;
+                Ok(())
+            })
         })
     }
 
@@ -919,8 +915,7 @@ impl Store for PgStore {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let domain = domain.map(|d| d.as_str().to_string());
         let limit = i64::from(limit);
-        self.call(move |pool, url| async move {
-            let client = get(&pool, &url).await?;
+        self.call(move |client, url| async move {
             let rows = client
                 .query(
                     "SELECT * FROM events WHERE id > $1 AND ($2::TEXT IS NULL OR domain = $2)
@@ -935,8 +930,7 @@ impl Store for PgStore {
 
     fn save_diagnosis(&self, d: &Diagnosis) -> Result<i64, StoreError> {
         let d = d.clone();
-        self.call(move |pool, url| async move {
-            let client = get(&pool, &url).await?;
+        self.call(move |client, url| async move {
             let bits = d
                 .recommended_max_bits
                 .map(|b| i32::try_from(b).unwrap_or(i32::MAX));
@@ -954,8 +948,7 @@ impl Store for PgStore {
 
     fn latest_diagnosis(&self, account: &str) -> Result<Option<Diagnosis>, StoreError> {
         let account = account.to_string();
-        self.call(move |pool, url| async move {
-            let client = get(&pool, &url).await?;
+        self.call(move |client, url| async move {
             let row = client
                 .query_opt(
                     "SELECT * FROM diagnoses WHERE account = $1 ORDER BY at DESC, id DESC LIMIT 1",
@@ -968,8 +961,7 @@ impl Store for PgStore {
     }
 
     fn diagnoses(&self) -> Result<Vec<Diagnosis>, StoreError> {
-        self.call(|pool, url| async move {
-            let client = get(&pool, &url).await?;
+        self.call(|client, url| async move {
             let rows = client
                 .query("SELECT * FROM diagnoses ORDER BY id", &[])
                 .await
@@ -980,19 +972,14 @@ impl Store for PgStore {
 
     fn import_events(&self, events: &[StoredEvent]) -> Result<(), StoreError> {
         let events = events.to_vec();
-        self.call(move |pool, url| async move {
-            let mut client = get(&pool, &url).await?;
-            let tx = client
-                .transaction()
-                .await
-                .map_err(pg_err("begin import", &url))?;
+        self.call_tx("import events", move |tx, url| Box::pin(async move {
             let stmt = tx
                 .prepare_cached(
                     "INSERT INTO events (at, domain, selector, what, outcome, detail, replica, lease, recorded_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, clock_timestamp()))",
                 )
                 .await
-                .map_err(pg_err("prepare import events", &url))?;
+                .map_err(pg_err("prepare import events", url))?;
             for s in &events {
                 let e = &s.event;
                 tx.execute(
@@ -1010,17 +997,16 @@ impl Store for PgStore {
                     ],
                 )
                 .await
-                .map_err(pg_err("import events", &url))?;
+                .map_err(pg_err("import events", url))?;
             }
-            tx.commit().await.map_err(pg_err("commit import", &url))
-        })
+            Ok(())
+        }))
     }
 
     fn add_request(&self, domain: &Fqdn, what: &str, at: DateTime<Utc>) -> Result<i64, StoreError> {
         let d = domain.as_str().to_string();
         let what = what.to_string();
-        self.call(move |pool, url| async move {
-            let client = get(&pool, &url).await?;
+        self.call(move |client, url| async move {
             let row = client
                 .query_one(
                     "INSERT INTO requests (domain, what, at) VALUES ($1, $2, $3) RETURNING id",
@@ -1033,8 +1019,7 @@ impl Store for PgStore {
     }
 
     fn requests(&self) -> Result<Vec<Request>, StoreError> {
-        self.call(|pool, url| async move {
-            let client = get(&pool, &url).await?;
+        self.call(|client, url| async move {
             let rows = client
                 .query("SELECT id, domain, what, at FROM requests ORDER BY id", &[])
                 .await
@@ -1050,8 +1035,7 @@ impl Store for PgStore {
             });
         }
         // Each request goes to exactly one replica (the DELETE takes it).
-        self.call(|pool, url| async move {
-            let client = get(&pool, &url).await?;
+        self.call(|client, url| async move {
             let rows = client
                 .query("DELETE FROM requests RETURNING id, domain, what, at", &[])
                 .await
