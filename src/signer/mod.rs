@@ -48,7 +48,7 @@ use std::time::Duration;
 
 pub use files::{OpenDkimFiles, Switched};
 pub use milter::{MilterSocket, SocketSpecError};
-pub use opendkim_sql::{OpenDkimSql, SqlTables};
+pub use opendkim_sql::{KeyRow, OpenDkimSql, SqlTables};
 pub use rspamd::{RspamdError, RspamdSigner};
 
 use crate::keys::{KeyError, PrivateKey};
@@ -594,6 +594,13 @@ pub enum SignerError {
         /// PostgreSQL's message.
         message: String,
     },
+    /// The runtime that drives a signer operation from synchronous code
+    /// could not start.
+    #[error("starting the signer's runtime: {message}")]
+    Runtime {
+        /// Why.
+        message: String,
+    },
     /// The reload command could not run or failed.
     #[error("reload command {command:?} failed: {reason}")]
     Reload {
@@ -611,6 +618,36 @@ impl From<ReadError> for SignerError {
             ReadError::Parse { path, source } => SignerError::Parse { path, source },
         }
     }
+}
+
+/// Runs a signer operation to completion from synchronous code (`publish`
+/// prepares keys on plain threads, and `records` and `import` run inside the
+/// caller's runtime, where blocking on it would panic): on a fresh thread
+/// with its own one-thread runtime, as the PostgreSQL state store runs its
+/// queries.
+///
+/// # Errors
+/// `fut`'s error, or [`SignerError::Runtime`] when the runtime cannot start.
+pub fn block_on<T: Send>(
+    fut: impl std::future::Future<Output = Result<T, SignerError>> + Send,
+) -> Result<T, SignerError> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| SignerError::Runtime {
+                    message: e.to_string(),
+                })?
+                .block_on(fut)
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(SignerError::Runtime {
+                message: "the signer's thread stopped".into(),
+            })
+        })
+    })
 }
 
 /// Whether two keys are the same key (same public key).

@@ -155,6 +155,54 @@ impl SqlTables {
     }
 }
 
+/// A KeyTable row as written, found through the SigningTable
+/// ([`OpenDkimSql::signing_row`]).
+pub struct KeyRow {
+    /// The SigningTable pattern that matched (e.g. `example.com`).
+    pub pattern: String,
+    /// The row's key name.
+    pub id: String,
+    /// Its signing domain (`d=`), as written.
+    pub domain: String,
+    /// Its selector (`s=`), as written.
+    pub selector: String,
+    /// Its key value: key data inline, or a key file path (starts with `/`,
+    /// `./` or `../`). Never shown.
+    pub key: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for KeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRow")
+            .field("pattern", &self.pattern)
+            .field("id", &self.id)
+            .field("domain", &self.domain)
+            .field("selector", &self.selector)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyRow {
+    /// The key file the row names, when its value is a path (OpenDKIM reads
+    /// a value starting with `/`, `./` or `../` as a file).
+    pub fn key_file(&self) -> Option<&Path> {
+        let v = self.key.trim();
+        (v.starts_with('/') || v.starts_with("./") || v.starts_with("../")).then(|| Path::new(v))
+    }
+
+    /// The private key: read from the file the row names, or parsed from
+    /// the inline data (PEM, or base64 DER of PKCS#1 or PKCS#8).
+    ///
+    /// # Errors
+    /// The file cannot be read, or the data is no usable key (never shown).
+    pub fn private_key(&self) -> Result<PrivateKey, keys::KeyError> {
+        match self.key_file() {
+            Some(path) => keys::load_private_key(path),
+            None => OpenDkimSql::parse_inline(&self.key),
+        }
+    }
+}
+
 /// OpenDKIM with `dsn:` KeyTable and SigningTable on PostgreSQL, and one milter
 /// socket per MTA's OpenDKIM.
 #[derive(Clone)]
@@ -604,14 +652,31 @@ impl OpenDkimSql {
         .await
     }
 
-    /// The entry OpenDKIM finds for mail From `postmaster@domain`: the
-    /// SigningTable is asked in OpenDKIM's order (`postmaster@domain`,
-    /// `domain`, then each parent as `postmaster@.parent` and `.parent`, then
-    /// `postmaster@*` and `*`); the first hit's KeyTable row.
+    /// The entry OpenDKIM finds for mail From `postmaster@domain`
+    /// ([`OpenDkimSql::signing_row`]).
     ///
     /// # Errors
     /// The database cannot be reached or read (missing tables are no entry).
     pub async fn entry(&self, domain: &str) -> Result<Option<SignerEntry>, SignerError> {
+        Ok(self.signing_row(domain).await?.map(|row| SignerEntry {
+            selector: row.selector,
+            key: KeyRef::Inline {
+                table: self.tables.key_table.clone(),
+                id: row.id,
+            },
+        }))
+    }
+
+    /// The KeyTable row OpenDKIM signs mail From `postmaster@domain` with:
+    /// the SigningTable is asked in OpenDKIM's order (`postmaster@domain`,
+    /// `domain`, then each parent as `postmaster@.parent` and `.parent`, then
+    /// `postmaster@*` and `*`); the first hit's KeyTable row, as written
+    /// (maildns's rows or an operator's: any id, key data inline or a key
+    /// file path).
+    ///
+    /// # Errors
+    /// The database cannot be reached or read (missing tables are no row).
+    pub async fn signing_row(&self, domain: &str) -> Result<Option<KeyRow>, SignerError> {
         let domain = domain.to_ascii_lowercase();
         let t = &self.tables;
         let client = self.connect().await?;
@@ -644,9 +709,11 @@ impl OpenDkimSql {
             let row = client
                 .query_opt(
                     &format!(
-                        "SELECT k.{sel}, k.{id} FROM {st} s JOIN {kt} k ON k.{id} = s.{sk} WHERE s.{pat} = $1 LIMIT 1",
-                        sel = t.selector,
+                        "SELECT k.{id}, k.{d}, k.{sel}, k.{key} FROM {st} s JOIN {kt} k ON k.{id} = s.{sk} WHERE s.{pat} = $1 LIMIT 1",
                         id = t.key_id,
+                        d = t.domain,
+                        sel = t.selector,
+                        key = t.private_key,
                         st = t.signing_table,
                         kt = t.key_table,
                         sk = t.signing_key,
@@ -657,12 +724,12 @@ impl OpenDkimSql {
                 .await
                 .map_err(&err)?;
             if let Some(row) = row {
-                return Ok(Some(SignerEntry {
-                    selector: row.get(0),
-                    key: KeyRef::Inline {
-                        table: t.key_table.clone(),
-                        id: row.get(1),
-                    },
+                return Ok(Some(KeyRow {
+                    pattern: p.clone(),
+                    id: row.get(0),
+                    domain: row.get(1),
+                    selector: row.get(2),
+                    key: Zeroizing::new(row.get(3)),
                 }));
             }
         }
