@@ -36,6 +36,7 @@ mod publish_dnsimple_namecheap_godaddy;
 mod publish_servers;
 mod readback;
 mod replicas;
+mod request_takes;
 mod rotation;
 mod rspamd_rotation;
 mod rspamd_signer;

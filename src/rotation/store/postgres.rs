@@ -64,10 +64,11 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("postgres/0001_init.sql")),
     (2, include_str!("postgres/0002_ledger.sql")),
     (3, include_str!("postgres/0003_ledger_entries.sql")),
+    (4, include_str!("postgres/0004_request_takes.sql")),
 ];
 
 /// The schema version this code writes.
-pub const PG_SCHEMA_VERSION: i32 = 3;
+pub const PG_SCHEMA_VERSION: i32 = 4;
 
 /// Key of the advisory lock held while migrating (any constant; "maildns" in ASCII).
 const MIGRATION_LOCK: i64 = 0x006d_6169_6c64_6e73;
@@ -1021,7 +1022,11 @@ impl Store for PgStore {
     fn requests(&self) -> Result<Vec<Request>, StoreError> {
         self.call(|client, url| async move {
             let rows = client
-                .query("SELECT id, domain, what, at FROM requests ORDER BY id", &[])
+                .query(
+                    "SELECT id, domain, what, at FROM requests
+                     WHERE taken_until IS NULL OR taken_until <= now() ORDER BY id",
+                    &[],
+                )
                 .await
                 .map_err(pg_err("read requests", &url))?;
             rows.iter().map(|r| row_to_request(&url, r)).collect()
@@ -1034,18 +1039,107 @@ impl Store for PgStore {
                 path: self.url.clone().into(),
             });
         }
-        // Each request goes to exactly one replica (the DELETE takes it).
-        self.call(|client, url| async move {
-            let rows = client
-                .query("DELETE FROM requests RETURNING id, domain, what, at", &[])
+        // Each request is taken by one replica at a time, for `lease`: the
+        // requests nobody holds, and those whose take expired (the replica
+        // that took them stopped before doing them).
+        let replica = self.replica.clone();
+        let ms = self.lease_ms;
+        let now = self.clock.now();
+        let (mut out, over) = self.call_tx("take requests", move |tx, url| {
+            Box::pin(async move {
+                let rows = tx
+                    .query(
+                        "WITH t AS (SELECT id, taken_by AS was, taken_until AS until FROM requests
+                                     WHERE taken_until IS NULL OR taken_until <= now()
+                                     FOR UPDATE SKIP LOCKED)
+                         UPDATE requests r SET taken_by = $1,
+                             taken_until = now() + $2 * interval '1 millisecond'
+                         FROM t WHERE r.id = t.id
+                         RETURNING r.id, r.domain, r.what, r.at, t.was, t.until",
+                        &[&replica, &(ms as f64)],
+                    )
+                    .await
+                    .map_err(pg_err("take requests", url))?;
+                let mut out = Vec::with_capacity(rows.len());
+                let mut events = Vec::new();
+                let mut over = Vec::new();
+                for r in &rows {
+                    let request = row_to_request(url, r)?;
+                    let was: Option<String> = r.get("was");
+                    let until: Option<DateTime<Utc>> = r.get("until");
+                    if let (Some(was), Some(until)) = (was, until) {
+                        let detail = format!(
+                            "request {} ({} asked at {}) taken over from replica {was}, whose take expired at {until} without the request being done (stopped before doing it?)",
+                            request.id, request.what, request.at
+                        );
+                        events.push(Event {
+                            at: now,
+                            domain: request.domain.clone(),
+                            selector: None,
+                            what: "request_taken_over".into(),
+                            outcome: "warning".into(),
+                            detail: detail.clone(),
+                        });
+                        over.push((request.domain.clone(), detail));
+                    }
+                    out.push(request);
+                }
+                insert_events(tx, url, &events, &replica, None).await?;
+                Ok((out, over))
+            })
+        })?;
+        for (domain, detail) in over {
+            tracing::warn!(domain = %domain, "{detail}");
+        }
+        out.sort_by_key(|r| r.id);
+        Ok(out)
+    }
+
+    fn keep_request(&self, request: &Request) -> Result<bool, StoreError> {
+        let (id, replica, ms) = (request.id, self.replica.clone(), self.lease_ms);
+        self.call(move |client, url| async move {
+            let n = client
+                .execute(
+                    "UPDATE requests SET taken_until = now() + $3 * interval '1 millisecond'
+                     WHERE id = $1 AND taken_by = $2",
+                    &[&id, &replica, &(ms as f64)],
+                )
                 .await
-                .map_err(pg_err("take requests", &url))?;
-            let mut out: Vec<Request> = rows
-                .iter()
-                .map(|r| row_to_request(&url, r))
-                .collect::<Result<_, _>>()?;
-            out.sort_by_key(|r| r.id);
-            Ok(out)
+                .map_err(pg_err("keep a request", &url))?;
+            Ok(n == 1)
+        })
+    }
+
+    fn done_requests(&self, ids: &[i64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids = ids.to_vec();
+        self.call(move |client, url| async move {
+            client
+                .execute("DELETE FROM requests WHERE id = ANY($1)", &[&ids])
+                .await
+                .map_err(pg_err("remove done requests", &url))?;
+            Ok(())
+        })
+    }
+
+    fn return_requests(&self, requests: &[Request]) -> Result<(), StoreError> {
+        if requests.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = requests.iter().map(|r| r.id).collect();
+        let replica = self.replica.clone();
+        self.call(move |client, url| async move {
+            client
+                .execute(
+                    "UPDATE requests SET taken_by = NULL, taken_until = NULL
+                     WHERE id = ANY($1) AND taken_by = $2",
+                    &[&ids, &replica],
+                )
+                .await
+                .map_err(pg_err("queue requests again", &url))?;
+            Ok(())
         })
     }
 }
