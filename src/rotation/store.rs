@@ -31,6 +31,7 @@ use super::machine::{Algorithm, DomainState, Event};
 
 pub mod postgres;
 mod schema;
+pub mod tls;
 
 pub use postgres::{PgOptions, PgStore};
 use schema::{insert_events, ts};

@@ -72,7 +72,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use maildns_providers::Secret;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use zeroize::Zeroizing;
 
 use super::milter::MilterSocket;
@@ -273,15 +273,27 @@ impl OpenDkimSql {
     }
 
     async fn connect(&self) -> Result<Client, SignerError> {
+        let url_err = |message: String| SignerError::Sql {
+            operation: "read the URL",
+            url: crate::rotation::store::postgres::redact(&self.url),
+            message,
+        };
+        let (driver_url, tls) = crate::rotation::store::tls::PgTls::split_url(&self.url)
+            .map_err(|e| url_err(e.to_string()))?;
         let mut cfg: tokio_postgres::Config =
-            self.url.parse().map_err(self.sql_err("parse the URL"))?;
+            driver_url.parse().map_err(self.sql_err("parse the URL"))?;
+        cfg.ssl_mode(tls.driver_mode());
+        let connector = tls.connector().map_err(|e| url_err(e.to_string()))?;
         if let Some(p) = &self.password {
             cfg.password(p.expose());
         }
         if cfg.get_connect_timeout().is_none() {
             cfg.connect_timeout(self.connect_timeout);
         }
-        let (client, conn) = cfg.connect(NoTls).await.map_err(self.sql_err("connect"))?;
+        let (client, conn) = cfg
+            .connect(connector)
+            .await
+            .map_err(self.sql_err("connect"))?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("signer database connection: {e}");

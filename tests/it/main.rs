@@ -30,6 +30,7 @@ mod operations;
 mod output;
 mod pacing;
 mod pg_state;
+mod pg_tls;
 mod plan_ttl;
 mod propagation;
 mod publish_dnsimple_namecheap_godaddy;

@@ -48,7 +48,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use maildns_providers::{Fqdn, Secret};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
 use super::super::machine::{Algorithm, DomainState, Event, KeyRecord, KeyStatus, Selector};
 use super::{Diagnosis, LedgerChange, LedgerEntry, Request, Store, StoreError, StoredEvent};
@@ -165,8 +165,12 @@ impl PgStore {
             url: redact(&url),
             message,
         };
-        let mut config = tokio_postgres::Config::from_str(&options.url)
+        let (driver_url, tls) =
+            super::tls::PgTls::split_url(&options.url).map_err(|e| bad(e.to_string()))?;
+        let mut config = tokio_postgres::Config::from_str(&driver_url)
             .map_err(|e| bad(format!("not a PostgreSQL URL: {}", pg_message(&e))))?;
+        config.ssl_mode(tls.driver_mode());
+        let connector = tls.connector().map_err(|e| bad(e.to_string()))?;
         if config.get_password().is_some() {
             return Err(bad(
                 "the URL holds a password; remove it and give the password as a credential (MAILDNS_STATE_PASSWORD, $CREDENTIALS_DIRECTORY/state-password, the keyring entry state-password, or [state] password_file)".into(),
@@ -181,7 +185,7 @@ impl PgStore {
         config.application_name(format!("maildns {}", options.replica));
         let manager = Manager::from_config(
             config,
-            NoTls,
+            connector,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
