@@ -636,22 +636,11 @@ fn import_rspamd_domain(
             ]);
         }
     };
-    let selector = match Selector::parse(&entry.selector) {
-        Ok(s) => s,
-        Err(e) => {
-            return Ok(vec![
-                ImportResult::of(domain, &candidate, Outcome::Refused, e.to_string()).hint(
-                    "maildns only manages selectors that are one DNS label (letters, digits, '-', '_')",
-                ),
-            ]);
-        }
-    };
     adopt_copy(
         store,
         d,
         dkim,
         candidate,
-        &selector,
         &key,
         (&signer.key_dir, signer.key_write),
         now,
@@ -752,22 +741,11 @@ fn import_sql_domain(
             ]);
         }
     };
-    let selector = match Selector::parse(&row.selector) {
-        Ok(s) => s,
-        Err(e) => {
-            return Ok(vec![
-                ImportResult::of(domain, &candidate, Outcome::Refused, e.to_string()).hint(
-                    "maildns only manages selectors that are one DNS label (letters, digits, '-', '_')",
-                ),
-            ]);
-        }
-    };
     adopt_copy(
         store,
         d,
         dkim,
         candidate,
-        &selector,
         &key,
         (&signer.key_dir, signer.key_write),
         now,
@@ -791,18 +769,27 @@ fn not_managed(domain: &Fqdn) -> ImportResult {
 /// file with `key_write`'s mode and owner; an existing file with the same
 /// key is reused, one with another key refuses the import) and recorded
 /// with [`machine::adopt`] (idempotent). Nothing is written to the engine.
-#[allow(clippy::too_many_arguments)]
 fn adopt_copy(
     store: &dyn Store,
     d: &Domain,
     dkim: &config::DkimPolicy,
     mut candidate: Candidate,
-    selector: &Selector,
     key: &keys::PrivateKey,
     (key_dir, key_write): (&Path, keys::WriteOptions),
     now: DateTime<Utc>,
 ) -> Result<Vec<ImportResult>, StoreError> {
     let domain = &d.name;
+    let selector = match Selector::parse(&candidate.selector) {
+        Ok(s) => s,
+        Err(e) => {
+            return Ok(vec![
+                ImportResult::of(domain, &candidate, Outcome::Refused, e.to_string()).hint(
+                    "maildns only manages selectors that are one DNS label (letters, digits, '-', '_')",
+                ),
+            ]);
+        }
+    };
+    let selector = &selector;
     // maildns's copy of the key: the state's key file.
     let copy = match crate::signer::key_file(key_dir, domain.as_str(), selector) {
         Ok(path) if path.exists() => match keys::load_private_key(&path) {
