@@ -3,8 +3,6 @@
 //! proven by maildns's probe through rspamd's controller and by dkimpy, both
 //! against the records a real PowerDNS serves.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use maildns::keys::{KeySpec, PrivateKey};
@@ -15,6 +13,8 @@ use maildns_testkit::opendkim::signature_tag;
 use maildns_testkit::rspamd::{KEY_HASH, SELECTOR_HASH};
 use maildns_testkit::{PowerDns, Redis, Rspamd};
 use zeroize::Zeroizing;
+
+use crate::support::dkimpy_verifies;
 
 const MESSAGE: &str = "From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: rotation test\r\nDate: Tue, 02 Jan 2024 10:00:00 +0000\r\n\r\nHello.\r\n";
 
@@ -73,46 +73,6 @@ pub(crate) async fn publish(pdns: &PowerDns, selector: &str, key: &PrivateKey) {
         .unwrap();
     assert!(r.status().is_success(), "{}", r.text().await.unwrap());
 }
-
-/// dkimpy (Debian's python3-dkim) verifies `signed` against what the DNS
-/// server at 127.0.0.1:`port` serves; `Err` with its output when not.
-pub(crate) fn dkimpy_verifies(signed: &str, dir: &Path, port: u16) -> Result<(), String> {
-    let file = dir.join("signed.eml");
-    std::fs::write(&file, signed).unwrap();
-    let out = Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(VERIFY)
-        .arg(&file)
-        .arg(port.to_string())
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-const VERIFY: &str = r#"
-import sys, dkim, dns.message, dns.query
-port = int(sys.argv[2])
-def dnsfunc(name, timeout=5):
-    if isinstance(name, bytes):
-        name = name.decode()
-    r = dns.query.tcp(dns.message.make_query(name, 'TXT'), '127.0.0.1', port=port, timeout=timeout)
-    for rrset in r.answer:
-        for rd in rrset:
-            return b''.join(rd.strings)
-    return None
-d = dkim.DKIM(open(sys.argv[1], 'rb').read())
-ok = d.verify(dnsfunc=dnsfunc)
-print(ok, d.signature_fields.get(b's'))
-sys.exit(0 if ok else 1)
-"#;
 
 /// rspamd signs MESSAGE; asserts one signature with `selector` that dkimpy
 /// verifies against PowerDNS.
