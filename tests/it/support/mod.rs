@@ -4,6 +4,7 @@
 //! rotation environment (PowerDNS, a state directory, a config file, the
 //! runner) parameterised by the kind of signer beside it.
 
+pub(crate) mod cli;
 pub(crate) mod rig;
 
 use std::path::Path;
