@@ -8,13 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use maildns_providers::http::RetryPolicy;
-use maildns_providers::{Error, ErrorKind, Fqdn, Operation, Provider, TxtRecord, TxtSet};
+use maildns_providers::{Error, ErrorKind, Operation, Provider, TxtRecord, TxtSet};
 use maildns_testkit::faultproxy::{FaultProxy, Rewrite};
 use serde_json::Value;
 
-fn n(s: &str) -> Fqdn {
-    Fqdn::parse(s).unwrap()
-}
+use crate::n;
 
 /// The foreign values seeded at the name: one with a space (which an unquoted
 /// reading would split and so rewrite) and an SPF record.
