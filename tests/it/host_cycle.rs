@@ -781,6 +781,32 @@ fn ok(kind: &str, step: &str, report: &Report) {
     );
 }
 
+/// A plan at `now` after `step` succeeds and has nothing to do.
+async fn assert_in_sync(
+    kind: &str,
+    step: &str,
+    config: &Config,
+    providers: &Providers,
+    store: &dyn Store,
+    now: DateTime<Utc>,
+) {
+    let plan = publish_cmd::run(
+        config,
+        providers,
+        Some(store),
+        &publish_opts(Mode::Plan, now, false),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{kind}: plan after {step}: {e}"));
+    ok(kind, &format!("plan after {step}"), &plan);
+    assert_eq!(
+        plan.pending(),
+        0,
+        "{kind}: in sync after {step}: {:?}",
+        plan.domains
+    );
+}
+
 /// Runs the runner (then serves what the host holds) until `done` holds, the
 /// clock moving `step` between runs, at most `max` runs.
 async fn run_until(
@@ -852,21 +878,7 @@ async fn cycle(mut host: Host) {
         "{kind}: publish writes SPF, DMARC and the key"
     );
     host.sync().await;
-    let plan = publish_cmd::run(
-        &config,
-        &providers,
-        Some(store.as_ref() as &dyn Store),
-        &publish_opts(Mode::Plan, t0, false),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{kind}: plan: {e}"));
-    ok(kind, "plan", &plan);
-    assert_eq!(
-        plan.pending(),
-        0,
-        "{kind}: in sync after publishing: {:?}",
-        plan.domains
-    );
+    assert_in_sync(kind, "publishing", &config, &providers, store.as_ref(), t0).await;
     assert_eq!(
         host.values("@").await,
         [APEX_FOREIGN, SPF],
@@ -998,21 +1010,7 @@ async fn cycle(mut host: Host) {
         foreign_dmarc,
         "{kind}: _dmarc foreign value changed"
     );
-    let plan = publish_cmd::run(
-        &config,
-        &providers,
-        Some(store.as_ref() as &dyn Store),
-        &publish_opts(Mode::Plan, now, false),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{kind}: plan after retracting: {e}"));
-    ok(kind, "plan after retracting", &plan);
-    assert_eq!(
-        plan.pending(),
-        0,
-        "{kind}: in sync after retracting: {:?}",
-        plan.domains
-    );
+    assert_in_sync(kind, "retracting", &config, &providers, store.as_ref(), now).await;
 }
 
 /// The hosts named in `MAILDNS_CYCLE_HOSTS` (comma-separated), else all.

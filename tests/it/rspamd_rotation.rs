@@ -283,7 +283,7 @@ async fn import_adopts_the_key_rspamd_signs_with_today() {
         .unwrap();
     env.set_selector("legacy");
     let key = maildns::keys::PrivateKey::from_pem(&pem).unwrap();
-    crate::rspamd_signer::publish(&env.pdns, "legacy", &key).await;
+    crate::support::publish_key(&env.pdns, "legacy", &key).await;
     env.assert_signs_with("legacy").await;
 
     let cfg = env.config_path();

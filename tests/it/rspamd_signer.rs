@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use maildns::keys::{KeySpec, PrivateKey};
-use maildns::rotation::Selector;
 use maildns::signer::probe::ProbeError;
 use maildns::signer::rspamd::{RspamdError, RspamdSettings, RspamdSigner, key_value};
 use maildns_testkit::opendkim::signature_tag;
@@ -14,13 +13,9 @@ use maildns_testkit::rspamd::{KEY_HASH, SELECTOR_HASH};
 use maildns_testkit::{PowerDns, Redis, Rspamd};
 use zeroize::Zeroizing;
 
-use crate::support::dkimpy_verifies;
+use crate::support::{dkimpy_verifies, publish_key, sel};
 
 const MESSAGE: &str = "From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: rotation test\r\nDate: Tue, 02 Jan 2024 10:00:00 +0000\r\n\r\nHello.\r\n";
-
-fn sel(s: &str) -> Selector {
-    Selector::parse(s).unwrap()
-}
 
 fn signer_for(redis: &Redis, rspamd: &Rspamd) -> RspamdSigner {
     let mut s = RspamdSettings::new(redis.url(), rspamd.controller_url(), "/nonexistent");
@@ -40,38 +35,6 @@ async fn probe(
     let mut round = signer.probe("example.com", &[pdns.dns], t, now).await;
     assert_eq!(round.len(), 1);
     round.remove(0).result
-}
-
-/// Publishes `key`'s record at `<selector>._domainkey.example.com` in PowerDNS.
-pub(crate) async fn publish(pdns: &PowerDns, selector: &str, key: &PrivateKey) {
-    let value = format!(
-        "v=DKIM1; k={}; p={}",
-        key.algorithm(),
-        key.p_value().unwrap()
-    );
-    let content: Vec<String> = value
-        .as_bytes()
-        .chunks(255)
-        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-        .collect();
-    let body = serde_json::json!({"rrsets": [{
-        "name": format!("{selector}._domainkey.example.com."),
-        "type": "TXT",
-        "ttl": 300,
-        "changetype": "REPLACE",
-        "records": [{"content": content.join(" "), "disabled": false}],
-    }]});
-    let r = reqwest::Client::new()
-        .patch(format!(
-            "{}/servers/localhost/zones/example.com.",
-            pdns.api_url
-        ))
-        .header("X-API-Key", &pdns.api_key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
 }
 
 /// rspamd signs MESSAGE; asserts one signature with `selector` that dkimpy
@@ -138,7 +101,7 @@ async fn rspamd_signs_with_each_switched_key_and_keeps_the_current_one() {
     let r = probe(&signer, &pdns, t, now).await.unwrap();
     assert!(r.signs_with("example.com", &sel("sel1")), "{r:?}");
     assert!(!r.verified_with("example.com", &sel("sel1")), "{r:?}");
-    publish(&pdns, "sel1", &k1).await;
+    publish_key(&pdns, "sel1", &k1).await;
     let r = probe(&signer, &pdns, t, now).await.unwrap();
     assert!(
         r.verified_with("example.com", &sel("sel1")),
@@ -151,7 +114,7 @@ async fn rspamd_signs_with_each_switched_key_and_keeps_the_current_one() {
 
     // Rotate to an Ed25519 key (stored in rspamd's base64 form).
     let k2 = PrivateKey::generate(KeySpec::ed25519()).unwrap();
-    publish(&pdns, "sel2", &k2).await;
+    publish_key(&pdns, "sel2", &k2).await;
     let sw = signer
         .switch("example.com", &sel("sel2"), &k2)
         .await

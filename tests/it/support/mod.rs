@@ -14,10 +14,12 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use maildns::accounts::Credentials;
 use maildns::config::Account;
+use maildns::keys::PrivateKey;
 use maildns::propagation::Clock;
 use maildns::rotation::{DomainState, KeyStatus, Selector};
 use maildns_providers::Secret;
 use maildns_providers::hosts::route53::AwsCredentials;
+use maildns_testkit::PowerDns;
 use maildns_testkit::cmd::Maildns;
 
 use crate::cmd;
@@ -149,3 +151,35 @@ ok = d.verify(dnsfunc=dnsfunc)
 print(ok, d.signature_fields.get(b's'))
 sys.exit(0 if ok else 1)
 "#;
+
+/// Publishes `key`'s record at `<selector>._domainkey.example.com` in PowerDNS.
+pub(crate) async fn publish_key(pdns: &PowerDns, selector: &str, key: &PrivateKey) {
+    let value = format!(
+        "v=DKIM1; k={}; p={}",
+        key.algorithm(),
+        key.p_value().unwrap()
+    );
+    let content: Vec<String> = value
+        .as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect();
+    let body = serde_json::json!({"rrsets": [{
+        "name": format!("{selector}._domainkey.example.com."),
+        "type": "TXT",
+        "ttl": 300,
+        "changetype": "REPLACE",
+        "records": [{"content": content.join(" "), "disabled": false}],
+    }]});
+    let r = reqwest::Client::new()
+        .patch(format!(
+            "{}/servers/localhost/zones/example.com.",
+            pdns.api_url
+        ))
+        .header("X-API-Key", &pdns.api_key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+}
