@@ -16,7 +16,7 @@ use maildns_testkit::Postgres;
 use maildns_testkit::opendkim::{OpenDkim, signature_tag};
 
 use crate::support::rig::{self, SignerKind, domain, secret_file};
-use crate::support::{FakeClock, dkimpy_verifies_file, maildns_cmd, sel, status, t0};
+use crate::support::{FakeClock, confirm_step, dkimpy_verifies_file, maildns_cmd, sel, status, t0};
 
 const MESSAGE: &str = "From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: scaling out\r\nDate: Tue, 02 Jan 2024 10:00:00 +0000\r\nMessage-ID: <sql@example.com>\r\n\r\nHello.\r\n";
 
@@ -168,11 +168,7 @@ async fn two_opendkims_on_one_database_switch_together_and_both_are_proven() {
     );
     clock.advance(TimeDelta::seconds(61));
     let out = env.run(&config, &clock).await;
-    let confirm = out
-        .performed
-        .iter()
-        .find(|p| p.action == "confirm_signer")
-        .expect("confirmed by probes");
+    let confirm = confirm_step(&out);
     assert_eq!(confirm.result, "ok", "{confirm:?}");
     assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Active));
     // One KeyTable row with the key inline (no file path), one SigningTable row.
@@ -445,11 +441,7 @@ async fn an_opendkim_that_cannot_see_the_new_key_holds_the_switch_and_the_retire
     env.signer.mtas[1].stop();
     clock.advance(TimeDelta::hours(2));
     let out = env.run(&config, &clock).await;
-    let confirm = out
-        .performed
-        .iter()
-        .find(|p| p.action == "confirm_signer")
-        .expect("a probe was tried");
+    let confirm = confirm_step(&out);
     assert_eq!(confirm.result, "failed", "{confirm:?}");
     assert!(
         confirm.detail.contains(&b) && confirm.detail.contains("cannot connect"),
@@ -530,11 +522,7 @@ async fn a_replica_without_the_key_file_switches_both_opendkims_from_the_keytabl
     let config_b = env.on_another_machine(&config_a);
     clock.advance(TimeDelta::seconds(61));
     let out = env.run(&config_b, &clock).await;
-    let confirm = out
-        .performed
-        .iter()
-        .find(|p| p.action == "confirm_signer")
-        .unwrap_or_else(|| panic!("{out:?}"));
+    let confirm = confirm_step(&out);
     assert_eq!(confirm.result, "ok", "{confirm:?}");
     assert!(out.blocked.is_empty(), "{:?}", out.blocked);
     assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Active));

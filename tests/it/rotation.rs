@@ -22,7 +22,9 @@ use maildns::rotation::{
 use maildns_testkit::opendkim::{OpenDkim, signature_tag};
 
 use crate::support::rig::{self, SignerKind, domain};
-use crate::support::{FakeClock, MESSAGE, dkimpy_verifies, maildns_cmd, sel, status, t0};
+use crate::support::{
+    FakeClock, MESSAGE, confirm_step, dkimpy_verifies, maildns_cmd, sel, status, t0,
+};
 
 /// The seed's SPF and DMARC records.
 const SEED_RECORDS: &str = r#"spf = "v=spf1 ip4:192.0.2.10/32 -all"
@@ -160,11 +162,7 @@ async fn full_lifecycle_with_real_powerdns_and_opendkim() {
     let out = run(&env, &config, &clock).await;
     // The switch is proven by a probe through the milter socket, verified
     // against PowerDNS; only then is the key active.
-    let confirm = out
-        .performed
-        .iter()
-        .find(|p| p.action == "confirm_signer")
-        .expect("confirmed by a probe");
+    let confirm = confirm_step(&out);
     assert_eq!(confirm.result, "ok", "{confirm:?}");
     assert!(out.blocked.is_empty(), "{:?}", out.blocked);
     let st = env.state();
@@ -449,11 +447,7 @@ async fn signer_gone_is_retried_without_rollback_and_proven_once_back() {
     let o = env.odk().unwrap();
     o.stop();
     let out = run(&env, &good, &clock).await;
-    let confirm = out
-        .performed
-        .iter()
-        .find(|p| p.action == "confirm_signer")
-        .expect("a probe was tried");
+    let confirm = confirm_step(&out);
     assert_eq!(confirm.result, "failed", "{confirm:?}");
     assert!(
         confirm.detail.contains("cannot connect"),

@@ -17,7 +17,7 @@ use maildns_testkit::{Redis, Rspamd};
 
 use crate::cmd;
 use crate::support::rig::{self, SignerKind, domain, secret_file};
-use crate::support::{FakeClock, MESSAGE, dkimpy_verifies, sel, status, t0};
+use crate::support::{FakeClock, MESSAGE, confirm_step, dkimpy_verifies, sel, status, t0};
 
 /// Redis and an rspamd reading its DKIM keys from it.
 struct RedisRspamd {
@@ -153,11 +153,7 @@ async fn rspamd_signs_with_each_rotated_key_proven_by_probe_and_dkimpy() {
     );
     clock.advance(TimeDelta::seconds(61));
     let out = env.run(&config, &clock).await;
-    let confirm = out
-        .performed
-        .iter()
-        .find(|p| p.action == "confirm_signer")
-        .expect("confirmed by a probe");
+    let confirm = confirm_step(&out);
     assert_eq!(confirm.result, "ok", "{confirm:?}");
     assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Active));
     env.assert_signs_with("202401").await;
@@ -415,11 +411,7 @@ async fn a_replica_without_the_key_file_switches_rspamd_from_the_key_in_redis() 
     let config_b = env.on_another_machine(&config_a);
     clock.advance(TimeDelta::seconds(61));
     let out = env.run(&config_b, &clock).await;
-    let confirm = out
-        .performed
-        .iter()
-        .find(|p| p.action == "confirm_signer")
-        .unwrap_or_else(|| panic!("{out:?}"));
+    let confirm = confirm_step(&out);
     assert_eq!(confirm.result, "ok", "{confirm:?}");
     assert!(out.blocked.is_empty(), "{:?}", out.blocked);
     assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Active));

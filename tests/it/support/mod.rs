@@ -16,7 +16,7 @@ use maildns::accounts::Credentials;
 use maildns::config::Account;
 use maildns::keys::PrivateKey;
 use maildns::propagation::Clock;
-use maildns::rotation::{DomainState, KeyStatus, Selector};
+use maildns::rotation::{DomainState, KeyStatus, Performed, RunOutcome, Selector};
 use maildns_providers::Secret;
 use maildns_providers::hosts::route53::AwsCredentials;
 use maildns_testkit::PowerDns;
@@ -182,4 +182,13 @@ pub(crate) async fn publish_key(pdns: &PowerDns, selector: &str, key: &PrivateKe
         .await
         .unwrap();
     assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+}
+
+/// The `confirm_signer` step of a run (the probe of a switch); fails showing
+/// the run when there was none.
+pub(crate) fn confirm_step(out: &RunOutcome) -> &Performed {
+    out.performed
+        .iter()
+        .find(|p| p.action == "confirm_signer")
+        .unwrap_or_else(|| panic!("no confirm_signer step: {out:?}"))
 }
