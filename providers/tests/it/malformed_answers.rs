@@ -87,9 +87,7 @@ fn unterminated(key: &'static str) -> Rewrite {
 /// `to`: read as "no records", it would lead to writes beside them.
 fn renamed(path: &'static [&'static str], from: &'static str, to: &'static str) -> Rewrite {
     json_rewrite(move |v| {
-        let at = path
-            .iter()
-            .fold(Some(v), |v, k| v.and_then(|v| v.get_mut(*k)));
+        let at = path.iter().try_fold(v, |v, k| v.get_mut(*k));
         if let Some(m) = at.and_then(Value::as_object_mut)
             && let Some(list) = m.remove(from)
         {
