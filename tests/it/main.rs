@@ -44,6 +44,7 @@ mod rspamd_signer;
 mod secret;
 mod shared_keys;
 mod status;
+mod support;
 mod watch_verify;
 mod zonefile_bind;
 
