@@ -66,7 +66,8 @@
 //! Rows of other domains are never touched.
 //!
 //! The database password is only ever handed to the driver; errors name the
-//! URL without it.
+//! URL without it. TLS: `sslmode`/`sslrootcert` in the URL, as for the state
+//! store ([`crate::rotation::store::tls`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -35,6 +35,18 @@
 //! runner resumes from the saved step, every action being idempotent. There is
 //! no leader.
 //!
+//! A `rotate --now` request is taken the same way: [`Store::take_requests`]
+//! marks it with the replica and an expiry (`requests.taken_by`,
+//! `taken_until`, schema 4) instead of deleting it; the replica removes it
+//! once done ([`Store::done_requests`]) or gives it back
+//! ([`Store::return_requests`]), and renews its take right before running
+//! the domain ([`Store::keep_request`]). A take left by a replica killed
+//! before doing it expires, and the next replica takes the request over
+//! (event `request_taken_over`).
+//!
+//! TLS: `sslmode`/`sslrootcert` in the URL, libpq's meaning (see
+//! [`super::tls`]).
+//!
 //! The password never appears in the URL (refused by [`PgStore::connect`]),
 //! in a message or in a log line: it is passed to the driver's configuration
 //! only.
