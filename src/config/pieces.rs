@@ -126,6 +126,8 @@ fn headers(text: &str) -> Option<Vec<Header>> {
 struct Split {
     rest: String,
     pieces: Vec<std::ops::Range<usize>>,
+    /// Domain tables (`[domains.X]`) in the pieces.
+    domains: usize,
 }
 
 /// Splits `text` into pieces of at most `per_piece` domains; `None` when it
@@ -133,7 +135,8 @@ struct Split {
 /// to the whole-document reading.
 fn split(text: &str, per_piece: usize) -> Option<Split> {
     let headers = headers(text)?;
-    if headers.iter().filter(|h| h.opens).count() <= per_piece {
+    let domains = headers.iter().filter(|h| h.opens).count();
+    if domains <= per_piece {
         return None;
     }
     let mut pieces: Vec<std::ops::Range<usize>> = Vec::new();
@@ -171,7 +174,11 @@ fn split(text: &str, per_piece: usize) -> Option<Split> {
     // Pieces start at a `[` and end at one or at the end: whole characters
     // are blanked, so this is UTF-8.
     let rest = String::from_utf8(rest).ok()?;
-    Some(Split { rest, pieces })
+    Some(Split {
+        rest,
+        pieces,
+        domains,
+    })
 }
 
 /// Reads and validates `text` in pieces; `None` when it has few domains, a
@@ -193,26 +200,30 @@ pub(super) fn parse(text: &str, path: &Path, per_piece: usize) -> Option<Config>
             .unwrap_or_else(|| PathBuf::from(".")),
         errors: Vec::new(),
     };
-    let mut domains: Vec<(String, Domain)> = Vec::new();
+    // Exactly as many as there are domain tables (a `Domain` is large).
+    let mut domains: Vec<Domain> = Vec::with_capacity(split.domains);
     for range in split.pieces {
         let start = range.start;
         let piece: Piece = toml::from_str(text.get(range)?).ok()?;
         for (name, d) in piece.domains {
             let (name, d) = (name.shift(start), d.shift(start));
-            let domain = v.domain(&name, &d, &rest.accounts)?;
-            domains.push((name.into_inner(), domain));
+            domains.push(v.domain(&name, &d, &rest.accounts)?);
         }
         if !v.errors.is_empty() {
             return None;
         }
     }
     // In the order of the whole-document reading (its map's: by name as
-    // written); a name in two pieces is that reading's error to report.
-    domains.sort_by(|a, b| a.0.cmp(&b.0));
-    if domains.windows(2).any(|w| w[0].0 == w[1].0) {
+    // written). The key is `domains."NAME"`: ordered as the names are, as
+    // no valid name holds a character below `"`. A name in two pieces is
+    // that reading's error to report.
+    domains.sort_unstable_by(|a, b| a.source.key.cmp(&b.source.key));
+    if domains
+        .windows(2)
+        .any(|w| w[0].source.key == w[1].source.key)
+    {
         return None;
     }
-    let domains = domains.into_iter().map(|(_, d)| d).collect();
     let config = v.config_with(rest, Some(domains));
     v.errors.is_empty().then_some(config)
 }
