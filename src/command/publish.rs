@@ -10,7 +10,7 @@
 //! ([`crate::publish::for_domain`]) -> plan and write
 //! ([`crate::publish::run_checked`]) -> the provider's HTTP requests.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -25,7 +25,7 @@ use crate::propagation::{
 };
 use crate::publish::{
     self, Action, DomainError, DomainJob, DomainOutcome, Ledger, ServedCheck, for_domain,
-    ledger::LedgerError,
+    ledger::{LedgerError, Updates},
 };
 use crate::rotation::keyring::{
     KeyringError, after_publish, max_bits_for, needs_first_key, prepare_publish,
@@ -338,7 +338,6 @@ async fn run_inner(
         Some(st) => Ledger::load_from(st)?,
         None => Ledger::load(&config.state_dir)?,
     };
-    let mut desired_by_domain = BTreeMap::new();
     // Domains whose first DKIM key must be made wait for it; the others'
     // requests start at once, while the keys are made on every core.
     let mut ready = Vec::new();
@@ -378,21 +377,16 @@ async fn run_inner(
         force: opts.force,
         max_delete_share: config.publish.max_delete_share,
     };
-    let jobs = jobs_for(
-        &domains,
-        &ready,
-        &mut prepared,
+    let jobs = jobs_for(&domains, &ready, &mut prepared, &ledger, &mut report)?;
+    let mut sink = Sink::new(
         &ledger,
-        &mut report,
-        apply.then_some(&mut desired_by_domain),
-    )?;
-    let mut sink = Sink::new(apply.then(|| ledger.clone()), apply && store.is_some());
+        apply.then_some(&domains[..]),
+        apply && store.is_some(),
+    );
     let mut kept = Vec::new();
     // Hands an outcome on (or keeps it for the report) once counted.
-    let mut hand_on = |sink: &mut Sink,
-                       desired: &mut BTreeMap<Fqdn, Vec<crate::publish::Desired>>,
-                       o: DomainOutcome| {
-        sink.take(&o, desired);
+    let mut hand_on = |sink: &mut Sink, o: DomainOutcome| {
+        sink.take(&o);
         match &mut each {
             Some(f) => f(o),
             None => kept.push(o),
@@ -402,7 +396,7 @@ async fn run_inner(
         // The jobs are every domain in configuration order: each outcome is
         // handed on as soon as it is known.
         publish::run_each(jobs, providers, job_options, Some(served), &mut |o| {
-            hand_on(&mut sink, &mut desired_by_domain, o)
+            hand_on(&mut sink, o)
         })
         .await;
     } else {
@@ -425,32 +419,16 @@ async fn run_inner(
         match made {
             Ok(keys) => {
                 prepared.extend(keys);
-                let jobs = jobs_for(
-                    &domains,
-                    &waiting,
-                    &mut prepared,
-                    &ledger,
-                    &mut report,
-                    apply.then_some(&mut desired_by_domain),
-                )?;
+                let jobs = jobs_for(&domains, &waiting, &mut prepared, &ledger, &mut report)?;
                 outcomes
                     .extend(publish::run_checked(jobs, providers, job_options, Some(served)).await);
             }
             Err(e) => {
                 // What was published is recorded before the run stops.
                 for o in &outcomes {
-                    sink.take(o, &mut desired_by_domain);
+                    sink.take(o);
                 }
-                finish(
-                    config,
-                    providers,
-                    store,
-                    &domains,
-                    &ledger,
-                    sink,
-                    &mut report,
-                    now,
-                )?;
+                finish(config, providers, store, &domains, sink, &mut report, now)?;
                 return Err(keys_error(e));
             }
         }
@@ -462,56 +440,57 @@ async fn run_inner(
             .collect();
         outcomes.sort_by_key(|o| order.get(&o.domain).copied().unwrap_or(usize::MAX));
         for o in outcomes {
-            hand_on(&mut sink, &mut desired_by_domain, o);
+            hand_on(&mut sink, o);
         }
     }
     report.domains = kept;
-    finish(
-        config,
-        providers,
-        store,
-        &domains,
-        &ledger,
-        sink,
-        &mut report,
-        now,
-    )?;
+    finish(config, providers, store, &domains, sink, &mut report, now)?;
     Ok(report)
 }
 
 /// What a run keeps of each domain's outcome once it is handed on: the
-/// counts, the ledger as updated, the failures whose diagnosis is saved, and
+/// counts, the ledger's updates, the failures whose diagnosis is saved, and
 /// the domains whose keys move on.
-struct Sink {
+struct Sink<'a> {
     summary: Summary,
-    /// The ledger as the run leaves it (publish only).
-    updated: Option<Ledger>,
+    /// The ledger as the run updates it, and the domains by name (publish
+    /// only).
+    updates: Option<(Updates<'a>, HashMap<&'a Fqdn, &'a Domain>)>,
+    ledger: &'a Ledger,
     /// Outcomes whose host did not keep a value.
     not_stored: Vec<DomainOutcome>,
     /// Domains that succeeded, when their keys move on (publish with a store).
     succeeded: Option<Vec<Fqdn>>,
 }
 
-impl Sink {
-    fn new(updated: Option<Ledger>, keys: bool) -> Sink {
+impl<'a> Sink<'a> {
+    /// `publishing`: the run's domains, when it publishes (the ledger is
+    /// then updated).
+    fn new(ledger: &'a Ledger, publishing: Option<&[&'a Domain]>, keys: bool) -> Sink<'a> {
         Sink {
             summary: Summary::default(),
-            updated,
+            updates: publishing.map(|domains| {
+                let by_name = domains.iter().map(|d| (&d.name, *d)).collect();
+                (ledger.updates(), by_name)
+            }),
+            ledger,
             not_stored: Vec::new(),
             succeeded: keys.then(Vec::new),
         }
     }
 
-    /// Counts `o` and records it in the ledger (its desired records are
-    /// taken out of `desired`).
-    fn take(
-        &mut self,
-        o: &DomainOutcome,
-        desired: &mut BTreeMap<Fqdn, Vec<crate::publish::Desired>>,
-    ) {
+    /// Counts `o` and records it in the ledger.
+    fn take(&mut self, o: &DomainOutcome) {
         count(&mut self.summary, o);
-        if let (Some(updated), Some(d)) = (&mut self.updated, desired.remove(&o.domain)) {
-            updated.record(&d, o);
+        if let Some((updates, by_name)) = &mut self.updates
+            && let Some(d) = by_name.get(&o.domain)
+        {
+            // The domain's records as its job had them, made again rather
+            // than kept for every domain: the ledger holds SPF, DMARC and
+            // ADSP, which do not depend on the DKIM entries.
+            let mut desired = for_domain(d, &[]).unwrap_or_default();
+            desired.extend(self.ledger.retractions(d));
+            updates.record(&desired, o);
         }
         if matches!(o.error, Some(DomainError::NotStored(_))) {
             self.not_stored.push(o.clone());
@@ -531,16 +510,13 @@ type Prepared = (
 );
 
 /// The jobs of the domains at `indices` (their DKIM entries taken from
-/// `prepared`), with their warnings and "no key yet" notes added to `report`
-/// and their desired records to `desired_by_domain` (for the ledger, when
-/// publishing).
+/// `prepared`), with their warnings and "no key yet" notes added to `report`.
 fn jobs_for(
     domains: &[&Domain],
     indices: &[usize],
     prepared: &mut BTreeMap<usize, Prepared>,
     ledger: &Ledger,
     report: &mut Report,
-    mut desired_by_domain: Option<&mut BTreeMap<Fqdn, Vec<crate::publish::Desired>>>,
 ) -> Result<Vec<DomainJob>, PublishError> {
     let mut jobs = Vec::new();
     for &i in indices {
@@ -562,9 +538,6 @@ fn jobs_for(
         }
         let mut desired = for_domain(d, &entries)?;
         desired.extend(ledger.retractions(d));
-        if let Some(by_domain) = &mut desired_by_domain {
-            by_domain.insert(d.name.clone(), desired.clone());
-        }
         jobs.push(DomainJob {
             domain: d.name.clone(),
             account: d.account.clone(),
@@ -645,7 +618,6 @@ fn finish(
     providers: &Providers,
     store: Option<&dyn Store>,
     domains: &[&Domain],
-    ledger: &Ledger,
     sink: Sink,
     report: &mut Report,
     now: DateTime<Utc>,
@@ -654,10 +626,10 @@ fn finish(
     if let Some(st) = store {
         report.saved_limits = save_readbacks(st, providers, &sink.not_stored, now)?;
     }
-    if let Some(updated) = &sink.updated {
+    if let Some((updates, _)) = &sink.updates {
         // Only the entries this run changed are saved: runs at the same time
         // elsewhere keep theirs.
-        let changes = ledger.changes_to(updated);
+        let changes = updates.changes();
         if !changes.is_empty() {
             match store.filter(|s| s.keeps_ledger()) {
                 Some(st) => Ledger::update_in(st, &changes)?,

@@ -211,8 +211,9 @@ pub struct Domain {
     pub nameservers: Vec<SocketAddr>,
     /// SPF policy at the domain.
     pub spf: Option<Spf>,
-    /// DKIM keys and rotation.
-    pub dkim: Option<DkimPolicy>,
+    /// DKIM keys and rotation (boxed: a configuration of many domains
+    /// without DKIM settings does not hold room for them in each domain).
+    pub dkim: Option<Box<DkimPolicy>>,
     /// DMARC policy at `_dmarc`.
     pub dmarc: Option<Dmarc>,
     /// ADSP at `_adsp._domainkey` (historic; only when configured).

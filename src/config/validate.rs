@@ -838,7 +838,11 @@ impl Validator<'_> {
                 }
             }
         });
-        let dkim = raw.dkim.as_ref().and_then(|k| self.dkim(&key, k));
+        let dkim = raw
+            .dkim
+            .as_ref()
+            .and_then(|k| self.dkim(&key, k))
+            .map(Box::new);
         let lint = raw
             .lint
             .as_ref()

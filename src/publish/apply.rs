@@ -172,7 +172,8 @@ pub async fn run_each(
     let budget = Arc::new(DeletionBudget::new(managed, opts));
     // The domains read and planned while the run could still cross the
     // deletion threshold, with their place in the job order.
-    let mut held: Vec<(usize, Planned)> = Vec::new();
+    // (Boxed: a plan with its RRsets is large, and only some are held.)
+    let mut held: Vec<(usize, Box<Planned>)> = Vec::new();
 
     // Phase 1: read and plan every domain (one read of the zone's RRsets per
     // domain); write it at once when no plan still to come can cross the
@@ -192,7 +193,8 @@ pub async fn run_each(
             async move {
                 let job = match work {
                     Work::Read(job) => job,
-                    Work::Write((job, zone, result)) => {
+                    Work::Write(planned) => {
+                        let (job, zone, result) = *planned;
                         let mut outcome = DomainOutcome::new(&job, zone.as_ref());
                         match (result, &zone) {
                             (Ok(read), Some(zone)) => {
@@ -281,7 +283,7 @@ pub async fn run_each(
                     outcome.error = Some(e);
                     ordered.done(i, outcome);
                 }
-                First::Planned(p) => held.push((i, p)),
+                First::Planned(p) => held.push((i, Box::new(p))),
             }
             if held.is_empty() || !budget.safe() {
                 return Vec::new();
@@ -290,7 +292,8 @@ pub async fn run_each(
             match opts.mode {
                 Mode::Apply => held.drain(..).map(|(i, p)| (i, Work::Write(p))).collect(),
                 Mode::Plan => {
-                    for (i, (job, zone, result)) in held.drain(..) {
+                    for (i, planned) in held.drain(..) {
+                        let (job, zone, result) = *planned;
                         let mut outcome = DomainOutcome::new(&job, zone.as_ref());
                         outcome.plan = result.ok().map(|r| r.plan);
                         ordered.done(i, outcome);
@@ -313,7 +316,8 @@ pub async fn run_each(
     let mut planned = planned;
     // In job order (phase 1 gives them in the order they were read).
     planned.sort_by_key(|(i, _)| *i);
-    let (slots, planned): (Vec<usize>, Vec<Planned>) = planned.into_iter().unzip();
+    let (slots, planned): (Vec<usize>, Vec<Planned>) =
+        planned.into_iter().map(|(i, p)| (i, *p)).unzip();
     for_each(
         planned,
         providers,
@@ -391,10 +395,12 @@ enum First {
 
 /// What phase 1 of [`run_checked`] does with a domain: read and plan it, or
 /// write a domain read and planned while the threshold could still be crossed.
+/// (Boxed: the queue of every domain's work is as long as the run, and a plan
+/// with its RRsets is several times the size of a job.)
 #[derive(Clone)]
 enum Work {
     Read(DomainJob),
-    Write(Planned),
+    Write(Box<Planned>),
 }
 
 impl HasAccount for Work {
@@ -414,9 +420,9 @@ impl From<Unrun<Work>> for First {
                 First::Planned(Planned::from(Unrun::Failed(job, m)))
             }
             // A write task that failed: its plan, and how much it wrote is unknown.
-            Unrun::Missing(Work::Write(p)) => First::Done(DomainOutcome::from(Unrun::Missing(p))),
+            Unrun::Missing(Work::Write(p)) => First::Done(DomainOutcome::from(Unrun::Missing(*p))),
             Unrun::Failed(Work::Write(p), m) => {
-                First::Done(DomainOutcome::from(Unrun::Failed(p, m)))
+                First::Done(DomainOutcome::from(Unrun::Failed(*p, m)))
             }
         }
     }
