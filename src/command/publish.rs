@@ -626,10 +626,10 @@ fn finish(
     if let Some(st) = store {
         report.saved_limits = save_readbacks(st, providers, &sink.not_stored, now)?;
     }
-    if let Some((updates, _)) = &sink.updates {
+    if let Some((updates, _)) = sink.updates {
         // Only the entries this run changed are saved: runs at the same time
         // elsewhere keep theirs.
-        let changes = updates.changes();
+        let changes = updates.into_changes();
         if !changes.is_empty() {
             match store.filter(|s| s.keeps_ledger()) {
                 Some(st) => Ledger::update_in(st, &changes)?,

@@ -299,8 +299,15 @@ pub struct Updates<'a> {
 impl Updates<'_> {
     /// [`Ledger::record`] on the ledger as updated so far.
     pub fn record(&mut self, desired: &[Desired], outcome: &DomainOutcome) {
+        let read = self.read;
         record_into(desired, outcome, |key, entry| {
-            self.changed.insert(key, entry);
+            // An entry set back to what was read is no change (a run that
+            // changes nothing keeps nothing here).
+            if entry.as_ref() == read.entries.get(&key) {
+                self.changed.remove(&key);
+            } else {
+                self.changed.insert(key, entry);
+            }
         });
     }
 
@@ -311,6 +318,19 @@ impl Updates<'_> {
             .iter()
             .filter_map(|(key, entry)| match (entry, self.read.entries.get(key)) {
                 (Some(e), read) if read != Some(e) => Some(Change::Put(e.clone())),
+                (None, Some(read)) => Some(Change::Remove(read.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// [`Self::changes`], moving the entries out instead of copying them.
+    pub fn into_changes(self) -> Vec<Change> {
+        let read = self.read;
+        self.changed
+            .into_iter()
+            .filter_map(|(key, entry)| match (entry, read.entries.get(&key)) {
+                (Some(e), read) if read != Some(&e) => Some(Change::Put(e)),
                 (None, Some(read)) => Some(Change::Remove(read.clone())),
                 _ => None,
             })
@@ -508,6 +528,7 @@ mod tests {
             updates.record(&desired, &outcome);
             assert_eq!(updates.changes(), read.changes_to(&copy));
             assert!(!updates.changes().is_empty());
+            assert_eq!(updates.into_changes(), read.changes_to(&copy));
         }
         // Recording what is already there changes nothing.
         let same = Ledger::from_entries([entry("example.com", "spf", "v=spf1 -all")]);
