@@ -18,6 +18,7 @@ use maildns_providers::registry::{CredentialKind, Host, Settings};
 use crate::records::{adsp::Adsp, dmarc::Dmarc, spf::Spf};
 use crate::rotation::policy::Policy;
 mod locate;
+mod pieces;
 mod schema;
 mod validate;
 
@@ -210,8 +211,9 @@ pub struct Domain {
     pub nameservers: Vec<SocketAddr>,
     /// SPF policy at the domain.
     pub spf: Option<Spf>,
-    /// DKIM keys and rotation.
-    pub dkim: Option<DkimPolicy>,
+    /// DKIM keys and rotation (boxed: a configuration of many domains
+    /// without DKIM settings does not hold room for them in each domain).
+    pub dkim: Option<Box<DkimPolicy>>,
     /// DMARC policy at `_dmarc`.
     pub dmarc: Option<Dmarc>,
     /// ADSP at `_adsp._domainkey` (historic; only when configured).
@@ -422,6 +424,16 @@ pub fn decode_utf8(bytes: Vec<u8>) -> Result<String, NotUtf8> {
 
 /// Validates configuration `text` as if read from `path` (relative paths resolve against its directory).
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    // A file of many domains is read in pieces (its memory follows a piece);
+    // any problem is reported by reading it whole.
+    if let Some(config) = pieces::parse(text, path, pieces::PER_PIECE) {
+        return Ok(config);
+    }
+    parse_whole(text, path)
+}
+
+/// [`parse`] reading the whole document at once.
+fn parse_whole(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let raw: Raw = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| line_of(text, s.start));
         ConfigErrors(vec![ConfigError {

@@ -238,6 +238,12 @@ impl Validator<'_> {
     }
 
     pub(super) fn config(&mut self, raw: Raw) -> Config {
+        self.config_with(raw, None)
+    }
+
+    /// [`Self::config`] with `given`: the domains validated already, in
+    /// order (read in pieces, [`super::pieces`]; `raw` then has none).
+    pub(super) fn config_with(&mut self, raw: Raw, given: Option<Vec<Domain>>) -> Config {
         let state_dir = raw
             .state_dir
             .as_ref()
@@ -249,13 +255,13 @@ impl Validator<'_> {
                 accounts.insert(name.clone(), a);
             }
         }
-        let mut domains = Vec::new();
+        let mut domains = given.unwrap_or_default();
         for (name, d) in &raw.domains {
             if let Some(dom) = self.domain(name, d, &raw.accounts) {
                 domains.push(dom);
             }
         }
-        if raw.domains.is_empty() {
+        if raw.domains.is_empty() && domains.is_empty() {
             self.err(
                 None,
                 "domains",
@@ -720,7 +726,7 @@ impl Validator<'_> {
         })
     }
 
-    fn domain(
+    pub(super) fn domain(
         &mut self,
         name: &Spanned<String>,
         d: &Spanned<RawDomain>,
@@ -838,7 +844,11 @@ impl Validator<'_> {
                 }
             }
         });
-        let dkim = raw.dkim.as_ref().and_then(|k| self.dkim(&key, k));
+        let dkim = raw
+            .dkim
+            .as_ref()
+            .and_then(|k| self.dkim(&key, k))
+            .map(Box::new);
         let lint = raw
             .lint
             .as_ref()
