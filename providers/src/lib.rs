@@ -477,6 +477,15 @@ pub trait Provider: Send + Sync {
         ApplyTraits::default()
     }
 
+    /// What [`Provider::apply`] guarantees for this change set. The default is
+    /// [`Provider::apply_traits`]; a host whose requests have size limits cuts
+    /// a change set over them into several requests and declares that apply
+    /// not atomic (Route 53: 1,000 values or 32,000 value characters a batch).
+    fn apply_traits_for(&self, changes: &[TxtChange]) -> ApplyTraits {
+        let _ = changes;
+        self.apply_traits()
+    }
+
     /// The TXT RRsets at `names` (all inside `zone`), in as few requests as the
     /// host allows; one entry per name asked for, absent sets included.
     ///
