@@ -304,9 +304,9 @@ impl Desec {
                 KIND,
                 op,
                 Some(name),
-                ErrorKind::Invalid,
+                ErrorKind::Limit(crate::LimitError::TtlTooLow { ttl, min }),
                 format!(
-                    "TTL {ttl} is below the minimum of {min} deSEC sets for domain {} (refused before sending)",
+                    "TTL {ttl} is below the minimum_ttl of {min} deSEC sets for domain {} (read from the domain; refused before sending)",
                     zone.id
                 ),
             ));
