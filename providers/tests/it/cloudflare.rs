@@ -587,21 +587,6 @@ async fn a_ttl_outside_60_to_86400_is_refused_by_host_and_before_sending() {
     assert_eq!(post(60).await.unwrap().status().as_u16(), 200);
     let zone = cf.find_zone(&n("example.com")).await.unwrap();
     let before = fake.requests().len();
-    let e = cf
-        .replace_txt(
-            &zone,
-            &n("u.example.com"),
-            &TxtSet {
-                ttl: 30,
-                records: vec![TxtRecord::from_value("x")],
-            },
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(
-        e.kind,
-        ErrorKind::Limit(maildns_providers::LimitError::TtlTooLow { ttl: 30, min: 60 }),
-        "{e}"
-    );
+    crate::expect_ttl_too_low(&cf, &zone, "u.example.com", 30, 60).await;
     assert_eq!(fake.requests().len(), before, "nothing sent");
 }

@@ -198,22 +198,7 @@ async fn unprocessable_is_invalid_with_hosts_message() {
     // documented minimum, 30).
     let posts = |f: &FakeDigitalOcean| f.requests().iter().filter(|r| r.method == "POST").count();
     let before = posts(&fake);
-    let e = d
-        .replace_txt(
-            &zone,
-            &n("t.example.com"),
-            &TxtSet {
-                ttl: 10,
-                records: vec![TxtRecord::from_value("x")],
-            },
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(
-        e.kind,
-        ErrorKind::Limit(maildns_providers::LimitError::TtlTooLow { ttl: 10, min: 30 }),
-        "{e}"
-    );
+    crate::expect_ttl_too_low(&d, &zone, "t.example.com", 10, 30).await;
     assert_eq!(posts(&fake), before, "nothing sent");
 }
 

@@ -188,15 +188,7 @@ async fn validation_error_lists_the_field() {
             .contains("rrset_ttl must be between 300")
     );
     // ... so the adapter refuses it before sending (Gandi's documented 300).
-    let e = a
-        .replace_txt(&zone, &n("x.example.com"), &set(60, &[b"a"]))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        e.kind,
-        ErrorKind::Limit(maildns_providers::LimitError::TtlTooLow { ttl: 60, min: 300 }),
-        "{e}"
-    );
+    crate::expect_ttl_too_low(&a, &zone, "x.example.com", 60, 300).await;
     assert_eq!(a.read_txt(&zone, &n("x.example.com")).await.unwrap(), None);
 }
 

@@ -285,15 +285,7 @@ async fn limits_are_enforced_before_sending_and_by_the_fake() {
     );
     // ... so the adapter refuses it before sending.
     let before = fake.writes().len();
-    let e = d
-        .replace_txt(&zone, &n("t.example.com"), &set(300, &["x"]))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        e.kind,
-        ErrorKind::Limit(LimitError::TtlTooLow { ttl: 300, min: 600 }),
-        "{e}"
-    );
+    crate::expect_ttl_too_low(&d, &zone, "t.example.com", 300, 600).await;
     assert_eq!(fake.writes().len(), before, "nothing sent");
 }
 

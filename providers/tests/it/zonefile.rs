@@ -791,7 +791,9 @@ fn quoted_strings_over_escaped_newlines_read_as_bind_reads_them() {
     let head = format!(
         "$ORIGIN {zone}.\n$TTL 60\n@ IN SOA ns1 hostmaster 1 3600 900 604800 300\n@ IN NS ns1\nns1 IN A 127.0.0.1\n"
     );
-    let cases: &[(&str, Option<&[&[u8]]>, usize)] = &[
+    /// The text after the SOA; the strings read at `x` (None: refused); the error's line.
+    type Case<'a> = (&'a str, Option<&'a [&'a [u8]]>, usize);
+    let cases: &[Case] = &[
         (
             "x TXT ( \"\\\n\"a;b\"\n)\ny TXT after\n",
             Some(&[b"\n", b"a"]),
