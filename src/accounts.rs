@@ -256,6 +256,9 @@ impl Provider for AccountProvider {
     fn apply_traits(&self) -> ApplyTraits {
         self.inner.apply_traits()
     }
+    fn apply_traits_for(&self, changes: &[TxtChange]) -> ApplyTraits {
+        self.inner.apply_traits_for(changes)
+    }
     async fn read_sets(&self, zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, ProviderError> {
         let r = self.inner.read_sets(zone, names).await;
         r.map_err(|e| helped(&self.account, e))

@@ -205,6 +205,25 @@ async fn run(cli: &Cli, selection: &Selection, what: Run) -> anyhow::Result<(Con
         {
             *message = e.reason();
         }
+        // A TTL the host refused before sending (deSEC's per-domain minimum,
+        // read from the host): say where that TTL comes from in the
+        // configuration.
+        if let Some(DomainError::Provider(e)) = &mut o.error
+            && matches!(
+                e.kind,
+                maildns_providers::ErrorKind::Limit(
+                    maildns_providers::LimitError::TtlTooLow { .. }
+                        | maildns_providers::LimitError::TtlTooHigh { .. }
+                )
+            )
+            && let Some(d) = config.domains.iter().find(|d| d.name == o.domain)
+        {
+            e.message = format!(
+                "{}; the TTL comes from {}",
+                e.message,
+                crate::gate::ttl_source(&config, d)
+            );
+        }
     };
     // Every domain's outcome is kept for --json and for the wait after
     // publishing (`--wait`, or a `manual` account's changes); otherwise each

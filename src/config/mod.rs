@@ -256,6 +256,8 @@ pub struct DomainSource {
     pub dmarc: Option<usize>,
     /// Line of `adsp = ...`.
     pub adsp: Option<usize>,
+    /// Line of `ttl = ...` (`None`: the TTL is maildns's default, 3600).
+    pub ttl: Option<usize>,
 }
 
 /// The OpenDKIM signer (`[signer]`).

@@ -862,6 +862,7 @@ impl Validator<'_> {
             spf: line(&raw.spf),
             dmarc: line(&raw.dmarc),
             adsp: line(&raw.adsp),
+            ttl: raw.ttl.as_ref().map(|t| self.lines.line(t.span().start)),
         };
         Some(Domain {
             name: fqdn?,
