@@ -359,7 +359,11 @@ async fn run_inner(
             }
             None => (Vec::new(), Vec::new()),
         };
-        prepared.insert(i, keys);
+        // (jobs_for takes a missing entry as an empty one: no entry is kept
+        // for each of thousands of domains without DKIM.)
+        if !keys.0.is_empty() || !keys.1.is_empty() {
+            prepared.insert(i, keys);
+        }
     }
     // Servers of hosts that serve writes at once are asked too (configured
     // `nameservers` only: no discovery here).
@@ -518,7 +522,7 @@ fn jobs_for(
     ledger: &Ledger,
     report: &mut Report,
 ) -> Result<Vec<DomainJob>, PublishError> {
-    let mut jobs = Vec::new();
+    let mut jobs = Vec::with_capacity(indices.len());
     for &i in indices {
         let d = domains[i];
         let (entries, warnings) = prepared.remove(&i).unwrap_or_default();

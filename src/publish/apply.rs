@@ -264,10 +264,22 @@ pub async fn run_each(
                         })
                     }
                     Ok(mut read) => {
-                        if opts.mode == Mode::Plan {
-                            // Only an apply needs the sets as read.
+                        let mut job = job;
+                        if opts.mode == Mode::Plan || read.plan.changes.is_empty() {
+                            // Held until the threshold is settled: only a
+                            // change to write needs the sets as read (its
+                            // compare-and-swap) and the desired records (to
+                            // plan again after a conflict); the outcome
+                            // takes the domain and account alone.
                             read.observed = ZoneSets::default();
+                            job.desired = Vec::new();
+                        } else {
+                            read.observed.retain(|name, _| {
+                                read.plan.changes.iter().any(|c| &c.name == name)
+                            });
                         }
+                        read.plan.changes.shrink_to_fit();
+                        read.plan.ttl_kept.shrink_to_fit();
                         First::Planned((job, Some(zone), Ok(read)))
                     }
                     result => First::Planned((job, Some(zone), result)),
