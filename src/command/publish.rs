@@ -25,7 +25,7 @@ use crate::propagation::{
 };
 use crate::publish::{
     self, Action, DomainError, DomainJob, DomainOutcome, Ledger, ServedCheck, for_domain,
-    ledger::{LedgerError, Updates},
+    ledger::{Change as LedgerChange, LedgerError, Updates},
 };
 use crate::rotation::keyring::{
     KeyringError, after_publish, max_bits_for, needs_first_key, prepare_publish,
@@ -432,7 +432,18 @@ async fn run_inner(
                 for o in &outcomes {
                     sink.take(o);
                 }
-                finish(config, providers, store, &domains, sink, &mut report, now)?;
+                let (changes, taken) = sink.into_parts();
+                drop(ledger);
+                finish(
+                    config,
+                    providers,
+                    store,
+                    &domains,
+                    changes,
+                    taken,
+                    &mut report,
+                    now,
+                )?;
                 return Err(keys_error(e));
             }
         }
@@ -448,7 +459,20 @@ async fn run_inner(
         }
     }
     report.domains = kept;
-    finish(config, providers, store, &domains, sink, &mut report, now)?;
+    // The ledger as read goes before the changes are saved (saving reads the
+    // file again: two whole ledgers of a large run at once otherwise).
+    let (changes, taken) = sink.into_parts();
+    drop(ledger);
+    finish(
+        config,
+        providers,
+        store,
+        &domains,
+        changes,
+        taken,
+        &mut report,
+        now,
+    )?;
     Ok(report)
 }
 
@@ -504,6 +528,30 @@ impl<'a> Sink<'a> {
         {
             s.push(o.domain.clone());
         }
+    }
+}
+
+/// What [`finish`] needs of a [`Sink`] besides the ledger's changes (not
+/// tied to the ledger as read, so that it can go first).
+struct Taken {
+    summary: Summary,
+    not_stored: Vec<DomainOutcome>,
+    succeeded: Option<Vec<Fqdn>>,
+}
+
+impl Sink<'_> {
+    /// The ledger's changes (none when planning) and the rest.
+    fn into_parts(self) -> (Vec<LedgerChange>, Taken) {
+        let changes = match self.updates {
+            Some((updates, _)) => updates.into_changes(),
+            None => Vec::new(),
+        };
+        let taken = Taken {
+            summary: self.summary,
+            not_stored: self.not_stored,
+            succeeded: self.succeeded,
+        };
+        (changes, taken)
     }
 }
 
@@ -622,7 +670,8 @@ fn finish(
     providers: &Providers,
     store: Option<&dyn Store>,
     domains: &[&Domain],
-    sink: Sink,
+    changes: Vec<LedgerChange>,
+    sink: Taken,
     report: &mut Report,
     now: DateTime<Utc>,
 ) -> Result<(), PublishError> {
@@ -630,15 +679,12 @@ fn finish(
     if let Some(st) = store {
         report.saved_limits = save_readbacks(st, providers, &sink.not_stored, now)?;
     }
-    if let Some((updates, _)) = sink.updates {
-        // Only the entries this run changed are saved: runs at the same time
-        // elsewhere keep theirs.
-        let changes = updates.into_changes();
-        if !changes.is_empty() {
-            match store.filter(|s| s.keeps_ledger()) {
-                Some(st) => Ledger::update_in(st, &changes)?,
-                None => Ledger::update_file(&config.state_dir, &changes)?,
-            }
+    // Only the entries this run changed are saved: runs at the same time
+    // elsewhere keep theirs.
+    if !changes.is_empty() {
+        match store.filter(|s| s.keeps_ledger()) {
+            Some(st) => Ledger::update_in(st, &changes)?,
+            None => Ledger::update_file(&config.state_dir, &changes)?,
         }
     }
     if apply && let (Some(st), Some(succeeded)) = (store, &sink.succeeded) {

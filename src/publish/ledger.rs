@@ -74,6 +74,14 @@ struct File {
     records: Vec<Entry>,
 }
 
+/// [`File`] as written: the ledger's entries borrowed, not copied (a ledger
+/// of 10,000 domains is several MB).
+#[derive(Serialize)]
+struct FileOut<'a> {
+    version: u32,
+    records: Vec<&'a Entry>,
+}
+
 /// The values `publish` published, by (domain, kind).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ledger {
@@ -217,16 +225,25 @@ impl Ledger {
             path: path.clone(),
             source,
         };
-        let file = File {
+        let file = FileOut {
             version: 1,
-            records: self.entries.values().cloned().collect(),
+            records: self.entries.values().collect(),
         };
-        let text = serde_json::to_vec_pretty(&file).map_err(|source| LedgerError::Format {
-            path: path.clone(),
-            source,
-        })?;
+        // Written as it is serialized (no copy of the whole text in memory).
         let tmp = state_dir.join(format!(".{FILE}.tmp"));
-        std::fs::write(&tmp, text).map_err(io)?;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+        serde_json::to_writer_pretty(&mut out, &file).map_err(|source| {
+            if source.is_io() {
+                io(std::io::Error::from(source))
+            } else {
+                LedgerError::Format {
+                    path: path.clone(),
+                    source,
+                }
+            }
+        })?;
+        std::io::Write::flush(&mut out).map_err(io)?;
+        drop(out);
         std::fs::rename(&tmp, &path).map_err(io)
     }
 
