@@ -8,49 +8,26 @@ use std::path::{Path, PathBuf};
 use maildns_testkit::cmd::Output;
 
 use crate::cmd;
+use crate::support::cli::{assert_in_sync, assert_refused, write_config};
 
 const DOMAIN: &str = "[domains.\"example.com\"]\naccount = \"corp-dns\"\nspf = \"v=spf1 mx -all\"\ndmarc = \"v=DMARC1; p=quarantine\"\n";
 
 fn config(dir: &Path, account: &str) -> PathBuf {
-    let p = dir.join("maildns.toml");
-    std::fs::write(
-        &p,
-        format!("state_dir = \"state\"\n[accounts.corp-dns]\n{account}\n{DOMAIN}"),
-    )
-    .unwrap();
-    p
+    write_config(dir, "corp-dns", account, DOMAIN)
 }
 
 /// Publishes, then checks `plan --exit-code` finds nothing to change.
 fn publish_then_in_sync(cfg: &Path, env: &[(&str, &str)]) {
     let o = cmd().config(cfg).envs(env).args(["publish"]).run();
     assert_eq!(o.status.code(), Some(0), "{}", o.text());
-    let o = cmd()
-        .config(cfg)
-        .envs(env)
-        .args(["plan", "--exit-code"])
-        .run();
-    assert_eq!(o.status.code(), Some(0), "second run in sync: {}", o.text());
+    assert_in_sync(cfg, env);
 }
 
 /// A refused credential: exit 1, one FAILED line naming the account, the
 /// authentication failure and where maildns reads the secret; the secret never shows.
 fn refused(o: &Output, wrong: &str, host_says: &str) {
-    assert_eq!(o.status.code(), Some(1), "{}", o.text());
-    let text = o.text();
-    let line = text
-        .lines()
-        .find(|l| l.contains("FAILED"))
-        .expect("a FAILED line");
-    assert!(
-        line.contains("account 'corp-dns'")
-            && line.contains("authentication failed")
-            && line.contains(host_says)
-            && line.contains("$MAILDNS_CORP_DNS_TOKEN")
-            && line.contains("`maildns secret set corp-dns`"),
-        "{line}"
-    );
-    assert!(!text.contains(wrong), "{text}");
+    let line = assert_refused(o, "corp-dns", &[host_says], &[wrong]);
+    assert!(line.contains("`maildns secret set corp-dns`"), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

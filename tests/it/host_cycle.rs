@@ -17,19 +17,20 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use maildns::accounts::{Credentials, Providers, connect_all};
+use chrono::{DateTime, TimeDelta, Utc};
+use maildns::accounts::{Providers, connect_all};
 use maildns::command::publish::{self as publish_cmd, Mode, PublishOptions, Report};
-use maildns::config::{Account, Config};
+use maildns::config::Config;
 use maildns::propagation::{Clock, Querier, QueryOptions};
-use maildns::rotation::{DomainState, KeyStatus, Runner, Selector, SqliteStore, Store};
-use maildns_providers::hosts::route53::AwsCredentials;
+use maildns::rotation::{DomainState, KeyStatus, Runner, SqliteStore, Store};
 use maildns_providers::http::RetryPolicy;
-use maildns_providers::{Fqdn, Secret, TxtRecord};
+use maildns_providers::{Fqdn, TxtRecord};
 use maildns_testkit::fakes::served::{Mirror, ServedTxt};
 use maildns_testkit::{Bind, Knot, PowerDns};
+
+use crate::support::{Creds, FakeClock, status, t0};
 
 /// A foreign value at the apex, beside maildns's SPF.
 const APEX_FOREIGN: &str = "google-site-verification=cycle0123";
@@ -66,44 +67,6 @@ const HOSTS: [&str; 24] = [
     "godaddy",
 ];
 
-struct FakeClock(Mutex<DateTime<Utc>>);
-
-impl FakeClock {
-    fn advance(&self, d: TimeDelta) {
-        *self.0.lock().unwrap() += d;
-    }
-}
-
-impl Clock for FakeClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap()
-    }
-}
-
-/// The one credential of the host's account (AWS keys for Route 53).
-struct Creds {
-    secret: String,
-    aws: Option<(String, String)>,
-}
-
-impl Credentials for Creds {
-    fn credential(&self, _: &Account) -> Result<Secret, maildns::secrets::SecretError> {
-        Ok(Secret::new(self.secret.clone()))
-    }
-    fn aws(&self, _: &Account) -> Result<AwsCredentials, maildns::secrets::SecretError> {
-        match &self.aws {
-            Some((id, secret)) => Ok(AwsCredentials {
-                access_key_id: id.clone(),
-                secret_access_key: Secret::new(secret.clone()),
-                session_token: None,
-            }),
-            None => Err(maildns::secrets::SecretError::NoAwsCredentials {
-                looked: vec!["not a Route 53 account".into()],
-            }),
-        }
-    }
-}
-
 /// How what a host holds gets served over DNS.
 enum Backend {
     /// An API fake, mirrored into the shared PowerDNS.
@@ -112,8 +75,9 @@ enum Backend {
     Server {
         _alive: Box<dyn std::any::Any + Send + Sync>,
     },
-    /// A zone file BIND serves, reloaded after each step.
-    ZoneFile(Bind, PathBuf),
+    /// A zone file BIND serves, reloaded after each step that changed it
+    /// (with the text it was last reloaded with).
+    ZoneFile(Bind, PathBuf, String),
     /// The operator of a `manual` account, typing into the shared PowerDNS.
     Manual(Operator),
 }
@@ -139,10 +103,26 @@ impl Host {
                 mirror.sync(fake.as_ref()).await;
             }
             Backend::Server { .. } => {}
-            Backend::ZoneFile(bind, _) => {
-                bind.reload().unwrap();
-                // named reloads a few milliseconds after the signal.
-                tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+            Backend::ZoneFile(bind, file, served) => {
+                let now = std::fs::read_to_string(&*file).unwrap();
+                if now != *served {
+                    // named reloads some time after the signal: wait until it
+                    // serves the serial the write bumped.
+                    let zone = Fqdn::parse(&self.zone).unwrap();
+                    let before = soa_serial(bind.dns, &zone).await;
+                    bind.reload().unwrap();
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                    while soa_serial(bind.dns, &zone).await == before {
+                        assert!(
+                            std::time::Instant::now() < deadline,
+                            "{}: BIND still serves serial {before:?} 10 s after the reload\n{}",
+                            self.kind,
+                            bind.log()
+                        );
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                    *served = now;
+                }
             }
             Backend::Manual(op) => op.apply().await,
         }
@@ -159,7 +139,7 @@ impl Host {
                 .into_iter()
                 .filter(foreign)
                 .collect(),
-            Backend::ZoneFile(_, file) => std::fs::read_to_string(file)
+            Backend::ZoneFile(_, file, _) => std::fs::read_to_string(file)
                 .unwrap()
                 .lines()
                 .map(str::to_string)
@@ -374,6 +354,38 @@ async fn pdns_values(
     (ttl, values)
 }
 
+/// The SOA serial `server` serves for `zone` (`None`: no SOA answered).
+async fn soa_serial(server: SocketAddr, zone: &Fqdn) -> Option<u32> {
+    let (response, _) = Querier::new(QueryOptions::default())
+        .query(server, zone, hickory_proto::rr::RecordType::SOA, false)
+        .await
+        .ok()?;
+    maildns::propagation::query::soa_in(&response.answers).map(|soa| soa.serial)
+}
+
+/// Puts the foreign values at the apex and at `_dmarc` of `zone` in PowerDNS.
+async fn seed_pdns(url: &str, key: &str, zone: &str) {
+    pdns_put(
+        url,
+        key,
+        zone,
+        zone,
+        3600,
+        &[TxtRecord::from_value(APEX_FOREIGN)],
+    )
+    .await;
+    let dmarc = format!("_dmarc.{zone}");
+    pdns_put(
+        url,
+        key,
+        zone,
+        &dmarc,
+        3600,
+        &[TxtRecord::from_value(DMARC_FOREIGN)],
+    )
+    .await;
+}
+
 /// Replaces the TXT RRset at `name` (absolute, no dot) in PowerDNS (deletes
 /// it when `values` is empty); retries PowerDNS's transient `database is locked`.
 pub(crate) async fn pdns_put(
@@ -418,7 +430,20 @@ fn q(v: &str) -> String {
     format!("\"{v}\"")
 }
 
-/// Starts what `kind` needs and seeds the foreign values.
+/// What a host's setup gives the cycle: the account's TOML lines, its
+/// credential, the authoritative server the domain names, how the host's data
+/// gets served.
+struct Seeded {
+    account: String,
+    creds: Creds,
+    ns: SocketAddr,
+    backend: Backend,
+}
+
+/// Starts what `kind` needs and seeds the foreign values: one description a
+/// host. An API host is its fake, seeded in the fake's own form, and the
+/// account settings beside `provider` and `base_url`; it is served by the
+/// shared PowerDNS through a [`Mirror`].
 async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
     use maildns_testkit::fakes::*;
     let zone = format!("cycle-{kind}.com");
@@ -426,65 +451,45 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
     let apex = zone.as_str();
     let dmarc = format!("_dmarc.{zone}");
     let token = format!("{kind}prefix.{kind}-token-0123456789");
-    let creds = |secret: &str| Creds {
-        secret: secret.to_string(),
-        aws: None,
-    };
-    let in_pdns = |pdns: &PowerDns| (pdns.api_url.clone(), pdns.api_key.clone());
     // The API fakes and the hosts writing into the shared PowerDNS serve from it.
     let needs_pdns_zone = !["zonefile", "rfc2136", "exec"].contains(&kind);
     if needs_pdns_zone {
         pdns.create_zone_with(&zone, 3600, 60).await;
     }
-    let mirror = || Mirror::new(&pdns.api_url, &pdns.api_key, &zone);
-    let fake = |f: Arc<dyn ServedTxt>| Backend::Fake(f, mirror());
-    let (account, creds, ns, backend): (String, Creds, SocketAddr, Backend) = match kind {
+    // An API host: its fake (served through the mirror) at `url`, the account
+    // `settings` lines beside provider and base_url, its credential.
+    let api = |fake: Arc<dyn ServedTxt>, url: &str, settings: &str, creds: Creds| Seeded {
+        account: format!("provider = \"{kind}\"\n{settings}base_url = \"{url}\""),
+        creds,
+        ns: pdns.dns,
+        backend: Backend::Fake(fake, Mirror::new(&pdns.api_url, &pdns.api_key, &zone)),
+    };
+    let seeded = match kind {
         "zonefile" => {
             let file = dir.path().join("zone.db");
-            std::fs::write(
-                &file,
-                format!(
-                    "$ORIGIN {zone}.\n$TTL 3600\n@ IN SOA ns1 hostmaster 1 3600 900 604800 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\n\
-                     @ IN TXT \"{APEX_FOREIGN}\"\n_dmarc IN TXT \"{DMARC_FOREIGN}\"\n"
-                ),
-            )
-            .unwrap();
+            let text = format!(
+                "$ORIGIN {zone}.\n$TTL 3600\n@ IN SOA ns1 hostmaster 1 3600 900 604800 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\n\
+                 @ IN TXT \"{APEX_FOREIGN}\"\n_dmarc IN TXT \"{DMARC_FOREIGN}\"\n"
+            );
+            std::fs::write(&file, &text).unwrap();
             let bind = Bind::serve_file(&zone, &file);
-            (
-                format!("provider = \"zonefile\"\npath = \"{}\"", file.display()),
-                creds(""),
-                bind.dns,
-                Backend::ZoneFile(bind, file),
-            )
+            Seeded {
+                account: format!("provider = \"zonefile\"\npath = \"{}\"", file.display()),
+                creds: Creds::token(""),
+                ns: bind.dns,
+                backend: Backend::ZoneFile(bind, file, text),
+            }
         }
         "powerdns" => {
-            let (url, key) = in_pdns(pdns);
-            pdns_put(
-                &url,
-                &key,
-                &zone,
-                apex,
-                3600,
-                &[TxtRecord::from_value(APEX_FOREIGN)],
-            )
-            .await;
-            pdns_put(
-                &url,
-                &key,
-                &zone,
-                &dmarc,
-                3600,
-                &[TxtRecord::from_value(DMARC_FOREIGN)],
-            )
-            .await;
-            (
-                format!("provider = \"powerdns\"\nbase_url = \"{url}\""),
-                creds(&key),
-                pdns.dns,
-                Backend::Server {
+            seed_pdns(&pdns.api_url, &pdns.api_key, &zone).await;
+            Seeded {
+                account: format!("provider = \"powerdns\"\nbase_url = \"{}\"", pdns.api_url),
+                creds: Creds::token(pdns.api_key.clone()),
+                ns: pdns.dns,
+                backend: Backend::Server {
                     _alive: Box::new(()),
                 },
-            )
+            }
         }
         "rfc2136" => {
             let mut opts = maildns_testkit::bind::BindOptions::new(&zone);
@@ -494,56 +499,38 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
                 format!("_dmarc 3600 IN TXT \"{DMARC_FOREIGN}\""),
             ];
             let bind = Bind::start_with(opts);
-            (
-                format!(
+            Seeded {
+                account: format!(
                     "provider = \"rfc2136\"\nserver = \"{}\"\nkey_name = \"{}\"\nalgorithm = \"hmac-sha256\"",
                     bind.dns, bind.key_name
                 ),
-                creds(&bind.secret),
-                bind.dns,
-                Backend::Server {
+                creds: Creds::token(bind.secret.clone()),
+                ns: bind.dns,
+                backend: Backend::Server {
                     _alive: Box::new(bind),
                 },
-            )
+            }
         }
         "exec" => {
             let apex_line = format!("@ 3600 TXT \"{APEX_FOREIGN}\"");
             let dmarc_line = format!("_dmarc 3600 TXT \"{DMARC_FOREIGN}\"");
             let knot = Knot::start(&zone, &[&apex_line, &dmarc_line]);
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/exec/knot-knotc");
-            (
-                format!(
+            Seeded {
+                account: format!(
                     "provider = \"exec\"\ncommand = [\"{}\", \"--socket\", \"{}\"]\natomic = true\ncompare_and_swap = true",
                     script.display(),
                     knot.socket().display()
                 ),
-                creds(""),
-                knot.dns,
-                Backend::Server {
+                creds: Creds::token(""),
+                ns: knot.dns,
+                backend: Backend::Server {
                     _alive: Box::new(knot),
                 },
-            )
+            }
         }
         "manual" => {
-            let (url, key) = in_pdns(pdns);
-            pdns_put(
-                &url,
-                &key,
-                &zone,
-                apex,
-                3600,
-                &[TxtRecord::from_value(APEX_FOREIGN)],
-            )
-            .await;
-            pdns_put(
-                &url,
-                &key,
-                &zone,
-                &dmarc,
-                3600,
-                &[TxtRecord::from_value(DMARC_FOREIGN)],
-            )
-            .await;
+            seed_pdns(&pdns.api_url, &pdns.api_key, &zone).await;
             let notified = dir.path().join("notified.txt");
             let notify = dir.path().join("notify.sh");
             std::fs::write(
@@ -556,19 +543,19 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
                 <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
             )
             .unwrap();
-            (
-                format!("provider = \"manual\"\nnotify = [\"{}\"]", notify.display()),
-                creds(""),
-                pdns.dns,
-                Backend::Manual(Operator {
+            Seeded {
+                account: format!("provider = \"manual\"\nnotify = [\"{}\"]", notify.display()),
+                creds: Creds::token(""),
+                ns: pdns.dns,
+                backend: Backend::Manual(Operator {
                     notified,
                     done: 0,
-                    api_url: url,
-                    api_key: key,
+                    api_url: pdns.api_url.clone(),
+                    api_key: pdns.api_key.clone(),
                     zone: zone.clone(),
                     quoted: false,
                 }),
-            )
+            }
         }
         "cloudflare" => {
             let f = cloudflare::FakeCloudflare::start(&token).await;
@@ -576,12 +563,7 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
             f.add_record(&id, apex, APEX_FOREIGN, 3600);
             f.add_record(&id, &dmarc, DMARC_FOREIGN, 3600);
             let url = f.base_url().to_string();
-            (
-                format!("provider = \"cloudflare\"\nbase_url = \"{url}\""),
-                creds(&token),
-                pdns.dns,
-                fake(Arc::new(f)),
-            )
+            api(Arc::new(f), &url, "", Creds::token(&token))
         }
         "route53" => {
             let f = route53::FakeRoute53::start("AKIDCYCLE0123", "cycle-secret-key").await;
@@ -593,12 +575,7 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
                 secret: String::new(),
                 aws: Some(("AKIDCYCLE0123".into(), "cycle-secret-key".into())),
             };
-            (
-                format!("provider = \"route53\"\nbase_url = \"{url}\""),
-                creds,
-                pdns.dns,
-                fake(Arc::new(f)),
-            )
+            api(Arc::new(f), &url, "", creds)
         }
         "digitalocean" => {
             let f = digitalocean::FakeDigitalOcean::start(&token).await;
@@ -606,12 +583,7 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
             f.add_record(&zone, "@", APEX_FOREIGN, 3600);
             f.add_record(&zone, "_dmarc", DMARC_FOREIGN, 3600);
             let url = f.base_url().to_string();
-            (
-                format!("provider = \"digitalocean\"\nbase_url = \"{url}\""),
-                creds(&token),
-                pdns.dns,
-                fake(Arc::new(f)),
-            )
+            api(Arc::new(f), &url, "", Creds::token(&token))
         }
         "hetzner" => {
             let f = hetzner::FakeHetzner::start(&token).await;
@@ -619,12 +591,7 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
             f.add_rrset(id, "@", Some(3600), &[&q(APEX_FOREIGN)]);
             f.add_rrset(id, "_dmarc", Some(3600), &[&q(DMARC_FOREIGN)]);
             let url = f.base_url().to_string();
-            (
-                format!("provider = \"hetzner\"\nbase_url = \"{url}\""),
-                creds(&token),
-                pdns.dns,
-                fake(Arc::new(f)),
-            )
+            api(Arc::new(f), &url, "", Creds::token(&token))
         }
         "gandi" => {
             let f = gandi::FakeGandi::start(&token).await;
@@ -632,12 +599,7 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
             f.put_txt(&zone, "@", 3600, &[&q(APEX_FOREIGN)]);
             f.put_txt(&zone, "_dmarc", 3600, &[&q(DMARC_FOREIGN)]);
             let url = f.url.clone();
-            (
-                format!("provider = \"gandi\"\nbase_url = \"{url}\""),
-                creds(&token),
-                pdns.dns,
-                fake(Arc::new(f)),
-            )
+            api(Arc::new(f), &url, "", Creds::token(&token))
         }
         "desec" => {
             let f = desec::FakeDesec::start(&token).await;
@@ -646,12 +608,7 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
             f.add_rrset(&zone, "", 3600, &[&q(APEX_FOREIGN)]);
             f.add_rrset(&zone, "_dmarc", 3600, &[&q(DMARC_FOREIGN)]);
             let url = f.base_url().to_string();
-            (
-                format!("provider = \"desec\"\nbase_url = \"{url}\""),
-                creds(&token),
-                pdns.dns,
-                fake(Arc::new(f)),
-            )
+            api(Arc::new(f), &url, "", Creds::token(&token))
         }
         "google" => {
             let sa =
@@ -662,12 +619,7 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
             f.put_txt(&z, &format!("{dmarc}."), 3600, &[&q(DMARC_FOREIGN)]);
             let url = f.url.clone();
             let secret = sa.json("cycle-project", &f.token_url);
-            (
-                format!("provider = \"google\"\nbase_url = \"{url}\""),
-                creds(&secret),
-                pdns.dns,
-                fake(Arc::new(f)),
-            )
+            api(Arc::new(f), &url, "", Creds::token(secret))
         }
         "azure" => {
             let p = azure::Principal {
@@ -681,11 +633,12 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
             f.add_zone(&zone);
             f.foreign_put(&zone, "@", 3600, &[&[APEX_FOREIGN]]);
             f.foreign_put(&zone, "_dmarc", 3600, &[&[DMARC_FOREIGN]]);
-            let account = format!(
-                "provider = \"azure\"\ntenant_id = \"tenant-cycle\"\nclient_id = \"client-cycle\"\nsubscription_id = \"sub-cycle\"\nresource_group = \"rg-cycle\"\nbase_url = \"{}\"\ntoken_url = \"{}\"",
-                f.url, f.token_url
+            let settings = format!(
+                "tenant_id = \"tenant-cycle\"\nclient_id = \"client-cycle\"\nsubscription_id = \"sub-cycle\"\nresource_group = \"rg-cycle\"\ntoken_url = \"{}\"\n",
+                f.token_url
             );
-            (account, creds(&token), pdns.dns, fake(Arc::new(f)))
+            let url = f.url.clone();
+            api(Arc::new(f), &url, &settings, Creds::token(&token))
         }
         "scaleway" => {
             let f = scaleway::FakeScaleway::start(&token).await;
@@ -693,12 +646,7 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
             f.add_txt(&zone, "", 3600, APEX_FOREIGN);
             f.add_txt(&zone, "_dmarc", 3600, DMARC_FOREIGN);
             let url = f.base_url().to_string();
-            (
-                format!("provider = \"scaleway\"\nbase_url = \"{url}\""),
-                creds(&token),
-                pdns.dns,
-                fake(Arc::new(f)),
-            )
+            api(Arc::new(f), &url, "", Creds::token(&token))
         }
         "bunny" => {
             let f = bunny::FakeBunny::start(&token).await;
@@ -706,12 +654,7 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
             f.add_record(id, 3, "", APEX_FOREIGN, 3600, false);
             f.add_record(id, 3, "_dmarc", DMARC_FOREIGN, 3600, false);
             let url = f.base_url().to_string();
-            (
-                format!("provider = \"bunny\"\nbase_url = \"{url}\""),
-                creds(&token),
-                pdns.dns,
-                fake(Arc::new(f)),
-            )
+            api(Arc::new(f), &url, "", Creds::token(&token))
         }
         "ovh" => {
             let f =
@@ -720,13 +663,12 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
             f.add_record(&zone, "", "TXT", &q(APEX_FOREIGN), 3600);
             f.add_record(&zone, "_dmarc", "TXT", &q(DMARC_FOREIGN), 3600);
             let url = f.base_url().to_string();
-            (
-                format!(
-                    "provider = \"ovh\"\napplication_key = \"cycle-app-key\"\nbase_url = \"{url}\""
-                ),
-                creds("cycle-app-secret:cycle-consumer"),
-                pdns.dns,
-                fake(Arc::new(f)),
+            let creds = Creds::token("cycle-app-secret:cycle-consumer");
+            api(
+                Arc::new(f),
+                &url,
+                "application_key = \"cycle-app-key\"\n",
+                creds,
             )
         }
         "linode" => {
@@ -735,12 +677,7 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
             f.add_record(id, "", "TXT", APEX_FOREIGN, 3600);
             f.add_record(id, "_dmarc", "TXT", DMARC_FOREIGN, 3600);
             let url = f.base_url().to_string();
-            (
-                format!("provider = \"linode\"\nbase_url = \"{url}\""),
-                creds(&token),
-                pdns.dns,
-                fake(Arc::new(f)),
-            )
+            api(Arc::new(f), &url, "", Creds::token(&token))
         }
         "vultr" => {
             let f = vultr::FakeVultr::start(&token).await;
@@ -748,12 +685,7 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
             f.add_record(&zone, "", "TXT", &q(APEX_FOREIGN), 3600);
             f.add_record(&zone, "_dmarc", "TXT", &q(DMARC_FOREIGN), 3600);
             let url = f.base_url().to_string();
-            (
-                format!("provider = \"vultr\"\nbase_url = \"{url}\""),
-                creds(&token),
-                pdns.dns,
-                fake(Arc::new(f)),
-            )
+            api(Arc::new(f), &url, "", Creds::token(&token))
         }
         "porkbun" => {
             let f = porkbun::FakePorkbun::start("pk1_cycle", "sk1_cycle").await;
@@ -761,12 +693,7 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
             f.add_txt(&zone, "", APEX_FOREIGN, 3600);
             f.add_txt(&zone, "_dmarc", DMARC_FOREIGN, 3600);
             let url = f.url.clone();
-            (
-                format!("provider = \"porkbun\"\nbase_url = \"{url}\""),
-                creds("pk1_cycle:sk1_cycle"),
-                pdns.dns,
-                fake(Arc::new(f)),
-            )
+            api(Arc::new(f), &url, "", Creds::token("pk1_cycle:sk1_cycle"))
         }
         "netcup" => {
             let f = netcup::FakeNetcup::start("123456", "ncapikey", "ncpassword").await;
@@ -774,14 +701,8 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
             f.add_record(&zone, "@", "TXT", APEX_FOREIGN);
             f.add_record(&zone, "_dmarc", "TXT", DMARC_FOREIGN);
             let url = f.url.clone();
-            (
-                format!(
-                    "provider = \"netcup\"\ncustomer_number = \"123456\"\nbase_url = \"{url}\""
-                ),
-                creds("ncapikey:ncpassword"),
-                pdns.dns,
-                fake(Arc::new(f)),
-            )
+            let creds = Creds::token("ncapikey:ncpassword");
+            api(Arc::new(f), &url, "customer_number = \"123456\"\n", creds)
         }
         "ionos" => {
             let f = ionos::FakeIonos::start(&token).await;
@@ -789,12 +710,7 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
             f.add_record(&zone, apex, "TXT", APEX_FOREIGN);
             f.add_record(&zone, &dmarc, "TXT", DMARC_FOREIGN);
             let url = f.url.clone();
-            (
-                format!("provider = \"ionos\"\nbase_url = \"{url}\""),
-                creds(&token),
-                pdns.dns,
-                fake(Arc::new(f)),
-            )
+            api(Arc::new(f), &url, "", Creds::token(&token))
         }
         "dnsimple" => {
             let f = dnsimple::FakeDnsimple::start(&token, 1010).await;
@@ -802,11 +718,11 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
             f.add_record(&zone, "", "TXT", &q(APEX_FOREIGN), 3600);
             f.add_record(&zone, "_dmarc", "TXT", &q(DMARC_FOREIGN), 3600);
             let url = f.base_url().to_string();
-            (
-                format!("provider = \"dnsimple\"\naccount_id = 1010\nbase_url = \"{url}\""),
-                creds(&token),
-                pdns.dns,
-                fake(Arc::new(f)),
+            api(
+                Arc::new(f),
+                &url,
+                "account_id = 1010\n",
+                Creds::token(&token),
             )
         }
         "namecheap" => {
@@ -816,14 +732,8 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
             f.add_host(&zone, "@", "TXT", APEX_FOREIGN, 10, 1800);
             f.add_host(&zone, "_dmarc", "TXT", DMARC_FOREIGN, 10, 1800);
             let url = f.base_url().to_string();
-            (
-                format!(
-                    "provider = \"namecheap\"\napi_user = \"alice\"\nclient_ip = \"203.0.113.7\"\nreplace_whole_host_list = true\nbase_url = \"{url}\""
-                ),
-                creds(&token),
-                pdns.dns,
-                fake(Arc::new(f)),
-            )
+            let settings = "api_user = \"alice\"\nclient_ip = \"203.0.113.7\"\nreplace_whole_host_list = true\n";
+            api(Arc::new(f), &url, settings, Creds::token(&token))
         }
         "godaddy" => {
             let f = godaddy::FakeGoDaddy::start("gdkey", "gdsecret").await;
@@ -831,34 +741,21 @@ async fn setup(kind: &'static str, pdns: &PowerDns) -> Host {
             f.add_record(&zone, "@", "TXT", APEX_FOREIGN, 3600);
             f.add_record(&zone, "_dmarc", "TXT", DMARC_FOREIGN, 3600);
             let url = f.base_url().to_string();
-            (
-                format!("provider = \"godaddy\"\nbase_url = \"{url}\""),
-                creds("gdkey:gdsecret"),
-                pdns.dns,
-                fake(Arc::new(f)),
-            )
+            api(Arc::new(f), &url, "", Creds::token("gdkey:gdsecret"))
         }
         other => panic!("no cycle set up for host {other}"),
     };
     let mut host = Host {
         kind,
         zone: zone.clone(),
-        account,
-        creds,
-        ns,
-        backend,
+        account: seeded.account,
+        creds: seeded.creds,
+        ns: seeded.ns,
+        backend: seeded.backend,
         dir,
     };
     host.sync().await;
     host
-}
-
-fn sel(s: &str) -> Selector {
-    Selector::parse(s).unwrap()
-}
-
-fn status(st: &DomainState, s: &str) -> Option<KeyStatus> {
-    st.key(&sel(s)).map(|k| k.status)
 }
 
 fn publish_opts(mode: Mode, now: DateTime<Utc>, force: bool) -> PublishOptions {
@@ -881,6 +778,32 @@ fn ok(kind: &str, step: &str, report: &Report) {
     assert!(
         !report.failed() && errors.is_empty(),
         "{kind}: {step} failed: {errors:?}"
+    );
+}
+
+/// A plan at `now` after `step` succeeds and has nothing to do.
+async fn assert_in_sync(
+    kind: &str,
+    step: &str,
+    config: &Config,
+    providers: &Providers,
+    store: &dyn Store,
+    now: DateTime<Utc>,
+) {
+    let plan = publish_cmd::run(
+        config,
+        providers,
+        Some(store),
+        &publish_opts(Mode::Plan, now, false),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{kind}: plan after {step}: {e}"));
+    ok(kind, &format!("plan after {step}"), &plan);
+    assert_eq!(
+        plan.pending(),
+        0,
+        "{kind}: in sync after {step}: {:?}",
+        plan.domains
     );
 }
 
@@ -917,8 +840,8 @@ async fn run_until(
 
 async fn cycle(mut host: Host) {
     let kind = host.kind;
-    let t0 = Utc.with_ymd_and_hms(2024, 1, 10, 0, 0, 0).unwrap();
-    let clock = Arc::new(FakeClock(Mutex::new(t0)));
+    let t0 = t0();
+    let clock = FakeClock::at(t0);
     let foreign_apex = host.foreign("@", APEX_FOREIGN).await;
     let foreign_dmarc = host.foreign("_dmarc", DMARC_FOREIGN).await;
     let stored = host.stored_foreign();
@@ -955,21 +878,7 @@ async fn cycle(mut host: Host) {
         "{kind}: publish writes SPF, DMARC and the key"
     );
     host.sync().await;
-    let plan = publish_cmd::run(
-        &config,
-        &providers,
-        Some(store.as_ref() as &dyn Store),
-        &publish_opts(Mode::Plan, t0, false),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{kind}: plan: {e}"));
-    ok(kind, "plan", &plan);
-    assert_eq!(
-        plan.pending(),
-        0,
-        "{kind}: in sync after publishing: {:?}",
-        plan.domains
-    );
+    assert_in_sync(kind, "publishing", &config, &providers, store.as_ref(), t0).await;
     assert_eq!(
         host.values("@").await,
         [APEX_FOREIGN, SPF],
@@ -1101,21 +1010,7 @@ async fn cycle(mut host: Host) {
         foreign_dmarc,
         "{kind}: _dmarc foreign value changed"
     );
-    let plan = publish_cmd::run(
-        &config,
-        &providers,
-        Some(store.as_ref() as &dyn Store),
-        &publish_opts(Mode::Plan, now, false),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{kind}: plan after retracting: {e}"));
-    ok(kind, "plan after retracting", &plan);
-    assert_eq!(
-        plan.pending(),
-        0,
-        "{kind}: in sync after retracting: {:?}",
-        plan.domains
-    );
+    assert_in_sync(kind, "retracting", &config, &providers, store.as_ref(), now).await;
 }
 
 /// The hosts named in `MAILDNS_CYCLE_HOSTS` (comma-separated), else all.

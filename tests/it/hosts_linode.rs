@@ -5,20 +5,17 @@
 use maildns_testkit::fakes::linode::FakeLinode;
 
 use crate::cmd;
+use crate::support::cli::{assert_in_sync, assert_refused, write_config};
 
 const TOKEN: &str = "linode-pat-cli-0123";
 
 fn config(dir: &std::path::Path, fake: &FakeLinode) -> std::path::PathBuf {
-    let p = dir.join("maildns.toml");
-    std::fs::write(
-        &p,
-        format!(
-            "state_dir = \"state\"\n[accounts.vps]\nprovider = \"linode\"\nbase_url = \"{}\"\n[domains.\"example.com\"]\naccount = \"vps\"\nspf = \"v=spf1 mx -all\"\ndmarc = \"v=DMARC1; p=quarantine; rua=mailto:dmarc@example.com\"\n[domains.\"example.com\".dkim]\nbits = 2048\n",
-            fake.base_url()
-        ),
+    write_config(
+        dir,
+        "vps",
+        &format!("provider = \"linode\"\nbase_url = \"{}\"", fake.base_url()),
+        "[domains.\"example.com\"]\naccount = \"vps\"\nspf = \"v=spf1 mx -all\"\ndmarc = \"v=DMARC1; p=quarantine; rua=mailto:dmarc@example.com\"\n[domains.\"example.com\".dkim]\nbits = 2048\n",
     )
-    .unwrap();
-    p
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,12 +33,7 @@ async fn linode_publish_then_plan_is_in_sync() {
     assert_eq!(apex[0].id, foreign);
     assert_eq!(apex[1].target, "v=spf1 mx -all");
     assert_eq!(fake.records(id, "_dmarc").len(), 1);
-    let o = cmd()
-        .config(&cfg)
-        .envs(&env)
-        .args(["plan", "--exit-code"])
-        .run();
-    assert_eq!(o.status.code(), Some(0), "second run in sync: {}", o.text());
+    let o = assert_in_sync(&cfg, &env);
     assert!(!o.text().contains(TOKEN));
 }
 
@@ -56,20 +48,7 @@ async fn linode_wrong_token_is_one_line_naming_the_account() {
         .envs(&[("MAILDNS_VPS_TOKEN", "linode-wrong-token")])
         .args(["plan"])
         .run();
-    assert_eq!(o.status.code(), Some(1), "{}", o.text());
-    let text = o.text();
-    let line = text
-        .lines()
-        .find(|l| l.contains("FAILED"))
-        .expect("a FAILED line");
-    assert!(
-        line.contains("account 'vps'")
-            && line.contains("authentication failed")
-            && line.contains("Invalid Token")
-            && line.contains("$MAILDNS_VPS_TOKEN"),
-        "{line}"
-    );
-    assert!(!text.contains("linode-wrong-token"), "{text}");
+    assert_refused(&o, "vps", &["Invalid Token"], &["linode-wrong-token"]);
 }
 
 /// `publish --wait` says how long Linode's publishing cycle is expected to take.

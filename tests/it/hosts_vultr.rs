@@ -5,20 +5,17 @@
 use maildns_testkit::fakes::vultr::FakeVultr;
 
 use crate::cmd;
+use crate::support::cli::{assert_in_sync, assert_refused, write_config};
 
 const KEY: &str = "VULTRCLIKEY0123456789";
 
 fn config(dir: &std::path::Path, fake: &FakeVultr) -> std::path::PathBuf {
-    let p = dir.join("maildns.toml");
-    std::fs::write(
-        &p,
-        format!(
-            "state_dir = \"state\"\n[accounts.cloud]\nprovider = \"vultr\"\nbase_url = \"{}\"\n[domains.\"example.com\"]\naccount = \"cloud\"\nspf = \"v=spf1 mx -all\"\ndmarc = \"v=DMARC1; p=quarantine; rua=mailto:dmarc@example.com\"\n[domains.\"example.com\".dkim]\nbits = 2048\n",
-            fake.base_url()
-        ),
+    write_config(
+        dir,
+        "cloud",
+        &format!("provider = \"vultr\"\nbase_url = \"{}\"", fake.base_url()),
+        "[domains.\"example.com\"]\naccount = \"cloud\"\nspf = \"v=spf1 mx -all\"\ndmarc = \"v=DMARC1; p=quarantine; rua=mailto:dmarc@example.com\"\n[domains.\"example.com\".dkim]\nbits = 2048\n",
     )
-    .unwrap();
-    p
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,12 +42,7 @@ async fn vultr_publish_then_plan_is_in_sync() {
         fake.records("example.com", "_dmarc")[0].data,
         "\"v=DMARC1; p=quarantine; rua=mailto:dmarc@example.com\""
     );
-    let o = cmd()
-        .config(&cfg)
-        .envs(&env)
-        .args(["plan", "--exit-code"])
-        .run();
-    assert_eq!(o.status.code(), Some(0), "second run in sync: {}", o.text());
+    let o = assert_in_sync(&cfg, &env);
     assert!(!o.text().contains(KEY));
 }
 
@@ -65,18 +57,5 @@ async fn vultr_wrong_key_is_one_line_naming_the_account() {
         .envs(&[("MAILDNS_CLOUD_TOKEN", "VULTR-WRONG-KEY")])
         .args(["plan"])
         .run();
-    assert_eq!(o.status.code(), Some(1), "{}", o.text());
-    let text = o.text();
-    let line = text
-        .lines()
-        .find(|l| l.contains("FAILED"))
-        .expect("a FAILED line");
-    assert!(
-        line.contains("account 'cloud'")
-            && line.contains("authentication failed")
-            && line.contains("Invalid API token.")
-            && line.contains("$MAILDNS_CLOUD_TOKEN"),
-        "{line}"
-    );
-    assert!(!text.contains("VULTR-WRONG-KEY"), "{text}");
+    assert_refused(&o, "cloud", &["Invalid API token."], &["VULTR-WRONG-KEY"]);
 }

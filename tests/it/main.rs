@@ -40,6 +40,7 @@ mod rspamd_rotation;
 mod rspamd_signer;
 mod secret;
 mod status;
+mod support;
 mod watch_verify;
 mod zonefile_bind;
 

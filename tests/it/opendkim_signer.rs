@@ -6,18 +6,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use maildns::keys::{KeySpec, PrivateKey, WriteOptions};
-use maildns::rotation::Selector;
 use maildns::signer::probe::probe;
 use maildns::signer::unix::SignerUser;
 use maildns::signer::{MilterSocket, OpenDkimFiles as Signer, SignerError};
 use maildns_testkit::PowerDns;
 use maildns_testkit::opendkim::{OpenDkim, signature_tag};
 
-const MESSAGE: &str = "From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: rotation test\r\nDate: Tue, 02 Jan 2024 10:00:00 +0000\r\n\r\nHello.\r\n";
+use crate::support::{publish_key, sel};
 
-fn sel(s: &str) -> Selector {
-    Selector::parse(s).unwrap()
-}
+const MESSAGE: &str = "From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: rotation test\r\nDate: Tue, 02 Jan 2024 10:00:00 +0000\r\n\r\nHello.\r\n";
 
 fn signer_for(o: &OpenDkim) -> Signer {
     let user = SignerUser::lookup(&o.user).expect("the signer's user");
@@ -52,34 +49,6 @@ async fn probe_until(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// Publishes `key`'s record at `<selector>._domainkey.example.com` in PowerDNS.
-async fn publish(pdns: &PowerDns, selector: &str, key: &PrivateKey) {
-    let value = format!("v=DKIM1; k=rsa; p={}", key.p_value().unwrap());
-    let content: Vec<String> = value
-        .as_bytes()
-        .chunks(255)
-        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-        .collect();
-    let body = serde_json::json!({"rrsets": [{
-        "name": format!("{selector}._domainkey.example.com."),
-        "type": "TXT",
-        "ttl": 300,
-        "changetype": "REPLACE",
-        "records": [{"content": content.join(" "), "disabled": false}],
-    }]});
-    let r = reqwest::Client::new()
-        .patch(format!(
-            "{}/servers/localhost/zones/example.com.",
-            pdns.api_url
-        ))
-        .header("X-API-Key", &pdns.api_key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +89,7 @@ async fn probe_reads_the_live_selector_and_verifies_it_against_the_authoritative
         o.log()
     );
     assert!(!r.verified_with("example.com", &sel("sel1")), "{r:?}");
-    publish(&pdns, "sel1", &k1).await;
+    publish_key(&pdns, "sel1", &k1).await;
     let r = probe(&socket, "example.com", &[pdns.dns], t).await.unwrap();
     assert!(
         r.verified_with("example.com", &sel("sel1")),
@@ -131,7 +100,7 @@ async fn probe_reads_the_live_selector_and_verifies_it_against_the_authoritative
     assert_eq!(r.signatures[0].algorithm, "rsa-sha256");
     // A record that does not match the key does not verify.
     let other = PrivateKey::generate(KeySpec::rsa(1024)).unwrap();
-    publish(&pdns, "sel1", &other).await;
+    publish_key(&pdns, "sel1", &other).await;
     let r = probe(&socket, "example.com", &[pdns.dns], t).await.unwrap();
     assert!(r.signs_with("example.com", &sel("sel1")));
     assert!(
@@ -140,7 +109,7 @@ async fn probe_reads_the_live_selector_and_verifies_it_against_the_authoritative
         r.describe()
     );
     // Both servers must verify: a second, dead server fails it.
-    publish(&pdns, "sel1", &k1).await;
+    publish_key(&pdns, "sel1", &k1).await;
     let dead: std::net::SocketAddr = format!("127.0.0.1:{}", maildns_testkit::free_port())
         .parse()
         .unwrap();
@@ -164,7 +133,7 @@ async fn probe_reads_the_live_selector_and_verifies_it_against_the_authoritative
     let p2 = signer
         .install_key("example.com", &sel("sel2"), &k2)
         .unwrap();
-    publish(&pdns, "sel2", &k2).await;
+    publish_key(&pdns, "sel2", &k2).await;
     signer.switch("example.com", &sel("sel2"), &p2).unwrap();
     let r = probe_until(&socket, &pdns, |r| {
         r.verified_with("example.com", &sel("sel2"))
@@ -362,7 +331,7 @@ async fn probe_over_an_inet_socket() {
     );
     let k = PrivateKey::generate(KeySpec::rsa(1024)).unwrap();
     let p = signer.install_key("example.com", &sel("tcp1"), &k).unwrap();
-    publish(&pdns, "tcp1", &k).await;
+    publish_key(&pdns, "tcp1", &k).await;
     signer.switch("example.com", &sel("tcp1"), &p).unwrap();
     let r = probe_until(&socket, &pdns, |r| {
         r.verified_with("example.com", &sel("tcp1"))

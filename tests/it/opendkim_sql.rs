@@ -7,49 +7,63 @@
 //! one. The database password comes from a 0600 file and is never shown.
 #![allow(clippy::disallowed_macros)] // prints for its reader; clippy.toml bans printing in the crate
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::Arc;
+use std::path::Path;
 
 use chrono::TimeDelta;
-use maildns::accounts::connect_all;
 use maildns::config::Config;
-use maildns::propagation::{Clock, Querier, QueryOptions};
-use maildns::rotation::{
-    BlockKind, DomainState, KeyStatus, RunOutcome, Runner, Selector, SqliteStore, Store,
-};
-use maildns_providers::Fqdn;
-use maildns_providers::http::RetryPolicy;
+use maildns::rotation::{BlockKind, KeyStatus, RunOutcome};
+use maildns_testkit::Postgres;
 use maildns_testkit::opendkim::{OpenDkim, signature_tag};
-use maildns_testkit::{Postgres, PowerDns};
 
-use crate::rotation::{Creds, FakeClock, VERIFY, maildns_cmd, t0};
+use crate::support::rig::{self, SignerKind, domain, secret_file};
+use crate::support::{FakeClock, confirm_step, dkimpy_verifies_file, maildns_cmd, sel, status, t0};
 
 const MESSAGE: &str = "From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: scaling out\r\nDate: Tue, 02 Jan 2024 10:00:00 +0000\r\nMessage-ID: <sql@example.com>\r\n\r\nHello.\r\n";
 
 const DB: &str = "dkim";
 
-struct Env {
-    pdns: PowerDns,
+/// PostgreSQL with database `dkim` and two MTAs' OpenDKIMs on it: [0] reads
+/// maildns's tables, [1] the tables given to [`Env::with_sql`] (the same
+/// ones, or a stale copy).
+struct Sql {
     pg: Postgres,
-    /// Two MTAs' OpenDKIMs: [0] reads maildns's tables, [1] the tables of
-    /// `tables_b` (the same ones, or a stale copy).
     mtas: Vec<OpenDkim>,
-    dir: tempfile::TempDir,
 }
 
-fn domain() -> Fqdn {
-    Fqdn::parse("example.com").unwrap()
+impl Sql {
+    fn socket(&self, i: usize) -> String {
+        format!("local:{}", self.mtas[i].socket.display())
+    }
 }
 
-fn sel(s: &str) -> Selector {
-    Selector::parse(s).unwrap()
+impl SignerKind for Sql {
+    /// OpenDKIM on SQL data sets, probed through both milter sockets; the
+    /// database password in the 0600 file `dir/signer.pw`.
+    fn section(&self, dir: &Path) -> String {
+        let pw = secret_file(dir, "signer.pw", &format!("{}\n", self.pg.password));
+        format!(
+            r#"
+[signer]
+kind = "opendkim-sql"
+url = "{url}"
+password_env = "MAILDNS_TEST_SIGNER_PASSWORD_NOT_SET"
+password_file = "{pw}"
+sockets = ["{a}", "{b}"]
+probe_timeout = "3s"
+"#,
+            url = self.pg.url(DB),
+            pw = pw.display(),
+            a = self.socket(0),
+            b = self.socket(1),
+        )
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        vec![self.pg.password.clone()]
+    }
 }
 
-fn status(state: &DomainState, s: &str) -> Option<KeyStatus> {
-    state.key(&sel(s)).map(|k| k.status)
-}
+type Env = rig::Env<Sql>;
 
 impl Env {
     /// PowerDNS serving example.com (SOA minimum 60 s), PostgreSQL with
@@ -58,9 +72,7 @@ impl Env {
     /// The (empty) tables exist before OpenDKIM starts, as the README says:
     /// OpenDKIM walks the SigningTable when it loads its configuration, and
     /// a missing table leaves it hanging on every later message.
-    async fn start(b_keys: &str, b_signing: &str) -> Env {
-        let pdns = PowerDns::start();
-        pdns.create_zone_with("example.com", 3600, 60).await;
+    async fn with_sql(b_keys: &str, b_signing: &str) -> Env {
         let pg = Postgres::start();
         pg.create_database(DB);
         for (keys, signing) in [("dkim_keys", "dkim_signing"), (b_keys, b_signing)] {
@@ -78,162 +90,32 @@ impl Env {
             let (kt, st) = OpenDkim::pgsql_tables(&pg, DB, keys, signing);
             mtas.push(OpenDkim::start_with_tables(&kt, &st));
         }
-        let dir = tempfile::tempdir().unwrap();
-        let pw = dir.path().join("signer.pw");
-        std::fs::write(&pw, format!("{}\n", pg.password)).unwrap();
-        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
-        Env {
-            pdns,
-            pg,
-            mtas,
-            dir,
-        }
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
+        Env::start(Sql { pg, mtas }, 60).await
     }
 
     fn socket(&self, i: usize) -> String {
-        format!("local:{}", self.mtas[i].socket.display())
+        self.signer.socket(i)
     }
 
+    /// The domain (no SPF or DMARC) with a 1024-bit key, signed by both
+    /// OpenDKIMs from the database.
     fn config(&self) -> Config {
-        let toml = format!(
-            r#"state_dir = "{state}"
-[accounts.dns]
-provider = "powerdns"
-base_url = "{api}"
-
-[domains."example.com"]
-account = "dns"
-ttl = 300
-nameservers = ["{ns}"]
-
-[domains."example.com".dkim]
-algorithms = ["rsa"]
-bits = 1024
-selector_format = "%Y%m"
-rotation_interval = "30d"
-overlap = "14d"
-retire = "remove"
-
-[signer]
-kind = "opendkim-sql"
-url = "{url}"
-password_env = "MAILDNS_TEST_SIGNER_PASSWORD_NOT_SET"
-password_file = "{pw}"
-sockets = ["{a}", "{b}"]
-probe_timeout = "3s"
-"#,
-            state = self.state_dir().display(),
-            api = self.pdns.api_url,
-            ns = self.pdns.dns,
-            url = self.pg.url(DB),
-            pw = self.dir.path().join("signer.pw").display(),
-            a = self.socket(0),
-            b = self.socket(1),
-        );
-        let path = self.dir.path().join("maildns.toml");
-        std::fs::write(&path, toml).unwrap();
-        maildns::config::load(&path).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    async fn run(&self, config: &Config, clock: &Arc<FakeClock>) -> RunOutcome {
-        let out = self
-            .runner(config, clock)
-            .run_once(&domain())
-            .await
-            .unwrap();
-        let shown = format!("{out:?}");
-        assert!(
-            !shown.contains(&self.pg.password),
-            "password shown: {shown}"
-        );
-        out
-    }
-
-    fn runner(&self, config: &Config, clock: &Arc<FakeClock>) -> Runner {
-        let quick = RetryPolicy {
-            max_attempts: 1,
-            ..RetryPolicy::default()
-        };
-        let (providers, failed) = connect_all(config, &Creds(self.pdns.api_key.clone()), quick);
-        assert!(failed.is_empty(), "{failed:?}");
-        std::fs::create_dir_all(&config.state_dir).unwrap();
-        let clock: Arc<dyn Clock> = clock.clone();
-        let store = Arc::new(
-            SqliteStore::open_locked(&config.state_dir)
-                .unwrap()
-                .with_clock(clock.clone()),
-        );
-        Runner::new(config.clone(), store, providers, clock).unwrap()
-    }
-
-    fn state(&self) -> DomainState {
-        SqliteStore::open(&self.state_dir())
-            .unwrap()
-            .load(&domain())
-            .unwrap()
-    }
-
-    async fn served(&self, selector: &str) -> usize {
-        let name = Fqdn::parse(&format!("{selector}._domainkey.example.com")).unwrap();
-        Querier::new(QueryOptions::default())
-            .txt(self.pdns.dns, &name, false)
-            .await
-            .unwrap()
-            .records
-            .len()
+        self.load(&self.toml(&self.pdns.api_url, 1024, ""))
     }
 
     fn sql(&self, q: &str) -> String {
-        self.pg
+        self.signer
+            .pg
             .psql(DB, q)
             .unwrap_or_else(|e| panic!("{e}"))
             .trim()
             .to_string()
     }
 
-    /// `config` as another machine's replica has it: the same shared state
-    /// and database, its own (empty) key directory. The first machine's key
-    /// directory is moved out of reach, as it is on another machine.
-    fn on_another_machine(&self, config: &Config) -> Config {
-        let mut other = config.clone();
-        let b = self.dir.path().join("machine-b-keys");
-        std::fs::create_dir_all(&b).unwrap();
-        other.signer.as_mut().unwrap().key_dir = b;
-        std::fs::rename(
-            self.state_dir().join("keys"),
-            self.dir.path().join("machine-a"),
-        )
-        .unwrap();
-        other
-    }
-
-    /// How many files machine B's key directory holds (recursively).
-    fn machine_b_files(&self) -> usize {
-        fn walk(dir: &std::path::Path) -> usize {
-            std::fs::read_dir(dir)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| {
-                    if e.path().is_dir() {
-                        walk(&e.path())
-                    } else {
-                        1
-                    }
-                })
-                .sum()
-        }
-        walk(&self.dir.path().join("machine-b-keys"))
-    }
-
     /// MTA `i`'s OpenDKIM signs MESSAGE with `selector`, and dkimpy verifies
     /// it against what PowerDNS serves.
     fn assert_signs_with(&self, i: usize, selector: &str) {
-        let o = &self.mtas[i];
+        let o = &self.signer.mtas[i];
         let sig = o
             .sign(MESSAGE)
             .unwrap_or_else(|e| panic!("MTA {i}: {e}\nlog:\n{}", o.log()));
@@ -244,31 +126,22 @@ probe_timeout = "3s"
         );
         let file = self.dir.path().join(format!("signed-{i}.eml"));
         std::fs::write(&file, format!("DKIM-Signature: {sig}\r\n{MESSAGE}")).unwrap();
-        let out = Command::new("/usr/bin/python3")
-            .arg("-c")
-            .arg(VERIFY)
-            .arg(&file)
-            .arg(self.pdns.dns.port().to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "dkimpy did not verify MTA {i}'s s={selector}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        dkimpy_verifies_file(&file, self.pdns.dns.port())
+            .unwrap_or_else(|e| panic!("dkimpy did not verify MTA {i}'s s={selector}: {e}"));
     }
 
     /// `maildns status --json`, checked to hold no password.
     fn status_json(&self) -> serde_json::Value {
-        let cfg = self.dir.path().join("maildns.toml");
-        let out = maildns_cmd(&cfg, &self.pdns.api_key)
+        let out = maildns_cmd(&self.config_path(), &self.pdns.api_key)
             .args(["status", "--json"])
             .run();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(!text.contains(&self.pg.password), "password in status");
         assert!(
-            !String::from_utf8_lossy(&out.stderr).contains(&self.pg.password),
+            !text.contains(&self.signer.pg.password),
+            "password in status"
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains(&self.signer.pg.password),
             "password in status stderr"
         );
         serde_json::from_str(&text)
@@ -278,7 +151,7 @@ probe_timeout = "3s"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_opendkims_on_one_database_switch_together_and_both_are_proven() {
-    let env = Env::start("dkim_keys", "dkim_signing").await;
+    let env = Env::with_sql("dkim_keys", "dkim_signing").await;
     let config = env.config();
     let clock = FakeClock::at(t0());
 
@@ -295,11 +168,7 @@ async fn two_opendkims_on_one_database_switch_together_and_both_are_proven() {
     );
     clock.advance(TimeDelta::seconds(61));
     let out = env.run(&config, &clock).await;
-    let confirm = out
-        .performed
-        .iter()
-        .find(|p| p.action == "confirm_signer")
-        .expect("confirmed by probes");
+    let confirm = confirm_step(&out);
     assert_eq!(confirm.result, "ok", "{confirm:?}");
     assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Active));
     // One KeyTable row with the key inline (no file path), one SigningTable row.
@@ -320,7 +189,7 @@ async fn two_opendkims_on_one_database_switch_together_and_both_are_proven() {
     );
     env.assert_signs_with(0, "202401");
     env.assert_signs_with(1, "202401");
-    for o in &env.mtas {
+    for o in &env.signer.mtas {
         assert_eq!(
             std::fs::read_dir(&o.key_dir).unwrap().count(),
             0,
@@ -350,7 +219,7 @@ async fn two_opendkims_on_one_database_switch_together_and_both_are_proven() {
     let out = env.run(&config, &clock).await;
     assert!(out.blocked.is_empty(), "{:?}", out.blocked);
     assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Destroyed));
-    assert_eq!(env.served("202401").await, 0);
+    assert_eq!(env.served("202401").await.len(), 0);
     assert_eq!(
         env.sql("SELECT string_agg(selector, ',') FROM dkim_keys"),
         "202402"
@@ -366,11 +235,14 @@ async fn two_opendkims_on_one_database_switch_together_and_both_are_proven() {
     );
     // `verify` reads the rows and probes both sockets: the selector both use
     // is served.
-    let out = maildns_cmd(&env.dir.path().join("maildns.toml"), &env.pdns.api_key)
+    let out = maildns_cmd(&env.config_path(), &env.pdns.api_key)
         .args(["verify", "--json"])
         .run();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(!text.contains(&env.pg.password), "password in verify");
+    assert!(
+        !text.contains(&env.signer.pg.password),
+        "password in verify"
+    );
     let v: serde_json::Value = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     let found = v.to_string();
@@ -512,7 +384,7 @@ async fn sql_backend_writes_reads_and_removes_rows_and_hides_the_password() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_opendkim_that_cannot_see_the_new_key_holds_the_switch_and_the_retirement() {
     // The second MTA's OpenDKIM reads a stale copy of the tables.
-    let env = Env::start("stale_keys", "stale_signing").await;
+    let env = Env::with_sql("stale_keys", "stale_signing").await;
     let copy = || {
         env.sql(
             "DELETE FROM stale_keys; DELETE FROM stale_signing;\
@@ -566,26 +438,22 @@ async fn an_opendkim_that_cannot_see_the_new_key_holds_the_switch_and_the_retire
     assert_eq!(v["domains"][0]["blocked"][0]["selector"], "202402", "{v}");
 
     // Stopped: the probe fails on its socket (retried with backoff).
-    env.mtas[1].stop();
+    env.signer.mtas[1].stop();
     clock.advance(TimeDelta::hours(2));
     let out = env.run(&config, &clock).await;
-    let confirm = out
-        .performed
-        .iter()
-        .find(|p| p.action == "confirm_signer")
-        .expect("a probe was tried");
+    let confirm = confirm_step(&out);
     assert_eq!(confirm.result, "failed", "{confirm:?}");
     assert!(
         confirm.detail.contains(&b) && confirm.detail.contains("cannot connect"),
         "{}",
         confirm.detail
     );
-    assert!(!confirm.detail.contains(&env.pg.password));
+    assert!(!confirm.detail.contains(&env.signer.pg.password));
     assert_eq!(status(&env.state(), "202402"), Some(KeyStatus::Switched));
 
     // Back, reading the current rows: proven on both.
     copy();
-    env.mtas[1].restart();
+    env.signer.mtas[1].restart();
     clock.advance(TimeDelta::hours(2));
     env.run(&config, &clock).await;
     let st = env.state();
@@ -598,7 +466,7 @@ async fn an_opendkim_that_cannot_see_the_new_key_holds_the_switch_and_the_retire
     env.sql("UPDATE stale_signing SET key_id = '202401._domainkey.example.com'");
     // The daemon's periodic probe shows it as drift, naming its socket.
     let blocked = env
-        .runner(&config, &clock)
+        .runner(config.clone(), &clock)
         .probe_signers(&domain())
         .await
         .unwrap();
@@ -616,7 +484,7 @@ async fn an_opendkim_that_cannot_see_the_new_key_holds_the_switch_and_the_retire
     let reason = held(&out, BlockKind::StillSigning, "202401");
     assert!(reason.contains(&b) && !reason.contains(&a), "{reason}");
     assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Retiring));
-    assert_eq!(env.served("202401").await, 1);
+    assert_eq!(env.served("202401").await.len(), 1);
     assert_eq!(
         env.sql("SELECT count(*) FROM dkim_keys WHERE selector = '202401'"),
         "1"
@@ -626,7 +494,7 @@ async fn an_opendkim_that_cannot_see_the_new_key_holds_the_switch_and_the_retire
     clock.advance(TimeDelta::hours(2));
     env.run(&config, &clock).await;
     assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Destroyed));
-    assert_eq!(env.served("202401").await, 0);
+    assert_eq!(env.served("202401").await.len(), 0);
     assert_eq!(
         env.sql("SELECT count(*) FROM dkim_keys WHERE selector = '202401'"),
         "0"
@@ -643,7 +511,7 @@ async fn an_opendkim_that_cannot_see_the_new_key_holds_the_switch_and_the_retire
 /// and the row keeps the same key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_without_the_key_file_switches_both_opendkims_from_the_keytable_row() {
-    let env = Env::start("dkim_keys", "dkim_signing").await;
+    let env = Env::with_sql("dkim_keys", "dkim_signing").await;
     let config_a = env.config();
     let clock = FakeClock::at(t0());
     env.run(&config_a, &clock).await;
@@ -654,11 +522,7 @@ async fn a_replica_without_the_key_file_switches_both_opendkims_from_the_keytabl
     let config_b = env.on_another_machine(&config_a);
     clock.advance(TimeDelta::seconds(61));
     let out = env.run(&config_b, &clock).await;
-    let confirm = out
-        .performed
-        .iter()
-        .find(|p| p.action == "confirm_signer")
-        .unwrap_or_else(|| panic!("{out:?}"));
+    let confirm = confirm_step(&out);
     assert_eq!(confirm.result, "ok", "{confirm:?}");
     assert!(out.blocked.is_empty(), "{:?}", out.blocked);
     assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Active));
@@ -669,7 +533,7 @@ async fn a_replica_without_the_key_file_switches_both_opendkims_from_the_keytabl
     assert_eq!(env.sql("SELECT private_key FROM dkim_keys"), row);
     env.assert_signs_with(0, "202401");
     env.assert_signs_with(1, "202401");
-    assert_eq!(env.machine_b_files(), 0);
+    assert_eq!(env.machine_b_files().len(), 0);
 }
 
 /// The key is neither on this machine nor in the KeyTable (the row was
@@ -677,7 +541,7 @@ async fn a_replica_without_the_key_file_switches_both_opendkims_from_the_keytabl
 /// written and no other key is made for the selector.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_lost_from_the_keytable_and_not_on_this_machine_is_never_switched_to() {
-    let env = Env::start("dkim_keys", "dkim_signing").await;
+    let env = Env::with_sql("dkim_keys", "dkim_signing").await;
     let config_a = env.config();
     let clock = FakeClock::at(t0());
     env.run(&config_a, &clock).await;
@@ -695,9 +559,9 @@ async fn a_key_lost_from_the_keytable_and_not_on_this_machine_is_never_switched_
         blocked.reason.contains("selector 202401") && blocked.reason.contains("missing"),
         "{blocked:?}"
     );
-    assert!(!blocked.reason.contains(&env.pg.password));
+    assert!(!blocked.reason.contains(&env.signer.pg.password));
     assert_ne!(status(&env.state(), "202401"), Some(KeyStatus::Active));
     assert_eq!(env.sql("SELECT count(*) FROM dkim_signing"), "0");
     assert_eq!(env.sql("SELECT count(*) FROM dkim_keys"), "0");
-    assert_eq!(env.machine_b_files(), 0);
+    assert_eq!(env.machine_b_files().len(), 0);
 }

@@ -406,43 +406,10 @@ fn rotate_now_while_the_daemon_runs_asks_the_daemon() {
 // ---------------------------------------------------------------------------
 // Disclosure of a retired private key only when safe (real PowerDNS, simulated time).
 
-struct FakeClock(std::sync::Mutex<chrono::DateTime<chrono::Utc>>);
-
-impl maildns::propagation::Clock for FakeClock {
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        *self.0.lock().unwrap()
-    }
-}
-
-impl FakeClock {
-    fn advance(&self, d: chrono::TimeDelta) {
-        *self.0.lock().unwrap() += d;
-    }
-}
-
-struct Token(String);
-
-impl maildns::accounts::Credentials for Token {
-    fn credential(
-        &self,
-        _: &maildns::config::Account,
-    ) -> Result<maildns_providers::Secret, maildns::secrets::SecretError> {
-        Ok(maildns_providers::Secret::new(self.0.clone()))
-    }
-    fn aws(
-        &self,
-        _: &maildns::config::Account,
-    ) -> Result<maildns_providers::hosts::route53::AwsCredentials, maildns::secrets::SecretError>
-    {
-        Err(maildns::secrets::SecretError::NoAwsCredentials {
-            looked: vec!["no AWS here".into()],
-        })
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retired_private_key_is_disclosed_only_after_its_revocation_is_safe() {
-    use chrono::{TimeDelta, TimeZone, Utc};
+    use crate::support::{Creds, FakeClock, t0};
+    use chrono::TimeDelta;
     use maildns::propagation::Clock as _;
     use maildns::rotation::Runner;
     use std::sync::Arc;
@@ -484,13 +451,11 @@ publish_retired_private_keys = true
         ..maildns_providers::http::RetryPolicy::default()
     };
     let (providers, failed) =
-        maildns::accounts::connect_all(&config, &Token(pdns.api_key.clone()), quick);
+        maildns::accounts::connect_all(&config, &Creds::token(pdns.api_key.clone()), quick);
     assert!(failed.is_empty(), "{failed:?}");
     std::fs::create_dir_all(&state_dir).unwrap();
     let store = Arc::new(SqliteStore::open_locked(&state_dir).unwrap());
-    let clock = Arc::new(FakeClock(std::sync::Mutex::new(
-        Utc.with_ymd_and_hms(2024, 1, 10, 0, 0, 0).unwrap(),
-    )));
+    let clock = FakeClock::at(t0());
     let runner = Runner::new(config, store.clone(), providers, clock.clone()).unwrap();
     let domain = Fqdn::parse("example.com").unwrap();
     let run = || async { runner.run_once(&domain).await.unwrap() };

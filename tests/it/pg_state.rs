@@ -810,8 +810,7 @@ fn a_ledger_update_under_a_lost_lease_saves_nothing() {
 #[test]
 fn the_migration_carries_a_whole_ledger_over_into_entries() {
     let pg = Postgres::start();
-    let _ = pg.create_database("state");
-    let url = pg.url("state");
+    let url = pg.create_database("state");
     let v2 = format!(
         "{}\n{}\nCREATE TABLE maildns_schema (version INTEGER NOT NULL);\nINSERT INTO maildns_schema VALUES (1), (2);",
         include_str!("../../src/rotation/store/postgres/0001_init.sql"),

@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use crate::cmd;
+use crate::support::cli::assert_in_sync;
 
 fn config(dir: &Path, account: &str) -> std::path::PathBuf {
     let text = format!(
@@ -56,12 +57,7 @@ async fn dnsimple_publish_is_one_batch_then_in_sync() {
         ]
     );
     assert_eq!(fake.txt("example.test", "_dmarc").len(), 1);
-    let o = cmd()
-        .config(&cfg)
-        .envs(&env)
-        .args(["plan", "--exit-code"])
-        .run();
-    assert_eq!(o.status.code(), Some(0), "{}", o.text());
+    assert_in_sync(&cfg, &env);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,12 +133,7 @@ async fn namecheap_publish_needs_the_opt_in_and_keeps_every_other_record() {
     }
     assert_eq!(after.len(), before.len() + 3, "SPF, DMARC, DKIM added");
     assert_eq!(fake.email_type("example.test").as_deref(), Some("MX"));
-    let o = cmd()
-        .config(&cfg)
-        .envs(&env)
-        .args(["plan", "--exit-code"])
-        .run();
-    assert_eq!(o.status.code(), Some(0), "{}", o.text());
+    assert_in_sync(&cfg, &env);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,12 +173,7 @@ async fn godaddy_publish_keeps_foreign_values_then_in_sync() {
             "v=spf1 ip4:192.0.2.10/32 -all"
         ]
     );
-    let o = cmd()
-        .config(&cfg)
-        .envs(&env)
-        .args(["plan", "--exit-code"])
-        .run();
-    assert_eq!(o.status.code(), Some(0), "{}", o.text());
+    assert_in_sync(&cfg, &env);
     // An account under GoDaddy's API threshold: the error says so.
     fake.deny_access(true);
     let o = cmd().config(&cfg).envs(&env).args(["plan"]).run();

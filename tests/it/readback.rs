@@ -9,9 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, TimeZone, Utc};
-use maildns::accounts::{Credentials, connect_all};
-use maildns::config::Account;
+use maildns::accounts::connect_all;
 use maildns::diagnose::Verdict;
 use maildns::propagation::{Clock, Querier, QueryOptions};
 use maildns::publish::{self, DomainError, DomainJob, Options};
@@ -24,6 +22,7 @@ use maildns_testkit::fakes::gandi::FakeGandi;
 use maildns_testkit::fakes::quirky::{Quirks, QuirkyFake, QuirkyProvider};
 
 use crate::cmd;
+use crate::support::{Creds, FakeClock, t0};
 
 const TOKEN: &str = "gandi-pat";
 
@@ -262,31 +261,6 @@ async fn publish_names_the_cut_then_the_next_run_publishes_an_intact_1024_bit_ke
     assert!(!stdout.contains("truncated"), "{stdout}");
 }
 
-struct Creds;
-
-impl Credentials for Creds {
-    fn credential(&self, _: &Account) -> Result<Secret, maildns::secrets::SecretError> {
-        Ok(Secret::new(TOKEN.to_string()))
-    }
-    fn aws(
-        &self,
-        _: &Account,
-    ) -> Result<maildns_providers::hosts::route53::AwsCredentials, maildns::secrets::SecretError>
-    {
-        Err(maildns::secrets::SecretError::NoAwsCredentials {
-            looked: vec!["no AWS here".into()],
-        })
-    }
-}
-
-struct FakeClock(Mutex<DateTime<Utc>>);
-
-impl Clock for FakeClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap()
-    }
-}
-
 fn runner(dir: &Path, url: &str) -> Runner {
     let cfg = write_config(dir, url, 2048);
     let config = maildns::config::load(&cfg).unwrap();
@@ -294,12 +268,11 @@ fn runner(dir: &Path, url: &str) -> Runner {
         max_attempts: 1,
         ..RetryPolicy::default()
     };
-    let (providers, failed) = connect_all(&config, &Creds, quick);
+    let (providers, failed) = connect_all(&config, &Creds::token(TOKEN), quick);
     assert!(failed.is_empty());
     std::fs::create_dir_all(&config.state_dir).unwrap();
     let store = Arc::new(SqliteStore::open_locked(&config.state_dir).unwrap());
-    let t0 = Utc.with_ymd_and_hms(2024, 1, 10, 0, 0, 0).unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(FakeClock(Mutex::new(t0)));
+    let clock: Arc<dyn Clock> = FakeClock::at(t0());
     Runner::new(config, store, providers, clock).unwrap()
 }
 

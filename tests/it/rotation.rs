@@ -9,207 +9,107 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use maildns::accounts::{Credentials, connect_all};
-use maildns::config::{Account, Config};
-use maildns::propagation::{Clock, Querier, QueryOptions};
+use chrono::TimeDelta;
+use maildns::config::Config;
+use maildns::propagation::Clock;
 use maildns::rotation::runner::CrashHook;
 use maildns::rotation::{
-    BlockKind, Diagnosis, DomainState, KeyStatus, RunOutcome, Runner, RunnerError, Selector,
-    SqliteStore, Store,
+    BlockKind, Diagnosis, DomainState, KeyStatus, RunOutcome, RunnerError, SqliteStore, Store,
 };
-use maildns_providers::http::RetryPolicy;
-use maildns_providers::{Fqdn, Secret};
-use maildns_testkit::PowerDns;
-use maildns_testkit::cmd::Maildns;
 use maildns_testkit::opendkim::{OpenDkim, signature_tag};
 
-use crate::cmd;
+use crate::support::rig::{self, SignerKind, domain};
+use crate::support::{
+    FakeClock, MESSAGE, confirm_step, dkimpy_verifies, maildns_cmd, sel, status, t0,
+};
 
-const MESSAGE: &str = "From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: rotation\r\nDate: Tue, 02 Jan 2024 10:00:00 +0000\r\nMessage-ID: <rotation@example.com>\r\n\r\nHello.\r\n";
+/// The seed's SPF and DMARC records.
+const SEED_RECORDS: &str = r#"spf = "v=spf1 ip4:192.0.2.10/32 -all"
+dmarc = "v=DMARC1;p=quarantine;sp=quarantine;adkim=r;aspf=r;fo=1;rf=afrf;rua=mailto:user@example.com"
+"#;
 
-pub(crate) struct FakeClock(Mutex<DateTime<Utc>>);
+/// OpenDKIM on key files and tables (`None`: no signer configured).
+struct Files(Option<Arc<OpenDkim>>);
 
-impl FakeClock {
-    pub(crate) fn at(t: DateTime<Utc>) -> Arc<FakeClock> {
-        Arc::new(FakeClock(Mutex::new(t)))
-    }
-    pub(crate) fn advance(&self, d: TimeDelta) {
-        let mut t = self.0.lock().unwrap();
-        *t += d;
-    }
-}
-
-impl Clock for FakeClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap()
-    }
-}
-
-pub(crate) struct Creds(pub(crate) String);
-
-impl Credentials for Creds {
-    fn credential(&self, _: &Account) -> Result<Secret, maildns::secrets::SecretError> {
-        Ok(Secret::new(self.0.clone()))
-    }
-    fn aws(
-        &self,
-        _: &Account,
-    ) -> Result<maildns_providers::hosts::route53::AwsCredentials, maildns::secrets::SecretError>
-    {
-        Err(maildns::secrets::SecretError::NoAwsCredentials {
-            looked: vec!["no AWS here".into()],
-        })
+impl Files {
+    /// The `[signer]` table for this OpenDKIM, reloaded by `reload` (its own
+    /// reload command when `None`).
+    fn section_with(&self, reload: Option<&[String]>) -> String {
+        let Some(o) = &self.0 else {
+            return String::new();
+        };
+        let reload: Vec<String> = match reload {
+            Some(r) => r.to_vec(),
+            None => o.reload_command(),
+        };
+        format!(
+            "\n[signer]\nconfig = \"{}\"\nkey_dir = \"{}\"\nkey_table = \"{}\"\nsigning_table = \"{}\"\nuser = \"{}\"\nreload_command = {:?}\nprobe_timeout = \"3s\"\n",
+            o.conf.display(),
+            o.key_dir.display(),
+            o.key_table.display(),
+            o.signing_table.display(),
+            o.user,
+            reload
+        )
     }
 }
 
-struct Env {
-    pdns: PowerDns,
-    odk: Option<Arc<OpenDkim>>,
-    dir: tempfile::TempDir,
+impl SignerKind for Files {
+    fn section(&self, _: &Path) -> String {
+        self.section_with(None)
+    }
 }
 
-fn domain() -> Fqdn {
-    Fqdn::parse("example.com").unwrap()
-}
+type Env = rig::Env<Files>;
 
 impl Env {
-    async fn start(signer: bool, soa_minimum: u32) -> Env {
-        let pdns = PowerDns::start();
-        pdns.create_zone_with("example.com", 3600, soa_minimum)
-            .await;
-        Env {
-            pdns,
-            odk: signer.then(|| Arc::new(OpenDkim::start())),
-            dir: tempfile::tempdir().unwrap(),
-        }
+    /// PowerDNS (SOA minimum `soa_minimum`) and, when `signer`, OpenDKIM.
+    async fn with(signer: bool, soa_minimum: u32) -> Env {
+        Env::start(
+            Files(signer.then(|| Arc::new(OpenDkim::start()))),
+            soa_minimum,
+        )
+        .await
     }
 
-    fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
+    /// The running OpenDKIM, when there is one.
+    fn odk(&self) -> Option<&Arc<OpenDkim>> {
+        self.signer.0.as_ref()
     }
 
     /// The seed's domain (SPF, DMARC, DKIM %Y%m, 30d, overlap 14d, retire remove).
-    fn toml(&self, api_url: &str, bits: u32, reload: Option<&[String]>) -> String {
-        let mut s = format!(
-            r#"state_dir = "{state}"
-[accounts.dns]
-provider = "powerdns"
-base_url = "{api_url}"
-
-[domains."example.com"]
-account = "dns"
-ttl = 300
-nameservers = ["{ns}"]
-spf = "v=spf1 ip4:192.0.2.10/32 -all"
-dmarc = "v=DMARC1;p=quarantine;sp=quarantine;adkim=r;aspf=r;fo=1;rf=afrf;rua=mailto:user@example.com"
-
-[domains."example.com".dkim]
-algorithms = ["rsa"]
-bits = {bits}
-selector_format = "%Y%m"
-rotation_interval = "30d"
-overlap = "14d"
-retire = "remove"
-"#,
-            state = self.state_dir().display(),
-            ns = self.pdns.dns,
-        );
-        if let Some(o) = &self.odk {
-            let reload: Vec<String> = match reload {
-                Some(r) => r.to_vec(),
-                None => o.reload_command(),
-            };
-            s.push_str(&format!(
-                "\n[signer]\nconfig = \"{}\"\nkey_dir = \"{}\"\nkey_table = \"{}\"\nsigning_table = \"{}\"\nuser = \"{}\"\nreload_command = {:?}\nprobe_timeout = \"3s\"\n",
-                o.conf.display(),
-                o.key_dir.display(),
-                o.key_table.display(),
-                o.signing_table.display(),
-                o.user,
-                reload
-            ));
-        }
-        s
+    fn seed_toml(&self, api_url: &str, bits: u32, reload: Option<&[String]>) -> String {
+        self.toml_with(
+            api_url,
+            bits,
+            SEED_RECORDS,
+            &self.signer.section_with(reload),
+        )
     }
 
     fn config(&self, api_url: &str, bits: u32, reload: Option<&[String]>) -> Config {
-        let path = self.dir.path().join("maildns.toml");
-        std::fs::write(&path, self.toml(api_url, bits, reload)).unwrap();
-        maildns::config::load(&path).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    fn runner(&self, config: Config, clock: &Arc<FakeClock>) -> Runner {
-        let quick = RetryPolicy {
-            max_attempts: 1,
-            ..RetryPolicy::default()
-        };
-        let (providers, failed) = connect_all(&config, &Creds(self.pdns.api_key.clone()), quick);
-        assert!(failed.is_empty(), "{:?}", failed);
-        std::fs::create_dir_all(&config.state_dir).unwrap();
-        let clock: Arc<dyn Clock> = clock.clone();
-        let store = Arc::new(
-            SqliteStore::open_locked(&config.state_dir)
-                .unwrap()
-                .with_clock(clock.clone()),
-        );
-        // Switches are proven by maildns's own probe through the real OpenDKIM.
-        Runner::new(config, store, providers, clock).unwrap()
-    }
-
-    fn state(&self) -> DomainState {
-        SqliteStore::open(&self.state_dir())
-            .unwrap()
-            .load(&domain())
-            .unwrap()
-    }
-
-    /// The TXT values PowerDNS serves at `<selector>._domainkey.example.com`.
-    async fn served(&self, selector: &str) -> Vec<String> {
-        let name = Fqdn::parse(&format!("{selector}._domainkey.example.com")).unwrap();
-        let answer = Querier::new(QueryOptions::default())
-            .txt(self.pdns.dns, &name, false)
-            .await
-            .unwrap();
-        answer
-            .records
-            .iter()
-            .map(|r| String::from_utf8_lossy(&r.value()).into_owned())
-            .collect()
+        self.load(&self.seed_toml(api_url, bits, reload))
     }
 
     /// Signs MESSAGE with OpenDKIM; asserts the selector and that dkimpy
     /// verifies it against what PowerDNS serves.
     fn assert_signs_with(&self, selector: &str) {
-        let o = self.odk.as_ref().unwrap();
+        let o = self.odk().unwrap();
         let sig = o
             .sign(MESSAGE)
             .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", o.log()));
         assert_eq!(signature_tag(&sig, "s").as_deref(), Some(selector), "{sig}");
         let signed = format!("DKIM-Signature: {sig}\r\n{MESSAGE}");
-        let file = self.dir.path().join("signed.eml");
-        std::fs::write(&file, signed).unwrap();
-        let out = Command::new("/usr/bin/python3")
-            .arg("-c")
-            .arg(VERIFY)
-            .arg(&file)
-            .arg(self.pdns.dns.port().to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "dkimpy did not verify s={selector}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        dkimpy_verifies(&signed, self.dir.path(), self.pdns.dns.port())
+            .unwrap_or_else(|e| panic!("dkimpy did not verify s={selector}: {e}"));
     }
 
     /// The selector the signer tables point example.com at.
     fn table_selector(&self) -> Option<String> {
-        let o = self.odk.as_ref()?;
+        let o = self.odk()?;
         let kt = std::fs::read_to_string(&o.key_table).unwrap();
         kt.lines()
             .filter_map(|l| l.split_whitespace().nth(1))
@@ -219,59 +119,21 @@ retire = "remove"
     }
 }
 
-pub(crate) const VERIFY: &str = r#"
-import sys, dkim, dns.message, dns.query
-port = int(sys.argv[2])
-def dnsfunc(name, timeout=5):
-    if isinstance(name, bytes):
-        name = name.decode()
-    r = dns.query.tcp(dns.message.make_query(name, 'TXT'), '127.0.0.1', port=port, timeout=timeout)
-    for rrset in r.answer:
-        for rd in rrset:
-            return b''.join(rd.strings)
-    return None
-ok = dkim.verify(open(sys.argv[1], 'rb').read(), dnsfunc=dnsfunc)
-print(ok)
-sys.exit(0 if ok else 1)
-"#;
-
-pub(crate) fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 1, 10, 0, 0, 0).unwrap()
-}
-
-fn sel(s: &str) -> Selector {
-    Selector::parse(s).unwrap()
-}
-
-fn status(state: &DomainState, s: &str) -> Option<KeyStatus> {
-    state.key(&sel(s)).map(|k| k.status)
-}
-
 fn key_file(state: &DomainState, s: &str) -> PathBuf {
     PathBuf::from(state.key(&sel(s)).unwrap().key_path.clone().unwrap())
 }
 
 fn events(env: &Env, what: &str) -> Vec<maildns::rotation::Event> {
-    SqliteStore::open(&env.state_dir())
-        .unwrap()
-        .events(Some(&domain()), 0, 10_000)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event)
-        .filter(|e| e.what == what)
-        .collect()
+    env.events(what)
 }
 
 async fn run(env: &Env, config: &Config, clock: &Arc<FakeClock>) -> RunOutcome {
-    env.runner(config.clone(), clock)
-        .run_once(&domain())
-        .await
-        .unwrap()
+    env.run(config, clock).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_lifecycle_with_real_powerdns_and_opendkim() {
-    let env = Env::start(true, 60).await;
+    let env = Env::with(true, 60).await;
     let config = env.config(&env.pdns.api_url, 1024, None);
     let clock = FakeClock::at(t0());
 
@@ -281,10 +143,7 @@ async fn full_lifecycle_with_real_powerdns_and_opendkim() {
     assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Propagated));
     assert!(!out.performed.iter().any(|p| p.action == "switch_signer"));
     assert_eq!(env.served("202401").await.len(), 1);
-    assert!(
-        env.odk.as_ref().unwrap().sign(MESSAGE).is_err(),
-        "no key yet"
-    );
+    assert!(env.odk().unwrap().sign(MESSAGE).is_err(), "no key yet");
     clock.advance(TimeDelta::seconds(61));
     run(&env, &config, &clock).await;
     assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Active));
@@ -303,11 +162,7 @@ async fn full_lifecycle_with_real_powerdns_and_opendkim() {
     let out = run(&env, &config, &clock).await;
     // The switch is proven by a probe through the milter socket, verified
     // against PowerDNS; only then is the key active.
-    let confirm = out
-        .performed
-        .iter()
-        .find(|p| p.action == "confirm_signer")
-        .expect("confirmed by a probe");
+    let confirm = confirm_step(&out);
     assert_eq!(confirm.result, "ok", "{confirm:?}");
     assert!(out.blocked.is_empty(), "{:?}", out.blocked);
     let st = env.state();
@@ -331,8 +186,7 @@ async fn full_lifecycle_with_real_powerdns_and_opendkim() {
     assert!(env.served("202401").await.is_empty(), "old record removed");
     assert!(key_file(&st, "202402").exists());
     let old_path = env
-        .odk
-        .as_ref()
+        .odk()
         .unwrap()
         .key_dir
         .join("example.com/202401.private");
@@ -348,7 +202,7 @@ async fn full_lifecycle_with_real_powerdns_and_opendkim() {
 /// restarts each time with a fresh runner and store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_at_every_step_boundary_resumes_safely() {
-    let env = Env::start(true, 60).await;
+    let env = Env::with(true, 60).await;
     let config = env.config(&env.pdns.api_url, 1024, None);
     let clock = FakeClock::at(t0());
     let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
@@ -447,7 +301,7 @@ async fn bootstrap_then_publish_the_next_key(env: &Env, clock: &Arc<FakeClock>) 
 
 /// `maildns status --json` for the env's config.
 fn status_json(env: &Env) -> serde_json::Value {
-    let cfg = env.dir.path().join("maildns.toml");
+    let cfg = env.config_path();
     let out = maildns_cmd(&cfg, &env.pdns.api_key)
         .args(["status", "--json"])
         .run();
@@ -476,10 +330,10 @@ async fn assert_nothing_old_touched(env: &Env, config: &Config, clock: &Arc<Fake
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_refused_for_an_unreadable_key_table_keeps_the_old_key() {
-    let env = Env::start(true, 60).await;
+    let env = Env::with(true, 60).await;
     let clock = FakeClock::at(t0());
     let good = bootstrap_then_publish_the_next_key(&env, &clock).await;
-    let o = env.odk.as_ref().unwrap();
+    let o = env.odk().unwrap();
     // At reload time key.table is unreadable to OpenDKIM's user (after
     // maildns's own checks passed): OpenDKIM keeps its old configuration.
     let kt = o.key_table.display().to_string();
@@ -508,7 +362,7 @@ async fn reload_refused_for_an_unreadable_key_table_keeps_the_old_key() {
     let blocked = &v["domains"][0]["blocked"][0];
     assert_eq!(blocked["kind"], "not_signing", "{v}");
     // `status` is a monitoring check: it exits 4 while the switch is unproven.
-    let cfg = env.dir.path().join("maildns.toml");
+    let cfg = env.config_path();
     let st = maildns_cmd(&cfg, &env.pdns.api_key).arg("status").run();
     assert_eq!(
         st.status.code(),
@@ -539,10 +393,10 @@ async fn reload_refused_for_an_unreadable_key_table_keeps_the_old_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_refused_for_a_configuration_error_keeps_the_old_key() {
-    let env = Env::start(true, 60).await;
+    let env = Env::with(true, 60).await;
     let clock = FakeClock::at(t0());
     let good = bootstrap_then_publish_the_next_key(&env, &clock).await;
-    let o = env.odk.as_ref().unwrap();
+    let o = env.odk().unwrap();
     let conf = o.conf.display().to_string();
     let original = std::fs::read_to_string(&o.conf).unwrap();
     // A parameter OpenDKIM does not know: its reload fails at the next connection.
@@ -587,17 +441,13 @@ async fn reload_refused_for_a_configuration_error_keeps_the_old_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signer_gone_is_retried_without_rollback_and_proven_once_back() {
-    let env = Env::start(true, 60).await;
+    let env = Env::with(true, 60).await;
     let clock = FakeClock::at(t0());
     let good = bootstrap_then_publish_the_next_key(&env, &clock).await;
-    let o = env.odk.as_ref().unwrap();
+    let o = env.odk().unwrap();
     o.stop();
     let out = run(&env, &good, &clock).await;
-    let confirm = out
-        .performed
-        .iter()
-        .find(|p| p.action == "confirm_signer")
-        .expect("a probe was tried");
+    let confirm = confirm_step(&out);
     assert_eq!(confirm.result, "failed", "{confirm:?}");
     assert!(
         confirm.detail.contains("cannot connect"),
@@ -647,12 +497,12 @@ async fn signer_gone_is_retried_without_rollback_and_proven_once_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signer_still_signing_with_the_old_key_holds_its_retirement_and_drift_shows() {
-    let env = Env::start(true, 60).await;
+    let env = Env::with(true, 60).await;
     let clock = FakeClock::at(t0());
     let good = bootstrap_then_publish_the_next_key(&env, &clock).await;
     run(&env, &good, &clock).await;
     assert_eq!(status(&env.state(), "202402"), Some(KeyStatus::Active));
-    let o = env.odk.as_ref().unwrap();
+    let o = env.odk().unwrap();
     let switched = std::fs::read_to_string(&o.key_table).unwrap();
     // Someone puts the old tables back and restarts OpenDKIM.
     std::fs::write(
@@ -715,7 +565,7 @@ async fn a_signer_still_signing_with_the_old_key_holds_its_retirement_and_drift_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_down_is_retried_and_the_old_key_stays() {
-    let env = Env::start(true, 60).await;
+    let env = Env::with(true, 60).await;
     let good = env.config(&env.pdns.api_url, 1024, None);
     let clock = FakeClock::at(t0());
     run(&env, &good, &clock).await;
@@ -755,7 +605,7 @@ async fn provider_down_is_retried_and_the_old_key_stays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_that_cannot_hold_2048_bits_gets_1024_with_a_recorded_reason() {
-    let env = Env::start(false, 60).await;
+    let env = Env::with(false, 60).await;
     let config = env.config(&env.pdns.api_url, 2048, None);
     std::fs::create_dir_all(env.state_dir()).unwrap();
     SqliteStore::open(&env.state_dir())
@@ -787,20 +637,12 @@ async fn host_that_cannot_hold_2048_bits_gets_1024_with_a_recorded_reason() {
     assert!(out.warnings.iter().any(|w| w.code == "bits_fallback"));
 }
 
-/// `maildns --config <cfg>` with the PowerDNS account's token, logging at info.
-pub(crate) fn maildns_cmd(cfg: &Path, token: &str) -> Maildns {
-    cmd()
-        .config(cfg)
-        .env("MAILDNS_DNS_TOKEN", token)
-        .env("MAILDNS_LOG", "info")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_rotates_reloads_on_hup_stops_on_term_and_holds_the_lock() {
     // SOA minimum 1 s: the first key is safe one second after it propagates.
-    let env = Env::start(false, 1).await;
+    let env = Env::with(false, 1).await;
     let config = env.config(&env.pdns.api_url, 1024, None);
-    let cfg = env.dir.path().join("maildns.toml");
+    let cfg = env.config_path();
     let log = env.dir.path().join("daemon.log");
     let mut daemon = maildns_cmd(&cfg, &env.pdns.api_key)
         .arg("daemon")
@@ -907,9 +749,9 @@ async fn daemon_rotates_reloads_on_hup_stops_on_term_and_holds_the_lock() {
 async fn killed_rotate_processes_resume_from_the_saved_step() {
     let mut boundaries = 0;
     for k in 1..=40u32 {
-        let env = Env::start(false, 1).await;
+        let env = Env::with(false, 1).await;
         let _config = env.config(&env.pdns.api_url, 1024, None);
-        let cfg = env.dir.path().join("maildns.toml");
+        let cfg = env.config_path();
         let o = maildns_cmd(&cfg, &env.pdns.api_key)
             .arg("rotate")
             .env("MAILDNS_TEST_CRASH_AFTER", k.to_string())
@@ -975,14 +817,14 @@ async fn killed_rotate_processes_resume_from_the_saved_step() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_reports_a_signer_selector_absent_or_revoked_in_dns() {
-    let env = Env::start(true, 60).await;
+    let env = Env::with(true, 60).await;
     let config = env.config(&env.pdns.api_url, 1024, None);
     let clock = FakeClock::at(t0());
     run(&env, &config, &clock).await;
     clock.advance(TimeDelta::seconds(61));
     run(&env, &config, &clock).await;
     env.assert_signs_with("202401");
-    let cfg = env.dir.path().join("maildns.toml");
+    let cfg = env.config_path();
     let verify = || {
         let out = maildns_cmd(&cfg, &env.pdns.api_key)
             .args(["verify", "--json"])
@@ -1004,7 +846,7 @@ async fn verify_reports_a_signer_selector_absent_or_revoked_in_dns() {
         "{f:?}"
     );
     // The tables name a selector DNS does not have (edited by hand).
-    let o = env.odk.as_ref().unwrap();
+    let o = env.odk().unwrap();
     let kt = std::fs::read_to_string(&o.key_table).unwrap();
     std::fs::write(&o.key_table, kt.replace(":202401:", ":ghost:")).unwrap();
     o.reload().unwrap();
@@ -1052,8 +894,8 @@ async fn verify_reports_a_signer_selector_absent_or_revoked_in_dns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signer_that_cannot_be_probed_needs_tables_only_and_is_warned_every_run() {
-    let env = Env::start(true, 60).await;
-    let o = env.odk.as_ref().unwrap();
+    let env = Env::with(true, 60).await;
+    let o = env.odk().unwrap();
     // An opendkim.conf without Socket (e.g. the socket is given on the command line).
     let conf = std::fs::read_to_string(&o.conf).unwrap();
     let no_socket = env.dir.path().join("opendkim-nosocket.conf");
@@ -1065,11 +907,11 @@ async fn a_signer_that_cannot_be_probed_needs_tables_only_and_is_warned_every_ru
             .join("\n"),
     )
     .unwrap();
-    let text = env.toml(&env.pdns.api_url, 1024, None).replace(
+    let text = env.seed_toml(&env.pdns.api_url, 1024, None).replace(
         &o.conf.display().to_string(),
         &no_socket.display().to_string(),
     );
-    let cfg = env.dir.path().join("maildns.toml");
+    let cfg = env.config_path();
     std::fs::write(&cfg, &text).unwrap();
     let line = text.lines().position(|l| l == "[signer]").unwrap() + 1;
     // Every command agrees, before anything is written: no state store, no key.
@@ -1129,12 +971,12 @@ async fn a_signer_that_cannot_be_probed_needs_tables_only_and_is_warned_every_ru
 async fn daemon_probes_the_signer_periodically_and_records_drift() {
     // Real clock; SOA minimum 1 s so the first key is safe a second after it
     // propagates; probes every second.
-    let env = Env::start(true, 1).await;
-    let text = env.toml(&env.pdns.api_url, 1024, None).replace(
+    let env = Env::with(true, 1).await;
+    let text = env.seed_toml(&env.pdns.api_url, 1024, None).replace(
         "probe_timeout = \"3s\"",
         "probe_timeout = \"2s\"\nprobe_interval = \"1s\"",
     );
-    let cfg = env.dir.path().join("maildns.toml");
+    let cfg = env.config_path();
     std::fs::write(&cfg, text).unwrap();
     let log = env.dir.path().join("daemon.log");
     let mut daemon = maildns_cmd(&cfg, &env.pdns.api_key)
@@ -1159,7 +1001,7 @@ async fn daemon_probes_the_signer_periodically_and_records_drift() {
     });
     let active = env.state().keys[0].selector.clone();
     // The tables are edited by hand to a selector DNS does not have.
-    let o = env.odk.as_ref().unwrap();
+    let o = env.odk().unwrap();
     let kt = std::fs::read_to_string(&o.key_table).unwrap();
     std::fs::write(
         &o.key_table,
@@ -1264,7 +1106,7 @@ async fn operator(env: &Env, notified: &Path, done: &mut usize) -> usize {
 /// while it waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_through_a_manual_account_waits_for_the_operator_at_each_step() {
-    let env = Env::start(true, 60).await;
+    let env = Env::with(true, 60).await;
     let notified = env.dir.path().join("notified.txt");
     let notify = env.dir.path().join("notify.sh");
     std::fs::write(
@@ -1277,7 +1119,7 @@ async fn rotation_through_a_manual_account_waits_for_the_operator_at_each_step()
         <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
     )
     .unwrap();
-    let text = env.toml(&env.pdns.api_url, 1024, None).replace(
+    let text = env.seed_toml(&env.pdns.api_url, 1024, None).replace(
         &format!(
             "provider = \"powerdns\"\nbase_url = \"{}\"",
             env.pdns.api_url
@@ -1285,7 +1127,7 @@ async fn rotation_through_a_manual_account_waits_for_the_operator_at_each_step()
         &format!("provider = \"manual\"\nnotify = [\"{}\"]", notify.display()),
     );
     assert!(text.contains("provider = \"manual\""));
-    let path = env.dir.path().join("maildns.toml");
+    let path = env.config_path();
     std::fs::write(&path, text).unwrap();
     let config = maildns::config::load(&path).unwrap();
     let clock = FakeClock::at(t0());

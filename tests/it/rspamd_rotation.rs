@@ -6,111 +6,71 @@
 //! `maildns import rspamd` adopts the key rspamd signs with today.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use maildns::accounts::{Credentials, connect_all};
-use maildns::config::{Account, Config};
-use maildns::propagation::Clock;
-use maildns::rotation::{BlockKind, DomainState, KeyStatus, Runner, Selector, SqliteStore, Store};
-use maildns_providers::http::RetryPolicy;
-use maildns_providers::{Fqdn, Secret};
+use chrono::{TimeDelta, Utc};
+use maildns::config::Config;
+use maildns::rotation::{BlockKind, KeyStatus, SqliteStore, Store};
 use maildns_testkit::opendkim::signature_tag;
 use maildns_testkit::rspamd::{KEY_HASH, SELECTOR_HASH};
-use maildns_testkit::{PowerDns, Redis, Rspamd};
+use maildns_testkit::{Redis, Rspamd};
 
 use crate::cmd;
-use crate::rspamd_signer::dkimpy_verifies;
+use crate::support::rig::{self, SignerKind, domain, secret_file};
+use crate::support::{FakeClock, MESSAGE, confirm_step, dkimpy_verifies, sel, status, t0};
 
-const MESSAGE: &str = "From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: rotation\r\nDate: Tue, 02 Jan 2024 10:00:00 +0000\r\nMessage-ID: <rotation@example.com>\r\n\r\nHello.\r\n";
-
-struct FakeClock(Mutex<DateTime<Utc>>);
-
-impl FakeClock {
-    fn at(t: DateTime<Utc>) -> Arc<FakeClock> {
-        Arc::new(FakeClock(Mutex::new(t)))
-    }
-    fn advance(&self, d: TimeDelta) {
-        *self.0.lock().unwrap() += d;
-    }
-}
-
-impl Clock for FakeClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap()
-    }
-}
-
-struct Creds(String);
-
-impl Credentials for Creds {
-    fn credential(&self, _: &Account) -> Result<Secret, maildns::secrets::SecretError> {
-        Ok(Secret::new(self.0.clone()))
-    }
-    fn aws(
-        &self,
-        _: &Account,
-    ) -> Result<maildns_providers::hosts::route53::AwsCredentials, maildns::secrets::SecretError>
-    {
-        Err(maildns::secrets::SecretError::NoAwsCredentials {
-            looked: vec!["no AWS here".into()],
-        })
-    }
-}
-
-struct Env {
-    pdns: PowerDns,
+/// Redis and an rspamd reading its DKIM keys from it.
+struct RedisRspamd {
     redis: Redis,
     rspamd: Rspamd,
-    dir: tempfile::TempDir,
 }
 
-fn domain() -> Fqdn {
-    Fqdn::parse("example.com").unwrap()
+impl RedisRspamd {
+    /// The `[signer]` table: rspamd from Redis, probed through this rspamd's
+    /// controller and `more_controllers`; the passwords in 0600 files in `dir`.
+    fn section_with(&self, dir: &Path, more_controllers: &[String]) -> String {
+        let mut controllers = vec![self.rspamd.controller_url()];
+        controllers.extend(more_controllers.iter().cloned());
+        format!(
+            r#"
+[signer]
+kind = "rspamd"
+url = "{redis}"
+controllers = {controllers:?}
+password_file = "{redis_pw}"
+controller_password_file = "{controller_pw}"
+probe_timeout = "3s"
+"#,
+            redis = self.redis.url(),
+            redis_pw = secret_file(dir, "redis.pw", &self.redis.password).display(),
+            controller_pw = secret_file(dir, "controller.pw", &self.rspamd.password).display(),
+        )
+    }
 }
 
-fn sel(s: &str) -> Selector {
-    Selector::parse(s).unwrap()
+impl SignerKind for RedisRspamd {
+    fn section(&self, dir: &Path) -> String {
+        self.section_with(dir, &[])
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        vec![self.redis.password.clone(), self.rspamd.password.clone()]
+    }
 }
 
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 1, 10, 0, 0, 0).unwrap()
-}
+type Env = rig::Env<RedisRspamd>;
 
-fn status(state: &DomainState, s: &str) -> Option<KeyStatus> {
-    state.key(&sel(s)).map(|k| k.status)
-}
+/// SPF and DMARC beside the DKIM key.
+const RECORDS: &str = r#"spf = "v=spf1 ip4:192.0.2.10/32 -all"
+dmarc = "v=DMARC1; p=quarantine"
+"#;
 
 impl Env {
-    async fn start() -> Env {
-        let pdns = PowerDns::start();
-        pdns.create_zone_with("example.com", 3600, 60).await;
+    /// PowerDNS (SOA minimum 60 s), Redis and rspamd.
+    async fn with_rspamd() -> Env {
         let redis = Redis::start();
         let rspamd = Rspamd::start(&redis);
-        Env {
-            pdns,
-            redis,
-            rspamd,
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    fn key_dir(&self) -> PathBuf {
-        self.state_dir().join("keys")
-    }
-
-    /// A 0600 file holding `secret` (how the test hands maildns its
-    /// passwords: tests never change the process environment).
-    fn secret_file(&self, name: &str, secret: &str) -> PathBuf {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, secret).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-        p
+        Env::start(RedisRspamd { redis, rspamd }, 60).await
     }
 
     /// The seed's domain (RSA, %Y%m, 30d, overlap 14d, retire remove) signed by
@@ -121,102 +81,20 @@ impl Env {
 
     /// [`Env::config`] with more controllers after this env's rspamd.
     fn config_with(&self, more_controllers: &[String]) -> Config {
-        let mut controllers = vec![self.rspamd.controller_url()];
-        controllers.extend(more_controllers.iter().cloned());
-        let toml = format!(
-            r#"state_dir = "{state}"
-[accounts.dns]
-provider = "powerdns"
-base_url = "{api}"
-
-[domains."example.com"]
-account = "dns"
-ttl = 300
-nameservers = ["{ns}"]
-spf = "v=spf1 ip4:192.0.2.10/32 -all"
-dmarc = "v=DMARC1; p=quarantine"
-
-[domains."example.com".dkim]
-algorithms = ["rsa"]
-bits = 2048
-selector_format = "%Y%m"
-rotation_interval = "30d"
-overlap = "14d"
-retire = "remove"
-
-[signer]
-kind = "rspamd"
-url = "{redis}"
-controllers = {controllers:?}
-password_file = "{redis_pw}"
-controller_password_file = "{controller_pw}"
-probe_timeout = "3s"
-"#,
-            state = self.state_dir().display(),
-            api = self.pdns.api_url,
-            ns = self.pdns.dns,
-            redis = self.redis.url(),
-            redis_pw = self.secret_file("redis.pw", &self.redis.password).display(),
-            controller_pw = self
-                .secret_file("controller.pw", &self.rspamd.password)
-                .display(),
-        );
-        let path = self.dir.path().join("maildns.toml");
-        std::fs::write(&path, toml).unwrap();
-        maildns::config::load(&path).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    fn runner(&self, config: Config, clock: &Arc<FakeClock>) -> Runner {
-        let quick = RetryPolicy {
-            max_attempts: 1,
-            ..RetryPolicy::default()
-        };
-        let (providers, failed) = connect_all(&config, &Creds(self.pdns.api_key.clone()), quick);
-        assert!(failed.is_empty(), "{failed:?}");
-        std::fs::create_dir_all(&config.state_dir).unwrap();
-        let clock: Arc<dyn Clock> = clock.clone();
-        let store = Arc::new(
-            SqliteStore::open_locked(&config.state_dir)
-                .unwrap()
-                .with_clock(clock.clone()),
-        );
-        Runner::new(config, store, providers, clock).unwrap()
-    }
-
-    async fn run(&self, config: &Config, clock: &Arc<FakeClock>) -> maildns::rotation::RunOutcome {
-        self.runner(config.clone(), clock)
-            .run_once(&domain())
-            .await
-            .unwrap()
-    }
-
-    fn state(&self) -> DomainState {
-        SqliteStore::open(&self.state_dir())
-            .unwrap()
-            .load(&domain())
-            .unwrap()
-    }
-
-    /// How many TXT records PowerDNS serves at `<selector>._domainkey.example.com`.
-    async fn served(&self, selector: &str) -> usize {
-        let name = Fqdn::parse(&format!("{selector}._domainkey.example.com")).unwrap();
-        maildns::propagation::Querier::new(maildns::propagation::QueryOptions::default())
-            .txt(self.pdns.dns, &name, false)
-            .await
-            .unwrap()
-            .records
-            .len()
+        let signer = self.signer.section_with(self.dir.path(), more_controllers);
+        self.load(&self.toml_with(&self.pdns.api_url, 2048, RECORDS, &signer))
     }
 
     /// rspamd signs MESSAGE (as the authenticated alice@example.com) with
     /// `selector`, and dkimpy verifies it against PowerDNS.
     async fn assert_signs_with(&self, selector: &str) {
         let sigs = self
+            .signer
             .rspamd
             .sign(MESSAGE, "alice@example.com", "alice@example.com")
             .await
             .unwrap();
-        assert_eq!(sigs.len(), 1, "{sigs:?}\n{}", self.rspamd.log());
+        assert_eq!(sigs.len(), 1, "{sigs:?}\n{}", self.signer.rspamd.log());
         assert_eq!(signature_tag(&sigs[0], "s").as_deref(), Some(selector));
         let signed = format!("DKIM-Signature: {}\r\n{MESSAGE}", sigs[0]);
         dkimpy_verifies(&signed, self.dir.path(), self.pdns.dns.port())
@@ -224,7 +102,8 @@ probe_timeout = "3s"
     }
 
     fn redis_has(&self, field: &str) -> bool {
-        self.redis
+        self.signer
+            .redis
             .cli(&["HEXISTS", KEY_HASH, field])
             .unwrap()
             .trim()
@@ -233,33 +112,17 @@ probe_timeout = "3s"
 
     /// The selector the selector hash names for example.com (`""`: none).
     fn selector_in_redis(&self) -> String {
-        self.redis
+        self.signer
+            .redis
             .cli(&["HGET", SELECTOR_HASH, "example.com"])
             .unwrap()
             .trim()
             .to_string()
     }
 
-    /// `config` as another machine's replica has it: the same shared state
-    /// and Redis, its own (empty) key directory. The first machine's key
-    /// directory is moved out of reach (`<dir>/machine-a`), as it is on
-    /// another machine.
-    fn on_another_machine(&self, config: &Config) -> Config {
-        let mut other = config.clone();
-        let b = self.dir.path().join("machine-b-keys");
-        std::fs::create_dir_all(&b).unwrap();
-        other.signer.as_mut().unwrap().key_dir = b;
-        std::fs::rename(self.key_dir(), self.dir.path().join("machine-a")).unwrap();
-        other
-    }
-
-    /// The files under machine B's key directory.
-    fn machine_b_files(&self) -> Vec<PathBuf> {
-        walk(&self.dir.path().join("machine-b-keys"))
-    }
-
     fn set_selector(&self, selector: &str) {
-        self.redis
+        self.signer
+            .redis
             .cli(&["HSET", SELECTOR_HASH, "example.com", selector])
             .unwrap();
     }
@@ -267,7 +130,7 @@ probe_timeout = "3s"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rspamd_signs_with_each_rotated_key_proven_by_probe_and_dkimpy() {
-    let env = Env::start().await;
+    let env = Env::with_rspamd().await;
     let config = env.config();
     let clock = FakeClock::at(t0());
 
@@ -281,7 +144,8 @@ async fn rspamd_signs_with_each_rotated_key_proven_by_probe_and_dkimpy() {
     assert!(env.redis_has("202401.example.com"));
     assert_eq!(env.selector_in_redis(), "");
     assert!(
-        env.rspamd
+        env.signer
+            .rspamd
             .sign(MESSAGE, "alice@example.com", "alice@example.com")
             .await
             .unwrap()
@@ -289,11 +153,7 @@ async fn rspamd_signs_with_each_rotated_key_proven_by_probe_and_dkimpy() {
     );
     clock.advance(TimeDelta::seconds(61));
     let out = env.run(&config, &clock).await;
-    let confirm = out
-        .performed
-        .iter()
-        .find(|p| p.action == "confirm_signer")
-        .expect("confirmed by a probe");
+    let confirm = confirm_step(&out);
     assert_eq!(confirm.result, "ok", "{confirm:?}");
     assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Active));
     env.assert_signs_with("202401").await;
@@ -321,7 +181,7 @@ async fn rspamd_signs_with_each_rotated_key_proven_by_probe_and_dkimpy() {
     assert!(out.blocked.is_empty(), "{:?}", out.blocked);
     let st = env.state();
     assert_eq!(status(&st, "202401"), Some(KeyStatus::Destroyed));
-    assert_eq!(env.served("202401").await, 0, "old record removed");
+    assert_eq!(env.served("202401").await.len(), 0, "old record removed");
     assert!(
         !env.redis_has("202401.example.com"),
         "old key removed from Redis"
@@ -332,10 +192,7 @@ async fn rspamd_signs_with_each_rotated_key_proven_by_probe_and_dkimpy() {
 
     // `verify` reads the selector from Redis and probes the controller: the
     // one rspamd signs with is served, unrevoked.
-    let out = cmd()
-        .config(env.dir.path().join("maildns.toml"))
-        .args(["verify"])
-        .run();
+    let out = cmd().config(env.config_path()).args(["verify"]).run();
     // (SPF and DMARC are not published here: the runner only rotates DKIM.)
     let text = out.text();
     assert!(
@@ -344,12 +201,14 @@ async fn rspamd_signs_with_each_rotated_key_proven_by_probe_and_dkimpy() {
             && l.contains("per the signer tables and a probe signature")),
         "{text}"
     );
-    assert!(!text.contains(&env.rspamd.password) && !text.contains(&env.redis.password));
+    assert!(
+        !text.contains(&env.signer.rspamd.password) && !text.contains(&env.signer.redis.password)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rspamd_still_signing_with_the_old_key_holds_its_retirement() {
-    let env = Env::start().await;
+    let env = Env::with_rspamd().await;
     let config = env.config();
     let clock = FakeClock::at(t0());
     env.run(&config, &clock).await;
@@ -387,7 +246,7 @@ async fn rspamd_still_signing_with_the_old_key_holds_its_retirement() {
     );
     let st = env.state();
     assert_eq!(status(&st, "202401"), Some(KeyStatus::Retiring));
-    assert_eq!(env.served("202401").await, 1);
+    assert_eq!(env.served("202401").await.len(), 1);
     assert!(env.key_dir().join("example.com/202401.private").exists());
     assert!(env.redis_has("202401.example.com"));
     env.assert_signs_with("202401").await;
@@ -398,14 +257,14 @@ async fn rspamd_still_signing_with_the_old_key_holds_its_retirement() {
     env.run(&config, &clock).await;
     let st = env.state();
     assert_eq!(status(&st, "202401"), Some(KeyStatus::Destroyed));
-    assert_eq!(env.served("202401").await, 0);
+    assert_eq!(env.served("202401").await.len(), 0);
     assert!(!env.redis_has("202401.example.com"));
     env.assert_signs_with("202402").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_adopts_the_key_rspamd_signs_with_today() {
-    let env = Env::start().await;
+    let env = Env::with_rspamd().await;
     let config = env.config();
     // The operator's setup before maildns: a key made by hand, in Redis.
     let pem = std::process::Command::new("openssl")
@@ -414,15 +273,16 @@ async fn import_adopts_the_key_rspamd_signs_with_today() {
         .unwrap()
         .stdout;
     let pem = String::from_utf8(pem).unwrap();
-    env.redis
+    env.signer
+        .redis
         .cli(&["HSET", KEY_HASH, "legacy.example.com", &pem])
         .unwrap();
     env.set_selector("legacy");
     let key = maildns::keys::PrivateKey::from_pem(&pem).unwrap();
-    crate::rspamd_signer::publish(&env.pdns, "legacy", &key).await;
+    crate::support::publish_key(&env.pdns, "legacy", &key).await;
     env.assert_signs_with("legacy").await;
 
-    let cfg = env.dir.path().join("maildns.toml");
+    let cfg = env.config_path();
     let out = cmd()
         .config(&cfg)
         .env("MAILDNS_DNS_TOKEN", &env.pdns.api_key)
@@ -434,7 +294,7 @@ async fn import_adopts_the_key_rspamd_signs_with_today() {
         text.contains("example.com: adopted selector legacy (rsa 2048 bits)"),
         "{text}"
     );
-    assert!(!text.contains(&env.redis.password), "{text}");
+    assert!(!text.contains(&env.signer.redis.password), "{text}");
     let st = env.state();
     assert_eq!(status(&st, "legacy"), Some(KeyStatus::Active));
     let copy = env.key_dir().join("example.com/legacy.private");
@@ -459,7 +319,8 @@ async fn import_adopts_the_key_rspamd_signs_with_today() {
     let v: serde_json::Value = serde_json::from_str(&out.stdout_text()).unwrap();
     assert_eq!(v["results"][0]["outcome"], "already_adopted", "{v}");
     assert_eq!(
-        env.redis
+        env.signer
+            .redis
             .cli(&["HGET", SELECTOR_HASH, "example.com"])
             .unwrap()
             .trim(),
@@ -480,19 +341,25 @@ async fn import_adopts_the_key_rspamd_signs_with_today() {
         .args(["import", "rspamd"])
         .run();
     assert_eq!(out.code(), Some(1), "{}", out.text());
-    assert!(out.text().contains(&env.redis.url()), "{}", out.text());
+    assert!(
+        out.text().contains(&env.signer.redis.url()),
+        "{}",
+        out.text()
+    );
     assert!(!out.text().contains("wrong-password"), "{}", out.text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_rspamd_that_does_not_see_the_new_selector_holds_the_switch() {
-    let env = Env::start().await;
+    let env = Env::with_rspamd().await;
     // A second MTA's rspamd on the same Redis, but still configured with an
     // old selector hash: it does not see the selectors maildns writes.
-    let stale_conf =
-        maildns_testkit::rspamd::dkim_signing_conf(env.redis.addr, &env.redis.password)
-            .replace(SELECTOR_HASH, "OLD_SELECTORS");
-    let mx2 = Rspamd::start_with_password(&stale_conf, &env.rspamd.password);
+    let stale_conf = maildns_testkit::rspamd::dkim_signing_conf(
+        env.signer.redis.addr,
+        &env.signer.redis.password,
+    )
+    .replace(SELECTOR_HASH, "OLD_SELECTORS");
+    let mx2 = Rspamd::start_with_password(&stale_conf, &env.signer.rspamd.password);
     let config = env.config_with(&[mx2.controller_url()]);
     let clock = FakeClock::at(t0());
     env.run(&config, &clock).await;
@@ -508,31 +375,19 @@ async fn a_second_rspamd_that_does_not_see_the_new_selector_holds_the_switch() {
         .unwrap_or_else(|| panic!("{out:?}"));
     assert!(held.reason.contains(&mx2.controller_url()), "{held:?}");
     assert!(
-        !held.reason.contains(&env.rspamd.controller_url()),
+        !held.reason.contains(&env.signer.rspamd.controller_url()),
         "{held:?}"
     );
     env.assert_signs_with("202401").await;
     // The second MTA is put right (its hash gets the selector): proven on both.
-    env.redis
+    env.signer
+        .redis
         .cli(&["HSET", "OLD_SELECTORS", "example.com", "202401"])
         .unwrap();
     clock.advance(TimeDelta::hours(2));
     let out = env.run(&config, &clock).await;
     assert!(out.blocked.is_empty(), "{out:?}");
     assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Active));
-}
-
-fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// Replicas on two machines: the runner of machine A (key directory A)
@@ -542,12 +397,13 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
 /// dkimpy. B writes no key file and no second key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_without_the_key_file_switches_rspamd_from_the_key_in_redis() {
-    let env = Env::start().await;
+    let env = Env::with_rspamd().await;
     let config_a = env.config();
     let clock = FakeClock::at(t0());
     env.run(&config_a, &clock).await;
     assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Propagated));
     let in_redis = env
+        .signer
         .redis
         .cli(&["HGET", KEY_HASH, "202401.example.com"])
         .unwrap();
@@ -555,11 +411,7 @@ async fn a_replica_without_the_key_file_switches_rspamd_from_the_key_in_redis() 
     let config_b = env.on_another_machine(&config_a);
     clock.advance(TimeDelta::seconds(61));
     let out = env.run(&config_b, &clock).await;
-    let confirm = out
-        .performed
-        .iter()
-        .find(|p| p.action == "confirm_signer")
-        .unwrap_or_else(|| panic!("{out:?}"));
+    let confirm = confirm_step(&out);
     assert_eq!(confirm.result, "ok", "{confirm:?}");
     assert!(out.blocked.is_empty(), "{:?}", out.blocked);
     assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Active));
@@ -571,7 +423,8 @@ async fn a_replica_without_the_key_file_switches_rspamd_from_the_key_in_redis() 
         env.machine_b_files()
     );
     assert_eq!(
-        env.redis
+        env.signer
+            .redis
             .cli(&["HGET", KEY_HASH, "202401.example.com"])
             .unwrap(),
         in_redis,
@@ -579,7 +432,7 @@ async fn a_replica_without_the_key_file_switches_rspamd_from_the_key_in_redis() 
     );
     // `verify` on machine B checks the served record against the key in
     // Redis (B has no key file).
-    let toml = std::fs::read_to_string(env.dir.path().join("maildns.toml")).unwrap();
+    let toml = std::fs::read_to_string(env.config_path()).unwrap();
     let cfg_b = env.dir.path().join("maildns-b.toml");
     std::fs::write(
         &cfg_b,
@@ -599,7 +452,7 @@ async fn a_replica_without_the_key_file_switches_rspamd_from_the_key_in_redis() 
             && l.contains("the served public key matches redis hash DKIM_KEYS")),
         "{text}"
     );
-    assert!(!text.contains(&env.redis.password), "{text}");
+    assert!(!text.contains(&env.signer.redis.password), "{text}");
 
     // The next rotation runs on B alone: its key goes to Redis at generation
     // (B's own 0600 copy beside it) and B checks, switches and retires with
@@ -618,7 +471,7 @@ async fn a_replica_without_the_key_file_switches_rspamd_from_the_key_in_redis() 
     let st = env.state();
     assert_eq!(status(&st, "202401"), Some(KeyStatus::Destroyed));
     assert!(!env.redis_has("202401.example.com"));
-    assert_eq!(env.served("202401").await, 0);
+    assert_eq!(env.served("202401").await.len(), 0);
 }
 
 /// The key is neither on this machine nor in Redis (Redis lost it): the
@@ -626,13 +479,14 @@ async fn a_replica_without_the_key_file_switches_rspamd_from_the_key_in_redis() 
 /// no other key is made for the selector, rspamd keeps signing nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_lost_from_redis_and_not_on_this_machine_is_never_switched_to() {
-    let env = Env::start().await;
+    let env = Env::with_rspamd().await;
     let config_a = env.config();
     let clock = FakeClock::at(t0());
     env.run(&config_a, &clock).await;
     assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Propagated));
     let config_b = env.on_another_machine(&config_a);
-    env.redis
+    env.signer
+        .redis
         .cli(&["HDEL", KEY_HASH, "202401.example.com"])
         .unwrap();
     clock.advance(TimeDelta::seconds(61));
@@ -651,7 +505,8 @@ async fn a_key_lost_from_redis_and_not_on_this_machine_is_never_switched_to() {
     assert!(!env.redis_has("202401.example.com"));
     assert!(env.machine_b_files().is_empty());
     assert!(
-        env.rspamd
+        env.signer
+            .rspamd
             .sign(MESSAGE, "alice@example.com", "alice@example.com")
             .await
             .unwrap()
@@ -665,11 +520,12 @@ async fn a_key_lost_from_redis_and_not_on_this_machine_is_never_switched_to() {
 /// publishes and Redis all hold the same key, never a second one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_adopts_the_key_redis_holds_for_its_selector_never_a_second_one() {
-    let env = Env::start().await;
+    let env = Env::with_rspamd().await;
     let config_a = env.config();
     let clock = FakeClock::at(t0());
     env.run(&config_a, &clock).await;
     let in_redis = env
+        .signer
         .redis
         .cli(&["HGET", KEY_HASH, "202401.example.com"])
         .unwrap();
@@ -694,10 +550,11 @@ async fn a_replica_adopts_the_key_redis_holds_for_its_selector_never_a_second_on
         0o600
     );
     assert_eq!(
-        env.redis
+        env.signer
+            .redis
             .cli(&["HGET", KEY_HASH, "202401.example.com"])
             .unwrap(),
         in_redis
     );
-    assert_eq!(env.served("202401").await, 1);
+    assert_eq!(env.served("202401").await.len(), 1);
 }

@@ -3,12 +3,9 @@
 //! proven by maildns's probe through rspamd's controller and by dkimpy, both
 //! against the records a real PowerDNS serves.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use maildns::keys::{KeySpec, PrivateKey};
-use maildns::rotation::Selector;
 use maildns::signer::probe::ProbeError;
 use maildns::signer::rspamd::{RspamdError, RspamdSettings, RspamdSigner, key_value};
 use maildns_testkit::opendkim::signature_tag;
@@ -16,11 +13,9 @@ use maildns_testkit::rspamd::{KEY_HASH, SELECTOR_HASH};
 use maildns_testkit::{PowerDns, Redis, Rspamd};
 use zeroize::Zeroizing;
 
-const MESSAGE: &str = "From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: rotation test\r\nDate: Tue, 02 Jan 2024 10:00:00 +0000\r\n\r\nHello.\r\n";
+use crate::support::{dkimpy_verifies, publish_key, sel};
 
-fn sel(s: &str) -> Selector {
-    Selector::parse(s).unwrap()
-}
+const MESSAGE: &str = "From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: rotation test\r\nDate: Tue, 02 Jan 2024 10:00:00 +0000\r\n\r\nHello.\r\n";
 
 fn signer_for(redis: &Redis, rspamd: &Rspamd) -> RspamdSigner {
     let mut s = RspamdSettings::new(redis.url(), rspamd.controller_url(), "/nonexistent");
@@ -41,78 +36,6 @@ async fn probe(
     assert_eq!(round.len(), 1);
     round.remove(0).result
 }
-
-/// Publishes `key`'s record at `<selector>._domainkey.example.com` in PowerDNS.
-pub(crate) async fn publish(pdns: &PowerDns, selector: &str, key: &PrivateKey) {
-    let value = format!(
-        "v=DKIM1; k={}; p={}",
-        key.algorithm(),
-        key.p_value().unwrap()
-    );
-    let content: Vec<String> = value
-        .as_bytes()
-        .chunks(255)
-        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-        .collect();
-    let body = serde_json::json!({"rrsets": [{
-        "name": format!("{selector}._domainkey.example.com."),
-        "type": "TXT",
-        "ttl": 300,
-        "changetype": "REPLACE",
-        "records": [{"content": content.join(" "), "disabled": false}],
-    }]});
-    let r = reqwest::Client::new()
-        .patch(format!(
-            "{}/servers/localhost/zones/example.com.",
-            pdns.api_url
-        ))
-        .header("X-API-Key", &pdns.api_key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-}
-
-/// dkimpy (Debian's python3-dkim) verifies `signed` against what the DNS
-/// server at 127.0.0.1:`port` serves; `Err` with its output when not.
-pub(crate) fn dkimpy_verifies(signed: &str, dir: &Path, port: u16) -> Result<(), String> {
-    let file = dir.join("signed.eml");
-    std::fs::write(&file, signed).unwrap();
-    let out = Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(VERIFY)
-        .arg(&file)
-        .arg(port.to_string())
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-const VERIFY: &str = r#"
-import sys, dkim, dns.message, dns.query
-port = int(sys.argv[2])
-def dnsfunc(name, timeout=5):
-    if isinstance(name, bytes):
-        name = name.decode()
-    r = dns.query.tcp(dns.message.make_query(name, 'TXT'), '127.0.0.1', port=port, timeout=timeout)
-    for rrset in r.answer:
-        for rd in rrset:
-            return b''.join(rd.strings)
-    return None
-d = dkim.DKIM(open(sys.argv[1], 'rb').read())
-ok = d.verify(dnsfunc=dnsfunc)
-print(ok, d.signature_fields.get(b's'))
-sys.exit(0 if ok else 1)
-"#;
 
 /// rspamd signs MESSAGE; asserts one signature with `selector` that dkimpy
 /// verifies against PowerDNS.
@@ -178,7 +101,7 @@ async fn rspamd_signs_with_each_switched_key_and_keeps_the_current_one() {
     let r = probe(&signer, &pdns, t, now).await.unwrap();
     assert!(r.signs_with("example.com", &sel("sel1")), "{r:?}");
     assert!(!r.verified_with("example.com", &sel("sel1")), "{r:?}");
-    publish(&pdns, "sel1", &k1).await;
+    publish_key(&pdns, "sel1", &k1).await;
     let r = probe(&signer, &pdns, t, now).await.unwrap();
     assert!(
         r.verified_with("example.com", &sel("sel1")),
@@ -191,7 +114,7 @@ async fn rspamd_signs_with_each_switched_key_and_keeps_the_current_one() {
 
     // Rotate to an Ed25519 key (stored in rspamd's base64 form).
     let k2 = PrivateKey::generate(KeySpec::ed25519()).unwrap();
-    publish(&pdns, "sel2", &k2).await;
+    publish_key(&pdns, "sel2", &k2).await;
     let sw = signer
         .switch("example.com", &sel("sel2"), &k2)
         .await

@@ -7,12 +7,10 @@
 use std::path::PathBuf;
 
 use maildns_providers::hosts::{azure, bunny, dnsimple, godaddy, namecheap, scaleway};
-use maildns_providers::{Error, Fqdn, Operation};
+use maildns_providers::{Error, Operation};
 use proptest::prelude::*;
 
-fn n(s: &str) -> Fqdn {
-    Fqdn::parse(s).unwrap()
-}
+use crate::n;
 
 /// The committed seeds of fuzz target `target`, in name order.
 fn seeds(target: &str) -> Vec<Vec<u8>> {

@@ -4,9 +4,11 @@
 use maildns_providers::hosts::azure::{Azure, Config};
 use maildns_providers::http::RetryPolicy;
 use maildns_providers::{
-    ErrorKind, Fqdn, Observed, Provider, Secret, TxtChange, TxtRecord, TxtSet, Zone,
+    ErrorKind, Observed, Provider, Secret, TxtChange, TxtRecord, TxtSet, Zone,
 };
 use maildns_testkit::fakes::azure::{FakeAzure, Principal};
+
+use crate::{n, set};
 
 const SECRET: &str = "azure-client-secret~0123";
 
@@ -40,17 +42,6 @@ async fn setup() -> (FakeAzure, Azure, Zone) {
     let a = adapter(&fake, SECRET);
     let zone = a.find_zone(&n("example.com")).await.unwrap();
     (fake, a, zone)
-}
-
-fn n(s: &str) -> Fqdn {
-    Fqdn::parse(s).unwrap()
-}
-
-fn set(ttl: u32, values: &[&str]) -> TxtSet {
-    TxtSet {
-        ttl,
-        records: values.iter().map(TxtRecord::from_value).collect(),
-    }
 }
 
 #[tokio::test]

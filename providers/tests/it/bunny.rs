@@ -4,22 +4,13 @@
 use maildns_providers::hosts::bunny::{Bunny, Config};
 use maildns_providers::http::RetryPolicy;
 use maildns_providers::{
-    ErrorKind, Fqdn, LimitError, Observed, Provider, Secret, TxtChange, TxtRecord, TxtSet, Zone,
+    ErrorKind, LimitError, Observed, Provider, Secret, TxtChange, TxtRecord, Zone,
 };
 use maildns_testkit::fakes::bunny::FakeBunny;
 
+use crate::{n, set};
+
 const KEY: &str = "bunny-access-key-1234";
-
-fn n(s: &str) -> Fqdn {
-    Fqdn::parse(s).unwrap()
-}
-
-fn set(ttl: u32, values: &[&str]) -> TxtSet {
-    TxtSet {
-        ttl,
-        records: values.iter().map(TxtRecord::from_value).collect(),
-    }
-}
 
 fn adapter(fake: &FakeBunny, key: &str) -> Bunny {
     let mut c = Config::new(Secret::new(key));

@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use maildns_providers::hosts::cloudflare::{Cloudflare, Config};
 use maildns_providers::http::RetryPolicy;
-use maildns_providers::{ErrorKind, Fqdn, Provider, Secret, Split, TxtRecord, TxtSet};
+use maildns_providers::{ErrorKind, Provider, Secret, Split, TxtRecord, TxtSet};
 use maildns_testkit::fakes::cloudflare::FakeCloudflare;
+
+use crate::{change, n};
 
 const TOKEN: &str = "cf-test-token-4f2a9c";
 
@@ -25,10 +27,6 @@ async fn setup() -> (FakeCloudflare, Cloudflare, String) {
     let id = fake.add_zone("example.com");
     let cf = adapter(&fake, TOKEN, RetryPolicy::fast());
     (fake, cf, id)
-}
-
-fn n(s: &str) -> Fqdn {
-    Fqdn::parse(s).unwrap()
 }
 
 #[tokio::test]
@@ -300,18 +298,6 @@ fn set(ttl: u32, values: &[&[u8]]) -> TxtSet {
     TxtSet {
         ttl,
         records: values.iter().map(TxtRecord::from_value).collect(),
-    }
-}
-
-fn change(
-    sets: &maildns_providers::ZoneSets,
-    name: &str,
-    new: Option<TxtSet>,
-) -> maildns_providers::TxtChange {
-    maildns_providers::TxtChange {
-        name: n(name),
-        old: sets[&n(name)].clone(),
-        new,
     }
 }
 

@@ -4,14 +4,12 @@ use std::time::Duration;
 
 use maildns_providers::hosts::desec::{Config, Desec};
 use maildns_providers::http::RetryPolicy;
-use maildns_providers::{ErrorKind, Fqdn, Provider, Secret, Split, TxtRecord, TxtSet};
+use maildns_providers::{ErrorKind, Provider, Secret, Split, TxtRecord, TxtSet};
 use maildns_testkit::fakes::desec::FakeDesec;
 
-const TOKEN: &str = "desec-test-token-5150";
+use crate::{change, n, set};
 
-fn n(s: &str) -> Fqdn {
-    Fqdn::parse(s).unwrap()
-}
+const TOKEN: &str = "desec-test-token-5150";
 
 fn adapter(fake: &FakeDesec, token: &str, policy: RetryPolicy) -> Desec {
     let mut c = Config::new(Secret::new(token));
@@ -273,25 +271,6 @@ async fn a_retry_after_within_the_bound_is_waited_out() {
         "waited as asked"
     );
     assert_eq!(fake.requests().len(), 2);
-}
-
-fn set(ttl: u32, values: &[&str]) -> TxtSet {
-    TxtSet {
-        ttl,
-        records: values.iter().map(TxtRecord::from_value).collect(),
-    }
-}
-
-fn change(
-    sets: &maildns_providers::ZoneSets,
-    name: &str,
-    new: Option<TxtSet>,
-) -> maildns_providers::TxtChange {
-    maildns_providers::TxtChange {
-        name: n(name),
-        old: sets[&n(name)].clone(),
-        new,
-    }
 }
 
 /// deSEC's minimum TTL is the domain's `minimum_ttl` (900 here), not a fixed

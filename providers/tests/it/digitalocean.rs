@@ -4,14 +4,12 @@ use std::time::Duration;
 
 use maildns_providers::hosts::digitalocean::{Config, DigitalOcean};
 use maildns_providers::http::RetryPolicy;
-use maildns_providers::{ErrorKind, Fqdn, LimitError, Provider, Secret, Split, TxtRecord, TxtSet};
+use maildns_providers::{ErrorKind, LimitError, Provider, Secret, Split, TxtRecord, TxtSet};
 use maildns_testkit::fakes::digitalocean::FakeDigitalOcean;
 
-const TOKEN: &str = "dop_v1_testtoken0123";
+use crate::{change, n, set};
 
-fn n(s: &str) -> Fqdn {
-    Fqdn::parse(s).unwrap()
-}
+const TOKEN: &str = "dop_v1_testtoken0123";
 
 fn adapter(fake: &FakeDigitalOcean, token: &str, policy: RetryPolicy) -> DigitalOcean {
     let mut c = Config::new(Secret::new(token));
@@ -245,25 +243,6 @@ async fn pagination_reads_every_page() {
     let raw = fake.records("example.com", "p");
     assert_eq!(raw.len(), 1);
     assert_eq!(raw[0].data, "value-4");
-}
-
-fn set(ttl: u32, values: &[&str]) -> TxtSet {
-    TxtSet {
-        ttl,
-        records: values.iter().map(TxtRecord::from_value).collect(),
-    }
-}
-
-fn change(
-    sets: &maildns_providers::ZoneSets,
-    name: &str,
-    new: Option<TxtSet>,
-) -> maildns_providers::TxtChange {
-    maildns_providers::TxtChange {
-        name: n(name),
-        old: sets[&n(name)].clone(),
-        new,
-    }
 }
 
 #[tokio::test]

@@ -3,22 +3,13 @@
 use maildns_providers::changeset::{Observed, TxtChange};
 use maildns_providers::hosts::dnsimple::{Config, Dnsimple, content_value};
 use maildns_providers::http::RetryPolicy;
-use maildns_providers::{ErrorKind, Fqdn, Provider, Secret, TxtRecord, TxtSet, Zone};
+use maildns_providers::{ErrorKind, Provider, Secret, TxtRecord, TxtSet, Zone};
 use maildns_testkit::fakes::dnsimple::FakeDnsimple;
+
+use crate::{n, set};
 
 const TOKEN: &str = "dnsimple_a_testtoken0123";
 const ACCOUNT: u64 = 1010;
-
-fn n(s: &str) -> Fqdn {
-    Fqdn::parse(s).unwrap()
-}
-
-fn set(ttl: u32, values: &[&str]) -> TxtSet {
-    TxtSet {
-        ttl,
-        records: values.iter().map(TxtRecord::from_value).collect(),
-    }
-}
 
 fn adapter(fake: &FakeDnsimple, token: &str, account: Option<u64>) -> Dnsimple {
     let mut c = Config::new(Secret::new(token));

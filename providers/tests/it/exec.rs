@@ -13,15 +13,10 @@ use maildns_providers::{
 use maildns_testkit::Knot;
 use maildns_testkit::conformance;
 
+use crate::set;
+
 fn fqdn(s: &str) -> Fqdn {
     Fqdn::parse(s).expect("valid name")
-}
-
-fn set(ttl: u32, values: &[&str]) -> TxtSet {
-    TxtSet {
-        ttl,
-        records: values.iter().map(TxtRecord::from_value).collect(),
-    }
 }
 
 fn script() -> PathBuf {

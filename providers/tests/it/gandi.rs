@@ -2,8 +2,10 @@
 
 use maildns_providers::hosts::gandi::{Config, Gandi};
 use maildns_providers::http::RetryPolicy;
-use maildns_providers::{ErrorKind, Fqdn, Provider, Secret, TxtRecord, TxtSet};
+use maildns_providers::{ErrorKind, Provider, Secret, TxtRecord, TxtSet};
 use maildns_testkit::fakes::gandi::FakeGandi;
+
+use crate::{change, n};
 
 const PAT: &str = "pat-fake-0123456789abcdef";
 
@@ -13,10 +15,6 @@ async fn setup() -> (FakeGandi, Gandi) {
     let mut cfg = Config::new(Secret::new(PAT));
     cfg.base_url = fake.url.clone();
     (fake, Gandi::new(cfg, RetryPolicy::fast()).unwrap())
-}
-
-fn n(s: &str) -> Fqdn {
-    Fqdn::parse(s).unwrap()
 }
 
 fn set(ttl: u32, values: &[&[u8]]) -> TxtSet {
@@ -198,18 +196,6 @@ async fn throttling_and_server_errors_are_retried() {
     let e = a.read_txt(&zone, &n("example.com")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::RateLimited);
     assert!(e.message.contains("Too many requests"), "{e}");
-}
-
-fn change(
-    sets: &maildns_providers::ZoneSets,
-    name: &str,
-    new: Option<TxtSet>,
-) -> maildns_providers::TxtChange {
-    maildns_providers::TxtChange {
-        name: n(name),
-        old: sets[&n(name)].clone(),
-        new,
-    }
 }
 
 #[tokio::test]

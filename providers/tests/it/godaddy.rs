@@ -6,22 +6,13 @@ use std::time::Duration;
 use maildns_providers::changeset::{Observed, TxtChange};
 use maildns_providers::hosts::godaddy::{Config, GoDaddy};
 use maildns_providers::http::RetryPolicy;
-use maildns_providers::{ErrorKind, Fqdn, LimitError, Provider, Secret, TxtRecord, TxtSet, Zone};
+use maildns_providers::{ErrorKind, LimitError, Provider, Secret, TxtRecord, TxtSet, Zone};
 use maildns_testkit::fakes::godaddy::{FakeGoDaddy, GdRecord};
+
+use crate::{n, set};
 
 const KEY: &str = "dKy7testkey";
 const SECRET: &str = "Sx9testsecret";
-
-fn n(s: &str) -> Fqdn {
-    Fqdn::parse(s).unwrap()
-}
-
-fn set(ttl: u32, values: &[&str]) -> TxtSet {
-    TxtSet {
-        ttl,
-        records: values.iter().map(TxtRecord::from_value).collect(),
-    }
-}
 
 fn adapter(fake: &FakeGoDaddy, credential: &str, policy: RetryPolicy) -> GoDaddy {
     let mut c = Config::new(Secret::new(credential));

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use maildns_providers::hosts::google::{Config, Google};
 use maildns_providers::http::RetryPolicy;
-use maildns_providers::{ErrorKind, Fqdn, Provider, Secret, TxtRecord, TxtSet};
+use maildns_providers::{ErrorKind, Provider, Secret, TxtRecord, TxtSet};
 use maildns_testkit::fakes::google::{FakeGoogle, TestServiceAccount};
+
+use crate::{change, n};
 
 const PROJECT: &str = "maildns-test";
 
@@ -28,10 +30,6 @@ async fn setup() -> (FakeGoogle, Google, String) {
     let z = fake.add_zone("example.com", false);
     let a = adapter(&fake, account());
     (fake, a, z)
-}
-
-fn n(s: &str) -> Fqdn {
-    Fqdn::parse(s).unwrap()
 }
 
 fn set(ttl: u32, values: &[&[u8]]) -> TxtSet {
@@ -264,18 +262,6 @@ async fn pagination_of_zones_prefers_public() {
             .iter()
             .any(|r| r.query.contains("pageToken=1"))
     );
-}
-
-fn change(
-    sets: &maildns_providers::ZoneSets,
-    name: &str,
-    new: Option<TxtSet>,
-) -> maildns_providers::TxtChange {
-    maildns_providers::TxtChange {
-        name: n(name),
-        old: sets[&n(name)].clone(),
-        new,
-    }
 }
 
 fn count(fake: &FakeGoogle, method: &str, path_end: &str) -> usize {

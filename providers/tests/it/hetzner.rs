@@ -4,14 +4,12 @@ use std::time::Duration;
 
 use maildns_providers::hosts::hetzner::{Config, Hetzner};
 use maildns_providers::http::RetryPolicy;
-use maildns_providers::{ErrorKind, Fqdn, Provider, Secret, Split, TxtRecord, TxtSet};
+use maildns_providers::{ErrorKind, Provider, Secret, Split, TxtRecord, TxtSet};
 use maildns_testkit::fakes::hetzner::FakeHetzner;
 
-const TOKEN: &str = "hcloud-test-token-77";
+use crate::{change, n, set};
 
-fn n(s: &str) -> Fqdn {
-    Fqdn::parse(s).unwrap()
-}
+const TOKEN: &str = "hcloud-test-token-77";
 
 fn adapter(fake: &FakeHetzner, token: &str, policy: RetryPolicy) -> Hetzner {
     let mut c = Config::new(Secret::new(token));
@@ -223,25 +221,6 @@ async fn large_set_round_trips() {
         h.read_txt(&zone, &n("many.example.com")).await.unwrap(),
         Some(set)
     );
-}
-
-fn set(ttl: u32, values: &[&str]) -> TxtSet {
-    TxtSet {
-        ttl,
-        records: values.iter().map(TxtRecord::from_value).collect(),
-    }
-}
-
-fn change(
-    sets: &maildns_providers::ZoneSets,
-    name: &str,
-    new: Option<TxtSet>,
-) -> maildns_providers::TxtChange {
-    maildns_providers::TxtChange {
-        name: n(name),
-        old: sets[&n(name)].clone(),
-        new,
-    }
 }
 
 /// The lookup asks for `example.com`, never for `_dmarc.example.com` (Hetzner

@@ -4,14 +4,12 @@ use std::time::Duration;
 
 use maildns_providers::hosts::ionos::{Config, Ionos};
 use maildns_providers::http::RetryPolicy;
-use maildns_providers::{ErrorKind, Fqdn, Provider, Secret, TxtChange, TxtRecord, TxtSet};
+use maildns_providers::{ErrorKind, Provider, Secret, TxtChange};
 use maildns_testkit::fakes::ionos::FakeIonos;
 
-const KEY: &str = "0123456789abcdef.SeCrEtPaRt-xyz_0123456789";
+use crate::{n, set};
 
-fn n(s: &str) -> Fqdn {
-    Fqdn::parse(s).unwrap()
-}
+const KEY: &str = "0123456789abcdef.SeCrEtPaRt-xyz_0123456789";
 
 fn adapter(fake: &FakeIonos, key: &str, policy: RetryPolicy) -> Ionos {
     let mut c = Config::new(Secret::new(key));
@@ -25,13 +23,6 @@ async fn setup() -> (FakeIonos, Ionos) {
     fake.add_zone("sub.example.com");
     let a = adapter(&fake, KEY, RetryPolicy::fast());
     (fake, a)
-}
-
-fn set(ttl: u32, values: &[&str]) -> TxtSet {
-    TxtSet {
-        ttl,
-        records: values.iter().map(TxtRecord::from_value).collect(),
-    }
 }
 
 #[tokio::test]
@@ -199,7 +190,13 @@ async fn accepted_changes_are_served_after_the_publication_delay() {
     // The API has it at once; the name servers not yet.
     assert!(p.read_txt(&zone, &name).await.unwrap().is_some());
     assert!(fake.served("_dmarc.example.com").is_empty());
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    // Served once the delay has passed (polled, not slept: a busy machine may
+    // take longer).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fake.served("_dmarc.example.com").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "never served");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(fake.served("_dmarc.example.com"), ["v=DMARC1; p=none"]);
     let profile = maildns_providers::registry::host("ionos")
         .unwrap()

@@ -4,14 +4,12 @@ use std::time::Duration;
 
 use maildns_providers::hosts::linode::{Config, Linode};
 use maildns_providers::http::RetryPolicy;
-use maildns_providers::{ErrorKind, Fqdn, Provider, Secret, TxtChange, TxtRecord, TxtSet, Zone};
+use maildns_providers::{ErrorKind, Provider, Secret, TxtChange, TxtRecord, Zone};
 use maildns_testkit::fakes::linode::FakeLinode;
 
-const TOKEN: &str = "linode-pat-0123456789abcdef";
+use crate::{n, set};
 
-fn n(s: &str) -> Fqdn {
-    Fqdn::parse(s).unwrap()
-}
+const TOKEN: &str = "linode-pat-0123456789abcdef";
 
 fn adapter(fake: &FakeLinode, token: &str, policy: RetryPolicy) -> Linode {
     let mut c = Config::new(Secret::new(token));
@@ -26,13 +24,6 @@ async fn setup() -> (FakeLinode, u64, Linode, Zone) {
     let a = adapter(&fake, TOKEN, RetryPolicy::fast());
     let zone = a.find_zone(&n("_dmarc.example.com")).await.unwrap();
     (fake, id, a, zone)
-}
-
-fn set(ttl: u32, values: &[&str]) -> TxtSet {
-    TxtSet {
-        ttl,
-        records: values.iter().map(TxtRecord::from_value).collect(),
-    }
 }
 
 #[tokio::test]
@@ -199,7 +190,13 @@ async fn changes_are_published_on_linodes_cycle() {
         "not yet on the name servers"
     );
     assert_eq!(fake.records(id, "_dmarc").len(), 1, "but the API has it");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Published on the next cycle (polled, not slept: a busy machine may take
+    // longer).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fake.published(id, "_dmarc").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "never published");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(fake.published(id, "_dmarc").len(), 1);
     let d = maildns_providers::registry::host("linode")
         .unwrap()

@@ -28,3 +28,28 @@ mod route53;
 mod scaleway;
 mod vultr;
 mod zonefile;
+
+use maildns_providers::{Fqdn, TxtChange, TxtRecord, TxtSet, ZoneSets};
+
+/// A name the test knows to be valid.
+fn n(s: &str) -> Fqdn {
+    Fqdn::parse(s).unwrap()
+}
+
+/// A TXT RRset of `ttl` seconds holding one record a value in `values`.
+fn set(ttl: u32, values: &[&str]) -> TxtSet {
+    TxtSet {
+        ttl,
+        records: values.iter().map(TxtRecord::from_value).collect(),
+    }
+}
+
+/// The change of `name` from the set `sets` holds for it to `new` (`None`:
+/// deleted).
+fn change(sets: &ZoneSets, name: &str, new: Option<TxtSet>) -> TxtChange {
+    TxtChange {
+        name: n(name),
+        old: sets[&n(name)].clone(),
+        new,
+    }
+}

@@ -8,13 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use maildns_providers::http::RetryPolicy;
-use maildns_providers::{Error, ErrorKind, Fqdn, Operation, Provider, TxtRecord, TxtSet};
+use maildns_providers::{Error, ErrorKind, Operation, Provider, TxtRecord, TxtSet};
 use maildns_testkit::faultproxy::{FaultProxy, Rewrite};
 use serde_json::Value;
 
-fn n(s: &str) -> Fqdn {
-    Fqdn::parse(s).unwrap()
-}
+use crate::n;
 
 /// The foreign values seeded at the name: one with a space (which an unquoted
 /// reading would split and so rewrite) and an SPF record.
@@ -29,7 +27,7 @@ fn foreign(ttl: u32) -> TxtSet {
 }
 
 /// A JSON rewrite applied to every success body.
-fn json_rewrite(f: fn(&mut Value)) -> Rewrite {
+fn json_rewrite(f: impl Fn(&mut Value) + Send + Sync + 'static) -> Rewrite {
     Arc::new(move |_m: &str, _p: &str, body: &[u8]| {
         let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
             return body.to_vec();
@@ -72,6 +70,39 @@ fn each_string(v: &mut Value, key: &str, f: &dyn Fn(&str) -> String) {
 
 fn unquote(s: &str) -> String {
     s.replace('"', "")
+}
+
+/// Every string under `key` with its quotes dropped.
+fn unquoted(key: &'static str) -> Rewrite {
+    json_rewrite(move |v| each_string(v, key, &unquote))
+}
+
+/// Every string under `key` without its closing quote: quoted strings that
+/// never end.
+fn unterminated(key: &'static str) -> Rewrite {
+    json_rewrite(move |v| each_string(v, key, &|s| s.strip_suffix('"').unwrap_or(s).to_string()))
+}
+
+/// The member `from` of the object at `path` (keys from the top) renamed
+/// `to`: read as "no records", it would lead to writes beside them.
+fn renamed(path: &'static [&'static str], from: &'static str, to: &'static str) -> Rewrite {
+    json_rewrite(move |v| {
+        let at = path.iter().try_fold(v, |v, k| v.get_mut(*k));
+        if let Some(m) = at.and_then(Value::as_object_mut)
+            && let Some(list) = m.remove(from)
+        {
+            m.insert(to.into(), list);
+        }
+    })
+}
+
+/// The top-level member `key` removed.
+fn removed(key: &'static str) -> Rewrite {
+    json_rewrite(move |v| {
+        if let Some(m) = v.as_object_mut() {
+            m.remove(key);
+        }
+    })
 }
 
 fn assert_protocol(r: Result<Option<TxtSet>, Error>, kind: &str, what: &str) {
@@ -147,18 +178,13 @@ async fn cloudflare_unterminated_quoted_content_is_a_protocol_error_and_nothing_
         c.base_url = url.to_string();
         Cloudflare::new(c, RetryPolicy::fast()).unwrap()
     };
-    // Content that starts as quoted strings but never closes its quote.
-    let unterminated = json_rewrite(|v| {
-        each_string(v, "content", &|s| {
-            s.strip_suffix('"').unwrap_or(s).to_string()
-        })
-    });
     assert_malformed_refused(
         make,
         fake.base_url(),
         || fake.writes().len(),
         300,
-        vec![(unterminated, "unterminated quoted string")],
+        // Content that starts as quoted strings but never closes its quote.
+        vec![(unterminated("content"), "unterminated quoted string")],
         ThroughProxy::ReadAndWrite,
     )
     .await;
@@ -175,20 +201,15 @@ async fn digitalocean_answer_without_domain_records_is_a_protocol_error_and_noth
         c.base_url = url.to_string();
         DigitalOcean::new(c, RetryPolicy::fast()).unwrap()
     };
-    // The list renamed: read as "no records", it would lead to writes beside them.
-    let renamed = json_rewrite(|v| {
-        if let Some(m) = v.as_object_mut()
-            && let Some(list) = m.remove("domain_records")
-        {
-            m.insert("records".into(), list);
-        }
-    });
     assert_malformed_refused(
         make,
         fake.base_url(),
         || fake.writes().len(),
         300,
-        vec![(renamed, "missing field `domain_records`")],
+        vec![(
+            renamed(&[], "domain_records", "records"),
+            "missing field `domain_records`",
+        )],
         ThroughProxy::ReadAndWrite,
     )
     .await;
@@ -211,10 +232,7 @@ async fn hetzner_unquoted_values_are_a_protocol_error_and_nothing_is_written() {
         fake.base_url(),
         || fake.writes().len(),
         300,
-        vec![(
-            json_rewrite(|v| each_string(v, "value", &unquote)),
-            "not a quoted string",
-        )],
+        vec![(unquoted("value"), "not a quoted string")],
         ThroughProxy::ReadOnly,
     )
     .await;
@@ -236,10 +254,7 @@ async fn gandi_unquoted_values_are_a_protocol_error() {
         &fake.url,
         || fake.requests().iter().filter(|r| r.is_write()).count(),
         300,
-        vec![(
-            json_rewrite(|v| each_string(v, "rrset_values", &unquote)),
-            "not a quoted string",
-        )],
+        vec![(unquoted("rrset_values"), "not a quoted string")],
         ThroughProxy::ReadOnly,
     )
     .await;
@@ -256,23 +271,15 @@ async fn desec_unquoted_records_and_a_missing_list_are_protocol_errors() {
         c.base_url = url.to_string();
         Desec::new(c, RetryPolicy::fast()).unwrap()
     };
-    // Without `records`, the set would read as empty and a write replace it whole.
-    let no_list = json_rewrite(|v| {
-        if let Some(m) = v.as_object_mut() {
-            m.remove("records");
-        }
-    });
     assert_malformed_refused(
         make,
         fake.base_url(),
         || fake.writes().len(),
         3600,
         vec![
-            (
-                json_rewrite(|v| each_string(v, "records", &unquote)),
-                "not a quoted string",
-            ),
-            (no_list, "missing field `records`"),
+            (unquoted("records"), "not a quoted string"),
+            // Without `records`, the set would read as empty and a write replace it whole.
+            (removed("records"), "missing field `records`"),
         ],
         ThroughProxy::ReadOnly,
     )
@@ -305,10 +312,7 @@ async fn google_unquoted_rrdatas_are_a_protocol_error() {
         &fake.url,
         writes,
         300,
-        vec![(
-            json_rewrite(|v| each_string(v, "rrdatas", &unquote)),
-            "not a quoted string",
-        )],
+        vec![(unquoted("rrdatas"), "not a quoted string")],
         ThroughProxy::ReadOnly,
     )
     .await;
@@ -456,12 +460,6 @@ async fn azure_record_set_without_etag_is_a_protocol_error_and_nothing_is_writte
         c.token_url = Some(token_url.clone());
         Azure::new(c, RetryPolicy::fast()).unwrap()
     };
-    // Without its ETag a set cannot be written compare-and-swap: never guessed.
-    let no_etag = json_rewrite(|v| {
-        if let Some(m) = v.as_object_mut() {
-            m.remove("etag");
-        }
-    });
     // One string instead of the array of strings: the split would be guessed.
     let flat = json_rewrite(|v| {
         if let Some(recs) = v["properties"]["TXTRecords"].as_array_mut() {
@@ -480,7 +478,8 @@ async fn azure_record_set_without_etag_is_a_protocol_error_and_nothing_is_writte
         || fake.writes().len(),
         300,
         vec![
-            (no_etag, "missing field `etag`"),
+            // Without its ETag a set cannot be written compare-and-swap: never guessed.
+            (removed("etag"), "missing field `etag`"),
             (flat, "invalid type: string"),
         ],
         ThroughProxy::ReadAndWrite,
@@ -499,7 +498,6 @@ async fn scaleway_unquoted_data_is_a_protocol_error_and_nothing_is_written() {
         c.base_url = url.to_string();
         Scaleway::new(c, RetryPolicy::fast()).unwrap()
     };
-    let unquoted = json_rewrite(|v| each_string(v, "data", &|s| unquote(s)));
     assert_malformed_refused(
         make,
         fake.base_url(),
@@ -510,7 +508,7 @@ async fn scaleway_unquoted_data_is_a_protocol_error_and_nothing_is_written() {
                 .count()
         },
         300,
-        vec![(unquoted, "is not in the host's documented format")],
+        vec![(unquoted("data"), "is not in the host's documented format")],
         ThroughProxy::ReadAndWrite,
     )
     .await;
@@ -527,20 +525,15 @@ async fn bunny_zone_without_records_is_a_protocol_error_and_nothing_is_written()
         c.base_url = url.to_string();
         Bunny::new(c, RetryPolicy::fast()).unwrap()
     };
-    // The list renamed: read as "no records", it would lead to writes beside them.
-    let renamed = json_rewrite(|v| {
-        if let Some(m) = v.as_object_mut()
-            && let Some(list) = m.remove("Records")
-        {
-            m.insert("Entries".into(), list);
-        }
-    });
     assert_malformed_refused(
         make,
         fake.base_url(),
         || fake.requests().iter().filter(|r| r.method != "GET").count(),
         300,
-        vec![(renamed, "missing field `Records`")],
+        vec![(
+            renamed(&[], "Records", "Entries"),
+            "missing field `Records`",
+        )],
         ThroughProxy::ReadAndWrite,
     )
     .await;
@@ -557,14 +550,13 @@ async fn ionos_unquoted_content_is_a_protocol_error_and_nothing_is_written() {
         c.base_url = url.to_string();
         Ionos::new(c, RetryPolicy::fast()).unwrap()
     };
-    // IONOS always answers TXT content quoted: unquoted content is not its format.
-    let unquoted = json_rewrite(|v| each_string(v, "content", &unquote));
     assert_malformed_refused(
         make,
         &fake.url,
         || fake.writes().len(),
         300,
-        vec![(unquoted, "is not quoted as IONOS quotes it")],
+        // IONOS always answers TXT content quoted: unquoted content is not its format.
+        vec![(unquoted("content"), "is not quoted as IONOS quotes it")],
         ThroughProxy::ReadAndWrite,
     )
     .await;
@@ -581,13 +573,6 @@ async fn porkbun_answer_without_records_is_a_protocol_error_and_nothing_is_writt
         c.base_url = url.to_string();
         Porkbun::new(c, RetryPolicy::fast()).unwrap()
     };
-    let renamed = json_rewrite(|v| {
-        if let Some(m) = v.as_object_mut()
-            && let Some(list) = m.remove("records")
-        {
-            m.insert("dnsRecords".into(), list);
-        }
-    });
     let writes = || {
         fake.requests()
             .iter()
@@ -599,7 +584,7 @@ async fn porkbun_answer_without_records_is_a_protocol_error_and_nothing_is_writt
         &fake.url,
         writes,
         600,
-        vec![(renamed, "no records list")],
+        vec![(renamed(&[], "records", "dnsRecords"), "no records list")],
         ThroughProxy::ReadAndWrite,
     )
     .await;
@@ -617,13 +602,6 @@ async fn netcup_answer_without_dnsrecords_is_a_protocol_error_and_nothing_is_wri
         c.endpoint = url.to_string();
         Netcup::new(c, RetryPolicy::fast()).unwrap()
     };
-    let renamed = json_rewrite(|v| {
-        if let Some(m) = v["responsedata"].as_object_mut()
-            && let Some(list) = m.remove("dnsrecords")
-        {
-            m.insert("records".into(), list);
-        }
-    });
     let writes = || {
         fake.actions()
             .iter()
@@ -635,7 +613,10 @@ async fn netcup_answer_without_dnsrecords_is_a_protocol_error_and_nothing_is_wri
         &fake.url,
         writes,
         300,
-        vec![(renamed, "missing field `dnsrecords`")],
+        vec![(
+            renamed(&["responsedata"], "dnsrecords", "records"),
+            "missing field `dnsrecords`",
+        )],
         ThroughProxy::ReadAndWrite,
     )
     .await;
@@ -653,28 +634,16 @@ async fn dnsimple_unterminated_content_and_a_missing_list_are_protocol_errors() 
         c.account_id = Some(1010);
         Dnsimple::new(c, RetryPolicy::fast()).unwrap()
     };
-    // Quoted content that never closes its quote: read as plain text it would be
-    // sent back with a stray quote.
-    let unterminated = json_rewrite(|v| {
-        each_string(v, "content", &|s| {
-            s.strip_suffix('"').unwrap_or(s).to_string()
-        })
-    });
-    let renamed = json_rewrite(|v| {
-        if let Some(m) = v.as_object_mut()
-            && let Some(list) = m.remove("data")
-        {
-            m.insert("records".into(), list);
-        }
-    });
     assert_malformed_refused(
         make,
         fake.base_url(),
         || fake.writes().len(),
         3600,
         vec![
-            (unterminated, "neither plain nor quoted strings"),
-            (renamed, "missing field `data`"),
+            // Quoted content that never closes its quote: read as plain text it
+            // would be sent back with a stray quote.
+            (unterminated("content"), "neither plain nor quoted strings"),
+            (renamed(&[], "data", "records"), "missing field `data`"),
         ],
         ThroughProxy::ReadAndWrite,
     )

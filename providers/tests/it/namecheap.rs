@@ -4,23 +4,14 @@
 use maildns_providers::changeset::{Observed, TxtChange};
 use maildns_providers::hosts::namecheap::{Config, Namecheap, OPT_IN_SETTING};
 use maildns_providers::http::RetryPolicy;
-use maildns_providers::{ErrorKind, Fqdn, Provider, Secret, TxtRecord, TxtSet, Zone};
+use maildns_providers::{ErrorKind, Provider, Secret, TxtRecord, TxtSet, Zone};
 use maildns_testkit::fakes::namecheap::{FakeNamecheap, NcHost, params};
+
+use crate::{n, set};
 
 const USER: &str = "alice";
 const KEY: &str = "nc0123456789abcdefkey";
 const IP: &str = "203.0.113.7";
-
-fn n(s: &str) -> Fqdn {
-    Fqdn::parse(s).unwrap()
-}
-
-fn set(ttl: u32, values: &[&str]) -> TxtSet {
-    TxtSet {
-        ttl,
-        records: values.iter().map(TxtRecord::from_value).collect(),
-    }
-}
 
 fn adapter(fake: &FakeNamecheap, key: &str, ip: &str, opt_in: bool) -> Namecheap {
     let mut c = Config::new(USER.into(), ip.parse().unwrap(), Secret::new(key));

@@ -2,20 +2,16 @@
 
 use maildns_providers::hosts::netcup::{Config, Netcup};
 use maildns_providers::http::RetryPolicy;
-use maildns_providers::{
-    ErrorKind, Fqdn, LimitError, Operation, Provider, Secret, TxtChange, TxtRecord, TxtSet,
-};
+use maildns_providers::{ErrorKind, LimitError, Operation, Provider, Secret, TxtChange};
 use maildns_testkit::conformance::{self, Options};
 use maildns_testkit::fakes::netcup::FakeNetcup;
+
+use crate::{n, set};
 
 const CUSTOMER: &str = "123456";
 const KEY: &str = "apikey0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH";
 const PASSWORD: &str = "apiPassw0rd-xyz";
 const ZONE_TTL: u32 = 600;
-
-fn n(s: &str) -> Fqdn {
-    Fqdn::parse(s).unwrap()
-}
 
 fn adapter(fake: &FakeNetcup, secret: &str, policy: RetryPolicy) -> Netcup {
     let mut c = Config::from_secret(CUSTOMER.into(), &Secret::new(secret)).unwrap();
@@ -28,13 +24,6 @@ async fn setup() -> (FakeNetcup, Netcup) {
     fake.add_zone("example.com", ZONE_TTL);
     let a = adapter(&fake, &format!("{KEY}:{PASSWORD}"), RetryPolicy::fast());
     (fake, a)
-}
-
-fn set(ttl: u32, values: &[&str]) -> TxtSet {
-    TxtSet {
-        ttl,
-        records: values.iter().map(TxtRecord::from_value).collect(),
-    }
 }
 
 /// The whole suite at the zone's TTL. netcup keeps one TTL per zone, so the

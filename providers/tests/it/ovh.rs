@@ -5,18 +5,14 @@ use std::time::Duration;
 
 use maildns_providers::hosts::ovh::{self, Config, Ovh};
 use maildns_providers::http::RetryPolicy;
-use maildns_providers::{
-    ErrorKind, Fqdn, Observed, Provider, Secret, TxtChange, TxtRecord, TxtSet, Zone,
-};
+use maildns_providers::{ErrorKind, Observed, Provider, Secret, TxtChange, TxtSet, Zone};
 use maildns_testkit::fakes::ovh::FakeOvh;
+
+use crate::{n, set};
 
 const AK: &str = "7kbG7Bk7S9Nt7ZSV";
 const AS: &str = "EXEgWIz07P0HYwtQDs7cNIqCiQaWSuHF";
 const CK: &str = "MtSwSrPpNjqfVSmJhLbPyr2i45lSDTLC";
-
-fn n(s: &str) -> Fqdn {
-    Fqdn::parse(s).unwrap()
-}
 
 fn adapter(fake: &FakeOvh, secret: &str) -> Ovh {
     let mut c = Config::new(AK.to_string(), &Secret::new(secret)).unwrap();
@@ -31,13 +27,6 @@ async fn setup() -> (FakeOvh, Ovh, Zone) {
     let a = adapter(&fake, &format!("{AS}:{CK}"));
     let zone = a.find_zone(&n("example.com")).await.unwrap();
     (fake, a, zone)
-}
-
-fn set(ttl: u32, values: &[&str]) -> TxtSet {
-    TxtSet {
-        ttl,
-        records: values.iter().map(TxtRecord::from_value).collect(),
-    }
 }
 
 fn values(s: &TxtSet) -> Vec<String> {

@@ -5,16 +5,14 @@ use std::time::Duration;
 use maildns_providers::hosts::porkbun::{Config, Porkbun};
 use maildns_providers::http::RetryPolicy;
 use maildns_providers::{
-    ErrorKind, Fqdn, Observed, Operation, Provider, Secret, TxtChange, TxtRecord, TxtSet,
+    ErrorKind, Observed, Operation, Provider, Secret, TxtChange, TxtRecord, TxtSet,
 };
 use maildns_testkit::fakes::porkbun::FakePorkbun;
 
+use crate::{n, set};
+
 const KEY: &str = "pk1_0123456789abcdef";
 const SECRET: &str = "sk1_fedcba9876543210";
-
-fn n(s: &str) -> Fqdn {
-    Fqdn::parse(s).unwrap()
-}
 
 fn adapter(fake: &FakePorkbun, secret: &str, policy: RetryPolicy) -> Porkbun {
     let mut c = Config::from_secret(&Secret::new(secret)).unwrap();
@@ -27,13 +25,6 @@ async fn setup() -> (FakePorkbun, Porkbun) {
     fake.add_domain("example.com", true);
     let a = adapter(&fake, &format!("{KEY}:{SECRET}"), RetryPolicy::fast());
     (fake, a)
-}
-
-fn set(ttl: u32, values: &[&str]) -> TxtSet {
-    TxtSet {
-        ttl,
-        records: values.iter().map(TxtRecord::from_value).collect(),
-    }
 }
 
 #[tokio::test]

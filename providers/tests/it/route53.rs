@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use maildns_providers::hosts::route53::{AwsCredentials, Config, Route53};
 use maildns_providers::http::RetryPolicy;
-use maildns_providers::{ErrorKind, Fqdn, Provider, Secret, TxtRecord, TxtSet};
+use maildns_providers::{ErrorKind, Provider, Secret, TxtRecord, TxtSet};
 use maildns_testkit::fakes::route53::FakeRoute53;
+
+use crate::{change, n};
 
 const AKID: &str = "AKIDFAKEEXAMPLE";
 const SECRET: &str = "wJalrXUtnFEMI-fake-secret-value";
@@ -26,10 +28,6 @@ async fn setup() -> (FakeRoute53, Route53, String) {
     let id = fake.add_zone("example.com");
     let adapter = Route53::new(config(&fake.url, AKID), RetryPolicy::fast()).unwrap();
     (fake, adapter, id)
-}
-
-fn n(s: &str) -> Fqdn {
-    Fqdn::parse(s).unwrap()
 }
 
 fn set(ttl: u32, values: &[&[u8]]) -> TxtSet {
@@ -326,18 +324,6 @@ fn gets(fake: &FakeRoute53) -> usize {
         .iter()
         .filter(|r| r.method == "GET" && r.path.ends_with("/rrset"))
         .count()
-}
-
-fn change(
-    sets: &maildns_providers::ZoneSets,
-    name: &str,
-    new: Option<TxtSet>,
-) -> maildns_providers::TxtChange {
-    maildns_providers::TxtChange {
-        name: n(name),
-        old: sets[&n(name)].clone(),
-        new,
-    }
 }
 
 #[tokio::test]

@@ -5,15 +5,13 @@ use maildns_providers::changeset::same_content;
 use maildns_providers::hosts::scaleway::{Config, Scaleway};
 use maildns_providers::http::RetryPolicy;
 use maildns_providers::{
-    ErrorKind, Fqdn, LimitError, Provider, Secret, TxtChange, TxtRecord, TxtSet, Zone,
+    ErrorKind, LimitError, Provider, Secret, TxtChange, TxtRecord, TxtSet, Zone,
 };
 use maildns_testkit::fakes::scaleway::FakeScaleway;
 
-const KEY: &str = "scw-secret-key-0000-1111";
+use crate::n;
 
-fn n(s: &str) -> Fqdn {
-    Fqdn::parse(s).unwrap()
-}
+const KEY: &str = "scw-secret-key-0000-1111";
 
 fn set(ttl: u32, values: &[&[u8]]) -> TxtSet {
     TxtSet {

@@ -4,14 +4,12 @@ use std::time::Duration;
 
 use maildns_providers::hosts::vultr::{Config, Vultr};
 use maildns_providers::http::RetryPolicy;
-use maildns_providers::{ErrorKind, Fqdn, Provider, Secret, TxtChange, TxtRecord, TxtSet, Zone};
+use maildns_providers::{ErrorKind, Provider, Secret, TxtChange, TxtRecord, Zone};
 use maildns_testkit::fakes::vultr::FakeVultr;
 
-const KEY: &str = "VULTRKEY0123456789ABCDEFGHIJ";
+use crate::{n, set};
 
-fn n(s: &str) -> Fqdn {
-    Fqdn::parse(s).unwrap()
-}
+const KEY: &str = "VULTRKEY0123456789ABCDEFGHIJ";
 
 fn adapter(fake: &FakeVultr, key: &str, policy: RetryPolicy) -> Vultr {
     let mut c = Config::new(Secret::new(key));
@@ -26,13 +24,6 @@ async fn setup() -> (FakeVultr, Vultr, Zone) {
     let v = adapter(&fake, KEY, RetryPolicy::fast());
     let zone = v.find_zone(&n("sel._domainkey.example.com")).await.unwrap();
     (fake, v, zone)
-}
-
-fn set(ttl: u32, values: &[&str]) -> TxtSet {
-    TxtSet {
-        ttl,
-        records: values.iter().map(TxtRecord::from_value).collect(),
-    }
 }
 
 #[tokio::test]

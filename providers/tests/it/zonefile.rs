@@ -13,6 +13,8 @@ use maildns_providers::{
 use maildns_testkit::Bind;
 use maildns_testkit::conformance::{self, dig_txt};
 
+use crate::set;
+
 fn fqdn(s: &str) -> Fqdn {
     Fqdn::parse(s).expect("valid name")
 }
@@ -29,13 +31,6 @@ fn adapter(path: &Path, zone: &str) -> ZoneFile {
         bump_serial: true,
     })
     .expect("the zone-file descriptor parses")
-}
-
-fn set(ttl: u32, values: &[&str]) -> TxtSet {
-    TxtSet {
-        ttl,
-        records: values.iter().map(TxtRecord::from_value).collect(),
-    }
 }
 
 fn sorted(mut v: Vec<TxtRecord>) -> Vec<TxtRecord> {

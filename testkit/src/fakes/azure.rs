@@ -21,7 +21,7 @@
 //!   PATCH or DELETE of a whole zone.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -29,6 +29,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use super::common::lock;
 use super::fault::{Fault, Faults};
 use super::kit::{self, Recorded, ServerTask};
 use super::tripwire::Tripwire;
@@ -72,10 +73,6 @@ struct Shared {
     state: Arc<Mutex<St>>,
     faults: Faults,
     tripwire: Arc<Tripwire>,
-}
-
-fn lock(s: &Mutex<St>) -> MutexGuard<'_, St> {
-    s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The service principal the fake trusts.

@@ -12,7 +12,7 @@
 //! `{"message":"quota exceeded"}`. Endpoints maildns must never use (deleting the
 //! domain, anything the fake does not serve) trip [`Tripwire`].
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -20,6 +20,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use super::common::lock;
 use super::fault::{Fault, Faults};
 use super::kit::{self, Recorded, ServerTask};
 use super::tripwire::Tripwire;
@@ -64,10 +65,6 @@ struct Shared {
     state: Arc<Mutex<St>>,
     faults: Faults,
     tripwire: Arc<Tripwire>,
-}
-
-fn lock(s: &Mutex<St>) -> MutexGuard<'_, St> {
-    s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A running fake DNSimple API; stops when dropped (and fails the test if a broad

@@ -8,7 +8,7 @@
 //! parse as quoted strings of at most 255 bytes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use serde_json::json;
 
+use super::common::lock;
 use super::fault::{Fault, Faults};
 use super::kit::{self, Recorded, ServerTask};
 
@@ -36,10 +37,6 @@ struct St {
 struct Shared {
     state: Arc<Mutex<St>>,
     faults: Faults,
-}
-
-fn lock(s: &Mutex<St>) -> MutexGuard<'_, St> {
-    s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The running fake; stops when dropped.

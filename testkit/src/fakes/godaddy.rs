@@ -12,7 +12,7 @@
 //! [`Tripwire`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -21,6 +21,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use super::common::lock;
 use super::fault::{Fault, Faults};
 use super::kit::{self, Recorded, ServerTask};
 use super::tripwire::Tripwire;
@@ -62,10 +63,6 @@ struct Shared {
     state: Arc<Mutex<St>>,
     faults: Faults,
     tripwire: Arc<Tripwire>,
-}
-
-fn lock(s: &Mutex<St>) -> MutexGuard<'_, St> {
-    s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A running fake GoDaddy API; stops when dropped (and fails the test if a broad

@@ -14,7 +14,7 @@
 //! panics when dropped, failing the test, unless the test took the calls with
 //! [`FakeIonos::take_broad_calls`].
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -23,6 +23,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use super::common::lock;
 use super::fault::{Fault, Faults};
 use super::kit::{self, Recorded, ServerTask};
 
@@ -63,10 +64,6 @@ struct St {
 struct Shared {
     state: Arc<Mutex<St>>,
     faults: Faults,
-}
-
-fn lock(s: &Mutex<St>) -> MutexGuard<'_, St> {
-    s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The running fake; stops when dropped.

@@ -12,13 +12,14 @@
 //! holding `"`. Throttling is HTTP 405. Any command other than `domains.getList`,
 //! `domains.dns.getHosts` and `domains.dns.setHosts` trips the [`Tripwire`].
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 
+use super::common::lock;
 use super::fault::{Fault, Faults};
 use super::kit::{self, Recorded, ServerTask};
 use super::tripwire::Tripwire;
@@ -78,10 +79,6 @@ struct Shared {
     state: Arc<Mutex<St>>,
     faults: Faults,
     tripwire: Arc<Tripwire>,
-}
-
-fn lock(s: &Mutex<St>) -> MutexGuard<'_, St> {
-    s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A running fake Namecheap API; stops when dropped (and fails the test if a

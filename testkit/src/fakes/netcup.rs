@@ -19,7 +19,7 @@
 //! test, unless the test took the calls with [`FakeNetcup::take_broad_calls`].
 
 use std::collections::{BTreeSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -28,6 +28,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use super::common::lock;
 use super::fault::{Fault, Faults};
 use super::kit::{self, Recorded, ServerTask};
 
@@ -76,10 +77,6 @@ struct St {
 struct Shared {
     state: Arc<Mutex<St>>,
     faults: Faults,
-}
-
-fn lock(s: &Mutex<St>) -> MutexGuard<'_, St> {
-    s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The running fake; stops when dropped.

@@ -20,7 +20,7 @@
 //!   delete resource record set [name='…', type='TXT'] but it was not found]`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -28,6 +28,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use serde::Deserialize;
 
+use super::common::lock;
 use super::fault::{Fault, Faults};
 use super::kit::{self, Recorded, ServerTask};
 
@@ -85,10 +86,6 @@ pub struct FakeRoute53 {
 struct Shared {
     state: Arc<Mutex<St>>,
     faults: Faults,
-}
-
-fn lock(s: &Mutex<St>) -> MutexGuard<'_, St> {
-    s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn dotted(name: &str) -> String {
