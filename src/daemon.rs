@@ -119,18 +119,31 @@ fn rotating(config: &Config) -> Vec<Fqdn> {
 }
 
 /// Domains with a queued `rotate --now` request (taken from the store: each
-/// request is done once).
+/// request is done once; one of another kind is removed).
 fn requested(runner: &Runner) -> Vec<Request> {
     match runner.store().take_requests() {
-        Ok(reqs) => reqs
-            .into_iter()
-            .filter(|r| r.what == Request::ROTATE_NOW)
-            .inspect(|r| tracing::info!(domain = %r.domain, "rotation requested at {}", r.at))
-            .collect(),
+        Ok(reqs) => {
+            let (rotate, other): (Vec<Request>, Vec<Request>) = reqs
+                .into_iter()
+                .partition(|r| r.what == Request::ROTATE_NOW);
+            done(runner, other.iter());
+            for r in &rotate {
+                tracing::info!(domain = %r.domain, "rotation requested at {}", r.at);
+            }
+            rotate
+        }
         Err(e) => {
             tracing::error!("cannot read queued requests: {e}");
             Vec::new()
         }
+    }
+}
+
+/// Removes taken requests that were done (or cannot be done) from the queue.
+fn done<'a>(runner: &Runner, requests: impl Iterator<Item = &'a Request>) {
+    let ids: Vec<i64> = requests.map(|r| r.id).collect();
+    if let Err(e) = runner.store().done_requests(&ids) {
+        tracing::error!("cannot remove done requests {ids:?} from the queue: {e}");
     }
 }
 
@@ -202,6 +215,10 @@ async fn pass(
     for d in requested.iter().filter(|d| !domains.contains(d)) {
         tracing::warn!(domain = %d, "rotation requested for a domain without DKIM rotation in the configuration");
     }
+    done(
+        runner,
+        taken.iter().filter(|r| !domains.contains(&r.domain)),
+    );
     let total = domains.len();
     // One read of every state per pass (the states of domains run meanwhile
     // by another replica may be stale: a run re-reads its domain first).
@@ -227,7 +244,16 @@ async fn pass(
             return report;
         }
         let domain = domain.clone();
-        let forced = requested.contains(&domain);
+        let mine: Vec<&Request> = taken.iter().filter(|r| r.domain == domain).collect();
+        // Still this replica's (its take may have expired during a long pass
+        // and another replica taken the request over: that one does it).
+        let forced = mine.iter().any(|r| match runner.store().keep_request(r) {
+            Ok(kept) => kept,
+            Err(e) => {
+                tracing::error!(domain = %domain, "cannot keep the request: {e}");
+                false
+            }
+        });
         let state = states
             .remove(&domain)
             .unwrap_or_else(|| crate::rotation::DomainState::new(domain.clone()));
@@ -254,7 +280,18 @@ async fn pass(
                 } else {
                     crate::rotation::Start::WhenDue
                 };
-                match runner.run(&domain, start).await {
+                let result = runner.run(&domain, start).await;
+                if forced
+                    && !matches!(
+                        result,
+                        Err(crate::rotation::RunnerError::Store(
+                            crate::rotation::StoreError::Leased { .. }
+                        ))
+                    )
+                {
+                    done(runner, mine.iter().copied());
+                }
+                match result {
                     Ok(outcome) => {
                         for w in &outcome.warnings {
                             tracing::warn!(domain = %domain, "{}", w.message);
@@ -277,10 +314,9 @@ async fn pass(
                         tracing::debug!(domain = %domain, "worked by replica {holder}; skipped");
                         if forced {
                             // The request stays for whoever runs it next.
-                            if let Err(e) = runner.store().add_request(
-                                &domain,
-                                Request::ROTATE_NOW,
-                                runner.clock().now(),
+                            if let Err(e) = crate::rotation::store::requeue(
+                                runner.store().as_ref(),
+                                mine.iter().copied(),
                             ) {
                                 tracing::error!(domain = %domain, "cannot queue the request again: {e}");
                             }
@@ -300,6 +336,7 @@ async fn pass(
                 if forced {
                     // Blocked: a request cannot start anything.
                     tracing::warn!(domain = %domain, "rotation requested, but it is blocked: see `maildns status`");
+                    done(runner, mine.iter().copied());
                 }
                 // Not run in this pass: still failing if its last step failed.
                 let failures = stored_failures(runner, &domain);

@@ -10,7 +10,8 @@ use super::Cli;
 use super::common::{Coded, Exit, load_gated, print_json, select_domains};
 use crate::rotation::SqliteStore;
 use crate::rotation::adopt::{
-    ImportError, ImportResult, OpenDkimSetup, Outcome, import_opendkim, import_rspamd,
+    ImportError, ImportResult, OpenDkimSetup, Outcome, import_opendkim, import_opendkim_sql,
+    import_rspamd,
 };
 
 /// Where the existing keys come from.
@@ -47,6 +48,12 @@ pub(super) async fn run(cli: &Cli, source: &Source) -> anyhow::Result<Exit> {
         Source::Rspamd { domains } => return run_rspamd(cli, domains).await,
     };
     let config = load_gated(cli)?;
+    // OpenDKIM reading SQL tables: its rows, unless --conf names files.
+    if conf.is_none()
+        && let Some(cfg) = config.signer.as_ref().filter(|s| s.sql.is_some())
+    {
+        return run_sql(cli, &config, cfg, domains).await;
+    }
     let selected = select_domains(&config, domains)?;
     let conf_path = conf
         .clone()
@@ -62,12 +69,7 @@ pub(super) async fn run(cli: &Cli, source: &Source) -> anyhow::Result<Exit> {
             "maildns.toml has no [signer] section: keys are recorded, but rotation will not switch OpenDKIM to new ones".to_string(),
         ],
     };
-    let store: std::sync::Arc<dyn crate::rotation::Store> = match &config.state {
-        Some(_) => super::state::open(&config, super::state::Access::Write)?
-            .ok_or_else(|| anyhow::anyhow!("the shared state store could not be opened"))?,
-        None => std::sync::Arc::new(SqliteStore::open_locked(&config.state_dir)?),
-    };
-    crate::rotation::keyring::sweep(&config, Some(store.as_ref()))?;
+    let store = open_store(&config)?;
     let results = import_opendkim(store.as_ref(), &setup, &selected, chrono::Utc::now())?;
     drop(store);
     if cli.json {
@@ -116,12 +118,7 @@ async fn run_rspamd(cli: &Cli, domains: &[String]) -> anyhow::Result<Exit> {
         code: Exit::Failure,
         message: e.to_string(),
     })?;
-    let store: std::sync::Arc<dyn crate::rotation::Store> = match &config.state {
-        Some(_) => super::state::open(&config, super::state::Access::Write)?
-            .ok_or_else(|| anyhow::anyhow!("the shared state store could not be opened"))?,
-        None => std::sync::Arc::new(SqliteStore::open_locked(&config.state_dir)?),
-    };
-    crate::rotation::keyring::sweep(&config, Some(store.as_ref()))?;
+    let store = open_store(&config)?;
     let results = import_rspamd(
         store.as_ref(),
         &signer,
@@ -138,6 +135,85 @@ async fn run_rspamd(cli: &Cli, domains: &[String]) -> anyhow::Result<Exit> {
         })?;
     } else {
         print_human_from(&format!("rspamd's Redis at {redis}"), &[], &results);
+    }
+    Ok(if results.iter().any(|r| r.outcome.is_problem()) {
+        Exit::Failure
+    } else {
+        Exit::Ok
+    })
+}
+
+/// The state store, for writing (the lock or the shared store), with the
+/// files of deleted keys swept first.
+fn open_store(
+    config: &crate::config::Config,
+) -> anyhow::Result<std::sync::Arc<dyn crate::rotation::Store>> {
+    let store: std::sync::Arc<dyn crate::rotation::Store> = match &config.state {
+        Some(_) => super::state::open(config, super::state::Access::Write)?
+            .ok_or_else(|| anyhow::anyhow!("the shared state store could not be opened"))?,
+        None => std::sync::Arc::new(SqliteStore::open_locked(&config.state_dir)?),
+    };
+    crate::rotation::keyring::sweep(config, Some(store.as_ref()))?;
+    Ok(store)
+}
+
+#[derive(Serialize)]
+struct SqlReport<'a> {
+    database: &'a str,
+    state_dir: &'a Path,
+    results: &'a [ImportResult],
+}
+
+/// `maildns import opendkim` with `[signer] kind = "opendkim-sql"`: the
+/// KeyTable row each domain's SigningTable row names.
+async fn run_sql(
+    cli: &Cli,
+    config: &crate::config::Config,
+    cfg: &crate::config::Signer,
+    domains: &[String],
+) -> anyhow::Result<Exit> {
+    let selected = select_domains(config, domains)?;
+    let signer = match crate::rotation::runner::signer_from_config(cfg, &config.path)? {
+        crate::signer::Signer::OpenDkimSql(s) => s,
+        _ => anyhow::bail!("[signer] kind = \"opendkim-sql\" expected"),
+    };
+    let database = crate::rotation::store::postgres::redact(&signer.url);
+    let mut rows = Vec::with_capacity(selected.len());
+    for d in &selected {
+        rows.push(
+            signer
+                .signing_row(d.name.as_str())
+                .await
+                .map_err(|e| Coded {
+                    code: Exit::Failure,
+                    message: e.to_string(),
+                })?,
+        );
+    }
+    let store = open_store(config)?;
+    let results = import_opendkim_sql(
+        store.as_ref(),
+        &signer,
+        &rows,
+        &selected,
+        chrono::Utc::now(),
+    )?;
+    drop(store);
+    if cli.json {
+        print_json(&SqlReport {
+            database: &database,
+            state_dir: &config.state_dir,
+            results: &results,
+        })?;
+    } else {
+        print_human_from(
+            &format!(
+                "OpenDKIM's SQL tables {} and {} at {database}",
+                signer.tables.key_table, signer.tables.signing_table
+            ),
+            &[],
+            &results,
+        );
     }
     Ok(if results.iter().any(|r| r.outcome.is_problem()) {
         Exit::Failure

@@ -22,12 +22,23 @@ pub(super) async fn run(cli: &Cli) -> anyhow::Result<Exit> {
     // first `publish`).
     let store = super::state::open(&config, super::state::Access::Read)?;
     let now = chrono::Utc::now();
+    // Keys a database-backed signer keeps are found in its shared store too.
+    let signer = match &store {
+        Some(_) => crate::rotation::keyring::shared_signer(&config)?,
+        None => None,
+    };
     let mut lines = Vec::new();
     for d in &config.domains {
         let dkim = match (&store, &d.dkim) {
             (Some(st), Some(policy)) => {
                 let state = st.load(&d.name)?;
-                crate::rotation::keyring::dkim_entries(&state, policy, now)?
+                crate::rotation::keyring::dkim_entries_from(
+                    &state,
+                    policy,
+                    now,
+                    signer.as_ref(),
+                    false,
+                )?
             }
             _ => Vec::new(),
         };

@@ -143,8 +143,18 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
             Start::WhenDue
         };
         let r = runner.run(d, start).await;
+        let mine = taken
+            .iter()
+            .filter(|q| &q.domain == d && q.what == Request::ROTATE_NOW);
         if let Err(crate::rotation::RunnerError::Store(StoreError::Leased { .. })) = &r {
-            not_done.extend(taken.iter().filter(|q| &q.domain == d));
+            not_done.extend(mine);
+        } else {
+            // Done: removed from the queue at once (a process killed later
+            // does not leave it to be done twice).
+            let ids: Vec<i64> = mine.map(|q| q.id).collect();
+            if let Err(e) = runner.store().done_requests(&ids) {
+                tracing::error!("cannot remove done requests {ids:?} from the queue: {e}");
+            }
         }
         reports.push(match r {
             Ok(o) => DomainReport {

@@ -395,7 +395,13 @@ impl Validator<'_> {
                 format!("e.g. {example}"),
             ))
         } else {
-            match text.parse::<tokio_postgres::Config>() {
+            // sslmode/sslrootcert with libpq's values (the driver knows fewer).
+            match crate::rotation::store::tls::PgTls::split_url(text)
+                .map_err(|e| e.to_string())
+                .and_then(|(rest, _)| {
+                    rest.parse::<tokio_postgres::Config>()
+                        .map_err(|e| e.to_string())
+                }) {
                 Err(e) => Some((
                     format!("not a valid PostgreSQL URL: {e}"),
                     format!("e.g. {example}"),

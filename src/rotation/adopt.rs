@@ -24,6 +24,7 @@ use super::store::{Store, StoreError};
 use crate::config::{self, Domain};
 use crate::keys;
 use crate::signer::opendkim::{KeyTable, OpenDkimConf, ParseError, SigningTable};
+use crate::signer::opendkim_sql::{KeyRow, OpenDkimSql};
 use crate::signer::reader::{self, ReadError, TablesError};
 use crate::signer::rspamd::{RedisEntry, RspamdSigner};
 use crate::signer::unix::same_file;
@@ -588,17 +589,7 @@ fn import_rspamd_domain(
 ) -> Result<Vec<ImportResult>, StoreError> {
     let domain = &d.name;
     let Some(dkim) = &d.dkim else {
-        return Ok(vec![
-            ImportResult::new(
-                domain,
-                Outcome::Skipped,
-                "no DKIM settings in maildns.toml: maildns does not manage this domain's keys"
-                    .into(),
-            )
-            .hint(format!(
-                "add a [domains.\"{domain}\".dkim] section to have its keys rotated"
-            )),
-        ]);
+        return Ok(vec![not_managed(domain)]);
     };
     let Some(entry) = entries
         .iter()
@@ -621,7 +612,7 @@ fn import_rspamd_domain(
         ]);
     };
     let field = format!("{}.{}", entry.selector, entry.domain);
-    let mut candidate = Candidate {
+    let candidate = Candidate {
         name: None,
         domain: entry.domain.clone(),
         selector: entry.selector.clone(),
@@ -645,7 +636,150 @@ fn import_rspamd_domain(
             ]);
         }
     };
-    let selector = match Selector::parse(&entry.selector) {
+    adopt_copy(
+        store,
+        d,
+        dkim,
+        candidate,
+        &key,
+        (&signer.key_dir, signer.key_write),
+        now,
+    )
+}
+
+/// Adopts, for each of `domains`, the key the OpenDKIMs reading `[signer]
+/// kind = "opendkim-sql"`'s tables sign it with today (`maildns import
+/// opendkim` with that signer): the KeyTable row the SigningTable names for
+/// mail From `postmaster@domain` (`rows`, one per domain in `domains`'
+/// order, read with [`OpenDkimSql::signing_row`]), its key inline or in the
+/// file the row names. maildns's copy of the key is written to the signer's
+/// key directory and recorded as the active key, as [`import_rspamd`] does;
+/// idempotent. Nothing is written to the tables.
+pub fn import_opendkim_sql(
+    store: &dyn Store,
+    signer: &OpenDkimSql,
+    rows: &[Option<KeyRow>],
+    domains: &[&Domain],
+    now: DateTime<Utc>,
+) -> Result<Vec<ImportResult>, StoreError> {
+    let mut out = Vec::new();
+    for (d, row) in domains.iter().zip(rows) {
+        store.lease(&d.name)?;
+        let r = import_sql_domain(store, signer, row.as_ref(), d, now);
+        if let Err(e) = store.release(&d.name) {
+            tracing::warn!(domain = %d.name, "cannot release the lease (it expires by itself): {e}");
+        }
+        out.extend(r?);
+    }
+    Ok(out)
+}
+
+fn import_sql_domain(
+    store: &dyn Store,
+    signer: &OpenDkimSql,
+    row: Option<&KeyRow>,
+    d: &Domain,
+    now: DateTime<Utc>,
+) -> Result<Vec<ImportResult>, StoreError> {
+    let domain = &d.name;
+    let Some(dkim) = &d.dkim else {
+        return Ok(vec![not_managed(domain)]);
+    };
+    let t = &signer.tables;
+    let Some(row) = row else {
+        return Ok(vec![
+            ImportResult::new(
+                domain,
+                Outcome::NotFound,
+                format!(
+                    "SigningTable {} names no KeyTable row of {} for mail from postmaster@{domain}",
+                    t.signing_table, t.key_table
+                ),
+            )
+            .hint(format!(
+                "if OpenDKIM signs {domain} from these tables, its SigningTable row (pattern {domain}) names its KeyTable row; otherwise `maildns rotate` creates a first key"
+            )),
+        ]);
+    };
+    let candidate = Candidate {
+        name: Some(row.id.clone()),
+        domain: row.domain.clone(),
+        selector: row.selector.clone(),
+        key: match row.key_file() {
+            Some(p) => p.display().to_string(),
+            None => format!("row {} of {} (inline)", row.id, t.key_table),
+        },
+    };
+    let place = format!("KeyTable {} row {}", t.key_table, row.id);
+    if !row.domain.eq_ignore_ascii_case(domain.as_str()) {
+        return Ok(vec![
+            ImportResult::of(
+                domain,
+                &candidate,
+                Outcome::Refused,
+                format!(
+                    "{place} (SigningTable pattern {}) signs as d={}, not {domain}",
+                    row.pattern, row.domain
+                ),
+            )
+            .hint("maildns adopts a key only for the signing domain it is published under"),
+        ]);
+    }
+    let key = match row.private_key() {
+        Ok(k) => k,
+        Err(e) => {
+            let outcome = match e {
+                keys::KeyError::RsaTooSmall { .. } | keys::KeyError::WeakKeyFile { .. } => {
+                    Outcome::Refused
+                }
+                _ => Outcome::Unreadable,
+            };
+            return Ok(vec![
+                ImportResult::of(domain, &candidate, outcome, format!("{place}: {e}")).hint(
+                    "OpenDKIM signs nothing with a missing or unreadable key: store an RSA key (>= 1024 bits) or an Ed25519 key there (PEM or base64 DER inline, or an absolute file path readable by maildns), or let `maildns rotate` make one",
+                ),
+            ]);
+        }
+    };
+    adopt_copy(
+        store,
+        d,
+        dkim,
+        candidate,
+        &key,
+        (&signer.key_dir, signer.key_write),
+        now,
+    )
+}
+
+/// The result for a domain without DKIM settings.
+fn not_managed(domain: &Fqdn) -> ImportResult {
+    ImportResult::new(
+        domain,
+        Outcome::Skipped,
+        "no DKIM settings in maildns.toml: maildns does not manage this domain's keys".into(),
+    )
+    .hint(format!(
+        "add a [domains.\"{domain}\".dkim] section to have its keys rotated"
+    ))
+}
+
+/// Adopts `key`, read from an engine's shared store as `candidate`, as
+/// `d`'s active key: maildns's own copy is written to `key_dir` (a new
+/// file with `key_write`'s mode and owner; an existing file with the same
+/// key is reused, one with another key refuses the import) and recorded
+/// with [`machine::adopt`] (idempotent). Nothing is written to the engine.
+fn adopt_copy(
+    store: &dyn Store,
+    d: &Domain,
+    dkim: &config::DkimPolicy,
+    mut candidate: Candidate,
+    key: &keys::PrivateKey,
+    (key_dir, key_write): (&Path, keys::WriteOptions),
+    now: DateTime<Utc>,
+) -> Result<Vec<ImportResult>, StoreError> {
+    let domain = &d.name;
+    let selector = match Selector::parse(&candidate.selector) {
         Ok(s) => s,
         Err(e) => {
             return Ok(vec![
@@ -655,8 +789,9 @@ fn import_rspamd_domain(
             ]);
         }
     };
+    let selector = &selector;
     // maildns's copy of the key: the state's key file.
-    let copy = match signer.key_path(domain.as_str(), &selector) {
+    let copy = match crate::signer::key_file(key_dir, domain.as_str(), selector) {
         Ok(path) if path.exists() => match keys::load_private_key(&path) {
             Ok(k) if k.public_key_der().ok() == key.public_key_der().ok() => Ok(path),
             Ok(_) => Err(format!(
@@ -665,8 +800,7 @@ fn import_rspamd_domain(
             )),
             Err(e) => Err(e.to_string()),
         },
-        Ok(_) => signer
-            .install_key_file(domain.as_str(), &selector, &key)
+        Ok(_) => crate::signer::write_key_file(key_dir, domain.as_str(), selector, key, key_write)
             .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };

@@ -18,6 +18,7 @@ use crate::gate::GateError;
 use crate::keys::{self, Algorithm, KeyError, PrivateKey, WriteOptions};
 use crate::publish::{DkimEntry, Mode};
 use crate::records::dkim::{DkimKey, KeyType};
+use crate::signer::Signer;
 
 /// Why a key could not be prepared, generated, loaded or swept, or a domain's
 /// key state not advanced. Wrapped errors keep their own message (and
@@ -158,6 +159,78 @@ pub fn dkim_entries(
             rec = rec.with_flags(vec![crate::records::dkim::Flag::Testing]);
         }
         Ok(rec)
+    })
+}
+
+/// The signer whose keys live in a store shared by every MTA and every
+/// machine (`opendkim-sql`, `rspamd`), set up from the configuration;
+/// `None` without a signer or with file-based OpenDKIM (whose key files are
+/// the keys).
+///
+/// # Errors
+/// The signer cannot be set up (see [`super::runner::signer_from_config`]).
+pub fn shared_signer(config: &Config) -> Result<Option<Signer>, KeyringError> {
+    match &config.signer {
+        Some(s) if s.sql.is_some() || s.rspamd.is_some() => {
+            Ok(Some(super::runner::signer_from_config(s, &config.path)?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The private key of `k`, looked up as the runner looks it up: with a
+/// database-backed `signer` ([`shared_signer`]) the recorded key file or
+/// this machine's copy, else the key in the engine's shared store
+/// ([`Signer::load_key`]); otherwise the recorded key file. With `share`, a
+/// key not yet switched to is (re)put into the shared store on the way
+/// ([`Signer::share_key`], nothing when it is there), as the runner does.
+///
+/// # Errors
+/// No copy of the key exists (the error names the selector and where
+/// maildns looked), or it cannot be read; the shared store cannot be
+/// reached or holds another key under the selector.
+pub fn load_key(
+    signer: Option<&Signer>,
+    domain: &Fqdn,
+    k: &KeyRecord,
+    share: bool,
+) -> Result<PrivateKey, KeyringError> {
+    let recorded = k.key_path.as_deref().map(std::path::Path::new);
+    let Some(signer) = signer else {
+        let path = recorded.ok_or_else(|| KeyringError::NoKeyFile {
+            selector: k.selector.as_str().to_string(),
+        })?;
+        return Ok(keys::load_private_key(path)?);
+    };
+    let d = domain.as_str();
+    let key = crate::signer::block_on(signer.load_key(d, &k.selector, recorded))?;
+    if share
+        && signer.shares_keys()
+        && matches!(
+            k.status,
+            KeyStatus::Generated | KeyStatus::Published | KeyStatus::Propagated
+        )
+    {
+        crate::signer::block_on(signer.share_key(d, &k.selector, &key))?;
+    }
+    Ok(key)
+}
+
+/// [`dkim_entries`] with each private key found by [`load_key`] (the
+/// engine's shared store too, for a database-backed `signer`): what
+/// `publish` and `records` publish.
+///
+/// # Errors
+/// As [`load_key`], for a key whose full record is wanted.
+pub fn dkim_entries_from(
+    state: &DomainState,
+    dkim: &DkimPolicy,
+    now: DateTime<Utc>,
+    signer: Option<&Signer>,
+    share: bool,
+) -> Result<Vec<DkimEntry>, KeyringError> {
+    dkim_entries_with(state, dkim, now, &|k: &KeyRecord| {
+        load_key(signer, &state.domain, k, share)
     })
 }
 
@@ -353,6 +426,45 @@ pub fn generate_key(
         }
     }
     generate(config, domain, action)
+}
+
+/// [`generate_key`] with the engine's shared store of a database-backed
+/// signer: a key the store already holds for the selector (another machine
+/// made it) is adopted as this machine's copy, never replaced by a second
+/// key; a key generated here goes into the store at once
+/// ([`Signer::share_key`]; unused until the switch), before the state
+/// records it as generated, so every machine finds it. The runner's
+/// generate step and `publish`'s first key both come here.
+///
+/// # Errors
+/// As [`generate_key`]; the shared store cannot be reached, or holds
+/// another key under the selector.
+pub fn generate_shared(
+    config: &Config,
+    signer: Option<&Signer>,
+    domain: &Fqdn,
+    action: &Action,
+) -> Result<Option<Observation>, KeyringError> {
+    let shared = signer.filter(|s| s.shares_keys());
+    let d = domain.as_str();
+    if let (Some(s), Action::GenerateKey { selector, .. }) = (shared, action)
+        && !s.key_path(d, selector)?.exists()
+        && let Some(key) = crate::signer::block_on(s.stored_key(d, selector))?
+    {
+        s.install_key(d, selector, &key)?;
+    }
+    let observation = generate_key(config, signer, domain, action)?;
+    if let (
+        Some(s),
+        Some(Observation::KeyGenerated {
+            selector, key_path, ..
+        }),
+    ) = (shared, &observation)
+    {
+        let key = keys::load_private_key(std::path::Path::new(key_path))?;
+        crate::signer::block_on(s.share_key(d, selector, &key))?;
+    }
+    Ok(observation)
 }
 
 /// True when the signer's key table (if a signer with file tables is
@@ -654,6 +766,8 @@ pub fn prepare_publish(
     let policy = dkim.policy.for_host(max_bits_for_host);
     let mut state = store.load(&domain.name)?;
     let mut warnings = fallback_warnings(domain, &policy);
+    // Keys in the engine's shared store are found as the runner finds them.
+    let shared = shared_signer(config)?;
     if generate_first {
         let mut next = state.clone();
         let fallback = fall_back(config, &mut next, &policy, now);
@@ -675,11 +789,14 @@ pub fn prepare_publish(
         // performed by the runner's own generate step ([`generate_key`]: through
         // the signer when one is configured, so the file is the signer's); the
         // rounds end when it asks for anything else (publishing: the caller's).
-        let signer = config
-            .signer
-            .as_ref()
-            .map(|s| super::runner::signer_from_config(s, &config.path))
-            .transpose()?;
+        let signer = match &shared {
+            Some(s) => Some(s.clone()),
+            None => config
+                .signer
+                .as_ref()
+                .map(|s| super::runner::signer_from_config(s, &config.path))
+                .transpose()?,
+        };
         let mut observations = Vec::new();
         for _ in 0..FIRST_KEY_ROUNDS {
             let d = super::step(&state, &observations, now, &policy);
@@ -693,7 +810,7 @@ pub fn prepare_publish(
             }
             observations.clear();
             for a in d.work().filter(|a| matches!(a, Action::GenerateKey { .. })) {
-                observations.extend(generate_key(config, signer.as_ref(), &domain.name, a)?);
+                observations.extend(generate_shared(config, signer.as_ref(), &domain.name, a)?);
             }
             state = d.state;
             if observations.is_empty() {
@@ -706,7 +823,8 @@ pub fn prepare_publish(
             warnings.push(w);
         }
     }
-    Ok((dkim_entries(&state, dkim, now)?, warnings))
+    let entries = dkim_entries_from(&state, dkim, now, shared.as_ref(), generate_first)?;
+    Ok((entries, warnings))
 }
 
 /// Whether [`prepare_publish`] in [`Mode::Apply`] makes `domain`'s first

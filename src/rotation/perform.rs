@@ -210,46 +210,14 @@ impl Runner {
     }
 
     /// A NEW key file for the selector (adopted if it already exists); with a
-    /// signer, written by it (its key directory, owner and mode). The same
-    /// step makes a domain's first key in `publish` ([`keyring::generate_key`]).
-    ///
-    /// With a database-backed signer the key also goes into the engine's
-    /// shared store right away ([`Signer::share_key`]; unused until the
-    /// switch), so a replica on another machine can switch to it. A key the
-    /// shared store already holds for the selector (another replica made it
-    /// and stopped before saving the state) is adopted, never replaced by a
-    /// second key. This step is async for that reason: the key generation
-    /// and the 0600 file stay in the synchronous [`keyring::generate_key`]
-    /// (shared with `publish`), and the store is written in the same step,
-    /// before the state records the key as generated, so no replica ever sees
-    /// a generated key that is not in the store.
-    ///
-    /// [`Signer::share_key`]: crate::signer::Signer::share_key
+    /// signer, written by it (its key directory, owner and mode); with a
+    /// database-backed signer also put into the engine's shared store at once,
+    /// or adopted from it. The same step makes a domain's first key in
+    /// `publish`: [`keyring::generate_shared`].
     async fn generate(&self, d: &Domain, action: &Action) -> Result<Observation, KeyFileError> {
-        let shared = self.signer.as_ref().filter(|s| s.shares_keys());
-        if let (Some(signer), Action::GenerateKey { selector, .. }) = (shared, action) {
-            let own = signer.key_path(d.name.as_str(), selector)?;
-            if !own.exists()
-                && let Some(key) = signer.stored_key(d.name.as_str(), selector).await?
-            {
-                signer.install_key(d.name.as_str(), selector, &key)?;
-            }
-        }
-        let observation =
-            keyring::generate_key(&self.config, self.signer.as_ref(), &d.name, action)
-                .map_err(KeyFileError::Generate)?
-                .ok_or(KeyFileError::NotGenerate)?;
-        if let (
-            Some(signer),
-            Observation::KeyGenerated {
-                selector, key_path, ..
-            },
-        ) = (shared, &observation)
-        {
-            let key = keys::load_private_key(std::path::Path::new(key_path))?;
-            signer.share_key(d.name.as_str(), selector, &key).await?;
-        }
-        Ok(observation)
+        keyring::generate_shared(&self.config, self.signer.as_ref(), &d.name, action)
+            .map_err(KeyFileError::Generate)?
+            .ok_or(KeyFileError::NotGenerate)
     }
 
     /// The private key of `k`: its key file, or, with a database-backed

@@ -31,6 +31,7 @@ use super::machine::{Algorithm, DomainState, Event};
 
 pub mod postgres;
 mod schema;
+pub mod tls;
 
 pub use postgres::{PgOptions, PgStore};
 use schema::{insert_events, ts};
@@ -245,10 +246,8 @@ pub fn requeue<'a>(
     store: &dyn Store,
     requests: impl IntoIterator<Item = &'a Request>,
 ) -> Result<(), StoreError> {
-    for r in requests {
-        store.add_request(&r.domain, &r.what, r.at)?;
-    }
-    Ok(())
+    let requests: Vec<Request> = requests.into_iter().cloned().collect();
+    store.return_requests(&requests)
 }
 
 /// A provider diagnosis: what `maildns diagnose` found out about an account.
@@ -384,12 +383,53 @@ pub trait Store: Send + Sync {
     /// Returns its id.
     fn add_request(&self, domain: &Fqdn, what: &str, at: DateTime<Utc>) -> Result<i64, StoreError>;
 
-    /// The queued requests, oldest first (read-only).
+    /// The queued requests, oldest first (read-only): those waiting to be
+    /// taken (in the shared store also those whose take expired; not those
+    /// a replica holds now).
     fn requests(&self) -> Result<Vec<Request>, StoreError>;
 
-    /// Removes and returns the queued requests, oldest first; only while
-    /// [`Store::lock_exclusive`] holds.
+    /// Takes and returns the queued requests, oldest first; only while
+    /// [`Store::lock_exclusive`] holds. The embedded store removes them; the
+    /// shared store takes them for this replica for `lease` (also the ones
+    /// whose take by another replica expired: it stopped before doing them),
+    /// and the taker then removes each done with [`Store::done_requests`] or
+    /// gives it back with [`Store::return_requests`].
     fn take_requests(&self) -> Result<Vec<Request>, StoreError>;
+
+    /// Whether this process still holds its take of `request` (taken by
+    /// [`Store::take_requests`]), extending the take; `false` when another
+    /// process took it over since (its take had expired), which then does
+    /// it. The embedded store removes a request when it is taken: always
+    /// `true`.
+    ///
+    /// # Errors
+    /// The store fails.
+    fn keep_request(&self, request: &Request) -> Result<bool, StoreError> {
+        let _ = request;
+        Ok(true)
+    }
+
+    /// Removes taken requests that were done (or cannot be done: unknown,
+    /// blocked). Nothing in the embedded store (taking removed them).
+    ///
+    /// # Errors
+    /// The store fails.
+    fn done_requests(&self, ids: &[i64]) -> Result<(), StoreError> {
+        let _ = ids;
+        Ok(())
+    }
+
+    /// Gives taken requests this process will not do back to the queue,
+    /// with their first time (the embedded store queues them again).
+    ///
+    /// # Errors
+    /// The store fails.
+    fn return_requests(&self, requests: &[Request]) -> Result<(), StoreError> {
+        for r in requests {
+            self.add_request(&r.domain, &r.what, r.at)?;
+        }
+        Ok(())
+    }
 }
 
 /// Loads `domain`'s state, lets `change` edit it and return the events to

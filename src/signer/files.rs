@@ -114,11 +114,7 @@ impl OpenDkimFiles {
     /// # Errors
     /// [`SignerError::InvalidName`] for a domain that cannot be a path.
     pub fn key_path(&self, domain: &str, selector: &Selector) -> Result<PathBuf, SignerError> {
-        check_name("domain", domain)?;
-        Ok(self
-            .key_dir
-            .join(domain.to_ascii_lowercase())
-            .join(format!("{selector}.private")))
+        super::key_file(&self.key_dir, domain, selector)
     }
 
     /// Writes `key` to a NEW file `<key_dir>/<domain>/<selector>.private` (the
@@ -134,30 +130,7 @@ impl OpenDkimFiles {
         selector: &Selector,
         key: &PrivateKey,
     ) -> Result<PathBuf, SignerError> {
-        let path = self.key_path(domain, selector)?;
-        if let Some(dir) = path.parent()
-            && !dir.exists()
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|source| SignerError::CreateDir {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
-            if let Some((uid, gid)) = self.key_write.owner {
-                std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|source| {
-                    SignerError::CreateDir {
-                        path: dir.to_path_buf(),
-                        source,
-                    }
-                })?;
-            }
-        }
-        keys::write_private_key(&path, key, self.key_write)?;
-        Ok(path)
+        super::write_key_file(&self.key_dir, domain, selector, key, self.key_write)
     }
 
     /// Makes OpenDKIM sign `*@domain` with the key at `key_path` under `selector`:

@@ -48,7 +48,7 @@ use std::time::Duration;
 
 pub use files::{OpenDkimFiles, Switched};
 pub use milter::{MilterSocket, SocketSpecError};
-pub use opendkim_sql::{OpenDkimSql, SqlTables};
+pub use opendkim_sql::{KeyRow, OpenDkimSql, SqlTables};
 pub use rspamd::{RspamdError, RspamdSigner};
 
 use crate::keys::{KeyError, PrivateKey};
@@ -594,6 +594,13 @@ pub enum SignerError {
         /// PostgreSQL's message.
         message: String,
     },
+    /// The runtime that drives a signer operation from synchronous code
+    /// could not start.
+    #[error("starting the signer's runtime: {message}")]
+    Runtime {
+        /// Why.
+        message: String,
+    },
     /// The reload command could not run or failed.
     #[error("reload command {command:?} failed: {reason}")]
     Reload {
@@ -613,12 +620,92 @@ impl From<ReadError> for SignerError {
     }
 }
 
+/// Runs a signer operation to completion from synchronous code (`publish`
+/// prepares keys on plain threads, and `records` and `import` run inside the
+/// caller's runtime, where blocking on it would panic): on a fresh thread
+/// with its own one-thread runtime, as the PostgreSQL state store runs its
+/// queries.
+///
+/// # Errors
+/// `fut`'s error, or [`SignerError::Runtime`] when the runtime cannot start.
+pub fn block_on<T: Send>(
+    fut: impl std::future::Future<Output = Result<T, SignerError>> + Send,
+) -> Result<T, SignerError> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| SignerError::Runtime {
+                    message: e.to_string(),
+                })?
+                .block_on(fut)
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(SignerError::Runtime {
+                message: "the signer's thread stopped".into(),
+            })
+        })
+    })
+}
+
 /// Whether two keys are the same key (same public key).
 pub(crate) fn same_public_key(a: &PrivateKey, b: &PrivateKey) -> bool {
     match (a.public_key_der(), b.public_key_der()) {
         (Ok(x), Ok(y)) => x == y,
         _ => false,
     }
+}
+
+/// Where maildns keeps the private key of `domain`/`selector` under
+/// `key_dir`: `<key_dir>/<domain>/<selector>.private` (the domain in lower
+/// case). Every backend keeps its own copy of a key there.
+///
+/// # Errors
+/// [`SignerError::InvalidName`] for a domain that cannot be a path.
+pub fn key_file(key_dir: &Path, domain: &str, selector: &Selector) -> Result<PathBuf, SignerError> {
+    check_name("domain", domain)?;
+    Ok(key_dir
+        .join(domain.to_ascii_lowercase())
+        .join(format!("{selector}.private")))
+}
+
+/// Writes `key` to a NEW file [`key_file`] (mode `opts.mode`, atomically;
+/// the domain directory is created 0700 if missing and, when `opts.owner`
+/// is set, given that owner like the key file) and returns its path. Never
+/// overwrites: an existing file is an error.
+///
+/// # Errors
+/// [`SignerError::InvalidName`], [`SignerError::CreateDir`], or
+/// [`SignerError::Key`] when the file exists or cannot be written.
+pub fn write_key_file(
+    key_dir: &Path,
+    domain: &str,
+    selector: &Selector,
+    key: &PrivateKey,
+    opts: crate::keys::WriteOptions,
+) -> Result<PathBuf, SignerError> {
+    let path = key_file(key_dir, domain, selector)?;
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        let failed = |source| SignerError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(failed)?;
+        if let Some((uid, gid)) = opts.owner {
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(failed)?;
+        }
+    }
+    crate::keys::write_private_key(&path, key, opts)?;
+    Ok(path)
 }
 
 pub(crate) fn check_name(what: &'static str, value: &str) -> Result<(), SignerError> {

@@ -66,13 +66,14 @@
 //! Rows of other domains are never touched.
 //!
 //! The database password is only ever handed to the driver; errors name the
-//! URL without it.
+//! URL without it. TLS: `sslmode`/`sslrootcert` in the URL, as for the state
+//! store ([`crate::rotation::store::tls`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use maildns_providers::Secret;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use zeroize::Zeroizing;
 
 use super::milter::MilterSocket;
@@ -155,6 +156,54 @@ impl SqlTables {
     }
 }
 
+/// A KeyTable row as written, found through the SigningTable
+/// ([`OpenDkimSql::signing_row`]).
+pub struct KeyRow {
+    /// The SigningTable pattern that matched (e.g. `example.com`).
+    pub pattern: String,
+    /// The row's key name.
+    pub id: String,
+    /// Its signing domain (`d=`), as written.
+    pub domain: String,
+    /// Its selector (`s=`), as written.
+    pub selector: String,
+    /// Its key value: key data inline, or a key file path (starts with `/`,
+    /// `./` or `../`). Never shown.
+    pub key: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for KeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRow")
+            .field("pattern", &self.pattern)
+            .field("id", &self.id)
+            .field("domain", &self.domain)
+            .field("selector", &self.selector)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyRow {
+    /// The key file the row names, when its value is a path (OpenDKIM reads
+    /// a value starting with `/`, `./` or `../` as a file).
+    pub fn key_file(&self) -> Option<&Path> {
+        let v = self.key.trim();
+        (v.starts_with('/') || v.starts_with("./") || v.starts_with("../")).then(|| Path::new(v))
+    }
+
+    /// The private key: read from the file the row names, or parsed from
+    /// the inline data (PEM, or base64 DER of PKCS#1 or PKCS#8).
+    ///
+    /// # Errors
+    /// The file cannot be read, or the data is no usable key (never shown).
+    pub fn private_key(&self) -> Result<PrivateKey, keys::KeyError> {
+        match self.key_file() {
+            Some(path) => keys::load_private_key(path),
+            None => OpenDkimSql::parse_inline(&self.key),
+        }
+    }
+}
+
 /// OpenDKIM with `dsn:` KeyTable and SigningTable on PostgreSQL, and one milter
 /// socket per MTA's OpenDKIM.
 #[derive(Clone)]
@@ -225,15 +274,27 @@ impl OpenDkimSql {
     }
 
     async fn connect(&self) -> Result<Client, SignerError> {
+        let url_err = |message: String| SignerError::Sql {
+            operation: "read the URL",
+            url: crate::rotation::store::postgres::redact(&self.url),
+            message,
+        };
+        let (driver_url, tls) = crate::rotation::store::tls::PgTls::split_url(&self.url)
+            .map_err(|e| url_err(e.to_string()))?;
         let mut cfg: tokio_postgres::Config =
-            self.url.parse().map_err(self.sql_err("parse the URL"))?;
+            driver_url.parse().map_err(self.sql_err("parse the URL"))?;
+        cfg.ssl_mode(tls.driver_mode());
+        let connector = tls.connector().map_err(|e| url_err(e.to_string()))?;
         if let Some(p) = &self.password {
             cfg.password(p.expose());
         }
         if cfg.get_connect_timeout().is_none() {
             cfg.connect_timeout(self.connect_timeout);
         }
-        let (client, conn) = cfg.connect(NoTls).await.map_err(self.sql_err("connect"))?;
+        let (client, conn) = cfg
+            .connect(connector)
+            .await
+            .map_err(self.sql_err("connect"))?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("signer database connection: {e}");
@@ -242,16 +303,33 @@ impl OpenDkimSql {
         Ok(client)
     }
 
+    /// Runs `f` in one transaction on a new connection, committed when `f`
+    /// succeeds (rolled back when it fails: nothing is changed then); errors
+    /// of the connection, BEGIN and COMMIT name `operation`.
+    ///
+    /// # Errors
+    /// The database cannot be reached, or `f`'s error.
+    async fn with_tx<T>(
+        &self,
+        operation: &'static str,
+        f: impl AsyncFnOnce(&tokio_postgres::Transaction<'_>) -> Result<T, SignerError>,
+    ) -> Result<T, SignerError> {
+        let mut client = self.connect().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(self.sql_err(operation))?;
+        let out = f(&tx).await?;
+        tx.commit().await.map_err(self.sql_err(operation))?;
+        Ok(out)
+    }
+
     /// Where maildns keeps the private key of `domain`/`selector`.
     ///
     /// # Errors
     /// [`SignerError::InvalidName`] for a domain that cannot be a path.
     pub fn key_path(&self, domain: &str, selector: &Selector) -> Result<PathBuf, SignerError> {
-        check_name("domain", domain)?;
-        Ok(self
-            .key_dir
-            .join(domain.to_ascii_lowercase())
-            .join(format!("{selector}.private")))
+        super::key_file(&self.key_dir, domain, selector)
     }
 
     /// Writes `key` to a NEW file at [`OpenDkimSql::key_path`] (0600; the
@@ -267,22 +345,7 @@ impl OpenDkimSql {
         selector: &Selector,
         key: &PrivateKey,
     ) -> Result<PathBuf, SignerError> {
-        let path = self.key_path(domain, selector)?;
-        if let Some(dir) = path.parent()
-            && !dir.exists()
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|source| SignerError::CreateDir {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
-        }
-        keys::write_private_key(&path, key, self.key_write)?;
-        Ok(path)
+        super::write_key_file(&self.key_dir, domain, selector, key, self.key_write)
     }
 
     /// The KeyTable id of `domain`'s key `selector`: `<selector>._domainkey.<domain>`.
@@ -406,10 +469,10 @@ impl OpenDkimSql {
         let data = Self::inline_key(key)?;
         let id = Self::key_id(&domain, selector.as_str());
         let t = &self.tables;
-        let mut client = self.connect().await?;
-        let err = self.sql_err("write the KeyTable row");
-        let tx = client.transaction().await.map_err(&err)?;
-        self.ensure_tables(&tx).await?;
+        let operation = "write the KeyTable row";
+        let err = self.sql_err(operation);
+        self.with_tx(operation, async |tx| {
+        self.ensure_tables(tx).await?;
         let inserted = tx
             .execute(
                 &format!(
@@ -445,8 +508,9 @@ impl OpenDkimSql {
                 });
             }
         }
-        tx.commit().await.map_err(&err)?;
         Ok(())
+        })
+        .await
     }
 
     async fn ensure_tables(&self, tx: &tokio_postgres::Transaction<'_>) -> Result<(), SignerError> {
@@ -519,95 +583,113 @@ impl OpenDkimSql {
         let data = Self::inline_key(key)?;
         let id = Self::key_id(&domain, selector.as_str());
         let t = &self.tables;
-        let mut client = self.connect().await?;
-        let err = self.sql_err("write the KeyTable and SigningTable rows");
-        let tx = client.transaction().await.map_err(&err)?;
-        self.ensure_tables(&tx).await?;
-        let existing: Option<String> = tx
-            .query_opt(
-                &format!(
-                    "SELECT {} FROM {} WHERE {} = $1 FOR UPDATE",
-                    t.private_key, t.key_table, t.key_id
-                ),
-                &[&id],
-            )
-            .await
-            .map_err(&err)?
-            .map(|r| r.get(0));
-        if let Some(v) = existing.map(Zeroizing::new)
-            && !Self::parse_inline(&v).is_ok_and(|k| super::same_public_key(&k, key))
-        {
-            return Err(SignerError::KeyConflict {
-                store: format!("KeyTable {} row {id}", t.key_table),
-                selector: selector.to_string(),
-                domain,
-            });
-        }
-        let updated = tx
-            .execute(
-                &format!(
-                    "UPDATE {} SET {} = $2, {} = $3, {} = $4 WHERE {} = $1",
-                    t.key_table, t.domain, t.selector, t.private_key, t.key_id
-                ),
-                &[&id, &domain, &selector.as_str(), &data.as_str()],
-            )
-            .await
-            .map_err(&err)?;
-        if updated == 0 {
-            tx.execute(
-                &format!(
-                    "INSERT INTO {} ({}, {}, {}, {}) VALUES ($1, $2, $3, $4)",
-                    t.key_table, t.key_id, t.domain, t.selector, t.private_key
-                ),
-                &[&id, &domain, &selector.as_str(), &data.as_str()],
-            )
-            .await
-            .map_err(&err)?;
-        }
-        let previous: Option<String> = tx
-            .query_opt(
-                &format!(
-                    "SELECT {} FROM {} WHERE {} = $1",
-                    t.signing_key, t.signing_table, t.pattern
-                ),
-                &[&domain],
-            )
-            .await
-            .map_err(&err)?
-            .map(|r| r.get(0));
-        let updated = tx
-            .execute(
-                &format!(
-                    "UPDATE {} SET {} = $2 WHERE {} = $1",
-                    t.signing_table, t.signing_key, t.pattern
-                ),
-                &[&domain, &id],
-            )
-            .await
-            .map_err(&err)?;
-        if updated == 0 {
-            tx.execute(
-                &format!(
-                    "INSERT INTO {} ({}, {}) VALUES ($1, $2)",
-                    t.signing_table, t.pattern, t.signing_key
-                ),
-                &[&domain, &id],
-            )
-            .await
-            .map_err(&err)?;
-        }
-        tx.commit().await.map_err(&err)?;
-        Ok(previous)
+        let operation = "write the KeyTable and SigningTable rows";
+        let err = self.sql_err(operation);
+        self.with_tx(operation, async |tx| {
+            self.ensure_tables(tx).await?;
+            let existing: Option<String> = tx
+                .query_opt(
+                    &format!(
+                        "SELECT {} FROM {} WHERE {} = $1 FOR UPDATE",
+                        t.private_key, t.key_table, t.key_id
+                    ),
+                    &[&id],
+                )
+                .await
+                .map_err(&err)?
+                .map(|r| r.get(0));
+            if let Some(v) = existing.map(Zeroizing::new)
+                && !Self::parse_inline(&v).is_ok_and(|k| super::same_public_key(&k, key))
+            {
+                return Err(SignerError::KeyConflict {
+                    store: format!("KeyTable {} row {id}", t.key_table),
+                    selector: selector.to_string(),
+                    domain,
+                });
+            }
+            let updated = tx
+                .execute(
+                    &format!(
+                        "UPDATE {} SET {} = $2, {} = $3, {} = $4 WHERE {} = $1",
+                        t.key_table, t.domain, t.selector, t.private_key, t.key_id
+                    ),
+                    &[&id, &domain, &selector.as_str(), &data.as_str()],
+                )
+                .await
+                .map_err(&err)?;
+            if updated == 0 {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {} ({}, {}, {}, {}) VALUES ($1, $2, $3, $4)",
+                        t.key_table, t.key_id, t.domain, t.selector, t.private_key
+                    ),
+                    &[&id, &domain, &selector.as_str(), &data.as_str()],
+                )
+                .await
+                .map_err(&err)?;
+            }
+            let previous: Option<String> = tx
+                .query_opt(
+                    &format!(
+                        "SELECT {} FROM {} WHERE {} = $1",
+                        t.signing_key, t.signing_table, t.pattern
+                    ),
+                    &[&domain],
+                )
+                .await
+                .map_err(&err)?
+                .map(|r| r.get(0));
+            let updated = tx
+                .execute(
+                    &format!(
+                        "UPDATE {} SET {} = $2 WHERE {} = $1",
+                        t.signing_table, t.signing_key, t.pattern
+                    ),
+                    &[&domain, &id],
+                )
+                .await
+                .map_err(&err)?;
+            if updated == 0 {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {} ({}, {}) VALUES ($1, $2)",
+                        t.signing_table, t.pattern, t.signing_key
+                    ),
+                    &[&domain, &id],
+                )
+                .await
+                .map_err(&err)?;
+            }
+            Ok(previous)
+        })
+        .await
     }
 
-    /// The entry OpenDKIM finds for mail From `postmaster@domain`: the
-    /// SigningTable is asked in OpenDKIM's order (`postmaster@domain`,
-    /// `domain`, then each parent as `postmaster@.parent` and `.parent`, then
-    /// `postmaster@*` and `*`); the first hit's KeyTable row.
+    /// The entry OpenDKIM finds for mail From `postmaster@domain`
+    /// ([`OpenDkimSql::signing_row`]).
     ///
     /// # Errors
     /// The database cannot be reached or read (missing tables are no entry).
     pub async fn entry(&self, domain: &str) -> Result<Option<SignerEntry>, SignerError> {
+        Ok(self.signing_row(domain).await?.map(|row| SignerEntry {
+            selector: row.selector,
+            key: KeyRef::Inline {
+                table: self.tables.key_table.clone(),
+                id: row.id,
+            },
+        }))
+    }
+
+    /// The KeyTable row OpenDKIM signs mail From `postmaster@domain` with:
+    /// the SigningTable is asked in OpenDKIM's order (`postmaster@domain`,
+    /// `domain`, then each parent as `postmaster@.parent` and `.parent`, then
+    /// `postmaster@*` and `*`); the first hit's KeyTable row, as written
+    /// (maildns's rows or an operator's: any id, key data inline or a key
+    /// file path).
+    ///
+    /// # Errors
+    /// The database cannot be reached or read (missing tables are no row).
+    pub async fn signing_row(&self, domain: &str) -> Result<Option<KeyRow>, SignerError> {
         let domain = domain.to_ascii_lowercase();
         let t = &self.tables;
         let client = self.connect().await?;
@@ -640,9 +722,11 @@ impl OpenDkimSql {
             let row = client
                 .query_opt(
                     &format!(
-                        "SELECT k.{sel}, k.{id} FROM {st} s JOIN {kt} k ON k.{id} = s.{sk} WHERE s.{pat} = $1 LIMIT 1",
-                        sel = t.selector,
+                        "SELECT k.{id}, k.{d}, k.{sel}, k.{key} FROM {st} s JOIN {kt} k ON k.{id} = s.{sk} WHERE s.{pat} = $1 LIMIT 1",
                         id = t.key_id,
+                        d = t.domain,
+                        sel = t.selector,
+                        key = t.private_key,
                         st = t.signing_table,
                         kt = t.key_table,
                         sk = t.signing_key,
@@ -653,12 +737,12 @@ impl OpenDkimSql {
                 .await
                 .map_err(&err)?;
             if let Some(row) = row {
-                return Ok(Some(SignerEntry {
-                    selector: row.get(0),
-                    key: KeyRef::Inline {
-                        table: t.key_table.clone(),
-                        id: row.get(1),
-                    },
+                return Ok(Some(KeyRow {
+                    pattern: p.clone(),
+                    id: row.get(0),
+                    domain: row.get(1),
+                    selector: row.get(2),
+                    key: Zeroizing::new(row.get(3)),
                 }));
             }
         }
@@ -695,9 +779,9 @@ impl OpenDkimSql {
     ) -> Result<usize, SignerError> {
         let domain = domain.to_ascii_lowercase();
         let t = &self.tables;
-        let mut client = self.connect().await?;
-        let err = self.sql_err("remove the retired key's rows");
-        let tx = client.transaction().await.map_err(&err)?;
+        let operation = "remove the retired key's rows";
+        let err = self.sql_err(operation);
+        self.with_tx(operation, async |tx| {
         let present: bool = tx
             .query_one(
                 &format!(
@@ -737,8 +821,9 @@ impl OpenDkimSql {
             )
             .await
             .map_err(&err)?;
-        tx.commit().await.map_err(&err)?;
         Ok(usize::try_from(signing + keys).unwrap_or(usize::MAX))
+        })
+        .await
     }
 }
 

@@ -437,11 +437,7 @@ impl RspamdSigner {
     /// # Errors
     /// [`SignerError::InvalidName`] for a domain that cannot be a path.
     pub fn key_path(&self, domain: &str, selector: &Selector) -> Result<PathBuf, SignerError> {
-        super::check_name("domain", domain)?;
-        Ok(self
-            .key_dir
-            .join(domain.to_ascii_lowercase())
-            .join(format!("{selector}.private")))
+        super::key_file(&self.key_dir, domain, selector)
     }
 
     /// Writes maildns's copy of `key` to a NEW file at
@@ -459,22 +455,7 @@ impl RspamdSigner {
         selector: &Selector,
         key: &PrivateKey,
     ) -> Result<PathBuf, SignerError> {
-        let path = self.key_path(domain, selector)?;
-        if let Some(dir) = path.parent()
-            && !dir.exists()
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|source| SignerError::CreateDir {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
-        }
-        keys::write_private_key(&path, key, self.key_write)?;
-        Ok(path)
+        super::write_key_file(&self.key_dir, domain, selector, key, self.key_write)
     }
 
     /// [`RspamdSigner::switch`] to the key maildns keeps at `key_path`.

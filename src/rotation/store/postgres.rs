@@ -35,6 +35,18 @@
 //! runner resumes from the saved step, every action being idempotent. There is
 //! no leader.
 //!
+//! A `rotate --now` request is taken the same way: [`Store::take_requests`]
+//! marks it with the replica and an expiry (`requests.taken_by`,
+//! `taken_until`, schema 4) instead of deleting it; the replica removes it
+//! once done ([`Store::done_requests`]) or gives it back
+//! ([`Store::return_requests`]), and renews its take right before running
+//! the domain ([`Store::keep_request`]). A take left by a replica killed
+//! before doing it expires, and the next replica takes the request over
+//! (event `request_taken_over`).
+//!
+//! TLS: `sslmode`/`sslrootcert` in the URL, libpq's meaning (see
+//! [`super::tls`]).
+//!
 //! The password never appears in the URL (refused by [`PgStore::connect`]),
 //! in a message or in a log line: it is passed to the driver's configuration
 //! only.
@@ -48,21 +60,27 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use maildns_providers::{Fqdn, Secret};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
 use super::super::machine::{Algorithm, DomainState, Event, KeyRecord, KeyStatus, Selector};
 use super::{Diagnosis, LedgerChange, LedgerEntry, Request, Store, StoreError, StoredEvent};
 use crate::propagation::{Clock, SystemClock};
+
+type Tx<'t> = deadpool_postgres::Transaction<'t>;
+
+/// The future a [`PgStore::call_tx`] body returns.
+type TxFuture<'t, T> = std::pin::Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 't>>;
 
 /// The migrations, in order: (version, SQL).
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("postgres/0001_init.sql")),
     (2, include_str!("postgres/0002_ledger.sql")),
     (3, include_str!("postgres/0003_ledger_entries.sql")),
+    (4, include_str!("postgres/0004_request_takes.sql")),
 ];
 
 /// The schema version this code writes.
-pub const PG_SCHEMA_VERSION: i32 = 3;
+pub const PG_SCHEMA_VERSION: i32 = 4;
 
 /// Key of the advisory lock held while migrating (any constant; "maildns" in ASCII).
 const MIGRATION_LOCK: i64 = 0x006d_6169_6c64_6e73;
@@ -159,8 +177,12 @@ impl PgStore {
             url: redact(&url),
             message,
         };
-        let mut config = tokio_postgres::Config::from_str(&options.url)
+        let (driver_url, tls) =
+            super::tls::PgTls::split_url(&options.url).map_err(|e| bad(e.to_string()))?;
+        let mut config = tokio_postgres::Config::from_str(&driver_url)
             .map_err(|e| bad(format!("not a PostgreSQL URL: {}", pg_message(&e))))?;
+        config.ssl_mode(tls.driver_mode());
+        let connector = tls.connector().map_err(|e| bad(e.to_string()))?;
         if config.get_password().is_some() {
             return Err(bad(
                 "the URL holds a password; remove it and give the password as a credential (MAILDNS_STATE_PASSWORD, $CREDENTIALS_DIRECTORY/state-password, the keyring entry state-password, or [state] password_file)".into(),
@@ -175,7 +197,7 @@ impl PgStore {
         config.application_name(format!("maildns {}", options.replica));
         let manager = Manager::from_config(
             config,
-            NoTls,
+            connector,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -225,11 +247,13 @@ impl PgStore {
         &self.url
     }
 
-    /// Runs `f` on the store's runtime and waits for its result.
-    fn call<T, F>(&self, f: impl FnOnce(Pool, String) -> F) -> Result<T, StoreError>
+    /// Runs `f` with a pooled connection on the store's runtime and waits
+    /// for its result.
+    fn call<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+        F: FnOnce(deadpool_postgres::Object, String) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
     {
         let stopped = || StoreError::Postgres {
             operation: "run a query",
@@ -237,54 +261,74 @@ impl PgStore {
             message: "the store's runtime has stopped".into(),
         };
         let rt = self.rt.as_ref().ok_or_else(stopped)?;
-        let fut = f(self.pool.clone(), self.url.clone());
+        let (pool, url) = (self.pool.clone(), self.url.clone());
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         rt.spawn(async move {
-            let _ = tx.send(fut.await);
+            let result = match get(&pool, &url).await {
+                Ok(client) => f(client, url).await,
+                Err(e) => Err(e),
+            };
+            let _ = tx.send(result);
         });
         rx.recv().map_err(|_| stopped())?
     }
 
-    fn migrate(&self) -> Result<(), StoreError> {
-        self.call(|pool, url| async move {
-            let mut client = get(&pool, &url).await?;
+    /// [`PgStore::call`] in one transaction: committed when `f` returns
+    /// `Ok` (rolled back when it fails: nothing is changed then); a failed
+    /// BEGIN or COMMIT is reported as `operation`.
+    fn call_tx<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t Tx<'t>, &'t str) -> TxFuture<'t, T> + Send + 'static,
+    {
+        self.call(move |mut client, url| async move {
             let tx = client
                 .transaction()
                 .await
-                .map_err(pg_err("begin migration", &url))?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-                .await
-                .map_err(pg_err("take the migration lock", &url))?;
-            tx.batch_execute(
-                "CREATE TABLE IF NOT EXISTS maildns_schema (version INTEGER NOT NULL)",
-            )
-            .await
-            .map_err(pg_err("create maildns_schema", &url))?;
-            let found: Option<i32> = tx
-                .query_opt("SELECT max(version) FROM maildns_schema", &[])
-                .await
-                .map_err(pg_err("read the schema version", &url))?
-                .and_then(|r| r.get(0));
-            let found = found.unwrap_or(0);
-            if found > PG_SCHEMA_VERSION {
-                return Err(StoreError::SchemaTooNew {
-                    path: url.clone().into(),
-                    found: i64::from(found),
-                    supported: i64::from(PG_SCHEMA_VERSION),
-                });
-            }
-            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
-                tx.batch_execute(sql)
+                .map_err(pg_err(operation, &url))?;
+            let out = f(&tx, &url).await?;
+            tx.commit().await.map_err(pg_err(operation, &url))?;
+            Ok(out)
+        })
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        self.call_tx("migrate", move |tx, url| {
+            Box::pin(async move {
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
                     .await
-                    .map_err(pg_err("apply a migration", &url))?;
-                tx.execute(
-                    "INSERT INTO maildns_schema (version) VALUES ($1)",
-                    &[version],
+                    .map_err(pg_err("take the migration lock", url))?;
+                tx.batch_execute(
+                    "CREATE TABLE IF NOT EXISTS maildns_schema (version INTEGER NOT NULL)",
                 )
                 .await
-                .map_err(pg_err("record the schema version", &url))?;
-            }
-            tx.commit().await.map_err(pg_err("commit migration", &url))
+                .map_err(pg_err("create maildns_schema", url))?;
+                let found: Option<i32> = tx
+                    .query_opt("SELECT max(version) FROM maildns_schema", &[])
+                    .await
+                    .map_err(pg_err("read the schema version", url))?
+                    .and_then(|r| r.get(0));
+                let found = found.unwrap_or(0);
+                if found > PG_SCHEMA_VERSION {
+                    return Err(StoreError::SchemaTooNew {
+                        path: url.into(),
+                        found: i64::from(found),
+                        supported: i64::from(PG_SCHEMA_VERSION),
+                    });
+                }
+                for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+                    tx.batch_execute(sql)
+                        .await
+                        .map_err(pg_err("apply a migration", url))?;
+                    tx.execute(
+                        "INSERT INTO maildns_schema (version) VALUES ($1)",
+                        &[version],
+                    )
+                    .await
+                    .map_err(pg_err("record the schema version", url))?;
+                }
+                Ok(())
+            })
         })
     }
 
@@ -415,6 +459,29 @@ fn row_to_event(url: &str, r: &Row) -> Result<StoredEvent, StoreError> {
     })
 }
 
+/// Fencing: whether `replica` still holds `domain`'s lease at `epoch`
+/// (not released, not expired by PostgreSQL's clock); when it does, the
+/// expiry is extended by `lease_ms` in the same statement.
+async fn fence(
+    tx: &Tx<'_>,
+    url: &str,
+    domain: &str,
+    replica: &str,
+    epoch: i64,
+    lease_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = tx
+        .execute(
+            "UPDATE leases SET expires_at = now() + $4 * interval '1 millisecond'
+             WHERE domain = $1 AND holder = $2 AND epoch = $3 AND NOT released
+               AND expires_at > now()",
+            &[&domain, &replica, &epoch, &(lease_ms as f64)],
+        )
+        .await
+        .map_err(pg_err("check lease", url))?;
+    Ok(n == 1)
+}
+
 const INSERT_EVENT: &str =
     "INSERT INTO events (at, domain, selector, what, outcome, detail, replica, lease)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
@@ -464,19 +531,14 @@ impl Store for PgStore {
         let d = domain.as_str().to_string();
         let ms = self.lease_ms;
         let now = self.clock.now();
-        let (epoch, taken_from) = self.call(move |pool, url| async move {
-            let mut client = get(&pool, &url).await?;
-            let tx = client
-                .transaction()
-                .await
-                .map_err(pg_err("begin lease", &url))?;
+        let (epoch, taken_from) = self.call_tx("take the lease", move |tx, url| Box::pin(async move {
             tx.execute(
                 "INSERT INTO leases (domain, holder, epoch, expires_at, released)
                  VALUES ($1, $2, 0, now(), true) ON CONFLICT (domain) DO NOTHING",
                 &[&d, &replica],
             )
             .await
-            .map_err(pg_err("create lease", &url))?;
+            .map_err(pg_err("create lease", url))?;
             let row = tx
                 .query_one(
                     "SELECT holder, epoch, expires_at, released, expires_at <= now() AS expired
@@ -484,7 +546,7 @@ impl Store for PgStore {
                     &[&d],
                 )
                 .await
-                .map_err(pg_err("read lease", &url))?;
+                .map_err(pg_err("read lease", url))?;
             let holder: String = row.get("holder");
             let until: DateTime<Utc> = row.get("expires_at");
             let released: bool = row.get("released");
@@ -504,14 +566,14 @@ impl Store for PgStore {
                     &[&d, &replica, &(ms as f64)],
                 )
                 .await
-                .map_err(pg_err("take lease", &url))?
+                .map_err(pg_err("take lease", url))?
                 .get(0);
             // A lease left by a replica that stopped in the middle of a step.
             let taken_from = (!released && holder != replica).then_some((holder, until));
             if let Some((from, until)) = &taken_from {
                 let event = Event {
                     at: now,
-                    domain: Fqdn::parse(&d).map_err(|e| corrupt(&url, "leases", e.to_string()))?,
+                    domain: Fqdn::parse(&d).map_err(|e| corrupt(url, "leases", e.to_string()))?,
                     selector: None,
                     what: "lease_taken_over".into(),
                     outcome: "warning".into(),
@@ -519,11 +581,10 @@ impl Store for PgStore {
                         "taken over from replica {from}, whose lease expired at {until} without being released (stopped in the middle of a step?); resuming from the saved step"
                     ),
                 };
-                insert_events(&tx, &url, &[event], &replica, Some(epoch)).await?;
+                insert_events(tx, url, &[event], &replica, Some(epoch)).await?;
             }
-            tx.commit().await.map_err(pg_err("commit lease", &url))?;
             Ok((epoch, taken_from))
-        })?;
+        }))?;
         if let Some((from, until)) = taken_from {
             tracing::warn!(domain = %domain, "lease taken over from replica {from} (expired at {until}); resuming from the saved step");
         }
@@ -538,18 +599,8 @@ impl Store for PgStore {
         let replica = self.replica.clone();
         let d = domain.as_str().to_string();
         let ms = self.lease_ms;
-        let renewed = self.call(move |pool, url| async move {
-            let client = get(&pool, &url).await?;
-            let n = client
-                .execute(
-                    "UPDATE leases SET expires_at = now() + $4 * interval '1 millisecond'
-                     WHERE domain = $1 AND holder = $2 AND epoch = $3 AND NOT released
-                       AND expires_at > now()",
-                    &[&d, &replica, &epoch, &(ms as f64)],
-                )
-                .await
-                .map_err(pg_err("renew lease", &url))?;
-            Ok(n == 1)
+        let renewed = self.call_tx("renew lease", move |tx, url| {
+            Box::pin(async move { fence(tx, url, &d, &replica, epoch, ms).await })
         })?;
         if renewed {
             Ok(())
@@ -566,8 +617,7 @@ impl Store for PgStore {
         self.set_held(domain.as_str(), None);
         let replica = self.replica.clone();
         let d = domain.as_str().to_string();
-        self.call(move |pool, url| async move {
-            let client = get(&pool, &url).await?;
+        self.call(move |client, url| async move {
             client
                 .execute(
                     "UPDATE leases SET released = true, expires_at = now()
@@ -589,8 +639,7 @@ impl Store for PgStore {
     }
 
     fn load_ledger(&self) -> Result<Vec<LedgerEntry>, StoreError> {
-        self.call(|pool, url| async move {
-            let client = get(&pool, &url).await?;
+        self.call(|client, url| async move {
             let rows = client
                 .query(
                     "SELECT domain, kind, name, value FROM ledger_entries ORDER BY domain, kind",
@@ -633,64 +682,49 @@ impl Store for PgStore {
         let changes = changes.to_vec();
         let replica = self.replica.clone();
         let ms = self.lease_ms;
-        let lost = self.call(move |pool, url| async move {
-            let mut client = get(&pool, &url).await?;
-            let tx = client
-                .transaction()
-                .await
-                .map_err(pg_err("begin the publish ledger update", &url))?;
-            for (domain, epoch) in &fences {
-                let held = tx
-                    .execute(
-                        "UPDATE leases SET expires_at = now() + $4 * interval '1 millisecond'
-                         WHERE domain = $1 AND holder = $2 AND epoch = $3 AND NOT released
-                           AND expires_at > now()",
-                        &[domain, &replica, epoch, &(ms as f64)],
-                    )
-                    .await
-                    .map_err(pg_err("check lease", &url))?;
-                if held != 1 {
-                    return Ok(Some(domain.clone()));
+        let lost = self.call_tx("update the publish ledger", move |tx, url| {
+            Box::pin(async move {
+                for (domain, epoch) in &fences {
+                    if !fence(tx, url, domain, &replica, *epoch, ms).await? {
+                        return Ok(Some(domain.clone()));
+                    }
                 }
-            }
-            let put = tx
-                .prepare_cached(
-                    "INSERT INTO ledger_entries (domain, kind, name, value, replica)
+                let put = tx
+                    .prepare_cached(
+                        "INSERT INTO ledger_entries (domain, kind, name, value, replica)
                      VALUES ($1, $2, $3, $4, $5)
                      ON CONFLICT (domain, kind) DO UPDATE SET name = excluded.name,
                          value = excluded.value, replica = excluded.replica,
                          saved_at = clock_timestamp()",
-                )
-                .await
-                .map_err(pg_err("prepare the publish ledger update", &url))?;
-            let remove = tx
-                .prepare_cached(
-                    "DELETE FROM ledger_entries
+                    )
+                    .await
+                    .map_err(pg_err("prepare the publish ledger update", url))?;
+                let remove = tx
+                    .prepare_cached(
+                        "DELETE FROM ledger_entries
                      WHERE domain = $1 AND kind = $2 AND name = $3 AND value = $4",
-                )
-                .await
-                .map_err(pg_err("prepare the publish ledger update", &url))?;
-            for c in &changes {
-                let (stmt, e) = match c {
-                    LedgerChange::Put(e) => (&put, e),
-                    LedgerChange::Remove(e) => (&remove, e),
-                };
-                let (domain, name) = (e.domain.as_str(), e.name.as_str());
-                match c {
-                    LedgerChange::Put(_) => {
-                        tx.execute(stmt, &[&domain, &e.kind, &name, &e.value, &replica])
-                            .await
+                    )
+                    .await
+                    .map_err(pg_err("prepare the publish ledger update", url))?;
+                for c in &changes {
+                    let (stmt, e) = match c {
+                        LedgerChange::Put(e) => (&put, e),
+                        LedgerChange::Remove(e) => (&remove, e),
+                    };
+                    let (domain, name) = (e.domain.as_str(), e.name.as_str());
+                    match c {
+                        LedgerChange::Put(_) => {
+                            tx.execute(stmt, &[&domain, &e.kind, &name, &e.value, &replica])
+                                .await
+                        }
+                        LedgerChange::Remove(_) => {
+                            tx.execute(stmt, &[&domain, &e.kind, &name, &e.value]).await
+                        }
                     }
-                    LedgerChange::Remove(_) => {
-                        tx.execute(stmt, &[&domain, &e.kind, &name, &e.value]).await
-                    }
+                    .map_err(pg_err("update the publish ledger", url))?;
                 }
-                .map_err(pg_err("update the publish ledger", &url))?;
-            }
-            tx.commit()
-                .await
-                .map_err(pg_err("commit the publish ledger update", &url))?;
-            Ok(None)
+                Ok(None)
+            })
         })?;
         match lost {
             None => Ok(()),
@@ -703,8 +737,7 @@ impl Store for PgStore {
 
     fn load(&self, domain: &Fqdn) -> Result<DomainState, StoreError> {
         let d = domain.clone();
-        self.call(move |pool, url| async move {
-            let client = get(&pool, &url).await?;
+        self.call(move |client, url| async move {
             let rows = client
                 .query(
                     "SELECT * FROM keys WHERE domain = $1 ORDER BY seq",
@@ -721,8 +754,7 @@ impl Store for PgStore {
     }
 
     fn load_all(&self) -> Result<Vec<DomainState>, StoreError> {
-        self.call(|pool, url| async move {
-            let client = get(&pool, &url).await?;
+        self.call(|client, url| async move {
             let domains = client
                 .query("SELECT domain FROM domains ORDER BY domain", &[])
                 .await
@@ -777,23 +809,9 @@ impl Store for PgStore {
         } else {
             serde_json::to_string(&blocked).ok()
         };
-        let result = self.call(move |pool, url| async move {
-            let mut client = get(&pool, &url).await?;
-            let tx = client
-                .transaction()
-                .await
-                .map_err(pg_err("begin save", &url))?;
+        let result = self.call_tx("save", move |tx, url| Box::pin(async move {
             // Fencing: the change counts only under this replica's lease.
-            let held = tx
-                .execute(
-                    "UPDATE leases SET expires_at = now() + $4 * interval '1 millisecond'
-                     WHERE domain = $1 AND holder = $2 AND epoch = $3 AND NOT released
-                       AND expires_at > now()",
-                    &[&domain, &replica, &epoch, &(ms as f64)],
-                )
-                .await
-                .map_err(pg_err("check lease", &url))?;
-            if held != 1 {
+            if !fence(tx, url, &domain, &replica, epoch, ms).await? {
                 return Ok(false);
             }
             // The key floor (RFC 8301 §3.2), as in the SQLite store.
@@ -806,7 +824,7 @@ impl Store for PgStore {
                             &[&domain, &k.selector.as_str(), &bits],
                         )
                         .await
-                        .map_err(pg_err("check key size", &url))?
+                        .map_err(pg_err("check key size", url))?
                         .is_some();
                     if !known {
                         return Err(StoreError::WeakKey {
@@ -823,10 +841,10 @@ impl Store for PgStore {
                 &[&domain, &saved_at, &blocked],
             )
             .await
-            .map_err(pg_err("save domain", &url))?;
+            .map_err(pg_err("save domain", url))?;
             tx.execute("DELETE FROM keys WHERE domain = $1", &[&domain])
                 .await
-                .map_err(pg_err("replace keys", &url))?;
+                .map_err(pg_err("replace keys", url))?;
             let stmt = tx
                 .prepare_cached(
                     "INSERT INTO keys (domain, algorithm, selector, seq, status, bits, created_at,
@@ -836,7 +854,7 @@ impl Store for PgStore {
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
                 )
                 .await
-                .map_err(pg_err("prepare save keys", &url))?;
+                .map_err(pg_err("prepare save keys", url))?;
             for (seq, k) in state.keys.iter().enumerate() {
                 let seq = i32::try_from(seq).unwrap_or(i32::MAX);
                 let bits = i32::try_from(k.bits).unwrap_or(i32::MAX);
@@ -867,12 +885,11 @@ impl Store for PgStore {
                     ],
                 )
                 .await
-                .map_err(pg_err("save keys", &url))?;
+                .map_err(pg_err("save keys", url))?;
             }
-            insert_events(&tx, &url, &events, &replica, Some(epoch)).await?;
-            tx.commit().await.map_err(pg_err("commit save", &url))?;
+            insert_events(tx, url, &events, &replica, Some(epoch)).await?;
             Ok(true)
-        })?;
+        }))?;
         if result {
             Ok(())
         } else {
@@ -882,8 +899,7 @@ impl Store for PgStore {
     }
 
     fn domains(&self) -> Result<Vec<Fqdn>, StoreError> {
-        self.call(|pool, url| async move {
-            let client = get(&pool, &url).await?;
+        self.call(|client, url| async move {
             let rows = client
                 .query("SELECT domain FROM domains ORDER BY domain", &[])
                 .await
@@ -900,14 +916,11 @@ impl Store for PgStore {
     fn append_events(&self, events: &[Event]) -> Result<(), StoreError> {
         let events = events.to_vec();
         let replica = self.replica.clone();
-        self.call(move |pool, url| async move {
-            let mut client = get(&pool, &url).await?;
-            let tx = client
-                .transaction()
-                .await
-                .map_err(pg_err("begin append", &url))?;
-            insert_events(&tx, &url, &events, &replica, None).await?;
-            tx.commit().await.map_err(pg_err("commit append", &url))
+        self.call_tx("append events", move |tx, url| {
+            Box::pin(async move {
+                insert_events(tx, url, &events, &replica, None).await?;
+                Ok(())
+            })
         })
     }
 
@@ -919,8 +932,7 @@ impl Store for PgStore {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let domain = domain.map(|d| d.as_str().to_string());
         let limit = i64::from(limit);
-        self.call(move |pool, url| async move {
-            let client = get(&pool, &url).await?;
+        self.call(move |client, url| async move {
             let rows = client
                 .query(
                     "SELECT * FROM events WHERE id > $1 AND ($2::TEXT IS NULL OR domain = $2)
@@ -935,8 +947,7 @@ impl Store for PgStore {
 
     fn save_diagnosis(&self, d: &Diagnosis) -> Result<i64, StoreError> {
         let d = d.clone();
-        self.call(move |pool, url| async move {
-            let client = get(&pool, &url).await?;
+        self.call(move |client, url| async move {
             let bits = d
                 .recommended_max_bits
                 .map(|b| i32::try_from(b).unwrap_or(i32::MAX));
@@ -954,8 +965,7 @@ impl Store for PgStore {
 
     fn latest_diagnosis(&self, account: &str) -> Result<Option<Diagnosis>, StoreError> {
         let account = account.to_string();
-        self.call(move |pool, url| async move {
-            let client = get(&pool, &url).await?;
+        self.call(move |client, url| async move {
             let row = client
                 .query_opt(
                     "SELECT * FROM diagnoses WHERE account = $1 ORDER BY at DESC, id DESC LIMIT 1",
@@ -968,8 +978,7 @@ impl Store for PgStore {
     }
 
     fn diagnoses(&self) -> Result<Vec<Diagnosis>, StoreError> {
-        self.call(|pool, url| async move {
-            let client = get(&pool, &url).await?;
+        self.call(|client, url| async move {
             let rows = client
                 .query("SELECT * FROM diagnoses ORDER BY id", &[])
                 .await
@@ -980,19 +989,14 @@ impl Store for PgStore {
 
     fn import_events(&self, events: &[StoredEvent]) -> Result<(), StoreError> {
         let events = events.to_vec();
-        self.call(move |pool, url| async move {
-            let mut client = get(&pool, &url).await?;
-            let tx = client
-                .transaction()
-                .await
-                .map_err(pg_err("begin import", &url))?;
+        self.call_tx("import events", move |tx, url| Box::pin(async move {
             let stmt = tx
                 .prepare_cached(
                     "INSERT INTO events (at, domain, selector, what, outcome, detail, replica, lease, recorded_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, clock_timestamp()))",
                 )
                 .await
-                .map_err(pg_err("prepare import events", &url))?;
+                .map_err(pg_err("prepare import events", url))?;
             for s in &events {
                 let e = &s.event;
                 tx.execute(
@@ -1010,17 +1014,16 @@ impl Store for PgStore {
                     ],
                 )
                 .await
-                .map_err(pg_err("import events", &url))?;
+                .map_err(pg_err("import events", url))?;
             }
-            tx.commit().await.map_err(pg_err("commit import", &url))
-        })
+            Ok(())
+        }))
     }
 
     fn add_request(&self, domain: &Fqdn, what: &str, at: DateTime<Utc>) -> Result<i64, StoreError> {
         let d = domain.as_str().to_string();
         let what = what.to_string();
-        self.call(move |pool, url| async move {
-            let client = get(&pool, &url).await?;
+        self.call(move |client, url| async move {
             let row = client
                 .query_one(
                     "INSERT INTO requests (domain, what, at) VALUES ($1, $2, $3) RETURNING id",
@@ -1033,10 +1036,13 @@ impl Store for PgStore {
     }
 
     fn requests(&self) -> Result<Vec<Request>, StoreError> {
-        self.call(|pool, url| async move {
-            let client = get(&pool, &url).await?;
+        self.call(|client, url| async move {
             let rows = client
-                .query("SELECT id, domain, what, at FROM requests ORDER BY id", &[])
+                .query(
+                    "SELECT id, domain, what, at FROM requests
+                     WHERE taken_until IS NULL OR taken_until <= now() ORDER BY id",
+                    &[],
+                )
                 .await
                 .map_err(pg_err("read requests", &url))?;
             rows.iter().map(|r| row_to_request(&url, r)).collect()
@@ -1049,19 +1055,107 @@ impl Store for PgStore {
                 path: self.url.clone().into(),
             });
         }
-        // Each request goes to exactly one replica (the DELETE takes it).
-        self.call(|pool, url| async move {
-            let client = get(&pool, &url).await?;
-            let rows = client
-                .query("DELETE FROM requests RETURNING id, domain, what, at", &[])
+        // Each request is taken by one replica at a time, for `lease`: the
+        // requests nobody holds, and those whose take expired (the replica
+        // that took them stopped before doing them).
+        let replica = self.replica.clone();
+        let ms = self.lease_ms;
+        let now = self.clock.now();
+        let (mut out, over) = self.call_tx("take requests", move |tx, url| {
+            Box::pin(async move {
+                let rows = tx
+                    .query(
+                        "WITH t AS (SELECT id, taken_by AS was, taken_until AS until FROM requests
+                                     WHERE taken_until IS NULL OR taken_until <= now()
+                                     FOR UPDATE SKIP LOCKED)
+                         UPDATE requests r SET taken_by = $1,
+                             taken_until = now() + $2 * interval '1 millisecond'
+                         FROM t WHERE r.id = t.id
+                         RETURNING r.id, r.domain, r.what, r.at, t.was, t.until",
+                        &[&replica, &(ms as f64)],
+                    )
+                    .await
+                    .map_err(pg_err("take requests", url))?;
+                let mut out = Vec::with_capacity(rows.len());
+                let mut events = Vec::new();
+                let mut over = Vec::new();
+                for r in &rows {
+                    let request = row_to_request(url, r)?;
+                    let was: Option<String> = r.get("was");
+                    let until: Option<DateTime<Utc>> = r.get("until");
+                    if let (Some(was), Some(until)) = (was, until) {
+                        let detail = format!(
+                            "request {} ({} asked at {}) taken over from replica {was}, whose take expired at {until} without the request being done (stopped before doing it?)",
+                            request.id, request.what, request.at
+                        );
+                        events.push(Event {
+                            at: now,
+                            domain: request.domain.clone(),
+                            selector: None,
+                            what: "request_taken_over".into(),
+                            outcome: "warning".into(),
+                            detail: detail.clone(),
+                        });
+                        over.push((request.domain.clone(), detail));
+                    }
+                    out.push(request);
+                }
+                insert_events(tx, url, &events, &replica, None).await?;
+                Ok((out, over))
+            })
+        })?;
+        for (domain, detail) in over {
+            tracing::warn!(domain = %domain, "{detail}");
+        }
+        out.sort_by_key(|r| r.id);
+        Ok(out)
+    }
+
+    fn keep_request(&self, request: &Request) -> Result<bool, StoreError> {
+        let (id, replica, ms) = (request.id, self.replica.clone(), self.lease_ms);
+        self.call(move |client, url| async move {
+            let n = client
+                .execute(
+                    "UPDATE requests SET taken_until = now() + $3 * interval '1 millisecond'
+                     WHERE id = $1 AND taken_by = $2",
+                    &[&id, &replica, &(ms as f64)],
+                )
                 .await
-                .map_err(pg_err("take requests", &url))?;
-            let mut out: Vec<Request> = rows
-                .iter()
-                .map(|r| row_to_request(&url, r))
-                .collect::<Result<_, _>>()?;
-            out.sort_by_key(|r| r.id);
-            Ok(out)
+                .map_err(pg_err("keep a request", &url))?;
+            Ok(n == 1)
+        })
+    }
+
+    fn done_requests(&self, ids: &[i64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids = ids.to_vec();
+        self.call(move |client, url| async move {
+            client
+                .execute("DELETE FROM requests WHERE id = ANY($1)", &[&ids])
+                .await
+                .map_err(pg_err("remove done requests", &url))?;
+            Ok(())
+        })
+    }
+
+    fn return_requests(&self, requests: &[Request]) -> Result<(), StoreError> {
+        if requests.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = requests.iter().map(|r| r.id).collect();
+        let replica = self.replica.clone();
+        self.call(move |client, url| async move {
+            client
+                .execute(
+                    "UPDATE requests SET taken_by = NULL, taken_until = NULL
+                     WHERE id = ANY($1) AND taken_by = $2",
+                    &[&ids, &replica],
+                )
+                .await
+                .map_err(pg_err("queue requests again", &url))?;
+            Ok(())
         })
     }
 }
