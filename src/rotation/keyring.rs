@@ -229,6 +229,10 @@ pub fn dkim_entries_from(
     signer: Option<&Signer>,
     share: bool,
 ) -> Result<Vec<DkimEntry>, KeyringError> {
+    if signer.is_none() {
+        // The recorded key files, of which publishing needs the public half.
+        return dkim_entries(state, dkim, now);
+    }
     dkim_entries_with(state, dkim, now, &|k: &KeyRecord| {
         load_key(signer, &state.domain, k, share)
     })
