@@ -94,6 +94,28 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     })
 }
 
+/// Whether `program` can be run: an existing regular file (after symbolic
+/// links) with an execute bit; otherwise why not.
+fn runnable(program: &Path) -> Result<(), String> {
+    match std::fs::metadata(program) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("does not exist".into()),
+        Err(e) => Err(format!("cannot be read: {e}")),
+        Ok(m) if !m.is_file() => Err("is not a file".into()),
+        Ok(m) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                if m.permissions().mode() & 0o111 == 0 {
+                    return Err("is not executable".into());
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = m;
+            Ok(())
+        }
+    }
+}
+
 /// Keys accepted only to be refused with a pointer to the right place
 /// (secrets never belong in the file): never offered as expected keys.
 const REFUSED: &[&str] = &[
@@ -180,6 +202,9 @@ pub(super) struct Validator<'a> {
     pub(super) unread_accounts: std::collections::BTreeSet<String>,
     /// Whether some `[domains."x"]` was written, even if it did not read.
     pub(super) domains_written: bool,
+    /// Keys whose value did not read (reported with the reason): the
+    /// validator's errors about the same key would only follow from it.
+    pub(super) unread_keys: std::collections::BTreeSet<String>,
 }
 
 impl<'a> Validator<'a> {
@@ -194,6 +219,7 @@ impl<'a> Validator<'a> {
             errors: Vec::new(),
             unread_accounts: Default::default(),
             domains_written: false,
+            unread_keys: Default::default(),
         }
     }
 
@@ -358,8 +384,9 @@ impl<'a> Validator<'a> {
                 Some(parts) => format!("{key}.{}", parts.join(".")),
                 None => key.to_string(),
             };
-            self.toml_error(&e, at, expected);
+            self.toml_error(&e, at.clone(), expected);
             removed.as_ref()?;
+            self.unread_keys.insert(at);
         }
         None
     }
@@ -371,6 +398,9 @@ impl<'a> Validator<'a> {
         msg: String,
         hint: Option<&str>,
     ) {
+        if self.unread_keys.contains(key) {
+            return;
+        }
         self.errors.push(ConfigError {
             path: self.path.to_path_buf(),
             line: span.map(|s| self.lines.line(s.start)),
@@ -378,6 +408,40 @@ impl<'a> Validator<'a> {
             message: msg,
             hint: hint.map(str::to_string),
         });
+    }
+
+    /// Settings that name something (a path, an environment variable) and so
+    /// cannot be empty: each empty one given is an error at its file:line:key
+    /// (not a silent default, nor the configuration's directory). An
+    /// environment variable name also cannot hold `=` or NUL.
+    fn named(&mut self, fields: &[(&str, &Option<Spanned<String>>)]) {
+        for (key, v) in fields {
+            let Some(v) = v else { continue };
+            let text = v.get_ref();
+            let env = key.ends_with("_env");
+            if text.trim().is_empty() {
+                self.err(
+                    Some(v.span()),
+                    key,
+                    if env {
+                        "is empty: give the name of an environment variable".into()
+                    } else {
+                        "is empty: give a path".into()
+                    },
+                    Some("write a value, or remove the key for the default"),
+                );
+            } else if env && text.contains(['=', '\0']) {
+                self.err(
+                    Some(v.span()),
+                    key,
+                    format!(
+                        "'{}' is not an environment variable name (it holds '=' or NUL)",
+                        text.escape_debug()
+                    ),
+                    Some("e.g. \"MAILDNS_PDNS_TOKEN\""),
+                );
+            }
+        }
     }
 
     fn path_of(&self, s: &str) -> PathBuf {
@@ -412,7 +476,18 @@ impl<'a> Validator<'a> {
     fn program(&mut self, v: &Option<Spanned<Vec<String>>>, key: &str) -> Option<Vec<String>> {
         let v = v.as_ref()?;
         match v.get_ref().first() {
-            Some(p) if std::path::Path::new(p).is_absolute() => Some(v.get_ref().clone()),
+            Some(p) if std::path::Path::new(p).is_absolute() => match runnable(Path::new(p)) {
+                Ok(()) => Some(v.get_ref().clone()),
+                Err(why) => {
+                    self.err(
+                        Some(v.span()),
+                        key,
+                        format!("the program '{}' {why}", p.escape_debug()),
+                        Some("give the absolute path of an executable file (chmod +x)"),
+                    );
+                    None
+                }
+            },
             Some(p) => {
                 self.err(
                     Some(v.span()),
@@ -473,6 +548,7 @@ impl<'a> Validator<'a> {
     }
 
     pub(super) fn config(&mut self, raw: Raw) -> Config {
+        self.named(&[("state_dir", &raw.state_dir)]);
         let state_dir = raw
             .state_dir
             .as_ref()
@@ -498,7 +574,7 @@ impl<'a> Validator<'a> {
                 Some("add a [domains.\"example.com\"] table"),
             );
         }
-        let signer = raw.signer.as_ref().map(|s| self.signer(s, &state_dir));
+        let signer = raw.signer.as_ref().and_then(|s| self.signer(s, &state_dir));
         let publish = PublishPolicy {
             max_delete_share: match raw
                 .publish
@@ -586,6 +662,10 @@ impl<'a> Validator<'a> {
         ) {
             return None;
         }
+        self.named(&[
+            ("state.password_env", &st.password_env),
+            ("state.password_file", &st.password_file),
+        ]);
         let replica_id = st.replica_id.as_ref().and_then(|r| {
             let t = r.get_ref().trim();
             if t.is_empty() || t.len() > 200 || t.chars().any(char::is_control) {
@@ -699,6 +779,10 @@ impl<'a> Validator<'a> {
         ) {
             return None;
         }
+        self.named(&[
+            ("signer.password_env", &r.password_env),
+            ("signer.password_file", &r.password_file),
+        ]);
         let mut tables = crate::signer::SqlTables::default();
         let mut name = |v: &Option<Spanned<String>>, key: &str, slot: &mut String| {
             if let Some(v) = v {
@@ -874,6 +958,11 @@ impl<'a> Validator<'a> {
             client_ip: text(&a.client_ip),
             replace_whole_host_list: flag(&a.replace_whole_host_list),
         };
+        if host.accepts("path") {
+            let before = self.errors.len();
+            self.named(&[(&format!("{key}.path"), &a.path)]);
+            complete &= self.errors.len() == before;
+        }
         let given = a.given();
         // A setting this host does not read would be silently ignored: say whose it is.
         for (field, span) in &given {
@@ -891,7 +980,14 @@ impl<'a> Validator<'a> {
                 complete = false;
             }
         }
-        if host.credential != CredentialKind::Secret {
+        if host.credential == CredentialKind::Secret {
+            let before = self.errors.len();
+            self.named(&[
+                (&format!("{key}.token_env"), &a.token_env),
+                (&format!("{key}.token_file"), &a.token_file),
+            ]);
+            complete &= self.errors.len() == before;
+        } else {
             for (field, v) in [("token_env", &a.token_env), ("token_file", &a.token_file)] {
                 if let Some(v) = v {
                     self.err(
@@ -1370,6 +1466,15 @@ impl<'a> Validator<'a> {
                 }
             },
         };
+        self.named(&[
+            ("signer.password_env", &r.password_env),
+            ("signer.password_file", &r.password_file),
+            ("signer.controller_password_env", &r.controller_password_env),
+            (
+                "signer.controller_password_file",
+                &r.controller_password_file,
+            ),
+        ]);
         let mut controllers = Vec::new();
         for c in r.controllers.iter().flat_map(|c| c.get_ref()) {
             match reqwest::Url::parse(c.get_ref()) {
@@ -1433,7 +1538,9 @@ impl<'a> Validator<'a> {
         })
     }
 
-    fn signer(&mut self, s: &Spanned<RawSigner>, state_dir: &Path) -> Signer {
+    /// `[signer]`; `None` when its kind is unknown (that one error is
+    /// reported: the settings of a kind not known are not checked).
+    fn signer(&mut self, s: &Spanned<RawSigner>, state_dir: &Path) -> Option<Signer> {
         let r = s.get_ref();
         let kind = match r.kind.as_ref().map(|k| (k.get_ref().as_str(), k.span())) {
             None | Some(("opendkim", _)) => "opendkim",
@@ -1446,7 +1553,7 @@ impl<'a> Validator<'a> {
                     format!("unknown signer '{other}'"),
                     Some("\"opendkim\" (file tables, the default), \"opendkim-sql\" (dsn: tables on PostgreSQL) or \"rspamd\" (keys and selectors in Redis)"),
                 );
-                "opendkim"
+                return None;
             }
         };
         let (sql_kind, rspamd_kind) = (kind == "opendkim-sql", kind == "rspamd");
@@ -1520,6 +1627,7 @@ impl<'a> Validator<'a> {
                 ("signer.key_table", &r.key_table),
                 ("signer.signing_table", &r.signing_table),
             ] {
+                self.named(&[(key, v)]);
                 if v.is_none() {
                     self.err(
                         Some(s.span()),
@@ -1622,6 +1730,11 @@ impl<'a> Validator<'a> {
                 Some("list each OpenDKIM's Socket, e.g. sockets = [\"inet:8891@mx1.example.net\", \"inet:8891@mx2.example.net\"], or set confirm = \"tables-only\""),
             );
         }
+        if kind == "opendkim" {
+            self.named(&[("signer.config", &r.config)]);
+        } else {
+            self.named(&[("signer.key_dir", &r.key_dir)]);
+        }
         let path = |v: &Option<Spanned<String>>| {
             v.as_ref()
                 .map(|p| self.path_of(p.get_ref()))
@@ -1636,7 +1749,7 @@ impl<'a> Validator<'a> {
         } else {
             (path(&r.key_table), path(&r.signing_table))
         };
-        Signer {
+        Some(Signer {
             sql,
             rspamd,
             confirm,
@@ -1649,7 +1762,7 @@ impl<'a> Validator<'a> {
             signing_table,
             user: r.user.clone().unwrap_or_else(|| "opendkim".into()),
             reload_command,
-        }
+        })
     }
 }
 
@@ -1739,6 +1852,58 @@ max_delete_share = "half"
             ],
             "{e}"
         );
+    }
+
+    const DOMAIN: &str = "[accounts.z]\nprovider = \"zonefile\"\npath = \"z.zone\"\n[domains.\"example.com\"]\naccount = \"z\"\nspf = \"v=spf1 -all\"\n";
+
+    /// From a user trial: an unknown signer kind is one error naming the
+    /// accepted kinds, without follow-on errors about another kind's keys.
+    #[test]
+    fn an_unknown_signer_kind_is_one_error() {
+        let e = errors(&format!(
+            "{DOMAIN}[signer]\nkind = \"postfix\"\nurl = \"postgres://db/x\"\nprobe_interval = \"0s\"\n"
+        ));
+        assert_eq!(located(&e), [(Some(8), "signer.kind")], "{e}");
+        let s = e.to_string();
+        assert!(s.contains("unknown signer 'postfix'"), "{s}");
+        for kind in ["\"opendkim\"", "\"opendkim-sql\"", "\"rspamd\""] {
+            assert!(s.contains(kind), "{kind}: {s}");
+        }
+    }
+
+    /// Every environment variable name and path of the state store and the
+    /// signers: empty is an error at its file:line:key.
+    #[test]
+    fn empty_names_and_paths_are_errors() {
+        let e = errors(&format!(
+            "state_dir = \"\"\n{DOMAIN}[state]\nurl = \"postgres://db/x\"\npassword_env = \"\"\npassword_file = \"\"\n[signer]\nkind = \"rspamd\"\nurl = \"redis://127.0.0.1/0\"\nconfirm = \"tables-only\"\ncontroller_password_env = \" \"\ncontroller_password_file = \"\"\nkey_dir = \"\"\n"
+        ));
+        let mut got = located(&e);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                (Some(1), "state_dir"),
+                (Some(10), "state.password_env"),
+                (Some(11), "state.password_file"),
+                (Some(16), "signer.controller_password_env"),
+                (Some(17), "signer.controller_password_file"),
+                (Some(18), "signer.key_dir"),
+            ],
+            "{e}"
+        );
+        let e = errors(&format!(
+            "{DOMAIN}[signer]\nconfig = \"\"\nkey_dir = \"/k\"\nkey_table = \"\"\nsigning_table = \"/st\"\n"
+        ));
+        assert_eq!(
+            located(&e),
+            [(Some(10), "signer.key_table"), (Some(8), "signer.config")],
+            "{e}"
+        );
+        let e = errors(&format!(
+            "{DOMAIN}[signer]\nkind = \"opendkim-sql\"\nurl = \"postgres://db/x\"\nsockets = [\"inet:1@h\"]\npassword_env = \"\"\n"
+        ));
+        assert_eq!(located(&e), [(Some(11), "signer.password_env")], "{e}");
     }
 
     /// Every syntax error is reported, not only the first.
