@@ -1653,6 +1653,19 @@ impl<'a> Validator<'a> {
                     Some("e.g. [\"systemctl\", \"reload\", \"opendkim\"]"),
                 );
             }
+            // A program named by its path must be there to run (a bare name
+            // is looked up in the PATH of whoever reloads: not checked here).
+            if let Some(p) = c.get_ref().first()
+                && Path::new(p).is_absolute()
+                && let Err(why) = runnable(Path::new(p))
+            {
+                self.err(
+                    Some(c.span()),
+                    "signer.reload_command",
+                    format!("the program '{}' {why}", p.escape_debug()),
+                    Some("give the absolute path of an executable file, or a program in PATH"),
+                );
+            }
             if c.get_ref().iter().any(|a| a.contains("HUP")) {
                 self.err(
                     Some(c.span()),
@@ -1904,6 +1917,33 @@ max_delete_share = "half"
             "{DOMAIN}[signer]\nkind = \"opendkim-sql\"\nurl = \"postgres://db/x\"\nsockets = [\"inet:1@h\"]\npassword_env = \"\"\n"
         ));
         assert_eq!(located(&e), [(Some(11), "signer.password_env")], "{e}");
+    }
+
+    /// A reload program named by its absolute path must exist and be
+    /// executable (a bare name is looked up in PATH when it runs).
+    #[test]
+    fn a_reload_program_given_by_path_must_be_runnable() {
+        let signer = |cmd: &str| {
+            format!(
+                "{DOMAIN}[signer]\nconfirm = \"tables-only\"\nkey_dir = \"/k\"\nkey_table = \"/kt\"\nsigning_table = \"/st\"\nreload_command = {cmd}\n"
+            )
+        };
+        let e = errors(&signer("[\"/nonexistent/reload-opendkim\"]"));
+        assert_eq!(located(&e), [(Some(12), "signer.reload_command")], "{e}");
+        assert!(
+            e.to_string()
+                .contains("the program '/nonexistent/reload-opendkim' does not exist"),
+            "{e}"
+        );
+        for ok in [
+            "[\"/bin/sh\", \"-c\", \"true\"]",
+            "[\"systemctl\", \"reload\", \"opendkim\"]",
+        ] {
+            assert!(
+                parse(&signer(ok), Path::new("/etc/maildns/maildns.toml")).is_ok(),
+                "{ok}"
+            );
+        }
     }
 
     /// Every syntax error is reported, not only the first.
