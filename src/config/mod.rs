@@ -18,6 +18,7 @@ use maildns_providers::registry::{CredentialKind, Host, Settings};
 use crate::records::{adsp::Adsp, dmarc::Dmarc, spf::Spf};
 use crate::rotation::policy::Policy;
 mod locate;
+mod pieces;
 mod schema;
 mod validate;
 
@@ -445,9 +446,28 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
 /// when the text is not TOML. Nothing may act on a configuration that came
 /// with errors.
 pub fn parse_partial(text: &str, path: &Path) -> (Option<Config>, Vec<ConfigError>) {
+    // A file of many domains is read in pieces (its memory follows a piece);
+    // any problem is reported by reading it whole, section by section.
+    if let Some(config) = pieces::parse(text, path, pieces::PER_PIECE) {
+        return (Some(config), Vec::new());
+    }
+    whole_partial(text, path)
+}
+
+/// [`parse_partial`] reading the whole document at once (section by section).
+fn whole_partial(text: &str, path: &Path) -> (Option<Config>, Vec<ConfigError>) {
     let mut v = Validator::new(text, path);
     let cfg = v.read(text).map(|raw| v.config(raw));
     (cfg, v.errors)
+}
+
+/// [`parse`] reading the whole document at once.
+#[cfg(test)]
+fn parse_whole(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    match whole_partial(text, path) {
+        (Some(cfg), errors) if errors.is_empty() => Ok(cfg),
+        (_, errors) => Err(ConfigErrors(errors)),
+    }
 }
 
 /// [`load`], keeping what validates ([`parse_partial`]).

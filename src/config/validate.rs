@@ -548,6 +548,12 @@ impl<'a> Validator<'a> {
     }
 
     pub(super) fn config(&mut self, raw: Raw) -> Config {
+        self.config_with(raw, None)
+    }
+
+    /// [`Self::config`] with `given`: the domains validated already, in
+    /// order (read in pieces, [`super::pieces`]; `raw` then has none).
+    pub(super) fn config_with(&mut self, raw: Raw, given: Option<Vec<Domain>>) -> Config {
         self.named(&[("state_dir", &raw.state_dir)]);
         let state_dir = raw
             .state_dir
@@ -560,13 +566,13 @@ impl<'a> Validator<'a> {
                 accounts.insert(name.clone(), a);
             }
         }
-        let mut domains = Vec::new();
+        let mut domains = given.unwrap_or_default();
         for (name, d) in &raw.domains {
             if let Some(dom) = self.domain(name, d, &raw.accounts) {
                 domains.push(dom);
             }
         }
-        if raw.domains.is_empty() && !self.domains_written {
+        if raw.domains.is_empty() && domains.is_empty() && !self.domains_written {
             self.err(
                 None,
                 "domains",
@@ -1045,7 +1051,7 @@ impl<'a> Validator<'a> {
         })
     }
 
-    fn domain(
+    pub(super) fn domain(
         &mut self,
         name: &Spanned<String>,
         d: &Spanned<RawDomain>,
