@@ -256,6 +256,9 @@ impl Provider for AccountProvider {
     fn apply_traits(&self) -> ApplyTraits {
         self.inner.apply_traits()
     }
+    fn apply_traits_for(&self, changes: &[TxtChange]) -> ApplyTraits {
+        self.inner.apply_traits_for(changes)
+    }
     async fn read_sets(&self, zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, ProviderError> {
         let r = self.inner.read_sets(zone, names).await;
         r.map_err(|e| helped(&self.account, e))
@@ -338,7 +341,13 @@ mod tests {
         for host in &maildns_providers::registry::HOSTS {
             let mut toml_account = format!("provider = \"{}\"\n", host.kind);
             for r in host.required {
-                toml_account.push_str(&format!("{} = {}\n", r.key, r.example));
+                // A program must exist at load: the example's path does not here.
+                let value = if r.key == "command" {
+                    "[\"/bin/sh\"]"
+                } else {
+                    r.example
+                };
+                toml_account.push_str(&format!("{} = {}\n", r.key, value));
             }
             let account = account_from(&toml_account);
             assert_eq!(account.provider.code(), host.kind);

@@ -7,6 +7,9 @@
 //! state store or a zone line. So `check`, `records`, `plan` and `publish`
 //! always agree: what `check` calls an error is never published.
 //!
+//! The domain's TTL is checked too, against the TTLs its account's host takes
+//! whatever the zone (`ttl-below-host-minimum`, `ttl-above-host-maximum`).
+//!
 //! Errors block and name file:line:key, the value and the rule; warnings are
 //! printed and do not block. An operator who knows better waives a rule for one
 //! domain, with a reason (`[domains."example.com".lint] allow = [...]`,
@@ -153,8 +156,98 @@ pub fn lint(config: &Config) -> Report {
             diags.extend(s.lint());
             add(RecordKind::Adsp, "adsp", d.source.adsp, value, diags);
         }
+        if let Some(diagnostic) = ttl_diagnostic(config, d) {
+            let waived = d
+                .lint
+                .waives(diagnostic.code)
+                .then(|| d.lint.reason.clone());
+            findings.push(Finding {
+                domain: d.name.to_string(),
+                record: "TTL",
+                file: config.path.clone(),
+                line: d.source.ttl.or(d.source.line),
+                key: format!("{}.ttl", d.source.key),
+                value: d.ttl.to_string(),
+                diagnostic,
+                waived,
+            });
+        }
     }
     Report { findings }
+}
+
+/// The domain's TTL against the TTLs its account's host takes whatever the
+/// zone (its descriptor's documented minimum and maximum,
+/// [`maildns_providers::Profile::static_ttl_range`]): the host would refuse
+/// every write of the domain's records, so the gate refuses first. A minimum
+/// the host sets per zone (deSEC's `minimum_ttl`) is checked by the adapter
+/// after reading it, before writing.
+fn ttl_diagnostic(config: &Config, d: &Domain) -> Option<Diagnostic> {
+    let account = config.accounts.get(&d.account)?;
+    let host = account.provider.host;
+    let profile = host.profile().ok()?;
+    let limit = profile.ttl_within(d.ttl).err()?;
+    let (code, what, fix) = match limit {
+        maildns_providers::LimitError::TtlTooLow { min, .. } => (
+            "ttl-below-host-minimum",
+            format!("under {}'s minimum of {min} s", host.kind),
+            format!("at least {min}"),
+        ),
+        maildns_providers::LimitError::TtlTooHigh { max, .. } => (
+            "ttl-above-host-maximum",
+            format!("over {}'s maximum of {max} s", host.kind),
+            format!("at most {max}"),
+        ),
+        _ => return None,
+    };
+    let from = match d.source.ttl {
+        Some(_) => "set here".to_string(),
+        None => "maildns's default, no `ttl` set".to_string(),
+    };
+    Some(Diagnostic::error(
+        code,
+        format!(
+            "a TTL of {} s ({from}) for {} is {what} (account \"{}\"): the host refuses the write; set `ttl` to {fix}",
+            d.ttl,
+            owner_names(d).join(", "),
+            d.account
+        ),
+    ))
+}
+
+/// Where domain `d`'s TTL comes from, for messages: `file:line: key` of its
+/// `ttl`, or maildns's default when it sets none.
+pub fn ttl_source(config: &Config, d: &Domain) -> String {
+    match d.source.ttl {
+        Some(line) => format!("{}:{line}: {}.ttl", config.path.display(), d.source.key),
+        None => format!(
+            "maildns's default of 3600 s (no `ttl` in {} of {})",
+            d.source.key,
+            config.path.display()
+        ),
+    }
+}
+
+/// The owner names maildns writes for `d`, as configured: the domain (SPF),
+/// `_dmarc`, `_adsp._domainkey`, and the DKIM selectors under `_domainkey`.
+fn owner_names(d: &Domain) -> Vec<String> {
+    let mut out = Vec::new();
+    if d.spf.is_some() {
+        out.push(d.name.to_string());
+    }
+    if d.dkim.is_some() {
+        out.push(format!("<selector>._domainkey.{}", d.name));
+    }
+    if d.dmarc.is_some() {
+        out.push(format!("_dmarc.{}", d.name));
+    }
+    if d.adsp.is_some() {
+        out.push(format!("_adsp._domainkey.{}", d.name));
+    }
+    if out.is_empty() {
+        out.push(d.name.to_string());
+    }
+    out
 }
 
 fn finding(

@@ -59,6 +59,11 @@ pub struct TxtLimits {
     pub auto_split: bool,
     /// Lowest TTL the host accepts, in seconds.
     pub min_ttl: u32,
+    /// How `min_ttl` is known: `"hint"` (default: not documented, never
+    /// enforced), `"host"` (documented or refused by the host: enforced) or
+    /// `"per_zone"` (the zone's own, read from the host).
+    #[serde(default)]
+    pub min_ttl_source: crate::MinTtlSource,
     /// Highest TTL the host accepts, in seconds (0: none documented).
     #[serde(default)]
     pub max_ttl: u32,
@@ -154,6 +159,7 @@ impl Descriptor {
             printable_ascii_only: self.txt.printable_ascii_only,
             forbidden_bytes: self.txt.forbidden_bytes.clone(),
             min_ttl: self.txt.min_ttl,
+            min_ttl_source: self.txt.min_ttl_source,
             rate_limits: self.limits.rate_limits(),
             max_ttl: (self.txt.max_ttl != 0).then_some(self.txt.max_ttl),
             concurrency: self.limits.concurrency,

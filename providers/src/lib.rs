@@ -139,8 +139,12 @@ pub struct Profile {
     pub printable_ascii_only: bool,
     /// Bytes the host refuses or mangles inside TXT data.
     pub forbidden_bytes: Vec<u8>,
-    /// Lowest TTL the host accepts, in seconds.
+    /// Lowest TTL the host accepts, in seconds; how it is known (and whether a
+    /// lower TTL is refused before sending) is [`Profile::min_ttl_source`].
     pub min_ttl: u32,
+    /// Whether [`Profile::min_ttl`] is the host's documented floor (enforced),
+    /// a per-zone value the adapter reads (deSEC), or only a hint.
+    pub min_ttl_source: MinTtlSource,
     /// The documented request-rate limits, all kept at once (empty: none).
     pub rate_limits: Vec<RateLimit>,
     /// Highest TTL the host accepts, in seconds, when it documents one
@@ -178,6 +182,7 @@ impl Default for Profile {
             printable_ascii_only: false,
             forbidden_bytes: Vec::new(),
             min_ttl: 1,
+            min_ttl_source: MinTtlSource::Hint,
             rate_limits: Vec::new(),
             max_ttl: None,
             concurrency: 8,
@@ -187,6 +192,24 @@ impl Default for Profile {
             publish_delay: None,
         }
     }
+}
+
+/// How a host's lowest TTL ([`Profile::min_ttl`]) is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MinTtlSource {
+    /// Not documented: `min_ttl` is what other tools use, a hint for choosing
+    /// a TTL (diagnostics, tests), never a reason to refuse one.
+    #[default]
+    Hint,
+    /// The host documents it, or refuses lower TTLs with an error: a lower TTL
+    /// is refused before sending ([`Profile::check_ttl`]), and `maildns check`
+    /// and `plan` report it from the configuration.
+    Host,
+    /// Each zone has its own, which the adapter reads from the host (deSEC's
+    /// `minimum_ttl` per domain) and checks before writing; `min_ttl` is the
+    /// usual value.
+    PerZone,
 }
 
 /// A record a host cannot hold as it is, found before the set holding it is sent.
@@ -263,6 +286,15 @@ pub enum LimitError {
         ttl: u32,
         /// The host's maximum, in seconds.
         max: u32,
+    },
+    /// The TTL is below the host's minimum (the host's documented floor, or
+    /// the zone's own as read from the host).
+    #[error("a TTL of {ttl} s is under the host's minimum of {min} s")]
+    TtlTooLow {
+        /// The TTL asked for, in seconds.
+        ttl: u32,
+        /// The host's (or the zone's) minimum, in seconds.
+        min: u32,
     },
 }
 
@@ -361,10 +393,31 @@ impl Profile {
         Ok(())
     }
 
-    /// Checks a set's TTL against the host's maximum ([`Profile::max_ttl`]).
+    /// The TTLs the host takes whatever the zone, as its descriptor documents
+    /// them: the lowest when [`MinTtlSource::Host`], and the highest.
+    pub fn static_ttl_range(&self) -> (Option<u32>, Option<u32>) {
+        let min = (self.min_ttl_source == MinTtlSource::Host).then_some(self.min_ttl);
+        (min, self.max_ttl)
+    }
+
+    /// Checks a TTL against [`Profile::static_ttl_range`].
     ///
     /// # Errors
-    /// [`ErrorKind::Limit`] with [`LimitError::TtlTooHigh`] naming `kind`, `op`, `name`.
+    /// The [`LimitError::TtlTooLow`] or [`LimitError::TtlTooHigh`] found.
+    pub fn ttl_within(&self, ttl: u32) -> Result<(), LimitError> {
+        match self.static_ttl_range() {
+            (Some(min), _) if ttl < min => Err(LimitError::TtlTooLow { ttl, min }),
+            (_, Some(max)) if ttl > max => Err(LimitError::TtlTooHigh { ttl, max }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks a set's TTL against the host's documented minimum (when
+    /// [`MinTtlSource::Host`]) and maximum ([`Profile::max_ttl`]).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Limit`] with [`LimitError::TtlTooLow`] or
+    /// [`LimitError::TtlTooHigh`] naming `kind`, `op`, `name`.
     pub fn check_ttl(
         &self,
         kind: &'static str,
@@ -372,16 +425,15 @@ impl Profile {
         name: &Fqdn,
         ttl: u32,
     ) -> Result<(), Error> {
-        match self.max_ttl {
-            Some(max) if ttl > max => Err(Error::new(
+        self.ttl_within(ttl).map_err(|l| {
+            Error::new(
                 kind,
                 op,
                 Some(name),
-                ErrorKind::Limit(LimitError::TtlTooHigh { ttl, max }),
+                ErrorKind::Limit(l),
                 "refused before sending",
-            )),
-            _ => Ok(()),
-        }
+            )
+        })
     }
 
     /// Re-splits a value so it suits this host: strings of at most `max_string_bytes`.
@@ -475,6 +527,15 @@ pub trait Provider: Send + Sync {
     /// What [`Provider::apply`] guarantees on this host (see [`changeset`]).
     fn apply_traits(&self) -> ApplyTraits {
         ApplyTraits::default()
+    }
+
+    /// What [`Provider::apply`] guarantees for this change set. The default is
+    /// [`Provider::apply_traits`]; a host whose requests have size limits cuts
+    /// a change set over them into several requests and declares that apply
+    /// not atomic (Route 53: 1,000 values or 32,000 value characters a batch).
+    fn apply_traits_for(&self, changes: &[TxtChange]) -> ApplyTraits {
+        let _ = changes;
+        self.apply_traits()
     }
 
     /// The TXT RRsets at `names` (all inside `zone`), in as few requests as the

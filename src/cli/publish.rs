@@ -10,7 +10,7 @@ use super::watch::WaitShown;
 use crate::accounts::connect_all;
 use crate::command::publish::{self, Mode, PublishOptions, Report};
 use crate::config::Config;
-use crate::publish::{Action, DomainError, Plan, plan::shorten};
+use crate::publish::{Action, DomainError, DomainOutcome, Plan, plan::shorten};
 use crate::rotation::Store;
 use maildns_providers::hosts::manual;
 use maildns_providers::{Observed, TxtChange, TxtSet};
@@ -64,11 +64,14 @@ pub(super) async fn plan(cli: &Cli, args: &PlanArgs) -> anyhow::Result<Exit> {
 }
 
 pub(super) async fn publish(cli: &Cli, args: &PublishArgs) -> anyhow::Result<Exit> {
-    let (config, mut report) = run(cli, &args.selection, Run::Apply { force: args.force }).await?;
-    let handed_over = report
-        .domains
-        .iter()
-        .any(|o| o.pending && o.error.is_none());
+    let apply = Run::Apply {
+        force: args.force,
+        wait: args.wait,
+        no_wait: args.no_wait,
+    };
+    let (config, mut report) = run(cli, &args.selection, apply).await?;
+    // A domain handed to an operator counts its changes there.
+    let handed_over = report.summary.handed_over > 0;
     if handed_over && args.no_wait && !cli.json {
         outln!(
             "When the records are entered, `maildns watch` shows when every authoritative server serves them."
@@ -139,10 +142,15 @@ fn expected_delays(config: &Config, domains: &[&crate::config::Domain]) -> Vec<S
     out
 }
 
-/// Plan only, or apply (`force`: past the deletion threshold).
+/// Plan only, or apply (`force`: past the deletion threshold; `wait`,
+/// `no_wait`: `publish --wait`, `--no-wait`).
 enum Run {
     Plan,
-    Apply { force: bool },
+    Apply {
+        force: bool,
+        wait: bool,
+        no_wait: bool,
+    },
 }
 
 /// Loads, connects, runs, prints the human report (JSON is printed by the caller,
@@ -150,7 +158,7 @@ enum Run {
 async fn run(cli: &Cli, selection: &Selection, what: Run) -> anyhow::Result<(Config, Report)> {
     let (mode, force) = match what {
         Run::Plan => (Mode::Plan, false),
-        Run::Apply { force } => (Mode::Apply, force),
+        Run::Apply { force, .. } => (Mode::Apply, force),
     };
     let config = load_gated(cli)?;
     let domains = selected(&config, selection)?;
@@ -189,26 +197,77 @@ async fn run(cli: &Cli, selection: &Selection, what: Run) -> anyhow::Result<(Con
         (None, Some(s)) => Some(s as &dyn Store),
         (None, None) => None,
     };
-    let mut report = publish::run(&config, &providers, store, &opts).await?;
     // An account that could not be set up is reported once, on the lines of
     // the domains it serves (human and --json), with the reason.
-    for o in &mut report.domains {
+    let explain = |o: &mut DomainOutcome| {
         if let Some(DomainError::Account { account, message }) = &mut o.error
             && let Some((_, e)) = failed_accounts.iter().find(|(n, _)| n == account)
         {
             *message = e.reason();
         }
-    }
-    for w in &report.warnings {
-        eoutln!("warning: {}: {}", w.domain, w.message);
-    }
+        // A TTL the host refused before sending (deSEC's per-domain minimum,
+        // read from the host): say where that TTL comes from in the
+        // configuration.
+        if let Some(DomainError::Provider(e)) = &mut o.error
+            && matches!(
+                e.kind,
+                maildns_providers::ErrorKind::Limit(
+                    maildns_providers::LimitError::TtlTooLow { .. }
+                        | maildns_providers::LimitError::TtlTooHigh { .. }
+                )
+            )
+            && let Some(d) = config.domains.iter().find(|d| d.name == o.domain)
+        {
+            e.message = format!(
+                "{}; the TTL comes from {}",
+                e.message,
+                crate::gate::ttl_source(&config, d)
+            );
+        }
+    };
+    // Every domain's outcome is kept for --json and for the wait after
+    // publishing (`--wait`, or a `manual` account's changes); otherwise each
+    // domain's lines are printed as it ends and nothing of it is kept, so a
+    // run's memory does not grow with the number of domains.
+    let deferred = providers.values().any(|p| p.apply_traits().deferred);
+    let keep = cli.json
+        || match what {
+            Run::Plan => false,
+            Run::Apply { wait, no_wait, .. } => wait || (deferred && !no_wait),
+        };
+    let report = if keep {
+        let mut report = publish::run(&config, &providers, store, &opts).await?;
+        report.domains.iter_mut().for_each(explain);
+        print_warnings(&report);
+        if !cli.json {
+            for o in &report.domains {
+                print_domain(&config, o);
+            }
+        }
+        report
+    } else {
+        let mut each = |mut o: DomainOutcome| {
+            explain(&mut o);
+            print_domain(&config, &o);
+        };
+        let report = publish::run_each(&config, &providers, store, &opts, &mut each).await?;
+        print_warnings(&report);
+        report
+    };
     if !cli.json {
-        print_human(&config, &report);
+        print_summary(&report);
     }
     Ok((config, report))
 }
 
-fn print_human(config: &Config, report: &Report) {
+fn print_warnings(report: &Report) {
+    for w in &report.warnings {
+        eoutln!("warning: {}: {}", w.domain, w.message);
+    }
+}
+
+/// One domain's lines of the human report.
+fn print_domain(config: &Config, o: &DomainOutcome) {
     let show = |rs: &[TxtRecord]| {
         let quoted: Vec<String> = rs
             .iter()
@@ -216,72 +275,74 @@ fn print_human(config: &Config, report: &Report) {
             .collect();
         quoted.join(", ")
     };
-    for o in &report.domains {
-        let zone = o.zone.as_ref().map(|z| format!(", zone {z}"));
-        outln!(
-            "{} (account {}{})",
-            o.domain,
-            o.account,
-            zone.unwrap_or_default()
-        );
-        for c in o.plan.iter().flat_map(|p| &p.changes) {
-            // A TTL change is shown even when no value changes.
-            let ttl = c.ttl_change().map(|(o, n)| format!(" (TTL {o} -> {n})"));
-            let ttl = ttl.unwrap_or_default();
-            let (verb, values) = match (c.action, c.ttl_change()) {
-                (Action::Create, _) => ("CREATE", format!("{}{ttl}", show(&c.new))),
-                (Action::Update, Some((o, n))) if c.same_values() => {
-                    let v = show(&c.new);
-                    ("UPDATE", format!("TTL {o} -> {n} (value unchanged: {v})"))
-                }
-                (Action::Update, _) => {
-                    let (old, new) = (show(&c.old), show(&c.new));
-                    ("UPDATE", format!("{old} -> {new}{ttl}"))
-                }
-                (Action::Delete, _) => ("DELETE", show(&c.old)),
-            };
-            outln!("  {verb} {} TXT {} {values}", c.name, c.kind.label());
-            if !c.foreign.is_empty() {
-                let n = c.foreign.len();
-                outln!("         keeping {n} other value(s) at {}", c.name);
+    let zone = o.zone.as_ref().map(|z| format!(", zone {z}"));
+    outln!(
+        "{} (account {}{})",
+        o.domain,
+        o.account,
+        zone.unwrap_or_default()
+    );
+    for c in o.plan.iter().flat_map(|p| &p.changes) {
+        // A TTL change is shown even when no value changes.
+        let ttl = c.ttl_change().map(|(o, n)| format!(" (TTL {o} -> {n})"));
+        let ttl = ttl.unwrap_or_default();
+        let (verb, values) = match (c.action, c.ttl_change()) {
+            (Action::Create, _) => ("CREATE", format!("{}{ttl}", show(&c.new))),
+            (Action::Update, Some((o, n))) if c.same_values() => {
+                let v = show(&c.new);
+                ("UPDATE", format!("TTL {o} -> {n} (value unchanged: {v})"))
             }
-        }
-        if o.pending
-            && let Some(p) = &o.plan
-        {
-            let form = config
-                .accounts
-                .get(&o.account)
-                .and_then(|a| a.provider.settings.value_form)
-                .unwrap_or_default();
-            let zone = o
-                .zone
-                .as_deref()
-                .and_then(|z| maildns_providers::Fqdn::parse(z).ok())
-                .unwrap_or_else(|| o.domain.clone());
-            let text = manual::instructions(&zone, &handed_over(p), form);
-            for line in text.lines() {
-                outln!("  {line}");
+            (Action::Update, _) => {
+                let (old, new) = (show(&c.old), show(&c.new));
+                ("UPDATE", format!("{old} -> {new}{ttl}"))
             }
-        }
-        if let Some(p) = o.plan.as_ref().filter(|p| p.changes.is_empty()) {
-            outln!("  in sync ({} name(s))", p.in_sync);
-        }
-        for k in o.plan.iter().flat_map(|p| &p.ttl_kept) {
-            outln!("  note: {k}");
-        }
-        if let Some(e) = &o.error {
-            let what = match e {
-                DomainError::Threshold { .. } => "refused",
-                _ => "FAILED",
-            };
-            match e {
-                // Its own message names the account.
-                DomainError::Account { .. } => outln!("  {what}: {e}"),
-                _ => outln!("  {what}: account '{}': {e}", o.account),
-            }
+            (Action::Delete, _) => ("DELETE", show(&c.old)),
+        };
+        outln!("  {verb} {} TXT {} {values}", c.name, c.kind.label());
+        if !c.foreign.is_empty() {
+            let n = c.foreign.len();
+            outln!("         keeping {n} other value(s) at {}", c.name);
         }
     }
+    if o.pending
+        && let Some(p) = &o.plan
+    {
+        let form = config
+            .accounts
+            .get(&o.account)
+            .and_then(|a| a.provider.settings.value_form)
+            .unwrap_or_default();
+        let zone = o
+            .zone
+            .as_deref()
+            .and_then(|z| maildns_providers::Fqdn::parse(z).ok())
+            .unwrap_or_else(|| o.domain.clone());
+        let text = manual::instructions(&zone, &handed_over(p), form);
+        for line in text.lines() {
+            outln!("  {line}");
+        }
+    }
+    if let Some(p) = o.plan.as_ref().filter(|p| p.changes.is_empty()) {
+        outln!("  in sync ({} name(s))", p.in_sync);
+    }
+    for k in o.plan.iter().flat_map(|p| &p.ttl_kept) {
+        outln!("  note: {k}");
+    }
+    if let Some(e) = &o.error {
+        let what = match e {
+            DomainError::Threshold { .. } => "refused",
+            _ => "FAILED",
+        };
+        match e {
+            // Its own message names the account.
+            DomainError::Account { .. } => outln!("  {what}: {e}"),
+            _ => outln!("  {what}: account '{}': {e}", o.account),
+        }
+    }
+}
+
+/// The summary and notes after the domains' lines.
+fn print_summary(report: &Report) {
     let s = &report.summary;
     let (verb, count) = match report.applied {
         true => ("applied", s.applied),

@@ -10,7 +10,7 @@
 //! ([`crate::publish::for_domain`]) -> plan and write
 //! ([`crate::publish::run_checked`]) -> the provider's HTTP requests.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -25,7 +25,7 @@ use crate::propagation::{
 };
 use crate::publish::{
     self, Action, DomainError, DomainJob, DomainOutcome, Ledger, ServedCheck, for_domain,
-    ledger::LedgerError,
+    ledger::{LedgerError, Updates},
 };
 use crate::rotation::keyring::{
     KeyringError, after_publish, max_bits_for, needs_first_key, prepare_publish,
@@ -275,6 +275,35 @@ pub async fn run(
     store: Option<&dyn Store>,
     opts: &PublishOptions,
 ) -> Result<Report, PublishError> {
+    run_inner(config, providers, store, opts, None).await
+}
+
+/// Like [`run`], handing each domain's outcome to `each`, in configuration
+/// order, as soon as it is known, instead of keeping it in the report (whose
+/// `domains` is then empty; its summary, warnings and notes are complete). A
+/// run of many domains then holds the outcomes of the domains in flight, not
+/// of every domain (`plan` and `publish` print each domain's lines as it
+/// ends). Nothing is handed on when the run fails.
+///
+/// # Errors
+/// See [`run`].
+pub async fn run_each(
+    config: &Config,
+    providers: &Providers,
+    store: Option<&dyn Store>,
+    opts: &PublishOptions,
+    each: &mut (dyn FnMut(DomainOutcome) + Send),
+) -> Result<Report, PublishError> {
+    run_inner(config, providers, store, opts, Some(each)).await
+}
+
+async fn run_inner(
+    config: &Config,
+    providers: &Providers,
+    store: Option<&dyn Store>,
+    opts: &PublishOptions,
+    mut each: Option<&mut (dyn FnMut(DomainOutcome) + Send)>,
+) -> Result<Report, PublishError> {
     crate::gate::gate(config)?;
     let apply = opts.mode == Mode::Apply;
     let domains = selected(config, opts);
@@ -309,7 +338,6 @@ pub async fn run(
         Some(st) => Ledger::load_from(st)?,
         None => Ledger::load(&config.state_dir)?,
     };
-    let mut desired_by_domain = BTreeMap::new();
     // Domains whose first DKIM key must be made wait for it; the others'
     // requests start at once, while the keys are made on every core.
     let mut ready = Vec::new();
@@ -349,16 +377,28 @@ pub async fn run(
         force: opts.force,
         max_delete_share: config.publish.max_delete_share,
     };
-    let jobs = jobs_for(
-        &domains,
-        &ready,
-        &mut prepared,
+    let jobs = jobs_for(&domains, &ready, &mut prepared, &ledger, &mut report)?;
+    let mut sink = Sink::new(
         &ledger,
-        &mut report,
-        &mut desired_by_domain,
-    )?;
-    let mut outcomes = if waiting.is_empty() {
-        publish::run_checked(jobs, providers, job_options, Some(served)).await
+        apply.then_some(&domains[..]),
+        apply && store.is_some(),
+    );
+    let mut kept = Vec::new();
+    // Hands an outcome on (or keeps it for the report) once counted.
+    let mut hand_on = |sink: &mut Sink, o: DomainOutcome| {
+        sink.take(&o);
+        match &mut each {
+            Some(f) => f(o),
+            None => kept.push(o),
+        }
+    };
+    if waiting.is_empty() {
+        // The jobs are every domain in configuration order: each outcome is
+        // handed on as soon as it is known.
+        publish::run_each(jobs, providers, job_options, Some(served), &mut |o| {
+            hand_on(&mut sink, o)
+        })
+        .await;
     } else {
         let first = {
             let providers = providers.clone();
@@ -379,54 +419,88 @@ pub async fn run(
         match made {
             Ok(keys) => {
                 prepared.extend(keys);
-                let jobs = jobs_for(
-                    &domains,
-                    &waiting,
-                    &mut prepared,
-                    &ledger,
-                    &mut report,
-                    &mut desired_by_domain,
-                )?;
+                let jobs = jobs_for(&domains, &waiting, &mut prepared, &ledger, &mut report)?;
                 outcomes
                     .extend(publish::run_checked(jobs, providers, job_options, Some(served)).await);
             }
             Err(e) => {
                 // What was published is recorded before the run stops.
-                report.domains = outcomes;
-                finish(
-                    config,
-                    providers,
-                    store,
-                    &domains,
-                    &ledger,
-                    &desired_by_domain,
-                    &mut report,
-                    now,
-                )?;
+                for o in &outcomes {
+                    sink.take(o);
+                }
+                finish(config, providers, store, &domains, sink, &mut report, now)?;
                 return Err(keys_error(e));
             }
         }
-        outcomes
-    };
-    // In configuration order.
-    let order: BTreeMap<&Fqdn, usize> = domains
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (&d.name, i))
-        .collect();
-    outcomes.sort_by_key(|o| order.get(&o.domain).copied().unwrap_or(usize::MAX));
-    report.domains = outcomes;
-    finish(
-        config,
-        providers,
-        store,
-        &domains,
-        &ledger,
-        &desired_by_domain,
-        &mut report,
-        now,
-    )?;
+        // In configuration order.
+        let order: BTreeMap<&Fqdn, usize> = domains
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (&d.name, i))
+            .collect();
+        outcomes.sort_by_key(|o| order.get(&o.domain).copied().unwrap_or(usize::MAX));
+        for o in outcomes {
+            hand_on(&mut sink, o);
+        }
+    }
+    report.domains = kept;
+    finish(config, providers, store, &domains, sink, &mut report, now)?;
     Ok(report)
+}
+
+/// What a run keeps of each domain's outcome once it is handed on: the
+/// counts, the ledger's updates, the failures whose diagnosis is saved, and
+/// the domains whose keys move on.
+struct Sink<'a> {
+    summary: Summary,
+    /// The ledger as the run updates it, and the domains by name (publish
+    /// only).
+    updates: Option<(Updates<'a>, HashMap<&'a Fqdn, &'a Domain>)>,
+    ledger: &'a Ledger,
+    /// Outcomes whose host did not keep a value.
+    not_stored: Vec<DomainOutcome>,
+    /// Domains that succeeded, when their keys move on (publish with a store).
+    succeeded: Option<Vec<Fqdn>>,
+}
+
+impl<'a> Sink<'a> {
+    /// `publishing`: the run's domains, when it publishes (the ledger is
+    /// then updated).
+    fn new(ledger: &'a Ledger, publishing: Option<&[&'a Domain]>, keys: bool) -> Sink<'a> {
+        Sink {
+            summary: Summary::default(),
+            updates: publishing.map(|domains| {
+                let by_name = domains.iter().map(|d| (&d.name, *d)).collect();
+                (ledger.updates(), by_name)
+            }),
+            ledger,
+            not_stored: Vec::new(),
+            succeeded: keys.then(Vec::new),
+        }
+    }
+
+    /// Counts `o` and records it in the ledger.
+    fn take(&mut self, o: &DomainOutcome) {
+        count(&mut self.summary, o);
+        if let Some((updates, by_name)) = &mut self.updates
+            && let Some(d) = by_name.get(&o.domain)
+        {
+            // The domain's records as its job had them, made again rather
+            // than kept for every domain: the ledger holds SPF, DMARC and
+            // ADSP, which do not depend on the DKIM entries.
+            let mut desired = for_domain(d, &[]).unwrap_or_default();
+            desired.extend(self.ledger.retractions(d));
+            updates.record(&desired, o);
+        }
+        if matches!(o.error, Some(DomainError::NotStored(_))) {
+            self.not_stored.push(o.clone());
+        }
+        if let Some(s) = &mut self.succeeded
+            && o.error.is_none()
+        {
+            s.push(o.domain.clone());
+        }
+    }
 }
 
 /// One domain's DKIM entries to publish and the warnings about its keys.
@@ -436,15 +510,13 @@ type Prepared = (
 );
 
 /// The jobs of the domains at `indices` (their DKIM entries taken from
-/// `prepared`), with their warnings and "no key yet" notes added to `report`
-/// and their desired records to `desired_by_domain`.
+/// `prepared`), with their warnings and "no key yet" notes added to `report`.
 fn jobs_for(
     domains: &[&Domain],
     indices: &[usize],
     prepared: &mut BTreeMap<usize, Prepared>,
     ledger: &Ledger,
     report: &mut Report,
-    desired_by_domain: &mut BTreeMap<Fqdn, Vec<crate::publish::Desired>>,
 ) -> Result<Vec<DomainJob>, PublishError> {
     let mut jobs = Vec::new();
     for &i in indices {
@@ -466,7 +538,6 @@ fn jobs_for(
         }
         let mut desired = for_domain(d, &entries)?;
         desired.extend(ledger.retractions(d));
-        desired_by_domain.insert(d.name.clone(), desired.clone());
         jobs.push(DomainJob {
             domain: d.name.clone(),
             account: d.account.clone(),
@@ -547,25 +618,18 @@ fn finish(
     providers: &Providers,
     store: Option<&dyn Store>,
     domains: &[&Domain],
-    ledger: &Ledger,
-    desired_by_domain: &BTreeMap<Fqdn, Vec<crate::publish::Desired>>,
+    sink: Sink,
     report: &mut Report,
     now: DateTime<Utc>,
 ) -> Result<(), PublishError> {
     let apply = report.applied;
     if let Some(st) = store {
-        report.saved_limits = save_readbacks(st, providers, &report.domains, now)?;
+        report.saved_limits = save_readbacks(st, providers, &sink.not_stored, now)?;
     }
-    if apply {
-        let mut updated = ledger.clone();
-        for o in &report.domains {
-            if let Some(desired) = desired_by_domain.get(&o.domain) {
-                updated.record(desired, o);
-            }
-        }
+    if let Some((updates, _)) = sink.updates {
         // Only the entries this run changed are saved: runs at the same time
         // elsewhere keep theirs.
-        let changes = ledger.changes_to(&updated);
+        let changes = updates.into_changes();
         if !changes.is_empty() {
             match store.filter(|s| s.keeps_ledger()) {
                 Some(st) => Ledger::update_in(st, &changes)?,
@@ -573,16 +637,16 @@ fn finish(
             }
         }
     }
-    if apply && let Some(st) = store {
+    if apply && let (Some(st), Some(succeeded)) = (store, &sink.succeeded) {
         let by_name: BTreeMap<&Fqdn, &Domain> = domains.iter().map(|d| (&d.name, *d)).collect();
-        for o in report.domains.iter().filter(|o| o.error.is_none()) {
-            if let Some(d) = by_name.get(&o.domain) {
+        for name in succeeded {
+            if let Some(d) = by_name.get(name) {
                 let max_bits = max_bits_for(&d.account, providers, Some(st))?;
                 after_publish(st, d, max_bits, now).map_err(keys_error)?;
             }
         }
     }
-    report.summary = summarize(&report.domains);
+    report.summary = sink.summary;
     Ok(())
 }
 
@@ -619,31 +683,26 @@ fn save_readbacks(
     Ok(limits)
 }
 
-fn summarize(outcomes: &[DomainOutcome]) -> Summary {
-    let mut s = Summary {
-        domains: outcomes.len(),
-        ..Summary::default()
-    };
-    for o in outcomes {
-        if o.error.is_some() {
-            s.failed += 1;
-        }
-        s.applied += o.applied;
-        if o.pending && o.error.is_none() {
-            s.handed_over += o.plan.as_ref().map_or(0, |p| p.changes.len());
-        }
-        if let Some(p) = &o.plan {
-            s.in_sync += p.in_sync;
-            for c in &p.changes {
-                match c.action {
-                    Action::Create => s.create += 1,
-                    Action::Update => s.update += 1,
-                    Action::Delete => s.delete += 1,
-                }
+/// Adds one domain's outcome to the counts.
+fn count(s: &mut Summary, o: &DomainOutcome) {
+    s.domains += 1;
+    if o.error.is_some() {
+        s.failed += 1;
+    }
+    s.applied += o.applied;
+    if o.pending && o.error.is_none() {
+        s.handed_over += o.plan.as_ref().map_or(0, |p| p.changes.len());
+    }
+    if let Some(p) = &o.plan {
+        s.in_sync += p.in_sync;
+        for c in &p.changes {
+            match c.action {
+                Action::Create => s.create += 1,
+                Action::Update => s.update += 1,
+                Action::Delete => s.delete += 1,
             }
         }
     }
-    s
 }
 
 /// How [`wait`] is shown while it runs (the face's bars or log lines).
@@ -733,6 +792,60 @@ mod tests {
             querier: Querier::new(QueryOptions::default()),
             now: Utc::now(),
         }
+    }
+
+    /// `run_each` hands each domain's outcome on in configuration order as
+    /// soon as it is known, and keeps none of them: when the first domain's
+    /// outcome arrives, the last domain is not written yet (the zone-file
+    /// host takes one domain at a time), and the report has no domains.
+    #[tokio::test]
+    async fn each_outcome_is_handed_on_in_order_as_soon_as_it_is_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let mut text = format!(
+            "state_dir = \"{d}/state\"\n[accounts.z]\nprovider = \"zonefile\"\npath = \"{d}/zone.db\"\n"
+        );
+        // Listed out of name order: configuration order is by name.
+        for i in [3, 0, 5, 1, 4, 2] {
+            text.push_str(&format!(
+                "[domains.\"d{i}.example.com\"]\naccount = \"z\"\nspf = \"v=spf1 ip4:192.0.2.{i} -all\"\n"
+            ));
+        }
+        let config = crate::config::parse(&text, &dir.path().join("maildns.toml")).unwrap();
+        let zone = Fqdn::parse("example.com").unwrap();
+        let mut providers = Providers::new();
+        providers.insert(
+            "z".into(),
+            Arc::new(ZoneFiles::new(&dir.path().join("zone.db"), &[zone], true).unwrap()),
+        );
+        let zone_file = dir.path().join("zone.db");
+        std::fs::create_dir_all(dir.path().join("state")).unwrap();
+        let mut seen = Vec::new();
+        let mut each = |o: DomainOutcome| {
+            if seen.is_empty() {
+                let held = std::fs::read_to_string(&zone_file).unwrap_or_default();
+                assert!(!held.contains("192.0.2.5"), "{held}");
+            }
+            assert!(o.error.is_none(), "{:?}", o.error);
+            seen.push((o.domain.to_string(), o.applied));
+        };
+        let apply = options(Mode::Apply);
+        let report = run_each(&config, &providers, None, &apply, &mut each)
+            .await
+            .unwrap();
+        let want: Vec<(String, usize)> = (0..6).map(|i| (format!("d{i}.example.com"), 1)).collect();
+        assert_eq!(seen, want);
+        assert!(report.domains.is_empty());
+        let s = &report.summary;
+        assert_eq!((s.domains, s.create, s.applied, s.failed), (6, 6, 6, 0));
+        let zone_text = std::fs::read_to_string(&zone_file).unwrap();
+        assert!(zone_text.contains("192.0.2.5"), "{zone_text}");
+        // Nothing left to do; `run` keeps every outcome, in the same order.
+        let again = run(&config, &providers, None, &apply).await.unwrap();
+        let names: Vec<String> = again.domains.iter().map(|o| o.domain.to_string()).collect();
+        let want: Vec<String> = want.into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, want);
+        assert_eq!((again.summary.in_sync, again.pending()), (6, 0));
     }
 
     /// `plan` and `publish` called as a library: no face, no environment.

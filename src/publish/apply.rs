@@ -5,7 +5,8 @@
 //! planned first, and one is written right after its own read only once no
 //! plan still to come can cross the threshold (see [`DeletionBudget`]; with
 //! `--force`, or after enough domains were read, reads and writes overlap);
-//! the others are written after every domain is planned. Domains run
+//! the ones read before are written from then on, or, when the run crosses
+//! the threshold, not at all. Domains run
 //! concurrently, up to each account's declared concurrency cap; one domain's
 //! failure does not stop the others. Every write is idempotent: a second run
 //! finds everything in sync and writes nothing. Every set written is read back
@@ -142,7 +143,25 @@ pub async fn run_checked(
     opts: Options,
     served: Option<ServedCheck>,
 ) -> Vec<DomainOutcome> {
+    let mut out = Vec::with_capacity(jobs.len());
+    run_each(jobs, providers, opts, served, &mut |o| out.push(o)).await;
+    out
+}
+
+/// Like [`run_checked`], handing each outcome to `each` as soon as it and
+/// those of every job before it are known (in job order), instead of
+/// keeping them all: a run's memory then follows the domains in flight, not
+/// the number of domains. (A domain kept for the second phase, see the
+/// module's documentation, holds back the ones after it until it is written.)
+pub async fn run_each(
+    jobs: Vec<DomainJob>,
+    providers: &BTreeMap<String, Arc<dyn Provider>>,
+    opts: Options,
+    served: Option<ServedCheck>,
+    each: &mut (dyn FnMut(DomainOutcome) + Send),
+) {
     let served = served.map(Arc::new);
+    let mut ordered = InOrder::new(each);
     let caps: BTreeMap<String, usize> = providers
         .iter()
         .map(|(name, p)| (name.clone(), p.profile().concurrency.max(1)))
@@ -151,59 +170,141 @@ pub async fn run_checked(
     let zones = ZoneCache::default();
     let managed: usize = jobs.iter().map(|job| job.desired.len()).sum();
     let budget = Arc::new(DeletionBudget::new(managed, opts));
+    // The domains read and planned while the run could still cross the
+    // deletion threshold, with their place in the job order.
+    // (Boxed: a plan with its RRsets is large, and only some are held.)
+    let mut held: Vec<(usize, Box<Planned>)> = Vec::new();
 
     // Phase 1: read and plan every domain (one read of the zone's RRsets per
     // domain); write it at once when no plan still to come can cross the
-    // deletion threshold, else keep it for phase 2.
-    let first = for_each(jobs, providers, &caps, |job, provider| {
-        let zones = zones.clone();
-        let budget = budget.clone();
-        let served = served.clone();
-        async move {
-            let zone = match zones.resolve(provider.as_ref(), &job).await {
-                Ok(z) => z,
-                Err(e) => {
-                    budget.read(&job, None);
-                    return First::Planned((job, None, Err(DomainError::Provider(e))));
-                }
-            };
-            let result = read_and_plan(provider.as_ref(), &zone, &job).await;
-            let safe = budget.read(&job, result.as_ref().ok().map(|r| r.plan.deletions()));
-            match result {
-                Ok(read) if safe && opts.mode == Mode::Apply => {
-                    // Its own task, so that a panic while writing still
-                    // reports the plan (as phase 2 does).
-                    let plan = read.plan.clone();
-                    let served = served.filter(|_| provider.profile().serves_at_once);
-                    let (job2, zone2) = (job.clone(), zone.clone());
-                    let task = tokio::spawn(async move {
-                        let mut outcome = DomainOutcome::new(&job2, Some(&zone2));
-                        let check = served.as_deref();
-                        write_domain(provider.as_ref(), &zone2, &job2, read, check, &mut outcome)
-                            .await;
-                        outcome
-                    });
-                    First::Done(match task.await {
-                        Ok(outcome) => outcome,
-                        Err(e) => {
-                            let message = if e.is_panic() {
-                                "it panicked".to_string()
-                            } else {
-                                e.to_string()
-                            };
-                            tracing::error!("{}: a domain task failed: {message}", job.account);
-                            let mut outcome = DomainOutcome::new(&job, Some(&zone));
-                            outcome.plan = Some(plan);
-                            outcome.error = Some(DomainError::Task { message });
-                            outcome
+    // deletion threshold, else hold it. The domains held are written (or,
+    // planning only, reported) as soon as the threshold can no longer be
+    // crossed, so that neither they nor the outcomes after them wait for the
+    // end of the reads; the ones still held then go to phase 2.
+    let jobs = jobs.into_iter().map(Work::Read).collect();
+    for_each(
+        jobs,
+        providers,
+        &caps,
+        |work, provider| {
+            let zones = zones.clone();
+            let budget = budget.clone();
+            let served = served.clone();
+            async move {
+                let job = match work {
+                    Work::Read(job) => job,
+                    Work::Write(planned) => {
+                        let (job, zone, result) = *planned;
+                        let mut outcome = DomainOutcome::new(&job, zone.as_ref());
+                        match (result, &zone) {
+                            (Ok(read), Some(zone)) => {
+                                let check = served
+                                    .as_deref()
+                                    .filter(|_| provider.profile().serves_at_once);
+                                write_domain(
+                                    provider.as_ref(),
+                                    zone,
+                                    &job,
+                                    read,
+                                    check,
+                                    &mut outcome,
+                                )
+                                .await;
+                            }
+                            (Ok(read), None) => outcome.plan = Some(read.plan),
+                            (Err(e), _) => outcome.error = Some(e),
                         }
-                    })
+                        return First::Done(outcome);
+                    }
+                };
+                let zone = match zones.resolve(provider.as_ref(), &job).await {
+                    Ok(z) => z,
+                    Err(e) => {
+                        budget.read(&job, None);
+                        return First::Planned((job, None, Err(DomainError::Provider(e))));
+                    }
+                };
+                let result = read_and_plan(provider.as_ref(), &zone, &job).await;
+                let safe = budget.read(&job, result.as_ref().ok().map(|r| r.plan.deletions()));
+                match result {
+                    Ok(read) if safe && opts.mode == Mode::Apply => {
+                        // Its own task, so that a panic while writing still
+                        // reports the plan (as phase 2 does).
+                        let plan = read.plan.clone();
+                        let served = served.filter(|_| provider.profile().serves_at_once);
+                        let (job2, zone2) = (job.clone(), zone.clone());
+                        let task = tokio::spawn(async move {
+                            let mut outcome = DomainOutcome::new(&job2, Some(&zone2));
+                            let check = served.as_deref();
+                            write_domain(
+                                provider.as_ref(),
+                                &zone2,
+                                &job2,
+                                read,
+                                check,
+                                &mut outcome,
+                            )
+                            .await;
+                            outcome
+                        });
+                        First::Done(match task.await {
+                            Ok(outcome) => outcome,
+                            Err(e) => {
+                                let message = if e.is_panic() {
+                                    "it panicked".to_string()
+                                } else {
+                                    e.to_string()
+                                };
+                                tracing::error!("{}: a domain task failed: {message}", job.account);
+                                let mut outcome = DomainOutcome::new(&job, Some(&zone));
+                                outcome.plan = Some(plan);
+                                outcome.error = Some(DomainError::Task { message });
+                                outcome
+                            }
+                        })
+                    }
+                    Ok(mut read) => {
+                        if opts.mode == Mode::Plan {
+                            // Only an apply needs the sets as read.
+                            read.observed = ZoneSets::default();
+                        }
+                        First::Planned((job, Some(zone), Ok(read)))
+                    }
+                    result => First::Planned((job, Some(zone), result)),
                 }
-                result => First::Planned((job, Some(zone), result)),
             }
-        }
-    })
+        },
+        |i, f| {
+            match f {
+                First::Done(o) => ordered.done(i, o),
+                // A failure is reported as it is, whatever the threshold.
+                First::Planned((job, zone, Err(e))) => {
+                    let mut outcome = DomainOutcome::new(&job, zone.as_ref());
+                    outcome.error = Some(e);
+                    ordered.done(i, outcome);
+                }
+                First::Planned(p) => held.push((i, Box::new(p))),
+            }
+            if held.is_empty() || !budget.safe() {
+                return Vec::new();
+            }
+            held.sort_by_key(|(i, _)| *i);
+            match opts.mode {
+                Mode::Apply => held.drain(..).map(|(i, p)| (i, Work::Write(p))).collect(),
+                Mode::Plan => {
+                    for (i, planned) in held.drain(..) {
+                        let (job, zone, result) = *planned;
+                        let mut outcome = DomainOutcome::new(&job, zone.as_ref());
+                        outcome.plan = result.ok().map(|r| r.plan);
+                        ordered.done(i, outcome);
+                    }
+                    Vec::new()
+                }
+            }
+        },
+    )
     .await;
+    let planned = held;
 
     let deletions = budget.deletions();
     let over = budget.over();
@@ -212,18 +313,12 @@ pub async fn run_checked(
     // the run is over the threshold: each domain then reports its plan, the
     // ones with deletions the refusal).
     let write = opts.mode == Mode::Apply && !over;
-    let mut out: Vec<Option<DomainOutcome>> = Vec::with_capacity(first.len());
-    let mut planned = Vec::new();
-    for f in first {
-        match f {
-            First::Done(o) => out.push(Some(o)),
-            First::Planned(p) => {
-                out.push(None);
-                planned.push(p);
-            }
-        }
-    }
-    let mut second = for_each(
+    let mut planned = planned;
+    // In job order (phase 1 gives them in the order they were read).
+    planned.sort_by_key(|(i, _)| *i);
+    let (slots, planned): (Vec<usize>, Vec<Planned>) =
+        planned.into_iter().map(|(i, p)| (i, *p)).unzip();
+    for_each(
         planned,
         providers,
         &caps,
@@ -255,12 +350,39 @@ pub async fn run_checked(
                 outcome
             }
         },
+        |k, o| {
+            ordered.done(slots[k], o);
+            Vec::new()
+        },
     )
-    .await
-    .into_iter();
-    out.into_iter()
-        .filter_map(|o| o.or_else(|| second.next()))
-        .collect()
+    .await;
+}
+
+/// Hands outcomes on in job order: each one as soon as those before it are
+/// handed on; the ones that finish early wait here.
+struct InOrder<'a> {
+    each: &'a mut (dyn FnMut(DomainOutcome) + Send),
+    next: usize,
+    ready: BTreeMap<usize, DomainOutcome>,
+}
+
+impl<'a> InOrder<'a> {
+    fn new(each: &'a mut (dyn FnMut(DomainOutcome) + Send)) -> Self {
+        InOrder {
+            each,
+            next: 0,
+            ready: BTreeMap::new(),
+        }
+    }
+
+    /// Job `i` has its outcome.
+    fn done(&mut self, i: usize, o: DomainOutcome) {
+        self.ready.insert(i, o);
+        while let Some(o) = self.ready.remove(&self.next) {
+            (self.each)(o);
+            self.next += 1;
+        }
+    }
 }
 
 /// What phase 1 of [`run_checked`] did with a domain.
@@ -271,9 +393,38 @@ enum First {
     Planned(Planned),
 }
 
-impl From<Unrun<DomainJob>> for First {
-    fn from(u: Unrun<DomainJob>) -> Self {
-        First::Planned(Planned::from(u))
+/// What phase 1 of [`run_checked`] does with a domain: read and plan it, or
+/// write a domain read and planned while the threshold could still be crossed.
+/// (Boxed: the queue of every domain's work is as long as the run, and a plan
+/// with its RRsets is several times the size of a job.)
+#[derive(Clone)]
+enum Work {
+    Read(DomainJob),
+    Write(Box<Planned>),
+}
+
+impl HasAccount for Work {
+    fn account(&self) -> &str {
+        match self {
+            Work::Read(job) => &job.account,
+            Work::Write(p) => &p.0.account,
+        }
+    }
+}
+
+impl From<Unrun<Work>> for First {
+    fn from(u: Unrun<Work>) -> Self {
+        match u {
+            Unrun::Missing(Work::Read(job)) => First::Planned(Planned::from(Unrun::Missing(job))),
+            Unrun::Failed(Work::Read(job), m) => {
+                First::Planned(Planned::from(Unrun::Failed(job, m)))
+            }
+            // A write task that failed: its plan, and how much it wrote is unknown.
+            Unrun::Missing(Work::Write(p)) => First::Done(DomainOutcome::from(Unrun::Missing(*p))),
+            Unrun::Failed(Work::Write(p), m) => {
+                First::Done(DomainOutcome::from(Unrun::Failed(*p, m)))
+            }
+        }
     }
 }
 
@@ -341,6 +492,14 @@ impl DeletionBudget {
         let mut s = self.lock();
         s.0 += deletions.unwrap_or(0);
         s.1 = s.1.saturating_sub(job.desired.len());
+        !self.crosses(s.0 + s.1)
+    }
+
+    /// True when no plan still to come can make the run cross the threshold
+    /// (once true, it stays true: what is planned and what is unread only
+    /// shrink together).
+    fn safe(&self) -> bool {
+        let s = self.lock();
         !self.crosses(s.0 + s.1)
     }
 
@@ -574,9 +733,10 @@ impl<A, B> HasAccount for (DomainJob, A, B) {
     }
 }
 
-/// Runs `f` on every item concurrently, at most its account's cap at a time.
-/// An item whose account has no provider, or whose task panics or is
-/// cancelled, still gets an outcome ([`Unrun`]): one out per item, in order.
+/// Runs `f` on every item concurrently, at most its account's cap at a time,
+/// handing each item's output to `done` with the item's index as soon as it
+/// is known; the items `done` returns (each with its index) are run next. An item whose account has no provider, or whose task panics or
+/// is cancelled, still gets an output ([`Unrun`]): one per item.
 ///
 /// An item's task is spawned only when its account has room (the next one
 /// when one of the account's tasks ends), so memory follows the caps, not the
@@ -588,14 +748,13 @@ async fn for_each<I, O, F, Fut>(
     providers: &BTreeMap<String, Arc<dyn Provider>>,
     caps: &BTreeMap<String, usize>,
     f: F,
-) -> Vec<O>
-where
+    mut done: impl FnMut(usize, O) -> Vec<(usize, I)>,
+) where
     I: HasAccount + Clone + Send + 'static,
     O: Send + 'static + From<Unrun<I>>,
     F: Fn(I, Arc<dyn Provider>) -> Fut,
     Fut: std::future::Future<Output = O> + Send + 'static,
 {
-    let mut out: Vec<Option<O>> = Vec::with_capacity(items.len());
     // Per account: the items not started yet (with their index), in order,
     // and how many of its tasks run.
     let mut queued: BTreeMap<String, (std::collections::VecDeque<(usize, I)>, usize)> =
@@ -604,9 +763,9 @@ where
         if providers.contains_key(item.account()) {
             let queue = queued.entry(item.account().to_string()).or_default();
             queue.0.push_back((i, item));
-            out.push(None);
         } else {
-            out.push(Some(O::from(Unrun::Missing(item))));
+            // (A missing account's item never brings more items.)
+            let _ = done(i, O::from(Unrun::Missing(item)));
         }
     }
     let mut run = Running {
@@ -628,8 +787,8 @@ where
             continue;
         };
         let account = item.account().to_string();
-        match r {
-            Ok((_, o)) => out[i] = Some(o),
+        let more = match r {
+            Ok((_, o)) => done(i, o),
             Err(e) => {
                 let message = if e.is_panic() {
                     "it panicked".to_string()
@@ -637,17 +796,33 @@ where
                     e.to_string()
                 };
                 tracing::error!("{account}: a domain task failed: {message}");
-                out[i] = Some(O::from(Unrun::Failed(item, message)));
+                done(i, O::from(Unrun::Failed(item, message)))
             }
-        }
-        if let Some((queue, running)) = queued.get_mut(&account) {
+        };
+        if let Some((_, running)) = queued.get_mut(&account) {
             *running -= 1;
-            if run.start(queue, providers, &f) {
-                *running += 1;
+        }
+        // Items brought by an output run before the ones still queued.
+        let mut touched = BTreeMap::new();
+        for (i, item) in more.into_iter().rev() {
+            let acct = item.account().to_string();
+            queued
+                .entry(acct.clone())
+                .or_default()
+                .0
+                .push_front((i, item));
+            touched.insert(acct, ());
+        }
+        touched.insert(account, ());
+        for acct in touched.keys() {
+            let cap = caps.get(acct).copied().unwrap_or(1).max(1);
+            if let Some((queue, running)) = queued.get_mut(acct) {
+                while *running < cap && run.start(queue, providers, &f) {
+                    *running += 1;
+                }
             }
         }
     }
-    out.into_iter().flatten().collect()
 }
 
 /// The tasks [`for_each`] runs, and a copy of each one's item (with its
@@ -1116,9 +1291,11 @@ mod tests {
         let at = |e: &str| events.iter().position(|x| x == e).unwrap();
         // 8 managed names, at most 4 deletions: after b's read, c and d can
         // delete 4 at most, so b is written before c is read; a, read while 6
-        // unread names could still be deleted, waits for the end of the reads.
+        // unread names could still be deleted, waits until then (b's read),
+        // and no longer (its outcome is not held until the end of the reads).
         assert!(at("write b.example") < at("read c.example"), "{events:?}");
-        assert!(at("write a.example") > at("read d.example"), "{events:?}");
+        assert!(at("write a.example") > at("read b.example"), "{events:?}");
+        assert!(at("write a.example") < at("read c.example"), "{events:?}");
         // With --force every domain is written right after its own read.
         let host = holding(&domains);
         let jobs: Vec<DomainJob> = domains.iter().map(|d| spf_and_dmarc(d)).collect();

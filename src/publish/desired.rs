@@ -37,7 +37,13 @@ pub fn for_domain(
     domain: &Domain,
     dkim: &[DkimEntry],
 ) -> Result<Vec<Desired>, maildns_providers::NameError> {
-    let mut out = Vec::new();
+    // Exactly as many as there are names: a run holds every domain's job.
+    let mut out = Vec::with_capacity(
+        usize::from(domain.spf.is_some())
+            + dkim.len()
+            + usize::from(domain.dmarc.is_some())
+            + usize::from(domain.adsp.is_some()),
+    );
     let one = |name: Fqdn, kind: RecordKind, record: TxtRecord| Desired {
         name,
         kind,

@@ -244,9 +244,12 @@ impl Ledger {
             RecordKind::Adsp => domain.adsp.is_some(),
             RecordKind::Dkim => true,
         };
+        // This domain's entries only (keys are in (domain, kind) order): a
+        // run of many domains does not scan the whole ledger for each one.
         self.entries
-            .values()
-            .filter(|e| e.domain == domain.name)
+            .range((domain.name.clone(), String::new())..)
+            .take_while(|((d, _), _)| *d == domain.name)
+            .map(|(_, e)| e)
             .filter_map(|e| {
                 let kind = kind_of(&e.kind)?;
                 (!configured(kind)).then(|| Desired {
@@ -265,26 +268,95 @@ impl Ledger {
     /// every value of `desired` is now published and every retraction done; for
     /// one that failed, only the changes applied before the failure count.
     pub fn record(&mut self, desired: &[Desired], outcome: &DomainOutcome) {
+        record_into(desired, outcome, |key, entry| match entry {
+            Some(e) => {
+                self.entries.insert(key, e);
+            }
+            None => {
+                self.entries.remove(&key);
+            }
+        });
+    }
+
+    /// The ledger as a run updates it, kept as the entries it changed over
+    /// this one (a run of many domains does not copy the whole ledger).
+    pub fn updates(&self) -> Updates<'_> {
+        Updates {
+            read: self,
+            changed: BTreeMap::new(),
+        }
+    }
+}
+
+/// A ledger as read and what a run changed in it ([`Ledger::updates`]).
+#[derive(Debug)]
+pub struct Updates<'a> {
+    read: &'a Ledger,
+    /// Entries set (`None`: removed) by the run.
+    changed: BTreeMap<(Fqdn, String), Option<Entry>>,
+}
+
+impl Updates<'_> {
+    /// [`Ledger::record`] on the ledger as updated so far.
+    pub fn record(&mut self, desired: &[Desired], outcome: &DomainOutcome) {
+        let read = self.read;
+        record_into(desired, outcome, |key, entry| {
+            // An entry set back to what was read is no change (a run that
+            // changes nothing keeps nothing here).
+            if entry.as_ref() == read.entries.get(&key) {
+                self.changed.remove(&key);
+            } else {
+                self.changed.insert(key, entry);
+            }
+        });
+    }
+
+    /// The changes from the ledger as read to the ledger as updated, as
+    /// [`Ledger::changes_to`] gives them (in (domain, kind) order).
+    pub fn changes(&self) -> Vec<Change> {
+        self.changed
+            .iter()
+            .filter_map(|(key, entry)| match (entry, self.read.entries.get(key)) {
+                (Some(e), read) if read != Some(e) => Some(Change::Put(e.clone())),
+                (None, Some(read)) => Some(Change::Remove(read.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// [`Self::changes`], moving the entries out instead of copying them.
+    pub fn into_changes(self) -> Vec<Change> {
+        let read = self.read;
+        self.changed
+            .into_iter()
+            .filter_map(|(key, entry)| match (entry, read.entries.get(&key)) {
+                (Some(e), read) if read != Some(&e) => Some(Change::Put(e)),
+                (None, Some(read)) => Some(Change::Remove(read.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// What [`Ledger::record`] sets: each (domain, kind) key to its new entry
+/// (`None`: removed), given to `put`.
+fn record_into(
+    desired: &[Desired],
+    outcome: &DomainOutcome,
+    mut put: impl FnMut((Fqdn, String), Option<Entry>),
+) {
+    {
         let domain = &outcome.domain;
         let mut set = |kind: RecordKind, name: &Fqdn, value: Option<&TxtRecord>| {
             let Some(k) = kind_key(kind) else { return };
             let key = (domain.clone(), k.to_string());
-            match value {
-                Some(v) => {
-                    self.entries.insert(
-                        key,
-                        Entry {
-                            domain: domain.clone(),
-                            kind: k.to_string(),
-                            name: name.clone(),
-                            value: v.value_lossy(),
-                        },
-                    );
-                }
-                None => {
-                    self.entries.remove(&key);
-                }
-            }
+            let entry = value.map(|v| Entry {
+                domain: domain.clone(),
+                kind: k.to_string(),
+                name: name.clone(),
+                value: v.value_lossy(),
+            });
+            put(key, entry);
         };
         if outcome.error.is_none() && outcome.plan.is_some() {
             for d in desired {
@@ -434,6 +506,36 @@ mod tests {
         // A removal of a value the entry no longer holds removes nothing.
         applied.apply(&[Change::Remove(entry("b.example", "spf", "v=spf1 mx -all"))]);
         assert_eq!(applied, after);
+    }
+
+    #[test]
+    fn updates_give_the_changes_of_a_copy_recorded_alike() {
+        // As read: an SPF that stays, one that the run removes (the domain no
+        // longer configures it) and another domain's entry the run leaves.
+        let with = domain(Some("v=spf1 -all"));
+        let without = domain(None);
+        let read = Ledger::from_entries([
+            entry("example.com", "spf", "v=spf1 mx -all"),
+            entry("other.example", "spf", "v=spf1 -all"),
+        ]);
+        for d in [&with, &without] {
+            let outcome = ok_outcome(Plan::default());
+            let mut desired = crate::publish::for_domain(d, &[]).unwrap();
+            desired.extend(read.retractions(d));
+            let mut copy = read.clone();
+            copy.record(&desired, &outcome);
+            let mut updates = read.updates();
+            updates.record(&desired, &outcome);
+            assert_eq!(updates.changes(), read.changes_to(&copy));
+            assert!(!updates.changes().is_empty());
+            assert_eq!(updates.into_changes(), read.changes_to(&copy));
+        }
+        // Recording what is already there changes nothing.
+        let same = Ledger::from_entries([entry("example.com", "spf", "v=spf1 -all")]);
+        let mut updates = same.updates();
+        let desired = crate::publish::for_domain(&with, &[]).unwrap();
+        updates.record(&desired, &ok_outcome(Plan::default()));
+        assert!(updates.changes().is_empty());
     }
 
     #[test]

@@ -10,7 +10,9 @@ pub mod pacing;
 pub mod plan;
 pub mod readback;
 
-pub use apply::{DomainError, DomainJob, DomainOutcome, Mode, Options, run_checked, run_jobs};
+pub use apply::{
+    DomainError, DomainJob, DomainOutcome, Mode, Options, run_checked, run_each, run_jobs,
+};
 pub use checks::checks_for_plan;
 pub use desired::{DkimEntry, for_domain, selector_name};
 pub use ledger::Ledger;

@@ -243,6 +243,12 @@ fn colon_list<T>(v: &str, item: impl Fn(&str) -> Option<T>) -> Option<Vec<T>> {
     v.split(':').map(|i| item(i.trim())).collect()
 }
 
+/// `v` without its spare capacity.
+fn shrunk<T>(mut v: Vec<T>) -> Vec<T> {
+    v.shrink_to_fit();
+    v
+}
+
 fn uri_list(v: &str) -> Option<Vec<ReportUri>> {
     v.split(',')
         .map(|item| {
@@ -333,8 +339,9 @@ impl Dmarc {
                     i.eq_ignore_ascii_case("afrf").then_some(ReportFormat::Afrf)
                 })
                 .map(|l| d.rf = l),
-                "rua" => uri_list(v).map(|l| d.rua = l),
-                "ruf" => uri_list(v).map(|l| d.ruf = l),
+                // A configuration holds one per domain: no room to grow kept.
+                "rua" => uri_list(v).map(|l| d.rua = shrunk(l)),
+                "ruf" => uri_list(v).map(|l| d.ruf = shrunk(l)),
                 "psd" => match v.to_ascii_lowercase().as_str() {
                     "y" => Some(Psd::Yes),
                     "n" => Some(Psd::No),

@@ -146,6 +146,16 @@ pub const RULES: &[Rule] = &[
         kind: None,
         severity: Severity::Error,
     },
+    Rule {
+        code: "ttl-below-host-minimum",
+        kind: None,
+        severity: Severity::Error,
+    },
+    Rule {
+        code: "ttl-above-host-maximum",
+        kind: None,
+        severity: Severity::Error,
+    },
 ];
 
 /// The rule with this code.

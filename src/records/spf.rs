@@ -340,6 +340,8 @@ impl Spf {
             }
             at += word.len() + 1;
         }
+        // A configuration holds one per domain: no room to grow kept.
+        terms.shrink_to_fit();
         Ok(Spf { terms })
     }
 

@@ -15,6 +15,7 @@ mod faults;
 mod first_keys;
 mod gate;
 mod host_cycle;
+mod host_ttl_limits;
 mod hosts_linode;
 mod hosts_ovh;
 mod hosts_porkbun_netcup_ionos;

@@ -518,8 +518,19 @@ fn parse_token(body: &[u8]) -> Result<TokenResponse, Error> {
         )
     };
     let t: TokenResponse = serde_json::from_slice(body).map_err(|e| {
-        // serde_json names line and column and the expected shape, never the text.
-        proto(&e.to_string())
+        // serde_json names line, column and the expected shape; its "invalid
+        // type"/"invalid value" messages also quote the value found (a token
+        // where a number was expected, say), so those are told without it.
+        let m = e.to_string();
+        if m.starts_with("invalid type") || m.starts_with("invalid value") {
+            proto(&format!(
+                "a value of the wrong type or form at line {} column {}",
+                e.line(),
+                e.column()
+            ))
+        } else {
+            proto(&m)
+        }
     })?;
     if t.access_token.is_empty() {
         return Err(proto("empty access_token"));
@@ -531,6 +542,24 @@ fn parse_token(body: &[u8]) -> Result<TokenResponse, Error> {
         return Err(proto("token_type is not Bearer"));
     }
     Ok(t)
+}
+
+/// The module's private parsers, for the fuzz target `host_azure_token` and
+/// the answer-parser property tests only: hidden from the documentation and
+/// not part of the API (they may change without notice).
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses a token endpoint answer exactly as the adapter does; on success
+    /// the token's `expires_in`, in seconds (the token itself never leaves the
+    /// parser).
+    ///
+    /// # Errors
+    /// As the adapter's parser: [`crate::ErrorKind::Protocol`] for an answer
+    /// that is not the documented shape, an empty token or a token type other
+    /// than Bearer; the message never quotes the body.
+    pub fn parse_token(body: &[u8]) -> Result<u64, crate::Error> {
+        super::parse_token(body).map(|t| t.expires_in)
+    }
 }
 
 #[derive(Deserialize)]

@@ -203,15 +203,7 @@ impl Bunny {
     /// [`ErrorKind::Config`] when the key is empty or the base URL is not https
     /// (plain http only to loopback).
     pub fn new(config: Config, policy: RetryPolicy) -> Result<Self, Error> {
-        if config.access_key.is_empty() {
-            return Err(Error::new(
-                KIND,
-                Operation::Authenticate,
-                None,
-                ErrorKind::Config,
-                "the API key is empty",
-            ));
-        }
+        super::require_nonempty(KIND, config.access_key.is_empty(), "API key")?;
         Ok(Bunny {
             http: HttpClient::new(KIND, &config.base_url, policy, map_error)?,
             access_key: config.access_key,

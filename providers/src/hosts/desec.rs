@@ -198,15 +198,7 @@ impl Desec {
     /// [`ErrorKind::Config`] when the token is empty or the base URL is not https
     /// (plain http only to loopback).
     pub fn new(config: Config, policy: RetryPolicy) -> Result<Self, Error> {
-        if config.token.is_empty() {
-            return Err(Error::new(
-                KIND,
-                Operation::Authenticate,
-                None,
-                ErrorKind::Config,
-                "the API token is empty",
-            ));
-        }
+        super::require_nonempty(KIND, config.token.is_empty(), "API token")?;
         Ok(Desec {
             http: HttpClient::new(KIND, &config.base_url, policy, map_error)?
                 .with_retry_after_cap(config.max_retry_after),
@@ -304,9 +296,9 @@ impl Desec {
                 KIND,
                 op,
                 Some(name),
-                ErrorKind::Invalid,
+                ErrorKind::Limit(crate::LimitError::TtlTooLow { ttl, min }),
                 format!(
-                    "TTL {ttl} is below the minimum of {min} deSEC sets for domain {} (refused before sending)",
+                    "TTL {ttl} is below the minimum_ttl of {min} deSEC sets for domain {} (read from the domain; refused before sending)",
                     zone.id
                 ),
             ));

@@ -115,15 +115,7 @@ impl Gandi {
     /// [`ErrorKind::Config`] when the token is empty or the base URL is not https
     /// (plain http only to loopback).
     pub fn new(cfg: Config, policy: RetryPolicy) -> Result<Self, Error> {
-        if cfg.token.is_empty() {
-            return Err(Error::new(
-                KIND,
-                Operation::Authenticate,
-                None,
-                ErrorKind::Config,
-                "the personal access token is empty",
-            ));
-        }
+        super::require_nonempty(KIND, cfg.token.is_empty(), "personal access token")?;
         Ok(Gandi {
             http: HttpClient::new(KIND, &cfg.base_url, policy, map_error)?,
             token: cfg.token,

@@ -219,15 +219,7 @@ impl Hetzner {
     /// [`ErrorKind::Config`] when the token is empty or the base URL is not https
     /// (plain http only to loopback).
     pub fn new(config: Config, policy: RetryPolicy) -> Result<Self, Error> {
-        if config.token.is_empty() {
-            return Err(Error::new(
-                KIND,
-                Operation::Authenticate,
-                None,
-                ErrorKind::Config,
-                "the API token is empty",
-            ));
-        }
+        super::require_nonempty(KIND, config.token.is_empty(), "API token")?;
         Ok(Hetzner {
             http: HttpClient::new(KIND, &config.base_url, policy, map_error)?,
             token: config.token,

@@ -64,6 +64,25 @@ pub(crate) fn check_all(
     Ok(out)
 }
 
+/// The constructors' check of a required credential: [`crate::ErrorKind::Config`]
+/// saying that `what` (e.g. "API token") is empty when `empty`; the value
+/// itself is never shown.
+///
+/// # Errors
+/// That error, when `empty`.
+pub(crate) fn require_nonempty(kind: &'static str, empty: bool, what: &str) -> Result<(), Error> {
+    if empty {
+        return Err(Error::new(
+            kind,
+            Operation::Authenticate,
+            None,
+            crate::ErrorKind::Config,
+            format!("the {what} is empty"),
+        ));
+    }
+    Ok(())
+}
+
 /// Parses one TXT record that a host documents as quoted zone-file text
 /// (`"part1" "part2"`), refusing anything else: guessing where unquoted strings end
 /// could rewrite a value maildns does not own.

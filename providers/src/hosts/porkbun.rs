@@ -274,15 +274,11 @@ impl Porkbun {
     /// [`ErrorKind::Config`] when a key is empty or the base URL is not https
     /// (plain http only to loopback).
     pub fn new(config: Config, policy: RetryPolicy) -> Result<Self, Error> {
-        if config.api_key.is_empty() || config.secret_api_key.is_empty() {
-            return Err(Error::new(
-                KIND,
-                Operation::Authenticate,
-                None,
-                ErrorKind::Config,
-                "the API key or the secret API key is empty",
-            ));
-        }
+        super::require_nonempty(
+            KIND,
+            config.api_key.is_empty() || config.secret_api_key.is_empty(),
+            "API key or the secret API key",
+        )?;
         Ok(Porkbun {
             http: HttpClient::new(KIND, &config.base_url, policy, map_error)?,
             api_key: config.api_key,

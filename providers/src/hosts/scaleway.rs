@@ -279,15 +279,7 @@ impl Scaleway {
     /// [`ErrorKind::Config`] when the secret key is empty or the base URL is not
     /// https (plain http only to loopback).
     pub fn new(config: Config, policy: RetryPolicy) -> Result<Self, Error> {
-        if config.secret_key.is_empty() {
-            return Err(Error::new(
-                KIND,
-                Operation::Authenticate,
-                None,
-                ErrorKind::Config,
-                "the secret key is empty",
-            ));
-        }
+        super::require_nonempty(KIND, config.secret_key.is_empty(), "secret key")?;
         Ok(Scaleway {
             http: HttpClient::new(KIND, &config.base_url, policy, map_error)?,
             secret_key: config.secret_key,

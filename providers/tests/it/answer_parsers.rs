@@ -2,7 +2,8 @@
 //! godaddy, as the fuzz targets `host_<kind>` drive them (fuzz/fuzz_targets/):
 //! the committed seeds (fuzz/corpus/host_<kind>/) parse to what they hold, and
 //! arbitrary bytes, or seeds cut, spliced and mutated, give an answer or a
-//! protocol error naming the provider, never a panic.
+//! protocol error naming the provider, never a panic. Azure's token endpoint
+//! answer (`host_azure_token`) too, whose errors never quote the token.
 
 use std::path::PathBuf;
 
@@ -41,6 +42,7 @@ fn parse_all(data: &[u8]) {
         "azure",
         azure::parse_record_set(data, &name, Operation::Read).map(drop),
     );
+    check("azure", azure::fuzzing::parse_token(data).map(drop));
     check(
         "scaleway",
         scaleway::parse_records(data, "_dmarc", &name, Operation::Read).map(drop),
@@ -134,10 +136,28 @@ fn fuzz_seeds_parse_to_what_they_hold() {
     );
 }
 
-/// Every seed of the six targets, for the mutation strategies.
+/// The token seeds: a Bearer token and its lifetime; a token of another type,
+/// an empty token and an error answer refused as protocol errors.
+#[test]
+fn azure_token_seeds_parse_to_what_they_hold() {
+    let t = seeds("host_azure_token");
+    assert_eq!(azure::fuzzing::parse_token(&t[0]).unwrap(), 3599);
+    for (seed, says) in [
+        (&t[1], "token_type is not Bearer"),
+        (&t[2], "empty access_token"),
+        (&t[3], "missing field `access_token`"),
+    ] {
+        let e = azure::fuzzing::parse_token(seed).unwrap_err();
+        assert_eq!(e.kind, maildns_providers::ErrorKind::Protocol, "{e}");
+        assert!(e.message.contains(says), "{e}");
+    }
+}
+
+/// Every seed of the targets, for the mutation strategies.
 fn all_seeds() -> Vec<Vec<u8>> {
     [
         "host_azure",
+        "host_azure_token",
         "host_scaleway",
         "host_bunny",
         "host_dnsimple",
@@ -176,5 +196,57 @@ proptest! {
         let end = (start + cut).min(data.len());
         data.splice(start..end, insert);
         parse_all(&data);
+    }
+}
+
+/// A token as the endpoint might send one (base64url and dots), long enough
+/// that finding it in a message is no accident.
+fn token() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9_.-]{16,80}"
+}
+
+proptest! {
+    /// A well-formed answer gives its lifetime, whatever the token, the order
+    /// of the fields and the case of "Bearer".
+    #[test]
+    fn azure_token_answers_give_their_lifetime(
+        tok in token(),
+        expires in any::<u64>(),
+        kind in prop::sample::select(vec!["Bearer", "bearer", "BEARER"]),
+        typed in any::<bool>(),
+    ) {
+        let body = if typed {
+            format!(r#"{{"access_token":"{tok}","token_type":"{kind}","expires_in":{expires}}}"#)
+        } else {
+            format!(r#"{{"expires_in":{expires},"access_token":"{tok}"}}"#)
+        };
+        prop_assert_eq!(azure::fuzzing::parse_token(body.as_bytes()).unwrap(), expires);
+    }
+
+    /// An answer refused anywhere (another token type, a lifetime that is not
+    /// a number, the token where a number belongs, a cut body) is a protocol
+    /// error that never quotes the token.
+    #[test]
+    fn azure_token_errors_never_quote_the_token(
+        tok in token(),
+        how in 0usize..5,
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let body = match how {
+            0 => format!(r#"{{"token_type":"pop","expires_in":1,"access_token":"{tok}"}}"#),
+            1 => format!(r#"{{"expires_in":"{tok}","access_token":"{tok}"}}"#),
+            2 => format!(r#"{{"expires_in":1,"access_token":"{tok}","token_type":["{tok}"]}}"#),
+            3 => format!(r#"["{tok}"]"#),
+            _ => {
+                let whole = format!(r#"{{"expires_in":1,"access_token":"{tok}"}}"#);
+                let end = cut.index(whole.len() - 1);
+                whole[..end].to_string()
+            }
+        };
+        let e = azure::fuzzing::parse_token(body.as_bytes()).unwrap_err();
+        prop_assert_eq!(&e.kind, &maildns_providers::ErrorKind::Protocol);
+        prop_assert_eq!(e.provider, "azure");
+        let shown = format!("{e} {e:?}");
+        prop_assert!(!shown.contains(&tok), "{}", shown);
     }
 }

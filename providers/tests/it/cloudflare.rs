@@ -547,3 +547,32 @@ async fn a_ttl_only_change_patches_only_the_ttl() {
     );
     assert_eq!(fake.records("example.com")[0].ttl, 3600);
 }
+
+/// Cloudflare takes a TTL of 1 (automatic) or 60..=86400 and answers 400
+/// (code 9021 in a 1004 chain) otherwise: the fake does too, and the adapter
+/// refuses such a TTL before sending.
+#[tokio::test]
+async fn a_ttl_outside_60_to_86400_is_refused_by_host_and_before_sending() {
+    let (fake, cf, id) = setup().await;
+    let post = |ttl: u64| {
+        reqwest::Client::new()
+            .post(format!("{}/zones/{id}/dns_records", fake.base_url()))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"type":"TXT","name":"t.example.com","content":"\"x\"","ttl":ttl}))
+            .send()
+    };
+    for ttl in [30, 86_401] {
+        let resp = post(ttl).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 400);
+        let body = resp.text().await.unwrap();
+        assert!(
+            body.contains("9021") && body.contains("Invalid TTL"),
+            "{body}"
+        );
+    }
+    assert_eq!(post(60).await.unwrap().status().as_u16(), 200);
+    let zone = cf.find_zone(&n("example.com")).await.unwrap();
+    let before = fake.requests().len();
+    crate::expect_ttl_too_low(&cf, &zone, "u.example.com", 30, 60).await;
+    assert_eq!(fake.requests().len(), before, "nothing sent");
+}

@@ -139,7 +139,14 @@ async fn low_ttl_refused_before_sending_and_host_400_is_invalid() {
         .replace_txt(&zone, &n("t.example.com"), &set)
         .await
         .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Invalid);
+    assert_eq!(
+        e.kind,
+        ErrorKind::Limit(maildns_providers::LimitError::TtlTooLow {
+            ttl: 300,
+            min: 3600
+        }),
+        "{e}"
+    );
     assert!(fake.writes().is_empty());
     // Create behind the adapter's back between its read and its write: the host's 400.
     let resp = reqwest::Client::new()
@@ -293,8 +300,14 @@ async fn the_domains_own_minimum_ttl_decides() {
         )
         .await
         .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Invalid, "{e}");
-    assert!(e.message.contains("minimum of 900"), "{e}");
+    assert_eq!(
+        e.kind,
+        ErrorKind::Limit(maildns_providers::LimitError::TtlTooLow { ttl: 600, min: 900 }),
+        "{e}"
+    );
+    assert_eq!(e.name.as_deref(), Some("_dmarc.example.com"));
+    assert!(e.message.contains("minimum_ttl of 900"), "{e}");
+    assert!(e.message.contains("domain example.com"), "{e}");
     assert_eq!(fake.writes().len(), writes, "refused before sending");
     let domain_reads = fake
         .requests()

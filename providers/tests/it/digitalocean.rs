@@ -175,25 +175,29 @@ async fn unknown_zone_is_zone_not_found() {
 
 #[tokio::test]
 async fn unprocessable_is_invalid_with_hosts_message() {
-    let (_fake, d) = setup().await;
+    let (fake, d) = setup().await;
     let zone = d.find_zone(&n("example.com")).await.unwrap();
-    // TTL 10 passes no local check (min_ttl is the caller's business) but the host says 422.
-    let e = d
-        .replace_txt(
-            &zone,
-            &n("t.example.com"),
-            &TxtSet {
-                ttl: 10,
-                records: vec![TxtRecord::from_value("x")],
-            },
-        )
+    // The host refuses a TTL of 10 with 422 (the fake as strict as the host) ...
+    let resp = reqwest::Client::new()
+        .post(format!("{}/domains/example.com/records", fake.base_url()))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"type":"TXT","name":"t","data":"x","ttl":10}))
+        .send()
         .await
-        .unwrap_err();
-    assert_eq!((e.kind.clone(), e.status), (ErrorKind::Invalid, Some(422)));
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 422);
     assert!(
-        e.message.contains("record ttl must be greater than 30"),
-        "{e}"
+        resp.text()
+            .await
+            .unwrap()
+            .contains("record ttl must be greater than 30")
     );
+    // ... so the adapter refuses it before sending (the descriptor's
+    // documented minimum, 30).
+    let posts = |f: &FakeDigitalOcean| f.requests().iter().filter(|r| r.method == "POST").count();
+    let before = posts(&fake);
+    crate::expect_ttl_too_low(&d, &zone, "t.example.com", 10, 30).await;
+    assert_eq!(posts(&fake), before, "nothing sent");
 }
 
 #[tokio::test]

@@ -168,20 +168,26 @@ async fn zone_not_found() {
 
 #[tokio::test]
 async fn validation_error_lists_the_field() {
-    let (_fake, a) = setup().await;
+    let (fake, a) = setup().await;
     let zone = a.find_zone(&n("example.com")).await.unwrap();
-    // The profile says 300 is the minimum, but replace_txt only checks records; the host refuses.
-    let e = a
-        .replace_txt(&zone, &n("x.example.com"), &set(60, &[b"a"]))
+    // The host refuses a TTL of 60 (400 naming the field) ...
+    let resp = reqwest::Client::new()
+        .put(format!("{}/domains/example.com/records/x/TXT", fake.url))
+        .bearer_auth(PAT)
+        .json(&serde_json::json!({"rrset_ttl":60,"rrset_values":["\"a\""]}))
+        .send()
         .await
-        .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Invalid);
-    assert_eq!(e.status, Some(400));
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
     assert!(
-        e.message
-            .contains("rrset_ttl: rrset_ttl must be between 300"),
-        "{e}"
+        resp.text()
+            .await
+            .unwrap()
+            .contains("rrset_ttl must be between 300")
     );
+    // ... so the adapter refuses it before sending (Gandi's documented 300).
+    crate::expect_ttl_too_low(&a, &zone, "x.example.com", 60, 300).await;
+    assert_eq!(a.read_txt(&zone, &n("x.example.com")).await.unwrap(), None);
 }
 
 #[tokio::test]

@@ -256,16 +256,28 @@ async fn limits_are_enforced_before_sending_and_by_the_fake() {
         txt_at(&fake, "sel._domainkey"),
         [String::from_utf8(key).unwrap()]
     );
-    // A TTL under 600 passes no local check; the host's 422 names the field.
-    let e = d
-        .replace_txt(&zone, &n("t.example.com"), &set(300, &["x"]))
+    // A TTL under 600: the host's 422 names the field (the fake as strict as
+    // the host) ...
+    let resp = reqwest::Client::new()
+        .put(format!(
+            "{}/v1/domains/example.com/records/TXT/t",
+            fake.base_url()
+        ))
+        .header("authorization", format!("sso-key {KEY}:{SECRET}"))
+        .json(&serde_json::json!([{"data":"x","ttl":300}]))
+        .send()
         .await
-        .unwrap_err();
-    assert_eq!((e.kind.clone(), e.status), (ErrorKind::Invalid, Some(422)));
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 422);
+    let body = resp.text().await.unwrap();
     assert!(
-        e.message.contains("records[0].ttl") && e.message.contains("INVALID_BODY"),
-        "{e}"
+        body.contains("records[0].ttl") && body.contains("INVALID_BODY"),
+        "{body}"
     );
+    // ... so the adapter refuses it before sending.
+    let before = fake.writes().len();
+    crate::expect_ttl_too_low(&d, &zone, "t.example.com", 300, 600).await;
+    assert_eq!(fake.writes().len(), before, "nothing sent");
 }
 
 #[tokio::test]

@@ -317,3 +317,29 @@ async fn read_sets_is_one_listing_and_writes_check_the_read() {
         Some(set(300, &["v=DMARC1; p=quarantine"]))
     );
 }
+
+/// Hetzner takes RRset TTLs from 60 and answers 422 `invalid_input` naming
+/// the field otherwise: the fake does too, and the adapter refuses such a TTL
+/// before sending.
+#[tokio::test]
+async fn a_ttl_under_60_is_refused_by_host_and_before_sending() {
+    let (fake, h, id) = setup().await;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/zones/{id}/rrsets", fake.base_url()))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"name":"t","type":"TXT","ttl":30,"records":[{"value":"\"x\""}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 422);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("invalid input in field 'ttl'")
+    );
+    let zone = h.find_zone(&n("example.com")).await.unwrap();
+    let before = fake.requests().len();
+    crate::expect_ttl_too_low(&h, &zone, "u.example.com", 30, 60).await;
+    assert_eq!(fake.requests().len(), before, "nothing sent");
+}

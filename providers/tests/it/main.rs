@@ -53,3 +53,26 @@ fn change(sets: &ZoneSets, name: &str, new: Option<TxtSet>) -> TxtChange {
         new,
     }
 }
+
+/// Writes one value at `name` with `ttl` through `p` and expects the adapter to
+/// refuse it before sending, as under the host's minimum `min`.
+pub async fn expect_ttl_too_low(
+    p: &dyn maildns_providers::Provider,
+    zone: &maildns_providers::Zone,
+    name: &str,
+    ttl: u32,
+    min: u32,
+) {
+    let set = maildns_providers::TxtSet {
+        ttl,
+        records: vec![maildns_providers::TxtRecord::from_value("x")],
+    };
+    let name = maildns_providers::Fqdn::parse(name).unwrap();
+    let e = p.replace_txt(zone, &name, &set).await.unwrap_err();
+    assert_eq!(
+        e.kind,
+        maildns_providers::ErrorKind::Limit(maildns_providers::LimitError::TtlTooLow { ttl, min }),
+        "{e}"
+    );
+    assert_eq!(e.name.as_deref(), Some(name.as_str()));
+}

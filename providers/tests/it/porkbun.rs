@@ -255,13 +255,26 @@ async fn wrong_key_and_domain_not_opted_in_are_told_apart() {
 }
 
 #[tokio::test]
-async fn a_ttl_under_600_is_the_hosts_refusal() {
-    let (_fake, p) = setup().await;
+async fn a_ttl_under_600_is_refused_before_sending_as_the_host_would() {
+    let (fake, p) = setup().await;
     let zone = p.find_zone(&n("example.com")).await.unwrap();
-    let e = p
-        .replace_txt(&zone, &n("t.example.com"), &set(300, &["x"]))
+    // The host refuses it (400 "at least 600"; the fake as strict as the host) ...
+    let resp = reqwest::Client::new()
+        .post(format!("{}/dns/create/example.com", fake.url))
+        .json(&serde_json::json!({"apikey":KEY,"secretapikey":SECRET,"name":"t","type":"TXT","content":"x","ttl":"300"}))
+        .send()
         .await
-        .unwrap_err();
-    assert_eq!((e.kind.clone(), e.status), (ErrorKind::Invalid, Some(400)));
-    assert!(e.message.contains("at least 600"), "{e}");
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    assert!(resp.text().await.unwrap().contains("at least 600"));
+    // ... so the adapter refuses it before sending.
+    let creates = |f: &FakePorkbun| {
+        f.requests()
+            .iter()
+            .filter(|r| r.path.contains("/dns/create/"))
+            .count()
+    };
+    let before = creates(&fake);
+    crate::expect_ttl_too_low(&p, &zone, "t.example.com", 300, 600).await;
+    assert_eq!(creates(&fake), before, "nothing sent");
 }

@@ -547,3 +547,120 @@ async fn a_non_canonical_set_is_deleted_by_echoing_it() {
     a.delete_txt(&zone, &n("_dmarc.example.com")).await.unwrap();
     assert!(fake.txt(&id, "_dmarc.example.com").is_none());
 }
+
+fn many(prefix: &str, count: usize) -> Vec<Vec<Vec<u8>>> {
+    (0..count)
+        .map(|i| vec![format!("{prefix}-{i:04}").into_bytes()])
+        .collect()
+}
+
+fn many_set(prefix: &str, count: usize) -> TxtSet {
+    TxtSet {
+        ttl: 300,
+        records: many(prefix, count)
+            .iter()
+            .map(|r| TxtRecord::from_value(&r[0]))
+            .collect(),
+    }
+}
+
+/// A change set over one request's limits (here 1,200 `ResourceRecord`
+/// elements: three names each deleting 200 values and creating 200) is cut
+/// into batches the host takes, in order, each name's `DELETE` and `CREATE` in
+/// the same batch; that apply is declared not atomic. A batch refused later
+/// reports exactly the names of the batches before it as written.
+#[tokio::test]
+async fn a_change_set_over_the_batch_limits_is_cut_and_reported_per_name() {
+    let (fake, a, id) = setup().await;
+    let names = [n("a.example.com"), n("b.example.com"), n("c.example.com")];
+    for name in &names {
+        fake.put_txt(&id, name.as_str(), 300, many("old", 200));
+    }
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    let sets = a.read_sets(&zone, &names).await.unwrap();
+    let changes: Vec<_> = names
+        .iter()
+        .map(|name| change(&sets, name.as_str(), Some(many_set("new", 200))))
+        .collect();
+    assert!(!a.apply_traits_for(&changes).atomic, "cut: not atomic");
+    assert!(
+        a.apply_traits_for(&changes[..2]).atomic,
+        "800 values: one batch"
+    );
+    assert!(a.apply_traits_for(&changes).compare_and_swap);
+    a.apply(&zone, &changes).await.unwrap();
+    let p = posts(&fake);
+    assert_eq!(p.len(), 2, "two ChangeResourceRecordSets requests");
+    let has = |body: &str, action: &str, name: &str| {
+        body.contains(&format!(
+            "<Action>{action}</Action><ResourceRecordSet><Name>{name}.</Name>"
+        ))
+    };
+    for (body, inside) in [(&p[0].body, ["a", "b"].as_slice()), (&p[1].body, &["c"])] {
+        for x in ["a", "b", "c"] {
+            let name = format!("{x}.example.com");
+            let here = inside.contains(&x);
+            assert_eq!(has(body, "DELETE", &name), here, "{name}");
+            assert_eq!(has(body, "CREATE", &name), here, "{name}");
+        }
+    }
+    for name in &names {
+        assert_eq!(
+            fake.txt(&id, name.as_str()).unwrap().records,
+            many("new", 200)
+        );
+    }
+    // Back again, while another tool changes c between the read and the apply:
+    // the first batch (a, b) lands, the second is refused as a conflict.
+    let sets = a.read_sets(&zone, &names).await.unwrap();
+    fake.put_txt(&id, "c.example.com", 300, many("theirs", 3));
+    let changes: Vec<_> = names
+        .iter()
+        .map(|name| change(&sets, name.as_str(), Some(many_set("old", 200))))
+        .collect();
+    let e = a.apply(&zone, &changes).await.unwrap_err();
+    assert!(e.is_conflict(), "{e}");
+    assert_eq!(e.written, vec![n("a.example.com"), n("b.example.com")]);
+    assert_eq!(
+        fake.txt(&id, "a.example.com").unwrap().records,
+        many("old", 200)
+    );
+    assert_eq!(
+        fake.txt(&id, "b.example.com").unwrap().records,
+        many("old", 200)
+    );
+    assert_eq!(
+        fake.txt(&id, "c.example.com").unwrap().records,
+        many("theirs", 3)
+    );
+}
+
+/// One name whose changes alone are over the limits (11 values of 3,200
+/// bytes, over 35,000 characters as quoted 255-byte strings, where a request
+/// takes 32,000) refuses the whole change set before anything is sent.
+#[tokio::test]
+async fn one_name_over_the_batch_limits_alone_is_refused_before_sending() {
+    let (fake, a, _id) = setup().await;
+    let zone = a.find_zone(&n("example.com")).await.unwrap();
+    let names = [n("small.example.com"), n("big.example.com")];
+    let sets = a.read_sets(&zone, &names).await.unwrap();
+    let long = |i: usize| format!("{i:02}{}", "x".repeat(3_198));
+    let big = TxtSet {
+        ttl: 300,
+        records: (0..11).map(|i| TxtRecord::from_value(long(i))).collect(),
+    };
+    let changes = [
+        change(
+            &sets,
+            "small.example.com",
+            Some(set(300, &[b"v=spf1 -all"])),
+        ),
+        change(&sets, "big.example.com", Some(big)),
+    ];
+    let e = a.apply(&zone, &changes).await.unwrap_err();
+    assert_eq!(e.error.kind, ErrorKind::Invalid, "{e}");
+    assert_eq!(e.error.name.as_deref(), Some("big.example.com"));
+    assert!(e.error.message.contains("32000"), "{e}");
+    assert!(e.written.is_empty());
+    assert!(posts(&fake).is_empty(), "nothing sent");
+}

@@ -324,6 +324,23 @@ fn check_total(d: &Data, zone: &str, name: &str) -> Result<(), Response> {
     Ok(())
 }
 
+/// Cloudflare's TTL range (API schema `dns-records_ttl`): 1 (automatic) or
+/// 60..=86400; anything else is the host's validation error, code 9021 in the
+/// chain of a 1004 "DNS Validation Error".
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself
+fn check_ttl(v: &Value) -> Result<(), Response> {
+    match v.get("ttl").map(Value::as_u64) {
+        None => Ok(()),
+        Some(Some(t)) if t == 1 || (60..=86_400).contains(&t) => Ok(()),
+        Some(_) => Err(envelope_error(
+            400,
+            1004,
+            "DNS Validation Error",
+            json!([{"code":9021,"message":"Invalid TTL. Must be between 60 and 86400 seconds, or 1 for automatic"}]),
+        )),
+    }
+}
+
 #[allow(clippy::result_large_err)] // the error is the HTTP answer itself
 fn do_create(d: &mut Data, zone: &str, v: &Value) -> Result<Value, Response> {
     let (Some(kind), Some(name), Some(content)) = (
@@ -338,6 +355,7 @@ fn do_create(d: &mut Data, zone: &str, v: &Value) -> Result<Value, Response> {
             json!([]),
         ));
     };
+    check_ttl(v)?;
     let ttl = v["ttl"].as_u64().unwrap_or(1) as u32;
     let content = store_form(content)?;
     let Some(zn) = zone_name(d, zone) else {
@@ -386,6 +404,7 @@ fn do_patch(d: &mut Data, zone: &str, id: &str, v: &Value) -> Result<Value, Resp
             json!([]),
         ));
     };
+    check_ttl(v)?;
     if let Some(t) = v["ttl"].as_u64() {
         rec.ttl = t as u32;
     }

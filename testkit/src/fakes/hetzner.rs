@@ -318,6 +318,21 @@ fn action_json(id: u64, a: Option<&ActionState>) -> Value {
         "started":"2026-01-01T00:00:00+00:00","finished":null,"resources":[],"error":error})
 }
 
+/// Hetzner's TTL range for an RRset (60..=2147483647): outside it the host
+/// answers 422 `invalid_input` naming the field.
+fn ttl_refused(v: &Value) -> Option<Response> {
+    match v.get("ttl") {
+        None | Some(Value::Null) => None,
+        Some(t)
+            if t.as_u64()
+                .is_some_and(|t| (60..=2_147_483_647).contains(&t)) =>
+        {
+            None
+        }
+        Some(_) => Some(err(422, "invalid_input", "invalid input in field 'ttl'")),
+    }
+}
+
 async fn create_rrset(
     State(s): State<Arc<Inner>>,
     Path(zone): Path<String>,
@@ -337,6 +352,9 @@ async fn create_rrset(
     let (Some(name), Some("TXT")) = (v["name"].as_str(), v["type"].as_str()) else {
         return err(422, "invalid_input", "invalid input in field 'name'");
     };
+    if let Some(refused) = ttl_refused(&v) {
+        return refused;
+    }
     let values = match check_values(&v["records"]) {
         Ok(x) => x,
         Err(r) => return r,
@@ -408,6 +426,9 @@ async fn rrset_action(
     if d.busy_writes > 0 {
         d.busy_writes -= 1;
         return err(423, "locked", "another action is running on this zone");
+    }
+    if let Some(refused) = ttl_refused(&v) {
+        return refused;
     }
     let key = (zid, name);
     let failing = d.fail_action.is_some();

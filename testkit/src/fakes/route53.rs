@@ -15,6 +15,9 @@
 //! - values are stored as sent and listed as stored, and a `DELETE` must repeat
 //!   them byte for byte (the TTL too): a value another tool wrote as `"a"  "b"`
 //!   or `"\101"` is deleted only by echoing that text;
+//! - a request over Route 53's batch limits (1,000 `ResourceRecord` elements,
+//!   32,000 value characters, an `UPSERT` counted twice) is refused whole with
+//!   `InvalidChangeBatch` `[Number of records limit of 1000 exceeded.]`;
 //! - a batch that does not apply answers as the real host does,
 //!   `<ErrorResponse><Error><Code>InvalidChangeBatch</Code><Message>[Tried to
 //!   delete resource record set [name='…', type='TXT'] but it was not found]`.
@@ -698,6 +701,39 @@ struct XmlRecord {
     value: String,
 }
 
+/// Most `ResourceRecord` elements in one request (an `UPSERT`'s count twice).
+pub const MAX_BATCH_VALUES: usize = 1000;
+/// Most characters across every `Value` of one request, spaces included (an
+/// `UPSERT`'s count twice).
+pub const MAX_BATCH_CHARS: usize = 32_000;
+
+/// Route 53's limits on one `ChangeResourceRecordSets` request (Developer
+/// Guide, "Quotas", maximums on API requests): 1,000 `ResourceRecord`
+/// elements and 32,000 characters across every `Value`, each element and
+/// character of an `UPSERT` counted twice. Over them the whole batch is
+/// refused, nothing applied, with HTTP 400 `InvalidChangeBatch`
+/// `[Number of records limit of 1000 exceeded.]` (the text SDK users report:
+/// DNSControl#508, external-dns#2537; the characters message is worded the
+/// same way, its exact text unconfirmed).
+fn over_batch_limits(req: &ChangeRequest) -> Option<Response> {
+    let (mut values, mut chars) = (0usize, 0usize);
+    for c in &req.change_batch.changes.items {
+        let twice = if c.action == "UPSERT" { 2 } else { 1 };
+        for r in c.set.records.iter().flat_map(|r| r.items.iter()) {
+            values += twice;
+            chars += twice * r.value.chars().count();
+        }
+    }
+    let message = if values > MAX_BATCH_VALUES {
+        format!("[Number of records limit of {MAX_BATCH_VALUES} exceeded.]")
+    } else if chars > MAX_BATCH_CHARS {
+        format!("[Number of characters limit of {MAX_BATCH_CHARS} exceeded.]")
+    } else {
+        return None;
+    };
+    Some(error(400, "Sender", "InvalidChangeBatch", &message))
+}
+
 fn change(st: &mut St, id: &str, body: &[u8]) -> Response {
     let Some(zone) = st.zones.iter().find(|z| z.id == id).cloned() else {
         return no_such_zone(id);
@@ -714,6 +750,9 @@ fn change(st: &mut St, id: &str, body: &[u8]) -> Response {
             );
         }
     };
+    if let Some(refused) = over_batch_limits(&req) {
+        return refused;
+    }
     let mut sets = st.sets.clone();
     let mut problems = Vec::new();
     for (i, c) in req.change_batch.changes.items.iter().enumerate() {
@@ -982,5 +1021,76 @@ impl super::served::ServedTxt for FakeRoute53 {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(action: &str, names: usize, values: usize, value: &str) -> String {
+        let mut out = String::from("<ChangeResourceRecordSetsRequest><ChangeBatch><Changes>");
+        for n in 0..names {
+            out.push_str(&format!(
+                "<Change><Action>{action}</Action><ResourceRecordSet><Name>n{n}.example.com</Name><Type>TXT</Type><TTL>300</TTL><ResourceRecords>"
+            ));
+            for v in 0..values {
+                out.push_str(&format!(
+                    "<ResourceRecord><Value>\"{v:04}\"{value}</Value></ResourceRecord>"
+                ));
+            }
+            out.push_str("</ResourceRecords></ResourceRecordSet></Change>");
+        }
+        out.push_str("</Changes></ChangeBatch></ChangeResourceRecordSetsRequest>");
+        out
+    }
+
+    async fn answer(action: &str, names: usize, values: usize, value: &str) -> (u16, String) {
+        let mut st = St::default();
+        st.zones.push(FakeZone {
+            id: "Z1".to_string(),
+            name: "example.com.".to_string(),
+            private: false,
+        });
+        let r = change(
+            &mut st,
+            "Z1",
+            batch(action, names, values, value).as_bytes(),
+        );
+        let status = r.status().as_u16();
+        let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let stored = st.sets.len();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        (status, format!("{stored} {body}"))
+    }
+
+    /// 1,000 values are taken, 1,001 refused with AWS's body and nothing
+    /// stored; an UPSERT's values count twice.
+    #[tokio::test]
+    async fn the_batch_limits_are_enforced_as_aws_does() {
+        assert_eq!(answer("CREATE", 4, 250, "").await.0, 200);
+        let (status, body) = answer("CREATE", 7, 143, "").await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.starts_with("0 "), "nothing applied: {body}");
+        assert!(
+            body.contains("<Code>InvalidChangeBatch</Code><Message>[Number of records limit of 1000 exceeded.]</Message>"),
+            "{body}"
+        );
+        assert_eq!(answer("UPSERT", 2, 250, "").await.0, 200);
+        assert_eq!(answer("UPSERT", 2, 251, "").await.0, 400);
+        // Characters: 10 values of 3,042 characters (quotes and spaces
+        // included: "0000" then 12 strings of 250 bytes) fit, 11 do not.
+        let long = format!(" \"{}\"", "x".repeat(250)).repeat(12);
+        assert_eq!(answer("CREATE", 1, 10, &long).await.0, 200);
+        let (status, body) = answer("CREATE", 1, 11, &long).await;
+        assert_eq!(status, 400);
+        assert!(
+            body.contains("[Number of characters limit of 32000 exceeded.]"),
+            "{body}"
+        );
+        assert_eq!(answer("UPSERT", 1, 5, &long).await.0, 200);
+        assert_eq!(answer("UPSERT", 1, 6, &long).await.0, 400);
     }
 }

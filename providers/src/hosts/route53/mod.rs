@@ -13,6 +13,10 @@
 //! answered; `apply` is ONE `ChangeResourceRecordSets` batch, atomic, whose
 //! `DELETE`s echo those values byte for byte, so a set changed since the read
 //! fails the batch (`InvalidChangeBatch`, mapped to [`ErrorKind::Conflict`]).
+//! A change set over one request's limits (1,000 `ResourceRecord` elements,
+//! 32,000 value characters, 100 changes) is cut into consecutive batches, each
+//! name's `DELETE` and `CREATE` in the same one; that apply is not atomic
+//! ([`plan_batches`], [`Provider::apply_traits_for`]).
 //!
 //! Laid out like a lego provider folder: this file holds the registry entry,
 //! the [`Config`] and the adapter's operations; `xml` the documents Route 53
@@ -514,7 +518,8 @@ impl Provider for Route53 {
 
     /// One change batch: atomic, and conditional on every RRset read (each
     /// `DELETE` repeats the values exactly as read; a `CREATE` fails when the set
-    /// appeared since).
+    /// appeared since). A change set over one batch's limits is not atomic
+    /// ([`Provider::apply_traits_for`]).
     fn apply_traits(&self) -> ApplyTraits {
         ApplyTraits {
             atomic: true,
@@ -539,15 +544,23 @@ impl Provider for Route53 {
         }
     }
 
-    /// ONE `ChangeResourceRecordSets` request for the whole change set: for each
-    /// name, a `DELETE` of the RRset as read (its values echoed byte for byte
-    /// from [`Observed::version`]) followed by a `CREATE` of the wanted one.
+    /// The change set in as few `ChangeResourceRecordSets` requests as Route
+    /// 53's per-request limits allow: for each name, a `DELETE` of the RRset as
+    /// read (its values echoed byte for byte from [`Observed::version`])
+    /// followed by a `CREATE` of the wanted one, always in the same batch.
     /// Route 53 applies a batch all or nothing, and refuses it (mapped to
     /// [`ErrorKind::Conflict`]) when a `DELETE` no longer matches or a `CREATE`
     /// finds a set: the caller reads again.
     ///
-    /// A change set over one batch's documented limits (100 changes, 1,000
-    /// values, 32,000 value characters) is refused before sending, nothing written.
+    /// Within one batch's limits ([`BatchCost::LIMIT`]) the whole change set is
+    /// one batch, atomic. Over them it is cut, in the order given, into
+    /// consecutive batches that each fit ([`plan_batches`]): each name still
+    /// changes in one step (never left without a set between its `DELETE` and
+    /// its `CREATE`), but the apply is not atomic
+    /// ([`Provider::apply_traits_for`]): a failed batch reports the names of
+    /// the batches before it as written, and nothing of its own or later ones.
+    /// One name whose changes alone are over the limits refuses the change set
+    /// before anything is sent.
     async fn apply(&self, zone: &Zone, changes: &[TxtChange]) -> Result<(), ApplyError> {
         let op = Operation::Replace;
         let mut shaped = Vec::with_capacity(changes.len());
@@ -564,70 +577,217 @@ impl Provider for Route53 {
                 None => None,
             });
         }
-        let olds: Vec<Option<RawSet>> = changes
+        let olds: Vec<Option<RawSet>> = changes.iter().map(old_raw).collect();
+        // Each name's changes: the DELETE of what was read, then the CREATE.
+        let groups: Vec<Vec<xml::BatchChange<'_>>> = changes
             .iter()
-            .map(|c| {
-                let set = c.old.set.as_ref().filter(|s| !s.records.is_empty())?;
-                Some(RawSet::of(&c.old).unwrap_or_else(|| RawSet {
-                    ttl: set.ttl,
-                    values: set.records.iter().map(format_value).collect(),
-                }))
+            .zip(&olds)
+            .zip(&shaped)
+            .map(|((c, old), new)| {
+                let mut g = Vec::with_capacity(2);
+                if let Some(old) = old {
+                    g.push(xml::BatchChange {
+                        action: "DELETE",
+                        name: &c.name,
+                        ttl: old.ttl,
+                        values: &old.values,
+                    });
+                }
+                if let Some((ttl, values)) = new {
+                    g.push(xml::BatchChange {
+                        action: "CREATE",
+                        name: &c.name,
+                        ttl: *ttl,
+                        values,
+                    });
+                }
+                g
             })
             .collect();
-        let mut batch = Vec::new();
-        for ((c, old), new) in changes.iter().zip(&olds).zip(&shaped) {
-            if let Some(old) = old {
-                batch.push(xml::BatchChange {
-                    action: "DELETE",
-                    name: &c.name,
-                    ttl: old.ttl,
-                    values: &old.values,
-                });
-            }
-            if let Some((ttl, values)) = new {
-                batch.push(xml::BatchChange {
-                    action: "CREATE",
-                    name: &c.name,
-                    ttl: *ttl,
-                    values,
-                });
-            }
-        }
-        let Some(first) = changes.first() else {
-            return Ok(());
-        };
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let values: usize = batch.iter().map(|b| b.values.len()).sum();
-        let chars: usize = batch
-            .iter()
-            .flat_map(|b| b.values.iter())
-            .map(|v| v.chars().count())
-            .sum();
-        if batch.len() > MAX_BATCH_CHANGES || values > MAX_BATCH_VALUES || chars > MAX_BATCH_CHARS {
-            return Err(ApplyError::nothing_written(Error::new(
+        let costs: Vec<BatchCost> = groups.iter().map(|g| BatchCost::of(g)).collect();
+        let batches = plan_batches(&costs).map_err(|i| {
+            let cost = costs[i];
+            ApplyError::nothing_written(Error::new(
                 KIND,
                 op,
-                Some(&first.name),
+                Some(&changes[i].name),
                 ErrorKind::Invalid,
                 format!(
-                    "refused before sending: the change set needs {} changes, {values} values and {chars} value characters in one batch; Route 53 takes at most {MAX_BATCH_CHANGES}, {MAX_BATCH_VALUES} and {MAX_BATCH_CHARS}",
-                    batch.len()
+                    "refused before sending: the changes of this name alone need {} changes, {} values and {} value characters in one batch; Route 53 takes at most {}, {} and {}",
+                    cost.changes,
+                    cost.values,
+                    cost.chars,
+                    BatchCost::LIMIT.changes,
+                    BatchCost::LIMIT.values,
+                    BatchCost::LIMIT.chars
                 ),
-            )));
-        }
-        let body = xml::changes_xml(&batch);
-        match self.post_batch(zone, &first.name, body, op).await {
-            Err(e) if e.kind == ErrorKind::Conflict => {
-                match super::unless_in_place(self, zone, changes, e).await {
-                    None => Ok(()),
-                    Some(refused) => Err(refused),
-                }
+            ))
+        })?;
+        let mut written = Vec::new();
+        for range in batches {
+            let batch: Vec<xml::BatchChange<'_>> =
+                groups[range.clone()].iter().flatten().cloned().collect();
+            let part = &changes[range];
+            let names = part.iter().map(|c| c.name.clone());
+            let Some(first) = part.first() else {
+                continue;
+            };
+            if batch.is_empty() {
+                written.extend(names);
+                continue;
             }
-            other => other.map_err(ApplyError::nothing_written),
+            let body = xml::changes_xml(&batch);
+            match self.post_batch(zone, &first.name, body, op).await {
+                Ok(()) => written.extend(names),
+                Err(e) if e.kind == ErrorKind::Conflict => {
+                    match super::unless_in_place(self, zone, part, e).await {
+                        None => written.extend(names),
+                        Some(refused) => {
+                            return Err(ApplyError {
+                                written,
+                                error: refused.error,
+                            });
+                        }
+                    }
+                }
+                Err(error) => return Err(ApplyError { written, error }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Atomic and compare-and-swap when the change set fits in one batch
+    /// ([`plan_batches`]); compare-and-swap only (each batch atomic on its
+    /// own) when it has to be cut.
+    fn apply_traits_for(&self, changes: &[TxtChange]) -> ApplyTraits {
+        let costs: Vec<BatchCost> = changes
+            .iter()
+            .map(|c| {
+                let old = old_raw(c);
+                let new = c.wanted().map(|s| {
+                    s.records
+                        .iter()
+                        .map(|r| format_value(&self.profile.shape(r)))
+                        .collect::<Vec<_>>()
+                });
+                let mut g = Vec::with_capacity(2);
+                if let Some(old) = &old {
+                    g.push(xml::BatchChange {
+                        action: "DELETE",
+                        name: &c.name,
+                        ttl: old.ttl,
+                        values: &old.values,
+                    });
+                }
+                if let (Some(set), Some(values)) = (c.wanted(), &new) {
+                    g.push(xml::BatchChange {
+                        action: "CREATE",
+                        name: &c.name,
+                        ttl: set.ttl,
+                        values,
+                    });
+                }
+                BatchCost::of(&g)
+            })
+            .collect();
+        ApplyTraits {
+            atomic: matches!(plan_batches(&costs), Ok(b) if b.len() <= 1),
+            ..self.apply_traits()
         }
     }
+}
+
+/// The RRset a change read, in Route 53's own form: the values exactly as
+/// answered when the read kept them, else rebuilt from the parsed records.
+fn old_raw(c: &TxtChange) -> Option<RawSet> {
+    let set = c.old.set.as_ref().filter(|s| !s.records.is_empty())?;
+    Some(RawSet::of(&c.old).unwrap_or_else(|| RawSet {
+        ttl: set.ttl,
+        values: set.records.iter().map(format_value).collect(),
+    }))
+}
+
+/// What some changes count against the limits of one `ChangeResourceRecordSets`
+/// request (Route 53 Developer Guide, "Quotas", maximums on API requests:
+/// <https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/DNSLimitations.html>):
+/// `Change` elements, `ResourceRecord` elements, and characters across every
+/// `Value` (spaces included). An `UPSERT` counts its values and characters
+/// twice; maildns sends `DELETE` and `CREATE`, which count once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BatchCost {
+    /// `Change` elements.
+    pub changes: usize,
+    /// `ResourceRecord` elements.
+    pub values: usize,
+    /// Characters across every `Value`.
+    pub chars: usize,
+}
+
+impl BatchCost {
+    /// Route 53's limits for one request: 100 changes, 1,000 `ResourceRecord`
+    /// elements, 32,000 value characters.
+    pub const LIMIT: BatchCost = BatchCost {
+        changes: MAX_BATCH_CHANGES,
+        values: MAX_BATCH_VALUES,
+        chars: MAX_BATCH_CHARS,
+    };
+
+    /// What `changes` count.
+    fn of(changes: &[xml::BatchChange<'_>]) -> BatchCost {
+        changes.iter().fold(BatchCost::default(), |acc, c| {
+            let twice = if c.action == "UPSERT" { 2 } else { 1 };
+            acc.plus(BatchCost {
+                changes: 1,
+                values: c.values.len() * twice,
+                chars: c.values.iter().map(|v| v.chars().count()).sum::<usize>() * twice,
+            })
+        })
+    }
+
+    fn plus(self, o: BatchCost) -> BatchCost {
+        BatchCost {
+            changes: self.changes + o.changes,
+            values: self.values + o.values,
+            chars: self.chars + o.chars,
+        }
+    }
+
+    /// Whether one request may carry this much.
+    pub fn fits(&self) -> bool {
+        self.changes <= Self::LIMIT.changes
+            && self.values <= Self::LIMIT.values
+            && self.chars <= Self::LIMIT.chars
+    }
+}
+
+/// Cuts a change set, given what each name's changes cost, into consecutive
+/// batches that each fit one request, in the order given (so what a failure
+/// leaves written is a prefix of the change set); one batch when everything
+/// fits. Each name's changes stay whole.
+///
+/// # Errors
+/// The index of the first name whose changes alone do not fit.
+pub fn plan_batches(costs: &[BatchCost]) -> Result<Vec<std::ops::Range<usize>>, usize> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut acc = BatchCost::default();
+    for (i, &cost) in costs.iter().enumerate() {
+        if !cost.fits() {
+            return Err(i);
+        }
+        let with = acc.plus(cost);
+        if with.fits() {
+            acc = with;
+        } else {
+            out.push(start..i);
+            start = i;
+            acc = cost;
+        }
+    }
+    if start < costs.len() {
+        out.push(start..costs.len());
+    }
+    Ok(out)
 }
 
 /// What one read of a TXT set gives a change set: the set and its values as answered.
@@ -650,3 +810,79 @@ pub const MAX_BATCH_CHANGES: usize = 100;
 pub const MAX_BATCH_VALUES: usize = 1000;
 /// Most characters across every `<Value>` of one batch.
 pub const MAX_BATCH_CHARS: usize = 32_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cost(values: usize, chars: usize) -> BatchCost {
+        BatchCost {
+            changes: 2,
+            values,
+            chars,
+        }
+    }
+
+    #[test]
+    fn a_change_set_within_the_limits_is_one_batch() {
+        assert_eq!(plan_batches(&[]), Ok(vec![]));
+        let costs = [cost(500, 16_000), cost(500, 16_000)];
+        assert_eq!(plan_batches(&costs), Ok(std::iter::once(0..2).collect()));
+        let fifty = vec![cost(1, 10); 50];
+        assert_eq!(
+            plan_batches(&fifty),
+            Ok(std::iter::once(0..50).collect()),
+            "100 changes fit"
+        );
+    }
+
+    #[test]
+    fn over_the_limits_it_is_cut_in_order_without_splitting_a_name() {
+        // 1,001 values: the third name starts the second batch.
+        let costs = [cost(400, 10), cost(400, 10), cost(201, 10)];
+        assert_eq!(plan_batches(&costs), Ok(vec![0..2, 2..3]));
+        // 32,001 characters.
+        let costs = [cost(2, 16_000), cost(2, 16_000), cost(1, 1)];
+        assert_eq!(plan_batches(&costs), Ok(vec![0..2, 2..3]));
+        // 102 changes: 51 names of a DELETE and a CREATE each.
+        let costs = vec![cost(2, 10); 51];
+        assert_eq!(plan_batches(&costs), Ok(vec![0..50, 50..51]));
+        // Order kept even when a later name would fill an earlier batch.
+        let costs = [cost(600, 10), cost(600, 10), cost(100, 10)];
+        assert_eq!(plan_batches(&costs), Ok(vec![0..1, 1..3]));
+    }
+
+    #[test]
+    fn one_name_over_the_limits_alone_is_refused() {
+        let costs = [cost(1, 1), cost(1_001, 10), cost(1, 1)];
+        assert_eq!(plan_batches(&costs), Err(1));
+    }
+
+    #[test]
+    fn an_upsert_counts_twice() {
+        let name = Fqdn::parse("example.com").unwrap();
+        let values = vec!["\"abc\"".to_string(); 3];
+        let c = |action| xml::BatchChange {
+            action,
+            name: &name,
+            ttl: 300,
+            values: &values,
+        };
+        assert_eq!(
+            BatchCost::of(&[c("UPSERT")]),
+            BatchCost {
+                changes: 1,
+                values: 6,
+                chars: 30
+            }
+        );
+        assert_eq!(
+            BatchCost::of(&[c("DELETE"), c("CREATE")]),
+            BatchCost {
+                changes: 2,
+                values: 6,
+                chars: 30
+            }
+        );
+    }
+}

@@ -25,7 +25,45 @@ pub(super) struct Logical {
     pub(super) tokens: Vec<Token>,
 }
 
+/// How a quoted string scanned from some byte of a line ends.
+enum Quoted {
+    /// Closed on this line; the byte after the closing quote.
+    Closed(usize),
+    /// The line ends with a backslash inside the string: the string goes on,
+    /// the newline it escapes part of it (as BIND's lexer reads a master file).
+    Continued,
+    /// The line ends inside the string without a backslash before the newline.
+    Open,
+}
+
+/// Scans the rest of a quoted string from `i` (just after its opening quote,
+/// or at the start of a line it continues onto).
+fn scan_quoted(bytes: &[u8], mut i: usize) -> Quoted {
+    loop {
+        match bytes.get(i) {
+            None => return Quoted::Open,
+            // A backslash escapes the byte after it; the last byte of the line
+            // escapes the newline (a `\r` before a CRLF's newline leaves the
+            // newline itself unescaped: BIND refuses that too).
+            Some(b'\\') if i + 1 == bytes.len() => return Quoted::Continued,
+            Some(b'\\') => i += 2,
+            Some(b'"') => return Quoted::Closed(i + 1),
+            Some(_) => i += 1,
+        }
+    }
+}
+
+const NOT_CLOSED: &str =
+    "quoted string not closed on its line (it goes on to the next line only after a backslash)";
+
 /// Splits text into logical records (parentheses joined, comments dropped).
+///
+/// A quoted string goes on to the next line when its line ends with a
+/// backslash, the escaped newline part of the string (`"ab\` then `cd"` is the
+/// three bytes `ab`, newline, `cd`), with or without parentheses, as BIND
+/// reads it; a newline not escaped inside a quoted string is an error. Such a
+/// token is placed at its opening quote; its record ends on the line the string
+/// closes on.
 pub(super) fn lex(text: &str) -> Result<Vec<Logical>, (usize, String)> {
     let mut out = Vec::new();
     let mut tokens: Vec<Token> = Vec::new();
@@ -33,13 +71,40 @@ pub(super) fn lex(text: &str) -> Result<Vec<Logical>, (usize, String)> {
     let mut start_line = 0usize;
     let mut open_line = 0usize;
     let mut starts_blank = false;
+    // A quoted string continued from an earlier line: its text so far (escaped
+    // newlines included), and its line and column.
+    let mut open_string: Option<(String, usize, usize)> = None;
+    let lines = text.split('\n').count();
     for (ln, line) in text.split('\n').enumerate() {
         let bytes = line.as_bytes();
-        if depth == 0 {
+        let has_next = ln + 1 < lines;
+        if depth == 0 && open_string.is_none() {
             start_line = ln;
             starts_blank = bytes.first().is_some_and(|b| *b == b' ' || *b == b'\t');
         }
         let mut i = 0;
+        if let Some((mut so_far, at_line, at_col)) = open_string.take() {
+            match scan_quoted(bytes, 0) {
+                Quoted::Closed(end) => {
+                    // The closing quote is ASCII: `end` is a character boundary.
+                    so_far.push_str(&line[..end]);
+                    tokens.push(Token {
+                        text: so_far,
+                        line: at_line,
+                        col: at_col,
+                        quoted: true,
+                    });
+                    i = end;
+                }
+                Quoted::Continued if has_next => {
+                    so_far.push_str(line);
+                    so_far.push('\n');
+                    open_string = Some((so_far, at_line, at_col));
+                    continue;
+                }
+                Quoted::Continued | Quoted::Open => return Err((ln, NOT_CLOSED.into())),
+            }
+        }
         while i < bytes.len() {
             match bytes[i] {
                 b' ' | b'\t' | b'\r' => i += 1,
@@ -60,35 +125,23 @@ pub(super) fn lex(text: &str) -> Result<Vec<Logical>, (usize, String)> {
                 }
                 b'"' => {
                     let s = i;
-                    i += 1;
-                    loop {
-                        match bytes.get(i) {
-                            None => {
-                                return Err((ln, "quoted string not closed on its line".into()));
-                            }
-                            Some(b'\\') => {
-                                if i + 1 >= bytes.len() {
-                                    return Err((
-                                        ln,
-                                        "quoted string not closed on its line".into(),
-                                    ));
-                                }
-                                i += 2;
-                            }
-                            Some(b'"') => {
-                                i += 1;
-                                break;
-                            }
-                            Some(_) => i += 1,
+                    match scan_quoted(bytes, i + 1) {
+                        Quoted::Closed(end) => {
+                            // The closing quote is ASCII: `end` is a character boundary.
+                            tokens.push(Token {
+                                text: line[s..end].to_string(),
+                                line: ln,
+                                col: s,
+                                quoted: true,
+                            });
+                            i = end;
                         }
+                        Quoted::Continued if has_next => {
+                            open_string = Some((format!("{}\n", &line[s..]), ln, s));
+                            i = bytes.len();
+                        }
+                        Quoted::Continued | Quoted::Open => return Err((ln, NOT_CLOSED.into())),
                     }
-                    // The closing quote is ASCII: `i` is a character boundary.
-                    tokens.push(Token {
-                        text: line[s..i].to_string(),
-                        line: ln,
-                        col: s,
-                        quoted: true,
-                    });
                 }
                 _ => {
                     let s = i;
@@ -119,7 +172,7 @@ pub(super) fn lex(text: &str) -> Result<Vec<Logical>, (usize, String)> {
                 }
             }
         }
-        if depth == 0 && !tokens.is_empty() {
+        if depth == 0 && open_string.is_none() && !tokens.is_empty() {
             out.push(Logical {
                 first: start_line,
                 last: ln,
