@@ -341,7 +341,13 @@ mod tests {
         for host in &maildns_providers::registry::HOSTS {
             let mut toml_account = format!("provider = \"{}\"\n", host.kind);
             for r in host.required {
-                toml_account.push_str(&format!("{} = {}\n", r.key, r.example));
+                // A program must exist at load: the example's path does not here.
+                let value = if r.key == "command" {
+                    "[\"/bin/sh\"]"
+                } else {
+                    r.example
+                };
+                toml_account.push_str(&format!("{} = {}\n", r.key, value));
             }
             let account = account_from(&toml_account);
             assert_eq!(account.provider.code(), host.kind);

@@ -165,6 +165,28 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The text settings, each with its key ([`Settings`] field name).
+    pub fn texts(&self) -> [(&'static str, Option<&str>); 16] {
+        [
+            ("base_url", self.base_url.as_deref()),
+            ("server_id", self.server_id.as_deref()),
+            ("key_name", self.key_name.as_deref()),
+            ("project", self.project.as_deref()),
+            ("tenant_id", self.tenant_id.as_deref()),
+            ("client_id", self.client_id.as_deref()),
+            ("subscription_id", self.subscription_id.as_deref()),
+            ("resource_group", self.resource_group.as_deref()),
+            ("token_url", self.token_url.as_deref()),
+            ("application_key", self.application_key.as_deref()),
+            ("endpoint", self.endpoint.as_deref()),
+            ("customer_number", self.customer_number.as_deref()),
+            ("account_id", self.account_id.as_deref()),
+            ("api_user", self.api_user.as_deref()),
+            ("username", self.username.as_deref()),
+            ("client_ip", self.client_ip.as_deref()),
+        ]
+    }
+
     /// Whether the setting named `key` (a [`Settings`] field name) is given.
     pub fn is_set(&self, key: &str) -> bool {
         match key {
@@ -321,11 +343,23 @@ impl Host {
     }
 
     /// Every problem with the values of `settings` that connecting would
-    /// report: a `base_url` that is not https (plain http only to loopback)
+    /// report: a text setting written empty, a `base_url` that is not https (plain http only to loopback)
     /// and whatever the host's [`Check`] finds. Missing required settings and
     /// settings the host does not read are the caller's to report (it knows
     /// where they are written).
     pub fn problems(&self, settings: &Settings) -> Vec<SettingProblem> {
+        // A setting written empty names nothing: an error, whichever host
+        // (and the only one for the account: its other checks would only
+        // repeat it).
+        let empty: Vec<SettingProblem> = settings
+            .texts()
+            .into_iter()
+            .filter(|(_, v)| v.is_some_and(|v| v.trim().is_empty()))
+            .map(|(key, _)| SettingProblem::new(key, "is empty: give a value, or remove the key"))
+            .collect();
+        if !empty.is_empty() {
+            return empty;
+        }
         let mut out = Vec::new();
         if self.accepts("base_url")
             && let Some(url) = &settings.base_url

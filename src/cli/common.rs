@@ -85,7 +85,6 @@ pub fn exit_for(e: &anyhow::Error) -> Exit {
 
 /// Logs go to stderr (journald-friendly: no colours when not a terminal); stdout is for data.
 pub fn init_logging(verbose: u8) {
-    use std::io::IsTerminal;
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -95,9 +94,11 @@ pub fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(|| super::output::Stderr)
+        .with_writer(|| super::output::LogStderr)
         .log_internal_errors(false)
-        .with_ansi(std::io::stderr().is_terminal())
+        // Control characters are escaped in the log (it may quote a host's
+        // answer), so it carries no colour codes either.
+        .with_ansi(false)
         .with_target(false)
         .try_init();
 }

@@ -86,20 +86,74 @@ impl Write for Stderr {
     }
 }
 
-/// Writes formatted text to stdout (see [`outln!`]).
+/// `text` safe for a terminal: every control character but line feed and
+/// tab (C0, DEL, C1: ESC, CR, BEL, CSI, ...) as `\DDD` escapes of its bytes,
+/// the form [`maildns_providers::txt::escape_for_display`] gives every byte it
+/// escapes; all else as it is. Every line of text maildns prints (through
+/// [`outln!`], [`eoutln!`], [`eout!`]) and its log lines pass through this,
+/// so a value read from DNS, a host's answer or error body, a key file or the
+/// state store can never move the cursor, recolour or retitle the terminal,
+/// whichever command shows it. (`--json` needs no such step: JSON escapes
+/// control characters itself.)
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut buf = [0u8; 4];
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&maildns_providers::txt::escape_for_display(
+                c.encode_utf8(&mut buf).as_bytes(),
+            ));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Writes formatted text to stdout (see [`outln!`]), terminal-safe ([`terminal_safe`]).
 pub fn write_stdout(args: fmt::Arguments<'_>) {
     if stdout_closed() {
         return;
     }
+    let text = args.to_string();
     let mut out = io::stdout().lock();
-    if let Err(e) = out.write_fmt(args) {
+    if let Err(e) = out.write_all(terminal_safe(&text).as_bytes()) {
         note_stdout_error(&e);
     }
 }
 
-/// Writes formatted text to stderr (see [`eoutln!`]); errors are dropped.
+/// Writes formatted text to stderr (see [`eoutln!`]), terminal-safe
+/// ([`terminal_safe`]); errors are dropped.
 pub fn write_stderr(args: fmt::Arguments<'_>) {
-    let _ = io::stderr().lock().write_fmt(args);
+    let text = args.to_string();
+    let _ = io::stderr()
+        .lock()
+        .write_all(terminal_safe(&text).as_bytes());
+}
+
+/// Stderr for the tracing log: as [`Stderr`], with every line made
+/// terminal-safe ([`terminal_safe`]; a log line may quote a host's answer).
+/// The log is therefore written without colours.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogStderr;
+
+impl Write for LogStderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let _ = io::stderr()
+            .lock()
+            .write_all(terminal_safe(&text).as_bytes());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let _ = io::stderr().lock().flush();
+        Ok(())
+    }
 }
 
 /// `println!` that ends quietly on a closed pipe.
@@ -127,4 +181,22 @@ macro_rules! eout {
     ($($arg:tt)*) => {
         $crate::cli::output::write_stderr(format_args!($($arg)*))
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::terminal_safe;
+
+    #[test]
+    fn control_characters_are_escaped_and_nothing_else() {
+        assert_eq!(
+            terminal_safe("v=spf1 \x1b[31mred\x1b[0m -all\r\x07"),
+            "v=spf1 \\027[31mred\\027[0m -all\\013\\007"
+        );
+        // C1 (CSI as one character) and DEL: each byte of the character.
+        assert_eq!(terminal_safe("a\u{9b}2Jb\x7f"), "a\\194\\1552Jb\\127");
+        // Line feeds, tabs, backslashes and other text pass as they are.
+        let plain = "line 1\n\tcafé \\027 \"quoted\"\n";
+        assert!(matches!(terminal_safe(plain), std::borrow::Cow::Borrowed(p) if p == plain));
+    }
 }

@@ -35,7 +35,8 @@ pub fn describe(status: &ServerStatus) -> String {
         return "ok".into();
     }
     match &status.serving {
-        Err(e) => format!("error: {e}"),
+        // The resolver's error may quote what a server sent.
+        Err(e) => format!("error: {}", super::output::terminal_safe(&e.to_string())),
         Ok(records) if records.is_empty() => "waiting: serves nothing".into(),
         Ok(records) => format!(
             "waiting: serves {}",
@@ -162,7 +163,8 @@ impl Lines {
             .out
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let _ = writeln!(out, "{}: {text}", self.prefix);
+        let line = format!("{}: {text}", self.prefix);
+        let _ = writeln!(out, "{}", super::output::terminal_safe(&line));
         let _ = out.flush();
     }
 }

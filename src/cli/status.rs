@@ -50,11 +50,69 @@ fn last_events(store: &dyn Store, domain: &Fqdn) -> anyhow::Result<Vec<StoredEve
 }
 
 pub(super) async fn run(cli: &Cli, domains: &[String]) -> anyhow::Result<Exit> {
-    let config = load_config(cli)?;
+    let config = match load_config(cli) {
+        Ok(c) => c,
+        Err(e) => return Err(json_error(cli, "configuration", None, e)),
+    };
     super::common::warn_tables_only(&config);
-    let selected = select_domains(&config, domains)?;
+    let selected = match select_domains(&config, domains) {
+        Ok(s) => s,
+        Err(e) => return Err(json_error(cli, "domain selection", None, e)),
+    };
+    match report(cli, &config, selected) {
+        Ok(code) => Ok(code),
+        Err(e) => Err(json_error(cli, "state store", Some(store_name(&config)), e)),
+    }
+}
+
+/// The state store as it may be shown: the shared store's URL without any
+/// password (the configuration refuses one, this makes sure), or the
+/// embedded store's directory.
+fn store_name(config: &crate::config::Config) -> String {
+    match &config.state {
+        Some(shared) => match reqwest::Url::parse(&shared.url) {
+            Ok(mut u) => {
+                if u.password().is_some() {
+                    let _ = u.set_password(None);
+                }
+                u.to_string()
+            }
+            Err(_) => "the [state] url".into(),
+        },
+        None => config.state_dir.display().to_string(),
+    }
+}
+
+/// With `--json`, prints `e` as the one JSON object on stdout
+/// (`{"version", "now", "error": {"what", "store", "message"}}`, see
+/// docs/status-json.md) before it goes on, as in text mode, to stderr and
+/// the exit code.
+fn json_error(cli: &Cli, what: &str, store: Option<String>, e: anyhow::Error) -> anyhow::Error {
+    if cli.json {
+        let _ = print_json(&serde_json::json!({
+            "version": JSON_VERSION,
+            "now": Utc::now(),
+            "error": {
+                "what": what,
+                "store": store,
+                "message": format!("{e:#}"),
+                "exit_code": super::common::exit_for(&e) as i32,
+            },
+        }));
+    }
+    match store {
+        Some(store) => e.context(format!("reading the {what} {store}")),
+        None => e,
+    }
+}
+
+fn report(
+    cli: &Cli,
+    config: &crate::config::Config,
+    selected: Vec<&crate::config::Domain>,
+) -> anyhow::Result<Exit> {
     // Read-only: no store yet means no keys yet (and nothing is created).
-    let store = super::state::open(&config, super::state::Access::Read)?;
+    let store = super::state::open(config, super::state::Access::Read)?;
     let now = Utc::now();
     let mut out = Vec::new();
     for d in selected {

@@ -23,9 +23,8 @@ mod schema;
 mod validate;
 
 pub use locate::{DEFAULT_PATHS, locate};
-use schema::Raw;
+use validate::Validator;
 pub use validate::{DurationError, parse_duration};
-use validate::{Lines, Validator, line_of};
 
 /// One configuration problem, located.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,7 +366,17 @@ pub enum SignerConfirm {
 }
 
 /// Reads and validates a configuration file.
+///
+/// # Errors
+/// The file cannot be read, is not UTF-8, or has problems (every one, each
+/// with file:line:key).
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = read_text(path)?;
+    parse(&text, path)
+}
+
+/// The file's text, or the error naming why it cannot be had.
+fn read_text(path: &Path) -> Result<String, ConfigErrors> {
     let bytes = std::fs::read(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             path: path.to_path_buf(),
@@ -377,7 +386,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             hint: None,
         }])
     })?;
-    let text = decode_utf8(bytes).map_err(|e| {
+    decode_utf8(bytes).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             path: path.to_path_buf(),
             line: Some(e.line),
@@ -388,8 +397,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
                     .into(),
             ),
         }])
-    })?;
-    parse(&text, path)
+    })
 }
 
 /// Where a file's bytes stop being UTF-8 (TOML, and every text file maildns
@@ -425,48 +433,53 @@ pub fn decode_utf8(bytes: Vec<u8>) -> Result<String, NotUtf8> {
 }
 
 /// Validates configuration `text` as if read from `path` (relative paths resolve against its directory).
+///
+/// # Errors
+/// Every problem of the file, each with file:line:key.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
-    // A file of many domains is read in pieces (its memory follows a piece);
-    // any problem is reported by reading it whole.
-    if let Some(config) = pieces::parse(text, path, pieces::PER_PIECE) {
-        return Ok(config);
+    match parse_partial(text, path) {
+        (Some(cfg), errors) if errors.is_empty() => Ok(cfg),
+        (_, errors) => Err(ConfigErrors(errors)),
     }
-    parse_whole(text, path)
+}
+
+/// What of `text` validates, with every problem found: the configuration
+/// holds the accounts and domains that had no problem of their own (for
+/// `check`, which lints those records too when the file has errors); `None`
+/// when the text is not TOML. Nothing may act on a configuration that came
+/// with errors.
+pub fn parse_partial(text: &str, path: &Path) -> (Option<Config>, Vec<ConfigError>) {
+    // A file of many domains is read in pieces (its memory follows a piece);
+    // any problem is reported by reading it whole, section by section.
+    if let Some(config) = pieces::parse(text, path, pieces::PER_PIECE) {
+        return (Some(config), Vec::new());
+    }
+    whole_partial(text, path)
+}
+
+/// [`parse_partial`] reading the whole document at once (section by section).
+fn whole_partial(text: &str, path: &Path) -> (Option<Config>, Vec<ConfigError>) {
+    let mut v = Validator::new(text, path);
+    let cfg = v.read(text).map(|raw| v.config(raw));
+    (cfg, v.errors)
 }
 
 /// [`parse`] reading the whole document at once.
+#[cfg(test)]
 fn parse_whole(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
-    let raw: Raw = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| line_of(text, s.start));
-        ConfigErrors(vec![ConfigError {
-            path: path.to_path_buf(),
-            line,
-            key: e
-                .span()
-                .and_then(|s| validate::key_at(text, s.start))
-                .unwrap_or_default(),
-            message: e.message().trim().to_string(),
-            hint: Some(
-                "see fixtures/quickstart/maildns.toml and the README's configuration section"
-                    .into(),
-            ),
-        }])
-    })?;
-    let mut v = Validator {
-        lines: Lines::of(text),
-        path,
-        base: path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from(".")),
-        errors: Vec::new(),
-    };
-    let cfg = v.config(raw);
-    if v.errors.is_empty() {
-        Ok(cfg)
-    } else {
-        Err(ConfigErrors(v.errors))
+    match whole_partial(text, path) {
+        (Some(cfg), errors) if errors.is_empty() => Ok(cfg),
+        (_, errors) => Err(ConfigErrors(errors)),
     }
+}
+
+/// [`load`], keeping what validates ([`parse_partial`]).
+///
+/// # Errors
+/// The file cannot be read or is not UTF-8 (nothing of it validates).
+pub fn load_partial(path: &Path) -> Result<(Option<Config>, Vec<ConfigError>), ConfigErrors> {
+    let text = read_text(path)?;
+    Ok(parse_partial(&text, path))
 }
 
 /// `MAILDNS_<ACCOUNT>_TOKEN`, the account name uppercased with non-alphanumerics as `_`.

@@ -17,7 +17,7 @@
 //! are the ones the whole-document reading reports.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -25,7 +25,7 @@ use toml_parser::Source;
 use toml_parser::lexer::TokenKind;
 
 use super::schema::{Raw, RawDkim, RawDomain, RawLint};
-use super::validate::{Lines, Validator};
+use super::validate::Validator;
 use super::{Config, Domain};
 
 /// How many domain tables one piece holds (a piece of 256 domains is about
@@ -191,15 +191,7 @@ pub(super) fn parse(text: &str, path: &Path, per_piece: usize) -> Option<Config>
     if !rest.domains.is_empty() {
         return None;
     }
-    let mut v = Validator {
-        lines: Lines::of(text),
-        path,
-        base: path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from(".")),
-        errors: Vec::new(),
-    };
+    let mut v = Validator::new(text, path);
     // Exactly as many as there are domain tables (a `Domain` is large).
     let mut domains: Vec<Domain> = Vec::with_capacity(split.domains);
     for range in split.pieces {

@@ -21,39 +21,13 @@ use crate::keys::{Algorithm, KeySpec};
 use crate::records::{adsp::Adsp, dmarc::Dmarc, spf::Spf};
 use crate::rotation::policy::{Disposal, Policy, PolicyError, PolicySettings, Withdrawal};
 
+#[cfg(test)]
 pub(super) fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
         .filter(|b| **b == b'\n')
         .count()
         + 1
-}
-
-/// The dotted key whose value is written at byte `offset` of `text`, e.g.
-/// `accounts.a.key_name` (for the type errors serde reports with a span but
-/// no key); `None` when the text does not parse as TOML or no value is there.
-pub(super) fn key_at(text: &str, offset: usize) -> Option<String> {
-    // Tables declared by a header do not span their body: search every table.
-    fn walk(table: &toml::de::DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bool {
-        for (k, v) in table {
-            path.push(dotted_part(k.get_ref()));
-            let found = match v.get_ref() {
-                toml::de::DeValue::Table(t) => walk(t, offset, path),
-                _ => false,
-            } || {
-                let span = v.span();
-                span.contains(&offset) || k.span().contains(&offset)
-            };
-            if found {
-                return true;
-            }
-            path.pop();
-        }
-        false
-    }
-    let doc = toml::de::DeTable::parse(text).ok()?;
-    let mut path = Vec::new();
-    walk(doc.get_ref(), offset, &mut path).then(|| path.join("."))
 }
 
 /// Whether a URL carries a password in its query (`?password=…`, as
@@ -120,15 +94,303 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     })
 }
 
+/// Whether `program` can be run: an existing regular file (after symbolic
+/// links) with an execute bit; otherwise why not.
+fn runnable(program: &Path) -> Result<(), String> {
+    match std::fs::metadata(program) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("does not exist".into()),
+        Err(e) => Err(format!("cannot be read: {e}")),
+        Ok(m) if !m.is_file() => Err("is not a file".into()),
+        Ok(m) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                if m.permissions().mode() & 0o111 == 0 {
+                    return Err("is not executable".into());
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = m;
+            Ok(())
+        }
+    }
+}
+
+/// Keys accepted only to be refused with a pointer to the right place
+/// (secrets never belong in the file): never offered as expected keys.
+const REFUSED: &[&str] = &[
+    "token",
+    "secret",
+    "api_key",
+    "password",
+    "controller_password",
+];
+
+/// The top-level keys, in the order the README documents them.
+const TOP_LEVEL: &[&str] = &[
+    "state_dir",
+    "state",
+    "accounts",
+    "domains",
+    "publish",
+    "propagation",
+    "signer",
+];
+
+/// serde's "unknown field `x`, expected one of `a`, `b`" with the expected
+/// keys replaced by `expected` (when given) and the refused ones left out:
+/// the list names only keys a user should write.
+fn unknown_field_message(message: &str, expected: Option<&[&str]>) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_string();
+    };
+    let Some(end) = rest.find('`') else {
+        return message.to_string();
+    };
+    let field = &rest[..end];
+    let listed: Vec<&str> = match expected {
+        Some(e) => e.to_vec(),
+        None => rest[end + 1..].split('`').skip(1).step_by(2).collect(),
+    };
+    let listed: Vec<String> = listed
+        .into_iter()
+        .filter(|k| !REFUSED.contains(k))
+        .map(|k| format!("`{k}`"))
+        .collect();
+    match listed.len() {
+        0 => format!("unknown field `{field}`, there are no fields"),
+        1 => format!("unknown field `{field}`, expected {}", listed[0]),
+        _ => format!(
+            "unknown field `{field}`, expected one of {}",
+            listed.join(", ")
+        ),
+    }
+}
+
+/// Removes from `value` (a table) the key whose key or value is written at
+/// byte `offset`, searching nested tables first; its path as dotted-key parts.
+fn remove_at(value: &mut toml::de::DeValue<'_>, offset: usize) -> Option<Vec<String>> {
+    let toml::de::DeValue::Table(table) = value else {
+        return None;
+    };
+    let mut hit = None;
+    for (k, v) in table.iter_mut() {
+        if matches!(v.get_ref(), toml::de::DeValue::Table(_))
+            && let Some(mut inner) = remove_at(v.get_mut(), offset)
+        {
+            inner.insert(0, dotted_part(k.get_ref()));
+            return Some(inner);
+        }
+        if k.span().contains(&offset) || v.span().contains(&offset) {
+            hit = Some(k.get_ref().to_string());
+            break;
+        }
+    }
+    let hit = hit?;
+    table.remove(hit.as_str());
+    Some(vec![dotted_part(&hit)])
+}
+
 pub(super) struct Validator<'a> {
     /// The lines of the configuration's text.
     pub(super) lines: Lines,
     pub(super) path: &'a Path,
     pub(super) base: PathBuf,
     pub(super) errors: Vec<ConfigError>,
+    /// Accounts written in the file that did not read (their errors are
+    /// reported): a domain naming one is not told the account is missing.
+    pub(super) unread_accounts: std::collections::BTreeSet<String>,
+    /// Whether some `[domains."x"]` was written, even if it did not read.
+    pub(super) domains_written: bool,
+    /// Keys whose value did not read (reported with the reason): the
+    /// validator's errors about the same key would only follow from it.
+    pub(super) unread_keys: std::collections::BTreeSet<String>,
 }
 
-impl Validator<'_> {
+impl<'a> Validator<'a> {
+    pub(super) fn new(text: &str, path: &'a Path) -> Validator<'a> {
+        Validator {
+            lines: Lines::of(text),
+            path,
+            base: path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(".")),
+            errors: Vec::new(),
+            unread_accounts: Default::default(),
+            domains_written: false,
+            unread_keys: Default::default(),
+        }
+    }
+
+    /// Records a TOML or type error under `key`, with the line of its span.
+    fn toml_error(&mut self, e: &toml::de::Error, key: String, expected: Option<&[&str]>) {
+        self.errors.push(ConfigError {
+            path: self.path.to_path_buf(),
+            line: e.span().map(|s| self.lines.line(s.start)),
+            key,
+            message: unknown_field_message(e.message().trim(), expected),
+            hint: Some(
+                "see fixtures/quickstart/maildns.toml and the README's configuration section"
+                    .into(),
+            ),
+        });
+    }
+
+    /// Reads `text` into its raw shapes, section by section and entry by
+    /// entry (each `[accounts.X]`, each `[domains."X"]` on its own), so that
+    /// every unknown key and every wrongly typed value of the file is
+    /// reported, not only the first serde meets. The document is parsed once
+    /// and consumed entry by entry. `None` when the text is not TOML (every
+    /// syntax error is reported).
+    pub(super) fn read(&mut self, text: &str) -> Option<Raw> {
+        let (doc, syntax) = toml::de::DeTable::parse_recoverable(text);
+        if !syntax.is_empty() {
+            for e in &syntax {
+                self.toml_error(e, String::new(), None);
+            }
+            return None;
+        }
+        let mut raw = Raw {
+            state_dir: None,
+            accounts: BTreeMap::new(),
+            domains: BTreeMap::new(),
+            signer: None,
+            publish: None,
+            propagation: None,
+            state: None,
+        };
+        for (k, v) in doc.into_inner() {
+            match k.get_ref().as_ref() {
+                "state_dir" => raw.state_dir = self.read_part(v, "state_dir", None),
+                "state" => raw.state = self.read_part(v, "state", None),
+                "signer" => raw.signer = self.read_part(v, "signer", None),
+                "publish" => raw.publish = self.read_part(v, "publish", None),
+                "propagation" => raw.propagation = self.read_part(v, "propagation", None),
+                "accounts" => {
+                    for (name, v) in self.read_entries(v, "accounts") {
+                        let key = format!("accounts.{}", dotted_part(name.get_ref()));
+                        // Offer the keys this account's provider reads.
+                        let host = v
+                            .get_ref()
+                            .as_table()
+                            .and_then(|t| t.get("provider"))
+                            .and_then(|p| p.get_ref().as_str())
+                            .and_then(registry::host);
+                        let expected: Option<Vec<&str>> = host.map(|h| {
+                            let mut e = vec!["provider"];
+                            e.extend(h.required.iter().map(|r| r.key));
+                            e.extend(h.optional.iter().copied());
+                            if h.credential == CredentialKind::Secret {
+                                e.extend(["token_env", "token_file"]);
+                            }
+                            e
+                        });
+                        match self.read_part(v, &key, expected.as_deref()) {
+                            Some(a) => {
+                                raw.accounts.insert(name.into_inner(), a);
+                            }
+                            None => {
+                                self.unread_accounts.insert(name.into_inner());
+                            }
+                        }
+                    }
+                }
+                "domains" => {
+                    for (name, v) in self.read_entries(v, "domains") {
+                        self.domains_written = true;
+                        let key = format!("domains.\"{}\"", name.get_ref());
+                        if let Some(d) = self.read_part(v, &key, None) {
+                            raw.domains.insert(name, d);
+                        }
+                    }
+                }
+                other => {
+                    let key = dotted_part(other);
+                    let list: Vec<String> = TOP_LEVEL.iter().map(|k| format!("`{k}`")).collect();
+                    self.err(
+                        Some(k.span()),
+                        &key,
+                        format!("unknown field `{other}`, expected one of {}", list.join(", ")),
+                        Some("see fixtures/quickstart/maildns.toml and the README's configuration section"),
+                    );
+                }
+            }
+        }
+        Some(raw)
+    }
+
+    /// The entries of the table `value` (`[accounts]`, `[domains]`), each
+    /// still to be read; a value that is not a table is reported under `key`.
+    fn read_entries<'i>(
+        &mut self,
+        value: Spanned<toml::de::DeValue<'i>>,
+        key: &str,
+    ) -> Vec<(Spanned<String>, Spanned<toml::de::DeValue<'i>>)> {
+        let span = value.span();
+        match value.into_inner() {
+            toml::de::DeValue::Table(t) => t
+                .into_iter()
+                .map(|(k, v)| {
+                    let span = k.span();
+                    (Spanned::new(span, k.into_inner().into_owned()), v)
+                })
+                .collect(),
+            other => {
+                self.err(
+                    Some(span),
+                    key,
+                    format!("invalid type: {}, expected a table", other.type_str()),
+                    Some(&format!("write [{key}.NAME] tables")),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// Deserializes one part of the file. On an error, the key it is about
+    /// is reported (file:line:key), removed, and the rest read again, so
+    /// every unknown key and wrongly typed value of the part is reported;
+    /// what remains is returned (the validator then reports its other
+    /// problems). `None` when a required key is missing or the part itself
+    /// has the wrong type. `expected` replaces serde's list of expected keys
+    /// in unknown-field messages.
+    fn read_part<T: serde::de::DeserializeOwned>(
+        &mut self,
+        mut value: Spanned<toml::de::DeValue<'_>>,
+        key: &str,
+        expected: Option<&[&str]>,
+    ) -> Option<T> {
+        let mut removed_keys: Vec<String> = Vec::new();
+        // Each round removes one key, so this ends; the bound is a guard.
+        for _ in 0..1000 {
+            let e = match T::deserialize(toml::de::ValueDeserializer::from(value.clone())) {
+                Ok(t) => return Some(t),
+                Err(e) => e,
+            };
+            if let Some(field) = e.message().strip_prefix("missing field `") {
+                // A required key removed for its own error is not missing again.
+                let field = field.trim_end().trim_end_matches('`');
+                if !removed_keys.iter().any(|k| k == field) {
+                    self.toml_error(&e, key.to_string(), expected);
+                }
+                return None;
+            }
+            let removed = e.span().and_then(|s| remove_at(value.get_mut(), s.start));
+            if let Some(last) = removed.as_ref().and_then(|p| p.last()) {
+                removed_keys.push(last.clone());
+            }
+            let at = match &removed {
+                Some(parts) => format!("{key}.{}", parts.join(".")),
+                None => key.to_string(),
+            };
+            self.toml_error(&e, at.clone(), expected);
+            removed.as_ref()?;
+            self.unread_keys.insert(at);
+        }
+        None
+    }
+
     fn err(
         &mut self,
         span: Option<std::ops::Range<usize>>,
@@ -136,6 +398,9 @@ impl Validator<'_> {
         msg: String,
         hint: Option<&str>,
     ) {
+        if self.unread_keys.contains(key) {
+            return;
+        }
         self.errors.push(ConfigError {
             path: self.path.to_path_buf(),
             line: span.map(|s| self.lines.line(s.start)),
@@ -143,6 +408,40 @@ impl Validator<'_> {
             message: msg,
             hint: hint.map(str::to_string),
         });
+    }
+
+    /// Settings that name something (a path, an environment variable) and so
+    /// cannot be empty: each empty one given is an error at its file:line:key
+    /// (not a silent default, nor the configuration's directory). An
+    /// environment variable name also cannot hold `=` or NUL.
+    fn named(&mut self, fields: &[(&str, &Option<Spanned<String>>)]) {
+        for (key, v) in fields {
+            let Some(v) = v else { continue };
+            let text = v.get_ref();
+            let env = key.ends_with("_env");
+            if text.trim().is_empty() {
+                self.err(
+                    Some(v.span()),
+                    key,
+                    if env {
+                        "is empty: give the name of an environment variable".into()
+                    } else {
+                        "is empty: give a path".into()
+                    },
+                    Some("write a value, or remove the key for the default"),
+                );
+            } else if env && text.contains(['=', '\0']) {
+                self.err(
+                    Some(v.span()),
+                    key,
+                    format!(
+                        "'{}' is not an environment variable name (it holds '=' or NUL)",
+                        text.escape_debug()
+                    ),
+                    Some("e.g. \"MAILDNS_PDNS_TOKEN\""),
+                );
+            }
+        }
     }
 
     fn path_of(&self, s: &str) -> PathBuf {
@@ -177,7 +476,18 @@ impl Validator<'_> {
     fn program(&mut self, v: &Option<Spanned<Vec<String>>>, key: &str) -> Option<Vec<String>> {
         let v = v.as_ref()?;
         match v.get_ref().first() {
-            Some(p) if std::path::Path::new(p).is_absolute() => Some(v.get_ref().clone()),
+            Some(p) if std::path::Path::new(p).is_absolute() => match runnable(Path::new(p)) {
+                Ok(()) => Some(v.get_ref().clone()),
+                Err(why) => {
+                    self.err(
+                        Some(v.span()),
+                        key,
+                        format!("the program '{}' {why}", p.escape_debug()),
+                        Some("give the absolute path of an executable file (chmod +x)"),
+                    );
+                    None
+                }
+            },
             Some(p) => {
                 self.err(
                     Some(v.span()),
@@ -244,6 +554,7 @@ impl Validator<'_> {
     /// [`Self::config`] with `given`: the domains validated already, in
     /// order (read in pieces, [`super::pieces`]; `raw` then has none).
     pub(super) fn config_with(&mut self, raw: Raw, given: Option<Vec<Domain>>) -> Config {
+        self.named(&[("state_dir", &raw.state_dir)]);
         let state_dir = raw
             .state_dir
             .as_ref()
@@ -261,7 +572,7 @@ impl Validator<'_> {
                 domains.push(dom);
             }
         }
-        if raw.domains.is_empty() && domains.is_empty() {
+        if raw.domains.is_empty() && domains.is_empty() && !self.domains_written {
             self.err(
                 None,
                 "domains",
@@ -269,7 +580,7 @@ impl Validator<'_> {
                 Some("add a [domains.\"example.com\"] table"),
             );
         }
-        let signer = raw.signer.as_ref().map(|s| self.signer(s, &state_dir));
+        let signer = raw.signer.as_ref().and_then(|s| self.signer(s, &state_dir));
         let publish = PublishPolicy {
             max_delete_share: match raw
                 .publish
@@ -357,6 +668,10 @@ impl Validator<'_> {
         ) {
             return None;
         }
+        self.named(&[
+            ("state.password_env", &st.password_env),
+            ("state.password_file", &st.password_file),
+        ]);
         let replica_id = st.replica_id.as_ref().and_then(|r| {
             let t = r.get_ref().trim();
             if t.is_empty() || t.len() > 200 || t.chars().any(char::is_control) {
@@ -476,6 +791,10 @@ impl Validator<'_> {
         ) {
             return None;
         }
+        self.named(&[
+            ("signer.password_env", &r.password_env),
+            ("signer.password_file", &r.password_file),
+        ]);
         let mut tables = crate::signer::SqlTables::default();
         let mut name = |v: &Option<Spanned<String>>, key: &str, slot: &mut String| {
             if let Some(v) = v {
@@ -651,6 +970,11 @@ impl Validator<'_> {
             client_ip: text(&a.client_ip),
             replace_whole_host_list: flag(&a.replace_whole_host_list),
         };
+        if host.accepts("path") {
+            let before = self.errors.len();
+            self.named(&[(&format!("{key}.path"), &a.path)]);
+            complete &= self.errors.len() == before;
+        }
         let given = a.given();
         // A setting this host does not read would be silently ignored: say whose it is.
         for (field, span) in &given {
@@ -668,7 +992,14 @@ impl Validator<'_> {
                 complete = false;
             }
         }
-        if host.credential != CredentialKind::Secret {
+        if host.credential == CredentialKind::Secret {
+            let before = self.errors.len();
+            self.named(&[
+                (&format!("{key}.token_env"), &a.token_env),
+                (&format!("{key}.token_file"), &a.token_file),
+            ]);
+            complete &= self.errors.len() == before;
+        } else {
             for (field, v) in [("token_env", &a.token_env), ("token_file", &a.token_file)] {
                 if let Some(v) = v {
                     self.err(
@@ -743,7 +1074,7 @@ impl Validator<'_> {
         };
         let account = raw.account.get_ref().clone();
         // An account that is written but invalid has had its own errors reported.
-        if !written.contains_key(&account) {
+        if !written.contains_key(&account) && !self.unread_accounts.contains(&account) {
             let known: Vec<&str> = written.keys().map(String::as_str).collect();
             self.err(
                 Some(raw.account.span()),
@@ -1152,6 +1483,15 @@ impl Validator<'_> {
                 }
             },
         };
+        self.named(&[
+            ("signer.password_env", &r.password_env),
+            ("signer.password_file", &r.password_file),
+            ("signer.controller_password_env", &r.controller_password_env),
+            (
+                "signer.controller_password_file",
+                &r.controller_password_file,
+            ),
+        ]);
         let mut controllers = Vec::new();
         for c in r.controllers.iter().flat_map(|c| c.get_ref()) {
             match reqwest::Url::parse(c.get_ref()) {
@@ -1215,7 +1555,9 @@ impl Validator<'_> {
         })
     }
 
-    fn signer(&mut self, s: &Spanned<RawSigner>, state_dir: &Path) -> Signer {
+    /// `[signer]`; `None` when its kind is unknown (that one error is
+    /// reported: the settings of a kind not known are not checked).
+    fn signer(&mut self, s: &Spanned<RawSigner>, state_dir: &Path) -> Option<Signer> {
         let r = s.get_ref();
         let kind = match r.kind.as_ref().map(|k| (k.get_ref().as_str(), k.span())) {
             None | Some(("opendkim", _)) => "opendkim",
@@ -1228,7 +1570,7 @@ impl Validator<'_> {
                     format!("unknown signer '{other}'"),
                     Some("\"opendkim\" (file tables, the default), \"opendkim-sql\" (dsn: tables on PostgreSQL) or \"rspamd\" (keys and selectors in Redis)"),
                 );
-                "opendkim"
+                return None;
             }
         };
         let (sql_kind, rspamd_kind) = (kind == "opendkim-sql", kind == "rspamd");
@@ -1302,6 +1644,7 @@ impl Validator<'_> {
                 ("signer.key_table", &r.key_table),
                 ("signer.signing_table", &r.signing_table),
             ] {
+                self.named(&[(key, v)]);
                 if v.is_none() {
                     self.err(
                         Some(s.span()),
@@ -1325,6 +1668,19 @@ impl Validator<'_> {
                     "signer.reload_command",
                     "empty command".into(),
                     Some("e.g. [\"systemctl\", \"reload\", \"opendkim\"]"),
+                );
+            }
+            // A program named by its path must be there to run (a bare name
+            // is looked up in the PATH of whoever reloads: not checked here).
+            if let Some(p) = c.get_ref().first()
+                && Path::new(p).is_absolute()
+                && let Err(why) = runnable(Path::new(p))
+            {
+                self.err(
+                    Some(c.span()),
+                    "signer.reload_command",
+                    format!("the program '{}' {why}", p.escape_debug()),
+                    Some("give the absolute path of an executable file, or a program in PATH"),
                 );
             }
             if c.get_ref().iter().any(|a| a.contains("HUP")) {
@@ -1404,6 +1760,11 @@ impl Validator<'_> {
                 Some("list each OpenDKIM's Socket, e.g. sockets = [\"inet:8891@mx1.example.net\", \"inet:8891@mx2.example.net\"], or set confirm = \"tables-only\""),
             );
         }
+        if kind == "opendkim" {
+            self.named(&[("signer.config", &r.config)]);
+        } else {
+            self.named(&[("signer.key_dir", &r.key_dir)]);
+        }
         let path = |v: &Option<Spanned<String>>| {
             v.as_ref()
                 .map(|p| self.path_of(p.get_ref()))
@@ -1418,7 +1779,7 @@ impl Validator<'_> {
         } else {
             (path(&r.key_table), path(&r.signing_table))
         };
-        Signer {
+        Some(Signer {
             sql,
             rspamd,
             confirm,
@@ -1431,13 +1792,213 @@ impl Validator<'_> {
             signing_table,
             user: r.user.clone().unwrap_or_else(|| "opendkim".into()),
             reload_command,
-        }
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::{Lines, line_of};
+    use crate::config::{ConfigErrors, parse};
+    use std::path::Path;
+
+    fn errors(text: &str) -> ConfigErrors {
+        match parse(text, Path::new("/etc/maildns/maildns.toml")) {
+            Ok(_) => panic!("loaded: {text}"),
+            Err(e) => e,
+        }
+    }
+
+    fn located(e: &ConfigErrors) -> Vec<(Option<usize>, &str)> {
+        e.0.iter().map(|e| (e.line, e.key.as_str())).collect()
+    }
+
+    /// From a user trial: three mistakes (a type error, an unknown key, a
+    /// second unknown key in the same table) in three places are all
+    /// reported in one run, each with its line and key, and the rest of the
+    /// file is still validated (the bad SPF of a domain that read).
+    #[test]
+    fn every_type_error_and_unknown_key_is_reported_at_once() {
+        let text = r#"state_dir = "state"
+
+[accounts.pdns]
+provider = "powerdns"
+base_url = "http://127.0.0.1:8081/api/v1"
+server_id = 5
+
+[domains."example.com"]
+acount = "pdns"
+account = "pdns"
+ttll = 300
+spf = "v=spf1 -all"
+
+[domains."example.org"]
+account = "pdns"
+spf = "v=spf1 bogus -all"
+
+[domains."example.net"]
+account = "pdns"
+ttl = "1h"
+
+[publish]
+max_delete_share = "half"
+"#;
+        let e = errors(text);
+        assert_eq!(
+            located(&e),
+            [
+                (Some(6), "accounts.pdns.server_id"),
+                (Some(9), "domains.\"example.com\".acount"),
+                (Some(11), "domains.\"example.com\".ttll"),
+                (Some(20), "domains.\"example.net\".ttl"),
+                (Some(23), "publish.max_delete_share"),
+                (Some(16), "domains.\"example.org\".spf"),
+            ],
+            "{e}"
+        );
+        let s = e.to_string();
+        assert!(
+            s.contains("/etc/maildns/maildns.toml:6: accounts.pdns.server_id: invalid type: integer `5`, expected a string"),
+            "{s}"
+        );
+        assert!(
+            s.contains("maildns.toml:11: domains.\"example.com\".ttll: unknown field `ttll`, expected one of `account`"),
+            "{s}"
+        );
+    }
+
+    /// An account that did not read is not reported missing by the domains
+    /// naming it; a domain that did not read does not make "no domains".
+    #[test]
+    fn no_follow_on_errors_from_parts_that_did_not_read() {
+        let e = errors(
+            "[accounts.a]\nprovider = 7\n[domains.\"example.com\"]\naccount = \"a\"\n[domains.\"example.org\"]\naccount = []\n",
+        );
+        assert_eq!(
+            located(&e),
+            [
+                (Some(2), "accounts.a.provider"),
+                (Some(6), "domains.\"example.org\".account"),
+            ],
+            "{e}"
+        );
+    }
+
+    const DOMAIN: &str = "[accounts.z]\nprovider = \"zonefile\"\npath = \"z.zone\"\n[domains.\"example.com\"]\naccount = \"z\"\nspf = \"v=spf1 -all\"\n";
+
+    /// From a user trial: an unknown signer kind is one error naming the
+    /// accepted kinds, without follow-on errors about another kind's keys.
+    #[test]
+    fn an_unknown_signer_kind_is_one_error() {
+        let e = errors(&format!(
+            "{DOMAIN}[signer]\nkind = \"postfix\"\nurl = \"postgres://db/x\"\nprobe_interval = \"0s\"\n"
+        ));
+        assert_eq!(located(&e), [(Some(8), "signer.kind")], "{e}");
+        let s = e.to_string();
+        assert!(s.contains("unknown signer 'postfix'"), "{s}");
+        for kind in ["\"opendkim\"", "\"opendkim-sql\"", "\"rspamd\""] {
+            assert!(s.contains(kind), "{kind}: {s}");
+        }
+    }
+
+    /// Every environment variable name and path of the state store and the
+    /// signers: empty is an error at its file:line:key.
+    #[test]
+    fn empty_names_and_paths_are_errors() {
+        let e = errors(&format!(
+            "state_dir = \"\"\n{DOMAIN}[state]\nurl = \"postgres://db/x\"\npassword_env = \"\"\npassword_file = \"\"\n[signer]\nkind = \"rspamd\"\nurl = \"redis://127.0.0.1/0\"\nconfirm = \"tables-only\"\ncontroller_password_env = \" \"\ncontroller_password_file = \"\"\nkey_dir = \"\"\n"
+        ));
+        let mut got = located(&e);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                (Some(1), "state_dir"),
+                (Some(10), "state.password_env"),
+                (Some(11), "state.password_file"),
+                (Some(16), "signer.controller_password_env"),
+                (Some(17), "signer.controller_password_file"),
+                (Some(18), "signer.key_dir"),
+            ],
+            "{e}"
+        );
+        let e = errors(&format!(
+            "{DOMAIN}[signer]\nconfig = \"\"\nkey_dir = \"/k\"\nkey_table = \"\"\nsigning_table = \"/st\"\n"
+        ));
+        assert_eq!(
+            located(&e),
+            [(Some(10), "signer.key_table"), (Some(8), "signer.config")],
+            "{e}"
+        );
+        let e = errors(&format!(
+            "{DOMAIN}[signer]\nkind = \"opendkim-sql\"\nurl = \"postgres://db/x\"\nsockets = [\"inet:1@h\"]\npassword_env = \"\"\n"
+        ));
+        assert_eq!(located(&e), [(Some(11), "signer.password_env")], "{e}");
+    }
+
+    /// A reload program named by its absolute path must exist and be
+    /// executable (a bare name is looked up in PATH when it runs).
+    #[test]
+    fn a_reload_program_given_by_path_must_be_runnable() {
+        let signer = |cmd: &str| {
+            format!(
+                "{DOMAIN}[signer]\nconfirm = \"tables-only\"\nkey_dir = \"/k\"\nkey_table = \"/kt\"\nsigning_table = \"/st\"\nreload_command = {cmd}\n"
+            )
+        };
+        let e = errors(&signer("[\"/nonexistent/reload-opendkim\"]"));
+        assert_eq!(located(&e), [(Some(12), "signer.reload_command")], "{e}");
+        assert!(
+            e.to_string()
+                .contains("the program '/nonexistent/reload-opendkim' does not exist"),
+            "{e}"
+        );
+        for ok in [
+            "[\"/bin/sh\", \"-c\", \"true\"]",
+            "[\"systemctl\", \"reload\", \"opendkim\"]",
+        ] {
+            assert!(
+                parse(&signer(ok), Path::new("/etc/maildns/maildns.toml")).is_ok(),
+                "{ok}"
+            );
+        }
+    }
+
+    /// Every syntax error is reported, not only the first.
+    #[test]
+    fn syntax_errors_are_all_reported() {
+        let e = errors("a = \n[domains.\"x\"]\naccount = \"a\"\nb = = 1\n");
+        let lines: Vec<Option<usize>> = e.0.iter().map(|e| e.line).collect();
+        assert!(lines.contains(&Some(1)) && lines.contains(&Some(4)), "{e}");
+    }
+
+    /// The expected keys of an unknown-field message name only keys a user
+    /// should write: never a refused secret key, and for an account only
+    /// the keys its provider reads.
+    #[test]
+    fn expected_keys_name_only_keys_to_write() {
+        let e = errors(
+            "[accounts.nc]\nprovider = \"namecheap\"\nusername = \"u\"\nuser = \"u\"\n[domains.\"example.com\"]\naccount = \"nc\"\n",
+        );
+        let s = e.0[0].to_string();
+        assert_eq!(e.0[0].key, "accounts.nc.user", "{e}");
+        assert!(s.contains("unknown field `user`, expected one of `provider`, `api_user`, `client_ip`, `username`, `replace_whole_host_list`, `base_url`, `token_env`, `token_file`"), "{s}");
+        for refused in ["`token`", "`secret`", "`api_key`", "`path`", "`server_id`"] {
+            assert!(!s.contains(refused), "{refused} offered: {s}");
+        }
+        let e = errors(
+            "[accounts.p]\nprovider = \"powerdns\"\nbase_url = \"http://127.0.0.1:1/api/v1\"\n[domains.\"example.com\"]\naccount = \"p\"\n[state]\nurl = \"postgres://db/x\"\npasword = \"x\"\n[signer]\nkind = \"rspamd\"\ncontroler_password = 1\n",
+        );
+        let s = e.to_string();
+        assert!(s.contains("state.pasword: unknown field `pasword`, expected one of `url`, `password_env`, `password_file`, `replica_id`, `lease`"), "{s}");
+        assert!(
+            s.contains("signer.controler_password: unknown field"),
+            "{s}"
+        );
+        assert!(
+            !s.contains("`password`") && !s.contains("`controller_password`"),
+            "{s}"
+        );
+    }
 
     #[test]
     fn line_index_names_the_same_line_as_counting_from_the_start() {

@@ -198,7 +198,7 @@ impl ServedCheck {
         for server in servers {
             let start = std::time::Instant::now();
             loop {
-                let found = match self.querier.txt(*server, name, false).await {
+                let found = match self.querier.txt_once(*server, name).await {
                     Ok(a) => Some(compare(
                         name,
                         kind,

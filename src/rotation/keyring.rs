@@ -144,11 +144,21 @@ pub fn dkim_entries(
     dkim: &DkimPolicy,
     now: DateTime<Utc>,
 ) -> Result<Vec<DkimEntry>, KeyringError> {
-    dkim_entries_with(state, dkim, now, &|k: &KeyRecord| {
+    // Only the public half is needed: read without building the private key.
+    entries(state, dkim, now, &|k: &KeyRecord| {
         let path = k.key_path.as_ref().ok_or_else(|| KeyringError::NoKeyFile {
             selector: k.selector.as_str().to_string(),
         })?;
-        Ok(keys::load_private_key(std::path::Path::new(path))?)
+        let (algorithm, _, der) = keys::load_public_key(std::path::Path::new(path))?;
+        let kt = match algorithm {
+            Algorithm::Rsa => KeyType::Rsa,
+            Algorithm::Ed25519 => KeyType::Ed25519,
+        };
+        let mut rec = DkimKey::new(kt, der);
+        if dkim.testing {
+            rec = rec.with_flags(vec![crate::records::dkim::Flag::Testing]);
+        }
+        Ok(rec)
     })
 }
 
@@ -219,6 +229,10 @@ pub fn dkim_entries_from(
     signer: Option<&Signer>,
     share: bool,
 ) -> Result<Vec<DkimEntry>, KeyringError> {
+    if signer.is_none() {
+        // The recorded key files, of which publishing needs the public half.
+        return dkim_entries(state, dkim, now);
+    }
     dkim_entries_with(state, dkim, now, &|k: &KeyRecord| {
         load_key(signer, &state.domain, k, share)
     })
@@ -252,6 +266,18 @@ pub fn dkim_entries_with(
     now: DateTime<Utc>,
     load: &dyn Fn(&KeyRecord) -> Result<PrivateKey, KeyringError>,
 ) -> Result<Vec<DkimEntry>, KeyringError> {
+    entries(state, dkim, now, &|k: &KeyRecord| {
+        Ok(record_for(&load(k)?, dkim.testing)?)
+    })
+}
+
+/// [`dkim_entries_with`], the full record of a key given by `record`.
+fn entries(
+    state: &DomainState,
+    dkim: &DkimPolicy,
+    now: DateTime<Utc>,
+    record: &dyn Fn(&KeyRecord) -> Result<DkimKey, KeyringError>,
+) -> Result<Vec<DkimEntry>, KeyringError> {
     let mut out = Vec::new();
     for k in &state.keys {
         let full = wants_full_record(k.status);
@@ -262,7 +288,7 @@ pub fn dkim_entries_with(
             && k.destroyed_at
                 .is_some_and(|t| now - t < TimeDelta::days(30)));
         let record = if full {
-            Some(record_for(&load(k)?, dkim.testing)?.to_txt())
+            Some(record(k)?.to_txt())
         } else if withdrawn {
             match dkim.policy.settings().withdrawal {
                 Withdrawal::Revoke => Some(revoked(k)),

@@ -26,13 +26,24 @@ impl PowerDns {
     /// Starts a fresh server with an empty database. Panics with a clear message when
     /// PowerDNS is not installed (run `scripts/test`, which installs it).
     pub fn start() -> PowerDns {
+        Self::start_with(false)
+    }
+
+    /// [`PowerDns::start`] with PowerDNS's default packet and query caches on
+    /// (`start` turns them off, so every answer comes from the database), for
+    /// tests of what a client leaves in those caches.
+    pub fn start_caching() -> PowerDns {
+        Self::start_with(true)
+    }
+
+    fn start_with(caching: bool) -> PowerDns {
         assert!(
             crate::have(BINARY),
             "{BINARY} not found: install pdns-server and pdns-backend-sqlite3 (scripts/test does)"
         );
         let mut last = String::new();
         for _ in 0..5 {
-            match Self::try_start() {
+            match Self::try_start(caching) {
                 Ok(p) => return p,
                 Err(e) => last = e,
             }
@@ -40,7 +51,7 @@ impl PowerDns {
         panic!("PowerDNS did not start: {last}");
     }
 
-    fn try_start() -> Result<PowerDns, String> {
+    fn try_start(caching: bool) -> Result<PowerDns, String> {
         let dir = tempfile::Builder::new()
             .prefix("maildns-pdns-")
             .tempdir()
@@ -66,7 +77,7 @@ impl PowerDns {
         let dns_port = crate::free_port();
         let api_port = crate::free_port();
         let api_key = format!("test-{}", crate::random_label(24));
-        let conf = format!(
+        let mut conf = format!(
             "launch=gsqlite3\n\
              gsqlite3-database={db}\n\
              local-address=127.0.0.1\n\
@@ -91,6 +102,16 @@ impl PowerDns {
             db = db.display(),
             dir = dir.path().display(),
         );
+        if caching {
+            // The longer names first: each ends with the shorter one.
+            for off in [
+                "negquery-cache-ttl=0\n",
+                "query-cache-ttl=0\n",
+                "cache-ttl=0\n",
+            ] {
+                conf = conf.replace(off, "");
+            }
+        }
         std::fs::write(dir.path().join("pdns.conf"), conf).map_err(|e| e.to_string())?;
         let log = std::fs::File::create(dir.path().join("pdns.log")).map_err(|e| e.to_string())?;
         let mut child = Command::new(BINARY)

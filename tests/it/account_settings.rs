@@ -217,3 +217,68 @@ fn rotate_tells_an_account_that_cannot_connect_once() {
         out.stdout_text()
     );
 }
+
+/// From a user trial: an empty required setting (namecheap's username), and
+/// an empty environment variable name or file path (token_env, token_file,
+/// the zone file's path), is an error at load naming file:line:key, one per
+/// setting, not a setting taken as given.
+#[test]
+fn empty_settings_environment_names_and_paths_are_refused_at_load() {
+    refused(
+        "provider = \"namecheap\"\napi_user = \"alice\"\nusername = \"\"\nclient_ip = \"192.0.2.1\"\ntoken_env = \"\"\ntoken_file = \" \"",
+        &[
+            "maildns.toml:7: accounts.a.token_env: is empty: give the name of an environment variable (hint: write a value, or remove the key for the default)",
+            "maildns.toml:8: accounts.a.token_file: is empty: give a path (hint: write a value, or remove the key for the default)",
+            "maildns.toml:5: accounts.a.username: is empty: give a value, or remove the key",
+        ],
+    );
+    refused(
+        "provider = \"zonefile\"\npath = \"\"",
+        &[
+            "maildns.toml:4: accounts.a.path: is empty: give a path (hint: write a value, or remove the key for the default)",
+        ],
+    );
+    refused(
+        "provider = \"powerdns\"\nbase_url = \"\"\ntoken_env = \"A=B\"",
+        &[
+            "maildns.toml:5: accounts.a.token_env: 'A=B' is not an environment variable name (it holds '=' or NUL) (hint: e.g. \"MAILDNS_PDNS_TOKEN\")",
+            "maildns.toml:4: accounts.a.base_url: is empty: give a value, or remove the key",
+        ],
+    );
+}
+
+/// From a user trial: a manual account's notify program that does not exist
+/// (or is not an executable file) passed `check` and only warned at publish.
+/// It is refused at load, by `check` too: exit 65, file:line:key, the path.
+#[test]
+fn a_notify_or_command_program_that_cannot_run_is_refused_at_load() {
+    refused(
+        "provider = \"manual\"\nnotify = [\"/nonexistent/maildns-notify\", \"--to\", \"ops\"]",
+        &[
+            "maildns.toml:4: accounts.a.notify: the program '/nonexistent/maildns-notify' does not exist (hint: give the absolute path of an executable file (chmod +x))",
+        ],
+    );
+    refused(
+        "provider = \"manual\"\nnotify = [\"/etc/passwd\"]",
+        &[
+            "maildns.toml:4: accounts.a.notify: the program '/etc/passwd' is not executable (hint: give the absolute path of an executable file (chmod +x))",
+        ],
+    );
+    refused(
+        "provider = \"exec\"\ncommand = [\"/tmp\"]",
+        &[
+            "maildns.toml:4: accounts.a.command: the program '/tmp' is not a file (hint: give the absolute path of an executable file (chmod +x))",
+        ],
+    );
+    let (_dir, cfg) = config("provider = \"manual\"\nnotify = [\"/nonexistent/maildns-notify\"]");
+    let out = cmd().args(["-c", cfg.to_str().unwrap(), "check"]).run();
+    assert_eq!(out.code(), Some(65), "{}", out.text());
+    assert!(
+        out.stderr_text().contains(&format!(
+            "{}:4: accounts.a.notify: the program '/nonexistent/maildns-notify' does not exist",
+            cfg.display()
+        )),
+        "{}",
+        out.text()
+    );
+}

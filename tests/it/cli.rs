@@ -372,3 +372,63 @@ fn publish_makes_the_first_key_through_the_signer() {
     let key = maildns::keys::load_private_key(&keys[0]).unwrap();
     assert!(zone(d).contains(&key.p_value().unwrap()[..100]));
 }
+
+/// From a user trial: a file with three mistakes (a wrongly typed value, an
+/// unknown key, a value out of range) in three places, and a domain whose
+/// SPF fails the lint gate, gets all of it in one `check`: each
+/// configuration error as file:line:key on stderr, the lint finding of the
+/// domain that loaded on stdout (with --json: both, as JSON), exit 65.
+#[test]
+fn check_reports_every_config_error_and_the_lint_errors_of_what_loaded() {
+    let eleven = "v=spf1 a mx include:_s1.example.net include:_s2.example.net include:_s3.example.net include:_s4.example.net include:_s5.example.net include:_s6.example.net exists:%{i}.x.example.org a:mail.example.org mx:example.org ~all";
+    let (_dir, cfg) = setup(&format!(
+        "ttl = \"1h\"\n\n[domains.\"example.org\"]\naccount = \"local\"\nspff = \"v=spf1 -all\"\n\n[domains.\"example.net\"]\naccount = \"local\"\nttl = 0\n\n[domains.\"example.info\"]\naccount = \"local\"\nspf = \"{eleven}\"\n"
+    ));
+    let file = cfg.display().to_string();
+    let out = cmd().args(["-c", &file, "check"]).run();
+    assert_eq!(out.code(), Some(65), "{}", out.text());
+    let stderr = out.stderr_text();
+    for want in [
+        format!(
+            "{file}:10: domains.\"example.com\".ttl: invalid type: string \"1h\", expected i64"
+        ),
+        format!(
+            "{file}:14: domains.\"example.org\".spff: unknown field `spff`, expected one of `account`"
+        ),
+        format!("{file}:18: domains.\"example.net\".ttl: 0 is out of range"),
+    ] {
+        assert!(stderr.contains(&want), "{want}\n{stderr}");
+    }
+    let stdout = out.stdout_text();
+    assert!(
+        stdout.contains(&format!(
+            "{file}:22: domains.\"example.info\".spf: error: SPF"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("3 configuration error(s) (on stderr); the records of the 1 domain(s) without one: 1 error(s)"),
+        "{stdout}"
+    );
+
+    let out = cmd().args(["-c", &file, "--json", "check"]).run();
+    assert_eq!(out.code(), Some(65), "{}", out.text());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys: Vec<&str> = v["config_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "domains.\"example.com\".ttl",
+            "domains.\"example.org\".spff",
+            "domains.\"example.net\".ttl"
+        ]
+    );
+    assert_eq!(v["config_errors"][0]["line"], 10);
+    assert_eq!(v["errors"], 1);
+    assert_eq!(v["findings"][0]["domain"], "example.info");
+}

@@ -136,3 +136,93 @@ fn a_non_utf8_config_byte_is_named_with_line_and_column() {
         );
     }
 }
+
+/// What a host or a DNS server sends reaches the terminal only with its
+/// control characters escaped (`\027` for ESC), whichever command shows it:
+/// here a TXT value with terminal escape sequences served by a real PowerDNS
+/// (`verify`, `plan`, `watch`) and a fake host's error body (`plan`).
+#[tokio::test]
+async fn control_bytes_from_dns_and_hosts_never_reach_the_terminal() {
+    use maildns_providers::TxtRecord;
+    use maildns_testkit::PowerDns;
+
+    let hostile = "v=spf1 \u{1b}]0;owned\u{7}\u{1b}[2J\u{1b}[31m ip4:192.0.2.1 -all";
+    let pdns = PowerDns::start();
+    let zone = format!("esc{}.test", maildns_testkit::random_label(8));
+    pdns.create_zone(&zone).await;
+    let body = serde_json::json!({"rrsets": [{
+        "name": format!("{zone}."), "type": "TXT", "ttl": 60, "changetype": "REPLACE",
+        "records": [{"content": TxtRecord::from_value(hostile).to_presentation(), "disabled": false}],
+    }]});
+    let resp = reqwest::Client::new()
+        .patch(format!("{}/servers/localhost/zones/{zone}.", pdns.api_url))
+        .header("X-API-Key", &pdns.api_key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+
+    // A fake host answering every request with an error body holding escapes.
+    let fake = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake_url = format!("http://{}/api/v1", fake.local_addr().unwrap());
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for stream in fake.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 8192];
+            let _ = std::io::Read::read(&mut s, &mut buf);
+            let body = "{\"error\": \"\u{1b}[2J\u{1b}]0;pwned\u{7}zone gone\"}";
+            let _ = write!(
+                s,
+                "HTTP/1.1 422 Unprocessable Entity\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("maildns.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"state\"\n[accounts.pdns]\nprovider = \"powerdns\"\nbase_url = \"{api}\"\n[accounts.fake]\nprovider = \"powerdns\"\nbase_url = \"{fake_url}\"\n[propagation]\ntimeout = \"2s\"\nresolvers = [\"{dns}\"]\n[domains.\"{zone}\"]\naccount = \"pdns\"\nnameservers = [\"{dns}\"]\nspf = \"v=spf1 ip4:192.0.2.10/32 -all\"\n[domains.\"other.{zone}\"]\naccount = \"fake\"\nzone = \"{zone}\"\nspf = \"v=spf1 -all\"\n",
+            api = pdns.api_url,
+            dns = pdns.dns,
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        cmd()
+            .config(&cfg)
+            .env("MAILDNS_PDNS_TOKEN", &pdns.api_key)
+            .env("MAILDNS_FAKE_TOKEN", "x")
+            .args(args)
+            .run()
+    };
+    let spf_line = |args: &[&str], needle: &str| {
+        let out = run(args);
+        let all = [out.stdout.as_slice(), out.stderr.as_slice()].concat();
+        assert!(
+            !all.contains(&0x1b) && !all.contains(&0x07),
+            "{args:?}: a control byte reached the terminal: {:?}",
+            String::from_utf8_lossy(&all)
+        );
+        assert!(out.text().contains(needle), "{args:?}: {}", out.text());
+    };
+    let escaped = "v=spf1 \\027]0;owned\\007\\027[2J\\027[31m ip4:192.0.2.1 -all";
+    spf_line(&["verify", "-d", &zone], escaped);
+    spf_line(&["plan"], escaped);
+    spf_line(&["plan"], "\\027[2J\\027]0;pwned\\007zone gone");
+    spf_line(
+        &[
+            "watch",
+            &zone,
+            "--expect",
+            "v=spf1 ip4:192.0.2.10/32 -all",
+            "--timeout",
+            "2s",
+        ],
+        "\\027]0;owned",
+    );
+}

@@ -411,3 +411,38 @@ async fn bind_serves_a_split_key_that_passes_exactly() {
         .await;
     assert!(report[0].passed, "NXDOMAIN satisfies Absent");
 }
+
+/// Entries in PowerDNS's packet cache, from `pdns_control` on its socket.
+fn packet_cache_entries(pdns: &PowerDns) -> u64 {
+    let dir = pdns.dir();
+    let out = std::process::Command::new("pdns_control")
+        .arg(format!("--socket-dir={}", dir.display()))
+        .arg(format!("--config-dir={}", dir.display()))
+        .args(["show", "packetcache-size"])
+        .output()
+        .expect("pdns_control (package pdns-server)");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// The check publish makes right after a write (`txt_once`) gets the served
+/// set and leaves nothing in the server's packet cache (every later write to
+/// the zone purges the zone from it); an ordinary query is cached there.
+#[tokio::test]
+async fn a_check_after_a_write_is_answered_and_not_cached() {
+    let pdns = PowerDns::start_caching();
+    let z = zone();
+    pdns.create_zone(&z).await;
+    let spf = TxtRecord::from_value("v=spf1 -all");
+    set_txt(&pdns, &z, &z, 300, std::slice::from_ref(&spf)).await;
+    let q = querier();
+
+    let once = q.txt_once(pdns.dns, &name(&z)).await.unwrap();
+    assert!(once.authoritative);
+    assert_eq!(once.records, vec![spf.clone()]);
+    assert_eq!(packet_cache_entries(&pdns), 0);
+
+    let cached = q.txt(pdns.dns, &name(&z), false).await.unwrap();
+    assert_eq!(cached.records, vec![spf]);
+    assert_eq!(packet_cache_entries(&pdns), 1);
+}

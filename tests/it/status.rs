@@ -337,3 +337,64 @@ fn a_failing_step_makes_status_exit_4_and_say_why() {
     assert_eq!(v["attention"], true);
     assert_eq!(v["domains"][0]["attention"][0]["kind"], "failing");
 }
+
+/// From a user trial: `status --json` printed nothing when the state store
+/// could not be reached (a PostgreSQL URL on a closed port). Its stdout is one
+/// JSON object with an error naming what failed and which store (never the
+/// password), the exit code is 1 (docs/status-json.md), and text mode says
+/// the same on stderr.
+#[test]
+fn status_json_names_an_unreachable_store_and_never_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let cfg = dir.path().join("maildns.toml");
+    let url = format!("postgres://maildns@127.0.0.1:{port}/maildns");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"state\"\n[state]\nurl = \"{url}\"\n[accounts.z]\nprovider = \"zonefile\"\npath = \"z.zone\"\n[domains.\"example.com\"]\naccount = \"z\"\nspf = \"v=spf1 -all\"\n"
+        ),
+    )
+    .unwrap();
+    let secret = "hunter2-state-secret";
+    let out = cmd()
+        .config(&cfg)
+        .args(["--json", "status"])
+        .env("MAILDNS_STATE_PASSWORD", secret)
+        .run();
+    assert_eq!(out.code(), Some(1), "{}", out.text());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", out.text()));
+    assert_eq!(v["version"], 1, "{v}");
+    assert_eq!(v["error"]["what"], "state store", "{v}");
+    assert_eq!(v["error"]["store"], url, "{v}");
+    assert_eq!(v["error"]["exit_code"], 1, "{v}");
+    assert!(!v["error"]["message"].as_str().unwrap().is_empty(), "{v}");
+    assert!(!out.text().contains(secret), "{}", out.text());
+
+    let text = cmd()
+        .config(&cfg)
+        .args(["status"])
+        .env("MAILDNS_STATE_PASSWORD", secret)
+        .run();
+    assert_eq!(text.code(), Some(1), "{}", text.text());
+    assert_eq!(text.stdout_text(), "");
+    assert!(
+        text.stderr_text()
+            .contains(&format!("reading the state store {url}: ")),
+        "{}",
+        text.stderr_text()
+    );
+    assert!(!text.text().contains(secret));
+
+    // A configuration that does not load: JSON too, exit 65.
+    std::fs::write(&cfg, "[domains.\"example.com\"]\naccount = 5\n").unwrap();
+    let out = cmd().config(&cfg).args(["--json", "status"]).run();
+    assert_eq!(out.code(), Some(65), "{}", out.text());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["what"], "configuration", "{v}");
+    assert_eq!(v["error"]["exit_code"], 65, "{v}");
+}
