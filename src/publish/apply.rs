@@ -169,7 +169,8 @@ pub async fn run_each(
 
     let zones = ZoneCache::default();
     let managed: usize = jobs.iter().map(|job| job.desired.len()).sum();
-    let budget = Arc::new(DeletionBudget::new(managed, opts));
+    let removals: usize = jobs.iter().map(removals).sum();
+    let budget = Arc::new(DeletionBudget::new(managed, removals, opts));
     // The domains read and planned while the run could still cross the
     // deletion threshold, with their place in the job order.
     // (Boxed: a plan with its RRsets is large, and only some are held.)
@@ -455,12 +456,20 @@ impl DomainOutcome {
     }
 }
 
+/// The names of `job` where its plan can delete: a plan deletes only where
+/// no value is wanted (a removal or retraction, see [`plan`]), at most one
+/// value per name.
+fn removals(job: &DomainJob) -> usize {
+    job.desired.iter().filter(|d| d.records.is_empty()).count()
+}
+
 /// The run's deletion threshold while domains are still being read: whether
 /// the run can still cross it, and, once all are read, whether it did.
 ///
-/// Each domain's plan deletes at most one value per name it manages, so while
-/// some domains are unread the run's deletions are at most those planned so
-/// far plus every name of the unread domains. When even that stays within
+/// Each domain's plan deletes at most one value per name where it wants no
+/// value ([`removals`]), so while some domains are unread the run's
+/// deletions are at most those planned so far plus those names of the
+/// unread domains (a run that removes nothing is never held). When even that stays within
 /// `max_delete_share` of the managed names (or `force` is given), no plan still
 /// to come can make the run refuse its deletions: a domain read then is written
 /// at once, exactly as phase 2 would write it, and reads and writes overlap.
@@ -469,17 +478,18 @@ struct DeletionBudget {
     managed: usize,
     share: f64,
     force: bool,
-    /// (deletions planned so far, names of the domains not read yet)
+    /// (deletions planned so far, names of the domains not read yet where
+    /// their plans can delete)
     state: std::sync::Mutex<(usize, usize)>,
 }
 
 impl DeletionBudget {
-    fn new(managed: usize, opts: Options) -> DeletionBudget {
+    fn new(managed: usize, removals: usize, opts: Options) -> DeletionBudget {
         DeletionBudget {
             managed,
             share: opts.max_delete_share,
             force: opts.force,
-            state: std::sync::Mutex::new((0, managed)),
+            state: std::sync::Mutex::new((0, removals)),
         }
     }
 
@@ -503,7 +513,7 @@ impl DeletionBudget {
     fn read(&self, job: &DomainJob, deletions: Option<usize>) -> bool {
         let mut s = self.lock();
         s.0 += deletions.unwrap_or(0);
-        s.1 = s.1.saturating_sub(job.desired.len());
+        s.1 = s.1.saturating_sub(removals(job));
         !self.crosses(s.0 + s.1)
     }
 
@@ -1291,6 +1301,35 @@ mod tests {
 
     #[tokio::test]
     async fn a_domain_is_written_after_its_read_once_the_threshold_cannot_be_crossed() {
+        // a and b update; c, d and e remove both of their values, which the
+        // host does not hold (so their plans delete nothing).
+        let host = holding(&["a.example", "b.example"]);
+        let jobs = vec![
+            spf_and_dmarc("a.example"),
+            spf_and_dmarc("b.example"),
+            removing("c.example"),
+            removing("d.example"),
+            removing("e.example"),
+        ];
+        let out = run_on(host.clone(), jobs).await;
+        assert!(out.iter().all(|o| o.error.is_none()), "{out:?}");
+        assert!(out[..2].iter().all(|o| o.applied == 2), "{out:?}");
+        let events = host.events.lock().unwrap().clone();
+        let at = |e: &str| events.iter().position(|x| x == e).unwrap();
+        // 10 managed names, at most 5 deletions: until c is read, c, d and e
+        // could delete 6, so a and b wait; after c's read (no deletion), d and
+        // e can delete 4 at most: a and b are written then, before d is read
+        // (not held until the end of the reads).
+        for w in ["write a.example", "write b.example"] {
+            assert!(at(w) > at("read c.example"), "{events:?}");
+            assert!(at(w) < at("read d.example"), "{events:?}");
+        }
+        assert!(at("write a.example") < at("write b.example"), "{events:?}");
+    }
+
+    #[tokio::test]
+    async fn a_run_that_removes_nothing_writes_each_domain_right_after_its_read() {
+        // No plan can delete where a value is wanted: nothing is held.
         let domains = ["a.example", "b.example", "c.example", "d.example"];
         let host = holding(&domains);
         let jobs: Vec<DomainJob> = domains.iter().map(|d| spf_and_dmarc(d)).collect();
@@ -1301,16 +1340,16 @@ mod tests {
         );
         let events = host.events.lock().unwrap().clone();
         let at = |e: &str| events.iter().position(|x| x == e).unwrap();
-        // 8 managed names, at most 4 deletions: after b's read, c and d can
-        // delete 4 at most, so b is written before c is read; a, read while 6
-        // unread names could still be deleted, waits until then (b's read),
-        // and no longer (its outcome is not held until the end of the reads).
-        assert!(at("write b.example") < at("read c.example"), "{events:?}");
-        assert!(at("write a.example") > at("read b.example"), "{events:?}");
-        assert!(at("write a.example") < at("read c.example"), "{events:?}");
-        // With --force every domain is written right after its own read.
+        for pair in domains.windows(2) {
+            assert!(
+                at(&format!("write {}", pair[0])) < at(&format!("read {}", pair[1])),
+                "{events:?}"
+            );
+        }
+        // With --force every domain is written right after its own read,
+        // deletions too.
         let host = holding(&domains);
-        let jobs: Vec<DomainJob> = domains.iter().map(|d| spf_and_dmarc(d)).collect();
+        let jobs: Vec<DomainJob> = domains.iter().map(|d| removing(d)).collect();
         let mut providers: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
         providers.insert("a".into(), host.clone());
         let force = Options {
