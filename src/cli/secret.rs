@@ -208,7 +208,11 @@ fn read_token(t: &Target) -> anyhow::Result<Zeroizing<String>> {
     let mut text = Zeroizing::new(String::new());
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        let noun = if t.noun == "token" { "Token" } else { "Password" };
+        let noun = if t.noun == "token" {
+            "Token"
+        } else {
+            "Password"
+        };
         eout!("{noun} for {} '{account}' (input hidden): ", t.what);
         let _ = super::output::Stderr.flush();
         let guard = EchoOff::new().map_err(|e| {

@@ -482,10 +482,7 @@ fn served_record(
             continue;
         }
         let (status, message) = match d.severity {
-            Severity::Error => (
-                Status::Error,
-                format!("{shown}: {}: {}", d.code, d.message),
-            ),
+            Severity::Error => (Status::Error, format!("{shown}: {}: {}", d.code, d.message)),
             _ => (Status::Warning, format!("{}: {}", d.code, d.message)),
         };
         f.push(Finding::new(check, status, message));

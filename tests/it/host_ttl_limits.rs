@@ -208,10 +208,22 @@ async fn linode_ttl_off_its_list_is_refused_at_check_before_any_request() {
     for args in [["check"].as_slice(), &["plan"], &["publish"]] {
         let o = cmd().config(&cfg).envs(&env).args(args).run();
         assert_eq!(o.status.code(), Some(65), "{args:?}: {}", o.text());
-        assert!(o.text().contains(&want), "{args:?}: {}\nwanted: {want}", o.text());
-        assert!(o.text().contains("[rule ttl-not-kept-by-host]"), "{}", o.text());
+        assert!(
+            o.text().contains(&want),
+            "{args:?}: {}\nwanted: {want}",
+            o.text()
+        );
+        assert!(
+            o.text().contains("[rule ttl-not-kept-by-host]"),
+            "{}",
+            o.text()
+        );
     }
-    assert!(fake.requests().is_empty(), "nothing sent: {:?}", fake.requests());
+    assert!(
+        fake.requests().is_empty(),
+        "nothing sent: {:?}",
+        fake.requests()
+    );
     // A TTL the host keeps: no finding.
     let cfg = config(dir.path(), &account, Some(7200), "");
     let o = cmd().config(&cfg).envs(&env).args(["check"]).run();

@@ -961,7 +961,13 @@ fn migrate_state_refuses_the_same_store_as_source_and_destination() {
     ] {
         let out = cmd()
             .current_dir(dir.path())
-            .args(["migrate-state", "--from", from.to_str().unwrap(), "--to", &to])
+            .args([
+                "migrate-state",
+                "--from",
+                from.to_str().unwrap(),
+                "--to",
+                &to,
+            ])
             .run();
         assert_eq!(out.status.code(), Some(64), "{to}: {}", out.text());
         assert!(out.text().contains("name the same store"), "{}", out.text());
