@@ -186,6 +186,24 @@ fn ttl_diagnostic(config: &Config, d: &Domain) -> Option<Diagnostic> {
     let account = config.accounts.get(&d.account)?;
     let host = account.provider.host;
     let profile = host.profile().ok()?;
+    let from = match d.source.ttl {
+        Some(_) => "set here".to_string(),
+        None => "maildns's default, no `ttl` set".to_string(),
+    };
+    if !profile.ttl_values.is_empty() && !profile.ttl_values.contains(&d.ttl) {
+        let kept: Vec<String> = profile.ttl_values.iter().map(u32::to_string).collect();
+        return Some(Diagnostic::error(
+            "ttl-not-kept-by-host",
+            format!(
+                "a TTL of {} s ({from}) for {} is not one {} keeps (account \"{}\"): it keeps only {} s and would change any other, so the records would never read back as written; set `ttl` to one of them",
+                d.ttl,
+                owner_names(d).join(", "),
+                host.kind,
+                d.account,
+                kept.join(", ")
+            ),
+        ));
+    }
     let limit = profile.ttl_within(d.ttl).err()?;
     let (code, what, fix) = match limit {
         maildns_providers::LimitError::TtlTooLow { min, .. } => (
@@ -199,10 +217,6 @@ fn ttl_diagnostic(config: &Config, d: &Domain) -> Option<Diagnostic> {
             format!("at most {max}"),
         ),
         _ => return None,
-    };
-    let from = match d.source.ttl {
-        Some(_) => "set here".to_string(),
-        None => "maildns's default, no `ttl` set".to_string(),
     };
     Some(Diagnostic::error(
         code,

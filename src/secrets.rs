@@ -500,13 +500,15 @@ pub fn get(account: &str) -> Result<Secret, SecretError> {
 }
 
 /// Removes the credential of `account` from the OS keyring ([`store`])
-/// (`maildns secret delete`); succeeds when there is none.
+/// (`maildns secret delete`): `true` when there was one, `false` when there
+/// was none (not an error).
 ///
 /// # Errors
 /// [`SecretError::Keyring`] when the store fails.
-pub fn delete(account: &str) -> Result<(), SecretError> {
+pub fn delete(account: &str) -> Result<bool, SecretError> {
     match entry(account)?.delete_credential() {
-        Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+        Ok(()) => Ok(true),
+        Err(keyring::Error::NoEntry) => Ok(false),
         Err(e) => Err(keyring_error(account, e)),
     }
 }

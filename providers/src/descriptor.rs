@@ -67,6 +67,10 @@ pub struct TxtLimits {
     /// Highest TTL the host accepts, in seconds (0: none documented).
     #[serde(default)]
     pub max_ttl: u32,
+    /// The only TTLs the host keeps as given, in seconds (empty: any TTL
+    /// between the minimum and the maximum); Linode rounds every other.
+    #[serde(default)]
+    pub ttl_values: Vec<u32>,
     /// Only printable ASCII (0x20..=0x7e) is accepted.
     #[serde(default)]
     pub printable_ascii_only: bool,
@@ -162,6 +166,7 @@ impl Descriptor {
             min_ttl_source: self.txt.min_ttl_source,
             rate_limits: self.limits.rate_limits(),
             max_ttl: (self.txt.max_ttl != 0).then_some(self.txt.max_ttl),
+            ttl_values: self.txt.ttl_values.clone(),
             concurrency: self.limits.concurrency,
             serves_at_once: self.limits.serves_at_once,
             edge_bytes_dropped: self.txt.edge_bytes_dropped.clone(),

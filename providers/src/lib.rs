@@ -152,6 +152,10 @@ pub struct Profile {
     /// for hosts that take any TTL). A larger TTL is refused before sending
     /// ([`LimitError::TtlTooHigh`], [`Profile::check_ttl`]).
     pub max_ttl: Option<u32>,
+    /// The only TTLs the host keeps as given, in seconds, when it keeps only
+    /// some (Linode's `ttl_sec` list; it rounds any other, so the set would
+    /// never read back as written); empty: any TTL within the range.
+    pub ttl_values: Vec<u32>,
     /// How many requests maildns may have in flight against the host at once.
     pub concurrency: usize,
     /// The host's own authoritative servers serve a write at once (self-hosted
@@ -185,6 +189,7 @@ impl Default for Profile {
             min_ttl_source: MinTtlSource::Hint,
             rate_limits: Vec::new(),
             max_ttl: None,
+            ttl_values: Vec::new(),
             concurrency: 8,
             serves_at_once: false,
             edge_bytes_dropped: Vec::new(),

@@ -12,7 +12,12 @@ use zeroize::Zeroizing;
 
 use super::Cli;
 use super::common::{Coded, Exit, load_config, print_json};
-use crate::config::{Account, Config};
+use std::path::PathBuf;
+
+use crate::config::{
+    Account, Config, RESERVED_CREDENTIALS, RSPAMD_CONTROLLER_PASSWORD_CREDENTIAL,
+    SIGNER_PASSWORD_CREDENTIAL, STATE_PASSWORD_CREDENTIAL,
+};
 use crate::secrets::{self, SecretError, SecretSpec, Source};
 use maildns_providers::Secret;
 
@@ -39,23 +44,108 @@ pub enum Op {
     },
 }
 
-fn account<'a>(config: &'a Config, name: &str) -> anyhow::Result<&'a Account> {
-    config.accounts.get(name).ok_or_else(|| {
-        let known: Vec<&str> = config.accounts.keys().map(String::as_str).collect();
-        Coded {
-            code: Exit::DataErr,
-            message: format!(
-                "unknown account '{name}'; accounts in {}: {}",
-                config.path.display(),
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
-            ),
+/// Whose credential a `secret` command handles: an account's token (by the
+/// account's name), or one of the passwords maildns reads under a fixed
+/// credential name (`state-password`, `signer-password`,
+/// `rspamd-controller-password`; see [`RESERVED_CREDENTIALS`]).
+struct Target {
+    /// The keyring entry and `$CREDENTIALS_DIRECTORY` file name.
+    name: String,
+    /// "account" or "credential", for messages.
+    what: &'static str,
+    /// "token" or "password", for messages.
+    noun: &'static str,
+    /// The environment variable read first.
+    env: String,
+    /// The file read last, when configured.
+    file: Option<PathBuf>,
+    /// The configuration key that names such a file, for hints.
+    file_key: String,
+}
+
+impl Target {
+    fn account(a: &Account) -> Target {
+        Target {
+            name: a.name.clone(),
+            what: "account",
+            noun: "token",
+            env: a.credential.env.clone(),
+            file: a.credential.token_file.clone(),
+            file_key: format!("token_file = \"/path\" in [accounts.{}]", a.name),
         }
-        .into()
-    })
+    }
+
+    fn password(name: &str, env: &str, file: Option<&PathBuf>, file_key: &str) -> Target {
+        Target {
+            name: name.to_string(),
+            what: "credential",
+            noun: "password",
+            env: env.to_string(),
+            file: file.cloned(),
+            file_key: file_key.to_string(),
+        }
+    }
+}
+
+fn target(config: &Config, name: &str) -> anyhow::Result<Target> {
+    if let Some(a) = config.accounts.get(name) {
+        return Ok(Target::account(a));
+    }
+    let signer = config.signer.as_ref();
+    let sql = signer.and_then(|s| s.sql.as_ref());
+    let rspamd = signer.and_then(|s| s.rspamd.as_ref());
+    // Without the section that reads it, the password still has its default
+    // variable: it may be stored before the section is written.
+    match name {
+        STATE_PASSWORD_CREDENTIAL => {
+            let state = config.state.as_ref();
+            return Ok(Target::password(
+                name,
+                state.map_or("MAILDNS_STATE_PASSWORD", |s| s.password_env.as_str()),
+                state.and_then(|s| s.password_file.as_ref()),
+                "password_file = \"/path\" in [state]",
+            ));
+        }
+        SIGNER_PASSWORD_CREDENTIAL => {
+            let (env, file) = match (sql, rspamd) {
+                (Some(s), _) => (s.password_env.as_str(), s.password_file.as_ref()),
+                (None, Some(r)) => (r.password_env.as_str(), r.password_file.as_ref()),
+                (None, None) => ("MAILDNS_SIGNER_PASSWORD", None),
+            };
+            return Ok(Target::password(
+                name,
+                env,
+                file,
+                "password_file = \"/path\" in [signer]",
+            ));
+        }
+        RSPAMD_CONTROLLER_PASSWORD_CREDENTIAL => {
+            return Ok(Target::password(
+                name,
+                rspamd.map_or("MAILDNS_RSPAMD_CONTROLLER_PASSWORD", |r| {
+                    r.controller_password_env.as_str()
+                }),
+                rspamd.and_then(|r| r.controller_password_file.as_ref()),
+                "controller_password_file = \"/path\" in [signer]",
+            ));
+        }
+        _ => {}
+    }
+    let known: Vec<&str> = config.accounts.keys().map(String::as_str).collect();
+    Err(Coded {
+        code: Exit::DataErr,
+        message: format!(
+            "unknown account '{name}'; accounts in {}: {}; passwords: {}",
+            config.path.display(),
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            },
+            RESERVED_CREDENTIALS.join(", ")
+        ),
+    }
+    .into())
 }
 
 fn failure(message: String) -> anyhow::Error {
@@ -66,23 +156,23 @@ fn failure(message: String) -> anyhow::Error {
     .into()
 }
 
-/// Alternatives to the keyring, for the account's error messages.
-fn alternatives(a: &Account) -> String {
+/// Alternatives to the keyring, for error messages.
+fn alternatives(t: &Target) -> String {
     format!(
-        "alternatives: the environment variable {}, a file $CREDENTIALS_DIRECTORY/{} (systemd LoadCredential=, best for the daemon), or token_file = \"/path\" (mode 0600) in [accounts.{}]",
-        a.credential.env, a.name, a.name
+        "alternatives: the environment variable {}, a file $CREDENTIALS_DIRECTORY/{} (systemd LoadCredential=, best for the daemon), or {} (mode 0600)",
+        t.env, t.name, t.file_key
     )
 }
 
 pub(super) async fn run(cli: &Cli, op: &Op) -> anyhow::Result<Exit> {
     let config = load_config(cli)?;
     match op {
-        Op::Set { account: name } => set(cli, account(&config, name)?),
+        Op::Set { account: name } => set(cli, &target(&config, name)?),
         Op::Get {
             account: name,
             show,
-        } => get(cli, account(&config, name)?, *show),
-        Op::Delete { account: name } => delete(cli, account(&config, name)?),
+        } => get(cli, &target(&config, name)?, *show),
+        Op::Delete { account: name } => delete(cli, &target(&config, name)?),
     }
 }
 
@@ -113,11 +203,17 @@ impl Drop for EchoOff {
 
 /// Reads the token: one line from a terminal with echo off, or all of stdin
 /// otherwise; one trailing newline is stripped.
-fn read_token(account: &str) -> anyhow::Result<Zeroizing<String>> {
+fn read_token(t: &Target) -> anyhow::Result<Zeroizing<String>> {
+    let account = &t.name;
     let mut text = Zeroizing::new(String::new());
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        eout!("Token for account '{account}' (input hidden): ");
+        let noun = if t.noun == "token" {
+            "Token"
+        } else {
+            "Password"
+        };
+        eout!("{noun} for {} '{account}' (input hidden): ", t.what);
         let _ = super::output::Stderr.flush();
         let guard = EchoOff::new().map_err(|e| {
             failure(format!(
@@ -168,8 +264,8 @@ struct SetReport<'a> {
     overridden_by: Option<&'a str>,
 }
 
-fn set(cli: &Cli, a: &Account) -> anyhow::Result<Exit> {
-    let token = read_token(&a.name)?;
+fn set(cli: &Cli, a: &Target) -> anyhow::Result<Exit> {
+    let token = read_token(a)?;
     let secret = Secret::new(token.as_str());
     match secrets::set(&a.name, &secret) {
         Ok(()) => {}
@@ -181,9 +277,9 @@ fn set(cli: &Cli, a: &Account) -> anyhow::Result<Exit> {
         }
         Err(e) => return Err(failure(format!("{e}\nhint: {}", alternatives(a)))),
     }
-    let overridden = std::env::var_os(&a.credential.env)
+    let overridden = std::env::var_os(&a.env)
         .filter(|v| !v.is_empty())
-        .map(|_| a.credential.env.as_str());
+        .map(|_| a.env.as_str());
     if cli.json {
         print_json(&SetReport {
             account: &a.name,
@@ -194,8 +290,10 @@ fn set(cli: &Cli, a: &Account) -> anyhow::Result<Exit> {
         })?;
     } else {
         outln!(
-            "account '{}': token stored in the {}",
+            "{} '{}': {} stored in the {}",
+            a.what,
             a.name,
+            a.noun,
             Source::Keyring
         );
         if let Some(v) = overridden {
@@ -238,11 +336,11 @@ fn describe(source: &Source) -> (&'static str, String) {
     }
 }
 
-fn get(cli: &Cli, a: &Account, show: bool) -> anyhow::Result<Exit> {
+fn get(cli: &Cli, a: &Target, show: bool) -> anyhow::Result<Exit> {
     let env: std::collections::HashMap<String, String> = std::env::vars().collect();
     let spec = SecretSpec {
-        env_var: Some(a.credential.env.clone()),
-        token_file: a.credential.token_file.clone(),
+        env_var: Some(a.env.clone()),
+        token_file: a.file.clone(),
     };
     match secrets::lookup(&a.name, &spec, &env) {
         Ok(found) => {
@@ -258,11 +356,12 @@ fn get(cli: &Cli, a: &Account, show: bool) -> anyhow::Result<Exit> {
                     looked: Vec::new(),
                 })?;
             } else if show {
-                eoutln!("account '{}': found in the {}", a.name, found.source);
+                eoutln!("{} '{}': found in the {}", a.what, a.name, found.source);
                 outln!("{}", found.secret.expose());
             } else {
                 outln!(
-                    "account '{}': credential found in the {} (value hidden; --show prints it)",
+                    "{} '{}': credential found in the {} (value hidden; --show prints it)",
+                    a.what,
                     a.name,
                     found.source
                 );
@@ -281,7 +380,7 @@ fn get(cli: &Cli, a: &Account, show: bool) -> anyhow::Result<Exit> {
                     looked,
                 })?;
             } else {
-                outln!("account '{}': no credential found; looked at:", a.name);
+                outln!("{} '{}': no credential found; looked at:", a.what, a.name);
                 for l in &looked {
                     outln!("  {l}");
                 }
@@ -305,18 +404,28 @@ struct DeleteReport<'a> {
     keyring: &'static str,
 }
 
-fn delete(cli: &Cli, a: &Account) -> anyhow::Result<Exit> {
-    secrets::delete(&a.name).map_err(|e| failure(e.to_string()))?;
+fn delete(cli: &Cli, a: &Target) -> anyhow::Result<Exit> {
+    let deleted = secrets::delete(&a.name).map_err(|e| failure(e.to_string()))?;
     if cli.json {
         print_json(&DeleteReport {
             account: &a.name,
-            deleted: true,
+            deleted,
             keyring: secrets::store().name(),
         })?;
+    } else if deleted {
+        outln!(
+            "{} '{}': {} removed from the {}",
+            a.what,
+            a.name,
+            a.noun,
+            Source::Keyring
+        );
     } else {
         outln!(
-            "account '{}': no token in the {} any more",
+            "{} '{}': there was no {} in the {}",
+            a.what,
             a.name,
+            a.noun,
             Source::Keyring
         );
     }

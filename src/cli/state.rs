@@ -169,6 +169,36 @@ fn check_store_name(flag: &str, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether `a` and `b` name one store: the same URL, or the same directory
+/// (compared as the file system resolves them; a directory that does not exist
+/// yet is compared through its parent).
+fn same_store(a: &str, b: &str) -> bool {
+    if is_url(a) || is_url(b) {
+        return a == b;
+    }
+    fn resolved(name: &str) -> std::path::PathBuf {
+        let p = std::path::Path::new(name);
+        if let Ok(c) = p.canonicalize() {
+            return c;
+        }
+        match (p.parent(), p.file_name()) {
+            (Some(parent), Some(file)) => {
+                let parent = if parent.as_os_str().is_empty() {
+                    std::path::Path::new(".")
+                } else {
+                    parent
+                };
+                parent
+                    .canonicalize()
+                    .map(|c| c.join(file))
+                    .unwrap_or_else(|_| p.to_path_buf())
+            }
+            _ => p.to_path_buf(),
+        }
+    }
+    resolved(a) == resolved(b)
+}
+
 /// A store name as it may be shown: a URL with its password masked.
 fn shown(name: &str) -> String {
     if is_url(name) {
@@ -234,6 +264,16 @@ pub(super) async fn migrate(cli: &Cli, args: &MigrateArgs) -> anyhow::Result<Exi
     };
     check_store_name("--from", &args.from)?;
     check_store_name("--to", &args.to)?;
+    if same_store(&args.from, &args.to) {
+        return Err(super::common::Coded {
+            code: super::common::Exit::Usage,
+            message: format!(
+                "--from and --to name the same store ({}); migrate-state copies one store into another, empty one",
+                shown(&args.from)
+            ),
+        }
+        .into());
+    }
     let from = args.from.clone();
     let to = args.to.clone();
     let report = tokio::task::spawn_blocking(move || -> anyhow::Result<Copied> {

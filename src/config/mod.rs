@@ -332,6 +332,14 @@ pub const SIGNER_PASSWORD_CREDENTIAL: &str = "signer-password";
 /// The credential name of the rspamd controllers' password.
 pub const RSPAMD_CONTROLLER_PASSWORD_CREDENTIAL: &str = "rspamd-controller-password";
 
+/// The credential names that are not accounts' (see `maildns secret`): no
+/// account may take one of them.
+pub const RESERVED_CREDENTIALS: [&str; 3] = [
+    STATE_PASSWORD_CREDENTIAL,
+    SIGNER_PASSWORD_CREDENTIAL,
+    RSPAMD_CONTROLLER_PASSWORD_CREDENTIAL,
+];
+
 /// `[signer] kind = "opendkim-sql"`: every MTA's OpenDKIM reads its KeyTable
 /// and SigningTable from one PostgreSQL database. Never holds the password:
 /// only where to find it.

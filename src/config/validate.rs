@@ -861,6 +861,17 @@ impl<'a> Validator<'a> {
     fn account(&mut self, name: &str, acc: &Spanned<RawAccount>) -> Option<Account> {
         let key = format!("accounts.{name}");
         let a = acc.get_ref();
+        // The keyring and $CREDENTIALS_DIRECTORY name an account's token by the
+        // account's name: these names are the shared store's and signer's
+        // passwords, so an account of that name would share their entry.
+        if super::RESERVED_CREDENTIALS.contains(&name) {
+            self.err(
+                Some(acc.span()),
+                &key,
+                format!("'{name}' is the name of a password maildns reads, not an account name"),
+                Some("rename the account"),
+            );
+        }
         for (field, v) in [
             ("token", &a.token),
             ("secret", &a.secret),

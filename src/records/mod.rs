@@ -156,6 +156,11 @@ pub const RULES: &[Rule] = &[
         kind: None,
         severity: Severity::Error,
     },
+    Rule {
+        code: "ttl-not-kept-by-host",
+        kind: None,
+        severity: Severity::Error,
+    },
 ];
 
 /// The rule with this code.

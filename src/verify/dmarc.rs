@@ -3,7 +3,7 @@
 
 use maildns_providers::TxtRecord;
 
-use super::{Finding, Resolver, Status, agreed, lint_findings, quoted};
+use super::{Finding, Resolver, Status, agreed, quoted, served_record};
 use crate::config::Domain;
 use crate::propagation::{Nameserver, Querier};
 use crate::records::dmarc;
@@ -64,8 +64,7 @@ pub(super) async fn check_dmarc(
             return;
         }
     };
-    f.push(Finding::new("DMARC", Status::Ok, quoted(first)));
-    lint_findings("DMARC", &record.lint(), &[], f);
+    served_record("DMARC", quoted(first), &record.lint(), &[], f);
     for dest in record.external_destinations(&domain.name) {
         let check = format!("DMARC reports to {}", dest.report_domain);
         let auth = match &dest.authorization_name {

@@ -458,6 +458,37 @@ async fn agreed(
 
 /// The warnings and errors of `diags` as findings of `check`, except the codes in
 /// `skip` (checked by a finding of their own).
+/// The served record `shown` (quoted) under `check` with its lint findings:
+/// an `ok` line for the record only when none of `diags` (but `skip`) is an
+/// error, so one record is never shown both ok and in error; otherwise each
+/// error names the record.
+fn served_record(
+    check: &str,
+    shown: String,
+    diags: &[Diagnostic],
+    skip: &[&str],
+    f: &mut Vec<Finding>,
+) {
+    let errors = diags
+        .iter()
+        .any(|d| d.severity == Severity::Error && !skip.contains(&d.code));
+    if !errors {
+        f.push(Finding::new(check, Status::Ok, shown));
+        lint_findings(check, diags, skip, f);
+        return;
+    }
+    for d in diags {
+        if skip.contains(&d.code) || d.severity == Severity::Info {
+            continue;
+        }
+        let (status, message) = match d.severity {
+            Severity::Error => (Status::Error, format!("{shown}: {}: {}", d.code, d.message)),
+            _ => (Status::Warning, format!("{}: {}", d.code, d.message)),
+        };
+        f.push(Finding::new(check, status, message));
+    }
+}
+
 fn lint_findings(check: &str, diags: &[Diagnostic], skip: &[&str], f: &mut Vec<Finding>) {
     for d in diags {
         if skip.contains(&d.code) {

@@ -2,7 +2,7 @@
 //! DNS lookups counted by walking includes and redirects ([`super::spf_tree`]).
 
 use super::spf_tree::{self, SpfLookups, count_lookups};
-use super::{Finding, Resolver, Status, agreed, lint_findings, quoted};
+use super::{Finding, Resolver, Status, agreed, lint_findings, quoted, served_record};
 use crate::config::Domain;
 use crate::propagation::{Nameserver, Querier};
 use crate::records::spf;
@@ -48,7 +48,13 @@ pub(super) async fn check_spf(
             return None;
         }
     };
-    f.push(Finding::new("SPF", Status::Ok, quoted(first)));
+    served_record(
+        "SPF",
+        quoted(first),
+        &record.lint(),
+        &["spf-too-many-lookups"],
+        f,
+    );
     if let Some(want) = &domain.spf
         && want.to_value() != value
     {
@@ -58,7 +64,6 @@ pub(super) async fn check_spf(
             "the served value differs from the configuration: run `maildns publish`",
         ));
     }
-    lint_findings("SPF", &record.lint(), &["spf-too-many-lookups"], f);
     let tree = count_lookups(resolver, name, &record).await;
     let macros = if tree.macros > 0 {
         format!(

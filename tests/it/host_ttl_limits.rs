@@ -186,3 +186,47 @@ async fn desec_ttl_under_the_domains_minimum_is_refused_naming_its_source() {
     let o = cmd().config(&cfg).envs(&env).args(["publish"]).run();
     assert_eq!(o.status.code(), Some(0), "{}", o.text());
 }
+
+/// From a user trial: Linode keeps only a fixed list of TTLs and rounds any
+/// other (so the set would never read back as written), and the adapter refused
+/// `ttl = 301` only when writing: `check` said 0 errors. The gate now refuses
+/// it at `check`, `plan` and `publish`, listing the TTLs the host keeps, and
+/// nothing is sent; a TTL on the list passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linode_ttl_off_its_list_is_refused_at_check_before_any_request() {
+    let fake = maildns_testkit::fakes::linode::FakeLinode::start("linode-pat-ttl").await;
+    fake.add_domain("example.test");
+    let dir = tempfile::tempdir().unwrap();
+    let account = format!("provider = \"linode\"\nbase_url = \"{}\"", fake.base_url());
+    let env = [("MAILDNS_DNS_TOKEN", "linode-pat-ttl")];
+    let cfg = config(dir.path(), &account, Some(301), "");
+    let want = format!(
+        "{}:{}: domains.\"example.test\".ttl: error: TTL \"301\": a TTL of 301 s (set here) for example.test, _dmarc.example.test is not one linode keeps (account \"dns\"): it keeps only 300, 3600, 7200, 14400, 28800, 57600, 86400, 172800, 345600, 604800, 1209600, 2419200 s",
+        cfg.display(),
+        ttl_line(&cfg)
+    );
+    for args in [["check"].as_slice(), &["plan"], &["publish"]] {
+        let o = cmd().config(&cfg).envs(&env).args(args).run();
+        assert_eq!(o.status.code(), Some(65), "{args:?}: {}", o.text());
+        assert!(
+            o.text().contains(&want),
+            "{args:?}: {}\nwanted: {want}",
+            o.text()
+        );
+        assert!(
+            o.text().contains("[rule ttl-not-kept-by-host]"),
+            "{}",
+            o.text()
+        );
+    }
+    assert!(
+        fake.requests().is_empty(),
+        "nothing sent: {:?}",
+        fake.requests()
+    );
+    // A TTL the host keeps: no finding.
+    let cfg = config(dir.path(), &account, Some(7200), "");
+    let o = cmd().config(&cfg).envs(&env).args(["check"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
+    assert!(!o.text().contains("ttl-not-kept"), "{}", o.text());
+}

@@ -939,3 +939,42 @@ fn migrate_state_refuses_a_store_name_that_is_neither_url_nor_path() {
         assert_eq!(made, [std::ffi::OsString::from("state")], "{to}");
     }
 }
+
+/// From a user trial: `migrate-state --from D --to D` blamed "another
+/// maildns" holding the lock (its own pid). The same store, by the same or
+/// another spelling of its path, is a usage error (exit 64) and the store is
+/// left as it was.
+#[test]
+fn migrate_state_refuses_the_same_store_as_source_and_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let from = dir.path().join("state");
+    SqliteStore::open_locked(&from)
+        .unwrap()
+        .save(&sample_state("example.com"), &[])
+        .unwrap();
+    let before = std::fs::read(from.join(maildns::rotation::store::DB_FILE)).unwrap();
+    for to in [
+        from.to_str().unwrap().to_string(),
+        format!("{}/", from.display()),
+        "./state".to_string(),
+        format!("{}/../state", from.display()),
+    ] {
+        let out = cmd()
+            .current_dir(dir.path())
+            .args([
+                "migrate-state",
+                "--from",
+                from.to_str().unwrap(),
+                "--to",
+                &to,
+            ])
+            .run();
+        assert_eq!(out.status.code(), Some(64), "{to}: {}", out.text());
+        assert!(out.text().contains("name the same store"), "{}", out.text());
+        assert!(!out.text().contains("another maildns"), "{}", out.text());
+    }
+    assert_eq!(
+        std::fs::read(from.join(maildns::rotation::store::DB_FILE)).unwrap(),
+        before
+    );
+}

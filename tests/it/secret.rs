@@ -398,3 +398,115 @@ fn a_locked_secret_service_is_an_error_naming_it_never_another_store() {
         .run();
     assert_eq!(o.status.code(), Some(1), "{}", o.text());
 }
+
+/// From a user trial: the README names the keyring entries `state-password`,
+/// `signer-password` and `rspamd-controller-password`, but `maildns secret`
+/// took every name for an account and refused them. The shared store's
+/// password set with `secret set state-password` (Secret Service) is the one
+/// `status` connects with; deleted, the store refuses the connection. An
+/// account may not take one of these names (it would share their entry).
+#[test]
+fn state_password_is_kept_in_the_keyring_and_used_for_the_store() {
+    let pg = maildns_testkit::Postgres::start();
+    let url = pg.create_database("secretstate");
+    let bus = maildns_testkit::SessionBus::with_secret_service();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("maildns.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"state\"\n[state]\nurl = \"{url}\"\n[accounts.z]\nprovider = \"zonefile\"\npath = \"z.zone\"\n[domains.\"example.com\"]\naccount = \"z\"\nspf = \"v=spf1 -all\"\n"
+        ),
+    )
+    .unwrap();
+    let on_bus = [("DBUS_SESSION_BUS_ADDRESS", bus.address.as_str())];
+    let attrs = [("service", "maildns"), ("username", "state-password")];
+
+    // Without it, the store refuses the connection.
+    let o = no_session_bus(&cfg)
+        .args(["--json", "status"])
+        .envs(&on_bus)
+        .run();
+    assert_eq!(o.status.code(), Some(1), "{}", o.text());
+
+    let o = no_session_bus(&cfg)
+        .args(["secret", "set", "state-password"])
+        .envs(&on_bus)
+        .stdin(format!("{}\n", pg.password))
+        .run();
+    let out = o.text();
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("credential 'state-password': password stored in the OS keyring"),
+        "{out}"
+    );
+    assert!(!out.contains(&pg.password), "{out}");
+    assert_eq!(bus.search_items(&attrs).len(), 1);
+
+    let o = no_session_bus(&cfg)
+        .args(["--json", "secret", "get", "state-password"])
+        .envs(&on_bus)
+        .run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["source"], "keyring", "{v}");
+    assert!(!o.text().contains(&pg.password), "{}", o.text());
+
+    // status reads the store with the password from the keyring.
+    let o = no_session_bus(&cfg)
+        .args(["--json", "status"])
+        .envs(&on_bus)
+        .run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v.get("error").is_none(), "{v}");
+    assert!(!o.text().contains(&pg.password), "{}", o.text());
+
+    // delete says whether there was one.
+    let o = no_session_bus(&cfg)
+        .args(["--json", "secret", "delete", "state-password"])
+        .envs(&on_bus)
+        .run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["deleted"], true, "{v}");
+    assert!(bus.search_items(&attrs).is_empty());
+    let o = no_session_bus(&cfg)
+        .args(["--json", "secret", "delete", "state-password"])
+        .envs(&on_bus)
+        .run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["deleted"], false, "nothing was there: {v}");
+    let o = no_session_bus(&cfg)
+        .args(["--json", "status"])
+        .envs(&on_bus)
+        .run();
+    assert_eq!(o.status.code(), Some(1), "{}", o.text());
+
+    // The other two names are known too, with or without their section.
+    for name in ["signer-password", "rspamd-controller-password"] {
+        let o = no_session_bus(&cfg)
+            .args(["--json", "secret", "get", name])
+            .envs(&on_bus)
+            .run();
+        assert_eq!(o.status.code(), Some(1), "not stored: {}", o.text());
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["found"], false, "{v}");
+    }
+
+    // An account of one of these names is refused at load.
+    std::fs::write(
+        &cfg,
+        "state_dir = \"state\"\n[accounts.state-password]\nprovider = \"zonefile\"\npath = \"z.zone\"\n[domains.\"example.com\"]\naccount = \"state-password\"\nspf = \"v=spf1 -all\"\n",
+    )
+    .unwrap();
+    let o = no_session_bus(&cfg).args(["check"]).envs(&[]).run();
+    assert_eq!(o.status.code(), Some(65), "{}", o.text());
+    assert!(
+        o.text()
+            .contains("'state-password' is the name of a password maildns reads"),
+        "{}",
+        o.text()
+    );
+}

@@ -413,6 +413,43 @@ selector_format = "s%Y%m"
     set_txt(&pdns, &f, &spf_f, &["v=spf1 ip4:198.51.100.0/24 -all"]).await;
     assert_eq!(maildns(&["verify"]).status.code(), Some(0));
 
+    // From a user trial: a served DMARC record with a lint error was shown
+    // both "ok" and "ERROR". It is one error line naming the record now (and
+    // its control bytes escaped), with no ok line for it.
+    let dmarc_name = format!("_dmarc.{z}");
+    set_txt(&pdns, &z, &dmarc_name, &["v=DMARC1; p=\u{1b}[31mreject"]).await;
+    let out = maildns(&["--json", "verify"]);
+    assert_eq!(out.status.code(), Some(65), "{}", out.text());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let dmarc: Vec<&serde_json::Value> = v["domains"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["check"] == "DMARC")
+        .collect();
+    assert!(
+        dmarc.iter().all(|x| x["status"] != "ok"),
+        "no ok line for a record in error: {dmarc:?}"
+    );
+    assert!(
+        dmarc.iter().any(|x| x["status"] == "error"
+            && x["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("\"v=DMARC1; p=\\027[31mreject\": dmarc-invalid-p")),
+        "{dmarc:?}"
+    );
+    let text = maildns(&["verify"]).stdout_text();
+    assert!(!text.contains('\u{1b}'), "{text}");
+    set_txt(
+        &pdns,
+        &z,
+        &dmarc_name,
+        &[&format!("v=DMARC1; p=quarantine; rua=mailto:reports@{f}")],
+    )
+    .await;
+    assert_eq!(maildns(&["verify"]).status.code(), Some(0));
+
     // Two SPF values at the domain, two DMARC values at _dmarc: each is named,
     // by verify and by plan (which refuses to touch the name).
     let ours = format!("v=spf1 ip4:192.0.2.10/32 include:{spf_f} -all");

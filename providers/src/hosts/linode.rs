@@ -517,6 +517,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_descriptor_lists_the_ttls_the_adapter_keeps() {
+        let profile = crate::registry::host(KIND).unwrap().profile().unwrap();
+        assert_eq!(profile.ttl_values, VALID_TTLS[1..]);
+    }
+
+    #[test]
     fn parse_records_validates_the_page() {
         let name = Fqdn::parse("example.com").unwrap();
         let ok = br#"{"data":[{"id":98765,"type":"TXT","name":"_dmarc","target":"v=DMARC1; p=none","priority":0,"weight":0,"port":0,"service":null,"protocol":null,"tag":null,"ttl_sec":300}],"page":1,"pages":2,"results":2}"#;
