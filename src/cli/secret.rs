@@ -24,22 +24,26 @@ use maildns_providers::Secret;
 /// What to do with the credential.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Op {
-    /// Store ACCOUNT's token in the OS keyring; the token is read from stdin
+    /// Store ACCOUNT's token (or a password maildns reads) in the OS keyring;
+    /// it is read from stdin
     Set {
-        /// The account, as named in maildns.toml
+        /// The account, as named in maildns.toml, or `state-password`,
+        /// `signer-password`, `rspamd-controller-password`
         account: String,
     },
     /// Say whether and where ACCOUNT's credential is found (not the value)
     Get {
-        /// The account, as named in maildns.toml
+        /// The account, as named in maildns.toml, or `state-password`,
+        /// `signer-password`, `rspamd-controller-password`
         account: String,
         /// Also print the credential itself
         #[arg(long)]
         show: bool,
     },
-    /// Remove ACCOUNT's token from the OS keyring
+    /// Remove ACCOUNT's token (or a password maildns reads) from the OS keyring
     Delete {
-        /// The account, as named in maildns.toml
+        /// The account, as named in maildns.toml, or `state-password`,
+        /// `signer-password`, `rspamd-controller-password`
         account: String,
     },
 }
