@@ -33,7 +33,7 @@ impl AuthoritativeReader {
         for d in config.domains.iter().filter(|d| d.account == account) {
             let apex = d.zone.clone().unwrap_or_else(|| d.name.clone());
             if !d.nameservers.is_empty() {
-                overrides.insert(apex.clone(), d.nameservers.clone());
+                overrides.insert(apex.clone(), d.nameservers.to_vec());
             }
             zones.insert(d.name.clone(), apex);
         }

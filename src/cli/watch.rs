@@ -231,7 +231,7 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> anyhow::Result<Exit> {
                 .max_by_key(|d| d.name.as_str().len())
         })
     {
-        overrides = d.nameservers.clone();
+        overrides = d.nameservers.to_vec();
     }
     let resolvers = config
         .as_ref()

@@ -381,7 +381,6 @@ async fn run_inner(
         force: opts.force,
         max_delete_share: config.publish.max_delete_share,
     };
-    let jobs = jobs_for(&domains, &ready, &mut prepared, &ledger, &mut report)?;
     let mut sink = Sink::new(
         &ledger,
         apply.then_some(&domains[..]),
@@ -399,11 +398,13 @@ async fn run_inner(
     if waiting.is_empty() {
         // The jobs are every domain in configuration order: each outcome is
         // handed on as soon as it is known.
+        let jobs = lazy_jobs(&domains, &prepared, &ledger, &mut report)?;
         publish::run_each(jobs, providers, job_options, Some(served), &mut |o| {
             hand_on(&mut sink, o)
         })
         .await;
     } else {
+        let jobs = jobs_for(&domains, &ready, &mut prepared, &ledger, &mut report)?;
         let first = {
             let providers = providers.clone();
             let served = served.clone();
@@ -574,20 +575,7 @@ fn jobs_for(
     for &i in indices {
         let d = domains[i];
         let (entries, warnings) = prepared.remove(&i).unwrap_or_default();
-        let prefix = format!("{}: ", d.name);
-        report.warnings.extend(warnings.into_iter().map(|w| {
-            DomainWarning {
-                domain: d.name.clone(),
-                message: w
-                    .message
-                    .strip_prefix(&prefix)
-                    .unwrap_or(&w.message)
-                    .to_string(),
-            }
-        }));
-        if d.dkim.is_some() && entries.is_empty() {
-            report.without_key.push(d.name.clone());
-        }
+        note_keys(d, &entries, &warnings, report);
         let mut desired = for_domain(d, &entries)?;
         desired.extend(ledger.retractions(d));
         jobs.push(DomainJob {
@@ -598,6 +586,76 @@ fn jobs_for(
         });
     }
     Ok(jobs)
+}
+
+/// The jobs of every domain of `domains` (all ready: their DKIM entries in
+/// `prepared`), each made when its turn comes ([`publish::Jobs`]); their
+/// warnings and "no key yet" notes added to `report` now.
+///
+/// # Errors
+/// A domain's record name cannot be formed (checked for every domain before
+/// any job runs).
+fn lazy_jobs<'a>(
+    domains: &'a [&'a Domain],
+    prepared: &'a BTreeMap<usize, Prepared>,
+    ledger: &'a Ledger,
+    report: &mut Report,
+) -> Result<publish::Jobs<'a>, PublishError> {
+    let entries = |i: usize| prepared.get(&i).map(|p| &p.0[..]).unwrap_or(&[]);
+    let job = move |i: usize| -> Result<DomainJob, NameError> {
+        let d = domains[i];
+        let mut desired = for_domain(d, entries(i))?;
+        desired.extend(ledger.retractions(d));
+        Ok(DomainJob {
+            domain: d.name.clone(),
+            account: d.account.clone(),
+            zone: d.zone.clone(),
+            desired,
+        })
+    };
+    let (mut managed, mut removals) = (0, 0);
+    for (i, d) in domains.iter().enumerate() {
+        let warnings = prepared.get(&i).map(|p| &p.1[..]).unwrap_or(&[]);
+        note_keys(d, entries(i), warnings, report);
+        let (m, r) = publish::Jobs::count(&job(i)?);
+        managed += m;
+        removals += r;
+    }
+    let accounts: Vec<&str> = domains.iter().map(|d| d.account.as_str()).collect();
+    Ok(publish::Jobs::new(&accounts, managed, removals, move |i| {
+        // (Made above already without an error: the same inputs give the
+        // same job.)
+        job(i).unwrap_or_else(|_| DomainJob {
+            domain: domains[i].name.clone(),
+            account: domains[i].account.clone(),
+            zone: domains[i].zone.clone(),
+            desired: Vec::new(),
+        })
+    }))
+}
+
+/// Adds domain `d`'s key warnings and, when it has DKIM settings and no
+/// entry, its "no key yet" note to `report`.
+fn note_keys(
+    d: &Domain,
+    entries: &[crate::publish::DkimEntry],
+    warnings: &[crate::rotation::Warning],
+    report: &mut Report,
+) {
+    let prefix = format!("{}: ", d.name);
+    report.warnings.extend(warnings.iter().map(|w| {
+        DomainWarning {
+            domain: d.name.clone(),
+            message: w
+                .message
+                .strip_prefix(&prefix)
+                .unwrap_or(&w.message)
+                .to_string(),
+        }
+    }));
+    if d.dkim.is_some() && entries.is_empty() {
+        report.without_key.push(d.name.clone());
+    }
 }
 
 /// Runs `f`, which blocks for long (key generation), without stalling the

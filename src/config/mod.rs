@@ -206,8 +206,10 @@ pub struct Domain {
     pub account: String,
     /// TTL of the records maildns writes.
     pub ttl: u32,
-    /// Authoritative servers to check instead of discovering them.
-    pub nameservers: Vec<SocketAddr>,
+    /// Authoritative servers to check instead of discovering them (shared
+    /// by the domains that list the same servers: a configuration of
+    /// thousands of domains on one server pair holds the list once).
+    pub nameservers: std::sync::Arc<[SocketAddr]>,
     /// SPF policy at the domain.
     pub spf: Option<Spf>,
     /// DKIM keys and rotation (boxed: a configuration of many domains

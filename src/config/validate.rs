@@ -205,6 +205,9 @@ pub(super) struct Validator<'a> {
     /// Keys whose value did not read (reported with the reason): the
     /// validator's errors about the same key would only follow from it.
     pub(super) unread_keys: std::collections::BTreeSet<String>,
+    /// Each distinct `nameservers` list read so far, shared by the domains
+    /// that list it.
+    nameserver_lists: std::collections::HashSet<std::sync::Arc<[SocketAddr]>>,
 }
 
 impl<'a> Validator<'a> {
@@ -220,6 +223,7 @@ impl<'a> Validator<'a> {
             unread_accounts: Default::default(),
             domains_written: false,
             unread_keys: Default::default(),
+            nameserver_lists: Default::default(),
         }
     }
 
@@ -1132,11 +1136,19 @@ impl<'a> Validator<'a> {
                 3600
             }
         };
-        let nameservers = raw
+        let nameservers: Vec<SocketAddr> = raw
             .nameservers
             .iter()
             .filter_map(|n| self.addr(n, &format!("{key}.nameservers"), 53))
             .collect();
+        let nameservers = match self.nameserver_lists.get(&nameservers[..]) {
+            Some(list) => list.clone(),
+            None => {
+                let list: std::sync::Arc<[SocketAddr]> = nameservers.into();
+                self.nameserver_lists.insert(list.clone());
+                list
+            }
+        };
         let spf = raw
             .spf
             .as_ref()

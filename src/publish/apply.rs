@@ -144,8 +144,70 @@ pub async fn run_checked(
     served: Option<ServedCheck>,
 ) -> Vec<DomainOutcome> {
     let mut out = Vec::with_capacity(jobs.len());
-    run_each(jobs, providers, opts, served, &mut |o| out.push(o)).await;
+    run_each(Jobs::of(jobs), providers, opts, served, &mut |o| {
+        out.push(o)
+    })
+    .await;
     out
+}
+
+/// The jobs of a run, each made when its account has room for it: a run of
+/// 10,000 domains then holds the records of the domains in flight, not of
+/// every domain (they were a third of its peak memory).
+pub struct Jobs<'a> {
+    /// Each account's job indices, in job order.
+    by_account: BTreeMap<String, Vec<usize>>,
+    /// Makes job `i`.
+    make: Box<dyn Fn(usize) -> DomainJob + Send + Sync + 'a>,
+    /// Records maildns manages over all the jobs (their desired sets).
+    managed: usize,
+    /// Of them, the ones the jobs remove whatever they find ([`removals`]).
+    removals: usize,
+}
+
+impl<'a> Jobs<'a> {
+    /// Jobs made by `make`, job `i` being of account `accounts[i]`. `make`
+    /// must give the same job each time for the same `i`: `managed` and
+    /// `removals` count its desired sets and [`removals`] over every job
+    /// (see [`Jobs::count`]).
+    pub fn new(
+        accounts: &[&str],
+        managed: usize,
+        removals: usize,
+        make: impl Fn(usize) -> DomainJob + Send + Sync + 'a,
+    ) -> Jobs<'a> {
+        let mut by_account: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, a) in accounts.iter().enumerate() {
+            match by_account.get_mut(*a) {
+                Some(v) => v.push(i),
+                None => {
+                    by_account.insert((*a).to_string(), vec![i]);
+                }
+            }
+        }
+        Jobs {
+            by_account,
+            make: Box::new(make),
+            managed,
+            removals,
+        }
+    }
+
+    /// What a job adds to [`Jobs::new`]'s `managed` and `removals`.
+    pub fn count(job: &DomainJob) -> (usize, usize) {
+        (job.desired.len(), removals(job))
+    }
+
+    /// Jobs made already.
+    pub fn of(jobs: Vec<DomainJob>) -> Jobs<'static> {
+        let (managed, removals) = jobs
+            .iter()
+            .map(Jobs::count)
+            .fold((0, 0), |(m, r), (a, b)| (m + a, r + b));
+        let accounts: Vec<String> = jobs.iter().map(|j| j.account.clone()).collect();
+        let accounts: Vec<&str> = accounts.iter().map(String::as_str).collect();
+        Jobs::new(&accounts, managed, removals, move |i| jobs[i].clone())
+    }
 }
 
 /// Like [`run_checked`], handing each outcome to `each` as soon as it and
@@ -154,7 +216,7 @@ pub async fn run_checked(
 /// the number of domains. (A domain kept for the second phase, see the
 /// module's documentation, holds back the ones after it until it is written.)
 pub async fn run_each(
-    jobs: Vec<DomainJob>,
+    jobs: Jobs<'_>,
     providers: &BTreeMap<String, Arc<dyn Provider>>,
     opts: Options,
     served: Option<ServedCheck>,
@@ -168,8 +230,7 @@ pub async fn run_each(
         .collect();
 
     let zones = ZoneCache::default();
-    let managed: usize = jobs.iter().map(|job| job.desired.len()).sum();
-    let removals: usize = jobs.iter().map(removals).sum();
+    let (managed, removals) = (jobs.managed, jobs.removals);
     let budget = Arc::new(DeletionBudget::new(managed, removals, opts));
     // The domains read and planned while the run could still cross the
     // deletion threshold, with their place in the job order.
@@ -182,9 +243,22 @@ pub async fn run_each(
     // planning only, reported) as soon as the threshold can no longer be
     // crossed, so that neither they nor the outcomes after them wait for the
     // end of the reads; the ones still held then go to phase 2.
-    let jobs = jobs.into_iter().map(Work::Read).collect();
+    let make = &jobs.make;
+    let items = Lazy {
+        by_account: jobs
+            .by_account
+            .into_iter()
+            .map(|(account, indices)| {
+                let items = indices.into_iter().map(move |i| (i, Work::Read(make(i))));
+                (
+                    account,
+                    Box::new(items) as Box<dyn Iterator<Item = _> + Send>,
+                )
+            })
+            .collect(),
+    };
     for_each(
-        jobs,
+        items,
         providers,
         &caps,
         |work, provider| {
@@ -332,7 +406,7 @@ pub async fn run_each(
     let (slots, planned): (Vec<usize>, Vec<Planned>) =
         planned.into_iter().map(|(i, p)| (i, *p)).unzip();
     for_each(
-        planned,
+        Lazy::of(planned),
         providers,
         &caps,
         |(job, zone, result), provider| {
@@ -766,7 +840,7 @@ impl<A, B> HasAccount for (DomainJob, A, B) {
 /// requests (kilobytes), and 10,000 of them spawned at once were most of a
 /// run's peak RSS.
 async fn for_each<I, O, F, Fut>(
-    items: Vec<I>,
+    items: Lazy<'_, I>,
     providers: &BTreeMap<String, Arc<dyn Provider>>,
     caps: &BTreeMap<String, usize>,
     f: F,
@@ -779,15 +853,19 @@ async fn for_each<I, O, F, Fut>(
 {
     // Per account: the items not started yet (with their index), in order,
     // and how many of its tasks run.
-    let mut queued: BTreeMap<String, (std::collections::VecDeque<(usize, I)>, usize)> =
-        BTreeMap::new();
-    for (i, item) in items.into_iter().enumerate() {
-        if providers.contains_key(item.account()) {
-            let queue = queued.entry(item.account().to_string()).or_default();
-            queue.0.push_back((i, item));
+    let mut queued: BTreeMap<String, (Queue<'_, I>, usize)> = BTreeMap::new();
+    for (account, rest) in items.by_account {
+        if providers.contains_key(&account) {
+            let queue = Queue {
+                front: Default::default(),
+                rest,
+            };
+            queued.insert(account, (queue, 0));
         } else {
             // (A missing account's item never brings more items.)
-            let _ = done(i, O::from(Unrun::Missing(item)));
+            for (i, item) in rest {
+                let _ = done(i, O::from(Unrun::Missing(item)));
+            }
         }
     }
     let mut run = Running {
@@ -796,7 +874,7 @@ async fn for_each<I, O, F, Fut>(
     };
     for (acct, (queue, running)) in &mut queued {
         let cap = caps.get(acct).copied().unwrap_or(1).max(1);
-        while *running < cap && run.start(queue, providers, &f) {
+        while *running < cap && run.start(acct, queue, providers, &f) {
             *running += 1;
         }
     }
@@ -828,22 +906,69 @@ async fn for_each<I, O, F, Fut>(
         let mut touched = BTreeMap::new();
         for (i, item) in more.into_iter().rev() {
             let acct = item.account().to_string();
-            queued
-                .entry(acct.clone())
-                .or_default()
-                .0
-                .push_front((i, item));
+            match queued.get_mut(&acct) {
+                Some((queue, _)) => queue.front.push_front((i, item)),
+                None => {
+                    let mut front = std::collections::VecDeque::new();
+                    front.push_front((i, item));
+                    let rest = Box::new(std::iter::empty());
+                    queued.insert(acct.clone(), (Queue { front, rest }, 0));
+                }
+            }
             touched.insert(acct, ());
         }
         touched.insert(account, ());
         for acct in touched.keys() {
             let cap = caps.get(acct).copied().unwrap_or(1).max(1);
             if let Some((queue, running)) = queued.get_mut(acct) {
-                while *running < cap && run.start(queue, providers, &f) {
+                while *running < cap && run.start(acct, queue, providers, &f) {
                     *running += 1;
                 }
             }
         }
+    }
+}
+
+/// What [`for_each`] runs: each account's items, in order, each made when
+/// its turn comes.
+struct Lazy<'a, I> {
+    by_account: BTreeMap<String, Box<dyn Iterator<Item = (usize, I)> + Send + 'a>>,
+}
+
+impl<I: HasAccount + Send + 'static> Lazy<'static, I> {
+    /// The items, made already (item `k` has index `k`).
+    fn of(items: Vec<I>) -> Self {
+        let mut by_account: BTreeMap<String, Vec<(usize, I)>> = BTreeMap::new();
+        for (i, item) in items.into_iter().enumerate() {
+            by_account
+                .entry(item.account().to_string())
+                .or_default()
+                .push((i, item));
+        }
+        Lazy {
+            by_account: by_account
+                .into_iter()
+                .map(|(a, items)| {
+                    (
+                        a,
+                        Box::new(items.into_iter()) as Box<dyn Iterator<Item = _> + Send>,
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One account's items not started yet: the ones brought by outputs first,
+/// then the rest, made as they are taken.
+struct Queue<'a, I> {
+    front: std::collections::VecDeque<(usize, I)>,
+    rest: Box<dyn Iterator<Item = (usize, I)> + Send + 'a>,
+}
+
+impl<I> Queue<'_, I> {
+    fn next(&mut self) -> Option<(usize, I)> {
+        self.front.pop_front().or_else(|| self.rest.next())
     }
 }
 
@@ -858,7 +983,8 @@ impl<I: HasAccount + Clone + Send + 'static, O: Send + 'static> Running<I, O> {
     /// Spawns the task of the next item in `queue`; false when there is none.
     fn start<F, Fut>(
         &mut self,
-        queue: &mut std::collections::VecDeque<(usize, I)>,
+        account: &str,
+        queue: &mut Queue<'_, I>,
         providers: &BTreeMap<String, Arc<dyn Provider>>,
         f: &F,
     ) -> bool
@@ -866,14 +992,11 @@ impl<I: HasAccount + Clone + Send + 'static, O: Send + 'static> Running<I, O> {
         F: Fn(I, Arc<dyn Provider>) -> Fut,
         Fut: std::future::Future<Output = O> + Send + 'static,
     {
-        // (Only items whose account has a provider are queued.)
-        let Some(p) = queue
-            .front()
-            .and_then(|(_, item)| providers.get(item.account()))
-        else {
+        // (Only accounts that have a provider are queued.)
+        let Some(p) = providers.get(account) else {
             return false;
         };
-        let Some((i, item)) = queue.pop_front() else {
+        let Some((i, item)) = queue.next() else {
             return false;
         };
         let copy = item.clone();

@@ -68,41 +68,165 @@ pub use crate::rotation::LedgerEntry as Entry;
 /// One change of the ledger, saved as such (the type the stores take).
 pub use crate::rotation::LedgerChange as Change;
 
-#[derive(Serialize, Deserialize)]
+/// The ledger file as read: its entries go straight into the map, one at a
+/// time, as they are parsed (no list of every entry first).
+#[derive(Deserialize)]
 struct File {
+    #[allow(dead_code)] // read for the format's sake; only version 1 exists
     version: u32,
-    records: Vec<Entry>,
+    records: EntriesField,
 }
 
-/// [`File`] as written: the ledger's entries borrowed, not copied (a ledger
-/// of 10,000 domains is several MB).
+/// [`File`] as written: each entry made as it is serialized (a ledger of
+/// 10,000 domains is several MB).
 #[derive(Serialize)]
 struct FileOut<'a> {
     version: u32,
-    records: Vec<&'a Entry>,
+    records: EntriesOut<'a>,
 }
+
+struct EntriesOut<'a>(&'a Entries);
+
+impl Serialize for EntriesOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(key, held)| held.entry(key)))
+    }
+}
+
+/// The kind of a ledger entry, as the file spells it (`spf`, `dmarc`,
+/// `adsp`; any other spelling, from a later maildns, is kept as read).
+/// Ordered as its spelling is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    Spf,
+    Dmarc,
+    Adsp,
+    Other(Box<str>),
+}
+
+impl Kind {
+    fn of(kind: RecordKind) -> Option<Kind> {
+        match kind {
+            RecordKind::Spf => Some(Kind::Spf),
+            RecordKind::Dmarc => Some(Kind::Dmarc),
+            RecordKind::Adsp => Some(Kind::Adsp),
+            RecordKind::Dkim => None,
+        }
+    }
+
+    fn parse(key: String) -> Kind {
+        match key.as_str() {
+            "spf" => Kind::Spf,
+            "dmarc" => Kind::Dmarc,
+            "adsp" => Kind::Adsp,
+            _ => Kind::Other(key.into_boxed_str()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Kind::Spf => "spf",
+            Kind::Dmarc => "dmarc",
+            Kind::Adsp => "adsp",
+            Kind::Other(k) => k,
+        }
+    }
+
+    fn record_kind(&self) -> Option<RecordKind> {
+        match self {
+            Kind::Spf => Some(RecordKind::Spf),
+            Kind::Dmarc => Some(RecordKind::Dmarc),
+            Kind::Adsp => Some(RecordKind::Adsp),
+            Kind::Other(_) => None,
+        }
+    }
+}
+
+impl Ord for Kind {
+    fn cmp(&self, other: &Kind) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for Kind {
+    fn partial_cmp(&self, other: &Kind) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// An entry's key: (domain, kind).
+type Key = (Fqdn, Kind);
+
+/// What an entry holds besides its key: the owner name and the value. An
+/// [`Entry`] repeats its domain and kind, which the map's key already has,
+/// and its strings' spare capacity: the ledger of a large run is read into
+/// well under half the memory so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Held {
+    name: Fqdn,
+    value: Box<str>,
+}
+
+impl Held {
+    fn split(e: Entry) -> (Key, Held) {
+        (
+            (e.domain, Kind::parse(e.kind)),
+            Held {
+                name: e.name,
+                value: e.value.into_boxed_str(),
+            },
+        )
+    }
+
+    fn entry(&self, (domain, kind): &Key) -> Entry {
+        Entry {
+            domain: domain.clone(),
+            kind: kind.as_str().to_string(),
+            name: self.name.clone(),
+            value: self.value.to_string(),
+        }
+    }
+
+    fn is(&self, e: &Entry) -> bool {
+        self.name == e.name && *self.value == *e.value
+    }
+}
+
+type Entries = BTreeMap<Key, Held>;
 
 /// The values `publish` published, by (domain, kind).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ledger {
-    entries: BTreeMap<(Fqdn, String), Entry>,
+    entries: Entries,
 }
 
-fn kind_key(kind: RecordKind) -> Option<&'static str> {
-    match kind {
-        RecordKind::Spf => Some("spf"),
-        RecordKind::Dmarc => Some("dmarc"),
-        RecordKind::Adsp => Some("adsp"),
-        RecordKind::Dkim => None,
+/// Reads the file's `records` into the map as each is parsed.
+struct EntriesIn;
+
+impl<'de> serde::de::Visitor<'de> for EntriesIn {
+    type Value = Entries;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of ledger entries")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Entries, A::Error> {
+        let mut entries = Entries::new();
+        while let Some(e) = seq.next_element::<Entry>()? {
+            let (key, held) = Held::split(e);
+            // A key written twice: the later entry wins, as it always did.
+            entries.insert(key, held);
+        }
+        Ok(entries)
     }
 }
 
-fn kind_of(key: &str) -> Option<RecordKind> {
-    match key {
-        "spf" => Some(RecordKind::Spf),
-        "dmarc" => Some(RecordKind::Dmarc),
-        "adsp" => Some(RecordKind::Adsp),
-        _ => None,
+/// `records` of [`File`].
+struct EntriesField(Entries);
+
+impl<'de> Deserialize<'de> for EntriesField {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_seq(EntriesIn).map(EntriesField)
     }
 }
 
@@ -113,22 +237,35 @@ impl Ledger {
     /// The file exists but cannot be read or parsed.
     pub fn load(state_dir: &Path) -> Result<Ledger, LedgerError> {
         let path = state_dir.join(FILE);
-        let text = match std::fs::read(&path) {
-            Ok(t) => t,
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ledger::default()),
             Err(source) => return Err(LedgerError::Io { path, source }),
         };
+        // Parsed as it is read: neither the whole text nor a list of every
+        // entry is held besides the map.
         let file: File =
-            serde_json::from_slice(&text).map_err(|source| LedgerError::Format { path, source })?;
-        Ok(Ledger::from_entries(file.records))
+            serde_json::from_reader(std::io::BufReader::new(file)).map_err(|source| {
+                if source.is_io() {
+                    LedgerError::Io {
+                        path: path.clone(),
+                        source: std::io::Error::from(source),
+                    }
+                } else {
+                    LedgerError::Format {
+                        path: path.clone(),
+                        source,
+                    }
+                }
+            })?;
+        Ok(Ledger {
+            entries: file.records.0,
+        })
     }
 
     fn from_entries(entries: impl IntoIterator<Item = Entry>) -> Ledger {
         Ledger {
-            entries: entries
-                .into_iter()
-                .map(|e| ((e.domain.clone(), e.kind.clone()), e))
-                .collect(),
+            entries: entries.into_iter().map(Held::split).collect(),
         }
     }
 
@@ -149,12 +286,12 @@ impl Ledger {
         let mut changes = Vec::new();
         for (key, e) in &updated.entries {
             if self.entries.get(key) != Some(e) {
-                changes.push((key, Change::Put(e.clone())));
+                changes.push((key, Change::Put(e.entry(key))));
             }
         }
         for (key, e) in &self.entries {
             if !updated.entries.contains_key(key) {
-                changes.push((key, Change::Remove(e.clone())));
+                changes.push((key, Change::Remove(e.entry(key))));
             }
         }
         changes.sort_by(|a, b| a.0.cmp(b.0));
@@ -167,12 +304,12 @@ impl Ledger {
         for c in changes {
             match c {
                 Change::Put(e) => {
-                    self.entries
-                        .insert((e.domain.clone(), e.kind.clone()), e.clone());
+                    let (key, held) = Held::split(e.clone());
+                    self.entries.insert(key, held);
                 }
                 Change::Remove(e) => {
-                    let key = (e.domain.clone(), e.kind.clone());
-                    if self.entries.get(&key) == Some(e) {
+                    let key = (e.domain.clone(), Kind::parse(e.kind.clone()));
+                    if self.entries.get(&key).is_some_and(|h| h.is(e)) {
                         self.entries.remove(&key);
                     }
                 }
@@ -227,7 +364,7 @@ impl Ledger {
         };
         let file = FileOut {
             version: 1,
-            records: self.entries.values().collect(),
+            records: EntriesOut(&self.entries),
         };
         // Written as it is serialized (no copy of the whole text in memory).
         let tmp = state_dir.join(format!(".{FILE}.tmp"));
@@ -247,9 +384,9 @@ impl Ledger {
         std::fs::rename(&tmp, &path).map_err(io)
     }
 
-    /// The entries, in (domain, kind) order.
-    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.values()
+    /// The entries, in (domain, kind) order (each made as it is taken).
+    pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.entries.iter().map(|(key, held)| held.entry(key))
     }
 
     /// For each kind `domain`'s configuration no longer asks for but the ledger
@@ -263,12 +400,12 @@ impl Ledger {
         };
         // This domain's entries only (keys are in (domain, kind) order): a
         // run of many domains does not scan the whole ledger for each one.
+        // ("" is the first kind in the keys' order.)
         self.entries
-            .range((domain.name.clone(), String::new())..)
+            .range((domain.name.clone(), Kind::Other(Box::default()))..)
             .take_while(|((d, _), _)| *d == domain.name)
-            .map(|(_, e)| e)
-            .filter_map(|e| {
-                let kind = kind_of(&e.kind)?;
+            .filter_map(|((_, kind), e)| {
+                let kind = kind.record_kind()?;
                 (!configured(kind)).then(|| Desired {
                     name: e.name.clone(),
                     kind,
@@ -310,7 +447,7 @@ impl Ledger {
 pub struct Updates<'a> {
     read: &'a Ledger,
     /// Entries set (`None`: removed) by the run.
-    changed: BTreeMap<(Fqdn, String), Option<Entry>>,
+    changed: BTreeMap<Key, Option<Held>>,
 }
 
 impl Updates<'_> {
@@ -334,8 +471,8 @@ impl Updates<'_> {
         self.changed
             .iter()
             .filter_map(|(key, entry)| match (entry, self.read.entries.get(key)) {
-                (Some(e), read) if read != Some(e) => Some(Change::Put(e.clone())),
-                (None, Some(read)) => Some(Change::Remove(read.clone())),
+                (Some(e), read) if read != Some(e) => Some(Change::Put(e.entry(key))),
+                (None, Some(read)) => Some(Change::Remove(read.entry(key))),
                 _ => None,
             })
             .collect()
@@ -347,8 +484,13 @@ impl Updates<'_> {
         self.changed
             .into_iter()
             .filter_map(|(key, entry)| match (entry, read.entries.get(&key)) {
-                (Some(e), read) if read != Some(&e) => Some(Change::Put(e)),
-                (None, Some(read)) => Some(Change::Remove(read.clone())),
+                (Some(e), read) if read != Some(&e) => Some(Change::Put(Entry {
+                    domain: key.0,
+                    kind: key.1.as_str().to_string(),
+                    name: e.name,
+                    value: e.value.into_string(),
+                })),
+                (None, Some(read)) => Some(Change::Remove(read.entry(&key))),
                 _ => None,
             })
             .collect()
@@ -360,18 +502,16 @@ impl Updates<'_> {
 fn record_into(
     desired: &[Desired],
     outcome: &DomainOutcome,
-    mut put: impl FnMut((Fqdn, String), Option<Entry>),
+    mut put: impl FnMut(Key, Option<Held>),
 ) {
     {
         let domain = &outcome.domain;
         let mut set = |kind: RecordKind, name: &Fqdn, value: Option<&TxtRecord>| {
-            let Some(k) = kind_key(kind) else { return };
-            let key = (domain.clone(), k.to_string());
-            let entry = value.map(|v| Entry {
-                domain: domain.clone(),
-                kind: k.to_string(),
+            let Some(k) = Kind::of(kind) else { return };
+            let key = (domain.clone(), k);
+            let entry = value.map(|v| Held {
                 name: name.clone(),
-                value: v.value_lossy(),
+                value: v.value_lossy().into_boxed_str(),
             });
             put(key, entry);
         };

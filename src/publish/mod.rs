@@ -11,7 +11,7 @@ pub mod plan;
 pub mod readback;
 
 pub use apply::{
-    DomainError, DomainJob, DomainOutcome, Mode, Options, run_checked, run_each, run_jobs,
+    DomainError, DomainJob, DomainOutcome, Jobs, Mode, Options, run_checked, run_each, run_jobs,
 };
 pub use checks::checks_for_plan;
 pub use desired::{DkimEntry, for_domain, selector_name};

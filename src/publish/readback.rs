@@ -160,7 +160,7 @@ pub struct ServedCheck {
     /// Sends the queries.
     pub querier: crate::propagation::Querier,
     /// Servers per mail domain.
-    pub servers: std::collections::BTreeMap<Fqdn, Vec<std::net::SocketAddr>>,
+    pub servers: std::collections::BTreeMap<Fqdn, std::sync::Arc<[std::net::SocketAddr]>>,
     /// How long to keep asking a server that does not serve the set yet.
     pub wait: std::time::Duration,
 }
@@ -195,7 +195,7 @@ impl ServedCheck {
             return Served::Unconfirmed;
         };
         let mut all = true;
-        for server in servers {
+        for server in servers.iter() {
             let start = std::time::Instant::now();
             loop {
                 let found = match self.querier.txt_once(*server, name).await {
