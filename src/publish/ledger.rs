@@ -26,7 +26,6 @@ use std::path::{Path, PathBuf};
 
 use maildns_providers::{Fqdn, TxtRecord};
 use nix::fcntl::{Flock, FlockArg};
-use serde::{Deserialize, Serialize};
 
 use super::apply::DomainOutcome;
 use super::plan::{Action, Desired};
@@ -68,28 +67,207 @@ pub use crate::rotation::LedgerEntry as Entry;
 /// One change of the ledger, saved as such (the type the stores take).
 pub use crate::rotation::LedgerChange as Change;
 
-/// The ledger file as read: its entries go straight into the map, one at a
-/// time, as they are parsed (no list of every entry first).
-#[derive(Deserialize)]
-struct File {
-    #[allow(dead_code)] // read for the format's sake; only version 1 exists
-    version: u32,
-    records: EntriesField,
+/// Reads a ledger file, `{"version": 1, "records": [entry, ...]}`, handing
+/// each entry to `each` as it is parsed: neither the text nor a list of the
+/// entries is held. False when there is no file. An error `each` returns
+/// stops the reading and is returned as it is.
+fn read_file(
+    path: &Path,
+    each: &mut dyn FnMut(Entry) -> Result<(), LedgerError>,
+) -> Result<bool, LedgerError> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => {
+            return Err(LedgerError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let mut stopped = None;
+    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(file));
+    let read = serde::Deserializer::deserialize_map(
+        &mut de,
+        FileIn {
+            each,
+            stopped: &mut stopped,
+        },
+    )
+    .and_then(|()| de.end());
+    if let Some(e) = stopped {
+        return Err(e);
+    }
+    read.map_err(|source| {
+        if source.is_io() {
+            LedgerError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::from(source),
+            }
+        } else {
+            LedgerError::Format {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })?;
+    Ok(true)
 }
 
-/// [`File`] as written: each entry made as it is serialized (a ledger of
-/// 10,000 domains is several MB).
-#[derive(Serialize)]
-struct FileOut<'a> {
-    version: u32,
-    records: EntriesOut<'a>,
+/// The file's top level for [`read_file`]: `version` (required, only 1 is
+/// written) and `records`; other keys are skipped.
+struct FileIn<'f> {
+    each: &'f mut dyn FnMut(Entry) -> Result<(), LedgerError>,
+    stopped: &'f mut Option<LedgerError>,
 }
 
-struct EntriesOut<'a>(&'a Entries);
+impl<'de> serde::de::Visitor<'de> for FileIn<'_> {
+    type Value = ();
 
-impl Serialize for EntriesOut<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|(key, held)| held.entry(key)))
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a maildns ledger (an object with version and records)")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        use serde::de::Error;
+        let (mut version, mut records) = (false, false);
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match &*key {
+                "version" => {
+                    map.next_value::<u32>()?;
+                    version = true;
+                }
+                "records" => {
+                    map.next_value_seed(RecordsIn {
+                        each: &mut *self.each,
+                        stopped: &mut *self.stopped,
+                    })?;
+                    records = true;
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        match (version, records) {
+            (false, _) => Err(A::Error::missing_field("version")),
+            (_, false) => Err(A::Error::missing_field("records")),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The file's `records`, each handed on as it is parsed.
+struct RecordsIn<'f> {
+    each: &'f mut dyn FnMut(Entry) -> Result<(), LedgerError>,
+    stopped: &'f mut Option<LedgerError>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for RecordsIn<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for RecordsIn<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of ledger entries")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(e) = seq.next_element::<Entry>()? {
+            if let Err(e) = (self.each)(e) {
+                *self.stopped = Some(e);
+                return Err(serde::de::Error::custom("stopped"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A ledger file being written (to a temporary file, renamed over the
+/// ledger when complete): one entry per line, each as it comes.
+struct FileOut {
+    out: std::io::BufWriter<std::fs::File>,
+    path: PathBuf,
+    entries: usize,
+}
+
+impl FileOut {
+    fn create(path: PathBuf) -> Result<FileOut, LedgerError> {
+        let mut out = FileOut {
+            out: std::io::BufWriter::new(std::fs::File::create(&path).map_err(|source| {
+                LedgerError::Io {
+                    path: path.clone(),
+                    source,
+                }
+            })?),
+            path,
+            entries: 0,
+        };
+        out.write(b"{\"version\": 1, \"records\": [")?;
+        Ok(out)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), LedgerError> {
+        std::io::Write::write_all(&mut self.out, bytes).map_err(|source| LedgerError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn entry(&mut self, e: &Entry) -> Result<(), LedgerError> {
+        self.write(if self.entries == 0 { b"\n  " } else { b",\n  " })?;
+        self.entries += 1;
+        serde_json::to_writer(&mut self.out, e).map_err(|source| LedgerError::Io {
+            path: self.path.clone(),
+            source: std::io::Error::from(source),
+        })
+    }
+
+    /// Ends the file and renames it to `to`.
+    fn finish(mut self, to: &Path) -> Result<(), LedgerError> {
+        self.write(b"\n]}\n")?;
+        let io = |source| LedgerError::Io {
+            path: to.to_path_buf(),
+            source,
+        };
+        std::io::Write::flush(&mut self.out).map_err(io)?;
+        drop(self.out);
+        std::fs::rename(&self.path, to).map_err(io)
+    }
+}
+
+/// Where `changes` leave an entry that was `start`, in their order (what
+/// [`Ledger::apply`] does to one key): a put sets it, a removal removes it
+/// while it still holds the value removed.
+fn settle<'c>(
+    mut entry: Option<Entry>,
+    changes: impl Iterator<Item = &'c Change>,
+) -> Option<Entry> {
+    for c in changes {
+        match c {
+            Change::Put(e) => entry = Some(e.clone()),
+            Change::Remove(e) => {
+                if entry
+                    .as_ref()
+                    .is_some_and(|now| now.name == e.name && now.value == e.value)
+                {
+                    entry = None;
+                }
+            }
+        }
+    }
+    entry
+}
+
+fn change_key(c: &Change) -> (&Fqdn, &str) {
+    match c {
+        Change::Put(e) | Change::Remove(e) => (&e.domain, e.kind.as_str()),
     }
 }
 
@@ -200,67 +378,21 @@ pub struct Ledger {
     entries: Entries,
 }
 
-/// Reads the file's `records` into the map as each is parsed.
-struct EntriesIn;
-
-impl<'de> serde::de::Visitor<'de> for EntriesIn {
-    type Value = Entries;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a list of ledger entries")
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Entries, A::Error> {
-        let mut entries = Entries::new();
-        while let Some(e) = seq.next_element::<Entry>()? {
-            let (key, held) = Held::split(e);
-            // A key written twice: the later entry wins, as it always did.
-            entries.insert(key, held);
-        }
-        Ok(entries)
-    }
-}
-
-/// `records` of [`File`].
-struct EntriesField(Entries);
-
-impl<'de> Deserialize<'de> for EntriesField {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_seq(EntriesIn).map(EntriesField)
-    }
-}
-
 impl Ledger {
     /// Reads `<state_dir>/published.json` (empty when it does not exist).
     ///
     /// # Errors
     /// The file exists but cannot be read or parsed.
     pub fn load(state_dir: &Path) -> Result<Ledger, LedgerError> {
-        let path = state_dir.join(FILE);
-        let file = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ledger::default()),
-            Err(source) => return Err(LedgerError::Io { path, source }),
-        };
-        // Parsed as it is read: neither the whole text nor a list of every
-        // entry is held besides the map.
-        let file: File =
-            serde_json::from_reader(std::io::BufReader::new(file)).map_err(|source| {
-                if source.is_io() {
-                    LedgerError::Io {
-                        path: path.clone(),
-                        source: std::io::Error::from(source),
-                    }
-                } else {
-                    LedgerError::Format {
-                        path: path.clone(),
-                        source,
-                    }
-                }
-            })?;
-        Ok(Ledger {
-            entries: file.records.0,
-        })
+        let mut entries = Entries::new();
+        // A key written twice (only by hand): the first entry counts, as
+        // for `update_file`, which keeps only the first when it changes it.
+        read_file(&state_dir.join(FILE), &mut |e| {
+            let (key, held) = Held::split(e);
+            entries.entry(key).or_insert(held);
+            Ok(())
+        })?;
+        Ok(Ledger { entries })
     }
 
     fn from_entries(entries: impl IntoIterator<Item = Entry>) -> Ledger {
@@ -348,40 +480,50 @@ impl Ledger {
         let dir = std::fs::File::open(state_dir).map_err(io)?;
         let _lock = Flock::lock(dir, FlockArg::LockExclusive)
             .map_err(|(_, errno)| io(std::io::Error::from(errno)))?;
-        let mut ledger = Ledger::load(state_dir)?;
-        ledger.apply(changes);
-        ledger.save(state_dir)
-    }
-
-    /// Writes the whole ledger to `<state_dir>/published.json` atomically
-    /// (creating `state_dir` when needed): only under the lock of
-    /// [`Ledger::update_file`], which runs use to save their changes.
-    fn save(&self, state_dir: &Path) -> Result<(), LedgerError> {
+        // The file is copied entry by entry, each key's changes applied as
+        // it passes, then the keys it did not have: neither the ledger nor
+        // its text is held (a ledger of 10,000 domains is several MB).
+        // The changes' indices in key order (a key's changes in their own
+        // order), and whether the key was met in the file.
+        let mut order: Vec<usize> = (0..changes.len()).collect();
+        order.sort_by(|&a, &b| change_key(&changes[a]).cmp(&change_key(&changes[b])));
+        let mut met = vec![false; order.len()];
+        let group = |key: (&Fqdn, &str)| {
+            let start = order.partition_point(|&k| change_key(&changes[k]) < key);
+            let len = order[start..]
+                .iter()
+                .take_while(|&&k| change_key(&changes[k]) == key)
+                .count();
+            start..start + len
+        };
         let path = state_dir.join(FILE);
-        let io = |source| LedgerError::Io {
-            path: path.clone(),
-            source,
-        };
-        let file = FileOut {
-            version: 1,
-            records: EntriesOut(&self.entries),
-        };
-        // Written as it is serialized (no copy of the whole text in memory).
-        let tmp = state_dir.join(format!(".{FILE}.tmp"));
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
-        serde_json::to_writer_pretty(&mut out, &file).map_err(|source| {
-            if source.is_io() {
-                io(std::io::Error::from(source))
-            } else {
-                LedgerError::Format {
-                    path: path.clone(),
-                    source,
-                }
+        let mut out = FileOut::create(state_dir.join(format!(".{FILE}.tmp")))?;
+        read_file(&path, &mut |e| {
+            let at = group((&e.domain, e.kind.as_str()));
+            if at.is_empty() {
+                return out.entry(&e);
+            }
+            if met[at.start] {
+                // The same key again: settled where it was first met.
+                return Ok(());
+            }
+            met[at.start] = true;
+            match settle(Some(e), order[at].iter().map(|&k| &changes[k])) {
+                Some(e) => out.entry(&e),
+                None => Ok(()),
             }
         })?;
-        std::io::Write::flush(&mut out).map_err(io)?;
-        drop(out);
-        std::fs::rename(&tmp, &path).map_err(io)
+        let mut k = 0;
+        while k < order.len() {
+            let at = group(change_key(&changes[order[k]]));
+            if !met[at.start]
+                && let Some(e) = settle(None, order[at.clone()].iter().map(|&k| &changes[k]))
+            {
+                out.entry(&e)?;
+            }
+            k = at.end;
+        }
+        out.finish(&path)
     }
 
     /// The entries, in (domain, kind) order (each made as it is taken).
@@ -735,5 +877,113 @@ mod tests {
                 entry("c.example", "dmarc", "v=DMARC1; p=none"),
             ])
         );
+    }
+
+    #[test]
+    fn a_file_is_updated_entry_by_entry_keeping_what_the_changes_do_not_touch() {
+        let dir = tempfile::tempdir().unwrap();
+        // Written by hand (or by an older maildns, pretty-printed): an
+        // unknown top-level key, a kind this maildns does not know, and a key
+        // written twice (the first one is the entry).
+        let text = r#"{
+  "version": 1,
+  "written_by": "someone",
+  "records": [
+    {"domain": "a.example", "kind": "spf", "name": "a.example", "value": "v=spf1 -all"},
+    {"domain": "a.example", "kind": "bimi", "name": "default._bimi.a.example", "value": "v=BIMI1; l=x"},
+    {"domain": "b.example", "kind": "spf", "name": "b.example", "value": "v=spf1 mx -all"},
+    {"domain": "b.example", "kind": "spf", "name": "b.example", "value": "later"},
+    {"domain": "c.example", "kind": "dmarc", "name": "_dmarc.c.example", "value": "v=DMARC1; p=none"}
+  ]
+}"#;
+        std::fs::write(dir.path().join(FILE), text).unwrap();
+        let read = Ledger::load(dir.path()).unwrap();
+        assert_eq!(read.entries().count(), 4);
+        let changes = [
+            Change::Put(entry("d.example", "spf", "v=spf1 a -all")),
+            // Removes what is there: gone.
+            Change::Remove(entry("a.example", "spf", "v=spf1 -all")),
+            // Removes a value no longer there: stays.
+            Change::Remove(entry("b.example", "spf", "v=spf1 -all")),
+            Change::Put(Entry {
+                name: f("_dmarc.c.example"),
+                ..entry("c.example", "dmarc", "v=DMARC1; p=reject")
+            }),
+        ];
+        Ledger::update_file(dir.path(), &changes).unwrap();
+        let mut expected = read.clone();
+        expected.apply(&changes);
+        let saved = Ledger::load(dir.path()).unwrap();
+        assert_eq!(saved, expected);
+        let kinds: Vec<_> = saved
+            .entries()
+            .map(|e| (e.domain.to_string(), e.kind))
+            .collect();
+        assert!(
+            kinds.contains(&("a.example".into(), "bimi".into())),
+            "{kinds:?}"
+        );
+        assert!(
+            !kinds.contains(&("a.example".into(), "spf".into())),
+            "{kinds:?}"
+        );
+        // No temporary file is left.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(FILE)]);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_ledger_is_refused_and_left_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        for text in [
+            "nonsense",
+            r#"{"records": []}"#,
+            r#"{"version": 1}"#,
+            r#"{"version": 1, "records": [{"domain": "a.example"}]}"#,
+            r#"{"version": 1, "records": []} trailing"#,
+        ] {
+            std::fs::write(dir.path().join(FILE), text).unwrap();
+            let e = Ledger::update_file(dir.path(), &[Change::Put(entry("a.example", "spf", "x"))])
+                .unwrap_err();
+            assert!(matches!(e, LedgerError::Format { .. }), "{text}: {e}");
+            assert!(Ledger::load(dir.path()).is_err(), "{text}");
+            assert_eq!(
+                std::fs::read_to_string(dir.path().join(FILE)).unwrap(),
+                text
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Saving changes to the file leaves what applying them to the
+        /// ledger as read leaves, whatever the file and the changes.
+        #[test]
+        fn updating_the_file_is_applying_the_changes(
+            file in proptest::collection::vec((0..6u8, 0..4u8, 0..3u8), 0..12),
+            changes in proptest::collection::vec((proptest::bool::ANY, 0..6u8, 0..4u8, 0..3u8), 0..12),
+        ) {
+            let kinds = ["spf", "dmarc", "adsp", "other"];
+            let make = |d: u8, k: u8, v: u8| Entry {
+                domain: f(&format!("d{d}.example")),
+                kind: kinds[k as usize].to_string(),
+                name: f(&format!("d{d}.example")),
+                value: format!("value {v}"),
+            };
+            let dir = tempfile::tempdir().unwrap();
+            let records: Vec<Entry> = file.iter().map(|&(d, k, v)| make(d, k, v)).collect();
+            let text = serde_json::json!({"version": 1, "records": records}).to_string();
+            std::fs::write(dir.path().join(FILE), text).unwrap();
+            let changes: Vec<Change> = changes
+                .iter()
+                .map(|&(put, d, k, v)| if put { Change::Put(make(d, k, v)) } else { Change::Remove(make(d, k, v)) })
+                .collect();
+            let mut expected = Ledger::load(dir.path()).unwrap();
+            expected.apply(&changes);
+            Ledger::update_file(dir.path(), &changes).unwrap();
+            proptest::prop_assert_eq!(Ledger::load(dir.path()).unwrap(), expected);
+        }
     }
 }
