@@ -17,7 +17,8 @@
 //!   or `"\101"` is deleted only by echoing that text;
 //! - a request over Route 53's batch limits (1,000 `ResourceRecord` elements,
 //!   32,000 value characters, an `UPSERT` counted twice) is refused whole with
-//!   `InvalidChangeBatch` `[Number of records limit of 1000 exceeded.]`;
+//!   `InvalidChangeBatch` `[Number of records limit of 1000 exceeded.]` or
+//!   `[RDATA character limit of 32000 exceeded.]`, AWS's own wording;
 //! - a batch that does not apply answers as the real host does,
 //!   `<ErrorResponse><Error><Code>InvalidChangeBatch</Code><Message>[Tried to
 //!   delete resource record set [name='…', type='TXT'] but it was not found]`.
@@ -711,10 +712,13 @@ pub const MAX_BATCH_CHARS: usize = 32_000;
 /// Guide, "Quotas", maximums on API requests): 1,000 `ResourceRecord`
 /// elements and 32,000 characters across every `Value`, each element and
 /// character of an `UPSERT` counted twice. Over them the whole batch is
-/// refused, nothing applied, with HTTP 400 `InvalidChangeBatch`
-/// `[Number of records limit of 1000 exceeded.]` (the text SDK users report:
-/// DNSControl#508, external-dns#2537; the characters message is worded the
-/// same way, its exact text unconfirmed).
+/// refused, nothing applied, with HTTP 400 `InvalidChangeBatch` and AWS's
+/// wording as SDK users quote the real answers (AWS documents neither text):
+/// `[Number of records limit of 1000 exceeded.]`
+/// (<https://github.com/StackExchange/dnscontrol/issues/508>, dnscontrol#1114)
+/// and `[RDATA character limit of 32000 exceeded.]`
+/// (<https://github.com/StackExchange/dnscontrol/issues/908>; without the
+/// brackets in kops#4495 and external-dns#515, 2018).
 fn over_batch_limits(req: &ChangeRequest) -> Option<Response> {
     let (mut values, mut chars) = (0usize, 0usize);
     for c in &req.change_batch.changes.items {
@@ -727,7 +731,7 @@ fn over_batch_limits(req: &ChangeRequest) -> Option<Response> {
     let message = if values > MAX_BATCH_VALUES {
         format!("[Number of records limit of {MAX_BATCH_VALUES} exceeded.]")
     } else if chars > MAX_BATCH_CHARS {
-        format!("[Number of characters limit of {MAX_BATCH_CHARS} exceeded.]")
+        format!("[RDATA character limit of {MAX_BATCH_CHARS} exceeded.]")
     } else {
         return None;
     };
@@ -1087,7 +1091,9 @@ mod tests {
         let (status, body) = answer("CREATE", 1, 11, &long).await;
         assert_eq!(status, 400);
         assert!(
-            body.contains("[Number of characters limit of 32000 exceeded.]"),
+            body.contains(
+                "<Code>InvalidChangeBatch</Code><Message>[RDATA character limit of 32000 exceeded.]</Message>"
+            ),
             "{body}"
         );
         assert_eq!(answer("UPSERT", 1, 5, &long).await.0, 200);
