@@ -4,7 +4,8 @@
 //! a switch answers 403 `ACCESS_DENIED` to valid keys (an account under GoDaddy's
 //! API threshold). `PUT /v1/domains/{d}/records/{type}/{name}` replaces every value
 //! at that name and type; `data` over 512 characters and `ttl` under 600 are 422
-//! `INVALID_BODY` with `fields[]`; each endpoint allows a configurable number of
+//! `INVALID_BODY` with `fields[]` (for the TTL GoDaddy's real field error,
+//! `UNKNOWN_RESTRICTION` "must have a minimum value of 600"); each endpoint allows a configurable number of
 //! requests per window (60 per minute by default), then 429 `TOO_MANY_REQUESTS`.
 //! An absent name answers `[]`, or 404 when so configured (GoDaddy's real answer is
 //! not documented). The broad writes (whole-zone `PUT …/records`, whole-type
@@ -28,7 +29,7 @@ use super::tripwire::Tripwire;
 
 /// Most characters of `data`.
 pub const MAX_DATA: usize = 512;
-/// Lowest TTL.
+/// Lowest TTL GoDaddy takes (not in its swagger; its 422 answers say so).
 pub const MIN_TTL: u64 = 600;
 
 /// One stored record.
@@ -243,9 +244,12 @@ fn parse_records(
         }
         let ttl = it["ttl"].as_u64().unwrap_or(3600);
         if ttl < MIN_TTL {
+            // GoDaddy's own words for it (its swagger declares no minimum):
+            // https://github.com/win-acme/win-acme/issues/1947 (2021), the
+            // same in josteink/le-godaddy-dns#1 (2016).
             return Err(invalid(
-                "OUT_OF_RANGE",
-                &format!("ttl must be at least {MIN_TTL}"),
+                "UNKNOWN_RESTRICTION",
+                &format!("must have a minimum value of {MIN_TTL}"),
                 &format!("records[{i}].ttl"),
             ));
         }
