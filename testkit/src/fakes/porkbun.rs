@@ -4,8 +4,10 @@
 //! whose JSON body carries `apikey` and `secretapikey` (other methods are refused);
 //! a domain must be opted in to API access (`{"status":"ERROR","message":"Domain is
 //! not opted in to API access."}`, HTTP 400); requests name the subdomain
-//! relative, answers give `name` as the FQDN and `ttl`/`prio` as strings; TTL under
-//! 600 is refused; a duplicate create gets the vague "We were unable to create the
+//! relative, answers give `name` as the FQDN and `ttl`/`prio` as strings; a TTL
+//! under the account's minimum (600, Porkbun's usual one), absent or 0 is stored
+//! as that minimum, without an error (see [`MIN_TTL`]); a duplicate create gets
+//! the vague "We were unable to create the
 //! DNS record."; throttling (a configurable rate, or an injected
 //! [`Fault::Throttle`]) is HTTP 503 with an HTML page, never 429.
 //!
@@ -31,7 +33,12 @@ use super::kit::{self, Recorded, ServerTask};
 /// The HTML page Porkbun's proxy answers when a key sends too fast.
 pub const THROTTLE_PAGE: &str = "<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n</body>\r\n</html>\r\n";
 
-/// Lowest TTL Porkbun accepts.
+/// The account's minimum TTL. Porkbun's OpenAPI spec
+/// (<https://porkbun.com/api/json/v3/spec>, `CreateDnsRequest.ttl`): "Minimum
+/// is determined by account settings (typically 600). Defaults to the account
+/// minimum if omitted or 0." A lower TTL is not refused but raised to it
+/// (infinityofspace/pkb_client's README: TTLs under 600 "are ignored by the
+/// Porkbun API"; certbot_dns_porkbun#50; dnscontrol raises them itself).
 pub const MIN_TTL: u64 = 600;
 
 /// One stored record, exactly as the fake holds it.
@@ -221,13 +228,17 @@ fn fqdn(domain: &str, sub: &str) -> String {
     }
 }
 
+/// The TTL a create or edit stores: the one sent, raised to the account's
+/// minimum (absent and 0 included); `None` for one that is not a number.
 fn ttl_of(v: &Value) -> Option<u64> {
-    match v {
-        Value::Null => Some(MIN_TTL),
-        Value::String(s) => s.parse().ok(),
-        Value::Number(n) => n.as_u64(),
-        _ => None,
-    }
+    let ttl = match v {
+        Value::Null => 0,
+        Value::String(s) if s.is_empty() => 0,
+        Value::String(s) => s.parse().ok()?,
+        Value::Number(n) => n.as_u64()?,
+        _ => return None,
+    };
+    Some(ttl.max(MIN_TTL))
 }
 
 async fn handle(
@@ -333,9 +344,6 @@ async fn handle(
             let Some(ttl) = ttl_of(&v["ttl"]) else {
                 return error(400, "Invalid TTL.");
             };
-            if ttl < MIN_TTL {
-                return error(400, "Invalid TTL: must be at least 600.");
-            }
             if st
                 .records
                 .iter()
@@ -360,8 +368,8 @@ async fn handle(
                 return error(400, "Record type and content are required.");
             };
             let name = fqdn(&domain, v["name"].as_str().unwrap_or(""));
-            let Some(ttl) = ttl_of(&v["ttl"]).filter(|t| *t >= MIN_TTL) else {
-                return error(400, "Invalid TTL: must be at least 600.");
+            let Some(ttl) = ttl_of(&v["ttl"]) else {
+                return error(400, "Invalid TTL.");
             };
             let Some(r) = st
                 .records
