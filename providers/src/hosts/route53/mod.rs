@@ -750,8 +750,7 @@ impl BatchCost {
 
     /// Whether one request may carry this much.
     pub fn fits(&self) -> bool {
-        self.values <= Self::LIMIT.values
-            && self.chars <= Self::LIMIT.chars
+        self.values <= Self::LIMIT.values && self.chars <= Self::LIMIT.chars
     }
 }
 
