@@ -44,6 +44,7 @@ mod rspamd_rotation;
 mod rspamd_signer;
 mod secret;
 mod shared_keys;
+mod sqlite_requests;
 mod status;
 mod support;
 mod watch_verify;
