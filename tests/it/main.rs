@@ -32,6 +32,7 @@ mod output;
 mod pacing;
 mod pg_state;
 mod pg_tls;
+mod pg_url;
 mod plan_ttl;
 mod propagation;
 mod publish_dnsimple_namecheap_godaddy;

@@ -139,18 +139,37 @@ pub enum TlsSetupError {
         /// Why.
         message: String,
     },
+    /// A `%` in the URL not followed by two hexadecimal digits, or `%00`:
+    /// libpq refuses both (a literal `%` is written `%25`). The URL is not
+    /// repeated (it may hold a password).
+    #[error(
+        "the URL has {what} at character {at}: percent-encoding is '%' and two hexadecimal digits (write a literal '%' as %25), and %00 is not allowed (libpq's rules)"
+    )]
+    BadPercent {
+        /// `an invalid percent-encoded token` or `the forbidden value %00`.
+        what: &'static str,
+        /// Its position (1-based, in characters).
+        at: usize,
+    },
     /// rustls refused the configuration.
     #[error("TLS setup: {0}")]
     Rustls(String),
 }
 
 impl PgTls {
-    /// Takes `sslmode` and `sslrootcert` out of `url`'s query (`?a=b&c=d`);
-    /// returns the URL without them (for the driver) and the settings.
+    /// Takes `sslmode`, `sslrootcert`, `sslcert` and `sslkey` out of
+    /// `url`'s query (`?a=b&c=d`); returns the URL without them (for the
+    /// driver, which decodes the percent-encoding of the user, database
+    /// name and other values as libpq does) and the settings (their values
+    /// decoded).
     ///
     /// # Errors
-    /// [`TlsSetupError::BadMode`] for an unknown `sslmode`.
+    /// [`TlsSetupError::BadMode`] for an unknown `sslmode`;
+    /// [`TlsSetupError::BadPercent`] for a malformed `%` escape or `%00`
+    /// anywhere in the URL (libpq refuses both; the driver alone would take
+    /// them literally).
     pub fn split_url(url: &str) -> Result<(String, PgTls), TlsSetupError> {
+        check_percent(url)?;
         let Some((base, query)) = url.split_once('?') else {
             return Ok((url.to_string(), PgTls::default()));
         };
@@ -381,26 +400,44 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
     }
 }
 
-/// `%XX` escapes in a query value (a path with spaces, say).
-fn percent_decode(v: &str) -> String {
-    let bytes = v.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                let (h, l) = (hex(h).unwrap_or(0), hex(l).unwrap_or(0));
-                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
-                i += 3;
+/// Refuses what libpq's URI decoder refuses (`conninfo_uri_decode`): a `%`
+/// not followed by two hexadecimal digits, and `%00`.
+fn check_percent(url: &str) -> Result<(), TlsSetupError> {
+    let chars: Vec<char> = url.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        if *c != '%' {
+            continue;
+        }
+        let (hi, lo) = (chars.get(i + 1), chars.get(i + 2));
+        match (
+            hi.and_then(|h| h.to_digit(16)),
+            lo.and_then(|l| l.to_digit(16)),
+        ) {
+            (Some(0), Some(0)) => {
+                return Err(TlsSetupError::BadPercent {
+                    what: "the forbidden value %00",
+                    at: i + 1,
+                });
             }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
+            (Some(_), Some(_)) => {}
+            _ => {
+                return Err(TlsSetupError::BadPercent {
+                    what: "an invalid percent-encoded token",
+                    at: i + 1,
+                });
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Ok(())
+}
+
+/// `%XX` escapes in a query value (a path with spaces, say); the URL passed
+/// [`check_percent`], so every escape is well formed. Bytes that are not
+/// UTF-8 are replaced (a path must be UTF-8 in the configuration anyway).
+fn percent_decode(v: &str) -> String {
+    percent_encoding::percent_decode_str(v)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -525,6 +562,26 @@ mod tests {
         assert_eq!(url, "postgres://m@db/state");
         assert_eq!(tls.mode, SslMode::Prefer, "libpq's default");
         assert!(PgTls::split_url("postgres://m@db/s?sslmode=allow-ish").is_err());
+        for (bad, what, at) in [
+            ("postgres://m@db/mail%ZZdns", "invalid", 21),
+            ("postgres://m@db/mail%2", "invalid", 21),
+            ("postgres://m@db/mail%", "invalid", 21),
+            ("postgres://m@db/mail%00dns", "%00", 21),
+            ("postgres://m%4@db/maildns", "invalid", 13),
+        ] {
+            let e = PgTls::split_url(bad).unwrap_err().to_string();
+            assert!(
+                e.contains(what) && e.contains(&format!("character {at}:")),
+                "{bad}: {e}"
+            );
+            assert!(!e.contains("postgres://"), "the URL is not repeated: {e}");
+        }
+        let (url, _) =
+            PgTls::split_url("postgres://dns%20ops@db/mail%2Ddns?application_name=a%25b").unwrap();
+        assert_eq!(
+            url, "postgres://dns%20ops@db/mail%2Ddns?application_name=a%25b",
+            "left for the driver to decode"
+        );
         let (url, tls) = PgTls::split_url(
             "postgres://m@db/s?sslcert=/etc/maildns/client%201.crt&sslmode=require&sslkey=/etc/maildns/client.key",
         )
