@@ -1113,16 +1113,18 @@ impl SqliteStore {
     }
 
     /// The requests waiting to be taken: never taken, given back, or whose
-    /// take expired.
+    /// take expired; for the lock holder also those another process took
+    /// (it died: `migrate-state` copies them, `status` lists them).
     fn read_requests(&self, conn: &Connection) -> Result<Vec<Request>, StoreError> {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT id, domain, what, at FROM requests
-                 WHERE taken_by IS NULL OR taken_until <= ?1 ORDER BY id",
+                 WHERE taken_by IS NULL OR taken_until <= ?1 OR (?2 AND taken_by <> ?3)
+                 ORDER BY id",
             )
             .map_err(self.sql("prepare requests"))?;
         let rows = stmt
-            .query_map(params![ts(Utc::now())], |r| {
+            .query_map(params![ts(Utc::now()), self.is_locked(), self.taker], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,

@@ -508,9 +508,10 @@ fn a_request_taken_by_a_process_that_died_is_taken_over_by_the_next_lock_holder_
     // A reader sees it still taken (the take lasts REQUEST_LEASE) ...
     let reader = SqliteStore::open(dir.path()).expect("reader");
     assert!(reader.requests().expect("read").is_empty());
-    // ... but the next lock holder takes it over at once: the taker no
-    // longer holds the lock, so it died before doing it.
+    // ... but the next lock holder sees it waiting and takes it over at
+    // once: the taker no longer holds the lock, so it died before doing it.
     let second = SqliteStore::open_locked(dir.path()).expect("locked");
+    assert_eq!(ids(&second.requests().expect("read")), [id]);
     let taken = second.take_requests().expect("taken over");
     assert_eq!(ids(&taken), [id]);
     assert_eq!(
