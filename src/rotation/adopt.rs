@@ -52,8 +52,9 @@ pub enum ImportError {
     },
     /// A table of a dataset type maildns cannot read (`db:`, `ldap:`, ...).
     #[error(
-        "{}: {setting} is {value:?}: maildns reads only file: and refile: tables; convert it to a flat file first",
-        conf.display()
+        "{}: {setting} is {}: maildns reads only file: and refile: tables; convert it to a flat file first",
+        conf.display(),
+        crate::quote::quoted(value)
     )]
     UnsupportedTable {
         /// opendkim.conf.
@@ -379,11 +380,24 @@ pub fn import_opendkim(
     domains: &[&Domain],
     now: DateTime<Utc>,
 ) -> Result<Vec<ImportResult>, StoreError> {
+    each_under_lease(store, domains.iter().map(|d| (*d, ())), |d, ()| {
+        import_domain(store, setup, d, now)
+    })
+}
+
+/// Runs `import` on each domain of `work` (with its own input) under the
+/// domain's lease (on a shared store a replica may work it), releasing the
+/// lease after each (a failed release only warns: the lease expires by
+/// itself), and joins the results in order. Stops at the first store error.
+fn each_under_lease<'d, T>(
+    store: &dyn Store,
+    work: impl IntoIterator<Item = (&'d Domain, T)>,
+    mut import: impl FnMut(&Domain, T) -> Result<Vec<ImportResult>, StoreError>,
+) -> Result<Vec<ImportResult>, StoreError> {
     let mut out = Vec::new();
-    for d in domains {
-        // On a shared store, under the domain's lease (a replica may work it).
+    for (d, input) in work {
         store.lease(&d.name)?;
-        let r = import_domain(store, setup, d, now);
+        let r = import(d, input);
         if let Err(e) = store.release(&d.name) {
             tracing::warn!(domain = %d.name, "cannot release the lease (it expires by itself): {e}");
         }
@@ -568,16 +582,9 @@ pub fn import_rspamd(
     domains: &[&Domain],
     now: DateTime<Utc>,
 ) -> Result<Vec<ImportResult>, StoreError> {
-    let mut out = Vec::new();
-    for d in domains {
-        store.lease(&d.name)?;
-        let r = import_rspamd_domain(store, signer, entries, d, now);
-        if let Err(e) = store.release(&d.name) {
-            tracing::warn!(domain = %d.name, "cannot release the lease (it expires by itself): {e}");
-        }
-        out.extend(r?);
-    }
-    Ok(out)
+    each_under_lease(store, domains.iter().map(|d| (*d, ())), |d, ()| {
+        import_rspamd_domain(store, signer, entries, d, now)
+    })
 }
 
 fn import_rspamd_domain(
@@ -662,16 +669,9 @@ pub fn import_opendkim_sql(
     domains: &[&Domain],
     now: DateTime<Utc>,
 ) -> Result<Vec<ImportResult>, StoreError> {
-    let mut out = Vec::new();
-    for (d, row) in domains.iter().zip(rows) {
-        store.lease(&d.name)?;
-        let r = import_sql_domain(store, signer, row.as_ref(), d, now);
-        if let Err(e) = store.release(&d.name) {
-            tracing::warn!(domain = %d.name, "cannot release the lease (it expires by itself): {e}");
-        }
-        out.extend(r?);
-    }
-    Ok(out)
+    each_under_lease(store, domains.iter().copied().zip(rows), |d, row| {
+        import_sql_domain(store, signer, row.as_ref(), d, now)
+    })
 }
 
 fn import_sql_domain(
