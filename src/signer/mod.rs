@@ -472,7 +472,7 @@ impl Signer {
 pub enum SignerError {
     /// A domain that cannot be used in a path or table (selectors are
     /// validated [`Selector`]s).
-    #[error("invalid {what} {value:?}: use letters, digits, '-', '_' and '.'")]
+    #[error("invalid {what} {}: use letters, digits, '-', '_' and '.'", crate::quote::quoted(value))]
     InvalidName {
         /// `domain` or `selector`.
         what: &'static str,
@@ -567,7 +567,7 @@ pub enum SignerError {
     },
     /// opendkim.conf's `UserID` is not the user `[signer]` names: the checks
     /// would be made for the wrong user.
-    #[error("{}: UserID is {found:?}, but [signer] user is {expected:?}: OpenDKIM reads its files as {found:?}", conf.display())]
+    #[error("{}: UserID is {found_q}, but [signer] user is {}: OpenDKIM reads its files as {found_q}", conf.display(), crate::quote::quoted(expected), found_q = crate::quote::quoted(found))]
     UserMismatch {
         /// The opendkim.conf.
         conf: PathBuf,
@@ -602,7 +602,7 @@ pub enum SignerError {
         message: String,
     },
     /// The reload command could not run or failed.
-    #[error("reload command {command:?} failed: {reason}")]
+    #[error("reload command [{}] failed: {reason}", command.iter().map(|a| crate::quote::quoted(a)).collect::<Vec<_>>().join(", "))]
     Reload {
         /// The command.
         command: Vec<String>,

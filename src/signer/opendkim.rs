@@ -30,16 +30,16 @@ pub struct ParseError {
 #[non_exhaustive]
 pub enum ParseErrorKind {
     /// A key with no value.
-    #[error("entry {0:?} has no value")]
+    #[error("entry {} has no value", crate::quote::quoted(.0))]
     MissingValue(String),
     /// A key.table value that is not `DOMAIN:SELECTOR:KEY`.
-    #[error("entry {0:?}: value must be DOMAIN:SELECTOR:/path/to/key")]
+    #[error("entry {}: value must be DOMAIN:SELECTOR:/path/to/key", crate::quote::quoted(.0))]
     BadKeyValue(String),
     /// A value maildns cannot write safely (whitespace, `#`, `:` or newline in a field).
-    #[error("field {0:?} contains whitespace, '#', ':' or a newline")]
+    #[error("field {} contains whitespace, '#', ':' or a newline", crate::quote::quoted(.0))]
     BadField(String),
     /// An opendkim.conf setting whose value cannot be understood.
-    #[error("{name}: bad value {value:?}")]
+    #[error("{name}: bad value {}", crate::quote::quoted(value))]
     BadSetting {
         /// Setting name.
         name: String,

@@ -8,6 +8,7 @@
 //! has its own runtime.
 
 mod account_settings;
+mod check_messages;
 mod cli;
 mod cloud_hosts;
 mod diagnose;
