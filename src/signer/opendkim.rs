@@ -169,6 +169,19 @@ impl KeyTable {
         })
     }
 
+    /// Every entry with its 1-based line in the file as parsed, in file
+    /// order (an entry added since has no line).
+    pub fn entries_with_lines(&self) -> impl Iterator<Item = (Option<usize>, &KeyEntry)> {
+        self.lines.iter().enumerate().filter_map(|(i, l)| match l {
+            Line::Entry {
+                entry,
+                raw: Some(_),
+            } => Some((Some(i + 1), entry)),
+            Line::Entry { entry, raw: None } => Some((None, entry)),
+            Line::Other(_) => None,
+        })
+    }
+
     /// The first entry called `name` (the one OpenDKIM uses).
     pub fn get(&self, name: &str) -> Option<&KeyEntry> {
         self.entries().find(|e| e.name == name)
