@@ -121,7 +121,13 @@ fn report(
             None => (DomainState::new(d.name.clone()), Vec::new()),
         };
         let policy = d.dkim.as_ref().map(|k| k.policy.clone());
-        out.push(domain_status(&state, policy.as_ref(), events, now));
+        out.push(domain_status(
+            &state,
+            policy.as_ref(),
+            events,
+            propagation_bound(config),
+            now,
+        ));
     }
     let requests = match &store {
         Some(s) => s.requests()?,
@@ -158,6 +164,13 @@ fn report(
         }
     }
     Ok(if attention { Exit::Attention } else { Exit::Ok })
+}
+
+/// How long a propagation wait may last before it needs attention: the
+/// daemon's propagation timeout (`propagation.daemon_timeout`, default 1 h).
+pub(super) fn propagation_bound(config: &crate::config::Config) -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(config.propagation.daemon_timeout)
+        .unwrap_or(chrono::TimeDelta::MAX)
 }
 
 fn date(t: DateTime<Utc>) -> String {

@@ -944,7 +944,12 @@ mod tests {
         );
         let c = s.candidates(&Fqdn::parse("example.com").expect("name"));
         let names: Vec<_> = c.iter().filter_map(|c| c.name.as_deref()).collect();
-        assert_eq!(names, ["new", "old"]);
+        // `old` is named by no SigningTable line: not a candidate, but
+        // reported with its line.
+        assert_eq!(names, ["new"]);
+        let unused = s.unused_entries(&Fqdn::parse("example.com").expect("name"));
+        let unused: Vec<_> = unused.iter().map(|u| (u.name.as_str(), u.line)).collect();
+        assert_eq!(unused, [("old", Some(1))]);
         // `%` (the message's domain) counts when the signing table picks it.
         let s = setup("any %:sel:/k/any\n", "*@example.com any\n");
         let c = s.candidates(&Fqdn::parse("example.com").expect("name"));
