@@ -35,6 +35,7 @@ mod pg_state;
 mod pg_tls;
 mod plan_ttl;
 mod propagation;
+mod propagation_wait;
 mod publish_dnsimple_namecheap_godaddy;
 mod publish_servers;
 mod readback;
