@@ -169,8 +169,7 @@ fn report(
 /// How long a propagation wait may last before it needs attention: the
 /// daemon's propagation timeout (`propagation.daemon_timeout`, default 1 h).
 pub(super) fn propagation_bound(config: &crate::config::Config) -> chrono::TimeDelta {
-    chrono::TimeDelta::from_std(config.propagation.daemon_timeout)
-        .unwrap_or(chrono::TimeDelta::MAX)
+    chrono::TimeDelta::from_std(config.propagation.daemon_timeout).unwrap_or(chrono::TimeDelta::MAX)
 }
 
 fn date(t: DateTime<Utc>) -> String {

@@ -574,7 +574,13 @@ mod tests {
         state.keys.push(k);
         let p = Policy::default();
         let bound = TimeDelta::hours(1);
-        let early = domain_status(&state, Some(&p), vec![], bound, t(1) + TimeDelta::minutes(30));
+        let early = domain_status(
+            &state,
+            Some(&p),
+            vec![],
+            bound,
+            t(1) + TimeDelta::minutes(30),
+        );
         assert_eq!(early.waiting.len(), 1, "{early:?}");
         assert!(early.waiting[0].overdue.is_none());
         assert!(early.errors.is_empty(), "{:?}", early.errors);

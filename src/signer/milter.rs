@@ -47,7 +47,11 @@ pub enum SocketSpecError {
     #[error("socket {} is not local:/path, unix:/path, inet:PORT@HOST or inet6:PORT@HOST", crate::quote::quoted(.0))]
     UnknownForm(String),
     /// An inet socket whose port is not a port number.
-    #[error("socket {}: {} is not a port", crate::quote::quoted(spec), crate::quote::quoted(port))]
+    #[error(
+        "socket {}: {} is not a port",
+        crate::quote::quoted(spec),
+        crate::quote::quoted(port)
+    )]
     BadPort {
         /// The socket value.
         spec: String,

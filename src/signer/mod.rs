@@ -472,7 +472,10 @@ impl Signer {
 pub enum SignerError {
     /// A domain that cannot be used in a path or table (selectors are
     /// validated [`Selector`]s).
-    #[error("invalid {what} {}: use letters, digits, '-', '_' and '.'", crate::quote::quoted(value))]
+    #[error(
+        "invalid {what} {}: use letters, digits, '-', '_' and '.'",
+        crate::quote::quoted(value)
+    )]
     InvalidName {
         /// `domain` or `selector`.
         what: &'static str,

@@ -54,7 +54,10 @@ dmarc = "v=DMARC1; p=quarantine; rua=mailto:d\u001b[31m@example.com\u0007"
     );
     for text in [&stdout, &stderr] {
         assert!(!text.contains("\\u{"), "Rust escapes in {text}");
-        assert!(!text.contains(['\u{1b}', '\u{7}']), "raw control bytes in {text}");
+        assert!(
+            !text.contains(['\u{1b}', '\u{7}']),
+            "raw control bytes in {text}"
+        );
     }
 }
 

@@ -429,12 +429,7 @@ fn an_unused_key_table_entry_is_a_warning_and_the_rest_is_imported() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| {
-            (
-                r["name"].as_str().unwrap(),
-                r["outcome"].as_str().unwrap(),
-            )
-        })
+        .map(|r| (r["name"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
         .collect();
     assert_eq!(
         outcomes,

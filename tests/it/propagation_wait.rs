@@ -69,7 +69,10 @@ async fn a_refusing_nameserver_raises_attention_after_the_propagation_bound() {
         .find(|l| l.contains("ATTENTION propagation 202401: record not served by every authoritative server after"))
         .unwrap_or_else(|| panic!("no ATTENTION line: {text}"));
     assert!(line.contains(&refused), "{line}");
-    assert!(!text.contains("  error "), "a wait is not a failed attempt: {text}");
+    assert!(
+        !text.contains("  error "),
+        "a wait is not a failed attempt: {text}"
+    );
     let st = cmd()
         .config(env.config_path())
         .args(["--json", "status"])
