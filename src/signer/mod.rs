@@ -505,13 +505,13 @@ pub enum SignerError {
         source: ParseError,
     },
     /// opendkim.conf names other table files than this signer edits.
-    #[error("{}: {setting} is {found:?}, but maildns edits {}", conf.display(), expected.display())]
+    #[error("{}: {setting} is {found}, but maildns edits {}", conf.display(), expected.display())]
     ConfMismatch {
         /// The opendkim.conf.
         conf: PathBuf,
         /// `KeyTable` or `SigningTable`.
         setting: &'static str,
-        /// What the conf says.
+        /// What the conf says, quoted as written (`not set` when absent).
         found: String,
         /// What this signer edits.
         expected: PathBuf,
