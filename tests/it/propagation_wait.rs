@@ -93,3 +93,30 @@ async fn a_refusing_nameserver_raises_attention_after_the_propagation_bound() {
         "{v}"
     );
 }
+
+/// A configured nameserver that never answers (a UDP socket nobody reads):
+/// the same attention past the bound, naming the server and the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_nameserver_raises_attention_after_the_propagation_bound() {
+    let env = Env::start((), 60).await;
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent = silent.local_addr().map(|a| (silent, a)).unwrap();
+    let text = env.toml(&env.pdns.api_url, 1024, "").replace(
+        &format!("nameservers = [\"{}\"]", env.pdns.dns),
+        &format!("nameservers = [\"{}\", \"{}\"]", env.pdns.dns, silent.1),
+    );
+    let config = env.load(&text);
+    let clock = FakeClock::at(t0());
+    let out = env.run(&config, &clock).await;
+    assert!(out.failures().is_empty(), "{:?}", out.failures());
+    clock.advance(TimeDelta::minutes(61));
+    let out = env.run(&config, &clock).await;
+    assert_eq!(status(&env.state(), "202401"), Some(KeyStatus::Published));
+    let failures = out.failures();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        failures[0].starts_with("ATTENTION propagation 202401: record not served by every authoritative server after 1h 1m")
+            && failures[0].contains(&format!("TXT? 202401._domainkey.example.com to {}: request timed out", silent.1)),
+        "{failures:?}"
+    );
+}
