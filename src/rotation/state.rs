@@ -171,7 +171,9 @@ pub struct KeyRecord {
     pub not_before: Option<DateTime<Utc>>,
     /// Failed attempts (or negative checks) of the current step.
     pub attempts: u32,
-    /// Why the last attempt failed, or why the switch failed.
+    /// Why the last attempt failed, or why the switch failed; while the key
+    /// waits for propagation, [`NOT_YET_PREFIX`] and what the last negative
+    /// check saw ([`KeyRecord::propagation_wait`]).
     pub failure: Option<String>,
     /// Why a signer probe holds this key (shown as blocked): the signer does not
     /// sign with it yet although it was switched to it, still signs with it
