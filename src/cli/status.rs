@@ -125,7 +125,7 @@ fn report(
             &state,
             policy.as_ref(),
             events,
-            propagation_bound(config),
+            crate::rotation::status::propagation_bound(&config.propagation),
             now,
         ));
     }
@@ -164,12 +164,6 @@ fn report(
         }
     }
     Ok(if attention { Exit::Attention } else { Exit::Ok })
-}
-
-/// How long a propagation wait may last before it needs attention: the
-/// daemon's propagation timeout (`propagation.daemon_timeout`, default 1 h).
-pub(super) fn propagation_bound(config: &crate::config::Config) -> chrono::TimeDelta {
-    chrono::TimeDelta::from_std(config.propagation.daemon_timeout).unwrap_or(chrono::TimeDelta::MAX)
 }
 
 fn date(t: DateTime<Utc>) -> String {

@@ -746,8 +746,7 @@ impl Runner {
                 out.overdue = super::status::propagation_waits(
                     &decision.state,
                     Some(policy.settings().overlap),
-                    chrono::TimeDelta::from_std(self.config.propagation.daemon_timeout)
-                        .unwrap_or(chrono::TimeDelta::MAX),
+                    super::status::propagation_bound(&self.config.propagation),
                     now,
                 )
                 .into_iter()

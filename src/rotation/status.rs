@@ -135,6 +135,12 @@ pub fn propagation_waits(
         .collect()
 }
 
+/// How long a propagation wait may last before it needs attention: the
+/// daemon's propagation timeout (`[propagation] daemon_timeout`, default 1 h).
+pub fn propagation_bound(p: &crate::config::Propagation) -> TimeDelta {
+    TimeDelta::from_std(p.daemon_timeout).unwrap_or(TimeDelta::MAX)
+}
+
 /// `d` in words, to the minute (`1h 30m`).
 pub fn minutes(d: TimeDelta) -> String {
     let whole = std::time::Duration::from_secs(
