@@ -8,6 +8,7 @@
 //! has its own runtime.
 
 mod account_settings;
+mod check_messages;
 mod cli;
 mod cloud_hosts;
 mod diagnose;
@@ -35,6 +36,7 @@ mod pg_tls;
 mod pg_url;
 mod plan_ttl;
 mod propagation;
+mod propagation_wait;
 mod publish_dnsimple_namecheap_godaddy;
 mod publish_servers;
 mod readback;
