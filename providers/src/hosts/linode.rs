@@ -27,12 +27,13 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::check_all;
-use crate::changeset::{Observed, TxtChange, ZoneSets};
+use super::paged::{self, Listed};
+use crate::changeset::{TxtChange, ZoneSets};
 use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
-    Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
-    ZoneProbe, walk_zones, zone_candidates,
+    Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtSet, Zone, ZoneProbe,
+    walk_zones, zone_candidates,
 };
 
 const KIND: &str = "linode";
@@ -171,6 +172,15 @@ pub struct LinodeRecord {
     pub ttl: u32,
 }
 
+impl Listed for LinodeRecord {
+    fn value(&self) -> &[u8] {
+        self.target.as_bytes()
+    }
+    fn ttl(&self) -> u32 {
+        self.ttl
+    }
+}
+
 /// Parses one page of `GET /domains`: `(id, domain)` pairs and whether more pages follow.
 ///
 /// # Errors
@@ -227,15 +237,8 @@ fn relative(zone: &Zone, name: &Fqdn, op: Operation) -> Result<String, Error> {
     super::relative_name(KIND, zone, name, op, super::Apex::Empty)
 }
 
-fn set_of(records: &[LinodeRecord]) -> Option<TxtSet> {
-    let first = records.first()?;
-    Some(TxtSet {
-        ttl: first.ttl,
-        records: records
-            .iter()
-            .map(|r| TxtRecord::from_value(r.target.as_bytes()))
-            .collect(),
-    })
+fn name_of(r: &LinodeRecord) -> &str {
+    &r.name
 }
 
 /// Refuses a TTL Linode would round: it would never read back as written.
@@ -289,11 +292,9 @@ impl Linode {
         op: Operation,
         filter: &serde_json::Value,
     ) -> Result<Vec<LinodeRecord>, Error> {
-        let path = format!("domains/{}/records", zone.id);
-        let filter = filter.to_string();
-        let mut out = Vec::new();
-        let mut page = 1u32;
-        loop {
+        let path = &format!("domains/{}/records", zone.id);
+        let filter = &filter.to_string();
+        paged::every_number(|page| async move {
             let q = [
                 ("page", page.to_string()),
                 ("page_size", self.page_size.to_string()),
@@ -301,19 +302,14 @@ impl Linode {
             let resp = self
                 .http
                 .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::GET, &path)
-                        .header("X-Filter", &filter)
+                    self.req(c, Method::GET, path)
+                        .header("X-Filter", filter)
                         .query(&q)
                 })
                 .await?;
-            let (got, more) = parse_records(&resp.body, name, op)?;
-            let n = got.len();
-            out.extend(got);
-            if !more || n == 0 {
-                return Ok(out);
-            }
-            page += 1;
-        }
+            parse_records(&resp.body, name, op)
+        })
+        .await
     }
 
     async fn list(
@@ -327,10 +323,7 @@ impl Linode {
             .list_filtered(zone, name, op, &json!({"name": rel, "type": "TXT"}))
             .await?;
         // The filter is Linode's; a record at another name is not counted here.
-        Ok(recs
-            .into_iter()
-            .filter(|r| r.name.eq_ignore_ascii_case(&rel))
-            .collect())
+        Ok(paged::named(&recs, &rel, name_of).cloned().collect())
     }
 
     /// Makes the records at `name` (as listed in `current`) hold exactly `set`.
@@ -346,28 +339,14 @@ impl Linode {
         } else {
             Operation::Delete
         };
-        let mut desired: Vec<Vec<u8>> = Vec::new();
         if let Some(set) = set {
             check_ttl(name, set.ttl)?;
-            for r in check_all(KIND, &self.profile, name, set)? {
-                let v = r.value();
-                if !desired.contains(&v) {
-                    desired.push(v);
-                }
-            }
         }
+        let desired = paged::desired_values(KIND, &self.profile, name, set)?;
         let ttl = set.map_or(0, |s| s.ttl);
         let rel = relative(zone, name, op)?;
         let path = format!("domains/{}/records", zone.id);
-        let diff = super::diff_records(&desired, current, |rec, d| {
-            rec.target.as_bytes() == d.as_slice()
-        });
-        let w = super::pair_rewrites(
-            diff.create,
-            diff.delete,
-            |r: &LinodeRecord| r.target.as_bytes(),
-            |_, _| true,
-        );
+        let paged::Plan { keep, writes: w } = paged::plan(&desired, current);
         let put = |id: u64, body: serde_json::Value| {
             let p = format!("{path}/{id}");
             async move {
@@ -379,7 +358,7 @@ impl Linode {
                     .map(|_| ())
             }
         };
-        for rec in diff.keep.iter().filter(|r| r.ttl != ttl) {
+        for rec in keep.iter().filter(|r| r.ttl != ttl) {
             put(rec.id, json!({ "ttl_sec": ttl })).await?;
         }
         for (rec, d) in &w.rewrite {
@@ -455,29 +434,20 @@ impl Provider for Linode {
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
-        Ok(set_of(&self.list(zone, name, Operation::Read).await?))
+        Ok(paged::set_of(
+            &self.list(zone, name, Operation::Read).await?,
+        ))
     }
 
     /// Every TXT record of the zone in one (paged) request, sorted by name.
     async fn read_sets(&self, zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, Error> {
-        let op = Operation::Read;
-        let mut out = ZoneSets::new();
         if names.is_empty() {
-            return Ok(out);
+            return Ok(ZoneSets::new());
         }
         let all = self
-            .list_filtered(zone, &zone.name, op, &json!({"type": "TXT"}))
+            .list_filtered(zone, &zone.name, Operation::Read, &json!({"type": "TXT"}))
             .await?;
-        for name in names {
-            let rel = relative(zone, name, op)?;
-            let here: Vec<LinodeRecord> = all
-                .iter()
-                .filter(|r| r.name.eq_ignore_ascii_case(&rel))
-                .cloned()
-                .collect();
-            out.insert(name.clone(), Observed::of(set_of(&here)));
-        }
-        Ok(out)
+        paged::sets_by_name(KIND, zone, names, &all, name_of)
     }
 
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
@@ -501,7 +471,7 @@ impl Provider for Linode {
             check_ttl(&change.name, set.ttl)?;
         }
         let current = self.list(zone, &change.name, op).await?;
-        let now = set_of(&current);
+        let now = paged::set_of(&current);
         // Nothing to write when the change was applied before; a conflict
         // when the set is neither what was read nor what is wanted.
         if !change.still_to_write(KIND, now.as_ref())? {

@@ -23,12 +23,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::check_all;
-use crate::changeset::{Observed, TxtChange, ZoneSets};
+use super::paged::{self, Listed};
+use crate::changeset::{TxtChange, ZoneSets};
 use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
 use crate::registry::{Credential, CredentialKind, Host, Settings};
-use crate::{
-    Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
-};
+use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtSet, Zone};
 
 const KIND: &str = "vultr";
 
@@ -148,6 +147,15 @@ pub struct VultrRecord {
     pub ttl: u32,
 }
 
+impl Listed for VultrRecord {
+    fn value(&self) -> &[u8] {
+        self.value.as_bytes()
+    }
+    fn ttl(&self) -> u32 {
+        self.ttl
+    }
+}
+
 /// The value inside a TXT record's `data` as Vultr returns it: wrapped in `"`,
 /// no `"` inside.
 ///
@@ -203,15 +211,8 @@ fn relative(zone: &Zone, name: &Fqdn, op: Operation) -> Result<String, Error> {
     super::relative_name(KIND, zone, name, op, super::Apex::Empty)
 }
 
-fn set_of(records: &[VultrRecord]) -> Option<TxtSet> {
-    let first = records.first()?;
-    Some(TxtSet {
-        ttl: first.ttl,
-        records: records
-            .iter()
-            .map(|r| TxtRecord::from_value(r.value.as_bytes()))
-            .collect(),
-    })
+fn name_of(r: &VultrRecord) -> &str {
+    &r.name
 }
 
 impl Vultr {
@@ -243,27 +244,21 @@ impl Vultr {
         name: &Fqdn,
         op: Operation,
     ) -> Result<Vec<VultrRecord>, Error> {
-        let path = format!("domains/{}/records", zone.id);
-        let mut out = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
+        let path = &format!("domains/{}/records", zone.id);
+        paged::every_cursor(|cursor| async move {
             let mut q = vec![("per_page", self.page_size.to_string())];
-            if let Some(c) = &cursor {
-                q.push(("cursor", c.clone()));
+            if let Some(c) = cursor {
+                q.push(("cursor", c));
             }
             let resp = self
                 .http
                 .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::GET, &path).query(&q)
+                    self.req(c, Method::GET, path).query(&q)
                 })
                 .await?;
-            let (got, next) = parse_records(&resp.body, name, op)?;
-            out.extend(got);
-            match next {
-                Some(n) if cursor.as_ref() != Some(&n) => cursor = Some(n),
-                _ => return Ok(out),
-            }
-        }
+            parse_records(&resp.body, name, op)
+        })
+        .await
     }
 
     async fn list(
@@ -273,12 +268,8 @@ impl Vultr {
         op: Operation,
     ) -> Result<Vec<VultrRecord>, Error> {
         let rel = relative(zone, name, op)?;
-        Ok(self
-            .list_all(zone, name, op)
-            .await?
-            .into_iter()
-            .filter(|r| r.name.eq_ignore_ascii_case(&rel))
-            .collect())
+        let all = self.list_all(zone, name, op).await?;
+        Ok(paged::named(&all, &rel, name_of).cloned().collect())
     }
 
     async fn patch(
@@ -311,29 +302,13 @@ impl Vultr {
         } else {
             Operation::Delete
         };
-        let mut desired: Vec<Vec<u8>> = Vec::new();
-        if let Some(set) = set {
-            for r in check_all(KIND, &self.profile, name, set)? {
-                let v = r.value();
-                if !desired.contains(&v) {
-                    desired.push(v);
-                }
-            }
-        }
+        let desired = paged::desired_values(KIND, &self.profile, name, set)?;
         let ttl = set.map_or(0, |s| s.ttl);
         let rel = relative(zone, name, op)?;
-        let diff = super::diff_records(&desired, current, |rec, d| {
-            rec.value.as_bytes() == d.as_slice()
-        });
-        let w = super::pair_rewrites(
-            diff.create,
-            diff.delete,
-            |r: &VultrRecord| r.value.as_bytes(),
-            |_, _| true,
-        );
+        let paged::Plan { keep, writes: w } = paged::plan(&desired, current);
         // printable_ascii_only was checked: valid UTF-8, and no '"' to escape.
         let quoted = |d: &[u8]| format!("\"{}\"", String::from_utf8_lossy(d));
-        for rec in diff.keep.iter().filter(|r| r.ttl != ttl) {
+        for rec in keep.iter().filter(|r| r.ttl != ttl) {
             self.patch(zone, name, op, &rec.id, json!({ "ttl": ttl }))
                 .await?;
         }
@@ -401,27 +376,18 @@ impl Provider for Vultr {
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
-        Ok(set_of(&self.list(zone, name, Operation::Read).await?))
+        Ok(paged::set_of(
+            &self.list(zone, name, Operation::Read).await?,
+        ))
     }
 
     /// Every TXT record of the zone in one (paged) request.
     async fn read_sets(&self, zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, Error> {
-        let op = Operation::Read;
-        let mut out = ZoneSets::new();
         if names.is_empty() {
-            return Ok(out);
+            return Ok(ZoneSets::new());
         }
-        let all = self.list_all(zone, &zone.name, op).await?;
-        for name in names {
-            let rel = relative(zone, name, op)?;
-            let here: Vec<VultrRecord> = all
-                .iter()
-                .filter(|r| r.name.eq_ignore_ascii_case(&rel))
-                .cloned()
-                .collect();
-            out.insert(name.clone(), Observed::of(set_of(&here)));
-        }
-        Ok(out)
+        let all = self.list_all(zone, &zone.name, Operation::Read).await?;
+        paged::sets_by_name(KIND, zone, names, &all, name_of)
     }
 
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
@@ -441,7 +407,7 @@ impl Provider for Vultr {
     async fn replace_if_unchanged(&self, zone: &Zone, change: &TxtChange) -> Result<(), Error> {
         let op = change.operation();
         let current = self.list(zone, &change.name, op).await?;
-        let now = set_of(&current);
+        let now = paged::set_of(&current);
         // Nothing to write when the change was applied before; a conflict
         // when the set is neither what was read nor what is wanted.
         if !change.still_to_write(KIND, now.as_ref())? {
