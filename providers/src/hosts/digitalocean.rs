@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::paged::{self, Listed};
-use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
+use crate::http::{Failure, Idempotency, RetryPolicy, kind_for_status};
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Observed, Operation, Profile, Provider, Secret, TxtChange, TxtSet,
@@ -89,10 +89,7 @@ impl Config {
 /// The DigitalOcean adapter.
 #[derive(Debug)]
 pub struct DigitalOcean {
-    http: HttpClient,
-    token: Secret,
-    page_size: u32,
-    profile: Profile,
+    api: paged::Api,
 }
 
 #[derive(Deserialize)]
@@ -212,19 +209,16 @@ impl DigitalOcean {
     /// [`ErrorKind::Config`] when the token is empty or the base URL is not https
     /// (plain http only to loopback).
     pub fn new(config: Config, policy: RetryPolicy) -> Result<Self, Error> {
-        super::require_nonempty(KIND, config.token.is_empty(), "API token")?;
-        Ok(DigitalOcean {
-            http: HttpClient::new(KIND, &config.base_url, policy, map_error)?,
-            token: config.token,
-            page_size: config.page_size.clamp(1, 200),
-            profile: crate::registry::profile(KIND)?,
-        })
-    }
-
-    fn req(&self, c: &reqwest::Client, m: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(c, m, path)
-            .bearer_auth(self.token.expose())
+        let api = paged::Api::new(
+            KIND,
+            "API token",
+            config.token,
+            &config.base_url,
+            config.page_size.clamp(1, 200),
+            policy,
+            map_error,
+        )?;
+        Ok(DigitalOcean { api })
     }
 
     async fn list(
@@ -239,12 +233,13 @@ impl DigitalOcean {
                 ("type", "TXT".to_string()),
                 ("name", name.to_string()),
                 ("page", page.to_string()),
-                ("per_page", self.page_size.to_string()),
+                ("per_page", self.api.page_size.to_string()),
             ];
             let resp = self
+                .api
                 .http
                 .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::GET, path).query(&q)
+                    self.api.req(c, Method::GET, path).query(&q)
                 })
                 .await?;
             parse_records(&resp.body, name, op)
@@ -266,12 +261,13 @@ impl DigitalOcean {
             let q = [
                 ("type", "TXT".to_string()),
                 ("page", page.to_string()),
-                ("per_page", self.page_size.to_string()),
+                ("per_page", self.api.page_size.to_string()),
             ];
             let resp = self
+                .api
                 .http
                 .send(op, Some(&zone.name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::GET, path).query(&q)
+                    self.api.req(c, Method::GET, path).query(&q)
                 })
                 .await?;
             let (got, more) = parse_records(&resp.body, &zone.name, op)?;
@@ -310,19 +306,22 @@ impl DigitalOcean {
             // printable_ascii_only was checked by the caller, so this is valid UTF-8.
             let data = String::from_utf8_lossy(d);
             let body = json!({ "type": "TXT", "name": rel, "data": data, "ttl": ttl });
-            self.http
-                .send(op, Some(name), Idempotency::NotIdempotent, |c| {
-                    self.req(c, Method::POST, &path).json(&body)
-                })
+            self.api
+                .json(
+                    op,
+                    name,
+                    Idempotency::NotIdempotent,
+                    Method::POST,
+                    &path,
+                    &body,
+                )
                 .await?;
         }
         for rec in diff.keep.iter().filter(|rec| rec.ttl != ttl) {
             let p = format!("{path}/{}", rec.id);
             let body = json!({ "type": "TXT", "ttl": ttl });
-            self.http
-                .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::PATCH, &p).json(&body)
-                })
+            self.api
+                .json(op, name, Idempotency::Idempotent, Method::PATCH, &p, &body)
                 .await?;
         }
         for rec in diff.delete {
@@ -339,9 +338,7 @@ impl DigitalOcean {
         op: Operation,
     ) -> Result<(), Error> {
         let path = format!("domains/{}/records/{id}", zone.id);
-        self.http
-            .delete(op, name, |c| self.req(c, Method::DELETE, &path))
-            .await
+        self.api.delete(op, name, &path).await
     }
 }
 
@@ -352,23 +349,15 @@ impl Provider for DigitalOcean {
     }
 
     fn rate_limits_seen(&self) -> Vec<(String, String)> {
-        self.http.rate_limits_seen().headers
+        self.api.http.rate_limits_seen().headers
     }
 
     fn profile(&self) -> &Profile {
-        &self.profile
+        &self.api.profile
     }
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
-        super::walk_zones_by_get(
-            &self.http,
-            KIND,
-            name,
-            "no domain in this account holds the name",
-            |cand| format!("domains/{cand}"),
-            |c, m, p| self.req(c, m, p),
-        )
-        .await
+        self.api.find_domain(KIND, name).await
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
@@ -380,7 +369,7 @@ impl Provider for DigitalOcean {
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
         let op = Operation::Replace;
         // Values are compared joined: DigitalOcean keeps no string boundaries.
-        let desired = paged::desired_values(KIND, &self.profile, name, Some(set))?;
+        let desired = paged::desired_values(KIND, &self.api.profile, name, Some(set))?;
         if desired.is_empty() {
             return self.delete_txt(zone, name).await;
         }
@@ -434,7 +423,8 @@ impl Provider for DigitalOcean {
     /// longer the set read give [`ErrorKind::Conflict`] and nothing is written.
     async fn replace_if_unchanged(&self, zone: &Zone, change: &TxtChange) -> Result<(), Error> {
         let op = change.operation();
-        let desired = paged::desired_values(KIND, &self.profile, &change.name, change.wanted())?;
+        let desired =
+            paged::desired_values(KIND, &self.api.profile, &change.name, change.wanted())?;
         let current = self.list(zone, &change.name, op).await?;
         let held = paged::set_of(&current);
         // Nothing to write when the change was applied before; a conflict

@@ -29,7 +29,7 @@ use serde_json::json;
 use super::check_all;
 use super::paged::{self, Listed};
 use crate::changeset::{TxtChange, ZoneSets};
-use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
+use crate::http::{Failure, Idempotency, RetryPolicy, kind_for_status};
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
     Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtSet, Zone, ZoneProbe,
@@ -97,10 +97,7 @@ impl Config {
 /// The Linode adapter.
 #[derive(Debug)]
 pub struct Linode {
-    http: HttpClient,
-    token: Secret,
-    page_size: u32,
-    profile: Profile,
+    api: paged::Api,
 }
 
 #[derive(Deserialize)]
@@ -269,19 +266,16 @@ impl Linode {
     /// [`ErrorKind::Config`] when the token is empty or the base URL is not https
     /// (plain http only to loopback).
     pub fn new(config: Config, policy: RetryPolicy) -> Result<Self, Error> {
-        super::require_nonempty(KIND, config.token.is_empty(), "API token")?;
-        Ok(Linode {
-            http: HttpClient::new(KIND, &config.base_url, policy, map_error)?,
-            token: config.token,
-            page_size: config.page_size.clamp(25, 500),
-            profile: crate::registry::profile(KIND)?,
-        })
-    }
-
-    fn req(&self, c: &reqwest::Client, m: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(c, m, path)
-            .bearer_auth(self.token.expose())
+        let api = paged::Api::new(
+            KIND,
+            "API token",
+            config.token,
+            &config.base_url,
+            config.page_size.clamp(25, 500),
+            policy,
+            map_error,
+        )?;
+        Ok(Linode { api })
     }
 
     /// The TXT records of the zone matching `filter` (Linode's `X-Filter`), every page.
@@ -297,12 +291,14 @@ impl Linode {
         paged::every_number(|page| async move {
             let q = [
                 ("page", page.to_string()),
-                ("page_size", self.page_size.to_string()),
+                ("page_size", self.api.page_size.to_string()),
             ];
             let resp = self
+                .api
                 .http
                 .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::GET, path)
+                    self.api
+                        .req(c, Method::GET, path)
                         .header("X-Filter", filter)
                         .query(&q)
                 })
@@ -342,7 +338,7 @@ impl Linode {
         if let Some(set) = set {
             check_ttl(name, set.ttl)?;
         }
-        let desired = paged::desired_values(KIND, &self.profile, name, set)?;
+        let desired = paged::desired_values(KIND, &self.api.profile, name, set)?;
         let ttl = set.map_or(0, |s| s.ttl);
         let rel = relative(zone, name, op)?;
         let path = format!("domains/{}/records", zone.id);
@@ -350,10 +346,8 @@ impl Linode {
         let put = |id: u64, body: serde_json::Value| {
             let p = format!("{path}/{id}");
             async move {
-                self.http
-                    .send(op, Some(name), Idempotency::Idempotent, |c| {
-                        self.req(c, Method::PUT, &p).json(&body)
-                    })
+                self.api
+                    .json(op, name, Idempotency::Idempotent, Method::PUT, &p, &body)
                     .await
                     .map(|_| ())
             }
@@ -370,10 +364,15 @@ impl Linode {
             let target = String::from_utf8_lossy(d);
             let body = json!({ "type": "TXT", "name": rel, "target": target, "ttl_sec": ttl });
             let resp = self
-                .http
-                .send(op, Some(name), Idempotency::NotIdempotent, |c| {
-                    self.req(c, Method::POST, &path).json(&body)
-                })
+                .api
+                .json(
+                    op,
+                    name,
+                    Idempotency::NotIdempotent,
+                    Method::POST,
+                    &path,
+                    &body,
+                )
                 .await?;
             // dnscontrol saw Linode drop the TTL given on create: set it again.
             let created: RawRecord = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
@@ -383,9 +382,7 @@ impl Linode {
         }
         for rec in w.delete {
             let p = format!("{path}/{}", rec.id);
-            self.http
-                .delete(op, name, |c| self.req(c, Method::DELETE, &p))
-                .await?;
+            self.api.delete(op, name, &p).await?;
         }
         Ok(())
     }
@@ -398,11 +395,11 @@ impl Provider for Linode {
     }
 
     fn rate_limits_seen(&self) -> Vec<(String, String)> {
-        self.http.rate_limits_seen().headers
+        self.api.http.rate_limits_seen().headers
     }
 
     fn profile(&self) -> &Profile {
-        &self.profile
+        &self.api.profile
     }
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
@@ -415,9 +412,11 @@ impl Provider for Linode {
             |cand| async move {
                 let filter = json!({ "domain": cand.as_str() }).to_string();
                 let resp = self
+                    .api
                     .http
                     .send(op, Some(name), Idempotency::Idempotent, |c| {
-                        self.req(c, Method::GET, "domains")
+                        self.api
+                            .req(c, Method::GET, "domains")
                             .header("X-Filter", &filter)
                     })
                     .await?;
@@ -455,7 +454,7 @@ impl Provider for Linode {
             return self.delete_txt(zone, name).await;
         }
         check_ttl(name, set.ttl)?;
-        check_all(KIND, &self.profile, name, set)?;
+        check_all(KIND, &self.api.profile, name, set)?;
         let current = self.list(zone, name, Operation::Replace).await?;
         self.write(zone, name, current, Some(set)).await
     }

@@ -8,7 +8,108 @@
 use std::future::Future;
 
 use super::{Apex, RecordWrites, check_all, diff_records, pair_rewrites, relative_name};
-use crate::{Error, Fqdn, Observed, Operation, Profile, TxtRecord, TxtSet, Zone, ZoneSets};
+use crate::http::{ErrorMapper, HttpClient, Idempotency, RetryPolicy};
+use crate::{Error, Fqdn, Observed, Operation, Profile, Secret, TxtRecord, TxtSet, Zone, ZoneSets};
+
+/// What each of these adapters holds: its HTTP client, the bearer token every
+/// request carries, the records per page it asks for, and the host's profile.
+#[derive(Debug)]
+pub(crate) struct Api {
+    /// The client, with the host's error mapping and rate limits.
+    pub http: HttpClient,
+    token: Secret,
+    /// Records per page asked for, within the host's documented range.
+    pub page_size: u32,
+    /// The host's limits, from its descriptor.
+    pub profile: Profile,
+}
+
+impl Api {
+    /// Checks the token (`what` names it in the error, e.g. "API key") and the
+    /// base URL and reads the profile of `kind`; `page_size` is taken as given
+    /// (the caller keeps it within the host's documented range).
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::Config`] when the token is empty or the base URL is
+    /// not https (plain http only to loopback).
+    pub(crate) fn new(
+        kind: &'static str,
+        what: &str,
+        token: Secret,
+        base_url: &str,
+        page_size: u32,
+        policy: RetryPolicy,
+        map_error: ErrorMapper,
+    ) -> Result<Self, Error> {
+        super::require_nonempty(kind, token.is_empty(), what)?;
+        Ok(Api {
+            http: HttpClient::new(kind, base_url, policy, map_error)?,
+            token,
+            page_size,
+            profile: crate::registry::profile(kind)?,
+        })
+    }
+
+    /// A request to `path` below the base URL carrying the bearer token.
+    pub(crate) fn req(
+        &self,
+        c: &reqwest::Client,
+        m: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(c, m, path)
+            .bearer_auth(self.token.expose())
+    }
+
+    /// Sends `body` as JSON with `method` to `path` for `name`.
+    ///
+    /// # Errors
+    /// As [`HttpClient::send`].
+    pub(crate) async fn json(
+        &self,
+        op: Operation,
+        name: &Fqdn,
+        idempotency: Idempotency,
+        method: reqwest::Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<crate::http::Response, Error> {
+        self.http
+            .send(op, Some(name), idempotency, |c| {
+                self.req(c, method.clone(), path).json(body)
+            })
+            .await
+    }
+
+    /// Deletes the record at `path` (a 404 counts as done).
+    ///
+    /// # Errors
+    /// As [`HttpClient::delete`].
+    pub(crate) async fn delete(&self, op: Operation, name: &Fqdn, path: &str) -> Result<(), Error> {
+        self.http
+            .delete(op, name, |c| self.req(c, reqwest::Method::DELETE, path))
+            .await
+    }
+
+    /// The zone holding `name` for hosts that answer `GET domains/<candidate>`
+    /// for a domain of the account (its id is its name) and 404 otherwise
+    /// ([`super::walk_zones_by_get`]).
+    ///
+    /// # Errors
+    /// As [`crate::walk_zones`].
+    pub(crate) async fn find_domain(&self, kind: &'static str, name: &Fqdn) -> Result<Zone, Error> {
+        super::walk_zones_by_get(
+            &self.http,
+            kind,
+            name,
+            "no domain in this account holds the name",
+            |cand| format!("domains/{cand}"),
+            |c, m, p| self.req(c, m, p),
+        )
+        .await
+    }
+}
 
 /// One TXT record as a record-level host lists it: the joined value the host
 /// stores (no string boundaries) and its TTL.

@@ -25,7 +25,7 @@ use serde_json::json;
 use super::check_all;
 use super::paged::{self, Listed};
 use crate::changeset::{TxtChange, ZoneSets};
-use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
+use crate::http::{Failure, Idempotency, RetryPolicy, kind_for_status};
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtSet, Zone};
 
@@ -85,10 +85,7 @@ impl Config {
 /// The Vultr adapter.
 #[derive(Debug)]
 pub struct Vultr {
-    http: HttpClient,
-    token: Secret,
-    page_size: u32,
-    profile: Profile,
+    api: paged::Api,
 }
 
 #[derive(Deserialize)]
@@ -222,19 +219,16 @@ impl Vultr {
     /// [`ErrorKind::Config`] when the key is empty or the base URL is not https
     /// (plain http only to loopback).
     pub fn new(config: Config, policy: RetryPolicy) -> Result<Self, Error> {
-        super::require_nonempty(KIND, config.token.is_empty(), "API key")?;
-        Ok(Vultr {
-            http: HttpClient::new(KIND, &config.base_url, policy, map_error)?,
-            token: config.token,
-            page_size: config.page_size.clamp(1, 500),
-            profile: crate::registry::profile(KIND)?,
-        })
-    }
-
-    fn req(&self, c: &reqwest::Client, m: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(c, m, path)
-            .bearer_auth(self.token.expose())
+        let api = paged::Api::new(
+            KIND,
+            "API key",
+            config.token,
+            &config.base_url,
+            config.page_size.clamp(1, 500),
+            policy,
+            map_error,
+        )?;
+        Ok(Vultr { api })
     }
 
     /// Every TXT record of the zone, every page.
@@ -246,14 +240,15 @@ impl Vultr {
     ) -> Result<Vec<VultrRecord>, Error> {
         let path = &format!("domains/{}/records", zone.id);
         paged::every_cursor(|cursor| async move {
-            let mut q = vec![("per_page", self.page_size.to_string())];
+            let mut q = vec![("per_page", self.api.page_size.to_string())];
             if let Some(c) = cursor {
                 q.push(("cursor", c));
             }
             let resp = self
+                .api
                 .http
                 .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::GET, path).query(&q)
+                    self.api.req(c, Method::GET, path).query(&q)
                 })
                 .await?;
             parse_records(&resp.body, name, op)
@@ -281,10 +276,8 @@ impl Vultr {
         body: serde_json::Value,
     ) -> Result<(), Error> {
         let p = format!("domains/{}/records/{id}", zone.id);
-        self.http
-            .send(op, Some(name), Idempotency::Idempotent, |c| {
-                self.req(c, Method::PATCH, &p).json(&body)
-            })
+        self.api
+            .json(op, name, Idempotency::Idempotent, Method::PATCH, &p, &body)
             .await
             .map(|_| ())
     }
@@ -302,7 +295,7 @@ impl Vultr {
         } else {
             Operation::Delete
         };
-        let desired = paged::desired_values(KIND, &self.profile, name, set)?;
+        let desired = paged::desired_values(KIND, &self.api.profile, name, set)?;
         let ttl = set.map_or(0, |s| s.ttl);
         let rel = relative(zone, name, op)?;
         let paged::Plan { keep, writes: w } = paged::plan(&desired, current);
@@ -333,17 +326,20 @@ impl Vultr {
         for d in w.create {
             let body =
                 json!({ "name": rel, "type": "TXT", "data": quoted(d), "ttl": ttl, "priority": 0 });
-            self.http
-                .send(op, Some(name), Idempotency::NotIdempotent, |c| {
-                    self.req(c, Method::POST, &path).json(&body)
-                })
+            self.api
+                .json(
+                    op,
+                    name,
+                    Idempotency::NotIdempotent,
+                    Method::POST,
+                    &path,
+                    &body,
+                )
                 .await?;
         }
         for rec in w.delete {
             let p = format!("{path}/{}", rec.id);
-            self.http
-                .delete(op, name, |c| self.req(c, Method::DELETE, &p))
-                .await?;
+            self.api.delete(op, name, &p).await?;
         }
         Ok(())
     }
@@ -356,23 +352,15 @@ impl Provider for Vultr {
     }
 
     fn rate_limits_seen(&self) -> Vec<(String, String)> {
-        self.http.rate_limits_seen().headers
+        self.api.http.rate_limits_seen().headers
     }
 
     fn profile(&self) -> &Profile {
-        &self.profile
+        &self.api.profile
     }
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
-        super::walk_zones_by_get(
-            &self.http,
-            KIND,
-            name,
-            "no domain in this account holds the name",
-            |cand| format!("domains/{cand}"),
-            |c, m, p| self.req(c, m, p),
-        )
-        .await
+        self.api.find_domain(KIND, name).await
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
@@ -394,7 +382,7 @@ impl Provider for Vultr {
         if set.records.is_empty() {
             return self.delete_txt(zone, name).await;
         }
-        check_all(KIND, &self.profile, name, set)?;
+        check_all(KIND, &self.api.profile, name, set)?;
         let current = self.list(zone, name, Operation::Replace).await?;
         self.write(zone, name, current, Some(set)).await
     }
