@@ -65,7 +65,6 @@ struct St {
     /// (zone, relative name lowercased) -> set
     sets: BTreeMap<(String, String), StoredSet>,
     page_size: usize,
-    requests: Vec<Recorded>,
 }
 
 type Shared = kit::Shared<St>;
@@ -168,7 +167,7 @@ impl FakeAzure {
 
     /// Every request received so far (token requests included).
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.shared.state).requests.clone()
+        self.shared.requests()
     }
 
     /// The write requests (PUT, PATCH, DELETE) received so far.
@@ -355,8 +354,7 @@ async fn handle(
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or("").to_string();
     let mut st = lock(&sh.state);
-    st.requests
-        .push(Recorded::new(&method, &path, &query, &headers, &body));
+    sh.record(&method, &uri, &headers, &body);
     if method == Method::POST && path.ends_with("/oauth2/v2.0/token") {
         return token(&mut st, &path, &headers, &body);
     }

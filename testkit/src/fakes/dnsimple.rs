@@ -57,7 +57,6 @@ struct St {
     fail_batch_op: Option<usize>,
     quota: u32,
     remaining: u32,
-    requests: Vec<Recorded>,
 }
 
 type Shared = kit::Shared<St>;
@@ -85,7 +84,6 @@ impl FakeDnsimple {
             fail_batch_op: None,
             quota: 2400,
             remaining: 2400,
-            requests: Vec::new(),
         }));
         let shared = Shared::new(state.clone(), Tripwire::new("DNSimple"));
         let (addr, task) = shared.serve(handle).await;
@@ -165,7 +163,7 @@ impl FakeDnsimple {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.shared.state).requests.clone()
+        self.shared.requests()
     }
 
     /// Every request but GET.
@@ -268,8 +266,7 @@ async fn handle(
     let query = uri.query().unwrap_or("").to_string();
     let mut resp = {
         let mut st = lock(&s.state);
-        st.requests
-            .push(Recorded::new(&method, &path, &query, &headers, &bytes));
+        s.record(&method, &uri, &headers, &bytes);
         let token_ok = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())

@@ -27,7 +27,6 @@ struct St {
     domains: BTreeSet<String>,
     // (domain, relative name) -> (ttl, values as sent)
     sets: BTreeMap<(String, String), (u32, Vec<String>)>,
-    requests: Vec<Recorded>,
     // Keep only this many bytes of each value written (a host that cuts long values).
     truncate_at: Option<usize>,
     // Items per page of a record listing (none: everything on one page).
@@ -91,7 +90,7 @@ impl FakeGandi {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.shared.state).requests.clone()
+        self.shared.requests()
     }
 
     /// From now on, keeps only the first `n` bytes of each TXT value written
@@ -268,13 +267,7 @@ async fn handle(
 ) -> Response {
     let path = uri.path().to_string();
     let mut st = lock(&sh.state);
-    st.requests.push(Recorded::new(
-        &method,
-        &path,
-        uri.query().unwrap_or(""),
-        &headers,
-        &body,
-    ));
+    sh.record(&method, &uri, &headers, &body);
     let want = format!("Bearer {}", st.token);
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(want.as_str()) {
         return unauthorized();

@@ -55,7 +55,6 @@ struct St {
     window: Duration,
     counters: HashMap<String, (Instant, u32)>,
     after_put: Option<Hook>,
-    requests: Vec<Recorded>,
 }
 
 type Shared = kit::Shared<St>;
@@ -80,7 +79,6 @@ impl FakeGoDaddy {
             window: Duration::from_secs(60),
             counters: HashMap::new(),
             after_put: None,
-            requests: Vec::new(),
         }));
         let shared = Shared::new(state.clone(), Tripwire::new("GoDaddy"));
         let (addr, task) = shared.serve(handle).await;
@@ -157,7 +155,7 @@ impl FakeGoDaddy {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.shared.state).requests.clone()
+        self.shared.requests()
     }
 
     /// Every request but GET.
@@ -261,13 +259,7 @@ async fn handle(
 ) -> Response {
     let path = uri.path().to_string();
     let mut st = lock(&s.state);
-    st.requests.push(Recorded::new(
-        &method,
-        &path,
-        uri.query().unwrap_or(""),
-        &headers,
-        &bytes,
-    ));
+    s.record(&method, &uri, &headers, &bytes);
     let auth_ok = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())

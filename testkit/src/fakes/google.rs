@@ -111,7 +111,6 @@ struct St {
     next_id: u32,
     page_size: usize,
     interfere: Option<(String, String, FakeSet)>,
-    requests: Vec<Recorded>,
 }
 
 type Shared = kit::Shared<St>;
@@ -201,7 +200,7 @@ impl FakeGoogle {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.shared.state).requests.clone()
+        self.shared.requests()
     }
 
     /// How many token requests were answered with a token.
@@ -366,8 +365,7 @@ async fn handle(
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or("").to_string();
     let mut st = lock(&sh.state);
-    st.requests
-        .push(Recorded::new(&method, &path, &query, &headers, &body));
+    sh.record(&method, &uri, &headers, &body);
     if path == "/token" && method == Method::POST {
         return token(&mut st, &body);
     }

@@ -56,7 +56,6 @@ struct St {
     zones: Vec<(String, String)>,
     records: Vec<StoredRecord>,
     next_id: u64,
-    requests: Vec<Recorded>,
     delay: Duration,
 }
 
@@ -177,7 +176,7 @@ impl FakeIonos {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.shared.state).requests.clone()
+        self.shared.requests()
     }
 
     /// Every request other than GET.
@@ -263,13 +262,7 @@ async fn handle(
     let path = uri.path().to_string();
     let query = kit::query_pairs(uri.query().unwrap_or(""));
     let mut st = lock(&sh.state);
-    st.requests.push(Recorded::new(
-        &method,
-        &path,
-        uri.query().unwrap_or(""),
-        &headers,
-        &body,
-    ));
+    sh.record(&method, &uri, &headers, &body);
     let key = headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())

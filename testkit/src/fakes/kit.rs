@@ -18,6 +18,7 @@ pub struct Shared<S> {
     pub(crate) state: Arc<Mutex<S>>,
     pub(crate) faults: Faults,
     pub(crate) tripwire: Arc<Tripwire>,
+    requests: Arc<Mutex<Vec<Recorded>>>,
 }
 
 impl<S> Clone for Shared<S> {
@@ -26,6 +27,7 @@ impl<S> Clone for Shared<S> {
             state: self.state.clone(),
             faults: self.faults.clone(),
             tripwire: self.tripwire.clone(),
+            requests: self.requests.clone(),
         }
     }
 }
@@ -37,7 +39,36 @@ impl<S: Send + 'static> Shared<S> {
             state,
             faults: Faults::default(),
             tripwire: Arc::new(tripwire),
+            requests: Arc::default(),
         }
+    }
+
+    /// Logs one request as received (handlers call it holding the state's
+    /// lock, so the log keeps the order the requests were served in).
+    pub(crate) fn record(
+        &self,
+        method: &axum::http::Method,
+        uri: &axum::http::Uri,
+        headers: &axum::http::HeaderMap,
+        body: &[u8],
+    ) {
+        self.log(Recorded::new(
+            method,
+            uri.path(),
+            uri.query().unwrap_or(""),
+            headers,
+            body,
+        ));
+    }
+
+    /// Logs a request already recorded.
+    pub(crate) fn log(&self, request: Recorded) {
+        super::common::lock(&self.requests).push(request);
+    }
+
+    /// Every request received, in order.
+    pub(crate) fn requests(&self) -> Vec<Recorded> {
+        super::common::lock(&self.requests).clone()
     }
 
     /// Serves `handle` (the fake's one handler, for every request) with these

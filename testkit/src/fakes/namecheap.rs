@@ -71,7 +71,6 @@ struct St {
     next_id: u64,
     list_page_cap: usize,
     after_set: Option<Hook>,
-    requests: Vec<Recorded>,
 }
 
 type Shared = kit::Shared<St>;
@@ -96,7 +95,6 @@ impl FakeNamecheap {
             next_id: 0,
             list_page_cap: 100,
             after_set: None,
-            requests: Vec::new(),
         }));
         let shared = Shared::new(state.clone(), Tripwire::new("Namecheap"));
         let (addr, task) = shared.serve(handle).await;
@@ -197,7 +195,7 @@ impl FakeNamecheap {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.shared.state).requests.clone()
+        self.shared.requests()
     }
 
     /// The `Command` of every request so far.
@@ -313,7 +311,7 @@ async fn handle(
     );
     let p = params(&rec);
     let mut st = lock(&s.state);
-    st.requests.push(rec);
+    s.log(rec);
     if uri.path() != "/xml.response" {
         s.tripwire
             .hit(format!("{method} {} (not the API endpoint)", uri.path()));

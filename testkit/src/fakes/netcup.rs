@@ -67,7 +67,6 @@ struct St {
     logins: usize,
     logouts: usize,
     next_session: u64,
-    requests: Vec<Recorded>,
     per_minute: Option<usize>,
     recent: VecDeque<Instant>,
     flaky_sessions: usize,
@@ -162,7 +161,7 @@ impl FakeNetcup {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.shared.state).requests.clone()
+        self.shared.requests()
     }
 
     /// The `action` of every request so far, in order.
@@ -261,13 +260,7 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let mut st = lock(&sh.state);
-    st.requests.push(Recorded::new(
-        &method,
-        uri.path(),
-        uri.query().unwrap_or(""),
-        &headers,
-        &body,
-    ));
+    sh.record(&method, &uri, &headers, &body);
     if let Some(f) = sh.faults.take() {
         return match f {
             Fault::Throttle { .. } => fail("", 4013, "Validation Error.", THROTTLE_TEXT),

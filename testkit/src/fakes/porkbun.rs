@@ -59,7 +59,6 @@ struct St {
     domains: Vec<(String, bool)>,
     records: Vec<StoredRecord>,
     next_id: u64,
-    requests: Vec<Recorded>,
     rate: Option<(usize, Duration)>,
     recent: VecDeque<Instant>,
 }
@@ -151,7 +150,7 @@ impl FakePorkbun {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.shared.state).requests.clone()
+        self.shared.requests()
     }
 
     /// The by-name-and-type calls seen so far (emptied, so the fake drops quietly).
@@ -231,13 +230,7 @@ async fn handle(
 ) -> Response {
     let path = uri.path().to_string();
     let mut st = lock(&sh.state);
-    st.requests.push(Recorded::new(
-        &method,
-        &path,
-        uri.query().unwrap_or(""),
-        &headers,
-        &body,
-    ));
+    sh.record(&method, &uri, &headers, &body);
     if let Some((n, per)) = st.rate {
         let now = Instant::now();
         while st

@@ -68,7 +68,6 @@ struct St {
     changes: HashMap<String, u32>,
     insync_after: u32,
     next_id: u32,
-    requests: Vec<Recorded>,
     /// Route 53's per-account request rate, when enforced: at most `.0` requests
     /// in any `.1` (arrival times kept in `arrivals`).
     rate: Option<(usize, std::time::Duration)>,
@@ -208,7 +207,7 @@ impl FakeRoute53 {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.shared.state).requests.clone()
+        self.shared.requests()
     }
 
     /// The next `n` requests fail with `status` and the documented body for it.
@@ -451,8 +450,7 @@ async fn handle(
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or("").to_string();
     let mut st = lock(&sh.state);
-    st.requests
-        .push(Recorded::new(&method, &path, &query, &headers, &body));
+    sh.record(&method, &uri, &headers, &body);
     if let Some((n, per)) = st.rate {
         let now = std::time::Instant::now();
         while st.arrivals.front().is_some_and(|&t| t + per <= now) {
