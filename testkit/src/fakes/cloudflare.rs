@@ -18,7 +18,7 @@ use axum::response::Response;
 use axum::routing::{get, patch};
 use serde_json::{Value, json};
 
-use super::common::{self, Common, Server, Style, fixture, json, lock, page_args, param};
+use super::common::{self, Common, Server, fixture, json, lock, page_args, param};
 
 /// One stored DNS record, exactly as the fake holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,14 +93,7 @@ fn record_json(r: &StoredRecord, zone_name: &str) -> Value {
 impl FakeCloudflare {
     /// Starts the fake; requests must carry `Authorization: Bearer <token>`.
     pub async fn start(token: &str) -> FakeCloudflare {
-        let common = Common::new(
-            token,
-            Style {
-                auth_ok: common::bearer_ok,
-                auth_error,
-                error_body,
-            },
-        );
+        let common = Common::bearer(token, auth_error, error_body);
         let inner = Arc::new(Inner {
             common: common.clone(),
             data: Mutex::new(Data::default()),

@@ -98,6 +98,24 @@ impl Common {
         })
     }
 
+    /// [`Common::new`] for a host that takes `Authorization: Bearer <token>`
+    /// ([`bearer_ok`]), answering a wrong one with `auth_error` and injected
+    /// statuses with `error_body`.
+    pub fn bearer(
+        token: &str,
+        auth_error: fn(&HeaderMap) -> (u16, Value),
+        error_body: fn(u16) -> Value,
+    ) -> Arc<Common> {
+        Common::new(
+            token,
+            Style {
+                auth_ok: bearer_ok,
+                auth_error,
+                error_body,
+            },
+        )
+    }
+
     pub fn fail_next(&self, status: u16, n: usize) {
         self.faults.push(Fault::Status(status), n);
     }

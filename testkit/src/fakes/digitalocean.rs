@@ -14,7 +14,7 @@ use axum::response::Response;
 use axum::routing::{get, patch};
 use serde_json::{Value, json};
 
-use super::common::{self, Common, Server, Style, fixture, json, lock, page_args, param};
+use super::common::{self, Common, Server, fixture, json, lock, page_args, param};
 
 /// Most bytes of the encoded form the fake accepts (dnscontrol's measurement).
 pub const MAX_ENCODED: usize = 509;
@@ -87,14 +87,7 @@ pub fn encoded_len(data: &str) -> usize {
 impl FakeDigitalOcean {
     /// Starts the fake; requests must carry `Authorization: Bearer <token>`.
     pub async fn start(token: &str) -> FakeDigitalOcean {
-        let common = Common::new(
-            token,
-            Style {
-                auth_ok: common::bearer_ok,
-                auth_error,
-                error_body,
-            },
-        );
+        let common = Common::bearer(token, auth_error, error_body);
         let inner = Arc::new(Inner {
             common: common.clone(),
             data: Mutex::new(Data::default()),

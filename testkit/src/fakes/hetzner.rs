@@ -15,7 +15,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::common::{self, Common, Server, Style, fixture, json, lock};
+use super::common::{self, Common, Server, fixture, json, lock};
 
 /// One stored RRset, exactly as the fake holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,14 +85,7 @@ fn error_body(status: u16) -> Value {
 impl FakeHetzner {
     /// Starts the fake; requests must carry `Authorization: Bearer <token>`.
     pub async fn start(token: &str) -> FakeHetzner {
-        let common = Common::new(
-            token,
-            Style {
-                auth_ok: common::bearer_ok,
-                auth_error,
-                error_body,
-            },
-        );
+        let common = Common::bearer(token, auth_error, error_body);
         let inner = Arc::new(Inner {
             common: common.clone(),
             data: Mutex::new(Data {

@@ -21,7 +21,7 @@ use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use serde_json::{Value, json};
 
-use super::common::{self, Common, Server, Style, json, lock, param};
+use super::common::{self, Common, Server, json, lock, param};
 use super::tripwire::Tripwire;
 
 /// The TTLs Linode keeps; others are rounded to the nearest.
@@ -166,14 +166,7 @@ fn page_of(
 impl FakeLinode {
     /// Starts the fake; requests must carry `Authorization: Bearer <token>`.
     pub async fn start(token: &str) -> FakeLinode {
-        let common = Common::new(
-            token,
-            Style {
-                auth_ok: common::bearer_ok,
-                auth_error,
-                error_body,
-            },
-        );
+        let common = Common::bearer(token, auth_error, error_body);
         let inner = Arc::new(Inner {
             common: common.clone(),
             tripwire: Tripwire::saying("the Linode fake's domain-wide endpoints were called"),

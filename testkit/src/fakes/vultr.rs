@@ -22,7 +22,7 @@ use axum::response::Response;
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use super::common::{self, Common, Server, Style, json, lock, param};
+use super::common::{self, Common, Server, json, lock, param};
 use super::tripwire::Tripwire;
 
 /// One stored record, exactly as the fake holds it.
@@ -135,14 +135,7 @@ async fn throttle(State(s): State<Arc<Inner>>, req: Request, next: Next) -> Resp
 impl FakeVultr {
     /// Starts the fake; requests must carry `Authorization: Bearer <key>`.
     pub async fn start(key: &str) -> FakeVultr {
-        let common = Common::new(
-            key,
-            Style {
-                auth_ok: common::bearer_ok,
-                auth_error,
-                error_body,
-            },
-        );
+        let common = Common::bearer(key, auth_error, error_body);
         let inner = Arc::new(Inner {
             common: common.clone(),
             tripwire: Tripwire::saying("the Vultr fake's domain-wide endpoint was called"),
