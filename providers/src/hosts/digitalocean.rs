@@ -306,16 +306,7 @@ impl DigitalOcean {
             // printable_ascii_only was checked by the caller, so this is valid UTF-8.
             let data = String::from_utf8_lossy(d);
             let body = json!({ "type": "TXT", "name": rel, "data": data, "ttl": ttl });
-            self.api
-                .json(
-                    op,
-                    name,
-                    Idempotency::NotIdempotent,
-                    Method::POST,
-                    &path,
-                    &body,
-                )
-                .await?;
+            self.api.create(op, name, &path, &body).await?;
         }
         for rec in diff.keep.iter().filter(|rec| rec.ttl != ttl) {
             let p = format!("{path}/{}", rec.id);

@@ -363,17 +363,7 @@ impl Linode {
             // printable_ascii_only was checked above: valid UTF-8.
             let target = String::from_utf8_lossy(d);
             let body = json!({ "type": "TXT", "name": rel, "target": target, "ttl_sec": ttl });
-            let resp = self
-                .api
-                .json(
-                    op,
-                    name,
-                    Idempotency::NotIdempotent,
-                    Method::POST,
-                    &path,
-                    &body,
-                )
-                .await?;
+            let resp = self.api.create(op, name, &path, &body).await?;
             // dnscontrol saw Linode drop the TTL given on create: set it again.
             let created: RawRecord = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
             if created.ttl_sec != ttl {

@@ -82,6 +82,23 @@ impl Api {
             .await
     }
 
+    /// Creates a record: `POST` of `body` to `path`, never retried once sent
+    /// ([`Idempotency::NotIdempotent`]: a retry could create it twice).
+    ///
+    /// # Errors
+    /// As [`HttpClient::send`].
+    pub(crate) async fn create(
+        &self,
+        op: Operation,
+        name: &Fqdn,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<crate::http::Response, Error> {
+        let post = reqwest::Method::POST;
+        self.json(op, name, Idempotency::NotIdempotent, post, path, body)
+            .await
+    }
+
     /// Deletes the record at `path` (a 404 counts as done).
     ///
     /// # Errors

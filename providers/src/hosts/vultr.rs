@@ -326,16 +326,7 @@ impl Vultr {
         for d in w.create {
             let body =
                 json!({ "name": rel, "type": "TXT", "data": quoted(d), "ttl": ttl, "priority": 0 });
-            self.api
-                .json(
-                    op,
-                    name,
-                    Idempotency::NotIdempotent,
-                    Method::POST,
-                    &path,
-                    &body,
-                )
-                .await?;
+            self.api.create(op, name, &path, &body).await?;
         }
         for rec in w.delete {
             let p = format!("{path}/{}", rec.id);
