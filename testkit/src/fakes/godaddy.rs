@@ -23,7 +23,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::common::lock;
-use super::fault::{Fault, Faults};
+use super::fault::Fault;
 use super::kit::{self, Recorded, ServerTask};
 use super::tripwire::Tripwire;
 
@@ -56,23 +56,15 @@ struct St {
     window: Duration,
     counters: HashMap<String, (Instant, u32)>,
     after_put: Option<Hook>,
-    requests: Vec<Recorded>,
 }
 
-#[derive(Clone)]
-struct Shared {
-    state: Arc<Mutex<St>>,
-    faults: Faults,
-    tripwire: Arc<Tripwire>,
-}
+type Shared = kit::Shared<St>;
 
 /// A running fake GoDaddy API; stops when dropped (and fails the test if a broad
 /// endpoint was called).
 pub struct FakeGoDaddy {
     url: String,
-    state: Arc<Mutex<St>>,
-    faults: Faults,
-    tripwire: Arc<Tripwire>,
+    shared: Shared,
     _task: ServerTask,
 }
 
@@ -88,21 +80,12 @@ impl FakeGoDaddy {
             window: Duration::from_secs(60),
             counters: HashMap::new(),
             after_put: None,
-            requests: Vec::new(),
         }));
-        let faults = Faults::default();
-        let tripwire = Arc::new(Tripwire::new("GoDaddy"));
-        let router = axum::Router::new().fallback(handle).with_state(Shared {
-            state: state.clone(),
-            faults: faults.clone(),
-            tripwire: tripwire.clone(),
-        });
-        let (addr, task) = kit::serve(router).await;
+        let shared = Shared::new(state.clone(), Tripwire::new("GoDaddy"));
+        let (addr, task) = shared.serve(handle).await;
         FakeGoDaddy {
             url: format!("http://{addr}"),
-            state,
-            faults,
-            tripwire,
+            shared,
             _task: task,
         }
     }
@@ -114,14 +97,14 @@ impl FakeGoDaddy {
 
     /// Adds a domain to the account.
     pub fn add_domain(&self, domain: &str) {
-        lock(&self.state)
+        lock(&self.shared.state)
             .domains
             .insert(domain.to_string(), Vec::new());
     }
 
     /// Stores a record directly.
     pub fn add_record(&self, domain: &str, name: &str, kind: &str, data: &str, ttl: u32) {
-        if let Some(d) = lock(&self.state).domains.get_mut(domain) {
+        if let Some(d) = lock(&self.shared.state).domains.get_mut(domain) {
             d.push(GdRecord {
                 name: name.into(),
                 kind: kind.into(),
@@ -133,7 +116,7 @@ impl FakeGoDaddy {
 
     /// Every record of `domain`, in order.
     pub fn records(&self, domain: &str) -> Vec<GdRecord> {
-        lock(&self.state)
+        lock(&self.shared.state)
             .domains
             .get(domain)
             .cloned()
@@ -142,7 +125,7 @@ impl FakeGoDaddy {
 
     /// Changes `domain`'s records directly (another writer).
     pub fn edit(&self, domain: &str, f: impl FnOnce(&mut Vec<GdRecord>)) {
-        if let Some(d) = lock(&self.state).domains.get_mut(domain) {
+        if let Some(d) = lock(&self.shared.state).domains.get_mut(domain) {
             f(d);
         }
     }
@@ -150,22 +133,22 @@ impl FakeGoDaddy {
     /// Runs `f` on the domain's records right after the next successful
     /// replacement at a name: another writer acting before maildns reads back.
     pub fn after_next_put(&self, f: impl FnOnce(&mut Vec<GdRecord>) + Send + 'static) {
-        lock(&self.state).after_put = Some(Box::new(f));
+        lock(&self.shared.state).after_put = Some(Box::new(f));
     }
 
     /// Valid keys get 403 `ACCESS_DENIED` (an account under GoDaddy's API threshold).
     pub fn deny_access(&self, on: bool) {
-        lock(&self.state).deny_access = on;
+        lock(&self.shared.state).deny_access = on;
     }
 
     /// An absent name answers 404 instead of `[]`.
     pub fn absent_is_404(&self, on: bool) {
-        lock(&self.state).absent_is_404 = on;
+        lock(&self.shared.state).absent_is_404 = on;
     }
 
     /// Allows `n` requests per endpoint per `window`.
     pub fn set_rate_limit(&self, n: u32, window: Duration) {
-        let mut st = lock(&self.state);
+        let mut st = lock(&self.shared.state);
         st.limit = n;
         st.window = window;
         st.counters.clear();
@@ -173,7 +156,7 @@ impl FakeGoDaddy {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.state).requests.clone()
+        self.shared.requests()
     }
 
     /// Every request but GET.
@@ -186,12 +169,12 @@ impl FakeGoDaddy {
 
     /// The broad-endpoint tripwire (dropping the fake checks it).
     pub fn tripwire(&self) -> &Tripwire {
-        &self.tripwire
+        &self.shared.tripwire
     }
 
     /// The next `n` requests fail with `status` in GoDaddy's body.
     pub fn fail_next(&self, status: u16, n: usize) {
-        self.faults.push(Fault::Status(status), n);
+        self.shared.faults.push(Fault::Status(status), n);
     }
 }
 
@@ -280,13 +263,7 @@ async fn handle(
 ) -> Response {
     let path = uri.path().to_string();
     let mut st = lock(&s.state);
-    st.requests.push(Recorded::new(
-        &method,
-        &path,
-        uri.query().unwrap_or(""),
-        &headers,
-        &bytes,
-    ));
+    s.record(&method, &uri, &headers, &bytes);
     let auth_ok = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -459,7 +436,7 @@ async fn handle(
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakeGoDaddy {
     fn stored_txt(&self, zone: &str) -> Vec<String> {
-        lock(&self.state)
+        lock(&self.shared.state)
             .domains
             .get(zone)
             .into_iter()
@@ -470,7 +447,7 @@ impl super::served::ServedTxt for FakeGoDaddy {
     }
 
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
-        let st = lock(&self.state);
+        let st = lock(&self.shared.state);
         let mut out = super::served::ServedSets::new();
         for r in st
             .domains
