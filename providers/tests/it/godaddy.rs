@@ -348,3 +348,25 @@ async fn delete_removes_every_value_and_twice_is_harmless() {
         .await
         .unwrap();
 }
+
+/// The fake's drop check runs on the test's thread, so a broad endpoint the
+/// test did not take fails it.
+#[tokio::test]
+async fn dropping_the_fake_after_a_broad_call_fails_the_test() {
+    let (fake, _, _) = setup().await;
+    reqwest::Client::new()
+        .put(format!(
+            "{}/v1/domains/example.com/records/TXT",
+            fake.base_url()
+        ))
+        .header("authorization", format!("sso-key {KEY}:{SECRET}"))
+        .json(&serde_json::json!([{"data": "x", "name": "@", "type": "TXT", "ttl": 600}]))
+        .send()
+        .await
+        .unwrap();
+    let why = crate::drop_fails(fake);
+    assert!(
+        why.contains("PUT /v1/domains/example.com/records/TXT"),
+        "{why}"
+    );
+}

@@ -95,6 +95,14 @@ pub struct FakeAzure {
     _task: ServerTask,
 }
 
+/// Checks the tripwire on the test's thread (the server task, holding the
+/// other reference, is dropped on a runtime thread where a panic is lost).
+impl Drop for FakeAzure {
+    fn drop(&mut self) {
+        self.shared.tripwire.check_on_drop();
+    }
+}
+
 impl std::fmt::Debug for FakeAzure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FakeAzure")

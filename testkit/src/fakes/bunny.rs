@@ -80,6 +80,14 @@ pub struct FakeBunny {
     server: Server,
 }
 
+/// Checks the tripwire on the test's thread (the server task, holding the
+/// other reference, is dropped on a runtime thread where a panic is lost).
+impl Drop for FakeBunny {
+    fn drop(&mut self) {
+        self.inner.tripwire.check_on_drop();
+    }
+}
+
 fn err(status: u16, key: &str, field: &str, message: &str) -> Response {
     json(
         status,

@@ -69,6 +69,14 @@ pub struct FakeDnsimple {
     _task: ServerTask,
 }
 
+/// Checks the tripwire on the test's thread (the server task, holding the
+/// other reference, is dropped on a runtime thread where a panic is lost).
+impl Drop for FakeDnsimple {
+    fn drop(&mut self) {
+        self.shared.tripwire.check_on_drop();
+    }
+}
+
 impl FakeDnsimple {
     /// Starts the fake for account `account` with token `token`; the batch endpoint
     /// is on (an Enterprise plan) until [`FakeDnsimple::set_batch_plan`] says otherwise.

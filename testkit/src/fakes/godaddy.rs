@@ -68,6 +68,14 @@ pub struct FakeGoDaddy {
     _task: ServerTask,
 }
 
+/// Checks the tripwire on the test's thread (the server task, holding the
+/// other reference, is dropped on a runtime thread where a panic is lost).
+impl Drop for FakeGoDaddy {
+    fn drop(&mut self) {
+        self.shared.tripwire.check_on_drop();
+    }
+}
+
 impl FakeGoDaddy {
     /// Starts the fake accepting `sso-key {key}:{secret}`.
     pub async fn start(key: &str, secret: &str) -> FakeGoDaddy {

@@ -83,6 +83,14 @@ pub struct FakeNamecheap {
     _task: ServerTask,
 }
 
+/// Checks the tripwire on the test's thread (the server task, holding the
+/// other reference, is dropped on a runtime thread where a panic is lost).
+impl Drop for FakeNamecheap {
+    fn drop(&mut self) {
+        self.shared.tripwire.check_on_drop();
+    }
+}
+
 impl FakeNamecheap {
     /// Starts the fake for `api_user` (also the `UserName`) with `api_key`,
     /// accepting requests whose `ClientIp` is `client_ip`.

@@ -68,6 +68,14 @@ pub struct FakeScaleway {
     server: Server,
 }
 
+/// Checks the tripwire on the test's thread (the server task, holding the
+/// other reference, is dropped on a runtime thread where a panic is lost).
+impl Drop for FakeScaleway {
+    fn drop(&mut self) {
+        self.inner.tripwire.check_on_drop();
+    }
+}
+
 fn err(status: u16, kind: &str, message: &str) -> Response {
     json(status, json!({"type": kind, "message": message}))
 }
