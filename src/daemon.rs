@@ -371,7 +371,7 @@ fn stored_failures(runner: &Runner, domain: &Fqdn) -> Vec<String> {
         .iter()
         .filter(|k| k.status != KeyStatus::Destroyed)
         .filter_map(|k| {
-            let f = k.failure.as_ref()?;
+            let f = k.failed_attempt()?;
             Some(if k.status == KeyStatus::SwitchFailed {
                 format!("{} rotation blocked at {}: {f}", k.algorithm, k.selector)
             } else {

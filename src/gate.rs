@@ -67,8 +67,12 @@ impl fmt::Display for Finding {
         };
         write!(
             f,
-            ": {}: {sev}: {} {:?}: {} [rule {}]",
-            self.key, self.record, self.value, self.diagnostic.message, self.diagnostic.code
+            ": {}: {sev}: {} {}: {} [rule {}]",
+            self.key,
+            self.record,
+            crate::quote::quoted(&self.value),
+            self.diagnostic.message,
+            self.diagnostic.code
         )?;
         if let Some(r) = &self.waived {
             write!(f, " (waived: {r})")?;

@@ -334,7 +334,8 @@ impl PrivateKey {
         if !block.starts_with("-----BEGIN PRIVATE KEY-----") {
             let label = block.lines().next().unwrap_or_default();
             return Err(invalid(format!(
-                "unsupported PEM type {label:?}: expected BEGIN RSA PRIVATE KEY or BEGIN PRIVATE KEY"
+                "unsupported PEM type {}: expected BEGIN RSA PRIVATE KEY or BEGIN PRIVATE KEY",
+                crate::quote::quoted(label)
             )));
         }
         let (_, doc) = rsa::pkcs8::SecretDocument::from_pem(block)

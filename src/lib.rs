@@ -20,6 +20,7 @@ pub mod keys;
 pub mod manual;
 pub mod propagation;
 pub mod publish;
+pub mod quote;
 pub mod records;
 pub mod rotation;
 pub mod secrets;

@@ -239,6 +239,7 @@ fn print_human_from(source: &str, warnings: &[String], results: &[ImportResult])
             Outcome::Unreadable => "KEY UNREADABLE",
             Outcome::Refused => "REFUSED",
             Outcome::Skipped => "skipped",
+            Outcome::Unused => "unused KeyTable entry",
         };
         let mut key = String::new();
         if let Some(s) = &r.selector {

@@ -101,12 +101,9 @@ pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
-    let mut buf = [0u8; 4];
     for c in text.chars() {
         if unsafe_char(c) {
-            out.push_str(&maildns_providers::txt::escape_for_display(
-                c.encode_utf8(&mut buf).as_bytes(),
-            ));
+            crate::quote::push_byte_escapes(c, &mut out);
         } else {
             out.push(c);
         }

@@ -121,7 +121,13 @@ fn report(
             None => (DomainState::new(d.name.clone()), Vec::new()),
         };
         let policy = d.dkim.as_ref().map(|k| k.policy.clone());
-        out.push(domain_status(&state, policy.as_ref(), events, now));
+        out.push(domain_status(
+            &state,
+            policy.as_ref(),
+            events,
+            crate::rotation::status::propagation_bound(&config.propagation),
+            now,
+        ));
     }
     let requests = match &store {
         Some(s) => s.requests()?,

@@ -471,7 +471,9 @@ pub fn parse_partial(text: &str, path: &Path) -> (Option<Config>, Vec<ConfigErro
 fn whole_partial(text: &str, path: &Path) -> (Option<Config>, Vec<ConfigError>) {
     let mut v = Validator::new(text, path);
     let cfg = v.read(text).map(|raw| v.config(raw));
-    (cfg, v.errors)
+    let mut errors = v.errors;
+    validate::in_file_order(&mut errors);
+    (cfg, errors)
 }
 
 /// [`parse`] reading the whole document at once.

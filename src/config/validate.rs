@@ -72,6 +72,18 @@ impl Lines {
     }
 }
 
+/// Puts `errors` in the order of the file: by file, then line (problems of
+/// the whole file, without a line, after the others of that file); errors of
+/// one line keep the order they were found in. The validator finds them
+/// section by section and check by check (an account's missing setting is
+/// found after the unknown key below it), so its reading order is not the
+/// file's.
+pub(super) fn in_file_order(errors: &mut [ConfigError]) {
+    errors.sort_by(|a, b| {
+        (&a.path, a.line.is_none(), a.line).cmp(&(&b.path, b.line.is_none(), b.line))
+    });
+}
+
 /// A text that is not a duration ([`parse_duration`]).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("'{text}' is not a duration: {source}")]
@@ -114,6 +126,52 @@ fn runnable(program: &Path) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// How a configured command's program is found when it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    /// Only by its absolute path (an account's `command` and `notify`).
+    AbsolutePath,
+    /// By its absolute path, or a bare name (no `/`) looked up in `PATH`, as
+    /// the reload command runs (`systemctl`).
+    AlsoPath,
+}
+
+/// Why `program` (a command's first word) cannot run when found as `lookup`
+/// says, as a message naming it; `None` when it can. A bare name is looked up
+/// in this process's `PATH` (the daemon that runs it reads the same
+/// configuration with its own environment), each directory in turn, the way
+/// `execvp` (and so `std::process::Command`) does; the first runnable file
+/// wins. Written here rather than with a crate: it is [`runnable`] applied to
+/// each directory of `PATH`.
+fn program_problem(program: &str, lookup: Lookup) -> Option<String> {
+    let shown = crate::quote::escaped(program);
+    let path = Path::new(program);
+    if path.is_absolute() {
+        return runnable(path)
+            .err()
+            .map(|why| format!("the program '{shown}' {why}"));
+    }
+    if lookup == Lookup::AbsolutePath {
+        return Some(format!("the program '{shown}' must be an absolute path"));
+    }
+    if program.is_empty() || program.contains('/') {
+        return Some(format!(
+            "the program '{shown}' must be an absolute path or a program name found in PATH"
+        ));
+    }
+    let dirs = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&dirs)
+        .filter(|d| !d.as_os_str().is_empty())
+        .any(|d| runnable(&d.join(program)).is_ok())
+    {
+        return None;
+    }
+    Some(format!(
+        "the program '{shown}' is not found in PATH ({})",
+        crate::quote::escaped(&dirs.to_string_lossy())
+    ))
 }
 
 /// Keys accepted only to be refused with a pointer to the right place
@@ -440,7 +498,7 @@ impl<'a> Validator<'a> {
                     key,
                     format!(
                         "'{}' is not an environment variable name (it holds '=' or NUL)",
-                        text.escape_debug()
+                        crate::quote::escaped(text)
                     ),
                     Some("e.g. \"MAILDNS_PDNS_TOKEN\""),
                 );
@@ -476,31 +534,27 @@ impl<'a> Validator<'a> {
     }
 
     /// A program and its arguments (no shell): not empty, the program an
-    /// absolute path (a relative one would depend on the working directory).
+    /// absolute path (a relative one would depend on the working directory)
+    /// that can run ([`program_problem`]).
     fn program(&mut self, v: &Option<Spanned<Vec<String>>>, key: &str) -> Option<Vec<String>> {
         let v = v.as_ref()?;
         match v.get_ref().first() {
-            Some(p) if std::path::Path::new(p).is_absolute() => match runnable(Path::new(p)) {
-                Ok(()) => Some(v.get_ref().clone()),
-                Err(why) => {
+            Some(p) => match program_problem(p, Lookup::AbsolutePath) {
+                None => Some(v.get_ref().clone()),
+                Some(problem) => {
                     self.err(
                         Some(v.span()),
                         key,
-                        format!("the program '{}' {why}", p.escape_debug()),
-                        Some("give the absolute path of an executable file (chmod +x)"),
+                        problem,
+                        Some(if Path::new(p).is_absolute() {
+                            "give the absolute path of an executable file (chmod +x)"
+                        } else {
+                            "write e.g. [\"/usr/local/lib/maildns/my-dns-host\", \"--flag\"]"
+                        }),
                     );
                     None
                 }
             },
-            Some(p) => {
-                self.err(
-                    Some(v.span()),
-                    key,
-                    format!("the program '{p}' must be an absolute path"),
-                    Some("write e.g. [\"/usr/local/lib/maildns/my-dns-host\", \"--flag\"]"),
-                );
-                None
-            }
             None => {
                 self.err(
                     Some(v.span()),
@@ -1693,16 +1747,16 @@ impl<'a> Validator<'a> {
                     Some("e.g. [\"systemctl\", \"reload\", \"opendkim\"]"),
                 );
             }
-            // A program named by its path must be there to run (a bare name
-            // is looked up in the PATH of whoever reloads: not checked here).
+            // The program must be there to run: by its path, or a bare name
+            // in PATH (as the reload will look it up), checked as the
+            // programs of accounts are.
             if let Some(p) = c.get_ref().first()
-                && Path::new(p).is_absolute()
-                && let Err(why) = runnable(Path::new(p))
+                && let Some(problem) = program_problem(p, Lookup::AlsoPath)
             {
                 self.err(
                     Some(c.span()),
                     "signer.reload_command",
-                    format!("the program '{}' {why}", p.escape_debug()),
+                    problem,
                     Some("give the absolute path of an executable file, or a program in PATH"),
                 );
             }
@@ -1873,9 +1927,9 @@ max_delete_share = "half"
                 (Some(6), "accounts.pdns.server_id"),
                 (Some(9), "domains.\"example.com\".acount"),
                 (Some(11), "domains.\"example.com\".ttll"),
+                (Some(16), "domains.\"example.org\".spf"),
                 (Some(20), "domains.\"example.net\".ttl"),
                 (Some(23), "publish.max_delete_share"),
-                (Some(16), "domains.\"example.org\".spf"),
             ],
             "{e}"
         );
@@ -1950,7 +2004,7 @@ max_delete_share = "half"
         ));
         assert_eq!(
             located(&e),
-            [(Some(10), "signer.key_table"), (Some(8), "signer.config")],
+            [(Some(8), "signer.config"), (Some(10), "signer.key_table")],
             "{e}"
         );
         let e = errors(&format!(
@@ -1959,10 +2013,10 @@ max_delete_share = "half"
         assert_eq!(located(&e), [(Some(11), "signer.password_env")], "{e}");
     }
 
-    /// A reload program named by its absolute path must exist and be
-    /// executable (a bare name is looked up in PATH when it runs).
+    /// A reload program must be runnable: named by its absolute path, an
+    /// executable file there; a bare name, an executable file in PATH.
     #[test]
-    fn a_reload_program_given_by_path_must_be_runnable() {
+    fn a_reload_program_must_be_runnable() {
         let signer = |cmd: &str| {
             format!(
                 "{DOMAIN}[signer]\nconfirm = \"tables-only\"\nkey_dir = \"/k\"\nkey_table = \"/kt\"\nsigning_table = \"/st\"\nreload_command = {cmd}\n"
@@ -1975,9 +2029,23 @@ max_delete_share = "half"
                 .contains("the program '/nonexistent/reload-opendkim' does not exist"),
             "{e}"
         );
+        let e = errors(&signer("[\"opendkim-reload-x\"]"));
+        assert_eq!(located(&e), [(Some(12), "signer.reload_command")], "{e}");
+        assert!(
+            e.to_string()
+                .contains("the program 'opendkim-reload-x' is not found in PATH ("),
+            "{e}"
+        );
+        let e = errors(&signer("[\"bin/reload\"]"));
+        assert!(
+            e.to_string().contains(
+                "the program 'bin/reload' must be an absolute path or a program name found in PATH"
+            ),
+            "{e}"
+        );
         for ok in [
             "[\"/bin/sh\", \"-c\", \"true\"]",
-            "[\"systemctl\", \"reload\", \"opendkim\"]",
+            "[\"sh\", \"-c\", \"true\"]",
         ] {
             assert!(
                 parse(&signer(ok), Path::new("/etc/maildns/maildns.toml")).is_ok(),
@@ -2002,8 +2070,9 @@ max_delete_share = "half"
         let e = errors(
             "[accounts.nc]\nprovider = \"namecheap\"\nusername = \"u\"\nuser = \"u\"\n[domains.\"example.com\"]\naccount = \"nc\"\n",
         );
-        let s = e.0[0].to_string();
-        assert_eq!(e.0[0].key, "accounts.nc.user", "{e}");
+        // Line 1's missing settings, then line 4's unknown key.
+        let s = e.0[2].to_string();
+        assert_eq!(e.0[2].key, "accounts.nc.user", "{e}");
         assert!(s.contains("unknown field `user`, expected one of `provider`, `api_user`, `client_ip`, `username`, `replace_whole_host_list`, `base_url`, `token_env`, `token_file`"), "{s}");
         for refused in ["`token`", "`secret`", "`api_key`", "`path`", "`server_id`"] {
             assert!(!s.contains(refused), "{refused} offered: {s}");

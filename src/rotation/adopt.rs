@@ -52,8 +52,9 @@ pub enum ImportError {
     },
     /// A table of a dataset type maildns cannot read (`db:`, `ldap:`, ...).
     #[error(
-        "{}: {setting} is {value:?}: maildns reads only file: and refile: tables; convert it to a flat file first",
-        conf.display()
+        "{}: {setting} is {}: maildns reads only file: and refile: tables; convert it to a flat file first",
+        conf.display(),
+        crate::quote::quoted(value)
     )]
     UnsupportedTable {
         /// opendkim.conf.
@@ -84,6 +85,21 @@ pub struct Candidate {
     /// Selector as written.
     pub selector: String,
     /// Key file path (or inline key data, which maildns does not adopt).
+    pub key: String,
+}
+
+/// A KeyTable entry no SigningTable line names ([`OpenDkimSetup::unused_entries`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnusedEntry {
+    /// The KeyTable file.
+    pub file: PathBuf,
+    /// Its 1-based line there.
+    pub line: Option<usize>,
+    /// The entry's name (the first field).
+    pub name: String,
+    /// Its selector as written.
+    pub selector: String,
+    /// Its key file (or inline key data).
     pub key: String,
 }
 
@@ -175,6 +191,7 @@ impl OpenDkimSetup {
     pub fn candidates(&self, domain: &Fqdn) -> Vec<Candidate> {
         let name = domain.as_str();
         if let Some((_, kt)) = &self.key_table {
+            let unused = self.unused_entries(domain);
             let chosen = self
                 .signing_table
                 .as_ref()
@@ -185,6 +202,7 @@ impl OpenDkimSetup {
             return chosen
                 .into_iter()
                 .chain(kt.entries().filter(|e| same_domain(&e.domain, name)))
+                .filter(|e| !unused.iter().any(|u| u.name == e.name))
                 .filter(|e| seen.insert(e.name.clone()))
                 .map(|e| Candidate {
                     name: Some(e.name.clone()),
@@ -203,6 +221,28 @@ impl OpenDkimSetup {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// The KeyTable entries of `domain` that no SigningTable line names,
+    /// with their lines: OpenDKIM never signs with them (an old key kept
+    /// after a rotation by hand is the usual case), so they are not
+    /// candidates for adoption. Empty without a SigningTable (then every
+    /// entry is a candidate, as before).
+    pub fn unused_entries(&self, domain: &Fqdn) -> Vec<UnusedEntry> {
+        let (Some((path, kt)), Some((_, st))) = (&self.key_table, &self.signing_table) else {
+            return Vec::new();
+        };
+        kt.entries_with_lines()
+            .filter(|(_, e)| same_domain(&e.domain, domain.as_str()))
+            .filter(|(_, e)| !st.entries().any(|s| s.name == e.name))
+            .map(|(line, e)| UnusedEntry {
+                file: path.clone(),
+                line,
+                name: e.name.clone(),
+                selector: e.selector.clone(),
+                key: e.key.clone(),
+            })
+            .collect()
     }
 
     /// Differences between the tables opendkim.conf names and the ones the
@@ -304,6 +344,9 @@ pub enum Outcome {
     /// Not adopted on purpose (no DKIM settings, or another key of the same
     /// algorithm comes first).
     Skipped,
+    /// A KeyTable entry no SigningTable line names (OpenDKIM does not sign
+    /// with it: typically an old key kept): not imported, a warning only.
+    Unused,
 }
 
 impl Outcome {
@@ -358,7 +401,7 @@ impl ImportResult {
         ImportResult {
             name: c.name.clone(),
             selector: Some(c.selector.clone()),
-            key_path: Some(c.key.clone()),
+            key_path: shown_key_path(&c.key),
             ..ImportResult::new(domain, outcome, message)
         }
     }
@@ -367,6 +410,12 @@ impl ImportResult {
         self.hint = Some(h.into());
         self
     }
+}
+
+/// A KeyTable key field as a report shows it: an absolute path as it is;
+/// anything else (inline key data: a private key) never.
+fn shown_key_path(key: &str) -> Option<String> {
+    Path::new(key).is_absolute().then(|| key.to_string())
 }
 
 /// Adopts, for each of `domains`, the keys OpenDKIM signs it with as its active
@@ -379,11 +428,24 @@ pub fn import_opendkim(
     domains: &[&Domain],
     now: DateTime<Utc>,
 ) -> Result<Vec<ImportResult>, StoreError> {
+    each_under_lease(store, domains.iter().map(|d| (*d, ())), |d, ()| {
+        import_domain(store, setup, d, now)
+    })
+}
+
+/// Runs `import` on each domain of `work` (with its own input) under the
+/// domain's lease (on a shared store a replica may work it), releasing the
+/// lease after each (a failed release only warns: the lease expires by
+/// itself), and joins the results in order. Stops at the first store error.
+fn each_under_lease<'d, T>(
+    store: &dyn Store,
+    work: impl IntoIterator<Item = (&'d Domain, T)>,
+    mut import: impl FnMut(&Domain, T) -> Result<Vec<ImportResult>, StoreError>,
+) -> Result<Vec<ImportResult>, StoreError> {
     let mut out = Vec::new();
-    for d in domains {
-        // On a shared store, under the domain's lease (a replica may work it).
+    for (d, input) in work {
         store.lease(&d.name)?;
-        let r = import_domain(store, setup, d, now);
+        let r = import(d, input);
         if let Err(e) = store.release(&d.name) {
             tracing::warn!(domain = %d.name, "cannot release the lease (it expires by itself): {e}");
         }
@@ -412,12 +474,40 @@ fn import_domain(
             )),
         ]);
     };
+    // Entries OpenDKIM never signs with: a warning each, nothing read.
+    let unused: Vec<ImportResult> = setup
+        .unused_entries(domain)
+        .into_iter()
+        .map(|u| {
+            let at = match u.line {
+                Some(l) => format!("{}:{l}", u.file.display()),
+                None => u.file.display().to_string(),
+            };
+            ImportResult {
+                name: Some(u.name.clone()),
+                selector: Some(u.selector),
+                key_path: shown_key_path(&u.key),
+                ..ImportResult::new(
+                    domain,
+                    Outcome::Unused,
+                    format!(
+                        "warning: {at}: KeyTable entry {} is named by no SigningTable line (OpenDKIM does not sign with it): not imported",
+                        crate::quote::quoted(&u.name)
+                    ),
+                )
+            }
+        })
+        .collect();
     let candidates = setup.candidates(domain);
     if candidates.is_empty() {
         let r = ImportResult::new(
             domain,
             Outcome::NotFound,
             match &setup.key_table {
+                Some((p, _)) if !unused.is_empty() => format!(
+                    "no entry for {domain} in {} that a SigningTable line names",
+                    p.display()
+                ),
                 Some((p, _)) => format!("no entry for {domain} in {}", p.display()),
                 None => format!(
                     "{}: single-key mode (KeyFile) does not list {domain} in Domain",
@@ -428,12 +518,14 @@ fn import_domain(
         .hint(format!(
             "if OpenDKIM signs {domain} with a key, add `NAME {domain}:SELECTOR:/path/to/key.private` to the key table; otherwise `maildns publish` or `maildns rotate` creates a first key"
         ));
-        return Ok(vec![r]);
+        let mut results = unused;
+        results.push(r);
+        return Ok(results);
     }
     let mut state = store.load(domain)?;
     let mut events: Vec<Event> = Vec::new();
     let mut done: Vec<Algorithm> = Vec::new();
-    let mut results = Vec::new();
+    let mut results = unused;
     for c in &candidates {
         let r = adopt_one(&mut state, &mut events, &mut done, domain, dkim, c, now);
         results.push(r);
@@ -568,16 +660,9 @@ pub fn import_rspamd(
     domains: &[&Domain],
     now: DateTime<Utc>,
 ) -> Result<Vec<ImportResult>, StoreError> {
-    let mut out = Vec::new();
-    for d in domains {
-        store.lease(&d.name)?;
-        let r = import_rspamd_domain(store, signer, entries, d, now);
-        if let Err(e) = store.release(&d.name) {
-            tracing::warn!(domain = %d.name, "cannot release the lease (it expires by itself): {e}");
-        }
-        out.extend(r?);
-    }
-    Ok(out)
+    each_under_lease(store, domains.iter().map(|d| (*d, ())), |d, ()| {
+        import_rspamd_domain(store, signer, entries, d, now)
+    })
 }
 
 fn import_rspamd_domain(
@@ -662,16 +747,9 @@ pub fn import_opendkim_sql(
     domains: &[&Domain],
     now: DateTime<Utc>,
 ) -> Result<Vec<ImportResult>, StoreError> {
-    let mut out = Vec::new();
-    for (d, row) in domains.iter().zip(rows) {
-        store.lease(&d.name)?;
-        let r = import_sql_domain(store, signer, row.as_ref(), d, now);
-        if let Err(e) = store.release(&d.name) {
-            tracing::warn!(domain = %d.name, "cannot release the lease (it expires by itself): {e}");
-        }
-        out.extend(r?);
-    }
-    Ok(out)
+    each_under_lease(store, domains.iter().copied().zip(rows), |d, row| {
+        import_sql_domain(store, signer, row.as_ref(), d, now)
+    })
 }
 
 fn import_sql_domain(
@@ -866,7 +944,12 @@ mod tests {
         );
         let c = s.candidates(&Fqdn::parse("example.com").expect("name"));
         let names: Vec<_> = c.iter().filter_map(|c| c.name.as_deref()).collect();
-        assert_eq!(names, ["new", "old"]);
+        // `old` is named by no SigningTable line: not a candidate, but
+        // reported with its line.
+        assert_eq!(names, ["new"]);
+        let unused = s.unused_entries(&Fqdn::parse("example.com").expect("name"));
+        let unused: Vec<_> = unused.iter().map(|u| (u.name.as_str(), u.line)).collect();
+        assert_eq!(unused, [("old", Some(1))]);
         // `%` (the message's domain) counts when the signing table picks it.
         let s = setup("any %:sel:/k/any\n", "*@example.com any\n");
         let c = s.candidates(&Fqdn::parse("example.com").expect("name"));

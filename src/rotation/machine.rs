@@ -340,6 +340,9 @@ fn fold(
                     Verdict::NotYet { detail } => {
                         key.attempts = key.attempts.saturating_add(1);
                         key.not_before = Some(now + policy.s.recheck_interval);
+                        // What was seen, for `status` and the daemon to name
+                        // the servers if the wait lasts too long.
+                        key.failure = Some(format!("{}{detail}", super::state::NOT_YET_PREFIX));
                         if key.attempts == 1 {
                             ev = Some(("propagation", "pending", detail.clone()));
                         }

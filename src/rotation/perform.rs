@@ -452,12 +452,22 @@ impl Runner {
             let mut parts = Vec::new();
             for r in reports.iter().filter(|r| !r.passed) {
                 for s in r.per_server.iter().filter(|s| !s.passed) {
+                    let server = s.server.to_string();
                     let what = match &s.serving {
                         Ok(v) if v.is_empty() => "nothing".to_string(),
                         Ok(v) => format!("{} other value(s)", v.len()),
-                        Err(e) => e.to_string(),
+                        // The query errors name the server themselves
+                        // ("127.0.0.1:53 answered REFUSED for ...").
+                        Err(e) => {
+                            let text = e.to_string();
+                            if text.contains(&server) {
+                                parts.push(text);
+                                continue;
+                            }
+                            text
+                        }
                     };
-                    parts.push(format!("{}: {what}", s.server));
+                    parts.push(format!("{server}: {what}"));
                 }
             }
             Verdict::NotYet {

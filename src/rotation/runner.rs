@@ -175,12 +175,17 @@ pub struct RunOutcome {
     /// Keys whose current step failed and waits for its retry (this run or an
     /// earlier one): `<selector>: <reason>`.
     pub retrying: Vec<String>,
+    /// Keys that have waited for propagation longer than
+    /// `propagation.daemon_timeout` (the watcher keeps checking):
+    /// `<selector>: <what waits, how long, what the servers answered>`.
+    pub overdue: Vec<String>,
 }
 
 impl RunOutcome {
     /// Why this run did not go as it should, in words: every action that
     /// failed or was blocked, every key still waiting to retry a failed step,
-    /// and every blocked rotation. Empty when all went well or only waits. `rotate` and each
+    /// every propagation wait longer than `propagation.daemon_timeout`, and
+    /// every blocked rotation. Empty when all went well or only waits. `rotate` and each
     /// daemon pass count a domain with any as failed (exit 1).
     pub fn failures(&self) -> Vec<String> {
         let mut out: Vec<String> = self
@@ -198,6 +203,11 @@ impl RunOutcome {
             })
             .collect();
         out.extend(self.retrying.iter().cloned());
+        out.extend(
+            self.overdue
+                .iter()
+                .map(|o| format!("ATTENTION propagation {o}")),
+        );
         out.extend(self.blocked.iter().map(|b| {
             format!(
                 "{} rotation blocked at {}: {}",
@@ -597,6 +607,7 @@ impl Runner {
             keys: Vec::new(),
             next_due: None,
             retrying: Vec::new(),
+            overdue: Vec::new(),
         };
         let (Some(dkim), Some(mut policy)) = (&d.dkim, self.policy(d)?) else {
             return Ok(out);
@@ -721,7 +732,7 @@ impl Runner {
                         )
                     })
                     .filter_map(|k| {
-                        let f = k.failure.as_ref()?;
+                        let f = k.failed_attempt()?;
                         Some(format!(
                             "{}: attempt {} failed: {f}{}",
                             k.selector,
@@ -732,6 +743,15 @@ impl Runner {
                         ))
                     })
                     .collect();
+                out.overdue = super::status::propagation_waits(
+                    &decision.state,
+                    Some(policy.settings().overlap),
+                    super::status::propagation_bound(&self.config.propagation),
+                    now,
+                )
+                .into_iter()
+                .filter_map(|w| Some(format!("{}: {}", w.selector, w.overdue?)))
+                .collect();
                 out.keys = decision
                     .state
                     .keys

@@ -171,7 +171,9 @@ pub struct KeyRecord {
     pub not_before: Option<DateTime<Utc>>,
     /// Failed attempts (or negative checks) of the current step.
     pub attempts: u32,
-    /// Why the last attempt failed, or why the switch failed.
+    /// Why the last attempt failed, or why the switch failed; while the key
+    /// waits for propagation, [`NOT_YET_PREFIX`] and what the last negative
+    /// check saw ([`KeyRecord::propagation_wait`]).
     pub failure: Option<String>,
     /// Why a signer probe holds this key (shown as blocked): the signer does not
     /// sign with it yet although it was switched to it, still signs with it
@@ -226,6 +228,25 @@ impl KeyRecord {
         .unwrap_or(self.created_at)
     }
 
+    /// Why the current step's last attempt failed (what [`KeyRecord::failure`]
+    /// holds), unless that is what a negative propagation check saw (a wait,
+    /// not a failure: [`KeyRecord::propagation_wait`]).
+    pub fn failed_attempt(&self) -> Option<&str> {
+        self.failure
+            .as_deref()
+            .filter(|f| !f.starts_with(NOT_YET_PREFIX))
+    }
+
+    /// While the key waits for its record (or its withdrawal) to be served
+    /// by every authoritative server: what the last negative check saw
+    /// (which servers, what each answered), as the watcher said it.
+    pub fn propagation_wait(&self) -> Option<&str> {
+        if !matches!(self.status, KeyStatus::Published | KeyStatus::Withdrawing) {
+            return None;
+        }
+        self.failure.as_deref()?.strip_prefix(NOT_YET_PREFIX)
+    }
+
     pub(super) fn progressed(&mut self, status: KeyStatus) {
         self.status = status;
         self.not_before = None;
@@ -234,6 +255,12 @@ impl KeyRecord {
         self.held = None;
     }
 }
+
+/// How [`KeyRecord::failure`] starts while the key waits for propagation: the
+/// rest is what the last negative check saw. (The failure's column holds it,
+/// so the state stores need no new column; [`KeyRecord::failed_attempt`]
+/// leaves it out of the failures.)
+pub const NOT_YET_PREFIX: &str = "not yet: ";
 
 /// The persisted rotation state of one domain: every key it ever had
 /// (destroyed keys stay as history so selectors are not reused).

@@ -78,6 +78,100 @@ pub struct KeyFailure {
     pub retry_at: Option<DateTime<Utc>>,
 }
 
+/// A key waiting for every authoritative server to serve its record (or its
+/// withdrawal), from the last negative check ([`propagation_waits`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PropagationWait {
+    /// Selector.
+    pub selector: String,
+    /// `published` (its record) or `withdrawing` (its withdrawal).
+    pub status: KeyStatus,
+    /// Since when it waits: when the record was published, or when its
+    /// withdrawal was due (retired + overlap).
+    pub since: DateTime<Utc>,
+    /// Negative checks so far.
+    pub checks: u32,
+    /// What the last check saw: each server that does not serve it yet and
+    /// what it answered (`127.0.0.1:5300: REFUSED`, `... nothing`).
+    pub detail: String,
+    /// Set when it has waited longer than the bound
+    /// (`propagation.daemon_timeout`): why it needs an operator (a server
+    /// that refuses, fails, times out or never gets the zone), in words.
+    pub overdue: Option<String>,
+}
+
+/// The keys of `state` waiting for propagation at `now`; each `overdue` when
+/// it has waited longer than `bound` with at least two negative checks (one
+/// check of a record published a moment ago after a long pause is not
+/// enough). `overlap` dates a withdrawal's start (retired + overlap).
+pub fn propagation_waits(
+    state: &DomainState,
+    overlap: Option<TimeDelta>,
+    bound: TimeDelta,
+    now: DateTime<Utc>,
+) -> Vec<PropagationWait> {
+    state
+        .keys
+        .iter()
+        .filter_map(|k| {
+            let detail = k.propagation_wait()?;
+            let since = match k.status {
+                KeyStatus::Published => k.published_at,
+                _ => k.retired_at.map(|t| t + overlap.unwrap_or_default()),
+            }?;
+            let mut w = PropagationWait {
+                selector: k.selector.to_string(),
+                status: k.status,
+                since,
+                checks: k.attempts,
+                detail: detail.to_string(),
+                overdue: None,
+            };
+            if k.attempts >= 2 && now - since > bound {
+                w.overdue = Some(w.reason(bound, now));
+            }
+            Some(w)
+        })
+        .collect()
+}
+
+/// How long a propagation wait may last before it needs attention: the
+/// daemon's propagation timeout (`[propagation] daemon_timeout`, default 1 h).
+pub fn propagation_bound(p: &crate::config::Propagation) -> TimeDelta {
+    TimeDelta::from_std(p.daemon_timeout).unwrap_or(TimeDelta::MAX)
+}
+
+/// `d` in words, to the minute (`1h 30m`).
+pub fn minutes(d: TimeDelta) -> String {
+    let whole = std::time::Duration::from_secs(
+        u64::try_from(d.num_minutes().max(0)).unwrap_or_default() * 60,
+    );
+    if whole.is_zero() {
+        return "under a minute".into();
+    }
+    humantime::format_duration(whole).to_string()
+}
+
+impl PropagationWait {
+    /// The attention line of an overdue wait, as `status` and the daemon
+    /// say it: what waits, since when, how long against `bound`, and what
+    /// the servers answered.
+    fn reason(&self, bound: TimeDelta, now: DateTime<Utc>) -> String {
+        format!(
+            "{} not served by every authoritative server after {} (since {}; more than propagation.daemon_timeout, {}): {}",
+            if self.status == KeyStatus::Published {
+                "record"
+            } else {
+                "withdrawal"
+            },
+            minutes(now - self.since),
+            self.since.format("%Y-%m-%d %H:%M UTC"),
+            minutes(bound),
+            self.detail
+        )
+    }
+}
+
 /// One upcoming step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NextAction {
@@ -116,6 +210,8 @@ pub struct DomainStatus {
     pub blocked: Vec<Blocked>,
     /// Failures of current steps (retried with backoff).
     pub errors: Vec<KeyFailure>,
+    /// Keys waiting for propagation ([`propagation_waits`]).
+    pub waiting: Vec<PropagationWait>,
     /// The most recent events, oldest first.
     pub events: Vec<StoredEvent>,
     /// A remark for the operator (no key yet, nothing configured, blocked).
@@ -132,7 +228,9 @@ pub struct DomainStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Attention {
     /// `blocked` (a rotation stopped until an operator unblocks it),
-    /// `failing` (a step failed and is being retried), `weak_key` (an RSA key
+    /// `failing` (a step failed and is being retried), `propagation` (a
+    /// record or withdrawal not served everywhere after
+    /// `propagation.daemon_timeout`), `weak_key` (an RSA key
     /// under 1024 bits, never published), or `drift` (the signer does not
     /// sign with what the state says).
     pub kind: &'static str,
@@ -187,6 +285,15 @@ pub fn needs_attention(s: &DomainStatus) -> Vec<Attention> {
                 .unwrap_or_default()
         ),
     }));
+    // A wait for propagation that lasts too long: a server refuses, fails,
+    // times out or never gets the zone, and nothing would move without it.
+    out.extend(s.waiting.iter().filter_map(|w| {
+        Some(Attention {
+            kind: "propagation",
+            selector: Some(w.selector.clone()),
+            reason: w.overdue.clone()?,
+        })
+    }));
     // An RSA key under 1024 bits is never published (RFC 8301 §3.2): it must
     // be replaced. (A 1024-bit key is only a warning.)
     out.extend(
@@ -203,11 +310,13 @@ pub fn needs_attention(s: &DomainStatus) -> Vec<Attention> {
 }
 
 /// Summarises `state` at `now`. `policy` is `None` when the domain has no DKIM
-/// settings (then nothing is scheduled).
+/// settings (then nothing is scheduled); a propagation wait longer than
+/// `propagation_bound` needs attention ([`propagation_waits`]).
 pub fn domain_status(
     state: &DomainState,
     policy: Option<&Policy>,
     events: Vec<StoredEvent>,
+    propagation_bound: TimeDelta,
     now: DateTime<Utc>,
 ) -> DomainStatus {
     let active = state
@@ -254,14 +363,15 @@ pub fn domain_status(
         .iter()
         .filter(|k| k.status != KeyStatus::SwitchFailed && k.held.is_none())
         .filter_map(|k| {
-            k.failure.as_ref().map(|f| KeyFailure {
+            k.failed_attempt().map(|f| KeyFailure {
                 selector: k.selector.to_string(),
                 attempts: k.attempts,
-                reason: f.clone(),
+                reason: f.to_string(),
                 retry_at: k.not_before,
             })
         })
         .collect();
+    let waiting = propagation_waits(state, overlap, propagation_bound, now);
     let upcoming: Vec<NextAction> = policy
         .map(|p| {
             schedule(state, p, now)
@@ -295,6 +405,7 @@ pub fn domain_status(
         upcoming,
         blocked,
         errors,
+        waiting,
         events,
         note,
         warnings: super::strength::key_strength_warnings(state),
@@ -433,7 +544,7 @@ mod tests {
     fn empty_domain_says_how_to_get_a_first_key() {
         let state = DomainState::new(Fqdn::parse("example.com").expect("name"));
         let p = Policy::default();
-        let s = domain_status(&state, Some(&p), vec![], t(1));
+        let s = domain_status(&state, Some(&p), vec![], TimeDelta::hours(1), t(1));
         assert!(
             s.note
                 .as_deref()
@@ -443,8 +554,61 @@ mod tests {
         assert!(next.due_now);
         assert_eq!(next.action, "first_key");
         assert_eq!(next.selector.as_deref(), Some("202610"));
-        let none = domain_status(&state, None, vec![], t(1));
+        let none = domain_status(&state, None, vec![], TimeDelta::hours(1), t(1));
         assert!(none.next.is_none() && !none.dkim_configured);
+    }
+
+    /// A record some server does not serve: a wait (no error, no
+    /// attention) until it lasts longer than the bound, then attention
+    /// naming the server and its answer.
+    #[test]
+    fn a_propagation_wait_needs_attention_only_past_the_bound() {
+        let mut state = DomainState::new(Fqdn::parse("example.com").expect("name"));
+        let mut k = super::super::state::KeyRecord::planned(
+            Selector::parse("202610").expect("selector"),
+            Algorithm::Rsa,
+            2048,
+            t(1),
+        );
+        k.status = KeyStatus::Published;
+        k.published_at = Some(t(1));
+        k.attempts = 30;
+        k.failure = Some(format!(
+            "{}202610._domainkey.example.com: 127.0.0.1:5300: REFUSED",
+            super::super::state::NOT_YET_PREFIX
+        ));
+        state.keys.push(k);
+        let p = Policy::default();
+        let bound = TimeDelta::hours(1);
+        let early = domain_status(
+            &state,
+            Some(&p),
+            vec![],
+            bound,
+            t(1) + TimeDelta::minutes(30),
+        );
+        assert_eq!(early.waiting.len(), 1, "{early:?}");
+        assert!(early.waiting[0].overdue.is_none());
+        assert!(early.errors.is_empty(), "{:?}", early.errors);
+        assert!(early.attention.is_empty(), "{:?}", early.attention);
+
+        let late = t(1) + TimeDelta::minutes(150);
+        let s = domain_status(&state, Some(&p), vec![], bound, late);
+        assert!(s.errors.is_empty(), "{:?}", s.errors);
+        assert_eq!(s.attention.len(), 1, "{:?}", s.attention);
+        assert_eq!(s.attention[0].kind, "propagation");
+        assert_eq!(s.attention[0].selector.as_deref(), Some("202610"));
+        assert_eq!(
+            s.attention[0].reason,
+            "record not served by every authoritative server after 2h 30m (since 2026-10-01 12:00 UTC; more than propagation.daemon_timeout, 1h): 202610._domainkey.example.com: 127.0.0.1:5300: REFUSED"
+        );
+        // A longer bound: still only a wait.
+        let s = domain_status(&state, Some(&p), vec![], TimeDelta::hours(3), late);
+        assert!(s.attention.is_empty(), "{:?}", s.attention);
+        // One check only (after a long pause): not yet.
+        state.keys[0].attempts = 1;
+        let s = domain_status(&state, Some(&p), vec![], bound, late);
+        assert!(s.attention.is_empty(), "{:?}", s.attention);
     }
 
     #[test]
@@ -460,7 +624,7 @@ mod tests {
         )
         .expect("adopts");
         let p = Policy::new(PolicySettings::default()).expect("policy");
-        let fine = domain_status(&state, Some(&p), vec![], t(4));
+        let fine = domain_status(&state, Some(&p), vec![], TimeDelta::hours(1), t(4));
         assert!(fine.attention.is_empty(), "{:?}", fine.attention);
         assert!(needs_attention(&fine).is_empty());
         // A step that failed and is being retried.
@@ -468,7 +632,7 @@ mod tests {
         failing.keys[0].failure = Some("powerdns: 401 Unauthorized".into());
         failing.keys[0].attempts = 3;
         failing.keys[0].not_before = Some(t(5));
-        let s = domain_status(&failing, Some(&p), vec![], t(4));
+        let s = domain_status(&failing, Some(&p), vec![], TimeDelta::hours(1), t(4));
         assert_eq!(s.attention.len(), 1);
         assert_eq!(s.attention[0].kind, "failing");
         assert_eq!(s.attention[0].selector.as_deref(), Some("201908"));
@@ -482,7 +646,7 @@ mod tests {
         let mut blocked = state.clone();
         blocked.keys[0].status = KeyStatus::SwitchFailed;
         blocked.keys[0].failure = Some("opendkim kept signing with 201907".into());
-        let s = domain_status(&blocked, Some(&p), vec![], t(4));
+        let s = domain_status(&blocked, Some(&p), vec![], TimeDelta::hours(1), t(4));
         assert_eq!(
             s.attention.iter().map(|a| a.kind).collect::<Vec<_>>(),
             vec!["blocked"]
@@ -507,7 +671,7 @@ mod tests {
         )
         .expect("adopts");
         let p = Policy::new(PolicySettings::default()).expect("policy");
-        let s = domain_status(&state, Some(&p), vec![], t(4));
+        let s = domain_status(&state, Some(&p), vec![], TimeDelta::hours(1), t(4));
         assert_eq!(s.active.len(), 1);
         assert_eq!(s.active[0].age_days, Some(3));
         let next = s.next.expect("rotation is scheduled");

@@ -12,6 +12,17 @@
 //!
 //! Readers (`maildns status`) open the store without the lock; SQLite's WAL
 //! mode lets them read while the daemon writes.
+//!
+//! A `rotate --now` request is taken as on the shared store (schema 5):
+//! [`Store::take_requests`] marks it with this store's taker name
+//! (`requests.taken_by`: its pid and when it was opened) and an expiry
+//! (`taken_until`, [`REQUEST_LEASE`] later) instead of deleting it; the taker
+//! deletes it once done ([`Store::done_requests`]) or gives it back
+//! ([`Store::return_requests`]). A process killed after taking a request
+//! leaves it in the table: the next lock holder (a restarted daemon, or
+//! `maildns rotate`) takes it over at once, since only a dead process can
+//! have left a take behind another's lock (event `request_taken_over`); a
+//! take the holder itself forgot expires after [`REQUEST_LEASE`].
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -44,8 +55,16 @@ pub const LOCK_FILE: &str = "maildns.lock";
 /// `keys.withdrawal_safe_after` and the `requests` table; version 3 adds
 /// `keys.held` (a key a signer probe holds); version 4 adds the replica
 /// columns of `events` (filled only by a state copied from PostgreSQL with
-/// `maildns migrate-state`); older stores are migrated when opened.
-pub const SCHEMA_VERSION: i64 = 4;
+/// `maildns migrate-state`); version 5 adds `requests.taken_by` and
+/// `taken_until` (a request is leased while it is done, not deleted when
+/// taken); older stores are migrated when opened.
+pub const SCHEMA_VERSION: i64 = 5;
+
+/// How long a request taken by [`Store::take_requests`] stays this store's
+/// without [`Store::keep_request`] (the shared store's default lease): after
+/// it, the same process takes it again on its next pass. Another process
+/// takes it over as soon as it holds the lock (the taker is then dead).
+pub const REQUEST_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Why the state store failed.
 #[derive(Debug, thiserror::Error)]
@@ -389,47 +408,37 @@ pub trait Store: Send + Sync {
     fn requests(&self) -> Result<Vec<Request>, StoreError>;
 
     /// Takes and returns the queued requests, oldest first; only while
-    /// [`Store::lock_exclusive`] holds. The embedded store removes them; the
-    /// shared store takes them for this replica for `lease` (also the ones
-    /// whose take by another replica expired: it stopped before doing them),
-    /// and the taker then removes each done with [`Store::done_requests`] or
-    /// gives it back with [`Store::return_requests`].
+    /// [`Store::lock_exclusive`] holds. Both stores take them for this
+    /// process for a lease (the shared store's `lease`, the embedded
+    /// store's [`REQUEST_LEASE`]), also the ones whose take expired (the
+    /// embedded store: also every take left by another process, which can
+    /// only have died since it no longer holds the lock); the taker then
+    /// removes each done with [`Store::done_requests`] or gives it back with
+    /// [`Store::return_requests`].
     fn take_requests(&self) -> Result<Vec<Request>, StoreError>;
 
     /// Whether this process still holds its take of `request` (taken by
     /// [`Store::take_requests`]), extending the take; `false` when another
     /// process took it over since (its take had expired), which then does
-    /// it. The embedded store removes a request when it is taken: always
-    /// `true`.
+    /// it, or when it is gone.
     ///
     /// # Errors
     /// The store fails.
-    fn keep_request(&self, request: &Request) -> Result<bool, StoreError> {
-        let _ = request;
-        Ok(true)
-    }
+    fn keep_request(&self, request: &Request) -> Result<bool, StoreError>;
 
     /// Removes taken requests that were done (or cannot be done: unknown,
-    /// blocked). Nothing in the embedded store (taking removed them).
+    /// blocked).
     ///
     /// # Errors
     /// The store fails.
-    fn done_requests(&self, ids: &[i64]) -> Result<(), StoreError> {
-        let _ = ids;
-        Ok(())
-    }
+    fn done_requests(&self, ids: &[i64]) -> Result<(), StoreError>;
 
     /// Gives taken requests this process will not do back to the queue,
-    /// with their first time (the embedded store queues them again).
+    /// with their first time and id.
     ///
     /// # Errors
     /// The store fails.
-    fn return_requests(&self, requests: &[Request]) -> Result<(), StoreError> {
-        for r in requests {
-            self.add_request(&r.domain, &r.what, r.at)?;
-        }
-        Ok(())
-    }
+    fn return_requests(&self, requests: &[Request]) -> Result<(), StoreError>;
 }
 
 /// Loads `domain`'s state, lets `change` edit it and return the events to
@@ -470,6 +479,28 @@ pub struct SqliteStore {
     lock: Mutex<Option<Flock<File>>>,
     in_memory: bool,
     clock: Arc<dyn Clock>,
+    /// This store's name in `requests.taken_by` (see [`taker_name`]).
+    taker: String,
+    /// How long a take of a request lasts.
+    request_lease: chrono::TimeDelta,
+}
+
+/// A name for a store's takes of requests that no later store has, even
+/// under the same pid (a daemon restarted in a container is often pid 1
+/// again): `pid N, opened <time> #k`.
+fn taker_name() -> String {
+    static OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "maildns pid {}, opened {} #{}",
+        std::process::id(),
+        ts(Utc::now()),
+        OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+/// [`REQUEST_LEASE`] as a time delta.
+fn default_request_lease() -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(REQUEST_LEASE).unwrap_or(chrono::TimeDelta::MAX)
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -518,6 +549,8 @@ impl SqliteStore {
             lock: Mutex::new(None),
             in_memory: false,
             clock: Arc::new(SystemClock),
+            taker: taker_name(),
+            request_lease: default_request_lease(),
         };
         store.init()?;
         Ok(store)
@@ -546,6 +579,8 @@ impl SqliteStore {
             lock: Mutex::new(None),
             in_memory: true,
             clock: Arc::new(SystemClock),
+            taker: taker_name(),
+            request_lease: default_request_lease(),
         };
         store.init()?;
         Ok(store)
@@ -556,6 +591,15 @@ impl SqliteStore {
     #[must_use]
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> SqliteStore {
         self.clock = clock;
+        self
+    }
+
+    /// The same store, its takes of requests lasting `lease` instead of
+    /// [`REQUEST_LEASE`] (measured on the system clock, like the shared
+    /// store's on the database's).
+    #[must_use]
+    pub fn with_request_lease(mut self, lease: std::time::Duration) -> SqliteStore {
+        self.request_lease = chrono::TimeDelta::from_std(lease).unwrap_or(chrono::TimeDelta::MAX);
         self
     }
 
@@ -939,32 +983,148 @@ impl Store for SqliteStore {
     }
 
     fn take_requests(&self) -> Result<Vec<Request>, StoreError> {
-        if !self.is_locked() {
-            return Err(StoreError::NotLocked {
-                path: self.db_path.clone(),
-            });
-        }
+        self.need_lock()?;
+        let now = Utc::now();
+        let until = ts(now.checked_add_signed(self.request_lease).unwrap_or(now));
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.sql("begin take requests"))?;
-        let taken = self.read_requests(&tx)?;
-        if let Some(last) = taken.last() {
-            tx.execute("DELETE FROM requests WHERE id <= ?1", params![last.id])
-                .map_err(self.sql("take requests"))?;
+        // Waiting, expired, or left by another process: that one no longer
+        // holds the lock (this one does), so it died before doing them.
+        let rows = {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT id, domain, what, at, taken_by, taken_until FROM requests
+                     WHERE taken_by IS NULL OR taken_by <> ?1 OR taken_until <= ?2 ORDER BY id",
+                )
+                .map_err(self.sql("prepare take requests"))?;
+            stmt.query_map(params![self.taker, ts(now)], |r| {
+                Ok((
+                    (
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                    ),
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                ))
+            })
+            .map_err(self.sql("take requests"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql("take requests"))?
+        };
+        let mut taken = Vec::with_capacity(rows.len());
+        let mut events = Vec::new();
+        for (row, was, was_until) in rows {
+            let request = self.to_request(row)?;
+            tx.execute(
+                "UPDATE requests SET taken_by = ?2, taken_until = ?3 WHERE id = ?1",
+                params![request.id, self.taker, until],
+            )
+            .map_err(self.sql("take requests"))?;
+            if let Some(was) = was.filter(|w| w != &self.taker) {
+                events.push(Event {
+                    at: self.clock.now(),
+                    domain: request.domain.clone(),
+                    selector: None,
+                    what: "request_taken_over".into(),
+                    outcome: "warning".into(),
+                    detail: format!(
+                        "request {} ({} asked at {}) taken over from {was} (take until {}), which stopped before doing it",
+                        request.id,
+                        request.what,
+                        request.at,
+                        was_until.as_deref().unwrap_or("?")
+                    ),
+                });
+            }
+            taken.push(request);
         }
+        insert_events(&tx, &events).map_err(self.sql("append events"))?;
         tx.commit().map_err(self.sql("commit take requests"))?;
+        for e in &events {
+            tracing::warn!(domain = %e.domain, "{}", e.detail);
+        }
         Ok(taken)
+    }
+
+    fn keep_request(&self, request: &Request) -> Result<bool, StoreError> {
+        self.need_lock()?;
+        let now = Utc::now();
+        let until = ts(now.checked_add_signed(self.request_lease).unwrap_or(now));
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE requests SET taken_until = ?3 WHERE id = ?1 AND taken_by = ?2",
+                params![request.id, self.taker, until],
+            )
+            .map_err(self.sql("keep a request"))?;
+        Ok(n == 1)
+    }
+
+    fn done_requests(&self, ids: &[i64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.need_lock()?;
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction()
+            .map_err(self.sql("begin remove done requests"))?;
+        for id in ids {
+            tx.execute("DELETE FROM requests WHERE id = ?1", params![id])
+                .map_err(self.sql("remove done requests"))?;
+        }
+        tx.commit().map_err(self.sql("commit remove done requests"))
+    }
+
+    fn return_requests(&self, requests: &[Request]) -> Result<(), StoreError> {
+        if requests.is_empty() {
+            return Ok(());
+        }
+        self.need_lock()?;
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction()
+            .map_err(self.sql("begin queue requests again"))?;
+        for r in requests {
+            tx.execute(
+                "UPDATE requests SET taken_by = NULL, taken_until = NULL
+                 WHERE id = ?1 AND taken_by = ?2",
+                params![r.id, self.taker],
+            )
+            .map_err(self.sql("queue requests again"))?;
+        }
+        tx.commit().map_err(self.sql("commit queue requests again"))
     }
 }
 
 impl SqliteStore {
+    fn need_lock(&self) -> Result<(), StoreError> {
+        if self.is_locked() {
+            Ok(())
+        } else {
+            Err(StoreError::NotLocked {
+                path: self.db_path.clone(),
+            })
+        }
+    }
+
+    /// The requests waiting to be taken: never taken, given back, or whose
+    /// take expired; for the lock holder also those another process took
+    /// (it died: `migrate-state` copies them, `status` lists them).
     fn read_requests(&self, conn: &Connection) -> Result<Vec<Request>, StoreError> {
         let mut stmt = conn
-            .prepare_cached("SELECT id, domain, what, at FROM requests ORDER BY id")
+            .prepare_cached(
+                "SELECT id, domain, what, at FROM requests
+                 WHERE taken_by IS NULL OR taken_until <= ?1 OR (?2 AND taken_by <> ?3)
+                 ORDER BY id",
+            )
             .map_err(self.sql("prepare requests"))?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map(params![ts(Utc::now()), self.is_locked(), self.taker], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,
@@ -975,19 +1135,22 @@ impl SqliteStore {
             .map_err(self.sql("read requests"))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(self.sql("read requests"))?;
-        rows.into_iter()
-            .map(|(id, domain, what, at)| {
-                Ok(Request {
-                    id,
-                    domain: Fqdn::parse(&domain)
-                        .map_err(|e| self.corrupt("requests", e.to_string()))?,
-                    what,
-                    at: DateTime::parse_from_rfc3339(&at)
-                        .map(|t| t.with_timezone(&Utc))
-                        .map_err(|e| self.corrupt("requests", format!("timestamp '{at}': {e}")))?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(|row| self.to_request(row)).collect()
+    }
+
+    /// A `requests` row (id, domain, what, at) as a [`Request`].
+    fn to_request(
+        &self,
+        (id, domain, what, at): (i64, String, String, String),
+    ) -> Result<Request, StoreError> {
+        Ok(Request {
+            id,
+            domain: Fqdn::parse(&domain).map_err(|e| self.corrupt("requests", e.to_string()))?,
+            what,
+            at: DateTime::parse_from_rfc3339(&at)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| self.corrupt("requests", format!("timestamp '{at}': {e}")))?,
+        })
     }
 }
 

@@ -478,6 +478,158 @@ fn requests_queue_without_the_lock_and_are_taken_once_by_the_lock_holder() {
     assert!(reader.requests().expect("read").is_empty());
 }
 
+/// The ids of `requests`.
+fn ids(requests: &[Request]) -> Vec<i64> {
+    requests.iter().map(|r| r.id).collect()
+}
+
+#[test]
+fn a_request_taken_by_a_process_that_died_is_taken_over_by_the_next_lock_holder_and_done_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = name("a.example");
+    let asked = at(5, 0);
+    let id = SqliteStore::open(dir.path())
+        .expect("reader")
+        .add_request(&a, Request::ROTATE_NOW, asked)
+        .expect("queued");
+
+    // The first daemon takes it and dies (its store dropped: the lock is
+    // released as the kernel releases it on a kill; nothing done, nothing
+    // given back).
+    {
+        let first = SqliteStore::open_locked(dir.path()).expect("locked");
+        assert_eq!(ids(&first.take_requests().expect("taken")), [id]);
+        assert!(
+            first.requests().expect("read").is_empty(),
+            "taken, not waiting"
+        );
+        assert!(first.take_requests().expect("again").is_empty(), "once");
+    }
+    // A reader sees it still taken (the take lasts REQUEST_LEASE) ...
+    let reader = SqliteStore::open(dir.path()).expect("reader");
+    assert!(reader.requests().expect("read").is_empty());
+    // ... but the next lock holder sees it waiting and takes it over at
+    // once: the taker no longer holds the lock, so it died before doing it.
+    let second = SqliteStore::open_locked(dir.path()).expect("locked");
+    assert_eq!(ids(&second.requests().expect("read")), [id]);
+    let taken = second.take_requests().expect("taken over");
+    assert_eq!(ids(&taken), [id]);
+    assert_eq!(
+        (taken[0].domain.as_str(), taken[0].at),
+        ("a.example", asked)
+    );
+    let events = second.events(Some(&a), 0, 10).expect("events");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].event.what, "request_taken_over");
+    assert_eq!(events[0].event.outcome, "warning");
+    assert!(
+        events[0].event.detail.contains(&format!(
+            "taken over from maildns pid {}",
+            std::process::id()
+        )),
+        "{events:?}"
+    );
+    assert!(
+        second.keep_request(&taken[0]).expect("kept"),
+        "still its own"
+    );
+    second.done_requests(&[id]).expect("done");
+    assert!(!second.keep_request(&taken[0]).expect("gone"), "done: gone");
+    assert!(second.take_requests().expect("none").is_empty());
+    drop(second);
+
+    // Done: no later process does it again.
+    let third = SqliteStore::open_locked(dir.path()).expect("locked");
+    assert!(third.take_requests().expect("none").is_empty());
+    assert!(third.requests().expect("none").is_empty());
+    assert_eq!(third.events(Some(&a), 0, 10).expect("events").len(), 1);
+}
+
+#[test]
+fn a_take_its_holder_neither_did_nor_gave_back_is_taken_again_after_the_lease() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lease = std::time::Duration::from_millis(300);
+    let store = SqliteStore::open_locked(dir.path())
+        .expect("locked")
+        .with_request_lease(lease);
+    let a = name("a.example");
+    let id = store
+        .add_request(&a, Request::ROTATE_NOW, at(0, 0))
+        .expect("queued");
+    let taken = store.take_requests().expect("taken");
+    assert_eq!(ids(&taken), [id]);
+    assert!(store.take_requests().expect("held").is_empty());
+    std::thread::sleep(lease / 2);
+    // Kept: the lease starts again.
+    assert!(store.keep_request(&taken[0]).expect("kept"));
+    std::thread::sleep(lease / 2 + lease / 4);
+    assert!(store.take_requests().expect("still held").is_empty());
+    assert!(store.requests().expect("read").is_empty());
+    std::thread::sleep(lease);
+    assert_eq!(ids(&store.requests().expect("waiting again")), [id]);
+    assert_eq!(ids(&store.take_requests().expect("taken again")), [id]);
+    // Its own take again: no take-over event.
+    assert!(store.events(Some(&a), 0, 10).expect("events").is_empty());
+}
+
+#[test]
+fn a_request_given_back_waits_again_with_its_id_and_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open_locked(dir.path()).expect("locked");
+    let reader = SqliteStore::open(dir.path()).expect("reader");
+    let (a, b) = (name("a.example"), name("b.example"));
+    let ia = reader
+        .add_request(&a, Request::ROTATE_NOW, at(1, 0))
+        .expect("queued");
+    let ib = reader
+        .add_request(&b, Request::ROTATE_NOW, at(2, 0))
+        .expect("queued");
+    let taken = store.take_requests().expect("taken");
+    assert_eq!(ids(&taken), [ia, ib]);
+    assert!(matches!(
+        reader.done_requests(&[ia]),
+        Err(StoreError::NotLocked { .. })
+    ));
+    store.done_requests(&[ia]).expect("a done");
+    requeue(&store, taken.iter().filter(|r| r.id == ib)).expect("b given back");
+    let waiting = reader.requests().expect("read");
+    assert_eq!(waiting, vec![taken[1].clone()]);
+    assert_eq!(
+        store.take_requests().expect("b again"),
+        vec![taken[1].clone()]
+    );
+}
+
+#[test]
+fn a_version_4_store_keeps_its_queued_requests_as_waiting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = SqliteStore::open(dir.path()).expect("v5");
+        drop(store);
+        let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
+        // Back to version 4's requests table, with one request queued.
+        conn.execute_batch(
+            "DROP TABLE requests;
+             CREATE TABLE requests (id INTEGER PRIMARY KEY AUTOINCREMENT, domain TEXT NOT NULL,
+                 what TEXT NOT NULL, at TEXT NOT NULL);
+             INSERT INTO requests (domain, what, at)
+             VALUES ('a.example', 'rotate_now', '2026-01-01T00:00:00.000000000Z');",
+        )
+        .expect("v4 requests");
+        conn.pragma_update(None, "user_version", 4)
+            .expect("version");
+    }
+    let store = SqliteStore::open_locked(dir.path()).expect("migrates");
+    let waiting = store.requests().expect("read");
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(ids(&store.take_requests().expect("taken")), ids(&waiting));
+    let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
+    let v: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("version");
+    assert_eq!(v, 5);
+}
+
 #[test]
 fn a_version_2_store_gets_the_held_column() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -84,13 +84,25 @@ mod tests {
             w[0].message
         );
         // `status` shows it, and it needs an operator (status exits 4).
-        let st = super::super::status::domain_status(&state, None, Vec::new(), now);
+        let st = super::super::status::domain_status(
+            &state,
+            None,
+            Vec::new(),
+            chrono::TimeDelta::hours(1),
+            now,
+        );
         assert_eq!(st.warnings, w);
         assert_eq!(st.attention.len(), 1, "{:?}", st.attention);
         assert_eq!(st.attention[0].kind, "weak_key");
         // A 1024-bit key warns but needs no operator.
         state.keys[0].bits = 1024;
-        let st = super::super::status::domain_status(&state, None, Vec::new(), now);
+        let st = super::super::status::domain_status(
+            &state,
+            None,
+            Vec::new(),
+            chrono::TimeDelta::hours(1),
+            now,
+        );
         assert_eq!(st.warnings[0].code, "rsa_weak");
         assert!(st.attention.is_empty(), "{:?}", st.attention);
     }

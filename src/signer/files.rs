@@ -325,7 +325,18 @@ impl OpenDkimFiles {
                 return Err(SignerError::ConfMismatch {
                     conf: conf_path.clone(),
                     setting,
-                    found: format!("{found:?}"),
+                    found: match found {
+                        Some(crate::signer::opendkim::TableRef::File(p)) => {
+                            crate::quote::quoted(&p.display().to_string())
+                        }
+                        Some(crate::signer::opendkim::TableRef::Refile(p)) => {
+                            crate::quote::quoted(&format!("refile:{}", p.display()))
+                        }
+                        Some(crate::signer::opendkim::TableRef::Other(v)) => {
+                            crate::quote::quoted(v)
+                        }
+                        None => "not set".into(),
+                    },
                     expected: expected.clone(),
                 });
             }

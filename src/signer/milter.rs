@@ -41,13 +41,17 @@ pub enum MilterSocket {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SocketSpecError {
     /// `local:` or `unix:` with nothing after it.
-    #[error("socket {0:?} names no path")]
+    #[error("socket {} names no path", crate::quote::quoted(.0))]
     NoPath(String),
     /// None of the known socket forms.
-    #[error("socket {0:?} is not local:/path, unix:/path, inet:PORT@HOST or inet6:PORT@HOST")]
+    #[error("socket {} is not local:/path, unix:/path, inet:PORT@HOST or inet6:PORT@HOST", crate::quote::quoted(.0))]
     UnknownForm(String),
     /// An inet socket whose port is not a port number.
-    #[error("socket {spec:?}: {port:?} is not a port")]
+    #[error(
+        "socket {}: {} is not a port",
+        crate::quote::quoted(spec),
+        crate::quote::quoted(port)
+    )]
     BadPort {
         /// The socket value.
         spec: String,

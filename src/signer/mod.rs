@@ -472,7 +472,10 @@ impl Signer {
 pub enum SignerError {
     /// A domain that cannot be used in a path or table (selectors are
     /// validated [`Selector`]s).
-    #[error("invalid {what} {value:?}: use letters, digits, '-', '_' and '.'")]
+    #[error(
+        "invalid {what} {}: use letters, digits, '-', '_' and '.'",
+        crate::quote::quoted(value)
+    )]
     InvalidName {
         /// `domain` or `selector`.
         what: &'static str,
@@ -502,13 +505,13 @@ pub enum SignerError {
         source: ParseError,
     },
     /// opendkim.conf names other table files than this signer edits.
-    #[error("{}: {setting} is {found:?}, but maildns edits {}", conf.display(), expected.display())]
+    #[error("{}: {setting} is {found}, but maildns edits {}", conf.display(), expected.display())]
     ConfMismatch {
         /// The opendkim.conf.
         conf: PathBuf,
         /// `KeyTable` or `SigningTable`.
         setting: &'static str,
-        /// What the conf says.
+        /// What the conf says, quoted as written (`not set` when absent).
         found: String,
         /// What this signer edits.
         expected: PathBuf,
@@ -567,7 +570,7 @@ pub enum SignerError {
     },
     /// opendkim.conf's `UserID` is not the user `[signer]` names: the checks
     /// would be made for the wrong user.
-    #[error("{}: UserID is {found:?}, but [signer] user is {expected:?}: OpenDKIM reads its files as {found:?}", conf.display())]
+    #[error("{}: UserID is {found_q}, but [signer] user is {}: OpenDKIM reads its files as {found_q}", conf.display(), crate::quote::quoted(expected), found_q = crate::quote::quoted(found))]
     UserMismatch {
         /// The opendkim.conf.
         conf: PathBuf,
@@ -602,7 +605,7 @@ pub enum SignerError {
         message: String,
     },
     /// The reload command could not run or failed.
-    #[error("reload command {command:?} failed: {reason}")]
+    #[error("reload command [{}] failed: {reason}", command.iter().map(|a| crate::quote::quoted(a)).collect::<Vec<_>>().join(", "))]
     Reload {
         /// The command.
         command: Vec<String>,

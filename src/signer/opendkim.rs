@@ -30,16 +30,16 @@ pub struct ParseError {
 #[non_exhaustive]
 pub enum ParseErrorKind {
     /// A key with no value.
-    #[error("entry {0:?} has no value")]
+    #[error("entry {} has no value", crate::quote::quoted(.0))]
     MissingValue(String),
     /// A key.table value that is not `DOMAIN:SELECTOR:KEY`.
-    #[error("entry {0:?}: value must be DOMAIN:SELECTOR:/path/to/key")]
+    #[error("entry {}: value must be DOMAIN:SELECTOR:/path/to/key", crate::quote::quoted(.0))]
     BadKeyValue(String),
     /// A value maildns cannot write safely (whitespace, `#`, `:` or newline in a field).
-    #[error("field {0:?} contains whitespace, '#', ':' or a newline")]
+    #[error("field {} contains whitespace, '#', ':' or a newline", crate::quote::quoted(.0))]
     BadField(String),
     /// An opendkim.conf setting whose value cannot be understood.
-    #[error("{name}: bad value {value:?}")]
+    #[error("{name}: bad value {}", crate::quote::quoted(value))]
     BadSetting {
         /// Setting name.
         name: String,
@@ -165,6 +165,19 @@ impl KeyTable {
     pub fn entries(&self) -> impl Iterator<Item = &KeyEntry> {
         self.lines.iter().filter_map(|l| match l {
             Line::Entry { entry, .. } => Some(entry),
+            Line::Other(_) => None,
+        })
+    }
+
+    /// Every entry with its 1-based line in the file as parsed, in file
+    /// order (an entry added since has no line).
+    pub fn entries_with_lines(&self) -> impl Iterator<Item = (Option<usize>, &KeyEntry)> {
+        self.lines.iter().enumerate().filter_map(|(i, l)| match l {
+            Line::Entry {
+                entry,
+                raw: Some(_),
+            } => Some((Some(i + 1), entry)),
+            Line::Entry { entry, raw: None } => Some((None, entry)),
             Line::Other(_) => None,
         })
     }

@@ -43,8 +43,9 @@ pub enum TablesError {
     File(#[from] ReadError),
     /// A table of a data set type maildns cannot read (`db:`, `ldap:`, ...).
     #[error(
-        "{}: {setting} is {value:?}: maildns reads only file: and refile: tables; convert it to a flat file first",
-        conf.display()
+        "{}: {setting} is {}: maildns reads only file: and refile: tables; convert it to a flat file first",
+        conf.display(),
+        crate::quote::quoted(value)
     )]
     Unsupported {
         /// opendkim.conf.

@@ -75,10 +75,10 @@ const ATTEMPTS: usize = 5;
 #[non_exhaustive]
 pub enum RspamdError {
     /// A domain that cannot be a Redis field name as rspamd looks it up.
-    #[error("invalid domain {0:?}: use letters, digits, '-', '_' and '.'")]
+    #[error("invalid domain {}: use letters, digits, '-', '_' and '.'", crate::quote::quoted(.0))]
     InvalidDomain(String),
     /// The Redis URL does not parse, or carries a password.
-    #[error("redis URL {url:?}: {reason}")]
+    #[error("redis URL {}: {reason}", crate::quote::quoted(url))]
     RedisUrl {
         /// The URL (with any password removed).
         url: String,
@@ -86,7 +86,7 @@ pub enum RspamdError {
         reason: String,
     },
     /// The controller URL does not parse or carries credentials.
-    #[error("rspamd controller URL {url:?}: {reason}")]
+    #[error("rspamd controller URL {}: {reason}", crate::quote::quoted(url))]
     ControllerUrl {
         /// The URL (with any credentials removed).
         url: String,

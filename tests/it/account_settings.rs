@@ -227,9 +227,9 @@ fn empty_settings_environment_names_and_paths_are_refused_at_load() {
     refused(
         "provider = \"namecheap\"\napi_user = \"alice\"\nusername = \"\"\nclient_ip = \"192.0.2.1\"\ntoken_env = \"\"\ntoken_file = \" \"",
         &[
+            "maildns.toml:5: accounts.a.username: is empty: give a value, or remove the key",
             "maildns.toml:7: accounts.a.token_env: is empty: give the name of an environment variable (hint: write a value, or remove the key for the default)",
             "maildns.toml:8: accounts.a.token_file: is empty: give a path (hint: write a value, or remove the key for the default)",
-            "maildns.toml:5: accounts.a.username: is empty: give a value, or remove the key",
         ],
     );
     refused(
@@ -241,8 +241,8 @@ fn empty_settings_environment_names_and_paths_are_refused_at_load() {
     refused(
         "provider = \"powerdns\"\nbase_url = \"\"\ntoken_env = \"A=B\"",
         &[
-            "maildns.toml:5: accounts.a.token_env: 'A=B' is not an environment variable name (it holds '=' or NUL) (hint: e.g. \"MAILDNS_PDNS_TOKEN\")",
             "maildns.toml:4: accounts.a.base_url: is empty: give a value, or remove the key",
+            "maildns.toml:5: accounts.a.token_env: 'A=B' is not an environment variable name (it holds '=' or NUL) (hint: e.g. \"MAILDNS_PDNS_TOKEN\")",
         ],
     );
 }

@@ -377,3 +377,63 @@ fn a_1024_bit_key_is_adopted_with_a_warning_on_every_run() {
         );
     }
 }
+
+/// From a user trial: a KeyTable line no SigningTable line names (an old key
+/// kept, its file already deleted) made `import opendkim` exit 1. OpenDKIM
+/// never signs with such an entry: it is a warning naming file:line and the
+/// entry, the key the SigningTable names is adopted, exit 0.
+#[test]
+fn an_unused_key_table_entry_is_a_warning_and_the_rest_is_imported() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = seed_layout(dir.path(), "example.com");
+    let d = dir.path().display();
+    let key_table = dir.path().join("key.table");
+    std::fs::write(
+        &key_table,
+        format!(
+            "old example.com:201801:{d}/keys/old.private\nprueba example.com:201908:{d}/keys/prueba.private\n"
+        ),
+    )
+    .unwrap();
+
+    let o = cmd().config(&cfg).args(["import", "opendkim"]).run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
+    let text = o.text();
+    assert!(
+        text.contains(&format!(
+            "warning: {}:1: KeyTable entry \"old\" is named by no SigningTable line (OpenDKIM does not sign with it): not imported",
+            key_table.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("example.com: adopted selector 201908 (rsa 1024 bits)"),
+        "{text}"
+    );
+    let store = SqliteStore::open(&dir.path().join("state")).unwrap();
+    let state = store.load(&example()).unwrap();
+    assert_eq!(state.keys.len(), 1, "{state:?}");
+    assert_eq!(
+        state.active(Algorithm::Rsa).map(|k| k.selector.to_string()),
+        Some("201908".into())
+    );
+
+    // --json: the entry is reported as unused, and not as a problem.
+    let o = cmd()
+        .config(&cfg)
+        .args(["--json", "import", "opendkim"])
+        .run();
+    assert_eq!(o.status.code(), Some(0), "{}", o.text());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let outcomes: Vec<(&str, &str)> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [("old", "unused"), ("prueba", "already_adopted")],
+        "{v}"
+    );
+}

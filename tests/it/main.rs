@@ -8,6 +8,7 @@
 //! has its own runtime.
 
 mod account_settings;
+mod check_messages;
 mod cli;
 mod cloud_hosts;
 mod diagnose;
@@ -32,8 +33,10 @@ mod output;
 mod pacing;
 mod pg_state;
 mod pg_tls;
+mod pg_url;
 mod plan_ttl;
 mod propagation;
+mod propagation_wait;
 mod publish_dnsimple_namecheap_godaddy;
 mod publish_servers;
 mod readback;
@@ -44,6 +47,7 @@ mod rspamd_rotation;
 mod rspamd_signer;
 mod secret;
 mod shared_keys;
+mod sqlite_requests;
 mod status;
 mod support;
 mod watch_verify;

@@ -12,13 +12,15 @@ use chrono::{DateTime, TimeZone, Utc};
 use maildns::publish::Ledger;
 use maildns::publish::ledger::Change;
 use maildns::rotation::{
-    Algorithm, Diagnosis, DomainState, Event, KeyRecord, KeyStatus, LedgerEntry, PgOptions,
-    PgStore, Selector, SqliteStore, Store, StoreError,
+    Diagnosis, DomainState, Event, KeyRecord, KeyStatus, LedgerEntry, PgOptions, PgStore, Selector,
+    SqliteStore, Store, StoreError,
 };
 use maildns_providers::{Fqdn, Secret};
 use maildns_testkit::Postgres;
 
 use crate::cmd;
+use crate::support::cli::{UNREACHED_POWERDNS, shared_state, write_config};
+use crate::support::key_at;
 
 fn t(day: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 1, day, 10, 0, 0).unwrap()
@@ -39,26 +41,26 @@ pub(crate) fn connect(pg: &Postgres, url: &str, replica: &str, lease: Duration) 
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// A PostgreSQL with the database `state` and two replicas of it, `a:1` and
+/// `b:2`, each admitted as a writer, with leases of `lease`.
+fn two_replicas(lease: Duration) -> (Postgres, String, PgStore, PgStore) {
+    let pg = Postgres::start();
+    let url = pg.create_database("state");
+    let a = connect(&pg, &url, "a:1", lease);
+    let b = connect(&pg, &url, "b:2", lease);
+    a.lock_exclusive().unwrap();
+    b.lock_exclusive().unwrap();
+    (pg, url, a, b)
+}
+
 fn key(selector: &str, status: KeyStatus) -> KeyRecord {
+    let path = format!("/var/lib/maildns/keys/example.com/{selector}.pem");
     KeyRecord {
-        selector: Selector::parse(selector).unwrap(),
-        algorithm: Algorithm::Rsa,
-        bits: 2048,
-        status,
-        created_at: t(1),
-        key_path: Some(format!("/var/lib/maildns/keys/example.com/{selector}.pem")),
         published_at: Some(t(2)),
         propagated_at: Some(t(3)),
         safe_after: Some(t(4)),
         active_at: (status == KeyStatus::Active).then(|| t(5)),
-        retired_at: None,
-        withdrawn_at: None,
-        destroyed_at: None,
-        not_before: None,
-        failure: None,
-        held: None,
-        attempts: 0,
-        withdrawal_safe_after: None,
+        ..key_at(selector, status, t(1), Some(path))
     }
 }
 
@@ -179,13 +181,8 @@ fn the_shared_store_saves_loads_and_logs_like_the_embedded_one() {
 
 #[test]
 fn one_replica_at_a_time_per_domain_and_an_expired_lease_is_taken_over() {
-    let pg = Postgres::start();
-    let url = pg.create_database("state");
     let lease = Duration::from_millis(600);
-    let a = connect(&pg, &url, "a:1", lease);
-    let b = connect(&pg, &url, "b:2", lease);
-    a.lock_exclusive().unwrap();
-    b.lock_exclusive().unwrap();
+    let (_pg, _url, a, b) = two_replicas(lease);
     let d = fqdn("example.com");
     let other = fqdn("example.org");
     let state = sample_state("example.com");
@@ -589,12 +586,8 @@ fn rows(list: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
 /// saved is lost (a whole-ledger save would drop the other's entries).
 #[test]
 fn concurrent_ledger_updates_from_two_machines_lose_nothing() {
-    let pg = Postgres::start();
-    let url = pg.create_database("state");
-    let a = Arc::new(connect(&pg, &url, "a:1", Duration::from_secs(30)));
-    let b = Arc::new(connect(&pg, &url, "b:2", Duration::from_secs(30)));
-    a.lock_exclusive().unwrap();
-    b.lock_exclusive().unwrap();
+    let (pg, _url, a, b) = two_replicas(Duration::from_secs(30));
+    let (a, b) = (Arc::new(a), Arc::new(b));
     // What an earlier run published; neither machine touches it.
     Ledger::update_in(
         a.as_ref(),
@@ -759,13 +752,8 @@ fn concurrent_ledger_updates_from_two_machines_lose_nothing() {
 /// replica that lost the lease saves none of them.
 #[test]
 fn a_ledger_update_under_a_lost_lease_saves_nothing() {
-    let pg = Postgres::start();
-    let url = pg.create_database("state");
     let lease = Duration::from_millis(500);
-    let a = connect(&pg, &url, "a:1", lease);
-    let b = connect(&pg, &url, "b:2", lease);
-    a.lock_exclusive().unwrap();
-    b.lock_exclusive().unwrap();
+    let (_pg, _url, a, b) = two_replicas(lease);
     let d = fqdn("leased.example");
     a.lease(&d).unwrap();
     // Under its lease, a saves.
@@ -858,16 +846,16 @@ fn rotate_by_hand_leaves_the_requests_it_does_not_do_queued() {
     let pg = Postgres::start();
     let url = pg.create_database("state");
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("maildns.toml");
     // The DNS host is never reached: both runs stop at the lease.
-    std::fs::write(
-        &cfg,
-        format!(
-            "state_dir = \"{state}\"\n[state]\nurl = \"{url}\"\nreplica_id = \"admin\"\n[accounts.dns]\nprovider = \"powerdns\"\nbase_url = \"http://127.0.0.1:9\"\n[domains.\"a.example\"]\naccount = \"dns\"\n[domains.\"a.example\".dkim]\nalgorithms = [\"rsa\"]\n[domains.\"b.example\"]\naccount = \"dns\"\n[domains.\"b.example\".dkim]\nalgorithms = [\"rsa\"]\n",
-            state = dir.path().join("state").display(),
+    let cfg = write_config(
+        dir.path(),
+        "dns",
+        UNREACHED_POWERDNS,
+        &format!(
+            "{}[domains.\"a.example\"]\naccount = \"dns\"\n[domains.\"a.example\".dkim]\nalgorithms = [\"rsa\"]\n[domains.\"b.example\"]\naccount = \"dns\"\n[domains.\"b.example\".dkim]\nalgorithms = [\"rsa\"]\n",
+            shared_state(&url, "admin"),
         ),
-    )
-    .unwrap();
+    );
     let replica = connect(&pg, &url, "mx1", Duration::from_secs(30));
     replica.lock_exclusive().unwrap();
     replica

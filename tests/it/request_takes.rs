@@ -6,12 +6,14 @@
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use maildns::rotation::{Algorithm, DomainState, KeyRecord, KeyStatus, Selector, Store};
+use maildns::rotation::{DomainState, KeyRecord, KeyStatus, Store};
 use maildns_providers::Fqdn;
 use maildns_testkit::Postgres;
 
 use crate::cmd;
 use crate::pg_state::connect;
+use crate::support::cli::{UNREACHED_POWERDNS, shared_state, write_config};
+use crate::support::key_at;
 
 #[test]
 fn a_request_taken_by_a_replica_that_died_is_done_by_another_after_its_lease() {
@@ -21,15 +23,15 @@ fn a_request_taken_by_a_replica_that_died_is_done_by_another_after_its_lease() {
     let domain = Fqdn::parse("a.example").unwrap();
     // The DNS host is never reached: the forced rotation is seen in the
     // state (a new key generated while none is due), not in DNS.
-    let cfg = dir.path().join("maildns.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "state_dir = \"{state}\"\n[state]\nurl = \"{url}\"\nreplica_id = \"mx2\"\n[accounts.dns]\nprovider = \"powerdns\"\nbase_url = \"http://127.0.0.1:9\"\n[domains.\"a.example\"]\naccount = \"dns\"\n[domains.\"a.example\".dkim]\nalgorithms = [\"rsa\"]\nbits = 2048\nselector_format = \"k%Y%m%d%H%M%S\"\nrotation_interval = \"30d\"\n",
-            state = dir.path().join("state").display(),
+    let cfg = write_config(
+        dir.path(),
+        "dns",
+        UNREACHED_POWERDNS,
+        &format!(
+            "{}[domains.\"a.example\"]\naccount = \"dns\"\n[domains.\"a.example\".dkim]\nalgorithms = [\"rsa\"]\nbits = 2048\nselector_format = \"k%Y%m%d%H%M%S\"\nrotation_interval = \"30d\"\n",
+            shared_state(&url, "mx2"),
         ),
-    )
-    .unwrap();
+    );
 
     // mx1 holds an active key made yesterday: no rotation is due for a month.
     let lease = Duration::from_secs(3);
@@ -37,26 +39,10 @@ fn a_request_taken_by_a_replica_that_died_is_done_by_another_after_its_lease() {
     mx1.lock_exclusive().unwrap();
     let yesterday = Utc::now() - TimeDelta::days(1);
     let mut state = DomainState::new(domain.clone());
-    state.keys.push(KeyRecord {
-        selector: Selector::parse("k1").unwrap(),
-        algorithm: Algorithm::Rsa,
-        bits: 2048,
-        status: KeyStatus::Active,
-        created_at: yesterday,
-        key_path: Some(dir.path().join("k1.private").display().to_string()),
-        published_at: Some(yesterday),
-        propagated_at: Some(yesterday),
-        safe_after: Some(yesterday),
-        active_at: Some(yesterday),
-        retired_at: None,
-        withdrawn_at: None,
-        destroyed_at: None,
-        not_before: None,
-        failure: None,
-        held: None,
-        attempts: 0,
-        withdrawal_safe_after: None,
-    });
+    let k1 = dir.path().join("k1.private").display().to_string();
+    state
+        .keys
+        .push(key_at("k1", KeyStatus::Active, yesterday, Some(k1)));
     mx1.lease(&domain).unwrap();
     mx1.save(&state, &[]).unwrap();
     mx1.release(&domain).unwrap();

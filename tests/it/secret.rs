@@ -6,22 +6,27 @@
 
 use std::path::{Path, PathBuf};
 
-use maildns_testkit::cmd::Maildns;
+use maildns_testkit::cmd::{Maildns, Output};
 
 use crate::cmd;
+use crate::support::cli::write_config;
 
 const VALUE: &str = "tok-do-not-print-7319";
 
+/// A config whose one account `account` is on the PowerDNS API at `api_url`,
+/// with `example.com` (its TOML lines `records`) on it.
+fn pdns_config(dir: &Path, account: &str, api_url: &str, records: &str) -> PathBuf {
+    write_config(
+        dir,
+        account,
+        &format!("provider = \"powerdns\"\nbase_url = \"{api_url}\""),
+        &format!("[domains.\"example.com\"]\naccount = \"{account}\"\n{records}"),
+    )
+}
+
 fn setup(account: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("maildns.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "state_dir = \"state\"\n[accounts.{account}]\nprovider = \"powerdns\"\nbase_url = \"http://127.0.0.1:1/api/v1\"\n[domains.\"example.com\"]\naccount = \"{account}\"\n"
-        ),
-    )
-    .unwrap();
+    let cfg = pdns_config(dir.path(), account, "http://127.0.0.1:1/api/v1", "");
     (dir, cfg)
 }
 
@@ -33,6 +38,11 @@ fn no_session_bus(cfg: &Path) -> Maildns {
         .env_remove("DBUS_SESSION_BUS_ADDRESS")
         .env_remove("XDG_RUNTIME_DIR")
         .env_remove("MAILDNS_LOG")
+}
+
+/// [`no_session_bus`] run with `args` and `env`.
+fn run(cfg: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    no_session_bus(cfg).args(args).envs(env).run()
 }
 
 /// A fresh account name per test run, so a real keyring is never clobbered.
@@ -54,10 +64,7 @@ fn get_reports_the_env_source_and_hides_the_value() {
     let var = format!("MAILDNS_{}_TOKEN", acc.to_ascii_uppercase());
     let env = [(var.as_str(), VALUE)];
 
-    let o = no_session_bus(&cfg)
-        .args(["secret", "get", &acc])
-        .envs(&env)
-        .run();
+    let o = run(&cfg, &["secret", "get", &acc], &env);
     assert_eq!(o.status.code(), Some(0), "{}", o.text());
     assert!(
         o.text().contains(&format!("environment variable {var}")),
@@ -70,10 +77,7 @@ fn get_reports_the_env_source_and_hides_the_value() {
         o.text()
     );
 
-    let o = no_session_bus(&cfg)
-        .args(["--json", "secret", "get", &acc])
-        .envs(&env)
-        .run();
+    let o = run(&cfg, &["--json", "secret", "get", &acc], &env);
     assert_eq!(o.status.code(), Some(0), "{}", o.text());
     assert!(!o.text().contains(VALUE), "{}", o.text());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -82,16 +86,10 @@ fn get_reports_the_env_source_and_hides_the_value() {
     assert_eq!(v["location"], var.as_str());
     assert!(v.get("value").is_none(), "{v}");
 
-    let o = no_session_bus(&cfg)
-        .args(["secret", "get", &acc, "--show"])
-        .envs(&env)
-        .run();
+    let o = run(&cfg, &["secret", "get", &acc, "--show"], &env);
     assert_eq!(o.status.code(), Some(0), "{}", o.text());
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim_end(), VALUE);
-    let o = no_session_bus(&cfg)
-        .args(["--json", "secret", "get", &acc, "--show"])
-        .envs(&env)
-        .run();
+    let o = run(&cfg, &["--json", "secret", "get", &acc, "--show"], &env);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["value"], VALUE);
 }
@@ -100,10 +98,7 @@ fn get_reports_the_env_source_and_hides_the_value() {
 fn get_without_any_credential_lists_the_places_and_fails() {
     let acc = account("noacc");
     let (_dir, cfg) = setup(&acc);
-    let o = no_session_bus(&cfg)
-        .args(["secret", "get", &acc])
-        .envs(&[])
-        .run();
+    let o = run(&cfg, &["secret", "get", &acc], &[]);
     assert_eq!(o.status.code(), Some(1), "{}", o.text());
     let out = o.text();
     assert!(out.contains("no credential found"), "{out}");
@@ -126,23 +121,14 @@ fn set_reads_stdin_and_without_a_session_keyring_says_how_to_get_one() {
         // A session keyring is available: the token round-trips, then goes.
         Some(0) => {
             assert!(out.contains("token stored in the OS keyring"), "{out}");
-            let g = no_session_bus(&cfg)
-                .args(["--json", "secret", "get", &acc, "--show"])
-                .envs(&[])
-                .run();
+            let g = run(&cfg, &["--json", "secret", "get", &acc, "--show"], &[]);
             let v: serde_json::Value = serde_json::from_slice(&g.stdout).unwrap();
             assert_eq!(v["source"], "keyring");
             assert_eq!(v["keyring"], "kernel-keyring", "no session bus: {v}");
             assert_eq!(v["value"], VALUE, "trailing newline stripped");
-            let d = no_session_bus(&cfg)
-                .args(["secret", "delete", &acc])
-                .envs(&[])
-                .run();
+            let d = run(&cfg, &["secret", "delete", &acc], &[]);
             assert_eq!(d.status.code(), Some(0), "{}", d.text());
-            let g = no_session_bus(&cfg)
-                .args(["secret", "get", &acc])
-                .envs(&[])
-                .run();
+            let g = run(&cfg, &["secret", "get", &acc], &[]);
             assert_eq!(g.status.code(), Some(1), "{}", g.text());
         }
         // No session keyring (the usual case in containers and CI).
@@ -167,10 +153,7 @@ fn set_refuses_empty_input_and_argv_tokens() {
     assert_eq!(o.status.code(), Some(65), "{}", o.text());
     assert!(o.text().contains("no token on stdin"), "{}", o.text());
     // There is no way to pass the token as an argument.
-    let o = no_session_bus(&cfg)
-        .args(["secret", "set", &acc, VALUE])
-        .envs(&[])
-        .run();
+    let o = run(&cfg, &["secret", "set", &acc, VALUE], &[]);
     assert_eq!(o.status.code(), Some(64), "{}", o.text());
 }
 
@@ -192,18 +175,6 @@ fn unknown_account_is_a_data_error_listing_the_known_ones() {
         assert!(o.text().contains("unknown account 'nope'"), "{}", o.text());
         assert!(o.text().contains(&acc), "{}", o.text());
     }
-}
-
-fn pdns_config(dir: &Path, account: &str, api_url: &str) -> PathBuf {
-    let cfg = dir.join("maildns.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "state_dir = \"state\"\n[accounts.{account}]\nprovider = \"powerdns\"\nbase_url = \"{api_url}\"\n[domains.\"example.com\"]\naccount = \"{account}\"\nspf = \"v=spf1 -all\"\n"
-        ),
-    )
-    .unwrap();
-    cfg
 }
 
 async fn spf_at_apex(pdns: &maildns_testkit::PowerDns) -> Vec<String> {
@@ -236,7 +207,7 @@ async fn secret_service_set_get_publish_delete() {
     let bus = maildns_testkit::SessionBus::with_secret_service();
     let acc = account("ssacc");
     let dir = tempfile::tempdir().unwrap();
-    let cfg = pdns_config(dir.path(), &acc, &pdns.api_url);
+    let cfg = pdns_config(dir.path(), &acc, &pdns.api_url, "spf = \"v=spf1 -all\"\n");
     let token = pdns.api_key.clone();
     let on_bus = [
         ("DBUS_SESSION_BUS_ADDRESS", bus.address.as_str()),
@@ -265,27 +236,18 @@ async fn secret_service_set_get_publish_delete() {
     );
 
     // get: found in the Secret Service; the value only with --show.
-    let o = no_session_bus(&cfg)
-        .args(["--json", "secret", "get", &acc])
-        .envs(&on_bus)
-        .run();
+    let o = run(&cfg, &["--json", "secret", "get", &acc], &on_bus);
     assert_eq!(o.status.code(), Some(0), "{}", o.text());
     assert!(!o.text().contains(&token), "{}", o.text());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["source"], "keyring", "{v}");
     assert_eq!(v["keyring"], "secret-service", "{v}");
     assert_eq!(v["location"], "Secret Service, service \"maildns\"", "{v}");
-    let o = no_session_bus(&cfg)
-        .args(["secret", "get", &acc, "--show"])
-        .envs(&on_bus)
-        .run();
+    let o = run(&cfg, &["secret", "get", &acc, "--show"], &on_bus);
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim_end(), token);
 
     // Without the bus the kernel keyring is asked, which does not have it.
-    let o = no_session_bus(&cfg)
-        .args(["--json", "secret", "get", &acc])
-        .envs(&[])
-        .run();
+    let o = run(&cfg, &["--json", "secret", "get", &acc], &[]);
     assert_eq!(o.status.code(), Some(1), "{}", o.text());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["looked"].to_string().contains("kernel keyring"), "{v}");
@@ -293,7 +255,7 @@ async fn secret_service_set_get_publish_delete() {
     // publish authenticates with the token from the Secret Service, and
     // neither output nor trace-level logs show it.
     assert!(spf_at_apex(&pdns).await.is_empty());
-    let o = no_session_bus(&cfg).args(["publish"]).envs(&on_bus).run();
+    let o = run(&cfg, &["publish"], &on_bus);
     let out = o.text();
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(!out.contains(&token), "token in output or logs: {out}");
@@ -303,17 +265,11 @@ async fn secret_service_set_get_publish_delete() {
     );
 
     // delete: gone from the daemon; get and publish now fail, naming the store.
-    let o = no_session_bus(&cfg)
-        .args(["secret", "delete", &acc])
-        .envs(&on_bus)
-        .run();
+    let o = run(&cfg, &["secret", "delete", &acc], &on_bus);
     assert_eq!(o.status.code(), Some(0), "{}", o.text());
     assert!(o.text().contains("Secret Service"), "{}", o.text());
     assert!(bus.search_items(&attrs).is_empty());
-    let o = no_session_bus(&cfg)
-        .args(["secret", "get", &acc])
-        .envs(&on_bus)
-        .run();
+    let o = run(&cfg, &["secret", "get", &acc], &on_bus);
     assert_eq!(o.status.code(), Some(1), "{}", o.text());
     assert!(
         o.text().contains(&format!(
@@ -322,14 +278,11 @@ async fn secret_service_set_get_publish_delete() {
         "{}",
         o.text()
     );
-    let o = no_session_bus(&cfg).args(["publish"]).envs(&on_bus).run();
+    let o = run(&cfg, &["publish"], &on_bus);
     assert_ne!(o.status.code(), Some(0), "{}", o.text());
     assert!(o.text().contains("no credential"), "{}", o.text());
     // deleting again is fine
-    let o = no_session_bus(&cfg)
-        .args(["secret", "delete", &acc])
-        .envs(&on_bus)
-        .run();
+    let o = run(&cfg, &["secret", "delete", &acc], &on_bus);
     assert_eq!(o.status.code(), Some(0), "{}", o.text());
 }
 
@@ -351,17 +304,11 @@ fn a_session_bus_without_a_secret_service_means_the_kernel_keyring() {
             let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
             assert_eq!(v["keyring"], "kernel-keyring", "{v}");
             // The same entry is seen with no bus at all: one store.
-            let g = no_session_bus(&cfg)
-                .args(["--json", "secret", "get", &acc, "--show"])
-                .envs(&[])
-                .run();
+            let g = run(&cfg, &["--json", "secret", "get", &acc, "--show"], &[]);
             let v: serde_json::Value = serde_json::from_slice(&g.stdout).unwrap();
             assert_eq!(v["keyring"], "kernel-keyring", "{v}");
             assert_eq!(v["value"], VALUE);
-            let d = no_session_bus(&cfg)
-                .args(["secret", "delete", &acc])
-                .envs(&on_bus)
-                .run();
+            let d = run(&cfg, &["secret", "delete", &acc], &on_bus);
             assert_eq!(d.status.code(), Some(0), "{}", d.text());
             assert!(d.text().contains("kernel keyring"), "{}", d.text());
         }
@@ -392,10 +339,7 @@ fn a_locked_secret_service_is_an_error_naming_it_never_another_store() {
     assert!(out.contains("locked or access was refused"), "{out}");
     assert!(!out.contains("token stored"), "{out}");
     // Not quietly stored in the kernel keyring instead.
-    let o = no_session_bus(&cfg)
-        .args(["--json", "secret", "get", &acc])
-        .envs(&[])
-        .run();
+    let o = run(&cfg, &["--json", "secret", "get", &acc], &[]);
     assert_eq!(o.status.code(), Some(1), "{}", o.text());
 }
 
@@ -423,10 +367,7 @@ fn state_password_is_kept_in_the_keyring_and_used_for_the_store() {
     let attrs = [("service", "maildns"), ("username", "state-password")];
 
     // Without it, the store refuses the connection.
-    let o = no_session_bus(&cfg)
-        .args(["--json", "status"])
-        .envs(&on_bus)
-        .run();
+    let o = run(&cfg, &["--json", "status"], &on_bus);
     assert_eq!(o.status.code(), Some(1), "{}", o.text());
 
     let o = no_session_bus(&cfg)
@@ -443,53 +384,47 @@ fn state_password_is_kept_in_the_keyring_and_used_for_the_store() {
     assert!(!out.contains(&pg.password), "{out}");
     assert_eq!(bus.search_items(&attrs).len(), 1);
 
-    let o = no_session_bus(&cfg)
-        .args(["--json", "secret", "get", "state-password"])
-        .envs(&on_bus)
-        .run();
+    let o = run(
+        &cfg,
+        &["--json", "secret", "get", "state-password"],
+        &on_bus,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", o.text());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["source"], "keyring", "{v}");
     assert!(!o.text().contains(&pg.password), "{}", o.text());
 
     // status reads the store with the password from the keyring.
-    let o = no_session_bus(&cfg)
-        .args(["--json", "status"])
-        .envs(&on_bus)
-        .run();
+    let o = run(&cfg, &["--json", "status"], &on_bus);
     assert_eq!(o.status.code(), Some(0), "{}", o.text());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v.get("error").is_none(), "{v}");
     assert!(!o.text().contains(&pg.password), "{}", o.text());
 
     // delete says whether there was one.
-    let o = no_session_bus(&cfg)
-        .args(["--json", "secret", "delete", "state-password"])
-        .envs(&on_bus)
-        .run();
+    let o = run(
+        &cfg,
+        &["--json", "secret", "delete", "state-password"],
+        &on_bus,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", o.text());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["deleted"], true, "{v}");
     assert!(bus.search_items(&attrs).is_empty());
-    let o = no_session_bus(&cfg)
-        .args(["--json", "secret", "delete", "state-password"])
-        .envs(&on_bus)
-        .run();
+    let o = run(
+        &cfg,
+        &["--json", "secret", "delete", "state-password"],
+        &on_bus,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", o.text());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["deleted"], false, "nothing was there: {v}");
-    let o = no_session_bus(&cfg)
-        .args(["--json", "status"])
-        .envs(&on_bus)
-        .run();
+    let o = run(&cfg, &["--json", "status"], &on_bus);
     assert_eq!(o.status.code(), Some(1), "{}", o.text());
 
     // The other two names are known too, with or without their section.
     for name in ["signer-password", "rspamd-controller-password"] {
-        let o = no_session_bus(&cfg)
-            .args(["--json", "secret", "get", name])
-            .envs(&on_bus)
-            .run();
+        let o = run(&cfg, &["--json", "secret", "get", name], &on_bus);
         assert_eq!(o.status.code(), Some(1), "not stored: {}", o.text());
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(v["found"], false, "{v}");
@@ -501,7 +436,7 @@ fn state_password_is_kept_in_the_keyring_and_used_for_the_store() {
         "state_dir = \"state\"\n[accounts.state-password]\nprovider = \"zonefile\"\npath = \"z.zone\"\n[domains.\"example.com\"]\naccount = \"state-password\"\nspf = \"v=spf1 -all\"\n",
     )
     .unwrap();
-    let o = no_session_bus(&cfg).args(["check"]).envs(&[]).run();
+    let o = run(&cfg, &["check"], &[]);
     assert_eq!(o.status.code(), Some(65), "{}", o.text());
     assert!(
         o.text()

@@ -4,42 +4,21 @@
 //! and empty key directory, the same PostgreSQL) publishes and prints the
 //! same record from the store, without a key file and without a second key.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use maildns_testkit::{Postgres, PowerDns};
 
 use crate::cmd;
+use crate::support::cli::shared_state;
+use crate::support::rig::{rotation_toml, secret_file};
 
 /// Machine `name`'s configuration: its own state dir and key directory, the
 /// shared state database and the signer database `dkim`.
 fn machine(dir: &Path, name: &str, pdns: &PowerDns, state_url: &str, dkim_url: &str) -> PathBuf {
     let home = dir.join(name);
     std::fs::create_dir_all(home.join("keys")).unwrap();
-    let toml = format!(
-        r#"state_dir = "{state}"
-
-[state]
-url = "{state_url}"
-replica_id = "{name}"
-
-[accounts.dns]
-provider = "powerdns"
-base_url = "{api}"
-
-[domains."example.com"]
-account = "dns"
-ttl = 300
-nameservers = ["{ns}"]
-
-[domains."example.com".dkim]
-algorithms = ["rsa"]
-bits = 1024
-selector_format = "%Y%m"
-rotation_interval = "30d"
-overlap = "14d"
-retire = "remove"
-
+    let signer = format!(
+        r#"{state}
 [signer]
 kind = "opendkim-sql"
 url = "{dkim_url}"
@@ -47,11 +26,17 @@ password_file = "{pw}"
 key_dir = "{keys}"
 confirm = "tables-only"
 "#,
-        state = home.join("state").display(),
-        api = pdns.api_url,
-        ns = pdns.dns,
+        state = shared_state(state_url, name),
         pw = dir.join("signer.pw").display(),
         keys = home.join("keys").display(),
+    );
+    let toml = rotation_toml(
+        &home.join("state"),
+        &pdns.api_url,
+        pdns.dns,
+        1024,
+        "",
+        &signer,
     );
     let path = home.join("maildns.toml");
     std::fs::write(&path, toml).unwrap();
@@ -98,9 +83,7 @@ async fn a_key_published_on_one_machine_is_published_and_printed_by_another_from
     let pdns = PowerDns::start();
     pdns.create_zone_with("example.com", 3600, 60).await;
     let dir = tempfile::tempdir().unwrap();
-    let pw = dir.path().join("signer.pw");
-    std::fs::write(&pw, format!("{}\n", pg.password)).unwrap();
-    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    secret_file(dir.path(), "signer.pw", &format!("{}\n", pg.password));
     let a = machine(dir.path(), "a", &pdns, &state_url, &dkim_url);
     let b = machine(dir.path(), "b", &pdns, &state_url, &dkim_url);
     let run = |cfg: &Path, args: &[&str]| {

@@ -22,12 +22,12 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::check_all;
-use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
+use super::paged::{self, Listed};
+use crate::http::{Failure, Idempotency, RetryPolicy, kind_for_status};
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
-    Error, ErrorKind, Fqdn, Observed, Operation, Profile, Provider, Secret, TxtChange, TxtRecord,
-    TxtSet, Zone, ZoneSets,
+    Error, ErrorKind, Fqdn, Observed, Operation, Profile, Provider, Secret, TxtChange, TxtSet,
+    Zone, ZoneSets,
 };
 
 const KIND: &str = "digitalocean";
@@ -89,10 +89,7 @@ impl Config {
 /// The DigitalOcean adapter.
 #[derive(Debug)]
 pub struct DigitalOcean {
-    http: HttpClient,
-    token: Secret,
-    page_size: u32,
-    profile: Profile,
+    api: paged::Api,
 }
 
 #[derive(Deserialize)]
@@ -162,6 +159,15 @@ pub struct ListedRecord {
     pub ttl: u32,
 }
 
+impl Listed for ListedRecord {
+    fn value(&self) -> &[u8] {
+        self.data.as_bytes()
+    }
+    fn ttl(&self) -> u32 {
+        self.ttl
+    }
+}
+
 /// Parses one page of a `domain_records` list: the TXT records and whether a next
 /// page is linked. Pure, for the read path and the fuzz target.
 ///
@@ -203,19 +209,16 @@ impl DigitalOcean {
     /// [`ErrorKind::Config`] when the token is empty or the base URL is not https
     /// (plain http only to loopback).
     pub fn new(config: Config, policy: RetryPolicy) -> Result<Self, Error> {
-        super::require_nonempty(KIND, config.token.is_empty(), "API token")?;
-        Ok(DigitalOcean {
-            http: HttpClient::new(KIND, &config.base_url, policy, map_error)?,
-            token: config.token,
-            page_size: config.page_size.clamp(1, 200),
-            profile: crate::registry::profile(KIND)?,
-        })
-    }
-
-    fn req(&self, c: &reqwest::Client, m: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(c, m, path)
-            .bearer_auth(self.token.expose())
+        let api = paged::Api::new(
+            KIND,
+            "API token",
+            config.token,
+            &config.base_url,
+            config.page_size.clamp(1, 200),
+            policy,
+            map_error,
+        )?;
+        Ok(DigitalOcean { api })
     }
 
     async fn list(
@@ -224,30 +227,24 @@ impl DigitalOcean {
         name: &Fqdn,
         op: Operation,
     ) -> Result<Vec<ListedRecord>, Error> {
-        let path = format!("domains/{}/records", zone.id);
-        let mut out = Vec::new();
-        let mut page = 1u32;
-        loop {
+        let path = &format!("domains/{}/records", zone.id);
+        paged::every_number(|page| async move {
             let q = [
                 ("type", "TXT".to_string()),
                 ("name", name.to_string()),
                 ("page", page.to_string()),
-                ("per_page", self.page_size.to_string()),
+                ("per_page", self.api.page_size.to_string()),
             ];
             let resp = self
+                .api
                 .http
                 .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::GET, &path).query(&q)
+                    self.api.req(c, Method::GET, path).query(&q)
                 })
                 .await?;
-            let (got, more) = parse_records(&resp.body, name, op)?;
-            let n = got.len();
-            out.extend(got);
-            if !more || n == 0 {
-                return Ok(out);
-            }
-            page += 1;
-        }
+            parse_records(&resp.body, name, op)
+        })
+        .await
     }
 
     /// Every TXT record of the domain, each with its name relative to the zone
@@ -259,34 +256,27 @@ impl DigitalOcean {
         op: Operation,
         max_pages: u32,
     ) -> Result<(Vec<(String, ListedRecord)>, bool), Error> {
-        let path = format!("domains/{}/records", zone.id);
-        let mut out = Vec::new();
-        let mut page = 1u32;
-        loop {
+        let path = &format!("domains/{}/records", zone.id);
+        paged::by_number(max_pages, |page| async move {
             let q = [
                 ("type", "TXT".to_string()),
                 ("page", page.to_string()),
-                ("per_page", self.page_size.to_string()),
+                ("per_page", self.api.page_size.to_string()),
             ];
             let resp = self
+                .api
                 .http
                 .send(op, Some(&zone.name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::GET, &path).query(&q)
+                    self.api.req(c, Method::GET, path).query(&q)
                 })
                 .await?;
             let (got, more) = parse_records(&resp.body, &zone.name, op)?;
             let list: RecordList = serde_json::from_slice(&resp.body)
                 .map_err(|e| super::bad_body(KIND, op, &zone.name, e))?;
-            let n = got.len();
-            out.extend(list.domain_records.into_iter().map(|r| r.name).zip(got));
-            if !more || n == 0 {
-                return Ok((out, true));
-            }
-            if page >= max_pages {
-                return Ok((out, false));
-            }
-            page += 1;
-        }
+            let named = list.domain_records.into_iter().map(|r| r.name).zip(got);
+            Ok((named.collect(), more))
+        })
+        .await
     }
 
     /// Makes the records at `name` hold `desired` (joined values) with `ttl`,
@@ -310,45 +300,25 @@ impl DigitalOcean {
                 format!("the name is outside zone {}", zone.name),
             )
         })?;
-        let diff = super::diff_records(desired, current, |rec, d| {
-            d.as_slice() == rec.data.as_bytes()
-        });
+        let diff = super::diff_records(desired, current, |rec, d| d.as_slice() == rec.value());
         let path = format!("domains/{}/records", zone.id);
         for d in diff.create {
             // printable_ascii_only was checked by the caller, so this is valid UTF-8.
             let data = String::from_utf8_lossy(d);
             let body = json!({ "type": "TXT", "name": rel, "data": data, "ttl": ttl });
-            self.http
-                .send(op, Some(name), Idempotency::NotIdempotent, |c| {
-                    self.req(c, Method::POST, &path).json(&body)
-                })
-                .await?;
+            self.api.create(op, name, &path, &body).await?;
         }
         for rec in diff.keep.iter().filter(|rec| rec.ttl != ttl) {
             let p = format!("{path}/{}", rec.id);
             let body = json!({ "type": "TXT", "ttl": ttl });
-            self.http
-                .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::PATCH, &p).json(&body)
-                })
+            self.api
+                .json(op, name, Idempotency::Idempotent, Method::PATCH, &p, &body)
                 .await?;
         }
         for rec in diff.delete {
             self.delete_id(zone, name, rec.id, op).await?;
         }
         Ok(())
-    }
-
-    /// The joined values a set asks for, checked against the profile, without duplicates.
-    fn desired(&self, name: &Fqdn, set: &TxtSet) -> Result<Vec<Vec<u8>>, Error> {
-        let mut v: Vec<Vec<u8>> = Vec::new();
-        for r in check_all(KIND, &self.profile, name, set)? {
-            let value = r.value();
-            if !v.contains(&value) {
-                v.push(value);
-            }
-        }
-        Ok(v)
     }
 
     async fn delete_id(
@@ -359,9 +329,7 @@ impl DigitalOcean {
         op: Operation,
     ) -> Result<(), Error> {
         let path = format!("domains/{}/records/{id}", zone.id);
-        self.http
-            .delete(op, name, |c| self.req(c, Method::DELETE, &path))
-            .await
+        self.api.delete(op, name, &path).await
     }
 }
 
@@ -372,33 +340,27 @@ impl Provider for DigitalOcean {
     }
 
     fn rate_limits_seen(&self) -> Vec<(String, String)> {
-        self.http.rate_limits_seen().headers
+        self.api.http.rate_limits_seen().headers
     }
 
     fn profile(&self) -> &Profile {
-        &self.profile
+        &self.api.profile
     }
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
-        super::walk_zones_by_get(
-            &self.http,
-            KIND,
-            name,
-            "no domain in this account holds the name",
-            |cand| format!("domains/{cand}"),
-            |c, m, p| self.req(c, m, p),
-        )
-        .await
+        self.api.find_domain(KIND, name).await
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
-        Ok(to_set(&self.list(zone, name, Operation::Read).await?))
+        Ok(paged::set_of(
+            &self.list(zone, name, Operation::Read).await?,
+        ))
     }
 
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
         let op = Operation::Replace;
         // Values are compared joined: DigitalOcean keeps no string boundaries.
-        let desired = self.desired(name, set)?;
+        let desired = paged::desired_values(KIND, &self.api.profile, name, Some(set))?;
         if desired.is_empty() {
             return self.delete_txt(zone, name).await;
         }
@@ -438,15 +400,10 @@ impl Provider for DigitalOcean {
         let (all, complete) = self.list_all(zone, op, budget).await?;
         for n in names {
             let rel = n.relative_to(&zone.name).unwrap_or_else(|| "@".into());
-            let recs: Vec<ListedRecord> = all
-                .iter()
-                .filter(|(name, _)| *name == rel)
-                .map(|(_, r)| r.clone())
-                .collect();
-            let set = if recs.is_empty() && !complete {
-                self.read_txt(zone, n).await?
-            } else {
-                to_set(&recs)
+            let here = all.iter().filter(|(name, _)| *name == rel).map(|(_, r)| r);
+            let set = match paged::set_of(here) {
+                None if !complete => self.read_txt(zone, n).await?,
+                set => set,
             };
             out.insert(n.clone(), Observed::of(set));
         }
@@ -457,12 +414,10 @@ impl Provider for DigitalOcean {
     /// longer the set read give [`ErrorKind::Conflict`] and nothing is written.
     async fn replace_if_unchanged(&self, zone: &Zone, change: &TxtChange) -> Result<(), Error> {
         let op = change.operation();
-        let desired = match change.wanted() {
-            Some(set) => self.desired(&change.name, set)?,
-            None => Vec::new(),
-        };
+        let desired =
+            paged::desired_values(KIND, &self.api.profile, &change.name, change.wanted())?;
         let current = self.list(zone, &change.name, op).await?;
-        let held = to_set(&current);
+        let held = paged::set_of(&current);
         // Nothing to write when the change was applied before; a conflict
         // when the set is neither what was read nor what is wanted.
         if !change.still_to_write(KIND, held.as_ref())? {
@@ -472,16 +427,4 @@ impl Provider for DigitalOcean {
         self.write_records(zone, &change.name, ttl, &desired, &current, op)
             .await
     }
-}
-
-/// The RRset the listed records make (the first record's TTL), `None` when empty.
-fn to_set(recs: &[ListedRecord]) -> Option<TxtSet> {
-    let first = recs.first()?;
-    Some(TxtSet {
-        ttl: first.ttl,
-        records: recs
-            .iter()
-            .map(|r| TxtRecord::from_value(r.data.as_bytes()))
-            .collect(),
-    })
 }

@@ -21,8 +21,11 @@
 //!   reported. It never calls the whole-zone `PUT …/records`, the whole-type
 //!   `PUT …/records/{type}` or `PATCH …/records`.
 //! - Errors: `{"code","message","fields":[{"code","message","path"}]}`; limits: 60
-//!   requests per minute per endpoint (GoDaddy API Terms of Use), TTL at least 600,
-//!   `data` at most 512 characters.
+//!   requests per minute per endpoint (GoDaddy API Terms of Use), TTL at least 600
+//!   (not in GoDaddy's swagger, whose `ttl` has no minimum; the host's own 422,
+//!   `UNKNOWN_RESTRICTION` "must have a minimum value of 600", as quoted in
+//!   <https://github.com/win-acme/win-acme/issues/1947>), `data` at most 512
+//!   characters.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};

@@ -27,12 +27,13 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::check_all;
-use crate::changeset::{Observed, TxtChange, ZoneSets};
-use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
+use super::paged::{self, Listed};
+use crate::changeset::{TxtChange, ZoneSets};
+use crate::http::{Failure, Idempotency, RetryPolicy, kind_for_status};
 use crate::registry::{Credential, CredentialKind, Host, Settings};
 use crate::{
-    Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
-    ZoneProbe, walk_zones, zone_candidates,
+    Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtSet, Zone, ZoneProbe,
+    walk_zones, zone_candidates,
 };
 
 const KIND: &str = "linode";
@@ -96,10 +97,7 @@ impl Config {
 /// The Linode adapter.
 #[derive(Debug)]
 pub struct Linode {
-    http: HttpClient,
-    token: Secret,
-    page_size: u32,
-    profile: Profile,
+    api: paged::Api,
 }
 
 #[derive(Deserialize)]
@@ -171,6 +169,15 @@ pub struct LinodeRecord {
     pub ttl: u32,
 }
 
+impl Listed for LinodeRecord {
+    fn value(&self) -> &[u8] {
+        self.target.as_bytes()
+    }
+    fn ttl(&self) -> u32 {
+        self.ttl
+    }
+}
+
 /// Parses one page of `GET /domains`: `(id, domain)` pairs and whether more pages follow.
 ///
 /// # Errors
@@ -227,15 +234,8 @@ fn relative(zone: &Zone, name: &Fqdn, op: Operation) -> Result<String, Error> {
     super::relative_name(KIND, zone, name, op, super::Apex::Empty)
 }
 
-fn set_of(records: &[LinodeRecord]) -> Option<TxtSet> {
-    let first = records.first()?;
-    Some(TxtSet {
-        ttl: first.ttl,
-        records: records
-            .iter()
-            .map(|r| TxtRecord::from_value(r.target.as_bytes()))
-            .collect(),
-    })
+fn name_of(r: &LinodeRecord) -> &str {
+    &r.name
 }
 
 /// Refuses a TTL Linode would round: it would never read back as written.
@@ -266,19 +266,16 @@ impl Linode {
     /// [`ErrorKind::Config`] when the token is empty or the base URL is not https
     /// (plain http only to loopback).
     pub fn new(config: Config, policy: RetryPolicy) -> Result<Self, Error> {
-        super::require_nonempty(KIND, config.token.is_empty(), "API token")?;
-        Ok(Linode {
-            http: HttpClient::new(KIND, &config.base_url, policy, map_error)?,
-            token: config.token,
-            page_size: config.page_size.clamp(25, 500),
-            profile: crate::registry::profile(KIND)?,
-        })
-    }
-
-    fn req(&self, c: &reqwest::Client, m: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(c, m, path)
-            .bearer_auth(self.token.expose())
+        let api = paged::Api::new(
+            KIND,
+            "API token",
+            config.token,
+            &config.base_url,
+            config.page_size.clamp(25, 500),
+            policy,
+            map_error,
+        )?;
+        Ok(Linode { api })
     }
 
     /// The TXT records of the zone matching `filter` (Linode's `X-Filter`), every page.
@@ -289,31 +286,26 @@ impl Linode {
         op: Operation,
         filter: &serde_json::Value,
     ) -> Result<Vec<LinodeRecord>, Error> {
-        let path = format!("domains/{}/records", zone.id);
-        let filter = filter.to_string();
-        let mut out = Vec::new();
-        let mut page = 1u32;
-        loop {
+        let path = &format!("domains/{}/records", zone.id);
+        let filter = &filter.to_string();
+        paged::every_number(|page| async move {
             let q = [
                 ("page", page.to_string()),
-                ("page_size", self.page_size.to_string()),
+                ("page_size", self.api.page_size.to_string()),
             ];
             let resp = self
+                .api
                 .http
                 .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::GET, &path)
-                        .header("X-Filter", &filter)
+                    self.api
+                        .req(c, Method::GET, path)
+                        .header("X-Filter", filter)
                         .query(&q)
                 })
                 .await?;
-            let (got, more) = parse_records(&resp.body, name, op)?;
-            let n = got.len();
-            out.extend(got);
-            if !more || n == 0 {
-                return Ok(out);
-            }
-            page += 1;
-        }
+            parse_records(&resp.body, name, op)
+        })
+        .await
     }
 
     async fn list(
@@ -327,10 +319,7 @@ impl Linode {
             .list_filtered(zone, name, op, &json!({"name": rel, "type": "TXT"}))
             .await?;
         // The filter is Linode's; a record at another name is not counted here.
-        Ok(recs
-            .into_iter()
-            .filter(|r| r.name.eq_ignore_ascii_case(&rel))
-            .collect())
+        Ok(paged::named(&recs, &rel, name_of).cloned().collect())
     }
 
     /// Makes the records at `name` (as listed in `current`) hold exactly `set`.
@@ -346,40 +335,24 @@ impl Linode {
         } else {
             Operation::Delete
         };
-        let mut desired: Vec<Vec<u8>> = Vec::new();
         if let Some(set) = set {
             check_ttl(name, set.ttl)?;
-            for r in check_all(KIND, &self.profile, name, set)? {
-                let v = r.value();
-                if !desired.contains(&v) {
-                    desired.push(v);
-                }
-            }
         }
+        let desired = paged::desired_values(KIND, &self.api.profile, name, set)?;
         let ttl = set.map_or(0, |s| s.ttl);
         let rel = relative(zone, name, op)?;
         let path = format!("domains/{}/records", zone.id);
-        let diff = super::diff_records(&desired, current, |rec, d| {
-            rec.target.as_bytes() == d.as_slice()
-        });
-        let w = super::pair_rewrites(
-            diff.create,
-            diff.delete,
-            |r: &LinodeRecord| r.target.as_bytes(),
-            |_, _| true,
-        );
+        let paged::Plan { keep, writes: w } = paged::plan(&desired, current);
         let put = |id: u64, body: serde_json::Value| {
             let p = format!("{path}/{id}");
             async move {
-                self.http
-                    .send(op, Some(name), Idempotency::Idempotent, |c| {
-                        self.req(c, Method::PUT, &p).json(&body)
-                    })
+                self.api
+                    .json(op, name, Idempotency::Idempotent, Method::PUT, &p, &body)
                     .await
                     .map(|_| ())
             }
         };
-        for rec in diff.keep.iter().filter(|r| r.ttl != ttl) {
+        for rec in keep.iter().filter(|r| r.ttl != ttl) {
             put(rec.id, json!({ "ttl_sec": ttl })).await?;
         }
         for (rec, d) in &w.rewrite {
@@ -390,12 +363,7 @@ impl Linode {
             // printable_ascii_only was checked above: valid UTF-8.
             let target = String::from_utf8_lossy(d);
             let body = json!({ "type": "TXT", "name": rel, "target": target, "ttl_sec": ttl });
-            let resp = self
-                .http
-                .send(op, Some(name), Idempotency::NotIdempotent, |c| {
-                    self.req(c, Method::POST, &path).json(&body)
-                })
-                .await?;
+            let resp = self.api.create(op, name, &path, &body).await?;
             // dnscontrol saw Linode drop the TTL given on create: set it again.
             let created: RawRecord = resp.json(KIND, op).map_err(|e| e.with_name(name))?;
             if created.ttl_sec != ttl {
@@ -404,9 +372,7 @@ impl Linode {
         }
         for rec in w.delete {
             let p = format!("{path}/{}", rec.id);
-            self.http
-                .delete(op, name, |c| self.req(c, Method::DELETE, &p))
-                .await?;
+            self.api.delete(op, name, &p).await?;
         }
         Ok(())
     }
@@ -419,11 +385,11 @@ impl Provider for Linode {
     }
 
     fn rate_limits_seen(&self) -> Vec<(String, String)> {
-        self.http.rate_limits_seen().headers
+        self.api.http.rate_limits_seen().headers
     }
 
     fn profile(&self) -> &Profile {
-        &self.profile
+        &self.api.profile
     }
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
@@ -436,9 +402,11 @@ impl Provider for Linode {
             |cand| async move {
                 let filter = json!({ "domain": cand.as_str() }).to_string();
                 let resp = self
+                    .api
                     .http
                     .send(op, Some(name), Idempotency::Idempotent, |c| {
-                        self.req(c, Method::GET, "domains")
+                        self.api
+                            .req(c, Method::GET, "domains")
                             .header("X-Filter", &filter)
                     })
                     .await?;
@@ -455,29 +423,20 @@ impl Provider for Linode {
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
-        Ok(set_of(&self.list(zone, name, Operation::Read).await?))
+        Ok(paged::set_of(
+            &self.list(zone, name, Operation::Read).await?,
+        ))
     }
 
     /// Every TXT record of the zone in one (paged) request, sorted by name.
     async fn read_sets(&self, zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, Error> {
-        let op = Operation::Read;
-        let mut out = ZoneSets::new();
         if names.is_empty() {
-            return Ok(out);
+            return Ok(ZoneSets::new());
         }
         let all = self
-            .list_filtered(zone, &zone.name, op, &json!({"type": "TXT"}))
+            .list_filtered(zone, &zone.name, Operation::Read, &json!({"type": "TXT"}))
             .await?;
-        for name in names {
-            let rel = relative(zone, name, op)?;
-            let here: Vec<LinodeRecord> = all
-                .iter()
-                .filter(|r| r.name.eq_ignore_ascii_case(&rel))
-                .cloned()
-                .collect();
-            out.insert(name.clone(), Observed::of(set_of(&here)));
-        }
-        Ok(out)
+        paged::sets_by_name(KIND, zone, names, &all, name_of)
     }
 
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
@@ -485,7 +444,7 @@ impl Provider for Linode {
             return self.delete_txt(zone, name).await;
         }
         check_ttl(name, set.ttl)?;
-        check_all(KIND, &self.profile, name, set)?;
+        check_all(KIND, &self.api.profile, name, set)?;
         let current = self.list(zone, name, Operation::Replace).await?;
         self.write(zone, name, current, Some(set)).await
     }
@@ -501,7 +460,7 @@ impl Provider for Linode {
             check_ttl(&change.name, set.ttl)?;
         }
         let current = self.list(zone, &change.name, op).await?;
-        let now = set_of(&current);
+        let now = paged::set_of(&current);
         // Nothing to write when the change was applied before; a conflict
         // when the set is neither what was read nor what is wanted.
         if !change.still_to_write(KIND, now.as_ref())? {

@@ -22,6 +22,7 @@ pub mod manual;
 pub mod namecheap;
 pub mod netcup;
 pub mod ovh;
+mod paged;
 pub mod porkbun;
 pub mod powerdns;
 pub mod rfc2136;

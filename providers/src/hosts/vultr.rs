@@ -23,12 +23,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::check_all;
-use crate::changeset::{Observed, TxtChange, ZoneSets};
-use crate::http::{Failure, HttpClient, Idempotency, RetryPolicy, kind_for_status};
+use super::paged::{self, Listed};
+use crate::changeset::{TxtChange, ZoneSets};
+use crate::http::{Failure, Idempotency, RetryPolicy, kind_for_status};
 use crate::registry::{Credential, CredentialKind, Host, Settings};
-use crate::{
-    Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtRecord, TxtSet, Zone,
-};
+use crate::{Error, ErrorKind, Fqdn, Operation, Profile, Provider, Secret, TxtSet, Zone};
 
 const KIND: &str = "vultr";
 
@@ -86,10 +85,7 @@ impl Config {
 /// The Vultr adapter.
 #[derive(Debug)]
 pub struct Vultr {
-    http: HttpClient,
-    token: Secret,
-    page_size: u32,
-    profile: Profile,
+    api: paged::Api,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +144,15 @@ pub struct VultrRecord {
     pub ttl: u32,
 }
 
+impl Listed for VultrRecord {
+    fn value(&self) -> &[u8] {
+        self.value.as_bytes()
+    }
+    fn ttl(&self) -> u32 {
+        self.ttl
+    }
+}
+
 /// The value inside a TXT record's `data` as Vultr returns it: wrapped in `"`,
 /// no `"` inside.
 ///
@@ -203,15 +208,8 @@ fn relative(zone: &Zone, name: &Fqdn, op: Operation) -> Result<String, Error> {
     super::relative_name(KIND, zone, name, op, super::Apex::Empty)
 }
 
-fn set_of(records: &[VultrRecord]) -> Option<TxtSet> {
-    let first = records.first()?;
-    Some(TxtSet {
-        ttl: first.ttl,
-        records: records
-            .iter()
-            .map(|r| TxtRecord::from_value(r.value.as_bytes()))
-            .collect(),
-    })
+fn name_of(r: &VultrRecord) -> &str {
+    &r.name
 }
 
 impl Vultr {
@@ -221,19 +219,16 @@ impl Vultr {
     /// [`ErrorKind::Config`] when the key is empty or the base URL is not https
     /// (plain http only to loopback).
     pub fn new(config: Config, policy: RetryPolicy) -> Result<Self, Error> {
-        super::require_nonempty(KIND, config.token.is_empty(), "API key")?;
-        Ok(Vultr {
-            http: HttpClient::new(KIND, &config.base_url, policy, map_error)?,
-            token: config.token,
-            page_size: config.page_size.clamp(1, 500),
-            profile: crate::registry::profile(KIND)?,
-        })
-    }
-
-    fn req(&self, c: &reqwest::Client, m: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(c, m, path)
-            .bearer_auth(self.token.expose())
+        let api = paged::Api::new(
+            KIND,
+            "API key",
+            config.token,
+            &config.base_url,
+            config.page_size.clamp(1, 500),
+            policy,
+            map_error,
+        )?;
+        Ok(Vultr { api })
     }
 
     /// Every TXT record of the zone, every page.
@@ -243,27 +238,22 @@ impl Vultr {
         name: &Fqdn,
         op: Operation,
     ) -> Result<Vec<VultrRecord>, Error> {
-        let path = format!("domains/{}/records", zone.id);
-        let mut out = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut q = vec![("per_page", self.page_size.to_string())];
-            if let Some(c) = &cursor {
-                q.push(("cursor", c.clone()));
+        let path = &format!("domains/{}/records", zone.id);
+        paged::every_cursor(|cursor| async move {
+            let mut q = vec![("per_page", self.api.page_size.to_string())];
+            if let Some(c) = cursor {
+                q.push(("cursor", c));
             }
             let resp = self
+                .api
                 .http
                 .send(op, Some(name), Idempotency::Idempotent, |c| {
-                    self.req(c, Method::GET, &path).query(&q)
+                    self.api.req(c, Method::GET, path).query(&q)
                 })
                 .await?;
-            let (got, next) = parse_records(&resp.body, name, op)?;
-            out.extend(got);
-            match next {
-                Some(n) if cursor.as_ref() != Some(&n) => cursor = Some(n),
-                _ => return Ok(out),
-            }
-        }
+            parse_records(&resp.body, name, op)
+        })
+        .await
     }
 
     async fn list(
@@ -273,12 +263,8 @@ impl Vultr {
         op: Operation,
     ) -> Result<Vec<VultrRecord>, Error> {
         let rel = relative(zone, name, op)?;
-        Ok(self
-            .list_all(zone, name, op)
-            .await?
-            .into_iter()
-            .filter(|r| r.name.eq_ignore_ascii_case(&rel))
-            .collect())
+        let all = self.list_all(zone, name, op).await?;
+        Ok(paged::named(&all, &rel, name_of).cloned().collect())
     }
 
     async fn patch(
@@ -290,10 +276,8 @@ impl Vultr {
         body: serde_json::Value,
     ) -> Result<(), Error> {
         let p = format!("domains/{}/records/{id}", zone.id);
-        self.http
-            .send(op, Some(name), Idempotency::Idempotent, |c| {
-                self.req(c, Method::PATCH, &p).json(&body)
-            })
+        self.api
+            .json(op, name, Idempotency::Idempotent, Method::PATCH, &p, &body)
             .await
             .map(|_| ())
     }
@@ -311,29 +295,13 @@ impl Vultr {
         } else {
             Operation::Delete
         };
-        let mut desired: Vec<Vec<u8>> = Vec::new();
-        if let Some(set) = set {
-            for r in check_all(KIND, &self.profile, name, set)? {
-                let v = r.value();
-                if !desired.contains(&v) {
-                    desired.push(v);
-                }
-            }
-        }
+        let desired = paged::desired_values(KIND, &self.api.profile, name, set)?;
         let ttl = set.map_or(0, |s| s.ttl);
         let rel = relative(zone, name, op)?;
-        let diff = super::diff_records(&desired, current, |rec, d| {
-            rec.value.as_bytes() == d.as_slice()
-        });
-        let w = super::pair_rewrites(
-            diff.create,
-            diff.delete,
-            |r: &VultrRecord| r.value.as_bytes(),
-            |_, _| true,
-        );
+        let paged::Plan { keep, writes: w } = paged::plan(&desired, current);
         // printable_ascii_only was checked: valid UTF-8, and no '"' to escape.
         let quoted = |d: &[u8]| format!("\"{}\"", String::from_utf8_lossy(d));
-        for rec in diff.keep.iter().filter(|r| r.ttl != ttl) {
+        for rec in keep.iter().filter(|r| r.ttl != ttl) {
             self.patch(zone, name, op, &rec.id, json!({ "ttl": ttl }))
                 .await?;
         }
@@ -358,17 +326,11 @@ impl Vultr {
         for d in w.create {
             let body =
                 json!({ "name": rel, "type": "TXT", "data": quoted(d), "ttl": ttl, "priority": 0 });
-            self.http
-                .send(op, Some(name), Idempotency::NotIdempotent, |c| {
-                    self.req(c, Method::POST, &path).json(&body)
-                })
-                .await?;
+            self.api.create(op, name, &path, &body).await?;
         }
         for rec in w.delete {
             let p = format!("{path}/{}", rec.id);
-            self.http
-                .delete(op, name, |c| self.req(c, Method::DELETE, &p))
-                .await?;
+            self.api.delete(op, name, &p).await?;
         }
         Ok(())
     }
@@ -381,54 +343,37 @@ impl Provider for Vultr {
     }
 
     fn rate_limits_seen(&self) -> Vec<(String, String)> {
-        self.http.rate_limits_seen().headers
+        self.api.http.rate_limits_seen().headers
     }
 
     fn profile(&self) -> &Profile {
-        &self.profile
+        &self.api.profile
     }
 
     async fn find_zone(&self, name: &Fqdn) -> Result<Zone, Error> {
-        super::walk_zones_by_get(
-            &self.http,
-            KIND,
-            name,
-            "no domain in this account holds the name",
-            |cand| format!("domains/{cand}"),
-            |c, m, p| self.req(c, m, p),
-        )
-        .await
+        self.api.find_domain(KIND, name).await
     }
 
     async fn read_txt(&self, zone: &Zone, name: &Fqdn) -> Result<Option<TxtSet>, Error> {
-        Ok(set_of(&self.list(zone, name, Operation::Read).await?))
+        Ok(paged::set_of(
+            &self.list(zone, name, Operation::Read).await?,
+        ))
     }
 
     /// Every TXT record of the zone in one (paged) request.
     async fn read_sets(&self, zone: &Zone, names: &[Fqdn]) -> Result<ZoneSets, Error> {
-        let op = Operation::Read;
-        let mut out = ZoneSets::new();
         if names.is_empty() {
-            return Ok(out);
+            return Ok(ZoneSets::new());
         }
-        let all = self.list_all(zone, &zone.name, op).await?;
-        for name in names {
-            let rel = relative(zone, name, op)?;
-            let here: Vec<VultrRecord> = all
-                .iter()
-                .filter(|r| r.name.eq_ignore_ascii_case(&rel))
-                .cloned()
-                .collect();
-            out.insert(name.clone(), Observed::of(set_of(&here)));
-        }
-        Ok(out)
+        let all = self.list_all(zone, &zone.name, Operation::Read).await?;
+        paged::sets_by_name(KIND, zone, names, &all, name_of)
     }
 
     async fn replace_txt(&self, zone: &Zone, name: &Fqdn, set: &TxtSet) -> Result<(), Error> {
         if set.records.is_empty() {
             return self.delete_txt(zone, name).await;
         }
-        check_all(KIND, &self.profile, name, set)?;
+        check_all(KIND, &self.api.profile, name, set)?;
         let current = self.list(zone, name, Operation::Replace).await?;
         self.write(zone, name, current, Some(set)).await
     }
@@ -441,7 +386,7 @@ impl Provider for Vultr {
     async fn replace_if_unchanged(&self, zone: &Zone, change: &TxtChange) -> Result<(), Error> {
         let op = change.operation();
         let current = self.list(zone, &change.name, op).await?;
-        let now = set_of(&current);
+        let now = paged::set_of(&current);
         // Nothing to write when the change was applied before; a conflict
         // when the set is neither what was read nor what is wanted.
         if !change.still_to_write(KIND, now.as_ref())? {

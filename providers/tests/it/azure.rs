@@ -439,6 +439,15 @@ async fn the_fake_checks_api_version_and_token_audience() {
         fake.take_broad_calls(),
         ["PUT TXT/x without If-Match or If-None-Match (unconditional overwrite)"]
     );
+    // One not taken fails the test when the fake is dropped, on this thread.
+    http.put(format!("{zone_url}/TXT/y?api-version=2018-05-01"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"properties": {"TTL": 60, "TXTRecords": [{"value": ["b"]}]}}))
+        .send()
+        .await
+        .unwrap();
+    let why = crate::drop_fails(fake);
+    assert!(why.contains("PUT TXT/y without If-Match"), "{why}");
 }
 
 #[tokio::test]

@@ -194,3 +194,18 @@ async fn wrong_key_is_one_line_and_429_is_retried() {
     fake.fail_next(503, 1);
     assert!(a.find_zone(&n("example.com")).await.is_ok());
 }
+
+/// The fake's drop check runs on the test's thread, so a broad endpoint the
+/// test did not take fails it.
+#[tokio::test]
+async fn dropping_the_fake_after_a_broad_call_fails_the_test() {
+    let (fake, _, _, id) = setup().await;
+    reqwest::Client::new()
+        .delete(format!("{}/dnszone/{id}", fake.base_url()))
+        .header("AccessKey", KEY)
+        .send()
+        .await
+        .unwrap();
+    let why = crate::drop_fails(fake);
+    assert!(why.contains(&format!("DELETE /dnszone/{id}")), "{why}");
+}

@@ -364,3 +364,19 @@ async fn quota_exceeded_is_retried_and_pages_are_followed() {
     let e = d.read_txt(&zone, &n("p.example.com")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Server);
 }
+
+/// The fake's drop check runs on the test's thread, so a broad endpoint the
+/// test did not take fails it.
+#[tokio::test]
+async fn dropping_the_fake_after_a_broad_call_fails_the_test() {
+    let (fake, _, _) = setup().await;
+    let r = reqwest::Client::new()
+        .delete(format!("{}/{ACCOUNT}/domains/example.com", fake.base_url()))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let why = crate::drop_fails(fake);
+    assert!(why.contains("deletes the domain"), "{why}");
+}

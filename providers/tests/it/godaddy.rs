@@ -256,8 +256,8 @@ async fn limits_are_enforced_before_sending_and_by_the_fake() {
         txt_at(&fake, "sel._domainkey"),
         [String::from_utf8(key).unwrap()]
     );
-    // A TTL under 600: the host's 422 names the field (the fake as strict as
-    // the host) ...
+    // A TTL under 600: the host's 422 names the field, in GoDaddy's words
+    // (win-acme#1947; the fake as strict as the host) ...
     let resp = reqwest::Client::new()
         .put(format!(
             "{}/v1/domains/example.com/records/TXT/t",
@@ -270,8 +270,11 @@ async fn limits_are_enforced_before_sending_and_by_the_fake() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 422);
     let body = resp.text().await.unwrap();
-    assert!(
-        body.contains("records[0].ttl") && body.contains("INVALID_BODY"),
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["code"], "INVALID_BODY", "{body}");
+    assert_eq!(
+        v["fields"][0],
+        serde_json::json!({"code": "UNKNOWN_RESTRICTION", "message": "must have a minimum value of 600", "path": "records[0].ttl"}),
         "{body}"
     );
     // ... so the adapter refuses it before sending.
@@ -344,4 +347,26 @@ async fn delete_removes_every_value_and_twice_is_harmless() {
     d.delete_txt(&zone, &n("old._domainkey.example.com"))
         .await
         .unwrap();
+}
+
+/// The fake's drop check runs on the test's thread, so a broad endpoint the
+/// test did not take fails it.
+#[tokio::test]
+async fn dropping_the_fake_after_a_broad_call_fails_the_test() {
+    let (fake, _, _) = setup().await;
+    reqwest::Client::new()
+        .put(format!(
+            "{}/v1/domains/example.com/records/TXT",
+            fake.base_url()
+        ))
+        .header("authorization", format!("sso-key {KEY}:{SECRET}"))
+        .json(&serde_json::json!([{"data": "x", "name": "@", "type": "TXT", "ttl": 600}]))
+        .send()
+        .await
+        .unwrap();
+    let why = crate::drop_fails(fake);
+    assert!(
+        why.contains("PUT /v1/domains/example.com/records/TXT"),
+        "{why}"
+    );
 }

@@ -76,3 +76,11 @@ pub async fn expect_ttl_too_low(
     );
     assert_eq!(e.name.as_deref(), Some(name.as_str()));
 }
+
+/// Drops `fake` on this thread and returns what its drop check panicked
+/// with: a fake on which a broad endpoint was called must fail the test.
+pub fn drop_fails<T>(fake: T) -> String {
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(fake)));
+    let why = dropped.expect_err("dropping a fake whose tripwire was hit fails the test");
+    why.downcast_ref::<String>().cloned().unwrap_or_default()
+}

@@ -362,3 +362,29 @@ async fn find_zone_pages_through_the_domain_list() {
     assert_eq!(z.name.as_str(), "example.org");
     assert_eq!(fake.requests().len(), 3);
 }
+
+/// The fake's drop check runs on the test's thread, so a broad endpoint the
+/// test did not take fails it.
+#[tokio::test]
+async fn dropping_the_fake_after_a_broad_call_fails_the_test() {
+    let (fake, _, _) = setup(true).await;
+    reqwest::Client::new()
+        .get(format!("{}/xml.response", fake.base_url()))
+        .query(&[
+            ("ApiUser", USER),
+            ("ApiKey", KEY),
+            ("UserName", USER),
+            ("ClientIp", IP),
+            ("Command", "namecheap.domains.dns.setDefault"),
+            ("SLD", "example"),
+            ("TLD", "com"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let why = crate::drop_fails(fake);
+    assert!(
+        why.contains("Command=namecheap.domains.dns.setDefault"),
+        "{why}"
+    );
+}

@@ -287,3 +287,18 @@ async fn wrong_key_and_missing_zone() {
     fake.rate_limit_next(0);
     assert!(a.find_zone(&n("example.com")).await.is_ok(), "429 retried");
 }
+
+/// The fake's drop check runs on the test's thread, so a broad endpoint the
+/// test did not take fails it.
+#[tokio::test]
+async fn dropping_the_fake_after_a_broad_call_fails_the_test() {
+    let (fake, _, _) = setup().await;
+    reqwest::Client::new()
+        .delete(format!("{}/dns-zones/example.com/records", fake.base_url()))
+        .header("X-Auth-Token", KEY)
+        .send()
+        .await
+        .unwrap();
+    let why = crate::drop_fails(fake);
+    assert!(why.contains("clears the zone"), "{why}");
+}

@@ -88,6 +88,17 @@ ALTER TABLE events ADD COLUMN lease INTEGER;
 ALTER TABLE events ADD COLUMN recorded_at TEXT;
 ";
 
+/// From version 4 to 5: a `rotate --now` request is taken for a time (a lease
+/// of its own) instead of being deleted when taken: `taken_by` names the
+/// store that took it (its process and when it took the lock), `taken_until`
+/// when the take expires (RFC 3339, fixed width, as every time here). The
+/// taker deletes it once done; a take left by a process that died is taken
+/// over by the next lock holder.
+const MIGRATE_5: &str = "
+ALTER TABLE requests ADD COLUMN taken_by TEXT;
+ALTER TABLE requests ADD COLUMN taken_until TEXT;
+";
+
 pub(super) fn ts(t: DateTime<Utc>) -> String {
     // Fixed width, so text order is time order.
     t.to_rfc3339_opts(SecondsFormat::Nanos, true)
@@ -134,6 +145,10 @@ impl SqliteStore {
         if version < 4 {
             tx.execute_batch(MIGRATE_4)
                 .map_err(self.sql("migrate schema to version 4"))?;
+        }
+        if version < 5 {
+            tx.execute_batch(MIGRATE_5)
+                .map_err(self.sql("migrate schema to version 5"))?;
         }
         if version < SCHEMA_VERSION {
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)

@@ -30,7 +30,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::common::lock;
-use super::fault::{Fault, Faults};
+use super::fault::Fault;
 use super::kit::{self, Recorded, ServerTask};
 use super::tripwire::Tripwire;
 
@@ -65,15 +65,9 @@ struct St {
     /// (zone, relative name lowercased) -> set
     sets: BTreeMap<(String, String), StoredSet>,
     page_size: usize,
-    requests: Vec<Recorded>,
 }
 
-#[derive(Clone)]
-struct Shared {
-    state: Arc<Mutex<St>>,
-    faults: Faults,
-    tripwire: Arc<Tripwire>,
-}
+type Shared = kit::Shared<St>;
 
 /// The service principal the fake trusts.
 #[derive(Debug, Clone)]
@@ -97,10 +91,16 @@ pub struct FakeAzure {
     pub url: String,
     /// Token endpoint: `http://127.0.0.1:<port>/{tenant}/oauth2/v2.0/token`.
     pub token_url: String,
-    state: Arc<Mutex<St>>,
-    faults: Faults,
-    tripwire: Arc<Tripwire>,
+    shared: Shared,
     _task: ServerTask,
+}
+
+/// Checks the tripwire on the test's thread (the server task, holding the
+/// other reference, is dropped on a runtime thread where a panic is lost).
+impl Drop for FakeAzure {
+    fn drop(&mut self) {
+        self.shared.tripwire.check_on_drop();
+    }
 }
 
 impl std::fmt::Debug for FakeAzure {
@@ -130,27 +130,19 @@ impl FakeAzure {
             page_size: 100,
             ..St::default()
         }));
-        let faults = Faults::default();
-        let tripwire = Arc::new(Tripwire::new("Azure DNS"));
-        let router = axum::Router::new().fallback(handle).with_state(Shared {
-            state: state.clone(),
-            faults: faults.clone(),
-            tripwire: tripwire.clone(),
-        });
-        let (addr, task) = kit::serve(router).await;
+        let shared = Shared::new(state.clone(), Tripwire::new("Azure DNS"));
+        let (addr, task) = shared.serve(handle).await;
         FakeAzure {
             url: format!("http://{addr}"),
             token_url: format!("http://{addr}/{}/oauth2/v2.0/token", p.tenant),
-            state,
-            faults,
-            tripwire,
+            shared,
             _task: task,
         }
     }
 
     /// Adds a public DNS zone (name without a trailing dot).
     pub fn add_zone(&self, zone: &str) {
-        lock(&self.state)
+        lock(&self.shared.state)
             .zones
             .push(zone.trim_end_matches('.').to_ascii_lowercase());
     }
@@ -159,7 +151,7 @@ impl FakeAzure {
     /// stored as given, with a new ETag, as the portal or another tool would.
     pub fn foreign_put(&self, zone: &str, name: &str, ttl: u64, records: &[&[&str]]) -> String {
         let etag = new_etag();
-        lock(&self.state).sets.insert(
+        lock(&self.shared.state).sets.insert(
             (zone.to_string(), name.to_ascii_lowercase()),
             StoredSet {
                 ttl,
@@ -175,7 +167,7 @@ impl FakeAzure {
 
     /// The TXT set stored at relative `name`.
     pub fn set(&self, zone: &str, name: &str) -> Option<StoredSet> {
-        lock(&self.state)
+        lock(&self.shared.state)
             .sets
             .get(&(zone.to_string(), name.to_ascii_lowercase()))
             .cloned()
@@ -183,7 +175,7 @@ impl FakeAzure {
 
     /// Every request received so far (token requests included).
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.state).requests.clone()
+        self.shared.requests()
     }
 
     /// The write requests (PUT, PATCH, DELETE) received so far.
@@ -196,27 +188,27 @@ impl FakeAzure {
 
     /// How many tokens were issued.
     pub fn tokens_issued(&self) -> usize {
-        lock(&self.state).tokens_issued
+        lock(&self.shared.state).tokens_issued
     }
 
     /// Listings return at most `n` items per page.
     pub fn set_page_size(&self, n: usize) {
-        lock(&self.state).page_size = n.max(1);
+        lock(&self.shared.state).page_size = n.max(1);
     }
 
     /// The next `n` ARM requests fail with `status` in ARM's envelope.
     pub fn fail_next(&self, status: u16, n: usize) {
-        self.faults.push(Fault::Status(status), n);
+        self.shared.faults.push(Fault::Status(status), n);
     }
 
     /// The next `n` ARM requests get 429 with `Retry-After: retry_after`.
     pub fn throttle_next(&self, n: usize, retry_after: u64) {
-        self.faults.push(Fault::Throttle { retry_after }, n);
+        self.shared.faults.push(Fault::Throttle { retry_after }, n);
     }
 
     /// The broad endpoints called so far (taken: the test called them on purpose).
     pub fn take_broad_calls(&self) -> Vec<String> {
-        self.tripwire.take()
+        self.shared.tripwire.take()
     }
 }
 
@@ -370,8 +362,7 @@ async fn handle(
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or("").to_string();
     let mut st = lock(&sh.state);
-    st.requests
-        .push(Recorded::new(&method, &path, &query, &headers, &body));
+    sh.record(&method, &uri, &headers, &body);
     if method == Method::POST && path.ends_with("/oauth2/v2.0/token") {
         return token(&mut st, &path, &headers, &body);
     }
@@ -767,7 +758,7 @@ fn delete_set(st: &mut St, zone: &str, name: &str, if_match: Option<String>) -> 
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakeAzure {
     fn stored_txt(&self, zone: &str) -> Vec<String> {
-        lock(&self.state)
+        lock(&self.shared.state)
             .sets
             .iter()
             .filter(|((z, _), _)| z == zone)
@@ -780,7 +771,7 @@ impl super::served::ServedTxt for FakeAzure {
     }
 
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
-        let st = lock(&self.state);
+        let st = lock(&self.shared.state);
         let mut out = super::served::ServedSets::new();
         for ((z, name), set) in &st.sets {
             if z == zone {

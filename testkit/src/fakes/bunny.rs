@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 
-use super::common::{self, Common, Recorded, Server, Style, json, lock};
+use super::common::{self, Common, Server, Style, json, lock};
 use super::tripwire::Tripwire;
 
 /// Bunny's numeric record types, by name (`Type` in answers).
@@ -78,6 +78,14 @@ struct Inner {
 pub struct FakeBunny {
     inner: Arc<Inner>,
     server: Server,
+}
+
+/// Checks the tripwire on the test's thread (the server task, holding the
+/// other reference, is dropped on a runtime thread where a panic is lost).
+impl Drop for FakeBunny {
+    fn drop(&mut self) {
+        self.inner.tripwire.check_on_drop();
+    }
 }
 
 fn err(status: u16, key: &str, field: &str, message: &str) -> Response {
@@ -227,20 +235,10 @@ impl FakeBunny {
         lock(&self.inner.data).page_size = n.max(1);
     }
 
-    /// Every request received, in order.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.inner.common.requests()
-    }
-
-    /// The next `n` requests fail with `status` in Bunny's error body.
-    pub fn fail_next(&self, status: u16, n: usize) {
-        self.inner.common.fail_next(status, n);
-    }
-
-    /// The next request gets 429 with `Retry-After`.
-    pub fn rate_limit_next(&self, retry_after_secs: u64) {
-        self.inner.common.rate_limit_next(retry_after_secs);
-    }
+    common::recording!(
+        fails: "in Bunny's error body",
+        throttle: "The next request gets 429 with `Retry-After`."
+    );
 
     /// The broad endpoints called so far (taken: the test called them on purpose).
     pub fn take_broad_calls(&self) -> Vec<String> {

@@ -18,7 +18,7 @@ use axum::response::Response;
 use axum::routing::{get, patch};
 use serde_json::{Value, json};
 
-use super::common::{self, Common, Recorded, Server, Style, fixture, json, lock, page_args, param};
+use super::common::{self, Common, Server, fixture, json, lock, page_args, param};
 
 /// One stored DNS record, exactly as the fake holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,14 +93,7 @@ fn record_json(r: &StoredRecord, zone_name: &str) -> Value {
 impl FakeCloudflare {
     /// Starts the fake; requests must carry `Authorization: Bearer <token>`.
     pub async fn start(token: &str) -> FakeCloudflare {
-        let common = Common::new(
-            token,
-            Style {
-                auth_ok: common::bearer_ok,
-                auth_error,
-                error_body,
-            },
-        );
+        let common = Common::bearer(token, auth_error, error_body);
         let inner = Arc::new(Inner {
             common: common.clone(),
             data: Mutex::new(Data::default()),
@@ -174,28 +167,7 @@ impl FakeCloudflare {
         lock(&self.inner.data).max_per_page = Some(n.max(1));
     }
 
-    /// Every request received, in order.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.inner.common.requests()
-    }
-
-    /// Every request other than GET.
-    pub fn writes(&self) -> Vec<Recorded> {
-        self.requests()
-            .into_iter()
-            .filter(Recorded::is_write)
-            .collect()
-    }
-
-    /// The next `n` requests fail with `status` in Cloudflare's envelope.
-    pub fn fail_next(&self, status: u16, n: usize) {
-        self.inner.common.fail_next(status, n);
-    }
-
-    /// The next request gets 429 with `Retry-After: <secs>`.
-    pub fn rate_limit_next(&self, retry_after_secs: u64) {
-        self.inner.common.rate_limit_next(retry_after_secs);
-    }
+    common::recording!(fails: "in Cloudflare's envelope");
 }
 
 type Q = Query<Vec<(String, String)>>;

@@ -98,6 +98,24 @@ impl Common {
         })
     }
 
+    /// [`Common::new`] for a host that takes `Authorization: Bearer <token>`
+    /// ([`bearer_ok`]), answering a wrong one with `auth_error` and injected
+    /// statuses with `error_body`.
+    pub fn bearer(
+        token: &str,
+        auth_error: fn(&HeaderMap) -> (u16, Value),
+        error_body: fn(u16) -> Value,
+    ) -> Arc<Common> {
+        Common::new(
+            token,
+            Style {
+                auth_ok: bearer_ok,
+                auth_error,
+                error_body,
+            },
+        )
+    }
+
     pub fn fail_next(&self, status: u16, n: usize) {
         self.faults.push(Fault::Status(status), n);
     }
@@ -115,6 +133,45 @@ impl Common {
         lock(&self.requests).clone()
     }
 }
+
+/// The request log and fault injection every fake built on [`Common`] offers,
+/// as inherent methods of its `Fake…` type (whose `inner.common` is the
+/// [`Common`]): `requests`, `writes`, `fail_next` (the injected errors come
+/// `fails`, e.g. "in Linode's error body") and `rate_limit_next` (documented
+/// as `throttle` says, when the host's 429 needs saying more).
+macro_rules! recording {
+    (fails: $fails:literal) => {
+        $crate::fakes::common::recording!(
+            fails: $fails,
+            throttle: "The next request gets 429 with `Retry-After: <secs>`."
+        );
+    };
+    (fails: $fails:literal, throttle: $throttle:literal) => {
+        /// Every request received, in order.
+        pub fn requests(&self) -> Vec<$crate::fakes::Recorded> {
+            self.inner.common.requests()
+        }
+
+        /// Every request other than GET.
+        pub fn writes(&self) -> Vec<$crate::fakes::Recorded> {
+            self.requests()
+                .into_iter()
+                .filter($crate::fakes::Recorded::is_write)
+                .collect()
+        }
+
+        #[doc = concat!("The next `n` requests fail with `status` ", $fails, ".")]
+        pub fn fail_next(&self, status: u16, n: usize) {
+            self.inner.common.fail_next(status, n);
+        }
+
+        #[doc = $throttle]
+        pub fn rate_limit_next(&self, retry_after_secs: u64) {
+            self.inner.common.rate_limit_next(retry_after_secs);
+        }
+    };
+}
+pub(crate) use recording;
 
 /// Locks a mutex, carrying on after a panic in another test thread.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

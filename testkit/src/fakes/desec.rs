@@ -15,7 +15,7 @@ use axum::response::Response;
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use super::common::{self, Common, Recorded, Server, Style, fixture, json, lock};
+use super::common::{self, Common, Server, Style, fixture, json, lock};
 
 /// One stored RRset, exactly as the fake holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,28 +178,10 @@ impl FakeDesec {
             .cloned()
     }
 
-    /// Every request received, in order.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.inner.common.requests()
-    }
-
-    /// Every request other than GET.
-    pub fn writes(&self) -> Vec<Recorded> {
-        self.requests()
-            .into_iter()
-            .filter(Recorded::is_write)
-            .collect()
-    }
-
-    /// The next `n` requests fail with `status` in deSEC's body.
-    pub fn fail_next(&self, status: u16, n: usize) {
-        self.inner.common.fail_next(status, n);
-    }
-
-    /// The next request gets 429 with `Retry-After: <secs>` (deSEC's throttling).
-    pub fn rate_limit_next(&self, retry_after_secs: u64) {
-        self.inner.common.rate_limit_next(retry_after_secs);
-    }
+    common::recording!(
+        fails: "in deSEC's body",
+        throttle: "The next request gets 429 with `Retry-After: <secs>` (deSEC's throttling)."
+    );
 }
 
 async fn list_domains(

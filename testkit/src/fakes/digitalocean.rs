@@ -14,7 +14,7 @@ use axum::response::Response;
 use axum::routing::{get, patch};
 use serde_json::{Value, json};
 
-use super::common::{self, Common, Recorded, Server, Style, fixture, json, lock, page_args, param};
+use super::common::{self, Common, Server, fixture, json, lock, page_args, param};
 
 /// Most bytes of the encoded form the fake accepts (dnscontrol's measurement).
 pub const MAX_ENCODED: usize = 509;
@@ -87,14 +87,7 @@ pub fn encoded_len(data: &str) -> usize {
 impl FakeDigitalOcean {
     /// Starts the fake; requests must carry `Authorization: Bearer <token>`.
     pub async fn start(token: &str) -> FakeDigitalOcean {
-        let common = Common::new(
-            token,
-            Style {
-                auth_ok: common::bearer_ok,
-                auth_error,
-                error_body,
-            },
-        );
+        let common = Common::bearer(token, auth_error, error_body);
         let inner = Arc::new(Inner {
             common: common.clone(),
             data: Mutex::new(Data::default()),
@@ -154,28 +147,7 @@ impl FakeDigitalOcean {
         lock(&self.inner.data).max_per_page = Some(n.max(1));
     }
 
-    /// Every request received, in order.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.inner.common.requests()
-    }
-
-    /// Every request other than GET.
-    pub fn writes(&self) -> Vec<Recorded> {
-        self.requests()
-            .into_iter()
-            .filter(Recorded::is_write)
-            .collect()
-    }
-
-    /// The next `n` requests fail with `status` in DigitalOcean's error body.
-    pub fn fail_next(&self, status: u16, n: usize) {
-        self.inner.common.fail_next(status, n);
-    }
-
-    /// The next request gets 429 with `Retry-After: <secs>`.
-    pub fn rate_limit_next(&self, retry_after_secs: u64) {
-        self.inner.common.rate_limit_next(retry_after_secs);
-    }
+    common::recording!(fails: "in DigitalOcean's error body");
 }
 
 type Q = Query<Vec<(String, String)>>;

@@ -21,7 +21,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::common::lock;
-use super::fault::{Fault, Faults};
+use super::fault::Fault;
 use super::kit::{self, Recorded, ServerTask};
 use super::tripwire::Tripwire;
 
@@ -57,24 +57,24 @@ struct St {
     fail_batch_op: Option<usize>,
     quota: u32,
     remaining: u32,
-    requests: Vec<Recorded>,
 }
 
-#[derive(Clone)]
-struct Shared {
-    state: Arc<Mutex<St>>,
-    faults: Faults,
-    tripwire: Arc<Tripwire>,
-}
+type Shared = kit::Shared<St>;
 
 /// A running fake DNSimple API; stops when dropped (and fails the test if a broad
 /// endpoint was called).
 pub struct FakeDnsimple {
     url: String,
-    state: Arc<Mutex<St>>,
-    faults: Faults,
-    tripwire: Arc<Tripwire>,
+    shared: Shared,
     _task: ServerTask,
+}
+
+/// Checks the tripwire on the test's thread (the server task, holding the
+/// other reference, is dropped on a runtime thread where a panic is lost).
+impl Drop for FakeDnsimple {
+    fn drop(&mut self) {
+        self.shared.tripwire.check_on_drop();
+    }
 }
 
 impl FakeDnsimple {
@@ -92,21 +92,12 @@ impl FakeDnsimple {
             fail_batch_op: None,
             quota: 2400,
             remaining: 2400,
-            requests: Vec::new(),
         }));
-        let faults = Faults::default();
-        let tripwire = Arc::new(Tripwire::new("DNSimple"));
-        let router = axum::Router::new().fallback(handle).with_state(Shared {
-            state: state.clone(),
-            faults: faults.clone(),
-            tripwire: tripwire.clone(),
-        });
-        let (addr, task) = kit::serve(router).await;
+        let shared = Shared::new(state.clone(), Tripwire::new("DNSimple"));
+        let (addr, task) = shared.serve(handle).await;
         FakeDnsimple {
             url: format!("http://{addr}/v2"),
-            state,
-            faults,
-            tripwire,
+            shared,
             _task: task,
         }
     }
@@ -118,12 +109,12 @@ impl FakeDnsimple {
 
     /// Adds a zone.
     pub fn add_zone(&self, zone: &str) {
-        lock(&self.state).zones.push(zone.to_string());
+        lock(&self.shared.state).zones.push(zone.to_string());
     }
 
     /// Stores a record directly (`name` relative, `""` apex; `content` as stored); its id.
     pub fn add_record(&self, zone: &str, name: &str, kind: &str, content: &str, ttl: u32) -> u64 {
-        let mut st = lock(&self.state);
+        let mut st = lock(&self.shared.state);
         st.next_id += 1;
         let id = 60_000_000 + st.next_id;
         st.records.push(StoredRecord {
@@ -139,7 +130,7 @@ impl FakeDnsimple {
 
     /// Every record of `zone`, as stored, in creation order.
     pub fn zone_records(&self, zone: &str) -> Vec<StoredRecord> {
-        lock(&self.state)
+        lock(&self.shared.state)
             .records
             .iter()
             .filter(|r| r.zone == zone)
@@ -157,30 +148,30 @@ impl FakeDnsimple {
 
     /// Whether the account's plan has the batch endpoint (412 when not).
     pub fn set_batch_plan(&self, on: bool) {
-        lock(&self.state).batch_plan = on;
+        lock(&self.shared.state).batch_plan = on;
     }
 
     /// Caps `per_page` (to exercise pagination).
     pub fn set_max_per_page(&self, n: usize) {
-        lock(&self.state).max_per_page = n.max(1);
+        lock(&self.shared.state).max_per_page = n.max(1);
     }
 
     /// The next batch fails validation at its operation number `index` (counted
     /// over deletes, then updates, then creates): 400 naming that operation, and
     /// nothing of the batch is applied.
     pub fn fail_batch_at(&self, index: usize) {
-        lock(&self.state).fail_batch_op = Some(index);
+        lock(&self.shared.state).fail_batch_op = Some(index);
     }
 
     /// Leaves `n` requests in the hourly quota; the request after them gets 429
     /// `quota exceeded` (and the quota is then refilled).
     pub fn set_remaining(&self, n: u32) {
-        lock(&self.state).remaining = n;
+        lock(&self.shared.state).remaining = n;
     }
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.state).requests.clone()
+        self.shared.requests()
     }
 
     /// Every request but GET.
@@ -193,12 +184,12 @@ impl FakeDnsimple {
 
     /// The broad-endpoint tripwire (dropping the fake checks it).
     pub fn tripwire(&self) -> &Tripwire {
-        &self.tripwire
+        &self.shared.tripwire
     }
 
     /// The next `n` requests fail with `status` and DNSimple's body.
     pub fn fail_next(&self, status: u16, n: usize) {
-        self.faults.push(Fault::Status(status), n);
+        self.shared.faults.push(Fault::Status(status), n);
     }
 }
 
@@ -283,8 +274,7 @@ async fn handle(
     let query = uri.query().unwrap_or("").to_string();
     let mut resp = {
         let mut st = lock(&s.state);
-        st.requests
-            .push(Recorded::new(&method, &path, &query, &headers, &bytes));
+        s.record(&method, &uri, &headers, &bytes);
         let token_ok = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -546,7 +536,7 @@ fn batch(st: &mut St, zone: &str, bytes: &[u8]) -> Response {
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakeDnsimple {
     fn stored_txt(&self, zone: &str) -> Vec<String> {
-        lock(&self.state)
+        lock(&self.shared.state)
             .records
             .iter()
             .filter(|r| r.zone == zone && r.kind == "TXT")
@@ -555,7 +545,7 @@ impl super::served::ServedTxt for FakeDnsimple {
     }
 
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
-        let st = lock(&self.state);
+        let st = lock(&self.shared.state);
         let mut out = super::served::ServedSets::new();
         for r in st
             .records

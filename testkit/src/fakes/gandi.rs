@@ -17,8 +17,9 @@ use axum::response::Response;
 use serde_json::json;
 
 use super::common::lock;
-use super::fault::{Fault, Faults};
+use super::fault::Fault;
 use super::kit::{self, Recorded, ServerTask};
+use super::tripwire::Tripwire;
 
 #[derive(Debug, Default)]
 struct St {
@@ -26,26 +27,20 @@ struct St {
     domains: BTreeSet<String>,
     // (domain, relative name) -> (ttl, values as sent)
     sets: BTreeMap<(String, String), (u32, Vec<String>)>,
-    requests: Vec<Recorded>,
     // Keep only this many bytes of each value written (a host that cuts long values).
     truncate_at: Option<usize>,
     // Items per page of a record listing (none: everything on one page).
     per_page: Option<usize>,
 }
 
-#[derive(Clone)]
-struct Shared {
-    state: Arc<Mutex<St>>,
-    faults: Faults,
-}
+type Shared = kit::Shared<St>;
 
 /// The running fake; stops when dropped.
 #[derive(Debug)]
 pub struct FakeGandi {
     /// Base URL to give the adapter: `http://127.0.0.1:<port>/v5/livedns`.
     pub url: String,
-    state: Arc<Mutex<St>>,
-    faults: Faults,
+    shared: Shared,
     _task: ServerTask,
 }
 
@@ -56,28 +51,25 @@ impl FakeGandi {
             token: token.to_string(),
             ..St::default()
         }));
-        let faults = Faults::default();
-        let router = axum::Router::new().fallback(handle).with_state(Shared {
-            state: state.clone(),
-            faults: faults.clone(),
-        });
-        let (addr, task) = kit::serve(router).await;
+        let shared = Shared::new(state.clone(), Tripwire::default());
+        let (addr, task) = shared.serve(handle).await;
         FakeGandi {
             url: format!("http://{addr}/v5/livedns"),
-            state,
-            faults,
+            shared,
             _task: task,
         }
     }
 
     /// Adds a LiveDNS domain.
     pub fn add_domain(&self, fqdn: &str) {
-        lock(&self.state).domains.insert(fqdn.to_ascii_lowercase());
+        lock(&self.shared.state)
+            .domains
+            .insert(fqdn.to_ascii_lowercase());
     }
 
     /// Puts a TXT set directly (values in zone-file form, as the API holds them).
     pub fn put_txt(&self, domain: &str, rel: &str, ttl: u32, values: &[&str]) {
-        lock(&self.state).sets.insert(
+        lock(&self.shared.state).sets.insert(
             (domain.to_string(), rel.to_string()),
             (ttl, values.iter().map(|v| v.to_string()).collect()),
         );
@@ -85,7 +77,7 @@ impl FakeGandi {
 
     /// The TXT set held at `rel` in `domain`: TTL and values as stored.
     pub fn txt(&self, domain: &str, rel: &str) -> Option<(u32, Vec<String>)> {
-        lock(&self.state)
+        lock(&self.shared.state)
             .sets
             .get(&(domain.to_string(), rel.to_string()))
             .cloned()
@@ -93,29 +85,29 @@ impl FakeGandi {
 
     /// Items per page of a record listing; more are linked with `rel="next"`.
     pub fn set_per_page(&self, n: usize) {
-        lock(&self.state).per_page = Some(n);
+        lock(&self.shared.state).per_page = Some(n);
     }
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.state).requests.clone()
+        self.shared.requests()
     }
 
     /// From now on, keeps only the first `n` bytes of each TXT value written
     /// (its joined character-strings), answering success as usual: a host
     /// that silently cuts long values, as some cut 2048-bit DKIM records.
     pub fn truncate_values_at(&self, n: usize) {
-        lock(&self.state).truncate_at = Some(n);
+        lock(&self.shared.state).truncate_at = Some(n);
     }
 
     /// The next `n` requests fail with `status` and Gandi's envelope.
     pub fn fail_next(&self, status: u16, n: usize) {
-        self.faults.push(Fault::Status(status), n);
+        self.shared.faults.push(Fault::Status(status), n);
     }
 
     /// The next `n` requests get 429 with `Retry-After`.
     pub fn throttle_next(&self, n: usize, retry_after: u64) {
-        self.faults.push(Fault::Throttle { retry_after }, n);
+        self.shared.faults.push(Fault::Throttle { retry_after }, n);
     }
 }
 
@@ -275,13 +267,7 @@ async fn handle(
 ) -> Response {
     let path = uri.path().to_string();
     let mut st = lock(&sh.state);
-    st.requests.push(Recorded::new(
-        &method,
-        &path,
-        uri.query().unwrap_or(""),
-        &headers,
-        &body,
-    ));
+    sh.record(&method, &uri, &headers, &body);
     let want = format!("Bearer {}", st.token);
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(want.as_str()) {
         return unauthorized();
@@ -442,7 +428,7 @@ async fn handle(
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakeGandi {
     fn stored_txt(&self, zone: &str) -> Vec<String> {
-        lock(&self.state)
+        lock(&self.shared.state)
             .sets
             .iter()
             .filter(|((d, _), _)| d == zone)
@@ -453,7 +439,7 @@ impl super::served::ServedTxt for FakeGandi {
     }
 
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
-        let st = lock(&self.state);
+        let st = lock(&self.shared.state);
         let mut out = super::served::ServedSets::new();
         for ((domain, rel), (ttl, values)) in &st.sets {
             if domain == zone {

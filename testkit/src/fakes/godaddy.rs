@@ -4,7 +4,8 @@
 //! a switch answers 403 `ACCESS_DENIED` to valid keys (an account under GoDaddy's
 //! API threshold). `PUT /v1/domains/{d}/records/{type}/{name}` replaces every value
 //! at that name and type; `data` over 512 characters and `ttl` under 600 are 422
-//! `INVALID_BODY` with `fields[]`; each endpoint allows a configurable number of
+//! `INVALID_BODY` with `fields[]` (for the TTL GoDaddy's real field error,
+//! `UNKNOWN_RESTRICTION` "must have a minimum value of 600"); each endpoint allows a configurable number of
 //! requests per window (60 per minute by default), then 429 `TOO_MANY_REQUESTS`.
 //! An absent name answers `[]`, or 404 when so configured (GoDaddy's real answer is
 //! not documented). The broad writes (whole-zone `PUT …/records`, whole-type
@@ -22,13 +23,13 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::common::lock;
-use super::fault::{Fault, Faults};
+use super::fault::Fault;
 use super::kit::{self, Recorded, ServerTask};
 use super::tripwire::Tripwire;
 
 /// Most characters of `data`.
 pub const MAX_DATA: usize = 512;
-/// Lowest TTL.
+/// Lowest TTL GoDaddy takes (not in its swagger; its 422 answers say so).
 pub const MIN_TTL: u64 = 600;
 
 /// One stored record.
@@ -55,24 +56,24 @@ struct St {
     window: Duration,
     counters: HashMap<String, (Instant, u32)>,
     after_put: Option<Hook>,
-    requests: Vec<Recorded>,
 }
 
-#[derive(Clone)]
-struct Shared {
-    state: Arc<Mutex<St>>,
-    faults: Faults,
-    tripwire: Arc<Tripwire>,
-}
+type Shared = kit::Shared<St>;
 
 /// A running fake GoDaddy API; stops when dropped (and fails the test if a broad
 /// endpoint was called).
 pub struct FakeGoDaddy {
     url: String,
-    state: Arc<Mutex<St>>,
-    faults: Faults,
-    tripwire: Arc<Tripwire>,
+    shared: Shared,
     _task: ServerTask,
+}
+
+/// Checks the tripwire on the test's thread (the server task, holding the
+/// other reference, is dropped on a runtime thread where a panic is lost).
+impl Drop for FakeGoDaddy {
+    fn drop(&mut self) {
+        self.shared.tripwire.check_on_drop();
+    }
 }
 
 impl FakeGoDaddy {
@@ -87,21 +88,12 @@ impl FakeGoDaddy {
             window: Duration::from_secs(60),
             counters: HashMap::new(),
             after_put: None,
-            requests: Vec::new(),
         }));
-        let faults = Faults::default();
-        let tripwire = Arc::new(Tripwire::new("GoDaddy"));
-        let router = axum::Router::new().fallback(handle).with_state(Shared {
-            state: state.clone(),
-            faults: faults.clone(),
-            tripwire: tripwire.clone(),
-        });
-        let (addr, task) = kit::serve(router).await;
+        let shared = Shared::new(state.clone(), Tripwire::new("GoDaddy"));
+        let (addr, task) = shared.serve(handle).await;
         FakeGoDaddy {
             url: format!("http://{addr}"),
-            state,
-            faults,
-            tripwire,
+            shared,
             _task: task,
         }
     }
@@ -113,14 +105,14 @@ impl FakeGoDaddy {
 
     /// Adds a domain to the account.
     pub fn add_domain(&self, domain: &str) {
-        lock(&self.state)
+        lock(&self.shared.state)
             .domains
             .insert(domain.to_string(), Vec::new());
     }
 
     /// Stores a record directly.
     pub fn add_record(&self, domain: &str, name: &str, kind: &str, data: &str, ttl: u32) {
-        if let Some(d) = lock(&self.state).domains.get_mut(domain) {
+        if let Some(d) = lock(&self.shared.state).domains.get_mut(domain) {
             d.push(GdRecord {
                 name: name.into(),
                 kind: kind.into(),
@@ -132,7 +124,7 @@ impl FakeGoDaddy {
 
     /// Every record of `domain`, in order.
     pub fn records(&self, domain: &str) -> Vec<GdRecord> {
-        lock(&self.state)
+        lock(&self.shared.state)
             .domains
             .get(domain)
             .cloned()
@@ -141,7 +133,7 @@ impl FakeGoDaddy {
 
     /// Changes `domain`'s records directly (another writer).
     pub fn edit(&self, domain: &str, f: impl FnOnce(&mut Vec<GdRecord>)) {
-        if let Some(d) = lock(&self.state).domains.get_mut(domain) {
+        if let Some(d) = lock(&self.shared.state).domains.get_mut(domain) {
             f(d);
         }
     }
@@ -149,22 +141,22 @@ impl FakeGoDaddy {
     /// Runs `f` on the domain's records right after the next successful
     /// replacement at a name: another writer acting before maildns reads back.
     pub fn after_next_put(&self, f: impl FnOnce(&mut Vec<GdRecord>) + Send + 'static) {
-        lock(&self.state).after_put = Some(Box::new(f));
+        lock(&self.shared.state).after_put = Some(Box::new(f));
     }
 
     /// Valid keys get 403 `ACCESS_DENIED` (an account under GoDaddy's API threshold).
     pub fn deny_access(&self, on: bool) {
-        lock(&self.state).deny_access = on;
+        lock(&self.shared.state).deny_access = on;
     }
 
     /// An absent name answers 404 instead of `[]`.
     pub fn absent_is_404(&self, on: bool) {
-        lock(&self.state).absent_is_404 = on;
+        lock(&self.shared.state).absent_is_404 = on;
     }
 
     /// Allows `n` requests per endpoint per `window`.
     pub fn set_rate_limit(&self, n: u32, window: Duration) {
-        let mut st = lock(&self.state);
+        let mut st = lock(&self.shared.state);
         st.limit = n;
         st.window = window;
         st.counters.clear();
@@ -172,7 +164,7 @@ impl FakeGoDaddy {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.state).requests.clone()
+        self.shared.requests()
     }
 
     /// Every request but GET.
@@ -185,12 +177,12 @@ impl FakeGoDaddy {
 
     /// The broad-endpoint tripwire (dropping the fake checks it).
     pub fn tripwire(&self) -> &Tripwire {
-        &self.tripwire
+        &self.shared.tripwire
     }
 
     /// The next `n` requests fail with `status` in GoDaddy's body.
     pub fn fail_next(&self, status: u16, n: usize) {
-        self.faults.push(Fault::Status(status), n);
+        self.shared.faults.push(Fault::Status(status), n);
     }
 }
 
@@ -243,9 +235,12 @@ fn parse_records(
         }
         let ttl = it["ttl"].as_u64().unwrap_or(3600);
         if ttl < MIN_TTL {
+            // GoDaddy's own words for it (its swagger declares no minimum):
+            // https://github.com/win-acme/win-acme/issues/1947 (2021), the
+            // same in josteink/le-godaddy-dns#1 (2016).
             return Err(invalid(
-                "OUT_OF_RANGE",
-                &format!("ttl must be at least {MIN_TTL}"),
+                "UNKNOWN_RESTRICTION",
+                &format!("must have a minimum value of {MIN_TTL}"),
                 &format!("records[{i}].ttl"),
             ));
         }
@@ -276,13 +271,7 @@ async fn handle(
 ) -> Response {
     let path = uri.path().to_string();
     let mut st = lock(&s.state);
-    st.requests.push(Recorded::new(
-        &method,
-        &path,
-        uri.query().unwrap_or(""),
-        &headers,
-        &bytes,
-    ));
+    s.record(&method, &uri, &headers, &bytes);
     let auth_ok = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -455,7 +444,7 @@ async fn handle(
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakeGoDaddy {
     fn stored_txt(&self, zone: &str) -> Vec<String> {
-        lock(&self.state)
+        lock(&self.shared.state)
             .domains
             .get(zone)
             .into_iter()
@@ -466,7 +455,7 @@ impl super::served::ServedTxt for FakeGoDaddy {
     }
 
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
-        let st = lock(&self.state);
+        let st = lock(&self.shared.state);
         let mut out = super::served::ServedSets::new();
         for r in st
             .domains

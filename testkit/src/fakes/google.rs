@@ -24,8 +24,9 @@ use rsa::{PrivateKey, PublicKey};
 use serde_json::{Value, json};
 
 use super::common::lock;
-use super::fault::{Fault, Faults};
+use super::fault::Fault;
 use super::kit::{self, Recorded, ServerTask};
+use super::tripwire::Tripwire;
 
 /// A service account made for one test.
 #[derive(Clone)]
@@ -110,14 +111,9 @@ struct St {
     next_id: u32,
     page_size: usize,
     interfere: Option<(String, String, FakeSet)>,
-    requests: Vec<Recorded>,
 }
 
-#[derive(Clone)]
-struct Shared {
-    state: Arc<Mutex<St>>,
-    faults: Faults,
-}
+type Shared = kit::Shared<St>;
 
 /// The running fake; stops when dropped.
 pub struct FakeGoogle {
@@ -125,8 +121,7 @@ pub struct FakeGoogle {
     pub url: String,
     /// Token endpoint: `http://127.0.0.1:<port>/token`.
     pub token_url: String,
-    state: Arc<Mutex<St>>,
-    faults: Faults,
+    shared: Shared,
     _task: ServerTask,
 }
 
@@ -149,26 +144,21 @@ impl FakeGoogle {
             page_size: 100,
             ..St::default()
         }));
-        let faults = Faults::default();
-        let router = axum::Router::new().fallback(handle).with_state(Shared {
-            state: state.clone(),
-            faults: faults.clone(),
-        });
-        let (addr, task) = kit::serve(router).await;
+        let shared = Shared::new(state.clone(), Tripwire::default());
+        let (addr, task) = shared.serve(handle).await;
         let token_url = format!("http://{addr}/token");
         lock(&state).token_url = token_url.clone();
         FakeGoogle {
             url: format!("http://{addr}/dns/v1"),
             token_url,
-            state,
-            faults,
+            shared,
             _task: task,
         }
     }
 
     /// Adds a managed zone; returns its `name` (e.g. `example-com`).
     pub fn add_zone(&self, dns_name: &str, private: bool) -> String {
-        let mut st = lock(&self.state);
+        let mut st = lock(&self.shared.state);
         st.next_id += 1;
         let name = format!(
             "{}-{}",
@@ -185,7 +175,7 @@ impl FakeGoogle {
 
     /// Puts a TXT set directly (rrdatas in presentation form).
     pub fn put_txt(&self, zone: &str, name: &str, ttl: i64, rrdatas: &[&str]) {
-        lock(&self.state).sets.insert(
+        lock(&self.shared.state).sets.insert(
             (zone.to_string(), format!("{}.", name.trim_end_matches('.'))),
             FakeSet {
                 ttl,
@@ -197,12 +187,12 @@ impl FakeGoogle {
     /// Removes the TXT set at `name` (another tool deleting it).
     pub fn remove_txt(&self, zone: &str, name: &str) {
         let n = name.trim_end_matches('.').to_ascii_lowercase() + ".";
-        lock(&self.state).sets.remove(&(zone.to_string(), n));
+        lock(&self.shared.state).sets.remove(&(zone.to_string(), n));
     }
 
     /// The TXT set held at `name`: TTL and rrdatas.
     pub fn txt(&self, zone: &str, name: &str) -> Option<(i64, Vec<String>)> {
-        lock(&self.state)
+        lock(&self.shared.state)
             .sets
             .get(&(zone.to_string(), format!("{}.", name.trim_end_matches('.'))))
             .map(|s| (s.ttl, s.rrdatas.clone()))
@@ -210,28 +200,28 @@ impl FakeGoogle {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.state).requests.clone()
+        self.shared.requests()
     }
 
     /// How many token requests were answered with a token.
     pub fn tokens_issued(&self) -> usize {
-        lock(&self.state).token_requests
+        lock(&self.shared.state).token_requests
     }
 
     /// Listings return at most `n` items per page.
     pub fn set_page_size(&self, n: usize) {
-        lock(&self.state).page_size = n.max(1);
+        lock(&self.shared.state).page_size = n.max(1);
     }
 
     /// A Change is `done` after this many polls (default 1).
     pub fn set_done_after(&self, polls: u32) {
-        lock(&self.state).done_after = polls;
+        lock(&self.shared.state).done_after = polls;
     }
 
     /// Another writer: just before the next Change is applied, the set at `name`
     /// in `zone` becomes `rrdatas`, so a deletion read earlier no longer matches.
     pub fn interfere_before_next_change(&self, zone: &str, name: &str, ttl: i64, rrdatas: &[&str]) {
-        lock(&self.state).interfere = Some((
+        lock(&self.shared.state).interfere = Some((
             zone.to_string(),
             format!("{}.", name.trim_end_matches('.')),
             FakeSet {
@@ -243,12 +233,12 @@ impl FakeGoogle {
 
     /// The next `n` API requests fail with `status` and Google's envelope.
     pub fn fail_next(&self, status: u16, n: usize) {
-        self.faults.push(Fault::Status(status), n);
+        self.shared.faults.push(Fault::Status(status), n);
     }
 
     /// The next `n` API requests get 429 `rateLimitExceeded` with `Retry-After`.
     pub fn throttle_next(&self, n: usize, retry_after: u64) {
-        self.faults.push(Fault::Throttle { retry_after }, n);
+        self.shared.faults.push(Fault::Throttle { retry_after }, n);
     }
 }
 
@@ -375,8 +365,7 @@ async fn handle(
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or("").to_string();
     let mut st = lock(&sh.state);
-    st.requests
-        .push(Recorded::new(&method, &path, &query, &headers, &body));
+    sh.record(&method, &uri, &headers, &body);
     if path == "/token" && method == Method::POST {
         return token(&mut st, &body);
     }
@@ -669,7 +658,7 @@ fn get_change(st: &mut St, z: &str, id: &str) -> Response {
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakeGoogle {
     fn stored_txt(&self, zone: &str) -> Vec<String> {
-        let st = lock(&self.state);
+        let st = lock(&self.shared.state);
         let dns_name = format!("{zone}.");
         st.sets
             .iter()
@@ -687,7 +676,7 @@ impl super::served::ServedTxt for FakeGoogle {
     }
 
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
-        let st = lock(&self.state);
+        let st = lock(&self.shared.state);
         let mut out = super::served::ServedSets::new();
         let dns_name = format!("{zone}.");
         for ((z, name), set) in &st.sets {

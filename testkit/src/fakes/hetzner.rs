@@ -15,7 +15,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::common::{self, Common, Recorded, Server, Style, fixture, json, lock};
+use super::common::{self, Common, Server, fixture, json, lock};
 
 /// One stored RRset, exactly as the fake holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,14 +85,7 @@ fn error_body(status: u16) -> Value {
 impl FakeHetzner {
     /// Starts the fake; requests must carry `Authorization: Bearer <token>`.
     pub async fn start(token: &str) -> FakeHetzner {
-        let common = Common::new(
-            token,
-            Style {
-                auth_ok: common::bearer_ok,
-                auth_error,
-                error_body,
-            },
-        );
+        let common = Common::bearer(token, auth_error, error_body);
         let inner = Arc::new(Inner {
             common: common.clone(),
             data: Mutex::new(Data {
@@ -174,28 +167,7 @@ impl FakeHetzner {
         lock(&self.inner.data).max_per_page = Some(n.max(1));
     }
 
-    /// Every request received, in order.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.inner.common.requests()
-    }
-
-    /// Every request other than GET.
-    pub fn writes(&self) -> Vec<Recorded> {
-        self.requests()
-            .into_iter()
-            .filter(Recorded::is_write)
-            .collect()
-    }
-
-    /// The next `n` requests fail with `status` in Hetzner's error body.
-    pub fn fail_next(&self, status: u16, n: usize) {
-        self.inner.common.fail_next(status, n);
-    }
-
-    /// The next request gets 429 with `Retry-After: <secs>`.
-    pub fn rate_limit_next(&self, retry_after_secs: u64) {
-        self.inner.common.rate_limit_next(retry_after_secs);
-    }
+    common::recording!(fails: "in Hetzner's error body");
 }
 
 type Q = Query<Vec<(String, String)>>;

@@ -24,8 +24,9 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::common::lock;
-use super::fault::{Fault, Faults};
+use super::fault::Fault;
 use super::kit::{self, Recorded, ServerTask};
+use super::tripwire::Tripwire;
 
 /// Lowest TTL the fake accepts (lego's minimum for IONOS).
 pub const MIN_TTL: u64 = 300;
@@ -55,35 +56,23 @@ struct St {
     zones: Vec<(String, String)>,
     records: Vec<StoredRecord>,
     next_id: u64,
-    requests: Vec<Recorded>,
-    broad: Vec<String>,
     delay: Duration,
 }
 
-#[derive(Clone)]
-struct Shared {
-    state: Arc<Mutex<St>>,
-    faults: Faults,
-}
+type Shared = kit::Shared<St>;
 
 /// The running fake; stops when dropped.
 #[derive(Debug)]
 pub struct FakeIonos {
     /// Base URL to give the adapter: `http://127.0.0.1:<port>/dns`.
     pub url: String,
-    state: Arc<Mutex<St>>,
-    faults: Faults,
+    shared: Shared,
     _task: ServerTask,
 }
 
 impl Drop for FakeIonos {
     fn drop(&mut self) {
-        let broad = std::mem::take(&mut lock(&self.state).broad);
-        if !broad.is_empty() && !std::thread::panicking() {
-            panic!(
-                "the adapter called IONOS's zone-wide writes, which replace whole name+type groups or the zone: {broad:?}"
-            );
-        }
+        self.shared.tripwire.check_on_drop();
     }
 }
 
@@ -109,16 +98,16 @@ impl FakeIonos {
             api_key: api_key.to_string(),
             ..St::default()
         }));
-        let faults = Faults::default();
-        let router = axum::Router::new().fallback(handle).with_state(Shared {
-            state: state.clone(),
-            faults: faults.clone(),
-        });
-        let (addr, task) = kit::serve(router).await;
+        let shared = Shared::new(
+            state.clone(),
+            Tripwire::saying(
+                "the adapter called IONOS's zone-wide writes, which replace whole name+type groups or the zone",
+            ),
+        );
+        let (addr, task) = shared.serve(handle).await;
         FakeIonos {
             url: format!("http://{addr}/dns"),
-            state,
-            faults,
+            shared,
             _task: task,
         }
     }
@@ -126,7 +115,7 @@ impl FakeIonos {
     /// Adds a zone (with an NS record at its apex); returns its id.
     pub fn add_zone(&self, name: &str) -> String {
         let id = {
-            let mut st = lock(&self.state);
+            let mut st = lock(&self.shared.state);
             st.next_id += 1;
             let id = format!("11af3414-ebba-11e9-8df5-{:012x}", st.next_id);
             st.zones.push((id.clone(), name.to_string()));
@@ -138,7 +127,7 @@ impl FakeIonos {
 
     /// Stores a record directly (`name` fully qualified, `content` unquoted).
     pub fn add_record(&self, zone: &str, name: &str, kind: &str, content: &str) -> String {
-        let mut st = lock(&self.state);
+        let mut st = lock(&self.shared.state);
         let zone_id = st
             .zones
             .iter()
@@ -161,7 +150,7 @@ impl FakeIonos {
 
     /// The TXT records at `name` (fully qualified), as stored, in creation order.
     pub fn txt(&self, name: &str) -> Vec<StoredRecord> {
-        lock(&self.state)
+        lock(&self.shared.state)
             .records
             .iter()
             .filter(|r| r.kind == "TXT" && r.name == name)
@@ -182,12 +171,12 @@ impl FakeIonos {
 
     /// From now on, accepted changes are served only after `delay`.
     pub fn set_publish_delay(&self, delay: Duration) {
-        lock(&self.state).delay = delay;
+        lock(&self.shared.state).delay = delay;
     }
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.state).requests.clone()
+        self.shared.requests()
     }
 
     /// Every request other than GET.
@@ -200,12 +189,12 @@ impl FakeIonos {
 
     /// The zone-wide calls seen so far (emptied, so the fake drops quietly).
     pub fn take_broad_calls(&self) -> Vec<String> {
-        std::mem::take(&mut lock(&self.state).broad)
+        self.shared.tripwire.take()
     }
 
     /// The next `n` requests fail with `status` in IONOS's error array.
     pub fn fail_next(&self, status: u16, n: usize) {
-        self.faults.push(Fault::Status(status), n);
+        self.shared.faults.push(Fault::Status(status), n);
     }
 }
 
@@ -273,13 +262,7 @@ async fn handle(
     let path = uri.path().to_string();
     let query = kit::query_pairs(uri.query().unwrap_or(""));
     let mut st = lock(&sh.state);
-    st.requests.push(Recorded::new(
-        &method,
-        &path,
-        uri.query().unwrap_or(""),
-        &headers,
-        &body,
-    ));
+    sh.record(&method, &uri, &headers, &body);
     let key = headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
@@ -441,7 +424,7 @@ async fn handle(
         }
         (&Method::PATCH, []) | (&Method::PUT, []) => {
             let whole = method == Method::PUT;
-            st.broad.push(format!(
+            sh.tripwire.hit(format!(
                 "{} /v1/zones/{zone_id} ({zone})",
                 if whole { "PUT" } else { "PATCH" }
             ));
@@ -487,7 +470,7 @@ async fn handle(
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakeIonos {
     fn stored_txt(&self, zone: &str) -> Vec<String> {
-        let st = lock(&self.state);
+        let st = lock(&self.shared.state);
         st.records
             .iter()
             .filter(|r| {
@@ -499,7 +482,7 @@ impl super::served::ServedTxt for FakeIonos {
 
     /// The records whose publication delay has passed.
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
-        let st = lock(&self.state);
+        let st = lock(&self.shared.state);
         let mut out = super::served::ServedSets::new();
         let now = Instant::now();
         let Some((id, _)) = st.zones.iter().find(|(_, n)| n == zone) else {

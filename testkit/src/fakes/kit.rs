@@ -2,10 +2,90 @@
 //! type, a loopback server, query and response helpers (faults: [`super::fault`]).
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
 
 pub use super::common::Recorded;
+use super::fault::Faults;
+use super::tripwire::Tripwire;
+
+/// What a fake that routes requests itself shares between the test's handle
+/// and its server task: the host's state, the faults to inject, and the
+/// tripwire for the broad endpoints maildns must never call.
+#[derive(Debug)]
+pub struct Shared<S> {
+    pub(crate) state: Arc<Mutex<S>>,
+    pub(crate) faults: Faults,
+    pub(crate) tripwire: Arc<Tripwire>,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl<S> Clone for Shared<S> {
+    fn clone(&self) -> Self {
+        Shared {
+            state: self.state.clone(),
+            faults: self.faults.clone(),
+            tripwire: self.tripwire.clone(),
+            requests: self.requests.clone(),
+        }
+    }
+}
+
+impl<S: Send + 'static> Shared<S> {
+    /// The handles on `state`, no fault queued, and `tripwire`.
+    pub(crate) fn new(state: Arc<Mutex<S>>, tripwire: Tripwire) -> Self {
+        Shared {
+            state,
+            faults: Faults::default(),
+            tripwire: Arc::new(tripwire),
+            requests: Arc::default(),
+        }
+    }
+
+    /// Logs one request as received (handlers call it holding the state's
+    /// lock, so the log keeps the order the requests were served in).
+    pub(crate) fn record(
+        &self,
+        method: &axum::http::Method,
+        uri: &axum::http::Uri,
+        headers: &axum::http::HeaderMap,
+        body: &[u8],
+    ) {
+        self.log(Recorded::new(
+            method,
+            uri.path(),
+            uri.query().unwrap_or(""),
+            headers,
+            body,
+        ));
+    }
+
+    /// Logs a request already recorded.
+    pub(crate) fn log(&self, request: Recorded) {
+        super::common::lock(&self.requests).push(request);
+    }
+
+    /// Every request received, in order.
+    pub(crate) fn requests(&self) -> Vec<Recorded> {
+        super::common::lock(&self.requests).clone()
+    }
+
+    /// Serves `handle` (the fake's one handler, for every request) with these
+    /// handles on 127.0.0.1 at a free port.
+    pub(crate) async fn serve<H, T>(&self, handle: H) -> (SocketAddr, ServerTask)
+    where
+        H: axum::handler::Handler<T, Shared<S>>,
+        T: 'static,
+    {
+        serve(
+            axum::Router::new()
+                .fallback(handle)
+                .with_state(self.clone()),
+        )
+        .await
+    }
+}
 
 /// A server task aborted on drop.
 #[derive(Debug)]

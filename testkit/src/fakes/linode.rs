@@ -21,7 +21,8 @@ use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use serde_json::{Value, json};
 
-use super::common::{self, Common, Recorded, Server, Style, json, lock, param};
+use super::common::{self, Common, Server, json, lock, param};
+use super::tripwire::Tripwire;
 
 /// The TTLs Linode keeps; others are rounded to the nearest.
 pub const VALID_TTLS: [u64; 12] = [
@@ -55,7 +56,6 @@ struct Data {
     next_id: u64,
     max_per_page: Option<usize>,
     drop_ttl_on_create: bool,
-    broad_calls: Vec<String>,
 }
 
 impl Data {
@@ -67,6 +67,7 @@ impl Data {
 
 struct Inner {
     common: Arc<Common>,
+    tripwire: Tripwire,
     data: Mutex<Data>,
 }
 
@@ -165,16 +166,10 @@ fn page_of(
 impl FakeLinode {
     /// Starts the fake; requests must carry `Authorization: Bearer <token>`.
     pub async fn start(token: &str) -> FakeLinode {
-        let common = Common::new(
-            token,
-            Style {
-                auth_ok: common::bearer_ok,
-                auth_error,
-                error_body,
-            },
-        );
+        let common = Common::bearer(token, auth_error, error_body);
         let inner = Arc::new(Inner {
             common: common.clone(),
+            tripwire: Tripwire::saying("the Linode fake's domain-wide endpoints were called"),
             data: Mutex::new(Data::default()),
         });
         let router = Router::new()
@@ -276,39 +271,15 @@ impl FakeLinode {
 
     /// Calls of the domain-wide endpoints, taken: the fake no longer fails the test.
     pub fn take_broad_calls(&self) -> Vec<String> {
-        std::mem::take(&mut lock(&self.inner.data).broad_calls)
+        self.inner.tripwire.take()
     }
 
-    /// Every request received, in order.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.inner.common.requests()
-    }
-
-    /// Every request other than GET.
-    pub fn writes(&self) -> Vec<Recorded> {
-        self.requests()
-            .into_iter()
-            .filter(Recorded::is_write)
-            .collect()
-    }
-
-    /// The next `n` requests fail with `status` in Linode's error body.
-    pub fn fail_next(&self, status: u16, n: usize) {
-        self.inner.common.fail_next(status, n);
-    }
-
-    /// The next request gets 429 with `Retry-After: <secs>`.
-    pub fn rate_limit_next(&self, retry_after_secs: u64) {
-        self.inner.common.rate_limit_next(retry_after_secs);
-    }
+    common::recording!(fails: "in Linode's error body");
 }
 
 impl Drop for FakeLinode {
     fn drop(&mut self) {
-        let calls = self.take_broad_calls();
-        if !calls.is_empty() && !std::thread::panicking() {
-            panic!("the Linode fake's domain-wide endpoints were called: {calls:?}");
-        }
+        self.inner.tripwire.check_on_drop();
     }
 }
 
@@ -459,8 +430,8 @@ async fn delete_record(State(s): State<Arc<Inner>>, Path((id, rid)): Path<(u64, 
 
 /// `DELETE /domains/{id}`: removes the domain and all its records. Never to be used.
 async fn delete_domain(State(s): State<Arc<Inner>>, Path(id): Path<u64>) -> Response {
+    s.tripwire.hit(format!("DELETE /domains/{id}"));
     let mut d = lock(&s.data);
-    d.broad_calls.push(format!("DELETE /domains/{id}"));
     d.records.retain(|r| r.domain_id != id);
     d.domains.retain(|(i, _)| *i != id);
     d.snapshot();
@@ -469,9 +440,7 @@ async fn delete_domain(State(s): State<Arc<Inner>>, Path(id): Path<u64>) -> Resp
 
 /// `POST /domains/import`: replaces a domain by a zone transfer. Never to be used.
 async fn import_domain(State(s): State<Arc<Inner>>) -> Response {
-    lock(&s.data)
-        .broad_calls
-        .push("POST /domains/import".to_string());
+    s.tripwire.hit("POST /domains/import");
     json(200, json!({}))
 }
 

@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 
 use super::common::lock;
-use super::fault::{Fault, Faults};
+use super::fault::Fault;
 use super::kit::{self, Recorded, ServerTask};
 use super::tripwire::Tripwire;
 
@@ -71,24 +71,24 @@ struct St {
     next_id: u64,
     list_page_cap: usize,
     after_set: Option<Hook>,
-    requests: Vec<Recorded>,
 }
 
-#[derive(Clone)]
-struct Shared {
-    state: Arc<Mutex<St>>,
-    faults: Faults,
-    tripwire: Arc<Tripwire>,
-}
+type Shared = kit::Shared<St>;
 
 /// A running fake Namecheap API; stops when dropped (and fails the test if a
 /// command maildns must never use was called).
 pub struct FakeNamecheap {
     url: String,
-    state: Arc<Mutex<St>>,
-    faults: Faults,
-    tripwire: Arc<Tripwire>,
+    shared: Shared,
     _task: ServerTask,
+}
+
+/// Checks the tripwire on the test's thread (the server task, holding the
+/// other reference, is dropped on a runtime thread where a panic is lost).
+impl Drop for FakeNamecheap {
+    fn drop(&mut self) {
+        self.shared.tripwire.check_on_drop();
+    }
 }
 
 impl FakeNamecheap {
@@ -103,21 +103,12 @@ impl FakeNamecheap {
             next_id: 0,
             list_page_cap: 100,
             after_set: None,
-            requests: Vec::new(),
         }));
-        let faults = Faults::default();
-        let tripwire = Arc::new(Tripwire::new("Namecheap"));
-        let router = axum::Router::new().fallback(handle).with_state(Shared {
-            state: state.clone(),
-            faults: faults.clone(),
-            tripwire: tripwire.clone(),
-        });
-        let (addr, task) = kit::serve(router).await;
+        let shared = Shared::new(state.clone(), Tripwire::new("Namecheap"));
+        let (addr, task) = shared.serve(handle).await;
         FakeNamecheap {
             url: format!("http://{addr}"),
-            state,
-            faults,
-            tripwire,
+            shared,
             _task: task,
         }
     }
@@ -129,7 +120,7 @@ impl FakeNamecheap {
 
     /// Adds a domain on Namecheap's DNS with `email_type` (`MX`, `MXE`, `FWD`, `OX`, ...).
     pub fn add_domain(&self, domain: &str, email_type: &str) {
-        lock(&self.state).domains.push(Domain {
+        lock(&self.shared.state).domains.push(Domain {
             name: domain.to_string(),
             email_type: email_type.to_string(),
             using_our_dns: true,
@@ -139,7 +130,7 @@ impl FakeNamecheap {
 
     /// Adds a domain registered at Namecheap but served by other name servers.
     pub fn add_foreign_dns_domain(&self, domain: &str) {
-        lock(&self.state).domains.push(Domain {
+        lock(&self.shared.state).domains.push(Domain {
             name: domain.to_string(),
             email_type: "NONE".into(),
             using_our_dns: false,
@@ -157,7 +148,7 @@ impl FakeNamecheap {
         mx_pref: u32,
         ttl: u32,
     ) {
-        let mut st = lock(&self.state);
+        let mut st = lock(&self.shared.state);
         st.next_id += 1;
         let id = st.next_id;
         if let Some(d) = st.domains.iter_mut().find(|d| d.name == domain) {
@@ -174,7 +165,7 @@ impl FakeNamecheap {
 
     /// `domain`'s host list, as held.
     pub fn hosts(&self, domain: &str) -> Vec<NcHost> {
-        lock(&self.state)
+        lock(&self.shared.state)
             .domains
             .iter()
             .find(|d| d.name == domain)
@@ -184,7 +175,7 @@ impl FakeNamecheap {
 
     /// Changes `domain`'s host list directly (another writer, e.g. the web UI).
     pub fn edit_hosts(&self, domain: &str, f: impl FnOnce(&mut Vec<NcHost>)) {
-        let mut st = lock(&self.state);
+        let mut st = lock(&self.shared.state);
         if let Some(d) = st.domains.iter_mut().find(|d| d.name == domain) {
             f(&mut d.hosts);
         }
@@ -193,12 +184,12 @@ impl FakeNamecheap {
     /// Runs `f` on the host list right after the next successful `setHosts`:
     /// another writer acting between maildns's write and its read back.
     pub fn after_next_set_hosts(&self, f: impl FnOnce(&mut Vec<NcHost>) + Send + 'static) {
-        lock(&self.state).after_set = Some(Box::new(f));
+        lock(&self.shared.state).after_set = Some(Box::new(f));
     }
 
     /// `domain`'s `EmailType`.
     pub fn email_type(&self, domain: &str) -> Option<String> {
-        lock(&self.state)
+        lock(&self.shared.state)
             .domains
             .iter()
             .find(|d| d.name == domain)
@@ -207,12 +198,12 @@ impl FakeNamecheap {
 
     /// Caps `PageSize` of `domains.getList` (to exercise paging).
     pub fn set_list_page_cap(&self, n: usize) {
-        lock(&self.state).list_page_cap = n.max(1);
+        lock(&self.shared.state).list_page_cap = n.max(1);
     }
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.state).requests.clone()
+        self.shared.requests()
     }
 
     /// The `Command` of every request so far.
@@ -231,17 +222,19 @@ impl FakeNamecheap {
 
     /// The broad-endpoint tripwire (dropping the fake checks it).
     pub fn tripwire(&self) -> &Tripwire {
-        &self.tripwire
+        &self.shared.tripwire
     }
 
     /// The next `n` requests are throttled: HTTP 405.
     pub fn throttle_next(&self, n: usize) {
-        self.faults.push(Fault::Throttle { retry_after: 0 }, n);
+        self.shared
+            .faults
+            .push(Fault::Throttle { retry_after: 0 }, n);
     }
 
     /// The next `n` requests fail with HTTP `status`.
     pub fn fail_next(&self, status: u16, n: usize) {
-        self.faults.push(Fault::Status(status), n);
+        self.shared.faults.push(Fault::Status(status), n);
     }
 }
 
@@ -326,7 +319,7 @@ async fn handle(
     );
     let p = params(&rec);
     let mut st = lock(&s.state);
-    st.requests.push(rec);
+    s.log(rec);
     if uri.path() != "/xml.response" {
         s.tripwire
             .hit(format!("{method} {} (not the API endpoint)", uri.path()));
@@ -538,7 +531,7 @@ fn set_hosts(
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakeNamecheap {
     fn stored_txt(&self, zone: &str) -> Vec<String> {
-        lock(&self.state)
+        lock(&self.shared.state)
             .domains
             .iter()
             .filter(|d| d.name == zone)
@@ -552,7 +545,7 @@ impl super::served::ServedTxt for FakeNamecheap {
     }
 
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
-        let st = lock(&self.state);
+        let st = lock(&self.shared.state);
         let mut out = super::served::ServedSets::new();
         for d in st.domains.iter().filter(|d| d.name == zone) {
             for h in d.hosts.iter().filter(|h| h.kind == "TXT") {

@@ -29,8 +29,9 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::common::lock;
-use super::fault::{Fault, Faults};
+use super::fault::Fault;
 use super::kit::{self, Recorded, ServerTask};
+use super::tripwire::Tripwire;
 
 /// The throttling text netcup answers (inside an HTTP 200).
 pub const THROTTLE_TEXT: &str = "More than 180 requests per minute. Please wait and retry later.";
@@ -66,18 +67,12 @@ struct St {
     logins: usize,
     logouts: usize,
     next_session: u64,
-    requests: Vec<Recorded>,
-    broad: Vec<String>,
     per_minute: Option<usize>,
     recent: VecDeque<Instant>,
     flaky_sessions: usize,
 }
 
-#[derive(Clone)]
-struct Shared {
-    state: Arc<Mutex<St>>,
-    faults: Faults,
-}
+type Shared = kit::Shared<St>;
 
 /// The running fake; stops when dropped.
 #[derive(Debug)]
@@ -85,17 +80,13 @@ pub struct FakeNetcup {
     /// The endpoint to give the adapter:
     /// `http://127.0.0.1:<port>/run/webservice/servers/endpoint.php?JSON`.
     pub url: String,
-    state: Arc<Mutex<St>>,
-    faults: Faults,
+    shared: Shared,
     _task: ServerTask,
 }
 
 impl Drop for FakeNetcup {
     fn drop(&mut self) {
-        let broad = std::mem::take(&mut lock(&self.state).broad);
-        if !broad.is_empty() && !std::thread::panicking() {
-            panic!("the adapter called netcup's zone-wide updateDnsZone: {broad:?}");
-        }
+        self.shared.tripwire.check_on_drop();
     }
 }
 
@@ -110,35 +101,33 @@ impl FakeNetcup {
             per_minute: Some(180),
             ..St::default()
         }));
-        let faults = Faults::default();
-        let router = axum::Router::new().fallback(handle).with_state(Shared {
-            state: state.clone(),
-            faults: faults.clone(),
-        });
-        let (addr, task) = kit::serve(router).await;
+        let shared = Shared::new(
+            state.clone(),
+            Tripwire::saying("the adapter called netcup's zone-wide updateDnsZone"),
+        );
+        let (addr, task) = shared.serve(handle).await;
         FakeNetcup {
             url: format!("http://{addr}/run/webservice/servers/endpoint.php?JSON"),
-            state,
-            faults,
+            shared,
             _task: task,
         }
     }
 
     /// Adds a zone with its TTL and the A and MX records a new zone has.
     pub fn add_zone(&self, zone: &str, ttl: u32) {
-        lock(&self.state).zones.push((zone.to_string(), ttl));
+        lock(&self.shared.state).zones.push((zone.to_string(), ttl));
         self.add_record(zone, "@", "A", "192.0.2.80");
         self.add_record(zone, "@", "MX", "mail.example.net");
     }
 
     /// Adds a zone moved to CloudDNS: this API answers 5028 for it.
     pub fn add_clouddns_zone(&self, zone: &str) {
-        lock(&self.state).clouddns.insert(zone.to_string());
+        lock(&self.shared.state).clouddns.insert(zone.to_string());
     }
 
     /// Stores a record directly (`hostname` relative); returns its id.
     pub fn add_record(&self, zone: &str, hostname: &str, kind: &str, destination: &str) -> u64 {
-        let mut st = lock(&self.state);
+        let mut st = lock(&self.shared.state);
         st.next_id += 1;
         let id = st.next_id;
         st.records.push(StoredRecord {
@@ -162,7 +151,7 @@ impl FakeNetcup {
 
     /// Every record of `zone`, in creation order.
     pub fn records(&self, zone: &str) -> Vec<StoredRecord> {
-        lock(&self.state)
+        lock(&self.shared.state)
             .records
             .iter()
             .filter(|r| r.zone == zone)
@@ -172,7 +161,7 @@ impl FakeNetcup {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.state).requests.clone()
+        self.shared.requests()
     }
 
     /// The `action` of every request so far, in order.
@@ -185,41 +174,43 @@ impl FakeNetcup {
 
     /// Logins and logouts served so far, and the sessions still open.
     pub fn sessions(&self) -> (usize, usize, usize) {
-        let st = lock(&self.state);
+        let st = lock(&self.shared.state);
         (st.logins, st.logouts, st.sessions.len())
     }
 
     /// Invalidates every open session (netcup's sporadic 4001).
     pub fn expire_sessions(&self) {
-        lock(&self.state).sessions.clear();
+        lock(&self.shared.state).sessions.clear();
     }
 
     /// The next `n` calls made in a session are answered 4001 (invalid session)
     /// even when it is live: netcup's sporadic complaint.
     pub fn refuse_sessions_next(&self, n: usize) {
-        lock(&self.state).flaky_sessions = n;
+        lock(&self.shared.state).flaky_sessions = n;
     }
 
     /// The zone-wide calls seen so far (emptied, so the fake drops quietly).
     pub fn take_broad_calls(&self) -> Vec<String> {
-        std::mem::take(&mut lock(&self.state).broad)
+        self.shared.tripwire.take()
     }
 
     /// Requests allowed per minute before the throttling answer (`None`: no limit).
     pub fn set_per_minute(&self, n: Option<usize>) {
-        let mut st = lock(&self.state);
+        let mut st = lock(&self.shared.state);
         st.per_minute = n;
         st.recent.clear();
     }
 
     /// The next `n` requests get netcup's throttling answer (HTTP 200, status error).
     pub fn throttle_next(&self, n: usize) {
-        self.faults.push(Fault::Throttle { retry_after: 0 }, n);
+        self.shared
+            .faults
+            .push(Fault::Throttle { retry_after: 0 }, n);
     }
 
     /// The next `n` requests fail with HTTP `status` (a proxy's page, not JSON).
     pub fn fail_next(&self, status: u16, n: usize) {
-        self.faults.push(Fault::Status(status), n);
+        self.shared.faults.push(Fault::Status(status), n);
     }
 }
 
@@ -269,13 +260,7 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let mut st = lock(&sh.state);
-    st.requests.push(Recorded::new(
-        &method,
-        uri.path(),
-        uri.query().unwrap_or(""),
-        &headers,
-        &body,
-    ));
+    sh.record(&method, &uri, &headers, &body);
     if let Some(f) = sh.faults.take() {
         return match f {
             Fault::Throttle { .. } => fail("", 4013, "Validation Error.", THROTTLE_TEXT),
@@ -388,7 +373,7 @@ async fn handle(
             ok(&action, "DNS records found", data)
         }
         "updateDnsZone" => {
-            st.broad.push(format!("updateDnsZone {zone}"));
+            sh.tripwire.hit(format!("updateDnsZone {zone}"));
             if let Some(t) = p["dnszone"]["ttl"].as_str().and_then(|t| t.parse().ok())
                 && let Some(z) = st.zones.iter_mut().find(|(z, _)| *z == zone)
             {
@@ -491,7 +476,7 @@ async fn handle(
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakeNetcup {
     fn stored_txt(&self, zone: &str) -> Vec<String> {
-        lock(&self.state)
+        lock(&self.shared.state)
             .records
             .iter()
             .filter(|r| r.zone == zone && r.kind == "TXT")
@@ -500,7 +485,7 @@ impl super::served::ServedTxt for FakeNetcup {
     }
 
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
-        let st = lock(&self.state);
+        let st = lock(&self.shared.state);
         let mut out = super::served::ServedSets::new();
         let ttl = st
             .zones

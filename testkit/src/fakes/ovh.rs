@@ -35,6 +35,7 @@ use serde_json::{Value, json};
 use sha1::{Digest, Sha1};
 
 use super::common::{self, Common, Recorded, Style, json, lock};
+use super::tripwire::Tripwire;
 
 /// Seconds a request's timestamp may be off the fake's clock.
 pub const TIME_TOLERANCE: i64 = 5;
@@ -63,12 +64,12 @@ struct Data {
     published: BTreeMap<String, Vec<StoredRecord>>,
     next_id: u64,
     refreshes: usize,
-    broad_calls: Vec<String>,
     skew: i64,
 }
 
 struct Inner {
     common: Arc<Common>,
+    tripwire: Tripwire,
     application_key: String,
     application_secret: String,
     consumer_key: String,
@@ -265,6 +266,7 @@ impl FakeOvh {
         );
         let inner = Arc::new(Inner {
             common,
+            tripwire: Tripwire::saying("the OVH fake's zone-wide endpoints were called"),
             application_key: application_key.to_string(),
             application_secret: application_secret.to_string(),
             consumer_key: consumer_key.to_string(),
@@ -365,39 +367,15 @@ impl FakeOvh {
     /// Calls of the zone-wide endpoints (`import`, `reset`), taken: the fake no
     /// longer fails the test for them.
     pub fn take_broad_calls(&self) -> Vec<String> {
-        std::mem::take(&mut lock(&self.inner.data).broad_calls)
+        self.inner.tripwire.take()
     }
 
-    /// Every request received, in order.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.inner.common.requests()
-    }
-
-    /// Every request other than GET.
-    pub fn writes(&self) -> Vec<Recorded> {
-        self.requests()
-            .into_iter()
-            .filter(Recorded::is_write)
-            .collect()
-    }
-
-    /// The next `n` requests fail with `status` in OVH's error body.
-    pub fn fail_next(&self, status: u16, n: usize) {
-        self.inner.common.fail_next(status, n);
-    }
-
-    /// The next request gets 429 with `Retry-After: <secs>`.
-    pub fn rate_limit_next(&self, retry_after_secs: u64) {
-        self.inner.common.rate_limit_next(retry_after_secs);
-    }
+    common::recording!(fails: "in OVH's error body");
 }
 
 impl Drop for FakeOvh {
     fn drop(&mut self) {
-        let calls = self.take_broad_calls();
-        if !calls.is_empty() && !std::thread::panicking() {
-            panic!("the OVH fake's zone-wide endpoints were called: {calls:?}");
-        }
+        self.inner.tripwire.check_on_drop();
     }
 }
 
@@ -562,9 +540,8 @@ async fn refresh(State(s): State<Arc<Inner>>, Path(zone): Path<String>) -> Respo
 
 /// `POST …/import`: replaces the whole zone from a zone file. Never to be used.
 async fn import(State(s): State<Arc<Inner>>, Path(zone): Path<String>) -> Response {
+    s.tripwire.hit(format!("POST /domain/zone/{zone}/import"));
     let mut d = lock(&s.data);
-    d.broad_calls
-        .push(format!("POST /domain/zone/{zone}/import"));
     d.staged.retain(|r| r.zone != zone);
     json(
         200,
@@ -574,9 +551,8 @@ async fn import(State(s): State<Arc<Inner>>, Path(zone): Path<String>) -> Respon
 
 /// `POST …/reset`: empties the zone. Never to be used.
 async fn reset(State(s): State<Arc<Inner>>, Path(zone): Path<String>) -> Response {
+    s.tripwire.hit(format!("POST /domain/zone/{zone}/reset"));
     let mut d = lock(&s.data);
-    d.broad_calls
-        .push(format!("POST /domain/zone/{zone}/reset"));
     d.staged.retain(|r| r.zone != zone);
     json(200, Value::Null)
 }

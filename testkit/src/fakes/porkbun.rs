@@ -4,8 +4,10 @@
 //! whose JSON body carries `apikey` and `secretapikey` (other methods are refused);
 //! a domain must be opted in to API access (`{"status":"ERROR","message":"Domain is
 //! not opted in to API access."}`, HTTP 400); requests name the subdomain
-//! relative, answers give `name` as the FQDN and `ttl`/`prio` as strings; TTL under
-//! 600 is refused; a duplicate create gets the vague "We were unable to create the
+//! relative, answers give `name` as the FQDN and `ttl`/`prio` as strings; a TTL
+//! under the account's minimum (600, Porkbun's usual one), absent or 0 is stored
+//! as that minimum, without an error (see [`MIN_TTL`]); a duplicate create gets
+//! the vague "We were unable to create the
 //! DNS record."; throttling (a configurable rate, or an injected
 //! [`Fault::Throttle`]) is HTTP 503 with an HTML page, never 429.
 //!
@@ -25,13 +27,19 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::common::lock;
-use super::fault::{Fault, Faults};
+use super::fault::Fault;
 use super::kit::{self, Recorded, ServerTask};
+use super::tripwire::Tripwire;
 
 /// The HTML page Porkbun's proxy answers when a key sends too fast.
 pub const THROTTLE_PAGE: &str = "<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n</body>\r\n</html>\r\n";
 
-/// Lowest TTL Porkbun accepts.
+/// The account's minimum TTL. Porkbun's OpenAPI spec
+/// (<https://porkbun.com/api/json/v3/spec>, `CreateDnsRequest.ttl`): "Minimum
+/// is determined by account settings (typically 600). Defaults to the account
+/// minimum if omitted or 0." A lower TTL is not refused but raised to it
+/// (infinityofspace/pkb_client's README: TTLs under 600 "are ignored by the
+/// Porkbun API"; certbot_dns_porkbun#50; dnscontrol raises them itself).
 pub const MIN_TTL: u64 = 600;
 
 /// One stored record, exactly as the fake holds it.
@@ -58,36 +66,24 @@ struct St {
     domains: Vec<(String, bool)>,
     records: Vec<StoredRecord>,
     next_id: u64,
-    requests: Vec<Recorded>,
-    broad: Vec<String>,
     rate: Option<(usize, Duration)>,
     recent: VecDeque<Instant>,
 }
 
-#[derive(Clone)]
-struct Shared {
-    state: Arc<Mutex<St>>,
-    faults: Faults,
-}
+type Shared = kit::Shared<St>;
 
 /// The running fake; stops when dropped.
 #[derive(Debug)]
 pub struct FakePorkbun {
     /// Base URL to give the adapter: `http://127.0.0.1:<port>/api/json/v3`.
     pub url: String,
-    state: Arc<Mutex<St>>,
-    faults: Faults,
+    shared: Shared,
     _task: ServerTask,
 }
 
 impl Drop for FakePorkbun {
     fn drop(&mut self) {
-        let broad = std::mem::take(&mut lock(&self.state).broad);
-        if !broad.is_empty() && !std::thread::panicking() {
-            panic!(
-                "the adapter called Porkbun's by-name-and-type endpoints, which touch every TXT value at a name: {broad:?}"
-            );
-        }
+        self.shared.tripwire.check_on_drop();
     }
 }
 
@@ -100,16 +96,16 @@ impl FakePorkbun {
             next_id: 106_926_000,
             ..St::default()
         }));
-        let faults = Faults::default();
-        let router = axum::Router::new().fallback(handle).with_state(Shared {
-            state: state.clone(),
-            faults: faults.clone(),
-        });
-        let (addr, task) = kit::serve(router).await;
+        let shared = Shared::new(
+            state.clone(),
+            Tripwire::saying(
+                "the adapter called Porkbun's by-name-and-type endpoints, which touch every TXT value at a name",
+            ),
+        );
+        let (addr, task) = shared.serve(handle).await;
         FakePorkbun {
             url: format!("http://{addr}/api/json/v3"),
-            state,
-            faults,
+            shared,
             _task: task,
         }
     }
@@ -117,7 +113,7 @@ impl FakePorkbun {
     /// Adds a domain of the account, opted in to API access or not, with the
     /// NS records Porkbun puts at every apex.
     pub fn add_domain(&self, domain: &str, api_access: bool) {
-        let mut st = lock(&self.state);
+        let mut st = lock(&self.shared.state);
         st.domains.push((domain.to_ascii_lowercase(), api_access));
         for ns in ["curitiba.ns.porkbun.com", "fortaleza.ns.porkbun.com"] {
             st.next_id += 1;
@@ -135,7 +131,7 @@ impl FakePorkbun {
 
     /// Stores a TXT record directly (`name` fully qualified); returns its id.
     pub fn add_txt(&self, domain: &str, name: &str, content: &str, ttl: u64) -> u64 {
-        let mut st = lock(&self.state);
+        let mut st = lock(&self.shared.state);
         st.next_id += 1;
         let id = st.next_id;
         st.records.push(StoredRecord {
@@ -151,7 +147,7 @@ impl FakePorkbun {
 
     /// The TXT records at `name` (fully qualified), in creation order.
     pub fn txt(&self, name: &str) -> Vec<StoredRecord> {
-        lock(&self.state)
+        lock(&self.shared.state)
             .records
             .iter()
             .filter(|r| r.kind == "TXT" && r.name == name)
@@ -161,30 +157,32 @@ impl FakePorkbun {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.state).requests.clone()
+        self.shared.requests()
     }
 
     /// The by-name-and-type calls seen so far (emptied, so the fake drops quietly).
     pub fn take_broad_calls(&self) -> Vec<String> {
-        std::mem::take(&mut lock(&self.state).broad)
+        self.shared.tripwire.take()
     }
 
     /// Answers HTTP 503 HTML to any request beyond `requests` within `per`
     /// (Porkbun's throttling; the real figure is about 1 per second per key).
     pub fn set_rate_limit(&self, requests: usize, per: Duration) {
-        let mut st = lock(&self.state);
+        let mut st = lock(&self.shared.state);
         st.rate = Some((requests, per));
         st.recent.clear();
     }
 
     /// The next `n` requests fail with `status` and Porkbun's JSON error body.
     pub fn fail_next(&self, status: u16, n: usize) {
-        self.faults.push(Fault::Status(status), n);
+        self.shared.faults.push(Fault::Status(status), n);
     }
 
     /// The next `n` requests get Porkbun's throttling answer: HTTP 503, HTML.
     pub fn throttle_next(&self, n: usize) {
-        self.faults.push(Fault::Throttle { retry_after: 0 }, n);
+        self.shared
+            .faults
+            .push(Fault::Throttle { retry_after: 0 }, n);
     }
 }
 
@@ -221,13 +219,17 @@ fn fqdn(domain: &str, sub: &str) -> String {
     }
 }
 
+/// The TTL a create or edit stores: the one sent, raised to the account's
+/// minimum (absent and 0 included); `None` for one that is not a number.
 fn ttl_of(v: &Value) -> Option<u64> {
-    match v {
-        Value::Null => Some(MIN_TTL),
-        Value::String(s) => s.parse().ok(),
-        Value::Number(n) => n.as_u64(),
-        _ => None,
-    }
+    let ttl = match v {
+        Value::Null => 0,
+        Value::String(s) if s.is_empty() => 0,
+        Value::String(s) => s.parse().ok()?,
+        Value::Number(n) => n.as_u64()?,
+        _ => return None,
+    };
+    Some(ttl.max(MIN_TTL))
 }
 
 async fn handle(
@@ -239,13 +241,7 @@ async fn handle(
 ) -> Response {
     let path = uri.path().to_string();
     let mut st = lock(&sh.state);
-    st.requests.push(Recorded::new(
-        &method,
-        &path,
-        uri.query().unwrap_or(""),
-        &headers,
-        &body,
-    ));
+    sh.record(&method, &uri, &headers, &body);
     if let Some((n, per)) = st.rate {
         let now = Instant::now();
         while st
@@ -333,9 +329,6 @@ async fn handle(
             let Some(ttl) = ttl_of(&v["ttl"]) else {
                 return error(400, "Invalid TTL.");
             };
-            if ttl < MIN_TTL {
-                return error(400, "Invalid TTL: must be at least 600.");
-            }
             if st
                 .records
                 .iter()
@@ -360,8 +353,8 @@ async fn handle(
                 return error(400, "Record type and content are required.");
             };
             let name = fqdn(&domain, v["name"].as_str().unwrap_or(""));
-            let Some(ttl) = ttl_of(&v["ttl"]).filter(|t| *t >= MIN_TTL) else {
-                return error(400, "Invalid TTL: must be at least 600.");
+            let Some(ttl) = ttl_of(&v["ttl"]) else {
+                return error(400, "Invalid TTL.");
             };
             let Some(r) = st
                 .records
@@ -387,7 +380,7 @@ async fn handle(
         }
         ("editByNameType", [kind, sub @ ..]) if sub.len() <= 1 => {
             let name = fqdn(&domain, sub.first().copied().unwrap_or(""));
-            st.broad.push(format!("editByNameType {name} {kind}"));
+            sh.tripwire.hit(format!("editByNameType {name} {kind}"));
             let content = v["content"].as_str().unwrap_or("").to_string();
             let ttl = ttl_of(&v["ttl"]).unwrap_or(MIN_TTL);
             for r in st
@@ -402,7 +395,7 @@ async fn handle(
         }
         ("deleteByNameType", [kind, sub @ ..]) if sub.len() <= 1 => {
             let name = fqdn(&domain, sub.first().copied().unwrap_or(""));
-            st.broad.push(format!("deleteByNameType {name} {kind}"));
+            sh.tripwire.hit(format!("deleteByNameType {name} {kind}"));
             st.records
                 .retain(|r| !(r.domain == domain && r.name == name && r.kind == *kind));
             success(json!({}))
@@ -414,7 +407,7 @@ async fn handle(
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakePorkbun {
     fn stored_txt(&self, zone: &str) -> Vec<String> {
-        lock(&self.state)
+        lock(&self.shared.state)
             .records
             .iter()
             .filter(|r| r.domain == zone && r.kind == "TXT")
@@ -423,7 +416,7 @@ impl super::served::ServedTxt for FakePorkbun {
     }
 
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
-        let st = lock(&self.state);
+        let st = lock(&self.shared.state);
         let mut out = super::served::ServedSets::new();
         for r in st
             .records

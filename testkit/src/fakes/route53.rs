@@ -17,7 +17,8 @@
 //!   or `"\101"` is deleted only by echoing that text;
 //! - a request over Route 53's batch limits (1,000 `ResourceRecord` elements,
 //!   32,000 value characters, an `UPSERT` counted twice) is refused whole with
-//!   `InvalidChangeBatch` `[Number of records limit of 1000 exceeded.]`;
+//!   `InvalidChangeBatch` `[Number of records limit of 1000 exceeded.]` or
+//!   `[RDATA character limit of 32000 exceeded.]`, AWS's own wording;
 //! - a batch that does not apply answers as the real host does,
 //!   `<ErrorResponse><Error><Code>InvalidChangeBatch</Code><Message>[Tried to
 //!   delete resource record set [name='…', type='TXT'] but it was not found]`.
@@ -32,8 +33,9 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::common::lock;
-use super::fault::{Fault, Faults};
+use super::fault::Fault;
 use super::kit::{self, Recorded, ServerTask};
+use super::tripwire::Tripwire;
 
 const NS: &str = "https://route53.amazonaws.com/doc/2013-04-01/";
 
@@ -67,7 +69,6 @@ struct St {
     changes: HashMap<String, u32>,
     insync_after: u32,
     next_id: u32,
-    requests: Vec<Recorded>,
     /// Route 53's per-account request rate, when enforced: at most `.0` requests
     /// in any `.1` (arrival times kept in `arrivals`).
     rate: Option<(usize, std::time::Duration)>,
@@ -80,16 +81,11 @@ struct St {
 pub struct FakeRoute53 {
     /// Base URL to give the adapter: `http://127.0.0.1:<port>/2013-04-01`.
     pub url: String,
-    state: Arc<Mutex<St>>,
-    faults: Faults,
+    shared: Shared,
     _task: ServerTask,
 }
 
-#[derive(Clone)]
-struct Shared {
-    state: Arc<Mutex<St>>,
-    faults: Faults,
-}
+type Shared = kit::Shared<St>;
 
 fn dotted(name: &str) -> String {
     let n = name.trim_end_matches('.').to_ascii_lowercase();
@@ -116,17 +112,11 @@ impl FakeRoute53 {
             insync_after: 1,
             ..St::default()
         }));
-        let faults = Faults::default();
-        let shared = Shared {
-            state: state.clone(),
-            faults: faults.clone(),
-        };
-        let router = axum::Router::new().fallback(handle).with_state(shared);
-        let (addr, task) = kit::serve(router).await;
+        let shared = Shared::new(state.clone(), Tripwire::default());
+        let (addr, task) = shared.serve(handle).await;
         FakeRoute53 {
             url: format!("http://{addr}/2013-04-01"),
-            state,
-            faults,
+            shared,
             _task: task,
         }
     }
@@ -142,7 +132,7 @@ impl FakeRoute53 {
     }
 
     fn add(&self, name: &str, private: bool) -> String {
-        let mut st = lock(&self.state);
+        let mut st = lock(&self.shared.state);
         st.next_id += 1;
         let id = format!("Z{:04}FAKE", st.next_id);
         let apex = dotted(name);
@@ -177,7 +167,7 @@ impl FakeRoute53 {
     pub fn put_txt(&self, zone_id: &str, name: &str, ttl: i64, records: Vec<Vec<Vec<u8>>>) {
         let n = dotted(name);
         let raw = records.iter().map(|r| render_value(r)).collect();
-        lock(&self.state).sets.insert(
+        lock(&self.shared.state).sets.insert(
             (zone_id.to_string(), key(&n), "TXT".to_string()),
             (n, FakeSet { ttl, records, raw }),
         );
@@ -195,7 +185,7 @@ impl FakeRoute53 {
             .map(|v| parse_value(v).expect("a value Route 53 accepts"))
             .collect();
         let raw = values.iter().map(|v| v.to_string()).collect();
-        lock(&self.state).sets.insert(
+        lock(&self.shared.state).sets.insert(
             (zone_id.to_string(), key(&n), "TXT".to_string()),
             (n, FakeSet { ttl, records, raw }),
         );
@@ -203,14 +193,14 @@ impl FakeRoute53 {
 
     /// Removes the TXT set at `name` (another tool deleting it).
     pub fn remove_txt(&self, zone_id: &str, name: &str) {
-        lock(&self.state)
+        lock(&self.shared.state)
             .sets
             .remove(&(zone_id.to_string(), key(name), "TXT".to_string()));
     }
 
     /// The TXT set the fake holds at `name` in `zone_id`.
     pub fn txt(&self, zone_id: &str, name: &str) -> Option<FakeSet> {
-        lock(&self.state)
+        lock(&self.shared.state)
             .sets
             .get(&(zone_id.to_string(), key(name), "TXT".to_string()))
             .map(|(_, s)| s.clone())
@@ -218,34 +208,34 @@ impl FakeRoute53 {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.state).requests.clone()
+        self.shared.requests()
     }
 
     /// The next `n` requests fail with `status` and the documented body for it.
     pub fn fail_next(&self, status: u16, n: usize) {
-        self.faults.push(Fault::Status(status), n);
+        self.shared.faults.push(Fault::Status(status), n);
     }
 
     /// The next `n` requests are throttled (HTTP 400 `Throttling`).
     pub fn throttle_next(&self, n: usize, retry_after: u64) {
-        self.faults.push(Fault::Throttle { retry_after }, n);
+        self.shared.faults.push(Fault::Throttle { retry_after }, n);
     }
 
     /// Throttles (HTTP 400 `Throttling`, as Route 53 does) every request beyond
     /// `requests` in any window of `per`, as the host's documented per-account
     /// limit (5 requests per second).
     pub fn enforce_rate(&self, requests: usize, per: std::time::Duration) {
-        lock(&self.state).rate = Some((requests, per));
+        lock(&self.shared.state).rate = Some((requests, per));
     }
 
     /// How many requests [`FakeRoute53::enforce_rate`] throttled.
     pub fn throttled(&self) -> usize {
-        lock(&self.state).throttled
+        lock(&self.shared.state).throttled
     }
 
     /// A change reports `INSYNC` after this many `GetChange` polls (default 1).
     pub fn set_insync_after(&self, polls: u32) {
-        lock(&self.state).insync_after = polls;
+        lock(&self.shared.state).insync_after = polls;
     }
 
     /// How many `GetChange` requests were received.
@@ -461,8 +451,7 @@ async fn handle(
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or("").to_string();
     let mut st = lock(&sh.state);
-    st.requests
-        .push(Recorded::new(&method, &path, &query, &headers, &body));
+    sh.record(&method, &uri, &headers, &body);
     if let Some((n, per)) = st.rate {
         let now = std::time::Instant::now();
         while st.arrivals.front().is_some_and(|&t| t + per <= now) {
@@ -711,10 +700,13 @@ pub const MAX_BATCH_CHARS: usize = 32_000;
 /// Guide, "Quotas", maximums on API requests): 1,000 `ResourceRecord`
 /// elements and 32,000 characters across every `Value`, each element and
 /// character of an `UPSERT` counted twice. Over them the whole batch is
-/// refused, nothing applied, with HTTP 400 `InvalidChangeBatch`
-/// `[Number of records limit of 1000 exceeded.]` (the text SDK users report:
-/// DNSControl#508, external-dns#2537; the characters message is worded the
-/// same way, its exact text unconfirmed).
+/// refused, nothing applied, with HTTP 400 `InvalidChangeBatch` and AWS's
+/// wording as SDK users quote the real answers (AWS documents neither text):
+/// `[Number of records limit of 1000 exceeded.]`
+/// (<https://github.com/StackExchange/dnscontrol/issues/508>, dnscontrol#1114)
+/// and `[RDATA character limit of 32000 exceeded.]`
+/// (<https://github.com/StackExchange/dnscontrol/issues/908>; without the
+/// brackets in kops#4495 and external-dns#515, 2018).
 fn over_batch_limits(req: &ChangeRequest) -> Option<Response> {
     let (mut values, mut chars) = (0usize, 0usize);
     for c in &req.change_batch.changes.items {
@@ -727,7 +719,7 @@ fn over_batch_limits(req: &ChangeRequest) -> Option<Response> {
     let message = if values > MAX_BATCH_VALUES {
         format!("[Number of records limit of {MAX_BATCH_VALUES} exceeded.]")
     } else if chars > MAX_BATCH_CHARS {
-        format!("[Number of characters limit of {MAX_BATCH_CHARS} exceeded.]")
+        format!("[RDATA character limit of {MAX_BATCH_CHARS} exceeded.]")
     } else {
         return None;
     };
@@ -982,7 +974,7 @@ mod sigv4 {
 // What the host's name servers serve (the cycle test mirrors it into a real PowerDNS).
 impl super::served::ServedTxt for FakeRoute53 {
     fn stored_txt(&self, zone: &str) -> Vec<String> {
-        let st = lock(&self.state);
+        let st = lock(&self.shared.state);
         st.sets
             .iter()
             .filter(|((zid, _, kind), _)| {
@@ -1001,7 +993,7 @@ impl super::served::ServedTxt for FakeRoute53 {
     }
 
     fn served_txt(&self, zone: &str) -> super::served::ServedSets {
-        let st = lock(&self.state);
+        let st = lock(&self.shared.state);
         let mut out = super::served::ServedSets::new();
         for ((zid, _, kind), (name, set)) in &st.sets {
             let ours = st
@@ -1087,7 +1079,9 @@ mod tests {
         let (status, body) = answer("CREATE", 1, 11, &long).await;
         assert_eq!(status, 400);
         assert!(
-            body.contains("[Number of characters limit of 32000 exceeded.]"),
+            body.contains(
+                "<Code>InvalidChangeBatch</Code><Message>[RDATA character limit of 32000 exceeded.]</Message>"
+            ),
             "{body}"
         );
         assert_eq!(answer("UPSERT", 1, 5, &long).await.0, 200);

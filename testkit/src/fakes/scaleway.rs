@@ -28,7 +28,7 @@ use axum::response::Response;
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use super::common::{self, Common, Recorded, Server, Style, json, lock};
+use super::common::{self, Common, Server, Style, json, lock};
 use super::tripwire::Tripwire;
 
 /// One stored record, as Scaleway keeps it.
@@ -66,6 +66,14 @@ struct Inner {
 pub struct FakeScaleway {
     inner: Arc<Inner>,
     server: Server,
+}
+
+/// Checks the tripwire on the test's thread (the server task, holding the
+/// other reference, is dropped on a runtime thread where a panic is lost).
+impl Drop for FakeScaleway {
+    fn drop(&mut self) {
+        self.inner.tripwire.check_on_drop();
+    }
 }
 
 fn err(status: u16, kind: &str, message: &str) -> Response {
@@ -228,20 +236,10 @@ impl FakeScaleway {
         lock(&self.inner.data).page_size = n.max(1);
     }
 
-    /// Every request received, in order.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.inner.common.requests()
-    }
-
-    /// The next `n` requests fail with `status` in Scaleway's error body.
-    pub fn fail_next(&self, status: u16, n: usize) {
-        self.inner.common.fail_next(status, n);
-    }
-
-    /// The next request gets 429 `too_many_requests` with `Retry-After`.
-    pub fn rate_limit_next(&self, retry_after_secs: u64) {
-        self.inner.common.rate_limit_next(retry_after_secs);
-    }
+    common::recording!(
+        fails: "in Scaleway's error body",
+        throttle: "The next request gets 429 `too_many_requests` with `Retry-After`."
+    );
 
     /// The broad endpoints called so far (taken: the test called them on purpose).
     pub fn take_broad_calls(&self) -> Vec<String> {

@@ -12,16 +12,23 @@ use super::common::lock;
 #[derive(Debug, Default)]
 pub struct Tripwire {
     hits: Mutex<Vec<String>>,
-    /// The host's name, for the failure message.
-    host: &'static str,
+    /// What the failure says before the hits.
+    message: String,
 }
 
 impl Tripwire {
     /// A tripwire for `host`'s fake.
     pub fn new(host: &'static str) -> Tripwire {
+        Tripwire::saying(format!(
+            "the {host} fake was called on endpoints maildns must never use"
+        ))
+    }
+
+    /// A tripwire whose failure says `message`, then the hits.
+    pub fn saying(message: impl Into<String>) -> Tripwire {
         Tripwire {
             hits: Mutex::new(Vec::new()),
-            host,
+            message: message.into(),
         }
     }
 
@@ -44,11 +51,18 @@ impl Tripwire {
     /// Panics when any broad endpoint was called.
     pub fn assert_untouched(&self) {
         let hits = self.hits();
-        assert!(
-            hits.is_empty(),
-            "the {} fake was called on endpoints maildns must never use: {hits:?}",
-            self.host
-        );
+        assert!(hits.is_empty(), "{}: {hits:?}", self.message);
+    }
+
+    /// The check a fake makes when the test drops it (on the test's thread,
+    /// where a panic fails the test): panics when any broad endpoint was
+    /// called, unless the test is already failing. The hits are taken, so
+    /// the tripwire's own drop stays quiet.
+    pub fn check_on_drop(&self) {
+        let hits = self.take();
+        if !hits.is_empty() && !std::thread::panicking() {
+            panic!("{}: {hits:?}", self.message);
+        }
     }
 }
 

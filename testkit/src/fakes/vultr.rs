@@ -22,7 +22,8 @@ use axum::response::Response;
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use super::common::{self, Common, Recorded, Server, Style, json, lock, param};
+use super::common::{self, Common, Server, json, lock, param};
+use super::tripwire::Tripwire;
 
 /// One stored record, exactly as the fake holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,11 +51,11 @@ struct Data {
     per_second: usize,
     window: (Instant, usize),
     acl_denied: bool,
-    broad_calls: Vec<String>,
 }
 
 struct Inner {
     common: Arc<Common>,
+    tripwire: Tripwire,
     data: Mutex<Data>,
 }
 
@@ -134,16 +135,10 @@ async fn throttle(State(s): State<Arc<Inner>>, req: Request, next: Next) -> Resp
 impl FakeVultr {
     /// Starts the fake; requests must carry `Authorization: Bearer <key>`.
     pub async fn start(key: &str) -> FakeVultr {
-        let common = Common::new(
-            key,
-            Style {
-                auth_ok: common::bearer_ok,
-                auth_error,
-                error_body,
-            },
-        );
+        let common = Common::bearer(key, auth_error, error_body);
         let inner = Arc::new(Inner {
             common: common.clone(),
+            tripwire: Tripwire::saying("the Vultr fake's domain-wide endpoint was called"),
             data: Mutex::new(Data {
                 domains: Vec::new(),
                 records: Vec::new(),
@@ -153,7 +148,6 @@ impl FakeVultr {
                 per_second: 30,
                 window: (Instant::now(), 0),
                 acl_denied: false,
-                broad_calls: Vec::new(),
             }),
         });
         let router = Router::new()
@@ -233,39 +227,15 @@ impl FakeVultr {
 
     /// Calls of the domain-wide endpoint, taken: the fake no longer fails the test.
     pub fn take_broad_calls(&self) -> Vec<String> {
-        std::mem::take(&mut lock(&self.inner.data).broad_calls)
+        self.inner.tripwire.take()
     }
 
-    /// Every request received, in order.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.inner.common.requests()
-    }
-
-    /// Every request other than GET.
-    pub fn writes(&self) -> Vec<Recorded> {
-        self.requests()
-            .into_iter()
-            .filter(Recorded::is_write)
-            .collect()
-    }
-
-    /// The next `n` requests fail with `status` in Vultr's error body.
-    pub fn fail_next(&self, status: u16, n: usize) {
-        self.inner.common.fail_next(status, n);
-    }
-
-    /// The next request gets 429 with `Retry-After: <secs>`.
-    pub fn rate_limit_next(&self, retry_after_secs: u64) {
-        self.inner.common.rate_limit_next(retry_after_secs);
-    }
+    common::recording!(fails: "in Vultr's error body");
 }
 
 impl Drop for FakeVultr {
     fn drop(&mut self) {
-        let calls = self.take_broad_calls();
-        if !calls.is_empty() && !std::thread::panicking() {
-            panic!("the Vultr fake's domain-wide endpoint was called: {calls:?}");
-        }
+        self.inner.tripwire.check_on_drop();
     }
 }
 
@@ -431,8 +401,8 @@ async fn delete_record(
 
 /// `DELETE /domains/{d}`: removes the domain and every record. Never to be used.
 async fn delete_domain(State(s): State<Arc<Inner>>, Path(domain): Path<String>) -> Response {
+    s.tripwire.hit(format!("DELETE /domains/{domain}"));
     let mut d = lock(&s.data);
-    d.broad_calls.push(format!("DELETE /domains/{domain}"));
     d.records.retain(|r| r.domain != domain);
     d.domains.retain(|x| *x != domain);
     empty(204)

@@ -19,6 +19,17 @@ pub(crate) fn write_config(dir: &Path, name: &str, account: &str, domains: &str)
     p
 }
 
+/// The TOML lines of an account on a PowerDNS that is never reached
+/// (`127.0.0.1:9`, the discard port): for tests that stop before any DNS
+/// request.
+pub(crate) const UNREACHED_POWERDNS: &str =
+    "provider = \"powerdns\"\nbase_url = \"http://127.0.0.1:9\"";
+
+/// The `[state]` table of replica `replica` sharing the PostgreSQL state at `url`.
+pub(crate) fn shared_state(url: &str, replica: &str) -> String {
+    format!("[state]\nurl = \"{url}\"\nreplica_id = \"{replica}\"\n")
+}
+
 /// `maildns plan --exit-code` on `cfg` with `env` exits 0: nothing to change.
 /// Returns its output.
 pub(crate) fn assert_in_sync(cfg: &Path, env: &[(&str, &str)]) -> Output {

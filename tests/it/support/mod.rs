@@ -16,7 +16,9 @@ use maildns::accounts::Credentials;
 use maildns::config::Account;
 use maildns::keys::PrivateKey;
 use maildns::propagation::Clock;
-use maildns::rotation::{DomainState, KeyStatus, Performed, RunOutcome, Selector};
+use maildns::rotation::{
+    Algorithm, DomainState, KeyRecord, KeyStatus, Performed, RunOutcome, Selector,
+};
 use maildns_providers::Secret;
 use maildns_providers::hosts::route53::AwsCredentials;
 use maildns_testkit::PowerDns;
@@ -90,6 +92,37 @@ pub(crate) fn t0() -> DateTime<Utc> {
 /// A selector the test knows to be valid.
 pub(crate) fn sel(s: &str) -> Selector {
     Selector::parse(s).unwrap()
+}
+
+/// An RSA-2048 key record `selector` in `status`, made at `at`, with its key
+/// file at `key_path`: published, propagated and safe at `at` too, and active
+/// at `at` when `status` is active; nothing else has happened to it.
+pub(crate) fn key_at(
+    selector: &str,
+    status: KeyStatus,
+    at: DateTime<Utc>,
+    key_path: Option<String>,
+) -> KeyRecord {
+    KeyRecord {
+        selector: sel(selector),
+        algorithm: Algorithm::Rsa,
+        bits: 2048,
+        status,
+        created_at: at,
+        key_path,
+        published_at: Some(at),
+        propagated_at: Some(at),
+        safe_after: Some(at),
+        active_at: (status == KeyStatus::Active).then_some(at),
+        retired_at: None,
+        withdrawn_at: None,
+        destroyed_at: None,
+        not_before: None,
+        failure: None,
+        held: None,
+        attempts: 0,
+        withdrawal_safe_after: None,
+    }
 }
 
 /// The status of key `s` in `state` (`None`: no such key).

@@ -80,10 +80,8 @@ impl<S: SignerKind> Env<S> {
         self.dir.path().join("maildns.toml")
     }
 
-    /// The config text: the state directory, account `dns` on the PowerDNS
-    /// API at `api_url`, `example.com` with `records` (TOML lines: `spf`,
-    /// `dmarc`) and a DKIM key of `bits` (RSA, `%Y%m`, 30 d, overlap 14 d,
-    /// retire remove), then `signer` (a `[signer]` table or `""`).
+    /// The config text of [`rotation_toml`] with this env's state directory
+    /// and PowerDNS name server.
     pub(crate) fn toml_with(
         &self,
         api_url: &str,
@@ -91,27 +89,13 @@ impl<S: SignerKind> Env<S> {
         records: &str,
         signer: &str,
     ) -> String {
-        format!(
-            r#"state_dir = "{state}"
-[accounts.dns]
-provider = "powerdns"
-base_url = "{api_url}"
-
-[domains."example.com"]
-account = "dns"
-ttl = 300
-nameservers = ["{ns}"]
-{records}
-[domains."example.com".dkim]
-algorithms = ["rsa"]
-bits = {bits}
-selector_format = "%Y%m"
-rotation_interval = "30d"
-overlap = "14d"
-retire = "remove"
-{signer}"#,
-            state = self.state_dir().display(),
-            ns = self.pdns.dns,
+        rotation_toml(
+            &self.state_dir(),
+            api_url,
+            self.pdns.dns,
+            bits,
+            records,
+            signer,
         )
     }
 
@@ -225,6 +209,42 @@ retire = "remove"
     pub(crate) fn machine_b_files(&self) -> Vec<PathBuf> {
         walk(&self.machine_b_key_dir())
     }
+}
+
+/// The config text of a rotation test: state in `state_dir`, account `dns`
+/// on the PowerDNS API at `api_url`, `example.com` (TTL 300, name server
+/// `ns`) with `records` (TOML lines: `spf`, `dmarc`) and a DKIM key of `bits`
+/// (RSA, `%Y%m`, 30 d, overlap 14 d, retire remove), then `signer` (a
+/// `[signer]` table or `""`).
+pub(crate) fn rotation_toml(
+    state_dir: &Path,
+    api_url: &str,
+    ns: std::net::SocketAddr,
+    bits: u32,
+    records: &str,
+    signer: &str,
+) -> String {
+    format!(
+        r#"state_dir = "{state}"
+[accounts.dns]
+provider = "powerdns"
+base_url = "{api_url}"
+
+[domains."example.com"]
+account = "dns"
+ttl = 300
+nameservers = ["{ns}"]
+{records}
+[domains."example.com".dkim]
+algorithms = ["rsa"]
+bits = {bits}
+selector_format = "%Y%m"
+rotation_interval = "30d"
+overlap = "14d"
+retire = "remove"
+{signer}"#,
+        state = state_dir.display(),
+    )
 }
 
 /// A 0600 file `dir/name` holding `secret` (how tests hand maildns its

@@ -14,7 +14,7 @@
 //! `DELETE`s echo those values byte for byte, so a set changed since the read
 //! fails the batch (`InvalidChangeBatch`, mapped to [`ErrorKind::Conflict`]).
 //! A change set over one request's limits (1,000 `ResourceRecord` elements,
-//! 32,000 value characters, 100 changes) is cut into consecutive batches, each
+//! 32,000 value characters) is cut into consecutive batches, each
 //! name's `DELETE` and `CREATE` in the same one; that apply is not atomic
 //! ([`plan_batches`], [`Provider::apply_traits_for`]).
 //!
@@ -613,11 +613,9 @@ impl Provider for Route53 {
                 Some(&changes[i].name),
                 ErrorKind::Invalid,
                 format!(
-                    "refused before sending: the changes of this name alone need {} changes, {} values and {} value characters in one batch; Route 53 takes at most {}, {} and {}",
-                    cost.changes,
+                    "refused before sending: the changes of this name alone need {} values and {} value characters in one batch; Route 53 takes at most {} and {}",
                     cost.values,
                     cost.chars,
-                    BatchCost::LIMIT.changes,
                     BatchCost::LIMIT.values,
                     BatchCost::LIMIT.chars
                 ),
@@ -710,13 +708,14 @@ fn old_raw(c: &TxtChange) -> Option<RawSet> {
 /// What some changes count against the limits of one `ChangeResourceRecordSets`
 /// request (Route 53 Developer Guide, "Quotas", maximums on API requests:
 /// <https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/DNSLimitations.html>):
-/// `Change` elements, `ResourceRecord` elements, and characters across every
-/// `Value` (spaces included). An `UPSERT` counts its values and characters
-/// twice; maildns sends `DELETE` and `CREATE`, which count once.
+/// `ResourceRecord` elements, and characters across every `Value` (spaces
+/// included). An `UPSERT` counts its values and characters twice; maildns
+/// sends `DELETE` and `CREATE`, which count once. The number of `Change`
+/// elements has no quota of its own today (the "at most 100 `Change`
+/// elements" of the 2013 API text is gone from AWS's pages): each `Change`
+/// carries at least one `ResourceRecord`, so the 1,000 elements bound it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BatchCost {
-    /// `Change` elements.
-    pub changes: usize,
     /// `ResourceRecord` elements.
     pub values: usize,
     /// Characters across every `Value`.
@@ -724,10 +723,9 @@ pub struct BatchCost {
 }
 
 impl BatchCost {
-    /// Route 53's limits for one request: 100 changes, 1,000 `ResourceRecord`
-    /// elements, 32,000 value characters.
+    /// Route 53's limits for one request: 1,000 `ResourceRecord` elements,
+    /// 32,000 value characters.
     pub const LIMIT: BatchCost = BatchCost {
-        changes: MAX_BATCH_CHANGES,
         values: MAX_BATCH_VALUES,
         chars: MAX_BATCH_CHARS,
     };
@@ -737,7 +735,6 @@ impl BatchCost {
         changes.iter().fold(BatchCost::default(), |acc, c| {
             let twice = if c.action == "UPSERT" { 2 } else { 1 };
             acc.plus(BatchCost {
-                changes: 1,
                 values: c.values.len() * twice,
                 chars: c.values.iter().map(|v| v.chars().count()).sum::<usize>() * twice,
             })
@@ -746,7 +743,6 @@ impl BatchCost {
 
     fn plus(self, o: BatchCost) -> BatchCost {
         BatchCost {
-            changes: self.changes + o.changes,
             values: self.values + o.values,
             chars: self.chars + o.chars,
         }
@@ -754,9 +750,7 @@ impl BatchCost {
 
     /// Whether one request may carry this much.
     pub fn fits(&self) -> bool {
-        self.changes <= Self::LIMIT.changes
-            && self.values <= Self::LIMIT.values
-            && self.chars <= Self::LIMIT.chars
+        self.values <= Self::LIMIT.values && self.chars <= Self::LIMIT.chars
     }
 }
 
@@ -803,10 +797,7 @@ fn observed(s: xml::ListedSet) -> Observed {
     }
 }
 
-/// Most `<Change>` elements in one batch (Route 53 quotas: "Maximum number of
-/// changes per ChangeResourceRecordSets request").
-pub const MAX_BATCH_CHANGES: usize = 100;
-/// Most `<ResourceRecord>` elements in one batch.
+/// Most `<ResourceRecord>` elements in one batch (an `UPSERT`'s twice).
 pub const MAX_BATCH_VALUES: usize = 1000;
 /// Most characters across every `<Value>` of one batch.
 pub const MAX_BATCH_CHARS: usize = 32_000;
@@ -816,11 +807,7 @@ mod tests {
     use super::*;
 
     fn cost(values: usize, chars: usize) -> BatchCost {
-        BatchCost {
-            changes: 2,
-            values,
-            chars,
-        }
+        BatchCost { values, chars }
     }
 
     #[test]
@@ -828,11 +815,13 @@ mod tests {
         assert_eq!(plan_batches(&[]), Ok(vec![]));
         let costs = [cost(500, 16_000), cost(500, 16_000)];
         assert_eq!(plan_batches(&costs), Ok(std::iter::once(0..2).collect()));
-        let fifty = vec![cost(1, 10); 50];
+        // 500 names of a DELETE and a CREATE of one value each: 1,000
+        // changes, no cap on `Change` elements of their own.
+        let many = vec![cost(2, 10); 500];
         assert_eq!(
-            plan_batches(&fifty),
-            Ok(std::iter::once(0..50).collect()),
-            "100 changes fit"
+            plan_batches(&many),
+            Ok(std::iter::once(0..500).collect()),
+            "1,000 changes fit"
         );
     }
 
@@ -844,9 +833,9 @@ mod tests {
         // 32,001 characters.
         let costs = [cost(2, 16_000), cost(2, 16_000), cost(1, 1)];
         assert_eq!(plan_batches(&costs), Ok(vec![0..2, 2..3]));
-        // 102 changes: 51 names of a DELETE and a CREATE each.
-        let costs = vec![cost(2, 10); 51];
-        assert_eq!(plan_batches(&costs), Ok(vec![0..50, 50..51]));
+        // 501 names of a DELETE and a CREATE of one value each: 1,002 values.
+        let costs = vec![cost(2, 10); 501];
+        assert_eq!(plan_batches(&costs), Ok(vec![0..500, 500..501]));
         // Order kept even when a later name would fill an earlier batch.
         let costs = [cost(600, 10), cost(600, 10), cost(100, 10)];
         assert_eq!(plan_batches(&costs), Ok(vec![0..1, 1..3]));
@@ -871,7 +860,6 @@ mod tests {
         assert_eq!(
             BatchCost::of(&[c("UPSERT")]),
             BatchCost {
-                changes: 1,
                 values: 6,
                 chars: 30
             }
@@ -879,7 +867,6 @@ mod tests {
         assert_eq!(
             BatchCost::of(&[c("DELETE"), c("CREATE")]),
             BatchCost {
-                changes: 2,
                 values: 6,
                 chars: 30
             }

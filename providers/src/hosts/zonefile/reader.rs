@@ -477,7 +477,12 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
 pub struct ZoneRecord {
     /// The owner name, absolute.
     pub owner: OwnerName,
-    /// TTL in seconds, as BIND gives it (explicit, `$TTL`, or RFC 1035 rules).
+    /// TTL in seconds, as BIND gives it (explicit, `$TTL`, or RFC 1035 rules)
+    /// within its batch (the records of one owner name, as written, read in a
+    /// row): a record whose TTL differs from the first of its type in the batch
+    /// gets that first one's. An RRset written in several batches has ONE TTL
+    /// once loaded (RFC 2181 §5.2), the last batch's; the records here keep
+    /// their batch's TTL.
     pub ttl: u32,
     /// Upper-case type mnemonic, e.g. `TXT`.
     pub rtype: String,
