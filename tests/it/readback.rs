@@ -555,7 +555,7 @@ fn dkim_job(domain: &str, selector: &str, p_len: usize) -> DomainJob {
 fn served_check(domain: &str, server: std::net::SocketAddr) -> publish::ServedCheck {
     publish::ServedCheck {
         querier: Querier::new(QueryOptions::default()),
-        servers: [(fqdn(domain), vec![server])].into_iter().collect(),
+        servers: [(fqdn(domain), vec![server].into())].into_iter().collect(),
         wait: std::time::Duration::from_secs(2),
     }
 }
