@@ -22,7 +22,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::config::{Config, Domain};
+use crate::config::{Config, Domain, DomainSource};
 use crate::records::{Diagnostic, RecordKind, Severity, lint_ascii};
 
 /// One finding of the gate, located in the configuration file.
@@ -146,30 +146,45 @@ pub fn lint(config: &Config) -> Report {
             let value = s.to_value();
             let mut diags = lint_ascii(&value);
             diags.extend(s.lint());
-            add(RecordKind::Spf, "spf", d.source.spf, value, diags);
+            add(
+                RecordKind::Spf,
+                "spf",
+                DomainSource::at(d.source.spf),
+                value,
+                diags,
+            );
         }
         if let Some(s) = &d.dmarc {
             let value = s.to_value();
             let mut diags = lint_ascii(&value);
             diags.extend(s.lint());
-            add(RecordKind::Dmarc, "dmarc", d.source.dmarc, value, diags);
+            add(
+                RecordKind::Dmarc,
+                "dmarc",
+                DomainSource::at(d.source.dmarc),
+                value,
+                diags,
+            );
         }
         if let Some(s) = &d.adsp {
             let value = s.to_value();
             let mut diags = lint_ascii(&value);
             diags.extend(s.lint());
-            add(RecordKind::Adsp, "adsp", d.source.adsp, value, diags);
+            add(
+                RecordKind::Adsp,
+                "adsp",
+                DomainSource::at(d.source.adsp),
+                value,
+                diags,
+            );
         }
         if let Some(diagnostic) = ttl_diagnostic(config, d) {
-            let waived = d
-                .lint
-                .waives(diagnostic.code)
-                .then(|| d.lint.reason.clone());
+            let waived = waiver(d, diagnostic.code);
             findings.push(Finding {
                 domain: d.name.to_string(),
                 record: "TTL",
                 file: config.path.clone(),
-                line: d.source.ttl.or(d.source.line),
+                line: DomainSource::at(d.source.ttl.or(d.source.line)),
                 key: format!("{}.ttl", d.source.key),
                 value: d.ttl.to_string(),
                 diagnostic,
@@ -233,6 +248,14 @@ fn ttl_diagnostic(config: &Config, d: &Domain) -> Option<Diagnostic> {
     ))
 }
 
+/// The reason `d` gives for waiving rule `code`, when it waives it.
+fn waiver(d: &Domain, code: &str) -> Option<String> {
+    d.lint
+        .as_deref()
+        .filter(|l| l.waives(code))
+        .map(|l| l.reason.clone())
+}
+
 /// Where domain `d`'s TTL comes from, for messages: `file:line: key` of its
 /// `ttl`, or maildns's default when it sets none.
 pub fn ttl_source(config: &Config, d: &Domain) -> String {
@@ -277,15 +300,12 @@ fn finding(
     value: &str,
     diagnostic: Diagnostic,
 ) -> Finding {
-    let waived = d
-        .lint
-        .waives(diagnostic.code)
-        .then(|| d.lint.reason.clone());
+    let waived = waiver(d, diagnostic.code);
     Finding {
         domain: d.name.to_string(),
         record: kind.label(),
         file: config.path.clone(),
-        line: line.or(d.source.line),
+        line: line.or(DomainSource::at(d.source.line)),
         key: format!("{}.{field}", d.source.key),
         value: value.to_string(),
         diagnostic,

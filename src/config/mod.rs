@@ -219,8 +219,9 @@ pub struct Domain {
     pub dmarc: Option<Dmarc>,
     /// ADSP at `_adsp._domainkey` (historic; only when configured).
     pub adsp: Option<Adsp>,
-    /// Lint rules waived for this domain (`[domains."x".lint]`).
-    pub lint: LintWaiver,
+    /// Lint rules waived for this domain (`[domains."x".lint]`; `None`:
+    /// none, as for nearly every domain, which then holds no room for it).
+    pub lint: Option<Box<LintWaiver>>,
     /// Where this domain's settings are written, for messages naming file:line:key.
     pub source: DomainSource,
 }
@@ -250,15 +251,22 @@ pub struct DomainSource {
     /// The domain's dotted key, e.g. `domains."example.com"`.
     pub key: String,
     /// 1-based line of the domain's table.
-    pub line: Option<usize>,
+    pub line: Option<u32>,
     /// Line of `spf = ...`.
-    pub spf: Option<usize>,
+    pub spf: Option<u32>,
     /// Line of `dmarc = ...`.
-    pub dmarc: Option<usize>,
+    pub dmarc: Option<u32>,
     /// Line of `adsp = ...`.
-    pub adsp: Option<usize>,
+    pub adsp: Option<u32>,
     /// Line of `ttl = ...` (`None`: the TTL is maildns's default, 3600).
-    pub ttl: Option<usize>,
+    pub ttl: Option<u32>,
+}
+
+impl DomainSource {
+    /// A line as the other positions in messages are given (1-based).
+    pub fn at(line: Option<u32>) -> Option<usize> {
+        line.map(|l| l as usize)
+    }
 }
 
 /// The OpenDKIM signer (`[signer]`).
@@ -986,8 +994,9 @@ retire = "shred"
             "allow = [\"spf-too-many-lookups\"]\nreason = \"tested\"",
         ))
         .unwrap();
-        assert!(c.domains[0].lint.waives("spf-too-many-lookups"));
-        assert!(!c.domains[0].lint.waives("dmarc-bad-value"));
+        let lint = c.domains[0].lint.as_deref().expect("a waiver");
+        assert!(lint.waives("spf-too-many-lookups"));
+        assert!(!lint.waives("dmarc-bad-value"));
         let e = p(&waiver("allow = [\"spf-too-many-lookups\"]")).unwrap_err();
         assert!(
             e.to_string()

@@ -328,6 +328,7 @@ impl Shift for RawLint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DomainSource;
 
     const PATH: &str = "/etc/maildns/maildns.toml";
 
@@ -381,11 +382,15 @@ mod tests {
         assert_eq!(c.publish.max_delete_share, 0.25);
         let d5 = &c.domains[5];
         assert_eq!(d5.nameservers.len(), 2);
-        assert_eq!(d5.lint.allow, ["spf-ptr"]);
-        assert!(d5.lint.reason.contains("evil.example"));
+        let lint = d5.lint.as_deref().expect("a waiver");
+        assert_eq!(lint.allow, ["spf-ptr"]);
+        assert!(lint.reason.contains("evil.example"));
         assert!(c.domains[3].dkim.is_some());
         let line = text.lines().position(|l| l == "[domains.\"d002.example\"]");
-        assert_eq!(c.domains[2].source.line, line.map(|l| l + 1));
+        assert_eq!(
+            DomainSource::at(c.domains[2].source.line),
+            line.map(|l| l + 1)
+        );
         assert!(same(&text, 1).domains[3].dkim.as_ref().unwrap().testing);
     }
 
@@ -483,6 +488,9 @@ mod tests {
         assert_eq!(c.domains.len(), 6);
         assert_eq!(c.publish.max_delete_share, 0.5);
         let line = text.lines().position(|l| l.starts_with("[domains.\"last"));
-        assert_eq!(c.domains[5].source.line, line.map(|l| l + 1));
+        assert_eq!(
+            DomainSource::at(c.domains[5].source.line),
+            line.map(|l| l + 1)
+        );
     }
 }

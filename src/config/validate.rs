@@ -1260,17 +1260,17 @@ impl<'a> Validator<'a> {
         let lint = raw
             .lint
             .as_ref()
-            .map(|l| self.lint_waiver(&key, l))
-            .unwrap_or_default();
-        let line =
-            |s: &Option<Spanned<String>>| s.as_ref().map(|s| self.lines.line(s.span().start));
+            .map(|l| Box::new(self.lint_waiver(&key, l)));
+        // (A file of more than 4 billion lines gives no line.)
+        let at = |offset: usize| u32::try_from(self.lines.line(offset)).ok();
+        let line = |s: &Option<Spanned<String>>| s.as_ref().and_then(|s| at(s.span().start));
         let source = DomainSource {
             key: key.clone(),
-            line: Some(self.lines.line(name.span().start)),
+            line: at(name.span().start),
             spf: line(&raw.spf),
             dmarc: line(&raw.dmarc),
             adsp: line(&raw.adsp),
-            ttl: raw.ttl.as_ref().map(|t| self.lines.line(t.span().start)),
+            ttl: raw.ttl.as_ref().and_then(|t| at(t.span().start)),
         };
         Some(Domain {
             name: fqdn?,
