@@ -785,7 +785,10 @@ impl<'a> Validator<'a> {
                         .map_err(|e| e.to_string())
                 }) {
                 Err(e) => Some((
-                    format!("not a valid PostgreSQL URL: {e}"),
+                    format!(
+                        "not a valid PostgreSQL URL: {}",
+                        crate::quote::debug_escapes_to_ddd(&e)
+                    ),
                     format!("e.g. {example}"),
                 )),
                 Ok(c) if c.get_password().is_some() => Some((
