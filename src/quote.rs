@@ -52,6 +52,57 @@ pub fn escaped(text: &str) -> String {
     escape_between(text, '\'')
 }
 
+/// `message` (text from a library that quotes values with Rust's `{:?}`, as
+/// serde's and toml's error messages do: `invalid type: string "\u{1b}[31m"`)
+/// with Rust's escapes of control characters rewritten to the `\DDD` form
+/// ([`push_byte_escapes`]): `\u{1b}` becomes `\027`, `\n` `\010`, `\t`
+/// `\009`, `\r` `\013`, `\0` `\000`. `\\`, `\"`, `\'` and the `\u{..}` of a
+/// character that is not a control character are kept as they are, so the
+/// quoting still reads as before. Written here because no crate converts
+/// between the two escape forms.
+pub fn debug_escapes_to_ddd(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + 1..];
+        let simple = match tail.chars().next() {
+            Some('n') => Some('\n'),
+            Some('t') => Some('\t'),
+            Some('r') => Some('\r'),
+            Some('0') => Some('\0'),
+            _ => None,
+        };
+        if let Some(c) = simple {
+            push_byte_escapes(c, &mut out);
+            rest = &tail[1..];
+            continue;
+        }
+        if let Some(c) = tail
+            .strip_prefix("u{")
+            .and_then(|t| t.split_once('}'))
+            .filter(|(hex, _)| (1..=6).contains(&hex.len()))
+            .and_then(|(hex, after)| {
+                let c = char::from_u32(u32::from_str_radix(hex, 16).ok()?)?;
+                Some((c, after))
+            })
+            .filter(|(c, _)| c.is_control())
+        {
+            push_byte_escapes(c.0, &mut out);
+            rest = c.1;
+            continue;
+        }
+        // Any other escape (`\\`, `\"`, a printable `\u{..}`): kept, its
+        // second character with it so `\\n` stays a backslash and an `n`.
+        let len = tail.chars().next().map_or(0, char::len_utf8);
+        out.push('\\');
+        out.push_str(&tail[..len]);
+        rest = &tail[len..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +115,25 @@ mod tests {
         assert_eq!(quoted(r#"say "hi" \o/"#), r#""say \"hi\" \\o/""#);
         assert_eq!(quoted("café"), "\"café\"");
         assert_eq!(escaped("it's\u{1b}"), r"it\'s\027");
+    }
+
+    #[test]
+    fn rust_debug_escapes_become_decimal_byte_escapes() {
+        assert_eq!(
+            debug_escapes_to_ddd(r#"invalid type: string "\u{1b}[31mred", expected i64"#),
+            r#"invalid type: string "\027[31mred", expected i64"#
+        );
+        let debug = format!("{:?}", "a\n\t\r\0\u{7f}\u{9b}z");
+        assert_eq!(
+            debug_escapes_to_ddd(&debug),
+            quoted("a\n\t\r\0\u{7f}\u{9b}z")
+        );
+        // Kept: escaped backslash and quote, printable `\u{..}`, a lone `\`.
+        assert_eq!(
+            debug_escapes_to_ddd(r#"\\n \" \u{301} \u{zz} end\"#),
+            r#"\\n \" \u{301} \u{zz} end\"#
+        );
+        assert_eq!(debug_escapes_to_ddd("plain é"), "plain é");
     }
 
     #[test]

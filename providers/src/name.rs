@@ -45,7 +45,8 @@ pub enum NameError {
     },
     /// A character that has no place in a host or service label.
     #[error(
-        "'{name}' contains {ch:?} at byte {at}; use letters, digits, '-' and '_' (IDN names are converted to punycode)"
+        "'{name}' contains '{}' at byte {at}; use letters, digits, '-' and '_' (IDN names are converted to punycode)",
+        shown_char(*.ch)
     )]
     BadCharacter {
         /// The name as given.
@@ -61,6 +62,22 @@ pub enum NameError {
         /// The name as given.
         name: String,
     },
+}
+
+/// `c` as a message shows it between single quotes: `'` and `\` with a
+/// backslash, a control character (C0, DEL, C1) as the `\DDD` escapes of its
+/// UTF-8 bytes (ESC is `\027`), the form every maildns message uses, rather
+/// than Rust's `{:?}` (`'\u{1b}'`). (The binary's `quote` module does the
+/// same for strings; this crate cannot reach it.)
+fn shown_char(c: char) -> String {
+    if c == '\'' || c == '\\' {
+        format!("\\{c}")
+    } else if c.is_control() {
+        let mut buf = [0u8; 4];
+        crate::txt::escape_for_display(c.encode_utf8(&mut buf).as_bytes())
+    } else {
+        c.to_string()
+    }
 }
 
 /// A fully qualified, lowercased, validated domain name, stored without the trailing dot.
@@ -259,6 +276,29 @@ mod tests {
             Fqdn::parse(&long),
             Err(NameError::NameTooLong { .. })
         ));
+    }
+
+    /// The offending character is shown as maildns shows any control
+    /// character (`\027`), never with Rust's `\u{1b}`.
+    #[test]
+    fn bad_character_message_uses_byte_escapes() {
+        let e = Fqdn::parse("b\u{1b}.test").unwrap_err();
+        assert!(matches!(
+            e,
+            NameError::BadCharacter {
+                ch: '\u{1b}',
+                at: 1,
+                ..
+            }
+        ));
+        let shown = e.to_string();
+        assert!(shown.contains(r"contains '\027' at byte 1"), "{shown}");
+        assert!(!shown.contains("\\u{"), "{shown}");
+        let e = Fqdn::parse("a b.com").unwrap_err();
+        assert!(e.to_string().contains("contains ' ' at byte 1"), "{e}");
+        assert_eq!(shown_char('\''), r"\'");
+        assert_eq!(shown_char('\\'), r"\\");
+        assert_eq!(shown_char('\u{9b}'), r"\194\155");
     }
 
     #[test]

@@ -166,6 +166,29 @@ fn check_store_name(flag: &str, name: &str) -> anyhow::Result<()> {
         }
         .into());
     }
+    if is_url(name) {
+        // A malformed URL on the command line is a usage error (64), as a
+        // malformed `[state] url` is a configuration error (65); checked as
+        // the configuration checks it (libpq's `%` escapes and sslmode, then
+        // the driver's parser), before anything connects.
+        let parsed = crate::rotation::store::tls::PgTls::split_url(name)
+            .map_err(|e| e.to_string())
+            .and_then(|(rest, _)| {
+                rest.parse::<tokio_postgres::Config>()
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = parsed {
+            return Err(super::common::Coded {
+                code: super::common::Exit::Usage,
+                message: format!(
+                    "{flag}: not a valid PostgreSQL URL: {}; write it as postgres://USER@HOST:PORT/DATABASE",
+                    crate::quote::debug_escapes_to_ddd(&e)
+                ),
+            }
+            .into());
+        }
+    }
     Ok(())
 }
 

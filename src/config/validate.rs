@@ -291,7 +291,10 @@ impl<'a> Validator<'a> {
             path: self.path.to_path_buf(),
             line: e.span().map(|s| self.lines.line(s.start)),
             key,
-            message: unknown_field_message(e.message().trim(), expected),
+            message: crate::quote::debug_escapes_to_ddd(&unknown_field_message(
+                e.message().trim(),
+                expected,
+            )),
             hint: Some(
                 "see fixtures/quickstart/maildns.toml and the README's configuration section"
                     .into(),
@@ -782,7 +785,10 @@ impl<'a> Validator<'a> {
                         .map_err(|e| e.to_string())
                 }) {
                 Err(e) => Some((
-                    format!("not a valid PostgreSQL URL: {e}"),
+                    format!(
+                        "not a valid PostgreSQL URL: {}",
+                        crate::quote::debug_escapes_to_ddd(&e)
+                    ),
                     format!("e.g. {example}"),
                 )),
                 Ok(c) if c.get_password().is_some() => Some((

@@ -152,21 +152,38 @@ pub fn minutes(d: TimeDelta) -> String {
     humantime::format_duration(whole).to_string()
 }
 
+/// How long a wait has lasted, in words: to the minute (`1h 1m`), or to
+/// the second under a minute (`30s`), so a short bound reads sensibly.
+fn elapsed(d: TimeDelta) -> String {
+    if d >= TimeDelta::minutes(1) {
+        return minutes(d);
+    }
+    let secs = u64::try_from(d.num_seconds().max(0)).unwrap_or_default();
+    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+}
+
+/// A configured duration as written in the configuration (humantime's
+/// form, to the millisecond: `4s`, `1h 30m`, `500ms`).
+fn configured(d: TimeDelta) -> String {
+    let ms = u64::try_from(d.num_milliseconds().max(0)).unwrap_or(u64::MAX);
+    humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
+}
+
 impl PropagationWait {
     /// The attention line of an overdue wait, as `status` and the daemon
     /// say it: what waits, since when, how long against `bound`, and what
     /// the servers answered.
     fn reason(&self, bound: TimeDelta, now: DateTime<Utc>) -> String {
         format!(
-            "{} not served by every authoritative server after {} (since {}; more than propagation.daemon_timeout, {}): {}",
+            "{} not served by every authoritative server after {} (since {}; more than propagation.daemon_timeout ({})): {}",
             if self.status == KeyStatus::Published {
                 "record"
             } else {
                 "withdrawal"
             },
-            minutes(now - self.since),
+            elapsed(now - self.since),
             self.since.format("%Y-%m-%d %H:%M UTC"),
-            minutes(bound),
+            configured(bound),
             self.detail
         )
     }
@@ -600,7 +617,7 @@ mod tests {
         assert_eq!(s.attention[0].selector.as_deref(), Some("202610"));
         assert_eq!(
             s.attention[0].reason,
-            "record not served by every authoritative server after 2h 30m (since 2026-10-01 12:00 UTC; more than propagation.daemon_timeout, 1h): 202610._domainkey.example.com: 127.0.0.1:5300: REFUSED"
+            "record not served by every authoritative server after 2h 30m (since 2026-10-01 12:00 UTC; more than propagation.daemon_timeout (1h)): 202610._domainkey.example.com: 127.0.0.1:5300: REFUSED"
         );
         // A longer bound: still only a wait.
         let s = domain_status(&state, Some(&p), vec![], TimeDelta::hours(3), late);
@@ -609,6 +626,16 @@ mod tests {
         state.keys[0].attempts = 1;
         let s = domain_status(&state, Some(&p), vec![], bound, late);
         assert!(s.attention.is_empty(), "{:?}", s.attention);
+    }
+
+    #[test]
+    fn durations_in_the_attention_line_read_as_configured() {
+        assert_eq!(configured(TimeDelta::seconds(4)), "4s");
+        assert_eq!(configured(TimeDelta::minutes(90)), "1h 30m");
+        assert_eq!(configured(TimeDelta::milliseconds(500)), "500ms");
+        assert_eq!(elapsed(TimeDelta::seconds(30)), "30s");
+        assert_eq!(elapsed(TimeDelta::seconds(61)), "1m");
+        assert_eq!(elapsed(TimeDelta::minutes(61)), "1h 1m");
     }
 
     #[test]

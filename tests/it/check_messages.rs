@@ -160,3 +160,40 @@ signing_table = "signing.table"
         .collect();
     assert_eq!(lines, [11, 13], "{v}");
 }
+
+/// A wrongly typed value holding an ESC (`ttl = "\u001b[31mred"`, serde's
+/// "invalid type" message) and a domain name holding one both show it as
+/// `\027`, never as Rust's `\u{1b}`.
+#[test]
+fn type_and_name_errors_quote_control_characters_with_byte_escapes() {
+    let (_dir, cfg) = config(
+        r#"state_dir = "state"
+[accounts.local]
+provider = "zonefile"
+path = "zone.db"
+
+[domains."a.test"]
+account = "local"
+ttl = "\u001b[31mred"
+
+[domains."b\u001b.test"]
+account = "local"
+"#,
+    );
+    let file = cfg.display().to_string();
+    let out = cmd().args(["-c", &file, "check"]).run();
+    assert_eq!(out.code(), Some(65), "{}", out.text());
+    let stderr = out.stderr_text();
+    assert!(
+        stderr.contains(&format!(
+            "{file}:8: domains.\"a.test\".ttl: invalid type: string \"\\027[31mred\", expected i64"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("'b\\027.test' contains '\\027' at byte 1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("\\u{"), "Rust escapes in {stderr}");
+    assert!(!stderr.contains('\u{1b}'), "raw ESC in {stderr}");
+}

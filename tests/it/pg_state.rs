@@ -928,6 +928,47 @@ fn migrate_state_refuses_a_store_name_that_is_neither_url_nor_path() {
     }
 }
 
+/// From a user trial: a malformed postgres:// URL in `--to` exited 1 (a
+/// failed connection), while a non-URL exited 64 and a malformed `[state]
+/// url` 65. A malformed URL on the command line is a usage error: exit 64,
+/// for `--to` and `--from`, before anything connects or is made, the
+/// password not repeated. No server is needed (port 1 is never reached).
+#[test]
+fn migrate_state_refuses_a_malformed_postgres_url_as_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    SqliteStore::open_locked(&state)
+        .unwrap()
+        .save(&sample_state("example.com"), &[])
+        .unwrap();
+    let state = state.to_str().unwrap();
+    for url in [
+        "postgres://u@127.0.0.1:1/mail%ZZdns",
+        "postgres://u:StatePw99@127.0.0.1:1/maildns%00",
+        "postgresql://u@127.0.0.1:1/maildns?sslmode=sometimes",
+        "postgres://u:StatePw99@127.0.0.1:notaport/maildns",
+    ] {
+        for (from, to, flag) in [(state, url, "--to"), (url, state, "--from")] {
+            let out = cmd()
+                .current_dir(dir.path())
+                .args(["migrate-state", "--from", from, "--to", to])
+                .run();
+            let text = out.text();
+            assert_eq!(out.status.code(), Some(64), "{flag} {url}: {text}");
+            assert!(
+                text.contains(&format!("{flag}: not a valid PostgreSQL URL: ")),
+                "{flag} {url}: {text}"
+            );
+            assert!(!text.contains("StatePw99"), "{text}");
+            let made: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(made, [std::ffi::OsString::from("state")], "{url}");
+        }
+    }
+}
+
 /// From a user trial: `migrate-state --from D --to D` blamed "another
 /// maildns" holding the lock (its own pid). The same store, by the same or
 /// another spelling of its path, is a usage error (exit 64) and the store is

@@ -58,7 +58,7 @@ async fn a_refusing_nameserver_raises_attention_after_the_propagation_bound() {
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(
         failures[0].starts_with(
-            "ATTENTION propagation 202401: record not served by every authoritative server after 1h 1m (since 2024-01-10 00:00 UTC; more than propagation.daemon_timeout, 1h): 202401._domainkey.example.com"
+            "ATTENTION propagation 202401: record not served by every authoritative server after 1h 1m (since 2024-01-10 00:00 UTC; more than propagation.daemon_timeout (1h)): 202401._domainkey.example.com"
         ),
         "{failures:?}"
     );
@@ -129,4 +129,50 @@ async fn a_silent_nameserver_raises_attention_after_the_propagation_bound() {
             && (failures[0].contains(&exchange) || failures[0].contains(&deadline)),
         "{failures:?}"
     );
+}
+
+/// From a user trial: with `daemon_timeout = "4s"` the attention line said
+/// "after 1m (…; more than propagation.daemon_timeout, under a minute)". It
+/// gives the bound as configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_daemon_timeout_is_named_as_configured() {
+    let env = Env::start((), 60).await;
+    let other = PowerDns::start();
+    let text = env.toml(&env.pdns.api_url, 1024, "").replace(
+        &format!("nameservers = [\"{}\"]", env.pdns.dns),
+        &format!("nameservers = [\"{}\", \"{}\"]", env.pdns.dns, other.dns),
+    ) + "\n[propagation]\ndaemon_timeout = \"4s\"\n";
+    let config = env.load(&text);
+    let clock = FakeClock::at(t0());
+    let out = env.run(&config, &clock).await;
+    assert!(out.failures().is_empty(), "{:?}", out.failures());
+    // Checks come at the runner's pace: run each minute until the second
+    // check finds the wait past its 4 s bound.
+    let mut failures = Vec::new();
+    for _ in 0..10 {
+        clock.advance(TimeDelta::minutes(1));
+        failures = env.run(&config, &clock).await.failures();
+        if !failures.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        failures[0].starts_with(
+            "ATTENTION propagation 202401: record not served by every authoritative server after "
+        ) && failures[0].contains(
+            "m (since 2024-01-10 00:00 UTC; more than propagation.daemon_timeout (4s)): 202401._domainkey.example.com"
+        ),
+        "{failures:?}"
+    );
+
+    // `status` (real clock, far past the bound) names the bound the same way.
+    let st = cmd().config(env.config_path()).args(["status"]).run();
+    assert_eq!(st.code(), Some(4), "{}", st.text());
+    let text = st.stdout_text();
+    assert!(
+        text.contains("more than propagation.daemon_timeout (4s)):"),
+        "{text}"
+    );
+    assert!(!text.contains("under a minute"), "{text}");
 }
