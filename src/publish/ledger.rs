@@ -205,11 +205,21 @@ impl<'de> serde::de::Visitor<'de> for RecordsIn<'_> {
 }
 
 /// A ledger file being written (to a temporary file, renamed over the
-/// ledger when complete): one entry per line, each as it comes.
+/// ledger when complete, removed when not): one entry per line, each as it
+/// comes.
 struct FileOut {
     out: std::io::BufWriter<std::fs::File>,
     path: PathBuf,
     entries: usize,
+    renamed: bool,
+}
+
+impl Drop for FileOut {
+    fn drop(&mut self) {
+        if !self.renamed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl FileOut {
@@ -223,6 +233,7 @@ impl FileOut {
             })?),
             path,
             entries: 0,
+            renamed: false,
         };
         out.write(b"{\"version\": 1, \"records\": [")?;
         Ok(out)
@@ -252,8 +263,9 @@ impl FileOut {
             error,
         };
         std::io::Write::flush(&mut self.out).map_err(io)?;
-        drop(self.out);
-        std::fs::rename(&self.path, to).map_err(io)
+        std::fs::rename(&self.path, to).map_err(io)?;
+        self.renamed = true;
+        Ok(())
     }
 }
 
@@ -1040,6 +1052,12 @@ mod tests {
                 std::fs::read_to_string(dir.path().join(FILE)).unwrap(),
                 text
             );
+            // Nothing else is left in the directory (no half-written copy).
+            let names: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, vec![std::ffi::OsString::from(FILE)], "{text}");
         }
     }
 
