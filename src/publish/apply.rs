@@ -1485,4 +1485,41 @@ mod tests {
         let at = |e: &str| events.iter().position(|x| x == e).unwrap();
         assert!(at("write a.example") < at("read b.example"), "{events:?}");
     }
+
+    #[tokio::test]
+    async fn a_job_is_made_only_when_its_account_has_room() {
+        // One request at a time: each domain's job is made after the one
+        // before it is written, not all before the first request.
+        let domains = ["a.example", "b.example", "c.example"];
+        let host = holding(&domains);
+        let mut providers: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
+        providers.insert("a".into(), host.clone());
+        let made = host.clone();
+        let jobs = Jobs::new(&["a"; 3], 6, 0, move |i| {
+            made.events
+                .lock()
+                .unwrap()
+                .push(format!("make {}", domains[i]));
+            spf_and_dmarc(domains[i])
+        });
+        let mut out = Vec::new();
+        run_each(jobs, &providers, APPLY, None, &mut |o| out.push(o)).await;
+        assert!(
+            out.iter().all(|o| o.error.is_none() && o.applied == 2),
+            "{out:?}"
+        );
+        let events = host.events.lock().unwrap().clone();
+        let at = |e: &str| events.iter().position(|x| x == e).unwrap();
+        for pair in domains.windows(2) {
+            assert!(
+                at(&format!("write _dmarc.{}", pair[0])) < at(&format!("make {}", pair[1])),
+                "{events:?}"
+            );
+        }
+        assert_eq!(
+            events.iter().filter(|e| e.starts_with("make ")).count(),
+            3,
+            "{events:?}"
+        );
+    }
 }
