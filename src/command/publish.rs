@@ -460,8 +460,8 @@ async fn run_inner(
         }
     }
     report.domains = kept;
-    // The ledger as read goes before the changes are saved (saving reads the
-    // file again: two whole ledgers of a large run at once otherwise).
+    // The ledger as read goes before the changes are saved (its memory is
+    // free for the saving, which copies the file entry by entry).
     let (changes, taken) = sink.into_parts();
     drop(ledger);
     finish(
@@ -576,16 +576,29 @@ fn jobs_for(
         let d = domains[i];
         let (entries, warnings) = prepared.remove(&i).unwrap_or_default();
         note_keys(d, &entries, &warnings, report);
-        let mut desired = for_domain(d, &entries)?;
-        desired.extend(ledger.retractions(d));
-        jobs.push(DomainJob {
-            domain: d.name.clone(),
-            account: d.account.clone(),
-            zone: d.zone.clone(),
-            desired,
-        });
+        jobs.push(domain_job(d, &entries, ledger)?);
     }
     Ok(jobs)
+}
+
+/// Domain `d`'s job: its desired records with `entries` (its DKIM entries)
+/// and the retractions the ledger asks for.
+///
+/// # Errors
+/// A record name cannot be formed.
+fn domain_job(
+    d: &Domain,
+    entries: &[crate::publish::DkimEntry],
+    ledger: &Ledger,
+) -> Result<DomainJob, NameError> {
+    let mut desired = for_domain(d, entries)?;
+    desired.extend(ledger.retractions(d));
+    Ok(DomainJob {
+        domain: d.name.clone(),
+        account: d.account.clone(),
+        zone: d.zone.clone(),
+        desired,
+    })
 }
 
 /// The jobs of every domain of `domains` (all ready: their DKIM entries in
@@ -602,17 +615,7 @@ fn lazy_jobs<'a>(
     report: &mut Report,
 ) -> Result<publish::Jobs<'a>, PublishError> {
     let entries = |i: usize| prepared.get(&i).map(|p| &p.0[..]).unwrap_or(&[]);
-    let job = move |i: usize| -> Result<DomainJob, NameError> {
-        let d = domains[i];
-        let mut desired = for_domain(d, entries(i))?;
-        desired.extend(ledger.retractions(d));
-        Ok(DomainJob {
-            domain: d.name.clone(),
-            account: d.account.clone(),
-            zone: d.zone.clone(),
-            desired,
-        })
-    };
+    let job = move |i: usize| domain_job(domains[i], entries(i), ledger);
     let (mut managed, mut removals) = (0, 0);
     for (i, d) in domains.iter().enumerate() {
         let warnings = prepared.get(&i).map(|p| &p.1[..]).unwrap_or(&[]);
